@@ -1,0 +1,88 @@
+"""Commands under ``flask --app server ...``: organization set-up, users, tokens, TLS
+certificate for local HTTPS, demo data, and the command groups of other areas."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from server.db import db
+
+
+@click.command("init-org")
+@click.option("--name", default="Regarding", show_default=True)
+def init_org(name: str) -> None:
+    """Create the organization, root business unit and built-in roles (idempotent)."""
+    from server.security.bootstrap import ensure_organization
+    ensure_organization(name)
+    db.session.commit()
+    click.echo("Organization ready.")
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.argument("full_name")
+@click.option("--role", "roles", multiple=True, help="A security role name (repeatable).")
+@click.password_option(help="Prompted for when not given.")
+def create_user(email: str, full_name: str, roles: tuple[str, ...], password: str) -> None:
+    """Create a user in the root business unit."""
+    from server.security.bootstrap import create_user as make, ensure_organization
+    from server.security.passwords import check_password_strength
+    if problem := check_password_strength(password):
+        raise click.BadParameter(problem, param_hint="password")
+    ensure_organization()
+    user = make(email, full_name, password=password, roles=list(roles) or ["Salesperson"])
+    db.session.commit()
+    click.echo(f"Created user {user.email} (id {user.id}).")
+
+
+@click.command("create-token")
+@click.argument("email")
+@click.option("--name", default="CLI token", show_default=True)
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 366))
+def create_token(email: str, name: str, days: int) -> None:
+    """Create an API token for a user and print it once."""
+    from server.security import tokens
+    from server.security.models import User
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise click.ClickException(f"No user {email}.")
+    _, secret = tokens.issue(user, name, days=days)
+    db.session.commit()
+    click.echo(secret)
+
+
+@click.command("tls-cert")
+@click.option("--host", "hosts", multiple=True, default=("localhost", "127.0.0.1"), show_default=True)
+def tls_cert(hosts: tuple[str, ...]) -> None:
+    """Write a self-signed certificate for local HTTPS into the instance folder (kept if it
+    exists and is still valid). Outlook only loads add-ins over HTTPS."""
+    from server.tls import ensure_self_signed
+    cert, key = ensure_self_signed(Path(current_app.instance_path), list(hosts))
+    click.echo(f"{cert}\n{key}")
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Load the deterministic demo organization (idempotent: does nothing when loaded)."""
+    from server.demo import seed
+    summary = seed()
+    db.session.commit()
+    click.echo(summary)
+
+
+def init_app(app) -> None:
+    for command in (init_org, create_user, create_token, tls_cert, seed_demo):
+        app.cli.add_command(command)
+    # Command groups of other areas, registered when present.
+    for module, attr in (("server.addin.manifest", "manifest_cli"), ("server.sync.cli", "sync_cli")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        app.cli.add_command(getattr(mod, attr))

@@ -1,0 +1,100 @@
+"""Configuration: defaults, the instance folder and ``REGARDING_*`` environment variables.
+
+Order of precedence (last wins): the defaults below, ``instance/config.py``, environment
+variables, then the mapping passed to ``create_app(config)``. Every key is documented in
+``.env.sample``. Secrets that are not given are generated once into the instance folder so
+that a fresh checkout runs without any set-up.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+# Environment variable -> (config key, parser). One place lists every key we read.
+ENV_KEYS: dict[str, tuple[str, Any]] = {
+    "REGARDING_SECRET_KEY": ("SECRET_KEY", str),
+    "REGARDING_DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
+    "REGARDING_ENCRYPTION_KEY": ("REGARDING_ENCRYPTION_KEY", str),
+    "REGARDING_BASE_URL": ("REGARDING_BASE_URL", str),
+    "REGARDING_TLS_CERT": ("REGARDING_TLS_CERT", str),
+    "REGARDING_TLS_KEY": ("REGARDING_TLS_KEY", str),
+    "REGARDING_ATTACHMENT_STORAGE": ("REGARDING_ATTACHMENT_STORAGE", str),
+    "REGARDING_MAX_REQUEST_BYTES": ("MAX_CONTENT_LENGTH", int),
+    "REGARDING_SECURE_COOKIES": ("SESSION_COOKIE_SECURE", lambda v: v.lower() in ("1", "true", "yes")),
+    "REGARDING_SIGNIN_MAX_FAILURES": ("REGARDING_SIGNIN_MAX_FAILURES", int),
+    "REGARDING_SIGNIN_LOCKOUT_SECONDS": ("REGARDING_SIGNIN_LOCKOUT_SECONDS", int),
+    "REGARDING_ADDIN_ID": ("REGARDING_ADDIN_ID", str),
+    "REGARDING_SSO_CLIENT_ID": ("REGARDING_SSO_CLIENT_ID", str),
+    "REGARDING_SSO_CLIENT_SECRET": ("REGARDING_SSO_CLIENT_SECRET", str),
+    "REGARDING_SSO_TENANT": ("REGARDING_SSO_TENANT", str),
+    "REGARDING_SSO_RESOURCE": ("REGARDING_SSO_RESOURCE", str),
+    "REGARDING_LOG_LEVEL": ("REGARDING_LOG_LEVEL", str),
+    "REGARDING_INSTANCE_DIR": ("REGARDING_INSTANCE_DIR", str),
+    "REGARDING_BEHIND_PROXY": ("REGARDING_BEHIND_PROXY", lambda v: v.lower() in ("1", "true", "yes")),
+}
+
+
+def defaults(instance_path: Path) -> dict[str, Any]:
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance_path / 'regarding.db'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
+        "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,  # add-in tracking posts bodies + attachments
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": True,  # the server is served over HTTPS, even locally
+        "REMEMBER_COOKIE_SECURE": True,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": None,  # tied to the session instead of a clock
+        "REGARDING_ATTACHMENT_STORAGE": "db",  # or "disk" (instance/attachments)
+        "REGARDING_SIGNIN_MAX_FAILURES": 5,
+        "REGARDING_SIGNIN_LOCKOUT_SECONDS": 300,
+        "REGARDING_API_TOKEN_DAYS": 90,
+        "REGARDING_PAGE_SIZE": 25,
+        "REGARDING_LOG_LEVEL": "INFO",
+    }
+
+
+def instance_secret(instance_path: Path, name: str, make) -> str:
+    """Read a secret from the instance folder, creating it (mode 0600) on first use."""
+    path = instance_path / name
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def from_environ(environ: dict[str, str] | os._Environ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for env, (key, parse) in ENV_KEYS.items():
+        if environ.get(env):
+            out[key] = parse(environ[env])
+    return out
+
+
+def load(app, overrides: dict[str, Any] | None) -> None:
+    """Fill ``app.config`` in order of precedence and generate missing secrets."""
+    instance = Path(app.instance_path)
+    app.config.from_mapping(defaults(instance))
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.update(from_environ(os.environ))
+    app.config.update(overrides or {})
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret(instance, "secret_key", lambda: secrets.token_hex(32))
+    if not app.config.get("REGARDING_ENCRYPTION_KEY"):
+        from cryptography.fernet import Fernet
+
+        app.config["REGARDING_ENCRYPTION_KEY"] = instance_secret(
+            instance, "encryption_key", lambda: Fernet.generate_key().decode()
+        )
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("postgres://"):  # Heroku-style URLs
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    app.config["SQLALCHEMY_DATABASE_URI"] = url

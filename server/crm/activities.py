@@ -1,0 +1,213 @@
+"""Activities (email, appointment, task, phone call), their parties, attachments and regarding.
+
+Activities share one table (``activity``, like Dynamics' activity pointer) joined to one table
+per type. *Regarding* is a set of nullable foreign keys of which at most one is set (checked
+by the database), so it can never dangle: deleting the record clears the link.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.crm.models import Owned
+from server.db import db
+
+# The record types an activity may be regarding, in the order the UI lists them.
+REGARDING_TYPES = ("account", "contact", "lead", "opportunity", "case")
+# The record types an activity party may point to.
+PARTY_TYPES = ("user", "contact", "account", "lead", "queue")
+
+PARTY_ROLES = ("from", "to", "cc", "bcc", "organizer", "required", "optional", "owner")
+EMAIL_STATUSES = ("draft", "pending_send", "sending", "sent", "received", "failed", "canceled")
+
+
+def _at_most_one(columns: list[str], name: str) -> CheckConstraint:
+    expr = " + ".join(f"(CASE WHEN {c} IS NULL THEN 0 ELSE 1 END)" for c in columns)
+    return CheckConstraint(f"{expr} <= 1", name=name)
+
+
+REGARDING_COLUMNS = {t: f"regarding_{t}_id" for t in REGARDING_TYPES}
+PARTY_COLUMNS = {t: f"{t}_id" for t in PARTY_TYPES}
+_REGARDING_TABLES = {"case": "support_case"}
+
+
+class Activity(Owned, db.Model):
+    __tablename__ = "activity"
+    __table_args__ = (
+        CheckConstraint("(owner_user_id IS NULL) <> (owner_team_id IS NULL)", name="one_owner"),
+        _at_most_one(list(REGARDING_COLUMNS.values()), "one_regarding"),
+        Index("ix_activity_timeline", "created_on", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_type: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(400), default="")
+    description: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10), default="open")  # open completed canceled
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    scheduled_start: Mapped[datetime | None]
+    scheduled_end: Mapped[datetime | None]
+    actual_end: Mapped[datetime | None]
+    # When the activity happened, for the timeline: sent/received time, meeting start...
+    occurred_on: Mapped[datetime] = mapped_column(index=True)
+
+    regarding_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("account.id", ondelete="SET NULL"), index=True)
+    regarding_contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact.id", ondelete="SET NULL"), index=True)
+    regarding_lead_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lead.id", ondelete="SET NULL"), index=True)
+    regarding_opportunity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("opportunity.id", ondelete="SET NULL"), index=True)
+    regarding_case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("support_case.id", ondelete="SET NULL"), index=True)
+
+    parties: Mapped[list[ActivityParty]] = relationship(
+        back_populates="activity", cascade="all, delete-orphan", order_by="ActivityParty.id")
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="activity", cascade="all, delete-orphan", order_by="Attachment.id")
+
+    __mapper_args__ = {"polymorphic_on": "activity_type", "polymorphic_identity": "activity"}
+
+    @property
+    def regarding_ref(self) -> tuple[str, int] | None:
+        """``(record type, id)`` of what this activity is regarding, or None."""
+        for kind, column in REGARDING_COLUMNS.items():
+            value = getattr(self, column)
+            if value is not None:
+                return kind, value
+        return None
+
+    def set_regarding(self, kind: str | None, record_id: int | None) -> None:
+        """Point regarding at one record (or nowhere); callers check the record exists and
+        that the user may append to it (``crm.regarding``)."""
+        if kind is not None and kind not in REGARDING_COLUMNS:
+            raise ValueError(f"an activity cannot be regarding a {kind}")
+        for k, column in REGARDING_COLUMNS.items():
+            setattr(self, column, record_id if k == kind else None)
+
+
+class Email(Activity):
+    __tablename__ = "email"
+    __table_args__ = (Index("ix_email_conversation", "conversation_id"),)
+    id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(10), default="incoming")  # incoming outgoing
+    status: Mapped[str] = mapped_column(String(15), default="received")
+    html_body: Mapped[str | None] = mapped_column(Text)  # sanitized before it is stored
+    text_body: Mapped[str | None] = mapped_column(Text)
+    # Normalized Message-ID (or "sha256:<hash>" when there is none): the email's identity.
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    # Unique per tracked copy: the identity, or identity + owner when the org tracks email
+    # between two users as two activities. Makes storing an email idempotent.
+    dedupe_key: Mapped[str | None] = mapped_column(String(1100), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998), index=True)
+    references: Mapped[str | None] = mapped_column(Text)
+    conversation_index: Mapped[str | None] = mapped_column(String(400))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    tracking_token: Mapped[str | None] = mapped_column(String(40), index=True)
+    sent_on: Mapped[datetime | None]
+    received_on: Mapped[datetime | None]
+    correlation_method: Mapped[str | None] = mapped_column(String(20))
+    parent_activity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="SET NULL"), index=True)
+    receiving_mailbox_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    sender_address: Mapped[str | None] = mapped_column(String(320))
+    to_recipients: Mapped[str | None] = mapped_column(Text)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __mapper_args__ = {"polymorphic_identity": "email", "inherit_condition": id == Activity.id}
+
+
+class Appointment(Activity):
+    __tablename__ = "appointment"
+    id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
+    location: Mapped[str | None] = mapped_column(String(200))
+    is_all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    global_object_id: Mapped[str | None] = mapped_column(String(400), index=True)  # iCal UID
+    online_meeting_url: Mapped[str | None] = mapped_column(String(1000))
+
+    __mapper_args__ = {"polymorphic_identity": "appointment"}
+
+
+class Task(Activity):
+    __tablename__ = "task"
+    id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
+    percent_complete: Mapped[int] = mapped_column(Integer, default=0)
+    category: Mapped[str | None] = mapped_column(String(80))
+
+    __mapper_args__ = {"polymorphic_identity": "task"}
+
+
+class PhoneCall(Activity):
+    __tablename__ = "phone_call"
+    id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
+    phone_number: Mapped[str | None] = mapped_column(String(50))
+    direction: Mapped[str] = mapped_column(String(10), default="outgoing")
+
+    __mapper_args__ = {"polymorphic_identity": "phone_call"}
+
+
+ACTIVITY_MODELS = {"email": Email, "appointment": Appointment, "task": Task,
+                   "phone_call": PhoneCall}
+
+
+class ActivityParty(db.Model):
+    """A person or record taking part in an activity in a role; the bare address is kept
+    when it resolves to no record."""
+
+    __tablename__ = "activity_party"
+    __table_args__ = (_at_most_one(list(PARTY_COLUMNS.values()), "one_party"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[int] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(10))
+    address: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact.id", ondelete="SET NULL"), index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("account.id", ondelete="SET NULL"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"), index=True)
+
+    activity: Mapped[Activity] = relationship(back_populates="parties")
+
+    @property
+    def party_ref(self) -> tuple[str, int] | None:
+        for kind, column in PARTY_COLUMNS.items():
+            value = getattr(self, column)
+            if value is not None:
+                return kind, value
+        return None
+
+    def set_party(self, kind: str | None, record_id: int | None) -> None:
+        if kind is not None and kind not in PARTY_COLUMNS:
+            raise ValueError(f"a {kind} cannot be an activity party")
+        for k, column in PARTY_COLUMNS.items():
+            setattr(self, column, record_id if k == kind else None)
+
+
+class Attachment(db.Model):
+    """A file attached to an activity. Content is in ``content`` (database storage) or at
+    ``storage_path`` under the instance folder (disk storage); over the org's size limit only
+    the metadata is kept (``content_omitted``)."""
+
+    __tablename__ = "attachment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[int] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    storage_path: Mapped[str | None] = mapped_column(String(300))
+    content_id: Mapped[str | None] = mapped_column(String(300))
+    is_inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    content_omitted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    activity: Mapped[Activity] = relationship(back_populates="attachments")

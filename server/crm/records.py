@@ -1,0 +1,254 @@
+"""Record services: validate, create, update, deactivate, delete, assign and share any record
+type, with privilege, depth and field security checked here for pages, API and add-in alike.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+
+from server.crm.addresses import normalize
+from server.crm.registry import RECORD_TYPES, RecordType, type_of
+from server.db import db, utcnow
+from server.errors import Forbidden, Invalid, NotFound
+from server.security import authz
+from server.security.authz import Principal
+from server.security.models import RecordShare, Team, User
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean_value(f, raw: Any, p: Principal | None) -> Any:
+    """One field's value parsed and checked; raises ValueError with a user-facing message."""
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and f.kind != "bool"):
+        if f.required:
+            raise ValueError("This field is required.")
+        return None
+    if f.kind in ("str", "text", "phone", "url", "email", "choice"):
+        if not isinstance(raw, str):
+            raise ValueError("Must be text.")
+        value = _CONTROL.sub("", raw).strip() if f.kind != "text" else _CONTROL.sub("", raw)
+        if f.max_length and len(value) > f.max_length:
+            raise ValueError(f"At most {f.max_length} characters.")
+        if f.kind == "email":
+            n = normalize(value)
+            if n is None:
+                raise ValueError("Not a valid email address.")
+            value = value.strip()
+        if f.kind == "url" and not re.match(r"^https?://[^\s]+$", value, re.I):
+            if re.match(r"^[\w.-]+\.[a-z]{2,}(/\S*)?$", value, re.I):
+                value = "https://" + value
+            else:
+                raise ValueError("Not a valid web address.")
+        if f.kind == "choice" and value not in f.choices:
+            raise ValueError(f"Must be one of: {', '.join(f.choices)}.")
+        return value
+    if f.kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValueError("Must be a whole number.")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("Must be a whole number.") from None
+        if not -2**31 < value < 2**31:
+            raise ValueError("Out of range.")
+        return value
+    if f.kind == "decimal":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise ValueError("Must be a number.")
+        try:
+            value = Decimal(str(raw).replace(",", "").strip())
+        except InvalidOperation:
+            raise ValueError("Must be a number.") from None
+        if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
+            raise ValueError("Out of range.")
+        return value.quantize(Decimal("0.01"))
+    if f.kind == "date":
+        if not isinstance(raw, str):
+            raise ValueError("Must be a date (YYYY-MM-DD).")
+        try:
+            return date.fromisoformat(raw.strip())
+        except ValueError:
+            raise ValueError("Must be a date (YYYY-MM-DD).") from None
+    if f.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "on", "yes", "0", "false", "off", "no", ""):
+            return raw.lower() in ("1", "true", "on", "yes")
+        raise ValueError("Must be true or false.")
+    if f.kind == "ref":
+        if isinstance(raw, bool):
+            raise ValueError("Must be a record id.")
+        try:
+            ref_id = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError("Must be a record id.") from None
+        target = RECORD_TYPES[f.ref].model
+        record = db.session.get(target, ref_id)
+        if record is None or (p is not None and not authz.can(p, "read", record)):
+            raise ValueError(f"No such {RECORD_TYPES[f.ref].label.lower()}.")
+        if p is not None and not authz.can(p, "append_to", record):
+            raise ValueError(f"You may not link records to this {RECORD_TYPES[f.ref].label.lower()}.")
+        return ref_id
+    raise ValueError("Unsupported field.")  # pragma: no cover
+
+
+def validate(rt: RecordType, data: dict[str, Any], p: Principal | None, *,
+             creating: bool) -> dict[str, Any]:
+    """Parse ``data`` against the record type's fields: unknown fields, wrong types and
+    secured fields the user may not set are errors; nothing is written."""
+    if not isinstance(data, dict):
+        raise Invalid("Expected an object with field values.")
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    access = p.fields(rt.name) if p is not None else None
+    for name, raw in data.items():
+        f = rt.field(name)
+        if f is None:
+            errors[name] = "Unknown field."
+            continue
+        if access is not None and not (access.can_create(name) if creating else access.can_update(name)):
+            errors[name] = "This field is secured; you may not set it."
+            continue
+        try:
+            clean[name] = _clean_value(f, raw, p)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if creating:
+        for f in rt.fields:
+            if f.required and f.name not in data and f.name not in errors:
+                errors[f.name] = "This field is required."
+    if errors:
+        raise Invalid("Some fields are not valid.", errors)
+    return clean
+
+
+def _derive(rt: RecordType, record) -> None:
+    if hasattr(record, "full_name") and hasattr(record, "last_name"):
+        record.full_name = " ".join(x for x in (record.first_name, record.last_name) if x) or "(no name)"
+    if rt.name in ("opportunity", "case") and record.customer_account_id and record.customer_contact_id:
+        raise Invalid("A customer is an account or a contact, not both.",
+                      {"customer_contact_id": "Choose an account or a contact, not both."})
+    if rt.name == "case" and not record.ticket_number:
+        record.ticket_number = f"CAS-{secrets.randbelow(10**5):05d}-{secrets.token_hex(3).upper()}"
+
+
+def _set_owner(record, owner) -> None:
+    if isinstance(owner, User):
+        record.owner_user_id, record.owner_team_id = owner.id, None
+    elif isinstance(owner, Team):
+        record.owner_user_id, record.owner_team_id = None, owner.id
+    else:
+        raise Invalid("An owner is a user or a team.")
+    record.owning_business_unit_id = owner.business_unit_id
+
+
+def create(p: Principal, rt: RecordType, data: dict[str, Any], owner=None):
+    owner = owner or p.user
+    clean = validate(rt, data, p, creating=True)
+    if not authz.can_create(p, rt.model, owner.business_unit_id,
+                            owner.id if isinstance(owner, User) else None):
+        raise Forbidden(f"You may not create {rt.plural.lower()}" +
+                        (" for this owner." if owner is not p.user else "."))
+    record = rt.model(**clean)
+    _set_owner(record, owner)
+    record.created_by_id = record.modified_by_id = p.user_id
+    record.is_active = True
+    _derive(rt, record)
+    db.session.add(record)
+    db.session.flush()
+    return record
+
+
+def update(p: Principal, record, data: dict[str, Any]):
+    rt = type_of(record)
+    authz.require(p, "write", record)
+    clean = validate(rt, data, p, creating=False)
+    for name, value in clean.items():
+        setattr(record, name, value)
+    _derive(rt, record)
+    record.modified_by_id = p.user_id
+    record.modified_on = utcnow()
+    db.session.flush()
+    return record
+
+
+def set_active(p: Principal, record, active: bool):
+    authz.require(p, "write", record)
+    record.is_active = active
+    record.modified_by_id = p.user_id
+    record.modified_on = utcnow()
+    db.session.flush()
+    return record
+
+
+def delete(p: Principal, record) -> None:
+    authz.require(p, "delete", record)
+    rt = type_of(record)
+    db.session.execute(RecordShare.__table__.delete().where(
+        RecordShare.table_name == rt.name, RecordShare.record_id == record.id))
+    db.session.delete(record)
+    db.session.flush()
+
+
+def assign(p: Principal, record, owner):
+    """Give the record to another user or team (the assign privilege on it is needed, and
+    the new owner must be active)."""
+    authz.require(p, "assign", record)
+    if isinstance(owner, User) and not owner.is_active:
+        raise Invalid("Records cannot be assigned to an inactive user.")
+    _set_owner(record, owner)
+    record.modified_by_id = p.user_id
+    record.modified_on = utcnow()
+    db.session.flush()
+    return record
+
+
+SHARE_RIGHTS = ("read", "write", "append", "append_to", "delete", "assign", "share")
+
+
+def share(p: Principal, record, principal_obj, rights: set[str]) -> RecordShare | None:
+    """Grant (or with empty ``rights`` revoke) access to one record. One may only share
+    rights one holds, as in Dynamics."""
+    authz.require(p, "share", record)
+    unknown = set(rights) - set(SHARE_RIGHTS)
+    if unknown:
+        raise Invalid("Unknown access rights.", {"rights": ", ".join(sorted(unknown))})
+    for right in rights:
+        if not authz.can(p, right, record):
+            raise Forbidden(f"You cannot share {right.replace('_', ' ')} access you do not have.")
+    rt = type_of(record)
+    is_user = isinstance(principal_obj, User)
+    row = db.session.scalar(select(RecordShare).where(
+        RecordShare.table_name == rt.name, RecordShare.record_id == record.id,
+        (RecordShare.user_id if is_user else RecordShare.team_id) == principal_obj.id))
+    if not rights:
+        if row is not None:
+            db.session.delete(row)
+        db.session.flush()
+        return None
+    if row is None:
+        row = RecordShare(table_name=rt.name, record_id=record.id, granted_by_id=p.user_id,
+                          **({"user_id": principal_obj.id} if is_user else {"team_id": principal_obj.id}))
+        db.session.add(row)
+    for right in SHARE_RIGHTS:
+        setattr(row, authz.SHARE_FLAGS[right], right in rights)
+    db.session.flush()
+    return row
+
+
+def visible_fields(p: Principal, rt: RecordType):
+    """The record type's fields the principal may read (field security applied)."""
+    access = p.fields(rt.name)
+    return [f for f in rt.fields if access.can_read(f.name)]
+
+
+def get(p: Principal, type_name: str, record_id: int, privilege: str = "read"):
+    rt = RECORD_TYPES.get(type_name)
+    if rt is None:
+        raise NotFound()
+    return authz.get(p, rt.model, record_id, privilege)

@@ -1,0 +1,80 @@
+"""Email address resolution: which CRM records stand behind a list of addresses.
+
+Used by the add-in (who is who), the sync engine (activity parties, tracking rules) and
+outgoing mail. Order per address, as Dynamics resolves: user, contact, account, lead, queue;
+within a type, records the asking user owns first. Inactive records are left out unless the
+organization resolves them; an organization may also leave ambiguous addresses unresolved.
+One indexed query for the batch, then at most one query per record type that matched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from server.crm.addresses import EmailAddress, normalize
+from server.crm.models import Organization
+from server.crm.registry import RECORD_TYPES
+from server.db import db
+from server.security.models import User
+
+ORDER = ("user", "contact", "account", "lead", "queue")
+
+
+@dataclass(frozen=True)
+class Match:
+    record_type: str
+    record_id: int
+    name: str
+    owner_user_id: int | None
+    is_active: bool
+
+
+def _model(kind: str):
+    return User if kind == "user" else RECORD_TYPES[kind].model
+
+
+def _load(kind: str, ids: set[int]) -> dict[int, Match]:
+    model = _model(kind)
+    title = model.full_name if kind in ("user", "contact", "lead") else (
+        model.name)
+    owner = model.owner_user_id if kind != "user" else model.id
+    rows = db.session.execute(
+        select(model.id, title, owner, model.is_active).where(model.id.in_(ids))).all()
+    return {r[0]: Match(kind, r[0], r[1], r[2] if kind != "user" else None, bool(r[3]))
+            for r in rows}
+
+
+def resolve(addresses: list[str], *, user_id: int | None = None,
+            org: Organization | None = None) -> dict[str, list[Match]]:
+    """Map each given address (as given) to its matching records, best first; an empty list
+    means unresolved (unknown, not an address, or ambiguous where the org says so)."""
+    org = org or db.session.get(Organization, 1)
+    include_inactive = bool(org and org.resolve_inactive_records)
+    unresolve_ambiguous = bool(org and org.unresolve_ambiguous_addresses)
+    normalized = {a: normalize(a) for a in addresses}
+    wanted = {n for n in normalized.values() if n}
+    hits: dict[str, list[tuple[str, int]]] = {}
+    if wanted:
+        rows = db.session.execute(select(EmailAddress.address, EmailAddress.record_type,
+                                         EmailAddress.record_id)
+                                  .where(EmailAddress.address.in_(wanted))).all()
+        for address, kind, record_id in rows:
+            hits.setdefault(address, []).append((kind, record_id))
+    by_kind: dict[str, set[int]] = {}
+    for refs in hits.values():
+        for kind, record_id in refs:
+            by_kind.setdefault(kind, set()).add(record_id)
+    loaded = {kind: _load(kind, ids) for kind, ids in by_kind.items()}
+
+    def rank(m: Match):
+        return ORDER.index(m.record_type), m.owner_user_id != user_id, m.record_id
+
+    out: dict[str, list[Match]] = {}
+    for given, n in normalized.items():
+        matches = [loaded[k][i] for k, i in hits.get(n, ()) if i in loaded.get(k, {})]
+        matches = sorted({m for m in matches if include_inactive or m.is_active}, key=rank)
+        if unresolve_ambiguous and len(matches) > 1:
+            matches = []
+        out[given] = matches
+    return out

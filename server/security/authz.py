@@ -1,0 +1,258 @@
+"""The one authorization service: every read and write in pages, the API, the add-in API and
+the CLI asks it. Depth is applied in SQL (``scope``) for lists and by ``can`` for one record;
+sharing and team ownership are part of both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from flask import g, has_request_context
+from sqlalchemy import false, or_, select, true
+from sqlalchemy.sql import ColumnElement
+
+from server.crm.activities import Activity
+from server.crm.registry import MODEL_TYPES
+from server.db import db
+from server.errors import Forbidden, NotFound
+from server.security.models import (BusinessUnit, FieldPermission, RecordShare, SecuredField,
+                                    Team, User)
+from server.security.privileges import NAMED_PRIVILEGES, Depth
+
+SHARE_FLAGS = {"read": "can_read", "write": "can_write", "append": "can_append",
+               "append_to": "can_append_to", "delete": "can_delete", "assign": "can_assign",
+               "share": "can_share"}
+
+
+def table_of(model_or_record) -> str:
+    """The privilege table of a model class or instance."""
+    cls = model_or_record if isinstance(model_or_record, type) else type(model_or_record)
+    if issubclass(cls, Activity):
+        return "activity"
+    if cls in MODEL_TYPES:
+        return MODEL_TYPES[cls].name
+    return {User: "user", Team: "team", BusinessUnit: "business_unit"}.get(cls) or cls.__tablename__
+
+
+@dataclass(frozen=True)
+class FieldAccess:
+    """Which secured fields of one table a principal may read, update and set on create."""
+    secured: frozenset[str]
+    read: frozenset[str]
+    update: frozenset[str]
+    create: frozenset[str]
+
+    def can_read(self, name: str) -> bool:
+        return name not in self.secured or name in self.read
+
+    def can_update(self, name: str) -> bool:
+        return name not in self.secured or name in self.update
+
+    def can_create(self, name: str) -> bool:
+        return name not in self.secured or name in self.create
+
+    @property
+    def hidden(self) -> frozenset[str]:
+        return self.secured - self.read
+
+
+@dataclass
+class Principal:
+    """A user as authorization sees them: their teams, units, depths and named privileges."""
+    user: User
+    team_ids: tuple[int, ...]
+    depths: dict[str, Depth]
+    named: frozenset[str]
+    is_admin: bool
+    _fields: dict[str, FieldAccess] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> int:
+        return self.user.id
+
+    @property
+    def business_unit_id(self) -> int:
+        return self.user.business_unit_id
+
+    @cached_property
+    def unit_subtree(self) -> tuple[int, ...]:
+        """The user's business unit and every unit below it."""
+        rows = db.session.execute(select(BusinessUnit.id, BusinessUnit.parent_id)).all()
+        children: dict[int | None, list[int]] = {}
+        for unit_id, parent_id in rows:
+            children.setdefault(parent_id, []).append(unit_id)
+        out, stack = [], [self.business_unit_id]
+        while stack:
+            unit = stack.pop()
+            out.append(unit)
+            stack.extend(children.get(unit, ()))
+        return tuple(out)
+
+    def depth(self, table: str, privilege: str) -> Depth:
+        return self.depths.get(f"{table}.{privilege}", Depth.NONE)
+
+    def has(self, named: str) -> bool:
+        if named not in NAMED_PRIVILEGES:
+            raise KeyError(named)
+        return named in self.named
+
+    def fields(self, table: str) -> FieldAccess:
+        if table not in self._fields:
+            self._fields[table] = _field_access(self, table)
+        return self._fields[table]
+
+
+def principal(user: User) -> Principal:
+    """The principal for ``user``, computed once per request."""
+    cache = g.setdefault("_principals", {}) if has_request_context() else {}
+    if user.id not in cache:
+        cache[user.id] = _load_principal(user)
+    return cache[user.id]
+
+
+def _load_principal(user: User) -> Principal:
+    roles = list(user.roles)
+    for team in user.teams:
+        roles.extend(team.roles)
+    depths: dict[str, Depth] = {}
+    named: set[str] = set()
+    for role in roles:
+        for p in role.privileges:
+            if "." in p.privilege:
+                depths[p.privilege] = max(depths.get(p.privilege, Depth.NONE), Depth(p.depth))
+            elif p.depth:
+                named.add(p.privilege)
+    is_admin = any(r.is_builtin and r.name == "System Administrator" for r in roles)
+    if not user.is_active:
+        depths, named = {}, set()
+    return Principal(user, tuple(t.id for t in user.teams), depths, frozenset(named), is_admin)
+
+
+def _field_access(p: Principal, table: str) -> FieldAccess:
+    secured = frozenset(db.session.scalars(
+        select(SecuredField.field).where(SecuredField.table_name == table)))
+    if not secured or p.is_admin:  # System Administrators see every secured field
+        return FieldAccess(secured, secured, secured, secured)
+    profile_ids = {fp.id for fp in p.user.field_profiles}
+    for team in p.user.teams:
+        profile_ids.update(fp.id for fp in team.field_profiles)
+    perms = db.session.scalars(select(FieldPermission).where(
+        FieldPermission.table_name == table, FieldPermission.profile_id.in_(profile_ids))).all()
+    pick = lambda attr: frozenset(x.field for x in perms if getattr(x, attr)) & secured  # noqa: E731
+    return FieldAccess(secured, pick("can_read"), pick("can_update"), pick("can_create"))
+
+
+# -- ownership columns per kind of table ------------------------------------------------------
+
+def _owner_columns(model):
+    """(owner user column, owner team column, business unit column) for depth checks."""
+    if model is User:
+        return User.id, None, User.business_unit_id
+    if model in (Team, BusinessUnit):
+        bu = Team.business_unit_id if model is Team else BusinessUnit.id
+        return None, None, bu
+    return model.owner_user_id, model.owner_team_id, model.owning_business_unit_id
+
+
+def scope(p: Principal, model, privilege: str = "read") -> ColumnElement[bool]:
+    """A SQL condition selecting the rows of ``model`` on which ``p`` holds ``privilege``."""
+    table = table_of(model)
+    depth = p.depth(table, privilege)
+    if depth >= Depth.ORGANIZATION:
+        return true()
+    user_col, team_col, bu_col = _owner_columns(model)
+    if depth == Depth.PARENT_CHILD:
+        clause = bu_col.in_(p.unit_subtree)
+    elif depth == Depth.BUSINESS_UNIT:
+        clause = bu_col == p.business_unit_id
+    elif depth == Depth.USER:
+        parts = [user_col == p.user_id] if user_col is not None else []
+        if team_col is not None and p.team_ids:
+            parts.append(team_col.in_(p.team_ids))
+        clause = or_(*parts) if parts else false()
+    else:
+        clause = false()
+    flag = SHARE_FLAGS.get(privilege)
+    if flag and hasattr(model, "owner_user_id"):
+        shared = select(RecordShare.record_id).where(
+            RecordShare.table_name == table, getattr(RecordShare, flag).is_(True),
+            or_(RecordShare.user_id == p.user_id,
+                RecordShare.team_id.in_(p.team_ids) if p.team_ids else false()))
+        clause = or_(clause, model.id.in_(shared))
+    return clause
+
+
+def can(p: Principal, privilege: str, record) -> bool:
+    """Whether ``p`` holds ``privilege`` on this loaded record."""
+    table = table_of(record)
+    depth = p.depth(table, privilege)
+    if depth >= Depth.ORGANIZATION:
+        return True
+    model = type(record)
+    user_col, team_col, bu_col = _owner_columns(model)
+    bu = getattr(record, bu_col.key)
+    if depth == Depth.PARENT_CHILD and bu in p.unit_subtree:
+        return True
+    if depth >= Depth.BUSINESS_UNIT and bu == p.business_unit_id:
+        return True
+    if depth >= Depth.USER:
+        if user_col is not None and getattr(record, user_col.key) == p.user_id:
+            return True
+        if team_col is not None and getattr(record, team_col.key) in p.team_ids:
+            return True
+    flag = SHARE_FLAGS.get(privilege)
+    if flag and hasattr(record, "owner_user_id"):
+        return db.session.scalar(select(RecordShare.id).where(
+            RecordShare.table_name == table, RecordShare.record_id == record.id,
+            getattr(RecordShare, flag).is_(True),
+            or_(RecordShare.user_id == p.user_id,
+                RecordShare.team_id.in_(p.team_ids) if p.team_ids else false())).limit(1)) is not None
+    return False
+
+
+def can_create(p: Principal, model, owner_business_unit_id: int | None = None,
+               owner_user_id: int | None = None) -> bool:
+    """Create is checked against the owner the new record will have."""
+    depth = p.depth(table_of(model), "create")
+    if depth >= Depth.ORGANIZATION:
+        return True
+    if owner_user_id is not None and owner_user_id == p.user_id:
+        return depth >= Depth.USER
+    if owner_business_unit_id == p.business_unit_id:
+        return depth >= Depth.BUSINESS_UNIT
+    if owner_business_unit_id in p.unit_subtree:
+        return depth >= Depth.PARENT_CHILD
+    return False
+
+
+def require(p: Principal, privilege: str, record) -> None:
+    """Raise ``NotFound`` when ``p`` cannot even read the record (its existence stays
+    private), ``Forbidden`` when they can read it but not do ``privilege``."""
+    if privilege != "read" and can(p, privilege, record):
+        return
+    if not can(p, "read", record):
+        raise NotFound()
+    if privilege != "read":
+        raise Forbidden(f"You do not have the {privilege.replace('_', ' ')} privilege on this "
+                        f"{table_of(record).replace('_', ' ')}.")
+
+
+def require_named(p: Principal, named: str) -> None:
+    if not p.has(named):
+        raise Forbidden(f"This needs the '{NAMED_PRIVILEGES[named]}' privilege.")
+
+
+def require_table(p: Principal, table: str, privilege: str) -> None:
+    """For administration pages: some depth of ``privilege`` on ``table`` is needed."""
+    if p.depth(table, privilege) == Depth.NONE:
+        raise Forbidden(f"You do not have the {privilege} privilege on {table.replace('_', ' ')}.")
+
+
+def get(p: Principal, model, record_id: int, privilege: str = "read"):
+    """Load one record by id with ``privilege`` checked in the query: NotFound otherwise."""
+    record = db.session.scalar(select(model).where(model.id == record_id, scope(p, model, "read")))
+    if record is None:
+        raise NotFound()
+    if privilege != "read":
+        require(p, privilege, record)
+    return record

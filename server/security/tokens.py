@@ -1,0 +1,55 @@
+"""Bearer tokens for the REST API and the add-in pane: random, shown once, stored as SHA-256,
+with an expiry, revocable."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from server.db import db, utcnow
+from server.security.models import ApiToken, User
+
+PREFIX = {"api": "rgd_", "pane": "rgp_"}
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue(user: User, name: str, *, days: float = 90, kind: str = "api") -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the secret, which is never stored or shown again."""
+    secret = PREFIX[kind] + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name[:100], kind=kind, token_hash=_digest(secret),
+                   prefix=secret[:12], expires_on=utcnow() + timedelta(days=days))
+    db.session.add(row)
+    db.session.flush()
+    return row, secret
+
+
+def authenticate(secret: str, kinds: tuple[str, ...] = ("api", "pane")) -> ApiToken | None:
+    """The live token row for a presented secret, or None (unknown, revoked, expired, or its
+    user is inactive). The caller tells expired from unknown through ``is_expired``."""
+    if not secret or len(secret) > 200:
+        return None
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    if row is None or row.kind not in kinds or row.revoked_on is not None:
+        return None
+    if not row.user.is_active:
+        return None
+    return row
+
+
+def is_expired(row: ApiToken) -> bool:
+    return row.expires_on <= utcnow()
+
+
+def touch(row: ApiToken) -> None:
+    now = utcnow()
+    if row.last_used_on is None or (now - row.last_used_on).total_seconds() > 300:
+        row.last_used_on = now  # written at most every five minutes
+
+
+def revoke(row: ApiToken) -> None:
+    row.revoked_on = row.revoked_on or utcnow()

@@ -1,0 +1,75 @@
+"""The web layer: sign-in, pages, the REST API and the add-in API. Views parse input, call one
+service, and render; errors from services become typed JSON (API) or an error page."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from server.errors import ServiceError
+
+csrf = CSRFProtect()
+
+# Frame-ancestors for pages Outlook hosts (the add-in's task pane); others may not be framed.
+DEFAULT_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    if is_api_request():
+        body = {"error": {"code": code, "message": message}}
+        if fields:
+            body["error"]["fields"] = fields
+        return jsonify(body), status
+    return render_template("error.html", status=status, message=message, fields=fields or {}), status
+
+
+def init_app(app: Flask) -> None:
+    csrf.init_app(app)
+    from server.web import auth
+    auth.init_app(app)
+    _register_optional_blueprints(app)
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        return error_response(400, "csrf", "The form expired or was not sent by this site. "
+                                           "Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        codes = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "too_large",
+                 415: "unsupported_media_type", 422: "unprocessable", 429: "rate_limited"}
+        return error_response(exc.code or 500, codes.get(exc.code, "error"), exc.description)
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
+        if request.is_secure or app.config.get("SESSION_COOKIE_SECURE"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Blueprints of each area register here, one line each."""
+    import importlib
+    for module in ("server.web.pages", "server.web.admin", "server.web.api",
+                   "server.web.addin_api", "server.web.addin_pages", "server.web.sync_admin"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        mod.init_app(app)
