@@ -44,3 +44,4 @@ def _import_models() -> None:
     import server.crm.addresses  # noqa: F401
     import server.crm.models  # noqa: F401
     import server.security.models  # noqa: F401
+    import server.sync.models  # noqa: F401

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
                         String, Text)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from server.crm.models import Owned
 from server.db import db
@@ -31,14 +31,59 @@ def _at_most_one(columns: list[str], name: str) -> CheckConstraint:
 
 REGARDING_COLUMNS = {t: f"regarding_{t}_id" for t in REGARDING_TYPES}
 PARTY_COLUMNS = {t: f"{t}_id" for t in PARTY_TYPES}
-_REGARDING_TABLES = {"case": "support_case"}
 
 
-class Activity(Owned, db.Model):
+class Regarding:
+    """What a row is *regarding*: one nullable foreign key per record type, at most one set
+    (tables using this add the ``one_regarding`` check). Deleting the record clears it."""
+
+    @declared_attr
+    def regarding_account_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("account.id", ondelete="SET NULL"), index=True)
+
+    @declared_attr
+    def regarding_contact_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("contact.id", ondelete="SET NULL"), index=True)
+
+    @declared_attr
+    def regarding_lead_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
+
+    @declared_attr
+    def regarding_opportunity_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("opportunity.id", ondelete="SET NULL"), index=True)
+
+    @declared_attr
+    def regarding_case_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("support_case.id", ondelete="SET NULL"), index=True)
+
+    @property
+    def regarding_ref(self) -> tuple[str, int] | None:
+        """``(record type, id)`` of what this row is regarding, or None."""
+        for kind, column in REGARDING_COLUMNS.items():
+            value = getattr(self, column)
+            if value is not None:
+                return kind, value
+        return None
+
+    def set_regarding(self, kind: str | None, record_id: int | None) -> None:
+        """Point regarding at one record (or nowhere); callers check the record exists and
+        that the user may append to it."""
+        if kind is not None and kind not in REGARDING_COLUMNS:
+            raise ValueError(f"an activity cannot be regarding a {kind}")
+        for k, column in REGARDING_COLUMNS.items():
+            setattr(self, column, record_id if k == kind else None)
+
+
+def one_regarding_check() -> CheckConstraint:
+    return _at_most_one(list(REGARDING_COLUMNS.values()), "one_regarding")
+
+
+class Activity(Owned, Regarding, db.Model):
     __tablename__ = "activity"
     __table_args__ = (
         CheckConstraint("(owner_user_id IS NULL) <> (owner_team_id IS NULL)", name="one_owner"),
-        _at_most_one(list(REGARDING_COLUMNS.values()), "one_regarding"),
+        one_regarding_check(),
         Index("ix_activity_timeline", "created_on", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,40 +98,12 @@ class Activity(Owned, db.Model):
     # When the activity happened, for the timeline: sent/received time, meeting start...
     occurred_on: Mapped[datetime] = mapped_column(index=True)
 
-    regarding_account_id: Mapped[int | None] = mapped_column(
-        ForeignKey("account.id", ondelete="SET NULL"), index=True)
-    regarding_contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contact.id", ondelete="SET NULL"), index=True)
-    regarding_lead_id: Mapped[int | None] = mapped_column(
-        ForeignKey("lead.id", ondelete="SET NULL"), index=True)
-    regarding_opportunity_id: Mapped[int | None] = mapped_column(
-        ForeignKey("opportunity.id", ondelete="SET NULL"), index=True)
-    regarding_case_id: Mapped[int | None] = mapped_column(
-        ForeignKey("support_case.id", ondelete="SET NULL"), index=True)
-
     parties: Mapped[list[ActivityParty]] = relationship(
         back_populates="activity", cascade="all, delete-orphan", order_by="ActivityParty.id")
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="activity", cascade="all, delete-orphan", order_by="Attachment.id")
 
     __mapper_args__ = {"polymorphic_on": "activity_type", "polymorphic_identity": "activity"}
-
-    @property
-    def regarding_ref(self) -> tuple[str, int] | None:
-        """``(record type, id)`` of what this activity is regarding, or None."""
-        for kind, column in REGARDING_COLUMNS.items():
-            value = getattr(self, column)
-            if value is not None:
-                return kind, value
-        return None
-
-    def set_regarding(self, kind: str | None, record_id: int | None) -> None:
-        """Point regarding at one record (or nowhere); callers check the record exists and
-        that the user may append to it (``crm.regarding``)."""
-        if kind is not None and kind not in REGARDING_COLUMNS:
-            raise ValueError(f"an activity cannot be regarding a {kind}")
-        for k, column in REGARDING_COLUMNS.items():
-            setattr(self, column, record_id if k == kind else None)
 
 
 class Email(Activity):
@@ -116,6 +133,7 @@ class Email(Activity):
     sender_address: Mapped[str | None] = mapped_column(String(320))
     to_recipients: Mapped[str | None] = mapped_column(Text)
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_on: Mapped[datetime | None] = mapped_column(index=True)  # outgoing retries
     error: Mapped[str | None] = mapped_column(Text)
 
     __mapper_args__ = {"polymorphic_identity": "email", "inherit_condition": id == Activity.id}

@@ -123,8 +123,8 @@ def _load_principal(user: User) -> Principal:
             elif p.depth:
                 named.add(p.privilege)
     is_admin = any(r.is_builtin and r.name == "System Administrator" for r in roles)
-    if not user.is_active:
-        depths, named = {}, set()
+    if not user.is_active:  # an inactive user holds nothing, administrators included
+        depths, named, is_admin = {}, set(), False
     return Principal(user, tuple(t.id for t in user.teams), depths, frozenset(named), is_admin)
 
 
@@ -148,6 +148,8 @@ def _owner_columns(model):
     """(owner user column, owner team column, business unit column) for depth checks."""
     if model is User:
         return User.id, None, User.business_unit_id
+    if hasattr(model, "OWNER_COLUMNS"):  # tables owned by other columns (e.g. mailbox)
+        return tuple(getattr(model, c) if c else None for c in model.OWNER_COLUMNS)
     if model in (Team, BusinessUnit):
         bu = Team.business_unit_id if model is Team else BusinessUnit.id
         return None, None, bu
@@ -161,17 +163,19 @@ def scope(p: Principal, model, privilege: str = "read") -> ColumnElement[bool]:
     if depth >= Depth.ORGANIZATION:
         return true()
     user_col, team_col, bu_col = _owner_columns(model)
-    if depth == Depth.PARENT_CHILD:
-        clause = bu_col.in_(p.unit_subtree)
-    elif depth == Depth.BUSINESS_UNIT:
-        clause = bu_col == p.business_unit_id
-    elif depth == Depth.USER:
-        parts = [user_col == p.user_id] if user_col is not None else []
+    # Depths nest: business unit and parent-child depth include what user depth gives (the
+    # user's own records and their teams', which may belong to another unit), as ``can`` does.
+    parts = []
+    if depth >= Depth.USER:
+        if user_col is not None:
+            parts.append(user_col == p.user_id)
         if team_col is not None and p.team_ids:
             parts.append(team_col.in_(p.team_ids))
-        clause = or_(*parts) if parts else false()
-    else:
-        clause = false()
+    if depth == Depth.PARENT_CHILD:
+        parts.append(bu_col.in_(p.unit_subtree))
+    elif depth == Depth.BUSINESS_UNIT:
+        parts.append(bu_col == p.business_unit_id)
+    clause = or_(*parts) if parts else false()
     flag = SHARE_FLAGS.get(privilege)
     if flag and hasattr(model, "owner_user_id"):
         shared = select(RecordShare.record_id).where(
@@ -211,13 +215,18 @@ def can(p: Principal, privilege: str, record) -> bool:
 
 
 def can_create(p: Principal, model, owner_business_unit_id: int | None = None,
-               owner_user_id: int | None = None) -> bool:
-    """Create is checked against the owner the new record will have."""
+               owner_user_id: int | None = None, *, owner_team_id: int | None = None) -> bool:
+    """Create is checked against the owner the new record will have, with the same depth
+    rules as reading a record with that owner (a team of the user's counts as their own)."""
     depth = p.depth(table_of(model), "create")
     if depth >= Depth.ORGANIZATION:
         return True
+    if depth == Depth.NONE:
+        return False
     if owner_user_id is not None and owner_user_id == p.user_id:
-        return depth >= Depth.USER
+        return True
+    if owner_team_id is not None and owner_team_id in p.team_ids:
+        return True
     if owner_business_unit_id == p.business_unit_id:
         return depth >= Depth.BUSINESS_UNIT
     if owner_business_unit_id in p.unit_subtree:

@@ -1,0 +1,240 @@
+"""Sync engine tables: email server profiles, mailboxes (with their tracking options and
+scheduling lease), folder tracking rules, per-folder cursors, the decision log, quarantine,
+alerts, the org's tracking blocklist and sync run statistics."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.crm.activities import Regarding, one_regarding_check
+from server.db import db, utcnow
+from server.security.secrets import EncryptedText
+
+# Protocols a profile reads mail with / sends mail with; each maps to a connector module.
+INCOMING_PROTOCOLS = ("imap", "pop3", "maildir", "graph", "ews")
+OUTGOING_PROTOCOLS = ("smtp", "maildir", "graph", "ews")
+SECURITY = ("tls", "starttls", "none")  # none only with a visible warning
+AUTH_METHODS = ("password", "oauth2")
+
+INCOMING_METHODS = ("none", "addin", "server_side_sync", "forward_mailbox")
+OUTGOING_METHODS = ("none", "addin", "server_side_sync")
+ACTS_METHODS = ("none", "server_side_sync")  # appointments, contacts and tasks
+
+TRACKING_OPTIONS = ("all", "crm_responses", "from_crm_records", "from_email_enabled", "none")
+STATUSES = ("not_run", "success", "failure")
+
+
+class EmailServerProfile(db.Model):
+    __tablename__ = "email_server_profile"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(160), unique=True)
+    incoming_protocol: Mapped[str] = mapped_column(String(10))
+    outgoing_protocol: Mapped[str | None] = mapped_column(String(10))
+    incoming_host: Mapped[str | None] = mapped_column(String(255))
+    incoming_port: Mapped[int | None] = mapped_column(Integer)
+    incoming_security: Mapped[str] = mapped_column(String(10), default="tls")
+    outgoing_host: Mapped[str | None] = mapped_column(String(255))
+    outgoing_port: Mapped[int | None] = mapped_column(Integer)
+    outgoing_security: Mapped[str] = mapped_column(String(10), default="starttls")
+    auth_method: Mapped[str] = mapped_column(String(10), default="password")
+    # Credentials: per mailbox (False) or one service account for all mailboxes (True).
+    use_service_account: Mapped[bool] = mapped_column(Boolean, default=False)
+    service_username: Mapped[str | None] = mapped_column(String(320))
+    service_password: Mapped[str | None] = mapped_column(EncryptedText)
+    # OAuth 2 (XOAUTH2 for Microsoft 365 IMAP/SMTP; Graph app-only): tenant + client.
+    oauth_tenant: Mapped[str | None] = mapped_column(String(200))
+    oauth_client_id: Mapped[str | None] = mapped_column(String(200))
+    oauth_client_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    maildir_root: Mapped[str | None] = mapped_column(String(500))  # maildir: users' trees under it
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)  # protocol-specific extras
+    process_emails_after: Mapped[datetime | None]
+    max_connections: Mapped[int] = mapped_column(Integer, default=10)
+    attachment_max_bytes: Mapped[int | None] = mapped_column(Integer)  # None: the org's limit
+    owning_business_unit_id: Mapped[int] = mapped_column(ForeignKey("business_unit.id"))
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    OWNER_COLUMNS = (None, None, "owning_business_unit_id")
+
+
+class Mailbox(db.Model):
+    """A user's or queue's mailbox: how its mail comes in and goes out, its tracking options,
+    its test results per direction and its place in the schedule."""
+
+    __tablename__ = "mailbox"
+    __table_args__ = (
+        CheckConstraint("(user_id IS NULL) <> (queue_id IS NULL) OR is_forward_mailbox",
+                        name="one_owner"),
+        Index("ix_mailbox_due", "enabled", "next_sync_on"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email_address: Mapped[str] = mapped_column(String(320), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), index=True)
+    is_forward_mailbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    server_profile_id: Mapped[int | None] = mapped_column(ForeignKey("email_server_profile.id"))
+    username: Mapped[str | None] = mapped_column(String(320))
+    password: Mapped[str | None] = mapped_column(EncryptedText)
+    oauth_refresh_token: Mapped[str | None] = mapped_column(EncryptedText)
+    incoming_method: Mapped[str] = mapped_column(String(20), default="server_side_sync")
+    outgoing_method: Mapped[str] = mapped_column(String(20), default="server_side_sync")
+    acts_method: Mapped[str] = mapped_column(String(20), default="none")
+    # Tracking options (Dynamics' personal options for users; the queue's for queues).
+    tracking_option: Mapped[str] = mapped_column(String(20), default="crm_responses")
+    auto_create_contacts: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Email address approval
+    email_approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    approved_on: Mapped[datetime | None]
+    # Test & Enable results, one per direction
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    incoming_status: Mapped[str] = mapped_column(String(10), default="not_run")
+    outgoing_status: Mapped[str] = mapped_column(String(10), default="not_run")
+    acts_status: Mapped[str] = mapped_column(String(10), default="not_run")
+    incoming_message: Mapped[str | None] = mapped_column(Text)
+    outgoing_message: Mapped[str | None] = mapped_column(Text)
+    tested_on: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # Scheduling: due time, lease held by a worker, failures, dynamic interval
+    next_sync_on: Mapped[datetime | None]
+    sync_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_on: Mapped[datetime | None]
+    last_sync_on: Mapped[datetime | None]
+    last_success_on: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    backlog: Mapped[int] = mapped_column(Integer, default=0)
+    sync_requested: Mapped[bool] = mapped_column(Boolean, default=False)  # "sync now"
+    owning_business_unit_id: Mapped[int] = mapped_column(ForeignKey("business_unit.id"), index=True)
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+    server_profile: Mapped[EmailServerProfile | None] = relationship()
+    user = relationship("User", foreign_keys=[user_id])
+    queue = relationship("Queue")
+
+    # For privilege depth: (owner user column, owner team column, business unit column).
+    OWNER_COLUMNS = ("user_id", None, "owning_business_unit_id")
+
+
+class FolderRule(Regarding, db.Model):
+    """Folder tracking: mail in this folder (under the Inbox) is tracked, regarding the
+    folder's record when one is set. Keyed by the folder's stable identity, so a rename
+    keeps the rule; moving the folder out of the Inbox disables it."""
+
+    __tablename__ = "folder_rule"
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder_key"), one_regarding_check())
+    MAX_PER_USER = 25
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    folder_key: Mapped[str] = mapped_column(String(500))
+    folder_name: Mapped[str] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+    mailbox: Mapped[Mailbox] = relationship()
+
+
+class FolderState(db.Model):
+    """The opaque cursor of one folder of one mailbox; advanced only in the transaction that
+    stores what it covers."""
+
+    __tablename__ = "folder_state"
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"))
+    folder_key: Mapped[str] = mapped_column(String(500))
+    folder_name: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(20), default="other")  # inbox sent tracked other
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MessageDecision(db.Model):
+    """What the engine decided for one message in one mailbox, and why: the answer to
+    "why was this email (not) tracked?"."""
+
+    __tablename__ = "message_decision"
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "identity"),
+        Index("ix_message_decision_recent", "mailbox_id", "processed_on"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"))
+    folder_name: Mapped[str | None] = mapped_column(String(500))
+    identity: Mapped[str] = mapped_column(String(1000))
+    subject: Mapped[str | None] = mapped_column(String(400))
+    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    tracked: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    rule_hits: Mapped[list] = mapped_column(JSON, default=list)
+    correlation_method: Mapped[str | None] = mapped_column(String(20))
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
+    received_on: Mapped[datetime | None]
+    processed_on: Mapped[datetime] = mapped_column(default=utcnow)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)  # arrival in folder -> tracked
+
+
+class QuarantinedMessage(db.Model):
+    """A message the engine could not process: kept whole with the error, retryable."""
+
+    __tablename__ = "quarantined_message"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"), index=True)
+    folder_name: Mapped[str | None] = mapped_column(String(500))
+    source_ref: Mapped[str | None] = mapped_column(String(500))
+    raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    size: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    retried_on: Mapped[datetime | None]
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Alert(db.Model):
+    """Shown to admins and the mailbox owner (and optionally emailed)."""
+
+    __tablename__ = "sync_alert"
+    __table_args__ = (Index("ix_sync_alert_open", "acknowledged_on", "created_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    severity: Mapped[str] = mapped_column(String(12))  # error warning information
+    code: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_on: Mapped[datetime | None]
+    emailed_on: Mapped[datetime | None]
+
+
+class TrackingBlock(db.Model):
+    """An address (``someone@example.com``) or a domain (``@example.com``) never tracked."""
+
+    __tablename__ = "tracking_block"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(320), unique=True)
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncRun(db.Model):
+    """One pass over one mailbox: for the dashboard's charts and figures."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_started", "started_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[str | None] = mapped_column(String(120))
+    started_on: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_on: Mapped[datetime | None]
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    tracked: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
