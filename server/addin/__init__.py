@@ -1,0 +1,1 @@
+"""The Outlook add-in: manifests, rendered per deployment for admins to install."""

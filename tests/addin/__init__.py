@@ -1,0 +1,1 @@
+"""Tests of the Outlook add-in: manifests and icons."""
