@@ -75,7 +75,11 @@ apt_install() {
 }
 
 hash_files() {
-    cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1
+    # sha256 of the files' contents together; a missing file counts as empty.
+    local f
+    for f in "$@"; do
+        if [ -f "$f" ]; then cat "$f"; fi
+    done | sha256sum | cut -d' ' -f1
 }
 
 # ------------------------------------------------------------------- system packages

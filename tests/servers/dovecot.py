@@ -37,6 +37,8 @@ from pathlib import Path
 
 from .ports import (
     LOOPBACK,
+    PORT_IN_USE,
+    PeerStartError,
     SelfSignedCert,
     free_port,
     log_sizes,
@@ -109,10 +111,8 @@ class DovecotServer:
         self.log_path = self.root / "dovecot.log"
         self.stderr_path = self.root / "dovecot.stderr"
         self.mail_uid, self.mail_gid = _mail_ids()
-        self.imap_port = free_port()
-        self.pop3_port = free_port()
-        self.imaps_port: int | None = free_port() if tls else None
-        self.pop3s_port: int | None = free_port() if tls else None
+        self._pick_ports()
+        self._started = False
         self.cert: SelfSignedCert | None = (
             make_self_signed_cert(self.root / "tls", "dovecot") if tls else None
         )
@@ -228,6 +228,12 @@ protocol pop3 {{
 }}
 """
 
+    def _pick_ports(self) -> None:
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
+        self.imaps_port: int | None = free_port() if self.tls else None
+        self.pop3s_port: int | None = free_port() if self.tls else None
+
     def _tls_listener(self, name: str, port: int | None) -> str:
         if port is None:
             return f"inet_listener {name} {{\n    port = 0\n  }}"
@@ -269,6 +275,21 @@ protocol pop3 {{
             return self
         if not Path(DOVECOT).exists():
             raise RuntimeError("dovecot is not installed: run `bash scripts/test.sh` once")
+        for attempt in range(1, 4):
+            try:
+                self._launch(timeout)
+                self._started = True
+                return self
+            except PeerStartError as exc:
+                # Something took a port between free_port() and Dovecot's bind: take new
+                # ones, but only before the first start (later, tests rely on the ports).
+                if self._started or attempt == 3 or PORT_IN_USE not in str(exc):
+                    raise
+                self._pick_ports()
+                self.conf_path.write_text(self._config())
+        return self
+
+    def _launch(self, timeout: float) -> None:
         logs = [self.stderr_path, self.log_path]
         offsets = log_sizes(logs)
         stderr = open(self.stderr_path, "ab")
@@ -294,7 +315,6 @@ protocol pop3 {{
         except Exception:
             self.kill()
             raise
-        return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Shut down cleanly (SIGTERM); clients are disconnected."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+PORT_IN_USE = "Address already in use"  # as peers log a lost race for a free_port()
 
 _handed_out: set[int] = set()
 _lock = threading.Lock()

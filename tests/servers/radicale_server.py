@@ -15,10 +15,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ports import LOOPBACK, free_port, tied_to_this_process, wait_for_ports
+from .ports import LOOPBACK, PeerStartError, free_port, tied_to_this_process, wait_for_ports
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RadicaleServer:
         self.log_path = self.root / "radicale.log"
         self.users: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
+        self._started = False
         self.users_path.write_text("")
         self.conf_path.write_text(self._config())
 
@@ -93,6 +95,20 @@ mask_passwords = True
     def start(self, timeout: float = 15.0) -> RadicaleServer:
         if self.running:
             return self
+        for attempt in range(1, 4):
+            try:
+                self._launch(timeout)
+                self._started = True
+                return self
+            except PeerStartError as exc:
+                # Lost the race for the port: take another, before the first start only.
+                if self._started or attempt == 3 or "already in use" not in str(exc).lower():
+                    raise
+                self.port = free_port()
+                self.conf_path.write_text(self._config())
+        return self
+
+    def _launch(self, timeout: float) -> None:
         log = open(self.log_path, "ab")
         try:
             self._proc = subprocess.Popen(
@@ -107,12 +123,30 @@ mask_passwords = True
         finally:
             log.close()
         try:
+            deadline = time.monotonic() + timeout
             wait_for_ports("radicale", [self.port], timeout=timeout, proc=self._proc,
                            logs=[self.log_path])
+            # Something else could hold the port: ready means Radicale itself answers.
+            while not self._answers():
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise PeerStartError(
+                        f"radicale failed to start: no WebDAV answer on {self.url}"
+                        f" (exit code {self._proc.poll()})\n"
+                        f"--- {self.log_path} ---\n{self.log_text()[-8000:]}"
+                    )
+                time.sleep(0.05)
         except Exception:
             self.stop()
             raise
-        return self
+
+    def _answers(self) -> bool:
+        import requests
+
+        try:
+            response = requests.request("OPTIONS", self.url + "/", timeout=1)
+        except requests.RequestException:
+            return False
+        return "calendar-access" in response.headers.get("DAV", "")
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import errno
 import logging
 import shutil
 import smtplib
@@ -139,6 +140,8 @@ class SMTPServer:
         self.auth_required = bool(auth) if auth_required is None else auth_required
         self.tls = tls
         self.require_starttls = require_starttls
+        self._fixed_port = port is not None
+        self._started = False
         self.port = port or free_port()
         self._cert_dir: Path | None = None
         self.cert: SelfSignedCert | None = None
@@ -159,7 +162,6 @@ class SMTPServer:
             return self
         kwargs = dict(
             hostname=self.host,
-            port=self.port,
             server_hostname="smtp.test.localhost",  # banner name; avoids a slow getfqdn()
             enable_SMTPUTF8=True,
             auth_require_tls=False,
@@ -173,9 +175,21 @@ class SMTPServer:
                           require_starttls=self.require_starttls)
         elif self.tls == "implicit":
             kwargs.update(ssl_context=self.cert.server_context())
-        controller = Controller(_Handler(self), **kwargs)
-        controller.start()
-        self._controller = controller
+        for attempt in range(1, 4):
+            controller = Controller(_Handler(self), port=self.port, **kwargs)
+            try:
+                controller.start()
+            except OSError as exc:
+                # Lost the race for a free_port(): take another (never a port given to us,
+                # nor after the first start, when tests rely on the port).
+                if (exc.errno != errno.EADDRINUSE or self._fixed_port or self._started
+                        or attempt == 3):
+                    raise
+                self.port = free_port()
+                continue
+            self._controller = controller
+            self._started = True
+            return self
         return self
 
     def stop(self) -> None:
