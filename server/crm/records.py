@@ -151,7 +151,8 @@ def create(p: Principal, rt: RecordType, data: dict[str, Any], owner=None):
     owner = owner or p.user
     clean = validate(rt, data, p, creating=True)
     if not authz.can_create(p, rt.model, owner.business_unit_id,
-                            owner.id if isinstance(owner, User) else None):
+                            owner.id if isinstance(owner, User) else None,
+                            owner_team_id=owner.id if isinstance(owner, Team) else None):
         raise Forbidden(f"You may not create {rt.plural.lower()}" +
                         (" for this owner." if owner is not p.user else "."))
     record = rt.model(**clean)
@@ -187,10 +188,10 @@ def set_active(p: Principal, record, active: bool):
 
 
 def delete(p: Principal, record) -> None:
+    """Delete a record or an activity, and the shares that pointed at it."""
     authz.require(p, "delete", record)
-    rt = type_of(record)
     db.session.execute(RecordShare.__table__.delete().where(
-        RecordShare.table_name == rt.name, RecordShare.record_id == record.id))
+        RecordShare.table_name == authz.table_of(record), RecordShare.record_id == record.id))
     db.session.delete(record)
     db.session.flush()
 
@@ -213,18 +214,20 @@ SHARE_RIGHTS = ("read", "write", "append", "append_to", "delete", "assign", "sha
 
 def share(p: Principal, record, principal_obj, rights: set[str]) -> RecordShare | None:
     """Grant (or with empty ``rights`` revoke) access to one record. One may only share
-    rights one holds, as in Dynamics."""
+    rights one holds, as in Dynamics; any right includes read (a record one cannot open
+    cannot be written)."""
     authz.require(p, "share", record)
     unknown = set(rights) - set(SHARE_RIGHTS)
     if unknown:
         raise Invalid("Unknown access rights.", {"rights": ", ".join(sorted(unknown))})
+    rights = set(rights) | {"read"} if rights else set()
     for right in rights:
         if not authz.can(p, right, record):
             raise Forbidden(f"You cannot share {right.replace('_', ' ')} access you do not have.")
-    rt = type_of(record)
+    table = authz.table_of(record)
     is_user = isinstance(principal_obj, User)
     row = db.session.scalar(select(RecordShare).where(
-        RecordShare.table_name == rt.name, RecordShare.record_id == record.id,
+        RecordShare.table_name == table, RecordShare.record_id == record.id,
         (RecordShare.user_id if is_user else RecordShare.team_id) == principal_obj.id))
     if not rights:
         if row is not None:
@@ -232,7 +235,7 @@ def share(p: Principal, record, principal_obj, rights: set[str]) -> RecordShare 
         db.session.flush()
         return None
     if row is None:
-        row = RecordShare(table_name=rt.name, record_id=record.id, granted_by_id=p.user_id,
+        row = RecordShare(table_name=table, record_id=record.id, granted_by_id=p.user_id,
                           **({"user_id": principal_obj.id} if is_user else {"team_id": principal_obj.id}))
         db.session.add(row)
     for right in SHARE_RIGHTS:

@@ -160,6 +160,8 @@ def scope(p: Principal, model, privilege: str = "read") -> ColumnElement[bool]:
     """A SQL condition selecting the rows of ``model`` on which ``p`` holds ``privilege``."""
     table = table_of(model)
     depth = p.depth(table, privilege)
+    if not p.user.is_active:  # nothing at all, not even what was shared with them
+        return false()
     if depth >= Depth.ORGANIZATION:
         return true()
     user_col, team_col, bu_col = _owner_columns(model)
@@ -190,6 +192,8 @@ def can(p: Principal, privilege: str, record) -> bool:
     """Whether ``p`` holds ``privilege`` on this loaded record."""
     table = table_of(record)
     depth = p.depth(table, privilege)
+    if not p.user.is_active:
+        return False
     if depth >= Depth.ORGANIZATION:
         return True
     model = type(record)
