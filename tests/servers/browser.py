@@ -112,10 +112,11 @@ def block_non_loopback(context_or_page, blocked: list[str] | None = None) -> Non
     context_or_page.route("**/*", handle)
 
 
-def route_office_js(page, stub_js_text: str) -> None:
-    """Answer the Office.js CDN URL with `stub_js_text` (a stand-in for Office.js).
+def route_office_js(page, stub_js_text: str, url: str = OFFICE_JS_URL) -> None:
+    """Answer the Office.js CDN URL (or `url`, a Playwright URL pattern) with
+    `stub_js_text`, a stand-in for Office.js.
 
-    Registered on the page, so it wins over the context's loopback-only route.
+    Registered on the page (or context), so it wins over the context's loopback-only route.
     """
 
     def fulfill(route):
@@ -126,4 +127,4 @@ def route_office_js(page, stub_js_text: str) -> None:
             body=stub_js_text,
         )
 
-    page.route(OFFICE_JS_URL, fulfill)
+    page.route(url, fulfill)

@@ -17,6 +17,9 @@ Function-scoped:
     make_smtp_server  factory: make_smtp_server(auth=(u, p), tls="starttls", ...)
     radicale_user     a fresh DavUser on `radicale`
     page              a Playwright Page in its own loopback-only context
+
+A test that kills or stops a peer should use a factory (make_dovecot, make_smtp_server)
+rather than a shared one; mail_user and radicale_user restart a stopped shared peer anyway.
 """
 
 from __future__ import annotations
