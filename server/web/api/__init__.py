@@ -1,0 +1,83 @@
+"""The REST API, ``/api/v1/``: CRM records, activities, address resolution and the caller's
+own profile, described by an OpenAPI 3.1 document at ``/api/v1/openapi.json``.
+
+Callers authenticate only with a bearer API token (``Authorization: Bearer rgd_...``), never
+with the session cookie, so CSRF does not apply. Bodies are JSON; every error is
+``{"error": {"code", "message", "fields"?}}`` with a 4xx status.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, g, request
+from sqlalchemy.exc import DataError, IntegrityError
+
+from server.db import db
+from server.errors import Conflict, Invalid
+from server.web.api import activities, misc, openapi, records
+from server.web.api.common import limit_body
+from server.web.auth import bearer_user
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+PUBLIC_ENDPOINTS = {"api.openapi"}
+KB, MB = 1024, 1024 * 1024
+# Body limits per kind of endpoint (capped by MAX_CONTENT_LENGTH): emails carry HTML bodies.
+BODY_LIMITS = {"activity_create": 10 * MB, "activity_update": 10 * MB}
+RECORD_BODY_LIMIT = 1 * MB
+DEFAULT_BODY_LIMIT = 64 * KB
+
+
+def _body_limit(endpoint: str) -> int:
+    action = endpoint.rpartition(".")[2]
+    if action in BODY_LIMITS:
+        return BODY_LIMITS[action]
+    if action.endswith(("_create", "_update")):
+        return RECORD_BODY_LIMIT
+    return DEFAULT_BODY_LIMIT
+
+
+@bp.before_request
+def _authenticate():
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    g.api_user = bearer_user(kinds=("api",))
+    if db.session.dirty:  # the token's last-used time
+        db.session.commit()
+    limit_body(_body_limit(request.endpoint or ""))
+
+
+@bp.after_request
+def _api_headers(response):
+    response.headers.setdefault("Cache-Control", "no-store")
+    if response.status_code == 401:
+        error = ', error="invalid_token"' if request.headers.get("Authorization") else ""
+        response.headers["WWW-Authenticate"] = f'Bearer realm="regarding"{error}'
+    return response
+
+
+@bp.errorhandler(IntegrityError)
+def _integrity_error(exc):
+    """A constraint the checks did not foresee (a race on a unique value): 409, not 500."""
+    db.session.rollback()
+    from server.web import error_response
+    err = Conflict("This conflicts with existing data.")
+    return error_response(err.status, err.code, err.message)
+
+
+@bp.errorhandler(DataError)
+def _data_error(exc):
+    db.session.rollback()
+    from server.web import error_response
+    err = Invalid("A value is out of range for its field.")
+    return error_response(err.status, err.code, err.message)
+
+
+records.register(bp)
+activities.register(bp)
+misc.register(bp)
+openapi.register(bp)
+
+
+def init_app(app: Flask) -> None:
+    from server.web import csrf
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

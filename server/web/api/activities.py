@@ -1,0 +1,199 @@
+"""REST endpoints for activities: list (scoped, filtered, newest first), create, get, update,
+delete, set or clear what an activity is regarding, and its attachments."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, send_file, url_for
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import selectinload, undefer, with_polymorphic
+
+from server.crm import timeline as timelines
+from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, Attachment
+from server.db import db, utcnow
+from server.errors import Forbidden, NotFound
+from server.security import authz
+from server.web.api import activity_writes
+from server.web.api.common import (invalid, json_body, page_size, parse_ref, principal,
+                                   query_args, reject_unknown)
+from server.web.serialize import (ACTIVITY_STATES, ACTIVITY_TYPES, activities_json,
+                                  activity_json, attachment_json)
+
+AnyActivity = with_polymorphic(Activity, "*")
+MAX_SUBJECT_QUERY = 200
+_SAFE_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\"\\]")
+
+
+class ContentOmitted(NotFound):
+    """The attachment's content was not kept (it was over the size limit)."""
+    code = "content_omitted"
+
+
+def load_activity(activity_id: int):
+    """One activity the caller may read, as its own type, with its parties."""
+    activity = db.session.scalar(
+        select(AnyActivity).where(AnyActivity.id == activity_id,
+                                  authz.scope(principal(), Activity, "read"))
+        .options(selectinload(AnyActivity.parties)))
+    if activity is None:
+        raise NotFound()
+    return activity
+
+
+def list_activities():
+    p = principal()
+    args = query_args({"type", "state", "regarding", "q", "cursor", "page_size"}, multi={"type"})
+    query = (select(AnyActivity).where(authz.scope(p, Activity, "read"))
+             .options(selectinload(AnyActivity.parties))
+             .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()))
+    types = tuple(t for raw in args.get("type", []) for t in raw.split(",") if t)
+    if any(t not in ACTIVITY_TYPES for t in types):
+        raise invalid({"type": f"Activity types are: {', '.join(ACTIVITY_TYPES)}."})
+    if types:
+        query = query.where(AnyActivity.activity_type.in_(types))
+    if "state" in args:
+        if args["state"] not in ACTIVITY_STATES:
+            raise invalid({"state": f"Must be one of: {', '.join(ACTIVITY_STATES)}."})
+        query = query.where(AnyActivity.state == args["state"])
+    if "regarding" in args:
+        if args["regarding"] == "none":
+            query = query.where(*(getattr(AnyActivity, c).is_(None)
+                                  for c in REGARDING_COLUMNS.values()))
+        else:
+            kind, ident = parse_ref(args["regarding"], "regarding", REGARDING_TYPES)
+            query = query.where(getattr(AnyActivity, REGARDING_COLUMNS[kind]) == ident)
+    if args.get("q", "").strip():
+        q = args["q"].strip()
+        if len(q) > MAX_SUBJECT_QUERY:
+            raise invalid({"q": f"At most {MAX_SUBJECT_QUERY} characters."})
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(AnyActivity.subject.ilike(pattern, escape="\\"))
+    if args.get("cursor"):
+        try:
+            at, ident = timelines.decode_cursor(args["cursor"])
+        except (ValueError, OverflowError, OSError):
+            raise invalid({"cursor": "Not a valid cursor."}) from None
+        query = query.where(or_(AnyActivity.occurred_on < at,
+                                and_(AnyActivity.occurred_on == at, AnyActivity.id < ident)))
+    limit = page_size(args)
+    rows = list(db.session.scalars(query.limit(limit + 1)).unique())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify({"items": activities_json(p, rows),
+                    "next": timelines.encode_cursor(rows[-1]) if more and rows else None})
+
+
+def create_activity():
+    p = principal()
+    activity = activity_writes.create(p, json_body())
+    db.session.commit()
+    response = jsonify(activity_json(p, load_activity(activity.id)))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.activity_get", activity_id=activity.id)
+    return response
+
+
+def get_activity(activity_id: int):
+    query_args(set())
+    return jsonify(activity_json(principal(), load_activity(activity_id)))
+
+
+def update_activity(activity_id: int):
+    p = principal()
+    activity = load_activity(activity_id)
+    activity_writes.update(p, activity, json_body())
+    db.session.commit()
+    return jsonify(activity_json(p, load_activity(activity_id)))
+
+
+def delete_activity(activity_id: int):
+    activity_writes.delete(principal(), load_activity(activity_id))
+    db.session.commit()
+    return "", 204
+
+
+def set_regarding(activity_id: int):
+    """PUT ``{"regarding": {"type", "id"}}`` or ``{"regarding": null}``: write on the activity;
+    to set it also append on the activity and append-to on the record."""
+    p = principal()
+    activity = load_activity(activity_id)
+    data = json_body()
+    reject_unknown(data, {"regarding"})
+    if "regarding" not in data:
+        raise invalid({"regarding": 'This field is required (null clears it).'})
+    authz.require(p, "write", activity)
+    if data["regarding"] is None:
+        activity.set_regarding(None, None)
+    else:
+        kind, target = activity_writes.regarding_target(p, data["regarding"])
+        if not authz.can(p, "append", activity):
+            raise Forbidden("You do not have the append privilege on this activity.")
+        activity.set_regarding(kind, target.id)
+    activity.modified_by_id = p.user_id
+    activity.modified_on = utcnow()
+    db.session.commit()
+    return jsonify(activity_json(p, load_activity(activity_id)))
+
+
+def list_attachments(activity_id: int):
+    query_args(set())
+    activity = load_activity(activity_id)
+    rows = db.session.scalars(select(Attachment).where(Attachment.activity_id == activity.id)
+                              .order_by(Attachment.id))
+    return jsonify({"items": [attachment_json(a) for a in rows]})
+
+
+def _disk_path(storage_path: str) -> Path:
+    base = (Path(current_app.instance_path) / "attachments").resolve()
+    path = (base / storage_path).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        raise NotFound("The attachment's file is missing.")
+    return path
+
+
+def download_attachment(activity_id: int, attachment_id: int):
+    """The attachment's bytes, always as a download (never rendered by a browser)."""
+    query_args(set())
+    activity = load_activity(activity_id)
+    attachment = db.session.scalar(
+        select(Attachment).where(Attachment.id == attachment_id,
+                                 Attachment.activity_id == activity.id)
+        .options(undefer(Attachment.content)))
+    if attachment is None:
+        raise NotFound()
+    if attachment.content_omitted:
+        raise ContentOmitted()
+    mimetype = (attachment.content_type or "").split(";")[0].strip()
+    if not _SAFE_TYPE.match(mimetype):
+        mimetype = "application/octet-stream"
+    name = _CONTROL.sub("_", attachment.filename or "") or f"attachment-{attachment.id}"
+    if attachment.storage_path:
+        source = _disk_path(attachment.storage_path)
+    elif attachment.content is not None:
+        source = io.BytesIO(attachment.content)
+    else:
+        raise ContentOmitted()
+    response = send_file(source, mimetype=mimetype, as_attachment=True, download_name=name,
+                         max_age=0)
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+def register(bp: Blueprint) -> None:
+    rules = [
+        ("/activities", "activity_list", list_activities, ["GET"]),
+        ("/activities", "activity_create", create_activity, ["POST"]),
+        ("/activities/<int:activity_id>", "activity_get", get_activity, ["GET"]),
+        ("/activities/<int:activity_id>", "activity_update", update_activity, ["PATCH"]),
+        ("/activities/<int:activity_id>", "activity_delete", delete_activity, ["DELETE"]),
+        ("/activities/<int:activity_id>/regarding", "activity_regarding", set_regarding, ["PUT"]),
+        ("/activities/<int:activity_id>/attachments", "activity_attachments", list_attachments,
+         ["GET"]),
+        ("/activities/<int:activity_id>/attachments/<int:attachment_id>", "activity_attachment",
+         download_attachment, ["GET"]),
+    ]
+    for rule, endpoint, view, methods in rules:
+        bp.add_url_rule(rule, endpoint, view, methods=methods)

@@ -1,0 +1,350 @@
+"""Creating, changing and deleting activities from JSON, as the REST API takes them: tasks,
+phone calls, appointments and emails (drafts, and tracked incoming or sent email) with their
+parties, regarding and owner. Privileges and field security are checked here.
+
+(Simpler calls for pages live in ``server.crm.activity_services``; these take the full JSON
+shape described by ``server.web.serialize``.)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES, Activity,
+                                   ActivityParty, Email)
+from server.crm.registry import RECORD_TYPES, Field
+from server.crm.resolution import resolve
+from server.db import db, utcnow
+from server.errors import Conflict, Forbidden, Invalid, Unprocessable
+from server.security import authz
+from server.security.authz import Principal
+from server.security.models import RecordShare, Team, User
+from server.web.api.common import invalid, load_principal, parse_ref, parse_value
+from server.web.serialize import ACTIVITY_READ_ONLY, ACTIVITY_TYPES, activity_fields
+
+MAX_PARTIES = 500
+PARTY_ROLES_BY_TYPE = {
+    "email": ("from", "to", "cc", "bcc"),
+    "appointment": ("organizer", "required", "optional"),
+    "phone_call": ("from", "to"),
+    "task": (),
+}
+# A tracked (received or sent) email keeps its content; only these may change afterwards.
+TRACKED_EMAIL_EDITABLE = {"state", "priority", "description"}
+
+
+def sanitize_html(html: str) -> str:
+    """The sync engine's HTML sanitizer (imported when first needed)."""
+    from server.sync.html import sanitize_html as sanitize
+    return sanitize(html)
+
+
+def normalize_message_id(value: str | None) -> str | None:
+    from server.sync.message import normalize_message_id as normalize_id
+    return normalize_id(value)
+
+
+def _model(kind: str):
+    return User if kind == "user" else RECORD_TYPES[kind].model
+
+
+# -- regarding ---------------------------------------------------------------------------------
+
+def regarding_target(p: Principal, raw: Any, name: str = "regarding"):
+    """The record of ``{"type", "id"}`` an activity may be set regarding: readable (else 400,
+    as if it did not exist) and append-to (else 403)."""
+    kind, ident = parse_ref(raw, name, REGARDING_TYPES)
+    model = RECORD_TYPES[kind].model
+    target = db.session.scalar(select(model).where(model.id == ident, authz.scope(p, model, "read")))
+    if target is None:
+        raise invalid({name: f"No such {RECORD_TYPES[kind].label.lower()}."})
+    if not authz.can(p, "append_to", target):
+        raise Forbidden(f"You may not link activities to this {RECORD_TYPES[kind].label.lower()}.",
+                        {name: "No append-to privilege on this record."})
+    return kind, target
+
+
+# -- parties -----------------------------------------------------------------------------------
+
+def _party_record_ok(p: Principal, kind: str, record) -> bool:
+    return kind == "user" or authz.can(p, "append_to", record)
+
+
+def _load_party_records(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple[str, int], Any]:
+    out = {}
+    for kind, ids in wanted.items():
+        model = _model(kind)
+        for row in db.session.scalars(select(model).where(model.id.in_(ids),
+                                                          authz.scope(p, model, "read"))):
+            out[(kind, row.id)] = row
+    return out
+
+
+def _address_of(record) -> str | None:
+    if isinstance(record, User):
+        return record.email
+    emails = record.emails
+    return emails[0] if emails else None
+
+
+def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
+    """Parties from ``[{role, address?, name?, record?: {type, id}}]``. A party without a
+    record is resolved by its address to a record the caller may read and link to."""
+    roles = PARTY_ROLES_BY_TYPE[kind]
+    if not isinstance(entries, list):
+        raise invalid({"parties": "Expected a list."})
+    if entries and not roles:
+        raise invalid({"parties": f"A {kind.replace('_', ' ')} has no parties."})
+    if len(entries) > MAX_PARTIES:
+        raise invalid({"parties": f"At most {MAX_PARTIES} parties."})
+    errors: dict[str, str] = {}
+    parsed = []
+    for i, entry in enumerate(entries):
+        key = f"parties[{i}]"
+        if not isinstance(entry, dict):
+            errors[key] = "Expected an object."
+            continue
+        for extra in set(entry) - {"role", "address", "name", "record"}:
+            errors[f"{key}.{extra}"] = "Unknown field."
+        role, address, name = entry.get("role"), entry.get("address"), entry.get("name")
+        if role not in roles:
+            errors[f"{key}.role"] = f"Must be one of: {', '.join(roles)}."
+        ref = None
+        try:
+            if entry.get("record") is not None:
+                ref = parse_ref(entry["record"], f"{key}.record", PARTY_TYPES)
+        except Invalid as exc:
+            errors.update(exc.fields)
+        if address is not None:
+            try:
+                address = parse_value(_ADDRESS, address)
+            except ValueError as exc:
+                errors[f"{key}.address"] = str(exc)
+        if name is not None:
+            try:
+                name = parse_value(_NAME, name)
+            except ValueError as exc:
+                errors[f"{key}.name"] = str(exc)
+        if ref is None and not address:
+            errors[key] = "Give an address or a record."
+        parsed.append((i, role, address, name, ref))
+    if errors:
+        raise invalid(errors)
+
+    wanted: dict[str, set[int]] = {}
+    for _, _, _, _, ref in parsed:
+        if ref:
+            wanted.setdefault(ref[0], set()).add(ref[1])
+    unresolved = [address for _, _, address, _, ref in parsed if ref is None]
+    matches = resolve(unresolved, user_id=p.user_id) if unresolved else {}
+    for found in matches.values():
+        for m in found:
+            wanted.setdefault(m.record_type, set()).add(m.record_id)
+    records = _load_party_records(p, wanted)
+
+    parties = []
+    for i, role, address, name, ref in parsed:
+        record = None
+        if ref is not None:
+            record = records.get(ref)
+            if record is None:
+                errors[f"parties[{i}].record"] = f"No such {ref[0]}."
+                continue
+            if not _party_record_ok(p, ref[0], record):
+                errors[f"parties[{i}].record"] = "You may not link activities to this record."
+                continue
+        else:
+            for m in matches.get(address, []):
+                candidate = records.get((m.record_type, m.record_id))
+                if candidate is not None and _party_record_ok(p, m.record_type, candidate):
+                    ref, record = (m.record_type, m.record_id), candidate
+                    break
+        party = ActivityParty(role=role, address=address or (record and _address_of(record)),
+                              name=name or (record.full_name if isinstance(record, User) else
+                                            record and getattr(record, "title", None)))
+        if ref is not None:
+            party.set_party(*ref)
+        parties.append(party)
+    if errors:
+        raise invalid(errors)
+    return parties
+
+
+_ADDRESS = Field("address", "Address", "email", max_length=320)
+_NAME = Field("name", "Name", max_length=200)
+
+
+# -- fields ------------------------------------------------------------------------------------
+
+def clean_fields(p: Principal, kind: str, data: dict[str, Any], *, creating: bool,
+                 extra: set[str]) -> dict[str, Any]:
+    """Parse the activity fields of ``data``; unknown, read-only and secured fields are
+    errors. Names in ``extra`` (parties, regarding, ...) are left to the caller."""
+    fields = {f.name: f for f in activity_fields(kind)}
+    access = p.fields("activity")
+    errors, clean = {}, {}
+    for name, raw in data.items():
+        if name in extra:
+            continue
+        f = fields.get(name)
+        if f is None:
+            errors[name] = ("This field is read-only." if name in ACTIVITY_READ_ONLY[kind]
+                            or name in ("id", "occurred_on", "created_on", "modified_on")
+                            else "Unknown field.")
+            continue
+        if not (access.can_create(name) if creating else access.can_update(name)):
+            errors[name] = "This field is secured; you may not set it."
+            continue
+        try:
+            clean[name] = parse_value(f, raw)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if "percent_complete" in clean and clean["percent_complete"] is not None \
+            and not 0 <= clean["percent_complete"] <= 100:
+        errors["percent_complete"] = "From 0 to 100."
+    for name in ("state", "priority", "direction", "is_all_day", "percent_complete"):
+        if name in clean and clean[name] is None:
+            errors[name] = "This field cannot be empty."
+    if errors:
+        raise invalid(errors)
+    return clean
+
+
+def _check_times(activity) -> None:
+    if activity.scheduled_start and activity.scheduled_end \
+            and activity.scheduled_end < activity.scheduled_start:
+        raise invalid({"scheduled_end": "Ends before it starts."})
+
+
+def _apply(activity, clean: dict[str, Any]) -> None:
+    for name, value in clean.items():
+        if name == "html_body" and value:
+            value = sanitize_html(value)
+        setattr(activity, name, value)
+    if clean.get("state") in ("completed", "canceled") and activity.actual_end is None:
+        activity.actual_end = utcnow()
+    if clean.get("state") == "completed" and activity.activity_type == "task":
+        activity.percent_complete = 100
+    if activity.activity_type == "appointment" and activity.scheduled_start:
+        activity.occurred_on = activity.scheduled_start
+    _check_times(activity)
+
+
+def _email_addresses(email: Email) -> None:
+    sender = next((x for x in email.parties if x.role == "from"), None)
+    email.sender_address = sender.address if sender else None
+    to = [x.address for x in email.parties if x.role == "to" and x.address]
+    email.to_recipients = "; ".join(to) or None
+
+
+def _prepare_email(p: Principal, email: Email, clean: dict[str, Any]) -> None:
+    """Draft, or tracked received/sent email: status, identity and when it happened."""
+    direction = clean.get("direction") or "outgoing"
+    email.direction = direction
+    tracked = direction == "incoming" or clean.get("sent_on") is not None
+    if not tracked:
+        for name in ("message_id", "in_reply_to", "received_on"):
+            if clean.get(name):
+                raise invalid({name: "Only a tracked (received or sent) email has this."})
+        email.status = "draft"
+        if not any(x.role == "from" for x in email.parties):
+            email.parties.insert(0, ActivityParty(role="from", user_id=p.user_id,
+                                                  name=p.user.full_name, address=p.user.email))
+    else:
+        authz.require_named(p, "track_email")
+        if direction == "outgoing" and clean.get("received_on"):
+            raise invalid({"received_on": "A sent email has no received time."})
+        email.status = "received" if direction == "incoming" else "sent"
+        email.message_id = normalize_message_id(clean.get("message_id"))
+        email.in_reply_to = normalize_message_id(clean.get("in_reply_to"))
+        email.dedupe_key = email.message_id
+        if email.dedupe_key and db.session.scalar(
+                select(Email.id).where(Email.dedupe_key == email.dedupe_key)) is not None:
+            raise Conflict("This email is already tracked.",
+                           {"message_id": "An email with this Message-ID is already tracked."})
+    email.occurred_on = email.received_on or email.sent_on or email.occurred_on
+    _email_addresses(email)
+
+
+# -- services ----------------------------------------------------------------------------------
+
+def create(p: Principal, data: dict[str, Any]) -> Activity:
+    """Create an activity of ``data["type"]`` owned by the caller (or ``data["owner"]``)."""
+    kind = data.get("type")
+    if kind not in ACTIVITY_TYPES:
+        raise invalid({"type": f"Must be one of: {', '.join(ACTIVITY_TYPES)}."})
+    clean = clean_fields(p, kind, data, creating=True,
+                         extra={"type", "owner", "regarding", "parties"})
+    if kind != "email" and not (clean.get("subject") or "").strip():
+        raise invalid({"subject": "This field is required."})
+    owner = load_principal(p, data["owner"], "owner") if data.get("owner") is not None else p.user
+    if not authz.can_create(p, Activity, owner.business_unit_id,
+                            owner.id if isinstance(owner, User) else None):
+        raise Forbidden("You may not create activities" +
+                        (" for this owner." if owner is not p.user else "."))
+    now = utcnow()
+    activity = ACTIVITY_MODELS[kind](
+        subject="", state="open", priority="normal", occurred_on=now, created_on=now,
+        modified_on=now, created_by_id=p.user_id, modified_by_id=p.user_id,
+        owner_user_id=owner.id if isinstance(owner, User) else None,
+        owner_team_id=owner.id if isinstance(owner, Team) else None,
+        owning_business_unit_id=owner.business_unit_id)
+    if "parties" in data:
+        activity.parties.extend(build_parties(p, kind, data["parties"]))
+    _apply(activity, clean)
+    if kind == "email":
+        _prepare_email(p, activity, clean)
+    if data.get("regarding") is not None:
+        target_kind, target = regarding_target(p, data["regarding"])
+        if not authz.can(p, "append", activity):
+            raise Forbidden("You may not set what activities are regarding.")
+        activity.set_regarding(target_kind, target.id)
+    db.session.add(activity)
+    db.session.flush()
+    return activity
+
+
+def update(p: Principal, activity: Activity, data: dict[str, Any]) -> Activity:
+    """Change an activity's fields (and parties); regarding has its own call."""
+    authz.require(p, "write", activity)
+    kind = activity.activity_type
+    fixed = {"regarding": "Set this with PUT /api/v1/activities/{id}/regarding.",
+             "type": "An activity's type cannot change.",
+             "owner": "The owner of an activity cannot change here."}
+    errors = {name: message for name, message in fixed.items() if name in data}
+    if kind == "email" and "direction" in data:
+        errors["direction"] = "An email's direction cannot change."
+    if errors:
+        raise invalid(errors)
+    clean = clean_fields(p, kind, data, creating=False, extra={"parties"})
+    if kind == "email" and activity.status != "draft":
+        locked = sorted(set(data) - TRACKED_EMAIL_EDITABLE)
+        if locked:
+            raise Unprocessable("A tracked email keeps its content: only its state, priority "
+                                "and description can change.",
+                                {name: "Cannot change on a tracked email." for name in locked})
+    if kind == "email":
+        for name in ("message_id", "in_reply_to", "received_on", "sent_on"):
+            if clean.get(name):
+                raise invalid({name: "Only a tracked email has this."})
+    if "parties" in data:
+        new = build_parties(p, kind, data["parties"])
+        activity.parties.clear()
+        activity.parties.extend(new)
+        if kind == "email":
+            _email_addresses(activity)
+    _apply(activity, clean)
+    activity.modified_by_id = p.user_id
+    activity.modified_on = utcnow()
+    db.session.flush()
+    return activity
+
+
+def delete(p: Principal, activity: Activity) -> None:
+    """Delete an activity (parties and attachments go with it) and shares of it."""
+    authz.require(p, "delete", activity)
+    db.session.execute(RecordShare.__table__.delete().where(
+        RecordShare.table_name == "activity", RecordShare.record_id == activity.id))
+    db.session.delete(activity)
+    db.session.flush()

@@ -1,0 +1,277 @@
+"""Request parsing shared by the REST API views: strict JSON bodies, query parameters, typed
+field values, principals named in a body, and opaque keyset cursors.
+
+Every problem with the input becomes a typed 4xx error (never a 500): 415 for a body that is
+not JSON, 400 with per-field messages for malformed JSON, wrong types and unknown names.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import current_app, g, request
+from sqlalchemy import select
+
+from server.crm.addresses import normalize
+from server.crm.registry import Field
+from server.db import db
+from server.errors import Invalid, ServiceError
+from server.security import authz
+from server.security.authz import Principal
+from server.security.models import Team, User
+
+MAX_PAGE_SIZE = 200
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class UnsupportedMediaType(ServiceError):
+    """Send the request body as JSON (Content-Type: application/json)."""
+    status, code = 415, "unsupported_media_type"
+
+
+class TooLarge(ServiceError):
+    """The request body is too large."""
+    status, code = 413, "too_large"
+
+
+def invalid(fields: dict[str, str], message: str = "Some fields are not valid.") -> Invalid:
+    return Invalid(message, fields)
+
+
+# -- bodies ------------------------------------------------------------------------------------
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+
+
+def json_body(*, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object. ``optional`` endpoints (actions) accept no body at all."""
+    if optional and not has_body():
+        return {}
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    raw = request.get_data(cache=True)  # 413 from Werkzeug beyond the request's limit
+    if not raw.strip():
+        if optional:
+            return {}
+        raise Invalid("The request body is empty: send a JSON object.")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        detail = exc.args[0] if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
+        raise Invalid(f"Malformed JSON: {str(detail)[:200]}") from None
+    if not isinstance(data, dict):
+        raise Invalid("Expected a JSON object.")
+    _check_text(data)
+    return data
+
+
+def _check_text(value: Any) -> None:
+    """Strings must be storable UTF-8: JSON may carry lone surrogates (``"\\ud800"``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Invalid("The JSON contains text that is not valid Unicode.") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def reject_unknown(data: dict[str, Any], allowed: set[str] | tuple[str, ...]) -> None:
+    unknown = {k: "Unknown field." for k in data if k not in allowed}
+    if unknown:
+        raise invalid(unknown)
+
+
+def limit_body(max_bytes: int) -> None:
+    """Lower this request's body limit below the application's ``MAX_CONTENT_LENGTH``."""
+    app_limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    limit = min(max_bytes, app_limit) if app_limit else max_bytes
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"The request body is over {limit} bytes.")
+
+
+# -- query parameters -------------------------------------------------------------------------
+
+def query_args(allowed: set[str], *, multi: set[str] = frozenset()) -> dict[str, Any]:
+    """The query string as a dict; unknown or repeated parameters are 400."""
+    errors, out = {}, {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        if key not in allowed:
+            errors[key] = "Unknown parameter."
+        elif key in multi:
+            out[key] = values
+        elif len(values) > 1:
+            errors[key] = "Give this parameter once."
+        else:
+            out[key] = values[0]
+    if errors:
+        raise invalid(errors, "Some query parameters are not valid.")
+    return out
+
+
+def page_size(args: dict[str, Any]) -> int:
+    raw = args.get("page_size")
+    if raw is None:
+        return min(int(current_app.config.get("REGARDING_PAGE_SIZE", 25)), MAX_PAGE_SIZE)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise invalid({"page_size": f"A whole number from 1 to {MAX_PAGE_SIZE}."})
+    return int(raw)
+
+
+def parse_bool_arg(args: dict[str, Any], name: str) -> bool | None:
+    raw = args.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise invalid({name: "Must be true or false."})
+
+
+def parse_int(raw: Any, name: str) -> int:
+    """A positive id from JSON (a number) or a query string (digits)."""
+    if isinstance(raw, bool):
+        raise invalid({name: "Must be a whole number."})
+    if isinstance(raw, int) and 0 < raw < 2**63:
+        return raw
+    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19 and int(raw) > 0:
+        return int(raw)
+    raise invalid({name: "Must be a positive whole number."})
+
+
+def parse_ref(raw: Any, name: str, kinds: tuple[str, ...]) -> tuple[str, int]:
+    """``{"type": ..., "id": ...}`` (or ``"type:id"`` in a query string) → ``(type, id)``."""
+    if isinstance(raw, str) and ":" in raw:
+        kind, _, ident = raw.partition(":")
+        raw = {"type": kind, "id": ident}
+    if not isinstance(raw, dict) or set(raw) != {"type", "id"}:
+        raise invalid({name: 'Expected {"type": ..., "id": ...}.'})
+    if raw["type"] not in kinds:
+        raise invalid({name: f"The type must be one of: {', '.join(kinds)}."})
+    return raw["type"], parse_int(raw["id"], f"{name}.id")
+
+
+# -- typed values ------------------------------------------------------------------------------
+
+def parse_datetime(raw: Any) -> datetime:
+    if not isinstance(raw, str):
+        raise ValueError("Must be a date and time (ISO 8601).")
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValueError("Must be a date and time (ISO 8601).") from None
+    if value.tzinfo is None:
+        raise ValueError("Include a time zone (for example 2025-01-31T09:00:00Z).")
+    return value
+
+
+def parse_value(f: Field, raw: Any) -> Any:
+    """One value of field ``f`` from JSON or a query string; ValueError with a user-facing
+    message. Refs are parsed as ids only (existence and privileges are the service's)."""
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and f.kind not in ("bool",)):
+        if f.required:
+            raise ValueError("This field is required.")
+        return None
+    if f.kind in ("str", "text", "phone", "url", "email", "choice"):
+        if not isinstance(raw, str):
+            raise ValueError("Must be text.")
+        value = _CONTROL.sub("", raw)
+        value = value if f.kind == "text" else value.strip()
+        if f.max_length and len(value) > f.max_length:
+            raise ValueError(f"At most {f.max_length} characters.")
+        if f.kind == "email" and normalize(value) is None:
+            raise ValueError("Not a valid email address.")
+        if f.kind == "url" and not re.match(r"^https?://\S+$", value, re.I):
+            raise ValueError("Not a valid web address (https://...).")
+        if f.kind == "choice" and value not in f.choices:
+            raise ValueError(f"Must be one of: {', '.join(f.choices)}.")
+        return value
+    if f.kind in ("int", "ref"):
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValueError("Must be a whole number.")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("Must be a whole number.") from None
+        if not -2**31 < value < 2**31:
+            raise ValueError("Out of range.")
+        return value
+    if f.kind == "decimal":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise ValueError("Must be a number.")
+        try:
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            raise ValueError("Must be a number.") from None
+        if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
+            raise ValueError("Out of range.")
+        return value.quantize(Decimal("0.01"))
+    if f.kind == "date":
+        if not isinstance(raw, str):
+            raise ValueError("Must be a date (YYYY-MM-DD).")
+        try:
+            return date.fromisoformat(raw.strip())
+        except ValueError:
+            raise ValueError("Must be a date (YYYY-MM-DD).") from None
+    if f.kind == "datetime":
+        return parse_datetime(raw)
+    if f.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ValueError("Must be true or false.")
+    raise ValueError("Unsupported field.")  # pragma: no cover
+
+
+def principal() -> Principal:
+    """The principal behind this request's bearer token (set by the blueprint)."""
+    return authz.principal(g.api_user)
+
+
+# -- users and teams named in a body ------------------------------------------------------------
+
+def load_principal(p: Principal, raw: Any, name: str) -> User | Team:
+    """The user or team of ``{"type": "user"|"team", "id": N}``, which the caller may read."""
+    kind, ident = parse_ref(raw, name, ("user", "team"))
+    model = User if kind == "user" else Team
+    found = db.session.scalar(select(model).where(model.id == ident, authz.scope(p, model, "read")))
+    if found is None:
+        raise invalid({name: f"No such {kind}."})
+    return found
+
+
+# -- cursors -----------------------------------------------------------------------------------
+
+def encode_cursor(payload: list[Any]) -> str:
+    text = json.dumps(payload, separators=(",", ":"), default=str)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, name: str = "cursor") -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError):
+        raise invalid({name: "Not a valid cursor."}) from None
+    if not isinstance(payload, list):
+        raise invalid({name: "Not a valid cursor."})
+    return payload

@@ -1,0 +1,338 @@
+"""REST endpoints for CRM records, one set per record type of the registry:
+``/api/v1/{accounts,contacts,leads,opportunities,cases,queues}`` with list (filters, search,
+sort, keyset paging), get, create, update, delete, assign, share, shares, activate,
+deactivate and the activity timeline. Every call goes through ``server.crm.records``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from flask import Blueprint, jsonify, url_for
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from server.crm import records as record_services
+from server.crm import timeline as timelines
+from server.crm.registry import RECORD_TYPES, Field, RecordType
+from server.db import db
+from server.errors import Conflict
+from server.security import authz
+from server.security.models import RecordShare
+from server.web.api.common import (decode_cursor, encode_cursor, invalid, json_body,
+                                   load_principal, page_size, parse_bool_arg, parse_int,
+                                   parse_value, principal, query_args, reject_unknown)
+from server.web.serialize import (ACTIVITY_TYPES, activities_json, record_json, records_json,
+                                  shares_json)
+
+LIST_PARAMS = {"q", "active", "sort", "page_size", "cursor", "count", "owner_user_id",
+               "owner_team_id"}
+# Audit and state fields: shown, never written through create or update.
+READ_ONLY = {"id": "Read-only.", "type": "Read-only.", "owning_business_unit_id": "Read-only.",
+             "created_on": "Read-only.", "modified_on": "Read-only.", "created_by": "Read-only.",
+             "modified_by": "Read-only.", "full_name": "Set first_name and last_name instead.",
+             "is_active": "Use POST .../activate or .../deactivate.",
+             "owner": "Use POST .../assign."}
+AUDIT_SORTS = {"id": "int", "created_on": "datetime", "modified_on": "datetime"}
+MAX_QUERY = 200
+
+
+def collection(rt: RecordType) -> str:
+    """The URL name of a record type: its plural (``opportunities``)."""
+    return rt.plural.lower().replace(" ", "_")
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+def _filter_clause(rt: RecordType, f: Field, raw: str):
+    column = getattr(rt.model, f.name)
+    try:
+        value = parse_value(dataclasses.replace(f, required=False), raw)
+    except ValueError as exc:
+        raise invalid({f.name: str(exc)}, "Some query parameters are not valid.") from None
+    if value is None:
+        return column.is_(None)
+    if f.kind in ("str", "email", "phone", "url", "text"):
+        return func.lower(column) == value.lower()
+    return column == value
+
+
+def _search_clause(rt: RecordType, p, q: str):
+    if len(q) > MAX_QUERY:
+        raise invalid({"q": f"At most {MAX_QUERY} characters."})
+    access = p.fields(rt.name)
+    pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    columns = [getattr(rt.model, name) for name in rt.search_fields if access.can_read(name)
+               or name == rt.title_field and name not in rt.field_names]
+    return or_(*(c.ilike(pattern, escape="\\") for c in columns))
+
+
+def _sortable(rt: RecordType, p) -> dict[str, str]:
+    """Sort key → value kind, for the fields this reader may read (long text excluded)."""
+    out = dict(AUDIT_SORTS)
+    out.update({f.name: ("int" if f.kind == "ref" else f.kind)
+                for f in record_services.visible_fields(p, rt) if f.kind != "text"})
+    if rt.title_field not in rt.field_names:
+        out[rt.title_field] = "str"
+    return out
+
+
+def _cursor_value(kind: str, value: Any) -> Any:
+    """A cursor's JSON value back to the column's Python type (ValueError when odd)."""
+    if value is None:
+        return None
+    if kind in ("int",):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if not isinstance(value, str):
+        raise ValueError
+    if kind == "decimal":
+        return Decimal(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "datetime":
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _to_cursor(value: Any) -> Any:
+    if isinstance(value, (datetime, date, Decimal)):
+        return value.isoformat() if not isinstance(value, Decimal) else str(value)
+    return value
+
+
+def _keyset(column, id_column, desc: bool, value: Any, last_id: int):
+    """Rows after (value, last_id) in the order: non-null values, then nulls; id breaks ties."""
+    after_id = id_column < last_id if desc else id_column > last_id
+    if value is None:
+        return and_(column.is_(None), after_id)
+    beyond = column < value if desc else column > value
+    return or_(column.is_(None), and_(column.is_not(None), or_(beyond, and_(column == value, after_id))))
+
+
+def list_records(rt: RecordType):
+    p = principal()
+    args = query_args(LIST_PARAMS | set(rt.field_names))
+    model = rt.model
+    access = p.fields(rt.name)
+    query = select(model).where(authz.scope(p, model, "read"))
+    for name in set(args) & set(rt.field_names):
+        if not access.can_read(name):
+            raise invalid({name: "This field is secured; you may not filter on it."})
+        query = query.where(_filter_clause(rt, rt.field(name), args[name]))
+    for name in ("owner_user_id", "owner_team_id"):
+        if name in args:
+            query = query.where(getattr(model, name) == parse_int(args[name], name))
+    active = args.get("active", "true").lower()
+    if active not in ("true", "false", "all"):
+        raise invalid({"active": "Must be true, false or all."})
+    if active != "all":
+        query = query.where(model.is_active.is_(active == "true"))
+    if args.get("q", "").strip():
+        query = query.where(_search_clause(rt, p, args["q"]))
+
+    sort = args.get("sort") or rt.title_field
+    key, desc = sort.lstrip("-"), sort.startswith("-")
+    sortable = _sortable(rt, p)
+    if key not in sortable:
+        raise invalid({"sort": f"Sort by one of: {', '.join(sorted(sortable))} (prefix - to "
+                               "reverse)."})
+    column = getattr(model, key)
+    total = None
+    if parse_bool_arg(args, "count"):
+        total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    if args.get("cursor"):
+        payload = decode_cursor(args["cursor"])
+        try:
+            if len(payload) != 3 or payload[0] != sort or not isinstance(payload[2], int) \
+                    or isinstance(payload[2], bool):
+                raise ValueError
+            value = _cursor_value(sortable[key], payload[1])
+        except (ValueError, TypeError, ArithmeticError):
+            raise invalid({"cursor": "Not a valid cursor for this sort."}) from None
+        query = query.where(_keyset(column, model.id, desc, value, payload[2]))
+    limit = page_size(args)
+    order = [column.is_(None)] if key != "id" else []
+    order += [column.desc(), model.id.desc()] if desc else [column.asc(), model.id.asc()]
+    rows = list(db.session.scalars(query.order_by(*order).limit(limit + 1)).unique())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    body: dict[str, Any] = {"items": records_json(p, rt, rows), "next": None}
+    if more:
+        last = rows[-1]
+        body["next"] = encode_cursor([sort, _to_cursor(getattr(last, key)), last.id])
+    if total is not None:
+        body["total"] = total
+    return jsonify(body)
+
+
+# -- one record --------------------------------------------------------------------------------
+
+def _load(rt: RecordType, record_id: int):
+    return record_services.get(principal(), rt.name, record_id)
+
+
+def _unique_columns(rt: RecordType) -> list[str]:
+    table = rt.model.__table__
+    return [f.name for f in rt.fields if f.name in table.c and table.c[f.name].unique]
+
+
+@contextmanager
+def _conflicts(rt: RecordType, data: dict[str, Any]):
+    """A unique value already in use (a case number, a queue name) becomes a 409."""
+    try:
+        yield
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        fields = {}
+        for name in _unique_columns(rt):
+            value = data.get(name)
+            if isinstance(value, str) and db.session.scalar(
+                    select(rt.model.id).where(getattr(rt.model, name) == value.strip())):
+                fields[name] = f"This {rt.field(name).label.lower()} is already used."
+        raise Conflict("This conflicts with an existing record.", fields) from None
+
+
+def _check_read_only(data: dict[str, Any], allow: set[str] = frozenset()) -> None:
+    errors = {k: READ_ONLY[k] for k in data if k in READ_ONLY and k not in allow}
+    if errors:
+        raise invalid(errors)
+
+
+def get_record(rt: RecordType, record_id: int):
+    return jsonify(record_json(principal(), _load(rt, record_id)))
+
+
+def create_record(rt: RecordType):
+    p = principal()
+    data = json_body()
+    _check_read_only(data, allow={"owner"})
+    owner = load_principal(p, data.pop("owner"), "owner") if data.get("owner") is not None else None
+    data.pop("owner", None)
+    with _conflicts(rt, data):
+        record = record_services.create(p, rt, data, owner=owner)
+    response = jsonify(record_json(p, record))
+    response.status_code = 201
+    response.headers["Location"] = url_for(f"api.{rt.name}_get", record_id=record.id)
+    return response
+
+
+def update_record(rt: RecordType, record_id: int):
+    p = principal()
+    record = _load(rt, record_id)
+    data = json_body()
+    _check_read_only(data)
+    with _conflicts(rt, data):
+        record_services.update(p, record, data)
+    return jsonify(record_json(p, record))
+
+
+def delete_record(rt: RecordType, record_id: int):
+    record = _load(rt, record_id)
+    record_services.delete(principal(), record)
+    db.session.commit()
+    return "", 204
+
+
+def assign_record(rt: RecordType, record_id: int):
+    p = principal()
+    record = _load(rt, record_id)
+    data = json_body()
+    reject_unknown(data, {"owner"})
+    if data.get("owner") is None:
+        raise invalid({"owner": "This field is required."})
+    record_services.assign(p, record, load_principal(p, data["owner"], "owner"))
+    db.session.commit()
+    return jsonify(record_json(p, record))
+
+
+def share_record(rt: RecordType, record_id: int):
+    p = principal()
+    record = _load(rt, record_id)
+    data = json_body()
+    reject_unknown(data, {"principal", "rights"})
+    errors = {name: "This field is required." for name in ("principal", "rights") if name not in data}
+    rights = data.get("rights")
+    if "rights" in data and (not isinstance(rights, list)
+                             or not all(isinstance(r, str) for r in rights)):
+        errors["rights"] = f"A list of: {', '.join(record_services.SHARE_RIGHTS)}."
+    if errors:
+        raise invalid(errors)
+    who = load_principal(p, data["principal"], "principal")
+    row = record_services.share(p, record, who, set(rights))
+    db.session.commit()
+    if row is None:
+        return "", 204
+    return jsonify(shares_json(p, [row])[0])
+
+
+def record_shares(rt: RecordType, record_id: int):
+    p = principal()
+    record = _load(rt, record_id)
+    query_args(set())
+    rows = db.session.scalars(select(RecordShare).where(
+        RecordShare.table_name == rt.name, RecordShare.record_id == record.id)
+        .order_by(RecordShare.id))
+    return jsonify({"items": shares_json(p, rows)})
+
+
+def set_active(rt: RecordType, record_id: int, active: bool):
+    p = principal()
+    record = _load(rt, record_id)
+    reject_unknown(json_body(optional=True), ())
+    record_services.set_active(p, record, active)
+    db.session.commit()
+    return jsonify(record_json(p, record))
+
+
+def record_timeline(rt: RecordType, record_id: int):
+    p = principal()
+    record = _load(rt, record_id)
+    args = query_args({"cursor", "page_size", "type"}, multi={"type"})
+    cursor = args.get("cursor")
+    if cursor:
+        try:
+            timelines.decode_cursor(cursor)
+        except (ValueError, OverflowError, OSError):
+            raise invalid({"cursor": "Not a valid cursor."}) from None
+    types = tuple(t for raw in args.get("type", []) for t in raw.split(",") if t)
+    unknown = [t for t in types if t not in ACTIVITY_TYPES]
+    if unknown:
+        raise invalid({"type": f"Activity types are: {', '.join(ACTIVITY_TYPES)}."})
+    page = timelines.timeline(p, rt.name, record.id, cursor=cursor, limit=page_size(args),
+                              types=types or None)
+    return jsonify({"items": activities_json(p, page.items), "next": page.next_cursor})
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+def register(bp: Blueprint) -> None:
+    """One set of routes per record type; endpoint names are ``api.<type>_<action>``."""
+    for rt in RECORD_TYPES.values():
+        base, one = f"/{collection(rt)}", f"/{collection(rt)}/<int:record_id>"
+        rules = [
+            (base, "list", list_records, ["GET"]),
+            (base, "create", create_record, ["POST"]),
+            (one, "get", get_record, ["GET"]),
+            (one, "update", update_record, ["PATCH"]),
+            (one, "delete", delete_record, ["DELETE"]),
+            (one + "/assign", "assign", assign_record, ["POST"]),
+            (one + "/share", "share", share_record, ["POST"]),
+            (one + "/shares", "shares", record_shares, ["GET"]),
+            (one + "/activate", "activate", partial(set_active, active=True), ["POST"]),
+            (one + "/deactivate", "deactivate", partial(set_active, active=False), ["POST"]),
+            (one + "/timeline", "timeline", record_timeline, ["GET"]),
+        ]
+        for rule, action, view, methods in rules:
+            bp.add_url_rule(rule, f"{rt.name}_{action}", partial(view, rt), methods=methods)
+
