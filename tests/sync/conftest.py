@@ -1,0 +1,55 @@
+"""Fixtures for the sync tests: build raw messages and parsed ``MailMessage`` objects."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from server.sync.message import MailMessage, parse
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "mail-fixtures"
+
+RawBuilder = Callable[..., bytes]
+MessageBuilder = Callable[..., MailMessage]
+
+DEFAULT_HEADERS = {
+    "From": "Ann Customer <ann@customer.example>",
+    "To": "Bob Seller <bob@org.example>",
+    "Subject": "Hello",
+    "Date": "Tue, 05 Mar 2024 10:00:00 +0000",
+    "Message-ID": "<m1@customer.example>",
+}
+
+
+def build_raw(body: str | bytes = "Hello there.\r\n", headers: dict[str, str | None] | None = None,
+              extra: list[tuple[str, str]] | None = None) -> bytes:
+    """Raw CRLF message: defaults overridden by ``headers`` (None removes one), then ``extra``."""
+    merged: dict[str, str | None] = {**DEFAULT_HEADERS, **(headers or {})}
+    lines = [f"{name}: {value}" for name, value in merged.items() if value is not None]
+    lines += [f"{name}: {value}" for name, value in extra or []]
+    head = "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n"
+    return head + (body if isinstance(body, bytes) else body.encode("utf-8"))
+
+
+@pytest.fixture
+def raw_mail() -> RawBuilder:
+    return build_raw
+
+
+@pytest.fixture
+def mail() -> MessageBuilder:
+    """``mail(body=..., headers={...}, extra=[...])`` -> a parsed MailMessage."""
+
+    def make(body: str | bytes = "Hello there.\r\n", headers: dict[str, str | None] | None = None,
+             extra: list[tuple[str, str]] | None = None) -> MailMessage:
+        return parse(build_raw(body, headers, extra))
+
+    return make
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared mail corpus is missing: {CORPUS}")
+    return CORPUS
