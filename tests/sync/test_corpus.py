@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.sync.html import html_to_text, sanitize_html
+from server.crm.html import html_to_text, sanitize_html
 from server.sync.message import MailMessage, MessageError, parse
 
 from .conftest import CORPUS

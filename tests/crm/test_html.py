@@ -1,11 +1,11 @@
-"""Tests for ``server.sync.html``: hostile HTML made inert, remote images parked, text bodies."""
+"""Tests for ``server.crm.html``: hostile HTML made inert, remote images parked, text bodies."""
 from __future__ import annotations
 
 from html.parser import HTMLParser
 
 import pytest
 
-from server.sync.html import PLACEHOLDER_SRC, REMOTE_SRC_ATTRIBUTE, html_to_text, sanitize_html
+from server.crm.html import PLACEHOLDER_SRC, REMOTE_SRC_ATTRIBUTE, html_to_text, sanitize_html
 
 
 class _Elements(HTMLParser):

@@ -1,0 +1,440 @@
+"""Tracking: turning an email or meeting into a CRM activity, once.
+
+One place for the idea, used by the Outlook add-in (Track, Untrack, Set regarding, compose
+"Track pending") and by the sync engine (rule and folder tracking). An email is identified by
+its normalized Message-ID (or a content hash), so tracking the same email from two mailboxes
+or twice from the pane gives one activity — unless the organization tracks email between two
+users as two activities. A *track request* records a user's wish to track an item the server
+has not seen yet (a draft, or an item whose content the pane could not send); it is completed
+when the message arrives, by the pane after sending or by server-side sync.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, or_, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.crm.activities import (Activity, ActivityParty, Appointment, Attachment, Email,
+                                   Regarding, one_regarding_check)
+from server.crm.addresses import normalize
+from server.crm.html import html_to_text, sanitize_html
+from server.crm.models import Organization
+from server.crm.registry import RECORD_TYPES
+from server.crm.resolution import resolve
+from server.db import db, utcnow
+from server.errors import Forbidden, Invalid, NotFound
+from server.security import authz
+from server.security.authz import Principal
+from server.security.models import Team, User
+
+
+# -- what is tracked ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AttachmentContent:
+    filename: str
+    content_type: str
+    content: bytes | None  # None: the client could not send it (metadata only)
+    size: int
+    content_id: str | None = None
+    inline: bool = False
+
+
+Party = tuple[str, str]  # (display name, address)
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    """An email as the pane or the sync engine hands it to tracking."""
+    message_id: str | None
+    subject: str
+    from_: Party | None
+    to: list[Party] = field(default_factory=list)
+    cc: list[Party] = field(default_factory=list)
+    bcc: list[Party] = field(default_factory=list)
+    html_body: str | None = None  # unsanitized: tracking sanitizes it
+    text_body: str | None = None
+    sent_on: datetime | None = None
+    received_on: datetime | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    conversation_index: str | None = None
+    tracking_token: str | None = None
+    attachments: list[AttachmentContent] = field(default_factory=list)
+    content_hash: str | None = None  # identity when there is no Message-ID
+
+    @property
+    def identity(self) -> str:
+        mid = normalize_message_id(self.message_id)
+        if mid:
+            return mid
+        if self.content_hash:
+            return f"sha256:{self.content_hash}"
+        digest = hashlib.sha256("\x1f".join([
+            self.subject, (self.from_ or ("", ""))[1], str(self.sent_on or ""),
+            self.text_body or self.html_body or ""]).encode()).hexdigest()
+        return f"sha256:{digest}"
+
+
+@dataclass(frozen=True)
+class AppointmentContent:
+    uid: str  # iCalendar UID / Outlook global object id: the meeting's identity
+    subject: str
+    organizer: Party | None
+    required: list[Party] = field(default_factory=list)
+    optional: list[Party] = field(default_factory=list)
+    start: datetime | None = None
+    end: datetime | None = None
+    location: str | None = None
+    html_body: str | None = None
+    text_body: str | None = None
+    is_all_day: bool = False
+
+
+def normalize_message_id(value: str | None) -> str | None:
+    """``<Local@Domain>`` → ``local@domain`` lower-cased domain; None when empty."""
+    if not value:
+        return None
+    value = value.strip().strip("<>").strip()
+    if not value or any(c.isspace() for c in value):
+        return None
+    local, at, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}" if at else value
+
+
+def conversation_id(conversation_index: str | None) -> str | None:
+    """The conversation GUID inside an Outlook Thread-Index (bytes 6 to 22), as hex."""
+    if not conversation_index:
+        return None
+    try:
+        raw = base64.b64decode(conversation_index.strip(), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    return raw[6:22].hex() if len(raw) >= 22 else None
+
+
+# -- requests to track what the server has not seen yet -------------------------------------
+
+class TrackRequest(Regarding, db.Model):
+    """A user's wish about one item: ``pending`` (track it when it arrives), ``done``,
+    ``failed`` (with a reason) or ``untracked`` (the user untracked it: sync leaves it)."""
+
+    __tablename__ = "track_request"
+    __table_args__ = (UniqueConstraint("user_id", "internet_message_id"), one_regarding_check(),
+                      Index("ix_track_request_token", "tracking_token"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    item_type: Mapped[str] = mapped_column(String(12), default="email")  # email appointment
+    internet_message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    tracking_token: Mapped[str | None] = mapped_column(String(40))
+    conversation_id: Mapped[str | None] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_on: Mapped[datetime | None]
+
+
+@dataclass
+class TrackingStatus:
+    status: str  # not_tracked tracked pending failed
+    activity: Activity | None = None
+    regarding: tuple[str, int] | None = None
+    reason: str | None = None
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _org() -> Organization:
+    return db.session.get(Organization, 1)
+
+
+def _owner_of(p: Principal, owner) -> User | Team:
+    return owner if owner is not None else p.user
+
+
+def check_regarding(p: Principal, regarding: tuple[str, int] | None) -> tuple[str, int] | None:
+    """The regarding target exists, the user can read it and may append activities to it."""
+    if regarding is None:
+        return None
+    kind, record_id = regarding
+    if kind not in RECORD_TYPES or kind == "queue":
+        raise Invalid("An activity can be regarding an account, contact, lead, opportunity or case.",
+                      {"regarding": "Unsupported record type."})
+    record = authz.get(p, RECORD_TYPES[kind].model, int(record_id))
+    if not authz.can(p, "append_to", record):
+        raise Forbidden(f"You may not link activities to this {RECORD_TYPES[kind].label.lower()}.")
+    return kind, record.id
+
+
+def _store_content(att: Attachment, content: bytes) -> None:
+    if current_app.config.get("REGARDING_ATTACHMENT_STORAGE") == "disk":
+        digest = att.sha256
+        folder = Path(current_app.instance_path) / "attachments" / digest[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / digest
+        if not path.exists():
+            path.write_bytes(content)
+        att.storage_path = str(path.relative_to(current_app.instance_path))
+    else:
+        att.content = content
+
+
+def add_attachments(activity: Activity, items: list[AttachmentContent], limit: int) -> None:
+    """Attach files; over ``limit`` bytes (or not sent) only the metadata is kept."""
+    for item in items:
+        att = Attachment(filename=(item.filename or "attachment")[:255],
+                         content_type=(item.content_type or "application/octet-stream")[:200],
+                         size=item.size, content_id=(item.content_id or None) and item.content_id[:300],
+                         is_inline=item.inline)
+        if item.content is None or item.size > limit or len(item.content) > limit:
+            att.content_omitted = True
+        else:
+            att.sha256 = hashlib.sha256(item.content).hexdigest()
+            att.size = len(item.content)
+            _store_content(att, item.content)
+        activity.attachments.append(att)
+
+
+def _add_parties(activity: Activity, roles: list[tuple[str, Party]], user_id: int | None) -> dict:
+    """Parties resolved to records in one batch; the bare address kept when unresolved."""
+    addresses = [a for _, (_, a) in roles if a]
+    matches = resolve(addresses, user_id=user_id) if addresses else {}
+    for role, (name, address) in roles:
+        party = ActivityParty(role=role, address=normalize(address) or (address or "")[:320] or None,
+                              name=(name or None) and name[:200])
+        found = matches.get(address) or []
+        if found:
+            party.set_party(found[0].record_type, found[0].record_id)
+        activity.parties.append(party)
+    return matches
+
+
+def _dedupe_key(identity: str, content: EmailContent, owner, org: Organization) -> str:
+    if not org.track_between_users_as_two:
+        return identity
+    addresses = [a for _, a in ([content.from_] if content.from_ else []) + content.to + content.cc]
+    matched = resolve(addresses)
+    sender_is_user = content.from_ and any(m.record_type == "user" for m in matched.get(content.from_[1], []))
+    recipient_is_user = any(m.record_type == "user" for _, a in content.to + content.cc
+                            for m in matched.get(a, []))
+    return f"{identity}#owner:{owner.id}" if sender_is_user and recipient_is_user else identity
+
+
+def find_email(identity: str) -> Email | None:
+    return db.session.scalar(select(Email).where(Email.message_id == identity).order_by(Email.id).limit(1))
+
+
+def _complete_requests(email: Email, regarding_given: bool) -> None:
+    """Pending requests for this message (by Message-ID or tracking token) are done; the
+    first one's regarding applies when the tracker gave none."""
+    conditions = [TrackRequest.internet_message_id == email.message_id]
+    if email.tracking_token:
+        conditions.append(TrackRequest.tracking_token == email.tracking_token)
+    requests = db.session.scalars(select(TrackRequest).where(
+        or_(*conditions), TrackRequest.status == "pending")).all()
+    for req in requests:
+        if not regarding_given and email.regarding_ref is None and req.regarding_ref:
+            email.set_regarding(*req.regarding_ref)
+        req.status, req.activity_id, req.completed_on = "done", email.id, utcnow()
+        req.internet_message_id = req.internet_message_id or email.message_id
+
+
+# -- the services -------------------------------------------------------------------------------
+
+def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, int] | None = None,
+                owner=None, direction: str | None = None, mailbox_id: int | None = None,
+                correlation_method: str | None = None, parent_activity_id: int | None = None,
+                regarding_wins: bool = False, status: str | None = None) -> tuple[Email, bool]:
+    """Track an email; returns ``(email, created)``. Idempotent: an email already tracked is
+    returned as it is, except that ``regarding_wins`` (folder tracking) re-links it and a
+    regarding fills an empty one."""
+    authz.require_named(p, "track_email")
+    regarding = check_regarding(p, regarding)
+    org = _org()
+    owner = _owner_of(p, owner)
+    identity = content.identity
+    key = _dedupe_key(identity, content, owner, org)
+    existing = db.session.scalar(select(Email).where(Email.dedupe_key == key))
+    if existing is not None:
+        if regarding and (regarding_wins or existing.regarding_ref is None):
+            existing.set_regarding(*regarding)
+        _complete_requests(existing, regarding is not None)
+        db.session.flush()
+        return existing, False
+    if not authz.can_create(p, Email, owner.business_unit_id,
+                            owner.id if isinstance(owner, User) else None):
+        raise Forbidden("You may not create email activities.")
+    html = sanitize_html(content.html_body) if content.html_body else None
+    text = content.text_body if content.text_body is not None else (html_to_text(html) if html else None)
+    if direction is None:
+        own = {normalize(a) for a in getattr(owner, "emails", None) or [getattr(owner, "email", None)] if a}
+        direction = "outgoing" if content.from_ and normalize(content.from_[1]) in own else "incoming"
+    occurred = content.received_on or content.sent_on or utcnow()
+    email = Email(
+        subject=(content.subject or "")[:400], description=(text or "")[:20000] or None,
+        direction=direction, status=status or ("sent" if direction == "outgoing" else "received"),
+        state="completed", html_body=html, text_body=text, message_id=identity, dedupe_key=key,
+        in_reply_to=normalize_message_id(content.in_reply_to),
+        references=" ".join(filter(None, (normalize_message_id(r) for r in content.references))) or None,
+        conversation_index=content.conversation_index,
+        conversation_id=conversation_id(content.conversation_index),
+        tracking_token=content.tracking_token, sent_on=content.sent_on,
+        received_on=content.received_on, occurred_on=occurred, actual_end=occurred,
+        correlation_method=correlation_method, parent_activity_id=parent_activity_id,
+        receiving_mailbox_id=mailbox_id,
+        sender_address=normalize(content.from_[1]) if content.from_ else None,
+        to_recipients="; ".join(a for _, a in content.to)[:4000] or None,
+        owning_business_unit_id=owner.business_unit_id,
+        created_by_id=p.user_id, modified_by_id=p.user_id,
+    )
+    if isinstance(owner, User):
+        email.owner_user_id = owner.id
+    else:
+        email.owner_team_id = owner.id
+    if regarding:
+        email.set_regarding(*regarding)
+    roles = ([("from", content.from_)] if content.from_ else []) + \
+        [("to", x) for x in content.to] + [("cc", x) for x in content.cc] + [("bcc", x) for x in content.bcc]
+    _add_parties(email, roles, p.user_id)
+    add_attachments(email, content.attachments, org.attachment_max_bytes)
+    db.session.add(email)
+    db.session.flush()
+    _complete_requests(email, regarding is not None)
+    db.session.flush()
+    return email, True
+
+
+def track_appointment(p: Principal, content: AppointmentContent, *,
+                      regarding: tuple[str, int] | None = None, owner=None) -> tuple[Appointment, bool]:
+    """Track a meeting: organizer and attendees become parties. Idempotent by UID."""
+    authz.require_named(p, "track_email")
+    regarding = check_regarding(p, regarding)
+    owner = _owner_of(p, owner)
+    existing = db.session.scalar(select(Appointment).where(Appointment.global_object_id == content.uid))
+    if existing is not None:
+        if regarding:
+            existing.set_regarding(*regarding)
+        db.session.flush()
+        return existing, False
+    if not authz.can_create(p, Appointment, owner.business_unit_id,
+                            owner.id if isinstance(owner, User) else None):
+        raise Forbidden("You may not create appointments.")
+    html = sanitize_html(content.html_body) if content.html_body else None
+    appt = Appointment(
+        subject=(content.subject or "")[:400], global_object_id=content.uid[:400],
+        description=content.text_body or (html_to_text(html) if html else None),
+        location=(content.location or None) and content.location[:200], is_all_day=content.is_all_day,
+        scheduled_start=content.start, scheduled_end=content.end,
+        occurred_on=content.start or utcnow(), state="open",
+        owning_business_unit_id=owner.business_unit_id, created_by_id=p.user_id,
+        modified_by_id=p.user_id)
+    if isinstance(owner, User):
+        appt.owner_user_id = owner.id
+    else:
+        appt.owner_team_id = owner.id
+    if regarding:
+        appt.set_regarding(*regarding)
+    roles = ([("organizer", content.organizer)] if content.organizer else []) + \
+        [("required", x) for x in content.required] + [("optional", x) for x in content.optional]
+    _add_parties(appt, roles, p.user_id)
+    db.session.add(appt)
+    db.session.flush()
+    return appt, True
+
+
+def new_tracking_token(org: Organization) -> str:
+    """A token like ``CRM:0012345`` that nothing else carries yet."""
+    while True:
+        token = f"{org.tracking_token_prefix}{secrets.randbelow(10**7):07d}"
+        taken = db.session.scalar(select(Email.id).where(Email.tracking_token == token).limit(1)) or \
+            db.session.scalar(select(TrackRequest.id).where(TrackRequest.tracking_token == token).limit(1))
+        if not taken:
+            return token
+
+
+def request_tracking(p: Principal, internet_message_id: str | None, *, subject: str | None = None,
+                     regarding: tuple[str, int] | None = None, conversation_id: str | None = None,
+                     item_type: str = "email", reason: str | None = None) -> TrackRequest:
+    """Record "track this when it arrives" (compose, or content the pane could not send).
+    When the org uses tracking tokens the request gets one for the subject."""
+    authz.require_named(p, "track_email")
+    regarding = check_regarding(p, regarding)
+    mid = normalize_message_id(internet_message_id)
+    req = db.session.scalar(select(TrackRequest).where(
+        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id == mid)) if mid else None
+    if req is None:
+        req = TrackRequest(user_id=p.user_id, internet_message_id=mid, item_type=item_type)
+        db.session.add(req)
+    org = _org()
+    if item_type == "email" and org.use_tracking_token and not req.tracking_token:
+        req.tracking_token = new_tracking_token(org)
+    req.subject = (subject or "")[:400] or None
+    req.conversation_id = conversation_id
+    req.status, req.reason = "pending", reason
+    req.set_regarding(*(regarding or (None, None)))
+    db.session.flush()
+    return req
+
+
+def tracking_status(p: Principal, internet_message_id: str | None) -> TrackingStatus:
+    mid = normalize_message_id(internet_message_id)
+    if not mid:
+        return TrackingStatus("not_tracked")
+    req = db.session.scalar(select(TrackRequest).where(
+        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id == mid))
+    if req is not None and req.status == "untracked":
+        return TrackingStatus("not_tracked")
+    email = find_email(mid)
+    if email is not None and authz.can(p, "read", email):
+        return TrackingStatus("tracked", email, email.regarding_ref)
+    if req is not None and req.status in ("pending", "failed"):
+        return TrackingStatus(req.status, None, req.regarding_ref, req.reason)
+    return TrackingStatus("not_tracked")
+
+
+def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] | None) -> Activity:
+    """Change what an activity is regarding: write on the activity, append to on the target."""
+    authz.require(p, "write", activity)
+    regarding = check_regarding(p, regarding)
+    activity.set_regarding(*(regarding or (None, None)))
+    activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
+    db.session.flush()
+    return activity
+
+
+def untrack(p: Principal, internet_message_id: str, *, delete_copy: bool) -> bool:
+    """Stop tracking an item for this user. The CRM copy is deleted only when asked, and only
+    when the user owns it and may delete it; otherwise only the user's link is removed and
+    the record stays, as Dynamics does. Returns whether the copy was deleted."""
+    mid = normalize_message_id(internet_message_id)
+    if not mid:
+        raise Invalid("An internet message id is needed.", {"internet_message_id": "Required."})
+    email = find_email(mid)
+    if email is not None and not authz.can(p, "read", email):
+        email = None
+    req = db.session.scalar(select(TrackRequest).where(
+        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id == mid))
+    if email is None and req is None:
+        raise NotFound("This item is not tracked.")
+    deleted = False
+    if email is not None and delete_copy and email.owner_user_id == p.user_id \
+            and authz.can(p, "delete", email):
+        db.session.delete(email)
+        deleted = True
+    if req is None:
+        req = TrackRequest(user_id=p.user_id, internet_message_id=mid)
+        db.session.add(req)
+    req.status, req.completed_on, req.activity_id = "untracked", utcnow(), None
+    req.set_regarding(None, None)
+    db.session.flush()
+    return deleted
