@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from cryptography.fernet import Fernet
+from flask import g, request_started
 from sqlalchemy import create_engine, text
 
 pytest_plugins = ["tests.servers.fixtures"]
@@ -30,6 +31,17 @@ def pytest_generate_tests(metafunc):
         if metafunc.definition.get_closest_marker("both_databases"):
             backends.append("postgresql")
         metafunc.parametrize("db_backend", backends, indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing():
+    """Argon2id with minimal cost in tests: hashes stay real (and verifiable), just fast."""
+    from argon2 import PasswordHasher
+    from server.security import passwords
+    saved = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    passwords._hasher = saved
 
 
 @pytest.fixture
@@ -78,6 +90,10 @@ def app(request, db_backend, tmp_path):
     else:
         url = f"sqlite:///{tmp_path / 'test.db'}"
     app = create_app(make_config(url, tmp_path))
+    # Requests made while this fixture's app context is pushed share it, and so share ``g``:
+    # without this, the user one client signed in (Flask-Login keeps it in ``g``) would be
+    # the current user of the next request of any client.
+    request_started.connect(_fresh_request_globals, app)
     with app.app_context():
         db.create_all()
         from server.security.bootstrap import ensure_organization
@@ -91,6 +107,11 @@ def app(request, db_backend, tmp_path):
             with db.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         db.engine.dispose()
+
+
+def _fresh_request_globals(sender, **extra):
+    """Start every test request with an empty ``g``, as a request in production does."""
+    g.__dict__.clear()
 
 
 @pytest.fixture
