@@ -1,0 +1,107 @@
+"""Helpers for the page tests: records and activities made through the services, and a
+query counter for the N+1 checks."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from flask import g, request_started
+from sqlalchemy import event
+
+from server.crm import records
+from server.crm.activities import ActivityParty, Attachment, Email, Task
+from server.crm.registry import RECORD_TYPES
+from server.db import db, utcnow
+from server.security import authz
+
+SAMPLE = {
+    "account": {"name": "Contoso Ltd", "phone": "+1 555 0100", "email1": "info@contoso.example",
+                "city": "Seattle"},
+    "contact": {"first_name": "Yvonne", "last_name": "McKay", "email1": "yvonne@contoso.example",
+                "phone": "+1 555 0101", "job_title": "Buyer"},
+    "lead": {"first_name": "Rene", "last_name": "Valdes", "topic": "Interested in 10 units",
+             "company_name": "Fabrikam", "email1": "rene@fabrikam.example"},
+    "opportunity": {"name": "10 coffee machines", "estimated_value": "12500.50",
+                    "estimated_close_date": "2030-05-01", "status": "open"},
+    "case": {"title": "Machine leaks water", "priority": "high"},
+    "queue": {"name": "Support queue", "email": "support@contoso.example"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _request_globals_per_request(app):
+    """The ``app`` fixture keeps an application context pushed, which Flask reuses for every
+    test request, so ``g`` (Flask-Login's current user, the cached principal) would outlive a
+    request and leak from one test client to another. Start each request without them."""
+    def reset(sender, **extra):
+        for key in ("_login_user", "_principals"):
+            g.pop(key, None)
+    request_started.connect(reset, app)
+    yield
+    request_started.disconnect(reset, app)
+
+
+@pytest.fixture
+def make_record(app):
+    """``make_record(user, "account", name=...)``: created through ``records.create``."""
+    def make(user, type_name: str, owner=None, **values):
+        data = dict(SAMPLE[type_name]) if not values else values
+        if type_name == "queue" and "name" not in values:
+            data["name"] = f"{data['name']} {utcnow().timestamp()}"
+        record = records.create(authz.principal(user), RECORD_TYPES[type_name], data, owner=owner)
+        db.session.commit()
+        return record
+    return make
+
+
+@pytest.fixture
+def make_email(app):
+    """An email activity regarding a record, with parties and optional attachments."""
+    def make(owner, *, regarding=None, subject="Quote for 10 machines", html=None, text=None,
+             parties=(), attachments=(), when=None, **extra):
+        email = Email(subject=subject, html_body=html, text_body=text, direction="incoming",
+                      status="received", occurred_on=when or utcnow(), received_on=when or utcnow(),
+                      owner_user_id=owner.id, owning_business_unit_id=owner.business_unit_id,
+                      **extra)
+        if regarding is not None:
+            email.set_regarding(*regarding)
+        for role, address, name, ref in parties:
+            party = ActivityParty(role=role, address=address, name=name)
+            if ref:
+                party.set_party(*ref)
+            email.parties.append(party)
+        for att in attachments:
+            email.attachments.append(Attachment(**att))
+        db.session.add(email)
+        db.session.commit()
+        return email
+    return make
+
+
+@pytest.fixture
+def make_task(app):
+    def make(owner, *, regarding=None, subject="Call back", minutes_ago=0):
+        task = Task(subject=subject, occurred_on=utcnow() - timedelta(minutes=minutes_ago),
+                    owner_user_id=owner.id, owning_business_unit_id=owner.business_unit_id)
+        if regarding is not None:
+            task.set_regarding(*regarding)
+        db.session.add(task)
+        db.session.commit()
+        return task
+    return make
+
+
+@contextmanager
+def count_queries():
+    """Count the SQL statements run inside the block: ``with count_queries() as n: ...``,
+    then ``n[0]``."""
+    counter = [0]
+
+    def before(*_args, **_kw):
+        counter[0] += 1
+    event.listen(db.engine, "before_cursor_execute", before)
+    try:
+        yield counter
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
