@@ -1,0 +1,83 @@
+"""Small pieces the protocol connectors share: TLS contexts from an account's settings,
+compact cursor encoding, the mapping of network failures to ``ConnectorError`` and the
+human wording of "which server" in error messages.
+
+Account settings read here (from the server profile's ``settings``):
+
+``ca_file``     a PEM file of certificate authorities to trust (a private CA, a test peer)
+``tls_verify``  False turns certificate checks off (only for a server the admin trusts on
+                a private network; the profile page warns about it)
+"""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import zlib
+
+from server.sync.connectors.base import Account, ConnectorError
+
+# Cursors longer than this (in JSON) are stored deflated and base64-encoded.
+_PACK_OVER = 2048
+_PACKED = "z:"
+
+
+def tls_context(account: Account) -> ssl.SSLContext:
+    """A client TLS context: the system's trust store (plus ``ca_file``), hostnames checked."""
+    ca_file = account.settings.get("ca_file")
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    if account.settings.get("tls_verify") is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def pack_cursor(data: dict) -> str:
+    """JSON, deflated when long (a POP3 UIDL set or a Maildir listing can be large)."""
+    text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    if len(text) <= _PACK_OVER:
+        return text
+    return _PACKED + base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
+
+
+def unpack_cursor(cursor: str | None) -> dict | None:
+    """The dict a ``pack_cursor`` made, or None for no cursor or one that cannot be read
+    (the caller then starts over and reports ``reset``)."""
+    if not cursor:
+        return None
+    try:
+        if cursor.startswith(_PACKED):
+            cursor = zlib.decompress(base64.b64decode(cursor[len(_PACKED):])).decode()
+        data = json.loads(cursor)
+    except (ValueError, zlib.error):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def server_name(account: Account) -> str:
+    return f"{account.host}:{account.port}" if account.port else str(account.host)
+
+
+def network_error(exc: BaseException, account: Account, what: str) -> ConnectorError:
+    """A transient, mailbox-level error for a refused, reset, timed out or broken connection."""
+    where = server_name(account)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectorError(
+            "tls_failed", f"The certificate of {where} could not be verified "
+            f"({exc.verify_message or exc.reason}).", severity="mailbox")
+    if isinstance(exc, ssl.SSLError):
+        return ConnectorError("tls_failed", f"The secure connection to {where} failed "
+                              f"({exc.reason or exc}).", severity="mailbox")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return ConnectorError("timeout", f"{where} did not answer in time while {what}.",
+                              severity="mailbox", retry_after=60)
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectorError("connection_refused", f"{where} refused the connection.",
+                              severity="mailbox", retry_after=60)
+    if isinstance(exc, socket.gaierror):
+        return ConnectorError("host_not_found", f"The server name {account.host} could not be "
+                              "resolved.", severity="mailbox", retry_after=300)
+    detail = str(exc) or type(exc).__name__
+    return ConnectorError("connection_lost", f"The connection to {where} was lost while {what} "
+                          f"({detail}).", severity="mailbox", retry_after=60)
