@@ -54,12 +54,18 @@ def ensure_builtin_roles() -> dict[str, Role]:
 
 def create_user(email: str, full_name: str, *, password: str | None = None,
                 unit: BusinessUnit | None = None, roles: list[str] = (), **extra) -> User:
+    """A user in ``unit`` (the root unit by default) with the named roles. The address is
+    kept lower-case: sign-in and address resolution compare it case-insensitively."""
+    found = {r.name: r for r in db.session.scalars(select(Role).where(Role.name.in_(roles)))}
+    missing = [r for r in roles if r not in found]
+    if missing:
+        raise LookupError(f"No security role named {', '.join(map(repr, missing))}.")
     first, _, last = full_name.partition(" ")
-    user = User(email=email, full_name=full_name, first_name=first, last_name=last,
-                business_unit_id=(unit or root_unit()).id, **extra)
+    user = User(email=email.strip().lower(), full_name=full_name, first_name=first,
+                last_name=last, business_unit_id=(unit or root_unit()).id, **extra)
     if password:
         set_password(user, password)
-    user.roles = [db.session.scalar(select(Role).where(Role.name == r)) for r in roles]
+    user.roles = [found[r] for r in roles]
     db.session.add(user)
     db.session.flush()
     return user

@@ -69,7 +69,9 @@ def current_principal() -> authz.Principal:
 
 
 def _safe_next(target: str | None) -> str:
-    if target:
+    """A local path to go to after sign-in; anything else (another site, ``//host``, and
+    ``/\\host`` or control characters that browsers turn into ``//host``) goes home."""
+    if target and not any(c == "\\" or ord(c) < 0x21 or ord(c) == 0x7f for c in target):
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
             return target
@@ -95,7 +97,7 @@ def signin():
         current_app.logger.info("failed sign-in for an account (%s)", "known" if user else "unknown")
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
                                error="The email address or password is not right."), 401
-    passwords.clear_failures(keys)
+    passwords.clear_failures(keys[:1])  # the account's count; the address's runs its window
     db.session.commit()
     login_user(user, remember=bool(request.form.get("remember")))
     return redirect(_safe_next(request.form.get("next")))
@@ -111,7 +113,7 @@ def signout():
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
 def profile():
-    user: User = current_user
+    user: User = current_user._get_current_object()  # not the proxy: login_user keeps it
     new_token = None
     if request.method == "POST":
         action = request.form.get("action")
