@@ -1,0 +1,217 @@
+"""POP3 connector (poplib): one folder, the Inbox; new messages found by their UIDL.
+
+The cursor is the set of UIDLs already handed to the engine (JSON, deflated when long),
+pruned to those still on the server, so it stays as small as the maildrop. Messages are
+read with RETR in server order (TOP is not used: the engine needs the whole message).
+
+Mail is left on the server unless the profile's setting ``delete_after_fetch`` is true.
+Even then a message is deleted only at the next sync, once it is in the cursor the engine
+stored with the activity: a crash between fetching and storing never loses mail.
+
+POP3 has no keywords and no push: ``set_keyword`` does nothing (``supports_keywords`` is
+False) and ``wait_for_changes`` polls the maildrop on a fresh connection every
+``poll_seconds`` (setting, default 60), since a POP3 session sees its maildrop as it was
+at login.
+"""
+from __future__ import annotations
+
+import base64
+import poplib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.common import network_error, pack_cursor, tls_context, unpack_cursor
+
+DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
+INBOX = Folder(key="pop3:INBOX", name="INBOX", role="inbox")
+
+
+class Pop3Connector:
+    """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
+
+    supports_keywords = False
+    supports_append = False
+
+    def __init__(self, account: Account):
+        if (account.security or "tls") not in DEFAULT_PORTS:
+            raise ValueError(f"unknown security {account.security!r}")
+        self.account = account
+        self.port = account.port or DEFAULT_PORTS[account.security or "tls"]
+        self.where = f"{account.host}:{self.port}"
+        self._client: poplib.POP3 | None = None
+
+    def __enter__(self) -> Pop3Connector:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- session --------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        account = self.account
+        security = account.security or "tls"
+        with self._errors("connecting"):
+            if security == "tls":
+                client = poplib.POP3_SSL(account.host, self.port, timeout=account.timeout,
+                                         context=tls_context(account))
+            else:
+                client = poplib.POP3(account.host, self.port, timeout=account.timeout)
+            self._client = client
+            if security == "starttls":
+                try:
+                    client.stls(tls_context(account))
+                except poplib.error_proto:
+                    raise ConnectorError(
+                        "starttls_unsupported", f"{self.where} does not offer STLS: choose TLS "
+                        "or another port in the server profile.", severity="mailbox") from None
+            self._login(client)
+
+    def _login(self, client: poplib.POP3) -> None:
+        account = self.account
+        username = account.username or account.address
+        try:
+            if account.oauth_token:
+                auth = f"user={username}\x01auth=Bearer {account.oauth_token}\x01\x01"
+                client._putcmd("AUTH XOAUTH2")
+                client._getresp()  # "+" continuation
+                client._putcmd(base64.b64encode(auth.encode()).decode("ascii"))
+                client._getresp()
+            else:
+                client.user(username)
+                client.pass_(account.password or "")
+        except poplib.error_proto as exc:
+            what = "access token" if account.oauth_token else "password"
+            reply = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
+                exc.args[0], bytes) else str(exc)
+            raise ConnectorError("auth_failed", f"{self.where} refused the {what} for "
+                                 f"{username} ({reply}).", severity="auth") from None
+
+    def close(self) -> None:
+        """QUIT: the server removes messages marked for deletion only now."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.quit()
+        except (poplib.error_proto, OSError, EOFError):
+            try:
+                client.close()
+            except OSError:
+                pass
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except (OSError, EOFError) as exc:
+            self._drop()
+            raise network_error(exc, replace(self.account, port=self.port), what) from None
+        except poplib.error_proto as exc:
+            text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
+                exc.args[0], bytes) else str(exc)
+            if "EOF" in text or not text:
+                self._drop()
+                raise ConnectorError("connection_lost", f"The connection to {self.where} was "
+                                     f"lost while {what}.", severity="mailbox",
+                                     retry_after=60) from None
+            raise ConnectorError("pop3_error", f"{self.where} answered an error while {what}: "
+                                 f"{text}", severity="mailbox") from None
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except OSError:
+                pass
+
+    @property
+    def client(self) -> poplib.POP3:
+        if self._client is None:
+            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
+                                 severity="mailbox", retry_after=60)
+        return self._client
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list_folders(self) -> list[Folder]:
+        return [INBOX]
+
+    def _listing(self) -> list[tuple[int, str]]:
+        """(message number, UIDL) in server order."""
+        _, lines, _ = self.client.uidl()
+        out = []
+        for line in lines:
+            number, _, uidl = line.decode("utf-8", "replace").partition(" ")
+            out.append((int(number), uidl.strip()))
+        return out
+
+    def _retr(self, number: int) -> bytes:
+        _, lines, _ = self.client.retr(number)
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def _check(self, folder: Folder) -> None:
+        if folder.key != INBOX.key:
+            raise ConnectorError("folder_not_found", f"POP3 has only the Inbox, not "
+                                 f"{folder.name}.", severity="folder")
+
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
+        self._check(folder)
+        limit = max(1, limit)
+        state = unpack_cursor(cursor)
+        reset = cursor is not None and (state is None or not isinstance(state.get("seen"), list))
+        seen = set(state["seen"]) if state and not reset else set()
+        with self._errors("reading the Inbox"):
+            listing = self._listing()
+            on_server = {uidl for _, uidl in listing}
+            if self.account.settings.get("delete_after_fetch") and seen:
+                # Only what the stored cursor covers: the engine has kept it already. The
+                # server removes them at QUIT; they stay in the cursor until they are gone,
+                # so a QUIT that never came cannot make them look new.
+                for number, uidl in listing:
+                    if uidl in seen:
+                        self.client.dele(number)
+            new = [(n, u) for n, u in listing if u not in seen]
+            batch = new[:limit]
+            messages = [FetchedMessage(ref=uidl, raw=self._retr(number)) for number, uidl in batch]
+        kept = (seen & on_server) | {uidl for _, uidl in batch}
+        return Changes(messages=messages, cursor=pack_cursor({"seen": sorted(kept)}),
+                       more=len(new) > len(batch), removed=sorted(seen - on_server), reset=reset)
+
+    def fetch_message(self, folder: Folder, ref: str) -> bytes:
+        self._check(folder)
+        with self._errors("reading a message"):
+            number = next((n for n, uidl in self._listing() if uidl == ref), None)
+            if number is None:
+                raise ConnectorError("message_not_found", f"Message {ref} is no longer on "
+                                     f"{self.where}.", severity="message")
+            return self._retr(number)
+
+    def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
+        """POP3 keeps no keywords: nothing to do."""
+
+    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
+        if not any(f.key == INBOX.key for f in folders):
+            return set()
+        interval = float(self.account.settings.get("poll_seconds", 60))
+        with self._errors("waiting for new mail"):
+            before = {uidl for _, uidl in self._listing()}
+        deadline = time.monotonic() + max(0.0, timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(interval, left))
+            self.close()  # a POP3 session sees the maildrop as it was at login
+            self.connect()
+            with self._errors("waiting for new mail"):
+                if {uidl for _, uidl in self._listing()} - before:
+                    return {INBOX.key}
+        return set()
+
+
+CONNECTOR = Pop3Connector
