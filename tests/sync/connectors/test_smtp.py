@@ -1,0 +1,130 @@
+"""The SMTP sender against aiosmtpd: plain, AUTH, STARTTLS and implicit TLS; temporary and
+permanent refusals; a server that is down; the no-send check Test & Enable uses."""
+from __future__ import annotations
+
+import pytest
+
+from server.sync.connectors import outgoing
+from server.sync.connectors.base import Account, ConnectorError
+from server.sync.connectors.smtp import SmtpSender
+from tests.servers.ports import free_port
+from tests.sync.connectors.conftest import numbered
+
+
+def smtp_account(server, **overrides) -> Account:
+    fields = dict(address="sam@contoso.example", host=server.host, port=server.port,
+                  security="none", timeout=10, settings={"helo_name": "crm.contoso.example"})
+    if server.auth:
+        fields.update(username=server.auth[0], password=server.auth[1])
+    if server.cert:
+        fields["settings"] = {**fields["settings"], "ca_file": str(server.cert.cert_path)}
+    fields.update(overrides)
+    return Account(**fields)
+
+
+def test_registry_gives_the_smtp_sender():
+    assert outgoing("smtp") is SmtpSender
+
+
+def test_send_plain(smtp_server):
+    raw = numbered(1)
+    with SmtpSender(smtp_account(smtp_server)) as smtp:
+        refused = smtp.send(raw, "sam@contoso.example", ["ann@customer.example", "bo@customer.example"])
+    received = smtp_server.wait_for(1)[0]
+    assert refused == {}
+    assert received.mail_from == "sam@contoso.example"
+    assert received.rcpt_tos == ("ann@customer.example", "bo@customer.example")
+    assert received.data.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+    assert not received.tls and received.authenticated_as is None
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_auth_over_tls(make_smtp_server, tls):
+    server = make_smtp_server(auth=("sam", "S3cret-pass"), tls=tls)
+    security = "starttls" if tls == "starttls" else "tls"
+    with SmtpSender(smtp_account(server, security=security)) as smtp:
+        smtp.send(numbered(1), "sam@contoso.example", ["ann@customer.example"])
+    received = server.wait_for(1)[0]
+    assert received.authenticated_as == "sam"
+    if tls == "starttls":
+        assert received.tls  # the session was upgraded before AUTH
+    else:  # implicit TLS: a plain-text client gets nowhere
+        with pytest.raises(ConnectorError) as caught:
+            SmtpSender(smtp_account(server, security="none", timeout=1)).connect()
+        assert caught.value.severity == "mailbox"
+
+
+def test_wrong_password_is_an_auth_error(make_smtp_server):
+    server = make_smtp_server(auth=("sam", "S3cret-pass"))
+    with pytest.raises(ConnectorError) as caught:
+        SmtpSender(smtp_account(server, password="nope")).connect()
+    assert caught.value.severity == "auth" and "nope" not in caught.value.message
+    assert server.auth_attempts and all(a == ("sam", False) for a in server.auth_attempts)
+
+
+def test_missing_sign_in_is_an_auth_error(make_smtp_server):
+    server = make_smtp_server(auth=("sam", "S3cret-pass"))
+    with SmtpSender(smtp_account(server, username=None, password=None)) as smtp:
+        with pytest.raises(ConnectorError) as caught:
+            smtp.send(numbered(1), "sam@contoso.example", ["ann@customer.example"])
+    assert caught.value.severity == "auth" and caught.value.code == "auth_required"
+
+
+def test_451_is_temporary_then_the_next_try_goes_through(smtp_server):
+    smtp_server.fail_next(1, code=451)
+    with SmtpSender(smtp_account(smtp_server)) as smtp:
+        with pytest.raises(ConnectorError) as caught:
+            smtp.send(numbered(1), "sam@contoso.example", ["ann@customer.example"])
+        smtp.send(numbered(1), "sam@contoso.example", ["ann@customer.example"])
+    error = caught.value
+    assert error.severity == "message" and error.retry_after and error.code == "smtp_temporary"
+    assert "451" in error.message
+    assert len(smtp_server.wait_for(1)) == 1
+
+
+def test_550_is_permanent(smtp_server):
+    smtp_server.fail_next(1, code=550, text="5.7.1 Message rejected as spam")
+    with SmtpSender(smtp_account(smtp_server)) as smtp:
+        with pytest.raises(ConnectorError) as caught:
+            smtp.send(numbered(1), "sam@contoso.example", ["ann@customer.example"])
+    assert caught.value.severity == "message" and caught.value.retry_after is None
+    assert caught.value.code == "smtp_rejected" and "spam" in caught.value.message
+    assert smtp_server.messages == []
+
+
+def test_refused_recipients(smtp_server):
+    smtp_server.fail_next(1, code=550, text="5.1.1 No such user", stage="rcpt")
+    with SmtpSender(smtp_account(smtp_server)) as smtp:
+        refused = smtp.send(numbered(1), "sam@contoso.example",
+                            ["gone@customer.example", "ann@customer.example"])
+        assert refused == {"gone@customer.example": "550 5.1.1 No such user"}
+        smtp_server.fail_next(1, code=550, text="5.1.1 No such user", stage="rcpt")
+        with pytest.raises(ConnectorError) as caught:
+            smtp.send(numbered(2), "sam@contoso.example", ["gone@customer.example"])
+    assert caught.value.code == "recipients_refused" and caught.value.retry_after is None
+    assert [m.rcpt_tos for m in smtp_server.messages] == [("ann@customer.example",)]
+
+
+def test_server_down_is_a_mailbox_error():
+    account = Account(address="sam@contoso.example", host="127.0.0.1", port=free_port(),
+                      security="none", timeout=5)
+    with pytest.raises(ConnectorError) as caught:
+        SmtpSender(account).connect()
+    assert caught.value.severity == "mailbox" and caught.value.code == "connection_refused"
+
+
+def test_starttls_required_but_not_offered(smtp_server):
+    with pytest.raises(ConnectorError) as caught:
+        SmtpSender(smtp_account(smtp_server, security="starttls")).connect()
+    assert caught.value.code == "starttls_unsupported"
+
+
+def test_verify_sends_nothing(make_smtp_server):
+    server = make_smtp_server(auth=("sam", "S3cret-pass"))
+    with SmtpSender(smtp_account(server)) as smtp:
+        smtp.verify("sam@contoso.example", "sam@contoso.example")
+        server.fail_next(1, code=550, text="5.7.1 Not your address", stage="mail")
+        with pytest.raises(ConnectorError) as caught:
+            smtp.verify("boss@contoso.example", "sam@contoso.example")
+    assert server.messages == [] and server.auth_attempts == [("sam", True)]
+    assert caught.value.code == "smtp_rejected" and "Not your address" in caught.value.message
