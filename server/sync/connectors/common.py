@@ -7,20 +7,33 @@ Account settings read here (from the server profile's ``settings``):
 ``ca_file``     a PEM file of certificate authorities to trust (a private CA, a test peer)
 ``tls_verify``  False turns certificate checks off (only for a server the admin trusts on
                 a private network; the profile page warns about it)
+
+Categories and keywords: IMAP keywords (also Dovecot's Maildir keywords) are atoms without
+spaces, so a category is written with "_" for its spaces and read back with spaces.
 """
 from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import ssl
 import zlib
+from collections.abc import Iterable
 
 from server.sync.connectors.base import Account, ConnectorError
 
 # Cursors longer than this (in JSON) are stored deflated and base64-encoded.
 _PACK_OVER = 2048
 _PACKED = "z:"
+_ATOM_SPECIALS = re.compile(r'[\s(){%*"\\\]\x00-\x1f\x7f]+')
+
+# Keywords mail clients keep for their own bookkeeping: a change of these alone is no news.
+CLIENT_STATE_KEYWORDS = frozenset({
+    "$forwarded", "$mdnsent", "$junk", "$notjunk", "$phishing", "$submitpending",
+    "$submitted", "$answered", "junk", "nonjunk", "notjunk", "$hasattachment",
+    "$hasnoattachment", "$important",
+})
 
 
 def tls_context(account: Account) -> ssl.SSLContext:
@@ -81,3 +94,23 @@ def network_error(exc: BaseException, account: Account, what: str) -> ConnectorE
     detail = str(exc) or type(exc).__name__
     return ConnectorError("connection_lost", f"The connection to {where} was lost while {what} "
                           f"({detail}).", severity="mailbox", retry_after=60)
+
+
+def category_to_keyword(category: str) -> str:
+    """``"Tracked to Regarding"`` -> ``"Tracked_to_Regarding"``: a valid IMAP keyword."""
+    keyword = _ATOM_SPECIALS.sub("_", category.strip())
+    if not keyword:
+        raise ValueError("an empty category cannot be an IMAP keyword")
+    return keyword
+
+
+def keyword_to_category(keyword: str) -> str:
+    """The category a keyword stands for (``Tracked_to_Regarding`` -> "Tracked to Regarding");
+    ``$``-keywords (``$Forwarded``, ``$label1``) are returned as they are."""
+    return keyword if keyword.startswith("$") else keyword.replace("_", " ")
+
+
+def newsworthy(keywords: Iterable[str]) -> bool:
+    """Whether flags include a keyword a person set (a category), not only system flags
+    (``\\Seen``) or a mail client's own bookkeeping (``$Forwarded``, ``$Junk``)."""
+    return any(not k.startswith("\\") and k.lower() not in CLIENT_STATE_KEYWORDS for k in keywords)

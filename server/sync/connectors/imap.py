@@ -38,35 +38,16 @@ from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
 from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
-from server.sync.connectors.common import network_error, pack_cursor, tls_context, unpack_cursor
+from server.sync.connectors.common import (category_to_keyword, keyword_to_category,  # noqa: F401
+                                           network_error, newsworthy, pack_cursor,
+                                           tls_context, unpack_cursor)
 
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 SPECIAL_USE_ROLES = {b"\\SENT": "sent", b"\\DRAFTS": "drafts", b"\\TRASH": "trash",
                      b"\\JUNK": "junk"}
-# Keywords mail clients keep for their own bookkeeping: a change of these alone is no news.
-CLIENT_STATE_KEYWORDS = frozenset({
-    "$forwarded", "$mdnsent", "$junk", "$notjunk", "$phishing", "$submitpending",
-    "$submitted", "$answered", "junk", "nonjunk", "notjunk", "$hasattachment",
-    "$hasnoattachment", "$important",
-})
 FETCH_BATCH = 50  # bodies per FETCH command
 MAX_IDLE_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
-_ATOM_SPECIALS = re.compile(r'[\s(){%*"\\\]\x00-\x1f\x7f]+')
 _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
-
-
-def category_to_keyword(category: str) -> str:
-    """``"Tracked to Regarding"`` -> ``"Tracked_to_Regarding"``: a valid IMAP keyword."""
-    keyword = _ATOM_SPECIALS.sub("_", category.strip())
-    if not keyword:
-        raise ValueError("an empty category cannot be an IMAP keyword")
-    return keyword
-
-
-def keyword_to_category(keyword: str) -> str:
-    """The category a keyword stands for (``Tracked_to_Regarding`` -> "Tracked to Regarding");
-    ``$``-keywords (``$Forwarded``, ``$label1``) are returned as they are."""
-    return keyword if keyword.startswith("$") else keyword.replace("_", " ")
 
 
 def _text(value) -> str:
@@ -78,8 +59,7 @@ def _categories(flags: Iterable) -> tuple[str, ...]:
 
 
 def _newsworthy(flags: Iterable) -> bool:
-    return any(not _text(f).startswith("\\") and _text(f).lower() not in CLIENT_STATE_KEYWORDS
-               for f in flags or ())
+    return newsworthy(_text(f) for f in flags or ())
 
 
 def _utc(value) -> datetime | None:

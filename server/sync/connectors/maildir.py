@@ -1,0 +1,490 @@
+r"""Maildir connector and sender: a mailbox kept as a Maildir tree on this machine, for the
+demo, for tests, and for a server whose mail store is local (Dovecot's own Maildir).
+
+Layout: Maildir++ as Dovecot writes it. The mailbox's root (``Account.root``) is the Inbox
+(``cur/ new/ tmp/``); every other folder is a directory ``.<name>`` beside them whose
+"/"-separated path is written with "." — "INBOX/Contoso deal" lives in
+``.INBOX.Contoso deal`` — and a "." or "\" inside a name is escaped as ``\2e``/``\5c``
+(Dovecot's listescape). Nested directories are not read. ``create_maildir(root, folders)``
+makes such a tree and ``deliver(root, folder, raw)`` drops a message into it.
+
+Folder keys (``md:<uuid>``) come from a ``.regarding-id`` file written into each folder's
+directory the first time it is seen, so renaming the directory keeps the key. A message's
+ref is the unique part of its file name (before ``:2,``), which stays the same when a mail
+client moves it from new/ to cur/ or changes its flags. The cursor is ``{"seen": [refs],
+"kw": {ref: keyword letters}}`` (deflated when long). Moving a file into another folder is
+seen as removed from one folder and new in the other. Keywords are Dovecot's: letters a-z
+in the file name mapped to names by the folder's ``dovecot-keywords`` file; a message whose
+keywords change to include a category comes back, as with IMAP CONDSTORE.
+
+``wait_for_changes`` uses inotify (``inotify_simple``) and falls back to comparing the
+directories' modification times every 0.5 s.
+
+The sender (``SENDER``) writes sent mail into the maildir store instead of a network: its
+``Account.root`` is the directory that holds all users' trees (the server profile's
+``maildir_root``); a recipient whose tree is there gets the message in their Inbox, and
+every message is also kept in ``<root>/outbox`` (a Maildir) with ``X-Envelope-From`` and
+``X-Envelope-To`` headers, standing for "the internet".
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from itertools import count
+from pathlib import Path
+
+from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
+                                           pack_cursor, unpack_cursor)
+
+try:  # inotify on Linux; polling elsewhere or when it is not installed
+    from inotify_simple import INotify
+    from inotify_simple import flags as inotify_flags
+except ImportError:  # pragma: no cover - depends on the platform
+    INotify = None
+
+ID_FILE = ".regarding-id"
+KEYWORDS_FILE = "dovecot-keywords"
+POLL_SECONDS = 0.5
+ROLE_NAMES = {
+    "sent": "sent", "sent items": "sent", "sent messages": "sent", "sent mail": "sent",
+    "drafts": "drafts", "trash": "trash", "deleted items": "trash", "deleted messages": "trash",
+    "junk": "junk", "spam": "junk", "junk e-mail": "junk", "junk email": "junk",
+}
+_ESCAPE = re.compile(r"\\([0-9a-fA-F]{2})")
+_serial = count(1)
+
+
+# -- the tree ------------------------------------------------------------------------------
+
+def _escape(part: str) -> str:
+    return part.replace("\\", "\\5c").replace(".", "\\2e")
+
+
+def _unescape(part: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), part)
+
+
+def folder_path(root: str | Path, name: str) -> Path:
+    """The directory of a folder: ``INBOX`` is the root, ``INBOX/Contoso deal`` is
+    ``<root>/.INBOX.Contoso deal``."""
+    root = Path(root)
+    if name.upper() == "INBOX":
+        return root
+    parts = [p for p in name.split("/") if p]
+    if parts and parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"not a folder name: {name!r}")
+    return root / ("." + ".".join(_escape(p) for p in parts))
+
+
+def _folder_name(dirname: str) -> str:
+    parts = [_unescape(p) for p in dirname[1:].split(".")]
+    if parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    return "/".join(parts)
+
+
+def _make_dirs(path: Path, is_folder: bool) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    if is_folder:
+        (path / "maildirfolder").touch()
+
+
+def create_maildir(root: str | Path, folders: Iterable[str] = ()) -> Path:
+    """Make a Maildir++ tree at ``root`` (the Inbox) with ``folders`` ("INBOX/Contoso
+    deal", "Sent", ...); existing ones are left as they are. Returns the root."""
+    root = Path(root)
+    _make_dirs(root, False)
+    for name in folders:
+        if name.upper() != "INBOX":
+            _make_dirs(folder_path(root, name), True)
+    return root
+
+
+def mailbox_root(store: str | Path, address: str) -> Path:
+    """A user's tree inside a store of trees: ``<store>/<address>``, or its ``Maildir``
+    subdirectory when there is one (a home directory, as Dovecot keeps it)."""
+    home = Path(store) / address.strip().lower()
+    return home / "Maildir" if (home / "Maildir").is_dir() else home
+
+
+def _unique_name() -> str:
+    now = time.time()
+    seconds, micro = int(now), int((now % 1) * 1_000_000)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    return f"{seconds}.M{micro}P{os.getpid()}Q{next(_serial)}.{host}"
+
+
+def _write_message(directory: Path, raw: bytes, seen: bool = False,
+                   msg_time: datetime | None = None) -> str:
+    """Maildir delivery: write into tmp/, then rename into new/ (or cur/ when already
+    read). Returns the unique name."""
+    unique = _unique_name()
+    tmp = directory / "tmp" / unique
+    with open(tmp, "wb") as fh:
+        fh.write(raw)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if msg_time is not None:
+        stamp = msg_time.timestamp()
+        os.utime(tmp, (stamp, stamp))
+    final = directory / "cur" / f"{unique}:2,S" if seen else directory / "new" / unique
+    os.rename(tmp, final)
+    return unique
+
+
+def deliver(root: str | Path, folder: str, raw: bytes, *, seen: bool = False,
+            msg_time: datetime | None = None) -> str:
+    """Drop a message into a folder of the tree at ``root`` (made if missing); returns its
+    ref (the file's unique name)."""
+    path = folder_path(root, folder)
+    if not (path / "cur").is_dir():
+        _make_dirs(path, path != Path(root))
+    return _write_message(path, raw, seen, msg_time)
+
+
+def _unique(filename: str) -> str:
+    return filename.split(":", 1)[0]
+
+
+def _flags(filename: str) -> str:
+    _, sep, info = filename.partition(":2,")
+    return info if sep else ""
+
+
+# -- the connector ---------------------------------------------------------------------------
+
+class MaildirConnector:
+    """A mailbox's Maildir tree: ``with MaildirConnector(account) as md: ...``."""
+
+    supports_keywords = True
+    supports_append = True
+
+    def __init__(self, account: Account):
+        if not account.root:
+            raise ValueError("a Maildir account needs its root directory")
+        self.account = account
+        self.root = Path(account.root)
+        self._dirs: dict[str, Path] = {}  # folder key -> directory
+        self._listed: list[Folder] | None = None
+
+    def __enter__(self) -> MaildirConnector:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def connect(self) -> None:
+        if not (self.root / "cur").is_dir() or not (self.root / "new").is_dir():
+            raise ConnectorError("maildir_missing", f"There is no Maildir at {self.root}.",
+                                 severity="mailbox")
+
+    # -- folders ------------------------------------------------------------------------------
+
+    def _key_for(self, path: Path) -> str:
+        id_file = path / ID_FILE
+        try:
+            return "md:" + id_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        value = str(uuid.uuid4())
+        try:
+            fd = os.open(id_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # another process named it first
+            return "md:" + id_file.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+        return "md:" + value
+
+    def list_folders(self) -> list[Folder]:
+        self.connect()
+        found: list[tuple[str, Path]] = [("INBOX", self.root)]
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except OSError as exc:
+            raise ConnectorError("maildir_unreadable", f"{self.root} cannot be read ({exc}).",
+                                 severity="mailbox") from None
+        for entry in entries:
+            if (entry.name.startswith(".") and entry.name not in (".", "..")
+                    and entry.is_dir() and (Path(entry.path) / "cur").is_dir()):
+                found.append((_folder_name(entry.name), Path(entry.path)))
+        keys = {name: self._key_for(path) for name, path in found}
+        folders = []
+        for name, path in found:
+            top = name.split("/", 1)[0] if name != "INBOX" else name
+            role = "inbox" if name == "INBOX" else (
+                ROLE_NAMES.get(name.lower(), "other") if top == name else "other")
+            parent = name.rpartition("/")[0] if "/" in name else None
+            folders.append(Folder(key=keys[name], name=name, role=role,
+                                  parent_key=keys.get(parent) if parent else None))
+        self._dirs = {keys[name]: path for name, path in found}
+        self._listed = folders
+        return folders
+
+    def _dir(self, folder: Folder) -> Path:
+        path = self._dirs.get(folder.key)
+        if path is None or not (path / "cur").is_dir():
+            self.list_folders()
+            path = self._dirs.get(folder.key)
+        if path is None:
+            raise ConnectorError("folder_not_found", f"The folder {folder.name} no longer "
+                                 f"exists in {self.root}.", severity="folder")
+        return path
+
+    def folder_by_role(self, role: str) -> Folder | None:
+        folders = self._listed if self._listed is not None else self.list_folders()
+        return next((f for f in folders if f.role == role), None)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _files(path: Path) -> dict[str, Path]:
+        """unique name -> current file, from new/ and cur/ (cur/ wins a race)."""
+        out: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            try:
+                with os.scandir(path / sub) as entries:
+                    for entry in entries:
+                        if not entry.name.startswith(".") and entry.is_file():
+                            out[_unique(entry.name)] = Path(entry.path)
+            except FileNotFoundError:
+                continue
+        return out
+
+    @staticmethod
+    def _keyword_names(path: Path) -> list[str | None]:
+        names: list[str | None] = [None] * 26
+        try:
+            lines = (path / KEYWORDS_FILE).read_text().splitlines()
+        except FileNotFoundError:
+            return names
+        for line in lines:
+            index, _, name = line.partition(" ")
+            if index.isdigit() and int(index) < 26 and name:
+                names[int(index)] = name.strip()
+        return names
+
+    @staticmethod
+    def _letters(file: Path) -> str:
+        return "".join(sorted(c for c in _flags(file.name) if "a" <= c <= "z"))
+
+    def _keywords(self, file: Path, names: list[str | None]) -> tuple[str, ...]:
+        return tuple(keyword_to_category(names[ord(c) - 97]) for c in self._letters(file)
+                     if names[ord(c) - 97])
+
+    def _read(self, path: Path, unique: str, file: Path) -> tuple[bytes, Path] | None:
+        """A message's bytes; a file renamed meanwhile (new -> cur, flags) is found again."""
+        for _ in range(3):
+            try:
+                return file.read_bytes(), file
+            except FileNotFoundError:
+                file = self._files(path).get(unique)
+                if file is None:
+                    return None  # moved away or deleted
+        return None
+
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
+        limit = max(1, limit)
+        path = self._dir(folder)
+        state = unpack_cursor(cursor)
+        reset = cursor is not None and (state is None or not isinstance(state.get("seen"), list))
+        seen = set(state["seen"]) if state and not reset else set()
+        letters_before: dict[str, str] = dict(state.get("kw") or {}) if state and not reset else {}
+        files = self._files(path)
+        names = self._keyword_names(path)
+
+        current = {u: self._letters(f) for u, f in files.items()}
+        pending = [u for u in sorted(seen & files.keys())
+                   if current[u] != letters_before.get(u, "")
+                   and newsworthy(self._keywords(files[u], names))]
+        changed = pending[:limit]
+        new = sorted((u for u in files if u not in seen),
+                     key=lambda u: (self._mtime(files[u]), u))
+        batch = new[:limit - len(changed)]
+        messages: list[FetchedMessage] = []
+        delivered: set[str] = set()
+        for unique in changed + batch:
+            got = self._read(path, unique, files[unique])
+            if got is None:
+                continue
+            raw, file = got
+            delivered.add(unique)
+            current[unique] = self._letters(file)
+            messages.append(FetchedMessage(ref=unique, raw=raw, keywords=self._keywords(file, names),
+                                           arrived_on=self._arrived(file)))
+        present = set(files)
+        kept = (seen & present) | (set(batch) & delivered)
+        # A keyword change not returned yet keeps its old letters, so it is found next time.
+        waiting = set(pending) - delivered
+        letters = {u: letters_before.get(u, "") if u in waiting else current[u] for u in kept}
+        letters = {u: v for u, v in letters.items() if v}
+        more = len(new) > len(batch) or len(pending) > len(changed)
+        return Changes(messages=messages, cursor=pack_cursor({"seen": sorted(kept), "kw": letters}),
+                       more=more, removed=sorted(seen - present), reset=reset)
+
+    @staticmethod
+    def _mtime(file: Path) -> float:
+        try:
+            return file.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def _arrived(self, file: Path) -> datetime | None:
+        stamp = self._mtime(file)
+        return datetime.fromtimestamp(stamp, timezone.utc) if stamp else None
+
+    def fetch_message(self, folder: Folder, ref: str) -> bytes:
+        path = self._dir(folder)
+        file = self._files(path).get(ref)
+        got = self._read(path, ref, file) if file else None
+        if got is None:
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                                 f"{folder.name}.", severity="message")
+        return got[0]
+
+    def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
+        """Add a keyword (a category name is turned into one) the way Dovecot keeps it."""
+        path = self._dir(folder)
+        keyword = category_to_keyword(keyword)
+        names = self._keyword_names(path)
+        if keyword in names:
+            index = names.index(keyword)
+        elif None in names:
+            index = names.index(None)
+            names[index] = keyword
+            lines = "".join(f"{i} {n}\n" for i, n in enumerate(names) if n)
+            tmp = path / f"{KEYWORDS_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(lines)
+            os.replace(tmp, path / KEYWORDS_FILE)
+        else:
+            raise ConnectorError("keywords_full", f"{folder.name} already has 26 keywords.",
+                                 severity="message")
+        letter = chr(97 + index)
+        file = self._files(path).get(ref)
+        if file is None:
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                                 f"{folder.name}.", severity="message")
+        flags = _flags(file.name)
+        if letter in flags:
+            return
+        new_flags = "".join(sorted(set(flags + letter)))
+        os.rename(file, path / "cur" / f"{ref}:2,{new_flags}")
+
+    def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
+               msg_time: datetime | None = None) -> str:
+        return _write_message(self._dir(folder), raw, "\\Seen" in set(flags), msg_time)
+
+    def move(self, folder: Folder, ref: str, target: Folder) -> None:
+        source, destination = self._dir(folder), self._dir(target)
+        file = self._files(source).get(ref)
+        if file is None:
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                                 f"{folder.name}.", severity="message")
+        os.rename(file, destination / file.parent.name / file.name)
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
+        watched: dict[Path, str] = {}
+        for folder in folders:
+            try:
+                base = self._dir(folder)
+            except ConnectorError:
+                continue
+            for sub in ("new", "cur"):
+                watched[base / sub] = folder.key
+        if not watched:
+            return set()
+        if INotify is not None:
+            return self._wait_inotify(watched, timeout)
+        return self._wait_poll(watched, timeout)
+
+    @staticmethod
+    def _wait_inotify(watched: dict[Path, str], timeout: float) -> set[str]:
+        mask = (inotify_flags.CREATE | inotify_flags.MOVED_TO | inotify_flags.MOVED_FROM
+                | inotify_flags.DELETE | inotify_flags.DELETE_SELF | inotify_flags.MOVE_SELF)
+        with INotify() as inotify:
+            by_wd = {}
+            for directory, key in watched.items():
+                try:
+                    by_wd[inotify.add_watch(str(directory), mask)] = key
+                except OSError:
+                    continue
+            events = inotify.read(timeout=int(max(0.0, timeout) * 1000))
+        return {by_wd[e.wd] for e in events if e.wd in by_wd}
+
+    @staticmethod
+    def _wait_poll(watched: dict[Path, str], timeout: float) -> set[str]:
+        def stamps() -> dict[Path, int]:
+            out = {}
+            for directory in watched:
+                try:
+                    out[directory] = directory.stat().st_mtime_ns
+                except FileNotFoundError:
+                    out[directory] = -1
+            return out
+
+        before = stamps()
+        deadline = time.monotonic() + max(0.0, timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(POLL_SECONDS, left))
+            now = stamps()
+            changed = {watched[d] for d in watched if now[d] != before[d]}
+            if changed:
+                return changed
+        return set()
+
+
+# -- the sender --------------------------------------------------------------------------------
+
+class MaildirSender:
+    """Delivers into the maildir store: local recipients' Inboxes plus ``<root>/outbox``."""
+
+    def __init__(self, account: Account):
+        if not account.root:
+            raise ValueError("a Maildir sender needs the store's root directory")
+        self.account = account
+        self.store = Path(account.root)
+
+    def __enter__(self) -> MaildirSender:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def connect(self) -> None:
+        if not self.store.is_dir() or not os.access(self.store, os.W_OK):
+            raise ConnectorError("maildir_missing", f"The mail store {self.store} does not "
+                                 "exist or cannot be written.", severity="mailbox")
+
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict[str, str]:
+        if not recipients:
+            raise ConnectorError("no_recipients", "The message has no recipients.",
+                                 severity="message")
+        self.connect()
+        envelope = (f"X-Envelope-From: <{sender}>\r\n"
+                    f"X-Envelope-To: {', '.join(recipients)}\r\n").encode("utf-8")
+        outbox = create_maildir(self.store / "outbox")
+        _write_message(outbox, envelope + raw)
+        for address in dict.fromkeys(r.strip().lower() for r in recipients):
+            tree = mailbox_root(self.store, address)
+            if (tree / "new").is_dir():
+                _write_message(tree, raw)
+        return {}
+
+    def verify(self, sender: str, recipient: str) -> None:
+        self.connect()
+
+
+CONNECTOR = MaildirConnector
+SENDER = MaildirSender

@@ -1,0 +1,184 @@
+"""The Maildir connector on real trees: Maildir++ folders with stable keys across renames,
+the seen-names cursor, moves between folders, keywords the Dovecot way (also reading a
+Dovecot user's own Maildir), inotify and polling waits, and the local sender."""
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+import pytest
+
+from server.sync.connectors import incoming, outgoing
+from server.sync.connectors import maildir as maildir_module
+from server.sync.connectors.base import Account, ConnectorError
+from server.sync.connectors.maildir import (ID_FILE, MaildirConnector, MaildirSender,
+                                            create_maildir, deliver, folder_path, mailbox_root)
+from tests.sync.connectors.conftest import numbered
+
+
+def numbers(changes) -> list[int]:
+    return [int(re.search(rb"<m(\d+)@", m.raw).group(1)) for m in changes.messages]
+
+
+def connector(root) -> MaildirConnector:
+    return MaildirConnector(Account(address="sam@contoso.example", root=str(root)))
+
+
+def named(md, name):
+    return next(f for f in md.list_folders() if f.name == name)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return create_maildir(tmp_path / "sam", ["INBOX/Contoso deal", "Sent", "Trash"])
+
+
+def test_registry():
+    assert incoming("maildir") is MaildirConnector and outgoing("maildir") is MaildirSender
+
+
+def test_layout_roles_and_keys(tree):
+    assert (tree / ".INBOX.Contoso deal" / "cur").is_dir()
+    assert (tree / ".INBOX.Contoso deal" / "maildirfolder").exists()
+    with connector(tree) as md:
+        folders = {f.name: f for f in md.list_folders()}
+        again = {f.name: f.key for f in md.list_folders()}
+    assert set(folders) == {"INBOX", "INBOX/Contoso deal", "Sent", "Trash"}
+    assert [folders[n].role for n in ("INBOX", "Sent", "Trash", "INBOX/Contoso deal")] == \
+        ["inbox", "sent", "trash", "other"]
+    assert folders["INBOX/Contoso deal"].parent_key == folders["INBOX"].key
+    assert {n: f.key for n, f in folders.items()} == again
+    assert all(f.key.startswith("md:") for f in folders.values())
+    uuid_text = (tree / ".INBOX.Contoso deal" / ID_FILE).read_text().strip()
+    assert folders["INBOX/Contoso deal"].key == "md:" + uuid_text
+
+
+def test_dots_in_names_are_escaped(tmp_path):
+    root = create_maildir(tmp_path / "m", ["INBOX/Q1.2024 deals"])
+    assert folder_path(root, "INBOX/Q1.2024 deals").name == ".INBOX.Q1\\2e2024 deals"
+    with connector(root) as md:
+        assert "INBOX/Q1.2024 deals" in {f.name for f in md.list_folders()}
+
+
+def test_renaming_a_folder_keeps_its_key_and_cursor(tree):
+    deliver(tree, "INBOX/Contoso deal", numbered(1))
+    with connector(tree) as md:
+        deal = named(md, "INBOX/Contoso deal")
+        first = md.fetch_changes(deal, None)
+        os.rename(tree / ".INBOX.Contoso deal", tree / ".INBOX.Contoso won")
+        deliver(tree, "INBOX/Contoso won", numbered(2))
+        after = md.fetch_changes(deal, first.cursor)  # the old Folder, found by key
+        assert {f.key: f.name for f in md.list_folders()}[deal.key] == "INBOX/Contoso won"
+    assert numbers(first) == [1] and numbers(after) == [2] and not after.reset
+
+
+def test_cursor_pages_and_nothing_twice(tree):
+    for n in range(1, 6):
+        deliver(tree, "INBOX", numbered(n))
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        one = md.fetch_changes(inbox, None, limit=3)
+        two = md.fetch_changes(inbox, one.cursor, limit=3)
+        # A mail client reads message 1: new/ -> cur/ with flags; same unique name.
+        first = next((tree / "new").iterdir(), None) or next((tree / "cur").iterdir())
+        os.rename(first, tree / "cur" / (first.name.split(":")[0] + ":2,S"))
+        deliver(tree, "INBOX", numbered(6))
+        three = md.fetch_changes(inbox, two.cursor, limit=3)
+        quiet = md.fetch_changes(inbox, three.cursor)
+    assert (numbers(one), one.more) == ([1, 2, 3], True)
+    assert (numbers(two), two.more) == ([4, 5], False)
+    assert numbers(three) == [6] and quiet.messages == []
+    assert one.messages[0].arrived_on is not None
+
+
+def test_a_moved_file_leaves_one_folder_and_arrives_in_the_other(tree):
+    ref = deliver(tree, "INBOX", numbered(1))
+    with connector(tree) as md:
+        inbox, deal = named(md, "INBOX"), named(md, "INBOX/Contoso deal")
+        inbox_cursor = md.fetch_changes(inbox, None).cursor
+        deal_cursor = md.fetch_changes(deal, None).cursor
+        md.move(inbox, ref, deal)
+        gone = md.fetch_changes(inbox, inbox_cursor)
+        arrived = md.fetch_changes(deal, deal_cursor)
+    assert gone.removed == [ref] and gone.messages == []
+    assert numbers(arrived) == [1] and arrived.messages[0].ref == ref
+
+
+def test_keywords_set_later_bring_the_message_back(tree):
+    refs = [deliver(tree, "INBOX", numbered(n)) for n in (1, 2)]
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        cursor = md.fetch_changes(inbox, None).cursor
+        md.set_keyword(inbox, refs[1], "Tracked to Regarding")
+        changes = md.fetch_changes(inbox, cursor)
+        quiet = md.fetch_changes(inbox, changes.cursor)
+    assert numbers(changes) == [2]
+    assert changes.messages[0].keywords == ("Tracked to Regarding",)
+    assert quiet.messages == []
+    assert (tree / "dovecot-keywords").read_text() == "0 Tracked_to_Regarding\n"
+    assert [p.name.endswith(":2,a") for p in (tree / "cur").iterdir()] == [True]
+
+
+def test_reads_a_dovecot_users_maildir(dovecot, mail_user):
+    uid = dovecot.deliver(mail_user, numbered(1), "INBOX/Contoso deal")
+    with dovecot.imap_client(mail_user) as imap:
+        imap.select_folder("INBOX/Contoso deal")
+        imap.add_flags([uid], [b"Tracked_to_Regarding"])
+    with connector(mail_user.maildir) as md:
+        folders = {f.name: f for f in md.list_folders()}
+        changes = md.fetch_changes(folders["INBOX/Contoso deal"], None)
+    assert {"INBOX", "INBOX/Contoso deal"} <= set(folders)
+    assert numbers(changes) == [1]
+    assert "Tracked to Regarding" in changes.messages[0].keywords
+
+
+def _soon(fn, *args):
+    timer = threading.Timer(0.3, fn, args=args)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("mode", ["inotify", "polling"])
+def test_wait_reports_the_changed_folder(tree, monkeypatch, mode):
+    if mode == "polling":
+        monkeypatch.setattr(maildir_module, "INotify", None)
+    else:
+        assert maildir_module.INotify is not None  # inotify-simple is a requirement
+    with connector(tree) as md:
+        inbox, deal = named(md, "INBOX"), named(md, "INBOX/Contoso deal")
+        assert md.wait_for_changes([inbox, deal], timeout=0.2) == set()
+        timer = _soon(deliver, tree, "INBOX/Contoso deal", numbered(1))
+        changed = md.wait_for_changes([inbox, deal], timeout=20)
+        timer.join()
+    assert changed == {deal.key}
+
+
+def test_missing_tree_is_a_mailbox_error(tmp_path):
+    with pytest.raises(ConnectorError) as caught:
+        connector(tmp_path / "nowhere").connect()
+    assert caught.value.severity == "mailbox"
+
+
+def test_a_deleted_folder_is_a_folder_error(tree):
+    with connector(tree) as md:
+        deal = named(md, "INBOX/Contoso deal")
+        os.rename(tree / ".INBOX.Contoso deal", tree.parent / "elsewhere")
+        with pytest.raises(ConnectorError) as caught:
+            md.fetch_changes(deal, None)
+    assert caught.value.severity == "folder"
+
+
+def test_sender_delivers_locally_and_keeps_the_outbox(tmp_path):
+    store = tmp_path / "store"
+    create_maildir(store / "ann@contoso.example")
+    sender = MaildirSender(Account(address="sam@contoso.example", root=str(store)))
+    with sender:
+        sender.send(numbered(1), "sam@contoso.example", ["Ann@Contoso.example", "x@customer.example"])
+    local = list((mailbox_root(store, "ann@contoso.example") / "new").iterdir())
+    kept = list((store / "outbox" / "new").iterdir())
+    assert len(local) == 1 and local[0].read_bytes() == numbered(1)
+    assert len(kept) == 1
+    head = kept[0].read_bytes().split(b"\r\n\r\n")[0]
+    assert b"X-Envelope-From: <sam@contoso.example>" in head
+    assert b"X-Envelope-To: Ann@Contoso.example, x@customer.example" in head
