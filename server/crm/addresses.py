@@ -6,7 +6,7 @@ query, never a scan of five tables.
 """
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, String, delete, event, insert
+from sqlalchemy import ForeignKey, Index, Integer, String, delete, event, insert, inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db import db
@@ -26,9 +26,16 @@ def normalize(address: str | None) -> str | None:
     Returns None for something that is not an address."""
     if not address:
         return None
-    value = address.strip().strip("<>").strip()
-    if value.lower().startswith("mailto:"):
-        value = value[7:]
+    value = address.strip()
+    if value.endswith(">") and "<" in value:  # 'Ann Smith <ann@contoso.test>'
+        value = value[value.rindex("<") + 1:-1]
+    while True:  # '<mailto:...>', 'mailto:<...>'
+        stripped = value.strip().strip("<>").strip()
+        if stripped.lower().startswith("mailto:"):
+            stripped = stripped[7:]
+        if stripped == value:
+            break
+        value = stripped
     if value.count("@") != 1:
         return None
     local, domain = value.rsplit("@", 1)
@@ -54,17 +61,28 @@ def record_addresses(record) -> list[str]:
 
 
 def _kind(record) -> str | None:
-    return INDEXED.get(type(record).__name__)
+    return INDEXED.get(getattr(type(record), "__tablename__", None))
 
 
-INDEXED = {"User": "user", "Contact": "contact", "Account": "account", "Lead": "lead",
-           "Queue": "queue"}
+# Indexed tables (by table name, which is also the record type) and their address columns.
+INDEXED = {"user": "user", "contact": "contact", "account": "account", "lead": "lead",
+           "queue": "queue"}
+_EMAIL_COLUMNS = {"user": ("email",), "queue": ("email",)}
+_DEFAULT_EMAIL_COLUMNS = ("email1", "email2", "email3")
+
+
+def _addresses_changed(record, kind: str) -> bool:
+    state = inspect(record)
+    return any(state.attrs[name].history.has_changes()
+               for name in _EMAIL_COLUMNS.get(kind, _DEFAULT_EMAIL_COLUMNS))
 
 
 @event.listens_for(Session, "after_flush")
 def _mirror_addresses(session: Session, flush_context) -> None:
-    """Keep ``email_address`` in step with the records flushed in this transaction."""
-    changed = [(o, False) for o in list(session.new) + list(session.dirty)]
+    """Keep ``email_address`` in step with the records flushed in this transaction (new and
+    deleted records, and changed records whose addresses changed)."""
+    changed = [(o, False) for o in session.new]
+    changed += [(o, False) for o in session.dirty if _kind(o) and _addresses_changed(o, _kind(o))]
     changed += [(o, True) for o in session.deleted]
     rows, stale = [], []
     for record, deleted in changed:

@@ -68,7 +68,8 @@ def resolve(addresses: list[str], *, user_id: int | None = None,
     loaded = {kind: _load(kind, ids) for kind, ids in by_kind.items()}
 
     def rank(m: Match):
-        return ORDER.index(m.record_type), m.owner_user_id != user_id, m.record_id
+        mine = user_id is not None and m.owner_user_id == user_id
+        return ORDER.index(m.record_type), not mine, m.record_id
 
     out: dict[str, list[Match]] = {}
     for given, n in normalized.items():
