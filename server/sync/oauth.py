@@ -1,0 +1,137 @@
+"""OAuth 2 access tokens for XOAUTH2 sign-ins (Microsoft 365 IMAP, POP and SMTP), from
+Microsoft Entra ID through ``msal``.
+
+Two ways, chosen per mailbox: a mailbox with a stored refresh token (a person consented
+for it) gets a delegated token with the protocol's ``*.AccessAsUser.All``/``SMTP.Send``
+scope; otherwise the server profile's app signs in on its own (client credentials, the
+``https://outlook.office365.com/.default`` scope, with the app granted access to the
+mailboxes in Exchange). A refresh token Entra ID rotates is written back to the mailbox
+(the caller's transaction saves it).
+
+The token endpoint comes from the profile's tenant (``https://login.microsoftonline.com/
+<tenant>``) or, for a national cloud or a test double, from the profile setting
+``oauth_authority``; ``oauth_ca_file`` names extra certificate authorities to trust for it.
+Tokens are kept in this process until five minutes before they expire. Tokens and secrets
+are never logged.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+
+import msal
+import requests
+
+from server.sync.connectors.base import ConnectorError
+
+APP_SCOPES = ["https://outlook.office365.com/.default"]
+DELEGATED_SCOPES = {
+    "imap": ["https://outlook.office.com/IMAP.AccessAsUser.All"],
+    "pop3": ["https://outlook.office.com/POP.AccessAsUser.All"],
+    "smtp": ["https://outlook.office.com/SMTP.Send"],
+}
+# Errors that a person must fix (consent, secret, grant): the mailbox stops at once.
+AUTH_ERRORS = {"invalid_client", "invalid_grant", "unauthorized_client", "invalid_scope",
+               "consent_required", "interaction_required", "invalid_request",
+               "unsupported_grant_type", "access_denied"}
+EARLY_RENEWAL = 300  # seconds before expiry when a cached token is renewed
+
+_lock = threading.Lock()
+_tokens: dict[tuple, tuple[str, float]] = {}
+_apps: dict[tuple, msal.ConfidentialClientApplication] = {}
+
+
+def authority_of(profile) -> str:
+    custom = (profile.settings or {}).get("oauth_authority")
+    if custom:
+        return custom.rstrip("/")
+    if not profile.oauth_tenant:
+        raise ConnectorError("oauth_not_configured", f"The server profile {profile.name} has "
+                             "no Microsoft Entra tenant for OAuth.", severity="auth")
+    return f"https://login.microsoftonline.com/{profile.oauth_tenant}"
+
+
+def _app(profile, authority: str) -> msal.ConfidentialClientApplication:
+    if not profile.oauth_client_id or not profile.oauth_client_secret:
+        raise ConnectorError("oauth_not_configured", f"The server profile {profile.name} needs "
+                             "an application (client) id and a client secret for OAuth.",
+                             severity="auth")
+    settings = profile.settings or {}
+    verify = settings.get("oauth_ca_file") or True
+    secret_hash = hashlib.sha256(profile.oauth_client_secret.encode()).hexdigest()
+    key = (authority, profile.oauth_client_id, secret_hash, verify)
+    with _lock:
+        app = _apps.get(key)
+    if app is None:
+        custom = bool(settings.get("oauth_authority"))
+        timeout = float(settings.get("timeout", 30))
+        http = requests.Session()
+        # Per request: requests lets REQUESTS_CA_BUNDLE override a session's own verify.
+        http.request = functools.partial(http.request, verify=verify, timeout=timeout)
+        try:
+            app = msal.ConfidentialClientApplication(
+                profile.oauth_client_id, client_credential=profile.oauth_client_secret,
+                authority=authority, validate_authority=not custom,
+                instance_discovery=False if custom else None, http_client=http)
+        except (ValueError, requests.RequestException) as exc:
+            raise ConnectorError("oauth_unreachable", f"The sign-in service at {authority} "
+                                 f"could not be reached ({_first_line(exc)}).",
+                                 severity="mailbox", retry_after=300) from None
+        with _lock:
+            _apps[key] = app
+    return app
+
+
+def _first_line(value) -> str:
+    text = str(value or "").strip()
+    return text.splitlines()[0][:300] if text else type(value).__name__
+
+
+def access_token(mailbox, protocol: str, *, now: float | None = None) -> str:
+    """An access token for ``mailbox`` to sign in to ``protocol`` ("imap", "pop3", "smtp")
+    with XOAUTH2. Raises ``ConnectorError`` (severity ``auth`` when a person must act)."""
+    profile = mailbox.server_profile
+    authority = authority_of(profile)
+    delegated = bool(mailbox.oauth_refresh_token)
+    scopes = list((profile.settings or {}).get("oauth_scopes") or
+                  (DELEGATED_SCOPES.get(protocol, APP_SCOPES) if delegated else APP_SCOPES))
+    cache_key = (authority, profile.oauth_client_id, mailbox.id if delegated else None,
+                 tuple(scopes))
+    now = time.time() if now is None else now
+    with _lock:
+        cached = _tokens.get(cache_key)
+    if cached and cached[1] - EARLY_RENEWAL > now:
+        return cached[0]
+    app = _app(profile, authority)
+    try:
+        if delegated:
+            result = app.acquire_token_by_refresh_token(mailbox.oauth_refresh_token, scopes=scopes)
+        else:
+            result = app.acquire_token_for_client(scopes=scopes)
+    except (ValueError, requests.RequestException) as exc:
+        raise ConnectorError("oauth_unreachable", f"The sign-in service at {authority} could "
+                             f"not be reached ({_first_line(exc)}).", severity="mailbox",
+                             retry_after=300) from None
+    if "access_token" not in result:
+        error = result.get("error") or "unknown_error"
+        detail = _first_line(result.get("error_description")) or error
+        whose = f"the mailbox {mailbox.email_address}" if delegated else f"the app of {profile.name}"
+        raise ConnectorError(
+            "oauth_failed", f"Microsoft Entra ID gave no access token for {whose} ({detail}).",
+            severity="auth" if error in AUTH_ERRORS else "mailbox",
+            retry_after=None if error in AUTH_ERRORS else 300)
+    if delegated and result.get("refresh_token") and result["refresh_token"] != mailbox.oauth_refresh_token:
+        mailbox.oauth_refresh_token = result["refresh_token"]
+    token = result["access_token"]
+    with _lock:
+        _tokens[cache_key] = (token, now + float(result.get("expires_in") or 3600))
+    return token
+
+
+def forget_tokens() -> None:
+    """Drop cached tokens and apps (after a profile's secret changes; in tests)."""
+    with _lock:
+        _tokens.clear()
+        _apps.clear()
