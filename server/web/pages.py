@@ -172,7 +172,9 @@ def home():
                 results.append((rt, shown, len(rows) > SEARCH_LIMIT))
     my_activities = db.session.scalars(
         select(acts.AnyActivity)
-        .where(acts.AnyActivity.owner_user_id == p.user_id, acts.AnyActivity.state == "open")
+        .where(acts.AnyActivity.owner_user_id == p.user_id, acts.AnyActivity.state == "open",
+               or_(acts.AnyActivity.activity_type != "email",  # of emails: my drafts
+                   acts.AnyActivity.id.in_(select(Email.id).where(Email.status == "draft"))))
         .order_by(func.coalesce(acts.AnyActivity.scheduled_end, acts.AnyActivity.occurred_on).asc(),
                   acts.AnyActivity.id)
         .limit(10)).all()
@@ -245,7 +247,10 @@ def record_list(type_name: str):
         .offset((page - 1) * page_size).limit(page_size)).all()
     titles = ref_titles(p, _refs_of(rows, columns))
     pages = max(1, -(-total // page_size))
+    sort_choices = [(rt.title_field, "Name")] + [(f.name, f.label) for f in columns
+                                                 if f.name in sortable] + [("modified_on", "Modified")]
     return render_template("records/list.html", rt=rt, rows=rows, columns=columns, titles=titles,
+                           sort_choices=sort_choices,
                            q=q, state=state, sort=sort, direction=direction, page=page,
                            pages=pages, total=total,
                            can_create=p.depth(rt.name, "create") > Depth.NONE)
@@ -312,17 +317,20 @@ def _shares(rt: RecordType, record):
         .order_by(RecordShare.id)).all()
 
 
-def _lookups(p, fields, record=None, submitted=None):
-    """Choices for each editable link field: records the user may read and link to."""
+def _lookups(p, rt: RecordType, fields, record=None):
+    """Choices for each editable link field: active records the user may read and link to
+    (never the record itself, so an account cannot become its own parent)."""
     out = {}
     for ff in fields:
         if ff.field.kind != "ref" or ff.readonly:
             continue
         other = RECORD_TYPES[ff.field.ref]
+        conditions = [other.model.is_active.is_(True), authz.scope(p, other.model, "read"),
+                      authz.scope(p, other.model, "append_to")]
+        if record is not None and other is rt:
+            conditions.append(other.model.id != record.id)
         rows = db.session.execute(
-            select(other.model.id, _title_column(other))
-            .where(other.model.is_active.is_(True), authz.scope(p, other.model, "read"),
-                   authz.scope(p, other.model, "append_to"))
+            select(other.model.id, _title_column(other)).where(*conditions)
             .order_by(_title_column(other)).limit(LOOKUP_LIMIT + 1)).all()
         out[ff.name] = (rows[:LOOKUP_LIMIT], len(rows) > LOOKUP_LIMIT)
     return out
@@ -338,7 +346,7 @@ def _form_titles(p, rt, fields):
 
 def _render_form(p, rt, record, fields, status=200, error=None):
     return render_template("records/form.html", rt=rt, record=record, fields=fields,
-                           lookups=_lookups(p, fields), titles=_form_titles(p, rt, fields),
+                           lookups=_lookups(p, rt, fields, record), titles=_form_titles(p, rt, fields),
                            error=error), status
 
 

@@ -6,6 +6,7 @@ import html as htmlmod
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from server.crm.activities import Activity, Email, PhoneCall, Task
@@ -15,6 +16,8 @@ from server.db import db, utcnow
 BODY = ('<p style="color:#333">Hello <b>Yvonne</b></p><script>alert(1)</script>'
         '<img src="https://tracker.example/pixel.gif" alt="pixel"><img src="x" onerror="alert(2)">'
         '<a href="javascript:alert(3)">click</a>')
+
+pytestmark = pytest.mark.both_databases
 
 
 def _iframe(html: str) -> str:
@@ -228,7 +231,7 @@ def test_new_task_phone_call_and_email_draft_from_a_record(make_user, make_recor
     bad = c.post(f"{base}/email", data={"to": "nope", "subject": ""})
     assert bad.status_code == 400 and "Not valid: nope" in bad.get_data(as_text=True)
     assert c.post(f"{base}/task", data={"subject": ""}).status_code == 400
-    assert c.get(f"/r/queue/1/activities/new/task").status_code == 404
+    assert c.get("/r/queue/1/activities/new/task").status_code == 404
 
 
 def test_draft_can_be_canceled_received_email_cannot(make_user, make_email, make_record, signin):
@@ -262,3 +265,33 @@ def test_home_search_and_my_activities(make_user, make_record, make_task, signin
     assert "Alpine Ski House" in c.get("/?q=0199").get_data(as_text=True)
     ticket = db.session.scalar(select(Case)).ticket_number
     assert "Broken skis" in c.get(f"/?q={ticket}").get_data(as_text=True)
+
+
+def test_appointment_page_shows_time_place_and_attendees(make_user, make_record, signin):
+    from server.crm.activities import ActivityParty, Appointment
+    user = make_user()
+    contact = make_record(user, "contact")
+    start = utcnow().replace(microsecond=0)
+    meeting = Appointment(subject="Site visit", location="Building 4 <b>", occurred_on=start,
+                          scheduled_start=start, scheduled_end=start + timedelta(hours=1),
+                          owner_user_id=user.id, owning_business_unit_id=user.business_unit_id)
+    meeting.set_regarding("contact", contact.id)
+    meeting.parties = [ActivityParty(role="organizer", user_id=user.id, name="Organizer Person"),
+                       ActivityParty(role="required", contact_id=contact.id, name="Yvonne McKay",
+                                     address="yvonne@contoso.example"),
+                       ActivityParty(role="optional", address="guest@else.example")]
+    db.session.add(meeting)
+    db.session.commit()
+    page = signin(user).get(f"/activities/{meeting.id}").get_data(as_text=True)
+    assert "Building 4 &lt;b&gt;" in page and start.strftime("%d %b %Y %H:%M") in page
+    assert "Organizer Person" in page and "guest@else.example" in page
+    assert f'href="/r/contact/{contact.id}">Yvonne McKay</a>' in page
+    assert "Mark complete" in page
+
+
+def test_open_activities_on_home_leave_out_received_email(make_user, make_email, make_task, signin):
+    user = make_user()
+    make_email(user, subject="Incoming newsletter")
+    make_task(user, subject="Prepare offer")
+    home = signin(user).get("/").get_data(as_text=True)
+    assert "Prepare offer" in home and "Incoming newsletter" not in home

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
 
 from server.db import db, utcnow
 from server.security.models import Team
 from tests.web.conftest import count_queries
+
+pytestmark = pytest.mark.both_databases
 
 
 def _list_queries(c, path):

@@ -207,3 +207,21 @@ def test_pages_need_a_signed_in_user(client):
     r = client.get("/r/account/")
     assert r.status_code == 302 and "/signin" in r.headers["Location"]
     assert client.get("/").status_code == 302
+
+
+def test_a_record_cannot_be_offered_as_its_own_parent(make_user, make_record, signin):
+    user = make_user()
+    account = make_record(user, "account", name="Selfish")
+    other = make_record(user, "account", name="Other")
+    form = signin(user).get(f"/r/account/{account.id}/edit").get_data(as_text=True)
+    assert f'<option value="{other.id}"' in form and f'<option value="{account.id}"' not in form
+
+
+def test_navigation_lists_readable_tables_and_administration_for_admins(app, make_user, signin):
+    admin_page = signin(make_user(roles=("System Administrator",))).get("/").get_data(as_text=True)
+    sales_page = signin(make_user()).get("/").get_data(as_text=True)
+    for name in RECORD_TYPES:
+        assert f'href="/r/{name}/"' in admin_page
+    if "admin.index" in app.view_functions:
+        assert ">Administration</a>" in admin_page
+    assert ">Administration</a>" not in sales_page

@@ -15,6 +15,8 @@ from server.security.models import (FieldPermission, FieldSecurityProfile, Role,
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
 
+pytestmark = pytest.mark.both_databases
+
 
 def test_another_units_record_by_id_is_404_and_unchanged(make_unit, make_user, make_record, signin):
     west, east = make_unit("West"), make_unit("East")
