@@ -85,6 +85,9 @@ class Activity(Owned, Regarding, db.Model):
         CheckConstraint("(owner_user_id IS NULL) <> (owner_team_id IS NULL)", name="one_owner"),
         one_regarding_check(),
         Index("ix_activity_timeline", "created_on", "id"),
+        # A record's timeline walks these newest first (server/crm/timeline.py).
+        *(Index(f"ix_activity_{column}_occurred", column, "occurred_on", "id")
+          for column in REGARDING_COLUMNS.values()),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_type: Mapped[str] = mapped_column(String(20))

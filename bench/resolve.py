@@ -1,0 +1,443 @@
+"""Foundation benchmark: email address resolution and the first page of a busy timeline.
+
+Loads ``--contacts`` contacts (default 1,000,000) with a tenth as many accounts and leads,
+each with email addresses and their ``email_address`` index rows, into SQLite (a file under
+/tmp) and/or PostgreSQL (a fresh database on 127.0.0.1:5432, created and dropped here), with
+bulk inserts (executemany on SQLite, COPY on PostgreSQL), never the ORM per row. Then:
+
+* resolves ~500 batches of 20 addresses (hits and misses, mixed case, addresses shared by a
+  contact and a lead) with ``server.crm.resolution.resolve`` and prints median and p95 per
+  batch (target: median <= 5 ms);
+* builds one account with 10,000 activities (regarding it, or with it as a party) among
+  ~200,000 others and times the first timeline page (25 items) with
+  ``server.crm.timeline.timeline`` as a Salesperson (scoped to their business unit) and as a
+  System Administrator, 50 runs each (target: first page <= 50 ms).
+
+Run: ``.venv/bin/python bench/resolve.py [--contacts N] [--db sqlite|postgresql|both]``.
+It prints figures; it asserts nothing. See bench/README.md for the last full run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("REGARDING_BENCH_PG",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+CHUNK = 50_000
+BATCHES, WARMUP, BATCH_SIZE = 500, 50, 20
+TIMELINE_RUNS, TIMELINE_ACTIVITIES, TIMELINE_TARGET = 50, 200_000, 10_000
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+FIRST = ("Anna Ben Carla David Emma Felix Grace Hugo Iris Jonas Karin Leo Maria Nils Olga "
+         "Paul Quinn Rosa Sven Tara Umar Vera Walter Xenia Yusuf Zoe").split()
+LAST = ("Smith Meyer Garcia Rossi Novak Kim Okafor Silva Jensen Dubois Weber Tanaka Costa "
+        "Nowak Larsen Moreau Fischer Haddad Ivanova Murphy Schmidt Berg Lopez Kowalski").split()
+
+
+# -- generic bulk loading ------------------------------------------------------------------
+
+def _fill_defaults(table, row: dict) -> dict:
+    """Python-side scalar defaults for NOT NULL columns the generator left out, so the loader
+    keeps working when a column with a default is added to a table."""
+    for column in table.columns:
+        if column.name in row or column.nullable or column.primary_key:
+            continue
+        default = column.default
+        if default is not None and default.is_scalar:
+            row[column.name] = default.arg
+    return row
+
+
+class Loader:
+    """Bulk insert of plain rows: executemany on SQLite, COPY on PostgreSQL."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def load(self, table, rows) -> int:
+        """Insert an iterable of dicts (all with the same keys) into ``table``."""
+        count, batch = 0, []
+        for row in rows:
+            batch.append(_fill_defaults(table, row))
+            if len(batch) >= CHUNK:
+                count += self._write(table, batch)
+                batch = []
+        if batch:
+            count += self._write(table, batch)
+        return count
+
+    def _write(self, table, batch: list[dict]) -> int:
+        columns = list(batch[0])
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            if self.dialect == "sqlite":
+                values = [tuple(_sqlite_value(r[c]) for c in columns) for r in batch]
+                cur.executemany(f'INSERT INTO "{table.name}" ({", ".join(columns)}) VALUES '
+                                f'({", ".join("?" for _ in columns)})', values)
+            else:
+                names = ", ".join(f'"{c}"' for c in columns)
+                with cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+                    for r in batch:
+                        copy.write_row([r[c] for c in columns])
+            raw.commit()
+        finally:
+            raw.close()
+        return len(batch)
+
+    def finish(self, tables) -> None:
+        """Move PostgreSQL's id sequences past the explicit ids and refresh statistics."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                for table in tables:
+                    if "id" in table.c and table.c.id.autoincrement:
+                        conn.execute(text(
+                            f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
+                            f"COALESCE((SELECT max(id) FROM \"{table.name}\"), 1))"))
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE" if self.dialect == "postgresql" else "ANALYZE"))
+
+
+def _sqlite_value(value):
+    if isinstance(value, datetime):  # what SQLAlchemy's SQLite DateTime stores (UTC, no zone)
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+# -- the data set ----------------------------------------------------------------------------
+
+class Dataset:
+    """Deterministic records: ids are 1..N per table, so addresses can be recomputed."""
+
+    def __init__(self, contacts: int, units: list[int], owners: dict[int, list[int]]):
+        self.contacts = contacts
+        self.accounts = max(10, contacts // 10)
+        self.leads = max(10, contacts // 10)
+        self.units = units  # business unit ids records are spread over
+        self.owners = owners  # unit id -> user ids in it
+        self.rnd = random.Random(42)
+
+    def owner(self, i: int) -> tuple[int, int]:
+        unit = self.units[i % len(self.units)]
+        users = self.owners[unit]
+        return users[(i // len(self.units)) % len(users)], unit
+
+    def account_address(self, i: int) -> str:
+        return f"info@company{i}.example"
+
+    def contact_address(self, i: int) -> str:
+        account = 1 + (i * 7919) % self.accounts
+        return f"{FIRST[i % 26].lower()}.{LAST[i % 24].lower()}.{i}@company{account}.example"
+
+    def contact_second_address(self, i: int) -> str | None:
+        return f"{FIRST[i % 26].lower()}{i}@mail{i % 97}.example" if i % 10 == 0 else None
+
+    def lead_address(self, i: int) -> str:
+        # Every fifth lead is a person who is also a contact (a duplicate across types).
+        if i % 5 == 0:
+            return self.contact_address(1 + (i * 104729) % self.contacts)
+        return f"lead{i}@prospect{i % 5000}.example"
+
+    def _audit(self, i: int) -> dict:
+        owner, unit = self.owner(i)
+        stamp = NOW - timedelta(minutes=i % 500_000)
+        return {"owner_user_id": owner, "owning_business_unit_id": unit, "created_by_id": owner,
+                "modified_by_id": owner, "created_on": stamp, "modified_on": stamp,
+                "is_active": i % 50 != 0}
+
+    def account_rows(self):
+        for i in range(1, self.accounts + 1):
+            yield {"id": i, "name": f"Company {i} Ltd", "account_number": f"AC{i:08d}",
+                   "email1": self.account_address(i), "city": "Springfield", **self._audit(i)}
+
+    def contact_rows(self):
+        for i in range(1, self.contacts + 1):
+            first, last = FIRST[i % 26], LAST[i % 24]
+            yield {"id": i, "first_name": first, "last_name": last, "full_name": f"{first} {last}",
+                   "email1": self.contact_address(i), "email2": self.contact_second_address(i),
+                   "job_title": "Buyer", "parent_account_id": 1 + (i * 7919) % self.accounts,
+                   **self._audit(i)}
+
+    def lead_rows(self):
+        for i in range(1, self.leads + 1):
+            first, last = FIRST[(i + 3) % 26], LAST[(i + 5) % 24]
+            yield {"id": i, "first_name": first, "last_name": last, "full_name": f"{first} {last}",
+                   "email1": self.lead_address(i), "company_name": f"Prospect {i % 5000}",
+                   "status": "new", **self._audit(i)}
+
+    def address_rows(self):
+        # No explicit ids: the users' addresses are in the index already.
+        for i in range(1, self.accounts + 1):
+            yield {"address": self.account_address(i), "record_type": "account", "record_id": i}
+        for i in range(1, self.contacts + 1):
+            for address in (self.contact_address(i), self.contact_second_address(i)):
+                if address:
+                    yield {"address": address, "record_type": "contact", "record_id": i}
+        for i in range(1, self.leads + 1):
+            yield {"address": self.lead_address(i), "record_type": "lead", "record_id": i}
+
+    def batch(self) -> list[str]:
+        """20 addresses as an email's parties look: mostly contacts, some accounts and leads
+        (some also contacts), unknown senders, mixed case, an address given twice."""
+        r = self.rnd
+        out = []
+        for _ in range(11):
+            out.append(self.contact_address(r.randint(1, self.contacts)))
+        out.append(self.account_address(r.randint(1, self.accounts)))
+        out.append(self.lead_address(r.randint(1, self.leads)))
+        out.append(self.lead_address(5 * r.randint(1, self.leads // 5)))  # contact and lead
+        for _ in range(4):
+            out.append(f"stranger{r.randint(1, 10**9)}@nowhere{r.randint(1, 999)}.example")
+        out = [a.upper() if r.random() < 0.2 else a for a in out]
+        out.append(out[0].title())  # the same address again, differently cased
+        out.append(f"<{out[1]}>")
+        return out
+
+
+def activity_rows(ds: Dataset, target_account: int, total: int, target: int):
+    """``total`` activities; ``target`` of them concern ``target_account`` (four in five
+    regarding it, one in five with it as a party), the rest regard random records."""
+    r = random.Random(7)
+    kinds = ("email", "email", "email", "task", "phone_call", "appointment")
+    step = total // target
+    for i in range(1, total + 1):
+        owner, unit = ds.owner(r.randrange(1 << 20))
+        when = NOW - timedelta(seconds=r.randint(0, 730 * 86400))
+        kind = kinds[i % len(kinds)]
+        row = {"id": i, "activity_type": kind, "subject": f"Activity {i}", "state": "completed",
+               "priority": "normal", "occurred_on": when, "owner_user_id": owner,
+               "owning_business_unit_id": unit, "created_by_id": owner, "modified_by_id": owner,
+               "created_on": when, "modified_on": when}
+        concerns = i % step == 0
+        as_party = concerns and (i // step) % 5 == 0
+        for column in ("regarding_account_id", "regarding_contact_id", "regarding_opportunity_id"):
+            row[column] = None
+        if concerns and not as_party:
+            row["regarding_account_id"] = target_account
+        elif i % 3 == 0:
+            row["regarding_contact_id"] = r.randint(1, ds.contacts)
+        else:
+            row["regarding_account_id"] = r.randint(1, ds.accounts) if r.random() < 0.9 else None
+            if row["regarding_account_id"] == target_account:
+                row["regarding_account_id"] = None
+        yield row, kind, as_party
+
+
+def load_timeline(loader: Loader, ds: Dataset, target_account: int) -> None:
+    from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
+    activities, subtypes, parties = [], {k: [] for k in ACTIVITY_MODELS}, []
+    party_id = 0
+    for row, kind, as_party in activity_rows(ds, target_account, TIMELINE_ACTIVITIES, TIMELINE_TARGET):
+        activities.append(row)
+        sub = {"id": row["id"]}
+        if kind == "email":
+            sub.update(direction="incoming", status="received", sent_on=row["occurred_on"],
+                       message_id=f"<bench-{row['id']}@bench.example>")
+        subtypes[kind].append(sub)
+        contact = 1 + (row["id"] * 31) % ds.contacts
+        party_id += 1
+        parties.append({"id": party_id, "activity_id": row["id"], "role": "from",
+                        "address": ds.contact_address(contact), "contact_id": contact,
+                        "account_id": None, "user_id": None})
+        party_id += 1
+        if as_party:
+            parties.append({"id": party_id, "activity_id": row["id"], "role": "to",
+                            "address": ds.account_address(target_account), "contact_id": None,
+                            "account_id": target_account, "user_id": None})
+        else:
+            parties.append({"id": party_id, "activity_id": row["id"], "role": "to",
+                            "address": None, "contact_id": None, "account_id": None,
+                            "user_id": row["owner_user_id"]})
+    loader.load(Activity.__table__, activities)
+    for kind, rows in subtypes.items():
+        loader.load(ACTIVITY_MODELS[kind].__table__, rows)
+    loader.load(ActivityParty.__table__, parties)
+
+
+# -- the runs -----------------------------------------------------------------------------
+
+def _stats(samples: list[float]) -> str:
+    samples = sorted(samples)
+    p95 = samples[min(len(samples) - 1, int(round(0.95 * len(samples))) - 1)]
+    return f"median {statistics.median(samples):7.2f} ms   p95 {p95:7.2f} ms   (n={len(samples)})"
+
+
+def _setup_org():
+    """Organization, a root unit and two sales units with a Salesperson each, an admin."""
+    from server.db import db
+    from server.security.bootstrap import create_user, ensure_organization, root_unit
+    from server.security.models import BusinessUnit
+    ensure_organization("Bench Ltd")
+    root = root_unit()
+    units = [root]
+    for name in ("Sales North", "Sales South", "Service"):
+        unit = BusinessUnit(name=name, parent_id=root.id)
+        db.session.add(unit)
+        units.append(unit)
+    db.session.flush()
+    admin = create_user("admin@bench.example", "Bench Admin", unit=root,
+                        roles=["System Administrator"])
+    owners = {root.id: [admin.id]}
+    sales = None
+    for unit in units[1:]:
+        user = create_user(f"sales.{unit.id}@bench.example", f"Sales {unit.name}", unit=unit,
+                           roles=["Salesperson"])
+        owners[unit.id] = [user.id]
+        sales = sales or user
+    db.session.commit()
+    return admin.id, sales.id, [u.id for u in units], owners
+
+
+def run(backend: str, contacts: int) -> dict:
+    from server import create_app
+    from server.crm.addresses import EmailAddress
+    from server.crm.models import Account, Contact, Lead
+    from server.db import db
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"regarding-bench-{backend}-"))
+    admin_engine = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        admin_engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        name = f"regarding_bench_{uuid.uuid4().hex[:8]}"
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REGARDING_INSTANCE_DIR": str(tmp),
+                      "SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"})
+    out: dict = {}
+    try:
+        with app.app_context():
+            db.create_all()
+            admin_id, sales_id, units, owners = _setup_org()
+            ds = Dataset(contacts, units, owners)
+            loader = Loader(db.engine)
+            started = time.perf_counter()
+            n = loader.load(Account.__table__, ds.account_rows())
+            n += loader.load(Contact.__table__, ds.contact_rows())
+            n += loader.load(Lead.__table__, ds.lead_rows())
+            idx = loader.load(EmailAddress.__table__, ds.address_rows())
+            print(f"  loaded {n:,} records and {idx:,} address index rows "
+                  f"in {time.perf_counter() - started:.0f} s", flush=True)
+            target_account = ds.accounts // 2
+            started = time.perf_counter()
+            load_timeline(loader, ds, target_account)
+            from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
+            loader.finish([Account.__table__, Contact.__table__, Lead.__table__,
+                           EmailAddress.__table__, Activity.__table__, ActivityParty.__table__,
+                           *(m.__table__ for m in ACTIVITY_MODELS.values())])
+            print(f"  loaded {TIMELINE_ACTIVITIES:,} activities and analyzed in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
+            out["version"] = db.session.execute(text(
+                "SELECT sqlite_version()" if backend == "sqlite" else "SHOW server_version")).scalar()
+            out["resolve"] = bench_resolve(ds, sales_id)
+            out["timeline_sales"], out["timeline_admin"] = bench_timeline(
+                admin_id, sales_id, target_account)
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        if admin_engine is not None:
+            with admin_engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin_engine.dispose()
+        for f in tmp.glob("*"):
+            f.unlink()
+        tmp.rmdir()
+    return out
+
+
+def bench_resolve(ds: Dataset, user_id: int) -> list[float]:
+    from server.crm.resolution import resolve
+    from server.db import db
+    samples, resolved = [], 0
+    for i in range(WARMUP + BATCHES):
+        batch = ds.batch()
+        db.session.remove()  # a fresh session per batch, as per request
+        started = time.perf_counter()
+        result = resolve(batch, user_id=user_id)
+        elapsed = (time.perf_counter() - started) * 1000
+        if i >= WARMUP:
+            samples.append(elapsed)
+            resolved += sum(1 for m in result.values() if m)
+    print(f"  resolve 20 addresses:        {_stats(samples)}   "
+          f"{resolved / BATCHES:.1f} of 20 resolved per batch", flush=True)
+    return samples
+
+
+def _reference_page(p, account_id: int) -> list[int]:
+    """The first page by the obvious query (one OR, sort everything): what the fast one
+    must return."""
+    from sqlalchemy import or_, select
+    from server.crm.activities import Activity, ActivityParty
+    from server.db import db
+    from server.security import authz
+    query = (select(Activity.id)
+             .where(or_(Activity.regarding_account_id == account_id,
+                        Activity.id.in_(select(ActivityParty.activity_id)
+                                        .where(ActivityParty.account_id == account_id))),
+                    authz.scope(p, Activity, "read"))
+             .order_by(Activity.occurred_on.desc(), Activity.id.desc()).limit(25))
+    return list(db.session.scalars(query))
+
+
+def bench_timeline(admin_id: int, sales_id: int, account_id: int):
+    from server.crm.timeline import timeline
+    from server.db import db
+    from server.security import authz
+    from server.security.models import User
+    results = []
+    for label, user_id in (("Salesperson", sales_id), ("System Administrator", admin_id)):
+        samples = []
+        for i in range(5 + TIMELINE_RUNS):
+            db.session.remove()
+            p = authz.principal(db.session.get(User, user_id))
+            _ = p.unit_subtree, p.depths
+            started = time.perf_counter()
+            page = timeline(p, "account", account_id, limit=25)
+            elapsed = (time.perf_counter() - started) * 1000
+            if i >= 5:
+                samples.append(elapsed)
+        same = [a.id for a in page.items] == _reference_page(p, account_id)
+        print(f"  timeline page 1 ({label + '):':22s}{_stats(samples)}   "
+              f"{len(page.items)} items, more: {page.next_cursor is not None}, "
+              f"same as the plain query: {'yes' if same else 'NO'}", flush=True)
+        results.append(samples)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    import sqlite3
+    print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
+          f"{platform.machine()}, Python {platform.python_version()}, "
+          f"SQLite {sqlite3.sqlite_version} (library)")
+    print(f"data: {args.contacts:,} contacts, {max(10, args.contacts // 10):,} accounts, "
+          f"{max(10, args.contacts // 10):,} leads; {TIMELINE_ACTIVITIES:,} activities, "
+          f"{TIMELINE_TARGET:,} about one account")
+    for backend in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
+        print(f"{backend}:", flush=True)
+        out = run(backend, args.contacts)
+        print(f"  server version: {out['version']}")
+
+
+if __name__ == "__main__":
+    main()
