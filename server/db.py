@@ -40,9 +40,12 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        # PostgreSQL answers in the session's time zone: bring it back to UTC.
+        return value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
