@@ -1,0 +1,628 @@
+"""Administration pages under ``/admin``: users, teams, business units, security roles (the
+privilege grid), field security and organization settings.
+
+Views parse the form, call one service of :mod:`server.security.admin` (which checks the
+privileges) and render or redirect. A page needs a signed-in user who may administer its
+table; others get 403. Forms carry CSRF tokens; invalid input re-renders the form with the
+problems beside the fields.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import (Blueprint, current_app, flash, redirect, render_template, request,
+                   url_for)
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from server.crm.registry import RECORD_TYPES
+from server.db import db
+from server.errors import Conflict, Invalid
+from server.security import admin as svc
+from server.security import authz
+from server.security.models import BusinessUnit, Team, User
+from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
+from server.web.auth import current_principal, login_manager
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+DEPTHS = list(Depth)
+PRIVILEGE_LABELS = {"create": "Create", "read": "Read", "write": "Write", "delete": "Delete",
+                    "append": "Append", "append_to": "Append to", "assign": "Assign",
+                    "share": "Share"}
+TABLE_LABELS = {"account": "Account", "contact": "Contact", "lead": "Lead",
+                "opportunity": "Opportunity", "case": "Case", "queue": "Queue",
+                "activity": "Activity", "user": "User", "team": "Team",
+                "business_unit": "Business unit", "security_role": "Security role",
+                "field_security_profile": "Field security profile",
+                "organization": "Organization", "mailbox": "Mailbox",
+                "email_server_profile": "Email server profile"}
+AREAS = (  # (endpoint, table, title, what it is for)
+    ("admin.users", "user", "Users",
+     "Add people, reset passwords, deactivate leavers, give roles and teams."),
+    ("admin.teams", "team", "Teams",
+     "Groups of users that own records together and share the roles given to the team."),
+    ("admin.units", "business_unit", "Business units",
+     "The tree of divisions that privilege depth is measured against."),
+    ("admin.roles", "security_role", "Security roles",
+     "What each role may do on each table, and how far: user, unit, subtree or everyone."),
+    ("admin.field_security", "field_security_profile", "Field security",
+     "Hide chosen fields from everyone but the profiles allowed to read or change them."),
+    ("admin.organization", "organization", "Organization settings",
+     "Email tracking, address resolution and attachment limits for everyone."),
+)
+# Areas other blueprints add; linked only when they are installed: (endpoint, table, title, text)
+OPTIONAL_AREAS = (
+    ("addin_pages.admin_addin", "organization", "Outlook add-in",
+     "Download the add-in manifest and deploy it to your users."),
+    ("sync_admin.dashboard", "mailbox", "Server-side sync",
+     "Mailboxes, email server profiles, sync status and why an email was (not) tracked."),
+)
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+@bp.before_request
+def _signed_in():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def area(table: str):
+    """Require a principal who may administer ``table``; the view receives it as ``p``."""
+    def wrap(view):
+        @wraps(view)
+        def inner(*args, **kwargs):
+            p = current_principal()
+            svc.require_manage(p, table)
+            return view(p, *args, **kwargs)
+        return inner
+    return wrap
+
+
+def _commit(message: str, endpoint: str, **values):
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for(endpoint, **values))
+
+
+def _refused(exc, endpoint: str, **values):
+    """A service said no (invalid input or a conflict) to a one-button action."""
+    db.session.rollback()
+    flash(exc.message, "error")
+    return redirect(url_for(endpoint, **values))
+
+
+def _form() -> dict:
+    return request.form.to_dict()
+
+
+def _page_arg() -> int:
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+def _as_depth(value) -> Depth:
+    try:
+        return Depth(int(value))
+    except (TypeError, ValueError):
+        return Depth.NONE
+
+
+@bp.app_template_filter("depth_label")
+def _depth_label(value) -> str:
+    return Depth(int(value)).label
+
+
+# -- index ------------------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    p = current_principal()
+    cards = [(endpoint, title, text) for endpoint, table, title, text in AREAS
+             if svc.can_manage(p, table)]
+    cards += [(endpoint, title, text) for endpoint, table, title, text in OPTIONAL_AREAS
+              if endpoint in current_app.view_functions and svc.can_manage(p, table)]
+    if not cards:
+        return render_template("error.html", status=403,
+                               message="You do not have the privileges to administer anything.",
+                               fields={}), 403
+    return render_template("admin/index.html", cards=cards)
+
+
+# -- users ------------------------------------------------------------------------------------
+
+def _user_choices(p):
+    units = db.session.scalars(select(BusinessUnit).where(authz.scope(p, BusinessUnit, "read"))
+                               .order_by(func.lower(BusinessUnit.name))).all()
+    return units
+
+
+def _people(p, limit: int = 500) -> list[User]:
+    """Active users ``p`` can read, for the manager and member pickers (a datalist)."""
+    return list(db.session.scalars(select(User).where(User.is_active.is_(True),
+                                                      authz.scope(p, User, "read"))
+                                   .order_by(func.lower(User.full_name)).limit(limit)))
+
+
+@bp.get("/users")
+@area("user")
+def users(p):
+    active = request.args.get("active", "active")
+    args = {"q": request.args.get("q", "")[:200], "unit": request.args.get("unit", type=int),
+            "role": request.args.get("role", type=int),
+            "active": active if active in ("active", "inactive", "all") else "active"}
+    page = svc.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
+                          active=args["active"], page=_page_arg(),
+                          per_page=current_app.config["REGARDING_PAGE_SIZE"])
+    return render_template("admin/users.html", page=page, args=args,
+                           units=_user_choices(p), roles=svc.all_roles(p),
+                           can_create=p.depth("user", "create") > Depth.NONE,
+                           can_write=lambda u: authz.can(p, "write", u))
+
+
+def _user_form_context(p, values: dict, errors: dict):
+    return {"values": values, "errors": errors,
+            "units": svc.active_units(p, "user", "create"), "people": _people(p),
+            "roles": svc.all_roles(p), "grantable": lambda r: not svc.exceeds(p, r)}
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@area("user")
+def user_new(p):
+    if request.method == "GET":
+        values = {"business_unit_id": p.business_unit_id, "password_mode": "generate"}
+        return render_template("admin/user_new.html", **_user_form_context(p, values, {}))
+    data = {**_form(), "role_ids": request.form.getlist("role_ids")}
+    try:
+        user, password = svc.create_user(p, data)
+    except Invalid as exc:
+        db.session.rollback()
+        return render_template("admin/user_new.html", message=exc.message,
+                               **_user_form_context(p, data, exc.fields)), 400
+    db.session.commit()
+    if password is None:
+        flash(f"{user.full_name} was added. They have no password yet.", "success")
+        return redirect(url_for("admin.user_edit", user_id=user.id))
+    return render_template("admin/password_shown.html", user=user, password=password,
+                           created=True)
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@area("user")
+def user_edit(p, user_id: int):
+    user = svc.get_user(p, user_id)
+    values, errors, message, status = None, {}, None, 200
+    if request.method == "POST":
+        values = _form()
+        try:
+            svc.update_user(p, user, values)
+        except Invalid as exc:
+            db.session.rollback()
+            user = svc.get_user(p, user_id)
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit("The user is saved.", "admin.user_edit", user_id=user.id)
+    if values is None:
+        values = {"first_name": user.first_name, "last_name": user.last_name,
+                  "email": user.email, "job_title": user.job_title or "",
+                  "phone": user.phone or "", "business_unit_id": user.business_unit_id,
+                  "manager": user.manager.email if user.manager else ""}
+    teams = db.session.scalars(select(Team).where(authz.scope(p, Team, "read"))
+                               .order_by(func.lower(Team.name))).all()
+    manage_profiles = svc.can_manage(p, "field_security_profile")
+    units = svc.active_units(p, "user", "write")
+    if user.business_unit not in units:
+        units = [user.business_unit, *units]
+    return render_template(
+        "admin/user_edit.html", user=user, values=values, errors=errors, message=message,
+        units=units, people=_people(p), roles=svc.all_roles(p),
+        grantable=lambda r: not svc.exceeds(p, r), teams=teams,
+        profiles=svc.list_profiles(p) if manage_profiles else [],
+        manage_profiles=manage_profiles, can_write=authz.can(p, "write", user),
+        team_writable=lambda t: authz.can(p, "write", t), is_self=user.id == p.user_id), status
+
+
+@bp.post("/users/<int:user_id>/active")
+@area("user")
+def user_set_active(p, user_id: int):
+    user = svc.get_user(p, user_id)
+    active = request.form.get("active") == "1"
+    try:
+        svc.set_user_active(p, user, active)
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.user_edit", user_id=user_id)
+    return _commit(f"{user.full_name} is {'active' if active else 'deactivated'}.",
+                   "admin.user_edit", user_id=user_id)
+
+
+@bp.post("/users/<int:user_id>/password")
+@area("user")
+def user_password(p, user_id: int):
+    user = svc.get_user(p, user_id)
+    try:
+        password = svc.reset_password(p, user, _form())
+    except (Conflict, Invalid) as exc:
+        db.session.rollback()
+        message = exc.message + (" " + " ".join(exc.fields.values()) if exc.fields else "")
+        flash(message, "error")
+        return redirect(url_for("admin.user_edit", user_id=user_id) + "#password")
+    db.session.commit()
+    return render_template("admin/password_shown.html", user=user, password=password,
+                           created=False)
+
+
+@bp.post("/users/<int:user_id>/roles")
+@area("user")
+def user_roles(p, user_id: int):
+    user = svc.get_user(p, user_id)
+    try:
+        svc.set_user_roles(p, user, request.form.getlist("role_ids"))
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.user_edit", user_id=user_id)
+    return _commit("Roles saved.", "admin.user_edit", user_id=user_id)
+
+
+@bp.post("/users/<int:user_id>/teams")
+@area("user")
+def user_teams(p, user_id: int):
+    user = svc.get_user(p, user_id)
+    try:
+        svc.set_user_teams(p, user, request.form.getlist("team_ids"))
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.user_edit", user_id=user_id)
+    return _commit("Team membership saved.", "admin.user_edit", user_id=user_id)
+
+
+@bp.post("/users/<int:user_id>/field-profiles")
+@area("user")
+def user_field_profiles(p, user_id: int):
+    user = svc.get_user(p, user_id)
+    try:
+        svc.set_user_field_profiles(p, user, request.form.getlist("profile_ids"))
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.user_edit", user_id=user_id)
+    return _commit("Field security profiles saved.", "admin.user_edit", user_id=user_id)
+
+
+# -- teams ------------------------------------------------------------------------------------
+
+@bp.get("/teams")
+@area("team")
+def teams(p):
+    q = request.args.get("q", "")[:200]
+    return render_template("admin/teams.html", rows=svc.list_teams(p, q), q=q,
+                           can_create=p.depth("team", "create") > Depth.NONE)
+
+
+@bp.route("/teams/new", methods=["GET", "POST"])
+@area("team")
+def team_new(p):
+    values, errors, message, status = {"business_unit_id": p.business_unit_id}, {}, None, 200
+    if request.method == "POST":
+        values = _form()
+        try:
+            team = svc.create_team(p, values)
+        except Invalid as exc:
+            db.session.rollback()
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit(f"Team {team.name} created.", "admin.team_edit", team_id=team.id)
+    return render_template("admin/team_new.html", values=values, errors=errors, message=message,
+                           units=svc.active_units(p, "team", "create")), status
+
+
+@bp.route("/teams/<int:team_id>", methods=["GET", "POST"])
+@area("team")
+def team_edit(p, team_id: int):
+    team = svc.get_team(p, team_id)
+    values, errors, message, status = None, {}, None, 200
+    if request.method == "POST":
+        values = _form()
+        try:
+            svc.update_team(p, team, values)
+        except Invalid as exc:
+            db.session.rollback()
+            team = svc.get_team(p, team_id)
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit("The team is saved.", "admin.team_edit", team_id=team_id)
+    if values is None:
+        values = {"name": team.name, "description": team.description or "",
+                  "business_unit_id": team.business_unit_id}
+    units = svc.active_units(p, "team", "write")
+    if team.business_unit not in units:
+        units = [team.business_unit, *units]
+    members = sorted(team.members, key=lambda u: u.full_name.lower())
+    return render_template("admin/team_edit.html", team=team, values=values, errors=errors,
+                           message=message, units=units, members=members, people=_people(p),
+                           roles=svc.all_roles(p), grantable=lambda r: not svc.exceeds(p, r),
+                           can_write=authz.can(p, "write", team)), status
+
+
+@bp.post("/teams/<int:team_id>/members")
+@area("team")
+def team_members(p, team_id: int):
+    team = svc.get_team(p, team_id)
+    try:
+        if request.form.get("remove"):
+            svc.remove_team_member(p, team, request.form.get("remove", type=int) or 0)
+            message = "Member removed."
+        else:
+            user = svc.add_team_member(p, team, request.form.get("email", ""))
+            message = f"{user.full_name} added."
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.team_edit", team_id=team_id)
+    return _commit(message, "admin.team_edit", team_id=team_id)
+
+
+@bp.post("/teams/<int:team_id>/roles")
+@area("team")
+def team_roles(p, team_id: int):
+    team = svc.get_team(p, team_id)
+    try:
+        svc.set_team_roles(p, team, request.form.getlist("role_ids"))
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.team_edit", team_id=team_id)
+    return _commit("Roles saved.", "admin.team_edit", team_id=team_id)
+
+
+# -- business units ---------------------------------------------------------------------------
+
+@bp.route("/units", methods=["GET", "POST"])
+@area("business_unit")
+def units(p):
+    values, errors, message, status = {}, {}, None, 200
+    if request.method == "POST":
+        values = _form()
+        try:
+            unit = svc.create_unit(p, values.get("parent_id"), values.get("name"))
+        except Invalid as exc:
+            db.session.rollback()
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit(f"Business unit {unit.name} created.", "admin.units")
+    tree = svc.unit_tree(p)
+    parents = [node.unit for node, _ in svc.flatten(tree) if node.unit.is_active]
+    return render_template("admin/units.html", tree=tree, parents=parents, values=values,
+                           errors=errors, message=message,
+                           can_create=p.depth("business_unit", "create") > Depth.NONE), status
+
+
+@bp.route("/units/<int:unit_id>", methods=["GET", "POST"])
+@area("business_unit")
+def unit_edit(p, unit_id: int):
+    unit = svc.get_unit(p, unit_id)
+    errors, message, status = {}, None, 200
+    if request.method == "POST":
+        action = request.form.get("action")
+        try:
+            if action == "move":
+                svc.move_unit(p, unit, request.form.get("parent_id"))
+                done = "The business unit is moved."
+            else:
+                svc.rename_unit(p, unit, request.form.get("name"))
+                done = "The business unit is renamed."
+        except Invalid as exc:
+            db.session.rollback()
+            unit = svc.get_unit(p, unit_id)
+            errors, message, status = exc.fields, exc.message, 400
+        except Conflict as exc:
+            return _refused(exc, "admin.unit_edit", unit_id=unit_id)
+        else:
+            return _commit(done, "admin.unit_edit", unit_id=unit_id)
+    rows = svc.flatten(svc.unit_tree(p))
+    below = {unit.id}
+    for node, _ in rows:  # rows come parent first, so one pass finds the whole subtree
+        if node.unit.parent_id in below:
+            below.add(node.unit.id)
+    parents = [n.unit for n, _ in rows if n.unit.is_active and n.unit.id not in below]
+    users = db.session.scalars(select(User).where(User.business_unit_id == unit.id,
+                                                  authz.scope(p, User, "read"))
+                               .order_by(func.lower(User.full_name)).limit(50)).all()
+    return render_template("admin/unit_edit.html", unit=unit, parents=parents, errors=errors,
+                           message=message, users=users,
+                           name_value=request.form.get("name", unit.name) if errors else unit.name,
+                           can_write=authz.can(p, "write", unit)), status
+
+
+@bp.post("/units/<int:unit_id>/active")
+@area("business_unit")
+def unit_set_active(p, unit_id: int):
+    unit = svc.get_unit(p, unit_id)
+    active = request.form.get("active") == "1"
+    try:
+        svc.set_unit_active(p, unit, active)
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.unit_edit", unit_id=unit_id)
+    return _commit(f"{unit.name} is {'active' if active else 'deactivated'}.",
+                   "admin.unit_edit", unit_id=unit_id)
+
+
+# -- security roles ---------------------------------------------------------------------------
+
+@bp.route("/roles", methods=["GET", "POST"])
+@area("security_role")
+def roles(p):
+    values, errors, message, status = {}, {}, None, 200
+    if request.method == "POST":
+        values = _form()
+        try:
+            role = svc.create_role(p, values)
+        except Invalid as exc:
+            db.session.rollback()
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit(f"Role {role.name} created.", "admin.role_edit", role_id=role.id)
+    if request.args.get("copy_from", type=int):
+        values.setdefault("copy_from", request.args.get("copy_from", type=int))
+    return render_template("admin/roles.html", rows=svc.list_roles(p), values=values,
+                           errors=errors, message=message,
+                           can_create=p.depth("security_role", "create") > Depth.NONE), status
+
+
+@bp.route("/roles/<int:role_id>", methods=["GET", "POST"])
+@area("security_role")
+def role_edit(p, role_id: int):
+    role = svc.get_role(p, role_id)
+    errors, message, status = {}, None, 200
+    grid, named_set = svc.role_grid(role)
+    if request.method == "POST":
+        depths = {f"{t}.{priv}": request.form.get(f"d.{t}.{priv}", "0")
+                  for t in TABLES for priv in PRIVILEGES}
+        named = [n for n in NAMED_PRIVILEGES if request.form.get(f"n.{n}")]
+        try:
+            svc.update_role(p, role, _form(), depths, named)
+        except Invalid as exc:
+            db.session.rollback()
+            role = svc.get_role(p, role_id)
+            errors, message, status = exc.fields, exc.message, 400
+            grid = {k: _as_depth(v) for k, v in depths.items()}  # show what was sent
+            named_set = set(named)
+        else:
+            return _commit(f"Role {role.name} saved.", "admin.role_edit", role_id=role_id)
+    editable = svc.is_editable(role) and p.depth("security_role", "write") > Depth.NONE
+    return render_template("admin/role_edit.html", role=role, grid=grid, named=named_set,
+                           tables=TABLES, privileges=PRIVILEGES, depths=DEPTHS,
+                           table_labels=TABLE_LABELS, privilege_labels=PRIVILEGE_LABELS,
+                           named_privileges=NAMED_PRIVILEGES, editable=editable,
+                           errors=errors, message=message,
+                           can_delete=not role.is_builtin
+                           and p.depth("security_role", "delete") > Depth.NONE), status
+
+
+@bp.post("/roles/<int:role_id>/delete")
+@area("security_role")
+def role_delete(p, role_id: int):
+    role = svc.get_role(p, role_id)
+    name = role.name
+    try:
+        svc.delete_role(p, role)
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.role_edit", role_id=role_id)
+    return _commit(f"Role {name} deleted.", "admin.roles")
+
+
+# -- field security ---------------------------------------------------------------------------
+
+@bp.route("/field-security", methods=["GET", "POST"])
+@area("field_security_profile")
+def field_security(p):
+    errors, message, status, values = {}, None, 200, {}
+    if request.method == "POST":
+        if request.form.get("action") == "secure":
+            table = request.form.get("table", "")
+            try:
+                svc.set_secured_fields(p, table, request.form.getlist("fields"))
+            except Invalid as exc:
+                return _refused(exc, "admin.field_security")
+            label = RECORD_TYPES[table].label
+            return _commit(f"Secured fields of {label.lower()}s saved.", "admin.field_security")
+        values = _form()
+        try:
+            profile = svc.create_profile(p, values)
+        except Invalid as exc:
+            db.session.rollback()
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit(f"Profile {profile.name} created.", "admin.profile_edit",
+                           profile_id=profile.id)
+    tables = [(rt, svc.securable_fields(rt.name)) for rt in RECORD_TYPES.values()]
+    return render_template("admin/field_security.html", tables=tables,
+                           secured=svc.secured_fields(p), profiles=svc.list_profiles(p),
+                           values=values, errors=errors, message=message), status
+
+
+@bp.route("/field-security/profiles/<int:profile_id>", methods=["GET", "POST"])
+@area("field_security_profile")
+def profile_edit(p, profile_id: int):
+    profile = svc.get_profile(p, profile_id)
+    secured = svc.secured_fields(p)
+    errors, message, status, values = {}, None, 200, None
+    if request.method == "POST":
+        values = _form()
+        permissions = {}
+        for table, fields in secured.items():
+            for name in fields:
+                rights = {r for r in ("read", "update", "create")
+                          if request.form.get(f"{r}.{table}.{name}")}
+                permissions[(table, name)] = rights
+        try:
+            svc.update_profile(p, profile, values, permissions)
+        except Invalid as exc:
+            db.session.rollback()
+            profile = svc.get_profile(p, profile_id)
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit("The profile is saved.", "admin.profile_edit", profile_id=profile_id)
+    if values is None:
+        values = {"name": profile.name, "description": profile.description or ""}
+    perms = {(fp.table_name, fp.field): fp for fp in profile.permissions}
+    rows = [(RECORD_TYPES[t], RECORD_TYPES[t].field(name), perms.get((t, name)))
+            for t in RECORD_TYPES for name in sorted(secured.get(t, ()))]
+    users, teams = svc.profile_members(profile)
+    all_teams = db.session.scalars(select(Team).where(authz.scope(p, Team, "read"))
+                                   .order_by(func.lower(Team.name))).all()
+    return render_template("admin/profile_edit.html", profile=profile, values=values,
+                           errors=errors, message=message, rows=rows, users=users, teams=teams,
+                           all_teams=[t for t in all_teams if t not in teams],
+                           people=_people(p)), status
+
+
+@bp.post("/field-security/profiles/<int:profile_id>/members")
+@area("field_security_profile")
+def profile_members(p, profile_id: int):
+    profile = svc.get_profile(p, profile_id)
+    form = request.form
+    try:
+        if form.get("remove_user") or form.get("remove_team"):
+            svc.remove_profile_member(p, profile, user_id=form.get("remove_user"),
+                                      team_id=form.get("remove_team"))
+            message = "Member removed."
+        else:
+            svc.add_profile_member(p, profile, email=form.get("email") or None,
+                                   team_id=form.get("team_id") or None)
+            message = "Member added."
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, "admin.profile_edit", profile_id=profile_id)
+    return _commit(message, "admin.profile_edit", profile_id=profile_id)
+
+
+@bp.post("/field-security/profiles/<int:profile_id>/delete")
+@area("field_security_profile")
+def profile_delete(p, profile_id: int):
+    profile = svc.get_profile(p, profile_id)
+    name = profile.name
+    svc.delete_profile(p, profile)
+    return _commit(f"Profile {name} deleted.", "admin.field_security")
+
+
+# -- organization -----------------------------------------------------------------------------
+
+@bp.route("/organization", methods=["GET", "POST"])
+@area("organization")
+def organization(p):
+    org = svc.get_organization(p)
+    errors, message, status, values = {}, None, 200, None
+    if request.method == "POST":
+        values = _form()
+        try:
+            svc.update_organization(p, values)
+        except Invalid as exc:
+            db.session.rollback()
+            org = svc.get_organization(p)
+            errors, message, status = exc.fields, exc.message, 400
+        else:
+            return _commit("Organization settings saved.", "admin.organization")
+    if values is None:
+        values = {s.name: svc.setting_value(org, s) for s in svc.ORG_SETTINGS}
+    sections: dict[str, list] = {}
+    for s in svc.ORG_SETTINGS:
+        sections.setdefault(s.section, []).append(s)
+    return render_template("admin/organization.html", org=org, sections=sections,
+                           values=values, errors=errors, message=message,
+                           can_write=p.depth("organization", "write") > Depth.NONE), status
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
