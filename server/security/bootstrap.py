@@ -1,5 +1,6 @@
 """The organization's first rows: settings, the root business unit, the built-in roles and a
-first administrator. Idempotent: built-in roles are brought up to date on every run."""
+first administrator. Idempotent: built-in roles are brought up to date on every run (System
+Administrator fully; the others gain new privileges but keep an administrator's edits)."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -39,14 +40,17 @@ def ensure_builtin_roles() -> dict[str, Role]:
         wanted = {**{k: int(v) for k, v in spec["privileges"].items()},
                   **{n: 1 for n in spec["named"]}}
         current = {rp.privilege: rp for rp in role.privileges}
+        # Administrators may edit every built-in role but System Administrator (admin pages):
+        # their choices are kept, and only privileges the role has no row for are added.
+        resync = name == "System Administrator"
         for key, rp in current.items():
-            if key not in wanted:
+            if key not in wanted and resync:
                 role.privileges.remove(rp)
         for key, depth in wanted.items():
-            if key in current:
-                current[key].depth = depth
-            else:
+            if key not in current:
                 role.privileges.append(RolePrivilege(privilege=key, depth=depth))
+            elif resync:
+                current[key].depth = depth
         roles[name] = role
     db.session.flush()
     return roles
