@@ -80,16 +80,21 @@ def submitted_values(p: Principal, rt: RecordType, form, record=None) -> dict[st
             raw = form.get(f.name, "")
         else:
             continue
-        if record is not None:
-            current = to_input(getattr(record, f.name))
-            if f.kind == "bool":
-                current = "1" if current else "0"
-            if (raw or "").strip() == current.strip() if f.kind != "text" else raw == current:
-                continue
+        if record is not None and _unchanged(f, raw, getattr(record, f.name)):
+            continue
         elif raw == "" and not f.required:
             continue
         data[f.name] = raw
     return data
+
+
+def _unchanged(f: Field, raw: str, stored: Any) -> bool:
+    current = to_input(stored)
+    if f.kind == "bool":
+        return raw == ("1" if current else "0")
+    if f.kind == "text":  # browsers send CRLF line ends
+        return raw.replace("\r\n", "\n") == current.replace("\r\n", "\n")
+    return (raw or "").strip() == current.strip()
 
 
 def parse_due(raw: str | None) -> datetime | None:

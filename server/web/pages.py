@@ -30,7 +30,6 @@ from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.models import RecordShare, Team, User
 from server.security.privileges import Depth
-from server.web import DEFAULT_CSP
 from server.web.auth import current_principal, login_manager
 from server.web.forms import form_fields, parse_due, submitted_values
 
@@ -77,12 +76,15 @@ def humanize(value) -> str:
 
 @bp.app_template_filter("filesize")
 def filesize(size) -> str:
-    size = int(size or 0)
-    for unit in ("bytes", "KB", "MB"):
-        if size < 1024 or unit == "MB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+    """``2048`` → ``2.0 KB``."""
+    size = float(size or 0)
+    if size < 1024:
+        return f"{int(size)} bytes"
+    for unit in ("KB", "MB", "GB"):
         size /= 1024
-    return f"{size:.1f} GB"
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}"
+    return ""  # pragma: no cover
 
 
 def _record_type(type_name: str) -> RecordType:
@@ -500,9 +502,10 @@ def _create_activity(p, kind: str, regarding, form):
 def _activity_csp(remote_images: bool) -> str:
     """The activity page's policy, inherited by the email body's srcdoc frame: no script,
     no remote content (remote images only when asked for, for this one view)."""
-    img = "img-src 'self' data:" + (" https: http:" if remote_images else "")
-    csp = DEFAULT_CSP.replace("img-src 'self' data:", img)
-    return csp.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+    images = "'self' data:" + (" https: http:" if remote_images else "")
+    return (f"default-src 'self'; img-src {images}; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self'; font-src 'self'; connect-src 'self'; media-src 'none'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 _BODY_ATTRIBUTES = {

@@ -225,3 +225,42 @@ def test_navigation_lists_readable_tables_and_administration_for_admins(app, mak
     if "admin.index" in app.view_functions:
         assert ">Administration</a>" in admin_page
     assert ">Administration</a>" not in sales_page
+
+
+def test_every_post_form_carries_a_csrf_token(make_user, make_record, make_email, signin):
+    admin = make_user(roles=ADMIN)
+    account = make_record(admin, "account")
+    email = make_email(admin, regarding=("account", account.id), subject="Hi")
+    c = signin(admin)
+    base = f"/r/account/{account.id}"
+    for path in ("/", "/r/account/", "/r/account/new", base, f"{base}/edit", f"{base}/delete",
+                 f"{base}/assign", f"{base}/share", f"{base}/activities/new/task",
+                 f"/activities/{email.id}?rq=contoso"):
+        html = c.get(path).get_data(as_text=True)
+        forms = re.findall(r'<form[^>]*method="post"[^>]*>.*?</form>', html, re.S)
+        assert forms, path
+        for form in forms:
+            assert 'name="csrf_token"' in form, (path, form[:200])
+
+
+def test_editing_keeps_an_unchanged_link_the_user_may_no_longer_append_to(
+        make_unit, make_user, make_record, signin):
+    from server.crm import records
+    from server.security import authz
+    admin = make_user(roles=ADMIN)
+    editor = make_user()
+    far_account = make_record(make_user(unit=make_unit("Far")), "account", name="Far Corp")
+    records.share(authz.principal(admin), far_account, editor, {"read"})
+    contact = records.create(authz.principal(admin), RECORD_TYPES["contact"],
+                             {"last_name": "Linked", "parent_account_id": far_account.id},
+                             owner=editor)
+    db.session.commit()
+    c = signin(editor)
+    form = c.get(f"/r/contact/{contact.id}/edit").get_data(as_text=True)
+    assert "Far Corp" in form  # the current link is shown although it is not a choice
+    r = c.post(f"/r/contact/{contact.id}/edit", data={
+        "last_name": "Linked", "job_title": "CEO", "parent_account_id": str(far_account.id)})
+    assert r.status_code == 302, r.get_data(as_text=True)[:1000]
+    db.session.expire_all()
+    saved = db.session.get(Contact, contact.id)
+    assert (saved.job_title, saved.parent_account_id) == ("CEO", far_account.id)
