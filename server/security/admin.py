@@ -119,6 +119,19 @@ def exceeds(p: Principal, role: Role) -> list[str]:
     return out
 
 
+def _require_not_above(p: Principal, user: User, what: str) -> None:
+    """Refuse to touch the sign-in (password, email) of someone who holds privileges ``p``
+    does not: taking over their account would be a way to get them (a unit administrator
+    must not become their System Administrator by resetting the password)."""
+    if p.is_admin or user.id == p.user_id:
+        return
+    target = authz.principal(user)
+    above = (target.is_admin or any(d > p.depths.get(k, Depth.NONE) for k, d in target.depths.items())
+             or not target.named <= p.named)
+    if above:
+        raise Forbidden(f"You cannot {what} of a user who has privileges you do not hold.")
+
+
 def _require_grantable(p: Principal, roles: Iterable[Role]) -> None:
     for role in roles:
         beyond = exceeds(p, role)
@@ -329,6 +342,8 @@ def update_user(p: Principal, user: User, data: dict[str, Any]) -> User:
     errors: dict[str, str] = {}
     names = _names(data, errors)
     email = _check_email(data.get("email"), errors, exclude_id=user.id)
+    if email and email != user.email:  # the email is what they sign in with
+        _require_not_above(p, user, "change the email address")
     unit = user.business_unit
     if _as_int(data.get("business_unit_id")) != user.business_unit_id:
         unit = _unit_for(p, data.get("business_unit_id"), "write", errors)
@@ -352,6 +367,9 @@ def set_user_active(p: Principal, user: User, active: bool) -> User:
     authz.require(p, "write", user)
     if active == user.is_active:
         return user
+    if not p.is_admin and user.id in _active_admin_ids():
+        raise Forbidden("Only a System Administrator can change the status of a System "
+                        "Administrator.")
     if not active:
         if user.id == p.user_id:
             raise Conflict("You cannot deactivate yourself.")
@@ -380,6 +398,7 @@ def reset_password(p: Principal, user: User, data: dict[str, Any]) -> str | None
     authz.require(p, "write", user)
     if user.id == p.user_id:
         raise Conflict("Change your own password on your profile page.")
+    _require_not_above(p, user, "reset the password")
     errors: dict[str, str] = {}
     mode = "set" if data.get("password_mode") == "set" else "generate"
     password = _choose_password({**data, "password_mode": mode}, errors)

@@ -51,12 +51,14 @@ AREAS = (  # (endpoint, table, title, what it is for)
     ("admin.organization", "organization", "Organization settings",
      "Email tracking, address resolution and attachment limits for everyone."),
 )
-# Areas other blueprints add; linked only when they are installed: (endpoint, table, title, text)
+# Areas other blueprints add, linked only when installed: (endpoint, title, text, who sees it)
 OPTIONAL_AREAS = (
-    ("addin_pages.admin_addin", "organization", "Outlook add-in",
-     "Download the add-in manifest and deploy it to your users."),
-    ("sync_admin.dashboard", "mailbox", "Server-side sync",
-     "Mailboxes, email server profiles, sync status and why an email was (not) tracked."),
+    ("addin_pages.admin_addin", "Outlook add-in",
+     "Download the add-in manifest and deploy it to your users.",
+     lambda p: svc.can_manage(p, "organization")),
+    ("sync_admin.dashboard", "Server-side sync",
+     "Mailboxes, email server profiles, sync status and why an email was (not) tracked.",
+     lambda p: svc.can_manage(p, "email_server_profile") or p.has("view_sync_dashboard")),
 )
 
 
@@ -121,8 +123,8 @@ def index():
     p = current_principal()
     cards = [(endpoint, title, text) for endpoint, table, title, text in AREAS
              if svc.can_manage(p, table)]
-    cards += [(endpoint, title, text) for endpoint, table, title, text in OPTIONAL_AREAS
-              if endpoint in current_app.view_functions and svc.can_manage(p, table)]
+    cards += [(endpoint, title, text) for endpoint, title, text, allowed in OPTIONAL_AREAS
+              if endpoint in current_app.view_functions and allowed(p)]
     if not cards:
         return render_template("error.html", status=403,
                                message="You do not have the privileges to administer anything.",
@@ -132,10 +134,9 @@ def index():
 
 # -- users ------------------------------------------------------------------------------------
 
-def _user_choices(p):
-    units = db.session.scalars(select(BusinessUnit).where(authz.scope(p, BusinessUnit, "read"))
-                               .order_by(func.lower(BusinessUnit.name))).all()
-    return units
+def _readable_units(p) -> list[BusinessUnit]:
+    return list(db.session.scalars(select(BusinessUnit).where(authz.scope(p, BusinessUnit, "read"))
+                                   .order_by(func.lower(BusinessUnit.name))))
 
 
 def _people(p, limit: int = 500) -> list[User]:
@@ -156,7 +157,7 @@ def users(p):
                           active=args["active"], page=_page_arg(),
                           per_page=current_app.config["REGARDING_PAGE_SIZE"])
     return render_template("admin/users.html", page=page, args=args,
-                           units=_user_choices(p), roles=svc.all_roles(p),
+                           units=_readable_units(p), roles=svc.all_roles(p),
                            can_create=p.depth("user", "create") > Depth.NONE,
                            can_write=lambda u: authz.can(p, "write", u))
 

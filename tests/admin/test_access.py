@@ -84,17 +84,19 @@ def test_a_business_unit_administrator_manages_their_own_unit_only(app, admin_cl
         role.privileges.append(RolePrivilege(privilege=f"user.{priv}", depth=2))
     db.session.add(role)
     db.session.commit()
-    boss = make_user("boss@contoso.test", roles=[], unit=north, name="Nora North")
+    boss = make_user("boss@contoso.test", roles=["Salesperson"], unit=north, name="Nora North")
     boss.roles.append(role)
     db.session.commit()
     mine = make_user("mine@contoso.test", roles=["Salesperson"], unit=north, name="Mia Mine")
     theirs = make_user("theirs@contoso.test", roles=["Salesperson"], unit=south, name="Tom Theirs")
     client = signin(boss)
 
+    # Salesperson lets them read every user; the write depth decides what they change
     listing = client.get("/admin/users?active=all").get_data(as_text=True)
-    assert "Mia Mine" in listing and "Tom Theirs" not in listing
-    assert client.get(f"/admin/users/{theirs.id}").status_code == 404
-    assert client.post(f"/admin/users/{theirs.id}/active", data={"active": "0"}).status_code == 404
+    assert "Mia Mine</a></td>" in listing and "Tom Theirs</a> <span class=\"small muted\">(read-only)" in listing
+    page = client.get(f"/admin/users/{theirs.id}").get_data(as_text=True)
+    assert "Deactivate" not in page and "Reset password</button>" not in page
+    assert client.post(f"/admin/users/{theirs.id}/active", data={"active": "0"}).status_code == 403
     assert client.post(f"/admin/users/{mine.id}/active", data={"active": "0"}).status_code == 302
     db.session.expire_all()
     assert not mine.is_active and theirs.is_active
@@ -106,7 +108,40 @@ def test_a_business_unit_administrator_manages_their_own_unit_only(app, admin_cl
     made = client.post("/admin/users/new", data={"last_name": "Newman", "email": "new@contoso.test",
                                                  "business_unit_id": str(north.id)})
     assert made.status_code == 200 and "was added" in made.get_data(as_text=True)
+    # nor take over the sign-in of someone with more privileges in their own unit
+    chief = make_user("chief@contoso.test", roles=["System Administrator"], unit=north)
+    assert client.post(f"/admin/users/{chief.id}/password",
+                       data={"password_mode": "set", "password": "Taken-over-123"}).status_code == 403
+    assert client.post(f"/admin/users/{chief.id}", data={
+        "last_name": "Chief", "email": "mine-now@contoso.test",
+        "business_unit_id": str(north.id)}).status_code == 403
+    assert client.post(f"/admin/users/{chief.id}/active", data={"active": "0"}).status_code == 403
+    db.session.expire_all()
+    assert chief.is_active and chief.email == "chief@contoso.test"
+    # a user with no more than they hold is fine
+    assert client.post(f"/admin/users/{mine.id}/password",
+                       data={"password_mode": "generate"}).status_code == 200
     # no role management without security_role read, and no roles above their own
     assert client.post(f"/admin/users/{mine.id}/roles",
                        data={"role_ids": [str(role.id)]}).status_code == 403
     assert client.get("/admin/roles").status_code == 403
+
+
+def test_unit_depth_read_hides_other_units_users(make_unit, make_user, signin):
+    """With Business-unit depth on user read as well, users of other units do not exist."""
+    north, south = make_unit("North"), make_unit("South")
+    role = Role(name="Unit admin")
+    for priv in ("read", "write"):
+        role.privileges.append(RolePrivilege(privilege=f"user.{priv}", depth=2))
+    db.session.add(role)
+    db.session.commit()
+    boss = make_user("boss@contoso.test", roles=[], unit=north)
+    boss.roles.append(role)
+    db.session.commit()
+    make_user("mine@contoso.test", roles=[], unit=north, name="Mia Mine")
+    theirs = make_user("theirs@contoso.test", roles=[], unit=south, name="Tom Theirs")
+    client = signin(boss)
+    listing = client.get("/admin/users").get_data(as_text=True)
+    assert "Mia Mine" in listing and "Tom Theirs" not in listing
+    assert client.get(f"/admin/users/{theirs.id}").status_code == 404
+    assert client.post(f"/admin/users/{theirs.id}/active", data={"active": "0"}).status_code == 404
