@@ -127,12 +127,24 @@ def validate(rt: RecordType, data: dict[str, Any], p: Principal | None, *,
     return clean
 
 
+def _check_customer(rt: RecordType, values: dict[str, Any]) -> None:
+    """Checked before anything is written, so a refused change leaves the record as it was."""
+    if rt.name in ("opportunity", "case") and values.get("customer_account_id") \
+            and values.get("customer_contact_id"):
+        raise Invalid("A customer is an account or a contact, not both.",
+                      {"customer_contact_id": "Choose an account or a contact, not both."})
+
+
+def _require_append(p: Principal, rt: RecordType, record, links: list[str]) -> None:
+    """Linking a record to another needs append on it (and append-to on the other, which
+    ``validate`` checks), as in Dynamics."""
+    if links and not authz.can(p, "append", record):
+        raise Forbidden(f"You may not link this {rt.label.lower()} to other records.")
+
+
 def _derive(rt: RecordType, record) -> None:
     if hasattr(record, "full_name") and hasattr(record, "last_name"):
         record.full_name = " ".join(x for x in (record.first_name, record.last_name) if x) or "(no name)"
-    if rt.name in ("opportunity", "case") and record.customer_account_id and record.customer_contact_id:
-        raise Invalid("A customer is an account or a contact, not both.",
-                      {"customer_contact_id": "Choose an account or a contact, not both."})
     if rt.name == "case" and not record.ticket_number:
         record.ticket_number = f"CAS-{secrets.randbelow(10**5):05d}-{secrets.token_hex(3).upper()}"
 
@@ -150,6 +162,9 @@ def _set_owner(record, owner) -> None:
 def create(p: Principal, rt: RecordType, data: dict[str, Any], owner=None):
     owner = owner or p.user
     clean = validate(rt, data, p, creating=True)
+    _check_customer(rt, clean)
+    if isinstance(owner, User) and not owner.is_active:
+        raise Invalid("Records cannot be owned by an inactive user.")
     if not authz.can_create(p, rt.model, owner.business_unit_id,
                             owner.id if isinstance(owner, User) else None,
                             owner_team_id=owner.id if isinstance(owner, Team) else None):
@@ -157,6 +172,8 @@ def create(p: Principal, rt: RecordType, data: dict[str, Any], owner=None):
                         (" for this owner." if owner is not p.user else "."))
     record = rt.model(**clean)
     _set_owner(record, owner)
+    _require_append(p, rt, record, [n for n, v in clean.items()
+                                    if rt.field(n).kind == "ref" and v is not None])
     record.created_by_id = record.modified_by_id = p.user_id
     record.is_active = True
     _derive(rt, record)
@@ -169,6 +186,10 @@ def update(p: Principal, record, data: dict[str, Any]):
     rt = type_of(record)
     authz.require(p, "write", record)
     clean = validate(rt, data, p, creating=False)
+    _check_customer(rt, {**{n: getattr(record, n, None) for n in
+                            ("customer_account_id", "customer_contact_id")}, **clean})
+    _require_append(p, rt, record, [n for n, v in clean.items()
+                                    if rt.field(n).kind == "ref" and v != getattr(record, n)])
     for name, value in clean.items():
         setattr(record, name, value)
     _derive(rt, record)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
+from sqlalchemy import case, or_, update
 
 from server.db import db, utcnow
 from server.security.models import SignInThrottle, User
@@ -57,19 +58,31 @@ def locked_until(keys: list[str]):
     return max(times) if times else None
 
 
+def _upsert(table):
+    """INSERT ... ON CONFLICT for the session's database (SQLite and PostgreSQL have it)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def record_failure(keys: list[str]) -> None:
+    """Count a failed sign-in against each key, in the database (one statement per key, so
+    parallel guesses cannot lose each other's counts), and lock the keys that reach the
+    limit. A count older than the lockout window starts again."""
     cfg = current_app.config
     now = utcnow()
+    window = timedelta(seconds=cfg["REGARDING_SIGNIN_LOCKOUT_SECONDS"])
+    t = SignInThrottle.__table__
     for key in keys:
-        row = db.session.get(SignInThrottle, key) or SignInThrottle(key=key, failures=0)
-        window = timedelta(seconds=cfg["REGARDING_SIGNIN_LOCKOUT_SECONDS"])
-        if row.last_failure_on and now - row.last_failure_on > window:
-            row.failures = 0
-        row.failures += 1
-        row.last_failure_on = now
-        if row.failures >= cfg["REGARDING_SIGNIN_MAX_FAILURES"]:
-            row.locked_until = now + window
-        db.session.add(row)
+        stmt = _upsert(t).values(key=key, failures=1, last_failure_on=now)
+        stale = or_(t.c.last_failure_on.is_(None), t.c.last_failure_on < now - window)
+        db.session.execute(stmt.on_conflict_do_update(index_elements=[t.c.key], set_={
+            "failures": case((stale, 1), else_=t.c.failures + 1), "last_failure_on": now}))
+    db.session.execute(update(t).where(t.c.key.in_(keys),
+                                       t.c.failures >= cfg["REGARDING_SIGNIN_MAX_FAILURES"])
+                       .values(locked_until=now + window))
     db.session.commit()
 
 

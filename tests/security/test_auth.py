@@ -120,6 +120,54 @@ def test_signing_in_to_ones_own_account_does_not_reset_the_address_count(client,
     assert sign_in(client, "victim@contoso.test", "Guess-horse-3").status_code == 429
 
 
+@pytest.mark.both_databases
+def test_parallel_failures_are_all_counted(app, max_failures):
+    """Guesses sent at once must not overwrite each other's counts."""
+    import threading
+
+    threads, barrier, errors = 8, threading.Barrier(8), []
+
+    def guess():
+        try:
+            with app.app_context():
+                barrier.wait(timeout=30)
+                passwords.record_failure(["email:target@contoso.test", "ip:192.0.2.50"])
+                db.session.remove()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guess) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=60)
+    assert errors == []
+    db.session.expire_all()
+    rows = {r.key: r for r in db.session.scalars(select(SignInThrottle))}
+    assert {k: r.failures for k, r in rows.items()} == \
+        {"email:target@contoso.test": threads, "ip:192.0.2.50": threads}
+    assert all(r.locked_until > utcnow() for r in rows.values())
+
+
+@pytest.mark.both_databases
+def test_failures_older_than_the_window_start_a_new_count(app, max_failures):
+    keys = ["email:slow@contoso.test"]
+    passwords.record_failure(keys)
+    passwords.record_failure(keys)
+    row = db.session.get(SignInThrottle, keys[0])
+    assert row.failures == 2 and row.locked_until is None
+    row.last_failure_on = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    passwords.record_failure(keys)
+    db.session.expire_all()
+    row = db.session.get(SignInThrottle, keys[0])
+    assert row.failures == 1 and row.locked_until is None
+    assert passwords.locked_until(keys) is None
+    for _ in range(max_failures - 1):
+        passwords.record_failure(keys)
+    assert passwords.locked_until(keys) > utcnow()
+
+
 def test_password_change_signs_out_other_sessions(app, make_user, signin):
     user = make_user()
     here, elsewhere = signin(user), signin(user)

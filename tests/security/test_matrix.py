@@ -389,3 +389,67 @@ def test_records_are_not_assigned_to_inactive_users(app):
         records.assign(_p(world.me), account, gone)
     db.session.rollback()
     assert db.session.get(type(account), account.id).owner_user_id == world.owners["teammate"].id
+
+
+# -- linking records: append on the record, append-to on the other ------------------------------
+
+def _custom_role(name: str, privileges: dict[str, Depth]):
+    from server.security.models import Role, RolePrivilege
+    role = Role(name=name, privileges=[RolePrivilege(privilege=k, depth=int(v))
+                                       for k, v in privileges.items()])
+    db.session.add(role)
+    db.session.commit()
+    return role.name
+
+
+def test_linking_needs_append_on_the_record_and_append_to_on_the_other(app):
+    org = Depth.ORGANIZATION
+    writer = _custom_role("Writer", {"contact.read": org, "contact.write": org,
+                                     "account.read": org, "account.append_to": org})
+    world = w.build([writer])
+    contact = w.make_record("contact", world.owners["other"])
+    account = w.make_record("account", world.owners["other"])
+    db.session.commit()
+    p = _p(world.me)
+    with pytest.raises(Forbidden):
+        records.update(p, contact, {"parent_account_id": account.id})
+    assert contact.parent_account_id is None
+    db.session.rollback()
+    # Other fields, and the link sent back unchanged (a whole form), are fine.
+    records.update(_p(world.me), contact, {"job_title": "Buyer", "parent_account_id": None})
+    db.session.commit()
+    w.give_role(world.me, _custom_role("Appender", {"contact.append": org}))
+    records.update(_p(world.me), contact, {"parent_account_id": account.id})
+    db.session.commit()
+    assert contact.parent_account_id == account.id
+    # Without append-to on the account, no link, whatever the contact allows.
+    other_account = w.make_record("account", world.owners["other"])
+    db.session.commit()
+    no_append_to = w.build([])
+    w.give_role(no_append_to.me, _custom_role("No append-to", {
+        "contact.read": org, "contact.write": org, "contact.append": org, "account.read": org}))
+    with pytest.raises(Invalid) as exc:
+        records.update(_p(no_append_to.me), contact, {"parent_account_id": other_account.id})
+    assert "parent_account_id" in exc.value.fields
+
+
+def test_a_refused_customer_change_leaves_the_record_untouched(app):
+    world = w.build(["System Administrator"])
+    case = w.make_record("case", world.owners["me"])
+    account = w.make_record("account", world.owners["me"])
+    contact = w.make_record("contact", world.owners["me"])
+    case.customer_account_id = account.id
+    db.session.commit()
+    with pytest.raises(Invalid):
+        records.update(_p(world.me), case, {"customer_contact_id": contact.id})
+    assert case.customer_contact_id is None and case.customer_account_id == account.id
+    assert not db.session.dirty
+
+
+def test_records_are_not_created_for_inactive_users(app):
+    world = w.build(["Sales Manager"])
+    gone = world.owners["teammate"]
+    gone.is_active = False
+    db.session.commit()
+    with pytest.raises(Invalid):
+        records.create(_p(world.me), RECORD_TYPES["account"], {"name": "Orphan"}, owner=gone)
