@@ -1,0 +1,218 @@
+"""Test & Enable for a mailbox: try each direction the mailbox is set up for, record the
+outcome in words a person can act on, and enable the mailbox when everything configured
+works and its email address is approved.
+
+Incoming: connect, sign in and list the folders. Outgoing: connect, sign in, MAIL FROM and
+RCPT TO with the mailbox's own address, then RSET: nothing is sent. Passwords and tokens
+never appear in messages or logs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from server.crm.models import Organization
+from server.db import db, utcnow
+from server.sync.accounts import account_for, credentials, protocol_of
+from server.sync.connectors import incoming, outgoing
+from server.sync.connectors.base import ConnectorError
+from server.sync.models import Mailbox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
+                 ("pop3", "tls"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110,
+                 ("smtp", "tls"): 465, ("smtp", "starttls"): 587, ("smtp", "none"): 25}
+
+
+@dataclass(frozen=True)
+class DirectionResult:
+    ok: bool
+    message: str
+    code: str | None = None  # the ConnectorError code on failure
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """What Test & Enable found; ``None`` for a direction the mailbox does not use."""
+    __test__ = False  # not a pytest test class
+
+    incoming: DirectionResult | None
+    outgoing: DirectionResult | None
+    enabled: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The server a direction talks to, for messages."""
+    protocol: str
+    host: str
+    port: int | None
+    profile: str
+    login: str
+    address: str
+    service_account: bool
+    oauth: bool
+
+    @property
+    def server_port(self) -> str:
+        return f"{self.host}:{self.port}" if self.port else self.host
+
+
+def _where(mailbox: Mailbox, direction: str, protocol: str) -> _Where:
+    profile = mailbox.server_profile
+    if direction == "incoming":
+        host, port, security = profile.incoming_host, profile.incoming_port, profile.incoming_security
+    else:
+        host, port, security = profile.outgoing_host, profile.outgoing_port, profile.outgoing_security
+    try:
+        login = credentials(mailbox, profile)[0]
+    except ConnectorError:
+        login = mailbox.username or mailbox.email_address
+    return _Where(protocol, host or "the server", port or DEFAULT_PORTS.get((protocol, security or "tls")),
+                  profile.name, login, mailbox.email_address, bool(profile.use_service_account),
+                  profile.auth_method == "oauth2")
+
+
+def explain(error: ConnectorError, where: _Where) -> str:
+    """A message that says what went wrong and what to do about it."""
+    host, code = where.host, error.code
+    if code == "auth_failed":
+        if where.oauth:
+            return (f"The access token for {where.login} was refused by {host}. Check that the "
+                    f"app of the server profile {where.profile} has access to this mailbox, "
+                    "then test again.")
+        if where.service_account:
+            return (f"The password of the service account {where.login} was refused by {host}. "
+                    f"Update it in the server profile {where.profile} and test again.")
+        return (f"The password for {where.login} was refused by {host}. Update it in the "
+                "mailbox and test again.")
+    if code == "auth_required":
+        return (f"{host} asks for a sign-in before it takes mail. Enter a user name and "
+                f"password for this mailbox (or a service account in the server profile "
+                f"{where.profile}) and test again.")
+    if code == "connection_refused":
+        return (f"{host} refused the connection on port {where.port}. Check the server name, "
+                f"port and security setting in the server profile {where.profile}, and that the "
+                "server is running, then test again.")
+    if code == "host_not_found":
+        return (f"The server name {host} could not be found. Correct it in the server profile "
+                f"{where.profile} and test again.")
+    if code == "timeout":
+        return (f"{where.server_port} did not answer in time. Check the port in the server "
+                f"profile {where.profile} and any firewall between this server and {host}, then "
+                "test again.")
+    if code == "tls_failed":
+        return (f"{error.message} Check the security setting (TLS or STARTTLS) and the port in "
+                f"the server profile {where.profile}; if {host} uses a certificate from a "
+                "private authority, add that authority to the profile. Then test again.")
+    if code == "starttls_unsupported":
+        return (f"{host} does not offer STARTTLS on port {where.port}. Choose TLS and its port "
+                f"in the server profile {where.profile}, then test again.")
+    if code in ("smtp_rejected", "recipients_refused", "smtp_temporary"):
+        return (f"{host} would not take mail from {where.address} ({error.message}). Check that "
+                f"{where.login} may send as {where.address}, then test again.")
+    if code in ("oauth_failed", "oauth_not_configured", "oauth_unreachable"):
+        return (f"{error.message} Check the tenant, application id and secret in the server "
+                f"profile {where.profile} and the app's permissions, then test again.")
+    if code == "maildir_missing":
+        return (f"{error.message} Create it or correct the Maildir store in the server profile "
+                f"{where.profile}, then test again.")
+    return (f"{error.message} Test again; if it keeps failing, check the server profile "
+            f"{where.profile}.")
+
+
+def _test_incoming(mailbox: Mailbox, protocol: str) -> DirectionResult:
+    where = _where(mailbox, "incoming", protocol)
+    try:
+        with incoming(protocol)(account_for(mailbox, "incoming")) as connector:
+            folders = connector.list_folders()
+    except ConnectorError as exc:
+        return DirectionResult(False, explain(exc, where), exc.code)
+    if protocol == "maildir":
+        return DirectionResult(True, f"Found the Maildir of {mailbox.email_address} with "
+                                     f"{len(folders)} folder(s).")
+    return DirectionResult(True, f"Signed in to {where.host} as {where.login} and found "
+                                 f"{len(folders)} folder(s).")
+
+
+def _test_outgoing(mailbox: Mailbox, protocol: str) -> DirectionResult:
+    where = _where(mailbox, "outgoing", protocol)
+    address = mailbox.email_address
+    try:
+        with outgoing(protocol)(account_for(mailbox, "outgoing")) as sender:
+            verify = getattr(sender, "verify", None)
+            if verify is not None:
+                verify(address, address)
+    except ConnectorError as exc:
+        return DirectionResult(False, explain(exc, where), exc.code)
+    if protocol == "maildir":
+        return DirectionResult(True, "Sent mail will be written to the Maildir store.")
+    return DirectionResult(True, f"{where.host} accepts mail from {address} "
+                                 "(checked without sending a message).")
+
+
+def _configured(mailbox: Mailbox, direction: str) -> bool:
+    if direction == "incoming":  # a user whose mail is forwarded is read in the forward mailbox
+        return mailbox.incoming_method == "server_side_sync" or mailbox.is_forward_mailbox
+    return mailbox.outgoing_method == "server_side_sync"
+
+
+def _run(mailbox: Mailbox, direction: str) -> DirectionResult | None:
+    if not _configured(mailbox, direction):
+        return None
+    if mailbox.server_profile is None:
+        return DirectionResult(False, "The mailbox has no email server profile. Choose one and "
+                                      "test again.", "no_server_profile")
+    protocol = protocol_of(mailbox, direction)
+    if not protocol:
+        return DirectionResult(False, f"The server profile {mailbox.server_profile.name} has no "
+                                      f"{direction} server. Add one or set this mailbox's "
+                                      f"{direction} email to None, then test again.",
+                               "not_configured")
+    run = _test_incoming if direction == "incoming" else _test_outgoing
+    return run(mailbox, protocol)
+
+
+def _status(result: DirectionResult | None) -> str:
+    return "not_run" if result is None else ("success" if result.ok else "failure")
+
+
+def test_and_enable(mailbox: Mailbox) -> TestResult:
+    """Test the mailbox's configured directions, record the results on it and enable it
+    when they all work and its address is approved (the caller commits)."""
+    org = db.session.get(Organization, 1)
+    result_in = _run(mailbox, "incoming")
+    result_out = _run(mailbox, "outgoing")
+    tested = [r for r in (result_in, result_out) if r is not None]
+    approved = mailbox.email_approved or not (org and org.require_email_approval)
+    if not tested:
+        reason = ("Nothing to test: the mailbox neither receives nor sends email through "
+                  "server-side synchronization.")
+    elif not all(r.ok for r in tested):
+        reason = "The mailbox stays disabled until every test succeeds."
+    elif not approved:
+        reason = (f"The email address {mailbox.email_address} must be approved by an "
+                  "administrator before the mailbox is enabled.")
+    else:
+        reason = ""
+    enabled = not reason
+    now = utcnow()
+    mailbox.incoming_status, mailbox.outgoing_status = _status(result_in), _status(result_out)
+    mailbox.incoming_message = result_in.message if result_in else None
+    mailbox.outgoing_message = result_out.message if result_out else None
+    mailbox.tested_on = now
+    mailbox.enabled = enabled
+    mailbox.disabled_reason = None if enabled else reason
+    if enabled:
+        mailbox.consecutive_failures = 0
+        mailbox.next_sync_on = now  # the first sync comes at once
+    db.session.flush()
+    log.info("Test & Enable of mailbox %s: incoming %s, outgoing %s, enabled %s", mailbox.id,
+             mailbox.incoming_status, mailbox.outgoing_status, enabled)
+    return TestResult(result_in, result_out, enabled,
+                      reason or f"The mailbox {mailbox.email_address} is enabled.")
+
+
+test_and_enable.__test__ = False  # a service, not a pytest test
