@@ -187,7 +187,8 @@ class _Thread:
     user: User
     people: list  # contacts or a lead, the first one writes or is written to
     queue: Queue | None = None
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # what each message says, in order
+    inbound_first: bool = False  # the customer writes first (else the CRM user does)
 
 
 class _Builder:
@@ -452,7 +453,7 @@ class _Builder:
         token = None
         when = start
         customer = thread.people[0]
-        inbound_first = thread.queue is not None or self.rnd.random() < 0.5
+        inbound_first = thread.inbound_first
         customer_address = customer.email1
         crm_side = thread.queue or thread.user
         for n in range(messages):
@@ -506,9 +507,9 @@ class _Builder:
             subject = "Contoso deal: next steps" if opp.name == CONTOSO_DEAL else \
                 f"{product.capitalize()} for {opp.demo_account.name}"
             lines = [f"Thanks for your time today. As discussed, here is where we are on the {product}.",
-                     "Could you share the number of sites and the timeline you have in mind?",
-                     "We are aiming for a decision by the end of the quarter. Pricing looks reasonable.",
-                     "I attached the revised figures to the quote. Let me know if anything is missing."]
+                     f"Thanks! We have {3 + i % 9} sites. Could you send pricing that covers all of them?",
+                     "Here are the revised figures for every site, with the volume discount applied.",
+                     "Thank you. We are aiming for a decision by the end of the quarter."]
             threads.append((_Thread(subject, ("opportunity", opp), user, people, lines=lines),
                             r.randint(2, 85), 1 + (i * 3) % 4))
         for i, case in enumerate(self.cases[:20]):
@@ -517,7 +518,8 @@ class _Builder:
                      "It happened again this morning, same symptoms as before.",
                      "A fix is on its way; please confirm once it works on your side."]
             threads.append((_Thread(case.title, ("case", case), self.users["chris"],
-                                    [case.demo_contact], queue=self.queue, lines=lines),
+                                    [case.demo_contact], queue=self.queue, lines=lines,
+                                    inbound_first=True),
                             r.randint(1, 80), 1 + i % 4))
         for i, account in enumerate(self.accounts[:12]):
             contacts = self.contacts_of[account.id]
@@ -538,7 +540,8 @@ class _Builder:
             lines = [f"I found your website and would like to learn more about {lead.topic[14:]}.",
                      "Thanks for reaching out! When would be a good time for a short call?"]
             threads.append((_Thread(f"Enquiry from {lead.company_name}", ("lead", lead),
-                                    self._user_of(lead), [lead], lines=lines),
+                                    self._user_of(lead), [lead], lines=lines,
+                                    inbound_first=True),
                             r.randint(1, 60), 1 + i % 2))
         self.replies: list[tuple[Email, Email]] = []
         for number, (thread, days, messages) in enumerate(threads):
