@@ -98,6 +98,9 @@ class ImapConnector:
         self._selected: tuple[str, bool] | None = None
         self._xguid: bool | None = None  # does STATUS answer X-GUID? (unknown until tried)
         self._qresync = False
+        # folder key -> (UIDNEXT, HIGHESTMODSEQ) when it was last read: a wait that starts
+        # after mail arrived returns at once instead of missing it.
+        self._marks: dict[str, tuple[int | None, int | None]] = {}
 
     # -- session --------------------------------------------------------------------------
 
@@ -381,6 +384,7 @@ class ImapConnector:
             uidvalidity = info.get(b"UIDVALIDITY")
             uidnext = info.get(b"UIDNEXT")
             highest = info.get(b"HIGHESTMODSEQ")
+            self._marks[folder.key] = (uidnext, highest)
             state = unpack_cursor(cursor)
             reset = cursor is not None and (state is None or state.get("uidvalidity") != uidvalidity)
             last_uid = int(state.get("last_uid") or 0) if state and not reset else 0
@@ -531,14 +535,28 @@ class ImapConnector:
                 return self._wait_idle(inbox, watched[inbox], timeout)
             return self._wait_poll(watched, timeout)
 
+    def _moved_since_read(self, key: str, status: dict) -> bool:
+        """Whether a folder changed after it was last read in this session."""
+        mark = self._marks.get(key)
+        if mark is None:
+            return False
+        uidnext, highest = status.get(b"UIDNEXT"), status.get(b"HIGHESTMODSEQ")
+        return (uidnext is not None and mark[0] is not None and uidnext != mark[0]) or \
+            (highest is not None and mark[1] is not None and highest != mark[1])
+
     def _wait_notify(self, watched: dict[str, str], timeout: float) -> set[str] | None:
         self._unselect()
         client = self.client
+        imap = client._imap
         names = b" ".join(client._normalise_folder(name) for name in watched)
+        imap.untagged_responses.pop("STATUS", None)
         for events in (b"MessageNew MessageExpunge FlagChange", b"MessageNew MessageExpunge"):
             try:
+                # STATUS: the server reports every folder's state first, which shows mail
+                # that came after the folder was last read and before this wait began.
                 typ, _ = client._raw_command(
-                    b"NOTIFY", [b"SET (mailboxes (" + names + b") (" + events + b"))"], uid=False)
+                    b"NOTIFY", [b"SET STATUS (mailboxes (" + names + b") (" + events + b"))"],
+                    uid=False)
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error:
@@ -547,6 +565,17 @@ class ImapConnector:
                 break
         else:
             return None  # the server refused both forms: plain IDLE instead
+        already = set()
+        for line in imap.untagged_responses.pop("STATUS", []):
+            parsed = parse_response([line])
+            name = str(parsed[0]) if isinstance(parsed[0], int) else decode_utf7(parsed[0])
+            values = parsed[-1]
+            status = {values[i].upper(): values[i + 1] for i in range(0, len(values) - 1, 2)}
+            if name in watched and self._moved_since_read(watched[name], status):
+                already.add(watched[name])
+        if already:
+            client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
+            return already
 
         def changed(response) -> str | None:
             if len(response) >= 2 and response[0] == b"STATUS":
@@ -562,7 +591,8 @@ class ImapConnector:
                 client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
 
     def _wait_idle(self, name: str, key: str, timeout: float) -> set[str]:
-        self._select(name, readonly=True)
+        if self._moved_since_read(key, self._select(name, readonly=True)):
+            return {key}
 
         def changed(response) -> str | None:
             if len(response) >= 2 and response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED"):

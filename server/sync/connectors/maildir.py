@@ -151,6 +151,13 @@ def deliver(root: str | Path, folder: str, raw: bytes, *, seen: bool = False,
     return _write_message(path, raw, seen, msg_time)
 
 
+def _stamp(directory: Path) -> int:
+    try:
+        return directory.stat().st_mtime_ns
+    except FileNotFoundError:
+        return -1
+
+
 def _unique(filename: str) -> str:
     return filename.split(":", 1)[0]
 
@@ -175,6 +182,9 @@ class MaildirConnector:
         self.root = Path(account.root)
         self._dirs: dict[str, Path] = {}  # folder key -> directory
         self._listed: list[Folder] | None = None
+        # folder key -> new/ and cur/ modification times when it was last read: a wait that
+        # starts after mail arrived returns at once instead of missing it.
+        self._marks: dict[str, tuple[int, int]] = {}
 
     def __enter__(self) -> MaildirConnector:
         self.connect()
@@ -295,6 +305,7 @@ class MaildirConnector:
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
         limit = max(1, limit)
         path = self._dir(folder)
+        self._marks[folder.key] = (_stamp(path / "new"), _stamp(path / "cur"))
         state = unpack_cursor(cursor)
         reset = cursor is not None and (state is None or not isinstance(state.get("seen"), list))
         seen = set(state["seen"]) if state and not reset else set()
@@ -404,6 +415,11 @@ class MaildirConnector:
                 watched[base / sub] = folder.key
         if not watched:
             return set()
+        already = {key for key, mark in self._marks.items()
+                   if key in watched.values() and key in self._dirs
+                   and mark != (_stamp(self._dirs[key] / "new"), _stamp(self._dirs[key] / "cur"))}
+        if already:
+            return already
         if INotify is not None:
             return self._wait_inotify(watched, timeout)
         return self._wait_poll(watched, timeout)
@@ -425,13 +441,7 @@ class MaildirConnector:
     @staticmethod
     def _wait_poll(watched: dict[Path, str], timeout: float) -> set[str]:
         def stamps() -> dict[Path, int]:
-            out = {}
-            for directory in watched:
-                try:
-                    out[directory] = directory.stat().st_mtime_ns
-                except FileNotFoundError:
-                    out[directory] = -1
-            return out
+            return {directory: _stamp(directory) for directory in watched}
 
         before = stamps()
         deadline = time.monotonic() + max(0.0, timeout)

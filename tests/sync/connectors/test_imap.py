@@ -236,6 +236,26 @@ def test_notify_reports_mail_delivered_into_an_unselected_folder(dovecot, mail_u
     assert changed == {deal.key}
 
 
+@pytest.mark.parametrize("notify", [True, False])
+def test_mail_that_came_between_reading_and_waiting_is_not_missed(dovecot, mail_user,
+                                                                  monkeypatch, notify):
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        if not notify:
+            real = imap.capabilities()
+            monkeypatch.setattr(imap, "capabilities",
+                                lambda: tuple(c for c in real if c != b"NOTIFY"))
+        watched = [inbox, deal] if notify else [inbox]
+        target = deal if notify else inbox
+        cursors = {f.key: imap.fetch_changes(f, None).cursor for f in watched}
+        dovecot.deliver(mail_user, numbered(1), target.name)  # nobody is waiting yet
+        assert imap.wait_for_changes(watched, timeout=20) == {target.key}
+        assert numbers(imap.fetch_changes(target, cursors[target.key])) == [1]
+        assert imap.wait_for_changes(watched, timeout=0.2) == set()  # read: quiet again
+
+
 def test_wait_without_notify_idles_on_the_inbox(dovecot, mail_user, monkeypatch):
     with ImapConnector(imap_account(dovecot, mail_user)) as imap:
         inbox = folder_named(imap, "INBOX")

@@ -154,6 +154,16 @@ def test_wait_reports_the_changed_folder(tree, monkeypatch, mode):
     assert changed == {deal.key}
 
 
+def test_mail_that_came_between_reading_and_waiting_is_not_missed(tree):
+    with connector(tree) as md:
+        inbox, deal = named(md, "INBOX"), named(md, "INBOX/Contoso deal")
+        cursor = md.fetch_changes(deal, None).cursor
+        md.fetch_changes(inbox, None)
+        deliver(tree, "INBOX/Contoso deal", numbered(1))  # nobody is waiting yet
+        assert md.wait_for_changes([inbox, deal], timeout=20) == {deal.key}
+        assert numbers(md.fetch_changes(deal, cursor)) == [1]
+
+
 def test_missing_tree_is_a_mailbox_error(tmp_path):
     with pytest.raises(ConnectorError) as caught:
         connector(tmp_path / "nowhere").connect()
