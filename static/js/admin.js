@@ -45,6 +45,7 @@
       button.className = "column-step";
       button.textContent = th.textContent;
       button.title = "Change the whole column";
+      button.setAttribute("aria-label", th.textContent.trim() + ": next depth for the whole column");
       button.addEventListener("click", function () {
         var next = (cells[0].selectedIndex + 1) % cells[0].options.length;
         cells.forEach(function (s) { s.selectedIndex = next; s.dispatchEvent(new Event("change")); });
