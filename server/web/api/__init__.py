@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, g, request
 from sqlalchemy.exc import DataError, IntegrityError
 
 from server.db import db
-from server.errors import Conflict, Invalid
+from server.errors import Conflict, Invalid, ServiceError
 from server.web.api import activities, misc, openapi, records
 from server.web.api.common import limit_body
 from server.web.auth import bearer_user
@@ -52,6 +52,14 @@ def _api_headers(response):
         error = ', error="invalid_token"' if request.headers.get("Authorization") else ""
         response.headers["WWW-Authenticate"] = f'Bearer realm="regarding"{error}'
     return response
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    """Whatever a failed call changed in the session is dropped before answering."""
+    db.session.rollback()
+    from server.web import error_response
+    return error_response(exc.status, exc.code, exc.message, exc.fields)
 
 
 @bp.errorhandler(IntegrityError)

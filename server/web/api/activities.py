@@ -16,8 +16,8 @@ from server.db import db, utcnow
 from server.errors import Forbidden, NotFound
 from server.security import authz
 from server.web.api import activity_writes
-from server.web.api.common import (invalid, json_body, page_size, parse_ref, principal,
-                                   query_args, reject_unknown)
+from server.web.api.common import (ID, check_timeline_cursor, invalid, json_body, page_size,
+                                   parse_ref, principal, query_args, reject_unknown)
 from server.web.serialize import (ACTIVITY_STATES, ACTIVITY_TYPES, activities_json,
                                   activity_json, attachment_json)
 
@@ -72,10 +72,7 @@ def list_activities():
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(AnyActivity.subject.ilike(pattern, escape="\\"))
     if args.get("cursor"):
-        try:
-            at, ident = timelines.decode_cursor(args["cursor"])
-        except (ValueError, OverflowError, OSError):
-            raise invalid({"cursor": "Not a valid cursor."}) from None
+        at, ident = check_timeline_cursor(args["cursor"])
         query = query.where(or_(AnyActivity.occurred_on < at,
                                 and_(AnyActivity.occurred_on == at, AnyActivity.id < ident)))
     limit = page_size(args)
@@ -186,13 +183,13 @@ def register(bp: Blueprint) -> None:
     rules = [
         ("/activities", "activity_list", list_activities, ["GET"]),
         ("/activities", "activity_create", create_activity, ["POST"]),
-        ("/activities/<int:activity_id>", "activity_get", get_activity, ["GET"]),
-        ("/activities/<int:activity_id>", "activity_update", update_activity, ["PATCH"]),
-        ("/activities/<int:activity_id>", "activity_delete", delete_activity, ["DELETE"]),
-        ("/activities/<int:activity_id>/regarding", "activity_regarding", set_regarding, ["PUT"]),
-        ("/activities/<int:activity_id>/attachments", "activity_attachments", list_attachments,
+        (f"/activities/<{ID}:activity_id>", "activity_get", get_activity, ["GET"]),
+        (f"/activities/<{ID}:activity_id>", "activity_update", update_activity, ["PATCH"]),
+        (f"/activities/<{ID}:activity_id>", "activity_delete", delete_activity, ["DELETE"]),
+        (f"/activities/<{ID}:activity_id>/regarding", "activity_regarding", set_regarding, ["PUT"]),
+        (f"/activities/<{ID}:activity_id>/attachments", "activity_attachments", list_attachments,
          ["GET"]),
-        ("/activities/<int:activity_id>/attachments/<int:attachment_id>", "activity_attachment",
+        (f"/activities/<{ID}:activity_id>/attachments/<{ID}:attachment_id>", "activity_attachment",
          download_attachment, ["GET"]),
     ]
     for rule, endpoint, view, methods in rules:

@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES, Activity,
                                    ActivityParty, Email)
+from server.crm.html import html_to_text, sanitize_html
 from server.crm.registry import RECORD_TYPES, Field
+from server.crm.tracking import normalize_message_id
 from server.crm.resolution import resolve
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, Unprocessable
@@ -32,17 +34,6 @@ PARTY_ROLES_BY_TYPE = {
 }
 # A tracked (received or sent) email keeps its content; only these may change afterwards.
 TRACKED_EMAIL_EDITABLE = {"state", "priority", "description"}
-
-
-def sanitize_html(html: str) -> str:
-    """The sync engine's HTML sanitizer (imported when first needed)."""
-    from server.sync.html import sanitize_html as sanitize
-    return sanitize(html)
-
-
-def normalize_message_id(value: str | None) -> str | None:
-    from server.sync.message import normalize_message_id as normalize_id
-    return normalize_id(value)
 
 
 def _model(kind: str):
@@ -263,6 +254,8 @@ def _prepare_email(p: Principal, email: Email, clean: dict[str, Any]) -> None:
                 select(Email.id).where(Email.dedupe_key == email.dedupe_key)) is not None:
             raise Conflict("This email is already tracked.",
                            {"message_id": "An email with this Message-ID is already tracked."})
+        if email.html_body and not email.text_body:
+            email.text_body = html_to_text(email.html_body)
     email.occurred_on = email.received_on or email.sent_on or email.occurred_on
     _email_addresses(email)
 
@@ -315,9 +308,12 @@ def update(p: Principal, activity: Activity, data: dict[str, Any]) -> Activity:
     errors = {name: message for name, message in fixed.items() if name in data}
     if kind == "email" and "direction" in data:
         errors["direction"] = "An email's direction cannot change."
+    try:
+        clean = clean_fields(p, kind, data, creating=False, extra={"parties", *errors})
+    except Invalid as exc:
+        errors.update(exc.fields)
     if errors:
         raise invalid(errors)
-    clean = clean_fields(p, kind, data, creating=False, extra={"parties"})
     if kind == "email" and activity.status != "draft":
         locked = sorted(set(data) - TRACKED_EMAIL_EDITABLE)
         if locked:

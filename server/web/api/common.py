@@ -25,6 +25,9 @@ from server.security.authz import Principal
 from server.security.models import Team, User
 
 MAX_PAGE_SIZE = 200
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns
+# The URL converter for ids: anything beyond a column's range is simply not found.
+ID = f"int(min=1, max={MAX_ID})"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -146,14 +149,22 @@ def parse_bool_arg(args: dict[str, Any], name: str) -> bool | None:
     raise invalid({name: "Must be true or false."})
 
 
+def fits(value: int) -> bool:
+    """Whether an integer fits our (32-bit) integer columns: PostgreSQL refuses to even
+    compare a bigger parameter with one, SQLite anything past 64 bits."""
+    return -2**31 <= value < 2**31
+
+
 def parse_int(raw: Any, name: str) -> int:
     """A positive id from JSON (a number) or a query string (digits)."""
     if isinstance(raw, bool):
         raise invalid({name: "Must be a whole number."})
-    if isinstance(raw, int) and 0 < raw < 2**63:
+    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
+        raw = int(raw)
+    if isinstance(raw, int) and 0 < raw <= MAX_ID:
         return raw
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19 and int(raw) > 0:
-        return int(raw)
+    if isinstance(raw, int) and 0 < raw:
+        raise invalid({name: "No such record."})
     raise invalid({name: "Must be a positive whole number."})
 
 
@@ -264,6 +275,18 @@ def load_principal(p: Principal, raw: Any, name: str) -> User | Team:
 def encode_cursor(payload: list[Any]) -> str:
     text = json.dumps(payload, separators=(",", ":"), default=str)
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def check_timeline_cursor(cursor: str):
+    """The (time, id) of a timeline cursor (``server.crm.timeline``), or 400."""
+    from server.crm import timeline
+    try:
+        at, ident = timeline.decode_cursor(cursor)
+        if not fits(ident):
+            raise ValueError
+        return at, ident
+    except (ValueError, OverflowError, OSError):
+        raise invalid({"cursor": "Not a valid cursor."}) from None
 
 
 def decode_cursor(cursor: str, name: str = "cursor") -> list[Any]:

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify
 from server.crm.activities import PARTY_ROLES, PARTY_TYPES, REGARDING_TYPES
 from server.crm.records import SHARE_RIGHTS
 from server.crm.registry import RECORD_TYPES, Field, RecordType
-from server.web.api.common import MAX_PAGE_SIZE
+from server.web.api.common import MAX_ID, MAX_PAGE_SIZE
 from server.web.serialize import (ACTIVITY_READ_ONLY, ACTIVITY_STATES, ACTIVITY_TYPE_FIELDS,
                                   ACTIVITY_TYPES, COMMON_ACTIVITY_FIELDS, ref_name)
 
@@ -285,7 +285,7 @@ def op(op_id: str, summary: str, *, ok: str = "200", schema: dict | None = None,
 
 def path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True,
-            "schema": {"type": "integer", "minimum": 1}}
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
 
 
 def query(name: str, schema: dict, description: str, *, array: bool = False) -> dict:

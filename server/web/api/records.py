@@ -23,9 +23,10 @@ from server.db import db
 from server.errors import Conflict
 from server.security import authz
 from server.security.models import RecordShare
-from server.web.api.common import (decode_cursor, encode_cursor, invalid, json_body,
-                                   load_principal, page_size, parse_bool_arg, parse_int,
-                                   parse_value, principal, query_args, reject_unknown)
+from server.web.api.common import (ID, MAX_ID, check_timeline_cursor, decode_cursor, encode_cursor,
+                                   fits, invalid, json_body, load_principal, page_size,
+                                   parse_bool_arg, parse_int, parse_value, principal,
+                                   query_args, reject_unknown)
 from server.web.serialize import (ACTIVITY_TYPES, activities_json, record_json, records_json,
                                   shares_json)
 
@@ -86,7 +87,7 @@ def _cursor_value(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind in ("int",):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, int) or not fits(value):
             raise ValueError
         return value
     if kind == "bool":
@@ -154,7 +155,7 @@ def list_records(rt: RecordType):
         payload = decode_cursor(args["cursor"])
         try:
             if len(payload) != 3 or payload[0] != sort or not isinstance(payload[2], int) \
-                    or isinstance(payload[2], bool):
+                    or isinstance(payload[2], bool) or not fits(payload[2]):
                 raise ValueError
             value = _cursor_value(sortable[key], payload[1])
         except (ValueError, TypeError, ArithmeticError):
@@ -203,8 +204,22 @@ def _conflicts(rt: RecordType, data: dict[str, Any]):
         raise Conflict("This conflicts with an existing record.", fields) from None
 
 
-def _check_read_only(data: dict[str, Any], allow: set[str] = frozenset()) -> None:
-    errors = {k: READ_ONLY[k] for k in data if k in READ_ONLY and k not in allow}
+def _check_input(rt: RecordType, data: dict[str, Any], allow: set[str] = frozenset()) -> None:
+    """Unknown and read-only names, empty values for columns that must have one, and ref ids
+    no table can hold: all reported at once, before anything reaches the database."""
+    errors = {k: READ_ONLY.get(k, "Unknown field.") for k in data
+              if k not in allow and (k in READ_ONLY or rt.field(k) is None)}
+    columns = rt.model.__table__.c
+    for f in rt.fields:
+        value = data.get(f.name)
+        if f.name in data and not f.required and f.name in columns \
+                and not columns[f.name].nullable and (value is None or value == ""):
+            errors[f.name] = "This field cannot be empty."
+        if f.kind == "ref" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if f.kind == "ref" and isinstance(value, int) and not isinstance(value, bool) \
+                and not -MAX_ID <= value <= MAX_ID:
+            errors[f.name] = f"No such {RECORD_TYPES[f.ref].label.lower()}."
     if errors:
         raise invalid(errors)
 
@@ -216,7 +231,7 @@ def get_record(rt: RecordType, record_id: int):
 def create_record(rt: RecordType):
     p = principal()
     data = json_body()
-    _check_read_only(data, allow={"owner"})
+    _check_input(rt, data, allow={"owner"})
     owner = load_principal(p, data.pop("owner"), "owner") if data.get("owner") is not None else None
     data.pop("owner", None)
     with _conflicts(rt, data):
@@ -231,7 +246,7 @@ def update_record(rt: RecordType, record_id: int):
     p = principal()
     record = _load(rt, record_id)
     data = json_body()
-    _check_read_only(data)
+    _check_input(rt, data)
     with _conflicts(rt, data):
         record_services.update(p, record, data)
     return jsonify(record_json(p, record))
@@ -301,10 +316,7 @@ def record_timeline(rt: RecordType, record_id: int):
     args = query_args({"cursor", "page_size", "type"}, multi={"type"})
     cursor = args.get("cursor")
     if cursor:
-        try:
-            timelines.decode_cursor(cursor)
-        except (ValueError, OverflowError, OSError):
-            raise invalid({"cursor": "Not a valid cursor."}) from None
+        check_timeline_cursor(cursor)
     types = tuple(t for raw in args.get("type", []) for t in raw.split(",") if t)
     unknown = [t for t in types if t not in ACTIVITY_TYPES]
     if unknown:
@@ -319,7 +331,7 @@ def record_timeline(rt: RecordType, record_id: int):
 def register(bp: Blueprint) -> None:
     """One set of routes per record type; endpoint names are ``api.<type>_<action>``."""
     for rt in RECORD_TYPES.values():
-        base, one = f"/{collection(rt)}", f"/{collection(rt)}/<int:record_id>"
+        base, one = f"/{collection(rt)}", f"/{collection(rt)}/<{ID}:record_id>"
         rules = [
             (base, "list", list_records, ["GET"]),
             (base, "create", create_record, ["POST"]),
