@@ -185,6 +185,15 @@ def test_password_change_signs_out_other_sessions(app, make_user, signin):
     assert not passwords.verify_password(user, PASSWORD)
 
 
+def test_deactivating_a_user_ends_their_sessions(app, make_user, signin):
+    user = make_user()
+    c = signin(user)
+    assert c.get("/profile").status_code == 200
+    user.is_active = False
+    db.session.commit()
+    assert c.get("/profile").status_code == 302
+
+
 def test_password_change_needs_the_current_password(app, make_user, signin):
     user = make_user()
     c = signin(user)
