@@ -271,10 +271,18 @@ def load_timeline(loader: Loader, ds: Dataset, target_account: int) -> None:
 
 # -- the runs -----------------------------------------------------------------------------
 
-def _stats(samples: list[float]) -> str:
+def _p95(samples: list[float]) -> float:
     samples = sorted(samples)
-    p95 = samples[min(len(samples) - 1, int(round(0.95 * len(samples))) - 1)]
-    return f"median {statistics.median(samples):7.2f} ms   p95 {p95:7.2f} ms   (n={len(samples)})"
+    return samples[min(len(samples) - 1, int(round(0.95 * len(samples))) - 1)]
+
+
+def _stats(samples: list[float], cpu: list[float] | None = None) -> str:
+    """Median and p95 of wall-clock times; with ``cpu``, also this process's CPU time (what
+    an SQLite query costs even when other processes compete for the CPUs)."""
+    out = f"median {statistics.median(samples):7.2f} ms   p95 {_p95(samples):7.2f} ms"
+    if cpu:
+        out += f"   (CPU median {statistics.median(cpu):6.2f} ms)"
+    return out + f"   n={len(samples)}"
 
 
 def _setup_org():
@@ -362,20 +370,26 @@ def run(backend: str, contacts: int) -> dict:
     return out
 
 
+def _sqlite() -> bool:
+    from server.db import db
+    return db.engine.dialect.name == "sqlite"
+
+
 def bench_resolve(ds: Dataset, user_id: int) -> list[float]:
     from server.crm.resolution import resolve
     from server.db import db
-    samples, resolved = [], 0
+    samples, cpu, resolved = [], [], 0
     for i in range(WARMUP + BATCHES):
         batch = ds.batch()
         db.session.remove()  # a fresh session per batch, as per request
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         result = resolve(batch, user_id=user_id)
         elapsed = (time.perf_counter() - started) * 1000
         if i >= WARMUP:
             samples.append(elapsed)
+            cpu.append((time.process_time() - started_cpu) * 1000)
             resolved += sum(1 for m in result.values() if m)
-    print(f"  resolve 20 addresses:        {_stats(samples)}   "
+    print(f"  resolve 20 addresses:        {_stats(samples, cpu if _sqlite() else None)}   "
           f"{resolved / BATCHES:.1f} of 20 resolved per batch", flush=True)
     return samples
 
@@ -396,6 +410,34 @@ def _reference_page(p, account_id: int) -> list[int]:
     return list(db.session.scalars(query))
 
 
+def _plain_timeline(p, account_id: int, limit: int = 25) -> list:
+    """The timeline query as it was before the keyset branches: the record's activities
+    by one OR of its conditions, sorted, first page loaded with parties (for comparison)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+    from server.crm.activities import Activity
+    from server.crm.timeline import AnyActivity, about
+    from server.db import db
+    from server.security import authz
+    query = (select(AnyActivity).where(about("account", account_id), authz.scope(p, Activity, "read"))
+             .options(selectinload(AnyActivity.parties))
+             .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()).limit(limit + 1))
+    return list(db.session.scalars(query).unique())[:limit]
+
+
+def _time(fn, runs: int) -> tuple[list[float], list[float]]:
+    from server.db import db
+    samples, cpu = [], []
+    for i in range(5 + runs):
+        db.session.remove()
+        started, started_cpu = time.perf_counter(), time.process_time()
+        fn()
+        if i >= 5:
+            samples.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - started_cpu) * 1000)
+    return samples, cpu
+
+
 def bench_timeline(admin_id: int, sales_id: int, account_id: int):
     from server.crm.timeline import timeline
     from server.db import db
@@ -403,22 +445,27 @@ def bench_timeline(admin_id: int, sales_id: int, account_id: int):
     from server.security.models import User
     results = []
     for label, user_id in (("Salesperson", sales_id), ("System Administrator", admin_id)):
-        samples = []
-        for i in range(5 + TIMELINE_RUNS):
-            db.session.remove()
+        def principal():
             p = authz.principal(db.session.get(User, user_id))
             _ = p.unit_subtree, p.depths
-            started = time.perf_counter()
-            page = timeline(p, "account", account_id, limit=25)
-            elapsed = (time.perf_counter() - started) * 1000
-            if i >= 5:
-                samples.append(elapsed)
-        same = [a.id for a in page.items] == _reference_page(p, account_id)
-        print(f"  timeline page 1 ({label + '):':22s}{_stats(samples)}   "
+            return p
+        samples, cpu = _time(lambda: timeline(principal(), "account", account_id, limit=25),
+                             TIMELINE_RUNS)
+        page = timeline(principal(), "account", account_id, limit=25)
+        same = [a.id for a in page.items] == _reference_page(principal(), account_id)
+        print(f"  timeline page 1 ({label + '):':22s}{_stats(samples, cpu if _sqlite() else None)}   "
               f"{len(page.items)} items, more: {page.next_cursor is not None}, "
               f"same as the plain query: {'yes' if same else 'NO'}", flush=True)
+        plain, plain_cpu = _time(lambda: _plain_timeline(principal(), account_id), TIMELINE_RUNS // 2)
+        print(f"    before (one OR, sort all): {_stats(plain, plain_cpu if _sqlite() else None)}",
+              flush=True)
         results.append(samples)
     return results
+
+
+def _load() -> str:
+    """The load average: the figures mean little when other work competes for the CPUs."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -434,9 +481,9 @@ def main() -> None:
           f"{max(10, args.contacts // 10):,} leads; {TIMELINE_ACTIVITIES:,} activities, "
           f"{TIMELINE_TARGET:,} about one account")
     for backend in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
-        print(f"{backend}:", flush=True)
+        print(f"{backend}:   (load average now: {_load()})", flush=True)
         out = run(backend, args.contacts)
-        print(f"  server version: {out['version']}")
+        print(f"  server version: {out['version']}; load average now: {_load()}")
 
 
 if __name__ == "__main__":

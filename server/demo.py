@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import importlib
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -49,6 +50,11 @@ _USERS = {
 }
 # unit -> parent unit (None: the root, which is renamed to the organization's name)
 UNITS = {"Sales": ORG_NAME, "Sales East": "Sales", "Sales West": "Sales", "Service": ORG_NAME}
+
+# Other areas add their part of the demo when they are there: each module's
+# ``seed_demo() -> str | None`` runs after the CRM records exist, in the same transaction
+# (the sync engine's demo mailbox with its "Inbox/Contoso deal" tracked folder).
+EXTRAS = ("server.sync.demo",)
 
 COUNTS = {"account": 50, "contact": 200, "lead": 30, "opportunity": 40, "case": 30, "queue": 1}
 CONTOSO_DEAL = "Contoso deal"
@@ -648,10 +654,27 @@ def seed() -> str:
     org = ensure_organization(ORG_NAME)
     builder = _Builder(org)
     builder.build()
-    return (f"Demo organization {ORG_NAME} loaded: {len(builder.users)} users, "
-            f"{len(builder.accounts)} accounts, {len(builder.contacts)} contacts, "
-            f"{len(builder.leads)} leads, {len(builder.opportunities)} opportunities, "
-            f"{len(builder.cases)} cases, 1 queue, {builder.activities} activities.")
+    summary = (f"Demo organization {ORG_NAME} loaded: {len(builder.users)} users, "
+               f"{len(builder.accounts)} accounts, {len(builder.contacts)} contacts, "
+               f"{len(builder.leads)} leads, {len(builder.opportunities)} opportunities, "
+               f"{len(builder.cases)} cases, 1 queue, {builder.activities} activities.")
+    return " ".join([summary, *_extras()])
+
+
+def _extras() -> list[str]:
+    out = []
+    for module in EXTRAS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        line = mod.seed_demo()
+        if line:
+            out.append(line)
+    db.session.flush()
+    return out
 
 
 def summary_counts() -> dict[str, int]:
