@@ -313,10 +313,10 @@ def _recent_activities(p: Principal, kind: str, record_id: int) -> list[dict]:
              "occurred_on": _iso(a.occurred_on), "url": activity_url(a.id)} for a in page.items]
 
 
-def _related_subject(party_list: list[dict], status: tracking.TrackingStatus) -> tuple[str, int] | None:
+def _related_subject(party_list: list[dict], regarding: dict | None) -> tuple[str, int] | None:
     """The regarding record when tracked (and readable), else the first external person."""
-    if status.regarding and status.regarding[0] in RELATED_TYPES:
-        return status.regarding
+    if regarding and regarding["name"] is not None and regarding["type"] in RELATED_TYPES:
+        return regarding["type"], regarding["id"]
     for party in party_list:
         if party["status"] != "resolved":
             continue
@@ -401,9 +401,9 @@ def context(p: Principal, item: Item) -> dict[str, Any]:
     """Everything the pane shows for one item, in one call."""
     org = _org()
     party_list = parties(p, item, org)
-    status = status_of(p, item, org)
-    subject = _related_subject(party_list, status)
-    return {"user": user_json(p), "parties": party_list, "tracking": tracking_json(p, status),
+    status = tracking_json(p, status_of(p, item, org))
+    subject = _related_subject(party_list, status["regarding"])
+    return {"user": user_json(p), "parties": party_list, "tracking": status,
             "related": related(p, *subject) if subject else _empty_related(),
             "can": capabilities(p), "org": org_json(org)}
 

@@ -102,6 +102,13 @@ def test_an_expired_pane_token_asks_for_a_refresh(world, pane):
     error(client.post("/api/addin/context", json={"item": message()}), 401, "token_expired")
 
 
+def test_no_csrf_token_is_needed_with_a_bearer_token(app, world, pane):
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert app.test_client().post("/signout").status_code == 400  # forms do need one
+    ok(pane(world.ann).post("/api/addin/context", json={"item": message()}))
+    ok(pane(world.ann).post("/api/addin/activities/task", json={"fields": {"subject": "x"}}), 201)
+
+
 def test_signout_revokes_the_pane_token(world, pane):
     client = pane(world.ann)
     assert ok(client.post("/api/addin/signout")) == {"signed_out": True}
