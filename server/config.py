@@ -33,6 +33,11 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_LOG_LEVEL": ("REGARDING_LOG_LEVEL", str),
     "REGARDING_INSTANCE_DIR": ("REGARDING_INSTANCE_DIR", str),
     "REGARDING_BEHIND_PROXY": ("REGARDING_BEHIND_PROXY", lambda v: v.lower() in ("1", "true", "yes")),
+    "REGARDING_SYNC_MAX_FAILURES": ("REGARDING_SYNC_MAX_FAILURES", int),
+    "REGARDING_SYNC_RETRY_SECONDS": ("REGARDING_SYNC_RETRY_SECONDS", int),
+    "REGARDING_SYNC_INTERVAL_SECONDS": ("REGARDING_SYNC_INTERVAL_SECONDS", int),
+    "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": ("REGARDING_SYNC_BUSY_INTERVAL_SECONDS", int),
+    "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": ("REGARDING_SYNC_IDLE_INTERVAL_SECONDS", int),
 }
 
 
@@ -53,6 +58,13 @@ def defaults(instance_path: Path) -> dict[str, Any]:
         "REGARDING_API_TOKEN_DAYS": 90,
         "REGARDING_PAGE_SIZE": 25,
         "REGARDING_LOG_LEVEL": "INFO",
+        # Sync: a mailbox failing this many times in a row (5 minutes apart) is turned off,
+        # as Dynamics does; the interval between runs is dynamic between busy and idle.
+        "REGARDING_SYNC_MAX_FAILURES": 10,
+        "REGARDING_SYNC_RETRY_SECONDS": 300,
+        "REGARDING_SYNC_INTERVAL_SECONDS": 300,
+        "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": 120,
+        "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
     }
 
 

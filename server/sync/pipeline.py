@@ -189,6 +189,7 @@ class Outcome:
     identity: str | None = None
     activity_id: int | None = None
     created: bool = False
+    new: bool = False  # tracked in this mailbox for the first time, or re-linked
     rule: str | None = None
     correlation_method: str | None = None
     quarantine_id: int | None = None
@@ -573,14 +574,15 @@ def _track(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, msg: Ma
         reason += f" It is set regarding the {regarding[0]} you chose."
     reason += regarding_note
     relinked = before != email.regarding_ref
-    _record(ctx, folder, fetched, msg, identity, tracked=True, reason=reason, hits=hits,
-            method=method if created else email.correlation_method, rule=decision.rule,
-            activity_id=email.id, fresh=created or relinked)
+    _, was_tracked = _record(ctx, folder, fetched, msg, identity, tracked=True, reason=reason,
+                             hits=hits, method=method if created else email.correlation_method,
+                             rule=decision.rule, activity_id=email.id, fresh=created or relinked)
     if TRACKED_CATEGORY.casefold() not in {k.casefold() for k in fetched.keywords}:
         if ctx.connector is not None and folder.folder.key and fetched.ref:
             ctx.keyword_queue.append((folder.folder, fetched.ref))
     return Outcome("tracked", reason, identity, activity_id=email.id, created=created,
-                   rule=decision.rule, correlation_method=method)
+                   new=created or relinked or not was_tracked, rule=decision.rule,
+                   correlation_method=method)
 
 
 def _queue_it(ctx: MailboxRun, email: Email) -> None:
@@ -648,12 +650,14 @@ def _auto_create_contacts(ctx: MailboxRun, msg: MailMessage, dctx: SyncDecisionC
 def _record(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
             msg: MailMessage | None, identity: str, *, tracked: bool, reason: str,
             hits: list, method: str | None, rule: str | None, activity_id: int | None = None,
-            fresh: bool = True, mailbox_id: int | None = None) -> MessageDecision:
-    """Upsert the decision for (mailbox, identity): the answer to "why (not) tracked?"."""
+            fresh: bool = True, mailbox_id: int | None = None) -> tuple[MessageDecision, bool]:
+    """Upsert the decision for (mailbox, identity): the answer to "why (not) tracked?".
+    Returns the row and whether it said "tracked" before."""
     mailbox_id = mailbox_id or ctx.mailbox.id
     row = db.session.scalar(select(MessageDecision).where(
         MessageDecision.mailbox_id == mailbox_id, MessageDecision.identity == identity))
     now = utcnow()
+    was_tracked = bool(row is not None and row.tracked)
     if row is None:
         row = MessageDecision(mailbox_id=mailbox_id, identity=identity)
         db.session.add(row)
@@ -662,7 +666,7 @@ def _record(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
         row.activity_id = row.activity_id or activity_id
         row.processed_on = now
         db.session.flush()
-        return row
+        return row, was_tracked
     row.folder_name = clean(folder.name)[:500] if folder.name else None
     row.tracked, row.reason, row.rule_hits = tracked, reason, hits
     row.correlation_method = method
@@ -680,7 +684,7 @@ def _record(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     elif not tracked:
         row.latency_ms = None
     db.session.flush()
-    return row
+    return row, was_tracked
 
 
 def quarantine(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, code: str,
@@ -895,5 +899,5 @@ def _process_forward(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessag
             hits=[{"rule": "forward", "matched": True}], method=outcome.correlation_method,
             rule="forward", activity_id=outcome.activity_id)
     return Outcome(outcome.status, reason, outcome.identity, activity_id=outcome.activity_id,
-                   created=outcome.created, rule=outcome.rule,
+                   created=outcome.created, new=outcome.new, rule=outcome.rule,
                    correlation_method=outcome.correlation_method)

@@ -112,3 +112,151 @@ def count_emails() -> int:
 def decision(box: Mailbox, identity: str) -> MessageDecision | None:
     return db.session.scalar(select(MessageDecision).where(
         MessageDecision.mailbox_id == box.id, MessageDecision.identity == identity))
+
+
+# --------------------------------------------------------------------------- a small CRM
+
+def build_crm(make_user):
+    """Bob the seller (bob@org.example), Carol a colleague, Ann a contact at Fabrikam and
+    the "Contoso deal" opportunity."""
+    from types import SimpleNamespace
+    bob = make_user("bob@org.example", name="Bob Seller")
+    carol = make_user("carol@org.example", name="Carol Colleague")
+    ann = record(bob, "contact", first_name="Ann", last_name="Customer",
+                 email1="ann@customer.example")
+    acc = record(bob, "account", name="Fabrikam", email1="info@fabrikam.example")
+    opp = record(bob, "opportunity", name="Contoso deal", customer_account_id=acc.id)
+    db.session.commit()
+    return SimpleNamespace(bob=bob, carol=carol, ann=ann, acc=acc, opp=opp,
+                           p=authz.principal(bob))
+
+
+def track_earlier(crm, mid="orig1@org.example", regarding=None, **fields):
+    """An email Bob tracked earlier (what later mail answers)."""
+    from server.crm import tracking
+    from server.crm.tracking import EmailContent
+    content = EmailContent(message_id=mid, subject=fields.pop("subject", "Quote"),
+                           from_=("Bob Seller", "bob@org.example"),
+                           to=[("Ann", "ann@customer.example")], text_body="Our quote.", **fields)
+    email, _ = tracking.track_email(crm.p, content,
+                                    regarding=regarding or ("opportunity", crm.opp.id))
+    db.session.commit()
+    return email
+
+
+# --------------------------------------------------------------------------- mail stores
+
+class MaildirStore:
+    """A user's Maildir tree under a store, as the maildir profile reads it."""
+
+    protocol = "maildir"
+
+    def __init__(self, store, address):
+        from server.sync.connectors.maildir import create_maildir, mailbox_root
+        self.store, self.address = store, address
+        self.root = create_maildir(mailbox_root(store, address), ["Sent"])
+
+    def profile_fields(self) -> dict:
+        return {"maildir_root": str(self.store)}
+
+    def mailbox_fields(self) -> dict:
+        return {}
+
+    def deliver(self, data: bytes, folder: str = "INBOX") -> str:
+        from server.sync.connectors.maildir import deliver
+        return deliver(self.root, folder, data)
+
+    def create_folder(self, name: str) -> None:
+        from server.sync.connectors.maildir import create_maildir
+        create_maildir(self.root, [name])
+
+    def rename_folder(self, old: str, new: str) -> None:
+        import os
+        from server.sync.connectors.maildir import folder_path
+        os.rename(folder_path(self.root, old), folder_path(self.root, new))
+
+    def move(self, ref: str, source: str, target: str) -> None:
+        """As a mail client does: the file goes into the other folder's cur/."""
+        import os
+        from server.sync.connectors.maildir import folder_path
+        src = folder_path(self.root, source)
+        file = next(p for sub in ("new", "cur") for p in (src / sub).iterdir()
+                    if p.name.split(":")[0] == ref)
+        name = file.name if ":2," in file.name else file.name + ":2,S"
+        os.rename(file, folder_path(self.root, target) / "cur" / name)
+
+    def keywords(self, folder: str) -> list[set[str]]:
+        """The categories of each message in a folder."""
+        from server.sync.connectors.base import Account
+        from server.sync.connectors.maildir import MaildirConnector
+        with MaildirConnector(Account(address=self.address, root=str(self.root))) as md:
+            target = next(f for f in md.list_folders() if f.name == folder)
+            return [set(m.keywords) for m in md.fetch_changes(target, None).messages]
+
+
+class ImapStore:
+    """A Dovecot user, read over IMAP."""
+
+    protocol = "imap"
+
+    def __init__(self, server, user):
+        self.server, self.user = server, user
+        self.address = user.username
+
+    def profile_fields(self) -> dict:
+        return {"incoming_host": self.server.host, "incoming_port": self.server.imap_port,
+                "incoming_security": "none"}
+
+    def mailbox_fields(self) -> dict:
+        return {"username": self.user.username, "password": self.user.password}
+
+    def deliver(self, data: bytes, folder: str = "INBOX") -> str:
+        return str(self.server.deliver(self.user, data, folder))
+
+    def create_folder(self, name: str) -> None:
+        self.server.create_mailbox(self.user, name)
+
+    def rename_folder(self, old: str, new: str) -> None:
+        client = self.server.imap_client(self.user)
+        try:
+            client.rename_folder(old, new)
+        finally:
+            client.logout()
+
+    def move(self, ref: str, source: str, target: str) -> None:
+        """IMAP MOVE from a second client connection, as Outlook or Thunderbird does."""
+        client = self.server.imap_client(self.user)
+        try:
+            client.select_folder(source)
+            client.move([int(ref)], target)
+        finally:
+            client.logout()
+
+    def keywords(self, folder: str) -> list[set[str]]:
+        from server.sync.connectors.imap import keyword_to_category
+        client = self.server.imap_client(self.user)
+        try:
+            client.select_folder(folder, readonly=True)
+            flags = client.get_flags(client.search(["ALL"]))
+        finally:
+            client.logout()
+        return [{keyword_to_category(f.decode()) for f in fl if not f.startswith(b"\\")}
+                for _, fl in sorted(flags.items())]
+
+
+def store_mailbox(store, owner=None, **fields) -> Mailbox:
+    """An enabled mailbox reading ``store`` (a MaildirStore or ImapStore)."""
+    prof = profile(store.protocol, **store.profile_fields())
+    fields = {**store.mailbox_fields(), **fields}
+    fields.setdefault("email_address", store.address)
+    box = mailbox(owner, prof=prof, **fields)
+    db.session.commit()
+    return box
+
+
+def folder_keys(box: Mailbox) -> dict[str, str]:
+    """name -> key of the mailbox's folders, as its connector reports them."""
+    from server.sync.accounts import account_for
+    from server.sync.connectors import incoming
+    with incoming(box.server_profile.incoming_protocol)(account_for(box, "incoming")) as conn:
+        return {f.name: f.key for f in conn.list_folders()}

@@ -1,0 +1,407 @@
+"""The sync engine: one pass over one mailbox, and retrying what was quarantined.
+
+``sync_mailbox(mailbox_id)`` is what the scheduler's workers and ``flask sync run`` call:
+
+1. load the mailbox; skip it (saying why) when it is not enabled, not approved, or its
+   incoming mail is not read by server-side sync (or it is no forward mailbox);
+2. open its connector through the registry and list its folders; decide which folders are
+   evaluated (``folders.plan_folders``: Inbox, Sent Items when the organization tracks sent
+   items, every enabled tracked folder, with renames and moves applied to the rules);
+3. for each folder, fetch changes since its cursor in batches, run every message through
+   the pipeline, and store the folder's new cursor in the same transaction as the batch's
+   activities and decisions (one commit per batch): a crash repeats work, never skips it,
+   and identities keep a repeat (or a ``reset`` after a UIDVALIDITY change) free of
+   duplicates; the "Tracked to Regarding" category is written back after each commit;
+4. errors by severity: a message is quarantined and the run goes on; a folder is skipped
+   and reported; a mailbox failure (server down, connection lost) backs off
+   (``REGARDING_SYNC_RETRY_SECONDS``) and turns the mailbox off after
+   ``REGARDING_SYNC_MAX_FAILURES`` failures in a row, with an error alert for its owner and
+   the admins; a refused password turns it off at once with an alert that says what to fix;
+5. a ``SyncRun`` row with the counts, the mailbox's last sync/success, backlog, and the next
+   run: sooner after a run that tracked mail, later after idle runs.
+
+Only this module commits during a sync; the pipeline works inside its transactions.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from server.db import db, utcnow
+from server.errors import Invalid, NotFound
+from server.security import authz
+from server.security.authz import Principal
+from server.sync import alerts
+from server.sync.connectors import incoming
+from server.sync.connectors.base import ConnectorError, FetchedMessage, Folder
+from server.sync.folders import FolderInfo, plan_folders
+from server.sync.models import FolderRule, FolderState, Mailbox, QuarantinedMessage, SyncRun
+from server.sync.pipeline import (MailboxRun, Outcome, _safe_detail, process,
+                                  process_forward_mailbox, write_keywords)
+from server.sync.rules import FolderRole
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "REGARDING_SYNC_MAX_FAILURES": 10,
+    "REGARDING_SYNC_RETRY_SECONDS": 300,
+    "REGARDING_SYNC_INTERVAL_SECONDS": 300,
+    "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": 120,
+    "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
+}
+
+__all__ = ["FolderResult", "Progress", "SyncResult", "retry_quarantined", "sync_mailbox"]
+
+
+@dataclass
+class FolderResult:
+    name: str
+    role: str
+    fetched: int = 0
+    tracked: int = 0  # newly tracked (or re-linked by a folder rule) in this run
+    skipped: int = 0
+    quarantined: int = 0
+    seen: int = 0  # tracked already and unchanged (its category was just written, a resync)
+    reset: bool = False
+    more: bool = False  # stopped with mail left (the run's message budget ran out)
+    error: str | None = None
+
+
+@dataclass
+class SyncResult:
+    """What one run did; ``status`` is success, failure or skipped (``reason`` says why)."""
+
+    mailbox_id: int
+    status: str = "success"
+    reason: str | None = None
+    error_code: str | None = None
+    fetched: int = 0
+    tracked: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    seen: int = 0
+    folders: list[FolderResult] = field(default_factory=list)
+    run_id: int | None = None
+    next_sync_on: datetime | None = None
+    more: bool = False
+    disabled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Told to the ``progress`` callback after each committed batch (and before the first)."""
+
+    mailbox_id: int
+    folder: str
+    processed: int  # messages processed in this run so far
+    batch: int  # messages in the batch just committed (0: a folder starts)
+    more: bool  # the folder has more to fetch
+
+
+def _setting(name: str) -> int:
+    return int(current_app.config.get(name, DEFAULTS[name]))
+
+
+def why_not_synced(mailbox: Mailbox) -> str | None:
+    """Why the engine leaves this mailbox alone, or None when it syncs it."""
+    from server.crm.models import Organization
+    if not mailbox.enabled:
+        return "The mailbox is not enabled: test and enable it first."
+    if not mailbox.is_forward_mailbox and mailbox.incoming_method != "server_side_sync":
+        if mailbox.incoming_method == "forward_mailbox":
+            return ("Incoming email of this mailbox arrives through the forward mailbox, "
+                    "which is synchronized instead.")
+        return "Incoming email of this mailbox is not read by server-side synchronization."
+    org = db.session.get(Organization, 1)
+    if org.require_email_approval and not mailbox.email_approved:
+        return "The mailbox's email address is not approved yet."
+    return None
+
+
+def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
+                 progress: Callable[[Progress], None] | None = None,
+                 connector_factory=None, max_messages: int | None = None) -> SyncResult:
+    """One pass over one mailbox: every evaluated folder is brought up to date (or up to
+    ``max_messages`` messages, after which the mailbox is due again at once). ``limit`` is
+    the batch size: messages fetched and committed together."""
+    mailbox = db.session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise NotFound(f"There is no mailbox {mailbox_id}.")
+    result = SyncResult(mailbox_id=mailbox.id)
+    reason = why_not_synced(mailbox)
+    if reason:
+        result.status, result.reason = "skipped", reason
+        return result
+    run = SyncRun(mailbox_id=mailbox.id, worker=(worker or "")[:120], started_on=utcnow())
+    db.session.add(run)
+    db.session.commit()
+    result.run_id = run.id
+    try:
+        _run(mailbox, result, max(1, limit), progress, connector_factory, max_messages)
+    except ConnectorError as exc:
+        db.session.rollback()
+        log.warning("mailbox %s: sync failed (%s, %s)", mailbox.id, exc.code, exc.severity)
+        _failed(mailbox, result, exc.code, exc.message, exc.severity, exc.retry_after)
+    except (OperationalError, InterfaceError) as exc:
+        db.session.rollback()
+        log.error("mailbox %s: database error during sync (%s)", mailbox.id, _safe_detail(exc))
+        _failed(mailbox, result, "database", "The database could not be used during the sync "
+                f"({_safe_detail(exc)}).", "mailbox", None)
+    except Exception as exc:  # a bug must not stop the scheduler: back off like an outage
+        db.session.rollback()
+        detail, where = _safe_detail(exc), _where(exc)
+        log.error("mailbox %s: sync stopped by an internal error (%s at %s)", mailbox.id,
+                  detail, where)
+        _failed(mailbox, result, "internal", f"An internal error stopped the sync ({detail}).",
+                "mailbox", None)
+    else:
+        _succeeded(mailbox, result)
+    run = db.session.get(SyncRun, result.run_id)
+    run.finished_on = utcnow()
+    run.fetched, run.tracked = result.fetched, result.tracked
+    run.skipped, run.failed = result.skipped, result.quarantined
+    run.error_code = result.error_code
+    run.error = result.reason if result.status == "failure" else None
+    db.session.commit()
+    return result
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+
+
+def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_factory,
+         max_messages: int | None) -> None:
+    from server.sync.accounts import account_for
+    ctx = MailboxRun.load(mailbox)
+    if ctx.actor is None and not mailbox.is_forward_mailbox:
+        alerts.raise_alert("warning", "cannot_track",
+                           f"Email in {mailbox.email_address} cannot be tracked: "
+                           f"{ctx.actor_problem}", mailbox)
+    else:
+        alerts.clear("cannot_track", mailbox)
+    account = account_for(mailbox, "incoming")
+    factory = connector_factory or incoming(mailbox.server_profile.incoming_protocol)
+    with factory(account) as connector:
+        ctx.connector = connector
+        folders = connector.list_folders()
+        plan = _plan(ctx, folders)
+        result.notes.extend(plan.notes)
+        db.session.commit()
+        states = {s.folder_key: s for s in db.session.scalars(
+            select(FolderState).where(FolderState.mailbox_id == mailbox.id))}
+        budget = max_messages
+        for info in plan.evaluate:
+            folder_result = FolderResult(info.name, info.role.value)
+            result.folders.append(folder_result)
+            try:
+                budget = _sync_folder(ctx, info, states, folder_result, result, limit,
+                                      progress, budget)
+            except ConnectorError as exc:
+                if exc.severity not in ("folder", "message"):
+                    raise
+                db.session.rollback()
+                write_keywords(ctx)  # nothing queued survives a rollback
+                folder_result.error = exc.message
+                log.warning("mailbox %s: folder %r skipped (%s)", mailbox.id, info.name, exc.code)
+            if budget is not None and budget <= 0 and folder_result.more:
+                result.more = True
+                break
+    _folder_alerts(mailbox, result)
+
+
+def _plan(ctx: MailboxRun, folders: list[Folder]):
+    mailbox = ctx.mailbox
+    if mailbox.is_forward_mailbox:  # every message in its Inbox is a forward
+        return plan_folders(mailbox, folders, [], track_sent=False)
+    rules = db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == mailbox.id)
+                               .order_by(FolderRule.id)).all()
+    return plan_folders(mailbox, folders, rules, track_sent=ctx.org.track_sent_items)
+
+
+def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderState],
+                 folder_result: FolderResult, result: SyncResult, limit: int, progress,
+                 budget: int | None) -> int | None:
+    mailbox = ctx.mailbox
+    handler = process_forward_mailbox if mailbox.is_forward_mailbox else process
+    state = states.get(info.key)
+    if state is None:
+        state = FolderState(mailbox_id=mailbox.id, folder_key=info.key)
+        states[info.key] = state
+    cursor = state.cursor
+    if progress is not None:
+        progress(Progress(mailbox.id, info.name, result.fetched, 0, True))
+    while True:
+        size = limit if budget is None else max(1, min(limit, budget))
+        changes = ctx.connector.fetch_changes(info.folder, cursor, limit=size)
+        if changes.reset:
+            folder_result.reset = True
+            log.info("mailbox %s: folder %r starts over (its cursor is no longer valid)",
+                     mailbox.id, info.name)
+        counts: Counter[str] = Counter()
+        for fetched in changes.messages:
+            outcome = handler(ctx, info, fetched)
+            # Mail seen again (its category was just written, a resync) counts as fetched
+            # only: "tracked" is what this run newly tracked or re-linked.
+            counts["seen" if outcome.tracked and not outcome.new else outcome.status] += 1
+        state.folder_name = info.name[:500]
+        state.role = info.role.value
+        state.cursor = changes.cursor
+        state.updated_on = utcnow()
+        if state.id is None:
+            db.session.add(state)
+        db.session.commit()  # the batch's activities, decisions and cursor together
+        write_keywords(ctx)
+        for target in (folder_result, result):
+            target.fetched += len(changes.messages)
+            target.tracked += counts["tracked"]
+            target.skipped += counts["skipped"]
+            target.quarantined += counts["quarantined"]
+            target.seen += counts["seen"]
+        folder_result.more = changes.more
+        if budget is not None:  # mail seen again does not use up the run's budget
+            budget -= len(changes.messages) - counts["seen"]
+        if progress is not None:
+            progress(Progress(mailbox.id, info.name, result.fetched, len(changes.messages),
+                              changes.more))
+        stalled = not changes.messages and changes.cursor == cursor
+        cursor = changes.cursor
+        if not changes.more or stalled or (budget is not None and budget <= 0):
+            return budget
+
+
+def _folder_alerts(mailbox: Mailbox, result: SyncResult) -> None:
+    failed = [f for f in result.folders if f.error]
+    if failed:
+        names = ", ".join(f'"{f.name}"' for f in failed)
+        alerts.raise_alert("warning", "folder_failed",
+                           f"Some folders of {mailbox.email_address} could not be read and were "
+                           f"skipped: {names} ({failed[0].error}).", mailbox)
+    else:
+        alerts.clear("folder_failed", mailbox)
+
+
+# --------------------------------------------------------------------------- outcome
+
+def _next_interval(mailbox: Mailbox, result: SyncResult) -> int:
+    base = _setting("REGARDING_SYNC_INTERVAL_SECONDS")
+    busy = _setting("REGARDING_SYNC_BUSY_INTERVAL_SECONDS")
+    idle = _setting("REGARDING_SYNC_IDLE_INTERVAL_SECONDS")
+    if result.tracked:
+        return busy
+    if result.fetched - result.seen:
+        return base
+    step = max(1, (idle - base) // 3)  # three idle runs in a row reach the idle interval
+    current = mailbox.sync_interval_seconds or base
+    return min(idle, max(current, base) + step) if idle > base else base
+
+
+def _succeeded(mailbox: Mailbox, result: SyncResult) -> None:
+    now = utcnow()
+    mailbox.last_sync_on = mailbox.last_success_on = now
+    mailbox.consecutive_failures = 0
+    mailbox.incoming_status, mailbox.incoming_message = "success", None
+    mailbox.backlog = sum(1 for f in result.folders if f.more)
+    mailbox.sync_interval_seconds = _next_interval(mailbox, result)
+    mailbox.next_sync_on = now if result.more else now + timedelta(
+        seconds=mailbox.sync_interval_seconds)
+    mailbox.sync_requested = False
+    result.next_sync_on = mailbox.next_sync_on
+    alerts.clear("sync_failed", mailbox)
+
+
+def _failed(mailbox: Mailbox, result: SyncResult, code: str, message: str, severity: str,
+            retry_after: float | None) -> None:
+    now = utcnow()
+    result.status, result.error_code, result.reason = "failure", code, message
+    mailbox.last_sync_on = now
+    mailbox.incoming_status, mailbox.incoming_message = "failure", message
+    mailbox.sync_requested = False
+    address = mailbox.email_address
+    if severity in ("auth", "fatal"):
+        fix = ("Correct the user name and password (or the sign-in) of this mailbox or of its "
+               "email server profile, then test and enable the mailbox again."
+               if severity == "auth" else "Fix the problem, then test and enable the mailbox again.")
+        _disable(mailbox, result, f"{message} {fix}")
+        alerts.raise_alert("error", "auth_failed" if severity == "auth" else "sync_fatal",
+                           f"Synchronization of {address} was turned off: {message} {fix}",
+                           mailbox)
+        return
+    mailbox.consecutive_failures = (mailbox.consecutive_failures or 0) + 1
+    failures, most = mailbox.consecutive_failures, _setting("REGARDING_SYNC_MAX_FAILURES")
+    if failures >= most:
+        _disable(mailbox, result, f"Synchronization failed {failures} times in a row: {message}")
+        alerts.raise_alert("error", "sync_failed",
+                           f"Synchronization of {address} failed {failures} times in a row and "
+                           f"was turned off: {message} When the server is reachable again, test "
+                           "and enable the mailbox.", mailbox)
+        return
+    delay = max(_setting("REGARDING_SYNC_RETRY_SECONDS"), int(retry_after or 0))
+    mailbox.next_sync_on = now + timedelta(seconds=delay)
+    result.next_sync_on = mailbox.next_sync_on
+    alerts.raise_alert("warning", "sync_failed",
+                       f"Synchronization of {address} failed: {message} Attempt {failures} of "
+                       f"{most}; the next one is at {mailbox.next_sync_on:%Y-%m-%d %H:%M} UTC.",
+                       mailbox)
+
+
+def _disable(mailbox: Mailbox, result: SyncResult, reason: str) -> None:
+    mailbox.enabled = False
+    mailbox.disabled_reason = reason
+    mailbox.next_sync_on = None
+    result.disabled = True
+    result.next_sync_on = None
+
+
+# --------------------------------------------------------------------------- quarantine
+
+def _folder_for(mailbox: Mailbox, name: str | None) -> FolderInfo:
+    """The folder a quarantined message came from, as the pipeline sees it now."""
+    name = name or "INBOX"
+    if not mailbox.is_forward_mailbox:
+        rule = db.session.scalar(select(FolderRule).where(
+            FolderRule.mailbox_id == mailbox.id, FolderRule.folder_name == name,
+            FolderRule.enabled.is_(True)))
+        if rule is not None:
+            return FolderInfo(Folder(key=rule.folder_key, name=name), FolderRole.TRACKED,
+                              rule.id, rule.regarding_ref)
+    state = db.session.scalar(select(FolderState).where(
+        FolderState.mailbox_id == mailbox.id, FolderState.folder_name == name).limit(1))
+    role = FolderRole.INBOX if name.upper() == "INBOX" else FolderRole.OTHER
+    if state is not None and state.role in {r.value for r in FolderRole}:
+        role = FolderRole(state.role)
+    key = state.folder_key if state is not None else ""
+    return FolderInfo(Folder(key=key, name=name, role=role.value), role)
+
+
+def retry_quarantined(quarantine_id: int, p: Principal | None = None) -> Outcome:
+    """Run a quarantined message through the pipeline again (after a fix); it is resolved
+    when it is no longer quarantined. ``p``, when given, must be able to write the mailbox.
+    The caller commits."""
+    row = db.session.get(QuarantinedMessage, quarantine_id)
+    if row is None:
+        raise NotFound("There is no such quarantined message.")
+    mailbox = db.session.get(Mailbox, row.mailbox_id)
+    if p is not None:
+        authz.require(p, "write", mailbox)
+    if row.resolved:
+        raise Invalid("This message was already processed.")
+    ctx = MailboxRun.load(mailbox)
+    handler = process_forward_mailbox if mailbox.is_forward_mailbox else process
+    fetched = FetchedMessage(ref=row.source_ref or "", raw=row.raw, arrived_on=row.created_on)
+    outcome = handler(ctx, _folder_for(mailbox, row.folder_name), fetched)
+    row.retried_on = utcnow()
+    if outcome.status != "quarantined":
+        row.resolved = True
+    db.session.flush()
+    return outcome
