@@ -323,6 +323,19 @@ def test_server_killed_mid_sync_then_the_cursor_continues(make_dovecot, make_mai
     assert numbers(first) + rest == [1, 2, 3, 4, 5]
 
 
+def test_server_killed_while_waiting_is_a_mailbox_error(make_dovecot, make_mail_user):
+    server = make_dovecot()
+    user = make_mail_user(server=server)
+    with ImapConnector(imap_account(server, user)) as imap:
+        inbox = folder_named(imap, "INBOX")
+        timer = threading.Timer(0.3, server.kill)
+        timer.start()
+        with pytest.raises(ConnectorError) as caught:
+            imap.wait_for_changes([inbox], timeout=60)
+        timer.join()
+    assert caught.value.severity == "mailbox" and caught.value.code == "connection_lost"
+
+
 @pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_tls_and_starttls_with_the_server_certificate(dovecot_tls, make_mail_user, security):
     user = make_mail_user(server=dovecot_tls)
