@@ -116,9 +116,11 @@ def test_ref_fields_link_to_the_referenced_record(make_user, make_record, signin
     assert f'/r/contact/{contact.id}">Smith</a>' in c.get(f"/r/account/{parent.id}").get_data(as_text=True)
 
 
-def test_delete_asks_for_confirmation_then_deletes(make_user, make_record, signin):
+def test_delete_asks_for_confirmation_then_deletes(make_user, make_record, make_email, signin):
     user = make_user()
     account = make_record(user, "account")
+    child = make_record(user, "contact", last_name="Child", parent_account_id=str(account.id))
+    email = make_email(user, regarding=("account", account.id))
     c = signin(user)
     confirm = c.get(f"/r/account/{account.id}/delete")
     assert confirm.status_code == 200 and "Delete permanently" in confirm.get_data(as_text=True)
@@ -127,6 +129,8 @@ def test_delete_asks_for_confirmation_then_deletes(make_user, make_record, signi
     assert r.status_code == 302 and r.headers["Location"].endswith("/r/account/")
     db.session.expire_all()
     assert db.session.get(Account, account.id) is None
+    assert db.session.get(Contact, child.id).parent_account_id is None  # the link is cleared
+    assert db.session.get(type(email), email.id).regarding_ref is None
 
 
 def test_assign_to_a_user_and_to_a_team(make_user, make_record, signin):

@@ -102,7 +102,8 @@ def test_readable_but_not_updatable_field_is_read_only(make_user, make_record, s
 
 
 @pytest.mark.parametrize("payload", HOSTILE)
-def test_hostile_text_is_escaped_everywhere(payload, make_user, make_record, make_task, signin):
+def test_hostile_text_is_escaped_everywhere(payload, make_user, make_record, make_task, make_email,
+                                            signin):
     user = make_user(roles=("System Administrator",))
     made = {}
     for type_name, rt in RECORD_TYPES.items():
@@ -111,9 +112,15 @@ def test_hostile_text_is_escaped_everywhere(payload, make_user, make_record, mak
             if f.kind in ("str", "text", "phone"):
                 values[f.name] = (payload + f.name)[: f.max_length or 10_000]
         made[type_name] = make_record(user, type_name, **values)
-    make_task(user, regarding=("account", made["account"].id), subject=payload)
+    task = make_task(user, regarding=("account", made["account"].id), subject=payload)
+    email = make_email(user, regarding=("account", made["account"].id), subject=payload,
+                       text=payload, parties=[("from", payload, payload, None),
+                                              ("to", "a@b.example", payload, ("contact", made["contact"].id))],
+                       attachments=[{"filename": payload, "content_type": "text/plain", "size": 1,
+                                     "content": b"x"}])
     c = signin(user)
-    pages = ["/", f"/?q={payload[:5]}"]
+    pages = ["/", f"/?q={payload[:5]}", f"/activities/{task.id}", f"/activities/{email.id}",
+             f"/activities/{email.id}?rq={payload[:5]}"]
     for type_name, record in made.items():
         base = f"/r/{type_name}/{record.id}"
         pages += [f"/r/{type_name}/", base, f"{base}/edit", f"{base}/share", f"{base}/assign",
