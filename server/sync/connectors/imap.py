@@ -116,6 +116,13 @@ class ImapConnector:
         return f"{self.account.host}:{self.port}"
 
     def connect(self) -> None:
+        try:
+            self._connect()
+        except BaseException:
+            self._broken()  # no half-open session left behind (a refused sign-in, say)
+            raise
+
+    def _connect(self) -> None:
         account = self.account
         security = account.security or "tls"
         with self._errors("connecting"):

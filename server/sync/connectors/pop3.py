@@ -53,6 +53,13 @@ class Pop3Connector:
     # -- session --------------------------------------------------------------------------
 
     def connect(self) -> None:
+        try:
+            self._connect()
+        except BaseException:
+            self._drop()  # no half-open session left behind (a refused sign-in, say)
+            raise
+
+    def _connect(self) -> None:
         account = self.account
         security = account.security or "tls"
         with self._errors("connecting"):

@@ -50,6 +50,13 @@ class SmtpSender:
     # -- session --------------------------------------------------------------------------
 
     def connect(self) -> None:
+        try:
+            self._connect()
+        except BaseException:
+            self._drop()  # no half-open session left behind (a refused sign-in, say)
+            raise
+
+    def _connect(self) -> None:
         account = self.account
         security = account.security or "starttls"
         helo = account.settings.get("helo_name") or socket.gethostname()
