@@ -390,9 +390,9 @@ class _Run:
             if not self.profile or not self.profile.outgoing_protocol:
                 raise ConnectorError("not_configured", f"The mailbox {self.mailbox.email_address}"
                                      " has no outgoing server.", severity="auth")
-            sender_cls = outgoing(self.profile.outgoing_protocol)
-            self.sender = sender_cls(account_for(self.mailbox, "outgoing"))
-            self.sender.__enter__()
+            opened = outgoing(self.profile.outgoing_protocol)(account_for(self.mailbox, "outgoing"))
+            opened.__enter__()
+            self.sender = opened
         return self.sender.send(raw, sender, recipients) or {}
 
     def save_sent_copy(self, raw: bytes, when: datetime) -> str | None:
@@ -406,8 +406,9 @@ class _Run:
             return None
         try:
             if self.store is None:
-                self.store = connector_cls(account_for(self.mailbox, "incoming"))
-                self.store.__enter__()
+                store = connector_cls(account_for(self.mailbox, "incoming"))
+                store.__enter__()
+                self.store = store
             folder = self.store.folder_by_role("sent")
             if folder is None:
                 return "there is no Sent folder"
@@ -433,7 +434,7 @@ def send_pending(mailbox_id: int, now: datetime | None = None, *, limit: int = B
     now = now or utcnow()
     mailbox = db.session.get(Mailbox, mailbox_id)
     counts = SendCounts()
-    if mailbox is None:
+    if mailbox is None or mailbox.outgoing_method != "server_side_sync":
         return counts
     org = db.session.get(Organization, 1)
     emails = _due(mailbox, now, limit)
