@@ -492,3 +492,55 @@ def test_quarantined_message_can_be_retried(crm, tmp_path, monkeypatch):
     db.session.commit()
     assert outcome.tracked and db.session.get(QuarantinedMessage, row.id).resolved
     assert tracked("flaky@x.example") and w.decision(box, "flaky@x.example").tracked
+
+
+# --------------------------------------------------------------------------- alerts
+
+def test_alerts_are_deduplicated_and_scoped(crm, make_user, tmp_path):
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob)
+    carol_box = w.mailbox(crm.carol, prof=box.server_profile)
+    first = alerts.raise_alert("warning", "sync_failed", "First wording.", box)
+    again = alerts.raise_alert("error", "sync_failed", "Second wording.", box)
+    other = alerts.raise_alert("warning", "sync_failed", "Carol's.", carol_box)
+    db.session.commit()
+    assert first.id == again.id and again.message == "Second wording." and again.severity == "error"
+    from server.security import authz
+    admin = make_user("admin@org.example", roles=["System Administrator"])
+    assert [a.id for a in alerts.open_alerts(crm.p)] == [first.id]
+    assert [a.id for a in alerts.open_alerts(authz.principal(crm.carol))] == [other.id]
+    assert {a.id for a in alerts.open_alerts(authz.principal(admin))} == {first.id, other.id}
+    with pytest.raises(Exception):
+        alerts.acknowledge(crm.p, other.id)  # not Bob's to see
+    alerts.acknowledge(crm.p, first.id)
+    assert alerts.clear("sync_failed", carol_box) == 1
+    assert alerts.open_alerts(authz.principal(admin)) == []
+    # Raised again after it closed: a new alert.
+    assert alerts.raise_alert("warning", "sync_failed", "Third.", box).id != first.id
+
+
+# --------------------------------------------------------------------------- command line
+
+def test_cli_run_status_why_and_retry(app, crm, tmp_path):
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(12):
+        store.deliver(w.raw(mid=f"cli{n}@x.example"))
+    store.deliver(b"\x00\x01 not mail")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["sync", "run", "--mailbox", "bob@org.example", "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    assert "12 tracked, 0 not tracked, 1 quarantined" in result.output
+    assert w.count_emails() == 12
+    status = runner.invoke(args=["sync", "status"])
+    assert status.exit_code == 0 and "bob@org.example" in status.output and "success" in status.output
+    why = runner.invoke(args=["sync", "why", "--mailbox", str(box.id), "<cli3@x.example>"])
+    assert "tracked" in why.output and "All email messages" in why.output
+    row = db.session.scalar(select(QuarantinedMessage))
+    retried = runner.invoke(args=["sync", "retry", str(row.id)])
+    assert retried.output.startswith("quarantined:")
+    usage = runner.invoke(args=["sync", "run"])
+    assert usage.exit_code != 0 and "--mailbox" in usage.output
+    box.enabled = False
+    db.session.commit()
+    assert "skipped" in runner.invoke(args=["sync", "run", "--mailbox", str(box.id)]).output
