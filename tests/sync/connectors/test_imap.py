@@ -86,6 +86,33 @@ def test_rename_keeps_the_folder_key_and_its_cursor(dovecot, mail_user):
         assert {f.key: f.name for f in imap.list_folders()}[deal.key] == "Archive/Contoso"
 
 
+@pytest.mark.parametrize("list_status", [True, False])
+@pytest.mark.parametrize("xguid", [True, False])
+def test_keys_without_x_guid_or_list_status_also_survive_a_rename(dovecot, mail_user, monkeypatch,
+                                                                   list_status, xguid):
+    """Servers without Dovecot's X-GUID get UIDVALIDITY keys; without LIST-STATUS, one
+    STATUS per folder. Dovecot keeps a folder's UIDVALIDITY over a rename as well."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        if not xguid:
+            imap._xguid = False  # as if the server had refused the item
+        if not list_status:
+            real = imap.capabilities()
+            monkeypatch.setattr(imap, "capabilities",
+                                lambda: tuple(c for c in real if c != b"LIST-STATUS"))
+        before = {f.name: f for f in imap.list_folders()}
+        with dovecot.imap_client(mail_user) as other:
+            other.rename_folder("INBOX/Contoso deal", "INBOX/Contoso won")
+            uidvalidity = other.folder_status("INBOX/Contoso won", ["UIDVALIDITY"])[b"UIDVALIDITY"]
+        after = {f.key: f.name for f in imap.list_folders()}
+    key = before["INBOX/Contoso deal"].key
+    assert key.startswith("guid:" if xguid else "uv:")
+    if not xguid:
+        assert key == f"uv:{uidvalidity}"
+    assert after[key] == "INBOX/Contoso won"
+    assert before["Sent"].role == "sent" and len(after) == len(before)
+
+
 def test_batches_with_a_cursor_then_new_mail_nothing_twice(dovecot, mail_user):
     for n in range(1, 6):
         dovecot.deliver(mail_user, numbered(n))
