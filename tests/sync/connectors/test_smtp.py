@@ -2,6 +2,8 @@
 permanent refusals; a server that is down; the no-send check Test & Enable uses."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from server.sync.connectors import outgoing
@@ -128,3 +130,55 @@ def test_verify_sends_nothing(make_smtp_server):
             smtp.verify("boss@contoso.example", "sam@contoso.example")
     assert server.messages == [] and server.auth_attempts == [("sam", True)]
     assert caught.value.code == "smtp_rejected" and "Not your address" in caught.value.message
+
+
+class _XOAuth2Handler:
+    """An aiosmtpd handler that takes only XOAUTH2 (as Microsoft 365 does for apps) and
+    keeps the messages of signed-in sessions."""
+
+    def __init__(self, token: str):
+        self.token, self.users, self.messages = token, [], []
+
+    async def auth_XOAUTH2(self, server, args):
+        from base64 import b64decode
+
+        from aiosmtpd.smtp import AuthResult
+        fields = dict(part.split("=", 1) for part in
+                      b64decode(args[1]).decode().split("\x01") if "=" in part)
+        if fields.get("auth") != f"Bearer {self.token}":
+            return AuthResult(success=False, handled=False,
+                              message="535 5.7.3 Authentication unsuccessful")
+        self.users.append(fields["user"])
+        return AuthResult(success=True, auth_data=fields["user"])
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((session.authenticated, envelope.mail_from, envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def xoauth2_server():
+    from aiosmtpd.controller import Controller
+    handler = _XOAuth2Handler("at-valid-token")
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
+                            server_hostname="smtp.test.localhost", auth_require_tls=False,
+                            auth_exclude_mechanism=["PLAIN", "LOGIN"])
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+def test_xoauth2_sign_in(xoauth2_server):
+    controller, handler = xoauth2_server
+    account = Account(address="sam@contoso.example", host="127.0.0.1", port=controller.port,
+                      security="none", oauth_token="at-valid-token", timeout=10,
+                      settings={"helo_name": "crm.contoso.example"})
+    with SmtpSender(account) as smtp:
+        smtp.send(numbered(1), "sam@contoso.example", ["ann@customer.example"])
+    assert handler.users == ["sam@contoso.example"]
+    assert handler.messages[0][:2] == (True, "sam@contoso.example")
+    expired = replace(account, oauth_token="at-expired")
+    with pytest.raises(ConnectorError) as caught:
+        SmtpSender(expired).connect()
+    assert caught.value.severity == "auth" and "access token" in caught.value.message
+    assert "at-expired" not in caught.value.message
