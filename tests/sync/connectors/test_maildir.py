@@ -131,6 +131,10 @@ def test_reads_a_dovecot_users_maildir(dovecot, mail_user):
     assert {"INBOX", "INBOX/Contoso deal"} <= set(folders)
     assert numbers(changes) == [1]
     assert "Tracked to Regarding" in changes.messages[0].keywords
+    # The .regarding-id files do not show up as folders in Dovecot.
+    with dovecot.imap_client(mail_user) as imap:
+        names = {name for _, _, name in imap.list_folders()}
+    assert not any("regarding" in name for name in names)
 
 
 def _soon(fn, *args):
