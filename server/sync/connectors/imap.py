@@ -23,6 +23,7 @@ space. ``category_to_keyword``/``keyword_to_category`` do both.
 from __future__ import annotations
 
 import imaplib
+import logging
 import re
 import select
 import socket
@@ -41,6 +42,10 @@ from server.sync.connectors.base import Account, Changes, ConnectorError, Fetche
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category,  # noqa: F401
                                            network_error, newsworthy, pack_cursor,
                                            tls_context, unpack_cursor)
+
+# imapclient sends every protocol line to this logger at DEBUG: message bodies included.
+# Mail content is never logged, whatever the application's log level.
+logging.getLogger("imapclient.imaplib").setLevel(logging.WARNING)
 
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 SPECIAL_USE_ROLES = {b"\\SENT": "sent", b"\\DRAFTS": "drafts", b"\\TRASH": "trash",
