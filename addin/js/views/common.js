@@ -1,0 +1,114 @@
+/**
+ * Small building blocks shared by the pane's views: buttons, sections, badges, record links,
+ * form fields with their error messages, and the panel header with its Back button.
+ */
+import { h, safeHref, uid } from "../dom.js";
+import { ic } from "../icons.js";
+
+export const TYPE_LABELS = {
+  account: "Account", contact: "Contact", lead: "Lead", opportunity: "Opportunity", case: "Case",
+  user: "User", queue: "Queue", email: "Email", appointment: "Appointment", task: "Task",
+  phone_call: "Phone call",
+};
+
+export const ROLE_LABELS = {
+  from: "From", to: "To", cc: "Cc", organizer: "Organizer", required: "Required", optional: "Optional",
+};
+
+export function typeLabel(type) {
+  return TYPE_LABELS[type] || type;
+}
+
+/** A Fluent button: kind is primary, secondary (default), subtle or danger. */
+export function button(label, onclick, { kind = "secondary", iconName, key, disabled, title, describedBy, type = "button", small } = {}) {
+  return h("button", {
+    type, class: ["btn", `btn-${kind}`, small && "btn-small"], onclick, disabled,
+    title, "aria-describedby": describedBy, dataset: key ? { key } : undefined,
+  }, iconName ? ic(iconName) : null, h("span", { class: "btn-label" }, label));
+}
+
+export function iconButton(label, iconName, onclick, { key, cls } = {}) {
+  return h("button", {
+    type: "button", class: ["btn", "btn-icon", cls], onclick, "aria-label": label, title: label,
+    dataset: key ? { key } : undefined,
+  }, ic(iconName));
+}
+
+/** A link that opens the CRM in a new window (the pane stays as it is). */
+export function crmLink(url, text, { cls, label } = {}) {
+  if (!url) return h("span", { class: cls }, text);
+  return h("a", {
+    href: safeHref(url), target: "_blank", rel: "noopener noreferrer", class: cls,
+    "aria-label": label,
+  }, text);
+}
+
+export function badge(text, tone = "neutral") {
+  return h("span", { class: `badge badge-${tone}` }, text);
+}
+
+export function section(title, { id, count, actions, cls } = {}, ...children) {
+  const headingId = id || uid("section");
+  return h("section", { class: ["section", cls], "aria-labelledby": headingId },
+    h("div", { class: "section-head" },
+      h("h2", { id: headingId, tabindex: "-1" }, title,
+        count != null ? h("span", { class: "count", "aria-label": `(${count})` }, String(count)) : null),
+      actions || null),
+    ...children);
+}
+
+export function panelHeader(title, onBack, { id } = {}) {
+  return h("div", { class: "panel-head" },
+    iconButton("Back", "back", onBack, { key: "panel-back" }),
+    h("h2", { id: id || "panel-title", tabindex: "-1" }, title));
+}
+
+/** A labelled input with its hint and error (aria-invalid, aria-describedby). */
+export function field({ name, label, value = "", type = "text", required, error, hint, options,
+  autocomplete = "off", maxlength, rows, inputmode }) {
+  const id = uid(`f-${name}`);
+  const hintId = hint ? `${id}-hint` : null;
+  const errorId = error ? `${id}-error` : null;
+  const describedBy = [hintId, errorId].filter(Boolean).join(" ") || null;
+  const common = {
+    id, name, required, "aria-required": required ? "true" : null, "aria-invalid": error ? "true" : null,
+    "aria-describedby": describedBy, class: "input",
+  };
+  let control;
+  if (options) {
+    control = h("select", common, options.map(([v, text]) => h("option", { value: v, selected: String(v) === String(value) }, text)));
+  } else if (rows) {
+    control = h("textarea", { ...common, rows, maxlength }, value == null ? "" : String(value));
+  } else {
+    control = h("input", { ...common, type, value: value == null ? "" : value, autocomplete, maxlength, inputmode });
+  }
+  return h("div", { class: ["field", error && "invalid"] },
+    h("label", { for: id }, label, required ? h("span", { class: "req", "aria-hidden": "true" }, " *") : null),
+    control,
+    hint ? h("p", { class: "hint", id: hintId }, hint) : null,
+    error ? h("p", { class: "field-error", id: errorId }, ic("warning"), h("span", {}, error)) : null);
+}
+
+export function checkbox({ name, label, checked, hint }) {
+  const id = uid(`c-${name}`);
+  return h("div", { class: "check" },
+    h("input", { type: "checkbox", id, name, checked }),
+    h("label", { for: id }, label),
+    hint ? h("p", { class: "hint" }, hint) : null);
+}
+
+/** An error or notice banner; ``onDismiss`` adds a close button. */
+export function banner(message, { tone = "error", details, onDismiss, action } = {}) {
+  return h("div", { class: `banner banner-${tone}`, role: tone === "error" ? "alert" : "status" },
+    ic(tone === "error" ? "warning" : tone === "success" ? "check" : "pending"),
+    h("div", { class: "banner-body" },
+      h("p", {}, message),
+      details && details.length ? h("ul", {}, details.map((d) => h("li", {}, d))) : null,
+      action || null),
+    onDismiss ? iconButton("Dismiss", "close", onDismiss, { cls: "banner-close" }) : null);
+}
+
+export function spinner(label) {
+  return h("span", { class: "inline-busy", role: "status" },
+    h("span", { class: "spinner small", "aria-hidden": "true" }), h("span", {}, label));
+}

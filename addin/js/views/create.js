@@ -1,0 +1,222 @@
+/**
+ * Quick create from the pane: contact, lead, opportunity, case, task and phone call, each
+ * prefilled from the item (a person's split name and address, the subject, the customer the
+ * item is about). A new record can become what the item is regarding. Field messages from
+ * the server are shown beside their fields.
+ */
+import { append, clear, h } from "../dom.js";
+import { companyFromAddress, splitName } from "../names.js";
+import { banner, button, checkbox, field, panelHeader, typeLabel } from "./common.js";
+
+export const CREATE_KINDS = [
+  ["contact", "Contact", "create_contact"], ["lead", "Lead", "create_lead"],
+  ["opportunity", "Opportunity", "create_opportunity"], ["case", "Case", "create_case"],
+  ["task", "Task", "create_task"], ["phone_call", "Phone call", "create_phone_call"],
+];
+const ACTIVITY_KINDS = new Set(["task", "phone_call"]);
+
+function domain(address) {
+  return String(address || "").split("@")[1]?.toLowerCase() || "";
+}
+
+/** Accounts and contacts the item knows about, for customer and regarding choices. */
+function knownRecords(ctx, related) {
+  const out = [];
+  const seen = new Set();
+  const add = (type, id, name, extra = {}) => {
+    const key = `${type}:${id}`;
+    if (name == null || seen.has(key)) return;
+    seen.add(key);
+    out.push({ type, id, name, ...extra });
+  };
+  for (const party of ctx.parties) {
+    for (const m of party.matches || []) {
+      if (m.card && m.card.account) add("account", m.card.account.id, m.card.account.name, { domain: domain(party.address) });
+      if (["account", "contact", "lead", "opportunity", "case"].includes(m.type)) add(m.type, m.id, m.name, { domain: domain(party.address) });
+    }
+  }
+  for (const source of [ctx.related, related]) {
+    if (!source || !source.for) continue;
+    add(source.for.type, source.for.id, source.for.name);
+    if (source.parent_account) add("account", source.parent_account.id, source.parent_account.name);
+    for (const o of source.open_opportunities || []) add("opportunity", o.id, o.name);
+    for (const c of source.open_cases || []) add("case", c.id, c.title);
+  }
+  return out;
+}
+
+function firstExternal(ctx) {
+  for (const party of ctx.parties) {
+    if (party.status === "resolved" && party.matches[0] && ["contact", "account", "lead"].includes(party.matches[0].type)) {
+      return party;
+    }
+  }
+  return null;
+}
+
+function tomorrowAtNine() {
+  const d = new Date();
+  d.setDate(d.getDate() + 1);
+  d.setHours(9, 0, 0, 0);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** Initial values for a form, from the item and (for Add as …) the person. */
+export function prefill(kind, { item, ctx, party }) {
+  const subject = item.subject || "";
+  const who = party || firstExternal(ctx) || null;
+  const known = knownRecords(ctx, null);
+  const customer = known.find((r) => r.type === "account") || known.find((r) => r.type === "contact");
+  if (kind === "contact" || kind === "lead") {
+    const person = party || { name: "", address: "" };
+    const names = splitName(person.name, person.address);
+    const values = { ...names, email1: person.address || "" };
+    if (kind === "contact") {
+      const sameDomain = known.find((r) => r.type === "account" && r.domain && r.domain === domain(person.address));
+      values.parent_account_id = sameDomain ? String(sameDomain.id) : "";
+    } else {
+      values.company_name = companyFromAddress(person.address);
+      values.topic = subject;
+    }
+    return values;
+  }
+  if (kind === "opportunity") return { name: subject, customer: customer ? `${customer.type}:${customer.id}` : "" };
+  if (kind === "case") return { title: subject, customer: customer ? `${customer.type}:${customer.id}` : "", priority: "normal" };
+  const regarding = ctx.tracking.regarding;
+  const regardingDefault = regarding && regarding.name != null ? `${regarding.type}:${regarding.id}`
+    : customer ? `${customer.type}:${customer.id}` : "";
+  if (kind === "task") return { subject: subject ? `Follow up: ${subject}` : "Follow up", scheduled_end: tomorrowAtNine(), regarding: regardingDefault };
+  const phone = who && who.matches && who.matches[0] && who.matches[0].card ? who.matches[0].card.phone || "" : "";
+  const name = who ? (who.matches && who.matches[0] ? who.matches[0].name : who.name) : "";
+  return { subject: name ? `Call ${name}` : `Call about ${subject}`, phone_number: phone, scheduled_end: tomorrowAtNine(), regarding: regardingDefault };
+}
+
+function options(records, types, { none = "None" } = {}) {
+  return [["", none], ...records.filter((r) => types.includes(r.type))
+    .map((r) => [`${r.type}:${r.id}`, `${r.name} (${typeLabel(r.type)})`])];
+}
+
+function fieldsFor(kind, values, errors, known) {
+  const f = (name, label, extra = {}) => field({ name, label, value: values[name] ?? "", error: errors[name] || errors[`fields.${name}`], ...extra });
+  const customerError = errors.customer || errors.customer_account_id || errors.customer_contact_id;
+  switch (kind) {
+    case "contact":
+      return [f("first_name", "First name", { maxlength: 100 }), f("last_name", "Last name", { required: true, maxlength: 100 }),
+        f("email1", "Email", { type: "email", maxlength: 320 }), f("job_title", "Job title", { maxlength: 100 }),
+        f("phone", "Business phone", { type: "tel", maxlength: 50 }),
+        f("parent_account_id", "Account", { options: options(known, ["account"]).map(([v, t]) => [v.replace(/^account:/, ""), t]) })];
+    case "lead":
+      return [f("first_name", "First name", { maxlength: 100 }), f("last_name", "Last name", { required: true, maxlength: 100 }),
+        f("email1", "Email", { type: "email", maxlength: 320 }), f("company_name", "Company", { maxlength: 160 }),
+        f("topic", "Topic", { maxlength: 200 }), f("phone", "Phone", { type: "tel", maxlength: 50 })];
+    case "opportunity":
+      return [f("name", "Topic", { required: true, maxlength: 200 }),
+        field({ name: "customer", label: "Customer", value: values.customer || "", error: customerError, options: options(known, ["account", "contact"]) }),
+        f("estimated_value", "Est. revenue", { inputmode: "decimal" }),
+        f("estimated_close_date", "Est. close date", { type: "date" })];
+    case "case":
+      return [f("title", "Case title", { required: true, maxlength: 200 }),
+        field({ name: "customer", label: "Customer", value: values.customer || "", error: customerError, options: options(known, ["account", "contact"]) }),
+        f("priority", "Priority", { options: [["high", "High"], ["normal", "Normal"], ["low", "Low"]] }),
+        f("description", "Description", { rows: 3 })];
+    case "task":
+      return [f("subject", "Subject", { required: true, maxlength: 400 }),
+        f("scheduled_end", "Due", { type: "datetime-local" }),
+        field({ name: "regarding", label: "Regarding", value: values.regarding || "", error: errors.regarding, options: options(known, ["account", "contact", "lead", "opportunity", "case"]) }),
+        f("description", "Description", { rows: 3 })];
+    default:
+      return [f("subject", "Subject", { required: true, maxlength: 400 }),
+        f("phone_number", "Phone number", { type: "tel", maxlength: 50 }),
+        f("scheduled_end", "Due", { type: "datetime-local" }),
+        field({ name: "regarding", label: "Regarding", value: values.regarding || "", error: errors.regarding, options: options(known, ["account", "contact", "lead", "opportunity", "case"]) }),
+        f("description", "Description", { rows: 3 })];
+  }
+}
+
+function ref(value) {
+  const [type, id] = String(value || "").split(":");
+  return type && id ? { type, id: Number(id) } : null;
+}
+
+/** The form's values as the API wants them (empty strings left out). */
+export function payload(kind, form) {
+  const data = Object.fromEntries(new FormData(form).entries());
+  const fields = {};
+  for (const [key, value] of Object.entries(data)) {
+    if (key === "track_regarding" || key === "customer" || key === "regarding") continue;
+    if (typeof value === "string" && value.trim() !== "") fields[key] = value.trim();
+  }
+  if (kind === "opportunity" || kind === "case") {
+    const customer = ref(data.customer);
+    if (customer) fields[`customer_${customer.type}_id`] = customer.id;
+  }
+  if (fields.parent_account_id) fields.parent_account_id = Number(fields.parent_account_id);
+  if (fields.scheduled_end) {
+    const when = new Date(fields.scheduled_end);
+    if (!Number.isNaN(when.getTime())) fields.scheduled_end = when.toISOString();
+  }
+  if (data.description) fields.description = data.description; // multi-line as typed
+  return {
+    fields,
+    regarding: ACTIVITY_KINDS.has(kind) ? ref(data.regarding) : null,
+    trackRegarding: data.track_regarding === "on",
+  };
+}
+
+export function createPanel({ kind, state, party, onSubmit, onBack }) {
+  const label = typeLabel(kind);
+  const known = knownRecords(state.ctx, state.related);
+  const isActivity = ACTIVITY_KINDS.has(kind);
+  const noun = state.item.type === "appointment" ? "meeting" : "email";
+  const tracking = state.ctx.tracking;
+  let values = prefill(kind, { item: state.item, ctx: state.ctx, party });
+  let errors = {};
+  let message = null;
+  let busy = false;
+  let trackChecked = null; // null: the default below
+
+  const form = h("form", { class: "create-form", novalidate: true });
+  const wrap = h("div", { class: "panel", role: "region", "aria-labelledby": "panel-title" },
+    panelHeader(`New ${label.toLowerCase()}`, onBack), form);
+
+  function render() {
+    clear(form);
+    const trackable = !isActivity && state.ctx.can.track && (tracking.status !== "failed");
+    const regardingElsewhere = tracking.regarding && tracking.regarding.name != null;
+    append(form, [
+      message ? banner(message, { details: Object.entries(errors).filter(([k]) => k.startsWith("item") || k === "type").map(([, v]) => v) }) : null,
+      ...fieldsFor(kind, values, errors, known),
+      trackable ? checkbox({
+        name: "track_regarding",
+        label: tracking.status === "not_tracked" ? `Track this ${noun} regarding the new ${label.toLowerCase()}`
+          : `Set the new ${label.toLowerCase()} as what this ${noun} is regarding`,
+        checked: trackChecked ?? (Boolean(party) || !regardingElsewhere),
+      }) : null,
+      h("div", { class: "actions form-actions" },
+        button(busy ? "Saving…" : "Save", null, { kind: "primary", type: "submit", key: "create-save", disabled: busy }),
+        button("Cancel", onBack, { key: "create-cancel", disabled: busy })),
+    ]);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (busy) return;
+    values = Object.fromEntries(new FormData(form).entries());
+    const data = payload(kind, form);
+    trackChecked = data.trackRegarding;
+    busy = true;
+    render();
+    const problem = await onSubmit(kind, data);
+    busy = false;
+    if (problem) {
+      errors = problem.fields || {};
+      message = problem.message;
+      render();
+      const invalid = form.querySelector("[aria-invalid=true]");
+      (invalid || form.querySelector(".banner") || form).focus?.();
+    }
+  });
+  render();
+  return wrap;
+}

@@ -1,0 +1,338 @@
+"""The Outlook add-in's pages: the task pane and its files (``addin/``), the sign-in dialog
+that hands the pane a pane token, the preview (the real pane beside a small mail reader with
+sample emails, for anyone without Outlook) and the administrators' page with the manifests.
+
+* ``/addin/taskpane.html`` and ``/addin/<file>``: the pane, served from ``addin/`` with a
+  Content-Security-Policy that lets Outlook frame it (``frame-ancestors`` Outlook's hosts)
+  and load Office.js from Microsoft's CDN, and nothing else from elsewhere.
+* ``/addin/signin``: the page the pane opens with ``displayDialogAsync``. It needs a signed-in
+  session (else it sends the user to ``/signin?next=/addin/signin``); its script then POSTs
+  (same origin, CSRF token) for a short-lived pane token and passes it to the pane with
+  ``Office.context.ui.messageParent``. The token is issued only on that POST, never in HTML.
+* ``/addin/preview``: sample items from the signed-in user's own demo data; the pane runs
+  in an iframe with ``addin/preview/office-standin.js`` instead of Office.js.
+* ``/admin/addin``: the XML and JSON manifests for this deployment and how to install them.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, abort, current_app, jsonify, make_response, redirect,
+                   render_template, request, send_from_directory, url_for)
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from server.addin import manifest, service, sso
+from server.crm.activities import Appointment, Email
+from server.crm.models import Contact
+from server.db import db, utcnow
+from server.errors import ServiceError
+from server.security import admin as admin_svc
+from server.security import authz
+from server.web.auth import current_principal
+
+bp = Blueprint("addin_pages", __name__)
+
+ADDIN_DIR = Path(__file__).resolve().parents[2] / "addin"
+OFFICE_JS = "https://appsforoffice.microsoft.com/lib/1/hosted/office.js"
+STANDIN_JS = "preview/office-standin.js"
+# Where Outlook on the web hosts add-ins; desktop Outlook uses a web view (no framing).
+OUTLOOK_HOSTS = ("https://outlook.office.com", "https://outlook.office365.com",
+                 "https://outlook.live.com", "https://*.outlook.com")
+SERVED_SUFFIXES = {".html", ".js", ".css", ".png", ".svg", ".ico", ".woff2"}
+
+
+def addin_csp(*, outlook: bool = True) -> str:
+    """The policy of the add-in's pages: scripts from here and Office.js's CDN, everything
+    else (frames included: the preview frames the pane and the dialog) from here; framed by
+    Outlook's hosts and by this site (the preview), by nobody else."""
+    ancestors = " ".join(("'self'",) + (OUTLOOK_HOSTS if outlook else ()))
+    return ("default-src 'self'; script-src 'self' https://appsforoffice.microsoft.com; "
+            "style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+            "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            f"frame-ancestors {ancestors}")
+
+
+def _with_csp(response, policy: str, *, cache: str = "no-cache"):
+    response.headers["Content-Security-Policy"] = policy
+    response.headers["Cache-Control"] = cache
+    # Outlook frames the pane; nothing else in this app may be framed (DEFAULT_CSP).
+    response.headers.pop("X-Frame-Options", None)
+    return response
+
+
+def _signin_redirect():
+    """To the sign-in page, coming back here afterwards."""
+    target = request.full_path.rstrip("?") if request.query_string else request.path
+    return redirect(url_for("auth.signin", next=target))
+
+
+# -- the task pane and its files -----------------------------------------------------------------
+
+def _pane_html(office_js: str) -> str:
+    """``taskpane.html`` with the Office.js it loads (the preview swaps in its stand-in)."""
+    text = (ADDIN_DIR / "taskpane.html").read_text(encoding="utf-8")
+    if office_js != OFFICE_JS:
+        if text.count(OFFICE_JS) != 1:
+            raise RuntimeError("addin/taskpane.html must load Office.js exactly once")
+        text = text.replace(OFFICE_JS, office_js)
+    return text
+
+
+@bp.get("/addin/taskpane.html")
+def taskpane():
+    response = make_response(_pane_html(OFFICE_JS))
+    response.mimetype = "text/html"
+    return _with_csp(response, addin_csp())
+
+
+@bp.get("/addin/taskpane-preview.html")
+def taskpane_preview():
+    """The same pane with the preview's stand-in for Office.js; framed by the preview only."""
+    response = make_response(_pane_html(STANDIN_JS))
+    response.mimetype = "text/html"
+    return _with_csp(response, addin_csp(outlook=False))
+
+
+@bp.get("/addin/<path:filename>")
+def addin_file(filename: str):
+    if Path(filename).suffix.lower() not in SERVED_SUFFIXES or filename.endswith("taskpane.html"):
+        abort(404)
+    response = send_from_directory(ADDIN_DIR, filename, max_age=0)
+    if response.mimetype == "application/javascript":
+        response.mimetype = "text/javascript"
+    return _with_csp(response, addin_csp())
+
+
+# -- the sign-in dialog ------------------------------------------------------------------------
+
+@bp.get("/addin/signin")
+def signin_dialog():
+    if not current_user.is_authenticated:
+        return _signin_redirect()
+    preview = request.args.get("host") == "preview"
+    response = make_response(render_template(
+        "addin/signin.html", office_js=url_for("addin_pages.addin_file", filename=STANDIN_JS)
+        if preview else OFFICE_JS, user=current_user))
+    return _with_csp(response, addin_csp(outlook=not preview), cache="no-store")
+
+
+@bp.post("/addin/signin")
+def signin_token():
+    """A pane token for the signed-in user (the dialog's script asks, with the CSRF token)."""
+    if not current_user.is_authenticated:
+        return _json_error(401, "unauthenticated", "Sign in first.")
+    try:
+        secret, expires_on = service.issue_pane_token(current_user._get_current_object())
+    except ServiceError as exc:
+        db.session.rollback()
+        return _json_error(exc.status, exc.code, exc.message)
+    db.session.commit()
+    response = jsonify({"token": secret,
+                        "expires_on": expires_on.isoformat().replace("+00:00", "Z")})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _json_error(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the preview -------------------------------------------------------------------------------
+
+STRANGER = ("Jonas Whitaker", "jonas.whitaker@harbourlight-ventures.example")
+SAMPLE_TRACKED = 2
+
+
+def _who(name: str | None, address: str | None) -> dict:
+    return {"displayName": name or address or "", "emailAddress": address or ""}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _paragraphs(text: str) -> str:
+    return "".join(f"<p>{html.escape(line)}</p>" for line in text.split("\n\n"))
+
+
+def _email_sample(email: Email, n: int) -> dict:
+    roles: dict[str, list] = {"from": [], "to": [], "cc": []}
+    for party in email.parties:
+        if party.role in roles:
+            roles[party.role].append(_who(party.name, party.address))
+    text = email.text_body or email.description or ""
+    return {"key": f"tracked-{n}", "folder": "Inbox", "type": "message", "mode": "read",
+            "itemId": f"preview-email-{email.id}", "internetMessageId": f"<{email.message_id}>",
+            "conversationId": email.conversation_id, "subject": email.subject,
+            "from": (roles["from"] or [None])[0], "to": roles["to"], "cc": roles["cc"],
+            "date": _iso(email.sent_on or email.occurred_on), "bodyText": text,
+            "bodyHtml": email.html_body or _paragraphs(text), "attachments": []}
+
+
+def _new_email(key: str, sender: tuple[str, str], to: list[tuple[str, str]], subject: str,
+               text: str, user_id: int, **extra) -> dict:
+    """A message the CRM has not seen: its Message-ID is stable per user, so tracking it in
+    the preview is idempotent and shows as tracked next time."""
+    digest = hashlib.sha256(f"{user_id}:{key}:{sender[1]}".encode()).hexdigest()[:24]
+    domain = sender[1].rpartition("@")[2] or "example"
+    item = {"key": key, "folder": "Inbox", "type": "message", "mode": "read",
+            "itemId": f"preview-{key}-{digest}", "internetMessageId": f"<{digest}@mail.{domain}>",
+            "conversationId": digest, "subject": subject, "from": _who(*sender),
+            "to": [_who(*x) for x in to], "cc": [], "date": _iso(utcnow() - timedelta(hours=2)),
+            "bodyText": text, "bodyHtml": _paragraphs(text), "attachments": []}
+    item.update(extra)
+    return item
+
+
+def samples(p: authz.Principal) -> list[dict]:
+    """Sample items for the preview from the user's own CRM: recent tracked emails, a new
+    email from one of their contacts, one from a stranger, a meeting and a draft, described
+    the way Office.js describes items (the stand-in serves them to the pane)."""
+    user = p.user
+    me = (user.full_name, user.email)
+    items: list[dict] = []
+    emails = db.session.scalars(
+        select(Email).where(authz.scope(p, Email, "read"), Email.direction == "incoming",
+                            Email.message_id.is_not(None), Email.sender_address.is_not(None))
+        .options(selectinload(Email.parties))
+        .order_by(Email.occurred_on.desc(), Email.id.desc()).limit(SAMPLE_TRACKED)).all()
+    items += [_email_sample(e, n) for n, e in enumerate(emails, 1)]
+    contact = db.session.scalars(
+        select(Contact).where(authz.scope(p, Contact, "read"), Contact.is_active.is_(True),
+                              Contact.email1.is_not(None))
+        .order_by(Contact.modified_on.desc(), Contact.id.desc()).limit(1)).first()
+    if contact is not None:
+        first = contact.first_name or contact.full_name
+        items.append(_new_email(
+            "known", (contact.full_name, contact.email1), [me],
+            "Question about next quarter's order",
+            f"Hi {user.full_name.split()[0]},\n\nWe are planning next quarter's order and would "
+            "like to add a few more sites. Could you send an updated quote?\n\n"
+            f"Thanks,\n{contact.full_name}", user.id))
+    items.append(_new_email(
+        "stranger", STRANGER, [me], "Introduction: Harbourlight Ventures <partnership>",
+        "Hello,\n\nI run procurement at Harbourlight Ventures. A colleague recommended you; "
+        "could we set up a call next week about equipping our new office?\n\n"
+        "Best,\nJonas Whitaker", user.id,
+        attachments=[{"id": "att-1", "name": "Office floor plan.pdf", "contentType": "application/pdf",
+                      "size": 48213, "attachmentType": "file", "isInline": False,
+                      "contentBase64": base64.b64encode(b"%PDF-1.4 sample floor plan").decode()}]))
+    meeting = db.session.scalars(
+        select(Appointment).where(authz.scope(p, Appointment, "read"),
+                                  Appointment.global_object_id.is_not(None))
+        .options(selectinload(Appointment.parties))
+        .order_by(Appointment.scheduled_start.desc(), Appointment.id.desc()).limit(1)).first()
+    if meeting is not None:
+        organizer = next((x for x in meeting.parties if x.role == "organizer"), None)
+        items.append({
+            "key": "meeting", "folder": "Calendar", "type": "appointment", "mode": "read",
+            "itemId": meeting.global_object_id, "internetMessageId": None,
+            "subject": meeting.subject,
+            "organizer": _who(organizer.name, organizer.address) if organizer else _who(*me),
+            "requiredAttendees": [_who(x.name, x.address) for x in meeting.parties if x.role == "required"],
+            "optionalAttendees": [_who(x.name, x.address) for x in meeting.parties if x.role == "optional"],
+            "start": _iso(meeting.scheduled_start), "end": _iso(meeting.scheduled_end),
+            "location": meeting.location or "", "date": _iso(meeting.scheduled_start),
+            "bodyText": meeting.description or "", "bodyHtml": _paragraphs(meeting.description or ""),
+            "attachments": []})
+    to = (contact.full_name, contact.email1) if contact is not None else STRANGER
+    items.append({
+        "key": "draft", "folder": "Drafts", "type": "message", "mode": "compose",
+        "itemId": None, "internetMessageId": None, "subject": "Proposal and next steps",
+        "from": _who(*me), "to": [_who(*to)], "cc": [], "date": _iso(utcnow()),
+        "bodyText": f"Hi {to[0].split()[0]},\n\nAs promised, here is our proposal. "
+                    "I am happy to walk you through it.\n\nBest regards,\n" + user.full_name,
+        "attachments": []})
+    for item in items:
+        if item["mode"] == "compose":
+            item["bodyHtml"] = _paragraphs(item["bodyText"])
+    return items
+
+
+@bp.get("/addin/preview")
+def preview():
+    if not current_user.is_authenticated:
+        return _signin_redirect()
+    p = current_principal()
+    items = samples(p)
+    response = make_response(render_template(
+        "addin/preview.html", items=items, user=current_user,
+        can_use=p.has("use_outlook_addin")))
+    return _with_csp(response, addin_csp(outlook=False))
+
+
+# -- administrators: the manifests ---------------------------------------------------------------
+
+def _base_url() -> str:
+    return (current_app.config.get("REGARDING_BASE_URL") or request.host_url).rstrip("/")
+
+
+def _require_admin():
+    if not current_user.is_authenticated:
+        return _signin_redirect()
+    admin_svc.require_manage(current_principal(), "organization")
+    return None
+
+
+def _rendered(kind: str) -> tuple[bytes | str, str, str]:
+    """(content, mimetype, filename) of a manifest for this deployment; ValueError when the
+    base URL cannot serve an add-in (Outlook needs https)."""
+    base = _base_url()
+    settings = manifest.ManifestSettings.from_config(current_app.config)
+    host = urlsplit(manifest.normalize_base_url(base)).hostname or "regarding"
+    if kind == "xml":
+        return manifest.render_xml(base, settings), "application/xml", f"regarding-{host}.xml"
+    if kind == "json":
+        return manifest.render_json(base, settings), "application/json", "manifest.json"
+    return manifest.app_package(base, settings), "application/zip", f"regarding-{host}.zip"
+
+
+@bp.get("/admin/addin")
+def admin_addin():
+    refused = _require_admin()
+    if refused is not None:
+        return refused
+    base = _base_url()
+    problem = None
+    xml = None
+    try:
+        xml, _, _ = _rendered("xml")
+    except ValueError as exc:
+        problem = str(exc)
+    settings = manifest.ManifestSettings.from_config(current_app.config)
+    return render_template(
+        "addin/admin.html", base=base, problem=problem, settings=settings,
+        configured_base=bool(current_app.config.get("REGARDING_BASE_URL")),
+        sso_server=sso.is_configured(),
+        taskpane_url=base + manifest.TASKPANE_PATH,
+        xml_digest=hashlib.sha256(xml.encode()).hexdigest()[:12] if xml else None)
+
+
+@bp.get("/admin/addin/<any(xml, json, zip):kind>")
+def admin_addin_download(kind: str):
+    refused = _require_admin()
+    if refused is not None:
+        return refused
+    try:
+        content, mimetype, filename = _rendered(kind)
+    except ValueError as exc:
+        abort(409, str(exc))
+    response = make_response(content)
+    response.mimetype = mimetype
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
