@@ -203,6 +203,23 @@ def test_sent_items_are_tracked_as_outgoing(crm, store):
     assert email.direction == "outgoing" and email.status == "sent"
 
 
+def test_attachment_over_the_limit_is_kept_as_metadata(crm, store):
+    import base64
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    box.server_profile.attachment_max_bytes = 2048
+    db.session.commit()
+    big = base64.encodebytes(bytes(range(256)) * 40).decode()
+    body = ("--b\r\nContent-Type: text/plain\r\n\r\nThe drawings.\r\n"
+            "--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=plan.png\r\n"
+            f"Content-Transfer-Encoding: base64\r\n\r\n{big}\r\n--b--\r\n")
+    store.deliver(w.raw(mid="plan@x.example", body=body, extra=[
+        ("MIME-Version", "1.0"), ("Content-Type", 'multipart/mixed; boundary="b"')]))
+    assert sync_mailbox(box.id).tracked == 1
+    attachment = tracked("plan@x.example")[0].attachments[0]
+    assert (attachment.filename, attachment.size, attachment.content_omitted) == ("plan.png", 10240, True)
+    assert attachment.content is None and attachment.sha256 is None
+
+
 # --------------------------------------------------------------------------- correlation
 
 def test_correlation_by_thread_index_inherits_regarding_over_imap(crm, dovecot, mail_user):
@@ -544,3 +561,51 @@ def test_cli_run_status_why_and_retry(app, crm, tmp_path):
     box.enabled = False
     db.session.commit()
     assert "skipped" in runner.invoke(args=["sync", "run", "--mailbox", str(box.id)]).output
+
+
+# --------------------------------------------------------------------------- the demo
+
+def test_demo_mailbox_is_tracked_as_the_readme_says(app):
+    import os
+    from server.crm.models import Opportunity
+    from server.demo import seed
+    from server.sync.connectors.maildir import folder_path
+    from server.sync.demo import DEAL_FOLDER, DEMO_USER, seed_demo_mailbox
+    from server.sync.models import Mailbox
+
+    summary = seed()
+    db.session.commit()
+    assert DEMO_USER in summary
+    assert seed_demo_mailbox() is None  # once
+    box = db.session.scalar(select(Mailbox).where(Mailbox.email_address == DEMO_USER))
+    deal = db.session.scalar(select(Opportunity).where(Opportunity.name == "Contoso deal"))
+    root = os.path.join(app.instance_path, "maildir", DEMO_USER)
+    assert os.path.isdir(os.path.join(root, "cur"))
+    before = w.count_emails()
+    result = sync_mailbox(box.id)
+    assert result.status == "success" and result.quarantined == 0
+    assert 25 <= result.fetched <= 60
+    decisions = {row.rule_hits[-1]["rule"]: row for row in db.session.scalars(
+        select(MessageDecision).where(MessageDecision.mailbox_id == box.id))}
+    assert {"correlated-reply", "tracked-folder", "bulk-mail", "auto-reply", "delivery-report",
+            "default"} <= set(decisions)
+    filed = db.session.scalars(select(MessageDecision).where(
+        MessageDecision.folder_name == DEAL_FOLDER)).all()
+    assert len(filed) == 3 and all(d.tracked for d in filed)
+    assert all(db.session.get(Email, d.activity_id).regarding_ref == ("opportunity", deal.id)
+               for d in filed)
+    replies = db.session.scalars(select(MessageDecision).where(
+        MessageDecision.mailbox_id == box.id, MessageDecision.correlation_method == "in_reply_to",
+        MessageDecision.tracked.is_(True))).all()
+    assert len(replies) >= 6
+    for row in replies:  # each joined its conversation, regarding the same record
+        email = db.session.get(Email, row.activity_id)
+        parent = db.session.get(Email, email.parent_activity_id)
+        assert email.regarding_ref == parent.regarding_ref and email.regarding_ref is not None
+    assert w.count_emails() == before + result.tracked
+    # The README: drop an .eml file into the tracked folder's new/ and it is tracked.
+    drop = folder_path(root, DEAL_FOLDER) / "new" / "dropped.eml"
+    drop.write_bytes(w.raw(sender="Someone New <someone@new.example>", subject="Dropped in",
+                           mid="dropped@new.example"))
+    assert sync_mailbox(box.id).tracked == 1
+    assert tracked("dropped@new.example")[0].regarding_ref == ("opportunity", deal.id)
