@@ -1,23 +1,10 @@
 """Fixtures for the administration tests: a System Administrator and their client, and
-privileges computed as a fresh request would.
-
-The suite's application context is shared by all requests of a test, and so is ``g``: the
-signed-in user Flask-Login keeps there and the principal cache of ``authz`` are dropped at
-the start of every request here, as a new request in production starts without them."""
+privileges computed as a fresh request would."""
 from __future__ import annotations
 
 import re
 
 import pytest
-from flask import g
-
-
-@pytest.fixture(autouse=True)
-def _fresh_principals(app):
-    @app.before_request
-    def _forget():
-        g.pop("_principals", None)
-        g.pop("_login_user", None)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from flask import g, request_started
 from sqlalchemy import event
 
 from server.crm import records
@@ -27,19 +26,6 @@ SAMPLE = {
     "case": {"title": "Machine leaks water", "priority": "high"},
     "queue": {"name": "Support queue", "email": "support@contoso.example"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _request_globals_per_request(app):
-    """The ``app`` fixture keeps an application context pushed, which Flask reuses for every
-    test request, so ``g`` (Flask-Login's current user, the cached principal) would outlive a
-    request and leak from one test client to another. Start each request without them."""
-    def reset(sender, **extra):
-        for key in ("_login_user", "_principals"):
-            g.pop(key, None)
-    request_started.connect(reset, app)
-    yield
-    request_started.disconnect(reset, app)
 
 
 @pytest.fixture
