@@ -24,6 +24,7 @@ Only this module commits during a sync; the pipeline works inside its transactio
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import traceback
 from collections import Counter
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, utcnow
@@ -43,8 +44,9 @@ from server.sync import alerts
 from server.sync.connectors import incoming
 from server.sync.connectors.base import ConnectorError, FetchedMessage, Folder
 from server.sync.folders import FolderInfo, plan_folders
-from server.sync.models import FolderRule, FolderState, Mailbox, QuarantinedMessage, SyncRun
-from server.sync.pipeline import (MailboxRun, Outcome, _safe_detail, process,
+from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
+                                QuarantinedMessage, SyncRun)
+from server.sync.pipeline import (MailboxRun, Outcome, safe_detail, process,
                                   process_forward_mailbox, write_keywords)
 from server.sync.rules import FolderRole
 
@@ -153,26 +155,37 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
         _failed(mailbox, result, exc.code, exc.message, exc.severity, exc.retry_after)
     except (OperationalError, InterfaceError) as exc:
         db.session.rollback()
-        log.error("mailbox %s: database error during sync (%s)", mailbox.id, _safe_detail(exc))
+        log.error("mailbox %s: database error during sync (%s)", mailbox.id, safe_detail(exc))
         _failed(mailbox, result, "database", "The database could not be used during the sync "
-                f"({_safe_detail(exc)}).", "mailbox", None)
+                f"({safe_detail(exc)}).", "mailbox", None)
     except Exception as exc:  # a bug must not stop the scheduler: back off like an outage
         db.session.rollback()
-        detail, where = _safe_detail(exc), _where(exc)
+        detail, where = safe_detail(exc), _where(exc)
         log.error("mailbox %s: sync stopped by an internal error (%s at %s)", mailbox.id,
                   detail, where)
         _failed(mailbox, result, "internal", f"An internal error stopped the sync ({detail}).",
                 "mailbox", None)
+    except BaseException:  # stopped from outside (a worker shutting down): what is
+        db.session.rollback()  # committed stays, the run row says it was cut short
+        try:
+            _finish_run(result, "interrupted", "The run was stopped before it finished.")
+        except Exception:
+            db.session.rollback()
+        raise
     else:
         _succeeded(mailbox, result)
+    _finish_run(result, result.error_code,
+                result.reason if result.status == "failure" else None)
+    return result
+
+
+def _finish_run(result: SyncResult, error_code: str | None, error: str | None) -> None:
     run = db.session.get(SyncRun, result.run_id)
     run.finished_on = utcnow()
     run.fetched, run.tracked = result.fetched, result.tracked
     run.skipped, run.failed = result.skipped, result.quarantined
-    run.error_code = result.error_code
-    run.error = result.reason if result.status == "failure" else None
+    run.error_code, run.error = error_code, error
     db.session.commit()
-    return result
 
 
 def _where(exc: BaseException) -> str:
@@ -211,7 +224,7 @@ def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_f
                 if exc.severity not in ("folder", "message"):
                     raise
                 db.session.rollback()
-                write_keywords(ctx)  # nothing queued survives a rollback
+                ctx.keyword_queue.clear()  # what it tracked in that batch was rolled back
                 folder_result.error = exc.message
                 log.warning("mailbox %s: folder %r skipped (%s)", mailbox.id, info.name, exc.code)
             if budget is not None and budget <= 0 and folder_result.more:
@@ -403,5 +416,10 @@ def retry_quarantined(quarantine_id: int, p: Principal | None = None) -> Outcome
     row.retried_on = utcnow()
     if outcome.status != "quarantined":
         row.resolved = True
+        # The bytes are readable now: the decision logged under their hash is replaced.
+        stale = f"sha256:{hashlib.sha256(row.raw).hexdigest()}"
+        if outcome.identity != stale:
+            db.session.execute(delete(MessageDecision).where(
+                MessageDecision.mailbox_id == mailbox.id, MessageDecision.identity == stale))
     db.session.flush()
     return outcome

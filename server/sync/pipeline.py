@@ -435,7 +435,7 @@ def _guarded(ctx, folder, fetched, work) -> Outcome:
     except (OperationalError, InterfaceError):
         raise  # the database itself is unreachable: nothing could be recorded
     except Exception as exc:
-        detail = _safe_detail(exc)
+        detail = safe_detail(exc)
         log.error("mailbox %s: message %s in %r could not be processed (%s)",
                   ctx.mailbox.id, fetched.ref, folder.name, detail)
         return quarantine(ctx, folder, fetched, "internal",
@@ -443,7 +443,7 @@ def _guarded(ctx, folder, fetched, work) -> Outcome:
                           f"error ({detail}). It is kept here and can be retried.")
 
 
-def _safe_detail(exc: BaseException) -> str:
+def safe_detail(exc: BaseException) -> str:
     """An error's kind and short text, never the SQL parameters (they hold message content)."""
     if isinstance(exc, StatementError) and exc.orig is not None:
         text = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
@@ -451,6 +451,9 @@ def _safe_detail(exc: BaseException) -> str:
     if isinstance(exc, ServiceError):
         return f"{type(exc).__name__}: {exc.message[:200]}"
     return type(exc).__name__
+
+
+_safe_detail = safe_detail  # the name the worker and push modules import
 
 
 def _process(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage) -> Outcome:

@@ -457,6 +457,28 @@ def test_large_mailbox_in_batches_with_progress_and_budget(crm, tmp_path):
     assert state.cursor and state.folder_name == "INBOX"
 
 
+def test_run_stopped_from_outside_keeps_its_batches_and_counts_no_failure(crm, tmp_path):
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(8):
+        store.deliver(w.raw(mid=f"stop{n}@x.example"))
+
+    class Stop(BaseException):
+        """What a worker raises from the progress callback when it shuts down."""
+
+    def stop_after_first_batch(event):
+        if event.batch:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        sync_mailbox(box.id, limit=3, progress=stop_after_first_batch)
+    db.session.refresh(box)
+    run = db.session.scalar(select(SyncRun))
+    assert run.finished_on is not None and run.error_code == "interrupted"
+    assert box.consecutive_failures == 0 and box.enabled and w.count_emails() == 3
+    assert sync_mailbox(box.id).tracked == 5 and w.count_emails() == 8
+
+
 def test_interval_is_shorter_after_tracking_and_longer_when_idle(crm, tmp_path):
     store = w.MaildirStore(tmp_path / "store", "bob@org.example")
     box = w.store_mailbox(store, crm.bob, tracking_option="all")
