@@ -478,7 +478,9 @@ def handle(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     token = corr.find_token(msg.subject, ctx.org.tracking_token_prefix)
     existing = _first_email(Email.message_id == identity)
     requests = _requests(ctx, identity, token)
-    correlation = None if existing is not None else correlate(ctx, msg)
+    # A tracked email needs no parent, unless this mailbox may get its own copy of it.
+    correlation = correlate(ctx, msg) if existing is None or ctx.org.track_between_users_as_two \
+        else None
     matches = _resolved(ctx, msg)
     categories = {k.casefold() for k in fetched.keywords}
     dctx = SyncDecisionContext(
