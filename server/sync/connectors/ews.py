@@ -1,0 +1,484 @@
+"""EWS connector (exchangelib) for Exchange Server on premises: folders keyed by their EWS
+folder ids, changes since a SyncFolderItems state, MIME content for the parser, Outlook
+categories for "Tracked to Regarding", and sending with a copy in Sent Items.
+
+Microsoft turned EWS off for Exchange Online in 2026: this connector is for Exchange Server
+(on premises) only; Exchange Online is read with Microsoft Graph (``EWS_NOTICE`` says so on
+the admin pages).
+
+Server profile settings (``EmailServerProfile.settings``):
+
+``ews_url``        the EWS endpoint, e.g. ``https://mail.contoso.example/EWS/Exchange.asmx``;
+                   without it the endpoint is found by Autodiscover from the mailbox address
+``auth_type``      ``ntlm``, ``basic`` or ``oauth`` as the server offers (default: ask the
+                   server, which names its schemes in ``WWW-Authenticate``); a profile whose
+                   ``auth_method`` is ``oauth2`` signs in with the mailbox's access token
+``impersonation``  true: the profile's service account acts for every mailbox with the
+                   ApplicationImpersonation role (else delegate access, or the mailbox's own
+                   credentials)
+``exchange_version``  optional, e.g. ``Exchange2016``: skips asking the server for its version
+``max_connections``   concurrent connections to the server per process (default 4)
+``poll_seconds``   how often ``wait_for_changes`` asks the server (default 30)
+
+Folder keys are EWS folder ids: Exchange keeps them over renames and moves. The cursor is
+JSON ``{"state": <SyncFolderItems SyncState>}``; an invalid state (ErrorInvalidSyncStateData)
+starts the folder over and says ``reset``. A message moved by the user is a Delete in one
+folder and a Create (with a new item id) in the other, so moving mail into a tracked folder
+is seen by that folder's sync. Updates are reported only when the item now has a category a
+person set, as with IMAP keywords. Bodies come from GetItem with the MIME content; GetItem
+does not mark mail as read.
+
+Categories are Outlook's own, with spaces: "Tracked to Regarding" is written as it is
+(GetItem for the current list, then UpdateItem with the list plus the category).
+
+Sending: CreateItem with the MIME content and ``SendAndSaveCopy`` into Sent Items, so the
+connector itself does not append a Sent copy (``supports_append`` is False). Bcc recipients,
+which the MIME headers do not carry, are given as BccRecipients.
+
+Errors: a refused sign-in (HTTP 401) and a denied impersonation or unknown mailbox are
+``auth`` (a person must fix the profile); ErrorServerBusy is a mailbox error with
+``retry_after`` from its BackOffMilliseconds; network failures and other transport errors
+are mailbox errors; a missing item is a message error; a missing folder a folder error.
+
+Waiting for changes polls SyncFolderItems from the last state read in this session (without
+storing what it sees). Streaming and pull notifications are not used yet.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from email import message_from_bytes, policy
+from email.utils import getaddresses
+
+from requests.exceptions import RequestException
+
+from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
+
+from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Build, Configuration,
+                         Credentials, Message, Version)
+from exchangelib import Account as EwsAccount
+from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
+from exchangelib.errors import (AutoDiscoverFailed, ErrorAccessDenied, ErrorFolderNotFound,
+                                ErrorImpersonateUserDenied, ErrorInvalidSyncStateData,
+                                ErrorItemNotFound, ErrorNonExistentMailbox, ErrorServerBusy,
+                                EWSError, RedirectError, TransportError, UnauthorizedError)
+from exchangelib.folders import FolderCollection
+from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, JunkEmail,
+                                               MsgFolderRoot, SentItems)
+from exchangelib.folders.roots import Root
+from exchangelib.folders.base import Folder as EwsFolder
+from exchangelib.properties import DistinguishedFolderId
+from exchangelib.properties import Mailbox as EwsMailbox
+from exchangelib.services import GetItem, SyncFolderItems, UpdateItem
+
+# exchangelib logs every request and response at DEBUG (message bodies, Authorization
+# headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
+logging.getLogger("exchangelib.util").setLevel(logging.CRITICAL)
+
+EWS_NOTICE = ("EWS is for Exchange Server (on-premises) only; for Exchange Online use "
+              "Microsoft Graph. Microsoft turned EWS off for Exchange Online in 2026.")
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth": OAUTH2}
+ROLES = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts", "deleteditems": "trash",
+         "junkemail": "junk"}
+_WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
+               "deleteditems": DeletedItems, "junkemail": JunkEmail}
+GET_BATCH = 50  # items per GetItem
+DEFAULT_POLL_SECONDS = 30.0
+
+
+def _utc(value) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    value = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                     value.microsecond, tzinfo=value.tzinfo and timezone(value.utcoffset()))
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _version(name: str | None) -> Version | None:
+    """``Exchange2016`` -> the Version exchangelib would learn by asking (saves a request)."""
+    if not name:
+        return None
+    for build, api_version, _ in _KNOWN_BUILDS:
+        if api_version == name:
+            return Version(build=build, api_version=api_version)
+    raise ConnectorError("bad_setting", f"Unknown Exchange version {name!r} in the server "
+                         "profile (e.g. Exchange2013, Exchange2016).", severity="auth")
+
+
+_KNOWN_BUILDS = [
+    (Build(15, 1), "Exchange2016", "Exchange 2016 / 2019"),
+    (Build(15, 0), "Exchange2013", "Exchange 2013"),
+    (Build(14, 0), "Exchange2010", "Exchange 2010"),
+]
+
+
+class EwsConnector:
+    """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
+
+    supports_keywords = True
+    supports_append = False  # sending saves its own copy in Sent Items
+
+    def __init__(self, account: Account):
+        self.account = account
+        self.settings = account.settings or {}
+        self._ews: EwsAccount | None = None
+        self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
+        self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
+        self._root_folder: Root | None = None
+
+    # -- session --------------------------------------------------------------------------
+
+    def __enter__(self) -> EwsConnector:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return self.settings.get("ews_url") or f"Autodiscover for {self.account.address}"
+
+    def _credentials(self):
+        account = self.account
+        if account.oauth_token:
+            return OAuth2AuthorizationCodeCredentials(
+                access_token={"access_token": account.oauth_token, "token_type": "Bearer"})
+        return Credentials(account.username or account.address, account.password or "")
+
+    def connect(self) -> None:
+        account = self.account
+        credentials = self._credentials()
+        auth_name = "oauth" if account.oauth_token else self.settings.get("auth_type")
+        if auth_name and auth_name not in AUTH_TYPES:
+            raise ConnectorError("bad_setting", f"Unknown EWS sign-in {auth_name!r}: choose "
+                                 "NTLM, Basic or OAuth in the server profile.", severity="auth")
+        access = IMPERSONATION if self.settings.get("impersonation") else DELEGATE
+        with self._errors("connecting"):
+            if self.settings.get("ews_url"):
+                config = Configuration(
+                    service_endpoint=self.settings["ews_url"], credentials=credentials,
+                    auth_type=AUTH_TYPES.get(auth_name), version=_version(
+                        self.settings.get("exchange_version")),
+                    max_connections=int(self.settings.get("max_connections", 4)))
+                self._ews = EwsAccount(primary_smtp_address=account.address, config=config,
+                                       autodiscover=False, access_type=access,
+                                       default_timezone=None)
+            else:
+                self._ews = EwsAccount(primary_smtp_address=account.address,
+                                       credentials=credentials, autodiscover=True,
+                                       access_type=access)
+
+    def close(self) -> None:
+        ews, self._ews = self._ews, None
+        if ews is not None:
+            try:
+                ews.protocol.close()
+            except Exception:  # the connection may be gone already
+                pass
+
+    @property
+    def ews(self) -> EwsAccount:
+        if self._ews is None:
+            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
+                                 severity="mailbox", retry_after=60)
+        return self._ews
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """exchangelib's exceptions as ``ConnectorError``s with a severity."""
+        where = self.where
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except UnauthorizedError:
+            who = self.account.username or self.account.address
+            what_ = "access token" if self.account.oauth_token else "password"
+            raise ConnectorError("auth_failed", f"{where} refused the {what_} for {who}.",
+                                 severity="auth") from None
+        except ErrorImpersonateUserDenied:
+            raise ConnectorError("impersonation_denied", f"{where} does not let "
+                                 f"{self.account.username} act for {self.account.address}: give "
+                                 "the service account the ApplicationImpersonation role.",
+                                 severity="auth") from None
+        except ErrorNonExistentMailbox:
+            raise ConnectorError("no_mailbox", f"{where} has no mailbox "
+                                 f"{self.account.address}.", severity="auth") from None
+        except ErrorAccessDenied:
+            raise ConnectorError("access_denied", f"{where} denied access to "
+                                 f"{self.account.address} while {what}: check the account's "
+                                 "permissions on this mailbox.", severity="auth") from None
+        except ErrorServerBusy as exc:
+            wait = float(exc.back_off or 60)
+            raise ConnectorError("server_busy", f"{where} is busy (throttled) while {what}; it "
+                                 f"asked to wait {wait:.0f} seconds.", severity="mailbox",
+                                 retry_after=wait) from None
+        except ErrorItemNotFound:
+            raise ConnectorError("message_not_found", f"A message is no longer there while "
+                                 f"{what}.", severity="message") from None
+        except ErrorFolderNotFound:
+            raise ConnectorError("folder_not_found", f"A folder is no longer there while "
+                                 f"{what}.", severity="folder") from None
+        except AutoDiscoverFailed as exc:
+            raise ConnectorError("autodiscover_failed", f"Autodiscover found no EWS endpoint for "
+                                 f"{self.account.address} ({exc}): enter the EWS URL in the "
+                                 "server profile.", severity="mailbox", retry_after=300) from None
+        except RedirectError as exc:
+            raise ConnectorError("redirected", f"{where} redirected the request ({exc}): check "
+                                 "the EWS URL.", severity="mailbox", retry_after=300) from None
+        except (RequestException, OSError) as exc:
+            raise ConnectorError("connection_lost", f"The connection to {where} failed while "
+                                 f"{what} ({type(exc).__name__}).", severity="mailbox",
+                                 retry_after=60) from None
+        except TransportError as exc:  # includes other per-response errors
+            raise ConnectorError("ews_error", f"{where} answered an error while {what}: "
+                                 f"{_detail(exc)}", severity="mailbox", retry_after=60) from None
+        except EWSError as exc:
+            raise ConnectorError("ews_error", f"{where} answered an error while {what}: "
+                                 f"{_detail(exc)}", severity="mailbox", retry_after=60) from None
+
+    # -- folders ------------------------------------------------------------------------------
+
+    def _mailbox(self) -> EwsMailbox:
+        return EwsMailbox(email_address=self.account.address)
+
+    def _root(self) -> Root:
+        """The hierarchy's root as exchangelib's folders need one (made here, not fetched)."""
+        if self._root_folder is None or self._root_folder.account is not self.ews:
+            self._root_folder = Root(account=self.ews, _distinguished_id=DistinguishedFolderId(
+                id="root", mailbox=self._mailbox()))
+        return self._root_folder
+
+    def _distinguished(self) -> dict[str, str]:
+        """Distinguished folder name -> folder id, for the well-known folders the mailbox has
+        (one GetFolder for all)."""
+        ews = self.ews
+        wanted = ["msgfolderroot", *_WELL_KNOWN]
+        classes = {"msgfolderroot": MsgFolderRoot, **_WELL_KNOWN}
+        folders = [classes[name](_distinguished_id=DistinguishedFolderId(
+            id=name, mailbox=self._mailbox()), root=self._root()) for name in wanted]
+        found: dict[str, str] = {}
+        for name, result in zip(wanted, FolderCollection(account=ews, folders=folders)
+                                .get_folders(additional_fields=set())):
+            if isinstance(result, Exception):
+                if isinstance(result, (ErrorFolderNotFound, ErrorItemNotFound)) \
+                        or name != "msgfolderroot":
+                    continue
+                raise result
+            found[name] = result.id
+        return found
+
+    def list_folders(self) -> list[Folder]:
+        with self._errors("listing folders"):
+            ids = self._distinguished()
+            root_id = ids.pop("msgfolderroot", None)
+            if root_id is None:
+                raise ConnectorError("no_mailbox", f"{self.where} shows no mail folders for "
+                                     f"{self.account.address}.", severity="auth")
+            roles = {folder_id: ROLES[name] for name, folder_id in ids.items()}
+            root = MsgFolderRoot(id=root_id, root=self._root())
+            rows = [f for f in FolderCollection(account=self.ews, folders=[root]).find_folders(
+                depth="Deep") if not isinstance(f, Exception)]
+        by_id = {f.id: f for f in rows}
+
+        def path(folder) -> str:
+            parts, current, seen = [], folder, set()
+            while current is not None and current.id not in seen:
+                seen.add(current.id)
+                parts.append(current.name or "")
+                parent = current.parent_folder_id.id if current.parent_folder_id else None
+                current = by_id.get(parent)
+            return "/".join(reversed(parts))
+
+        folders = []
+        self._folders = {}
+        for f in rows:
+            if (f.folder_class or "IPF.Note") not in ("IPF.Note", "IPF") and \
+                    not (f.folder_class or "").startswith("IPF.Note"):
+                continue  # calendars, contacts, tasks: no mail to track
+            parent = f.parent_folder_id.id if f.parent_folder_id else None
+            folders.append(Folder(key=f.id, name=path(f), role=roles.get(f.id, "other"),
+                                  parent_key=parent if parent in by_id else None))
+            self._folders[f.id] = f
+        return folders
+
+    def _folder(self, folder: Folder) -> EwsFolder:
+        known = self._folders.get(folder.key)
+        return known if known is not None else EwsFolder(id=folder.key, root=self._root())
+
+    def folder_by_role(self, role: str) -> Folder | None:
+        return next((f for f in self.list_folders() if f.role == role), None)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _sync(self, ews_folder: EwsFolder, state: str | None, limit: int):
+        service = SyncFolderItems(account=self.ews)
+        fields = {f for f in ews_folder.normalize_fields(["categories", "datetime_received"])
+                  if not f.field.is_attribute}
+        changes = list(service.call(folder=ews_folder, shape="IdOnly", additional_fields=fields,
+                                    sync_state=state, ignore=None, max_changes_returned=limit,
+                                    sync_scope=None))
+        return changes, service.sync_state, bool(service.includes_last_item_in_range)
+
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
+        limit = max(1, min(limit, 512))  # SyncFolderItems returns at most 512 per call
+        data = unpack_cursor(cursor)
+        state = data.get("state") if data else None
+        reset = cursor is not None and not state
+        ews_folder = self._folder(folder)
+        with self._errors(f"reading {folder.name}"):
+            try:
+                changes, new_state, last = self._sync(ews_folder, state, limit)
+            except ErrorInvalidSyncStateData:
+                reset, state = True, None
+                changes, new_state, last = self._sync(ews_folder, None, limit)
+            wanted: list = []
+            removed: list[str] = []
+            for kind, item in changes:
+                if kind == "delete":
+                    removed.append(item.id)
+                elif kind == "create" or (kind == "update" and newsworthy(item.categories or ())):
+                    wanted.append(item)
+            messages = self._fetch_mime([i.id for i in wanted])
+        self._states[folder.key] = new_state or state
+        return Changes(messages=messages, cursor=pack_cursor({"state": new_state or state}),
+                       more=not last and new_state != state, removed=removed, reset=reset)
+
+    def _fetch_mime(self, ids: list[str]) -> list[FetchedMessage]:
+        out: list[FetchedMessage] = []
+        if not ids:
+            return out
+        fields = _item_fields(self._root())
+        for start in range(0, len(ids), GET_BATCH):
+            chunk = ids[start:start + GET_BATCH]
+            service = GetItem(account=self.ews)
+            results = service.call(items=[(i, None) for i in chunk], additional_fields=fields,
+                                   shape="IdOnly")
+            for item in results:
+                if isinstance(item, ErrorItemNotFound):
+                    continue  # moved or deleted meanwhile: its new place reports it
+                if isinstance(item, Exception):
+                    raise item
+                if not item.mime_content:
+                    continue
+                out.append(FetchedMessage(ref=item.id, raw=bytes(item.mime_content),
+                                          keywords=tuple(item.categories or ()),
+                                          arrived_on=_utc(item.datetime_received)))
+        return out
+
+    def fetch_message(self, folder: Folder, ref: str) -> bytes:
+        with self._errors(f"reading a message in {folder.name}"):
+            found = self._fetch_mime([ref])
+        if not found:
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                                 f"{folder.name}.", severity="message")
+        return found[0].raw
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
+        """Add an Outlook category to one message (kept with its spaces)."""
+        with self._errors(f"setting a category in {folder.name}"):
+            service = GetItem(account=self.ews)
+            (item,) = list(service.call(items=[(ref, None)], additional_fields=_category_fields(
+                self._root()), shape="IdOnly"))
+            if isinstance(item, Exception):
+                raise item
+            categories = list(item.categories or [])
+            if keyword in categories:
+                return
+            item.categories = categories + [keyword]
+            results = list(UpdateItem(account=self.ews).call(
+                items=[(item, ["categories"])], conflict_resolution="AutoResolve",
+                message_disposition="SaveOnly", send_meeting_invitations_or_cancellations="SendToNone",
+                suppress_read_receipts=True))
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+
+    # -- push ---------------------------------------------------------------------------------
+
+    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
+        """Poll SyncFolderItems from each folder's last state read in this session (the state
+        found here is not stored: the next ``fetch_changes`` reads the changes). Folders not
+        read yet in this session are not watched."""
+        interval = float(self.settings.get("poll_seconds", DEFAULT_POLL_SECONDS))
+        watched = [f for f in folders if self._states.get(f.key)]
+        if not watched:
+            return set()
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            changed = set()
+            with self._errors("waiting for new mail"):
+                for folder in watched:
+                    changes, _, _ = self._sync(self._folder(folder), self._states[folder.key], 1)
+                    if changes:
+                        changed.add(folder.key)
+            left = deadline - time.monotonic()
+            if changed or left <= 0:
+                return changed
+            time.sleep(min(interval, left))
+
+
+def _item_fields(root: Root) -> set:
+    folder = EwsFolder(root=root)
+    return {f for f in folder.normalize_fields(["mime_content", "categories", "datetime_received"])
+            if not f.field.is_attribute}
+
+
+def _category_fields(root: Root) -> set:
+    folder = EwsFolder(root=root)
+    return {f for f in folder.normalize_fields(["categories"]) if not f.field.is_attribute}
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:300]
+
+
+class EwsSender:
+    """Sends through EWS: CreateItem with the MIME content, saving a copy in Sent Items."""
+
+    def __init__(self, account: Account):
+        self.connector = EwsConnector(account)
+
+    def __enter__(self) -> EwsSender:
+        self.connector.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.connector.close()
+
+    def verify(self, sender: str, recipient: str) -> None:
+        """Test & Enable: the mailbox and its Sent Items can be reached (nothing is sent)."""
+        with self.connector._errors("checking the Sent Items folder"):
+            found = self.connector._distinguished()
+        if "sentitems" not in found:
+            raise ConnectorError("no_sent_folder", f"{self.connector.where} shows no Sent Items "
+                                 f"folder for {sender}.", severity="mailbox")
+
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict:
+        """Send ``raw``; recipients missing from its To/Cc headers go as Bcc. Returns {}
+        (Exchange reports undeliverable recipients later, by a non-delivery report)."""
+        headers = message_from_bytes(raw, policy=policy.compat32)
+        listed = {a.lower() for _, a in getaddresses(headers.get_all("To", []) +
+                                                     headers.get_all("Cc", [])) if a}
+        bcc = [r for r in recipients if r.lower() not in listed]
+        connector = self.connector
+        with connector._errors("sending a message"):
+            ews = connector.ews
+            sent_items = SentItems(_distinguished_id=DistinguishedFolderId(
+                id="sentitems", mailbox=connector._mailbox()), root=connector._root())
+            message = Message(account=ews, folder=sent_items, mime_content=raw,
+                              bcc_recipients=bcc or None)
+            message.send_and_save()
+        return {}
+
+
+CONNECTOR = EwsConnector
+SENDER = EwsSender
