@@ -124,7 +124,9 @@ class Refs:
 
 
 def _owner_ref(row) -> tuple[str, int | None]:
-    return ("user", row.owner_user_id) if row.owner_user_id is not None else ("team", row.owner_team_id)
+    if row.owner_user_id is not None:
+        return "user", row.owner_user_id
+    return "team", row.owner_team_id
 
 
 def _want_audit(refs: Refs, row) -> None:

@@ -259,6 +259,21 @@ def test_timeline_pages_newest_first_without_repeats(api, account):
     assert "html_body" not in str(only)
 
 
+def test_timeline_pages_load_references_without_n_plus_1(api, account, count_queries, seller):
+    _make_activities(api, account, 10)
+    api.post("/api/v1/activities", json={
+        "type": "phone_call", "subject": "Call", "regarding": {"type": "account", "id": account["id"]},
+        "parties": [{"role": "from", "record": {"type": "user", "id": seller.id}},
+                    {"role": "to", "address": "info@contoso.test"}]})
+    url = f"/api/v1/accounts/{account['id']}/timeline?page_size="
+    api.get(url + "1")  # warm: the caller's roles are loaded once
+    with count_queries() as few:
+        assert len(api.get(url + "2").get_json()["items"]) == 2
+    with count_queries() as many:
+        assert len(api.get(url + "11").get_json()["items"]) == 11
+    assert few[0] == many[0]
+
+
 def test_activity_list_filters_and_pages(api, account, count_queries):
     ids = _make_activities(api, account, 7)
     api.post("/api/v1/activities", json={"type": "task", "subject": "Unrelated"})

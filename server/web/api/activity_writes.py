@@ -47,7 +47,8 @@ def regarding_target(p: Principal, raw: Any, name: str = "regarding"):
     as if it did not exist) and append-to (else 403)."""
     kind, ident = parse_ref(raw, name, REGARDING_TYPES)
     model = RECORD_TYPES[kind].model
-    target = db.session.scalar(select(model).where(model.id == ident, authz.scope(p, model, "read")))
+    target = db.session.scalar(select(model).where(model.id == ident,
+                                                   authz.scope(p, model, "read")))
     if target is None:
         raise invalid({name: f"No such {RECORD_TYPES[kind].label.lower()}."})
     if not authz.can(p, "append_to", target):

@@ -117,7 +117,8 @@ def _keyset(column, id_column, desc: bool, value: Any, last_id: int):
     if value is None:
         return and_(column.is_(None), after_id)
     beyond = column < value if desc else column > value
-    return or_(column.is_(None), and_(column.is_not(None), or_(beyond, and_(column == value, after_id))))
+    return or_(column.is_(None),
+               and_(column.is_not(None), or_(beyond, and_(column == value, after_id))))
 
 
 def list_records(rt: RecordType):
@@ -276,7 +277,8 @@ def share_record(rt: RecordType, record_id: int):
     record = _load(rt, record_id)
     data = json_body()
     reject_unknown(data, {"principal", "rights"})
-    errors = {name: "This field is required." for name in ("principal", "rights") if name not in data}
+    errors = {name: "This field is required." for name in ("principal", "rights")
+              if name not in data}
     rights = data.get("rights")
     if "rights" in data and (not isinstance(rights, list)
                              or not all(isinstance(r, str) for r in rights)):
