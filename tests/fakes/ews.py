@@ -245,7 +245,10 @@ class FakeExchange:
                 box = self.mailboxes[address.lower()] if address else None
                 messages = handler(box, request)
             except Fault as exc:
-                messages = _error_message(operation, exc)
+                # SyncFolderItems answers its (empty) state elements even on an error.
+                inner = ("<m:SyncState/><m:IncludesLastItemInRange>true"
+                         "</m:IncludesLastItemInRange>" if operation == "SyncFolderItems" else "")
+                messages = _error_message(operation, exc, inner)
         return "200 OK", _envelope(f'<m:{operation}Response><m:ResponseMessages>{messages}'
                                    f'</m:ResponseMessages></m:{operation}Response>')
 
