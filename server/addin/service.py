@@ -18,7 +18,6 @@ check create, append-to and write.
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
@@ -27,11 +26,12 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from server.addin.payloads import Item
+from server.sync.threading import find_token
 from server.crm import activity_services as acts
 from server.crm import records
 from server.crm import timeline as timelines
 from server.crm import tracking
-from server.crm.activities import Activity, Appointment
+from server.crm.activities import Activity
 from server.crm.addresses import normalize
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Organization, Queue
 from server.crm.registry import RECORD_TYPES
@@ -328,60 +328,11 @@ def _related_subject(party_list: list[dict], regarding: dict | None) -> tuple[st
 
 # -- tracking status ---------------------------------------------------------------------------
 
-_TOKEN_CACHE: dict[str, re.Pattern] = {}
-
-
-def find_token(subject: str | None, prefix: str) -> str | None:
-    """The tracking token in a subject (``CRM:0001234``), canonical, or None."""
-    if not subject or not prefix:
-        return None
-    pattern = _TOKEN_CACHE.get(prefix)
-    if pattern is None:
-        pattern = _TOKEN_CACHE[prefix] = re.compile(rf"(?<!\w){re.escape(prefix)}(\d+)(?!\d)", re.I)
-    match = pattern.search(subject)
-    return f"{prefix}{match.group(1)}" if match else None
-
-
-def _find_appointment(p: Principal, uid: str | None) -> Appointment | None:
-    if not uid:
-        return None
-    appt = db.session.scalar(select(Appointment).where(Appointment.global_object_id == uid)
-                             .order_by(Appointment.id).limit(1))
-    return appt if appt is not None and authz.can(p, "read", appt) else None
-
-
-def _own_request(p: Principal, *, identity: str | None = None, token: str | None = None):
-    """The user's own track request for an item, by its identity or its tracking token."""
-    if identity:
-        cond = tracking.TrackRequest.internet_message_id == tracking.normalize_message_id(identity)
-    elif token:
-        cond = tracking.TrackRequest.tracking_token == token
-    else:
-        return None
-    return db.session.scalar(select(tracking.TrackRequest).where(
-        tracking.TrackRequest.user_id == p.user_id, cond).order_by(tracking.TrackRequest.id.desc()).limit(1))
-
-
 def status_of(p: Principal, item: Item, org: Organization) -> tracking.TrackingStatus:
     """Whether the item is tracked (and what it is regarding) as this user sees it."""
-    identity = item.identity
-    if item.type == "appointment":
-        req = _own_request(p, identity=identity)
-        if req is not None and req.status == "untracked":
-            return tracking.TrackingStatus("not_tracked")
-        appt = _find_appointment(p, identity)
-        if appt is not None:
-            return tracking.TrackingStatus("tracked", appt, appt.regarding_ref)
-        if req is not None and req.status in ("pending", "failed"):
-            return tracking.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
-        return tracking.TrackingStatus("not_tracked")
-    if identity:
-        return tracking.tracking_status(p, identity)
     token = find_token(item.subject, org.tracking_token_prefix) if org.use_tracking_token else None
-    req = _own_request(p, token=token)  # a draft: known by the token the pane put in its subject
-    if req is not None and req.status in ("pending", "failed"):
-        return tracking.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
-    return tracking.TrackingStatus("not_tracked")
+    return tracking.tracking_status(p, item.identity, item_type=item.type if item.type == "appointment" else "email",
+                                    token=token)
 
 
 def tracking_json(p: Principal, status: tracking.TrackingStatus) -> dict[str, Any]:
@@ -582,7 +533,6 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
         if item.mode == "compose":
             return mark_pending(p, item, regarding)
         appt, _ = tracking.track_appointment(p, appointment_content(item), regarding=regarding)
-        _clear_untracked(p, item.identity)
         return {"tracking": tracking_json(p, tracking.TrackingStatus("tracked", appt, appt.regarding_ref))}
     if item.mode == "compose" or not item.has_content:
         reason = None if item.mode == "compose" else (
@@ -590,17 +540,8 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
             "synchronization sees it.")
         return mark_pending(p, item, regarding, reason=reason)
     content = email_content(item, org)
-    _clear_untracked(p, content.message_id)
     email, _ = tracking.track_email(p, content, regarding=regarding)
     return {"tracking": tracking_json(p, tracking.tracking_status(p, email.message_id))}
-
-
-def _clear_untracked(p: Principal, identity: str | None) -> None:
-    """Tracking an item again undoes the user's earlier Untrack of it."""
-    req = _own_request(p, identity=identity) if identity else None
-    if req is not None and req.status == "untracked":
-        db.session.delete(req)
-        db.session.flush()
 
 
 def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
@@ -611,7 +552,7 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
     identity = item.identity
     existing = None
     if not identity and org.use_tracking_token:
-        existing = _own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
+        existing = tracking.own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
     if existing is not None:
         req = existing
         authz.require_named(p, "track_email")
@@ -629,12 +570,10 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
 
 
 def _tracked_activity(p: Principal, identity: str):
-    appt = _find_appointment(p, identity)
-    req = _own_request(p, identity=identity)
-    if appt is not None:
-        return (None if req is not None and req.status == "untracked" else appt), req
-    status = tracking.tracking_status(p, identity)
-    return status.activity, req
+    status = tracking.tracking_status(p, identity, item_type="email")
+    if status.activity is None:
+        status = tracking.tracking_status(p, identity, item_type="appointment")
+    return status.activity, tracking.own_request(p, identity=identity)
 
 
 def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None, *,
@@ -659,22 +598,9 @@ def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None
 def untrack(p: Principal, identity: str, delete_copy: bool) -> dict[str, Any]:
     """Untrack: the CRM copy is deleted only when asked and the user owns it (and holds
     delete); otherwise only the user's link to it is removed and the record stays."""
-    appt = _find_appointment(p, identity)
-    if appt is None:
-        deleted = tracking.untrack(p, identity, delete_copy=delete_copy)
-    else:
-        deleted = False
-        if delete_copy and appt.owner_user_id == p.user_id and authz.can(p, "delete", appt):
-            records.delete(p, appt)
-            deleted = True
-        req = _own_request(p, identity=identity)
-        if req is None:
-            req = tracking.TrackRequest(user_id=p.user_id, item_type="appointment",
-                                        internet_message_id=tracking.normalize_message_id(identity))
-            db.session.add(req)
-        req.status, req.completed_on, req.activity_id = "untracked", utcnow(), None
-        req.set_regarding(None, None)
-        db.session.flush()
+    is_meeting = tracking.find_tracked(p, identity, "appointment") is not None
+    deleted = tracking.untrack(p, identity, delete_copy=delete_copy,
+                               item_type="appointment" if is_meeting else "email")
     return {"tracking": tracking_json(p, tracking.TrackingStatus("not_tracked")), "deleted": deleted}
 
 

@@ -263,6 +263,7 @@ def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, in
     org = _org()
     owner = _owner_of(p, owner)
     identity = content.identity
+    _clear_untracked(p, identity)
     key = _dedupe_key(identity, content, owner, org)
     existing = db.session.scalar(select(Email).where(Email.dedupe_key == key))
     if existing is not None:
@@ -320,6 +321,7 @@ def track_appointment(p: Principal, content: AppointmentContent, *,
     authz.require_named(p, "track_email")
     regarding = check_regarding(p, regarding)
     owner = _owner_of(p, owner)
+    _clear_untracked(p, content.uid)
     existing = db.session.scalar(select(Appointment).where(Appointment.global_object_id == content.uid))
     if existing is not None:
         if regarding:
@@ -386,20 +388,52 @@ def request_tracking(p: Principal, internet_message_id: str | None, *, subject: 
     return req
 
 
-def tracking_status(p: Principal, internet_message_id: str | None) -> TrackingStatus:
-    mid = normalize_message_id(internet_message_id)
-    if not mid:
-        return TrackingStatus("not_tracked")
-    req = db.session.scalar(select(TrackRequest).where(
-        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id == mid))
+def own_request(p: Principal, *, identity: str | None = None,
+                token: str | None = None) -> TrackRequest | None:
+    """The user's own track request for an item, by its identity or by its tracking token."""
+    if identity:
+        cond = TrackRequest.internet_message_id == normalize_message_id(identity)
+    elif token:
+        cond = TrackRequest.tracking_token == token
+    else:
+        return None
+    return db.session.scalar(select(TrackRequest).where(TrackRequest.user_id == p.user_id, cond)
+                             .order_by(TrackRequest.id.desc()).limit(1))
+
+
+def find_tracked(p: Principal, identity: str | None, item_type: str = "email") -> Activity | None:
+    """The tracked email (by Message-ID) or meeting (by UID) the user may read, or None."""
+    if not identity:
+        return None
+    if item_type == "appointment":
+        found = db.session.scalar(select(Appointment).where(Appointment.global_object_id == identity)
+                                  .order_by(Appointment.id).limit(1))
+    else:
+        found = find_email(normalize_message_id(identity) or identity)
+    return found if found is not None and authz.can(p, "read", found) else None
+
+
+def tracking_status(p: Principal, identity: str | None, *, item_type: str = "email",
+                    token: str | None = None) -> TrackingStatus:
+    """Tracked, pending, failed or not tracked, as this user sees the item. A draft, which
+    has no identity yet, is known by the tracking token in its subject."""
+    req = own_request(p, identity=identity, token=None if identity else token)
     if req is not None and req.status == "untracked":
         return TrackingStatus("not_tracked")
-    email = find_email(mid)
-    if email is not None and authz.can(p, "read", email):
-        return TrackingStatus("tracked", email, email.regarding_ref)
+    activity = find_tracked(p, identity, item_type)
+    if activity is not None:
+        return TrackingStatus("tracked", activity, activity.regarding_ref)
     if req is not None and req.status in ("pending", "failed"):
         return TrackingStatus(req.status, None, req.regarding_ref, req.reason)
     return TrackingStatus("not_tracked")
+
+
+def _clear_untracked(p: Principal, identity: str | None) -> None:
+    """Tracking an item again undoes the user's earlier Untrack of it."""
+    req = own_request(p, identity=identity) if identity else None
+    if req is not None and req.status == "untracked":
+        db.session.delete(req)
+        db.session.flush()
 
 
 def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] | None) -> Activity:
@@ -412,27 +446,24 @@ def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] |
     return activity
 
 
-def untrack(p: Principal, internet_message_id: str, *, delete_copy: bool) -> bool:
+def untrack(p: Principal, identity: str, *, delete_copy: bool, item_type: str = "email") -> bool:
     """Stop tracking an item for this user. The CRM copy is deleted only when asked, and only
     when the user owns it and may delete it; otherwise only the user's link is removed and
     the record stays, as Dynamics does. Returns whether the copy was deleted."""
-    mid = normalize_message_id(internet_message_id)
-    if not mid:
-        raise Invalid("An internet message id is needed.", {"internet_message_id": "Required."})
-    email = find_email(mid)
-    if email is not None and not authz.can(p, "read", email):
-        email = None
-    req = db.session.scalar(select(TrackRequest).where(
-        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id == mid))
-    if email is None and req is None:
+    key = normalize_message_id(identity) if item_type == "email" else identity
+    if not key:
+        raise Invalid("The item's id is needed.", {"internet_message_id": "Required."})
+    activity = find_tracked(p, key, item_type)
+    req = own_request(p, identity=key)
+    if activity is None and req is None:
         raise NotFound("This item is not tracked.")
     deleted = False
-    if email is not None and delete_copy and email.owner_user_id == p.user_id \
-            and authz.can(p, "delete", email):
-        db.session.delete(email)
+    if activity is not None and delete_copy and activity.owner_user_id == p.user_id \
+            and authz.can(p, "delete", activity):
+        db.session.delete(activity)
         deleted = True
     if req is None:
-        req = TrackRequest(user_id=p.user_id, internet_message_id=mid)
+        req = TrackRequest(user_id=p.user_id, internet_message_id=key, item_type=item_type)
         db.session.add(req)
     req.status, req.completed_on, req.activity_id = "untracked", utcnow(), None
     req.set_regarding(None, None)
