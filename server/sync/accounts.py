@@ -65,6 +65,8 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
                 if direction == "incoming" else profile.maildir_root)
         return Account(address=mailbox.email_address, root=str(root), settings=settings,
                        timeout=timeout)
+    if protocol == "graph":
+        return _graph_account(mailbox, direction, settings, timeout)
     if direction == "incoming":
         host, port, security = (profile.incoming_host, profile.incoming_port,
                                 profile.incoming_security)
@@ -80,3 +82,23 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
     return Account(address=mailbox.email_address, host=host, port=port,
                    security=security or "tls", username=login, password=password,
                    oauth_token=token, settings=settings, timeout=timeout)
+
+
+def _graph_account(mailbox: Mailbox, direction: str, settings: dict, timeout: float) -> Account:
+    """Microsoft Graph: the mailbox's address, an access token on demand (app-only through
+    the profile's app, or delegated through the mailbox's own refresh token) and, for
+    incoming syncs, the upkeep of change-notification subscriptions when the connector
+    closes."""
+    def token(fresh: bool = False) -> str:
+        return oauth.access_token(mailbox, "graph", fresh=fresh)
+
+    on_close = None
+    if direction == "incoming":
+        from server.sync import graph_push
+        mailbox_id = mailbox.id
+
+        def on_close(connector) -> None:
+            graph_push.after_sync(mailbox_id, connector)
+    settings["_graph_delegated"] = bool(mailbox.oauth_refresh_token)
+    return Account(address=mailbox.email_address, settings=settings, timeout=timeout,
+                   token_provider=token, on_close=on_close)

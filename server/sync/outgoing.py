@@ -427,6 +427,14 @@ class _Run:
                     log.debug("closing a connection failed", exc_info=True)
 
 
+def _record_assigned_id(email: Email, sender) -> None:
+    """A sender that knows the Message-ID the server gave the sent message (Graph's
+    ``internetMessageId``) has it recorded, so replies correlate to this email."""
+    assigned = (getattr(sender, "internet_message_ids", None) or {}).get(f"<{email.message_id}>")
+    if assigned and normalize_message_id(assigned) != email.message_id:
+        email.message_id = normalize_message_id(assigned)
+
+
 def send_pending(mailbox_id: int, now: datetime | None = None, *, limit: int = BATCH) -> SendCounts:
     """Send this mailbox's due outgoing emails; returns how many were sent, will be retried
     and failed. Raises ``ConnectorError`` (with ``.counts``) when the server cannot be
@@ -469,6 +477,7 @@ def send_pending(mailbox_id: int, now: datetime | None = None, *, limit: int = B
                     raise
                 continue
             _sent(email, now)
+            _record_assigned_id(email, run.sender)
             if refused:
                 email.error = "Not delivered to: " + "; ".join(f"{a} ({r})" for a, r in refused.items())
             db.session.commit()

@@ -65,7 +65,8 @@ def _register_optional_blueprints(app: Flask) -> None:
     """Blueprints of each area register here, one line each."""
     import importlib
     for module in ("server.web.pages", "server.web.admin", "server.web.api",
-                   "server.web.addin_api", "server.web.addin_pages", "server.web.sync_admin"):
+                   "server.web.addin_api", "server.web.addin_pages", "server.web.sync_admin",
+                   "server.web.graph_webhook"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

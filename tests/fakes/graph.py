@@ -813,10 +813,10 @@ class FakeGraph:
             last = page[-1]
             token = {"f": folder_id, "g": self._generation, "s": since, "t": snapshot,
                      "a": [last.version, last.n], "sel": select}
-            body["@odata.nextLink"] = f"{base}?{urlencode({'$skiptoken': _b64url(token)})}"
+            body["@odata.nextLink"] = f"{base}?$skiptoken={_b64url(token)}"
         else:
             token = {"f": folder_id, "g": self._generation, "s": snapshot}
-            body["@odata.deltaLink"] = f"{base}?{urlencode({'$deltatoken': _b64url(token)})}"
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={_b64url(token)}"
         return 200, {}, body
 
     def _create_draft(self, box: FakeMailbox, headers: dict, data: bytes, immutable: bool):

@@ -1,0 +1,89 @@
+"""Fixtures for the Graph tests: the fake Graph service (with its token endpoint), a store
+object that acts on it as Outlook would, profiles and mailboxes pointing at it, and the
+application served on a loopback port so the fake can post notifications to it."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from server.db import db
+from server.sync import oauth
+from server.sync.connectors import graph as graph_connector
+from tests.fakes.graph import FakeGraph
+from tests.servers.ports import LOOPBACK
+from tests.sync import world as w
+
+
+@pytest.fixture
+def graph():
+    fake = FakeGraph().start()
+    oauth.forget_tokens()
+    graph_connector.forget_limits()
+    yield fake
+    fake.close()
+    oauth.forget_tokens()
+    graph_connector.forget_limits()
+
+
+class GraphStore:
+    """A mailbox in the fake Graph service, with the same verbs as the Maildir and IMAP
+    stores of the engine tests (folder names as Outlook shows them: "Inbox/Contoso deal")."""
+
+    protocol = "graph"
+
+    def __init__(self, fake: FakeGraph, address: str):
+        self.fake, self.address = fake, address
+        fake.add_mailbox(address)
+
+    def profile_fields(self, **settings) -> dict:
+        return {"oauth_tenant": self.fake.tenant, "oauth_client_id": self.fake.client_id,
+                "oauth_client_secret": self.fake.client_secret, "outgoing_protocol": "graph",
+                "settings": self.fake.profile_settings(**settings)}
+
+    def mailbox_fields(self) -> dict:
+        return {}
+
+    def deliver(self, data: bytes, folder: str = "Inbox", **kw) -> str:
+        return self.fake.deliver(self.address, data, folder, **kw)
+
+    def create_folder(self, name: str) -> str:
+        return self.fake.create_folder(self.address, name)
+
+    def rename_folder(self, old: str, new: str) -> None:
+        self.fake.rename_folder(self.address, old, new.rpartition("/")[2])
+
+    def move(self, ref: str, source: str, target: str) -> None:
+        self.fake.move_message(self.address, ref, target)
+
+    def keywords(self, folder: str) -> list[set[str]]:
+        return [set(m.categories) for m in self.fake.messages_in(self.address, folder)]
+
+
+def graph_mailbox(store: GraphStore, owner, settings: dict | None = None, **fields):
+    prof = w.profile("graph", **store.profile_fields(**(settings or {})))
+    fields.setdefault("email_address", store.address)
+    box = w.mailbox(owner, prof=prof, **fields)
+    db.session.commit()
+    return box
+
+
+class _Quiet(WSGIRequestHandler):
+    def log(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def served(app):
+    """The application on http://127.0.0.1:<port> (for Graph's notifications), with the
+    notification URL pointing at it."""
+    server = make_server(LOOPBACK, 0, app, threaded=True, request_handler=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://{LOOPBACK}:{server.server_port}"
+    app.config["REGARDING_GRAPH_NOTIFICATION_URL"] = url + "/graph/notifications"
+    yield url
+    server.shutdown()
+    server.server_close()
+    app.config.pop("REGARDING_GRAPH_NOTIFICATION_URL", None)
