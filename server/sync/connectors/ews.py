@@ -152,26 +152,27 @@ class EwsConnector:
 
     def connect(self) -> None:
         account = self.account
-        credentials = self._credentials()
         auth_name = "oauth" if account.oauth_token else self.settings.get("auth_type")
         if auth_name and auth_name not in AUTH_TYPES:
             raise ConnectorError("bad_setting", f"Unknown EWS sign-in {auth_name!r}: choose "
                                  "NTLM, Basic or OAuth in the server profile.", severity="auth")
+        if auth_name == "oauth" and not account.oauth_token:
+            raise ConnectorError("oauth_not_configured", f"The server profile signs in to "
+                                 f"{self.where} with OAuth, but no access token was issued for "
+                                 f"{account.address}.", severity="auth")
         access = IMPERSONATION if self.settings.get("impersonation") else DELEGATE
+        url = self.settings.get("ews_url")
         with self._errors("connecting"):
-            if self.settings.get("ews_url"):
-                config = Configuration(
-                    service_endpoint=self.settings["ews_url"], credentials=credentials,
-                    auth_type=AUTH_TYPES.get(auth_name), version=_version(
-                        self.settings.get("exchange_version")),
-                    max_connections=int(self.settings.get("max_connections", 4)))
-                self._ews = EwsAccount(primary_smtp_address=account.address, config=config,
-                                       autodiscover=False, access_type=access,
-                                       default_timezone=None)
-            else:
-                self._ews = EwsAccount(primary_smtp_address=account.address,
-                                       credentials=credentials, autodiscover=True,
-                                       access_type=access)
+            config = Configuration(
+                service_endpoint=url or None, credentials=self._credentials(),
+                auth_type=AUTH_TYPES.get(auth_name),
+                version=_version(self.settings.get("exchange_version")),
+                max_connections=int(self.settings.get("max_connections", 4)))
+            # Without a URL, Autodiscover finds the endpoint from the mailbox address.
+            self._ews = EwsAccount(primary_smtp_address=account.address, config=config,
+                                   autodiscover=not url, access_type=access)
+            self._ews.protocol.TIMEOUT = account.timeout  # seconds per request
+            self._ews.version  # noqa: B018 - asks the server now: sign-in problems show here
 
     def close(self) -> None:
         ews, self._ews = self._ews, None

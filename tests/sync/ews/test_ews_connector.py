@@ -251,3 +251,21 @@ def test_no_message_content_or_password_in_the_logs(exchange, account, caplog):
     assert "Confidential body text" not in caplog.text
     assert "Q29uZmlkZW50aWFs" not in caplog.text  # nor its base64
     assert account.password not in caplog.text
+
+
+@pytest.mark.parametrize("settings, code", [({"auth_type": "kerberos"}, "bad_setting"),
+                                            ({"auth_type": "oauth"}, "oauth_not_configured"),
+                                            ({"exchange_version": "Exchange1999"}, "bad_setting")])
+def test_profile_mistakes_are_auth_errors_a_person_fixes(exchange, settings, code):
+    with pytest.raises(ConnectorError) as caught:
+        with EwsConnector(ews_account(exchange, **settings)):
+            pass
+    assert (caught.value.code, caught.value.severity) == (code, "auth")
+    assert exchange.operations == []  # nothing was sent
+
+
+def test_a_known_version_skips_the_probe(exchange, account):
+    known = ews_account(exchange, exchange_version="Exchange2016")
+    with EwsConnector(known) as ews:
+        assert "Inbox" in by_name(ews)
+    assert "ConvertId" not in exchange.operations
