@@ -1,0 +1,162 @@
+"""Graph push: the notification endpoint's validation handshake, subscriptions made and kept
+after syncs (renewed before they expire, renewed on reauthorizationRequired, made again on
+subscriptionRemoved), notifications checked by clientState that make the mailbox due, and
+delta staying the source of truth when notifications are lost. The fake Graph service
+posts to the application served on a loopback port."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from server.db import db, utcnow
+from server.sync.engine import sync_mailbox
+from server.sync.graph_models import GraphSubscription
+from server.sync.models import Mailbox
+from tests.sync import world as w
+from tests.sync.graph.conftest import GraphStore, graph_mailbox
+
+BOB = "bob@org.example"
+DEAL = "Inbox/Contoso deal"
+
+
+@pytest.fixture
+def crm(app, make_user):
+    return w.build_crm(make_user)
+
+
+@pytest.fixture
+def store(graph):
+    return GraphStore(graph, BOB)
+
+
+@pytest.fixture
+def box(crm, store, served):
+    box = graph_mailbox(store, crm.bob, tracking_option="none")
+    store.create_folder(DEAL)
+    w.folder_rule(box, store.fake.folder_id(BOB, DEAL), DEAL, ("opportunity", crm.opp.id))
+    db.session.commit()
+    return box
+
+
+def subscriptions(box) -> dict[str, GraphSubscription]:
+    db.session.expire_all()
+    return {s.folder_key: s for s in db.session.scalars(
+        select(GraphSubscription).where(GraphSubscription.mailbox_id == box.id))}
+
+
+def settle(graph, box) -> Mailbox:
+    """Wait until the fake posted what it had to post, then read the mailbox afresh."""
+    db.session.commit()
+    graph.wait_for_deliveries()
+    db.session.expire_all()
+    return db.session.get(Mailbox, box.id)
+
+
+def quiet(graph, box) -> None:
+    """Let notifications caused by the last sync (its category writes) land, then clear the
+    mailbox's flag, so the next step starts from a known state."""
+    settle(graph, box).sync_requested = False
+    db.session.commit()
+
+
+def test_validation_handshake_echoes_the_token_as_text(client):
+    token = "Validation: Testing client application reachability <b>&</b>"
+    answer = client.post("/graph/notifications", query_string={"validationToken": token})
+    assert answer.status_code == 200 and answer.mimetype == "text/plain"
+    assert answer.get_data(as_text=True) == token
+    assert client.post("/graph/notifications", data="nonsense").status_code == 400
+
+
+def test_a_sync_subscribes_to_the_folders_it_reads(graph, store, box):
+    assert sync_mailbox(box.id).status == "success"
+    subs = subscriptions(box)
+    read = {graph.folder_id(BOB, name) for name in ("Inbox", DEAL)}
+    if w.org().track_sent_items:
+        read.add(graph.folder_id(BOB, "Sent Items"))
+    assert set(subs) == read
+    assert {s.folder_id for s in graph.subscriptions.values()} == read
+    for row in subs.values():
+        held = graph.subscriptions[row.subscription_id]
+        assert held.client_state and row.client_state_hash != held.client_state  # hashed
+        assert held.lifecycle_url and held.change_types == {"created", "updated", "deleted"}
+    assert ("validation", 200) in graph.deliveries
+    sync_mailbox(box.id)  # fresh subscriptions are kept as they are
+    assert set(graph.subscriptions) == {s.subscription_id for s in subs.values()}
+
+
+def test_a_notification_makes_the_mailbox_due_and_the_delta_sync_tracks_the_mail(
+        crm, graph, store, box):
+    sync_mailbox(box.id)
+    quiet(graph, box)
+    store.deliver(w.raw(mid="pushed@x.example"), DEAL)
+    mailbox = settle(graph, box)
+    assert mailbox.sync_requested
+    assert ("notification", 202) in graph.deliveries
+    assert sync_mailbox(box.id).tracked == 1
+    assert w.emails(message_id="pushed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    row = subscriptions(box)[graph.folder_id(BOB, DEAL)]
+    assert row.last_notification_on is not None
+
+
+def test_a_forged_client_state_is_refused(graph, store, box, client):
+    sync_mailbox(box.id)
+    quiet(graph, box)
+    row = next(iter(subscriptions(box).values()))
+    forged = {"value": [{"subscriptionId": row.subscription_id, "clientState": "guess",
+                         "changeType": "created", "resource": "Users/x/Messages/y"},
+                        {"subscriptionId": "unknown", "clientState": "x", "changeType": "created"}]}
+    assert client.post("/graph/notifications", json=forged).status_code == 202
+    assert not settle(graph, box).sync_requested
+
+
+def test_lifecycle_notifications(graph, store, box):
+    sync_mailbox(box.id)
+    quiet(graph, box)
+    inbox = graph.folder_id(BOB, "Inbox")
+    first = subscriptions(box)[inbox].subscription_id
+    graph.lifecycle(first, "reauthorizationRequired")
+    mailbox = settle(graph, box)
+    assert mailbox.sync_requested and subscriptions(box)[inbox].status == "renew"
+    sync_mailbox(box.id)
+    row = subscriptions(box)[inbox]
+    assert row.status == "active" and row.subscription_id == first and graph.stats["renew"] == 1
+    quiet(graph, box)
+    graph.lifecycle(first, "subscriptionRemoved")
+    assert settle(graph, box).sync_requested and subscriptions(box)[inbox].status == "removed"
+    sync_mailbox(box.id)
+    row = subscriptions(box)[inbox]
+    assert row.status == "active" and row.subscription_id != first
+    assert row.subscription_id in graph.subscriptions and first not in graph.subscriptions
+    quiet(graph, box)
+    graph.lifecycle(row.subscription_id, "missed")
+    assert settle(graph, box).sync_requested
+
+
+def test_subscriptions_are_renewed_before_they_expire(graph, store, box):
+    sync_mailbox(box.id)
+    row = next(iter(subscriptions(box).values()))
+    row.expires_on = utcnow() + timedelta(hours=2)
+    db.session.commit()
+    sync_mailbox(box.id)
+    row = subscriptions(box)[row.folder_key]
+    assert row.expires_on > utcnow() + timedelta(days=6) and row.renewed_on is not None
+    held = graph.subscriptions[row.subscription_id]
+    assert held.expires > utcnow() + timedelta(days=6)
+
+
+def test_missed_notifications_lose_nothing(crm, graph, store, box):
+    sync_mailbox(box.id)
+    quiet(graph, box)
+    graph.notifications_enabled = False
+    store.deliver(w.raw(mid="quiet@x.example"), DEAL)
+    assert not settle(graph, box).sync_requested
+    assert sync_mailbox(box.id).tracked == 1  # the scheduled run's delta has it
+
+
+def test_no_notification_url_no_subscriptions(app, crm, graph, store):
+    box = graph_mailbox(store, crm.bob)
+    app.config.pop("REGARDING_GRAPH_NOTIFICATION_URL", None)
+    assert sync_mailbox(box.id).status == "success"
+    assert subscriptions(box) == {} and graph.subscriptions == {}
