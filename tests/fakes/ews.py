@@ -67,6 +67,7 @@ class FakeFolder:
     parent: str | None
     distinguished: str | None = None
     changekey: str = field(default_factory=lambda: secrets.token_hex(4))
+    folder_class: str = "IPF.Note"
 
 
 @dataclass
@@ -177,12 +178,14 @@ class FakeExchange:
             item.changekey = secrets.token_hex(6)
             box.note(item.folder, "update", item.id)
 
-    def create_folder(self, address: str, path: str) -> str:
+    def create_folder(self, address: str, path: str, folder_class: str = "IPF.Note") -> str:
         with self.lock:
             box = self.mailbox(address)
             parent, _, name = path.rpartition("/")
             parent_folder = box.folder(parent) if parent else box.root
-            return box._add(name, parent_folder.id).id
+            folder = box._add(name, parent_folder.id)
+            folder.folder_class = folder_class
+            return folder.id
 
     def rename_folder(self, address: str, path: str, new_name: str) -> None:
         with self.lock:
@@ -440,12 +443,14 @@ def _folder_xml(box: FakeMailbox, folder: FakeFolder) -> str:
               if folder.parent else "")
     distinguished = (f"<t:DistinguishedFolderId>{folder.distinguished}</t:DistinguishedFolderId>"
                      if folder.distinguished else "")
-    return (f'<t:Folder><t:FolderId Id={quoteattr(folder.id)} ChangeKey={quoteattr(folder.changekey)}/>'
-            f"{parent}<t:FolderClass>IPF.Note</t:FolderClass>"
+    tag = {"IPF.Appointment": "CalendarFolder", "IPF.Contact": "ContactsFolder",
+           "IPF.Task": "TasksFolder"}.get(folder.folder_class, "Folder")
+    return (f'<t:{tag}><t:FolderId Id={quoteattr(folder.id)} ChangeKey={quoteattr(folder.changekey)}/>'
+            f"{parent}<t:FolderClass>{escape(folder.folder_class)}</t:FolderClass>"
             f"<t:DisplayName>{escape(folder.name)}</t:DisplayName>"
             f"<t:TotalCount>{len(items)}</t:TotalCount>"
             f"<t:ChildFolderCount>{len(children)}</t:ChildFolderCount>"
-            f"<t:UnreadCount>0</t:UnreadCount>{distinguished}</t:Folder>")
+            f"<t:UnreadCount>0</t:UnreadCount>{distinguished}</t:{tag}>")
 
 
 def _item_xml(item: FakeItem, mime: bool = False) -> str:

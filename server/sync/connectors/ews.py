@@ -237,6 +237,13 @@ class EwsConnector:
                                  f"{what} ({type(exc).__name__}).", severity="mailbox",
                                  retry_after=60) from None
         except TransportError as exc:  # includes other per-response errors
+            if isinstance(exc.__context__, ErrorServerBusy):
+                # exchangelib's version probe reports a busy server as "no version headers"
+                busy = exc.__context__
+                wait = float(busy.back_off or 60)
+                raise ConnectorError("server_busy", f"{where} is busy (throttled) while {what}; "
+                                     f"it asked to wait {wait:.0f} seconds.", severity="mailbox",
+                                     retry_after=wait) from None
             raise ConnectorError("ews_error", f"{where} answered an error while {what}: "
                                  f"{_detail(exc)}", severity="mailbox", retry_after=60) from None
         except EWSError as exc:

@@ -44,6 +44,7 @@ def test_registry_and_notice():
 def test_list_folders_roles_paths_and_parents(exchange, account):
     exchange.create_folder(BOB, "Inbox/Contoso deal")
     exchange.create_folder(BOB, "Inbox/Contoso deal/Legal")
+    exchange.create_folder(BOB, "Calendar", folder_class="IPF.Appointment")  # no mail: left out
     with EwsConnector(account) as ews:
         folders = by_name(ews)
     assert {name: f.role for name, f in folders.items()} == {
@@ -217,6 +218,15 @@ def test_server_busy_backs_off_as_the_server_asks(exchange, account):
         assert (caught.value.code, caught.value.severity) == ("server_busy", "mailbox")
         assert caught.value.retry_after == 45
         assert len(ews.fetch_changes(inbox, None).messages) == 1  # fine once it is not busy
+
+
+def test_server_busy_while_connecting_is_still_a_back_off(exchange, account):
+    exchange.busy, exchange.back_off_ms = 1, 20000
+    with pytest.raises(ConnectorError) as caught:
+        with EwsConnector(account):
+            pass
+    assert exchange.operations == ["ConvertId"]  # the version probe met the busy server
+    assert (caught.value.code, caught.value.retry_after) == ("server_busy", 20)
 
 
 def test_a_server_that_is_gone_is_a_mailbox_error(exchange):
