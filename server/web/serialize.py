@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from sqlalchemy import select
 
 from server.crm.activities import Attachment
-from server.crm.records import visible_fields
+from server.crm.records import SHARE_RIGHTS, visible_fields
 from server.crm.registry import RECORD_TYPES, Field, RecordType, type_of
 from server.db import db
 from server.security import authz
@@ -185,7 +185,6 @@ def record_json(p: Principal, record) -> dict[str, Any]:
 
 
 def shares_json(p: Principal, shares: Iterable[RecordShare]) -> list[dict[str, Any]]:
-    from server.crm.records import SHARE_RIGHTS
     shares = list(shares)
     refs = Refs(p)
     for s in shares:

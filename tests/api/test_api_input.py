@@ -59,6 +59,13 @@ def test_json_with_a_charset_is_fine(api):
     assert r.status_code == 201 and r.get_json()["name"] == "Zoë"
 
 
+def test_markup_in_field_names_comes_back_escaped(api):
+    r = api.post("/api/v1/accounts", json={"name": "X", "<img src=x onerror=alert(1)>": 1})
+    assert r.status_code == 400
+    assert b"<img" not in r.data
+    assert "<img src=x onerror=alert(1)>" in error_of(r)["fields"]
+
+
 def test_unknown_and_read_only_fields_are_named(api):
     r = api.post("/api/v1/accounts", json={"name": "X", "colour": "red", "id": 5,
                                            "created_on": "2020-01-01"})
@@ -179,5 +186,7 @@ def test_markup_in_every_text_field_is_data(api, kind):
     assert "Content-Security-Policy" not in r.headers or "text/html" not in r.content_type
     for f in texts:
         assert r.get_json()[f.name] == body[f.name]  # stored and returned exactly as given
+    assert b"<" not in r.data and b">" not in r.data and b"&" not in r.data
+    assert b"\\u003cscript\\u003e" in r.data  # escaped inside the JSON strings
     listed = api.get(f"/api/v1/{COLLECTION[kind]}").get_json()["items"][0]
     assert all(listed[f.name] == body[f.name] for f in texts)

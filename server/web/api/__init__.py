@@ -45,9 +45,19 @@ def _authenticate():
     limit_body(_body_limit(request.endpoint or ""))
 
 
+# Markup characters are sent as JSON escapes, so user data can never read as HTML even to a
+# client that ignores the content type (as JSON, the text is the same).
+_JSON_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"))
+
+
 @bp.after_request
 def _api_headers(response):
     response.headers.setdefault("Cache-Control", "no-store")
+    if response.mimetype == "application/json" and not response.is_streamed:
+        body = response.get_data()
+        for raw, escaped in _JSON_ESCAPES:
+            body = body.replace(raw, escaped)
+        response.set_data(body)
     if response.status_code == 401:
         error = ', error="invalid_token"' if request.headers.get("Authorization") else ""
         response.headers["WWW-Authenticate"] = f'Bearer realm="regarding"{error}'

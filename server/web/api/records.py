@@ -65,11 +65,19 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
 def _search_clause(rt: RecordType, p, q: str):
     if len(q) > MAX_QUERY:
         raise invalid({"q": f"At most {MAX_QUERY} characters."})
-    access = p.fields(rt.name)
+    readable = _readable_names(rt, p)
     pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = [getattr(rt.model, name) for name in rt.search_fields if access.can_read(name)
-               or name == rt.title_field and name not in rt.field_names]
+    columns = [getattr(rt.model, name) for name in rt.search_fields if name in readable]
     return or_(*(c.ilike(pattern, escape="\\") for c in columns))
+
+
+def _readable_names(rt: RecordType, p) -> set[str]:
+    """Field names the reader may read, with a person's derived full name when both its
+    parts are readable (as ``serialize`` shows it)."""
+    names = {f.name for f in record_services.visible_fields(p, rt)}
+    if rt.title_field not in rt.field_names and {"first_name", "last_name"} <= names:
+        names.add(rt.title_field)
+    return names
 
 
 def _sortable(rt: RecordType, p) -> dict[str, str]:
@@ -77,7 +85,7 @@ def _sortable(rt: RecordType, p) -> dict[str, str]:
     out = dict(AUDIT_SORTS)
     out.update({f.name: ("int" if f.kind == "ref" else f.kind)
                 for f in record_services.visible_fields(p, rt) if f.kind != "text"})
-    if rt.title_field not in rt.field_names:
+    if rt.title_field in _readable_names(rt, p):
         out[rt.title_field] = "str"
     return out
 
