@@ -218,3 +218,26 @@ def test_test_and_enable_checks_both_directions(crm, store):
     failed = test_and_enable(bad)
     assert not failed.enabled and failed.incoming.code == "auth_failed"
     assert db.session.get(Mailbox, bad.id).incoming_status == "failure"
+
+
+def test_a_service_account_with_impersonation_syncs_each_users_mailbox(crm, exchange):
+    exchange.mailbox("carol@org.example")
+    exchange.deliver(BOB, w.raw(sender="Ann Customer <ann@customer.example>", mid="to-bob@x.example"))
+    exchange.deliver("carol@org.example", w.raw(sender="Ann Customer <ann@customer.example>",
+                                                to="carol@org.example", mid="to-carol@x.example"))
+    prof = w.profile("ews", outgoing_protocol="ews", use_service_account=True,
+                     service_username="ORG\\crm-service", service_password="service secret",
+                     settings={"ews_url": exchange.url, "auth_type": "basic",
+                               "impersonation": True})
+    boxes = [w.mailbox(crm.bob, prof=prof, tracking_option="all"),
+             w.mailbox(crm.carol, prof=prof, tracking_option="all")]
+    db.session.commit()
+    assert [sync_mailbox(box.id).tracked for box in boxes] == [1, 1]
+    assert tracked("to-bob@x.example") and tracked("to-carol@x.example")
+    assert exchange.items_in("carol@org.example", "inbox")[0].categories == [TRACKED]
+    # Without the impersonation setting the service account may not open Carol's mailbox.
+    prof.settings = {**prof.settings, "impersonation": False}
+    db.session.commit()
+    exchange.impersonators.clear()
+    result = sync_mailbox(boxes[1].id)
+    assert result.status == "failure" and result.disabled and result.error_code == "access_denied"
