@@ -30,12 +30,12 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from server.db import db, utcnow
-from server.sync import scheduler
 from server.sync.connectors.base import ConnectorError
 from server.sync.graph_models import GraphSubscription
+from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +172,12 @@ def handle_notifications(payload: dict) -> NotificationResult:
         row.last_notification_on = now
         flagged.add(row.mailbox_id)
         result.accepted += 1
+    if flagged:  # due at once for the next free worker (when still enabled)
+        db.session.execute(update(Mailbox).where(
+            Mailbox.id.in_(sorted(flagged)), Mailbox.enabled.is_(True),
+            Mailbox.sync_requested.is_(False)).values(sync_requested=True)
+            .execution_options(synchronize_session=False))
     db.session.commit()
-    for mailbox_id in sorted(flagged):
-        scheduler.flag_changed(mailbox_id)
     result.mailboxes = len(flagged)
     if result.rejected:
         log.warning("Graph notifications: %d rejected (unknown subscription or client state)",
