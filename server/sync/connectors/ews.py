@@ -53,12 +53,7 @@ from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.utils import getaddresses
 
-from requests.exceptions import RequestException
-
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
-from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
-
-from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Build, Configuration,
+from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Configuration,
                          Credentials, Message, Version)
 from exchangelib import Account as EwsAccount
 from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
@@ -67,13 +62,18 @@ from exchangelib.errors import (AutoDiscoverFailed, ErrorAccessDenied, ErrorFold
                                 ErrorItemNotFound, ErrorNonExistentMailbox, ErrorServerBusy,
                                 EWSError, RedirectError, TransportError, UnauthorizedError)
 from exchangelib.folders import FolderCollection
+from exchangelib.folders.base import Folder as EwsFolder
 from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, JunkEmail,
                                                MsgFolderRoot, SentItems)
 from exchangelib.folders.roots import Root
-from exchangelib.folders.base import Folder as EwsFolder
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
 from exchangelib.services import GetItem, SyncFolderItems, UpdateItem
+from exchangelib.version import VERSIONS
+from requests.exceptions import RequestException
+
+from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
 # headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
@@ -99,21 +99,16 @@ def _utc(value) -> datetime | None:
 
 
 def _version(name: str | None) -> Version | None:
-    """``Exchange2016`` -> the Version exchangelib would learn by asking (saves a request)."""
+    """``Exchange2016`` (an EWS API version, as exchangelib names them) -> the Version
+    exchangelib would learn by asking (saves the probe)."""
     if not name:
         return None
-    for build, api_version, _ in _KNOWN_BUILDS:
+    # VERSIONS is newest first: the first match is the newest build of that API version.
+    for build, api_version, _ in VERSIONS:
         if api_version == name:
             return Version(build=build, api_version=api_version)
     raise ConnectorError("bad_setting", f"Unknown Exchange version {name!r} in the server "
-                         "profile (e.g. Exchange2013, Exchange2016).", severity="auth")
-
-
-_KNOWN_BUILDS = [
-    (Build(15, 1), "Exchange2016", "Exchange 2016 / 2019"),
-    (Build(15, 0), "Exchange2013", "Exchange 2013"),
-    (Build(14, 0), "Exchange2010", "Exchange 2010"),
-]
+                         "profile (e.g. Exchange2013_SP1, Exchange2016).", severity="auth")
 
 
 class EwsConnector:
