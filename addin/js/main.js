@@ -61,7 +61,7 @@ function toast(text, link) {
 function errorInfo(exc) {
   if (exc instanceof ApiError) {
     const details = Object.entries(exc.fields || {}).map(([key, value]) => `${key.replace(/^(item|fields)\./, "").replace(/_/g, " ")}: ${value}`);
-    return { message: exc.message, details, code: exc.code };
+    return { message: exc.message, details, code: exc.code, fields: exc.fields || {} };
   }
   if (exc instanceof host.OfficeError) return { message: `Outlook could not do that: ${exc.message}` };
   return { message: "Something went wrong. Try again." };
@@ -153,8 +153,8 @@ async function refresh() {
 function completePending() {
   const { tracking, can } = state.ctx;
   const id = identity();
-  if (tracking.status !== "pending" || state.item.mode !== "read" || !can.track || !id) return;
-  const key = JSON.stringify(id);
+  if (tracking.status !== "pending" || state.item.mode !== "read" || !can.track || !id || state.busy) return;
+  const key = `${generation}:${JSON.stringify(id)}`; // once each time the item is opened
   if (state.autoCompleted.has(key)) return;
   state.autoCompleted.add(key);
   perform("Completing the pending track…", () => track(null, { quiet: true }));
@@ -341,24 +341,26 @@ function openRegarding(mode) {
       closePanel(null);
       perform("Removing the regarding…", () => setRegarding(null));
     },
-    onBack: () => closePanel(mode === "track" ? "track-regarding" : "change-regarding"),
+    onBack: () => closePanel(returnKey),
   });
-  openPanel({ kind: "regarding", el });
+  const returnKey = mode === "track" ? "track-regarding" : "change-regarding";
+  openPanel({ kind: "regarding", el, returnKey });
 }
 
 function openCreate(kind, party = null) {
   const el = createPanel({
     kind, state, party, onSubmit: submitCreate,
-    onBack: () => closePanel(party ? null : `create-${kind}`),
+    onBack: () => closePanel(returnKey),
   });
-  openPanel({ kind: "create", el });
+  const returnKey = party ? `add-${kind}-${party.address}` : `create-${kind}`;
+  openPanel({ kind: "create", el, returnKey });
 }
 
 const actions = {
   track: () => perform(`Tracking the ${noun()}…`, () => track(null)),
   trackWithRegarding: () => openRegarding("track"),
   changeRegarding: () => openRegarding("change"),
-  askUntrack: () => openPanel({ kind: "untrack" }),
+  askUntrack: () => openPanel({ kind: "untrack", returnKey: "untrack" }),
   showRelated,
   addPerson: (party, kind) => openCreate(kind, party),
 };
@@ -505,7 +507,7 @@ async function boot() {
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.panel && state.panel.kind !== "regarding") {
       event.preventDefault();
-      closePanel();
+      closePanel(state.panel.returnKey);
     }
   });
   await load();

@@ -83,7 +83,8 @@ export function field({ name, label, value = "", type = "text", required, error,
     control = h("input", { ...common, type, value: value == null ? "" : value, autocomplete, maxlength, inputmode });
   }
   return h("div", { class: ["field", error && "invalid"] },
-    h("label", { for: id }, label, required ? h("span", { class: "req", "aria-hidden": "true" }, " *") : null),
+    h("div", { class: "label-row" }, h("label", { for: id }, label),
+      required ? h("span", { class: "req", "aria-hidden": "true" }, "*") : null),
     control,
     hint ? h("p", { class: "hint", id: hintId }, hint) : null,
     error ? h("p", { class: "field-error", id: errorId }, ic("warning"), h("span", {}, error)) : null);
