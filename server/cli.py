@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server.db import db
 
@@ -47,7 +47,7 @@ def create_token(email: str, name: str, days: int) -> None:
     """Create an API token for a user and print it once."""
     from server.security import tokens
     from server.security.models import User
-    user = db.session.scalar(select(User).where(User.email == email))
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     if user is None:
         raise click.ClickException(f"No user {email}.")
     _, secret = tokens.issue(user, name, days=days)

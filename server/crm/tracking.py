@@ -439,6 +439,8 @@ def _clear_untracked(p: Principal, identity: str | None) -> None:
 def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] | None) -> Activity:
     """Change what an activity is regarding: write on the activity, append to on the target."""
     authz.require(p, "write", activity)
+    if regarding is not None:
+        authz.require(p, "append", activity)  # linking needs append here, append to there
     regarding = check_regarding(p, regarding)
     activity.set_regarding(*(regarding or (None, None)))
     activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
