@@ -48,7 +48,10 @@ def init_app(app: Flask) -> None:
         codes = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 413: "too_large",
                  415: "unsupported_media_type", 422: "unprocessable", 429: "rate_limited"}
-        return error_response(exc.code or 500, codes.get(exc.code, "error"), exc.description)
+        code = exc.code or 500
+        body, status = error_response(code, codes.get(code, "error"), exc.description)
+        allowed = getattr(exc, "valid_methods", None)  # 405 must say what is allowed
+        return body, status, {"Allow": ", ".join(allowed)} if allowed else {}
 
     @app.after_request
     def _security_headers(response):

@@ -156,6 +156,7 @@ def test_unknown_paths_and_methods_are_json(api):
     assert r.status_code == 404 and error_of(r)["code"] == "not_found"
     r = api.delete("/api/v1/accounts")
     assert r.status_code == 405 and error_of(r)["code"] == "method_not_allowed"
+    assert set(r.headers["Allow"].split(", ")) >= {"GET", "POST"}
     r = api.put("/api/v1/accounts/1", json={})
     assert r.status_code == 405
 
