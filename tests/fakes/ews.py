@@ -1,7 +1,8 @@
 """A fake Exchange Web Services endpoint for the EWS connector's tests: a small WSGI SOAP
 service that answers the operations exchangelib sends, with the request and response shapes
 Microsoft documents (learn.microsoft.com, "EWS reference for Exchange": GetFolder,
-FindFolder, SyncFolderItems, GetItem, UpdateItem, CreateItem, ConvertId).
+FindFolder, SyncFolderItems, GetItem, UpdateItem, CreateItem, ConvertId, Subscribe with a
+StreamingSubscriptionRequest, GetStreamingEvents, Unsubscribe).
 
 What it keeps: mailboxes (one per SMTP address) with a folder tree under ``msgfolderroot``
 (Inbox, Sent Items, Drafts, Deleted Items, Junk Email) and messages (MIME, categories,
@@ -17,7 +18,9 @@ What it checks: HTTP Basic credentials (401 with ``WWW-Authenticate: Basic`` oth
 (a SOAP fault with ``BackOffMilliseconds``), as Exchange's throttling does.
 
 Tests drive it as a mail client or the transport would: ``deliver``, ``move``,
-``create_folder``, ``rename_folder``, ``move_folder``, ``set_categories``. ``serve`` runs
+``create_folder``, ``rename_folder``, ``move_folder``, ``set_categories``. A streaming
+subscription hears of every change to its folders; GetStreamingEvents holds the connection
+until it has one (or its ConnectionTimeout passes), answers it and closes. ``serve`` runs
 it on a loopback port in a thread; exchangelib talks to it over real HTTP.
 """
 from __future__ import annotations
@@ -88,6 +91,7 @@ class FakeMailbox:
         for key, name in WELL_KNOWN.items():
             self._add(name, self.root.id, key)
         self.items: dict[str, FakeItem] = {}
+        self.on_change = None  # set by the server: streaming subscriptions hear of changes
         # folder id -> [(sequence, kind, item id)], kind: create update delete
         self.log: dict[str, list[tuple[int, str, str]]] = {}
 
@@ -114,6 +118,8 @@ class FakeMailbox:
 
     def note(self, folder_id: str, kind: str, item_id: str) -> None:
         self.log.setdefault(folder_id, []).append((next(_seq), kind, item_id))
+        if self.on_change is not None:
+            self.on_change(self, folder_id, kind, item_id)
 
 
 class FakeExchange:
@@ -129,6 +135,10 @@ class FakeExchange:
         self.operations: list[str] = []  # every SOAP operation received, in order
         self.sent: list[dict] = []  # what CreateItem sent: {"mailbox", "mime", "bcc"}
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # told of every change to any folder
+        self.streaming = True  # False: Subscribe is refused, as by Exchange 2007
+        # subscription id -> {"address", "folders": set of ids, "events": [(kind, item, folder)]}
+        self.subscriptions: dict[str, dict] = {}
         self.url: str | None = None
 
     # -- set-up and actions a test (or Exchange's own transport) performs ------------------
@@ -146,7 +156,17 @@ class FakeExchange:
         key = address.lower()
         if key not in self.mailboxes:
             self.mailboxes[key] = FakeMailbox(address)
+            self.mailboxes[key].on_change = self._heard
         return self.mailboxes[key]
+
+    def _heard(self, box: FakeMailbox, folder_id: str, kind: str, item_id: str) -> None:
+        event = {"create": "CreatedEvent", "update": "ModifiedEvent",
+                 "delete": "DeletedEvent"}[kind]
+        with self.lock:
+            for sub in self.subscriptions.values():
+                if sub["address"].lower() == box.address.lower() and folder_id in sub["folders"]:
+                    sub["events"].append((event, item_id, folder_id))
+            self.changed.notify_all()
 
     def deliver(self, address: str, mime: bytes, folder: str = "inbox",
                 categories: list[str] | None = None) -> str:
@@ -211,6 +231,9 @@ class FakeExchange:
             return [b""]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
+        if b"GetStreamingEvents" in body and not self.busy:
+            start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+            return self._stream(body)  # no length: the answer comes as events do
         status, answer = self._soap(user, body)
         data = answer.encode("utf-8")
         start_response(status, [("Content-Type", "text/xml; charset=utf-8"),
@@ -280,6 +303,52 @@ class FakeExchange:
         return address
 
     # -- operations -------------------------------------------------------------------------
+
+    def _op_Subscribe(self, box, request) -> str:
+        streaming = request.find(_q("StreamingSubscriptionRequest", M))
+        if streaming is None or not self.streaming:
+            raise Fault("ErrorInvalidSubscriptionRequest", "The fake takes streaming "
+                                                           "subscriptions only.")
+        folders = []
+        for folder in self._folder_ids(box, streaming.find(_q("FolderIds"))):
+            if isinstance(folder, Fault):
+                raise folder
+            folders.append(folder.id)
+        ident = base64.b64encode(secrets.token_bytes(24)).decode()
+        self.subscriptions[ident] = {"address": box.address, "folders": set(folders),
+                                     "events": []}
+        return _success("Subscribe", f"<m:SubscriptionId>{ident}</m:SubscriptionId>")
+
+    def _op_Unsubscribe(self, box, request) -> str:
+        self.subscriptions.pop(request.findtext(_q("SubscriptionId", M)), None)
+        return _success("Unsubscribe", "")
+
+    def _stream(self, body: bytes):
+        """GetStreamingEvents: hold the connection until the subscription hears of changes
+        (or its ConnectionTimeout in minutes passes), then answer them and close."""
+        request = ET.fromstring(body).find(_q("Body", S))[0]
+        ident = request.findtext(f"{_q('SubscriptionIds', M)}/{_q('SubscriptionId')}")
+        minutes = int(request.findtext(_q("ConnectionTimeout", M)) or 1)
+        with self.lock:
+            self.operations.append("GetStreamingEvents")
+            sub = self.subscriptions.get(ident)
+            if sub is None:
+                yield _envelope(_error_message("GetStreamingEvents", Fault(
+                    "ErrorSubscriptionNotFound", "The subscription was not found."))).encode()
+                return
+            self.changed.wait_for(lambda: sub["events"] or ident not in self.subscriptions,
+                                  timeout=minutes * 60)
+            events, sub["events"] = sub["events"], []
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        xml = "".join(f"<t:{kind}><t:TimeStamp>{stamp}</t:TimeStamp><t:ItemId Id={quoteattr(item)}/>"
+                      f"<t:ParentFolderId Id={quoteattr(folder)}/></t:{kind}>"
+                      for kind, item, folder in events)
+        notes = (f"<m:Notifications><m:Notification><t:SubscriptionId>{ident}</t:SubscriptionId>"
+                 f"{xml}</m:Notification></m:Notifications>" if events else "")
+        yield _envelope("<m:GetStreamingEventsResponse><m:ResponseMessages>"
+                        + _success("GetStreamingEvents", f"{notes}<m:ConnectionStatus>Closed"
+                                                         "</m:ConnectionStatus>")
+                        + "</m:ResponseMessages></m:GetStreamingEventsResponse>").encode()
 
     def _op_ConvertId(self, box, request) -> str:
         # exchangelib sends a dummy ConvertId to learn the server version from the header.

@@ -18,7 +18,8 @@ Server profile settings (``EmailServerProfile.settings``):
                    credentials)
 ``exchange_version``  optional, e.g. ``Exchange2016``: skips asking the server for its version
 ``max_connections``   concurrent connections to the server per process (default 4)
-``poll_seconds``   how often ``wait_for_changes`` asks the server (default 30)
+``poll_seconds``   how often ``wait_for_changes`` polls when it does not stream (default 30)
+``streaming``      false: never use streaming notifications
 
 Folder keys are EWS folder ids: Exchange keeps them over renames and moves. The cursor is
 JSON ``{"state": <SyncFolderItems SyncState>}``; an invalid state (ErrorInvalidSyncStateData)
@@ -40,8 +41,11 @@ Errors: a refused sign-in (HTTP 401) and a denied impersonation or unknown mailb
 ``retry_after`` from its BackOffMilliseconds; network failures and other transport errors
 are mailbox errors; a missing item is a message error; a missing folder a folder error.
 
-Waiting for changes polls SyncFolderItems from the last state read in this session (without
-storing what it sees). Streaming and pull notifications are not used yet.
+Waiting for changes: a streaming subscription on the watched folders (GetStreamingEvents,
+Exchange 2010 SP1 and later) for waits of a minute or more, after checking for mail that came
+since the last read; SyncFolderItems polling from the last state read in this session (never
+stored) for shorter waits and servers without streaming (``streaming: false`` turns it off).
+Pull notifications are not used: polling SyncFolderItems costs the same.
 """
 from __future__ import annotations
 
@@ -78,6 +82,8 @@ from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
 # headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
 logging.getLogger("exchangelib.util").setLevel(logging.CRITICAL)
+logging.getLogger("exchangelib.services.get_streaming_events").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
 
 EWS_NOTICE = ("EWS is for Exchange Server (on-premises) only; for Exchange Online use "
               "Microsoft Graph. Microsoft turned EWS off for Exchange Online in 2026.")
@@ -87,6 +93,8 @@ ROLES = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts", "deleteditem
 _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
                "deleteditems": DeletedItems, "junkemail": JunkEmail}
 GET_BATCH = 50  # items per GetItem
+STREAM_EVENTS = ["NewMailEvent", "CreatedEvent", "ModifiedEvent", "MovedEvent", "DeletedEvent",
+                 "CopiedEvent"]
 DEFAULT_POLL_SECONDS = 30.0
 
 
@@ -407,21 +415,77 @@ class EwsConnector:
     # -- push ---------------------------------------------------------------------------------
 
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
-        """Poll SyncFolderItems from each folder's last state read in this session (the state
-        found here is not stored: the next ``fetch_changes`` reads the changes). Folders not
-        read yet in this session are not watched."""
+        """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the
+        keys of changed folders. With a wait of a minute or more (streaming connections last
+        whole minutes) a streaming subscription (Exchange 2010 SP1 and later) reports changes
+        as they happen; otherwise, or where the server refuses one, SyncFolderItems is polled
+        from each folder's last state read in this session (the state found here is not
+        stored: the next ``fetch_changes`` reads the changes)."""
+        timeout = max(0.0, timeout)
+        if timeout >= 60 and self.settings.get("streaming", True):
+            changed = self._wait_streaming(folders, timeout)
+            if changed is not None:
+                return changed
+        return self._wait_polling(folders, timeout)
+
+    def _pending(self, folders: list[Folder]) -> set[str]:
+        """Folders with changes after the state last read in this session."""
+        changed = set()
+        for folder in folders:
+            state = self._states.get(folder.key)
+            if state and self._sync(self._folder(folder), state, 1)[0]:
+                changed.add(folder.key)
+        return changed
+
+    def _wait_streaming(self, folders: list[Folder], timeout: float) -> set[str] | None:
+        """None when the server takes no streaming subscription."""
+        keys = {f.key for f in folders}
+        if not keys:
+            return set()
+        with self._errors("subscribing to changes"):
+            try:
+                subscription = FolderCollection(
+                    account=self.ews, folders=[self._folder(f) for f in folders]
+                ).subscribe_to_streaming(event_types=STREAM_EVENTS)
+            except (ErrorServerBusy, ErrorAccessDenied):
+                raise
+            except EWSError as exc:
+                log.info("%s takes no streaming subscription (%s): polling instead", self.where,
+                         type(exc).__name__)
+                return None
+        try:
+            with self._errors("waiting for new mail"):
+                # Mail that came after the last read and before the subscription.
+                pending = self._pending(folders)
+                if pending:
+                    return pending
+                minutes = max(1, min(30, int(timeout // 60)))
+                changed: set[str] = set()
+                for notification in self._root().get_streaming_events(
+                        subscription, connection_timeout=minutes):
+                    for event in notification.events or ():
+                        for attr in ("parent_folder_id", "old_parent_folder_id", "folder_id"):
+                            ident = getattr(getattr(event, attr, None), "id", None)
+                            if ident in keys:
+                                changed.add(ident)
+                    if changed:
+                        break
+                return changed
+        finally:
+            try:
+                FolderCollection(account=self.ews, folders=[]).unsubscribe(subscription)
+            except Exception:  # it expires on its own
+                pass
+
+    def _wait_polling(self, folders: list[Folder], timeout: float) -> set[str]:
         interval = float(self.settings.get("poll_seconds", DEFAULT_POLL_SECONDS))
         watched = [f for f in folders if self._states.get(f.key)]
         if not watched:
             return set()
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = time.monotonic() + timeout
         while True:
-            changed = set()
             with self._errors("waiting for new mail"):
-                for folder in watched:
-                    changes, _, _ = self._sync(self._folder(folder), self._states[folder.key], 1)
-                    if changes:
-                        changed.add(folder.key)
+                changed = self._pending(watched)
             left = deadline - time.monotonic()
             if changed or left <= 0:
                 return changed

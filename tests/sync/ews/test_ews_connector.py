@@ -1,11 +1,14 @@
 """The EWS connector against the fake Exchange endpoint over real HTTP: folders and their
 stable ids (rename, move), the SyncFolderItems cursor (paging, new mail after it, a moved
 message, category updates, an invalid state), MIME content, categories written with
-UpdateItem, sending with a Sent Items copy, impersonation, throttling and sign-in errors."""
+UpdateItem, sending with a Sent Items copy, impersonation, throttling, sign-in errors, and
+waiting for mail (streaming notifications, polling)."""
 from __future__ import annotations
 
 import email
 import logging
+import threading
+import time
 
 import pytest
 
@@ -279,3 +282,48 @@ def test_a_known_version_skips_the_probe(exchange, account):
     with EwsConnector(known) as ews:
         assert "Inbox" in by_name(ews)
     assert "ConvertId" not in exchange.operations
+
+
+def _deliver_once_streaming(exchange, mime):
+    """Deliver ``mime`` once the connector's GetStreamingEvents is held open by the fake."""
+    def run():
+        for _ in range(2000):
+            if "GetStreamingEvents" in exchange.operations:
+                break
+            time.sleep(0.005)
+        exchange.deliver(BOB, mime)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_streaming_notification_ends_the_wait(exchange, account):
+    with EwsConnector(account) as ews:
+        folders = by_name(ews)
+        inbox = folders["Inbox"]
+        cursor = ews.fetch_changes(inbox, None).cursor
+        thread = _deliver_once_streaming(exchange, raw(mid="push@x.example"))
+        assert ews.wait_for_changes([inbox, folders["Sent Items"]], 600) == {inbox.key}
+        thread.join()
+        assert len(ews.fetch_changes(inbox, cursor).messages) == 1
+    assert exchange.operations.count("Subscribe") == 1 and "GetStreamingEvents" in exchange.operations
+    assert "Unsubscribe" in exchange.operations and exchange.subscriptions == {}
+
+
+def test_mail_before_the_subscription_is_not_missed(exchange, account):
+    with EwsConnector(account) as ews:
+        inbox = by_name(ews)["Inbox"]
+        ews.fetch_changes(inbox, None)
+        exchange.deliver(BOB, raw(mid="early@x.example"))
+        assert ews.wait_for_changes([inbox], 600) == {inbox.key}
+    assert "Subscribe" in exchange.operations and "GetStreamingEvents" not in exchange.operations
+
+
+def test_without_streaming_the_wait_polls(exchange, account):
+    exchange.streaming = False
+    with EwsConnector(account) as ews:
+        inbox = by_name(ews)["Inbox"]
+        ews.fetch_changes(inbox, None)
+        exchange.deliver(BOB, raw(mid="polled@x.example"))
+        assert ews.wait_for_changes([inbox], 600) == {inbox.key}
+    assert "GetStreamingEvents" not in exchange.operations
