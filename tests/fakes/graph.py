@@ -171,6 +171,7 @@ class FakeGraph:
         self.app_roles: tuple[str, ...] = APP_ROLES  # what admin consent granted
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
+        self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
         self.lock = threading.RLock()
         self.mailboxes: dict[str, FakeMailbox] = {}
         self.tokens: dict[str, Token] = {}
@@ -522,6 +523,8 @@ class FakeGraph:
                 self.max_in_flight[mailbox] = max(self.max_in_flight[mailbox], self.in_flight[mailbox])
                 crowded = self.in_flight[mailbox] > 4
         try:
+            if self.delay:
+                time.sleep(self.delay)
             if mailbox and crowded:
                 self.stats["concurrency_429"] += 1
                 status, out_headers, body = _error(

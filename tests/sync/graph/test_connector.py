@@ -146,12 +146,28 @@ def test_a_long_retry_after_is_handed_to_the_engine(graph, store, box):
 
 
 def test_at_most_four_requests_at_once_per_mailbox(graph, store, box):
+    """Batches go out in parallel, four at a time, and two connectors of one mailbox in
+    this process share those four."""
     for n in range(1, 201):
         store.deliver(numbered(n))
-    with connect(box) as conn:
-        changes = conn.fetch_changes(folders_of(conn)["Inbox"], None, limit=200)
-    assert len(changes.messages) == 200
-    assert graph.max_in_flight[ADDRESS] <= 4 and graph.stats["concurrency_429"] == 0
+    graph.delay = 0.05
+    results = []
+    connectors = [connect(box).__enter__() for _ in range(2)]  # signed in here
+    inbox = folders_of(connectors[0])["Inbox"]
+
+    def read(conn):
+        results.append(conn.fetch_changes(inbox, None, limit=200))
+
+    import threading
+    threads = [threading.Thread(target=read, args=(c,)) for c in connectors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for conn in connectors:
+        conn.__exit__(None, None, None)
+    assert [len(r.messages) for r in results] == [200, 200]
+    assert graph.max_in_flight[ADDRESS] == 4 and graph.stats["concurrency_429"] == 0
 
 
 def test_the_request_budget_stops_a_mailbox_before_graph_does(graph, store, box):
