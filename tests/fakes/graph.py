@@ -13,7 +13,8 @@ notifications, throttling; Entra ID v2.0 OpenID configuration and token endpoint
   ``scp`` delegated) and expire; ``expire_tokens`` ends every token issued so far.
 * **Mail** under ``/v1.0/users/{address}/``: well-known folders (``inbox``,
   ``sentitems``, ``drafts``, ``deleteditems``, ``junkemail``, ``msgfolderroot``),
-  ``mailFolders/delta``, ``mailFolders/{id}/messages/delta`` with ``@odata.nextLink`` /
+  ``mailFolders/delta`` (flat, or the top level only with ``folder_delta_flat = False``),
+  ``mailFolders/{id}/childFolders``, ``mailFolders/{id}/messages/delta`` with ``@odata.nextLink`` /
   ``@odata.deltaLink`` and ``@removed`` entries, pages of ``Prefer: odata.maxpagesize``
   (default 10), immutable ids only when ``Prefer: IdType="ImmutableId"`` is sent (else
   ids that change when a message moves); ``messages/{id}/$value`` (MIME), ``PATCH``
@@ -172,6 +173,7 @@ class FakeGraph:
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
         self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
+        self.folder_delta_flat = True  # False: mailFolders/delta lists the top level only
         self.lock = threading.RLock()
         self.mailboxes: dict[str, FakeMailbox] = {}
         self.tokens: dict[str, Token] = {}
@@ -712,13 +714,22 @@ class FakeGraph:
                              "userPrincipalName": box.address}
         if rest == "/mailFolders/delta" and method == "GET":
             self.stats["folder_delta"] += 1
-            rows = [self._folder_json(box, f) for f in box.folders.values() if f.id != box.root_id]
+            rows = [self._folder_json(box, f) for f in box.folders.values() if f.id != box.root_id
+                    and (self.folder_delta_flat or f.parent_id == box.root_id)]
             link = f"{self.graph_url}/users/{quote(box.address)}/mailFolders/delta?$deltatoken=" + \
                 _b64url({"folders": True})
             return 200, {}, {"value": rows, "@odata.deltaLink": link}
         match = re.match(r"^/mailFolders/([^/]+)/messages/delta$", rest)
         if match and method == "GET":
             return self._delta(box, match.group(1), query, headers, immutable)
+        match = re.match(r"^/mailFolders/([^/]+)/childFolders$", rest)
+        if match and method == "GET":
+            folder_id = self._folder_ref(box, match.group(1))
+            if folder_id is None:
+                return _error(404, "ErrorItemNotFound", "The specified object was not found in "
+                              "the store.")
+            return 200, {}, {"value": [self._folder_json(box, f) for f in box.folders.values()
+                                       if f.parent_id == folder_id]}
         match = re.match(r"^/mailFolders/([^/]+)$", rest)
         if match and method == "GET":
             folder_id = self._folder_ref(box, match.group(1))

@@ -504,7 +504,7 @@ class GraphConnector:
         items = [{"method": "GET", "url": f"{user}/mailFolders/{name}?$select=id"}
                  for name in (*WELL_KNOWN, "msgfolderroot")]
         items.append({"method": "GET", "url": f"{user}/mailFolders/delta?$select=displayName,"
-                                              "parentFolderId"})
+                                              "parentFolderId,childFolderCount"})
         replies = http.batch(items, what="listing folders")
         for reply in replies:
             if not reply.ok and reply.status != 404:
@@ -526,7 +526,36 @@ class GraphConnector:
                 raise http.error(reply, "listing folders")
             rows.extend(r for r in reply.json().get("value") or [] if "@removed" not in r)
             link = reply.json().get("@odata.nextLink")
-        return _folder_tree([r for r in rows if r.get("id") != root_id], root_id, roles)
+        rows = self._with_children([r for r in rows if r.get("id") != root_id])
+        return _folder_tree(rows, root_id, roles)
+
+    def _with_children(self, rows: list[dict]) -> list[dict]:
+        """Where a folder has more children than the listing showed (a delta that stopped
+        at the top level), its child folders are listed too, level by level, in batches."""
+        http = self.http
+        while True:
+            known: dict[str, int] = {}
+            ids = {r["id"] for r in rows if r.get("id")}
+            for row in rows:
+                known[row.get("parentFolderId")] = known.get(row.get("parentFolderId"), 0) + 1
+            missing = [r["id"] for r in rows
+                       if int(r.get("childFolderCount") or 0) > known.get(r["id"], 0)]
+            if not missing:
+                return rows
+            items = [{"method": "GET", "url": f"{http.user}/mailFolders/{quote(i, safe='')}"
+                      "/childFolders?$top=250&$select=displayName,parentFolderId,childFolderCount"}
+                     for i in missing]
+            found = []
+            for folder_id, reply in zip(missing, http.batch(items, what="listing folders")):
+                if not reply.ok:
+                    raise http.error(reply, "listing folders")
+                for child in reply.json().get("value") or []:
+                    if child.get("id") and child["id"] not in ids:
+                        child.setdefault("parentFolderId", folder_id)
+                        found.append(child)
+            if not found:
+                return rows
+            rows = rows + found
 
     # -- reading ------------------------------------------------------------------------
 

@@ -40,11 +40,12 @@ def numbered(n: int, **headers) -> bytes:
     return w.raw(mid=f"m{n}@customer.example", subject=f"Message {n}", **headers)
 
 
-def test_folders_have_ids_roles_and_paths(store, box):
+def test_folders_have_ids_roles_and_paths(graph, store, box):
     deal = store.create_folder("Inbox/Contoso deal")
     store.create_folder("Inbox/Contoso deal/Legal")
     with connect(box) as conn:
         folders = folders_of(conn)
+    assert graph.stats["http"] == 1  # one $batch: well-known folders and the whole tree
     assert {n: f.role for n, f in folders.items() if f.role != "other"} == {
         "Inbox": "inbox", "Sent Items": "sent", "Drafts": "drafts", "Deleted Items": "trash",
         "Junk Email": "junk"}
@@ -52,6 +53,16 @@ def test_folders_have_ids_roles_and_paths(store, box):
     assert folders["Inbox/Contoso deal"].parent_key == folders["Inbox"].key
     assert folders["Inbox/Contoso deal/Legal"].parent_key == deal
     assert folders["Inbox"].parent_key is None  # the store's root is no folder
+
+
+def test_folders_below_the_top_level_are_found_when_the_listing_stops_there(graph, store, box):
+    graph.folder_delta_flat = False
+    store.create_folder("Inbox/Contoso deal")
+    legal = store.create_folder("Inbox/Contoso deal/Legal")
+    with connect(box) as conn:
+        folders = folders_of(conn)
+    assert folders["Inbox/Contoso deal/Legal"].key == legal
+    assert folders["Inbox/Contoso deal"].parent_key == folders["Inbox"].key
 
 
 def test_delta_pages_links_and_removed_entries(graph, store, box):
