@@ -321,6 +321,7 @@ class FakeExchange:
 
     def _op_Unsubscribe(self, box, request) -> str:
         self.subscriptions.pop(request.findtext(_q("SubscriptionId", M)), None)
+        self.changed.notify_all()  # its open stream answers and closes
         return _success("Unsubscribe", "")
 
     def _stream(self, body: bytes):

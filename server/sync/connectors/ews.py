@@ -41,15 +41,17 @@ Errors: a refused sign-in (HTTP 401) and a denied impersonation or unknown mailb
 ``retry_after`` from its BackOffMilliseconds; network failures and other transport errors
 are mailbox errors; a missing item is a message error; a missing folder a folder error.
 
-Waiting for changes: a streaming subscription on the watched folders (GetStreamingEvents,
-Exchange 2010 SP1 and later) for waits of a minute or more, after checking for mail that came
-since the last read; SyncFolderItems polling from the last state read in this session (never
-stored) for shorter waits and servers without streaming (``streaming: false`` turns it off).
+Waiting for changes: a streaming subscription on the watched folders (Exchange 2010 SP1 and
+later), read by a thread for the whole session, so waits of any length end as soon as a
+change is reported and nothing is missed between waits (the first wait also checks for mail
+that came since the last read); on servers without streaming, SyncFolderItems is polled from
+the last state read in this session, never stored (``streaming: false`` forces polling).
 Pull notifications are not used: polling SyncFolderItems costs the same.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +74,7 @@ from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, Junk
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
-from exchangelib.services import GetItem, SyncFolderItems, UpdateItem
+from exchangelib.services import GetItem, GetStreamingEvents, SyncFolderItems, UpdateItem
 from exchangelib.version import VERSIONS
 from requests.exceptions import RequestException
 
@@ -95,6 +97,7 @@ _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
 GET_BATCH = 50  # items per GetItem
 STREAM_EVENTS = ["NewMailEvent", "CreatedEvent", "ModifiedEvent", "MovedEvent", "DeletedEvent",
                  "CopiedEvent"]
+STREAM_MINUTES = 5  # one GetStreamingEvents connection; opened again when it closes
 DEFAULT_POLL_SECONDS = 30.0
 
 
@@ -132,6 +135,8 @@ class EwsConnector:
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
         self._root_folder: Root | None = None
+        self._stream: _Stream | None = None
+        self._streaming_refused = False
 
     # -- session --------------------------------------------------------------------------
 
@@ -178,6 +183,10 @@ class EwsConnector:
             self._ews.version  # noqa: B018 - asks the server now: sign-in problems show here
 
     def close(self) -> None:
+        try:
+            self._stop_stream()
+        except Exception:  # the connection may be gone already
+            pass
         ews, self._ews = self._ews, None
         if ews is not None:
             try:
@@ -416,16 +425,23 @@ class EwsConnector:
 
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the
-        keys of changed folders. With a wait of a minute or more (streaming connections last
-        whole minutes) a streaming subscription (Exchange 2010 SP1 and later) reports changes
-        as they happen; otherwise, or where the server refuses one, SyncFolderItems is polled
-        from each folder's last state read in this session (the state found here is not
-        stored: the next ``fetch_changes`` reads the changes)."""
+        keys of changed folders. A streaming subscription (Exchange 2010 SP1 and later),
+        read by a thread for as long as this session lasts, reports changes as they happen;
+        where the server takes none, SyncFolderItems is polled from each folder's last state
+        read in this session (the state found is not stored: the next ``fetch_changes``
+        reads the changes)."""
         timeout = max(0.0, timeout)
-        if timeout >= 60 and self.settings.get("streaming", True):
-            changed = self._wait_streaming(folders, timeout)
-            if changed is not None:
-                return changed
+        keys = frozenset(f.key for f in folders)
+        if keys and self.settings.get("streaming", True):
+            stream = self._stream_for(folders, keys)
+            if stream is not None:
+                with self._errors("waiting for new mail"):
+                    if stream.fresh:  # mail that came after the last read, before subscribing
+                        stream.fresh = False
+                        pending = self._pending(folders)
+                        if pending:
+                            return pending
+                    return stream.take(timeout)
         return self._wait_polling(folders, timeout)
 
     def _pending(self, folders: list[Folder]) -> set[str]:
@@ -437,45 +453,33 @@ class EwsConnector:
                 changed.add(folder.key)
         return changed
 
-    def _wait_streaming(self, folders: list[Folder], timeout: float) -> set[str] | None:
-        """None when the server takes no streaming subscription."""
-        keys = {f.key for f in folders}
-        if not keys:
-            return set()
+    def _stream_for(self, folders: list[Folder], keys: frozenset[str]) -> _Stream | None:
+        """The running stream on exactly these folders (started when needed), or None when
+        the server takes no streaming subscription."""
+        if self._stream is not None and self._stream.keys == keys and self._stream.alive:
+            return self._stream
+        self._stop_stream()
+        if self._streaming_refused:
+            return None
         with self._errors("subscribing to changes"):
             try:
                 subscription = FolderCollection(
                     account=self.ews, folders=[self._folder(f) for f in folders]
                 ).subscribe_to_streaming(event_types=STREAM_EVENTS)
-            except (ErrorServerBusy, ErrorAccessDenied):
+            except (ErrorServerBusy, ErrorAccessDenied, ErrorFolderNotFound):
                 raise
             except EWSError as exc:
-                log.info("%s takes no streaming subscription (%s): polling instead", self.where,
-                         type(exc).__name__)
+                log.info("%s takes no streaming subscription (%s): polling instead",
+                         self.where, type(exc).__name__)
+                self._streaming_refused = True
                 return None
-        try:
-            with self._errors("waiting for new mail"):
-                # Mail that came after the last read and before the subscription.
-                pending = self._pending(folders)
-                if pending:
-                    return pending
-                minutes = max(1, min(30, int(timeout // 60)))
-                changed: set[str] = set()
-                for notification in self._root().get_streaming_events(
-                        subscription, connection_timeout=minutes):
-                    for event in notification.events or ():
-                        for attr in ("parent_folder_id", "old_parent_folder_id", "folder_id"):
-                            ident = getattr(getattr(event, attr, None), "id", None)
-                            if ident in keys:
-                                changed.add(ident)
-                    if changed:
-                        break
-                return changed
-        finally:
-            try:
-                FolderCollection(account=self.ews, folders=[]).unsubscribe(subscription)
-            except Exception:  # it expires on its own
-                pass
+        self._stream = _Stream(self.ews, subscription, keys)
+        return self._stream
+
+    def _stop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.stop()
 
     def _wait_polling(self, folders: list[Folder], timeout: float) -> set[str]:
         interval = float(self.settings.get("poll_seconds", DEFAULT_POLL_SECONDS))
@@ -490,6 +494,79 @@ class EwsConnector:
             if changed or left <= 0:
                 return changed
             time.sleep(min(interval, left))
+
+
+class _Stream:
+    """A streaming subscription read by a daemon thread: GetStreamingEvents held open for
+    ``STREAM_MINUTES`` at a time and opened again, the keys of changed folders gathered until
+    a wait takes them. ``stop`` unsubscribes and closes the open stream."""
+
+    def __init__(self, ews: EwsAccount, subscription: str, keys: frozenset[str]):
+        self.ews, self.subscription, self.keys = ews, subscription, keys
+        self.fresh = True
+        self.changed: set[str] = set()
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.service: GetStreamingEvents | None = None
+        self.condition = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="ews-stream", daemon=True)
+        self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None and not self.stopped
+
+    def _run(self) -> None:
+        while not self.stopped:
+            try:
+                self.service = GetStreamingEvents(account=self.ews)
+                for notification in self.service.call(subscription_ids=[self.subscription],
+                                                      connection_timeout=STREAM_MINUTES):
+                    found = {ident for event in notification.events or ()
+                             for ident in _event_folders(event) if ident in self.keys}
+                    if found:
+                        with self.condition:
+                            self.changed |= found
+                            self.condition.notify_all()
+            except BaseException as exc:  # reported by the next wait
+                with self.condition:
+                    if not self.stopped:
+                        self.error = exc
+                    self.condition.notify_all()
+                return
+
+    def take(self, timeout: float) -> set[str]:
+        with self.condition:
+            self.condition.wait_for(lambda: self.changed or self.error or self.stopped, timeout)
+            if self.error is not None:
+                raise self.error
+            found, self.changed = self.changed, set()
+            return found
+
+    def stop(self) -> None:
+        with self.condition:
+            self.stopped = True
+            self.condition.notify_all()
+        try:
+            FolderCollection(account=self.ews, folders=[]).unsubscribe(self.subscription)
+        except Exception:  # it expires on its own
+            pass
+        service = self.service
+        if service is not None:
+            try:
+                service.stop_streaming()
+            except Exception:
+                pass
+        self.thread.join(timeout=2)
+
+
+def _event_folders(event) -> list[str]:
+    out = []
+    for attr in ("parent_folder_id", "old_parent_folder_id", "folder_id"):
+        ident = getattr(getattr(event, attr, None), "id", None)
+        if ident:
+            out.append(ident)
+    return out
 
 
 def _item_fields(root: Root) -> set:
