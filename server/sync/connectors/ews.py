@@ -581,8 +581,11 @@ def _category_fields(root: Root) -> set:
 
 
 def _detail(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:300]
+    """The error's words without the XML exchangelib quotes in some (it may hold mail)."""
+    text = str(exc)
+    if "<" in text:
+        text = text.split("<", 1)[0].rstrip(" ({:")
+    return (text or type(exc).__name__)[:300]
 
 
 class EwsSender:

@@ -342,3 +342,13 @@ def test_without_streaming_the_wait_polls(exchange, account):
         exchange.deliver(BOB, raw(mid="polled@x.example"))
         assert ews.wait_for_changes([inbox], 600) == {inbox.key}
     assert "GetStreamingEvents" not in exchange.operations
+
+
+def test_error_details_leave_quoted_xml_out():
+    from exchangelib.errors import MalformedResponseError
+
+    from server.sync.connectors.ews import _detail
+    exc = MalformedResponseError("No Items elements in ResponseMessage (<m:Items><t:MimeContent>"
+                                 "U2VjcmV0</t:MimeContent></m:Items>)")
+    assert _detail(exc) == "No Items elements in ResponseMessage"
+    assert _detail(MalformedResponseError("")) == "MalformedResponseError"
