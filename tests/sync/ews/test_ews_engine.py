@@ -241,3 +241,26 @@ def test_a_service_account_with_impersonation_syncs_each_users_mailbox(crm, exch
     exchange.impersonators.clear()
     result = sync_mailbox(boxes[1].id)
     assert result.status == "failure" and result.disabled and result.error_code == "access_denied"
+
+
+def test_a_reply_to_mail_sent_through_ews_is_correlated_by_its_tracking_token(crm, store,
+                                                                              exchange):
+    box = w.store_mailbox(store, crm.bob, tracking_option="crm_responses")
+    draft = create_email_draft(authz.principal(crm.bob), ("opportunity", crm.opp.id),
+                               to="ann@customer.example", subject="Quote", body="Our quote.")
+    draft.status = "pending_send"
+    db.session.commit()
+    assert send_pending(box.id).sent == 1
+    db.session.expire_all()
+    sent = db.session.get(Email, draft.id)
+    assert sent.tracking_token and sent.tracking_token in exchange.sent[0]["mime"].decode()
+    # Ann's client drops the threading headers; the token in the subject is enough.
+    store.deliver(w.raw(sender="Ann Customer <ann@customer.example>", mid="ann-reply@x.example",
+                        subject=f"RE: Quote {sent.tracking_token}"))
+    result = sync_mailbox(box.id)
+    assert result.status == "success"
+    reply = tracked("ann-reply@x.example")[0]
+    assert reply.regarding_ref == ("opportunity", crm.opp.id)
+    assert reply.correlation_method == "tracking_token"
+    # The Sent Items copy Exchange saved is the sent email itself: not a second activity.
+    assert len(w.emails(message_id=sent.message_id)) == 1
