@@ -87,6 +87,7 @@ def test_tracking_options_and_the_category_written_back(crm, store):
     assert again.status == "success" and again.tracked == 0 and w.count_emails() == 3
 
 
+@pytest.mark.both_databases
 def test_mail_moved_into_a_tracked_folder_is_tracked_regarding_its_record(crm, store):
     box = w.store_mailbox(store, crm.bob, tracking_option="none")
     store.create_folder("Inbox/Contoso deal")
