@@ -129,7 +129,7 @@ export async function describeItem(item = currentItem()) {
     mode: compose ? "compose" : "read",
     internet_message_id: compose ? null : item.internetMessageId || null,
     conversation_id: item.conversationId || null,
-    item_id: item.itemId || null,
+    item_id: item.itemId || (compose ? await draftId(item) : null),
     subject: String((await field(item, "subject")) || ""),
     from: null, to: [], cc: [], organizer: null, required_attendees: [], optional_attendees: [],
     start: null, end: null, location: null,
@@ -266,6 +266,16 @@ export async function addTokenToSubject(item, token) {
   if (subject.includes(token)) return false;
   await call((cb) => item.subject.setAsync(subject ? `${subject} ${token}` : token, cb));
   return true;
+}
+
+/** A saved draft's id (Mailbox 1.8), or null while it has never been saved. */
+async function draftId(item) {
+  if (typeof item.getItemIdAsync !== "function" || !supports("Mailbox", "1.8")) return null;
+  try {
+    return (await call((cb) => item.getItemIdAsync(cb))) || null;
+  } catch {
+    return null;
+  }
 }
 
 /** Save the draft (a meeting needs an id before it can be tracked when sent). */

@@ -95,6 +95,9 @@
     };
     if (compose) {
       item.subject = value(function () { return s.subject || ""; }, function (v) { preview.setSubject(s.key, v); });
+      item.getItemIdAsync = function () {
+        async(callbackOf(arguments), s.itemId ? ok(s.itemId) : fail(9051, "The item has not been saved."));
+      };
       item.saveAsync = function () {
         s.itemId = s.itemId || ("preview-draft-" + Math.random().toString(36).slice(2, 10));
         async(callbackOf(arguments), ok(s.itemId));

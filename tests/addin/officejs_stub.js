@@ -117,6 +117,11 @@
     };
     if (compose) {
       item.subject = asyncValue("subject", function () { return s.subject || ""; }, function (v) { s.subject = v; state.subjectSets.push(v); });
+      item.getItemIdAsync = function () {
+        var cb = callbackOf(arguments);
+        record("getItemIdAsync");
+        later(function () { cb(s.itemId ? ok(s.itemId) : fail(9051, "The item has not been saved.")); });
+      };
       item.saveAsync = function () { var cb = callbackOf(arguments); record("saveAsync"); s.itemId = s.itemId || ("draft-" + Math.random().toString(36).slice(2)); item.itemId = null; later(function () { cb(ok(s.itemId)); }); };
       if (item.itemType === "appointment") {
         item.organizer = asyncValue("organizer", function () { return s.organizer || null; }, function () {});
