@@ -46,7 +46,9 @@ later), read by a thread for the whole session, so waits of any length end as so
 change is reported and nothing is missed between waits (the first wait also checks for mail
 that came since the last read); on servers without streaming, SyncFolderItems is polled from
 the last state read in this session, never stored (``streaming: false`` forces polling).
-Pull notifications are not used: polling SyncFolderItems costs the same.
+Pull notifications are not used: polling SyncFolderItems costs the same. An open stream holds
+one of the connections exchangelib shares among the mailboxes of one service account
+(``max_connections``): watching many mailboxes through one account needs that many more.
 """
 from __future__ import annotations
 
