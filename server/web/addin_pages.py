@@ -267,7 +267,8 @@ def preview():
     items = samples(p)
     response = make_response(render_template(
         "addin/preview.html", items=items, user=current_user,
-        can_use=p.has("use_outlook_addin")))
+        can_use=p.has("use_outlook_addin"),
+        home_url=url_for("pages.home") if "pages.home" in current_app.view_functions else "/"))
     return _with_csp(response, addin_csp(outlook=False))
 
 
