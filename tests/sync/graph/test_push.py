@@ -5,6 +5,8 @@ delta staying the source of truth when notifications are lost. The fake Graph se
 posts to the application served on a loopback port."""
 from __future__ import annotations
 
+import hashlib
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +15,8 @@ from sqlalchemy import select
 from server.db import db, utcnow
 from server.sync.engine import sync_mailbox
 from server.sync.graph_models import GraphSubscription
-from server.sync.models import Mailbox
+from server.sync.graph_push import handle_notifications
+from server.sync.models import Mailbox, SyncRun
 from tests.sync import world as w
 from tests.sync.graph.conftest import GraphStore, graph_mailbox
 
@@ -160,3 +163,30 @@ def test_no_notification_url_no_subscriptions(app, crm, graph, store):
     app.config.pop("REGARDING_GRAPH_NOTIFICATION_URL", None)
     assert sync_mailbox(box.id).status == "success"
     assert subscriptions(box) == {} and graph.subscriptions == {}
+
+
+def test_a_notification_during_a_run_flags_the_mailbox_again_after_it(graph, store, box):
+    """A run that read the folder before the change clears the flag when it ends; the
+    mailbox is flagged again once that run has finished."""
+    sync_mailbox(box.id)
+    quiet(graph, box)
+    row = next(iter(subscriptions(box).values()))
+    state = "s3cret-state"
+    row.client_state_hash = hashlib.sha256(state.encode()).hexdigest()
+    run = SyncRun(mailbox_id=box.id, worker="test", started_on=utcnow() - timedelta(seconds=5))
+    db.session.add(run)
+    db.session.commit()
+    handle_notifications({"value": [{"subscriptionId": row.subscription_id,
+                                     "clientState": state, "changeType": "created"}]})
+    mailbox = db.session.get(Mailbox, box.id)
+    assert mailbox.sync_requested
+    mailbox.sync_requested = False  # what the run does when it ends ...
+    run.finished_on = utcnow()
+    db.session.commit()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # ... and the flag comes back
+        db.session.expire_all()
+        if db.session.get(Mailbox, box.id).sync_requested:
+            break
+        time.sleep(0.05)
+    assert db.session.get(Mailbox, box.id).sync_requested
