@@ -339,7 +339,8 @@ def _first_email(*conditions, newest: bool = False) -> Email | None:
 
 def correlate(ctx: MailboxRun, msg: MailMessage) -> Correlation | None:
     """The tracked email this one answers (first key that finds one wins), or a pending track
-    request its tracking token belongs to."""
+    request its tracking token belongs to. Copies of the email itself are no parent."""
+    own = or_(Email.message_id.is_(None), Email.message_id != identity_of(msg))
     keys = corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix,
                                  smart_matching=ctx.org.smart_matching)
     ids = [key for method, key in keys if method in (corr.IN_REPLY_TO, corr.REFERENCES)]
@@ -353,7 +354,7 @@ def correlate(ctx: MailboxRun, msg: MailMessage) -> Correlation | None:
         if method in (corr.IN_REPLY_TO, corr.REFERENCES):
             parent = by_id.get(key)
         elif method == corr.TRACKING_TOKEN:
-            parent = _first_email(Email.tracking_token == key, newest=True)
+            parent = _first_email(Email.tracking_token == key, own, newest=True)
             if parent is None:
                 request = db.session.scalar(select(TrackRequest).where(
                     TrackRequest.tracking_token == key, TrackRequest.status == "pending")
@@ -361,15 +362,15 @@ def correlate(ctx: MailboxRun, msg: MailMessage) -> Correlation | None:
                 if request is not None:
                     return Correlation(method, None, request.regarding_ref)
         elif method == corr.CONVERSATION_INDEX:
-            parent = _first_email(Email.conversation_id == key, newest=True)
+            parent = _first_email(Email.conversation_id == key, own, newest=True)
         elif method == corr.SMART_MATCH:
-            parent = _smart_match(ctx, msg, key)
+            parent = _smart_match(ctx, msg, key, own)
         if parent is not None:
             return Correlation(method, parent.id, parent.regarding_ref)
     return None
 
 
-def _smart_match(ctx: MailboxRun, msg: MailMessage, key: str) -> Email | None:
+def _smart_match(ctx: MailboxRun, msg: MailMessage, key: str, own) -> Email | None:
     """Recent emails with the same normalized subject and the same participants."""
     subject = corr.normalize_subject(msg.subject, ctx.org.tracking_token_prefix)
     if not subject:
@@ -378,7 +379,7 @@ def _smart_match(ctx: MailboxRun, msg: MailMessage, key: str) -> Email | None:
     candidates = db.session.scalars(
         select(Email).options(selectinload(Email.parties))
         .where(func.lower(Email.subject).contains(subject[:200].lower(), autoescape=True),
-               Email.occurred_on >= since)
+               Email.occurred_on >= since, own)
         .order_by(Email.occurred_on.desc()).limit(SMART_MATCH_CANDIDATES)).all()
     for email in candidates:
         theirs = corr.smart_match_key(email.subject, (p.address for p in email.parties if p.address),
