@@ -3,98 +3,32 @@ type, with privilege, depth and field security checked here for pages, API and a
 """
 from __future__ import annotations
 
-import re
 import secrets
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
 
-from server.crm.addresses import normalize
 from server.crm.registry import RECORD_TYPES, RecordType, type_of
+from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import RecordShare, Team, User
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def _clean_value(f, raw: Any, p: Principal | None) -> Any:
-    """One field's value parsed and checked; raises ValueError with a user-facing message."""
-    if raw is None or (isinstance(raw, str) and raw.strip() == "" and f.kind != "bool"):
-        if f.required:
-            raise ValueError("This field is required.")
-        return None
-    if f.kind in ("str", "text", "phone", "url", "email", "choice"):
-        if not isinstance(raw, str):
-            raise ValueError("Must be text.")
-        value = _CONTROL.sub("", raw).strip() if f.kind != "text" else _CONTROL.sub("", raw)
-        if f.max_length and len(value) > f.max_length:
-            raise ValueError(f"At most {f.max_length} characters.")
-        if f.kind == "email":
-            n = normalize(value)
-            if n is None:
-                raise ValueError("Not a valid email address.")
-            value = value.strip()
-        if f.kind == "url" and not re.match(r"^https?://[^\s]+$", value, re.I):
-            if re.match(r"^[\w.-]+\.[a-z]{2,}(/\S*)?$", value, re.I):
-                value = "https://" + value
-            else:
-                raise ValueError("Not a valid web address.")
-        if f.kind == "choice" and value not in f.choices:
-            raise ValueError(f"Must be one of: {', '.join(f.choices)}.")
+    """One field's value parsed (``values.parse_value``); a reference must also exist, be
+    readable and accept links from this user."""
+    value = parse_value(f, raw)
+    if f.kind != "ref" or value is None:
         return value
-    if f.kind == "int":
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-            raise ValueError("Must be a whole number.")
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError("Must be a whole number.") from None
-        if not -2**31 < value < 2**31:
-            raise ValueError("Out of range.")
-        return value
-    if f.kind == "decimal":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-            raise ValueError("Must be a number.")
-        try:
-            value = Decimal(str(raw).replace(",", "").strip())
-        except InvalidOperation:
-            raise ValueError("Must be a number.") from None
-        if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
-            raise ValueError("Out of range.")
-        return value.quantize(Decimal("0.01"))
-    if f.kind == "date":
-        if not isinstance(raw, str):
-            raise ValueError("Must be a date (YYYY-MM-DD).")
-        try:
-            return date.fromisoformat(raw.strip())
-        except ValueError:
-            raise ValueError("Must be a date (YYYY-MM-DD).") from None
-    if f.kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in ("1", "true", "on", "yes", "0", "false", "off", "no", ""):
-            return raw.lower() in ("1", "true", "on", "yes")
-        raise ValueError("Must be true or false.")
-    if f.kind == "ref":
-        if isinstance(raw, bool):
-            raise ValueError("Must be a record id.")
-        try:
-            ref_id = int(raw)
-        except (TypeError, ValueError):
-            raise ValueError("Must be a record id.") from None
-        target = RECORD_TYPES[f.ref].model
-        record = db.session.get(target, ref_id)
-        if record is None or (p is not None and not authz.can(p, "read", record)):
-            raise ValueError(f"No such {RECORD_TYPES[f.ref].label.lower()}.")
-        if p is not None and not authz.can(p, "append_to", record):
-            raise ValueError(f"You may not link records to this {RECORD_TYPES[f.ref].label.lower()}.")
-        return ref_id
-    raise ValueError("Unsupported field.")  # pragma: no cover
+    target = RECORD_TYPES[f.ref].model
+    record = db.session.get(target, value)
+    if record is None or (p is not None and not authz.can(p, "read", record)):
+        raise ValueError(f"No such {RECORD_TYPES[f.ref].label.lower()}.")
+    if p is not None and not authz.can(p, "append_to", record):
+        raise ValueError(f"You may not link records to this {RECORD_TYPES[f.ref].label.lower()}.")
+    return value
 
 
 def validate(rt: RecordType, data: dict[str, Any], p: Principal | None, *,

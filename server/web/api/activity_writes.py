@@ -22,7 +22,8 @@ from server.errors import Conflict, Forbidden, Invalid, Unprocessable
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import RecordShare, Team, User
-from server.web.api.common import invalid, load_principal, parse_ref, parse_value
+from server.crm.values import parse_value
+from server.web.api.common import invalid, load_principal, parse_ref
 from server.web.serialize import ACTIVITY_READ_ONLY, ACTIVITY_TYPES, activity_fields
 
 MAX_PARTIES = 500

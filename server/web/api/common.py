@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import current_app, g, request
 from sqlalchemy import select
 
-from server.crm.addresses import normalize
-from server.crm.registry import Field
 from server.db import db
 from server.errors import Invalid, ServiceError
 from server.security import authz
@@ -28,7 +23,6 @@ MAX_PAGE_SIZE = 200
 MAX_ID = 2**31 - 1  # ids are 32-bit integer columns
 # The URL converter for ids: anything beyond a column's range is simply not found.
 ID = f"int(min=1, max={MAX_ID})"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class UnsupportedMediaType(ServiceError):
@@ -181,77 +175,6 @@ def parse_ref(raw: Any, name: str, kinds: tuple[str, ...]) -> tuple[str, int]:
 
 
 # -- typed values ------------------------------------------------------------------------------
-
-def parse_datetime(raw: Any) -> datetime:
-    if not isinstance(raw, str):
-        raise ValueError("Must be a date and time (ISO 8601).")
-    try:
-        value = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise ValueError("Must be a date and time (ISO 8601).") from None
-    if value.tzinfo is None:
-        raise ValueError("Include a time zone (for example 2025-01-31T09:00:00Z).")
-    return value
-
-
-def parse_value(f: Field, raw: Any) -> Any:
-    """One value of field ``f`` from JSON or a query string; ValueError with a user-facing
-    message. Refs are parsed as ids only (existence and privileges are the service's)."""
-    if raw is None or (isinstance(raw, str) and raw.strip() == "" and f.kind not in ("bool",)):
-        if f.required:
-            raise ValueError("This field is required.")
-        return None
-    if f.kind in ("str", "text", "phone", "url", "email", "choice"):
-        if not isinstance(raw, str):
-            raise ValueError("Must be text.")
-        value = _CONTROL.sub("", raw)
-        value = value if f.kind == "text" else value.strip()
-        if f.max_length and len(value) > f.max_length:
-            raise ValueError(f"At most {f.max_length} characters.")
-        if f.kind == "email" and normalize(value) is None:
-            raise ValueError("Not a valid email address.")
-        if f.kind == "url" and not re.match(r"^https?://\S+$", value, re.I):
-            raise ValueError("Not a valid web address (https://...).")
-        if f.kind == "choice" and value not in f.choices:
-            raise ValueError(f"Must be one of: {', '.join(f.choices)}.")
-        return value
-    if f.kind in ("int", "ref"):
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-            raise ValueError("Must be a whole number.")
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError("Must be a whole number.") from None
-        if not -2**31 < value < 2**31:
-            raise ValueError("Out of range.")
-        return value
-    if f.kind == "decimal":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-            raise ValueError("Must be a number.")
-        try:
-            value = Decimal(str(raw).strip())
-        except InvalidOperation:
-            raise ValueError("Must be a number.") from None
-        if not value.is_finite() or abs(value) >= Decimal(10) ** 14:
-            raise ValueError("Out of range.")
-        return value.quantize(Decimal("0.01"))
-    if f.kind == "date":
-        if not isinstance(raw, str):
-            raise ValueError("Must be a date (YYYY-MM-DD).")
-        try:
-            return date.fromisoformat(raw.strip())
-        except ValueError:
-            raise ValueError("Must be a date (YYYY-MM-DD).") from None
-    if f.kind == "datetime":
-        return parse_datetime(raw)
-    if f.kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in ("true", "false"):
-            return raw.lower() == "true"
-        raise ValueError("Must be true or false.")
-    raise ValueError("Unsupported field.")  # pragma: no cover
-
 
 def principal() -> Principal:
     """The principal behind this request's bearer token (set by the blueprint)."""

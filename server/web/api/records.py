@@ -22,11 +22,12 @@ from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.db import db
 from server.errors import Conflict
 from server.security import authz
+from server.crm.values import parse_value
 from server.security.models import RecordShare
 from server.web.api.common import (ID, MAX_ID, check_timeline_cursor, decode_cursor, encode_cursor,
                                    fits, invalid, json_body, load_principal, page_size,
-                                   parse_bool_arg, parse_int, parse_value, principal,
-                                   query_args, reject_unknown)
+                                   parse_bool_arg, parse_int, principal, query_args,
+                                   reject_unknown)
 from server.web.serialize import (ACTIVITY_TYPES, activities_json, record_json, records_json,
                                   shares_json)
 
