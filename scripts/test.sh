@@ -141,8 +141,15 @@ fi
 
 # ------------------------------------------------------------------------------ tests
 
+# Both cores by default (pytest-xdist, a test file per worker at a time); any -n/-p given
+# on the command line wins.
+args=("$@")
+case " $* " in
+    *" -n "*|*" -n"[0-9]*|*" --numprocesses"*|*" -p no:xdist "*) ;;
+    *) args=(-n auto --dist loadfile "${args[@]}") ;;
+esac
 rc=0
-"$VENV/bin/python" -m pytest "$@" || rc=$?
+"$VENV/bin/python" -m pytest "${args[@]}" || rc=$?
 if [ "$rc" -eq 5 ]; then
     say "pytest collected no tests: that is a failure"
 fi
