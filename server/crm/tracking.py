@@ -418,6 +418,12 @@ def tracking_status(p: Principal, identity: str | None, *, item_type: str = "ema
     """Tracked, pending, failed or not tracked, as this user sees the item. A draft, which
     has no identity yet, is known by the tracking token in its subject."""
     req = own_request(p, identity=identity, token=None if identity else token)
+    if req is None and identity and token:
+        # The sent copy of a draft the user asked to track, known by the token in its subject:
+        # pending until it is tracked (by the pane, which then sends its content, or by sync).
+        draft = own_request(p, token=token)
+        if draft is not None and draft.status == "pending" and draft.internet_message_id is None:
+            req = draft
     if req is not None and req.status == "untracked":
         return TrackingStatus("not_tracked")
     activity = find_tracked(p, identity, item_type)
