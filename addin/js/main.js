@@ -357,7 +357,12 @@ function openCreate(kind, party = null) {
 }
 
 const actions = {
-  track: () => perform(`Tracking the ${noun()}…`, () => track(null)),
+  track: () => {
+    // Trying a failed track again keeps the regarding that was chosen for it.
+    const t = state.ctx.tracking;
+    const keep = t.status === "failed" && t.regarding && t.regarding.name != null ? { type: t.regarding.type, id: t.regarding.id } : null;
+    return perform(`Tracking the ${noun()}…`, () => track(keep));
+  },
   trackWithRegarding: () => openRegarding("track"),
   changeRegarding: () => openRegarding("change"),
   askUntrack: () => openPanel({ kind: "untrack", returnKey: "untrack" }),

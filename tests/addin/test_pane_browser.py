@@ -346,15 +346,19 @@ def test_a_body_the_pane_cannot_read_becomes_track_pending_and_is_completed_late
 
 
 def test_failed_track_shows_the_reason_and_tries_again(pane, live):
-    req = tracking.TrackRequest(user_id=live.world.ann.id, internet_message_id="m1@fabrikam.test",
+    w = live.world
+    req = tracking.TrackRequest(user_id=w.ann.id, internet_message_id="m1@fabrikam.test",
                                 status="failed", reason="The mailbox was not reachable.")
+    req.set_regarding("opportunity", w.opportunity.id)
     db.session.add(req)
     db.session.commit()
     p = signed_in_pane(pane, live)
     expect(p.status()).to_have_text("Track failed")
     expect(p.page.locator(".track-card")).to_contain_text("The mailbox was not reachable.")
+    expect(p.page.locator(".track-card .regarding-name")).to_have_text("Fabrikam widgets")
     p.click("track")
     expect(p.status()).to_have_text("Tracked")
+    assert emails()[0].regarding_ref == ("opportunity", w.opportunity.id)
 
 
 def test_track_and_set_regarding_with_ranked_search_then_change_and_untrack(pane, live):
