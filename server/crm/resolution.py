@@ -4,13 +4,13 @@ Used by the add-in (who is who), the sync engine (activity parties, tracking rul
 outgoing mail. Order per address, as Dynamics resolves: user, contact, account, lead, queue;
 within a type, records the asking user owns first. Inactive records are left out unless the
 organization resolves them; an organization may also leave ambiguous addresses unresolved.
-One indexed query for the batch, then at most one query per record type that matched.
+One indexed query for the batch, then one query for the records of every type that matched.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 
 from server.crm.addresses import EmailAddress, normalize
 from server.crm.models import Organization
@@ -34,15 +34,27 @@ def _model(kind: str):
     return User if kind == "user" else RECORD_TYPES[kind].model
 
 
-def _load(kind: str, ids: set[int]) -> dict[int, Match]:
+def _select(kind: str, ids: set[int]):
     model = _model(kind)
     title = model.full_name if kind in ("user", "contact", "lead") else (
         model.name)
     owner = model.owner_user_id if kind != "user" else model.id
-    rows = db.session.execute(
-        select(model.id, title, owner, model.is_active).where(model.id.in_(ids))).all()
-    return {r[0]: Match(kind, r[0], r[1], r[2] if kind != "user" else None, bool(r[3]))
-            for r in rows}
+    return select(literal(kind).label("kind"), model.id.label("id"), title.label("name"),
+                  owner.label("owner"), model.is_active.label("active")).where(model.id.in_(ids))
+
+
+def _load_all(by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
+    """The matched records of every type in one round trip (a UNION ALL of one branch per
+    type)."""
+    out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
+    if not by_kind:
+        return out
+    branches = [_select(kind, ids) for kind, ids in by_kind.items()]
+    query = branches[0] if len(branches) == 1 else union_all(*branches)
+    for kind, record_id, name, owner, active in db.session.execute(query):
+        out[kind][record_id] = Match(kind, record_id, name, owner if kind != "user" else None,
+                                     bool(active))
+    return out
 
 
 def resolve(addresses: list[str], *, user_id: int | None = None,
@@ -65,7 +77,7 @@ def resolve(addresses: list[str], *, user_id: int | None = None,
     for refs in hits.values():
         for kind, record_id in refs:
             by_kind.setdefault(kind, set()).add(record_id)
-    loaded = {kind: _load(kind, ids) for kind, ids in by_kind.items()}
+    loaded = _load_all(by_kind)
 
     def rank(m: Match):
         mine = user_id is not None and m.owner_user_id == user_id
