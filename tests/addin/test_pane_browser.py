@@ -970,3 +970,38 @@ def test_preview_runs_the_real_pane_beside_sample_items(browser, live):
         assert errors == []
     finally:
         context.close()
+
+
+# -- prefilling names -----------------------------------------------------------------------------
+
+NAME_CASES = [
+    ("Carol Customer", "carol@fabrikam.test", "Carol", "Customer"),
+    ("Customer, Carol", "carol@fabrikam.test", "Carol", "Customer"),
+    ("Dr. Jane van der Berg PhD", "jane@x.test", "Jane", "van der Berg"),
+    ('"Mary Ann Smith (Sales)"', "mary@x.test", "Mary Ann", "Smith"),
+    ("Prince", "prince@x.test", "", "Prince"),
+    ("", "carol.m.customer@fabrikam.test", "Carol", "M Customer"),
+    ("jsmith@x.test", "jsmith@x.test", "", "Jsmith"),
+    ("José García-López", "jose@x.test", "José", "García-López"),
+]
+COMPANY_CASES = [("carol@mail.fabrikam.example", "Fabrikam"), ("jo@harbour-light.co.uk", "Harbour Light"),
+                 ("someone@gmail.com", ""), ("x@localhost", "")]
+
+
+def test_names_and_companies_are_prefilled_the_way_people_expect(browser, live):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(live.url + "/addin/taskpane-preview.html")  # any page of the add-in's origin
+        names = page.evaluate("""async cases => {
+            const m = await import('/addin/js/names.js');
+            return cases.map(([display, address]) => m.splitName(display, address));
+        }""", [[d, a] for d, a, _, _ in NAME_CASES])
+        assert names == [{"first_name": f, "last_name": l} for _, _, f, l in NAME_CASES]
+        companies = page.evaluate("""async cases => {
+            const m = await import('/addin/js/names.js');
+            return cases.map(m.companyFromAddress);
+        }""", [a for a, _ in COMPANY_CASES])
+        assert companies == [c for _, c in COMPANY_CASES]
+    finally:
+        context.close()
