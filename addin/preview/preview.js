@@ -14,7 +14,7 @@ const dialogLayer = document.getElementById("pv-dialog");
 const dialogFrame = document.getElementById("pv-dialog-frame");
 const dialogClose = document.getElementById("pv-dialog-close");
 
-const FOLDERS = [["Inbox", "Inbox"], ["Calendar", "Calendar"], ["Drafts", "Drafts"]];
+const FOLDERS = [["Inbox", "Inbox"], ["Calendar", "Calendar"], ["Drafts", "Drafts"], ["Sent", "Sent Items"]];
 const listeners = new Set();
 const categories = new Map(); // item key → Set of category names (the mailbox's side)
 let selected = samples[0] ? samples[0].key : null;
@@ -105,7 +105,9 @@ function renderReader() {
       el("label", { class: "pv-field" }, el("span", {}, "To"), to),
       el("label", { class: "pv-field" }, el("span", {}, "Subject"), subject),
       el("div", { class: "pv-body pv-compose-body", "aria-label": "Message" }, s.bodyText || ""),
-      el("p", { class: "pv-hint" }, "This is a draft. Use Track in the pane: it is tracked when sent."));
+      el("div", { class: "pv-actions" },
+        el("button", { type: "button", class: "pv-send", id: "pv-send", onclick: () => send(s) }, "Send"),
+        el("p", { class: "pv-hint" }, "Track it in the pane, then send it: the add-in tracks the sent email.")));
     return;
   }
   reader.append(el("h1", { class: "pv-subject" }, s.subject || "(no subject)"));
@@ -129,6 +131,19 @@ function renderReader() {
       s.attachments.map((a) => el("li", {}, a.name, el("span", { class: "pv-muted" }, ` ${Math.round(a.size / 1024)} KB`)))));
   }
   reader.append(el("div", { class: "pv-body" }, s.bodyText || ""));
+}
+
+/** "Send" the draft: it becomes a sent email with a Message-ID, as Outlook would file it. */
+function send(draft) {
+  const domain = (user.emailAddress.split("@")[1] || "example.com").toLowerCase();
+  const id = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now())).replace(/-/g, "");
+  const sent = {
+    ...draft, key: `sent-${id.slice(0, 12)}`, folder: "Sent", mode: "read", itemId: `preview-sent-${id}`,
+    internetMessageId: `<${id}@mail.${domain}>`, from: { ...user }, date: new Date().toISOString(),
+  };
+  samples.splice(samples.indexOf(draft), 1, sent);
+  selected = null;
+  select(sent.key);
 }
 
 function select(key) {

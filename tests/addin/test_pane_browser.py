@@ -967,6 +967,12 @@ def test_preview_runs_the_real_pane_beside_sample_items(browser, live):
         expect(pane.locator("#track-status")).to_have_text("Track pending")
         expect(page.locator("#pv-subject")).to_have_value(re.compile(r"^Proposal and next steps CRM:\d{7}$"))
         page.screenshot(path=str(SHOTS / "preview.png"))
+        # Send it: the sent email shows in Sent Items and the pane tracks it there and then.
+        page.get_by_role("button", name="Send", exact=True).click()
+        expect(page.locator(".pv-item.selected")).to_contain_text("Proposal and next steps CRM:")
+        expect(pane.locator("#track-status")).to_have_text("Tracked")
+        sent = emails()[-1]
+        assert sent.subject.startswith("Proposal and next steps CRM:") and sent.direction == "outgoing"
         assert errors == []
     finally:
         context.close()
