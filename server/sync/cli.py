@@ -189,3 +189,41 @@ def retry(quarantine_id: int) -> None:
         raise click.ClickException(exc.message) from None
     db.session.commit()
     click.echo(f"{outcome.status}: {outcome.reason}")
+
+
+# -- the scheduler: workers and "sync now" (server.sync.worker, server.sync.scheduler) --------
+
+@sync_cli.command("worker")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Mailboxes synchronized at the same time.")
+@click.option("--id", "worker_id", default=None, metavar="NAME",
+              help="This worker's name, unique among running workers (default host:pid). "
+                   "Restarted under the same name, it takes back its leases at once.")
+@click.option("--push/--no-push", default=None,
+              help="Watch mailboxes for new mail (IMAP IDLE/NOTIFY, Maildir inotify); "
+                   "default REGARDING_SYNC_PUSH (on).")
+def worker(concurrency: int, worker_id: str | None, push: bool | None) -> None:
+    """Run a sync worker until stopped (SIGTERM/Ctrl-C finish the batches in hand)."""
+    from flask import current_app
+    from server.sync.scheduler import WorkerRefused
+    from server.sync.worker import serve
+    try:
+        serve(current_app._get_current_object(), worker_id=worker_id, concurrency=concurrency,
+              push=push)
+    except WorkerRefused as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@sync_cli.command("now")
+@click.option("--mailbox", "ref", required=True, metavar="ID|ADDRESS")
+def now(ref: str) -> None:
+    """Make a mailbox due at once: a running worker picks it up within seconds."""
+    from server.sync.scheduler import request_sync
+    box = find_mailbox(ref)
+    try:
+        request_sync(None, box)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    click.echo(f"{box.email_address} is due now: a running worker synchronizes it within "
+               "seconds.")

@@ -1,0 +1,309 @@
+"""Push for the sync worker: a watcher thread per mailbox whose protocol can tell us about new
+mail (IMAP NOTIFY/IDLE, Maildir inotify) waits on its Inbox and tracked folders with
+``connector.wait_for_changes`` and, when something changes, flags the mailbox
+``sync_requested`` and wakes the worker, so mail filed into a tracked folder is tracked
+within seconds instead of at the next scheduled run.
+
+* **Nothing missed between waits.** Before waiting, the watcher reads each watched folder
+  from the mailbox's stored cursor (one message at most): the connector then knows the
+  folder's state, and a wait that starts after mail arrived returns at once.
+* **Nothing lost to a run in progress.** A run that started before the change may finish
+  after it and clear the flag; the watcher keeps flagging until a run that *started* after
+  the change is recorded (``SyncRun.started_on``).
+* **One watcher per mailbox across workers.** On PostgreSQL a worker watches a mailbox only
+  while it holds a session advisory lock on it (on its own connection): a second worker
+  leaves it alone, and a dead worker's mailboxes are picked up at the next refresh. SQLite
+  has a single worker anyway.
+* At most ``REGARDING_SYNC_PUSH_MAX`` mailboxes per worker (default 500); the rest are
+  served by the schedule. The watched set is refreshed every 30 s (new mailboxes, changed
+  folder rules, profiles and credentials).
+
+A watcher's connection is not counted against the profile's ``max_connections`` (which
+bounds the syncs): leave room for it there when push is on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import selectinload
+
+from server.db import db, utcnow
+from server.sync import scheduler
+from server.sync.connectors.base import ConnectorError, Folder
+from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
+
+log = logging.getLogger(__name__)
+
+PUSH_PROTOCOLS = ("imap", "maildir")
+WAIT_SECONDS = 15.0  # one wait; bounds how long a stopping watcher takes to notice
+RECHECK_SECONDS = 1.0  # while a change waits for a run that started after it
+REFRESH_SECONDS = 30.0
+RETRY_SECONDS = (5, 15, 60, 300)
+ADVISORY_CLASS = 0x5245  # "RE": the advisory lock namespace of push watchers
+
+
+def _detail(exc: BaseException) -> str:
+    from server.sync.pipeline import safe_detail
+    if isinstance(exc, ConnectorError):
+        return f"{exc.code}: {exc.message}"
+    return safe_detail(exc)
+
+
+def watch_targets(limit: int) -> dict[int, tuple]:
+    """Mailboxes push can serve: enabled, read by server-side sync over a push protocol.
+    Maps each id to a signature that changes when its watch must start over."""
+    from server.crm.models import Organization
+    from server.sync.engine import why_not_synced
+    org = db.session.get(Organization, 1)
+    boxes = db.session.scalars(
+        select(Mailbox).where(Mailbox.enabled.is_(True)).options(
+            selectinload(Mailbox.server_profile)).order_by(Mailbox.id)).all()
+    boxes = [b for b in boxes if b.server_profile is not None
+             and b.server_profile.incoming_protocol in PUSH_PROTOCOLS
+             and why_not_synced(b) is None][:limit]
+    ids = [b.id for b in boxes]
+    rules: dict[int, list[str]] = {}
+    if ids:
+        for mailbox_id, key in db.session.execute(
+                select(FolderRule.mailbox_id, FolderRule.folder_key)
+                .where(FolderRule.mailbox_id.in_(ids), FolderRule.enabled.is_(True))
+                .order_by(FolderRule.mailbox_id, FolderRule.folder_key)):
+            rules.setdefault(mailbox_id, []).append(key)
+    return {b.id: (b.server_profile_id, b.server_profile.modified_on, b.username,
+                   hash(b.password), tuple(rules.get(b.id, ())), org.track_sent_items)
+            for b in boxes}
+
+
+class Watcher(threading.Thread):
+    """Waits for changes in one mailbox until told to stop."""
+
+    def __init__(self, app, mailbox_id: int, on_change, stopping: threading.Event):
+        super().__init__(name=f"push-{mailbox_id}", daemon=True)
+        self.app, self.mailbox_id, self.on_change = app, mailbox_id, on_change
+        self.stopping = stopping  # the worker's
+        self.done = threading.Event()  # this watcher's
+        self.pending_since: datetime | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.done.is_set() or self.stopping.is_set()
+
+    def stop(self) -> None:
+        self.done.set()
+
+    def run(self) -> None:
+        from server.sync.worker import _worker_thread
+        _worker_thread()
+        failures = 0
+        while not self.stopped:
+            try:
+                self._watch()
+                failures = 0
+            except Exception as exc:  # a watcher never takes the worker down
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.info("push: mailbox %s: watching stopped (%s); again in %d s",
+                         self.mailbox_id, _detail(exc), delay)
+                self.done.wait(delay)
+
+    def _open(self):
+        """The connector, the folders to watch, and their stored cursors."""
+        from server.sync.accounts import account_for
+        from server.sync.connectors import incoming
+        from server.sync.folders import find_inbox
+        with self.app.app_context():
+            mailbox = db.session.get(Mailbox, self.mailbox_id)
+            if mailbox is None or not mailbox.enabled:
+                self.stop()
+                return None
+            account = account_for(mailbox, "incoming")
+            factory = incoming(mailbox.server_profile.incoming_protocol)
+            keys = set(db.session.scalars(select(FolderRule.folder_key).where(
+                FolderRule.mailbox_id == mailbox.id, FolderRule.enabled.is_(True))))
+            cursors = dict(db.session.execute(select(FolderState.folder_key, FolderState.cursor)
+                                              .where(FolderState.mailbox_id == mailbox.id)).all())
+            db.session.remove()
+        connector = factory(account)
+        connector.__enter__()
+        try:
+            folders = connector.list_folders()
+            inbox = find_inbox(folders)
+            watched = [f for f in folders if (inbox is not None and f.key == inbox.key)
+                       or f.key in keys]
+        except BaseException:
+            connector.__exit__(None, None, None)
+            raise
+        return connector, watched, cursors
+
+    def _watch(self) -> None:
+        opened = self._open()
+        if opened is None:
+            return
+        connector, watched, cursors = opened
+        try:
+            if not watched:
+                self.done.wait(REFRESH_SECONDS)
+                return
+            self._mark(connector, watched, cursors)
+            log.debug("push: mailbox %s: watching %d folder(s)", self.mailbox_id, len(watched))
+            while not self.stopped:
+                wait = RECHECK_SECONDS if self.pending_since else WAIT_SECONDS
+                changed = connector.wait_for_changes(watched, wait)
+                if self.stopped:
+                    return
+                if changed:
+                    self._flag()
+                    self._mark(connector, [f for f in watched if f.key in changed],
+                               self._cursors())
+                    self.pending_since = utcnow()  # after marking: later mail wakes the wait
+                elif self.pending_since is not None:
+                    self._follow_up()
+        finally:
+            try:
+                connector.__exit__(None, None, None)
+            except Exception:  # closing a broken session
+                log.debug("push: closing a connection failed", exc_info=True)
+
+    @staticmethod
+    def _mark(connector, folders: list[Folder], cursors: dict[str, str | None]) -> None:
+        """Read each folder from the stored cursor (one message at most), so the connector
+        knows its current state: a wait that starts after mail arrived returns at once."""
+        for folder in folders:
+            try:
+                connector.fetch_changes(folder, cursors.get(folder.key), limit=1)
+            except ConnectorError as exc:
+                if exc.severity not in ("folder", "message"):
+                    raise
+
+    def _cursors(self) -> dict[str, str | None]:
+        with self.app.app_context():
+            try:
+                return dict(db.session.execute(
+                    select(FolderState.folder_key, FolderState.cursor)
+                    .where(FolderState.mailbox_id == self.mailbox_id)).all())
+            finally:
+                db.session.remove()
+
+    def _flag(self) -> None:
+        with self.app.app_context():
+            try:
+                scheduler.flag_changed(self.mailbox_id)
+            finally:
+                db.session.remove()
+        self.on_change(self.mailbox_id)
+
+    def _follow_up(self) -> None:
+        """Keep the mailbox flagged until a run that started after the change exists."""
+        with self.app.app_context():
+            try:
+                started = db.session.scalar(select(SyncRun.id).where(
+                    SyncRun.mailbox_id == self.mailbox_id,
+                    SyncRun.started_on >= self.pending_since).limit(1))
+                if started is not None:
+                    self.pending_since = None
+                    return
+                if scheduler.flag_changed(self.mailbox_id):
+                    self.on_change(self.mailbox_id)
+            finally:
+                db.session.remove()
+
+
+class PushWatchers:
+    """The worker's watchers: started, refreshed and stopped together."""
+
+    def __init__(self, app, stopping: threading.Event, on_change):
+        self.app, self.stopping, self.on_change = app, stopping, on_change
+        self.watchers: dict[int, tuple[Watcher, tuple]] = {}
+        self.thread = threading.Thread(target=self._manage, name="push-manager", daemon=True)
+        self._conn = None
+        with app.app_context():
+            self.limit = max(0, int(app.config.get("REGARDING_SYNC_PUSH_MAX", 500)))
+            self.postgres = db.engine.dialect.name == "postgresql"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        for watcher, _ in self.watchers.values():
+            watcher.stop()
+        self.thread.join(timeout=5)
+        for watcher, _ in list(self.watchers.values()):
+            watcher.join(timeout=1)  # daemons: one still in a wait ends with the process
+
+    @property
+    def watching(self) -> list[int]:
+        return sorted(i for i, (w, _) in self.watchers.items() if w.is_alive())
+
+    def _manage(self) -> None:
+        from server.sync.worker import _worker_thread
+        _worker_thread()
+        while not self.stopping.is_set():
+            try:
+                self._refresh()
+            except Exception as exc:
+                log.warning("push: refreshing the watched mailboxes failed (%s)", _detail(exc))
+                self._drop_locks()
+            self.stopping.wait(REFRESH_SECONDS)
+        for watcher, _ in self.watchers.values():
+            watcher.stop()
+        self._drop_locks()
+
+    def _refresh(self) -> None:
+        with self.app.app_context():
+            try:
+                targets = watch_targets(self.limit)
+            finally:
+                db.session.remove()
+        for mailbox_id in list(self.watchers):
+            watcher, signature = self.watchers[mailbox_id]
+            if targets.get(mailbox_id) != signature or not watcher.is_alive():
+                watcher.stop()
+                del self.watchers[mailbox_id]
+                self._unlock(mailbox_id)
+        for mailbox_id, signature in targets.items():
+            if mailbox_id in self.watchers or not self._lock(mailbox_id):
+                continue
+            watcher = Watcher(self.app, mailbox_id, self.on_change, self.stopping)
+            self.watchers[mailbox_id] = (watcher, signature)
+            watcher.start()
+
+    # -- one watcher per mailbox across workers (PostgreSQL advisory locks) ------------------
+
+    def _connection(self):
+        if self._conn is None:
+            with self.app.app_context():
+                self._conn = db.engine.connect()
+        return self._conn
+
+    def _lock(self, mailbox_id: int) -> bool:
+        if not self.postgres:
+            return True
+        conn = self._connection()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:c, :o)"),
+                           {"c": ADVISORY_CLASS, "o": mailbox_id}).scalar()
+        conn.commit()
+        return bool(got)
+
+    def _unlock(self, mailbox_id: int) -> None:
+        if not self.postgres or self._conn is None:
+            return
+        self._conn.execute(text("SELECT pg_advisory_unlock(:c, :o)"),
+                           {"c": ADVISORY_CLASS, "o": mailbox_id})
+        self._conn.commit()
+
+    def _drop_locks(self) -> None:
+        """Closing the connection gives every advisory lock back; watchers restart on the
+        next refresh under fresh locks."""
+        if self._conn is None:
+            return
+        for watcher, _ in self.watchers.values():
+            watcher.stop()
+        self.watchers.clear()
+        try:
+            self._conn.close()
+        except Exception:
+            log.debug("push: closing the lock connection failed", exc_info=True)
+        self._conn = None

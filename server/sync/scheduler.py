@@ -1,0 +1,302 @@
+"""The schedule of server-side synchronization: which mailboxes are due, and which worker
+syncs each one (a lease on the mailbox row).
+
+A mailbox is *due* when it is enabled and its next run time has come (or it never ran), or
+when someone asked for a sync now (``sync_requested``: the "Sync now" button, push). A
+worker *claims* due mailboxes by writing its name and an expiry time into the mailbox's
+lease columns, in one short transaction:
+
+* on PostgreSQL the due rows are read ``FOR UPDATE SKIP LOCKED``, so any number of workers
+  on any number of machines claim disjoint mailboxes without waiting for each other, and
+  the email server profiles involved are locked (``FOR NO KEY UPDATE``, in id order) while
+  their live leases are counted, so ``EmailServerProfile.max_connections`` holds across
+  every worker;
+* on SQLite one worker runs at a time (``worker_slot`` refuses a second one with a clear
+  message), so claiming needs no row locks.
+
+A worker renews its leases while it syncs; a lease that is not renewed expires and the
+mailbox is due for any worker again (a dead worker's mailboxes are taken over). The next run
+time and the interval are the engine's: it shortens the interval after busy runs and
+lengthens it after idle ones.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import make_url
+
+from server.db import db, utcnow
+from server.errors import Invalid, NotFound
+from server.security import authz
+from server.security.authz import Principal
+from server.sync.models import EmailServerProfile, Mailbox
+
+DEFAULTS = {
+    "REGARDING_SYNC_LEASE_SECONDS": 120,  # renewed every third of it while a sync runs
+    "REGARDING_SYNC_POLL_SECONDS": 1.0,  # how often an idle worker looks for due mailboxes
+    "REGARDING_SYNC_BATCH_SIZE": 200,  # messages fetched and committed together
+    "REGARDING_SYNC_RUN_MESSAGES": 2000,  # one run's budget; a bigger backlog is due again
+}
+
+__all__ = ["Lease", "WorkerRefused", "claim", "due_condition", "flag_changed", "lease_seconds",
+           "release", "release_all", "renew", "request_sync", "setting", "worker_slot"]
+
+
+class WorkerRefused(RuntimeError):
+    """This worker may not run here (a second worker on SQLite)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    mailbox_id: int
+    owner: str
+    expires_on: datetime
+    requested: bool  # claimed because someone asked for a sync now
+
+
+def setting(name: str):
+    value = current_app.config.get(name, DEFAULTS[name])
+    return type(DEFAULTS[name])(value)
+
+
+def lease_seconds() -> int:
+    return max(1, setting("REGARDING_SYNC_LEASE_SECONDS"))
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def lease_free(now: datetime):
+    return or_(Mailbox.lease_owner.is_(None), Mailbox.lease_expires_on.is_(None),
+               Mailbox.lease_expires_on <= now)
+
+
+def due_condition(now: datetime):
+    """Enabled, its time has come (or it never ran) or a sync was asked for, and no live
+    lease on it."""
+    return and_(Mailbox.enabled.is_(True),
+                or_(Mailbox.next_sync_on.is_(None), Mailbox.next_sync_on <= now,
+                    Mailbox.sync_requested.is_(True)),
+                lease_free(now))
+
+
+def _saturated_profiles(now: datetime):
+    """Profiles whose live leases already use all their connections: their due mailboxes
+    are left out of the candidates, so they cannot crowd out other profiles' mailboxes."""
+    live = (select(Mailbox.server_profile_id.label("profile_id"), func.count().label("n"))
+            .where(Mailbox.lease_owner.is_not(None), Mailbox.lease_expires_on > now,
+                   Mailbox.server_profile_id.is_not(None))
+            .group_by(Mailbox.server_profile_id).subquery())
+    return (select(EmailServerProfile.id).join(live, live.c.profile_id == EmailServerProfile.id)
+            .where(EmailServerProfile.max_connections > 0,
+                   live.c.n >= EmailServerProfile.max_connections))
+
+
+# --------------------------------------------------------------------------- claiming
+
+def claim(owner: str, limit: int, now: datetime | None = None) -> list[Lease]:
+    """Claim up to ``limit`` due mailboxes for ``owner`` (requested ones first, then the
+    longest overdue), within each profile's connection limit; commits."""
+    now = now or utcnow()
+    if limit <= 0:
+        return []
+    postgres = _dialect() == "postgresql"
+    query = (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested)
+             .where(due_condition(now),
+                    or_(Mailbox.server_profile_id.is_(None),
+                        Mailbox.server_profile_id.not_in(_saturated_profiles(now))))
+             .order_by(Mailbox.sync_requested.desc(), Mailbox.next_sync_on.asc().nulls_first(),
+                       Mailbox.id)
+             .limit(limit * 4))  # room for those a connection limit holds back
+    if postgres:
+        query = query.with_for_update(skip_locked=True, key_share=True, of=Mailbox)
+    try:
+        rows = db.session.execute(query).all()
+        picked = _within_connection_limits(rows, limit, now, lock_profiles=postgres)
+        if not picked:
+            db.session.rollback()  # ends the transaction and its row locks at once
+            return []
+        expires = now + timedelta(seconds=lease_seconds())
+        ids = [row.id for row in picked]
+        done = db.session.execute(
+            update(Mailbox).where(Mailbox.id.in_(ids), lease_free(now))
+            .values(lease_owner=owner[:120], lease_expires_on=expires, sync_requested=False)
+            .execution_options(synchronize_session=False))
+        if done.rowcount != len(ids):  # only possible without row locks: keep what we hold
+            held = set(db.session.scalars(select(Mailbox.id).where(
+                Mailbox.id.in_(ids), Mailbox.lease_owner == owner[:120],
+                Mailbox.lease_expires_on == expires)))
+            picked = [row for row in picked if row.id in held]
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return [Lease(row.id, owner, expires, bool(row.sync_requested)) for row in picked]
+
+
+def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles: bool) -> list:
+    profile_ids = sorted({row.server_profile_id for row in rows if row.server_profile_id})
+    limits: dict[int, int] = {}
+    live: Counter[int] = Counter()
+    if profile_ids:
+        query = (select(EmailServerProfile.id, EmailServerProfile.max_connections)
+                 .where(EmailServerProfile.id.in_(profile_ids)).order_by(EmailServerProfile.id))
+        if lock_profiles:  # serializes counting and claiming per profile across workers
+            query = query.with_for_update(key_share=True)
+        limits = {pid: most for pid, most in db.session.execute(query)}
+        live.update(dict(db.session.execute(
+            select(Mailbox.server_profile_id, func.count())
+            .where(Mailbox.server_profile_id.in_(profile_ids), Mailbox.lease_owner.is_not(None),
+                   Mailbox.lease_expires_on > now)
+            .group_by(Mailbox.server_profile_id)).all()))
+    picked = []
+    for row in rows:
+        pid = row.server_profile_id
+        if pid is not None:
+            most = limits.get(pid) or 0
+            if most > 0 and live[pid] >= most:
+                continue  # the profile's server takes no more connections now
+            live[pid] += 1
+        picked.append(row)
+        if len(picked) >= limit:
+            break
+    return picked
+
+
+def renew(owner: str, mailbox_ids, now: datetime | None = None) -> set[int]:
+    """Push back the expiry of ``owner``'s leases on ``mailbox_ids``; returns the ids still
+    held (a lease that expired and was taken over is lost). Commits."""
+    ids = list(mailbox_ids)
+    if not ids:
+        return set()
+    now = now or utcnow()
+    try:
+        db.session.execute(update(Mailbox).where(Mailbox.id.in_(ids),
+                                                 Mailbox.lease_owner == owner[:120])
+                           .values(lease_expires_on=now + timedelta(seconds=lease_seconds()))
+                           .execution_options(synchronize_session=False))
+        held = set(db.session.scalars(select(Mailbox.id).where(
+            Mailbox.id.in_(ids), Mailbox.lease_owner == owner[:120])))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return held
+
+
+def release(owner: str, mailbox_id: int, *, next_sync_on: datetime | None = None) -> bool:
+    """Give a lease back (optionally moving the next run); False when it was no longer
+    ``owner``'s. Commits."""
+    values: dict = {"lease_owner": None, "lease_expires_on": None}
+    if next_sync_on is not None:
+        values["next_sync_on"] = next_sync_on
+    try:
+        done = db.session.execute(update(Mailbox).where(Mailbox.id == mailbox_id,
+                                                        Mailbox.lease_owner == owner[:120])
+                                  .values(**values).execution_options(synchronize_session=False))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return done.rowcount == 1
+
+
+def release_all(owner: str | None) -> int:
+    """Give back every lease of ``owner`` (None: every lease, for a sole SQLite worker
+    starting after a crash). Commits; returns how many."""
+    query = update(Mailbox).where(Mailbox.lease_owner.is_not(None))
+    if owner is not None:
+        query = query.where(Mailbox.lease_owner == owner[:120])
+    try:
+        done = db.session.execute(query.values(lease_owner=None, lease_expires_on=None)
+                                  .execution_options(synchronize_session=False))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return done.rowcount
+
+
+# --------------------------------------------------------------------------- asking for a sync
+
+def request_sync(p: Principal | None, mailbox: Mailbox) -> Mailbox:
+    """"Sync now": the mailbox is due at once for the next free worker. ``p`` must be able
+    to write the mailbox (None: the command line). The caller commits."""
+    if p is not None:
+        authz.require(p, "write", mailbox)
+    if not mailbox.enabled:
+        raise Invalid(f"The mailbox {mailbox.email_address} is not enabled: test and enable it "
+                      "first.")
+    mailbox.sync_requested = True
+    db.session.flush()
+    return mailbox
+
+
+def find_mailbox(reference: str) -> Mailbox:
+    """A mailbox by id or email address (for the command line)."""
+    query = select(Mailbox)
+    if reference.isdigit():
+        query = query.where(Mailbox.id == int(reference))
+    else:
+        query = query.where(func.lower(Mailbox.email_address) == reference.strip().lower())
+    mailbox = db.session.scalar(query)
+    if mailbox is None:
+        raise NotFound(f"There is no mailbox {reference}.")
+    return mailbox
+
+
+def flag_changed(mailbox_id: int) -> bool:
+    """Push saw new or moved mail: the mailbox is due at once (when still enabled). Commits;
+    True when the flag was newly set."""
+    try:
+        done = db.session.execute(update(Mailbox).where(
+            Mailbox.id == mailbox_id, Mailbox.enabled.is_(True),
+            Mailbox.sync_requested.is_(False)).values(sync_requested=True)
+            .execution_options(synchronize_session=False))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return done.rowcount == 1
+
+
+# --------------------------------------------------------------------------- one worker on SQLite
+
+@contextmanager
+def worker_slot(database_url: str):
+    """Hold the right to run a worker. On SQLite only one worker may run per database file:
+    a second one is refused (``WorkerRefused``) while the first holds an exclusive lock on
+    ``<database>.worker.lock`` (released by the OS when a worker dies, however it dies).
+    Yields True when this worker is the database's only possible one (SQLite)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        yield False
+        return
+    if not url.database or url.database == ":memory:":
+        yield True
+        return
+    path = Path(url.database).resolve().with_name(Path(url.database).name + ".worker.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise WorkerRefused(
+                f"Another sync worker (process {holder}) is already running on the SQLite "
+                f"database {url.database}. SQLite supports one sync worker: stop the other one "
+                "first, or move to PostgreSQL (REGARDING_DATABASE_URL) to run several.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,419 @@
+"""The sync worker (``flask --app server sync worker``): a loop that claims due mailboxes and
+syncs them on a small thread pool, and push watchers that make a mailbox due the moment
+new mail arrives.
+
+One pass over a claimed mailbox: ``engine.sync_mailbox`` (incoming mail, in batches, each
+committed with its cursor), then ``outgoing.send_pending`` (the CRM's outgoing email),
+then the lease is given back. While it runs a heartbeat thread renews the worker's leases;
+a lease that could not be renewed and was taken over by another worker stops that run at
+its next batch boundary.
+
+Crash-proof: an error in one mailbox is logged (its kind, never a password or a message
+body) and the worker goes on; a database that goes away is waited for. A worker killed
+outright loses nothing: what a batch covers is committed with its cursor, and its leases
+expire so other workers (or the same one restarted) take its mailboxes over.
+
+SIGTERM/SIGINT (``stop_event``): no new claims; running syncs stop after the batch in hand,
+and every lease is given back.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from server.db import db, utcnow
+from server.sync import alerts, scheduler
+from server.sync.connectors.base import ConnectorError
+from server.sync.models import Mailbox, SyncRun
+
+log = logging.getLogger(__name__)
+
+__all__ = ["WorkerStats", "default_worker_id", "run_worker"]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:120]
+
+
+class _Interrupted(BaseException):
+    """Ends a run at a batch boundary: the worker is stopping, or its lease was lost.
+
+    A BaseException so that the engine's safety net for bugs (which records a mailbox
+    failure) lets it through: nothing failed, the rest is synced next time."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+def _detail(exc: BaseException) -> str:
+    from server.sync.pipeline import safe_detail  # the one place that knows what is safe
+    return safe_detail(exc)
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    synced: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    sent: int = 0
+    errors: int = 0
+    runs: list[tuple[int, str]] = field(default_factory=list)  # (mailbox id, status)
+
+
+class Worker:
+    """One worker process's scheduler loop, heartbeat and push watchers."""
+
+    def __init__(self, app, worker_id: str, concurrency: int, stop_event: threading.Event,
+                 push: bool, until_idle: bool):
+        self.app, self.worker_id = app, worker_id[:120]
+        self.concurrency = max(1, concurrency)
+        self.stop = stop_event
+        self.push, self.until_idle = push, until_idle
+        self.wake = threading.Event()  # a run finished or push saw mail: look again now
+        self.active: set[int] = set()
+        self.lost: set[int] = set()
+        self.lock = threading.Lock()
+        self.stats = WorkerStats()
+        with app.app_context():
+            self.poll = max(0.05, scheduler.setting("REGARDING_SYNC_POLL_SECONDS"))
+            self.lease = scheduler.lease_seconds()
+            self.batch = max(1, scheduler.setting("REGARDING_SYNC_BATCH_SIZE"))
+            self.budget = max(1, scheduler.setting("REGARDING_SYNC_RUN_MESSAGES"))
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> WorkerStats:
+        was = _worker_thread()
+        try:
+            return self._run()
+        finally:
+            _worker_thread(was)
+
+    def _run(self) -> WorkerStats:
+        with scheduler.worker_slot(self.app.config["SQLALCHEMY_DATABASE_URI"]) as sole:
+            with self.app.app_context():
+                if db.engine.dialect.name == "sqlite":
+                    _immediate_transactions(db.engine)
+                # A sole SQLite worker knows every lease left behind is stale; elsewhere a
+                # worker takes back at once what it held under the same name before a crash.
+                stale = scheduler.release_all(None if sole else self.worker_id)
+                db.session.remove()
+            if stale:
+                log.info("worker %s: took back %d lease(s) left by a stopped worker",
+                         self.worker_id, stale)
+            heartbeat = threading.Thread(target=self._heartbeat, name="sync-heartbeat",
+                                         daemon=True)
+            heartbeat.start()
+            watchers = self._start_push()
+            log.info("sync worker %s started (concurrency %d, push %s)", self.worker_id,
+                     self.concurrency, "on" if watchers else "off")
+            try:
+                self._loop()
+            finally:
+                self.stop.set()
+                self.wake.set()
+                if watchers is not None:
+                    watchers.close()
+                heartbeat.join(timeout=5)
+                with self.app.app_context():
+                    try:
+                        scheduler.release_all(self.worker_id)
+                    except Exception as exc:  # the leases expire anyway
+                        log.warning("worker %s: leases not released (%s)", self.worker_id,
+                                    _detail(exc))
+                    db.session.remove()
+                log.info("sync worker %s stopped (%d runs, %d failed)", self.worker_id,
+                         self.stats.synced, self.stats.failed)
+        return self.stats
+
+    def _loop(self) -> None:
+        running: dict[Future, int] = {}
+        backoff = 0.0
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sync",
+                                initializer=_worker_thread) as pool:
+            try:
+                while not self.stop.is_set():
+                    for future in [f for f in running if f.done()]:
+                        running.pop(future)
+                    self.wake.clear()
+                    free = self.concurrency - len(running)
+                    try:
+                        leases = self._claim(free) if free > 0 else []
+                        backoff = 0.0
+                    except (OperationalError, InterfaceError) as exc:
+                        backoff = min(30.0, max(1.0, backoff * 2))
+                        log.error("worker %s: the database cannot be reached (%s); next try in "
+                                  "%.0f s", self.worker_id, _detail(exc), backoff)
+                        self.stop.wait(backoff)
+                        continue
+                    for lease in leases:
+                        future = pool.submit(self._sync, lease)
+                        running[future] = lease.mailbox_id
+                        future.add_done_callback(lambda _f: self.wake.set())
+                    if self.until_idle and not running and not leases:
+                        break
+                    # Woken at once when a run ends or push saw mail; else look again later.
+                    self.wake.wait(self.poll)
+            finally:
+                self.stop.set()  # running syncs stop after the batch in hand
+
+    def _claim(self, free: int) -> list[scheduler.Lease]:
+        with self.app.app_context():
+            try:
+                leases = scheduler.claim(self.worker_id, free)
+            finally:
+                db.session.remove()
+        with self.lock:
+            for lease in leases:
+                self.active.add(lease.mailbox_id)
+                self.lost.discard(lease.mailbox_id)
+        self.stats.claimed += len(leases)
+        return leases
+
+    # -- one mailbox ------------------------------------------------------------------------
+
+    def _sync(self, lease: scheduler.Lease) -> None:
+        mailbox_id = lease.mailbox_id
+        started = time.monotonic()
+        next_sync_on = None
+        with self.app.app_context():
+            try:
+                next_sync_on = self._run_one(mailbox_id)
+            except _Interrupted as stop:
+                self.stats.interrupted += 1
+                self._interrupted(mailbox_id, stop.why)
+            except Exception as exc:  # never let one mailbox take the worker down
+                self.stats.errors += 1
+                db.session.rollback()
+                log.error("worker %s: mailbox %s: unexpected error (%s); retried later",
+                          self.worker_id, mailbox_id, _detail(exc))
+                next_sync_on = utcnow() + timedelta(
+                    seconds=int(self.app.config.get("REGARDING_SYNC_RETRY_SECONDS", 300)))
+            finally:
+                try:
+                    db.session.rollback()
+                    scheduler.release(self.worker_id, mailbox_id, next_sync_on=next_sync_on)
+                except Exception as exc:  # the lease expires by itself
+                    log.warning("worker %s: mailbox %s: lease not released (%s)",
+                                self.worker_id, mailbox_id, _detail(exc))
+                finally:
+                    with self.lock:
+                        self.active.discard(mailbox_id)
+                        self.lost.discard(mailbox_id)
+                    db.session.remove()
+        log.debug("worker %s: mailbox %s done in %.2f s", self.worker_id, mailbox_id,
+                  time.monotonic() - started)
+
+    def _run_one(self, mailbox_id: int):
+        """Sync one mailbox; returns a next run time to set on release, or None."""
+        from server.sync.engine import sync_mailbox
+        _close_abandoned_runs(mailbox_id)
+
+        def progress(_event) -> None:
+            if self.stop.is_set():
+                raise _Interrupted("The worker is stopping; the rest is synced by the next run.")
+            if mailbox_id in self.lost:
+                raise _Interrupted("The worker lost its lease on this mailbox (it could not "
+                                   "renew it in time) and left it to another worker.")
+
+        result = sync_mailbox(mailbox_id, worker=self.worker_id, limit=self.batch,
+                              progress=progress, max_messages=self.budget)
+        self.stats.runs.append((mailbox_id, result.status))
+        if result.status == "failure":
+            self.stats.failed += 1
+            log.warning("worker %s: mailbox %s: sync failed (%s)", self.worker_id, mailbox_id,
+                        result.error_code)
+        elif result.status == "success":
+            self.stats.synced += 1
+            log.info("worker %s: mailbox %s: %d read, %d tracked, %d not tracked, %d "
+                     "quarantined%s", self.worker_id, mailbox_id, result.fetched, result.tracked,
+                     result.skipped, result.quarantined, " (more waiting)" if result.more else "")
+        mailbox = db.session.get(Mailbox, mailbox_id)
+        if mailbox is None or not mailbox.enabled:
+            return None
+        if not self.stop.is_set() and _sends_mail(mailbox):
+            self._send(mailbox)
+        if result.status == "skipped":
+            # The engine leaves mailboxes it does not read alone (outgoing only, or mail
+            # arriving through a forward mailbox): come back after the usual interval.
+            base = int(self.app.config.get("REGARDING_SYNC_INTERVAL_SECONDS", 300))
+            return utcnow() + timedelta(seconds=max(base, mailbox.sync_interval_seconds or 0))
+        return None
+
+    def _send(self, mailbox: Mailbox) -> None:
+        from server.sync.outgoing import send_pending
+        mailbox_id = mailbox.id
+        try:
+            counts = send_pending(mailbox_id)
+        except ConnectorError as exc:
+            db.session.rollback()
+            mailbox = db.session.get(Mailbox, mailbox_id)
+            mailbox.outgoing_status, mailbox.outgoing_message = "failure", exc.message
+            alerts.raise_alert("warning", "send_failed",
+                               f"Outgoing email of {mailbox.email_address} could not be sent: "
+                               f"{exc.message} It is tried again on the next run.", mailbox)
+            db.session.commit()
+            log.warning("worker %s: mailbox %s: sending failed (%s)", self.worker_id,
+                        mailbox_id, exc.code)
+            return
+        self.stats.sent += counts.sent
+        if counts.sent:
+            mailbox = db.session.get(Mailbox, mailbox_id)
+            mailbox.outgoing_status, mailbox.outgoing_message = "success", None
+            alerts.clear("send_failed", mailbox)
+            db.session.commit()
+            log.info("worker %s: mailbox %s: %d email(s) sent", self.worker_id, mailbox_id,
+                     counts.sent)
+
+    def _interrupted(self, mailbox_id: int, why: str) -> None:
+        """The engine closed the run as interrupted; say why on it."""
+        db.session.rollback()
+        run = db.session.scalar(select(SyncRun).where(
+            SyncRun.mailbox_id == mailbox_id, SyncRun.worker == self.worker_id)
+            .order_by(SyncRun.id.desc()).limit(1))
+        if run is not None and (run.finished_on is None or run.error_code == "interrupted"):
+            run.finished_on = run.finished_on or utcnow()
+            run.error_code, run.error = "interrupted", why
+            db.session.commit()
+        log.info("worker %s: mailbox %s: run stopped at a batch boundary (%s)", self.worker_id,
+                 mailbox_id, why)
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        _worker_thread()
+        every = max(0.2, self.lease / 3)
+        while not self.stop.wait(every):
+            with self.lock:
+                held = set(self.active)
+            if not held:
+                continue
+            with self.app.app_context():
+                try:
+                    kept = scheduler.renew(self.worker_id, held)
+                except Exception as exc:
+                    log.warning("worker %s: leases not renewed (%s)", self.worker_id,
+                                _detail(exc))
+                    continue
+                finally:
+                    db.session.remove()
+            with self.lock:
+                gone = (held - kept) & self.active
+                self.lost |= gone
+            for mailbox_id in gone:
+                log.warning("worker %s: lease on mailbox %s was lost; its run stops at the "
+                            "next batch", self.worker_id, mailbox_id)
+
+    # -- push -------------------------------------------------------------------------------
+
+    def _start_push(self):
+        if not self.push:
+            return None
+        from server.sync.push import PushWatchers
+        watchers = PushWatchers(self.app, self.stop, on_change=lambda _id: self.wake.set())
+        watchers.start()
+        return watchers
+
+
+_serialized = weakref.WeakSet()
+_thread = threading.local()
+
+
+def _worker_thread(on: bool = True) -> bool:
+    """Mark the calling thread as one of the worker's (see ``_immediate_transactions``);
+    returns what it was."""
+    was = getattr(_thread, "immediate", False)
+    _thread.immediate = on
+    return was
+
+
+def _immediate_transactions(engine) -> None:
+    """SQLite: the worker's transactions take the write lock as they begin (``BEGIN
+    IMMEDIATE``), so its threads (runs, heartbeat, push) queue for it (``busy_timeout``)
+    instead of failing: in WAL mode a transaction that read first and then writes after
+    another connection committed gets "database is locked" at once, without waiting. Other
+    threads of the process (a test, a shell) keep ordinary deferred transactions."""
+    if engine in _serialized:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        immediate = getattr(_thread, "immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    _serialized.add(engine)
+    engine.dispose()  # pooled connections made before are replaced by ones set up so
+
+
+def _sends_mail(mailbox: Mailbox) -> bool:
+    from server.crm.models import Organization
+    profile = mailbox.server_profile
+    if mailbox.outgoing_method != "server_side_sync" or profile is None \
+            or not profile.outgoing_protocol:
+        return False
+    org = db.session.get(Organization, 1)
+    return mailbox.email_approved or not org.require_email_approval
+
+
+def _close_abandoned_runs(mailbox_id: int) -> None:
+    """Runs of this mailbox still open belong to a worker that died holding its lease (we
+    hold it now): close them so the dashboard does not show them running forever."""
+    db.session.execute(update(SyncRun).where(SyncRun.mailbox_id == mailbox_id,
+                                             SyncRun.finished_on.is_(None))
+                       .values(finished_on=utcnow(), error_code="abandoned",
+                               error="The worker running this sync stopped before it finished; "
+                                     "the next run went on from the last stored batch.")
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def run_worker(app, *, worker_id: str | None = None, concurrency: int = 4,
+               stop_event: threading.Event | None = None, push: bool | None = None,
+               until_idle: bool = False) -> WorkerStats:
+    """Run a sync worker until ``stop_event`` is set (or, with ``until_idle``, until nothing
+    is due and nothing runs). ``push`` defaults to ``REGARDING_SYNC_PUSH``. Raises
+    ``scheduler.WorkerRefused`` when another worker already runs on the SQLite database."""
+    if push is None:
+        push = bool(app.config.get("REGARDING_SYNC_PUSH", True))
+    worker = Worker(app, worker_id or default_worker_id(), concurrency,
+                    stop_event or threading.Event(), push, until_idle)
+    return worker.run()
+
+
+def serve(app, *, worker_id: str | None, concurrency: int, push: bool | None = None) -> WorkerStats:
+    """``sync worker``: run until SIGTERM or SIGINT, which end it gracefully (the batches in
+    hand are finished, leases given back); a second signal leaves at once."""
+    import signal
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        if stop.is_set():
+            log.warning("second %s: leaving without waiting (leases expire by themselves)",
+                        signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s: finishing the batches in hand, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return run_worker(app, worker_id=worker_id, concurrency=concurrency, stop_event=stop,
+                          push=push)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
