@@ -145,6 +145,9 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
         return result
     run = SyncRun(mailbox_id=mailbox.id, worker=(worker or "")[:120], started_on=utcnow())
     db.session.add(run)
+    # Cleared as the run starts, not when it ends: a request (push, "sync now") that comes
+    # while this run reads the folders asks for another run and must not be lost.
+    mailbox.sync_requested = False
     db.session.commit()
     result.run_id = run.id
     try:
@@ -328,7 +331,6 @@ def _succeeded(mailbox: Mailbox, result: SyncResult) -> None:
     mailbox.sync_interval_seconds = _next_interval(mailbox, result)
     mailbox.next_sync_on = now if result.more else now + timedelta(
         seconds=mailbox.sync_interval_seconds)
-    mailbox.sync_requested = False
     result.next_sync_on = mailbox.next_sync_on
     alerts.clear("sync_failed", mailbox)
 
@@ -339,7 +341,6 @@ def _failed(mailbox: Mailbox, result: SyncResult, code: str, message: str, sever
     result.status, result.error_code, result.reason = "failure", code, message
     mailbox.last_sync_on = now
     mailbox.incoming_status, mailbox.incoming_message = "failure", message
-    mailbox.sync_requested = False
     address = mailbox.email_address
     if severity in ("auth", "fatal"):
         fix = ("Correct the user name and password (or the sign-in) of this mailbox or of its "

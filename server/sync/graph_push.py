@@ -28,30 +28,24 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from server.db import db, utcnow
 from server.sync.connectors.base import ConnectorError
 from server.sync.graph_models import GraphSubscription
-from server.sync.models import Mailbox, SyncRun
+from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
 
 LIFETIME = timedelta(minutes=10000)  # Graph allows up to 10,080 minutes for messages
 RENEW_BEFORE = timedelta(hours=24)
 PATH = "/graph/notifications"
-RUN_WINDOW = timedelta(minutes=15)  # an unfinished run older than this is a dead worker's
-REFLAG_POLL = 0.1
 
-_reflaggers: dict[int, threading.Thread] = {}
-_reflaggers_lock = threading.Lock()
 
 
 def _aware(value: datetime) -> datetime:
@@ -183,10 +177,7 @@ def handle_notifications(payload: dict) -> NotificationResult:
         flagged.add(row.mailbox_id)
         result.accepted += 1
     _flag(flagged)
-    running = _running(flagged, now)
     db.session.commit()
-    for mailbox_id in running:
-        _flag_after_run(mailbox_id, now)
     result.mailboxes = len(flagged)
     if result.rejected:
         log.warning("Graph notifications: %d rejected (unknown subscription or client state)",
@@ -203,44 +194,3 @@ def _flag(mailbox_ids) -> None:
             .execution_options(synchronize_session=False))
 
 
-def _running(mailbox_ids, since: datetime) -> set[int]:
-    """Mailboxes with a run that started before ``since`` and has not finished."""
-    if not mailbox_ids:
-        return set()
-    return set(db.session.scalars(select(SyncRun.mailbox_id).where(
-        SyncRun.mailbox_id.in_(sorted(mailbox_ids)), SyncRun.finished_on.is_(None),
-        SyncRun.started_on <= since, SyncRun.started_on > since - RUN_WINDOW)))
-
-
-def _flag_after_run(mailbox_id: int, since: datetime) -> None:
-    app = current_app._get_current_object()
-    with _reflaggers_lock:
-        alive = _reflaggers.get(mailbox_id)
-        if alive is not None and alive.is_alive():
-            return
-        thread = threading.Thread(target=_reflag, args=(app, mailbox_id, since),
-                                  name=f"graph-reflag-{mailbox_id}", daemon=True)
-        _reflaggers[mailbox_id] = thread
-    thread.start()
-
-
-def _reflag(app, mailbox_id: int, since: datetime) -> None:
-    deadline = time.monotonic() + RUN_WINDOW.total_seconds()
-    with app.app_context():
-        try:
-            while time.monotonic() < deadline:
-                pending = db.session.scalar(select(func.count()).select_from(SyncRun).where(
-                    SyncRun.mailbox_id == mailbox_id, SyncRun.finished_on.is_(None),
-                    SyncRun.started_on <= since, SyncRun.started_on > since - RUN_WINDOW))
-                db.session.rollback()
-                if not pending:
-                    break
-                time.sleep(REFLAG_POLL)
-            _flag({mailbox_id})
-            db.session.commit()
-        except Exception as exc:  # the next scheduled run still reads the folder
-            db.session.rollback()
-            log.warning("mailbox %s: could not flag it after a run (%s)", mailbox_id,
-                        type(exc).__name__)
-        finally:
-            db.session.remove()
