@@ -146,8 +146,8 @@ def profile():
             flash("Token revoked.", "success")
         if new_token is None:
             return redirect(url_for("auth.profile"))
-    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
-                                                     ApiToken.kind == "api")
+    # API tokens and the Outlook add-in's pane tokens: both revocable here.
+    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
                               .order_by(ApiToken.created_on.desc())).all()
     return render_template("profile.html", tokens=rows, new_token=new_token, now=utcnow())
 

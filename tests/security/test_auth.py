@@ -403,3 +403,18 @@ def test_key_rotation(app, probe_table, tmp_path):
         db.engine.dispose()
     with rotated.app_context():
         db.engine.dispose()
+
+
+def test_pane_tokens_are_listed_and_revocable_on_the_profile_page(app, make_user, signin):
+    """The add-in's pane tokens are revocable from the profile page like API tokens."""
+    from server.db import db
+    from server.security import tokens
+    user = make_user()
+    row, secret = tokens.issue(user, "Outlook add-in", kind="pane", days=1 / 3)
+    db.session.commit()
+    client = signin(user)
+    page = client.get("/profile").get_data(as_text=True)
+    assert "Outlook add-in sign-in" in page and row.prefix in page
+    client.post("/profile", data={"action": "revoke_token", "token_id": row.id})
+    db.session.expire_all()
+    assert tokens.authenticate(secret) is None
