@@ -147,7 +147,9 @@ class Watcher(threading.Thread):
             if not watched:
                 self.done.wait(REFRESH_SECONDS)
                 return
-            self._mark(connector, watched, cursors)
+            if self._mark(connector, watched, cursors):
+                self._flag()  # mail came while nobody watched (the worker was down)
+                self.pending_since = utcnow()
             log.debug("push: mailbox %s: watching %d folder(s)", self.mailbox_id, len(watched))
             while not self.stopped:
                 wait = RECHECK_SECONDS if self.pending_since else WAIT_SECONDS
@@ -168,15 +170,20 @@ class Watcher(threading.Thread):
                 log.debug("push: closing a connection failed", exc_info=True)
 
     @staticmethod
-    def _mark(connector, folders: list[Folder], cursors: dict[str, str | None]) -> None:
+    def _mark(connector, folders: list[Folder], cursors: dict[str, str | None]) -> bool:
         """Read each folder from the stored cursor (one message at most), so the connector
-        knows its current state: a wait that starts after mail arrived returns at once."""
+        knows its current state: a wait that starts after mail arrived returns at once.
+        True when a folder has mail the last run did not cover."""
+        behind = False
         for folder in folders:
             try:
-                connector.fetch_changes(folder, cursors.get(folder.key), limit=1)
+                changes = connector.fetch_changes(folder, cursors.get(folder.key), limit=1)
             except ConnectorError as exc:
                 if exc.severity not in ("folder", "message"):
                     raise
+                continue
+            behind |= bool(changes.messages or changes.removed)
+        return behind
 
     def _cursors(self) -> dict[str, str | None]:
         with self.app.app_context():

@@ -1,0 +1,131 @@
+"""Push: a worker with push on tracks an email moved into a tracked folder within seconds,
+long before the mailbox's next scheduled run (an hour away here): IMAP MOVE by a second
+client on the real Dovecot (NOTIFY/IDLE), and a mail client's move in a Maildir (inotify).
+Mail that arrived while no watcher ran is noticed when the watcher starts."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from server.db import db, utcnow
+from server.sync.engine import sync_mailbox
+from server.sync.models import Mailbox, SyncRun
+from server.sync.worker import run_worker
+from tests.sync import world as w
+
+DEADLINE = 60  # seconds: generous; push normally takes one or two
+
+
+@pytest.fixture
+def crm(app, make_user):
+    return w.build_crm(make_user)
+
+
+@pytest.fixture(params=["imap", "maildir"])
+def store(request, tmp_path):
+    if request.param == "maildir":
+        return w.MaildirStore(tmp_path / "store", "bob@org.example")
+    return w.ImapStore(request.getfixturevalue("dovecot"), request.getfixturevalue("mail_user"))
+
+
+def tracked_folder_mailbox(crm, store):
+    """Bob's mailbox tracking nothing but what he files into "INBOX/Contoso deal"; synced
+    once, and not due again for an hour."""
+    box = w.store_mailbox(store, crm.bob, tracking_option="none")
+    store.create_folder("INBOX/Contoso deal")
+    keys = w.folder_keys(box)
+    w.folder_rule(box, keys["INBOX/Contoso deal"], "INBOX/Contoso deal",
+                  ("opportunity", crm.opp.id))
+    db.session.commit()
+    return box
+
+
+def park(box: Mailbox) -> None:
+    """Synced and not due for an hour: only push can bring the next run."""
+    assert sync_mailbox(box.id).status == "success"
+    box = db.session.get(Mailbox, box.id)
+    box.next_sync_on = utcnow() + timedelta(hours=1)
+    box.sync_requested = False
+    db.session.commit()
+
+
+class PushWorker:
+    """A worker with push on, in a thread of this process."""
+
+    def __init__(self, app):
+        self.stop = threading.Event()
+        db.session.commit()  # hold no transaction while the worker writes
+        self.thread = threading.Thread(target=run_worker, args=(app,), kwargs=dict(
+            worker_id="push-worker", concurrency=2, stop_event=self.stop, push=True))
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def wait_for_tracking(message_id: str):
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        found = w.emails(message_id=message_id)
+        db.session.rollback()
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"{message_id} was not tracked within {DEADLINE} s")
+
+
+def watching(box: Mailbox, timeout: float = 30) -> None:
+    """Wait until the worker's watcher for this mailbox runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(t.name == f"push-{box.id}" for t in threading.enumerate()):
+            time.sleep(0.5)  # and has read its folders
+            return
+        time.sleep(0.05)
+    raise AssertionError("no push watcher started")
+
+
+@pytest.mark.both_databases  # PostgreSQL: one watcher per mailbox by advisory lock
+def test_mail_moved_into_a_tracked_folder_is_tracked_by_push(app, crm, store):
+    box = tracked_folder_mailbox(crm, store)
+    ref = store.deliver(w.raw(sender="someone@else.example", subject="Deal terms",
+                              mid="deal@x.example"))
+    park(box)
+    assert not w.emails(message_id="deal@x.example")  # the Inbox tracks nothing
+    worker = PushWorker(app)
+    try:
+        watching(box)
+        store.move(ref, "INBOX", "INBOX/Contoso deal")
+        email = wait_for_tracking("deal@x.example")
+    finally:
+        worker.close()
+    assert email.regarding_ref == ("opportunity", crm.opp.id)
+    row = w.decision(box, "deal@x.example")
+    assert row.tracked and row.folder_name == "INBOX/Contoso deal"
+    runs = db.session.scalars(select(SyncRun).where(SyncRun.mailbox_id == box.id,
+                                                    SyncRun.worker == "push-worker")).all()
+    assert runs and all(run.finished_on for run in runs)
+    box = db.session.get(Mailbox, box.id)
+    assert box.lease_owner is None and box.sync_requested is False
+
+
+def test_mail_filed_while_no_watcher_ran_is_noticed_when_one_starts(app, crm, dovecot,
+                                                                    mail_user):
+    store = w.ImapStore(dovecot, mail_user)
+    box = tracked_folder_mailbox(crm, store)
+    ref = store.deliver(w.raw(sender="someone@else.example", subject="Filed earlier",
+                              mid="early@x.example"))
+    park(box)
+    store.move(ref, "INBOX", "INBOX/Contoso deal")  # no worker is running
+    worker = PushWorker(app)
+    try:
+        email = wait_for_tracking("early@x.example")
+    finally:
+        worker.close()
+    assert email.regarding_ref == ("opportunity", crm.opp.id)
