@@ -58,6 +58,8 @@ def _render_item(type_, obj, autogen_context):
     """Migrations stay free of application imports: our column types render as plain ones."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, TypeDecorator):  # e.g. EncryptedText: stored as its impl
+        return f"sa.{type(obj.impl).__name__}()"
     return False
 
 
@@ -83,5 +85,13 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def init_app(app) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg"):
+        # No server-side prepared statements: after five runs psycopg would prepare a query
+        # and PostgreSQL may switch it to a generic plan made without the parameter values,
+        # which is wrong for skewed data (one busy account's timeline took 680 ms instead of
+        # 10: bench/README.md). Custom plans cost a little planning; they also keep
+        # transaction-pooling proxies such as PgBouncer working.
+        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        options.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
     db.init_app(app)
     migrate.init_app(app, db)

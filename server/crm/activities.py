@@ -180,20 +180,24 @@ class ActivityParty(db.Model):
     when it resolves to no record."""
 
     __tablename__ = "activity_party"
-    __table_args__ = (_at_most_one(list(PARTY_COLUMNS.values()), "one_party"),)
+    __table_args__ = (
+        _at_most_one(list(PARTY_COLUMNS.values()), "one_party"),
+        # (record, activity): a timeline finds or probes a record's activities in the index
+        # alone, without reading party rows (server/crm/timeline.py).
+        *(Index(f"ix_activity_party_{column}_activity", column, "activity_id")
+          for column in PARTY_COLUMNS.values()),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_id: Mapped[int] = mapped_column(
         ForeignKey("activity.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(10))
     address: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"), index=True)
-    contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contact.id", ondelete="SET NULL"), index=True)
-    account_id: Mapped[int | None] = mapped_column(
-        ForeignKey("account.id", ondelete="SET NULL"), index=True)
-    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
-    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"))
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"))
 
     activity: Mapped[Activity] = relationship(back_populates="parties")
 
