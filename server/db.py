@@ -85,6 +85,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def init_app(app) -> None:
+    # Statement parameters carry message bodies and secrets: keep them out of error text and
+    # logs (a failed INSERT of an email would otherwise quote its body).
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg"):
         # No server-side prepared statements: after five runs psycopg would prepare a query
         # and PostgreSQL may switch it to a generic plan made without the parameter values,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:40:35.443618
+Create Date: 2026-11-22 12:33:56.965611
 
 """
 from alembic import op
@@ -84,6 +84,43 @@ def upgrade():
     sa.Column('last_failure_on', sa.DateTime(timezone=True), nullable=True),
     sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_signin_throttle'))
+    )
+    op.create_table('tracking_block',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('pattern', sa.String(length=320), nullable=False),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracking_block')),
+    sa.UniqueConstraint('pattern', name=op.f('uq_tracking_block_pattern'))
+    )
+    op.create_table('email_server_profile',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=160), nullable=False),
+    sa.Column('incoming_protocol', sa.String(length=10), nullable=False),
+    sa.Column('outgoing_protocol', sa.String(length=10), nullable=True),
+    sa.Column('incoming_host', sa.String(length=255), nullable=True),
+    sa.Column('incoming_port', sa.Integer(), nullable=True),
+    sa.Column('incoming_security', sa.String(length=10), nullable=False),
+    sa.Column('outgoing_host', sa.String(length=255), nullable=True),
+    sa.Column('outgoing_port', sa.Integer(), nullable=True),
+    sa.Column('outgoing_security', sa.String(length=10), nullable=False),
+    sa.Column('auth_method', sa.String(length=10), nullable=False),
+    sa.Column('use_service_account', sa.Boolean(), nullable=False),
+    sa.Column('service_username', sa.String(length=320), nullable=True),
+    sa.Column('service_password', sa.Text(), nullable=True),
+    sa.Column('oauth_tenant', sa.String(length=200), nullable=True),
+    sa.Column('oauth_client_id', sa.String(length=200), nullable=True),
+    sa.Column('oauth_client_secret', sa.Text(), nullable=True),
+    sa.Column('maildir_root', sa.String(length=500), nullable=True),
+    sa.Column('settings', sa.JSON(), nullable=False),
+    sa.Column('process_emails_after', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('max_connections', sa.Integer(), nullable=False),
+    sa.Column('attachment_max_bytes', sa.Integer(), nullable=True),
+    sa.Column('owning_business_unit_id', sa.Integer(), nullable=False),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('modified_on', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['owning_business_unit_id'], ['business_unit.id'], name=op.f('fk_email_server_profile_owning_business_unit_id_business_unit')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_email_server_profile')),
+    sa.UniqueConstraint('name', name=op.f('uq_email_server_profile_name'))
     )
     op.create_table('field_permission',
     sa.Column('profile_id', sa.Integer(), nullable=False),
@@ -365,6 +402,91 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_contact_parent_account_id'), ['parent_account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_contact_phone'), ['phone'], unique=False)
 
+    op.create_table('mailbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('email_address', sa.String(length=320), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('queue_id', sa.Integer(), nullable=True),
+    sa.Column('is_forward_mailbox', sa.Boolean(), nullable=False),
+    sa.Column('server_profile_id', sa.Integer(), nullable=True),
+    sa.Column('username', sa.String(length=320), nullable=True),
+    sa.Column('password', sa.Text(), nullable=True),
+    sa.Column('oauth_refresh_token', sa.Text(), nullable=True),
+    sa.Column('incoming_method', sa.String(length=20), nullable=False),
+    sa.Column('outgoing_method', sa.String(length=20), nullable=False),
+    sa.Column('acts_method', sa.String(length=20), nullable=False),
+    sa.Column('tracking_option', sa.String(length=20), nullable=False),
+    sa.Column('auto_create_contacts', sa.Boolean(), nullable=False),
+    sa.Column('email_approved', sa.Boolean(), nullable=False),
+    sa.Column('approved_by_id', sa.Integer(), nullable=True),
+    sa.Column('approved_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('incoming_status', sa.String(length=10), nullable=False),
+    sa.Column('outgoing_status', sa.String(length=10), nullable=False),
+    sa.Column('acts_status', sa.String(length=10), nullable=False),
+    sa.Column('incoming_message', sa.Text(), nullable=True),
+    sa.Column('outgoing_message', sa.Text(), nullable=True),
+    sa.Column('tested_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('disabled_reason', sa.Text(), nullable=True),
+    sa.Column('next_sync_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sync_interval_seconds', sa.Integer(), nullable=False),
+    sa.Column('lease_owner', sa.String(length=120), nullable=True),
+    sa.Column('lease_expires_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_sync_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_success_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('backlog', sa.Integer(), nullable=False),
+    sa.Column('sync_requested', sa.Boolean(), nullable=False),
+    sa.Column('owning_business_unit_id', sa.Integer(), nullable=False),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('(user_id IS NULL) <> (queue_id IS NULL) OR is_forward_mailbox', name=op.f('ck_mailbox_one_owner')),
+    sa.ForeignKeyConstraint(['approved_by_id'], ['user.id'], name=op.f('fk_mailbox_approved_by_id_user'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['owning_business_unit_id'], ['business_unit.id'], name=op.f('fk_mailbox_owning_business_unit_id_business_unit')),
+    sa.ForeignKeyConstraint(['queue_id'], ['queue.id'], name=op.f('fk_mailbox_queue_id_queue'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['server_profile_id'], ['email_server_profile.id'], name=op.f('fk_mailbox_server_profile_id_email_server_profile')),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_mailbox_user_id_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mailbox')),
+    sa.UniqueConstraint('email_address', name=op.f('uq_mailbox_email_address'))
+    )
+    with op.batch_alter_table('mailbox', schema=None) as batch_op:
+        batch_op.create_index('ix_mailbox_due', ['enabled', 'next_sync_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_mailbox_owning_business_unit_id'), ['owning_business_unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_mailbox_queue_id'), ['queue_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_mailbox_user_id'), ['user_id'], unique=False)
+
+    op.create_table('folder_state',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('folder_key', sa.String(length=500), nullable=False),
+    sa.Column('folder_name', sa.String(length=500), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('cursor', sa.Text(), nullable=True),
+    sa.Column('updated_on', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_folder_state_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_folder_state')),
+    sa.UniqueConstraint('mailbox_id', 'folder_key', name=op.f('uq_folder_state_mailbox_id_folder_key'))
+    )
+    op.create_table('graph_subscription',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('folder_key', sa.String(length=500), nullable=False),
+    sa.Column('subscription_id', sa.String(length=200), nullable=False),
+    sa.Column('client_state_hash', sa.String(length=64), nullable=False),
+    sa.Column('resource', sa.String(length=1000), nullable=False),
+    sa.Column('expires_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('renewed_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_notification_on', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_graph_subscription_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_graph_subscription')),
+    sa.UniqueConstraint('mailbox_id', 'folder_key', name=op.f('uq_graph_subscription_mailbox_id_folder_key')),
+    sa.UniqueConstraint('subscription_id', name=op.f('uq_graph_subscription_subscription_id'))
+    )
+    with op.batch_alter_table('graph_subscription', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_graph_subscription_mailbox_id'), ['mailbox_id'], unique=False)
+
     op.create_table('opportunity',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -402,6 +524,24 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_opportunity_owner_team_id'), ['owner_team_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_opportunity_owner_user_id'), ['owner_user_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_opportunity_owning_business_unit_id'), ['owning_business_unit_id'], unique=False)
+
+    op.create_table('quarantined_message',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('folder_name', sa.String(length=500), nullable=True),
+    sa.Column('source_ref', sa.String(length=500), nullable=True),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('error_code', sa.String(length=40), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('retried_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolved', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_quarantined_message_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_quarantined_message'))
+    )
+    with op.batch_alter_table('quarantined_message', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_quarantined_message_mailbox_id'), ['mailbox_id'], unique=False)
 
     op.create_table('support_case',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -441,6 +581,43 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_support_case_owning_business_unit_id'), ['owning_business_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_support_case_title'), ['title'], unique=False)
 
+    op.create_table('sync_alert',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('severity', sa.String(length=12), nullable=False),
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=True),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('acknowledged_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('emailed_on', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_sync_alert_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_sync_alert_user_id_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sync_alert'))
+    )
+    with op.batch_alter_table('sync_alert', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_alert_mailbox_id'), ['mailbox_id'], unique=False)
+        batch_op.create_index('ix_sync_alert_open', ['acknowledged_on', 'created_on'], unique=False)
+
+    op.create_table('sync_run',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('worker', sa.String(length=120), nullable=True),
+    sa.Column('started_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('fetched', sa.Integer(), nullable=False),
+    sa.Column('tracked', sa.Integer(), nullable=False),
+    sa.Column('skipped', sa.Integer(), nullable=False),
+    sa.Column('failed', sa.Integer(), nullable=False),
+    sa.Column('error_code', sa.String(length=40), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_sync_run_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sync_run'))
+    )
+    with op.batch_alter_table('sync_run', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_run_mailbox_id'), ['mailbox_id'], unique=False)
+        batch_op.create_index('ix_sync_run_started', ['started_on'], unique=False)
+
     op.create_table('activity',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('activity_type', sa.String(length=20), nullable=False),
@@ -452,11 +629,6 @@ def upgrade():
     sa.Column('scheduled_end', sa.DateTime(timezone=True), nullable=True),
     sa.Column('actual_end', sa.DateTime(timezone=True), nullable=True),
     sa.Column('occurred_on', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('regarding_account_id', sa.Integer(), nullable=True),
-    sa.Column('regarding_contact_id', sa.Integer(), nullable=True),
-    sa.Column('regarding_lead_id', sa.Integer(), nullable=True),
-    sa.Column('regarding_opportunity_id', sa.Integer(), nullable=True),
-    sa.Column('regarding_case_id', sa.Integer(), nullable=True),
     sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
     sa.Column('modified_on', sa.DateTime(timezone=True), nullable=False),
     sa.Column('owner_user_id', sa.Integer(), nullable=True),
@@ -464,6 +636,11 @@ def upgrade():
     sa.Column('owning_business_unit_id', sa.Integer(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('modified_by_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_account_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_contact_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_lead_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_opportunity_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_case_id', sa.Integer(), nullable=True),
     sa.CheckConstraint('(CASE WHEN regarding_account_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_contact_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_lead_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_opportunity_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_case_id IS NULL THEN 0 ELSE 1 END) <= 1', name=op.f('ck_activity_one_regarding')),
     sa.CheckConstraint('(owner_user_id IS NULL) <> (owner_team_id IS NULL)', name=op.f('ck_activity_one_owner')),
     sa.ForeignKeyConstraint(['created_by_id'], ['user.id'], name=op.f('fk_activity_created_by_id_user'), ondelete='SET NULL'),
@@ -484,11 +661,50 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_activity_owner_user_id'), ['owner_user_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_owning_business_unit_id'), ['owning_business_unit_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_regarding_account_id'), ['regarding_account_id'], unique=False)
+        batch_op.create_index('ix_activity_regarding_account_id_occurred', ['regarding_account_id', 'occurred_on', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_regarding_case_id'), ['regarding_case_id'], unique=False)
+        batch_op.create_index('ix_activity_regarding_case_id_occurred', ['regarding_case_id', 'occurred_on', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_regarding_contact_id'), ['regarding_contact_id'], unique=False)
+        batch_op.create_index('ix_activity_regarding_contact_id_occurred', ['regarding_contact_id', 'occurred_on', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_regarding_lead_id'), ['regarding_lead_id'], unique=False)
+        batch_op.create_index('ix_activity_regarding_lead_id_occurred', ['regarding_lead_id', 'occurred_on', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_regarding_opportunity_id'), ['regarding_opportunity_id'], unique=False)
+        batch_op.create_index('ix_activity_regarding_opportunity_id_occurred', ['regarding_opportunity_id', 'occurred_on', 'id'], unique=False)
         batch_op.create_index('ix_activity_timeline', ['created_on', 'id'], unique=False)
+
+    op.create_table('folder_rule',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('folder_key', sa.String(length=500), nullable=False),
+    sa.Column('folder_name', sa.String(length=500), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('disabled_reason', sa.Text(), nullable=True),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('regarding_account_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_contact_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_lead_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_opportunity_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_case_id', sa.Integer(), nullable=True),
+    sa.CheckConstraint('(CASE WHEN regarding_account_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_contact_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_lead_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_opportunity_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_case_id IS NULL THEN 0 ELSE 1 END) <= 1', name=op.f('ck_folder_rule_one_regarding')),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_folder_rule_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['regarding_account_id'], ['account.id'], name=op.f('fk_folder_rule_regarding_account_id_account'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_case_id'], ['support_case.id'], name=op.f('fk_folder_rule_regarding_case_id_support_case'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_contact_id'], ['contact.id'], name=op.f('fk_folder_rule_regarding_contact_id_contact'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_lead_id'], ['lead.id'], name=op.f('fk_folder_rule_regarding_lead_id_lead'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_opportunity_id'], ['opportunity.id'], name=op.f('fk_folder_rule_regarding_opportunity_id_opportunity'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_folder_rule_user_id_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_folder_rule')),
+    sa.UniqueConstraint('mailbox_id', 'folder_key', name=op.f('uq_folder_rule_mailbox_id_folder_key'))
+    )
+    with op.batch_alter_table('folder_rule', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_folder_rule_mailbox_id'), ['mailbox_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_folder_rule_regarding_account_id'), ['regarding_account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_folder_rule_regarding_case_id'), ['regarding_case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_folder_rule_regarding_contact_id'), ['regarding_contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_folder_rule_regarding_lead_id'), ['regarding_lead_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_folder_rule_regarding_opportunity_id'), ['regarding_opportunity_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_folder_rule_user_id'), ['user_id'], unique=False)
 
     op.create_table('activity_party',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -511,12 +727,12 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_activity_party'))
     )
     with op.batch_alter_table('activity_party', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_activity_party_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_activity_party_account_id_activity', ['account_id', 'activity_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_activity_party_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_activity_party_contact_id'), ['contact_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_activity_party_lead_id'), ['lead_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_activity_party_queue_id'), ['queue_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_activity_party_user_id'), ['user_id'], unique=False)
+        batch_op.create_index('ix_activity_party_contact_id_activity', ['contact_id', 'activity_id'], unique=False)
+        batch_op.create_index('ix_activity_party_lead_id_activity', ['lead_id', 'activity_id'], unique=False)
+        batch_op.create_index('ix_activity_party_queue_id_activity', ['queue_id', 'activity_id'], unique=False)
+        batch_op.create_index('ix_activity_party_user_id_activity', ['user_id', 'activity_id'], unique=False)
 
     op.create_table('appointment',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -569,6 +785,7 @@ def upgrade():
     sa.Column('sender_address', sa.String(length=320), nullable=True),
     sa.Column('to_recipients', sa.Text(), nullable=True),
     sa.Column('delivery_attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_on', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['id'], ['activity.id'], name=op.f('fk_email_id_activity'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['parent_activity_id'], ['activity.id'], name=op.f('fk_email_parent_activity_id_activity'), ondelete='SET NULL'),
@@ -579,9 +796,34 @@ def upgrade():
         batch_op.create_index('ix_email_conversation', ['conversation_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_email_in_reply_to'), ['in_reply_to'], unique=False)
         batch_op.create_index(batch_op.f('ix_email_message_id'), ['message_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_email_next_attempt_on'), ['next_attempt_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_email_parent_activity_id'), ['parent_activity_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_email_receiving_mailbox_id'), ['receiving_mailbox_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_email_tracking_token'), ['tracking_token'], unique=False)
+
+    op.create_table('message_decision',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox_id', sa.Integer(), nullable=False),
+    sa.Column('folder_name', sa.String(length=500), nullable=True),
+    sa.Column('identity', sa.String(length=1000), nullable=False),
+    sa.Column('subject', sa.String(length=400), nullable=True),
+    sa.Column('from_address', sa.String(length=320), nullable=True),
+    sa.Column('tracked', sa.Boolean(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('rule_hits', sa.JSON(), nullable=False),
+    sa.Column('correlation_method', sa.String(length=20), nullable=True),
+    sa.Column('activity_id', sa.Integer(), nullable=True),
+    sa.Column('received_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('processed_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('latency_ms', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['activity_id'], ['activity.id'], name=op.f('fk_message_decision_activity_id_activity'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_message_decision_mailbox_id_mailbox'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_message_decision')),
+    sa.UniqueConstraint('mailbox_id', 'identity', name=op.f('uq_message_decision_mailbox_id_identity'))
+    )
+    with op.batch_alter_table('message_decision', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_message_decision_from_address'), ['from_address'], unique=False)
+        batch_op.create_index('ix_message_decision_recent', ['mailbox_id', 'processed_on'], unique=False)
 
     op.create_table('phone_call',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -590,6 +832,22 @@ def upgrade():
     sa.ForeignKeyConstraint(['id'], ['activity.id'], name=op.f('fk_phone_call_id_activity'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_phone_call'))
     )
+    op.create_table('queue_item',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('queue_id', sa.Integer(), nullable=False),
+    sa.Column('activity_id', sa.Integer(), nullable=False),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('worked_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['activity_id'], ['activity.id'], name=op.f('fk_queue_item_activity_id_activity'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['queue_id'], ['queue.id'], name=op.f('fk_queue_item_queue_id_queue'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['worked_by_id'], ['user.id'], name=op.f('fk_queue_item_worked_by_id_user'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_queue_item')),
+    sa.UniqueConstraint('queue_id', 'activity_id', name=op.f('uq_queue_item_queue_id_activity_id'))
+    )
+    with op.batch_alter_table('queue_item', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_queue_item_activity_id'), ['activity_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_queue_item_queue_id'), ['queue_id'], unique=False)
+
     op.create_table('task',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('percent_complete', sa.Integer(), nullable=False),
@@ -597,17 +855,78 @@ def upgrade():
     sa.ForeignKeyConstraint(['id'], ['activity.id'], name=op.f('fk_task_id_activity'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_task'))
     )
+    op.create_table('track_request',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('item_type', sa.String(length=12), nullable=False),
+    sa.Column('internet_message_id', sa.String(length=998), nullable=True),
+    sa.Column('tracking_token', sa.String(length=40), nullable=True),
+    sa.Column('conversation_id', sa.String(length=200), nullable=True),
+    sa.Column('subject', sa.String(length=400), nullable=True),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('activity_id', sa.Integer(), nullable=True),
+    sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('completed_on', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('regarding_account_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_contact_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_lead_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_opportunity_id', sa.Integer(), nullable=True),
+    sa.Column('regarding_case_id', sa.Integer(), nullable=True),
+    sa.CheckConstraint('(CASE WHEN regarding_account_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_contact_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_lead_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_opportunity_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN regarding_case_id IS NULL THEN 0 ELSE 1 END) <= 1', name=op.f('ck_track_request_one_regarding')),
+    sa.ForeignKeyConstraint(['activity_id'], ['activity.id'], name=op.f('fk_track_request_activity_id_activity'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_account_id'], ['account.id'], name=op.f('fk_track_request_regarding_account_id_account'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_case_id'], ['support_case.id'], name=op.f('fk_track_request_regarding_case_id_support_case'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_contact_id'], ['contact.id'], name=op.f('fk_track_request_regarding_contact_id_contact'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_lead_id'], ['lead.id'], name=op.f('fk_track_request_regarding_lead_id_lead'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['regarding_opportunity_id'], ['opportunity.id'], name=op.f('fk_track_request_regarding_opportunity_id_opportunity'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_track_request_user_id_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_track_request')),
+    sa.UniqueConstraint('user_id', 'internet_message_id', name=op.f('uq_track_request_user_id_internet_message_id'))
+    )
+    with op.batch_alter_table('track_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_track_request_internet_message_id'), ['internet_message_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_track_request_regarding_account_id'), ['regarding_account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_track_request_regarding_case_id'), ['regarding_case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_track_request_regarding_contact_id'), ['regarding_contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_track_request_regarding_lead_id'), ['regarding_lead_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_track_request_regarding_opportunity_id'), ['regarding_opportunity_id'], unique=False)
+        batch_op.create_index('ix_track_request_token', ['tracking_token'], unique=False)
+        batch_op.create_index(batch_op.f('ix_track_request_user_id'), ['user_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('track_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_track_request_user_id'))
+        batch_op.drop_index('ix_track_request_token')
+        batch_op.drop_index(batch_op.f('ix_track_request_regarding_opportunity_id'))
+        batch_op.drop_index(batch_op.f('ix_track_request_regarding_lead_id'))
+        batch_op.drop_index(batch_op.f('ix_track_request_regarding_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_track_request_regarding_case_id'))
+        batch_op.drop_index(batch_op.f('ix_track_request_regarding_account_id'))
+        batch_op.drop_index(batch_op.f('ix_track_request_internet_message_id'))
+
+    op.drop_table('track_request')
     op.drop_table('task')
+    with op.batch_alter_table('queue_item', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_queue_item_queue_id'))
+        batch_op.drop_index(batch_op.f('ix_queue_item_activity_id'))
+
+    op.drop_table('queue_item')
     op.drop_table('phone_call')
+    with op.batch_alter_table('message_decision', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_decision_recent')
+        batch_op.drop_index(batch_op.f('ix_message_decision_from_address'))
+
+    op.drop_table('message_decision')
     with op.batch_alter_table('email', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_email_tracking_token'))
         batch_op.drop_index(batch_op.f('ix_email_receiving_mailbox_id'))
         batch_op.drop_index(batch_op.f('ix_email_parent_activity_id'))
+        batch_op.drop_index(batch_op.f('ix_email_next_attempt_on'))
         batch_op.drop_index(batch_op.f('ix_email_message_id'))
         batch_op.drop_index(batch_op.f('ix_email_in_reply_to'))
         batch_op.drop_index('ix_email_conversation')
@@ -622,20 +941,35 @@ def downgrade():
 
     op.drop_table('appointment')
     with op.batch_alter_table('activity_party', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_activity_party_user_id'))
-        batch_op.drop_index(batch_op.f('ix_activity_party_queue_id'))
-        batch_op.drop_index(batch_op.f('ix_activity_party_lead_id'))
-        batch_op.drop_index(batch_op.f('ix_activity_party_contact_id'))
+        batch_op.drop_index('ix_activity_party_user_id_activity')
+        batch_op.drop_index('ix_activity_party_queue_id_activity')
+        batch_op.drop_index('ix_activity_party_lead_id_activity')
+        batch_op.drop_index('ix_activity_party_contact_id_activity')
         batch_op.drop_index(batch_op.f('ix_activity_party_activity_id'))
-        batch_op.drop_index(batch_op.f('ix_activity_party_account_id'))
+        batch_op.drop_index('ix_activity_party_account_id_activity')
 
     op.drop_table('activity_party')
+    with op.batch_alter_table('folder_rule', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_folder_rule_user_id'))
+        batch_op.drop_index(batch_op.f('ix_folder_rule_regarding_opportunity_id'))
+        batch_op.drop_index(batch_op.f('ix_folder_rule_regarding_lead_id'))
+        batch_op.drop_index(batch_op.f('ix_folder_rule_regarding_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_folder_rule_regarding_case_id'))
+        batch_op.drop_index(batch_op.f('ix_folder_rule_regarding_account_id'))
+        batch_op.drop_index(batch_op.f('ix_folder_rule_mailbox_id'))
+
+    op.drop_table('folder_rule')
     with op.batch_alter_table('activity', schema=None) as batch_op:
         batch_op.drop_index('ix_activity_timeline')
+        batch_op.drop_index('ix_activity_regarding_opportunity_id_occurred')
         batch_op.drop_index(batch_op.f('ix_activity_regarding_opportunity_id'))
+        batch_op.drop_index('ix_activity_regarding_lead_id_occurred')
         batch_op.drop_index(batch_op.f('ix_activity_regarding_lead_id'))
+        batch_op.drop_index('ix_activity_regarding_contact_id_occurred')
         batch_op.drop_index(batch_op.f('ix_activity_regarding_contact_id'))
+        batch_op.drop_index('ix_activity_regarding_case_id_occurred')
         batch_op.drop_index(batch_op.f('ix_activity_regarding_case_id'))
+        batch_op.drop_index('ix_activity_regarding_account_id_occurred')
         batch_op.drop_index(batch_op.f('ix_activity_regarding_account_id'))
         batch_op.drop_index(batch_op.f('ix_activity_owning_business_unit_id'))
         batch_op.drop_index(batch_op.f('ix_activity_owner_user_id'))
@@ -643,6 +977,16 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_activity_occurred_on'))
 
     op.drop_table('activity')
+    with op.batch_alter_table('sync_run', schema=None) as batch_op:
+        batch_op.drop_index('ix_sync_run_started')
+        batch_op.drop_index(batch_op.f('ix_sync_run_mailbox_id'))
+
+    op.drop_table('sync_run')
+    with op.batch_alter_table('sync_alert', schema=None) as batch_op:
+        batch_op.drop_index('ix_sync_alert_open')
+        batch_op.drop_index(batch_op.f('ix_sync_alert_mailbox_id'))
+
+    op.drop_table('sync_alert')
     with op.batch_alter_table('support_case', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_support_case_title'))
         batch_op.drop_index(batch_op.f('ix_support_case_owning_business_unit_id'))
@@ -652,6 +996,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_support_case_customer_account_id'))
 
     op.drop_table('support_case')
+    with op.batch_alter_table('quarantined_message', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_quarantined_message_mailbox_id'))
+
+    op.drop_table('quarantined_message')
     with op.batch_alter_table('opportunity', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_opportunity_owning_business_unit_id'))
         batch_op.drop_index(batch_op.f('ix_opportunity_owner_user_id'))
@@ -661,6 +1009,18 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_opportunity_customer_account_id'))
 
     op.drop_table('opportunity')
+    with op.batch_alter_table('graph_subscription', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_graph_subscription_mailbox_id'))
+
+    op.drop_table('graph_subscription')
+    op.drop_table('folder_state')
+    with op.batch_alter_table('mailbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mailbox_user_id'))
+        batch_op.drop_index(batch_op.f('ix_mailbox_queue_id'))
+        batch_op.drop_index(batch_op.f('ix_mailbox_owning_business_unit_id'))
+        batch_op.drop_index('ix_mailbox_due')
+
+    op.drop_table('mailbox')
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_phone'))
         batch_op.drop_index(batch_op.f('ix_contact_parent_account_id'))
@@ -720,6 +1080,8 @@ def downgrade():
     op.drop_table('team')
     op.drop_table('role_privilege')
     op.drop_table('field_permission')
+    op.drop_table('email_server_profile')
+    op.drop_table('tracking_block')
     op.drop_table('signin_throttle')
     op.drop_table('security_role')
     op.drop_table('secured_field')
