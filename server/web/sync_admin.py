@@ -1,0 +1,479 @@
+"""Server-side sync pages under ``/admin/sync``: the dashboard (mailbox states, alerts,
+quarantine, "why was this email (not) tracked?", charts of the last 48 hours), email server
+profiles, mailboxes (settings, Test & Enable, approval, sync now), each user's tracking
+options and folder tracking rules, and the tracking blocklist.
+
+Views parse the form, call one service of :mod:`server.sync.admin` (which checks the
+privileges) and render or redirect; every form posts with a CSRF token. Secrets are never
+put into a page: password inputs are always empty, and say whether one is stored.
+"""
+from __future__ import annotations
+
+from math import ceil
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from server.crm.registry import RECORD_TYPES
+from server.db import db
+from server.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from server.security.models import BusinessUnit
+from server.security.privileges import Depth
+from server.sync import admin as svc
+from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
+                                OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
+                                FolderRule)
+from server.web.auth import current_principal, login_manager
+from server.web.sync_charts import dashboard_charts
+
+bp = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
+
+LABELS = {
+    "imap": "IMAP", "pop3": "POP3", "maildir": "Maildir (local store)", "graph":
+    "Microsoft Graph (Exchange Online)", "ews": "Exchange Web Services", "smtp": "SMTP",
+    "tls": "TLS (implicit)", "starttls": "STARTTLS", "none": "None",
+    "password": "User name and password", "oauth2": "OAuth 2 (Microsoft Entra ID)",
+    "addin": "Outlook add-in", "server_side_sync": "Server-side synchronization",
+    "forward_mailbox": "Forward mailbox",
+    "all": "All email messages", "crm_responses": "Email messages in response to CRM email",
+    "from_crm_records": "Email messages from CRM leads, contacts and accounts",
+    "from_email_enabled": "Email messages from CRM records that are email enabled",
+    "not_run": "Not run", "success": "Success", "failure": "Failure",
+}
+CHOICES = {"incoming_protocol": INCOMING_PROTOCOLS, "outgoing_protocol": OUTGOING_PROTOCOLS,
+           "security": SECURITY, "auth_method": AUTH_METHODS, "incoming_method": INCOMING_METHODS,
+           "outgoing_method": OUTGOING_METHODS, "acts_method": ACTS_METHODS,
+           "tracking_option": TRACKING_OPTIONS}
+REGARDING_KINDS = ("account", "contact", "lead", "opportunity", "case")
+
+
+@bp.before_request
+def _signed_in():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+@bp.app_template_filter("sync_label")
+def _label(value) -> str:
+    return LABELS.get(value, str(value).replace("_", " ").capitalize()) if value else "—"
+
+
+@bp.app_context_processor
+def _nav():
+    """The "Email tracking" link of the main navigation (no query: the page finds the
+    user's mailbox)."""
+    return {"sync_tracking_url": url_for("sync_admin.my_mailbox")
+            if current_user and current_user.is_authenticated else None}
+
+
+@bp.context_processor
+def _common():
+    p = current_principal()
+    return {"choices": CHOICES, "can_dashboard": p.has("view_sync_dashboard"),
+            "can_profiles": svc.can_manage_profiles(p),
+            "can_mailboxes": p.depth("mailbox", "read") >= Depth.BUSINESS_UNIT,
+            "can_blocklist": p.has("view_sync_dashboard") or svc.can_edit_blocklist(p)}
+
+
+def _done(message: str, endpoint: str, **values):
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for(endpoint, **values))
+
+
+def _refused(exc: ServiceError, endpoint: str, **values):
+    db.session.rollback()
+    flash(exc.message, "error")
+    return redirect(url_for(endpoint, **values))
+
+
+def _page() -> int:
+    return max(1, min(10_000, request.args.get("page", 1, type=int) or 1))
+
+
+# --------------------------------------------------------------------------- dashboard
+
+@bp.get("/")
+def dashboard():
+    p = current_principal()
+    summary = svc.overview(p)
+    boxes, total, figs = svc.list_mailboxes(p, status=request.args.get("status", ""), size=25)
+    q = request.args.get("q", "").strip()[:300]
+    decisions = svc.find_decisions(p, q) if q else []
+    return render_template(
+        "sync/dashboard.html", summary=summary, boxes=boxes, total=total, figures=figs,
+        alerts=svc.alerts_for(p), quarantined=svc.quarantined(p), q=q, decisions=decisions,
+        runs=svc.recent_runs(p), charts=dashboard_charts(svc.hourly(p)),
+        activity_url=_activity_url)
+
+
+def _activity_url(activity_id: int) -> str | None:
+    if "pages.activity_detail" in current_app.view_functions:
+        return url_for("pages.activity_detail", activity_id=activity_id)
+    return None
+
+
+@bp.get("/decisions")
+def decisions():
+    p = current_principal()
+    q = request.args.get("q", "").strip()[:300]
+    mailbox_id = request.args.get("mailbox", type=int)
+    mailbox = svc.get_mailbox(p, mailbox_id) if mailbox_id else None
+    rows = svc.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
+    return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,
+                           activity_url=_activity_url)
+
+
+@bp.post("/alerts/<int:alert_id>/acknowledge")
+def acknowledge(alert_id: int):
+    try:
+        svc.acknowledge(current_principal(), alert_id)
+    except (Invalid, NotFound) as exc:
+        return _refused(exc, _back())
+    return _done("The alert was dismissed.", _back())
+
+
+@bp.post("/quarantine/<int:quarantine_id>/retry")
+def retry(quarantine_id: int):
+    try:
+        outcome = svc.retry(current_principal(), quarantine_id)
+    except Invalid as exc:
+        return _refused(exc, "sync_admin.dashboard")
+    return _done(f"Processed again: {outcome.reason}", "sync_admin.dashboard")
+
+
+@bp.post("/quarantine/<int:quarantine_id>/discard")
+def discard(quarantine_id: int):
+    try:
+        svc.discard(current_principal(), quarantine_id)
+    except Invalid as exc:
+        return _refused(exc, "sync_admin.dashboard")
+    return _done("The message was discarded.", "sync_admin.dashboard")
+
+
+def _back() -> str:
+    """Where a one-button action returns: the page it was made from (ours only)."""
+    return "sync_admin.mailboxes" if request.form.get("back") == "mailboxes" \
+        else "sync_admin.dashboard"
+
+
+# --------------------------------------------------------------------------- profiles
+
+@bp.get("/profiles")
+def profiles():
+    p = current_principal()
+    if not svc.can_manage_profiles(p):
+        raise Forbidden("You do not have the privileges to manage email server profiles.")
+    return render_template("sync/profiles.html", profiles=svc.list_profiles(p))
+
+
+@bp.route("/profiles/new", methods=["GET", "POST"])
+def profile_new():
+    p = current_principal()
+    units = svc.creatable_units(p, "email_server_profile")
+    if not units:
+        raise Forbidden("You cannot create email server profiles.")
+    errors, values = {}, svc.profile_form(None)
+    if request.method == "POST":
+        values = _without_secrets(request.form, svc.PROFILE_SECRETS)
+        try:
+            profile = svc.create_profile(p, request.form.to_dict())
+        except Invalid as exc:
+            db.session.rollback()
+            errors = exc.fields or {"name": exc.message}
+        else:
+            return _done(f"The profile {profile.name} was created.", "sync_admin.profile_edit",
+                         profile_id=profile.id)
+    return render_template("sync/profile_edit.html", profile=None, values=values, errors=errors,
+                           units=units, can_write=True), 422 if errors else 200
+
+
+@bp.route("/profiles/<int:profile_id>", methods=["GET", "POST"])
+def profile_edit(profile_id: int):
+    p = current_principal()
+    profile = svc.get_profile(p, profile_id)
+    can_write = _can(p, "write", profile)
+    errors, values = {}, svc.profile_form(profile)
+    if request.method == "POST":
+        values = _without_secrets(request.form, svc.PROFILE_SECRETS)
+        try:
+            svc.update_profile(p, profile, request.form.to_dict())
+        except Invalid as exc:
+            db.session.rollback()
+            profile = svc.get_profile(p, profile_id)
+            errors = exc.fields or {"name": exc.message}
+        else:
+            return _done(f"The profile {profile.name} was saved.", "sync_admin.profile_edit",
+                         profile_id=profile.id)
+    units = svc.creatable_units(p, "email_server_profile")
+    if profile.owning_business_unit_id not in {u.id for u in units}:
+        units = [db.session.get(BusinessUnit, profile.owning_business_unit_id), *units]
+    return render_template("sync/profile_edit.html", profile=profile, values=values,
+                           errors=errors, units=units, can_write=can_write), 422 if errors else 200
+
+
+def _can(p, privilege: str, record) -> bool:
+    from server.security import authz
+    return authz.can(p, privilege, record)
+
+
+def _without_secrets(form, secrets) -> dict:
+    """What a re-rendered form shows: the submitted values minus every secret."""
+    return {k: v for k, v in form.to_dict().items() if k not in secrets and k != "csrf_token"}
+
+
+# --------------------------------------------------------------------------- mailboxes
+
+@bp.get("/mailboxes")
+def mailboxes():
+    p = current_principal()
+    q, status = request.args.get("q", "").strip()[:200], request.args.get("status", "")
+    page = _page()
+    boxes, total, figs = svc.list_mailboxes(p, q=q, status=status, page=page)
+    return render_template("sync/mailboxes.html", boxes=boxes, total=total, figures=figs,
+                           page=page, pages=max(1, ceil(total / svc.PAGE)),
+                           args={"q": q, "status": status},
+                           can_create=bool(svc.creatable_units(p, "mailbox")),
+                           approval_required=svc.approval_required())
+
+
+@bp.get("/my")
+def my_mailbox():
+    box = svc.my_mailbox(current_principal())
+    if box is None:
+        return render_template("error.html", status=404, fields={},
+                               message="You have no mailbox yet: ask an administrator to "
+                                       "set one up for you."), 404
+    return redirect(url_for("sync_admin.mailbox_tracking", mailbox_id=box.id))
+
+
+@bp.route("/mailboxes/new", methods=["GET", "POST"])
+def mailbox_new():
+    p = current_principal()
+    if not svc.creatable_units(p, "mailbox"):
+        raise Forbidden("You cannot create mailboxes.")
+    errors, values = {}, svc.mailbox_form(None)
+    if request.method == "POST":
+        values = _without_secrets(request.form, ("password",))
+        try:
+            box = svc.create_mailbox(p, request.form.to_dict())
+        except Invalid as exc:
+            db.session.rollback()
+            errors = exc.fields or {"email_address": exc.message}
+        else:
+            return _done(f"The mailbox {box.email_address} was created: test and enable it.",
+                         "sync_admin.mailbox_edit", mailbox_id=box.id)
+    return render_template("sync/mailbox_new.html", values=values, errors=errors,
+                           profiles=[pr for pr, _ in svc.list_profiles(p)]), \
+        422 if errors else 200
+
+
+@bp.route("/mailboxes/<int:mailbox_id>", methods=["GET", "POST"])
+def mailbox_edit(mailbox_id: int):
+    p = current_principal()
+    box = svc.get_mailbox(p, mailbox_id)
+    errors, values = {}, svc.mailbox_form(box)
+    if request.method == "POST":
+        values = _without_secrets(request.form, ("password",))
+        try:
+            svc.update_mailbox(p, box, request.form.to_dict())
+        except Invalid as exc:
+            db.session.rollback()
+            box = svc.get_mailbox(p, mailbox_id)
+            errors = exc.fields or {"name": exc.message}
+        else:
+            return _done("The mailbox was saved.", "sync_admin.mailbox_edit", mailbox_id=box.id)
+    figs = svc.figures([box.id])[box.id]
+    return render_template(
+        "sync/mailbox_edit.html", box=box, values=values, errors=errors, figures=figs,
+        can_write=_can(p, "write", box), can_admin=svc.can_administer(p, box),
+        can_approve=p.has("approve_email_addresses"),
+        approval_required=svc.approval_required(),
+        profiles=[pr for pr, _ in svc.list_profiles(p)],
+        alerts=[a for a in svc.alerts_for(p) if a.mailbox_id == box.id],
+        runs=[r for r, _ in svc.recent_runs(p) if r.mailbox_id == box.id]), \
+        422 if errors else 200
+
+
+def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.mailbox_edit"):
+    p = current_principal()
+    box = svc.get_mailbox(p, mailbox_id)
+    try:
+        result = action(p, box)
+    except (Invalid, Conflict) as exc:
+        return _refused(exc, endpoint, mailbox_id=mailbox_id)
+    return _done(message if isinstance(message, str) else message(result), endpoint,
+                 mailbox_id=mailbox_id)
+
+
+@bp.post("/mailboxes/<int:mailbox_id>/test")
+def mailbox_test(mailbox_id: int):
+    def said(result) -> str:
+        parts = [result.message]
+        for name, direction in (("Incoming", result.incoming), ("Outgoing", result.outgoing)):
+            if direction is not None:
+                parts.append(f"{name}: {direction.message}")
+        return " ".join(parts)
+    return _mailbox_action(mailbox_id, svc.test_and_enable, said)
+
+
+@bp.post("/mailboxes/<int:mailbox_id>/approve")
+def mailbox_approve(mailbox_id: int):
+    return _mailbox_action(mailbox_id, svc.approve, "The email address was approved.")
+
+
+@bp.post("/mailboxes/<int:mailbox_id>/disable")
+def mailbox_disable(mailbox_id: int):
+    return _mailbox_action(mailbox_id, svc.disable, "The mailbox was disabled.")
+
+
+@bp.post("/mailboxes/<int:mailbox_id>/sync-now")
+def mailbox_sync_now(mailbox_id: int):
+    endpoint = "sync_admin.mailbox_tracking" if request.form.get("back") == "tracking" \
+        else "sync_admin.mailbox_edit"
+    return _mailbox_action(mailbox_id, svc.sync_now, "The mailbox is due now: a worker "
+                           "synchronizes it within seconds.", endpoint)
+
+
+# --------------------------------------------------------------------------- tracking, folders
+
+@bp.route("/mailboxes/<int:mailbox_id>/tracking", methods=["GET", "POST"])
+def mailbox_tracking(mailbox_id: int):
+    p = current_principal()
+    box = svc.get_mailbox(p, mailbox_id)
+    errors = {}
+    if request.method == "POST":
+        try:
+            svc.update_tracking(p, box, request.form.to_dict())
+        except Invalid as exc:
+            db.session.rollback()
+            box = svc.get_mailbox(p, mailbox_id)
+            errors = exc.fields or {}
+        else:
+            return _done("Your tracking options were saved.", "sync_admin.mailbox_tracking",
+                         mailbox_id=box.id)
+    return _tracking_page(p, box, errors=errors)
+
+
+def _tracking_page(p, box, *, errors=None, rule_errors=None, rule_values=None, matches=(),
+                   refresh=False):
+    rules, titles = svc.list_rules(p, box)
+    can_write = _can(p, "write", box)
+    folders, folder_problem = [], None
+    if can_write and box.user_id is not None:
+        try:
+            folders = svc.mailbox_folders(p, box, refresh=refresh)
+        except Invalid as exc:
+            folder_problem = exc.message
+    tracked_keys = {r.folder_key for r in rules}
+    status = 422 if (errors or rule_errors) else 200
+    return render_template(
+        "sync/tracking.html", box=box, rules=rules, titles=titles, can_write=can_write,
+        folders=[f for f in folders if f.key not in tracked_keys], folder_problem=folder_problem,
+        errors=errors or {}, rule_errors=rule_errors or {}, rule_values=rule_values or {},
+        matches=matches, kinds=REGARDING_KINDS, max_rules=FolderRule.MAX_PER_USER,
+        record_url=_record_url), status
+
+
+def _record_url(kind: str, record_id: int) -> str | None:
+    if "pages.record_detail" in current_app.view_functions:
+        return url_for("pages.record_detail", type_name=kind, record_id=record_id)
+    return None
+
+
+@bp.post("/mailboxes/<int:mailbox_id>/folders/refresh")
+def folders_refresh(mailbox_id: int):
+    p = current_principal()
+    box = svc.get_mailbox(p, mailbox_id)
+    try:
+        svc.mailbox_folders(p, box, refresh=True)
+    except Invalid as exc:
+        return _refused(exc, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
+    flash("The folder list was read again.", "success")
+    return redirect(url_for("sync_admin.mailbox_tracking", mailbox_id=mailbox_id))
+
+
+@bp.post("/mailboxes/<int:mailbox_id>/rules")
+def rule_add(mailbox_id: int):
+    p = current_principal()
+    box = svc.get_mailbox(p, mailbox_id)
+    data = request.form.to_dict()
+    try:
+        rule = svc.add_rule(p, box, data)
+    except Invalid as exc:
+        db.session.rollback()
+        box = svc.get_mailbox(p, mailbox_id)
+        if not exc.fields:
+            return _refused(exc, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
+        matches = []
+        kind = data.get("regarding_type")
+        if kind in REGARDING_KINDS and data.get("regarding_query"):
+            title = RECORD_TYPES[kind].title_field
+            matches = [(r.id, getattr(r, title))
+                       for r in svc.find_regarding(p, kind, data["regarding_query"])]
+        return _tracking_page(p, box, rule_errors=exc.fields, rule_values=data, matches=matches)
+    return _done(f'The folder "{rule.folder_name}" is tracked now.', "sync_admin.mailbox_tracking",
+                 mailbox_id=mailbox_id)
+
+
+def _rule_action(rule_id: int, action, message: str):
+    p = current_principal()
+    rule = db.session.get(FolderRule, rule_id)
+    if rule is None:
+        raise NotFound()
+    mailbox_id = rule.mailbox_id
+    try:
+        action(p, rule_id)
+    except Invalid as exc:
+        return _refused(exc, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
+    return _done(message, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
+
+
+@bp.post("/rules/<int:rule_id>/delete")
+def rule_delete(rule_id: int):
+    return _rule_action(rule_id, svc.delete_rule, "The folder is no longer tracked; what was "
+                                                  "tracked from it stays tracked.")
+
+
+@bp.post("/rules/<int:rule_id>/enable")
+def rule_enable(rule_id: int):
+    return _rule_action(rule_id, lambda p, i: svc.set_rule_enabled(p, i, True),
+                        "The folder rule was turned on.")
+
+
+@bp.post("/rules/<int:rule_id>/disable")
+def rule_disable(rule_id: int):
+    return _rule_action(rule_id, lambda p, i: svc.set_rule_enabled(p, i, False),
+                        "The folder rule was turned off.")
+
+
+# --------------------------------------------------------------------------- blocklist
+
+@bp.route("/blocklist", methods=["GET", "POST"])
+def blocklist():
+    p = current_principal()
+    errors, value = {}, ""
+    if request.method == "POST":
+        value = request.form.get("pattern", "")[:320]
+        try:
+            block = svc.add_block(p, request.form.to_dict())
+        except (Invalid, Conflict) as exc:
+            db.session.rollback()
+            errors = exc.fields or {"pattern": exc.message}
+        else:
+            return _done(f"Email from {block.pattern} is never tracked now.",
+                         "sync_admin.blocklist")
+    return render_template("sync/blocklist.html", blocks=svc.list_blocks(p), errors=errors,
+                           value=value, can_edit=svc.can_edit_blocklist(p)), \
+        422 if errors else 200
+
+
+@bp.post("/blocklist/<int:block_id>/delete")
+def block_delete(block_id: int):
+    block = svc.delete_block(current_principal(), block_id)
+    return _done(f"{block.pattern} was removed from the blocklist.", "sync_admin.blocklist")
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
