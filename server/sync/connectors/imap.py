@@ -67,6 +67,13 @@ def _newsworthy(flags: Iterable) -> bool:
     return newsworthy(_text(f) for f in flags or ())
 
 
+def _only_ours(flags: Iterable, ours: str | None) -> bool:
+    """Whether the only keyword on a message is the one this session wrote to it."""
+    if ours is None:
+        return False
+    return {_text(f) for f in flags or () if newsworthy([_text(f)])} <= {ours}
+
+
 def _utc(value) -> datetime | None:
     if not isinstance(value, datetime):
         return None
@@ -106,6 +113,9 @@ class ImapConnector:
         # folder key -> (UIDNEXT, HIGHESTMODSEQ) when it was last read: a wait that starts
         # after mail arrived returns at once instead of missing it.
         self._marks: dict[str, tuple[int | None, int | None]] = {}
+        # folder key -> {UID: keyword} this session wrote: a message whose only news is
+        # that keyword is not fetched again (CONDSTORE reports our own STORE as a change).
+        self._tagged: dict[str, dict[int, str]] = {}
 
     # -- session --------------------------------------------------------------------------
 
@@ -407,7 +417,8 @@ class ImapConnector:
             truncated = False
             next_since = highest
             if since is not None and highest is not None and highest > since and last_uid:
-                changed, removed, truncated, boundary = self._changed_since(last_uid, since, limit)
+                changed, removed, truncated, boundary = self._changed_since(
+                    last_uid, since, limit, self._tagged.get(folder.key, {}))
                 if truncated:
                     next_since = boundary
 
@@ -426,11 +437,12 @@ class ImapConnector:
         return Changes(messages=messages, cursor=next_cursor, more=more, removed=removed,
                        reset=reset)
 
-    def _changed_since(self, last_uid: int, since: int, limit: int
+    def _changed_since(self, last_uid: int, since: int, limit: int, tagged: dict[int, str]
                        ) -> tuple[list[int], list[str], bool, int | None]:
         """Seen messages (UID <= last_uid) whose flags changed after ``since`` and that now
         carry a keyword, oldest change first, at most ``limit`` (ties of the last modseq kept
         together so the next cursor can resume at it); with QRESYNC also the expunged UIDs.
+        A message whose only keyword is the one this session wrote (``tagged``) is left out.
         Sent raw: imapclient's fetch() cannot take a UID range with modifiers."""
         imap = self.client._imap
         imap.untagged_responses.pop("FETCH", None)
@@ -449,7 +461,8 @@ class ImapConnector:
         for uid, item in parsed.items():
             modseq = item.get(b"MODSEQ")
             modseq = modseq[0] if isinstance(modseq, tuple) else modseq
-            if uid <= last_uid and _newsworthy(item.get(b"FLAGS")):
+            flags = item.get(b"FLAGS")
+            if uid <= last_uid and _newsworthy(flags) and not _only_ours(flags, tagged.get(uid)):
                 rows.append((int(modseq or since + 1), uid))
         rows.sort()
         if len(rows) <= limit:
@@ -493,6 +506,7 @@ class ImapConnector:
                 raise ConnectorError("keywords_unsupported", f"{self.where} does not keep "
                                      f"keywords in {folder.name}.", severity="message")
             self.client.add_flags([int(ref)], [flag], silent=True)
+            self._tagged.setdefault(folder.key, {})[int(ref)] = flag
 
     def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
                msg_time: datetime | None = None) -> str | None:

@@ -185,6 +185,11 @@ class MaildirConnector:
         # folder key -> new/ and cur/ modification times when it was last read: a wait that
         # starts after mail arrived returns at once instead of missing it.
         self._marks: dict[str, tuple[int, int]] = {}
+        # folder key -> the folder's files as last listed (set_keyword finds files there
+        # instead of listing the folder per message), and the keyword letters this session
+        # wrote per message: our own rename is not news to the next fetch.
+        self._listing: dict[str, dict[str, Path]] = {}
+        self._tagged: dict[str, dict[str, str]] = {}
 
     def __enter__(self) -> MaildirConnector:
         self.connect()
@@ -313,9 +318,11 @@ class MaildirConnector:
         files = self._files(path)
         names = self._keyword_names(path)
 
+        self._listing[folder.key] = files
+        tagged = self._tagged.get(folder.key, {})
         current = {u: self._letters(f) for u, f in files.items()}
         pending = [u for u in sorted(seen & files.keys())
-                   if current[u] != letters_before.get(u, "")
+                   if current[u] != letters_before.get(u, "") and current[u] != tagged.get(u)
                    and newsworthy(self._keywords(files[u], names))]
         changed = pending[:limit]
         new = sorted((u for u in files if u not in seen),
@@ -380,15 +387,25 @@ class MaildirConnector:
             raise ConnectorError("keywords_full", f"{folder.name} already has 26 keywords.",
                                  severity="message")
         letter = chr(97 + index)
-        file = self._files(path).get(ref)
-        if file is None:
-            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
-                                 f"{folder.name}.", severity="message")
-        flags = _flags(file.name)
-        if letter in flags:
+        listing = self._listing.setdefault(folder.key, {})
+        for attempt in range(2):
+            file = listing.get(ref) if attempt == 0 else self._files(path).get(ref)
+            if file is None:
+                continue
+            flags = _flags(file.name)
+            if letter in flags:
+                return
+            new_flags = "".join(sorted(set(flags + letter)))
+            target = path / "cur" / f"{ref}:2,{new_flags}"
+            try:
+                os.rename(file, target)
+            except FileNotFoundError:  # renamed since it was listed: look again
+                continue
+            listing[ref] = target
+            self._tagged.setdefault(folder.key, {})[ref] = self._letters(target)
             return
-        new_flags = "".join(sorted(set(flags + letter)))
-        os.rename(file, path / "cur" / f"{ref}:2,{new_flags}")
+        raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                             f"{folder.name}.", severity="message")
 
     def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
                msg_time: datetime | None = None) -> str:

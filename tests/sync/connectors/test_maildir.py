@@ -110,7 +110,8 @@ def test_keywords_set_later_bring_the_message_back(tree):
     with connector(tree) as md:
         inbox = named(md, "INBOX")
         cursor = md.fetch_changes(inbox, None).cursor
-        md.set_keyword(inbox, refs[1], "Tracked to Regarding")
+        with connector(tree) as client:  # another program (a mail client) sets it
+            client.set_keyword(named(client, "INBOX"), refs[1], "Tracked to Regarding")
         changes = md.fetch_changes(inbox, cursor)
         quiet = md.fetch_changes(inbox, changes.cursor)
     assert numbers(changes) == [2]
