@@ -60,6 +60,7 @@ class Lease:
     owner: str
     expires_on: datetime
     requested: bool  # claimed because someone asked for a sync now
+    took_over: bool = False  # the mailbox's lease had expired in another worker's hands
 
 
 def setting(name: str):
@@ -110,7 +111,8 @@ def claim(owner: str, limit: int, now: datetime | None = None) -> list[Lease]:
     if limit <= 0:
         return []
     postgres = _dialect() == "postgresql"
-    query = (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested)
+    query = (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested,
+                    Mailbox.lease_owner)
              .where(due_condition(now),
                     or_(Mailbox.server_profile_id.is_(None),
                         Mailbox.server_profile_id.not_in(_saturated_profiles(now))))
@@ -140,7 +142,8 @@ def claim(owner: str, limit: int, now: datetime | None = None) -> list[Lease]:
     except Exception:
         db.session.rollback()
         raise
-    return [Lease(row.id, owner, expires, bool(row.sync_requested)) for row in picked]
+    return [Lease(row.id, owner, expires, bool(row.sync_requested), row.lease_owner is not None)
+            for row in picked]
 
 
 def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles: bool) -> list:

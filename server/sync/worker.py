@@ -109,6 +109,7 @@ class Worker:
                 # A sole SQLite worker knows every lease left behind is stale; elsewhere a
                 # worker takes back at once what it held under the same name before a crash.
                 stale = scheduler.release_all(None if sole else self.worker_id)
+                _close_abandoned_runs(None if sole else self.worker_id)
                 db.session.remove()
             if stale:
                 log.info("worker %s: took back %d lease(s) left by a stopped worker",
@@ -176,6 +177,9 @@ class Worker:
             finally:
                 db.session.remove()
         with self.lock:
+            # Our own lease that expired while we still sync the mailbox (a heartbeat held up
+            # longer than the lease) comes back as due: it is still being synced here.
+            leases = [lease for lease in leases if lease.mailbox_id not in self.active]
             for lease in leases:
                 self.active.add(lease.mailbox_id)
                 self.lost.discard(lease.mailbox_id)
@@ -190,6 +194,8 @@ class Worker:
         next_sync_on = None
         with self.app.app_context():
             try:
+                if lease.took_over:
+                    _close_abandoned_runs(mailbox_id=mailbox_id)
                 next_sync_on = self._run_one(mailbox_id)
             except _Interrupted as stop:
                 self.stats.interrupted += 1
@@ -219,7 +225,6 @@ class Worker:
     def _run_one(self, mailbox_id: int):
         """Sync one mailbox; returns a next run time to set on release, or None."""
         from server.sync.engine import sync_mailbox
-        _close_abandoned_runs(mailbox_id)
 
         def progress(_event) -> None:
             if self.stop.is_set():
@@ -371,15 +376,19 @@ def _sends_mail(mailbox: Mailbox) -> bool:
     return mailbox.email_approved or not org.require_email_approval
 
 
-def _close_abandoned_runs(mailbox_id: int) -> None:
-    """Runs of this mailbox still open belong to a worker that died holding its lease (we
-    hold it now): close them so the dashboard does not show them running forever."""
-    db.session.execute(update(SyncRun).where(SyncRun.mailbox_id == mailbox_id,
-                                             SyncRun.finished_on.is_(None))
-                       .values(finished_on=utcnow(), error_code="abandoned",
-                               error="The worker running this sync stopped before it finished; "
-                                     "the next run went on from the last stored batch.")
-                       .execution_options(synchronize_session=False))
+def _close_abandoned_runs(worker: str | None = None, *, mailbox_id: int | None = None) -> None:
+    """Close runs left open by a worker that died: those of a mailbox whose expired lease we
+    took over, or at start-up those of our own name (every open one for a sole SQLite
+    worker), so the dashboard does not show them running forever."""
+    query = update(SyncRun).where(SyncRun.finished_on.is_(None))
+    if mailbox_id is not None:
+        query = query.where(SyncRun.mailbox_id == mailbox_id)
+    elif worker is not None:
+        query = query.where(SyncRun.worker == worker[:120])
+    db.session.execute(query.values(
+        finished_on=utcnow(), error_code="abandoned",
+        error="The worker running this sync stopped before it finished; the next run went on "
+              "from the last stored batch.").execution_options(synchronize_session=False))
     db.session.commit()
 
 

@@ -319,10 +319,12 @@ def test_stopping_finishes_the_batch_in_hand_and_gives_leases_back(app, crm, sto
 
 
 @pytest.mark.both_databases
-def test_a_lost_lease_stops_the_run_at_the_next_batch(app, crm, store):
+def test_a_lost_lease_stops_the_run_at_the_next_batch(app, crm, store, db_backend):
+    if db_backend != "postgresql":
+        pytest.skip("SQLite runs one worker: no other worker can take a lease over")
     app.config.update(REGARDING_SYNC_BATCH_SIZE=5, REGARDING_SYNC_LEASE_SECONDS=1)
     (box,) = boxes(crm, store, 1)
-    fill(store, box, 400)
+    fill(store, box, 1000)
     thread, stop, out = _start(app, worker_id="worker-a", concurrency=1, until_idle=True)
     _wait_for_first_batch(box)
     # Another worker whose clock says the lease has run out takes the mailbox over (as a
@@ -339,7 +341,7 @@ def test_a_lost_lease_stops_the_run_at_the_next_batch(app, crm, store):
     run = db.session.scalar(select(SyncRun).where(SyncRun.mailbox_id == box.id))
     assert run.error_code == "interrupted" and "lost its lease" in run.error
     assert fresh(box).lease_owner == "worker-b"  # not given back by the worker that lost it
-    assert len(w.emails()) == _decided(box) < 400
+    assert len(w.emails()) == _decided(box) < 1000
 
 
 # --------------------------------------------------------------------------- one worker on SQLite
