@@ -32,7 +32,6 @@ block); the original is tracked on that user's behalf with their tracking option
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import re
@@ -82,11 +81,20 @@ __all__ = ["CHAIN", "MailboxRun", "Outcome", "identity_of", "process",
 
 # --------------------------------------------------------------------------- run context
 
-@functools.lru_cache(maxsize=65536)
-def _normalized(address: str | None) -> str | None:
-    """``normalize`` remembered per raw address: every run reads every mailbox's address,
-    and normalizing 10,000 of them (IDNA included) cost a quarter second per run."""
-    return normalize(address)
+_org_cache: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
+
+
+def _org_addresses() -> frozenset[str]:
+    """Every mailbox's address, normalized. Each run reads them all; normalizing 10,000
+    (IDNA included) cost a quarter second per run, so the last result is kept and reused
+    while the stored addresses are the same."""
+    global _org_cache
+    raw = tuple(db.session.execute(select(Mailbox.email_address).order_by(Mailbox.id)).scalars())
+    cached = _org_cache
+    if raw != cached[0]:
+        cached = (raw, frozenset(filter(None, (normalize(a) for a in raw))))
+        _org_cache = cached
+    return cached[1]
 
 
 @dataclass
@@ -118,8 +126,7 @@ class MailboxRun:
              blocklist: frozenset[str] | None = None) -> MailboxRun:
         org = db.session.get(Organization, 1)
         if org_addresses is None:
-            org_addresses = frozenset(filter(None, (_normalized(a) for a in db.session.scalars(
-                select(Mailbox.email_address)))))
+            org_addresses = _org_addresses()
         if blocklist is None:
             blocklist = frozenset(db.session.scalars(select(TrackingBlock.pattern)))
         profile = mailbox.server_profile

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 
 from sqlalchemy import select, text
@@ -237,8 +238,9 @@ class PushWatchers:
         for watcher, _ in self.watchers.values():
             watcher.stop()
         self.thread.join(timeout=5)
+        deadline = time.monotonic() + 3  # daemons: one still in a wait ends with the process
         for watcher, _ in list(self.watchers.values()):
-            watcher.join(timeout=1)  # daemons: one still in a wait ends with the process
+            watcher.join(timeout=max(0.0, deadline - time.monotonic()))
 
     @property
     def watching(self) -> list[int]:

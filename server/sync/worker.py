@@ -153,10 +153,13 @@ class Worker:
                     try:
                         leases = self._claim(free) if free > 0 else []
                         backoff = 0.0
-                    except (OperationalError, InterfaceError) as exc:
+                    except Exception as exc:  # the database went away (or a bug): wait
                         backoff = min(30.0, max(1.0, backoff * 2))
-                        log.error("worker %s: the database cannot be reached (%s); next try in "
-                                  "%.0f s", self.worker_id, _detail(exc), backoff)
+                        what = ("the database cannot be reached"
+                                if isinstance(exc, (OperationalError, InterfaceError))
+                                else "claiming mailboxes failed")
+                        log.error("worker %s: %s (%s); next try in %.0f s", self.worker_id,
+                                  what, _detail(exc), backoff)
                         self.stop.wait(backoff)
                         continue
                     for lease in leases:

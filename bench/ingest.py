@@ -1,0 +1,264 @@
+"""Sync benchmark: the initial sync of a 5,000-message mailbox through the whole pipeline.
+
+A private Dovecot (tests/servers/dovecot.py) gets one user per database run, each with the
+same ``--messages`` messages (default 5,000) in its Inbox: realistic sizes, most 5-50 KB of
+text and HTML, about one in ten with a 50-500 KB attachment, from 300 senders of whom half
+are CRM contacts, some replies in threads. Then:
+
+1. a plain IMAPClient fetch of every message (``BODY.PEEK[]`` in batches of the engine's
+   batch size) gives the floor: what reading the mail alone costs;
+2. for SQLite (a file under /tmp) and PostgreSQL (a fresh database, dropped afterwards):
+   an organization, a seller with a mailbox on that Dovecot user tracking *all* email, the
+   300 senders' contacts, then ``server.sync.engine.sync_mailbox`` until the Inbox is done:
+   parse, correlate, resolve, decide, track (activity, parties, attachments), decision log,
+   cursor, and the category written back to the server.
+
+Prints messages per second (wall and CPU), the ratio to the plain fetch of the same
+messages in the same run, and activities/decisions stored. ``--profile`` prints the
+pipeline's top functions (cProfile) for the SQLite run. It asserts nothing.
+
+Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
+[--batch N] [--profile]``.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("REGARDING_BENCH_PG",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SENDERS = 300
+WORDS = ("quote order delivery invoice machine coffee service contract renewal price meeting "
+         "schedule week support ticket update shipment thanks regards please attached "
+         "proposal discount volume warranty spare parts installation training").split()
+
+
+# -- the mail ----------------------------------------------------------------------------------
+
+def _paragraphs(rnd: random.Random, size: int) -> str:
+    out, total = [], 0
+    while total < size:
+        line = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(8, 16))).capitalize() + "."
+        out.append(line)
+        total += len(line) + 1
+    return "\n".join(out)
+
+
+def make_messages(count: int, seed: int = 7) -> list[bytes]:
+    rnd = random.Random(seed)
+    start = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)
+    messages, ids = [], []
+    for n in range(count):
+        msg = EmailMessage()
+        sender = rnd.randrange(SENDERS)
+        msg["From"] = f"Customer {sender} <customer{sender}@client{sender % 40}.example>"
+        msg["To"] = "Sam Seller <sam@contoso.example>"
+        if rnd.random() < 0.3:
+            msg["Cc"] = f"colleague{rnd.randrange(20)}@contoso.example"
+        msg["Date"] = format_datetime(start + timedelta(minutes=7 * n))
+        mid = make_msgid(domain=f"client{sender % 40}.example")
+        msg["Message-ID"] = mid
+        subject = f"{rnd.choice(WORDS).capitalize()} {rnd.choice(WORDS)} #{n}"
+        if ids and rnd.random() < 0.25:  # a reply in a thread
+            parent = rnd.choice(ids[-200:])
+            msg["In-Reply-To"] = parent
+            msg["References"] = parent
+            subject = "RE: " + subject
+        msg["Subject"] = subject
+        # Most bodies 5-50 KB (text and the same in HTML: half each).
+        size = int(rnd.triangular(5_000, 50_000, 12_000)) // 2
+        body = _paragraphs(rnd, size)
+        msg.set_content(body)
+        msg.add_alternative("<html><body>" + "".join(f"<p>{line}</p>" for line in
+                                                      body.split("\n")) + "</body></html>",
+                            subtype="html")
+        if rnd.random() < 0.1:
+            blob = rnd.randbytes(rnd.randint(50_000, 500_000))
+            msg.add_attachment(blob, maintype="application", subtype="pdf",
+                               filename=f"document-{n}.pdf")
+        messages.append(msg.as_bytes())
+        ids.append(mid)
+    return messages
+
+
+def load_dovecot(server, user, messages: list[bytes]) -> float:
+    from imapclient import IMAPClient
+    started = time.perf_counter()
+    with IMAPClient(server.host, server.imap_port, ssl=False, timeout=60) as client:
+        client.login(user.username, user.password)
+        for raw in messages:
+            client.append("INBOX", raw)
+    return time.perf_counter() - started
+
+
+def plain_fetch(server, user, batch: int) -> tuple[float, int, int]:
+    """Every message of the Inbox with IMAPClient alone: (seconds, messages, bytes)."""
+    from imapclient import IMAPClient
+    started = time.perf_counter()
+    total = size = 0
+    with IMAPClient(server.host, server.imap_port, ssl=False, timeout=60) as client:
+        client.login(user.username, user.password)
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        for i in range(0, len(uids), batch):
+            data = client.fetch(uids[i:i + batch], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            for item in data.values():
+                size += len(item[b"BODY[]"])
+                total += 1
+    return time.perf_counter() - started, total, size
+
+
+# -- one database run --------------------------------------------------------------------------
+
+def _database(kind: str) -> tuple[str, callable]:
+    if kind == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix="regarding-ingest-"))
+        return f"sqlite:///{folder / 'ingest.db'}", lambda: None
+    name = f"regarding_ingest_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def run_sync(kind: str, server, user, batch: int, profile: bool) -> dict:
+    from cryptography.fernet import Fernet
+    from server import create_app
+    from server.crm.activities import Attachment, Email
+    from server.db import db
+    url, drop = _database(kind)
+    instance = Path(tempfile.mkdtemp(prefix="regarding-ingest-instance-"))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
+                      "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                      "REGARDING_INSTANCE_DIR": str(instance), "REGARDING_LOG_LEVEL": "WARNING"})
+    try:
+        with app.app_context():
+            db.create_all()
+            mailbox_id = _world(server, user)
+            from server.sync.engine import sync_mailbox
+            cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
+            profiler = None
+            if profile:
+                import cProfile
+                profiler = cProfile.Profile()
+                profiler.enable()
+            fetched = tracked = runs = 0
+            while True:
+                result = sync_mailbox(mailbox_id, worker="bench", limit=batch)
+                runs += 1
+                fetched += result.fetched
+                tracked += result.tracked
+                if result.status != "success":
+                    raise SystemExit(f"sync failed: {result.error_code} {result.reason}")
+                if not result.more:
+                    break
+            wall = time.perf_counter() - wall0
+            cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
+            if profiler is not None:
+                import pstats
+                profiler.disable()
+                print(f"\n-- profile ({kind}) --")
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            emails = db.session.scalar(select(func.count()).select_from(Email))
+            attachments = db.session.scalar(select(func.count()).select_from(Attachment))
+            db.session.remove()
+            db.engine.dispose()
+        return {"wall": wall, "cpu": cpu, "fetched": fetched, "tracked": tracked,
+                "emails": emails, "attachments": attachments, "runs": runs}
+    finally:
+        drop()
+
+
+def _world(server, user) -> int:
+    """The organization, Sam the seller, 150 contacts among the senders, the profile and
+    Sam's mailbox on the Dovecot user (tracking all email)."""
+    from server.db import db
+    from server.security.bootstrap import create_user, ensure_organization, root_unit
+    from server.sync.models import EmailServerProfile, Mailbox
+    ensure_organization("Contoso")
+    sam = create_user("sam@contoso.example", "Sam Seller", password="Correct-horse-9",
+                      roles=["Salesperson"])
+    db.session.flush()
+    from server.crm import records
+    from server.crm.registry import RECORD_TYPES
+    from server.security import authz
+    p = authz.principal(sam)
+    for s in range(0, SENDERS, 2):
+        records.create(p, RECORD_TYPES["contact"], {
+            "first_name": "Customer", "last_name": str(s),
+            "email1": f"customer{s}@client{s % 40}.example"})
+    profile = EmailServerProfile(name="Bench Dovecot", incoming_protocol="imap",
+                                 incoming_host=server.host, incoming_port=server.imap_port,
+                                 incoming_security="none", owning_business_unit_id=root_unit().id,
+                                 settings={"timeout": 60})
+    db.session.add(profile)
+    db.session.flush()
+    box = Mailbox(name="Sam", email_address="sam@contoso.example", user_id=sam.id,
+                  server_profile_id=profile.id, username=user.username, password=user.password,
+                  enabled=True, email_approved=True, tracking_option="all",
+                  owning_business_unit_id=root_unit().id)
+    db.session.add(box)
+    db.session.commit()
+    return box.id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    from tests.servers.dovecot import DovecotServer
+
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    t = time.perf_counter()
+    messages = make_messages(args.messages)
+    sizes = sorted(len(m) for m in messages)
+    print(f"{len(messages)} messages generated in {time.perf_counter() - t:.1f} s: "
+          f"median {sizes[len(sizes) // 2] / 1024:.0f} KB, p90 {sizes[int(len(sizes) * .9)] / 1024:.0f} KB, "
+          f"total {sum(sizes) / 1024 / 1024:.0f} MB")
+    with DovecotServer() as server:
+        server.start()
+        users = {kind: server.add_user(f"ingest-{kind}@example.com", "Bench-pass-1")
+                 for kind in kinds}
+        for kind, user in users.items():
+            print(f"loaded into Dovecot ({kind} user) in {load_dovecot(server, user, messages):.1f} s")
+        for kind in kinds:
+            user = users[kind]
+            plain, count, size = plain_fetch(server, user, args.batch)
+            print(f"\n[{kind}] plain IMAPClient fetch: {count} messages, {size / 1024 / 1024:.0f} MB "
+                  f"in {plain:.2f} s = {count / plain:,.0f} msg/s")
+            out = run_sync(kind, server, user, args.batch, args.profile and kind == "sqlite")
+            rate = out["fetched"] / out["wall"]
+            print(f"[{kind}] sync_mailbox: {out['fetched']} messages in {out['wall']:.1f} s "
+                  f"({out['runs']} run(s), batch {args.batch}) = {rate:,.0f} msg/s; CPU "
+                  f"{out['cpu']:.1f} s = {out['fetched'] / max(out['cpu'], 1e-9):,.0f} msg/CPU-s")
+            print(f"[{kind}] {out['tracked']} tracked, {out['emails']} activities, "
+                  f"{out['attachments']} attachments; pipeline / plain fetch = "
+                  f"{out['wall'] / plain:.1f}x the time ({rate / (count / plain):.2f} of its rate)")
+
+
+if __name__ == "__main__":
+    main()
