@@ -23,7 +23,6 @@ Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|b
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import random
 import resource
