@@ -1,6 +1,6 @@
 """Push for the sync worker: a watcher thread per mailbox whose protocol can tell us about new
-mail (IMAP NOTIFY/IDLE, Maildir inotify) waits on its Inbox and tracked folders with
-``connector.wait_for_changes`` and, when something changes, flags the mailbox
+mail (IMAP NOTIFY/IDLE, Maildir inotify, EWS streaming notifications) waits on its Inbox and
+tracked folders with ``connector.wait_for_changes`` and, when something changes, flags the mailbox
 ``sync_requested`` and wakes the worker, so mail filed into a tracked folder is tracked
 within seconds instead of at the next scheduled run.
 
@@ -17,6 +17,13 @@ within seconds instead of at the next scheduled run.
 * At most ``REGARDING_SYNC_PUSH_MAX`` mailboxes per worker (default 500); the rest are
   served by the schedule. The watched set is refreshed every 30 s (new mailboxes, changed
   folder rules, profiles and credentials).
+
+* **EWS.** The connector keeps one streaming subscription on the watched folders for the
+  watcher's session; a stream that breaks ends the session and the watcher opens a new one
+  after its back-off (``RETRY_SECONDS``); a server that takes no streaming subscription is
+  polled with SyncFolderItems every ``poll_seconds`` (the profile setting) instead. Microsoft
+  Graph is not watched here: its change notifications come to the web app
+  (``server.sync.graph_push``).
 
 A watcher's connection is not counted against the profile's ``max_connections`` (which
 bounds the syncs): leave room for it there when push is on.
@@ -38,7 +45,7 @@ from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
 
 log = logging.getLogger(__name__)
 
-PUSH_PROTOCOLS = ("imap", "maildir")
+PUSH_PROTOCOLS = ("imap", "maildir", "ews")
 WAIT_SECONDS = 15.0  # one wait; bounds how long a stopping watcher takes to notice
 RECHECK_SECONDS = 1.0  # while a change waits for a run that started after it
 REFRESH_SECONDS = 30.0
