@@ -5,8 +5,14 @@ unparseable dates): it does its best and lists what was wrong in ``MailMessage.d
 It raises ``MessageError(code, reason)`` only when the bytes cannot be an email at all, so
 the engine can quarantine the message with that reason and keep going.
 
-Parsing uses the stdlib ``email`` package with ``email.policy.default``; where the modern
-header parser chokes, the ``compat32`` helpers and a lenient fallback take over.
+The structure (headers per part, multipart bodies split by boundary) comes from
+``server.sync.mime``, which reads headers as the stdlib's compat32 parser does but splits
+bodies with ``bytes.find``: the stdlib feed parser walks every line of a 500 KB base64
+attachment in Python and its ``email.policy.default`` header registry re-parses a header on
+every access, which made parsing most of the sync's cost. Header values are decoded here
+(RFC 2047, 8-bit bytes, RFC 2231 parameters); plain address lists are read by a strict
+pattern and anything else by the stdlib's modern address parser, then a lenient fallback.
+Bodies are decoded with ``binascii`` (base64, quoted-printable, uuencode).
 """
 from __future__ import annotations
 
@@ -23,9 +29,10 @@ from datetime import datetime, timezone
 from email import errors as email_errors
 from email import policy as email_policy
 from email import utils as email_utils
-from email.message import Message
-from email.parser import BytesParser
 from urllib.parse import unquote_to_bytes
+
+from server.sync import mime
+from server.sync.mime import Part
 
 try:  # IDNA 2008 + UTS 46 when available (a dependency of requests); stdlib IDNA 2003 otherwise.
     import idna as _idna_pkg
@@ -339,6 +346,13 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=
 
 def _b64(data: bytes) -> bytes:
     """Lenient base64: ignore junk characters, repair the padding."""
+    if b"=" not in data.rstrip(b" \t\r\n="):
+        # binascii skips line breaks and junk itself; it stops at the first padding and
+        # rejects a broken last group, so only the clean common case is decoded here.
+        try:
+            return binascii.a2b_base64(data)
+        except (binascii.Error, ValueError):
+            pass
     cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
     cleaned = cleaned[: len(cleaned) - (len(cleaned) % 4 == 1)]
     cleaned += b"=" * (-len(cleaned) % 4)
@@ -503,11 +517,11 @@ def _clean_display_name(name: str, hint: str | None, defects: list[str]) -> str:
 class _Headers:
     """The message's top-level headers, repaired (8-bit bytes decoded) and unfolded."""
 
-    def __init__(self, msg: Message, hint: str | None, defects: list[str]) -> None:
+    def __init__(self, part: Part, hint: str | None, defects: list[str]) -> None:
         self.hint = hint
         self.defects = defects
         self.items: list[tuple[str, str]] = []
-        for name, value in msg.raw_items():
+        for name, value in part.headers:
             text, guessed = _repair_raw(value, hint)
             if guessed:
                 defects.append(f"the {name} header has raw 8-bit characters that are not UTF-8; "
@@ -522,7 +536,34 @@ class _Headers:
         return values[0] if values else None
 
 
-_IGNORED_HEADER_DEFECTS = (email_errors.ObsoleteHeaderDefect, email_errors.NonASCIILocalPartDefect)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_PLAIN_ADDRESS = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PLAIN_ELEMENT = re.compile(
+    rf"[ \t]*(?:(?:((?:[A-Za-z0-9!#$%&'*+/^_`{{|}}~-][A-Za-z0-9!#$%&'*+/^_`{{|}}~. -]*?)?)|\"([^\"\\=\r\n]*)\")[ \t]*"
+    rf"<({_PLAIN_ADDRESS})>|({_PLAIN_ADDRESS}))[ \t]*(,|$)")
+
+
+def _plain_addresses(value: str) -> list[tuple[str, str]] | None:
+    """(name, address) pairs of an address list in the plain forms nearly all mail uses
+    (``Name <a@b>``, ``"Last, First" <a@b>``, ``a@b``), read by one pattern; None for
+    anything else (comments, groups, encoded words, 8-bit text, odd syntax), which the
+    full parser reads. The pattern accepts nothing that parser would read differently."""
+    if not value.isascii():
+        return None
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(value)
+    while True:
+        match = _PLAIN_ELEMENT.match(value, pos)
+        if match is None:
+            return None
+        phrase, quoted, angle, bare = match.groups()[:4]
+        if bare is not None:
+            pairs.append(("", bare))
+        else:
+            pairs.append(((quoted if quoted is not None else phrase).strip(), angle))
+        pos = match.end()
+        if pos >= end:
+            return pairs if match.group(5) == "" else None
 
 
 def _header_label(name: str) -> str:
@@ -533,14 +574,10 @@ def _parse_address_header(name: str, value: str, hint: str | None,
                           defects: list[str]) -> list[Address]:
     """Addresses from one header: the modern parser, else a lenient recovery."""
     label = _header_label(name)
-    pairs: list[tuple[str, str]] = []
+    pairs = _plain_addresses(value)
     invalid = False
-    try:
-        parsed = email_policy.default.header_factory(name, value)
-        pairs = [(a.display_name or "", a.addr_spec or "") for a in parsed.addresses]
-        invalid = any(isinstance(d, email_errors.InvalidHeaderDefect) for d in parsed.defects)
-    except Exception:  # the modern parser has choked on odd input before: fall back
-        invalid = True
+    if pairs is None:
+        pairs, invalid = _parsed_addresses(name, value)
     if invalid:
         pairs = _compat_or_lenient(value)
         defects.append(f"the {label} header is malformed; its addresses were recovered leniently")
@@ -554,6 +591,19 @@ def _parse_address_header(name: str, value: str, hint: str | None,
             continue
         result.append(Address(_clean_display_name(display, hint, defects), address))
     return result
+
+
+def _parsed_addresses(name: str, value: str) -> tuple[list[tuple[str, str]], bool]:
+    """The stdlib's modern address parser: (pairs, whether it found the header invalid)."""
+    pairs: list[tuple[str, str]] = []
+    invalid = False
+    try:
+        parsed = email_policy.default.header_factory(name, value)
+        pairs = [(a.display_name or "", a.addr_spec or "") for a in parsed.addresses]
+        invalid = any(isinstance(d, email_errors.InvalidHeaderDefect) for d in parsed.defects)
+    except Exception:  # the modern parser has choked on odd input before: fall back
+        invalid = True
+    return pairs, invalid
 
 
 def _compat_or_lenient(value: str) -> list[tuple[str, str]]:
@@ -663,11 +713,9 @@ def _parse_date(raw: str | None, defects: list[str]) -> datetime | None:
 
 # --------------------------------------------------------------------------- MIME params
 
-def _raw_part_header(part: Message, name: str, hint: str | None) -> str | None:
-    for key, value in part.raw_items():
-        if str(key).strip().lower() == name:
-            return _repair_raw(value, hint)[0]
-    return None
+def _raw_part_header(part: Part, name: str, hint: str | None) -> str | None:
+    value = part.header(name)
+    return _repair_raw(value, hint)[0] if value is not None else None
 
 
 def _unquote(value: str) -> str:
@@ -773,7 +821,7 @@ _KNOWN_CTE = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printable",
 _CTE_ALIASES = {"7-bit": "7bit", "8bits": "8bit", "8-bit": "8bit", "base-64": "base64"}
 
 
-def _cte(part: Message, hint: str | None, defects: list[str]) -> str:
+def _cte(part: Part, hint: str | None, defects: list[str]) -> str:
     raw = _raw_part_header(part, "content-transfer-encoding", hint)
     cte = re.sub(r"[\s_]+", "-", (raw or "").split(";", 1)[0].strip().strip('"').lower())
     cte = _CTE_ALIASES.get(cte, cte)
@@ -806,17 +854,9 @@ def _uudecode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _payload_bytes(part: Message, hint: str | None, defects: list[str]) -> bytes:
-    # Not get_payload(): it decodes 8-bit text with the declared charset, replacing what
-    # does not fit, and get_payload(decode=True) knows only exact CTE spellings. We want the
-    # bytes as sent, then our own lenient CTE and charset handling.
-    payload = getattr(part, "_payload", None)
-    if isinstance(payload, bytes):
-        raw = payload
-    elif isinstance(payload, str):
-        raw = payload.encode("utf-8", "surrogateescape") if not payload.isascii() else payload.encode()
-    else:
-        return b""
+def _payload_bytes(part: Part, hint: str | None, defects: list[str]) -> bytes:
+    """The part's content as sent, with our own lenient transfer decoding."""
+    raw = part.body
     cte = _cte(part, hint, defects)
     if cte == "base64":
         return _b64(raw)
@@ -831,33 +871,14 @@ def _normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _part_text(part: Message, hint: str | None, defects: list[str]) -> str:
+def _part_text(part: Part, hint: str | None, defects: list[str], ctype: str) -> str:
     data = _payload_bytes(part, hint, defects)
     charset = _param(_raw_part_header(part, "content-type", hint), "charset", defects)
-    text = decode_bytes(data, charset, defects, f"{part.get_content_type()} body")
+    text = decode_bytes(data, charset, defects, f"{ctype} body")
     if "\x00" in text:
         defects.append("NUL characters were removed from the body")
         text = text.replace("\x00", "")
     return _normalize_newlines(text)
-
-
-def _serialize(part: Message) -> bytes:
-    """Bytes of an attached message (message/rfc822 and friends)."""
-    payload = part.get_payload()
-    items = payload if isinstance(payload, list) else [payload]
-    chunks: list[bytes] = []
-    for item in items:
-        if isinstance(item, Message):
-            try:
-                chunks.append(item.as_bytes(policy=email_policy.default.clone(
-                    linesep="\r\n", refold_source="none")))
-            except Exception:
-                chunks.append(item.as_string().encode("utf-8", "surrogateescape"))
-        elif isinstance(item, str):
-            chunks.append(item.encode("utf-8", "surrogateescape"))
-        elif isinstance(item, bytes):
-            chunks.append(item)
-    return b"\r\n".join(chunks)
 
 
 @dataclass
@@ -868,77 +889,55 @@ class _BodyState:
     htmls: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     is_report: bool = False
-    repaired: list[Message] = field(default_factory=list)
 
 
-def _walk(part: Message, state: _BodyState, depth: int = 0) -> None:
+def _walk(part: Part, state: _BodyState, depth: int = 0) -> None:
     if depth > MAX_MIME_DEPTH:
         state.defects.append("MIME parts are nested too deeply; the deepest were skipped")
         return
-    ctype = part.get_content_type()
+    ctype = part.content_type
     if ctype == "multipart/report" or ctype in REPORT_TYPES:
         state.is_report = True
-    payload = part.get_payload()
-    if ctype.startswith("multipart/") and not isinstance(payload, list):
-        part, ctype = _repair_multipart(part, ctype, state)
-        payload = part.get_payload()
-    if ctype.startswith("message/") or not isinstance(payload, list):
+    if ctype.startswith("multipart/") and part.children is None:
+        ctype = "text/plain"  # its boundary was not found: read it as one text
+    if ctype.startswith("message/") or part.children is None:
         try:
             _leaf(part, ctype, state)
         except Exception as exc:  # one bad part must not lose the whole message
             state.defects.append(f"a {ctype} part could not be read ({type(exc).__name__}); "
                                  "it was skipped")
         return
-    for sub in payload:
-        if isinstance(sub, Message):
-            _walk(sub, state, depth + 1)
+    for sub in part.children:
+        _walk(sub, state, depth + 1)
 
 
-def _repair_multipart(part: Message, ctype: str, state: _BodyState) -> tuple[Message, str]:
-    """A multipart whose boundary the parser missed: re-read it with a leniently parsed
-    boundary (unquoted boundaries containing "=" are common), else treat it as plain text."""
-    boundary = _param(_raw_part_header(part, "content-type", state.hint), "boundary", [])
-    payload = part.get_payload()
-    body = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
-    if boundary and b"--" + boundary.encode("utf-8", "surrogateescape") in body:
-        quoted = boundary.replace("\\", "\\\\").replace('"', '\\"')
-        head = f'Content-Type: {ctype}; boundary="{quoted}"\r\n\r\n'.encode("utf-8", "surrogateescape")
-        try:
-            repaired = BytesParser(policy=email_policy.default).parsebytes(head + body)
-        except Exception:
-            repaired = None
-        if repaired is not None and isinstance(repaired.get_payload(), list):
-            state.defects.append("the multipart boundary was malformed; it was read leniently")
-            state.repaired.append(part)
-            return repaired, ctype
-    return part, "text/plain"
-
-
-def _leaf(part: Message, ctype: str, state: _BodyState) -> None:
+def _leaf(part: Part, ctype: str, state: _BodyState) -> None:
     hint, defects = state.hint, state.defects
     disposition_header = _raw_part_header(part, "content-disposition", hint)
     type_header = _raw_part_header(part, "content-type", hint)
     disposition = _main_value(disposition_header) or None
     filename = _param(disposition_header, "filename", defects) or _param(type_header, "name", defects)
     if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-        (state.texts if ctype == "text/plain" else state.htmls).append(_part_text(part, hint, defects))
+        (state.texts if ctype == "text/plain" else state.htmls).append(
+            _part_text(part, hint, defects, ctype))
         return
     state.attachments.append(_attachment(part, ctype, disposition, filename, state))
 
 
-def _attachment(part: Message, ctype: str, disposition: str | None, filename: str | None,
+def _attachment(part: Part, ctype: str, disposition: str | None, filename: str | None,
                 state: _BodyState) -> Attachment:
     hint, defects = state.hint, state.defects
-    content = _serialize(part) if ctype.startswith("message/") else _payload_bytes(part, hint, defects)
+    # An attached message keeps its bytes as sent (decoded if it was wrongly encoded).
+    content = _payload_bytes(part, hint, defects)
     content_id = normalize_message_id(_raw_part_header(part, "content-id", hint))
     if not filename:
         location = _raw_part_header(part, "content-location", hint)
         filename = location.strip().rsplit("/", 1)[-1] if location and location.strip() else None
-    if not filename and ctype in ("message/rfc822", "message/global"):
-        inner = part.get_payload()
-        first = inner[0] if isinstance(inner, list) and inner else None
-        subject = first.get("subject") if isinstance(first, Message) else None
-        filename = f"{_clean_line(str(subject))}.eml" if subject else None
+    if not filename and ctype in ("message/rfc822", "message/global") and part.children:
+        subject = _raw_part_header(part.children[0], "subject", hint)
+        subject = _clean_line(decode_words(subject, defects, "attached message's subject")) \
+            if subject else None
+        filename = f"{subject}.eml" if subject else None
     number = len(state.attachments) + 1
     fallback = _REPORT_NAMES.get(ctype) or f"attachment-{number}{_EXTENSIONS.get(ctype, '.bin')}"
     inline = disposition == "inline" or (disposition is None and content_id is not None)
@@ -946,12 +945,15 @@ def _attachment(part: Message, ctype: str, disposition: str | None, filename: st
                       size=len(content), content=content, content_id=content_id, inline=inline)
 
 
-def _charset_hint(msg: Message) -> str | None:
+_CHARSET = re.compile(r'charset\s*=\s*"?([A-Za-z0-9_.:+-]+)', re.IGNORECASE)
+
+
+def _charset_hint(root: Part) -> str | None:
     """The first charset named anywhere in the MIME tree: the best guess for raw 8-bit headers."""
-    for part in msg.walk():
-        for key, value in part.raw_items():
-            if str(key).lower() == "content-type":
-                match = re.search(r'charset\s*=\s*"?([A-Za-z0-9_.:+-]+)', str(value), re.IGNORECASE)
+    for part in root.walk():
+        for key, value in part.headers:
+            if key.lower() == "content-type":
+                match = _CHARSET.search(value)
                 if match:
                     return match.group(1)
     return None
@@ -960,6 +962,7 @@ def _charset_hint(msg: Message) -> str | None:
 # --------------------------------------------------------------------------- header repair
 
 _FIELD_LINE = re.compile(rb"^[!-9;-~]+:")
+_HEADER_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
 _OBS_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]+:")
 
 
@@ -972,8 +975,11 @@ def _repair_header_section(raw: bytes, defects: list[str]) -> bytes:
 
     RFC 2822's obsolete syntax allows space before the colon ("Subject  : hi"); a stray
     non-header line between headers would otherwise push every later header into the body.
+    Only the lines up to the first blank one matter.
     """
-    lines = raw.splitlines(keepends=True)
+    end = _HEADER_END.search(raw)
+    rest = raw[end.end():] if end else b""
+    lines = (raw[:end.end()] if end else raw).splitlines(keepends=True)
     out: list[bytes] = []
     changed = False
     for index, line in enumerate(lines):
@@ -994,7 +1000,7 @@ def _repair_header_section(raw: bytes, defects: list[str]) -> bytes:
         else:
             out.extend(lines[index:])
             break
-    return b"".join(out) if changed else raw
+    return b"".join(out) + rest if changed else raw
 
 
 def _stray_line(lines: list[bytes], index: int) -> bool:
@@ -1014,50 +1020,8 @@ def _stray_line(lines: list[bytes], index: int) -> bool:
 
 # --------------------------------------------------------------------------- defects
 
-_DEFECT_TEXT: dict[type[email_errors.MessageDefect], str] = {
-    email_errors.StartBoundaryNotFoundDefect:
-        "the multipart boundary was not found; the body was read as one part",
-    email_errors.CloseBoundaryNotFoundDefect: "the closing multipart boundary is missing",
-    email_errors.FirstHeaderLineIsContinuationDefect: "the first header line is a continuation line",
-    email_errors.MisplacedEnvelopeHeaderDefect: "a 'From ' envelope line appears among the headers",
-    email_errors.MissingHeaderBodySeparatorDefect:
-        "a line in the header section is not a header; the rest was read as body",
-    email_errors.MultipartInvariantViolationDefect:
-        "the message says it is multipart but has no parts",
-    email_errors.InvalidMultipartContentTransferEncodingDefect:
-        "a multipart part has an invalid Content-Transfer-Encoding",
-    email_errors.NoBoundaryInMultipartDefect: "a multipart part has no boundary",
-    email_errors.InvalidBase64PaddingDefect: "base64 content has bad padding",
-    email_errors.InvalidBase64CharactersDefect: "base64 content has invalid characters",
-    email_errors.InvalidBase64LengthDefect: "base64 content has an invalid length",
-}
-
-
-def _describe_defect(defect: object) -> str:
-    for kind, text in _DEFECT_TEXT.items():
-        if isinstance(defect, kind):
-            return text
-    words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__.removesuffix("Defect")).lower()
-    detail = str(defect)
-    return f"{words}: {detail}" if detail else words
-
-
-_BOUNDARY_DEFECTS = (email_errors.StartBoundaryNotFoundDefect,
-                     email_errors.MultipartInvariantViolationDefect)
-
-
-def _parser_defects(msg: Message, repaired: list[Message]) -> list[str]:
-    """The stdlib parser's defects, minus those our lenient boundary reading fixed."""
-    found: list[str] = []
-    for part in msg.walk():
-        fixed = any(part is done for done in repaired)
-        for defect in getattr(part, "defects", []):
-            if isinstance(defect, _IGNORED_HEADER_DEFECTS):
-                continue
-            if fixed and isinstance(defect, _BOUNDARY_DEFECTS):
-                continue
-            found.append(_describe_defect(defect))
-    return found
+def _structure_defects(root: Part) -> list[str]:
+    return [defect for part in root.walk() for defect in part.defects]
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -1069,21 +1033,10 @@ def _dedupe(items: list[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- parse
 
-def _read(raw: bytes) -> Message:
-    try:
-        return BytesParser(policy=email_policy.default).parsebytes(raw)
-    except Exception:
-        pass
-    try:
-        return BytesParser(policy=email_policy.compat32).parsebytes(raw)
-    except Exception as exc:
-        raise MessageError("unreadable", f"The message could not be read at all ({exc}).") from exc
-
-
-def _check_is_email(raw: bytes, msg: Message) -> None:
+def _check_is_email(raw: bytes, root: Part) -> None:
     if not raw.strip():
         raise MessageError("empty", "The message is empty: it has no headers and no content.")
-    names = {str(key).strip().lower() for key, _ in msg.raw_items()}
+    names = {key.strip().lower() for key, _ in root.headers}
     if not names:
         raise MessageError("no-headers",
                            "The data has no email headers, so it is not an email message.")
@@ -1091,6 +1044,13 @@ def _check_is_email(raw: bytes, msg: Message) -> None:
         raise MessageError("not-an-email",
                            "None of the usual email headers (From, To, Subject, Date, "
                            "Message-ID) were found; this is not an email message.")
+
+
+def boundary_of(content_type: str | None) -> str | None:
+    """The boundary parameter of a Content-Type value, read leniently (unquoted
+    boundaries holding "=" are common)."""
+    boundary = _param(content_type, "boundary", [])
+    return boundary.strip() if boundary else None
 
 
 def _rule_headers(headers: _Headers, defects: list[str]) -> HeaderMap:
@@ -1119,9 +1079,13 @@ def _looks_like_bounce(state: _BodyState, headers: HeaderMap, from_: Address | N
     return local in ("mailer-daemon", "postmaster") and bool(_BOUNCE_SUBJECT.search(subject))
 
 
+_TRAILING_SPACE = re.compile(r"[^\S\n]+(?=\n|\Z)")
+
+
 def _content_hash(raw: bytes, from_: Address | None, date: datetime | None, date_raw: str | None,
                   subject: str, body: str) -> str:
-    body = "\n".join(line.rstrip() for line in _normalize_newlines(body).strip().split("\n"))
+    # Each line without trailing whitespace (as str.rstrip() would do it, in one pass).
+    body = _TRAILING_SPACE.sub("", _normalize_newlines(body).strip())
     fields = [from_.address if from_ else "",
               date.isoformat() if date else (date_raw or "").strip(),
               subject, body]
@@ -1141,10 +1105,13 @@ def parse(raw: bytes) -> MailMessage:
     text = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
     if len(text) != len(raw):
         defects.append("a byte order mark or blank lines before the headers were ignored")
-    msg = _read(_repair_header_section(text, defects))
-    _check_is_email(raw, msg)
     try:
-        return _build(raw, msg, defects)
+        root = mime.read(_repair_header_section(text, defects), boundary_of, MAX_MIME_DEPTH + 2)
+    except RecursionError as exc:  # pragma: no cover - bounded by the depth limit
+        raise MessageError("unreadable", "The message is nested too deeply to be read.") from exc
+    _check_is_email(raw, root)
+    try:
+        return _build(raw, root, defects)
     except MessageError:
         raise
     except Exception as exc:  # a parser bug must quarantine one message, not stop a mailbox
@@ -1152,9 +1119,9 @@ def parse(raw: bytes) -> MailMessage:
                            f"The message could not be read ({type(exc).__name__}: {exc}).") from exc
 
 
-def _build(raw: bytes, msg: Message, defects: list[str]) -> MailMessage:
-    hint = _charset_hint(msg)
-    headers = _Headers(msg, hint, defects)
+def _build(raw: bytes, root: Part, defects: list[str]) -> MailMessage:
+    hint = _charset_hint(root)
+    headers = _Headers(root, hint, defects)
     from_ = _single_address(headers, "from", defects)
     if from_ is None:
         defects.append("the message has no usable From address")
@@ -1168,10 +1135,10 @@ def _build(raw: bytes, msg: Message, defects: list[str]) -> MailMessage:
     date_raw = headers.first("date")
     date = _parse_date(date_raw, defects)
     state = _BodyState(hint=hint, defects=defects)
-    _walk(msg, state)
+    _walk(root, state)
     text_body, html_body = "\n".join(state.texts), "\n".join(state.htmls)
     rule_headers = _rule_headers(headers, defects)
-    defects.extend(_parser_defects(msg, state.repaired))
+    defects.extend(_structure_defects(root))
     return MailMessage(
         message_id=normalize_message_id(headers.first("message-id")),
         in_reply_to=_in_reply_to(headers.first("in-reply-to")),
