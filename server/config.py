@@ -38,6 +38,9 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_SSO_AUTHORITY": ("REGARDING_SSO_AUTHORITY", str),
     "REGARDING_GRAPH_NOTIFICATION_URL": ("REGARDING_GRAPH_NOTIFICATION_URL", str),
     "REGARDING_SEND_MAX_ATTEMPTS": ("REGARDING_SEND_MAX_ATTEMPTS", int),
+    # Sync alerts by email (server.sync.alert_mail)
+    "REGARDING_ALERTS_FROM": ("REGARDING_ALERTS_FROM", str),
+    "REGARDING_ALERT_EMAIL_MINUTES": ("REGARDING_ALERT_EMAIL_MINUTES", int),
     "REGARDING_SYNC_MAX_FAILURES": ("REGARDING_SYNC_MAX_FAILURES", int),
     "REGARDING_SYNC_RETRY_SECONDS": ("REGARDING_SYNC_RETRY_SECONDS", int),
     "REGARDING_SYNC_INTERVAL_SECONDS": ("REGARDING_SYNC_INTERVAL_SECONDS", int),
@@ -77,6 +80,10 @@ def defaults(instance_path: Path) -> dict[str, Any]:
         "REGARDING_SYNC_INTERVAL_SECONDS": 300,
         "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": 120,
         "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
+        # Alert emails: sent from this mailbox's address (unset: none), one digest per
+        # person at most every so many minutes.
+        "REGARDING_ALERTS_FROM": None,
+        "REGARDING_ALERT_EMAIL_MINUTES": 60,
     }
 
 

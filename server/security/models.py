@@ -65,6 +65,10 @@ class User(UserMixin, db.Model):
     password_changed_on: Mapped[datetime | None]
     # Bumped on password change and sign-out everywhere: invalidates existing sessions.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Sync alerts by email (server.sync.alert_mail): which severities (none, errors, warnings),
+    # and when the last alert email was queued for this user (the digest's throttle).
+    alert_emails: Mapped[str] = mapped_column(String(10), default="errors")
+    alerts_emailed_on: Mapped[datetime | None]
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
     modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -3,8 +3,10 @@
 An alert is open until it is cleared (the condition went away: a sync succeeded again) or
 acknowledged by a person. Raising the same code for the same mailbox while one is open
 updates that alert instead of adding another row, so a mailbox failing every five minutes
-shows one alert with the latest wording, not three hundred. Emailing alerts is left to a
-later step (``Alert.emailed_on`` stays empty until then).
+shows one alert with the latest wording, not three hundred. An open alert that turns
+from a warning into an error (a mailbox failing until it is turned off) counts as raised
+anew: it is shown as new and emailed again. Emailing is ``server.sync.alert_mail``'s
+(``Alert.emailed_on``: when it first went out).
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def raise_alert(severity: str, code: str, message: str, mailbox: Mailbox | None 
     if alert is None:
         alert = Alert(code=code, mailbox_id=mailbox_id, user_id=user_id, created_on=utcnow())
         db.session.add(alert)
+    elif SEVERITIES.index(severity) < SEVERITIES.index(alert.severity):  # more severe now
+        alert.created_on, alert.emailed_on = utcnow(), None
     alert.severity, alert.message = severity, message
     if user_id is not None:
         alert.user_id = user_id

@@ -86,6 +86,7 @@ class Worker:
         self.lost: set[int] = set()
         self.lock = threading.Lock()
         self.stats = WorkerStats()
+        self.next_alert_mail = 0.0  # monotonic time of the next alert email pass
         with app.app_context():
             self.poll = max(0.05, scheduler.setting("REGARDING_SYNC_POLL_SECONDS"))
             self.lease = scheduler.lease_seconds()
@@ -200,6 +201,7 @@ class Worker:
                 if lease.took_over:
                     _close_abandoned_runs(mailbox_id=mailbox_id)
                 next_sync_on = self._run_one(mailbox_id)
+                self._alert_mail()
             except _Interrupted as stop:
                 self.stats.interrupted += 1
                 self._interrupted(mailbox_id, stop.why)
@@ -259,6 +261,21 @@ class Worker:
             base = int(self.app.config.get("REGARDING_SYNC_INTERVAL_SECONDS", 300))
             return utcnow() + timedelta(seconds=max(base, mailbox.sync_interval_seconds or 0))
         return None
+
+    def _alert_mail(self) -> None:
+        """Queue alert email digests (``alert_mail``), at most every 30 seconds per worker;
+        a failure is logged and never touches the run."""
+        from server.sync.alert_mail import deliver
+        with self.lock:
+            if time.monotonic() < self.next_alert_mail:
+                return
+            self.next_alert_mail = time.monotonic() + 30
+        try:
+            deliver()
+        except Exception as exc:
+            db.session.rollback()
+            log.warning("worker %s: alert emails not queued (%s); tried again later",
+                        self.worker_id, _detail(exc))
 
     def _send(self, mailbox: Mailbox) -> None:
         from server.sync.outgoing import send_pending

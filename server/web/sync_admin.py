@@ -20,6 +20,7 @@ from server.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from server.security.models import BusinessUnit
 from server.security.privileges import Depth
 from server.sync import admin as svc
+from server.sync import alert_mail
 from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
@@ -446,6 +447,28 @@ def rule_enable(rule_id: int):
 def rule_disable(rule_id: int):
     return _rule_action(rule_id, lambda p, i: svc.set_rule_enabled(p, i, False),
                         "The folder rule was turned off.")
+
+
+# --------------------------------------------------------------------------- alert emails
+
+@bp.route("/alert-emails", methods=["GET", "POST"])
+def alert_emails():
+    """Each person's own choice of which sync alerts are emailed to them."""
+    p = current_principal()
+    errors = {}
+    if request.method == "POST":
+        try:
+            alert_mail.set_preference(p.user, request.form.get("alert_emails", ""))
+        except Invalid as exc:
+            db.session.rollback()
+            errors = exc.fields
+        else:
+            return _done("Your choice of alert emails was saved.", "sync_admin.alert_emails")
+    return render_template("sync/alert_emails.html", user=p.user,
+                           current=p.user.alert_emails, choices=alert_mail.ALERT_EMAIL_LABELS,
+                           enabled=alert_mail.enabled(), errors=errors,
+                           minutes=current_app.config.get("REGARDING_ALERT_EMAIL_MINUTES")), \
+        422 if errors else 200
 
 
 # --------------------------------------------------------------------------- blocklist

@@ -166,6 +166,8 @@ def upgrade():
     sa.Column('password_hash', sa.String(length=255), nullable=True),
     sa.Column('password_changed_on', sa.DateTime(timezone=True), nullable=True),
     sa.Column('session_version', sa.Integer(), nullable=False),
+    sa.Column('alert_emails', sa.String(length=10), nullable=False),
+    sa.Column('alerts_emailed_on', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_on', sa.DateTime(timezone=True), nullable=False),
     sa.Column('modified_on', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['business_unit_id'], ['business_unit.id'], name=op.f('fk_user_business_unit_id_business_unit')),
