@@ -1,8 +1,9 @@
 """Build the connector ``Account`` for one mailbox and one direction from the mailbox and its
 email server profile: host, port and security per direction, the credentials (the
 mailbox's own, or the profile's service account), an XOAUTH2 access token when the profile
-signs in with OAuth, or the Maildir tree. Secrets are decrypted by the model's column type
-and go only into the Account, never into logs or error messages.
+signs in with OAuth, a token provider (Graph, and EWS with OAuth), or the Maildir tree.
+Secrets are decrypted by the model's column type and go only into the Account, never into
+logs or error messages.
 
 Service accounts: the connector signs in as ``service_username`` for every mailbox. A
 server that lets one account act for others by a login form (Dovecot master users:
@@ -67,6 +68,8 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
                        timeout=timeout)
     if protocol == "graph":
         return _graph_account(mailbox, direction, settings, timeout)
+    if protocol == "ews" and profile.auth_method == "oauth2":
+        return _ews_oauth_account(mailbox, settings, timeout)
     if direction == "incoming":
         host, port, security = (profile.incoming_host, profile.incoming_port,
                                 profile.incoming_security)
@@ -82,6 +85,20 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
     return Account(address=mailbox.email_address, host=host, port=port,
                    security=security or "tls", username=login, password=password,
                    oauth_token=token, settings=settings, timeout=timeout)
+
+
+def _ews_oauth_account(mailbox: Mailbox, settings: dict, timeout: float) -> Account:
+    """EWS with an Entra ID token: app-only (the profile's app, which impersonates the
+    mailbox) or delegated (the mailbox's own refresh token). The connector asks for the
+    token with the time it must be renewed, so a long session (a push watcher's stream)
+    renews it before it expires."""
+    def token(fresh: bool = False) -> tuple[str, float]:
+        return oauth.access_token(mailbox, "ews", fresh=fresh, with_renewal=True)
+
+    token()  # a token that cannot be had stops here, with the alert that says why
+    settings["_ews_app_only"] = not mailbox.oauth_refresh_token
+    return Account(address=mailbox.email_address, settings=settings, timeout=timeout,
+                   token_provider=token)
 
 
 def _graph_account(mailbox: Mailbox, direction: str, settings: dict, timeout: float) -> Account:

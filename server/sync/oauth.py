@@ -8,6 +8,11 @@ scope; otherwise the server profile's app signs in on its own (client credential
 mailboxes in Exchange). A refresh token Entra ID rotates is written back to the mailbox
 (the caller's transaction saves it).
 
+EWS ("ews", Exchange Online's EWS or a hybrid Exchange Server that takes Entra ID tokens)
+uses the same ``https://outlook.office365.com/.default`` scope app-only (the app's
+``full_access_as_app`` application permission; the connector impersonates the mailbox) and
+``EWS.AccessAsUser.All`` delegated.
+
 Graph ("graph") uses the ``https://graph.microsoft.com/.default`` scope app-only (the Graph
 application permissions an admin consented to) and ``Mail.ReadWrite``/``Mail.Send``
 delegated (a refresh token a user's on-behalf-of sign-in left on their own mailbox:
@@ -19,7 +24,8 @@ The token endpoint comes from the profile's tenant (``https://login.microsoftonl
 certificate authorities to trust for it. The client credential is the profile's client
 secret, or a certificate: a PEM private key stored in the secret's place with the setting
 ``oauth_certificate_thumbprint`` (hex SHA-1 of the certificate).
-Tokens are kept in this process until five minutes before they expire. Tokens and secrets
+Tokens are kept in this process until five minutes before they expire (halfway through
+their lifetime when that is shorter). Tokens and secrets
 are never logged.
 """
 from __future__ import annotations
@@ -40,6 +46,7 @@ DELEGATED_SCOPES = {
     "imap": ["https://outlook.office.com/IMAP.AccessAsUser.All"],
     "pop3": ["https://outlook.office.com/POP.AccessAsUser.All"],
     "smtp": ["https://outlook.office.com/SMTP.Send"],
+    "ews": ["https://outlook.office365.com/EWS.AccessAsUser.All"],
     "graph": ["https://graph.microsoft.com/Mail.ReadWrite",
               "https://graph.microsoft.com/Mail.Send"],
 }
@@ -50,7 +57,7 @@ AUTH_ERRORS = {"invalid_client", "invalid_grant", "unauthorized_client", "invali
 EARLY_RENEWAL = 300  # seconds before expiry when a cached token is renewed
 
 _lock = threading.Lock()
-_tokens: dict[tuple, tuple[str, float]] = {}
+_tokens: dict[tuple, tuple[str, float]] = {}  # key -> (token, when it is renewed)
 _apps: dict[tuple, msal.ConfidentialClientApplication] = {}
 
 
@@ -114,10 +121,13 @@ def _first_line(value) -> str:
     return text.splitlines()[0][:300] if text else type(value).__name__
 
 
-def access_token(mailbox, protocol: str, *, now: float | None = None, fresh: bool = False) -> str:
+def access_token(mailbox, protocol: str, *, now: float | None = None, fresh: bool = False,
+                 with_renewal: bool = False):
     """An access token for ``mailbox`` to sign in to ``protocol`` ("imap", "pop3", "smtp")
-    with XOAUTH2, or to call Microsoft Graph ("graph"). ``fresh`` skips the cached token (it
-    was refused). Raises ``ConnectorError`` (severity ``auth`` when a person must act)."""
+    with XOAUTH2, or to call Microsoft Graph ("graph") or EWS ("ews"). ``fresh`` skips the
+    cached token (it was refused). ``with_renewal``: (token, the time it is renewed, in epoch
+    seconds: ``EARLY_RENEWAL`` before it expires), for a client that renews on its own.
+    Raises ``ConnectorError`` (severity ``auth`` when a person must act)."""
     profile = mailbox.server_profile
     authority = authority_of(profile)
     delegated = bool(mailbox.oauth_refresh_token)
@@ -129,8 +139,8 @@ def access_token(mailbox, protocol: str, *, now: float | None = None, fresh: boo
     now = time.time() if now is None else now
     with _lock:
         cached = _tokens.get(cache_key)
-    if cached and cached[1] - EARLY_RENEWAL > now and not fresh:
-        return cached[0]
+    if cached and cached[1] > now and not fresh:
+        return cached if with_renewal else cached[0]
     app = _app(profile, authority)
     try:
         if delegated:
@@ -153,10 +163,18 @@ def access_token(mailbox, protocol: str, *, now: float | None = None, fresh: boo
             retry_after=None if error in AUTH_ERRORS else 300)
     if delegated and result.get("refresh_token") and result["refresh_token"] != mailbox.oauth_refresh_token:
         mailbox.oauth_refresh_token = result["refresh_token"]
-    token = result["access_token"]
+    kept = _keep(cache_key, result, now)
+    return kept if with_renewal else kept[0]
+
+
+def _keep(cache_key: tuple, result: dict, now: float) -> tuple[str, float]:
+    """Cache an issued token until it is renewed: ``EARLY_RENEWAL`` before it expires, or
+    halfway through a shorter lifetime."""
+    lifetime = float(result.get("expires_in") or 3600)
+    kept = (result["access_token"], now + lifetime - min(EARLY_RENEWAL, lifetime / 2))
     with _lock:
-        _tokens[cache_key] = (token, now + float(result.get("expires_in") or 3600))
-    return token
+        _tokens[cache_key] = kept
+    return kept
 
 
 def _drop_app_tokens(app) -> None:
@@ -186,10 +204,8 @@ def exchange_on_behalf_of(mailbox, user_assertion: str) -> None:
                              f"mailbox {mailbox.email_address} on your behalf ({detail}).",
                              severity="auth")
     mailbox.oauth_refresh_token = result["refresh_token"]
-    with _lock:
-        _tokens[(authority, profile.oauth_client_id, mailbox.id,
-                 tuple(DELEGATED_SCOPES["graph"]))] = (
-            result["access_token"], time.time() + float(result.get("expires_in") or 3600))
+    _keep((authority, profile.oauth_client_id, mailbox.id, tuple(DELEGATED_SCOPES["graph"])),
+          result, time.time())
 
 
 def forget_tokens() -> None:

@@ -11,7 +11,13 @@ SyncFolderItems state is ``base64("fake-ews:<folder id>:<sequence>")``, so a syn
 Create/Update/Delete changes since that point, netted per item as Exchange does, in pages
 of ``MaxChangesReturned`` with ``IncludesLastItemInRange``.
 
-What it checks: HTTP Basic credentials (401 with ``WWW-Authenticate: Basic`` otherwise);
+What it checks: HTTP Basic credentials, or an OAuth bearer token when ``token_issuer`` is set
+(the fake Entra ID of tests/fakes/graph.py, asked whether it issued the token for the
+``https://outlook.office365.com`` resource and whether it is still valid, as Exchange
+validates a token's audience and lifetime): an app-only token with the ``full_access_as_app``
+role acts as an impersonating account, a delegated token with ``EWS.AccessAsUser.All`` as its
+user on their own mailbox; a 401 with ``WWW-Authenticate`` naming the schemes otherwise
+(``Bearer error="invalid_token"`` for a token it refuses);
 ``ExchangeImpersonation`` only for accounts allowed to impersonate
 (``ErrorImpersonateUserDenied``); a mailbox named in a request must exist
 (``ErrorNonExistentMailbox``). ``busy`` answers the next N requests with ErrorServerBusy
@@ -140,6 +146,7 @@ class FakeExchange:
         # subscription id -> {"address", "folders": set of ids, "events": [(kind, item, folder)]}
         self.subscriptions: dict[str, dict] = {}
         self.url: str | None = None
+        self.token_issuer = None  # a FakeGraph: bearer tokens it issued for EWS are accepted
 
     # -- set-up and actions a test (or Exchange's own transport) performs ------------------
 
@@ -224,9 +231,10 @@ class FakeExchange:
     # -- HTTP -------------------------------------------------------------------------------
 
     def __call__(self, environ, start_response):
-        user = self._authenticated(environ.get("HTTP_AUTHORIZATION", ""))
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        user = self._authenticated(header)
         if user is None:
-            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="fake-ews"'),
+            start_response("401 Unauthorized", [*self._challenges(header),
                                                 ("Content-Length", "0")])
             return [b""]
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -240,8 +248,18 @@ class FakeExchange:
                                 ("Content-Length", str(len(data)))])
         return [data]
 
+    def _challenges(self, header: str) -> list[tuple[str, str]]:
+        offered = [("WWW-Authenticate", 'Basic realm="fake-ews"')]
+        if self.token_issuer is not None:
+            refused = header.lower().startswith("bearer ")
+            offered.append(("WWW-Authenticate", 'Bearer error="invalid_token"' if refused
+                            else "Bearer"))
+        return offered
+
     def _authenticated(self, header: str) -> str | None:
         scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return self._bearer(value.strip())
         if scheme.lower() != "basic":
             return None
         try:
@@ -249,6 +267,27 @@ class FakeExchange:
         except (ValueError, UnicodeDecodeError):
             return None
         return username if self.users.get(username) == password and password else None
+
+    def _bearer(self, value: str) -> str | None:
+        """The account a bearer token stands for: ``app:<client id>`` (impersonating when
+        the app holds full_access_as_app) or the delegated user, on their own mailbox."""
+        if self.token_issuer is None:
+            return None
+        from tests.fakes.graph import EWS_RESOURCE
+        token = self.token_issuer.verify(value, EWS_RESOURCE)
+        if token is None:
+            return None
+        if token.kind == "app":
+            name = f"app:{self.token_issuer.client_id}"
+            if "full_access_as_app" in token.roles:
+                self.impersonators.add(name)
+            else:
+                self.impersonators.discard(name)
+            return name
+        if "EWS.AccessAsUser.All" not in token.roles or not token.user:
+            return None
+        self.own_mailbox.setdefault(token.user, token.user)
+        return token.user
 
     def _soap(self, user: str, body: bytes) -> tuple[str, str]:
         envelope = ET.fromstring(body)

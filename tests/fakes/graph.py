@@ -64,6 +64,12 @@ from werkzeug.wrappers import Request, Response
 from tests.servers.ports import LOOPBACK, make_self_signed_cert
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+# Exchange Online's EWS resource: app-only "/.default" (the full_access_as_app application
+# permission), delegated "EWS.AccessAsUser.All".
+EWS_RESOURCE = "https://outlook.office365.com"
+EWS_SCOPE = EWS_RESOURCE + "/.default"
+EWS_APP_ROLES = ("full_access_as_app",)
 APP_ROLES = ("Mail.ReadWrite", "Mail.Send", "MailboxSettings.Read")
 WELL_KNOWN = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts",
               "deleteditems": "Deleted Items", "junkemail": "Junk Email"}
@@ -159,6 +165,7 @@ class Token:
     roles: tuple[str, ...]
     expires: float
     user: str | None = None
+    audience: str = GRAPH_RESOURCE  # the resource the token is for
 
 
 class FakeGraph:
@@ -170,6 +177,7 @@ class FakeGraph:
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.token_lifetime = token_lifetime
         self.app_roles: tuple[str, ...] = APP_ROLES  # what admin consent granted
+        self.ews_app_roles: tuple[str, ...] = EWS_APP_ROLES  # the same, for EWS
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
         self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
@@ -462,6 +470,8 @@ class FakeGraph:
         grant = form.get("grant_type")
         scopes = form.get("scope", "").split()
         if grant == "client_credentials":
+            if scopes == [EWS_SCOPE]:
+                return answer(200, self._token("app", self.ews_app_roles, audience=EWS_RESOURCE))
             if scopes != [GRAPH_SCOPE]:
                 return answer(400, {"error": "invalid_scope",
                                     "error_description": "AADSTS1002012: The provided value for "
@@ -473,24 +483,41 @@ class FakeGraph:
                 return answer(400, {"error": "invalid_grant",
                                     "error_description": "AADSTS70008: The refresh token has "
                                                          "expired."})
-            return answer(200, self._token("delegated", self._scp(scopes), user, refresh=True))
+            return answer(200, self._token("delegated", self._scp(scopes), user, refresh=True,
+                                           audience=self._audience(scopes)))
         if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             user = self.assertions.get(form.get("assertion", ""))
             if user is None or form.get("requested_token_use") != "on_behalf_of":
                 return answer(400, {"error": "invalid_grant",
                                     "error_description": "AADSTS50013: Assertion is invalid."})
-            return answer(200, self._token("delegated", self._scp(scopes), user, refresh=True))
+            return answer(200, self._token("delegated", self._scp(scopes), user, refresh=True,
+                                           audience=self._audience(scopes)))
         return answer(400, {"error": "unsupported_grant_type"})
 
     @staticmethod
-    def _scp(scopes: list[str]) -> tuple[str, ...]:
-        return tuple(s.rsplit("/", 1)[-1] for s in scopes
-                     if s.startswith("https://graph.microsoft.com/"))
+    def _audience(scopes: list[str]) -> str:
+        """One resource per token, as Entra ID issues them: EWS when its scopes are asked."""
+        return EWS_RESOURCE if any(s.startswith(EWS_RESOURCE + "/") for s in scopes) \
+            else GRAPH_RESOURCE
+
+    @classmethod
+    def _scp(cls, scopes: list[str]) -> tuple[str, ...]:
+        resource = cls._audience(scopes)
+        return tuple(s.rsplit("/", 1)[-1] for s in scopes if s.startswith(resource + "/"))
+
+    def verify(self, token: str, audience: str) -> Token | None:
+        """The token as issued, if it is for ``audience`` and has not expired (what a
+        resource server checks; the fake EWS asks here)."""
+        with self.lock:
+            found = self.tokens.get(token)
+        if found is None or found.audience != audience or found.expires <= time.time():
+            return None
+        return found
 
     def _token(self, kind: str, roles: tuple[str, ...], user: str | None = None,
-               refresh: bool = False) -> dict:
+               refresh: bool = False, audience: str = GRAPH_RESOURCE) -> dict:
         expires = time.time() + self.token_lifetime
-        claims = {"aud": "https://graph.microsoft.com", "iss": f"https://sts.windows.net/{self.tenant}/",
+        claims = {"aud": audience, "iss": f"https://sts.windows.net/{self.tenant}/",
                   "tid": self.tenant, "appid": self.client_id, "exp": int(expires),
                   "jti": secrets.token_hex(8)}
         if kind == "app":
@@ -501,14 +528,14 @@ class FakeGraph:
         token = _b64url({"typ": "JWT", "alg": "RS256"}) + "." + _b64url(claims) + "." + \
             _b64url(secrets.token_bytes(16))
         with self.lock:
-            self.tokens[token] = Token(kind, roles, expires, user)
+            self.tokens[token] = Token(kind, roles, expires, user, audience)
         body = {"token_type": "Bearer", "expires_in": self.token_lifetime, "ext_expires_in":
                 self.token_lifetime, "access_token": token}
         if refresh:
             rt = "rt-" + secrets.token_hex(12)
             self.refresh_tokens[rt] = user
             body["refresh_token"] = rt
-            body["scope"] = " ".join(f"https://graph.microsoft.com/{r}" for r in roles)
+            body["scope"] = " ".join(f"{audience}/{r}" for r in roles)
         return body
 
     # -- Graph --------------------------------------------------------------------------
@@ -564,10 +591,7 @@ class FakeGraph:
         value = request.headers.get("Authorization", "")
         if not value.startswith("Bearer "):
             return None
-        token = self.tokens.get(value[len("Bearer "):])
-        if token is None or token.expires <= time.time():
-            return None
-        return token
+        return self.verify(value[len("Bearer "):], GRAPH_RESOURCE)
 
     def _graph(self, method: str, path: str, query: dict, headers: dict, data: bytes,
                token: Token | None, inner: bool = False):

@@ -25,9 +25,10 @@ class Account:
     root: str | None = None  # maildir: the mailbox's Maildir folder
     settings: dict = field(default_factory=dict)
     timeout: float = 30.0
-    # Graph: a fresh access token on each call (``fresh=True``: the last one was refused),
+    # Graph: a fresh access token on each call (``fresh=True``: the last one was refused;
+    # EWS: (token, when it must be renewed)),
     # and what to do when a sync's connector closes (push subscriptions). Set by accounts.
-    token_provider: Callable[..., str] | None = field(default=None, compare=False, repr=False)
+    token_provider: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     on_close: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
 
 

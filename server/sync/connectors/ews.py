@@ -12,7 +12,10 @@ Server profile settings (``EmailServerProfile.settings``):
                    without it the endpoint is found by Autodiscover from the mailbox address
 ``auth_type``      ``ntlm``, ``basic`` or ``oauth`` as the server offers (default: ask the
                    server, which names its schemes in ``WWW-Authenticate``); a profile whose
-                   ``auth_method`` is ``oauth2`` signs in with the mailbox's access token
+                   ``auth_method`` is ``oauth2`` signs in with an Entra ID access token from
+                   the account's ``token_provider`` (``server.sync.accounts``: msal, cached,
+                   renewed before it expires, also in the middle of a long session); an
+                   app-only token impersonates the mailbox (the app's ``full_access_as_app``)
 ``impersonation``  true: the profile's service account acts for every mailbox with the
                    ApplicationImpersonation role (else delegate access, or the mailbox's own
                    credentials)
@@ -64,6 +67,7 @@ from email.utils import getaddresses
 from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Configuration,
                          Credentials, Message, Version)
 from exchangelib import Account as EwsAccount
+from exchangelib.account import Identity
 from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
 from exchangelib.errors import (AutoDiscoverFailed, ErrorAccessDenied, ErrorFolderNotFound,
                                 ErrorImpersonateUserDenied, ErrorInvalidSyncStateData,
@@ -78,6 +82,7 @@ from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
 from exchangelib.services import GetItem, GetStreamingEvents, SyncFolderItems, UpdateItem
 from exchangelib.version import VERSIONS
+from oauthlib.oauth2 import OAuth2Token
 from requests.exceptions import RequestException
 
 from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
@@ -153,8 +158,19 @@ class EwsConnector:
     def where(self) -> str:
         return self.settings.get("ews_url") or f"Autodiscover for {self.account.address}"
 
+    @property
+    def _oauth(self) -> bool:
+        return bool(self.account.oauth_token or self.account.token_provider)
+
+    @property
+    def _app_only(self) -> bool:
+        return bool(self.account.token_provider and self.settings.get("_ews_app_only"))
+
     def _credentials(self):
         account = self.account
+        if account.token_provider:
+            identity = Identity(primary_smtp_address=account.address) if self._app_only else None
+            return _ProvidedToken(account.token_provider, identity)
         if account.oauth_token:
             return OAuth2AuthorizationCodeCredentials(
                 access_token={"access_token": account.oauth_token, "token_type": "Bearer"})
@@ -162,15 +178,28 @@ class EwsConnector:
 
     def connect(self) -> None:
         account = self.account
-        auth_name = "oauth" if account.oauth_token else self.settings.get("auth_type")
+        auth_name = "oauth" if self._oauth else self.settings.get("auth_type")
         if auth_name and auth_name not in AUTH_TYPES:
             raise ConnectorError("bad_setting", f"Unknown EWS sign-in {auth_name!r}: choose "
                                  "NTLM, Basic or OAuth in the server profile.", severity="auth")
-        if auth_name == "oauth" and not account.oauth_token:
+        if auth_name == "oauth" and not self._oauth:
             raise ConnectorError("oauth_not_configured", f"The server profile signs in to "
                                  f"{self.where} with OAuth, but no access token was issued for "
                                  f"{account.address}.", severity="auth")
-        access = IMPERSONATION if self.settings.get("impersonation") else DELEGATE
+        try:
+            self._connect(auth_name)
+        except ConnectorError as exc:
+            if exc.code != "auth_failed" or not account.token_provider:
+                raise
+            # A token the server refuses before it expires (revoked, or the cache outlived
+            # it): once more with a token just issued.
+            account.token_provider(fresh=True)
+            self._connect(auth_name)
+
+    def _connect(self, auth_name: str | None) -> None:
+        account = self.account
+        access = IMPERSONATION if self.settings.get("impersonation") or self._app_only \
+            else DELEGATE
         url = self.settings.get("ews_url")
         with self._errors("connecting"):
             config = Configuration(
@@ -213,14 +242,21 @@ class EwsConnector:
             raise
         except UnauthorizedError:
             who = self.account.username or self.account.address
-            what_ = "access token" if self.account.oauth_token else "password"
-            raise ConnectorError("auth_failed", f"{where} refused the {what_} for {who}.",
+            if self._oauth:
+                fix = ("grant the app the full_access_as_app permission of Office 365 Exchange "
+                       "Online with admin consent" if self._app_only else
+                       "connect the mailbox again (its sign-in was withdrawn or expired)")
+                raise ConnectorError("auth_failed", f"{where} refused the access token for "
+                                     f"{self.account.address}: {fix}.", severity="auth") from None
+            raise ConnectorError("auth_failed", f"{where} refused the password for {who}.",
                                  severity="auth") from None
         except ErrorImpersonateUserDenied:
-            raise ConnectorError("impersonation_denied", f"{where} does not let "
-                                 f"{self.account.username} act for {self.account.address}: give "
-                                 "the service account the ApplicationImpersonation role.",
-                                 severity="auth") from None
+            fix = ("grant the app the full_access_as_app permission of Office 365 Exchange Online "
+                   "with admin consent" if self._app_only else "give the service account the "
+                   "ApplicationImpersonation role")
+            who = "the app" if self._app_only else self.account.username
+            raise ConnectorError("impersonation_denied", f"{where} does not let {who} act for "
+                                 f"{self.account.address}: {fix}.", severity="auth") from None
         except ErrorNonExistentMailbox:
             raise ConnectorError("no_mailbox", f"{where} has no mailbox "
                                  f"{self.account.address}.", severity="auth") from None
@@ -496,6 +532,26 @@ class EwsConnector:
             if changed or left <= 0:
                 return changed
             time.sleep(min(interval, left))
+
+
+class _ProvidedToken(OAuth2AuthorizationCodeCredentials):
+    """exchangelib's OAuth credentials with the token from our token provider (msal, cached
+    in ``server.sync.oauth``). The token carries the time it must be renewed: once it has
+    passed, the OAuth session refuses to send it and exchangelib calls ``refresh`` and tries
+    again, so a session of any length keeps a valid token. ``identity`` (app-only tokens):
+    the mailbox exchangelib impersonates."""
+
+    def __init__(self, provider, identity: Identity | None = None):
+        self._provider = provider
+        super().__init__(identity=identity, access_token=self._fetch())
+
+    def _fetch(self) -> OAuth2Token:
+        token, renew_at = self._provider()
+        return OAuth2Token({"access_token": token, "token_type": "Bearer",
+                            "expires_at": renew_at})
+
+    def refresh(self, session) -> None:
+        self.access_token = self._fetch()
 
 
 class _Stream:
