@@ -21,6 +21,13 @@ notifications, throttling; Entra ID v2.0 OpenID configuration and token endpoint
   (categories, bccRecipients), ``POST messages`` (a draft from base64 MIME),
   ``messages/{id}/send``, ``sendMail``; an expired delta token answers 410
   ``SyncStateNotFound``.
+* **Upload sessions** for attachments over 3 MB ("Attach large files to Outlook messages"):
+  ``messages/{id}/attachments/createUploadSession`` answers 201 with an ``uploadUrl``
+  (``/upload/{session}?authtoken=...`` on this origin) that takes ``PUT`` ranges in order
+  (``Content-Range: bytes {start}-{end}/{total}``, no ``Authorization`` header, at most
+  4 MiB, every range but the last a multiple of 320 KiB), each answered 200 with
+  ``nextExpectedRanges``; the last answers 201 with a ``Location`` and the file is added to
+  the draft's MIME. ``fail_uploads = n`` answers the next n ranges 503 without keeping them.
 * **$batch** of up to 20 requests; a non-JSON inner body is base64-encoded.
 * **Access**: 401 ``InvalidAuthenticationToken`` for an unknown or expired token; 403
   ``ErrorAccessDenied`` without the needed role or outside the application access policy
@@ -178,6 +185,9 @@ class FakeGraph:
         self.token_lifetime = token_lifetime
         self.app_roles: tuple[str, ...] = APP_ROLES  # what admin consent granted
         self.ews_app_roles: tuple[str, ...] = EWS_APP_ROLES  # the same, for EWS
+        self.uploads: dict[str, dict] = {}  # upload session id -> its draft and bytes so far
+        self.upload_ranges: list[tuple[int, int, int]] = []  # (start, end, status) of each PUT
+        self.fail_uploads = 0  # answer this many next PUT ranges 503
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
         self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
@@ -432,6 +442,8 @@ class FakeGraph:
             response = self._entra(request, path[len(self.tenant) + 1:])
         elif path.startswith("/v1.0/") or path == "/v1.0":
             response = self._graph_http(request, path[len("/v1.0"):])
+        elif path.startswith("/upload/") and request.method == "PUT":
+            response = self._upload_range(request, path[len("/upload/"):])
         else:
             response = Response(json.dumps({"error": "not_found"}), 404,
                                 content_type="application/json")
@@ -765,6 +777,9 @@ class FakeGraph:
             return self._create_draft(box, headers, data, immutable)
         if rest == "/sendMail" and method == "POST":
             return self._send_mail(box, headers, data)
+        match = re.match(r"^/messages/([^/]+)/attachments/createUploadSession$", rest)
+        if match and method == "POST":
+            return self._create_upload_session(box, unquote(match.group(1)), data)
         match = re.match(r"^/messages/([^/]+)(/\$value|/send)?$", rest)
         if not match:
             return _error(400, "BadRequest", f"Resource not found for the segment '{rest}'.")
@@ -870,6 +885,87 @@ class FakeGraph:
         drafts = next(f for f in box.folders.values() if f.id == box.well_known["drafts"])
         message_id = self.deliver(box.address, raw, drafts.name, draft=True)
         return 201, {}, self._message_json(box, box.messages[message_id], immutable)
+
+    # -- upload sessions ----------------------------------------------------------------
+
+    def _create_upload_session(self, box: FakeMailbox, message_id: str, data: bytes):
+        message = self._find(box, message_id)
+        if message is None or not message.is_draft:
+            return _error(404, "ErrorItemNotFound", "The specified object was not found in the "
+                          "store.")
+        item = (json.loads(data or b"{}") or {}).get("AttachmentItem") or {}
+        size = item.get("size")
+        if item.get("attachmentType") != "file" or not item.get("name") or \
+                not isinstance(size, int) or not 0 < size <= 150 * 1024 * 1024:
+            return _error(400, "ErrorInvalidRequest", "The AttachmentItem is not valid.")
+        session = secrets.token_hex(12)
+        self.uploads[session] = {"box": box.address, "message": message.id, "item": item,
+                                 "data": bytearray(), "auth": secrets.token_urlsafe(16)}
+        self.stats["upload_session"] += 1
+        expires = _iso(_now() + timedelta(minutes=15))
+        return 201, {}, {"uploadUrl": f"{self.origin}/upload/{session}?authtoken="
+                                      f"{self.uploads[session]['auth']}",
+                         "expirationDateTime": expires, "nextExpectedRanges": ["0-"]}
+
+    def _upload_range(self, request: Request, session_id: str) -> Response:
+        def answer(status: int, body: dict | None, headers: dict | None = None) -> Response:
+            return Response(json.dumps(body) if body is not None else "", status,
+                            headers=headers or {}, content_type="application/json")
+
+        session = self.uploads.get(session_id)
+        if session is None or request.args.get("authtoken") != session["auth"] \
+                or "Authorization" in request.headers:
+            return answer(401, {"error": {"code": "InvalidAuthenticationToken",
+                                          "message": "The upload URL is not valid."}})
+        chunk = request.get_data()
+        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", request.headers.get("Content-Range", ""))
+        total = session["item"]["size"]
+        if not match:
+            return answer(400, {"error": {"code": "InvalidContentRange",
+                                          "message": "Content-Range is missing or not valid."}})
+        start, end, whole = (int(g) for g in match.groups())
+        with self.lock:
+            if self.fail_uploads > 0:
+                self.fail_uploads -= 1
+                self.upload_ranges.append((start, end, 503))
+                return answer(503, {"error": {"code": "ServiceUnavailable", "message":
+                                              "The service is unavailable."}},
+                              {"Retry-After": "0"})
+            last = end + 1 == total
+            if whole != total or start != len(session["data"]) or end < start or \
+                    len(chunk) != end - start + 1 or len(chunk) > 4 * 1024 * 1024 or \
+                    (not last and len(chunk) % (320 * 1024)):
+                self.upload_ranges.append((start, end, 416))
+                return answer(416, {"error": {"code": "InvalidContentRange", "message":
+                                              "The Content-Range is not the one expected."}})
+            session["data"] += chunk
+            self.upload_ranges.append((start, end, 201 if last else 200))
+            if not last:
+                return answer(200, {"expirationDateTime": _iso(_now() + timedelta(minutes=15)),
+                                    "nextExpectedRanges": [str(end + 1)]})
+            del self.uploads[session_id]
+            box = self.mailboxes[session["box"]]
+            message = box.messages[session["message"]]
+            attachment_id = self._attach(message, session["item"], bytes(session["data"]))
+        location = (f"{self.graph_url}/users/{quote(box.address)}/messages/"
+                    f"{quote(message.id)}/attachments/{attachment_id}")
+        return answer(201, None, {"Location": location})
+
+    @staticmethod
+    def _attach(message: FakeMessage, item: dict, data: bytes) -> str:
+        """Add a file to a draft's MIME (as Exchange adds an uploaded attachment)."""
+        mime = BytesParser(policy=policy.default).parsebytes(message.mime)
+        if mime.get_content_type() != "multipart/mixed":
+            mime.make_mixed()
+        maintype, _, subtype = str(item.get("contentType") or
+                                   "application/octet-stream").partition("/")
+        mime.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream",
+                            filename=item["name"],
+                            disposition="inline" if item.get("isInline") else "attachment")
+        if item.get("contentId"):
+            mime.get_payload()[-1]["Content-ID"] = f"<{item['contentId']}>"
+        message.mime = mime.as_bytes()
+        return "AAMkAttachment" + secrets.token_hex(8)
 
     def _send(self, box: FakeMailbox, message: FakeMessage) -> None:
         message.is_draft = False

@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.graph_attachments import split_large, upload
 
 log = logging.getLogger(__name__)
 
@@ -726,7 +727,8 @@ def _token_claims(token: str | None) -> dict:
 
 class GraphSender:
     """Sends the CRM's email through Graph: a draft made from the MIME message (its
-    attachments included), Bcc recipients added, then ``send``; Exchange keeps the copy in
+    attachments included; those over 3 MB are uploaded to the draft through upload sessions,
+    ``graph_attachments``), Bcc recipients added, then ``send``; Exchange keeps the copy in
     Sent Items. ``internet_message_ids`` maps each Message-ID we gave to the one Exchange
     used (they are the same unless Exchange rewrote it)."""
 
@@ -750,10 +752,11 @@ class GraphSender:
         if http is None:
             raise ConnectorError("not_connected", "Not connected to Microsoft Graph.",
                                  severity="mailbox", retry_after=60)
+        raw, large = split_large(raw)  # attached through upload sessions, after the draft
         if len(raw) > MIME_LIMIT:
-            raise ConnectorError("message_too_large", f"The email is {len(raw) // 1_000_000} MB; "
-                                 "Microsoft Graph takes MIME messages up to 4 MB. Make its "
-                                 "attachments smaller.", severity="message")
+            raise ConnectorError("message_too_large", f"The email is {len(raw) // 1_000_000} MB "
+                                 "without its attachments over 3 MB; Microsoft Graph takes MIME "
+                                 "messages up to 4 MB. Make it smaller.", severity="message")
         what = f"sending from {self.account.address}"
         reply = http.call("POST", f"{http.user}/messages", data=base64.b64encode(raw), what=what,
                           headers={"Content-Type": "text/plain"})
@@ -765,6 +768,8 @@ class GraphSender:
             raise ConnectorError("graph_bad_response", "Microsoft Graph made no draft.",
                                  severity="mailbox", retry_after=60)
         try:
+            for attachment in large:
+                upload(http, draft_id, attachment, what)
             missing = [r for r in recipients if r.lower() not in _addresses(draft)]
             if missing:  # Bcc recipients are not in the MIME headers
                 bcc = list(draft.get("bccRecipients") or []) + \
