@@ -162,8 +162,10 @@ class SelfSignedCert:
         return ssl.create_default_context(cafile=str(self.cert_path))
 
 
-def make_self_signed_cert(directory: Path, name: str = "peer") -> SelfSignedCert:
-    """Generate a self-signed EC certificate for localhost and 127.0.0.1 in `directory`."""
+def make_self_signed_cert(directory: Path, name: str = "peer",
+                          hosts: tuple[str, ...] = ()) -> SelfSignedCert:
+    """Generate a self-signed EC certificate for localhost, 127.0.0.1 and `hosts` (more DNS
+    names) in `directory`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -183,6 +185,7 @@ def make_self_signed_cert(directory: Path, name: str = "peer") -> SelfSignedCert
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+                + [x509.DNSName(host) for host in hosts]
             ),
             critical=False,
         )
