@@ -1,6 +1,7 @@
 """Creating, changing and deleting activities from JSON, as the REST API takes them: tasks,
-phone calls, appointments and emails (drafts, and tracked incoming or sent email) with their
-parties, regarding and owner. Privileges and field security are checked here.
+phone calls, appointments and emails (drafts, and tracked incoming or sent email, which go
+through ``server.crm.tracking.track_email`` like the add-in's and sync's) with their parties,
+regarding and owner. Privileges and field security are checked here.
 
 (Simpler calls for pages live in ``server.crm.activity_services``; these take the full JSON
 shape described by ``server.web.serialize``.)
@@ -13,9 +14,9 @@ from sqlalchemy import select
 
 from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES, Activity,
                                    ActivityParty, Email)
-from server.crm.html import html_to_text, sanitize_html
+from server.crm.html import sanitize_html
 from server.crm.registry import RECORD_TYPES, Field
-from server.crm.tracking import normalize_message_id
+from server.crm.tracking import EmailContent, track_email
 from server.crm.resolution import resolve
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, Unprocessable
@@ -231,35 +232,71 @@ def _email_addresses(email: Email) -> None:
     email.to_recipients = "; ".join(to) or None
 
 
-def _prepare_email(p: Principal, email: Email, clean: dict[str, Any]) -> None:
-    """Draft, or tracked received/sent email: status, identity and when it happened."""
-    direction = clean.get("direction") or "outgoing"
-    email.direction = direction
-    tracked = direction == "incoming" or clean.get("sent_on") is not None
-    if not tracked:
-        for name in ("message_id", "in_reply_to", "received_on"):
-            if clean.get(name):
-                raise invalid({name: "Only a tracked (received or sent) email has this."})
-        email.status = "draft"
-        if not any(x.role == "from" for x in email.parties):
-            email.parties.insert(0, ActivityParty(role="from", user_id=p.user_id,
-                                                  name=p.user.full_name, address=p.user.email))
-    else:
-        authz.require_named(p, "track_email")
-        if direction == "outgoing" and clean.get("received_on"):
-            raise invalid({"received_on": "A sent email has no received time."})
-        email.status = "received" if direction == "incoming" else "sent"
-        email.message_id = normalize_message_id(clean.get("message_id"))
-        email.in_reply_to = normalize_message_id(clean.get("in_reply_to"))
-        email.dedupe_key = email.message_id
-        if email.dedupe_key and db.session.scalar(
-                select(Email.id).where(Email.dedupe_key == email.dedupe_key)) is not None:
-            raise Conflict("This email is already tracked.",
-                           {"message_id": "An email with this Message-ID is already tracked."})
-        if email.html_body and not email.text_body:
-            email.text_body = html_to_text(email.html_body)
-    email.occurred_on = email.received_on or email.sent_on or email.occurred_on
+def _is_tracked(clean: dict[str, Any]) -> bool:
+    """A received email, or one sent outside the CRM (it has a sent time): not a draft."""
+    return clean.get("direction") == "incoming" or clean.get("sent_on") is not None
+
+
+def _prepare_draft(p: Principal, email: Email, clean: dict[str, Any]) -> None:
+    """A draft outgoing email from the caller (sending it is the sync engine's)."""
+    email.direction = clean.get("direction") or "outgoing"
+    for name in ("message_id", "in_reply_to", "received_on"):
+        if clean.get(name):
+            raise invalid({name: "Only a tracked (received or sent) email has this."})
+    email.status = "draft"
+    if not any(x.role == "from" for x in email.parties):
+        email.parties.insert(0, ActivityParty(role="from", user_id=p.user_id,
+                                              name=p.user.full_name, address=p.user.email))
     _email_addresses(email)
+
+
+# What tracking takes from the request; the other fields are applied afterwards.
+_TRACKED_CONTENT = {"direction", "subject", "html_body", "text_body", "message_id",
+                    "in_reply_to", "sent_on", "received_on"}
+
+
+def _content(clean: dict[str, Any], parties: list[ActivityParty]) -> EmailContent:
+    def role(name: str) -> list[tuple[str, str]]:
+        return [(x.name or "", x.address) for x in parties if x.role == name and x.address]
+
+    sender = role("from")
+    return EmailContent(
+        message_id=clean.get("message_id"), subject=clean.get("subject") or "",
+        from_=sender[0] if sender else None, to=role("to"), cc=role("cc"), bcc=role("bcc"),
+        html_body=clean.get("html_body"), text_body=clean.get("text_body"),
+        sent_on=clean.get("sent_on"), received_on=clean.get("received_on"),
+        in_reply_to=clean.get("in_reply_to"))
+
+
+def _track(p: Principal, data: dict[str, Any], clean: dict[str, Any], owner) -> Email:
+    """A received or sent email, tracked through ``server.crm.tracking.track_email``: one
+    activity per email (Message-ID, else a content hash; the organization's "two
+    activities between users" setting), shared with the add-in and server-side sync. The
+    request's parties (with the records it names, checked here) replace those tracking
+    resolved. An email already tracked is a 409, nothing changed."""
+    authz.require_named(p, "track_email")
+    direction = clean.get("direction") or "outgoing"
+    if direction == "outgoing" and clean.get("received_on"):
+        raise invalid({"received_on": "A sent email has no received time."})
+    parties = build_parties(p, "email", data.get("parties") or [])
+    regarding = None
+    if data.get("regarding") is not None:
+        target_kind, target = regarding_target(p, data["regarding"])
+        regarding = (target_kind, target.id)
+    email, created = track_email(p, _content(clean, parties), regarding=regarding, owner=owner,
+                                 direction=direction)
+    if not created:
+        raise Conflict("This email is already tracked.", {"message_id": (
+            "An email with this Message-ID is already tracked." if clean.get("message_id")
+            else "An email with the same sender, subject, time and body is already tracked.")})
+    if regarding is not None and not authz.can(p, "append", email):
+        raise Forbidden("You may not set what activities are regarding.")
+    email.parties.clear()
+    email.parties.extend(parties)
+    _email_addresses(email)
+    _apply(email, {k: v for k, v in clean.items() if k not in _TRACKED_CONTENT})
+    db.session.flush()
+    return email
 
 
 # -- services ----------------------------------------------------------------------------------
@@ -278,6 +315,8 @@ def create(p: Principal, data: dict[str, Any]) -> Activity:
                             owner.id if isinstance(owner, User) else None):
         raise Forbidden("You may not create activities" +
                         (" for this owner." if owner is not p.user else "."))
+    if kind == "email" and _is_tracked(clean):
+        return _track(p, data, clean, owner)
     now = utcnow()
     activity = ACTIVITY_MODELS[kind](
         subject="", state="open", priority="normal", occurred_on=now, created_on=now,
@@ -289,7 +328,7 @@ def create(p: Principal, data: dict[str, Any]) -> Activity:
         activity.parties.extend(build_parties(p, kind, data["parties"]))
     _apply(activity, clean)
     if kind == "email":
-        _prepare_email(p, activity, clean)
+        _prepare_draft(p, activity, clean)
     if data.get("regarding") is not None:
         target_kind, target = regarding_target(p, data["regarding"])
         if not authz.can(p, "append", activity):
