@@ -16,8 +16,11 @@ What it checks: HTTP Basic credentials, or an OAuth bearer token when ``token_is
 ``https://outlook.office365.com`` resource and whether it is still valid, as Exchange
 validates a token's audience and lifetime): an app-only token with the ``full_access_as_app``
 role acts as an impersonating account, a delegated token with ``EWS.AccessAsUser.All`` as its
-user on their own mailbox; a 401 with ``WWW-Authenticate`` naming the schemes otherwise
-(``Bearer error="invalid_token"`` for a token it refuses);
+user on their own mailbox; with ``ntlm = True`` also NTLM, accepted for real by pyspnego's
+NTLM acceptor against a credential file of the fake's users (``ntlm_user_file``, read through
+``NTLM_USER_FILE``): the negotiate, challenge and authenticate legs on one kept-alive
+HTTP/1.1 connection, as IIS does it; a 401 with ``WWW-Authenticate`` naming the schemes
+otherwise (``Bearer error="invalid_token"`` for a token it refuses);
 ``ExchangeImpersonation`` only for accounts allowed to impersonate
 (``ErrorImpersonateUserDenied``); a mailbox named in a request must exist
 (``ErrorNonExistentMailbox``). ``busy`` answers the next N requests with ErrorServerBusy
@@ -38,9 +41,13 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
+
+import spnego
+from spnego.exceptions import SpnegoError
 
 S = "http://schemas.xmlsoap.org/soap/envelope/"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -147,6 +154,9 @@ class FakeExchange:
         self.subscriptions: dict[str, dict] = {}
         self.url: str | None = None
         self.token_issuer = None  # a FakeGraph: bearer tokens it issued for EWS are accepted
+        self.ntlm = False  # True: NTLM is offered and accepted (see ntlm_user_file)
+        self.ntlm_sign_ins: list[str] = []  # the users each completed NTLM exchange proved
+        self._ntlm_contexts: dict[tuple, object] = {}  # connection -> NTLM acceptor
 
     # -- set-up and actions a test (or Exchange's own transport) performs ------------------
 
@@ -230,15 +240,35 @@ class FakeExchange:
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    def ntlm_user_file(self, directory: Path) -> Path:
+        """Write the users as an NTLM credential file (``DOMAIN:USER:PASSWORD``; ``NTLM_USER_FILE``
+        names it for pyspnego) and offer NTLM."""
+        path = Path(directory) / "ntlm-users"
+        lines = []
+        for name, password in self.users.items():
+            domain, _, user = name.rpartition("\\")
+            lines.append(f"{domain}:{user}:{password}")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.ntlm = True
+        return path
+
     def __call__(self, environ, start_response):
+        # Read first: a server that answers before reading the body closes the connection.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
         header = environ.get("HTTP_AUTHORIZATION", "")
-        user = self._authenticated(header)
+        if self.ntlm and header.partition(" ")[0].lower() in ("ntlm", "negotiate"):
+            user, answer = self._ntlm_step(environ, header)
+            if answer:  # the challenge: the client answers on this connection
+                start_response("401 Unauthorized", [("WWW-Authenticate", f"NTLM {answer}"),
+                                                    ("Content-Length", "0")])
+                return [b""]
+        else:
+            user = self._authenticated(header)
         if user is None:
             start_response("401 Unauthorized", [*self._challenges(header),
                                                 ("Content-Length", "0")])
             return [b""]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length)
         if b"GetStreamingEvents" in body and not self.busy:
             start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
             return self._stream(body)  # no length: the answer comes as events do
@@ -248,8 +278,41 @@ class FakeExchange:
                                 ("Content-Length", str(len(data)))])
         return [data]
 
+    def _ntlm_step(self, environ, header: str) -> tuple[str | None, str | None]:
+        """One leg of NTLM on this connection: (None, challenge) after a negotiate message,
+        (the user, None) after an authenticate message pyspnego verified, else (None, None)."""
+        connection = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
+        try:
+            token = base64.b64decode(header.partition(" ")[2].strip())
+        except ValueError:
+            return None, None
+        negotiate = token[8:12] == b"\x01\x00\x00\x00"
+        with self.lock:
+            context = None if negotiate else self._ntlm_contexts.pop(connection, None)
+        try:
+            if negotiate:
+                context = spnego.server(protocol="ntlm")
+                answer = context.step(token)
+                with self.lock:
+                    self._ntlm_contexts[connection] = context
+                return None, base64.b64encode(answer).decode()
+            if context is None:
+                return None, None
+            context.step(token)
+        except SpnegoError:  # a wrong password, or a message out of turn
+            return None, None
+        if not context.complete:
+            return None, None
+        proved = str(context.client_principal or "").lower()
+        user = next((name for name in self.users if name.lower() == proved), None)
+        if user is not None:
+            self.ntlm_sign_ins.append(user)
+        return user, None
+
     def _challenges(self, header: str) -> list[tuple[str, str]]:
         offered = [("WWW-Authenticate", 'Basic realm="fake-ews"')]
+        if self.ntlm:
+            offered.append(("WWW-Authenticate", "NTLM"))
         if self.token_issuer is not None:
             refused = header.lower().startswith("bearer ")
             offered.append(("WWW-Authenticate", 'Bearer error="invalid_token"' if refused
@@ -647,13 +710,55 @@ def _fault(code: str, text: str, back_off_ms: int | None = None) -> str:
 
 # -- serving --------------------------------------------------------------------------------
 
-class _Server(ThreadingMixIn, WSGIServer):
+class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args):  # no request lines on the test output
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with kept-alive connections (NTLM signs in a connection, not a request), the
+    fake called as a WSGI application; an answer without a length (a stream) is the
+    connection's last. (wsgiref and werkzeug's servers close every connection.)"""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # no request lines on the test output
         pass
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        environ = {"REQUEST_METHOD": self.command, "PATH_INFO": url.path,
+                   "QUERY_STRING": url.query, "SERVER_PROTOCOL": self.request_version,
+                   "CONTENT_LENGTH": self.headers.get("Content-Length", ""),
+                   "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                   "REMOTE_ADDR": self.client_address[0],
+                   "REMOTE_PORT": str(self.client_address[1]),
+                   "SERVER_NAME": self.server.server_address[0],
+                   "SERVER_PORT": str(self.server.server_address[1]),
+                   "wsgi.input": self.rfile, "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+                   "wsgi.errors": None, "wsgi.multithread": True, "wsgi.multiprocess": False,
+                   "wsgi.run_once": False}
+        for name, value in self.headers.items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        answered: list = []
+
+        def start_response(status, headers, exc_info=None):
+            answered[:] = [status, headers]
+
+        body = self.server.app(environ, start_response)
+        status, headers = answered or ["500 Internal Server Error", []]
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        for chunk in body:
+            self.wfile.write(chunk)
+            self.wfile.flush()
+
+    do_GET = do_POST
 
 
 class Served:
@@ -661,8 +766,8 @@ class Served:
 
     def __init__(self, fake: FakeExchange):
         self.fake = fake
-        self.server = make_server("127.0.0.1", 0, fake, server_class=_Server,
-                                  handler_class=_QuietHandler)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.app = fake
         self.port = self.server.server_port
         fake.url = self.url = f"http://127.0.0.1:{self.port}/EWS/Exchange.asmx"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -16,11 +16,10 @@ from exchangelib.autodiscover import Autodiscovery, clear_cache
 
 from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.ews import EwsConnector
-from server.sync.engine import sync_mailbox
 from tests.fakes.autodiscover import FakeAutodiscover
 from tests.sync import world as w
 from tests.sync.ews.conftest import BOB, ews_account
-from tests.sync.ews.test_ews_engine import EwsStore
+from tests.sync.ews.test_ews_engine import EwsStore, tracks_a_customer_email
 
 
 class Resolver:
@@ -75,11 +74,7 @@ class DiscoveredStore(EwsStore):
 
 def test_a_mailbox_without_an_ews_url_syncs_through_autodiscover(crm, exchange, autodiscover):
     store = DiscoveredStore(exchange)
-    box = w.store_mailbox(store, crm.bob, tracking_option="from_crm_records")
-    store.deliver(w.raw(sender="Ann Customer <ann@customer.example>", mid="found@x.example"))
-    result = sync_mailbox(box.id)
-    assert result.status == "success", result.error
-    assert w.emails(message_id="found@x.example")
+    tracks_a_customer_email(crm, store, "found@x.example")
     assert autodiscover.requests and set(autodiscover.requests) == {"org.example"}
 
 

@@ -52,6 +52,18 @@ class EwsStore:
         return [i.categories for i in self.exchange.items_in(self.address, folder)]
 
 
+def tracks_a_customer_email(crm, store, mid: str, **fields) -> Mailbox:
+    """Bob's mailbox on ``store`` (tracking mail from CRM records) syncs an email from a
+    contact and tracks it, with the category written back; returns the mailbox."""
+    box = w.store_mailbox(store, crm.bob, tracking_option="from_crm_records", **fields)
+    store.deliver(w.raw(sender="Ann Customer <ann@customer.example>", mid=mid))
+    result = sync_mailbox(box.id)
+    assert result.status == "success", result.reason
+    assert result.tracked == 1 and tracked(mid)
+    assert store.categories("inbox") == [[TRACKED]]
+    return box
+
+
 @pytest.fixture
 def crm(app, make_user):
     return w.build_crm(make_user)

@@ -1,0 +1,51 @@
+"""EWS with NTLM: the fake Exchange endpoint offers NTLM and verifies it for real with
+pyspnego's NTLM acceptor (a credential file of its users named by ``NTLM_USER_FILE``, the
+three legs on one kept-alive connection); exchangelib signs in with requests-ntlm. A mailbox
+whose profile says NTLM syncs, and a wrong password turns it off with the sign-in alert."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from server.db import db
+from server.sync.engine import sync_mailbox
+from server.sync.models import Alert
+from tests.sync import world as w
+from tests.sync.ews.test_ews_engine import EwsStore, tracks_a_customer_email
+
+
+@pytest.fixture
+def ntlm(exchange, tmp_path, monkeypatch):
+    monkeypatch.setenv("NTLM_USER_FILE", str(exchange.ntlm_user_file(tmp_path)))
+    return exchange
+
+
+@pytest.fixture
+def crm(app, make_user):
+    return w.build_crm(make_user)
+
+
+class NtlmStore(EwsStore):
+    def profile_fields(self) -> dict:
+        return {"outgoing_protocol": "ews",
+                "settings": {"ews_url": self.exchange.url, "auth_type": "ntlm"}}
+
+
+def test_a_mailbox_signing_in_with_ntlm_syncs(crm, ntlm):
+    store = NtlmStore(ntlm)
+    tracks_a_customer_email(crm, store, "ntlm@x.example")
+    assert ntlm.ntlm_sign_ins and set(ntlm.ntlm_sign_ins) == {"ORG\\bob"}
+
+
+def test_a_wrong_ntlm_password_disables_the_mailbox_with_the_sign_in_alert(crm, ntlm):
+    store = NtlmStore(ntlm)
+    box = w.store_mailbox(store, crm.bob)
+    box.password = "not-the-password"
+    db.session.commit()
+    result = sync_mailbox(box.id)
+    db.session.refresh(box)
+    assert result.status == "failure" and result.disabled and result.error_code == "auth_failed"
+    assert not box.enabled and not ntlm.ntlm_sign_ins
+    alert = db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id))
+    assert "refused the password for ORG\\bob" in alert.message
+    assert "not-the-password" not in alert.message
