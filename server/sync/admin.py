@@ -1,5 +1,6 @@
-"""Administration services of server-side sync: email server profiles, mailboxes (settings,
-credentials, tracking options, approval, Test & Enable, enable/disable, sync now), folder
+"""Administration services of server-side sync: email server profiles (deleting one only
+when no mailbox uses it), mailboxes (settings, credentials, tracking options, approval,
+Test & Enable, enable/disable, sync now, deletion), folder
 tracking rules, the tracking blocklist, quarantine, the decision log and the dashboard's
 figures.
 
@@ -20,6 +21,7 @@ blank field keeps what is stored. Callers commit.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -44,6 +46,8 @@ from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, IN
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 Alert, EmailServerProfile, FolderRule, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun, TrackingBlock)
+
+log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$")
@@ -231,6 +235,37 @@ def update_profile(p: Principal, profile: EmailServerProfile, data: dict) -> Ema
     for name, value in values.items():
         setattr(profile, name, value)
     db.session.flush()
+    return profile
+
+
+def profile_users(p: Principal, profile: EmailServerProfile) -> tuple[list[Mailbox], int]:
+    """The mailboxes using a profile that ``p`` can see, and how many others use it."""
+    readable = list(db.session.scalars(
+        select(Mailbox).where(Mailbox.server_profile_id == profile.id,
+                              authz.scope(p, Mailbox, "read"))
+        .order_by(func.lower(Mailbox.email_address)).limit(PAGE)))
+    total = db.session.scalar(select(func.count(Mailbox.id)).where(
+        Mailbox.server_profile_id == profile.id)) or 0
+    return readable, total - len(readable)
+
+
+def profile_to_delete(p: Principal, profile_id: int) -> EmailServerProfile:
+    return authz.get(p, EmailServerProfile, profile_id, "delete")
+
+
+def delete_profile(p: Principal, profile_id: int) -> EmailServerProfile:
+    """Delete a profile no mailbox uses (with its stored service password and client
+    secret); one in use is refused, naming the mailboxes."""
+    profile = profile_to_delete(p, profile_id)
+    shown, others = profile_users(p, profile)
+    if shown or others:
+        names = ", ".join(m.email_address for m in shown)
+        more = f"{' and ' if names else ''}{others} you cannot see" if others else ""
+        raise Conflict(f"The profile {profile.name} is used by {len(shown) + others} "
+                       f"mailbox(es): {names}{more}. Move them to another profile first.")
+    db.session.delete(profile)
+    db.session.flush()
+    log.info("email server profile %s deleted by user %s", profile_id, p.user_id)
     return profile
 
 
@@ -510,6 +545,70 @@ def disable(p: Principal, mailbox: Mailbox) -> Mailbox:
 def sync_now(p: Principal, mailbox: Mailbox) -> Mailbox:
     from server.sync.scheduler import request_sync
     return request_sync(p, mailbox)
+
+
+@dataclass
+class MailboxDeletion:
+    """What deleting a mailbox removes and what it keeps, for its confirmation page."""
+    folder_rules: int
+    folder_cursors: int
+    decisions: int
+    quarantined: int
+    alerts: int
+    tracked: int  # activities it tracked: kept
+    waiting: int  # outgoing emails waiting to be sent from it: kept, waiting
+    syncing: bool  # a worker holds it right now: refused until it is done
+
+
+def mailbox_to_delete(p: Principal, mailbox_id: int) -> Mailbox:
+    return authz.get(p, Mailbox, mailbox_id, "delete")
+
+
+def mailbox_deletion(mailbox: Mailbox) -> MailboxDeletion:
+    from server.crm.activities import Email
+    from server.sync.models import FolderState
+    from server.sync.outgoing import waiting_count
+
+    def count(model, *conditions) -> int:
+        return db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
+
+    now = utcnow()
+    return MailboxDeletion(
+        folder_rules=count(FolderRule, FolderRule.mailbox_id == mailbox.id),
+        folder_cursors=count(FolderState, FolderState.mailbox_id == mailbox.id),
+        decisions=count(MessageDecision, MessageDecision.mailbox_id == mailbox.id),
+        quarantined=count(QuarantinedMessage, QuarantinedMessage.mailbox_id == mailbox.id,
+                          QuarantinedMessage.resolved.is_(False)),
+        alerts=count(Alert, Alert.mailbox_id == mailbox.id, Alert.acknowledged_on.is_(None)),
+        tracked=count(Email, Email.receiving_mailbox_id == mailbox.id),
+        waiting=waiting_count(mailbox),
+        syncing=bool(mailbox.lease_owner and mailbox.lease_expires_on
+                     and _aware(mailbox.lease_expires_on) > now))
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def delete_mailbox(p: Principal, mailbox_id: int) -> Mailbox:
+    """Delete a mailbox with what only served its synchronization: its stored credentials,
+    folder cursors, folder rules, decision log, quarantine, alerts and run figures. The
+    activities it tracked stay (they are CRM records; they no longer name it as their
+    receiving mailbox), and so do emails waiting to be sent from it (they go out once the
+    owner has a sending mailbox again). Refused while a worker is syncing it."""
+    from server.crm.activities import Email
+    mailbox = mailbox_to_delete(p, mailbox_id)
+    if mailbox_deletion(mailbox).syncing:
+        raise Conflict("A worker is synchronizing this mailbox right now: disable it, then "
+                       "delete it once the run is over (within a few minutes).")
+    db.session.execute(Email.__table__.update().where(
+        Email.__table__.c.receiving_mailbox_id == mailbox.id).values(receiving_mailbox_id=None))
+    db.session.delete(mailbox)
+    db.session.flush()
+    with _folder_lock:
+        _folder_cache.pop(mailbox_id, None)
+    log.info("mailbox %s deleted by user %s", mailbox_id, p.user_id)
+    return mailbox
 
 
 def mailbox_form(mailbox: Mailbox | None) -> dict:

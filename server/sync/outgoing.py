@@ -34,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import undefer
 
 from server.crm.activities import PARTY_COLUMNS, ActivityParty, Attachment, Email
@@ -166,6 +166,12 @@ def _belongs_to(mailbox: Mailbox):
                and_(Email.owner_user_id == mailbox.user_id,
                     ~from_party(or_(ActivityParty.user_id.is_not(None),
                                     ActivityParty.queue_id.is_not(None)))))
+
+
+def waiting_count(mailbox: Mailbox) -> int:
+    """How many of this mailbox's emails wait to be sent (pending or being sent)."""
+    return db.session.scalar(select(func.count(Email.id)).where(
+        Email.status.in_(("pending_send", "sending")), _belongs_to(mailbox))) or 0
 
 
 def _due(mailbox: Mailbox, now: datetime, limit: int) -> list[Email]:

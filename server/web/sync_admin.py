@@ -1,7 +1,8 @@
 """Server-side sync pages under ``/admin/sync``: the dashboard (mailbox states, alerts,
 quarantine, "why was this email (not) tracked?", charts of the last 48 hours), email server
-profiles, mailboxes (settings, Test & Enable, approval, sync now), each user's tracking
-options and folder tracking rules, and the tracking blocklist.
+profiles, mailboxes (settings, Test & Enable, approval, sync now, deletion after a page
+saying what goes with it), each user's tracking options and folder tracking rules, each
+person's choice of alert emails, and the tracking blocklist.
 
 Views parse the form, call one service of :mod:`server.sync.admin` (which checks the
 privileges) and render or redirect; every form posts with a CSRF token. Secrets are never
@@ -211,7 +212,40 @@ def profile_edit(profile_id: int):
     if profile.owning_business_unit_id not in {u.id for u in units}:
         units = [db.session.get(BusinessUnit, profile.owning_business_unit_id), *units]
     return render_template("sync/profile_edit.html", profile=profile, values=values,
-                           errors=errors, units=units, can_write=can_write), 422 if errors else 200
+                           errors=errors, units=units, can_write=can_write,
+                           can_delete=_can(p, "delete", profile)), 422 if errors else 200
+
+
+@bp.route("/profiles/<int:profile_id>/delete", methods=["GET", "POST"])
+def profile_delete(profile_id: int):
+    """Confirm, then delete a profile; one in use is refused with the mailboxes using it."""
+    def page(p, profile) -> dict:
+        mailboxes, others = svc.profile_users(p, profile)
+        return {"profile": profile, "mailboxes": mailboxes, "others": others}
+    return _confirm_delete(profile_id, svc.profile_to_delete, svc.delete_profile,
+                           "sync/profile_delete.html", page,
+                           lambda profile: f"The profile {profile.name} was deleted.",
+                           "sync_admin.profiles")
+
+
+def _confirm_delete(record_id: int, load, delete, template: str, context, done, endpoint: str):
+    """GET: the confirmation page; POST: delete (a refusal re-renders it with the reason,
+    409). ``load`` checks the delete privilege first, for both."""
+    p = current_principal()
+    record = load(p, record_id)
+    problem = None
+    if request.method == "POST":
+        message = done(record)
+        try:
+            delete(p, record_id)
+        except Conflict as exc:
+            db.session.rollback()
+            problem = exc.message
+            record = load(p, record_id)
+        else:
+            return _done(message, endpoint)
+    return render_template(template, problem=problem, **context(p, record)), \
+        409 if problem else 200
 
 
 def _can(p, privilege: str, record) -> bool:
@@ -289,12 +323,23 @@ def mailbox_edit(mailbox_id: int):
     return render_template(
         "sync/mailbox_edit.html", box=box, values=values, errors=errors, figures=figs,
         can_write=_can(p, "write", box), can_admin=svc.can_administer(p, box),
+        can_delete=_can(p, "delete", box),
         can_approve=p.has("approve_email_addresses"),
         approval_required=svc.approval_required(),
         profiles=[pr for pr, _ in svc.list_profiles(p)],
         alerts=[a for a in svc.alerts_for(p) if a.mailbox_id == box.id],
         runs=[r for r, _ in svc.recent_runs(p) if r.mailbox_id == box.id]), \
         422 if errors else 200
+
+
+@bp.route("/mailboxes/<int:mailbox_id>/delete", methods=["GET", "POST"])
+def mailbox_delete(mailbox_id: int):
+    """Confirm (saying what goes and what stays), then delete a mailbox."""
+    return _confirm_delete(
+        mailbox_id, svc.mailbox_to_delete, svc.delete_mailbox, "sync/mailbox_delete.html",
+        lambda p, box: {"box": box, "what": svc.mailbox_deletion(box)},
+        lambda box: f"The mailbox {box.email_address} was deleted; what it tracked stays "
+                    "tracked.", "sync_admin.mailboxes")
 
 
 def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.mailbox_edit"):
