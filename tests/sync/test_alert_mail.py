@@ -167,6 +167,27 @@ def test_nothing_is_queued_without_a_sender_and_sending_failures_stay_in_outgoin
     assert smtp_server.wait_for(1)[0].rcpt_tos == ("bob@org.example",)
 
 
+def test_the_worker_emails_an_authentication_failure_it_meets(app, crm, make_user, tmp_path,
+                                                              smtp_server, dovecot, mail_user):
+    """The whole path in a worker: the failing run raises the alert, the worker queues the
+    digest and makes the sending mailbox due, whose run sends it."""
+    from server.sync.worker import run_worker
+    robot = make_user("crm-alerts@org.example", name="CRM Alerts")
+    store = w.MaildirStore(tmp_path / "store", "crm-alerts@org.example")
+    prof = w.profile("maildir", outgoing_protocol="smtp", outgoing_host=smtp_server.host,
+                     outgoing_port=smtp_server.port, outgoing_security="none",
+                     settings={"timeout": 10}, **store.profile_fields())
+    sender = w.mailbox(robot, prof=prof, next_sync_on=utcnow() + timedelta(hours=1))
+    box = failing_mailbox(crm, dovecot, mail_user)
+    box.next_sync_on = utcnow()
+    app.config["REGARDING_ALERTS_FROM"] = sender.email_address
+    db.session.commit()
+    stats = run_worker(app, worker_id="alerts-test", concurrency=1, push=False,
+                       until_idle=True)
+    assert stats.sent == 1
+    assert smtp_server.wait_for(1)[0].rcpt_tos == ("bob@org.example",)
+
+
 def test_the_preference_page(app, crm, signin):
     c = signin(crm.bob)
     page = c.get("/admin/sync/alert-emails").get_data(as_text=True)
