@@ -1,0 +1,55 @@
+"""The add-in API's "my mailbox" endpoints (``/api/addin/mailbox``): the task pane shows the
+signed-in user's own mailbox (connected, approved, enabled, last sync, alerts) and lets
+them connect it for server-side sync with their Office SSO token (on-behalf-of), approve
+their own address when they may, or disconnect it. Bearer JSON like the rest of
+``/api/addin`` (same sign-in and ``use_outlook_addin`` check, no CSRF token); the rules are
+``server.sync.own_mailbox``'s.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify
+
+from server.db import db
+from server.security import authz
+from server.sync import own_mailbox
+from server.web import csrf
+from server.web.addin_api import _signed_in_with_addin_privilege
+
+bp = Blueprint("addin_mailbox", __name__, url_prefix="/api/addin/mailbox")
+bp.before_request(_signed_in_with_addin_privilege)
+
+
+def _state():
+    p = authz.principal(g.api_user)
+    return jsonify(own_mailbox.state(p, sso=g.get("addin_auth") == "sso"))
+
+
+@bp.get("")
+def show():
+    return _state()
+
+
+@bp.post("/connect")
+def connect():
+    own_mailbox.connect(authz.principal(g.api_user), g.get("addin_sso_token"))
+    db.session.commit()
+    return _state()
+
+
+@bp.post("/approve")
+def approve():
+    own_mailbox.approve(authz.principal(g.api_user))
+    db.session.commit()
+    return _state()
+
+
+@bp.post("/disconnect")
+def disconnect():
+    own_mailbox.disconnect(authz.principal(g.api_user))
+    db.session.commit()
+    return _state()
+
+
+def init_app(app) -> None:
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
