@@ -48,6 +48,7 @@ def deliver_and_send(sender, now=None) -> int:
     return queued
 
 
+@pytest.mark.both_databases  # the claim's compare-and-set on PostgreSQL too
 def test_an_authentication_failure_emails_the_owner_once(app, crm, sender, smtp_server,
                                                          dovecot, mail_user):
     box = failing_mailbox(crm, dovecot, mail_user)
@@ -112,6 +113,7 @@ def test_warnings_only_for_those_who_ask_and_admins_get_every_mailbox(
         ("plain",)).get_content()
 
 
+@pytest.mark.both_databases
 def test_a_second_alert_waits_for_the_digest(app, crm, sender, smtp_server):
     app.config["REGARDING_ALERT_EMAIL_MINUTES"] = 30
     box = w.mailbox(crm.bob)
