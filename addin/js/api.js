@@ -87,5 +87,7 @@ export function createApi(auth) {
     createActivity: (type, fields, regarding) => write("POST", `activities/${encodeURIComponent(type)}`,
       { fields, regarding: regarding || null }),
     signOut: () => call("POST", "signout", {}),
+    myMailbox: () => call("GET", "mailbox", undefined, { interactive: true }),
+    mailboxAction: (action) => write("POST", `mailbox/${encodeURIComponent(action)}`),
   };
 }

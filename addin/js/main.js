@@ -17,6 +17,7 @@ import { regardingPanel, suggestions } from "./views/regarding.js";
 import { CREATE_KINDS, createPanel } from "./views/create.js";
 import { untrackPanel } from "./views/untrack.js";
 import { signinView } from "./views/signin.js";
+import { mailboxSection } from "./views/mailbox.js";
 
 const auth = createAuth();
 const api = createApi(auth);
@@ -39,6 +40,7 @@ const state = {
   fatal: null,
   signin: { message: null, error: null, busy: false },
   autoCompleted: new Set(),
+  mailbox: null, // {data, loading, busy, error}: "My mailbox", asked for on demand
 };
 let generation = 0;
 let toastTimer = null;
@@ -416,6 +418,27 @@ function renderUser() {
     iconButton("Sign out", "signout", signOut, { key: "signout" }));
 }
 
+async function mailboxCall(label, fn) {
+  const shown = Boolean(state.mailbox && state.mailbox.data);
+  state.mailbox = { ...(state.mailbox || {}), error: null, [shown ? "busy" : "loading"]: label };
+  render();
+  try {
+    state.mailbox = { data: await fn() };
+  } catch (exc) {
+    if (exc instanceof NeedsSignIn) return showSignIn(exc.message);
+    state.mailbox = { ...state.mailbox, loading: null, busy: null, error: errorInfo(exc).message };
+  }
+  render();
+  focusKey(state.mailbox.data ? "mailbox-title" : "mailbox-show");
+}
+
+const mailboxActions = {
+  onShow: () => mailboxCall("Loading your mailbox…", () => api.myMailbox()),
+  onConnect: () => mailboxCall("Connecting your mailbox…", () => api.mailboxAction("connect")),
+  onApprove: () => mailboxCall("Approving…", () => api.mailboxAction("approve")),
+  onDisconnect: () => mailboxCall("Disconnecting…", () => api.mailboxAction("disconnect")),
+};
+
 function createSection() {
   const can = state.ctx.can;
   const kinds = CREATE_KINDS.filter(([, , privilege]) => can[privilege]);
@@ -458,6 +481,7 @@ function renderReady() {
     peopleSection(state, actions),
     relatedSection(state),
     createSection(),
+    mailboxSection(state.mailbox, mailboxActions),
     h("footer", { class: "pane-footer" },
       h("a", { href: new URL("../", document.baseURI).href, target: "_blank", rel: "noopener noreferrer" }, ic("open"), " Open Regarding")),
   ]);
