@@ -215,6 +215,13 @@ class FakeExchange:
             item.changekey = secrets.token_hex(6)
             box.note(item.folder, "update", item.id)
 
+    def expire_subscriptions(self) -> None:
+        """Every streaming subscription ends (as when Exchange restarts): open streams answer
+        and close, and the next GetStreamingEvents is ErrorSubscriptionNotFound."""
+        with self.lock:
+            self.subscriptions.clear()
+            self.changed.notify_all()
+
     def create_folder(self, address: str, path: str, folder_class: str = "IPF.Note") -> str:
         with self.lock:
             box = self.mailbox(address)

@@ -1,9 +1,12 @@
 """EWS push in the sync worker: a worker with push on keeps a streaming subscription on the
 Inbox and the tracked folders of an EWS mailbox (the fake Exchange's Subscribe and
 GetStreamingEvents), so mail moved into a tracked folder is tracked long before the
-mailbox's next scheduled run (an hour away here); a server that takes no streaming
-subscription is polled instead."""
+mailbox's next scheduled run (an hour away here); a subscription the server ends is made
+again after the watcher's back-off (mail filed meanwhile is not lost); a server that takes
+no streaming subscription is polled instead."""
 from __future__ import annotations
+
+import time
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +15,7 @@ from server.db import db
 from server.sync.models import Mailbox, SyncRun
 from tests.sync import world as w
 from tests.sync.ews.test_ews_engine import EwsStore
-from tests.sync.test_push import PushWorker, park, wait_for_tracking, watching
+from tests.sync.test_push import DEADLINE, PushWorker, park, wait_for_tracking, watching
 
 
 @pytest.fixture
@@ -68,3 +71,25 @@ def test_a_server_without_streaming_is_polled_by_the_watcher(app, crm, exchange)
     email, subscribed, operations = track_by_push(app, exchange, box, "polled@x.example")
     assert email.regarding_ref == ("opportunity", crm.opp.id)
     assert "GetStreamingEvents" not in operations and not subscribed
+
+
+def test_a_stream_the_server_ends_is_subscribed_again_and_nothing_is_lost(app, crm, exchange):
+    store = EwsStore(exchange)
+    box = tracked_folder_mailbox(crm, store)
+    ref = store.deliver(w.raw(sender="someone@else.example", mid="restart@x.example"))
+    park(box)
+    worker = PushWorker(app)
+    try:
+        watching(box)
+        first = set(exchange.subscriptions)
+        exchange.expire_subscriptions()  # the stream breaks; the watcher backs off
+        store.move(ref, "Inbox/Contoso deal")  # filed while nobody listens
+        email = wait_for_tracking("restart@x.example")
+        deadline = time.monotonic() + DEADLINE
+        while not set(exchange.subscriptions) - first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        again = set(exchange.subscriptions) - first
+    finally:
+        worker.close()
+    assert email.regarding_ref == ("opportunity", crm.opp.id)
+    assert again  # a new subscription after the back-off
