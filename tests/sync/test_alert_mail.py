@@ -50,22 +50,25 @@ def deliver_and_send(sender, now=None) -> int:
 
 @pytest.mark.both_databases  # the claim's compare-and-set on PostgreSQL too
 def test_an_authentication_failure_emails_the_owner_once(app, crm, sender, smtp_server,
-                                                         dovecot, mail_user):
+                                                         dovecot, mail_user, make_user, signin):
+    admin = make_user("ada@org.example", roles=["System Administrator"], name="Ada Admin")
     box = failing_mailbox(crm, dovecot, mail_user)
     assert sync_mailbox(box.id).error_code == "auth_failed"
 
-    assert deliver_and_send(sender) == 1
-    received = smtp_server.wait_for(1)
-    assert [m.rcpt_tos for m in received] == [("bob@org.example",)]
-    msg = received[0].message
+    assert deliver_and_send(sender) == 2  # the owner and the administrator
+    received = smtp_server.wait_for(2)
+    assert sorted(m.rcpt_tos for m in received) == [("ada@org.example",), ("bob@org.example",)]
+    to_bob = next(m for m in received if m.rcpt_tos == ("bob@org.example",))
+    msg = to_bob.message
     assert msg["From"] == "CRM Alerts <crm-alerts@org.example>"
     assert msg["Subject"].startswith("Email synchronization: 1 error")  # + the org's token
     body = msg.get_body(("plain",)).get_content()
     assert mail_user.username in body and "turned off" in body  # the mailbox's address
     assert "https://crm.org.example/admin/sync/my" in body
-    assert WRONG not in received[0].data.decode()
+    assert all(WRONG not in m.data.decode() for m in received)
     alert = db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id))
     assert alert.emailed_on is not None
+    assert "· emailed" in signin(admin).get("/admin/sync/").get_data(as_text=True)
     email = db.session.scalar(select(Email).where(Email.to_recipients == "bob@org.example"))
     assert email.status == "sent" and email.owner_user_id == sender.user_id
 
@@ -76,15 +79,15 @@ def test_an_authentication_failure_emails_the_owner_once(app, crm, sender, smtp_
     assert sync_mailbox(box.id).error_code == "auth_failed"
     later = utcnow() + timedelta(hours=3)
     assert deliver_and_send(sender, later) == 0
-    assert len(smtp_server.messages) == 1
+    assert len(smtp_server.messages) == 2
 
     # Cleared, then raised again: a new alert, emailed.
     alerts.clear("auth_failed", box)
     box.enabled = True
     db.session.commit()
     sync_mailbox(box.id)
-    assert deliver_and_send(sender, utcnow() + timedelta(hours=6)) == 1
-    assert len(smtp_server.wait_for(2)) == 2
+    assert deliver_and_send(sender, utcnow() + timedelta(hours=6)) == 2
+    assert len(smtp_server.wait_for(4)) == 4
 
 
 def test_the_preference_none_suppresses_it(app, crm, sender, smtp_server, dovecot, mail_user):
