@@ -193,6 +193,23 @@ def test_the_worker_emails_an_authentication_failure_it_meets(app, crm, make_use
     assert smtp_server.wait_for(1)[0].rcpt_tos == ("bob@org.example",)
 
 
+def test_a_failure_to_queue_alert_email_never_breaks_the_sync(app, crm, sender, smtp_server,
+                                                             dovecot, mail_user, caplog):
+    from server.sync.worker import run_worker
+    app.config["REGARDING_ALERT_EMAIL_MINUTES"] = "soon"  # deliver() raises on it
+    sender.next_sync_on = utcnow() + timedelta(hours=1)
+    box = failing_mailbox(crm, dovecot, mail_user)
+    box.next_sync_on = utcnow()
+    db.session.commit()
+    stats = run_worker(app, worker_id="alerts-test", concurrency=1, push=False,
+                       until_idle=True)
+    assert stats.runs == [(box.id, "failure")] and stats.errors == 0
+    assert "alert emails not queued" in caplog.text
+    db.session.expire_all()
+    assert db.session.scalar(select(Alert.code).where(Alert.mailbox_id == box.id)) == "auth_failed"
+    assert smtp_server.messages == []
+
+
 def test_the_preference_page(app, crm, signin):
     c = signin(crm.bob)
     page = c.get("/admin/sync/alert-emails").get_data(as_text=True)
