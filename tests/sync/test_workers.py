@@ -99,7 +99,19 @@ def test_two_workers_share_200_mailboxes_and_take_over_from_a_killed_one(
         orphaned = dict(db.session.execute(select(Mailbox.id, Mailbox.lease_expires_on).where(
             Mailbox.lease_owner == "worker-1")).all())
         assert orphaned, "the killed worker held no lease"
-        wait_until(lambda: synced() == 200, 600, "all mailboxes synced", workers=workers)
+
+        def taken_over() -> bool:
+            # A mailbox counts as synced after its first successful run; one the killed
+            # worker held for a later batch is taken over only once its lease runs out.
+            db.session.rollback()
+            done = set(db.session.scalars(select(SyncRun.mailbox_id).where(
+                SyncRun.worker == "worker-2", SyncRun.started_on > killed_at,
+                SyncRun.mailbox_id.in_(orphaned))))
+            db.session.rollback()
+            return done == set(orphaned)
+
+        wait_until(lambda: synced() == 200 and taken_over(), 600,
+                   "all mailboxes synced and the killed worker's taken over", workers=workers)
         assert second.stop() == 0
     finally:
         for worker in workers:
