@@ -15,7 +15,8 @@ are CRM contacts, some replies in threads. Then:
 
 Prints messages per second (wall and CPU), the ratio to the plain fetch of the same
 messages in the same run, and activities/decisions stored. ``--profile`` prints the
-pipeline's top functions (cProfile) for the SQLite run. It asserts nothing.
+pipeline's top functions (cProfile, in CPU seconds of the main thread) for the SQLite
+run. It asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
 [--batch N] [--profile]``.
@@ -155,11 +156,14 @@ def run_sync(kind: str, server, user, batch: int, profile: bool) -> dict:
             db.create_all()
             mailbox_id = _world(server, user)
             from server.sync.engine import sync_mailbox
+            locks = WriteLocks(db.engine)
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
             profiler = None
             if profile:
                 import cProfile
-                profiler = cProfile.Profile()
+                # The main thread's CPU time: a shared machine's load and the read-ahead
+                # thread do not inflate what each function costs.
+                profiler = cProfile.Profile(time.thread_time)
                 profiler.enable()
             fetched = tracked = runs = 0
             while True:
@@ -173,19 +177,63 @@ def run_sync(kind: str, server, user, batch: int, profile: bool) -> dict:
                     break
             wall = time.perf_counter() - wall0
             cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
+            locks.stop()
             if profiler is not None:
                 import pstats
                 profiler.disable()
-                print(f"\n-- profile ({kind}) --")
+                print(f"\n-- profile ({kind}, main thread CPU seconds) --")
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
             emails = db.session.scalar(select(func.count()).select_from(Email))
             attachments = db.session.scalar(select(func.count()).select_from(Attachment))
             db.session.remove()
             db.engine.dispose()
         return {"wall": wall, "cpu": cpu, "fetched": fetched, "tracked": tracked,
-                "emails": emails, "attachments": attachments, "runs": runs}
+                "emails": emails, "attachments": attachments, "runs": runs,
+                "locks": locks.held, "transactions": locks.spans}
     finally:
         drop()
+
+
+class WriteLocks:
+    """How long each transaction held the database's write lock: from its first write
+    statement (SQLite takes the lock there) to its commit or rollback, next to how long the
+    transaction lasted in all (from its first statement)."""
+
+    WRITES = ("INSERT", "UPDATE", "DELETE")
+
+    def __init__(self, engine) -> None:
+        from sqlalchemy import event
+        self.engine, self.held, self.spans = engine, [], []
+        self.first = self.write = None
+        self.hooks = [("before_cursor_execute", self._statement), ("commit", self._end),
+                      ("rollback", self._end)]
+        for name, hook in self.hooks:
+            event.listen(engine, name, hook)
+
+    def _statement(self, conn, cursor, statement, parameters, context, executemany):
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        if self.write is None and statement.lstrip()[:6].upper() in self.WRITES:
+            self.write = now
+
+    def _end(self, conn):
+        now = time.perf_counter()
+        if self.write is not None:
+            self.held.append(now - self.write)
+            self.spans.append(now - self.first)
+        self.first = self.write = None
+
+    def stop(self) -> None:
+        from sqlalchemy import event
+        for name, hook in self.hooks:
+            event.remove(self.engine, name, hook)
+
+
+def _ms(values: list[float], q: float) -> str:
+    values = sorted(values)
+    return f"{values[min(len(values) - 1, int(len(values) * q))] * 1000:,.0f} ms" if values else "-"
 
 
 def _world(server, user) -> int:
@@ -254,6 +302,9 @@ def main() -> None:
             print(f"[{kind}] sync_mailbox: {out['fetched']} messages in {out['wall']:.1f} s "
                   f"({out['runs']} run(s), batch {args.batch}) = {rate:,.0f} msg/s; CPU "
                   f"{out['cpu']:.1f} s = {out['fetched'] / max(out['cpu'], 1e-9):,.0f} msg/CPU-s")
+            print(f"[{kind}] write transactions: {len(out['locks'])}; write lock held p50 "
+                  f"{_ms(out['locks'], .5)}, max {_ms(out['locks'], 1)} (transaction "
+                  f"p50 {_ms(out['transactions'], .5)}, max {_ms(out['transactions'], 1)})")
             print(f"[{kind}] {out['tracked']} tracked, {out['emails']} activities, "
                   f"{out['attachments']} attachments; pipeline / plain fetch = "
                   f"{out['wall'] / plain:.1f}x the time ({rate / (count / plain):.2f} of its rate)")

@@ -7,28 +7,32 @@ or twice from the pane gives one activity — unless the organization tracks ema
 users as two activities. A *track request* records a user's wish to track an item the server
 has not seen yet (a draft, or an item whose content the pane could not send); it is completed
 when the message arrives, by the pane after sending or by server-side sync.
+
+``track_emails`` tracks many emails in a handful of statements (the sync engine's batches);
+``track_email`` is that with one email, so both mean exactly the same.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, or_, select
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, insert, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.crm.activities import (Activity, ActivityParty, Appointment, Attachment, Email,
-                                   Regarding, one_regarding_check)
+from server.crm.activities import (PARTY_COLUMNS, Activity, ActivityParty, Appointment,
+                                   Attachment, Email, Regarding, one_regarding_check)
 from server.crm.addresses import normalize
 from server.crm.html import html_to_text, sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import resolve
+from server.crm.resolution import Match, resolve
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
@@ -99,12 +103,15 @@ class AppointmentContent:
     is_all_day: bool = False
 
 
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() calls whitespace
+
+
 def normalize_message_id(value: str | None) -> str | None:
     """``<Local@Domain>`` → ``local@domain`` lower-cased domain; None when empty."""
     if not value:
         return None
     value = value.strip().strip("<>").strip()
-    if not value or any(c.isspace() for c in value):
+    if not value or _WHITESPACE.search(value):
         return None
     local, at, domain = value.rpartition("@")
     return f"{local}@{domain.lower()}" if at else value
@@ -176,46 +183,66 @@ def check_regarding(p: Principal, regarding: tuple[str, int] | None) -> tuple[st
     return kind, record.id
 
 
-def _store_content(att: Attachment, content: bytes) -> None:
+def _stored(digest: str, content: bytes) -> dict:
+    """Where an attachment's bytes go: the row, or a file under the instance folder named
+    by their hash (``REGARDING_ATTACHMENT_STORAGE = "disk"``)."""
     if current_app.config.get("REGARDING_ATTACHMENT_STORAGE") == "disk":
-        digest = att.sha256
         folder = Path(current_app.instance_path) / "attachments" / digest[:2]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / digest
         if not path.exists():
             path.write_bytes(content)
-        att.storage_path = str(path.relative_to(current_app.instance_path))
-    else:
-        att.content = content
+        return {"content": None, "storage_path": str(path.relative_to(current_app.instance_path))}
+    return {"content": content, "storage_path": None}
+
+
+def attachment_values(items: list[AttachmentContent], limit: int) -> list[dict]:
+    """Attachment rows (without ``activity_id``); over ``limit`` bytes (or not sent) only
+    the metadata is kept."""
+    rows = []
+    for item in items:
+        row = {"filename": (item.filename or "attachment")[:255],
+               "content_type": (item.content_type or "application/octet-stream")[:200],
+               "size": item.size, "sha256": None, "content": None, "storage_path": None,
+               "content_id": (item.content_id or None) and item.content_id[:300],
+               "is_inline": bool(item.inline), "content_omitted": False}
+        if item.content is None or item.size > limit or len(item.content) > limit:
+            row["content_omitted"] = True
+        else:
+            row["sha256"] = hashlib.sha256(item.content).hexdigest()
+            row["size"] = len(item.content)
+            row.update(_stored(row["sha256"], item.content))
+        rows.append(row)
+    return rows
 
 
 def add_attachments(activity: Activity, items: list[AttachmentContent], limit: int) -> None:
-    """Attach files; over ``limit`` bytes (or not sent) only the metadata is kept."""
-    for item in items:
-        att = Attachment(filename=(item.filename or "attachment")[:255],
-                         content_type=(item.content_type or "application/octet-stream")[:200],
-                         size=item.size, content_id=(item.content_id or None) and item.content_id[:300],
-                         is_inline=item.inline)
-        if item.content is None or item.size > limit or len(item.content) > limit:
-            att.content_omitted = True
-        else:
-            att.sha256 = hashlib.sha256(item.content).hexdigest()
-            att.size = len(item.content)
-            _store_content(att, item.content)
-        activity.attachments.append(att)
+    """Attach files to an activity (see ``attachment_values``)."""
+    for row in attachment_values(items, limit):
+        activity.attachments.append(Attachment(**row))
+
+
+def party_values(roles: list[tuple[str, Party]], matches: dict[str, list[Match]]) -> list[dict]:
+    """Party rows (without ``activity_id``): the record an address resolved to, else the
+    bare address."""
+    rows = []
+    for role, (name, address) in roles:
+        row = {"role": role, "address": normalize(address) or (address or "")[:320] or None,
+               "name": (name or None) and name[:200]}
+        found = matches.get(address) or []
+        kind = found[0].record_type if found else None
+        for k, column in PARTY_COLUMNS.items():
+            row[column] = found[0].record_id if k == kind else None
+        rows.append(row)
+    return rows
 
 
 def _add_parties(activity: Activity, roles: list[tuple[str, Party]], user_id: int | None) -> dict:
     """Parties resolved to records in one batch; the bare address kept when unresolved."""
     addresses = [a for _, (_, a) in roles if a]
     matches = resolve(addresses, user_id=user_id) if addresses else {}
-    for role, (name, address) in roles:
-        party = ActivityParty(role=role, address=normalize(address) or (address or "")[:320] or None,
-                              name=(name or None) and name[:200])
-        found = matches.get(address) or []
-        if found:
-            party.set_party(found[0].record_type, found[0].record_id)
-        activity.parties.append(party)
+    for row in party_values(roles, matches):
+        activity.parties.append(ActivityParty(**row))
     return matches
 
 
@@ -234,22 +261,47 @@ def find_email(identity: str) -> Email | None:
     return db.session.scalar(select(Email).where(Email.message_id == identity).order_by(Email.id).limit(1))
 
 
-def _complete_requests(email: Email, regarding_given: bool) -> None:
-    """Pending requests for this message (by Message-ID or tracking token) are done; the
-    first one's regarding applies when the tracker gave none."""
-    conditions = [TrackRequest.internet_message_id == email.message_id]
-    if email.tracking_token:
-        conditions.append(TrackRequest.tracking_token == email.tracking_token)
-    requests = db.session.scalars(select(TrackRequest).where(
-        or_(*conditions), TrackRequest.status == "pending")).all()
-    for req in requests:
-        if not regarding_given and email.regarding_ref is None and req.regarding_ref:
-            email.set_regarding(*req.regarding_ref)
-        req.status, req.activity_id, req.completed_on = "done", email.id, utcnow()
-        req.internet_message_id = req.internet_message_id or email.message_id
+def _complete_requests(emails: list[tuple[Email, bool]]) -> None:
+    """Pending requests for these messages (by Message-ID or tracking token) are done, in
+    order (a request is completed once); the first one's regarding applies when the tracker
+    gave none. ``emails``: (email, whether the tracker gave a regarding)."""
+    ids = {email.message_id for email, _ in emails if email.message_id}
+    tokens = {email.tracking_token for email, _ in emails if email.tracking_token}
+    conditions = [TrackRequest.internet_message_id.in_(ids)] if ids else []
+    if tokens:
+        conditions.append(TrackRequest.tracking_token.in_(tokens))
+    if not conditions:
+        return
+    pending = db.session.scalars(select(TrackRequest).where(
+        or_(*conditions), TrackRequest.status == "pending").order_by(TrackRequest.id)).all()
+    for email, regarding_given in emails:
+        for req in pending:
+            if req.status != "pending" or not (
+                    req.internet_message_id == email.message_id
+                    or (email.tracking_token and req.tracking_token == email.tracking_token)):
+                continue
+            if not regarding_given and email.regarding_ref is None and req.regarding_ref:
+                email.set_regarding(*req.regarding_ref)
+            req.status, req.activity_id, req.completed_on = "done", email.id, utcnow()
+            req.internet_message_id = req.internet_message_id or email.message_id
 
 
 # -- the services -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EmailTrack:
+    """One email for ``track_emails``, with what ``track_email`` takes besides it."""
+
+    content: EmailContent
+    regarding: tuple[str, int] | None = None
+    owner: User | Team | None = None
+    direction: str | None = None
+    mailbox_id: int | None = None
+    correlation_method: str | None = None
+    parent_activity_id: int | None = None
+    regarding_wins: bool = False
+    status: str | None = None
+
 
 def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, int] | None = None,
                 owner=None, direction: str | None = None, mailbox_id: int | None = None,
@@ -258,23 +310,96 @@ def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, in
     """Track an email; returns ``(email, created)``. Idempotent: an email already tracked is
     returned as it is, except that ``regarding_wins`` (folder tracking) re-links it and a
     regarding fills an empty one."""
+    return track_emails(p, [EmailTrack(
+        content, regarding=regarding, owner=owner, direction=direction, mailbox_id=mailbox_id,
+        correlation_method=correlation_method, parent_activity_id=parent_activity_id,
+        regarding_wins=regarding_wins, status=status)])[0]
+
+
+def track_emails(p: Principal, items: list[EmailTrack], *,
+                 resolved: dict[str, list[Match]] | None = None) -> list[tuple[Email, bool]]:
+    """Track emails as ``track_email`` would one after the other, in a few statements: one
+    query each for the user's untracked marks, the emails already tracked and the pending
+    requests, one ``resolve`` for every party, one flush that inserts the new activities,
+    parties and attachments in bulk. ``resolved``: addresses the caller resolved already for
+    this user (``resolve(..., user_id=p.user_id)``), so they are not resolved again.
+    Any refusal (privilege, regarding) raises and tracks none of them."""
     authz.require_named(p, "track_email")
-    regarding = check_regarding(p, regarding)
     org = _org()
-    owner = _owner_of(p, owner)
-    identity = content.identity
-    _clear_untracked(p, identity)
-    key = _dedupe_key(identity, content, owner, org)
-    existing = db.session.scalar(select(Email).where(Email.dedupe_key == key))
-    if existing is not None:
-        if regarding and (regarding_wins or existing.regarding_ref is None):
-            existing.set_regarding(*regarding)
-        _complete_requests(existing, regarding is not None)
+    checked: dict[tuple[str, int], tuple[str, int] | None] = {}
+    may_create: dict[tuple[str, int], bool] = {}
+    planned = []
+    for item in items:
+        regarding = item.regarding
+        if regarding is not None:
+            key = (regarding[0], int(regarding[1]))
+            if key not in checked:
+                checked[key] = check_regarding(p, regarding)
+            regarding = checked[key]
+        owner = _owner_of(p, item.owner)
+        identity = item.content.identity
+        planned.append((item, regarding, owner, identity,
+                        _dedupe_key(identity, item.content, owner, org)))
+    _clear_untracked_all(p, [identity for _, _, _, identity, _ in planned])
+    keys = {key for *_, key in planned}
+    known = {email.dedupe_key: email for email in db.session.scalars(
+        select(Email).where(Email.dedupe_key.in_(keys)))} if keys else {}
+    results: list[tuple[Email, bool]] = []
+    new: list[tuple[Email, EmailTrack]] = []
+    for item, regarding, owner, identity, key in planned:
+        existing = known.get(key)
+        if existing is not None:
+            if regarding and (item.regarding_wins or existing.regarding_ref is None):
+                existing.set_regarding(*regarding)
+            results.append((existing, False))
+            continue
+        owner_key = (type(owner).__name__, owner.id)
+        if owner_key not in may_create:
+            may_create[owner_key] = authz.can_create(
+                p, Email, owner.business_unit_id, owner.id if isinstance(owner, User) else None)
+        if not may_create[owner_key]:
+            raise Forbidden("You may not create email activities.")
+        email = _new_email(p, item, regarding, owner, identity, key)
+        known[key] = email  # the same email twice in one call is one activity
+        results.append((email, True))
+        new.append((email, item))
+    if new:
+        roles = {id(email): _roles(item.content) for email, item in new}
+        wanted = {a for r in roles.values() for _, (_, a) in r if a}
+        matches = {a: m for a, m in (resolved or {}).items() if a in wanted}
+        missing = [a for a in wanted if a not in matches]
+        if missing:
+            matches.update(resolve(missing, user_id=p.user_id))
+        db.session.add_all([email for email, _ in new])
         db.session.flush()
-        return existing, False
-    if not authz.can_create(p, Email, owner.business_unit_id,
-                            owner.id if isinstance(owner, User) else None):
-        raise Forbidden("You may not create email activities.")
+        # Parties and attachments need no ids back: multi-row INSERTs (SQLite cannot get
+        # RETURNING ids of many rows back in order, so the ORM would insert them one by one).
+        parties = [{**row, "activity_id": email.id} for email, _ in new
+                   for row in party_values(roles[id(email)], matches)]
+        files = [{**row, "activity_id": email.id} for email, item in new
+                 for row in attachment_values(item.content.attachments, org.attachment_max_bytes)]
+        connection = db.session.connection()
+        if parties:  # Core: one executemany (the ORM's bulk form splits on None values)
+            connection.execute(insert(ActivityParty.__table__), parties)
+        if files:
+            connection.execute(insert(Attachment.__table__), files)
+        for email, _ in new:
+            db.session.expire(email, ["parties", "attachments"])
+    _complete_requests([(email, checked_regarding is not None) for (email, _), (_, checked_regarding, *_)
+                        in zip(results, planned)])
+    db.session.flush()
+    return results
+
+
+def _roles(content: EmailContent) -> list[tuple[str, Party]]:
+    return ([("from", content.from_)] if content.from_ else []) + \
+        [("to", x) for x in content.to] + [("cc", x) for x in content.cc] + \
+        [("bcc", x) for x in content.bcc]
+
+
+def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None,
+               owner: User | Team, identity: str, key: str) -> Email:
+    content, direction = item.content, item.direction
     html = sanitize_html(content.html_body) if content.html_body else None
     text = content.text_body if content.text_body is not None else (html_to_text(html) if html else None)
     if direction is None:
@@ -283,7 +408,8 @@ def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, in
     occurred = content.received_on or content.sent_on or utcnow()
     email = Email(
         subject=(content.subject or "")[:400], description=(text or "")[:20000] or None,
-        direction=direction, status=status or ("sent" if direction == "outgoing" else "received"),
+        direction=direction,
+        status=item.status or ("sent" if direction == "outgoing" else "received"),
         state="completed", html_body=html, text_body=text, message_id=identity, dedupe_key=key,
         in_reply_to=normalize_message_id(content.in_reply_to),
         references=" ".join(filter(None, (normalize_message_id(r) for r in content.references))) or None,
@@ -291,8 +417,8 @@ def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, in
         conversation_id=conversation_id(content.conversation_index),
         tracking_token=content.tracking_token, sent_on=content.sent_on,
         received_on=content.received_on, occurred_on=occurred, actual_end=occurred,
-        correlation_method=correlation_method, parent_activity_id=parent_activity_id,
-        receiving_mailbox_id=mailbox_id,
+        correlation_method=item.correlation_method, parent_activity_id=item.parent_activity_id,
+        receiving_mailbox_id=item.mailbox_id,
         sender_address=normalize(content.from_[1]) if content.from_ else None,
         to_recipients="; ".join(a for _, a in content.to)[:4000] or None,
         owning_business_unit_id=owner.business_unit_id,
@@ -304,15 +430,7 @@ def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, in
         email.owner_team_id = owner.id
     if regarding:
         email.set_regarding(*regarding)
-    roles = ([("from", content.from_)] if content.from_ else []) + \
-        [("to", x) for x in content.to] + [("cc", x) for x in content.cc] + [("bcc", x) for x in content.bcc]
-    _add_parties(email, roles, p.user_id)
-    add_attachments(email, content.attachments, org.attachment_max_bytes)
-    db.session.add(email)
-    db.session.flush()
-    _complete_requests(email, regarding is not None)
-    db.session.flush()
-    return email, True
+    return email
 
 
 def track_appointment(p: Principal, content: AppointmentContent, *,
@@ -439,6 +557,20 @@ def _clear_untracked(p: Principal, identity: str | None) -> None:
     req = own_request(p, identity=identity) if identity else None
     if req is not None and req.status == "untracked":
         db.session.delete(req)
+        db.session.flush()
+
+
+def _clear_untracked_all(p: Principal, identities: list[str]) -> None:
+    """``_clear_untracked`` for many emails in one query (a user has one request per item)."""
+    wanted = {normalize_message_id(i) for i in identities if i} - {None}
+    if not wanted:
+        return
+    rows = db.session.scalars(select(TrackRequest).where(
+        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id.in_(wanted),
+        TrackRequest.status == "untracked")).all()
+    for req in rows:
+        db.session.delete(req)
+    if rows:
         db.session.flush()
 
 

@@ -7,11 +7,16 @@
 2. open its connector through the registry and list its folders; decide which folders are
    evaluated (``folders.plan_folders``: Inbox, Sent Items when the organization tracks sent
    items, every enabled tracked folder, with renames and moves applied to the rules);
-3. for each folder, fetch changes since its cursor in batches, run every message through
-   the pipeline, and store the folder's new cursor in the same transaction as the batch's
-   activities and decisions (one commit per batch): a crash repeats work, never skips it,
-   and identities keep a repeat (or a ``reset`` after a UIDVALIDITY change) free of
-   duplicates; the "Tracked to Regarding" category is written back after each commit;
+3. for each folder, fetch changes since its cursor in batches, run each batch through the
+   pipeline (``batch.process_batch``: parsed and decided in memory, then written in bulk),
+   and store the folder's new cursor in the same transaction as the batch's activities and
+   decisions (one commit per batch): a crash repeats work, never skips it, and identities
+   keep a repeat (or a ``reset`` after a UIDVALIDITY change) free of duplicates; the
+   "Tracked to Regarding" category is written back after each commit, one request per
+   batch. Where the connector allows it (``prefetch``), the next batch is read from the
+   server in a thread while the current one is processed; the connector is never used by
+   both at once. All the work comes before the batch's writes, so the database's write
+   lock (SQLite's one writer) is held only for the bulk write and the commit;
 4. errors by severity: a message is quarantined and the run goes on; a folder is skipped
    and reported; a mailbox failure (server down, connection lost) backs off
    (``REGARDING_SYNC_RETRY_SECONDS``) and turns the mailbox off after
@@ -29,6 +34,7 @@ import logging
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -42,8 +48,9 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
 from server.sync.folders import FolderInfo, plan_folders
+from server.sync.batch import process_batch
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
 from server.sync.pipeline import (MailboxRun, Outcome, safe_detail, process,
@@ -249,51 +256,114 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                  folder_result: FolderResult, result: SyncResult, limit: int, progress,
                  budget: int | None) -> int | None:
     mailbox = ctx.mailbox
-    handler = process_forward_mailbox if mailbox.is_forward_mailbox else process
     state = states.get(info.key)
     if state is None:
         state = FolderState(mailbox_id=mailbox.id, folder_key=info.key)
         states[info.key] = state
+    # When the folder was last read: mail that appears in it is visible to the sync since
+    # then at the latest (MessageDecision.latency_ms).
+    ctx.folder_visits[info.key] = state.updated_on if state.id is not None else None
     cursor = state.cursor
     if progress is not None:
         progress(Progress(mailbox.id, info.name, result.fetched, 0, True))
-    while True:
-        size = limit if budget is None else max(1, min(limit, budget))
-        changes = ctx.connector.fetch_changes(info.folder, cursor, limit=size)
-        if changes.reset:
-            folder_result.reset = True
-            log.info("mailbox %s: folder %r starts over (its cursor is no longer valid)",
-                     mailbox.id, info.name)
-        counts: Counter[str] = Counter()
-        for fetched in changes.messages:
-            outcome = handler(ctx, info, fetched)
-            # Mail seen again (its category was just written, a resync) counts as fetched
-            # only: "tracked" is what this run newly tracked or re-linked.
-            counts["seen" if outcome.tracked and not outcome.new else outcome.status] += 1
-        state.folder_name = info.name[:500]
-        state.role = info.role.value
-        state.cursor = changes.cursor
-        state.updated_on = utcnow()
-        if state.id is None:
-            db.session.add(state)
-        db.session.commit()  # the batch's activities, decisions and cursor together
-        write_keywords(ctx)
-        for target in (folder_result, result):
-            target.fetched += len(changes.messages)
-            target.tracked += counts["tracked"]
-            target.skipped += counts["skipped"]
-            target.quarantined += counts["quarantined"]
-            target.seen += counts["seen"]
-        folder_result.more = changes.more
-        if budget is not None:  # mail seen again does not use up the run's budget
-            budget -= len(changes.messages) - counts["seen"]
-        if progress is not None:
-            progress(Progress(mailbox.id, info.name, result.fetched, len(changes.messages),
-                              changes.more))
-        stalled = not changes.messages and changes.cursor == cursor
-        cursor = changes.cursor
-        if not changes.more or stalled or (budget is not None and budget <= 0):
-            return budget
+    reader = _Reader(ctx.connector, info)
+    try:
+        changes = reader.fetch(cursor, _batch_size(limit, budget))
+        while True:
+            if changes.reset:
+                folder_result.reset = True
+                log.info("mailbox %s: folder %r starts over (its cursor is no longer valid)",
+                         mailbox.id, info.name)
+            if changes.more and changes.messages:  # read the next batch meanwhile
+                ahead = None if budget is None else budget - len(changes.messages)
+                if ahead is None or ahead > 0:
+                    reader.prefetch(changes.cursor, _batch_size(limit, ahead))
+            counts = _process(ctx, info, changes.messages)
+            state.folder_name = info.name[:500]
+            state.role = info.role.value
+            state.cursor = changes.cursor
+            state.updated_on = utcnow()
+            if state.id is None:
+                db.session.add(state)
+            db.session.commit()  # the batch's activities, decisions and cursor together
+            reader.settle()  # the connector is free again: the category can be written
+            write_keywords(ctx)
+            for target in (folder_result, result):
+                target.fetched += len(changes.messages)
+                target.tracked += counts["tracked"]
+                target.skipped += counts["skipped"]
+                target.quarantined += counts["quarantined"]
+                target.seen += counts["seen"]
+            folder_result.more = changes.more
+            if budget is not None:  # mail seen again does not use up the run's budget
+                budget -= len(changes.messages) - counts["seen"]
+            if progress is not None:
+                progress(Progress(mailbox.id, info.name, result.fetched, len(changes.messages),
+                                  changes.more))
+            stalled = not changes.messages and changes.cursor == cursor
+            cursor = changes.cursor
+            if not changes.more or stalled or (budget is not None and budget <= 0):
+                return budget
+            changes = reader.fetch(cursor, _batch_size(limit, budget))
+    finally:
+        reader.close()
+
+
+def _batch_size(limit: int, budget: int | None) -> int:
+    return limit if budget is None else max(1, min(limit, budget))
+
+
+def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage]) -> Counter[str]:
+    """Run a batch through the pipeline; the outcomes counted."""
+    if ctx.mailbox.is_forward_mailbox:
+        outcomes = [process_forward_mailbox(ctx, info, fetched) for fetched in messages]
+    else:
+        outcomes = process_batch(ctx, info, messages)
+    # Mail seen again (its category was just written, a resync) counts as fetched only:
+    # "tracked" is what this run newly tracked or re-linked.
+    return Counter("seen" if outcome.tracked and not outcome.new else outcome.status
+                   for outcome in outcomes)
+
+
+class _Reader:
+    """Reads a folder's batches; with a connector that allows it (``prefetch``), the next
+    batch is read in a thread while the engine processes the current one. Only one of the
+    two uses the connector at a time: ``settle`` waits for the read ahead before the engine
+    writes the category back, and a failed read ahead raises where its batch is asked for."""
+
+    def __init__(self, connector, info: FolderInfo) -> None:
+        self.connector, self.info = connector, info
+        self.threaded = bool(getattr(connector, "prefetch", False))
+        self.executor: ThreadPoolExecutor | None = None
+        self.ahead: tuple[str, int, Future] | None = None
+        self.done: tuple[str, int, Future] | None = None
+
+    def prefetch(self, cursor: str, size: int) -> None:
+        if not self.threaded:
+            return
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="sync-prefetch")
+        future = self.executor.submit(self.connector.fetch_changes, self.info.folder, cursor,
+                                      limit=size)
+        self.ahead = (cursor, size, future)
+
+    def settle(self) -> None:
+        if self.ahead is not None:
+            wait([self.ahead[2]])
+            self.done, self.ahead = self.ahead, None
+
+    def fetch(self, cursor: str | None, size: int) -> Changes:
+        self.settle()
+        done, self.done = self.done, None
+        if done is not None and done[0] == cursor:
+            return done[2].result()  # its error, if any, is raised here
+        return self.connector.fetch_changes(self.info.folder, cursor, limit=size)
+
+    def close(self) -> None:
+        self.settle()  # never leave a thread using the connector behind
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
 
 
 def _folder_alerts(mailbox: Mailbox, result: SyncResult) -> None:

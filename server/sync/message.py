@@ -806,10 +806,19 @@ def safe_filename(name: str | None, fallback: str = "attachment") -> str:
         stem, ext = text, ""
     if stem.lower() in _WINDOWS_RESERVED:
         text = "_" + text
-    while len(text.encode("utf-8")) > MAX_FILENAME_BYTES:
-        stem = stem[:-1]
-        text = f"{stem}.{ext}" if ext else stem
+    if len(text.encode("utf-8")) > MAX_FILENAME_BYTES:
+        # Shorten the stem and keep the extension; an extension too long to keep is cut
+        # with the rest (a loop dropping stem characters never ended on one).
+        extension = f".{ext}" if ext else ""
+        room = MAX_FILENAME_BYTES - len(extension.encode("utf-8"))
+        text = (_clip_utf8(stem, room) + extension if room >= MAX_FILENAME_BYTES // 2
+                else _clip_utf8(text, MAX_FILENAME_BYTES))
     return text
+
+
+def _clip_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` that is at most ``limit`` bytes in UTF-8."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 # --------------------------------------------------------------------------- bodies
@@ -1079,13 +1088,9 @@ def _looks_like_bounce(state: _BodyState, headers: HeaderMap, from_: Address | N
     return local in ("mailer-daemon", "postmaster") and bool(_BOUNCE_SUBJECT.search(subject))
 
 
-_TRAILING_SPACE = re.compile(r"[^\S\n]+(?=\n|\Z)")
-
-
 def _content_hash(raw: bytes, from_: Address | None, date: datetime | None, date_raw: str | None,
                   subject: str, body: str) -> str:
-    # Each line without trailing whitespace (as str.rstrip() would do it, in one pass).
-    body = _TRAILING_SPACE.sub("", _normalize_newlines(body).strip())
+    body = "\n".join(line.rstrip() for line in _normalize_newlines(body).strip().split("\n"))
     fields = [from_.address if from_ else "",
               date.isoformat() if date else (date_raw or "").strip(),
               subject, body]

@@ -157,7 +157,16 @@ class FolderState(db.Model):
 
 class MessageDecision(db.Model):
     """What the engine decided for one message in one mailbox, and why: the answer to
-    "why was this email (not) tracked?"."""
+    "why was this email (not) tracked?".
+
+    ``latency_ms`` (the dashboard's latency chart) runs from when the message became visible
+    to the sync to when it was tracked. Visible means the later of its arrival (IMAP
+    INTERNALDATE, which a MOVE into a tracked folder keeps from the original delivery) and
+    the engine's previous visit of its folder: a message filed into a tracked folder days
+    after it arrived counts from the last time the folder was read without it, not from
+    days ago. That is an upper bound, exact to within the interval between visits (seconds
+    with push, minutes when polled). A folder's first visit (an initial sync) records no
+    latency: it measures a backlog."""
 
     __tablename__ = "message_decision"
     __table_args__ = (
@@ -177,7 +186,7 @@ class MessageDecision(db.Model):
     activity_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
     received_on: Mapped[datetime | None]
     processed_on: Mapped[datetime] = mapped_column(default=utcnow)
-    latency_ms: Mapped[int | None] = mapped_column(Integer)  # arrival in folder -> tracked
+    latency_ms: Mapped[int | None] = mapped_column(Integer)  # visible to the sync -> tracked
 
 
 class QuarantinedMessage(db.Model):

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import selectinload
 
@@ -119,6 +119,9 @@ class MailboxRun:
     actor_problem: str | None = None
     keyword_queue: list[tuple[Folder, str]] = field(default_factory=list)
     forward_runs: dict[int, MailboxRun] = field(default_factory=dict)
+    # folder key -> when this run's engine last visited the folder before (None: never);
+    # a folder missing here (a retry, a test) measures latency from arrival.
+    folder_visits: dict[str, datetime | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, mailbox: Mailbox, connector: Any = None, *,
@@ -352,18 +355,28 @@ def _first_email(*conditions, newest: bool = False) -> Email | None:
     return db.session.scalar(select(Email).where(*conditions).order_by(*order).limit(1))
 
 
-def correlate(ctx: MailboxRun, msg: MailMessage) -> Correlation | None:
+def tracked_by_message_id(ids: set[str] | list[str]) -> dict[str, Email]:
+    """The first tracked email for each of these Message-IDs (one query)."""
+    by_id: dict[str, Email] = {}
+    if ids:
+        for email in db.session.scalars(select(Email).where(Email.message_id.in_(set(ids)))
+                                        .order_by(Email.id)):
+            by_id.setdefault(email.message_id, email)
+    return by_id
+
+
+def correlate(ctx: MailboxRun, msg: MailMessage,
+              by_id: dict[str, Email] | None = None) -> Correlation | None:
     """The tracked email this one answers (first key that finds one wins), or a pending track
-    request its tracking token belongs to. Copies of the email itself are no parent."""
+    request its tracking token belongs to. Copies of the email itself are no parent.
+    ``by_id``: the tracked emails for the message's In-Reply-To/References ids, when the
+    caller looked them up already (a batch does it once for all its messages)."""
     own = or_(Email.message_id.is_(None), Email.message_id != identity_of(msg))
     keys = corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix,
                                  smart_matching=ctx.org.smart_matching)
-    ids = [key for method, key in keys if method in (corr.IN_REPLY_TO, corr.REFERENCES)]
-    by_id: dict[str, Email] = {}
-    if ids:
-        for email in db.session.scalars(select(Email).where(Email.message_id.in_(ids))
-                                        .order_by(Email.id)):
-            by_id.setdefault(email.message_id, email)
+    if by_id is None:
+        by_id = tracked_by_message_id(
+            [key for method, key in keys if method in (corr.IN_REPLY_TO, corr.REFERENCES)])
     for method, key in keys:
         parent: Email | None = None
         if method in (corr.IN_REPLY_TO, corr.REFERENCES):
@@ -443,20 +456,28 @@ def process_forward_mailbox(ctx: MailboxRun, folder: FolderInfo,
     return _guarded(ctx, folder, fetched, _process_forward)
 
 
-def _guarded(ctx, folder, fetched, work) -> Outcome:
+def in_savepoint(work, on_error):
+    """``work()`` in a savepoint of the caller's transaction; any error but a lost database
+    rolls the savepoint back and gives ``on_error(exc)`` instead."""
     ensure_transaction()
     try:
         with db.session.begin_nested():
-            return work(ctx, folder, fetched)
+            return work()
     except (OperationalError, InterfaceError):
         raise  # the database itself is unreachable: nothing could be recorded
     except Exception as exc:
+        return on_error(exc)
+
+
+def _guarded(ctx, folder, fetched, work) -> Outcome:
+    def failed(exc: Exception) -> Outcome:
         detail = safe_detail(exc)
         log.error("mailbox %s: message %s in %r could not be processed (%s)",
                   ctx.mailbox.id, fetched.ref, folder.name, detail)
         return quarantine(ctx, folder, fetched, "internal",
                           "Regarding could not process this message because of an internal "
                           f"error ({detail}). It is kept here and can be retried.")
+    return in_savepoint(lambda: work(ctx, folder, fetched), failed)
 
 
 def safe_detail(exc: BaseException) -> str:
@@ -480,10 +501,17 @@ def _process(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage) -> Ou
     return handle(ctx, folder, fetched, msg)
 
 
-def _resolved(ctx: MailboxRun, msg: MailMessage) -> dict[str, list[Match]]:
+def participant_addresses(msg: MailMessage) -> list[str]:
+    """The addresses resolved for a message's decision: its participants (the Sender when
+    there is no From)."""
     addresses = [a.address for a in msg.participants]
     if msg.sender and msg.sender.address not in addresses and not msg.from_:
         addresses.append(msg.sender.address)
+    return addresses
+
+
+def _resolved(ctx: MailboxRun, msg: MailMessage) -> dict[str, list[Match]]:
+    addresses = participant_addresses(msg)
     return resolve(addresses, user_id=ctx.owner_user_id, org=ctx.org) if addresses else {}
 
 
@@ -498,8 +526,25 @@ def handle(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     correlation = correlate(ctx, msg) if existing is None or ctx.org.track_between_users_as_two \
         else None
     matches = _resolved(ctx, msg)
+    dctx = decision_context(ctx, folder, fetched, matches, correlation, existing, requests)
+    decision = decide(msg, dctx, CHAIN)
+    method = correlation.method if correlation else None
+    hits = decision.rule_hits()
+    if not decision.track:
+        _record(ctx, folder, fetched, msg, identity, tracked=False, reason=decision.reason,
+                hits=hits, method=method, rule=decision.rule)
+        return Outcome("skipped", decision.reason, identity, rule=decision.rule,
+                       correlation_method=method)
+    return _track(ctx, folder, fetched, msg, identity, dctx, decision, correlation,
+                  requests.pending, matches, existing)
+
+
+def decision_context(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
+                     matches: dict[str, list[Match]], correlation: Correlation | None,
+                     existing: Email | None, requests: Requests) -> SyncDecisionContext:
+    """What the rules know about one message: ``matches`` are its participants resolved."""
     categories = {k.casefold() for k in fetched.keywords}
-    dctx = SyncDecisionContext(
+    return SyncDecisionContext(
         owner_kind=ctx.owner_kind, owner_addresses=ctx.owner_addresses,
         direction=Direction.OUTGOING if folder.role is FolderRole.SENT else None,
         folder=folder.for_decision(), tracking_option=_option(ctx.mailbox.tracking_option),
@@ -512,16 +557,6 @@ def handle(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
         has_tracked_category=TRACKED_CATEGORY.casefold() in categories,
         already_tracked=existing is not None, org_addresses=ctx.org_addresses,
         untracked=requests.untracked, pending_request=requests.pending is not None)
-    decision = decide(msg, dctx, CHAIN)
-    method = correlation.method if correlation else None
-    hits = decision.rule_hits()
-    if not decision.track:
-        _record(ctx, folder, fetched, msg, identity, tracked=False, reason=decision.reason,
-                hits=hits, method=method, rule=decision.rule)
-        return Outcome("skipped", decision.reason, identity, rule=decision.rule,
-                       correlation_method=method)
-    return _track(ctx, folder, fetched, msg, identity, dctx, decision, correlation,
-                  requests.pending, matches, existing)
 
 
 def _option(value: str) -> TrackingOption:
@@ -585,15 +620,8 @@ def _track(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, msg: Ma
         return Outcome("skipped", reason, identity, rule=decision.rule, correlation_method=method)
     if ctx.queue is not None:
         _queue_it(ctx, email)
-    reason = decision.reason
-    if decision.rule == "already-tracked" and regarding and wins and before != email.regarding_ref:
-        reason = (f'This email is already tracked. It is in the tracked folder "{folder.name}", '
-                  f"so it is now set regarding the {regarding[0]} that folder is linked to.")
-    elif created and regarding and source == "conversation":
-        reason += f" It is set regarding the same {regarding[0]} as the conversation."
-    elif created and regarding and source == "request":
-        reason += f" It is set regarding the {regarding[0]} you chose."
-    reason += regarding_note
+    reason = tracked_reason(decision, folder, regarding, wins, before, email, created,
+                            source) + regarding_note
     relinked = before != email.regarding_ref
     _, was_tracked = _record(ctx, folder, fetched, msg, identity, tracked=True, reason=reason,
                              hits=hits, method=method if created else email.correlation_method,
@@ -604,6 +632,21 @@ def _track(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, msg: Ma
     return Outcome("tracked", reason, identity, activity_id=email.id, created=created,
                    new=created or relinked or not was_tracked, rule=decision.rule,
                    correlation_method=method)
+
+
+def tracked_reason(decision, folder: FolderInfo, regarding: tuple[str, int] | None, wins: bool,
+                   before: tuple[str, int] | None, email: Email, created: bool,
+                   source: str) -> str:
+    """Why a tracked email is tracked, with where its regarding came from."""
+    reason = decision.reason
+    if decision.rule == "already-tracked" and regarding and wins and before != email.regarding_ref:
+        reason = (f'This email is already tracked. It is in the tracked folder "{folder.name}", '
+                  f"so it is now set regarding the {regarding[0]} that folder is linked to.")
+    elif created and regarding and source == "conversation":
+        reason += f" It is set regarding the same {regarding[0]} as the conversation."
+    elif created and regarding and source == "request":
+        reason += f" It is set regarding the {regarding[0]} you chose."
+    return reason
 
 
 def _queue_it(ctx: MailboxRun, email: Email) -> None:
@@ -677,16 +720,37 @@ def _record(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     mailbox_id = mailbox_id or ctx.mailbox.id
     row = db.session.scalar(select(MessageDecision).where(
         MessageDecision.mailbox_id == mailbox_id, MessageDecision.identity == identity))
+    row, was_tracked = decision_row(ctx, folder, fetched, msg, identity, row, tracked=tracked,
+                                    reason=reason, hits=hits, method=method, rule=rule,
+                                    activity_id=activity_id, fresh=fresh, mailbox_id=mailbox_id)
+    db.session.flush()
+    return row, was_tracked
+
+
+def decision_row(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
+                 msg: MailMessage | None, identity: str, row: MessageDecision | None, *,
+                 tracked: bool, reason: str, hits: list, method: str | None, rule: str | None,
+                 activity_id: int | None = None, fresh: bool = True,
+                 mailbox_id: int | None = None,
+                 new_rows: list[MessageDecision] | None = None) -> tuple[MessageDecision, bool]:
+    """Fill the decision row for (mailbox, identity) (``row``: the stored one, or None for a
+    new one), without flushing. A new row is added to the session, or to ``new_rows`` for
+    the caller to insert in bulk (``insert_decisions``). Returns the row and whether it
+    said "tracked" before."""
+    mailbox_id = mailbox_id or ctx.mailbox.id
     now = utcnow()
     was_tracked = bool(row is not None and row.tracked)
     if row is None:
-        row = MessageDecision(mailbox_id=mailbox_id, identity=identity)
-        db.session.add(row)
+        row = MessageDecision(mailbox_id=mailbox_id, identity=identity, rule_hits=[],
+                              latency_ms=None)
+        if new_rows is None:
+            db.session.add(row)
+        else:
+            new_rows.append(row)
     elif row.tracked and tracked and rule == "already-tracked" and not fresh:
         # Seen again (another folder, a resync): keep the reason it was tracked for.
         row.activity_id = row.activity_id or activity_id
         row.processed_on = now
-        db.session.flush()
         return row, was_tracked
     row.folder_name = clean(folder.name)[:500] if folder.name else None
     row.tracked, row.reason, row.rule_hits = tracked, reason, hits
@@ -697,15 +761,40 @@ def _record(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
         row.from_address = (msg.from_ or msg.sender).address[:320] if (msg.from_ or msg.sender) else None
         row.received_on = _aware(fetched.arrived_on or msg.date)
     row.processed_on = now
-    arrived = _aware(fetched.arrived_on)
-    if tracked and fresh and arrived is not None:
-        latency = max(0, int((now - arrived).total_seconds() * 1000))
-        # Old mail met by a first sync says nothing about latency (and overflows the column).
-        row.latency_ms = latency if latency <= MAX_LATENCY_MS else None
+    if tracked and fresh:
+        row.latency_ms = latency_ms(ctx, folder, fetched, now)
     elif not tracked:
         row.latency_ms = None
-    db.session.flush()
     return row, was_tracked
+
+
+_DECISION_COLUMNS = [c.key for c in MessageDecision.__table__.columns if c.key != "id"]
+
+
+def insert_decisions(rows: list[MessageDecision]) -> None:
+    """New decision rows in one multi-row INSERT (they need no ids back)."""
+    if rows:
+        db.session.connection().execute(insert(MessageDecision.__table__), [
+            {key: getattr(row, key) for key in _DECISION_COLUMNS} for row in rows])
+
+
+def latency_ms(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
+               now: datetime) -> int | None:
+    """Milliseconds from when the message became visible to the sync to now (see
+    ``MessageDecision``): the later of its arrival and the previous visit of its folder;
+    None for a folder's first visit (an initial sync measures a backlog, not latency)."""
+    arrived = _aware(fetched.arrived_on)
+    if arrived is None:
+        return None
+    visible = arrived
+    if folder.key in ctx.folder_visits:
+        previous = _aware(ctx.folder_visits[folder.key])
+        if previous is None:
+            return None
+        visible = max(arrived, previous)
+    latency = max(0, int((now - visible).total_seconds() * 1000))
+    # Mail that waited longer than the column holds says nothing useful about latency.
+    return latency if latency <= MAX_LATENCY_MS else None
 
 
 def quarantine(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, code: str,
@@ -740,24 +829,35 @@ def quarantine(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, cod
 
 def write_keywords(ctx: MailboxRun) -> int:
     """Write the "Tracked to Regarding" category back to the messages tracked since the
-    last call (after their batch is committed). A failure only costs the category."""
+    last call (after their batch is committed): one request per folder where the connector
+    takes many messages at once (``set_keywords``: an IMAP UID STORE), else one per message.
+    A failure only costs the category."""
     queued, ctx.keyword_queue = ctx.keyword_queue, []
     connector = ctx.connector
     if connector is None or not getattr(connector, "supports_keywords", True) \
             or not hasattr(connector, "set_keyword"):
         return 0
-    written = 0
+    by_folder: dict[str, tuple[Folder, list[str]]] = {}
     for folder, ref in queued:
-        try:
-            connector.set_keyword(folder, ref, TRACKED_CATEGORY)
-            written += 1
-        except ConnectorError as exc:
-            log.warning("mailbox %s: the tracked category could not be set on %s in %r (%s)",
-                        ctx.mailbox.id, ref, folder.name, exc.code)
-            if exc.severity != "message":
-                break  # the connection is gone: the next fetch reports it
-        except NotImplementedError:
-            break
+        by_folder.setdefault(folder.key, (folder, []))[1].append(ref)
+    many = getattr(connector, "set_keywords", None)
+    written = 0
+    for folder, refs in by_folder.values():
+        groups = [refs] if many is not None else [[ref] for ref in refs]
+        for group in groups:
+            try:
+                if many is not None:
+                    many(folder, group, TRACKED_CATEGORY)
+                else:
+                    connector.set_keyword(folder, group[0], TRACKED_CATEGORY)
+                written += len(group)
+            except ConnectorError as exc:
+                log.warning("mailbox %s: the tracked category could not be set on %d message(s) "
+                            "in %r (%s)", ctx.mailbox.id, len(group), folder.name, exc.code)
+                if exc.severity != "message":
+                    return written  # the connection is gone: the next fetch reports it
+            except NotImplementedError:
+                return written
     return written
 
 

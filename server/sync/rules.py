@@ -251,6 +251,9 @@ class DeliveryReport(Rule):
                 "not an email from a person, so it is not tracked.")
 
 
+_LOOP_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
+
+
 class Loop(Rule):
     """Mail that Regarding itself sent (or that loops between org mailboxes) is not re-tracked."""
 
@@ -260,8 +263,11 @@ class Loop(Rule):
     def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
         if LOOP_HEADER in msg.headers:
             return True
-        looped_through = _header(msg, "x-loop").lower()
-        return any(address in looped_through for address in ctx.org_addresses)
+        looped_through = _header(msg, "x-loop")
+        if not looped_through:
+            return False
+        return any(address.lower() in ctx.org_addresses
+                   for address in _LOOP_ADDRESS.findall(looped_through))
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         return ("Regarding sent this email itself (it carries Regarding's loop marker), "

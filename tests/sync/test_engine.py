@@ -344,7 +344,9 @@ def test_server_killed_mid_fetch_backs_off_and_recovers_without_loss(crm, make_d
     assert result.status == "failure" and result.error_code in ("connection_lost", "connection_refused")
     assert box.consecutive_failures == 1 and box.enabled
     assert box.next_sync_on >= before + timedelta(seconds=299)
-    assert w.count_emails() == 3  # the committed batch stays, with its cursor
+    # The committed batches stay, with their cursor: the first, and the one read ahead
+    # while the first was processed when that read finished before the kill.
+    assert sum(batches) in (3, 6) and w.count_emails() == sum(batches)
     alert = db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id, Alert.code == "sync_failed"))
     assert alert.severity == "warning" and "Attempt 1 of 10" in alert.message
     server.start()
@@ -521,7 +523,7 @@ def test_quarantined_message_can_be_retried(crm, tmp_path, monkeypatch):
     def broken(*args, **kwargs):  # fault injection: storing fails once
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tracking, "track_email", broken)
+    monkeypatch.setattr(tracking, "track_emails", broken)  # track_email too
     result = sync_mailbox(box.id)
     assert result.quarantined == 1 and result.status == "success"
     row = db.session.scalar(select(QuarantinedMessage))

@@ -75,6 +75,11 @@ class Connector(Protocol):
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes: ...
     def fetch_message(self, folder: Folder, ref: str) -> bytes: ...
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None: ...
+    # Optional: ``set_keywords(folder, refs, keyword)`` sets it on many messages of a folder
+    # in one request (the engine writes a batch's category so where offered). Optional too:
+    # ``prefetch = True`` says ``fetch_changes`` needs no application context and may run
+    # in another thread while the engine leaves the connector alone (it reads the next
+    # batch while the current one is processed).
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         """Block until one of the folders changes (IDLE, NOTIFY, inotify, push) or the
         timeout passes; returns the keys of changed folders (empty: none or unknown)."""

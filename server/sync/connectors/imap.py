@@ -97,6 +97,7 @@ class ImapConnector:
 
     supports_keywords = True
     supports_append = True
+    prefetch = True  # fetch_changes is pure protocol: the engine may read ahead in a thread
 
     def __init__(self, account: Account):
         if (account.security or "tls") not in DEFAULT_PORTS:
@@ -498,15 +499,24 @@ class ImapConnector:
 
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
         """Add a keyword (a category name is turned into one) to one message."""
+        self.set_keywords(folder, [ref], keyword)
+
+    def set_keywords(self, folder: Folder, refs: list[str], keyword: str) -> None:
+        """Add a keyword to many messages of one folder with one UID STORE."""
+        if not refs:
+            return
         flag = category_to_keyword(keyword)
+        uids = sorted({int(ref) for ref in refs})
         with self._errors(f"setting a keyword in {folder.name}"):
             info = self._open(folder, readonly=False)
             permanent = {_text(f) for f in info.get(b"PERMANENTFLAGS", ())}
             if permanent and "\\*" not in permanent and flag not in permanent:
                 raise ConnectorError("keywords_unsupported", f"{self.where} does not keep "
                                      f"keywords in {folder.name}.", severity="message")
-            self.client.add_flags([int(ref)], [flag], silent=True)
-            self._tagged.setdefault(folder.key, {})[int(ref)] = flag
+            self.client.add_flags(uids, [flag], silent=True)
+            tagged = self._tagged.setdefault(folder.key, {})
+            for uid in uids:
+                tagged[uid] = flag
 
     def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
                msg_time: datetime | None = None) -> str | None:

@@ -1,0 +1,272 @@
+"""The pipeline for a batch of messages: decide them all in memory, then write them at once.
+
+``process_batch(ctx, folder, messages)`` gives the same outcomes as ``pipeline.process`` on
+each message in order, with a handful of statements per batch instead of a dozen per
+message:
+
+1. every message is parsed first (pure CPU, nothing locked);
+2. what the decisions read is looked up once for the batch: the emails already tracked
+   (by identity), the tracked parents of replies (In-Reply-To/References), the owner's
+   track requests, the stored decisions, and every participant in one ``resolve`` call;
+3. each message is decided as ``pipeline.handle`` would, in order;
+4. the tracked ones go to ``tracking.track_emails`` together (bulk INSERTs of activities,
+   parties and attachments), the decision rows are written in one flush.
+
+Messages that depend on an earlier message of the same batch (a reply to it, a second copy
+of it, the same tracking token or conversation) are held back to the next *wave*, which
+runs after the earlier ones are written, so they see them as the one-by-one pipeline
+would. A wave runs in one savepoint: if its write fails (one poison message), the wave is
+rolled back and its messages go through ``pipeline.process`` one by one, which quarantines
+the culprit and keeps the rest.
+
+Mailboxes whose processing is rarer and richer (queues, forward mailboxes, organizations
+with smart matching or "two activities between users") use the one-by-one pipeline.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+
+from server.crm import tracking
+from server.crm.activities import Email
+from server.crm.resolution import Match, resolve
+from server.crm.tracking import EmailTrack, TrackRequest
+from server.db import db
+from server.errors import Forbidden, Invalid, NotFound
+from server.sync import threading as corr
+from server.sync.connectors.base import FetchedMessage
+from server.sync.folders import FolderInfo
+from server.sync.message import MailMessage, MessageError, parse
+from server.sync.models import MessageDecision
+from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, MailboxRun, Outcome, Requests,
+                                  SyncDecisionContext, _auto_create_contacts,
+                                  _checked_regarding, _regarding, correlate, decision_context,
+                                  decision_row, identity_of, in_savepoint, insert_decisions, process,
+                                  participant_addresses, safe_detail, to_content, tracked_by_message_id,
+                                  tracked_reason)
+from server.sync.rules import decide
+
+log = logging.getLogger(__name__)
+
+__all__ = ["process_batch"]
+
+
+@dataclass
+class _Item:
+    index: int
+    fetched: FetchedMessage
+    msg: MailMessage | None  # None: unreadable, the one-by-one path quarantines it
+    identity: str = ""
+    token: str | None = None
+
+
+def batchable(ctx: MailboxRun) -> bool:
+    """Whether this mailbox's messages may be processed in batches."""
+    return (ctx.queue is None and not ctx.mailbox.is_forward_mailbox
+            and not ctx.org.smart_matching and not ctx.org.track_between_users_as_two)
+
+
+def process_batch(ctx: MailboxRun, folder: FolderInfo,
+                  messages: list[FetchedMessage]) -> list[Outcome]:
+    """Process a batch inside the caller's transaction; one outcome per message, in order.
+    Never raises for a message's sake (it is quarantined instead)."""
+    if not batchable(ctx):
+        return [process(ctx, folder, fetched) for fetched in messages]
+    items = [_parsed(index, fetched, ctx) for index, fetched in enumerate(messages)]
+    outcomes: dict[int, Outcome] = {}
+    while items:
+        wave, items = _next_wave(items)
+        outcomes.update(_run_wave(ctx, folder, wave))
+    return [outcomes[index] for index in range(len(messages))]
+
+
+def _parsed(index: int, fetched: FetchedMessage, ctx: MailboxRun) -> _Item:
+    try:
+        msg = parse(fetched.raw)
+    except MessageError:
+        return _Item(index, fetched, None)
+    return _Item(index, fetched, msg, identity_of(msg),
+                 corr.find_token(msg.subject, ctx.org.tracking_token_prefix))
+
+
+def _provides(item: _Item) -> set[str]:
+    keys = {f"id:{item.identity}"}
+    if item.token:
+        keys.add(f"token:{item.token}")
+    index = corr.decode_thread_index(item.msg.thread_index)
+    if index:
+        keys.add(f"conversation:{index.conversation_id}")
+    return keys
+
+
+def _needs(item: _Item) -> set[str]:
+    msg = item.msg
+    keys = _provides(item)
+    keys.update(f"id:{i}" for i in msg.references)
+    if msg.in_reply_to:
+        keys.add(f"id:{msg.in_reply_to}")
+    return keys
+
+
+def _next_wave(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+    """The items that depend on no earlier item of the batch, and the rest (in order)."""
+    now, later = [], []
+    earlier: set[str] = set()
+    for item in items:
+        if item.msg is None:
+            now.append(item)
+            continue
+        if _needs(item) & earlier:
+            later.append(item)
+        else:
+            now.append(item)
+        earlier |= _provides(item)
+    return now, later
+
+
+def _run_wave(ctx: MailboxRun, folder: FolderInfo, wave: list[_Item]) -> dict[int, Outcome]:
+    queued = len(ctx.keyword_queue)
+
+    def one_by_one(exc: Exception) -> dict[int, Outcome]:
+        del ctx.keyword_queue[queued:]  # what the wave queued was rolled back
+        log.warning("mailbox %s: a batch of %d message(s) in %r could not be written together "
+                    "(%s); they are processed one by one", ctx.mailbox.id, len(wave),
+                    folder.name, safe_detail(exc))
+        return {item.index: process(ctx, folder, item.fetched) for item in wave}
+    return in_savepoint(lambda: _decide_and_write(ctx, folder, wave), one_by_one)
+
+
+def _requests(ctx: MailboxRun, items: list[_Item]) -> dict[int, Requests]:
+    """``pipeline._requests`` for every item, from one query."""
+    if ctx.owner_user_id is None or not items:
+        return {}
+    identities = {item.identity for item in items}
+    tokens = {item.token for item in items if item.token}
+    match = [TrackRequest.internet_message_id.in_(identities)]
+    if tokens:
+        match.append(TrackRequest.tracking_token.in_(tokens))
+    rows = db.session.scalars(select(TrackRequest).where(
+        TrackRequest.user_id == ctx.owner_user_id, TrackRequest.item_type == "email",
+        or_(*match)).order_by(TrackRequest.id)).all()
+    out = {}
+    for item in items:
+        mine = [r for r in rows if r.internet_message_id == item.identity or (
+            item.token and r.tracking_token == item.token
+            and r.internet_message_id in (None, item.identity))]
+        out[item.index] = Requests(
+            untracked=any(r.status == "untracked" and r.internet_message_id == item.identity
+                          for r in mine),
+            pending=next((r for r in mine if r.status == "pending"), None))
+    return out
+
+
+def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
+                      wave: list[_Item]) -> dict[int, Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    items = []
+    for item in wave:
+        if item.msg is None:
+            outcomes[item.index] = process(ctx, folder, item.fetched)  # quarantined
+        else:
+            items.append(item)
+    if not items:
+        return outcomes
+    existing = tracked_by_message_id({item.identity for item in items})
+    parents = tracked_by_message_id({key for item in items if item.identity not in existing
+                                     for key in [item.msg.in_reply_to, *item.msg.references]
+                                     if key})
+    requests = _requests(ctx, items)
+    wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
+    matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
+    rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
+        MessageDecision.mailbox_id == ctx.mailbox.id,
+        MessageDecision.identity.in_({item.identity for item in items})))}
+    checked: dict[tuple, tuple] = {}
+    new_rows: list[MessageDecision] = []
+    tracks: list[tuple[_Item, dict]] = []
+    for item in items:
+        msg, fetched = item.msg, item.fetched
+        found = existing.get(item.identity)
+        correlation = correlate(ctx, msg, parents) if found is None else None
+        request = requests.get(item.index, Requests())
+        own = {a: matches.get(a, []) for a in participant_addresses(msg)}
+        dctx = decision_context(ctx, folder, fetched, own, correlation, found, request)
+        decision = decide(msg, dctx, CHAIN)
+        method = correlation.method if correlation else None
+        hits = decision.rule_hits()
+        reason = decision.reason
+        if decision.track and ctx.actor is None:
+            reason = f"{decision.reason} But it could not be tracked: {ctx.actor_problem}"
+        if not decision.track or ctx.actor is None:
+            decision_row(ctx, folder, fetched, msg, item.identity, rows.get(item.identity),
+                         tracked=False, reason=reason, hits=hits, method=method,
+                         rule=decision.rule, new_rows=new_rows)
+            outcomes[item.index] = Outcome("skipped", reason, item.identity, rule=decision.rule,
+                                           correlation_method=method)
+            continue
+        regarding, wins, source = _regarding(ctx, folder, correlation, request.pending)
+        key = (regarding, )
+        if key not in checked:
+            checked[key] = _checked_regarding(ctx, regarding)
+        regarding, note = checked[key]
+        if ctx.mailbox.auto_create_contacts:
+            _created_contacts(ctx, msg, dctx, own, matches)
+        direction = dctx.direction_of(msg)
+        tracks.append((item, dict(
+            track=EmailTrack(to_content(ctx, msg, fetched, direction), regarding=regarding,
+                             owner=ctx.owner, direction=direction.value,
+                             mailbox_id=ctx.mailbox.id, correlation_method=method,
+                             parent_activity_id=correlation.parent_id if correlation else None,
+                             regarding_wins=wins),
+            decision=decision, method=method, source=source, note=note,
+            before=found.regarding_ref if found is not None else None)))
+    if tracks:
+        same_user = ctx.actor.user_id == ctx.owner_user_id
+        try:
+            results = tracking.track_emails(ctx.actor, [t["track"] for _, t in tracks],
+                                            resolved=matches if same_user else None)
+        except (Forbidden, Invalid, NotFound):
+            raise _OneByOne() from None  # the refusal is worded per message there
+        for (item, t), (email, created) in zip(tracks, results):
+            outcomes[item.index] = _tracked(ctx, folder, item, t, email, created,
+                                            rows.get(item.identity), new_rows)
+    insert_decisions(new_rows)
+    db.session.flush()
+    return outcomes
+
+
+class _OneByOne(Exception):
+    """The wave needs the one-by-one pipeline (it words a refusal per message)."""
+
+
+def _created_contacts(ctx: MailboxRun, msg: MailMessage, dctx: SyncDecisionContext,
+                      own: dict[str, list[Match]], matches: dict[str, list[Match]]) -> None:
+    """Unknown counterparts become contacts; the batch's resolution learns the new records
+    (so a later message of the batch from the same person does not create another)."""
+    before = {a for a, hits in own.items() if hits}
+    _auto_create_contacts(ctx, msg, dctx, own)
+    created = [a for a, hits in own.items() if hits and a not in before]
+    if created:
+        matches.update(resolve(created, user_id=ctx.owner_user_id, org=ctx.org))
+
+
+def _tracked(ctx: MailboxRun, folder: FolderInfo, item: _Item, t: dict, email: Email,
+             created: bool, row: MessageDecision | None,
+             new_rows: list[MessageDecision]) -> Outcome:
+    decision, method = t["decision"], t["method"]
+    regarding, wins = t["track"].regarding, t["track"].regarding_wins
+    reason = tracked_reason(decision, folder, regarding, wins, t["before"], email, created,
+                            t["source"]) + t["note"]
+    relinked = t["before"] != email.regarding_ref
+    _, was_tracked = decision_row(
+        ctx, folder, item.fetched, item.msg, item.identity, row, tracked=True, reason=reason,
+        hits=decision.rule_hits(), method=method if created else email.correlation_method,
+        rule=decision.rule, activity_id=email.id, fresh=created or relinked, new_rows=new_rows)
+    if TRACKED_CATEGORY.casefold() not in {k.casefold() for k in item.fetched.keywords}:
+        if ctx.connector is not None and folder.folder.key and item.fetched.ref:
+            ctx.keyword_queue.append((folder.folder, item.fetched.ref))
+    return Outcome("tracked", reason, item.identity, activity_id=email.id, created=created,
+                   new=created or relinked or not was_tracked, rule=decision.rule,
+                   correlation_method=method)
