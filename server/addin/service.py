@@ -18,12 +18,14 @@ check create, append-to and write.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from flask import current_app, url_for
-from sqlalchemy import case, func, or_, select
-from sqlalchemy.orm import selectinload
+from flask import current_app, has_request_context, request, url_for
+from sqlalchemy import (Integer, String, Text, and_, bindparam, case, cast, func, literal, null, or_, select,
+                        union_all)
+from sqlalchemy.orm import aliased, selectinload
 
 from server.addin.payloads import Item
 from server.sync.threading import find_token
@@ -31,16 +33,16 @@ from server.crm import activity_services as acts
 from server.crm import records
 from server.crm import timeline as timelines
 from server.crm import tracking
-from server.crm.activities import Activity
-from server.crm.addresses import normalize
+from server.crm.tracking import TrackRequest
+from server.crm.activities import REGARDING_COLUMNS, Activity, Email
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Organization, Queue
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import resolve
+from server.crm.resolution import Match, normalized, resolve
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz, tokens
 from server.security.authz import Principal
-from server.security.models import ApiToken, User
+from server.security.models import ApiToken, Team, User
 from server.security.privileges import Depth
 
 PANE_TOKEN_HOURS = 8
@@ -57,20 +59,32 @@ RECENT_LIMIT = 5
 
 # -- links -------------------------------------------------------------------------------------
 
-def _url(endpoint: str, **values) -> str | None:
-    """A link into the CRM's pages (None when the pages are not installed)."""
-    if endpoint not in current_app.view_functions:
-        return None
-    return url_for(endpoint, **values)
+ID_MARK = "2147483647"  # stands for the id while a link's template is made
+
+
+def _url(endpoint: str, id_name: str, ident: int, **values) -> str | None:
+    """A link into the CRM's pages (None when the pages are not installed). ``url_for`` runs
+    once per application, script root and kind of link; the id is put into that template
+    (a context call has dozens of links)."""
+    templates = current_app.extensions.setdefault("regarding_addin_links", {})
+    key = (request.script_root if has_request_context() else None, endpoint, *values.values())
+    template = templates.get(key, False)
+    if template is False:
+        url = (url_for(endpoint, **values, **{id_name: int(ID_MARK)})
+               if endpoint in current_app.view_functions else None)
+        template = templates[key] = url.split(ID_MARK) if url and url.count(ID_MARK) == 1 else url
+    if template is None or isinstance(template, str):  # no pages, or an unexpected shape
+        return url_for(endpoint, **values, **{id_name: ident}) if template else None
+    return f"{template[0]}{ident}{template[1]}"
 
 
 def record_url(kind: str, record_id: int) -> str | None:
-    return _url("pages.record_detail", type_name=kind, record_id=record_id) \
+    return _url("pages.record_detail", "record_id", record_id, type_name=kind) \
         if kind in RECORD_TYPES else None
 
 
 def activity_url(activity_id: int) -> str | None:
-    return _url("pages.activity_detail", activity_id=activity_id)
+    return _url("pages.activity_detail", "activity_id", activity_id)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -83,6 +97,17 @@ def _money(value) -> str | None:
 
 def _org() -> Organization:
     return db.session.get(Organization, 1)
+
+
+ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "attachment_max_bytes",
+                "use_tracking_token", "tracking_token_prefix")
+
+
+def _org_settings():
+    """The organization's settings the context call reads (a row, not an entity)."""
+    query = _statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
+                       .where(Organization.id == 1))
+    return db.session.execute(query).one()
 
 
 def _titles(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple[str, int], str]:
@@ -128,7 +153,7 @@ def capabilities(p: Principal) -> dict[str, bool]:
             "create_phone_call": can_activity}
 
 
-def org_json(org: Organization) -> dict[str, Any]:
+def org_json(org) -> dict[str, Any]:
     return {"use_tracking_token": org.use_tracking_token,
             "tracking_token_prefix": org.tracking_token_prefix,
             "attachment_max_bytes": org.attachment_max_bytes}
@@ -146,68 +171,155 @@ def _roles(item: Item) -> list[tuple[str, Any]]:
     return out
 
 
-def _load_cards(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple[str, int], dict]:
-    """Match entries (with cards) of the records the user may read: one query per record
-    type plus one for the accounts the cards name."""
-    rows: dict[tuple[str, int], Any] = {}
-    for kind, ids in wanted.items():
-        model = CARD_MODELS[kind]
-        query = select(model).where(model.id.in_(ids), authz.scope(p, model, "read"))
-        if kind != "user":
-            query = query.options(selectinload(model.owner_team))
-        for row in db.session.scalars(query).unique():
-            rows[(kind, row.id)] = row
-    parents = {row.parent_account_id for (kind, _), row in rows.items()
-               if kind in ("contact", "account") and row.parent_account_id
-               and p.fields(kind).can_read("parent_account_id")}
-    titles = _titles(p, {"account": parents})
-    return {key: _match_json(p, key[0], row, titles) for key, row in rows.items()}
+# What a card shows, per record type: the column behind each slot of the card (missing: null).
+CARD_SLOTS = ("job_title", "company_name", "email1", "email2", "email3", "phone", "mobile_phone",
+              "parent_account_id")
+EMAIL_SLOTS = ("email1", "email2", "email3")
+CARD_COLUMNS = {
+    "user": {"job_title": "job_title", "email1": "email", "phone": "phone"},
+    "contact": {s: s for s in CARD_SLOTS if s != "company_name"},
+    "account": {s: s for s in ("email1", "email2", "email3", "phone", "parent_account_id")},
+    "lead": {s: s for s in ("job_title", "company_name", "email1", "email2", "email3", "phone")},
+    "queue": {"email1": "email"},
+}
+STATEMENT_CACHE_SIZE = 500
+_statements: dict[tuple, Any] = {}
 
 
-def _card(p: Principal, kind: str, row, titles) -> dict[str, Any]:
+def _statement(key: tuple, build: Callable[[], Any]):
+    """The statement ``build`` makes, built once per ``key``: the key holds every value the
+    statement embeds (the principal's ``scope_key``, the database dialect, its shape); the
+    rest are bind parameters. Building the pane's statements costs more than running them."""
+    key = (db.engine.dialect.name, *key)
+    statement = _statements.get(key)
+    if statement is None:
+        if len(_statements) >= STATEMENT_CACHE_SIZE:
+            _statements.clear()
+        statement = _statements[key] = build()
+    return statement
+
+
+OwnerUser = aliased(User, name="owner_user")
+ParentAccount = aliased(Account, name="parent_account")
+
+
+def _title_column(kind: str, model):
+    return model.full_name if kind in ("user", "contact", "lead") else model.name
+
+
+def _readable_parent(p: Principal, query, column):
+    """``query`` joined to the account ``column`` names when the user may read it: its name
+    (null otherwise)."""
+    return query.outerjoin(ParentAccount, and_(ParentAccount.id == column,
+                                               authz.scope(p, ParentAccount, "read")))
+
+
+def _card_select(p: Principal, kind: str):
+    """The card columns of the matched records of one type (ids: ``<kind>_ids``), whether the
+    user may read each, the owner's name and the readable parent account's name: only the
+    columns shown."""
+    model, columns = CARD_MODELS[kind], CARD_COLUMNS[kind]
+    values = [(getattr(model, columns[s]) if s in columns else null()).label(s) for s in CARD_SLOTS]
+    readable = case((authz.scope(p, model, "read"), True), else_=False)
+    if kind == "user":
+        owner_id = owner_name = parent_name = null()
+    else:
+        owner_id, owner_name = model.owner_user_id, func.coalesce(OwnerUser.full_name, Team.name)
+        parent_name = ParentAccount.name if "parent_account_id" in columns else null()
+    query = (select(literal(kind).label("kind"), model.id.label("id"),
+                    _title_column(kind, model).label("name"), owner_id.label("owner_user_id"),
+                    model.is_active.label("is_active"), readable.label("readable"), *values,
+                    parent_name.label("parent_name"), owner_name.label("owner_name"))
+             .select_from(model).where(model.id.in_(bindparam(f"{kind}_ids", expanding=True))))
+    if kind != "user":
+        query = (query.outerjoin(OwnerUser, OwnerUser.id == model.owner_user_id)
+                 .outerjoin(Team, Team.id == model.owner_team_id))
+    if "parent_account_id" in columns:
+        query = _readable_parent(p, query, model.parent_account_id)
+    return query
+
+
+def _cards_select(p: Principal, kinds: tuple[str, ...]):
+    branches = [_card_select(p, kind) for kind in kinds]
+    return branches[0] if len(branches) == 1 else union_all(*branches)
+
+
+class CardLoader:
+    """Loads resolution's matches with their card columns in one statement (a UNION ALL of
+    one branch per record type) and keeps the rows of the records the user may read."""
+
+    def __init__(self, p: Principal):
+        self.p = p
+        self.rows: dict[tuple[str, int], Any] = {}
+
+    def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
+        kinds = tuple(sorted(by_kind))
+        query = _statement(("cards", kinds, self.p.scope_key), lambda: _cards_select(self.p, kinds))
+        out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
+        for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
+            out[row.kind][row.id] = Match(row.kind, row.id, row.name,
+                                          row.owner_user_id if row.kind != "user" else None,
+                                          bool(row.is_active))
+            if row.readable:
+                self.rows[(row.kind, row.id)] = row
+        return out
+
+    @property
+    def titles(self) -> dict[tuple[str, int], str]:
+        return {key: row.name for key, row in self.rows.items()}
+
+    def subject(self, kind: str, record_id: int) -> Subject | None:
+        """The related-data subject from its card row, when it has one."""
+        row = self.rows.get((kind, record_id))
+        if row is None or kind not in RELATED_TYPES:
+            return None
+        return _subject_from(self.p, kind, record_id, row.name, row.parent_account_id,
+                             row.parent_name)
+
+
+def _card(p: Principal, row) -> dict[str, Any]:
+    """A card from its row: hidden fields (field security) are null."""
+    kind = row.kind
     if kind == "user":
         return {"job_title": row.job_title, "account": None, "company": None,
-                "email": row.email, "phone": row.phone, "owner": None}
-    access = p.fields(kind)
+                "email": row.email1, "phone": row.phone, "owner": None}
+    access, columns = p.fields(kind), CARD_COLUMNS[kind]
 
-    def read(name: str):
-        return getattr(row, name, None) if access.can_read(name) else None
+    def read(slot: str):
+        column = columns.get(slot)
+        return getattr(row, slot) if column and access.can_read(column) else None
 
-    emails = ("email",) if kind == "queue" else ("email1", "email2", "email3")
     account = None
     parent_id = read("parent_account_id")
-    if parent_id and ("account", parent_id) in titles:
-        account = _ref("account", parent_id, titles)
-        account.pop("type")
+    if parent_id and row.parent_name is not None:
+        account = {"id": parent_id, "name": row.parent_name, "url": record_url("account", parent_id)}
     return {"job_title": read("job_title"), "account": account, "company": read("company_name"),
-            "email": next((v for v in (read(e) for e in emails) if v), None),
+            "email": next((v for v in (read(e) for e in EMAIL_SLOTS) if v), None),
             "phone": read("phone") or read("mobile_phone"), "owner": row.owner_name or None}
 
 
-def _match_json(p: Principal, kind: str, row, titles) -> dict[str, Any]:
-    name = row.full_name if kind in ("user", "contact", "lead") else row.name
-    return {"type": kind, "id": row.id, "name": name,
-            "url": record_url(kind, row.id) if kind != "user" else None,
-            "card": _card(p, kind, row, titles)}
+def _match_json(p: Principal, row) -> dict[str, Any]:
+    return {"type": row.kind, "id": row.id, "name": row.name,
+            "url": record_url(row.kind, row.id) if row.kind != "user" else None,
+            "card": _card(p, row)}
 
 
-def parties(p: Principal, item: Item, org: Organization) -> list[dict[str, Any]]:
+def parties(p: Principal, item: Item, org,
+            loader: CardLoader | None = None) -> list[dict[str, Any]]:
     """Everyone on the item with the records their address resolves to (best first), only
-    those the user may read; the user themself is ``self``."""
-    own = {normalize(p.user.email), normalize(item.user_address)} - {None}
+    those the user may read; the user themself is ``self``. The card rows stay in ``loader``."""
+    loader = loader or CardLoader(p)
+    own = {normalized(p.user.email), normalized(item.user_address)} - {None}
     roles = _roles(item)
     addresses = [person.address for _, person in roles
-                 if person.address and normalize(person.address) not in own]
-    matches = resolve(list(dict.fromkeys(addresses)), user_id=p.user_id, org=org) if addresses else {}
-    wanted: dict[str, set[int]] = {}
-    for found in matches.values():
-        for m in found:
-            wanted.setdefault(m.record_type, set()).add(m.record_id)
-    cards = _load_cards(p, wanted)
+                 if person.address and normalized(person.address) not in own]
+    matches = resolve(list(dict.fromkeys(addresses)), user_id=p.user_id, org=org,
+                      load=loader) if addresses else {}
+    cards = {key: _match_json(p, row) for key, row in loader.rows.items()}
     out = []
     for role, person in roles:
         entry = {"role": role, "name": person.name, "address": person.address}
-        if person.address and normalize(person.address) in own:
+        if person.address and normalized(person.address) in own:
             entry.update(status="self", matches=[])
         else:
             found = [cards[(m.record_type, m.record_id)] for m in matches.get(person.address, ())
@@ -228,89 +340,167 @@ def _readable(p: Principal, kind: str, column: str) -> bool:
     return p.depth(kind, "read") > Depth.NONE and p.fields(kind).can_read(column)
 
 
-def _customer_condition(p: Principal, model, kind: str, ident: int, kind_name: str):
-    """``model``'s rows whose customer is (kind, ident), if the user may read that link."""
-    column = {"account": "customer_account_id", "contact": "customer_contact_id"}.get(kind)
-    if column is None or not _readable(p, kind_name, column):
-        return None
-    return getattr(model, column) == ident
+def _customer_column(p: Principal, list_kind: str, about: tuple[str, int] | None) -> str | None:
+    """The column of ``list_kind`` (opportunity, case) naming the customer ``about``, if the
+    user may read that link."""
+    column = {"account": "customer_account_id", "contact": "customer_contact_id"}.get(
+        about[0] if about else None)
+    return column if column and _readable(p, list_kind, column) else None
 
 
-def related(p: Principal, kind: str, record_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Subject:
+    """The record related data is shown for, as far as the user may read it: its account
+    (parent, or an opportunity's or case's customer account) and the customer whose
+    opportunities and cases are listed."""
+    kind: str
+    id: int
+    name: str
+    parent_id: int | None = None
+    parent_name: str | None = None
+    about: tuple[str, int] | None = None
+
+
+def _subject_from(p: Principal, kind: str, record_id: int, name: str, parent_id, parent_name,
+                  customer_contact_id=None) -> Subject:
+    """Field security on the links (a hidden link is not followed)."""
+    access = p.fields(kind)
+    about: tuple[str, int] | None = (kind, record_id)
+    if kind in ("contact", "account"):
+        parent_id = parent_id if access.can_read("parent_account_id") else None
+    elif kind in ("opportunity", "case"):
+        about = None
+        if parent_id and access.can_read("customer_account_id"):
+            about = ("account", parent_id)
+        elif customer_contact_id and access.can_read("customer_contact_id"):
+            about, parent_id = ("contact", customer_contact_id), None
+        else:
+            parent_id = None
+    else:
+        parent_id = None
+    return Subject(kind, record_id, name, parent_id, parent_name if parent_id else None, about)
+
+
+def _subject(p: Principal, kind: str, record_id: int) -> Subject:
+    """One statement: the record if the user may read it (NotFound otherwise), its title and
+    its account's id, and that account's name if the user may read it."""
+    query = _statement(("subject", kind, p.scope_key), lambda: _subject_select(p, kind))
+    row = db.session.execute(query, {"record_id": record_id}).first()
+    if row is None:
+        raise NotFound()
+    return _subject_from(p, kind, row[0], row[1], row[2], row[4], row[3])
+
+
+def _subject_select(p: Principal, kind: str):
+    model = RECORD_TYPES[kind].model
+    account = (model.parent_account_id if kind in ("contact", "account")
+               else model.customer_account_id if kind in ("opportunity", "case") else null())
+    contact = model.customer_contact_id if kind in ("opportunity", "case") else null()
+    query = (select(model.id, getattr(model, RECORD_TYPES[kind].title_field), account.label("account"),
+                    contact.label("contact"),
+                    ParentAccount.name if kind != "lead" else null())
+             .select_from(model).where(model.id == bindparam("record_id"), authz.scope(p, model, "read")))
+    if kind != "lead":
+        query = _readable_parent(p, query, account)
+    return query
+
+
+def related(p: Principal, kind: str, record_id: int, *, known: Subject | None = None) -> dict[str, Any]:
     """What the pane shows about one record: its account, open opportunities and cases of it
-    (or of its customer), and its latest activities."""
+    (or of its customer), and its latest activities (``known``: the record as already loaded
+    for a card)."""
     if kind not in RELATED_TYPES:
         raise Invalid("Related data is shown for accounts, contacts, leads, opportunities "
                       "and cases.", {"type": "Unsupported record type."})
-    rt = RECORD_TYPES[kind]
-    record = db.session.get(rt.model, record_id)  # often already loaded for a card
-    if record is None or not authz.can(p, "read", record):
-        raise NotFound()
-    access = p.fields(kind)
-    parent_id = customer = None
-    if kind in ("contact", "account") and access.can_read("parent_account_id"):
-        parent_id = record.parent_account_id
-    if kind in ("opportunity", "case"):
-        if access.can_read("customer_account_id") and record.customer_account_id:
-            customer = ("account", record.customer_account_id)
-            parent_id = record.customer_account_id
-        elif access.can_read("customer_contact_id") and record.customer_contact_id:
-            customer = ("contact", record.customer_contact_id)
-    about = customer if kind in ("opportunity", "case") else (kind, record.id)
-    titles = _titles(p, {"account": {parent_id} if parent_id else set()})
+    subject = known or _subject(p, kind, record_id)
     out = _empty_related()
-    out["for"] = {"type": kind, "id": record.id, "name": getattr(record, rt.title_field),
-                  "url": record_url(kind, record.id)}
-    if parent_id and ("account", parent_id) in titles:
-        out["parent_account"] = _ref("account", parent_id, titles)
-    if about is not None:
-        out["open_opportunities"] = _open_opportunities(p, about, exclude=record if kind == "opportunity" else None)
-        out["open_cases"] = _open_cases(p, about, exclude=record if kind == "case" else None)
-    out["recent_activities"] = _recent_activities(p, kind, record.id)
+    out["for"] = {"type": kind, "id": subject.id, "name": subject.name,
+                  "url": record_url(kind, subject.id)}
+    if subject.parent_name is not None:
+        out["parent_account"] = {"type": "account", "id": subject.parent_id,
+                                 "name": subject.parent_name,
+                                 "url": record_url("account", subject.parent_id)}
+    out.update(_lists(p, subject))
     return out
 
 
-def _open_opportunities(p: Principal, about: tuple[str, int], exclude=None) -> list[dict]:
-    cond = _customer_condition(p, Opportunity, *about, "opportunity")
-    if cond is None:
-        return []
-    query = (select(Opportunity).where(cond, Opportunity.status == "open",
-                                       Opportunity.is_active.is_(True),
-                                       authz.scope(p, Opportunity, "read"))
-             .order_by(Opportunity.modified_on.desc(), Opportunity.id.desc()).limit(RELATED_LIMIT))
-    if exclude is not None:
-        query = query.where(Opportunity.id != exclude.id)
-    access = p.fields("opportunity")
-    return [{"id": o.id, "name": o.name, "url": record_url("opportunity", o.id),
-             "estimated_value": _money(o.estimated_value) if access.can_read("estimated_value") else None,
-             "status": o.status if access.can_read("status") else None}
-            for o in db.session.scalars(query).unique()]
+LIST_COLUMNS = ("list", "id", "title", "value", "code", "status", "at")
 
 
-def _open_cases(p: Principal, about: tuple[str, int], exclude=None) -> list[dict]:
-    cond = _customer_condition(p, Case, *about, "case")
-    if cond is None:
-        return []
-    query = (select(Case).where(cond, Case.status.in_(OPEN_CASE_STATUSES), Case.is_active.is_(True),
-                                authz.scope(p, Case, "read"))
-             .order_by(Case.modified_on.desc(), Case.id.desc()).limit(RELATED_LIMIT))
-    if exclude is not None:
-        query = query.where(Case.id != exclude.id)
-    access = p.fields("case")
-    return [{"id": c.id, "title": c.title, "url": record_url("case", c.id),
-             "ticket_number": c.ticket_number if access.can_read("ticket_number") else None,
-             "status": c.status if access.can_read("status") else None}
-            for c in db.session.scalars(query).unique()]
+def _list_branch(name: str, *columns):
+    """A SELECT of one list's columns, labelled as in ``LIST_COLUMNS`` (the nulls typed:
+    PostgreSQL takes an untyped null out of a subquery as text)."""
+    nulls = {"value": Opportunity.estimated_value.type, "code": String(), "status": String()}
+    return select(*(cast(null(), nulls[label]).label(label) if column is None else column.label(label)
+                    for label, column in zip(LIST_COLUMNS, (literal(name), *columns))))
 
 
-def _recent_activities(p: Principal, kind: str, record_id: int) -> list[dict]:
-    if p.depth("activity", "read") == Depth.NONE:
-        return []
-    page = timelines.timeline(p, kind, record_id, limit=RECENT_LIMIT)
-    access = p.fields("activity")
-    return [{"id": a.id, "type": a.activity_type,
-             "subject": a.subject if access.can_read("subject") else None,
-             "occurred_on": _iso(a.occurred_on), "url": activity_url(a.id)} for a in page.items]
+def _lists_select(p: Principal, subject_kind: str, opportunities: str | None, cases: str | None,
+                  activities: bool):
+    """One branch per list the user may see (bind parameters: the subject's ``subject_id``,
+    its customer's ``customer_id``). Branches are subqueries because SQLite allows ORDER
+    BY/LIMIT only there."""
+    subject_id, customer_id = bindparam("subject_id"), bindparam("customer_id")
+    branches = []
+    if opportunities:
+        query = (_list_branch("opportunity", Opportunity.id, Opportunity.name,
+                              Opportunity.estimated_value, None, Opportunity.status,
+                              Opportunity.modified_on)
+                 .where(getattr(Opportunity, opportunities) == customer_id,
+                        Opportunity.status == "open", Opportunity.is_active.is_(True),
+                        authz.scope(p, Opportunity, "read"))
+                 .order_by(Opportunity.modified_on.desc(), Opportunity.id.desc()).limit(RELATED_LIMIT))
+        if subject_kind == "opportunity":
+            query = query.where(Opportunity.id != subject_id)
+        branches.append(query)
+    if cases:
+        query = (_list_branch("case", Case.id, Case.title, None, Case.ticket_number, Case.status,
+                              Case.modified_on)
+                 .where(getattr(Case, cases) == customer_id, Case.status.in_(OPEN_CASE_STATUSES),
+                        Case.is_active.is_(True), authz.scope(p, Case, "read"))
+                 .order_by(Case.modified_on.desc(), Case.id.desc()).limit(RELATED_LIMIT))
+        if subject_kind == "case":
+            query = query.where(Case.id != subject_id)
+        branches.append(query)
+    if activities:
+        ids = timelines.page_ids(p, subject_kind, subject_id, limit=RECENT_LIMIT)
+        branches.append(_list_branch("activity", Activity.id, Activity.subject, None,
+                                     Activity.activity_type, None, Activity.occurred_on)
+                        .where(Activity.id.in_(ids)))
+    branches = [select(*b.subquery().c) for b in branches]
+    return branches[0] if len(branches) == 1 else union_all(*branches)
+
+
+def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
+    """Open opportunities and cases of the subject's customer and its last activities, in one
+    statement, with field security."""
+    shape = (subject.kind, _customer_column(p, "opportunity", subject.about),
+             _customer_column(p, "case", subject.about), p.depth("activity", "read") > Depth.NONE)
+    rows: dict[str, list] = {"opportunity": [], "case": [], "activity": []}
+    if any(shape[1:]):
+        query = _statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
+        params = {"subject_id": subject.id, "customer_id": subject.about[1] if subject.about else None}
+        for row in db.session.execute(query, params):
+            rows[row[0]].append(row)
+    for found in rows.values():  # newest first, as each branch is ordered
+        found.sort(key=lambda r: (r[6], r[1]), reverse=True)
+    opp, case_, act = p.fields("opportunity"), p.fields("case"), p.fields("activity")
+    return {
+        "open_opportunities": [
+            {"id": i, "name": title, "url": record_url("opportunity", i),
+             "estimated_value": _money(value) if opp.can_read("estimated_value") else None,
+             "status": status if opp.can_read("status") else None}
+            for _, i, title, value, _, status, _ in rows["opportunity"]],
+        "open_cases": [
+            {"id": i, "title": title, "url": record_url("case", i),
+             "ticket_number": code if case_.can_read("ticket_number") else None,
+             "status": status if case_.can_read("status") else None}
+            for _, i, title, _, code, status, _ in rows["case"]],
+        "recent_activities": [
+            {"id": i, "type": code, "subject": title if act.can_read("subject") else None,
+             "occurred_on": _iso(at), "url": activity_url(i)}
+            for _, i, title, _, code, _, at in rows["activity"]],
+    }
 
 
 def _related_subject(party_list: list[dict], regarding: dict | None) -> tuple[str, int] | None:
@@ -328,34 +518,95 @@ def _related_subject(party_list: list[dict], regarding: dict | None) -> tuple[st
 
 # -- tracking status ---------------------------------------------------------------------------
 
-def status_of(p: Principal, item: Item, org: Organization) -> tracking.TrackingStatus:
+def status_of(p: Principal, item: Item, org) -> tracking.TrackingStatus:
     """Whether the item is tracked (and what it is regarding) as this user sees it."""
     token = find_token(item.subject, org.tracking_token_prefix) if org.use_tracking_token else None
     return tracking.tracking_status(p, item.identity, item_type=item.type if item.type == "appointment" else "email",
                                     token=token)
 
 
+def _regarding(row) -> tuple[str, int] | None:
+    """(kind, id) from a row's regarding columns, as ``regarding_ref`` reads them."""
+    for kind, column in REGARDING_COLUMNS.items():
+        if row._mapping[column] is not None:
+            return kind, row._mapping[column]
+    return None
+
+
+def _email_status_select(p: Principal):
+    """The user's latest track request for a Message-ID and the first email tracked with it
+    (with whether the user may read it): two rows at most, one statement."""
+    message_id = bindparam("message_id")
+
+    def branch(source: str, model, activity_id, status, reason, readable):
+        return select(literal(source).label("source"), activity_id.label("activity_id"),
+                      status.label("status"), reason.label("reason"), readable.label("readable"),
+                      *(getattr(model, c).label(c) for c in REGARDING_COLUMNS.values()))
+
+    request = (branch("request", TrackRequest, cast(null(), Integer), TrackRequest.status,
+                      TrackRequest.reason, literal(False))
+               .where(TrackRequest.user_id == bindparam("user_id"),
+                      TrackRequest.internet_message_id == message_id)
+               .order_by(TrackRequest.id.desc()).limit(1))
+    email = (branch("email", Email, Email.id, cast(null(), String), cast(null(), Text),
+                    case((authz.scope(p, Email, "read"), True), else_=False))
+             .where(Email.message_id == message_id).order_by(Email.id).limit(1))
+    return union_all(*(select(*b.subquery().c) for b in (request, email)))
+
+
+def _email_status(p: Principal, item: Item, org) -> tuple[str, int | None, tuple[str, int] | None, str | None]:
+    """``(status, activity id, regarding, reason)`` of a received email: what
+    ``tracking.tracking_status`` answers (tests hold them equal), from one statement. Other
+    items (meetings, drafts, subjects with a tracking token) ask ``tracking_status``."""
+    message_id = tracking.normalize_message_id(item.identity)
+    token = org.use_tracking_token and find_token(item.subject, org.tracking_token_prefix)
+    if item.type == "appointment" or token or not message_id:
+        status = status_of(p, item, org)
+        return (status.status, status.activity.id if status.activity else None, status.regarding,
+                status.reason)
+    query = _statement(("email status", p.scope_key), lambda: _email_status_select(p))
+    rows = {row.source: row for row in db.session.execute(
+        query, {"message_id": message_id, "user_id": p.user_id})}
+    request, email = rows.get("request"), rows.get("email")
+    if request is not None and request.status == "untracked":
+        return "not_tracked", None, None, None
+    if email is not None and email.readable:
+        return "tracked", email.activity_id, _regarding(email), None
+    if request is not None and request.status in ("pending", "failed"):
+        return request.status, None, _regarding(request), request.reason
+    return "not_tracked", None, None, None
+
+
 def tracking_json(p: Principal, status: tracking.TrackingStatus) -> dict[str, Any]:
-    regarding = None
-    if status.regarding:
-        kind, ident = status.regarding
-        regarding = _ref(kind, ident, _titles(p, {kind: {ident}}))
     activity = status.activity
-    return {"status": status.status, "activity_id": activity.id if activity else None,
-            "regarding": regarding, "reason": status.reason,
-            "url": activity_url(activity.id) if activity else None}
+    return _tracking_json(p, status.status, activity.id if activity else None, status.regarding,
+                          status.reason)
+
+
+def _tracking_json(p: Principal, status: str, activity_id: int | None,
+                   regarding: tuple[str, int] | None, reason: str | None,
+                   known: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
+    """``known``: titles of records the user may read, already loaded (the cards)."""
+    ref = None
+    if regarding:
+        kind, ident = regarding
+        ref = _ref(kind, ident, known if known and regarding in known else _titles(p, {kind: {ident}}))
+    return {"status": status, "activity_id": activity_id, "regarding": ref, "reason": reason,
+            "url": activity_url(activity_id) if activity_id else None}
 
 
 # -- the context call --------------------------------------------------------------------------
 
 def context(p: Principal, item: Item) -> dict[str, Any]:
     """Everything the pane shows for one item, in one call."""
-    org = _org()
-    party_list = parties(p, item, org)
-    status = tracking_json(p, status_of(p, item, org))
+    org = _org_settings()
+    cards = CardLoader(p)
+    party_list = parties(p, item, org, cards)
+    status = _tracking_json(p, *_email_status(p, item, org), known=cards.titles)
     subject = _related_subject(party_list, status["regarding"])
     return {"user": user_json(p), "parties": party_list, "tracking": status,
-            "related": related(p, *subject) if subject else _empty_related(),
+            "related": related(p, *subject, known=cards.subject(*subject)) if subject
+            else _empty_related(),
             "can": capabilities(p), "org": org_json(org)}
 
 

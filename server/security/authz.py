@@ -5,18 +5,20 @@ sharing and team ownership are part of both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 from flask import g, has_request_context
-from sqlalchemy import false, or_, select, true
+from sqlalchemy import bindparam, false, inspect, null, or_, select, true, union, union_all
+from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import ColumnElement
 
 from server.crm.activities import Activity
 from server.crm.registry import MODEL_TYPES
 from server.db import db
 from server.errors import Forbidden, NotFound
-from server.security.models import (BusinessUnit, FieldPermission, RecordShare, SecuredField,
-                                    Team, User)
+from server.security.models import (BusinessUnit, FieldPermission, RecordShare, Role,
+                                    RolePrivilege, SecuredField, Team, User, team_member,
+                                    team_role, user_role)
 from server.security.privileges import NAMED_PRIVILEGES, Depth
 
 SHARE_FLAGS = {"read": "can_read", "write": "can_write", "append": "can_append",
@@ -25,7 +27,9 @@ SHARE_FLAGS = {"read": "can_read", "write": "can_write", "append": "can_append",
 
 
 def table_of(model_or_record) -> str:
-    """The privilege table of a model class or instance."""
+    """The privilege table of a model class (or an alias of one) or instance."""
+    if isinstance(model_or_record, AliasedClass):
+        model_or_record = inspect(model_or_record).class_
     cls = model_or_record if isinstance(model_or_record, type) else type(model_or_record)
     if issubclass(cls, Activity):
         return "activity"
@@ -96,6 +100,14 @@ class Principal:
             out.setdefault(table, set()).add(name)
         return {table: frozenset(names) for table, names in out.items()}
 
+    @property
+    def scope_key(self) -> tuple:
+        """Everything ``scope`` reads from the principal: a statement built with ``scope``
+        for one principal is right for any other whose key is equal."""
+        subtree = self.unit_subtree if Depth.PARENT_CHILD in self.depths.values() else ()
+        return (self.user_id, self.user.is_active, self.business_unit_id, self.team_ids,
+                tuple(sorted(self.depths.items())), subtree)
+
     def depth(self, table: str, privilege: str) -> Depth:
         return self.depths.get(f"{table}.{privilege}", Depth.NONE)
 
@@ -118,22 +130,41 @@ def principal(user: User) -> Principal:
     return cache[user.id]
 
 
+@cache
+def _grants():
+    """One statement: the user's teams (``team_id`` set) and the privileges of their roles and
+    of their teams' roles (one row per role and privilege; a role without any has a row too)."""
+    user_id = bindparam("user_id")
+    teams = select(team_member.c.team_id).where(team_member.c.user_id == user_id)
+    role_ids = union(select(user_role.c.role_id).where(user_role.c.user_id == user_id),
+                     select(team_role.c.role_id).where(team_role.c.team_id.in_(teams)))
+    privileges = (select(null().label("team_id"), Role.name, Role.is_builtin,
+                         RolePrivilege.privilege, RolePrivilege.depth)
+                  .select_from(Role).outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id)
+                  .where(Role.id.in_(role_ids)))
+    return union_all(select(team_member.c.team_id, null(), null(), null(), null())
+                     .where(team_member.c.user_id == user_id), privileges)
+
+
 def _load_principal(user: User) -> Principal:
-    roles = list(user.roles)
-    for team in user.teams:
-        roles.extend(team.roles)
+    team_ids: list[int] = []
     depths: dict[str, Depth] = {}
     named: set[str] = set()
-    for role in roles:
-        for p in role.privileges:
-            if "." in p.privilege:
-                depths[p.privilege] = max(depths.get(p.privilege, Depth.NONE), Depth(p.depth))
-            elif p.depth:
-                named.add(p.privilege)
-    is_admin = any(r.is_builtin and r.name == "System Administrator" for r in roles)
+    is_admin = False
+    for team_id, role, builtin, privilege, depth in db.session.execute(_grants(), {"user_id": user.id}):
+        if team_id is not None:
+            team_ids.append(team_id)
+            continue
+        is_admin = is_admin or bool(builtin and role == "System Administrator")
+        if privilege is None:
+            continue
+        if "." in privilege:
+            depths[privilege] = max(depths.get(privilege, Depth.NONE), Depth(depth))
+        elif depth:
+            named.add(privilege)
     if not user.is_active:  # an inactive user holds nothing, administrators included
         depths, named, is_admin = {}, set(), False
-    return Principal(user, tuple(t.id for t in user.teams), depths, frozenset(named), is_admin)
+    return Principal(user, tuple(sorted(team_ids)), depths, frozenset(named), is_admin)
 
 
 def _field_access(p: Principal, table: str) -> FieldAccess:

@@ -7,6 +7,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
 
 from server.db import db, utcnow
 from server.security.models import ApiToken, User
@@ -33,7 +34,8 @@ def authenticate(secret: str, kinds: tuple[str, ...] = ("api", "pane")) -> ApiTo
     user is inactive). The caller tells expired from unknown through ``is_expired``."""
     if not secret or len(secret) > 200:
         return None
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    row = db.session.scalar(select(ApiToken).join(ApiToken.user).options(contains_eager(ApiToken.user))
+                            .where(ApiToken.token_hash == _digest(secret)))  # token and user at once
     if row is None or row.kind not in kinds or row.revoked_on is not None:
         return None
     if not row.user.is_active:

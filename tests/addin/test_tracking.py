@@ -441,3 +441,42 @@ def test_quick_create_sets_regarding_of_the_tracked_item(world, pane):
     assert data["tracking"]["regarding"] == {"type": "opportunity", "id": data["record"]["id"],
                                              "name": "200 widgets", "url": data["tracking"]["regarding"]["url"]}
     assert emails()[0].regarding_ref == ("opportunity", data["record"]["id"])
+
+
+# -- the context call's status -------------------------------------------------------------------
+
+def test_the_context_reads_the_status_as_tracking_does(world, pane):
+    """The context call reads a received email's status in one statement: it answers what
+    ``tracking.tracking_status`` answers, in every state, for users who may read the tracked
+    copy and for one who may not."""
+    from server.addin import payloads, service
+    org = db.session.get(Organization, 1)
+    item = payloads.item(message(), payloads.Errors())
+
+    def status(user) -> str:
+        p = authz.principal(user)
+        full = tracking.tracking_status(p, item.identity)
+        lean = service._email_status(p, item, org)
+        assert lean == (full.status, full.activity.id if full.activity else None, full.regarding,
+                        full.reason)
+        return lean[0]
+
+    ann, bob, tess = pane(world.ann), pane(world.bob), pane(world.teammate)
+    assert status(world.ann) == status(world.bob) == "not_tracked"
+    ok(ann.post("/api/addin/track", json={"item": message(),
+                                          "regarding": {"type": "account", "id": world.fabrikam.id}}))
+    assert status(world.ann) == "pending" and status(world.bob) == "not_tracked"
+    req = db.session.scalar(select(tracking.TrackRequest))
+    req.status, req.reason = "failed", "The mailbox could not be read."
+    db.session.commit()
+    assert status(world.ann) == "failed"
+    ok(tess.post("/api/addin/track", json={"item": with_content(message(user_address="tess@contoso.test")),
+                                           "regarding": {"type": "contact", "id": world.carol.id}}))
+    ok(bob.post("/api/addin/track", json={"item": message(user_address="bob@contoso.test"),
+                                          "regarding": None}))
+    # Tess's copy: Ann reads her unit's activities, Bob (another unit) does not: his pending.
+    assert status(world.ann) == status(world.teammate) == "tracked"
+    assert status(world.bob) == "pending"
+    ok(ann.post("/api/addin/untrack", json={"internet_message_id": "<m1@fabrikam.test>",
+                                            "delete_copy": False}))
+    assert status(world.ann) == "not_tracked" and status(world.teammate) == "tracked"
