@@ -23,7 +23,9 @@ Then, as a Salesperson with a pane token:
    ``wrk`` (Debian package) with a Lua script posting the items, at 8 and 32 connections for
    ``--duration`` seconds each: requests/s and latency percentiles.
 
-Run: ``.venv/bin/python bench/pane.py [--contacts N] [--calls N] [--duration S] [--keep]``.
+Run: ``.venv/bin/python bench/pane.py [--contacts N] [--calls N] [--duration S] [--keep]``;
+``--reuse FILE`` measures again on a database an earlier ``--keep`` run left (the load of
+1,000,000 contacts takes minutes).
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
 """
 from __future__ import annotations
@@ -439,7 +441,10 @@ def main() -> None:
     parser.add_argument("--connections", default="8,32")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the database, and write what --reuse needs to a file (printed)")
+    parser.add_argument("--reuse", metavar="FILE",
+                        help="measure on a database kept by an earlier --keep run (no load; kept)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the SQL with EXPLAIN ANALYZE and a cProfile of the calls")
     parser.add_argument("--no-load-test", action="store_true", help="in-process figures only")
@@ -455,19 +460,31 @@ def main() -> None:
         print("  (wrk is not installed: apt-get install -y wrk; the load test is skipped)")
     tmp = Path(tempfile.mkdtemp(prefix="regarding-bench-pane-"))
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"regarding_bench_pane_{uuid.uuid4().hex[:8]}"
+    kept = json.loads(Path(args.reuse).read_text()) if args.reuse else None
+    name = kept["database"] if kept else f"regarding_bench_pane_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if not kept:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
         version = conn.execute(text("SHOW server_version")).scalar()
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    print(f"PostgreSQL {version}; database {name}; {args.contacts:,} contacts", flush=True)
+    print(f"PostgreSQL {version}; database {name}"
+          + (f" (kept, {kept['contacts']:,} contacts)" if kept else f"; {args.contacts:,} contacts"),
+          flush=True)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REGARDING_INSTANCE_DIR": str(tmp),
                       "SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"})
     try:
-        with app.app_context():
-            world, secret = load(args.contacts)
-            items = [world.item(tracked=i % 2 == 0) for i in range(ITEMS)]
-            db.session.remove()
+        if kept:
+            items, secret = kept["items"], kept["secret"]
+        else:
+            with app.app_context():
+                world, secret = load(args.contacts)
+                items = [world.item(tracked=i % 2 == 0) for i in range(ITEMS)]
+                db.session.remove()
+        if args.keep and not kept:
+            state = Path(tempfile.gettempdir()) / f"{name}.json"
+            state.write_text(json.dumps({"database": name, "contacts": args.contacts,
+                                         "secret": secret, "items": items}))
+            print(f"  kept: --reuse {state} (the pane token lasts 8 hours)", flush=True)
         print("in-process (PostgreSQL over loopback):", flush=True)
         figures = bench_in_process(app, items, secret, args.calls)
         median = statistics.median(figures["client"])
@@ -487,7 +504,7 @@ def main() -> None:
                     bench_wrk(port, items, secret, connections, args.duration, tmp)
         print(f"load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
-        if args.keep:
+        if args.keep or kept:
             print(f"kept database {name} ({url})")
         else:
             with admin.connect() as conn:
