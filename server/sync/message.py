@@ -55,6 +55,7 @@ __all__ = [
 
 MAX_MIME_DEPTH = 30
 MAX_DEFECTS = 50
+MAX_PARSED_ADDRESS_HEADER = 4096  # longer address headers are read leniently
 
 # Headers kept in ``MailMessage.headers`` for the rules and correlation (lower case).
 RULE_HEADERS = frozenset({
@@ -353,8 +354,13 @@ def _b64(data: bytes) -> bytes:
             return binascii.a2b_base64(data)
         except (binascii.Error, ValueError):
             pass
-    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-    cleaned = cleaned[: len(cleaned) - (len(cleaned) % 4 == 1)]
+    # Padding inside the data ends a chunk: some encoders pad every line or write
+    # several padded chunks one after the other. Each chunk is decoded on its own.
+    return b"".join(_b64_chunk(chunk) for chunk in re.sub(rb"[^A-Za-z0-9+/=]", b"", data).split(b"="))
+
+
+def _b64_chunk(data: bytes) -> bytes:
+    cleaned = data[: len(data) - (len(data) % 4 == 1)]
     cleaned += b"=" * (-len(cleaned) % 4)
     try:
         return base64.b64decode(cleaned)
@@ -482,7 +488,13 @@ def _split_top_level(value: str) -> list[str]:
     return parts
 
 
-_BARE_ADDRESS = re.compile(r"[^\s<>\"',;()]+@[^\s<>\"',;()]+")
+_ADDRESS_RUN = re.compile(r"[^\s<>\"',;()]+")
+
+
+def _bare_addresses(text: str) -> list[str]:
+    """Runs of address characters with an "@" inside: what the pattern
+    ``run+@run+`` finds, without its backtracking (quadratic on a long run without "@")."""
+    return [run for run in _ADDRESS_RUN.findall(text) if "@" in run[1:-1]]
 
 
 def _lenient_addresses(value: str) -> list[tuple[str, str]]:
@@ -495,7 +507,7 @@ def _lenient_addresses(value: str) -> list[tuple[str, str]]:
             name = name.split(":", 1)[1] if ":" in name and "@" not in name else name
             found.append((name.strip().strip('"').replace('\\"', '"'), angle.group(1)))
         else:
-            tokens = _BARE_ADDRESS.findall(element)
+            tokens = _bare_addresses(element)
             if len(tokens) == 1:  # "Big Bug bb@bug.com": the words before are the name
                 found.append((element.replace(tokens[0], "").strip().strip('"'), tokens[0]))
             else:
@@ -539,7 +551,7 @@ class _Headers:
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _PLAIN_ADDRESS = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 _PLAIN_ELEMENT = re.compile(
-    rf"[ \t]*(?:(?:((?:[A-Za-z0-9!#$%&'*+/^_`{{|}}~-][A-Za-z0-9!#$%&'*+/^_`{{|}}~. -]*?)?)|\"([^\"\\=\r\n]*)\")[ \t]*"
+    rf"[ \t]*(?:(?:((?:[A-Za-z0-9!#$%&'*+/^_`{{|}}~-][A-Za-z0-9!#$%&'*+/^_`{{|}}~. -]*+)?)|\"([^\"\\=\r\n]*)\")[ \t]*"
     rf"<({_PLAIN_ADDRESS})>|({_PLAIN_ADDRESS}))[ \t]*(,|$)")
 
 
@@ -576,7 +588,9 @@ def _parse_address_header(name: str, value: str, hint: str | None,
     label = _header_label(name)
     pairs = _plain_addresses(value)
     invalid = False
-    if pairs is None:
+    if pairs is None and len(value) > MAX_PARSED_ADDRESS_HEADER:
+        pairs, invalid = [], True  # the modern parser takes quadratic time on some long values
+    elif pairs is None:
         pairs, invalid = _parsed_addresses(name, value)
     if invalid:
         pairs = _compat_or_lenient(value)
@@ -1057,9 +1071,10 @@ def _check_is_email(raw: bytes, root: Part) -> None:
 
 def boundary_of(content_type: str | None) -> str | None:
     """The boundary parameter of a Content-Type value, read leniently (unquoted
-    boundaries holding "=" are common)."""
+    boundaries holding "=" are common). Trailing blanks go, as the stdlib drops them;
+    leading ones are part of a quoted boundary (RFC 2046)."""
     boundary = _param(content_type, "boundary", [])
-    return boundary.strip() if boundary else None
+    return boundary.rstrip() if boundary else None
 
 
 def _rule_headers(headers: _Headers, defects: list[str]) -> HeaderMap:

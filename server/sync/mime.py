@@ -77,8 +77,8 @@ def read(raw: bytes, boundary: BoundaryReader, max_depth: int = 32) -> Part:
     return _Reader(boundary, max_depth).part(raw, "text/plain", 0, root=True)
 
 
-def _headers(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], int]:
-    """Header fields of ``data`` and where its body starts (compat32 semantics)."""
+def _headers(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], bytes]:
+    """Header fields of ``data`` and its body (compat32 semantics)."""
     lines: list[bytes] = []
     pos, end = 0, len(data)
     body = end
@@ -113,8 +113,7 @@ def _headers(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], in
             if index == 0:
                 continue  # the mbox envelope line
             if index == count - 1:  # the stdlib reads it as the first body line
-                body = sum(len(x) for x in lines[:index])
-                break
+                return fields, line + data[body:]
             defects.append(MISPLACED_ENVELOPE)
             continue
         colon = text.find(":")
@@ -124,7 +123,7 @@ def _headers(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], in
         name, value = text[:colon], [text[colon + 1:].lstrip(" \t")]
     if name:
         fields.append(_field(name, value))
-    return fields, body
+    return fields, data[body:]
 
 
 def _field(name: str, value: list[str]) -> tuple[str, str]:
@@ -159,9 +158,9 @@ class _Reader:
 
 def _part(reader: _Reader, data: bytes, default: str, depth: int, root: bool) -> Part:
     defects: list[str] = []
-    fields, start = _headers(data, defects)
+    fields, body = _headers(data, defects)
     ctype = content_type(_first(fields, "content-type"), default)
-    part = Part(fields, data[start:], ctype, None, defects)
+    part = Part(fields, body, ctype, None, defects)
     if depth >= reader.max_depth:
         return part
     if ctype.startswith("multipart/"):
