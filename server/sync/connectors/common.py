@@ -1,6 +1,7 @@
-"""Small pieces the protocol connectors share: TLS contexts from an account's settings,
-compact cursor encoding, the mapping of network failures to ``ConnectorError`` and the
-human wording of "which server" in error messages.
+"""Small pieces the protocol connectors share: the session lifecycle (``Session``,
+``ServerSession``), TLS contexts from an account's settings, compact cursor encoding, the
+mapping of network failures to ``ConnectorError`` and the human wording of "which server"
+in error messages.
 
 Account settings read here (from the server profile's ``settings``):
 
@@ -19,7 +20,10 @@ import re
 import socket
 import ssl
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from server.sync.connectors.base import Account, ConnectorError
 
@@ -94,6 +98,114 @@ def network_error(exc: BaseException, account: Account, what: str) -> ConnectorE
     detail = str(exc) or type(exc).__name__
     return ConnectorError("connection_lost", f"The connection to {where} was lost while {what} "
                           f"({detail}).", severity="mailbox", retry_after=60)
+
+
+class Session(ABC):
+    """The lifecycle every connector with a connection shares: ``with`` connects and closes;
+    a connect that fails half-way leaves no connection open; ``close`` never raises (it
+    runs while another error may be on its way out); ``client`` is the live connection or
+    a ``not_connected`` error.
+
+    A subclass sets ``self.where`` (the server, for messages) and implements ``_connect``
+    (sets ``self._client`` as soon as there is something to close) and ``_abort`` (drop a
+    connection without a goodbye); ``_quit`` is the polite goodbye (default: ``_abort``).
+    """
+
+    where: str
+
+    def __init__(self, account: Account):
+        self.account = account
+        self._client: Any = None
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        try:
+            self._connect()
+        except BaseException:
+            self._drop()  # no half-open session left behind (a refused sign-in, say)
+            raise
+
+    @abstractmethod
+    def _connect(self) -> None: ...
+
+    @abstractmethod
+    def _abort(self, client) -> None: ...
+
+    def _quit(self, client) -> None:
+        self._abort(client)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            self._quit(client)
+        except Exception:  # the connection may be gone already
+            _abandon(self._abort, client)
+
+    def _drop(self) -> None:
+        """Forget a broken connection, closing what is left of it."""
+        client, self._client = self._client, None
+        if client is not None:
+            _abandon(self._abort, client)
+
+    @property
+    def client(self):
+        if self._client is None:
+            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
+                                 severity="mailbox", retry_after=60)
+        return self._client
+
+
+def _abandon(abort, client) -> None:
+    try:
+        abort(client)
+    except Exception:  # nothing more to do for a connection that is gone
+        pass
+
+
+class ServerSession(Session):
+    """A ``Session`` with a server at host:port: ``DEFAULT_PORTS`` by security (``tls``,
+    ``starttls``, ``none``; ``DEFAULT_SECURITY`` when the account names none), and the
+    errors the mail protocols word alike."""
+
+    DEFAULT_PORTS: dict[str, int]
+    DEFAULT_SECURITY = "tls"
+
+    def __init__(self, account: Account):
+        security = account.security or self.DEFAULT_SECURITY
+        if security not in self.DEFAULT_PORTS:
+            raise ValueError(f"unknown security {account.security!r}")
+        super().__init__(account)
+        self.security = security
+        self.port = account.port or self.DEFAULT_PORTS[security]
+        self.where = f"{account.host}:{self.port}"
+
+    @property
+    def username(self) -> str:
+        return self.account.username or self.account.address
+
+    def _lost(self, exc: BaseException, what: str) -> ConnectorError:
+        """The connection broke: dropped, and the ``network_error`` that says so."""
+        self._drop()
+        return network_error(exc, replace(self.account, port=self.port), what)
+
+    def _no_starttls(self, command: str = "STARTTLS") -> ConnectorError:
+        return ConnectorError("starttls_unsupported", f"{self.where} does not offer {command}: "
+                              "choose TLS or another port in the server profile.",
+                              severity="mailbox")
+
+    def _refused(self, reply: str) -> ConnectorError:
+        """The server refused the sign-in (``reply``: its words)."""
+        credential = "access token" if self.account.oauth_token else "password"
+        return ConnectorError("auth_failed", f"{self.where} refused the {credential} for "
+                              f"{self.username} ({reply}).", severity="auth")
 
 
 def category_to_keyword(category: str) -> str:

@@ -20,96 +20,67 @@ import poplib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
-from server.sync.connectors.common import network_error, pack_cursor, tls_context, unpack_cursor
+from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.common import ServerSession, pack_cursor, tls_context, unpack_cursor
 
 DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
 INBOX = Folder(key="pop3:INBOX", name="INBOX", role="inbox")
 
 
-class Pop3Connector:
+def _reply(exc: poplib.error_proto) -> str:
+    """The server's words in a POP3 error reply."""
+    return exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
+        exc.args[0], bytes) else str(exc)
+
+
+class Pop3Connector(ServerSession):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
     supports_keywords = False
     supports_append = False
-
-    def __init__(self, account: Account):
-        if (account.security or "tls") not in DEFAULT_PORTS:
-            raise ValueError(f"unknown security {account.security!r}")
-        self.account = account
-        self.port = account.port or DEFAULT_PORTS[account.security or "tls"]
-        self.where = f"{account.host}:{self.port}"
-        self._client: poplib.POP3 | None = None
-
-    def __enter__(self) -> Pop3Connector:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    DEFAULT_PORTS = DEFAULT_PORTS
+    _client: poplib.POP3 | None
 
     # -- session --------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        try:
-            self._connect()
-        except BaseException:
-            self._drop()  # no half-open session left behind (a refused sign-in, say)
-            raise
-
     def _connect(self) -> None:
         account = self.account
-        security = account.security or "tls"
         with self._errors("connecting"):
-            if security == "tls":
+            if self.security == "tls":
                 client = poplib.POP3_SSL(account.host, self.port, timeout=account.timeout,
                                          context=tls_context(account))
             else:
                 client = poplib.POP3(account.host, self.port, timeout=account.timeout)
             self._client = client
-            if security == "starttls":
+            if self.security == "starttls":
                 try:
                     client.stls(tls_context(account))
                 except poplib.error_proto:
-                    raise ConnectorError(
-                        "starttls_unsupported", f"{self.where} does not offer STLS: choose TLS "
-                        "or another port in the server profile.", severity="mailbox") from None
+                    raise self._no_starttls("STLS") from None
             self._login(client)
 
     def _login(self, client: poplib.POP3) -> None:
         account = self.account
-        username = account.username or account.address
         try:
             if account.oauth_token:
-                auth = f"user={username}\x01auth=Bearer {account.oauth_token}\x01\x01"
+                auth = f"user={self.username}\x01auth=Bearer {account.oauth_token}\x01\x01"
                 client._putcmd("AUTH XOAUTH2")
                 client._getresp()  # "+" continuation
                 client._putcmd(base64.b64encode(auth.encode()).decode("ascii"))
                 client._getresp()
             else:
-                client.user(username)
+                client.user(self.username)
                 client.pass_(account.password or "")
         except poplib.error_proto as exc:
-            what = "access token" if account.oauth_token else "password"
-            reply = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
-                exc.args[0], bytes) else str(exc)
-            raise ConnectorError("auth_failed", f"{self.where} refused the {what} for "
-                                 f"{username} ({reply}).", severity="auth") from None
+            raise self._refused(_reply(exc)) from None
 
-    def close(self) -> None:
+    def _quit(self, client: poplib.POP3) -> None:
         """QUIT: the server removes messages marked for deletion only now."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            client.quit()
-        except (poplib.error_proto, OSError, EOFError):
-            try:
-                client.close()
-            except OSError:
-                pass
+        client.quit()
+
+    def _abort(self, client: poplib.POP3) -> None:
+        client.close()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -118,11 +89,9 @@ class Pop3Connector:
         except ConnectorError:
             raise
         except (OSError, EOFError) as exc:
-            self._drop()
-            raise network_error(exc, replace(self.account, port=self.port), what) from None
+            raise self._lost(exc, what) from None
         except poplib.error_proto as exc:
-            text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
-                exc.args[0], bytes) else str(exc)
+            text = _reply(exc)
             if "EOF" in text or not text:
                 self._drop()
                 raise ConnectorError("connection_lost", f"The connection to {self.where} was "
@@ -130,21 +99,6 @@ class Pop3Connector:
                                      retry_after=60) from None
             raise ConnectorError("pop3_error", f"{self.where} answered an error while {what}: "
                                  f"{text}", severity="mailbox") from None
-
-    def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except OSError:
-                pass
-
-    @property
-    def client(self) -> poplib.POP3:
-        if self._client is None:
-            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
-                                 severity="mailbox", retry_after=60)
-        return self._client
 
     # -- reading ------------------------------------------------------------------------------
 
