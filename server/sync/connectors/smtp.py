@@ -15,10 +15,9 @@ import smtplib
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
-from server.sync.connectors.base import Account, ConnectorError
-from server.sync.connectors.common import network_error, tls_context
+from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.common import ServerSession, tls_context
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 TEMPORARY_RETRY_SECONDS = 60
@@ -29,94 +28,57 @@ def _reply(code: int, text) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-class SmtpSender:
+class SmtpSender(ServerSession):
     """One SMTP session: ``with SmtpSender(account) as smtp: smtp.send(raw, from_, to)``."""
 
-    def __init__(self, account: Account):
-        if (account.security or "starttls") not in DEFAULT_PORTS:
-            raise ValueError(f"unknown security {account.security!r}")
-        self.account = account
-        self.port = account.port or DEFAULT_PORTS[account.security or "starttls"]
-        self.where = f"{account.host}:{self.port}"
-        self._smtp: smtplib.SMTP | None = None
-
-    def __enter__(self) -> SmtpSender:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    DEFAULT_PORTS = DEFAULT_PORTS
+    DEFAULT_SECURITY = "starttls"
+    _client: smtplib.SMTP | None
 
     # -- session --------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        try:
-            self._connect()
-        except BaseException:
-            self._drop()  # no half-open session left behind (a refused sign-in, say)
-            raise
-
     def _connect(self) -> None:
         account = self.account
-        security = account.security or "starttls"
         helo = account.settings.get("helo_name") or socket.gethostname()
         with self._errors("connecting"):
-            if security == "tls":
+            if self.security == "tls":
                 smtp = smtplib.SMTP_SSL(account.host, self.port, local_hostname=helo,
                                         timeout=account.timeout, context=tls_context(account))
             else:
                 smtp = smtplib.SMTP(account.host, self.port, local_hostname=helo,
                                     timeout=account.timeout)
-            self._smtp = smtp
+            self._client = smtp
             smtp.ehlo()
-            if security == "starttls":
+            if self.security == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise ConnectorError(
-                        "starttls_unsupported", f"{self.where} does not offer STARTTLS: choose "
-                        "TLS or another port in the server profile.", severity="mailbox")
+                    raise self._no_starttls()
                 smtp.starttls(context=tls_context(account))
                 smtp.ehlo()
             self._login(smtp)
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         account = self.account
-        username = account.username or account.address
         if account.oauth_token:
-            auth = f"user={username}\x01auth=Bearer {account.oauth_token}\x01\x01"
+            auth = f"user={self.username}\x01auth=Bearer {account.oauth_token}\x01\x01"
             smtp.auth("XOAUTH2", lambda challenge=None: auth, initial_response_ok=True)
         elif account.password and smtp.has_extn("auth"):
             # A relay that offers no AUTH takes mail from trusted hosts without it.
-            smtp.login(username, account.password)
+            smtp.login(self.username, account.password)
 
-    def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
+    def _quit(self, smtp: smtplib.SMTP) -> None:
+        smtp.quit()
 
-    @property
-    def smtp(self) -> smtplib.SMTP:
-        if self._smtp is None:
-            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
-                                 severity="mailbox", retry_after=60)
-        return self._smtp
+    def _abort(self, smtp: smtplib.SMTP) -> None:
+        smtp.close()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        account = self.account
-        username = account.username or account.address
         try:
             yield
         except ConnectorError:
             raise
         except smtplib.SMTPAuthenticationError as exc:
-            credential = "access token" if account.oauth_token else "password"
-            raise ConnectorError("auth_failed", f"{self.where} refused the {credential} for "
-                                 f"{username} ({_reply(exc.smtp_code, exc.smtp_error)}).",
-                                 severity="auth") from None
+            raise self._refused(_reply(exc.smtp_code, exc.smtp_error)) from None
         except smtplib.SMTPRecipientsRefused as exc:
             replies = {addr: _reply(code, text) for addr, (code, text) in exc.recipients.items()}
             temporary = any(400 <= code < 500 for code, _ in exc.recipients.values())
@@ -129,8 +91,7 @@ class SmtpSender:
         except smtplib.SMTPResponseException as exc:
             raise self._reply_error(exc.smtp_code, exc.smtp_error, what) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._drop()
-            raise network_error(exc, replace(account, port=self.port), what) from None
+            raise self._lost(exc, what) from None
         except smtplib.SMTPException as exc:
             raise ConnectorError("smtp_error", f"{self.where} failed while {what} ({exc}).",
                                  severity="mailbox", retry_after=60) from None
@@ -151,11 +112,6 @@ class SmtpSender:
         return ConnectorError("smtp_rejected", f"{self.where} rejected the message ({reply}).",
                               severity="message")
 
-    def _drop(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None:
-            smtp.close()
-
     # -- sending ------------------------------------------------------------------------------
 
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict[str, str]:
@@ -165,20 +121,20 @@ class SmtpSender:
             raise ConnectorError("no_recipients", "The message has no recipients.",
                                  severity="message")
         with self._errors("sending a message"):
-            refused = self.smtp.sendmail(sender, recipients, raw)
+            refused = self.client.sendmail(sender, recipients, raw)
         return {addr: _reply(code, text) for addr, (code, text) in refused.items()}
 
     def verify(self, sender: str, recipient: str) -> None:
         """MAIL FROM and RCPT TO, then RSET: proves the server would take mail from
         ``sender`` without sending any."""
         with self._errors("checking the sender"):
-            code, text = self.smtp.mail(sender)
+            code, text = self.client.mail(sender)
             if code != 250:
                 raise self._reply_error(code, text, "checking the sender")
-            code, text = self.smtp.rcpt(recipient)
+            code, text = self.client.rcpt(recipient)
             if code not in (250, 251):
                 raise self._reply_error(code, text, "checking a recipient")
-            self.smtp.rset()
+            self.client.rset()
 
 
 SENDER = SmtpSender
