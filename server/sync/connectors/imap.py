@@ -31,7 +31,6 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime, timezone
 
 from imapclient import IMAPClient
@@ -39,8 +38,8 @@ from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
 from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
-from server.sync.connectors.common import (category_to_keyword, keyword_to_category,  # noqa: F401
-                                           network_error, newsworthy, pack_cursor,
+from server.sync.connectors.common import (ServerSession, category_to_keyword,  # noqa: F401
+                                           keyword_to_category, newsworthy, pack_cursor,
                                            tls_context, unpack_cursor)
 
 # imapclient sends every protocol line to this logger at DEBUG: message bodies included.
@@ -92,19 +91,17 @@ def _uid_set(text: str, upto: int) -> list[int]:
     return out
 
 
-class ImapConnector:
+class ImapConnector(ServerSession):
     """One IMAP session for one mailbox: ``with ImapConnector(account) as imap: ...``."""
 
     supports_keywords = True
     supports_append = True
     prefetch = True  # fetch_changes is pure protocol: the engine may read ahead in a thread
+    DEFAULT_PORTS = DEFAULT_PORTS
+    _client: IMAPClient | None
 
     def __init__(self, account: Account):
-        if (account.security or "tls") not in DEFAULT_PORTS:
-            raise ValueError(f"unknown security {account.security!r}")
-        self.account = account
-        self.port = account.port or DEFAULT_PORTS[account.security or "tls"]
-        self._client: IMAPClient | None = None
+        super().__init__(account)
         self._names: dict[str, str] = {}  # folder key -> server name
         self._keys: dict[str, str] = {}  # server name -> folder key
         self._listed: list[Folder] | None = None
@@ -120,44 +117,23 @@ class ImapConnector:
 
     # -- session --------------------------------------------------------------------------
 
-    def __enter__(self) -> ImapConnector:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def where(self) -> str:
-        return f"{self.account.host}:{self.port}"
-
-    def connect(self) -> None:
-        try:
-            self._connect()
-        except BaseException:
-            self._broken()  # no half-open session left behind (a refused sign-in, say)
-            raise
-
     def _connect(self) -> None:
         account = self.account
-        security = account.security or "tls"
         with self._errors("connecting"):
-            if security == "tls":
+            if self.security == "tls":
                 client = IMAPClient(account.host, self.port, ssl=True,
                                     ssl_context=tls_context(account), timeout=account.timeout)
             else:
                 client = IMAPClient(account.host, self.port, ssl=False, timeout=account.timeout)
             self._client = client
             client.normalise_times = False  # INTERNALDATE with its zone, made UTC below
-            if security == "starttls":
+            if self.security == "starttls":
                 try:
                     client.starttls(tls_context(account))
                 except imaplib.IMAP4.abort:
                     raise
                 except imaplib.IMAP4.error:
-                    raise ConnectorError(
-                        "starttls_unsupported", f"{self.where} does not offer STARTTLS: choose "
-                        "TLS or another port in the server profile.", severity="mailbox") from None
+                    raise self._no_starttls() from None
             self._login(client)
             capabilities = client.capabilities()
             if b"QRESYNC" in capabilities:
@@ -168,34 +144,28 @@ class ImapConnector:
 
     def _login(self, client: IMAPClient) -> None:
         account = self.account
-        username = account.username or account.address
         try:
             if account.oauth_token:
-                auth = f"user={username}\x01auth=Bearer {account.oauth_token}\x01\x01"
+                auth = f"user={self.username}\x01auth=Bearer {account.oauth_token}\x01\x01"
                 client._imap.authenticate("XOAUTH2", lambda _challenge: auth.encode())
             else:
                 # imaplib directly: imapclient's login() turns a lost connection into a
                 # LoginError too, and a dead server is not a wrong password.
-                client._imap.login(username, account.password or "")
+                client._imap.login(self.username, account.password or "")
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
-            what = "access token" if account.oauth_token else "password"
-            raise ConnectorError(
-                "auth_failed", f"{self.where} refused the {what} for {username} "
-                f"({_text(exc.args[0] if exc.args else exc)}).", severity="auth") from None
+            raise self._refused(_text(exc.args[0] if exc.args else exc)) from None
 
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            client.logout()
-        except Exception:  # the connection may be gone already
-            try:
-                client.shutdown()
-            except Exception:
-                pass
+    def _quit(self, client: IMAPClient) -> None:
+        client.logout()
+
+    def _abort(self, client: IMAPClient) -> None:
+        client.shutdown()
+
+    def _drop(self) -> None:
+        self._selected = None
+        super()._drop()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -205,35 +175,15 @@ class ImapConnector:
         except ConnectorError:
             raise
         except imaplib.IMAP4.abort as exc:
-            self._broken()
+            self._drop()
             raise ConnectorError("connection_lost", f"The connection to {self.where} was lost "
                                  f"while {what} ({_text(exc)}).", severity="mailbox",
                                  retry_after=60) from None
         except (OSError, EOFError) as exc:
-            self._broken()
-            raise network_error(exc, self._account_with_port(), what) from None
+            raise self._lost(exc, what) from None
         except imaplib.IMAP4.error as exc:
             raise ConnectorError("imap_error", f"{self.where} answered an error while {what}: "
                                  f"{_text(exc)}", severity="mailbox") from None
-
-    def _account_with_port(self) -> Account:
-        return replace(self.account, port=self.port)
-
-    def _broken(self) -> None:
-        client, self._client = self._client, None
-        self._selected = None
-        if client is not None:
-            try:
-                client.shutdown()
-            except Exception:
-                pass
-
-    @property
-    def client(self) -> IMAPClient:
-        if self._client is None:
-            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
-                                 severity="mailbox", retry_after=60)
-        return self._client
 
     def capabilities(self) -> tuple[bytes, ...]:
         return self.client.capabilities()
