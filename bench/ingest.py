@@ -19,7 +19,7 @@ pipeline's top functions (cProfile, in CPU seconds of the main thread) for the S
 run. It asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
-[--batch N] [--profile]``.
+[--batch N] [--profile] [--tracking-option all|crm_responses|...]``.
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def _database(kind: str) -> tuple[str, callable]:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def run_sync(kind: str, server, user, batch: int, profile: bool) -> dict:
+def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "all") -> dict:
     from cryptography.fernet import Fernet
     from server import create_app
     from server.crm.activities import Attachment, Email
@@ -154,7 +154,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool) -> dict:
     try:
         with app.app_context():
             db.create_all()
-            mailbox_id = _world(server, user)
+            mailbox_id = _world(server, user, option)
             from server.sync.engine import sync_mailbox
             locks = WriteLocks(db.engine)
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
@@ -236,9 +236,9 @@ def _ms(values: list[float], q: float) -> str:
     return f"{values[min(len(values) - 1, int(len(values) * q))] * 1000:,.0f} ms" if values else "-"
 
 
-def _world(server, user) -> int:
+def _world(server, user, option: str = "all") -> int:
     """The organization, Sam the seller, 150 contacts among the senders, the profile and
-    Sam's mailbox on the Dovecot user (tracking all email)."""
+    Sam's mailbox on the Dovecot user (tracking ``option``: all email by default)."""
     from server.db import db
     from server.security.bootstrap import create_user, ensure_organization, root_unit
     from server.sync.models import EmailServerProfile, Mailbox
@@ -262,7 +262,7 @@ def _world(server, user) -> int:
     db.session.flush()
     box = Mailbox(name="Sam", email_address="sam@contoso.example", user_id=sam.id,
                   server_profile_id=profile.id, username=user.username, password=user.password,
-                  enabled=True, email_approved=True, tracking_option="all",
+                  enabled=True, email_approved=True, tracking_option=option,
                   owning_business_unit_id=root_unit().id)
     db.session.add(box)
     db.session.commit()
@@ -275,6 +275,9 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--tracking-option", default="all",
+                        help='the mailbox\'s tracking option ("all"; the default org option '
+                             'is "crm_responses")')
     args = parser.parse_args()
     from tests.servers.dovecot import DovecotServer
 
@@ -297,9 +300,11 @@ def main() -> None:
             plain, count, size = plain_fetch(server, user, args.batch)
             print(f"\n[{kind}] plain IMAPClient fetch: {count} messages, {size / 1024 / 1024:.0f} MB "
                   f"in {plain:.2f} s = {count / plain:,.0f} msg/s")
-            out = run_sync(kind, server, user, args.batch, args.profile and kind == "sqlite")
+            out = run_sync(kind, server, user, args.batch, args.profile and kind == "sqlite",
+                           args.tracking_option)
             rate = out["fetched"] / out["wall"]
-            print(f"[{kind}] sync_mailbox: {out['fetched']} messages in {out['wall']:.1f} s "
+            print(f"[{kind}] sync_mailbox (tracking option {args.tracking_option!r}): "
+                  f"{out['fetched']} messages in {out['wall']:.1f} s "
                   f"({out['runs']} run(s), batch {args.batch}) = {rate:,.0f} msg/s; CPU "
                   f"{out['cpu']:.1f} s = {out['fetched'] / max(out['cpu'], 1e-9):,.0f} msg/CPU-s")
             print(f"[{kind}] write transactions: {len(out['locks'])}; write lock held p50 "

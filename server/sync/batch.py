@@ -183,7 +183,7 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
     rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
         MessageDecision.mailbox_id == ctx.mailbox.id,
         MessageDecision.identity.in_({item.identity for item in items})))}
-    checked: dict[tuple, tuple] = {}
+    checked: dict[tuple[str, int] | None, tuple] = {}
     new_rows: list[MessageDecision] = []
     tracks: list[tuple[_Item, dict]] = []
     for item in items:
@@ -207,10 +207,9 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
                                            correlation_method=method)
             continue
         regarding, wins, source = _regarding(ctx, folder, correlation, request.pending)
-        key = (regarding, )
-        if key not in checked:
-            checked[key] = _checked_regarding(ctx, regarding)
-        regarding, note = checked[key]
+        if regarding not in checked:  # a tracked folder's record is checked once
+            checked[regarding] = _checked_regarding(ctx, regarding)
+        regarding, note = checked[regarding]
         if ctx.mailbox.auto_create_contacts:
             _created_contacts(ctx, msg, dctx, own, matches)
         direction = dctx.direction_of(msg)

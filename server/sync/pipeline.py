@@ -22,6 +22,10 @@ failure loses that message's work only):
 7. the decision (rule hits, reason, activity, latency) is upserted into ``MessageDecision``
    and the "Tracked to Regarding" category is queued to be written back to the message.
 
+The engine runs whole batches through ``server.sync.batch``, which decides with the same
+pieces (``decision_context``, ``correlate``, ``decision_row``, ``tracked_reason``) but looks
+things up and writes for the whole batch at once; this module is its one-by-one fallback.
+
 Anything unexpected while processing one message quarantines it (code ``internal``) with a
 reason that never includes the message's content; only a broken database connection is
 raised, because then nothing can be recorded at all.
@@ -371,9 +375,11 @@ def correlate(ctx: MailboxRun, msg: MailMessage,
     request its tracking token belongs to. Copies of the email itself are no parent.
     ``by_id``: the tracked emails for the message's In-Reply-To/References ids, when the
     caller looked them up already (a batch does it once for all its messages)."""
-    own = or_(Email.message_id.is_(None), Email.message_id != identity_of(msg))
     keys = corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix,
                                  smart_matching=ctx.org.smart_matching)
+    if not keys:
+        return None
+    own = or_(Email.message_id.is_(None), Email.message_id != identity_of(msg))
     if by_id is None:
         by_id = tracked_by_message_id(
             [key for method, key in keys if method in (corr.IN_REPLY_TO, corr.REFERENCES)])
