@@ -86,7 +86,7 @@ from oauthlib.oauth2 import OAuth2Token
 from requests.exceptions import RequestException
 
 from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
-from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
+from server.sync.connectors.common import Session, newsworthy, pack_cursor, unpack_cursor
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
 # headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
@@ -129,16 +129,16 @@ def _version(name: str | None) -> Version | None:
                          "profile (e.g. Exchange2013_SP1, Exchange2016).", severity="auth")
 
 
-class EwsConnector:
+class EwsConnector(Session):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
     supports_keywords = True
     supports_append = False  # sending saves its own copy in Sent Items
+    _client: EwsAccount | None
 
     def __init__(self, account: Account):
-        self.account = account
+        super().__init__(account)
         self.settings = account.settings or {}
-        self._ews: EwsAccount | None = None
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
         self._root_folder: Root | None = None
@@ -146,13 +146,6 @@ class EwsConnector:
         self._streaming_refused = False
 
     # -- session --------------------------------------------------------------------------
-
-    def __enter__(self) -> EwsConnector:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     @property
     def where(self) -> str:
@@ -176,7 +169,7 @@ class EwsConnector:
                 access_token={"access_token": account.oauth_token, "token_type": "Bearer"})
         return Credentials(account.username or account.address, account.password or "")
 
-    def connect(self) -> None:
+    def _connect(self) -> None:
         account = self.account
         auth_name = "oauth" if self._oauth else self.settings.get("auth_type")
         if auth_name and auth_name not in AUTH_TYPES:
@@ -187,16 +180,16 @@ class EwsConnector:
                                  f"{self.where} with OAuth, but no access token was issued for "
                                  f"{account.address}.", severity="auth")
         try:
-            self._connect(auth_name)
+            self._sign_in(auth_name)
         except ConnectorError as exc:
             if exc.code != "auth_failed" or not account.token_provider:
                 raise
             # A token the server refuses before it expires (revoked, or the cache outlived
             # it): once more with a token just issued.
             account.token_provider(fresh=True)
-            self._connect(auth_name)
+            self._sign_in(auth_name)
 
-    def _connect(self, auth_name: str | None) -> None:
+    def _sign_in(self, auth_name: str | None) -> None:
         account = self.account
         access = IMPERSONATION if self.settings.get("impersonation") or self._app_only \
             else DELEGATE
@@ -208,29 +201,24 @@ class EwsConnector:
                 version=_version(self.settings.get("exchange_version")),
                 max_connections=int(self.settings.get("max_connections", 4)))
             # Without a URL, Autodiscover finds the endpoint from the mailbox address.
-            self._ews = EwsAccount(primary_smtp_address=account.address, config=config,
-                                   autodiscover=not url, access_type=access)
-            self._ews.protocol.TIMEOUT = account.timeout  # seconds per request
-            self._ews.version  # noqa: B018 - asks the server now: sign-in problems show here
+            self._client = EwsAccount(primary_smtp_address=account.address, config=config,
+                                      autodiscover=not url, access_type=access)
+            self._client.protocol.TIMEOUT = account.timeout  # seconds per request
+            self._client.version  # noqa: B018 - asks the server now: sign-in problems show here
 
     def close(self) -> None:
         try:
             self._stop_stream()
         except Exception:  # the connection may be gone already
             pass
-        ews, self._ews = self._ews, None
-        if ews is not None:
-            try:
-                ews.protocol.close()
-            except Exception:  # the connection may be gone already
-                pass
+        super().close()
+
+    def _abort(self, ews: EwsAccount) -> None:
+        ews.protocol.close()
 
     @property
     def ews(self) -> EwsAccount:
-        if self._ews is None:
-            raise ConnectorError("not_connected", f"Not connected to {self.where}.",
-                                 severity="mailbox", retry_after=60)
-        return self._ews
+        return self.client
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
