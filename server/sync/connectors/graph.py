@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.common import Session
 from server.sync.connectors.graph_attachments import split_large, upload
 
 log = logging.getLogger(__name__)
@@ -452,23 +453,31 @@ def _folder_tree(rows: list[dict], root_id: str | None, roles: dict[str, str]) -
 
 # --------------------------------------------------------------------------- connector
 
-class GraphConnector:
+class _GraphSession(Session):
+    """A ``Session`` whose connection is a signed-in ``GraphClient``."""
+
+    where = "Microsoft Graph"
+    _client: GraphClient | None
+
+    def _connect(self) -> None:
+        self._client = GraphClient(self.account)
+        self._client.sign_in()
+
+    def _abort(self, client: GraphClient) -> None:
+        client.close()
+
+
+class GraphConnector(_GraphSession):
     """One mailbox over Microsoft Graph: ``with GraphConnector(account) as graph: ...``."""
 
     supports_keywords = True
     supports_append = False  # Graph keeps the Sent copy of what it sends itself
 
     def __init__(self, account: Account):
-        self.account = account
-        self.client: GraphClient | None = None
+        super().__init__(account)
         self.synced: dict[str, Folder] = {}  # folders read in this session (push upkeep)
         self._categories: dict[str, list[str]] = {}
         self._pending: list[tuple[str, list[str]]] = []
-
-    def __enter__(self) -> GraphConnector:
-        self.client = GraphClient(self.account)
-        self.client.sign_in()
-        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -484,23 +493,15 @@ class GraphConnector:
                         log.warning("graph %s: subscription upkeep failed (%s)", self._who(),
                                     getattr(error, "code", type(error).__name__))
         finally:
-            if self.client is not None:
-                self.client.close()
+            self.close()
 
     def _who(self) -> str:
         return self.account.address.rpartition("@")[2] or "mailbox"
 
-    @property
-    def http(self) -> GraphClient:
-        if self.client is None:
-            raise ConnectorError("not_connected", "Not connected to Microsoft Graph.",
-                                 severity="mailbox", retry_after=60)
-        return self.client
-
     # -- folders ------------------------------------------------------------------------
 
     def list_folders(self) -> list[Folder]:
-        http = self.http
+        http = self.client
         user = http.user
         items = [{"method": "GET", "url": f"{user}/mailFolders/{name}?$select=id"}
                  for name in (*WELL_KNOWN, "msgfolderroot")]
@@ -533,7 +534,7 @@ class GraphConnector:
     def _with_children(self, rows: list[dict]) -> list[dict]:
         """Where a folder has more children than the listing showed (a delta that stopped
         at the top level), its child folders are listed too, level by level, in batches."""
-        http = self.http
+        http = self.client
         while True:
             known: dict[str, int] = {}
             ids = {r["id"] for r in rows if r.get("id")}
@@ -561,7 +562,7 @@ class GraphConnector:
     # -- reading ------------------------------------------------------------------------
 
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
-        http = self.http
+        http = self.client
         self.flush_keywords()
         self.synced[folder.key] = folder
         what = f"reading {folder.name}"
@@ -601,7 +602,7 @@ class GraphConnector:
                        removed=removed, reset=reset)
 
     def _mime(self, ids: list[str], what: str) -> dict[str, bytes]:
-        http = self.http
+        http = self.client
         items = [{"method": "GET", "url": f"{http.user}/messages/{quote(i, safe='')}/$value"}
                  for i in ids]
         out: dict[str, bytes] = {}
@@ -617,7 +618,7 @@ class GraphConnector:
         return out
 
     def _value(self, message_id: str, what: str) -> bytes:
-        http = self.http
+        http = self.client
         reply = http.call("GET", f"{http.user}/messages/{quote(message_id, safe='')}/$value",
                           what=what, headers={"Accept": "*/*"})
         if not reply.ok:
@@ -634,7 +635,7 @@ class GraphConnector:
         20 are waiting, and when the connector closes)."""
         categories = self._categories.get(ref)
         if categories is None:
-            http = self.http
+            http = self.client
             reply = http.call("GET", f"{http.user}/messages/{quote(ref, safe='')}"
                                      "?$select=categories", what=f"reading categories in {folder.name}")
             if not reply.ok:
@@ -650,9 +651,9 @@ class GraphConnector:
 
     def flush_keywords(self) -> int:
         pending, self._pending = self._pending, []
-        if not pending or self.client is None:
+        if not pending or self._client is None:
             return 0
-        http = self.http
+        http = self.client
         items = [{"method": "PATCH", "url": f"{http.user}/messages/{quote(ref, safe='')}",
                   "body": {"categories": categories}} for ref, categories in pending]
         replies = http.batch(items, what="writing categories")
@@ -671,7 +672,7 @@ class GraphConnector:
 
     def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
                             expires: datetime, lifecycle_url: str | None = None) -> dict:
-        http = self.http
+        http = self.client
         body = {"changeType": "created,updated,deleted", "notificationUrl": notification_url,
                 "resource": f"users/{self.account.address}/mailFolders('{folder_key}')/messages",
                 "expirationDateTime": _iso(expires), "clientState": client_state}
@@ -683,7 +684,7 @@ class GraphConnector:
         return reply.json()
 
     def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
-        http = self.http
+        http = self.client
         reply = http.call("PATCH", f"/subscriptions/{quote(subscription_id, safe='')}",
                           json_body={"expirationDateTime": _iso(expires)},
                           what="renewing a subscription")
@@ -692,7 +693,7 @@ class GraphConnector:
         return reply.json()
 
     def delete_subscription(self, subscription_id: str) -> None:
-        http = self.http
+        http = self.client
         reply = http.call("DELETE", f"/subscriptions/{quote(subscription_id, safe='')}",
                           what="ending a subscription")
         if not reply.ok and reply.status != 404:
@@ -725,7 +726,7 @@ def _token_claims(token: str | None) -> dict:
         return {}
 
 
-class GraphSender:
+class GraphSender(_GraphSession):
     """Sends the CRM's email through Graph: a draft made from the MIME message (its
     attachments included; those over 3 MB are uploaded to the draft through upload sessions,
     ``graph_attachments``), Bcc recipients added, then ``send``; Exchange keeps the copy in
@@ -733,25 +734,12 @@ class GraphSender:
     used (they are the same unless Exchange rewrote it)."""
 
     def __init__(self, account: Account):
-        self.account = account
-        self.client: GraphClient | None = None
+        super().__init__(account)
         self.internet_message_ids: dict[str, str] = {}
         self.last_internet_message_id: str | None = None
 
-    def __enter__(self) -> GraphSender:
-        self.client = GraphClient(self.account)
-        self.client.sign_in()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.client is not None:
-            self.client.close()
-
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict:
         http = self.client
-        if http is None:
-            raise ConnectorError("not_connected", "Not connected to Microsoft Graph.",
-                                 severity="mailbox", retry_after=60)
         raw, large = split_large(raw)  # attached through upload sessions, after the draft
         if len(raw) > MIME_LIMIT:
             raise ConnectorError("message_too_large", f"The email is {len(raw) // 1_000_000} MB "
