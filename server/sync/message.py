@@ -622,7 +622,7 @@ def _parsed_addresses(name: str, value: str) -> tuple[list[tuple[str, str]], boo
 
 def _compat_or_lenient(value: str) -> list[tuple[str, str]]:
     lenient = _lenient_addresses(value)
-    if lenient:
+    if lenient or len(value) > MAX_PARSED_ADDRESS_HEADER:  # compat32's parser is slow too
         return lenient
     try:
         return [(n, a) for n, a in email_utils.getaddresses([value]) if a]
