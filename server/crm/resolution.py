@@ -11,10 +11,10 @@ and gets the same matching and ranking).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Callable
 
-from sqlalchemy import literal, select, union_all
+from sqlalchemy import bindparam, literal, select, union_all
 
 from server.crm.addresses import EmailAddress, normalize
 from server.crm.models import Organization
@@ -51,6 +51,13 @@ def _select(kind: str, ids: set[int]):
                   owner.label("owner"), model.is_active.label("active")).where(model.id.in_(ids))
 
 
+@cache
+def _lookup():
+    """The index rows of a batch of normalized addresses (built once)."""
+    return (select(EmailAddress.address, EmailAddress.record_type, EmailAddress.record_id)
+            .where(EmailAddress.address.in_(bindparam("addresses", expanding=True))))
+
+
 Loader = Callable[[dict[str, set[int]]], dict[str, dict[int, Match]]]
 
 
@@ -81,9 +88,7 @@ def resolve(addresses: list[str], *, user_id: int | None = None,
     wanted = {n for n in given.values() if n}
     hits: dict[str, list[tuple[str, int]]] = {}
     if wanted:
-        rows = db.session.execute(select(EmailAddress.address, EmailAddress.record_type,
-                                         EmailAddress.record_id)
-                                  .where(EmailAddress.address.in_(wanted))).all()
+        rows = db.session.execute(_lookup(), {"addresses": list(wanted)}).all()
         for address, kind, record_id in rows:
             hits.setdefault(address, []).append((kind, record_id))
     by_kind: dict[str, set[int]] = {}

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 
 from flask import g, has_request_context
-from sqlalchemy import bindparam, false, inspect, null, or_, select, true, union, union_all
+from sqlalchemy import (bindparam, false, inspect, literal, null, or_, select, true, union,
+                        union_all)
 from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import ColumnElement
 
@@ -62,12 +63,15 @@ class FieldAccess:
 
 @dataclass
 class Principal:
-    """A user as authorization sees them: their teams, units, depths and named privileges."""
+    """A user as authorization sees them: their teams, units, depths and named privileges,
+    and every table's secured fields (loaded with them: a request often needs several
+    tables)."""
     user: User
     team_ids: tuple[int, ...]
     depths: dict[str, Depth]
     named: frozenset[str]
     is_admin: bool
+    secured_fields: dict[str, frozenset[str]] = field(default_factory=dict)
     _fields: dict[str, FieldAccess] = field(default_factory=dict)
 
     @property
@@ -91,14 +95,6 @@ class Principal:
             out.append(unit)
             stack.extend(children.get(unit, ()))
         return tuple(out)
-
-    @cached_property
-    def secured_fields(self) -> dict[str, frozenset[str]]:
-        """Every table's secured fields, in one query (a request often needs several tables)."""
-        out: dict[str, set[str]] = {}
-        for table, name in db.session.execute(select(SecuredField.table_name, SecuredField.field)):
-            out.setdefault(table, set()).add(name)
-        return {table: frozenset(names) for table, names in out.items()}
 
     @property
     def scope_key(self) -> tuple:
@@ -132,39 +128,52 @@ def principal(user: User) -> Principal:
 
 @cache
 def _grants():
-    """One statement: the user's teams (``team_id`` set) and the privileges of their roles and
-    of their teams' roles (one row per role and privilege; a role without any has a row too)."""
+    """One statement: the user's teams (``team``: ``team_id``), the privileges of their roles
+    and of their teams' roles (``role``: ``name``, ``is_builtin``, ``item`` the privilege,
+    ``depth``; a role without privileges has a row too), and every table's secured fields
+    (``secured``: ``name`` the table, ``item`` the field)."""
     user_id = bindparam("user_id")
     teams = select(team_member.c.team_id).where(team_member.c.user_id == user_id)
     role_ids = union(select(user_role.c.role_id).where(user_role.c.user_id == user_id),
                      select(team_role.c.role_id).where(team_role.c.team_id.in_(teams)))
-    privileges = (select(null().label("team_id"), Role.name, Role.is_builtin,
-                         RolePrivilege.privilege, RolePrivilege.depth)
-                  .select_from(Role).outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id)
-                  .where(Role.id.in_(role_ids)))
-    return union_all(select(team_member.c.team_id, null(), null(), null(), null())
-                     .where(team_member.c.user_id == user_id), privileges)
+
+    def branch(kind: str, team_id=None, name=None, is_builtin=None, item=None, depth=None):
+        values = dict(team_id=team_id, name=name, is_builtin=is_builtin, item=item, depth=depth)
+        return select(literal(kind).label("kind"),
+                      *((null() if v is None else v).label(k) for k, v in values.items()))
+
+    return union_all(
+        branch("team", team_id=team_member.c.team_id).where(team_member.c.user_id == user_id),
+        branch("role", name=Role.name, is_builtin=Role.is_builtin, item=RolePrivilege.privilege,
+               depth=RolePrivilege.depth)
+        .select_from(Role).outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id)
+        .where(Role.id.in_(role_ids)),
+        branch("secured", name=SecuredField.table_name, item=SecuredField.field))
 
 
 def _load_principal(user: User) -> Principal:
     team_ids: list[int] = []
     depths: dict[str, Depth] = {}
     named: set[str] = set()
+    secured: dict[str, set[str]] = {}
     is_admin = False
-    for team_id, role, builtin, privilege, depth in db.session.execute(_grants(), {"user_id": user.id}):
-        if team_id is not None:
+    for kind, team_id, name, builtin, item, depth in db.session.execute(_grants(), {"user_id": user.id}):
+        if kind == "team":
             team_ids.append(team_id)
-            continue
-        is_admin = is_admin or bool(builtin and role == "System Administrator")
-        if privilege is None:
-            continue
-        if "." in privilege:
-            depths[privilege] = max(depths.get(privilege, Depth.NONE), Depth(depth))
-        elif depth:
-            named.add(privilege)
+        elif kind == "secured":
+            secured.setdefault(name, set()).add(item)
+        else:
+            is_admin = is_admin or bool(builtin and name == "System Administrator")
+            if item is None:
+                continue
+            if "." in item:
+                depths[item] = max(depths.get(item, Depth.NONE), Depth(depth))
+            elif depth:
+                named.add(item)
     if not user.is_active:  # an inactive user holds nothing, administrators included
         depths, named, is_admin = {}, set(), False
-    return Principal(user, tuple(sorted(team_ids)), depths, frozenset(named), is_admin)
+    return Principal(user, tuple(sorted(team_ids)), depths, frozenset(named), is_admin,
+                     {table: frozenset(fields) for table, fields in secured.items()})
 
 
 def _field_access(p: Principal, table: str) -> FieldAccess:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from server.db import db, utcnow
@@ -29,13 +30,19 @@ def issue(user: User, name: str, *, days: float = 90, kind: str = "api") -> tupl
     return row, secret
 
 
+@cache
+def _by_hash():
+    """The token with its user, in one statement (built once: every API request runs it)."""
+    return (select(ApiToken).join(ApiToken.user).options(contains_eager(ApiToken.user))
+            .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def authenticate(secret: str, kinds: tuple[str, ...] = ("api", "pane")) -> ApiToken | None:
     """The live token row for a presented secret, or None (unknown, revoked, expired, or its
     user is inactive). The caller tells expired from unknown through ``is_expired``."""
     if not secret or len(secret) > 200:
         return None
-    row = db.session.scalar(select(ApiToken).join(ApiToken.user).options(contains_eager(ApiToken.user))
-                            .where(ApiToken.token_hash == _digest(secret)))  # token and user at once
+    row = db.session.scalar(_by_hash(), {"token_hash": _digest(secret)})
     if row is None or row.kind not in kinds or row.revoked_on is not None:
         return None
     if not row.user.is_active:
