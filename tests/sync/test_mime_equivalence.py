@@ -501,6 +501,46 @@ def test_attached_messages_keep_their_bytes():
     assert attachment.filename == "spaced and folded.eml"
 
 
+H = b"From: a@b.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+
+
+@pytest.mark.parametrize("raw, ours_reads, stdlib_reads", [
+    # A close delimiter before any opening one: the stdlib stops there and keeps the
+    # preamble as the text; the parts after it are read here.
+    (H + b"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b--\r\n--b\r\n\r\none\r\n--b--\r\n",
+     "one", "pre\n"),
+    # Space before a header's colon (obsolete syntax): repaired here; to the stdlib the
+    # header section ends there and the multipart is text.
+    (H + b"Content-Type : multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b--\r\n",
+     "one", "Content-Type : multipart/mixed; boundary=b\n\n--b\n\none\n--b--\n"),
+    # An unreadable media type: text/plain here (RFC 2045's default), an attachment of
+    # type "text / plain" to the stdlib.
+    (H + b"Content-Type: text / plain\r\n\r\nhello\r\n", "hello\n", ""),
+    # An empty boundary is no boundary here; the stdlib splits on bare "--" lines.
+    (H + b'Content-Type: multipart/mixed; boundary=""\r\n\r\n--\r\n\r\none\r\n----\r\n',
+     "--\n\none\n----\n", "one"),
+    # Known limit: "boundary=" inside another parameter's quoted value is taken for the
+    # boundary by the lenient parameter reader (the stdlib tokenizes quotes first).
+    (H + b'Content-Type: multipart/mixed; x="a;boundary=z"; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b--\r\n',
+     "--b\n\none\n--b--\n", "one"),
+])
+def test_documented_differences_from_the_stdlib(raw, ours_reads, stdlib_reads):
+    assert parse(raw).text_body == ours_reads
+    assert reference(raw).text == stdlib_reads
+
+
+def test_attached_messages_in_a_transfer_encoding_are_decoded():
+    # The stdlib reads a base64 message/rfc822 part's encoded text as the message; its
+    # bytes are decoded here (RFC 2046 allows only 7bit, 8bit or binary there).
+    inner = b"Subject: inner\r\n\r\nbody\r\n"
+    raw = H + (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+               b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + base64.b64encode(inner) + b"\r\n--b--\r\n")
+    (attachment,) = parse(raw).attachments
+    assert attachment.content == inner
+    assert reference(raw).attachments[0][3] != inner
+
+
 # --------------------------------------------------------------------------- mutations
 
 _DELIMITER_LINE = re.compile(rb"(?m)^--[^\r\n]*(?:\r\n|\r|\n)")
