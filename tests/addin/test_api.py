@@ -16,8 +16,9 @@ from server.crm.models import Contact, Lead, Organization
 from server.db import db, utcnow
 from server.errors import Forbidden
 from server.security import authz
-from server.security.models import (ApiToken, FieldPermission, FieldSecurityProfile,
-                                    SecuredField)
+from server.security.privileges import Depth
+from server.security.models import (ApiToken, FieldPermission, FieldSecurityProfile, Role,
+                                    RolePrivilege, SecuredField)
 from tests.addin import addin_world as aw
 from tests.addin.addin_world import QueryCounter, message, person
 
@@ -265,6 +266,33 @@ def test_context_query_count_does_not_grow_with_recipients(world, pane, app):
     assert len(many) == len(few), "\n".join(many)
     many = len(many)
     assert many <= 30  # authentication, principal, resolution, cards, tracking, related
+
+
+def test_the_context_follows_privilege_changes_at_once(world, pane):
+    """Statements are built once per principal scope: a changed depth, a share or a disabled
+    user applies to the very next call."""
+    client = pane(world.ann)
+    item = message(cc=[person("dave@litware.test")])
+
+    def dave() -> str:
+        parties = ok(client.post("/api/addin/context", json={"item": item}))["parties"]
+        return {p["address"]: p["status"] for p in parties}["dave@litware.test"]
+
+    assert dave() == "unresolved"  # Bob's contact in another unit
+    role = db.session.scalar(select(Role).where(Role.name == "Salesperson"))
+    grant = db.session.get(RolePrivilege, (role.id, "contact.read"))
+    before, grant.depth = grant.depth, Depth.ORGANIZATION
+    db.session.commit()
+    assert dave() == "resolved"
+    grant.depth = before
+    db.session.commit()
+    assert dave() == "unresolved"
+    records.share(authz.principal(world.bob), world.dave, world.ann, {"read"})
+    db.session.commit()
+    assert dave() == "resolved"
+    world.ann.is_active = False
+    db.session.commit()
+    error(client.post("/api/addin/context", json={"item": item}), 401, "unauthenticated")
 
 
 # -- related ---------------------------------------------------------------------------------------
