@@ -1,4 +1,5 @@
-"""Fixtures for the sync tests: build raw messages and parsed ``MailMessage`` objects."""
+"""Fixtures for the sync tests: build raw messages and parsed ``MailMessage`` objects, and
+the small CRM of ``world.build_crm``."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,6 +31,13 @@ def build_raw(body: str | bytes = "Hello there.\r\n", headers: dict[str, str | N
     lines += [f"{name}: {value}" for name, value in extra or []]
     head = "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n"
     return head + (body if isinstance(body, bytes) else body.encode("utf-8"))
+
+
+@pytest.fixture
+def crm(app, make_user):
+    """Bob the seller, Carol, Ann at Fabrikam and the Contoso deal (``world.build_crm``)."""
+    from tests.sync import world  # world imports this module
+    return world.build_crm(make_user)
 
 
 @pytest.fixture

@@ -20,66 +20,37 @@ from server.sync.models import (Alert, FolderRule, FolderState, MessageDecision,
                                 QuarantinedMessage, QueueItem, SyncRun)
 from tests.sync import world as w
 
-OPTION_SET = {
-    "reply": dict(sender="stranger@else.example", subject="RE: Quote", in_reply_to="<orig1@org.example>"),
-    "contact": dict(sender="Ann Customer <ann@customer.example>", subject="Question"),
-    "colleague": dict(sender="Carol Colleague <carol@org.example>", subject="Lunch?"),
-    "unknown": dict(sender="someone@else.example", subject="Hi"),
-    "newsletter": dict(sender="ann@customer.example", subject="News", extra=[("List-Id", "<news.customer.example>")]),
-    "auto-reply": dict(sender="ann@customer.example", subject="Automatic reply: Quote",
-                       extra=[("Auto-Submitted", "auto-replied")]),
-}
-EXPECTED = {
-    "all": {"reply", "contact", "colleague", "unknown"},
-    "crm_responses": {"reply"},
-    "from_crm_records": {"reply", "contact"},
-    "from_email_enabled": {"reply", "contact", "colleague"},
-    "none": set(),
-}
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
 @pytest.fixture(params=["maildir", "imap"])
 def store(request, tmp_path):
-    if request.param == "maildir":
-        return w.MaildirStore(tmp_path / "store", "bob@org.example")
-    return w.ImapStore(request.getfixturevalue("dovecot"), request.getfixturevalue("mail_user"))
-
-
-def tracked(mid: str) -> list[Email]:
-    return w.emails(message_id=mid)
+    return w.bob_store(request.param, request, tmp_path)
 
 
 # --------------------------------------------------------------------------- options
 
 @pytest.mark.both_databases
-@pytest.mark.parametrize("option", list(EXPECTED))
+@pytest.mark.parametrize("option", list(w.TRACKED_UNDER))
 def test_each_tracking_option_over_a_real_store(crm, store, option):
     w.track_earlier(crm)
     box = w.store_mailbox(store, crm.bob, tracking_option=option)
-    for name, spec in OPTION_SET.items():
+    for name, spec in w.OPTION_MAIL.items():
         store.deliver(w.raw(mid=f"{name}@x.example", **spec))
     result = sync_mailbox(box.id)
-    assert result.status == "success" and result.fetched == len(OPTION_SET)
-    got = {name for name in OPTION_SET if tracked(f"{name}@x.example")}
-    assert got == EXPECTED[option]
-    assert result.tracked == len(EXPECTED[option])
-    for name in OPTION_SET:
+    assert result.status == "success" and result.fetched == len(w.OPTION_MAIL)
+    got = {name for name in w.OPTION_MAIL if w.tracked(f"{name}@x.example")}
+    assert got == w.TRACKED_UNDER[option]
+    assert result.tracked == len(w.TRACKED_UNDER[option])
+    for name in w.OPTION_MAIL:
         row = w.decision(box, f"{name}@x.example")
-        assert row.tracked == (name in EXPECTED[option]) and row.reason and row.folder_name == "INBOX"
+        assert row.tracked == (name in w.TRACKED_UNDER[option]) and row.reason and row.folder_name == "INBOX"
     # The tracked ones carry the category now; a second run changes nothing.
     categories = store.keywords("INBOX")
-    assert sum("Tracked to Regarding" in c for c in categories) == len(EXPECTED[option])
+    assert sum("Tracked to Regarding" in c for c in categories) == len(w.TRACKED_UNDER[option])
     again = sync_mailbox(box.id)
     assert again.status == "success"
-    assert w.count_emails() == 1 + len(EXPECTED[option])
+    assert w.count_emails() == 1 + len(w.TRACKED_UNDER[option])
     run = db.session.scalar(select(SyncRun).where(SyncRun.id == result.run_id))
-    assert (run.fetched, run.tracked, run.finished_on is not None) == (len(OPTION_SET),
-                                                                       len(EXPECTED[option]), True)
+    assert (run.fetched, run.tracked, run.finished_on is not None) == (len(w.OPTION_MAIL),
+                                                                       len(w.TRACKED_UNDER[option]), True)
 
 
 # --------------------------------------------------------------------------- folders
@@ -93,11 +64,11 @@ def test_mail_moved_into_a_tracked_folder_is_tracked_regarding_its_record(crm, s
     db.session.commit()
     ref = store.deliver(w.raw(sender="someone@else.example", subject="Deal terms", mid="deal@x.example"))
     first = sync_mailbox(box.id)
-    assert first.tracked == 0 and not tracked("deal@x.example")
+    assert first.tracked == 0 and not w.tracked("deal@x.example")
     store.move(ref, "INBOX", "INBOX/Contoso deal")
     second = sync_mailbox(box.id)
     assert second.tracked == 1
-    email = tracked("deal@x.example")[0]
+    email = w.tracked("deal@x.example")[0]
     assert email.regarding_ref == ("opportunity", crm.opp.id)
     row = w.decision(box, "deal@x.example")
     assert row.tracked and row.folder_name == "INBOX/Contoso deal" and "tracked folder" in row.reason
@@ -116,11 +87,11 @@ def test_doveadm_move_between_tracked_folders_relinks(crm, dovecot, mail_user):
     db.session.commit()
     store.deliver(w.raw(mid="filed@x.example", subject="Filed"), "INBOX/Contoso deal")
     assert sync_mailbox(box.id).tracked == 1
-    assert tracked("filed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    assert w.tracked("filed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
     dovecot.doveadm("move", "-u", mail_user.username, "INBOX/Northwind",
                     "mailbox", "INBOX/Contoso deal", "all")
     sync_mailbox(box.id)
-    emails = tracked("filed@x.example")
+    emails = w.tracked("filed@x.example")
     assert len(emails) == 1 and emails[0].regarding_ref == ("account", other.id)
 
 
@@ -135,7 +106,7 @@ def test_folder_rename_keeps_its_rule(crm, store):
     result = sync_mailbox(box.id)
     rule = db.session.get(FolderRule, rule.id)
     assert (rule.folder_key, rule.folder_name, rule.enabled) == (key, "INBOX/Contoso 2025", True)
-    assert result.tracked == 1 and tracked("renamed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    assert result.tracked == 1 and w.tracked("renamed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
     assert any("is now" in note for note in result.notes)
 
 
@@ -153,14 +124,14 @@ def test_folder_moved_out_of_the_inbox_disables_its_rule_and_back_enables_it(crm
     rule = db.session.get(FolderRule, rule.id)
     assert not rule.enabled and rule.folder_name == "Contoso deal"
     assert "moved out of the Inbox" in rule.disabled_reason
-    assert not tracked("outside@x.example") and tracked("early@x.example")  # kept
+    assert not w.tracked("outside@x.example") and w.tracked("early@x.example")  # kept
     alert = db.session.scalar(select(Alert).where(Alert.code == "folder_rule_disabled"))
     assert alert.severity == "information" and alert.user_id == crm.bob.id
     assert "Contoso deal" in alert.message and result.status == "success"
     store.rename_folder("Contoso deal", "INBOX/Contoso deal")
     sync_mailbox(box.id)
     rule = db.session.get(FolderRule, rule.id)
-    assert rule.enabled and rule.disabled_reason is None and tracked("outside@x.example")
+    assert rule.enabled and rule.disabled_reason is None and w.tracked("outside@x.example")
     assert alerts.open_alerts(crm.p) == []
 
 
@@ -190,7 +161,7 @@ def test_category_set_later_by_a_mail_client_tracks_the_message(crm, dovecot, ma
     client.add_flags([int(uid)], ["Tracked_to_Regarding"])
     client.logout()
     result = sync_mailbox(box.id)
-    assert result.tracked == 1 and tracked("later@x.example")
+    assert result.tracked == 1 and w.tracked("later@x.example")
     assert w.decision(box, "later@x.example").rule_hits[-1]["rule"] == "tracked-category"
 
 
@@ -199,7 +170,7 @@ def test_sent_items_are_tracked_as_outgoing(crm, store):
     store.deliver(w.raw(sender="Bob Seller <bob@org.example>", to="Ann <ann@customer.example>",
                         mid="sent@org.example"), "Sent")
     assert sync_mailbox(box.id).tracked == 1
-    email = tracked("sent@org.example")[0]
+    email = w.tracked("sent@org.example")[0]
     assert email.direction == "outgoing" and email.status == "sent"
 
 
@@ -215,7 +186,7 @@ def test_attachment_over_the_limit_is_kept_as_metadata(crm, store):
     store.deliver(w.raw(mid="plan@x.example", body=body, extra=[
         ("MIME-Version", "1.0"), ("Content-Type", 'multipart/mixed; boundary="b"')]))
     assert sync_mailbox(box.id).tracked == 1
-    attachment = tracked("plan@x.example")[0].attachments[0]
+    attachment = w.tracked("plan@x.example")[0].attachments[0]
     assert (attachment.filename, attachment.size, attachment.content_omitted) == ("plan.png", 10240, True)
     assert attachment.content is None and attachment.sha256 is None
 
@@ -232,7 +203,7 @@ def test_correlation_by_thread_index_inherits_regarding_over_imap(crm, dovecot, 
     w.ImapStore(dovecot, mail_user).deliver(w.raw(mid="ti@x.example", subject="Other subject",
                                                   thread_index=reply_index))
     assert sync_mailbox(box.id).tracked == 1
-    email = tracked("ti@x.example")[0]
+    email = w.tracked("ti@x.example")[0]
     assert email.correlation_method == "conversation_index" and email.regarding_ref == ("account", crm.acc.id)
 
 
@@ -245,7 +216,7 @@ def test_same_email_in_two_mailboxes_is_one_activity(crm, dovecot, make_mail_use
     bob_store.deliver(data)
     carol_store.deliver(data)
     assert sync_mailbox(bob_box.id).tracked == 1 and sync_mailbox(carol_box.id).tracked == 1
-    assert len(tracked("shared@x.example")) == 1
+    assert len(w.tracked("shared@x.example")) == 1
     # Between two users, with the organization's setting: one activity each.
     w.org().track_between_users_as_two = True
     db.session.commit()
@@ -254,7 +225,7 @@ def test_same_email_in_two_mailboxes_is_one_activity(crm, dovecot, make_mail_use
     carol_store.deliver(internal)
     sync_mailbox(bob_box.id)
     sync_mailbox(carol_box.id)
-    assert sorted(e.owner_user_id for e in tracked("memo@org.example")) == sorted([crm.bob.id, crm.carol.id])
+    assert sorted(e.owner_user_id for e in w.tracked("memo@org.example")) == sorted([crm.bob.id, crm.carol.id])
 
 
 # --------------------------------------------------------------------------- forward, queue
@@ -278,7 +249,7 @@ def test_forward_mailbox_tracks_for_the_forwarding_user(crm, tmp_path):
     store.deliver(w.raw(sender="stranger@else.example", to="forward@org.example", subject="Spam"))
     result = sync_mailbox(fwd.id)
     assert (result.status, result.fetched, result.tracked) == ("success", 2, 1)
-    email = tracked("order@customer.example")[0]
+    email = w.tracked("order@customer.example")[0]
     assert email.owner_user_id == crm.bob.id and email.sender_address == "ann@customer.example"
     # The user's own mailbox (incoming through the forward mailbox) is not synced itself.
     user_box = db.session.scalar(select(Mailbox).where(Mailbox.user_id == crm.bob.id))
@@ -302,7 +273,7 @@ def test_queue_mailbox_creates_queue_items(crm, make_user, tmp_path):
     store.deliver(w.raw(to="support@org.example", mid="help2@x.example"))
     assert sync_mailbox(box.id).tracked == 2
     items = db.session.scalars(select(QueueItem).order_by(QueueItem.id)).all()
-    assert [i.activity_id for i in items] == [tracked("help1@x.example")[0].id, tracked("help2@x.example")[0].id]
+    assert [i.activity_id for i in items] == [w.tracked("help1@x.example")[0].id, w.tracked("help2@x.example")[0].id]
     assert all(e.owner_team_id == team.id for e in w.emails())
 
 
@@ -412,7 +383,7 @@ def test_folder_error_skips_the_folder_and_reports_it(crm, tmp_path):
             return folders
 
     result = sync_mailbox(box.id, connector_factory=Vanishing)
-    assert result.status == "success" and tracked("inbox@x.example")
+    assert result.status == "success" and w.tracked("inbox@x.example")
     deal = next(f for f in result.folders if f.name == "INBOX/Deal")
     assert deal.error and "no longer exists" in deal.error
     assert db.session.scalar(select(Alert.code).where(Alert.mailbox_id == box.id)) == "folder_failed"
@@ -532,7 +503,7 @@ def test_quarantined_message_can_be_retried(crm, tmp_path, monkeypatch):
     outcome = retry_quarantined(row.id, crm.p)
     db.session.commit()
     assert outcome.tracked and db.session.get(QuarantinedMessage, row.id).resolved
-    assert tracked("flaky@x.example") and w.decision(box, "flaky@x.example").tracked
+    assert w.tracked("flaky@x.example") and w.decision(box, "flaky@x.example").tracked
 
 
 # --------------------------------------------------------------------------- alerts
@@ -632,4 +603,4 @@ def test_demo_mailbox_is_tracked_as_the_readme_says(app):
     drop.write_bytes(w.raw(sender="Someone New <someone@new.example>", subject="Dropped in",
                            mid="dropped@new.example"))
     assert sync_mailbox(box.id).tracked == 1
-    assert tracked("dropped@new.example")[0].regarding_ref == ("opportunity", deal.id)
+    assert w.tracked("dropped@new.example")[0].regarding_ref == ("opportunity", deal.id)

@@ -55,41 +55,23 @@ def tracked_email(crm, mid="orig1@org.example", regarding=None, **fields) -> Ema
 
 # --------------------------------------------------------------------------- options
 
-OPTION_SET = {
-    "reply": dict(sender="stranger@else.example", subject="RE: Quote", in_reply_to="<orig1@org.example>"),
-    "contact": dict(sender="Ann Customer <ann@customer.example>", subject="Question"),
-    "colleague": dict(sender="Carol Colleague <carol@org.example>", subject="Lunch?"),
-    "unknown": dict(sender="someone@else.example", subject="Hi"),
-    "newsletter": dict(sender="ann@customer.example", subject="News", extra=[("List-Id", "<news.customer.example>")]),
-    "auto-reply": dict(sender="ann@customer.example", subject="Automatic reply: Quote",
-                       extra=[("Auto-Submitted", "auto-replied")]),
-}
-EXPECTED = {
-    "all": {"reply", "contact", "colleague", "unknown"},
-    "crm_responses": {"reply"},
-    "from_crm_records": {"reply", "contact"},
-    "from_email_enabled": {"reply", "contact", "colleague"},
-    "none": set(),
-}
-
-
-@pytest.mark.parametrize("option", list(EXPECTED))
+@pytest.mark.parametrize("option", list(w.TRACKED_UNDER))
 def test_each_tracking_option_tracks_its_subset(crm, option):
     tracked_email(crm)
     crm.box.tracking_option = option
     db.session.commit()
     ctx = MailboxRun.load(crm.box)
     outcomes = {name: process(ctx, w.INBOX, w.fetched(w.raw(mid=f"{name}@x.example", **spec)))
-                for name, spec in OPTION_SET.items()}
+                for name, spec in w.OPTION_MAIL.items()}
     db.session.commit()
-    assert {name for name, o in outcomes.items() if o.tracked} == EXPECTED[option]
+    assert {name for name, o in outcomes.items() if o.tracked} == w.TRACKED_UNDER[option]
     for name, outcome in outcomes.items():
         row = w.decision(crm.box, f"{name}@x.example")
         assert row is not None and row.tracked == outcome.tracked and row.reason == outcome.reason
         assert row.rule_hits and row.rule_hits[-1] == {"rule": outcome.rule, "matched": True}
         if not outcome.tracked:  # "why was this not tracked" has a plain answer
             assert row.activity_id is None and "not tracked" in row.reason.lower()
-    if "reply" in EXPECTED[option]:
+    if "reply" in w.TRACKED_UNDER[option]:
         reply = w.emails(message_id="reply@x.example")[0]
         assert reply.regarding_ref == ("opportunity", crm.opp.id)
         assert reply.correlation_method == "in_reply_to"
@@ -97,9 +79,9 @@ def test_each_tracking_option_tracks_its_subset(crm, option):
 
 def test_decision_reasons_name_the_cause(crm):
     ctx = MailboxRun.load(crm.box)
-    news = process(ctx, w.INBOX, w.fetched(w.raw(**OPTION_SET["newsletter"])))
-    auto = process(ctx, w.INBOX, w.fetched(w.raw(**OPTION_SET["auto-reply"])))
-    plain = process(ctx, w.INBOX, w.fetched(w.raw(**OPTION_SET["unknown"])))
+    news = process(ctx, w.INBOX, w.fetched(w.raw(**w.OPTION_MAIL["newsletter"])))
+    auto = process(ctx, w.INBOX, w.fetched(w.raw(**w.OPTION_MAIL["auto-reply"])))
+    plain = process(ctx, w.INBOX, w.fetched(w.raw(**w.OPTION_MAIL["unknown"])))
     assert "List-Id" in news.reason and news.rule == "bulk-mail"
     assert "Auto-Submitted" in auto.reason and auto.rule == "auto-reply"
     assert plain.rule == "default" and "does not answer an email that is tracked" in plain.reason

@@ -20,16 +20,9 @@ from tests.sync import world as w
 DEADLINE = 60  # seconds: generous; push normally takes one or two
 
 
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
 @pytest.fixture(params=["imap", "maildir"])
 def store(request, tmp_path):
-    if request.param == "maildir":
-        return w.MaildirStore(tmp_path / "store", "bob@org.example")
-    return w.ImapStore(request.getfixturevalue("dovecot"), request.getfixturevalue("mail_user"))
+    return w.bob_store(request.param, request, tmp_path)
 
 
 def tracked_folder_mailbox(crm, store):

@@ -98,11 +98,36 @@ def put(box: Mailbox, data: bytes, folder: FolderInfo = INBOX, **kw):
     return outcome
 
 
+# Mail that tells the tracking options apart (``raw`` arguments by name), and which of it
+# each option tracks (with an email Bob tracked earlier as <orig1@org.example>).
+OPTION_MAIL = {
+    "reply": dict(sender="stranger@else.example", subject="RE: Quote", in_reply_to="<orig1@org.example>"),
+    "contact": dict(sender="Ann Customer <ann@customer.example>", subject="Question"),
+    "colleague": dict(sender="Carol Colleague <carol@org.example>", subject="Lunch?"),
+    "unknown": dict(sender="someone@else.example", subject="Hi"),
+    "newsletter": dict(sender="ann@customer.example", subject="News", extra=[("List-Id", "<news.customer.example>")]),
+    "auto-reply": dict(sender="ann@customer.example", subject="Automatic reply: Quote",
+                       extra=[("Auto-Submitted", "auto-replied")]),
+}
+TRACKED_UNDER = {
+    "all": {"reply", "contact", "colleague", "unknown"},
+    "crm_responses": {"reply"},
+    "from_crm_records": {"reply", "contact"},
+    "from_email_enabled": {"reply", "contact", "colleague"},
+    "none": set(),
+}
+
+
 def emails(**where) -> list[Email]:
     query = select(Email).order_by(Email.id)
     for name, value in where.items():
         query = query.where(getattr(Email, name) == value)
     return list(db.session.scalars(query))
+
+
+def tracked(mid: str) -> list[Email]:
+    """The CRM emails with this Message-ID (without its angle brackets)."""
+    return emails(message_id=mid)
 
 
 def count_emails() -> int:
@@ -242,6 +267,14 @@ class ImapStore:
             client.logout()
         return [{keyword_to_category(f.decode()) for f in fl if not f.startswith(b"\\")}
                 for _, fl in sorted(flags.items())]
+
+
+def bob_store(kind: str, request, tmp_path) -> MaildirStore | ImapStore:
+    """Bob's mail store of one ``kind``: a Maildir tree under ``tmp_path``, or his account
+    on the test's Dovecot (``imap``)."""
+    if kind == "maildir":
+        return MaildirStore(tmp_path / "store", "bob@org.example")
+    return ImapStore(request.getfixturevalue("dovecot"), request.getfixturevalue("mail_user"))
 
 
 def store_mailbox(store, owner=None, **fields) -> Mailbox:

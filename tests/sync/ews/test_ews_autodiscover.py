@@ -17,7 +17,6 @@ from exchangelib.autodiscover import Autodiscovery, clear_cache
 from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.ews import EwsConnector
 from tests.fakes.autodiscover import FakeAutodiscover
-from tests.sync import world as w
 from tests.sync.ews.conftest import BOB, ews_account
 from tests.sync.ews.test_ews_engine import EwsStore, tracks_a_customer_email
 
@@ -60,11 +59,6 @@ def discovered(exchange, address=BOB, **settings) -> EwsConnector:
     account = ews_account(exchange, address=address, **settings)
     account.settings.pop("ews_url")
     return EwsConnector(account)
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
 
 
 class DiscoveredStore(EwsStore):

@@ -59,23 +59,14 @@ def tracks_a_customer_email(crm, store, mid: str, **fields) -> Mailbox:
     store.deliver(w.raw(sender="Ann Customer <ann@customer.example>", mid=mid))
     result = sync_mailbox(box.id)
     assert result.status == "success", result.reason
-    assert result.tracked == 1 and tracked(mid)
+    assert result.tracked == 1 and w.tracked(mid)
     assert store.categories("inbox") == [[TRACKED]]
     return box
 
 
 @pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
-@pytest.fixture
 def store(exchange):
     return EwsStore(exchange)
-
-
-def tracked(mid: str) -> list[Email]:
-    return w.emails(message_id=mid)
 
 
 def test_tracking_options_and_the_category_written_back(crm, store):
@@ -87,12 +78,12 @@ def test_tracking_options_and_the_category_written_back(crm, store):
     store.deliver(w.raw(sender="someone@else.example", mid="unknown@x.example"))
     result = sync_mailbox(box.id)
     assert result.status == "success" and (result.fetched, result.tracked) == (3, 2)
-    assert tracked("reply@x.example") and tracked("contact@x.example")
-    assert not tracked("unknown@x.example")
+    assert w.tracked("reply@x.example") and w.tracked("contact@x.example")
+    assert not w.tracked("unknown@x.example")
     assert w.decision(box, "unknown@x.example").folder_name == "Inbox"
     assert sorted(store.categories("inbox")) == [[], [TRACKED], [TRACKED]]
     # The reply inherits what the email it answers is regarding.
-    reply = tracked("reply@x.example")[0]
+    reply = w.tracked("reply@x.example")[0]
     assert reply.regarding_ref == ("opportunity", crm.opp.id)
     # The category updates come back as changes; nothing is tracked twice.
     again = sync_mailbox(box.id)
@@ -109,11 +100,11 @@ def test_mail_moved_into_a_tracked_folder_is_tracked_regarding_its_record(crm, s
     db.session.commit()
     ref = store.deliver(w.raw(sender="someone@else.example", subject="Deal terms",
                               mid="deal@x.example"))
-    assert sync_mailbox(box.id).tracked == 0 and not tracked("deal@x.example")
+    assert sync_mailbox(box.id).tracked == 0 and not w.tracked("deal@x.example")
     store.move(ref, "Inbox/Contoso deal")
     second = sync_mailbox(box.id)
     assert second.tracked == 1
-    assert tracked("deal@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    assert w.tracked("deal@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
     row = w.decision(box, "deal@x.example")
     assert row.tracked and row.folder_name == "Inbox/Contoso deal"
     assert store.categories("Inbox/Contoso deal") == [[TRACKED]]
@@ -131,7 +122,7 @@ def test_folder_rename_keeps_its_rule_and_moving_it_out_disables_it(crm, store, 
     rule = db.session.get(FolderRule, rule.id)
     assert (rule.folder_key, rule.folder_name, rule.enabled) == (key, "Inbox/Contoso 2025", True)
     assert result.tracked == 1
-    assert tracked("renamed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    assert w.tracked("renamed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
 
     exchange.move_folder(BOB, "Inbox/Contoso 2025", "")
     store.deliver(w.raw(mid="outside@x.example"), "Contoso 2025")
@@ -139,7 +130,7 @@ def test_folder_rename_keeps_its_rule_and_moving_it_out_disables_it(crm, store, 
     rule = db.session.get(FolderRule, rule.id)
     assert moved.status == "success" and not rule.enabled and rule.folder_key == key
     assert "moved out of the Inbox" in rule.disabled_reason
-    assert not tracked("outside@x.example") and tracked("renamed@x.example")
+    assert not w.tracked("outside@x.example") and w.tracked("renamed@x.example")
 
 
 def test_category_set_later_in_outlook_tracks_the_message(crm, store, exchange):
@@ -148,7 +139,7 @@ def test_category_set_later_in_outlook_tracks_the_message(crm, store, exchange):
     assert sync_mailbox(box.id).tracked == 0
     exchange.set_categories(BOB, ref, [TRACKED])
     result = sync_mailbox(box.id)
-    assert result.tracked == 1 and tracked("later@x.example")
+    assert result.tracked == 1 and w.tracked("later@x.example")
     assert w.decision(box, "later@x.example").rule_hits[-1]["rule"] == "tracked-category"
 
 
@@ -157,7 +148,7 @@ def test_sent_items_are_tracked_as_outgoing(crm, store):
     store.deliver(w.raw(sender="Bob Seller <bob@org.example>", to="Ann <ann@customer.example>",
                         mid="sent@org.example"), "sentitems")
     assert sync_mailbox(box.id).tracked == 1
-    assert tracked("sent@org.example")[0].direction == "outgoing"
+    assert w.tracked("sent@org.example")[0].direction == "outgoing"
 
 
 def test_batches_commit_their_cursor_and_resume(crm, store):
@@ -168,7 +159,7 @@ def test_batches_commit_their_cursor_and_resume(crm, store):
     assert first.more and 3 <= first.fetched <= 4
     rest = sync_mailbox(box.id, limit=2)
     assert not rest.more and w.count_emails() == 5
-    assert all(tracked(f"b{n}@x.example") for n in range(5))
+    assert all(w.tracked(f"b{n}@x.example") for n in range(5))
 
 
 def test_outgoing_email_is_sent_with_a_copy_in_sent_items(crm, store, exchange):
@@ -205,7 +196,7 @@ def test_throttling_backs_the_mailbox_off_as_long_as_the_server_asks(crm, store,
     assert box.next_sync_on >= before + timedelta(seconds=900)
     assert "ConvertId" not in exchange.operations
     exchange.busy = 0
-    assert sync_mailbox(box.id).tracked == 1 and tracked("t@x.example")
+    assert sync_mailbox(box.id).tracked == 1 and w.tracked("t@x.example")
 
 
 def test_wrong_password_disables_the_mailbox_with_an_alert(crm, store):
@@ -246,7 +237,7 @@ def test_a_service_account_with_impersonation_syncs_each_users_mailbox(crm, exch
              w.mailbox(crm.carol, prof=prof, tracking_option="all")]
     db.session.commit()
     assert [sync_mailbox(box.id).tracked for box in boxes] == [1, 1]
-    assert tracked("to-bob@x.example") and tracked("to-carol@x.example")
+    assert w.tracked("to-bob@x.example") and w.tracked("to-carol@x.example")
     assert exchange.items_in("carol@org.example", "inbox")[0].categories == [TRACKED]
     # Without the impersonation setting the service account may not open Carol's mailbox.
     prof.settings = {**prof.settings, "impersonation": False}
@@ -272,7 +263,7 @@ def test_a_reply_to_mail_sent_through_ews_is_correlated_by_its_tracking_token(cr
                         subject=f"RE: Quote {sent.tracking_token}"))
     result = sync_mailbox(box.id)
     assert result.status == "success"
-    reply = tracked("ann-reply@x.example")[0]
+    reply = w.tracked("ann-reply@x.example")[0]
     assert reply.regarding_ref == ("opportunity", crm.opp.id)
     assert reply.correlation_method == "tracking_token"
     # The Sent Items copy Exchange saved is the sent email itself: not a second activity.

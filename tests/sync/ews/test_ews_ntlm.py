@@ -20,11 +20,6 @@ def ntlm(exchange, tmp_path, monkeypatch):
     return exchange
 
 
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
 class NtlmStore(EwsStore):
     def profile_fields(self) -> dict:
         return {"outgoing_protocol": "ews",

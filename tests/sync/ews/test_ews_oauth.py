@@ -31,11 +31,6 @@ def loopback_http(monkeypatch):
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
 class OAuthEwsStore(EwsStore):
     """Bob's mailbox on the fake Exchange, signed in to with Entra ID tokens."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from sqlalchemy import select
 
 from server.db import db
@@ -16,11 +15,6 @@ from server.sync.models import Mailbox, SyncRun
 from tests.sync import world as w
 from tests.sync.ews.test_ews_engine import EwsStore
 from tests.sync.test_push import DEADLINE, PushWorker, park, wait_for_tracking, watching
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
 
 
 def tracked_folder_mailbox(crm, store, **settings) -> Mailbox:

@@ -15,6 +15,8 @@ from tests.fakes.graph import FakeGraph
 from tests.servers.ports import LOOPBACK
 from tests.sync import world as w
 
+BOB = "bob@org.example"
+
 
 @pytest.fixture
 def graph():
@@ -59,6 +61,12 @@ class GraphStore:
 
     def keywords(self, folder: str) -> list[set[str]]:
         return [set(m.categories) for m in self.fake.messages_in(self.address, folder)]
+
+
+@pytest.fixture
+def store(graph):
+    """Bob's mailbox in the fake Graph service."""
+    return GraphStore(graph, BOB)
 
 
 def graph_mailbox(store: GraphStore, owner, settings: dict | None = None, **fields):

@@ -18,24 +18,9 @@ from server.sync.models import Alert, FolderRule
 from server.sync.outgoing import send_pending
 from server.sync.testing import test_and_enable
 from tests.sync import world as w
-from tests.sync.graph.conftest import GraphStore, graph_mailbox
+from tests.sync.graph.conftest import BOB, GraphStore, graph_mailbox
 
-BOB = "bob@org.example"
 DEAL = "Inbox/Contoso deal"
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
-@pytest.fixture
-def store(graph):
-    return GraphStore(graph, BOB)
-
-
-def tracked(mid: str) -> list[Email]:
-    return w.emails(message_id=mid)
 
 
 def folder_key(store, name: str) -> str:
@@ -50,8 +35,8 @@ def test_each_option_and_the_category_written_back(crm, store):
     store.deliver(w.raw(mid="stranger@x.example", sender="someone@else.example"))
     result = sync_mailbox(box.id)
     assert result.status == "success" and result.fetched == 3 and result.tracked == 2
-    assert tracked("reply@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
-    assert tracked("contact@x.example") and not tracked("stranger@x.example")
+    assert w.tracked("reply@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    assert w.tracked("contact@x.example") and not w.tracked("stranger@x.example")
     assert sorted(len(k) for k in store.keywords("Inbox")) == [0, 1, 1]
     assert {"Tracked to Regarding"} in store.keywords("Inbox")
     again = sync_mailbox(box.id)  # the category write shows up in the delta: seen, not new
@@ -68,7 +53,7 @@ def test_mail_moved_into_a_tracked_folder_is_tracked_regarding_its_record(crm, s
     store.move(ref, "Inbox", DEAL)
     result = sync_mailbox(box.id)
     assert result.tracked == 1
-    assert tracked("deal@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
+    assert w.tracked("deal@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
     row = w.decision(box, "deal@x.example")
     assert row.tracked and row.folder_name == DEAL and "tracked folder" in row.reason
     assert store.keywords(DEAL) == [{"Tracked to Regarding"}]
@@ -85,20 +70,20 @@ def test_folder_rename_keeps_the_rule_and_a_move_out_of_the_inbox_disables_it(cr
     result = sync_mailbox(box.id)
     rule = db.session.get(FolderRule, rule.id)
     assert (rule.folder_key, rule.folder_name, rule.enabled) == (key, "Inbox/Contoso 2025", True)
-    assert result.tracked == 1 and tracked("renamed@x.example")[0].regarding_ref == \
+    assert result.tracked == 1 and w.tracked("renamed@x.example")[0].regarding_ref == \
         ("opportunity", crm.opp.id)
     store.fake.move_folder(BOB, "Inbox/Contoso 2025", None)  # to the top of the mailbox
     store.deliver(w.raw(mid="outside@x.example"), "Contoso 2025")
     sync_mailbox(box.id)
     rule = db.session.get(FolderRule, rule.id)
     assert not rule.enabled and "moved out of the Inbox" in rule.disabled_reason
-    assert not tracked("outside@x.example") and tracked("renamed@x.example")
+    assert not w.tracked("outside@x.example") and w.tracked("renamed@x.example")
     alert = db.session.scalar(select(Alert).where(Alert.code == "folder_rule_disabled"))
     assert alert.user_id == crm.bob.id
     store.fake.move_folder(BOB, "Contoso 2025", "Inbox")
     sync_mailbox(box.id)
     rule = db.session.get(FolderRule, rule.id)
-    assert rule.enabled and tracked("outside@x.example")
+    assert rule.enabled and w.tracked("outside@x.example")
 
 
 def test_category_set_in_outlook_tracks_the_message(crm, store):
@@ -107,7 +92,7 @@ def test_category_set_in_outlook_tracks_the_message(crm, store):
     assert sync_mailbox(box.id).tracked == 0
     store.fake.set_categories(BOB, ref, ["Red category", "Tracked to Regarding"])
     result = sync_mailbox(box.id)
-    assert result.tracked == 1 and tracked("later@x.example")
+    assert result.tracked == 1 and w.tracked("later@x.example")
     assert w.decision(box, "later@x.example").rule_hits[-1]["rule"] == "tracked-category"
     assert store.fake.message(BOB, ref).categories == ["Red category", "Tracked to Regarding"]
 
@@ -120,7 +105,7 @@ def test_same_email_in_two_mailboxes_is_one_activity(crm, graph, store):
     store.deliver(data)
     carol.deliver(data)
     assert sync_mailbox(bob_box.id).tracked == 1 and sync_mailbox(carol_box.id).tracked == 1
-    assert len(tracked("shared@x.example")) == 1
+    assert len(w.tracked("shared@x.example")) == 1
 
 
 def test_outgoing_is_sent_through_graph_with_a_sent_copy_tracked_once(crm, graph, store):
@@ -145,8 +130,8 @@ def test_outgoing_is_sent_through_graph_with_a_sent_copy_tracked_once(crm, graph
                              subject="RE: Quote", in_reply_to=f"<{email.message_id}>"))
     result = sync_mailbox(box.id)
     assert result.status == "success"
-    assert len(tracked(email.message_id)) == 1
-    answer = tracked("answer@x.example")[0]
+    assert len(w.tracked(email.message_id)) == 1
+    answer = w.tracked("answer@x.example")[0]
     assert answer.regarding_ref == ("opportunity", crm.opp.id)
 
 

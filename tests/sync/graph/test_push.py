@@ -18,20 +18,9 @@ from server.sync.graph_models import GraphSubscription
 from server.sync.graph_push import handle_notifications
 from server.sync.models import Mailbox
 from tests.sync import world as w
-from tests.sync.graph.conftest import GraphStore, graph_mailbox
+from tests.sync.graph.conftest import BOB, graph_mailbox
 
-BOB = "bob@org.example"
 DEAL = "Inbox/Contoso deal"
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
-
-
-@pytest.fixture
-def store(graph):
-    return GraphStore(graph, BOB)
 
 
 @pytest.fixture
