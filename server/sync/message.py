@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import codecs
 import hashlib
 import quopri
@@ -739,12 +740,28 @@ def _unquote(value: str) -> str:
     return value.strip('"')
 
 
+_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')
+
+
+def _top_level(header_value: str, pattern: re.Pattern[str]) -> list[re.Match[str]]:
+    """Matches of a parameter pattern that do not start inside a quoted string
+    (``x="a;boundary=z"`` names no boundary)."""
+    spans = [m.span() for m in _QUOTED_STRING.finditer(header_value)]
+    starts = [start for start, _ in spans]
+    found = []
+    for match in pattern.finditer(header_value):
+        index = bisect.bisect_right(starts, match.start()) - 1
+        if index < 0 or match.start() >= spans[index][1]:
+            found.append(match)
+    return found
+
+
 def _rfc2231_param(header_value: str, pname: str, defects: list[str]) -> str | None:
     """RFC 2231 ``name*=charset'lang'%xx`` and ``name*0*=`` continuations, decoded."""
     pattern = re.compile(rf'(?:^|;)\s*{re.escape(pname)}\*(\d+)?(\*)?\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)',
                          re.IGNORECASE)
     segments = sorted(((int(m.group(1) or 0), bool(m.group(2)) or m.group(1) is None,
-                        _unquote(m.group(3))) for m in pattern.finditer(header_value)),
+                        _unquote(m.group(3))) for m in _top_level(header_value, pattern)),
                       key=lambda seg: seg[0])
     if not segments:
         return None
@@ -767,8 +784,9 @@ def _param(header_value: str | None, pname: str, defects: list[str]) -> str | No
     extended = _rfc2231_param(header_value, pname, defects)
     if extended:
         return extended
-    match = re.search(rf'(?:^|;)\s*{re.escape(pname)}\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)',
-                      header_value, re.IGNORECASE)
+    pattern = re.compile(rf'(?:^|;)\s*{re.escape(pname)}\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)',
+                         re.IGNORECASE)
+    match = next(iter(_top_level(header_value, pattern)), None)
     if not match:
         return None
     value = _unquote(match.group(1))
