@@ -30,7 +30,6 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from datetime import datetime, timedelta, timezone
@@ -38,10 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+from bench.scratch import scratch_database  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("REGARDING_BENCH_PG",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SENDERS = 300
 WORDS = ("quote order delivery invoice machine coffee service contract renewal price meeting "
          "schedule week support ticket update shipment thanks regards please attached "
@@ -125,28 +123,12 @@ def plain_fetch(server, user, batch: int) -> tuple[float, int, int]:
 
 # -- one database run --------------------------------------------------------------------------
 
-def _database(kind: str) -> tuple[str, callable]:
-    if kind == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix="regarding-ingest-"))
-        return f"sqlite:///{folder / 'ingest.db'}", lambda: None
-    name = f"regarding_ingest_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
-
-
 def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "all") -> dict:
     from cryptography.fernet import Fernet
     from server import create_app
     from server.crm.activities import Attachment, Email
     from server.db import db
-    url, drop = _database(kind)
+    url, drop = scratch_database(kind, "ingest")
     instance = Path(tempfile.mkdtemp(prefix="regarding-ingest-instance-"))
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
                       "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),

@@ -25,32 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, select, text  # noqa: E402
+from bench.scratch import scratch_database  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("REGARDING_BENCH_PG",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 FOLDER = "INBOX/Contoso deal"
-
-
-def _database(kind: str):
-    if kind == "sqlite":
-        return f"sqlite:///{Path(tempfile.mkdtemp(prefix='regarding-latency-')) / 'l.db'}", \
-            lambda: None
-    name = f"regarding_latency_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
 def _message(n: int) -> bytes:
@@ -119,7 +101,7 @@ def main() -> None:
     from server.sync.worker import run_worker
     from tests.servers.dovecot import DovecotServer
 
-    url, drop = _database(args.db)
+    url, drop = scratch_database(args.db, "latency")
     instance = tempfile.mkdtemp(prefix="regarding-latency-instance-")
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
                       "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),

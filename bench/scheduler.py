@@ -28,17 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
+from bench.scratch import scratch_database  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("REGARDING_BENCH_PG",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def pct(values, p):
@@ -118,11 +116,7 @@ def main() -> None:
     from server.db import db
     from server.sync.models import SyncRun
 
-    name = f"regarding_sched_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url, drop = scratch_database("postgresql", "sched")
     instance = Path(tempfile.mkdtemp(prefix="regarding-sched-"))
     key = Fernet.generate_key().decode()
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
@@ -175,9 +169,7 @@ def main() -> None:
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop()
     late = [(first[i] - due[i]).total_seconds() for i in first]
     visited = len(first)
     within = sum(1 for s in late if s <= args.interval)

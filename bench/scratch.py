@@ -1,0 +1,31 @@
+"""A throwaway database for one benchmark run: a SQLite file under /tmp, or a fresh
+PostgreSQL database (on ``REGARDING_BENCH_PG``, default the local server) dropped after."""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+PG_ADMIN_URL = os.environ.get("REGARDING_BENCH_PG",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def scratch_database(kind: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """(database URL, a function that drops it) for ``kind`` "sqlite" or "postgresql"."""
+    if kind == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix=f"regarding-{prefix}-"))
+        return f"sqlite:///{folder / f'{prefix}.db'}", lambda: None
+    name = f"regarding_{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
