@@ -41,10 +41,10 @@ from server.sync.folders import FolderInfo
 from server.sync.message import MailMessage, MessageError, parse
 from server.sync.models import MessageDecision
 from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, MailboxRun, Outcome, Requests,
-                                  SyncDecisionContext, _auto_create_contacts,
-                                  _checked_regarding, _regarding, correlate, decision_context,
-                                  decision_row, identity_of, in_savepoint, insert_decisions, process,
-                                  participant_addresses, safe_detail, to_content, tracked_by_message_id,
+                                  SyncDecisionContext, auto_create_contacts, checked_regarding,
+                                  correlate, decision_context, decision_row, identity_of,
+                                  in_savepoint, insert_decisions, participant_addresses, process,
+                                  regarding_of, safe_detail, to_content, tracked_by_message_id,
                                   tracked_reason)
 from server.sync.rules import decide
 
@@ -206,9 +206,9 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
             outcomes[item.index] = Outcome("skipped", reason, item.identity, rule=decision.rule,
                                            correlation_method=method)
             continue
-        regarding, wins, source = _regarding(ctx, folder, correlation, request.pending)
+        regarding, wins, source = regarding_of(ctx, folder, correlation, request.pending)
         if regarding not in checked:  # a tracked folder's record is checked once
-            checked[regarding] = _checked_regarding(ctx, regarding)
+            checked[regarding] = checked_regarding(ctx, regarding)
         regarding, note = checked[regarding]
         if ctx.mailbox.auto_create_contacts:
             _created_contacts(ctx, msg, dctx, own, matches)
@@ -245,7 +245,7 @@ def _created_contacts(ctx: MailboxRun, msg: MailMessage, dctx: SyncDecisionConte
     """Unknown counterparts become contacts; the batch's resolution learns the new records
     (so a later message of the batch from the same person does not create another)."""
     before = {a for a, hits in own.items() if hits}
-    _auto_create_contacts(ctx, msg, dctx, own)
+    auto_create_contacts(ctx, msg, dctx, own)
     created = [a for a, hits in own.items() if hits and a not in before]
     if created:
         matches.update(resolve(created, user_id=ctx.owner_user_id, org=ctx.org))

@@ -572,7 +572,7 @@ def _option(value: str) -> TrackingOption:
         return TrackingOption.CRM_RESPONSES
 
 
-def _regarding(ctx: MailboxRun, folder: FolderInfo, correlation: Correlation | None,
+def regarding_of(ctx: MailboxRun, folder: FolderInfo, correlation: Correlation | None,
                pending: TrackRequest | None) -> tuple[tuple[str, int] | None, bool, str]:
     """(regarding, whether it wins over the email's current one, where it came from)."""
     if folder.role is FolderRole.TRACKED and folder.regarding:
@@ -584,7 +584,7 @@ def _regarding(ctx: MailboxRun, folder: FolderInfo, correlation: Correlation | N
     return None, False, ""
 
 
-def _checked_regarding(ctx: MailboxRun, regarding) -> tuple[tuple[str, int] | None, str]:
+def checked_regarding(ctx: MailboxRun, regarding) -> tuple[tuple[str, int] | None, str]:
     """The regarding when the tracking user may link to it; else None and why not."""
     if regarding is None:
         return None, ""
@@ -606,10 +606,10 @@ def _track(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, msg: Ma
         _record(ctx, folder, fetched, msg, identity, tracked=False, reason=reason, hits=hits,
                 method=method, rule=decision.rule)
         return Outcome("skipped", reason, identity, rule=decision.rule, correlation_method=method)
-    regarding, wins, source = _regarding(ctx, folder, correlation, pending)
-    regarding, regarding_note = _checked_regarding(ctx, regarding)
+    regarding, wins, source = regarding_of(ctx, folder, correlation, pending)
+    regarding, regarding_note = checked_regarding(ctx, regarding)
     if ctx.mailbox.auto_create_contacts:
-        _auto_create_contacts(ctx, msg, dctx, matches)
+        auto_create_contacts(ctx, msg, dctx, matches)
     direction = dctx.direction_of(msg)
     before = existing.regarding_ref if existing is not None else None
     try:
@@ -696,7 +696,7 @@ def split_name(display: str | None, address: str) -> tuple[str | None, str]:
     return None, (local or address)[:100]
 
 
-def _auto_create_contacts(ctx: MailboxRun, msg: MailMessage, dctx: SyncDecisionContext,
+def auto_create_contacts(ctx: MailboxRun, msg: MailMessage, dctx: SyncDecisionContext,
                           matches: dict[str, list[Match]]) -> None:
     """Unknown people on the other side of a tracked email become contacts, owned by the
     mailbox's owner (as "Automatically create records" does in Dynamics)."""
