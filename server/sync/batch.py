@@ -21,11 +21,20 @@ the culprit and keeps the rest.
 
 Mailboxes whose processing is rarer and richer (queues, forward mailboxes, organizations
 with smart matching or "two activities between users") use the one-by-one pipeline.
+
+**Header first.** The rules decide on headers alone. Where most mail is not tracked (a
+folder other than a tracked one, a tracking option other than "all email"), the engine
+reads a folder's batches as header sections (``reads_headers_first``) and the batch reads
+the whole of a message only when it is tracked (then decides it again from the whole
+message), when its headers cannot decide (unreadable, no usable Message-ID: its identity is
+a content hash, raw 8-bit header bytes) or when the one-by-one pipeline takes it. A message
+that leaves the folder between the two reads is skipped here; the sync meets it where it
+went.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import or_, select
 
@@ -36,21 +45,24 @@ from server.crm.tracking import EmailTrack, TrackRequest
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
 from server.sync import threading as corr
-from server.sync.connectors.base import FetchedMessage
+from server.sync.connectors.base import ConnectorError, FetchedMessage
 from server.sync.folders import FolderInfo
-from server.sync.message import MailMessage, MessageError, parse
+from server.sync.message import MailMessage, MessageError, headers_are_ascii, parse
 from server.sync.models import MessageDecision
-from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, MailboxRun, Outcome, Requests,
-                                  SyncDecisionContext, auto_create_contacts, checked_regarding,
+from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, Correlation, MailboxRun, Outcome,
+                                  Requests, SyncDecisionContext, auto_create_contacts, checked_regarding,
                                   correlate, decision_context, decision_row, identity_of,
                                   in_savepoint, insert_decisions, participant_addresses, process,
                                   regarding_of, safe_detail, to_content, tracked_by_message_id,
                                   tracked_reason)
-from server.sync.rules import decide
+from server.sync.rules import Decision, FolderRole, TrackingOption, decide
 
 log = logging.getLogger(__name__)
 
-__all__ = ["process_batch"]
+__all__ = ["process_batch", "reads_headers_first"]
+
+VANISHED = ("The message left the folder before it could be read whole; the sync processes "
+            "it in the folder it went to.")
 
 
 @dataclass
@@ -68,14 +80,24 @@ def batchable(ctx: MailboxRun) -> bool:
             and not ctx.org.smart_matching and not ctx.org.track_between_users_as_two)
 
 
+def reads_headers_first(ctx: MailboxRun, folder: FolderInfo) -> bool:
+    """Whether the engine should read this folder's batches as header sections."""
+    return (bool(getattr(ctx.connector, "headers_first", False)) and batchable(ctx)
+            and folder.role is not FolderRole.TRACKED
+            and ctx.mailbox.tracking_option != TrackingOption.ALL)
+
+
 def process_batch(ctx: MailboxRun, folder: FolderInfo,
                   messages: list[FetchedMessage]) -> list[Outcome]:
     """Process a batch inside the caller's transaction; one outcome per message, in order.
     Never raises for a message's sake (it is quarantined instead)."""
-    if not batchable(ctx):
+    if not batchable(ctx):  # (the engine reads their mail whole: reads_headers_first)
         return [process(ctx, folder, fetched) for fetched in messages]
     items = [_parsed(index, fetched, ctx) for index, fetched in enumerate(messages)]
     outcomes: dict[int, Outcome] = {}
+    for item in _read_whole(ctx, folder, [item for item in items if _needs_whole(item)]):
+        outcomes[item.index] = Outcome("skipped", VANISHED, item.identity)
+    items = [item for item in items if item.index not in outcomes]
     while items:
         wave, items = _next_wave(items)
         outcomes.update(_run_wave(ctx, folder, wave))
@@ -83,12 +105,46 @@ def process_batch(ctx: MailboxRun, folder: FolderInfo,
 
 
 def _parsed(index: int, fetched: FetchedMessage, ctx: MailboxRun) -> _Item:
+    item = _Item(index, fetched, None)
+    _parse_into(item, ctx)
+    return item
+
+
+def _parse_into(item: _Item, ctx: MailboxRun) -> None:
     try:
-        msg = parse(fetched.raw)
+        item.msg = parse(item.fetched.raw, headers_only=not item.fetched.complete)
     except MessageError:
-        return _Item(index, fetched, None)
-    return _Item(index, fetched, msg, identity_of(msg),
-                 corr.find_token(msg.subject, ctx.org.tracking_token_prefix))
+        item.msg, item.identity, item.token = None, "", None
+        return
+    item.identity = identity_of(item.msg)
+    item.token = corr.find_token(item.msg.subject, ctx.org.tracking_token_prefix)
+
+
+def _needs_whole(item: _Item) -> bool:
+    """Whether an item read as headers only must be read whole before it is decided."""
+    return not item.fetched.complete and (
+        item.msg is None or item.identity.startswith("sha256:")
+        or not headers_are_ascii(item.fetched.raw))
+
+
+def _read_whole(ctx: MailboxRun, folder: FolderInfo, items: list[_Item]) -> list[_Item]:
+    """Read the whole of the incomplete ``items`` (one request) and parse them again; returns
+    those that left the folder meanwhile."""
+    wanted = [item for item in items if not item.fetched.complete]
+    if not wanted:
+        return []
+    if ctx.read_whole is None:
+        raise RuntimeError("a message read as headers only, and nothing to read it whole")
+    whole = ctx.read_whole(folder.folder, [item.fetched.ref for item in wanted])
+    gone = []
+    for item in wanted:
+        raw = whole.get(item.fetched.ref)
+        if raw is None:
+            gone.append(item)
+            continue
+        item.fetched = replace(item.fetched, raw=raw, complete=True, size=len(raw))
+        _parse_into(item, ctx)
+    return gone
 
 
 def _provides(item: _Item) -> set[str]:
@@ -130,11 +186,15 @@ def _run_wave(ctx: MailboxRun, folder: FolderInfo, wave: list[_Item]) -> dict[in
     queued = len(ctx.keyword_queue)
 
     def one_by_one(exc: Exception) -> dict[int, Outcome]:
+        if isinstance(exc, ConnectorError):
+            raise exc  # the server, not a message: the engine backs off
         del ctx.keyword_queue[queued:]  # what the wave queued was rolled back
         log.warning("mailbox %s: a batch of %d message(s) in %r could not be written together "
                     "(%s); they are processed one by one", ctx.mailbox.id, len(wave),
                     folder.name, safe_detail(exc))
-        return {item.index: process(ctx, folder, item.fetched) for item in wave}
+        gone = {item.index for item in _read_whole(ctx, folder, wave)}
+        return {item.index: Outcome("skipped", VANISHED, item.identity) if item.index in gone
+                else process(ctx, folder, item.fetched) for item in wave}
     return in_savepoint(lambda: _decide_and_write(ctx, folder, wave), one_by_one)
 
 
@@ -162,6 +222,41 @@ def _requests(ctx: MailboxRun, items: list[_Item]) -> dict[int, Requests]:
     return out
 
 
+@dataclass
+class _Decided:
+    decision: Decision
+    dctx: SyncDecisionContext
+    correlation: Correlation | None
+    request: Requests
+    own: dict[str, list[Match]]
+    found: Email | None
+
+
+class _Lookups:
+    """What the decisions of a wave read from the database, looked up once for the wave."""
+
+    def __init__(self, ctx: MailboxRun, items: list[_Item]) -> None:
+        self.existing = tracked_by_message_id({item.identity for item in items})
+        self.parents = tracked_by_message_id({
+            key for item in items if item.identity not in self.existing
+            for key in [item.msg.in_reply_to, *item.msg.references] if key})
+        self.requests = _requests(ctx, items)
+        wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
+        self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
+        self.rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
+            MessageDecision.mailbox_id == ctx.mailbox.id,
+            MessageDecision.identity.in_({item.identity for item in items})))}
+
+    def decide(self, ctx: MailboxRun, folder: FolderInfo, item: _Item) -> _Decided:
+        msg = item.msg
+        found = self.existing.get(item.identity)
+        correlation = correlate(ctx, msg, self.parents) if found is None else None
+        request = self.requests.get(item.index, Requests())
+        own = {a: self.matches.get(a, []) for a in participant_addresses(msg)}
+        dctx = decision_context(ctx, folder, item.fetched, own, correlation, found, request)
+        return _Decided(decide(msg, dctx, CHAIN), dctx, correlation, request, own, found)
+
+
 def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
                       wave: list[_Item]) -> dict[int, Outcome]:
     outcomes: dict[int, Outcome] = {}
@@ -173,64 +268,68 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
             items.append(item)
     if not items:
         return outcomes
-    existing = tracked_by_message_id({item.identity for item in items})
-    parents = tracked_by_message_id({key for item in items if item.identity not in existing
-                                     for key in [item.msg.in_reply_to, *item.msg.references]
-                                     if key})
-    requests = _requests(ctx, items)
-    wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
-    matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
-    rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
-        MessageDecision.mailbox_id == ctx.mailbox.id,
-        MessageDecision.identity.in_({item.identity for item in items})))}
-    checked: dict[tuple[str, int] | None, tuple] = {}
+    look = _Lookups(ctx, items)
+    decided = {item.index: look.decide(ctx, folder, item) for item in items}
     new_rows: list[MessageDecision] = []
+    # Mail read as headers only is read whole when it is tracked, and decided again.
+    whole = [item for item in items if decided[item.index].decision.track
+             and ctx.actor is not None and not item.fetched.complete]
+    identities = {item.index: item.identity for item in whole}
+    gone = {item.index for item in _read_whole(ctx, folder, whole)}
+    for item in whole:
+        if item.index in gone:
+            decision_row(ctx, folder, item.fetched, item.msg, item.identity,
+                         look.rows.get(item.identity), tracked=False, reason=VANISHED,
+                         hits=[], method=None, rule=None, new_rows=new_rows)
+            outcomes[item.index] = Outcome("skipped", VANISHED, item.identity)
+        elif item.msg is None or item.identity != identities[item.index]:
+            raise _OneByOne()  # the whole message reads differently: decide it alone
+        else:
+            decided[item.index] = look.decide(ctx, folder, item)
+    checked: dict[tuple[str, int] | None, tuple] = {}
     tracks: list[tuple[_Item, dict]] = []
     for item in items:
-        msg, fetched = item.msg, item.fetched
-        found = existing.get(item.identity)
-        correlation = correlate(ctx, msg, parents) if found is None else None
-        request = requests.get(item.index, Requests())
-        own = {a: matches.get(a, []) for a in participant_addresses(msg)}
-        dctx = decision_context(ctx, folder, fetched, own, correlation, found, request)
-        decision = decide(msg, dctx, CHAIN)
-        method = correlation.method if correlation else None
+        if item.index in outcomes:
+            continue
+        msg, fetched, d = item.msg, item.fetched, decided[item.index]
+        decision = d.decision
+        method = d.correlation.method if d.correlation else None
         hits = decision.rule_hits()
         reason = decision.reason
         if decision.track and ctx.actor is None:
             reason = f"{decision.reason} But it could not be tracked: {ctx.actor_problem}"
         if not decision.track or ctx.actor is None:
-            decision_row(ctx, folder, fetched, msg, item.identity, rows.get(item.identity),
+            decision_row(ctx, folder, fetched, msg, item.identity, look.rows.get(item.identity),
                          tracked=False, reason=reason, hits=hits, method=method,
                          rule=decision.rule, new_rows=new_rows)
             outcomes[item.index] = Outcome("skipped", reason, item.identity, rule=decision.rule,
                                            correlation_method=method)
             continue
-        regarding, wins, source = regarding_of(ctx, folder, correlation, request.pending)
+        regarding, wins, source = regarding_of(ctx, folder, d.correlation, d.request.pending)
         if regarding not in checked:  # a tracked folder's record is checked once
             checked[regarding] = checked_regarding(ctx, regarding)
         regarding, note = checked[regarding]
         if ctx.mailbox.auto_create_contacts:
-            _created_contacts(ctx, msg, dctx, own, matches)
-        direction = dctx.direction_of(msg)
+            _created_contacts(ctx, msg, d.dctx, d.own, look.matches)
+        direction = d.dctx.direction_of(msg)
         tracks.append((item, dict(
             track=EmailTrack(to_content(ctx, msg, fetched, direction), regarding=regarding,
                              owner=ctx.owner, direction=direction.value,
                              mailbox_id=ctx.mailbox.id, correlation_method=method,
-                             parent_activity_id=correlation.parent_id if correlation else None,
+                             parent_activity_id=d.correlation.parent_id if d.correlation else None,
                              regarding_wins=wins),
             decision=decision, method=method, source=source, note=note,
-            before=found.regarding_ref if found is not None else None)))
+            before=d.found.regarding_ref if d.found is not None else None)))
     if tracks:
         same_user = ctx.actor.user_id == ctx.owner_user_id
         try:
             results = tracking.track_emails(ctx.actor, [t["track"] for _, t in tracks],
-                                            resolved=matches if same_user else None)
+                                            resolved=look.matches if same_user else None)
         except (Forbidden, Invalid, NotFound):
             raise _OneByOne() from None  # the refusal is worded per message there
         for (item, t), (email, created) in zip(tracks, results):
             outcomes[item.index] = _tracked(ctx, folder, item, t, email, created,
-                                            rows.get(item.identity), new_rows)
+                                            look.rows.get(item.identity), new_rows)
     insert_decisions(new_rows)
     db.session.flush()
     return outcomes

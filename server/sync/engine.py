@@ -50,7 +50,7 @@ from server.sync import alerts
 from server.sync.connectors import incoming
 from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
 from server.sync.folders import FolderInfo, plan_folders
-from server.sync.batch import process_batch
+from server.sync.batch import process_batch, reads_headers_first
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
 from server.sync.pipeline import (MailboxRun, Outcome, safe_detail, process,
@@ -266,7 +266,8 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     cursor = state.cursor
     if progress is not None:
         progress(Progress(mailbox.id, info.name, result.fetched, 0, True))
-    reader = _Reader(ctx.connector, info)
+    reader = _Reader(ctx.connector, info, reads_headers_first(ctx, info))
+    ctx.read_whole = reader.read_whole if reader.headers_only else None
     try:
         changes = reader.fetch(cursor, _batch_size(limit, budget))
         while True:
@@ -306,6 +307,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 return budget
             changes = reader.fetch(cursor, _batch_size(limit, budget))
     finally:
+        ctx.read_whole = None
         reader.close()
 
 
@@ -329,10 +331,14 @@ class _Reader:
     """Reads a folder's batches; with a connector that allows it (``prefetch``), the next
     batch is read in a thread while the engine processes the current one. Only one of the
     two uses the connector at a time: ``settle`` waits for the read ahead before the engine
-    writes the category back, and a failed read ahead raises where its batch is asked for."""
+    writes the category back or reads whole messages, and a failed read ahead raises where
+    its batch is asked for. ``headers_only``: batches are header sections, and the pipeline
+    reads the messages it tracks with ``read_whole``."""
 
-    def __init__(self, connector, info: FolderInfo) -> None:
+    def __init__(self, connector, info: FolderInfo, headers_only: bool = False) -> None:
         self.connector, self.info = connector, info
+        self.headers_only = headers_only
+        self.options = {"headers_only": True} if headers_only else {}
         self.threaded = bool(getattr(connector, "prefetch", False))
         self.executor: ThreadPoolExecutor | None = None
         self.ahead: tuple[str, int, Future] | None = None
@@ -344,7 +350,7 @@ class _Reader:
         if self.executor is None:
             self.executor = ThreadPoolExecutor(1, thread_name_prefix="sync-prefetch")
         future = self.executor.submit(self.connector.fetch_changes, self.info.folder, cursor,
-                                      limit=size)
+                                      limit=size, **self.options)
         self.ahead = (cursor, size, future)
 
     def settle(self) -> None:
@@ -357,7 +363,11 @@ class _Reader:
         done, self.done = self.done, None
         if done is not None and done[0] == cursor:
             return done[2].result()  # its error, if any, is raised here
-        return self.connector.fetch_changes(self.info.folder, cursor, limit=size)
+        return self.connector.fetch_changes(self.info.folder, cursor, limit=size, **self.options)
+
+    def read_whole(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
+        self.settle()
+        return self.connector.fetch_messages(folder, refs)
 
     def close(self) -> None:
         self.settle()  # never leave a thread using the connector behind

@@ -27,6 +27,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from email import errors as email_errors
 from email import policy as email_policy
 from email import utils as email_utils
@@ -171,9 +172,21 @@ class MailMessage:
     headers: HeaderMap
     thread_index: str | None
     is_delivery_report: bool
-    content_hash: str
     size: int
     defects: list[str]
+    # False: parsed from the header section alone (``parse(..., headers_only=True)``): no
+    # bodies, attachments or content hash.
+    complete: bool = True
+    _hashed: tuple = field(default=(), repr=False, compare=False)
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of sender, date, subject and body (the identity of mail without a usable
+        Message-ID); computed when first asked for."""
+        if not self.complete:
+            raise MessageError("incomplete", "Only the message's headers were read: its "
+                               "content hash needs the whole message.")
+        return _content_hash(*self._hashed)
 
     @property
     def identity(self) -> str:
@@ -1132,8 +1145,14 @@ def _content_hash(raw: bytes, from_: Address | None, date: datetime | None, date
     return hashlib.sha256("\x1f".join(fields).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def parse(raw: bytes) -> MailMessage:
-    """Parse one message. Raises ``MessageError`` only if the bytes are not an email at all."""
+def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
+    """Parse one message. Raises ``MessageError`` only if the bytes are not an email at all.
+
+    ``headers_only``: ``raw`` is the header section alone (IMAP ``BODY.PEEK[HEADER]``), read
+    for what the rules decide on; the message is marked incomplete (no bodies, attachments
+    or content hash). Everything read from headers is what the whole message gives, except
+    raw 8-bit header bytes, whose charset is guessed from the whole MIME tree: such a
+    message should be read whole (``headers_are_ascii``)."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise MessageError("not-bytes", "The message must be given as bytes.")
     raw = bytes(raw)
@@ -1144,12 +1163,13 @@ def parse(raw: bytes) -> MailMessage:
     if len(text) != len(raw):
         defects.append("a byte order mark or blank lines before the headers were ignored")
     try:
-        root = mime.read(_repair_header_section(text, defects), boundary_of, MAX_MIME_DEPTH + 2)
+        root = mime.read(_repair_header_section(text, defects), boundary_of,
+                         0 if headers_only else MAX_MIME_DEPTH + 2)
     except RecursionError as exc:  # pragma: no cover - bounded by the depth limit
         raise MessageError("unreadable", "The message is nested too deeply to be read.") from exc
     _check_is_email(raw, root)
     try:
-        return _build(raw, root, defects)
+        return _build(raw, root, defects, headers_only)
     except MessageError:
         raise
     except Exception as exc:  # a parser bug must quarantine one message, not stop a mailbox
@@ -1157,7 +1177,13 @@ def parse(raw: bytes) -> MailMessage:
                            f"The message could not be read ({type(exc).__name__}: {exc}).") from exc
 
 
-def _build(raw: bytes, root: Part, defects: list[str]) -> MailMessage:
+def headers_are_ascii(raw: bytes) -> bool:
+    """Whether the header section of ``raw`` holds only ASCII bytes."""
+    end = _HEADER_END.search(raw)
+    return raw[:end.start() if end else len(raw)].isascii()
+
+
+def _build(raw: bytes, root: Part, defects: list[str], headers_only: bool) -> MailMessage:
     hint = _charset_hint(root)
     headers = _Headers(root, hint, defects)
     from_ = _single_address(headers, "from", defects)
@@ -1173,7 +1199,11 @@ def _build(raw: bytes, root: Part, defects: list[str]) -> MailMessage:
     date_raw = headers.first("date")
     date = _parse_date(date_raw, defects)
     state = _BodyState(hint=hint, defects=defects)
-    _walk(root, state)
+    if headers_only:
+        state.is_report = root.content_type == "multipart/report" or \
+            root.content_type in REPORT_TYPES
+    else:
+        _walk(root, state)
     text_body, html_body = "\n".join(state.texts), "\n".join(state.htmls)
     rule_headers = _rule_headers(headers, defects)
     defects.extend(_structure_defects(root))
@@ -1196,7 +1226,8 @@ def _build(raw: bytes, root: Part, defects: list[str]) -> MailMessage:
         headers=rule_headers,
         thread_index=re.sub(r"\s+", "", headers.first("thread-index") or "") or None,
         is_delivery_report=_looks_like_bounce(state, rule_headers, from_, subject),
-        content_hash=_content_hash(raw, from_, date, date_raw, subject, text_body or html_body),
         size=len(raw),
         defects=_dedupe(defects),
+        complete=not headers_only,
+        _hashed=(raw, from_, date, date_raw, subject, text_body or html_body),
     )

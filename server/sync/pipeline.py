@@ -40,6 +40,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
@@ -126,6 +127,9 @@ class MailboxRun:
     # folder key -> when this run's engine last visited the folder before (None: never);
     # a folder missing here (a retry, a test) measures latency from arrival.
     folder_visits: dict[str, datetime | None] = field(default_factory=dict)
+    # Set by the engine while it reads a folder header first: (folder, refs) -> {ref: the
+    # whole message}, read when the connector is free (absent: expunged meanwhile).
+    read_whole: Callable[[Folder, list[str]], dict[str, bytes]] | None = None
 
     @classmethod
     def load(cls, mailbox: Mailbox, connector: Any = None, *,

@@ -46,6 +46,10 @@ class FetchedMessage:
     raw: bytes
     keywords: tuple[str, ...] = ()  # IMAP keywords / Outlook categories
     arrived_on: datetime | None = None  # when it arrived in this folder (latency)
+    # False: ``raw`` is the header section only (a connector's ``headers_only`` fetch); the
+    # engine reads the whole message with ``fetch_messages`` when it tracks it.
+    complete: bool = True
+    size: int | None = None  # the whole message's size in bytes, where the server says
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,10 @@ class Connector(Protocol):
     # in one request (the engine writes a batch's category so where offered). Optional too:
     # ``prefetch = True`` says ``fetch_changes`` needs no application context and may run
     # in another thread while the engine leaves the connector alone (it reads the next
-    # batch while the current one is processed).
+    # batch while the current one is processed). And ``headers_first = True`` says
+    # ``fetch_changes(..., headers_only=True)`` returns header sections only (incomplete
+    # messages) and ``fetch_messages(folder, refs)`` returns {ref: whole message} in one
+    # request: the engine decides from headers and reads only the mail it tracks.
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         """Block until one of the folders changes (IDLE, NOTIFY, inotify, push) or the
         timeout passes; returns the keys of changed folders (empty: none or unknown)."""

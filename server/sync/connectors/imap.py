@@ -13,7 +13,9 @@ means the old UIDs mean nothing: the connector starts over from UID 1 and says `
 connector also returns already-seen messages whose keywords changed (someone set the
 "Tracked to Regarding" category later), found with ``CHANGEDSINCE``; with QRESYNC it
 reports expunged UIDs in ``removed``. Bodies are fetched with ``BODY.PEEK[]`` on a read-only
-``EXAMINE``, so syncing never marks mail as read.
+``EXAMINE``, so syncing never marks mail as read. With ``headers_only`` the batch is read as
+``BODY.PEEK[HEADER]`` and ``RFC822.SIZE``, and ``fetch_messages`` reads the whole of the
+messages the engine tracks: most of a mailbox is decided on a few KB per message.
 
 IMAP keywords are atoms: no spaces. A category is written as a keyword with its spaces (and
 other characters an atom cannot hold) turned into "_" — "Tracked to Regarding" becomes
@@ -50,6 +52,7 @@ DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 SPECIAL_USE_ROLES = {b"\\SENT": "sent", b"\\DRAFTS": "drafts", b"\\TRASH": "trash",
                      b"\\JUNK": "junk"}
 FETCH_BATCH = 50  # bodies per FETCH command
+HEADER_BATCH = 500  # header sections per FETCH command
 MAX_IDLE_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
 _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
 
@@ -97,6 +100,7 @@ class ImapConnector(ServerSession):
     supports_keywords = True
     supports_append = True
     prefetch = True  # fetch_changes is pure protocol: the engine may read ahead in a thread
+    headers_first = True  # fetch_changes(headers_only=True) and fetch_messages
     DEFAULT_PORTS = DEFAULT_PORTS
     _client: IMAPClient | None
 
@@ -350,7 +354,8 @@ class ImapConnector(ServerSession):
 
     # -- reading ------------------------------------------------------------------------------
 
-    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
+                      headers_only: bool = False) -> Changes:
         limit = max(1, limit)
         with self._errors(f"reading {folder.name}"):
             info = self._open(folder, readonly=True)
@@ -381,7 +386,7 @@ class ImapConnector(ServerSession):
                 new_uids = sorted(u for u in found if u > last_uid)
             batch = new_uids[:room]
             more = truncated or len(new_uids) > len(batch) or (room == 0 and maybe_new)
-            messages = self._fetch_full(changed + batch)
+            messages = (self._fetch_headers if headers_only else self._fetch_full)(changed + batch)
             next_cursor = pack_cursor({"uidvalidity": uidvalidity,
                                        "last_uid": batch[-1] if batch else last_uid,
                                        "highestmodseq": next_since})
@@ -434,6 +439,34 @@ class ImapConnector(ServerSession):
                 out.append(FetchedMessage(ref=str(uid), raw=bytes(item[b"BODY[]"]),
                                           keywords=_categories(item.get(b"FLAGS")),
                                           arrived_on=_utc(item.get(b"INTERNALDATE"))))
+        return out
+
+    def _fetch_headers(self, uids: list[int]) -> list[FetchedMessage]:
+        out: list[FetchedMessage] = []
+        for start in range(0, len(uids), HEADER_BATCH):
+            chunk = uids[start:start + HEADER_BATCH]
+            data = self.client.fetch(chunk, [b"BODY.PEEK[HEADER]", b"RFC822.SIZE", b"FLAGS",
+                                             b"INTERNALDATE"])
+            for uid in chunk:
+                item = data.get(uid)
+                if item is None or b"BODY[HEADER]" not in item:
+                    continue
+                out.append(FetchedMessage(ref=str(uid), raw=bytes(item[b"BODY[HEADER]"]),
+                                          keywords=_categories(item.get(b"FLAGS")),
+                                          arrived_on=_utc(item.get(b"INTERNALDATE")),
+                                          complete=False, size=item.get(b"RFC822.SIZE")))
+        return out
+
+    def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
+        """The whole of these messages of ``folder``; a message expunged meanwhile is absent."""
+        out: dict[str, bytes] = {}
+        uids = sorted({int(ref) for ref in refs})
+        with self._errors(f"reading messages in {folder.name}"):
+            self._open(folder, readonly=True)
+            for start in range(0, len(uids), FETCH_BATCH):
+                data = self.client.fetch(uids[start:start + FETCH_BATCH], [b"BODY.PEEK[]"])
+                out.update((str(uid), bytes(item[b"BODY[]"])) for uid, item in data.items()
+                           if b"BODY[]" in item)
         return out
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
