@@ -116,7 +116,10 @@ def _parse_into(item: _Item, ctx: MailboxRun) -> None:
     except MessageError:
         item.msg, item.identity, item.token = None, "", None
         return
-    item.identity = identity_of(item.msg)
+    try:
+        item.identity = identity_of(item.msg)
+    except MessageError:  # headers only, no usable Message-ID: the identity is a hash of
+        item.identity = "sha256:"  # the whole message, which _needs_whole reads
     item.token = corr.find_token(item.msg.subject, ctx.org.tracking_token_prefix)
 
 
