@@ -343,12 +343,19 @@ _WS = re.compile(r"[ \t\r\n\f\v]+")
 
 
 def _unfold(value: str) -> str:
+    if "\n" not in value and "\r" not in value:
+        return value
     return _FOLD.sub("", value).replace("\r", "").replace("\n", "")
+
+
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _clean_line(text: str) -> str:
     """One line of header text: no control characters, whitespace runs collapsed."""
     text = _WS.sub(" ", text)
+    if text.isascii():  # the common case: only C0 controls and DEL to drop
+        return _ASCII_CONTROL.sub("", text).strip()
     text = "".join(ch for ch in text
                    if unicodedata.category(ch) not in ("Cc", "Cs") and ch != "\ufeff")
     return text.strip()
@@ -395,6 +402,8 @@ def decode_words(value: str, defects: list[str] | None = None, what: str = "head
     Adjacent words in the same charset are joined before decoding, so a multibyte character
     split across two words (common in long Japanese subjects) survives.
     """
+    if "=?" not in value:
+        return value
     out: list[str] = []
     pending = bytearray()
     pending_charset = ""
@@ -541,25 +550,32 @@ def _clean_display_name(name: str, hint: str | None, defects: list[str]) -> str:
 # --------------------------------------------------------------------------- header access
 
 class _Headers:
-    """The message's top-level headers, repaired (8-bit bytes decoded) and unfolded."""
+    """The message's top-level headers, repaired (8-bit bytes decoded) and unfolded. Plain
+    ASCII values are unfolded when first read: most of a message's headers (Received, DKIM)
+    are never read."""
 
     def __init__(self, part: Part, hint: str | None, defects: list[str]) -> None:
         self.hint = hint
         self.defects = defects
-        self.items: list[tuple[str, str]] = []
+        self.names: list[str] = []  # lower case, in order, repeated as they repeat
+        self._values: dict[str, list[str]] = {}
         for name, value in part.headers:
-            text, guessed = _repair_raw(value, hint)
-            if guessed:
-                defects.append(f"the {name} header has raw 8-bit characters that are not UTF-8; "
-                               "their charset was guessed")
-            self.items.append((str(name).strip().lower(), text))
+            text = value if isinstance(value, str) else str(value)
+            if not text.isascii():
+                text, guessed = _repair_raw(text, hint)
+                if guessed:
+                    defects.append(f"the {name} header has raw 8-bit characters that are not "
+                                   "UTF-8; their charset was guessed")
+            key = str(name).strip().lower()
+            self.names.append(key)
+            self._values.setdefault(key, []).append(text)
 
     def all(self, name: str) -> list[str]:
-        return [value for key, value in self.items if key == name]
+        return [_unfold(value) for value in self._values.get(name, ())]
 
     def first(self, name: str) -> str | None:
-        values = self.all(name)
-        return values[0] if values else None
+        values = self._values.get(name)
+        return _unfold(values[0]) if values else None
 
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
@@ -1018,6 +1034,8 @@ def _charset_hint(root: Part) -> str | None:
 _FIELD_LINE = re.compile(rb"^[!-9;-~]+:")
 _HEADER_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
 _OBS_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]+:")
+_PLAIN_HEADER_LINES = re.compile(rb"(?:[!-9;-~]+:|[ \t])[^\r\n]*"
+                                 rb"(?:(?:\r\n|\n|\r)(?:[!-9;-~]+:|[ \t])[^\r\n]*)*")
 
 
 def _is_header_line(line: bytes) -> bool:
@@ -1032,6 +1050,8 @@ def _repair_header_section(raw: bytes, defects: list[str]) -> bytes:
     Only the lines up to the first blank one matter.
     """
     end = _HEADER_END.search(raw)
+    if _PLAIN_HEADER_LINES.fullmatch(raw, 0, end.start() if end else len(raw)):
+        return raw  # every line a field or a continuation: nothing to repair
     rest = raw[end.end():] if end else b""
     lines = (raw[:end.end()] if end else raw).splitlines(keepends=True)
     out: list[bytes] = []
@@ -1110,7 +1130,7 @@ def boundary_of(content_type: str | None) -> str | None:
 
 def _rule_headers(headers: _Headers, defects: list[str]) -> HeaderMap:
     kept: dict[str, str] = {}
-    for name, _ in headers.items:
+    for name in headers.names:
         if name in kept or not (name in RULE_HEADERS or name.startswith(RULE_HEADER_PREFIXES)):
             continue
         values = [_clean_line(decode_words(value, defects, f"{name} header"))

@@ -77,8 +77,18 @@ def read(raw: bytes, boundary: BoundaryReader, max_depth: int = 32) -> Part:
     return _Reader(boundary, max_depth).part(raw, "text/plain", 0, root=True)
 
 
+# A header section as nearly all mail has it: fields and their continuation lines, ended by
+# a blank line, CRLF or LF line breaks. Read with one pattern; anything else line by line.
+_PLAIN_SECTION = re.compile(rb"(?:[\041-\071\073-\176]+:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*\r?\n)+\r?\n")
+_PLAIN_FIELD = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)\r?\n")
+
+
 def _headers(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], bytes]:
     """Header fields of ``data`` and its body (compat32 semantics)."""
+    plain = _PLAIN_SECTION.match(data)
+    if plain is not None:
+        section = data[:plain.end()].decode("ascii", "surrogateescape")
+        return _PLAIN_FIELD.findall(section), data[plain.end():]
     lines: list[bytes] = []
     pos, end = 0, len(data)
     body = end
