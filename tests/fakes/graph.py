@@ -28,14 +28,16 @@ notifications, throttling; Entra ID v2.0 OpenID configuration and token endpoint
   4 MiB, every range but the last a multiple of 320 KiB), each answered 200 with
   ``nextExpectedRanges``; the last answers 201 with a ``Location`` and the file is added to
   the draft's MIME. ``fail_uploads = n`` answers the next n ranges 503 without keeping them.
-* **$batch** of up to 20 requests; a non-JSON inner body is base64-encoded.
+* **$batch** of up to 20 requests (``stats["batch"]`` counts them), each answered in
+  ``responses`` by its ``id`` with its own status, headers and body; a non-JSON inner body
+  is base64-encoded.
 * **Access**: 401 ``InvalidAuthenticationToken`` for an unknown or expired token; 403
   ``ErrorAccessDenied`` without the needed role or outside the application access policy
   ("Blocked by tenant configured AppOnly AccessPolicy settings"); 404 ``ErrorInvalidUser``
   for an unknown mailbox.
 * **Limits**: more than 4 concurrent requests for one mailbox, or more than 10,000 in 10
   minutes, answer 429 with ``Retry-After``; ``throttle(n, seconds)`` answers the next n
-  requests so.
+  requests so (``inside_batch=True``: the next n requests inside a ``$batch``).
 * **Subscriptions**: created only after the notification URL (and the lifecycle URL)
   echoed the ``validationToken`` as text/plain within 10 seconds; changes in a subscribed
   folder are posted to the notification URL with the subscription's ``clientState``;
@@ -205,6 +207,7 @@ class FakeGraph:
         self.deliveries: list[tuple[str, int]] = []  # (kind, status) of what was posted to us
         self.delivery_errors: list[str] = []
         self._throttle: list[float] = []
+        self._throttle_inner: list[float] = []
         self._seq = itertools.count(1)
         self._n = itertools.count(1)
         self._generation = 1  # delta tokens of older generations are expired
@@ -366,10 +369,13 @@ class FakeGraph:
         with self.lock:
             self._generation += 1
 
-    def throttle(self, count: int, retry_after: float = 1) -> None:
-        """Answer the next ``count`` Graph requests with 429 and ``Retry-After``."""
+    def throttle(self, count: int, retry_after: float = 1, inside_batch: bool = False) -> None:
+        """Answer the next ``count`` Graph requests with 429 and ``Retry-After``;
+        ``inside_batch``: only requests inside a ``$batch`` (the batch itself answers 200 and
+        the throttled items carry their own 429 and Retry-After, as Graph does)."""
         with self.lock:
-            self._throttle.extend([retry_after] * count)
+            (self._throttle_inner if inside_batch else self._throttle).extend(
+                [retry_after] * count)
 
     def issue_assertion(self, user: str) -> str:
         """An add-in SSO token the on-behalf-of grant accepts for ``user``."""
@@ -609,8 +615,9 @@ class FakeGraph:
                token: Token | None, inner: bool = False):
         """One Graph request (top level or inside a batch) -> (status, headers, body)."""
         with self.lock:
-            if self._throttle:
-                wait = self._throttle.pop(0)
+            waits = self._throttle_inner if inner and self._throttle_inner else self._throttle
+            if waits:
+                wait = waits.pop(0)
                 self.stats["throttled"] += 1
                 return _error(429, "ApplicationThrottled", "Application is over its "
                               "MailboxConcurrency limit.", {"Retry-After": str(int(wait))})
@@ -683,6 +690,7 @@ class FakeGraph:
             return _error(400, "BadRequest", "Invalid batch payload format.")
         if len(items) > 20:
             return _error(400, "BadRequest", "Number of requests in a batch cannot exceed 20.")
+        self.stats["batch"] += 1
         responses = []
         for item in items:
             self.stats["batch_items"] += 1

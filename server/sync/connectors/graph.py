@@ -633,34 +633,78 @@ class GraphConnector(_GraphSession):
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
         """Add an Outlook category to a message; written in batches (at the next read, when
         20 are waiting, and when the connector closes)."""
-        categories = self._categories.get(ref)
-        if categories is None:
-            http = self.client
-            reply = http.call("GET", f"{http.user}/messages/{quote(ref, safe='')}"
-                                     "?$select=categories", what=f"reading categories in {folder.name}")
+        what = f"reading categories in {folder.name}"
+        if ref not in self._categories and ref not in self._read_categories([ref], what):
+            raise ConnectorError("message_not_found", f"The message is no longer in "
+                                 f"{folder.name}.", severity="message")
+        self._queue_category(ref, keyword)
+        if len(self._pending) >= BATCH_SIZE:
+            self.flush_keywords()
+
+    def set_keywords(self, folder: Folder, refs: list[str], keyword: str) -> None:
+        """Add an Outlook category to many messages of a folder now: one PATCH of the whole
+        category list per message (Graph replaces the list, so a message's own categories
+        are kept), 20 to a ``$batch`` request, together with any ``set_keyword`` writes still
+        waiting. Lists not read with the message are read first, in batches too. A message
+        deleted meanwhile (404) is skipped; throttled writes are retried after Retry-After."""
+        refs = list(dict.fromkeys(refs))
+        unknown = [ref for ref in refs if ref not in self._categories]
+        if unknown:
+            self._read_categories(unknown, f"reading categories in {folder.name}")
+        for ref in refs:
+            if ref in self._categories:  # else gone: nothing to write
+                self._queue_category(ref, keyword)
+        self.flush_keywords(folder.name)
+
+    def _read_categories(self, refs: list[str], what: str) -> dict[str, list[str]]:
+        """The current category lists of messages (``$batch`` GETs), kept for the writes;
+        a message that is gone (404) is left out."""
+        http = self.client
+        items = [{"method": "GET", "url": f"{http.user}/messages/{quote(ref, safe='')}"
+                                          "?$select=categories"} for ref in refs]
+        found: dict[str, list[str]] = {}
+        for ref, reply in zip(refs, http.batch(items, what=what)):
+            if reply.status == 404:
+                continue
             if not reply.ok:
-                raise http.error(reply, f"reading categories in {folder.name}", scope="message")
-            categories = [str(c) for c in reply.json().get("categories") or []]
+                raise http.error(reply, what, scope="message")
+            found[ref] = self._categories[ref] = \
+                [str(c) for c in reply.json().get("categories") or []]
+        return found
+
+    def _queue_category(self, ref: str, keyword: str) -> None:
+        """Queue a message's category list plus ``keyword`` (unless it has it already)."""
+        categories = self._categories[ref]
         if keyword.casefold() in {c.casefold() for c in categories}:
             return
         categories = [*categories, keyword]
         self._categories[ref] = categories
         self._pending.append((ref, categories))
-        if len(self._pending) >= BATCH_SIZE:
-            self.flush_keywords()
 
-    def flush_keywords(self) -> int:
+    def flush_keywords(self, where: str | None = None) -> int:
+        """Write the queued category lists in ``$batch`` requests of 20; returns how many were
+        written. A message gone meanwhile (404) is skipped; any other failure (after the
+        retries of throttled writes) raises, saying how many were not written (``where``:
+        the folder's name, for the message)."""
         pending, self._pending = self._pending, []
         if not pending or self._client is None:
             return 0
         http = self.client
+        what = f"writing categories in {where}" if where else "writing categories"
         items = [{"method": "PATCH", "url": f"{http.user}/messages/{quote(ref, safe='')}",
                   "body": {"categories": categories}} for ref, categories in pending]
-        replies = http.batch(items, what="writing categories")
+        replies = http.batch(items, what=what)
+        for (ref, _), reply in zip(pending, replies):
+            if not reply.ok:  # not written: read the list again if asked again
+                self._categories.pop(ref, None)
         failed = [r for r in replies if not r.ok and r.status != 404]
         if failed:
-            raise http.error(failed[0], "writing categories", scope="message")
-        return len(replies) - len(failed)
+            error = http.error(failed[0], what, scope="message")
+            raise ConnectorError(error.code, f"{error.message} The category was not written on "
+                                 f"{len(failed)} of {len(replies)} messages"
+                                 f"{f' in {where}' if where else ''}.",
+                                 severity=error.severity, retry_after=error.retry_after)
+        return sum(1 for r in replies if r.ok)
 
     # -- push -----------------------------------------------------------------------------
 
