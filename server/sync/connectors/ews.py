@@ -33,7 +33,8 @@ person set, as with IMAP keywords. Bodies come from GetItem with the MIME conten
 does not mark mail as read.
 
 Categories are Outlook's own, with spaces: "Tracked to Regarding" is written as it is
-(GetItem for the current list, then UpdateItem with the list plus the category).
+(GetItem for the current lists, then UpdateItem with each list plus the category; for the
+messages a batch tracked, one GetItem and one UpdateItem for up to 100 of them).
 
 Sending: CreateItem with the MIME content and ``SendAndSaveCopy`` into Sent Items, so the
 connector itself does not append a Sent copy (``supports_append`` is False). Bcc recipients,
@@ -80,7 +81,7 @@ from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, Junk
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
-from exchangelib.services import GetItem, GetStreamingEvents, SyncFolderItems, UpdateItem
+from exchangelib.services import GetItem, GetStreamingEvents, SyncFolderItems
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
 from requests.exceptions import RequestException
@@ -429,23 +430,50 @@ class EwsConnector(Session):
 
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
         """Add an Outlook category to one message (kept with its spaces)."""
+        if self._add_category(folder, [ref], keyword):
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                                 f"{folder.name}.", severity="message")
+
+    def set_keywords(self, folder: Folder, refs: list[str], keyword: str) -> None:
+        """Add an Outlook category to many messages of a folder: one GetItem for their
+        category lists and one UpdateItem that sets each list plus the category (exchangelib
+        sends 100 items a request); a message gone meanwhile is skipped."""
+        self._add_category(folder, refs, keyword)
+
+    def _add_category(self, folder: Folder, refs: list[str], keyword: str) -> list[str]:
+        """Set each message's categories to its own plus ``keyword`` (EWS replaces the list);
+        returns the refs of messages that are gone."""
+        refs = list(dict.fromkeys(refs))
+        gone: list[str] = []
+        if not refs:
+            return gone
         with self._errors(f"setting a category in {folder.name}"):
-            service = GetItem(account=self.ews)
-            (item,) = list(service.call(items=[(ref, None)], additional_fields=_category_fields(
-                self._root()), shape="IdOnly"))
-            if isinstance(item, Exception):
-                raise item
-            categories = list(item.categories or [])
-            if keyword in categories:
-                return
-            item.categories = categories + [keyword]
-            results = list(UpdateItem(account=self.ews).call(
-                items=[(item, ["categories"])], conflict_resolution="AutoResolve",
-                message_disposition="SaveOnly", send_meeting_invitations_or_cancellations="SendToNone",
-                suppress_read_receipts=True))
-            for result in results:
-                if isinstance(result, Exception):
+            found = GetItem(account=self.ews).call(
+                items=[(ref, None) for ref in refs],
+                additional_fields=_category_fields(self._root()), shape="IdOnly")
+            changes = []
+            for ref, item in zip(refs, found):
+                if isinstance(item, ErrorItemNotFound):
+                    gone.append(ref)
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                categories = list(item.categories or [])
+                if keyword.casefold() in {c.casefold() for c in categories}:
+                    continue
+                item.categories = categories + [keyword]
+                changes.append((item, ["categories"]))
+            if not changes:
+                return gone
+            results = self.ews.bulk_update(
+                changes, conflict_resolution="AutoResolve", message_disposition="SaveOnly",
+                send_meeting_invitations_or_cancellations="SendToNone", suppress_read_receipts=True)
+            for (item, _), result in zip(changes, results):
+                if isinstance(result, ErrorItemNotFound):
+                    gone.append(item.id)
+                elif isinstance(result, Exception):
                     raise result
+        return gone
 
     # -- push ---------------------------------------------------------------------------------
 

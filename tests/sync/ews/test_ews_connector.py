@@ -129,6 +129,46 @@ def test_category_written_once_and_reported_as_an_update(exchange, account):
     assert [m.keywords for m in changed.messages] == [("Red category", TRACKED)]
 
 
+def test_a_batch_of_categories_is_one_get_and_one_update_keeping_their_own(exchange, account):
+    own = {0: ["Red category"], 3: ["Blue category", "Green category"], 5: ["tracked to regarding"]}
+    refs = [exchange.deliver(BOB, raw(mid=f"b{n}@x.example"), categories=own.get(n))
+            for n in range(30)]
+    with EwsConnector(account) as ews:
+        inbox = by_name(ews)["Inbox"]
+        drain(ews, inbox)
+        before = len(exchange.operations)
+        ews.set_keywords(inbox, refs, TRACKED)
+        assert exchange.operations[before:] == ["GetItem", "UpdateItem"]
+    items = exchange.mailbox(BOB).items
+    assert items[refs[0]].categories == ["Red category", TRACKED]
+    assert items[refs[3]].categories == ["Blue category", "Green category", TRACKED]
+    assert items[refs[5]].categories == ["tracked to regarding"]  # had it (other case)
+    assert all(items[r].categories == [TRACKED] for n, r in enumerate(refs) if n not in own)
+
+
+def test_a_batch_skips_a_message_gone_meanwhile(exchange, account):
+    refs = [exchange.deliver(BOB, raw(mid=f"g{n}@x.example")) for n in range(4)]
+    with EwsConnector(account) as ews:
+        inbox = by_name(ews)["Inbox"]
+        drain(ews, inbox)
+        moved = exchange.move(BOB, refs[1], "deleteditems")
+        ews.set_keywords(inbox, refs, TRACKED)
+    items = exchange.mailbox(BOB).items
+    assert all(items[r].categories == [TRACKED] for r in refs if r != refs[1])
+    assert items[moved].categories == []  # moved away: not written
+
+
+def test_a_busy_server_during_a_batch_backs_off(exchange, account):
+    refs = [exchange.deliver(BOB, raw(mid=f"s{n}@x.example")) for n in range(3)]
+    with EwsConnector(account) as ews:
+        inbox = by_name(ews)["Inbox"]
+        exchange.busy, exchange.back_off_ms = 1, 45000
+        with pytest.raises(ConnectorError) as caught:
+            ews.set_keywords(inbox, refs, TRACKED)
+    assert caught.value.code == "server_busy" and caught.value.retry_after == 45
+    assert all(exchange.mailbox(BOB).items[r].categories == [] for r in refs)
+
+
 def test_user_setting_the_category_later_is_seen_but_other_updates_are_not(exchange, account):
     plain = exchange.deliver(BOB, raw(mid="plain@x.example"))
     tagged = exchange.deliver(BOB, raw(mid="tagged@x.example"))

@@ -151,6 +151,17 @@ def test_sent_items_are_tracked_as_outgoing(crm, store):
     assert w.tracked("sent@org.example")[0].direction == "outgoing"
 
 
+def test_a_batchs_categories_are_written_with_one_update(crm, store, exchange):
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(12):
+        store.deliver(w.raw(mid=f"u{n}@x.example", subject=f"Mail {n}"))
+    exchange.set_categories(BOB, exchange.items_in(BOB, "inbox")[0].id, ["Red category"])
+    result = sync_mailbox(box.id)
+    assert result.status == "success" and result.tracked == 12
+    assert exchange.operations.count("UpdateItem") == 1
+    assert sorted(store.categories("inbox")) == [["Red category", TRACKED]] + [[TRACKED]] * 11
+
+
 def test_batches_commit_their_cursor_and_resume(crm, store):
     box = w.store_mailbox(store, crm.bob, tracking_option="all")
     for n in range(5):
