@@ -371,41 +371,64 @@ class MaildirConnector:
 
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
         """Add a keyword (a category name is turned into one) the way Dovecot keeps it."""
-        path = self._dir(folder)
-        keyword = category_to_keyword(keyword)
+        if self._add_keyword(folder, [ref], keyword):
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
+                                 f"{folder.name}.", severity="message")
+
+    def set_keywords(self, folder: Folder, refs: list[str], keyword: str) -> None:
+        """Add a keyword to many messages of a folder: ``dovecot-keywords`` read (and written)
+        once, each file renamed with the keyword's letter; the folder is listed again at most
+        once, for messages renamed since it was read. A message gone meanwhile is skipped."""
+        self._add_keyword(folder, refs, keyword)
+
+    def _keyword_letter(self, folder: Folder, path: Path, keyword: str) -> str:
+        """The letter of a keyword in the folder's ``dovecot-keywords``, added when new."""
         names = self._keyword_names(path)
         if keyword in names:
-            index = names.index(keyword)
-        elif None in names:
-            index = names.index(None)
-            names[index] = keyword
-            lines = "".join(f"{i} {n}\n" for i, n in enumerate(names) if n)
-            tmp = path / f"{KEYWORDS_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(lines)
-            os.replace(tmp, path / KEYWORDS_FILE)
-        else:
+            return chr(97 + names.index(keyword))
+        if None not in names:
             raise ConnectorError("keywords_full", f"{folder.name} already has 26 keywords.",
                                  severity="message")
-        letter = chr(97 + index)
+        index = names.index(None)
+        names[index] = keyword
+        lines = "".join(f"{i} {n}\n" for i, n in enumerate(names) if n)
+        tmp = path / f"{KEYWORDS_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(lines)
+        os.replace(tmp, path / KEYWORDS_FILE)
+        return chr(97 + index)
+
+    def _add_keyword(self, folder: Folder, refs: list[str], keyword: str) -> list[str]:
+        """Rename each message's file to carry the keyword's letter; returns the refs whose
+        file is gone. Files are found in the folder's last listing, else in one new one."""
+        path = self._dir(folder)
+        letter = self._keyword_letter(folder, path, category_to_keyword(keyword))
         listing = self._listing.setdefault(folder.key, {})
+        tagged = self._tagged.setdefault(folder.key, {})
+        missing = list(dict.fromkeys(refs))
         for attempt in range(2):
-            file = listing.get(ref) if attempt == 0 else self._files(path).get(ref)
-            if file is None:
-                continue
-            flags = _flags(file.name)
-            if letter in flags:
-                return
-            new_flags = "".join(sorted(set(flags + letter)))
-            target = path / "cur" / f"{ref}:2,{new_flags}"
-            try:
-                os.rename(file, target)
-            except FileNotFoundError:  # renamed since it was listed: look again
-                continue
-            listing[ref] = target
-            self._tagged.setdefault(folder.key, {})[ref] = self._letters(target)
-            return
-        raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
-                             f"{folder.name}.", severity="message")
+            if attempt:  # renamed or moved since the folder was listed: list it again
+                if not missing:
+                    break
+                listing = self._listing[folder.key] = self._files(path)
+            again = []
+            for ref in missing:
+                file = listing.get(ref)
+                if file is None:
+                    again.append(ref)
+                    continue
+                flags = _flags(file.name)
+                if letter in flags:
+                    continue
+                target = path / "cur" / f"{ref}:2,{''.join(sorted(set(flags + letter)))}"
+                try:
+                    os.rename(file, target)
+                except FileNotFoundError:
+                    again.append(ref)
+                    continue
+                listing[ref] = target
+                tagged[ref] = self._letters(target)
+            missing = again
+        return missing
 
     def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
                msg_time: datetime | None = None) -> str:

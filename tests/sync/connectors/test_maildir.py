@@ -121,6 +121,45 @@ def test_keywords_set_later_bring_the_message_back(tree):
     assert [p.name.endswith(":2,a") for p in (tree / "cur").iterdir()] == [True]
 
 
+def test_a_batch_of_keywords_keeps_each_messages_own(tree, monkeypatch):
+    refs = [deliver(tree, "INBOX", numbered(n)) for n in range(6)]
+    with connector(tree) as client:  # a mail client gives one message a keyword first
+        client.set_keyword(named(client, "INBOX"), refs[0], "Red category")
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        md.fetch_changes(inbox, None)
+        scans = []
+        listing = MaildirConnector._files
+        monkeypatch.setattr(MaildirConnector, "_files", staticmethod(
+            lambda path: scans.append(path) or listing(path)))
+        md.set_keywords(inbox, refs, "Tracked to Regarding")
+        md.set_keywords(inbox, refs[:2], "Tracked to Regarding")  # had it: nothing changes
+        assert scans == []  # the files were found in the listing the read made
+        monkeypatch.undo()
+        assert [m.keywords for m in md.fetch_changes(inbox, None).messages] == \
+            [("Red category", "Tracked to Regarding")] + [("Tracked to Regarding",)] * 5
+    assert (tree / "dovecot-keywords").read_text() == "0 Red_category\n1 Tracked_to_Regarding\n"
+
+
+def test_a_batch_lists_the_folder_once_for_files_renamed_or_gone_meanwhile(tree, monkeypatch):
+    refs = [deliver(tree, "INBOX", numbered(n)) for n in range(4)]
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        md.fetch_changes(inbox, None)
+        for ref in refs[:2]:  # a mail client reads two (new/ -> cur/ with S) ...
+            (file,) = (tree / "new").glob(f"{ref}*")
+            file.rename(tree / "cur" / f"{ref}:2,S")
+        next((tree / "new").glob(f"{refs[2]}*")).unlink()  # ... and deletes one
+        scans = []
+        listing = MaildirConnector._files
+        monkeypatch.setattr(MaildirConnector, "_files", staticmethod(
+            lambda path: scans.append(path) or listing(path)))
+        md.set_keywords(inbox, refs, "Tracked to Regarding")
+    assert len(scans) == 1
+    names = sorted(p.name for p in (tree / "cur").iterdir())
+    assert names == sorted([f"{refs[0]}:2,Sa", f"{refs[1]}:2,Sa", f"{refs[3]}:2,a"])
+
+
 def test_reads_a_dovecot_users_maildir(dovecot, mail_user):
     uid = dovecot.deliver(mail_user, numbered(1), "INBOX/Contoso deal")
     with dovecot.imap_client(mail_user) as imap:
