@@ -50,11 +50,11 @@ from server.sync.folders import FolderInfo
 from server.sync.message import MailMessage, MessageError, headers_are_ascii, parse
 from server.sync.models import MessageDecision
 from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, Correlation, MailboxRun, Outcome,
-                                  Requests, SyncDecisionContext, auto_create_contacts, checked_regarding,
-                                  correlate, decision_context, decision_row, identity_of,
-                                  in_savepoint, insert_decisions, participant_addresses, process,
-                                  regarding_of, safe_detail, to_content, tracked_by_message_id,
-                                  tracked_reason)
+                                  Requests, SyncDecisionContext, auto_create_contacts,
+                                  checked_regarding, correlate, correlation_candidates,
+                                  decision_context, decision_row, identity_of, in_savepoint,
+                                  insert_decisions, participant_addresses, process, regarding_of,
+                                  safe_detail, to_content, tracked_by_message_id, tracked_reason)
 from server.sync.rules import Decision, FolderRole, TrackingOption, decide
 
 log = logging.getLogger(__name__)
@@ -240,9 +240,8 @@ class _Lookups:
 
     def __init__(self, ctx: MailboxRun, items: list[_Item]) -> None:
         self.existing = tracked_by_message_id({item.identity for item in items})
-        self.parents = tracked_by_message_id({
-            key for item in items if item.identity not in self.existing
-            for key in [item.msg.in_reply_to, *item.msg.references] if key})
+        self.candidates = correlation_candidates(
+            ctx, [item.msg for item in items if item.identity not in self.existing])
         self.requests = _requests(ctx, items)
         wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
         self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
@@ -253,7 +252,7 @@ class _Lookups:
     def decide(self, ctx: MailboxRun, folder: FolderInfo, item: _Item) -> _Decided:
         msg = item.msg
         found = self.existing.get(item.identity)
-        correlation = correlate(ctx, msg, self.parents) if found is None else None
+        correlation = correlate(ctx, msg, self.candidates) if found is None else None
         request = self.requests.get(item.index, Requests())
         own = {a: self.matches.get(a, []) for a in participant_addresses(msg)}
         dctx = decision_context(ctx, folder, item.fetched, own, correlation, found, request)
@@ -274,9 +273,11 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
     look = _Lookups(ctx, items)
     decided = {item.index: look.decide(ctx, folder, item) for item in items}
     new_rows: list[MessageDecision] = []
-    # Mail read as headers only is read whole when it is tracked, and decided again.
+    # Mail read as headers only is read whole when it is tracked, and decided again (not
+    # when it is tracked already: the activity is there, only its regarding may change).
     whole = [item for item in items if decided[item.index].decision.track
-             and ctx.actor is not None and not item.fetched.complete]
+             and ctx.actor is not None and not item.fetched.complete
+             and decided[item.index].found is None]
     identities = {item.index: item.identity for item in whole}
     gone = {item.index for item in _read_whole(ctx, folder, whole)}
     for item in whole:
@@ -330,6 +331,9 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
                                             resolved=look.matches if same_user else None)
         except (Forbidden, Invalid, NotFound):
             raise _OneByOne() from None  # the refusal is worded per message there
+        if any(created and not item.fetched.complete
+               for (item, _), (_, created) in zip(tracks, results)):
+            raise _OneByOne()  # it was removed meanwhile: read whole and tracked alone
         for (item, t), (email, created) in zip(tracks, results):
             outcomes[item.index] = _tracked(ctx, folder, item, t, email, created,
                                             look.rows.get(item.identity), new_rows)

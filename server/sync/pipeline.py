@@ -346,7 +346,9 @@ def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
         conversation_index=msg.thread_index if msg.thread_index and len(msg.thread_index) <= 400
         else None,
         tracking_token=corr.find_token(msg.subject, ctx.org.tracking_token_prefix),
-        attachments=attachments, content_hash=msg.content_hash)
+        attachments=attachments,
+        # (read as headers only, it has a usable Message-ID: the hash is not its identity)
+        content_hash=msg.content_hash if msg.complete else None)
 
 
 # --------------------------------------------------------------------------- correlation
@@ -356,11 +358,6 @@ class Correlation:
     method: str
     parent_id: int | None
     regarding: tuple[str, int] | None
-
-
-def _first_email(*conditions, newest: bool = False) -> Email | None:
-    order = (Email.occurred_on.desc(), Email.id.desc()) if newest else (Email.id,)
-    return db.session.scalar(select(Email).where(*conditions).order_by(*order).limit(1))
 
 
 def tracked_by_message_id(ids: set[str] | list[str]) -> dict[str, Email]:
@@ -373,35 +370,72 @@ def tracked_by_message_id(ids: set[str] | list[str]) -> dict[str, Email]:
     return by_id
 
 
+@dataclass
+class Candidates:
+    """The tracked emails and pending track requests that messages' correlation keys name,
+    looked up at once (for a batch's messages, or for one): by Message-ID (the first
+    tracked), by tracking token and by conversation (newest first), and the first pending
+    request per token."""
+
+    by_id: dict[str, Email] = field(default_factory=dict)
+    by_token: dict[str, list[Email]] = field(default_factory=dict)
+    by_conversation: dict[str, list[Email]] = field(default_factory=dict)
+    requests: dict[str, TrackRequest] = field(default_factory=dict)
+
+
+def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage]) -> Candidates:
+    """``Candidates`` for these messages, in at most four queries."""
+    keys: dict[str, set[str]] = {}
+    for msg in msgs:
+        for method, key in corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix):
+            keys.setdefault(method, set()).add(key)
+    found = Candidates(by_id=tracked_by_message_id(
+        keys.get(corr.IN_REPLY_TO, set()) | keys.get(corr.REFERENCES, set())))
+    newest = (Email.occurred_on.desc(), Email.id.desc())
+    for method, column, into in ((corr.TRACKING_TOKEN, Email.tracking_token, found.by_token),
+                                 (corr.CONVERSATION_INDEX, Email.conversation_id,
+                                  found.by_conversation)):
+        if keys.get(method):
+            for email in db.session.scalars(select(Email).where(column.in_(keys[method]))
+                                            .order_by(*newest)):
+                into.setdefault(getattr(email, column.key), []).append(email)
+    if keys.get(corr.TRACKING_TOKEN):
+        for request in db.session.scalars(select(TrackRequest).where(
+                TrackRequest.tracking_token.in_(keys[corr.TRACKING_TOKEN]),
+                TrackRequest.status == "pending").order_by(TrackRequest.id)):
+            found.requests.setdefault(request.tracking_token, request)
+    return found
+
+
 def correlate(ctx: MailboxRun, msg: MailMessage,
-              by_id: dict[str, Email] | None = None) -> Correlation | None:
+              candidates: Candidates | None = None) -> Correlation | None:
     """The tracked email this one answers (first key that finds one wins), or a pending track
     request its tracking token belongs to. Copies of the email itself are no parent.
-    ``by_id``: the tracked emails for the message's In-Reply-To/References ids, when the
-    caller looked them up already (a batch does it once for all its messages)."""
+    ``candidates``: what the message's keys name, when the caller looked it up already (a
+    batch does it once for all its messages)."""
     keys = corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix,
                                  smart_matching=ctx.org.smart_matching)
     if not keys:
         return None
-    own = or_(Email.message_id.is_(None), Email.message_id != identity_of(msg))
-    if by_id is None:
-        by_id = tracked_by_message_id(
-            [key for method, key in keys if method in (corr.IN_REPLY_TO, corr.REFERENCES)])
+    if candidates is None:
+        candidates = correlation_candidates(ctx, [msg])
+    identity = identity_of(msg)
+
+    def newest(emails: list[Email]) -> Email | None:
+        return next((e for e in emails if e.message_id is None or e.message_id != identity),
+                    None)
     for method, key in keys:
         parent: Email | None = None
         if method in (corr.IN_REPLY_TO, corr.REFERENCES):
-            parent = by_id.get(key)
+            parent = candidates.by_id.get(key)
         elif method == corr.TRACKING_TOKEN:
-            parent = _first_email(Email.tracking_token == key, own, newest=True)
-            if parent is None:
-                request = db.session.scalar(select(TrackRequest).where(
-                    TrackRequest.tracking_token == key, TrackRequest.status == "pending")
-                    .order_by(TrackRequest.id).limit(1))
-                if request is not None:
-                    return Correlation(method, None, request.regarding_ref)
+            parent = newest(candidates.by_token.get(key, []))
+            if parent is None and key in candidates.requests:
+                return Correlation(method, None, candidates.requests[key].regarding_ref)
         elif method == corr.CONVERSATION_INDEX:
-            parent = _first_email(Email.conversation_id == key, own, newest=True)
+            parent = newest(candidates.by_conversation.get(key, []))
         elif method == corr.SMART_MATCH:
+            own = or_(Email.message_id.is_(None), Email.message_id != identity)
             parent = _smart_match(ctx, msg, key, own)
         if parent is not None:
             return Correlation(method, parent.id, parent.regarding_ref)
@@ -530,7 +564,7 @@ def handle(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     """Decide about a parsed message and track it when the rules say so."""
     identity = identity_of(msg)
     token = corr.find_token(msg.subject, ctx.org.tracking_token_prefix)
-    existing = _first_email(Email.message_id == identity)
+    existing = tracked_by_message_id({identity}).get(identity)
     requests = _requests(ctx, identity, token)
     # A tracked email needs no parent, unless this mailbox may get its own copy of it.
     correlation = correlate(ctx, msg) if existing is None or ctx.org.track_between_users_as_two \
