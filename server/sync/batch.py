@@ -47,14 +47,14 @@ from server.errors import Forbidden, Invalid, NotFound
 from server.sync import threading as corr
 from server.sync.connectors.base import ConnectorError, FetchedMessage
 from server.sync.folders import FolderInfo
-from server.sync.message import MailMessage, MessageError, headers_are_ascii, parse
+from server.sync.message import MailMessage, MessageError, parse
 from server.sync.models import MessageDecision
 from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, Correlation, MailboxRun, Outcome,
                                   Requests, SyncDecisionContext, auto_create_contacts,
                                   checked_regarding, correlate, correlation_candidates,
                                   decision_context, decision_row, identity_of, in_savepoint,
                                   insert_decisions, participant_addresses, process, regarding_of,
-                                  safe_detail, to_content, tracked_by_message_id, tracked_reason)
+                                  safe_detail, to_content, tracked_reason)
 from server.sync.rules import Decision, FolderRole, TrackingOption, decide
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def _needs_whole(item: _Item) -> bool:
     """Whether an item read as headers only must be read whole before it is decided."""
     return not item.fetched.complete and (
         item.msg is None or item.identity.startswith("sha256:")
-        or not headers_are_ascii(item.fetched.raw))
+        or not item.fetched.raw.isascii())  # (the raw bytes are the header section)
 
 
 def _read_whole(ctx: MailboxRun, folder: FolderInfo, items: list[_Item]) -> list[_Item]:
@@ -239,9 +239,10 @@ class _Lookups:
     """What the decisions of a wave read from the database, looked up once for the wave."""
 
     def __init__(self, ctx: MailboxRun, items: list[_Item]) -> None:
-        self.existing = tracked_by_message_id({item.identity for item in items})
-        self.candidates = correlation_candidates(
-            ctx, [item.msg for item in items if item.identity not in self.existing])
+        identities = {item.identity for item in items}
+        self.candidates = correlation_candidates(ctx, [item.msg for item in items], identities)
+        self.existing = {identity: email for identity, email in self.candidates.by_id.items()
+                         if identity in identities}
         self.requests = _requests(ctx, items)
         wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
         self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
@@ -272,7 +273,7 @@ def _decide_and_write(ctx: MailboxRun, folder: FolderInfo,
         return outcomes
     look = _Lookups(ctx, items)
     decided = {item.index: look.decide(ctx, folder, item) for item in items}
-    new_rows: list[MessageDecision] = []
+    new_rows: list[dict] = []
     # Mail read as headers only is read whole when it is tracked, and decided again (not
     # when it is tracked already: the activity is there, only its regarding may change).
     whole = [item for item in items if decided[item.index].decision.track
@@ -359,7 +360,7 @@ def _created_contacts(ctx: MailboxRun, msg: MailMessage, dctx: SyncDecisionConte
 
 def _tracked(ctx: MailboxRun, folder: FolderInfo, item: _Item, t: dict, email: Email,
              created: bool, row: MessageDecision | None,
-             new_rows: list[MessageDecision]) -> Outcome:
+             new_rows: list[dict]) -> Outcome:
     decision, method = t["decision"], t["method"]
     regarding, wins = t["track"].regarding, t["track"].regarding_wins
     reason = tracked_reason(decision, folder, regarding, wins, t["before"], email, created,

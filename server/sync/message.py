@@ -140,6 +140,9 @@ class HeaderMap(Mapping[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._data
 
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._data.get(key.lower(), default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 

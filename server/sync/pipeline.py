@@ -383,14 +383,16 @@ class Candidates:
     requests: dict[str, TrackRequest] = field(default_factory=dict)
 
 
-def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage]) -> Candidates:
-    """``Candidates`` for these messages, in at most four queries."""
+def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage],
+                           also: set[str] = frozenset()) -> Candidates:
+    """``Candidates`` for these messages, in at most four queries; ``also``: Message-IDs to
+    look up with their parents' (a batch's own, to find those tracked already)."""
     keys: dict[str, set[str]] = {}
     for msg in msgs:
         for method, key in corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix):
             keys.setdefault(method, set()).add(key)
     found = Candidates(by_id=tracked_by_message_id(
-        keys.get(corr.IN_REPLY_TO, set()) | keys.get(corr.REFERENCES, set())))
+        keys.get(corr.IN_REPLY_TO, set()) | keys.get(corr.REFERENCES, set()) | also))
     newest = (Email.occurred_on.desc(), Email.id.desc())
     for method, column, into in ((corr.TRACKING_TOKEN, Email.tracking_token, found.by_token),
                                  (corr.CONVERSATION_INDEX, Email.conversation_id,
@@ -776,50 +778,52 @@ def decision_row(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
                  tracked: bool, reason: str, hits: list, method: str | None, rule: str | None,
                  activity_id: int | None = None, fresh: bool = True,
                  mailbox_id: int | None = None,
-                 new_rows: list[MessageDecision] | None = None) -> tuple[MessageDecision, bool]:
+                 new_rows: list[dict] | None = None) -> tuple[MessageDecision | None, bool]:
     """Fill the decision row for (mailbox, identity) (``row``: the stored one, or None for a
-    new one), without flushing. A new row is added to the session, or to ``new_rows`` for
-    the caller to insert in bulk (``insert_decisions``). Returns the row and whether it
-    said "tracked" before."""
+    new one), without flushing. A new row is added to the session, or given as its column
+    values to ``new_rows`` for the caller to insert in bulk (``insert_decisions``; None is
+    returned for it then). Returns the row and whether it said "tracked" before."""
     mailbox_id = mailbox_id or ctx.mailbox.id
     now = utcnow()
     was_tracked = bool(row is not None and row.tracked)
-    if row is None:
-        row = MessageDecision(mailbox_id=mailbox_id, identity=identity, rule_hits=[],
-                              latency_ms=None)
-        if new_rows is None:
-            db.session.add(row)
-        else:
-            new_rows.append(row)
-    elif row.tracked and tracked and rule == "already-tracked" and not fresh:
+    if row is not None and row.tracked and tracked and rule == "already-tracked" and not fresh:
         # Seen again (another folder, a resync): keep the reason it was tracked for.
         row.activity_id = row.activity_id or activity_id
         row.processed_on = now
         return row, was_tracked
-    row.folder_name = clean(folder.name)[:500] if folder.name else None
-    row.tracked, row.reason, row.rule_hits = tracked, reason, hits
-    row.correlation_method = method
-    row.activity_id = activity_id
+    values = dict(folder_name=clean(folder.name)[:500] if folder.name else None,
+                  tracked=tracked, reason=reason, rule_hits=hits, correlation_method=method,
+                  activity_id=activity_id, processed_on=now)
     if msg is not None:
-        row.subject = (clean(msg.subject) or "")[:400] or None
-        row.from_address = (msg.from_ or msg.sender).address[:320] if (msg.from_ or msg.sender) else None
-        row.received_on = _aware(fetched.arrived_on or msg.date)
-    row.processed_on = now
+        sender = msg.from_ or msg.sender
+        values.update(subject=(clean(msg.subject) or "")[:400] or None,
+                      from_address=sender.address[:320] if sender else None,
+                      received_on=_aware(fetched.arrived_on or msg.date))
     if tracked and fresh:
-        row.latency_ms = latency_ms(ctx, folder, fetched, now)
+        values["latency_ms"] = latency_ms(ctx, folder, fetched, now)
     elif not tracked:
-        row.latency_ms = None
+        values["latency_ms"] = None
+    if row is None and new_rows is not None:
+        new_rows.append({**_NEW_DECISION, **values, "mailbox_id": mailbox_id,
+                         "identity": identity})
+        return None, was_tracked
+    if row is None:
+        row = MessageDecision(mailbox_id=mailbox_id, identity=identity, rule_hits=[],
+                              latency_ms=None)
+        db.session.add(row)
+    for key, value in values.items():
+        setattr(row, key, value)
     return row, was_tracked
 
 
-_DECISION_COLUMNS = [c.key for c in MessageDecision.__table__.columns if c.key != "id"]
+# A new decision row's columns besides those ``decision_row`` fills.
+_NEW_DECISION = {c.key: None for c in MessageDecision.__table__.columns if c.key != "id"}
 
 
-def insert_decisions(rows: list[MessageDecision]) -> None:
-    """New decision rows in one multi-row INSERT (they need no ids back)."""
+def insert_decisions(rows: list[dict]) -> None:
+    """New decision rows (column values) in one multi-row INSERT (they need no ids back)."""
     if rows:
-        db.session.connection().execute(insert(MessageDecision.__table__), [
-            {key: getattr(row, key) for key in _DECISION_COLUMNS} for row in rows])
+        db.session.connection().execute(insert(MessageDecision.__table__), rows)
 
 
 def latency_ms(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,

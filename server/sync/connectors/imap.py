@@ -434,7 +434,7 @@ class ImapConnector(ServerSession):
             data = self.client.fetch(chunk, [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"])
             for uid in chunk:  # expunged meanwhile: simply absent
                 item = data.get(uid)
-                if item is None or b"BODY[]" not in item:
+                if item is None or item.get(b"BODY[]") is None:  # expunged meanwhile
                     continue
                 out.append(FetchedMessage(ref=str(uid), raw=bytes(item[b"BODY[]"]),
                                           keywords=_categories(item.get(b"FLAGS")),
@@ -449,7 +449,7 @@ class ImapConnector(ServerSession):
                                              b"INTERNALDATE"])
             for uid in chunk:
                 item = data.get(uid)
-                if item is None or b"BODY[HEADER]" not in item:
+                if item is None or item.get(b"BODY[HEADER]") is None:
                     continue
                 out.append(FetchedMessage(ref=str(uid), raw=bytes(item[b"BODY[HEADER]"]),
                                           keywords=_categories(item.get(b"FLAGS")),
@@ -462,18 +462,21 @@ class ImapConnector(ServerSession):
         out: dict[str, bytes] = {}
         uids = sorted({int(ref) for ref in refs})
         with self._errors(f"reading messages in {folder.name}"):
-            self._open(folder, readonly=True)
+            if self._selected is None or self._selected[0] != self._name_of(folder):
+                self._open(folder, readonly=True)  # (read-only or not, BODY.PEEK reads)
             for start in range(0, len(uids), FETCH_BATCH):
                 data = self.client.fetch(uids[start:start + FETCH_BATCH], [b"BODY.PEEK[]"])
+                # A message expunged by another session reads as NIL until the server
+                # may tell this one (RFC 3501 7.4.1): gone all the same.
                 out.update((str(uid), bytes(item[b"BODY[]"])) for uid, item in data.items()
-                           if b"BODY[]" in item)
+                           if item.get(b"BODY[]") is not None)
         return out
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
         with self._errors(f"reading a message in {folder.name}"):
             self._open(folder, readonly=True)
             data = self.client.fetch([int(ref)], [b"BODY.PEEK[]"]).get(int(ref))
-        if not data or b"BODY[]" not in data:
+        if not data or data.get(b"BODY[]") is None:
             raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
                                  f"{folder.name}.", severity="message")
         return bytes(data[b"BODY[]"])
