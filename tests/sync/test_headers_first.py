@@ -15,12 +15,12 @@ import socket
 from email import message_from_bytes
 
 import pytest
-from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from server.crm import tracking
 from server.db import db
 from server.sync import batch, engine
+from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
 from server.sync.engine import sync_mailbox
 from server.sync.message import REPORT_TYPES, MessageError, headers_are_ascii, parse
@@ -55,24 +55,22 @@ class Reads:
         self.whole_uids: list[int] = []
         self.header_uids: list[int] = []
         self.fetch_messages: list[list[str]] = []
-        real_fetch, real_messages = IMAPClient.fetch, ImapConnector.fetch_messages
+        real_fetch, real_messages = imap_connector._uid_fetch, ImapConnector.fetch_messages
         reads = self
 
-        def fetch(client, messages, data, *args, **kwargs):
-            items = {bytes(item).upper() for item in data}
-            uids = [int(m) for m in messages]
-            if b"BODY.PEEK[]" in items:
+        def fetch(imap, uids, items):
+            if "BODY.PEEK[]" in items.upper():
                 reads.whole_uids.extend(uids)
-            if b"BODY.PEEK[HEADER]" in items:
+            if "BODY.PEEK[HEADER]" in items.upper():
                 reads.header_uids.extend(uids)
-            return real_fetch(client, messages, data, *args, **kwargs)
+            return real_fetch(imap, uids, items)
 
         def fetch_messages(connector, folder, refs):
             reads.fetch_messages.append(list(refs))
             return reads.before_whole(connector, folder, refs) or real_messages(
                 connector, folder, refs)
 
-        monkeypatch.setattr(IMAPClient, "fetch", fetch)
+        monkeypatch.setattr(imap_connector, "_uid_fetch", fetch)
         monkeypatch.setattr(ImapConnector, "fetch_messages", fetch_messages)
 
     def before_whole(self, connector, folder, refs):

@@ -33,7 +33,8 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from imapclient import IMAPClient
 from imapclient.imap_utf7 import decode as decode_utf7
@@ -80,6 +81,70 @@ def _utc(value) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class _Fetched:
+    raw: bytes | None = None
+    flags: tuple[bytes, ...] = ()
+    arrived_on: datetime | None = None
+    size: int | None = None
+
+
+_FETCH_ITEM = re.compile(rb'UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE "([^"]*)"|RFC822\.SIZE (\d+)')
+_FETCH_SEQ = re.compile(rb"(\d+) \(")
+_INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
+_MONTHS = {m.encode(): n for n, m in enumerate(
+    "jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+
+
+def _internaldate(text: bytes) -> datetime | None:
+    """An IMAP date-time ("22-Nov-2026 17:13:04 +0100") in UTC."""
+    match = _INTERNALDATE.fullmatch(text)
+    if match is None or match.group(2).lower() not in _MONTHS:
+        return None
+    day, month, year, hour, minute, second, sign, zh, zm = match.groups()
+    offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == b"-" else 1)
+    try:
+        moment = datetime(int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute),
+                          int(second), tzinfo=timezone(offset))
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc)
+
+
+def _uid_fetch(imap: imaplib.IMAP4, uids: list[int], items: str) -> dict[int, _Fetched]:
+    """``UID FETCH uids (items)`` with imaplib alone, the response read with a few patterns:
+    imapclient's general response parser cost twice the reading itself. At most one literal
+    per message (the body section); a response without a UID (an unsolicited flag change)
+    is left out."""
+    imap.untagged_responses.pop("FETCH", None)
+    typ, data = imap.uid("FETCH", ",".join(map(str, uids)), f"({items})")
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"FETCH failed: {_text(data[0]) if data and data[0] else typ}")
+    found: dict[int, _Fetched] = {}
+    current: _Fetched | None = None
+    for entry in data:
+        if entry is None:
+            continue
+        head, literal = entry if isinstance(entry, tuple) else (entry, None)
+        if _FETCH_SEQ.match(head):  # a new message's response (else: its rest after a literal)
+            current = _Fetched()
+        elif current is None:
+            continue
+        for match in _FETCH_ITEM.finditer(head):
+            number, flags, date, size = match.groups()
+            if number is not None:
+                found[int(number)] = current
+            elif flags is not None:
+                current.flags = tuple(flags.split())
+            elif date is not None:
+                current.arrived_on = _internaldate(date)
+            elif size is not None:
+                current.size = int(size)
+        if literal is not None:
+            current.raw = bytes(literal)
+    return found
 
 
 def _uid_set(text: str, upto: int) -> list[int]:
@@ -427,50 +492,38 @@ class ImapConnector(ServerSession):
         kept = [uid for modseq, uid in rows if modseq <= boundary]
         return kept, removed, True, boundary
 
-    def _fetch_full(self, uids: list[int]) -> list[FetchedMessage]:
+    def _fetch(self, uids: list[int], section: str, size: bool = False) -> list[FetchedMessage]:
+        """``UID FETCH`` of ``BODY.PEEK[section]`` with the flags and arrival time (and the
+        size), in chunks, oldest first. A message expunged meanwhile is absent: Dovecot
+        answers one another session expunged with a NIL body until it may say so (RFC 3501
+        7.4.1)."""
+        items = f"UID FLAGS INTERNALDATE{' RFC822.SIZE' if size else ''} BODY.PEEK[{section}]"
         out: list[FetchedMessage] = []
-        for start in range(0, len(uids), FETCH_BATCH):
-            chunk = uids[start:start + FETCH_BATCH]
-            data = self.client.fetch(chunk, [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"])
-            for uid in chunk:  # expunged meanwhile: simply absent
-                item = data.get(uid)
-                if item is None or item.get(b"BODY[]") is None:  # expunged meanwhile
+        step = HEADER_BATCH if section == "HEADER" else FETCH_BATCH
+        for start in range(0, len(uids), step):
+            found = _uid_fetch(self.client._imap, uids[start:start + step], items)
+            for uid in uids[start:start + step]:
+                item = found.get(uid)
+                if item is None or item.raw is None:
                     continue
-                out.append(FetchedMessage(ref=str(uid), raw=bytes(item[b"BODY[]"]),
-                                          keywords=_categories(item.get(b"FLAGS")),
-                                          arrived_on=_utc(item.get(b"INTERNALDATE"))))
+                out.append(FetchedMessage(ref=str(uid), raw=item.raw,
+                                          keywords=_categories(item.flags),
+                                          arrived_on=item.arrived_on, complete=not section,
+                                          size=item.size))
         return out
 
+    def _fetch_full(self, uids: list[int]) -> list[FetchedMessage]:
+        return self._fetch(uids, "")
+
     def _fetch_headers(self, uids: list[int]) -> list[FetchedMessage]:
-        out: list[FetchedMessage] = []
-        for start in range(0, len(uids), HEADER_BATCH):
-            chunk = uids[start:start + HEADER_BATCH]
-            data = self.client.fetch(chunk, [b"BODY.PEEK[HEADER]", b"RFC822.SIZE", b"FLAGS",
-                                             b"INTERNALDATE"])
-            for uid in chunk:
-                item = data.get(uid)
-                if item is None or item.get(b"BODY[HEADER]") is None:
-                    continue
-                out.append(FetchedMessage(ref=str(uid), raw=bytes(item[b"BODY[HEADER]"]),
-                                          keywords=_categories(item.get(b"FLAGS")),
-                                          arrived_on=_utc(item.get(b"INTERNALDATE")),
-                                          complete=False, size=item.get(b"RFC822.SIZE")))
-        return out
+        return self._fetch(uids, "HEADER", size=True)
 
     def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
         """The whole of these messages of ``folder``; a message expunged meanwhile is absent."""
-        out: dict[str, bytes] = {}
-        uids = sorted({int(ref) for ref in refs})
         with self._errors(f"reading messages in {folder.name}"):
             if self._selected is None or self._selected[0] != self._name_of(folder):
                 self._open(folder, readonly=True)  # (read-only or not, BODY.PEEK reads)
-            for start in range(0, len(uids), FETCH_BATCH):
-                data = self.client.fetch(uids[start:start + FETCH_BATCH], [b"BODY.PEEK[]"])
-                # A message expunged by another session reads as NIL until the server
-                # may tell this one (RFC 3501 7.4.1): gone all the same.
-                out.update((str(uid), bytes(item[b"BODY[]"])) for uid, item in data.items()
-                           if item.get(b"BODY[]") is not None)
-        return out
+            return {m.ref: m.raw for m in self._fetch(sorted({int(r) for r in refs}), "")}
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
         with self._errors(f"reading a message in {folder.name}"):

@@ -382,3 +382,54 @@ def test_starttls_asked_of_a_server_without_it(dovecot, mail_user):
     with pytest.raises(ConnectorError) as caught:
         ImapConnector(imap_account(dovecot, mail_user, security="starttls")).connect()
     assert caught.value.code == "starttls_unsupported"
+
+
+class _ScriptedImap:
+    """An imaplib stand-in answering one UID FETCH with a response as imaplib hands it over."""
+
+    def __init__(self, typ, data) -> None:
+        self.untagged_responses = {"FETCH": [b"stale"]}
+        self.typ, self.data, self.asked = typ, data, None
+
+    def uid(self, command, *args):
+        self.asked = (command, *args)
+        return self.typ, self.data
+
+
+def test_uid_fetch_reads_every_shape_of_fetch_response():
+    from datetime import datetime, timezone
+    from server.sync.connectors.imap import _uid_fetch
+    imap = _ScriptedImap("OK", [
+        (b'1 (UID 7 RFC822.SIZE 2048 FLAGS (\\Seen Tracked_to_Regarding) '
+         b'INTERNALDATE " 2-Mar-2025 08:04:05 -0130" BODY[HEADER] {5}', b"X: y\r"),
+        b")",
+        # the literal first, the rest after it
+        (b'2 (BODY[HEADER] {4}', b"A: b"), b' UID 9 FLAGS () INTERNALDATE "22-Nov-2026 17:13:04 +0000")',
+        b"3 (FLAGS (\\Seen))",  # an unsolicited flag change: no UID, left out
+        b'4 (UID 11 FLAGS () INTERNALDATE "22-Nov-2026 17:13:04 +0000" BODY[HEADER] NIL)',
+        None,
+    ])
+    found = _uid_fetch(imap, [7, 9, 11], "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER]")
+    assert imap.asked == ("FETCH", "7,9,11", "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])")
+    assert "FETCH" not in imap.untagged_responses
+    assert set(found) == {7, 9, 11}
+    assert found[7].raw == b"X: y\r" and found[7].size == 2048
+    assert found[7].flags == (b"\\Seen", b"Tracked_to_Regarding")
+    assert found[7].arrived_on == datetime(2025, 3, 2, 9, 34, 5, tzinfo=timezone.utc)
+    assert found[9].raw == b"A: b" and found[9].flags == ()
+    assert found[9].arrived_on == datetime(2026, 11, 22, 17, 13, 4, tzinfo=timezone.utc)
+    assert found[11].raw is None  # expunged by another session
+
+
+def test_uid_fetch_refused_is_an_imap_error():
+    import imaplib
+    from server.sync.connectors.imap import _uid_fetch
+    with pytest.raises(imaplib.IMAP4.error, match="FETCH failed: no such message"):
+        _uid_fetch(_ScriptedImap("NO", [b"no such message"]), [1], "UID BODY.PEEK[]")
+
+
+def test_internaldate_rejects_what_is_not_a_date():
+    from server.sync.connectors.imap import _internaldate
+    assert _internaldate(b"31-Feb-2025 10:00:00 +0000") is None
+    assert _internaldate(b"01-Foo-2025 10:00:00 +0000") is None
+    assert _internaldate(b"yesterday") is None
