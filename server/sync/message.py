@@ -1037,8 +1037,6 @@ def _charset_hint(root: Part) -> str | None:
 _FIELD_LINE = re.compile(rb"^[!-9;-~]+:")
 _HEADER_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
 _OBS_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]+:")
-_PLAIN_HEADER_LINES = re.compile(rb"(?:[!-9;-~]+:|[ \t])[^\r\n]*"
-                                 rb"(?:(?:\r\n|\n|\r)(?:[!-9;-~]+:|[ \t])[^\r\n]*)*")
 
 
 def _is_header_line(line: bytes) -> bool:
@@ -1053,8 +1051,6 @@ def _repair_header_section(raw: bytes, defects: list[str]) -> bytes:
     Only the lines up to the first blank one matter.
     """
     end = _HEADER_END.search(raw)
-    if _PLAIN_HEADER_LINES.fullmatch(raw, 0, end.start() if end else len(raw)):
-        return raw  # every line a field or a continuation: nothing to repair
     rest = raw[end.end():] if end else b""
     lines = (raw[:end.end()] if end else raw).splitlines(keepends=True)
     out: list[bytes] = []
@@ -1186,8 +1182,8 @@ def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
     if len(text) != len(raw):
         defects.append("a byte order mark or blank lines before the headers were ignored")
     try:
-        root = mime.read(_repair_header_section(text, defects), boundary_of,
-                         0 if headers_only else MAX_MIME_DEPTH + 2)
+        root = mime.read(text, boundary_of, 0 if headers_only else MAX_MIME_DEPTH + 2,
+                         repair=lambda data: _repair_header_section(data, defects))
     except RecursionError as exc:  # pragma: no cover - bounded by the depth limit
         raise MessageError("unreadable", "The message is nested too deeply to be read.") from exc
     _check_is_email(raw, root)

@@ -71,24 +71,41 @@ class Part:
 BoundaryReader = Callable[[str | None], str | None]
 
 
-def read(raw: bytes, boundary: BoundaryReader, max_depth: int = 32) -> Part:
+def read(raw: bytes, boundary: BoundaryReader, max_depth: int = 32,
+         repair: Callable[[bytes], bytes] | None = None) -> Part:
     """The MIME tree of one message; ``boundary`` reads the boundary parameter from a
-    Content-Type value (the caller's lenient MIME parameter reader)."""
-    return _Reader(boundary, max_depth).part(raw, "text/plain", 0, root=True)
+    Content-Type value (the caller's lenient MIME parameter reader). ``repair`` is given
+    the message's bytes when its header section is not a plain one (fields and their
+    continuation lines, then a blank line) and returns them repaired."""
+    return _Reader(boundary, max_depth, repair).part(raw, "text/plain", 0, root=True)
 
 
 # A header section as nearly all mail has it: fields and their continuation lines, ended by
 # a blank line, CRLF or LF line breaks. Read with one pattern; anything else line by line.
-_PLAIN_SECTION = re.compile(rb"(?:[\041-\071\073-\176]+:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*\r?\n)+\r?\n")
-_PLAIN_FIELD = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)\r?\n")
+_PLAIN_FIELD = re.compile(rb"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)\r?\n")
+
+
+def _plain_headers(data: bytes) -> tuple[list[tuple[str, str]], bytes] | None:
+    """The fields and body of ``data`` when its header section is a plain one, else None."""
+    ends = [at for at in (data.find(b"\n\n"), data.find(b"\n\r\n")) if at >= 0]
+    if not ends:
+        return None
+    end = min(ends) + 1  # the section, its last line break included
+    fields, pos, match = [], 0, _PLAIN_FIELD.match
+    while pos < end:
+        field = match(data, pos, end)
+        if field is None:
+            return None  # a line that is no field or continuation, or a bare CR
+        fields.append((field[1].decode("ascii"), field[2].decode("ascii", "surrogateescape")))
+        pos = field.end()
+    return fields, data[end + (1 if data[end:end + 1] == b"\n" else 2):]
 
 
 def _headers(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], bytes]:
     """Header fields of ``data`` and its body (compat32 semantics)."""
-    plain = _PLAIN_SECTION.match(data)
+    plain = _plain_headers(data)
     if plain is not None:
-        section = data[:plain.end()].decode("ascii", "surrogateescape")
-        return _PLAIN_FIELD.findall(section), data[plain.end():]
+        return plain
     lines: list[bytes] = []
     pos, end = 0, len(data)
     body = end
@@ -158,9 +175,11 @@ def content_type(value: str | None, default: str) -> str:
 
 
 class _Reader:
-    def __init__(self, boundary: BoundaryReader, max_depth: int) -> None:
+    def __init__(self, boundary: BoundaryReader, max_depth: int,
+                 repair: Callable[[bytes], bytes] | None = None) -> None:
         self.boundary = boundary
         self.max_depth = max_depth
+        self.repair = repair
 
     def part(self, data: bytes, default: str, depth: int, root: bool = False) -> Part:
         return _part(self, data, default, depth, root)
@@ -168,7 +187,10 @@ class _Reader:
 
 def _part(reader: _Reader, data: bytes, default: str, depth: int, root: bool) -> Part:
     defects: list[str] = []
-    fields, body = _headers(data, defects)
+    plain = _plain_headers(data)
+    if plain is None and root and reader.repair is not None:
+        data = reader.repair(data)
+    fields, body = plain or _headers(data, defects)
     ctype = content_type(_first(fields, "content-type"), default)
     part = Part(fields, body, ctype, None, defects)
     if depth >= reader.max_depth:
