@@ -87,10 +87,11 @@ _PLAIN_FIELD = re.compile(rb"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:\r?\n[ \t
 
 def _plain_headers(data: bytes) -> tuple[list[tuple[str, str]], bytes] | None:
     """The fields and body of ``data`` when its header section is a plain one, else None."""
-    ends = [at for at in (data.find(b"\n\n"), data.find(b"\n\r\n")) if at >= 0]
-    if not ends:
+    first = data.find(b"\n")  # the line breaks' style tells the blank line to look for
+    end = data.find(b"\n\r\n" if first > 0 and data[first - 1] == 0x0D else b"\n\n")
+    if end < 0:
         return None
-    end = min(ends) + 1  # the section, its last line break included
+    end += 1  # the section, its last line break included
     fields, pos, match = [], 0, _PLAIN_FIELD.match
     while pos < end:
         field = match(data, pos, end)

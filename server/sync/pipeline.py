@@ -334,8 +334,9 @@ def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
         content=a.content if a.size <= ctx.attachment_limit else None, size=a.size,
         content_id=clean(a.content_id), inline=a.inline) for a in msg.attachments]
     incoming = direction is Direction.INCOMING
+    message_id = _usable_message_id(msg)
     return EmailContent(
-        message_id=_usable_message_id(msg), subject=clean(msg.subject) or "",
+        message_id=message_id, subject=clean(msg.subject) or "",
         from_=_party(sender) if sender else None,
         to=[_party(a) for a in msg.to], cc=[_party(a) for a in msg.cc],
         bcc=[_party(a) for a in msg.bcc],
@@ -347,8 +348,7 @@ def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
         else None,
         tracking_token=corr.find_token(msg.subject, ctx.org.tracking_token_prefix),
         attachments=attachments,
-        # (read as headers only, it has a usable Message-ID: the hash is not its identity)
-        content_hash=msg.content_hash if msg.complete else None)
+        content_hash=None if message_id else msg.content_hash)  # the identity without one
 
 
 # --------------------------------------------------------------------------- correlation
