@@ -34,6 +34,32 @@ def _reply(exc: poplib.error_proto) -> str:
         exc.args[0], bytes) else str(exc)
 
 
+class _LongLines:
+    """poplib reads lines of at most 2048 bytes and fails a RETR of mail with a longer one:
+    RFC 5322 allows 998, yet such mail exists (a base64 attachment on one line), and one
+    such message would fail every sync of its mailbox. This reads lines of up to
+    ``MAX_LINE`` bytes (still a bound on what a server can make the client buffer)."""
+
+    MAX_LINE = 64 * 1024 * 1024
+
+    def _getline(self) -> tuple[bytes, int]:
+        line = self.file.readline(self.MAX_LINE + 1)
+        if len(line) > self.MAX_LINE:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        end = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
+        return line[:len(line) - end], len(line)
+
+
+class _Pop3(_LongLines, poplib.POP3):
+    pass
+
+
+class _Pop3Ssl(_LongLines, poplib.POP3_SSL):
+    pass
+
+
 class Pop3Connector(ServerSession):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
@@ -48,10 +74,10 @@ class Pop3Connector(ServerSession):
         account = self.account
         with self._errors("connecting"):
             if self.security == "tls":
-                client = poplib.POP3_SSL(account.host, self.port, timeout=account.timeout,
-                                         context=tls_context(account))
+                client = _Pop3Ssl(account.host, self.port, timeout=account.timeout,
+                                  context=tls_context(account))
             else:
-                client = poplib.POP3(account.host, self.port, timeout=account.timeout)
+                client = _Pop3(account.host, self.port, timeout=account.timeout)
             self._client = client
             if self.security == "starttls":
                 try:
