@@ -2,7 +2,21 @@
 
 The cursor is the set of UIDLs already handed to the engine (JSON, deflated when long),
 pruned to those still on the server, so it stays as small as the maildrop. Messages are
-read with RETR in server order (TOP is not used: the engine needs the whole message).
+read with RETR in server order.
+
+Header first: with ``headers_only`` the batch is read with ``TOP n 0`` (the header section
+and the blank line; the whole message's size from LIST) and ``fetch_messages`` reads the
+messages the engine tracks with RETR, by their number in this session's UIDL listing (a
+POP3 session sees the maildrop as it was at login). ``headers_first`` is set after CAPA on
+each connection: a server that does not list TOP (TOP is optional in RFC 1939), or that
+answers TOP with -ERR for a message RETR can read, gets whole messages for the rest of the
+session. A message another session deleted meanwhile (Dovecot: "-ERR Message 2 expunged.")
+is left out of a batch (and of the cursor) and absent from ``fetch_messages``' answer.
+
+There is no ``prefetch`` (reading the next batch in a thread): the read ahead would be
+asked with the cursor of a batch the engine has not stored yet, and with
+``delete_after_fetch`` that cursor's messages would be deleted at QUIT even if the engine
+never stored them.
 
 Mail is left on the server unless the profile's setting ``delete_after_fetch`` is true.
 Even then a message is deleted only at the next sync, once it is in the cursor the engine
@@ -16,7 +30,9 @@ at login.
 from __future__ import annotations
 
 import base64
+import logging
 import poplib
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +42,10 @@ from server.sync.connectors.common import ServerSession, pack_cursor, tls_contex
 
 DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
 INBOX = Folder(key="pop3:INBOX", name="INBOX", role="inbox")
+# RFC 3206 codes of an -ERR that is the server's trouble, not the message's.
+_SERVER_TROUBLE = re.compile(rb"\[(SYS/|IN-USE)", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
 
 
 def _reply(exc: poplib.error_proto) -> str:
@@ -60,13 +80,43 @@ class _Pop3Ssl(_LongLines, poplib.POP3_SSL):
     pass
 
 
+def _about_the_message(exc: poplib.error_proto) -> bool:
+    """Whether an error is the server's -ERR about one message (gone, or TOP refused), not a
+    lost connection (poplib's "-ERR EOF" is a str, a reply is bytes) or the server's own
+    failure (RFC 3206 ``[SYS/TEMP]``, ``[SYS/PERM]``, ``[IN-USE]``)."""
+    reply = exc.args[0] if exc.args else None
+    return (isinstance(reply, bytes) and reply.startswith(b"-ERR")
+            and not _SERVER_TROUBLE.search(reply))
+
+
+def _joined(lines: list[bytes]) -> bytes:
+    """A multi-line answer's lines (dot-unstuffed by poplib) as the message's bytes."""
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def _header_section(lines: list[bytes]) -> bytes:
+    """The header lines of a ``TOP n 0`` answer and the blank line after them (a message
+    without a body has none); a server that sends more than asked is cut there."""
+    if b"" in lines:
+        lines = lines[:lines.index(b"") + 1]
+    return _joined(lines)
+
+
 class Pop3Connector(ServerSession):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
     supports_keywords = False
     supports_append = False
+    # fetch_changes(headers_only=True) with TOP and fetch_messages with RETR: set on each
+    # connection from CAPA, turned off for the session when the server refuses TOP.
+    headers_first = True
     DEFAULT_PORTS = DEFAULT_PORTS
     _client: poplib.POP3 | None
+
+    def __init__(self, account):
+        super().__init__(account)
+        self._numbers: dict[str, int] | None = None  # UIDL -> number in this session
+        self._top_refused = False  # a server that listed TOP refused it all the same
 
     # -- session --------------------------------------------------------------------------
 
@@ -85,6 +135,17 @@ class Pop3Connector(ServerSession):
                 except poplib.error_proto:
                     raise self._no_starttls("STLS") from None
             self._login(client)
+            self._numbers = None
+            self.headers_first = not self._top_refused and self._offers_top(client)
+
+    @staticmethod
+    def _offers_top(client: poplib.POP3) -> bool:
+        """CAPA (RFC 2449) lists TOP. A server without CAPA (plain RFC 1939) is tried: a TOP
+        it refuses turns header first off (``_read``)."""
+        try:
+            return "TOP" in client.capa()
+        except (poplib.error_proto, ValueError, IndexError):
+            return True
 
     def _login(self, client: poplib.POP3) -> None:
         account = self.account
@@ -132,24 +193,63 @@ class Pop3Connector(ServerSession):
         return [INBOX]
 
     def _listing(self) -> list[tuple[int, str]]:
-        """(message number, UIDL) in server order."""
+        """(message number, UIDL) in server order; remembered for ``fetch_messages``."""
         _, lines, _ = self.client.uidl()
         out = []
         for line in lines:
             number, _, uidl = line.decode("utf-8", "replace").partition(" ")
             out.append((int(number), uidl.strip()))
+        self._numbers = {uidl: number for number, uidl in out}
         return out
 
-    def _retr(self, number: int) -> bytes:
-        _, lines, _ = self.client.retr(number)
-        return b"\r\n".join(lines) + b"\r\n"
+    def _sizes(self) -> dict[int, int]:
+        """Message number -> size in octets (LIST)."""
+        _, lines, _ = self.client.list()
+        out = {}
+        for line in lines:
+            number, size = line.split()[:2]
+            out[int(number)] = int(size)
+        return out
+
+    def _answer(self, command, *args) -> list[bytes] | None:
+        """The lines of a RETR or TOP answer; None when the server answers -ERR for that
+        message (deleted by another session since this one began, or TOP refused)."""
+        try:
+            return command(*args)[1]
+        except poplib.error_proto as exc:
+            if _about_the_message(exc):
+                return None
+            raise
+
+    def _read(self, batch: list[tuple[int, str]], headers_only: bool) -> list[FetchedMessage]:
+        """The batch's messages in order: header sections with ``headers_only`` (while the
+        server reads TOP), else whole; one deleted meanwhile is left out."""
+        sizes = self._sizes() if batch and headers_only and self.headers_first else {}
+        out = []
+        for number, uidl in batch:
+            topped = headers_only and self.headers_first
+            lines = self._answer(self.client.top, number, 0) if topped else None
+            if lines is not None:
+                out.append(FetchedMessage(ref=uidl, raw=_header_section(lines), complete=False,
+                                          size=sizes.get(number)))
+                continue
+            lines = self._answer(self.client.retr, number)
+            if lines is None:
+                continue  # gone: neither TOP nor RETR reads it
+            if topped:  # TOP -ERR, RETR +OK: the server does not do TOP after all
+                log.info("%s refused TOP: whole messages for the rest of the session",
+                         self.where)
+                self.headers_first, self._top_refused = False, True
+            out.append(FetchedMessage(ref=uidl, raw=_joined(lines)))
+        return out
 
     def _check(self, folder: Folder) -> None:
         if folder.key != INBOX.key:
             raise ConnectorError("folder_not_found", f"POP3 has only the Inbox, not "
                                  f"{folder.name}.", severity="folder")
 
-    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
+                      headers_only: bool = False) -> Changes:
         self._check(folder)
         limit = max(1, limit)
         state = unpack_cursor(cursor)
@@ -167,19 +267,35 @@ class Pop3Connector(ServerSession):
                         self.client.dele(number)
             new = [(n, u) for n, u in listing if u not in seen]
             batch = new[:limit]
-            messages = [FetchedMessage(ref=uidl, raw=self._retr(number)) for number, uidl in batch]
-        kept = (seen & on_server) | {uidl for _, uidl in batch}
+            messages = self._read(batch, headers_only)
+        # (A message deleted meanwhile stays out: were its -ERR anything else, the next
+        # sync tries it again.)
+        kept = (seen & on_server) | {m.ref for m in messages}
         return Changes(messages=messages, cursor=pack_cursor({"seen": sorted(kept)}),
                        more=len(new) > len(batch), removed=sorted(seen - on_server), reset=reset)
 
-    def fetch_message(self, folder: Folder, ref: str) -> bytes:
+    def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
+        """The whole of these messages (RETR), by their number in this session's UIDL
+        listing; a message no longer listed, or deleted since by another session, is
+        absent."""
         self._check(folder)
-        with self._errors("reading a message"):
-            number = next((n for n, uidl in self._listing() if uidl == ref), None)
-            if number is None:
-                raise ConnectorError("message_not_found", f"Message {ref} is no longer on "
-                                     f"{self.where}.", severity="message")
-            return self._retr(number)
+        out = {}
+        with self._errors("reading messages"):
+            if self._numbers is None:
+                self._listing()
+            for ref in dict.fromkeys(refs):
+                number = self._numbers.get(ref)
+                lines = None if number is None else self._answer(self.client.retr, number)
+                if lines is not None:
+                    out[ref] = _joined(lines)
+        return out
+
+    def fetch_message(self, folder: Folder, ref: str) -> bytes:
+        raw = self.fetch_messages(folder, [ref]).get(ref)
+        if raw is None:
+            raise ConnectorError("message_not_found", f"Message {ref} is no longer on "
+                                 f"{self.where}.", severity="message")
+        return raw
 
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
         """POP3 keeps no keywords: nothing to do."""
