@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, insert, or_, select
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, insert, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.crm.activities import (PARTY_COLUMNS, Activity, ActivityParty, Appointment,
@@ -370,8 +370,7 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         missing = [a for a in wanted if a not in matches]
         if missing:
             matches.update(resolve(missing, user_id=p.user_id))
-        db.session.add_all([email for email, _ in new])
-        db.session.flush()
+        _add_emails([email for email, _ in new])
         # Parties and attachments need no ids back: multi-row INSERTs (SQLite cannot get
         # RETURNING ids of many rows back in order, so the ORM would insert them one by one).
         parties = [{**row, "activity_id": email.id} for email, _ in new
@@ -431,6 +430,27 @@ def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None
     if regarding:
         email.set_regarding(*regarding)
     return email
+
+
+def _add_emails(emails: list[Email]) -> None:
+    """Add new emails to the session and flush them: in bulk, their ids set.
+
+    PostgreSQL gives the ids of a multi-row INSERT ... RETURNING in order, so the ORM inserts
+    many rows a statement. SQLite cannot say which returned id is which row's, so the ORM
+    would insert the activities one row a statement: instead the first email is flushed
+    alone, which gives its id and the database's write lock until the transaction ends;
+    when that id is the highest (SQLite gives a new row the highest id plus one), the next
+    ids are free and the other emails take them, which needs no RETURNING."""
+    if db.session.get_bind().dialect.name == "sqlite" and len(emails) > 1:
+        first, emails = emails[0], emails[1:]
+        db.session.add(first)
+        db.session.flush()
+        table = Activity.__table__
+        if db.session.scalar(select(func.max(table.c.id))) == first.id:
+            for offset, email in enumerate(emails, 1):
+                email.id = first.id + offset
+    db.session.add_all(emails)
+    db.session.flush()
 
 
 def track_appointment(p: Principal, content: AppointmentContent, *,
