@@ -248,7 +248,7 @@ class _Lookups:
         self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
         self.rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
             MessageDecision.mailbox_id == ctx.mailbox.id,
-            MessageDecision.identity.in_({item.identity for item in items})))}
+            MessageDecision.identity.in_(identities)))}
 
     def decide(self, ctx: MailboxRun, folder: FolderInfo, item: _Item) -> _Decided:
         msg = item.msg

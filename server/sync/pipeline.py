@@ -370,6 +370,9 @@ def tracked_by_message_id(ids: set[str] | list[str]) -> dict[str, Email]:
     return by_id
 
 
+NEWEST_CANDIDATES = 5  # tracked emails kept per tracking token or conversation
+
+
 @dataclass
 class Candidates:
     """The tracked emails and pending track requests that messages' correlation keys name,
@@ -398,7 +401,13 @@ def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage],
                                  (corr.CONVERSATION_INDEX, Email.conversation_id,
                                   found.by_conversation)):
         if keys.get(method):
-            for email in db.session.scalars(select(Email).where(column.in_(keys[method]))
+            # The few newest per key (a long thread has many): correlate passes over a
+            # message's own copies, of which there are fewer.
+            ranked = select(Email.id, func.row_number().over(
+                partition_by=column, order_by=newest).label("rank")).where(
+                column.in_(keys[method])).subquery()
+            for email in db.session.scalars(select(Email).join(ranked, Email.id == ranked.c.id)
+                                            .where(ranked.c.rank <= NEWEST_CANDIDATES)
                                             .order_by(*newest)):
                 into.setdefault(getattr(email, column.key), []).append(email)
     if keys.get(corr.TRACKING_TOKEN):

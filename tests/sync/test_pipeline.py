@@ -120,6 +120,27 @@ def test_correlation_inherits_regarding(crm, method):
     assert w.decision(crm.box, "answer@x.example").correlation_method == method
 
 
+def test_a_long_conversation_correlates_to_its_newest_email_not_to_the_message_itself(crm):
+    """The conversation's candidates are its few newest tracked emails: the newest wins, and a
+    message met again (its own copy newest) correlates to the one before it."""
+    guid = os.urandom(16)
+    thread = [tracked_email(crm, mid=f"t{n}@org.example", conversation_index=_thread_index(guid, n),
+                            sent_on=datetime(2025, 3, 1, 9, n, tzinfo=timezone.utc),
+                            regarding=("account", crm.acc.id) if n == 11 else None)
+              for n in range(12)]
+    candidates = pipeline.correlation_candidates(MailboxRun.load(crm.box), [parse(w.raw(
+        sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12)))])
+    (listed,) = candidates.by_conversation.values()
+    assert [e.message_id for e in listed] == [f"t{n}@org.example" for n in (11, 10, 9, 8, 7)]
+    outcome = w.put(crm.box, w.raw(sender="ann@customer.example", mid="t12@x.example",
+                                   thread_index=_thread_index(guid, 12)))
+    assert outcome.correlation_method == "conversation_index"
+    assert w.emails(message_id="t12@x.example")[0].parent_activity_id == thread[11].id
+    again = pipeline.correlate(MailboxRun.load(crm.box), parse(w.raw(
+        sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12))))
+    assert again.parent_id == thread[10].id
+
+
 def test_smart_matching_is_off_by_default(crm):
     tracked_email(crm, subject="Quote for Fabrikam")
     outcome = w.put(crm.box, w.raw(sender="ann@customer.example", subject="RE: Quote for Fabrikam"))
