@@ -1171,7 +1171,7 @@ def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
     for what the rules decide on; the message is marked incomplete (no bodies, attachments
     or content hash). Everything read from headers is what the whole message gives, except
     raw 8-bit header bytes, whose charset is guessed from the whole MIME tree: such a
-    message should be read whole (``headers_are_ascii``)."""
+    message should be read whole."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise MessageError("not-bytes", "The message must be given as bytes.")
     raw = bytes(raw)
@@ -1194,12 +1194,6 @@ def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
     except Exception as exc:  # a parser bug must quarantine one message, not stop a mailbox
         raise MessageError("unreadable",
                            f"The message could not be read ({type(exc).__name__}: {exc}).") from exc
-
-
-def headers_are_ascii(raw: bytes) -> bool:
-    """Whether the header section of ``raw`` holds only ASCII bytes."""
-    end = _HEADER_END.search(raw)
-    return raw[:end.start() if end else len(raw)].isascii()
 
 
 def _build(raw: bytes, root: Part, defects: list[str], headers_only: bool) -> MailMessage:

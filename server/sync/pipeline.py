@@ -887,7 +887,8 @@ def quarantine(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage, cod
 def write_keywords(ctx: MailboxRun) -> int:
     """Write the "Tracked to Regarding" category back to the messages tracked since the
     last call (after their batch is committed): one request per folder where the connector
-    takes many messages at once (``set_keywords``: an IMAP UID STORE), else one per message.
+    takes many messages at once (``set_keywords``: an IMAP UID STORE, Graph ``$batch``, one
+    EWS UpdateItem, Maildir renames), else one per message.
     A failure only costs the category."""
     queued, ctx.keyword_queue = ctx.keyword_queue, []
     connector = ctx.connector

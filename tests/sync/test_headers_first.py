@@ -23,7 +23,7 @@ from server.sync import batch, engine
 from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
 from server.sync.engine import sync_mailbox
-from server.sync.message import REPORT_TYPES, MessageError, headers_are_ascii, parse
+from server.sync.message import REPORT_TYPES, MessageError, parse
 from server.sync.models import FolderState, Mailbox, MessageDecision, QuarantinedMessage
 from server.sync.pipeline import identity_of
 from tests.sync import world as w
@@ -230,7 +230,8 @@ def test_mail_whose_headers_cannot_decide_is_read_whole_before_it_is_decided(ima
                                                                               monkeypatch):
     store, box = imap_box
     mail = _undecidable()
-    assert not headers_are_ascii(mail["8bit-reply"]) and not headers_are_ascii(mail["8bit-other"])
+    assert not header_section(mail["8bit-reply"]).isascii()
+    assert not header_section(mail["8bit-other"]).isascii()
     with pytest.raises(MessageError):
         parse(UNREADABLE)
     uids = _deliver(store, mail)
@@ -419,7 +420,7 @@ def test_headers_only_parse_gives_what_the_whole_message_gives(path):
     assert head.text_body == head.html_body == "" and head.attachments == []
     with pytest.raises(MessageError):
         head.content_hash  # noqa: B018 - the property raises
-    if headers_are_ascii(raw) and whole.message_id:
+    if header_section(raw).isascii() and whole.message_id:
         for name in HEADER_FIELDS:
             assert getattr(head, name) == getattr(whole, name), name
         assert identity_of(head) == identity_of(whole)

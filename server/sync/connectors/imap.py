@@ -526,13 +526,11 @@ class ImapConnector(ServerSession):
             return {m.ref: m.raw for m in self._fetch(sorted({int(r) for r in refs}), "")}
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
-        with self._errors(f"reading a message in {folder.name}"):
-            self._open(folder, readonly=True)
-            data = self.client.fetch([int(ref)], [b"BODY.PEEK[]"]).get(int(ref))
-        if not data or data.get(b"BODY[]") is None:
+        raw = self.fetch_messages(folder, [ref]).get(ref)
+        if raw is None:
             raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
                                  f"{folder.name}.", severity="message")
-        return bytes(data[b"BODY[]"])
+        return raw
 
     # -- writing ------------------------------------------------------------------------------
 
