@@ -88,7 +88,7 @@ def build(tmp: Path, fake):
 
 
 def initial_sync(app, fake, mailbox_id: int, count: int) -> None:
-    from server.sync.engine import sync_mailbox
+    from server.sync.engine.run import sync_mailbox
 
     for n in range(count):
         sender = f"Ann Customer <{CONTACT}>" if n % 10 == 0 else f"Sender {n} <s{n}@else.example>"
@@ -123,7 +123,7 @@ def initial_sync(app, fake, mailbox_id: int, count: int) -> None:
 def latency(app, fake, mailbox_id: int, samples: int, poll: float) -> None:
     from server.crm.activities import Email
     from server.db import db
-    from server.sync.engine import sync_mailbox
+    from server.sync.engine.run import sync_mailbox
     from server.sync.models import Mailbox
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
@@ -185,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     import logging
     logging.disable(logging.WARNING)
-    from server.sync import oauth
+    from server.sync.engine import oauth
     from tests.fakes.graph import FakeGraph
 
     print(f"{platform.python_implementation()} {platform.python_version()} on "

@@ -12,7 +12,7 @@ database dropped afterwards) and per tracking option (default: the organization 
 1. a plain IMAPClient fetch of every message (``BODY.PEEK[]`` in batches of the engine's
    batch size) gives the floor: what reading all the mail alone costs;
 2. an organization, the seller, the contacts, the emails sent from the CRM, the seller's
-   mailbox on that Dovecot user, then ``server.sync.engine.sync_mailbox`` until the Inbox
+   mailbox on that Dovecot user, then ``server.sync.engine.run.sync_mailbox`` until the Inbox
    is done: read (header first where the option skips most mail), parse, correlate,
    resolve, decide, track (activity, parties, attachments), decision log, cursor, and the
    category written back to the server.
@@ -168,7 +168,7 @@ def clear_category(server, user) -> None:
     """Take the category a run wrote back off the mail, for the next run."""
     from imapclient import IMAPClient
     from server.sync.connectors.common import category_to_keyword
-    from server.sync.rules import TRACKED_CATEGORY
+    from server.sync.mail.rules import TRACKED_CATEGORY
     with IMAPClient(server.host, server.imap_port, ssl=False, timeout=60) as client:
         client.login(user.username, user.password)
         client.select_folder("INBOX")
@@ -209,7 +209,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
         with app.app_context():
             db.create_all()
             mailbox_id = _world(server, user, option)
-            from server.sync.engine import sync_mailbox
+            from server.sync.engine.run import sync_mailbox
             locks = WriteLocks(db.engine)
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
             profiler = None

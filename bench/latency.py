@@ -48,7 +48,7 @@ def setup(app, server, user, moves: int) -> int:
     from server.db import db
     from server.security import authz
     from server.security.bootstrap import create_user, ensure_organization, root_unit
-    from server.sync.accounts import account_for
+    from server.sync.engine.accounts import account_for
     from server.sync.connectors import incoming
     from server.sync.models import EmailServerProfile, FolderRule, Mailbox
     db.create_all()
@@ -96,9 +96,9 @@ def main() -> None:
     from imapclient import IMAPClient
     from server import create_app
     from server.db import db
-    from server.sync.engine import sync_mailbox
+    from server.sync.engine.run import sync_mailbox
     from server.sync.models import MessageDecision
-    from server.sync.worker import run_worker
+    from server.sync.workers.worker import run_worker
     from tests.servers.dovecot import DovecotServer
 
     url, drop = scratch_database(args.db, "latency")

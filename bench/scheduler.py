@@ -85,7 +85,7 @@ def build(app, count: int, interval: int, store: Path):
 
 def idle_polls(runs: int = 300) -> tuple[list[float], float]:
     from server.db import db
-    from server.sync import scheduler
+    from server.sync.workers import scheduler
     from server.sync.models import Mailbox
     timings = []
     for _ in range(runs):

@@ -46,4 +46,4 @@ def _import_models() -> None:
     import server.crm.tracking  # noqa: F401
     import server.security.models  # noqa: F401
     import server.sync.models  # noqa: F401
-    import server.sync.graph_models  # noqa: F401
+    import server.sync.workers.graph_models  # noqa: F401

@@ -38,7 +38,7 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_SSO_AUTHORITY": ("REGARDING_SSO_AUTHORITY", str),
     "REGARDING_GRAPH_NOTIFICATION_URL": ("REGARDING_GRAPH_NOTIFICATION_URL", str),
     "REGARDING_SEND_MAX_ATTEMPTS": ("REGARDING_SEND_MAX_ATTEMPTS", int),
-    # Sync alerts by email (server.sync.alert_mail)
+    # Sync alerts by email (server.sync.admin.alert_mail)
     "REGARDING_ALERTS_FROM": ("REGARDING_ALERTS_FROM", str),
     "REGARDING_ALERT_EMAIL_MINUTES": ("REGARDING_ALERT_EMAIL_MINUTES", int),
     "REGARDING_SYNC_MAX_FAILURES": ("REGARDING_SYNC_MAX_FAILURES", int),
@@ -46,7 +46,7 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_SYNC_INTERVAL_SECONDS": ("REGARDING_SYNC_INTERVAL_SECONDS", int),
     "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": ("REGARDING_SYNC_BUSY_INTERVAL_SECONDS", int),
     "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": ("REGARDING_SYNC_IDLE_INTERVAL_SECONDS", int),
-    # Workers (server.sync.scheduler, server.sync.worker; defaults there)
+    # Workers (server.sync.workers.scheduler, server.sync.workers.worker; defaults there)
     "REGARDING_SYNC_LEASE_SECONDS": ("REGARDING_SYNC_LEASE_SECONDS", int),
     "REGARDING_SYNC_POLL_SECONDS": ("REGARDING_SYNC_POLL_SECONDS", float),
     "REGARDING_SYNC_BATCH_SIZE": ("REGARDING_SYNC_BATCH_SIZE", int),

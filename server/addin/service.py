@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 from flask import current_app, has_request_context, request, url_for
-from sqlalchemy import (Integer, String, Text, bindparam, case, cast, func, literal, null, or_, select,
-                        union_all)
+from sqlalchemy import (Integer, String, Text, bindparam, case, cast, func, literal, null, or_,
+                        select, union_all)
 from sqlalchemy.orm import aliased, selectinload
 
 from server.addin.payloads import Item
-from server.sync.threading import find_token
+from server.sync.mail.correlation import find_token
 from server.crm import activity_services as acts
 from server.crm import records
 from server.crm import timeline as timelines

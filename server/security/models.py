@@ -65,7 +65,7 @@ class User(UserMixin, db.Model):
     password_changed_on: Mapped[datetime | None]
     # Bumped on password change and sign-out everywhere: invalidates existing sessions.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
-    # Sync alerts by email (server.sync.alert_mail): which severities (none, errors, warnings),
+    # Sync alerts by email (sync.admin.alert_mail): which severities (none, errors, warnings),
     # and when the last alert email was queued for this user (the digest's throttle).
     alert_emails: Mapped[str] = mapped_column(String(10), default="errors")
     alerts_emailed_on: Mapped[datetime | None]

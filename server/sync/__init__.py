@@ -1,6 +1,11 @@
-"""The sync engine: server-side synchronization of mailboxes into the CRM.
+"""Server-side synchronization of mailboxes into the CRM, one sub-package per role.
 
-A message goes through pure stages first (``message.parse`` -> ``rules.decide`` ->
-``threading.correlation_keys``, with ``html`` to make bodies safe to show), then the
-engine's I/O stages (correlation lookups, party resolution, storing the activity).
+- ``mail``: reading mail with no I/O (``message.parse``, ``mime``, the tracking rule chain
+  in ``rules``, correlation keys in ``correlation``);
+- ``engine``: a run over one mailbox (``run``) and its batches, folders, quarantine,
+  alerts, connector accounts and outgoing mail;
+- ``workers``: the worker loop, the schedule and push;
+- ``admin``: profiles, mailboxes, folder rules, the dashboard, Test & Enable, alert mail;
+- ``connectors``: one module per protocol behind ``connectors.base``;
+- ``models``: the sync tables.
 """

@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 from server.crm.tracking import normalize_message_id
 from server.db import db, utcnow
 from server.errors import ServiceError
-from server.sync.engine import Progress, retry_quarantined, sync_mailbox, why_not_synced
+from server.sync.engine.run import Progress, retry_quarantined, sync_mailbox, why_not_synced
 from server.sync.models import Alert, Mailbox, MessageDecision, QuarantinedMessage
 
 sync_cli = AppGroup("sync", help="Server-side synchronization of mailboxes.")
@@ -191,7 +191,7 @@ def retry(quarantine_id: int) -> None:
     click.echo(f"{outcome.status}: {outcome.reason}")
 
 
-# -- the scheduler: workers and "sync now" (server.sync.worker, server.sync.scheduler) --------
+# -- the scheduler: workers and "sync now" (sync.workers: worker, scheduler) ---
 
 @sync_cli.command("worker")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
@@ -205,8 +205,8 @@ def retry(quarantine_id: int) -> None:
 def worker(concurrency: int, worker_id: str | None, push: bool | None) -> None:
     """Run a sync worker until stopped (SIGTERM/Ctrl-C finish the batches in hand)."""
     from flask import current_app
-    from server.sync.scheduler import WorkerRefused
-    from server.sync.worker import serve
+    from server.sync.workers.scheduler import WorkerRefused
+    from server.sync.workers.worker import serve
     try:
         serve(current_app._get_current_object(), worker_id=worker_id, concurrency=concurrency,
               push=push)
@@ -218,7 +218,7 @@ def worker(concurrency: int, worker_id: str | None, push: bool | None) -> None:
 @click.option("--mailbox", "ref", required=True, metavar="ID|ADDRESS")
 def now(ref: str) -> None:
     """Make a mailbox due at once: a running worker picks it up within seconds."""
-    from server.sync.scheduler import request_sync
+    from server.sync.workers.scheduler import request_sync
     box = find_mailbox(ref)
     try:
         request_sync(None, box)

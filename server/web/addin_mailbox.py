@@ -3,7 +3,7 @@ signed-in user's own mailbox (connected, approved, enabled, last sync, alerts) a
 them connect it for server-side sync with their Office SSO token (on-behalf-of), approve
 their own address when they may, or disconnect it. Bearer JSON like the rest of
 ``/api/addin`` (same sign-in and ``use_outlook_addin`` check, no CSRF token); the rules are
-``server.sync.own_mailbox``'s.
+``server.sync.admin.own_mailbox``'s.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flask import Blueprint, g, jsonify
 
 from server.db import db
 from server.security import authz
-from server.sync import own_mailbox
+from server.sync.admin import own_mailbox
 from server.web import csrf
 from server.web.addin_api import _signed_in_with_addin_privilege
 

@@ -1,13 +1,13 @@
 """The endpoint Microsoft Graph posts change and lifecycle notifications to
 (``POST /graph/notifications``): the validation handshake (the ``validationToken`` echoed
-as text/plain, at once) and notifications handed to ``server.sync.graph_push``. No session
+as text/plain, at once) and notifications handed to ``server.sync.workers.graph_push``. No session
 or CSRF token: Graph is the caller, and each notification is checked by its subscription's
 ``clientState``."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, request
 
-from server.sync import graph_push
+from server.sync.workers import graph_push
 
 bp = Blueprint("graph_webhook", __name__)
 MAX_BODY = 1_000_000

@@ -4,7 +4,7 @@ profiles, mailboxes (settings, Test & Enable, approval, sync now, deletion after
 saying what goes with it), each user's tracking options and folder tracking rules, each
 person's choice of alert emails, and the tracking blocklist.
 
-Views parse the form, call one service of :mod:`server.sync.admin` (which checks the
+Views parse the form, call one service of :mod:`server.sync.admin.services` (which checks the
 privileges) and render or redirect; every form posts with a CSRF token. Secrets are never
 put into a page: password inputs are always empty, and say whether one is stored.
 """
@@ -20,8 +20,8 @@ from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from server.security.models import BusinessUnit
 from server.security.privileges import Depth
-from server.sync import admin as svc
-from server.sync import alert_mail
+from server.sync.admin import services as svc
+from server.sync.admin import alert_mail
 from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from server.db import db
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Mailbox
 from tests.addin.test_sso import tenant, token  # noqa: F401 - the SSO tenant (a fixture)
 from tests.sync import world as w

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.sync.message import MailMessage, parse
+from server.sync.mail.message import MailMessage, parse
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "mail-fixtures"
 

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from server.crm.activities import Email
 from server.db import db, utcnow
-from server.sync import alert_mail, alerts
-from server.sync.engine import sync_mailbox
+from server.sync.admin import alert_mail
+from server.sync.engine import alerts
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Alert
-from server.sync.outgoing import send_pending
+from server.sync.engine.outgoing import send_pending
 from tests.sync import world as w
 from tests.sync.mailboxes import make_mailbox, make_profile
 
@@ -176,7 +177,7 @@ def test_the_worker_emails_an_authentication_failure_it_meets(app, crm, make_use
                                                               smtp_server, dovecot, mail_user):
     """The whole path in a worker: the failing run raises the alert, the worker queues the
     digest and makes the sending mailbox due, whose run sends it."""
-    from server.sync.worker import run_worker
+    from server.sync.workers.worker import run_worker
     robot = make_user("crm-alerts@org.example", name="CRM Alerts")
     store = w.MaildirStore(tmp_path / "store", "crm-alerts@org.example")
     prof = w.profile("maildir", outgoing_protocol="smtp", outgoing_host=smtp_server.host,
@@ -195,7 +196,7 @@ def test_the_worker_emails_an_authentication_failure_it_meets(app, crm, make_use
 
 def test_a_failure_to_queue_alert_email_never_breaks_the_sync(app, crm, sender, smtp_server,
                                                              dovecot, mail_user, caplog):
-    from server.sync.worker import run_worker
+    from server.sync.workers.worker import run_worker
     app.config["REGARDING_ALERT_EMAIL_MINUTES"] = "soon"  # deliver() raises on it
     sender.next_sync_on = utcnow() + timedelta(hours=1)
     box = failing_mailbox(crm, dovecot, mail_user)

@@ -1,4 +1,4 @@
-"""Batches through the engine (``server.sync.batch``): written in bulk, one poison message
+"""Batches through the engine (``server.sync.engine.batch``): written in bulk, one poison message
 never loses the others, the category written with one STORE per batch, replies inside a
 batch still find their parent, and latency counted from when mail became visible."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy import event, select
 
 from server.crm import tracking
 from server.db import db, utcnow
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import MessageDecision, QuarantinedMessage
 from tests.sync import world as w
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.crm.html import html_to_text, sanitize_html
-from server.sync.message import MailMessage, MessageError, parse
+from server.sync.mail.message import MailMessage, MessageError, parse
 
 from .conftest import CORPUS
 

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from server.crm.activities import Email
 from server.db import db
-from server.sync.engine import sync_mailbox
-from server.sync.message import MessageError, parse
+from server.sync.engine.run import sync_mailbox
+from server.sync.mail.message import MessageError, parse
 from server.sync.models import MessageDecision, QuarantinedMessage
-from server.sync.pipeline import MailboxRun, identity_of, process
+from server.sync.engine.pipeline import MailboxRun, identity_of, process
 from tests.sync import world as w
 from tests.sync.conftest import CORPUS
 

@@ -1,4 +1,4 @@
-"""The engine (``server.sync.engine.sync_mailbox``) over real mail stores: a Maildir tree and
+"""The engine (``server.sync.engine.run.sync_mailbox``) over real mail stores: a Maildir tree and
 a real Dovecot over IMAP. Tracking options, folder tracking by moving mail (a second IMAP
 client, ``doveadm move``), folder renames and moves, keywords written back, correlation,
 forward and queue mailboxes, failures (wrong password, a server killed mid-fetch, repeated
@@ -14,8 +14,8 @@ from server.crm.activities import Email
 from server.crm.models import Queue
 from server.db import db, utcnow
 from server.security.models import Team
-from server.sync import alerts
-from server.sync.engine import retry_quarantined, sync_mailbox
+from server.sync.engine import alerts
+from server.sync.engine.run import retry_quarantined, sync_mailbox
 from server.sync.models import (Alert, FolderRule, FolderState, MessageDecision,
                                 QuarantinedMessage, QueueItem, SyncRun)
 from tests.sync import world as w

@@ -1,4 +1,4 @@
-"""Folder roles and folder rules (``server.sync.folders``): which folders are evaluated, and
+"""Folder roles and folder rules (``sync.engine.folders``): which folders are evaluated, and
 rules kept in step with renames, moves out of the Inbox, vanished and re-made folders."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from server.db import db
 from server.sync.connectors.base import Folder
-from server.sync.folders import (MOVED_OUT, NOT_FOUND, find_inbox, is_under, plan_folders)
+from server.sync.engine.folders import (MOVED_OUT, NOT_FOUND, find_inbox, is_under, plan_folders)
 from server.sync.models import Alert
-from server.sync.rules import FolderRole
+from server.sync.mail.rules import FolderRole
 from tests.sync import world as w
 
 INBOX = Folder("k-inbox", "INBOX", "inbox")

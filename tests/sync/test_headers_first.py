@@ -1,4 +1,4 @@
-"""Header-first sync (``server.sync.batch.reads_headers_first``) against the real Dovecot.
+"""Header-first sync (``server.sync.engine.batch.reads_headers_first``) against the real Dovecot.
 
 Where the tracking option is not "all email", the engine reads a folder's batches as header
 sections and reads the whole of a message only when it is tracked, when its headers cannot
@@ -19,13 +19,14 @@ from sqlalchemy import func, select
 
 from server.crm import tracking
 from server.db import db
-from server.sync import batch, engine
+from server.sync.engine import batch
+from server.sync.engine import run as engine
 from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
-from server.sync.engine import sync_mailbox
-from server.sync.message import REPORT_TYPES, MessageError, parse
+from server.sync.engine.run import sync_mailbox
+from server.sync.mail.message import REPORT_TYPES, MessageError, parse
 from server.sync.models import FolderState, Mailbox, MessageDecision, QuarantinedMessage
-from server.sync.pipeline import identity_of
+from server.sync.engine.pipeline import identity_of
 from tests.sync import world as w
 from tests.sync.conftest import CORPUS
 

@@ -1,4 +1,4 @@
-"""Unit tests for ``server.sync.message``: parsing raw bytes into a MailMessage."""
+"""Unit tests for ``server.sync.mail.message``: parsing raw bytes into a MailMessage."""
 from __future__ import annotations
 
 import base64
@@ -7,16 +7,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from server.sync.message import (
-    Address,
-    HeaderMap,
-    MessageError,
-    decode_bytes,
-    normalize_address,
-    normalize_message_id,
-    parse,
-    safe_filename,
-)
+from server.sync.mail.message import (
+                                      Address,
+                                      HeaderMap,
+                                      MessageError,
+                                      decode_bytes,
+                                      normalize_address,
+                                      normalize_message_id,
+                                      parse,
+                                      safe_filename,
+                                      )
 
 
 def b64_word(text: str, charset: str) -> str:

@@ -1,10 +1,10 @@
-"""The MIME structure reader (``server.sync.mime``) through ``message.parse``: the tricky
+"""The MIME structure reader (``server.sync.mail.mime``) through ``message.parse``: the tricky
 shapes real mail has, read the way the stdlib reads them but without walking body lines."""
 from __future__ import annotations
 
 import base64
 
-from server.sync.message import parse
+from server.sync.mail.message import parse
 
 HEAD = [("MIME-Version", "1.0")]
 

@@ -1,4 +1,4 @@
-"""The sync parser (``server.sync.message.parse`` over ``server.sync.mime``) against the
+"""The sync parser (``server.sync.mail.message.parse`` over ``server.sync.mail.mime``) against the
 stdlib's modern parser (``email.message_from_bytes`` with ``email.policy.default``), and its
 robustness on hostile input.
 
@@ -40,20 +40,20 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from server.sync import mime
-from server.sync.message import (
-    MAX_DEFECTS,
-    MAX_FILENAME_BYTES,
-    MAX_MIME_DEPTH,
-    MailMessage,
-    MessageError,
-    boundary_of,
-    normalize_address,
-    normalize_message_id,
-    parse,
-    safe_filename,
-)
-from server.sync.mime import Part
+from server.sync.mail import mime
+from server.sync.mail.message import (
+                                      MAX_DEFECTS,
+                                      MAX_FILENAME_BYTES,
+                                      MAX_MIME_DEPTH,
+                                      MailMessage,
+                                      MessageError,
+                                      boundary_of,
+                                      normalize_address,
+                                      normalize_message_id,
+                                      parse,
+                                      safe_filename,
+                                      )
+from server.sync.mail.mime import Part
 
 from .conftest import CORPUS, build_raw
 

@@ -16,8 +16,8 @@ from server.crm.models import Contact, Queue
 from server.db import db, utcnow
 from server.security import authz
 from server.sync.connectors.base import ConnectorError
-from server.sync.outgoing import (OutgoingAttachment, OutgoingMessage, build_mime, send_pending,
-                                  subject_with_token)
+from server.sync.engine.outgoing import (OutgoingAttachment, OutgoingMessage, build_mime,
+                                         send_pending, subject_with_token)
 from tests.sync.mailboxes import make_mailbox, make_profile
 
 NOW = datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The pipeline for one message (``server.sync.pipeline.process``) against a real database:
+"""The pipeline for one message (``server.sync.engine.pipeline.process``) against a real database:
 tracking options, correlation by each method, the decision log, requests, folders, queues,
 forwards, quarantine. Messages are handed over as ``FetchedMessage`` objects; the engine
 tests run the same through real connectors."""
@@ -18,12 +18,12 @@ from server.crm.models import Contact, Queue
 from server.crm.tracking import EmailContent, TrackRequest
 from server.db import db
 from server.security import authz
-from server.sync import pipeline
+from server.sync.engine import pipeline
 from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage, QueueItem,
-                                 TrackingBlock)
-from server.sync.pipeline import (MailboxRun, extract_original, identity_of, inline_original,
-                                  process, split_name)
-from server.sync.message import parse
+                                TrackingBlock)
+from server.sync.engine.pipeline import (MailboxRun, extract_original, identity_of, inline_original,
+                                         process, split_name)
+from server.sync.mail.message import parse
 from tests.sync import world as w
 
 pytestmark = pytest.mark.both_databases

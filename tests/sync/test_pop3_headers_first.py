@@ -9,15 +9,16 @@ import re
 
 import pytest
 
-from server.sync import batch, engine
+from server.sync.engine import batch
+from server.sync.engine import run as engine
 from server.sync.connectors.base import FetchedMessage
 from server.sync.connectors.pop3 import INBOX, Pop3Connector
-from server.sync.engine import sync_mailbox
-from server.sync.message import parse
+from server.sync.engine.run import sync_mailbox
+from server.sync.mail.message import parse
 from tests.sync import world as w
 from tests.sync.connectors.test_pop3 import pop3_account
 from tests.sync.test_headers_first import (ORIGINAL, REPLIES, _activity, _expunge, _mail_set,
-                                          _mid, _skipped, _undecidable)
+                                           _mid, _skipped, _undecidable)
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>]+)>", re.IGNORECASE | re.MULTILINE)
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from server.db import db, utcnow
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Mailbox, SyncRun
-from server.sync.worker import run_worker
+from server.sync.workers.worker import run_worker
 from tests.sync import world as w
 
 DEADLINE = 60  # seconds: generous; push normally takes one or two

@@ -1,4 +1,4 @@
-"""Tests for ``server.sync.rules``: the tracking decision chain."""
+"""Tests for ``server.sync.mail.rules``: the tracking decision chain."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,22 +6,22 @@ from typing import Any
 
 import pytest
 
-from server.sync.message import MailMessage
-from server.sync.rules import (
-    DEFAULT_CHAIN,
-    LOOP_HEADER,
-    Decision,
-    DecisionContext,
-    Direction,
-    Folder,
-    FolderRole,
-    OwnerKind,
-    Rule,
-    RuleHit,
-    TrackingOption,
-    chain_description,
-    decide,
-)
+from server.sync.mail.message import MailMessage
+from server.sync.mail.rules import (
+                                    DEFAULT_CHAIN,
+                                    LOOP_HEADER,
+                                    Decision,
+                                    DecisionContext,
+                                    Direction,
+                                    Folder,
+                                    FolderRole,
+                                    OwnerKind,
+                                    Rule,
+                                    RuleHit,
+                                    TrackingOption,
+                                    chain_description,
+                                    decide,
+                                    )
 
 OWNER = "bob@org.example"
 CUSTOMER = "ann@customer.example"

@@ -20,10 +20,10 @@ from server.crm.activities import Email
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
 from server.security import authz
-from server.sync import scheduler
+from server.sync.workers import scheduler
 from server.sync.connectors.maildir import create_maildir, deliver, mailbox_root
 from server.sync.models import FolderState, Mailbox, MessageDecision, SyncRun
-from server.sync.worker import _worker_thread, run_worker
+from server.sync.workers.worker import _worker_thread, run_worker
 from tests.conftest import ENCRYPTION_KEY
 from tests.sync import world as w
 

@@ -7,7 +7,7 @@ import pytest
 
 from server.crm.models import Organization
 from server.db import db
-from server.sync.testing import test_and_enable as run_test_and_enable
+from server.sync.admin.testing import test_and_enable as run_test_and_enable
 from server.sync.connectors.maildir import create_maildir
 from tests.servers.ports import free_port
 from tests.sync.mailboxes import make_mailbox, make_profile

@@ -14,10 +14,10 @@ from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.security import authz
 from server.sync.connectors.base import FetchedMessage, Folder
-from server.sync.folders import FolderInfo
+from server.sync.engine.folders import FolderInfo
 from server.sync.models import EmailServerProfile, FolderRule, Mailbox, MessageDecision
-from server.sync.pipeline import MailboxRun, process
-from server.sync.rules import FolderRole
+from server.sync.engine.pipeline import MailboxRun, process
+from server.sync.mail.rules import FolderRole
 from tests.sync.conftest import build_raw
 
 _refs = itertools.count(1)
@@ -289,7 +289,7 @@ def store_mailbox(store, owner=None, **fields) -> Mailbox:
 
 def folder_keys(box: Mailbox) -> dict[str, str]:
     """name -> key of the mailbox's folders, as its connector reports them."""
-    from server.sync.accounts import account_for
+    from server.sync.engine.accounts import account_for
     from server.sync.connectors import incoming
     with incoming(box.server_profile.incoming_protocol)(account_for(box, "incoming")) as conn:
         return {f.name: f.key for f in conn.list_folders()}

@@ -141,7 +141,7 @@ def test_dashboard_shows_states_alerts_quarantine_and_charts(app, admin, signin,
 
 @pytest.mark.both_databases
 def test_latency_percentiles_per_hour(app, admin, bob_box):
-    from server.sync import admin as svc
+    from server.sync.admin import services as svc
     for i, ms in enumerate([100, 200, 300, 400, 5000]):
         decision(bob_box, f"l{i}@x.example", "Quote", "ann@customer.example", latency=ms)
     db.session.commit()

@@ -13,7 +13,7 @@ Server profile settings (``EmailServerProfile.settings``):
 ``auth_type``      ``ntlm``, ``basic`` or ``oauth`` as the server offers (default: ask the
                    server, which names its schemes in ``WWW-Authenticate``); a profile whose
                    ``auth_method`` is ``oauth2`` signs in with an Entra ID access token from
-                   the account's ``token_provider`` (``server.sync.accounts``: msal, cached,
+                   the account's ``token_provider`` (``sync.engine.accounts``: msal, cached,
                    renewed before it expires, also in the middle of a long session); an
                    app-only token impersonates the mailbox (the app's ``full_access_as_app``)
 ``impersonation``  true: the profile's service account acts for every mailbox with the
@@ -552,7 +552,7 @@ class EwsConnector(Session):
 
 class _ProvidedToken(OAuth2AuthorizationCodeCredentials):
     """exchangelib's OAuth credentials with the token from our token provider (msal, cached
-    in ``server.sync.oauth``). The token carries the time it must be renewed: once it has
+    in ``server.sync.engine.oauth``). The token carries the time it must be renewed: once it has
     passed, the OAuth session refuses to send it and exchangelib calls ``refresh`` and tries
     again, so a session of any length keeps a valid token. ``identity`` (app-only tokens):
     the mailbox exchangelib impersonates."""

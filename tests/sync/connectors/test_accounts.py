@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 
 from server.db import db
-from server.sync import oauth
-from server.sync.accounts import account_for
+from server.sync.engine import oauth
+from server.sync.engine.accounts import account_for
 from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.imap import ImapConnector
 from tests.sync.connectors.fake_entra import FakeEntra

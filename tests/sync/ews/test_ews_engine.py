@@ -1,4 +1,4 @@
-"""The sync engine's scenarios over EWS (``server.sync.engine.sync_mailbox`` with a mailbox whose
+"""The sync engine's scenarios over EWS (``sync.engine.run.sync_mailbox`` with a mailbox whose
 server profile reads the fake Exchange endpoint): tracking options, folder tracking by moving
 a message, folder rename and move out of the Inbox, the category set later, correlation,
 the category written back, outgoing email with its Sent Items copy, throttling and a refused
@@ -14,10 +14,10 @@ from server.crm.activities import Email
 from server.crm.activity_services import create_email_draft
 from server.db import db, utcnow
 from server.security import authz
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Alert, FolderRule, Mailbox
-from server.sync.outgoing import send_pending
-from server.sync.testing import test_and_enable
+from server.sync.engine.outgoing import send_pending
+from server.sync.admin.testing import test_and_enable
 from tests.sync import world as w
 from tests.sync.ews.conftest import BOB, PASSWORD
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from server.db import db
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Alert
 from tests.sync import world as w
 from tests.sync.ews.test_ews_engine import EwsStore, tracks_a_customer_email

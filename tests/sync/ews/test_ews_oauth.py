@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from server.db import db
-from server.sync import accounts
+from server.sync.engine import accounts
 from server.sync.connectors.ews import EwsConnector
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Alert, Mailbox
 from tests.sync import world as w
 from tests.sync.ews.conftest import BOB

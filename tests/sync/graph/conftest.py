@@ -9,7 +9,7 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from server.db import db
-from server.sync import oauth
+from server.sync.engine import oauth
 from server.sync.connectors import graph as graph_connector
 from tests.fakes.graph import FakeGraph
 from tests.servers.ports import LOOPBACK

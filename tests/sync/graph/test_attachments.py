@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from server.sync.accounts import account_for
+from server.sync.engine.accounts import account_for
 from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.graph import GraphSender
 from server.sync.connectors.graph_attachments import RANGE_SIZE

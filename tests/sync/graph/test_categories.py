@@ -11,7 +11,7 @@ import math
 import pytest
 
 from server.sync.connectors.base import ConnectorError
-from server.sync.engine import sync_mailbox
+from server.sync.engine.run import sync_mailbox
 from tests.sync.graph.conftest import BOB as ADDRESS
 from tests.sync.graph.conftest import graph_mailbox
 from tests.sync.graph.test_connector import connect, folders_of, numbered

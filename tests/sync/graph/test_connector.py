@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from server.sync import oauth
-from server.sync.accounts import account_for
+from server.sync.engine import oauth
+from server.sync.engine.accounts import account_for
 from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.graph import GraphConnector, GraphSender
 from tests.sync import world as w

@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from server.crm.activities import Email
 from server.db import db, utcnow
-from server.sync import alerts
-from server.sync.engine import sync_mailbox
+from server.sync.engine import alerts
+from server.sync.engine.run import sync_mailbox
 from server.sync.models import Alert, FolderRule
-from server.sync.outgoing import send_pending
-from server.sync.testing import test_and_enable
+from server.sync.engine.outgoing import send_pending
+from server.sync.admin.testing import test_and_enable
 from tests.sync import world as w
 from tests.sync.graph.conftest import BOB, GraphStore, graph_mailbox
 
@@ -216,7 +216,7 @@ def test_test_and_enable_checks_token_mailbox_folders_and_send_permission(crm, g
     assert "folder" in result.incoming.message and result.outgoing.ok
     graph.app_roles = ("Mail.ReadWrite",)
     w.org()  # no change elsewhere
-    from server.sync import oauth
+    from server.sync.engine import oauth
     oauth.forget_tokens()
     result = test_and_enable(box)
     assert not result.enabled and result.incoming.ok and not result.outgoing.ok

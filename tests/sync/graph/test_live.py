@@ -11,8 +11,8 @@ import os
 import pytest
 
 from server.db import db
-from server.sync import oauth
-from server.sync.accounts import account_for
+from server.sync.engine import oauth
+from server.sync.engine.accounts import account_for
 from server.sync.connectors.graph import GraphConnector, GraphSender
 from tests.sync import world as w
 

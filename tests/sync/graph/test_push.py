@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from server.db import db, utcnow
-from server.sync.engine import sync_mailbox
-from server.sync.graph_models import GraphSubscription
-from server.sync.graph_push import handle_notifications
+from server.sync.engine.run import sync_mailbox
+from server.sync.workers.graph_models import GraphSubscription
+from server.sync.workers.graph_push import handle_notifications
 from server.sync.models import Mailbox
 from tests.sync import world as w
 from tests.sync.graph.conftest import BOB, graph_mailbox

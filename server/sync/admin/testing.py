@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from server.crm.models import Organization
 from server.db import db, utcnow
-from server.sync.accounts import account_for, credentials, protocol_of
+from server.sync.engine.accounts import account_for, credentials, protocol_of
 from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from server.sync.message import MailMessage
+from server.sync.mail.message import MailMessage
 
 __all__ = [
     "DEFAULT_TOKEN_PREFIX",

@@ -46,16 +46,16 @@ from server.db import db, utcnow
 from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.authz import Principal
-from server.sync import alerts
+from server.sync.engine import alerts
 from server.sync.connectors import incoming
 from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
-from server.sync.folders import FolderInfo, plan_folders
-from server.sync.batch import process_batch, reads_headers_first
+from server.sync.engine.folders import FolderInfo, plan_folders
+from server.sync.engine.batch import process_batch, reads_headers_first
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
-from server.sync.pipeline import (MailboxRun, Outcome, safe_detail, process,
-                                  process_forward_mailbox, write_keywords)
-from server.sync.rules import FolderRole
+from server.sync.engine.pipeline import (MailboxRun, Outcome, safe_detail, process,
+                                         process_forward_mailbox, write_keywords)
+from server.sync.mail.rules import FolderRole
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def _where(exc: BaseException) -> str:
 
 def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_factory,
          max_messages: int | None) -> None:
-    from server.sync.accounts import account_for
+    from server.sync.engine.accounts import account_for
     ctx = MailboxRun.load(mailbox)
     if ctx.actor is None and not mailbox.is_forward_mailbox:
         alerts.raise_alert("warning", "cannot_track",

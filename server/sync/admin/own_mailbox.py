@@ -27,7 +27,8 @@ from server.db import db
 from server.errors import Forbidden, Invalid, ServiceError
 from server.security import authz
 from server.security.authz import Principal
-from server.sync import admin, oauth
+from server.sync.admin import services as admin
+from server.sync.engine import oauth
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Alert, Mailbox
 

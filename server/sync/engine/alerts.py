@@ -5,7 +5,7 @@ acknowledged by a person. Raising the same code for the same mailbox while one i
 updates that alert instead of adding another row, so a mailbox failing every five minutes
 shows one alert with the latest wording, not three hundred. An open alert that turns
 from a warning into an error (a mailbox failing until it is turned off) counts as raised
-anew: it is shown as new and emailed again. Emailing is ``server.sync.alert_mail``'s
+anew: it is shown as new and emailed again. Emailing is ``server.sync.admin.alert_mail``'s
 (``Alert.emailed_on``: when it first went out).
 """
 from __future__ import annotations

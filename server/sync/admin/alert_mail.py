@@ -17,7 +17,7 @@ next digest. The person is claimed with a compare-and-set on ``alerts_emailed_on
 workers never send the same digest.
 
 The email is an outgoing Email activity (``pending_send``) from that mailbox to the person:
-``server.sync.outgoing`` sends it with its retries and backoff, and a failure to send
+``server.sync.engine.outgoing`` sends it with its retries and backoff, and a failure to send
 shows on that activity (and as the sending mailbox's ``send_failed`` alert), never in the
 sync. It holds each alert's severity, mailbox address, wording (alert messages never hold
 secrets or message bodies) and a link to the dashboard; no message content.

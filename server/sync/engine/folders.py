@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from server.sync import alerts
+from server.sync.engine import alerts
 from server.sync.connectors.base import Folder
 from server.sync.models import FolderRule, Mailbox
-from server.sync.rules import Folder as DecisionFolder
-from server.sync.rules import FolderRole
+from server.sync.mail.rules import Folder as DecisionFolder
+from server.sync.mail.rules import FolderRole
 
 INBOX = "INBOX"
 # The start of the reason a rule gets when its folder leaves the Inbox: a rule disabled for

@@ -6,7 +6,7 @@ It raises ``MessageError(code, reason)`` only when the bytes cannot be an email 
 the engine can quarantine the message with that reason and keep going.
 
 The structure (headers per part, multipart bodies split by boundary) comes from
-``server.sync.mime``, which reads headers as the stdlib's compat32 parser does but splits
+``server.sync.mail.mime``, which reads headers as the stdlib's compat32 parser does but splits
 bodies with ``bytes.find``: the stdlib feed parser walks every line of a 500 KB base64
 attachment in Python and its ``email.policy.default`` header registry re-parses a header on
 every access, which made parsing most of the sync's cost. Header values are decoded here
@@ -33,8 +33,8 @@ from email import policy as email_policy
 from email import utils as email_utils
 from urllib.parse import unquote_to_bytes
 
-from server.sync import mime
-from server.sync.mime import Part
+from server.sync.mail import mime
+from server.sync.mail.mime import Part
 
 try:  # IDNA 2008 + UTS 46 when available (a dependency of requests); stdlib IDNA 2003 otherwise.
     import idna as _idna_pkg

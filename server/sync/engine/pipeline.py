@@ -22,7 +22,7 @@ failure loses that message's work only):
 7. the decision (rule hits, reason, activity, latency) is upserted into ``MessageDecision``
    and the "Tracked to Regarding" category is queued to be written back to the message.
 
-The engine runs whole batches through ``server.sync.batch``, which decides with the same
+The engine runs whole batches through ``server.sync.engine.batch``, which decides with the same
 pieces (``decision_context``, ``correlate``, ``decision_row``, ``tracked_reason``) but looks
 things up and writes for the whole batch at once; this module is its one-by-one fallback.
 
@@ -63,14 +63,14 @@ from server.errors import Forbidden, Invalid, NotFound, ServiceError
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
-from server.sync import threading as corr
+from server.sync.mail import correlation as corr
 from server.sync.connectors.base import ConnectorError, FetchedMessage, Folder
-from server.sync.folders import FolderInfo
-from server.sync.message import MailMessage, MessageError, parse
+from server.sync.engine.folders import FolderInfo
+from server.sync.mail.message import MailMessage, MessageError, parse
 from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage, QueueItem,
                                 TrackingBlock)
-from server.sync.rules import (DEFAULT_CHAIN, TRACKED_CATEGORY, DecisionContext, Direction,
-                               FolderRole, OwnerKind, Rule, TrackingOption, decide)
+from server.sync.mail.rules import (DEFAULT_CHAIN, TRACKED_CATEGORY, DecisionContext, Direction,
+                                    FolderRole, OwnerKind, Rule, TrackingOption, decide)
 
 log = logging.getLogger(__name__)
 

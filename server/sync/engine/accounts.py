@@ -12,7 +12,7 @@ with ``{address}`` and ``{service}`` (default ``{service}``).
 """
 from __future__ import annotations
 
-from server.sync import oauth
+from server.sync.engine import oauth
 from server.sync.connectors.base import Account, ConnectorError
 from server.sync.models import EmailServerProfile, Mailbox
 
@@ -111,7 +111,7 @@ def _graph_account(mailbox: Mailbox, direction: str, settings: dict, timeout: fl
 
     on_close = None
     if direction == "incoming":
-        from server.sync import graph_push
+        from server.sync.workers import graph_push
         mailbox_id = mailbox.id
 
         def on_close(connector) -> None:

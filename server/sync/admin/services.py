@@ -523,7 +523,7 @@ def approve(p: Principal, mailbox: Mailbox) -> Mailbox:
 
 def test_and_enable(p: Principal, mailbox: Mailbox):
     """Test the mailbox's directions and enable it when they work (``testing``)."""
-    from server.sync.testing import test_and_enable as run
+    from server.sync.admin.testing import test_and_enable as run
     authz.require(p, "write", mailbox)
     return run(mailbox)
 
@@ -543,7 +543,7 @@ def disable(p: Principal, mailbox: Mailbox) -> Mailbox:
 
 
 def sync_now(p: Principal, mailbox: Mailbox) -> Mailbox:
-    from server.sync.scheduler import request_sync
+    from server.sync.workers.scheduler import request_sync
     return request_sync(p, mailbox)
 
 
@@ -567,7 +567,7 @@ def mailbox_to_delete(p: Principal, mailbox_id: int) -> Mailbox:
 def mailbox_deletion(mailbox: Mailbox) -> MailboxDeletion:
     from server.crm.activities import Email
     from server.sync.models import FolderState
-    from server.sync.outgoing import waiting_count
+    from server.sync.engine.outgoing import waiting_count
 
     def count(model, *conditions) -> int:
         return db.session.scalar(select(func.count(model.id)).where(*conditions)) or 0
@@ -637,10 +637,10 @@ def _require_own_rules(p: Principal, mailbox: Mailbox) -> None:
 def mailbox_folders(p: Principal, mailbox: Mailbox, *, refresh: bool = False) -> list:
     """The folders under the mailbox's Inbox (``Folder`` objects), read through its
     connector and kept for ten minutes."""
-    from server.sync.accounts import account_for
+    from server.sync.engine.accounts import account_for
     from server.sync.connectors import incoming
     from server.sync.connectors.base import ConnectorError
-    from server.sync.folders import find_inbox, is_under
+    from server.sync.engine.folders import find_inbox, is_under
     _require_own_rules(p, mailbox)
     with _folder_lock:
         cached = _folder_cache.get(mailbox.id)
@@ -832,7 +832,7 @@ def quarantined(p: Principal, limit: int = 50) -> list[tuple[QuarantinedMessage,
 
 
 def retry(p: Principal, quarantine_id: int):
-    from server.sync.engine import retry_quarantined
+    from server.sync.engine.run import retry_quarantined
     _quarantined(p, quarantine_id)
     return retry_quarantined(quarantine_id, p)
 
@@ -962,12 +962,12 @@ def _percentile(values: list[int], pct: int) -> int | None:
 
 
 def alerts_for(p: Principal, limit: int = 50) -> list[Alert]:
-    from server.sync import alerts
+    from server.sync.engine import alerts
     return alerts.open_alerts(p, limit=limit)
 
 
 def acknowledge(p: Principal, alert_id: int) -> Alert:
-    from server.sync import alerts
+    from server.sync.engine import alerts
     return alerts.acknowledge(p, alert_id)
 
 

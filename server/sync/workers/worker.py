@@ -32,7 +32,8 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, utcnow
-from server.sync import alerts, scheduler
+from server.sync.engine import alerts
+from server.sync.workers import scheduler
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox, SyncRun
 
@@ -57,7 +58,7 @@ class _Interrupted(BaseException):
 
 
 def _detail(exc: BaseException) -> str:
-    from server.sync.pipeline import safe_detail  # the one place that knows what is safe
+    from server.sync.engine.pipeline import safe_detail  # the one place that knows what is safe
     return safe_detail(exc)
 
 
@@ -229,7 +230,7 @@ class Worker:
 
     def _run_one(self, mailbox_id: int):
         """Sync one mailbox; returns a next run time to set on release, or None."""
-        from server.sync.engine import sync_mailbox
+        from server.sync.engine.run import sync_mailbox
 
         def progress(_event) -> None:
             if self.stop.is_set():
@@ -265,7 +266,7 @@ class Worker:
     def _alert_mail(self) -> None:
         """Queue alert email digests (``alert_mail``), at most every 30 seconds per worker;
         a failure is logged and never touches the run."""
-        from server.sync.alert_mail import deliver
+        from server.sync.admin.alert_mail import deliver
         with self.lock:
             if time.monotonic() < self.next_alert_mail:
                 return
@@ -278,7 +279,7 @@ class Worker:
                         self.worker_id, _detail(exc))
 
     def _send(self, mailbox: Mailbox) -> None:
-        from server.sync.outgoing import send_pending
+        from server.sync.engine.outgoing import send_pending
         mailbox_id = mailbox.id
         try:
             counts = send_pending(mailbox_id)
@@ -346,7 +347,7 @@ class Worker:
     def _start_push(self):
         if not self.push:
             return None
-        from server.sync.push import PushWatchers
+        from server.sync.workers.push import PushWatchers
         watchers = PushWatchers(self.app, self.stop, on_change=lambda _id: self.wake.set())
         watchers.start()
         return watchers

@@ -45,7 +45,7 @@ from server.crm.tracking import new_tracking_token, normalize_message_id
 from server.db import db, utcnow
 from server.security import authz
 from server.security.models import User
-from server.sync.accounts import account_for
+from server.sync.engine.accounts import account_for
 from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox

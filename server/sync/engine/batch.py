@@ -44,18 +44,18 @@ from server.crm.resolution import Match, resolve
 from server.crm.tracking import EmailTrack, TrackRequest
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
-from server.sync import threading as corr
+from server.sync.mail import correlation as corr
 from server.sync.connectors.base import ConnectorError, FetchedMessage
-from server.sync.folders import FolderInfo
-from server.sync.message import MailMessage, MessageError, parse
+from server.sync.engine.folders import FolderInfo
+from server.sync.mail.message import MailMessage, MessageError, parse
 from server.sync.models import MessageDecision
-from server.sync.pipeline import (CHAIN, TRACKED_CATEGORY, Correlation, MailboxRun, Outcome,
-                                  Requests, SyncDecisionContext, auto_create_contacts,
-                                  checked_regarding, correlate, correlation_candidates,
-                                  decision_context, decision_row, identity_of, in_savepoint,
-                                  insert_decisions, participant_addresses, process, regarding_of,
-                                  safe_detail, to_content, tracked_reason)
-from server.sync.rules import Decision, FolderRole, TrackingOption, decide
+from server.sync.engine.pipeline import (CHAIN, TRACKED_CATEGORY, Correlation, MailboxRun, Outcome,
+                                         Requests, SyncDecisionContext, auto_create_contacts,
+                                         checked_regarding, correlate, correlation_candidates,
+                                         decision_context, decision_row, identity_of, in_savepoint,
+                                         insert_decisions, participant_addresses, process,
+                                         regarding_of, safe_detail, to_content, tracked_reason)
+from server.sync.mail.rules import Decision, FolderRole, TrackingOption, decide
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from sqlalchemy import delete, select, update
 
 from server.db import db, utcnow
 from server.sync.connectors.base import ConnectorError
-from server.sync.graph_models import GraphSubscription
+from server.sync.workers.graph_models import GraphSubscription
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Tests for ``server.sync.threading``: tracking tokens, Thread-Index, subjects, key order."""
+"""Tests for ``sync.mail.correlation``: tracking tokens, Thread-Index, subjects, key order."""
 from __future__ import annotations
 
 import base64
@@ -6,17 +6,17 @@ from datetime import datetime, timezone
 
 import pytest
 
-from server.sync.threading import (
-    add_token,
-    conversation_id,
-    correlation_keys,
-    decode_thread_index,
-    find_token,
-    make_token,
-    normalize_subject,
-    smart_match_key,
-    strip_token,
-)
+from server.sync.mail.correlation import (
+                                          add_token,
+                                          conversation_id,
+                                          correlation_keys,
+                                          decode_thread_index,
+                                          find_token,
+                                          make_token,
+                                          normalize_subject,
+                                          smart_match_key,
+                                          strip_token,
+                                          )
 
 # A real Outlook header (from the corpus), sent 2009-10-30 19:07 UTC.
 ROOT_INDEX = "AcpZlFLF/Y9EfcC0QZKKEuUFm2Snqw=="

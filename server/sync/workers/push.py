@@ -23,7 +23,7 @@ within seconds instead of at the next scheduled run.
   after its back-off (``RETRY_SECONDS``); a server that takes no streaming subscription is
   polled with SyncFolderItems every ``poll_seconds`` (the profile setting) instead. Microsoft
   Graph is not watched here: its change notifications come to the web app
-  (``server.sync.graph_push``).
+  (``server.sync.workers.graph_push``).
 
 A watcher's connection is not counted against the profile's ``max_connections`` (which
 bounds the syncs): leave room for it there when push is on.
@@ -39,7 +39,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
 from server.db import db, utcnow
-from server.sync import scheduler
+from server.sync.workers import scheduler
 from server.sync.connectors.base import ConnectorError, Folder
 from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
 
@@ -54,7 +54,7 @@ ADVISORY_CLASS = 0x5245  # "RE": the advisory lock namespace of push watchers
 
 
 def _detail(exc: BaseException) -> str:
-    from server.sync.pipeline import safe_detail
+    from server.sync.engine.pipeline import safe_detail
     if isinstance(exc, ConnectorError):
         return f"{exc.code}: {exc.message}"
     return safe_detail(exc)
@@ -64,7 +64,7 @@ def watch_targets(limit: int) -> dict[int, tuple]:
     """Mailboxes push can serve: enabled, read by server-side sync over a push protocol.
     Maps each id to a signature that changes when its watch must start over."""
     from server.crm.models import Organization
-    from server.sync.engine import why_not_synced
+    from server.sync.engine.run import why_not_synced
     org = db.session.get(Organization, 1)
     boxes = db.session.scalars(
         select(Mailbox).where(Mailbox.enabled.is_(True)).options(
@@ -103,7 +103,7 @@ class Watcher(threading.Thread):
         self.done.set()
 
     def run(self) -> None:
-        from server.sync.worker import _worker_thread
+        from server.sync.workers.worker import _worker_thread
         _worker_thread()
         failures = 0
         while not self.stopped:
@@ -119,9 +119,9 @@ class Watcher(threading.Thread):
 
     def _open(self):
         """The connector, the folders to watch, and their stored cursors."""
-        from server.sync.accounts import account_for
+        from server.sync.engine.accounts import account_for
         from server.sync.connectors import incoming
-        from server.sync.folders import find_inbox
+        from server.sync.engine.folders import find_inbox
         with self.app.app_context():
             mailbox = db.session.get(Mailbox, self.mailbox_id)
             if mailbox is None or not mailbox.enabled:
@@ -254,7 +254,7 @@ class PushWatchers:
         return sorted(i for i, (w, _) in self.watchers.items() if w.is_alive())
 
     def _manage(self) -> None:
-        from server.sync.worker import _worker_thread
+        from server.sync.workers.worker import _worker_thread
         _worker_thread()
         while not self.stopping.is_set():
             try:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import ClassVar
 
-from server.sync.message import Address, MailMessage
+from server.sync.mail.message import Address, MailMessage
 
 __all__ = [
     "DEFAULT_CHAIN",

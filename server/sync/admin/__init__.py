@@ -1,0 +1,4 @@
+"""Administration of server-side sync: email server profiles, mailboxes, folder rules,
+the blocklist, quarantine, the dashboard, Test & Enable, users' own mailboxes and alert
+emails.
+"""
