@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
