@@ -34,7 +34,7 @@ class TokenExpired(ServiceError):
 @login_manager.user_loader
 def _load_user(session_id: str):
     user_id, _, version = session_id.partition(":")
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit()):
         return None
     user = db.session.get(User, int(user_id))
     if user is None or not user.is_active or str(user.session_version) != version:

@@ -32,6 +32,7 @@ from server.security.models import RecordShare, Team, User
 from server.security.privileges import Depth
 from server.web.auth import current_principal, login_manager
 from server.web.forms import form_fields, parse_due, submitted_values
+from server.web.params import as_id, int_arg
 
 bp = Blueprint("pages", __name__)
 
@@ -134,9 +135,9 @@ def _search_condition(p, rt: RecordType, q: str):
 def _principal_choice(value: str | None, p):
     """``user:ID`` or ``team:ID`` from a form → the user or team (which the user may read)."""
     kind, _, ident = (value or "").partition(":")
-    if kind not in ("user", "team") or not ident.isdigit():
+    if kind not in ("user", "team") or as_id(ident) is None:
         raise Invalid("Choose a user or a team.", {"principal": "Choose a user or a team."})
-    return authz.get(p, User if kind == "user" else Team, int(ident))
+    return authz.get(p, User if kind == "user" else Team, as_id(ident))
 
 
 def _principals(p):
@@ -233,7 +234,7 @@ def record_list(type_name: str):
     sort = sort if sort in sortable else rt.title_field
     direction = "desc" if request.args.get("dir") == "desc" else "asc"
     page_size = current_app.config.get("REGARDING_PAGE_SIZE", 25)
-    page = max(1, request.args.get("page", type=int) or 1)
+    page = int_arg("page", 1, maximum=100_000)
 
     conditions = [authz.scope(p, model, "read")]
     if state != "all":
@@ -341,8 +342,8 @@ def _lookups(p, rt: RecordType, fields, record=None):
 def _form_titles(p, rt, fields):
     wanted: dict[str, set] = {}
     for ff in fields:
-        if ff.field.kind == "ref" and ff.value.isdigit():
-            wanted.setdefault(ff.field.ref, set()).add(int(ff.value))
+        if ff.field.kind == "ref" and as_id(ff.value):
+            wanted.setdefault(ff.field.ref, set()).add(as_id(ff.value))
     return ref_titles(p, wanted)
 
 
@@ -606,7 +607,7 @@ def activity_regarding(activity_id: int):
     p = current_principal()
     activity = acts.get_activity(p, activity_id)
     kind = request.form.get("kind") or None
-    record_id = request.form.get("record_id", type=int)
+    record_id = int_arg("record_id", source=request.form)
     if kind is not None and record_id is None:
         raise Invalid("Choose a record.")
     tracking.set_regarding(p, activity, (kind, record_id) if kind else None)

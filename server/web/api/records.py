@@ -225,7 +225,8 @@ def _check_input(rt: RecordType, data: dict[str, Any], allow: set[str] = frozens
         if f.name in data and not f.required and f.name in columns \
                 and not columns[f.name].nullable and (value is None or value == ""):
             errors[f.name] = "This field cannot be empty."
-        if f.kind == "ref" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if f.kind == "ref" and digits.isascii() and digits.isdigit():
             value = int(value)
         if f.kind == "ref" and isinstance(value, int) and not isinstance(value, bool) \
                 and not -MAX_ID <= value <= MAX_ID:
