@@ -7,12 +7,7 @@ Views parse input, call one service from ``server.crm`` and render; every query 
 """
 from __future__ import annotations
 
-import base64
-import re
-from pathlib import Path
-from urllib.parse import quote
 
-import nh3
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_login import current_user
@@ -20,6 +15,7 @@ from sqlalchemy import func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload, undefer
 
 from server.crm import activity_services as acts
+from server.crm import html as html_document
 from server.crm import records
 from server.crm import timeline as timelines
 from server.crm import tracking
@@ -30,6 +26,7 @@ from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.models import RecordShare, Team, User
 from server.security.privileges import Depth
+from server.web.attachments import attachment_bytes, download_response
 from server.web.auth import current_principal, login_manager
 from server.web.forms import form_fields, parse_due, submitted_values
 from server.web.params import as_id, int_arg
@@ -509,51 +506,16 @@ def _activity_csp(remote_images: bool) -> str:
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-_BODY_ATTRIBUTES = {
-    "*": {"style", "align", "valign", "width", "height", "bgcolor", "color", "dir", "lang",
-          "title", "border", "cellpadding", "cellspacing", "colspan", "rowspan", "face", "size"},
-    "a": {"href", "name"},
-    "img": {"src", "alt"},
-}
-_CID = re.compile(r"""src=(["'])cid:([^"']+)\1""", re.I)
-
-
-def email_document(email: Email, attachments, remote_images: bool) -> str:
-    """The email's HTML body as a complete document for the sandboxed frame. It was
-    sanitized when stored; it is cleaned again here (defense in depth), inline images
-    (``cid:``) become data: URLs and links open outside the frame."""
-    html = nh3.clean(email.html_body or "", tags=nh3.ALLOWED_TAGS | {"font", "center"},
-                     attributes=_BODY_ATTRIBUTES, url_schemes={"http", "https", "mailto", "cid"},
-                     link_rel="noopener noreferrer")
+def _inline_images(attachments) -> dict[str, str]:
+    """Content id → data: URL of the email's inline images (allow-listed types, small)."""
     inline = {}
     for att in attachments:
-        if att.content_id and att.content_type.startswith("image/") and not att.content_omitted \
-                and att.size <= INLINE_IMAGE_MAX:
+        if att.content_id and not att.content_omitted and att.size <= INLINE_IMAGE_MAX:
             data = attachment_bytes(att)
-            if data is not None:
-                inline[att.content_id.strip("<>")] = (
-                    f"data:{att.content_type};base64,{base64.b64encode(data).decode()}")
-    if inline:
-        html = _CID.sub(lambda m: f'src="{inline.get(m.group(2).strip("<>"), "")}"', html)
-    return ("<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\">"
-            "<style>body{font-family:'Segoe UI',system-ui,-apple-system,sans-serif;font-size:14px;"
-            "line-height:1.45;color:#242424;margin:16px;overflow-wrap:anywhere}"
-            "img{max-width:100%;height:auto}table{max-width:100%}</style></head><body>"
-            f"{html}</body></html>")
-
-
-def attachment_bytes(att: Attachment) -> bytes | None:
-    """An attachment's content from the database or the instance folder (never outside it)."""
-    if att.content is not None:
-        return att.content
-    if not att.storage_path:
-        return None
-    base = Path(current_app.instance_path).resolve()
-    for candidate in (base / att.storage_path, base / "attachments" / att.storage_path):
-        path = candidate.resolve()
-        if path.is_relative_to(base) and path.is_file():
-            return path.read_bytes()
-    return None
+            url = html_document.inline_image_url(att.content_type, data) if data is not None else None
+            if url:
+                inline[att.content_id.strip("<>")] = url
+    return inline
 
 
 @bp.get("/activities/<int:activity_id>")
@@ -563,13 +525,14 @@ def activity_detail(activity_id: int):
     remote_images = request.args.get("images") == "remote"
     view = request.args.get("view")
     is_email = isinstance(activity, Email)
-    document = None
+    document, has_remote = None, False
     if is_email and activity.html_body and view != "text":
         with_content = db.session.scalars(
             select(Attachment).where(Attachment.activity_id == activity.id,
                                      Attachment.content_id.is_not(None))
             .options(undefer(Attachment.content))).all()
-        document = email_document(activity, with_content, remote_images)
+        document, has_remote = html_document.email_document(
+            activity.html_body, _inline_images(with_content), remote_images=remote_images)
     roles: dict[str, list] = {}
     for party in activity.parties:
         roles.setdefault(party.role, []).append(party)
@@ -581,7 +544,7 @@ def activity_detail(activity_id: int):
         "activities/detail.html", activity=activity, is_email=is_email, document=document,
         remote_images=remote_images, view=view, roles=roles, titles=titles,
         can_write=can_write, rq=q, candidates=candidates, regarding_types=REGARDING_TYPES,
-        has_remote=bool(document and re.search(r"src=[\"']https?:", document, re.I))))
+        has_remote=has_remote))
     response.headers["Content-Security-Policy"] = _activity_csp(remote_images)
     return response
 
@@ -641,21 +604,7 @@ def attachment_download(activity_id: int, attachment_id: int):
     data = attachment_bytes(att)
     if data is None:
         raise NotFound("The attachment's content is not available.")
-    ctype = att.content_type if re.fullmatch(r"[\w.+-]+/[\w.+-]+", att.content_type or "") \
-        else "application/octet-stream"
-    response = current_app.response_class(data, mimetype=ctype)
-    response.headers["Content-Disposition"] = _disposition(att.filename)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
-
-
-def _disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback name and the UTF-8 name (RFC 6266)."""
-    name = (filename or "attachment").replace("\r", "").replace("\n", "")
-    ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:150] or "attachment"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+    return download_response(att, data)
 
 
 def init_app(app) -> None:

@@ -32,7 +32,7 @@ QUERY_NAMES = ["page", "page_size", "mailbox", "unit", "role", "cursor", "copy_f
                "q", "rq", "sort", "dir", "state", "status", "images", "view", "types", "type",
                "address", "active", "next", "host", "validationToken", "owner_id",
                "parent_account_id", "regarding"]
-QUERY_VALUES = ["1", *BAD_INTS, "zzz", "-99999999999999999999999", "%FF%FE"]
+QUERY_VALUES = ["1", "0", HUGE, "-99999999999999999999999", SURROGATE, "%C2%B2", "zzz"]
 FORM_NAMES = ["name", "subject", "email", "password", "unit", "role", "record_id", "token_id",
               "remove", "add", "days", "action", "owner", "principal", "kind", "profile_id",
               "server_profile_id", "port", "host", "incoming_port", "incoming_server", "q",
@@ -64,10 +64,14 @@ def world(app):
     return clients
 
 
+# The REST API has the same views for each record type (the registry's): two stand for all.
+SAME_VIEWS = re.compile(r"^api\.(lead|opportunity|case|queue)_")
+
+
 def _rules(app):
-    rules = [r for r in app.url_map.iter_rules()]
+    rules = list(app.url_map.iter_rules())
     assert len(rules) > 150, "the URL map is not all there"
-    return rules
+    return [r for r in rules if not SAME_VIEWS.match(r.endpoint)]
 
 
 def _build(rule, value_for) -> str:
@@ -165,7 +169,7 @@ def test_every_get_route_with_hostile_query_parameters(app, world):
         for value in QUERY_VALUES:
             query = "&".join(f"{n}={value}" for n in QUERY_NAMES)
             failures += _call(world, "GET", f"{url}?{query}")
-            if url.startswith("/api/") and value in (HUGE, SURROGATE, "-1", "zzz"):
+            if url.startswith("/api/") and value in (HUGE, SURROGATE, "%C2%B2"):
                 for name in QUERY_NAMES:  # the API refuses unknown parameters: one at a time
                     failures += _call(world, "GET", f"{url}?{name}={value}")
     assert not failures, "\n".join(failures[:40])
@@ -180,7 +184,7 @@ def test_every_post_route_with_hostile_forms_json_and_oversize_bodies(app, world
             continue
         url = _build(rule, _good)
         for method in post:
-            for value in (SURROGATE_BYTES, HUGE, "-1", "a\r\nb", "x" * 5000):
+            for value in (SURROGATE_BYTES, HUGE, "a\r\nb", "x" * 5000):
                 failures += _call(world, method, url, data={n: value for n in FORM_NAMES})
             for body in JSON_BODIES:
                 failures += _call(world, method, url, data=body,
