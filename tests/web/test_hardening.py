@@ -5,11 +5,14 @@ integer helpers behind "no 500". Browser behaviour is in test_hardening_browser.
 from __future__ import annotations
 
 import html as htmlmod
+import os
 import re
+import stat
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from server.crm import html
 from server.crm.tracking import AttachmentContent, attachment_values
@@ -120,3 +123,26 @@ def test_rest_download_reads_disk_storage_where_tracking_wrote_it(app, make_user
     page = signin(user).get(f"/activities/{email.id}/attachments/{att.id}")
     assert page.status_code == 200 and page.data == b"%PDF-disk"
     db.session.rollback()
+
+
+# -- the SQLite files --------------------------------------------------------------------------
+
+def test_sqlite_database_and_wal_files_are_owner_only(tmp_path):
+    from server import create_app
+    from tests.conftest import make_config
+    saved = os.umask(0o022)  # a usual umask: files would be world-readable
+    try:
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        app = create_app(make_config(url, tmp_path))
+        with app.app_context():
+            db.create_all()
+            db.session.execute(text("CREATE TABLE probe (x INTEGER)"))
+            db.session.execute(text("INSERT INTO probe VALUES (1)"))
+            db.session.commit()
+            files = [tmp_path / name for name in ("fresh.db", "fresh.db-wal", "fresh.db-shm")]
+            assert all(f.exists() for f in files)
+            for f in files:
+                assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+            db.engine.dispose()
+    finally:
+        os.umask(saved)
