@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload, with_polymorphic
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
 from server.crm.addresses import normalize
 from server.crm.resolution import resolve
+from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.crm.tracking import check_regarding
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
@@ -64,6 +65,8 @@ def _new(p: Principal, cls, regarding: tuple[str, int] | None, subject: str,
         errors["subject"] = "This field is required."
     elif len(subject) > 400:
         errors["subject"] = "At most 400 characters."
+    elif LINE_BREAK.search(subject):
+        errors["subject"] = SINGLE_LINE
     if priority not in PRIORITIES:
         errors["priority"] = f"Must be one of: {', '.join(PRIORITIES)}."
     if errors:

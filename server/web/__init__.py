@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
@@ -71,6 +72,9 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _security_headers(response):
+        if request.endpoint != "static" and (g.get("api_user") is not None
+                                             or current_user.is_authenticated):
+            response.headers.setdefault("Cache-Control", "no-store")  # no copies of our data
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":

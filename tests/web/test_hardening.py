@@ -146,3 +146,132 @@ def test_sqlite_database_and_wal_files_are_owner_only(tmp_path):
             db.engine.dispose()
     finally:
         os.umask(saved)
+
+
+# -- caching, single lines, CSRF at sign-in, share lists, default sort, framing ----------------
+
+def test_authenticated_pages_and_api_answers_are_not_stored(make_user, make_record, signin,
+                                                            api_client, client):
+    user = make_user()
+    account = make_record(user, "account")
+    c = signin(user)
+    for url in ("/", f"/r/account/{account.id}", "/r/account/", "/profile"):
+        r = c.get(url)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store", url
+    api = api_client(user)
+    r = api.get(f"/api/v1/accounts/{account.id}")
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    assert "no-store" not in client.get("/signin").headers.get("Cache-Control", "")
+    assert "no-store" not in c.get("/static/app.css").headers.get("Cache-Control", "")
+
+
+BREAKS = ["a\r\nBcc: x@evil.test", "a\nb", "a\rb", "a\u2028b", "a\x85b"]
+
+
+@pytest.mark.parametrize("value", BREAKS)
+def test_line_breaks_are_refused_in_single_line_fields_on_every_path(
+        value, make_user, make_record, signin, api_client):
+    from server.crm.activities import Activity
+    from server.crm.models import Account
+    from server.security import tokens
+    user = make_user(roles=["Salesperson"])
+    account = make_record(user, "account", name="Northwind")
+    activities, accounts = db.session.query(Activity).count(), db.session.query(Account).count()
+    # pages: a record's name, an activity's subject
+    c = signin(user)
+    r = c.post("/r/account/new", data={"name": value})
+    assert r.status_code == 400 and "single line" in r.get_data(as_text=True)
+    r = c.post(f"/r/account/{account.id}/activities/new/task", data={"subject": value})
+    assert r.status_code == 400 and "single line" in r.get_data(as_text=True)
+    # REST: a record's name, an activity's subject, a party's name
+    api = api_client(user)
+    r = api.post("/api/v1/accounts", json={"name": value})
+    assert r.status_code == 400 and "single line" in r.get_json()["error"]["fields"]["name"]
+    r = api.post("/api/v1/activities", json={"type": "task", "subject": value})
+    assert r.status_code == 400 and "single line" in r.get_json()["error"]["fields"]["subject"]
+    r = api.post("/api/v1/activities", json={
+        "type": "email", "subject": "Hi", "parties": [
+            {"role": "to", "address": "x@contoso.test", "name": value}]})
+    assert r.status_code == 400 and "single line" in str(r.get_json()["error"]["fields"])
+    # the add-in: a quick task's subject
+    _, pane = tokens.issue(user, "pane", kind="pane")
+    db.session.commit()
+    r = c.post("/api/addin/activities/task", headers={"Authorization": f"Bearer {pane}"},
+               json={"fields": {"subject": value}})
+    assert r.status_code == 400 and "single line" in str(r.get_json()["error"]["fields"])
+    db.session.rollback()
+    assert db.session.query(Activity).count() == activities  # nothing was written
+    assert db.session.query(Account).count() == accounts
+    # a multi-line field keeps its lines
+    r = api.post("/api/v1/accounts", json={"name": "Ok", "description": "one\r\ntwo"})
+    assert r.status_code == 201 and r.get_json()["description"] == "one\r\ntwo"
+
+
+def test_the_csrf_token_changes_at_sign_in(app, make_user):
+    user = make_user()
+    app.config.update(WTF_CSRF_ENABLED=True)
+    c = app.test_client()
+    token_re = r'name="csrf_token"[^>]*value="([^"]+)"'
+    before = re.search(token_re, c.get("/signin").get_data(as_text=True)).group(1)
+    r = c.post("/signin", data={"csrf_token": before, "email": user.email,
+                                "password": "Correct-horse-9"})
+    assert r.status_code == 302
+    after = re.search(token_re, c.get("/profile").get_data(as_text=True)).group(1)
+    assert after != before
+    # the token from before sign-in no longer passes; the new one does
+    old = c.post("/profile", data={"csrf_token": before, "action": "create_token", "name": "x"})
+    assert old.status_code == 400
+    new = c.post("/profile", data={"csrf_token": after, "action": "create_token", "name": "x"})
+    assert new.status_code == 200 and "rgd_" in new.get_data(as_text=True)
+
+
+def test_share_list_needs_the_share_privilege_in_the_api_as_on_the_page(
+        make_user, make_record, signin, api_client):
+    owner = make_user(roles=["Salesperson"])
+    manager = make_user(roles=["Salesperson"])  # reads the unit's records, shares only their own
+    account = make_record(owner, "account")
+    api = api_client(owner)
+    colleague = make_user(roles=["Salesperson"])
+    r = api.post(f"/api/v1/accounts/{account.id}/share",
+                 json={"principal": {"type": "user", "id": colleague.id}, "rights": ["read"]})
+    assert r.status_code == 200
+    assert api.get(f"/api/v1/accounts/{account.id}/shares").status_code == 200
+    m = api_client(manager)
+    assert m.get(f"/api/v1/accounts/{account.id}").status_code == 200
+    page = signin(manager).get(f"/r/account/{account.id}/share")
+    api_answer = m.get(f"/api/v1/accounts/{account.id}/shares")
+    assert page.status_code == api_answer.status_code == 403
+
+
+def test_contacts_list_without_sort_for_a_reader_of_no_first_name(make_user, api_client):
+    from server.security.models import FieldPermission, FieldSecurityProfile, SecuredField
+    admin = make_user(roles=["System Administrator"])
+    reader = make_user(roles=["Salesperson"])
+    db.session.add(SecuredField(table_name="contact", field="first_name"))
+    profile = FieldSecurityProfile(name="Names")
+    profile.permissions.append(FieldPermission(table_name="contact", field="first_name",
+                                               can_read=True, can_update=True, can_create=True))
+    db.session.add(profile)
+    admin.field_profiles.append(profile)
+    db.session.commit()
+    for last in ("Young", "Adams", "Miller"):
+        assert api_client(reader).post("/api/v1/contacts", json={"last_name": last}).status_code == 201
+    r = api_client(reader).get("/api/v1/contacts")
+    assert r.status_code == 200, r.get_json()
+    assert [c["last_name"] for c in r.get_json()["items"]] == ["Young", "Adams", "Miller"]
+    assert all("first_name" not in c for c in r.get_json()["items"])
+    names = api_client(admin).get("/api/v1/contacts").get_json()["items"]  # by name, as before
+    assert [c["last_name"] for c in names] == ["Adams", "Miller", "Young"]
+
+
+def test_the_addin_sign_in_dialog_may_be_framed_only_by_outlooks_documented_origins(
+        make_user, signin):
+    from server.web.addin_pages import OUTLOOK_WEB_ORIGINS
+    user = make_user()
+    r = signin(user).get("/addin/signin")
+    policy = dict(part.strip().split(" ", 1) for part in
+                  r.headers["Content-Security-Policy"].split(";") if " " in part.strip())
+    assert policy["frame-ancestors"].split() == ["'self'", *OUTLOOK_WEB_ORIGINS]
+    assert "*" not in policy["frame-ancestors"]
+    assert OUTLOOK_WEB_ORIGINS == ("https://outlook.office.com", "https://outlook.office365.com",
+                                   "https://outlook.live.com")

@@ -151,9 +151,11 @@ def list_records(rt: RecordType):
     if args.get("q", "").strip():
         query = query.where(_search_clause(rt, p, args["q"]))
 
-    sort = args.get("sort") or rt.title_field
-    key, desc = sort.lstrip("-"), sort.startswith("-")
     sortable = _sortable(rt, p)
+    # By name when the reader may read it (a secured first_name hides a contact's full_name),
+    # else by id: a default that never refuses the request.
+    sort = args.get("sort") or (rt.title_field if rt.title_field in sortable else "id")
+    key, desc = sort.lstrip("-"), sort.startswith("-")
     if key not in sortable:
         raise invalid({"sort": f"Sort by one of: {', '.join(sorted(sortable))} (prefix - to "
                                "reverse)."})
@@ -304,8 +306,9 @@ def share_record(rt: RecordType, record_id: int):
 
 
 def record_shares(rt: RecordType, record_id: int):
+    """Who the record is shared with: for those who may share it, as on the record's page."""
     p = principal()
-    record = _load(rt, record_id)
+    record = record_services.get(p, rt.name, record_id, "share")
     query_args(set())
     rows = db.session.scalars(select(RecordShare).where(
         RecordShare.table_name == rt.name, RecordShare.record_id == record.id)
