@@ -24,7 +24,8 @@ from server.sync.engine import run as engine
 from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
 from server.sync.engine.run import sync_mailbox
-from server.sync.mail.message import REPORT_TYPES, MessageError, parse
+from server.sync.mail.bodies import REPORT_TYPES
+from server.sync.mail.message import MessageError, parse
 from server.sync.models import FolderState, Mailbox, MessageDecision, QuarantinedMessage
 from server.sync.engine.pipeline import identity_of
 from tests.sync import world as w

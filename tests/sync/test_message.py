@@ -7,16 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from server.sync.mail.message import (
-                                      Address,
-                                      HeaderMap,
-                                      MessageError,
-                                      decode_bytes,
-                                      normalize_address,
-                                      normalize_message_id,
-                                      parse,
-                                      safe_filename,
-                                      )
+from server.sync.mail.bodies import safe_filename
+from server.sync.mail.charsets import decode_bytes
+from server.sync.mail.headers import HeaderMap
+from server.sync.mail.message import Address, MessageError, normalize_address, normalize_message_id, parse
 
 
 def b64_word(text: str, charset: str) -> str:
