@@ -5,9 +5,9 @@ The same message synced or dropped again is the same email (its identity).
 """
 from __future__ import annotations
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.tracking import AttachmentContent, EmailContent
+from server.crm.services.tracking import AttachmentContent, EmailContent
 from server.errors import Invalid
 from server.security.authz import Principal
 from server.sync.mail import correlation

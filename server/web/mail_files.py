@@ -11,8 +11,8 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
-from server.crm import activity_services as acts
-from server.crm import records, tracking
+from server.crm.services import activity_actions as acts
+from server.crm.services import records, tracking
 from server.crm.activities import REGARDING_TYPES, Attachment, Email
 from server.db import db
 from server.errors import Invalid
