@@ -174,6 +174,7 @@ class _BodyState:
     htmls: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     is_report: bool = False
+    tnef_bodies: list[tnef.Tnef] = field(default_factory=list)  # used when there is no other
 
 
 def _walk(part: Part, state: _BodyState, depth: int = 0) -> None:
@@ -226,10 +227,7 @@ def _unpack_tnef(attachment: Attachment, state: _BodyState) -> None:
         state.attachments.append(Attachment(
             filename=safe_filename(item.filename, f"attachment-{number}.bin"),
             content_type=item.content_type, size=len(item.content), content=item.content))
-    if decoded.html and not state.htmls:
-        state.htmls.append(_normalize_newlines(decoded.html))
-    if decoded.text and not state.texts:
-        state.texts.append(_normalize_newlines(decoded.text))
+    state.tnef_bodies.append(decoded)
 
 
 def _attachment(part: Part, ctype: str, disposition: str | None, filename: str | None,
@@ -267,4 +265,8 @@ def read_bodies(root: Part, hint: str | None, defects: list[str]) -> Bodies:
     """The bodies and attachments of the MIME tree under ``root``."""
     state = _BodyState(hint=hint, defects=defects)
     _walk(root, state)
+    if not state.texts and not state.htmls:  # a TNEF body only stands in for a missing one
+        for decoded in state.tnef_bodies[:1]:
+            state.texts += [_normalize_newlines(decoded.text)] if decoded.text else []
+            state.htmls += [_normalize_newlines(decoded.html)] if decoded.html else []
     return Bodies("\n".join(state.texts), "\n".join(state.htmls), state.attachments, state.is_report)
