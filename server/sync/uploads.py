@@ -1,7 +1,8 @@
 """Mail files a user drops on a record (``.eml``, Outlook ``.msg``) or posts to the REST
 API: read as sync reads mail (``message.parse``; a .msg through ``mail.msgfile``) and
 tracked through ``crm.tracking`` with the uploader's own privileges, regarding the record.
-The same message synced or dropped again is the same email (its identity).
+The same message synced or dropped again is the same email: its identity is the one sync
+gives it (``engine.pipeline.identity_of``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from server.crm.activities import Email
 from server.crm.services.tracking import AttachmentContent, EmailContent
 from server.errors import Invalid
 from server.security.authz import Principal
+from server.sync.engine.pipeline import identity_of
 from server.sync.mail import correlation
 from server.sync.mail.message import MessageError, parse
 from server.sync.mail.msgfile import OLE_SIGNATURE, MsgFileError, to_rfc822
@@ -39,8 +41,10 @@ def track_mail_file(p: Principal, data: bytes, filename: str,
         reason = exc.reason if isinstance(exc, MessageError) else str(exc)
         raise Invalid(f"The file is not an email: {reason}", {"file": reason}) from exc
     sender = msg.from_ or msg.sender
+    identity = identity_of(msg)  # as sync stores it (an unusable Message-ID, an earlier hash)
+    hashed = identity.startswith("sha256:")
     content = EmailContent(
-        message_id=msg.message_id, subject=msg.subject, from_=_party(sender) if sender else None,
+        message_id=None if hashed else identity, subject=msg.subject, from_=_party(sender) if sender else None,
         to=[_party(a) for a in msg.to], cc=[_party(a) for a in msg.cc],
         bcc=[_party(a) for a in msg.bcc], html_body=msg.html_body or None,
         text_body=msg.text_body or None, sent_on=msg.date, received_on=msg.date,
@@ -48,5 +52,5 @@ def track_mail_file(p: Principal, data: bytes, filename: str,
         conversation_index=msg.thread_index, tracking_token=correlation.find_token(msg.subject),
         attachments=[AttachmentContent(a.filename, a.content_type, a.content, a.size,
                                        a.content_id, a.inline) for a in msg.attachments],
-        content_hash=None if msg.message_id else msg.content_hash)
+        content_hash=identity.removeprefix("sha256:") if hashed else None)
     return tracking.track_email(p, content, regarding=regarding)

@@ -56,3 +56,12 @@ def test_what_is_not_an_email_file_is_refused(api_client, seller, data, name):
     r = _post(api_client(seller), data, name, None)
     assert r.status_code == 400 and r.get_json()["error"]["fields"]["file"]
     assert db.session.scalar(select(func.count()).select_from(Email)) == 0
+
+
+def test_a_file_without_message_id_is_one_email_however_often_it_is_posted(api_client, seller):
+    api = api_client(seller)
+    data = EML.replace(b"Message-ID: <order5@fabrikam.test>\r\n", b"")
+    first, again = _post(api, data, "a.eml", None), _post(api, data, "b.eml", None)
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.get_json()["id"] == again.get_json()["id"]
+    assert db.session.get(Email, first.get_json()["id"]).message_id.startswith("sha256:")
