@@ -9,6 +9,7 @@ original. Attachments carry their Content-ID as written; ``message.parse`` norma
 """
 from __future__ import annotations
 
+import binascii
 import quopri
 import re
 import unicodedata
