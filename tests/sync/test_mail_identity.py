@@ -72,3 +72,18 @@ def test_mail_tracked_under_the_earlier_hash_is_not_tracked_twice(crm):
         assert outcome.activity_id == first.activity_id
     assert len(db.session.scalars(select(Email).where(Email.subject == "Same")).all()) == 1
     assert w.decision(crm.box, legacy) is not None and w.decision(crm.box, first.identity) is None
+
+
+def test_a_decision_under_the_earlier_hash_stays_the_one_answer(crm):
+    crm.box.tracking_option = "none"
+    data = _with_attachment("memo.pdf", b"%PDF-1 memo")
+    msg = parse(data)
+    first = w.put(crm.box, data)
+    assert not first.tracked
+    legacy = f"sha256:{msg.legacy_content_hash}"
+    db.session.execute(update(MessageDecision).where(MessageDecision.identity == first.identity)
+                       .values(identity=legacy))
+    db.session.commit()
+    again = w.put(crm.box, data)
+    assert again.identity == legacy and not again.tracked
+    assert db.session.scalars(select(MessageDecision.identity)).all() == [legacy]

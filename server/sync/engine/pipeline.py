@@ -308,9 +308,10 @@ def identity_of(msg: MailMessage) -> str:
     if mid:
         return mid
     identity, legacy = f"sha256:{msg.content_hash}", f"sha256:{msg.legacy_content_hash}"
-    # Mail tracked before the hash covered recipients and attachments keeps its identity.
-    if db.session.scalar(select(Email.id).where(Email.message_id == legacy).limit(1)) is not None:
-        return legacy
+    # Mail seen before the hash covered recipients and attachments keeps its identity.
+    for column, key in ((Email.message_id, Email.id), (MessageDecision.identity, MessageDecision.id)):
+        if db.session.scalar(select(key).where(column == legacy).limit(1)) is not None:
+            return legacy
     return identity
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from server.sync.mail import tnef
 from server.sync.mail.charsets import decode_bytes
-from server.sync.mail.headers import b64decode, clean_line, decode_words, main_value, param, part_header
+from server.sync.mail.headers import (b64decode, clean_line, decode_words, main_value, param,
+                                      part_header)
 from server.sync.mail.mime import Part
 
-__all__ = ["MAX_FILENAME_BYTES", "MAX_MIME_DEPTH", "REPORT_TYPES", "Attachment", "Bodies", "read_bodies",
-           "safe_filename"]
+__all__ = ["MAX_FILENAME_BYTES", "MAX_MIME_DEPTH", "REPORT_TYPES", "Attachment", "Bodies",
+           "read_bodies", "safe_filename"]
 
 MAX_MIME_DEPTH = 30
 
@@ -270,4 +271,5 @@ def read_bodies(root: Part, hint: str | None, defects: list[str]) -> Bodies:
         for decoded in state.tnef_bodies[:1]:
             state.texts += [_normalize_newlines(decoded.text)] if decoded.text else []
             state.htmls += [_normalize_newlines(decoded.html)] if decoded.html else []
-    return Bodies("\n".join(state.texts), "\n".join(state.htmls), state.attachments, state.is_report)
+    return Bodies("\n".join(state.texts), "\n".join(state.htmls), state.attachments,
+                  state.is_report)

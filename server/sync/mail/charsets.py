@@ -170,7 +170,8 @@ def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = N
                  what: str = "text") -> str:
     """Decode text bytes labelled ``charset``; never raises, notes problems in ``defects``."""
     notes = defects if defects is not None else []
-    for bom, codec in _BOMS:  # a byte order mark overrides the label, as the standard says
+    # A byte order mark overrides a Unicode label or none, as the standard's decode does.
+    for bom, codec in _BOMS:
         if data.startswith(bom) and codec_for(charset) in (None, "utf-8", "utf-16-le", "utf-16-be"):
             return data[len(bom):].decode(codec, "replace")
     chain = _chain(charset)

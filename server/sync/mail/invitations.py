@@ -54,7 +54,8 @@ def _person(prop, role: str) -> Attendee | None:
     address = _address(prop).lower()
     response = str(params.get("PARTSTAT", "")).lower()
     if role != "organizer":
-        role = "optional" if str(params.get("ROLE", "")).upper() == "OPT-PARTICIPANT" else "required"
+        optional = str(params.get("ROLE", "")).upper() == "OPT-PARTICIPANT"
+        role = "optional" if optional else "required"
     return Attendee(str(params.get("CN", "")).strip().strip('"'), address, role, response)
 
 
