@@ -13,6 +13,7 @@ from server.errors import Invalid
 from server.security.authz import Principal
 from server.sync.engine.pipeline import identity_of
 from server.sync.mail import correlation
+from server.sync.mail.bodies import safe_filename
 from server.sync.mail.message import MessageError, parse
 from server.sync.mail.msgfile import OLE_SIGNATURE, MsgFileError, to_rfc822
 
@@ -20,6 +21,7 @@ __all__ = ["MAX_MAIL_FILE", "track_mail_file"]
 
 MAX_MAIL_FILE = 25 * 1024 * 1024
 MAIL_FILE_SUFFIXES = (".eml", ".msg")
+MSG_TYPE = "application/vnd.ms-outlook"
 
 
 def _party(address) -> tuple[str, str]:
@@ -35,8 +37,9 @@ def track_mail_file(p: Principal, data: bytes, filename: str,
         raise Invalid("The file is empty.", {"file": "Empty."})
     if len(data) > MAX_MAIL_FILE:
         raise Invalid("The file is too large.", {"file": f"At most {MAX_MAIL_FILE // 2**20} MB."})
+    outlook = data.startswith(OLE_SIGNATURE)
     try:
-        msg = parse(to_rfc822(data) if data.startswith(OLE_SIGNATURE) else data)
+        msg = parse(to_rfc822(data) if outlook else data)
     except (MessageError, MsgFileError) as exc:
         reason = exc.reason if isinstance(exc, MessageError) else str(exc)
         raise Invalid(f"The file is not an email: {reason}", {"file": reason}) from exc
@@ -51,6 +54,8 @@ def track_mail_file(p: Principal, data: bytes, filename: str,
         in_reply_to=msg.in_reply_to, references=list(msg.references),
         conversation_index=msg.thread_index, tracking_token=correlation.find_token(msg.subject),
         attachments=[AttachmentContent(a.filename, a.content_type, a.content, a.size,
-                                       a.content_id, a.inline) for a in msg.attachments],
+                                       a.content_id, a.inline) for a in msg.attachments]
+        # the .msg itself too, to open in Outlook: the rewrite leaves RTF and MAPI out
+        + ([AttachmentContent(safe_filename(filename), MSG_TYPE, data, len(data))] if outlook else []),
         content_hash=identity.removeprefix("sha256:") if hashed else None)
     return tracking.track_email(p, content, regarding=regarding)

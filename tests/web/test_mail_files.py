@@ -80,7 +80,9 @@ def test_a_msg_file_is_tracked_with_its_attachments(make_user, make_record, sign
     email = db.session.scalars(select(Email)).one()
     assert email.subject == "Beans order" and email.text_body.strip() == "Ten bags, please."
     assert email.regarding_ref == ("account", account.id)
-    assert [(a.filename, a.content_type) for a in email.attachments] == [("order.pdf", "application/pdf")]
+    assert [(a.filename, a.content_type) for a in email.attachments] == [
+        ("order.pdf", "application/pdf"), ("Beans order.msg", "application/vnd.ms-outlook")]
+    assert email.attachments[1].size == len(data)  # the original, to open in Outlook
 
 
 @pytest.mark.parametrize("data, name", [(b"hello", "notes.txt"), (b"not an email", "x.eml"),
