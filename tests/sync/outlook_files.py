@@ -7,11 +7,12 @@ from __future__ import annotations
 import io
 import struct
 
+import compressed_rtf
 from extract_msg.ole_writer import OleWriter
 from tnefparse.tnef import TNEF
 
 LEVEL_MESSAGE, LEVEL_ATTACHMENT = 1, 2
-PT_BINARY, MAPI_BODY_HTML = 0x0102, 0x1013
+PT_BINARY, MAPI_BODY_HTML, MAPI_RTF_COMPRESSED = 0x0102, 0x1013, 0x1009
 
 
 def _object(level: int, name: int, kind: int, data: bytes) -> bytes:
@@ -24,8 +25,9 @@ def _mapi_binary(prop: int, data: bytes) -> bytes:
 
 
 def tnef(body: str | None = None, html: str | None = None,
-         files: list[tuple[str, bytes]] = ()) -> bytes:
-    """A TNEF stream with a plain body, an HTML body (a MAPI property) and attached files."""
+         files: list[tuple[str, bytes]] = (), rtf: bytes | None = None) -> bytes:
+    """A TNEF stream with a plain body, an HTML body and an RTF body (MAPI properties, the
+    RTF compressed as Outlook does) and attached files."""
     out = struct.pack("<IH", TNEF.TNEF_SIGNATURE, 0x1234)
     out += _object(LEVEL_MESSAGE, TNEF.ATTTNEFVERSION, 0x0008, struct.pack("<I", 0x00010000))
     out += _object(LEVEL_MESSAGE, TNEF.ATTOEMCODEPAGE, 0x0006, struct.pack("<II", 1252, 0))
@@ -33,6 +35,9 @@ def tnef(body: str | None = None, html: str | None = None,
         out += _object(LEVEL_MESSAGE, TNEF.ATTBODY, 0x0002, body.encode("cp1252") + b"\0")
     if html is not None:
         out += _object(LEVEL_MESSAGE, TNEF.ATTMAPIPROPS, 0x0006, _mapi_binary(MAPI_BODY_HTML, html.encode()))
+    if rtf is not None:
+        out += _object(LEVEL_MESSAGE, TNEF.ATTMAPIPROPS, 0x0006,
+                       _mapi_binary(MAPI_RTF_COMPRESSED, compressed_rtf.compress(rtf, compressed=True)))
     for name, content in files:
         out += _object(LEVEL_ATTACHMENT, TNEF.ATTATTACHRENDDATA, 0x0006, b"\x01\x00" + b"\xff" * 12)
         out += _object(LEVEL_ATTACHMENT, TNEF.ATTATTACHTITLE, 0x0001, name.encode("cp1252") + b"\0")

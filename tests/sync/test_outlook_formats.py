@@ -53,6 +53,25 @@ def test_tnef_files_and_body_are_unpacked_beside_the_original(files, body, html,
         assert msg.text_body == (body or "") and msg.html_body == (f"<p>{html}</p>" if html else "")
 
 
+ENCAPSULATED_HTML = (rb"{\rtf1\ansi\ansicpg1252\fromhtml1 \deff0{\fonttbl{\f0\fswiss Arial;}}"
+                     rb"{\*\htmltag64 <html>}{\*\htmltag64 <body>}Hello {\*\htmltag84 <b>}bold"
+                     rb"{\*\htmltag92 </b>}\par{\*\htmltag72 </body>}{\*\htmltag72 </html>}}")
+ENCAPSULATED_TEXT = rb"{\rtf1\ansi\ansicpg1252\fromtext \deff0{\fonttbl{\f0\fswiss Arial;}}Plain words\par second}"
+
+
+@pytest.mark.parametrize("rtf, html, text", [
+    (ENCAPSULATED_HTML, "<html><body>Hello <b>bold</b>\n</body></html>", ""),
+    (ENCAPSULATED_TEXT, "", "Plain words\nsecond"),
+    (rb"{\rtf1\ansi RTF that encapsulates nothing}", "", ""),
+])
+def test_an_rtf_only_tnef_gives_the_body_outlook_encapsulated(rtf, html, text):
+    msg = parse(_with_parts(_winmail(outlook_files.tnef(rtf=rtf))))
+    assert (msg.html_body, msg.text_body) == (html, text)
+    assert [a.filename for a in msg.attachments] == ["winmail.dat", "body.rtf"]
+    assert msg.attachments[1].content.rstrip(b"\x00") == rtf  # decompressed, as written
+    assert bool(html or text) != any("RTF only" in d for d in msg.defects)
+
+
 def test_a_broken_tnef_is_kept_as_it_is_with_a_defect():
     msg = parse(_with_parts(_winmail(b"not a TNEF stream at all")))
     assert [a.filename for a in msg.attachments] == ["winmail.dat"]

@@ -3,16 +3,20 @@ the body locked inside it, read with the ``tnefparse`` package. Pure: bytes in, 
 
 Outlook and Exchange send rich-text mail as TNEF; a mail client without a TNEF reader sees
 one opaque ``winmail.dat``. ``read`` returns its attachments (an embedded message or
-appointment as the TNEF it is, named ``.dat``), its HTML or plain body and its RTF body,
-the RTF as a file (``body.rtf``) since nothing here renders RTF. A TNEF stream that cannot
-be read is noted in ``defects`` and left as it is.
+appointment as the TNEF it is, named ``.dat``), its HTML or plain body and its RTF body as a
+file (``body.rtf``). When the RTF is all there is, the HTML or text Outlook encapsulated in
+it (``\\fromhtml1``, ``\\fromtext``) is taken out with ``RTFDE``; other RTF is not
+rendered. A TNEF stream that cannot be read is noted in ``defects`` and left as it is.
 """
 from __future__ import annotations
 
 import mimetypes
 from dataclasses import dataclass, field
 
+from RTFDE.deencapsulate import DeEncapsulator
 from tnefparse.tnef import TNEF
+
+from server.sync.mail.charsets import decode_bytes
 
 __all__ = ["DecodedFile", "Tnef", "read"]
 
@@ -68,7 +72,23 @@ def read(data: bytes, defects: list[str]) -> Tnef | None:
             name = f"attachment-{number}.dat"
         content = bytes(item.data or b"")
         files.append(DecodedFile(name, _content_type(name), content))
+    html, text = _text(tnef.htmlbody, tnef.codepage), _text(tnef.body, tnef.codepage)
     rtf = tnef.rtfbody if tnef.has_body() else None
     if rtf:
         files.append(DecodedFile("body.rtf", "application/rtf", bytes(rtf)))
-    return Tnef(files, _text(tnef.htmlbody, tnef.codepage), _text(tnef.body, tnef.codepage))
+        if not html and not text:
+            html, text = _encapsulated(bytes(rtf), defects)
+    return Tnef(files, html, text)
+
+
+def _encapsulated(rtf: bytes, defects: list[str]) -> tuple[str, str]:
+    """(html, text) that Outlook encapsulated in an RTF body; ("", "") for other RTF."""
+    try:
+        rtf_body = DeEncapsulator(rtf.rstrip(b"\x00"))
+        rtf_body.deencapsulate()
+    except Exception:  # plain RTF (not encapsulated) or broken: the body.rtf file remains
+        defects.append("the winmail.dat body is RTF only; it is kept as body.rtf")
+        return "", ""
+    if rtf_body.content_type == "html":
+        return decode_bytes(bytes(rtf_body.html), None, defects, "winmail.dat body"), ""
+    return "", decode_bytes(bytes(rtf_body.text or b""), None, defects, "winmail.dat body")
