@@ -114,12 +114,11 @@ def test_a_record_in_another_unit_takes_no_file(make_user, make_unit, make_recor
     assert _count(Email) == 0
 
 
-def test_the_upload_needs_the_forms_csrf_token(app, make_user, make_record, signin):
+def test_the_upload_needs_the_forms_csrf_token(csrf_checked, make_user, make_record, signin):
     user = make_user()
     account = make_record(user, "account")
     c = signin(user)
-    app.config["WTF_CSRF_ENABLED"] = True
-    try:
+    with csrf_checked():
         assert _upload(c, account, INVITE, "x.eml").status_code == 400
         assert _count(Email) == 0
         page = c.get(f"/r/account/{account.id}").get_data(as_text=True)
@@ -127,5 +126,3 @@ def test_the_upload_needs_the_forms_csrf_token(app, make_user, make_record, sign
         token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
         assert _upload(c, account, INVITE, "x.eml", csrf_token=token).status_code == 302
         assert _count(Email) == 1
-    finally:
-        app.config["WTF_CSRF_ENABLED"] = False
