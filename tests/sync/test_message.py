@@ -7,16 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from server.sync.mail.message import (
-                                      Address,
-                                      HeaderMap,
-                                      MessageError,
-                                      decode_bytes,
-                                      normalize_address,
-                                      normalize_message_id,
-                                      parse,
-                                      safe_filename,
-                                      )
+from server.sync.mail.bodies import safe_filename
+from server.sync.mail.charsets import decode_bytes
+from server.sync.mail.headers import HeaderMap
+from server.sync.mail.message import Address, MessageError, normalize_address, normalize_message_id, parse
 
 
 def b64_word(text: str, charset: str) -> str:
@@ -531,3 +525,15 @@ def test_mangled_messages_never_raise_anything_but_message_error(raw_mail):
 ])
 def test_safe_filename(name, expected):
     assert safe_filename(name, "fallback") == expected
+
+
+def test_a_uuencoded_attachment_is_decoded(raw_mail):
+    import binascii
+    content = b"uuencoded bytes \x00\xff" * 5
+    lines = b"".join(binascii.b2a_uu(content[i:i + 45]) for i in range(0, len(content), 45))
+    raw = raw_mail(b"--b\r\nContent-Type: application/octet-stream; name=x.bin\r\n"
+                   b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x.bin\r\n" + lines
+                   + b"`\r\nend\r\n--b--\r\n",
+                   extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=b")])
+    (attachment,) = parse(raw).attachments
+    assert attachment.content == content

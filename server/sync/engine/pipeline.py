@@ -305,7 +305,14 @@ def identity_of(msg: MailMessage) -> str:
     """The email's identity as tracking stores it: the normalized Message-ID, or a content
     hash when there is none (or it is too long or holds control characters)."""
     mid = _usable_message_id(msg)
-    return mid or f"sha256:{msg.content_hash}"
+    if mid:
+        return mid
+    identity, legacy = f"sha256:{msg.content_hash}", f"sha256:{msg.legacy_content_hash}"
+    # Mail seen before the hash covered recipients and attachments keeps its identity.
+    for column, key in ((Email.message_id, Email.id), (MessageDecision.identity, MessageDecision.id)):
+        if db.session.scalar(select(key).where(column == legacy).limit(1)) is not None:
+            return legacy
+    return identity
 
 
 def _usable_message_id(msg: MailMessage) -> str | None:
@@ -348,7 +355,7 @@ def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
         else None,
         tracking_token=corr.find_token(msg.subject, ctx.org.tracking_token_prefix),
         attachments=attachments,
-        content_hash=None if message_id else msg.content_hash)  # the identity without one
+        content_hash=None if message_id else identity_of(msg).removeprefix("sha256:"))
 
 
 # --------------------------------------------------------------------------- correlation
