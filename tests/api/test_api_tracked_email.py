@@ -10,7 +10,8 @@ from sqlalchemy import select
 from server.crm import tracking
 from server.crm.activities import Email
 from server.crm.models import Organization
-from server.crm.tracking import EmailContent, TrackRequest
+from server.crm.tracked import TrackRequest
+from server.crm.tracking import EmailContent
 from server.db import db
 from server.security import authz
 

@@ -40,6 +40,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from server.mailkeys import normalize_address, normalize_message_id
 from server.sync.mail import mime
 from server.sync.mail.message import (
                                       MAX_DEFECTS,
@@ -48,8 +49,6 @@ from server.sync.mail.message import (
                                       MailMessage,
                                       MessageError,
                                       boundary_of,
-                                      normalize_address,
-                                      normalize_message_id,
                                       parse,
                                       safe_filename,
                                       )

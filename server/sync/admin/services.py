@@ -32,10 +32,9 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_, select
 
 from server.crm.activities import REGARDING_COLUMNS
-from server.crm.addresses import normalize
 from server.crm.models import MB, Organization, Queue
 from server.crm.registry import RECORD_TYPES
-from server.crm.tracking import normalize_message_id
+from server.mailkeys import normalize_address, normalize_message_id
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.security import authz
@@ -388,7 +387,7 @@ def _profile_for(p: Principal, data: dict, errors: dict) -> EmailServerProfile |
 
 def _address(data: dict, errors: dict, mailbox: Mailbox | None) -> str | None:
     raw = _text(data, "email_address", "Email address", errors, max_length=320, required=True)
-    address = normalize(raw) if raw else None
+    address = normalize_address(raw) if raw else None
     if raw and not address:
         errors["email_address"] = "Enter an email address."
         return None
@@ -789,10 +788,10 @@ def add_block(p: Principal, data: dict) -> TrackingBlock:
         raise Forbidden("Changing the tracking blocklist needs write on the organization.")
     raw = (data.get("pattern") or "").strip().lower()[:320]
     if raw.startswith("@"):  # a domain: normalized as the domain of an address
-        address = normalize("x" + raw)
+        address = normalize_address("x" + raw)
         pattern = "@" + address.split("@", 1)[1] if address else raw
     else:
-        pattern = normalize(raw) or raw
+        pattern = normalize_address(raw) or raw
     if not _PATTERN.match(pattern or ""):
         raise Invalid("Enter an address (someone@example.com) or a domain (@example.com).",
                       {"pattern": "Enter an address or an @domain."})
