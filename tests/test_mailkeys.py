@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.crm.tracking import EmailContent
+from server.crm.services.tracking import EmailContent
 from server.mailkeys import (add_token, conversation_id, decode_thread_index, find_token,
                              in_reply_to_id, make_token, normalize_address, normalize_message_id,
                              strip_token)

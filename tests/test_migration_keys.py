@@ -72,8 +72,8 @@ def _column(conn, table: str, column: str) -> list:
 
 def upgrade_old_keys(url: str, tmp_path) -> None:
     from server import create_app
-    from server.crm import tracked
-    from server.crm.resolution import resolve
+    from server.crm.services import tracked
+    from server.crm.services.resolution import resolve
     from server.mailkeys import conversation_id, normalize_message_id
     from server.security import authz
     from server.security.models import User

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from server.crm import records, tracked, tracking
+from server.crm.services import records, tracked, tracking
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import resolve
+from server.crm.services.resolution import resolve
 from server.db import db
 from server.security import authz
 from server.sync.mail.correlation import IN_REPLY_TO, correlation_keys

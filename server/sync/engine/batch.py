@@ -38,11 +38,11 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import or_, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.resolution import Match, resolve
-from server.crm.tracked import TrackRequest
-from server.crm.tracking import EmailTrack
+from server.crm.services.resolution import Match, resolve
+from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracking import EmailTrack
 from server.mailkeys import decode_thread_index, find_token
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound

@@ -40,7 +40,7 @@ from sqlalchemy.orm import undefer
 from server.crm.activities import PARTY_COLUMNS, ActivityParty, Attachment, Email
 from server.crm.html import html_to_text
 from server.crm.models import Account, Contact, Lead, Organization, Queue
-from server.crm.tracking import new_tracking_token
+from server.crm.services.tracking import new_tracking_token
 from server.mailkeys import normalize_address, normalize_message_id
 from server.db import db, utcnow
 from server.security import authz

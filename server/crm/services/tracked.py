@@ -2,7 +2,8 @@
 
 An email is known by its normalized Message-ID (``server.mailkeys``), a meeting by its UID,
 a draft by the tracking token in its subject. ``tracking_status`` answers for the add-in's
-pane and its API, in one statement; ``server.crm.tracking`` (which tracks) builds on this.
+pane and its API, in one statement; ``server.crm.services.tracking`` (which tracks) builds
+on this.
 """
 from __future__ import annotations
 
