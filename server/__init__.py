@@ -54,7 +54,7 @@ def _import_models() -> None:
     import server.crm.activities  # noqa: F401
     import server.crm.addresses  # noqa: F401
     import server.crm.models  # noqa: F401
-    import server.crm.services.tracking  # noqa: F401
+    import server.crm.services.tracked  # noqa: F401
     import server.security.models  # noqa: F401
     import server.sync.models  # noqa: F401
     import server.sync.workers.graph_models  # noqa: F401

@@ -41,11 +41,11 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from server.mailkeys import normalize_address, normalize_message_id
 from server.sync.mail import mime
 from server.sync.mail.bodies import MAX_FILENAME_BYTES, MAX_MIME_DEPTH, safe_filename
 from server.sync.mail.headers import boundary_of
-from server.sync.mail.message import (MAX_DEFECTS, MailMessage, MessageError, normalize_address,
-                                      normalize_message_id, parse)
+from server.sync.mail.message import MAX_DEFECTS, MailMessage, MessageError, parse
 from server.sync.mail.mime import Part
 
 from .conftest import CORPUS, build_raw

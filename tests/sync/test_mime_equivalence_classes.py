@@ -19,7 +19,8 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from server.sync.mail.charsets import MAIL_LABELS, WHATWG_LABELS, codec_for
-from server.sync.mail.message import normalize_address, parse
+from server.mailkeys import normalize_address
+from server.sync.mail.message import parse
 
 from .conftest import build_raw
 from .test_mime_equivalence import (ASCII_TEXT, CHARSETS, PROPERTY, assert_equivalent,

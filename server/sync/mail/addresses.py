@@ -1,7 +1,7 @@
 """Address lists in headers, read as the stdlib reads them: the plain forms nearly all
 mail uses by one pattern, anything else (comments, groups, encoded words, obsolete syntax)
 by the stdlib's modern parser, and headers that parser finds malformed by a lenient
-recovery. Pure; the addresses are normalized by the caller (``message.normalize_address``).
+recovery. Pure; the addresses are normalized by the caller (``mailkeys.normalize_address``).
 """
 from __future__ import annotations
 

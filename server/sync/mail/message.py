@@ -9,8 +9,8 @@ The work is shared along the message's own seams: ``mime`` splits the structure 
 per part, bodies by boundary, with ``bytes.find`` rather than the stdlib's line-by-line feed
 parser), ``charsets`` decodes text, ``headers`` reads header values (RFC 2047, RFC 2231,
 dates), ``addresses`` reads address lists, ``bodies`` the bodies and attachments, and
-``identity`` the content hash of mail without a Message-ID. This module assembles them and
-holds the keys: normalized addresses and Message-IDs.
+``identity`` the content hash of mail without a Message-ID. This module assembles them; the
+keys (normalized addresses and Message-IDs) come from ``server.mailkeys``.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 
+from server.mailkeys import in_reply_to_id, normalize_address, normalize_message_id
 from server.sync.mail import identity, mime
 from server.sync.mail.addresses import header_label, read_address_header
 from server.sync.mail.bodies import MAX_MIME_DEPTH, REPORT_TYPES, Attachment, read_bodies
@@ -26,17 +27,10 @@ from server.sync.mail.headers import (HeaderMap, Headers, boundary_of, charset_h
                                       decode_words, parse_date, repair_header_section, text_header)
 from server.sync.mail.mime import Part
 
-try:  # IDNA 2008 + UTS 46 when available (a dependency of requests); stdlib IDNA 2003 otherwise.
-    import idna as _idna_pkg
-except ImportError:  # pragma: no cover - depends on the environment
-    _idna_pkg = None  # type: ignore[assignment]
-
 __all__ = [
     "Address",
     "MailMessage",
     "MessageError",
-    "normalize_address",
-    "normalize_message_id",
     "parse",
 ]
 
@@ -163,100 +157,23 @@ class MailMessage:
         return out
 
 
-# --------------------------------------------------------------------------- addresses
-
-_LOCAL_ATOM = re.compile(r"^[^\s()<>\[\]:;@\\,\"]+$")
-_LOCAL_QUOTED = re.compile(r'^"[^"\r\n]*"$')
-_DOMAIN = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-                     r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$")
-_DOMAIN_LITERAL = re.compile(r"^\[[0-9a-z:.]+\]$")
-
-
-def _ascii_domain(domain: str) -> str | None:
-    if domain.isascii():
-        return domain
-    try:
-        if _idna_pkg is not None:
-            return _idna_pkg.encode(domain, uts46=True).decode("ascii")
-    except (ValueError, UnicodeError):
-        pass
-    try:
-        return domain.encode("idna").decode("ascii")
-    except (ValueError, UnicodeError):
-        return None
-
-
-def normalize_address(value: str | None) -> str | None:
-    """``' John@EXAMPLE.com '`` -> ``'john@example.com'``, IDNA domains as punycode.
-
-    None when the value is not a usable address.
-    """
-    if not value:
-        return None
-    text = value.strip().strip("<>").strip()
-    text = re.sub(r"^@[^:]*:", "", text)  # obsolete source route "@relay:user@host"
-    local, at, domain = text.rpartition("@")
-    local, domain = local.strip().lower(), domain.strip().rstrip(".").lower()
-    if not at or not local or not domain:
-        return None
-    if not (_LOCAL_ATOM.match(local) or _LOCAL_QUOTED.match(local)):
-        return None
-    if local.startswith(".") or local.endswith(".") or ".." in local.strip('"'):
-        if not _LOCAL_QUOTED.match(local):
-            return None
-    ascii_domain = _ascii_domain(domain)
-    if ascii_domain is None:
-        return None
-    ascii_domain = ascii_domain.lower()
-    if not (_DOMAIN.match(ascii_domain) or _DOMAIN_LITERAL.match(ascii_domain)):
-        return None
-    return f"{local}@{ascii_domain}"
-
-
-# --------------------------------------------------------------------------- ids and dates
+# --------------------------------------------------------------------------- ids
 
 _MSG_ID = re.compile(r"<([^<>]*)>")
-_COMMENT = re.compile(r"\([^()]*\)")
-
-
-def _normalize_id_text(text: str) -> str | None:
-    text = _COMMENT.sub("", text)
-    text = re.sub(r"\s+", "", text).strip("<>")
-    if not text:
-        return None
-    local, at, domain = text.rpartition("@")
-    return f"{local}@{domain.lower()}" if at and local else text
-
-
-def normalize_message_id(value: str | None) -> str | None:
-    """``' <ABC@Example.COM> '`` -> ``'ABC@example.com'``; None when there is no id."""
-    if not value:
-        return None
-    match = _MSG_ID.search(value)
-    return _normalize_id_text(match.group(1) if match else value)
 
 
 def _id_list(values: list[str]) -> list[str]:
+    """The ids of References headers, each once, in order."""
     ids: list[str] = []
     for value in values:
         found = _MSG_ID.findall(value)
         if not found and "@" in value:
             found = re.split(r"[\s,]+", value.strip())
         for item in found:
-            normalized = _normalize_id_text(item)
+            normalized = normalize_message_id(item)
             if normalized and normalized not in ids:
                 ids.append(normalized)
     return ids
-
-
-def _in_reply_to(value: str | None) -> str | None:
-    if not value or not value.strip():
-        return None
-    match = _MSG_ID.search(value)
-    if match:
-        return _normalize_id_text(match.group(1))
-    token = value.strip()
-    return _normalize_id_text(token) if "@" in token and " " not in token else None
 
 
 # --------------------------------------------------------------------------- defects
@@ -373,7 +290,7 @@ def _build(raw: bytes, root: Part, defects: list[str], headers_only: bool) -> Ma
     defects.extend(_structure_defects(root))
     return MailMessage(
         message_id=normalize_message_id(headers.first("message-id")),
-        in_reply_to=_in_reply_to(headers.first("in-reply-to")),
+        in_reply_to=in_reply_to_id(headers.first("in-reply-to")),
         references=_id_list(headers.all("references")),
         subject=subject,
         from_=from_,
