@@ -1,7 +1,9 @@
 """Header-first sync over POP3 against the real Dovecot: ``TOP n 0`` reads header sections
-that are exactly the whole message's, a sync with the default tracking option RETRs only
-the replies to CRM mail, a message deleted by another session between TOP and RETR is
-recorded as vanished, and a server that does not do TOP gets whole messages."""
+that are exactly the whole message's, a sync with the default tracking option reads only
+the replies to CRM mail whole, a message deleted by another session between TOP and the
+whole read is recorded as vanished, a server that does not do TOP gets whole messages
+(RETR), and reading leaves every message unread on the server (no RETR while TOP works:
+Dovecot sets ``\\Seen`` on RETR)."""
 from __future__ import annotations
 
 import poplib
@@ -33,10 +35,12 @@ class Pop3Store(w.ImapStore):
 
 
 class Commands:
-    """The Message-IDs of the messages each TOP and RETR read (by any POP3 session)."""
+    """The Message-IDs of the messages read (by any POP3 session): ``top`` header sections
+    (``TOP n 0``), ``whole`` whole messages (``TOP n <size>`` or RETR), ``retr`` by RETR."""
 
     def __init__(self, monkeypatch) -> None:
         self.top: list[str] = []
+        self.whole: list[str] = []
         self.retr: list[str] = []
         for name in ("top", "retr"):
             monkeypatch.setattr(poplib.POP3, name, self._recording(name, getattr(poplib.POP3, name)))
@@ -45,7 +49,10 @@ class Commands:
         def command(client, *args):
             answer = real(client, *args)
             found = _MESSAGE_ID.search(b"\r\n".join(answer[1]))
-            getattr(self, name).append(found.group(1).decode() if found else "")
+            mid = found.group(1).decode() if found else ""
+            if name == "retr":
+                self.retr.append(mid)
+            (self.top if name == "top" and args[1] == 0 else self.whole).append(mid)
             return answer
         return command
 
@@ -175,7 +182,8 @@ def test_a_default_option_sync_over_pop3_retrs_only_the_replies(pop3_box, monkey
         commands = Commands(patch)
         first = sync_mailbox(box.id)
     assert first.status == "success" and first.tracked == 2
-    assert commands.top == [] and sorted(commands.retr) == sorted(map(_mid, whole_mail.values()))
+    assert commands.top == commands.retr == []
+    assert sorted(commands.whole) == sorted(map(_mid, whole_mail.values()))
     # ...then the same mail (other Message-IDs) header first.
     mail = _mail_set("pop-hf")
     for data in mail.values():
@@ -185,7 +193,8 @@ def test_a_default_option_sync_over_pop3_retrs_only_the_replies(pop3_box, monkey
     assert result.status == "success", result.reason
     assert (result.fetched, result.tracked, result.skipped) == (6, 2, 4)
     assert sorted(commands.top) == sorted(_mid(data) for data in mail.values())
-    assert sorted(commands.retr) == sorted(_mid(mail[name]) for name in REPLIES)
+    assert sorted(commands.whole) == sorted(_mid(mail[name]) for name in REPLIES)
+    assert commands.retr == []  # whole with TOP: nothing marked read
     # What the CRM holds is what reading every message whole gave.
     activities = {n: [_activity(e) for e in w.tracked(_mid(mail[n]))] for n in mail}
     expected = {n: [_activity(e) for e in w.tracked(_mid(whole_mail[n]))] for n in mail}
@@ -208,8 +217,8 @@ def test_mail_whose_headers_cannot_decide_is_retrieved_whole(pop3_box, monkeypat
     result = sync_mailbox(box.id)
     assert result.status == "success", result.reason
     assert result.tracked == 2 and len(commands.top) == len(mail)
-    assert len(commands.retr) == len(mail) - 1  # all but "decidable"
-    assert "plain@else.example" not in commands.retr
+    assert len(commands.whole) == len(mail) - 1  # all but "decidable"
+    assert "plain@else.example" not in commands.whole
     assert w.tracked("eight@customer.example")[0].subject == "RE: Quote – Grüße"
 
 
@@ -232,7 +241,7 @@ def test_a_message_deleted_between_top_and_retr_is_recorded_as_vanished(
     assert result.status == "success", result.reason
     assert (result.fetched, result.tracked, result.skipped) == (6, 1, 5)
     assert len(asked) == 1 and len(asked[0]) == 2  # the two replies, in one call
-    assert commands.retr == [_mid(mail["reply-referenced"])]  # the other one's RETR: -ERR
+    assert commands.whole == [_mid(mail["reply-referenced"])]  # the other one: -ERR
     gone = _mid(mail["reply-attached"])
     row = w.decision(box, gone)
     assert w.tracked(gone) == [] and not row.tracked and row.reason == batch.VANISHED

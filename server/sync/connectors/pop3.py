@@ -2,11 +2,18 @@
 
 The cursor is the set of UIDLs already handed to the engine (JSON, deflated when long),
 pruned to those still on the server, so it stays as small as the maildrop. Messages are
-read with RETR in server order.
+read in server order.
+
+Reading leaves mail unread: many servers (Dovecot, Courier, Exchange) set the ``\\Seen``
+flag of a message sent with RETR, so a user who also reads the mailbox with IMAP or in
+webmail finds it read. ``TOP n <lines>`` (RFC 1939) with at least as many lines as the
+message has octets (LIST) sends the whole message and marks nothing, so while the server
+offers TOP it reads every message, header sections and whole messages alike; RETR is
+used only on a server without TOP.
 
 Header first: with ``headers_only`` the batch is read with ``TOP n 0`` (the header section
 and the blank line; the whole message's size from LIST) and ``fetch_messages`` reads the
-messages the engine tracks with RETR, by their number in this session's UIDL listing (a
+messages the engine tracks whole, by their number in this session's UIDL listing (a
 POP3 session sees the maildrop as it was at login). ``headers_first`` is set after CAPA on
 each connection: a server that does not list TOP (TOP is optional in RFC 1939), or that
 answers TOP with -ERR for a message RETR can read, gets whole messages for the rest of the
@@ -107,7 +114,7 @@ class Pop3Connector(ServerSession):
 
     supports_keywords = False
     supports_append = False
-    # fetch_changes(headers_only=True) with TOP and fetch_messages with RETR: set on each
+    # fetch_changes(headers_only=True) with TOP 0 and whole messages with TOP: set on each
     # connection from CAPA, turned off for the session when the server refuses TOP.
     headers_first = True
     DEFAULT_PORTS = DEFAULT_PORTS
@@ -221,26 +228,36 @@ class Pop3Connector(ServerSession):
                 return None
             raise
 
+    def _whole(self, number: int, sizes: dict[int, int]) -> list[bytes] | None:
+        """A whole message's lines, None when it is gone. ``TOP n <its size>`` while the
+        server does TOP (it sends every line and leaves the message unread), else RETR. A
+        TOP answered -ERR for a message RETR then reads means the server does not do TOP
+        after all: RETR (and whole messages) for the rest of the session."""
+        if self.headers_first:
+            lines = self._answer(self.client.top, number, max(1, sizes.get(number, 0)))
+            if lines is not None:
+                return lines
+        lines = self._answer(self.client.retr, number)
+        if lines is not None and self.headers_first:
+            log.info("%s refused TOP: RETR for the rest of the session", self.where)
+            self.headers_first, self._top_refused = False, True
+        return lines
+
     def _read(self, batch: list[tuple[int, str]], headers_only: bool) -> list[FetchedMessage]:
         """The batch's messages in order: header sections with ``headers_only`` (while the
         server reads TOP), else whole; one deleted meanwhile is left out."""
-        sizes = self._sizes() if batch and headers_only and self.headers_first else {}
+        sizes = self._sizes() if batch and self.headers_first else {}
         out = []
         for number, uidl in batch:
-            topped = headers_only and self.headers_first
-            lines = self._answer(self.client.top, number, 0) if topped else None
-            if lines is not None:
-                out.append(FetchedMessage(ref=uidl, raw=_header_section(lines), complete=False,
-                                          size=sizes.get(number)))
-                continue
-            lines = self._answer(self.client.retr, number)
-            if lines is None:
-                continue  # gone: neither TOP nor RETR reads it
-            if topped:  # TOP -ERR, RETR +OK: the server does not do TOP after all
-                log.info("%s refused TOP: whole messages for the rest of the session",
-                         self.where)
-                self.headers_first, self._top_refused = False, True
-            out.append(FetchedMessage(ref=uidl, raw=_joined(lines)))
+            if headers_only and self.headers_first:
+                lines = self._answer(self.client.top, number, 0)
+                if lines is not None:
+                    out.append(FetchedMessage(ref=uidl, raw=_header_section(lines),
+                                              complete=False, size=sizes.get(number)))
+                    continue
+            lines = self._whole(number, sizes)
+            if lines is not None:  # else gone: neither TOP nor RETR reads it
+                out.append(FetchedMessage(ref=uidl, raw=_joined(lines)))
         return out
 
     def _check(self, folder: Folder) -> None:
@@ -275,7 +292,7 @@ class Pop3Connector(ServerSession):
                        more=len(new) > len(batch), removed=sorted(seen - on_server), reset=reset)
 
     def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
-        """The whole of these messages (RETR), by their number in this session's UIDL
+        """The whole of these messages (``_whole``), by their number in this session's UIDL
         listing; a message no longer listed, or deleted since by another session, is
         absent."""
         self._check(folder)
@@ -283,9 +300,10 @@ class Pop3Connector(ServerSession):
         with self._errors("reading messages"):
             if self._numbers is None:
                 self._listing()
+            sizes = self._sizes() if refs and self.headers_first else {}
             for ref in dict.fromkeys(refs):
                 number = self._numbers.get(ref)
-                lines = None if number is None else self._answer(self.client.retr, number)
+                lines = None if number is None else self._whole(number, sizes)
                 if lines is not None:
                     out[ref] = _joined(lines)
         return out

@@ -146,3 +146,36 @@ def test_wait_polls_for_new_mail(dovecot, mail_user):
         timer.join()
         assert numbers(pop.fetch_changes(INBOX, None)) == [5]
     assert changed == {INBOX.key}
+
+
+def _seen(dovecot, user) -> list[bool]:
+    """Whether each Inbox message is flagged ``\\Seen``, read over IMAP (read-only)."""
+    with dovecot.imap_client(user) as imap:
+        imap.select_folder("INBOX", readonly=True)
+        flags = imap.get_flags(imap.search("ALL"))
+    return [b"\\Seen" in flags[uid] for uid in sorted(flags)]
+
+
+@pytest.mark.parametrize("headers_only", [False, True])
+def test_reading_leaves_mail_unread_on_the_server(dovecot, make_mail_user, headers_only):
+    user = make_mail_user()
+    # One message of many short lines (its line count near its octet count: "TOP n <size>"
+    # must still send it whole) and one with a dot-stuffed body.
+    raws = [numbered(1), numbered(2) + b"\r\n" * 500 + b".\r\n..\r\nend\r\n",
+            numbered(3, subject="Last")]
+    for raw in raws:
+        dovecot.deliver(user, raw)
+    with Pop3Connector(pop3_account(dovecot, user)) as pop:
+        changes = pop.fetch_changes(INBOX, None, headers_only=headers_only)
+        refs = [m.ref for m in changes.messages]
+        wholes = pop.fetch_messages(INBOX, refs)
+        one = pop.fetch_message(INBOX, refs[1])
+    assert [wholes[ref] for ref in refs] == raws and one == raws[1]
+    assert all(m.complete is not headers_only for m in changes.messages)
+    if not headers_only:
+        assert [m.raw for m in changes.messages] == raws
+    assert _seen(dovecot, user) == [False, False, False]  # Dovecot sets \Seen on RETR only
+    plain = dovecot.pop3_client(user)  # the proof that the check sees a RETR
+    plain.retr(1)
+    plain.quit()
+    assert _seen(dovecot, user) == [True, False, False]
