@@ -86,12 +86,18 @@ class Mailbox(db.Model):
     # Tracking options (Dynamics' personal options for users; the queue's for queues).
     tracking_option: Mapped[str] = mapped_column(String(20), default="crm_responses")
     auto_create_contacts: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The Sent folder's full name on the server; None: found (engine.folders.find_sent).
+    sent_folder: Mapped[str | None] = mapped_column(String(500))
     # Email address approval
     email_approved: Mapped[bool] = mapped_column(Boolean, default=False)
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     approved_on: Mapped[datetime | None]
     # Test & Enable results, one per direction
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Test & Enable turns off a direction whose test failed while the other passed: the
+    # mailbox stays enabled for the one that works.
+    incoming_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    outgoing_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     incoming_status: Mapped[str] = mapped_column(String(10), default="not_run")
     outgoing_status: Mapped[str] = mapped_column(String(10), default="not_run")
     acts_status: Mapped[str] = mapped_column(String(10), default="not_run")

@@ -9,6 +9,8 @@ from server.crm.models import Organization
 from server.db import db
 from server.sync.admin.testing import test_and_enable as run_test_and_enable
 from server.sync.connectors.maildir import create_maildir
+from server.sync.engine.run import why_not_synced
+from server.sync.workers.worker import _sends_mail
 from tests.servers.ports import free_port
 from tests.sync.mailboxes import make_mailbox, make_profile
 
@@ -71,7 +73,13 @@ def test_smtp_down(app, sam, dovecot, mail_user, smtp):
     mailbox = mailbox_for(sam, mail_user, profile)
     smtp.stop()
     result = run_test_and_enable(mailbox)
-    assert result.incoming.ok and not result.outgoing.ok and not mailbox.enabled
+    assert result.incoming.ok and not result.outgoing.ok
+    # Only the failing direction is turned off: the mail is still read.
+    assert mailbox.enabled and result.enabled and mailbox.disabled_reason is None
+    assert mailbox.incoming_enabled and not mailbox.outgoing_enabled
+    assert result.message == ("The mailbox sam@contoso.example is enabled for incoming email "
+                              "only: its outgoing test failed. Fix what it says and test "
+                              "again to turn it on.")
     assert result.outgoing.code == "connection_refused"
     assert mailbox.outgoing_message.startswith(
         f"127.0.0.1 refused the connection on port {smtp.port}. Check the server name, port "
@@ -85,6 +93,47 @@ def test_smtp_refusing_the_address(app, sam, dovecot, mail_user, smtp):
     assert mailbox.outgoing_status == "failure"
     assert "would not take mail from sam@contoso.example" in mailbox.outgoing_message
     assert "Sender address rejected" in mailbox.outgoing_message
+
+
+def test_the_own_address_refused_as_a_recipient_is_not_blamed_on_the_sender(
+        app, sam, dovecot, mail_user, smtp):
+    mailbox = mailbox_for(sam, mail_user, make_profile(dovecot=dovecot, smtp=smtp))
+    smtp.fail_next(1, code=550, text="5.1.1 <sam@contoso.example>: Recipient address "
+                   "rejected: User unknown in local recipient table", stage="rcpt")
+    result = run_test_and_enable(mailbox)
+    assert result.outgoing.code == "recipient_refused" and mailbox.outgoing_status == "failure"
+    assert mailbox.outgoing_message.startswith(
+        "127.0.0.1 took sam@contoso.example as the sender but refused it as a recipient (")
+    assert "User unknown in local recipient table" in mailbox.outgoing_message
+    assert "may send as" not in mailbox.outgoing_message
+    # Incoming passed: the mailbox is read, only outgoing is off (the worker sends nothing).
+    assert mailbox.enabled and mailbox.incoming_enabled and not mailbox.outgoing_enabled
+    assert why_not_synced(mailbox) is None and not _sends_mail(mailbox)
+    assert smtp.messages == []
+    assert run_test_and_enable(mailbox).enabled and mailbox.outgoing_enabled  # fixed: on again
+    assert _sends_mail(mailbox)
+
+
+def test_a_sender_refused_at_rcpt_is_still_about_the_sender(app, sam, dovecot, mail_user, smtp):
+    mailbox = mailbox_for(sam, mail_user, make_profile(dovecot=dovecot, smtp=smtp))
+    smtp.fail_next(1, code=553, text="5.7.1 <sam@contoso.example>: Sender address rejected: "
+                   "not owned by user", stage="rcpt")
+    run_test_and_enable(mailbox)
+    assert mailbox.outgoing_message.startswith(
+        "127.0.0.1 would not take mail from sam@contoso.example (")
+    assert f"Check that {mail_user.username} may send as sam@contoso.example" in \
+        mailbox.outgoing_message
+
+
+def test_incoming_failing_leaves_outgoing_on(app, sam, dovecot, mail_user, smtp):
+    mailbox = make_mailbox(make_profile(dovecot=dovecot, smtp=smtp), user=sam,
+                           username=mail_user.username, password=mail_user.password)
+    mailbox.server_profile.incoming_port = free_port()
+    result = run_test_and_enable(mailbox)
+    assert not result.incoming.ok and result.outgoing.ok and result.enabled
+    assert not mailbox.incoming_enabled and mailbox.outgoing_enabled and _sends_mail(mailbox)
+    assert "enabled for outgoing email only: its incoming test failed" in result.message
+    assert why_not_synced(mailbox).startswith("Incoming email of this mailbox is turned off")
 
 
 def test_untrusted_certificate(app, sam, dovecot_tls, make_mail_user):
@@ -132,7 +181,7 @@ def test_pop3_profile(app, sam, dovecot, mail_user):
     profile = make_profile(dovecot=dovecot, incoming_protocol="pop3")
     mailbox = mailbox_for(sam, mail_user, profile, outgoing_method="none")
     assert run_test_and_enable(mailbox).enabled
-    assert "found 1 folder(s)" in mailbox.incoming_message
+    assert mailbox.incoming_message.endswith("found 1 folder(s).")  # no Sent on POP3
 
 
 def test_maildir_profile(app, sam, tmp_path):
@@ -140,10 +189,14 @@ def test_maildir_profile(app, sam, tmp_path):
                            maildir_root=str(tmp_path))
     mailbox = make_mailbox(profile, user=sam)
     result = run_test_and_enable(mailbox)
-    assert not result.enabled and "There is no Maildir" in mailbox.incoming_message
+    assert "There is no Maildir" in mailbox.incoming_message
+    assert result.enabled and not mailbox.incoming_enabled and mailbox.outgoing_enabled
+    assert why_not_synced(mailbox).startswith("Incoming email of this mailbox is turned off")
     create_maildir(tmp_path / "sam@contoso.example", ["INBOX/Contoso deal", "Sent"])
-    assert run_test_and_enable(mailbox).enabled
+    assert run_test_and_enable(mailbox).enabled and mailbox.incoming_enabled
+    assert why_not_synced(mailbox) is None
     assert "3 folder(s)" in mailbox.incoming_message
+    assert 'Sent Items: the folder "Sent".' in mailbox.incoming_message
 
 
 def test_missing_profile_and_refused_port(app, sam, dovecot, mail_user):

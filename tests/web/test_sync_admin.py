@@ -364,12 +364,14 @@ def test_test_and_enable_shows_each_direction(app, bob, signin, bob_box, store):
     db.session.expire_all()
     box = db.session.get(Mailbox, bob_box.id)
     assert box.enabled and box.incoming_status == "success"
-    # Gone Maildir: the incoming test fails, says why, and the mailbox stays off.
+    # Gone Maildir: the incoming test fails, says why, and incoming is turned off (writing
+    # sent mail to the Maildir store still works: outgoing stays on).
     (mailbox_root(store, "bob@org.example") / "cur").rename(store / "elsewhere")
     page = html(c.post(f"/admin/sync/mailboxes/{bob_box.id}/test", follow_redirects=True))
     db.session.expire_all()
-    assert not db.session.get(Mailbox, bob_box.id).enabled
-    assert "stays disabled until every test succeeds" in page
+    box = db.session.get(Mailbox, bob_box.id)
+    assert not box.incoming_enabled and box.outgoing_enabled and box.incoming_status == "failure"
+    assert "enabled for outgoing email only: its incoming test failed" in page
 
 
 def test_sync_now_and_disable(app, bob, signin, bob_box):
@@ -560,3 +562,21 @@ def test_administration_and_navigation_link_here(app, admin, bob, signin):
     assert 'href="/admin/sync/my"' in html(c.get("/"))  # "Email tracking" in the navigation
     page = html(c.get("/admin/sync/my"))
     assert "You have no mailbox yet" in page
+
+
+def test_owner_names_the_sent_folder(app, bob, signin, bob_box):
+    c = signin(bob)
+    assert 'name="sent_folder"' in html(c.get(f"/admin/sync/mailboxes/{bob_box.id}"))
+    r = c.post(f"/admin/sync/mailboxes/{bob_box.id}",
+               data={"username": bob_box.username or "", "sent_folder": "  INBOX.Sent  "})
+    assert r.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Mailbox, bob_box.id).sent_folder == "INBOX.Sent"
+    r = c.post(f"/admin/sync/mailboxes/{bob_box.id}",
+               data={"username": bob_box.username or "", "sent_folder": "Sent\x00Items"})
+    assert r.status_code == 422 and "Sent folder contains control characters" in html(r)
+    db.session.expire_all()
+    assert db.session.get(Mailbox, bob_box.id).sent_folder == "INBOX.Sent"  # nothing lost
+    c.post(f"/admin/sync/mailboxes/{bob_box.id}", data={"username": "", "sent_folder": ""})
+    db.session.expire_all()
+    assert db.session.get(Mailbox, bob_box.id).sent_folder is None  # found again

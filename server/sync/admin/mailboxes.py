@@ -218,6 +218,7 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
         profile = _profile_for(p, data, errors)
         methods = _methods(data, errors)
     username = forms.text(data, "username", "User name", errors, max_length=320)
+    sent_folder = forms.text(data, "sent_folder", "Sent folder", errors, max_length=500)
     forms.check(errors)
     if admin:
         mailbox.name = name
@@ -226,6 +227,7 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
         for key, value in methods.items():
             setattr(mailbox, key, value)
     mailbox.username = username
+    mailbox.sent_folder = sent_folder
     new_password = forms.secret(data, "password", mailbox.password)
     changed_secret = new_password != mailbox.password
     mailbox.password = new_password
@@ -360,4 +362,4 @@ def mailbox_form(mailbox: Mailbox | None) -> dict:
                 "outgoing_method": "server_side_sync", "acts_method": "none"}
     return {c: getattr(mailbox, c) for c in (
         "name", "email_address", "server_profile_id", "incoming_method", "outgoing_method",
-        "acts_method", "username", "tracking_option", "auto_create_contacts")}
+        "acts_method", "username", "sent_folder", "tracking_option", "auto_create_contacts")}

@@ -1,10 +1,14 @@
 """Test & Enable for a mailbox: try each direction the mailbox is set up for, record the
-outcome in words a person can act on, and enable the mailbox when everything configured
-works and its email address is approved.
+outcome in words a person can act on, and enable the mailbox when a direction works and
+its email address is approved. A direction whose test failed is turned off on its own
+(``incoming_enabled`` / ``outgoing_enabled``): a mailbox whose outgoing server refuses it
+still has its mail read, and the other way round.
 
-Incoming: connect, sign in and list the folders. Outgoing: connect, sign in, MAIL FROM and
-RCPT TO with the mailbox's own address, then RSET: nothing is sent. Passwords and tokens
-never appear in messages or logs.
+Incoming: connect, sign in, list the folders and say which one is Sent Items
+(``folders.find_sent``). Outgoing: connect, sign in, MAIL FROM and RCPT TO with the
+mailbox's own address, then RSET: nothing is sent; a refusal names the party the server
+refused (the sender, or the own address as a recipient). Passwords and tokens never
+appear in messages or logs.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from server.crm.models import Organization
 from server.db import db, utcnow
 from server.sync.engine.accounts import account_for, credentials, protocol_of
+from server.sync.engine.folders import find_sent
 from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox
@@ -110,9 +115,18 @@ def explain(error: ConnectorError, where: _Where) -> str:
     if code == "starttls_unsupported":
         return (f"{host} does not offer STARTTLS on port {where.port}. Choose TLS and its port "
                 f"in the server profile {where.profile}, then test again.")
-    if code in ("smtp_rejected", "recipients_refused", "smtp_temporary"):
+    if code == "sender_refused":
         return (f"{host} would not take mail from {where.address} ({error.message}). Check that "
                 f"{where.login} may send as {where.address}, then test again.")
+    if code == "recipient_refused":
+        return (f"{host} took {where.address} as the sender but refused it as a recipient "
+                f"({error.message}): the test sends nothing, it asks the server to take a "
+                f"message for the mailbox's own address, and this server does not deliver "
+                f"mail to {where.address}. Check the mailbox's email address, or ask the "
+                f"server's administrator to accept mail for it, then test again.")
+    if code in ("smtp_rejected", "smtp_temporary"):
+        return (f"{host} did not take the test message ({error.message}). Test again; if it "
+                f"keeps failing, check the server profile {where.profile}.")
     if code in ("oauth_failed", "oauth_not_configured", "oauth_unreachable"):
         return (f"{error.message} Check the tenant, application id and secret in the server "
                 f"profile {where.profile} and the app's permissions, then test again.")
@@ -131,10 +145,25 @@ def _test_incoming(mailbox: Mailbox, protocol: str) -> DirectionResult:
     except ConnectorError as exc:
         return DirectionResult(False, explain(exc, where), exc.code)
     if protocol == "maildir":
-        return DirectionResult(True, f"Found the Maildir of {mailbox.email_address} with "
-                                     f"{len(folders)} folder(s).")
-    return DirectionResult(True, f"Signed in to {where.host} as {where.login} and found "
-                                 f"{len(folders)} folder(s).")
+        found = f"Found the Maildir of {mailbox.email_address} with {len(folders)} folder(s)."
+    else:
+        found = f"Signed in to {where.host} as {where.login} and found {len(folders)} folder(s)."
+    if protocol == "pop3":  # one folder, the Inbox: nothing to say about Sent Items
+        return DirectionResult(True, found)
+    return DirectionResult(True, f"{found} {_sent_items(mailbox, folders)}")
+
+
+def _sent_items(mailbox: Mailbox, folders) -> str:
+    """Which folder the engine takes for Sent Items, in a sentence."""
+    sent = find_sent(folders, mailbox.sent_folder)
+    if sent is not None:
+        return f'Sent Items: the folder "{sent.name}".'
+    if mailbox.sent_folder:
+        return (f'The Sent folder "{mailbox.sent_folder}" named in the mailbox\'s settings is '
+                "not on the server: sent mail is not read from it and the CRM keeps no copy "
+                "of the mail it sends. Correct the name and test again.")
+    return ("No Sent folder was found: sent mail is not read and the CRM keeps no copy of "
+            "the mail it sends. Name the folder in the mailbox's settings and test again.")
 
 
 def _test_outgoing(mailbox: Mailbox, protocol: str) -> DirectionResult:
@@ -190,7 +219,7 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     if not tested:
         reason = ("Nothing to test: the mailbox neither receives nor sends email through "
                   "server-side synchronization.")
-    elif not all(r.ok for r in tested):
+    elif not any(r.ok for r in tested):
         reason = "The mailbox stays disabled until every test succeeds."
     elif not approved:
         reason = (f"The email address {mailbox.email_address} must be approved by an "
@@ -199,6 +228,8 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
         reason = ""
     enabled = not reason
     now = utcnow()
+    mailbox.incoming_enabled = result_in is None or result_in.ok
+    mailbox.outgoing_enabled = result_out is None or result_out.ok
     mailbox.incoming_status, mailbox.outgoing_status = _status(result_in), _status(result_out)
     mailbox.incoming_message = result_in.message if result_in else None
     mailbox.outgoing_message = result_out.message if result_out else None
@@ -211,8 +242,17 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     db.session.flush()
     log.info("Test & Enable of mailbox %s: incoming %s, outgoing %s, enabled %s", mailbox.id,
              mailbox.incoming_status, mailbox.outgoing_status, enabled)
-    return TestResult(result_in, result_out, enabled,
-                      reason or f"The mailbox {mailbox.email_address} is enabled.")
+    return TestResult(result_in, result_out, enabled, reason or _enabled_for(mailbox))
+
+
+def _enabled_for(mailbox: Mailbox) -> str:
+    failed = [d for d, on in (("incoming", mailbox.incoming_enabled),
+                              ("outgoing", mailbox.outgoing_enabled)) if not on]
+    if not failed:
+        return f"The mailbox {mailbox.email_address} is enabled."
+    works = "outgoing" if failed == ["incoming"] else "incoming"
+    return (f"The mailbox {mailbox.email_address} is enabled for {works} email only: its "
+            f"{failed[0]} test failed. Fix what it says and test again to turn it on.")
 
 
 test_and_enable.__test__ = False  # a service, not a pytest test

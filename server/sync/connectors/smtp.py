@@ -7,10 +7,14 @@ error without it (that email cannot be sent as it is), a refused sign-in ``auth`
 connection that cannot be made or is lost ``mailbox`` (back off, the server may be down).
 
 ``verify(sender, recipient)`` is what Test & Enable uses: connect, sign in, MAIL FROM and
-RCPT TO, then RSET, so nothing is sent.
+RCPT TO, then RSET, so nothing is sent. A refusal says which party was refused:
+``sender_refused`` (MAIL FROM, or a RCPT reply about the sender: Postfix reports a sender
+its login may not use there) or ``recipient_refused`` (the server does not take mail for
+that recipient, e.g. ``550 5.1.1 User unknown``).
 """
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 from collections.abc import Iterator
@@ -21,6 +25,9 @@ from server.sync.connectors.common import ServerSession, tls_context
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 TEMPORARY_RETRY_SECONDS = 60
+# A RCPT reply about the sender, not the recipient: RFC 3463 X.1.7 / X.1.8 (bad sender
+# address) or the words of MTAs that check the sender at RCPT ("Sender address rejected").
+_ABOUT_SENDER = re.compile(r"\b[45]\.1\.[78]\b|\bsender\b", re.IGNORECASE)
 
 
 def _reply(code: int, text) -> str:
@@ -130,11 +137,23 @@ class SmtpSender(ServerSession):
         with self._errors("checking the sender"):
             code, text = self.client.mail(sender)
             if code != 250:
-                raise self._reply_error(code, text, "checking the sender")
+                raise self._refusal(code, text, "checking the sender", "sender_refused")
             code, text = self.client.rcpt(recipient)
             if code not in (250, 251):
-                raise self._reply_error(code, text, "checking a recipient")
+                about = "sender_refused" if _ABOUT_SENDER.search(_reply(code, text)) else \
+                    "recipient_refused"
+                raise self._refusal(code, text, "checking a recipient", about)
             self.client.rset()
+
+    def _refusal(self, code: int, text, what: str, about: str) -> ConnectorError:
+        """A refused MAIL FROM or RCPT TO in ``verify``: a 5xx reply is ``about`` (which
+        party was refused), anything else what ``_reply_error`` makes of it."""
+        error = self._reply_error(code, text, what)
+        if error.code != "smtp_rejected":
+            return error
+        party = "sender" if about == "sender_refused" else "recipient"
+        return ConnectorError(about, f"{self.where} refused the {party} ({_reply(code, text)}).",
+                              severity="message")
 
 
 SENDER = SmtpSender

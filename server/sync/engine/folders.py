@@ -2,7 +2,9 @@
 in step with the folders on the server.
 
 The engine looks at the Inbox, Sent Items (when the organization tracks sent items) and
-every enabled tracked folder. A tracked folder's rule is keyed by the folder's stable key
+every enabled tracked folder. Sent Items is the folder the mailbox names in its settings,
+else the one the server marks as Sent (IMAP SPECIAL-USE, Exchange's well-known folder),
+else one with a name mail clients give it (``find_sent``): many servers mark none. A tracked folder's rule is keyed by the folder's stable key
 (the connector's ``Folder.key``), so:
 
 * a rename keeps the rule: the key is found under a new name and the rule takes that name;
@@ -69,6 +71,39 @@ def find_inbox(folders: Iterable[Folder]) -> Folder | None:
         (f for f in folders if f.name.upper() == INBOX), None)
 
 
+# The names mail clients and servers give the Sent folder (casefolded), in order of
+# preference; looked for at the top level and under the Inbox ("INBOX.Sent").
+SENT_NAMES = tuple(name.casefold() for name in (
+    "Sent", "Sent Items", "Sent Messages", "Sent Mail", "Sent-Mail", "Sent Objects",
+    "Gesendete Elemente", "Gesendete Objekte", "Gesendet", "Éléments envoyés", "Envoyés",
+    "Messages envoyés", "Elementos enviados", "Enviados", "Posta inviata", "Inviata",
+    "Itens enviados", "Verzonden items", "Verzonden", "Odeslaná pošta", "Odeslané",
+    "Skickat", "Skickade objekt", "Sendt", "Sendte elementer", "Lähetetyt", "Poslano",
+    "Poslane", "Elküldött elemek", "Elküldött", "Wysłane", "Elementy wysłane",
+    "Отправленные", "Надіслані", "Trimise", "Gönderilmiş Öğeler", "Απεσταλμένα",
+    "已发送邮件", "已发送", "寄件備份", "送信済みアイテム", "送信済み", "보낸 편지함"))
+
+
+def find_sent(folders: Iterable[Folder], named: str | None = None) -> Folder | None:
+    """The mailbox's Sent folder: the one it names (``Mailbox.sent_folder``, matched by
+    its full name, any letter case), else the one the server marks (role "sent"), else the
+    first folder with a name in ``SENT_NAMES`` at the top level or under the Inbox. A
+    named folder the server does not have finds nothing: the mailbox asked for it."""
+    folders = list(folders)
+    if named and named.strip():
+        wanted = named.strip().replace(".", "/").casefold()
+        return next((f for f in folders if f.name.casefold() in (
+            named.strip().casefold(), wanted)), None)
+    marked = next((f for f in folders if f.role == "sent"), None)
+    if marked is not None:
+        return marked
+    top = {f.name.casefold(): f for f in folders if "/" not in f.name}
+    under_inbox = {f.name.partition("/")[2].casefold(): f for f in folders
+                   if f.name.count("/") == 1 and f.name.partition("/")[0].upper() == INBOX}
+    return next((found for name in SENT_NAMES
+                 if (found := top.get(name) or under_inbox.get(name)) is not None), None)
+
+
 def is_under(folder: Folder, parent: Folder, by_key: dict[str, Folder]) -> bool:
     """Whether ``folder`` is somewhere below ``parent`` (not ``parent`` itself): by the parent
     keys the connector gives, else by the "/"-separated name."""
@@ -110,7 +145,7 @@ def plan_folders(mailbox: Mailbox, folders: Sequence[Folder], rules: Sequence[Fo
     if inbox is not None:
         plan.evaluate.append(FolderInfo(inbox, FolderRole.INBOX))
         taken.add(inbox.key)
-    sent = next((f for f in folders if f.role == "sent"), None)
+    sent = find_sent(folders, mailbox.sent_folder)
     if track_sent and sent is not None and sent.key not in taken:
         plan.evaluate.append(FolderInfo(sent, FolderRole.SENT))
         taken.add(sent.key)

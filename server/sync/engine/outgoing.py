@@ -46,6 +46,7 @@ from server.db import db, utcnow
 from server.security import authz
 from server.security.models import User
 from server.sync.engine.accounts import account_for
+from server.sync.engine.folders import find_sent
 from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox
@@ -415,9 +416,11 @@ class _Run:
                 store = connector_cls(account_for(self.mailbox, "incoming"))
                 store.__enter__()
                 self.store = store
-            folder = self.store.folder_by_role("sent")
+            folder = find_sent(self.store.list_folders(), self.mailbox.sent_folder)
             if folder is None:
-                return "there is no Sent folder"
+                return (f'there is no folder "{self.mailbox.sent_folder}"'
+                        if self.mailbox.sent_folder else
+                        "no Sent folder was found (name it in the mailbox's settings)")
             self.store.append(folder, raw, flags=["\\Seen"], msg_time=when)
         except ConnectorError as exc:
             self.store_failed = True

@@ -130,6 +130,9 @@ def why_not_synced(mailbox: Mailbox) -> str | None:
             return ("Incoming email of this mailbox arrives through the forward mailbox, "
                     "which is synchronized instead.")
         return "Incoming email of this mailbox is not read by server-side synchronization."
+    if not mailbox.incoming_enabled:
+        return ("Incoming email of this mailbox is turned off: its test failed. Fix what "
+                "Test & Enable says and test again.")
     org = db.session.get(Organization, 1)
     if org.require_email_approval and not mailbox.email_approved:
         return "The mailbox's email address is not approved yet."

@@ -390,8 +390,8 @@ def _immediate_transactions(engine) -> None:
 def _sends_mail(mailbox: Mailbox) -> bool:
     from server.crm.models import Organization
     profile = mailbox.server_profile
-    if mailbox.outgoing_method != "server_side_sync" or profile is None \
-            or not profile.outgoing_protocol:
+    if mailbox.outgoing_method != "server_side_sync" or not mailbox.outgoing_enabled \
+            or profile is None or not profile.outgoing_protocol:
         return False
     org = db.session.get(Organization, 1)
     return mailbox.email_approved or not org.require_email_approval

@@ -129,7 +129,28 @@ def test_verify_sends_nothing(make_smtp_server):
         with pytest.raises(ConnectorError) as caught:
             smtp.verify("boss@contoso.example", "sam@contoso.example")
     assert server.messages == [] and server.auth_attempts == [("sam", True)]
-    assert caught.value.code == "smtp_rejected" and "Not your address" in caught.value.message
+    assert caught.value.code == "sender_refused" and "Not your address" in caught.value.message
+
+
+@pytest.mark.parametrize("reply, code", [
+    ("550 5.1.1 <sam@contoso.example>: Recipient address rejected: User unknown",
+     "recipient_refused"),
+    ("550 No such user here", "recipient_refused"),
+    # Postfix checks the sender at RCPT (smtpd_delay_reject): about the sender all the same.
+    ("553 5.7.1 <sam@contoso.example>: Sender address rejected: not owned by user sam",
+     "sender_refused"),
+    ("550 5.1.8 Bad sender's system address", "sender_refused"),
+    ("450 4.2.0 Mailbox busy", "smtp_temporary"),
+])
+def test_verify_names_the_party_a_refused_rcpt_is_about(make_smtp_server, reply, code):
+    server = make_smtp_server(auth=("sam", "S3cret-pass"))
+    number, _, text = reply.partition(" ")
+    server.fail_next(1, code=int(number), text=text, stage="rcpt")
+    with SmtpSender(smtp_account(server)) as smtp:
+        with pytest.raises(ConnectorError) as caught:
+            smtp.verify("sam@contoso.example", "sam@contoso.example")
+    assert caught.value.code == code and text in caught.value.message
+    assert server.messages == []
 
 
 class _XOAuth2Handler:
