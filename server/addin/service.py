@@ -784,7 +784,8 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
         if item.mode == "compose":
             return mark_pending(p, item, regarding)
         appt, _ = tracking.track_appointment(p, appointment_content(item), regarding=regarding)
-        return {"tracking": tracking_json(p, tracking.TrackingStatus("tracked", appt, appt.regarding_ref))}
+        return {"tracking": tracking_json(p, tracking.tracking_status(
+            p, appt.global_object_id, item_type="appointment"))}
     if item.mode == "compose" or not item.has_content:
         reason = None if item.mode == "compose" else (
             "The add-in could not read this email's content; it is tracked when server-side "

@@ -21,6 +21,7 @@ from server.security import admin as svc
 from server.security import authz, directory
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 from server.web.auth import current_principal, login_manager
+from server.web.params import int_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -101,7 +102,7 @@ def _form() -> dict:
 
 
 def _page_arg() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
+    return int_arg("page", 1)
 
 
 def _as_depth(value) -> Depth:
@@ -138,8 +139,8 @@ def index():
 @area("user")
 def users(p):
     active = request.args.get("active", "active")
-    args = {"q": request.args.get("q", "")[:200], "unit": request.args.get("unit", type=int),
-            "role": request.args.get("role", type=int),
+    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"),
+            "role": int_arg("role"),
             "active": active if active in ("active", "inactive", "all") else "active"}
     page = svc.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
                           active=args["active"], page=_page_arg(),
@@ -326,7 +327,7 @@ def team_members(p, team_id: int):
     team = svc.get_team(p, team_id)
     try:
         if request.form.get("remove"):
-            svc.remove_team_member(p, team, request.form.get("remove", type=int) or 0)
+            svc.remove_team_member(p, team, int_arg("remove", 0, source=request.form))
             message = "Member removed."
         else:
             user = svc.add_team_member(p, team, request.form.get("email", ""))
@@ -426,8 +427,8 @@ def roles(p):
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit(f"Role {role.name} created.", "admin.role_edit", role_id=role.id)
-    if request.args.get("copy_from", type=int):
-        values.setdefault("copy_from", request.args.get("copy_from", type=int))
+    if copy_from := int_arg("copy_from"):
+        values.setdefault("copy_from", copy_from)
     return render_template("admin/roles.html", rows=svc.list_roles(p), values=values,
                            errors=errors, message=message,
                            can_create=p.depth("security_role", "create") > Depth.NONE), status
