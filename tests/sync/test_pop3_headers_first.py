@@ -10,13 +10,17 @@ import poplib
 import re
 
 import pytest
+from sqlalchemy import select
 
+from server.db import db
 from server.sync.engine import batch
 from server.sync.engine import run as engine
 from server.sync.connectors.base import FetchedMessage
-from server.sync.connectors.pop3 import INBOX, Pop3Connector
+from server.sync.connectors.common import unpack_cursor
+from server.sync.connectors.pop3 import INBOX, REFUSALS, Pop3Connector
 from server.sync.engine.run import sync_mailbox
 from server.sync.mail.message import parse
+from server.sync.models import Alert
 from tests.sync import world as w
 from tests.sync.connectors.test_pop3 import pop3_account
 from tests.sync.test_headers_first import (ORIGINAL, REPLIES, _activity, _expunge, _mail_set,
@@ -119,7 +123,11 @@ def test_a_message_deleted_after_login_is_left_out_of_the_batch_and_the_cursor(
             assert [m.ref for m in changes.messages] == listed[1:]
             assert pop.fetch_messages(INBOX, listed[:1]) == {}
         assert all(m.complete is not headers_only for m in changes.messages)
-        assert listed[0] not in changes.cursor and not changes.more
+        assert listed[0] not in unpack_cursor(changes.cursor)["seen"] and not changes.more
+        assert changes.unreadable == []
+        with Pop3Connector(pop3_account(dovecot, mail_user)) as pop:  # no longer listed:
+            later = pop.fetch_changes(INBOX, changes.cursor)  # its refusal is forgotten
+        assert listed[0] not in later.cursor and later.messages == []
 
 
 def test_a_server_without_top_in_capa_gets_whole_messages(dovecot, mail_user, monkeypatch):
@@ -275,3 +283,57 @@ def test_a_sync_where_the_server_refuses_top_reads_every_message_whole(pop3_box,
     assert all(m.complete for m in seen) and [m.raw for m in seen] == list(mail.values())
     for name in REPLIES:
         assert len(w.tracked(_mid(mail[name]))) == 1
+
+
+def _refuse_message(monkeypatch, number: int) -> None:
+    """The server answers every TOP and RETR of message ``number`` with its real -ERR (the
+    command is sent for a message it does not have), as for a message it cannot send."""
+    for name in ("top", "retr"):
+        real = getattr(poplib.POP3, name)
+
+        def command(client, which, *args, real=real, name=name):
+            if int(which) == number:
+                return client._longcmd(" ".join([name.upper(), "99999", *map(str, args)]))
+            return real(client, which, *args)
+
+        monkeypatch.setattr(poplib.POP3, name, command)
+
+
+def _open_alerts(box, code: str) -> list[Alert]:
+    db.session.expire_all()
+    return db.session.scalars(select(Alert).where(
+        Alert.mailbox_id == box.id, Alert.code == code,
+        Alert.acknowledged_on.is_(None))).all()
+
+
+@pytest.mark.parametrize("tracking_option", ["crm_responses", "all"])  # header first, whole
+def test_a_message_the_server_always_refuses_is_alerted_not_retried_silently(
+        pop3_box, monkeypatch, tracking_option):
+    store, box = pop3_box
+    box.tracking_option = tracking_option
+    db.session.commit()
+    mail = [w.raw(mid=f"refused-{n}@customer.example", subject=f"RE: Quote {n}",
+                  In_Reply_To=f"<{ORIGINAL}>") for n in (1, 2, 3)]
+    for data in mail:
+        store.deliver(data)
+    with monkeypatch.context() as patch:
+        _refuse_message(patch, 2)
+        first = sync_mailbox(box.id, limit=1)  # batches of one: the refused one is asked once
+        assert first.status == "success" and first.fetched == 2 and first.tracked == 2
+        assert _open_alerts(box, "message_unreadable") == []
+        for _ in range(REFUSALS - 2):
+            assert sync_mailbox(box.id).fetched == 0
+        assert _open_alerts(box, "message_unreadable") == []
+        third = sync_mailbox(box.id)  # refused on REFUSALS syncs running: alerted
+        assert third.status == "success" and third.fetched == 0
+        (alert,) = _open_alerts(box, "message_unreadable")
+        assert alert.severity == "warning" and "1 message(s) in INBOX" in alert.message
+        assert "refused to send them on several syncs running" in alert.message
+        assert "refused-2" not in alert.message  # named by its server id, not its content
+        assert sync_mailbox(box.id).status == "success"
+        assert len(_open_alerts(box, "message_unreadable")) == 1  # one alert, not one a sync
+    assert w.tracked("refused-2@customer.example") == []
+    fixed = sync_mailbox(box.id)  # the server sends it again: tracked, the alert closed
+    assert fixed.fetched == 1 and fixed.tracked == 1
+    assert len(w.tracked("refused-2@customer.example")) == 1
+    assert _open_alerts(box, "message_unreadable") == []

@@ -59,6 +59,9 @@ class Changes:
     more: bool = False  # another call with the new cursor returns more
     removed: list[str] = field(default_factory=list)  # refs that left the folder
     reset: bool = False  # the old cursor was invalid (e.g. UIDVALIDITY changed): full resync
+    # Refs of messages the server refused to send on several syncs running (POP3: -ERR to
+    # every read of a message it still lists); tried again each sync, and alerted.
+    unreadable: list[str] = field(default_factory=list)
 
 
 class ConnectorError(Exception):

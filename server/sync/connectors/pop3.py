@@ -29,6 +29,12 @@ Mail is left on the server unless the profile's setting ``delete_after_fetch`` i
 Even then a message is deleted only at the next sync, once it is in the cursor the engine
 stored with the activity: a crash between fetching and storing never loses mail.
 
+A message the server lists but refuses to send (-ERR to TOP and RETR) stays out of the
+cursor and is tried again on the next sync: another session may have deleted it meanwhile
+(then it is no longer listed). One still refused on ``REFUSALS`` syncs running is named in
+``Changes.unreadable`` (its count is kept in the cursor), so the engine alerts instead of
+retrying it silently for ever.
+
 POP3 has no keywords and no push: ``set_keyword`` does nothing (``supports_keywords`` is
 False) and ``wait_for_changes`` polls the maildrop on a fresh connection every
 ``poll_seconds`` (setting, default 60), since a POP3 session sees its maildrop as it was
@@ -51,6 +57,8 @@ DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
 INBOX = Folder(key="pop3:INBOX", name="INBOX", role="inbox")
 # RFC 3206 codes of an -ERR that is the server's trouble, not the message's.
 _SERVER_TROUBLE = re.compile(rb"\[(SYS/|IN-USE)", re.IGNORECASE)
+# Syncs running on which a listed message was refused before it is reported unreadable.
+REFUSALS = 3
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +132,7 @@ class Pop3Connector(ServerSession):
         super().__init__(account)
         self._numbers: dict[str, int] | None = None  # UIDL -> number in this session
         self._top_refused = False  # a server that listed TOP refused it all the same
+        self._refused_uidls: set[str] = set()  # UIDLs refused in this session: not asked again
 
     # -- session --------------------------------------------------------------------------
 
@@ -143,6 +152,7 @@ class Pop3Connector(ServerSession):
                     raise self._no_starttls("STLS") from None
             self._login(client)
             self._numbers = None
+            self._refused_uidls = set()
             self.headers_first = not self._top_refused and self._offers_top(client)
 
     @staticmethod
@@ -243,9 +253,11 @@ class Pop3Connector(ServerSession):
             self.headers_first, self._top_refused = False, True
         return lines
 
-    def _read(self, batch: list[tuple[int, str]], headers_only: bool) -> list[FetchedMessage]:
+    def _read(self, batch: list[tuple[int, str]], headers_only: bool,
+              refused: list[str]) -> list[FetchedMessage]:
         """The batch's messages in order: header sections with ``headers_only`` (while the
-        server reads TOP), else whole; one deleted meanwhile is left out."""
+        server reads TOP), else whole; one the server refuses (deleted meanwhile, or one
+        it cannot send) is left out and its UIDL added to ``refused``."""
         sizes = self._sizes() if batch and self.headers_first else {}
         out = []
         for number, uidl in batch:
@@ -256,7 +268,9 @@ class Pop3Connector(ServerSession):
                                               complete=False, size=sizes.get(number)))
                     continue
             lines = self._whole(number, sizes)
-            if lines is not None:  # else gone: neither TOP nor RETR reads it
+            if lines is None:  # neither TOP nor RETR reads it
+                refused.append(uidl)
+            else:
                 out.append(FetchedMessage(ref=uidl, raw=_joined(lines)))
         return out
 
@@ -282,14 +296,23 @@ class Pop3Connector(ServerSession):
                 for number, uidl in listing:
                     if uidl in seen:
                         self.client.dele(number)
-            new = [(n, u) for n, u in listing if u not in seen]
+            new = [(n, u) for n, u in listing if u not in seen and u not in self._refused_uidls]
             batch = new[:limit]
-            messages = self._read(batch, headers_only)
-        # (A message deleted meanwhile stays out: were its -ERR anything else, the next
-        # sync tries it again.)
+            refused_now: list[str] = []
+            messages = self._read(batch, headers_only, refused_now)
+        # A refused message stays out of the cursor (the next sync tries it again); the
+        # syncs running that refused it are counted while the server lists it.
         kept = (seen & on_server) | {m.ref for m in messages}
-        return Changes(messages=messages, cursor=pack_cursor({"seen": sorted(kept)}),
-                       more=len(new) > len(batch), removed=sorted(seen - on_server), reset=reset)
+        counts = state.get("refused") if state and not reset else None
+        refused = {uidl: n for uidl, n in (counts if isinstance(counts, dict) else {}).items()
+                   if uidl in on_server and uidl not in kept and isinstance(n, int)}
+        for uidl in refused_now:  # once a session: not asked again in it (``new``)
+            refused[uidl] = refused.get(uidl, 0) + 1
+        self._refused_uidls.update(refused_now)
+        packed = {"seen": sorted(kept), **({"refused": refused} if refused else {})}
+        return Changes(messages=messages, cursor=pack_cursor(packed),
+                       more=len(new) > len(batch), removed=sorted(seen - on_server), reset=reset,
+                       unreadable=sorted(u for u, n in refused.items() if n >= REFUSALS))
 
     def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
         """The whole of these messages (``_whole``), by their number in this session's UIDL

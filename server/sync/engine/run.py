@@ -283,6 +283,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 if ahead is None or ahead > 0:
                     reader.prefetch(changes.cursor, _batch_size(limit, ahead))
             counts = _process(ctx, info, changes.messages)
+            _unreadable_alert(mailbox, info, changes.unreadable)
             state.folder_name = info.name[:500]
             state.role = info.role.value
             state.cursor = changes.cursor
@@ -312,6 +313,23 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     finally:
         ctx.read_whole = None
         reader.close()
+
+
+def _unreadable_alert(mailbox: Mailbox, info: FolderInfo, refs: list[str]) -> None:
+    """Mail the server lists but refuses to send, sync after sync (``Changes.unreadable``):
+    an alert naming it (by the server's id, never its content), closed once the server
+    sends it or no longer lists it. The sync goes on with the rest and tries it again."""
+    if not refs:
+        alerts.clear("message_unreadable", mailbox)
+        return
+    shown = ", ".join(refs[:10]) + (f" and {len(refs) - 10} more" if len(refs) > 10 else "")
+    alerts.raise_alert(
+        "warning", "message_unreadable",
+        f"{len(refs)} message(s) in {info.name} of {mailbox.email_address} cannot be read: "
+        f"the mail server lists them but refused to send them on several syncs running "
+        f"(server id {shown}). They are not tracked; each sync tries them again. Open them "
+        "in a mail client, or ask the server's administrator to repair or remove them.",
+        mailbox)
 
 
 def _batch_size(limit: int, budget: int | None) -> int:
