@@ -1,23 +1,64 @@
 """Protocol connectors: one module per protocol behind the interface in ``base``; the
-registry maps a server profile's protocol to its connector class. Only these modules import
-protocol libraries (imapclient, poplib, smtplib, msal/HTTP for Graph, exchangelib)."""
+registry maps a server profile's protocol to its connector class (reading mail) and sender
+class (sending it). Each class declares what it can do (``base``'s capability classes) and
+what its Account needs (``needs``), so nothing outside asks for a protocol by name. Only
+these modules import protocol libraries (imapclient, poplib, smtplib, requests for Graph,
+exchangelib); a protocol's module is imported when it is first asked for."""
 from __future__ import annotations
 
-import importlib
+from server.sync.connectors.base import Connector, ConnectorError, Sender
 
-from server.sync.connectors.base import Connector, Sender
-
-_MODULES = {"imap": "imap", "pop3": "pop3", "maildir": "maildir", "smtp": "smtp",
-            "graph": "graph", "ews": "ews"}
+INCOMING = ("imap", "pop3", "maildir", "graph", "ews")
+OUTGOING = ("smtp", "maildir", "graph", "ews")
+DIRECTIONS = ("incoming", "outgoing")
 
 
 def incoming(protocol: str) -> type[Connector]:
     """The connector class that reads mail for ``protocol``."""
-    module = importlib.import_module(f"server.sync.connectors.{_MODULES[protocol]}")
-    return module.CONNECTOR
+    if protocol == "imap":
+        from server.sync.connectors.imap import ImapConnector
+        return ImapConnector
+    if protocol == "pop3":
+        from server.sync.connectors.pop3 import Pop3Connector
+        return Pop3Connector
+    if protocol == "maildir":
+        from server.sync.connectors.maildir import MaildirConnector
+        return MaildirConnector
+    if protocol == "graph":
+        from server.sync.connectors.graph import GraphConnector
+        return GraphConnector
+    if protocol == "ews":
+        from server.sync.connectors.ews import EwsConnector
+        return EwsConnector
+    raise _unknown(protocol, "incoming")
 
 
 def outgoing(protocol: str) -> type[Sender]:
     """The sender class that sends mail for ``protocol``."""
-    module = importlib.import_module(f"server.sync.connectors.{_MODULES[protocol]}")
-    return module.SENDER
+    if protocol == "smtp":
+        from server.sync.connectors.smtp import SmtpSender
+        return SmtpSender
+    if protocol == "maildir":
+        from server.sync.connectors.maildir import MaildirSender
+        return MaildirSender
+    if protocol == "graph":
+        from server.sync.connectors.graph_send import GraphSender
+        return GraphSender
+    if protocol == "ews":
+        from server.sync.connectors.ews import EwsSender
+        return EwsSender
+    raise _unknown(protocol, "outgoing")
+
+
+def for_direction(protocol: str, direction: str) -> type[Connector] | type[Sender]:
+    """``protocol``'s connector class (``incoming``) or sender class (``outgoing``)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}")
+    return incoming(protocol) if direction == "incoming" else outgoing(protocol)
+
+
+def _unknown(protocol: str, direction: str) -> ConnectorError:
+    known = INCOMING if direction == "incoming" else OUTGOING
+    return ConnectorError("unknown_protocol", f"There is no {direction} protocol {protocol!r}: "
+                          f"choose one of {', '.join(known)} in the server profile.",
+                          severity="auth")

@@ -37,7 +37,7 @@ Categories are Outlook's own, with spaces: "Tracked to Regarding" is written as 
 messages a batch tracked, one GetItem and one UpdateItem for up to 100 of them).
 
 Sending: CreateItem with the MIME content and ``SendAndSaveCopy`` into Sent Items, so the
-connector itself does not append a Sent copy (``supports_append`` is False). Bcc recipients,
+connector does not keep a Sent copy itself (it is no ``SavesCopies``). Bcc recipients,
 which the MIME headers do not carry, are given as BccRecipients.
 
 Errors: a refused sign-in (HTTP 401) and a denied impersonation or unknown mailbox are
@@ -86,7 +86,8 @@ from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
 from requests.exceptions import RequestException
 
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (RENEWING_TOKEN, Account, BatchKeywords, Changes, Connector,
+                                         ConnectorError, FetchedMessage, Folder, Needs, Sender)
 from server.sync.connectors.common import Session, newsworthy, pack_cursor, unpack_cursor
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
@@ -130,11 +131,10 @@ def _version(name: str | None) -> Version | None:
                          "profile (e.g. Exchange2013_SP1, Exchange2016).", severity="auth")
 
 
-class EwsConnector(Session):
+class EwsConnector(Session, Connector, BatchKeywords):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
-    supports_keywords = True
-    supports_append = False  # sending saves its own copy in Sent Items
+    needs = Needs(oauth=RENEWING_TOKEN)  # (sending saves its own copy in Sent Items)
     _client: EwsAccount | None
 
     def __init__(self, account: Account):
@@ -158,7 +158,7 @@ class EwsConnector(Session):
 
     @property
     def _app_only(self) -> bool:
-        return bool(self.account.token_provider and self.settings.get("_ews_app_only"))
+        return bool(self.account.token_provider and not self.account.delegated)
 
     def _credentials(self):
         account = self.account
@@ -662,8 +662,10 @@ def _detail(exc: BaseException) -> str:
     return (text or type(exc).__name__)[:300]
 
 
-class EwsSender:
+class EwsSender(Sender):
     """Sends through EWS: CreateItem with the MIME content, saving a copy in Sent Items."""
+
+    needs = EwsConnector.needs
 
     def __init__(self, account: Account):
         self.connector = EwsConnector(account)
@@ -700,6 +702,3 @@ class EwsSender:
             message.send_and_save()
         return {}
 
-
-CONNECTOR = EwsConnector
-SENDER = EwsSender

@@ -40,7 +40,9 @@ from imapclient import IMAPClient
 from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
+                                         FetchedMessage, Folder, HeadersFirst, Needs,
+                                         ReadsAhead, SavesCopies)
 from server.sync.connectors.common import (ServerSession, category_to_keyword,  # noqa: F401
                                            keyword_to_category, newsworthy, pack_cursor,
                                            tls_context, unpack_cursor)
@@ -159,13 +161,11 @@ def _uid_set(text: str, upto: int) -> list[int]:
     return out
 
 
-class ImapConnector(ServerSession):
+class ImapConnector(ServerSession, Connector, BatchKeywords, HeadersFirst, ReadsAhead,
+                    SavesCopies):
     """One IMAP session for one mailbox: ``with ImapConnector(account) as imap: ...``."""
 
-    supports_keywords = True
-    supports_append = True
-    prefetch = True  # fetch_changes is pure protocol: the engine may read ahead in a thread
-    headers_first = True  # fetch_changes(headers_only=True) and fetch_messages
+    needs = Needs(ports=DEFAULT_PORTS)
     DEFAULT_PORTS = DEFAULT_PORTS
     _client: IMAPClient | None
 
@@ -742,5 +742,3 @@ class ImapConnector(ServerSession):
                 return changed
         return set()
 
-
-CONNECTOR = ImapConnector

@@ -11,7 +11,8 @@ import pytest
 from server.sync.engine import oauth
 from server.sync.engine.accounts import account_for
 from server.sync.connectors.base import ConnectorError
-from server.sync.connectors.graph import GraphConnector, GraphSender
+from server.sync.connectors.graph import GraphConnector
+from server.sync.connectors.graph_send import GraphSender
 from tests.sync import world as w
 from tests.sync.graph.conftest import GraphStore, graph_mailbox
 
@@ -261,7 +262,7 @@ def test_delegated_access_through_on_behalf_of(graph, store, box):
     assert box.oauth_refresh_token
     store.deliver(numbered(1))
     account = account_for(box, "incoming")
-    assert account.settings["_graph_delegated"]
+    assert account.delegated
     with GraphConnector(account) as conn:
         assert len(conn.fetch_changes(folders_of(conn)["Inbox"], None).messages) == 1
     # A delegated token reaches only its own mailbox.
