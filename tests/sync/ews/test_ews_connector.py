@@ -387,8 +387,8 @@ def test_without_streaming_the_wait_polls(exchange, account):
 def test_error_details_leave_quoted_xml_out():
     from exchangelib.errors import MalformedResponseError
 
-    from server.sync.connectors.ews import _detail
+    from server.sync.connectors.ews_errors import detail
     exc = MalformedResponseError("No Items elements in ResponseMessage (<m:Items><t:MimeContent>"
                                  "U2VjcmV0</t:MimeContent></m:Items>)")
-    assert _detail(exc) == "No Items elements in ResponseMessage"
-    assert _detail(MalformedResponseError("")) == "MalformedResponseError"
+    assert detail(exc) == "No Items elements in ResponseMessage"
+    assert detail(MalformedResponseError("")) == "MalformedResponseError"
