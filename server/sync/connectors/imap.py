@@ -414,11 +414,13 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         return self._fetch(uids, "HEADER", size=True)
 
     def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
-        """The whole of these messages of ``folder``; a message expunged meanwhile is absent."""
+        """The whole of these messages of ``folder``; a message expunged meanwhile (or a ref
+        that is no UID) is absent."""
         with self._errors(f"reading messages in {folder.name}"):
             if self._selected is None or self._selected[0] != self._name_of(folder):
                 self._open(folder, readonly=True)  # (read-only or not, BODY.PEEK reads)
-            return {m.ref: m.raw for m in self._fetch(sorted({int(r) for r in refs}), "")}
+            uids = sorted({int(r) for r in refs if r.isdigit()})  # else no UID: not here
+            return {m.ref: m.raw for m in self._fetch(uids, "")}
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
         raw = self.fetch_messages(folder, [ref]).get(ref)

@@ -14,6 +14,7 @@ from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.graph import GraphConnector
 from server.sync.connectors.graph_send import GraphSender
 from tests.sync import world as w
+from tests.sync.connectors.conftest import exercise
 from tests.sync.graph.conftest import GraphStore, graph_mailbox
 
 ADDRESS = "bob@org.example"
@@ -54,6 +55,14 @@ def test_folders_have_ids_roles_and_paths(graph, store, box):
     assert folders["Inbox/Contoso deal"].parent_key == folders["Inbox"].key
     assert folders["Inbox/Contoso deal/Legal"].parent_key == deal
     assert folders["Inbox"].parent_key is None  # the store's root is no folder
+
+
+def test_graph_does_what_it_declares(graph, store, box):
+    for n in (1, 2, 3):
+        store.deliver(numbered(n))
+    with connect(box) as conn:
+        exercise(conn, folders_of(conn)["Inbox"], 3)
+    assert all("Tracked to Regarding" in k for k in store.keywords("Inbox"))
 
 
 def test_folders_below_the_top_level_are_found_when_the_listing_stops_there(graph, store, box):
