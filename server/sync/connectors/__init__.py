@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from server.sync.connectors.base import Connector, ConnectorError, Sender
 
-INCOMING = ("imap", "pop3", "maildir", "graph", "ews")
-OUTGOING = ("smtp", "maildir", "graph", "ews")
 DIRECTIONS = ("incoming", "outgoing")
 
 
@@ -58,7 +56,5 @@ def for_direction(protocol: str, direction: str) -> type[Connector] | type[Sende
 
 
 def _unknown(protocol: str, direction: str) -> ConnectorError:
-    known = INCOMING if direction == "incoming" else OUTGOING
     return ConnectorError("unknown_protocol", f"There is no {direction} protocol {protocol!r}: "
-                          f"choose one of {', '.join(known)} in the server profile.",
-                          severity="auth")
+                          "choose another in the server profile.", severity="auth")

@@ -30,11 +30,13 @@ class Account:
     delegated: bool = False  # token_provider: the mailbox's own token, else the app's (app-only)
     settings: dict = field(default_factory=dict)
     timeout: float = 30.0
-    # Graph: a fresh access token on each call (``fresh=True``: the last one was refused;
-    # EWS: (token, when it must be renewed)),
-    # and what to do when a sync's connector closes (push subscriptions). Set by accounts.
+    # A class whose ``Needs.oauth`` is TOKEN or RENEWING_TOKEN: an access token on each call
+    # (``fresh=True``: the last one was refused), with the time to renew it by for
+    # RENEWING_TOKEN; and, for a connector with ``Subscriptions``, what to do when a sync's
+    # connector closes (keep its subscriptions up). Set by ``sync.engine.accounts``.
     token_provider: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
-    on_close: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
+    on_close: Callable[[Subscriptions], None] | None = field(default=None, compare=False,
+                                                             repr=False)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ class Needs:
     """What a connector or sender class needs in its ``Account``, declared on the class
     (``needs``), so the engine builds the Account and Test & Enable words its messages
     without knowing protocols by name."""
-    ports: Mapping[str, int] = field(default_factory=dict)  # a server: default port by security
+    host: bool = False  # a server whose host name the profile gives
+    ports: Mapping[str, int] = field(default_factory=dict)  # its default port by security
     # A Maildir tree on this machine: (the profile's store, the mailbox's address) -> the
     # Account's root. Nothing else is needed.
     store: Callable[[str, str], str | Path] | None = None

@@ -61,7 +61,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
                     ReadsAhead, SavesCopies):
     """One IMAP session for one mailbox: ``with ImapConnector(account) as imap: ...``."""
 
-    needs = Needs(ports=DEFAULT_PORTS)
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     _client: IMAPClient | None
 
     def __init__(self, account: Account):

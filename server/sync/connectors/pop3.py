@@ -106,7 +106,7 @@ def _header_section(lines: list[bytes]) -> bytes:
 class Pop3Connector(ServerSession, Connector, HeadersFirst):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
-    needs = Needs(ports=DEFAULT_PORTS)
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     # fetch_changes(headers_only=True) with TOP and fetch_messages with RETR: set on each
     # connection from CAPA, turned off for the session when the server refuses TOP.
     headers_first = True

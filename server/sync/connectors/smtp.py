@@ -31,7 +31,7 @@ def _reply(code: int, text) -> str:
 class SmtpSender(ServerSession, Sender):
     """One SMTP session: ``with SmtpSender(account) as smtp: smtp.send(raw, from_, to)``."""
 
-    needs = Needs(ports=DEFAULT_PORTS)
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     DEFAULT_SECURITY = "starttls"
     _client: smtplib.SMTP | None
 
