@@ -128,7 +128,7 @@ def _version(name: str | None) -> Version | None:
 class EwsConnector(Session, Connector, BatchKeywords):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
-    needs = Needs(host=True, oauth=RENEWING_TOKEN)  # (sending saves its own copy in Sent Items)
+    needs = Needs(oauth=RENEWING_TOKEN)  # ews_url or Autodiscover; Exchange keeps Sent copies
     _client: EwsAccount | None
 
     def __init__(self, account: Account):

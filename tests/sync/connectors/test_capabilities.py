@@ -2,7 +2,8 @@
 against what it implements and against the real peers: every declared capability works
 through the methods it names, nothing implemented goes undeclared (the engine, which asks
 ``isinstance``, would miss it), unknown protocols get a clear error, and no code in the
-sync package probes a connector's attributes to guess."""
+sync package probes a connector's attributes to guess (what connectors may import is
+``tests/test_architecture.py``'s)."""
 from __future__ import annotations
 
 import ast
@@ -67,7 +68,8 @@ def test_each_sender_declares_what_it_implements(protocol):
 def test_what_an_account_needs_is_declared_per_class():
     imap, pop3, smtp = (connectors.incoming("imap"), connectors.incoming("pop3"),
                         connectors.outgoing("smtp"))
-    assert all(c.needs.host for c in (imap, pop3, smtp, connectors.incoming("ews")))
+    assert all(c.needs.host for c in (imap, pop3, smtp))
+    assert not connectors.incoming("ews").needs.host  # its ews_url setting, or Autodiscover
     assert imap.needs.ports == {"tls": 993, "starttls": 143, "none": 143}
     assert pop3.needs.ports == {"tls": 995, "starttls": 110, "none": 110}
     assert smtp.needs.ports == {"tls": 465, "starttls": 587, "none": 25}
@@ -150,14 +152,3 @@ def test_nothing_in_sync_probes_a_connector_or_sender():
               for line, subject in _calls(path, {"getattr", "hasattr"})
               if any(word in subject for word in ("conn", "sender", "store"))]
     assert probes == []
-
-
-def test_connectors_import_only_their_own_helpers():
-    outside = []
-    for path in (SYNC / "connectors").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            modules = ([node.module or ""] if isinstance(node, ast.ImportFrom)
-                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            outside += [f"{path.name}: {m}" for m in modules
-                        if m.startswith("server") and not m.startswith("server.sync.connectors")]
-    assert outside == []
