@@ -11,41 +11,44 @@ from server.sync.connectors.base import Connector, ConnectorError, Sender
 DIRECTIONS = ("incoming", "outgoing")
 
 
-def incoming(protocol: str) -> type[Connector]:
-    """The connector class that reads mail for ``protocol``."""
+def _classes(protocol: str) -> tuple[type[Connector] | None, type[Sender] | None]:
+    """``protocol``'s (connector class, sender class); None where it has none."""
     if protocol == "imap":
         from server.sync.connectors.imap import ImapConnector
-        return ImapConnector
+        return ImapConnector, None
     if protocol == "pop3":
         from server.sync.connectors.pop3 import Pop3Connector
-        return Pop3Connector
+        return Pop3Connector, None
+    if protocol == "smtp":
+        from server.sync.connectors.smtp import SmtpSender
+        return None, SmtpSender
     if protocol == "maildir":
-        from server.sync.connectors.maildir import MaildirConnector
-        return MaildirConnector
+        from server.sync.connectors.maildir import MaildirConnector, MaildirSender
+        return MaildirConnector, MaildirSender
     if protocol == "graph":
         from server.sync.connectors.graph import GraphConnector
-        return GraphConnector
+        from server.sync.connectors.graph_send import GraphSender
+        return GraphConnector, GraphSender
     if protocol == "ews":
-        from server.sync.connectors.ews import EwsConnector
-        return EwsConnector
-    raise _unknown(protocol, "incoming")
+        from server.sync.connectors.ews import EwsConnector, EwsSender
+        return EwsConnector, EwsSender
+    return None, None
+
+
+def incoming(protocol: str) -> type[Connector]:
+    """The connector class that reads mail for ``protocol``."""
+    connector = _classes(protocol)[0]
+    if connector is None:
+        raise _unknown(protocol, "incoming")
+    return connector
 
 
 def outgoing(protocol: str) -> type[Sender]:
     """The sender class that sends mail for ``protocol``."""
-    if protocol == "smtp":
-        from server.sync.connectors.smtp import SmtpSender
-        return SmtpSender
-    if protocol == "maildir":
-        from server.sync.connectors.maildir import MaildirSender
-        return MaildirSender
-    if protocol == "graph":
-        from server.sync.connectors.graph_send import GraphSender
-        return GraphSender
-    if protocol == "ews":
-        from server.sync.connectors.ews import EwsSender
-        return EwsSender
-    raise _unknown(protocol, "outgoing")
+    sender = _classes(protocol)[1]
+    if sender is None:
+        raise _unknown(protocol, "outgoing")
+    return sender
 
 
 def for_direction(protocol: str, direction: str) -> type[Connector] | type[Sender]:

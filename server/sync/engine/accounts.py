@@ -14,8 +14,8 @@ with ``{address}`` and ``{service}`` (default ``{service}``).
 from __future__ import annotations
 
 from server.sync import connectors
-from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, Connector,
-                                         ConnectorError, Sender, Subscriptions)
+from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, ConnectorError,
+                                         Subscriptions)
 from server.sync.engine import oauth
 from server.sync.models import EmailServerProfile, Mailbox
 
@@ -56,8 +56,7 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
     if not protocol:
         raise ConnectorError("not_configured", f"The server profile {profile.name} has no "
                              f"{direction} protocol.", severity="auth")
-    connector = connectors.for_direction(protocol, direction)
-    needs = connector.needs
+    needs = connectors.for_direction(protocol, direction).needs
     settings = dict(profile.settings or {})
     timeout = float(settings.get("timeout", 30))
     if needs.store is not None:
@@ -69,7 +68,7 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
                        timeout=timeout)
     oauth2 = profile.auth_method == "oauth2"
     if needs.oauth_always or (oauth2 and needs.oauth != XOAUTH2):
-        return _token_account(mailbox, protocol, connector, settings, timeout)
+        return _token_account(mailbox, protocol, direction, settings, timeout)
     if direction == "incoming":
         host, port, security = (profile.incoming_host, profile.incoming_port,
                                 profile.incoming_security)
@@ -87,15 +86,16 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
                    oauth_token=token, settings=settings, timeout=timeout)
 
 
-def _token_account(mailbox: Mailbox, protocol: str, connector: type[Connector] | type[Sender],
-                   settings: dict, timeout: float) -> Account:
+def _token_account(mailbox: Mailbox, protocol: str, direction: str, settings: dict,
+                   timeout: float) -> Account:
     """A Microsoft service (Graph; EWS with OAuth): the mailbox's address and an Entra ID
     access token on demand, app-only (the profile's app, which acts for the mailbox) or
     delegated (the mailbox's own refresh token). A class that ``needs`` a renewing token is
     given the time it must be renewed with it, so a long session (a push watcher's stream)
     renews it before it expires. A connector that keeps change subscriptions
     (``Subscriptions``) has them kept up when a sync's connector closes."""
-    renewing = connector.needs.oauth == RENEWING_TOKEN
+    served_by = connectors.for_direction(protocol, direction)
+    renewing = served_by.needs.oauth == RENEWING_TOKEN
 
     def token(fresh: bool = False):
         return oauth.access_token(mailbox, protocol, fresh=fresh, with_renewal=renewing)
@@ -103,7 +103,7 @@ def _token_account(mailbox: Mailbox, protocol: str, connector: type[Connector] |
     if renewing:
         token()  # a token that cannot be had stops here, with the alert that says why
     on_close = None
-    if issubclass(connector, Subscriptions):
+    if issubclass(served_by, Subscriptions):
         from server.sync.workers import graph_push
         mailbox_id = mailbox.id
 
