@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import ConnectorError, Needs, Sender
 from server.sync.connectors.common import ServerSession, tls_context
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
@@ -35,10 +35,10 @@ def _reply(code: int, text) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-class SmtpSender(ServerSession):
+class SmtpSender(ServerSession, Sender):
     """One SMTP session: ``with SmtpSender(account) as smtp: smtp.send(raw, from_, to)``."""
 
-    DEFAULT_PORTS = DEFAULT_PORTS
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     DEFAULT_SECURITY = "starttls"
     _client: smtplib.SMTP | None
 
@@ -154,6 +154,3 @@ class SmtpSender(ServerSession):
         party = "sender" if about == "sender_refused" else "recipient"
         return ConnectorError(about, f"{self.where} refused the {party} ({_reply(code, text)}).",
                               severity="message")
-
-
-SENDER = SmtpSender
