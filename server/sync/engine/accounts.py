@@ -12,7 +12,9 @@ with ``{address}`` and ``{service}`` (default ``{service}``).
 """
 from __future__ import annotations
 
-from server.sync.engine import oauth
+from urllib.parse import urlsplit
+
+from server.sync.engine import hosts, oauth
 from server.sync.connectors.base import Account, ConnectorError
 from server.sync.models import EmailServerProfile, Mailbox
 
@@ -62,10 +64,14 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
         if not profile.maildir_root:
             raise ConnectorError("not_configured", f"The server profile {profile.name} names no "
                                  "Maildir store.", severity="auth")
+        hosts.check_maildir(profile.maildir_root)
         root = (mailbox_root(profile.maildir_root, mailbox.email_address)
                 if direction == "incoming" else profile.maildir_root)
         return Account(address=mailbox.email_address, root=str(root), settings=settings,
                        timeout=timeout)
+    if protocol == "ews" and settings.get("ews_url"):
+        url = urlsplit(str(settings["ews_url"]))
+        hosts.check_server(url.hostname, url.port)
     if protocol == "graph":
         return _graph_account(mailbox, direction, settings, timeout)
     if protocol == "ews" and profile.auth_method == "oauth2":
@@ -76,6 +82,7 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
     else:
         host, port, security = (profile.outgoing_host, profile.outgoing_port,
                                 profile.outgoing_security)
+    hosts.check_server(host, port)
     login, password = credentials(mailbox, profile)
     token = None
     if profile.auth_method == "oauth2" and protocol in ("imap", "pop3", "smtp"):
