@@ -32,7 +32,8 @@ QUERY_NAMES = ["page", "page_size", "mailbox", "unit", "role", "cursor", "copy_f
                "q", "rq", "sort", "dir", "state", "status", "images", "view", "types", "type",
                "address", "active", "next", "host", "validationToken", "owner_id",
                "parent_account_id", "regarding"]
-QUERY_VALUES = ["1", "0", HUGE, "-99999999999999999999999", SURROGATE, "%C2%B2", "zzz"]
+QUERY_VALUES = ["1", "0", HUGE, "-99999999999999999999999", SURROGATE, "%C2%B2", "zzz",
+                "1_99999999999999999999", "1e400_1"]  # the last two: page timeline cursors
 FORM_NAMES = ["name", "subject", "email", "password", "unit", "role", "record_id", "token_id",
               "remove", "add", "days", "action", "owner", "principal", "kind", "profile_id",
               "server_profile_id", "port", "host", "incoming_port", "incoming_server", "q",
@@ -107,13 +108,14 @@ def _variants(rule):
     return sorted(urls)
 
 
-def _callers(world, url):
+def _callers(world, url, people=("admin", "seller")):
     """Who calls ``url``: nobody signed in, then the admin and the salesperson the way that
     part of the app signs in (a bearer token on the APIs, the session cookie elsewhere)."""
-    yield "anonymous", world["anonymous"], {}
+    if people != ("admin",):
+        yield "anonymous", world["anonymous"], {}
     if url.startswith(SIGNOUTS):
         return
-    for label in ("admin", "seller"):
+    for label in people:
         client, api_secret, pane_secret = world[label]
         if url.startswith("/api/v1/"):
             yield f"{label}-api", client, {"Authorization": f"Bearer {api_secret}"}
@@ -123,10 +125,10 @@ def _callers(world, url):
             yield label, client, {}
 
 
-def _call(world, method, url, headers=None, **kw):
+def _call(world, method, url, headers=None, people=("admin", "seller"), **kw):
     """Call ``url`` as every caller; the failures (a 500 or an exception) as text."""
     failures = []
-    for who, client, auth in _callers(world, url):
+    for who, client, auth in _callers(world, url, people):
         try:
             r = client.open(url, method=method, headers={**auth, **(headers or {})}, **kw)
         except Exception as exc:  # noqa: BLE001 - the point is to report it
@@ -169,9 +171,10 @@ def test_every_get_route_with_hostile_query_parameters(app, world):
         for value in QUERY_VALUES:
             query = "&".join(f"{n}={value}" for n in QUERY_NAMES)
             failures += _call(world, "GET", f"{url}?{query}")
-            if url.startswith("/api/") and value in (HUGE, SURROGATE, "%C2%B2"):
+            lists = not rule.arguments or rule.rule.endswith("/timeline")
+            if url.startswith("/api/") and lists and value in (HUGE, SURROGATE, "%C2%B2"):
                 for name in QUERY_NAMES:  # the API refuses unknown parameters: one at a time
-                    failures += _call(world, "GET", f"{url}?{name}={value}")
+                    failures += _call(world, "GET", f"{url}?{name}={value}", people=("admin",))
     assert not failures, "\n".join(failures[:40])
     _still_signed_in(world)
 
