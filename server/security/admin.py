@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from server.crm.allowed_hosts import parse_allowed
 from server.crm.models import MB, Organization
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, NotFound
@@ -122,12 +122,13 @@ def exceeds(p: Principal, role: Role) -> list[str]:
 
 
 def _require_not_above(p: Principal, user: User, what: str) -> None:
-    """Refuse to touch the sign-in (password, email) of someone who holds privileges ``p``
-    does not: taking over their account would be a way to get them (a unit administrator
-    must not become their System Administrator by resetting the password)."""
+    """Refuse to touch the sign-in (password, email, status) of someone whose roles and
+    teams grant privileges ``p`` does not hold, active or not: taking over their account
+    would be a way to get them (a unit administrator must not become their System
+    Administrator by resetting the password of a deactivated one and reactivating it)."""
     if p.is_admin or user.id == p.user_id:
         return
-    target = authz.principal(user)
+    target = authz.held(user)
     above = (target.is_admin or any(d > p.depths.get(k, Depth.NONE) for k, d in target.depths.items())
              or not target.named <= p.named)
     if above:
@@ -243,7 +244,7 @@ def _choose_password(data: dict[str, Any], errors: dict[str, str]) -> str | None
 
 def _check_email(value: Any, errors: dict[str, str], *, exclude_id: int | None = None) -> str | None:
     email = value.strip() if isinstance(value, str) else ""
-    if not email or normalize(email) is None or len(email) > 320:
+    if not email or normalize_address(email) is None or len(email) > 320:
         errors["email"] = "Enter a valid email address."
         return None
     clash = db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower(),
@@ -369,9 +370,7 @@ def set_user_active(p: Principal, user: User, active: bool) -> User:
     authz.require(p, "write", user)
     if active == user.is_active:
         return user
-    if not p.is_admin and user.id in _active_admin_ids():
-        raise Forbidden("Only a System Administrator can change the status of a System "
-                        "Administrator.")
+    _require_not_above(p, user, "change the status")
     if not active:
         if user.id == p.user_id:
             raise Conflict("You cannot deactivate yourself.")

@@ -47,9 +47,6 @@ def init_app(app: Flask) -> None:
                 raise CSRFError("The Referer header is not a valid URL.") from None
 
     csrf.init_app(app)
-    from server.web import auth
-    auth.init_app(app)
-    _register_optional_blueprints(app)
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
@@ -82,18 +79,3 @@ def init_app(app: Flask) -> None:
         if request.is_secure or app.config.get("SESSION_COOKIE_SECURE"):
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
-
-
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints of each area register here, one line each."""
-    import importlib
-    for module in ("server.web.pages", "server.web.admin", "server.web.api",
-                   "server.web.addin_api", "server.web.addin_pages", "server.web.sync_admin",
-                   "server.web.graph_webhook", "server.web.addin_mailbox"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        mod.init_app(app)

@@ -8,7 +8,6 @@ uploaded ``text/javascript``, CSS or HTML file is then no same-origin script, st
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 from flask import Response, current_app
@@ -27,19 +26,6 @@ _OFFICE_TYPE = re.compile(r"^application/vnd\.(?:openxmlformats-officedocument|o
 ATTACHMENT_CSP = "default-src 'none'; sandbox"
 _NOT_ASCII_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 
-
-def attachment_bytes(att: Attachment) -> bytes | None:
-    """The content from the row, or from its file under the instance folder; None when
-    neither is there."""
-    if att.content is not None:
-        return att.content
-    if not att.storage_path:
-        return None
-    base = Path(current_app.instance_path).resolve()
-    path = (base / att.storage_path).resolve()
-    if path.is_relative_to(base) and path.is_file():
-        return path.read_bytes()
-    return None
 
 
 def served_type(content_type: str | None) -> str:

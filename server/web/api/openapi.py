@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from server.crm.activities import PARTY_ROLES, PARTY_TYPES, REGARDING_TYPES
-from server.crm.records import SHARE_RIGHTS
+from server.crm.services.records import SHARE_RIGHTS
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.web.api.common import MAX_ID, MAX_PAGE_SIZE
 from server.web.serialize import (ACTIVITY_READ_ONLY, ACTIVITY_STATES, ACTIVITY_TYPE_FIELDS,
@@ -395,6 +395,25 @@ def activity_paths() -> dict[str, dict]:
             "parameters": [*aid, path_param("attachment_id")],
             "get": _download_op(tag),
         },
+        "/email-files": {"post": {
+            "operationId": "email_file_upload", "tags": [tag],
+            "summary": "Track an .eml or Outlook .msg file regarding a record (201 when new, "
+                       "200 when it was tracked already)",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "The .eml or .msg file, at most 25 MB."},
+                    "regarding": {"type": "string", "description": "`type:id` of a record."}}}}}},
+            "responses": {
+                "201": {"description": "Tracked.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "id": {"type": "integer"}, "created": {"type": "boolean"},
+                        "subject": {"type": "string"},
+                        "regarding": {"type": ["object", "null"]}}}}}},
+                "200": {"description": "Already tracked: the existing email."},
+                "400": {"description": "Not an email file, or too large."},
+                "403": {"description": "Not allowed."}, "404": {"description": "No such record."}},
+        }},
     }
 
 

@@ -1,7 +1,7 @@
 """REST endpoints for CRM records, one set per record type of the registry:
 ``/api/v1/{accounts,contacts,leads,opportunities,cases,queues}`` with list (filters, search,
 sort, keyset paging), get, create, update, delete, assign, share, shares, activate,
-deactivate and the activity timeline. Every call goes through ``server.crm.records``.
+deactivate and the activity timeline. Every call goes through ``server.crm.services.records``.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from flask import Blueprint, jsonify, url_for
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from server.crm import records as record_services
-from server.crm import timeline as timelines
+from server.crm.services import records as record_services
+from server.crm.services import search
+from server.crm.services import timeline as timelines
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.db import db
 from server.errors import Conflict
@@ -66,19 +67,7 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
 def _search_clause(rt: RecordType, p, q: str):
     if len(q) > MAX_QUERY:
         raise invalid({"q": f"At most {MAX_QUERY} characters."})
-    readable = _readable_names(rt, p)
-    pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = [getattr(rt.model, name) for name in rt.search_fields if name in readable]
-    return or_(*(c.ilike(pattern, escape="\\") for c in columns))
-
-
-def _readable_names(rt: RecordType, p) -> set[str]:
-    """Field names the reader may read, with a person's derived full name when both its
-    parts are readable (as ``serialize`` shows it)."""
-    names = {f.name for f in record_services.visible_fields(p, rt)}
-    if rt.title_field not in rt.field_names and {"first_name", "last_name"} <= names:
-        names.add(rt.title_field)
-    return names
+    return search.search_condition(p, rt, q)
 
 
 def _sortable(rt: RecordType, p) -> dict[str, str]:
@@ -86,7 +75,7 @@ def _sortable(rt: RecordType, p) -> dict[str, str]:
     out = dict(AUDIT_SORTS)
     out.update({f.name: ("int" if f.kind == "ref" else f.kind)
                 for f in record_services.visible_fields(p, rt) if f.kind != "text"})
-    if rt.title_field in _readable_names(rt, p):
+    if rt.title_field in search.readable_names(p, rt):
         out[rt.title_field] = "str"
     return out
 
