@@ -1,43 +1,20 @@
 """Hardening seen from a browser: headless Chromium against the real app served on a loopback
-port (CSRF on). An uploaded JavaScript attachment cannot run as a same-origin script; an
-email's remote images load nothing until the reader asks, and then they load."""
+port (``live`` in tests/web/conftest.py, CSRF on). An uploaded JavaScript attachment cannot
+run as a same-origin script; an email's remote images load nothing until the reader asks,
+and then they load."""
 from __future__ import annotations
 
-import logging
-import threading
-from contextlib import contextmanager
-
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from server.crm import html
 from server.db import db
 from server.security import passwords
+from tests.servers.wsgi import serving
 
 PASSWORD = "Correct-horse-9"
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000"
                       "010001000002024401003b")
-
-
-@contextmanager
-def serving(wsgi_app):
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-
-
-@pytest.fixture
-def live(app):
-    app.config.update(WTF_CSRF_ENABLED=True)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with serving(app) as url:
-        yield url
 
 
 @pytest.fixture

@@ -38,9 +38,9 @@ FORM_NAMES = ["name", "subject", "email", "password", "unit", "role", "record_id
               "remove", "add", "days", "action", "owner", "principal", "kind", "profile_id",
               "server_profile_id", "port", "host", "incoming_port", "incoming_server", "q",
               "copy_from", "parent_id", "business_unit_id", "regarding", "user_id", "team_id"]
-JSON_BODIES = [b'{"item": "\\ud800"}', b'{"name": "\\udfff", "subject": "\\ud83d"}',
+JSON_BODIES = [b'{"item": "\\ud800", "name": "\\udfff", "fields": {"last_name": "\\ud83d"}}',
                b'{"regarding": {"type": "account", "id": 99999999999999999999}}',
-               b'[' * 5000, b'{"fields": {"last_name": "\\ud800"}}', b'\xff\xfe']
+               b'[' * 5000, b'\xff\xfe']
 BIG = 70 * 1024  # above the limit the fuzz app is given
 SIGNOUTS = ("/signout", "/api/addin/signout")  # anonymous only: they would end the sessions
 
@@ -187,7 +187,7 @@ def test_every_post_route_with_hostile_forms_json_and_oversize_bodies(app, world
             continue
         url = _build(rule, _good)
         for method in post:
-            for value in (SURROGATE_BYTES, HUGE, "a\r\nb", "x" * 5000):
+            for value in (SURROGATE_BYTES, HUGE, "a\r\nb"):
                 failures += _call(world, method, url, data={n: value for n in FORM_NAMES})
             for body in JSON_BODIES:
                 failures += _call(world, method, url, data=body,

@@ -1,8 +1,8 @@
 """organization.mail_server_allowed_hosts: loopback or link-local mail servers that email
 server profiles may reach (server.sync.engine.hosts); empty for every existing organization
 
-Revision ID: 0002_secb
-Revises: 0001
+Revision ID: 0003_secb
+Revises: 0002_keys
 Create Date: 2026-12-05 01:00:00
 
 """
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0002_secb'
-down_revision = '0001'
+revision = '0003_secb'
+down_revision = '0002_keys'
 branch_labels = None
 depends_on = None
 
