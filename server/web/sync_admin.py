@@ -22,6 +22,7 @@ from server.security.models import BusinessUnit
 from server.security.privileges import Depth
 from server.sync.admin import services as svc
 from server.sync.admin import alert_mail
+from server.sync.mail.rules import chain_description
 from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
@@ -124,7 +125,7 @@ def decisions():
     mailbox = svc.get_mailbox(p, mailbox_id) if mailbox_id else None
     rows = svc.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
     return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,
-                           activity_url=_activity_url)
+                           activity_url=_activity_url, chain=chain_description())
 
 
 @bp.post("/alerts/<int:alert_id>/acknowledge")

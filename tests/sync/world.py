@@ -1,4 +1,4 @@
-"""A small CRM world for the pipeline and engine tests: a seller with a mailbox, customers,
+"""A small CRM world for the engine tests: a seller with a mailbox, customers,
 an opportunity, a support queue, raw messages, and shortcuts to process them."""
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from server.security import authz
 from server.sync.connectors.base import FetchedMessage, Folder
 from server.sync.engine.folders import FolderInfo
 from server.sync.models import EmailServerProfile, FolderRule, Mailbox, MessageDecision
-from server.sync.engine.pipeline import MailboxRun, process
-from server.sync.mail.rules import FolderRole
+from server.sync.engine.batch import process
+from server.sync.engine.context import MailboxRun
+from server.sync.mail.decision import FolderRole
 from tests.sync.conftest import build_raw
 
 _refs = itertools.count(1)
