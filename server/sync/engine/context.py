@@ -43,7 +43,7 @@ def _org_addresses() -> frozenset[str]:
 
 @dataclass
 class MailboxRun:
-    """What the pipeline needs about one mailbox for one run, loaded once: who owns what it
+    """What the engine needs about one mailbox for one run, loaded once: who owns what it
     tracks, whose privileges tracking runs with, the addresses and lists the rules use, and
     the open connector (for writing the tracked category back)."""
 
