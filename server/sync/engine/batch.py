@@ -34,8 +34,8 @@ from server.sync.engine import forward
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
 from server.sync.engine.folders import FolderInfo
-from server.sync.engine.items import (VANISHED, Item, Origin, needs_whole, next_wave, parsed,
-                                      read_whole)
+from server.sync.engine.items import (VANISHED, Item, Origin, needs_whole, next_wave, origin_of,
+                                      parsed, read_whole)
 from server.sync.engine.quarantine import in_savepoint, quarantine_error, safe_detail
 from server.sync.engine.wave import run_wave
 from server.sync.mail.decision import FolderRole, TrackingOption
@@ -72,6 +72,7 @@ def process_batch(ctx: MailboxRun, folder: FolderInfo,
 
 
 def _process(ctx: MailboxRun, folder: FolderInfo, items: list[Item]) -> dict[int, Outcome]:
+    """Parsed items through their waves; outcomes by item index."""
     outcomes = {item.index: Outcome("skipped", VANISHED, item.identity)
                 for item in read_whole(ctx, folder, [item for item in items if needs_whole(item)])}
     items = [item for item in items if item.index not in outcomes]
@@ -86,30 +87,37 @@ def _process(ctx: MailboxRun, folder: FolderInfo, items: list[Item]) -> dict[int
 def _run(ctx: MailboxRun, folder: FolderInfo,
          wave: list[Item]) -> tuple[dict[int, Outcome], list[Item]]:
     """A wave in a savepoint; when it cannot be written together, its messages one by one."""
-    queued = len(ctx.keyword_queue)
-
     def one_by_one(exc: Exception) -> tuple[dict[int, Outcome], list[Item]]:
-        if isinstance(exc, ConnectorError):
-            raise exc  # the server, not a message: the engine backs off
-        del ctx.keyword_queue[queued:]  # what the wave queued was rolled back
         log.warning("mailbox %s: a batch of %d message(s) in %r could not be written together "
                     "(%s); they are processed one by one", ctx.mailbox.id, len(wave),
                     folder.name, safe_detail(exc))
         gone = {item.index for item in read_whole(ctx, folder, wave)}
         return {item.index: Outcome("skipped", VANISHED, item.identity) if item.index in gone
                 else _alone(ctx, folder, item) for item in wave}, []
-    return in_savepoint(lambda: run_wave(ctx, folder, wave), one_by_one)
+    return _guarded(ctx, lambda: run_wave(ctx, folder, wave), one_by_one)
 
 
 def _alone(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Outcome:
     """A wave of one message read whole; what fails is quarantined where it came from."""
     def failed(exc: Exception) -> tuple[dict[int, Outcome], list[Item]]:
+        origin = origin_of(ctx, folder, item)
+        return {item.index: quarantine_error(origin.run, origin.folder, origin.fetched, exc)}, []
+    done, _ = _guarded(ctx, lambda: run_wave(ctx, folder, [item]), failed)  # (whole: no later)
+    return done[item.index]
+
+
+def _guarded(ctx: MailboxRun, work, on_error):
+    """``work()`` in a savepoint; when it fails, what it queued for the category goes with
+    the rolled-back writes and ``on_error(exc)`` answers instead. A connector error is raised:
+    the server, not a message, failed, and the engine backs off."""
+    queued = len(ctx.keyword_queue)
+
+    def failed(exc: Exception):
         if isinstance(exc, ConnectorError):
             raise exc
-        origin = item.origin or Origin(ctx, folder, item.fetched)
-        return {item.index: quarantine_error(origin.run, origin.folder, origin.fetched, exc)}, []
-    done, _ = in_savepoint(lambda: run_wave(ctx, folder, [item]), failed)  # (whole: no later)
-    return done[item.index]
+        del ctx.keyword_queue[queued:]
+        return on_error(exc)
+    return in_savepoint(work, failed)
 
 
 def _forwards(ctx: MailboxRun, folder: FolderInfo,

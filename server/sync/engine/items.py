@@ -23,7 +23,8 @@ from server.sync.engine.folders import FolderInfo
 from server.sync.mail import correlation as corr
 from server.sync.mail.message import MailMessage, MessageError, parse
 
-__all__ = ["Item", "Origin", "VANISHED", "needs_whole", "next_wave", "parsed", "read_whole"]
+__all__ = ["Item", "Origin", "VANISHED", "needs_whole", "next_wave", "origin_of", "parsed",
+           "read_whole"]
 
 VANISHED = ("The message left the folder before it could be read whole; the sync processes "
             "it in the folder it went to.")
@@ -50,6 +51,11 @@ class Item:
     identity: str = ""
     token: str | None = None
     origin: Origin | None = None
+
+
+def origin_of(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Origin:
+    """Where an item's failures are quarantined: where it came from, else its own folder."""
+    return item.origin or Origin(ctx, folder, item.fetched)
 
 
 def parsed(index: int, fetched: FetchedMessage, ctx: MailboxRun,

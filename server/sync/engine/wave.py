@@ -40,7 +40,7 @@ from server.sync.engine.correlate import (Correlation, Requests, correlate,
                                           correlation_candidates, owner_requests)
 from server.sync.engine.decisions import Outcome, decision_row, insert_decisions
 from server.sync.engine.folders import FolderInfo
-from server.sync.engine.items import VANISHED, Item, read_whole
+from server.sync.engine.items import VANISHED, Item, origin_of, read_whole
 from server.sync.engine.queues import queue_emails
 from server.sync.engine.quarantine import quarantine
 from server.sync.mail.decision import (TRACKED_CATEGORY, Decision, DecisionContext, Direction,
@@ -158,9 +158,8 @@ class Lookups:
 def quarantine_item(ctx: MailboxRun, folder: FolderInfo, item: Item, code: str,
                     reason: str) -> Outcome:
     """Quarantine an item where it came from (a forward: in the forward mailbox)."""
-    if item.origin is not None:
-        return quarantine(item.origin.run, item.origin.folder, item.origin.fetched, code, reason)
-    return quarantine(ctx, folder, item.fetched, code, reason)
+    origin = origin_of(ctx, folder, item)
+    return quarantine(origin.run, origin.folder, origin.fetched, code, reason)
 
 
 def run_wave(ctx: MailboxRun, folder: FolderInfo,
