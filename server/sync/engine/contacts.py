@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.addresses import normalize
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import Match, resolve
+from server.crm.services.resolution import Match, resolve
 from server.errors import Forbidden, Invalid
 from server.sync.engine.content import clean
 from server.sync.engine.context import MailboxRun

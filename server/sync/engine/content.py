@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from server.crm import tracking
-from server.crm.tracking import AttachmentContent, EmailContent
+from server.crm.services import tracking
+from server.crm.services.tracking import AttachmentContent, EmailContent
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.context import MailboxRun
 from server.sync.mail import correlation as corr

@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.resolution import Match, resolve
-from server.crm.tracking import EmailTrack
+from server.crm.services.resolution import Match, resolve
+from server.crm.services.tracking import EmailTrack
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
 from server.sync.connectors.base import FetchedMessage

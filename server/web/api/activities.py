@@ -10,10 +10,11 @@ from flask import Blueprint, current_app, jsonify, send_file, url_for
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload, undefer, with_polymorphic
 
-from server.crm import timeline as timelines
+from server.crm.services import timeline as timelines
+from server.crm.services import tracking
 from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, Attachment
-from server.db import db, utcnow
-from server.errors import Forbidden, NotFound
+from server.db import db
+from server.errors import NotFound
 from server.security import authz
 from server.web.api import activity_writes
 from server.web.api.common import (ID, check_timeline_cursor, invalid, json_body, page_size,
@@ -121,16 +122,12 @@ def set_regarding(activity_id: int):
     reject_unknown(data, {"regarding"})
     if "regarding" not in data:
         raise invalid({"regarding": 'This field is required (null clears it).'})
-    authz.require(p, "write", activity)
-    if data["regarding"] is None:
-        activity.set_regarding(None, None)
-    else:
-        kind, target = activity_writes.regarding_target(p, data["regarding"])
-        if not authz.can(p, "append", activity):
-            raise Forbidden("You do not have the append privilege on this activity.")
-        activity.set_regarding(kind, target.id)
-    activity.modified_by_id = p.user_id
-    activity.modified_on = utcnow()
+    target = None
+    if data["regarding"] is not None:
+        authz.require(p, "write", activity)
+        kind, record = activity_writes.regarding_target(p, data["regarding"])
+        target = (kind, record.id)
+    tracking.set_regarding(p, activity, target)
     db.session.commit()
     return jsonify(activity_json(p, load_activity(activity_id)))
 
