@@ -5,14 +5,14 @@ content hash), its text made safe for every database, and the ``EmailContent`` t
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 
 from server.crm.services import tracking
 from server.crm.services.tracking import AttachmentContent, EmailContent
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.context import MailboxRun
 from server.sync.mail import correlation as corr
-from server.sync.mail.decision import Direction
+from server.sync.mail.decision import Direction, as_utc
 from server.sync.mail.message import MailMessage
 
 __all__ = ["aware", "clean", "identity_of", "to_content"]
@@ -50,10 +50,8 @@ def _usable_message_id(msg: MailMessage) -> str | None:
 
 
 def aware(moment: datetime | None) -> datetime | None:
-    """A time with its zone (naive times are UTC)."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    """A time with its zone (naive times are UTC), or None."""
+    return None if moment is None else as_utc(moment)
 
 
 def _party(address) -> tuple[str, str]:

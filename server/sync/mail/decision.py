@@ -28,6 +28,7 @@ __all__ = [
     "RuleHit",
     "TRACKED_CATEGORY",
     "TrackingOption",
+    "as_utc",
 ]
 
 # Regarding stamps the mail it sends with this header, so it never tracks its own mail twice.
@@ -96,6 +97,7 @@ def _blocklist_set(values: Iterable[str]) -> frozenset[str]:
 
 
 def as_utc(moment: datetime) -> datetime:
+    """A time with its zone (naive times are UTC)."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
