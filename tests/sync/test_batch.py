@@ -50,18 +50,13 @@ def test_a_batch_is_written_in_bulk(crm, tmp_path):
     assert len(ann) == 20 and all(p.party_ref == ("contact", crm.ann.id) for p in ann)
 
 
-def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm, tmp_path,
-                                                                              monkeypatch):
-    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
-    box = w.store_mailbox(store, crm.bob, tracking_option="all")
-    for n in range(5):
-        body = "Hello there.\r\n"
-        extra = None
-        if n == 2:  # an attachment the store refuses (fault injection below)
-            extra = [("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")]
-            body = ("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\n"
-                    "Content-Type: application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n")
-        store.deliver(w.raw(mid=f"b{n}@x.example", subject=f"Batch {n}", body=body, extra=extra))
+POISON = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],
+              body=("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\nContent-Type: "
+                    "application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n"))
+
+
+def refuse_poison(monkeypatch) -> None:
+    """Fault injection: the attachment store refuses the attachment of ``POISON`` mail."""
     real = tracking._stored
 
     def stored(digest, content):
@@ -70,6 +65,16 @@ def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm
         return real(digest, content)
 
     monkeypatch.setattr(tracking, "_stored", stored)
+
+
+def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm, tmp_path,
+                                                                              monkeypatch):
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(5):
+        poison = POISON if n == 2 else {}  # an attachment the store refuses
+        store.deliver(w.raw(mid=f"b{n}@x.example", subject=f"Batch {n}", **poison))
+    refuse_poison(monkeypatch)
     result = sync_mailbox(box.id, limit=10)
     assert result.status == "success"
     assert (result.fetched, result.tracked, result.quarantined) == (5, 4, 1)
@@ -152,27 +157,12 @@ def test_latency_of_mail_filed_into_a_tracked_folder_days_after_it_arrived(crm, 
 
 # --------------------------------------------------------------------------- per-message features
 
-def _support_queue(make_user):
-    from server.crm.models import Queue
-    from server.security.models import Team
-    agent = make_user("agent@org.example", name="Agent Smith",
-                      roles=["Customer Service Representative"])
-    team = Team(name="Care", business_unit_id=agent.business_unit_id, members=[agent])
-    db.session.add(team)
-    db.session.flush()
-    queue = Queue(name="Support", email="support@org.example", owner_team_id=team.id,
-                  owning_business_unit_id=team.business_unit_id)
-    db.session.add(queue)
-    db.session.flush()
-    return queue, team
-
-
 @pytest.mark.both_databases
 def test_a_queue_mailbox_batch_queues_each_email_once_with_one_lookup_per_wave(
         crm, make_user, tmp_path):
     from server.crm.activities import ActivityParty
     from server.sync.models import QueueItem
-    queue, team = _support_queue(make_user)
+    queue, team = w.support_queue(make_user)
     store = w.MaildirStore(tmp_path / "store", "support@org.example")
     box = w.store_mailbox(store, queue=queue, tracking_option="all")
     for n in range(6):
@@ -283,10 +273,7 @@ def test_a_forward_mailbox_batch_tracks_for_each_user_and_quarantines_a_poison_f
                           email_approved=True, owning_business_unit_id=crm.bob.business_unit_id)
     db.session.add(forward_box)
     db.session.commit()
-    poison = w.raw(mid="poison@customer.example", subject="Poison", extra=[
-        ("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],
-        body=("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\nContent-Type: "
-              "application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n"))
+    poison = w.raw(mid="poison@customer.example", subject="Poison", **POISON)
     poison_forward = _forward_of("Bob Seller <bob@org.example>", poison, "fwd-poison@org.example")
     store.deliver(_forward_of("Bob Seller <bob@org.example>",
                               w.raw(mid="for-bob@customer.example"), "fwd-bob@org.example"))
@@ -296,13 +283,7 @@ def test_a_forward_mailbox_batch_tracks_for_each_user_and_quarantines_a_poison_f
     store.deliver(_forward_of("eve@else.example", w.raw(mid="for-eve@customer.example"),
                               "fwd-eve@else.example"))
     real = tracking._stored
-
-    def stored(digest, content):
-        if content == b"POISON":
-            raise RuntimeError("the attachment store refused it")
-        return real(digest, content)
-
-    monkeypatch.setattr(tracking, "_stored", stored)
+    refuse_poison(monkeypatch)
     result = sync_mailbox(forward_box.id, limit=10)
     assert (result.fetched, result.tracked, result.skipped, result.quarantined) == (4, 2, 1, 1)
     assert w.tracked("for-bob@customer.example")[0].owner_user_id == crm.bob.id

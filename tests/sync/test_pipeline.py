@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 
 from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.models import Contact, Queue
+from server.crm.models import Contact
 from server.crm.services.tracking import EmailContent, TrackRequest
 from server.db import db
 from server.security import authz
@@ -329,15 +329,8 @@ def test_unknown_sender_becomes_a_contact_owned_by_the_mailbox_owner(crm):
 # --------------------------------------------------------------------------- queues
 
 def test_queue_mailbox_tracks_as_the_queue_with_a_queue_item(crm, make_user):
-    from server.security.models import Team
-    agent = make_user("agent@org.example", name="Agent Smith", roles=["Customer Service Representative"])
-    team = Team(name="Care", business_unit_id=agent.business_unit_id, members=[agent])
-    db.session.add(team)
-    db.session.flush()
-    queue = Queue(name="Support", email="support@org.example", owner_team_id=team.id,
-                  owning_business_unit_id=team.business_unit_id)
-    db.session.add(queue)
-    db.session.flush()
+    queue, team = w.support_queue(make_user)
+    (agent,) = team.members
     box = w.mailbox(queue=queue, tracking_option="all")
     db.session.commit()
     # Mail to an alias of the queue: the queue is added as a party.

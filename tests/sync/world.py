@@ -60,6 +60,22 @@ def record(user, kind: str, **data):
     return records.create(authz.principal(user), RECORD_TYPES[kind], data)
 
 
+def support_queue(make_user) -> tuple[Queue, object]:
+    """The "Support" queue (support@org.example), owned by the "Care" team of one agent
+    (agent@org.example, a Customer Service Representative); returns it and the team."""
+    from server.security.models import Team
+    agent = make_user("agent@org.example", name="Agent Smith",
+                      roles=["Customer Service Representative"])
+    team = Team(name="Care", business_unit_id=agent.business_unit_id, members=[agent])
+    db.session.add(team)
+    db.session.flush()
+    queue = Queue(name="Support", email="support@org.example", owner_team_id=team.id,
+                  owning_business_unit_id=team.business_unit_id)
+    db.session.add(queue)
+    db.session.flush()
+    return queue, team
+
+
 def folder_rule(box: Mailbox, key: str, name: str, regarding=None, **fields) -> FolderRule:
     rule = FolderRule(mailbox_id=box.id, user_id=box.user_id, folder_key=key, folder_name=name,
                       **fields)
