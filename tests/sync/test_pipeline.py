@@ -16,7 +16,8 @@ from sqlalchemy import event, func, select
 from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.models import Contact
-from server.crm.services.tracking import EmailContent, TrackRequest
+from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracking import EmailContent
 from server.db import db
 from server.security import authz
 from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage, QueueItem,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from server.crm.services import records
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.registry import RECORD_TYPES
 from server.crm.services.resolution import Match, resolve
 from server.errors import Forbidden, Invalid
@@ -25,7 +25,7 @@ def split_name(display: str | None, address: str) -> tuple[str | None, str]:
     """(first name, last name) for a new contact: "Last, First", "First Middle Last", or
     from the address ("ann.lee@..." -> Ann, Lee) when the display name is missing."""
     name = re.sub(r"\s+", " ", (display or "").strip().strip("\"'")).strip()
-    if name and normalize(name) is None and "@" not in name:
+    if name and normalize_address(name) is None and "@" not in name:
         if "," in name:
             last, _, first = name.partition(",")
             if first.strip() and last.strip():

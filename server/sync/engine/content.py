@@ -1,5 +1,5 @@
 """A parsed message as the CRM keeps it: its identity (the normalized Message-ID, else a
-content hash), its text made safe for every database, and the ``EmailContent`` that
+content hash; mail first stored under the older hash keeps that one), its text made safe for every database, and the ``EmailContent`` that
 ``crm.tracking`` takes (attachments over the mailbox's limit as metadata only).
 """
 from __future__ import annotations
@@ -7,13 +7,17 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from server.crm.services import tracking
+from sqlalchemy import select
+
+from server.crm.activities import Email
 from server.crm.services.tracking import AttachmentContent, EmailContent
+from server.db import db
+from server.mailkeys import find_token, normalize_message_id
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.context import MailboxRun
-from server.sync.mail import correlation as corr
 from server.sync.mail.decision import Direction, as_utc
 from server.sync.mail.message import MailMessage
+from server.sync.models import MessageDecision
 
 __all__ = ["aware", "clean", "identity_of", "to_content"]
 
@@ -39,11 +43,18 @@ def identity_of(msg: MailMessage) -> str:
     """The email's identity as tracking stores it: the normalized Message-ID, or a content
     hash when there is none (or it is too long or holds control characters)."""
     mid = _usable_message_id(msg)
-    return mid or f"sha256:{msg.content_hash}"
+    if mid:
+        return mid
+    identity, legacy = f"sha256:{msg.content_hash}", f"sha256:{msg.legacy_content_hash}"
+    # Mail seen before the hash covered recipients and attachments keeps its identity.
+    for column, key in ((Email.message_id, Email.id), (MessageDecision.identity, MessageDecision.id)):
+        if db.session.scalar(select(key).where(column == legacy).limit(1)) is not None:
+            return legacy
+    return identity
 
 
 def _usable_message_id(msg: MailMessage) -> str | None:
-    mid = tracking.normalize_message_id(msg.message_id)
+    mid = normalize_message_id(msg.message_id)
     if not mid or len(mid) > MAX_IDENTITY or _CONTROL.search(mid) or clean(mid) != mid:
         return None
     return mid
@@ -79,6 +90,6 @@ def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
         in_reply_to=msg.in_reply_to, references=list(msg.references),
         conversation_index=msg.thread_index if msg.thread_index and len(msg.thread_index) <= 400
         else None,
-        tracking_token=corr.find_token(msg.subject, ctx.org.tracking_token_prefix),
+        tracking_token=find_token(msg.subject, ctx.org.tracking_token_prefix),
         attachments=attachments,
-        content_hash=None if message_id else msg.content_hash)  # the identity without one
+        content_hash=None if message_id else identity_of(msg).removeprefix("sha256:"))

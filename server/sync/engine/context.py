@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from server.crm.activities import Email
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.models import Organization, Queue
 from server.db import db
 from server.security import authz
@@ -36,7 +36,7 @@ def _org_addresses() -> frozenset[str]:
     raw = tuple(db.session.execute(select(Mailbox.email_address).order_by(Mailbox.id)).scalars())
     cached = _org_cache
     if raw != cached[0]:
-        cached = (raw, frozenset(filter(None, (normalize(a) for a in raw))))
+        cached = (raw, frozenset(filter(None, (normalize_address(a) for a in raw))))
         _org_cache = cached
     return cached[1]
 
@@ -85,11 +85,11 @@ class MailboxRun:
             limit = min(limit, profile.attachment_max_bytes)
         queue = mailbox.queue if mailbox.queue_id else None
         owner, actor, problem = _owner_and_actor(mailbox, queue)
-        addresses = {normalize(mailbox.email_address)}
+        addresses = {normalize_address(mailbox.email_address)}
         if mailbox.user is not None:
-            addresses.add(normalize(mailbox.user.email))
+            addresses.add(normalize_address(mailbox.user.email))
         if queue is not None and queue.email:
-            addresses.add(normalize(queue.email))
+            addresses.add(normalize_address(queue.email))
         return cls(mailbox=mailbox, org=org, owner=owner, actor=actor,
                    owner_kind=OwnerKind.QUEUE if queue is not None else OwnerKind.USER,
                    owner_user_id=mailbox.user_id, queue=queue,

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from server.crm.activities import Email
-from server.crm.services.tracking import TrackRequest
+from server.crm.services.tracked import TrackRequest
 from server.db import db, utcnow
 from server.sync.engine.content import identity_of
 from server.sync.engine.context import MailboxRun

@@ -20,6 +20,7 @@ from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.content import identity_of
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.folders import FolderInfo
+from server.mailkeys import decode_thread_index, find_token
 from server.sync.mail import correlation as corr
 from server.sync.mail.message import MailMessage, MessageError, parse
 
@@ -75,7 +76,7 @@ def _parse_into(item: Item, ctx: MailboxRun) -> None:
         item.identity = identity_of(item.msg)
     except MessageError:  # headers only, no usable Message-ID: the identity is a hash of
         item.identity = "sha256:"  # the whole message, which needs_whole reads
-    item.token = corr.find_token(item.msg.subject, ctx.org.tracking_token_prefix)
+    item.token = find_token(item.msg.subject, ctx.org.tracking_token_prefix)
 
 
 def needs_whole(item: Item) -> bool:
@@ -109,7 +110,7 @@ def _provides(ctx: MailboxRun, item: Item) -> set[str]:
     keys = {f"id:{item.identity}"}
     if item.token:
         keys.add(f"token:{item.token}")
-    index = corr.decode_thread_index(item.msg.thread_index)
+    index = decode_thread_index(item.msg.thread_index)
     if index:
         keys.add(f"conversation:{index.conversation_id}")
     if ctx.org.smart_matching:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from server.crm.activities import ActivityParty, Email
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.db import db
 from server.sync.engine.context import MailboxRun
 from server.sync.models import QueueItem
@@ -24,7 +24,7 @@ def queue_emails(ctx: MailboxRun, emails: list[Email]) -> None:
         ActivityParty.activity_id.in_(by_id), ActivityParty.queue_id == queue.id)))
     queued = set(db.session.scalars(select(QueueItem.activity_id).where(
         QueueItem.queue_id == queue.id, QueueItem.activity_id.in_(by_id))))
-    address = normalize(queue.email or ctx.mailbox.email_address)
+    address = normalize_address(queue.email or ctx.mailbox.email_address)
     for email_id, email in by_id.items():
         if email_id not in with_party:
             party = ActivityParty(activity_id=email_id, role="bcc", address=address,

@@ -146,8 +146,8 @@ class DecisionContext:
     def counterparts(self, msg: MailMessage) -> list[Address]:
         """The other side: the sender of incoming mail, the recipients of outgoing mail."""
         if self.direction_of(msg) is Direction.INCOMING:
-            return [msg.from_] if msg.from_ else []
-        return [a for a in msg.recipients if a.address not in self.owner_addresses]
+            return [msg.from_] if msg.from_ and msg.from_.resolvable else []
+        return [a for a in msg.recipients if a.resolvable and a.address not in self.owner_addresses]
 
     @property
     def folder_regarding(self) -> Regarding | None:

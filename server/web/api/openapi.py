@@ -395,6 +395,25 @@ def activity_paths() -> dict[str, dict]:
             "parameters": [*aid, path_param("attachment_id")],
             "get": _download_op(tag),
         },
+        "/email-files": {"post": {
+            "operationId": "email_file_upload", "tags": [tag],
+            "summary": "Track an .eml or Outlook .msg file regarding a record (201 when new, "
+                       "200 when it was tracked already)",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "The .eml or .msg file, at most 25 MB."},
+                    "regarding": {"type": "string", "description": "`type:id` of a record."}}}}}},
+            "responses": {
+                "201": {"description": "Tracked.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "id": {"type": "integer"}, "created": {"type": "boolean"},
+                        "subject": {"type": "string"},
+                        "regarding": {"type": ["object", "null"]}}}}}},
+                "200": {"description": "Already tracked: the existing email."},
+                "400": {"description": "Not an email file, or too large."},
+                "403": {"description": "Not allowed."}, "404": {"description": "No such record."}},
+        }},
     }
 
 
