@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 
-from server.sync.connectors.base import ConnectorError, FetchedMessage
+from server.sync.connectors.base import ConnectorError, FetchedMessage, HeadersFirst
 from server.sync.engine import forward
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
@@ -48,7 +48,7 @@ __all__ = ["process", "process_batch", "reads_headers_first"]
 def reads_headers_first(ctx: MailboxRun, folder: FolderInfo) -> bool:
     """Whether the engine should read this folder's batches as header sections (never a
     forward mailbox's: what a forward holds is in its body)."""
-    return (bool(getattr(ctx.connector, "headers_first", False))
+    return (isinstance(ctx.connector, HeadersFirst) and ctx.connector.headers_first
             and not ctx.mailbox.is_forward_mailbox
             and folder.role is not FolderRole.TRACKED
             and ctx.mailbox.tracking_option != TrackingOption.ALL)
