@@ -2,7 +2,7 @@
 API: read as sync reads mail (``message.parse``; a .msg through ``mail.msgfile``) and
 tracked through ``crm.tracking`` with the uploader's own privileges, regarding the record.
 The same message synced or dropped again is the same email: its identity is the one sync
-gives it (``engine.pipeline.identity_of``).
+gives it (``engine.content.identity_of``).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from server.crm.activities import Email
 from server.crm.services.tracking import AttachmentContent, EmailContent
 from server.errors import Invalid
 from server.security.authz import Principal
-from server.sync.engine.pipeline import identity_of
+from server.sync.engine.content import identity_of
 from server.sync.mail import correlation
 from server.sync.mail.bodies import safe_filename
 from server.sync.mail.message import MessageError, parse

@@ -21,6 +21,7 @@ from server.security.privileges import Depth
 from server.sync import connectors
 from server.sync.admin import forms
 from server.sync.admin.forms import PAGE
+from server.sync.engine import hosts
 from server.sync.models import (AUTH_METHODS, INCOMING_PROTOCOLS, OUTGOING_PROTOCOLS, SECURITY,
                                 EmailServerProfile, Mailbox)
 
@@ -108,6 +109,7 @@ def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None
         errors["service_username"] = "Name the service account, or use each mailbox's own."
     if v["auth_method"] == "oauth2" and not (v["oauth_tenant"] and v["oauth_client_id"]):
         errors["oauth_client_id"] = "OAuth 2 needs the tenant and the client ID."
+    errors = {**hosts.profile_errors(v), **errors}
     unit_id = forms.integer(data, "owning_business_unit_id", "Business unit", errors, low=1,
                    high=2**31 - 1)
     v["owning_business_unit_id"] = unit_id or (profile.owning_business_unit_id if profile

@@ -74,6 +74,17 @@ def _where(mailbox: Mailbox, direction: str, needs: Needs) -> _Where:
                   profile.auth_method == "oauth2")
 
 
+# Failures to reach a server read alike (refused, unknown name, no answer, not allowed):
+# Test & Enable must not tell an administrator which ports of which hosts are open.
+CONNECT_FAILURES = frozenset({"connection_refused", "host_not_found", "timeout",
+                              "could_not_connect"})
+
+
+def _failed(exc: ConnectorError, where: _Where) -> DirectionResult:
+    code = "could_not_connect" if exc.code in CONNECT_FAILURES else exc.code
+    return DirectionResult(False, explain(exc, where), code)
+
+
 def explain(error: ConnectorError, where: _Where) -> str:
     """A message that says what went wrong and what to do about it."""
     host, code = where.host, error.code
@@ -91,17 +102,11 @@ def explain(error: ConnectorError, where: _Where) -> str:
         return (f"{host} asks for a sign-in before it takes mail. Enter a user name and "
                 f"password for this mailbox (or a service account in the server profile "
                 f"{where.profile}) and test again.")
-    if code == "connection_refused":
-        return (f"{host} refused the connection on port {where.port}. Check the server name, "
-                f"port and security setting in the server profile {where.profile}, and that the "
-                "server is running, then test again.")
-    if code == "host_not_found":
-        return (f"The server name {host} could not be found. Correct it in the server profile "
-                f"{where.profile} and test again.")
-    if code == "timeout":
-        return (f"{where.server_port} did not answer in time. Check the port in the server "
-                f"profile {where.profile} and any firewall between this server and {host}, then "
-                "test again.")
+    if code in CONNECT_FAILURES:
+        return (f"Could not connect to {where.server_port}. Check the server name, port and "
+                f"security setting in the server profile {where.profile}, that the server is "
+                "running and reachable from here, and, for a loopback or link-local address, "
+                "that the organization's allowed local mail servers list it; then test again.")
     if code == "tls_failed":
         return (f"{error.message} Check the security setting (TLS or STARTTLS) and the port in "
                 f"the server profile {where.profile}; if {host} uses a certificate from a "
@@ -137,7 +142,7 @@ def _test_incoming(mailbox: Mailbox, connector_cls: type[Connector]) -> Directio
         with connector_cls(account_for(mailbox, "incoming")) as connector:
             folders = connector.list_folders()
     except ConnectorError as exc:
-        return DirectionResult(False, explain(exc, where), exc.code)
+        return _failed(exc, where)
     if connector_cls.needs.store is not None:
         found = f"Found the Maildir of {mailbox.email_address} with {len(folders)} folder(s)."
     else:
@@ -167,7 +172,7 @@ def _test_outgoing(mailbox: Mailbox, sender_cls: type[Sender]) -> DirectionResul
         with sender_cls(account_for(mailbox, "outgoing")) as sender:
             sender.verify(address, address)
     except ConnectorError as exc:
-        return DirectionResult(False, explain(exc, where), exc.code)
+        return _failed(exc, where)
     if sender_cls.needs.store is not None:
         return DirectionResult(True, "Sent mail will be written to the Maildir store.")
     return DirectionResult(True, f"{where.host} accepts mail from {address} "

@@ -13,10 +13,12 @@ with ``{address}`` and ``{service}`` (default ``{service}``).
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from server.sync import connectors
 from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, ConnectorError,
                                          Subscriptions)
-from server.sync.engine import oauth
+from server.sync.engine import hosts, oauth
 from server.sync.models import EmailServerProfile, Mailbox
 
 def _profile(mailbox: Mailbox) -> EmailServerProfile:
@@ -63,9 +65,13 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
         if not profile.maildir_root:
             raise ConnectorError("not_configured", f"The server profile {profile.name} names no "
                                  "Maildir store.", severity="auth")
+        hosts.check_maildir(profile.maildir_root)
         root = needs.store(profile.maildir_root, mailbox.email_address)
         return Account(address=mailbox.email_address, root=str(root), settings=settings,
                        timeout=timeout)
+    if settings.get("ews_url"):  # EWS without Autodiscover
+        url = urlsplit(str(settings["ews_url"]))
+        hosts.check_server(url.hostname, url.port)
     oauth2 = profile.auth_method == "oauth2"
     if needs.oauth_always or (oauth2 and needs.oauth != XOAUTH2):
         return _token_account(mailbox, protocol, direction, settings, timeout)
@@ -75,6 +81,7 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
     else:
         host, port, security = (profile.outgoing_host, profile.outgoing_port,
                                 profile.outgoing_security)
+    hosts.check_server(host, port)
     login, password = credentials(mailbox, profile)
     token = None
     if oauth2:  # XOAUTH2: the token beside the login

@@ -54,7 +54,7 @@ ADVISORY_CLASS = 0x5245  # "RE": the advisory lock namespace of push watchers
 
 
 def _detail(exc: BaseException) -> str:
-    from server.sync.engine.pipeline import safe_detail
+    from server.sync.engine.quarantine import safe_detail
     if isinstance(exc, ConnectorError):
         return f"{exc.code}: {exc.message}"
     return safe_detail(exc)

@@ -57,7 +57,7 @@ class _Interrupted(BaseException):
 
 
 def _detail(exc: BaseException) -> str:
-    from server.sync.engine.pipeline import safe_detail  # the one place that knows what is safe
+    from server.sync.engine.quarantine import safe_detail  # the one place that knows what is safe
     return safe_detail(exc)
 
 
