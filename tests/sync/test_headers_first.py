@@ -319,6 +319,33 @@ def test_a_message_without_message_id_expunged_before_it_is_read_whole(imap_box,
     assert result.status == "success", result.reason
     assert (result.tracked, result.skipped) == (1, 1)
     assert w.count_emails() == 2 and len(w.tracked("eight@customer.example")) == 1
+    # Its decision row says so, under a hash of the header section it had (no identity).
+    (row,) = db.session.scalars(select(MessageDecision).where(
+        MessageDecision.mailbox_id == box.id, MessageDecision.reason == VANISHED)).all()
+    assert row.identity.startswith("headers-sha256:") and not row.tracked
+    assert row.subject == "RE: Quote" and row.from_address == "ann@customer.example"
+
+
+@pytest.mark.parametrize("name", ["8bit-reply", "8bit-other"])
+def test_a_message_with_8bit_headers_expunged_before_it_is_read_whole_gets_its_decision(
+        imap_box, dovecot, mail_user, monkeypatch, name):
+    store, box = imap_box
+    mail = _undecidable()
+    uids = _deliver(store, {n: mail[n] for n in (name, "decidable")})
+    reads = Reads(monkeypatch)
+
+    def expunge_first(connector, folder, refs):
+        assert refs == [uids[name]]  # raw 8-bit headers: read whole before deciding
+        _expunge(dovecot, mail_user, uids[name])
+
+    reads.before_whole = expunge_first
+    result = sync_mailbox(box.id)
+    assert result.status == "success", result.reason
+    assert result.fetched == 2 and result.tracked == 0
+    row = w.decision(box, _mid(mail[name]))
+    assert row is not None and not row.tracked and row.reason == VANISHED
+    assert row.folder_name == "INBOX" and row.subject and row.from_address
+    assert w.decision(box, _mid(mail["decidable"])) is not None
 
 
 # --------------------------------------------------------------------------- one by one

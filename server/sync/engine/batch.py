@@ -27,12 +27,13 @@ whole only when it is tracked or its headers cannot decide.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from server.sync.connectors.base import ConnectorError, FetchedMessage, HeadersFirst
 from server.sync.engine import forward
 from server.sync.engine.context import MailboxRun
-from server.sync.engine.decisions import Outcome
+from server.sync.engine.decisions import Outcome, record
 from server.sync.engine.folders import FolderInfo
 from server.sync.engine.items import (VANISHED, Item, Origin, needs_whole, next_wave, origin_of,
                                       parsed, read_whole)
@@ -73,7 +74,7 @@ def process_batch(ctx: MailboxRun, folder: FolderInfo,
 
 def _process(ctx: MailboxRun, folder: FolderInfo, items: list[Item]) -> dict[int, Outcome]:
     """Parsed items through their waves; outcomes by item index."""
-    outcomes = {item.index: Outcome("skipped", VANISHED, item.identity)
+    outcomes = {item.index: _vanished(ctx, folder, item)
                 for item in read_whole(ctx, folder, [item for item in items if needs_whole(item)])}
     items = [item for item in items if item.index not in outcomes]
     while items:
@@ -92,9 +93,22 @@ def _run(ctx: MailboxRun, folder: FolderInfo,
                     "(%s); they are processed one by one", ctx.mailbox.id, len(wave),
                     folder.name, safe_detail(exc))
         gone = {item.index for item in read_whole(ctx, folder, wave)}
-        return {item.index: Outcome("skipped", VANISHED, item.identity) if item.index in gone
+        return {item.index: _vanished(ctx, folder, item) if item.index in gone
                 else _alone(ctx, folder, item) for item in wave}, []
     return _guarded(ctx, lambda: run_wave(ctx, folder, wave), one_by_one)
+
+
+def _vanished(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Outcome:
+    """A message read as headers only that left the folder before its whole was read: its
+    decision row says so (what its headers tell: subject, sender), under its identity, or,
+    when the headers give none (no usable Message-ID, unreadable), a hash of the header
+    section the server sent."""
+    identity = item.identity
+    if not identity or identity == "sha256:":
+        identity = f"headers-sha256:{hashlib.sha256(item.fetched.raw).hexdigest()}"
+    record(ctx, folder, item.fetched, item.msg, identity, tracked=False, reason=VANISHED,
+           hits=[], method=None, rule=None)
+    return Outcome("skipped", VANISHED, identity)
 
 
 def _alone(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Outcome:

@@ -17,7 +17,8 @@ from server.sync.engine.folders import FolderInfo
 from server.sync.mail.message import MailMessage
 from server.sync.models import MessageDecision
 
-__all__ = ["Outcome", "decision_row", "insert_decisions", "latency_ms", "record"]
+__all__ = ["Outcome", "decision_row", "insert_decisions", "latency_ms", "record",
+           "seen_again"]
 
 MAX_LATENCY_MS = 2**31 - 1  # about 24 days
 
@@ -68,10 +69,14 @@ def decision_row(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     now = utcnow()
     was_tracked = bool(row is not None and row.tracked)
     if row is not None and row.tracked and tracked and rule == "already-tracked" and not fresh:
-        # Seen again (another folder, a resync): keep the reason it was tracked for.
+        # Seen again (a copy dropped again, another folder, a resync): keep the reason it
+        # was tracked for, and say so.
         row.activity_id = row.activity_id or activity_id
+        row.reason = seen_again(row.reason, folder, row.activity_id, now)
         row.processed_on = now
         return row, was_tracked
+    if was_tracked and tracked and not fresh:
+        reason = seen_again(reason, folder, activity_id, now)
     values = dict(folder_name=clean(folder.name)[:500] if folder.name else None,
                   tracked=tracked, reason=reason, rule_hits=hits, correlation_method=method,
                   activity_id=activity_id, processed_on=now)
@@ -95,6 +100,20 @@ def decision_row(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
     for key, value in values.items():
         setattr(row, key, value)
     return row, was_tracked
+
+
+SEEN_AGAIN = " Seen again in "
+
+
+def seen_again(reason: str, folder: FolderInfo, activity_id: int | None,
+               now: datetime) -> str:
+    """A tracked message's reason, with the last time a copy of it was met again (dropped
+    into a folder again, or in another folder): not tracked twice, it is that activity.
+    Only the latest such sentence is kept."""
+    kept = reason.split(SEEN_AGAIN, 1)[0]
+    activity = f"activity {activity_id}" if activity_id else "an activity"
+    return (f'{kept}{SEEN_AGAIN}"{clean(folder.name or "")[:200]}" on {now:%Y-%m-%d %H:%M} '
+            f"UTC: already tracked as {activity}, so not tracked again.")
 
 
 # A new decision row's columns besides those ``decision_row`` fills.

@@ -4,8 +4,10 @@ in step with the folders on the server.
 The engine looks at the Inbox, Sent Items (when the organization tracks sent items) and
 every enabled tracked folder. Sent Items is the folder the mailbox names in its settings,
 else the one the server marks as Sent (IMAP SPECIAL-USE, Exchange's well-known folder),
-else one with a name mail clients give it (``find_sent``): many servers mark none. A tracked folder's rule is keyed by the folder's stable key
-(the connector's ``Folder.key``), so:
+else one with a name mail clients give it (``find_sent``): many servers mark none.
+
+A tracked folder's rule is keyed by the folder's stable key (the connector's
+``Folder.key``), so:
 
 * a rename keeps the rule: the key is found under a new name and the rule takes that name;
 * a folder moved out of the Inbox disables its rule, with a reason and an information
