@@ -1,5 +1,6 @@
 """REST endpoints for activities: list (scoped, filtered, newest first), create, get, update,
-delete, set or clear what an activity is regarding, and its attachments."""
+delete, send an email (``server.sync.admin.sending``), set or clear what an activity is
+regarding, and its attachments."""
 from __future__ import annotations
 
 import io
@@ -15,6 +16,7 @@ from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, 
 from server.db import db, utcnow
 from server.errors import Forbidden, NotFound
 from server.security import authz
+from server.sync.admin import sending
 from server.web.api import activity_writes
 from server.web.api.common import (ID, check_timeline_cursor, invalid, json_body, page_size,
                                    parse_ref, principal, query_args, reject_unknown)
@@ -112,6 +114,16 @@ def delete_activity(activity_id: int):
     return "", 204
 
 
+def send_activity(activity_id: int):
+    """POST (no body, or ``{}``): a draft email is sent, a failed one sent again."""
+    p = principal()
+    activity = load_activity(activity_id)
+    reject_unknown(json_body(optional=True), set())
+    sending.send(p, activity)
+    db.session.commit()
+    return jsonify(activity_json(p, load_activity(activity_id)))
+
+
 def set_regarding(activity_id: int):
     """PUT ``{"regarding": {"type", "id"}}`` or ``{"regarding": null}``: write on the activity;
     to set it also append on the activity and append-to on the record."""
@@ -186,6 +198,7 @@ def register(bp: Blueprint) -> None:
         (f"/activities/<{ID}:activity_id>", "activity_get", get_activity, ["GET"]),
         (f"/activities/<{ID}:activity_id>", "activity_update", update_activity, ["PATCH"]),
         (f"/activities/<{ID}:activity_id>", "activity_delete", delete_activity, ["DELETE"]),
+        (f"/activities/<{ID}:activity_id>/send", "activity_send", send_activity, ["POST"]),
         (f"/activities/<{ID}:activity_id>/regarding", "activity_regarding", set_regarding, ["PUT"]),
         (f"/activities/<{ID}:activity_id>/attachments", "activity_attachments", list_attachments,
          ["GET"]),

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES, Activity,
                                    ActivityParty, Email)
 from server.crm.html import sanitize_html
+from server.crm.records import readable_addresses
 from server.crm.registry import RECORD_TYPES, Field
 from server.crm.tracking import EmailContent, track_email
 from server.crm.resolution import resolve
@@ -75,11 +76,9 @@ def _load_party_records(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple
     return out
 
 
-def _address_of(record) -> str | None:
-    if isinstance(record, User):
-        return record.email
-    emails = record.emails
-    return emails[0] if emails else None
+def _address_of(p: Principal, kind: str, record) -> str | None:
+    """The first address of the record the caller may read (field security)."""
+    return next(iter(readable_addresses(p, kind, record)), None)
 
 
 def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
@@ -154,7 +153,8 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
                 if candidate is not None and _party_record_ok(p, m.record_type, candidate):
                     ref, record = (m.record_type, m.record_id), candidate
                     break
-        party = ActivityParty(role=role, address=address or (record and _address_of(record)),
+        party = ActivityParty(role=role,
+                              address=address or (record and _address_of(p, ref[0], record)),
                               name=name or (record.full_name if isinstance(record, User) else
                                             record and getattr(record, "title", None)))
         if ref is not None:

@@ -385,6 +385,13 @@ def activity_paths() -> dict[str, dict]:
             "delete": op("activity_delete", "Delete an activity", ok="204", tag=tag,
                          errors=("403", "404")),
         },
+        "/activities/{activity_id}/send": {"parameters": aid, "post": op(
+            "activity_send", "Send an outgoing email through its sender's mailbox: a draft, or "
+            "a failed email again (Retry). It becomes pending_send and the sync sends it at "
+            "once; 409 in any other status, 422 when the mailbox cannot send (error.fields."
+            "mailbox says why: no_mailbox, outgoing_not_enabled, not_approved, not_enabled)",
+            tag=tag, schema=ref("Activity"), body=ref("Empty"), body_required=False,
+            errors=("403", "404", "409", "422"))},
         "/activities/{activity_id}/regarding": {"parameters": aid, "put": op(
             "activity_regarding", "Set (or clear with null) what an activity is regarding",
             tag=tag, schema=ref("Activity"), body=ref("RegardingInput"), errors=("403", "404"))},
