@@ -36,6 +36,8 @@ class Organization(db.Model):
     track_between_users_as_two: Mapped[bool] = mapped_column(Boolean, default=False)
     smart_matching: Mapped[bool] = mapped_column(Boolean, default=False)
     require_email_approval: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Email from the CRM may go to addresses that match no record
+    allow_unresolved_recipients: Mapped[bool] = mapped_column(Boolean, default=True)
     modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -135,6 +135,21 @@ def test_approval_is_not_needed_where_the_organization_does_not_ask(api, seller)
     assert api.post(f"/api/v1/activities/{draft(api)['id']}/send").status_code == 200
 
 
+def test_unresolved_recipients_only_where_the_organization_allows(api, seller_mailbox):
+    contact = api.post("/api/v1/contacts", json={"last_name": "Customer",
+                                                 "email1": "ann@customer.example"}).get_json()
+    db.session.get(Organization, 1).allow_unresolved_recipients = False
+    db.session.commit()
+    mail = draft(api, parties=[{"role": "to", "address": "ann@customer.example"},
+                               {"role": "cc", "address": "stranger@else.example"}])
+    r = api.post(f"/api/v1/activities/{mail['id']}/send")
+    assert r.status_code == 422 and "stranger@else.example" in error_of(r)["message"]
+    assert "ann@customer.example" not in error_of(r)["message"]
+    known = draft(api, parties=[{"role": "to", "record": {"type": "contact",
+                                                          "id": contact["id"]}}])
+    assert api.post(f"/api/v1/activities/{known['id']}/send").status_code == 200
+
+
 def test_sending_as_another_user_or_a_queue_needs_the_privilege(api_client, seller, seller2,
                                                                  admin, seller_mailbox):
     make_mailbox(sending_profile(), user=seller2, enabled=True)

@@ -113,6 +113,13 @@ def send(p: Principal, email: Email) -> Email:
                for x in email.parties):
         raise Unprocessable("The email has no recipient.",
                             {"parties": "Add a To, Cc or Bcc recipient."})
+    org = db.session.get(Organization, 1)
+    strangers = [x.address for x in email.parties
+                 if x.role in ("to", "cc", "bcc") and x.party_ref is None]
+    if strangers and not org.allow_unresolved_recipients:
+        raise Unprocessable("The organization sends email only to people in the CRM; not "
+                            "found: " + ", ".join(strangers) + ".",
+                            {"parties": "Every recipient must be a record."})
     ready = readiness(sending_mailbox(email),
                       "You have" if (sender_of(email) is None or
                                      sender_of(email).user_id == p.user_id) else "The sender has")
