@@ -265,3 +265,65 @@ def test_the_email_sent_through_the_api_arrives(app, api, seller, smtp_server, d
     assert received.message["Subject"] == f"Quote for Fabrikam {sent['tracking_token']}"
     assert received.message["Bcc"] is None
     assert db.session.get(Mailbox, mailbox.id).sync_requested is True
+
+
+# -- reply, reply all, forward ------------------------------------------------------------------
+
+def test_reply_reply_all_and_forward_through_the_api(app, api, seller, smtp_server):
+    from server.crm.activities import Attachment
+    from server.crm.templates import Signature
+    mailbox = make_mailbox(make_profile(smtp=smtp_server), user=seller, enabled=True)
+    contact = api.post("/api/v1/contacts", json={"last_name": "Customer", "first_name": "Ann",
+                                                 "email1": "ann@customer.example"}).get_json()
+    received = api.post("/api/v1/activities", json={
+        "type": "email", "direction": "incoming", "subject": "RE: Re: Quote CRM:0000042",
+        "received_on": "2026-01-01T10:00:00Z", "message_id": "<q2@customer.example>",
+        "html_body": "<p>Send <b>it</b></p>",
+        "regarding": {"type": "contact", "id": contact["id"]},
+        "parties": [{"role": "from", "address": "ann@customer.example", "name": "Ann"},
+                    {"role": "to", "address": seller.email},
+                    {"role": "to", "address": "bo@customer.example"},
+                    {"role": "cc", "address": "cy@customer.example"}]}).get_json()
+    row = db.session.get(Email, received["id"])
+    row.tracking_token = "CRM:0000042"
+    row.references = "q1@customer.example"
+    db.session.add(Attachment(activity_id=row.id, filename="spec.pdf", size=4, content=b"%PDF"))
+    db.session.add(Signature(user_id=seller.id, body_html="<p>-- Sam, Contoso</p>"))
+    db.session.commit()
+    url = f"/api/v1/activities/{received['id']}/reply"
+
+    r = api.post(url, json={"mode": "reply"})
+    assert r.status_code == 201, r.get_json()
+    reply = r.get_json()
+    assert reply["status"] == "draft" and reply["subject"] == "RE: Quote CRM:0000042"
+    assert [(x["role"], x["address"]) for x in reply["parties"] if x["role"] != "from"] == [
+        ("to", "ann@customer.example")]
+    assert reply["regarding"]["id"] == contact["id"]
+    assert reply["parent_activity_id"] == received["id"]
+    assert reply["tracking_token"] == "CRM:0000042"
+    body = api.get(f"/api/v1/activities/{reply['id']}").get_json()["html_body"]
+    assert body.index("-- Sam, Contoso") < body.index("Send <b>it</b>")
+    assert "<blockquote>" in body
+
+    everyone = api.post(url, json={"mode": "reply_all"}).get_json()
+    assert sorted((x["role"], x["address"]) for x in everyone["parties"] if x["role"] != "from") \
+        == [("cc", "cy@customer.example"), ("to", "ann@customer.example"),
+            ("to", "bo@customer.example")]
+
+    forward = api.post(url, json={"mode": "forward"}).get_json()
+    assert forward["subject"] == "FW: Quote" and forward["tracking_token"] is None
+    assert forward["parent_activity_id"] is None
+    assert [a["filename"] for a in forward["attachments"]] == ["spec.pdf"]
+    assert [x["role"] for x in forward["parties"]] == ["from"]
+
+    assert api.post(url, json={"mode": "bounce"}).status_code == 400
+    task = api.post("/api/v1/activities", json={"type": "task", "subject": "x"}).get_json()
+    assert api.post(f"/api/v1/activities/{task['id']}/reply",
+                    json={"mode": "reply"}).status_code == 409
+
+    assert api.post(f"/api/v1/activities/{reply['id']}/send").status_code == 200
+    assert send_pending(mailbox.id).sent == 1
+    msg = smtp_server.wait_for(1)[0].message
+    assert msg["Subject"] == "RE: Quote CRM:0000042"
+    assert msg["In-Reply-To"] == "<q2@customer.example>"
+    assert msg["References"] == "<q1@customer.example> <q2@customer.example>"

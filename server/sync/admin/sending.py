@@ -72,6 +72,12 @@ def user_mailbox(user_id: int) -> Mailbox | None:
                              .order_by(Mailbox.id).limit(1))
 
 
+def own_addresses(p: Principal) -> set[str]:
+    """The caller's own addresses (profile and mailboxes), left out of reply-all."""
+    return {p.user.email, *db.session.scalars(select(Mailbox.email_address).where(
+        Mailbox.user_id == p.user_id))}
+
+
 def sender_of(email: Email) -> ActivityParty | None:
     return next((x for x in email.parties if x.role == "from"), None)
 

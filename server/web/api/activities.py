@@ -1,5 +1,5 @@
 """REST endpoints for activities: list (scoped, filtered, newest first), create, get, update,
-delete, send an email (``server.sync.admin.sending``), set or clear what an activity is
+delete, send an email (``server.sync.admin.sending``), reply to or forward one, set or clear what an activity is
 regarding, and its attachments."""
 from __future__ import annotations
 
@@ -124,6 +124,20 @@ def send_activity(activity_id: int):
     return jsonify(activity_json(p, load_activity(activity_id)))
 
 
+def answer_activity(activity_id: int):
+    """POST ``{"mode": "reply" | "reply_all" | "forward"}``: a new draft answering an email."""
+    p = principal()
+    data = json_body()
+    reject_unknown(data, {"mode"})
+    email = activity_writes.create_answer(p, load_activity(activity_id), data.get("mode"),
+                                          me=sending.own_addresses(p))
+    db.session.commit()
+    response = jsonify(activity_json(p, load_activity(email.id)))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.activity_get", activity_id=email.id)
+    return response
+
+
 def set_regarding(activity_id: int):
     """PUT ``{"regarding": {"type", "id"}}`` or ``{"regarding": null}``: write on the activity;
     to set it also append on the activity and append-to on the record."""
@@ -199,6 +213,7 @@ def register(bp: Blueprint) -> None:
         (f"/activities/<{ID}:activity_id>", "activity_update", update_activity, ["PATCH"]),
         (f"/activities/<{ID}:activity_id>", "activity_delete", delete_activity, ["DELETE"]),
         (f"/activities/<{ID}:activity_id>/send", "activity_send", send_activity, ["POST"]),
+        (f"/activities/<{ID}:activity_id>/reply", "activity_reply", answer_activity, ["POST"]),
         (f"/activities/<{ID}:activity_id>/regarding", "activity_regarding", set_regarding, ["PUT"]),
         (f"/activities/<{ID}:activity_id>/attachments", "activity_attachments", list_attachments,
          ["GET"]),

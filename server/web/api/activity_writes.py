@@ -11,11 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES, Activity,
-                                   ActivityParty, Email)
+                                   ActivityParty, Attachment, Email)
 from server.crm.html import sanitize_html
+from server.crm.models import Organization
 from server.crm.records import readable_addresses
+from server.crm.replies import MODES, answer
+from server.crm.templates import signature_of
 from server.crm.registry import RECORD_TYPES, Field
 from server.crm.tracking import EmailContent, track_email
 from server.crm.resolution import resolve
@@ -337,6 +341,39 @@ def create(p: Principal, data: dict[str, Any]) -> Activity:
     db.session.add(activity)
     db.session.flush()
     return activity
+
+
+def create_answer(p: Principal, original: Activity, mode: Any, *, me: set[str]) -> Email:
+    """A draft replying to (``reply``, ``reply_all``) or forwarding ``original``, made by
+    ``create`` with the caller's checks: threaded to the original (In-Reply-To and
+    References come from it when sent), with its tracking token and, when the caller may
+    link to it, its regarding; the caller's signature above the quoted original; a forward
+    carries the original's attachments."""
+    if mode not in MODES:
+        raise invalid({"mode": f"Must be one of: {', '.join(MODES)}."})
+    if not isinstance(original, Email):
+        raise Conflict("Only an email can be answered.")
+    org = db.session.get(Organization, 1)
+    reply = answer(original, mode, me=me, signature=signature_of(user_id=p.user_id),
+                   token_prefix=org.tracking_token_prefix)
+    if "regarding" in reply.data:
+        try:
+            regarding_target(p, reply.data["regarding"])
+        except (Invalid, Forbidden):
+            del reply.data["regarding"]
+    email = create(p, reply.data)
+    email.parent_activity_id = reply.parent_activity_id
+    email.tracking_token = reply.tracking_token if org.use_tracking_token else None
+    if mode == "forward":
+        for att in db.session.scalars(select(Attachment).where(
+                Attachment.activity_id == original.id).options(undefer(Attachment.content))):
+            email.attachments.append(Attachment(
+                filename=att.filename, content_type=att.content_type, size=att.size,
+                sha256=att.sha256, content=att.content, storage_path=att.storage_path,
+                content_id=att.content_id, is_inline=att.is_inline,
+                content_omitted=att.content_omitted))
+    db.session.flush()
+    return email
 
 
 def update(p: Principal, activity: Activity, data: dict[str, Any]) -> Activity:

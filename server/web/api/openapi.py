@@ -178,6 +178,9 @@ def activity_schemas() -> dict[str, dict]:
         "content_id": {"type": ["string", "null"]}, "content_omitted": {"type": "boolean"}}}
     schemas["AttachmentList"] = {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": ref("Attachment")}}}
+    schemas["ReplyInput"] = {"type": "object", "additionalProperties": False,
+                             "required": ["mode"],
+                             "properties": {"mode": {"enum": ["reply", "reply_all", "forward"]}}}
     schemas["RegardingInput"] = {"type": "object", "additionalProperties": False,
                                  "required": ["regarding"],
                                  "properties": {"regarding": nullable(ref("RecordRef"))}}
@@ -392,6 +395,12 @@ def activity_paths() -> dict[str, dict]:
             "mailbox says why: no_mailbox, outgoing_not_enabled, not_approved, not_enabled)",
             tag=tag, schema=ref("Activity"), body=ref("Empty"), body_required=False,
             errors=("403", "404", "409", "422"))},
+        "/activities/{activity_id}/reply": {"parameters": aid, "post": op(
+            "activity_reply", "Reply, reply all or forward: a new draft email with RE:/FW: "
+            "subject, recipients, the quoted original and the caller's signature, threaded to "
+            "the original (its tracking token and regarding kept; a forward starts a new "
+            "thread with the original's attachments); send it with /send", ok="201", tag=tag,
+            schema=ref("Activity"), body=ref("ReplyInput"), errors=("403", "404", "409"))},
         "/activities/{activity_id}/regarding": {"parameters": aid, "put": op(
             "activity_regarding", "Set (or clear with null) what an activity is regarding",
             tag=tag, schema=ref("Activity"), body=ref("RegardingInput"), errors=("403", "404"))},
