@@ -22,9 +22,11 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.crm.html import sanitize_html
 from server.crm.records import readable_addresses, visible_fields
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
+from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
@@ -104,8 +106,8 @@ def record_fields(p: Principal, kind: str, record) -> Fields:
                 if target is not None else ""
         else:
             out[f.name] = _text(value)
-    if rt.title_field in out:
-        out["name"] = out[rt.title_field]
+    if p.fields(kind).can_read(rt.title_field):
+        out["name"] = _text(getattr(record, rt.title_field))
     addresses = readable_addresses(p, kind, record)
     out["email"] = addresses[0] if addresses else ""
     owner = record.owner_user
@@ -206,6 +208,21 @@ def check(source: str, values: dict, env: _Env = _HTML) -> tuple[Any, list[str]]
     return env.from_string(tree), []
 
 
+class _AnyFields(Fields):
+    """Every field name: checking a template's form before any record is known."""
+
+    def __contains__(self, key) -> bool:
+        return True
+
+
+def form_problems(subject: str, body_html: str) -> list[str]:
+    """What is wrong with a template whatever record it is used with (syntax, anything
+    beyond placeholders and conditions, names other than recipient, regarding, sender)."""
+    anything = {root: _AnyFields() for root in ROOTS}
+    problems = [f"Subject: {p}" for p in check(subject, anything, _TEXT)[1]]
+    return problems + [f"Body: {p}" for p in check(body_html, anything, _HTML)[1]]
+
+
 @dataclass
 class Rendered:
     subject: str = ""
@@ -244,6 +261,60 @@ def usable_templates(p: Principal) -> list[EmailTemplate]:
         select(EmailTemplate).where((EmailTemplate.user_id.is_(None))
                                     | (EmailTemplate.user_id == p.user_id))
         .order_by(EmailTemplate.name, EmailTemplate.id)))
+
+
+def save_template(p: Principal, template: EmailTemplate | None, *, name: str, subject: str,
+                  body_html: str, organization: bool) -> EmailTemplate:
+    """Create or change a template: the user's own, or (with write on the organization)
+    the organization's. Invalid lists what is wrong; the body is stored sanitized."""
+    target_org = template.user_id is None if template is not None else organization
+    if target_org:
+        authz.require_table(p, "organization", "write")
+    elif template is not None and template.user_id != p.user_id:
+        raise Invalid("This is not your template.")
+    errors = {}
+    name, subject = (name or "").strip(), (subject or "").strip()
+    if not name or len(name) > 200:
+        errors["name"] = "A name of 1 to 200 characters."
+    if len(subject) > 400 or any(ch in subject for ch in "\r\n"):
+        errors["subject"] = "One line of at most 400 characters."
+    problems = form_problems(subject, body_html or "")
+    if problems:
+        errors["body_html"] = " ".join(problems)
+    if errors:
+        raise Invalid("The template is not valid.", errors)
+    if template is None:
+        template = EmailTemplate(user_id=None if target_org else p.user_id,
+                                 created_by_id=p.user_id)
+        db.session.add(template)
+    template.name, template.subject = name, subject
+    template.body_html = sanitize_html(body_html or "")
+    db.session.flush()
+    return template
+
+
+def own_template(p: Principal, template_id: int, *, writing: bool = False) -> EmailTemplate:
+    """A template the user may use (and, ``writing``, change)."""
+    template = db.session.get(EmailTemplate, template_id)
+    if template is None or template.user_id not in (None, p.user_id):
+        raise NotFound()
+    if writing and template.user_id is None:
+        authz.require_table(p, "organization", "write")
+    return template
+
+
+def save_signature(*, user_id: int | None = None, queue_id: int | None = None,
+                   body_html: str) -> Signature:
+    """Set a user's or a queue's signature (the caller checks who may)."""
+    condition = Signature.queue_id == queue_id if queue_id is not None \
+        else Signature.user_id == user_id
+    row = db.session.scalar(select(Signature).where(condition))
+    if row is None:
+        row = Signature(user_id=None if queue_id is not None else user_id, queue_id=queue_id)
+        db.session.add(row)
+    row.body_html = sanitize_html(body_html or "")
+    db.session.flush()
+    return row
 
 
 def signature_of(*, user_id: int | None = None, queue_id: int | None = None) -> str:

@@ -69,7 +69,8 @@ def _register_optional_blueprints(app: Flask) -> None:
     import importlib
     for module in ("server.web.pages", "server.web.admin", "server.web.api",
                    "server.web.addin_api", "server.web.addin_pages", "server.web.sync_admin",
-                   "server.web.graph_webhook", "server.web.addin_mailbox"):
+                   "server.web.graph_webhook", "server.web.addin_mailbox", "server.web.compose",
+                   "server.web.email_templates"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
