@@ -327,3 +327,21 @@ def test_reply_reply_all_and_forward_through_the_api(app, api, seller, smtp_serv
     assert msg["Subject"] == "RE: Quote CRM:0000042"
     assert msg["In-Reply-To"] == "<q2@customer.example>"
     assert msg["References"] == "<q1@customer.example> <q2@customer.example>"
+
+
+def test_a_long_queue_is_sent_run_after_run_without_waiting_for_the_interval(
+        app, api, seller, smtp_server):
+    mailbox = make_mailbox(make_profile(smtp=smtp_server), user=seller, enabled=True)
+    for n in range(3):
+        assert api.post(f"/api/v1/activities/{draft(api, subject=f'Q{n}')['id']}/send") \
+            .status_code == 200
+    mailbox = db.session.get(Mailbox, mailbox.id)
+    mailbox.sync_requested = False
+    db.session.commit()
+    assert send_pending(mailbox.id, limit=2).sent == 2
+    assert db.session.get(Mailbox, mailbox.id).sync_requested is True  # due again at once
+    db.session.get(Mailbox, mailbox.id).sync_requested = False
+    db.session.commit()
+    assert send_pending(mailbox.id, limit=2).sent == 1
+    assert db.session.get(Mailbox, mailbox.id).sync_requested is False
+    assert len(smtp_server.wait_for(3)) == 3
