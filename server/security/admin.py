@@ -84,9 +84,10 @@ def _as_int(value: Any) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if -2**31 <= number < 2**31 else None  # no id beyond a 32-bit column
 
 
 def _like(term: str) -> str:
@@ -120,12 +121,13 @@ def exceeds(p: Principal, role: Role) -> list[str]:
 
 
 def _require_not_above(p: Principal, user: User, what: str) -> None:
-    """Refuse to touch the sign-in (password, email) of someone who holds privileges ``p``
-    does not: taking over their account would be a way to get them (a unit administrator
-    must not become their System Administrator by resetting the password)."""
+    """Refuse to touch the sign-in (password, email, status) of someone whose roles and
+    teams grant privileges ``p`` does not hold, active or not: taking over their account
+    would be a way to get them (a unit administrator must not become their System
+    Administrator by resetting the password of a deactivated one and reactivating it)."""
     if p.is_admin or user.id == p.user_id:
         return
-    target = authz.principal(user)
+    target = authz.held(user)
     above = (target.is_admin or any(d > p.depths.get(k, Depth.NONE) for k, d in target.depths.items())
              or not target.named <= p.named)
     if above:
@@ -367,9 +369,7 @@ def set_user_active(p: Principal, user: User, active: bool) -> User:
     authz.require(p, "write", user)
     if active == user.is_active:
         return user
-    if not p.is_admin and user.id in _active_admin_ids():
-        raise Forbidden("Only a System Administrator can change the status of a System "
-                        "Administrator.")
+    _require_not_above(p, user, "change the status")
     if not active:
         if user.id == p.user_id:
             raise Conflict("You cannot deactivate yourself.")

@@ -151,7 +151,15 @@ def _grants():
         branch("secured", name=SecuredField.table_name, item=SecuredField.field))
 
 
-def _load_principal(user: User) -> Principal:
+def held(user: User) -> Principal:
+    """What ``user``'s roles and teams grant whether the user is active or not: what they
+    would hold again if reactivated. "Is this user above me?" is judged from this (a
+    deactivated System Administrator is still one to a unit administrator); reads and
+    writes always use :func:`principal`."""
+    return _load_principal(user, counting_inactive=True)
+
+
+def _load_principal(user: User, *, counting_inactive: bool = False) -> Principal:
     team_ids: list[int] = []
     depths: dict[str, Depth] = {}
     named: set[str] = set()
@@ -170,7 +178,7 @@ def _load_principal(user: User) -> Principal:
                 depths[item] = max(depths.get(item, Depth.NONE), Depth(depth))
             elif depth:
                 named.add(item)
-    if not user.is_active:  # an inactive user holds nothing, administrators included
+    if not user.is_active and not counting_inactive:  # an inactive user holds nothing
         depths, named, is_admin = {}, set(), False
     return Principal(user, tuple(sorted(team_ids)), depths, frozenset(named), is_admin,
                      {table: frozenset(fields) for table, fields in secured.items()})

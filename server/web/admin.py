@@ -13,30 +13,22 @@ from functools import wraps
 from flask import (Blueprint, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.errors import Conflict, Invalid
 from server.security import admin as svc
-from server.security import authz
-from server.security.models import BusinessUnit, Team, User
+from server.security import authz, directory
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 from server.web.auth import current_principal, login_manager
+from server.web.params import int_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 DEPTHS = list(Depth)
-PRIVILEGE_LABELS = {"create": "Create", "read": "Read", "write": "Write", "delete": "Delete",
-                    "append": "Append", "append_to": "Append to", "assign": "Assign",
-                    "share": "Share"}
-TABLE_LABELS = {"account": "Account", "contact": "Contact", "lead": "Lead",
-                "opportunity": "Opportunity", "case": "Case", "queue": "Queue",
-                "activity": "Activity", "user": "User", "team": "Team",
-                "business_unit": "Business unit", "security_role": "Security role",
-                "field_security_profile": "Field security profile",
-                "organization": "Organization", "mailbox": "Mailbox",
-                "email_server_profile": "Email server profile"}
+# "append_to" -> "Append to", "business_unit" -> "Business unit"
+PRIVILEGE_LABELS = {name: name.replace("_", " ").capitalize() for name in PRIVILEGES}
+TABLE_LABELS = {name: name.replace("_", " ").capitalize() for name in TABLES}
 AREAS = (  # (endpoint, table, title, what it is for)
     ("admin.users", "user", "Users",
      "Add people, reset passwords, deactivate leavers, give roles and teams."),
@@ -51,8 +43,8 @@ AREAS = (  # (endpoint, table, title, what it is for)
     ("admin.organization", "organization", "Organization settings",
      "Email tracking, address resolution and attachment limits for everyone."),
 )
-# Areas other blueprints add, linked only when installed: (endpoint, title, text, who sees it)
-OPTIONAL_AREAS = (
+# Areas of other blueprints: (endpoint, title, text, who sees it)
+OTHER_AREAS = (
     ("addin_pages.admin_addin", "Outlook add-in",
      "Download the add-in manifest and deploy it to your users.",
      lambda p: svc.can_manage(p, "organization")),
@@ -96,12 +88,21 @@ def _refused(exc, endpoint: str, **values):
     return redirect(url_for(endpoint, **values))
 
 
+def _act(action, message: str, endpoint: str, **values):
+    """A one-button action: the service call, then its message, or its refusal."""
+    try:
+        action()
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, endpoint, **values)
+    return _commit(message, endpoint, **values)
+
+
 def _form() -> dict:
     return request.form.to_dict()
 
 
 def _page_arg() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
+    return int_arg("page", 1)
 
 
 def _as_depth(value) -> Depth:
@@ -123,8 +124,8 @@ def index():
     p = current_principal()
     cards = [(endpoint, title, text) for endpoint, table, title, text in AREAS
              if svc.can_manage(p, table)]
-    cards += [(endpoint, title, text) for endpoint, title, text, allowed in OPTIONAL_AREAS
-              if endpoint in current_app.view_functions and allowed(p)]
+    cards += [(endpoint, title, text) for endpoint, title, text, allowed in OTHER_AREAS
+              if allowed(p)]
     if not cards:
         return render_template("error.html", status=403,
                                message="You do not have the privileges to administer anything.",
@@ -134,37 +135,25 @@ def index():
 
 # -- users ------------------------------------------------------------------------------------
 
-def _readable_units(p) -> list[BusinessUnit]:
-    return list(db.session.scalars(select(BusinessUnit).where(authz.scope(p, BusinessUnit, "read"))
-                                   .order_by(func.lower(BusinessUnit.name))))
-
-
-def _people(p, limit: int = 500) -> list[User]:
-    """Active users ``p`` can read, for the manager and member pickers (a datalist)."""
-    return list(db.session.scalars(select(User).where(User.is_active.is_(True),
-                                                      authz.scope(p, User, "read"))
-                                   .order_by(func.lower(User.full_name)).limit(limit)))
-
-
 @bp.get("/users")
 @area("user")
 def users(p):
     active = request.args.get("active", "active")
-    args = {"q": request.args.get("q", "")[:200], "unit": request.args.get("unit", type=int),
-            "role": request.args.get("role", type=int),
+    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"),
+            "role": int_arg("role"),
             "active": active if active in ("active", "inactive", "all") else "active"}
     page = svc.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
                           active=args["active"], page=_page_arg(),
                           per_page=current_app.config["REGARDING_PAGE_SIZE"])
     return render_template("admin/users.html", page=page, args=args,
-                           units=_readable_units(p), roles=svc.all_roles(p),
+                           units=directory.units(p), roles=svc.all_roles(p),
                            can_create=p.depth("user", "create") > Depth.NONE,
                            can_write=lambda u: authz.can(p, "write", u))
 
 
 def _user_form_context(p, values: dict, errors: dict):
     return {"values": values, "errors": errors,
-            "units": svc.active_units(p, "user", "create"), "people": _people(p),
+            "units": svc.active_units(p, "user", "create"), "people": directory.people(p),
             "roles": svc.all_roles(p), "grantable": lambda r: not svc.exceeds(p, r)}
 
 
@@ -209,15 +198,14 @@ def user_edit(p, user_id: int):
                   "email": user.email, "job_title": user.job_title or "",
                   "phone": user.phone or "", "business_unit_id": user.business_unit_id,
                   "manager": user.manager.email if user.manager else ""}
-    teams = db.session.scalars(select(Team).where(authz.scope(p, Team, "read"))
-                               .order_by(func.lower(Team.name))).all()
+    teams = directory.teams(p)
     manage_profiles = svc.can_manage(p, "field_security_profile")
     units = svc.active_units(p, "user", "write")
     if user.business_unit not in units:
         units = [user.business_unit, *units]
     return render_template(
         "admin/user_edit.html", user=user, values=values, errors=errors, message=message,
-        units=units, people=_people(p), roles=svc.all_roles(p),
+        units=units, people=directory.people(p), roles=svc.all_roles(p),
         grantable=lambda r: not svc.exceeds(p, r), teams=teams,
         profiles=svc.list_profiles(p) if manage_profiles else [],
         manage_profiles=manage_profiles, can_write=authz.can(p, "write", user),
@@ -257,33 +245,24 @@ def user_password(p, user_id: int):
 @area("user")
 def user_roles(p, user_id: int):
     user = svc.get_user(p, user_id)
-    try:
-        svc.set_user_roles(p, user, request.form.getlist("role_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.user_edit", user_id=user_id)
-    return _commit("Roles saved.", "admin.user_edit", user_id=user_id)
+    return _act(lambda: svc.set_user_roles(p, user, request.form.getlist("role_ids")),
+                "Roles saved.", "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/teams")
 @area("user")
 def user_teams(p, user_id: int):
     user = svc.get_user(p, user_id)
-    try:
-        svc.set_user_teams(p, user, request.form.getlist("team_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.user_edit", user_id=user_id)
-    return _commit("Team membership saved.", "admin.user_edit", user_id=user_id)
+    return _act(lambda: svc.set_user_teams(p, user, request.form.getlist("team_ids")),
+                "Team membership saved.", "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/field-profiles")
 @area("user")
 def user_field_profiles(p, user_id: int):
     user = svc.get_user(p, user_id)
-    try:
-        svc.set_user_field_profiles(p, user, request.form.getlist("profile_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.user_edit", user_id=user_id)
-    return _commit("Field security profiles saved.", "admin.user_edit", user_id=user_id)
+    return _act(lambda: svc.set_user_field_profiles(p, user, request.form.getlist("profile_ids")),
+                "Field security profiles saved.", "admin.user_edit", user_id=user_id)
 
 
 # -- teams ------------------------------------------------------------------------------------
@@ -336,7 +315,8 @@ def team_edit(p, team_id: int):
         units = [team.business_unit, *units]
     members = sorted(team.members, key=lambda u: u.full_name.lower())
     return render_template("admin/team_edit.html", team=team, values=values, errors=errors,
-                           message=message, units=units, members=members, people=_people(p),
+                           message=message, units=units, members=members,
+                           people=directory.people(p),
                            roles=svc.all_roles(p), grantable=lambda r: not svc.exceeds(p, r),
                            can_write=authz.can(p, "write", team)), status
 
@@ -347,7 +327,7 @@ def team_members(p, team_id: int):
     team = svc.get_team(p, team_id)
     try:
         if request.form.get("remove"):
-            svc.remove_team_member(p, team, request.form.get("remove", type=int) or 0)
+            svc.remove_team_member(p, team, int_arg("remove", 0, source=request.form))
             message = "Member removed."
         else:
             user = svc.add_team_member(p, team, request.form.get("email", ""))
@@ -361,11 +341,8 @@ def team_members(p, team_id: int):
 @area("team")
 def team_roles(p, team_id: int):
     team = svc.get_team(p, team_id)
-    try:
-        svc.set_team_roles(p, team, request.form.getlist("role_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.team_edit", team_id=team_id)
-    return _commit("Roles saved.", "admin.team_edit", team_id=team_id)
+    return _act(lambda: svc.set_team_roles(p, team, request.form.getlist("role_ids")),
+                "Roles saved.", "admin.team_edit", team_id=team_id)
 
 
 # -- business units ---------------------------------------------------------------------------
@@ -418,9 +395,7 @@ def unit_edit(p, unit_id: int):
         if node.unit.parent_id in below:
             below.add(node.unit.id)
     parents = [n.unit for n, _ in rows if n.unit.is_active and n.unit.id not in below]
-    users = db.session.scalars(select(User).where(User.business_unit_id == unit.id,
-                                                  authz.scope(p, User, "read"))
-                               .order_by(func.lower(User.full_name)).limit(50)).all()
+    users = directory.unit_members(p, unit)
     return render_template("admin/unit_edit.html", unit=unit, parents=parents, errors=errors,
                            message=message, users=users,
                            name_value=request.form.get("name", unit.name) if errors else unit.name,
@@ -432,12 +407,9 @@ def unit_edit(p, unit_id: int):
 def unit_set_active(p, unit_id: int):
     unit = svc.get_unit(p, unit_id)
     active = request.form.get("active") == "1"
-    try:
-        svc.set_unit_active(p, unit, active)
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.unit_edit", unit_id=unit_id)
-    return _commit(f"{unit.name} is {'active' if active else 'deactivated'}.",
-                   "admin.unit_edit", unit_id=unit_id)
+    return _act(lambda: svc.set_unit_active(p, unit, active),
+                f"{unit.name} is {'active' if active else 'deactivated'}.", "admin.unit_edit",
+                unit_id=unit_id)
 
 
 # -- security roles ---------------------------------------------------------------------------
@@ -455,8 +427,8 @@ def roles(p):
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit(f"Role {role.name} created.", "admin.role_edit", role_id=role.id)
-    if request.args.get("copy_from", type=int):
-        values.setdefault("copy_from", request.args.get("copy_from", type=int))
+    if copy_from := int_arg("copy_from"):
+        values.setdefault("copy_from", copy_from)
     return render_template("admin/roles.html", rows=svc.list_roles(p), values=values,
                            errors=errors, message=message,
                            can_create=p.depth("security_role", "create") > Depth.NONE), status
@@ -562,12 +534,11 @@ def profile_edit(p, profile_id: int):
     rows = [(RECORD_TYPES[t], RECORD_TYPES[t].field(name), perms.get((t, name)))
             for t in RECORD_TYPES for name in sorted(secured.get(t, ()))]
     users, teams = svc.profile_members(profile)
-    all_teams = db.session.scalars(select(Team).where(authz.scope(p, Team, "read"))
-                                   .order_by(func.lower(Team.name))).all()
+    all_teams = directory.teams(p)
     return render_template("admin/profile_edit.html", profile=profile, values=values,
                            errors=errors, message=message, rows=rows, users=users, teams=teams,
                            all_teams=[t for t in all_teams if t not in teams],
-                           people=_people(p)), status
+                           people=directory.people(p)), status
 
 
 @bp.post("/field-security/profiles/<int:profile_id>/members")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
-                   url_for)
+                   session, url_for)
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
@@ -34,7 +34,7 @@ class TokenExpired(ServiceError):
 @login_manager.user_loader
 def _load_user(session_id: str):
     user_id, _, version = session_id.partition(":")
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit()):
         return None
     user = db.session.get(User, int(user_id))
     if user is None or not user.is_active or str(user.session_version) != version:
@@ -99,6 +99,7 @@ def signin():
                                error="The email address or password is not right."), 401
     passwords.clear_failures(keys[:1])  # the account's count; the address's runs its window
     db.session.commit()
+    session.pop("csrf_token", None)  # a token seen before sign-in is not one after it
     login_user(user, remember=bool(request.form.get("remember")))
     return redirect(_safe_next(request.form.get("next")))
 

@@ -17,14 +17,15 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user
 from sqlalchemy import or_, select
 
-from server.crm import templates as mail_templates
-from server.crm.activity_services import get_activity
 from server.crm.activities import REGARDING_TYPES, Email
 from server.crm.models import Organization
-from server.crm.records import readable_addresses
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import resolve
-from server.crm.tracking import AttachmentContent, add_attachments
+from server.crm.services import email_templates as mail_templates
+from server.crm.services.activity_actions import get_activity
+from server.crm.services.records import readable_addresses
+from server.crm.services.resolution import resolve
+from server.crm.services.tracking import AttachmentContent, add_attachments
+from server.crm.templates import render
 from server.db import db
 from server.errors import Invalid, ServiceError
 from server.security import authz
@@ -248,7 +249,7 @@ def _apply_template(p, form: dict, regarding) -> tuple[dict, list[str]]:
         recipient = _readable_record(p, first)
     values = mail_templates.context(p, recipient=recipient,
                                     regarding=(regarding[0], regarding[1]) if regarding else None)
-    rendered = mail_templates.render(template, values)
+    rendered = render(template, values)
     if rendered.problems:
         return form, rendered.problems
     signature = mail_templates.signature_of(user_id=p.user_id)

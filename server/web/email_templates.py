@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from server.crm import templates as svc
+from server.crm.services import email_templates as svc
 from server.crm.models import Queue
 from server.db import db
 from server.errors import Invalid

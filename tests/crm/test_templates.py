@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.registry import RECORD_TYPES
-from server.crm.templates import EmailTemplate, Fields, context, render
+from server.crm.services.email_templates import context
+from server.crm.templates import EmailTemplate, Fields, render
 from server.db import db
 from server.security import authz
 from server.security.models import SecuredField

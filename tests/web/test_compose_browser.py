@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import Email
 from server.crm.registry import RECORD_TYPES
 from server.crm.templates import EmailTemplate

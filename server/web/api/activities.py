@@ -3,21 +3,21 @@ delete, send an email (``server.sync.admin.sending``), reply to or forward one, 
 regarding, and its attachments."""
 from __future__ import annotations
 
-import io
-import re
-from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, send_file, url_for
+from flask import Blueprint, jsonify, url_for
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload, undefer, with_polymorphic
 
-from server.crm import timeline as timelines
+from server.crm.services import timeline as timelines
+from server.crm.services import tracking
 from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, Attachment
-from server.db import db, utcnow
-from server.errors import Forbidden, NotFound
+from server.db import db
+from server.errors import NotFound
 from server.security import authz
 from server.sync.admin import sending
 from server.web.api import activity_writes
+from server.crm.services.details import attachment_bytes
+from server.web.attachments import download_response
 from server.web.api.common import (ID, check_timeline_cursor, invalid, json_body, page_size,
                                    parse_ref, principal, query_args, reject_unknown)
 from server.web.serialize import (ACTIVITY_STATES, ACTIVITY_TYPES, activities_json,
@@ -25,8 +25,6 @@ from server.web.serialize import (ACTIVITY_STATES, ACTIVITY_TYPES, activities_js
 
 AnyActivity = with_polymorphic(Activity, "*")
 MAX_SUBJECT_QUERY = 200
-_SAFE_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\"\\]")
 
 
 class ContentOmitted(NotFound):
@@ -147,16 +145,12 @@ def set_regarding(activity_id: int):
     reject_unknown(data, {"regarding"})
     if "regarding" not in data:
         raise invalid({"regarding": 'This field is required (null clears it).'})
-    authz.require(p, "write", activity)
-    if data["regarding"] is None:
-        activity.set_regarding(None, None)
-    else:
-        kind, target = activity_writes.regarding_target(p, data["regarding"])
-        if not authz.can(p, "append", activity):
-            raise Forbidden("You do not have the append privilege on this activity.")
-        activity.set_regarding(kind, target.id)
-    activity.modified_by_id = p.user_id
-    activity.modified_on = utcnow()
+    target = None
+    if data["regarding"] is not None:
+        authz.require(p, "write", activity)
+        kind, record = activity_writes.regarding_target(p, data["regarding"])
+        target = (kind, record.id)
+    tracking.set_regarding(p, activity, target)
     db.session.commit()
     return jsonify(activity_json(p, load_activity(activity_id)))
 
@@ -167,14 +161,6 @@ def list_attachments(activity_id: int):
     rows = db.session.scalars(select(Attachment).where(Attachment.activity_id == activity.id)
                               .order_by(Attachment.id))
     return jsonify({"items": [attachment_json(a) for a in rows]})
-
-
-def _disk_path(storage_path: str) -> Path:
-    base = (Path(current_app.instance_path) / "attachments").resolve()
-    path = (base / storage_path).resolve()
-    if not path.is_relative_to(base) or not path.is_file():
-        raise NotFound("The attachment's file is missing.")
-    return path
 
 
 def download_attachment(activity_id: int, attachment_id: int):
@@ -189,20 +175,10 @@ def download_attachment(activity_id: int, attachment_id: int):
         raise NotFound()
     if attachment.content_omitted:
         raise ContentOmitted()
-    mimetype = (attachment.content_type or "").split(";")[0].strip()
-    if not _SAFE_TYPE.match(mimetype):
-        mimetype = "application/octet-stream"
-    name = _CONTROL.sub("_", attachment.filename or "") or f"attachment-{attachment.id}"
-    if attachment.storage_path:
-        source = _disk_path(attachment.storage_path)
-    elif attachment.content is not None:
-        source = io.BytesIO(attachment.content)
-    else:
-        raise ContentOmitted()
-    response = send_file(source, mimetype=mimetype, as_attachment=True, download_name=name,
-                         max_age=0)
-    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    return response
+    data = attachment_bytes(attachment)
+    if data is None:
+        raise NotFound("The attachment's file is missing.")
+    return download_response(attachment, data)
 
 
 def register(bp: Blueprint) -> None:

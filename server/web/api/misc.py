@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from server.crm import resolution
+from server.crm.services import resolution
 from server.crm.addresses import normalize
 from server.db import db
 from server.security import authz

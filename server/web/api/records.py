@@ -1,7 +1,7 @@
 """REST endpoints for CRM records, one set per record type of the registry:
 ``/api/v1/{accounts,contacts,leads,opportunities,cases,queues}`` with list (filters, search,
 sort, keyset paging), get, create, update, delete, assign, share, shares, activate,
-deactivate and the activity timeline. Every call goes through ``server.crm.records``.
+deactivate and the activity timeline. Every call goes through ``server.crm.services.records``.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from flask import Blueprint, jsonify, url_for
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from server.crm import records as record_services
-from server.crm import timeline as timelines
+from server.crm.services import records as record_services
+from server.crm.services import search
+from server.crm.services import timeline as timelines
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.db import db
 from server.errors import Conflict
@@ -66,19 +67,7 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
 def _search_clause(rt: RecordType, p, q: str):
     if len(q) > MAX_QUERY:
         raise invalid({"q": f"At most {MAX_QUERY} characters."})
-    readable = _readable_names(rt, p)
-    pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = [getattr(rt.model, name) for name in rt.search_fields if name in readable]
-    return or_(*(c.ilike(pattern, escape="\\") for c in columns))
-
-
-def _readable_names(rt: RecordType, p) -> set[str]:
-    """Field names the reader may read, with a person's derived full name when both its
-    parts are readable (as ``serialize`` shows it)."""
-    names = {f.name for f in record_services.visible_fields(p, rt)}
-    if rt.title_field not in rt.field_names and {"first_name", "last_name"} <= names:
-        names.add(rt.title_field)
-    return names
+    return search.search_condition(p, rt, q)
 
 
 def _sortable(rt: RecordType, p) -> dict[str, str]:
@@ -86,7 +75,7 @@ def _sortable(rt: RecordType, p) -> dict[str, str]:
     out = dict(AUDIT_SORTS)
     out.update({f.name: ("int" if f.kind == "ref" else f.kind)
                 for f in record_services.visible_fields(p, rt) if f.kind != "text"})
-    if rt.title_field in _readable_names(rt, p):
+    if rt.title_field in search.readable_names(p, rt):
         out[rt.title_field] = "str"
     return out
 
@@ -151,9 +140,11 @@ def list_records(rt: RecordType):
     if args.get("q", "").strip():
         query = query.where(_search_clause(rt, p, args["q"]))
 
-    sort = args.get("sort") or rt.title_field
-    key, desc = sort.lstrip("-"), sort.startswith("-")
     sortable = _sortable(rt, p)
+    # By name when the reader may read it (a secured first_name hides a contact's full_name),
+    # else by id: a default that never refuses the request.
+    sort = args.get("sort") or (rt.title_field if rt.title_field in sortable else "id")
+    key, desc = sort.lstrip("-"), sort.startswith("-")
     if key not in sortable:
         raise invalid({"sort": f"Sort by one of: {', '.join(sorted(sortable))} (prefix - to "
                                "reverse)."})
@@ -225,7 +216,8 @@ def _check_input(rt: RecordType, data: dict[str, Any], allow: set[str] = frozens
         if f.name in data and not f.required and f.name in columns \
                 and not columns[f.name].nullable and (value is None or value == ""):
             errors[f.name] = "This field cannot be empty."
-        if f.kind == "ref" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if f.kind == "ref" and digits.isascii() and digits.isdigit():
             value = int(value)
         if f.kind == "ref" and isinstance(value, int) and not isinstance(value, bool) \
                 and not -MAX_ID <= value <= MAX_ID:
@@ -303,8 +295,9 @@ def share_record(rt: RecordType, record_id: int):
 
 
 def record_shares(rt: RecordType, record_id: int):
+    """Who the record is shared with: for those who may share it, as on the record's page."""
     p = principal()
-    record = _load(rt, record_id)
+    record = record_services.get(p, rt.name, record_id, "share")
     query_args(set())
     rows = db.session.scalars(select(RecordShare).where(
         RecordShare.table_name == rt.name, RecordShare.record_id == record.id)

@@ -32,7 +32,7 @@ from server.crm.addresses import normalize
 from server.crm.html import html_to_text, sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import Match, resolve
+from server.crm.services.resolution import Match, resolve
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
@@ -261,10 +261,12 @@ def find_email(identity: str) -> Email | None:
     return db.session.scalar(select(Email).where(Email.message_id == identity).order_by(Email.id).limit(1))
 
 
-def _complete_requests(emails: list[tuple[Email, bool]]) -> None:
+def _complete_requests(p: Principal, emails: list[tuple[Email, bool]]) -> None:
     """Pending requests for these messages (by Message-ID or tracking token) are done, in
     order (a request is completed once); the first one's regarding applies when the tracker
-    gave none. ``emails``: (email, whether the tracker gave a regarding)."""
+    gave none, if the request's user may make that change (``may_relink``: the email may be
+    someone else's). A refused request fails with the reason and names no activity.
+    ``emails``: (email, whether the tracker gave a regarding)."""
     ids = {email.message_id for email, _ in emails if email.message_id}
     tokens = {email.tracking_token for email, _ in emails if email.tracking_token}
     conditions = [TrackRequest.internet_message_id.in_(ids)] if ids else []
@@ -280,10 +282,47 @@ def _complete_requests(emails: list[tuple[Email, bool]]) -> None:
                     req.internet_message_id == email.message_id
                     or (email.tracking_token and req.tracking_token == email.tracking_token)):
                 continue
+            requester = p if req.user_id == p.user_id else authz.principal(db.session.get(User, req.user_id))
             if not regarding_given and email.regarding_ref is None and req.regarding_ref:
+                if not may_relink(requester, email, req.regarding_ref):
+                    req.status, req.reason, req.completed_on = "failed", RELINK_REFUSED, utcnow()
+                    req.activity_id = None
+                    continue
                 email.set_regarding(*req.regarding_ref)
-            req.status, req.activity_id, req.completed_on = "done", email.id, utcnow()
+                if email.id is not None and requester is not p:
+                    email.modified_by_id, email.modified_on = requester.user_id, utcnow()
+            req.status, req.completed_on = "done", utcnow()
+            req.activity_id = email.id if authz.can(requester, "read", email) else None
             req.internet_message_id = req.internet_message_id or email.message_id
+
+
+RELINK_REFUSED = ("This item is already tracked, and you may not change what it is regarding "
+                  "(that needs write and append on its activity).")
+
+
+def may_relink(p: Principal, activity: Activity, regarding: tuple[str, int]) -> bool:
+    """Whether ``p`` may set a tracked activity regarding a record: write and append on the
+    activity, append to on the record (``check_regarding``)."""
+    if not (authz.can(p, "write", activity) and authz.can(p, "append", activity)):
+        return False
+    try:
+        check_regarding(p, regarding)
+    except (Forbidden, NotFound, Invalid):
+        return False
+    return True
+
+
+def _relink(p: Principal, activity: Activity, regarding: tuple[str, int]) -> None:
+    """The one way tracking changes what an already tracked activity is regarding (the
+    add-in's Track, a tracked folder, REST, a meeting tracked again): checked for ``p``
+    (for sync, the mailbox owner), ``modified_by`` records them. The refusal names nothing
+    about the activity, which may be someone else's the caller cannot read."""
+    if regarding == activity.regarding_ref:
+        return
+    if not may_relink(p, activity, regarding):
+        raise Forbidden(RELINK_REFUSED)
+    activity.set_regarding(*regarding)
+    activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
 
 
 # -- the services -------------------------------------------------------------------------------
@@ -350,7 +389,7 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         existing = known.get(key)
         if existing is not None:
             if regarding and (item.regarding_wins or existing.regarding_ref is None):
-                existing.set_regarding(*regarding)
+                _relink(p, existing, regarding)
             results.append((existing, False))
             continue
         owner_key = (type(owner).__name__, owner.id)
@@ -384,7 +423,7 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
             connection.execute(insert(Attachment.__table__), files)
         for email, _ in new:
             db.session.expire(email, ["parties", "attachments"])
-    _complete_requests([(email, checked_regarding is not None) for (email, _), (_, checked_regarding, *_)
+    _complete_requests(p, [(email, checked_regarding is not None) for (email, _), (_, checked_regarding, *_)
                         in zip(results, planned)])
     db.session.flush()
     return results
@@ -463,7 +502,7 @@ def track_appointment(p: Principal, content: AppointmentContent, *,
     existing = db.session.scalar(select(Appointment).where(Appointment.global_object_id == content.uid))
     if existing is not None:
         if regarding:
-            existing.set_regarding(*regarding)
+            _relink(p, existing, regarding)
         db.session.flush()
         return existing, False
     if not authz.can_create(p, Appointment, owner.business_unit_id,
@@ -595,13 +634,15 @@ def _clear_untracked_all(p: Principal, identities: list[str]) -> None:
 
 
 def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] | None) -> Activity:
-    """Change what an activity is regarding: write on the activity, append to on the target."""
+    """Change what an activity is regarding (pages, REST, the add-in's Set regarding): write on
+    the activity; to set it also append there and append to on the target."""
     authz.require(p, "write", activity)
-    if regarding is not None:
+    if regarding is None:
+        activity.set_regarding(None, None)
+        activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
+    else:
         authz.require(p, "append", activity)  # linking needs append here, append to there
-    regarding = check_regarding(p, regarding)
-    activity.set_regarding(*(regarding or (None, None)))
-    activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
+        _relink(p, activity, check_regarding(p, regarding))
     db.session.flush()
     return activity
 

@@ -1,7 +1,7 @@
 """Activity services for people working in the CRM: load one activity, complete or cancel
 it, and create tasks, phone calls and email drafts regarding a record. Privileges are checked
 here, so pages and APIs can share them. (Setting the regarding of an existing activity is
-``server.crm.tracking.set_regarding``.)
+``server.crm.services.tracking.set_regarding``.)
 """
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
 from server.crm.addresses import normalize
-from server.crm.resolution import resolve
-from server.crm.tracking import check_regarding
+from server.crm.services.resolution import resolve
+from server.crm.services.tracking import check_regarding
+from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
@@ -64,6 +65,8 @@ def _new(p: Principal, cls, regarding: tuple[str, int] | None, subject: str,
         errors["subject"] = "This field is required."
     elif len(subject) > 400:
         errors["subject"] = "At most 400 characters."
+    elif LINE_BREAK.search(subject):
+        errors["subject"] = SINGLE_LINE
     if priority not in PRIORITIES:
         errors["priority"] = f"Must be one of: {', '.join(PRIORITIES)}."
     if errors:
