@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import bench_app, scratch_database  # noqa: E402
 
 
 def setup(smtp) -> tuple[int, str]:
@@ -114,18 +113,12 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=20)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="postgresql")
     args = parser.parse_args()
-    from cryptography.fernet import Fernet
-    from server import create_app
     from server.db import db
     from server.sync.workers.worker import run_worker
     from tests.servers.smtp import SMTPServer
 
     url, drop = scratch_database(args.db, "send")
-    instance = tempfile.mkdtemp(prefix="regarding-send-instance-")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
-                      "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-                      "REGARDING_INSTANCE_DIR": instance, "REGARDING_LOG_LEVEL": "WARNING",
-                      "REGARDING_SYNC_POLL_SECONDS": 1.0})
+    app = bench_app(url, "send")
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.db}")
     stop = threading.Event()
