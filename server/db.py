@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -70,6 +71,24 @@ migrate = Migrate(directory=str(Path(__file__).parent / "migrations"), compare_t
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+STATEMENT_CACHE_SIZE = 500
+_statements: dict[tuple, Any] = {}
+
+
+def cached_statement(key: tuple, build: Callable[[], Any]):
+    """The statement ``build`` makes, built once per ``key``: the key holds every value the
+    statement embeds (a principal's ``scope_key``, its shape; the database dialect is added
+    here); the rest are bind parameters. Building the pane's statements costs more than
+    running them."""
+    key = (db.engine.dialect.name, *key)
+    statement = _statements.get(key)
+    if statement is None:
+        if len(_statements) >= STATEMENT_CACHE_SIZE:
+            _statements.clear()
+        statement = _statements[key] = build()
+    return statement
 
 
 @event.listens_for(Engine, "connect")

@@ -20,26 +20,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from flask import current_app, has_request_context, request, url_for
-from sqlalchemy import (Integer, String, Text, bindparam, case, cast, func, literal, null, or_,
-                        select, union_all)
+from sqlalchemy import String, bindparam, case, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import aliased, selectinload
 
 from server.addin.payloads import Item
-from server.sync.mail.correlation import find_token
 from server.crm.services import activity_actions as acts
 from server.crm.services import records
 from server.crm.services import timeline as timelines
-from server.crm.services import tracking
-from server.crm.services.tracking import TrackRequest
-from server.crm.activities import REGARDING_COLUMNS, Activity, Email
+from server.crm.services import tracked, tracking
+from server.crm.activities import Activity
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Organization, Queue
 from server.crm.registry import RECORD_TYPES
 from server.crm.services.resolution import Match, normalized, resolve
-from server.db import db, utcnow
+from server.db import cached_statement, db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.mailkeys import find_token
 from server.security import authz, tokens
 from server.security.authz import Principal
 from server.security.models import ApiToken, Team, User
@@ -105,7 +103,7 @@ ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "at
 
 def _org_settings():
     """The organization's settings the context call reads (a row, not an entity)."""
-    query = _statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
+    query = cached_statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
                        .where(Organization.id == 1))
     return db.session.execute(query).one()
 
@@ -182,23 +180,6 @@ CARD_COLUMNS = {
     "lead": {s: s for s in ("job_title", "company_name", "email1", "email2", "email3", "phone")},
     "queue": {"email1": "email"},
 }
-STATEMENT_CACHE_SIZE = 500
-_statements: dict[tuple, Any] = {}
-
-
-def _statement(key: tuple, build: Callable[[], Any]):
-    """The statement ``build`` makes, built once per ``key``: the key holds every value the
-    statement embeds (the principal's ``scope_key``, the database dialect, its shape); the
-    rest are bind parameters. Building the pane's statements costs more than running them."""
-    key = (db.engine.dialect.name, *key)
-    statement = _statements.get(key)
-    if statement is None:
-        if len(_statements) >= STATEMENT_CACHE_SIZE:
-            _statements.clear()
-        statement = _statements[key] = build()
-    return statement
-
-
 OwnerUser = aliased(User, name="owner_user")
 ParentAccount = aliased(Account, name="parent_account")
 
@@ -258,7 +239,7 @@ class CardLoader:
 
     def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
         kinds = tuple(sorted(by_kind))
-        query = _statement(("cards", kinds, self.p.scope_key), lambda: _cards_select(self.p, kinds))
+        query = cached_statement(("cards", kinds, self.p.scope_key), lambda: _cards_select(self.p, kinds))
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
         for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
             out[row.kind][row.id] = Match(row.kind, row.id, row.name,
@@ -388,7 +369,7 @@ def _subject_from(p: Principal, kind: str, record_id: int, name: str, parent_id,
 def _subject(p: Principal, kind: str, record_id: int) -> Subject:
     """One statement: the record if the user may read it (NotFound otherwise), its title and
     its account's id, and that account's name if the user may read it."""
-    query = _statement(("subject", kind, p.scope_key), lambda: _subject_select(p, kind))
+    query = cached_statement(("subject", kind, p.scope_key), lambda: _subject_select(p, kind))
     row = db.session.execute(query, {"record_id": record_id}).first()
     if row is None:
         raise NotFound()
@@ -478,7 +459,7 @@ def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
              _customer_column(p, "case", subject.about), p.depth("activity", "read") > Depth.NONE)
     rows: dict[str, list] = {"opportunity": [], "case": [], "activity": []}
     if any(shape[1:]):
-        query = _statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
+        query = cached_statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
         params = {"subject_id": subject.id, "customer_id": subject.about[1] if subject.about else None}
         for row in db.session.execute(query, params):
             rows[row[0]].append(row)
@@ -518,81 +499,22 @@ def _related_subject(party_list: list[dict], regarding: dict | None) -> tuple[st
 
 # -- tracking status ---------------------------------------------------------------------------
 
-def status_of(p: Principal, item: Item, org) -> tracking.TrackingStatus:
+def status_of(p: Principal, item: Item, org) -> tracked.TrackingStatus:
     """Whether the item is tracked (and what it is regarding) as this user sees it."""
     token = find_token(item.subject, org.tracking_token_prefix) if org.use_tracking_token else None
-    return tracking.tracking_status(p, item.identity, item_type=item.type if item.type == "appointment" else "email",
-                                    token=token)
+    return tracked.tracking_status(p, item.identity, item_type=item.type if item.type == "appointment" else "email",
+                                   token=token)
 
 
-def _regarding(row) -> tuple[str, int] | None:
-    """(kind, id) from a row's regarding columns, as ``regarding_ref`` reads them."""
-    for kind, column in REGARDING_COLUMNS.items():
-        if row._mapping[column] is not None:
-            return kind, row._mapping[column]
-    return None
-
-
-def _email_status_select(p: Principal):
-    """The user's latest track request for a Message-ID and the first email tracked with it
-    (with whether the user may read it): two rows at most, one statement."""
-    message_id = bindparam("message_id")
-
-    def branch(source: str, model, activity_id, status, reason, readable):
-        return select(literal(source).label("source"), activity_id.label("activity_id"),
-                      status.label("status"), reason.label("reason"), readable.label("readable"),
-                      *(getattr(model, c).label(c) for c in REGARDING_COLUMNS.values()))
-
-    request = (branch("request", TrackRequest, cast(null(), Integer), TrackRequest.status,
-                      TrackRequest.reason, literal(False))
-               .where(TrackRequest.user_id == bindparam("user_id"),
-                      TrackRequest.internet_message_id == message_id)
-               .order_by(TrackRequest.id.desc()).limit(1))
-    email = (branch("email", Email, Email.id, cast(null(), String), cast(null(), Text),
-                    case((authz.scope(p, Email, "read"), True), else_=False))
-             .where(Email.message_id == message_id).order_by(Email.id).limit(1))
-    return union_all(*(select(*b.subquery().c) for b in (request, email)))
-
-
-def _email_status(p: Principal, item: Item, org) -> tuple[str, int | None, tuple[str, int] | None, str | None]:
-    """``(status, activity id, regarding, reason)`` of a received email: what
-    ``tracking.tracking_status`` answers (tests hold them equal), from one statement. Other
-    items (meetings, drafts, subjects with a tracking token) ask ``tracking_status``."""
-    message_id = tracking.normalize_message_id(item.identity)
-    token = org.use_tracking_token and find_token(item.subject, org.tracking_token_prefix)
-    if item.type == "appointment" or token or not message_id:
-        status = status_of(p, item, org)
-        return (status.status, status.activity.id if status.activity else None, status.regarding,
-                status.reason)
-    query = _statement(("email status", p.scope_key), lambda: _email_status_select(p))
-    rows = {row.source: row for row in db.session.execute(
-        query, {"message_id": message_id, "user_id": p.user_id})}
-    request, email = rows.get("request"), rows.get("email")
-    if request is not None and request.status == "untracked":
-        return "not_tracked", None, None, None
-    if email is not None and email.readable:
-        return "tracked", email.activity_id, _regarding(email), None
-    if request is not None and request.status in ("pending", "failed"):
-        return request.status, None, _regarding(request), request.reason
-    return "not_tracked", None, None, None
-
-
-def tracking_json(p: Principal, status: tracking.TrackingStatus) -> dict[str, Any]:
-    activity = status.activity
-    return _tracking_json(p, status.status, activity.id if activity else None, status.regarding,
-                          status.reason)
-
-
-def _tracking_json(p: Principal, status: str, activity_id: int | None,
-                   regarding: tuple[str, int] | None, reason: str | None,
-                   known: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
+def tracking_json(p: Principal, status: tracked.TrackingStatus,
+                  known: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
     """``known``: titles of records the user may read, already loaded (the cards)."""
-    ref = None
+    ref, regarding, activity_id = None, status.regarding, status.activity_id
     if regarding:
         kind, ident = regarding
         ref = _ref(kind, ident, known if known and regarding in known else _titles(p, {kind: {ident}}))
-    return {"status": status, "activity_id": activity_id, "regarding": ref, "reason": reason,
-            "url": activity_url(activity_id) if activity_id else None}
+    return {"status": status.status, "activity_id": activity_id, "regarding": ref,
+            "reason": status.reason, "url": activity_url(activity_id) if activity_id else None}
 
 
 # -- the context call --------------------------------------------------------------------------
@@ -602,7 +524,7 @@ def context(p: Principal, item: Item) -> dict[str, Any]:
     org = _org_settings()
     cards = CardLoader(p)
     party_list = parties(p, item, org, cards)
-    status = _tracking_json(p, *_email_status(p, item, org), known=cards.titles)
+    status = tracking_json(p, status_of(p, item, org), known=cards.titles)
     subject = _related_subject(party_list, status["regarding"])
     return {"user": user_json(p), "parties": party_list, "tracking": status,
             "related": related(p, *subject, known=cards.subject(*subject)) if subject
@@ -784,7 +706,7 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
         if item.mode == "compose":
             return mark_pending(p, item, regarding)
         appt, _ = tracking.track_appointment(p, appointment_content(item), regarding=regarding)
-        return {"tracking": tracking_json(p, tracking.tracking_status(
+        return {"tracking": tracking_json(p, tracked.tracking_status(
             p, appt.global_object_id, item_type="appointment"))}
     if item.mode == "compose" or not item.has_content:
         reason = None if item.mode == "compose" else (
@@ -793,7 +715,7 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
         return mark_pending(p, item, regarding, reason=reason)
     content = email_content(item, org)
     email, _ = tracking.track_email(p, content, regarding=regarding)
-    return {"tracking": tracking_json(p, tracking.tracking_status(p, email.message_id))}
+    return {"tracking": tracking_json(p, tracked.tracking_status(p, email.message_id))}
 
 
 def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
@@ -804,7 +726,7 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
     identity = item.identity
     existing = None
     if not identity and org.use_tracking_token:
-        existing = tracking.own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
+        existing = tracked.own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
     if existing is not None:
         req = existing
         authz.require_named(p, "track_email")
@@ -817,15 +739,16 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
                                         conversation_id=item.conversation_id,
                                         item_type="appointment" if item.type == "appointment" else "email",
                                         reason=reason)
-    status = tracking.TrackingStatus("pending", None, req.regarding_ref, req.reason)
+    status = tracked.TrackingStatus("pending", None, req.regarding_ref, req.reason)
     return {"tracking": tracking_json(p, status), "tracking_token": req.tracking_token}
 
 
 def _tracked_activity(p: Principal, identity: str):
-    status = tracking.tracking_status(p, identity, item_type="email")
-    if status.activity is None:
-        status = tracking.tracking_status(p, identity, item_type="appointment")
-    return status.activity, tracking.own_request(p, identity=identity)
+    status = tracked.tracking_status(p, identity, item_type="email")
+    if status.activity_id is None:
+        status = tracked.tracking_status(p, identity, item_type="appointment")
+    activity = db.session.get(Activity, status.activity_id) if status.activity_id else None
+    return activity, tracked.own_request(p, identity=identity)
 
 
 def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None, *,
@@ -834,14 +757,14 @@ def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None
     activity, req = _tracked_activity(p, identity)
     if activity is not None:
         tracking.set_regarding(p, activity, regarding)
-        status = tracking.TrackingStatus("tracked", activity, activity.regarding_ref)
+        status = tracked.TrackingStatus("tracked", activity.id, activity.regarding_ref)
     elif req is not None and req.status in ("pending", "failed"):
         req = tracking.request_tracking(p, req.internet_message_id, subject=req.subject,
                                         regarding=regarding, conversation_id=req.conversation_id,
                                         item_type=req.item_type, reason=req.reason)
-        status = tracking.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
+        status = tracked.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
     elif missing_ok:
-        return tracking_json(p, tracking.TrackingStatus("not_tracked"))
+        return tracking_json(p, tracked.NOT_TRACKED)
     else:
         raise NotFound("This item is not tracked.")
     return tracking_json(p, status)
@@ -850,10 +773,10 @@ def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None
 def untrack(p: Principal, identity: str, delete_copy: bool) -> dict[str, Any]:
     """Untrack: the CRM copy is deleted only when asked and the user owns it (and holds
     delete); otherwise only the user's link to it is removed and the record stays."""
-    is_meeting = tracking.find_tracked(p, identity, "appointment") is not None
+    is_meeting = tracked.find_tracked(p, identity, "appointment") is not None
     deleted = tracking.untrack(p, identity, delete_copy=delete_copy,
                                item_type="appointment" if is_meeting else "email")
-    return {"tracking": tracking_json(p, tracking.TrackingStatus("not_tracked")), "deleted": deleted}
+    return {"tracking": tracking_json(p, tracked.NOT_TRACKED), "deleted": deleted}
 
 
 # -- pane tokens -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from server.crm.models import MB, Organization
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, NotFound
@@ -243,7 +243,7 @@ def _choose_password(data: dict[str, Any], errors: dict[str, str]) -> str | None
 
 def _check_email(value: Any, errors: dict[str, str], *, exclude_id: int | None = None) -> str | None:
     email = value.strip() if isinstance(value, str) else ""
-    if not email or normalize(email) is None or len(email) > 320:
+    if not email or normalize_address(email) is None or len(email) > 320:
         errors["email"] = "Enter a valid email address."
         return None
     clash = db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower(),

@@ -27,7 +27,7 @@ from server.crm.services.resolution import resolve
 from server.crm.services.tracking import AttachmentContent, add_attachments
 from server.crm.templates import render
 from server.db import db
-from server.errors import Invalid, ServiceError
+from server.errors import ServiceError
 from server.security import authz
 from server.security.models import User
 from server.security.privileges import Depth
@@ -274,13 +274,8 @@ def _readable_record(p, address: str):
 @bp.post("/activities/<int:activity_id>/answer")
 def answer(activity_id: int):
     p = current_principal()
-    try:
-        email = activity_writes.create_answer(p, get_activity(p, activity_id),
-                                              request.form.get("mode"),
-                                              me=sending.own_addresses(p))
-    except Invalid as exc:
-        db.session.rollback()
-        raise Invalid(exc.message) from None
+    email = activity_writes.create_answer(p, get_activity(p, activity_id),
+                                          request.form.get("mode"), me=sending.own_addresses(p))
     db.session.commit()
     return redirect(url_for("compose.compose_draft", activity_id=email.id))
 

@@ -24,7 +24,8 @@ from server.sync.engine import run as engine
 from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
 from server.sync.engine.run import sync_mailbox
-from server.sync.mail.message import REPORT_TYPES, MessageError, parse
+from server.sync.mail.bodies import REPORT_TYPES
+from server.sync.mail.message import MessageError, parse
 from server.sync.models import FolderState, Mailbox, MessageDecision, QuarantinedMessage
 from server.sync.engine.pipeline import identity_of
 from tests.sync import world as w
@@ -430,7 +431,8 @@ def test_headers_only_parse_gives_what_the_whole_message_gives(path):
         assert head.is_delivery_report == whole.is_delivery_report
 
 
-def test_headers_only_parse_of_mail_without_message_id_has_no_identity_yet():
+def test_headers_only_parse_of_mail_without_message_id_has_no_identity_yet(app):  # identity_of looks
+    # up the earlier content hash in the database
     raw = w.raw(subject="No id").replace(b"Message-ID: <", b"X-Was-Message-ID: <")
     head = parse(header_section(raw), headers_only=True)
     assert head.message_id is None and head.subject == "No id"

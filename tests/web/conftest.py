@@ -91,3 +91,17 @@ def count_queries():
         yield counter
     finally:
         event.remove(db.engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def csrf_checked(app):
+    """``with csrf_checked():`` forms are checked for their CSRF token, as in production
+    (the tests turn the check off)."""
+    @contextmanager
+    def checked():
+        app.config["WTF_CSRF_ENABLED"] = True
+        try:
+            yield
+        finally:
+            app.config["WTF_CSRF_ENABLED"] = False
+    return checked

@@ -41,10 +41,11 @@ from sqlalchemy import or_, select
 from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.services.resolution import Match, resolve
-from server.crm.services.tracking import EmailTrack, TrackRequest
+from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracking import EmailTrack
+from server.mailkeys import decode_thread_index, find_token
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
-from server.sync.mail import correlation as corr
 from server.sync.connectors.base import ConnectorError, FetchedMessage
 from server.sync.engine.folders import FolderInfo
 from server.sync.mail.message import MailMessage, MessageError, parse
@@ -120,7 +121,7 @@ def _parse_into(item: _Item, ctx: MailboxRun) -> None:
         item.identity = identity_of(item.msg)
     except MessageError:  # headers only, no usable Message-ID: the identity is a hash of
         item.identity = "sha256:"  # the whole message, which _needs_whole reads
-    item.token = corr.find_token(item.msg.subject, ctx.org.tracking_token_prefix)
+    item.token = find_token(item.msg.subject, ctx.org.tracking_token_prefix)
 
 
 def _needs_whole(item: _Item) -> bool:
@@ -154,7 +155,7 @@ def _provides(item: _Item) -> set[str]:
     keys = {f"id:{item.identity}"}
     if item.token:
         keys.add(f"token:{item.token}")
-    index = corr.decode_thread_index(item.msg.thread_index)
+    index = decode_thread_index(item.msg.thread_index)
     if index:
         keys.add(f"conversation:{index.conversation_id}")
     return keys

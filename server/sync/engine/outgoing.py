@@ -39,10 +39,10 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import undefer
 
 from server.crm.activities import PARTY_COLUMNS, ActivityParty, Attachment, Email
-from server.crm.addresses import normalize
 from server.crm.html import html_to_text
 from server.crm.models import Account, Contact, Lead, Organization, Queue
-from server.crm.services.tracking import new_tracking_token, normalize_message_id
+from server.crm.services.tracking import new_tracking_token
+from server.mailkeys import normalize_address, normalize_message_id
 from server.db import db, utcnow
 from server.security import authz
 from server.security.models import User
@@ -244,7 +244,7 @@ def _parties(parties: list[ActivityParty], known: dict, role: str) -> list[tuple
         if not address and party.party_ref:
             record_name, address = known.get(party.party_ref, ("", None))
             name = name or record_name
-        address = normalize(address) if address else None
+        address = normalize_address(address) if address else None
         if address:
             out.append((name, address))
     return out

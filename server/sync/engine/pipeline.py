@@ -52,12 +52,13 @@ from sqlalchemy.orm import selectinload
 
 from server.crm.services import records, tracking
 from server.crm.activities import ActivityParty, Email
-from server.crm.addresses import normalize
 from server.crm.html import html_to_text
 from server.crm.models import Organization, Queue
 from server.crm.registry import RECORD_TYPES
 from server.crm.services.resolution import Match, resolve
-from server.crm.services.tracking import AttachmentContent, EmailContent, TrackRequest
+from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracking import AttachmentContent, EmailContent
+from server.mailkeys import find_token, normalize_address, normalize_message_id
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound, ServiceError
 from server.security import authz
@@ -97,7 +98,7 @@ def _org_addresses() -> frozenset[str]:
     raw = tuple(db.session.execute(select(Mailbox.email_address).order_by(Mailbox.id)).scalars())
     cached = _org_cache
     if raw != cached[0]:
-        cached = (raw, frozenset(filter(None, (normalize(a) for a in raw))))
+        cached = (raw, frozenset(filter(None, (normalize_address(a) for a in raw))))
         _org_cache = cached
     return cached[1]
 
@@ -146,11 +147,11 @@ class MailboxRun:
             limit = min(limit, profile.attachment_max_bytes)
         queue = mailbox.queue if mailbox.queue_id else None
         owner, actor, problem = _owner_and_actor(mailbox, queue)
-        addresses = {normalize(mailbox.email_address)}
+        addresses = {normalize_address(mailbox.email_address)}
         if mailbox.user is not None:
-            addresses.add(normalize(mailbox.user.email))
+            addresses.add(normalize_address(mailbox.user.email))
         if queue is not None and queue.email:
-            addresses.add(normalize(queue.email))
+            addresses.add(normalize_address(queue.email))
         return cls(mailbox=mailbox, org=org, owner=owner, actor=actor,
                    owner_kind=OwnerKind.QUEUE if queue is not None else OwnerKind.USER,
                    owner_user_id=mailbox.user_id, queue=queue,
@@ -305,11 +306,18 @@ def identity_of(msg: MailMessage) -> str:
     """The email's identity as tracking stores it: the normalized Message-ID, or a content
     hash when there is none (or it is too long or holds control characters)."""
     mid = _usable_message_id(msg)
-    return mid or f"sha256:{msg.content_hash}"
+    if mid:
+        return mid
+    identity, legacy = f"sha256:{msg.content_hash}", f"sha256:{msg.legacy_content_hash}"
+    # Mail seen before the hash covered recipients and attachments keeps its identity.
+    for column, key in ((Email.message_id, Email.id), (MessageDecision.identity, MessageDecision.id)):
+        if db.session.scalar(select(key).where(column == legacy).limit(1)) is not None:
+            return legacy
+    return identity
 
 
 def _usable_message_id(msg: MailMessage) -> str | None:
-    mid = tracking.normalize_message_id(msg.message_id)
+    mid = normalize_message_id(msg.message_id)
     if not mid or len(mid) > MAX_IDENTITY or _CONTROL.search(mid) or clean(mid) != mid:
         return None
     return mid
@@ -346,9 +354,9 @@ def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
         in_reply_to=msg.in_reply_to, references=list(msg.references),
         conversation_index=msg.thread_index if msg.thread_index and len(msg.thread_index) <= 400
         else None,
-        tracking_token=corr.find_token(msg.subject, ctx.org.tracking_token_prefix),
+        tracking_token=find_token(msg.subject, ctx.org.tracking_token_prefix),
         attachments=attachments,
-        content_hash=None if message_id else msg.content_hash)  # the identity without one
+        content_hash=None if message_id else identity_of(msg).removeprefix("sha256:"))
 
 
 # --------------------------------------------------------------------------- correlation
@@ -574,7 +582,7 @@ def handle(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
            msg: MailMessage) -> Outcome:
     """Decide about a parsed message and track it when the rules say so."""
     identity = identity_of(msg)
-    token = corr.find_token(msg.subject, ctx.org.tracking_token_prefix)
+    token = find_token(msg.subject, ctx.org.tracking_token_prefix)
     existing = tracked_by_message_id({identity}).get(identity)
     requests = _requests(ctx, identity, token)
     # A tracked email needs no parent, unless this mailbox may get its own copy of it.
@@ -709,7 +717,7 @@ def _queue_it(ctx: MailboxRun, email: Email) -> None:
     the queue as a queue item (once)."""
     queue = ctx.queue
     if not any(p.queue_id == queue.id for p in email.parties):
-        party = ActivityParty(role="bcc", address=normalize(queue.email or ctx.mailbox.email_address),
+        party = ActivityParty(role="bcc", address=normalize_address(queue.email or ctx.mailbox.email_address),
                               name=queue.name[:200])
         party.set_party("queue", queue.id)
         email.parties.append(party)
@@ -729,7 +737,7 @@ def split_name(display: str | None, address: str) -> tuple[str | None, str]:
     """(first name, last name) for a new contact: "Last, First", "First Middle Last", or
     from the address ("ann.lee@..." -> Ann, Lee) when the display name is missing."""
     name = re.sub(r"\s+", " ", (display or "").strip().strip("\"'")).strip()
-    if name and normalize(name) is None and "@" not in name:
+    if name and normalize_address(name) is None and "@" not in name:
         if "," in name:
             last, _, first = name.partition(",")
             if first.strip() and last.strip():

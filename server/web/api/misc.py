@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from server.crm.services import resolution
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.db import db
 from server.security import authz
 from server.security.models import User
@@ -72,7 +72,7 @@ def resolve():
     for address in addresses:
         matches = [m for m in found.get(address, []) if (m.record_type, m.record_id) in readable]
         results.append({
-            "address": address, "normalized": normalize(address),
+            "address": address, "normalized": normalize_address(address),
             "resolved": bool(matches),
             "matches": [{"type": m.record_type, "id": m.record_id, "name": m.name,
                          "is_active": m.is_active} for m in matches],

@@ -411,6 +411,25 @@ def activity_paths() -> dict[str, dict]:
             "parameters": [*aid, path_param("attachment_id")],
             "get": _download_op(tag),
         },
+        "/email-files": {"post": {
+            "operationId": "email_file_upload", "tags": [tag],
+            "summary": "Track an .eml or Outlook .msg file regarding a record (201 when new, "
+                       "200 when it was tracked already)",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "The .eml or .msg file, at most 25 MB."},
+                    "regarding": {"type": "string", "description": "`type:id` of a record."}}}}}},
+            "responses": {
+                "201": {"description": "Tracked.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "id": {"type": "integer"}, "created": {"type": "boolean"},
+                        "subject": {"type": "string"},
+                        "regarding": {"type": ["object", "null"]}}}}}},
+                "200": {"description": "Already tracked: the existing email."},
+                "400": {"description": "Not an email file, or too large."},
+                "403": {"description": "Not allowed."}, "404": {"description": "No such record."}},
+        }},
     }
 
 
@@ -421,6 +440,61 @@ def _download_op(tag: str) -> dict:
         "content": {"application/octet-stream": {"schema": {
             "type": "string", "contentMediaType": "application/octet-stream"}}}}
     return o
+
+
+def template_paths() -> dict[str, dict]:
+    tag = "Email templates"
+    tid = [path_param("template_id")]
+    return {
+        "/email_templates": {
+            "get": op("email_template_list", "The organization's email templates and the "
+                      "caller's own", tag=tag, schema=ref("EmailTemplateList")),
+            "post": op("email_template_create", "Create an email template (the caller's own, "
+                       "or with organization: true the organization's, which needs write on "
+                       "the organization)", ok="201", tag=tag, schema=ref("EmailTemplate"),
+                       body=ref("EmailTemplateInput"), errors=("403",)),
+        },
+        "/email_templates/{template_id}": {
+            "parameters": tid,
+            "get": op("email_template_get", "Get an email template", tag=tag,
+                      schema=ref("EmailTemplate"), errors=("404",)),
+            "patch": op("email_template_update", "Change an email template", tag=tag,
+                        schema=ref("EmailTemplate"), body=ref("EmailTemplateInput"),
+                        errors=("403", "404")),
+            "delete": op("email_template_delete", "Delete an email template", ok="204",
+                         tag=tag, errors=("403", "404")),
+        },
+        "/email_templates/{template_id}/render": {"parameters": tid, "post": op(
+            "email_template_render", "Fill a template in for a recipient and a regarding "
+            "record the caller may read; unknown or secured placeholders are listed in "
+            "problems (and nothing is filled in)", tag=tag, schema=ref("RenderedTemplate"),
+            body=ref("RenderInput"), body_required=False, errors=("404",))},
+    }
+
+
+def template_schemas() -> dict[str, dict]:
+    text = {"type": "string"}
+    return {
+        "EmailTemplate": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "name": text, "subject": text, "body_html": text,
+            "organization": {"type": "boolean"}}},
+        "EmailTemplateList": {"type": "object", "required": ["items"], "properties": {
+            "items": {"type": "array", "items": ref("EmailTemplate")}}},
+        "EmailTemplateInput": {"type": "object", "additionalProperties": False, "properties": {
+            "name": {"type": "string", "maxLength": 200},
+            "subject": {"type": "string", "maxLength": 400},
+            "body_html": {"type": "string", "description": "HTML with placeholders such as "
+                          "{{ recipient.first_name }} and {% if %} conditions"},
+            "organization": {"type": "boolean", "description": "On create only."}}},
+        "RenderInput": {"type": "object", "additionalProperties": False, "properties": {
+            "recipient": {"type": "object", "required": ["type", "id"], "properties": {
+                "type": {"enum": ["user", "contact", "account", "lead"]},
+                "id": {"type": "integer"}}},
+            "regarding": ref("RecordRef")}},
+        "RenderedTemplate": {"type": "object", "properties": {
+            "subject": text, "html_body": text,
+            "problems": {"type": "array", "items": text}}},
+    }
 
 
 def other_paths() -> dict[str, dict]:
@@ -446,8 +520,10 @@ def document() -> dict[str, Any]:
         paths.update(record_paths(rt))
         schemas.update(record_schemas(rt))
     paths.update(activity_paths())
+    paths.update(template_paths())
     paths.update(other_paths())
     schemas.update(activity_schemas())
+    schemas.update(template_schemas())
     responses = {f"E{code}": {"description": text, "content": {JSON: {"schema": ref("Error")}}}
                  for code, text in ERRORS.items()}
     return {
@@ -459,7 +535,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": rt.plural} for rt in RECORD_TYPES.values()]
-        + [{"name": "Activities"}, {"name": "Me"}],
+        + [{"name": "Activities"}, {"name": "Email templates"}, {"name": "Me"}],
         "paths": paths,
         "components": {"schemas": schemas, "responses": responses,
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
