@@ -188,7 +188,7 @@ def compose_save(activity_id: int | None = None):
     """Save the draft, then (``action=send``) send it, or (``action=template``) fill the
     subject and body from a template without saving."""
     p = current_principal()
-    email = _own_draft(p, activity_id) if activity_id else None
+    email = _own_draft(p, activity_id) if activity_id is not None else None
     regarding = _parse_regarding(request.form.get("regarding"))
     form = {name: request.form.get(name, "") for name in (*ROLES, "subject", "html_body")}
     action = request.form.get("action", "save")
@@ -216,7 +216,7 @@ def compose_save(activity_id: int | None = None):
         add_attachments(email, files, limit)
     except ServiceError as exc:
         db.session.rollback()
-        email = db.session.get(Email, activity_id) if activity_id else None
+        email = db.session.get(Email, activity_id) if activity_id is not None else None
         return _render(p, form=form, email=email, regarding=regarding,
                        errors=_field_errors(exc, parties),
                        status=exc.status if exc.status in (400, 403, 409, 422) else 400)

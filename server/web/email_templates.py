@@ -41,7 +41,7 @@ def template_list():
 def template_edit(template_id: int | None = None):
     p = current_principal()
     template = svc.own_template(p, template_id, writing=request.method == "POST") \
-        if template_id else None
+        if template_id is not None else None
     organization = request.values.get("scope") == "organization"
     form = request.form if request.method == "POST" else {
         "name": template.name if template else "", "subject": template.subject if template else "",
@@ -79,7 +79,7 @@ def template_delete(template_id: int):
 @bp.route("/signature/queue/<int:queue_id>", methods=["GET", "POST"])
 def signature(queue_id: int | None = None):
     p = current_principal()
-    queue = authz.get(p, Queue, queue_id, "write") if queue_id else None
+    queue = authz.get(p, Queue, queue_id, "write") if queue_id is not None else None
     if request.method == "POST":
         svc.save_signature(user_id=p.user_id, queue_id=queue_id,
                            body_html=request.form.get("body_html", ""))

@@ -105,3 +105,23 @@ def csrf_checked(app):
         finally:
             app.config["WTF_CSRF_ENABLED"] = False
     return checked
+
+
+@pytest.fixture
+def live(app):
+    """The app served on a loopback port (a thread) with CSRF on: its base URL."""
+    import logging
+    import threading
+
+    from werkzeug.serving import make_server
+    app.config.update(WTF_CSRF_ENABLED=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        app.config.update(WTF_CSRF_ENABLED=False)

@@ -5,17 +5,15 @@ client no one here wrote) tracked regarding the same contact; a failing SMTP ser
 as not sent with its reason, and Retry; a user without a working mailbox told why."""
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
-import threading
 
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from server.crm.services import records
 from server.crm.activities import Email
+from server.crm.services import records
 from server.crm.registry import RECORD_TYPES
 from server.crm.templates import EmailTemplate
 from server.db import db
@@ -25,21 +23,6 @@ from server.sync.engine.run import sync_mailbox
 from tests.sync.mailboxes import make_mailbox, make_profile
 
 PASSWORD = "Correct-horse-9"
-
-
-@pytest.fixture
-def live(app):
-    app.config.update(WTF_CSRF_ENABLED=True)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    from werkzeug.serving import make_server
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 @pytest.fixture

@@ -4,32 +4,14 @@ record, and the browser lands on the new email's page."""
 from __future__ import annotations
 
 import base64
-import logging
-import threading
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from server.crm.activities import Email
 from server.db import db
 
 from .test_mail_files import INVITE
-
-
-@pytest.fixture
-def live(app):
-    app.config.update(WTF_CSRF_ENABLED=True)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-        app.config.update(WTF_CSRF_ENABLED=False)
 
 
 DROP = """([name, data]) => {
