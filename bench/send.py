@@ -39,7 +39,9 @@ def setup(smtp) -> tuple[int, str]:
     from server.security.bootstrap import create_user, ensure_organization, root_unit
     from server.sync.models import EmailServerProfile, Mailbox
     db.create_all()
+    from server.crm.models import Organization
     ensure_organization("Contoso")
+    db.session.get(Organization, 1).mail_server_allowed_hosts = smtp.host  # a loopback peer
     sam = create_user("sam@contoso.example", "Sam Seller", password="Correct-horse-9",
                       roles=["Salesperson"])
     profile = EmailServerProfile(name="Bench SMTP", incoming_protocol="imap",

@@ -22,7 +22,7 @@ def test_upgrade_keeps_the_organization_and_turns_the_setting_on(database, tmp_p
     url = (f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite"
            else request.getfixturevalue("fresh_postgresql"))
     app = create_app(make_config(url, tmp_path))
-    _upgrade(app, "0002_keys")
+    _upgrade(app, "0003_secb")
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(text(
@@ -33,7 +33,7 @@ def test_upgrade_keeps_the_organization_and_turns_the_setting_on(database, tmp_p
                 "'USD', false, false, 1000, true, 'CRM:', true, false, false, true, "
                 "CURRENT_TIMESTAMP)"))
         db.engine.dispose()
-    _upgrade(app, "0003_send")
+    _upgrade(app, "0004_send")
     engine = create_engine(url)
     try:
         with engine.connect() as conn:

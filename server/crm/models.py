@@ -38,6 +38,9 @@ class Organization(db.Model):
     require_email_approval: Mapped[bool] = mapped_column(Boolean, default=True)
     # Email from the CRM may go to addresses that match no record
     allow_unresolved_recipients: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Mail servers allowed although loopback or link-local (server.sync.engine.hosts).
+    mail_server_allowed_hosts: Mapped[str] = mapped_column(String(2000), default="",
+                                                           server_default="")
     modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

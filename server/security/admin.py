@@ -22,6 +22,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from server.crm.allowed_hosts import parse_allowed
 from server.crm.models import MB, Organization
 from server.mailkeys import normalize_address
 from server.crm.registry import RECORD_TYPES
@@ -1106,6 +1107,11 @@ ORG_SETTINGS: tuple[Setting, ...] = (
             "Email written in the CRM may go to addresses that match no contact, account, "
             "lead, user or queue. Off: every recipient must be a record, and an email to "
             "anyone else is refused before it is sent.", "Email"),
+    Setting("mail_server_allowed_hosts", "Allowed local mail servers", "hosts",
+            "Email server profiles may not reach loopback or link-local addresses (this "
+            "server's own services, cloud metadata endpoints) unless they are listed here: "
+            "host names, addresses or networks such as 127.0.0.1 or 10.0.0.0/8, separated "
+            "by commas. Empty: none.", "Email"),
 )
 
 _PREFIX = re.compile(r"^[A-Za-z0-9:#_\-]{0,20}$")
@@ -1145,6 +1151,15 @@ def update_organization(p: Principal, data: dict[str, Any]) -> Organization:
                 errors[s.name] = "A whole number of megabytes from 1 to 128."
             else:
                 values[s.name] = number * MB
+        elif s.kind == "hosts":
+            value = raw.strip() if isinstance(raw, str) else ""
+            try:
+                parse_allowed(value)
+            except ValueError as exc:
+                errors[s.name] = str(exc)
+            if len(value) > 2000:
+                errors[s.name] = "At most 2000 characters."
+            values[s.name] = value
         elif s.kind == "prefix":
             value = raw.strip() if isinstance(raw, str) else ""
             if not _PREFIX.match(value):

@@ -101,10 +101,6 @@ def _form() -> dict:
     return request.form.to_dict()
 
 
-def _page_arg() -> int:
-    return int_arg("page", 1)
-
-
 def _as_depth(value) -> Depth:
     try:
         return Depth(int(value))
@@ -139,11 +135,10 @@ def index():
 @area("user")
 def users(p):
     active = request.args.get("active", "active")
-    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"),
-            "role": int_arg("role"),
+    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"), "role": int_arg("role"),
             "active": active if active in ("active", "inactive", "all") else "active"}
     page = svc.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
-                          active=args["active"], page=_page_arg(),
+                          active=args["active"], page=int_arg("page", 1),
                           per_page=current_app.config["REGARDING_PAGE_SIZE"])
     return render_template("admin/users.html", page=page, args=args,
                            units=directory.units(p), roles=svc.all_roles(p),

@@ -57,7 +57,7 @@ class Reads:
         self.whole_uids: list[int] = []
         self.header_uids: list[int] = []
         self.fetch_messages: list[list[str]] = []
-        real_fetch, real_messages = imap_connector._uid_fetch, ImapConnector.fetch_messages
+        real_fetch, real_messages = imap_connector.uid_fetch, ImapConnector.fetch_messages
         reads = self
 
         def fetch(imap, uids, items):
@@ -72,7 +72,7 @@ class Reads:
             return reads.before_whole(connector, folder, refs) or real_messages(
                 connector, folder, refs)
 
-        monkeypatch.setattr(imap_connector, "_uid_fetch", fetch)
+        monkeypatch.setattr(imap_connector, "uid_fetch", fetch)
         monkeypatch.setattr(ImapConnector, "fetch_messages", fetch_messages)
 
     def before_whole(self, connector, folder, refs):

@@ -2,6 +2,7 @@
 query counter for the N+1 checks."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from server.crm.activities import ActivityParty, Attachment, Email, Task
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
 from server.security import authz
+from tests.servers.wsgi import serving
 
 SAMPLE = {
     "account": {"name": "Contoso Ltd", "phone": "+1 555 0100", "email1": "info@contoso.example",
@@ -109,19 +111,11 @@ def csrf_checked(app):
 
 @pytest.fixture
 def live(app):
-    """The app served on a loopback port (a thread) with CSRF on: its base URL."""
-    import logging
-    import threading
-
-    from werkzeug.serving import make_server
+    """The app served on a loopback port for Chromium (CSRF on, as in production)."""
     app.config.update(WTF_CSRF_ENABLED=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with serving(app) as url:
+            yield url
     finally:
-        server.shutdown()
-        thread.join(10)
         app.config.update(WTF_CSRF_ENABLED=False)

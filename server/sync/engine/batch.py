@@ -46,7 +46,7 @@ from server.crm.services.tracking import EmailTrack
 from server.mailkeys import decode_thread_index, find_token
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
-from server.sync.connectors.base import ConnectorError, FetchedMessage
+from server.sync.connectors.base import ConnectorError, FetchedMessage, HeadersFirst
 from server.sync.engine.folders import FolderInfo
 from server.sync.mail.message import MailMessage, MessageError, parse
 from server.sync.models import MessageDecision
@@ -83,7 +83,8 @@ def batchable(ctx: MailboxRun) -> bool:
 
 def reads_headers_first(ctx: MailboxRun, folder: FolderInfo) -> bool:
     """Whether the engine should read this folder's batches as header sections."""
-    return (bool(getattr(ctx.connector, "headers_first", False)) and batchable(ctx)
+    return (isinstance(ctx.connector, HeadersFirst) and ctx.connector.headers_first
+            and batchable(ctx)
             and folder.role is not FolderRole.TRACKED
             and ctx.mailbox.tracking_option != TrackingOption.ALL)
 

@@ -48,7 +48,7 @@ from server.security import authz
 from server.security.models import User
 from server.sync.engine.accounts import account_for
 from server.sync.connectors import incoming, outgoing
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import AssignsMessageIds, ConnectorError, SavesCopies, Sender
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -388,8 +388,8 @@ class _Run:
     def __init__(self, mailbox: Mailbox):
         self.mailbox = mailbox
         self.profile = mailbox.server_profile
-        self.sender = None
-        self.store = None
+        self.sender: Sender | None = None
+        self.store: SavesCopies | None = None  # a connector that keeps Sent copies itself
         self.store_failed = False
 
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict:
@@ -409,7 +409,7 @@ class _Run:
                 or not (profile.settings or {}).get("save_sent_copy", True)):
             return None
         connector_cls = incoming(profile.incoming_protocol)
-        if not getattr(connector_cls, "supports_append", False):
+        if not issubclass(connector_cls, SavesCopies):  # the service keeps the copy itself
             return None
         try:
             if self.store is None:
@@ -434,10 +434,12 @@ class _Run:
                     log.debug("closing a connection failed", exc_info=True)
 
 
-def _record_assigned_id(email: Email, sender) -> None:
+def _record_assigned_id(email: Email, sender: Sender | None) -> None:
     """A sender that knows the Message-ID the server gave the sent message (Graph's
     ``internetMessageId``) has it recorded, so replies correlate to this email."""
-    assigned = (getattr(sender, "internet_message_ids", None) or {}).get(f"<{email.message_id}>")
+    if not isinstance(sender, AssignsMessageIds):
+        return
+    assigned = sender.internet_message_ids.get(f"<{email.message_id}>")
     if assigned and normalize_message_id(assigned) != email.message_id:
         email.message_id = normalize_message_id(assigned)
 

@@ -65,7 +65,8 @@ from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
 from server.sync.mail import correlation as corr
-from server.sync.connectors.base import ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (BatchKeywords, ConnectorError, FetchedMessage, Folder,
+                                         Keywords)
 from server.sync.engine.folders import FolderInfo
 from server.sync.mail.message import MailMessage, MessageError, parse
 from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage, QueueItem,
@@ -900,13 +901,12 @@ def write_keywords(ctx: MailboxRun) -> int:
     A failure only costs the category."""
     queued, ctx.keyword_queue = ctx.keyword_queue, []
     connector = ctx.connector
-    if connector is None or not getattr(connector, "supports_keywords", True) \
-            or not hasattr(connector, "set_keyword"):
+    if not isinstance(connector, Keywords):
         return 0
     by_folder: dict[str, tuple[Folder, list[str]]] = {}
     for folder, ref in queued:
         by_folder.setdefault(folder.key, (folder, []))[1].append(ref)
-    many = getattr(connector, "set_keywords", None)
+    many = connector.set_keywords if isinstance(connector, BatchKeywords) else None
     written = 0
     for folder, refs in by_folder.values():
         groups = [refs] if many is not None else [[ref] for ref in refs]

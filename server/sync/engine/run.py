@@ -13,7 +13,7 @@
    decisions (one commit per batch): a crash repeats work, never skips it, and identities
    keep a repeat (or a ``reset`` after a UIDVALIDITY change) free of duplicates; the
    "Tracked to Regarding" category is written back after each commit, one request per
-   batch. Where the connector allows it (``prefetch``), the next batch is read from the
+   batch. Where the connector allows it (``ReadsAhead``), the next batch is read from the
    server in a thread while the current one is processed; the connector is never used by
    both at once. All the work comes before the batch's writes, so the database's write
    lock (SQLite's one writer) is held only for the bulk write and the commit;
@@ -48,7 +48,7 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder, ReadsAhead
 from server.sync.engine.folders import FolderInfo, plan_folders
 from server.sync.engine.batch import process_batch, reads_headers_first
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
@@ -328,7 +328,7 @@ def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage]) 
 
 
 class _Reader:
-    """Reads a folder's batches; with a connector that allows it (``prefetch``), the next
+    """Reads a folder's batches; with a connector that allows it (``ReadsAhead``), the next
     batch is read in a thread while the engine processes the current one. Only one of the
     two uses the connector at a time: ``settle`` waits for the read ahead before the engine
     writes the category back or reads whole messages, and a failed read ahead raises where
@@ -339,7 +339,7 @@ class _Reader:
         self.connector, self.info = connector, info
         self.headers_only = headers_only
         self.options = {"headers_only": True} if headers_only else {}
-        self.threaded = bool(getattr(connector, "prefetch", False))
+        self.threaded = isinstance(connector, ReadsAhead)
         self.executor: ThreadPoolExecutor | None = None
         self.ahead: tuple[str, int, Future] | None = None
         self.done: tuple[str, int, Future] | None = None

@@ -316,7 +316,8 @@ def record_paths(rt: RecordType) -> dict[str, dict]:
               "Search (contains) over: " + ", ".join(rt.search_fields) + "."),
         query("active", {"enum": ["true", "false", "all"], "default": "true"}, "Active state."),
         query("sort", {"type": "string"}, f"A field to sort by, - to reverse (default "
-                                          f"{rt.title_field})."),
+                                          f"{rt.title_field}, or id when you may not read "
+                                          "it)."),
         query("count", {"type": "boolean"}, "Include the total count."),
         query("owner_user_id", {"type": "integer"}, "Owned by this user."),
         query("owner_team_id", {"type": "integer"}, "Owned by this team."),
@@ -347,8 +348,8 @@ def record_paths(rt: RecordType) -> dict[str, dict]:
             f"{rt.name}_share", f"Share a {label} (empty rights revoke; then 204)", tag=tag,
             schema=ref("Share"), body=ref("ShareInput"), errors=("403", "404"))},
         f"{one}/shares": {"parameters": rid, "get": op(
-            f"{rt.name}_shares", f"Who a {label} is shared with", tag=tag,
-            schema=ref("ShareList"), errors=("404",))},
+            f"{rt.name}_shares", f"Who a {label} is shared with (needs share on it)", tag=tag,
+            schema=ref("ShareList"), errors=("403", "404"))},
         f"{one}/activate": {"parameters": rid, "post": op(
             f"{rt.name}_activate", f"Activate a {label}", tag=tag, schema=ref(name),
             body=ref("Empty"), body_required=False, errors=("403", "404"))},

@@ -1,8 +1,8 @@
 """email from the CRM (branch send): email templates, signatures, and the organization
 setting "allow messages to unresolved recipients"
 
-Revision ID: 0003_send
-Revises: 0002_keys
+Revision ID: 0004_send
+Revises: 0003_secb
 Create Date: 2026-12-05 00:50:00
 
 """
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_send'
-down_revision = '0002_keys'
+revision = '0004_send'
+down_revision = '0003_secb'
 branch_labels = None
 depends_on = None
 
