@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, select, text  # noqa: E402
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import bench_app, scratch_database  # noqa: E402
 
 FOLDER = "INBOX/Contoso deal"
 
@@ -92,9 +91,7 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=100)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    from cryptography.fernet import Fernet
     from imapclient import IMAPClient
-    from server import create_app
     from server.db import db
     from server.sync.engine.run import sync_mailbox
     from server.sync.models import MessageDecision
@@ -102,11 +99,7 @@ def main() -> None:
     from tests.servers.dovecot import DovecotServer
 
     url, drop = scratch_database(args.db, "latency")
-    instance = tempfile.mkdtemp(prefix="regarding-latency-instance-")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
-                      "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-                      "REGARDING_INSTANCE_DIR": instance, "REGARDING_LOG_LEVEL": "WARNING",
-                      "REGARDING_SYNC_POLL_SECONDS": 1.0})
+    app = bench_app(url, "latency")
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
           f"{args.db}")
     stop = threading.Event()

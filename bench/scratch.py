@@ -29,3 +29,15 @@ def scratch_database(kind: str, prefix: str) -> tuple[str, Callable[[], None]]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def bench_app(url: str, prefix: str, **config):
+    """The application on ``url`` with a fresh instance folder and encryption key, quiet
+    logs and a one-second worker poll (``config`` adds to or overrides that)."""
+    from cryptography.fernet import Fernet
+    from server import create_app
+    instance = tempfile.mkdtemp(prefix=f"regarding-{prefix}-instance-")
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
+                       "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                       "REGARDING_INSTANCE_DIR": instance, "REGARDING_LOG_LEVEL": "WARNING",
+                       "REGARDING_SYNC_POLL_SECONDS": 1.0, **config})

@@ -36,6 +36,8 @@ class Organization(db.Model):
     track_between_users_as_two: Mapped[bool] = mapped_column(Boolean, default=False)
     smart_matching: Mapped[bool] = mapped_column(Boolean, default=False)
     require_email_approval: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Email from the CRM may go to addresses that match no record
+    allow_unresolved_recipients: Mapped[bool] = mapped_column(Boolean, default=True)
     # Mail servers allowed although loopback or link-local (server.sync.engine.hosts).
     mail_server_allowed_hosts: Mapped[str] = mapped_column(String(2000), default="",
                                                            server_default="")

@@ -1103,6 +1103,10 @@ ORG_SETTINGS: tuple[Setting, ...] = (
             "someone with the 'Approve email addresses' privilege) has approved its "
             "email address, so nobody can make the server read a mailbox that is not theirs.",
             "Email"),
+    Setting("allow_unresolved_recipients", "Allow messages to unresolved recipients", "bool",
+            "Email written in the CRM may go to addresses that match no contact, account, "
+            "lead, user or queue. Off: every recipient must be a record, and an email to "
+            "anyone else is refused before it is sent.", "Email"),
     Setting("mail_server_allowed_hosts", "Allowed local mail servers", "hosts",
             "Email server profiles may not reach loopback or link-local addresses (this "
             "server's own services, cloud metadata endpoints) unless they are listed here: "

@@ -266,6 +266,8 @@ def activity_new(type_name: str, record_id: int, kind: str):
     rt = _record_type(type_name)
     if kind not in NEW_ACTIVITY_KINDS or rt.name not in REGARDING_TYPES:
         abort(404)
+    if kind == "email" and request.method == "GET":  # written on the compose page
+        return redirect(url_for("compose.compose_new", regarding=f"{rt.name}:{record_id}"))
     p = current_principal()
     record = records.get(p, rt.name, record_id)
     form = request.form if request.method == "POST" else {}

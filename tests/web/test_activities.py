@@ -207,8 +207,9 @@ def test_new_task_phone_call_and_email_draft_from_a_record(make_user, make_recor
     contact = make_record(user, "contact")
     c = signin(user)
     base = f"/r/contact/{contact.id}/activities/new"
-    form = c.get(f"{base}/email").get_data(as_text=True)
-    assert 'value="yvonne@contoso.example"' in form  # To: prefilled with the contact's address
+    form = c.get(f"{base}/email", follow_redirects=True).get_data(as_text=True)
+    # To: prefilled with the contact's address, on the compose page
+    assert 'value="Yvonne McKay &lt;yvonne@contoso.example&gt;"' in form
 
     assert c.post(f"{base}/task", data={"subject": "Send brochure", "due": "2030-01-02T10:00",
                                         "priority": "high"}).status_code == 302

@@ -205,6 +205,17 @@ def visible_fields(p: Principal, rt: RecordType):
     return [f for f in rt.fields if access.can_read(f.name)]
 
 
+def readable_addresses(p: Principal, kind: str, record) -> list[str]:
+    """The email addresses of a user or record the principal may read: a secured address
+    field they may not read is never suggested, prefilled or written to."""
+    if kind == "user":
+        return [record.email] if record.email else []
+    access = p.fields(kind)
+    return [value for f in RECORD_TYPES[kind].fields
+            if f.kind == "email" and access.can_read(f.name)
+            and (value := getattr(record, f.name))]
+
+
 def get(p: Principal, type_name: str, record_id: int, privilege: str = "read"):
     rt = RECORD_TYPES.get(type_name)
     if rt is None:

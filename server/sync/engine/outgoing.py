@@ -18,7 +18,8 @@ When the server cannot be reached or refuses the sign-in, the batch stops and th
 backs the mailbox off as for incoming errors.
 
 Sending as someone else (a user mailbox sending an email another user created) needs the
-creator's ``send_as_other_user`` privilege.
+creator's ``send_as_other_user`` privilege. A full batch leaves the mailbox asking for the
+next run at once (``sync_requested``), so a long queue is not left to the next interval.
 """
 from __future__ import annotations
 
@@ -500,4 +501,7 @@ def send_pending(mailbox_id: int, now: datetime | None = None, *, limit: int = B
                 db.session.commit()
     finally:
         run.close()
+    if len(emails) == limit:  # a full batch: more may wait, so the mailbox is due again now
+        db.session.get(Mailbox, mailbox_id).sync_requested = True
+        db.session.commit()
     return counts

@@ -1,5 +1,6 @@
 """REST endpoints for activities: list (scoped, filtered, newest first), create, get, update,
-delete, set or clear what an activity is regarding, and its attachments."""
+delete, send an email (``server.sync.admin.sending``), reply to or forward one, set or clear what an activity is
+regarding, and its attachments."""
 from __future__ import annotations
 
 
@@ -13,6 +14,7 @@ from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, 
 from server.db import db
 from server.errors import NotFound
 from server.security import authz
+from server.sync.admin import sending
 from server.web.api import activity_writes
 from server.crm.services.details import attachment_bytes
 from server.web.attachments import download_response
@@ -110,6 +112,30 @@ def delete_activity(activity_id: int):
     return "", 204
 
 
+def send_activity(activity_id: int):
+    """POST (no body, or ``{}``): a draft email is sent, a failed one sent again."""
+    p = principal()
+    activity = load_activity(activity_id)
+    reject_unknown(json_body(optional=True), set())
+    sending.send(p, activity)
+    db.session.commit()
+    return jsonify(activity_json(p, load_activity(activity_id)))
+
+
+def answer_activity(activity_id: int):
+    """POST ``{"mode": "reply" | "reply_all" | "forward"}``: a new draft answering an email."""
+    p = principal()
+    data = json_body()
+    reject_unknown(data, {"mode"})
+    email = activity_writes.create_answer(p, load_activity(activity_id), data.get("mode"),
+                                          me=sending.own_addresses(p))
+    db.session.commit()
+    response = jsonify(activity_json(p, load_activity(email.id)))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.activity_get", activity_id=email.id)
+    return response
+
+
 def set_regarding(activity_id: int):
     """PUT ``{"regarding": {"type", "id"}}`` or ``{"regarding": null}``: write on the activity;
     to set it also append on the activity and append-to on the record."""
@@ -162,6 +188,8 @@ def register(bp: Blueprint) -> None:
         (f"/activities/<{ID}:activity_id>", "activity_get", get_activity, ["GET"]),
         (f"/activities/<{ID}:activity_id>", "activity_update", update_activity, ["PATCH"]),
         (f"/activities/<{ID}:activity_id>", "activity_delete", delete_activity, ["DELETE"]),
+        (f"/activities/<{ID}:activity_id>/send", "activity_send", send_activity, ["POST"]),
+        (f"/activities/<{ID}:activity_id>/reply", "activity_reply", answer_activity, ["POST"]),
         (f"/activities/<{ID}:activity_id>/regarding", "activity_regarding", set_regarding, ["PUT"]),
         (f"/activities/<{ID}:activity_id>/attachments", "activity_attachments", list_attachments,
          ["GET"]),

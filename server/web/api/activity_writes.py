@@ -11,19 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES, Activity,
-                                   ActivityParty, Email)
+                                   ActivityParty, Attachment, Email)
 from server.crm.html import sanitize_html
+from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES, Field
-from server.crm.services.tracking import EmailContent, track_email
+from server.crm.replies import MODES, answer
+from server.crm.services.email_templates import signature_of
+from server.crm.services.records import readable_addresses
 from server.crm.services.resolution import resolve
+from server.crm.services.tracking import EmailContent, track_email
+from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, Unprocessable
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import RecordShare, Team, User
-from server.crm.values import parse_value
 from server.web.api.common import invalid, load_principal, parse_ref
 from server.web.serialize import ACTIVITY_READ_ONLY, ACTIVITY_TYPES, activity_fields
 
@@ -75,11 +80,9 @@ def _load_party_records(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple
     return out
 
 
-def _address_of(record) -> str | None:
-    if isinstance(record, User):
-        return record.email
-    emails = record.emails
-    return emails[0] if emails else None
+def _address_of(p: Principal, kind: str, record) -> str | None:
+    """The first address of the record the caller may read (field security)."""
+    return next(iter(readable_addresses(p, kind, record)), None)
 
 
 def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
@@ -154,7 +157,8 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
                 if candidate is not None and _party_record_ok(p, m.record_type, candidate):
                     ref, record = (m.record_type, m.record_id), candidate
                     break
-        party = ActivityParty(role=role, address=address or (record and _address_of(record)),
+        party = ActivityParty(role=role,
+                              address=address or (record and _address_of(p, ref[0], record)),
                               name=name or (record.full_name if isinstance(record, User) else
                                             record and getattr(record, "title", None)))
         if ref is not None:
@@ -337,6 +341,39 @@ def create(p: Principal, data: dict[str, Any]) -> Activity:
     db.session.add(activity)
     db.session.flush()
     return activity
+
+
+def create_answer(p: Principal, original: Activity, mode: Any, *, me: set[str]) -> Email:
+    """A draft replying to (``reply``, ``reply_all``) or forwarding ``original``, made by
+    ``create`` with the caller's checks: threaded to the original (In-Reply-To and
+    References come from it when sent), with its tracking token and, when the caller may
+    link to it, its regarding; the caller's signature above the quoted original; a forward
+    carries the original's attachments."""
+    if mode not in MODES:
+        raise invalid({"mode": f"Must be one of: {', '.join(MODES)}."})
+    if not isinstance(original, Email):
+        raise Conflict("Only an email can be answered.")
+    org = db.session.get(Organization, 1)
+    reply = answer(original, mode, me=me, signature=signature_of(user_id=p.user_id),
+                   token_prefix=org.tracking_token_prefix)
+    if "regarding" in reply.data:
+        try:
+            regarding_target(p, reply.data["regarding"])
+        except (Invalid, Forbidden):
+            del reply.data["regarding"]
+    email = create(p, reply.data)
+    email.parent_activity_id = reply.parent_activity_id
+    email.tracking_token = reply.tracking_token if org.use_tracking_token else None
+    if mode == "forward":
+        for att in db.session.scalars(select(Attachment).where(
+                Attachment.activity_id == original.id).options(undefer(Attachment.content))):
+            email.attachments.append(Attachment(
+                filename=att.filename, content_type=att.content_type, size=att.size,
+                sha256=att.sha256, content=att.content, storage_path=att.storage_path,
+                content_id=att.content_id, is_inline=att.is_inline,
+                content_omitted=att.content_omitted))
+    db.session.flush()
+    return email
 
 
 def update(p: Principal, activity: Activity, data: dict[str, Any]) -> Activity:

@@ -178,6 +178,9 @@ def activity_schemas() -> dict[str, dict]:
         "content_id": {"type": ["string", "null"]}, "content_omitted": {"type": "boolean"}}}
     schemas["AttachmentList"] = {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "items": ref("Attachment")}}}
+    schemas["ReplyInput"] = {"type": "object", "additionalProperties": False,
+                             "required": ["mode"],
+                             "properties": {"mode": {"enum": ["reply", "reply_all", "forward"]}}}
     schemas["RegardingInput"] = {"type": "object", "additionalProperties": False,
                                  "required": ["regarding"],
                                  "properties": {"regarding": nullable(ref("RecordRef"))}}
@@ -386,6 +389,19 @@ def activity_paths() -> dict[str, dict]:
             "delete": op("activity_delete", "Delete an activity", ok="204", tag=tag,
                          errors=("403", "404")),
         },
+        "/activities/{activity_id}/send": {"parameters": aid, "post": op(
+            "activity_send", "Send an outgoing email through its sender's mailbox: a draft, or "
+            "a failed email again (Retry). It becomes pending_send and the sync sends it at "
+            "once; 409 in any other status, 422 when the mailbox cannot send (error.fields."
+            "mailbox says why: no_mailbox, outgoing_not_enabled, not_approved, not_enabled)",
+            tag=tag, schema=ref("Activity"), body=ref("Empty"), body_required=False,
+            errors=("403", "404", "409", "422"))},
+        "/activities/{activity_id}/reply": {"parameters": aid, "post": op(
+            "activity_reply", "Reply, reply all or forward: a new draft email with RE:/FW: "
+            "subject, recipients, the quoted original and the caller's signature, threaded to "
+            "the original (its tracking token and regarding kept; a forward starts a new "
+            "thread with the original's attachments); send it with /send", ok="201", tag=tag,
+            schema=ref("Activity"), body=ref("ReplyInput"), errors=("403", "404", "409"))},
         "/activities/{activity_id}/regarding": {"parameters": aid, "put": op(
             "activity_regarding", "Set (or clear with null) what an activity is regarding",
             tag=tag, schema=ref("Activity"), body=ref("RegardingInput"), errors=("403", "404"))},
@@ -427,6 +443,61 @@ def _download_op(tag: str) -> dict:
     return o
 
 
+def template_paths() -> dict[str, dict]:
+    tag = "Email templates"
+    tid = [path_param("template_id")]
+    return {
+        "/email_templates": {
+            "get": op("email_template_list", "The organization's email templates and the "
+                      "caller's own", tag=tag, schema=ref("EmailTemplateList")),
+            "post": op("email_template_create", "Create an email template (the caller's own, "
+                       "or with organization: true the organization's, which needs write on "
+                       "the organization)", ok="201", tag=tag, schema=ref("EmailTemplate"),
+                       body=ref("EmailTemplateInput"), errors=("403",)),
+        },
+        "/email_templates/{template_id}": {
+            "parameters": tid,
+            "get": op("email_template_get", "Get an email template", tag=tag,
+                      schema=ref("EmailTemplate"), errors=("404",)),
+            "patch": op("email_template_update", "Change an email template", tag=tag,
+                        schema=ref("EmailTemplate"), body=ref("EmailTemplateInput"),
+                        errors=("403", "404")),
+            "delete": op("email_template_delete", "Delete an email template", ok="204",
+                         tag=tag, errors=("403", "404")),
+        },
+        "/email_templates/{template_id}/render": {"parameters": tid, "post": op(
+            "email_template_render", "Fill a template in for a recipient and a regarding "
+            "record the caller may read; unknown or secured placeholders are listed in "
+            "problems (and nothing is filled in)", tag=tag, schema=ref("RenderedTemplate"),
+            body=ref("RenderInput"), body_required=False, errors=("404",))},
+    }
+
+
+def template_schemas() -> dict[str, dict]:
+    text = {"type": "string"}
+    return {
+        "EmailTemplate": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "name": text, "subject": text, "body_html": text,
+            "organization": {"type": "boolean"}}},
+        "EmailTemplateList": {"type": "object", "required": ["items"], "properties": {
+            "items": {"type": "array", "items": ref("EmailTemplate")}}},
+        "EmailTemplateInput": {"type": "object", "additionalProperties": False, "properties": {
+            "name": {"type": "string", "maxLength": 200},
+            "subject": {"type": "string", "maxLength": 400},
+            "body_html": {"type": "string", "description": "HTML with placeholders such as "
+                          "{{ recipient.first_name }} and {% if %} conditions"},
+            "organization": {"type": "boolean", "description": "On create only."}}},
+        "RenderInput": {"type": "object", "additionalProperties": False, "properties": {
+            "recipient": {"type": "object", "required": ["type", "id"], "properties": {
+                "type": {"enum": ["user", "contact", "account", "lead"]},
+                "id": {"type": "integer"}}},
+            "regarding": ref("RecordRef")}},
+        "RenderedTemplate": {"type": "object", "properties": {
+            "subject": text, "html_body": text,
+            "problems": {"type": "array", "items": text}}},
+    }
+
+
 def other_paths() -> dict[str, dict]:
     return {
         "/me": {"get": op("me", "The caller: roles, teams, privileges", tag="Me",
@@ -450,8 +521,10 @@ def document() -> dict[str, Any]:
         paths.update(record_paths(rt))
         schemas.update(record_schemas(rt))
     paths.update(activity_paths())
+    paths.update(template_paths())
     paths.update(other_paths())
     schemas.update(activity_schemas())
+    schemas.update(template_schemas())
     responses = {f"E{code}": {"description": text, "content": {JSON: {"schema": ref("Error")}}}
                  for code, text in ERRORS.items()}
     return {
@@ -463,7 +536,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": rt.plural} for rt in RECORD_TYPES.values()]
-        + [{"name": "Activities"}, {"name": "Me"}],
+        + [{"name": "Activities"}, {"name": "Email templates"}, {"name": "Me"}],
         "paths": paths,
         "components": {"schemas": schemas, "responses": responses,
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",

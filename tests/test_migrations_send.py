@@ -1,0 +1,45 @@
+"""The send branch's revision upgrades a database that already has an organization: the new
+setting "allow messages to unresolved recipients" is on, and the template and signature
+tables are there (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from server.db import db
+from tests.conftest import make_config
+from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401
+
+
+def _upgrade(app, revision):
+    result = app.test_cli_runner().invoke(args=["db", "upgrade", revision])
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_upgrade_keeps_the_organization_and_turns_the_setting_on(database, tmp_path, request):
+    from server import create_app
+    url = (f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite"
+           else request.getfixturevalue("fresh_postgresql"))
+    app = create_app(make_config(url, tmp_path))
+    _upgrade(app, "0003_secb")
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO organization (id, name, base_currency, resolve_inactive_records, "
+                "unresolve_ambiguous_addresses, attachment_max_bytes, use_tracking_token, "
+                "tracking_token_prefix, track_sent_items, track_between_users_as_two, "
+                "smart_matching, require_email_approval, modified_on) VALUES (1, 'Contoso', "
+                "'USD', false, false, 1000, true, 'CRM:', true, false, false, true, "
+                "CURRENT_TIMESTAMP)"))
+        db.engine.dispose()
+    _upgrade(app, "0004_send")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name, allow_unresolved_recipients FROM "
+                                     "organization")).one() == ("Contoso", True)
+            tables = set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"email_template", "email_signature"} <= tables
