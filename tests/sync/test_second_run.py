@@ -24,13 +24,7 @@ class ProxiedStore(w.ImapStore):
                 "incoming_port": self.proxy.port}
 
 
-@pytest.mark.parametrize("option", [
-    "crm_responses",
-    pytest.param("all", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 12 point 3, not fixed yet for mail read whole: writing the 'Tracked to "
-        "Regarding' keyword changes the messages' MODSEQ after the cursor's marker was read, "
-        "so the next run fetches every tracked message whole again"))),
-])
+@pytest.mark.parametrize("option", ["crm_responses", "all"])
 def test_the_second_run_over_an_unchanged_mailbox_reads_nothing_whole(crm, dovecot, mail_user,
                                                                        option):
     with CountingProxy(dovecot.host, dovecot.imap_port) as proxy:

@@ -149,13 +149,17 @@ class HeadersFirst(ABC):
     """``fetch_changes(..., headers_only=True)`` returns header sections only (incomplete
     messages) and ``fetch_messages`` the whole of many messages in one go: the engine decides
     from headers and reads only the mail it tracks. ``headers_first`` is False while this
-    session's server cannot (a POP3 server without TOP)."""
+    session's server cannot (a POP3 server without TOP). ``changed_as_headers=True``: mail
+    seen before that comes back because its flags or keywords changed (the category the
+    engine wrote, a user's) is returned as header sections even without ``headers_only``:
+    it is mostly tracked already, and its identity is in its headers."""
 
     headers_first: bool = True
 
     @abstractmethod
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
-                      headers_only: bool = False) -> Changes: ...
+                      headers_only: bool = False, changed_as_headers: bool = False
+                      ) -> Changes: ...
 
     @abstractmethod
     def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:

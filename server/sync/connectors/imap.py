@@ -315,7 +315,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
     # -- reading ------------------------------------------------------------------------------
 
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
-                      headers_only: bool = False) -> Changes:
+                      headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
         limit = max(1, limit)
         with self._errors(f"reading {folder.name}"):
             info = self._open(folder, readonly=True)
@@ -346,7 +346,11 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
                 new_uids = sorted(u for u in found if u > last_uid)
             batch = new_uids[:room]
             more = truncated or len(new_uids) > len(batch) or (room == 0 and maybe_new)
-            messages = (self._fetch_headers if headers_only else self._fetch_full)(changed + batch)
+            if headers_only or changed_as_headers:  # (header sections, in one request)
+                messages = self._fetch_headers(changed + batch) if headers_only else \
+                    self._fetch_headers(changed) + self._fetch_full(batch)
+            else:
+                messages = self._fetch_full(changed + batch)
             next_cursor = pack_cursor({"uidvalidity": uidvalidity,
                                        "last_uid": batch[-1] if batch else last_uid,
                                        "highestmodseq": next_since})

@@ -279,7 +279,8 @@ class Pop3Connector(ServerSession, Connector, HeadersFirst):
                                  f"{folder.name}.", severity="folder")
 
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
-                      headers_only: bool = False) -> Changes:
+                      headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
+        """New mail only: POP3 has no flags, so nothing comes back changed."""
         self._check(folder)
         limit = max(1, limit)
         state = unpack_cursor(cursor)

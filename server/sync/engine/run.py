@@ -49,7 +49,8 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder, ReadsAhead
+from server.sync.connectors.base import (Changes, ConnectorError, FetchedMessage, Folder,
+                                         HeadersFirst, ReadsAhead)
 from server.sync.engine.batch import process, process_batch, reads_headers_first
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
@@ -272,8 +273,9 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     cursor = state.cursor
     if progress is not None:
         progress(Progress(mailbox.id, info.name, result.fetched, 0, True))
-    reader = _Reader(ctx.connector, info, reads_headers_first(ctx, info))
-    ctx.read_whole = reader.read_whole if reader.headers_only else None
+    reader = _Reader(ctx.connector, info, reads_headers_first(ctx, info),
+                     changed_as_headers=not mailbox.is_forward_mailbox)
+    ctx.read_whole = reader.read_whole if reader.reads_whole else None
     try:
         changes = reader.fetch(cursor, _batch_size(limit, budget))
         while True:
@@ -354,12 +356,21 @@ class _Reader:
     two uses the connector at a time: ``settle`` waits for the read ahead before the engine
     writes the category back or reads whole messages, and a failed read ahead raises where
     its batch is asked for. ``headers_only``: batches are header sections, and the batch
-    reads the messages it tracks with ``read_whole``."""
+    reads the messages it tracks with ``read_whole``. ``changed_as_headers``: mail seen
+    before that comes back changed (the category this engine wrote on it after the batch's
+    cursor was taken, a flag a user set) is read as its header section too, and read whole
+    only if it is to be tracked: a second run over an unchanged mailbox reads nothing
+    whole (never for a forward mailbox: what it holds is in the body)."""
 
-    def __init__(self, connector, info: FolderInfo, headers_only: bool = False) -> None:
+    def __init__(self, connector, info: FolderInfo, headers_only: bool = False, *,
+                 changed_as_headers: bool = False) -> None:
         self.connector, self.info = connector, info
         self.headers_only = headers_only
+        self.reads_whole = isinstance(connector, HeadersFirst) and (
+            headers_only or changed_as_headers)
         self.options = {"headers_only": True} if headers_only else {}
+        if self.reads_whole and changed_as_headers:
+            self.options["changed_as_headers"] = True
         self.threaded = isinstance(connector, ReadsAhead)
         self.executor: ThreadPoolExecutor | None = None
         self.ahead: tuple[str, int, Future] | None = None
