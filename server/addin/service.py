@@ -118,8 +118,7 @@ def _titles(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple[str, int], 
         if not ids:
             continue
         rt = RECORD_TYPES[kind]
-        title = getattr(rt.model, rt.title_field)
-        rows = db.session.execute(select(rt.model.id, title).where(
+        rows = db.session.execute(select(rt.model.id, records.title_column(p, kind)).where(
             rt.model.id.in_(ids), authz.scope(p, rt.model, "read")))
         out.update({(kind, i): t for i, t in rows})
     return out
@@ -203,8 +202,6 @@ OwnerUser = aliased(User, name="owner_user")
 ParentAccount = aliased(Account, name="parent_account")
 
 
-def _title_column(kind: str, model):
-    return model.full_name if kind in ("user", "contact", "lead") else model.name
 
 
 # Names of related rows are scalar subqueries, not joins: PostgreSQL plans the card query
@@ -235,7 +232,7 @@ def _card_select(p: Principal, kind: str):
     parent_name = (_account_name(p, model.parent_account_id) if "parent_account_id" in columns
                    else null())
     return (select(literal(kind).label("kind"), model.id.label("id"),
-                   _title_column(kind, model).label("name"),
+                   records.title_column(p, kind, model).label("name"),
                    (model.owner_user_id if owned else null()).label("owner_user_id"),
                    model.is_active.label("is_active"), readable.label("readable"), *values,
                    parent_name.label("parent_name"),
@@ -258,7 +255,8 @@ class CardLoader:
 
     def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
         kinds = tuple(sorted(by_kind))
-        query = _statement(("cards", kinds, self.p.scope_key), lambda: _cards_select(self.p, kinds))
+        key = ("cards", kinds, self.p.scope_key, tuple(records.title_parts(self.p, k) for k in kinds))
+        query = _statement(key, lambda: _cards_select(self.p, kinds))
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
         for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
             out[row.kind][row.id] = Match(row.kind, row.id, row.name,
@@ -302,6 +300,16 @@ def _card(p: Principal, row) -> dict[str, Any]:
             "phone": read("phone") or read("mobile_phone"), "owner": row.owner_name or None}
 
 
+def _carries(p: Principal, row, address: str) -> bool:
+    """Whether ``address`` is in a field of the matched record the user may read: resolution
+    never reveals a hidden address (``records.visible_matches`` states the rule)."""
+    if row.kind == "user":
+        return True
+    access, columns = p.fields(row.kind), CARD_COLUMNS[row.kind]
+    return any(getattr(row, slot) and normalized(getattr(row, slot)) == normalized(address)
+               for slot in EMAIL_SLOTS if slot in columns and access.can_read(columns[slot]))
+
+
 def _match_json(p: Principal, row) -> dict[str, Any]:
     return {"type": row.kind, "id": row.id, "name": row.name,
             "url": record_url(row.kind, row.id) if row.kind != "user" else None,
@@ -327,7 +335,8 @@ def parties(p: Principal, item: Item, org,
             entry.update(status="self", matches=[])
         else:
             found = [cards[(m.record_type, m.record_id)] for m in matches.get(person.address, ())
-                     if (m.record_type, m.record_id) in cards]
+                     if (m.record_type, m.record_id) in cards
+                     and _carries(p, loader.rows[(m.record_type, m.record_id)], person.address)]
             entry.update(status="resolved" if found else "unresolved", matches=found)
         out.append(entry)
     return out
@@ -388,7 +397,8 @@ def _subject_from(p: Principal, kind: str, record_id: int, name: str, parent_id,
 def _subject(p: Principal, kind: str, record_id: int) -> Subject:
     """One statement: the record if the user may read it (NotFound otherwise), its title and
     its account's id, and that account's name if the user may read it."""
-    query = _statement(("subject", kind, p.scope_key), lambda: _subject_select(p, kind))
+    query = _statement(("subject", kind, p.scope_key, records.title_parts(p, kind)),
+                       lambda: _subject_select(p, kind))
     row = db.session.execute(query, {"record_id": record_id}).first()
     if row is None:
         raise NotFound()
@@ -400,7 +410,7 @@ def _subject_select(p: Principal, kind: str):
     account = (model.parent_account_id if kind in ("contact", "account")
                else model.customer_account_id if kind in ("opportunity", "case") else null())
     contact = model.customer_contact_id if kind in ("opportunity", "case") else null()
-    return (select(model.id, getattr(model, RECORD_TYPES[kind].title_field), account.label("account"),
+    return (select(model.id, records.title_column(p, kind), account.label("account"),
                    contact.label("contact"), _account_name(p, account) if kind != "lead" else null())
             .where(model.id == bindparam("record_id"), authz.scope(p, model, "read")))
 
@@ -616,13 +626,13 @@ def _search_groups(p: Principal, kind: str) -> list[list]:
     """Columns searched, grouped by rank: name, email, number, anything else (readable
     fields only, so search never reveals a hidden field)."""
     rt = RECORD_TYPES[kind]
-    access = p.fields(kind)
-    readable = [n for n in rt.search_fields if access.can_read(n)]
-    name = [getattr(rt.model, rt.title_field)]
-    email = [getattr(rt.model, n) for n in readable if n in rt.email_fields]
-    number = [getattr(rt.model, n) for n in readable if n == rt.number_field]
-    rest = [getattr(rt.model, n) for n in readable
-            if n != rt.title_field and n not in rt.email_fields and n != rt.number_field]
+    shown = records.title_parts(p, kind)  # the title as the user may see it ranks first
+    name = [records.title_column(p, kind)] if shown else []
+    columns = {c.key: c for c in records.search_columns(p, rt)}
+    email = [c for n, c in columns.items() if n in rt.email_fields]
+    number = [c for n, c in columns.items() if n == rt.number_field]
+    rest = [c for n, c in columns.items() if n not in (rt.title_field, *shown)
+            and n not in rt.email_fields and n != rt.number_field]
     return [name, email, number, rest]
 
 
@@ -675,14 +685,14 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
             continue
         rt = RECORD_TYPES[kind]
         rank = _rank(_search_groups(p, kind), q).label("rank")
-        title = getattr(rt.model, rt.title_field)
+        title = records.title_column(p, kind)  # hidden parts sort nothing
         rows = db.session.execute(
             select(rt.model, rank)
             .where(authz.scope(p, rt.model, "read"), rt.model.is_active.is_(True), rank < 99)
             .options(selectinload(rt.model.owner_team))
             .order_by(rank, title, rt.model.id).limit(limit)).unique().all()
         found += [(r, kind, row) for row, r in rows]
-    found.sort(key=lambda x: (x[0], SEARCH_TYPES.index(x[1]), getattr(x[2], RECORD_TYPES[x[1]].title_field).lower()))
+    found.sort(key=lambda x: (x[0], SEARCH_TYPES.index(x[1]), (records.title(p, x[2]) or "").lower()))
     found = found[:limit]
     wanted: dict[str, set[int]] = {"account": set(), "contact": set()}
     for _, kind, row in found:
@@ -691,7 +701,7 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
             if getattr(row, column, None) and p.fields(kind).can_read(column):
                 wanted[ref].add(getattr(row, column))
     titles = _titles(p, wanted)
-    return [{"type": kind, "id": row.id, "name": getattr(row, RECORD_TYPES[kind].title_field),
+    return [{"type": kind, "id": row.id, "name": records.title(p, row),
              "detail": _detail(p, kind, row, titles), "url": record_url(kind, row.id)}
             for _, kind, row in found]
 
@@ -709,7 +719,7 @@ def quick_create(p: Principal, kind: str, fields: dict[str, Any],
         raise Forbidden(f"You may not create {rt.plural.lower()}.")
     record = records.create(p, rt, fields)
     out: dict[str, Any] = {"record": {"type": kind, "id": record.id,
-                                      "name": getattr(record, rt.title_field),
+                                      "name": records.title(p, record),
                                       "url": record_url(kind, record.id)},
                            "tracking": None}
     if set_regarding_for:

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from server.addin import manifest, service, sso
+from server.crm import records
 from server.crm.activities import Appointment, Email
 from server.crm.models import Contact
 from server.db import db, utcnow
@@ -211,14 +212,17 @@ def samples(p: authz.Principal) -> list[dict]:
         select(Contact).where(authz.scope(p, Contact, "read"), Contact.is_active.is_(True),
                               Contact.email1.is_not(None))
         .order_by(Contact.modified_on.desc(), Contact.id.desc()).limit(1)).first()
-    if contact is not None:
-        first = contact.first_name or contact.full_name
+    # Field security: only the name and address the user may read (a hidden email means no
+    # sample from this contact, whose address the preview would otherwise show).
+    address = next(iter(records.emails(p, contact)), None) if contact is not None else None
+    known = (records.title(p, contact) or address, address) if address else None
+    if known is not None:
         items.append(_new_email(
-            "known", (contact.full_name, contact.email1), [me],
+            "known", known, [me],
             "Question about next quarter's order",
             f"Hi {user.full_name.split()[0]},\n\nWe are planning next quarter's order and would "
             "like to add a few more sites. Could you send an updated quote?\n\n"
-            f"Thanks,\n{contact.full_name}", user.id))
+            f"Thanks,\n{known[0]}", user.id))
     items.append(_new_email(
         "stranger", STRANGER, [me], "Introduction: Harbourlight Ventures <partnership>",
         "Hello,\n\nI run procurement at Harbourlight Ventures. A colleague recommended you; "
@@ -245,7 +249,7 @@ def samples(p: authz.Principal) -> list[dict]:
             "location": meeting.location or "", "date": _iso(meeting.scheduled_start),
             "bodyText": meeting.description or "", "bodyHtml": _paragraphs(meeting.description or ""),
             "attachments": []})
-    to = (contact.full_name, contact.email1) if contact is not None else STRANGER
+    to = known or STRANGER
     items.append({
         "key": "draft", "folder": "Drafts", "type": "message", "mode": "compose",
         "itemId": None, "internetMessageId": None, "subject": "Proposal and next steps",

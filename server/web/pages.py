@@ -16,7 +16,7 @@ import nh3
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_login import current_user
-from sqlalchemy import func, literal, or_, select, union_all
+from sqlalchemy import false, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload, undefer
 
 from server.crm import activity_services as acts
@@ -64,7 +64,8 @@ def _layout():
     if "admin.index" in current_app.view_functions and (
             p.depth("user", "write") > Depth.NONE or p.depth("security_role", "write") > Depth.NONE):
         admin_url = url_for("admin.index")
-    return {"nav_types": nav, "admin_url": admin_url, "activity_labels": ACTIVITY_TYPES}
+    return {"nav_types": nav, "admin_url": admin_url, "activity_labels": ACTIVITY_TYPES,
+            "record_title": lambda record: records.title(p, record) or "(name hidden)"}
 
 
 @bp.app_template_filter("humanize")
@@ -94,8 +95,9 @@ def _record_type(type_name: str) -> RecordType:
     return rt
 
 
-def _title_column(rt: RecordType):
-    return getattr(rt.model, rt.title_field)
+def _title_column(p, rt: RecordType):
+    """The title as the user may see it (field security: ``records.title_column``)."""
+    return records.title_column(p, rt.name)
 
 
 def ref_titles(p, wanted: dict[str, set]) -> dict[tuple[str, int], str]:
@@ -107,7 +109,7 @@ def ref_titles(p, wanted: dict[str, set]) -> dict[tuple[str, int], str]:
         if not ids or kind not in RECORD_TYPES:
             continue
         rt = RECORD_TYPES[kind]
-        rows = db.session.execute(select(rt.model.id, _title_column(rt)).where(
+        rows = db.session.execute(select(rt.model.id, _title_column(p, rt)).where(
             rt.model.id.in_(ids), authz.scope(p, rt.model, "read")))
         out.update({(kind, i): t for i, t in rows})
     return out
@@ -122,13 +124,12 @@ def _refs_of(rows, fields) -> dict[str, set]:
 
 
 def _search_condition(p, rt: RecordType, q: str):
-    """Match ``q`` in the record type's search fields the user may read (a hidden field is
-    never searched, so search cannot reveal it)."""
-    access = p.fields(rt.name)
-    cols = [getattr(rt.model, n) for n in rt.search_fields if access.can_read(n)]
-    if rt.title_field not in rt.search_fields:
-        cols.append(_title_column(rt))
-    return or_(*[c.icontains(q, autoescape=True) for c in cols])
+    """Match ``q`` in the record type's search fields the user may read (a hidden field, or a
+    name made from one, is never searched, so search cannot reveal it)."""
+    cols = records.search_columns(p, rt)
+    if rt.title_field not in rt.search_fields and rt.title_field in records.readable_names(p, rt):
+        cols.append(getattr(rt.model, rt.title_field))
+    return or_(*[c.icontains(q, autoescape=True) for c in cols]) if cols else false()
 
 
 def _principal_choice(value: str | None, p):
@@ -167,7 +168,7 @@ def home():
             rows = db.session.scalars(
                 select(rt.model).where(authz.scope(p, rt.model, "read"),
                                        _search_condition(p, rt, q))
-                .order_by(rt.model.is_active.desc(), _title_column(rt), rt.model.id)
+                .order_by(rt.model.is_active.desc(), _title_column(p, rt), rt.model.id)
                 .limit(SEARCH_LIMIT + 1)).all()
             if rows:
                 shown = [(r, _search_details(p, rt, r)) for r in rows[:SEARCH_LIMIT]]
@@ -197,7 +198,7 @@ def _search_details(p, rt: RecordType, record) -> list[str]:
 def _recent_records(p, readable, limit: int = 10):
     """Records the user changed last, all types in one query."""
     parts = [select(literal(rt.name).label("kind"), rt.model.id.label("id"),
-                    _title_column(rt).label("title"), rt.model.modified_on.label("at"))
+                    _title_column(p, rt).label("title"), rt.model.modified_on.label("at"))
              .where(rt.model.modified_by_id == p.user_id, authz.scope(p, rt.model, "read"))
              for rt in readable]
     if not parts:
@@ -241,7 +242,8 @@ def record_list(type_name: str):
     if q:
         conditions.append(_search_condition(p, rt, q))
     total = db.session.scalar(select(func.count()).select_from(model).where(*conditions))
-    sort_col = getattr(model, sort)
+    # Sorting by a hidden field would reveal its order: the title sorts as the user sees it.
+    sort_col = _title_column(p, rt) if sort == rt.title_field else getattr(model, sort)
     order = sort_col.desc() if direction == "desc" else sort_col.asc()
     rows = db.session.scalars(
         select(model).where(*conditions).options(selectinload(model.owner_team))
@@ -302,10 +304,10 @@ def _related(p, rt: RecordType, record):
         if p.depth(kind, "read") == Depth.NONE or not p.fields(kind).can_read(column):
             continue
         rows = db.session.execute(
-            select(other.model.id, _title_column(other))
+            select(other.model.id, _title_column(p, other))
             .where(getattr(other.model, column) == record.id, other.model.is_active.is_(True),
                    authz.scope(p, other.model, "read"))
-            .order_by(_title_column(other)).limit(11)).all()
+            .order_by(_title_column(p, other)).limit(11)).all()
         out.append((other, column, rows[:10], len(rows) > 10,
                     p.depth(kind, "create") > Depth.NONE and p.fields(kind).can_create(column)))
     return out
@@ -332,8 +334,8 @@ def _lookups(p, rt: RecordType, fields, record=None):
         if record is not None and other is rt:
             conditions.append(other.model.id != record.id)
         rows = db.session.execute(
-            select(other.model.id, _title_column(other)).where(*conditions)
-            .order_by(_title_column(other)).limit(LOOKUP_LIMIT + 1)).all()
+            select(other.model.id, _title_column(p, other)).where(*conditions)
+            .order_by(_title_column(p, other)).limit(LOOKUP_LIMIT + 1)).all()
         out[ff.name] = (rows[:LOOKUP_LIMIT], len(rows) > LOOKUP_LIMIT)
     return out
 
@@ -407,7 +409,7 @@ def record_delete(type_name: str, record_id: int):
     p = current_principal()
     record = records.get(p, rt.name, record_id, "delete")
     if request.method == "POST":
-        title = getattr(record, rt.title_field)
+        title = records.title(p, record) or rt.label
         records.delete(p, record)
         return _commit_and_go(f"{rt.label} “{title}” deleted.",
                               url_for(".record_list", type_name=rt.name))
@@ -472,8 +474,10 @@ def activity_new(type_name: str, record_id: int, kind: str):
         else:
             return _commit_and_go(f"{NEW_ACTIVITY_KINDS[kind]} saved.",
                                   url_for(".activity_detail", activity_id=activity.id))
-    defaults = {"to": ", ".join(record.emails[:1]) if hasattr(record, "emails") else "",
-                "phone_number": getattr(record, "phone", None) or ""}
+    # Defaults from fields the user may read only (field security).
+    defaults = {"to": ", ".join(records.emails(p, record)[:1]),
+                "phone_number": records.field_value(p, record, "phone") if rt.field("phone") else ""}
+    defaults["phone_number"] = defaults["phone_number"] or ""
     return render_template("activities/new.html", rt=rt, record=record, kind=kind,
                            kind_label=NEW_ACTIVITY_KINDS[kind], form=form, errors=errors,
                            defaults=defaults), 400 if errors else 200
@@ -592,10 +596,10 @@ def _regarding_candidates(p, q: str):
         if p.depth(kind, "read") == Depth.NONE:
             continue
         rows = db.session.execute(
-            select(rt.model.id, _title_column(rt))
+            select(rt.model.id, _title_column(p, rt))
             .where(authz.scope(p, rt.model, "read"), authz.scope(p, rt.model, "append_to"),
                    rt.model.is_active.is_(True), _search_condition(p, rt, q))
-            .order_by(_title_column(rt)).limit(5)).all()
+            .order_by(_title_column(p, rt)).limit(5)).all()
         if rows:
             out.append((rt, rows))
     return out

@@ -17,7 +17,7 @@ from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES
 from server.crm.html import sanitize_html
 from server.crm.registry import RECORD_TYPES, Field
 from server.crm.tracking import EmailContent, track_email
-from server.crm.resolution import resolve
+from server.crm import records as record_services
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, Unprocessable
 from server.security import authz
@@ -75,10 +75,9 @@ def _load_party_records(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple
     return out
 
 
-def _address_of(record) -> str | None:
-    if isinstance(record, User):
-        return record.email
-    emails = record.emails
+def _address_of(p: Principal, record) -> str | None:
+    """The record's first address the caller may read (field security)."""
+    emails = record_services.emails(p, record)
     return emails[0] if emails else None
 
 
@@ -131,7 +130,7 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
         if ref:
             wanted.setdefault(ref[0], set()).add(ref[1])
     unresolved = [address for _, _, address, _, ref in parsed if ref is None]
-    matches = resolve(unresolved, user_id=p.user_id) if unresolved else {}
+    matches = record_services.resolve_for(p, unresolved)
     for found in matches.values():
         for m in found:
             wanted.setdefault(m.record_type, set()).add(m.record_id)
@@ -154,9 +153,8 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
                 if candidate is not None and _party_record_ok(p, m.record_type, candidate):
                     ref, record = (m.record_type, m.record_id), candidate
                     break
-        party = ActivityParty(role=role, address=address or (record and _address_of(record)),
-                              name=name or (record.full_name if isinstance(record, User) else
-                                            record and getattr(record, "title", None)))
+        party = ActivityParty(role=role, address=address or (record and _address_of(p, record)),
+                              name=name or (record and record_services.title(p, record)))
         if ref is not None:
             party.set_party(*ref)
         parties.append(party)

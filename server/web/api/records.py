@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from flask import Blueprint, jsonify, url_for
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from server.crm import records as record_services
@@ -66,27 +66,18 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
 def _search_clause(rt: RecordType, p, q: str):
     if len(q) > MAX_QUERY:
         raise invalid({"q": f"At most {MAX_QUERY} characters."})
-    readable = _readable_names(rt, p)
     pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = [getattr(rt.model, name) for name in rt.search_fields if name in readable]
-    return or_(*(c.ilike(pattern, escape="\\") for c in columns))
-
-
-def _readable_names(rt: RecordType, p) -> set[str]:
-    """Field names the reader may read, with a person's derived full name when both its
-    parts are readable (as ``serialize`` shows it)."""
-    names = {f.name for f in record_services.visible_fields(p, rt)}
-    if rt.title_field not in rt.field_names and {"first_name", "last_name"} <= names:
-        names.add(rt.title_field)
-    return names
+    columns = record_services.search_columns(p, rt)
+    return or_(*(c.ilike(pattern, escape="\\") for c in columns)) if columns else false()
 
 
 def _sortable(rt: RecordType, p) -> dict[str, str]:
-    """Sort key → value kind, for the fields this reader may read (long text excluded)."""
+    """Sort key → value kind, for the fields this reader may read whole (long text
+    excluded; a name made from a hidden field is no sort key: its order would reveal it)."""
     out = dict(AUDIT_SORTS)
     out.update({f.name: ("int" if f.kind == "ref" else f.kind)
                 for f in record_services.visible_fields(p, rt) if f.kind != "text"})
-    if rt.title_field in _readable_names(rt, p):
+    if rt.title_field in record_services.readable_names(p, rt):
         out[rt.title_field] = "str"
     return out
 
