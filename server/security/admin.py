@@ -27,9 +27,9 @@ from server.crm.addresses import normalize
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.security import authz, passwords
+from server.security import authz, passwords, sessions, tokens
 from server.security.authz import Principal
-from server.security.models import (ApiToken, BusinessUnit, FieldPermission,
+from server.security.models import (BusinessUnit, FieldPermission,
                                     FieldSecurityProfile, Role, RolePrivilege, SecuredField,
                                     Team, User, team_member, team_role, user_role)
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
@@ -375,9 +375,8 @@ def set_user_active(p: Principal, user: User, active: bool) -> User:
         was_admin = user.id in _active_admin_ids()
         user.is_active = False
         user.session_version = (user.session_version or 0) + 1
-        for token in db.session.scalars(select(ApiToken).where(
-                ApiToken.user_id == user.id, ApiToken.revoked_on.is_(None))):
-            token.revoked_on = utcnow()
+        sessions.end_all(user)
+        tokens.revoke_all(user)
         db.session.flush()
         if was_admin:
             _keep_an_admin()
