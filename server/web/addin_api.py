@@ -15,7 +15,8 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from server.addin import payloads as pl
-from server.addin import service, sso
+from server.addin import service
+from server.security import sso
 from server.crm.models import Organization
 from server.db import db
 from server.errors import Invalid, ServiceError

@@ -28,7 +28,8 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from server.addin import manifest, service, sso
+from server.addin import manifest, service
+from server.security import sso
 from server.crm import records
 from server.crm.activities import Appointment, Email
 from server.crm.models import Contact
