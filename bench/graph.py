@@ -54,7 +54,7 @@ def raw(n: int, sender: str, prefix: str = "bench") -> bytes:
 
 def build(tmp: Path, fake):
     from server import create_app
-    from server.crm import records
+    from server.crm.services import records
     from server.crm.registry import RECORD_TYPES
     from server.db import db
     from server.security import authz

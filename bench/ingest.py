@@ -300,7 +300,7 @@ def _world(server, user, option: str = "all") -> int:
     sam = create_user("sam@contoso.example", "Sam Seller", password="Correct-horse-9",
                       roles=["Salesperson"])
     db.session.flush()
-    from server.crm import records
+    from server.crm.services import records
     from server.crm.registry import RECORD_TYPES
     from server.security import authz
     p = authz.principal(sam)
@@ -309,7 +309,7 @@ def _world(server, user, option: str = "all") -> int:
             "first_name": "Customer", "last_name": str(s),
             "email1": f"customer{s}@client{s % 40}.example"})
     # The emails Sam sent from the CRM: replies to them are tracked by the default option.
-    from server.crm.tracking import EmailContent, EmailTrack, track_emails
+    from server.crm.services.tracking import EmailContent, EmailTrack, track_emails
     sent_on = datetime(2025, 2, 20, 9, 0, tzinfo=timezone.utc)
     track_emails(p, [EmailTrack(EmailContent(
         message_id=mid, subject=f"Our offer {n}", from_=("Sam Seller", "sam@contoso.example"),

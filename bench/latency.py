@@ -43,7 +43,7 @@ def _message(n: int) -> bytes:
 
 
 def setup(app, server, user, moves: int) -> int:
-    from server.crm import records
+    from server.crm.services import records
     from server.crm.registry import RECORD_TYPES
     from server.db import db
     from server.security import authz

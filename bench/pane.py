@@ -6,7 +6,7 @@ makes the schema with ``db.create_all()``, the organization and its users, and b
 ``email_address`` index rows and 200,000 background activities, reusing bench/resolve.py's
 loader and data set (COPY, never the ORM per row). Adds one colleague per 2,000 contacts,
 and for 40 "busy" contacts open opportunities, open cases and tracked emails (tracked with
-``server.crm.tracking.track_email``, as the pane does), so that the tracking status and the
+``server.crm.services.tracking.track_email``, as the pane does), so that the tracking status and the
 related data have content.
 
 Items are emails as the pane sends them: a known contact as sender and 20 recipients (11
@@ -152,7 +152,7 @@ def _colleagues(count: int, unit_ids: list[int]) -> list[str]:
 
 def _busy_contacts(world_ds, sales_id: int, sales_unit: int) -> tuple[list[int], dict[int, list[str]]]:
     """Busy contacts of the Salesperson's unit: open opportunities and cases, tracked emails."""
-    from server.crm import tracking
+    from server.crm.services import tracking
     from server.crm.models import Case, Contact, Opportunity
     from server.db import db, utcnow
     from server.security import authz

@@ -6,12 +6,12 @@ each with email addresses and their ``email_address`` index rows, into SQLite (a
 bulk inserts (executemany on SQLite, COPY on PostgreSQL), never the ORM per row. Then:
 
 * resolves ~500 batches of 20 addresses (hits and misses, mixed case, addresses shared by a
-  contact and a lead) with ``server.crm.resolution.resolve`` and prints median and p95 per
+  contact and a lead) with ``server.crm.services.resolution.resolve`` and prints median and p95 per
   batch (target: median <= 5 ms);
 * builds one account with 10,000 activities (regarding it, or with it as a party) among
   ~200,000 others and times the first timeline page (25 items) with
-  ``server.crm.timeline.timeline`` as a Salesperson (scoped to their business unit) and as a
-  System Administrator, 50 runs each (target: first page <= 50 ms).
+  ``server.crm.services.timeline.timeline`` as a Salesperson (scoped to their business unit)
+  and as a System Administrator, 50 runs each (target: first page <= 50 ms).
 
 Run: ``.venv/bin/python bench/resolve.py [--contacts N] [--db sqlite|postgresql|both]``.
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
@@ -424,7 +424,7 @@ def _prioritize() -> None:
 
 
 def bench_resolve(ds: Dataset, user_id: int) -> list[float]:
-    from server.crm.resolution import resolve
+    from server.crm.services.resolution import resolve
     from server.db import db
     _prioritize()
     samples, cpu, resolved, pids = [], [], 0, []
@@ -468,7 +468,7 @@ def _plain_timeline(p, account_id: int, limit: int = 25) -> list:
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
     from server.crm.activities import Activity
-    from server.crm.timeline import AnyActivity, about
+    from server.crm.services.timeline import AnyActivity, about
     from server.db import db
     from server.security import authz
     query = (select(AnyActivity).where(about("account", account_id), authz.scope(p, Activity, "read"))
@@ -494,7 +494,7 @@ def _time(fn, runs: int) -> tuple[list[float], list[float]]:
 
 
 def bench_timeline(admin_id: int, sales_id: int, account_id: int):
-    from server.crm.timeline import timeline
+    from server.crm.services.timeline import timeline
     from server.db import db
     from server.security import authz
     from server.security.models import User
@@ -523,7 +523,7 @@ def bench_timeline(admin_id: int, sales_id: int, account_id: int):
 
 def _explain(p, account_id: int) -> None:
     """The plan of the page-ids statement (--explain)."""
-    from server.crm.timeline import page_ids
+    from server.crm.services.timeline import page_ids
     from server.db import db
     sql = str(page_ids(p, "account", account_id, limit=26)
               .compile(db.engine, compile_kwargs={"literal_binds": True}))

@@ -1,15 +1,17 @@
 """Commands under ``flask --app server ...``: organization set-up, users, tokens, TLS
-certificate for local HTTPS, demo data, and the command groups of other areas."""
+certificate for local HTTPS, demo data, and the command groups of other areas (the add-in's
+``manifest``, ``sync``)."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import click
 from flask import current_app
 from sqlalchemy import func, select
 
+from server.addin.manifest import manifest_cli
 from server.db import db
+from server.sync.cli import sync_cli
 
 
 @click.command("init-org")
@@ -75,14 +77,6 @@ def seed_demo() -> None:
 
 
 def init_app(app) -> None:
-    for command in (init_org, create_user, create_token, tls_cert, seed_demo):
+    for command in (init_org, create_user, create_token, tls_cert, seed_demo, manifest_cli,
+                    sync_cli):
         app.cli.add_command(command)
-    # Command groups of other areas, registered when present.
-    for module, attr in (("server.addin.manifest", "manifest_cli"), ("server.sync.cli", "sync_cli")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        app.cli.add_command(getattr(mod, attr))

@@ -160,7 +160,7 @@ def test_activities_are_complete_and_consistent(demo):
 
 
 def test_a_demo_contacts_address_resolves(demo):
-    from server.crm.resolution import resolve
+    from server.crm.services.resolution import resolve
     contact = db.session.scalar(select(Contact).where(Contact.is_active.is_(True)).order_by(Contact.id))
     sam = _user("sam.sales@contoso.example")
     given = f"  {contact.email1.upper()} "

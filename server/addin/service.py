@@ -8,7 +8,7 @@ add-in API contract.
   A constant number of queries however many recipients the item has.
 * ``related``, ``search``, ``quick_create``, ``quick_activity``.
 * ``track``, ``mark_pending``, ``set_regarding``, ``untrack``: the pane's side of tracking;
-  the tracking itself is ``server.crm.tracking`` (shared with the sync engine).
+  the tracking itself is ``server.crm.services.tracking`` (shared with the sync engine).
 * ``issue_pane_token``: the short-lived token the sign-in dialog hands to the pane.
 
 Privileges: every record shown is read-scoped in SQL (a record the user may not read is not
@@ -29,15 +29,15 @@ from sqlalchemy.orm import aliased, selectinload
 
 from server.addin.payloads import Item
 from server.sync.mail.correlation import find_token
-from server.crm import activity_services as acts
-from server.crm import records
-from server.crm import timeline as timelines
-from server.crm import tracking
-from server.crm.tracking import TrackRequest
+from server.crm.services import activity_actions as acts
+from server.crm.services import records
+from server.crm.services import timeline as timelines
+from server.crm.services import tracking
+from server.crm.services.tracking import TrackRequest
 from server.crm.activities import REGARDING_COLUMNS, Activity, Email
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Organization, Queue
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import Match, normalized, resolve
+from server.crm.services.resolution import Match, normalized, resolve
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz, tokens

@@ -85,7 +85,7 @@ class Activity(Owned, Regarding, db.Model):
         CheckConstraint("(owner_user_id IS NULL) <> (owner_team_id IS NULL)", name="one_owner"),
         one_regarding_check(),
         Index("ix_activity_timeline", "created_on", "id"),
-        # A record's timeline walks these newest first (server/crm/timeline.py).
+        # A record's timeline walks these newest first (server/crm/services/timeline.py).
         *(Index(f"ix_activity_{column}_occurred", column, "occurred_on", "id")
           for column in REGARDING_COLUMNS.values()),
     )
@@ -183,7 +183,7 @@ class ActivityParty(db.Model):
     __table_args__ = (
         _at_most_one(list(PARTY_COLUMNS.values()), "one_party"),
         # (record, activity): a timeline finds or probes a record's activities in the index
-        # alone, without reading party rows (server/crm/timeline.py).
+        # alone, without reading party rows (server/crm/services/timeline.py).
         *(Index(f"ix_activity_party_{column}_activity", column, "activity_id")
           for column in PARTY_COLUMNS.values()),
     )

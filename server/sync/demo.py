@@ -11,7 +11,7 @@ Regarding email") the engine tracks the replies and explains every other decisio
 ``.eml`` file into ``.INBOX.Contoso deal/new`` and the worker tracks it within seconds,
 regarding the Contoso deal.
 
-``server.demo.seed`` calls ``seed_demo()`` after the CRM records exist, in its transaction.
+``server.demo.seed`` calls ``seed_demo_mailbox()`` after the CRM records exist, in its transaction.
 Messages are deterministic (fixed Message-IDs, dates relative to today); seeding again does
 nothing.
 """
@@ -302,7 +302,3 @@ def seed_demo_mailbox() -> str | None:
     drop = folder_path(root, DEAL_FOLDER) / "new"
     return (f"Demo mailbox {DEMO_USER}: a Maildir at {root} with {delivered} messages; an .eml "
             f"file dropped into {drop} is tracked regarding the {DEAL_NAME} opportunity.")
-
-
-# The hook ``server.demo.seed`` looks for.
-seed_demo = seed_demo_mailbox

@@ -30,9 +30,6 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
 
 def init_app(app: Flask) -> None:
     csrf.init_app(app)
-    from server.web import auth
-    auth.init_app(app)
-    _register_optional_blueprints(app)
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
@@ -63,17 +60,3 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
-
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints of each area register here, one line each."""
-    import importlib
-    for module in ("server.web.pages", "server.web.admin", "server.web.api",
-                   "server.web.addin_api", "server.web.addin_pages", "server.web.sync_admin",
-                   "server.web.graph_webhook", "server.web.addin_mailbox"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        mod.init_app(app)

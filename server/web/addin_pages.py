@@ -30,7 +30,7 @@ from sqlalchemy.orm import selectinload
 
 from server.addin import manifest, service
 from server.security import sso
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import Appointment, Email
 from server.crm.models import Contact
 from server.db import db, utcnow

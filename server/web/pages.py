@@ -19,10 +19,10 @@ from flask_login import current_user
 from sqlalchemy import false, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload, undefer
 
-from server.crm import activity_services as acts
-from server.crm import records
-from server.crm import timeline as timelines
-from server.crm import tracking
+from server.crm.services import activity_actions as acts
+from server.crm.services import records
+from server.crm.services import timeline as timelines
+from server.crm.services import tracking
 from server.crm.activities import (REGARDING_TYPES, Activity, Attachment, Email)
 from server.crm.registry import RECORD_TYPES, RecordType
 from server.db import db

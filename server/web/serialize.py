@@ -14,9 +14,9 @@ from typing import Any, Iterable
 
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import Attachment
-from server.crm.records import SHARE_RIGHTS, visible_fields
+from server.crm.services.records import SHARE_RIGHTS, visible_fields
 from server.crm.registry import RECORD_TYPES, Field, RecordType, type_of
 from server.db import db
 from server.security import authz

@@ -4,9 +4,10 @@ profiles, mailboxes (settings, Test & Enable, approval, sync now, deletion after
 saying what goes with it), each user's tracking options and folder tracking rules, each
 person's choice of alert emails, and the tracking blocklist.
 
-Views parse the form, call one service of :mod:`server.sync.admin.services` (which checks the
-privileges) and render or redirect; every form posts with a CSRF token. Secrets are never
-put into a page: password inputs are always empty, and say whether one is stored.
+Views parse the form, call one service of :mod:`server.sync.admin` (profiles, mailboxes,
+folder rules, blocklist, quarantine, dashboard: each checks the privileges) and render or
+redirect; every form posts with a CSRF token. Secrets are never put into a page: password
+inputs are always empty, and say whether one is stored.
 """
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from server.security.models import BusinessUnit
 from server.security.privileges import Depth
-from server.sync.admin import services as svc
 from server.sync.admin import alert_mail
+from server.sync.admin import blocklist as block_admin
+from server.sync.admin import dashboard as dashboard_admin
+from server.sync.admin import folder_rules as rule_admin
+from server.sync.admin import forms as admin_forms
+from server.sync.admin import mailboxes as mailbox_admin
+from server.sync.admin import profiles as profile_admin
+from server.sync.admin import quarantine as quarantine_admin
 from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
@@ -73,9 +80,9 @@ def _nav():
 def _common():
     p = current_principal()
     return {"choices": CHOICES, "can_dashboard": p.has("view_sync_dashboard"),
-            "can_profiles": svc.can_manage_profiles(p),
+            "can_profiles": profile_admin.can_manage_profiles(p),
             "can_mailboxes": p.depth("mailbox", "read") >= Depth.BUSINESS_UNIT,
-            "can_blocklist": p.has("view_sync_dashboard") or svc.can_edit_blocklist(p)}
+            "can_blocklist": p.has("view_sync_dashboard") or block_admin.can_edit_blocklist(p)}
 
 
 def _done(message: str, endpoint: str, **values):
@@ -99,14 +106,16 @@ def _page() -> int:
 @bp.get("/")
 def dashboard():
     p = current_principal()
-    summary = svc.overview(p)
-    boxes, total, figs = svc.list_mailboxes(p, status=request.args.get("status", ""), size=25)
+    summary = dashboard_admin.overview(p)
+    boxes, total, figs = mailbox_admin.list_mailboxes(p, status=request.args.get("status", ""),
+                                                      size=25)
     q = request.args.get("q", "").strip()[:300]
-    decisions = svc.find_decisions(p, q) if q else []
+    decisions = quarantine_admin.find_decisions(p, q) if q else []
     return render_template(
         "sync/dashboard.html", summary=summary, boxes=boxes, total=total, figures=figs,
-        alerts=svc.alerts_for(p), quarantined=svc.quarantined(p), q=q, decisions=decisions,
-        runs=svc.recent_runs(p), charts=dashboard_charts(svc.hourly(p)),
+        alerts=dashboard_admin.alerts_for(p), quarantined=quarantine_admin.quarantined(p), q=q,
+        decisions=decisions,
+        runs=dashboard_admin.recent_runs(p), charts=dashboard_charts(dashboard_admin.hourly(p)),
         activity_url=_activity_url)
 
 
@@ -121,8 +130,8 @@ def decisions():
     p = current_principal()
     q = request.args.get("q", "").strip()[:300]
     mailbox_id = request.args.get("mailbox", type=int)
-    mailbox = svc.get_mailbox(p, mailbox_id) if mailbox_id else None
-    rows = svc.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
+    mailbox = mailbox_admin.get_mailbox(p, mailbox_id) if mailbox_id else None
+    rows = quarantine_admin.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
     return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,
                            activity_url=_activity_url)
 
@@ -130,7 +139,7 @@ def decisions():
 @bp.post("/alerts/<int:alert_id>/acknowledge")
 def acknowledge(alert_id: int):
     try:
-        svc.acknowledge(current_principal(), alert_id)
+        dashboard_admin.acknowledge(current_principal(), alert_id)
     except (Invalid, NotFound) as exc:
         return _refused(exc, _back())
     return _done("The alert was dismissed.", _back())
@@ -139,7 +148,7 @@ def acknowledge(alert_id: int):
 @bp.post("/quarantine/<int:quarantine_id>/retry")
 def retry(quarantine_id: int):
     try:
-        outcome = svc.retry(current_principal(), quarantine_id)
+        outcome = quarantine_admin.retry(current_principal(), quarantine_id)
     except Invalid as exc:
         return _refused(exc, "sync_admin.dashboard")
     return _done(f"Processed again: {outcome.reason}", "sync_admin.dashboard")
@@ -148,7 +157,7 @@ def retry(quarantine_id: int):
 @bp.post("/quarantine/<int:quarantine_id>/discard")
 def discard(quarantine_id: int):
     try:
-        svc.discard(current_principal(), quarantine_id)
+        quarantine_admin.discard(current_principal(), quarantine_id)
     except Invalid as exc:
         return _refused(exc, "sync_admin.dashboard")
     return _done("The message was discarded.", "sync_admin.dashboard")
@@ -165,22 +174,22 @@ def _back() -> str:
 @bp.get("/profiles")
 def profiles():
     p = current_principal()
-    if not svc.can_manage_profiles(p):
+    if not profile_admin.can_manage_profiles(p):
         raise Forbidden("You do not have the privileges to manage email server profiles.")
-    return render_template("sync/profiles.html", profiles=svc.list_profiles(p))
+    return render_template("sync/profiles.html", profiles=profile_admin.list_profiles(p))
 
 
 @bp.route("/profiles/new", methods=["GET", "POST"])
 def profile_new():
     p = current_principal()
-    units = svc.creatable_units(p, "email_server_profile")
+    units = admin_forms.creatable_units(p, "email_server_profile")
     if not units:
         raise Forbidden("You cannot create email server profiles.")
-    errors, values = {}, svc.profile_form(None)
+    errors, values = {}, profile_admin.profile_form(None)
     if request.method == "POST":
-        values = _without_secrets(request.form, svc.PROFILE_SECRETS)
+        values = _without_secrets(request.form, profile_admin.PROFILE_SECRETS)
         try:
-            profile = svc.create_profile(p, request.form.to_dict())
+            profile = profile_admin.create_profile(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
             errors = exc.fields or {"name": exc.message}
@@ -194,21 +203,21 @@ def profile_new():
 @bp.route("/profiles/<int:profile_id>", methods=["GET", "POST"])
 def profile_edit(profile_id: int):
     p = current_principal()
-    profile = svc.get_profile(p, profile_id)
+    profile = profile_admin.get_profile(p, profile_id)
     can_write = _can(p, "write", profile)
-    errors, values = {}, svc.profile_form(profile)
+    errors, values = {}, profile_admin.profile_form(profile)
     if request.method == "POST":
-        values = _without_secrets(request.form, svc.PROFILE_SECRETS)
+        values = _without_secrets(request.form, profile_admin.PROFILE_SECRETS)
         try:
-            svc.update_profile(p, profile, request.form.to_dict())
+            profile_admin.update_profile(p, profile, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            profile = svc.get_profile(p, profile_id)
+            profile = profile_admin.get_profile(p, profile_id)
             errors = exc.fields or {"name": exc.message}
         else:
             return _done(f"The profile {profile.name} was saved.", "sync_admin.profile_edit",
                          profile_id=profile.id)
-    units = svc.creatable_units(p, "email_server_profile")
+    units = admin_forms.creatable_units(p, "email_server_profile")
     if profile.owning_business_unit_id not in {u.id for u in units}:
         units = [db.session.get(BusinessUnit, profile.owning_business_unit_id), *units]
     return render_template("sync/profile_edit.html", profile=profile, values=values,
@@ -220,10 +229,10 @@ def profile_edit(profile_id: int):
 def profile_delete(profile_id: int):
     """Confirm, then delete a profile; one in use is refused with the mailboxes using it."""
     def page(p, profile) -> dict:
-        mailboxes, others = svc.profile_users(p, profile)
+        mailboxes, others = profile_admin.profile_users(p, profile)
         return {"profile": profile, "mailboxes": mailboxes, "others": others}
-    return _confirm_delete(profile_id, svc.profile_to_delete, svc.delete_profile,
-                           "sync/profile_delete.html", page,
+    return _confirm_delete(profile_id, profile_admin.profile_to_delete,
+                           profile_admin.delete_profile, "sync/profile_delete.html", page,
                            lambda profile: f"The profile {profile.name} was deleted.",
                            "sync_admin.profiles")
 
@@ -265,17 +274,17 @@ def mailboxes():
     p = current_principal()
     q, status = request.args.get("q", "").strip()[:200], request.args.get("status", "")
     page = _page()
-    boxes, total, figs = svc.list_mailboxes(p, q=q, status=status, page=page)
+    boxes, total, figs = mailbox_admin.list_mailboxes(p, q=q, status=status, page=page)
     return render_template("sync/mailboxes.html", boxes=boxes, total=total, figures=figs,
-                           page=page, pages=max(1, ceil(total / svc.PAGE)),
+                           page=page, pages=max(1, ceil(total / admin_forms.PAGE)),
                            args={"q": q, "status": status},
-                           can_create=bool(svc.creatable_units(p, "mailbox")),
-                           approval_required=svc.approval_required())
+                           can_create=bool(admin_forms.creatable_units(p, "mailbox")),
+                           approval_required=mailbox_admin.approval_required())
 
 
 @bp.get("/my")
 def my_mailbox():
-    box = svc.my_mailbox(current_principal())
+    box = mailbox_admin.my_mailbox(current_principal())
     if box is None:
         return render_template("error.html", status=404, fields={},
                                message="You have no mailbox yet: ask an administrator to "
@@ -286,13 +295,13 @@ def my_mailbox():
 @bp.route("/mailboxes/new", methods=["GET", "POST"])
 def mailbox_new():
     p = current_principal()
-    if not svc.creatable_units(p, "mailbox"):
+    if not admin_forms.creatable_units(p, "mailbox"):
         raise Forbidden("You cannot create mailboxes.")
-    errors, values = {}, svc.mailbox_form(None)
+    errors, values = {}, mailbox_admin.mailbox_form(None)
     if request.method == "POST":
         values = _without_secrets(request.form, ("password",))
         try:
-            box = svc.create_mailbox(p, request.form.to_dict())
+            box = mailbox_admin.create_mailbox(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
             errors = exc.fields or {"email_address": exc.message}
@@ -300,35 +309,35 @@ def mailbox_new():
             return _done(f"The mailbox {box.email_address} was created: test and enable it.",
                          "sync_admin.mailbox_edit", mailbox_id=box.id)
     return render_template("sync/mailbox_new.html", values=values, errors=errors,
-                           profiles=[pr for pr, _ in svc.list_profiles(p)]), \
+                           profiles=[pr for pr, _ in profile_admin.list_profiles(p)]), \
         422 if errors else 200
 
 
 @bp.route("/mailboxes/<int:mailbox_id>", methods=["GET", "POST"])
 def mailbox_edit(mailbox_id: int):
     p = current_principal()
-    box = svc.get_mailbox(p, mailbox_id)
-    errors, values = {}, svc.mailbox_form(box)
+    box = mailbox_admin.get_mailbox(p, mailbox_id)
+    errors, values = {}, mailbox_admin.mailbox_form(box)
     if request.method == "POST":
         values = _without_secrets(request.form, ("password",))
         try:
-            svc.update_mailbox(p, box, request.form.to_dict())
+            mailbox_admin.update_mailbox(p, box, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            box = svc.get_mailbox(p, mailbox_id)
+            box = mailbox_admin.get_mailbox(p, mailbox_id)
             errors = exc.fields or {"name": exc.message}
         else:
             return _done("The mailbox was saved.", "sync_admin.mailbox_edit", mailbox_id=box.id)
-    figs = svc.figures([box.id])[box.id]
+    figs = mailbox_admin.figures([box.id])[box.id]
     return render_template(
         "sync/mailbox_edit.html", box=box, values=values, errors=errors, figures=figs,
-        can_write=_can(p, "write", box), can_admin=svc.can_administer(p, box),
+        can_write=_can(p, "write", box), can_admin=mailbox_admin.can_administer(p, box),
         can_delete=_can(p, "delete", box),
         can_approve=p.has("approve_email_addresses"),
-        approval_required=svc.approval_required(),
-        profiles=[pr for pr, _ in svc.list_profiles(p)],
-        alerts=[a for a in svc.alerts_for(p) if a.mailbox_id == box.id],
-        runs=[r for r, _ in svc.recent_runs(p) if r.mailbox_id == box.id]), \
+        approval_required=mailbox_admin.approval_required(),
+        profiles=[pr for pr, _ in profile_admin.list_profiles(p)],
+        alerts=[a for a in dashboard_admin.alerts_for(p) if a.mailbox_id == box.id],
+        runs=[r for r, _ in dashboard_admin.recent_runs(p) if r.mailbox_id == box.id]), \
         422 if errors else 200
 
 
@@ -336,15 +345,16 @@ def mailbox_edit(mailbox_id: int):
 def mailbox_delete(mailbox_id: int):
     """Confirm (saying what goes and what stays), then delete a mailbox."""
     return _confirm_delete(
-        mailbox_id, svc.mailbox_to_delete, svc.delete_mailbox, "sync/mailbox_delete.html",
-        lambda p, box: {"box": box, "what": svc.mailbox_deletion(box)},
+        mailbox_id, mailbox_admin.mailbox_to_delete, mailbox_admin.delete_mailbox,
+        "sync/mailbox_delete.html",
+        lambda p, box: {"box": box, "what": mailbox_admin.mailbox_deletion(box)},
         lambda box: f"The mailbox {box.email_address} was deleted; what it tracked stays "
                     "tracked.", "sync_admin.mailboxes")
 
 
 def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.mailbox_edit"):
     p = current_principal()
-    box = svc.get_mailbox(p, mailbox_id)
+    box = mailbox_admin.get_mailbox(p, mailbox_id)
     try:
         result = action(p, box)
     except (Invalid, Conflict) as exc:
@@ -361,24 +371,24 @@ def mailbox_test(mailbox_id: int):
             if direction is not None:
                 parts.append(f"{name}: {direction.message}")
         return " ".join(parts)
-    return _mailbox_action(mailbox_id, svc.test_and_enable, said)
+    return _mailbox_action(mailbox_id, mailbox_admin.test_and_enable, said)
 
 
 @bp.post("/mailboxes/<int:mailbox_id>/approve")
 def mailbox_approve(mailbox_id: int):
-    return _mailbox_action(mailbox_id, svc.approve, "The email address was approved.")
+    return _mailbox_action(mailbox_id, mailbox_admin.approve, "The email address was approved.")
 
 
 @bp.post("/mailboxes/<int:mailbox_id>/disable")
 def mailbox_disable(mailbox_id: int):
-    return _mailbox_action(mailbox_id, svc.disable, "The mailbox was disabled.")
+    return _mailbox_action(mailbox_id, mailbox_admin.disable, "The mailbox was disabled.")
 
 
 @bp.post("/mailboxes/<int:mailbox_id>/sync-now")
 def mailbox_sync_now(mailbox_id: int):
     endpoint = "sync_admin.mailbox_tracking" if request.form.get("back") == "tracking" \
         else "sync_admin.mailbox_edit"
-    return _mailbox_action(mailbox_id, svc.sync_now, "The mailbox is due now: a worker "
+    return _mailbox_action(mailbox_id, mailbox_admin.sync_now, "The mailbox is due now: a worker "
                            "synchronizes it within seconds.", endpoint)
 
 
@@ -387,14 +397,14 @@ def mailbox_sync_now(mailbox_id: int):
 @bp.route("/mailboxes/<int:mailbox_id>/tracking", methods=["GET", "POST"])
 def mailbox_tracking(mailbox_id: int):
     p = current_principal()
-    box = svc.get_mailbox(p, mailbox_id)
+    box = mailbox_admin.get_mailbox(p, mailbox_id)
     errors = {}
     if request.method == "POST":
         try:
-            svc.update_tracking(p, box, request.form.to_dict())
+            mailbox_admin.update_tracking(p, box, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            box = svc.get_mailbox(p, mailbox_id)
+            box = mailbox_admin.get_mailbox(p, mailbox_id)
             errors = exc.fields or {}
         else:
             return _done("Your tracking options were saved.", "sync_admin.mailbox_tracking",
@@ -404,12 +414,12 @@ def mailbox_tracking(mailbox_id: int):
 
 def _tracking_page(p, box, *, errors=None, rule_errors=None, rule_values=None, matches=(),
                    refresh=False):
-    rules, titles = svc.list_rules(p, box)
+    rules, titles = rule_admin.list_rules(p, box)
     can_write = _can(p, "write", box)
     folders, folder_problem = [], None
     if can_write and box.user_id is not None:
         try:
-            folders = svc.mailbox_folders(p, box, refresh=refresh)
+            folders = rule_admin.mailbox_folders(p, box, refresh=refresh)
         except Invalid as exc:
             folder_problem = exc.message
     tracked_keys = {r.folder_key for r in rules}
@@ -431,9 +441,9 @@ def _record_url(kind: str, record_id: int) -> str | None:
 @bp.post("/mailboxes/<int:mailbox_id>/folders/refresh")
 def folders_refresh(mailbox_id: int):
     p = current_principal()
-    box = svc.get_mailbox(p, mailbox_id)
+    box = mailbox_admin.get_mailbox(p, mailbox_id)
     try:
-        svc.mailbox_folders(p, box, refresh=True)
+        rule_admin.mailbox_folders(p, box, refresh=True)
     except Invalid as exc:
         return _refused(exc, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
     flash("The folder list was read again.", "success")
@@ -443,13 +453,13 @@ def folders_refresh(mailbox_id: int):
 @bp.post("/mailboxes/<int:mailbox_id>/rules")
 def rule_add(mailbox_id: int):
     p = current_principal()
-    box = svc.get_mailbox(p, mailbox_id)
+    box = mailbox_admin.get_mailbox(p, mailbox_id)
     data = request.form.to_dict()
     try:
-        rule = svc.add_rule(p, box, data)
+        rule = rule_admin.add_rule(p, box, data)
     except Invalid as exc:
         db.session.rollback()
-        box = svc.get_mailbox(p, mailbox_id)
+        box = mailbox_admin.get_mailbox(p, mailbox_id)
         if not exc.fields:
             return _refused(exc, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
         matches = []
@@ -457,7 +467,7 @@ def rule_add(mailbox_id: int):
         if kind in REGARDING_KINDS and data.get("regarding_query"):
             title = RECORD_TYPES[kind].title_field
             matches = [(r.id, getattr(r, title))
-                       for r in svc.find_regarding(p, kind, data["regarding_query"])]
+                       for r in rule_admin.find_regarding(p, kind, data["regarding_query"])]
         return _tracking_page(p, box, rule_errors=exc.fields, rule_values=data, matches=matches)
     return _done(f'The folder "{rule.folder_name}" is tracked now.', "sync_admin.mailbox_tracking",
                  mailbox_id=mailbox_id)
@@ -478,19 +488,19 @@ def _rule_action(rule_id: int, action, message: str):
 
 @bp.post("/rules/<int:rule_id>/delete")
 def rule_delete(rule_id: int):
-    return _rule_action(rule_id, svc.delete_rule, "The folder is no longer tracked; what was "
-                                                  "tracked from it stays tracked.")
+    return _rule_action(rule_id, rule_admin.delete_rule, "The folder is no longer tracked; what "
+                                                         "was tracked from it stays tracked.")
 
 
 @bp.post("/rules/<int:rule_id>/enable")
 def rule_enable(rule_id: int):
-    return _rule_action(rule_id, lambda p, i: svc.set_rule_enabled(p, i, True),
+    return _rule_action(rule_id, lambda p, i: rule_admin.set_rule_enabled(p, i, True),
                         "The folder rule was turned on.")
 
 
 @bp.post("/rules/<int:rule_id>/disable")
 def rule_disable(rule_id: int):
-    return _rule_action(rule_id, lambda p, i: svc.set_rule_enabled(p, i, False),
+    return _rule_action(rule_id, lambda p, i: rule_admin.set_rule_enabled(p, i, False),
                         "The folder rule was turned off.")
 
 
@@ -525,21 +535,21 @@ def blocklist():
     if request.method == "POST":
         value = request.form.get("pattern", "")[:320]
         try:
-            block = svc.add_block(p, request.form.to_dict())
+            block = block_admin.add_block(p, request.form.to_dict())
         except (Invalid, Conflict) as exc:
             db.session.rollback()
             errors = exc.fields or {"pattern": exc.message}
         else:
             return _done(f"Email from {block.pattern} is never tracked now.",
                          "sync_admin.blocklist")
-    return render_template("sync/blocklist.html", blocks=svc.list_blocks(p), errors=errors,
-                           value=value, can_edit=svc.can_edit_blocklist(p)), \
+    return render_template("sync/blocklist.html", blocks=block_admin.list_blocks(p), errors=errors,
+                           value=value, can_edit=block_admin.can_edit_blocklist(p)), \
         422 if errors else 200
 
 
 @bp.post("/blocklist/<int:block_id>/delete")
 def block_delete(block_id: int):
-    block = svc.delete_block(current_principal(), block_id)
+    block = block_admin.delete_block(current_principal(), block_id)
     return _done(f"{block.pattern} was removed from the blocklist.", "sync_admin.blocklist")
 
 

@@ -137,7 +137,7 @@ def _fmt(value: int | None, unit: str) -> str:
 
 
 def dashboard_charts(data: dict) -> list[Chart]:
-    """The dashboard's three charts from ``server.sync.admin.services.hourly``."""
+    """The dashboard's three charts from ``server.sync.admin.dashboard.hourly``."""
     hours = data["hours"]
     return [
         bar_chart("chart-tracked", "Email tracked per hour",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import event
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.models import Case
 from server.crm.registry import RECORD_TYPES
 from server.db import db

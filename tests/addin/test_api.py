@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from server.addin import service
-from server.crm import records
+from server.crm.services import records
 from server.crm.registry import RECORD_TYPES
 from server.crm.activities import PhoneCall, Task
 from server.crm.models import Contact, Lead, Organization

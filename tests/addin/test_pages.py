@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.db import db, utcnow
 from server.security import authz
 from server.security.models import ApiToken
@@ -189,7 +189,7 @@ def test_the_preview_shows_the_users_own_sample_items(signin, world):
 
 
 def test_the_preview_includes_a_meeting_the_user_may_read(signin, world):
-    from server.crm.tracking import AppointmentContent, track_appointment
+    from server.crm.services.tracking import AppointmentContent, track_appointment
     track_appointment(authz.principal(world.ann), AppointmentContent(
         uid="meeting-uid-1", subject="Quarterly review", organizer=("Carol Customer", "carol@fabrikam.test"),
         required=[("Ann Archer", "ann@contoso.test")], start=utcnow(), end=utcnow() + timedelta(hours=1),

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from server.addin.payloads import CONTENT_KEYS, ITEM_KEYS
-from server.crm import records, tracking
+from server.crm.services import records, tracking
 from server.crm.activities import Appointment, Email, PhoneCall, Task
 from server.crm.models import Contact, Lead, Opportunity, Organization
 from server.crm.registry import RECORD_TYPES

@@ -9,7 +9,7 @@ import base64
 import pytest
 from sqlalchemy import func, select
 
-from server.crm import records, tracking
+from server.crm.services import records, tracking
 from server.crm.activities import ActivityParty, Appointment, Attachment, Email
 from server.crm.models import Organization
 from server.db import db

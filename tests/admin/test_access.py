@@ -42,13 +42,13 @@ def test_every_page_renders_for_a_system_administrator(world, admin_client, admi
         assert admin_client.get(f"/admin/roles/{role.id}").status_code == 200
 
 
-def test_index_links_only_areas_that_exist(world, admin_client, app):
+def test_index_links_every_area(world, admin_client, app):
     html = admin_client.get("/admin/").get_data(as_text=True)
     for title in ("Users", "Teams", "Business units", "Security roles", "Field security",
                   "Organization settings"):
         assert f">{title}</a>" in html
-    assert ("Outlook add-in" in html) == ("addin_pages.admin_addin" in app.view_functions)
-    assert ("Server-side sync" in html) == ("sync_admin.dashboard" in app.view_functions)
+    assert "Outlook add-in" in html and "addin_pages.admin_addin" in app.view_functions
+    assert "Server-side sync" in html and "sync_admin.dashboard" in app.view_functions
 
 
 def test_a_salesperson_gets_403_everywhere(world, signin, admin_user):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.models import MB, Organization
 from server.crm.registry import RECORD_TYPES
 from server.db import db

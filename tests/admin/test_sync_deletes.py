@@ -9,10 +9,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.activity_services import create_email_draft
-from server.crm.tracking import EmailContent
+from server.crm.services.activity_actions import create_email_draft
+from server.crm.services.tracking import EmailContent
 from server.db import db, utcnow
 from server.security import authz
 from server.security.bootstrap import root_unit

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.models import Organization
-from server.crm.tracking import EmailContent, TrackRequest
+from server.crm.services.tracking import EmailContent, TrackRequest
 from server.db import db
 from server.security import authz
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, insert, select, text
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.addresses import EmailAddress, normalize
 from server.crm.models import Account, Contact, Lead, Organization, Queue
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import resolve
+from server.crm.services.resolution import resolve
 from server.db import db
 from server.security import authz
 from server.security.models import Team

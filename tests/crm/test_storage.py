@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import (REGARDING_COLUMNS, Activity, ActivityParty, Attachment,
                                    Email, Task)
 from server.crm.models import Account, Contact, Lead
-from server.crm.timeline import timeline
+from server.crm.services.timeline import timeline
 from server.db import db
 from server.security import authz
 from server.security.bootstrap import root_unit

@@ -1,10 +1,10 @@
 """Tracking an email: idempotent by Message-ID, parties resolved, sanitized body, attachments
 over the limit kept as metadata, pending requests completed by token, untrack."""
 import pytest
-from server.crm import tracking
-from server.crm.tracking import EmailContent, AttachmentContent
+from server.crm.services import tracking
+from server.crm.services.tracking import EmailContent, AttachmentContent
 from server.crm.registry import RECORD_TYPES
-from server.crm import records
+from server.crm.services import records
 from server.security import authz
 from server.db import db
 

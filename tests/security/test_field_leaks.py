@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import ActivityParty, Email
 from server.crm.registry import RECORD_TYPES
 from server.db import db

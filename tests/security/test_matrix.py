@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
@@ -105,7 +105,7 @@ def test_record_services_refuse_exactly_when_they_should(app, role, table):
     checked = 0
     for op in SERVICE_OPS:
         if op == "update" and table == "activity":
-            continue  # activities are edited through server.crm.activity_services
+            continue  # activities are edited through server.crm.services.activity_actions
         privilege = {"update": "write"}.get(op, op)
         for owner in w.OWNERS:
             record = w.make_record(table, world.owners[owner], label=f"{op}-{owner}")

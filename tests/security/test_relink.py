@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Appointment, Email
 from server.db import db
 from server.security.bootstrap import create_user

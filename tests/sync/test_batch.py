@@ -9,7 +9,7 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import event, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.db import db, utcnow
 from server.sync.engine.run import sync_mailbox
 from server.sync.models import MessageDecision, QuarantinedMessage

@@ -486,7 +486,7 @@ def test_mailboxes_that_are_not_synced_say_why(crm, tmp_path):
 
 
 def test_quarantined_message_can_be_retried(crm, tmp_path, monkeypatch):
-    from server.crm import tracking
+    from server.crm.services import tracking
     store = w.MaildirStore(tmp_path / "store", "bob@org.example")
     box = w.store_mailbox(store, crm.bob, tracking_option="all")
     store.deliver(w.raw(mid="flaky@x.example"))

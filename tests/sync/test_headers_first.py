@@ -17,7 +17,7 @@ from email import message_from_bytes
 import pytest
 from sqlalchemy import func, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.db import db
 from server.sync.engine import batch
 from server.sync.engine import run as engine

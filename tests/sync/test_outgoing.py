@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from server.crm.activities import ActivityParty, Attachment, Email
-from server.crm.activity_services import create_email_draft
+from server.crm.services.activity_actions import create_email_draft
 from server.crm.models import Contact, Queue
 from server.db import db, utcnow
 from server.security import authz

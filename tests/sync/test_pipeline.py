@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import event, func, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.models import Contact, Queue
-from server.crm.tracking import EmailContent, TrackRequest
+from server.crm.services.tracking import EmailContent, TrackRequest
 from server.db import db
 from server.security import authz
 from server.sync.engine import pipeline

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import Email
 from server.crm.models import Organization, Queue
 from server.crm.registry import RECORD_TYPES
@@ -158,8 +158,8 @@ def build_crm(make_user):
 
 def track_earlier(crm, mid="orig1@org.example", regarding=None, **fields):
     """An email Bob tracked earlier (what later mail answers)."""
-    from server.crm import tracking
-    from server.crm.tracking import EmailContent
+    from server.crm.services import tracking
+    from server.crm.services.tracking import EmailContent
     content = EmailContent(message_id=mid, subject=fields.pop("subject", "Quote"),
                            from_=("Bob Seller", "bob@org.example"),
                            to=[("Ann", "ann@customer.example")], text_body="Our quote.", **fields)

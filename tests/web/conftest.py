@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.activities import ActivityParty, Attachment, Email, Task
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow

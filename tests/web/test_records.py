@@ -249,7 +249,7 @@ def test_every_post_form_carries_a_csrf_token(make_user, make_record, make_email
 
 def test_editing_keeps_an_unchanged_link_the_user_may_no_longer_append_to(
         make_unit, make_user, make_record, signin):
-    from server.crm import records
+    from server.crm.services import records
     from server.security import authz
     admin = make_user(roles=ADMIN)
     editor = make_user()

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
@@ -141,11 +141,11 @@ def test_dashboard_shows_states_alerts_quarantine_and_charts(app, admin, signin,
 
 @pytest.mark.both_databases
 def test_latency_percentiles_per_hour(app, admin, bob_box):
-    from server.sync.admin import services as svc
+    from server.sync.admin import dashboard
     for i, ms in enumerate([100, 200, 300, 400, 5000]):
         decision(bob_box, f"l{i}@x.example", "Quote", "ann@customer.example", latency=ms)
     db.session.commit()
-    data = svc.hourly(authz.principal(admin))
+    data = dashboard.hourly(authz.principal(admin))
     assert len(data["hours"]) == 48 and data["tracked"][-1] == 5
     assert (data["p50"][-1], data["p95"][-1]) == (300, 5000)
     assert data["p50"][:-1] == [None] * 47

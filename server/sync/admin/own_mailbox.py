@@ -27,7 +27,7 @@ from server.db import db
 from server.errors import Forbidden, Invalid, ServiceError
 from server.security import authz
 from server.security.authz import Principal
-from server.sync.admin import services as admin
+from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.engine import oauth
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Alert, Mailbox
@@ -42,7 +42,7 @@ class ConnectFailed(ServiceError):
 
 def _own(p: Principal) -> Mailbox | None:
     """The signed-in user's mailbox (never another's)."""
-    mailbox = admin.my_mailbox(p)
+    mailbox = mailbox_admin.my_mailbox(p)
     if mailbox is None or mailbox.user_id != p.user_id:
         return None
     return mailbox
@@ -79,7 +79,7 @@ def state(p: Principal, *, sso: bool) -> dict:
     alerts = db.session.scalars(select(Alert).where(
         Alert.mailbox_id == mailbox.id, Alert.acknowledged_on.is_(None))
         .order_by(Alert.created_on.desc()).limit(5)).all()
-    required = admin.approval_required()
+    required = mailbox_admin.approval_required()
     out["mailbox"] = {
         "address": mailbox.email_address,
         "profile": mailbox.server_profile.name if mailbox.server_profile else None,
@@ -119,7 +119,7 @@ def connect(p: Principal, user_assertion: str | None) -> Mailbox:
         oauth.exchange_on_behalf_of(mailbox, user_assertion)
     except ConnectorError as exc:
         raise ConnectFailed(exc.message) from None
-    admin.test_and_enable(p, mailbox)
+    mailbox_admin.test_and_enable(p, mailbox)
     db.session.flush()
     return mailbox
 
@@ -130,9 +130,9 @@ def approve(p: Principal) -> Mailbox:
     mailbox = _own(p)
     if mailbox is None:
         raise Forbidden(_why_not(p, None))
-    admin.approve(p, mailbox)
+    mailbox_admin.approve(p, mailbox)
     if mailbox.oauth_refresh_token and not mailbox.enabled:
-        admin.test_and_enable(p, mailbox)
+        mailbox_admin.test_and_enable(p, mailbox)
     return mailbox
 
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import or_, select
 
-from server.crm import tracking
+from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.resolution import Match, resolve
-from server.crm.tracking import EmailTrack, TrackRequest
+from server.crm.services.resolution import Match, resolve
+from server.crm.services.tracking import EmailTrack, TrackRequest
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
 from server.sync.mail import correlation as corr

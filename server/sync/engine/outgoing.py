@@ -41,7 +41,7 @@ from server.crm.activities import PARTY_COLUMNS, ActivityParty, Attachment, Emai
 from server.crm.addresses import normalize
 from server.crm.html import html_to_text
 from server.crm.models import Account, Contact, Lead, Organization, Queue
-from server.crm.tracking import new_tracking_token, normalize_message_id
+from server.crm.services.tracking import new_tracking_token, normalize_message_id
 from server.db import db, utcnow
 from server.security import authz
 from server.security.models import User

@@ -50,14 +50,14 @@ from sqlalchemy import func, insert, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import selectinload
 
-from server.crm import records, tracking
+from server.crm.services import records, tracking
 from server.crm.activities import ActivityParty, Email
 from server.crm.addresses import normalize
 from server.crm.html import html_to_text
 from server.crm.models import Organization, Queue
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import Match, resolve
-from server.crm.tracking import AttachmentContent, EmailContent, TrackRequest
+from server.crm.services.resolution import Match, resolve
+from server.crm.services.tracking import AttachmentContent, EmailContent, TrackRequest
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound, ServiceError
 from server.security import authz

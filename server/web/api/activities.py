@@ -10,8 +10,8 @@ from flask import Blueprint, current_app, jsonify, send_file, url_for
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload, undefer, with_polymorphic
 
-from server.crm import timeline as timelines
-from server.crm import tracking
+from server.crm.services import timeline as timelines
+from server.crm.services import tracking
 from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, Attachment
 from server.db import db
 from server.errors import NotFound

@@ -1,10 +1,10 @@
 """Creating, changing and deleting activities from JSON, as the REST API takes them: tasks,
 phone calls, appointments and emails (drafts, and tracked incoming or sent email, which go
-through ``server.crm.tracking.track_email`` like the add-in's and sync's) with their parties,
-regarding and owner. Privileges and field security are checked here.
+through ``server.crm.services.tracking.track_email`` like the add-in's and sync's) with their
+parties, regarding and owner. Privileges and field security are checked here.
 
-(Simpler calls for pages live in ``server.crm.activity_services``; these take the full JSON
-shape described by ``server.web.serialize``.)
+(Simpler calls for pages live in ``server.crm.services.activity_actions``; these take the full
+JSON shape described by ``server.web.serialize``.)
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from server.crm.activities import (ACTIVITY_MODELS, PARTY_TYPES, REGARDING_TYPES
                                    ActivityParty, Email)
 from server.crm.html import sanitize_html
 from server.crm.registry import RECORD_TYPES, Field
-from server.crm.tracking import EmailContent, track_email
-from server.crm import records as record_services
+from server.crm.services.tracking import EmailContent, track_email
+from server.crm.services import records as record_services
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, Unprocessable
 from server.security import authz
@@ -267,7 +267,7 @@ def _content(clean: dict[str, Any], parties: list[ActivityParty]) -> EmailConten
 
 
 def _track(p: Principal, data: dict[str, Any], clean: dict[str, Any], owner) -> Email:
-    """A received or sent email, tracked through ``server.crm.tracking.track_email``: one
+    """A received or sent email, tracked through ``server.crm.services.tracking.track_email``: one
     activity per email (Message-ID, else a content hash; the organization's "two
     activities between users" setting), shared with the add-in and server-side sync. The
     request's parties (with the records it names, checked here) replace those tracking

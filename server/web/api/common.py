@@ -201,8 +201,8 @@ def encode_cursor(payload: list[Any]) -> str:
 
 
 def check_timeline_cursor(cursor: str):
-    """The (time, id) of a timeline cursor (``server.crm.timeline``), or 400."""
-    from server.crm import timeline
+    """The (time, id) of a timeline cursor (``server.crm.services.timeline``), or 400."""
+    from server.crm.services import timeline
     try:
         at, ident = timeline.decode_cursor(cursor)
         if not fits(ident):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from server.crm import records
+from server.crm.services import records
 from server.crm.addresses import normalize
 from server.security.privileges import NAMED_PRIVILEGES, Depth
 from server.web.api.common import invalid, principal, query_args

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from server.crm.activities import PARTY_ROLES, PARTY_TYPES, REGARDING_TYPES
-from server.crm.records import SHARE_RIGHTS
+from server.crm.services.records import SHARE_RIGHTS
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.web.api.common import MAX_ID, MAX_PAGE_SIZE
 from server.web.serialize import (ACTIVITY_READ_ONLY, ACTIVITY_STATES, ACTIVITY_TYPE_FIELDS,

@@ -1,7 +1,7 @@
 """REST endpoints for CRM records, one set per record type of the registry:
 ``/api/v1/{accounts,contacts,leads,opportunities,cases,queues}`` with list (filters, search,
 sort, keyset paging), get, create, update, delete, assign, share, shares, activate,
-deactivate and the activity timeline. Every call goes through ``server.crm.records``.
+deactivate and the activity timeline. Every call goes through ``server.crm.services.records``.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from flask import Blueprint, jsonify, url_for
 from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from server.crm import records as record_services
-from server.crm import timeline as timelines
+from server.crm.services import records as record_services
+from server.crm.services import timeline as timelines
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.db import db
 from server.errors import Conflict

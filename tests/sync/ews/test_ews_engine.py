@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from server.crm.activities import Email
-from server.crm.activity_services import create_email_draft
+from server.crm.services.activity_actions import create_email_draft
 from server.db import db, utcnow
 from server.security import authz
 from server.sync.engine.run import sync_mailbox

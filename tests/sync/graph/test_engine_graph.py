@@ -109,7 +109,7 @@ def test_same_email_in_two_mailboxes_is_one_activity(crm, graph, store):
 
 
 def test_outgoing_is_sent_through_graph_with_a_sent_copy_tracked_once(crm, graph, store):
-    from server.crm.activity_services import create_email_draft
+    from server.crm.services.activity_actions import create_email_draft
     from server.security import authz
     graph.add_mailbox("ann@customer.example")
     w.org().track_sent_items = True

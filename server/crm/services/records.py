@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import null, select
 
 from server.crm.registry import RECORD_TYPES, RecordType, type_of
-from server.crm.resolution import Match, normalized, resolve
+from server.crm.services.resolution import Match, normalized, resolve
 from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound

@@ -1,7 +1,7 @@
 """Activity services for people working in the CRM: load one activity, complete or cancel
 it, and create tasks, phone calls and email drafts regarding a record. Privileges are checked
 here, so pages and APIs can share them. (Setting the regarding of an existing activity is
-``server.crm.tracking.set_regarding``.)
+``server.crm.services.tracking.set_regarding``.)
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
 from server.crm.addresses import normalize
-from server.crm import records
-from server.crm.tracking import check_regarding
+from server.crm.services import records
+from server.crm.services.tracking import check_regarding
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz

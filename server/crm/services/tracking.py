@@ -28,12 +28,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.crm.activities import (PARTY_COLUMNS, Activity, ActivityParty, Appointment,
                                    Attachment, Email, Regarding, one_regarding_check)
-from server.crm import records
 from server.crm.addresses import normalize
 from server.crm.html import html_to_text, sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
-from server.crm.resolution import Match, resolve
+from server.crm.services import records
+from server.crm.services.resolution import Match, resolve
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
