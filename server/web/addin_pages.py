@@ -35,7 +35,7 @@ from server.crm.activities import Appointment, Email
 from server.crm.models import Contact
 from server.db import db, utcnow
 from server.errors import ServiceError
-from server.security import admin as admin_svc
+from server.security import admin as admin_rules
 from server.security import authz
 from server.web.auth import current_principal
 
@@ -286,7 +286,7 @@ def _base_url() -> str:
 def _require_admin():
     if not current_user.is_authenticated:
         return _signin_redirect()
-    admin_svc.require_manage(current_principal(), "organization")
+    admin_rules.require_manage(current_principal(), "organization")
     return None
 
 
