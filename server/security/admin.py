@@ -16,7 +16,6 @@ the sign-in of a user who holds more than they do, active or not.
 from __future__ import annotations
 
 import re
-
 from typing import Any, Iterable
 
 from sqlalchemy import or_, select
@@ -28,6 +27,7 @@ from server.security import authz
 from server.security.authz import Principal
 from server.security.models import BusinessUnit, Role, User, team_member, team_role, user_role
 from server.security.privileges import NAMED_PRIVILEGES, Depth
+
 
 ADMIN_ROLE = "System Administrator"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

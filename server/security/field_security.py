@@ -14,6 +14,7 @@ from server.security.admin import (as_int, clean_text, optional_text, require_ma
 from server.security.authz import Principal
 from server.security.models import FieldPermission, FieldSecurityProfile, SecuredField, Team, User
 
+
 def securable_fields(table: str) -> list:
     """Fields of a record type that may be secured: not the required ones (every form needs
     them to create a record)."""

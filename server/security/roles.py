@@ -16,6 +16,7 @@ from server.security.authz import Principal
 from server.security.models import Role, RolePrivilege, team_role, user_role
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 
+
 def list_roles(p: Principal) -> list[tuple[Role, int, int]]:
     """Every role with how many users and teams hold it (one query)."""
     require_manage(p, "security_role")

@@ -16,6 +16,7 @@ from server.security.admin import (as_int, clean_text, is_admin_role, keep_an_ad
 from server.security.authz import Principal
 from server.security.models import Team, User, team_member
 
+
 def check_membership_change(p: Principal, team: Team, adding: bool) -> None:
     authz.require(p, "write", team)
     if adding:

@@ -15,6 +15,7 @@ from server.security.authz import Principal
 from server.security.models import BusinessUnit, User
 from server.security.privileges import Depth
 
+
 @dataclass
 class UnitNode:
     unit: BusinessUnit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import string
-
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -22,6 +21,7 @@ from server.security.authz import Principal
 from server.security.field_security import load_profiles
 from server.security.models import Role, Team, User
 from server.security.teams import check_membership_change
+
 
 @dataclass
 class UserPage:

@@ -3,7 +3,6 @@ administration page of the organization)."""
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.admin import as_int, clean_text, require_manage
 from server.security.authz import Principal
+
 
 @dataclass(frozen=True)
 class Setting:
