@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased, selectinload
 from server.addin.payloads import Item
 from server.sync.mail.correlation import find_token
 from server.crm.services import activity_actions as acts
-from server.crm.services import records
+from server.crm.services import records, titles
 from server.crm.services import timeline as timelines
 from server.crm.services import tracking
 from server.crm.services.tracking import TrackRequest
@@ -118,7 +118,7 @@ def _titles(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple[str, int], 
         if not ids:
             continue
         rt = RECORD_TYPES[kind]
-        rows = db.session.execute(select(rt.model.id, records.title_column(p, kind)).where(
+        rows = db.session.execute(select(rt.model.id, titles.title_column(p, kind)).where(
             rt.model.id.in_(ids), authz.scope(p, rt.model, "read")))
         out.update({(kind, i): t for i, t in rows})
     return out
@@ -232,7 +232,7 @@ def _card_select(p: Principal, kind: str):
     parent_name = (_account_name(p, model.parent_account_id) if "parent_account_id" in columns
                    else null())
     return (select(literal(kind).label("kind"), model.id.label("id"),
-                   records.title_column(p, kind, model).label("name"),
+                   titles.title_column(p, kind, model).label("name"),
                    (model.owner_user_id if owned else null()).label("owner_user_id"),
                    model.is_active.label("is_active"), readable.label("readable"), *values,
                    parent_name.label("parent_name"),
@@ -255,7 +255,7 @@ class CardLoader:
 
     def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
         kinds = tuple(sorted(by_kind))
-        key = ("cards", kinds, self.p.scope_key, tuple(records.title_parts(self.p, k) for k in kinds))
+        key = ("cards", kinds, self.p.scope_key, tuple(titles.title_parts(self.p, k) for k in kinds))
         query = _statement(key, lambda: _cards_select(self.p, kinds))
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
         for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
@@ -397,7 +397,7 @@ def _subject_from(p: Principal, kind: str, record_id: int, name: str, parent_id,
 def _subject(p: Principal, kind: str, record_id: int) -> Subject:
     """One statement: the record if the user may read it (NotFound otherwise), its title and
     its account's id, and that account's name if the user may read it."""
-    query = _statement(("subject", kind, p.scope_key, records.title_parts(p, kind)),
+    query = _statement(("subject", kind, p.scope_key, titles.title_parts(p, kind)),
                        lambda: _subject_select(p, kind))
     row = db.session.execute(query, {"record_id": record_id}).first()
     if row is None:
@@ -410,7 +410,7 @@ def _subject_select(p: Principal, kind: str):
     account = (model.parent_account_id if kind in ("contact", "account")
                else model.customer_account_id if kind in ("opportunity", "case") else null())
     contact = model.customer_contact_id if kind in ("opportunity", "case") else null()
-    return (select(model.id, records.title_column(p, kind), account.label("account"),
+    return (select(model.id, titles.title_column(p, kind), account.label("account"),
                    contact.label("contact"), _account_name(p, account) if kind != "lead" else null())
             .where(model.id == bindparam("record_id"), authz.scope(p, model, "read")))
 
@@ -626,8 +626,8 @@ def _search_groups(p: Principal, kind: str) -> list[list]:
     """Columns searched, grouped by rank: name, email, number, anything else (readable
     fields only, so search never reveals a hidden field)."""
     rt = RECORD_TYPES[kind]
-    shown = records.title_parts(p, kind)  # the title as the user may see it ranks first
-    name = [records.title_column(p, kind)] if shown else []
+    shown = titles.title_parts(p, kind)  # the title as the user may see it ranks first
+    name = [titles.title_column(p, kind)] if shown else []
     columns = {c.key: c for c in records.search_columns(p, rt)}
     email = [c for n, c in columns.items() if n in rt.email_fields]
     number = [c for n, c in columns.items() if n == rt.number_field]
@@ -685,7 +685,7 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
             continue
         rt = RECORD_TYPES[kind]
         rank = _rank(_search_groups(p, kind), q).label("rank")
-        title = records.title_column(p, kind)  # hidden parts sort nothing
+        title = titles.title_column(p, kind)  # hidden parts sort nothing
         rows = db.session.execute(
             select(rt.model, rank)
             .where(authz.scope(p, rt.model, "read"), rt.model.is_active.is_(True), rank < 99)

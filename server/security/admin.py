@@ -79,9 +79,10 @@ def as_int(value: Any) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if -2**31 <= number < 2**31 else None  # no id beyond a 32-bit column
 
 
 def like_pattern(term: str) -> str:

@@ -2,7 +2,7 @@
 privilege grid), field security and organization settings.
 
 Views parse the form, call one administration service (``server.security.users``, ``teams``,
-``units``, ``roles``, ``field_security``, ``server.crm.services.organization``: each checks the
+``units``, ``roles``, ``field_security``, ``crm.services.organization``; each checks the
 privileges) and render or redirect. A page needs a signed-in user who may administer its
 table; others get 403. Forms carry CSRF tokens; invalid input re-renders the form with the
 problems beside the fields.
@@ -14,36 +14,23 @@ from functools import wraps
 from flask import (Blueprint, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import organization as org_settings
 from server.db import db
 from server.errors import Conflict, Invalid
-from server.security import admin as admin_rules
-from server.security import authz
-from server.security import field_security as field_admin
-from server.security import roles as role_admin
-from server.security import teams as team_admin
-from server.security import units as unit_admin
-from server.security import users as user_admin
-from server.security.models import BusinessUnit, Team, User
+from server.security import admin as admin_rules, authz, directory
+from server.security import field_security as field_admin, roles as role_admin
+from server.security import teams as team_admin, units as unit_admin, users as user_admin
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 from server.web.auth import current_principal, login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 DEPTHS = list(Depth)
-PRIVILEGE_LABELS = {"create": "Create", "read": "Read", "write": "Write", "delete": "Delete",
-                    "append": "Append", "append_to": "Append to", "assign": "Assign",
-                    "share": "Share"}
-TABLE_LABELS = {"account": "Account", "contact": "Contact", "lead": "Lead",
-                "opportunity": "Opportunity", "case": "Case", "queue": "Queue",
-                "activity": "Activity", "user": "User", "team": "Team",
-                "business_unit": "Business unit", "security_role": "Security role",
-                "field_security_profile": "Field security profile",
-                "organization": "Organization", "mailbox": "Mailbox",
-                "email_server_profile": "Email server profile"}
+# "append_to" -> "Append to", "business_unit" -> "Business unit"
+PRIVILEGE_LABELS = {name: name.replace("_", " ").capitalize() for name in PRIVILEGES}
+TABLE_LABELS = {name: name.replace("_", " ").capitalize() for name in TABLES}
 AREAS = (  # (endpoint, table, title, what it is for)
     ("admin.users", "user", "Users",
      "Add people, reset passwords, deactivate leavers, give roles and teams."),
@@ -58,8 +45,8 @@ AREAS = (  # (endpoint, table, title, what it is for)
     ("admin.organization", "organization", "Organization settings",
      "Email tracking, address resolution and attachment limits for everyone."),
 )
-# Areas other blueprints add, linked only when installed: (endpoint, title, text, who sees it)
-OPTIONAL_AREAS = (
+# Areas of other blueprints: (endpoint, title, text, who sees it)
+OTHER_AREAS = (
     ("addin_pages.admin_addin", "Outlook add-in",
      "Download the add-in manifest and deploy it to your users.",
      lambda p: admin_rules.can_manage(p, "organization")),
@@ -103,6 +90,15 @@ def _refused(exc, endpoint: str, **values):
     return redirect(url_for(endpoint, **values))
 
 
+def _act(action, message: str, endpoint: str, **values):
+    """A one-button action: the service call, then its message, or its refusal."""
+    try:
+        action()
+    except (Conflict, Invalid) as exc:
+        return _refused(exc, endpoint, **values)
+    return _commit(message, endpoint, **values)
+
+
 def _form() -> dict:
     return request.form.to_dict()
 
@@ -130,8 +126,8 @@ def index():
     p = current_principal()
     cards = [(endpoint, title, text) for endpoint, table, title, text in AREAS
              if admin_rules.can_manage(p, table)]
-    cards += [(endpoint, title, text) for endpoint, title, text, allowed in OPTIONAL_AREAS
-              if endpoint in current_app.view_functions and allowed(p)]
+    cards += [(endpoint, title, text) for endpoint, title, text, allowed in OTHER_AREAS
+              if allowed(p)]
     if not cards:
         return render_template("error.html", status=403,
                                message="You do not have the privileges to administer anything.",
@@ -140,18 +136,6 @@ def index():
 
 
 # -- users ------------------------------------------------------------------------------------
-
-def _readable_units(p) -> list[BusinessUnit]:
-    return list(db.session.scalars(select(BusinessUnit).where(authz.scope(p, BusinessUnit, "read"))
-                                   .order_by(func.lower(BusinessUnit.name))))
-
-
-def _people(p, limit: int = 500) -> list[User]:
-    """Active users ``p`` can read, for the manager and member pickers (a datalist)."""
-    return list(db.session.scalars(select(User).where(User.is_active.is_(True),
-                                                      authz.scope(p, User, "read"))
-                                   .order_by(func.lower(User.full_name)).limit(limit)))
-
 
 @bp.get("/users")
 @area("user")
@@ -164,14 +148,14 @@ def users(p):
                           active=args["active"], page=_page_arg(),
                           per_page=current_app.config["REGARDING_PAGE_SIZE"])
     return render_template("admin/users.html", page=page, args=args,
-                           units=_readable_units(p), roles=role_admin.all_roles(p),
+                           units=directory.units(p), roles=role_admin.all_roles(p),
                            can_create=p.depth("user", "create") > Depth.NONE,
                            can_write=lambda u: authz.can(p, "write", u))
 
 
 def _user_form_context(p, values: dict, errors: dict):
     return {"values": values, "errors": errors,
-            "units": unit_admin.active_units(p, "user", "create"), "people": _people(p),
+            "units": unit_admin.active_units(p, "user", "create"), "people": directory.people(p),
             "roles": role_admin.all_roles(p), "grantable": lambda r: not admin_rules.exceeds(p, r)}
 
 
@@ -216,15 +200,14 @@ def user_edit(p, user_id: int):
                   "email": user.email, "job_title": user.job_title or "",
                   "phone": user.phone or "", "business_unit_id": user.business_unit_id,
                   "manager": user.manager.email if user.manager else ""}
-    teams = db.session.scalars(select(Team).where(authz.scope(p, Team, "read"))
-                               .order_by(func.lower(Team.name))).all()
+    teams = directory.teams(p)
     manage_profiles = admin_rules.can_manage(p, "field_security_profile")
     units = unit_admin.active_units(p, "user", "write")
     if user.business_unit not in units:
         units = [user.business_unit, *units]
     return render_template(
         "admin/user_edit.html", user=user, values=values, errors=errors, message=message,
-        units=units, people=_people(p), roles=role_admin.all_roles(p),
+        units=units, people=directory.people(p), roles=role_admin.all_roles(p),
         grantable=lambda r: not admin_rules.exceeds(p, r), teams=teams,
         profiles=field_admin.list_profiles(p) if manage_profiles else [],
         manage_profiles=manage_profiles, can_write=authz.can(p, "write", user),
@@ -264,33 +247,24 @@ def user_password(p, user_id: int):
 @area("user")
 def user_roles(p, user_id: int):
     user = user_admin.get_user(p, user_id)
-    try:
-        user_admin.set_user_roles(p, user, request.form.getlist("role_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.user_edit", user_id=user_id)
-    return _commit("Roles saved.", "admin.user_edit", user_id=user_id)
+    return _act(lambda: user_admin.set_user_roles(p, user, request.form.getlist("role_ids")),
+                "Roles saved.", "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/teams")
 @area("user")
 def user_teams(p, user_id: int):
     user = user_admin.get_user(p, user_id)
-    try:
-        user_admin.set_user_teams(p, user, request.form.getlist("team_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.user_edit", user_id=user_id)
-    return _commit("Team membership saved.", "admin.user_edit", user_id=user_id)
+    return _act(lambda: user_admin.set_user_teams(p, user, request.form.getlist("team_ids")),
+                "Team membership saved.", "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/field-profiles")
 @area("user")
 def user_field_profiles(p, user_id: int):
     user = user_admin.get_user(p, user_id)
-    try:
-        user_admin.set_user_field_profiles(p, user, request.form.getlist("profile_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.user_edit", user_id=user_id)
-    return _commit("Field security profiles saved.", "admin.user_edit", user_id=user_id)
+    return _act(lambda: user_admin.set_user_field_profiles(p, user, request.form.getlist("profile_ids")),
+                "Field security profiles saved.", "admin.user_edit", user_id=user_id)
 
 
 # -- teams ------------------------------------------------------------------------------------
@@ -343,7 +317,8 @@ def team_edit(p, team_id: int):
         units = [team.business_unit, *units]
     members = sorted(team.members, key=lambda u: u.full_name.lower())
     return render_template("admin/team_edit.html", team=team, values=values, errors=errors,
-                           message=message, units=units, members=members, people=_people(p),
+                           message=message, units=units, members=members,
+                           people=directory.people(p),
                            roles=role_admin.all_roles(p), grantable=lambda r: not admin_rules.exceeds(p, r),
                            can_write=authz.can(p, "write", team)), status
 
@@ -368,11 +343,8 @@ def team_members(p, team_id: int):
 @area("team")
 def team_roles(p, team_id: int):
     team = team_admin.get_team(p, team_id)
-    try:
-        team_admin.set_team_roles(p, team, request.form.getlist("role_ids"))
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.team_edit", team_id=team_id)
-    return _commit("Roles saved.", "admin.team_edit", team_id=team_id)
+    return _act(lambda: team_admin.set_team_roles(p, team, request.form.getlist("role_ids")),
+                "Roles saved.", "admin.team_edit", team_id=team_id)
 
 
 # -- business units ---------------------------------------------------------------------------
@@ -425,9 +397,7 @@ def unit_edit(p, unit_id: int):
         if node.unit.parent_id in below:
             below.add(node.unit.id)
     parents = [n.unit for n, _ in rows if n.unit.is_active and n.unit.id not in below]
-    users = db.session.scalars(select(User).where(User.business_unit_id == unit.id,
-                                                  authz.scope(p, User, "read"))
-                               .order_by(func.lower(User.full_name)).limit(50)).all()
+    users = directory.unit_members(p, unit)
     return render_template("admin/unit_edit.html", unit=unit, parents=parents, errors=errors,
                            message=message, users=users,
                            name_value=request.form.get("name", unit.name) if errors else unit.name,
@@ -439,12 +409,9 @@ def unit_edit(p, unit_id: int):
 def unit_set_active(p, unit_id: int):
     unit = unit_admin.get_unit(p, unit_id)
     active = request.form.get("active") == "1"
-    try:
-        unit_admin.set_unit_active(p, unit, active)
-    except (Conflict, Invalid) as exc:
-        return _refused(exc, "admin.unit_edit", unit_id=unit_id)
-    return _commit(f"{unit.name} is {'active' if active else 'deactivated'}.",
-                   "admin.unit_edit", unit_id=unit_id)
+    return _act(lambda: unit_admin.set_unit_active(p, unit, active),
+                f"{unit.name} is {'active' if active else 'deactivated'}.", "admin.unit_edit",
+                unit_id=unit_id)
 
 
 # -- security roles ---------------------------------------------------------------------------
@@ -569,12 +536,11 @@ def profile_edit(p, profile_id: int):
     rows = [(RECORD_TYPES[t], RECORD_TYPES[t].field(name), perms.get((t, name)))
             for t in RECORD_TYPES for name in sorted(secured.get(t, ()))]
     users, teams = field_admin.profile_members(profile)
-    all_teams = db.session.scalars(select(Team).where(authz.scope(p, Team, "read"))
-                                   .order_by(func.lower(Team.name))).all()
+    all_teams = directory.teams(p)
     return render_template("admin/profile_edit.html", profile=profile, values=values,
                            errors=errors, message=message, rows=rows, users=users, teams=teams,
                            all_teams=[t for t in all_teams if t not in teams],
-                           people=_people(p)), status
+                           people=directory.people(p)), status
 
 
 @bp.post("/field-security/profiles/<int:profile_id>/members")

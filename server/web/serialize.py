@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import select
 
-from server.crm.services import records
+from server.crm.services import records, titles
 from server.crm.activities import Attachment
 from server.crm.services.records import SHARE_RIGHTS, visible_fields
 from server.crm.registry import RECORD_TYPES, Field, RecordType, type_of
@@ -102,7 +102,7 @@ class Refs:
             if not missing:
                 continue
             model = User if kind == "user" else Team if kind == "team" else RECORD_TYPES[kind].model
-            title = records.title_column(self.p, kind)  # as the reader may see it
+            title = titles.title_column(self.p, kind)  # as the reader may see it
             rows = db.session.execute(select(model.id, title).where(
                 model.id.in_(missing), authz.scope(self.p, model, "read")))
             for ident, name in rows:

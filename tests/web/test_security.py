@@ -158,3 +158,47 @@ def test_pages_send_a_strict_content_security_policy(make_user, signin):
     csp = r.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "<script>" not in r.get_data(as_text=True)  # no inline scripts: only src= files
+
+
+# Every searched field the reader might not see: a securable field, or a person's full name
+# (hidden with its first name). Titles that are required fields cannot be secured.
+SEARCHED = [(rt.name, name) for rt in RECORD_TYPES.values() for name in rt.search_fields
+            if not (rt.field(name) and rt.field(name).required)]
+MARKS = {"email": "quixotic@zanzibar.example", "phone": "+47 7394 6128"}
+
+
+@pytest.mark.parametrize("type_name,name", SEARCHED)
+def test_a_secured_field_is_searched_on_no_path(type_name, name, make_user, make_record,
+                                                api_client):
+    """Lists, home search and the REST API share one search: a value only in a field the
+    reader may not read finds nothing on any of them; readable, it is found on all."""
+    from server.crm.services import lists, search
+    from server.security import authz
+    from server.web.api.records import collection
+    from tests.web.conftest import SAMPLE
+    rt = RECORD_TYPES[type_name]
+    field = rt.field(name)
+    hidden = name if field else "first_name"  # the derived full name hides with its part
+    value = MARKS.get(field.kind if field else "", "Quixotic")
+    role = Role(name="Reads every record")
+    role.privileges = [RolePrivilege(privilege=f"{t}.read", depth=4) for t in RECORD_TYPES]
+    db.session.add(role)
+    db.session.commit()
+    user = make_user(roles=("Salesperson", "Reads every record"))
+    admin = make_user(roles=("System Administrator",))
+    record = make_record(admin, type_name, **{**SAMPLE[type_name], hidden: value})
+    q = getattr(record, hidden)
+    api = api_client(user)
+
+    def found() -> tuple[int, int, int]:
+        db.session.expire_all()
+        p = authz.principal(user)
+        listed = api.get(f"/api/v1/{collection(rt)}", query_string={"q": q, "sort": "id"})
+        assert listed.status_code == 200, listed.get_json()
+        return (lists.record_list(p, rt, q=q).total, len(search.home(p, q).results),
+                len(listed.get_json()["items"]))
+
+    assert found() == (1, 1, 1)
+    db.session.add(SecuredField(table_name=type_name, field=hidden))
+    db.session.commit()
+    assert found() == (0, 0, 0)

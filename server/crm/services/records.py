@@ -7,10 +7,11 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import null, select
+from sqlalchemy import select
 
-from server.crm.registry import RECORD_TYPES, RecordType, type_of
+from server.crm.registry import DERIVED, RECORD_TYPES, RecordType, parts_of, type_of
 from server.crm.services.resolution import Match, normalized, resolve
+from server.crm.services.titles import title_column
 from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
@@ -222,23 +223,12 @@ def get(p: Principal, type_name: str, record_id: int, privilege: str = "read"):
 # from it) would reveal its value bit by bit, so it is not offered. Pages, the API, the add-in,
 # previews and defaults all go through these.
 
-DERIVED = {"full_name": ("first_name", "last_name")}  # stored, made from these fields
-
-
-def _parts(rt: RecordType, name: str) -> tuple[str, ...]:
-    """The fields the value of ``name`` is made of (itself for a plain field)."""
-    parts = DERIVED.get(name)
-    if parts and name not in rt.field_names and all(rt.field(n) for n in parts):
-        return parts
-    return (name,)
-
-
 def readable_names(p: Principal, rt: RecordType) -> set[str]:
     """Names of the fields (and derived values) of ``rt`` whose value ``p`` may see whole:
     what may be shown, searched, filtered and sorted by."""
     access = p.fields(rt.name)
     names = {f.name for f in rt.fields if access.can_read(f.name)}
-    names |= {d for d in DERIVED if _parts(rt, d) != (d,) and set(_parts(rt, d)) <= names}
+    names |= {d for d in DERIVED if parts_of(rt, d) != (d,) and set(parts_of(rt, d)) <= names}
     return names
 
 
@@ -247,7 +237,7 @@ def field_value(p: Principal, record, name: str) -> Any:
     and hidden; a derived value made of the parts ``p`` may read only (None when none)."""
     rt = type_of(record)
     access = p.fields(rt.name)
-    parts = _parts(rt, name)
+    parts = parts_of(rt, name)
     if parts == (name,):
         return getattr(record, name, None) if access.can_read(name) else None
     if all(access.can_read(n) for n in parts):
@@ -273,32 +263,6 @@ def emails(p: Principal, record) -> list[str]:
     return [v for v in (field_value(p, record, n) for n in rt.email_fields) if v]
 
 
-def title_column(p: Principal, kind: str, model=None):
-    """SQL for the title of records of ``kind`` (``model``: an alias) as ``p`` may see it,
-    as ``title`` computes it; null when hidden."""
-    if kind in ("user", "team"):
-        model = model or (User if kind == "user" else Team)
-        return model.full_name if kind == "user" else model.name
-    rt = RECORD_TYPES[kind]
-    model = model or rt.model
-    shown = title_parts(p, kind)
-    if not shown:
-        return null()
-    if shown == _parts(rt, rt.title_field):
-        return getattr(model, rt.title_field)
-    return getattr(model, shown[0])  # one part of a derived name
-
-
-def title_parts(p: Principal, kind: str) -> tuple[str, ...]:
-    """The fields of a ``kind``'s title ``p`` may read (the key of statements built with
-    ``title_column``; empty for users and teams, whose names are not secured)."""
-    if kind in ("user", "team"):
-        return ()
-    rt = RECORD_TYPES[kind]
-    access = p.fields(kind)
-    return tuple(n for n in _parts(rt, rt.title_field) if access.can_read(n))
-
-
 def search_columns(p: Principal, rt: RecordType, model=None) -> list:
     """The columns of ``rt``'s search fields ``p`` may search: a derived name only when
     every part is readable, else its readable parts (a hidden value is no search oracle)."""
@@ -306,7 +270,7 @@ def search_columns(p: Principal, rt: RecordType, model=None) -> list:
     access = p.fields(rt.name)
     names: list[str] = []
     for name in rt.search_fields:
-        parts = _parts(rt, name)
+        parts = parts_of(rt, name)
         whole = all(access.can_read(n) for n in parts)
         names += [c for c in ((name,) if whole else parts)  # "full_name" itself is not secured
                   if access.can_read(c) and c not in names]

@@ -12,6 +12,7 @@ from sqlalchemy import String, cast, func, select
 
 from server.crm.activities import REGARDING_COLUMNS
 from server.crm.registry import RECORD_TYPES
+from server.crm.services.titles import regarding_refs, titles
 from server.db import db
 from server.errors import Invalid, NotFound
 from server.security import authz
@@ -74,24 +75,7 @@ def list_rules(p: Principal, mailbox: Mailbox) -> tuple[list[FolderRule], dict]:
     authz.require(p, "read", mailbox)
     rules = db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == mailbox.id)
                                .order_by(func.lower(FolderRule.folder_name))).all()
-    return list(rules), regarding_titles(p, [r.regarding_ref for r in rules])
-
-
-def regarding_titles(p: Principal, refs) -> dict[tuple[str, int], str]:
-    """Titles of the records ``p`` can read among ``refs``: one query per record type."""
-    wanted: dict[str, set[int]] = {}
-    for ref in refs:
-        if ref:
-            wanted.setdefault(ref[0], set()).add(ref[1])
-    titles = {}
-    for kind, ids in wanted.items():
-        rt = RECORD_TYPES[kind]
-        column = getattr(rt.model, rt.title_field)
-        for record_id, title in db.session.execute(
-                select(rt.model.id, column).where(rt.model.id.in_(ids),
-                                                  authz.scope(p, rt.model, "read"))):
-            titles[(kind, record_id)] = title
-    return titles
+    return list(rules), titles(p, regarding_refs(rules))
 
 
 def find_regarding(p: Principal, kind: str, query: str) -> list:

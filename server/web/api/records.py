@@ -13,10 +13,11 @@ from functools import partial
 from typing import Any
 
 from flask import Blueprint, jsonify, url_for
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from server.crm.services import records as record_services
+from server.crm.services import search
 from server.crm.services import timeline as timelines
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.db import db
@@ -66,9 +67,7 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
 def _search_clause(rt: RecordType, p, q: str):
     if len(q) > MAX_QUERY:
         raise invalid({"q": f"At most {MAX_QUERY} characters."})
-    pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = record_services.search_columns(p, rt)
-    return or_(*(c.ilike(pattern, escape="\\") for c in columns)) if columns else false()
+    return search.search_condition(p, rt, q)
 
 
 def _sortable(rt: RecordType, p) -> dict[str, str]:
