@@ -12,9 +12,11 @@
 # and the demo sign-ins and runs until Ctrl-C, which stops both. Safe to run again: what is
 # in place is kept, so a second start takes seconds.
 #
-# Environment: PORT (3000), REGARDING_WEB_WORKERS (2), REGARDING_WEB_THREADS (4), PYTHON
-# (the interpreter that creates .venv), and every REGARDING_* variable of .env.sample
-# (REGARDING_INSTANCE_DIR, REGARDING_DATABASE_URL, ...).
+# Environment: PORT (3000), REGARDING_BIND (127.0.0.1: the demo users' passwords are
+# published, so only this machine can reach it unless told otherwise, e.g. 0.0.0.0),
+# REGARDING_WEB_WORKERS (2), REGARDING_WEB_THREADS (4), PYTHON (the interpreter that
+# creates .venv), and every REGARDING_* variable of .env.sample (REGARDING_INSTANCE_DIR,
+# REGARDING_DATABASE_URL, ...).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +26,7 @@ die() { say "error: $*"; exit 2; }
 
 VENV=.venv
 PORT="${PORT:-3000}"
+BIND="${REGARDING_BIND:-127.0.0.1}"
 WORKERS="${REGARDING_WEB_WORKERS:-2}"
 THREADS="${REGARDING_WEB_THREADS:-4}"
 
@@ -117,7 +120,7 @@ for email, password, role in DEMO_SIGNINS:
     print(f"    {email:32s} {password:20s} {role}")')"
 
 "$VENV/bin/gunicorn" server.wsgi:app \
-    --bind "0.0.0.0:$PORT" --workers "$WORKERS" --worker-class gthread --threads "$THREADS" \
+    --bind "$BIND:$PORT" --workers "$WORKERS" --worker-class gthread --threads "$THREADS" \
     --certfile "$cert" --keyfile "$key" --graceful-timeout 10 --no-control-socket &
 web=$!
 children+=("$web")
@@ -137,6 +140,11 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 
+if [ "$BIND" = "127.0.0.1" ] || [ "$BIND" = "localhost" ]; then
+    bind_note=" only: the demo passwords below are public (REGARDING_BIND=0.0.0.0 opens it up)"
+else
+    bind_note=": reachable from other machines with the public demo passwords below"
+fi
 base="${REGARDING_BASE_URL:-https://localhost:$PORT}"
 base="${base%/}"
 cat <<EOF
@@ -147,6 +155,7 @@ cat <<EOF
     add-in for admins  $base/admin/addin
     $worker_line
   The certificate is self-signed unless you gave one: let the browser trust it for localhost.
+  Listening on $BIND:$PORT$bind_note.
 
   Demo sign-ins (Contoso Ltd):
 $signins

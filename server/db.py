@@ -6,6 +6,7 @@ Migrations live in ``server/migrations`` (Alembic through Flask-Migrate:
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def utcnow() -> datetime:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
-    """Foreign keys on and WAL for every SQLite connection (no effect on PostgreSQL)."""
+    """Foreign keys on and WAL for every SQLite connection (no effect on PostgreSQL); the
+    database file and its WAL and shared-memory files readable by this account only."""
     module = type(dbapi_connection).__module__
     if module.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
@@ -81,7 +83,20 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
+        path = next((row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"), "")
         cursor.close()
+        _owner_only(path)
+
+
+def _owner_only(path: str) -> None:
+    """Mode 0600 for an SQLite database and its -wal/-shm files (SQLite gives files it
+    creates later the database file's mode)."""
+    for name in (path, f"{path}-wal", f"{path}-shm") if path else ():
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def init_app(app) -> None:
@@ -96,5 +111,11 @@ def init_app(app) -> None:
         # transaction-pooling proxies such as PgBouncer working.
         options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
         options.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        # Created owner-only before SQLite creates it with the process's umask.
+        path = Path(url[len("sqlite:///"):].split("?", 1)[0])
+        if not path.exists() and path.parent.is_dir():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db.init_app(app)
     migrate.init_app(app, db)

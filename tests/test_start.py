@@ -75,6 +75,18 @@ def start_env(tmp_path):
     return env
 
 
+def _outside_address() -> str | None:
+    """This machine's address on its default route (not loopback), if it has one."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent for UDP connect
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
 def _sign_in(base: str, email: str, password: str) -> requests.Session:
     session = requests.Session()
     # verify=False on each call: a session-wide setting loses to REQUESTS_CA_BUNDLE.
@@ -112,11 +124,20 @@ def test_start_script_serves_the_demo_over_https(start_env):
         # Plain HTTP is not served on the HTTPS port.
         with pytest.raises(requests.RequestException):
             requests.get(f"http://127.0.0.1:{port}/signin", timeout=5)
+        # The demo's passwords are public: other machines cannot reach it by default.
+        outside = _outside_address()
+        if outside:
+            assert not port_accepts(outside, int(port)), f"the demo listens on {outside}"
+        # The database and its WAL files are for this account only.
+        for name in ("regarding.db", "regarding.db-wal", "regarding.db-shm"):
+            if (instance / name).exists():
+                assert (instance / name).stat().st_mode & 0o077 == 0, name
     finally:
         first.stop()
     out = first.output
     assert "Contoso Ltd loaded" in out
     assert f"https://localhost:{port}/addin/preview" in out and "/admin/addin" in out
+    assert f"Listening on 127.0.0.1:{port} only" in out
     for email, password, role in DEMO_SIGNINS:
         assert email in out and password in out
     assert (instance / "tls-cert.pem").exists() and (instance / "regarding.db").exists()

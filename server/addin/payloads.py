@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
 from server.crm.activities import REGARDING_TYPES
+from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.errors import Invalid
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -134,6 +135,9 @@ def text(raw: Any, path: str, errors: Errors, *, cap: int | None = None, limit: 
         errors.add(path, "Must be text.")
         return None
     value = _NUL.sub("", raw) if multiline else _CONTROL.sub("", raw).strip()
+    if not multiline and LINE_BREAK.search(value):
+        errors.add(path, SINGLE_LINE)
+        return None
     if limit is not None and len(value) > limit:
         errors.add(path, f"At most {limit} characters.")
         return None

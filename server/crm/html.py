@@ -7,17 +7,23 @@ loaded by default, because loading them tells the sender the email was read: the
 ``src`` moves to ``data-remote-src`` and a blank placeholder takes its place, so the UI can
 offer "load remote content". ``cid:`` images stay; the UI maps them to attachment URLs.
 
+``email_document`` turns a stored body into the complete document shown in the sandboxed
+frame: cleaned again, inline images as ``data:`` URLs built from an allow-listed image
+type only, remote images left out unless the reader asked for them.
+
 ``html_to_text`` gives a readable text body for emails that have no text/plain part.
 """
 from __future__ import annotations
 
+import base64
 import html as html_lib
 import re
 from html.parser import HTMLParser
 
 import nh3
 
-__all__ = ["PLACEHOLDER_SRC", "REMOTE_SRC_ATTRIBUTE", "html_to_text", "sanitize_html"]
+__all__ = ["PLACEHOLDER_SRC", "REMOTE_SRC_ATTRIBUTE", "email_document", "html_to_text",
+           "inline_image_url", "sanitize_html"]
 
 REMOTE_SRC_ATTRIBUTE = "data-remote-src"
 # A transparent 1x1 GIF: keeps the layout without a request to anyone.
@@ -69,7 +75,9 @@ ALLOWED_STYLE_PROPERTIES = frozenset({
 })
 
 LINK_SCHEMES = ("http:", "https:", "mailto:", "tel:")
-IMAGE_DATA = re.compile(r"^data:image/(?:png|gif|jpe?g|webp|bmp);base64,[a-z0-9+/=\s]*$", re.I)
+_IMAGE_SUBTYPES = r"(?:png|gif|jpe?g|webp|bmp)"
+IMAGE_DATA = re.compile(rf"^data:image/{_IMAGE_SUBTYPES};base64,[a-z0-9+/=\s]*$", re.I)
+INLINE_IMAGE_TYPE = re.compile(rf"^image/{_IMAGE_SUBTYPES}$")  # the whole type, nothing else
 _UNSAFE_CSS_PATTERN = r"expression|url\s*\(|javascript|vbscript|behavior|binding|@import|\\|/\*|<"
 _UNSAFE_CSS = re.compile(_UNSAFE_CSS_PATTERN, re.IGNORECASE)
 # The same on lower-cased ASCII text, several times faster (a case-insensitive alternation
@@ -141,6 +149,67 @@ def sanitize_html(html: str | None, *, block_remote_images: bool = True) -> str:
     if block_remote_images:
         cleaned = _IMG_TAG.sub(lambda match: _block_remote(match.group(0)), cleaned)
     return cleaned
+
+
+# ------------------------------------------------------------------ the displayed document
+
+_DOCUMENT_CLEANER = nh3.Cleaner(
+    tags=set(nh3.ALLOWED_TAGS) | {"font", "center"},
+    attributes={
+        "*": {"style", "align", "valign", "width", "height", "bgcolor", "color", "dir",
+              "lang", "title", "border", "cellpadding", "cellspacing", "colspan", "rowspan",
+              "face", "size"},
+        "a": {"href", "name"},
+        "img": {"src", "alt", REMOTE_SRC_ATTRIBUTE},
+    },
+    url_schemes={"http", "https", "mailto", "cid"},
+    link_rel="noopener noreferrer",
+)
+_ATTR = re.compile(r'\s([a-z-]+)="([^"]*)"')
+_DOCUMENT_HEAD = (
+    "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\">"
+    "<style>body{font-family:'Segoe UI',system-ui,-apple-system,sans-serif;font-size:14px;"
+    "line-height:1.45;color:#242424;margin:16px;overflow-wrap:anywhere}"
+    "img{max-width:100%;height:auto}table{max-width:100%}</style></head><body>")
+
+
+def inline_image_url(content_type: str | None, data: bytes) -> str | None:
+    """A ``data:`` URL for an inline image, or None: the type written into it is one of the
+    allow-listed image types, matched whole (an attachment's type is the sender's text)."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if not INLINE_IMAGE_TYPE.match(kind):
+        return None
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def email_document(html: str | None, inline: dict[str, str], *,
+                   remote_images: bool) -> tuple[str, bool]:
+    """The stored body as a complete document for the sandboxed frame, and whether it has
+    remote images. Cleaned again (defense in depth); ``cid:`` images take their data URL
+    from ``inline`` (content id → URL from :func:`inline_image_url`); remote images, parked
+    in ``data-remote-src`` when stored, get no ``src`` at all unless ``remote_images``."""
+    cleaned = _DOCUMENT_CLEANER.clean((html or "").replace("\x00", ""))
+    found = False
+
+    def image(match: re.Match) -> str:
+        nonlocal found
+        attrs = dict(_ATTR.findall(match.group(0)))
+        src = attrs.pop("src", "")
+        remote = attrs.pop(REMOTE_SRC_ATTRIBUTE, "")
+        if src.lower().startswith("cid:"):
+            src = inline.get(html_lib.unescape(src[4:]).strip("<>"), "")
+        elif src.lower().startswith(("http:", "https:")):
+            remote, src = src, ""
+        if not remote.lower().startswith(("http:", "https:")):
+            remote = ""
+        found = found or bool(remote)
+        if remote and remote_images:
+            src = remote
+        kept = "".join(f' {name}="{value}"' for name, value in attrs.items())
+        return f'<img{kept} src="{src}">' if src else f"<img{kept}>"
+
+    cleaned = _IMG_TAG.sub(image, cleaned)
+    return f"{_DOCUMENT_HEAD}{cleaned}</body></html>", found
 
 
 # --------------------------------------------------------------------------- html -> text

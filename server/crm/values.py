@@ -11,6 +11,8 @@ from server.crm.addresses import normalize
 from server.crm.registry import Field
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+LINE_BREAK = re.compile(r"[\r\n\x85\u2028\u2029]")
+SINGLE_LINE = "Must be a single line (no line breaks)."
 _BARE_DOMAIN = re.compile(r"^[\w.-]+\.[a-z]{2,}(/\S*)?$", re.I)
 _TRUE, _FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no", "")
 
@@ -32,6 +34,8 @@ def _text(f: Field, raw: Any) -> str:
         raise ValueError("Must be text.")
     value = CONTROL.sub("", raw)
     value = value if f.kind == "text" else value.strip()
+    if f.kind != "text" and LINE_BREAK.search(value):
+        raise ValueError(SINGLE_LINE)
     if f.max_length and len(value) > f.max_length:
         raise ValueError(f"At most {f.max_length} characters.")
     if f.kind == "email" and normalize(value) is None:

@@ -2,11 +2,15 @@
 service, and render; errors from services become typed JSON (API) or an error page."""
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from urllib.parse import urlsplit
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from server.errors import ServiceError
+from server.web.params import BoundedIntConverter
 
 csrf = CSRFProtect()
 
@@ -29,6 +33,19 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
 
 
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = BoundedIntConverter  # before any rule is added
+
+    @app.before_request
+    def _referer_is_a_url():
+        """CSRF checking compares the Referer's origin: one it cannot parse (a port such as
+        ``:99999999``) is refused here, before the check (registered first) trips on it."""
+        referer = request.headers.get("Referer")
+        if referer and request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            try:
+                urlsplit(referer).port
+            except ValueError:
+                raise CSRFError("The Referer header is not a valid URL.") from None
+
     csrf.init_app(app)
 
     @app.errorhandler(ServiceError)
@@ -52,6 +69,9 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _security_headers(response):
+        if request.endpoint != "static" and (g.get("api_user") is not None
+                                             or current_user.is_authenticated):
+            response.headers.setdefault("Cache-Control", "no-store")  # no copies of our data
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":

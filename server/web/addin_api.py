@@ -9,7 +9,6 @@ Views parse the pane's payloads strictly (``server.addin.payloads``), call one s
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -23,6 +22,7 @@ from server.errors import Invalid, ServiceError
 from server.security import authz
 from server.web import csrf
 from server.web.auth import Unauthenticated, bearer_user
+from server.web.params import decode_json
 
 bp = Blueprint("addin_api", __name__, url_prefix="/api/addin")
 
@@ -70,21 +70,10 @@ def _p() -> authz.Principal:
 
 # -- request parsing ---------------------------------------------------------------------------
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
 def _json() -> dict[str, Any]:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType()
-    raw = request.get_data(cache=False)  # 413 beyond the request's size limit
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise Invalid("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise Invalid("Expected a JSON object.")
-    return data
+    return decode_json(request.get_data(cache=False))  # 413 beyond the request's size limit
 
 
 def _parse(allowed: tuple[str, ...]) -> tuple[dict, pl.Errors]:
@@ -185,7 +174,7 @@ def search():
     if not types or any(t not in service.SEARCH_TYPES for t in types):
         errors.add("types", f"A comma-separated list of: {', '.join(service.SEARCH_TYPES)}.")
     raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 50:
         errors.add("limit", "A whole number from 1 to 50.")
     errors.raise_if_any()
     return jsonify({"results": service.search(_p(), q, tuple(dict.fromkeys(types)), int(raw_limit))})

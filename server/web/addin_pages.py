@@ -44,17 +44,21 @@ bp = Blueprint("addin_pages", __name__)
 ADDIN_DIR = Path(__file__).resolve().parents[2] / "addin"
 OFFICE_JS = "https://appsforoffice.microsoft.com/lib/1/hosted/office.js"
 STANDIN_JS = "preview/office-standin.js"
-# Where Outlook on the web hosts add-ins; desktop Outlook uses a web view (no framing).
-OUTLOOK_HOSTS = ("https://outlook.office.com", "https://outlook.office365.com",
-                 "https://outlook.live.com", "https://*.outlook.com")
+# Where Outlook on the web (and the new Outlook for Windows) hosts add-ins, as Microsoft
+# documents them; desktop Outlook uses a web view (no framing). The pane also allows
+# Outlook's other hosts; the sign-in dialog, which can mint a token with one click, only
+# the documented origins (Office opens it as a window; framed only with displayInIframe).
+OUTLOOK_WEB_ORIGINS = ("https://outlook.office.com", "https://outlook.office365.com",
+                       "https://outlook.live.com")
+OUTLOOK_HOSTS = OUTLOOK_WEB_ORIGINS + ("https://*.outlook.com",)
 SERVED_SUFFIXES = {".html", ".js", ".css", ".png", ".svg", ".ico", ".woff2"}
 
 
-def addin_csp(*, outlook: bool = True) -> str:
+def addin_csp(*, outlook: bool = True, framers: tuple[str, ...] = OUTLOOK_HOSTS) -> str:
     """The policy of the add-in's pages: scripts from here and Office.js's CDN, everything
     else (frames included: the preview frames the pane and the dialog) from here; framed by
-    Outlook's hosts and by this site (the preview), by nobody else."""
-    ancestors = " ".join(("'self'",) + (OUTLOOK_HOSTS if outlook else ()))
+    Outlook (``framers``) and by this site (the preview), by nobody else."""
+    ancestors = " ".join(("'self'",) + (framers if outlook else ()))
     return ("default-src 'self'; script-src 'self' https://appsforoffice.microsoft.com; "
             "style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; "
             "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -122,7 +126,8 @@ def signin_dialog():
     response = make_response(render_template(
         "addin/signin.html", office_js=url_for("addin_pages.addin_file", filename=STANDIN_JS)
         if preview else OFFICE_JS, user=current_user))
-    return _with_csp(response, addin_csp(outlook=not preview), cache="no-store")
+    return _with_csp(response, addin_csp(outlook=not preview, framers=OUTLOOK_WEB_ORIGINS),
+                     cache="no-store")
 
 
 @bp.post("/addin/signin")

@@ -1,11 +1,10 @@
 """Administration pages under ``/admin``: users, teams, business units, security roles (the
 privilege grid), field security and organization settings.
 
-Views parse the form, call one administration service (``server.security.users``, ``teams``,
-``units``, ``roles``, ``field_security``, ``crm.services.organization``; each checks the
-privileges) and render or redirect. A page needs a signed-in user who may administer its
-table; others get 403. Forms carry CSRF tokens; invalid input re-renders the form with the
-problems beside the fields.
+Views parse the form, call one service of ``server.security`` (users, teams, units, roles,
+field_security) or ``crm.services.organization``, which checks the privileges, and render or
+redirect. A page needs a signed-in user who may administer its table; others get 403. Forms
+carry CSRF tokens; invalid input re-renders the form with the problems beside the fields.
 """
 from __future__ import annotations
 
@@ -19,11 +18,12 @@ from server.crm.registry import RECORD_TYPES
 from server.crm.services import organization as org_settings
 from server.db import db
 from server.errors import Conflict, Invalid
-from server.security import admin as admin_rules, authz, directory
-from server.security import field_security as field_admin, roles as role_admin
-from server.security import teams as team_admin, units as unit_admin, users as user_admin
+from server.security import admin as admin_rules, authz, directory, field_security as field_admin
+from server.security import roles as role_admin, teams as team_admin, units as unit_admin
+from server.security import users as user_admin
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 from server.web.auth import current_principal, login_manager
+from server.web.params import int_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -103,10 +103,6 @@ def _form() -> dict:
     return request.form.to_dict()
 
 
-def _page_arg() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
-
-
 def _as_depth(value) -> Depth:
     try:
         return Depth(int(value))
@@ -141,11 +137,11 @@ def index():
 @area("user")
 def users(p):
     active = request.args.get("active", "active")
-    args = {"q": request.args.get("q", "")[:200], "unit": request.args.get("unit", type=int),
-            "role": request.args.get("role", type=int),
+    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"),
+            "role": int_arg("role"),
             "active": active if active in ("active", "inactive", "all") else "active"}
     page = user_admin.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
-                          active=args["active"], page=_page_arg(),
+                          active=args["active"], page=int_arg("page", 1),
                           per_page=current_app.config["REGARDING_PAGE_SIZE"])
     return render_template("admin/users.html", page=page, args=args,
                            units=directory.units(p), roles=role_admin.all_roles(p),
@@ -329,7 +325,7 @@ def team_members(p, team_id: int):
     team = team_admin.get_team(p, team_id)
     try:
         if request.form.get("remove"):
-            team_admin.remove_team_member(p, team, request.form.get("remove", type=int) or 0)
+            team_admin.remove_team_member(p, team, int_arg("remove", 0, source=request.form))
             message = "Member removed."
         else:
             user = team_admin.add_team_member(p, team, request.form.get("email", ""))
@@ -429,8 +425,8 @@ def roles(p):
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit(f"Role {role.name} created.", "admin.role_edit", role_id=role.id)
-    if request.args.get("copy_from", type=int):
-        values.setdefault("copy_from", request.args.get("copy_from", type=int))
+    if copy_from := int_arg("copy_from"):
+        values.setdefault("copy_from", copy_from)
     return render_template("admin/roles.html", rows=role_admin.list_roles(p), values=values,
                            errors=errors, message=message,
                            can_create=p.depth("security_role", "create") > Depth.NONE), status

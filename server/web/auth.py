@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
-                   url_for)
+                   session, url_for)
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
@@ -36,7 +36,7 @@ def _load_user(session_id: str):
     """The user of a session or remember-me cookie: ``user:version:key``, valid while the
     server-side session ``key`` lives (sign-out ends it) and the password has not changed."""
     user_id, version, key = (session_id.split(":") + ["", ""])[:3]
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit()):
         return None
     user = db.session.get(User, int(user_id))
     if user is None or not user.is_active or str(user.session_version) != version \
@@ -113,6 +113,7 @@ def signin():
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
                                error=error), 401
     throttle.succeeded(counted)
+    session.pop("csrf_token", None)  # a token seen before sign-in is not one after it
     _start_session(user, bool(request.form.get("remember")))
     return redirect(_safe_next(request.form.get("next")))
 

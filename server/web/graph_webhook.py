@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, request
 
+from server.errors import Invalid
 from server.sync.workers import graph_push
+from server.web.params import decode_json
 
 bp = Blueprint("graph_webhook", __name__)
 MAX_BODY = 1_000_000
@@ -23,8 +25,11 @@ def notifications():
         return Response(token, 200, mimetype="text/plain")
     if (request.content_length or 0) > MAX_BODY:
         return Response("too large", 413, mimetype="text/plain")
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict) or not isinstance(payload.get("value"), list):
+    try:
+        payload = decode_json(request.get_data(cache=False))
+    except Invalid:
+        payload = None
+    if payload is None or not isinstance(payload.get("value"), list):
         return Response("not a notification", 400, mimetype="text/plain")
     graph_push.handle_notifications(payload)
     return Response("", 202)

@@ -7,15 +7,11 @@ Views parse input, call one service from ``server.crm`` and render; every query 
 """
 from __future__ import annotations
 
-import base64
-import re
-from urllib.parse import quote
-
-import nh3
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from flask_login import current_user
 
+from server.crm import html as html_document
 from server.crm.activities import REGARDING_TYPES, Email
 from server.crm.registry import RECORD_TYPES, RecordType
 from server.crm.services import activity_actions as acts
@@ -25,8 +21,10 @@ from server.errors import Invalid
 from server.security import authz, directory
 from server.security.models import Team, User
 from server.security.privileges import Depth
+from server.web.attachments import download_response
 from server.web.auth import current_principal, login_manager
 from server.web.forms import form_fields, parse_due, submitted_values
+from server.web.params import as_id, int_arg
 
 bp = Blueprint("pages", __name__)
 
@@ -89,9 +87,9 @@ def _record_type(type_name: str) -> RecordType:
 def _principal_choice(value: str | None, p):
     """``user:ID`` or ``team:ID`` from a form → the user or team (which the user may read)."""
     kind, _, ident = (value or "").partition(":")
-    if kind not in ("user", "team") or not ident.isdigit():
+    if kind not in ("user", "team") or as_id(ident) is None:
         raise Invalid("Choose a user or a team.", {"principal": "Choose a user or a team."})
-    return authz.get(p, User if kind == "user" else Team, int(ident))
+    return authz.get(p, User if kind == "user" else Team, as_id(ident))
 
 
 def _principals(p):
@@ -122,7 +120,7 @@ def record_list(type_name: str):
     page = lists.record_list(
         current_principal(), rt, q=request.args.get("q") or "",
         state=request.args.get("state", "active"), sort=request.args.get("sort", ""),
-        direction=request.args.get("dir", "asc"), page=request.args.get("page", type=int) or 1,
+        direction=request.args.get("dir", "asc"), page=int_arg("page", 1, maximum=100_000),
         size=current_app.config.get("REGARDING_PAGE_SIZE", 25))
     return render_template("records/list.html", rt=rt, rows=page.rows, columns=page.columns,
                            titles=page.titles, sort_choices=page.sort_choices, q=page.q,
@@ -155,8 +153,8 @@ def _render_form(p, rt, record, fields, status=200, error=None):
     editable = [ff.field for ff in fields if ff.field.kind == "ref" and not ff.readonly]
     chosen: dict[str, set] = {}
     for ff in fields:
-        if ff.field.kind == "ref" and ff.value.isdigit():
-            chosen.setdefault(ff.field.ref, set()).add(int(ff.value))
+        if ff.field.kind == "ref" and as_id(ff.value):
+            chosen.setdefault(ff.field.ref, set()).add(as_id(ff.value))
     links = lists.form_links(p, rt, editable, chosen, record)
     return render_template("records/form.html", rt=rt, record=record, fields=fields,
                            lookups=links.choices, titles=links.titles, error=error), status
@@ -320,33 +318,6 @@ def _activity_csp(remote_images: bool) -> str:
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-_BODY_ATTRIBUTES = {
-    "*": {"style", "align", "valign", "width", "height", "bgcolor", "color", "dir", "lang",
-          "title", "border", "cellpadding", "cellspacing", "colspan", "rowspan", "face", "size"},
-    "a": {"href", "name"},
-    "img": {"src", "alt"},
-}
-_CID = re.compile(r"""src=(["'])cid:([^"']+)\1""", re.I)
-
-
-def email_document(email: Email, images: dict[str, tuple[str, bytes]], remote_images: bool) -> str:
-    """The email's HTML body as a complete document for the sandboxed frame. It was
-    sanitized when stored; it is cleaned again here (defense in depth), inline ``images``
-    (``cid:``) become data: URLs and links open outside the frame."""
-    html = nh3.clean(email.html_body or "", tags=nh3.ALLOWED_TAGS | {"font", "center"},
-                     attributes=_BODY_ATTRIBUTES, url_schemes={"http", "https", "mailto", "cid"},
-                     link_rel="noopener noreferrer")
-    inline = {cid: f"data:{ctype};base64,{base64.b64encode(data).decode()}"
-              for cid, (ctype, data) in images.items()}
-    if inline:
-        html = _CID.sub(lambda m: f'src="{inline.get(m.group(2).strip("<>"), "")}"', html)
-    return ("<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\">"
-            "<style>body{font-family:'Segoe UI',system-ui,-apple-system,sans-serif;font-size:14px;"
-            "line-height:1.45;color:#242424;margin:16px;overflow-wrap:anywhere}"
-            "img{max-width:100%;height:auto}table{max-width:100%}</style></head><body>"
-            f"{html}</body></html>")
-
-
 @bp.get("/activities/<int:activity_id>")
 def activity_detail(activity_id: int):
     remote_images = request.args.get("images") == "remote"
@@ -355,15 +326,16 @@ def activity_detail(activity_id: int):
                                  rq=request.args.get("rq") or "")
     activity = page.activity
     is_email = isinstance(activity, Email)
-    document = None
+    document, has_remote = None, False
     if is_email and activity.html_body and view != "text":
-        document = email_document(activity, page.inline_images, remote_images)
+        document, has_remote = html_document.email_document(
+            activity.html_body, page.inline_images, remote_images=remote_images)
     response = current_app.make_response(render_template(
         "activities/detail.html", activity=activity, is_email=is_email, document=document,
         remote_images=remote_images, view=view, roles=page.roles, titles=page.titles,
         can_write=page.can_write, rq=(request.args.get("rq") or "").strip()[:200],
         candidates=page.candidates, regarding_types=REGARDING_TYPES,
-        has_remote=bool(document and re.search(r"src=[\"']https?:", document, re.I))))
+        has_remote=has_remote))
     response.headers["Content-Security-Policy"] = _activity_csp(remote_images)
     return response
 
@@ -373,7 +345,7 @@ def activity_regarding(activity_id: int):
     p = current_principal()
     activity = acts.get_activity(p, activity_id)
     kind = request.form.get("kind") or None
-    record_id = request.form.get("record_id", type=int)
+    record_id = int_arg("record_id", source=request.form)
     if kind is not None and record_id is None:
         raise Invalid("Choose a record.")
     tracking.set_regarding(p, activity, (kind, record_id) if kind else None)
@@ -393,21 +365,8 @@ def activity_state(activity_id: int):
 @bp.get("/activities/<int:activity_id>/attachments/<int:attachment_id>")
 def attachment_download(activity_id: int, attachment_id: int):
     att, data = details.attachment(current_principal(), activity_id, attachment_id)
-    ctype = att.content_type if re.fullmatch(r"[\w.+-]+/[\w.+-]+", att.content_type or "") \
-        else "application/octet-stream"
-    response = current_app.response_class(data, mimetype=ctype)
-    response.headers["Content-Disposition"] = _disposition(att.filename)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return download_response(att, data)
 
-
-def _disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback name and the UTF-8 name (RFC 6266)."""
-    name = (filename or "attachment").replace("\r", "").replace("\n", "")
-    ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:150] or "attachment"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
 def init_app(app) -> None:

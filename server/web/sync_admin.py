@@ -33,6 +33,7 @@ from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, IN
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
 from server.web.auth import current_principal, login_manager
+from server.web.params import int_arg
 from server.web.sync_charts import dashboard_charts
 
 bp = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
@@ -78,6 +79,8 @@ def _nav():
 
 @bp.context_processor
 def _common():
+    if not current_user.is_authenticated:  # an error page for a signed-out request
+        return {"choices": CHOICES}
     p = current_principal()
     return {"choices": CHOICES, "can_dashboard": p.has("view_sync_dashboard"),
             "can_profiles": profile_admin.can_manage_profiles(p),
@@ -98,7 +101,7 @@ def _refused(exc: ServiceError, endpoint: str, **values):
 
 
 def _page() -> int:
-    return max(1, min(10_000, request.args.get("page", 1, type=int) or 1))
+    return int_arg("page", 1, maximum=10_000)
 
 
 # --------------------------------------------------------------------------- dashboard
@@ -129,7 +132,7 @@ def _activity_url(activity_id: int) -> str | None:
 def decisions():
     p = current_principal()
     q = request.args.get("q", "").strip()[:300]
-    mailbox_id = request.args.get("mailbox", type=int)
+    mailbox_id = int_arg("mailbox")
     mailbox = mailbox_admin.get_mailbox(p, mailbox_id) if mailbox_id else None
     rows = quarantine_admin.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
     return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,

@@ -311,7 +311,7 @@ def with_files(api, app):
             Attachment(activity_id=email["id"], filename="big.zip", size=10**9,
                        content_omitted=True),
             Attachment(activity_id=email["id"], filename="quote.pdf", content_type="application/pdf",
-                       size=14, storage_path="quote.pdf"),
+                       size=14, storage_path="attachments/quote.pdf"),
             Attachment(activity_id=email["id"], filename="passwd", size=1,
                        storage_path="../../../../etc/passwd")]
     db.session.add_all(rows)

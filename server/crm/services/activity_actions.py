@@ -14,6 +14,7 @@ from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Tas
 from server.crm.addresses import normalize
 from server.crm.services import records
 from server.crm.services.tracking import check_regarding
+from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
@@ -64,6 +65,8 @@ def _new(p: Principal, cls, regarding: tuple[str, int] | None, subject: str,
         errors["subject"] = "This field is required."
     elif len(subject) > 400:
         errors["subject"] = "At most 400 characters."
+    elif LINE_BREAK.search(subject):
+        errors["subject"] = SINGLE_LINE
     if priority not in PRIORITIES:
         errors["priority"] = f"Must be one of: {', '.join(PRIORITIES)}."
     if errors:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from server.crm.activities import REGARDING_TYPES, Activity, Attachment, Email
+from server.crm.html import inline_image_url
 from server.crm.registry import Field, RecordType
 from server.crm.services import records
 from server.crm.services.activity_actions import get_activity
@@ -64,7 +65,7 @@ class ActivityPage:
     roles: dict[str, list]  # party role -> parties
     titles: Titles  # of what it is regarding
     can_write: bool
-    inline_images: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # cid -> type, bytes
+    inline_images: dict[str, str] = field(default_factory=dict)  # content id -> data: URL
     candidates: list = field(default_factory=list)  # (record type, (id, title) rows)
 
 
@@ -86,18 +87,19 @@ def activity_page(p: Principal, activity_id: int, *, with_images: bool = False,
     return out
 
 
-def _inline_images(email: Email) -> dict[str, tuple[str, bytes]]:
-    """The email's images referenced by Content-ID, up to ``INLINE_IMAGE_MAX`` each."""
+def _inline_images(email: Email) -> dict[str, str]:
+    """The email's images referenced by Content-ID, up to ``INLINE_IMAGE_MAX`` each, as
+    ``data:`` URLs built from an allow-listed type only (``html.inline_image_url``)."""
     out = {}
     for att in db.session.scalars(
             select(Attachment).where(Attachment.activity_id == email.id,
                                      Attachment.content_id.is_not(None))
             .options(undefer(Attachment.content))):
-        if att.content_type.startswith("image/") and not att.content_omitted \
-                and att.size <= INLINE_IMAGE_MAX:
+        if not att.content_omitted and att.size <= INLINE_IMAGE_MAX:
             data = attachment_bytes(att)
-            if data is not None:
-                out[att.content_id.strip("<>")] = (att.content_type, data)
+            url = inline_image_url(att.content_type, data) if data is not None else None
+            if url:
+                out[att.content_id.strip("<>")] = url
     return out
 
 
@@ -122,14 +124,15 @@ def attachment(p: Principal, activity_id: int, attachment_id: int) -> tuple[Atta
 
 
 def attachment_bytes(att: Attachment) -> bytes | None:
-    """An attachment's content from the database or the instance folder (never outside it)."""
+    """An attachment's content from the row, or from its file under the instance folder
+    (``storage_path`` is relative to it; never a file outside it); None when neither is
+    there."""
     if att.content is not None:
         return att.content
     if not att.storage_path:
         return None
     base = Path(current_app.instance_path).resolve()
-    for candidate in (base / att.storage_path, base / "attachments" / att.storage_path):
-        path = candidate.resolve()
-        if path.is_relative_to(base) and path.is_file():
-            return path.read_bytes()
+    path = (base / att.storage_path).resolve()
+    if path.is_relative_to(base) and path.is_file():
+        return path.read_bytes()
     return None

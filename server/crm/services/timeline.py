@@ -36,7 +36,10 @@ def encode_cursor(activity: Activity) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     from datetime import timezone
     stamp, _, ident = cursor.partition("_")
-    return datetime.fromtimestamp(float(stamp), timezone.utc), int(ident)
+    at, number = datetime.fromtimestamp(float(stamp), timezone.utc), int(ident)
+    if not 0 < number < 2**31:  # ids are 32-bit columns: anything else is no cursor of ours
+        raise ValueError("cursor id out of range")
+    return at, number
 
 
 def about(record_type: str, record_id: int):

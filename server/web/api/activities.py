@@ -2,11 +2,8 @@
 delete, set or clear what an activity is regarding, and its attachments."""
 from __future__ import annotations
 
-import io
-import re
-from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, send_file, url_for
+from flask import Blueprint, jsonify, url_for
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload, undefer, with_polymorphic
 
@@ -17,6 +14,8 @@ from server.db import db
 from server.errors import NotFound
 from server.security import authz
 from server.web.api import activity_writes
+from server.crm.services.details import attachment_bytes
+from server.web.attachments import download_response
 from server.web.api.common import (ID, check_timeline_cursor, invalid, json_body, page_size,
                                    parse_ref, principal, query_args, reject_unknown)
 from server.web.serialize import (ACTIVITY_STATES, ACTIVITY_TYPES, activities_json,
@@ -24,8 +23,6 @@ from server.web.serialize import (ACTIVITY_STATES, ACTIVITY_TYPES, activities_js
 
 AnyActivity = with_polymorphic(Activity, "*")
 MAX_SUBJECT_QUERY = 200
-_SAFE_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\"\\]")
 
 
 class ContentOmitted(NotFound):
@@ -140,14 +137,6 @@ def list_attachments(activity_id: int):
     return jsonify({"items": [attachment_json(a) for a in rows]})
 
 
-def _disk_path(storage_path: str) -> Path:
-    base = (Path(current_app.instance_path) / "attachments").resolve()
-    path = (base / storage_path).resolve()
-    if not path.is_relative_to(base) or not path.is_file():
-        raise NotFound("The attachment's file is missing.")
-    return path
-
-
 def download_attachment(activity_id: int, attachment_id: int):
     """The attachment's bytes, always as a download (never rendered by a browser)."""
     query_args(set())
@@ -160,20 +149,10 @@ def download_attachment(activity_id: int, attachment_id: int):
         raise NotFound()
     if attachment.content_omitted:
         raise ContentOmitted()
-    mimetype = (attachment.content_type or "").split(";")[0].strip()
-    if not _SAFE_TYPE.match(mimetype):
-        mimetype = "application/octet-stream"
-    name = _CONTROL.sub("_", attachment.filename or "") or f"attachment-{attachment.id}"
-    if attachment.storage_path:
-        source = _disk_path(attachment.storage_path)
-    elif attachment.content is not None:
-        source = io.BytesIO(attachment.content)
-    else:
-        raise ContentOmitted()
-    response = send_file(source, mimetype=mimetype, as_attachment=True, download_name=name,
-                         max_age=0)
-    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    return response
+    data = attachment_bytes(attachment)
+    if data is None:
+        raise NotFound("The attachment's file is missing.")
+    return download_response(attachment, data)
 
 
 def register(bp: Blueprint) -> None:

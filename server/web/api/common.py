@@ -18,9 +18,9 @@ from server.errors import Invalid, ServiceError
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
+from server.web.params import MAX_ID, decode_json
 
 MAX_PAGE_SIZE = 200
-MAX_ID = 2**31 - 1  # ids are 32-bit integer columns
 # The URL converter for ids: anything beyond a column's range is simply not found.
 ID = f"int(min=1, max={MAX_ID})"
 
@@ -41,10 +41,6 @@ def invalid(fields: dict[str, str], message: str = "Some fields are not valid.")
 
 # -- bodies ------------------------------------------------------------------------------------
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
 def has_body() -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
 
@@ -60,32 +56,7 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
         if optional:
             return {}
         raise Invalid("The request body is empty: send a JSON object.")
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        detail = exc.args[0] if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
-        raise Invalid(f"Malformed JSON: {str(detail)[:200]}") from None
-    if not isinstance(data, dict):
-        raise Invalid("Expected a JSON object.")
-    _check_text(data)
-    return data
-
-
-def _check_text(value: Any) -> None:
-    """Strings must be storable UTF-8: JSON may carry lone surrogates (``"\\ud800"``)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise Invalid("The JSON contains text that is not valid Unicode.") from None
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    return decode_json(raw)
 
 
 def reject_unknown(data: dict[str, Any], allowed: set[str] | tuple[str, ...]) -> None:
@@ -127,7 +98,7 @@ def page_size(args: dict[str, Any]) -> int:
     raw = args.get("page_size")
     if raw is None:
         return min(int(current_app.config.get("REGARDING_PAGE_SIZE", 25)), MAX_PAGE_SIZE)
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise invalid({"page_size": f"A whole number from 1 to {MAX_PAGE_SIZE}."})
     return int(raw)
 
@@ -153,7 +124,7 @@ def parse_int(raw: Any, name: str) -> int:
     """A positive id from JSON (a number) or a query string (digits)."""
     if isinstance(raw, bool):
         raise invalid({name: "Must be a whole number."})
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 19:
         raw = int(raw)
     if isinstance(raw, int) and 0 < raw <= MAX_ID:
         return raw

@@ -141,9 +141,11 @@ def list_records(rt: RecordType):
     if args.get("q", "").strip():
         query = query.where(_search_clause(rt, p, args["q"]))
 
-    sort = args.get("sort") or rt.title_field
-    key, desc = sort.lstrip("-"), sort.startswith("-")
     sortable = _sortable(rt, p)
+    # By name when the reader may read it (a secured first_name hides a contact's full_name),
+    # else by id: a default that never refuses the request.
+    sort = args.get("sort") or (rt.title_field if rt.title_field in sortable else "id")
+    key, desc = sort.lstrip("-"), sort.startswith("-")
     if key not in sortable:
         raise invalid({"sort": f"Sort by one of: {', '.join(sorted(sortable))} (prefix - to "
                                "reverse)."})
@@ -215,7 +217,8 @@ def _check_input(rt: RecordType, data: dict[str, Any], allow: set[str] = frozens
         if f.name in data and not f.required and f.name in columns \
                 and not columns[f.name].nullable and (value is None or value == ""):
             errors[f.name] = "This field cannot be empty."
-        if f.kind == "ref" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if f.kind == "ref" and digits.isascii() and digits.isdigit():
             value = int(value)
         if f.kind == "ref" and isinstance(value, int) and not isinstance(value, bool) \
                 and not -MAX_ID <= value <= MAX_ID:
@@ -293,8 +296,9 @@ def share_record(rt: RecordType, record_id: int):
 
 
 def record_shares(rt: RecordType, record_id: int):
+    """Who the record is shared with: for those who may share it, as on the record's page."""
     p = principal()
-    record = _load(rt, record_id)
+    record = record_services.get(p, rt.name, record_id, "share")
     query_args(set())
     rows = db.session.scalars(select(RecordShare).where(
         RecordShare.table_name == rt.name, RecordShare.record_id == record.id)
