@@ -28,7 +28,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from server.addin import manifest, service
+from server.addin import actions, manifest
 from server.security import sso
 from server.crm.services import records
 from server.crm.activities import Appointment, Email
@@ -136,7 +136,7 @@ def signin_token():
     if not current_user.is_authenticated:
         return _json_error(401, "unauthenticated", "Sign in first.")
     try:
-        secret, expires_on = service.issue_pane_token(current_user._get_current_object())
+        secret, expires_on = actions.issue_pane_token(current_user._get_current_object())
     except ServiceError as exc:
         db.session.rollback()
         return _json_error(exc.status, exc.code, exc.message)

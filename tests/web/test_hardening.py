@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from server.crm import html
-from server.crm.tracking import AttachmentContent, attachment_values
+from server.crm.services.tracking import AttachmentContent, attachment_values
 from server.db import db
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
