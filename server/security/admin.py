@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from server.db import db
@@ -88,6 +88,20 @@ def as_int(value: Any) -> int | None:
 def like_pattern(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped.lower()}%"
+
+
+def unique_name(data: dict[str, Any], errors: dict[str, str], model, current, noun: str) -> str | None:
+    """The form's ``name`` for a team, role or profile: required, at most 160 characters and
+    no other row's (ignoring case); a problem goes into ``errors``."""
+    try:
+        name = clean_text(data.get("name"), label="Name", max_length=160, required=True)
+    except ValueError as exc:
+        errors["name"] = str(exc)
+        return None
+    if db.session.scalar(select(model.id).where(func.lower(model.name) == name.lower(),
+                                                model.id != (current.id if current else 0))):
+        errors["name"] = f"Another {noun} has this name."
+    return name
 
 
 def optional_text(data: dict[str, Any], errors: dict[str, str], name: str, label: str,

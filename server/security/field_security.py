@@ -10,7 +10,7 @@ from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.errors import Invalid, NotFound
 from server.security import authz
-from server.security.admin import (as_int, clean_text, optional_text, require_manage)
+from server.security.admin import as_int, optional_text, require_manage, unique_name
 from server.security.authz import Principal
 from server.security.models import FieldPermission, FieldSecurityProfile, SecuredField, Team, User
 
@@ -81,15 +81,7 @@ def get_profile(p: Principal, profile_id: int) -> FieldSecurityProfile:
 
 def _profile_fields(data: dict[str, Any], profile: FieldSecurityProfile | None) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    try:
-        name = clean_text(data.get("name"), label="Name", max_length=160, required=True)
-    except ValueError as exc:
-        errors["name"] = str(exc)
-        name = None
-    if name and db.session.scalar(select(FieldSecurityProfile.id).where(
-            func.lower(FieldSecurityProfile.name) == name.lower(),
-            FieldSecurityProfile.id != (profile.id if profile else 0))):
-        errors["name"] = "Another profile has this name."
+    name = unique_name(data, errors, FieldSecurityProfile, profile, "profile")
     description = optional_text(data, errors, "description", "Description", 2000)
     if errors:
         raise Invalid("Some fields are not valid.", errors)

@@ -10,8 +10,8 @@ from sqlalchemy.orm import selectinload
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.security import authz
-from server.security.admin import (as_int, clean_text, is_admin_role, optional_text,
-                                   require_grantable, require_manage)
+from server.security.admin import (as_int, is_admin_role, optional_text, require_grantable,
+                                   require_manage, unique_name)
 from server.security.authz import Principal
 from server.security.models import Role, RolePrivilege, team_role, user_role
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
@@ -62,14 +62,7 @@ def is_editable(role: Role) -> bool:
 
 def _role_fields(data: dict[str, Any], role: Role | None) -> tuple[str, str | None]:
     errors: dict[str, str] = {}
-    try:
-        name = clean_text(data.get("name"), label="Name", max_length=160, required=True)
-    except ValueError as exc:
-        errors["name"] = str(exc)
-        name = None
-    if name and db.session.scalar(select(Role.id).where(func.lower(Role.name) == name.lower(),
-                                                        Role.id != (role.id if role else 0))):
-        errors["name"] = "Another role has this name."
+    name = unique_name(data, errors, Role, role, "role")
     description = optional_text(data, errors, "description", "Description", 2000)
     if errors:
         raise Invalid("Some fields are not valid.", errors)

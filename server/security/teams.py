@@ -10,8 +10,8 @@ from sqlalchemy.orm import joinedload, selectinload
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
 from server.security import authz
-from server.security.admin import (as_int, clean_text, is_admin_role, keep_an_admin, like_pattern,
-                                   load_roles, optional_text, require_grantable, require_manage,
+from server.security.admin import (as_int, is_admin_role, keep_an_admin, like_pattern, load_roles,
+                                   optional_text, require_grantable, require_manage, unique_name,
                                    unit_for)
 from server.security.authz import Principal
 from server.security.models import Team, User, team_member
@@ -45,14 +45,7 @@ def get_team(p: Principal, team_id: int) -> Team:
 
 def _team_fields(p: Principal, data: dict[str, Any], team: Team | None) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    try:
-        name = clean_text(data.get("name"), label="Name", max_length=160, required=True)
-    except ValueError as exc:
-        errors["name"] = str(exc)
-        name = None
-    if name and db.session.scalar(select(Team.id).where(
-            func.lower(Team.name) == name.lower(), Team.id != (team.id if team else 0))):
-        errors["name"] = "Another team has this name."
+    name = unique_name(data, errors, Team, team, "team")
     description = optional_text(data, errors, "description", "Description", 2000)
     unit = team.business_unit if team else None
     if team is None or as_int(data.get("business_unit_id")) != team.business_unit_id:
