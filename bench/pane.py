@@ -235,7 +235,7 @@ def load(contacts: int):
 
 def bench_in_process(app, items: list[dict], secret: str, calls: int) -> dict:
     from server.addin import payloads as pl
-    from server.addin import context
+    from server.addin import context as pane_context
     from server.db import db
     from server.security import authz
     from server.security.models import User
@@ -282,7 +282,7 @@ def bench_in_process(app, items: list[dict], secret: str, calls: int) -> dict:
             p = authz.principal(db.session.get(User, user_id))
             errors = pl.Errors()
             item = pl.item(items[i % len(items)], errors)
-            context.context(p, item)
+            pane_context.context(p, item)
             db.session.commit()
             elapsed = (time.perf_counter() - started) * 1000
             db.session.remove()

@@ -64,7 +64,7 @@ def _rank(groups: list[list], q: str):
     return case(*whens, else_=99)
 
 
-def _detail(p: Principal, kind: str, row, titles) -> str:
+def _detail(p: Principal, kind: str, row, names) -> str:
     """What tells same-named records apart: email, account, company, city, number, owner."""
     access = p.fields(kind)
 
@@ -73,15 +73,15 @@ def _detail(p: Principal, kind: str, row, titles) -> str:
 
     parts: list[str | None] = []
     if kind == "contact":
-        parts = [read("email1"), titles.get(("account", read("parent_account_id"))), read("city")]
+        parts = [read("email1"), names.get(("account", read("parent_account_id"))), read("city")]
     elif kind == "account":
         parts = [read("email1"), read("city"), read("account_number")]
     elif kind == "lead":
         parts = [read("company_name"), read("email1")]
     elif kind in ("opportunity", "case"):
         parts = [read("ticket_number") if kind == "case" else None,
-                 titles.get(("account", read("customer_account_id"))) or
-                 titles.get(("contact", read("customer_contact_id")))]
+                 names.get(("account", read("customer_account_id"))) or
+                 names.get(("contact", read("customer_contact_id")))]
     owner = row.owner_name
     parts.append(f"Owner: {owner}" if owner else None)
     return " · ".join(x for x in parts if x)
@@ -114,9 +114,9 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
                             ("customer_contact_id", "contact")):
             if getattr(row, column, None) and p.fields(kind).can_read(column):
                 wanted[ref].add(getattr(row, column))
-    titles = record_titles(p, wanted)
+    names = record_titles(p, wanted)
     return [{"type": kind, "id": row.id, "name": records.title(p, row),
-             "detail": _detail(p, kind, row, titles), "url": record_url(kind, row.id)}
+             "detail": _detail(p, kind, row, names), "url": record_url(kind, row.id)}
             for _, kind, row in found]
 
 

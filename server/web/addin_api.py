@@ -14,7 +14,8 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from server.addin import payloads as pl
-from server.addin import actions, context
+from server.addin import actions
+from server.addin import context as pane_context
 from server.security import sso
 from server.crm.models import Organization
 from server.db import db
@@ -109,12 +110,12 @@ def context():
     data, errors = _parse(("item",))
     item = pl.item(data.get("item"), errors)
     errors.raise_if_any()
-    return _done(context.context(_p(), item))
+    return _done(pane_context.context(_p(), item))
 
 
 @bp.get("/related/<kind>/<int:record_id>")
 def related(kind: str, record_id: int):
-    return jsonify({"related": context.related(_p(), kind, record_id)})
+    return jsonify({"related": pane_context.related(_p(), kind, record_id)})
 
 
 @bp.post("/track")

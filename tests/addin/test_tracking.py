@@ -449,14 +449,15 @@ def test_the_context_reads_the_status_as_tracking_does(world, pane):
     """The context call reads a received email's status in one statement: it answers what
     ``tracking.tracking_status`` answers, in every state, for users who may read the tracked
     copy and for one who may not."""
-    from server.addin import context, payloads
+    from server.addin import context as pane_context
+    from server.addin import payloads
     org = db.session.get(Organization, 1)
     item = payloads.item(message(), payloads.Errors())
 
     def status(user) -> str:
         p = authz.principal(user)
         full = tracking.tracking_status(p, item.identity)
-        lean = context._email_status(p, item, org)
+        lean = pane_context._email_status(p, item, org)
         assert lean == (full.status, full.activity.id if full.activity else None, full.regarding,
                         full.reason)
         return lean[0]

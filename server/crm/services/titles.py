@@ -23,7 +23,7 @@ def title_column(p: Principal, kind: str, model=None):
         return model.full_name if kind == "user" else model.name
     rt = RECORD_TYPES[kind]
     model = model or rt.model
-    shown = titleparts_of(p, kind)
+    shown = title_parts(p, kind)
     if not shown:
         return null()
     if shown == parts_of(rt, rt.title_field):
@@ -31,7 +31,7 @@ def title_column(p: Principal, kind: str, model=None):
     return getattr(model, shown[0])  # one part of a derived name
 
 
-def titleparts_of(p: Principal, kind: str) -> tuple[str, ...]:
+def title_parts(p: Principal, kind: str) -> tuple[str, ...]:
     """The fields of a ``kind``'s title ``p`` may read (the key of statements built with
     ``title_column``; empty for users and teams, whose names are not secured)."""
     if kind in ("user", "team"):
