@@ -168,7 +168,7 @@ def clear_category(server, user) -> None:
     """Take the category a run wrote back off the mail, for the next run."""
     from imapclient import IMAPClient
     from server.sync.connectors.common import category_to_keyword
-    from server.sync.mail.rules import TRACKED_CATEGORY
+    from server.sync.mail.decision import TRACKED_CATEGORY
     with IMAPClient(server.host, server.imap_port, ssl=False, timeout=60) as client:
         client.login(user.username, user.password)
         client.select_folder("INBOX")

@@ -43,9 +43,9 @@ def _register_blueprints(app: Flask) -> None:
     """Every area's pages and APIs, each module registering its blueprint (sign-in first:
     the others' views rely on its login manager)."""
     from server.web import (addin_api, addin_mailbox, addin_pages, admin, api, auth,
-                            graph_webhook, pages, sync_admin)
+                            graph_webhook, mail_files, pages, sync_admin)
     for area in (auth, pages, admin, api, addin_api, addin_pages, sync_admin, graph_webhook,
-                 addin_mailbox):
+                 addin_mailbox, mail_files):
         area.init_app(app)
 
 
@@ -54,7 +54,7 @@ def _import_models() -> None:
     import server.crm.activities  # noqa: F401
     import server.crm.addresses  # noqa: F401
     import server.crm.models  # noqa: F401
-    import server.crm.services.tracking  # noqa: F401
+    import server.crm.services.tracked  # noqa: F401
     import server.security.models  # noqa: F401
     import server.sync.models  # noqa: F401
     import server.sync.workers.graph_models  # noqa: F401

@@ -1,14 +1,19 @@
 """Storage: the SQLAlchemy extension, the declarative base, and database-specific glue.
 
-SQLite is the embedded default (WAL, foreign keys on); PostgreSQL is the scale-out choice.
+SQLite is the embedded default (WAL, foreign keys on; the sync worker's threads take the
+write lock as their transactions begin: ``writer_thread``, ``immediate_transactions``);
+PostgreSQL is the scale-out choice.
 Migrations live in ``server/migrations`` (Alembic through Flask-Migrate:
 ``flask --app server db upgrade``).
 """
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -72,6 +77,24 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+STATEMENT_CACHE_SIZE = 500
+_statements: dict[tuple, Any] = {}
+
+
+def cached_statement(key: tuple, build: Callable[[], Any]):
+    """The statement ``build`` makes, built once per ``key``: the key holds every value the
+    statement embeds (a principal's ``scope_key``, its shape; the database dialect is added
+    here); the rest are bind parameters. Building the pane's statements costs more than
+    running them."""
+    key = (db.engine.dialect.name, *key)
+    statement = _statements.get(key)
+    if statement is None:
+        if len(_statements) >= STATEMENT_CACHE_SIZE:
+            _statements.clear()
+        statement = _statements[key] = build()
+    return statement
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
     """Foreign keys on and WAL for every SQLite connection (no effect on PostgreSQL); the
@@ -97,6 +120,43 @@ def _owner_only(path: str) -> None:
                 os.chmod(name, 0o600)
         except FileNotFoundError:
             pass
+
+
+class _ThreadRole(threading.local):
+    immediate = False  # this thread's SQLite transactions begin IMMEDIATE
+
+
+_role = _ThreadRole()
+_serialized: weakref.WeakSet = weakref.WeakSet()
+
+
+def writer_thread(on: bool = True) -> bool:
+    """Mark the calling thread as one of the sync worker's (see ``immediate_transactions``);
+    returns what it was."""
+    was = _role.immediate
+    _role.immediate = on
+    return was
+
+
+def immediate_transactions(engine: Engine) -> None:
+    """SQLite: the worker's transactions take the write lock as they begin (``BEGIN
+    IMMEDIATE``), so its threads (runs, heartbeat, push) queue for it (``busy_timeout``)
+    instead of failing: in WAL mode a transaction that read first and then writes after
+    another connection committed gets "database is locked" at once, without waiting. Other
+    threads of the process (a test, a shell) keep ordinary deferred transactions."""
+    if engine in _serialized:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _role.immediate else "BEGIN")
+
+    _serialized.add(engine)
+    engine.dispose()  # pooled connections made before are replaced by ones set up so
 
 
 def init_app(app) -> None:

@@ -18,6 +18,9 @@ pytest_plugins = ["tests.servers.fixtures"]
 
 PG_ADMIN_URL = os.environ.get("REGARDING_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ENCRYPTION_KEY = Fernet.generate_key().decode()
+# The test peers (Dovecot, aiosmtpd, fake Graph/EWS) listen on loopback, which email server
+# profiles may reach only when the organization allows it (server.sync.engine.hosts).
+LOOPBACK_PEERS = "127.0.0.0/8, ::1, localhost"
 
 
 def pytest_configure(config):
@@ -77,6 +80,7 @@ def make_config(url: str, tmp_path) -> dict:
         "REMEMBER_COOKIE_SECURE": False,
         "REGARDING_INSTANCE_DIR": str(tmp_path),
         "REGARDING_LOG_LEVEL": "WARNING",
+        "REGARDING_MAILDIR_ROOT": str(tmp_path),  # Maildir stores the tests make are here
     }
 
 
@@ -97,7 +101,8 @@ def app(request, db_backend, tmp_path):
     with app.app_context():
         db.create_all()
         from server.security.bootstrap import ensure_organization
-        ensure_organization("Contoso Test")
+        org = ensure_organization("Contoso Test")
+        org.mail_server_allowed_hosts = LOOPBACK_PEERS
         db.session.commit()
         yield app
         db.session.rollback()

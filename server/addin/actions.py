@@ -15,18 +15,19 @@ from sqlalchemy.orm import selectinload
 from server.addin.context import tracking_json
 from server.addin.links import activity_url, organization, record_titles, record_url
 from server.addin.payloads import Item
+from server.crm.activities import Activity
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import activity_actions as acts
 from server.crm.services import records, titles
-from server.crm.services import tracking
+from server.crm.services import tracked, tracking
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.mailkeys import find_token
 from server.security import authz, tokens
 from server.security.authz import Principal
 from server.security.models import ApiToken, User
 from server.security.privileges import Depth
-from server.sync.mail.correlation import find_token
 
 PANE_TOKEN_HOURS = 8
 SEARCH_TYPES = ("account", "contact", "lead", "opportunity", "case")
@@ -208,7 +209,7 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
         if item.mode == "compose":
             return mark_pending(p, item, regarding)
         appt, _ = tracking.track_appointment(p, appointment_content(item), regarding=regarding)
-        return {"tracking": tracking_json(p, tracking.tracking_status(
+        return {"tracking": tracking_json(p, tracked.tracking_status(
             p, appt.global_object_id, item_type="appointment"))}
     if item.mode == "compose" or not item.has_content:
         reason = None if item.mode == "compose" else (
@@ -217,7 +218,7 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
         return mark_pending(p, item, regarding, reason=reason)
     content = email_content(item, org)
     email, _ = tracking.track_email(p, content, regarding=regarding)
-    return {"tracking": tracking_json(p, tracking.tracking_status(p, email.message_id))}
+    return {"tracking": tracking_json(p, tracked.tracking_status(p, email.message_id))}
 
 
 def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
@@ -228,7 +229,7 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
     identity = item.identity
     existing = None
     if not identity and org.use_tracking_token:
-        existing = tracking.own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
+        existing = tracked.own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
     if existing is not None:
         req = existing
         authz.require_named(p, "track_email")
@@ -241,15 +242,16 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
                                         conversation_id=item.conversation_id,
                                         item_type="appointment" if item.type == "appointment" else "email",
                                         reason=reason)
-    status = tracking.TrackingStatus("pending", None, req.regarding_ref, req.reason)
+    status = tracked.TrackingStatus("pending", None, req.regarding_ref, req.reason)
     return {"tracking": tracking_json(p, status), "tracking_token": req.tracking_token}
 
 
 def _tracked_activity(p: Principal, identity: str):
-    status = tracking.tracking_status(p, identity, item_type="email")
-    if status.activity is None:
-        status = tracking.tracking_status(p, identity, item_type="appointment")
-    return status.activity, tracking.own_request(p, identity=identity)
+    status = tracked.tracking_status(p, identity, item_type="email")
+    if status.activity_id is None:
+        status = tracked.tracking_status(p, identity, item_type="appointment")
+    activity = db.session.get(Activity, status.activity_id) if status.activity_id else None
+    return activity, tracked.own_request(p, identity=identity)
 
 
 def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None, *,
@@ -258,14 +260,14 @@ def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None
     activity, req = _tracked_activity(p, identity)
     if activity is not None:
         tracking.set_regarding(p, activity, regarding)
-        status = tracking.TrackingStatus("tracked", activity, activity.regarding_ref)
+        status = tracked.TrackingStatus("tracked", activity.id, activity.regarding_ref)
     elif req is not None and req.status in ("pending", "failed"):
         req = tracking.request_tracking(p, req.internet_message_id, subject=req.subject,
                                         regarding=regarding, conversation_id=req.conversation_id,
                                         item_type=req.item_type, reason=req.reason)
-        status = tracking.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
+        status = tracked.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
     elif missing_ok:
-        return tracking_json(p, tracking.TrackingStatus("not_tracked"))
+        return tracking_json(p, tracked.NOT_TRACKED)
     else:
         raise NotFound("This item is not tracked.")
     return tracking_json(p, status)
@@ -274,10 +276,10 @@ def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None
 def untrack(p: Principal, identity: str, delete_copy: bool) -> dict[str, Any]:
     """Untrack: the CRM copy is deleted only when asked and the user owns it (and holds
     delete); otherwise only the user's link to it is removed and the record stays."""
-    is_meeting = tracking.find_tracked(p, identity, "appointment") is not None
+    is_meeting = tracked.find_tracked(p, identity, "appointment") is not None
     deleted = tracking.untrack(p, identity, delete_copy=delete_copy,
                                item_type="appointment" if is_meeting else "email")
-    return {"tracking": tracking_json(p, tracking.TrackingStatus("not_tracked")), "deleted": deleted}
+    return {"tracking": tracking_json(p, tracked.NOT_TRACKED), "deleted": deleted}
 
 
 # -- pane tokens -------------------------------------------------------------------------------

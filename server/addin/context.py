@@ -11,30 +11,27 @@ obey field security (a hidden field is null).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from flask import request
-from sqlalchemy import (Integer, String, Text, bindparam, case, cast, func, literal, null, select,
-                        union_all)
+from sqlalchemy import String, bindparam, case, cast, func, literal, null, select, union_all
 from sqlalchemy.orm import aliased
 
 from server.addin.links import activity_url, iso, money, record_titles, record_url, ref_json
 from server.addin.payloads import Item
-from server.crm.activities import REGARDING_COLUMNS, Activity, Email
+from server.crm.activities import Activity
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Organization, Queue
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import titles
 from server.crm.services import timeline as timelines
-from server.crm.services import tracking
+from server.crm.services import tracked
 from server.crm.services.resolution import Match, normalized, resolve
-from server.crm.services.tracking import TrackRequest
-from server.db import db
+from server.db import cached_statement, db
 from server.errors import Invalid, NotFound
+from server.mailkeys import find_token
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
 from server.security.privileges import Depth
-from server.sync.mail.correlation import find_token
 
 CARD_MODELS = {"user": User, "contact": Contact, "account": Account, "lead": Lead, "queue": Queue}
 EXTERNAL = ("contact", "account", "lead")  # people and organizations outside the company
@@ -52,7 +49,7 @@ ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "at
 
 def _org_settings():
     """The organization's settings the context call reads (a row, not an entity)."""
-    query = _statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
+    query = cached_statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
                        .where(Organization.id == 1))
     return db.session.execute(query).one()
 
@@ -107,23 +104,6 @@ CARD_COLUMNS = {
     "lead": {s: s for s in ("job_title", "company_name", "email1", "email2", "email3", "phone")},
     "queue": {"email1": "email"},
 }
-STATEMENT_CACHE_SIZE = 500
-_statements: dict[tuple, Any] = {}
-
-
-def _statement(key: tuple, build: Callable[[], Any]):
-    """The statement ``build`` makes, built once per ``key``: the key holds every value the
-    statement embeds (the principal's ``scope_key``, the database dialect, its shape); the
-    rest are bind parameters. Building the pane's statements costs more than running them."""
-    key = (db.engine.dialect.name, *key)
-    statement = _statements.get(key)
-    if statement is None:
-        if len(_statements) >= STATEMENT_CACHE_SIZE:
-            _statements.clear()
-        statement = _statements[key] = build()
-    return statement
-
-
 OwnerUser = aliased(User, name="owner_user")
 ParentAccount = aliased(Account, name="parent_account")
 
@@ -182,7 +162,7 @@ class CardLoader:
     def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
         kinds = tuple(sorted(by_kind))
         key = ("cards", kinds, self.p.scope_key, tuple(titles.title_parts(self.p, k) for k in kinds))
-        query = _statement(key, lambda: _cards_select(self.p, kinds))
+        query = cached_statement(key, lambda: _cards_select(self.p, kinds))
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
         for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
             out[row.kind][row.id] = Match(row.kind, row.id, row.name,
@@ -323,7 +303,7 @@ def _subject_from(p: Principal, kind: str, record_id: int, name: str, parent_id,
 def _subject(p: Principal, kind: str, record_id: int) -> Subject:
     """One statement: the record if the user may read it (NotFound otherwise), its title and
     its account's id, and that account's name if the user may read it."""
-    query = _statement(("subject", kind, p.scope_key, titles.title_parts(p, kind)),
+    query = cached_statement(("subject", kind, p.scope_key, titles.title_parts(p, kind)),
                        lambda: _subject_select(p, kind))
     row = db.session.execute(query, {"record_id": record_id}).first()
     if row is None:
@@ -414,7 +394,7 @@ def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
              _customer_column(p, "case", subject.about), p.depth("activity", "read") > Depth.NONE)
     rows: dict[str, list] = {"opportunity": [], "case": [], "activity": []}
     if any(shape[1:]):
-        query = _statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
+        query = cached_statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
         params = {"subject_id": subject.id, "customer_id": subject.about[1] if subject.about else None}
         for row in db.session.execute(query, params):
             rows[row[0]].append(row)
@@ -454,81 +434,22 @@ def _related_subject(party_list: list[dict], regarding: dict | None) -> tuple[st
 
 # -- tracking status ---------------------------------------------------------------------------
 
-def status_of(p: Principal, item: Item, org) -> tracking.TrackingStatus:
+def status_of(p: Principal, item: Item, org) -> tracked.TrackingStatus:
     """Whether the item is tracked (and what it is regarding) as this user sees it."""
     token = find_token(item.subject, org.tracking_token_prefix) if org.use_tracking_token else None
-    return tracking.tracking_status(p, item.identity, item_type=item.type if item.type == "appointment" else "email",
-                                    token=token)
+    return tracked.tracking_status(p, item.identity, item_type=item.type if item.type == "appointment" else "email",
+                                   token=token)
 
 
-def _regarding(row) -> tuple[str, int] | None:
-    """(kind, id) from a row's regarding columns, as ``regarding_ref`` reads them."""
-    for kind, column in REGARDING_COLUMNS.items():
-        if row._mapping[column] is not None:
-            return kind, row._mapping[column]
-    return None
-
-
-def _email_status_select(p: Principal):
-    """The user's latest track request for a Message-ID and the first email tracked with it
-    (with whether the user may read it): two rows at most, one statement."""
-    message_id = bindparam("message_id")
-
-    def branch(source: str, model, activity_id, status, reason, readable):
-        return select(literal(source).label("source"), activity_id.label("activity_id"),
-                      status.label("status"), reason.label("reason"), readable.label("readable"),
-                      *(getattr(model, c).label(c) for c in REGARDING_COLUMNS.values()))
-
-    request = (branch("request", TrackRequest, cast(null(), Integer), TrackRequest.status,
-                      TrackRequest.reason, literal(False))
-               .where(TrackRequest.user_id == bindparam("user_id"),
-                      TrackRequest.internet_message_id == message_id)
-               .order_by(TrackRequest.id.desc()).limit(1))
-    email = (branch("email", Email, Email.id, cast(null(), String), cast(null(), Text),
-                    case((authz.scope(p, Email, "read"), True), else_=False))
-             .where(Email.message_id == message_id).order_by(Email.id).limit(1))
-    return union_all(*(select(*b.subquery().c) for b in (request, email)))
-
-
-def _email_status(p: Principal, item: Item, org) -> tuple[str, int | None, tuple[str, int] | None, str | None]:
-    """``(status, activity id, regarding, reason)`` of a received email: what
-    ``tracking.tracking_status`` answers (tests hold them equal), from one statement. Other
-    items (meetings, drafts, subjects with a tracking token) ask ``tracking_status``."""
-    message_id = tracking.normalize_message_id(item.identity)
-    token = org.use_tracking_token and find_token(item.subject, org.tracking_token_prefix)
-    if item.type == "appointment" or token or not message_id:
-        status = status_of(p, item, org)
-        return (status.status, status.activity.id if status.activity else None, status.regarding,
-                status.reason)
-    query = _statement(("email status", p.scope_key), lambda: _email_status_select(p))
-    rows = {row.source: row for row in db.session.execute(
-        query, {"message_id": message_id, "user_id": p.user_id})}
-    request, email = rows.get("request"), rows.get("email")
-    if request is not None and request.status == "untracked":
-        return "not_tracked", None, None, None
-    if email is not None and email.readable:
-        return "tracked", email.activity_id, _regarding(email), None
-    if request is not None and request.status in ("pending", "failed"):
-        return request.status, None, _regarding(request), request.reason
-    return "not_tracked", None, None, None
-
-
-def tracking_json(p: Principal, status: tracking.TrackingStatus) -> dict[str, Any]:
-    activity = status.activity
-    return _tracking_json(p, status.status, activity.id if activity else None, status.regarding,
-                          status.reason)
-
-
-def _tracking_json(p: Principal, status: str, activity_id: int | None,
-                   regarding: tuple[str, int] | None, reason: str | None,
-                   known: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
+def tracking_json(p: Principal, status: tracked.TrackingStatus,
+                  known: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
     """``known``: titles of records the user may read, already loaded (the cards)."""
-    ref = None
+    ref, regarding, activity_id = None, status.regarding, status.activity_id
     if regarding:
         kind, ident = regarding
         ref = ref_json(kind, ident, known if known and regarding in known else record_titles(p, {kind: {ident}}))
-    return {"status": status, "activity_id": activity_id, "regarding": ref, "reason": reason,
-            "url": activity_url(activity_id) if activity_id else None}
+    return {"status": status.status, "activity_id": activity_id, "regarding": ref,
+            "reason": status.reason, "url": activity_url(activity_id) if activity_id else None}
 
 
 # -- the context call --------------------------------------------------------------------------
@@ -538,7 +459,7 @@ def context(p: Principal, item: Item) -> dict[str, Any]:
     org = _org_settings()
     cards = CardLoader(p)
     party_list = parties(p, item, org, cards)
-    status = _tracking_json(p, *_email_status(p, item, org), known=cards.titles)
+    status = tracking_json(p, status_of(p, item, org), known=cards.titles)
     subject = _related_subject(party_list, status["regarding"])
     return {"user": user_json(p), "parties": party_list, "tracking": status,
             "related": related(p, *subject, known=cards.subject(*subject)) if subject

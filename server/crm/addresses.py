@@ -1,15 +1,17 @@
-"""Email addresses: normalization and the index that resolution looks addresses up in.
+"""Email addresses: the index that resolution looks addresses up in.
 
 Every email-enabled record (user, contact, account, lead, queue) mirrors its addresses into
 ``email_address`` whenever it is flushed, so resolving a batch of addresses is one indexed
-query, never a scan of five tables.
+query, never a scan of five tables. Addresses are stored as ``server.mailkeys`` normalizes
+them, the rule every lookup uses.
 """
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, String, delete, event, insert, inspect
+from sqlalchemy import Index, Integer, String, delete, event, insert, inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db import db
+from server.mailkeys import normalize_address
 
 
 class EmailAddress(db.Model):
@@ -21,40 +23,12 @@ class EmailAddress(db.Model):
     record_id: Mapped[int] = mapped_column(Integer)
 
 
-def normalize(address: str | None) -> str | None:
-    """Lower-case, trimmed, angle brackets and ``mailto:`` removed, domain in IDNA ASCII form.
-    Returns None for something that is not an address."""
-    if not address:
-        return None
-    value = address.strip()
-    if value.endswith(">") and "<" in value:  # 'Ann Smith <ann@contoso.test>'
-        value = value[value.rindex("<") + 1:-1]
-    while True:  # '<mailto:...>', 'mailto:<...>'
-        stripped = value.strip().strip("<>").strip()
-        if stripped.lower().startswith("mailto:"):
-            stripped = stripped[7:]
-        if stripped == value:
-            break
-        value = stripped
-    if value.count("@") != 1:
-        return None
-    local, domain = value.rsplit("@", 1)
-    local, domain = local.strip(), domain.strip().rstrip(".")
-    if not local or not domain or any(c.isspace() for c in local + domain):
-        return None
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    return f"{local.lower()}@{domain.lower()}"
-
-
 def record_addresses(record) -> list[str]:
     """The normalized addresses a record answers to (users have one, queues one)."""
     raw = record.emails if hasattr(record, "emails") else [getattr(record, "email", None)]
     seen: list[str] = []
     for value in raw:
-        n = normalize(value)
+        n = normalize_address(value)
         if n and n not in seen:
             seen.append(n)
     return seen

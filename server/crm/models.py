@@ -36,6 +36,9 @@ class Organization(db.Model):
     track_between_users_as_two: Mapped[bool] = mapped_column(Boolean, default=False)
     smart_matching: Mapped[bool] = mapped_column(Boolean, default=False)
     require_email_approval: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Mail servers allowed although loopback or link-local (server.sync.engine.hosts).
+    mail_server_allowed_hosts: Mapped[str] = mapped_column(String(2000), default="",
+                                                           server_default="")
     modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.registry import Field
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -38,7 +38,7 @@ def _text(f: Field, raw: Any) -> str:
         raise ValueError(SINGLE_LINE)
     if f.max_length and len(value) > f.max_length:
         raise ValueError(f"At most {f.max_length} characters.")
-    if f.kind == "email" and normalize(value) is None:
+    if f.kind == "email" and normalize_address(value) is None:
         raise ValueError("Not a valid email address.")
     if f.kind == "url" and not re.match(r"^https?://\S+$", value, re.I):
         if not _BARE_DOMAIN.match(value):

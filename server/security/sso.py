@@ -39,7 +39,7 @@ import jwt
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import ServiceError
 from server.security.models import SsoLink, User
@@ -252,7 +252,7 @@ class OfficeSso:
         candidates = []
         for claim in ("preferred_username", "upn", "email"):
             value = claims.get(claim)
-            n = normalize(value) if isinstance(value, str) else None
+            n = normalize_address(value) if isinstance(value, str) else None
             if n and n not in candidates:
                 candidates.append(n)
         if candidates:

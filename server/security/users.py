@@ -10,9 +10,9 @@ from typing import Any, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from server.crm.addresses import normalize
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.mailkeys import normalize_address
 from server.security import authz, passwords, sessions, tokens
 from server.security.admin import (active_admin_ids, as_int, clean_text, is_admin_role,
                                    keep_an_admin, like_pattern, load_roles, optional_text,
@@ -91,7 +91,7 @@ def _choose_password(data: dict[str, Any], errors: dict[str, str]) -> str | None
 
 def _check_email(value: Any, errors: dict[str, str], *, exclude_id: int | None = None) -> str | None:
     email = value.strip() if isinstance(value, str) else ""
-    if not email or normalize(email) is None or len(email) > 320:
+    if not email or normalize_address(email) is None or len(email) > 320:
         errors["email"] = "Enter a valid email address."
         return None
     clash = db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower(),

@@ -19,7 +19,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from server.crm.services.tracking import normalize_message_id
+from server.mailkeys import normalize_message_id
 from server.db import db, utcnow
 from server.errors import ServiceError
 from server.sync.engine.run import Progress, retry_quarantined, sync_mailbox, why_not_synced

@@ -79,4 +79,3 @@ def init_app(app: Flask) -> None:
         if request.is_secure or app.config.get("SESSION_COOKIE_SECURE"):
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
-

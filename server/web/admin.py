@@ -137,8 +137,7 @@ def index():
 @area("user")
 def users(p):
     active = request.args.get("active", "active")
-    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"),
-            "role": int_arg("role"),
+    args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"), "role": int_arg("role"),
             "active": active if active in ("active", "inactive", "all") else "active"}
     page = user_admin.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
                           active=args["active"], page=int_arg("page", 1),

@@ -2,7 +2,7 @@
 record type, sharing and assignment, each record's activity timeline, and activity pages
 (email body in a sandboxed frame, attachments, regarding, complete/cancel, new activities).
 
-Views parse input, call one service from ``server.crm`` and render; every query is scoped by
+Views parse input, call one service of ``server.crm.services`` and render; every query is scoped by
 ``authz.scope`` in SQL, and titles of linked records are loaded once per page.
 """
 from __future__ import annotations

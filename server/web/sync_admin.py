@@ -29,6 +29,7 @@ from server.sync.admin import forms as admin_forms
 from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
 from server.sync.admin import quarantine as quarantine_admin
+from server.sync.mail.rules import chain_description
 from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
@@ -136,7 +137,7 @@ def decisions():
     mailbox = mailbox_admin.get_mailbox(p, mailbox_id) if mailbox_id else None
     rows = quarantine_admin.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
     return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,
-                           activity_url=_activity_url)
+                           activity_url=_activity_url, chain=chain_description())
 
 
 @bp.post("/alerts/<int:alert_id>/acknowledge")

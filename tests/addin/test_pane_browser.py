@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from server.addin.payloads import CONTENT_KEYS, ITEM_KEYS
-from server.crm.services import records, tracking
+from server.crm.services import records, tracked, tracking
 from server.crm.activities import Appointment, Email, PhoneCall, Task
 from server.crm.models import Contact, Lead, Opportunity, Organization
 from server.crm.registry import RECORD_TYPES
@@ -335,19 +335,19 @@ def test_a_body_the_pane_cannot_read_becomes_track_pending_and_is_completed_late
     expect(p.page.locator(".track-card")).to_contain_text("server-side synchronization")
     assert emails() == []
     fresh()
-    req = db.session.scalar(select(tracking.TrackRequest))
+    req = db.session.scalar(select(tracked.TrackRequest))
     assert req.status == "pending" and req.internet_message_id == "m1@fabrikam.test"
     # Selected again where the body can be read: the pane completes the pending track itself.
     p.page.evaluate("spec => { window.__office.config.bodyFails = false; window.__office.selectItem(spec); }", message())
     expect(p.status()).to_have_text("Tracked")
     assert len(emails()) == 1
     fresh()
-    assert db.session.get(tracking.TrackRequest, req.id).status == "done"
+    assert db.session.get(tracked.TrackRequest, req.id).status == "done"
 
 
 def test_failed_track_shows_the_reason_and_tries_again(pane, live):
     w = live.world
-    req = tracking.TrackRequest(user_id=w.ann.id, internet_message_id="m1@fabrikam.test",
+    req = tracked.TrackRequest(user_id=w.ann.id, internet_message_id="m1@fabrikam.test",
                                 status="failed", reason="The mailbox was not reachable.")
     req.set_regarding("opportunity", w.opportunity.id)
     db.session.add(req)
@@ -438,12 +438,12 @@ def test_untrack_of_someone_elses_record_removes_the_link_and_keeps_it(pane, liv
     fresh()
     kept = db.session.get(Email, email.id)
     assert kept is not None and kept.owner_user_id == w.teammate.id and kept.regarding_ref == ("account", w.fabrikam.id)
-    req = db.session.scalar(select(tracking.TrackRequest).where(tracking.TrackRequest.user_id == w.ann.id))
+    req = db.session.scalar(select(tracked.TrackRequest).where(tracked.TrackRequest.user_id == w.ann.id))
     assert req.status == "untracked"
     assert next(r for r in p.requests if r["path"] == "untrack")["body"] == {
         "internet_message_id": "<m1@fabrikam.test>", "delete_copy": True}
     # For Tess nothing changed.
-    assert tracking.tracking_status(authz.principal(w.teammate), "<m1@fabrikam.test>").status == "tracked"
+    assert tracked.tracking_status(authz.principal(w.teammate), "<m1@fabrikam.test>").status == "tracked"
 
 
 # -- 3. related data -------------------------------------------------------------------------------------
@@ -588,7 +588,7 @@ def test_compose_regarding_marks_pending_with_a_token_and_the_sent_mail_is_track
     expect(page.locator(".track-card")).to_contain_text("tracked when you send it")
     expect(page.locator(".track-card .regarding-name")).to_have_text("Fabrikam widgets")
     fresh()
-    req = db.session.scalar(select(tracking.TrackRequest))
+    req = db.session.scalar(select(tracked.TrackRequest))
     assert req.status == "pending" and req.tracking_token and req.regarding_ref == ("opportunity", w.opportunity.id)
     # The token went into the draft's subject; nothing of the body was read.
     assert page.evaluate("window.__office.subjectSets") == [f"Your quote {req.tracking_token}"]
@@ -612,7 +612,7 @@ def test_compose_meeting_is_saved_for_an_id_and_pending(pane, live):
     expect(p.status()).to_have_text("Track pending")
     assert p.calls("saveAsync")
     fresh()
-    req = db.session.scalar(select(tracking.TrackRequest))
+    req = db.session.scalar(select(tracked.TrackRequest))
     assert req.item_type == "appointment" and req.internet_message_id.startswith("draft-")
     # Opened again later, the saved draft is known by its id (getItemIdAsync) and still pending.
     p.page.evaluate("window.__office.selectItem(window.__office.spec)")

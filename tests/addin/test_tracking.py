@@ -9,7 +9,7 @@ import base64
 import pytest
 from sqlalchemy import func, select
 
-from server.crm.services import records, tracking
+from server.crm.services import records, tracked, tracking
 from server.crm.activities import ActivityParty, Appointment, Attachment, Email
 from server.crm.models import Organization
 from server.db import db
@@ -209,7 +209,7 @@ def test_without_content_the_item_becomes_pending_then_tracked(world, pane):
     status = ok(client.post("/api/addin/track", json={"item": with_content()}))["tracking"]
     assert status["status"] == "tracked"
     assert status["regarding"]["type"] == "account" and status["regarding"]["id"] == world.fabrikam.id
-    req = db.session.scalar(select(tracking.TrackRequest))
+    req = db.session.scalar(select(tracked.TrackRequest))
     assert req.status == "done" and req.activity_id == status["activity_id"]
 
 
@@ -245,7 +245,7 @@ def test_compose_gets_a_tracking_token_and_is_tracked_when_sent(world, pane):
         "item": draft, "regarding": {"type": "account", "id": world.fabrikam.id}}))
     assert again["tracking_token"] == token
     assert again["tracking"]["regarding"]["type"] == "account"
-    assert db.session.scalar(select(func.count()).select_from(tracking.TrackRequest)) == 1
+    assert db.session.scalar(select(func.count()).select_from(tracked.TrackRequest)) == 1
     # Sent: the pane (or sync) tracks the sent item, correlated by the token in its subject.
     sent = with_content(message(internet_message_id="<sent1@contoso.test>", subject=f"RE: Your quote {token}",
                                 **{"from": person("ann@contoso.test", "Ann Archer"),
@@ -445,29 +445,42 @@ def test_quick_create_sets_regarding_of_the_tracked_item(world, pane):
 
 # -- the context call's status -------------------------------------------------------------------
 
-def test_the_context_reads_the_status_as_tracking_does(world, pane):
-    """The context call reads a received email's status in one statement: it answers what
-    ``tracking.tracking_status`` answers, in every state, for users who may read the tracked
-    copy and for one who may not."""
-    from server.addin import context as pane_context
-    from server.addin import payloads
-    org = db.session.get(Organization, 1)
-    item = payloads.item(message(), payloads.Errors())
+def test_one_answer_to_is_this_email_tracked(world, pane):
+    """``tracked.tracking_status`` is the one answer, from one statement: in every state, for
+    users who may read the tracked copy and for one who may not, the context call shows what
+    it answers (by the raw Message-ID the pane sends as by the stored key), and a draft or
+    meeting is answered by the same statement."""
+    from sqlalchemy import event
+
+    ann, bob, tess = pane(world.ann), pane(world.bob), pane(world.teammate)
+    clients = {world.ann.id: ann, world.bob.id: bob, world.teammate.id: tess}
+
+    def one_statement(p, identity, **kw) -> tracked.TrackingStatus:
+        statements: list[str] = []
+        counter = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", counter)
+        try:
+            answer = tracked.tracking_status(p, identity, **kw)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", counter)
+        assert len(statements) == 1, statements
+        return answer
 
     def status(user) -> str:
         p = authz.principal(user)
-        full = tracking.tracking_status(p, item.identity)
-        lean = pane_context._email_status(p, item, org)
-        assert lean == (full.status, full.activity.id if full.activity else None, full.regarding,
-                        full.reason)
-        return lean[0]
+        answer = one_statement(p, "<m1@fabrikam.test>")
+        assert tracked.tracking_status(p, " <m1@FABRIKAM.test> (copy)") == answer
+        shown = context(clients[user.id], message(user_address=user.email))
+        regarding = shown["regarding"] and (shown["regarding"]["type"], shown["regarding"]["id"])
+        assert (shown["status"], shown["activity_id"], regarding, shown["reason"]) == \
+            (answer.status, answer.activity_id, answer.regarding, answer.reason)
+        return answer.status
 
-    ann, bob, tess = pane(world.ann), pane(world.bob), pane(world.teammate)
     assert status(world.ann) == status(world.bob) == "not_tracked"
     ok(ann.post("/api/addin/track", json={"item": message(),
                                           "regarding": {"type": "account", "id": world.fabrikam.id}}))
     assert status(world.ann) == "pending" and status(world.bob) == "not_tracked"
-    req = db.session.scalar(select(tracking.TrackRequest))
+    req = db.session.scalar(select(tracked.TrackRequest))
     req.status, req.reason = "failed", "The mailbox could not be read."
     db.session.commit()
     assert status(world.ann) == "failed"
@@ -481,3 +494,12 @@ def test_the_context_reads_the_status_as_tracking_does(world, pane):
     ok(ann.post("/api/addin/untrack", json={"internet_message_id": "<m1@fabrikam.test>",
                                             "delete_copy": False}))
     assert status(world.ann) == "not_tracked" and status(world.teammate) == "tracked"
+    # A meeting by its UID, a draft by the token in its subject, its sent copy by both.
+    ok(ann.post("/api/addin/track", json={"item": meeting()}))
+    token = ok(ann.post("/api/addin/pending", json={"item": message(
+        mode="compose", internet_message_id=None, item_id=None, subject="Quote")}))["tracking_token"]
+    p = authz.principal(world.ann)
+    assert one_statement(p, "AAMkMeeting1", item_type="appointment").status == "tracked"
+    assert one_statement(p, None, token=token).status == "pending"
+    assert one_statement(p, "<sent2@contoso.test>", token=token).status == "pending"
+    assert one_statement(p, "<sent2@contoso.test>").status == "not_tracked"

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.models import Organization
-from server.crm.services.tracking import EmailContent, TrackRequest
+from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracking import EmailContent
 from server.db import db
 from server.security import authz
 

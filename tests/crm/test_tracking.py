@@ -1,7 +1,7 @@
 """Tracking an email: idempotent by Message-ID, parties resolved, sanitized body, attachments
 over the limit kept as metadata, pending requests completed by token, untrack."""
 import pytest
-from server.crm.services import tracking
+from server.crm.services import tracked, tracking
 from server.crm.services.tracking import EmailContent, AttachmentContent
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
@@ -22,12 +22,12 @@ def test_track(app, make_user):
     assert e.attachments[1].content_omitted and not e.attachments[0].content_omitted
     e2, created2 = tracking.track_email(p, c)
     assert e2.id == e.id and not created2
-    st = tracking.tracking_status(p, "<A1@FABRIKAM.example>")
+    st = tracked.tracking_status(p, "<A1@FABRIKAM.example>")
     assert st.status == "tracked" and st.regarding == ("account", acc.id)
     req = tracking.request_tracking(p, "<draft1@x.example>", subject="Quote", regarding=("account", acc.id))
     assert req.tracking_token.startswith("CRM:")
-    assert tracking.tracking_status(p, "draft1@x.example").status == "pending"
+    assert tracked.tracking_status(p, "draft1@x.example").status == "pending"
     e3, _ = tracking.track_email(p, EmailContent(message_id="draft1@x.example", subject="Quote "+req.tracking_token, from_=(u.full_name,u.email), to=[("", "info@fabrikam.example")], text_body="q"))
     assert e3.regarding_ref == ("account", acc.id) and e3.direction == "outgoing"
     assert tracking.untrack(p, "A1@fabrikam.example", delete_copy=False) is False
-    assert tracking.tracking_status(p, "A1@fabrikam.example").status == "not_tracked"
+    assert tracked.tracking_status(p, "A1@fabrikam.example").status == "not_tracked"

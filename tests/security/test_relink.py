@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.crm.services import tracking
+from server.crm.services import tracked, tracking
 from server.crm.activities import Appointment, Email
 from server.db import db
 from server.security.bootstrap import create_user
@@ -101,8 +101,8 @@ def test_a_pending_request_is_not_completed_into_someone_elses_activity(world, p
     victim = the_email("m2@fabrikam.test")
     db.session.expire_all()
     assert victim.regarding_ref is None and victim.modified_by_id == world.ann.id
-    req = db.session.scalar(select(tracking.TrackRequest).where(
-        tracking.TrackRequest.user_id == world.bob.id))
+    req = db.session.scalar(select(tracked.TrackRequest).where(
+        tracked.TrackRequest.user_id == world.bob.id))
     assert req.status == "failed" and req.activity_id is None
     assert "may not change what it is regarding" in req.reason
     ctx = bob.post("/api/addin/context", json={"item": as_bob(item)})

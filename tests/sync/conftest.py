@@ -9,7 +9,11 @@ import pytest
 
 from server.sync.mail.message import MailMessage, parse
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "mail-fixtures"
+# ../shared/corpus beside the checkout; from a worktree (wt/NAME) the nearest one above it.
+CORPUS = next((folder / "shared" / "corpus" / "mail-fixtures"
+               for folder in Path(__file__).resolve().parents[2].parents
+               if (folder / "shared" / "corpus").is_dir()),
+              Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "mail-fixtures")
 
 RawBuilder = Callable[..., bytes]
 MessageBuilder = Callable[..., MailMessage]

@@ -50,18 +50,13 @@ def test_a_batch_is_written_in_bulk(crm, tmp_path):
     assert len(ann) == 20 and all(p.party_ref == ("contact", crm.ann.id) for p in ann)
 
 
-def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm, tmp_path,
-                                                                              monkeypatch):
-    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
-    box = w.store_mailbox(store, crm.bob, tracking_option="all")
-    for n in range(5):
-        body = "Hello there.\r\n"
-        extra = None
-        if n == 2:  # an attachment the store refuses (fault injection below)
-            extra = [("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")]
-            body = ("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\n"
-                    "Content-Type: application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n")
-        store.deliver(w.raw(mid=f"b{n}@x.example", subject=f"Batch {n}", body=body, extra=extra))
+POISON = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],
+              body=("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\nContent-Type: "
+                    "application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n"))
+
+
+def refuse_poison(monkeypatch) -> None:
+    """Fault injection: the attachment store refuses the attachment of ``POISON`` mail."""
     real = tracking._stored
 
     def stored(digest, content):
@@ -70,6 +65,16 @@ def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm
         return real(digest, content)
 
     monkeypatch.setattr(tracking, "_stored", stored)
+
+
+def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm, tmp_path,
+                                                                              monkeypatch):
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(5):
+        poison = POISON if n == 2 else {}  # an attachment the store refuses
+        store.deliver(w.raw(mid=f"b{n}@x.example", subject=f"Batch {n}", **poison))
+    refuse_poison(monkeypatch)
     result = sync_mailbox(box.id, limit=10)
     assert result.status == "success"
     assert (result.fetched, result.tracked, result.quarantined) == (5, 4, 1)
@@ -148,3 +153,152 @@ def test_latency_of_mail_filed_into_a_tracked_folder_days_after_it_arrived(crm, 
     # Counted from the folder's previous visit, not from its arrival three days ago.
     assert row.latency_ms is not None
     assert row.latency_ms <= (after_second - before_first).total_seconds() * 1000
+
+
+# --------------------------------------------------------------------------- per-message features
+
+@pytest.mark.both_databases
+def test_a_queue_mailbox_batch_queues_each_email_once_with_one_lookup_per_wave(
+        crm, make_user, tmp_path):
+    from server.crm.activities import ActivityParty
+    from server.sync.models import QueueItem
+    queue, team = w.support_queue(make_user)
+    store = w.MaildirStore(tmp_path / "store", "support@org.example")
+    box = w.store_mailbox(store, queue=queue, tracking_option="all")
+    for n in range(6):
+        store.deliver(w.raw(sender=f"c{n}@else.example", to="support@org.example",
+                            mid=f"q{n}@x.example", subject=f"Help {n}"))
+    lookups = []
+
+    def queue_lookups(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM queue_item" in statement:
+            lookups.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", queue_lookups)
+    try:
+        result = sync_mailbox(box.id, limit=50)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", queue_lookups)
+    assert result.tracked == 6 and len(lookups) == 1  # one wave, one lookup
+    emails = w.emails()
+    assert all(e.owner_team_id == team.id for e in emails)
+    items = db.session.scalars(select(QueueItem)).all()
+    assert sorted(i.activity_id for i in items) == sorted(e.id for e in emails)
+    assert all(i.queue_id == queue.id for i in items)
+    parties = db.session.scalars(select(ActivityParty).where(
+        ActivityParty.queue_id == queue.id)).all()
+    assert sorted(p.activity_id for p in parties) == sorted(e.id for e in emails)
+    store.deliver(w.raw(sender="c0@else.example", to="support@org.example", mid="q0@x.example",
+                        subject="Help 0"))  # a second copy: the same email, no second item
+    assert sync_mailbox(box.id, limit=50).status == "success"
+    assert len(db.session.scalars(select(QueueItem)).all()) == 6
+
+
+@pytest.mark.both_databases
+def test_smart_matching_finds_an_earlier_message_of_the_same_batch(crm, tmp_path):
+    w.org().smart_matching = True
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    store.deliver(w.raw(sender="ann@customer.example", to="bob@org.example",
+                        subject="Delivery dates", mid="first@x.example"))
+    store.deliver(w.raw(sender="ann@customer.example", to="bob@org.example",
+                        subject="RE: Delivery dates", mid="second@x.example"))
+    assert sync_mailbox(box.id, limit=50).tracked == 2
+    first, second = w.tracked("first@x.example")[0], w.tracked("second@x.example")[0]
+    assert (second.parent_activity_id, second.correlation_method) == (first.id, "smart_match")
+
+
+@pytest.mark.both_databases
+def test_two_activities_between_users_in_a_batch(crm, tmp_path):
+    w.org().track_between_users_as_two = True
+    db.session.commit()
+    internal = w.raw(sender="Bob Seller <bob@org.example>", to="carol@org.example",
+                     mid="internal@org.example", subject="Our plan")
+    w.put(w.mailbox(crm.bob, tracking_option="all"), internal, folder=w.SENT)
+    store = w.MaildirStore(tmp_path / "store", "carol@org.example")
+    box = w.store_mailbox(store, crm.carol, tracking_option="all")
+    store.deliver(internal)
+    store.deliver(w.raw(mid="other@x.example"))
+    assert sync_mailbox(box.id, limit=50).tracked == 2
+    copies = w.tracked("internal@org.example")
+    assert {(e.owner_user_id, e.direction) for e in copies} == {(crm.bob.id, "outgoing"),
+                                                                 (crm.carol.id, "incoming")}
+
+
+@pytest.mark.both_databases
+def test_a_refusal_in_a_wave_is_worded_for_its_message_and_the_others_are_tracked(
+        crm, tmp_path, monkeypatch):
+    from server.errors import Forbidden
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for name in ("a", "refused", "b"):
+        store.deliver(w.raw(mid=f"{name}@x.example", subject=name))
+    real = tracking.track_emails
+
+    def refusing(p, tracks, **kw):  # fault injection: the store refuses one message
+        if any(t.content.message_id == "refused@x.example" for t in tracks):
+            raise Forbidden("You may not track this one.")
+        return real(p, tracks, **kw)
+
+    monkeypatch.setattr(tracking, "track_emails", refusing)
+    result = sync_mailbox(box.id, limit=10)
+    assert (result.tracked, result.skipped, result.quarantined) == (2, 1, 0)
+    row = w.decision(box, "refused@x.example")
+    assert not row.tracked and row.reason.endswith(
+        "But it could not be tracked: You may not track this one.")
+    assert sorted(e.message_id for e in w.emails()) == ["a@x.example", "b@x.example"]
+
+
+# --------------------------------------------------------------------------- forward mailbox
+
+def _forward_of(sender: str, original: bytes, mid: str) -> bytes:
+    body = (b"--f\r\nContent-Type: text/plain\r\n\r\nFYI\r\n--f\r\nContent-Type: message/rfc822"
+            b"\r\n\r\n" + original + b"\r\n--f--\r\n")
+    return w.raw(sender=sender, to="forward@org.example", subject="Fw: see below", mid=mid,
+                 body=body, extra=[("MIME-Version", "1.0"),
+                                   ("Content-Type", 'multipart/mixed; boundary="f"')])
+
+
+@pytest.mark.both_databases
+def test_a_forward_mailbox_batch_tracks_for_each_user_and_quarantines_a_poison_forward_there(
+        crm, tmp_path, monkeypatch):
+    from server.sync.engine.run import retry_quarantined
+    from server.sync.models import Mailbox
+    bob_box = w.mailbox(crm.bob, incoming_method="forward_mailbox", tracking_option="all")
+    carol_box = w.mailbox(crm.carol, incoming_method="forward_mailbox", tracking_option="all")
+    store = w.MaildirStore(tmp_path / "store", "forward@org.example")
+    prof = w.profile("maildir", **store.profile_fields())
+    forward_box = Mailbox(name="Forward", email_address="forward@org.example",
+                          is_forward_mailbox=True, server_profile_id=prof.id, enabled=True,
+                          email_approved=True, owning_business_unit_id=crm.bob.business_unit_id)
+    db.session.add(forward_box)
+    db.session.commit()
+    poison = w.raw(mid="poison@customer.example", subject="Poison", **POISON)
+    poison_forward = _forward_of("Bob Seller <bob@org.example>", poison, "fwd-poison@org.example")
+    store.deliver(_forward_of("Bob Seller <bob@org.example>",
+                              w.raw(mid="for-bob@customer.example"), "fwd-bob@org.example"))
+    store.deliver(poison_forward)
+    store.deliver(_forward_of("Carol Colleague <carol@org.example>",
+                              w.raw(mid="for-carol@customer.example"), "fwd-carol@org.example"))
+    store.deliver(_forward_of("eve@else.example", w.raw(mid="for-eve@customer.example"),
+                              "fwd-eve@else.example"))
+    real = tracking._stored
+    refuse_poison(monkeypatch)
+    result = sync_mailbox(forward_box.id, limit=10)
+    assert (result.fetched, result.tracked, result.skipped, result.quarantined) == (4, 2, 1, 1)
+    assert w.tracked("for-bob@customer.example")[0].owner_user_id == crm.bob.id
+    assert w.tracked("for-carol@customer.example")[0].owner_user_id == crm.carol.id
+    assert w.tracked("poison@customer.example") == [] and w.tracked("for-eve@customer.example") == []
+    assert w.decision(bob_box, "for-bob@customer.example").tracked
+    assert w.decision(carol_box, "for-carol@customer.example").tracked
+    assert w.decision(forward_box, "fwd-bob@org.example").reason.startswith("Forwarded by Bob")
+    assert "not a Regarding user" in w.decision(forward_box, "fwd-eve@else.example").reason
+    row = db.session.scalar(select(QuarantinedMessage))
+    assert (row.mailbox_id, row.error_code, row.raw) == (forward_box.id, "internal", poison_forward)
+    assert "quarantined" in w.decision(forward_box, "fwd-poison@org.example").reason
+    assert w.decision(bob_box, "poison@customer.example") is None
+    monkeypatch.setattr(tracking, "_stored", real)  # fixed: the retry tracks it for Bob
+    outcome = retry_quarantined(row.id)
+    db.session.commit()
+    assert outcome.tracked and db.session.get(QuarantinedMessage, row.id).resolved
+    assert w.tracked("poison@customer.example")[0].owner_user_id == crm.bob.id

@@ -1,5 +1,5 @@
 """Every message of the shared corpus (../shared/corpus/mail-fixtures, read in place) goes
-through the pipeline without an exception: tracked with sensible fields, or quarantined
+through the engine without an exception: tracked with sensible fields, or quarantined
 (never for an internal error) with a reason. Once message by message, once as a whole
 mailbox synced from a Maildir, on SQLite and PostgreSQL (which refuses NUL characters and
 overlong values that SQLite would take)."""
@@ -15,7 +15,9 @@ from server.db import db
 from server.sync.engine.run import sync_mailbox
 from server.sync.mail.message import MessageError, parse
 from server.sync.models import MessageDecision, QuarantinedMessage
-from server.sync.engine.pipeline import MailboxRun, identity_of, process
+from server.sync.engine.batch import process
+from server.sync.engine.content import identity_of
+from server.sync.engine.context import MailboxRun
 from tests.sync import world as w
 from tests.sync.conftest import CORPUS
 

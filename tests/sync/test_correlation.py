@@ -1,108 +1,12 @@
-"""Tests for ``sync.mail.correlation``: tracking tokens, Thread-Index, subjects, key order."""
+"""Tests for ``sync.mail.correlation``: subjects and the order of correlation keys (the keys
+themselves, tokens and Thread-Index, are ``tests/test_mailkeys.py``'s)."""
 from __future__ import annotations
-
-import base64
-from datetime import datetime, timezone
 
 import pytest
 
-from server.sync.mail.correlation import (
-                                          add_token,
-                                          conversation_id,
-                                          correlation_keys,
-                                          decode_thread_index,
-                                          find_token,
-                                          make_token,
-                                          normalize_subject,
-                                          smart_match_key,
-                                          strip_token,
-                                          )
-
-# A real Outlook header (from the corpus), sent 2009-10-30 19:07 UTC.
-ROOT_INDEX = "AcpZlFLF/Y9EfcC0QZKKEuUFm2Snqw=="
-
-
-def reply_index(root: str = ROOT_INDEX, blocks: int = 1) -> str:
-    return base64.b64encode(base64.b64decode(root) + b"\x00\x01\x02\x03\x04" * blocks).decode()
-
-
-# --------------------------------------------------------------------------- tokens
-
-
-def test_make_token():
-    assert make_token(1234) == "CRM:0001234"
-    assert make_token(7, prefix="TKT-", digits=3) == "TKT-007"
-    with pytest.raises(ValueError):
-        make_token(-1)
-
-
-@pytest.mark.parametrize("subject, token", [
-    ("Re: Quote for 20 seats CRM:0001234", "CRM:0001234"),
-    ("CRM:0001234", "CRM:0001234"),
-    ("RE: [crm:0001234] quote", "CRM:0001234"),
-    ("Quote XCRM:0001234", None),
-    ("Quote CRM:", None),
-    ("Quote CRM: 0001234", None),
-    ("", None),
-    (None, None),
-])
-def test_find_token(subject, token):
-    assert find_token(subject) == token
-
-
-def test_find_token_with_custom_prefix():
-    assert find_token("Re: offer TKT-00042", prefix="TKT-") == "TKT-00042"
-    assert find_token("Re: offer CRM:0001", prefix="TKT-") is None
-
-
-@pytest.mark.parametrize("subject, expected", [
-    ("Re: Quote CRM:0001234", "Re: Quote"),
-    ("[CRM:0001234] Quote", "Quote"),
-    ("Quote (CRM:0001234) for you", "Quote for you"),
-    ("No token here", "No token here"),
-])
-def test_strip_token(subject, expected):
-    assert strip_token(subject) == expected
-
-
-def test_add_token_appends_once_and_replaces_a_stale_token():
-    assert add_token("Quote", "CRM:0001234") == "Quote CRM:0001234"
-    assert add_token("Quote CRM:0001234", "CRM:0001234") == "Quote CRM:0001234"
-    assert add_token("Quote CRM:0000001", "CRM:0001234") == "Quote CRM:0001234"
-    assert add_token("", "CRM:0001234") == "CRM:0001234"
-
-
-# --------------------------------------------------------------------------- Thread-Index
-
-
-def test_decode_thread_index_header():
-    index = decode_thread_index(ROOT_INDEX)
-    assert index is not None
-    assert index.child_blocks == 0
-    assert index.conversation_guid == base64.b64decode(ROOT_INDEX)[6:22]
-    assert len(index.conversation_id) == 32
-    assert index.created is not None
-    assert abs(index.created - datetime(2009, 10, 30, 19, 7, tzinfo=timezone.utc)).total_seconds() < 600
-
-
-def test_reply_keeps_conversation_and_counts_child_blocks():
-    reply = decode_thread_index(reply_index(blocks=2))
-    assert reply is not None and reply.child_blocks == 2
-    assert reply.conversation_id == conversation_id(ROOT_INDEX)
-
-
-@pytest.mark.parametrize("value", [
-    None, "", "not base64 !!!", base64.b64encode(b"short").decode(),
-    base64.b64encode(b"\x01" * 23).decode(),  # 22 + 1: not a whole child block
-])
-def test_invalid_thread_index(value):
-    assert decode_thread_index(value) is None
-    assert conversation_id(value) is None
-
-
-def test_thread_index_tolerates_whitespace_and_missing_padding():
-    assert conversation_id(" AcpZlFLF/Y9EfcC0\r\n QZKKEuUFm2Snqw ") == conversation_id(ROOT_INDEX)
-
+from server.mailkeys import conversation_id
+from server.sync.mail.correlation import correlation_keys, normalize_subject, smart_match_key
+from tests.test_mailkeys import ROOT_INDEX, reply_index
 
 # --------------------------------------------------------------------------- subjects
 

@@ -11,9 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.crm.activities import Email
-from server.crm.models import Queue
 from server.db import db, utcnow
-from server.security.models import Team
 from server.sync.engine import alerts
 from server.sync.engine.run import retry_quarantined, sync_mailbox
 from server.sync.models import (Alert, FolderRule, FolderState, MessageDecision,
@@ -257,13 +255,7 @@ def test_forward_mailbox_tracks_for_the_forwarding_user(crm, tmp_path):
 
 
 def test_queue_mailbox_creates_queue_items(crm, make_user, tmp_path):
-    agent = make_user("agent@org.example", roles=["Customer Service Representative"])
-    team = Team(name="Care", business_unit_id=agent.business_unit_id, members=[agent])
-    db.session.add(team)
-    db.session.flush()
-    queue = Queue(name="Support", email="support@org.example", owner_team_id=team.id,
-                  owning_business_unit_id=team.business_unit_id)
-    db.session.add(queue)
+    queue, team = w.support_queue(make_user)
     db.session.commit()
     store = w.MaildirStore(tmp_path / "store", "support@org.example")
     prof = w.profile("maildir", maildir_root=str(store.store))

@@ -9,7 +9,7 @@ from server.db import db
 from server.sync.connectors.base import Folder
 from server.sync.engine.folders import (MOVED_OUT, NOT_FOUND, find_inbox, is_under, plan_folders)
 from server.sync.models import Alert
-from server.sync.mail.rules import FolderRole
+from server.sync.mail.decision import FolderRole
 from tests.sync import world as w
 
 INBOX = Folder("k-inbox", "INBOX", "inbox")
@@ -58,7 +58,7 @@ def test_evaluated_folders_are_inbox_sent_and_tracked_ones(crm):
         ("INBOX", FolderRole.INBOX), ("Sent", FolderRole.SENT), ("INBOX/Contoso deal", FolderRole.TRACKED)]
     tracked = plan.evaluate[-1]
     assert tracked.regarding == ("opportunity", crm.opp.id) and tracked.rule_id == rule.id
-    assert tracked.for_decision().regarding == ("opportunity", str(crm.opp.id))
+    assert tracked.for_decision().regarding == ("opportunity", crm.opp.id)  # one Regarding type
     no_sent = plan_folders(crm.box, folders, [rule, off], track_sent=False)
     assert [i.name for i in no_sent.evaluate] == ["INBOX", "INBOX/Contoso deal"]
     assert off.enabled is False  # turned off by a person: stays off

@@ -2,8 +2,8 @@
 
 Where the tracking option is not "all email", the engine reads a folder's batches as header
 sections and reads the whole of a message only when it is tracked, when its headers cannot
-decide (no usable Message-ID, raw 8-bit header bytes, unreadable headers) or when the
-one-by-one pipeline takes it. These tests check that what ends up in the CRM is what reading
+decide (no usable Message-ID, raw 8-bit header bytes, unreadable headers) or when a
+wave that could not be written together is retried one message at a time. These tests check that what ends up in the CRM is what reading
 every message whole gives, that the bodies of skipped mail are never fetched, and what
 happens when a message vanishes or the connection drops between the two reads. The last
 part compares ``parse(headers_only=True)`` with ``parse`` over the shared corpus.
@@ -19,14 +19,15 @@ from sqlalchemy import func, select
 
 from server.crm.services import tracking
 from server.db import db
-from server.sync.engine import batch
+from server.sync.engine.items import VANISHED
 from server.sync.engine import run as engine
 from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
 from server.sync.engine.run import sync_mailbox
-from server.sync.mail.message import REPORT_TYPES, MessageError, parse
+from server.sync.mail.bodies import REPORT_TYPES
+from server.sync.mail.message import MessageError, parse
 from server.sync.models import FolderState, Mailbox, MessageDecision, QuarantinedMessage
-from server.sync.engine.pipeline import identity_of
+from server.sync.engine.content import identity_of
 from tests.sync import world as w
 from tests.sync.conftest import CORPUS
 
@@ -56,7 +57,7 @@ class Reads:
         self.whole_uids: list[int] = []
         self.header_uids: list[int] = []
         self.fetch_messages: list[list[str]] = []
-        real_fetch, real_messages = imap_connector._uid_fetch, ImapConnector.fetch_messages
+        real_fetch, real_messages = imap_connector.uid_fetch, ImapConnector.fetch_messages
         reads = self
 
         def fetch(imap, uids, items):
@@ -71,7 +72,7 @@ class Reads:
             return reads.before_whole(connector, folder, refs) or real_messages(
                 connector, folder, refs)
 
-        monkeypatch.setattr(imap_connector, "_uid_fetch", fetch)
+        monkeypatch.setattr(imap_connector, "uid_fetch", fetch)
         monkeypatch.setattr(ImapConnector, "fetch_messages", fetch_messages)
 
     def before_whole(self, connector, folder, refs):
@@ -292,7 +293,7 @@ def test_a_message_expunged_before_it_is_read_whole_is_skipped_and_the_sync_goes
     gone = _mid(mail["reply-attached"])
     assert w.tracked(gone) == []
     row = w.decision(box, gone)
-    assert not row.tracked and row.reason == batch.VANISHED
+    assert not row.tracked and row.reason == VANISHED
     assert row.subject == "RE: Quote" and row.from_address == "ann@customer.example"
     assert len(w.tracked(_mid(mail["reply-referenced"]))) == 1
     reads.before_whole = lambda *args: None
@@ -322,7 +323,7 @@ def test_a_message_without_message_id_expunged_before_it_is_read_whole(imap_box,
 
 # --------------------------------------------------------------------------- one by one
 
-def test_a_batch_that_falls_back_to_one_by_one_gives_that_pipeline_whole_messages(
+def test_a_wave_retried_one_by_one_reads_its_messages_whole(
         imap_box, monkeypatch):
     store, box = imap_box
     mail = _mail_set("fallback")
@@ -340,7 +341,7 @@ def test_a_batch_that_falls_back_to_one_by_one_gives_that_pipeline_whole_message
     result = sync_mailbox(box.id)
     assert result.status == "success"
     assert (result.tracked, result.quarantined, result.skipped) == (2, 0, 4)
-    assert reads.asked_whole == set(uids.values())  # the one-by-one pipeline reads whole
+    assert reads.asked_whole == set(uids.values())  # the retry reads the wave whole
     (email,) = w.tracked(_mid(mail["reply-attached"]))
     assert "Grüße" in email.text_body and [a.filename for a in email.attachments] == ["quote.pdf"]
     assert w.tracked(_mid(mail["reply-referenced"]))[0].text_body.strip() == "Answering below."
@@ -430,7 +431,8 @@ def test_headers_only_parse_gives_what_the_whole_message_gives(path):
         assert head.is_delivery_report == whole.is_delivery_report
 
 
-def test_headers_only_parse_of_mail_without_message_id_has_no_identity_yet():
+def test_headers_only_parse_of_mail_without_message_id_has_no_identity_yet(app):  # identity_of looks
+    # up the earlier content hash in the database
     raw = w.raw(subject="No id").replace(b"Message-ID: <", b"X-Was-Message-ID: <")
     head = parse(header_section(raw), headers_only=True)
     assert head.message_id is None and head.subject == "No id"

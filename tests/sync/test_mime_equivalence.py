@@ -11,9 +11,10 @@ the stdlib reads where the stdlib is right, and at least as much where the input
   parts with a Content-ID, preambles and epilogues, boundaries that are prefixes of each
   other and boundary-like lines inside bodies, folded and encoded-word headers, CRLF and LF)
   parse to the same bodies, attachments and headers as the stdlib's reading of them, which
-  ``reference()`` extracts following what ``message.py`` documents: text/plain and
-  text/html parts without a filename or an ``attachment`` disposition are the body, every
-  other leaf (``message/*`` parts included) is an attachment.
+  ``reference()`` extracts following what ``bodies.py`` documents: text/plain and
+  text/html parts are the body when inline, or without a filename and an ``attachment``
+  disposition (the stdlib's ``get_body`` reads named inline text as body too); every other
+  leaf (``message/*`` parts included) is an attachment.
 - Documented differences, asserted as such: an attached message keeps its bytes as sent
   (the stdlib re-serializes it); raw 8-bit UTF-8 display names are decoded (the stdlib
   leaves surrogate escapes); filenames go through ``safe_filename``.
@@ -40,19 +41,11 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from server.mailkeys import normalize_address, normalize_message_id
 from server.sync.mail import mime
-from server.sync.mail.message import (
-                                      MAX_DEFECTS,
-                                      MAX_FILENAME_BYTES,
-                                      MAX_MIME_DEPTH,
-                                      MailMessage,
-                                      MessageError,
-                                      boundary_of,
-                                      normalize_address,
-                                      normalize_message_id,
-                                      parse,
-                                      safe_filename,
-                                      )
+from server.sync.mail.bodies import MAX_FILENAME_BYTES, MAX_MIME_DEPTH, safe_filename
+from server.sync.mail.headers import boundary_of
+from server.sync.mail.message import MAX_DEFECTS, MailMessage, MessageError, parse
 from server.sync.mail.mime import Part
 
 from .conftest import CORPUS, build_raw
@@ -136,7 +129,8 @@ def reference(raw: bytes) -> Reading:
         disposition = part.get_content_disposition()
         filename = (_ref_param(part, "content-disposition", "filename")
                     or _ref_param(part, "content-type", "name"))
-        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+        if ctype in ("text/plain", "text/html") and (
+                disposition == "inline" or (disposition != "attachment" and not filename)):
             text = _newlines(_ref_text(part)).replace("\x00", "")
             (texts if ctype == "text/plain" else htmls).append(text)
             return

@@ -1,4 +1,5 @@
-"""The pipeline for one message (``server.sync.engine.pipeline.process``) against a real database:
+"""One message at a time through the engine's one path (``server.sync.engine.batch.process``,
+a batch of one) against a real database:
 tracking options, correlation by each method, the decision log, requests, folders, queues,
 forwards, quarantine. Messages are handed over as ``FetchedMessage`` objects; the engine
 tests run the same through real connectors."""
@@ -14,15 +15,19 @@ from sqlalchemy import event, func, select
 
 from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.models import Contact, Queue
-from server.crm.services.tracking import EmailContent, TrackRequest
+from server.crm.models import Contact
+from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracking import EmailContent
 from server.db import db
 from server.security import authz
-from server.sync.engine import pipeline
 from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage, QueueItem,
                                 TrackingBlock)
-from server.sync.engine.pipeline import (MailboxRun, extract_original, identity_of, inline_original,
-                                         process, split_name)
+from server.sync.engine.batch import process
+from server.sync.engine.contacts import split_name
+from server.sync.engine.content import identity_of
+from server.sync.engine.context import MailboxRun
+from server.sync.engine.correlate import correlate, correlation_candidates
+from server.sync.engine.forward import extract_original, inline_original
 from server.sync.mail.message import parse
 from tests.sync import world as w
 
@@ -128,7 +133,7 @@ def test_a_long_conversation_correlates_to_its_newest_email_not_to_the_message_i
                             sent_on=datetime(2025, 3, 1, 9, n, tzinfo=timezone.utc),
                             regarding=("account", crm.acc.id) if n == 11 else None)
               for n in range(12)]
-    candidates = pipeline.correlation_candidates(MailboxRun.load(crm.box), [parse(w.raw(
+    candidates = correlation_candidates(MailboxRun.load(crm.box), [parse(w.raw(
         sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12)))])
     (listed,) = candidates.by_conversation.values()
     assert [e.message_id for e in listed] == [f"t{n}@org.example" for n in (11, 10, 9, 8, 7)]
@@ -136,8 +141,9 @@ def test_a_long_conversation_correlates_to_its_newest_email_not_to_the_message_i
                                    thread_index=_thread_index(guid, 12)))
     assert outcome.correlation_method == "conversation_index"
     assert w.emails(message_id="t12@x.example")[0].parent_activity_id == thread[11].id
-    again = pipeline.correlate(MailboxRun.load(crm.box), parse(w.raw(
-        sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12))))
+    ctx, own = MailboxRun.load(crm.box), parse(w.raw(
+        sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12)))
+    again = correlate(ctx, own, correlation_candidates(ctx, [own]))
     assert again.parent_id == thread[10].id
 
 
@@ -324,15 +330,8 @@ def test_unknown_sender_becomes_a_contact_owned_by_the_mailbox_owner(crm):
 # --------------------------------------------------------------------------- queues
 
 def test_queue_mailbox_tracks_as_the_queue_with_a_queue_item(crm, make_user):
-    from server.security.models import Team
-    agent = make_user("agent@org.example", name="Agent Smith", roles=["Customer Service Representative"])
-    team = Team(name="Care", business_unit_id=agent.business_unit_id, members=[agent])
-    db.session.add(team)
-    db.session.flush()
-    queue = Queue(name="Support", email="support@org.example", owner_team_id=team.id,
-                  owning_business_unit_id=team.business_unit_id)
-    db.session.add(queue)
-    db.session.flush()
+    queue, team = w.support_queue(make_user)
+    (agent,) = team.members
     box = w.mailbox(queue=queue, tracking_option="all")
     db.session.commit()
     # Mail to an alias of the queue: the queue is added as a party.
@@ -394,15 +393,15 @@ def test_internal_error_quarantines_one_message_and_keeps_the_others(crm, monkey
     db.session.commit()
     ctx = MailboxRun.load(crm.box)
     good = process(ctx, w.INBOX, w.fetched(w.raw(mid="good@x.example")))
-    real = tracking.track_email
+    real = tracking.track_emails
 
-    def failing(p, content, **kw):  # fault injection: a bug while storing this one message
-        if content.message_id == "bad@x.example":
-            real(p, content, **kw)  # its rows are written, then the failure must undo them
+    def failing(p, tracks, **kw):  # fault injection: a bug while storing this one message
+        if any(t.content.message_id == "bad@x.example" for t in tracks):
+            real(p, tracks, **kw)  # its rows are written, then the failure must undo them
             raise RuntimeError("secret body text")
-        return real(p, content, **kw)
+        return real(p, tracks, **kw)
 
-    monkeypatch.setattr(tracking, "track_email", failing)
+    monkeypatch.setattr(tracking, "track_emails", failing)
     bad = process(ctx, w.INBOX, w.fetched(w.raw(mid="bad@x.example", body="secret body text")))
     after = process(ctx, w.INBOX, w.fetched(w.raw(mid="after@x.example")))
     db.session.commit()
@@ -474,7 +473,7 @@ def test_forward_as_attachment_is_tracked_for_the_forwarding_user(crm, forwardin
                  extra=[("MIME-Version", "1.0"), ("Content-Type", 'multipart/mixed; boundary="f"')])
     ctx = MailboxRun.load(forwarding)
     assert extract_original(parse(data)).startswith(b"From: Ann")
-    outcome = pipeline.process_forward_mailbox(ctx, w.INBOX, w.fetched(data))
+    outcome = process(ctx, w.INBOX, w.fetched(data))
     db.session.commit()
     assert outcome.tracked and outcome.rule == "option-crm-records"
     email = w.emails(message_id="orig-fwd@customer.example")[0]
@@ -487,8 +486,8 @@ def test_inline_forward_is_tracked_and_strangers_are_ignored(crm, forwarding):
     ctx = MailboxRun.load(forwarding)
     data = w.raw(sender="bob@org.example", to="forward@org.example", subject="Fwd: Order question",
                  body=FORWARD_GMAIL.replace("\n", "\r\n"))
-    outcome = pipeline.process_forward_mailbox(ctx, w.INBOX, w.fetched(data))
-    stranger = pipeline.process_forward_mailbox(ctx, w.INBOX, w.fetched(
+    outcome = process(ctx, w.INBOX, w.fetched(data))
+    stranger = process(ctx, w.INBOX, w.fetched(
         w.raw(sender="eve@else.example", to="forward@org.example", body=FORWARD_GMAIL, mid="eve@x.example")))
     db.session.commit()
     assert outcome.tracked

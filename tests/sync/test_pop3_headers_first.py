@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from server.sync.engine import batch
+from server.sync.engine.items import VANISHED
 from server.sync.engine import run as engine
 from server.sync.connectors.base import FetchedMessage
 from server.sync.connectors.pop3 import INBOX, Pop3Connector
@@ -235,7 +235,7 @@ def test_a_message_deleted_between_top_and_retr_is_recorded_as_vanished(
     assert commands.retr == [_mid(mail["reply-referenced"])]  # the other one's RETR: -ERR
     gone = _mid(mail["reply-attached"])
     row = w.decision(box, gone)
-    assert w.tracked(gone) == [] and not row.tracked and row.reason == batch.VANISHED
+    assert w.tracked(gone) == [] and not row.tracked and row.reason == VANISHED
     assert row.subject == "RE: Quote" and row.from_address == "ann@customer.example"
     assert len(w.tracked(_mid(mail["reply-referenced"]))) == 1
     again = sync_mailbox(box.id)

@@ -5,28 +5,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from server.sync.mail.message import MailMessage
-from server.sync.mail.rules import (
-                                    DEFAULT_CHAIN,
-                                    LOOP_HEADER,
-                                    Decision,
-                                    DecisionContext,
-                                    Direction,
-                                    Folder,
-                                    FolderRole,
-                                    OwnerKind,
-                                    Rule,
-                                    RuleHit,
-                                    TrackingOption,
-                                    chain_description,
-                                    decide,
-                                    )
+from server.sync.mail.message import MailMessage, parse
+from server.sync.mail.decision import (LOOP_HEADER, Decision, DecisionContext, Direction, Folder,
+                                       FolderRole, OwnerKind, RuleHit, TrackingOption)
+from server.sync.mail.rules import CHAIN, Chain, Rule, chain_description, decide
+from tests.sync.conftest import build_raw
 
 OWNER = "bob@org.example"
 CUSTOMER = "ann@customer.example"
-TRACKED = Folder(FolderRole.TRACKED, "Inbox/Contoso deal", ("opportunity", "42"))
-CHAIN_NAMES = [rule.name for rule in DEFAULT_CHAIN]
+TRACKED = Folder(FolderRole.TRACKED, "Inbox/Contoso deal", ("opportunity", 42))
+CHAIN_NAMES = [rule.name for rule in CHAIN]
 
 
 def run(msg: MailMessage, **context: Any) -> Decision:
@@ -38,7 +29,7 @@ def run(msg: MailMessage, **context: Any) -> Decision:
     assert not any(hit.matched for hit in decision.hits[:-1])
     assert [hit.name for hit in decision.hits] == CHAIN_NAMES[:len(decision.hits)]
     if not decision.track:
-        assert decision.regarding_hint is None
+        assert decision.regarding is None and not decision.regarding_wins
     return decision
 
 
@@ -66,8 +57,9 @@ def test_plain_incoming_mail_is_not_tracked_by_default(mail):
     decision = run(mail())
     assert decision.track is False
     assert decision.rule == "default"
-    assert len(decision.hits) == len(DEFAULT_CHAIN)
-    assert decision.rule_hits()[0] == {"rule": "already-tracked", "matched": False}
+    assert len(decision.hits) == len(CHAIN)
+    assert decision.rule_hits()[0] == {"rule": "untracked-by-user", "matched": False}
+    assert decision.rule_hits()[1] == {"rule": "already-tracked", "matched": False}
     assert decision.rule_hits()[-1] == {"rule": "default", "matched": True}
     assert "does not answer an email that is tracked" in decision.reason
     assert '"Email messages in response to Regarding email"' in decision.reason
@@ -75,8 +67,8 @@ def test_plain_incoming_mail_is_not_tracked_by_default(mail):
 
 def test_chain_order_and_descriptions():
     assert CHAIN_NAMES == [
-        "already-tracked", "no-sender", "delivery-report", "loop", "blocked-sender",
-        "tracked-category", "before-process-after", "folder-not-evaluated", "tracked-folder",
+        "untracked-by-user", "already-tracked", "no-sender", "delivery-report", "loop",
+        "blocked-sender", "track-request", "tracked-category", "before-process-after", "folder-not-evaluated", "tracked-folder",
         "auto-reply", "bulk-mail", "correlated-reply", "option-all", "option-crm-records",
         "option-email-enabled-records", "option-none", "default",
     ]
@@ -107,7 +99,7 @@ def test_custom_chain_without_a_match():
 def test_already_tracked_stays_tracked_even_when_bulk(newsletter):
     decision = run(newsletter, already_tracked=True, folder=TRACKED)
     assert (decision.track, decision.rule) == (True, "already-tracked")
-    assert decision.regarding_hint == ("opportunity", "42")
+    assert decision.regarding == ("opportunity", 42)
 
 
 def test_message_without_sender_is_not_tracked(mail):
@@ -167,25 +159,25 @@ def test_category_tracks_newsletters_old_mail_and_other_folders(newsletter):
                    folder=Folder(FolderRole.OTHER, "Archive"),
                    process_after=datetime(2030, 1, 1, tzinfo=timezone.utc))
     assert (decision.track, decision.rule) == (True, "tracked-category")
-    assert decision.regarding_hint is None
+    assert decision.regarding is None
 
 
 def test_category_in_tracked_folder_gets_the_folder_regarding(mail):
     decision = run(mail(), has_tracked_category=True, folder=TRACKED)
-    assert decision.regarding_hint == ("opportunity", "42")
+    assert decision.regarding == ("opportunity", 42) and decision.regarding_wins
 
 
 def test_tracked_folder_beats_bulk_auto_reply_and_tracking_option(newsletter, out_of_office):
     for msg in (newsletter, out_of_office):
         decision = run(msg, folder=TRACKED, tracking_option=TrackingOption.NONE)
         assert (decision.track, decision.rule) == (True, "tracked-folder")
-        assert decision.regarding_hint == ("opportunity", "42")
+        assert decision.regarding == ("opportunity", 42)
         assert '"Inbox/Contoso deal"' in decision.reason and "opportunity" in decision.reason
 
 
 def test_tracked_folder_without_regarding(mail):
     decision = run(mail(), folder=Folder(FolderRole.TRACKED, "Deals"))
-    assert decision.track and decision.regarding_hint is None
+    assert decision.track and decision.regarding is None
 
 
 def test_tracked_folder_respects_process_after(mail):
@@ -358,3 +350,128 @@ def test_tracking_option_values_are_stable_strings():
     assert TrackingOption("crm_responses") is TrackingOption.CRM_RESPONSES
     assert [o.value for o in TrackingOption] == [
         "all", "crm_responses", "from_crm_records", "from_email_enabled", "none"]
+
+
+# --------------------------------------------------------------------------- the user's word
+
+
+def test_an_email_the_user_untracked_is_not_tracked_again_whatever_else_is_true(mail):
+    decision = run(mail(), untracked=True, already_tracked=True, has_tracked_category=True,
+                   folder=TRACKED, tracking_option=TrackingOption.ALL, pending_request=True)
+    assert (decision.track, decision.rule) == (False, "untracked-by-user")
+    assert "You untracked this email" in decision.reason
+
+
+def test_a_pending_request_beats_the_tracking_option_but_not_a_bounce_or_the_blocklist(
+        mail, bounce):
+    decision = run(mail(), pending_request=True, tracking_option=TrackingOption.NONE)
+    assert (decision.track, decision.rule) == (True, "track-request")
+    assert run(bounce, pending_request=True).rule == "delivery-report"
+    assert run(mail(), pending_request=True, blocklist={CUSTOMER}).rule == "blocked-sender"
+
+
+# --------------------------------------------------------------------------- regarding
+
+OPP, ACC, CASE = ("opportunity", 42), ("account", 7), ("case", 3)
+
+
+def test_the_regarding_is_the_folders_then_the_requests_then_the_conversations(mail):
+    offered = dict(request_regarding=ACC, conversation_regarding=CASE, is_correlated=True)
+    in_folder = run(mail(), folder=TRACKED, **offered)
+    assert (in_folder.regarding, in_folder.regarding_wins) == (OPP, True)
+    asked = run(mail(), pending_request=True, **offered)
+    assert (asked.rule, asked.regarding, asked.regarding_wins) == ("track-request", ACC, False)
+    assert asked.reason.endswith(" It is set regarding the account you chose.")
+    reply = run(mail(), is_correlated=True, conversation_regarding=CASE)
+    assert (reply.rule, reply.regarding) == ("correlated-reply", CASE)
+    assert reply.reason.endswith(" It is set regarding the same case as the conversation.")
+
+
+def test_an_email_tracked_already_keeps_its_reason_and_a_folder_relinks_it(mail):
+    seen = run(mail(), already_tracked=True, conversation_regarding=CASE, is_correlated=True)
+    assert seen.reason == "This email is already tracked in Regarding, so it stays tracked."
+    assert seen.regarding == CASE and not seen.regarding_wins  # fills an empty regarding only
+    same = run(mail(), already_tracked=True, folder=TRACKED, tracked_regarding=OPP)
+    assert same.reason == "This email is already tracked in Regarding, so it stays tracked."
+    moved = run(mail(), already_tracked=True, folder=TRACKED, tracked_regarding=ACC)
+    assert (moved.regarding, moved.regarding_wins) == (OPP, True)
+    assert moved.reason == ('This email is already tracked. It is in the tracked folder '
+                            '"Inbox/Contoso deal", so it is now set regarding the opportunity '
+                            "that folder is linked to.")
+
+
+def test_a_regarding_the_user_may_not_link_to_is_left_empty_and_the_reason_says_why(mail):
+    refused = "You may not link activities to this opportunity."
+    decision = run(mail(), folder=TRACKED, regarding_refused=refused)
+    assert (decision.track, decision.regarding, decision.regarding_wins) == (True, None, False)
+    assert decision.reason.endswith(" It could not be set regarding that opportunity (You may "
+                                    "not link activities to this opportunity).")
+    moved = run(mail(), already_tracked=True, folder=TRACKED, tracked_regarding=ACC,
+                regarding_refused=refused)
+    assert moved.reason.startswith("This email is already tracked in Regarding, so it stays")
+    assert run(mail(), regarding_refused=refused, tracking_option=TrackingOption.ALL).reason == \
+        'Your tracking option is "All email messages", so this email is tracked.'
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_a_chain_refuses_two_rules_of_one_name_and_a_rule_without_description():
+    class Again(Rule):
+        """Also the default."""
+
+        name = "default"
+        track = False
+
+    class Silent(Rule):
+        name = "silent"
+        track = False
+
+    with pytest.raises(ValueError, match="unique.*default"):
+        Chain(*CHAIN, Again())
+    with pytest.raises(ValueError, match="description.*silent"):
+        Chain(Silent())
+    assert CHAIN.by_name["track-request"] is CHAIN[CHAIN_NAMES.index("track-request")]
+
+
+# --------------------------------------------------------------------------- generated
+
+
+regardings = st.none() | st.tuples(st.sampled_from(["account", "case", "opportunity"]),
+                                   st.integers(1, 10**6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(flags=st.fixed_dictionaries({name: st.booleans() for name in (
+           "untracked", "pending_request", "already_tracked", "has_tracked_category",
+           "is_correlated", "track_sent_items")}),
+       option=st.sampled_from(list(TrackingOption)), role=st.sampled_from(list(FolderRole)),
+       folder_regarding=regardings, request_regarding=regardings,
+       conversation_regarding=regardings, tracked_regarding=regardings,
+       refused=st.none() | st.just("Not allowed."), known=st.booleans(), sender=st.sampled_from(
+           [CUSTOMER, OWNER, "news@shop.example"]), extra=st.sampled_from(
+           [[], [("List-Id", "<l.example>")], [("Auto-Submitted", "auto-replied")]]))
+def test_every_decision_is_the_first_matching_rule_with_the_regarding_it_chose(
+        flags, option, role, folder_regarding, request_regarding, conversation_regarding,
+        tracked_regarding, refused, known, sender, extra):
+    msg = parse(build_raw(headers={"From": sender, "To": CUSTOMER if sender == OWNER
+                                   else OWNER}, extra=extra))
+    ctx = DecisionContext(owner_addresses={OWNER}, tracking_option=option,
+                          folder=Folder(role, "Some folder", folder_regarding),
+                          request_regarding=request_regarding,
+                          conversation_regarding=conversation_regarding,
+                          tracked_regarding=tracked_regarding, regarding_refused=refused,
+                          record_addresses={CUSTOMER} if known else set(), **flags)
+    decision = decide(msg, ctx)
+    first = next(rule for rule in CHAIN if rule.matches(msg, ctx))
+    assert (decision.rule, decision.track) == (first.name, first.track)
+    assert decision.reason.startswith(first.reason(msg, ctx)) and decision.reason.endswith(".")
+    offered = (ctx.folder_regarding, request_regarding, conversation_regarding)
+    chosen = next((r for r in offered if r is not None), None)
+    if not decision.track or refused:
+        assert decision.regarding is None and not decision.regarding_wins
+    else:
+        assert decision.regarding == chosen
+        assert decision.regarding_wins is (chosen is not None and chosen == ctx.folder_regarding)
+    if decision.track and refused and chosen is not None:
+        assert f"could not be set regarding that {chosen[0]}" in decision.reason

@@ -17,13 +17,13 @@ import pytest
 from sqlalchemy import func, select
 
 from server.crm.activities import Email
-from server.db import db, utcnow
+from server.db import db, utcnow, writer_thread
 from server.errors import Invalid, NotFound
 from server.security import authz
 from server.sync.workers import scheduler
 from server.sync.connectors.maildir import create_maildir, deliver, mailbox_root
 from server.sync.models import FolderState, Mailbox, MessageDecision, SyncRun
-from server.sync.workers.worker import _worker_thread, run_worker
+from server.sync.workers.worker import run_worker
 from tests.conftest import ENCRYPTION_KEY
 from tests.sync import world as w
 
@@ -330,11 +330,11 @@ def test_a_lost_lease_stops_the_run_at_the_next_batch(app, crm, store, db_backen
     # Another worker whose clock says the lease has run out takes the mailbox over (as a
     # worker thread: on SQLite its transaction takes the write lock as it begins).
     later = utcnow() + timedelta(seconds=5)
-    was = _worker_thread()
+    was = writer_thread()
     try:
         taken = ids(scheduler.claim("worker-b", 1, later))
     finally:
-        _worker_thread(was)
+        writer_thread(was)
     thread.join(60)
     assert taken == [box.id]
     assert not thread.is_alive() and out["stats"].interrupted == 1

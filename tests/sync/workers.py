@@ -20,7 +20,8 @@ def worker_env(database_url: str, instance: Path, **settings) -> dict[str, str]:
     env = {**os.environ, "REGARDING_DATABASE_URL": database_url,
            "REGARDING_INSTANCE_DIR": str(instance), "REGARDING_ENCRYPTION_KEY": ENCRYPTION_KEY,
            "REGARDING_SECRET_KEY": "test-secret-key-for-workers", "REGARDING_LOG_LEVEL": "INFO",
-           "PYTHONUNBUFFERED": "1"}
+           # the test's Maildir stores are beside the instance, in the test's folder
+           "REGARDING_MAILDIR_ROOT": str(instance.parent), "PYTHONUNBUFFERED": "1"}
     env.update({key: str(value) for key, value in settings.items()})
     return env
 

@@ -1,4 +1,4 @@
-"""A small CRM world for the pipeline and engine tests: a seller with a mailbox, customers,
+"""A small CRM world for the engine tests: a seller with a mailbox, customers,
 an opportunity, a support queue, raw messages, and shortcuts to process them."""
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from server.security import authz
 from server.sync.connectors.base import FetchedMessage, Folder
 from server.sync.engine.folders import FolderInfo
 from server.sync.models import EmailServerProfile, FolderRule, Mailbox, MessageDecision
-from server.sync.engine.pipeline import MailboxRun, process
-from server.sync.mail.rules import FolderRole
+from server.sync.engine.batch import process
+from server.sync.engine.context import MailboxRun
+from server.sync.mail.decision import FolderRole
 from tests.sync.conftest import build_raw
 
 _refs = itertools.count(1)
@@ -57,6 +58,22 @@ def mailbox(owner=None, *, queue: Queue | None = None, prof=None, **fields) -> M
 
 def record(user, kind: str, **data):
     return records.create(authz.principal(user), RECORD_TYPES[kind], data)
+
+
+def support_queue(make_user) -> tuple[Queue, object]:
+    """The "Support" queue (support@org.example), owned by the "Care" team of one agent
+    (agent@org.example, a Customer Service Representative); returns it and the team."""
+    from server.security.models import Team
+    agent = make_user("agent@org.example", name="Agent Smith",
+                      roles=["Customer Service Representative"])
+    team = Team(name="Care", business_unit_id=agent.business_unit_id, members=[agent])
+    db.session.add(team)
+    db.session.flush()
+    queue = Queue(name="Support", email="support@org.example", owner_team_id=team.id,
+                  owning_business_unit_id=team.business_unit_id)
+    db.session.add(queue)
+    db.session.flush()
+    return queue, team
 
 
 def folder_rule(box: Mailbox, key: str, name: str, regarding=None, **fields) -> FolderRule:

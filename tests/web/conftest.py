@@ -2,6 +2,7 @@
 query counter for the N+1 checks."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from server.crm.activities import ActivityParty, Attachment, Email, Task
 from server.crm.registry import RECORD_TYPES
 from server.db import db, utcnow
 from server.security import authz
+from tests.servers.wsgi import serving
 
 SAMPLE = {
     "account": {"name": "Contoso Ltd", "phone": "+1 555 0100", "email1": "info@contoso.example",
@@ -91,3 +93,29 @@ def count_queries():
         yield counter
     finally:
         event.remove(db.engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def csrf_checked(app):
+    """``with csrf_checked():`` forms are checked for their CSRF token, as in production
+    (the tests turn the check off)."""
+    @contextmanager
+    def checked():
+        app.config["WTF_CSRF_ENABLED"] = True
+        try:
+            yield
+        finally:
+            app.config["WTF_CSRF_ENABLED"] = False
+    return checked
+
+
+@pytest.fixture
+def live(app):
+    """The app served on a loopback port for Chromium (CSRF on, as in production)."""
+    app.config.update(WTF_CSRF_ENABLED=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        with serving(app) as url:
+            yield url
+    finally:
+        app.config.update(WTF_CSRF_ENABLED=False)

@@ -18,6 +18,8 @@ from server.crm import html
 from server.crm.services.tracking import AttachmentContent, attachment_values
 from server.db import db
 
+pytestmark = pytest.mark.both_databases
+
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
 HOSTILE_TYPES = ['image/png"><script>alert(1)</script>', "image/png;base64,AAAA\"onerror=x",

@@ -6,6 +6,7 @@ escaping and the query count of the mailbox list."""
 from __future__ import annotations
 
 import re
+from markupsafe import escape as html_escape
 from datetime import timedelta
 
 import pytest
@@ -204,6 +205,18 @@ def test_why_was_this_email_not_tracked(app, bob, signin, bob_box, eve_box):
     assert "Weekly news" in by_sender and "Quote for Fabrikam" not in by_sender
     other = c.get("/admin/sync/decisions", query_string={"mailbox": eve_box.id, "q": "x"})
     assert other.status_code == 404
+
+
+def test_the_why_page_shows_the_rule_chain_in_order(app, bob, signin):
+    from server.sync.mail.rules import CHAIN
+    page = html(signin(bob).get("/admin/sync/decisions"))
+    chain = page[page.index("How Regarding decides"):]
+    names = re.findall(r"<code>([a-z-]+)</code>", chain)
+    assert names == [rule.name for rule in CHAIN]
+    for rule in CHAIN:
+        assert html_escape(rule.description()) in chain
+    row = re.search(r"<code>track-request</code>.*?</tr>", chain, re.S).group(0)
+    assert "Tracked" in row and "Not tracked" not in row
 
 
 # --------------------------------------------------------------------------- profiles

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
-from server.crm.addresses import normalize
 from server.crm.services import records
 from server.crm.services.tracking import check_regarding
 from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.mailkeys import normalize_address
 from server.security import authz
 from server.security.authz import Principal
 
@@ -128,7 +128,7 @@ def create_email_draft(p: Principal, regarding: tuple[str, int] | None, *, to: s
     """A draft outgoing email from the user (sending comes with the sync engine); recipients
     are resolved to CRM records where their address is known."""
     roles = {"to": parse_addresses(to), "cc": parse_addresses(cc)}
-    bad = [a for addrs in roles.values() for a in addrs if normalize(a) is None]
+    bad = [a for addrs in roles.values() for a in addrs if normalize_address(a) is None]
     errors = {}
     if bad:
         errors["to"] = "Not valid: " + ", ".join(bad[:5])

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from server.crm.allowed_hosts import parse_allowed
 from server.crm.models import MB, Organization
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
@@ -18,7 +19,7 @@ from server.security.authz import Principal
 class Setting:
     name: str
     label: str
-    kind: str  # text bool mb currency prefix
+    kind: str  # text bool mb currency prefix hosts
     help: str
     section: str
 
@@ -71,6 +72,11 @@ ORG_SETTINGS: tuple[Setting, ...] = (
             "someone with the 'Approve email addresses' privilege) has approved its "
             "email address, so nobody can make the server read a mailbox that is not theirs.",
             "Email"),
+    Setting("mail_server_allowed_hosts", "Allowed local mail servers", "hosts",
+            "Email server profiles may not reach loopback or link-local addresses (this "
+            "server's own services, cloud metadata endpoints) unless they are listed here: "
+            "host names, addresses or networks such as 127.0.0.1 or 10.0.0.0/8, separated "
+            "by commas. Empty: none.", "Email"),
 )
 
 _PREFIX = re.compile(r"^[A-Za-z0-9:#_\-]{0,20}$")
@@ -110,6 +116,15 @@ def update_organization(p: Principal, data: dict[str, Any]) -> Organization:
                 errors[s.name] = "A whole number of megabytes from 1 to 128."
             else:
                 values[s.name] = number * MB
+        elif s.kind == "hosts":
+            value = raw.strip() if isinstance(raw, str) else ""
+            try:
+                parse_allowed(value)
+            except ValueError as exc:
+                errors[s.name] = str(exc)
+            if len(value) > 2000:
+                errors[s.name] = "At most 2000 characters."
+            values[s.name] = value
         elif s.kind == "prefix":
             value = raw.strip() if isinstance(raw, str) else ""
             if not _PREFIX.match(value):

@@ -16,7 +16,8 @@ from typing import Callable
 
 from sqlalchemy import bindparam, literal, select, union_all
 
-from server.crm.addresses import EmailAddress, normalize
+from server.crm.addresses import EmailAddress
+from server.mailkeys import normalize_address
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.db import db
@@ -26,7 +27,7 @@ ORDER = ("user", "contact", "account", "lead", "queue")
 
 # ``normalize`` remembered: it costs tens of microseconds an address (IDNA, a scan for
 # spaces), and the pane and the sync engine see the same addresses again and again.
-normalized = lru_cache(maxsize=20_000)(normalize)
+normalized = lru_cache(maxsize=20_000)(normalize_address)
 
 
 @dataclass(frozen=True)

@@ -4,38 +4,38 @@ One place for the idea, used by the Outlook add-in (Track, Untrack, Set regardin
 "Track pending") and by the sync engine (rule and folder tracking). An email is identified by
 its normalized Message-ID (or a content hash), so tracking the same email from two mailboxes
 or twice from the pane gives one activity — unless the organization tracks email between two
-users as two activities. A *track request* records a user's wish to track an item the server
-has not seen yet (a draft, or an item whose content the pane could not send); it is completed
-when the message arrives, by the pane after sending or by server-side sync.
+users as two activities. A *track request* (``server.crm.services.tracked``, which also answers "is
+this item tracked?") records a user's wish to track an item the server has not seen yet (a
+draft, or an item whose content the pane could not send); it is completed when the message
+arrives, by the pane after sending or by server-side sync. The keys (Message-ID, conversation
+id, addresses, tracking tokens) are ``server.mailkeys``'s, the rules the sync engine and the
+add-in look them up by.
 
 ``track_emails`` tracks many emails in a handful of statements (the sync engine's batches);
 ``track_email`` is that with one email, so both mean exactly the same.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, insert, or_, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import func, insert, or_, select
 
-from server.crm.activities import (PARTY_COLUMNS, Activity, ActivityParty, Appointment,
-                                   Attachment, Email, Regarding, one_regarding_check)
-from server.crm.addresses import normalize
+from server.crm.activities import PARTY_COLUMNS, Activity, ActivityParty, Appointment, Attachment, Email
 from server.crm.html import html_to_text, sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
 from server.crm.services.resolution import Match, resolve
+from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.mailkeys import (conversation_id, in_reply_to_id, make_token, normalize_address,
+                             normalize_message_id)
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
@@ -102,62 +102,6 @@ class AppointmentContent:
     html_body: str | None = None
     text_body: str | None = None
     is_all_day: bool = False
-
-
-_WHITESPACE = re.compile(r"\s")  # what str.isspace() calls whitespace
-
-
-def normalize_message_id(value: str | None) -> str | None:
-    """``<Local@Domain>`` → ``local@domain`` lower-cased domain; None when empty."""
-    if not value:
-        return None
-    value = value.strip().strip("<>").strip()
-    if not value or _WHITESPACE.search(value):
-        return None
-    local, at, domain = value.rpartition("@")
-    return f"{local}@{domain.lower()}" if at else value
-
-
-def conversation_id(conversation_index: str | None) -> str | None:
-    """The conversation GUID inside an Outlook Thread-Index (bytes 6 to 22), as hex."""
-    if not conversation_index:
-        return None
-    try:
-        raw = base64.b64decode(conversation_index.strip(), validate=False)
-    except (binascii.Error, ValueError):
-        return None
-    return raw[6:22].hex() if len(raw) >= 22 else None
-
-
-# -- requests to track what the server has not seen yet -------------------------------------
-
-class TrackRequest(Regarding, db.Model):
-    """A user's wish about one item: ``pending`` (track it when it arrives), ``done``,
-    ``failed`` (with a reason) or ``untracked`` (the user untracked it: sync leaves it)."""
-
-    __tablename__ = "track_request"
-    __table_args__ = (UniqueConstraint("user_id", "internet_message_id"), one_regarding_check(),
-                      Index("ix_track_request_token", "tracking_token"))
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
-    item_type: Mapped[str] = mapped_column(String(12), default="email")  # email appointment
-    internet_message_id: Mapped[str | None] = mapped_column(String(998), index=True)
-    tracking_token: Mapped[str | None] = mapped_column(String(40))
-    conversation_id: Mapped[str | None] = mapped_column(String(200))
-    subject: Mapped[str | None] = mapped_column(String(400))
-    status: Mapped[str] = mapped_column(String(10), default="pending")
-    reason: Mapped[str | None] = mapped_column(Text)
-    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
-    created_on: Mapped[datetime] = mapped_column(default=utcnow)
-    completed_on: Mapped[datetime | None]
-
-
-@dataclass
-class TrackingStatus:
-    status: str  # not_tracked tracked pending failed
-    activity: Activity | None = None
-    regarding: tuple[str, int] | None = None
-    reason: str | None = None
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -228,7 +172,7 @@ def party_values(roles: list[tuple[str, Party]], matches: dict[str, list[Match]]
     bare address."""
     rows = []
     for role, (name, address) in roles:
-        row = {"role": role, "address": normalize(address) or (address or "")[:320] or None,
+        row = {"role": role, "address": normalize_address(address) or (address or "")[:320] or None,
                "name": (name or None) and name[:200]}
         found = matches.get(address) or []
         kind = found[0].record_type if found else None
@@ -256,10 +200,6 @@ def _dedupe_key(identity: str, content: EmailContent, owner, org: Organization) 
     recipient_is_user = any(m.record_type == "user" for _, a in content.to + content.cc
                             for m in matched.get(a, []))
     return f"{identity}#owner:{owner.id}" if sender_is_user and recipient_is_user else identity
-
-
-def find_email(identity: str) -> Email | None:
-    return db.session.scalar(select(Email).where(Email.message_id == identity).order_by(Email.id).limit(1))
 
 
 def _complete_requests(p: Principal, emails: list[tuple[Email, bool]]) -> None:
@@ -445,15 +385,15 @@ def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None
     html = sanitize_html(content.html_body) if content.html_body else None
     text = content.text_body if content.text_body is not None else (html_to_text(html) if html else None)
     if direction is None:
-        own = {normalize(a) for a in getattr(owner, "emails", None) or [getattr(owner, "email", None)] if a}
-        direction = "outgoing" if content.from_ and normalize(content.from_[1]) in own else "incoming"
+        own = {normalize_address(a) for a in getattr(owner, "emails", None) or [getattr(owner, "email", None)] if a}
+        direction = "outgoing" if content.from_ and normalize_address(content.from_[1]) in own else "incoming"
     occurred = content.received_on or content.sent_on or utcnow()
     email = Email(
         subject=(content.subject or "")[:400], description=(text or "")[:20000] or None,
         direction=direction,
         status=item.status or ("sent" if direction == "outgoing" else "received"),
         state="completed", html_body=html, text_body=text, message_id=identity, dedupe_key=key,
-        in_reply_to=normalize_message_id(content.in_reply_to),
+        in_reply_to=in_reply_to_id(content.in_reply_to),
         references=" ".join(filter(None, (normalize_message_id(r) for r in content.references))) or None,
         conversation_index=content.conversation_index,
         conversation_id=conversation_id(content.conversation_index),
@@ -461,7 +401,7 @@ def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None
         received_on=content.received_on, occurred_on=occurred, actual_end=occurred,
         correlation_method=item.correlation_method, parent_activity_id=item.parent_activity_id,
         receiving_mailbox_id=item.mailbox_id,
-        sender_address=normalize(content.from_[1]) if content.from_ else None,
+        sender_address=normalize_address(content.from_[1]) if content.from_ else None,
         to_recipients="; ".join(a for _, a in content.to)[:4000] or None,
         owning_business_unit_id=owner.business_unit_id,
         created_by_id=p.user_id, modified_by_id=p.user_id,
@@ -538,7 +478,7 @@ def track_appointment(p: Principal, content: AppointmentContent, *,
 def new_tracking_token(org: Organization) -> str:
     """A token like ``CRM:0012345`` that nothing else carries yet."""
     while True:
-        token = f"{org.tracking_token_prefix}{secrets.randbelow(10**7):07d}"
+        token = make_token(secrets.randbelow(10**7), org.tracking_token_prefix)
         taken = db.session.scalar(select(Email.id).where(Email.tracking_token == token).limit(1)) or \
             db.session.scalar(select(TrackRequest.id).where(TrackRequest.tracking_token == token).limit(1))
         if not taken:
@@ -567,52 +507,6 @@ def request_tracking(p: Principal, internet_message_id: str | None, *, subject: 
     req.set_regarding(*(regarding or (None, None)))
     db.session.flush()
     return req
-
-
-def own_request(p: Principal, *, identity: str | None = None,
-                token: str | None = None) -> TrackRequest | None:
-    """The user's own track request for an item, by its identity or by its tracking token."""
-    if identity:
-        cond = TrackRequest.internet_message_id == normalize_message_id(identity)
-    elif token:
-        cond = TrackRequest.tracking_token == token
-    else:
-        return None
-    return db.session.scalar(select(TrackRequest).where(TrackRequest.user_id == p.user_id, cond)
-                             .order_by(TrackRequest.id.desc()).limit(1))
-
-
-def find_tracked(p: Principal, identity: str | None, item_type: str = "email") -> Activity | None:
-    """The tracked email (by Message-ID) or meeting (by UID) the user may read, or None."""
-    if not identity:
-        return None
-    if item_type == "appointment":
-        found = db.session.scalar(select(Appointment).where(Appointment.global_object_id == identity)
-                                  .order_by(Appointment.id).limit(1))
-    else:
-        found = find_email(normalize_message_id(identity) or identity)
-    return found if found is not None and authz.can(p, "read", found) else None
-
-
-def tracking_status(p: Principal, identity: str | None, *, item_type: str = "email",
-                    token: str | None = None) -> TrackingStatus:
-    """Tracked, pending, failed or not tracked, as this user sees the item. A draft, which
-    has no identity yet, is known by the tracking token in its subject."""
-    req = own_request(p, identity=identity, token=None if identity else token)
-    if req is None and identity and token:
-        # The sent copy of a draft the user asked to track, known by the token in its subject:
-        # pending until it is tracked (by the pane, which then sends its content, or by sync).
-        draft = own_request(p, token=token)
-        if draft is not None and draft.status == "pending" and draft.internet_message_id is None:
-            req = draft
-    if req is not None and req.status == "untracked":
-        return TrackingStatus("not_tracked")
-    activity = find_tracked(p, identity, item_type)
-    if activity is not None:
-        return TrackingStatus("tracked", activity, activity.regarding_ref)
-    if req is not None and req.status in ("pending", "failed"):
-        return TrackingStatus(req.status, None, req.regarding_ref, req.reason)
-    return TrackingStatus("not_tracked")
 
 
 def _clear_untracked(p: Principal, identity: str | None) -> None:

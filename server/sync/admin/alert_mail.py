@@ -33,7 +33,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from server.crm.activities import ActivityParty, Email
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.models import Queue
 from server.db import db, utcnow
 from server.security.models import Role, User, team_member, team_role, user_role
@@ -79,7 +79,7 @@ def _minutes() -> int:
 
 def sender_mailbox() -> Mailbox | None:
     """The configured "alerts from" mailbox, when it exists and may send."""
-    address = normalize(current_app.config.get("REGARDING_ALERTS_FROM") or "")
+    address = normalize_address(current_app.config.get("REGARDING_ALERTS_FROM") or "")
     if not address:
         return None
     mailbox = db.session.scalar(select(Mailbox).where(Mailbox.email_address == address))
@@ -216,14 +216,14 @@ def _queue(sender: Mailbox, user: User, items: list[_Item], *, admin: bool,
     email = Email(subject=subject, text_body=text, direction="outgoing", status="pending_send",
                   state="open", priority="normal", occurred_on=now, created_on=now,
                   modified_on=now, sender_address=sender.email_address,
-                  to_recipients=normalize(user.email),
+                  to_recipients=normalize_address(user.email),
                   owner_user_id=sender.user_id if sender.user_id else owner.owner_user_id,
                   owner_team_id=None if sender.user_id else owner.owner_team_id,
                   owning_business_unit_id=sender.owning_business_unit_id)
     sender_party = ActivityParty(role="from", address=sender.email_address,
                                  name=getattr(owner, "full_name", None) or getattr(owner, "name", None))
     sender_party.set_party("user" if sender.user_id else "queue", sender.user_id or sender.queue_id)
-    to_party = ActivityParty(role="to", address=normalize(user.email), name=user.full_name)
+    to_party = ActivityParty(role="to", address=normalize_address(user.email), name=user.full_name)
     to_party.set_party("user", user.id)
     email.parties.extend([sender_party, to_party])
     db.session.add(email)

@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import select
 
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.security.authz import Principal
@@ -34,10 +34,10 @@ def add_block(p: Principal, data: dict) -> TrackingBlock:
         raise Forbidden("Changing the tracking blocklist needs write on the organization.")
     raw = (data.get("pattern") or "").strip().lower()[:320]
     if raw.startswith("@"):  # a domain: normalized as the domain of an address
-        address = normalize("x" + raw)
+        address = normalize_address("x" + raw)
         pattern = "@" + address.split("@", 1)[1] if address else raw
     else:
-        pattern = normalize(raw) or raw
+        pattern = normalize_address(raw) or raw
     if not _PATTERN.match(pattern or ""):
         raise Invalid("Enter an address (someone@example.com) or a domain (@example.com).",
                       {"pattern": "Enter an address or an @domain."})

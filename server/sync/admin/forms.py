@@ -8,11 +8,8 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time as dtime, timezone
 
-from sqlalchemy import func, select
-
-from server.db import db
 from server.errors import Invalid
-from server.security import authz
+from server.security import authz, directory
 from server.security.authz import Principal
 from server.security.models import BusinessUnit
 from server.sync.models import EmailServerProfile, Mailbox
@@ -96,6 +93,4 @@ def creatable_units(p: Principal, table: str) -> list[BusinessUnit]:
     """The business units in which ``p`` may create an ``email_server_profile`` or a
     ``mailbox``."""
     model = {"email_server_profile": EmailServerProfile, "mailbox": Mailbox}[table]
-    units = db.session.scalars(select(BusinessUnit).where(authz.scope(p, BusinessUnit, "read"))
-                               .order_by(func.lower(BusinessUnit.name))).all()
-    return [u for u in units if authz.can_create(p, model, u.id)]
+    return [u for u in directory.units(p) if authz.can_create(p, model, u.id)]

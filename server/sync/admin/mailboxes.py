@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, or_, select
 
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.crm.models import Organization, Queue
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid
@@ -131,7 +131,7 @@ def _profile_for(p: Principal, data: dict, errors: dict) -> EmailServerProfile |
 
 def _address(data: dict, errors: dict, mailbox: Mailbox | None) -> str | None:
     raw = forms.text(data, "email_address", "Email address", errors, max_length=320, required=True)
-    address = normalize(raw) if raw else None
+    address = normalize_address(raw) if raw else None
     if raw and not address:
         errors["email_address"] = "Enter an email address."
         return None

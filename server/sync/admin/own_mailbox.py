@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import Forbidden, Invalid, ServiceError
 from server.security import authz
@@ -53,7 +53,7 @@ def _why_not(p: Principal, mailbox: Mailbox | None) -> str | None:
     if mailbox is None:
         return ("The CRM has no mailbox for you yet: ask an administrator to add yours "
                 "(Email tracking → Mailboxes).")
-    if normalize(mailbox.email_address) != normalize(p.user.email or ""):
+    if normalize_address(mailbox.email_address) != normalize_address(p.user.email or ""):
         return (f"Your CRM mailbox is {mailbox.email_address}, not your own address "
                 f"{p.user.email}: only your own mailbox can be connected from Outlook.")
     if not authz.can(p, "write", mailbox):

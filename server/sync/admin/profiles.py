@@ -18,8 +18,10 @@ from server.errors import Conflict, Forbidden
 from server.security import authz
 from server.security.authz import Principal
 from server.security.privileges import Depth
+from server.sync import connectors
 from server.sync.admin import forms
 from server.sync.admin.forms import PAGE
+from server.sync.engine import hosts
 from server.sync.models import (AUTH_METHODS, INCOMING_PROTOCOLS, OUTGOING_PROTOCOLS, SECURITY,
                                 EmailServerProfile, Mailbox)
 
@@ -95,17 +97,19 @@ def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None
         host = v[f"{side}_host"]
         if host and not _HOST.match(host):
             errors[f"{side}_host"] = "Enter a host name or an IP address."
-    protocol = v["incoming_protocol"]
-    if protocol in ("imap", "pop3", "ews") and not v["incoming_host"]:
-        errors["incoming_host"] = "The incoming server is required for this protocol."
-    if protocol == "maildir" and not v["maildir_root"]:
+    known = {"incoming": INCOMING_PROTOCOLS, "outgoing": OUTGOING_PROTOCOLS}
+    needs = {side: connectors.for_direction(v[f"{side}_protocol"], side).needs
+             for side in known if v[f"{side}_protocol"] in known[side]}
+    for side, need in needs.items():
+        if need.host and not v[f"{side}_host"]:
+            errors[f"{side}_host"] = f"The {side} server is required for this protocol."
+    if "incoming" in needs and needs["incoming"].store is not None and not v["maildir_root"]:
         errors["maildir_root"] = "A Maildir profile needs the directory that holds the trees."
-    if v["outgoing_protocol"] == "smtp" and not v["outgoing_host"]:
-        errors["outgoing_host"] = "The outgoing server is required for SMTP."
     if v["use_service_account"] and not v["service_username"]:
         errors["service_username"] = "Name the service account, or use each mailbox's own."
     if v["auth_method"] == "oauth2" and not (v["oauth_tenant"] and v["oauth_client_id"]):
         errors["oauth_client_id"] = "OAuth 2 needs the tenant and the client ID."
+    errors = {**hosts.profile_errors(v), **errors}
     unit_id = forms.integer(data, "owning_business_unit_id", "Business unit", errors, low=1,
                    high=2**31 - 1)
     v["owning_business_unit_id"] = unit_id or (profile.owning_business_unit_id if profile

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select
 
-from server.crm.services.tracking import normalize_message_id
+from server.mailkeys import normalize_message_id
 from server.db import db
 from server.errors import Invalid, NotFound
 from server.security import authz

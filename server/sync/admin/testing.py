@@ -14,16 +14,11 @@ from dataclasses import dataclass
 from server.crm.models import Organization
 from server.db import db, utcnow
 from server.sync.engine.accounts import account_for, credentials, protocol_of
-from server.sync.connectors import incoming, outgoing
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors import for_direction
+from server.sync.connectors.base import Connector, ConnectorError, Needs, Sender
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
-                 ("pop3", "tls"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110,
-                 ("smtp", "tls"): 465, ("smtp", "starttls"): 587, ("smtp", "none"): 25}
-
 
 @dataclass(frozen=True)
 class DirectionResult:
@@ -46,7 +41,6 @@ class TestResult:
 @dataclass(frozen=True)
 class _Where:
     """The server a direction talks to, for messages."""
-    protocol: str
     host: str
     port: int | None
     profile: str
@@ -60,7 +54,7 @@ class _Where:
         return f"{self.host}:{self.port}" if self.port else self.host
 
 
-def _where(mailbox: Mailbox, direction: str, protocol: str) -> _Where:
+def _where(mailbox: Mailbox, direction: str, needs: Needs) -> _Where:
     profile = mailbox.server_profile
     if direction == "incoming":
         host, port, security = profile.incoming_host, profile.incoming_port, profile.incoming_security
@@ -70,9 +64,20 @@ def _where(mailbox: Mailbox, direction: str, protocol: str) -> _Where:
         login = credentials(mailbox, profile)[0]
     except ConnectorError:
         login = mailbox.username or mailbox.email_address
-    return _Where(protocol, host or "the server", port or DEFAULT_PORTS.get((protocol, security or "tls")),
+    return _Where(host or "the server", port or needs.ports.get(security or "tls"),
                   profile.name, login, mailbox.email_address, bool(profile.use_service_account),
                   profile.auth_method == "oauth2")
+
+
+# Failures to reach a server read alike (refused, unknown name, no answer, not allowed):
+# Test & Enable must not tell an administrator which ports of which hosts are open.
+CONNECT_FAILURES = frozenset({"connection_refused", "host_not_found", "timeout",
+                              "could_not_connect"})
+
+
+def _failed(exc: ConnectorError, where: _Where) -> DirectionResult:
+    code = "could_not_connect" if exc.code in CONNECT_FAILURES else exc.code
+    return DirectionResult(False, explain(exc, where), code)
 
 
 def explain(error: ConnectorError, where: _Where) -> str:
@@ -92,17 +97,11 @@ def explain(error: ConnectorError, where: _Where) -> str:
         return (f"{host} asks for a sign-in before it takes mail. Enter a user name and "
                 f"password for this mailbox (or a service account in the server profile "
                 f"{where.profile}) and test again.")
-    if code == "connection_refused":
-        return (f"{host} refused the connection on port {where.port}. Check the server name, "
-                f"port and security setting in the server profile {where.profile}, and that the "
-                "server is running, then test again.")
-    if code == "host_not_found":
-        return (f"The server name {host} could not be found. Correct it in the server profile "
-                f"{where.profile} and test again.")
-    if code == "timeout":
-        return (f"{where.server_port} did not answer in time. Check the port in the server "
-                f"profile {where.profile} and any firewall between this server and {host}, then "
-                "test again.")
+    if code in CONNECT_FAILURES:
+        return (f"Could not connect to {where.server_port}. Check the server name, port and "
+                f"security setting in the server profile {where.profile}, that the server is "
+                "running and reachable from here, and, for a loopback or link-local address, "
+                "that the organization's allowed local mail servers list it; then test again.")
     if code == "tls_failed":
         return (f"{error.message} Check the security setting (TLS or STARTTLS) and the port in "
                 f"the server profile {where.profile}; if {host} uses a certificate from a "
@@ -123,31 +122,29 @@ def explain(error: ConnectorError, where: _Where) -> str:
             f"{where.profile}.")
 
 
-def _test_incoming(mailbox: Mailbox, protocol: str) -> DirectionResult:
-    where = _where(mailbox, "incoming", protocol)
+def _test_incoming(mailbox: Mailbox, connector_cls: type[Connector]) -> DirectionResult:
+    where = _where(mailbox, "incoming", connector_cls.needs)
     try:
-        with incoming(protocol)(account_for(mailbox, "incoming")) as connector:
+        with connector_cls(account_for(mailbox, "incoming")) as connector:
             folders = connector.list_folders()
     except ConnectorError as exc:
-        return DirectionResult(False, explain(exc, where), exc.code)
-    if protocol == "maildir":
+        return _failed(exc, where)
+    if connector_cls.needs.store is not None:
         return DirectionResult(True, f"Found the Maildir of {mailbox.email_address} with "
                                      f"{len(folders)} folder(s).")
     return DirectionResult(True, f"Signed in to {where.host} as {where.login} and found "
                                  f"{len(folders)} folder(s).")
 
 
-def _test_outgoing(mailbox: Mailbox, protocol: str) -> DirectionResult:
-    where = _where(mailbox, "outgoing", protocol)
+def _test_outgoing(mailbox: Mailbox, sender_cls: type[Sender]) -> DirectionResult:
+    where = _where(mailbox, "outgoing", sender_cls.needs)
     address = mailbox.email_address
     try:
-        with outgoing(protocol)(account_for(mailbox, "outgoing")) as sender:
-            verify = getattr(sender, "verify", None)
-            if verify is not None:
-                verify(address, address)
+        with sender_cls(account_for(mailbox, "outgoing")) as sender:
+            sender.verify(address, address)
     except ConnectorError as exc:
-        return DirectionResult(False, explain(exc, where), exc.code)
-    if protocol == "maildir":
+        return _failed(exc, where)
+    if sender_cls.needs.store is not None:
         return DirectionResult(True, "Sent mail will be written to the Maildir store.")
     return DirectionResult(True, f"{where.host} accepts mail from {address} "
                                  "(checked without sending a message).")
@@ -171,8 +168,12 @@ def _run(mailbox: Mailbox, direction: str) -> DirectionResult | None:
                                       f"{direction} server. Add one or set this mailbox's "
                                       f"{direction} email to None, then test again.",
                                "not_configured")
+    try:
+        tested = for_direction(protocol, direction)
+    except ConnectorError as exc:
+        return DirectionResult(False, exc.message, exc.code)
     run = _test_incoming if direction == "incoming" else _test_outgoing
-    return run(mailbox, protocol)
+    return run(mailbox, tested)
 
 
 def _status(result: DirectionResult | None) -> str:

@@ -1,4 +1,5 @@
-"""The one small interface every mail connector implements, and the errors it raises.
+"""The small interface every mail connector implements, the capabilities a connector may
+declare beside it, what its Account must carry, and the errors it raises.
 
 A connector is opened per mailbox sync (``with Connector(account) as c:``), lists folders
 with stable keys, and returns changes since an opaque per-folder cursor. The engine stores
@@ -7,9 +8,12 @@ skips or duplicates it.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -23,13 +27,16 @@ class Account:
     password: str | None = None
     oauth_token: str | None = None  # XOAUTH2 access token
     root: str | None = None  # maildir: the mailbox's Maildir folder
+    delegated: bool = False  # token_provider: the mailbox's own token, else the app's (app-only)
     settings: dict = field(default_factory=dict)
     timeout: float = 30.0
-    # Graph: a fresh access token on each call (``fresh=True``: the last one was refused;
-    # EWS: (token, when it must be renewed)),
-    # and what to do when a sync's connector closes (push subscriptions). Set by accounts.
+    # A class whose ``Needs.oauth`` is TOKEN or RENEWING_TOKEN: an access token on each call
+    # (``fresh=True``: the last one was refused), with the time to renew it by for
+    # RENEWING_TOKEN; and, for a connector with ``Subscriptions``, what to do when a sync's
+    # connector closes (keep its subscriptions up). Set by ``sync.engine.accounts``.
     token_provider: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
-    on_close: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
+    on_close: Callable[[Subscriptions], None] | None = field(default=None, compare=False,
+                                                             repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,25 @@ class Changes:
     reset: bool = False  # the old cursor was invalid (e.g. UIDVALIDITY changed): full resync
 
 
+XOAUTH2 = "xoauth2"  # an access token in Account.oauth_token, beside the usual login
+TOKEN = "token"  # Account.token_provider(fresh=False) -> access token; no server login
+RENEWING_TOKEN = "renewing_token"  # token_provider -> (token, epoch seconds to renew it by)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a connector or sender class needs in its ``Account``, declared on the class
+    (``needs``), so the engine builds the Account and Test & Enable words its messages
+    without knowing protocols by name."""
+    host: bool = False  # a server whose host name the profile gives
+    ports: Mapping[str, int] = field(default_factory=dict)  # its default port by security
+    # A Maildir tree on this machine: (the profile's store, the mailbox's address) -> the
+    # Account's root. Nothing else is needed.
+    store: Callable[[str, str], str | Path] | None = None
+    oauth: str = XOAUTH2  # how a profile that signs in with OAuth reaches it
+    oauth_always: bool = False  # signs in with a token whatever the profile says (Graph)
+
+
 class ConnectorError(Exception):
     """``severity``: message (quarantine and go on), folder, mailbox (back off, then disable),
     auth (disable at once: a person must fix credentials), fatal."""
@@ -71,30 +97,127 @@ class ConnectorError(Exception):
         self.code, self.message, self.severity, self.retry_after = code, message, severity, retry_after
 
 
-class Connector(Protocol):
-    def __init__(self, account: Account) -> None: ...
+class Connector(ABC):
+    """What every mail connector does: ``with Connector(account) as c:`` opens one session,
+    lists the folders, reads changes and messages, and waits for changes. What more it can
+    do it declares by deriving from the capability classes below, which the engine checks
+    with ``isinstance``; ``needs`` says what its ``Account`` must carry."""
+
+    needs: ClassVar[Needs]
+
+    @abstractmethod
     def __enter__(self) -> Connector: ...
+
+    @abstractmethod
     def __exit__(self, *exc) -> None: ...
+
+    @abstractmethod
     def list_folders(self) -> list[Folder]: ...
+
+    @abstractmethod
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes: ...
+
+    @abstractmethod
     def fetch_message(self, folder: Folder, ref: str) -> bytes: ...
-    def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None: ...
-    # Optional: ``set_keywords(folder, refs, keyword)`` sets it on many messages of a folder
-    # in one request (the engine writes a batch's category so where offered). Optional too:
-    # ``prefetch = True`` says ``fetch_changes`` needs no application context and may run
-    # in another thread while the engine leaves the connector alone (it reads the next
-    # batch while the current one is processed). And ``headers_first = True`` says
-    # ``fetch_changes(..., headers_only=True)`` returns header sections only (incomplete
-    # messages) and ``fetch_messages(folder, refs)`` returns {ref: whole message} in one
-    # request: the engine decides from headers and reads only the mail it tracks.
+
+    @abstractmethod
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         """Block until one of the folders changes (IDLE, NOTIFY, inotify, push) or the
         timeout passes; returns the keys of changed folders (empty: none or unknown)."""
-        ...
 
 
-class Sender(Protocol):
-    def __init__(self, account: Account) -> None: ...
+class Keywords(ABC):
+    """Writes a keyword (IMAP keyword, Outlook category) on a message: the engine marks what
+    it tracked "Tracked to Regarding"."""
+
+    @abstractmethod
+    def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None: ...
+
+
+class BatchKeywords(Keywords):
+    """Writes a keyword on many messages of a folder in one request (the engine writes a
+    batch's category so)."""
+
+    @abstractmethod
+    def set_keywords(self, folder: Folder, refs: list[str], keyword: str) -> None: ...
+
+
+class HeadersFirst(ABC):
+    """``fetch_changes(..., headers_only=True)`` returns header sections only (incomplete
+    messages) and ``fetch_messages`` the whole of many messages in one go: the engine decides
+    from headers and reads only the mail it tracks. ``headers_first`` is False while this
+    session's server cannot (a POP3 server without TOP)."""
+
+    headers_first: bool = True
+
+    @abstractmethod
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
+                      headers_only: bool = False) -> Changes: ...
+
+    @abstractmethod
+    def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
+        """{ref: whole message}; a message no longer there is absent."""
+
+
+class ReadsAhead(ABC):
+    """``fetch_changes`` is pure protocol, needing no application context: the engine may
+    run it in another thread, reading the next batch while it processes the current one,
+    and leaves the connector alone meanwhile."""
+
+
+class SavesCopies(ABC):
+    """Keeps a copy of sent mail in the mailbox's Sent folder itself (a server that does not
+    do it when mail is sent: IMAP, Maildir)."""
+
+    @abstractmethod
+    def folder_by_role(self, role: str) -> Folder | None: ...
+
+    @abstractmethod
+    def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
+               msg_time: datetime | None = None) -> str | None:
+        """Store ``raw`` in ``folder``; its ref where the server says."""
+
+
+class Subscriptions(ABC):
+    """Change notifications by subscription (Microsoft Graph): ``synced`` holds the folders
+    a session read, whose subscriptions ``Account.on_close`` keeps up when it closes."""
+
+    synced: dict[str, Folder]
+
+    @abstractmethod
+    def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
+                            expires: datetime, lifecycle_url: str | None = None) -> dict: ...
+
+    @abstractmethod
+    def renew_subscription(self, subscription_id: str, expires: datetime) -> dict: ...
+
+    @abstractmethod
+    def delete_subscription(self, subscription_id: str) -> None: ...
+
+
+class Sender(ABC):
+    """Sends mail for one mailbox: ``with Sender(account) as s: s.send(...)``."""
+
+    needs: ClassVar[Needs]
+
+    @abstractmethod
     def __enter__(self) -> Sender: ...
+
+    @abstractmethod
     def __exit__(self, *exc) -> None: ...
-    def send(self, raw: bytes, sender: str, recipients: list[str]) -> None: ...
+
+    @abstractmethod
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict[str, str]:
+        """Send ``raw``; returns the refused recipients with the server's reason."""
+
+    @abstractmethod
+    def verify(self, sender: str, recipient: str) -> None:
+        """Test & Enable: check that mail from ``sender`` to ``recipient`` would be taken,
+        sending nothing."""
+
+
+class AssignsMessageIds(ABC):
+    """A sender whose service may give sent mail a Message-ID of its own (Exchange Online):
+    ``internet_message_ids`` maps each Message-ID we gave to the one it used."""
+
+    internet_message_ids: dict[str, str]

@@ -23,9 +23,9 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
-from server.sync.connectors.base import Account, ConnectorError
+from server.sync.connectors.base import Account, ConnectorError, Needs
 
 # Cursors longer than this (in JSON) are stored deflated and base64-encoded.
 _PACK_OVER = 2048
@@ -171,20 +171,20 @@ def _abandon(abort, client) -> None:
 
 
 class ServerSession(Session):
-    """A ``Session`` with a server at host:port: ``DEFAULT_PORTS`` by security (``tls``,
-    ``starttls``, ``none``; ``DEFAULT_SECURITY`` when the account names none), and the
-    errors the mail protocols word alike."""
+    """A ``Session`` with a server at host:port: the default port by security (``tls``,
+    ``starttls``, ``none``; ``DEFAULT_SECURITY`` when the account names none) from the
+    class's ``needs``, and the errors the mail protocols word alike."""
 
-    DEFAULT_PORTS: dict[str, int]
+    needs: ClassVar[Needs]
     DEFAULT_SECURITY = "tls"
 
     def __init__(self, account: Account):
         security = account.security or self.DEFAULT_SECURITY
-        if security not in self.DEFAULT_PORTS:
+        if security not in self.needs.ports:
             raise ValueError(f"unknown security {account.security!r}")
         super().__init__(account)
         self.security = security
-        self.port = account.port or self.DEFAULT_PORTS[security]
+        self.port = account.port or self.needs.ports[security]
         self.where = f"{account.host}:{self.port}"
 
     @property

@@ -37,7 +37,7 @@ Categories are Outlook's own, with spaces: "Tracked to Regarding" is written as 
 messages a batch tracked, one GetItem and one UpdateItem for up to 100 of them).
 
 Sending: CreateItem with the MIME content and ``SendAndSaveCopy`` into Sent Items, so the
-connector itself does not append a Sent copy (``supports_append`` is False). Bcc recipients,
+connector does not keep a Sent copy itself (it is no ``SavesCopies``). Bcc recipients,
 which the MIME headers do not carry, are given as BccRecipients.
 
 Errors: a refused sign-in (HTTP 401) and a denied impersonation or unknown mailbox are
@@ -57,10 +57,8 @@ one of the connections exchangelib shares among the mailboxes of one service acc
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.utils import getaddresses
@@ -70,10 +68,8 @@ from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Configura
 from exchangelib import Account as EwsAccount
 from exchangelib.account import Identity
 from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
-from exchangelib.errors import (AutoDiscoverFailed, ErrorAccessDenied, ErrorFolderNotFound,
-                                ErrorImpersonateUserDenied, ErrorInvalidSyncStateData,
-                                ErrorItemNotFound, ErrorNonExistentMailbox, ErrorServerBusy,
-                                EWSError, RedirectError, TransportError, UnauthorizedError)
+from exchangelib.errors import (ErrorAccessDenied, ErrorFolderNotFound, ErrorInvalidSyncStateData,
+                                ErrorItemNotFound, ErrorServerBusy, EWSError)
 from exchangelib.folders import FolderCollection
 from exchangelib.folders.base import Folder as EwsFolder
 from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, JunkEmail,
@@ -81,13 +77,15 @@ from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, Junk
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
-from exchangelib.services import GetItem, GetStreamingEvents, SyncFolderItems
+from exchangelib.services import GetItem, SyncFolderItems
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
-from requests.exceptions import RequestException
 
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (RENEWING_TOKEN, Account, BatchKeywords, Changes, Connector,
+                                         ConnectorError, FetchedMessage, Folder, Needs, Sender)
 from server.sync.connectors.common import Session, newsworthy, pack_cursor, unpack_cursor
+from server.sync.connectors.ews_errors import translated
+from server.sync.connectors.ews_stream import STREAM_EVENTS, Stream
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
 # headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
@@ -103,9 +101,6 @@ ROLES = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts", "deleteditem
 _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
                "deleteditems": DeletedItems, "junkemail": JunkEmail}
 GET_BATCH = 50  # items per GetItem
-STREAM_EVENTS = ["NewMailEvent", "CreatedEvent", "ModifiedEvent", "MovedEvent", "DeletedEvent",
-                 "CopiedEvent"]
-STREAM_MINUTES = 5  # one GetStreamingEvents connection; opened again when it closes
 DEFAULT_POLL_SECONDS = 30.0
 
 
@@ -130,11 +125,10 @@ def _version(name: str | None) -> Version | None:
                          "profile (e.g. Exchange2013_SP1, Exchange2016).", severity="auth")
 
 
-class EwsConnector(Session):
+class EwsConnector(Session, Connector, BatchKeywords):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
-    supports_keywords = True
-    supports_append = False  # sending saves its own copy in Sent Items
+    needs = Needs(oauth=RENEWING_TOKEN)  # ews_url or Autodiscover; Exchange keeps Sent copies
     _client: EwsAccount | None
 
     def __init__(self, account: Account):
@@ -143,7 +137,7 @@ class EwsConnector(Session):
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
         self._root_folder: Root | None = None
-        self._stream: _Stream | None = None
+        self._stream: Stream | None = None
         self._streaming_refused = False
 
     # -- session --------------------------------------------------------------------------
@@ -158,7 +152,7 @@ class EwsConnector(Session):
 
     @property
     def _app_only(self) -> bool:
-        return bool(self.account.token_provider and self.settings.get("_ews_app_only"))
+        return bool(self.account.token_provider and not self.account.delegated)
 
     def _credentials(self):
         account = self.account
@@ -221,73 +215,10 @@ class EwsConnector(Session):
     def ews(self) -> EwsAccount:
         return self.client
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """exchangelib's exceptions as ``ConnectorError``s with a severity."""
-        where = self.where
-        try:
-            yield
-        except ConnectorError:
-            raise
-        except UnauthorizedError:
-            who = self.account.username or self.account.address
-            if self._oauth:
-                fix = ("grant the app the full_access_as_app permission of Office 365 Exchange "
-                       "Online with admin consent" if self._app_only else
-                       "connect the mailbox again (its sign-in was withdrawn or expired)")
-                raise ConnectorError("auth_failed", f"{where} refused the access token for "
-                                     f"{self.account.address}: {fix}.", severity="auth") from None
-            raise ConnectorError("auth_failed", f"{where} refused the password for {who}.",
-                                 severity="auth") from None
-        except ErrorImpersonateUserDenied:
-            fix = ("grant the app the full_access_as_app permission of Office 365 Exchange Online "
-                   "with admin consent" if self._app_only else "give the service account the "
-                   "ApplicationImpersonation role")
-            who = "the app" if self._app_only else self.account.username
-            raise ConnectorError("impersonation_denied", f"{where} does not let {who} act for "
-                                 f"{self.account.address}: {fix}.", severity="auth") from None
-        except ErrorNonExistentMailbox:
-            raise ConnectorError("no_mailbox", f"{where} has no mailbox "
-                                 f"{self.account.address}.", severity="auth") from None
-        except ErrorAccessDenied:
-            raise ConnectorError("access_denied", f"{where} denied access to "
-                                 f"{self.account.address} while {what}: check the account's "
-                                 "permissions on this mailbox.", severity="auth") from None
-        except ErrorServerBusy as exc:
-            wait = float(exc.back_off or 60)
-            raise ConnectorError("server_busy", f"{where} is busy (throttled) while {what}; it "
-                                 f"asked to wait {wait:.0f} seconds.", severity="mailbox",
-                                 retry_after=wait) from None
-        except ErrorItemNotFound:
-            raise ConnectorError("message_not_found", f"A message is no longer there while "
-                                 f"{what}.", severity="message") from None
-        except ErrorFolderNotFound:
-            raise ConnectorError("folder_not_found", f"A folder is no longer there while "
-                                 f"{what}.", severity="folder") from None
-        except AutoDiscoverFailed as exc:
-            raise ConnectorError("autodiscover_failed", f"Autodiscover found no EWS endpoint for "
-                                 f"{self.account.address} ({exc}): enter the EWS URL in the "
-                                 "server profile.", severity="mailbox", retry_after=300) from None
-        except RedirectError as exc:
-            raise ConnectorError("redirected", f"{where} redirected the request ({exc}): check "
-                                 "the EWS URL.", severity="mailbox", retry_after=300) from None
-        except (RequestException, OSError) as exc:
-            raise ConnectorError("connection_lost", f"The connection to {where} failed while "
-                                 f"{what} ({type(exc).__name__}).", severity="mailbox",
-                                 retry_after=60) from None
-        except TransportError as exc:  # includes other per-response errors
-            if isinstance(exc.__context__, ErrorServerBusy):
-                # exchangelib's version probe reports a busy server as "no version headers"
-                busy = exc.__context__
-                wait = float(busy.back_off or 60)
-                raise ConnectorError("server_busy", f"{where} is busy (throttled) while {what}; "
-                                     f"it asked to wait {wait:.0f} seconds.", severity="mailbox",
-                                     retry_after=wait) from None
-            raise ConnectorError("ews_error", f"{where} answered an error while {what}: "
-                                 f"{_detail(exc)}", severity="mailbox", retry_after=60) from None
-        except EWSError as exc:
-            raise ConnectorError("ews_error", f"{where} answered an error while {what}: "
-                                 f"{_detail(exc)}", severity="mailbox", retry_after=60) from None
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        """exchangelib's exceptions as ``ConnectorError``s with a severity (``ews_errors``)."""
+        return translated(what, self.where, self.account, oauth=self._oauth,
+                          app_only=self._app_only)
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -507,7 +438,7 @@ class EwsConnector(Session):
                 changed.add(folder.key)
         return changed
 
-    def _stream_for(self, folders: list[Folder], keys: frozenset[str]) -> _Stream | None:
+    def _stream_for(self, folders: list[Folder], keys: frozenset[str]) -> Stream | None:
         """The running stream on exactly these folders (started when needed), or None when
         the server takes no streaming subscription."""
         if self._stream is not None and self._stream.keys == keys and self._stream.alive:
@@ -527,7 +458,7 @@ class EwsConnector(Session):
                          self.where, type(exc).__name__)
                 self._streaming_refused = True
                 return None
-        self._stream = _Stream(self.ews, subscription, keys)
+        self._stream = Stream(self.ews, subscription, keys)
         return self._stream
 
     def _stop_stream(self) -> None:
@@ -570,79 +501,6 @@ class _ProvidedToken(OAuth2AuthorizationCodeCredentials):
         self.access_token = self._fetch()
 
 
-class _Stream:
-    """A streaming subscription read by a daemon thread: GetStreamingEvents held open for
-    ``STREAM_MINUTES`` at a time and opened again, the keys of changed folders gathered until
-    a wait takes them. ``stop`` unsubscribes and closes the open stream."""
-
-    def __init__(self, ews: EwsAccount, subscription: str, keys: frozenset[str]):
-        self.ews, self.subscription, self.keys = ews, subscription, keys
-        self.fresh = True
-        self.changed: set[str] = set()
-        self.error: BaseException | None = None
-        self.stopped = False
-        self.service: GetStreamingEvents | None = None
-        self.condition = threading.Condition()
-        self.thread = threading.Thread(target=self._run, name="ews-stream", daemon=True)
-        self.thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.error is None and not self.stopped
-
-    def _run(self) -> None:
-        while not self.stopped:
-            try:
-                self.service = GetStreamingEvents(account=self.ews)
-                for notification in self.service.call(subscription_ids=[self.subscription],
-                                                      connection_timeout=STREAM_MINUTES):
-                    found = {ident for event in notification.events or ()
-                             for ident in _event_folders(event) if ident in self.keys}
-                    if found:
-                        with self.condition:
-                            self.changed |= found
-                            self.condition.notify_all()
-            except BaseException as exc:  # reported by the next wait
-                with self.condition:
-                    if not self.stopped:
-                        self.error = exc
-                    self.condition.notify_all()
-                return
-
-    def take(self, timeout: float) -> set[str]:
-        with self.condition:
-            self.condition.wait_for(lambda: self.changed or self.error or self.stopped, timeout)
-            if self.error is not None:
-                raise self.error
-            found, self.changed = self.changed, set()
-            return found
-
-    def stop(self) -> None:
-        with self.condition:
-            self.stopped = True
-            self.condition.notify_all()
-        try:
-            FolderCollection(account=self.ews, folders=[]).unsubscribe(self.subscription)
-        except Exception:  # it expires on its own
-            pass
-        service = self.service
-        if service is not None:
-            try:
-                service.stop_streaming()
-            except Exception:
-                pass
-        self.thread.join(timeout=2)
-
-
-def _event_folders(event) -> list[str]:
-    out = []
-    for attr in ("parent_folder_id", "old_parent_folder_id", "folder_id"):
-        ident = getattr(getattr(event, attr, None), "id", None)
-        if ident:
-            out.append(ident)
-    return out
-
-
 def _item_fields(root: Root) -> set:
     folder = EwsFolder(root=root)
     return {f for f in folder.normalize_fields(["mime_content", "categories", "datetime_received"])
@@ -654,16 +512,10 @@ def _category_fields(root: Root) -> set:
     return {f for f in folder.normalize_fields(["categories"]) if not f.field.is_attribute}
 
 
-def _detail(exc: BaseException) -> str:
-    """The error's words without the XML exchangelib quotes in some (it may hold mail)."""
-    text = str(exc)
-    if "<" in text:
-        text = text.split("<", 1)[0].rstrip(" ({:")
-    return (text or type(exc).__name__)[:300]
-
-
-class EwsSender:
+class EwsSender(Sender):
     """Sends through EWS: CreateItem with the MIME content, saving a copy in Sent Items."""
+
+    needs = EwsConnector.needs
 
     def __init__(self, account: Account):
         self.connector = EwsConnector(account)
@@ -700,6 +552,3 @@ class EwsSender:
             message.send_and_save()
         return {}
 
-
-CONNECTOR = EwsConnector
-SENDER = EwsSender

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.graph_client import GraphClient, retry_after
 
 LARGE_ATTACHMENT = 3_000_000  # bytes: above this an attachment goes through an upload session
 RANGE_UNIT = 320 * 1024
@@ -73,10 +74,9 @@ def split_large(raw: bytes) -> tuple[bytes, list[LargeAttachment]]:
     return message.as_bytes(policy=policy.default.clone(linesep="\r\n")), large
 
 
-def upload(client, draft_id: str, attachment: LargeAttachment, what: str) -> None:
+def upload(client: GraphClient, draft_id: str, attachment: LargeAttachment, what: str) -> None:
     """Attach ``attachment`` to the draft through an upload session (``client``: the
     sender's GraphClient)."""
-    from server.sync.connectors.graph import _retry_after  # graph imports this module
     path = f"{client.user}/messages/{quote(draft_id, safe='')}/attachments/createUploadSession"
     reply = client.call("POST", path, json_body={"AttachmentItem": attachment.item()}, what=what)
     if not reply.ok:
@@ -103,7 +103,7 @@ def upload(client, draft_id: str, attachment: LargeAttachment, what: str) -> Non
                 f"{attachment.name} ({total // 1_000_000} MB) while {what} (HTTP "
                 f"{status or 'connection lost'} at byte {start}).", severity="mailbox",
                 retry_after=300)
-        time.sleep(min(MAX_RANGE_WAIT, _retry_after(headers, failures - 1)))
+        time.sleep(min(MAX_RANGE_WAIT, retry_after(headers, failures - 1)))
     raise ConnectorError("graph_bad_response", f"Microsoft Graph did not finish the upload of "
                          f"{attachment.name} while {what}.", severity="mailbox", retry_after=60)
 

@@ -27,23 +27,23 @@ from __future__ import annotations
 import imaplib
 import logging
 import re
-import select
-import socket
-import ssl
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from imapclient import IMAPClient
 from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
+                                         FetchedMessage, Folder, HeadersFirst, Needs,
+                                         ReadsAhead, SavesCopies)
 from server.sync.connectors.common import (ServerSession, category_to_keyword,  # noqa: F401
-                                           keyword_to_category, newsworthy, pack_cursor,
-                                           tls_context, unpack_cursor)
+                                           keyword_to_category, pack_cursor, tls_context,
+                                           unpack_cursor)
+from server.sync.connectors.imap_fetch import (categories, flags_newsworthy, only_ours, text,
+                                               uid_fetch, uid_set)
+from server.sync.connectors.imap_wait import Waiting
 
 # imapclient sends every protocol line to this logger at DEBUG: message bodies included.
 # Mail content is never logged, whatever the application's log level.
@@ -54,119 +54,14 @@ SPECIAL_USE_ROLES = {b"\\SENT": "sent", b"\\DRAFTS": "drafts", b"\\TRASH": "tras
                      b"\\JUNK": "junk"}
 FETCH_BATCH = 50  # bodies per FETCH command
 HEADER_BATCH = 500  # header sections per FETCH command
-MAX_IDLE_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
 _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
 
 
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _categories(flags: Iterable) -> tuple[str, ...]:
-    return tuple(keyword_to_category(_text(f)) for f in flags or () if not _text(f).startswith("\\"))
-
-
-def _newsworthy(flags: Iterable) -> bool:
-    return newsworthy(_text(f) for f in flags or ())
-
-
-def _only_ours(flags: Iterable, ours: str | None) -> bool:
-    """Whether the only keyword on a message is the one this session wrote to it."""
-    if ours is None:
-        return False
-    return {_text(f) for f in flags or () if newsworthy([_text(f)])} <= {ours}
-
-
-def _utc(value) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-@dataclass
-class _Fetched:
-    raw: bytes | None = None
-    flags: tuple[bytes, ...] = ()
-    arrived_on: datetime | None = None
-    size: int | None = None
-
-
-_FETCH_ITEM = re.compile(rb'UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE "([^"]*)"|RFC822\.SIZE (\d+)')
-_FETCH_SEQ = re.compile(rb"(\d+) \(")
-_INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
-_MONTHS = {m.encode(): n for n, m in enumerate(
-    "jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
-
-
-def _internaldate(text: bytes) -> datetime | None:
-    """An IMAP date-time ("22-Nov-2026 17:13:04 +0100") in UTC."""
-    match = _INTERNALDATE.fullmatch(text)
-    if match is None or match.group(2).lower() not in _MONTHS:
-        return None
-    day, month, year, hour, minute, second, sign, zh, zm = match.groups()
-    offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == b"-" else 1)
-    try:
-        moment = datetime(int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute),
-                          int(second), tzinfo=timezone(offset))
-    except ValueError:
-        return None
-    return moment.astimezone(timezone.utc)
-
-
-def _uid_fetch(imap: imaplib.IMAP4, uids: list[int], items: str) -> dict[int, _Fetched]:
-    """``UID FETCH uids (items)`` with imaplib alone, the response read with a few patterns:
-    imapclient's general response parser cost twice the reading itself. At most one literal
-    per message (the body section); a response without a UID (an unsolicited flag change)
-    is left out."""
-    imap.untagged_responses.pop("FETCH", None)
-    typ, data = imap.uid("FETCH", ",".join(map(str, uids)), f"({items})")
-    if typ != "OK":
-        raise imaplib.IMAP4.error(f"FETCH failed: {_text(data[0]) if data and data[0] else typ}")
-    found: dict[int, _Fetched] = {}
-    current: _Fetched | None = None
-    for entry in data:
-        if entry is None:
-            continue
-        head, literal = entry if isinstance(entry, tuple) else (entry, None)
-        if _FETCH_SEQ.match(head):  # a new message's response (else: its rest after a literal)
-            current = _Fetched()
-        elif current is None:
-            continue
-        for match in _FETCH_ITEM.finditer(head):
-            number, flags, date, size = match.groups()
-            if number is not None:
-                found[int(number)] = current
-            elif flags is not None:
-                current.flags = tuple(flags.split())
-            elif date is not None:
-                current.arrived_on = _internaldate(date)
-            elif size is not None:
-                current.size = int(size)
-        if literal is not None:
-            current.raw = bytes(literal)
-    return found
-
-
-def _uid_set(text: str, upto: int) -> list[int]:
-    """``"1:3,7"`` -> [1, 2, 3, 7], ignoring UIDs above ``upto``."""
-    out: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition(":")
-        if not low.isdigit() or (high and not high.isdigit()):
-            continue
-        first, last = sorted((int(low), int(high or low)))
-        out.extend(range(first, min(last, upto) + 1))
-    return out
-
-
-class ImapConnector(ServerSession):
+class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFirst,
+                    ReadsAhead, SavesCopies):
     """One IMAP session for one mailbox: ``with ImapConnector(account) as imap: ...``."""
 
-    supports_keywords = True
-    supports_append = True
-    prefetch = True  # fetch_changes is pure protocol: the engine may read ahead in a thread
-    headers_first = True  # fetch_changes(headers_only=True) and fetch_messages
-    DEFAULT_PORTS = DEFAULT_PORTS
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     _client: IMAPClient | None
 
     def __init__(self, account: Account):
@@ -224,7 +119,7 @@ class ImapConnector(ServerSession):
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
-            raise self._refused(_text(exc.args[0] if exc.args else exc)) from None
+            raise self._refused(text(exc.args[0] if exc.args else exc)) from None
 
     def _quit(self, client: IMAPClient) -> None:
         client.logout()
@@ -246,13 +141,13 @@ class ImapConnector(ServerSession):
         except imaplib.IMAP4.abort as exc:
             self._drop()
             raise ConnectorError("connection_lost", f"The connection to {self.where} was lost "
-                                 f"while {what} ({_text(exc)}).", severity="mailbox",
+                                 f"while {what} ({text(exc)}).", severity="mailbox",
                                  retry_after=60) from None
         except (OSError, EOFError) as exc:
             raise self._lost(exc, what) from None
         except imaplib.IMAP4.error as exc:
             raise ConnectorError("imap_error", f"{self.where} answered an error while {what}: "
-                                 f"{_text(exc)}", severity="mailbox") from None
+                                 f"{text(exc)}", severity="mailbox") from None
 
     def capabilities(self) -> tuple[bytes, ...]:
         return self.client.capabilities()
@@ -267,7 +162,7 @@ class ImapConnector(ServerSession):
             upper = {f.upper() for f in flags}
             if b"\\NOSELECT" in upper or b"\\NONEXISTENT" in upper:
                 continue
-            sep = _text(delimiter) if delimiter else None
+            sep = text(delimiter) if delimiter else None
             parts = name.split(sep) if sep else [name]
             if parts[0].upper() == "INBOX":
                 parts[0] = "INBOX"
@@ -298,10 +193,10 @@ class ImapConnector(ServerSession):
         mailbox_id = status.get(b"MAILBOXID")
         if mailbox_id:
             value = mailbox_id[0] if isinstance(mailbox_id, tuple) else mailbox_id
-            return f"id:{_text(value)}"
+            return f"id:{text(value)}"
         guid = status.get(b"X-GUID")
         if guid:
-            return f"guid:{_text(guid)}"
+            return f"guid:{text(guid)}"
         uv = status.get(b"UIDVALIDITY")
         if uv is not None and uv_count.get(uv) == 1:
             return f"uv:{uv}"
@@ -352,7 +247,7 @@ class ImapConnector(ServerSession):
         typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN",
                                          f"({special}STATUS ({' '.join(items)}))")
         if typ != "OK":
-            raise imaplib.IMAP4.error(f"LIST failed: {_text(data[0]) if data else typ}")
+            raise imaplib.IMAP4.error(f"LIST failed: {text(data[0]) if data else typ}")
         _, lists = imap._untagged_response(typ, data, "LIST")
         statuses = imap.untagged_responses.pop("STATUS", [])
         status_by_name: dict[str, dict] = {}
@@ -404,7 +299,7 @@ class ImapConnector(ServerSession):
             self._selected = None
             self._names = {k: v for k, v in self._names.items() if v != name}
             raise ConnectorError("folder_not_found", f"The folder {name} could not be opened on "
-                                 f"{self.where} ({_text(exc)}).", severity="folder") from None
+                                 f"{self.where} ({text(exc)}).", severity="folder") from None
         self._selected = (name, readonly)
         return info
 
@@ -472,18 +367,18 @@ class ImapConnector(ServerSession):
         tag = imap._command("UID", "FETCH", f"1:{last_uid}", "(UID FLAGS)", modifiers)
         typ, data = imap._command_complete("FETCH", tag)
         if typ != "OK":
-            raise imaplib.IMAP4.error(f"FETCH CHANGEDSINCE failed: {_text(data[0]) if data else typ}")
+            raise imaplib.IMAP4.error(f"FETCH CHANGEDSINCE failed: {text(data[0]) if data else typ}")
         _, fetched = imap._untagged_response(typ, data, "FETCH")
         vanished = imap.untagged_responses.pop("VANISHED", [])
         removed = [str(uid) for line in vanished
-                   for uid in _uid_set(_text(line).replace("(EARLIER)", "").strip(), last_uid)]
+                   for uid in uid_set(text(line).replace("(EARLIER)", "").strip(), last_uid)]
         parsed = parse_fetch_response(fetched, False, True)
         rows = []
         for uid, item in parsed.items():
             modseq = item.get(b"MODSEQ")
             modseq = modseq[0] if isinstance(modseq, tuple) else modseq
             flags = item.get(b"FLAGS")
-            if uid <= last_uid and _newsworthy(flags) and not _only_ours(flags, tagged.get(uid)):
+            if uid <= last_uid and flags_newsworthy(flags) and not only_ours(flags, tagged.get(uid)):
                 rows.append((int(modseq or since + 1), uid))
         rows.sort()
         if len(rows) <= limit:
@@ -501,13 +396,13 @@ class ImapConnector(ServerSession):
         out: list[FetchedMessage] = []
         step = HEADER_BATCH if section == "HEADER" else FETCH_BATCH
         for start in range(0, len(uids), step):
-            found = _uid_fetch(self.client._imap, uids[start:start + step], items)
+            found = uid_fetch(self.client._imap, uids[start:start + step], items)
             for uid in uids[start:start + step]:
                 item = found.get(uid)
                 if item is None or item.raw is None:
                     continue
                 out.append(FetchedMessage(ref=str(uid), raw=item.raw,
-                                          keywords=_categories(item.flags),
+                                          keywords=categories(item.flags),
                                           arrived_on=item.arrived_on, complete=not section,
                                           size=item.size))
         return out
@@ -519,11 +414,13 @@ class ImapConnector(ServerSession):
         return self._fetch(uids, "HEADER", size=True)
 
     def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
-        """The whole of these messages of ``folder``; a message expunged meanwhile is absent."""
+        """The whole of these messages of ``folder``; a message expunged meanwhile (or a ref
+        that is no UID) is absent."""
         with self._errors(f"reading messages in {folder.name}"):
             if self._selected is None or self._selected[0] != self._name_of(folder):
                 self._open(folder, readonly=True)  # (read-only or not, BODY.PEEK reads)
-            return {m.ref: m.raw for m in self._fetch(sorted({int(r) for r in refs}), "")}
+            uids = sorted({int(r) for r in refs if r.isdigit()})  # else no UID: not here
+            return {m.ref: m.raw for m in self._fetch(uids, "")}
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
         raw = self.fetch_messages(folder, [ref]).get(ref)
@@ -546,7 +443,7 @@ class ImapConnector(ServerSession):
         uids = sorted({int(ref) for ref in refs})
         with self._errors(f"setting a keyword in {folder.name}"):
             info = self._open(folder, readonly=False)
-            permanent = {_text(f) for f in info.get(b"PERMANENTFLAGS", ())}
+            permanent = {text(f) for f in info.get(b"PERMANENTFLAGS", ())}
             if permanent and "\\*" not in permanent and flag not in permanent:
                 raise ConnectorError("keywords_unsupported", f"{self.where} does not keep "
                                      f"keywords in {folder.name}.", severity="message")
@@ -580,167 +477,3 @@ class ImapConnector(ServerSession):
                 self.client.uid_expunge([uid])
             else:
                 self.client.expunge()
-
-    # -- push ---------------------------------------------------------------------------------
-
-    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
-        """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the keys
-        of the changed folders. NOTIFY (RFC 5465) watches every folder on one connection;
-        without it IDLE watches the Inbox (or the first folder); without IDLE, STATUS polling."""
-        timeout = max(0.0, min(timeout, MAX_IDLE_SECONDS))
-        watched: dict[str, str] = {}
-        for folder in folders:
-            try:
-                watched[self._name_of(folder)] = folder.key
-            except ConnectorError:
-                continue  # a folder gone since the last listing: nothing to wait for there
-        if not watched:
-            return set()
-        with self._errors("waiting for new mail"):
-            capabilities = self.capabilities()
-            if b"IDLE" in capabilities and b"NOTIFY" in capabilities:
-                changed = self._wait_notify(watched, timeout)
-                if changed is not None:
-                    return changed
-            if b"IDLE" in capabilities:
-                inbox = next((n for n in watched if watched[n] == self._keys.get("INBOX")),
-                             next(iter(watched)))
-                return self._wait_idle(inbox, watched[inbox], timeout)
-            return self._wait_poll(watched, timeout)
-
-    def _moved_since_read(self, key: str, status: dict) -> bool:
-        """Whether a folder changed after it was last read in this session."""
-        mark = self._marks.get(key)
-        if mark is None:
-            return False
-        uidnext, highest = status.get(b"UIDNEXT"), status.get(b"HIGHESTMODSEQ")
-        return (uidnext is not None and mark[0] is not None and uidnext != mark[0]) or \
-            (highest is not None and mark[1] is not None and highest != mark[1])
-
-    def _wait_notify(self, watched: dict[str, str], timeout: float) -> set[str] | None:
-        self._unselect()
-        client = self.client
-        imap = client._imap
-        names = b" ".join(client._normalise_folder(name) for name in watched)
-        imap.untagged_responses.pop("STATUS", None)
-        for events in (b"MessageNew MessageExpunge FlagChange", b"MessageNew MessageExpunge"):
-            try:
-                # STATUS: the server reports every folder's state first, which shows mail
-                # that came after the folder was last read and before this wait began.
-                typ, _ = client._raw_command(
-                    b"NOTIFY", [b"SET STATUS (mailboxes (" + names + b") (" + events + b"))"],
-                    uid=False)
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error:
-                continue
-            if typ == "OK":
-                break
-        else:
-            return None  # the server refused both forms: plain IDLE instead
-        already = set()
-        for line in imap.untagged_responses.pop("STATUS", []):
-            parsed = parse_response([line])
-            name = str(parsed[0]) if isinstance(parsed[0], int) else decode_utf7(parsed[0])
-            values = parsed[-1]
-            status = {values[i].upper(): values[i + 1] for i in range(0, len(values) - 1, 2)}
-            if name in watched and self._moved_since_read(watched[name], status):
-                already.add(watched[name])
-        if already:
-            client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
-            return already
-
-        def changed(response) -> str | None:
-            if len(response) >= 2 and response[0] == b"STATUS":
-                name = response[1]
-                name = str(name) if isinstance(name, int) else decode_utf7(name)
-                return watched.get(name)
-            return None
-
-        try:
-            return self._idle_until(timeout, changed)
-        finally:
-            if self._client is not None:
-                client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
-
-    def _wait_idle(self, name: str, key: str, timeout: float) -> set[str]:
-        if self._moved_since_read(key, self._select(name, readonly=True)):
-            return {key}
-
-        def changed(response) -> str | None:
-            if len(response) >= 2 and response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED"):
-                return key
-            if response and response[0] == b"VANISHED":
-                return key
-            return None
-
-        return self._idle_until(timeout, changed)
-
-    def _idle_until(self, timeout: float, interpret) -> set[str]:
-        client = self.client
-        found: set[str] = set()
-        client.idle()
-        try:
-            deadline = time.monotonic() + timeout
-            while not found:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                for response in self._read_pushed(left):
-                    key = interpret(response)
-                    if key:
-                        found.add(key)
-        finally:
-            if self._client is not None:
-                _, late = client.idle_done()
-                found.update(k for k in map(interpret, late) if k)
-        return found
-
-    def _read_pushed(self, timeout: float) -> list[tuple]:
-        """Untagged responses that arrive within ``timeout`` (like imapclient's idle_check,
-        except that a closed connection raises instead of looking like silence)."""
-        client = self.client
-        sock = client.socket()
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
-        if not poller.poll(timeout * 1000):
-            return []
-        responses: list[tuple] = []
-        sock.setblocking(False)
-        try:
-            while True:
-                try:
-                    line = client._imap._get_line()
-                except (BlockingIOError, socket.timeout, ssl.SSLWantReadError):
-                    break
-                except imaplib.IMAP4.abort as exc:
-                    if "EOF" in str(exc) and responses:
-                        break  # no more buffered lines for now
-                    raise  # readable yet nothing to read: the server closed the connection
-                if line.startswith(b"* "):
-                    body = line[2:]
-                    if body.startswith((b"OK ", b"NO ", b"BYE ")):
-                        if body.startswith(b"BYE "):
-                            raise imaplib.IMAP4.abort(f"server said {_text(body)}")
-                        continue
-                    responses.append(parse_response([body]))
-        finally:
-            sock.setblocking(True)
-            client._set_read_timeout()
-        return responses
-
-    def _wait_poll(self, watched: dict[str, str], timeout: float) -> set[str]:
-        items = ["UIDNEXT", "MESSAGES"] + (["HIGHESTMODSEQ"] if b"CONDSTORE" in self.capabilities() else [])
-        interval = float(self.account.settings.get("poll_seconds", 30))
-        before = {name: self.client.folder_status(name, items) for name in watched}
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(interval, left))
-            changed = {watched[name] for name in watched
-                       if self.client.folder_status(name, items) != before[name]}
-            if changed:
-                return changed
-        return set()
-
-
-CONNECTOR = ImapConnector

@@ -20,7 +20,7 @@ keywords change to include a category comes back, as with IMAP CONDSTORE.
 ``wait_for_changes`` uses inotify (``inotify_simple``) and falls back to comparing the
 directories' modification times every 0.5 s.
 
-The sender (``SENDER``) writes sent mail into the maildir store instead of a network: its
+The sender (``MaildirSender``) writes sent mail into the maildir store instead of a network: its
 ``Account.root`` is the directory that holds all users' trees (the server profile's
 ``maildir_root``); a recipient whose tree is there gets the message in their Inbox, and
 every message is also kept in ``<root>/outbox`` (a Maildir) with ``X-Envelope-From`` and
@@ -38,7 +38,8 @@ from datetime import datetime, timezone
 from itertools import count
 from pathlib import Path
 
-from server.sync.connectors.base import Account, Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
+                                         FetchedMessage, Folder, Needs, SavesCopies, Sender)
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
 
@@ -169,11 +170,10 @@ def _flags(filename: str) -> str:
 
 # -- the connector ---------------------------------------------------------------------------
 
-class MaildirConnector:
+class MaildirConnector(Connector, BatchKeywords, SavesCopies):
     """A mailbox's Maildir tree: ``with MaildirConnector(account) as md: ...``."""
 
-    supports_keywords = True
-    supports_append = True
+    needs = Needs(store=mailbox_root)  # the mailbox's own tree in the store
 
     def __init__(self, account: Account):
         if not account.root:
@@ -496,8 +496,10 @@ class MaildirConnector:
 
 # -- the sender --------------------------------------------------------------------------------
 
-class MaildirSender:
+class MaildirSender(Sender):
     """Delivers into the maildir store: local recipients' Inboxes plus ``<root>/outbox``."""
+
+    needs = Needs(store=lambda store, _address: store)  # the whole store: it delivers to all
 
     def __init__(self, account: Account):
         if not account.root:
@@ -535,6 +537,3 @@ class MaildirSender:
     def verify(self, sender: str, recipient: str) -> None:
         self.connect()
 
-
-CONNECTOR = MaildirConnector
-SENDER = MaildirSender

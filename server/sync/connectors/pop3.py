@@ -22,8 +22,8 @@ Mail is left on the server unless the profile's setting ``delete_after_fetch`` i
 Even then a message is deleted only at the next sync, once it is in the cursor the engine
 stored with the activity: a crash between fetching and storing never loses mail.
 
-POP3 has no keywords and no push: ``set_keyword`` does nothing (``supports_keywords`` is
-False) and ``wait_for_changes`` polls the maildrop on a fresh connection every
+POP3 has no keywords and no push: the connector declares no ``Keywords``, and
+``wait_for_changes`` polls the maildrop on a fresh connection every
 ``poll_seconds`` (setting, default 60), since a POP3 session sees its maildrop as it was
 at login.
 """
@@ -37,7 +37,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import (Changes, Connector, ConnectorError, FetchedMessage, Folder,
+                                         HeadersFirst, Needs)
 from server.sync.connectors.common import ServerSession, pack_cursor, tls_context, unpack_cursor
 
 DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
@@ -102,15 +103,13 @@ def _header_section(lines: list[bytes]) -> bytes:
     return _joined(lines)
 
 
-class Pop3Connector(ServerSession):
+class Pop3Connector(ServerSession, Connector, HeadersFirst):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
-    supports_keywords = False
-    supports_append = False
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     # fetch_changes(headers_only=True) with TOP and fetch_messages with RETR: set on each
     # connection from CAPA, turned off for the session when the server refuses TOP.
     headers_first = True
-    DEFAULT_PORTS = DEFAULT_PORTS
     _client: poplib.POP3 | None
 
     def __init__(self, account):
@@ -297,9 +296,6 @@ class Pop3Connector(ServerSession):
                                  f"{self.where}.", severity="message")
         return raw
 
-    def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
-        """POP3 keeps no keywords: nothing to do."""
-
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         if not any(f.key == INBOX.key for f in folders):
             return set()
@@ -316,5 +312,3 @@ class Pop3Connector(ServerSession):
                     return {INBOX.key}
         return set()
 
-
-CONNECTOR = Pop3Connector

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import ConnectorError, Needs, Sender
 from server.sync.connectors.common import ServerSession, tls_context
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
@@ -28,10 +28,10 @@ def _reply(code: int, text) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-class SmtpSender(ServerSession):
+class SmtpSender(ServerSession, Sender):
     """One SMTP session: ``with SmtpSender(account) as smtp: smtp.send(raw, from_, to)``."""
 
-    DEFAULT_PORTS = DEFAULT_PORTS
+    needs = Needs(host=True, ports=DEFAULT_PORTS)
     DEFAULT_SECURITY = "starttls"
     _client: smtplib.SMTP | None
 
@@ -136,5 +136,3 @@ class SmtpSender(ServerSession):
                 raise self._reply_error(code, text, "checking a recipient")
             self.client.rset()
 
-
-SENDER = SmtpSender

@@ -1,7 +1,8 @@
 """Build the connector ``Account`` for one mailbox and one direction from the mailbox and its
-email server profile: host, port and security per direction, the credentials (the
-mailbox's own, or the profile's service account), an XOAUTH2 access token when the profile
-signs in with OAuth, a token provider (Graph, and EWS with OAuth), or the Maildir tree.
+email server profile, as the protocol's connector or sender class declares it ``needs``:
+host, port and security per direction, the credentials (the mailbox's own, or the
+profile's service account), an XOAUTH2 access token when the profile signs in with OAuth,
+a token provider (Graph, and EWS with OAuth), or the Maildir tree.
 Secrets are decrypted by the model's column type and go only into the Account, never into
 logs or error messages.
 
@@ -12,12 +13,13 @@ with ``{address}`` and ``{service}`` (default ``{service}``).
 """
 from __future__ import annotations
 
-from server.sync.engine import oauth
-from server.sync.connectors.base import Account, ConnectorError
+from urllib.parse import urlsplit
+
+from server.sync import connectors
+from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, ConnectorError,
+                                         Subscriptions)
+from server.sync.engine import hosts, oauth
 from server.sync.models import EmailServerProfile, Mailbox
-
-DIRECTIONS = ("incoming", "outgoing")
-
 
 def _profile(mailbox: Mailbox) -> EmailServerProfile:
     profile = mailbox.server_profile
@@ -28,8 +30,8 @@ def _profile(mailbox: Mailbox) -> EmailServerProfile:
 
 
 def protocol_of(mailbox: Mailbox, direction: str) -> str | None:
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}")
+    if direction not in connectors.DIRECTIONS:
+        raise ValueError(f"direction must be one of {connectors.DIRECTIONS}")
     profile = mailbox.server_profile
     if profile is None:
         return None
@@ -49,36 +51,40 @@ def credentials(mailbox: Mailbox, profile: EmailServerProfile) -> tuple[str, str
 
 
 def account_for(mailbox: Mailbox, direction: str) -> Account:
-    """The Account a connector (incoming) or sender (outgoing) needs for ``mailbox``."""
+    """The Account a connector (incoming) or sender (outgoing) needs for ``mailbox``: what
+    its class declares it ``needs``."""
     profile = _profile(mailbox)
     protocol = protocol_of(mailbox, direction)
     if not protocol:
         raise ConnectorError("not_configured", f"The server profile {profile.name} has no "
                              f"{direction} protocol.", severity="auth")
+    needs = connectors.for_direction(protocol, direction).needs
     settings = dict(profile.settings or {})
     timeout = float(settings.get("timeout", 30))
-    if protocol == "maildir":
-        from server.sync.connectors.maildir import mailbox_root
+    if needs.store is not None:
         if not profile.maildir_root:
             raise ConnectorError("not_configured", f"The server profile {profile.name} names no "
                                  "Maildir store.", severity="auth")
-        root = (mailbox_root(profile.maildir_root, mailbox.email_address)
-                if direction == "incoming" else profile.maildir_root)
+        hosts.check_maildir(profile.maildir_root)
+        root = needs.store(profile.maildir_root, mailbox.email_address)
         return Account(address=mailbox.email_address, root=str(root), settings=settings,
                        timeout=timeout)
-    if protocol == "graph":
-        return _graph_account(mailbox, direction, settings, timeout)
-    if protocol == "ews" and profile.auth_method == "oauth2":
-        return _ews_oauth_account(mailbox, settings, timeout)
+    if settings.get("ews_url"):  # EWS without Autodiscover
+        url = urlsplit(str(settings["ews_url"]))
+        hosts.check_server(url.hostname, url.port)
+    oauth2 = profile.auth_method == "oauth2"
+    if needs.oauth_always or (oauth2 and needs.oauth != XOAUTH2):
+        return _token_account(mailbox, protocol, direction, settings, timeout)
     if direction == "incoming":
         host, port, security = (profile.incoming_host, profile.incoming_port,
                                 profile.incoming_security)
     else:
         host, port, security = (profile.outgoing_host, profile.outgoing_port,
                                 profile.outgoing_security)
+    hosts.check_server(host, port)
     login, password = credentials(mailbox, profile)
     token = None
-    if profile.auth_method == "oauth2" and protocol in ("imap", "pop3", "smtp"):
+    if oauth2:  # XOAUTH2: the token beside the login
         token, password = oauth.access_token(mailbox, protocol), None
         if profile.use_service_account:
             login = mailbox.email_address  # the app's token, the mailbox's name
@@ -87,35 +93,29 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
                    oauth_token=token, settings=settings, timeout=timeout)
 
 
-def _ews_oauth_account(mailbox: Mailbox, settings: dict, timeout: float) -> Account:
-    """EWS with an Entra ID token: app-only (the profile's app, which impersonates the
-    mailbox) or delegated (the mailbox's own refresh token). The connector asks for the
-    token with the time it must be renewed, so a long session (a push watcher's stream)
-    renews it before it expires."""
-    def token(fresh: bool = False) -> tuple[str, float]:
-        return oauth.access_token(mailbox, "ews", fresh=fresh, with_renewal=True)
+def _token_account(mailbox: Mailbox, protocol: str, direction: str, settings: dict,
+                   timeout: float) -> Account:
+    """A Microsoft service (Graph; EWS with OAuth): the mailbox's address and an Entra ID
+    access token on demand, app-only (the profile's app, which acts for the mailbox) or
+    delegated (the mailbox's own refresh token). A class that ``needs`` a renewing token is
+    given the time it must be renewed with it, so a long session (a push watcher's stream)
+    renews it before it expires. A connector that keeps change subscriptions
+    (``Subscriptions``) has them kept up when a sync's connector closes."""
+    served_by = connectors.for_direction(protocol, direction)
+    renewing = served_by.needs.oauth == RENEWING_TOKEN
 
-    token()  # a token that cannot be had stops here, with the alert that says why
-    settings["_ews_app_only"] = not mailbox.oauth_refresh_token
-    return Account(address=mailbox.email_address, settings=settings, timeout=timeout,
-                   token_provider=token)
+    def token(fresh: bool = False):
+        return oauth.access_token(mailbox, protocol, fresh=fresh, with_renewal=renewing)
 
-
-def _graph_account(mailbox: Mailbox, direction: str, settings: dict, timeout: float) -> Account:
-    """Microsoft Graph: the mailbox's address, an access token on demand (app-only through
-    the profile's app, or delegated through the mailbox's own refresh token) and, for
-    incoming syncs, the upkeep of change-notification subscriptions when the connector
-    closes."""
-    def token(fresh: bool = False) -> str:
-        return oauth.access_token(mailbox, "graph", fresh=fresh)
-
+    if renewing:
+        token()  # a token that cannot be had stops here, with the alert that says why
     on_close = None
-    if direction == "incoming":
+    if issubclass(served_by, Subscriptions):
         from server.sync.workers import graph_push
         mailbox_id = mailbox.id
 
-        def on_close(connector) -> None:
-            graph_push.after_sync(mailbox_id, connector)
-    settings["_graph_delegated"] = bool(mailbox.oauth_refresh_token)
+        def on_close(opened: Subscriptions) -> None:
+            graph_push.after_sync(mailbox_id, opened)
     return Account(address=mailbox.email_address, settings=settings, timeout=timeout,
-                   token_provider=token, on_close=on_close)
+                   token_provider=token, on_close=on_close,
+                   delegated=bool(mailbox.oauth_refresh_token))

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from server.sync.engine import alerts
 from server.sync.connectors.base import Folder
 from server.sync.models import FolderRule, Mailbox
-from server.sync.mail.rules import Folder as DecisionFolder
-from server.sync.mail.rules import FolderRole
+from server.sync.mail.decision import Folder as DecisionFolder
+from server.sync.mail.decision import FolderRole, Regarding
 
 INBOX = "INBOX"
 # The start of the reason a rule gets when its folder leaves the Inbox: a rule disabled for
@@ -41,7 +41,7 @@ class FolderInfo:
     folder: Folder
     role: FolderRole
     rule_id: int | None = None
-    regarding: tuple[str, int] | None = None
+    regarding: Regarding | None = None
 
     @property
     def key(self) -> str:
@@ -53,8 +53,7 @@ class FolderInfo:
 
     def for_decision(self) -> DecisionFolder:
         """The folder as the tracking rules see it."""
-        hint = (self.regarding[0], str(self.regarding[1])) if self.regarding else None
-        return DecisionFolder(role=self.role, name=self.name, regarding=hint)
+        return DecisionFolder(role=self.role, name=self.name, regarding=self.regarding)
 
 
 @dataclass

@@ -38,16 +38,16 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import undefer
 
 from server.crm.activities import PARTY_COLUMNS, ActivityParty, Attachment, Email
-from server.crm.addresses import normalize
 from server.crm.html import html_to_text
 from server.crm.models import Account, Contact, Lead, Organization, Queue
-from server.crm.services.tracking import new_tracking_token, normalize_message_id
+from server.crm.services.tracking import new_tracking_token
+from server.mailkeys import normalize_address, normalize_message_id
 from server.db import db, utcnow
 from server.security import authz
 from server.security.models import User
 from server.sync.engine.accounts import account_for
 from server.sync.connectors import incoming, outgoing
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import AssignsMessageIds, ConnectorError, SavesCopies, Sender
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _parties(parties: list[ActivityParty], known: dict, role: str) -> list[tuple
         if not address and party.party_ref:
             record_name, address = known.get(party.party_ref, ("", None))
             name = name or record_name
-        address = normalize(address) if address else None
+        address = normalize_address(address) if address else None
         if address:
             out.append((name, address))
     return out
@@ -387,8 +387,8 @@ class _Run:
     def __init__(self, mailbox: Mailbox):
         self.mailbox = mailbox
         self.profile = mailbox.server_profile
-        self.sender = None
-        self.store = None
+        self.sender: Sender | None = None
+        self.store: SavesCopies | None = None  # a connector that keeps Sent copies itself
         self.store_failed = False
 
     def send(self, raw: bytes, sender: str, recipients: list[str]) -> dict:
@@ -408,7 +408,7 @@ class _Run:
                 or not (profile.settings or {}).get("save_sent_copy", True)):
             return None
         connector_cls = incoming(profile.incoming_protocol)
-        if not getattr(connector_cls, "supports_append", False):
+        if not issubclass(connector_cls, SavesCopies):  # the service keeps the copy itself
             return None
         try:
             if self.store is None:
@@ -433,10 +433,12 @@ class _Run:
                     log.debug("closing a connection failed", exc_info=True)
 
 
-def _record_assigned_id(email: Email, sender) -> None:
+def _record_assigned_id(email: Email, sender: Sender | None) -> None:
     """A sender that knows the Message-ID the server gave the sent message (Graph's
     ``internetMessageId``) has it recorded, so replies correlate to this email."""
-    assigned = (getattr(sender, "internet_message_ids", None) or {}).get(f"<{email.message_id}>")
+    if not isinstance(sender, AssignsMessageIds):
+        return
+    assigned = sender.internet_message_ids.get(f"<{email.message_id}>")
     if assigned and normalize_message_id(assigned) != email.message_id:
         email.message_id = normalize_message_id(assigned)
 

@@ -8,12 +8,13 @@
    evaluated (``folders.plan_folders``: Inbox, Sent Items when the organization tracks sent
    items, every enabled tracked folder, with renames and moves applied to the rules);
 3. for each folder, fetch changes since its cursor in batches, run each batch through the
-   pipeline (``batch.process_batch``: parsed and decided in memory, then written in bulk),
+   engine's one path (``batch.process_batch``: parsed and decided in memory, then written
+   in bulk, wave by wave),
    and store the folder's new cursor in the same transaction as the batch's activities and
    decisions (one commit per batch): a crash repeats work, never skips it, and identities
    keep a repeat (or a ``reset`` after a UIDVALIDITY change) free of duplicates; the
    "Tracked to Regarding" category is written back after each commit, one request per
-   batch. Where the connector allows it (``prefetch``), the next batch is read from the
+   batch. Where the connector allows it (``ReadsAhead``), the next batch is read from the
    server in a thread while the current one is processed; the connector is never used by
    both at once. All the work comes before the batch's writes, so the database's write
    lock (SQLite's one writer) is held only for the bulk write and the commit;
@@ -25,7 +26,7 @@
 5. a ``SyncRun`` row with the counts, the mailbox's last sync/success, backlog, and the next
    run: sooner after a run that tracked mail, later after idle runs.
 
-Only this module commits during a sync; the pipeline works inside its transactions.
+Only this module commits during a sync; the batch works inside its transactions.
 """
 from __future__ import annotations
 
@@ -48,14 +49,16 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder
+from server.sync.connectors.base import Changes, ConnectorError, FetchedMessage, Folder, ReadsAhead
+from server.sync.engine.batch import process, process_batch, reads_headers_first
+from server.sync.engine.context import MailboxRun
+from server.sync.engine.decisions import Outcome
 from server.sync.engine.folders import FolderInfo, plan_folders
-from server.sync.engine.batch import process_batch, reads_headers_first
+from server.sync.engine.keywords import write_keywords
+from server.sync.engine.quarantine import safe_detail
+from server.sync.mail.decision import FolderRole
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
-from server.sync.engine.pipeline import (MailboxRun, Outcome, safe_detail, process,
-                                         process_forward_mailbox, write_keywords)
-from server.sync.mail.rules import FolderRole
 
 log = logging.getLogger(__name__)
 
@@ -316,11 +319,8 @@ def _batch_size(limit: int, budget: int | None) -> int:
 
 
 def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage]) -> Counter[str]:
-    """Run a batch through the pipeline; the outcomes counted."""
-    if ctx.mailbox.is_forward_mailbox:
-        outcomes = [process_forward_mailbox(ctx, info, fetched) for fetched in messages]
-    else:
-        outcomes = process_batch(ctx, info, messages)
+    """Run a batch through the engine's one path; the outcomes counted."""
+    outcomes = process_batch(ctx, info, messages)
     # Mail seen again (its category was just written, a resync) counts as fetched only:
     # "tracked" is what this run newly tracked or re-linked.
     return Counter("seen" if outcome.tracked and not outcome.new else outcome.status
@@ -328,18 +328,18 @@ def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage]) 
 
 
 class _Reader:
-    """Reads a folder's batches; with a connector that allows it (``prefetch``), the next
+    """Reads a folder's batches; with a connector that allows it (``ReadsAhead``), the next
     batch is read in a thread while the engine processes the current one. Only one of the
     two uses the connector at a time: ``settle`` waits for the read ahead before the engine
     writes the category back or reads whole messages, and a failed read ahead raises where
-    its batch is asked for. ``headers_only``: batches are header sections, and the pipeline
+    its batch is asked for. ``headers_only``: batches are header sections, and the batch
     reads the messages it tracks with ``read_whole``."""
 
     def __init__(self, connector, info: FolderInfo, headers_only: bool = False) -> None:
         self.connector, self.info = connector, info
         self.headers_only = headers_only
         self.options = {"headers_only": True} if headers_only else {}
-        self.threaded = bool(getattr(connector, "prefetch", False))
+        self.threaded = isinstance(connector, ReadsAhead)
         self.executor: ThreadPoolExecutor | None = None
         self.ahead: tuple[str, int, Future] | None = None
         self.done: tuple[str, int, Future] | None = None
@@ -460,7 +460,7 @@ def _disable(mailbox: Mailbox, result: SyncResult, reason: str) -> None:
 # --------------------------------------------------------------------------- quarantine
 
 def _folder_for(mailbox: Mailbox, name: str | None) -> FolderInfo:
-    """The folder a quarantined message came from, as the pipeline sees it now."""
+    """The folder a quarantined message came from, as the engine sees it now."""
     name = name or "INBOX"
     if not mailbox.is_forward_mailbox:
         rule = db.session.scalar(select(FolderRule).where(
@@ -479,7 +479,7 @@ def _folder_for(mailbox: Mailbox, name: str | None) -> FolderInfo:
 
 
 def retry_quarantined(quarantine_id: int, p: Principal | None = None) -> Outcome:
-    """Run a quarantined message through the pipeline again (after a fix); it is resolved
+    """Run a quarantined message through the engine again (after a fix); it is resolved
     when it is no longer quarantined. ``p``, when given, must be able to write the mailbox.
     The caller commits."""
     row = db.session.get(QuarantinedMessage, quarantine_id)
@@ -491,9 +491,8 @@ def retry_quarantined(quarantine_id: int, p: Principal | None = None) -> Outcome
     if row.resolved:
         raise Invalid("This message was already processed.")
     ctx = MailboxRun.load(mailbox)
-    handler = process_forward_mailbox if mailbox.is_forward_mailbox else process
     fetched = FetchedMessage(ref=row.source_ref or "", raw=row.raw, arrived_on=row.created_on)
-    outcome = handler(ctx, _folder_for(mailbox, row.folder_name), fetched)
+    outcome = process(ctx, _folder_for(mailbox, row.folder_name), fetched)
     row.retried_on = utcnow()
     if outcome.status != "quarantined":
         row.resolved = True

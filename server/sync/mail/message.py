@@ -5,59 +5,36 @@ unparseable dates): it does its best and lists what was wrong in ``MailMessage.d
 It raises ``MessageError(code, reason)`` only when the bytes cannot be an email at all, so
 the engine can quarantine the message with that reason and keep going.
 
-The structure (headers per part, multipart bodies split by boundary) comes from
-``server.sync.mail.mime``, which reads headers as the stdlib's compat32 parser does but splits
-bodies with ``bytes.find``: the stdlib feed parser walks every line of a 500 KB base64
-attachment in Python and its ``email.policy.default`` header registry re-parses a header on
-every access, which made parsing most of the sync's cost. Header values are decoded here
-(RFC 2047, 8-bit bytes, RFC 2231 parameters); plain address lists are read by a strict
-pattern and anything else by the stdlib's modern address parser, then a lenient fallback.
-Bodies are decoded with ``binascii`` (base64, quoted-printable, uuencode).
+The work is shared along the message's own seams: ``mime`` splits the structure (headers
+per part, bodies by boundary, with ``bytes.find`` rather than the stdlib's line-by-line feed
+parser), ``charsets`` decodes text, ``headers`` reads header values (RFC 2047, RFC 2231,
+dates), ``addresses`` reads address lists, ``bodies`` the bodies and attachments, and
+``identity`` the content hash of mail without a Message-ID. This module assembles them; the
+keys (normalized addresses and Message-IDs) come from ``server.mailkeys``.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import bisect
-import codecs
-import hashlib
-import quopri
 import re
-import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import cached_property
-from email import errors as email_errors
-from email import policy as email_policy
-from email import utils as email_utils
-from urllib.parse import unquote_to_bytes
 
-from server.sync.mail import mime
+from server.mailkeys import in_reply_to_id, normalize_address, normalize_message_id
+from server.sync.mail import identity, mime
+from server.sync.mail.addresses import header_label, read_address_header
+from server.sync.mail.bodies import MAX_MIME_DEPTH, REPORT_TYPES, Attachment, read_bodies
+from server.sync.mail.headers import (HeaderMap, Headers, boundary_of, charset_hint, clean_line,
+                                      decode_words, parse_date, repair_header_section, text_header)
 from server.sync.mail.mime import Part
-
-try:  # IDNA 2008 + UTS 46 when available (a dependency of requests); stdlib IDNA 2003 otherwise.
-    import idna as _idna_pkg
-except ImportError:  # pragma: no cover - depends on the environment
-    _idna_pkg = None  # type: ignore[assignment]
 
 __all__ = [
     "Address",
-    "Attachment",
-    "HeaderMap",
     "MailMessage",
     "MessageError",
-    "decode_bytes",
-    "decode_words",
-    "normalize_address",
-    "normalize_message_id",
     "parse",
-    "safe_filename",
 ]
 
-MAX_MIME_DEPTH = 30
 MAX_DEFECTS = 50
-MAX_PARSED_ADDRESS_HEADER = 4096  # longer address headers are read leniently
 
 # Headers kept in ``MailMessage.headers`` for the rules and correlation (lower case).
 RULE_HEADERS = frozenset({
@@ -75,14 +52,6 @@ EMAIL_HEADERS = frozenset({
     "delivered-to",
 })
 
-REPORT_TYPES = frozenset({
-    "message/delivery-status", "message/global-delivery-status",
-    "message/disposition-notification", "message/global-disposition-notification",
-    "message/feedback-report",
-})
-
-UTC = timezone.utc
-
 
 class MessageError(Exception):
     """The bytes cannot be an email at all; ``code`` is stable, ``reason`` is for people."""
@@ -95,10 +64,13 @@ class MessageError(Exception):
 
 @dataclass(frozen=True)
 class Address:
-    """One mailbox: display name (may be empty) and normalized address."""
+    """One mailbox: display name (may be empty) and normalized address. An address the
+    stdlib keeps but that is no usable address (``s..palmer@example.com``, obsolete syntax)
+    is kept as written, lower case, with ``resolvable=False``: it is shown, never matched."""
 
     name: str
     address: str
+    resolvable: bool = True
 
     @property
     def domain(self) -> str:
@@ -111,46 +83,6 @@ class Address:
             quoted = self.name.replace("\\", "\\\\").replace('"', '\\"')
             return f'"{quoted}" <{self.address}>'
         return f"{self.name} <{self.address}>"
-
-
-@dataclass(frozen=True)
-class Attachment:
-    """A file carried by the message (inline images included, with ``inline=True``)."""
-
-    filename: str
-    content_type: str
-    size: int
-    content: bytes = field(repr=False)
-    content_id: str | None = None
-    inline: bool = False
-
-
-class HeaderMap(Mapping[str, str]):
-    """A small read-only, case-insensitive mapping of header name -> decoded value."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
-        self._data = {name.lower(): value for name, value in pairs}
-
-    def __getitem__(self, key: str) -> str:
-        return self._data[key.lower()]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._data
-
-    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return self._data.get(key.lower(), default)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"HeaderMap({self._data!r})"
 
 
 @dataclass(frozen=True)
@@ -180,16 +112,29 @@ class MailMessage:
     # False: parsed from the header section alone (``parse(..., headers_only=True)``): no
     # bodies, attachments or content hash.
     complete: bool = True
-    _hashed: tuple = field(default=(), repr=False, compare=False)
+    _raw: bytes = field(default=b"", repr=False, compare=False)
 
-    @cached_property
-    def content_hash(self) -> str:
-        """SHA-256 of sender, date, subject and body (the identity of mail without a usable
-        Message-ID); computed when first asked for."""
+    def _content(self) -> identity.Content:
         if not self.complete:
             raise MessageError("incomplete", "Only the message's headers were read: its "
                                "content hash needs the whole message.")
-        return _content_hash(*self._hashed)
+        roles = (("to", self.to), ("cc", self.cc), ("bcc", self.bcc))
+        return identity.Content(
+            raw=self._raw, sender=self.from_.address if self.from_ else "", date=self.date,
+            date_raw=self.date_raw, subject=self.subject, body=self.text_body or self.html_body,
+            recipients=tuple((role, a.address) for role, found in roles for a in found),
+            attachments=tuple((a.filename, a.content_type, a.content) for a in self.attachments))
+
+    @cached_property
+    def content_hash(self) -> str:
+        """The identity of mail without a usable Message-ID (``identity.content_hash``);
+        computed when first asked for."""
+        return identity.content_hash(self._content())
+
+    @cached_property
+    def legacy_content_hash(self) -> str:
+        """The hash such mail was tracked under before recipients and attachments counted."""
+        return identity.legacy_content_hash(self._content())
 
     @property
     def identity(self) -> str:
@@ -212,883 +157,23 @@ class MailMessage:
         return out
 
 
-# --------------------------------------------------------------------------- charsets
-
-_CHARSET_ALIASES = {
-    # Korean: Outlook labels cp949 text as ks_c_5601-1987; cp949 is the superset of euc-kr.
-    "ks_c_5601-1987": "cp949", "ks_c_5601": "cp949", "ks_c_5601-1989": "cp949",
-    "euc-kr": "cp949", "euc_kr": "cp949", "x-windows-949": "cp949", "windows-949": "cp949",
-    # Japanese: mail labelled Shift_JIS is nearly always Windows-31J (cp932).
-    "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932",
-    "ms_kanji": "cp932", "windows-31j": "cp932", "csshiftjis": "cp932",
-    # Chinese: gb18030 is the superset of gb2312 and gbk.
-    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030",
-    "euc-cn": "gb18030", "x-euc-cn": "gb18030",
-    # WHATWG: these labels mean windows-1252 in practice.
-    "us-ascii": "cp1252", "ascii": "cp1252", "iso-8859-1": "cp1252", "iso8859-1": "cp1252",
-    "iso_8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "ansi_x3.4-1968": "cp1252",
-    "iso-8859-8-i": "iso8859-8", "iso-8859-6-i": "iso8859-6", "iso-8859-6-e": "iso8859-6",
-    "windows-874": "cp874", "tis-620": "cp874", "x-mac-roman": "mac-roman",
-    "unicode-1-1-utf-7": "utf-7", "x-unicode20utf7": "utf-7",
-}
-
-_CHARSET_CHAINS = {
-    "iso2022_jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", "iso2022_jp_3"),
-    "big5": ("cp950", "big5hkscs"),
-    "cp1252": ("cp1252", "latin-1"),
-}
-
-
-def _charset_chain(label: str | None) -> tuple[str, ...]:
-    """Codec names to try, strictly and in order, for a charset label; () if unknown."""
-    if not label:
-        return ()
-    label = label.strip().strip("\"'").lower()
-    target = _CHARSET_ALIASES.get(label, label)
-    try:
-        name = codecs.lookup(target).name
-    except LookupError:
-        return ()
-    return _CHARSET_CHAINS.get(name, (name,))
-
-
-def _decode_windows(data: bytes) -> str:
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _utf8_or_none(data: bytes) -> str | None:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = None,
-                 what: str = "text") -> str:
-    """Decode text bytes labelled ``charset``; never raises, notes problems in ``defects``."""
-    notes = defects if defects is not None else []
-    chain = _charset_chain(charset)
-    utf8 = None if data.isascii() else _utf8_or_none(data)
-    if chain and chain[0] == "cp1252" and utf8 is not None:
-        # 8-bit text labelled ASCII/Latin-1 that is valid UTF-8 is UTF-8: Latin-1 prose is
-        # practically never valid UTF-8 by accident, and mislabelled UTF-8 is common.
-        notes.append(f"the {what} is labelled {charset!r} but is UTF-8")
-        return utf8
-    for codec in chain:
-        try:
-            return data.decode(codec)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    text = data.decode("ascii") if data.isascii() else utf8
-    if charset and not chain:
-        how = "UTF-8" if text is not None else "Windows-1252"
-        notes.append(f"unknown charset {charset!r} in the {what}; decoded as {how}")
-    elif chain and text is not None:
-        actual = "ASCII" if data.isascii() else "UTF-8"
-        notes.append(f"the {what} is labelled {charset!r} but is {actual}")
-    elif chain:
-        notes.append(f"the {what} is not valid {charset!r}; some characters were replaced")
-        return data.decode(chain[0], "replace")
-    return text if text is not None else _decode_windows(data)
-
-
-_SURROGATES = re.compile("[\udc80-\udcff]+")
-
-
-def _fix_surrogates(text: str, hint: str | None = None) -> str:
-    """Turn surrogate-escaped raw bytes (left by the parser) back into real characters."""
-    if not _SURROGATES.search(text):
-        return text
-
-    def repl(match: re.Match[str]) -> str:
-        raw = match.group(0).encode("utf-8", "surrogateescape")
-        return _decode_raw_header_bytes(raw, hint)
-
-    return _SURROGATES.sub(repl, text)
-
-
-def _repair_raw(value: object, hint: str | None) -> tuple[str, bool]:
-    """A raw header value as the parser left it (8-bit bytes surrogate-escaped), decoded
-    whole: in Big5 or Shift_JIS a trail byte may be plain ASCII. The flag says the bytes
-    were not UTF-8, so their charset was guessed."""
-    text = value if isinstance(value, str) else str(value)
-    if not _SURROGATES.search(text):
-        return _unfold(text), False
-    raw = text.encode("utf-8", "surrogateescape")
-    utf8 = _utf8_or_none(raw)
-    if utf8 is not None:
-        return _unfold(utf8), False
-    return _unfold(_decode_raw_header_bytes(raw, hint)), True
-
-
-def _decode_raw_header_bytes(raw: bytes, hint: str | None) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    for codec in _charset_chain(hint):
-        if codec in ("cp1252", "latin-1", "utf-8"):
-            break
-        try:
-            return raw.decode(codec)
-        except UnicodeDecodeError:
-            continue
-    return _decode_windows(raw)
-
-
-# --------------------------------------------------------------------------- text helpers
-
-_FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
-_WS = re.compile(r"[ \t\r\n\f\v]+")
-
-
-def _unfold(value: str) -> str:
-    if "\n" not in value and "\r" not in value:
-        return value
-    return _FOLD.sub("", value).replace("\r", "").replace("\n", "")
-
-
-_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _clean_line(text: str) -> str:
-    """One line of header text: no control characters, whitespace runs collapsed."""
-    text = _WS.sub(" ", text)
-    if text.isascii():  # the common case: only C0 controls and DEL to drop
-        return _ASCII_CONTROL.sub("", text).strip()
-    text = "".join(ch for ch in text
-                   if unicodedata.category(ch) not in ("Cc", "Cs") and ch != "\ufeff")
-    return text.strip()
-
-
-# --------------------------------------------------------------------------- RFC 2047
-
-_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
-
-
-def _b64(data: bytes) -> bytes:
-    """Lenient base64: ignore junk characters, repair the padding."""
-    if b"=" not in data.rstrip(b" \t\r\n="):
-        # binascii skips line breaks and junk itself; it stops at the first padding and
-        # rejects a broken last group, so only the clean common case is decoded here.
-        try:
-            return binascii.a2b_base64(data)
-        except (binascii.Error, ValueError):
-            pass
-    # Padding inside the data ends a chunk: some encoders pad every line or write
-    # several padded chunks one after the other. Each chunk is decoded on its own.
-    return b"".join(_b64_chunk(chunk) for chunk in re.sub(rb"[^A-Za-z0-9+/=]", b"", data).split(b"="))
-
-
-def _b64_chunk(data: bytes) -> bytes:
-    cleaned = data[: len(data) - (len(data) % 4 == 1)]
-    cleaned += b"=" * (-len(cleaned) % 4)
-    try:
-        return base64.b64decode(cleaned)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-def _encoded_word_bytes(encoding: str, payload: str) -> bytes:
-    data = payload.encode("ascii", "ignore")
-    if encoding.lower() == "b":
-        return _b64(data)
-    return binascii.a2b_qp(data, header=True)
-
-
-def decode_words(value: str, defects: list[str] | None = None, what: str = "header") -> str:
-    """Decode RFC 2047 encoded words in unstructured text.
-
-    Adjacent words in the same charset are joined before decoding, so a multibyte character
-    split across two words (common in long Japanese subjects) survives.
-    """
-    if "=?" not in value:
-        return value
-    out: list[str] = []
-    pending = bytearray()
-    pending_charset = ""
-
-    def flush() -> None:
-        nonlocal pending, pending_charset
-        if pending_charset:
-            out.append(decode_bytes(bytes(pending), pending_charset, defects, what))
-        pending, pending_charset = bytearray(), ""
-
-    position = 0
-    for match in _ENCODED_WORD.finditer(value):
-        between = value[position:match.start()]
-        if not (pending_charset and between.strip() == ""):
-            flush()
-            out.append(between)
-        charset = match.group(1)
-        if pending_charset and charset.lower() != pending_charset.lower():
-            flush()
-        pending += _encoded_word_bytes(match.group(2), match.group(3))
-        pending_charset = charset
-        position = match.end()
-    flush()
-    out.append(value[position:])
-    return "".join(out)
-
-
-# --------------------------------------------------------------------------- addresses
-
-_LOCAL_ATOM = re.compile(r"^[^\s()<>\[\]:;@\\,\"]+$")
-_LOCAL_QUOTED = re.compile(r'^"[^"\r\n]*"$')
-_DOMAIN = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-                     r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$")
-_DOMAIN_LITERAL = re.compile(r"^\[[0-9a-z:.]+\]$")
-
-
-def _ascii_domain(domain: str) -> str | None:
-    if domain.isascii():
-        return domain
-    try:
-        if _idna_pkg is not None:
-            return _idna_pkg.encode(domain, uts46=True).decode("ascii")
-    except (ValueError, UnicodeError):
-        pass
-    try:
-        return domain.encode("idna").decode("ascii")
-    except (ValueError, UnicodeError):
-        return None
-
-
-def normalize_address(value: str | None) -> str | None:
-    """``' John@EXAMPLE.com '`` -> ``'john@example.com'``, IDNA domains as punycode.
-
-    None when the value is not a usable address.
-    """
-    if not value:
-        return None
-    text = value.strip().strip("<>").strip()
-    text = re.sub(r"^@[^:]*:", "", text)  # obsolete source route "@relay:user@host"
-    local, at, domain = text.rpartition("@")
-    local, domain = local.strip().lower(), domain.strip().rstrip(".").lower()
-    if not at or not local or not domain:
-        return None
-    if not (_LOCAL_ATOM.match(local) or _LOCAL_QUOTED.match(local)):
-        return None
-    if local.startswith(".") or local.endswith(".") or ".." in local.strip('"'):
-        if not _LOCAL_QUOTED.match(local):
-            return None
-    ascii_domain = _ascii_domain(domain)
-    if ascii_domain is None:
-        return None
-    ascii_domain = ascii_domain.lower()
-    if not (_DOMAIN.match(ascii_domain) or _DOMAIN_LITERAL.match(ascii_domain)):
-        return None
-    return f"{local}@{ascii_domain}"
-
-
-def _split_top_level(value: str) -> list[str]:
-    """Split an address list on commas outside quotes, angle brackets and comments."""
-    parts: list[str] = []
-    current: list[str] = []
-    quoted, angle, comment, escaped = False, 0, 0, False
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == '"' and not comment:
-            quoted = not quoted
-        elif not quoted:
-            if ch == "(":
-                comment += 1
-            elif ch == ")" and comment:
-                comment -= 1
-            elif ch == "<" and not comment:
-                angle += 1
-            elif ch == ">" and angle and not comment:
-                angle -= 1
-            elif ch == "," and not angle and not comment:
-                parts.append("".join(current))
-                current = []
-                continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-_ADDRESS_RUN = re.compile(r"[^\s<>\"',;()]+")
-
-
-def _bare_addresses(text: str) -> list[str]:
-    """Runs of address characters with an "@" inside: what the pattern
-    ``run+@run+`` finds, without its backtracking (quadratic on a long run without "@")."""
-    return [run for run in _ADDRESS_RUN.findall(text) if "@" in run[1:-1]]
-
-
-def _lenient_addresses(value: str) -> list[tuple[str, str]]:
-    """Pull (name, address) pairs out of a header the strict parser rejected."""
-    found: list[tuple[str, str]] = []
-    for element in _split_top_level(value):
-        angle = re.search(r"<([^<>]*)>", element)
-        if angle:
-            name = element[:angle.start()].strip()
-            name = name.split(":", 1)[1] if ":" in name and "@" not in name else name
-            found.append((name.strip().strip('"').replace('\\"', '"'), angle.group(1)))
-        else:
-            tokens = _bare_addresses(element)
-            if len(tokens) == 1:  # "Big Bug bb@bug.com": the words before are the name
-                found.append((element.replace(tokens[0], "").strip().strip('"'), tokens[0]))
-            else:
-                found.extend(("", token) for token in tokens)
-    return found
-
-
-def _clean_display_name(name: str, hint: str | None, defects: list[str]) -> str:
-    if "=?" in name:
-        name = decode_words(name, defects, "display name")
-    name = _clean_line(_fix_surrogates(name, hint))
-    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
-        name = name[1:-1].strip()
-    return name
-
-
-# --------------------------------------------------------------------------- header access
-
-class _Headers:
-    """The message's top-level headers, repaired (8-bit bytes decoded) and unfolded. Plain
-    ASCII values are unfolded when first read: most of a message's headers (Received, DKIM)
-    are never read."""
-
-    def __init__(self, part: Part, hint: str | None, defects: list[str]) -> None:
-        self.hint = hint
-        self.defects = defects
-        self.names: list[str] = []  # lower case, in order, repeated as they repeat
-        self._values: dict[str, list[str]] = {}
-        for name, value in part.headers:
-            text = value if isinstance(value, str) else str(value)
-            if not text.isascii():
-                text, guessed = _repair_raw(text, hint)
-                if guessed:
-                    defects.append(f"the {name} header has raw 8-bit characters that are not "
-                                   "UTF-8; their charset was guessed")
-            key = str(name).strip().lower()
-            self.names.append(key)
-            self._values.setdefault(key, []).append(text)
-
-    def all(self, name: str) -> list[str]:
-        return [_unfold(value) for value in self._values.get(name, ())]
-
-    def first(self, name: str) -> str | None:
-        values = self._values.get(name)
-        return _unfold(values[0]) if values else None
-
-
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_PLAIN_ADDRESS = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-_PLAIN_ELEMENT = re.compile(
-    rf"[ \t]*(?:(?:((?:[A-Za-z0-9!#$%&'*+/^_`{{|}}~-][A-Za-z0-9!#$%&'*+/^_`{{|}}~. -]*+)?)|\"([^\"\\=\r\n]*)\")[ \t]*"
-    rf"<({_PLAIN_ADDRESS})>|({_PLAIN_ADDRESS}))[ \t]*(,|$)")
-
-
-def _plain_addresses(value: str) -> list[tuple[str, str]] | None:
-    """(name, address) pairs of an address list in the plain forms nearly all mail uses
-    (``Name <a@b>``, ``"Last, First" <a@b>``, ``a@b``), read by one pattern; None for
-    anything else (comments, groups, encoded words, 8-bit text, odd syntax), which the
-    full parser reads. The pattern accepts nothing that parser would read differently."""
-    if not value.isascii():
-        return None
-    pairs: list[tuple[str, str]] = []
-    pos, end = 0, len(value)
-    while True:
-        match = _PLAIN_ELEMENT.match(value, pos)
-        if match is None:
-            return None
-        phrase, quoted, angle, bare = match.groups()[:4]
-        if bare is not None:
-            pairs.append(("", bare))
-        else:
-            pairs.append(((quoted if quoted is not None else phrase).strip(), angle))
-        pos = match.end()
-        if pos >= end:
-            return pairs if match.group(5) == "" else None
-
-
-def _header_label(name: str) -> str:
-    return "-".join(part.capitalize() for part in name.split("-"))
-
-
-def _parse_address_header(name: str, value: str, hint: str | None,
-                          defects: list[str]) -> list[Address]:
-    """Addresses from one header: the modern parser, else a lenient recovery."""
-    label = _header_label(name)
-    pairs = _plain_addresses(value)
-    invalid = False
-    if pairs is None and len(value) > MAX_PARSED_ADDRESS_HEADER:
-        pairs, invalid = [], True  # the modern parser takes quadratic time on some long values
-    elif pairs is None:
-        pairs, invalid = _parsed_addresses(name, value)
-    if invalid:
-        pairs = _compat_or_lenient(value)
-        defects.append(f"the {label} header is malformed; its addresses were recovered leniently")
-    result: list[Address] = []
-    for display, spec in pairs:
-        address = normalize_address(_fix_surrogates(spec, hint))
-        if address is None:
-            if spec.strip() or display.strip():
-                defects.append(f"the {label} header has an invalid address {spec or display!r}; "
-                               "it was left out")
-            continue
-        result.append(Address(_clean_display_name(display, hint, defects), address))
-    return result
-
-
-def _parsed_addresses(name: str, value: str) -> tuple[list[tuple[str, str]], bool]:
-    """The stdlib's modern address parser: (pairs, whether it found the header invalid)."""
-    pairs: list[tuple[str, str]] = []
-    invalid = False
-    try:
-        parsed = email_policy.default.header_factory(name, value)
-        pairs = [(a.display_name or "", a.addr_spec or "") for a in parsed.addresses]
-        invalid = any(isinstance(d, email_errors.InvalidHeaderDefect) for d in parsed.defects)
-    except Exception:  # the modern parser has choked on odd input before: fall back
-        invalid = True
-    return pairs, invalid
-
-
-def _compat_or_lenient(value: str) -> list[tuple[str, str]]:
-    lenient = _lenient_addresses(value)
-    if lenient or len(value) > MAX_PARSED_ADDRESS_HEADER:  # compat32's parser is slow too
-        return lenient
-    try:
-        return [(n, a) for n, a in email_utils.getaddresses([value]) if a]
-    except Exception:
-        return []
-
-
-def _addresses(headers: _Headers, name: str, defects: list[str]) -> list[Address]:
-    result: list[Address] = []
-    for value in headers.all(name):
-        result.extend(_parse_address_header(name, value, headers.hint, defects))
-    return result
-
-
-def _single_address(headers: _Headers, name: str, defects: list[str]) -> Address | None:
-    values = headers.all(name)
-    if len(values) > 1:
-        defects.append(f"the message has {len(values)} {_header_label(name)} headers; "
-                       "the first was used")
-    if not values:
-        return None
-    found = _parse_address_header(name, values[0], headers.hint, defects)
-    if len(found) > 1:
-        defects.append(f"the {_header_label(name)} header lists {len(found)} addresses; "
-                       "the first was used")
-    return found[0] if found else None
-
-
-def _text_header(headers: _Headers, name: str, defects: list[str]) -> str | None:
-    value = headers.first(name)
-    if value is None:
-        return None
-    return _clean_line(_fix_surrogates(decode_words(value, defects, f"{name} header"), headers.hint))
-
-
-# --------------------------------------------------------------------------- ids and dates
+# --------------------------------------------------------------------------- ids
 
 _MSG_ID = re.compile(r"<([^<>]*)>")
-_COMMENT = re.compile(r"\([^()]*\)")
-
-
-def _normalize_id_text(text: str) -> str | None:
-    text = _COMMENT.sub("", text)
-    text = re.sub(r"\s+", "", text).strip("<>")
-    if not text:
-        return None
-    local, at, domain = text.rpartition("@")
-    return f"{local}@{domain.lower()}" if at and local else text
-
-
-def normalize_message_id(value: str | None) -> str | None:
-    """``' <ABC@Example.COM> '`` -> ``'ABC@example.com'``; None when there is no id."""
-    if not value:
-        return None
-    match = _MSG_ID.search(value)
-    return _normalize_id_text(match.group(1) if match else value)
 
 
 def _id_list(values: list[str]) -> list[str]:
+    """The ids of References headers, each once, in order."""
     ids: list[str] = []
     for value in values:
         found = _MSG_ID.findall(value)
         if not found and "@" in value:
             found = re.split(r"[\s,]+", value.strip())
         for item in found:
-            normalized = _normalize_id_text(item)
+            normalized = normalize_message_id(item)
             if normalized and normalized not in ids:
                 ids.append(normalized)
     return ids
-
-
-def _in_reply_to(value: str | None) -> str | None:
-    if not value or not value.strip():
-        return None
-    match = _MSG_ID.search(value)
-    if match:
-        return _normalize_id_text(match.group(1))
-    token = value.strip()
-    return _normalize_id_text(token) if "@" in token and " " not in token else None
-
-
-def _parse_date(raw: str | None, defects: list[str]) -> datetime | None:
-    if raw is None or not raw.strip():
-        defects.append("the message has no Date header" if raw is None else "the Date header is empty")
-        return None
-    try:
-        parsed = email_utils.parsedate_to_datetime(raw.strip())
-    except Exception:  # ValueError, TypeError, IndexError, OverflowError across versions
-        parsed = None
-    if parsed is None:
-        defects.append(f"the Date header could not be read: {raw.strip()[:80]!r}")
-        return None
-    if parsed.tzinfo is None:
-        defects.append("the Date header has no valid time zone; UTC was assumed")
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError):
-        defects.append(f"the Date header is out of range: {raw.strip()[:80]!r}")
-        return None
-
-
-# --------------------------------------------------------------------------- MIME params
-
-def _raw_part_header(part: Part, name: str, hint: str | None) -> str | None:
-    value = part.header(name)
-    return _repair_raw(value, hint)[0] if value is not None else None
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
-    return value.strip('"')
-
-
-_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')
-
-
-def _top_level(header_value: str, pattern: re.Pattern[str]) -> list[re.Match[str]]:
-    """Matches of a parameter pattern that do not start inside a quoted string
-    (``x="a;boundary=z"`` names no boundary)."""
-    spans = [m.span() for m in _QUOTED_STRING.finditer(header_value)]
-    starts = [start for start, _ in spans]
-    found = []
-    for match in pattern.finditer(header_value):
-        index = bisect.bisect_right(starts, match.start()) - 1
-        if index < 0 or match.start() >= spans[index][1]:
-            found.append(match)
-    return found
-
-
-def _rfc2231_param(header_value: str, pname: str, defects: list[str]) -> str | None:
-    """RFC 2231 ``name*=charset'lang'%xx`` and ``name*0*=`` continuations, decoded."""
-    pattern = re.compile(rf'(?:^|;)\s*{re.escape(pname)}\*(\d+)?(\*)?\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)',
-                         re.IGNORECASE)
-    segments = sorted(((int(m.group(1) or 0), bool(m.group(2)) or m.group(1) is None,
-                        _unquote(m.group(3))) for m in _top_level(header_value, pattern)),
-                      key=lambda seg: seg[0])
-    if not segments:
-        return None
-    charset = ""
-    data = bytearray()
-    for index, encoded, text in segments:
-        if index == 0 and encoded and text.count("'") >= 2:
-            charset, _, text = text.split("'", 2)
-        if encoded:
-            data += unquote_to_bytes(text)
-        else:
-            data += text.encode("utf-8")
-    return decode_bytes(bytes(data), charset or "utf-8", defects, f"{pname} parameter")
-
-
-def _param(header_value: str | None, pname: str, defects: list[str]) -> str | None:
-    """A MIME parameter, tolerating unquoted spaces and RFC 2047 words inside."""
-    if not header_value:
-        return None
-    extended = _rfc2231_param(header_value, pname, defects)
-    if extended:
-        return extended
-    pattern = re.compile(rf'(?:^|;)\s*{re.escape(pname)}\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)',
-                         re.IGNORECASE)
-    match = next(iter(_top_level(header_value, pattern)), None)
-    if not match:
-        return None
-    value = _unquote(match.group(1))
-    if "=?" in value:
-        value = decode_words(value, defects, f"{pname} parameter")
-    return value or None
-
-
-def _main_value(header_value: str | None) -> str:
-    return (header_value or "").split(";", 1)[0].strip().strip('"').lower()
-
-
-# --------------------------------------------------------------------------- filenames
-
-_EXTENSIONS = {
-    "text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics", "text/csv": ".csv",
-    "image/png": ".png", "image/jpeg": ".jpg", "image/jpg": ".jpg", "image/gif": ".gif",
-    "image/bmp": ".bmp", "image/webp": ".webp", "image/tiff": ".tif", "image/svg+xml": ".svg",
-    "application/pdf": ".pdf", "application/zip": ".zip", "application/x-gzip": ".gz",
-    "application/msword": ".doc", "application/ms-tnef": ".dat",
-    "application/pkcs7-signature": ".p7s", "application/x-pkcs7-signature": ".p7s",
-    "application/pgp-signature": ".asc", "message/rfc822": ".eml", "message/global": ".eml",
-    "message/delivery-status": ".txt", "message/disposition-notification": ".txt",
-    "text/rfc822-headers": ".txt",
-}
-_REPORT_NAMES = {
-    "message/delivery-status": "delivery-status.txt",
-    "message/global-delivery-status": "delivery-status.txt",
-    "message/disposition-notification": "disposition-notification.txt",
-    "text/rfc822-headers": "original-headers.txt",
-}
-_WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-                               *(f"lpt{i}" for i in range(1, 10))})
-MAX_FILENAME_BYTES = 200
-
-
-def safe_filename(name: str | None, fallback: str = "attachment") -> str:
-    """A filename safe to store and offer for download: no paths, controls or reserved names."""
-    text = unicodedata.normalize("NFC", name or "")
-    text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    # Control and format characters go, including U+202E which can disguise "exe" as "txt".
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
-    text = re.sub(r'[<>:"|?*]', "_", text)
-    text = re.sub(r"\s+", " ", text).strip(" .")
-    if not text:
-        return fallback
-    stem, dot, ext = text.rpartition(".")
-    if not dot:
-        stem, ext = text, ""
-    if stem.lower() in _WINDOWS_RESERVED:
-        text = "_" + text
-    if len(text.encode("utf-8")) > MAX_FILENAME_BYTES:
-        # Shorten the stem and keep the extension; an extension too long to keep is cut
-        # with the rest (a loop dropping stem characters never ended on one).
-        extension = f".{ext}" if ext else ""
-        room = MAX_FILENAME_BYTES - len(extension.encode("utf-8"))
-        text = (_clip_utf8(stem, room) + extension if room >= MAX_FILENAME_BYTES // 2
-                else _clip_utf8(text, MAX_FILENAME_BYTES))
-    return text
-
-
-def _clip_utf8(text: str, limit: int) -> str:
-    """The longest prefix of ``text`` that is at most ``limit`` bytes in UTF-8."""
-    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
-
-
-# --------------------------------------------------------------------------- bodies
-
-_KNOWN_CTE = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printable",
-                        "x-uuencode", "uuencode", "x-uue", ""})
-
-
-_CTE_ALIASES = {"7-bit": "7bit", "8bits": "8bit", "8-bit": "8bit", "base-64": "base64"}
-
-
-def _cte(part: Part, hint: str | None, defects: list[str]) -> str:
-    raw = _raw_part_header(part, "content-transfer-encoding", hint)
-    cte = re.sub(r"[\s_]+", "-", (raw or "").split(";", 1)[0].strip().strip('"').lower())
-    cte = _CTE_ALIASES.get(cte, cte)
-    if cte not in _KNOWN_CTE:
-        defects.append(f"unknown Content-Transfer-Encoding {raw.strip()!r}; the content was used as-is"
-                       if raw else "unknown Content-Transfer-Encoding")
-        return "8bit"
-    return cte
-
-
-def _uudecode(data: bytes) -> bytes:
-    out = bytearray()
-    started = False
-    for line in data.splitlines():
-        if not started:
-            started = line.startswith(b"begin ")
-            continue
-        if line.strip() in (b"end", b"`") or not line.strip():
-            if line.strip() == b"end":
-                break
-            continue
-        try:
-            out += binascii.a2b_uu(line)
-        except binascii.Error:
-            length = ((line[0] - 32) & 63) * 4 // 3 if line else 0
-            try:
-                out += binascii.a2b_uu(line[:length])
-            except binascii.Error:
-                continue
-    return bytes(out)
-
-
-def _payload_bytes(part: Part, hint: str | None, defects: list[str]) -> bytes:
-    """The part's content as sent, with our own lenient transfer decoding."""
-    raw = part.body
-    cte = _cte(part, hint, defects)
-    if cte == "base64":
-        return _b64(raw)
-    if cte == "quoted-printable":
-        return quopri.decodestring(raw)
-    if cte in ("x-uuencode", "uuencode", "x-uue"):
-        return _uudecode(raw)
-    return raw
-
-
-def _normalize_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _part_text(part: Part, hint: str | None, defects: list[str], ctype: str) -> str:
-    data = _payload_bytes(part, hint, defects)
-    charset = _param(_raw_part_header(part, "content-type", hint), "charset", defects)
-    text = decode_bytes(data, charset, defects, f"{ctype} body")
-    if "\x00" in text:
-        defects.append("NUL characters were removed from the body")
-        text = text.replace("\x00", "")
-    return _normalize_newlines(text)
-
-
-@dataclass
-class _BodyState:
-    hint: str | None
-    defects: list[str]
-    texts: list[str] = field(default_factory=list)
-    htmls: list[str] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
-    is_report: bool = False
-
-
-def _walk(part: Part, state: _BodyState, depth: int = 0) -> None:
-    if depth > MAX_MIME_DEPTH:
-        state.defects.append("MIME parts are nested too deeply; the deepest were skipped")
-        return
-    ctype = part.content_type
-    if ctype == "multipart/report" or ctype in REPORT_TYPES:
-        state.is_report = True
-    if ctype.startswith("multipart/") and part.children is None:
-        ctype = "text/plain"  # its boundary was not found: read it as one text
-    if ctype.startswith("message/") or part.children is None:
-        try:
-            _leaf(part, ctype, state)
-        except Exception as exc:  # one bad part must not lose the whole message
-            state.defects.append(f"a {ctype} part could not be read ({type(exc).__name__}); "
-                                 "it was skipped")
-        return
-    for sub in part.children:
-        _walk(sub, state, depth + 1)
-
-
-def _leaf(part: Part, ctype: str, state: _BodyState) -> None:
-    hint, defects = state.hint, state.defects
-    disposition_header = _raw_part_header(part, "content-disposition", hint)
-    type_header = _raw_part_header(part, "content-type", hint)
-    disposition = _main_value(disposition_header) or None
-    filename = _param(disposition_header, "filename", defects) or _param(type_header, "name", defects)
-    if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-        (state.texts if ctype == "text/plain" else state.htmls).append(
-            _part_text(part, hint, defects, ctype))
-        return
-    state.attachments.append(_attachment(part, ctype, disposition, filename, state))
-
-
-def _attachment(part: Part, ctype: str, disposition: str | None, filename: str | None,
-                state: _BodyState) -> Attachment:
-    hint, defects = state.hint, state.defects
-    # An attached message keeps its bytes as sent (decoded if it was wrongly encoded).
-    content = _payload_bytes(part, hint, defects)
-    content_id = normalize_message_id(_raw_part_header(part, "content-id", hint))
-    if not filename:
-        location = _raw_part_header(part, "content-location", hint)
-        filename = location.strip().rsplit("/", 1)[-1] if location and location.strip() else None
-    if not filename and ctype in ("message/rfc822", "message/global") and part.children:
-        subject = _raw_part_header(part.children[0], "subject", hint)
-        subject = _clean_line(decode_words(subject, defects, "attached message's subject")) \
-            if subject else None
-        filename = f"{subject}.eml" if subject else None
-    number = len(state.attachments) + 1
-    fallback = _REPORT_NAMES.get(ctype) or f"attachment-{number}{_EXTENSIONS.get(ctype, '.bin')}"
-    inline = disposition == "inline" or (disposition is None and content_id is not None)
-    return Attachment(filename=safe_filename(filename, fallback), content_type=ctype,
-                      size=len(content), content=content, content_id=content_id, inline=inline)
-
-
-_CHARSET = re.compile(r'charset\s*=\s*"?([A-Za-z0-9_.:+-]+)', re.IGNORECASE)
-
-
-def _charset_hint(root: Part) -> str | None:
-    """The first charset named anywhere in the MIME tree: the best guess for raw 8-bit headers."""
-    for part in root.walk():
-        for key, value in part.headers:
-            if key.lower() == "content-type":
-                match = _CHARSET.search(value)
-                if match:
-                    return match.group(1)
-    return None
-
-
-# --------------------------------------------------------------------------- header repair
-
-_FIELD_LINE = re.compile(rb"^[!-9;-~]+:")
-_HEADER_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
-_OBS_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]+:")
-
-
-def _is_header_line(line: bytes) -> bool:
-    return bool(_FIELD_LINE.match(line) or _OBS_FIELD.match(line)) or line[:1] in (b" ", b"\t")
-
-
-def _repair_header_section(raw: bytes, defects: list[str]) -> bytes:
-    """Fix header sections the stdlib parser would give up on half way.
-
-    RFC 2822's obsolete syntax allows space before the colon ("Subject  : hi"); a stray
-    non-header line between headers would otherwise push every later header into the body.
-    Only the lines up to the first blank one matter.
-    """
-    end = _HEADER_END.search(raw)
-    rest = raw[end.end():] if end else b""
-    lines = (raw[:end.end()] if end else raw).splitlines(keepends=True)
-    out: list[bytes] = []
-    changed = False
-    for index, line in enumerate(lines):
-        bare = line.rstrip(b"\r\n")
-        if not bare:
-            out.extend(lines[index:])
-            break
-        obsolete = _OBS_FIELD.match(bare)
-        if obsolete:
-            out.append(obsolete.group(1) + b":" + line[obsolete.end():])
-            changed = True
-        elif _is_header_line(bare) or (index == 0 and bare.startswith(b"From ")):
-            out.append(line)
-        elif _stray_line(lines, index):
-            defects.append("a malformed header line was dropped: "
-                           f"{bare[:60].decode('latin-1')!r}")
-            changed = True
-        else:
-            out.extend(lines[index:])
-            break
-    return b"".join(out) + rest if changed else raw
-
-
-def _stray_line(lines: list[bytes], index: int) -> bool:
-    """Is the non-header line at ``index`` followed by more headers (so it is junk)?"""
-    following = [line.rstrip(b"\r\n") for line in lines[index + 1:index + 40]]
-    if not following or not following[0] or not _is_header_line(following[0]):
-        return False
-    for line in following:
-        if not line:
-            return False
-        if _FIELD_LINE.match(line) or _OBS_FIELD.match(line):
-            return True
-        if not _is_header_line(line):
-            return False
-    return False
 
 
 # --------------------------------------------------------------------------- defects
@@ -1119,20 +204,12 @@ def _check_is_email(raw: bytes, root: Part) -> None:
                            "Message-ID) were found; this is not an email message.")
 
 
-def boundary_of(content_type: str | None) -> str | None:
-    """The boundary parameter of a Content-Type value, read leniently (unquoted
-    boundaries holding "=" are common). Trailing blanks go, as the stdlib drops them;
-    leading ones are part of a quoted boundary (RFC 2046)."""
-    boundary = _param(content_type, "boundary", [])
-    return boundary.rstrip() if boundary else None
-
-
-def _rule_headers(headers: _Headers, defects: list[str]) -> HeaderMap:
+def _rule_headers(headers: Headers, defects: list[str]) -> HeaderMap:
     kept: dict[str, str] = {}
     for name in headers.names:
         if name in kept or not (name in RULE_HEADERS or name.startswith(RULE_HEADER_PREFIXES)):
             continue
-        values = [_clean_line(decode_words(value, defects, f"{name} header"))
+        values = [clean_line(decode_words(value, defects, f"{name} header"))
                   for value in headers.all(name)]
         kept[name] = ", ".join(dict.fromkeys(v for v in values if v))
     return HeaderMap(kept)
@@ -1143,25 +220,14 @@ _BOUNCE_SUBJECT = re.compile(r"undeliver|delivery (status|failure|notification)|
                              re.IGNORECASE)
 
 
-def _looks_like_bounce(state: _BodyState, headers: HeaderMap, from_: Address | None,
+def _looks_like_bounce(is_report: bool, headers: HeaderMap, from_: Address | None,
                        subject: str) -> bool:
-    if state.is_report or "x-failed-recipients" in headers:
+    if is_report or "x-failed-recipients" in headers:
         return True
     if headers.get("x-ms-exchange-message-is-ndr") is not None:
         return True
     local = from_.address.partition("@")[0] if from_ else ""
     return local in ("mailer-daemon", "postmaster") and bool(_BOUNCE_SUBJECT.search(subject))
-
-
-def _content_hash(raw: bytes, from_: Address | None, date: datetime | None, date_raw: str | None,
-                  subject: str, body: str) -> str:
-    body = "\n".join(line.rstrip() for line in _normalize_newlines(body).strip().split("\n"))
-    fields = [from_.address if from_ else "",
-              date.isoformat() if date else (date_raw or "").strip(),
-              subject, body]
-    if not any(fields):
-        return hashlib.sha256(raw).hexdigest()
-    return hashlib.sha256("\x1f".join(fields).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
@@ -1183,7 +249,7 @@ def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
         defects.append("a byte order mark or blank lines before the headers were ignored")
     try:
         root = mime.read(text, boundary_of, 0 if headers_only else MAX_MIME_DEPTH + 2,
-                         repair=lambda data: _repair_header_section(data, defects))
+                         repair=lambda data: repair_header_section(data, defects))
     except RecursionError as exc:  # pragma: no cover - bounded by the depth limit
         raise MessageError("unreadable", "The message is nested too deeply to be read.") from exc
     _check_is_email(raw, root)
@@ -1197,32 +263,34 @@ def parse(raw: bytes, *, headers_only: bool = False) -> MailMessage:
 
 
 def _build(raw: bytes, root: Part, defects: list[str], headers_only: bool) -> MailMessage:
-    hint = _charset_hint(root)
-    headers = _Headers(root, hint, defects)
+    hint = charset_hint(root)
+    headers = Headers(root, hint, defects)
     from_ = _single_address(headers, "from", defects)
     if from_ is None:
         defects.append("the message has no usable From address")
     sender = _single_address(headers, "sender", defects)
     recipients = {name: _addresses(headers, name, defects) for name in ("reply-to", "to", "cc", "bcc")}
-    subject = _text_header(headers, "subject", defects)
+    subject = text_header(headers, "subject", defects)
     if not subject:
         defects.append("the message has no Subject header" if subject is None
                        else "the Subject header is empty")
     subject = subject or ""
     date_raw = headers.first("date")
-    date = _parse_date(date_raw, defects)
-    state = _BodyState(hint=hint, defects=defects)
+    date = parse_date(date_raw, defects)
     if headers_only:
-        state.is_report = root.content_type == "multipart/report" or \
-            root.content_type in REPORT_TYPES
+        text_body = html_body = ""
+        attachments: list[Attachment] = []
+        is_report = root.content_type == "multipart/report" or root.content_type in REPORT_TYPES
     else:
-        _walk(root, state)
-    text_body, html_body = "\n".join(state.texts), "\n".join(state.htmls)
+        bodies = read_bodies(root, hint, defects)
+        text_body, html_body, is_report = bodies.text, bodies.html, bodies.is_report
+        attachments = [replace(a, content_id=normalize_message_id(a.content_id)) if a.content_id
+                       else a for a in bodies.attachments]
     rule_headers = _rule_headers(headers, defects)
     defects.extend(_structure_defects(root))
     return MailMessage(
         message_id=normalize_message_id(headers.first("message-id")),
-        in_reply_to=_in_reply_to(headers.first("in-reply-to")),
+        in_reply_to=in_reply_to_id(headers.first("in-reply-to")),
         references=_id_list(headers.all("references")),
         subject=subject,
         from_=from_,
@@ -1235,12 +303,59 @@ def _build(raw: bytes, root: Part, defects: list[str], headers_only: bool) -> Ma
         date_raw=date_raw.strip() if date_raw is not None else None,
         text_body=text_body,
         html_body=html_body,
-        attachments=state.attachments,
+        attachments=attachments,
         headers=rule_headers,
         thread_index=re.sub(r"\s+", "", headers.first("thread-index") or "") or None,
-        is_delivery_report=_looks_like_bounce(state, rule_headers, from_, subject),
+        is_delivery_report=_looks_like_bounce(is_report, rule_headers, from_, subject),
         size=len(raw),
         defects=_dedupe(defects),
         complete=not headers_only,
-        _hashed=(raw, from_, date, date_raw, subject, text_body or html_body),
+        _raw=raw,
     )
+
+
+# --------------------------------------------------------------------------- address headers
+
+# local@domain as the stdlib's obsolete syntax keeps it: what normalization refuses (dots in
+# a row, at the ends) but that is still one mailbox.
+_ADDRESS_SHAPED = re.compile(r'(?:"[^"\r\n]*"|[^\s"<>(),;:@\\]+)@(?:[^\s"<>(),;:@\\\[\]]+|\[[^\]\s]*\])')
+
+
+def _to_addresses(name: str, pairs: list[tuple[str, str]], defects: list[str]) -> list[Address]:
+    """Normalized addresses; one that is no usable address is kept as written (the stdlib
+    keeps it too) and marked unresolvable."""
+    result: list[Address] = []
+    for display, spec in pairs:
+        address = normalize_address(spec)
+        if address is not None:
+            result.append(Address(display, address))
+        elif _ADDRESS_SHAPED.fullmatch(spec.strip("<> ")):
+            defects.append(f"the {header_label(name)} header has an address that cannot be "
+                           f"matched: {spec!r}")
+            result.append(Address(display, spec.strip("<> ").lower(), resolvable=False))
+        else:
+            defects.append(f"the {header_label(name)} header has an invalid address "
+                           f"{spec or display!r}; it was left out")
+    return result
+
+
+def _addresses(headers: Headers, name: str, defects: list[str]) -> list[Address]:
+    result: list[Address] = []
+    for value in headers.all(name):
+        result.extend(_to_addresses(name, read_address_header(name, value, headers.hint, defects),
+                                    defects))
+    return result
+
+
+def _single_address(headers: Headers, name: str, defects: list[str]) -> Address | None:
+    values = headers.all(name)
+    if len(values) > 1:
+        defects.append(f"the message has {len(values)} {header_label(name)} headers; "
+                       "the first was used")
+    if not values:
+        return None
+    found = _to_addresses(name, read_address_header(name, values[0], headers.hint, defects), defects)
+    if len(found) > 1:
+        defects.append(f"the {header_label(name)} header lists {len(found)} addresses; "
+                       "the first was used")
+    return found[0] if found else None

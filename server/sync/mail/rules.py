@@ -6,9 +6,15 @@ takes when it matches (track or not) and a ``reason`` a user reads in "why was t
 (not) tracked?". ``decide`` walks the chain and records every rule it tried.
 
 No I/O here: the engine hands in everything else (addresses known to the CRM, the mailbox's
-tracking option, folder rules, whether correlation found a parent) in a ``DecisionContext``.
+tracking option, folder rules, whether correlation found a parent, the owner's track
+requests) in a ``DecisionContext`` (``server.sync.mail.decision``). ``CHAIN`` below is the
+chain that runs, written out in order; the ``Decision`` it gives carries the regarding it
+chose (a tracked folder's, else the user's pending request's, else the conversation's) and
+its final reason.
 
-The order encodes which exclusions explicit intent overrides. A tracked folder or the
+The user's own word on one email comes first: an email they untracked is never tracked again
+by itself; one they asked to track (before it arrived) is, unless it is no email a person
+sent (a bounce, a loop, a blocked sender). The order encodes which exclusions explicit intent overrides. A tracked folder or the
 "Tracked to Regarding" category beats the tracking option, auto-reply and bulk detection
 (someone who drags a newsletter into a tracked folder wants it tracked) but never turns a
 bounce, a mail loop or a blocked sender into an activity. The category marks one message,
@@ -20,158 +26,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import StrEnum
+from datetime import datetime
 from typing import ClassVar
 
+from server.sync.mail.automatic import auto_reply_evidence, bulk_evidence
+from server.sync.mail.decision import (LOOP_HEADER, OPTION_LABELS, TRACKED_CATEGORY, Decision,
+                                       DecisionContext, Direction, FolderRole, Regarding, RuleHit,
+                                       TrackingOption, as_utc)
 from server.sync.mail.message import Address, MailMessage
 
-__all__ = [
-    "DEFAULT_CHAIN",
-    "Decision",
-    "DecisionContext",
-    "Direction",
-    "Folder",
-    "FolderRole",
-    "LOOP_HEADER",
-    "OwnerKind",
-    "Rule",
-    "RuleHit",
-    "TRACKED_CATEGORY",
-    "TrackingOption",
-    "chain_description",
-    "decide",
-]
-
-# Regarding stamps the mail it sends with this header, so it never tracks its own mail twice.
-LOOP_HEADER = "X-Regarding-Loop"
-# The Outlook category (IMAP keyword where the server has no categories) that asks for tracking.
-TRACKED_CATEGORY = "Tracked to Regarding"
-
-Regarding = tuple[str, str]  # (record kind, record id), e.g. ("opportunity", "42")
-
-
-class TrackingOption(StrEnum):
-    """Which incoming email a user or queue tracks automatically (as in Dynamics 365).
-
-    The values are what ``Mailbox.tracking_option`` stores (``models.TRACKING_OPTIONS``).
-    """
-
-    ALL = "all"
-    CRM_RESPONSES = "crm_responses"
-    FROM_CRM_RECORDS = "from_crm_records"
-    FROM_EMAIL_ENABLED_RECORDS = "from_email_enabled"
-    NONE = "none"
-
-
-OPTION_LABELS = {
-    TrackingOption.ALL: "All email messages",
-    TrackingOption.CRM_RESPONSES: "Email messages in response to Regarding email",
-    TrackingOption.FROM_CRM_RECORDS: "Email messages from leads, contacts and accounts",
-    TrackingOption.FROM_EMAIL_ENABLED_RECORDS: "Email messages from records that are email enabled",
-    TrackingOption.NONE: "No email messages",
-}
-
-
-class OwnerKind(StrEnum):
-    USER = "user"
-    QUEUE = "queue"
-
-
-class Direction(StrEnum):
-    INCOMING = "incoming"
-    OUTGOING = "outgoing"
-
-
-class FolderRole(StrEnum):
-    INBOX = "inbox"
-    SENT = "sent"
-    TRACKED = "tracked"
-    OTHER = "other"
-
-
-@dataclass(frozen=True)
-class Folder:
-    """Where the message was found; a tracked folder may carry its rule's regarding."""
-
-    role: FolderRole = FolderRole.INBOX
-    name: str = ""
-    regarding: Regarding | None = None
-
-
-def _address_set(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(v.strip().lower() for v in values if v and v.strip())
-
-
-def _blocklist_set(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(v.removeprefix("*.").removeprefix("@") for v in _address_set(values))
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
-@dataclass(frozen=True)
-class DecisionContext:
-    """Everything the rules need besides the message, gathered by the engine."""
-
-    owner_kind: OwnerKind = OwnerKind.USER
-    owner_addresses: frozenset[str] = frozenset()
-    direction: Direction | None = None  # None: outgoing when the owner sent it
-    folder: Folder = Folder()
-    tracking_option: TrackingOption = TrackingOption.CRM_RESPONSES
-    track_sent_items: bool = False
-    process_after: datetime | None = None
-    received_at: datetime | None = None  # when the mailbox got it; else the Date header
-    blocklist: frozenset[str] = frozenset()  # "a@b.example", "@b.example" (and subdomains)
-    record_addresses: frozenset[str] = frozenset()  # leads, contacts, accounts
-    email_enabled_addresses: frozenset[str] = frozenset()  # any email-enabled record
-    is_correlated: bool = False
-    has_tracked_category: bool = False
-    already_tracked: bool = False
-    org_addresses: frozenset[str] = frozenset()  # every mailbox Regarding syncs
-
-    def __post_init__(self) -> None:
-        for name in ("owner_addresses", "record_addresses", "email_enabled_addresses",
-                     "org_addresses"):
-            object.__setattr__(self, name, _address_set(getattr(self, name)))
-        object.__setattr__(self, "blocklist", _blocklist_set(self.blocklist))
-
-    def direction_of(self, msg: MailMessage) -> Direction:
-        if self.direction is not None:
-            return self.direction
-        sent_by_owner = msg.from_ is not None and msg.from_.address in self.owner_addresses
-        return Direction.OUTGOING if sent_by_owner else Direction.INCOMING
-
-    def counterparts(self, msg: MailMessage) -> list[Address]:
-        """The other side: the sender of incoming mail, the recipients of outgoing mail."""
-        if self.direction_of(msg) is Direction.INCOMING:
-            return [msg.from_] if msg.from_ else []
-        return [a for a in msg.recipients if a.address not in self.owner_addresses]
-
-    @property
-    def whose(self) -> str:
-        return "your" if self.owner_kind is OwnerKind.USER else "this queue's"
-
-
-@dataclass(frozen=True)
-class RuleHit:
-    name: str
-    matched: bool
-
-
-@dataclass(frozen=True)
-class Decision:
-    track: bool
-    hits: tuple[RuleHit, ...]
-    reason: str
-    regarding_hint: Regarding | None = None
-    rule: str = ""  # the name of the rule that decided
-
-    def rule_hits(self) -> list[dict[str, object]]:
-        """The hits as JSON-ready dicts, for the decision log."""
-        return [{"rule": hit.name, "matched": hit.matched} for hit in self.hits]
+__all__ = ["CHAIN", "Chain", "Rule", "chain_description", "decide"]
 
 
 # --------------------------------------------------------------------------- rule base
@@ -189,16 +53,10 @@ class Rule:
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         raise NotImplementedError
 
-    def regarding(self, msg: MailMessage, ctx: DecisionContext) -> Regarding | None:
-        return None
-
     @classmethod
     def description(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0]
-
-
-def _folder_regarding(ctx: DecisionContext) -> Regarding | None:
-    return ctx.folder.regarding if ctx.folder.role is FolderRole.TRACKED else None
+        lines = (cls.__doc__ or "").strip().splitlines()
+        return lines[0] if lines else ""
 
 
 def _header(msg: MailMessage, name: str) -> str:
@@ -206,6 +64,20 @@ def _header(msg: MailMessage, name: str) -> str:
 
 
 # --------------------------------------------------------------------------- exclusions
+
+
+class UserUntracked(Rule):
+    """The mailbox's user untracked this email: sync never tracks it again by itself."""
+
+    name = "untracked-by-user"
+    track = False
+
+    def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
+        return ctx.untracked
+
+    def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
+        return ("You untracked this email, so Regarding does not track it again by itself. "
+                "Track it in Outlook to keep it after all.")
 
 
 class AlreadyTracked(Rule):
@@ -218,10 +90,11 @@ class AlreadyTracked(Rule):
         return ctx.already_tracked
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
+        folder = ctx.folder_regarding
+        if folder is not None and folder != ctx.tracked_regarding and not ctx.regarding_refused:
+            return (f'This email is already tracked. It is in the tracked folder "{ctx.folder.name}", '
+                    f"so it is now set regarding the {folder[0]} that folder is linked to.")
         return "This email is already tracked in Regarding, so it stays tracked."
-
-    def regarding(self, msg: MailMessage, ctx: DecisionContext) -> Regarding | None:
-        return _folder_regarding(ctx)
 
 
 class NoSender(Rule):
@@ -304,6 +177,20 @@ class BlockedSender(Rule):
 # --------------------------------------------------------------------------- explicit intent
 
 
+class PendingRequest(Rule):
+    """The user asked to track this email (in Outlook) before it reached the server."""
+
+    name = "track-request"
+    track = True
+
+    def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
+        return ctx.pending_request
+
+    def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
+        return ("You asked to track this email in Outlook before it reached Regarding, so it "
+                "is tracked now that it arrived.")
+
+
 class TrackedCategory(Rule):
     """The "Tracked to Regarding" category was set on the item: the user asked for it."""
 
@@ -316,12 +203,9 @@ class TrackedCategory(Rule):
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         return f'This email has the "{TRACKED_CATEGORY}" category, so it is tracked.'
 
-    def regarding(self, msg: MailMessage, ctx: DecisionContext) -> Regarding | None:
-        return _folder_regarding(ctx)
-
 
 def _day(moment: datetime) -> str:
-    return _as_utc(moment).strftime("%Y-%m-%d")
+    return as_utc(moment).strftime("%Y-%m-%d")
 
 
 class BeforeProcessAfter(Rule):
@@ -332,7 +216,7 @@ class BeforeProcessAfter(Rule):
 
     def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
         when = ctx.received_at or msg.date
-        return bool(ctx.process_after and when and _as_utc(when) < _as_utc(ctx.process_after))
+        return bool(ctx.process_after and when and as_utc(when) < as_utc(ctx.process_after))
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         when = ctx.received_at or msg.date
@@ -376,43 +260,8 @@ class TrackedFolder(Rule):
                     f"{ctx.folder.regarding[0]} that folder is linked to.")
         return f"This email is in {where}, so it is tracked."
 
-    def regarding(self, msg: MailMessage, ctx: DecisionContext) -> Regarding | None:
-        return ctx.folder.regarding
-
 
 # --------------------------------------------------------------------------- automatic mail
-
-_AUTO_REPLY_SUBJECT = re.compile(
-    r"^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer)|autoreply|auto:|"
-    r"out of (?:the )?office|abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|"
-    r"absence du bureau|respuesta autom[áa]tica|fuera de la oficina|risposta automatica|"
-    r"automatisch antwoord|automatisk svar|autosvar|自動応答|自动回复)",
-    re.IGNORECASE)
-
-
-def _auto_submitted(msg: MailMessage) -> str | None:
-    value = _header(msg, "auto-submitted")
-    keyword = re.split(r"[;(\s]", value.lower(), maxsplit=1)[0] if value else ""
-    return f"Auto-Submitted: {keyword}" if keyword and keyword != "no" else None
-
-
-def _auto_reply_evidence(msg: MailMessage) -> str | None:
-    """Why the message looks sent by a machine, or None."""
-    submitted = _auto_submitted(msg)
-    if submitted:
-        return submitted
-    for name in ("x-autoreply", "x-autorespond", "x-autogenerated"):
-        if name in msg.headers:
-            return f"it has an {name.title()} header"
-    suppress = {v.strip().lower() for v in _header(msg, "x-auto-response-suppress").split(",")}
-    if "all" in suppress:
-        return "X-Auto-Response-Suppress: All"
-    if _header(msg, "precedence").lower() == "auto_reply":
-        return "Precedence: auto_reply"
-    if _AUTO_REPLY_SUBJECT.match(msg.subject):
-        return "its subject is an automatic reply's"
-    return None
-
 
 class AutoReply(Rule):
     """Out-of-office and other machine-sent replies are not tracked (unless filed explicitly)."""
@@ -421,21 +270,11 @@ class AutoReply(Rule):
     track = False
 
     def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
-        return _auto_reply_evidence(msg) is not None
+        return auto_reply_evidence(msg) is not None
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return (f"This email was sent automatically ({_auto_reply_evidence(msg)}), not by a "
+        return (f"This email was sent automatically ({auto_reply_evidence(msg)}), not by a "
                 "person, so it is not tracked.")
-
-
-def _bulk_evidence(msg: MailMessage) -> str | None:
-    precedence = _header(msg, "precedence").lower()
-    if precedence in ("bulk", "junk", "list"):
-        return f"Precedence: {precedence}"
-    for name, label in (("list-id", "List-Id"), ("list-unsubscribe", "List-Unsubscribe")):
-        if name in msg.headers:
-            return f"it has a {label} header"
-    return None
 
 
 class BulkMail(Rule):
@@ -445,10 +284,10 @@ class BulkMail(Rule):
     track = False
 
     def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
-        return _bulk_evidence(msg) is not None
+        return bulk_evidence(msg) is not None
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return (f"This looks like a newsletter or mailing-list email ({_bulk_evidence(msg)}), "
+        return (f"This looks like a newsletter or mailing-list email ({bulk_evidence(msg)}), "
                 "so it is not tracked automatically. Move it to a tracked folder or track it "
                 "in Outlook to keep it.")
 
@@ -574,12 +413,43 @@ def _why_not(msg: MailMessage, ctx: DecisionContext) -> str:
     return f"none of its recipients is {what} in Regarding"
 
 
-DEFAULT_CHAIN: tuple[Rule, ...] = (
+# --------------------------------------------------------------------------- the chain
+
+
+class Chain(Sequence[Rule]):
+    """Rules in the order ``decide`` tries them. Their names are what the decision log
+    stores, so a chain refuses two rules of one name, and a rule without a description
+    (its docstring's first line, shown on the sync admin's help page)."""
+
+    def __init__(self, *rules: Rule) -> None:
+        names = [rule.name for rule in rules]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique in a chain: {', '.join(repeated)}")
+        undescribed = [rule.name for rule in rules if not rule.description()]
+        if undescribed:
+            raise ValueError(f"rules without a description: {', '.join(undescribed)}")
+        self._rules = rules
+        self.by_name = dict(zip(names, rules))
+
+    def __getitem__(self, index):
+        return self._rules[index]
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+
+# The chain that runs, in order: the user's own word on this email first, then what is
+# tracked already, then what is never tracked, explicit intent, what is evaluated, automatic
+# mail, and the tracking option.
+CHAIN = Chain(
+    UserUntracked(),
     AlreadyTracked(),
     NoSender(),
     DeliveryReport(),
     Loop(),
     BlockedSender(),
+    PendingRequest(),
     TrackedCategory(),
     BeforeProcessAfter(),
     FolderNotEvaluated(),
@@ -595,21 +465,45 @@ DEFAULT_CHAIN: tuple[Rule, ...] = (
 )
 
 
-def decide(msg: MailMessage, ctx: DecisionContext,
-           chain: Sequence[Rule] = DEFAULT_CHAIN) -> Decision:
-    """Walk the chain; the first rule that matches decides. Every rule tried is recorded."""
+def _regarding(ctx: DecisionContext) -> tuple[Regarding | None, bool, str]:
+    """The regarding of a tracked email: a tracked folder's (it wins over the email's
+    current one), else what the user's pending request chose, else the conversation's;
+    with what the reason says about it when the email is new."""
+    if ctx.folder_regarding is not None:
+        return ctx.folder_regarding, True, ""  # the folder rule's reason names it
+    if ctx.request_regarding is not None:
+        return ctx.request_regarding, False, \
+            f" It is set regarding the {ctx.request_regarding[0]} you chose."
+    if ctx.conversation_regarding is not None:
+        return ctx.conversation_regarding, False, \
+            f" It is set regarding the same {ctx.conversation_regarding[0]} as the conversation."
+    return None, False, ""
+
+
+def decide(msg: MailMessage, ctx: DecisionContext, chain: Sequence[Rule] = CHAIN) -> Decision:
+    """Walk the chain; the first rule that matches decides. Every rule tried is recorded;
+    a tracking decision carries its regarding and the reason with where it came from."""
     hits: list[RuleHit] = []
     for rule in chain:
         matched = rule.matches(msg, ctx)
         hits.append(RuleHit(rule.name, matched))
-        if matched:
-            hint = rule.regarding(msg, ctx) if rule.track else None
-            return Decision(track=rule.track, hits=tuple(hits), reason=rule.reason(msg, ctx),
-                            regarding_hint=hint, rule=rule.name)
+        if not matched:
+            continue
+        reason = rule.reason(msg, ctx)
+        if not rule.track:
+            return Decision(False, tuple(hits), reason, rule.name)
+        regarding, wins, said = _regarding(ctx)
+        if regarding is not None and ctx.regarding_refused:
+            reason += (f" It could not be set regarding that {regarding[0]} "
+                       f"({ctx.regarding_refused.rstrip('.')}).")
+            regarding, wins = None, False
+        elif not ctx.already_tracked:
+            reason += said
+        return Decision(True, tuple(hits), reason, rule.name, regarding, wins)
     return Decision(track=False, hits=tuple(hits),
                     reason="No tracking rule applied to this email, so it is not tracked.")
 
 
-def chain_description(chain: Sequence[Rule] = DEFAULT_CHAIN) -> list[tuple[str, bool, str]]:
+def chain_description(chain: Iterable[Rule] = CHAIN) -> list[tuple[str, bool, str]]:
     """``(name, tracks, description)`` for each rule, in order: for the admin help page."""
     return [(rule.name, rule.track, rule.description()) for rule in chain]

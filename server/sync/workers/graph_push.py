@@ -36,7 +36,7 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from server.db import db, utcnow
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import ConnectorError, Subscriptions
 from server.sync.workers.graph_models import GraphSubscription
 from server.sync.models import Mailbox
 
@@ -71,15 +71,15 @@ def notification_url() -> str | None:
     return None
 
 
-def after_sync(mailbox_id: int, connector) -> None:
+def after_sync(mailbox_id: int, connector: Subscriptions) -> None:
     """Subscriptions for the folders this sync read (see the module's docstring)."""
     url = notification_url()
-    if not url or not getattr(connector, "synced", None):
+    if not url or not connector.synced:
         return
     maintain(mailbox_id, connector, list(connector.synced), url)
 
 
-def maintain(mailbox_id: int, connector, folder_keys: list[str], url: str) -> None:
+def maintain(mailbox_id: int, connector: Subscriptions, folder_keys: list[str], url: str) -> None:
     now = utcnow()
     rows = {s.folder_key: s for s in db.session.scalars(
         select(GraphSubscription).where(GraphSubscription.mailbox_id == mailbox_id))}
@@ -104,7 +104,7 @@ def maintain(mailbox_id: int, connector, folder_keys: list[str], url: str) -> No
     db.session.commit()
 
 
-def _renew(connector, row: GraphSubscription, now: datetime) -> bool:
+def _renew(connector: Subscriptions, row: GraphSubscription, now: datetime) -> bool:
     try:
         connector.renew_subscription(row.subscription_id, now + LIFETIME)
     except ConnectorError as exc:
@@ -115,7 +115,7 @@ def _renew(connector, row: GraphSubscription, now: datetime) -> bool:
     return True
 
 
-def _end(connector, row: GraphSubscription) -> None:
+def _end(connector: Subscriptions, row: GraphSubscription) -> None:
     if row.status != "removed":
         try:
             connector.delete_subscription(row.subscription_id)
@@ -125,7 +125,7 @@ def _end(connector, row: GraphSubscription) -> None:
     db.session.flush()
 
 
-def _create(connector, mailbox_id: int, key: str, url: str, now: datetime) -> GraphSubscription:
+def _create(connector: Subscriptions, mailbox_id: int, key: str, url: str, now: datetime) -> GraphSubscription:
     client_state = secrets.token_urlsafe(32)
     made = connector.create_subscription(key, url, client_state, now + LIFETIME,
                                          lifecycle_url=url)

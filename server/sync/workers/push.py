@@ -38,7 +38,7 @@ from datetime import datetime
 from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
-from server.db import db, utcnow
+from server.db import db, utcnow, writer_thread
 from server.sync.workers import scheduler
 from server.sync.connectors.base import ConnectorError, Folder
 from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
@@ -54,7 +54,7 @@ ADVISORY_CLASS = 0x5245  # "RE": the advisory lock namespace of push watchers
 
 
 def _detail(exc: BaseException) -> str:
-    from server.sync.engine.pipeline import safe_detail
+    from server.sync.engine.quarantine import safe_detail
     if isinstance(exc, ConnectorError):
         return f"{exc.code}: {exc.message}"
     return safe_detail(exc)
@@ -103,8 +103,7 @@ class Watcher(threading.Thread):
         self.done.set()
 
     def run(self) -> None:
-        from server.sync.workers.worker import _worker_thread
-        _worker_thread()
+        writer_thread()
         failures = 0
         while not self.stopped:
             try:
@@ -254,8 +253,7 @@ class PushWatchers:
         return sorted(i for i, (w, _) in self.watchers.items() if w.is_alive())
 
     def _manage(self) -> None:
-        from server.sync.workers.worker import _worker_thread
-        _worker_thread()
+        writer_thread()
         while not self.stopping.is_set():
             try:
                 self._refresh()

@@ -23,15 +23,14 @@ import os
 import socket
 import threading
 import time
-import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from server.db import db, utcnow
+from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.sync.engine import alerts
 from server.sync.workers import scheduler
 from server.sync.connectors.base import ConnectorError
@@ -58,7 +57,7 @@ class _Interrupted(BaseException):
 
 
 def _detail(exc: BaseException) -> str:
-    from server.sync.engine.pipeline import safe_detail  # the one place that knows what is safe
+    from server.sync.engine.quarantine import safe_detail  # the one place that knows what is safe
     return safe_detail(exc)
 
 
@@ -97,17 +96,17 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> WorkerStats:
-        was = _worker_thread()
+        was = writer_thread()
         try:
             return self._run()
         finally:
-            _worker_thread(was)
+            writer_thread(was)
 
     def _run(self) -> WorkerStats:
         with scheduler.worker_slot(self.app.config["SQLALCHEMY_DATABASE_URI"]) as sole:
             with self.app.app_context():
                 if db.engine.dialect.name == "sqlite":
-                    _immediate_transactions(db.engine)
+                    immediate_transactions(db.engine)
                 # A sole SQLite worker knows every lease left behind is stale; elsewhere a
                 # worker takes back at once what it held under the same name before a crash.
                 stale = scheduler.release_all(None if sole else self.worker_id)
@@ -145,7 +144,7 @@ class Worker:
         running: dict[Future, int] = {}
         backoff = 0.0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sync",
-                                initializer=_worker_thread) as pool:
+                                initializer=writer_thread) as pool:
             try:
                 while not self.stop.is_set():
                     for future in [f for f in running if f.done()]:
@@ -319,7 +318,7 @@ class Worker:
     # -- leases -----------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        _worker_thread()
+        writer_thread()
         every = max(0.2, self.lease / 3)
         while not self.stop.wait(every):
             with self.lock:
@@ -351,40 +350,6 @@ class Worker:
         watchers = PushWatchers(self.app, self.stop, on_change=lambda _id: self.wake.set())
         watchers.start()
         return watchers
-
-
-_serialized = weakref.WeakSet()
-_thread = threading.local()
-
-
-def _worker_thread(on: bool = True) -> bool:
-    """Mark the calling thread as one of the worker's (see ``_immediate_transactions``);
-    returns what it was."""
-    was = getattr(_thread, "immediate", False)
-    _thread.immediate = on
-    return was
-
-
-def _immediate_transactions(engine) -> None:
-    """SQLite: the worker's transactions take the write lock as they begin (``BEGIN
-    IMMEDIATE``), so its threads (runs, heartbeat, push) queue for it (``busy_timeout``)
-    instead of failing: in WAL mode a transaction that read first and then writes after
-    another connection committed gets "database is locked" at once, without waiting. Other
-    threads of the process (a test, a shell) keep ordinary deferred transactions."""
-    if engine in _serialized:
-        return
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection):
-        immediate = getattr(_thread, "immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    _serialized.add(engine)
-    engine.dispose()  # pooled connections made before are replaced by ones set up so
 
 
 def _sends_mail(mailbox: Mailbox) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from server.db import db
 from server.errors import Conflict, Invalid, ServiceError
-from server.web.api import activities, misc, openapi, records
+from server.web.api import activities, mail_files, misc, openapi, records
 from server.web.api.common import limit_body
 from server.web.auth import bearer_user
 
@@ -21,7 +21,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = {"api.openapi"}
 KB, MB = 1024, 1024 * 1024
 # Body limits per kind of endpoint (capped by MAX_CONTENT_LENGTH): emails carry HTML bodies.
-BODY_LIMITS = {"activity_create": 10 * MB, "activity_update": 10 * MB}
+BODY_LIMITS = {"activity_create": 10 * MB, "activity_update": 10 * MB,
+               "email_file_upload": 26 * MB}  # a 25 MB file and its form encoding
 RECORD_BODY_LIMIT = 1 * MB
 DEFAULT_BODY_LIMIT = 64 * KB
 
@@ -91,6 +92,7 @@ def _data_error(exc):
 
 records.register(bp)
 activities.register(bp)
+mail_files.register(bp)
 misc.register(bp)
 openapi.register(bp)
 

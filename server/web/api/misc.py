@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from server.crm.services import records
-from server.crm.addresses import normalize
+from server.mailkeys import normalize_address
 from server.security.privileges import NAMED_PRIVILEGES, Depth
 from server.web.api.common import invalid, principal, query_args
 
@@ -54,7 +54,7 @@ def resolve():
     for address in addresses:
         matches = found.get(address, [])
         results.append({
-            "address": address, "normalized": normalize(address),
+            "address": address, "normalized": normalize_address(address),
             "resolved": bool(matches),
             "matches": [{"type": m.record_type, "id": m.record_id, "name": m.name,
                          "is_active": m.is_active} for m in matches],

@@ -313,7 +313,8 @@ def record_paths(rt: RecordType) -> dict[str, dict]:
               "Search (contains) over: " + ", ".join(rt.search_fields) + "."),
         query("active", {"enum": ["true", "false", "all"], "default": "true"}, "Active state."),
         query("sort", {"type": "string"}, f"A field to sort by, - to reverse (default "
-                                          f"{rt.title_field})."),
+                                          f"{rt.title_field}, or id when you may not read "
+                                          "it)."),
         query("count", {"type": "boolean"}, "Include the total count."),
         query("owner_user_id", {"type": "integer"}, "Owned by this user."),
         query("owner_team_id", {"type": "integer"}, "Owned by this team."),
@@ -344,8 +345,8 @@ def record_paths(rt: RecordType) -> dict[str, dict]:
             f"{rt.name}_share", f"Share a {label} (empty rights revoke; then 204)", tag=tag,
             schema=ref("Share"), body=ref("ShareInput"), errors=("403", "404"))},
         f"{one}/shares": {"parameters": rid, "get": op(
-            f"{rt.name}_shares", f"Who a {label} is shared with", tag=tag,
-            schema=ref("ShareList"), errors=("404",))},
+            f"{rt.name}_shares", f"Who a {label} is shared with (needs share on it)", tag=tag,
+            schema=ref("ShareList"), errors=("403", "404"))},
         f"{one}/activate": {"parameters": rid, "post": op(
             f"{rt.name}_activate", f"Activate a {label}", tag=tag, schema=ref(name),
             body=ref("Empty"), body_required=False, errors=("403", "404"))},
@@ -395,6 +396,25 @@ def activity_paths() -> dict[str, dict]:
             "parameters": [*aid, path_param("attachment_id")],
             "get": _download_op(tag),
         },
+        "/email-files": {"post": {
+            "operationId": "email_file_upload", "tags": [tag],
+            "summary": "Track an .eml or Outlook .msg file regarding a record (201 when new, "
+                       "200 when it was tracked already)",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "The .eml or .msg file, at most 25 MB."},
+                    "regarding": {"type": "string", "description": "`type:id` of a record."}}}}}},
+            "responses": {
+                "201": {"description": "Tracked.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "id": {"type": "integer"}, "created": {"type": "boolean"},
+                        "subject": {"type": "string"},
+                        "regarding": {"type": ["object", "null"]}}}}}},
+                "200": {"description": "Already tracked: the existing email."},
+                "400": {"description": "Not an email file, or too large."},
+                "403": {"description": "Not allowed."}, "404": {"description": "No such record."}},
+        }},
     }
 
 

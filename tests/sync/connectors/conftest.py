@@ -1,9 +1,10 @@
-"""Helpers for the connector tests: accounts for the test peers and numbered messages."""
+"""Helpers for the connector tests: accounts for the test peers, numbered messages, and
+``exercise``, which uses what a connector declares it can do."""
 from __future__ import annotations
 
 import pytest
 
-from server.sync.connectors.base import Account
+from server.sync.connectors.base import Account, BatchKeywords, HeadersFirst, Keywords, SavesCopies
 from tests.sync.conftest import build_raw
 
 
@@ -23,3 +24,33 @@ def imap_account(server, user, **overrides) -> Account:
 @pytest.fixture
 def message():
     return numbered
+
+
+TRACKED = "Tracked to Regarding"
+
+
+def exercise(conn, inbox, count: int) -> None:
+    """Use what ``conn`` declares, the way the engine does, on ``count`` messages in
+    ``inbox``, and check each capability did its work."""
+    whole = conn.fetch_changes(inbox, None).messages
+    assert len(whole) == count and all(m.complete for m in whole)
+    by_ref = {m.ref: m.raw for m in whole}
+    if isinstance(conn, HeadersFirst) and conn.headers_first:
+        heads = conn.fetch_changes(inbox, None, headers_only=True).messages
+        assert {m.ref for m in heads} == set(by_ref) and not any(m.complete for m in heads)
+        for head in heads:
+            assert by_ref[head.ref].startswith(head.raw.rstrip(b"\r\n"))
+            assert len(head.raw) < len(by_ref[head.ref])  # the body stayed on the server
+        assert conn.fetch_messages(inbox, [*by_ref, "no-such-ref"]) == by_ref
+    refs = list(by_ref)
+    if isinstance(conn, Keywords):
+        conn.set_keyword(inbox, refs[0], TRACKED)
+    if isinstance(conn, BatchKeywords):
+        conn.set_keywords(inbox, refs[1:], TRACKED)
+    if isinstance(conn, Keywords):
+        again = conn.fetch_changes(inbox, None).messages
+        assert all(TRACKED in m.keywords for m in again)
+    if isinstance(conn, SavesCopies):
+        sent = conn.folder_by_role("sent")
+        conn.append(sent, numbered(99, subject="Sent copy"))
+        assert [b"Sent copy" in m.raw for m in conn.fetch_changes(sent, None).messages] == [True]

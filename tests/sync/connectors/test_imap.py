@@ -398,7 +398,7 @@ class _ScriptedImap:
 
 def test_uid_fetch_reads_every_shape_of_fetch_response():
     from datetime import datetime, timezone
-    from server.sync.connectors.imap import _uid_fetch
+    from server.sync.connectors.imap_fetch import uid_fetch
     imap = _ScriptedImap("OK", [
         (b'1 (UID 7 RFC822.SIZE 2048 FLAGS (\\Seen Tracked_to_Regarding) '
          b'INTERNALDATE " 2-Mar-2025 08:04:05 -0130" BODY[HEADER] {5}', b"X: y\r"),
@@ -409,7 +409,7 @@ def test_uid_fetch_reads_every_shape_of_fetch_response():
         b'4 (UID 11 FLAGS () INTERNALDATE "22-Nov-2026 17:13:04 +0000" BODY[HEADER] NIL)',
         None,
     ])
-    found = _uid_fetch(imap, [7, 9, 11], "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER]")
+    found = uid_fetch(imap, [7, 9, 11], "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER]")
     assert imap.asked == ("FETCH", "7,9,11", "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER])")
     assert "FETCH" not in imap.untagged_responses
     assert set(found) == {7, 9, 11}
@@ -423,13 +423,13 @@ def test_uid_fetch_reads_every_shape_of_fetch_response():
 
 def test_uid_fetch_refused_is_an_imap_error():
     import imaplib
-    from server.sync.connectors.imap import _uid_fetch
+    from server.sync.connectors.imap_fetch import uid_fetch
     with pytest.raises(imaplib.IMAP4.error, match="FETCH failed: no such message"):
-        _uid_fetch(_ScriptedImap("NO", [b"no such message"]), [1], "UID BODY.PEEK[]")
+        uid_fetch(_ScriptedImap("NO", [b"no such message"]), [1], "UID BODY.PEEK[]")
 
 
 def test_internaldate_rejects_what_is_not_a_date():
-    from server.sync.connectors.imap import _internaldate
-    assert _internaldate(b"31-Feb-2025 10:00:00 +0000") is None
-    assert _internaldate(b"01-Foo-2025 10:00:00 +0000") is None
-    assert _internaldate(b"yesterday") is None
+    from server.sync.connectors.imap_fetch import internaldate
+    assert internaldate(b"31-Feb-2025 10:00:00 +0000") is None
+    assert internaldate(b"01-Foo-2025 10:00:00 +0000") is None
+    assert internaldate(b"yesterday") is None

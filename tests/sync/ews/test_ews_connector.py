@@ -13,7 +13,7 @@ import time
 import pytest
 
 from server.sync.connectors import incoming, outgoing
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import ConnectorError, SavesCopies
 from server.sync.connectors.ews import EWS_NOTICE, EwsConnector, EwsSender
 from tests.fakes.ews import serve
 from tests.sync.ews.conftest import BOB, ews_account
@@ -214,7 +214,7 @@ def test_send_keeps_a_copy_in_sent_items_and_bcc_goes_separately(exchange, accou
     assert exchange.sent == [{"mailbox": BOB, "mime": mime, "bcc": ["boss@org.example"]}]
     assert [i.mime for i in exchange.items_in(BOB, "sentitems")] == [mime]
     assert "CreateItem" in exchange.operations
-    assert EwsConnector.supports_append is False  # no second copy from the outgoing flow
+    assert not issubclass(EwsConnector, SavesCopies)  # no second copy from the outgoing flow
 
 
 def test_impersonation_reads_another_mailbox_only_when_allowed(exchange):
@@ -387,8 +387,8 @@ def test_without_streaming_the_wait_polls(exchange, account):
 def test_error_details_leave_quoted_xml_out():
     from exchangelib.errors import MalformedResponseError
 
-    from server.sync.connectors.ews import _detail
+    from server.sync.connectors.ews_errors import detail
     exc = MalformedResponseError("No Items elements in ResponseMessage (<m:Items><t:MimeContent>"
                                  "U2VjcmV0</t:MimeContent></m:Items>)")
-    assert _detail(exc) == "No Items elements in ResponseMessage"
-    assert _detail(MalformedResponseError("")) == "MalformedResponseError"
+    assert detail(exc) == "No Items elements in ResponseMessage"
+    assert detail(MalformedResponseError("")) == "MalformedResponseError"

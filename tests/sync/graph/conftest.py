@@ -10,7 +10,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from server.db import db
 from server.sync.engine import oauth
-from server.sync.connectors import graph as graph_connector
+from server.sync.connectors.graph_client import forget_limits
 from tests.fakes.graph import FakeGraph
 from tests.servers.ports import LOOPBACK
 from tests.sync import world as w
@@ -22,11 +22,11 @@ BOB = "bob@org.example"
 def graph():
     fake = FakeGraph().start()
     oauth.forget_tokens()
-    graph_connector.forget_limits()
+    forget_limits()
     yield fake
     fake.close()
     oauth.forget_tokens()
-    graph_connector.forget_limits()
+    forget_limits()
 
 
 class GraphStore:

@@ -13,7 +13,7 @@ import pytest
 
 from server.sync.engine.accounts import account_for
 from server.sync.connectors.base import ConnectorError
-from server.sync.connectors.graph import GraphSender
+from server.sync.connectors.graph_send import GraphSender
 from server.sync.connectors.graph_attachments import RANGE_SIZE
 from tests.sync.graph.conftest import GraphStore, graph_mailbox
 

@@ -11,8 +11,10 @@ import pytest
 from server.sync.engine import oauth
 from server.sync.engine.accounts import account_for
 from server.sync.connectors.base import ConnectorError
-from server.sync.connectors.graph import GraphConnector, GraphSender
+from server.sync.connectors.graph import GraphConnector
+from server.sync.connectors.graph_send import GraphSender
 from tests.sync import world as w
+from tests.sync.connectors.conftest import exercise
 from tests.sync.graph.conftest import GraphStore, graph_mailbox
 
 ADDRESS = "bob@org.example"
@@ -53,6 +55,14 @@ def test_folders_have_ids_roles_and_paths(graph, store, box):
     assert folders["Inbox/Contoso deal"].parent_key == folders["Inbox"].key
     assert folders["Inbox/Contoso deal/Legal"].parent_key == deal
     assert folders["Inbox"].parent_key is None  # the store's root is no folder
+
+
+def test_graph_does_what_it_declares(graph, store, box):
+    for n in (1, 2, 3):
+        store.deliver(numbered(n))
+    with connect(box) as conn:
+        exercise(conn, folders_of(conn)["Inbox"], 3)
+    assert all("Tracked to Regarding" in k for k in store.keywords("Inbox"))
 
 
 def test_folders_below_the_top_level_are_found_when_the_listing_stops_there(graph, store, box):
@@ -261,7 +271,7 @@ def test_delegated_access_through_on_behalf_of(graph, store, box):
     assert box.oauth_refresh_token
     store.deliver(numbered(1))
     account = account_for(box, "incoming")
-    assert account.settings["_graph_delegated"]
+    assert account.delegated
     with GraphConnector(account) as conn:
         assert len(conn.fetch_changes(folders_of(conn)["Inbox"], None).messages) == 1
     # A delegated token reaches only its own mailbox.

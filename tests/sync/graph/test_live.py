@@ -13,7 +13,8 @@ import pytest
 from server.db import db
 from server.sync.engine import oauth
 from server.sync.engine.accounts import account_for
-from server.sync.connectors.graph import GraphConnector, GraphSender
+from server.sync.connectors.graph import GraphConnector
+from server.sync.connectors.graph_send import GraphSender
 from tests.sync import world as w
 
 NAMES = ("TENANT", "CLIENT_ID", "CLIENT_SECRET", "MAILBOX")

@@ -1,7 +1,7 @@
 """server-side sessions and Office SSO links (issue 11)
 
-Revision ID: 0002_seca
-Revises: 0001
+Revision ID: 0004_seca
+Revises: 0003_secb
 Create Date: 2026-12-05 01:00:00
 
 ``user_session``: one row per signed-in browser session (sign-out deletes it). ``sso_link``:
@@ -11,8 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_seca'
-down_revision = '0001'
+revision = '0004_seca'
+down_revision = '0003_secb'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,148 @@
+"""What is tracked: users' track requests and the one answer to "is this item tracked?".
+
+An email is known by its normalized Message-ID (``server.mailkeys``), a meeting by its UID,
+a draft by the tracking token in its subject. ``tracking_status`` answers for the add-in's
+pane and its API, in one statement; ``server.crm.services.tracking`` (which tracks) builds
+on this.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam,
+                        case, cast, literal, null, select, union_all)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.crm.activities import REGARDING_COLUMNS, Activity, Appointment, Email, Regarding, \
+    one_regarding_check
+from server.db import cached_statement, db, utcnow
+from server.mailkeys import normalize_message_id
+from server.security import authz
+from server.security.authz import Principal
+
+
+class TrackRequest(Regarding, db.Model):
+    """A user's wish about one item: ``pending`` (track it when it arrives), ``done``,
+    ``failed`` (with a reason) or ``untracked`` (the user untracked it: sync leaves it)."""
+
+    __tablename__ = "track_request"
+    __table_args__ = (UniqueConstraint("user_id", "internet_message_id"), one_regarding_check(),
+                      Index("ix_track_request_token", "tracking_token"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    item_type: Mapped[str] = mapped_column(String(12), default="email")  # email appointment
+    internet_message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    tracking_token: Mapped[str | None] = mapped_column(String(40))
+    conversation_id: Mapped[str | None] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_on: Mapped[datetime | None]
+
+
+@dataclass(frozen=True)
+class TrackingStatus:
+    status: str  # not_tracked tracked pending failed
+    activity_id: int | None = None
+    regarding: tuple[str, int] | None = None
+    reason: str | None = None
+
+
+NOT_TRACKED = TrackingStatus("not_tracked")
+
+
+def find_email(identity: str) -> Email | None:
+    """The first email tracked with this identity (normalized Message-ID or content hash)."""
+    return db.session.scalar(select(Email).where(Email.message_id == identity).order_by(Email.id).limit(1))
+
+
+def own_request(p: Principal, *, identity: str | None = None,
+                token: str | None = None) -> TrackRequest | None:
+    """The user's own track request for an item, by its identity or by its tracking token."""
+    if identity:
+        cond = TrackRequest.internet_message_id == normalize_message_id(identity)
+    elif token:
+        cond = TrackRequest.tracking_token == token
+    else:
+        return None
+    return db.session.scalar(select(TrackRequest).where(TrackRequest.user_id == p.user_id, cond)
+                             .order_by(TrackRequest.id.desc()).limit(1))
+
+
+def find_tracked(p: Principal, identity: str | None, item_type: str = "email") -> Activity | None:
+    """The tracked email (by Message-ID) or meeting (by UID) the user may read, or None."""
+    if not identity:
+        return None
+    if item_type == "appointment":
+        found = db.session.scalar(select(Appointment).where(Appointment.global_object_id == identity)
+                                  .order_by(Appointment.id).limit(1))
+    else:
+        found = find_email(normalize_message_id(identity) or identity)
+    return found if found is not None and authz.can(p, "read", found) else None
+
+
+def _regarding(row) -> tuple[str, int] | None:
+    """(kind, id) from a row's regarding columns, as ``regarding_ref`` reads them."""
+    for kind, column in REGARDING_COLUMNS.items():
+        if row._mapping[column] is not None:
+            return kind, row._mapping[column]
+    return None
+
+
+def _status_select(p: Principal, item_type: str):
+    """Three rows at most, one statement: the user's latest track request for the item's
+    key, the user's latest request for a tracking token (a draft's), and the first activity
+    with the item's key, with whether the user may read it."""
+    model, key = (Appointment, Appointment.global_object_id) if item_type == "appointment" \
+        else (Email, Email.message_id)
+
+    def branch(source: str, row_model, activity_id, status, reason, message_id, readable):
+        return select(literal(source).label("source"), activity_id.label("activity_id"),
+                      status.label("status"), reason.label("reason"),
+                      message_id.label("message_id"), readable.label("readable"),
+                      *(getattr(row_model, c).label(c) for c in REGARDING_COLUMNS.values()))
+
+    def request(source: str, condition):
+        return (branch(source, TrackRequest, cast(null(), Integer), TrackRequest.status,
+                       TrackRequest.reason, TrackRequest.internet_message_id, literal(False))
+                .where(TrackRequest.user_id == bindparam("user_id"), condition)
+                .order_by(TrackRequest.id.desc()).limit(1))
+
+    activity = (branch("activity", model, model.id, cast(null(), String), cast(null(), Text),
+                       cast(null(), String), case((authz.scope(p, model, "read"), True), else_=False))
+                .where(key == bindparam("activity_key")).order_by(model.id).limit(1))
+    return union_all(*(select(*b.subquery().c) for b in (
+        request("request", TrackRequest.internet_message_id == bindparam("request_key")),
+        request("draft", TrackRequest.tracking_token == bindparam("token")), activity)))
+
+
+def tracking_status(p: Principal, identity: str | None, *, item_type: str = "email",
+                    token: str | None = None) -> TrackingStatus:
+    """Tracked, pending, failed or not tracked, as this user sees the item. A draft, which
+    has no identity yet, is known by the tracking token in its subject; so is the sent copy
+    of a draft the user asked to track, until it is tracked (by the pane, which then sends
+    its content, or by sync). An Untrack of the item wins over a copy others tracked."""
+    if not identity and not token:
+        return NOT_TRACKED
+    message_id = normalize_message_id(identity)
+    activity_key = identity if item_type == "appointment" else (message_id or identity)
+    query = cached_statement(("tracking status", item_type, p.scope_key),
+                             lambda: _status_select(p, item_type))
+    rows = {row.source: row for row in db.session.execute(query, {
+        "user_id": p.user_id, "request_key": message_id if identity else None,
+        "token": token, "activity_key": activity_key})}
+    req, draft, activity = rows.get("request"), rows.get("draft"), rows.get("activity")
+    if not identity:
+        req = draft
+    elif req is None and draft is not None and draft.status == "pending" and draft.message_id is None:
+        req = draft
+    if req is not None and req.status == "untracked":
+        return NOT_TRACKED
+    if activity is not None and activity.readable:
+        return TrackingStatus("tracked", activity.activity_id, _regarding(activity))
+    if req is not None and req.status in ("pending", "failed"):
+        return TrackingStatus(req.status, None, _regarding(req), req.reason)
+    return NOT_TRACKED

@@ -1,0 +1,244 @@
+"""Email keys: the one rule for each value an email is stored and looked up by (pure, no I/O).
+
+A key stored under one rule and looked up under another misses, so tracking (``crm``), the
+sync engine (``sync``) and the add-in (``addin``) all take their keys from here, and this
+module imports nothing from the project:
+
+* ``normalize_message_id``: a Message-ID (also References items, Content-ID) read as
+  RFC 5322 writes it: the first ``<...>``, comments and folding whitespace removed, the
+  domain lower-cased, the local part kept as it is (it is case-sensitive);
+  ``in_reply_to_id`` the same for In-Reply-To, which may hold free text instead.
+* ``normalize_address``: an email address for resolution and parties: display name,
+  ``mailto:`` and angle brackets removed, lower-cased, the domain in IDNA ASCII form
+  (IDNA 2008 with UTS 46, as mail clients and browsers write it); None for what cannot be
+  an address.
+* ``conversation_id``: the conversation GUID inside Outlook's Thread-Index header.
+* tracking tokens (``make_token``, ``find_token``, ``strip_token``, ``add_token``): the
+  ``CRM:0001234`` in a subject.
+
+Every normalization is idempotent: a normalized key normalizes to itself.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import idna
+
+__all__ = [
+    "DEFAULT_TOKEN_PREFIX",
+    "ThreadIndex",
+    "add_token",
+    "conversation_id",
+    "decode_thread_index",
+    "find_token",
+    "in_reply_to_id",
+    "make_token",
+    "normalize_address",
+    "normalize_message_id",
+    "strip_token",
+]
+
+# --------------------------------------------------------------------------- Message-ID
+
+_MSG_ID = re.compile(r"<([^<>]*)>")
+_COMMENT = re.compile(r"\([^()]*\)")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_message_id(value: str | None) -> str | None:
+    """``' <ABC@Example.COM> (note)'`` -> ``'ABC@example.com'``; None when there is no id.
+
+    The first ``<...>`` is the id (a header may carry a comment or a second id after it);
+    comments (nested ones too) and whitespace inside are removed, as the obsolete syntax
+    ``<1234 @ local(blah) .machine .example>`` needs."""
+    if not value:
+        return None
+    match = _MSG_ID.search(value)
+    text = match.group(1) if match else value
+    while True:
+        stripped = _COMMENT.sub("", text)
+        if stripped == text:
+            break
+        text = stripped
+    text = _WHITESPACE.sub("", text).strip("<>")
+    if not text:
+        return None
+    local, at, domain = text.rpartition("@")
+    return f"{local}@{domain.lower()}" if at and local else text
+
+
+def in_reply_to_id(value: str | None) -> str | None:
+    """The id an In-Reply-To header names: its first ``<...>``, or a bare ``local@domain``;
+    None for the free text some old clients write there ("your message of Tuesday")."""
+    if not value or not value.strip():
+        return None
+    if _MSG_ID.search(value):
+        return normalize_message_id(value)
+    token = value.strip()
+    return normalize_message_id(token) if "@" in token and " " not in token else None
+
+
+# --------------------------------------------------------------------------- addresses
+
+_CONTROL = "\x00-\x1f\x7f"
+_LOCAL_ATOM = re.compile(rf"^[^\s()<>\[\]:;@\\,\"{_CONTROL}]+$")
+_LOCAL_QUOTED = re.compile(rf'^"[^"{_CONTROL}]*"$')
+_DOMAIN = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+                     r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+_DOMAIN_LITERAL = re.compile(r"^\[[0-9a-z:.]+\]$")
+_SOURCE_ROUTE = re.compile(r"^@[^:]*:")  # obsolete "@relay:user@host"
+
+
+def _ascii_domain(domain: str) -> str | None:
+    """IDNA 2008 (UTS 46, non-transitional: ``straße`` stays ``xn--strae-oqa``); the
+    older IDNA 2003 for names it refuses (symbols, emoji) that mail still carries."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (ValueError, UnicodeError):
+        pass
+    try:
+        return domain.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+
+
+def _bare(value: str) -> str:
+    """The address inside ``'Ann <ann@x>'``, ``'<mailto:ann@x>'``, ``'@relay:ann@x'``."""
+    text = value.strip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1:-1]
+    while True:
+        stripped = text.strip().strip("<>").strip()
+        if stripped[:7].lower() == "mailto:":
+            stripped = stripped[7:]
+        if stripped == text:
+            break
+        text = stripped
+    return _SOURCE_ROUTE.sub("", text)
+
+
+def normalize_address(value: str | None) -> str | None:
+    """``' John@EXAMPLE.com '``, ``'John <john@example.com>'``, ``'mailto:john@example.com'``
+    -> ``'john@example.com'``; IDNA domains as punycode. None when the value is not a usable
+    address (no local part or domain, whitespace or specials outside quotes, a bad domain).
+    Dots are not policed: ``a..b@docomo.ne.jp`` is invalid by RFC 5322 and real all the same."""
+    if not value:
+        return None
+    local, at, domain = _bare(value).rpartition("@")
+    local, domain = local.strip().lower(), domain.strip().rstrip(".").lower()
+    if not at or not local or not domain:
+        return None
+    if _LOCAL_QUOTED.match(local) and _LOCAL_ATOM.match(local[1:-1]):
+        local = local[1:-1]  # '"ann"@x' is 'ann@x': quotes only where they are needed
+    elif not (_LOCAL_ATOM.match(local) or _LOCAL_QUOTED.match(local)):
+        return None
+    ascii_domain = _ascii_domain(domain)
+    if ascii_domain is None:
+        return None
+    ascii_domain = ascii_domain.lower()
+    if not (_DOMAIN.match(ascii_domain) or _DOMAIN_LITERAL.match(ascii_domain)):
+        return None
+    return f"{local}@{ascii_domain}"
+
+
+# --------------------------------------------------------------------------- Thread-Index
+
+THREAD_INDEX_HEADER_BYTES = 22
+THREAD_INDEX_CHILD_BYTES = 5
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class ThreadIndex:
+    """Outlook's conversation index: a 22-byte header plus one 5-byte block per reply."""
+
+    conversation_guid: bytes
+    created: datetime | None
+    child_blocks: int
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation GUID bytes as lowercase hex: the same in every reply."""
+        return self.conversation_guid.hex()
+
+
+def decode_thread_index(value: str | None) -> ThreadIndex | None:
+    """Decode a Thread-Index header (base64; folding whitespace and missing padding are
+    tolerated); None if absent or malformed (not base64, not 22 + 5n bytes)."""
+    if not value:
+        return None
+    compact = _WHITESPACE.sub("", value)
+    try:
+        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    extra = len(data) - THREAD_INDEX_HEADER_BYTES
+    if extra < 0 or extra % THREAD_INDEX_CHILD_BYTES:
+        return None
+    return ThreadIndex(conversation_guid=data[6:22], created=_filetime(data[:6]),
+                       child_blocks=extra // THREAD_INDEX_CHILD_BYTES)
+
+
+def _filetime(six_bytes: bytes) -> datetime | None:
+    """The header's first 6 bytes are the top of a FILETIME (100 ns ticks since 1601)."""
+    ticks = int.from_bytes(six_bytes, "big") << 16
+    try:
+        return _FILETIME_EPOCH + timedelta(microseconds=ticks // 10)
+    except OverflowError:
+        return None
+
+
+def conversation_id(thread_index: str | None) -> str | None:
+    """The conversation GUID (hex) of a Thread-Index header, or None."""
+    decoded = decode_thread_index(thread_index)
+    return decoded.conversation_id if decoded else None
+
+
+# --------------------------------------------------------------------------- tracking token
+
+DEFAULT_TOKEN_PREFIX = "CRM:"
+DEFAULT_TOKEN_DIGITS = 7
+
+
+def make_token(number: int, prefix: str = DEFAULT_TOKEN_PREFIX,
+               digits: int = DEFAULT_TOKEN_DIGITS) -> str:
+    """``make_token(1234)`` -> ``'CRM:0001234'``."""
+    if number < 0:
+        raise ValueError("a tracking token number cannot be negative")
+    return f"{prefix}{number:0{digits}d}"
+
+
+def _token_pattern(prefix: str) -> re.Pattern[str]:
+    # Not preceded by a word character, so "XCRM:1" is no token; digits taken greedily.
+    return re.compile(rf"(?<!\w){re.escape(prefix)}(\d+)(?!\d)", re.IGNORECASE)
+
+
+def find_token(subject: str | None, prefix: str = DEFAULT_TOKEN_PREFIX) -> str | None:
+    """The tracking token in a subject, canonical (``prefix`` + digits), or None."""
+    if not subject:
+        return None
+    match = _token_pattern(prefix).search(subject)
+    return f"{prefix}{match.group(1)}" if match else None
+
+
+def strip_token(subject: str, prefix: str = DEFAULT_TOKEN_PREFIX) -> str:
+    """The subject without tracking tokens (with their brackets, if any)."""
+    pattern = _token_pattern(prefix).pattern
+    text = re.sub(rf"[\[(]\s*{pattern}\s*[\])]", " ", subject, flags=re.IGNORECASE)
+    text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def add_token(subject: str, token: str, prefix: str = DEFAULT_TOKEN_PREFIX) -> str:
+    """Append the token to the subject, as Dynamics does; replaces a different old token."""
+    current = find_token(subject, prefix)
+    if current == token:
+        return subject
+    base = strip_token(subject, prefix) if current else subject.strip()
+    return f"{base} {token}" if base else token

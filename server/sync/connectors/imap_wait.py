@@ -1,0 +1,190 @@
+"""Waiting for new IMAP mail (``ImapConnector.wait_for_changes``): NOTIFY (RFC 5465) watches
+every folder on one connection; without it IDLE (RFC 2177) watches the Inbox; without IDLE,
+STATUS is polled. A folder that changed after this session last read it ends the wait at
+once, so mail that came between a read and a wait is never missed."""
+from __future__ import annotations
+
+import imaplib
+import select
+import socket
+import ssl
+import time
+
+from imapclient import IMAPClient
+from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.response_parser import parse_response
+
+from server.sync.connectors.base import Account, ConnectorError, Folder
+from server.sync.connectors.imap_fetch import text
+
+MAX_IDLE_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
+
+
+class Waiting:
+    """The waiting part of ``ImapConnector``, which it is mixed into: it uses the session's
+    connection (``client``), error translation (``_errors``), folder names and keys, the
+    marks of what was last read (``_marks``), and SELECT/UNSELECT."""
+
+    account: Account
+    _client: IMAPClient | None
+    _keys: dict[str, str]
+    _marks: dict[str, tuple[int | None, int | None]]
+
+    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
+        """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the keys
+        of the changed folders. NOTIFY (RFC 5465) watches every folder on one connection;
+        without it IDLE watches the Inbox (or the first folder); without IDLE, STATUS polling."""
+        timeout = max(0.0, min(timeout, MAX_IDLE_SECONDS))
+        watched: dict[str, str] = {}
+        for folder in folders:
+            try:
+                watched[self._name_of(folder)] = folder.key
+            except ConnectorError:
+                continue  # a folder gone since the last listing: nothing to wait for there
+        if not watched:
+            return set()
+        with self._errors("waiting for new mail"):
+            capabilities = self.capabilities()
+            if b"IDLE" in capabilities and b"NOTIFY" in capabilities:
+                changed = self._wait_notify(watched, timeout)
+                if changed is not None:
+                    return changed
+            if b"IDLE" in capabilities:
+                inbox = next((n for n in watched if watched[n] == self._keys.get("INBOX")),
+                             next(iter(watched)))
+                return self._wait_idle(inbox, watched[inbox], timeout)
+            return self._wait_poll(watched, timeout)
+
+    def _moved_since_read(self, key: str, status: dict) -> bool:
+        """Whether a folder changed after it was last read in this session."""
+        mark = self._marks.get(key)
+        if mark is None:
+            return False
+        uidnext, highest = status.get(b"UIDNEXT"), status.get(b"HIGHESTMODSEQ")
+        return (uidnext is not None and mark[0] is not None and uidnext != mark[0]) or \
+            (highest is not None and mark[1] is not None and highest != mark[1])
+
+    def _wait_notify(self, watched: dict[str, str], timeout: float) -> set[str] | None:
+        self._unselect()
+        client = self.client
+        imap = client._imap
+        names = b" ".join(client._normalise_folder(name) for name in watched)
+        imap.untagged_responses.pop("STATUS", None)
+        for events in (b"MessageNew MessageExpunge FlagChange", b"MessageNew MessageExpunge"):
+            try:
+                # STATUS: the server reports every folder's state first, which shows mail
+                # that came after the folder was last read and before this wait began.
+                typ, _ = client._raw_command(
+                    b"NOTIFY", [b"SET STATUS (mailboxes (" + names + b") (" + events + b"))"],
+                    uid=False)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error:
+                continue
+            if typ == "OK":
+                break
+        else:
+            return None  # the server refused both forms: plain IDLE instead
+        already = set()
+        for line in imap.untagged_responses.pop("STATUS", []):
+            parsed = parse_response([line])
+            name = str(parsed[0]) if isinstance(parsed[0], int) else decode_utf7(parsed[0])
+            values = parsed[-1]
+            status = {values[i].upper(): values[i + 1] for i in range(0, len(values) - 1, 2)}
+            if name in watched and self._moved_since_read(watched[name], status):
+                already.add(watched[name])
+        if already:
+            client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
+            return already
+
+        def changed(response) -> str | None:
+            if len(response) >= 2 and response[0] == b"STATUS":
+                name = response[1]
+                name = str(name) if isinstance(name, int) else decode_utf7(name)
+                return watched.get(name)
+            return None
+
+        try:
+            return self._idle_until(timeout, changed)
+        finally:
+            if self._client is not None:
+                client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
+
+    def _wait_idle(self, name: str, key: str, timeout: float) -> set[str]:
+        if self._moved_since_read(key, self._select(name, readonly=True)):
+            return {key}
+
+        def changed(response) -> str | None:
+            if len(response) >= 2 and response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED"):
+                return key
+            if response and response[0] == b"VANISHED":
+                return key
+            return None
+
+        return self._idle_until(timeout, changed)
+
+    def _idle_until(self, timeout: float, interpret) -> set[str]:
+        client = self.client
+        found: set[str] = set()
+        client.idle()
+        try:
+            deadline = time.monotonic() + timeout
+            while not found:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                for response in self._read_pushed(left):
+                    key = interpret(response)
+                    if key:
+                        found.add(key)
+        finally:
+            if self._client is not None:
+                _, late = client.idle_done()
+                found.update(k for k in map(interpret, late) if k)
+        return found
+
+    def _read_pushed(self, timeout: float) -> list[tuple]:
+        """Untagged responses that arrive within ``timeout`` (like imapclient's idle_check,
+        except that a closed connection raises instead of looking like silence)."""
+        client = self.client
+        sock = client.socket()
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(timeout * 1000):
+            return []
+        responses: list[tuple] = []
+        sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    line = client._imap._get_line()
+                except (BlockingIOError, socket.timeout, ssl.SSLWantReadError):
+                    break
+                except imaplib.IMAP4.abort as exc:
+                    if "EOF" in str(exc) and responses:
+                        break  # no more buffered lines for now
+                    raise  # readable yet nothing to read: the server closed the connection
+                if line.startswith(b"* "):
+                    body = line[2:]
+                    if body.startswith((b"OK ", b"NO ", b"BYE ")):
+                        if body.startswith(b"BYE "):
+                            raise imaplib.IMAP4.abort(f"server said {text(body)}")
+                        continue
+                    responses.append(parse_response([body]))
+        finally:
+            sock.setblocking(True)
+            client._set_read_timeout()
+        return responses
+
+    def _wait_poll(self, watched: dict[str, str], timeout: float) -> set[str]:
+        items = ["UIDNEXT", "MESSAGES"] + (["HIGHESTMODSEQ"] if b"CONDSTORE" in self.capabilities() else [])
+        interval = float(self.account.settings.get("poll_seconds", 30))
+        before = {name: self.client.folder_status(name, items) for name in watched}
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(interval, left))
+            changed = {watched[name] for name in watched
+                       if self.client.folder_status(name, items) != before[name]}
+            if changed:
+                return changed
+        return set()

@@ -1,0 +1,92 @@
+"""Mail on CRM pages beyond what sync brings: an ``.eml`` or Outlook ``.msg`` file dropped on
+a record page (or chosen with the file input) is tracked regarding that record, and a
+calendar invitation carried by a tracked email is shown on the email's page and can be
+tracked as an appointment. Forms are CSRF-protected (CSRFProtect); every call runs with the
+signed-in user's privileges through the same services as sync and the REST API.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, flash, redirect, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from server.crm.services import activity_actions as acts
+from server.crm.services import records, tracking
+from server.crm.activities import REGARDING_TYPES, Attachment, Email
+from server.db import db
+from server.errors import Invalid
+from server.sync.mail.invitations import CALENDAR_TYPES, Meeting, read
+from server.sync.uploads import MAX_MAIL_FILE, track_mail_file
+from server.web.auth import current_principal, login_manager
+
+bp = Blueprint("mail_files", __name__)
+
+
+@bp.before_request
+def _signed_in():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def meeting_of(email: Email) -> Meeting | None:
+    """The meeting of the first calendar attachment of a tracked email, if any."""
+    if not isinstance(email, Email):
+        return None
+    found = db.session.scalars(
+        select(Attachment).where(Attachment.activity_id == email.id,
+                                 Attachment.content_type.in_(CALENDAR_TYPES))
+        .options(undefer(Attachment.content)).order_by(Attachment.id).limit(1)).first()
+    return read(found.content) if found is not None and found.content else None
+
+
+@bp.post("/r/<type_name>/<int:record_id>/mail-files")
+def upload(type_name: str, record_id: int):
+    """Track the uploaded .eml/.msg files regarding the record."""
+    if type_name not in REGARDING_TYPES:
+        abort(404)
+    p = current_principal()
+    records.get(p, type_name, record_id)  # the record must be readable
+    files = request.files.getlist("file")
+    if not files:
+        raise Invalid("Choose an .eml or .msg file.", {"file": "Required."})
+    last = None
+    for item in files:
+        data = item.stream.read(MAX_MAIL_FILE + 1)
+        email, created = track_mail_file(p, data, item.filename or "", (type_name, record_id))
+        db.session.commit()
+        flash(f"Tracked “{email.subject or '(no subject)'}”." if created
+              else f"“{email.subject or '(no subject)'}” was already tracked.")
+        last = email
+    return redirect(url_for("pages.activity_detail", activity_id=last.id))
+
+
+@bp.post("/activities/<int:activity_id>/meeting")
+def track_meeting(activity_id: int):
+    """Track the invitation of an email as an appointment, regarding what the email is."""
+    p = current_principal()
+    email = acts.get_activity(p, activity_id)
+    meeting = meeting_of(email)
+    if meeting is None or not meeting.uid:
+        raise Invalid("This email carries no meeting to track.")
+    people = [(a.name, a.address) for a in meeting.attendees]
+    content = tracking.AppointmentContent(
+        uid=meeting.uid, subject=meeting.title or email.subject or "",
+        organizer=(meeting.organizer.name, meeting.organizer.address) if meeting.organizer else None,
+        required=[pp for pp, a in zip(people, meeting.attendees) if a.role == "required"],
+        optional=[pp for pp, a in zip(people, meeting.attendees) if a.role == "optional"],
+        start=meeting.start, end=meeting.end, location=meeting.location or None,
+        is_all_day=meeting.all_day)
+    appointment, created = tracking.track_appointment(p, content, regarding=email.regarding_ref)
+    db.session.commit()
+    flash("The meeting was tracked as an appointment." if created
+          else "The meeting was already tracked.")
+    return redirect(url_for("pages.activity_detail", activity_id=appointment.id))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.add_template_global(meeting_of, "meeting_of")
+    app.add_template_global(REGARDING_TYPES, "mail_regarding_types")
+    app.add_template_global(MAX_MAIL_FILE // 2**20, "mail_file_limit_mb")
