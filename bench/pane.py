@@ -192,7 +192,7 @@ def _busy_contacts(world_ds, sales_id: int, sales_unit: int) -> tuple[list[int],
 
 def load(contacts: int):
     """Schema, organization, users and data; returns the World and the Salesperson's token."""
-    from server.addin.service import issue_pane_token
+    from server.addin.actions import issue_pane_token
     from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
     from server.crm.addresses import EmailAddress
     from server.crm.models import Account, Contact, Lead
@@ -235,7 +235,7 @@ def load(contacts: int):
 
 def bench_in_process(app, items: list[dict], secret: str, calls: int) -> dict:
     from server.addin import payloads as pl
-    from server.addin import service
+    from server.addin import context as pane_context
     from server.db import db
     from server.security import authz
     from server.security.models import User
@@ -282,13 +282,13 @@ def bench_in_process(app, items: list[dict], secret: str, calls: int) -> dict:
             p = authz.principal(db.session.get(User, user_id))
             errors = pl.Errors()
             item = pl.item(items[i % len(items)], errors)
-            service.context(p, item)
+            pane_context.context(p, item)
             db.session.commit()
             elapsed = (time.perf_counter() - started) * 1000
             db.session.remove()
         if i >= WARMUP:
             service_samples.append(elapsed)
-    print(f"  service.context alone (request context, principal + parse + commit): "
+    print(f"  context.context alone (request context, principal + parse + commit): "
           f"{_stats(service_samples)}", flush=True)
     event.remove(engine, "before_cursor_execute", counter._seen)
     return {"client": samples, "service": service_samples, "queries": queries, "cpu": cpu}

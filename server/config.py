@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_SECURE_COOKIES": ("SESSION_COOKIE_SECURE", lambda v: v.lower() in ("1", "true", "yes")),
     "REGARDING_SIGNIN_MAX_FAILURES": ("REGARDING_SIGNIN_MAX_FAILURES", int),
     "REGARDING_SIGNIN_LOCKOUT_SECONDS": ("REGARDING_SIGNIN_LOCKOUT_SECONDS", int),
+    "REGARDING_SESSION_HOURS": ("REGARDING_SESSION_HOURS", int),
+    "REGARDING_SIGNIN_ACCOUNT_MAX_FAILURES": ("REGARDING_SIGNIN_ACCOUNT_MAX_FAILURES", int),
+    "REGARDING_SIGNIN_ADDRESS_MAX_FAILURES": ("REGARDING_SIGNIN_ADDRESS_MAX_FAILURES", int),
     "REGARDING_ADDIN_ID": ("REGARDING_ADDIN_ID", str),
     "REGARDING_SSO_CLIENT_ID": ("REGARDING_SSO_CLIENT_ID", str),
     "REGARDING_SSO_CLIENT_SECRET": ("REGARDING_SSO_CLIENT_SECRET", str),
@@ -67,9 +71,14 @@ def defaults(instance_path: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": True,  # the server is served over HTTPS, even locally
         "REMEMBER_COOKIE_SECURE": True,
         "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_DURATION": timedelta(days=14),  # "remember me": two weeks, not a year
+        "REGARDING_SESSION_HOURS": 12,  # a session without "remember me" ends after this
         "WTF_CSRF_TIME_LIMIT": None,  # tied to the session instead of a clock
         "REGARDING_ATTACHMENT_STORAGE": "db",  # or "disk" (instance/attachments)
-        "REGARDING_SIGNIN_MAX_FAILURES": 5,
+        "REGARDING_SIGNIN_MAX_FAILURES": 5,  # one account from one client address
+        "REGARDING_SIGNIN_ACCOUNT_MAX_FAILURES": 50,  # one account from anywhere
+        "REGARDING_SIGNIN_ADDRESS_MAX_FAILURES": 100,  # one client address (an office)
         "REGARDING_SIGNIN_LOCKOUT_SECONDS": 300,
         "REGARDING_API_TOKEN_DAYS": 90,
         "REGARDING_PAGE_SIZE": 25,

@@ -139,3 +139,16 @@ def record_type(name: str) -> RecordType:
 
 def type_of(record) -> RecordType:
     return MODEL_TYPES[type(record)]
+
+
+# Values stored on a record but made from its fields: a person's full name from first and
+# last name. Field security applies to such a value through its parts.
+DERIVED = {"full_name": ("first_name", "last_name")}
+
+
+def parts_of(rt: RecordType, name: str) -> tuple[str, ...]:
+    """The fields the value of ``name`` is made of (itself for a plain field)."""
+    parts = DERIVED.get(name)
+    if parts and name not in rt.field_names and all(rt.field(n) for n in parts):
+        return parts
+    return (name,)

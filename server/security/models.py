@@ -78,8 +78,14 @@ class User(UserMixin, db.Model):
     roles: Mapped[list[Role]] = relationship(secondary=user_role)
     field_profiles: Mapped[list[FieldSecurityProfile]] = relationship(secondary=user_field_profile)
 
+    # The server-side session (``server.security.sessions``) this request runs in: the
+    # session loader sets it, sign-in sets it for the new one. Not a column.
+    session_key = None
+
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
+        """What the session and remember-me cookies carry: the user, the password's session
+        version and the server-side session's key (sign-out deletes that session)."""
+        return f"{self.id}:{self.session_version}:{self.session_key or ''}"
 
     # Users are principals and owners, not owned records: their "owning" unit is their own.
     @property
@@ -220,3 +226,29 @@ class SignInThrottle(db.Model):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_on: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
+
+
+class UserSession(db.Model):
+    """A signed-in browser session, kept on the server: the cookies carry its key, the row
+    the key's digest. Sign-out deletes the row, so a copied cookie stops working; a password
+    change deletes them all (``server.security.sessions``)."""
+
+    __tablename__ = "user_session"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    key_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    remember: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_on: Mapped[datetime]
+
+
+class SsoLink(db.Model):
+    """Which Microsoft Entra account (tenant id + object id, which never change) is which
+    CRM user for Office single sign-on. Made once, on the first sign-in, by the token's
+    address; after that the address in a token no longer matters (server.security.sso)."""
+
+    __tablename__ = "sso_link"
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), unique=True)
+    linked_on: Mapped[datetime] = mapped_column(default=utcnow)

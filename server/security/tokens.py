@@ -62,3 +62,13 @@ def touch(row: ApiToken) -> None:
 
 def revoke(row: ApiToken) -> None:
     row.revoked_on = row.revoked_on or utcnow()
+
+
+def revoke_all(user: User) -> int:
+    """Revoke every live API and pane token of the user (password change, deactivation);
+    returns how many."""
+    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                     ApiToken.revoked_on.is_(None))).all()
+    for row in rows:
+        row.revoked_on = utcnow()
+    return len(rows)

@@ -5,7 +5,7 @@ token when SSO is configured), so no CSRF token; every endpoint needs the named 
 ``forbidden``, ``not_found``, ``invalid`` with field messages, ``too_large``).
 
 Views parse the pane's payloads strictly (``server.addin.payloads``), call one service
-(``server.addin.service``) and commit.
+(``server.addin.context`` and ``server.addin.actions``) and commit.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from server.addin import payloads as pl
-from server.addin import service, sso
+from server.addin import actions
+from server.addin import context as pane_context
+from server.security import sso
 from server.crm.models import Organization
 from server.db import db
 from server.errors import Invalid, ServiceError
@@ -108,12 +110,12 @@ def context():
     data, errors = _parse(("item",))
     item = pl.item(data.get("item"), errors)
     errors.raise_if_any()
-    return _done(service.context(_p(), item))
+    return _done(pane_context.context(_p(), item))
 
 
 @bp.get("/related/<kind>/<int:record_id>")
 def related(kind: str, record_id: int):
-    return jsonify({"related": service.related(_p(), kind, record_id)})
+    return jsonify({"related": pane_context.related(_p(), kind, record_id)})
 
 
 @bp.post("/track")
@@ -124,7 +126,7 @@ def track():
                    max_attachment_bytes=org.attachment_max_bytes)
     regarding = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(service.track(_p(), item, regarding))
+    return _done(actions.track(_p(), item, regarding))
 
 
 @bp.post("/pending")
@@ -133,7 +135,7 @@ def pending():
     item = pl.item(data.get("item"), errors)
     regarding = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(service.mark_pending(_p(), item, regarding))
+    return _done(actions.mark_pending(_p(), item, regarding))
 
 
 @bp.put("/regarding")
@@ -144,7 +146,7 @@ def regarding():
         errors.add("regarding", 'Give {"type", "id"}, or null to clear it.')
     target = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done({"tracking": service.set_regarding(_p(), identity, target)})
+    return _done({"tracking": actions.set_regarding(_p(), identity, target)})
 
 
 @bp.post("/untrack")
@@ -153,7 +155,7 @@ def untrack():
     identity = _identity(data, errors)
     delete_copy = pl.boolean(data.get("delete_copy", pl.MISSING), "delete_copy", errors)
     errors.raise_if_any()
-    return _done(service.untrack(_p(), identity, delete_copy))
+    return _done(actions.untrack(_p(), identity, delete_copy))
 
 
 @bp.get("/search")
@@ -169,19 +171,19 @@ def search():
         errors.add("q", "Type something to search for.")
     elif len(q) > SEARCH_MAX:
         errors.add("q", f"At most {SEARCH_MAX} characters.")
-    types = [t for t in (request.args.get("types") or ",".join(service.SEARCH_TYPES)).split(",") if t]
-    if not types or any(t not in service.SEARCH_TYPES for t in types):
-        errors.add("types", f"A comma-separated list of: {', '.join(service.SEARCH_TYPES)}.")
+    types = [t for t in (request.args.get("types") or ",".join(actions.SEARCH_TYPES)).split(",") if t]
+    if not types or any(t not in actions.SEARCH_TYPES for t in types):
+        errors.add("types", f"A comma-separated list of: {', '.join(actions.SEARCH_TYPES)}.")
     raw_limit = request.args.get("limit", "20")
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 50:
         errors.add("limit", "A whole number from 1 to 50.")
     errors.raise_if_any()
-    return jsonify({"results": service.search(_p(), q, tuple(dict.fromkeys(types)), int(raw_limit))})
+    return jsonify({"results": actions.search(_p(), q, tuple(dict.fromkeys(types)), int(raw_limit))})
 
 
 @bp.post("/records/<kind>")
 def quick_create(kind: str):
-    if kind not in service.QUICK_CREATE_TYPES:
+    if kind not in actions.QUICK_CREATE_TYPES:
         raise Invalid("Contacts, leads, opportunities and cases can be created here.",
                       {"type": "Unsupported record type."})
     data, errors = _parse(("fields", "set_regarding_for"))
@@ -191,7 +193,7 @@ def quick_create(kind: str):
     target = data.get("set_regarding_for")
     target = pl.text(target, "set_regarding_for", errors, limit=pl.MESSAGE_ID_MAX) if target is not None else None
     errors.raise_if_any()
-    return _done(service.quick_create(_p(), kind, fields, target or None), 201)
+    return _done(actions.quick_create(_p(), kind, fields, target or None), 201)
 
 
 ACTIVITY_FIELDS = ("subject", "description", "scheduled_end", "phone_number")
@@ -199,7 +201,7 @@ ACTIVITY_FIELDS = ("subject", "description", "scheduled_end", "phone_number")
 
 @bp.post("/activities/<kind>")
 def quick_activity(kind: str):
-    if kind not in service.QUICK_ACTIVITY_TYPES:
+    if kind not in actions.QUICK_ACTIVITY_TYPES:
         raise Invalid("Tasks and phone calls can be created here.", {"type": "Unsupported activity type."})
     data, errors = _parse(("fields", "regarding"))
     raw = data.get("fields")
@@ -214,7 +216,7 @@ def quick_activity(kind: str):
             fields["phone_number"] = pl.text(raw["phone_number"], "fields.phone_number", errors, limit=50)
     target = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(service.quick_activity(_p(), kind, fields, target), 201)
+    return _done(actions.quick_activity(_p(), kind, fields, target), 201)
 
 
 @bp.post("/signout")
@@ -222,7 +224,7 @@ def signout():
     """Revoke the pane token the request was made with (an SSO token is Microsoft's)."""
     row = g.get("api_token")
     if g.get("addin_auth") == "pane" and row is not None:
-        service.revoke_pane_token(row)
+        actions.revoke_pane_token(row)
     return _done({"signed_out": True})
 
 

@@ -28,12 +28,14 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from server.addin import manifest, service, sso
+from server.addin import actions, manifest
+from server.security import sso
+from server.crm.services import records
 from server.crm.activities import Appointment, Email
 from server.crm.models import Contact
 from server.db import db, utcnow
 from server.errors import ServiceError
-from server.security import admin as admin_svc
+from server.security import admin as admin_rules
 from server.security import authz
 from server.web.auth import current_principal
 
@@ -134,7 +136,7 @@ def signin_token():
     if not current_user.is_authenticated:
         return _json_error(401, "unauthenticated", "Sign in first.")
     try:
-        secret, expires_on = service.issue_pane_token(current_user._get_current_object())
+        secret, expires_on = actions.issue_pane_token(current_user._get_current_object())
     except ServiceError as exc:
         db.session.rollback()
         return _json_error(exc.status, exc.code, exc.message)
@@ -216,14 +218,17 @@ def samples(p: authz.Principal) -> list[dict]:
         select(Contact).where(authz.scope(p, Contact, "read"), Contact.is_active.is_(True),
                               Contact.email1.is_not(None))
         .order_by(Contact.modified_on.desc(), Contact.id.desc()).limit(1)).first()
-    if contact is not None:
-        first = contact.first_name or contact.full_name
+    # Field security: only the name and address the user may read (a hidden email means no
+    # sample from this contact, whose address the preview would otherwise show).
+    address = next(iter(records.emails(p, contact)), None) if contact is not None else None
+    known = (records.title(p, contact) or address, address) if address else None
+    if known is not None:
         items.append(_new_email(
-            "known", (contact.full_name, contact.email1), [me],
+            "known", known, [me],
             "Question about next quarter's order",
             f"Hi {user.full_name.split()[0]},\n\nWe are planning next quarter's order and would "
             "like to add a few more sites. Could you send an updated quote?\n\n"
-            f"Thanks,\n{contact.full_name}", user.id))
+            f"Thanks,\n{known[0]}", user.id))
     items.append(_new_email(
         "stranger", STRANGER, [me], "Introduction: Harbourlight Ventures <partnership>",
         "Hello,\n\nI run procurement at Harbourlight Ventures. A colleague recommended you; "
@@ -250,7 +255,7 @@ def samples(p: authz.Principal) -> list[dict]:
             "location": meeting.location or "", "date": _iso(meeting.scheduled_start),
             "bodyText": meeting.description or "", "bodyHtml": _paragraphs(meeting.description or ""),
             "attachments": []})
-    to = (contact.full_name, contact.email1) if contact is not None else STRANGER
+    to = known or STRANGER
     items.append({
         "key": "draft", "folder": "Drafts", "type": "message", "mode": "compose",
         "itemId": None, "internetMessageId": None, "subject": "Proposal and next steps",
@@ -286,7 +291,7 @@ def _base_url() -> str:
 def _require_admin():
     if not current_user.is_authenticated:
         return _signin_redirect()
-    admin_svc.require_manage(current_principal(), "organization")
+    admin_rules.require_manage(current_principal(), "organization")
     return None
 
 

@@ -1,10 +1,10 @@
 """Administration pages under ``/admin``: users, teams, business units, security roles (the
 privilege grid), field security and organization settings.
 
-Views parse the form, call one service of :mod:`server.security.admin` (which checks the
-privileges) and render or redirect. A page needs a signed-in user who may administer its
-table; others get 403. Forms carry CSRF tokens; invalid input re-renders the form with the
-problems beside the fields.
+Views parse the form, call one service of ``server.security`` (users, teams, units, roles,
+field_security) or ``crm.services.organization``, which checks the privileges, and render or
+redirect. A page needs a signed-in user who may administer its table; others get 403. Forms
+carry CSRF tokens; invalid input re-renders the form with the problems beside the fields.
 """
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from flask import (Blueprint, current_app, flash, redirect, render_template, req
 from flask_login import current_user
 
 from server.crm.registry import RECORD_TYPES
+from server.crm.services import organization as org_settings
 from server.db import db
 from server.errors import Conflict, Invalid
-from server.security import admin as svc
-from server.security import authz, directory
+from server.security import admin as admin_rules, authz, directory, field_security as field_admin
+from server.security import roles as role_admin, teams as team_admin, units as unit_admin
+from server.security import users as user_admin
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 from server.web.auth import current_principal, login_manager
 from server.web.params import int_arg
@@ -47,10 +49,10 @@ AREAS = (  # (endpoint, table, title, what it is for)
 OTHER_AREAS = (
     ("addin_pages.admin_addin", "Outlook add-in",
      "Download the add-in manifest and deploy it to your users.",
-     lambda p: svc.can_manage(p, "organization")),
+     lambda p: admin_rules.can_manage(p, "organization")),
     ("sync_admin.dashboard", "Server-side sync",
      "Mailboxes, email server profiles, sync status and why an email was (not) tracked.",
-     lambda p: svc.can_manage(p, "email_server_profile") or p.has("view_sync_dashboard")),
+     lambda p: admin_rules.can_manage(p, "email_server_profile") or p.has("view_sync_dashboard")),
 )
 
 
@@ -69,7 +71,7 @@ def area(table: str):
         @wraps(view)
         def inner(*args, **kwargs):
             p = current_principal()
-            svc.require_manage(p, table)
+            admin_rules.require_manage(p, table)
             return view(p, *args, **kwargs)
         return inner
     return wrap
@@ -119,7 +121,7 @@ def _depth_label(value) -> str:
 def index():
     p = current_principal()
     cards = [(endpoint, title, text) for endpoint, table, title, text in AREAS
-             if svc.can_manage(p, table)]
+             if admin_rules.can_manage(p, table)]
     cards += [(endpoint, title, text) for endpoint, title, text, allowed in OTHER_AREAS
               if allowed(p)]
     if not cards:
@@ -137,19 +139,19 @@ def users(p):
     active = request.args.get("active", "active")
     args = {"q": request.args.get("q", "")[:200], "unit": int_arg("unit"), "role": int_arg("role"),
             "active": active if active in ("active", "inactive", "all") else "active"}
-    page = svc.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
+    page = user_admin.list_users(p, q=args["q"], unit_id=args["unit"], role_id=args["role"],
                           active=args["active"], page=int_arg("page", 1),
                           per_page=current_app.config["REGARDING_PAGE_SIZE"])
     return render_template("admin/users.html", page=page, args=args,
-                           units=directory.units(p), roles=svc.all_roles(p),
+                           units=directory.units(p), roles=role_admin.all_roles(p),
                            can_create=p.depth("user", "create") > Depth.NONE,
                            can_write=lambda u: authz.can(p, "write", u))
 
 
 def _user_form_context(p, values: dict, errors: dict):
     return {"values": values, "errors": errors,
-            "units": svc.active_units(p, "user", "create"), "people": directory.people(p),
-            "roles": svc.all_roles(p), "grantable": lambda r: not svc.exceeds(p, r)}
+            "units": unit_admin.active_units(p, "user", "create"), "people": directory.people(p),
+            "roles": role_admin.all_roles(p), "grantable": lambda r: not admin_rules.exceeds(p, r)}
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -160,7 +162,7 @@ def user_new(p):
         return render_template("admin/user_new.html", **_user_form_context(p, values, {}))
     data = {**_form(), "role_ids": request.form.getlist("role_ids")}
     try:
-        user, password = svc.create_user(p, data)
+        user, password = user_admin.create_user(p, data)
     except Invalid as exc:
         db.session.rollback()
         return render_template("admin/user_new.html", message=exc.message,
@@ -176,15 +178,15 @@ def user_new(p):
 @bp.route("/users/<int:user_id>", methods=["GET", "POST"])
 @area("user")
 def user_edit(p, user_id: int):
-    user = svc.get_user(p, user_id)
+    user = user_admin.get_user(p, user_id)
     values, errors, message, status = None, {}, None, 200
     if request.method == "POST":
         values = _form()
         try:
-            svc.update_user(p, user, values)
+            user_admin.update_user(p, user, values)
         except Invalid as exc:
             db.session.rollback()
-            user = svc.get_user(p, user_id)
+            user = user_admin.get_user(p, user_id)
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit("The user is saved.", "admin.user_edit", user_id=user.id)
@@ -194,15 +196,15 @@ def user_edit(p, user_id: int):
                   "phone": user.phone or "", "business_unit_id": user.business_unit_id,
                   "manager": user.manager.email if user.manager else ""}
     teams = directory.teams(p)
-    manage_profiles = svc.can_manage(p, "field_security_profile")
-    units = svc.active_units(p, "user", "write")
+    manage_profiles = admin_rules.can_manage(p, "field_security_profile")
+    units = unit_admin.active_units(p, "user", "write")
     if user.business_unit not in units:
         units = [user.business_unit, *units]
     return render_template(
         "admin/user_edit.html", user=user, values=values, errors=errors, message=message,
-        units=units, people=directory.people(p), roles=svc.all_roles(p),
-        grantable=lambda r: not svc.exceeds(p, r), teams=teams,
-        profiles=svc.list_profiles(p) if manage_profiles else [],
+        units=units, people=directory.people(p), roles=role_admin.all_roles(p),
+        grantable=lambda r: not admin_rules.exceeds(p, r), teams=teams,
+        profiles=field_admin.list_profiles(p) if manage_profiles else [],
         manage_profiles=manage_profiles, can_write=authz.can(p, "write", user),
         team_writable=lambda t: authz.can(p, "write", t), is_self=user.id == p.user_id), status
 
@@ -210,10 +212,10 @@ def user_edit(p, user_id: int):
 @bp.post("/users/<int:user_id>/active")
 @area("user")
 def user_set_active(p, user_id: int):
-    user = svc.get_user(p, user_id)
+    user = user_admin.get_user(p, user_id)
     active = request.form.get("active") == "1"
     try:
-        svc.set_user_active(p, user, active)
+        user_admin.set_user_active(p, user, active)
     except (Conflict, Invalid) as exc:
         return _refused(exc, "admin.user_edit", user_id=user_id)
     return _commit(f"{user.full_name} is {'active' if active else 'deactivated'}.",
@@ -223,9 +225,9 @@ def user_set_active(p, user_id: int):
 @bp.post("/users/<int:user_id>/password")
 @area("user")
 def user_password(p, user_id: int):
-    user = svc.get_user(p, user_id)
+    user = user_admin.get_user(p, user_id)
     try:
-        password = svc.reset_password(p, user, _form())
+        password = user_admin.reset_password(p, user, _form())
     except (Conflict, Invalid) as exc:
         db.session.rollback()
         message = exc.message + (" " + " ".join(exc.fields.values()) if exc.fields else "")
@@ -239,24 +241,24 @@ def user_password(p, user_id: int):
 @bp.post("/users/<int:user_id>/roles")
 @area("user")
 def user_roles(p, user_id: int):
-    user = svc.get_user(p, user_id)
-    return _act(lambda: svc.set_user_roles(p, user, request.form.getlist("role_ids")),
+    user = user_admin.get_user(p, user_id)
+    return _act(lambda: user_admin.set_user_roles(p, user, request.form.getlist("role_ids")),
                 "Roles saved.", "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/teams")
 @area("user")
 def user_teams(p, user_id: int):
-    user = svc.get_user(p, user_id)
-    return _act(lambda: svc.set_user_teams(p, user, request.form.getlist("team_ids")),
+    user = user_admin.get_user(p, user_id)
+    return _act(lambda: user_admin.set_user_teams(p, user, request.form.getlist("team_ids")),
                 "Team membership saved.", "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/field-profiles")
 @area("user")
 def user_field_profiles(p, user_id: int):
-    user = svc.get_user(p, user_id)
-    return _act(lambda: svc.set_user_field_profiles(p, user, request.form.getlist("profile_ids")),
+    user = user_admin.get_user(p, user_id)
+    return _act(lambda: user_admin.set_user_field_profiles(p, user, request.form.getlist("profile_ids")),
                 "Field security profiles saved.", "admin.user_edit", user_id=user_id)
 
 
@@ -266,7 +268,7 @@ def user_field_profiles(p, user_id: int):
 @area("team")
 def teams(p):
     q = request.args.get("q", "")[:200]
-    return render_template("admin/teams.html", rows=svc.list_teams(p, q), q=q,
+    return render_template("admin/teams.html", rows=team_admin.list_teams(p, q), q=q,
                            can_create=p.depth("team", "create") > Depth.NONE)
 
 
@@ -277,55 +279,55 @@ def team_new(p):
     if request.method == "POST":
         values = _form()
         try:
-            team = svc.create_team(p, values)
+            team = team_admin.create_team(p, values)
         except Invalid as exc:
             db.session.rollback()
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit(f"Team {team.name} created.", "admin.team_edit", team_id=team.id)
     return render_template("admin/team_new.html", values=values, errors=errors, message=message,
-                           units=svc.active_units(p, "team", "create")), status
+                           units=unit_admin.active_units(p, "team", "create")), status
 
 
 @bp.route("/teams/<int:team_id>", methods=["GET", "POST"])
 @area("team")
 def team_edit(p, team_id: int):
-    team = svc.get_team(p, team_id)
+    team = team_admin.get_team(p, team_id)
     values, errors, message, status = None, {}, None, 200
     if request.method == "POST":
         values = _form()
         try:
-            svc.update_team(p, team, values)
+            team_admin.update_team(p, team, values)
         except Invalid as exc:
             db.session.rollback()
-            team = svc.get_team(p, team_id)
+            team = team_admin.get_team(p, team_id)
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit("The team is saved.", "admin.team_edit", team_id=team_id)
     if values is None:
         values = {"name": team.name, "description": team.description or "",
                   "business_unit_id": team.business_unit_id}
-    units = svc.active_units(p, "team", "write")
+    units = unit_admin.active_units(p, "team", "write")
     if team.business_unit not in units:
         units = [team.business_unit, *units]
     members = sorted(team.members, key=lambda u: u.full_name.lower())
     return render_template("admin/team_edit.html", team=team, values=values, errors=errors,
                            message=message, units=units, members=members,
                            people=directory.people(p),
-                           roles=svc.all_roles(p), grantable=lambda r: not svc.exceeds(p, r),
+                           roles=role_admin.all_roles(p), grantable=lambda r: not admin_rules.exceeds(p, r),
                            can_write=authz.can(p, "write", team)), status
 
 
 @bp.post("/teams/<int:team_id>/members")
 @area("team")
 def team_members(p, team_id: int):
-    team = svc.get_team(p, team_id)
+    team = team_admin.get_team(p, team_id)
     try:
         if request.form.get("remove"):
-            svc.remove_team_member(p, team, int_arg("remove", 0, source=request.form))
+            team_admin.remove_team_member(p, team, int_arg("remove", 0, source=request.form))
             message = "Member removed."
         else:
-            user = svc.add_team_member(p, team, request.form.get("email", ""))
+            user = team_admin.add_team_member(p, team, request.form.get("email", ""))
             message = f"{user.full_name} added."
     except (Conflict, Invalid) as exc:
         return _refused(exc, "admin.team_edit", team_id=team_id)
@@ -335,8 +337,8 @@ def team_members(p, team_id: int):
 @bp.post("/teams/<int:team_id>/roles")
 @area("team")
 def team_roles(p, team_id: int):
-    team = svc.get_team(p, team_id)
-    return _act(lambda: svc.set_team_roles(p, team, request.form.getlist("role_ids")),
+    team = team_admin.get_team(p, team_id)
+    return _act(lambda: team_admin.set_team_roles(p, team, request.form.getlist("role_ids")),
                 "Roles saved.", "admin.team_edit", team_id=team_id)
 
 
@@ -349,14 +351,14 @@ def units(p):
     if request.method == "POST":
         values = _form()
         try:
-            unit = svc.create_unit(p, values.get("parent_id"), values.get("name"))
+            unit = unit_admin.create_unit(p, values.get("parent_id"), values.get("name"))
         except Invalid as exc:
             db.session.rollback()
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit(f"Business unit {unit.name} created.", "admin.units")
-    tree = svc.unit_tree(p)
-    parents = [node.unit for node, _ in svc.flatten(tree) if node.unit.is_active]
+    tree = unit_admin.unit_tree(p)
+    parents = [node.unit for node, _ in unit_admin.flatten(tree) if node.unit.is_active]
     return render_template("admin/units.html", tree=tree, parents=parents, values=values,
                            errors=errors, message=message,
                            can_create=p.depth("business_unit", "create") > Depth.NONE), status
@@ -365,26 +367,26 @@ def units(p):
 @bp.route("/units/<int:unit_id>", methods=["GET", "POST"])
 @area("business_unit")
 def unit_edit(p, unit_id: int):
-    unit = svc.get_unit(p, unit_id)
+    unit = unit_admin.get_unit(p, unit_id)
     errors, message, status = {}, None, 200
     if request.method == "POST":
         action = request.form.get("action")
         try:
             if action == "move":
-                svc.move_unit(p, unit, request.form.get("parent_id"))
+                unit_admin.move_unit(p, unit, request.form.get("parent_id"))
                 done = "The business unit is moved."
             else:
-                svc.rename_unit(p, unit, request.form.get("name"))
+                unit_admin.rename_unit(p, unit, request.form.get("name"))
                 done = "The business unit is renamed."
         except Invalid as exc:
             db.session.rollback()
-            unit = svc.get_unit(p, unit_id)
+            unit = unit_admin.get_unit(p, unit_id)
             errors, message, status = exc.fields, exc.message, 400
         except Conflict as exc:
             return _refused(exc, "admin.unit_edit", unit_id=unit_id)
         else:
             return _commit(done, "admin.unit_edit", unit_id=unit_id)
-    rows = svc.flatten(svc.unit_tree(p))
+    rows = unit_admin.flatten(unit_admin.unit_tree(p))
     below = {unit.id}
     for node, _ in rows:  # rows come parent first, so one pass finds the whole subtree
         if node.unit.parent_id in below:
@@ -400,9 +402,9 @@ def unit_edit(p, unit_id: int):
 @bp.post("/units/<int:unit_id>/active")
 @area("business_unit")
 def unit_set_active(p, unit_id: int):
-    unit = svc.get_unit(p, unit_id)
+    unit = unit_admin.get_unit(p, unit_id)
     active = request.form.get("active") == "1"
-    return _act(lambda: svc.set_unit_active(p, unit, active),
+    return _act(lambda: unit_admin.set_unit_active(p, unit, active),
                 f"{unit.name} is {'active' if active else 'deactivated'}.", "admin.unit_edit",
                 unit_id=unit_id)
 
@@ -416,7 +418,7 @@ def roles(p):
     if request.method == "POST":
         values = _form()
         try:
-            role = svc.create_role(p, values)
+            role = role_admin.create_role(p, values)
         except Invalid as exc:
             db.session.rollback()
             errors, message, status = exc.fields, exc.message, 400
@@ -424,7 +426,7 @@ def roles(p):
             return _commit(f"Role {role.name} created.", "admin.role_edit", role_id=role.id)
     if copy_from := int_arg("copy_from"):
         values.setdefault("copy_from", copy_from)
-    return render_template("admin/roles.html", rows=svc.list_roles(p), values=values,
+    return render_template("admin/roles.html", rows=role_admin.list_roles(p), values=values,
                            errors=errors, message=message,
                            can_create=p.depth("security_role", "create") > Depth.NONE), status
 
@@ -432,24 +434,24 @@ def roles(p):
 @bp.route("/roles/<int:role_id>", methods=["GET", "POST"])
 @area("security_role")
 def role_edit(p, role_id: int):
-    role = svc.get_role(p, role_id)
+    role = role_admin.get_role(p, role_id)
     errors, message, status = {}, None, 200
-    grid, named_set = svc.role_grid(role)
+    grid, named_set = role_admin.role_grid(role)
     if request.method == "POST":
         depths = {f"{t}.{priv}": request.form.get(f"d.{t}.{priv}", "0")
                   for t in TABLES for priv in PRIVILEGES}
         named = [n for n in NAMED_PRIVILEGES if request.form.get(f"n.{n}")]
         try:
-            svc.update_role(p, role, _form(), depths, named)
+            role_admin.update_role(p, role, _form(), depths, named)
         except Invalid as exc:
             db.session.rollback()
-            role = svc.get_role(p, role_id)
+            role = role_admin.get_role(p, role_id)
             errors, message, status = exc.fields, exc.message, 400
             grid = {k: _as_depth(v) for k, v in depths.items()}  # show what was sent
             named_set = set(named)
         else:
             return _commit(f"Role {role.name} saved.", "admin.role_edit", role_id=role_id)
-    editable = svc.is_editable(role) and p.depth("security_role", "write") > Depth.NONE
+    editable = role_admin.is_editable(role) and p.depth("security_role", "write") > Depth.NONE
     return render_template("admin/role_edit.html", role=role, grid=grid, named=named_set,
                            tables=TABLES, privileges=PRIVILEGES, depths=DEPTHS,
                            table_labels=TABLE_LABELS, privilege_labels=PRIVILEGE_LABELS,
@@ -462,10 +464,10 @@ def role_edit(p, role_id: int):
 @bp.post("/roles/<int:role_id>/delete")
 @area("security_role")
 def role_delete(p, role_id: int):
-    role = svc.get_role(p, role_id)
+    role = role_admin.get_role(p, role_id)
     name = role.name
     try:
-        svc.delete_role(p, role)
+        role_admin.delete_role(p, role)
     except (Conflict, Invalid) as exc:
         return _refused(exc, "admin.role_edit", role_id=role_id)
     return _commit(f"Role {name} deleted.", "admin.roles")
@@ -481,31 +483,31 @@ def field_security(p):
         if request.form.get("action") == "secure":
             table = request.form.get("table", "")
             try:
-                svc.set_secured_fields(p, table, request.form.getlist("fields"))
+                field_admin.set_secured_fields(p, table, request.form.getlist("fields"))
             except Invalid as exc:
                 return _refused(exc, "admin.field_security")
             label = RECORD_TYPES[table].label
             return _commit(f"Secured fields of {label.lower()}s saved.", "admin.field_security")
         values = _form()
         try:
-            profile = svc.create_profile(p, values)
+            profile = field_admin.create_profile(p, values)
         except Invalid as exc:
             db.session.rollback()
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit(f"Profile {profile.name} created.", "admin.profile_edit",
                            profile_id=profile.id)
-    tables = [(rt, svc.securable_fields(rt.name)) for rt in RECORD_TYPES.values()]
+    tables = [(rt, field_admin.securable_fields(rt.name)) for rt in RECORD_TYPES.values()]
     return render_template("admin/field_security.html", tables=tables,
-                           secured=svc.secured_fields(p), profiles=svc.list_profiles(p),
+                           secured=field_admin.secured_fields(p), profiles=field_admin.list_profiles(p),
                            values=values, errors=errors, message=message), status
 
 
 @bp.route("/field-security/profiles/<int:profile_id>", methods=["GET", "POST"])
 @area("field_security_profile")
 def profile_edit(p, profile_id: int):
-    profile = svc.get_profile(p, profile_id)
-    secured = svc.secured_fields(p)
+    profile = field_admin.get_profile(p, profile_id)
+    secured = field_admin.secured_fields(p)
     errors, message, status, values = {}, None, 200, None
     if request.method == "POST":
         values = _form()
@@ -516,10 +518,10 @@ def profile_edit(p, profile_id: int):
                           if request.form.get(f"{r}.{table}.{name}")}
                 permissions[(table, name)] = rights
         try:
-            svc.update_profile(p, profile, values, permissions)
+            field_admin.update_profile(p, profile, values, permissions)
         except Invalid as exc:
             db.session.rollback()
-            profile = svc.get_profile(p, profile_id)
+            profile = field_admin.get_profile(p, profile_id)
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit("The profile is saved.", "admin.profile_edit", profile_id=profile_id)
@@ -528,7 +530,7 @@ def profile_edit(p, profile_id: int):
     perms = {(fp.table_name, fp.field): fp for fp in profile.permissions}
     rows = [(RECORD_TYPES[t], RECORD_TYPES[t].field(name), perms.get((t, name)))
             for t in RECORD_TYPES for name in sorted(secured.get(t, ()))]
-    users, teams = svc.profile_members(profile)
+    users, teams = field_admin.profile_members(profile)
     all_teams = directory.teams(p)
     return render_template("admin/profile_edit.html", profile=profile, values=values,
                            errors=errors, message=message, rows=rows, users=users, teams=teams,
@@ -539,15 +541,15 @@ def profile_edit(p, profile_id: int):
 @bp.post("/field-security/profiles/<int:profile_id>/members")
 @area("field_security_profile")
 def profile_members(p, profile_id: int):
-    profile = svc.get_profile(p, profile_id)
+    profile = field_admin.get_profile(p, profile_id)
     form = request.form
     try:
         if form.get("remove_user") or form.get("remove_team"):
-            svc.remove_profile_member(p, profile, user_id=form.get("remove_user"),
+            field_admin.remove_profile_member(p, profile, user_id=form.get("remove_user"),
                                       team_id=form.get("remove_team"))
             message = "Member removed."
         else:
-            svc.add_profile_member(p, profile, email=form.get("email") or None,
+            field_admin.add_profile_member(p, profile, email=form.get("email") or None,
                                    team_id=form.get("team_id") or None)
             message = "Member added."
     except (Conflict, Invalid) as exc:
@@ -558,9 +560,9 @@ def profile_members(p, profile_id: int):
 @bp.post("/field-security/profiles/<int:profile_id>/delete")
 @area("field_security_profile")
 def profile_delete(p, profile_id: int):
-    profile = svc.get_profile(p, profile_id)
+    profile = field_admin.get_profile(p, profile_id)
     name = profile.name
-    svc.delete_profile(p, profile)
+    field_admin.delete_profile(p, profile)
     return _commit(f"Profile {name} deleted.", "admin.field_security")
 
 
@@ -569,22 +571,22 @@ def profile_delete(p, profile_id: int):
 @bp.route("/organization", methods=["GET", "POST"])
 @area("organization")
 def organization(p):
-    org = svc.get_organization(p)
+    org = org_settings.get_organization(p)
     errors, message, status, values = {}, None, 200, None
     if request.method == "POST":
         values = _form()
         try:
-            svc.update_organization(p, values)
+            org_settings.update_organization(p, values)
         except Invalid as exc:
             db.session.rollback()
-            org = svc.get_organization(p)
+            org = org_settings.get_organization(p)
             errors, message, status = exc.fields, exc.message, 400
         else:
             return _commit("Organization settings saved.", "admin.organization")
     if values is None:
-        values = {s.name: svc.setting_value(org, s) for s in svc.ORG_SETTINGS}
+        values = {s.name: org_settings.setting_value(org, s) for s in org_settings.ORG_SETTINGS}
     sections: dict[str, list] = {}
-    for s in svc.ORG_SETTINGS:
+    for s in org_settings.ORG_SETTINGS:
         sections.setdefault(s.section, []).append(s)
     return render_template("admin/organization.html", org=org, sections=sections,
                            values=values, errors=errors, message=message,

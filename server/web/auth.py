@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from server.db import db, utcnow
 from server.errors import ServiceError
-from server.security import authz, passwords, tokens
+from server.security import authz, passwords, sessions, throttle, tokens
 from server.security.models import ApiToken, User
 
 bp = Blueprint("auth", __name__)
@@ -33,13 +33,24 @@ class TokenExpired(ServiceError):
 
 @login_manager.user_loader
 def _load_user(session_id: str):
-    user_id, _, version = session_id.partition(":")
+    """The user of a session or remember-me cookie: ``user:version:key``, valid while the
+    server-side session ``key`` lives (sign-out ends it) and the password has not changed."""
+    user_id, version, key = (session_id.split(":") + ["", ""])[:3]
     if not (user_id.isascii() and user_id.isdigit()):
         return None
     user = db.session.get(User, int(user_id))
-    if user is None or not user.is_active or str(user.session_version) != version:
+    if user is None or not user.is_active or str(user.session_version) != version \
+            or not sessions.is_live(user.id, key):
         return None
+    user.session_key = key
     return user
+
+
+def _start_session(user: User, remember: bool) -> None:
+    """A new server-side session and the cookies for it."""
+    sessions.start(user, remember=remember)
+    db.session.commit()
+    login_user(user, remember=remember, duration=sessions.lifetime(True))
 
 
 def bearer_user(kinds: tuple[str, ...] = ("api", "pane")) -> User:
@@ -84,28 +95,35 @@ def signin():
         return render_template("signin.html", next=request.args.get("next", ""))
     email = (request.form.get("email") or "").strip().lower()[:320]
     password = request.form.get("password") or ""
-    keys = [f"email:{email}", f"ip:{request.remote_addr}"]
-    until = passwords.locked_until(keys)
-    if until is not None:
-        minutes = max(1, int((until - utcnow()).total_seconds() // 60) + 1)
+    address = request.remote_addr
+    counted = throttle.attempt(email, address)  # counted before the check: atomic
+    if counted.locked_until is not None:
+        minutes = max(1, int((counted.locked_until - utcnow()).total_seconds() // 60) + 1)
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
                                error=f"Too many failed sign-ins. Try again in {minutes} minute"
                                      f"{'s' if minutes > 1 else ''}."), 429
     user = db.session.scalar(select(User).where(func.lower(User.email) == email))
     if not passwords.verify_password(user, password) or not user.is_active:
-        passwords.record_failure(keys)
-        current_app.logger.info("failed sign-in for an account (%s)", "known" if user else "unknown")
+        throttle.failed(counted, email, address, known=user is not None)
+        error = "The email address or password is not right."
+        if counted.remaining < throttle.WARN_BELOW:
+            error += (f" {counted.remaining} more {'try' if counted.remaining == 1 else 'tries'} "
+                      "before sign-in is paused for a while." if counted.remaining else
+                      " Sign-in is now paused for a while.")
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
-                               error="The email address or password is not right."), 401
-    passwords.clear_failures(keys[:1])  # the account's count; the address's runs its window
-    db.session.commit()
+                               error=error), 401
+    throttle.succeeded(counted)
     session.pop("csrf_token", None)  # a token seen before sign-in is not one after it
-    login_user(user, remember=bool(request.form.get("remember")))
+    _start_session(user, bool(request.form.get("remember")))
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/signout")
 def signout():
+    """Ends the session on the server too: its cookies (or copies of them) stop working."""
+    if current_user.is_authenticated:
+        sessions.end(current_user.session_key)
+        db.session.commit()
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.signin"))
@@ -126,10 +144,11 @@ def profile():
             elif problem := passwords.check_password_strength(request.form.get("new", "")):
                 flash(problem, "error")
             else:
+                remember = sessions.remembered(user.session_key)
                 passwords.set_password(user, request.form["new"])
-                db.session.commit()
-                login_user(user)  # keep this session; others end with the version bump
-                flash("Your password is changed. Other sessions are signed out.", "success")
+                _start_session(user, remember)  # this browser stays signed in
+                flash("Your password is changed. Your other sessions are signed out and your "
+                      "API and Outlook add-in tokens are revoked.", "success")
         elif action == "create_token":
             try:
                 days = max(1, min(int(request.form.get("days") or 90), 366))

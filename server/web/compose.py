@@ -22,7 +22,7 @@ from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import email_templates as mail_templates
 from server.crm.services.activity_actions import get_activity
-from server.crm.services.records import readable_addresses
+from server.crm.services import records
 from server.crm.services.resolution import resolve
 from server.crm.services.tracking import AttachmentContent, add_attachments
 from server.crm.templates import render
@@ -106,7 +106,7 @@ def compose_new():
     form = {"to": "", "cc": "", "bcc": "", "subject": "", "html_body": ""}
     if regarding is not None:
         kind, record = regarding
-        addresses = readable_addresses(p, kind, record)
+        addresses = records.emails(p, record)
         if addresses:
             form["to"] = _line([(getattr(record, RECORD_TYPES[kind].title_field) or "",
                                  addresses[0])])
@@ -264,7 +264,7 @@ def _readable_record(p, address: str):
         record = db.session.scalar(select(model).where(
             model.id == match.record_id, authz.scope(p, model, "read")))
         if record is not None and address.lower() in (
-                a.lower() for a in readable_addresses(p, match.record_type, record)):
+                a.lower() for a in records.emails(p, record)):
             return match.record_type, record
     return None
 
@@ -333,7 +333,7 @@ def suggest():
             .order_by(getattr(model, title)).limit(SUGGEST_LIMIT))
         for row in rows:
             name = getattr(row, title) or ""
-            for address in readable_addresses(p, kind, row)[:1]:
+            for address in records.emails(p, row)[:1]:
                 items.append({"kind": kind, "name": name, "address": address,
                               "value": f"{name} <{address}>" if name else address})
     return jsonify({"items": items})

@@ -53,7 +53,8 @@ def _layout():
     admin_url = None
     if p.depth("user", "write") > Depth.NONE or p.depth("security_role", "write") > Depth.NONE:
         admin_url = url_for("admin.index")
-    return {"nav_types": nav, "admin_url": admin_url, "activity_labels": ACTIVITY_TYPES}
+    return {"nav_types": nav, "admin_url": admin_url, "activity_labels": ACTIVITY_TYPES,
+            "record_title": lambda record: records.title(p, record) or "(name hidden)"}
 
 
 @bp.app_template_filter("humanize")
@@ -214,7 +215,7 @@ def record_delete(type_name: str, record_id: int):
     p = current_principal()
     record = records.get(p, rt.name, record_id, "delete")
     if request.method == "POST":
-        title = getattr(record, rt.title_field)
+        title = records.title(p, record) or rt.label
         records.delete(p, record)
         return _commit_and_go(f"{rt.label} “{title}” deleted.",
                               url_for(".record_list", type_name=rt.name))
@@ -281,8 +282,10 @@ def activity_new(type_name: str, record_id: int, kind: str):
         else:
             return _commit_and_go(f"{NEW_ACTIVITY_KINDS[kind]} saved.",
                                   url_for(".activity_detail", activity_id=activity.id))
-    defaults = {"to": ", ".join(record.emails[:1]) if hasattr(record, "emails") else "",
-                "phone_number": getattr(record, "phone", None) or ""}
+    # Defaults from fields the user may read only (field security).
+    defaults = {"to": ", ".join(records.emails(p, record)[:1]),
+                "phone_number": (records.field_value(p, record, "phone") if rt.field("phone")
+                                 else None) or ""}
     return render_template("activities/new.html", rt=rt, record=record, kind=kind,
                            kind_label=NEW_ACTIVITY_KINDS[kind], form=form, errors=errors,
                            defaults=defaults), 400 if errors else 200

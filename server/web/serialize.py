@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import select
 
+from server.crm.services import records, titles
 from server.crm.activities import Attachment
 from server.crm.services.records import SHARE_RIGHTS, visible_fields
 from server.crm.registry import RECORD_TYPES, Field, RecordType, type_of
@@ -82,15 +83,6 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _title(kind: str):
-    if kind == "user":
-        return User, User.full_name
-    if kind == "team":
-        return Team, Team.name
-    rt = RECORD_TYPES[kind]
-    return rt.model, getattr(rt.model, rt.title_field)
-
-
 class Refs:
     """References wanted by a page of results, loaded with one query per type."""
 
@@ -109,7 +101,8 @@ class Refs:
             missing = ids - self.loaded[kind]
             if not missing:
                 continue
-            model, title = _title(kind)
+            model = User if kind == "user" else Team if kind == "team" else RECORD_TYPES[kind].model
+            title = titles.title_column(self.p, kind)  # as the reader may see it
             rows = db.session.execute(select(model.id, title).where(
                 model.id.in_(missing), authz.scope(self.p, model, "read")))
             for ident, name in rows:
@@ -161,14 +154,12 @@ def records_json(p: Principal, rt: RecordType, rows: Iterable) -> list[dict[str,
             if f.kind == "ref":
                 refs.want(f.ref, getattr(row, f.name))
     refs.load()
-    names = {f.name for f in fields}
-    derived_name = (rt.title_field not in rt.field_names
-                    and {"first_name", "last_name"} <= names)  # full_name of people
+    derived_name = rt.title_field not in rt.field_names  # a person's full name
     out = []
     for row in rows:
         item: dict[str, Any] = {"id": row.id, "type": rt.name}
         if derived_name:
-            item[rt.title_field] = getattr(row, rt.title_field)
+            item[rt.title_field] = records.field_value(p, row, rt.title_field)
         for f in fields:
             value = getattr(row, f.name)
             item[f.name] = jsonable(value)

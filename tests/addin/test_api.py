@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from server.addin import service
+from server.addin import actions
 from server.crm.services import records
 from server.crm.registry import RECORD_TYPES
 from server.crm.activities import PhoneCall, Task
@@ -117,7 +117,7 @@ def test_signout_revokes_the_pane_token(world, pane):
 
 
 def test_issue_pane_token_for_the_signin_dialog(world, client):
-    secret, expires_on = service.issue_pane_token(world.ann)
+    secret, expires_on = actions.issue_pane_token(world.ann)
     db.session.commit()
     assert secret.startswith("rgp_")
     assert timedelta(hours=7, minutes=59) < expires_on - utcnow() <= timedelta(hours=8)
@@ -127,13 +127,13 @@ def test_issue_pane_token_for_the_signin_dialog(world, client):
     row = db.session.scalar(select(ApiToken).where(ApiToken.user_id == world.ann.id))
     assert row.kind == "pane" and row.token_hash != secret  # only the hash is stored
     with pytest.raises(Forbidden):
-        service.issue_pane_token(world.noaddin)
+        actions.issue_pane_token(world.noaddin)
 
 
 def test_issuing_a_pane_token_drops_long_expired_ones(world):
-    old, _ = service.issue_pane_token(world.ann)
+    old, _ = actions.issue_pane_token(world.ann)
     db.session.execute(ApiToken.__table__.update().values(expires_on=utcnow() - timedelta(days=2)))
-    service.issue_pane_token(world.ann)
+    actions.issue_pane_token(world.ann)
     db.session.commit()
     assert db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == world.ann.id).limit(2)) is not None
     assert len(db.session.scalars(select(ApiToken).where(ApiToken.user_id == world.ann.id)).all()) == 1

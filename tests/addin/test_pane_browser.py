@@ -693,7 +693,7 @@ def test_content_too_large_to_send_becomes_track_pending(pane, live):
 
 @pytest.fixture
 def tenant(app):
-    from server.addin import sso
+    from server.security import sso
     t = Tenant()
     app.config.update(REGARDING_SSO_CLIENT_ID=CLIENT_ID, REGARDING_SSO_TENANT=TID,
                       REGARDING_BASE_URL="https://crm.contoso.test")

@@ -11,8 +11,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from sqlalchemy import func, select
 
-from server.addin import sso
+from server.security import sso
+from server.security.models import SsoLink
 from server.db import db
 
 TID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -65,11 +67,14 @@ class Clock:
         return self.now
 
 
+ANN_OID = str(uuid.uuid5(uuid.NAMESPACE_URL, "entra:ann"))  # Ann's Entra account, as Entra keeps it
+
+
 def token(*, kid="k1", sign_with=None, alg="RS256", **overrides) -> str:
     now = int(time.time())
     claims = {"aud": CLIENT_ID, "iss": f"{AUTHORITY}/{TID}/v2.0", "tid": TID,
               "iat": now - 10, "nbf": now - 10, "exp": now + 3600, "scp": "access_as_user",
-              "preferred_username": "ann@contoso.test", "oid": str(uuid.uuid4()), "ver": "2.0"}
+              "preferred_username": "ann@contoso.test", "oid": ANN_OID, "ver": "2.0"}
     claims.update(overrides)
     claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode(claims, KEYS[sign_with or kid], algorithm=alg, headers={"kid": kid})
@@ -185,6 +190,24 @@ def test_an_inactive_user_is_refused(client, tenant, ann):
     db.session.commit()
     r = call(client, token())
     assert r.status_code == 401 and error_code(r) == "unauthenticated"
+
+
+def test_the_account_is_linked_once_by_tenant_and_object_id(client, tenant, ann, make_user):
+    """Issue 11: the first sign-in links Ann's Entra account (tid + oid) to her by address;
+    afterwards a token's address no longer matters, and no other account gets in as Ann."""
+    make_user("bob@contoso.test", name="Bob Baker")
+    assert call(client, token()).get_json()["user"]["id"] == ann.id
+    link = db.session.scalar(select(SsoLink))
+    assert (link.tenant_id, link.object_id, link.user_id) == (TID, ANN_OID, ann.id)
+    # Ann's address in Entra changes (even to Bob's): still Ann
+    renamed = call(client, token(preferred_username="bob@contoso.test"))
+    assert renamed.get_json()["user"]["id"] == ann.id
+    # another Entra account that now carries Ann's address is not Ann
+    other = call(client, token(oid=str(uuid.uuid4())))
+    assert other.status_code == 401 and "linked to another" in other.get_json()["error"]["message"]
+    # a token naming no account is refused
+    assert call(client, token(oid=None)).status_code == 401
+    assert db.session.scalar(select(func.count()).select_from(SsoLink)) == 1
 
 
 def test_a_user_without_the_addin_privilege_is_forbidden(client, tenant, make_user):

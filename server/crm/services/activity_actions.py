@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
-from server.mailkeys import normalize_address
-from server.crm.services.resolution import resolve
+from server.crm.services import records
 from server.crm.services.tracking import check_regarding
 from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.mailkeys import normalize_address
 from server.security import authz
 from server.security.authz import Principal
 
@@ -141,7 +141,9 @@ def create_email_draft(p: Principal, regarding: tuple[str, int] | None, *, to: s
                  to_recipients="; ".join(roles["to"]))
     email.parties.append(ActivityParty(role="from", user_id=p.user_id, name=p.user.full_name,
                                        address=p.user.email))
-    matches = resolve([a for addrs in roles.values() for a in addrs], user_id=p.user_id)
+    # Only records the user may read, named as they may see them (an unreadable record
+    # leaves the bare address).
+    matches = records.resolve_for(p, [a for addrs in roles.values() for a in addrs])
     for role, addrs in roles.items():
         for address in addrs:
             party = ActivityParty(role=role, address=address)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from server.crm.html import sanitize_html
 from server.crm.registry import RECORD_TYPES
-from server.crm.services.records import readable_addresses, visible_fields
+from server.crm.services.records import emails, visible_fields
 from server.crm.templates import EmailTemplate, Fields, Signature, form_problems
 from server.db import db
 from server.errors import Invalid, NotFound
@@ -57,7 +57,7 @@ def record_fields(p: Principal, kind: str, record) -> Fields:
             out[f.name] = _text(value)
     if p.fields(kind).can_read(rt.title_field):
         out["name"] = _text(getattr(record, rt.title_field))
-    addresses = readable_addresses(p, kind, record)
+    addresses = emails(p, record)
     out["email"] = addresses[0] if addresses else ""
     owner = record.owner_user
     out["owner"] = owner.full_name if owner is not None else ""

@@ -69,7 +69,8 @@ def record_list(p: Principal, rt: RecordType, *, q: str = "", state: str = "acti
     if q:
         conditions.append(search_condition(p, rt, q))
     total = db.session.scalar(select(func.count()).select_from(model).where(*conditions))
-    column = getattr(model, sort)
+    # The title sorts as the reader sees it: a hidden part of a name would show in the order.
+    column = title_column(p, rt.name) if sort == rt.title_field else getattr(model, sort)
     order = (column.desc(), model.id.desc()) if direction == "desc" else (column.asc(), model.id)
     rows = db.session.scalars(
         select(model).where(*conditions).options(selectinload(model.owner_team))
@@ -100,10 +101,10 @@ def related(p: Principal, rt: RecordType, record) -> list[Related]:
         if p.depth(kind, "read") == Depth.NONE or not p.fields(kind).can_read(column):
             continue
         rows = db.session.execute(
-            select(other.model.id, title_column(other))
+            select(other.model.id, title_column(p, other.name))
             .where(getattr(other.model, column) == record.id, other.model.is_active.is_(True),
                    authz.scope(p, other.model, "read"))
-            .order_by(title_column(other)).limit(RELATED_LIMIT + 1)).all()
+            .order_by(title_column(p, other.name)).limit(RELATED_LIMIT + 1)).all()
         out.append(Related(other, column, rows[:RELATED_LIMIT], len(rows) > RELATED_LIMIT,
                            p.depth(kind, "create") > Depth.NONE
                            and p.fields(kind).can_create(column)))
@@ -140,7 +141,7 @@ def form_links(p: Principal, rt: RecordType, editable: list[Field], chosen: Refs
         if record is not None and other is rt:
             conditions.append(other.model.id != record.id)
         rows = db.session.execute(
-            select(other.model.id, title_column(other)).where(*conditions)
-            .order_by(title_column(other)).limit(LOOKUP_LIMIT + 1)).all()
+            select(other.model.id, title_column(p, other.name)).where(*conditions)
+            .order_by(title_column(p, other.name)).limit(LOOKUP_LIMIT + 1)).all()
         choices[f.name] = (rows[:LOOKUP_LIMIT], len(rows) > LOOKUP_LIMIT)
     return FormLinks(choices, titles(p, chosen))

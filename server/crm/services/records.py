@@ -4,11 +4,14 @@ type, with privilege, depth and field security checked here for pages, API and a
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 
-from server.crm.registry import RECORD_TYPES, RecordType, type_of
+from server.crm.registry import DERIVED, RECORD_TYPES, RecordType, parts_of, type_of
+from server.crm.services.resolution import Match, normalized, resolve
+from server.crm.services.titles import title_column
 from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
@@ -205,19 +208,111 @@ def visible_fields(p: Principal, rt: RecordType):
     return [f for f in rt.fields if access.can_read(f.name)]
 
 
-def readable_addresses(p: Principal, kind: str, record) -> list[str]:
-    """The email addresses of a user or record the principal may read: a secured address
-    field they may not read is never suggested, prefilled or written to."""
-    if kind == "user":
-        return [record.email] if record.email else []
-    access = p.fields(kind)
-    return [value for f in RECORD_TYPES[kind].fields
-            if f.kind == "email" and access.can_read(f.name)
-            and (value := getattr(record, f.name))]
-
-
 def get(p: Principal, type_name: str, record_id: int, privilege: str = "read"):
     rt = RECORD_TYPES.get(type_name)
     if rt is None:
         raise NotFound()
     return authz.get(p, rt.model, record_id, privilege)
+
+
+# -- what a principal may see of a record (field security on every path) ----------------------
+#
+# A secured field the reader may not read is never shown, and never through something made
+# from it: a person's full name is made from first and last name, so a reader who may read
+# only one of them sees only that one; searching or sorting by a hidden field (or a name made
+# from it) would reveal its value bit by bit, so it is not offered. Pages, the API, the add-in,
+# previews and defaults all go through these.
+
+def readable_names(p: Principal, rt: RecordType) -> set[str]:
+    """Names of the fields (and derived values) of ``rt`` whose value ``p`` may see whole:
+    what may be shown, searched, filtered and sorted by."""
+    access = p.fields(rt.name)
+    names = {f.name for f in rt.fields if access.can_read(f.name)}
+    names |= {d for d in DERIVED if parts_of(rt, d) != (d,) and set(parts_of(rt, d)) <= names}
+    return names
+
+
+def field_value(p: Principal, record, name: str) -> Any:
+    """The value of field ``name`` of ``record`` as ``p`` may see it: None when it is secured
+    and hidden; a derived value made of the parts ``p`` may read only (None when none)."""
+    rt = type_of(record)
+    access = p.fields(rt.name)
+    parts = parts_of(rt, name)
+    if parts == (name,):
+        return getattr(record, name, None) if access.can_read(name) else None
+    if all(access.can_read(n) for n in parts):
+        return getattr(record, name, None)
+    shown = [getattr(record, n) for n in parts if access.can_read(n) and getattr(record, n)]
+    return " ".join(shown) or None
+
+
+def title(p: Principal, record) -> str | None:
+    """The record's title (name) as ``p`` may see it."""
+    if isinstance(record, User):
+        return record.full_name
+    if isinstance(record, Team):
+        return record.name
+    return field_value(p, record, type_of(record).title_field)
+
+
+def emails(p: Principal, record) -> list[str]:
+    """The record's email addresses ``p`` may read, in field order."""
+    if isinstance(record, User):
+        return [record.email] if record.email else []
+    rt = type_of(record)
+    return [v for v in (field_value(p, record, n) for n in rt.email_fields) if v]
+
+
+def search_columns(p: Principal, rt: RecordType, model=None) -> list:
+    """The columns of ``rt``'s search fields ``p`` may search: a derived name only when
+    every part is readable, else its readable parts (a hidden value is no search oracle)."""
+    model = model or rt.model
+    access = p.fields(rt.name)
+    names: list[str] = []
+    for name in rt.search_fields:
+        parts = parts_of(rt, name)
+        whole = all(access.can_read(n) for n in parts)
+        names += [c for c in ((name,) if whole else parts)  # "full_name" itself is not secured
+                  if access.can_read(c) and c not in names]
+    return [getattr(model, n) for n in names]
+
+
+# -- resolution as a principal sees it --------------------------------------------------------
+#
+# The rule (SECURITY.md, docs/api.md): an address resolves, for a reader, to the records they
+# may read that carry it in a field they may read; they learn the record's type, id, title as
+# they may see it (``title``) and whether it is active, nothing else. Any other record behind
+# the address stays unseen: the address reads as unresolved (a party shows as its bare
+# address). Pages, the API, the add-in and sync tracking (for the mailbox owner) follow it.
+
+def visible_matches(p: Principal, found: dict[str, list[Match]]) -> dict[str, list[Match]]:
+    """``resolve``'s answer as ``p`` may see it (the rule above): one query per record type."""
+    by_kind: dict[str, set[int]] = {}
+    for matches in found.values():
+        for m in matches:
+            by_kind.setdefault(m.record_type, set()).add(m.record_id)
+    seen: dict[tuple[str, int], tuple[str | None, set[str] | None]] = {}
+    for kind, ids in by_kind.items():
+        rt = RECORD_TYPES.get(kind)
+        model = User if rt is None else rt.model
+        access = p.fields(kind) if rt is not None else None
+        email_fields = [n for n in (rt.email_fields if rt else ()) if access.can_read(n)]
+        rows = db.session.execute(select(
+            model.id, title_column(p, kind), *(getattr(model, n) for n in email_fields))
+            .where(model.id.in_(ids), authz.scope(p, model, "read")))
+        for row in rows:
+            addresses = {normalized(a) for a in row[2:] if a} if rt and rt.email_fields else None
+            seen[(kind, row[0])] = (row[1], addresses)
+    out: dict[str, list[Match]] = {}
+    for address, matches in found.items():
+        out[address] = []
+        for m in matches:
+            name, addresses = seen.get((m.record_type, m.record_id), (None, set()))
+            if addresses is None or normalized(address) in addresses:
+                out[address].append(replace(m, name=name))
+    return out
+
+
+def resolve_for(p: Principal, addresses: list[str]) -> dict[str, list[Match]]:
+    """``resolve`` for ``p`` (their own records first) as they may see it."""
+    return visible_matches(p, resolve(addresses, user_id=p.user_id)) if addresses else {}

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import func, literal, or_, select, union_all
+from sqlalchemy import false, func, literal, or_, select, union_all
 
 from server.crm.activities import REGARDING_TYPES, Email
 from server.crm.registry import RECORD_TYPES, RecordType
 from server.crm.services.activity_actions import AnyActivity
-from server.crm.services.records import visible_fields
+from server.crm.services.records import search_columns
 from server.crm.services.titles import regarding_refs, title_column, titles
 from server.db import db
 from server.security import authz
@@ -25,21 +25,14 @@ CANDIDATE_LIMIT = 5  # records per type offered as an activity's regarding
 HOME_LIMIT = 10  # open activities, recently changed records
 
 
-def readable_names(p: Principal, rt: RecordType) -> set[str]:
-    """Field names the reader may read, with a person's derived full name when both its
-    parts are readable."""
-    names = {f.name for f in visible_fields(p, rt)}
-    if rt.title_field not in rt.field_names and {"first_name", "last_name"} <= names:
-        names.add(rt.title_field)
-    return names
-
-
 def search_condition(p: Principal, rt: RecordType, q: str):
     """``q`` in any of the record type's search fields the reader may read, ignoring case
-    (``%`` and ``_`` match themselves)."""
-    readable = readable_names(p, rt)
-    columns = [getattr(rt.model, name) for name in rt.search_fields if name in readable]
-    return or_(*(column.icontains(q.strip(), autoescape=True) for column in columns))
+    (``%`` and ``_`` match themselves): ``records.search_columns`` (a person's full name
+    only when both parts are readable, else the readable part: no hidden value is an
+    oracle). Nothing readable matches nothing."""
+    columns = search_columns(p, rt)
+    return or_(*(column.icontains(q.strip(), autoescape=True) for column in columns)) \
+        if columns else false()
 
 
 def readable_types(p: Principal) -> list[RecordType]:
@@ -77,7 +70,7 @@ def home(p: Principal, q: str = "") -> Home:
 def _search(p: Principal, rt: RecordType, q: str) -> Hits | None:
     rows = db.session.scalars(
         select(rt.model).where(authz.scope(p, rt.model, "read"), search_condition(p, rt, q))
-        .order_by(rt.model.is_active.desc(), title_column(rt), rt.model.id)
+        .order_by(rt.model.is_active.desc(), title_column(p, rt.name), rt.model.id)
         .limit(SEARCH_LIMIT + 1)).all()
     if not rows:
         return None
@@ -108,7 +101,7 @@ def _open_activities(p: Principal) -> list:
 def _recent_records(p: Principal, readable: list[RecordType]) -> list:
     """Records ``p`` changed last, all types in one query."""
     parts = [select(literal(rt.name).label("kind"), rt.model.id.label("id"),
-                    title_column(rt).label("title"), rt.model.modified_on.label("at"))
+                    title_column(p, rt.name).label("title"), rt.model.modified_on.label("at"))
              .where(rt.model.modified_by_id == p.user_id, authz.scope(p, rt.model, "read"))
              for rt in readable]
     if not parts:
@@ -126,10 +119,10 @@ def regarding_candidates(p: Principal, q: str) -> list[tuple[RecordType, list]]:
         if p.depth(kind, "read") == Depth.NONE:
             continue
         rows = db.session.execute(
-            select(rt.model.id, title_column(rt))
+            select(rt.model.id, title_column(p, rt.name))
             .where(authz.scope(p, rt.model, "read"), authz.scope(p, rt.model, "append_to"),
                    rt.model.is_active.is_(True), search_condition(p, rt, q))
-            .order_by(title_column(rt)).limit(CANDIDATE_LIMIT)).all()
+            .order_by(title_column(p, rt.name)).limit(CANDIDATE_LIMIT)).all()
         if rows:
             out.append((rt, rows))
     return out

@@ -1,19 +1,44 @@
 """Titles of linked records, loaded once per page: which records a page's rows link to or
 are regarding, and their titles for the reader, one query per record type however many rows
-a page shows. A record the reader may not read has no title (pages show it as restricted).
+a page shows. A record the reader may not read has no title (pages show it as restricted);
+a title is what the reader may see of it (field security: a hidden part of a person's name
+is left out, a hidden name is null).
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import null, select
 
-from server.crm.registry import RECORD_TYPES, RecordType
+from server.crm.registry import RECORD_TYPES, parts_of
 from server.db import db
 from server.security import authz
 from server.security.authz import Principal
+from server.security.models import Team, User
 
 
-def title_column(rt: RecordType):
-    return getattr(rt.model, rt.title_field)
+def title_column(p: Principal, kind: str, model=None):
+    """SQL for the title of records of ``kind`` (``model``: an alias) as ``p`` may see it,
+    as ``title`` computes it; null when hidden."""
+    if kind in ("user", "team"):
+        model = model or (User if kind == "user" else Team)
+        return model.full_name if kind == "user" else model.name
+    rt = RECORD_TYPES[kind]
+    model = model or rt.model
+    shown = title_parts(p, kind)
+    if not shown:
+        return null()
+    if shown == parts_of(rt, rt.title_field):
+        return getattr(model, rt.title_field)
+    return getattr(model, shown[0])  # one part of a derived name
+
+
+def title_parts(p: Principal, kind: str) -> tuple[str, ...]:
+    """The fields of a ``kind``'s title ``p`` may read (the key of statements built with
+    ``title_column``; empty for users and teams, whose names are not secured)."""
+    if kind in ("user", "team"):
+        return ()
+    rt = RECORD_TYPES[kind]
+    access = p.fields(kind)
+    return tuple(n for n in parts_of(rt, rt.title_field) if access.can_read(n))
 
 
 Refs = dict[str, set[int]]  # record type -> ids
@@ -28,7 +53,7 @@ def titles(p: Principal, wanted: Refs) -> Titles:
         if not ids or kind not in RECORD_TYPES:
             continue
         rt = RECORD_TYPES[kind]
-        rows = db.session.execute(select(rt.model.id, title_column(rt)).where(
+        rows = db.session.execute(select(rt.model.id, title_column(p, kind)).where(
             rt.model.id.in_(ids), authz.scope(p, rt.model, "read")))
         out.update({(kind, i): t for i, t in rows})
     return out

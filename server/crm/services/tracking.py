@@ -29,6 +29,7 @@ from server.crm.activities import PARTY_COLUMNS, Activity, ActivityParty, Appoin
 from server.crm.html import html_to_text, sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
+from server.crm.services import records
 from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.db import db, utcnow
@@ -181,10 +182,10 @@ def party_values(roles: list[tuple[str, Party]], matches: dict[str, list[Match]]
     return rows
 
 
-def _add_parties(activity: Activity, roles: list[tuple[str, Party]], user_id: int | None) -> dict:
-    """Parties resolved to records in one batch; the bare address kept when unresolved."""
-    addresses = [a for _, (_, a) in roles if a]
-    matches = resolve(addresses, user_id=user_id) if addresses else {}
+def _add_parties(p: Principal, activity: Activity, roles: list[tuple[str, Party]]) -> dict:
+    """Parties resolved to records ``p`` may read in one batch; the bare address kept when
+    unresolved or unreadable (``records.visible_matches``)."""
+    matches = records.resolve_for(p, [a for _, (_, a) in roles if a])
     for row in party_values(roles, matches):
         activity.parties.append(ActivityParty(**row))
     return matches
@@ -349,6 +350,9 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         missing = [a for a in wanted if a not in matches]
         if missing:
             matches.update(resolve(missing, user_id=p.user_id))
+        # Parties link to records the tracking user (for sync: the mailbox owner) may read
+        # only; another record behind an address leaves the bare address, as in REST.
+        matches = records.visible_matches(p, matches)
         _add_emails([email for email, _ in new])
         # Parties and attachments need no ids back: multi-row INSERTs (SQLite cannot get
         # RETURNING ids of many rows back in order, so the ORM would insert them one by one).
@@ -465,7 +469,7 @@ def track_appointment(p: Principal, content: AppointmentContent, *,
         appt.set_regarding(*regarding)
     roles = ([("organizer", content.organizer)] if content.organizer else []) + \
         [("required", x) for x in content.required] + [("optional", x) for x in content.optional]
-    _add_parties(appt, roles, p.user_id)
+    _add_parties(p, appt, roles)
     db.session.add(appt)
     db.session.flush()
     return appt, True

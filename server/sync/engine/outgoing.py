@@ -38,7 +38,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import undefer
 
-from server.crm.activities import PARTY_COLUMNS, ActivityParty, Attachment, Email
+from server.crm.activities import ActivityParty, Attachment, Email
 from server.crm.html import html_to_text
 from server.crm.models import Account, Contact, Lead, Organization, Queue
 from server.crm.services.tracking import new_tracking_token

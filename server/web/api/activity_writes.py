@@ -19,9 +19,8 @@ from server.crm.html import sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES, Field
 from server.crm.replies import MODES, answer
+from server.crm.services import records as record_services
 from server.crm.services.email_templates import signature_of
-from server.crm.services.records import readable_addresses
-from server.crm.services.resolution import resolve
 from server.crm.services.tracking import EmailContent, track_email
 from server.crm.values import parse_value
 from server.db import db, utcnow
@@ -80,9 +79,10 @@ def _load_party_records(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple
     return out
 
 
-def _address_of(p: Principal, kind: str, record) -> str | None:
-    """The first address of the record the caller may read (field security)."""
-    return next(iter(readable_addresses(p, kind, record)), None)
+def _address_of(p: Principal, record) -> str | None:
+    """The record's first address the caller may read (field security)."""
+    emails = record_services.emails(p, record)
+    return emails[0] if emails else None
 
 
 def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
@@ -134,7 +134,7 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
         if ref:
             wanted.setdefault(ref[0], set()).add(ref[1])
     unresolved = [address for _, _, address, _, ref in parsed if ref is None]
-    matches = resolve(unresolved, user_id=p.user_id) if unresolved else {}
+    matches = record_services.resolve_for(p, unresolved)
     for found in matches.values():
         for m in found:
             wanted.setdefault(m.record_type, set()).add(m.record_id)
@@ -157,10 +157,8 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
                 if candidate is not None and _party_record_ok(p, m.record_type, candidate):
                     ref, record = (m.record_type, m.record_id), candidate
                     break
-        party = ActivityParty(role=role,
-                              address=address or (record and _address_of(p, ref[0], record)),
-                              name=name or (record.full_name if isinstance(record, User) else
-                                            record and getattr(record, "title", None)))
+        party = ActivityParty(role=role, address=address or (record and _address_of(p, record)),
+                              name=name or (record and record_services.title(p, record)))
         if ref is not None:
             party.set_party(*ref)
         parties.append(party)

@@ -3,15 +3,10 @@ privileges) and ``/resolve`` (which CRM records stand behind email addresses).""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
-from sqlalchemy import select
 
-from server.crm.services import resolution
+from server.crm.services import records
 from server.mailkeys import normalize_address
-from server.db import db
-from server.security import authz
-from server.security.models import User
 from server.security.privileges import NAMED_PRIVILEGES, Depth
-from server.crm.registry import RECORD_TYPES
 from server.web.api.common import invalid, principal, query_args
 
 MAX_ADDRESSES = 100
@@ -40,19 +35,11 @@ def me():
     })
 
 
-def _readable(p, wanted: dict[str, set[int]]) -> set[tuple[str, int]]:
-    """The (type, id) pairs among ``wanted`` the caller may read: one query per type."""
-    out = set()
-    for kind, ids in wanted.items():
-        model = User if kind == "user" else RECORD_TYPES[kind].model
-        out |= {(kind, i) for i in db.session.scalars(
-            select(model.id).where(model.id.in_(ids), authz.scope(p, model, "read")))}
-    return out
-
-
 def resolve():
-    """``?address=a&address=b``: each address with the records behind it, best first. Records
-    the caller may not read are left out, so such an address reads as unresolved."""
+    """``?address=a&address=b``: each address with the records behind it, best first, as
+    ``records.visible_matches`` states: records the caller may not read, or that carry the
+    address only in a field they may not read, are left out (such an address reads as
+    unresolved); a name is the title as the caller may see it."""
     p = principal()
     args = query_args({"address"}, multi={"address"})
     addresses = list(dict.fromkeys(args.get("address", [])))
@@ -62,15 +49,10 @@ def resolve():
         raise invalid({"address": f"At most {MAX_ADDRESSES} addresses at a time."})
     if any(len(a) > 320 for a in addresses):
         raise invalid({"address": "An address has at most 320 characters."})
-    found = resolution.resolve(addresses, user_id=p.user_id)
-    wanted: dict[str, set[int]] = {}
-    for matches in found.values():
-        for m in matches:
-            wanted.setdefault(m.record_type, set()).add(m.record_id)
-    readable = _readable(p, wanted)
+    found = records.resolve_for(p, addresses)
     results = []
     for address in addresses:
-        matches = [m for m in found.get(address, []) if (m.record_type, m.record_id) in readable]
+        matches = found.get(address, [])
         results.append({
             "address": address, "normalized": normalize_address(address),
             "resolved": bool(matches),

@@ -498,14 +498,25 @@ def template_schemas() -> dict[str, dict]:
     }
 
 
+RESOLUTION_REVEALS = (
+    "What resolution reveals (SECURITY.md): an address resolves, for the caller, to the "
+    "records they may read that carry it in a field they may read (users, whose address is "
+    "not secured, always). Of each such record it gives the type, the id, the name as the "
+    "caller may see it (a hidden part of a person's name left out, a hidden name null) and "
+    "whether it is active; nothing else. Any other record behind the address is not "
+    "mentioned: the address reads as unresolved, and an activity's party for it keeps the "
+    "bare address. The add-in's context and activity parties follow the same rule.")
+
+
 def other_paths() -> dict[str, dict]:
     return {
         "/me": {"get": op("me", "The caller: roles, teams, privileges", tag="Me",
                           schema=ref("Me"))},
-        "/resolve": {"get": op("resolve", "Resolve email addresses to CRM records", tag="Me",
-                               schema=ref("Resolution"), params=[query(
-                                   "address", {"type": "string", "maxLength": 320},
-                                   "An address (repeat for more, up to 100).", array=True)])},
+        "/resolve": {"get": {**op("resolve", "Resolve email addresses to CRM records", tag="Me",
+                                  schema=ref("Resolution"), params=[query(
+                                      "address", {"type": "string", "maxLength": 320},
+                                      "An address (repeat for more, up to 100).", array=True)]),
+                             "description": RESOLUTION_REVEALS}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                   "tags": ["Me"], "security": [],
                                   "responses": {"200": {"description": "OpenAPI 3.1",

@@ -71,11 +71,12 @@ def _search_clause(rt: RecordType, p, q: str):
 
 
 def _sortable(rt: RecordType, p) -> dict[str, str]:
-    """Sort key → value kind, for the fields this reader may read (long text excluded)."""
+    """Sort key → value kind, for the fields this reader may read whole (long text
+    excluded; a name made from a hidden field is no sort key: its order would reveal it)."""
     out = dict(AUDIT_SORTS)
     out.update({f.name: ("int" if f.kind == "ref" else f.kind)
                 for f in record_services.visible_fields(p, rt) if f.kind != "text"})
-    if rt.title_field in search.readable_names(p, rt):
+    if rt.title_field in record_services.readable_names(p, rt):
         out[rt.title_field] = "str"
     return out
 

@@ -15,7 +15,10 @@ token is accepted when:
   (``https://sts.windows.net/<tid>/``), ``tid`` being the configured tenant's id;
 * it has not expired (``LEEWAY`` seconds of clock skew allowed) and carries the delegated
   scope ``access_as_user``;
-* its ``preferred_username``, ``upn`` or ``email`` is the address of an active user.
+* its tenant id and object id (``tid`` + ``oid``) are linked to an active user; the first
+  sign-in of an account makes that link, to the user whose address its
+  ``preferred_username``, ``upn`` or ``email`` names, once (a user has one link; a later
+  change of address in Entra, or someone else taking that address, changes nothing).
 
 ``REGARDING_SSO_TENANT`` is one tenant (its id or a verified domain); multi-tenant values
 (``common``, ``organizations``) are refused, since any tenant could then present a token for
@@ -39,7 +42,7 @@ from sqlalchemy import func, select
 from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import ServiceError
-from server.security.models import User
+from server.security.models import SsoLink, User
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +222,33 @@ class OfficeSso:
         return claims
 
     def user_for(self, claims: dict[str, Any]) -> User:
-        """The active user whose address the token names (``preferred_username``, ``upn``,
-        ``email``, in that order of preference)."""
+        """The active user the token's Microsoft Entra account (``tid`` + ``oid``, which never
+        change) is linked to. The first sign-in links the account to the user whose address
+        the token names (``preferred_username``, ``upn``, ``email``, in that order) if that
+        user has no link yet; afterwards the (changeable) address no longer matters."""
+        tid, oid = str(claims.get("tid") or "").lower(), str(claims.get("oid") or "").lower()
+        if not _GUID.match(tid) or not _GUID.match(oid):
+            raise SsoRejected("The sign-in token does not name the account (tid, oid).")
+        link = db.session.get(SsoLink, (tid, oid))
+        if link is not None:
+            user = db.session.get(User, link.user_id)
+            if user is None or not user.is_active:
+                raise SsoRejected("Your CRM account is disabled.")
+            return user
+        user = self._first_link_user(claims)
+        taken = db.session.scalar(select(SsoLink).where(SsoLink.user_id == user.id))
+        if taken is not None:
+            log.warning("Office SSO: %s is linked to another Microsoft 365 account; refused "
+                        "tenant %s object %s", user.email, tid, oid)
+            raise SsoRejected("This CRM user is linked to another Microsoft 365 account. Ask "
+                              "an administrator, or sign in with the dialog.")
+        db.session.add(SsoLink(tenant_id=tid, object_id=oid, user_id=user.id))
+        db.session.commit()  # before the request's own work: the link stands on its own
+        log.info("Office SSO: linked %s to tenant %s object %s", user.email, tid, oid)
+        return user
+
+    @staticmethod
+    def _first_link_user(claims: dict[str, Any]) -> User:
         candidates = []
         for claim in ("preferred_username", "upn", "email"):
             value = claims.get(claim)

@@ -1,101 +1,47 @@
-"""The services behind the add-in API: everything the task pane shows and does for an email or
-meeting, as plain functions taking a Principal and returning the JSON-ready shapes of the
-add-in API contract.
-
-* ``context``: one round trip — the parties resolved to CRM records with their cards, the
-  item's tracking status and regarding, related data (open opportunities and cases, recent
-  activities) for the first external person or the regarding record, what the user may do.
-  A constant number of queries however many recipients the item has.
-* ``related``, ``search``, ``quick_create``, ``quick_activity``.
-* ``track``, ``mark_pending``, ``set_regarding``, ``untrack``: the pane's side of tracking;
-  the tracking itself is ``server.crm.services.tracking`` (shared with the sync engine).
-* ``issue_pane_token``: the short-lived token the sign-in dialog hands to the pane.
+"""The add-in's context call and what it is made of: everything the task pane shows for an
+email or meeting in one round trip — the parties resolved to CRM records with their cards,
+the item's tracking status and regarding, related data (open opportunities and cases, recent
+activities) for the first external person or the regarding record, and what the user may do.
+A constant number of queries however many recipients the item has.
 
 Privileges: every record shown is read-scoped in SQL (a record the user may not read is not
-shown: its address appears unresolved); cards and lists obey field security (a hidden field is
-null); creating and tracking go through the record, activity and tracking services, which
-check create, append-to and write.
+shown: its address appears unresolved, as ``records.visible_matches`` states); cards and lists
+obey field security (a hidden field is null).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
-from flask import current_app, has_request_context, request, url_for
-from sqlalchemy import String, bindparam, case, cast, func, literal, null, or_, select, union_all
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy import String, bindparam, case, cast, func, literal, null, select, union_all
+from sqlalchemy.orm import aliased
 
+from server.addin.links import activity_url, iso, money, record_titles, record_url, ref_json
 from server.addin.payloads import Item
-from server.crm.services import activity_actions as acts
-from server.crm.services import records
-from server.crm.services import timeline as timelines
-from server.crm.services import tracked, tracking
 from server.crm.activities import Activity
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Organization, Queue
 from server.crm.registry import RECORD_TYPES
+from server.crm.services import titles
+from server.crm.services import timeline as timelines
+from server.crm.services import tracked
 from server.crm.services.resolution import Match, normalized, resolve
-from server.db import cached_statement, db, utcnow
-from server.errors import Forbidden, Invalid, NotFound
+from server.db import cached_statement, db
+from server.errors import Invalid, NotFound
 from server.mailkeys import find_token
-from server.security import authz, tokens
+from server.security import authz
 from server.security.authz import Principal
-from server.security.models import ApiToken, Team, User
+from server.security.models import Team, User
 from server.security.privileges import Depth
 
-PANE_TOKEN_HOURS = 8
 CARD_MODELS = {"user": User, "contact": Contact, "account": Account, "lead": Lead, "queue": Queue}
 EXTERNAL = ("contact", "account", "lead")  # people and organizations outside the company
 RELATED_TYPES = ("account", "contact", "lead", "opportunity", "case")
-SEARCH_TYPES = ("account", "contact", "lead", "opportunity", "case")
-QUICK_CREATE_TYPES = ("contact", "lead", "opportunity", "case")
-QUICK_ACTIVITY_TYPES = ("task", "phone_call")
 OPEN_CASE_STATUSES = ("in_progress", "on_hold", "waiting")
 RELATED_LIMIT = 10
 RECENT_LIMIT = 5
 
 
-# -- links -------------------------------------------------------------------------------------
-
-ID_MARK = "2147483647"  # stands for the id while a link's template is made
-
-
-def _url(endpoint: str, id_name: str, ident: int, **values) -> str | None:
-    """A link into the CRM's pages (None when the pages are not installed). ``url_for`` runs
-    once per application, script root and kind of link; the id is put into that template
-    (a context call has dozens of links)."""
-    templates = current_app.extensions.setdefault("regarding_addin_links", {})
-    key = (request.script_root if has_request_context() else None, endpoint, *values.values())
-    template = templates.get(key, False)
-    if template is False:
-        url = (url_for(endpoint, **values, **{id_name: int(ID_MARK)})
-               if endpoint in current_app.view_functions else None)
-        template = templates[key] = url.split(ID_MARK) if url and url.count(ID_MARK) == 1 else url
-    if template is None or isinstance(template, str):  # no pages, or an unexpected shape
-        return url_for(endpoint, **values, **{id_name: ident}) if template else None
-    return f"{template[0]}{ident}{template[1]}"
-
-
-def record_url(kind: str, record_id: int) -> str | None:
-    return _url("pages.record_detail", "record_id", record_id, type_name=kind) \
-        if kind in RECORD_TYPES else None
-
-
-def activity_url(activity_id: int) -> str | None:
-    return _url("pages.activity_detail", "activity_id", activity_id)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def _money(value) -> str | None:
-    return str(value) if value is not None else None
-
-
-def _org() -> Organization:
-    return db.session.get(Organization, 1)
-
+# -- organization settings the pane reads ----------------------------------------------------
 
 ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "attachment_max_bytes",
                 "use_tracking_token", "tracking_token_prefix")
@@ -106,28 +52,6 @@ def _org_settings():
     query = cached_statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
                        .where(Organization.id == 1))
     return db.session.execute(query).one()
-
-
-def _titles(p: Principal, wanted: dict[str, set[int]]) -> dict[tuple[str, int], str]:
-    """Titles of records the user may read, one query per type."""
-    out: dict[tuple[str, int], str] = {}
-    for kind, ids in wanted.items():
-        ids = {i for i in ids if i is not None}
-        if not ids:
-            continue
-        rt = RECORD_TYPES[kind]
-        title = getattr(rt.model, rt.title_field)
-        rows = db.session.execute(select(rt.model.id, title).where(
-            rt.model.id.in_(ids), authz.scope(p, rt.model, "read")))
-        out.update({(kind, i): t for i, t in rows})
-    return out
-
-
-def _ref(kind: str, record_id: int, titles: dict[tuple[str, int], str]) -> dict[str, Any]:
-    """``{"type", "id", "name", "url"}``; name and url are null when the user may not read it."""
-    name = titles.get((kind, record_id))
-    return {"type": kind, "id": record_id, "name": name,
-            "url": record_url(kind, record_id) if name is not None else None}
 
 
 # -- who the user is and what they may do ------------------------------------------------------
@@ -184,8 +108,6 @@ OwnerUser = aliased(User, name="owner_user")
 ParentAccount = aliased(Account, name="parent_account")
 
 
-def _title_column(kind: str, model):
-    return model.full_name if kind in ("user", "contact", "lead") else model.name
 
 
 # Names of related rows are scalar subqueries, not joins: PostgreSQL plans the card query
@@ -216,7 +138,7 @@ def _card_select(p: Principal, kind: str):
     parent_name = (_account_name(p, model.parent_account_id) if "parent_account_id" in columns
                    else null())
     return (select(literal(kind).label("kind"), model.id.label("id"),
-                   _title_column(kind, model).label("name"),
+                   titles.title_column(p, kind, model).label("name"),
                    (model.owner_user_id if owned else null()).label("owner_user_id"),
                    model.is_active.label("is_active"), readable.label("readable"), *values,
                    parent_name.label("parent_name"),
@@ -239,7 +161,8 @@ class CardLoader:
 
     def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
         kinds = tuple(sorted(by_kind))
-        query = cached_statement(("cards", kinds, self.p.scope_key), lambda: _cards_select(self.p, kinds))
+        key = ("cards", kinds, self.p.scope_key, tuple(titles.title_parts(self.p, k) for k in kinds))
+        query = cached_statement(key, lambda: _cards_select(self.p, kinds))
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
         for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
             out[row.kind][row.id] = Match(row.kind, row.id, row.name,
@@ -283,6 +206,16 @@ def _card(p: Principal, row) -> dict[str, Any]:
             "phone": read("phone") or read("mobile_phone"), "owner": row.owner_name or None}
 
 
+def _carries(p: Principal, row, address: str) -> bool:
+    """Whether ``address`` is in a field of the matched record the user may read: resolution
+    never reveals a hidden address (``records.visible_matches`` states the rule)."""
+    if row.kind == "user":
+        return True
+    access, columns = p.fields(row.kind), CARD_COLUMNS[row.kind]
+    return any(getattr(row, slot) and normalized(getattr(row, slot)) == normalized(address)
+               for slot in EMAIL_SLOTS if slot in columns and access.can_read(columns[slot]))
+
+
 def _match_json(p: Principal, row) -> dict[str, Any]:
     return {"type": row.kind, "id": row.id, "name": row.name,
             "url": record_url(row.kind, row.id) if row.kind != "user" else None,
@@ -308,7 +241,8 @@ def parties(p: Principal, item: Item, org,
             entry.update(status="self", matches=[])
         else:
             found = [cards[(m.record_type, m.record_id)] for m in matches.get(person.address, ())
-                     if (m.record_type, m.record_id) in cards]
+                     if (m.record_type, m.record_id) in cards
+                     and _carries(p, loader.rows[(m.record_type, m.record_id)], person.address)]
             entry.update(status="resolved" if found else "unresolved", matches=found)
         out.append(entry)
     return out
@@ -369,7 +303,8 @@ def _subject_from(p: Principal, kind: str, record_id: int, name: str, parent_id,
 def _subject(p: Principal, kind: str, record_id: int) -> Subject:
     """One statement: the record if the user may read it (NotFound otherwise), its title and
     its account's id, and that account's name if the user may read it."""
-    query = cached_statement(("subject", kind, p.scope_key), lambda: _subject_select(p, kind))
+    query = cached_statement(("subject", kind, p.scope_key, titles.title_parts(p, kind)),
+                       lambda: _subject_select(p, kind))
     row = db.session.execute(query, {"record_id": record_id}).first()
     if row is None:
         raise NotFound()
@@ -381,7 +316,7 @@ def _subject_select(p: Principal, kind: str):
     account = (model.parent_account_id if kind in ("contact", "account")
                else model.customer_account_id if kind in ("opportunity", "case") else null())
     contact = model.customer_contact_id if kind in ("opportunity", "case") else null()
-    return (select(model.id, getattr(model, RECORD_TYPES[kind].title_field), account.label("account"),
+    return (select(model.id, titles.title_column(p, kind), account.label("account"),
                    contact.label("contact"), _account_name(p, account) if kind != "lead" else null())
             .where(model.id == bindparam("record_id"), authz.scope(p, model, "read")))
 
@@ -469,7 +404,7 @@ def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
     return {
         "open_opportunities": [
             {"id": i, "name": title, "url": record_url("opportunity", i),
-             "estimated_value": _money(value) if opp.can_read("estimated_value") else None,
+             "estimated_value": money(value) if opp.can_read("estimated_value") else None,
              "status": status if opp.can_read("status") else None}
             for _, i, title, value, _, status, _ in rows["opportunity"]],
         "open_cases": [
@@ -479,7 +414,7 @@ def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
             for _, i, title, _, code, status, _ in rows["case"]],
         "recent_activities": [
             {"id": i, "type": code, "subject": title if act.can_read("subject") else None,
-             "occurred_on": _iso(at), "url": activity_url(i)}
+             "occurred_on": iso(at), "url": activity_url(i)}
             for _, i, title, _, code, _, at in rows["activity"]],
     }
 
@@ -512,7 +447,7 @@ def tracking_json(p: Principal, status: tracked.TrackingStatus,
     ref, regarding, activity_id = None, status.regarding, status.activity_id
     if regarding:
         kind, ident = regarding
-        ref = _ref(kind, ident, known if known and regarding in known else _titles(p, {kind: {ident}}))
+        ref = ref_json(kind, ident, known if known and regarding in known else record_titles(p, {kind: {ident}}))
     return {"status": status.status, "activity_id": activity_id, "regarding": ref,
             "reason": status.reason, "url": activity_url(activity_id) if activity_id else None}
 
@@ -530,274 +465,3 @@ def context(p: Principal, item: Item) -> dict[str, Any]:
             "related": related(p, *subject, known=cards.subject(*subject)) if subject
             else _empty_related(),
             "can": capabilities(p), "org": org_json(org)}
-
-
-# -- search ------------------------------------------------------------------------------------
-
-def _search_groups(p: Principal, kind: str) -> list[list]:
-    """Columns searched, grouped by rank: name, email, number, anything else (readable
-    fields only, so search never reveals a hidden field)."""
-    rt = RECORD_TYPES[kind]
-    access = p.fields(kind)
-    readable = [n for n in rt.search_fields if access.can_read(n)]
-    name = [getattr(rt.model, rt.title_field)]
-    email = [getattr(rt.model, n) for n in readable if n in rt.email_fields]
-    number = [getattr(rt.model, n) for n in readable if n == rt.number_field]
-    rest = [getattr(rt.model, n) for n in readable
-            if n != rt.title_field and n not in rt.email_fields and n != rt.number_field]
-    return [name, email, number, rest]
-
-
-def _rank(groups: list[list], q: str):
-    """0 = exact name ... 11 = contained in another field; 99 = no match."""
-    low = q.lower()
-    whens = []
-    tests = (lambda c: func.lower(c) == low,
-             lambda c: func.lower(c).startswith(low, autoescape=True),
-             lambda c: func.lower(c).contains(low, autoescape=True))
-    for m, test in enumerate(tests):
-        for g, cols in enumerate(groups):
-            if cols:
-                whens.append((or_(*[test(c) for c in cols]), m * 4 + g))
-    return case(*whens, else_=99)
-
-
-def _detail(p: Principal, kind: str, row, titles) -> str:
-    """What tells same-named records apart: email, account, company, city, number, owner."""
-    access = p.fields(kind)
-
-    def read(name):
-        return getattr(row, name, None) if access.can_read(name) else None
-
-    parts: list[str | None] = []
-    if kind == "contact":
-        parts = [read("email1"), titles.get(("account", read("parent_account_id"))), read("city")]
-    elif kind == "account":
-        parts = [read("email1"), read("city"), read("account_number")]
-    elif kind == "lead":
-        parts = [read("company_name"), read("email1")]
-    elif kind in ("opportunity", "case"):
-        parts = [read("ticket_number") if kind == "case" else None,
-                 titles.get(("account", read("customer_account_id"))) or
-                 titles.get(("contact", read("customer_contact_id")))]
-    owner = row.owner_name
-    parts.append(f"Owner: {owner}" if owner else None)
-    return " · ".join(x for x in parts if x)
-
-
-def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int = 20) -> list[dict]:
-    """Records the user may read matching ``q``, ranked exact > prefix > contains and name >
-    email > number, read-scoped in SQL (one query per type, one per referenced type)."""
-    q = q.strip()
-    if not q:
-        raise Invalid("Type something to search for.", {"q": "Required."})
-    found = []
-    for kind in types:
-        if p.depth(kind, "read") == Depth.NONE:
-            continue
-        rt = RECORD_TYPES[kind]
-        rank = _rank(_search_groups(p, kind), q).label("rank")
-        title = getattr(rt.model, rt.title_field)
-        rows = db.session.execute(
-            select(rt.model, rank)
-            .where(authz.scope(p, rt.model, "read"), rt.model.is_active.is_(True), rank < 99)
-            .options(selectinload(rt.model.owner_team))
-            .order_by(rank, title, rt.model.id).limit(limit)).unique().all()
-        found += [(r, kind, row) for row, r in rows]
-    found.sort(key=lambda x: (x[0], SEARCH_TYPES.index(x[1]), getattr(x[2], RECORD_TYPES[x[1]].title_field).lower()))
-    found = found[:limit]
-    wanted: dict[str, set[int]] = {"account": set(), "contact": set()}
-    for _, kind, row in found:
-        for column, ref in (("parent_account_id", "account"), ("customer_account_id", "account"),
-                            ("customer_contact_id", "contact")):
-            if getattr(row, column, None) and p.fields(kind).can_read(column):
-                wanted[ref].add(getattr(row, column))
-    titles = _titles(p, wanted)
-    return [{"type": kind, "id": row.id, "name": getattr(row, RECORD_TYPES[kind].title_field),
-             "detail": _detail(p, kind, row, titles), "url": record_url(kind, row.id)}
-            for _, kind, row in found]
-
-
-# -- quick create ------------------------------------------------------------------------------
-
-def quick_create(p: Principal, kind: str, fields: dict[str, Any],
-                 set_regarding_for: str | None = None) -> dict[str, Any]:
-    """Create a contact, lead, opportunity or case from the pane (the record services
-    validate and check the create privilege); optionally make the item regarding it."""
-    if kind not in QUICK_CREATE_TYPES:
-        raise NotFound("Records of this type cannot be created from the add-in.")
-    rt = RECORD_TYPES[kind]
-    if p.depth(kind, "create") == Depth.NONE:
-        raise Forbidden(f"You may not create {rt.plural.lower()}.")
-    record = records.create(p, rt, fields)
-    out: dict[str, Any] = {"record": {"type": kind, "id": record.id,
-                                      "name": getattr(record, rt.title_field),
-                                      "url": record_url(kind, record.id)},
-                           "tracking": None}
-    if set_regarding_for:
-        out["tracking"] = set_regarding(p, set_regarding_for, (kind, record.id), missing_ok=True)
-    return out
-
-
-def quick_activity(p: Principal, kind: str, fields: dict[str, Any],
-                   regarding: tuple[str, int] | None) -> dict[str, Any]:
-    """A task or phone call, optionally regarding a record (``fields`` already parsed:
-    subject, description, scheduled_end, phone_number)."""
-    if kind == "task":
-        if "phone_number" in fields:
-            raise Invalid("Some fields are not valid.", {"fields.phone_number": "Tasks have no phone number."})
-        activity = acts.create_task(p, regarding, subject=fields.get("subject") or "",
-                                    description=fields.get("description"),
-                                    due=fields.get("scheduled_end"))
-    elif kind == "phone_call":
-        activity = acts.create_phone_call(p, regarding, subject=fields.get("subject") or "",
-                                          description=fields.get("description"),
-                                          due=fields.get("scheduled_end"),
-                                          phone_number=fields.get("phone_number"))
-    else:
-        raise NotFound("Activities of this type cannot be created from the add-in.")
-    return {"activity": {"id": activity.id, "type": activity.activity_type,
-                         "subject": activity.subject, "url": activity_url(activity.id)}}
-
-
-# -- tracking ----------------------------------------------------------------------------------
-
-def _party(person) -> tuple[str, str] | None:
-    return (person.name, person.address) if person else None
-
-
-def email_content(item: Item, org: Organization) -> tracking.EmailContent:
-    """What tracking needs from the pane's item and content."""
-    h = item.headers
-    token = find_token(item.subject, org.tracking_token_prefix) if org.use_tracking_token else None
-    return tracking.EmailContent(
-        message_id=item.internet_message_id or (h.message_id if h else None),
-        subject=item.subject, from_=_party(item.from_),
-        to=[_party(x) for x in item.to], cc=[_party(x) for x in item.cc],
-        html_body=item.html_body, text_body=item.text_body,
-        sent_on=h.date if h else None,
-        in_reply_to=h.in_reply_to if h else None,
-        references=list(h.references) if h else [],
-        conversation_index=h.thread_index if h else None,
-        tracking_token=token,
-        attachments=[tracking.AttachmentContent(a.name, a.content_type, a.content, a.size,
-                                                a.content_id, a.is_inline)
-                     for a in item.attachments])
-
-
-def appointment_content(item: Item) -> tracking.AppointmentContent:
-    return tracking.AppointmentContent(
-        uid=item.identity, subject=item.subject, organizer=_party(item.organizer),
-        required=[_party(x) for x in item.required_attendees],
-        optional=[_party(x) for x in item.optional_attendees],
-        start=item.start, end=item.end, location=item.location,
-        html_body=item.html_body, text_body=item.text_body)
-
-
-def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[str, Any]:
-    """Track the item. With its content the activity is created at once (idempotent by
-    Message-ID); without it (compose, or content the client could not read) a pending
-    request is recorded for the pane after sending or for server-side sync."""
-    authz.require_named(p, "track_email")
-    org = _org()
-    if item.type == "appointment":
-        if not item.identity:
-            raise Invalid("Some fields are not valid.", {"item.item_id": "The meeting's id is needed."})
-        if item.mode == "compose":
-            return mark_pending(p, item, regarding)
-        appt, _ = tracking.track_appointment(p, appointment_content(item), regarding=regarding)
-        return {"tracking": tracking_json(p, tracked.tracking_status(
-            p, appt.global_object_id, item_type="appointment"))}
-    if item.mode == "compose" or not item.has_content:
-        reason = None if item.mode == "compose" else (
-            "The add-in could not read this email's content; it is tracked when server-side "
-            "synchronization sees it.")
-        return mark_pending(p, item, regarding, reason=reason)
-    content = email_content(item, org)
-    email, _ = tracking.track_email(p, content, regarding=regarding)
-    return {"tracking": tracking_json(p, tracked.tracking_status(p, email.message_id))}
-
-
-def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
-                 reason: str | None = None) -> dict[str, Any]:
-    """Compose: "track this when it is sent" (a tracking token for the subject when the org
-    uses them). The request is found again by the item's id or by that token."""
-    org = _org()
-    identity = item.identity
-    existing = None
-    if not identity and org.use_tracking_token:
-        existing = tracked.own_request(p, token=find_token(item.subject, org.tracking_token_prefix))
-    if existing is not None:
-        req = existing
-        authz.require_named(p, "track_email")
-        regarding = tracking.check_regarding(p, regarding)
-        req.set_regarding(*(regarding or (None, None)))
-        req.status, req.reason = "pending", reason
-        db.session.flush()
-    else:
-        req = tracking.request_tracking(p, identity, subject=item.subject, regarding=regarding,
-                                        conversation_id=item.conversation_id,
-                                        item_type="appointment" if item.type == "appointment" else "email",
-                                        reason=reason)
-    status = tracked.TrackingStatus("pending", None, req.regarding_ref, req.reason)
-    return {"tracking": tracking_json(p, status), "tracking_token": req.tracking_token}
-
-
-def _tracked_activity(p: Principal, identity: str):
-    status = tracked.tracking_status(p, identity, item_type="email")
-    if status.activity_id is None:
-        status = tracked.tracking_status(p, identity, item_type="appointment")
-    activity = db.session.get(Activity, status.activity_id) if status.activity_id else None
-    return activity, tracked.own_request(p, identity=identity)
-
-
-def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None, *,
-                  missing_ok: bool = False) -> dict[str, Any] | None:
-    """Change what a tracked item (or a pending request) is regarding."""
-    activity, req = _tracked_activity(p, identity)
-    if activity is not None:
-        tracking.set_regarding(p, activity, regarding)
-        status = tracked.TrackingStatus("tracked", activity.id, activity.regarding_ref)
-    elif req is not None and req.status in ("pending", "failed"):
-        req = tracking.request_tracking(p, req.internet_message_id, subject=req.subject,
-                                        regarding=regarding, conversation_id=req.conversation_id,
-                                        item_type=req.item_type, reason=req.reason)
-        status = tracked.TrackingStatus(req.status, None, req.regarding_ref, req.reason)
-    elif missing_ok:
-        return tracking_json(p, tracked.NOT_TRACKED)
-    else:
-        raise NotFound("This item is not tracked.")
-    return tracking_json(p, status)
-
-
-def untrack(p: Principal, identity: str, delete_copy: bool) -> dict[str, Any]:
-    """Untrack: the CRM copy is deleted only when asked and the user owns it (and holds
-    delete); otherwise only the user's link to it is removed and the record stays."""
-    is_meeting = tracked.find_tracked(p, identity, "appointment") is not None
-    deleted = tracking.untrack(p, identity, delete_copy=delete_copy,
-                               item_type="appointment" if is_meeting else "email")
-    return {"tracking": tracking_json(p, tracked.NOT_TRACKED), "deleted": deleted}
-
-
-# -- pane tokens -------------------------------------------------------------------------------
-
-def issue_pane_token(user: User) -> tuple[str, datetime]:
-    """A short-lived (8 hours), revocable pane token for the sign-in dialog to hand to the
-    pane: ``(secret, expires_on)``. The secret is never stored; the caller commits. Forbidden
-    when the user may not use the add-in."""
-    p = authz.principal(user)
-    if not user.is_active:
-        raise Forbidden("This account is disabled.")
-    authz.require_named(p, "use_outlook_addin")
-    # The user's old pane tokens that expired more than a day ago are of no further use.
-    db.session.execute(ApiToken.__table__.delete().where(
-        ApiToken.user_id == user.id, ApiToken.kind == "pane",
-        ApiToken.expires_on < utcnow() - timedelta(days=1)))
-    row, secret = tokens.issue(user, "Outlook add-in", days=PANE_TOKEN_HOURS / 24, kind="pane")
-    return secret, row.expires_on
-
-
-def revoke_pane_token(row: ApiToken) -> None:
-    if row.kind == "pane":
-        tokens.revoke(row)
-        db.session.flush()

@@ -1,0 +1,66 @@
+"""Server-side browser sessions: sign-in starts one, sign-out ends it, a password change ends
+them all. The session and remember-me cookies carry a random key; the database keeps only
+its SHA-256, with an expiry (``REGARDING_SESSION_HOURS`` for a plain session,
+``REMEMBER_COOKIE_DURATION`` with "remember me")."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from server.db import db, utcnow
+from server.security.models import User, UserSession
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def lifetime(remember: bool) -> timedelta:
+    cfg = current_app.config
+    return cfg["REMEMBER_COOKIE_DURATION"] if remember else \
+        timedelta(hours=cfg["REGARDING_SESSION_HOURS"])
+
+
+def start(user: User, *, remember: bool) -> str:
+    """A new session for ``user``; returns its key (set on the user for ``get_id``). The
+    user's expired sessions are dropped on the way."""
+    now = utcnow()
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                                 UserSession.expires_on < now))
+    key = secrets.token_urlsafe(32)
+    db.session.add(UserSession(user_id=user.id, key_digest=_digest(key), remember=remember,
+                               created_on=now, expires_on=now + lifetime(remember)))
+    db.session.flush()
+    user.session_key = key
+    return key
+
+
+def is_live(user_id: int, key: str) -> bool:
+    """Whether ``key`` names an unexpired session of this user."""
+    if not key:
+        return False
+    found = db.session.scalar(select(UserSession.expires_on).where(
+        UserSession.key_digest == _digest(key), UserSession.user_id == user_id))
+    return found is not None and found > utcnow()
+
+
+def remembered(key: str | None) -> bool:
+    """Whether the session was started with "remember me"."""
+    return bool(key) and bool(db.session.scalar(select(UserSession.remember).where(
+        UserSession.key_digest == _digest(key))))
+
+
+def end(key: str | None) -> None:
+    """End one session (sign-out)."""
+    if key:
+        db.session.execute(delete(UserSession).where(UserSession.key_digest == _digest(key)))
+
+
+def end_all(user: User) -> None:
+    """End every session of the user (password change, deactivation)."""
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    user.session_key = None
