@@ -324,6 +324,8 @@ def _world(server, user, option: str = "all") -> int:
     from server.security.bootstrap import create_user, ensure_organization, root_unit
     from server.sync.models import EmailServerProfile, Mailbox
     ensure_organization("Contoso")
+    from server.crm.models import Organization
+    db.session.get(Organization, 1).mail_server_allowed_hosts = server.host  # a loopback peer
     sam = create_user("sam@contoso.example", "Sam Seller", password="Correct-horse-9",
                       roles=["Salesperson"])
     db.session.flush()

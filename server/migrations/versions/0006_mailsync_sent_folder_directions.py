@@ -1,7 +1,7 @@
 """mailbox: its Sent folder's name, and incoming and outgoing enabled on their own
 
-Revision ID: 0005_mailsync
-Revises: 0004_send
+Revision ID: 0006_mailsync
+Revises: 0005_seca
 Create Date: 2026-12-05 01:30:00
 
 * ``mailbox.sent_folder``: the full name of the Sent folder on the mail server, for a
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0005_mailsync'
-down_revision = '0004_send'
+revision = '0006_mailsync'
+down_revision = '0005_seca'
 branch_labels = None
 depends_on = None
 
