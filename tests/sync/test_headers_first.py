@@ -1,4 +1,5 @@
-"""Header-first sync (``server.sync.engine.batch.reads_headers_first``) against the real Dovecot.
+"""Header-first sync (``server.sync.engine.batch.reads_headers_first``) against the real
+Dovecot over IMAP and, where marked ``any_box``, against a Maildir tree too.
 
 Where the tracking option is not "all email", the engine reads a folder's batches as header
 sections and reads the whole of a message only when it is tracked, when its headers cannot
@@ -23,6 +24,7 @@ from server.sync.engine.items import VANISHED
 from server.sync.engine import run as engine
 from server.sync.connectors import imap as imap_connector
 from server.sync.connectors.imap import ImapConnector
+from server.sync.connectors.maildir import MaildirConnector
 from server.sync.engine.run import sync_mailbox
 from server.sync.mail.bodies import REPORT_TYPES
 from server.sync.mail.message import MessageError, parse
@@ -39,25 +41,42 @@ def crm(app, make_user):
     return w.build_crm(make_user)
 
 
-@pytest.fixture
-def imap_box(crm, dovecot, mail_user):
-    """Bob's IMAP mailbox with the default tracking option, and the email he tracked."""
-    store = w.ImapStore(dovecot, mail_user)
+def _box(crm, store):
+    """Bob's mailbox reading ``store`` with the default tracking option, and the email he
+    tracked."""
     box = w.store_mailbox(store, crm.bob)
     assert box.tracking_option == "crm_responses"
     w.track_earlier(crm, mid=ORIGINAL)
     return store, box
 
 
-class Reads:
-    """Records what the IMAP connector fetched: the UIDs whose whole message (BODY.PEEK[])
-    was asked for, and the refs given to ``fetch_messages``."""
+@pytest.fixture
+def imap_box(crm, dovecot, mail_user):
+    """Bob's IMAP mailbox with the default tracking option, and the email he tracked."""
+    return _box(crm, w.ImapStore(dovecot, mail_user))
 
-    def __init__(self, monkeypatch) -> None:
+
+@pytest.fixture(params=["imap", "maildir"])
+def any_box(crm, request, tmp_path):
+    """``imap_box``, or the same over a Maildir tree (read header first from its files)."""
+    return _box(crm, w.bob_store(request.param, request, tmp_path))
+
+
+class Reads:
+    """Records what the connector read: the refs whose whole message was read (IMAP: asked
+    for as BODY.PEEK[]; Maildir: returned complete by ``fetch_changes``) or whose header
+    section was, and the refs given to ``fetch_messages``."""
+
+    def __init__(self, monkeypatch, store=None) -> None:
         self.whole_uids: list[int] = []
         self.header_uids: list[int] = []
+        self.whole_refs: list[str] = []  # Maildir
+        self.header_refs: list[str] = []
         self.fetch_messages: list[list[str]] = []
-        real_fetch, real_messages = imap_connector.uid_fetch, ImapConnector.fetch_messages
+        maildir = store is not None and store.protocol == "maildir"
+        cls = MaildirConnector if maildir else ImapConnector
+        real_fetch, real_changes, real_messages = (imap_connector.uid_fetch, cls.fetch_changes,
+                                                   cls.fetch_messages)
         reads = self
 
         def fetch(imap, uids, items):
@@ -67,13 +86,23 @@ class Reads:
                 reads.header_uids.extend(uids)
             return real_fetch(imap, uids, items)
 
+        def fetch_changes(connector, *args, **kwargs):
+            changes = real_changes(connector, *args, **kwargs)
+            for message in changes.messages:
+                (reads.whole_refs if message.complete else reads.header_refs).append(message.ref)
+            return changes
+
         def fetch_messages(connector, folder, refs):
             reads.fetch_messages.append(list(refs))
+            reads.whole_refs.extend(refs)
             return reads.before_whole(connector, folder, refs) or real_messages(
                 connector, folder, refs)
 
-        monkeypatch.setattr(imap_connector, "uid_fetch", fetch)
-        monkeypatch.setattr(ImapConnector, "fetch_messages", fetch_messages)
+        if maildir:
+            monkeypatch.setattr(cls, "fetch_changes", fetch_changes)
+        else:
+            monkeypatch.setattr(imap_connector, "uid_fetch", fetch)
+        monkeypatch.setattr(cls, "fetch_messages", fetch_messages)
 
     def before_whole(self, connector, folder, refs):
         """Hook for a test (runs before the real ``fetch_messages``); None to go on."""
@@ -82,6 +111,14 @@ class Reads:
     @property
     def asked_whole(self) -> set[str]:
         return {ref for refs in self.fetch_messages for ref in refs}
+
+    @property
+    def read_as_headers(self) -> set[str]:
+        return {str(uid) for uid in self.header_uids} | set(self.header_refs)
+
+    @property
+    def read_whole(self) -> set[str]:
+        return {str(uid) for uid in self.whole_uids} | set(self.whole_refs)
 
 
 def _attached(prefix: str, subject: str, **headers) -> bytes:
@@ -161,33 +198,33 @@ def _decisions(box: Mailbox) -> int:
 
 # --------------------------------------------------------------------------- 1. replies
 
-def test_header_first_tracks_the_replies_as_reading_everything_whole_does(crm, imap_box,
+def test_header_first_tracks_the_replies_as_reading_everything_whole_does(crm, any_box,
                                                                           monkeypatch):
-    store, box = imap_box
+    store, box = any_box
     # The whole-message path first (the engine told not to read header first)...
     whole_mail = _mail_set("whole")
     whole_uids = _deliver(store, whole_mail)
     seen_again = {whole_uids[n] for n in REPLIES}
     with monkeypatch.context() as patch:
         patch.setattr(engine, "reads_headers_first", lambda ctx, info: False)
-        reads = Reads(patch)
+        reads = Reads(patch, store)
         first = sync_mailbox(box.id)
     assert first.status == "success" and first.tracked == 2
-    assert not reads.fetch_messages and not reads.header_uids  # every message read whole
+    assert not reads.fetch_messages and not reads.read_as_headers  # every message read whole
     # ...then the same mail (other Message-IDs) header first.
     mail = _mail_set("hf")
     uids = _deliver(store, mail)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, store)
     result = sync_mailbox(box.id)
     assert result.status == "success"
     # (The two replies of the first sync come again: their category was written.)
     assert (result.fetched, result.tracked, result.skipped, result.seen) == (8, 2, 4, 2)
-    assert {int(u) for u in uids.values()} <= set(reads.header_uids)
+    assert set(uids.values()) <= reads.read_as_headers
     # Only tracked mail was read whole, in one request: the new replies (and the first
-    # sync's, seen again); the bodies of the skipped mail never left the server.
+    # sync's, seen again); the bodies of the skipped mail were never read.
     (asked,) = reads.fetch_messages
     assert {uids[n] for n in REPLIES} <= set(asked) <= {uids[n] for n in REPLIES} | seen_again
-    assert {int(uids[n]) for n in mail if n not in REPLIES}.isdisjoint(reads.whole_uids)
+    assert {uids[n] for n in mail if n not in REPLIES}.isdisjoint(reads.read_whole)
     for name, data in mail.items():
         twin = whole_mail[name]
         if name in REPLIES:
@@ -228,16 +265,16 @@ def _undecidable() -> dict[str, bytes]:
     }
 
 
-def test_mail_whose_headers_cannot_decide_is_read_whole_before_it_is_decided(imap_box,
+def test_mail_whose_headers_cannot_decide_is_read_whole_before_it_is_decided(any_box,
                                                                               monkeypatch):
-    store, box = imap_box
+    store, box = any_box
     mail = _undecidable()
     assert not header_section(mail["8bit-reply"]).isascii()
     assert not header_section(mail["8bit-other"]).isascii()
     with pytest.raises(MessageError):
         parse(UNREADABLE)
     uids = _deliver(store, mail)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, store)
     result = sync_mailbox(box.id)
     assert result.status == "success", result.reason
     assert (result.tracked, result.quarantined) == (2, 1)
@@ -274,17 +311,27 @@ def _expunge(dovecot, mail_user, uid: str) -> None:
         client.logout()
 
 
+def _remove(store, ref: str) -> None:
+    """Remove one message of the Inbox as another client does (IMAP: expunged; Maildir: its
+    file deleted)."""
+    if store.protocol == "maildir":
+        (file,) = [f for sub in ("new", "cur") for f in (store.root / sub).glob(f"{ref}*")]
+        file.unlink()
+    else:
+        _expunge(store.server, store.user, ref)
+
+
 def test_a_message_expunged_before_it_is_read_whole_is_skipped_and_the_sync_goes_on(
-        imap_box, dovecot, mail_user, monkeypatch):
-    store, box = imap_box
+        any_box, monkeypatch):
+    store, box = any_box
     mail = _mail_set("gone")
     uids = _deliver(store, mail)
     doomed = uids["reply-attached"]
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, store)
 
     def expunge_first(connector, folder, refs):
         assert doomed in refs
-        _expunge(dovecot, mail_user, doomed)
+        _remove(store, doomed)
 
     reads.before_whole = expunge_first
     result = sync_mailbox(box.id)
@@ -351,8 +398,8 @@ def test_a_message_with_8bit_headers_expunged_before_it_is_read_whole_gets_its_d
 # --------------------------------------------------------------------------- one by one
 
 def test_a_wave_retried_one_by_one_reads_its_messages_whole(
-        imap_box, monkeypatch):
-    store, box = imap_box
+        any_box, monkeypatch):
+    store, box = any_box
     mail = _mail_set("fallback")
     uids = _deliver(store, mail)
 
@@ -364,7 +411,7 @@ def test_a_wave_retried_one_by_one_reads_its_messages_whole(
         return bulk(actor, tracks, **kwargs)
 
     monkeypatch.setattr(tracking, "track_emails", refused)  # every wave goes one by one
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, store)
     result = sync_mailbox(box.id)
     assert result.status == "success"
     assert (result.tracked, result.quarantined, result.skipped) == (2, 0, 4)

@@ -1,14 +1,21 @@
-"""The second run over an unchanged IMAP mailbox reads nothing whole (issue 12, point 3):
-Dovecot's bytes are counted by a proxy between the engine and the server
-(``tests/servers/counting_proxy.py``), for the default tracking option (header first) and
-for "all" (every message whole on the first run)."""
+"""The second run over an unchanged mailbox reads nothing whole (issue 12, point 3), for
+the default tracking option (header first) and for "all" (every message whole on the first
+run). IMAP: Dovecot's bytes are counted by a proxy between the engine and the server
+(``tests/servers/counting_proxy.py``). Maildir: the bytes read from the tree's message
+files are counted where every read opens them (``Path.open``), and the whole messages the
+connector returned or was asked for."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from server.db import db
+from server.sync.connectors.maildir import MaildirConnector
+from server.sync.connectors.maildir_headers import CHUNK
 from server.sync.engine.run import sync_mailbox
 from tests.servers.counting_proxy import CountingProxy
+from tests.sync.connectors.conftest import count_reads
 from tests.sync import world as w
 
 
@@ -43,3 +50,70 @@ def test_the_second_run_over_an_unchanged_mailbox_reads_nothing_whole(crm, dovec
         assert second.status == "success" and second.tracked == 0
         again = proxy.reset()
     assert (again.whole_messages, again.whole_bytes) == (0, 0)
+
+
+class MaildirReads:
+    """What syncs read from a Maildir tree: the bytes read from each message file
+    (``count_reads``) and the whole messages the connector returned (complete ones from
+    ``fetch_changes``) or was asked for (``fetch_messages``)."""
+
+    def __init__(self, monkeypatch, root: Path) -> None:
+        self.root = root
+        self.files = count_reads(monkeypatch, lambda path: path.parent.name in ("cur", "new")
+                                 and path.is_relative_to(root))
+        self.complete = self.asked_whole = 0
+        real_changes, real_messages = (MaildirConnector.fetch_changes,
+                                       MaildirConnector.fetch_messages)
+        reads = self
+
+        def fetch_changes(connector, *args, **kwargs):
+            changes = real_changes(connector, *args, **kwargs)
+            reads.complete += sum(m.complete for m in changes.messages)
+            return changes
+
+        def fetch_messages(connector, folder, refs):
+            reads.asked_whole += len(refs)
+            return real_messages(connector, folder, refs)
+
+        monkeypatch.setattr(MaildirConnector, "fetch_changes", fetch_changes)
+        monkeypatch.setattr(MaildirConnector, "fetch_messages", fetch_messages)
+
+    def reset(self) -> tuple[int, int, int, int]:
+        """(messages returned whole, asked whole, files read to their end, bytes read) since
+        the last reset; a file is known by its unique name, whatever flags it has since."""
+        sizes = {p.name.split(":")[0]: p.stat().st_size
+                 for sub in ("cur", "new") for p in (self.root / sub).iterdir()}
+        to_end = sum(1 for path, count in self.files.items()
+                     if count >= sizes[path.name.split(":")[0]])
+        counts = (self.complete, self.asked_whole, to_end, sum(self.files.values()))
+        self.files.clear()
+        self.complete = self.asked_whole = 0
+        return counts
+
+
+@pytest.mark.parametrize("option", ["crm_responses", "all"])
+def test_the_second_run_over_an_unchanged_maildir_reads_no_file_whole(crm, tmp_path, monkeypatch,
+                                                                      option):
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option=option)
+    w.track_earlier(crm, mid="original@org.example")
+    body = "The signed quote, with all its terms.\r\n" * 500  # 20 KB: what a whole read costs
+    for n in range(6):  # replies to CRM mail: tracked under either option
+        store.deliver(w.raw(mid=f"second-{n}@customer.example", subject=f"RE: Quote {n}",
+                            In_Reply_To="<original@org.example>", body=body))
+    reads = MaildirReads(monkeypatch, store.root)
+    first = sync_mailbox(box.id)
+    assert first.status == "success" and first.tracked == 6
+    complete, asked, to_end, read = reads.reset()
+    assert complete + asked == 6 and to_end == 6 and read > 6 * len(body)  # (the counts work)
+    assert len(list((store.root / "cur").glob("*:2,a"))) == 6  # the keyword, written after
+    db.session.expire_all()                                   # the run's cursor was taken
+    second = sync_mailbox(box.id)
+    assert second.status == "success" and (second.tracked, second.seen) == (0, 6)
+    complete, asked, to_end, read = reads.reset()
+    assert (complete, asked, to_end) == (0, 0, 0)
+    assert read <= 6 * CHUNK < 6 * len(body)  # a page of each file: its header section
+    db.session.expire_all()
+    third = sync_mailbox(box.id)
+    assert third.status == "success" and third.fetched == 0
+    assert reads.reset() == (0, 0, 0, 0)

@@ -147,7 +147,8 @@ class BatchKeywords(Keywords):
 
 class HeadersFirst(ABC):
     """``fetch_changes(..., headers_only=True)`` returns header sections only (incomplete
-    messages) and ``fetch_messages`` the whole of many messages in one go: the engine decides
+    messages: IMAP's ``BODY.PEEK[HEADER]``, POP3's ``TOP n 0``, a Maildir file read up to its
+    blank line) and ``fetch_messages`` the whole of many messages in one go: the engine decides
     from headers and reads only the mail it tracks. ``headers_first`` is False while this
     session's server cannot (a POP3 server without TOP). ``changed_as_headers=True``: mail
     seen before that comes back because its flags or keywords changed (the category the

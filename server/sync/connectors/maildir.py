@@ -17,6 +17,13 @@ seen as removed from one folder and new in the other. Keywords are Dovecot's: le
 in the file name mapped to names by the folder's ``dovecot-keywords`` file; a message whose
 keywords change to include a category comes back, as with IMAP CONDSTORE.
 
+Header first: with ``headers_only`` a batch's files are read only up to the blank line that
+ends their header section (``maildir_headers``), and ``fetch_messages`` reads the whole of
+the messages the engine tracks; with ``changed_as_headers`` a message that comes back
+because its keywords changed (the "Tracked to Regarding" keyword the engine wrote after
+the run's cursor was taken, renaming the file) is read as its header section too, so a
+second run over an unchanged tree reads no file whole.
+
 ``wait_for_changes`` uses inotify (``inotify_simple``) and falls back to comparing the
 directories' modification times every 0.5 s.
 
@@ -39,9 +46,11 @@ from itertools import count
 from pathlib import Path
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
-                                         FetchedMessage, Folder, Needs, SavesCopies, Sender)
+                                         FetchedMessage, Folder, HeadersFirst, Needs, SavesCopies,
+                                         Sender)
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
+from server.sync.connectors.maildir_headers import header_section
 
 try:  # inotify on Linux; polling elsewhere or when it is not installed
     from inotify_simple import INotify
@@ -170,7 +179,7 @@ def _flags(filename: str) -> str:
 
 # -- the connector ---------------------------------------------------------------------------
 
-class MaildirConnector(Connector, BatchKeywords, SavesCopies):
+class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies):
     """A mailbox's Maildir tree: ``with MaildirConnector(account) as md: ...``."""
 
     needs = Needs(store=mailbox_root)  # the mailbox's own tree in the store
@@ -296,18 +305,21 @@ class MaildirConnector(Connector, BatchKeywords, SavesCopies):
         return tuple(keyword_to_category(names[ord(c) - 97]) for c in self._letters(file)
                      if names[ord(c) - 97])
 
-    def _read(self, path: Path, unique: str, file: Path) -> tuple[bytes, Path] | None:
-        """A message's bytes; a file renamed meanwhile (new -> cur, flags) is found again."""
+    def _read(self, path: Path, unique: str, file: Path, whole: bool = True
+              ) -> tuple[bytes, Path] | None:
+        """A message's bytes (``whole=False``: its header section); a file renamed meanwhile
+        (new -> cur, flags) is found again."""
         for _ in range(3):
             try:
-                return file.read_bytes(), file
+                return (file.read_bytes() if whole else header_section(file)), file
             except FileNotFoundError:
                 file = self._files(path).get(unique)
                 if file is None:
                     return None  # moved away or deleted
         return None
 
-    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
+    def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
+                      headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
         limit = max(1, limit)
         path = self._dir(folder)
         self._marks[folder.key] = (_stamp(path / "new"), _stamp(path / "cur"))
@@ -328,17 +340,25 @@ class MaildirConnector(Connector, BatchKeywords, SavesCopies):
         new = sorted((u for u in files if u not in seen),
                      key=lambda u: (self._mtime(files[u]), u))
         batch = new[:limit - len(changed)]
+        # Read as header sections: the batch with headers_only, mail seen before with either.
+        heads = set(changed) if headers_only or changed_as_headers else set()
+        if headers_only:
+            heads.update(batch)
         messages: list[FetchedMessage] = []
         delivered: set[str] = set()
         for unique in changed + batch:
-            got = self._read(path, unique, files[unique])
+            whole = unique not in heads
+            got = self._read(path, unique, files[unique], whole)
             if got is None:
                 continue
             raw, file = got
             delivered.add(unique)
             current[unique] = self._letters(file)
-            messages.append(FetchedMessage(ref=unique, raw=raw, keywords=self._keywords(file, names),
-                                           arrived_on=self._arrived(file)))
+            info = self._stat(file)
+            messages.append(FetchedMessage(
+                ref=unique, raw=raw, keywords=self._keywords(file, names),
+                arrived_on=datetime.fromtimestamp(info.st_mtime, timezone.utc) if info else None,
+                complete=whole, size=info.st_size if info else None))
         present = set(files)
         kept = (seen & present) | (set(batch) & delivered)
         # A keyword change not returned yet keeps its old letters, so it is found next time.
@@ -350,24 +370,37 @@ class MaildirConnector(Connector, BatchKeywords, SavesCopies):
                        more=more, removed=sorted(seen - present), reset=reset)
 
     @staticmethod
-    def _mtime(file: Path) -> float:
+    def _stat(file: Path) -> os.stat_result | None:
         try:
-            return file.stat().st_mtime
+            return file.stat()
         except FileNotFoundError:
-            return 0.0
+            return None
 
-    def _arrived(self, file: Path) -> datetime | None:
-        stamp = self._mtime(file)
-        return datetime.fromtimestamp(stamp, timezone.utc) if stamp else None
+    def _mtime(self, file: Path) -> float:
+        info = self._stat(file)
+        return info.st_mtime if info else 0.0
+
+    def fetch_messages(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
+        """The whole of these messages of ``folder``, found in its last listing (listed
+        again once for refs not in it); a file renamed meanwhile is found again, a message
+        gone meanwhile is absent."""
+        path = self._dir(folder)
+        listing = self._listing.get(folder.key)
+        if listing is None or any(ref not in listing for ref in refs):
+            listing = self._listing[folder.key] = self._files(path)
+        out: dict[str, bytes] = {}
+        for ref in dict.fromkeys(refs):
+            got = self._read(path, ref, listing[ref]) if ref in listing else None
+            if got is not None:
+                out[ref] = got[0]
+        return out
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
-        path = self._dir(folder)
-        file = self._files(path).get(ref)
-        got = self._read(path, ref, file) if file else None
-        if got is None:
+        raw = self.fetch_messages(folder, [ref]).get(ref)
+        if raw is None:
             raise ConnectorError("message_not_found", f"Message {ref} is no longer in "
                                  f"{folder.name}.", severity="message")
-        return got[0]
+        return raw
 
     def set_keyword(self, folder: Folder, ref: str, keyword: str) -> None:
         """Add a keyword (a category name is turned into one) the way Dovecot keeps it."""

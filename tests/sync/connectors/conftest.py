@@ -1,6 +1,11 @@
-"""Helpers for the connector tests: accounts for the test peers, numbered messages, and
-``exercise``, which uses what a connector declares it can do."""
+"""Helpers for the connector tests: accounts for the test peers, numbered messages,
+``exercise``, which uses what a connector declares it can do, and ``count_reads``, the bytes
+read from files."""
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +59,26 @@ def exercise(conn, inbox, count: int) -> None:
         sent = conn.folder_by_role("sent")
         conn.append(sent, numbered(99, subject="Sent copy"))
         assert [b"Sent copy" in m.raw for m in conn.fetch_changes(sent, None).messages] == [True]
+
+
+def count_reads(monkeypatch, counted: Callable[[Path], bool]) -> Counter[Path]:
+    """The bytes read from each file that ``counted`` names, from now on: counted on the
+    handles ``Path.open`` gives (``Path.read_bytes`` opens files with it too)."""
+    reads: Counter[Path] = Counter()
+    real_open = Path.open
+
+    def counting_open(path, *args, **kwargs):
+        handle = real_open(path, *args, **kwargs)
+        if counted(path):
+            real_read = handle.read
+
+            def read(*size):
+                data = real_read(*size)
+                reads[path] += len(data)
+                return data
+
+            handle.read = read
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    return reads

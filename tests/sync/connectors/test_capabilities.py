@@ -34,7 +34,7 @@ CAPABILITIES = (Keywords, BatchKeywords, HeadersFirst, ReadsAhead, SavesCopies, 
 INCOMING = {
     "imap": {Keywords, BatchKeywords, HeadersFirst, ReadsAhead, SavesCopies},
     "pop3": {HeadersFirst},
-    "maildir": {Keywords, BatchKeywords, SavesCopies},
+    "maildir": {Keywords, BatchKeywords, HeadersFirst, SavesCopies},
     "graph": {Keywords, BatchKeywords, Subscriptions},
     "ews": {Keywords, BatchKeywords},
 }

@@ -1,6 +1,7 @@
 """The Maildir connector on real trees: Maildir++ folders with stable keys across renames,
 the seen-names cursor, moves between folders, keywords the Dovecot way (also reading a
-Dovecot user's own Maildir), inotify and polling waits, and the local sender."""
+Dovecot user's own Maildir), header-first reads (a file read up to its blank line), inotify
+and polling waits, and the local sender."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ from server.sync.connectors import maildir as maildir_module
 from server.sync.connectors.base import Account, ConnectorError
 from server.sync.connectors.maildir import (ID_FILE, MaildirConnector, MaildirSender,
                                             create_maildir, deliver, folder_path, mailbox_root)
-from tests.sync.connectors.conftest import numbered
+from server.sync.connectors.maildir_headers import CHUNK, header_section
+from server.sync.mail.message import parse
+from tests.sync.connectors.conftest import count_reads, numbered
 
 
 def numbers(changes) -> list[int]:
@@ -175,6 +178,83 @@ def test_reads_a_dovecot_users_maildir(dovecot, mail_user):
     with dovecot.imap_client(mail_user) as imap:
         names = {name for _, _, name in imap.list_folders()}
     assert not any("regarding" in name for name in names)
+
+
+# -- header first ----------------------------------------------------------------------------
+
+LONG = "x" * (CHUNK - 25)  # a header line that makes the blank line straddle a chunk's end
+
+
+@pytest.mark.parametrize("head, body", [
+    (b"Subject: crlf\r\nMessage-ID: <m1@c.example>\r\n\r\n", b"Body.\r\n\r\nMore.\r\n"),
+    (b"Subject: lf\nMessage-ID: <m1@c.example>\n\n", b"Body.\n\nMore.\n"),
+    (b"Subject: no body\r\nMessage-ID: <m1@c.example>\r\n", b""),
+    (b"Subject: no body, no line break\r\nMessage-ID: <m1@c.example>", b""),
+    (b"Subject: blank line only\r\n\r\n", b""),
+    (b"\xef\xbb\xbf\r\n\r\nSubject: lines before\r\nMessage-ID: <m1@c.example>\r\n\r\n",
+     b"Body.\r\n"),
+    (f"Subject: long\r\nX-Long: {LONG}\r\n\r\n".encode(), b"Body.\r\n" * 50_000),
+    (f"Subject: long\nX-Long: {LONG}xx\n\n".encode(), b"Body.\n" * 50_000),
+    (f"Subject: long\r\nX-Long: {LONG}\r\n".encode() * 9 + b"\r\n", b"Body.\r\n"),
+], ids=["crlf", "lf", "no-body", "no-line-break", "empty-headers", "lines-before",
+        "long-crlf", "long-lf", "longer"])
+def test_a_header_section_is_read_up_to_its_blank_line(tmp_path, monkeypatch, request, head,
+                                                       body):
+    file = tmp_path / "message"
+    file.write_bytes(head + body)
+    if "long-" in request.node.name:  # (the blank line starts in one chunk, ends in the next)
+        assert head.rindex(b"\n", 0, -1) < CHUNK < len(head)
+    reads = count_reads(monkeypatch, lambda path: path == file)
+    assert header_section(file) == head
+    assert reads[file] <= len(head) + CHUNK  # the body stays on disk
+    if body and head.strip(b"\r\n\xef\xbb\xbf").count(b":") > 1:
+        whole, heads = parse(head + body), parse(head, headers_only=True)
+        assert (heads.subject, heads.message_id) == (whole.subject, whole.message_id)
+
+
+def test_headers_first_reads_header_sections_and_whole_messages_on_demand(tree):
+    refs = [deliver(tree, "INBOX", numbered(n)) for n in (1, 2, 3)]
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        heads = md.fetch_changes(inbox, None, headers_only=True)
+        assert [m.ref for m in heads.messages] == refs and not any(m.complete for m in heads.messages)
+        files = {f.name.split(":")[0]: f for f in (tree / "new").iterdir()}
+        for message in heads.messages:
+            whole = files[message.ref].read_bytes()
+            assert message.raw == whole[:whole.index(b"\r\n\r\n") + 4]
+            assert message.size == len(whole) and message.arrived_on is not None
+        # A mail client reads message 1 (new/ -> cur/) and deletes message 2 meanwhile.
+        files[refs[0]].rename(tree / "cur" / f"{refs[0]}:2,S")
+        files[refs[1]].unlink()
+        got = md.fetch_messages(inbox, [*refs, "no-such-ref"])
+        assert got == {refs[0]: numbered(1), refs[2]: numbered(3)}
+        assert md.fetch_message(inbox, refs[2]) == numbered(3)
+        with pytest.raises(ConnectorError) as caught:
+            md.fetch_message(inbox, refs[1])
+        assert caught.value.code == "message_not_found"
+
+
+@pytest.mark.parametrize("headers_only", [False, True])
+def test_mail_back_for_its_keywords_comes_as_its_header_section(tree, headers_only):
+    refs = [deliver(tree, "INBOX", numbered(n)) for n in (1, 2)]
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        cursor = md.fetch_changes(inbox, None).cursor
+    with connector(tree) as client:  # the engine's write of the run before, or a mail client
+        client.set_keywords(named(client, "INBOX"), refs, "Tracked to Regarding")
+    deliver(tree, "INBOX", numbered(3))
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        plain = md.fetch_changes(inbox, cursor, headers_only=headers_only)
+        changes = md.fetch_changes(inbox, cursor, headers_only=headers_only,
+                                   changed_as_headers=True)
+        quiet = md.fetch_changes(inbox, changes.cursor, changed_as_headers=True)
+    assert [m.complete for m in plain.messages] == [not headers_only] * 3
+    assert numbers(changes) == [1, 2, 3] and quiet.messages == []
+    assert [m.complete for m in changes.messages] == [False, False, not headers_only]
+    assert all(m.keywords == ("Tracked to Regarding",) for m in changes.messages[:2])
+    assert [m.raw for m in changes.messages[:2]] == [numbered(n).split(b"\r\n\r\n")[0]
+                                                     + b"\r\n\r\n" for n in (1, 2)]
 
 
 def _soon(fn, *args):
