@@ -24,6 +24,7 @@ from server.crm.services import email_templates as mail_templates
 from server.crm.services.activity_actions import get_activity
 from server.crm.services import records
 from server.crm.services.resolution import resolve
+from server.crm.services.titles import title_column
 from server.crm.services.tracking import AttachmentContent, add_attachments
 from server.crm.templates import render
 from server.db import db
@@ -85,7 +86,7 @@ def _draft_form(email: Email) -> dict:
 def _render(p, *, form: dict, email: Email | None, regarding, errors=None, problems=(),
             status=200):
     ready = sending.readiness(sending.user_mailbox(p.user_id))
-    name = getattr(regarding[1], RECORD_TYPES[regarding[0]].title_field) if regarding else None
+    name = records.title(p, regarding[1]) if regarding else None  # as p may see it
     page = render_template(
         "compose/form.html", form=form, email=email, regarding=regarding, regarding_name=name,
         errors=errors or {},
@@ -108,8 +109,7 @@ def compose_new():
         kind, record = regarding
         addresses = records.emails(p, record)
         if addresses:
-            form["to"] = _line([(getattr(record, RECORD_TYPES[kind].title_field) or "",
-                                 addresses[0])])
+            form["to"] = _line([(records.title(p, record) or "", addresses[0])])
     signature = mail_templates.signature_of(user_id=p.user_id)
     if signature:
         form["html_body"] = f"<p><br></p>{signature}"
@@ -318,21 +318,21 @@ def suggest():
     items = []
     for kind in SUGGEST_KINDS:
         if kind == "user":
-            model, columns, title = User, [User.full_name, User.email], "full_name"
-        else:
+            model, columns = User, [User.full_name, User.email]
+        else:  # only what p may read is matched, sorted on or shown (no oracle)
             rt = RECORD_TYPES[kind]
             if p.depth(kind, "read") == Depth.NONE:
                 continue
             access = p.fields(kind)
-            model, title = rt.model, rt.title_field
-            columns = [getattr(model, n) for n in (rt.title_field, *rt.email_fields)
-                       if access.can_read(n)]
+            model = rt.model
+            columns = records.search_columns(p, rt) + [
+                getattr(model, n) for n in rt.email_fields if access.can_read(n)]
         rows = db.session.scalars(select(model).where(
             authz.scope(p, model, "read"), model.is_active.is_(True),
             or_(*[c.icontains(q, autoescape=True) for c in columns]))
-            .order_by(getattr(model, title)).limit(SUGGEST_LIMIT))
+            .order_by(title_column(p, kind), model.id).limit(SUGGEST_LIMIT))
         for row in rows:
-            name = getattr(row, title) or ""
+            name = records.title(p, row) or ""
             for address in records.emails(p, row)[:1]:
                 items.append({"kind": kind, "name": name, "address": address,
                               "value": f"{name} <{address}>" if name else address})

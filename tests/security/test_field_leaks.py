@@ -52,10 +52,15 @@ def secret_free(text: str) -> None:
 
 
 def test_defaults_of_the_new_email_and_phone_call_pages(leak_world, signin):
+    """The phone call form and the compose page (where "new email" leads) prefill nothing
+    from a field the user may not read."""
     client = signin(leak_world.sam)
     for kind in ("email", "phone_call"):
-        page = client.get(f"/r/contact/{leak_world.contact.id}/activities/new/{kind}")
+        page = client.get(f"/r/contact/{leak_world.contact.id}/activities/new/{kind}",
+                          follow_redirects=True)
         assert page.status_code == 200
+        if kind == "email":
+            assert page.request.path.startswith("/compose") or "compose" in page.request.path
         secret_free(page.get_data(as_text=True))
 
 
@@ -147,3 +152,22 @@ def test_parties_of_unreadable_records_are_bare_addresses(leak_world, signin, ap
         assert party.party_ref is None and "Otto" not in (party.name or "") and \
             "Hidden" not in (party.name or "")
     assert db.session.scalar(select(Email.id).where(Email.subject == "From Otto")) is not None
+
+
+def test_templates_and_type_ahead_reveal_no_secured_part_of_a_name(leak_world, api_client,
+                                                                  signin):
+    """A template's ``{{ recipient.name }}``/``full_name`` and the compose type-ahead show a
+    person's name as the sender may see it (the secured first name left out), and the
+    type-ahead is no search oracle for the hidden part."""
+    api = api_client(leak_world.sam)
+    template = api.post("/api/v1/email_templates", json={
+        "name": "T", "subject": "Hi {{ recipient.name }}",
+        "body_html": "<p>{{ recipient.full_name }}</p>"}).get_json()
+    out = api.post(f"/api/v1/email_templates/{template['id']}/render", json={
+        "recipient": {"type": "contact", "id": leak_world.contact.id}}).get_json()
+    assert "Quill" in out["subject"]
+    secret_free(str(out))
+    client = signin(leak_world.sam)
+    assert client.get("/compose/suggest?q=zenob").get_json()["items"] == []
+    found = client.get("/compose/suggest?q=quill").get_json()["items"]
+    secret_free(str(found))

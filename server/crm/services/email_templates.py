@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from server.crm.html import sanitize_html
 from server.crm.registry import RECORD_TYPES
-from server.crm.services.records import emails, visible_fields
+from server.crm.services.records import emails, field_value, title, visible_fields
 from server.crm.templates import EmailTemplate, Fields, Signature, form_problems
 from server.db import db
 from server.errors import Invalid, NotFound
@@ -45,18 +45,16 @@ def record_fields(p: Principal, kind: str, record) -> Fields:
     rt = RECORD_TYPES[kind]
     out = Fields()
     for f in visible_fields(p, rt):
-        value = getattr(record, f.name)
+        value = field_value(p, record, f.name)  # a derived value of readable parts only
         if f.kind == "ref":
             target_rt = RECORD_TYPES[f.ref]
             target = db.session.scalar(select(target_rt.model).where(
                 target_rt.model.id == value, authz.scope(p, target_rt.model, "read"))) \
                 if value is not None else None
-            out[f.name.removesuffix("_id")] = _text(getattr(target, target_rt.title_field)) \
-                if target is not None else ""
+            out[f.name.removesuffix("_id")] = _text(title(p, target)) if target is not None else ""
         else:
             out[f.name] = _text(value)
-    if p.fields(kind).can_read(rt.title_field):
-        out["name"] = _text(getattr(record, rt.title_field))
+    out["name"] = _text(title(p, record))
     addresses = emails(p, record)
     out["email"] = addresses[0] if addresses else ""
     owner = record.owner_user
