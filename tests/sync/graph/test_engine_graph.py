@@ -219,8 +219,10 @@ def test_test_and_enable_checks_token_mailbox_folders_and_send_permission(crm, g
     from server.sync.engine import oauth
     oauth.forget_tokens()
     result = test_and_enable(box)
-    assert not result.enabled and result.incoming.ok and not result.outgoing.ok
+    assert result.incoming.ok and not result.outgoing.ok
     assert result.outgoing.code == "send_denied" and "Mail.Send" in result.outgoing.message
+    # only the failing direction is turned off (issue 12, point 13)
+    assert result.enabled and box.incoming_enabled and not box.outgoing_enabled
 
 
 def test_initial_sync_is_batched_and_paged(crm, graph, store):
