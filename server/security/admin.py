@@ -201,3 +201,22 @@ def keep_an_admin() -> None:
     if not active_admin_ids():
         raise Conflict("This would leave the organization without an active System "
                        "Administrator. Make someone else one first.")
+
+
+def assign_roles(p: Principal, holder, role_ids: Iterable[Any]):
+    """Give a user or team (``holder``, already checked for write) exactly these roles.
+    Added roles must not grant more than ``p`` holds; only a System Administrator adds or
+    removes the System Administrator role; an organization is never left without one."""
+    authz.require_table(p, "security_role", "read")
+    wanted = load_roles(p, role_ids)
+    current = {r.id for r in holder.roles}
+    require_grantable(p, [r for r in wanted if r.id not in current])
+    kept = {r.id for r in wanted}
+    removed_admin = any(is_admin_role(r) for r in holder.roles if r.id not in kept)
+    if removed_admin and not p.is_admin:
+        raise Forbidden("Only a System Administrator can remove the System Administrator role.")
+    holder.roles = wanted
+    db.session.flush()
+    if removed_admin:
+        keep_an_admin()
+    return holder

@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from server.db import db
-from server.errors import Forbidden, Invalid, NotFound
+from server.errors import Invalid, NotFound
 from server.security import authz
-from server.security.admin import (as_int, is_admin_role, keep_an_admin, like_pattern, load_roles,
-                                   optional_text, require_grantable, require_manage, unique_name,
-                                   unit_for)
+from server.security.admin import (as_int, assign_roles, is_admin_role, keep_an_admin,
+                                   like_pattern, optional_text, require_grantable, require_manage,
+                                   unique_name, unit_for)
 from server.security.authz import Principal
 from server.security.models import Team, User, team_member
 
@@ -103,15 +103,4 @@ def remove_team_member(p: Principal, team: Team, user_id: int) -> None:
 def set_team_roles(p: Principal, team: Team, role_ids: Iterable[Any]) -> Team:
     require_manage(p, "team")
     authz.require(p, "write", team)
-    authz.require_table(p, "security_role", "read")
-    wanted = load_roles(p, role_ids)
-    current = {r.id for r in team.roles}
-    require_grantable(p, [r for r in wanted if r.id not in current])
-    removed_admin = any(is_admin_role(r) for r in team.roles if r.id not in {w.id for w in wanted})
-    if removed_admin and not p.is_admin:
-        raise Forbidden("Only a System Administrator can remove the System Administrator role.")
-    team.roles = wanted
-    db.session.flush()
-    if removed_admin:
-        keep_an_admin()
-    return team
+    return assign_roles(p, team, role_ids)

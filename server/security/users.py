@@ -11,12 +11,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from server.db import db
-from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.errors import Conflict, Invalid, NotFound
 from server.mailkeys import normalize_address
 from server.security import authz, passwords, sessions, tokens
-from server.security.admin import (active_admin_ids, as_int, clean_text, is_admin_role,
-                                   keep_an_admin, like_pattern, load_roles, optional_text,
-                                   require_grantable, require_manage, require_not_above, unit_for)
+from server.security.admin import (active_admin_ids, as_int, assign_roles, clean_text,
+                                   is_admin_role, keep_an_admin, like_pattern, load_roles,
+                                   optional_text, require_grantable, require_manage,
+                                   require_not_above, unit_for)
 from server.security.authz import Principal
 from server.security.field_security import load_profiles
 from server.security.models import Role, Team, User
@@ -240,20 +241,7 @@ def set_user_roles(p: Principal, user: User, role_ids: Iterable[Any]) -> User:
     only a System Administrator adds or removes the System Administrator role."""
     require_manage(p, "user")
     authz.require(p, "write", user)
-    authz.require_table(p, "security_role", "read")
-    wanted = load_roles(p, role_ids)
-    current = {r.id: r for r in user.roles}
-    added = [r for r in wanted if r.id not in current]
-    removed = [r for r in current.values() if r.id not in {w.id for w in wanted}]
-    require_grantable(p, added)
-    removed_admin = any(is_admin_role(r) for r in removed)
-    if removed_admin and not p.is_admin:
-        raise Forbidden("Only a System Administrator can remove the System Administrator role.")
-    user.roles = wanted
-    db.session.flush()
-    if removed_admin:
-        keep_an_admin()
-    return user
+    return assign_roles(p, user, role_ids)
 
 
 def visible_teams(p: Principal, team_ids: Iterable[Any]) -> list[Team]:
