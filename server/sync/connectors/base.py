@@ -229,3 +229,87 @@ class AssignsMessageIds(ABC):
     ``internet_message_ids`` maps each Message-ID we gave to the one it used."""
 
     internet_message_ids: dict[str, str]
+
+
+# --- Appointments, contacts and tasks -------------------------------------------------------
+# One interchange format for every store: iCalendar (RFC 5545: a VCALENDAR holding one VEVENT
+# series with its overridden occurrences, or one VTODO) for appointments and tasks, vCard
+# (RFC 6350, 4.0; 3.0 accepted when read) for contacts. A CalDAV/CardDAV store passes the
+# server's text through; Graph and EWS stores translate their items to and from it, so the
+# engine maps one format to the CRM whatever the server.
+
+ITEM_KINDS = ("appointment", "contact", "task")
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A calendar, address book or task list of one mailbox."""
+    key: str  # stable identity: CalDAV/CardDAV URL, Graph calendar/list id, EWS folder id
+    name: str
+    kind: str  # one of ITEM_KINDS
+    default: bool = False  # where the CRM's new items go
+    # What the server can do for this collection, where it says: "sync-collection" (RFC 6578),
+    # "write", "push" (Graph subscriptions, EWS streaming, WebDAV-Push).
+    features: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Item:
+    ref: str  # the store's handle: href, Graph id, EWS ItemId
+    etag: str | None  # the version the store gave (ETag, Graph @odata.etag, EWS ChangeKey)
+    data: str  # iCalendar or vCard text (see above)
+    uid: str | None = None  # the iCalendar UID / vCard UID: the item's identity
+
+
+@dataclass(frozen=True)
+class ItemChanges:
+    items: list[Item]  # created or changed since the cursor
+    cursor: str  # covers everything above: store it with them
+    removed: list[str] = field(default_factory=list)  # refs deleted since the cursor
+    more: bool = False  # another call with the new cursor returns more
+    reset: bool = False  # the old cursor was refused (token expired): everything was re-read
+
+
+class ItemConflict(ConnectorError):
+    """A write's If-Match/ChangeKey no longer matches: the item changed on the server since
+    it was read. The engine reads it again and resolves by its field directions."""
+
+    def __init__(self, ref: str, message: str = "the item changed on the server"):
+        super().__init__("item_conflict", message, severity="message")
+        self.ref = ref
+
+
+class ItemStore(ABC):
+    """A mailbox's appointments, contacts and tasks: ``with Store(account) as s:`` opens one
+    session. Reads are incremental from an opaque per-collection cursor (sync-collection
+    token, Graph delta link, EWS SyncState); writes carry the version they replace."""
+
+    needs: ClassVar[Needs]
+
+    @abstractmethod
+    def __enter__(self) -> ItemStore: ...
+
+    @abstractmethod
+    def __exit__(self, *exc) -> None: ...
+
+    @abstractmethod
+    def collections(self, kind: str) -> list[Collection]: ...
+
+    @abstractmethod
+    def changes(self, collection: Collection, cursor: str | None,
+                limit: int = 500) -> ItemChanges: ...
+
+    @abstractmethod
+    def put(self, collection: Collection, data: str, ref: str | None = None,
+            etag: str | None = None) -> Item:
+        """Create (``ref`` None) or replace an item; ``etag``: only if it is still that
+        version, else ``ItemConflict``. Returns the item as stored (its ref and new etag)."""
+
+    @abstractmethod
+    def delete(self, collection: Collection, ref: str, etag: str | None = None) -> None:
+        """Delete an item (gone already is not an error); ``etag`` as for ``put``."""
+
+    def wait_for_changes(self, collections: list[Collection], timeout: float) -> set[str]:
+        """Block until a collection changes (push) or the timeout passes; the keys of changed
+        collections (empty: none or unknown). Without push: returns at once, empty."""
+        return set()
