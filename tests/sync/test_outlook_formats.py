@@ -62,20 +62,117 @@ ENCAPSULATED_TEXT = rb"{\rtf1\ansi\ansicpg1252\fromtext \deff0{\fonttbl{\f0\fswi
 @pytest.mark.parametrize("rtf, html, text", [
     (ENCAPSULATED_HTML, "<html><body>Hello <b>bold</b>\n</body></html>", ""),
     (ENCAPSULATED_TEXT, "", "Plain words\nsecond"),
-    (rb"{\rtf1\ansi RTF that encapsulates nothing}", "", ""),
+    (rb"{\rtf1\ansi RTF that encapsulates nothing}", "", "RTF that encapsulates nothing"),
 ])
 def test_an_rtf_only_tnef_gives_the_body_outlook_encapsulated(rtf, html, text):
     msg = parse(_with_parts(_winmail(outlook_files.tnef(rtf=rtf))))
     assert (msg.html_body, msg.text_body) == (html, text)
     assert [a.filename for a in msg.attachments] == ["winmail.dat", "body.rtf"]
     assert msg.attachments[1].content.rstrip(b"\x00") == rtf  # decompressed, as written
-    assert bool(html or text) != any("RTF only" in d for d in msg.defects)
+    assert not any("RTF" in d for d in msg.defects)
+
+
+def _rtf_escaped(text: str) -> str:
+    """Text as Outlook writes it in RTF: cp1252 characters as \\'hh, others as \\uN?."""
+    out = []
+    for char in text:
+        if char in "\\{}":
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\par\n")
+        elif ord(char) < 128:
+            out.append(char)
+        else:
+            try:
+                out.append("\\'%02x" % char.encode("cp1252")[0])
+            except UnicodeEncodeError:
+                code = ord(char)
+                out.append("\\u%d?" % (code - 65536 if code > 32767 else code))
+    return "".join(out)
+
+
+PLAIN_RTF_TEXT = st.text(st.characters(codec="utf-16", exclude_categories=("Cs", "Cc", "Zl", "Zp"),
+                                       max_codepoint=0xFFFF) | st.just("\n"), min_size=1, max_size=60)
+
+
+@PROPERTY
+@given(PLAIN_RTF_TEXT.filter(lambda t: t.strip()))
+def test_rtf_that_encapsulates_nothing_is_read_as_its_text(text):
+    """What Outlook writes for rich text typed in Outlook (no \\fromhtml or \\fromtext): the
+    body is its text, whatever characters it holds; body.rtf stays beside it."""
+    rtf = ("{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0\\fswiss Arial;}}"
+           "{\\colortbl;\\red0\\green0\\blue0;}\\f0\\fs20 " + _rtf_escaped(text) + "}").encode("ascii")
+    msg = parse(_with_parts(_winmail(outlook_files.tnef(rtf=rtf))))
+    assert msg.text_body.strip() == text.strip() and msg.html_body == ""
+    assert [a.filename for a in msg.attachments] == ["winmail.dat", "body.rtf"]
 
 
 def test_a_broken_tnef_is_kept_as_it_is_with_a_defect():
     msg = parse(_with_parts(_winmail(b"not a TNEF stream at all")))
     assert [a.filename for a in msg.attachments] == ["winmail.dat"]
     assert any("TNEF" in d for d in msg.defects)
+
+
+# --------------------------------------------------------------------------- TNEF meetings
+
+MEETING_CLASSES = st.sampled_from([("IPM.Schedule.Meeting.Request", "REQUEST"),
+                                   ("IPM.Schedule.Meeting.Canceled", "CANCEL"),
+                                   ("IPM.Appointment", "PUBLISH")])
+OUTLOOK_CLASS_ID = bytes.fromhex("040000008200E00074C5B7101A82E008")
+
+
+def _global_id(data: bytes) -> bytes:
+    """A PidLidGlobalObjectId (MS-OXOCAL): class id, instance date, creation time, reserved,
+    the data's size, the data."""
+    return OUTLOOK_CLASS_ID + bytes(4) + bytes(range(8)) + bytes(8) + len(data).to_bytes(4, "little") + data
+
+
+# Outlook's own ids (random data, trailing zeros included) and ones kept from an iCalendar
+# organizer (the UID after a "vCal-Uid" marker): (global object id, the UID it stands for).
+GLOBAL_IDS = st.one_of(
+    st.binary(min_size=1, max_size=40).map(lambda d: (_global_id(d), _global_id(d).hex().upper())),
+    st.from_regex(r"[A-Za-z0-9@.\-]{1,40}", fullmatch=True).map(
+        lambda uid: (_global_id(b"vCal-Uid\x01\x00\x00\x00" + uid.encode() + b"\x00"), uid)))
+ATTENDEES = st.lists(st.tuples(NAMES, st.sampled_from(["bob@org.example", "carl@partner.example",
+                                                       "dora@partner.example"]), st.sampled_from([1, 2])),
+                     max_size=3, unique_by=lambda a: a[1])
+
+
+@PROPERTY
+@given(MEETING_CLASSES, TEXT, st.integers(0, 10**7), st.integers(1, 600), GLOBAL_IDS,
+       st.one_of(st.just(""), TEXT), ATTENDEES, st.booleans())
+def test_a_meeting_sent_as_tnef_reads_as_the_invitation_it_is(kind, title, offset, minutes, global_id,
+                                                               location, attendees, embedded):
+    """Exchange's meeting request or cancellation in a winmail.dat, or an appointment Outlook
+    embedded in a mail, gives the email a .ics of that meeting: shown and tracked like any
+    invitation (its UID the global object id in hexadecimal, as Outlook writes it)."""
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=offset)
+    end = start + timedelta(minutes=minutes)
+    message_class, method = kind
+    meeting_stream = outlook_files.meeting_tnef(
+        message_class, title, start, end, global_id[0], location=location,
+        organizer=("Ann Customer", "ann@customer.example"), attendees=attendees)
+    data = (outlook_files.meeting_tnef("IPM.Note", "Have a look", start, end, b"", embedded=meeting_stream)
+            if embedded else meeting_stream)
+    msg = parse(_with_parts(_winmail(data)))
+    calendars = [a for a in msg.attachments if a.content_type == "text/calendar"]
+    assert len(calendars) == 1 and calendars[0].filename.endswith(".ics")
+    meeting = invitations.read(calendars[0].content)
+    assert (meeting.method, meeting.uid) == (method, global_id[1])
+    assert (meeting.title, meeting.start, meeting.end, meeting.location) == (title, start, end, location)
+    assert meeting.cancelled == (method == "CANCEL")
+    assert (meeting.organizer.name, meeting.organizer.address) == ("Ann Customer", "ann@customer.example")
+    assert [(a.name, a.address, a.role) for a in meeting.attendees] == [
+        (name, address, "required" if kind == 1 else "optional") for name, address, kind in attendees]
+    assert not msg.defects
+
+
+def test_a_tnef_that_is_no_meeting_or_lacks_its_identity_gives_no_calendar():
+    moment = datetime(2024, 3, 5, 10, tzinfo=timezone.utc)
+    for data in (outlook_files.meeting_tnef("IPM.Note", "Just mail", moment, moment, b"\x04id"),
+                 outlook_files.meeting_tnef("IPM.Schedule.Meeting.Request", "No id", moment, moment, b"")):
+        msg = parse(_with_parts(_winmail(data)))
+        assert [a.filename for a in msg.attachments] == ["winmail.dat"]
 
 
 # --------------------------------------------------------------------------- invitations
