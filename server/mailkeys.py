@@ -15,6 +15,10 @@ module imports nothing from the project:
 * ``conversation_id``: the conversation GUID inside Outlook's Thread-Index header.
 * tracking tokens (``make_token``, ``find_token``, ``strip_token``, ``add_token``): the
   ``CRM:0001234`` in a subject.
+* ``strip_reply_prefixes``: a subject without the reply and forward prefixes mail clients
+  write in their users' languages ("RE:", "AW:", "SV:", "Odp:", "PŘ:", "Vá:", "答复："...),
+  however many and however nested, for comparing subjects and for answering without
+  stacking prefixes.
 
 Every normalization is idempotent: a normalized key normalizes to itself.
 """
@@ -38,6 +42,7 @@ __all__ = [
     "in_reply_to_id",
     "make_token",
     "normalize_address",
+    "strip_reply_prefixes",
     "normalize_message_id",
     "strip_token",
 ]
@@ -242,3 +247,61 @@ def add_token(subject: str, token: str, prefix: str = DEFAULT_TOKEN_PREFIX) -> s
         return subject
     base = strip_token(subject, prefix) if current else subject.strip()
     return f"{base} {token}" if base else token
+
+
+# --------------------------------------------------------------------------- subject prefixes
+
+# Reply and forward prefixes as mail clients write them in their users' languages (Outlook's
+# localized forms first, then Thunderbird's and others'). One list for every comparison of
+# subjects: correlation, smart matching, case updates and composing an answer.
+REPLY_PREFIXES = {
+    "en": ("re", "fw", "fwd"),
+    "cs": ("odp", "př", "fw"),  # Odpověď, Předat
+    "zh": ("回复", "答复", "转发", "回覆", "答覆", "轉寄", "轉發", "转寄"),
+    "sv": ("sv", "vb"),  # Svar, Vidarebefordrat
+    "sl": ("odg", "posr"),  # Odgovor, Posredovano
+    "hu": ("vá", "vs", "tov", "továbbítás"),  # Válasz, Továbbítás
+    "de": ("aw", "wg", "antw"),  # Antwort, Weitergeleitet
+    "da": ("sv", "vs"),  # Svar, Videresendt
+    "nb": ("sv", "vs", "vb"),
+    "fi": ("vs", "vl"),  # Vastaus, Välitetty
+    "is": ("sv", "fs"),  # Svar, Framsent
+    "nl": ("antw", "doorst"),  # Antwoord, Doorsturen
+    "fr": ("re", "tr"),  # Réponse, Transféré (not "Réf": English subjects start "Ref:" too)
+    "it": ("r", "rif", "i"),  # Risposta/Riferimento, Inoltrato
+    "es": ("re", "rv"),  # Respuesta, Reenviado
+    "pt": ("res", "enc"),  # Resposta, Encaminhado
+    "pl": ("odp", "pd"),  # Odpowiedź, Przekazanie dalej
+    "tr": ("ynt", "ilt"),  # Yanıt, İlet (IGNORECASE matches the dotted capital İ)
+    "lv": ("atb", "prd"),  # Atbilde, Pārsūtīts
+    "el": ("απ", "σχετ", "πρθ"),
+    "he": ("השב", "הועבר"),
+    "ar": ("رد", "إعادة توجيه"),
+    "ja": ("返信", "転送"),
+    "ko": ("회신", "전달"),
+}
+# A prefix word, optionally counted ("RE[2]:", "Re(3):", "Re^2:"), then a colon (ASCII,
+# full-width or small), with any spacing ("RE :", French style). Longest words first, so
+# "fwd" is not read as "fw" + "d".
+_PREFIX_WORDS = sorted({w.casefold() for words in REPLY_PREFIXES.values() for w in words},
+                       key=len, reverse=True)
+_REPLY_PREFIX = re.compile(
+    r"^[\s\u3000]*(?:%s)[\s\u3000]*(?:\[\d+\]|\(\d+\)|\^\d+)?[\s\u3000]*[:\uff1a\ufe55][\s\u3000]*"
+    % "|".join(re.escape(w) for w in _PREFIX_WORDS), re.IGNORECASE)
+# Old clients forward as "[Fwd: subject]": the whole subject in brackets.
+_BRACKETED = re.compile(r"^\s*\[\s*((?:%s)\s*[:\uff1a].*)\]\s*$" % "|".join(
+    re.escape(w) for w in _PREFIX_WORDS), re.IGNORECASE | re.DOTALL)
+
+
+def strip_reply_prefixes(subject: str | None) -> str:
+    """The subject without its leading reply and forward prefixes, all of them (nested,
+    repeated, counted, bracketed, in any listed language); the rest is kept as written."""
+    text = (subject or "").strip()
+    while True:
+        bracketed = _BRACKETED.match(text)
+        if bracketed:
+            text = bracketed.group(1)
+        stripped = _REPLY_PREFIX.sub("", text, count=1)
+        if stripped == text:
+            return text.strip()
+        text = stripped

@@ -10,21 +10,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from server.mailkeys import strip_reply_prefixes
+
 MODES = ("reply", "reply_all", "forward")
-# Reply and forward prefixes of common clients: en, de, nl, fr, it, es, pt, nordic, pl...
-_PREFIX = re.compile(
-    r"^\s*(?:re|fw|fwd|aw|wg|antw|doorst|tr|rif|enc|rv|res|sv|vs|vl|odp|pd|ynt|ilt|fs|atb)"
-    r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*", re.I)
 
 
 def base_subject(subject: str | None) -> str:
-    """The subject without its leading reply and forward prefixes (all of them)."""
-    text = (subject or "").strip()
-    while True:
-        stripped = _PREFIX.sub("", text, count=1)
-        if stripped == text:
-            return text
-        text = stripped
+    """The subject without its leading reply and forward prefixes (all of them, in the
+    languages mail clients write them: ``server.mailkeys``)."""
+    return strip_reply_prefixes(subject)
 
 
 def strip_token(subject: str, prefix: str | None) -> str:

@@ -16,11 +16,36 @@ def _header(msg: MailMessage, name: str) -> str:
     return (msg.headers.get(name) or "").strip()
 
 
+# Subjects of automatic replies that come without Auto-Submitted (Outlook's "Automatic
+# reply:" and "Out of Office:" in its display languages, and other servers'), by language:
+# phrases only, never a single word a person's own subject may start with.
+AUTO_REPLY_SUBJECTS = {
+    "en": ("automatic reply", "auto reply", "auto-reply", "autoreply", "auto response",
+           "automatic response", "auto answer", "auto:", "out of office", "out of the office"),
+    "cs": ("automatická odpověď", "automatická odpoveď", "mimo kancelář"),
+    "zh": ("自动答复", "自动回复", "自動回覆", "自動答覆"),
+    "sv": ("automatiskt svar", "frånvaromeddelande", "autosvar"),
+    "sl": ("samodejni odgovor", "izven pisarne"),
+    "hu": ("automatikus válasz", "házon kívül", "irodán kívül"),
+    "de": ("automatische antwort", "abwesenheitsnotiz"),
+    "fr": ("réponse automatique", "reponse automatique", "absence du bureau", "absent du bureau"),
+    "es": ("respuesta automática", "respuesta automatica", "fuera de la oficina"),
+    "it": ("risposta automatica", "fuori ufficio"),
+    "nl": ("automatisch antwoord", "niet op kantoor"),
+    "pt": ("resposta automática", "resposta automatica", "ausente do escritório"),
+    "pl": ("odpowiedź automatyczna", "automatyczna odpowiedź", "poza biurem"),
+    "da": ("automatisk svar", "autosvar", "ikke på kontoret"),
+    "nb": ("automatisk svar", "fraværsmelding"),
+    "fi": ("automaattinen vastaus", "poissa toimistosta"),
+    "ja": ("自動応答", "自動返信"),
+    "ko": ("자동 회신", "자동 응답"),
+    "ru": ("автоматический ответ", "вне офиса"),
+    "tr": ("otomatik yanıt", "otomatik cevap", "ofis dışında"),
+    "el": ("αυτόματη απάντηση",),
+}
 _AUTO_REPLY_SUBJECT = re.compile(
-    r"^\s*(?:auto(?:matic)?[ -]?(?:reply|response|answer)|autoreply|auto:|"
-    r"out of (?:the )?office|abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|"
-    r"absence du bureau|respuesta autom[áa]tica|fuera de la oficina|risposta automatica|"
-    r"automatisch antwoord|automatisk svar|autosvar|自動応答|自动回复)",
+    r"^\s*(?:%s)" % "|".join(re.escape(p) for p in sorted(
+        {p for words in AUTO_REPLY_SUBJECTS.values() for p in words}, key=len, reverse=True)),
     re.IGNORECASE)
 
 

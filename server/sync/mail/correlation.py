@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from server.mailkeys import DEFAULT_TOKEN_PREFIX, decode_thread_index, find_token, strip_token
+from server.mailkeys import (DEFAULT_TOKEN_PREFIX, decode_thread_index, find_token,
+                             strip_reply_prefixes, strip_token)
 from server.sync.mail.message import MailMessage
 
 __all__ = [
@@ -29,21 +30,10 @@ SMART_MATCH = "smart_match"
 
 # --------------------------------------------------------------------------- subjects
 
-# Reply and forward prefixes in the languages Outlook and other clients write them:
-# RE/FW/FWD (en), AW/WG (de), SV (sv, da, no), TR (fr), RV (es), VS (fi), ANTW (nl),
-# optionally counted ("RE[2]:", "Re(3):") and with a full-width colon.
-_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg|sv|tr|rv|vs|antw)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*",
-                     re.IGNORECASE)
-
-
 def normalize_subject(subject: str | None, prefix: str = DEFAULT_TOKEN_PREFIX) -> str:
-    """Subject for matching: reply/forward prefixes (repeated) and tokens removed, casefolded."""
-    text = strip_token(subject or "", prefix)
-    while True:
-        stripped = _PREFIX.sub("", text, count=1)
-        if stripped == text:
-            break
-        text = stripped
+    """Subject for matching: tokens and reply/forward prefixes (in every language
+    ``mailkeys`` knows, nested and repeated) removed, casefolded."""
+    text = strip_reply_prefixes(strip_token(subject or "", prefix))
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
