@@ -76,7 +76,61 @@ def seed_demo() -> None:
     click.echo(summary)
 
 
+@click.group("translate")
+def translate_cli() -> None:
+    """The translation catalogs (server/translations): extract the strings, update the
+    catalogs, check that nothing is missing, compile them."""
+
+
+def _pybabel(*args: str) -> None:
+    from babel.messages.frontend import CommandLineInterface
+    CommandLineInterface().run(["pybabel", "-q", *args])
+
+
+@translate_cli.command("extract")
+def translate_extract() -> None:
+    """Collect every wrapped string of the pages, the server and the pane into messages.pot."""
+    from server.i18n import CATALOGS, ROOT
+    _pybabel("extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l", "--no-wrap", "--sort-by-file",
+             "--project", "Regarding", "-o", str(CATALOGS / "messages.pot"), str(ROOT))
+    click.echo(f"Wrote {CATALOGS / 'messages.pot'}.")
+
+
+@translate_cli.command("update")
+def translate_update() -> None:
+    """Merge messages.pot into every language's catalog (new strings appear untranslated)."""
+    from server.i18n import CATALOGS, LANGUAGES
+    for code, (locale, _) in LANGUAGES.items():
+        if code == "en":
+            continue
+        po = CATALOGS / locale / "LC_MESSAGES" / "messages.po"
+        command = "update" if po.exists() else "init"
+        _pybabel(command, "-i", str(CATALOGS / "messages.pot"), "-d", str(CATALOGS), "-l", locale,
+                 "--no-wrap", *(["--ignore-obsolete"] if command == "update" else []))
+    click.echo("Catalogs updated.")
+
+
+@translate_cli.command("check")
+def translate_check() -> None:
+    """Fail when a catalog has an untranslated or fuzzy string."""
+    from server.i18n import LANGUAGES, catalog_gaps
+    problems = {code: gaps for code in LANGUAGES if code != "en" and (gaps := catalog_gaps(code))}
+    for code, gaps in problems.items():
+        click.echo(f"{code}: {len(gaps)} untranslated or fuzzy, e.g. {gaps[0]!r}", err=True)
+    if problems:
+        raise click.ClickException("Some strings are not translated.")
+    click.echo("Every catalog is complete.")
+
+
+@translate_cli.command("compile")
+def translate_compile() -> None:
+    """Compile the catalogs into the instance folder (the server also does it when it starts)."""
+    from server.i18n import compile_catalogs
+    written = compile_catalogs(Path(current_app.instance_path) / "translations")
+    click.echo(f"Compiled {len(written)} catalog(s).")
+
+
 def init_app(app) -> None:
     for command in (init_org, create_user, create_token, tls_cert, seed_demo, manifest_cli,
-                    sync_cli):
+                    sync_cli, translate_cli):
         app.cli.add_command(command)

@@ -25,6 +25,8 @@ class Organization(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(160))
     base_currency: Mapped[str] = mapped_column(String(3), default="USD")
+    default_language: Mapped[str] = mapped_column(String(10), default="en")
+    default_time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     # Email address resolution
     resolve_inactive_records: Mapped[bool] = mapped_column(Boolean, default=False)
     unresolve_ambiguous_addresses: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -68,6 +68,10 @@ class User(UserMixin, db.Model):
     # Sync alerts by email (sync.admin.alert_mail): which severities (none, errors, warnings),
     # and when the last alert email was queued for this user (the digest's throttle).
     alert_emails: Mapped[str] = mapped_column(String(10), default="errors")
+    # The language pages, the pane and mail to this user are in (None: the browser's, else
+    # the organization's) and the time zone times are shown in (None: the organization's).
+    language: Mapped[str | None] = mapped_column(String(10))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     alerts_emailed_on: Mapped[datetime | None]
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
     modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

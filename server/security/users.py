@@ -12,6 +12,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from server.db import db
 from server.errors import Conflict, Invalid, NotFound
+from server.i18n import check_choice
 from server.mailkeys import normalize_address
 from server.security import authz, passwords, sessions, tokens
 from server.security.admin import (active_admin_ids, as_int, assign_roles, clean_text,
@@ -186,6 +187,17 @@ def update_user(p: Principal, user: User, data: dict[str, Any]) -> User:
     user.email, user.business_unit_id = email, unit.id
     user.manager_id = manager.id if manager else None
     user.job_title, user.phone = job_title, phone
+    db.session.flush()
+    return user
+
+
+def set_preferences(user: User, language: str | None, time_zone: str | None) -> User:
+    """A user's own language and time zone (empty: the browser's language and the
+    organization's time zone). Anyone may set their own."""
+    language, time_zone = (language or "").strip() or None, (time_zone or "").strip() or None
+    if errors := check_choice(language, time_zone):
+        raise Invalid("Some fields are not valid.", errors)
+    user.language, user.time_zone = language, time_zone
     db.session.flush()
     return user
 

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from server.errors import ServiceError
+from server.web import languages
 from server.web.params import BoundedIntConverter
 
 csrf = CSRFProtect()
@@ -47,6 +48,7 @@ def init_app(app: Flask) -> None:
                 raise CSRFError("The Referer header is not a valid URL.") from None
 
     csrf.init_app(app)
+    languages.init_app(app)
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from server.db import db, utcnow
 from server.errors import ServiceError
-from server.security import authz, passwords, sessions, throttle, tokens
+from server.security import authz, passwords, sessions, throttle, tokens, users
 from server.security.models import ApiToken, User
 
 bp = Blueprint("auth", __name__)
@@ -149,6 +149,10 @@ def profile():
                 _start_session(user, remember)  # this browser stays signed in
                 flash("Your password is changed. Your other sessions are signed out and your "
                       "API and Outlook add-in tokens are revoked.", "success")
+        elif action == "preferences":
+            users.set_preferences(user, request.form.get("language"), request.form.get("time_zone"))
+            db.session.commit()
+            flash("Your language and time zone are saved.", "success")
         elif action == "create_token":
             try:
                 days = max(1, min(int(request.form.get("days") or 90), 366))

@@ -10,6 +10,7 @@ from server.crm.allowed_hosts import parse_allowed
 from server.crm.models import MB, Organization
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
+from server.i18n import check_choice
 from server.security import authz
 from server.security.admin import as_int, clean_text, require_manage
 from server.security.authz import Principal
@@ -19,7 +20,7 @@ from server.security.authz import Principal
 class Setting:
     name: str
     label: str
-    kind: str  # text bool mb currency prefix hosts
+    kind: str  # text bool mb currency prefix hosts language time_zone
     help: str
     section: str
 
@@ -32,6 +33,13 @@ ORG_SETTINGS: tuple[Setting, ...] = (
     Setting("base_currency", "Base currency", "currency",
             "The three-letter ISO code (for example USD or EUR) that amounts such as "
             "estimated revenue are shown in.", "General"),
+    Setting("default_language", "Default language", "language",
+            "The language of pages, the Outlook add-in and the mail the server writes for "
+            "people who have not chosen their own and whose browser asks for none of the "
+            "languages Regarding speaks.", "General"),
+    Setting("default_time_zone", "Default time zone", "time_zone",
+            "The time zone times are shown in for people who have not chosen their own.",
+            "General"),
     Setting("resolve_inactive_records", "Resolve email addresses to inactive records", "bool",
             "When an email's sender or recipient matches only a deactivated contact, account, "
             "lead or user, link the email to that record anyway. Off: such addresses stay "
@@ -128,6 +136,14 @@ def update_organization(p: Principal, data: dict[str, Any]) -> Organization:
                 errors[s.name] = str(exc)
             if len(value) > 2000:
                 errors[s.name] = "At most 2000 characters."
+            values[s.name] = value
+        elif s.kind in ("language", "time_zone"):
+            if raw is None:  # a form without the field keeps the setting
+                continue
+            value = raw.strip() if isinstance(raw, str) else ""
+            problems = check_choice(value, None) if s.kind == "language" else check_choice(None, value)
+            if not value or problems:
+                errors[s.name] = problems.get(s.kind, "Choose one from the list.")
             values[s.name] = value
         elif s.kind == "prefix":
             value = raw.strip() if isinstance(raw, str) else ""

@@ -1,0 +1,136 @@
+"""Which language and time zone a request is served in, and the pane's strings.
+
+The language is the signed-in user's own setting, else the browser's ``Accept-Language``,
+else the organization's default, else English; the time zone the user's, else the
+organization's, else UTC. Flask-Babel formats dates, numbers and amounts for that locale
+(the ``datetimeformat``, ``dateformat`` filters and ``format_*`` helpers in templates). The
+pane reads its strings as one small JSON per language, cached by the browser and revalidated
+by ETag (``/addin/strings/<language>.json``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from babel import Locale
+from babel.dates import format_skeleton
+
+from flask import Blueprint, Flask, Response, abort, g, has_request_context, request
+from flask_babel import Babel, get_locale, get_timezone
+from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.crm.models import Organization
+from server.db import db
+from server.i18n import LANGUAGES, compile_catalogs, language_of, pane_catalog, time_zones
+
+bp = Blueprint("languages", __name__)
+
+
+def _organization() -> Organization | None:
+    if "regarding_org" not in g:
+        try:
+            g.regarding_org = db.session.get(Organization, 1)
+        except SQLAlchemyError:  # no schema yet (an error page before set-up): the defaults
+            db.session.rollback()
+            g.regarding_org = None
+    return g.regarding_org
+
+
+def _user():
+    return current_user if getattr(current_user, "is_authenticated", False) else None
+
+
+def request_language() -> str:
+    """The request's language code (one of ``server.i18n.LANGUAGES``)."""
+    if not has_request_context():
+        return "en"
+    if "regarding_language" in g:
+        return g.regarding_language
+    user = _user()
+    chosen = language_of(getattr(user, "language", None)) if user is not None else None
+    if chosen is None:
+        chosen = next((language_of(tag) for tag, _ in request.accept_languages
+                       if language_of(tag)), None)
+    if chosen is None:
+        org = _organization()
+        chosen = language_of(org.default_language) if org is not None else None
+    g.regarding_language = chosen or "en"
+    return g.regarding_language
+
+
+def _select_locale() -> str:
+    return LANGUAGES[request_language()][0]
+
+
+def _select_timezone() -> str:
+    if not has_request_context():
+        return "UTC"
+    user = _user()
+    zone = getattr(user, "time_zone", None) if user is not None else None
+    if not zone:
+        org = _organization()
+        zone = org.default_time_zone if org is not None else None
+    return zone or "UTC"
+
+
+# What each kind shows: (date skeleton or None, with the time of day). The locale orders
+# the fields, writes the month and uses its own clock (12 or 24 hours).
+KINDS = {"datetime": ("yMMMd", True), "date": ("yMMMd", False), "recent": ("MMMd", True),
+         "time": (None, True)}
+
+
+@bp.app_template_filter("local")
+def local(moment: datetime | date | None, kind: str = "datetime") -> str:
+    """A stored time (UTC, naive or aware) as the reader reads it: in the request's locale
+    and time zone (a date alone stays that date)."""
+    if moment is None:
+        return ""
+    if kind.startswith("%"):  # a strftime pattern from before: what it showed, localized
+        kind = "date" if "%H" not in kind else "datetime" if "%Y" in kind else "recent"
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = aware.astimezone(get_timezone())
+    elif kind != "date":
+        kind = "date"
+    locale = get_locale() or Locale("en")
+    day_skeleton, with_time = KINDS[kind]
+    day = format_skeleton(day_skeleton, moment, locale=locale) if day_skeleton else ""
+    if not with_time:
+        return day
+    clock = "hm" if "h" in locale.time_formats["short"].pattern else "Hm"
+    time_of_day = format_skeleton(clock, moment, locale=locale)
+    if not day:
+        return time_of_day
+    return str(locale.datetime_formats["medium"]).replace("{1}", day).replace("{0}", time_of_day)
+
+
+@bp.get("/addin/strings/<language>.json")
+def pane_strings(language: str) -> Response:
+    """The pane's translations for one language: {English: translation}."""
+    if language not in LANGUAGES:
+        abort(404)
+    body = json.dumps(pane_catalog(language), ensure_ascii=False, sort_keys=True)
+    etag = hashlib.sha256(body.encode()).hexdigest()[:32]
+    response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.cache_control.public = True
+    response.cache_control.max_age = 3600
+    return response.make_conditional(request)
+
+
+def init_app(app: Flask) -> None:
+    compiled = Path(app.instance_path) / "translations"
+    compile_catalogs(compiled)
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compiled)
+    Babel(app, locale_selector=_select_locale, timezone_selector=_select_timezone)
+    app.register_blueprint(bp)
+
+    @app.context_processor
+    def _language():
+        return {"page_language": request_language(), "page_locale": str(get_locale() or "en"),
+                "languages": {code: name for code, (_, name) in LANGUAGES.items()},
+                "time_zone_choices": [(zone, zone.replace("_", " ")) for zone in time_zones()]}
