@@ -90,9 +90,11 @@ def _pybabel(*args: str) -> None:
 @translate_cli.command("extract")
 def translate_extract() -> None:
     """Collect every wrapped string of the pages, the server and the pane into messages.pot."""
-    from server.i18n import CATALOGS, ROOT
-    _pybabel("extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l", "--no-wrap", "--sort-by-file",
-             "--project", "Regarding", "-o", str(CATALOGS / "messages.pot"), str(ROOT))
+    from contextlib import chdir
+
+    from server.i18n import CATALOGS, EXTRACT_OPTIONS, ROOT
+    with chdir(ROOT):  # locations relative to the project: "addin/..." marks the pane's
+        _pybabel("extract", *EXTRACT_OPTIONS, "-o", str(CATALOGS / "messages.pot"), ".")
     click.echo(f"Wrote {CATALOGS / 'messages.pot'}.")
 
 

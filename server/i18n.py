@@ -16,8 +16,8 @@ from zoneinfo import available_timezones
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-__all__ = ["CATALOGS", "LANGUAGES", "catalog_gaps", "check_choice", "compile_catalogs",
-           "language_of", "locale_of", "pane_catalog", "time_zones"]
+__all__ = ["CATALOGS", "LANGUAGES", "N_", "catalog_gaps", "check_choice", "compile_catalogs",
+           "language_of", "locale_of", "pane_catalog", "time_zones", "translate"]
 
 # Language code (as the user setting and Accept-Language give it) -> (catalog locale, name
 # in that language). English is the source language: its catalog is the identity.
@@ -32,6 +32,11 @@ LANGUAGES: dict[str, tuple[str, str]] = {
 ROOT = Path(__file__).resolve().parent.parent  # the project: babel.cfg says what is scanned
 CATALOGS = Path(__file__).with_name("translations")
 DOMAIN = "messages"
+# ``pybabel extract`` options, run in ROOT (so locations read "addin/...", "server/..."):
+# babel.cfg says which files; _l and N_ mark strings translated later.
+EXTRACT_OPTIONS = ("-F", "babel.cfg", "-k", "_l", "-k", "N_", "--no-wrap", "--sort-by-file",
+                   "--ignore-dirs", ".* _* node_modules instance tests bench", "--project",
+                   "Regarding")
 
 
 def language_of(value: str | None) -> str | None:
@@ -64,28 +69,50 @@ def compile_catalogs(target: Path) -> list[Path]:
     return written
 
 
-def pane_catalog(language: str) -> dict[str, str]:
-    """The translations the pane uses (messages whose location is under ``addin/``), for
-    ``language``: {English: translation}; empty for English. Read once per catalog change."""
-    po = CATALOGS / LANGUAGES[language][0] / "LC_MESSAGES" / f"{DOMAIN}.po"
-    if language == "en" or not po.exists():
-        return {}
-    return _pane_catalog(po, po.stat().st_mtime_ns)
+def _po(language: str) -> Path:
+    return CATALOGS / LANGUAGES[language][0] / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
 @lru_cache(maxsize=16)
-def _pane_catalog(po: Path, _version: int) -> dict[str, str]:
+def _messages(po: Path, _version: int) -> dict[str, tuple[str, frozenset[str]]]:
+    """{English: (translation, the files it is used in)} of one catalog: translated and
+    settled strings only (no fuzzy ones)."""
     with po.open("rb") as source:
         catalog = read_po(source, locale=po.parts[-3])
-    return {m.id: m.string for m in catalog if m.id and isinstance(m.id, str) and m.string
-            and not m.fuzzy and any(path.startswith("addin/") for path, _ in m.locations)}
+    return {m.id: (m.string, frozenset(path for path, _ in m.locations)) for m in catalog
+            if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
+
+
+def _catalog(language: str) -> dict[str, tuple[str, frozenset[str]]]:
+    po = _po(language)
+    if language == "en" or not po.exists():
+        return {}
+    return _messages(po, po.stat().st_mtime_ns)  # read again when the catalog changes
+
+
+def translate(language: str, text: str) -> str:
+    """``text`` in ``language`` from its catalog, outside any request (manifests, files);
+    ``text`` itself in English or while it is not translated."""
+    found = _catalog(language).get(text)
+    return found[0] if found else text
+
+
+def pane_catalog(language: str) -> dict[str, str]:
+    """The translations the pane uses (strings used under ``addin/``) for ``language``:
+    {English: translation}; empty for English."""
+    return {text: string for text, (string, files) in _catalog(language).items()
+            if any(path.startswith("addin/") for path in files)}
+
+
+def N_(text: str) -> str:  # noqa: N802 - the gettext convention for "mark, translate later"
+    """Marks ``text`` for the catalogs where it is translated later (``translate``)."""
+    return text
 
 
 def catalog_gaps(language: str) -> list[str]:
     """The strings of a language's catalog that are untranslated or fuzzy (its catalog
     missing: every string of messages.pot)."""
-    locale = LANGUAGES[language][0]
-    po = CATALOGS / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+    locale, po = LANGUAGES[language][0], _po(language)
     source = po if po.exists() else CATALOGS / f"{DOMAIN}.pot"
     if not source.exists():
         return []

@@ -29,6 +29,8 @@ from flask import current_app
 from flask.cli import AppGroup
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from server.i18n import N_, translate
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_DIR = ROOT / "manifest"
 ICON_DIR = ROOT / "static" / "icons"
@@ -39,11 +41,20 @@ ICON_DIR = ROOT / "static" / "icons"
 DEFAULT_ADDIN_ID = "664b144e-b5c3-4d02-955f-7f0ef4f08cd4"
 DEFAULT_VERSION = "1.0.0"
 DEFAULT_DISPLAY_NAME = "Regarding"
-DEFAULT_DESCRIPTION = (
+DEFAULT_DESCRIPTION = N_(
     "See who the sender and recipients of an email or meeting are in the Regarding CRM, "
     "add them as contacts or leads, and track the item regarding an account, contact, "
     "lead, opportunity or case."
 )
+# The add-in's words beside its name, translated from the catalogs for each language the
+# product speaks (the display name is a name: it stays as the administrator set it).
+OPEN_TITLE = N_("Open %(name)s")
+OPEN_TIP = N_("See who the sender and recipients are in the CRM and track this item "
+              "regarding an account, contact, lead, opportunity or case.")
+TRACK_MEETING = N_("Track meeting")
+# Language -> the locale tag the XML manifest's Override and the unified manifest's
+# localization files are written for.
+MANIFEST_LOCALES = {"cs": "cs-CZ", "zh": "zh-CN", "sv": "sv-SE", "sl": "sl-SI", "hu": "hu-HU"}
 PROVIDER_NAME = "Regarding"
 BRAND_COLOR = "#0F6CBD"
 
@@ -181,9 +192,6 @@ def _context(base_url: str, settings: ManifestSettings) -> dict[str, Any]:
             "resource": settings.sso_resource or f"api://{netloc}/{settings.sso_client_id}",
             "scopes": list(settings.sso_scopes),
         }
-    description_short = settings.description
-    if len(description_short) > 80:  # the unified manifest's short description limit
-        description_short = description_short[:77].rstrip() + "..."
     return {
         "base": base,
         "origin": origin,
@@ -193,8 +201,9 @@ def _context(base_url: str, settings: ManifestSettings) -> dict[str, Any]:
         "xml_version": settings.version + ".0",  # the XML manifest wants four parts
         "provider_name": PROVIDER_NAME,
         "display_name": settings.display_name,
-        "description": settings.description,
-        "description_short": description_short,
+        "words": _words(settings, "en"),
+        "translations": {tag: _words(settings, language)
+                         for language, tag in MANIFEST_LOCALES.items()},
         "support_url": settings.support_url or base + "/",
         "taskpane_url": base + TASKPANE_PATH,
         "icon": icon,
@@ -208,6 +217,22 @@ def _context(base_url: str, settings: ManifestSettings) -> dict[str, Any]:
         "color_icon": JSON_COLOR_ICON,
         "outline_icon": JSON_OUTLINE_ICON,
     }
+
+
+def _short(text: str) -> str:
+    """The unified manifest's short description (at most 80 characters)."""
+    return text if len(text) <= 80 else text[:77].rstrip() + "..."
+
+
+def _words(settings: ManifestSettings, language: str) -> dict[str, str]:
+    """The manifest's words in one language; a description the administrator wrote is
+    theirs, in every language."""
+    description = (translate(language, DEFAULT_DESCRIPTION)
+                   if settings.description == DEFAULT_DESCRIPTION else settings.description)
+    return {"description": description, "description_short": _short(description),
+            "open_title": translate(language, OPEN_TITLE) % {"name": settings.display_name},
+            "open_tip": translate(language, OPEN_TIP),
+            "track_meeting": translate(language, TRACK_MEETING)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -245,11 +270,51 @@ def render_json(
     return json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
 
 
+def localization_files(base_url: str, settings: ManifestSettings | None = None,
+                       *, manifest_version: str = JSON_MANIFEST_VERSION) -> dict[str, str]:
+    """The unified manifest's localization files ({file name: JSON}): each string of the
+    manifest that has a translation, keyed by its path as Microsoft's localization schema
+    names it (``description.full``, ``extensions[0].ribbons[0]...label``)."""
+    settings = settings or ManifestSettings()
+    manifest = json.loads(render_json(base_url, settings, manifest_version=manifest_version))
+    english = _words(settings, "en")
+    by_text = {english[key]: key for key in ("open_title", "open_tip", "track_meeting")}
+    schema = ("https://developer.microsoft.com/json-schemas/teams/v"
+              f"{manifest_version}/MicrosoftTeams.Localization.schema.json")
+    files = {}
+    for language, tag in MANIFEST_LOCALES.items():
+        words = _words(settings, language)
+        strings = {"$schema": schema, "name.short": settings.display_name,
+                   "name.full": settings.display_name,
+                   "description.short": words["description_short"],
+                   "description.full": words["description"]}
+        for path, value in _strings(manifest["extensions"], "extensions"):
+            if path.endswith((".label", ".title", ".description")) and value in by_text:
+                strings[path] = words[by_text[value]]
+        files[f"{tag.lower()}.json"] = json.dumps(strings, indent=2, ensure_ascii=False) + "\n"
+    return files
+
+
+def _strings(value: Any, path: str):
+    """(path, text) of every string under ``value``, paths written as ``a[0].b``."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+
+
 def app_package(base_url: str, settings: ManifestSettings | None = None) -> bytes:
-    """The zip an admin uploads for the unified manifest: manifest.json and its two icons."""
+    """The zip an admin uploads for the unified manifest: manifest.json, its localization
+    files and its two icons."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
         package.writestr("manifest.json", render_json(base_url, settings))
+        for name, content in localization_files(base_url, settings).items():
+            package.writestr(name, content)
         for name in (JSON_COLOR_ICON, JSON_OUTLINE_ICON):
             package.write(ICON_DIR / name, name)
     return buffer.getvalue()

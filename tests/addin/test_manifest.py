@@ -20,10 +20,12 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 from flask import Flask
 
 from server.addin import manifest as m
+from server.i18n import translate
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "node_modules"
@@ -445,8 +447,11 @@ def test_cli_writes_files_and_the_app_package(cli_app, tmp_path):
                                  "--output", str(package)])
     assert result.exit_code == 0, result.output
     with zipfile.ZipFile(package) as archive:
-        assert sorted(archive.namelist()) == ["color-192.png", "manifest.json", "outline-32.png"]
         manifest = json.loads(archive.read("manifest.json"))
+        languages = [f["file"] for f in manifest["localizationInfo"]["additionalLanguages"]]
+        assert sorted(archive.namelist()) == sorted(
+            ["color-192.png", "manifest.json", "outline-32.png", *languages])
+        assert len(languages) == len(m.MANIFEST_LOCALES)
         assert archive.read(manifest["icons"]["color"]) == (ICON_DIR / "color-192.png").read_bytes()
 
 
@@ -549,6 +554,71 @@ def test_json_also_validates_against_the_newest_bundled_schema(tmp_path):
     path.write_text(m.render_json(BASE, SSO, manifest_version=version), encoding="utf-8")
     result = validate_json(path)
     assert result.returncode == 0, f"manifestVersion {version}: {result.stdout}{result.stderr}"
+
+
+# ----------------------------------------------------------------- languages
+
+def _translations(language: str) -> dict[str, str]:
+    return {key: translate(language, text) for key, text in
+            (("description", m.DEFAULT_DESCRIPTION), ("tip", m.OPEN_TIP),
+             ("meeting", m.TRACK_MEETING), ("open", m.OPEN_TITLE))}
+
+
+@pytest.mark.parametrize("language", sorted(m.MANIFEST_LOCALES))
+def test_xml_speaks_every_language_from_the_catalogs(language):
+    """Outlook shows the Override of its display language: each is the catalog's text, and
+    each fits the XML manifest's limits (250 characters a description, 125 a short string)."""
+    words = _translations(language)
+    assert all(words[k] != translate("en", t) for k, t in (("description", m.DEFAULT_DESCRIPTION),
+                                                         ("tip", m.OPEN_TIP)))
+    root = ET.fromstring(m.render_xml(BASE, SSO).encode())
+    locale = m.MANIFEST_LOCALES[language]
+    description = root.find(f"{{{NS['o']}}}Description/{{{NS['o']}}}Override[@Locale='{locale}']")
+    assert description.get("Value") == words["description"] and len(words["description"]) <= 250
+    overrides = {s.get("id"): s.find(f"{{{NS['bt']}}}Override[@Locale='{locale}']").get("Value")
+                 for s in root.iter(f"{{{NS['bt']}}}String")
+                 if s.get("id") in ("Regarding.Open.Title", "Regarding.Open.Tip", "Regarding.Log.Label")}
+    assert overrides["Regarding.Open.Title"] == words["open"] % {"name": "Regarding"}
+    assert overrides["Regarding.Open.Tip"] == words["tip"]
+    assert overrides["Regarding.Log.Label"] == words["meeting"] and len(words["meeting"]) <= 125
+
+
+def test_a_description_the_administrator_wrote_is_theirs_in_every_language():
+    own = m.ManifestSettings(description="Our CRM, our words.")
+    assert "<Override" not in m.render_xml(BASE, own).split("<Description", 1)[1].split("</Description>", 1)[0]
+    for content in m.localization_files(BASE, own).values():
+        assert json.loads(content)["description.full"] == "Our CRM, our words."
+
+
+def test_localization_files_follow_microsofts_schema_and_name_real_paths():
+    manifest = json_manifest(SSO)
+    schema = json.loads((SCHEMA_DIR / f"v{m.JSON_MANIFEST_VERSION}" /
+                         "MicrosoftTeams.Localization.schema.json").read_text())
+    files = m.localization_files(BASE, SSO)
+    assert sorted(files) == sorted(f["file"] for f in manifest["localizationInfo"]["additionalLanguages"])
+    paths = dict(m._strings(manifest["extensions"], "extensions"))
+    for language, tag in m.MANIFEST_LOCALES.items():
+        strings = json.loads(files[f"{tag.lower()}.json"])
+        jsonschema.validate(strings, schema)
+        localized = {k: v for k, v in strings.items() if k.startswith("extensions")}
+        assert localized and set(localized) <= set(paths)
+        assert _translations(language)["meeting"] in localized.values()
+        assert len(strings["description.short"]) <= 80
+
+
+@needs_npm_tools
+def test_microsofts_converter_carries_the_languages_over(tmp_path):
+    """The converter turns the XML's Overrides into the unified manifest's localization
+    files; they say what ours say."""
+    xml_path = tmp_path / "regarding.xml"
+    xml_path.write_text(m.render_xml(BASE, SSO), encoding="utf-8")
+    out = tmp_path / "converted"
+    result = run_node("manifest/convert-xml.js", str(xml_path), str(out))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for language, tag in m.MANIFEST_LOCALES.items():
+        converted = json.loads((out / f"{tag.lower()}.json").read_text())
+        assert converted["description.full"] == _translations(language)["description"]
+        assert _translations(language)["meeting"] in converted.values()
 
 
 @needs_npm_tools
