@@ -153,6 +153,7 @@ class Waiting:
         if not poller.poll(timeout * 1000):
             return []
         responses: list[tuple] = []
+        lines = 0
         sock.setblocking(False)
         try:
             while True:
@@ -161,9 +162,13 @@ class Waiting:
                 except (BlockingIOError, socket.timeout, ssl.SSLWantReadError):
                     break
                 except imaplib.IMAP4.abort as exc:
-                    if "EOF" in str(exc) and responses:
-                        break  # no more buffered lines for now
-                    raise  # readable yet nothing to read: the server closed the connection
+                    # An empty non-blocking read after a line (a response, or the server's
+                    # IDLE keepalive "* OK Still here") is the end of what arrived, not of
+                    # the connection; readable with nothing at all to read is.
+                    if "EOF" in str(exc) and lines:
+                        break
+                    raise
+                lines += 1
                 if line.startswith(b"* "):
                     body = line[2:]
                     if body.startswith((b"OK ", b"NO ", b"BYE ")):

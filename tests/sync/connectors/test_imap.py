@@ -433,3 +433,25 @@ def test_internaldate_rejects_what_is_not_a_date():
     assert internaldate(b"31-Feb-2025 10:00:00 +0000") is None
     assert internaldate(b"01-Foo-2025 10:00:00 +0000") is None
     assert internaldate(b"yesterday") is None
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_idle_keepalive_is_not_a_lost_connection(make_dovecot, make_mail_user, monkeypatch,
+                                                 notify):
+    """Dovecot says "* OK Still here" during IDLE (every 2 minutes by default; every second
+    here): a quiet wait that reads it ends quietly, and mail after it is still noticed."""
+    server = make_dovecot(idle_notify_seconds=1)
+    user = make_mail_user(server=server)
+    with ImapConnector(imap_account(server, user)) as imap:
+        inbox = folder_named(imap, "INBOX")
+        if not notify:
+            real = imap.capabilities()
+            monkeypatch.setattr(imap, "capabilities",
+                                lambda: tuple(c for c in real if c != b"NOTIFY"))
+        imap.fetch_changes(inbox, None)
+        assert imap.wait_for_changes([inbox], timeout=3.5) == set()
+        timer = threading.Timer(2.5, server.deliver, args=(user, numbered(7), "INBOX"))
+        timer.start()
+        changed = imap.wait_for_changes([inbox], timeout=20)
+        timer.join()
+    assert changed == {inbox.key}
