@@ -1,19 +1,23 @@
 """Push that does not silently fall back to the poll (issue 17 goal 4): a watcher whose
 connection drops after working starts over at once instead of waiting longer each time, and
 one that cannot watch says so with a warning alert on the mailbox, cleared when it watches
-again. Against a private Dovecot that the test stops and starts."""
+again (against a private Dovecot that the test stops and starts); a tracked folder renamed
+while watched is watched under its new name, with NOTIFY and with IDLE alone."""
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
 from sqlalchemy import select
 
 from server.db import db
-from server.sync.models import Alert
+from server.sync.connectors.imap import ImapConnector
+from server.sync.models import Alert, FolderRule
 from server.sync.workers.push import PUSH_ALERT, Watcher
 from tests.sync import world as w
-from tests.sync.test_push import park
+from tests.sync.test_push import (PushWorker, park, tracked_folder_mailbox, wait_at_rest,
+                                  wait_for_tracking, watching)
 
 DEADLINE = 60
 
@@ -87,3 +91,33 @@ def test_drops_of_a_working_watch_do_not_add_up_and_a_dead_server_is_told(app, c
         until(lambda: open_push_alert(box) is None, "alert cleared once push works again")
     finally:
         watching.close()
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_mail_moved_into_a_renamed_tracked_folder_is_tracked_by_push(app, crm, dovecot, mail_user,
+                                                                     monkeypatch, notify):
+    """After a rename the watcher watches the folder under its new name (NOTIFY with the old
+    name watched nothing); without NOTIFY the tracked folder is watched at all."""
+    if not notify:
+        monkeypatch.setattr(ImapConnector, "capabilities", lambda self: tuple(
+            c for c in self.client.capabilities() if c != b"NOTIFY"))
+    store = w.ImapStore(dovecot, mail_user)
+    box = tracked_folder_mailbox(crm, store)
+    first = store.deliver(w.raw(sender="someone@else.example", subject="Terms", mid="t1@x.example"))
+    later = store.deliver(w.raw(sender="someone@else.example", subject="More", mid="t2@x.example"))
+    park(box)
+    worker = PushWorker(app)
+    try:
+        watching(box)
+        store.move(first, "INBOX", "INBOX/Contoso deal")
+        wait_for_tracking("t1@x.example")
+        wait_at_rest(box)
+        store.rename_folder("INBOX/Contoso deal", "INBOX/Contoso won")
+        until(lambda: db.session.scalar(select(FolderRule.folder_name)) == "INBOX/Contoso won"
+              or db.session.rollback(), "the run after the rename renamed the rule")
+        wait_at_rest(box)
+        store.move(later, "INBOX", "INBOX/Contoso won")
+        email = wait_for_tracking("t2@x.example")
+    finally:
+        worker.close()
+    assert email.regarding_ref == ("opportunity", crm.opp.id)

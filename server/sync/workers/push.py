@@ -40,7 +40,7 @@ from sqlalchemy.orm import selectinload
 
 from server.db import db, utcnow, writer_thread
 from server.sync.workers import scheduler
-from server.sync.connectors.base import ConnectorError, Folder
+from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError, Folder
 from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,9 @@ class Watcher(threading.Thread):
                         self._clear_alert()
                 if changed:
                     self._flag()
+                    if FOLDERS_CHANGED in changed:  # renamed, moved or deleted: list again
+                        self.pending_since = utcnow()
+                        return
                     self._mark(connector, [f for f in watched if f.key in changed],
                                self._cursors())
                     self.pending_since = utcnow()  # after marking: later mail wakes the wait

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from server.sync.connectors import incoming
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError
 from server.sync.connectors.imap import (ImapConnector, category_to_keyword,
                                          keyword_to_category)
 from tests.sync.connectors.conftest import imap_account, numbered
@@ -455,3 +455,59 @@ def test_idle_keepalive_is_not_a_lost_connection(make_dovecot, make_mail_user, m
         changed = imap.wait_for_changes([inbox], timeout=20)
         timer.join()
     assert changed == {inbox.key}
+
+
+def _without_notify(imap, monkeypatch):
+    real = imap.capabilities()
+    monkeypatch.setattr(imap, "capabilities", lambda: tuple(c for c in real if c != b"NOTIFY"))
+
+
+def test_idle_without_notify_watches_the_other_folders_too(dovecot, mail_user, monkeypatch):
+    """Most servers have IDLE but no NOTIFY: mail copied or filtered into a tracked folder is
+    noticed there too (by STATUS between IDLEs), not at the next scheduled run."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        _without_notify(imap, monkeypatch)
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        for folder in (inbox, deal):
+            imap.fetch_changes(folder, None)
+        timer = _deliver_soon(dovecot, mail_user, "INBOX/Contoso deal")
+        changed = imap.wait_for_changes([inbox, deal], timeout=20)
+        timer.join()
+        assert numbers(imap.fetch_changes(deal, None)) == [99]
+    assert changed == {deal.key}
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_a_watched_folder_renamed_or_deleted_ends_the_wait(dovecot, mail_user, monkeypatch,
+                                                           notify):
+    """The watcher must list the folders again: NOTIFY with the old name watches nothing."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        if not notify:
+            _without_notify(imap, monkeypatch)
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        for folder in (inbox, deal):
+            imap.fetch_changes(folder, None)
+        other = dovecot.imap_client(mail_user)
+        renaming = threading.Timer(0.3, other.rename_folder, args=("INBOX/Contoso deal",
+                                                                   "INBOX/Contoso won"))
+        renaming.start()
+        renamed = imap.wait_for_changes([inbox, deal], timeout=20)
+        renaming.join()
+        folders = {f.key: f for f in imap.list_folders()}  # what the watcher then does
+        assert folders[deal.key].name == "INBOX/Contoso won"
+        timer = _deliver_soon(dovecot, mail_user, "INBOX/Contoso won")
+        moved_in = imap.wait_for_changes([inbox, folders[deal.key]], timeout=20)
+        timer.join()
+        imap.fetch_changes(folders[deal.key], None)
+        deleting = threading.Timer(0.3, other.delete_folder, args=("INBOX/Contoso won",))
+        deleting.start()
+        deleted = imap.wait_for_changes([inbox, folders[deal.key]], timeout=20)
+        deleting.join()
+        other.logout()
+    assert renamed == {FOLDERS_CHANGED}
+    assert moved_in == {deal.key}
+    assert deleted == {FOLDERS_CHANGED}
