@@ -511,3 +511,34 @@ def test_a_watched_folder_renamed_or_deleted_ends_the_wait(dovecot, mail_user, m
     assert renamed == {FOLDERS_CHANGED}
     assert moved_in == {deal.key}
     assert deleted == {FOLDERS_CHANGED}
+
+
+def test_message_content_is_never_formatted_for_the_log(dovecot, mail_user):
+    """imaplib at IMAPClient's debug level 5 formats every response, bodies included, for
+    its logger: megabytes a batch (a quarter of a sync's CPU), and mail content in the log
+    of anyone who turns DEBUG on. Even with every imapclient logger at DEBUG, no body."""
+    import logging
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    dovecot.deliver(mail_user, numbered(5, subject="Secret-subject-5"))
+    handler, loggers = Keep(level=logging.DEBUG), [logging.getLogger(n) for n in (
+        "imapclient", "imapclient.imaplib", "imapclient.imapclient")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+        lg.addHandler(handler)
+    try:
+        with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+            inbox = folder_named(imap, "INBOX")
+            fetched = imap.fetch_changes(inbox, None).messages
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    assert numbers(type("C", (), {"messages": fetched})) == [5]
+    assert records  # the protocol's commands were logged...
+    assert not any("Message number 5" in r or "Secret-subject-5" in r for r in records)  # ...no mail
