@@ -80,6 +80,8 @@ class Waiting:
         client = self.client
         imap = client._imap
         names = b" ".join(client._normalise_folder(name) for name in watched)
+        if self._names_gone(names, watched):
+            return {FOLDERS_CHANGED}
         imap.untagged_responses.pop("STATUS", None)
         every = b"MessageNew MessageExpunge FlagChange"
         for events, naming in ((every, b" (personal (MailboxName))"), (every, b""),
@@ -128,6 +130,21 @@ class Waiting:
         finally:
             if self._client is not None:
                 client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
+
+    def _names_gone(self, names: bytes, watched: dict[str, str]) -> bool:
+        """Whether a watched name no longer exists (renamed or deleted between two waits,
+        when no NOTIFY was set to say so): one LIST of the watched names (RFC 5258), where
+        the server offers it."""
+        if b"LIST-EXTENDED" not in self.capabilities():
+            return False
+        imap = self.client._imap
+        imap.untagged_responses.pop("LIST", None)
+        typ, data = imap._simple_command("LIST", '""', b"(" + names + b")")
+        if typ != "OK":
+            return False
+        _, lines = imap._untagged_response(typ, data, "LIST")
+        found = {name for _, _, name in self.client._proc_folder_list(lines)}
+        return any(name not in found for name in watched)
 
     def _wait_idle(self, name: str, watched: dict[str, str], timeout: float) -> set[str]:
         """IDLE on ``name``; the other watched folders' STATUS between IDLEs."""

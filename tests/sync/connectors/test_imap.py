@@ -542,3 +542,19 @@ def test_message_content_is_never_formatted_for_the_log(dovecot, mail_user):
     assert numbers(type("C", (), {"messages": fetched})) == [5]
     assert records  # the protocol's commands were logged...
     assert not any("Message number 5" in r or "Secret-subject-5" in r for r in records)  # ...no mail
+
+
+def test_a_folder_renamed_between_two_waits_ends_the_next_one(dovecot, mail_user):
+    """No NOTIFY is set between waits (the watcher reads, the worker syncs): a rename then
+    leaves no event behind, and NOTIFY with the old name would watch nothing."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        for folder in (inbox, deal):
+            imap.fetch_changes(folder, None)
+        assert imap.wait_for_changes([inbox, deal], timeout=0.2) == set()
+        other = dovecot.imap_client(mail_user)
+        other.rename_folder("INBOX/Contoso deal", "INBOX/Contoso won")
+        other.logout()
+        assert imap.wait_for_changes([inbox, deal], timeout=5) == {FOLDERS_CHANGED}
