@@ -9,8 +9,10 @@ the seller sent from the CRM. Per database (SQLite, a file under /tmp; PostgreSQ
 database dropped afterwards) and per tracking option (default: the organization default
 "email in response to CRM email", then "all email messages"):
 
-1. a plain IMAPClient fetch of every message (``BODY.PEEK[]`` in batches of the engine's
-   batch size) gives the floor: what reading all the mail alone costs;
+1. a plain imaplib fetch of every message (``BODY.PEEK[]`` in batches of the engine's
+   batch size) gives the floor: what reading all the mail alone costs from Python; and
+   isync's ``mbsync`` (Debian ``isync``) pulls the same Inbox into a Maildir: the reference
+   a C sync tool sets, printed with the pipeline's ratio to it;
 2. an organization, the seller, the contacts, the emails sent from the CRM, the seller's
    mailbox on that Dovecot user, then ``server.sync.engine.run.sync_mailbox`` until the Inbox
    is done: read (header first where the option skips most mail), parse, correlate,
@@ -20,8 +22,10 @@ database dropped afterwards) and per tracking option (default: the organization 
    (tests/servers/counting_proxy.py): the messages and bytes it read whole (expected zero:
    mail already seen, and the category the first run wrote, bring nothing back).
 
-Prints messages per second (wall and CPU), the ratio to the plain fetch of the same
-messages in the same run, and what was stored. ``--profile`` prints the pipeline's top
+Prints messages per second (wall, and CPU as user + system time of this process, all its
+threads; Dovecot and the PostgreSQL server are not counted), the ratios to the plain fetch
+and to mbsync on the same messages in the same run, and what was stored. Scratch databases
+and instance folders are removed. ``--profile`` prints the pipeline's top
 functions (cProfile, in CPU seconds of the main thread; it slows Python code several
 times) for the SQLite runs. It asserts nothing.
 
@@ -35,6 +39,7 @@ import base64
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -180,20 +185,67 @@ def clear_category(server, user) -> None:
 
 
 def plain_fetch(server, user, batch: int) -> tuple[float, int, int]:
-    """Every message of the Inbox with IMAPClient alone: (seconds, messages, bytes)."""
-    from imapclient import IMAPClient
+    """Every message of the Inbox with the standard library's imaplib alone (debug level 0):
+    (seconds, messages, bytes). The floor of reading everything from Python."""
+    import imaplib
     started = time.perf_counter()
     total = size = 0
-    with IMAPClient(server.host, server.imap_port, ssl=False, timeout=60) as client:
-        client.login(user.username, user.password)
-        client.select_folder("INBOX", readonly=True)
-        uids = client.search(["ALL"])
+    imap = imaplib.IMAP4(server.host, server.imap_port, timeout=60)
+    try:
+        imap.login(user.username, user.password)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.uid("SEARCH", "ALL")
+        uids = found[0].split()
         for i in range(0, len(uids), batch):
-            data = client.fetch(uids[i:i + batch], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
-            for item in data.values():
-                size += len(item[b"BODY[]"])
-                total += 1
+            _, data = imap.uid("FETCH", b",".join(uids[i:i + batch]).decode(),
+                               "(BODY.PEEK[] FLAGS INTERNALDATE)")
+            for item in data:
+                if isinstance(item, tuple):
+                    size += len(item[1])
+                    total += 1
+    finally:
+        imap.logout()
     return time.perf_counter() - started, total, size
+
+
+def mbsync(server, user) -> dict | None:
+    """The reference: isync's ``mbsync`` (C) pulling the same Inbox into a fresh Maildir,
+    without an fsync per message, its wall and CPU time (user + system of the child). None
+    without mbsync."""
+    import shutil
+    import subprocess
+    if shutil.which("mbsync") is None:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="regarding-ingest-mbsync-"))
+    try:
+        (folder / "mail").mkdir()
+        config = folder / "mbsyncrc"
+        config.write_text(
+            "FSync no\n\n"  # (global) no fsync per message: the faster reference
+            f"IMAPAccount bench\nHost {server.host}\nPort {server.imap_port}\n"
+            f"User {user.username}\nPass {user.password}\nSSLType None\nAuthMechs LOGIN\n\n"
+            f"IMAPStore remote\nAccount bench\n\nMaildirStore local\nPath {folder}/mail/\n"
+            f"Inbox {folder}/mail/INBOX\n\nChannel bench\nFar :remote:\nNear :local:\n"
+            "Patterns INBOX\nSync Pull\nCreate Near\nSyncState *\n")
+        config.chmod(0o600)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(["mbsync", "-q", "-c", str(config), "bench"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # (plain-text login)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        files = [f for sub in ("cur", "new") for f in (folder / "mail" / "INBOX" / sub).iterdir()]
+        return {"wall": wall, "messages": len(files), "bytes": sum(f.stat().st_size for f in files),
+                "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time, user + system, every thread (Dovecot and a PostgreSQL server
+    are other processes: not counted)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- one database run --------------------------------------------------------------------------
@@ -214,7 +266,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             mailbox_id = _world(server, user, option)
             from server.sync.engine.run import sync_mailbox
             locks = WriteLocks(db.engine)
-            cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
+            cpu0, wall0 = cpu_seconds(), time.perf_counter()
             profiler = None
             if profile:
                 import cProfile
@@ -233,7 +285,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
                 if not result.more:
                     break
             wall = time.perf_counter() - wall0
-            cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
+            cpu = cpu_seconds() - cpu0
             locks.stop()
             second = _second_run(server, mailbox_id)
             if profiler is not None:
@@ -251,6 +303,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
                 "locks": locks.held, "transactions": locks.spans, "second": second}
     finally:
         drop()
+        shutil.rmtree(instance, ignore_errors=True)
 
 
 def _second_run(server, mailbox_id: int) -> dict:
@@ -393,8 +446,14 @@ def main() -> None:
                 print(f"\n[{kind}, {option}] loaded into Dovecot in "
                       f"{load_dovecot(server, user, messages):.1f} s")
                 plain, count, size = plain_fetch(server, user, args.batch)
-                print(f"[{kind}, {option}] plain IMAPClient fetch: {count} messages, "
+                print(f"[{kind}, {option}] floor, a plain imaplib fetch: {count} messages, "
                       f"{size / 1024 / 1024:.0f} MB in {plain:.2f} s = {count / plain:,.0f} msg/s")
+                ref = mbsync(server, user)
+                if ref is not None:
+                    print(f"[{kind}, {option}] reference, mbsync (isync) IMAP -> Maildir: "
+                          f"{ref['messages']} messages, {ref['bytes'] / 1024 / 1024:.0f} MB in "
+                          f"{ref['wall']:.2f} s = {ref['messages'] / ref['wall']:,.0f} msg/s; CPU "
+                          f"{ref['cpu']:.2f} s")
                 runs = []
                 for attempt in range(args.repeat):
                     if attempt:
@@ -409,9 +468,14 @@ def main() -> None:
                 rate = out["fetched"] / out["wall"]
                 print(f"[{kind}, {option}] sync_mailbox: {out['fetched']} messages in "
                       f"{out['wall']:.1f} s ({out['runs']} run(s), batch {args.batch}) = "
-                      f"{rate:,.0f} msg/s; CPU {out['cpu']:.1f} s = "
+                      f"{rate:,.0f} msg/s; CPU (user + system of this process; Dovecot and "
+                      f"the database server not counted) {out['cpu']:.1f} s = "
                       f"{out['fetched'] / max(out['cpu'], 1e-9):,.0f} msg/CPU-s; load "
                       f"{os.getloadavg()[0]:.2f}")
+                if ref is not None:
+                    print(f"[{kind}, {option}] ratio to mbsync: "
+                          f"{rate / (ref['messages'] / ref['wall']):.2f}x its msg/s "
+                          f"({rate:,.0f} / {ref['messages'] / ref['wall']:,.0f})")
                 print(f"[{kind}, {option}] write transactions: {len(out['locks'])}; write lock "
                       f"held p50 {_ms(out['locks'], .5)}, max {_ms(out['locks'], 1)} "
                       f"(transaction p50 {_ms(out['transactions'], .5)}, "

@@ -381,10 +381,14 @@ EXPLAIN = False  # --explain: print the timeline query's plan
 
 
 def _cpu_ns(pids: list[int]) -> int:
-    """CPU time (ns) used so far by this process and the given PostgreSQL backends, from the
-    scheduler's own accounting: what a run costs, however busy the machine is."""
-    total = 0
-    for pid in ["self", *pids]:
+    """CPU time (ns) used so far by this process (user + system, all threads) and the given
+    PostgreSQL backends: what a run costs, however busy the machine is. This process's own
+    from ``time.process_time_ns`` (its ``/proc/self/schedstat`` is the main thread's, updated
+    only when it is switched out: a running thread reads stale, so short calls read 0); a
+    backend's from its ``/proc/<pid>/schedstat``, fresh because it waits for the next query
+    by the time it is read."""
+    total = time.process_time_ns()
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/schedstat") as fh:
                 total += int(fh.read().split()[0])

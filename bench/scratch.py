@@ -3,6 +3,7 @@ PostgreSQL database (on ``REGARDING_BENCH_PG``, default the local server) droppe
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ def scratch_database(kind: str, prefix: str) -> tuple[str, Callable[[], None]]:
     """(database URL, a function that drops it) for ``kind`` "sqlite" or "postgresql"."""
     if kind == "sqlite":
         folder = Path(tempfile.mkdtemp(prefix=f"regarding-{prefix}-"))
-        return f"sqlite:///{folder / f'{prefix}.db'}", lambda: None
+        return f"sqlite:///{folder / f'{prefix}.db'}", lambda: shutil.rmtree(folder, ignore_errors=True)
     name = f"regarding_{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

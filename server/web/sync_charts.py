@@ -144,8 +144,11 @@ def dashboard_charts(data: dict) -> list[Chart]:
                   "Emails tracked by server-side synchronization in each of the last 48 hours.",
                   hours, data["tracked"], "emails tracked"),
         line_chart("chart-latency", "Sync latency per hour",
-                   "Time from an email's arrival in a folder to its tracking: the median (p50) "
-                   "and the 95th percentile (p95) of each hour, in seconds.",
+                   "Time from when the sync could first see an email to its tracking: from "
+                   "its arrival, or for mail filed into a tracked folder from the sync's "
+                   "previous look at that folder (an upper bound: the move itself may have "
+                   "come later). The median (p50) and the 95th percentile (p95) of each "
+                   "hour, in seconds.",
                    hours, {"p50": ("line-p50", [_seconds(v) for v in data["p50"]]),
                            "p95": ("line-p95", [_seconds(v) for v in data["p95"]])}, " s"),
         bar_chart("chart-failures", "Failures per hour",

@@ -122,3 +122,18 @@ def test_a_rule_on_the_inbox_itself_is_not_a_tracked_folder(crm):
     rule = w.folder_rule(crm.box, "k-inbox", "INBOX")
     plan = plan_folders(crm.box, [INBOX], [rule], track_sent=False)
     assert [i.role for i in plan.evaluate] == [FolderRole.INBOX] and not rule.enabled
+
+
+def test_a_deleted_tracked_folder_raises_an_alert_cleared_when_found_again(crm):
+    """Mail filed into a folder that is gone can no longer be tracked: its owner is told."""
+    rule = w.folder_rule(crm.box, "k-deal", "INBOX/Contoso deal")
+    plan_folders(crm.box, [INBOX], [rule], track_sent=False)
+    alert = db.session.scalar(select(Alert))
+    assert (alert.severity, alert.code, alert.mailbox_id, alert.user_id) == (
+        "warning", "folder_rule_not_found", crm.box.id, crm.bob.id)
+    assert '"INBOX/Contoso deal"' in alert.message
+    plan_folders(crm.box, [INBOX], [rule], track_sent=False)  # still gone: still one alert
+    assert len(db.session.scalars(select(Alert)).all()) == 1
+    plan_folders(crm.box, [INBOX, child("k-new", "INBOX/Contoso deal")], [rule], track_sent=False)
+    assert rule.disabled_reason is None
+    assert db.session.scalar(select(Alert)).acknowledged_on is not None

@@ -15,6 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+# In ``wait_for_changes``' answer: the folders themselves changed (a watched one renamed,
+# moved or deleted), so the names being watched are out of date.
+FOLDERS_CHANGED = "*folders*"
+
 
 @dataclass(frozen=True)
 class Account:
@@ -126,7 +130,9 @@ class Connector(ABC):
     @abstractmethod
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         """Block until one of the folders changes (IDLE, NOTIFY, inotify, push) or the
-        timeout passes; returns the keys of changed folders (empty: none or unknown)."""
+        timeout passes; returns the keys of changed folders (empty: none or unknown), with
+        ``FOLDERS_CHANGED`` among them when a watched folder was renamed, moved or deleted
+        (list the folders again before the next wait)."""
 
 
 class Keywords(ABC):

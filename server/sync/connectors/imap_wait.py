@@ -1,7 +1,16 @@
 """Waiting for new IMAP mail (``ImapConnector.wait_for_changes``): NOTIFY (RFC 5465) watches
-every folder on one connection; without it IDLE (RFC 2177) watches the Inbox; without IDLE,
-STATUS is polled. A folder that changed after this session last read it ends the wait at
-once, so mail that came between a read and a wait is never missed."""
+every folder on one connection, and the folder names (a watched folder renamed or deleted
+ends the wait with ``FOLDERS_CHANGED``); without it IDLE (RFC 2177) watches the Inbox and the
+other watched folders are asked their STATUS every ``IDLE_STATUS_SECONDS`` (a folder gone
+from under its name is ``FOLDERS_CHANGED`` too); without IDLE, STATUS is polled. A folder
+that changed after this session last read it ends the wait at once, so mail that came
+between a read and a wait is never missed.
+
+Why STATUS beside one IDLE rather than one IDLE connection per folder: a server allows a
+user a few connections (Dovecot 10 per address by default) that the syncs and the user's
+own mail clients need; a STATUS round trip costs the server a few hundred microseconds
+(see bench/latency.py's steady mode), and a second between looks keeps a move into a tracked
+folder within the push target of 1-2 s."""
 from __future__ import annotations
 
 import imaplib
@@ -14,10 +23,11 @@ from imapclient import IMAPClient
 from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_response
 
-from server.sync.connectors.base import Account, ConnectorError, Folder
+from server.sync.connectors.base import FOLDERS_CHANGED, Account, ConnectorError, Folder
 from server.sync.connectors.imap_fetch import text
 
 MAX_IDLE_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
+IDLE_STATUS_SECONDS = 1.0  # IDLE without NOTIFY: how often the other watched folders are asked
 
 
 class Waiting:
@@ -33,7 +43,8 @@ class Waiting:
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the keys
         of the changed folders. NOTIFY (RFC 5465) watches every folder on one connection;
-        without it IDLE watches the Inbox (or the first folder); without IDLE, STATUS polling."""
+        without it IDLE watches the Inbox (or the first folder) and STATUS the others;
+        without IDLE, STATUS polling."""
         timeout = max(0.0, min(timeout, MAX_IDLE_SECONDS))
         watched: dict[str, str] = {}
         for folder in folders:
@@ -52,7 +63,7 @@ class Waiting:
             if b"IDLE" in capabilities:
                 inbox = next((n for n in watched if watched[n] == self._keys.get("INBOX")),
                              next(iter(watched)))
-                return self._wait_idle(inbox, watched[inbox], timeout)
+                return self._wait_idle(inbox, watched, timeout)
             return self._wait_poll(watched, timeout)
 
     def _moved_since_read(self, key: str, status: dict) -> bool:
@@ -69,14 +80,19 @@ class Waiting:
         client = self.client
         imap = client._imap
         names = b" ".join(client._normalise_folder(name) for name in watched)
+        if self._names_gone(names, watched):
+            return {FOLDERS_CHANGED}
         imap.untagged_responses.pop("STATUS", None)
-        for events in (b"MessageNew MessageExpunge FlagChange", b"MessageNew MessageExpunge"):
+        every = b"MessageNew MessageExpunge FlagChange"
+        for events, naming in ((every, b" (personal (MailboxName))"), (every, b""),
+                               (b"MessageNew MessageExpunge", b"")):
             try:
                 # STATUS: the server reports every folder's state first, which shows mail
                 # that came after the folder was last read and before this wait began.
+                # MailboxName: a folder renamed, created or deleted is reported with LIST.
                 typ, _ = client._raw_command(
-                    b"NOTIFY", [b"SET STATUS (mailboxes (" + names + b") (" + events + b"))"],
-                    uid=False)
+                    b"NOTIFY", [b"SET STATUS (mailboxes (" + names + b") (" + events + b"))"
+                                + naming], uid=False)
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error:
@@ -88,7 +104,7 @@ class Waiting:
         already = set()
         for line in imap.untagged_responses.pop("STATUS", []):
             parsed = parse_response([line])
-            name = str(parsed[0]) if isinstance(parsed[0], int) else decode_utf7(parsed[0])
+            name = _name(parsed[0])
             values = parsed[-1]
             status = {values[i].upper(): values[i + 1] for i in range(0, len(values) - 1, 2)}
             if name in watched and self._moved_since_read(watched[name], status):
@@ -99,9 +115,14 @@ class Waiting:
 
         def changed(response) -> str | None:
             if len(response) >= 2 and response[0] == b"STATUS":
-                name = response[1]
-                name = str(name) if isinstance(name, int) else decode_utf7(name)
-                return watched.get(name)
+                return watched.get(_name(response[1]))
+            if len(response) >= 4 and response[0] == b"LIST":
+                # A watched name gone or renamed (RFC 5465 5.4: \NonExistent, or OLDNAME
+                # in the extended data); a new folder elsewhere changes nothing watched.
+                flags = {f.upper() for f in response[1] or ()}
+                gone = b"\\NONEXISTENT" in flags or len(response) > 4
+                if gone or _name(response[3]) in watched:
+                    return FOLDERS_CHANGED
             return None
 
         try:
@@ -110,7 +131,25 @@ class Waiting:
             if self._client is not None:
                 client._raw_command(b"NOTIFY", [b"NONE"], uid=False)
 
-    def _wait_idle(self, name: str, key: str, timeout: float) -> set[str]:
+    def _names_gone(self, names: bytes, watched: dict[str, str]) -> bool:
+        """Whether a watched name no longer exists (renamed or deleted between two waits,
+        when no NOTIFY was set to say so): one LIST of the watched names (RFC 5258), where
+        the server offers it."""
+        if b"LIST-EXTENDED" not in self.capabilities():
+            return False
+        imap = self.client._imap
+        imap.untagged_responses.pop("LIST", None)
+        typ, data = imap._simple_command("LIST", '""', b"(" + names + b")")
+        if typ != "OK":
+            return False
+        _, lines = imap._untagged_response(typ, data, "LIST")
+        found = {name for _, _, name in self.client._proc_folder_list(lines)}
+        return any(name not in found for name in watched)
+
+    def _wait_idle(self, name: str, watched: dict[str, str], timeout: float) -> set[str]:
+        """IDLE on ``name``; the other watched folders' STATUS between IDLEs."""
+        key = watched[name]
+        others = {n: k for n, k in watched.items() if n != name}
         if self._moved_since_read(key, self._select(name, readonly=True)):
             return {key}
 
@@ -121,7 +160,31 @@ class Waiting:
                 return key
             return None
 
-        return self._idle_until(timeout, changed)
+        step = float(self.account.settings.get("idle_status_seconds", IDLE_STATUS_SECONDS))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            found = self._idle_until(min(left, step) if others else left, changed)
+            if not found and others:
+                found = self._status_changed(others)
+            if found or left <= step or not others:
+                return found
+
+    def _status_changed(self, watched: dict[str, str]) -> set[str]:
+        """The watched folders that changed since they were last read, by STATUS; a folder
+        no longer under its name (renamed, moved, deleted) is ``FOLDERS_CHANGED``."""
+        items = ["UIDNEXT"] + (["HIGHESTMODSEQ"] if b"CONDSTORE" in self.capabilities() else [])
+        found: set[str] = set()
+        for name, key in watched.items():
+            try:
+                status = self.client.folder_status(name, items)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error:
+                return {FOLDERS_CHANGED}
+            if self._moved_since_read(key, status):
+                found.add(key)
+        return found
 
     def _idle_until(self, timeout: float, interpret) -> set[str]:
         client = self.client
@@ -153,6 +216,7 @@ class Waiting:
         if not poller.poll(timeout * 1000):
             return []
         responses: list[tuple] = []
+        lines = 0
         sock.setblocking(False)
         try:
             while True:
@@ -161,9 +225,13 @@ class Waiting:
                 except (BlockingIOError, socket.timeout, ssl.SSLWantReadError):
                     break
                 except imaplib.IMAP4.abort as exc:
-                    if "EOF" in str(exc) and responses:
-                        break  # no more buffered lines for now
-                    raise  # readable yet nothing to read: the server closed the connection
+                    # An empty non-blocking read after a line (a response, or the server's
+                    # IDLE keepalive "* OK Still here") is the end of what arrived, not of
+                    # the connection; readable with nothing at all to read is.
+                    if "EOF" in str(exc) and lines:
+                        break
+                    raise
+                lines += 1
                 if line.startswith(b"* "):
                     body = line[2:]
                     if body.startswith((b"OK ", b"NO ", b"BYE ")):
@@ -179,12 +247,22 @@ class Waiting:
     def _wait_poll(self, watched: dict[str, str], timeout: float) -> set[str]:
         items = ["UIDNEXT", "MESSAGES"] + (["HIGHESTMODSEQ"] if b"CONDSTORE" in self.capabilities() else [])
         interval = float(self.account.settings.get("poll_seconds", 30))
-        before = {name: self.client.folder_status(name, items) for name in watched}
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(interval, left))
-            changed = {watched[name] for name in watched
-                       if self.client.folder_status(name, items) != before[name]}
-            if changed:
-                return changed
+        try:
+            before = {name: self.client.folder_status(name, items) for name in watched}
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(interval, left))
+                changed = {watched[name] for name in watched
+                           if self.client.folder_status(name, items) != before[name]}
+                if changed:
+                    return changed
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:  # a watched folder is no longer under its name
+            return {FOLDERS_CHANGED}
         return set()
+
+
+def _name(value) -> str:
+    """A folder name from a parsed response (modified UTF-7; a number-like name is an int)."""
+    return str(value) if isinstance(value, int) else decode_utf7(value)

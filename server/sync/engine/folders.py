@@ -151,6 +151,7 @@ def plan_folders(mailbox: Mailbox, folders: Sequence[Folder], rules: Sequence[Fo
         plan.evaluate.append(FolderInfo(sent, FolderRole.SENT))
         taken.add(sent.key)
     claimed = {rule.folder_key for rule in rules}
+    found_again = False
     for rule in sorted(rules, key=lambda r: r.id or 0):
         folder = by_key.get(rule.folder_key)
         if folder is None:
@@ -162,7 +163,15 @@ def plan_folders(mailbox: Mailbox, folders: Sequence[Folder], rules: Sequence[Fo
                 rule.disabled_reason = (f'{NOT_FOUND}: "{rule.folder_name}" is no longer in this '
                                         "mailbox. What was tracked from it stays tracked.")
                 plan.notes.append(f'The tracked folder "{rule.folder_name}" was not found.')
+                if rule.enabled:
+                    alerts.raise_alert(
+                        "warning", "folder_rule_not_found",
+                        f'The tracked folder "{rule.folder_name}" is no longer in this mailbox '
+                        "(deleted, or renamed where it cannot be found), so mail filed into it "
+                        "is not tracked. Create it again under the Inbox, or change the rule.",
+                        mailbox, user=rule.user_id)
             continue
+        found_again |= (rule.disabled_reason or "").startswith(NOT_FOUND)
         if folder.name != rule.folder_name:
             plan.notes.append(f'The tracked folder "{rule.folder_name}" is now "{folder.name}".')
             old_name, rule.folder_name = rule.folder_name, folder.name
@@ -186,6 +195,8 @@ def plan_folders(mailbox: Mailbox, folders: Sequence[Folder], rules: Sequence[Fo
             continue
         taken.add(folder.key)
         plan.evaluate.append(FolderInfo(folder, FolderRole.TRACKED, rule.id, rule.regarding_ref))
+    if found_again and not any((r.disabled_reason or "").startswith(NOT_FOUND) for r in rules):
+        alerts.clear("folder_rule_not_found", mailbox)
     return plan
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.orm import selectinload
 
 from server.db import db, utcnow, writer_thread
 from server.sync.workers import scheduler
-from server.sync.connectors.base import ConnectorError, Folder
+from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError, Folder
 from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ PUSH_PROTOCOLS = ("imap", "maildir", "ews")
 WAIT_SECONDS = 15.0  # one wait; bounds how long a stopping watcher takes to notice
 RECHECK_SECONDS = 1.0  # while a change waits for a run that started after it
 REFRESH_SECONDS = 30.0
-RETRY_SECONDS = (5, 15, 60, 300)
+RETRY_SECONDS = (1, 5, 15, 60, 300)  # failures in a row; a healthy wait starts over
+ALERT_AFTER_FAILURES = 2  # in a row: push is off for this mailbox until one works
+PUSH_ALERT = "push_unavailable"
 ADVISORY_CLASS = 0x5245  # "RE": the advisory lock namespace of push watchers
 
 
@@ -85,6 +87,22 @@ def watch_targets(limit: int) -> dict[int, tuple]:
             for b in boxes}
 
 
+class Backoff:
+    """Delays between a watcher's attempts: longer with each failure in a row, back to the
+    shortest once a watch works (``reset``)."""
+
+    def __init__(self, delays: tuple[int, ...] = RETRY_SECONDS):
+        self.delays, self.failures = delays, 0
+
+    def failed(self) -> int:
+        delay = self.delays[min(self.failures, len(self.delays) - 1)]
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 class Watcher(threading.Thread):
     """Waits for changes in one mailbox until told to stop."""
 
@@ -94,6 +112,9 @@ class Watcher(threading.Thread):
         self.stopping = stopping  # the worker's
         self.done = threading.Event()  # this watcher's
         self.pending_since: datetime | None = None
+        self.backoff = Backoff()
+        self.healthy = False  # a wait of the current watch returned normally
+        self.alerted = False  # the push_unavailable alert is open
 
     @property
     def stopped(self) -> bool:
@@ -104,16 +125,20 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         writer_thread()
-        failures = 0
         while not self.stopped:
             try:
                 self._watch()
-                failures = 0
+                self.backoff.reset()
             except Exception as exc:  # a watcher never takes the worker down
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                failures += 1
+                # A watch that had been waiting fine (a dropped connection after hours)
+                # starts over from the shortest delay: only failures in a row back off.
+                if self.healthy:
+                    self.backoff.reset()
+                delay = self.backoff.failed()
                 log.info("push: mailbox %s: watching stopped (%s); again in %d s",
                          self.mailbox_id, _detail(exc), delay)
+                if self.backoff.failures >= ALERT_AFTER_FAILURES:
+                    self._alert(exc)
                 self.done.wait(delay)
 
     def _open(self):
@@ -146,6 +171,7 @@ class Watcher(threading.Thread):
         return connector, watched, cursors
 
     def _watch(self) -> None:
+        self.healthy = False
         opened = self._open()
         if opened is None:
             return
@@ -163,8 +189,16 @@ class Watcher(threading.Thread):
                 changed = connector.wait_for_changes(watched, wait)
                 if self.stopped:
                     return
+                if not self.healthy:
+                    self.healthy = True
+                    self.backoff.reset()
+                    if self.alerted:
+                        self._clear_alert()
                 if changed:
                     self._flag()
+                    if FOLDERS_CHANGED in changed:  # renamed, moved or deleted: list again
+                        self.pending_since = utcnow()
+                        return
                     self._mark(connector, [f for f in watched if f.key in changed],
                                self._cursors())
                     self.pending_since = utcnow()  # after marking: later mail wakes the wait
@@ -191,6 +225,42 @@ class Watcher(threading.Thread):
                 continue
             behind |= bool(changes.messages or changes.removed)
         return behind
+
+    def _alert(self, exc: BaseException) -> None:
+        """Push has failed several times in a row: say so (a warning on the mailbox), since
+        its mail now waits for the scheduled runs."""
+        from server.sync.engine import alerts
+        with self.app.app_context():
+            try:
+                mailbox = db.session.get(Mailbox, self.mailbox_id)
+                if mailbox is None:
+                    return
+                alerts.raise_alert(
+                    "warning", PUSH_ALERT,
+                    f"New mail in {mailbox.email_address} cannot be watched for ({_detail(exc)}); "
+                    "until it can, it is found at the scheduled runs, minutes later.", mailbox)
+                db.session.commit()
+                self.alerted = True
+            except Exception as failure:
+                db.session.rollback()
+                log.warning("push: mailbox %s: raising an alert failed (%s)", self.mailbox_id,
+                            _detail(failure))
+            finally:
+                db.session.remove()
+
+    def _clear_alert(self) -> None:
+        from server.sync.engine import alerts
+        with self.app.app_context():
+            try:
+                alerts.clear(PUSH_ALERT, self.mailbox_id)
+                db.session.commit()
+                self.alerted = False
+            except Exception as failure:
+                db.session.rollback()
+                log.warning("push: mailbox %s: clearing an alert failed (%s)", self.mailbox_id,
+                            _detail(failure))
+            finally:
+                db.session.remove()
 
     def _cursors(self) -> dict[str, str | None]:
         with self.app.app_context():

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from server.sync.connectors import incoming
-from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError
 from server.sync.connectors.imap import (ImapConnector, category_to_keyword,
                                          keyword_to_category)
 from tests.sync.connectors.conftest import imap_account, numbered
@@ -433,3 +433,128 @@ def test_internaldate_rejects_what_is_not_a_date():
     assert internaldate(b"31-Feb-2025 10:00:00 +0000") is None
     assert internaldate(b"01-Foo-2025 10:00:00 +0000") is None
     assert internaldate(b"yesterday") is None
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_idle_keepalive_is_not_a_lost_connection(make_dovecot, make_mail_user, monkeypatch,
+                                                 notify):
+    """Dovecot says "* OK Still here" during IDLE (every 2 minutes by default; every second
+    here): a quiet wait that reads it ends quietly, and mail after it is still noticed."""
+    server = make_dovecot(idle_notify_seconds=1)
+    user = make_mail_user(server=server)
+    with ImapConnector(imap_account(server, user)) as imap:
+        inbox = folder_named(imap, "INBOX")
+        if not notify:
+            real = imap.capabilities()
+            monkeypatch.setattr(imap, "capabilities",
+                                lambda: tuple(c for c in real if c != b"NOTIFY"))
+        imap.fetch_changes(inbox, None)
+        assert imap.wait_for_changes([inbox], timeout=3.5) == set()
+        timer = threading.Timer(2.5, server.deliver, args=(user, numbered(7), "INBOX"))
+        timer.start()
+        changed = imap.wait_for_changes([inbox], timeout=20)
+        timer.join()
+    assert changed == {inbox.key}
+
+
+def _without_notify(imap, monkeypatch):
+    real = imap.capabilities()
+    monkeypatch.setattr(imap, "capabilities", lambda: tuple(c for c in real if c != b"NOTIFY"))
+
+
+def test_idle_without_notify_watches_the_other_folders_too(dovecot, mail_user, monkeypatch):
+    """Most servers have IDLE but no NOTIFY: mail copied or filtered into a tracked folder is
+    noticed there too (by STATUS between IDLEs), not at the next scheduled run."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        _without_notify(imap, monkeypatch)
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        for folder in (inbox, deal):
+            imap.fetch_changes(folder, None)
+        timer = _deliver_soon(dovecot, mail_user, "INBOX/Contoso deal")
+        changed = imap.wait_for_changes([inbox, deal], timeout=20)
+        timer.join()
+        assert numbers(imap.fetch_changes(deal, None)) == [99]
+    assert changed == {deal.key}
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_a_watched_folder_renamed_or_deleted_ends_the_wait(dovecot, mail_user, monkeypatch,
+                                                           notify):
+    """The watcher must list the folders again: NOTIFY with the old name watches nothing."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        if not notify:
+            _without_notify(imap, monkeypatch)
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        for folder in (inbox, deal):
+            imap.fetch_changes(folder, None)
+        other = dovecot.imap_client(mail_user)
+        renaming = threading.Timer(0.3, other.rename_folder, args=("INBOX/Contoso deal",
+                                                                   "INBOX/Contoso won"))
+        renaming.start()
+        renamed = imap.wait_for_changes([inbox, deal], timeout=20)
+        renaming.join()
+        folders = {f.key: f for f in imap.list_folders()}  # what the watcher then does
+        assert folders[deal.key].name == "INBOX/Contoso won"
+        timer = _deliver_soon(dovecot, mail_user, "INBOX/Contoso won")
+        moved_in = imap.wait_for_changes([inbox, folders[deal.key]], timeout=20)
+        timer.join()
+        imap.fetch_changes(folders[deal.key], None)
+        deleting = threading.Timer(0.3, other.delete_folder, args=("INBOX/Contoso won",))
+        deleting.start()
+        deleted = imap.wait_for_changes([inbox, folders[deal.key]], timeout=20)
+        deleting.join()
+        other.logout()
+    assert renamed == {FOLDERS_CHANGED}
+    assert moved_in == {deal.key}
+    assert deleted == {FOLDERS_CHANGED}
+
+
+def test_message_content_is_never_formatted_for_the_log(dovecot, mail_user):
+    """imaplib at IMAPClient's debug level 5 formats every response, bodies included, for
+    its logger: megabytes a batch (a quarter of a sync's CPU), and mail content in the log
+    of anyone who turns DEBUG on. Even with every imapclient logger at DEBUG, no body."""
+    import logging
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    dovecot.deliver(mail_user, numbered(5, subject="Secret-subject-5"))
+    handler, loggers = Keep(level=logging.DEBUG), [logging.getLogger(n) for n in (
+        "imapclient", "imapclient.imaplib", "imapclient.imapclient")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+        lg.addHandler(handler)
+    try:
+        with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+            inbox = folder_named(imap, "INBOX")
+            fetched = imap.fetch_changes(inbox, None).messages
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    assert numbers(type("C", (), {"messages": fetched})) == [5]
+    assert records  # the protocol's commands were logged...
+    assert not any("Message number 5" in r or "Secret-subject-5" in r for r in records)  # ...no mail
+
+
+def test_a_folder_renamed_between_two_waits_ends_the_next_one(dovecot, mail_user):
+    """No NOTIFY is set between waits (the watcher reads, the worker syncs): a rename then
+    leaves no event behind, and NOTIFY with the old name would watch nothing."""
+    dovecot.create_mailbox(mail_user, "INBOX/Contoso deal")
+    with ImapConnector(imap_account(dovecot, mail_user)) as imap:
+        inbox = folder_named(imap, "INBOX")
+        deal = folder_named(imap, "INBOX/Contoso deal")
+        for folder in (inbox, deal):
+            imap.fetch_changes(folder, None)
+        assert imap.wait_for_changes([inbox, deal], timeout=0.2) == set()
+        other = dovecot.imap_client(mail_user)
+        other.rename_folder("INBOX/Contoso deal", "INBOX/Contoso won")
+        other.logout()
+        assert imap.wait_for_changes([inbox, deal], timeout=5) == {FOLDERS_CHANGED}
