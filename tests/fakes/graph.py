@@ -54,6 +54,7 @@ import json
 import queue
 import re
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -173,6 +174,7 @@ class FakeGraph(FakeItems):
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
         self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
+        self.drop_requests = 0  # break the connection of this many next Graph requests
         self.folder_delta_flat = True  # False: mailFolders/delta lists the top level only
         self.lock = threading.RLock()
         self.mailboxes: dict[str, FakeMailbox] = {}
@@ -428,6 +430,13 @@ class FakeGraph(FakeItems):
     def wsgi(self, environ, start_response):
         request = Request(environ)
         path = request.path
+        if self.drop_requests and path.startswith("/v1.0/"):
+            with self.lock:
+                self.drop_requests -= 1
+            connection = environ["werkzeug.socket"]  # the connection breaks before an answer
+            connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+            return []
         if path.startswith(f"/{self.tenant}/"):
             response = self._entra(request, path[len(self.tenant) + 1:])
         elif path.startswith("/v1.0/") or path == "/v1.0":
