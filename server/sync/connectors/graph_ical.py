@@ -268,11 +268,7 @@ def _event_component(item: dict, uid: str) -> Event:
     if item.get("isCancelled"):
         event.add("status", "CANCELLED")
     if item.get("isReminderOn") and item.get("reminderMinutesBeforeStart") is not None:
-        alarm = Alarm()
-        alarm.add("action", "DISPLAY")
-        alarm.add("description", "Reminder")
-        alarm.add("trigger", timedelta(minutes=-int(item["reminderMinutesBeforeStart"])))
-        event.add_component(alarm)
+        _add_alarm(event, timedelta(minutes=-int(item["reminderMinutesBeforeStart"])))
     return event
 
 
@@ -357,19 +353,37 @@ def _event_json(event) -> dict:
     transp = (_text(event, "TRANSP") or "OPAQUE").upper()
     item["showAs"] = SHOW_AS.get((busy or "").upper()) or ("free" if transp == "TRANSPARENT" else "busy")
     item["sensitivity"] = SENSITIVITY.get((_text(event, "CLASS") or "PUBLIC").upper(), "normal")
-    priority = event.get("PRIORITY")
-    if priority is not None:
-        value = int(priority)
-        item["importance"] = "high" if 1 <= value <= 4 else "low" if value >= 6 else "normal"
+    if event.get("PRIORITY") is not None:
+        item["importance"] = _importance(event)
     item["categories"] = _categories(event)
-    item["isReminderOn"] = False
-    for alarm in event.walk("VALARM"):
-        trigger = alarm.get("TRIGGER")
-        if trigger is not None and isinstance(trigger.dt, timedelta):
-            item["isReminderOn"] = True
-            item["reminderMinutesBeforeStart"] = max(0, int(-trigger.dt.total_seconds() // 60))
-            break
+    before = _trigger(event, timedelta)
+    item["isReminderOn"] = before is not None
+    if before is not None:
+        item["reminderMinutesBeforeStart"] = max(0, int(-before.total_seconds() // 60))
     return item
+
+
+def _importance(component) -> str:
+    value = int(component.get("PRIORITY") or 0)
+    return "high" if 1 <= value <= 4 else "low" if value >= 6 else "normal"
+
+
+def _trigger(component, kind: type):
+    """The TRIGGER of a component's first alarm whose trigger is a ``kind`` (timedelta:
+    relative, datetime: absolute), or None."""
+    for alarm in component.walk("VALARM"):
+        trigger = alarm.get("TRIGGER")
+        if trigger is not None and isinstance(trigger.dt, kind):
+            return trigger.dt
+    return None
+
+
+def _add_alarm(component, trigger) -> None:
+    alarm = Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", "Reminder")
+    alarm.add("trigger", trigger)
+    component.add_component(alarm)
 
 
 def _email(address) -> dict:
@@ -438,11 +452,7 @@ def task_to_ical(task: dict) -> str:
         todo.add("categories", list(task["categories"]))
     reminder = graph_time(task.get("reminderDateTime"))
     if task.get("isReminderOn") and reminder is not None:
-        alarm = Alarm()
-        alarm.add("action", "DISPLAY")
-        alarm.add("description", "Reminder")
-        alarm.add("trigger", reminder)
-        todo.add_component(alarm)
+        _add_alarm(todo, reminder)
     cal.add_component(todo)
     return cal.to_ical().decode()
 
@@ -470,17 +480,12 @@ def ical_to_task(text: str) -> dict:
     completed = todo.get("COMPLETED")
     if completed is not None and task["status"] == "completed":
         task["completedDateTime"] = to_graph_time(_utc(completed.dt))
-    priority = todo.get("PRIORITY")
-    value = int(priority) if priority is not None else 0
-    task["importance"] = "high" if 1 <= value <= 4 else "low" if value >= 6 else "normal"
+    task["importance"] = _importance(todo)
     task["categories"] = _categories(todo)
-    task["isReminderOn"] = False
-    for alarm in todo.walk("VALARM"):
-        trigger = alarm.get("TRIGGER")
-        if trigger is not None and isinstance(trigger.dt, datetime):
-            task["isReminderOn"] = True
-            task["reminderDateTime"] = to_graph_time(_utc(trigger.dt))
-            break
+    when = _trigger(todo, datetime)
+    task["isReminderOn"] = when is not None
+    if when is not None:
+        task["reminderDateTime"] = to_graph_time(_utc(when))
     return task
 
 

@@ -42,8 +42,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from urllib.parse import quote, urlencode
 
 from server.sync.connectors.base import (Account, Collection, ConnectorError, Item, ItemChanges,
-                                         ItemConflict, ItemStore, Subscriptions)
-from server.sync.connectors.graph_client import IMMUTABLE, GraphSession, Reply, error_body
+                                         ItemConflict, ItemStore)
+from server.sync.connectors.graph_client import (IMMUTABLE, GraphSession, GraphSubscriptions, Reply,
+                                                 error_body, graph_time)
 from server.sync.connectors.graph_ical import (Unrepresentable, event_to_ical, ical_to_event,
                                                ical_to_task, task_to_ical)
 from server.sync.connectors.graph_vcard import contact_to_vcard, vcard_to_contact
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 
 PAGE_MAX = 500
 DEFAULT_CONTACTS = "contacts"
-SYNC_STATE_ERRORS = {"SyncStateNotFound", "SyncStateInvalid", "resyncRequired",
-                     "ErrorInvalidSyncStateData"}
 UTC_PREFER = 'outlook.timezone="UTC"'
 EVENT_SELECT = ("subject,body,start,end,isAllDay,location,organizer,attendees,showAs,"
                 "sensitivity,importance,categories,isReminderOn,reminderMinutesBeforeStart,"
@@ -75,7 +74,7 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-class GraphItemStore(GraphSession, ItemStore, Subscriptions):
+class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
     """``with GraphItemStore(account) as store: ...``: one mailbox's appointments, contacts
     and tasks over Microsoft Graph."""
 
@@ -179,8 +178,8 @@ class GraphItemStore(GraphSession, ItemStore, Subscriptions):
         user = self.client.user
         if collection.kind == "appointment":
             today = datetime.now(timezone.utc).date()
-            window = {"startDateTime": _day_iso(today - timedelta(days=self.days_back)),
-                      "endDateTime": _day_iso(today + timedelta(days=self.days_ahead))}
+            window = {"startDateTime": _daygraph_time(today - timedelta(days=self.days_back)),
+                      "endDateTime": _daygraph_time(today + timedelta(days=self.days_ahead))}
             return f"{user}/calendars/{_q(collection.key)}/calendarView/delta?{urlencode(window)}"
         if collection.kind == "contact":
             return f"{self._base(collection)}/delta?$select={CONTACT_SELECT}"
@@ -193,26 +192,11 @@ class GraphItemStore(GraphSession, ItemStore, Subscriptions):
         self.synced[collection.key] = collection
         what = f"reading {collection.name}"
         first = self._first_link(collection)
-        reset = bool(cursor) and not http.owns(cursor)
-        resuming = bool(cursor) and not reset
-        prefer = {"Prefer": f"{IMMUTABLE}, {UTC_PREFER}, "
-                            f"odata.maxpagesize={max(1, min(limit, PAGE_MAX))}"}
-        reply = http.call("GET", cursor if resuming else first, what=what, headers=prefer)
-        code, _ = error_body(reply.body)
-        if resuming and (reply.status == 410 or code in SYNC_STATE_ERRORS):
-            log.info("graph items: the delta link of a collection expired; it starts over")
-            reset = True
-            reply = http.call("GET", first, what=what, headers=prefer)
-        if not reply.ok:
-            raise self._error(reply, collection.kind, what)
-        body = reply.json()
-        next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
-        if not (next_link or delta_link):
-            raise ConnectorError("graph_bad_response", f"Microsoft Graph gave no next or delta "
-                                 f"link while {what}.", severity="mailbox", retry_after=60)
-        rows = [r for r in body.get("value") or [] if isinstance(r, dict) and r.get("id")]
-        removed = list(dict.fromkeys(r["id"] for r in rows if "@removed" in r))
-        present = [r for r in rows if "@removed" not in r]
+        prefer = (f"{IMMUTABLE}, {UTC_PREFER}, "
+                  f"odata.maxpagesize={max(1, min(limit, PAGE_MAX))}")
+        page = http.delta_page(cursor, first, prefer, what,
+                               lambda reply: self._error(reply, collection.kind, what))
+        present, removed = page.rows, list(page.removed)
         if collection.kind == "appointment":
             items, gone = self._events(present, what)
             removed.extend(ref for ref in gone if ref not in removed)
@@ -223,8 +207,8 @@ class GraphItemStore(GraphSession, ItemStore, Subscriptions):
             items = [Item(ref=r["id"], etag=r.get("@odata.etag"), data=task_to_ical(r),
                           uid=r["id"]) for r in present]
         items = list({item.ref: item for item in items}.values())
-        return ItemChanges(items=items, cursor=next_link or delta_link, removed=removed,
-                           more=bool(next_link), reset=reset)
+        return ItemChanges(items=items, cursor=page.cursor, removed=removed, more=page.more,
+                           reset=page.reset)
 
     def _events(self, rows: list[dict], what: str) -> tuple[list[Item], list[str]]:
         """Items for a delta page's events: single instances as they are, every series
@@ -376,8 +360,8 @@ class GraphItemStore(GraphSession, ItemStore, Subscriptions):
         their original start among the series' instances."""
         http = self.client
         days = [_as_datetime(when) for when, _ in overrides] + [_as_datetime(d) for d in exdates]
-        window = {"startDateTime": _iso(min(days) - timedelta(days=1)),
-                  "endDateTime": _iso(max(days) + timedelta(days=2)),
+        window = {"startDateTime": graph_time(min(days) - timedelta(days=1)),
+                  "endDateTime": graph_time(max(days) + timedelta(days=2)),
                   "$select": "originalStart,type,start"}
         reply = http.call("GET", f"{http.user}/events/{_q(master_id)}/instances?"
                           f"{urlencode(window)}", what=what,
@@ -415,7 +399,7 @@ class GraphItemStore(GraphSession, ItemStore, Subscriptions):
 
     # -- push -----------------------------------------------------------------------------
 
-    def _resource(self, key: str) -> str:
+    def resource(self, key: str) -> str:
         collection = self.synced.get(key)
         user = f"users/{self.account.address}"
         if collection is None or collection.kind == "appointment":
@@ -425,47 +409,14 @@ class GraphItemStore(GraphSession, ItemStore, Subscriptions):
                 f"{user}/contactFolders('{key}')/contacts"
         return f"{user}/todo/lists/{key}/tasks"
 
-    def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
-                            expires: datetime, lifecycle_url: str | None = None) -> dict:
-        http = self.client
-        body = {"changeType": "created,updated,deleted", "notificationUrl": notification_url,
-                "resource": self._resource(folder_key), "expirationDateTime": _iso(expires),
-                "clientState": client_state}
-        if lifecycle_url:
-            body["lifecycleNotificationUrl"] = lifecycle_url
-        reply = http.call("POST", "/subscriptions", json_body=body, what="subscribing to changes")
-        if not reply.ok:
-            raise http.error(reply, "subscribing to changes", scope="folder")
-        return reply.json()
-
-    def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
-        http = self.client
-        reply = http.call("PATCH", f"/subscriptions/{_q(subscription_id)}",
-                          json_body={"expirationDateTime": _iso(expires)},
-                          what="renewing a subscription")
-        if not reply.ok:
-            raise http.error(reply, "renewing a subscription", scope="folder")
-        return reply.json()
-
-    def delete_subscription(self, subscription_id: str) -> None:
-        http = self.client
-        reply = http.call("DELETE", f"/subscriptions/{_q(subscription_id)}",
-                          what="ending a subscription")
-        if not reply.ok and reply.status != 404:
-            raise http.error(reply, "ending a subscription", scope="folder")
-
 
 def _event_item(row: dict) -> Item:
     return Item(ref=row["id"], etag=row.get("@odata.etag"), data=event_to_ical(row),
                 uid=row.get("iCalUId") or row["id"])
 
 
-def _day_iso(day: date) -> str:
+def _daygraph_time(day: date) -> str:
     return f"{day.isoformat()}T00:00:00Z"
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
 def _parse(text: str) -> datetime:
