@@ -1,7 +1,7 @@
 """The fake Graph service and the Graph connectors held to Microsoft's own schema (Graph
-v1.0's CSDL): every property the fake answers, and every property the mail connector, the
-item store select, expand, filter on, order by or write, must be on that
-entity type with a compatible type: messages and mail folders as much as events, contacts,
+v1.0's CSDL): every property the fake answers, and every property the mail connector and
+the item store select, expand, filter on, order by or write, must be on that entity type
+with a compatible type: messages and mail folders as much as events, contacts,
 to-do tasks, their folders and lists, and subscriptions."""
 from __future__ import annotations
 
