@@ -76,7 +76,7 @@ from exchangelib.services import GetItem, SyncFolderItems
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector,
                                          ConnectorError, FetchedMessage, Folder, Sender)
 from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
-from server.sync.connectors.ews_session import EwsSession
+from server.sync.connectors.ews_session import EwsSession, utc as _utc
 from server.sync.connectors.ews_stream import STREAM_EVENTS, Stream
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
@@ -93,14 +93,6 @@ _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
                "deleteditems": DeletedItems, "junkemail": JunkEmail}
 GET_BATCH = 50  # items per GetItem
 DEFAULT_POLL_SECONDS = 30.0
-
-
-def _utc(value) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    value = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                     value.microsecond, tzinfo=value.tzinfo and timezone(value.utcoffset()))
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class EwsConnector(EwsSession, Connector, BatchKeywords):

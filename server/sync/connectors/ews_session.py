@@ -6,6 +6,7 @@ mailbox), the Exchange version, the connection limit, and exchangelib's errors a
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from datetime import datetime, timezone
 
 from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Configuration,
                          Credentials, Version)
@@ -36,6 +37,15 @@ def _version(name: str | None) -> Version | None:
             return Version(build=build, api_version=api_version)
     raise ConnectorError("bad_setting", f"Unknown Exchange version {name!r} in the server "
                          "profile (e.g. Exchange2013_SP1, Exchange2016).", severity="auth")
+
+
+def utc(value) -> datetime | None:
+    """An exchangelib EWSDateTime (or a datetime) as a plain aware datetime in UTC."""
+    if not isinstance(value, datetime):
+        return None
+    value = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                     value.microsecond, tzinfo=value.tzinfo and timezone(value.utcoffset()))
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class EwsSession(Session):

@@ -456,7 +456,7 @@ class GraphSession(Session):
         client.close()
 
 
-def graph_time(value: datetime) -> str:
+def graph_timestamp(value: datetime) -> str:
     """A point in time as Graph takes it (``expirationDateTime``, windows): UTC, 7 decimals."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
@@ -475,7 +475,7 @@ class GraphSubscriptions(Subscriptions):
                             expires: datetime, lifecycle_url: str | None = None) -> dict:
         http = self.client
         body = {"changeType": "created,updated,deleted", "notificationUrl": notification_url,
-                "resource": self.resource(folder_key), "expirationDateTime": graph_time(expires),
+                "resource": self.resource(folder_key), "expirationDateTime": graph_timestamp(expires),
                 "clientState": client_state}
         if lifecycle_url:
             body["lifecycleNotificationUrl"] = lifecycle_url
@@ -487,7 +487,7 @@ class GraphSubscriptions(Subscriptions):
     def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
         http = self.client
         reply = http.call("PATCH", f"/subscriptions/{quote(subscription_id, safe='')}",
-                          json_body={"expirationDateTime": graph_time(expires)},
+                          json_body={"expirationDateTime": graph_timestamp(expires)},
                           what="renewing a subscription")
         if not reply.ok:
             raise http.error(reply, "renewing a subscription", scope="folder")

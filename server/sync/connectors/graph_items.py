@@ -44,7 +44,7 @@ from urllib.parse import quote, urlencode
 from server.sync.connectors.base import (Account, Collection, ConnectorError, Item, ItemChanges,
                                          ItemConflict, ItemStore)
 from server.sync.connectors.graph_client import (IMMUTABLE, GraphSession, GraphSubscriptions, Reply,
-                                                 error_body, graph_time)
+                                                 error_body, graph_timestamp)
 from server.sync.connectors.graph_ical import (Unrepresentable, event_to_ical, ical_to_event,
                                                ical_to_task, task_to_ical)
 from server.sync.connectors.graph_vcard import contact_to_vcard, vcard_to_contact
@@ -360,8 +360,8 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
         their original start among the series' instances."""
         http = self.client
         days = [_as_datetime(when) for when, _ in overrides] + [_as_datetime(d) for d in exdates]
-        window = {"startDateTime": graph_time(min(days) - timedelta(days=1)),
-                  "endDateTime": graph_time(max(days) + timedelta(days=2)),
+        window = {"startDateTime": graph_timestamp(min(days) - timedelta(days=1)),
+                  "endDateTime": graph_timestamp(max(days) + timedelta(days=2)),
                   "$select": "originalStart,type,start"}
         reply = http.call("GET", f"{http.user}/events/{_q(master_id)}/instances?"
                           f"{urlencode(window)}", what=what,
