@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import itertools
 import secrets
+import socket
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -161,6 +162,8 @@ class FakeExchange(FakeEwsItems):
         self.ntlm_sign_ins: list[str] = []  # the users each completed NTLM exchange proved
         self._ntlm_contexts: dict[tuple, object] = {}  # connection -> NTLM acceptor
         self.denied: set[str] = set()  # distinguished folders that answer ErrorAccessDenied
+        self.drop_requests = 0  # break the connection of this many next requests
+        self.state_generation = 0  # SyncStates of an older generation are invalid
 
     # -- set-up and actions a test (or Exchange's own transport) performs ------------------
 
@@ -523,7 +526,8 @@ class FakeExchange(FakeEwsItems):
         if isinstance(folder, Fault):
             raise folder
         state = request.find(_q("SyncState", M))
-        since = _read_state(state.text if state is not None else None, folder.id)
+        since = _read_state(state.text if state is not None else None,
+                            f"{folder.id}/{self.state_generation}")
         most = int(request.find(_q("MaxChangesReturned", M)).text)
         changes = _net_changes(box, folder.id, since)
         page, rest = changes[:most], changes[most:]
@@ -536,7 +540,8 @@ class FakeExchange(FakeEwsItems):
                 tag = "Create" if kind == "create" else "Update"
                 item = box.items[item_id]
                 xml.append(f"<t:{tag}>{self._record_xml(box, item, True) if isinstance(item, FakeRecord) else _item_xml(item)}</t:{tag}>")
-        new_state = base64.b64encode(f"fake-ews:{folder.id}:{last}".encode()).decode()
+        new_state = base64.b64encode(
+            f"fake-ews:{folder.id}/{self.state_generation}:{last}".encode()).decode()
         return _success("SyncFolderItems", f"<m:SyncState>{new_state}</m:SyncState>"
                         f"<m:IncludesLastItemInRange>{'false' if rest else 'true'}"
                         f"</m:IncludesLastItemInRange><m:Changes>{''.join(xml)}</m:Changes>")
@@ -754,6 +759,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
+        fake = self.server.app
+        if fake.drop_requests > 0:  # the connection breaks before an answer
+            with fake.lock:
+                fake.drop_requests -= 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         url = urlsplit(self.path)
         environ = {"REQUEST_METHOD": self.command, "PATH_INFO": url.path,
                    "QUERY_STRING": url.query, "SERVER_PROTOCOL": self.request_version,

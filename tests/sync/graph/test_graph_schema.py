@@ -19,7 +19,8 @@ from tests.servers.ports import LOOPBACK
 from tests.sync import world as w
 from tests.sync.graph.conftest import _Quiet
 from tests.sync.graph.csdl import CSDL, Schema, route
-from tests.sync.graph.test_items import CARD, NEW, START, WEEKLY
+from tests.sync.graph.test_items import WEEKLY
+from tests.sync.item_stores import CARD, NEW, START
 
 ADDRESS = "bob@org.example"
 pytestmark = pytest.mark.skipif(CSDL is None, reason="../shared/reference/msgraph-v1.0.csdl.xml "
