@@ -130,6 +130,8 @@ class FakeItems:
     ``_seq``, ``_n``, ``_generation``, ``stats``, ``subscriptions``, ``_outbox``,
     ``graph_url``, ``tenant``, ``box``)."""
 
+    _rounds: dict = {}
+
     # -- mailbox setup ------------------------------------------------------------------
 
     def _add_item_collections(self, box) -> None:
@@ -442,11 +444,15 @@ class FakeItems:
             since, snapshot, after = (state or {}).get("s", 0), next(self._seq), None
         else:
             since, snapshot, after = state["s"], state["t"], state.get("a")
-        rows = []
-        for item in sorted((i for i in box.items.values() if i.collection == collection
-                            and since < i.version <= snapshot), key=lambda i: (i.version, i.n)):
-            rows.extend(((item.version, item.n, k), row)
-                        for k, row in enumerate(self._rows(item, span)))
+        key = (box.address, collection, since, snapshot, tuple(window or ()))
+        rows = self._rounds.get(key)
+        if rows is None:  # a round's rows as of its snapshot, made once for all its pages
+            rows = []
+            for item in sorted((i for i in box.items.values() if i.collection == collection
+                                and since < i.version <= snapshot), key=lambda i: (i.version, i.n)):
+                rows.extend(((item.version, item.n, k), row)
+                            for k, row in enumerate(self._rows(item, span)))
+            self._rounds = {key: rows}  # the round being read (one at a time is plenty here)
         if after:
             rows = [r for r in rows if r[0] > tuple(after)]
         value = []
