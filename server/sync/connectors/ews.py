@@ -57,14 +57,11 @@ one of the connections exchangelib shares among the mailboxes of one service acc
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.utils import getaddresses
 
 from exchangelib import Message
-from exchangelib.errors import (ErrorAccessDenied, ErrorFolderNotFound, ErrorInvalidSyncStateData,
-                                ErrorItemNotFound, ErrorServerBusy, EWSError)
+from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
 from exchangelib.folders import FolderCollection
 from exchangelib.folders.base import Folder as EwsFolder
 from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, JunkEmail,
@@ -77,13 +74,12 @@ from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connec
                                          ConnectorError, FetchedMessage, Folder, Sender)
 from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
 from server.sync.connectors.ews_session import EwsSession, utc as _utc
-from server.sync.connectors.ews_stream import STREAM_EVENTS, Stream
+from server.sync.connectors.ews_stream import Watching
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
 # headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
 logging.getLogger("exchangelib.util").setLevel(logging.CRITICAL)
 logging.getLogger("exchangelib.services.get_streaming_events").setLevel(logging.CRITICAL)
-log = logging.getLogger(__name__)
 
 EWS_NOTICE = ("EWS is for Exchange Server (on-premises) only; for Exchange Online use "
               "Microsoft Graph. Microsoft turned EWS off for Exchange Online in 2026.")
@@ -92,25 +88,15 @@ ROLES = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts", "deleteditem
 _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
                "deleteditems": DeletedItems, "junkemail": JunkEmail}
 GET_BATCH = 50  # items per GetItem
-DEFAULT_POLL_SECONDS = 30.0
 
 
-class EwsConnector(EwsSession, Connector, BatchKeywords):
+class EwsConnector(Watching, EwsSession, Connector, BatchKeywords):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
     def __init__(self, account: Account):
         super().__init__(account)
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
-        self._stream: Stream | None = None
-        self._streaming_refused = False
-
-    def close(self) -> None:
-        try:
-            self._stop_stream()
-        except Exception:  # the connection may be gone already
-            pass
-        super().close()
 
     def _distinguished(self) -> dict[str, str]:
         """Distinguished folder name -> folder id, for the well-known folders the mailbox has
@@ -287,78 +273,6 @@ class EwsConnector(EwsSession, Connector, BatchKeywords):
         return gone
 
     # -- push ---------------------------------------------------------------------------------
-
-    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
-        """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the
-        keys of changed folders. A streaming subscription (Exchange 2010 SP1 and later),
-        read by a thread for as long as this session lasts, reports changes as they happen;
-        where the server takes none, SyncFolderItems is polled from each folder's last state
-        read in this session (the state found is not stored: the next ``fetch_changes``
-        reads the changes)."""
-        timeout = max(0.0, timeout)
-        keys = frozenset(f.key for f in folders)
-        if keys and self.settings.get("streaming", True):
-            stream = self._stream_for(folders, keys)
-            if stream is not None:
-                with self._errors("waiting for new mail"):
-                    if stream.fresh:  # mail that came after the last read, before subscribing
-                        stream.fresh = False
-                        pending = self._pending(folders)
-                        if pending:
-                            return pending
-                    return stream.take(timeout)
-        return self._wait_polling(folders, timeout)
-
-    def _pending(self, folders: list[Folder]) -> set[str]:
-        """Folders with changes after the state last read in this session."""
-        changed = set()
-        for folder in folders:
-            state = self._states.get(folder.key)
-            if state and self._sync(self._folder(folder), state, 1)[0]:
-                changed.add(folder.key)
-        return changed
-
-    def _stream_for(self, folders: list[Folder], keys: frozenset[str]) -> Stream | None:
-        """The running stream on exactly these folders (started when needed), or None when
-        the server takes no streaming subscription."""
-        if self._stream is not None and self._stream.keys == keys and self._stream.alive:
-            return self._stream
-        self._stop_stream()
-        if self._streaming_refused:
-            return None
-        with self._errors("subscribing to changes"):
-            try:
-                subscription = FolderCollection(
-                    account=self.ews, folders=[self._folder(f) for f in folders]
-                ).subscribe_to_streaming(event_types=STREAM_EVENTS)
-            except (ErrorServerBusy, ErrorAccessDenied, ErrorFolderNotFound):
-                raise
-            except EWSError as exc:
-                log.info("%s takes no streaming subscription (%s): polling instead",
-                         self.where, type(exc).__name__)
-                self._streaming_refused = True
-                return None
-        self._stream = Stream(self.ews, subscription, keys)
-        return self._stream
-
-    def _stop_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.stop()
-
-    def _wait_polling(self, folders: list[Folder], timeout: float) -> set[str]:
-        interval = float(self.settings.get("poll_seconds", DEFAULT_POLL_SECONDS))
-        watched = [f for f in folders if self._states.get(f.key)]
-        if not watched:
-            return set()
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._errors("waiting for new mail"):
-                changed = self._pending(watched)
-            left = deadline - time.monotonic()
-            if changed or left <= 0:
-                return changed
-            time.sleep(min(interval, left))
 
 
 def _item_fields(root: Root) -> set:

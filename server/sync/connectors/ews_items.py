@@ -21,6 +21,8 @@ cancelled are not written to Exchange (EWS reaches an occurrence by its index, w
 store does not compute): the series' own occurrences as Exchange has them stay as they are.
 
 **Access**: ErrorAccessDenied on a first call says which folder the account may not open.
+**Push**: ``wait_for_changes`` streams notifications for the collections (else polls
+SyncFolderItems), as the EWS mail connector does (``ews_stream.Watching``).
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from server.sync.connectors.base import (Collection, ConnectorError, Item, ItemC
 from server.sync.connectors.common import pack_cursor, unpack_cursor
 from server.sync.connectors.ews_session import EwsSession
 from server.sync.connectors.ews_session import utc as _utc
+from server.sync.connectors.ews_stream import Watching
 from server.sync.connectors.graph_ical import (DAYS, Unrepresentable, event_to_ical, graph_time,
                                                ical_to_event, ical_to_task, ical_uid,
                                                task_to_ical, to_graph_time)
@@ -329,13 +332,14 @@ def task_fields(task: dict) -> dict:
 
 # --------------------------------------------------------------------------- the store
 
-class EwsItemStore(EwsSession, ItemStore):
+class EwsItemStore(Watching, EwsSession, ItemStore):
     """``with EwsItemStore(account) as store: ...``: one mailbox's appointments, contacts and
     tasks over EWS."""
 
     def __init__(self, account):
         super().__init__(account)
         self._kinds: dict[str, str] = {}  # folder id -> kind, for folders listed
+        self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
 
     @contextmanager
     def _guard(self, what: str, kind: str | None = None):
@@ -352,8 +356,8 @@ class EwsItemStore(EwsSession, ItemStore):
                                      severity="auth") from None
             raise
 
-    def _folder(self, key: str) -> EwsFolder:
-        return EwsFolder(id=key, root=self._root())
+    def _folder(self, collection: Collection) -> EwsFolder:
+        return EwsFolder(id=collection.key, root=self._root())
 
     def collections(self, kind: str) -> list[Collection]:
         if kind not in FOLDER_CLASS:
@@ -375,8 +379,9 @@ class EwsItemStore(EwsSession, ItemStore):
                 depth="Deep") if not isinstance(f, Exception)
                 and (f.folder_class or "").startswith(FOLDER_CLASS[kind])]
         default_id = default.id if default is not None else None
+        features = frozenset({"write", "push"} if self.settings.get("streaming", True) else {"write"})
         found = [Collection(key=f.id, name=f.name or name.capitalize(), kind=kind,
-                            default=f.id == default_id, features=frozenset({"write"}))
+                            default=f.id == default_id, features=features)
                  for f in rows]
         self._kinds.update({c.key: kind for c in found})
         return sorted(found, key=lambda c: (not c.default, c.name.casefold()))
@@ -395,7 +400,7 @@ class EwsItemStore(EwsSession, ItemStore):
         data = unpack_cursor(cursor)
         state = data.get("state") if data else None
         reset = cursor is not None and not state
-        folder = self._folder(collection.key)
+        folder = self._folder(collection)
         with self._guard(f"reading {collection.name}", collection.kind):
             try:
                 changes, new_state, last = self._sync(folder, state, limit)
@@ -406,6 +411,7 @@ class EwsItemStore(EwsSession, ItemStore):
             wanted = list(dict.fromkeys(item.id for kind, item in changes
                                         if kind in ("create", "update")))
             items = self._read(collection, wanted)
+        self._states[collection.key] = new_state or state
         return ItemChanges(items=items, cursor=pack_cursor({"state": new_state or state}),
                            removed=removed, more=not last and new_state != state, reset=reset)
 
@@ -462,11 +468,11 @@ class EwsItemStore(EwsSession, ItemStore):
                     uid = ical_uid(data)
                     if uid:
                         fields["uid"] = uid
-                item = model(account=self.ews, folder=self._folder(collection.key),
+                item = model(account=self.ews, folder=self._folder(collection),
                              **{k: v for k, v in fields.items() if v is not None})
                 item.save(**extra)
             else:
-                item = model(account=self.ews, folder=self._folder(collection.key), id=ref,
+                item = model(account=self.ews, folder=self._folder(collection), id=ref,
                              changekey=etag, **fields)
                 names = [name for name in fields if not (name == "recurrence" and fields[name] is None)]
                 try:

@@ -135,3 +135,13 @@ def test_an_rrule_exchange_cannot_hold_is_refused_for_that_item(exchange, accoun
         store.put(default(store, "appointment"), hourly)
     assert caught.value.code == "item_unrepresentable"
     assert exchange.records_in(BOB, "calendar") == []
+
+
+def test_waiting_hears_of_a_change_made_in_outlook(exchange, account):
+    with EwsItemStore(account) as store:
+        folder = default(store, "contact")
+        made = store.put(folder, NEW["contact"])
+        read_all(store, folder)
+        assert store.wait_for_changes([folder], 0.2) == set()
+        exchange.set_field(BOB, made.ref, "JobTitle", "Buyer")
+        assert store.wait_for_changes([folder], 10) == {folder.key}
