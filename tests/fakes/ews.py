@@ -552,7 +552,11 @@ class FakeExchange(FakeEwsItems):
             uri.get("FieldURI") == "item:MimeContent" for uri in shape.iter(_q("FieldURI"))))
         parts = []
         for elem in request.find(_q("ItemIds", M)):
-            item = box.items.get(elem.get("Id")) or box.occurrences.get(elem.get("Id"))
+            try:
+                item = self._resolve(box, elem) or box.items.get(elem.get("Id"))
+            except Fault as fault:
+                parts.append(_error_message("GetItem", fault, "<m:Items/>"))
+                continue
             if item is None:
                 parts.append(_error_message("GetItem", Fault(
                     "ErrorItemNotFound", "The specified object was not found in the store."),
@@ -567,7 +571,7 @@ class FakeExchange(FakeEwsItems):
         parts = []
         for change in request.find(_q("ItemChanges", M)):
             ident = change.find(_q("ItemId"))
-            item = box.items.get(ident.get("Id"))
+            item = box.items.get(ident.get("Id")) or box.occurrences.get(ident.get("Id"))
             if item is None:
                 parts.append(_error_message("UpdateItem", Fault(
                     "ErrorItemNotFound", "The specified object was not found in the store.")))

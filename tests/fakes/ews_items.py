@@ -21,8 +21,10 @@ from __future__ import annotations
 import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from xml.sax.saxutils import escape, quoteattr
+
+from dateutil import rrule
 
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -30,6 +32,13 @@ ITEM_FOLDERS = {"calendar": ("Calendar", "IPF.Appointment"),
                 "contacts": ("Contacts", "IPF.Contact"), "tasks": ("Tasks", "IPF.Task")}
 ITEM_CLASS = {"CalendarItem": "IPM.Appointment", "Contact": "IPM.Contact", "Task": "IPM.Task"}
 DEFAULT_FOLDER = {"CalendarItem": "calendar", "Contact": "contacts", "Task": "tasks"}
+PATTERNS = {"DailyRecurrence": rrule.DAILY, "WeeklyRecurrence": rrule.WEEKLY,
+            "AbsoluteMonthlyRecurrence": rrule.MONTHLY, "RelativeMonthlyRecurrence": rrule.MONTHLY,
+            "AbsoluteYearlyRecurrence": rrule.YEARLY, "RelativeYearlyRecurrence": rrule.YEARLY}
+WEEKDAYS = {"Monday": rrule.MO, "Tuesday": rrule.TU, "Wednesday": rrule.WE, "Thursday": rrule.TH,
+            "Friday": rrule.FR, "Saturday": rrule.SA, "Sunday": rrule.SU}
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
 ET.register_namespace("t", T)
 ET.register_namespace("m", M)
 
@@ -53,6 +62,8 @@ class FakeRecord:
     uid: str = field(default_factory=lambda: "040000008200E00074C5B7101A82E008" + secrets.token_hex(16))
     modified: list[tuple[str, str]] = field(default_factory=list)  # (occurrence id, original start)
     deleted: list[str] = field(default_factory=list)  # starts of deleted occurrences
+    master: str | None = None  # an occurrence's series
+    original: str | None = None  # an occurrence's original start
 
 
 def _text(tag: str, value: str) -> ET.Element:
@@ -98,7 +109,8 @@ class FakeEwsItems:
         with self.lock:
             box = self.mailbox(address)
             master = box.items[master_id]
-            occurrence = FakeRecord(id=_new_id(), folder=None, tag="CalendarItem", uid=master.uid)
+            occurrence = FakeRecord(id=_new_id(), folder=None, tag="CalendarItem", uid=master.uid,
+                                    master=master.id, original=_stamp(original_start))
             occurrence.fields = {k: v for k, v in master.fields.items() if k != "Recurrence"}
             occurrence.fields.update(Subject=_text("Subject", subject),
                                      Start=_text("Start", _stamp(start)),
@@ -114,6 +126,50 @@ class FakeEwsItems:
             master = box.items[master_id]
             master.deleted.append(_stamp(start))
             self._touched(box, master)
+
+    # -- occurrences ----------------------------------------------------------------------
+
+    def _resolve(self, box, elem) -> FakeRecord | None:
+        """The record an ItemId or OccurrenceItemId names (an occurrence reached by its
+        InstanceIndex is made on first use, as Exchange shows every occurrence)."""
+        from tests.fakes.ews import Fault
+        if _local(elem) != "OccurrenceItemId":
+            return self._find_record(box, elem.get("Id"))
+        master = box.items.get(elem.get("RecurringMasterId"))
+        if not isinstance(master, FakeRecord) or "Recurrence" not in master.fields:
+            return None
+        starts = series_starts(master)
+        index = int(elem.get("InstanceIndex"))
+        if not 1 <= index <= len(starts):
+            raise Fault("ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange",
+                        "The occurrence index is out of the recurrence range.")
+        original = _stamp(starts[index - 1])
+        if original in master.deleted:
+            raise Fault("ErrorCalendarOccurrenceIsDeletedFromRecurrence",
+                        "The occurrence has been deleted from the recurrence.")
+        found = next((box.occurrences[i] for i, start in master.modified if start == original), None)
+        if found is None:
+            found = next((o for o in box.occurrences.values()
+                          if o.master == master.id and o.original == original), None)
+        if found is None:
+            length = _parse(master.fields["End"].text) - _parse(master.fields["Start"].text)
+            found = FakeRecord(id=_new_id(), folder=None, tag="CalendarItem", uid=master.uid,
+                               master=master.id, original=original)
+            found.fields = {k: v for k, v in master.fields.items() if k != "Recurrence"}
+            found.fields.update(Start=_text("Start", original),
+                                End=_text("End", _stamp(starts[index - 1] + length)))
+            box.occurrences[found.id] = found
+        return found
+
+    def _occurrence_changed(self, box, occurrence: FakeRecord, deleted: bool = False) -> None:
+        master = box.items[occurrence.master]
+        master.modified = [(i, start) for i, start in master.modified if i != occurrence.id]
+        if deleted:
+            master.deleted.append(occurrence.original)
+            box.occurrences.pop(occurrence.id, None)
+        else:
+            master.modified.append((occurrence.id, occurrence.original))
+        self._touched(box, master)
 
     def _touched(self, box, record: FakeRecord) -> None:
         record.changekey = secrets.token_hex(6)
@@ -138,7 +194,8 @@ class FakeEwsItems:
             if record.modified:
                 parts.append("<t:ModifiedOccurrences>" + "".join(
                     f"<t:Occurrence><t:ItemId Id={quoteattr(i)} ChangeKey=\"0\"/>"
-                    f"<t:Start>{start}</t:Start><t:End>{start}</t:End>"
+                    f"<t:Start>{box.occurrences[i].fields['Start'].text}</t:Start>"
+                    f"<t:End>{box.occurrences[i].fields['End'].text}</t:End>"
                     f"<t:OriginalStart>{start}</t:OriginalStart></t:Occurrence>"
                     for i, start in record.modified) + "</t:ModifiedOccurrences>")
             if record.deleted:
@@ -194,7 +251,11 @@ class FakeEwsItems:
                 continue
             (value,) = list(update.find(_q(record.tag)))
             self._set_field(record, value)
-        self._touched(box, record)
+        if record.master is not None:
+            record.changekey = secrets.token_hex(6)
+            self._occurrence_changed(box, record)
+        else:
+            self._touched(box, record)
         return f"<m:Items>{self._record_xml(box, record, True)}</m:Items>" \
                "<m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>"
 
@@ -245,6 +306,15 @@ class FakeEwsItems:
         from tests.fakes.ews import Fault, _error_message, _success
         parts = []
         for elem in request.find(_q("ItemIds", M)):
+            try:
+                record = self._resolve(box, elem)
+            except Fault as fault:
+                parts.append(_error_message("DeleteItem", fault))
+                continue
+            if record is not None and record.master is not None:
+                self._occurrence_changed(box, record, deleted=True)
+                parts.append(_success("DeleteItem", ""))
+                continue
             record = box.items.pop(elem.get("Id"), None)
             if record is None:
                 parts.append(_error_message("DeleteItem", Fault(
@@ -262,3 +332,43 @@ def _new_id() -> str:
 
 def _stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def series_starts(master: FakeRecord, most: int = 1000) -> list[datetime]:
+    """The occurrence starts of a series from its Recurrence element (the fake's own reading
+    of EWS's pattern and range elements, through dateutil)."""
+    start = _parse(master.fields["Start"].text)
+    elems = {_local(e): e for e in master.fields["Recurrence"]}
+    pattern = next(e for name, e in elems.items() if name in PATTERNS)
+    kind = _local(pattern)
+
+    def value(name: str):
+        return pattern.findtext(_q(name))
+
+    kw: dict = {"interval": int(value("Interval") or 1)}
+    days = [WEEKDAYS[d] for d in (value("DaysOfWeek") or "").split() if d in WEEKDAYS]
+    freq = PATTERNS[kind]
+    if kind == "WeeklyRecurrence":
+        kw["byweekday"] = days
+        kw["wkst"] = WEEKDAYS.get(value("FirstDayOfWeek") or "Sunday")
+    if kind.startswith("Absolute"):
+        kw["bymonthday"] = int(value("DayOfMonth"))
+    if kind.startswith("Relative"):
+        kw["byweekday"] = days
+        kw["bysetpos"] = {"First": 1, "Second": 2, "Third": 3, "Fourth": 4, "Last": -1}[
+            value("DayOfWeekIndex")]
+    if kind.endswith("YearlyRecurrence"):
+        kw["bymonth"] = MONTHS.index(value("Month")) + 1
+        kw["interval"] = 1
+    if "NumberedRecurrence" in elems:
+        kw["count"] = int(elems["NumberedRecurrence"].findtext(_q("NumberOfOccurrences")))
+    elif "EndDateRecurrence" in elems:
+        end = elems["EndDateRecurrence"].findtext(_q("EndDate"))[:10]
+        kw["until"] = datetime.fromisoformat(end + "T23:59:59+00:00")
+    else:
+        kw["count"] = most
+    return list(rrule.rrule(freq, dtstart=start, **kw))[:most]

@@ -16,9 +16,9 @@ UID of an appointment is its ``UID``, of a contact or task its item id.
 **Writing**: CreateItem (no invitations sent: the CRM writes the organizer's copy only)
 and UpdateItem with the ChangeKey the caller read and ``NeverOverwrite``, so a newer
 version on the server is ``ErrorIrresolvableConflict`` -> ``ItemConflict``; DeleteItem
-(gone already is no error). A series' pattern is written; occurrences the CRM changed or
-cancelled are not written to Exchange (EWS reaches an occurrence by its index, which this
-store does not compute): the series' own occurrences as Exchange has them stay as they are.
+(gone already is no error). A series' pattern is written, then the occurrences the CRM changed
+(RECURRENCE-ID: UpdateItem) or cancelled (EXDATE: DeleteItem), each reached by its
+position in the series (OccurrenceItemId's InstanceIndex, counted from the RRULE).
 
 **Access**: ErrorAccessDenied on a first call says which folder the account may not open.
 **Push**: ``wait_for_changes`` streams notifications for the collections (else polls
@@ -32,8 +32,9 @@ from decimal import Decimal
 
 from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, HTMLBody, Task
 from exchangelib import Body as TextBody
-from exchangelib.errors import (ErrorAccessDenied, ErrorInvalidSyncStateData,
-                                ErrorIrresolvableConflict, ErrorItemNotFound)
+from exchangelib.errors import (ErrorAccessDenied, ErrorCalendarOccurrenceIsDeletedFromRecurrence,
+                                ErrorInvalidSyncStateData, ErrorIrresolvableConflict,
+                                ErrorItemNotFound)
 from exchangelib.folders import FolderCollection
 from exchangelib.folders.base import Folder as EwsFolder
 from exchangelib.folders.known_folders import Calendar, Contacts, MsgFolderRoot, Tasks
@@ -53,7 +54,7 @@ from server.sync.connectors.ews_session import utc as _utc
 from server.sync.connectors.ews_stream import Watching
 from server.sync.connectors.graph_ical import (DAYS, Unrepresentable, event_to_ical, graph_time,
                                                ical_to_event, ical_to_task, ical_uid,
-                                               task_to_ical, to_graph_time)
+                                               occurrence_numbers, task_to_ical, to_graph_time)
 from server.sync.connectors.graph_vcard import contact_to_vcard, vcard_to_contact
 
 FOLDER_CLASS = {"appointment": "IPF.Appointment", "contact": "IPF.Contact", "task": "IPF.Task"}
@@ -79,6 +80,9 @@ ADDRESSES = {"Business": "businessAddress", "Home": "homeAddress", "Other": "oth
 ADDRESS_FIELDS = (("street", "street"), ("city", "city"), ("state", "state"),
                   ("zipcode", "postalCode"), ("country", "countryOrRegion"))
 GET_BATCH = 50
+OCCURRENCE_FIELDS = ("subject", "body", "start", "end", "location", "legacy_free_busy_status",
+                     "sensitivity", "importance", "categories", "reminder_is_set",
+                     "reminder_minutes_before_start")
 
 
 # --------------------------------------------------------------------------- EWS -> Graph shape
@@ -481,10 +485,41 @@ class EwsItemStore(Watching, EwsSession, ItemStore):
                     raise ItemConflict(ref) from None
                 except ErrorItemNotFound:
                     raise ItemConflict(ref, "the item was deleted on the server") from None
+            if collection.kind == "appointment":
+                self._write_occurrences(item, data)
             items = self._read(collection, [item.id])
         if not items:
             raise ItemConflict(item.id, "the item was deleted on the server")
         return items[0]
+
+    def _write_occurrences(self, master: CalendarItem, data: str) -> None:
+        """The occurrences a series' text changes (RECURRENCE-ID) or cancels (EXDATE),
+        written on the occurrences Exchange numbers as the RRULE does (InstanceIndex); one
+        Exchange no longer has (deleted already) is left as it is."""
+        event, overrides, exdates = ical_to_event(data)
+        if not event.get("recurrence") or not (overrides or exdates):
+            return
+        numbers = occurrence_numbers(data, [when for when, _ in overrides] + list(exdates))
+        for when, fields in overrides:
+            if when not in numbers:
+                continue
+            try:
+                occurrence = master.occurrence(numbers[when])
+                occurrence.refresh()
+            except (ErrorItemNotFound, ErrorCalendarOccurrenceIsDeletedFromRecurrence):
+                continue
+            values = {k: v for k, v in event_fields(fields).items()
+                      if k in OCCURRENCE_FIELDS and v is not None}
+            for name, value in values.items():
+                setattr(occurrence, name, value)
+            occurrence.save(update_fields=list(values), send_meeting_invitations="SendToNone")
+        for day in exdates:
+            if day not in numbers:
+                continue
+            try:
+                master.occurrence(numbers[day]).delete(send_meeting_cancellations="SendToNone")
+            except (ErrorItemNotFound, ErrorCalendarOccurrenceIsDeletedFromRecurrence):
+                continue
 
     def delete(self, collection: Collection, ref: str, etag: str | None = None) -> None:
         model = MODELS[collection.kind]

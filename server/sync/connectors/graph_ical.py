@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 
+from dateutil.rrule import rrulestr
 from icalendar import Alarm, Calendar, Event, Todo, vCalAddress
 
 PRODID = "-//Regarding//Microsoft Graph//EN"
@@ -419,6 +420,29 @@ def ical_to_event(text: str) -> tuple[dict, list[tuple[datetime | date, dict]], 
     overrides = [(_utc(e["RECURRENCE-ID"].dt), _event_json(e)) for e in events
                  if e.get("RECURRENCE-ID") is not None]
     return item, overrides, sorted(exdates, key=str)
+
+
+def occurrence_numbers(text: str, moments: list) -> dict:
+    """The 1-based position of each of ``moments`` (RECURRENCE-IDs or EXDATEs in UTC, as
+    ``ical_to_event`` gives them) among the series' occurrences as its RRULE makes them
+    (what EWS calls an occurrence's InstanceIndex); a moment that is no occurrence is left
+    out."""
+    master = next(e for e in Calendar.from_ical(text).walk("VEVENT")
+                  if e.get("RECURRENCE-ID") is None)
+    start = _utc(master["DTSTART"].dt)
+    all_day = not isinstance(start, datetime)
+    first = datetime.combine(start, time()) if all_day else start
+    rule = rrulestr(master["RRULE"].to_ical().decode(), dtstart=first)
+    wanted = {(datetime.combine(m, time()) if not isinstance(m, datetime) else m): m
+              for m in moments}
+    last = max(wanted, default=first)
+    found = {}
+    for number, when in enumerate(rule, start=1):
+        if when > last or number > 5000:
+            break
+        if when in wanted:
+            found[wanted[when]] = number
+    return found
 
 
 def ical_uid(text: str) -> str | None:

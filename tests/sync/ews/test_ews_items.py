@@ -145,3 +145,27 @@ def test_waiting_hears_of_a_change_made_in_outlook(exchange, account):
         assert store.wait_for_changes([folder], 0.2) == set()
         exchange.set_field(BOB, made.ref, "JobTitle", "Buyer")
         assert store.wait_for_changes([folder], 10) == {folder.key}
+
+
+def test_occurrences_changed_and_cancelled_in_the_crm_reach_exchange(exchange, account):
+    moved, dropped = START + timedelta(days=7), START + timedelta(days=21)
+    override = ("END:VEVENT\r\nBEGIN:VEVENT\r\nUID:series-2\r\n"
+                f"RECURRENCE-ID:{moved:%Y%m%dT%H%M%SZ}\r\n"
+                f"DTSTART:{moved + timedelta(hours=3):%Y%m%dT%H%M%SZ}\r\n"
+                f"DTEND:{moved + timedelta(hours=4):%Y%m%dT%H%M%SZ}\r\n"
+                "SUMMARY:Review (later)\r\n")
+    text = event_text("series-2", "Review", extra=WEEKLY + f"EXDATE:{dropped:%Y%m%dT%H%M%SZ}\r\n"
+                      + override)
+    with EwsItemStore(account) as store:
+        calendar = default(store, "appointment")
+        made = store.put(calendar, text)
+        again = store.put(calendar, made.data, made.ref, made.etag)  # written twice: no change
+    master = exchange.record(BOB, made.ref)
+    assert master.deleted == [f"{dropped:%Y-%m-%dT%H:%M:%SZ}"]
+    assert [start for _, start in master.modified] == [f"{moved:%Y-%m-%dT%H:%M:%SZ}"]
+    occurrence = exchange.mailbox(BOB).occurrences[master.modified[0][0]]
+    assert occurrence.fields["Subject"].text == "Review (later)"
+    for item in (made, again):
+        assert f"EXDATE:{dropped:%Y%m%dT%H%M%SZ}" in item.data
+        assert f"RECURRENCE-ID:{moved:%Y%m%dT%H%M%SZ}" in item.data
+        assert f"DTSTART:{moved + timedelta(hours=3):%Y%m%dT%H%M%SZ}" in item.data
