@@ -1048,8 +1048,9 @@ class FakeGraph(FakeItems):
             expires = datetime.fromisoformat(str(body.get("expirationDateTime")).replace("Z", "+00:00"))
         except ValueError:
             return _error(400, "InvalidRequest", "expirationDateTime is not valid.")
-        if expires > _now() + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES) or expires <= _now():
-            return _error(400, "InvalidRequest", "Subscription expiration can only be 10080 "
+        most = 4230 if "/todo/" in resource else MAX_SUBSCRIPTION_MINUTES  # todoTask: 4230
+        if expires > _now() + timedelta(minutes=most) or expires <= _now():
+            return _error(400, "InvalidRequest", f"Subscription expiration can only be {most} "
                           "minutes in the future.")
         client_state = body.get("clientState")
         if client_state is not None and len(client_state) > 128:

@@ -65,6 +65,7 @@ CONTACT_SELECT = ("displayName,givenName,surname,middleName,title,generation,nic
                   "companyName,department,jobTitle,emailAddresses,businessPhones,homePhones,"
                   "mobilePhone,businessAddress,homeAddress,otherAddress,birthday,"
                   "personalNotes,categories")
+TASK_SUBSCRIPTION = timedelta(minutes=4230)
 PERMISSION = {"appointment": ("Calendars.ReadWrite", "Calendars.ReadWrite", "calendars"),
               "contact": ("Contacts.ReadWrite", "Contacts.ReadWrite", "contacts"),
               "task": ("Tasks.ReadWrite", "Tasks.ReadWrite.All", "tasks")}
@@ -398,6 +399,16 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
             raise self._error(reply, collection.kind, what, scope="message")
 
     # -- push -----------------------------------------------------------------------------
+
+    def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
+                            expires: datetime, lifecycle_url: str | None = None) -> dict:
+        """As for mail; a To Do list's subscription lives at most ``TASK_SUBSCRIPTION``
+        (Graph's limit for todoTask), so it is asked for no longer."""
+        collection = self.synced.get(folder_key)
+        if collection is not None and collection.kind == "task":
+            expires = min(expires, datetime.now(timezone.utc) + TASK_SUBSCRIPTION)
+        return super().create_subscription(folder_key, notification_url, client_state, expires,
+                                           lifecycle_url)
 
     def resource(self, key: str) -> str:
         collection = self.synced.get(key)

@@ -223,9 +223,9 @@ def test_subscriptions_for_each_kind_are_notified(graph, box):
                 collection = default(store, kind)
                 store.changes(collection, None)
                 sub = store.create_subscription(collection.key, url, f"state-{kind}",
-                                                datetime.now(timezone.utc) + timedelta(days=2))
+                                                datetime.now(timezone.utc) + timedelta(days=6))
                 subscribed[sub["id"]] = kind
-            renewed = store.renew_subscription(sub["id"], datetime.now(timezone.utc) + timedelta(days=3))
+            renewed = store.renew_subscription(sub["id"], datetime.now(timezone.utc) + timedelta(days=2))
             assert renewed["id"] == sub["id"]
         graph.add_event(ADDRESS, "Call", START)
         graph.add_contact(ADDRESS, displayName="Ann Lee")
