@@ -228,7 +228,7 @@ class FakeEwsItems:
                 if _local(child) == "UID":
                     record.uid = child.text or record.uid
                 else:
-                    record.fields[_local(child)] = child
+                    record.fields[_local(child)] = _canonical(child)
             box.items[record.id] = record
             box.note(folder.id, "create", record.id)
             parts.append(_success("CreateItem", f"<m:Items>{self._record_xml(box, record, True)}"
@@ -262,6 +262,7 @@ class FakeEwsItems:
     @staticmethod
     def _set_field(record: FakeRecord, value) -> None:
         tag = _local(value)
+        value = _canonical(value)
         entries = value.findall(_q("Entry"))
         stored = record.fields.get(tag)
         if not entries or stored is None:
@@ -323,6 +324,14 @@ class FakeEwsItems:
             box.note(record.folder, "delete", record.id)
             parts.append(_success("DeleteItem", ""))
         return "".join(parts)
+
+
+def _canonical(elem):
+    """An xs:boolean as Exchange answers it ("true"/"false"), whichever form was sent."""
+    if elem.text in ("1", "0") and not list(elem) and _local(elem).startswith(("Is", "Reminder")) \
+            and _local(elem) != "ReminderMinutesBeforeStart":
+        elem.text = "true" if elem.text == "1" else "false"
+    return elem
 
 
 def _new_id() -> str:

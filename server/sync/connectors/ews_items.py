@@ -27,7 +27,7 @@ SyncFolderItems), as the EWS mail connector does (``ews_stream.Watching``).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, HTMLBody, Task
@@ -134,7 +134,6 @@ def recurrence_shape(recurrence) -> dict:
 def event_shape(item, exceptions: list | None = None) -> dict:
     """A CalendarItem (with its modified occurrences, read whole) in Graph's event shape."""
     all_day = bool(item.is_all_day)
-    start, end = _utc(item.start), _utc(item.end)
     event: dict = {"id": item.id, "iCalUId": item.uid or item.id, "subject": item.subject or "",
                    "isAllDay": all_day, "location": {"displayName": item.location or ""},
                    "categories": list(item.categories or []),
@@ -143,11 +142,11 @@ def event_shape(item, exceptions: list | None = None) -> dict:
                    "importance": str(item.importance or "Normal").lower(),
                    "isReminderOn": bool(item.reminder_is_set),
                    "isCancelled": bool(getattr(item, "is_cancelled", False))}
-    if start is not None:
-        event["start"] = to_graph_time(start.date() if all_day and isinstance(item.start, date)
-                                       and not isinstance(item.start, datetime) else start)
-    if end is not None:
-        event["end"] = to_graph_time(end)
+    for name, value in (("start", item.start), ("end", item.end)):
+        if isinstance(value, datetime):
+            event[name] = to_graph_time(_utc(value))
+        elif isinstance(value, date):  # all day: exchangelib's end date is the last day
+            event[name] = to_graph_time(value + timedelta(days=1) if name == "end" else value)
     if item.reminder_is_set:
         event["reminderMinutesBeforeStart"] = int(item.reminder_minutes_before_start or 0)
     body = _body(item.body)
@@ -222,11 +221,16 @@ def task_shape(item) -> dict:
 
 # --------------------------------------------------------------------------- Graph shape -> EWS
 
-def _ews_time(value: dict | None, all_day: bool):
+def _ews_time(value: dict | None, all_day: bool, end: bool = False):
+    """A Graph time as exchangelib takes it: a date for an all-day event (its end the last
+    day, where Graph's end is the day after), else a datetime in UTC."""
     when = graph_time(value)
     if when is None:
         return None
-    return EWSDate(when.year, when.month, when.day) if all_day else EWSDateTime.from_datetime(when)
+    if not all_day:
+        return EWSDateTime.from_datetime(when)
+    day = when.date() - timedelta(days=1) if end else when.date()
+    return EWSDate(day.year, day.month, day.day)
 
 
 def _ews_body(body: dict | None):
@@ -282,7 +286,7 @@ def event_fields(event: dict) -> dict:
     all_day = bool(event.get("isAllDay"))
     fields = {"subject": event.get("subject") or "", "body": _ews_body(event.get("body")),
               "start": _ews_time(event.get("start"), all_day),
-              "end": _ews_time(event.get("end"), all_day), "is_all_day": all_day,
+              "end": _ews_time(event.get("end"), all_day, end=True), "is_all_day": all_day,
               "location": (event.get("location") or {}).get("displayName") or None,
               "legacy_free_busy_status": {v: k for k, v in FREE_BUSY.items()}.get(
                   event.get("showAs") or "busy", "Busy"),

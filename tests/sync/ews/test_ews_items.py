@@ -169,3 +169,14 @@ def test_occurrences_changed_and_cancelled_in_the_crm_reach_exchange(exchange, a
         assert f"EXDATE:{dropped:%Y%m%dT%H%M%SZ}" in item.data
         assert f"RECURRENCE-ID:{moved:%Y%m%dT%H%M%SZ}" in item.data
         assert f"DTSTART:{moved + timedelta(hours=3):%Y%m%dT%H%M%SZ}" in item.data
+
+
+def test_all_day_event_stays_all_day(exchange, account):
+    day = (START + timedelta(days=1)).date()
+    text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:ad\r\n"
+            f"DTSTART;VALUE=DATE:{day:%Y%m%d}\r\nDTEND;VALUE=DATE:{day + timedelta(days=1):%Y%m%d}\r\n"
+            "SUMMARY:Fair\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    with EwsItemStore(account) as store:
+        made = store.put(default(store, "appointment"), text)
+    assert f"DTSTART;VALUE=DATE:{day:%Y%m%d}" in made.data
+    assert f"DTEND;VALUE=DATE:{day + timedelta(days=1):%Y%m%d}" in made.data
