@@ -251,8 +251,11 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
         try:
             if collection.kind == "appointment":
                 event, overrides, exdates = ical_to_event(data)
+                event.pop("organizer", None)  # Exchange makes the mailbox the organizer
                 if not create:
                     event.pop("transactionId", None)
+                for _, fields in overrides:
+                    fields.pop("organizer", None)
                 return event, overrides, exdates
             if collection.kind == "contact":
                 contact = vcard_to_contact(data)
