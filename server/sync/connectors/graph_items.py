@@ -17,14 +17,16 @@
   ``exceptionOccurrences`` expanded and ``cancelledOccurrences``), 20 to a ``$batch``, and
   is one item whose ref is the series master's id. Times come in UTC (``Prefer:
   outlook.timezone="UTC"``); the UID is ``iCalUId``.
-* contacts with ``/contacts/delta`` (default folder) or ``/contactFolders/{id}/contacts/
-  delta``, to-do tasks with ``/todo/lists/{id}/tasks/delta``; their UID is their id.
+* contacts with ``/contacts/delta`` (the default folder: it answers, though Microsoft
+  documents only the per-folder form) or ``/contactFolders/{id}/contacts/delta``, to-do
+  tasks with ``/todo/lists/{id}/tasks/delta``; their UID is their id.
 
 ``@removed`` entries are reported as removed refs.
 
 **Writing.** A create is a POST (an event carries its iCalendar UID as ``transactionId``,
 so a create repeated after a lost answer makes no second event; Graph gives the event its
-own ``iCalUId``, returned on the item). A replace is a PATCH with ``If-Match`` on the
+own ``iCalUId``, returned on the item; the organizer is not written: Exchange makes the
+mailbox the organizer). A replace is a PATCH with ``If-Match`` on the
 ``@odata.etag`` the caller read; a delete a DELETE with it. 412 raises ``ItemConflict``. A
 series' changed occurrences (RECURRENCE-ID) are PATCHed and its EXDATEs DELETEd on the
 occurrences ``/events/{id}/instances`` lists. ``put_many`` writes many simple items in
