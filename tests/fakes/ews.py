@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import itertools
 import secrets
+import socket
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import spnego
 from spnego.exceptions import SpnegoError
+
+from tests.fakes.ews_items import ITEM_CLASS, ITEM_FOLDERS, FakeEwsItems, FakeRecord
 
 S = "http://schemas.xmlsoap.org/soap/envelope/"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -103,7 +106,8 @@ class FakeMailbox:
         self.root = self._add("Top of Information Store", None, "msgfolderroot")
         for key, name in WELL_KNOWN.items():
             self._add(name, self.root.id, key)
-        self.items: dict[str, FakeItem] = {}
+        self.items: dict[str, FakeItem] = {}  # and FakeRecords (calendar items, contacts, tasks)
+        self.occurrences: dict[str, FakeRecord] = {}  # changed occurrences of series
         self.on_change = None  # set by the server: streaming subscriptions hear of changes
         # folder id -> [(sequence, kind, item id)], kind: create update delete
         self.log: dict[str, list[tuple[int, str, str]]] = {}
@@ -135,7 +139,7 @@ class FakeMailbox:
             self.on_change(self, folder_id, kind, item_id)
 
 
-class FakeExchange:
+class FakeExchange(FakeEwsItems):
     """The state of the fake server, and its WSGI application (``self`` is callable)."""
 
     def __init__(self):
@@ -157,6 +161,9 @@ class FakeExchange:
         self.ntlm = False  # True: NTLM is offered and accepted (see ntlm_user_file)
         self.ntlm_sign_ins: list[str] = []  # the users each completed NTLM exchange proved
         self._ntlm_contexts: dict[tuple, object] = {}  # connection -> NTLM acceptor
+        self.denied: set[str] = set()  # distinguished folders that answer ErrorAccessDenied
+        self.drop_requests = 0  # break the connection of this many next requests
+        self.state_generation = 0  # SyncStates of an older generation are invalid
 
     # -- set-up and actions a test (or Exchange's own transport) performs ------------------
 
@@ -174,6 +181,7 @@ class FakeExchange:
         if key not in self.mailboxes:
             self.mailboxes[key] = FakeMailbox(address)
             self.mailboxes[key].on_change = self._heard
+            self._add_item_folders(self.mailboxes[key])
         return self.mailboxes[key]
 
     def _heard(self, box: FakeMailbox, folder_id: str, kind: str, item_id: str) -> None:
@@ -473,15 +481,20 @@ class FakeExchange:
                     ident = elem.get("Id")
                     if ident == "root":
                         ident = "msgfolderroot"
-                    out.append(box.folder(ident) if ident in WELL_KNOWN or
-                               ident == "msgfolderroot" else _missing_folder())
+                    found = box.folder(ident) if ident in WELL_KNOWN or ident in ITEM_FOLDERS \
+                        or ident == "msgfolderroot" else _missing_folder()
                 else:
                     ident = elem.get("Id")
                     if ident not in box.folders:
                         raise KeyError(ident)
-                    out.append(box.folders[ident])
+                    found = box.folders[ident]
+                if isinstance(found, FakeFolder):
+                    self._check_access(box, found)
+                out.append(found)
             except KeyError:
                 out.append(_missing_folder())
+            except Fault as fault:
+                out.append(fault)
         return out
 
     def _op_GetFolder(self, box, request) -> str:
@@ -513,7 +526,8 @@ class FakeExchange:
         if isinstance(folder, Fault):
             raise folder
         state = request.find(_q("SyncState", M))
-        since = _read_state(state.text if state is not None else None, folder.id)
+        since = _read_state(state.text if state is not None else None,
+                            f"{folder.id}/{self.state_generation}")
         most = int(request.find(_q("MaxChangesReturned", M)).text)
         changes = _net_changes(box, folder.id, since)
         page, rest = changes[:most], changes[most:]
@@ -524,8 +538,10 @@ class FakeExchange:
                 xml.append(f'<t:Delete><t:ItemId Id={quoteattr(item_id)}/></t:Delete>')
             else:
                 tag = "Create" if kind == "create" else "Update"
-                xml.append(f"<t:{tag}>{_item_xml(box.items[item_id])}</t:{tag}>")
-        new_state = base64.b64encode(f"fake-ews:{folder.id}:{last}".encode()).decode()
+                item = box.items[item_id]
+                xml.append(f"<t:{tag}>{self._record_xml(box, item, True) if isinstance(item, FakeRecord) else _item_xml(item)}</t:{tag}>")
+        new_state = base64.b64encode(
+            f"fake-ews:{folder.id}/{self.state_generation}:{last}".encode()).decode()
         return _success("SyncFolderItems", f"<m:SyncState>{new_state}</m:SyncState>"
                         f"<m:IncludesLastItemInRange>{'false' if rest else 'true'}"
                         f"</m:IncludesLastItemInRange><m:Changes>{''.join(xml)}</m:Changes>")
@@ -536,11 +552,17 @@ class FakeExchange:
             uri.get("FieldURI") == "item:MimeContent" for uri in shape.iter(_q("FieldURI"))))
         parts = []
         for elem in request.find(_q("ItemIds", M)):
-            item = box.items.get(elem.get("Id"))
+            try:
+                item = self._resolve(box, elem) or box.items.get(elem.get("Id"))
+            except Fault as fault:
+                parts.append(_error_message("GetItem", fault, "<m:Items/>"))
+                continue
             if item is None:
                 parts.append(_error_message("GetItem", Fault(
                     "ErrorItemNotFound", "The specified object was not found in the store."),
                     "<m:Items/>"))
+            elif isinstance(item, FakeRecord):
+                parts.append(_success("GetItem", f"<m:Items>{self._record_xml(box, item)}</m:Items>"))
             else:
                 parts.append(_success("GetItem", f"<m:Items>{_item_xml(item, mime)}</m:Items>"))
         return "".join(parts)
@@ -549,10 +571,17 @@ class FakeExchange:
         parts = []
         for change in request.find(_q("ItemChanges", M)):
             ident = change.find(_q("ItemId"))
-            item = box.items.get(ident.get("Id"))
+            item = box.items.get(ident.get("Id")) or box.occurrences.get(ident.get("Id"))
             if item is None:
                 parts.append(_error_message("UpdateItem", Fault(
                     "ErrorItemNotFound", "The specified object was not found in the store.")))
+                continue
+            if isinstance(item, FakeRecord):
+                try:
+                    parts.append(_success("UpdateItem", self._update_record(
+                        box, item, change, request.get("ConflictResolution", "AutoResolve"))))
+                except Fault as fault:
+                    parts.append(_error_message("UpdateItem", fault))
                 continue
             for update in change.find(_q("Updates")):
                 uri = update.find(_q("FieldURI"))
@@ -569,6 +598,8 @@ class FakeExchange:
         return "".join(parts)
 
     def _op_CreateItem(self, box, request) -> str:
+        if any(elem.tag.rpartition("}")[2] in ITEM_CLASS for elem in request.find(_q("Items", M))):
+            return self._create_records(box, request)
         disposition = request.get("MessageDisposition")
         saved = request.find(_q("SavedItemFolderId", M))
         parts = []
@@ -732,6 +763,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
+        fake = self.server.app
+        if fake.drop_requests > 0:  # the connection breaks before an answer
+            with fake.lock:
+                fake.drop_requests -= 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         url = urlsplit(self.path)
         environ = {"REQUEST_METHOD": self.command, "PATH_INFO": url.path,
                    "QUERY_STRING": url.query, "SERVER_PROTOCOL": self.request_version,

@@ -54,12 +54,13 @@ import json
 import queue
 import re
 import secrets
+import socket
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from email.utils import getaddresses
@@ -70,6 +71,8 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.graph_items import ITEM_APP_ROLES, FakeItems, item_role
+from tests.fakes.graph_wire import _b64url, _error, _iso, _now, _unb64url
 from tests.servers.ports import LOOPBACK, make_self_signed_cert
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -85,31 +88,6 @@ WELL_KNOWN = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts",
 MAX_SUBSCRIPTION_MINUTES = 10080
 POLICY_DENIED = ("Access to OData is disabled: Blocked by tenant configured AppOnly "
                  "AccessPolicy settings.")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _b64url(data: dict | bytes) -> str:
-    raw = json.dumps(data, separators=(",", ":")).encode() if isinstance(data, dict) else data
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64url(text: str) -> dict | None:
-    try:
-        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, TypeError):
-        return None
-
-
-def _error(status: int, code: str, message: str, headers: dict | None = None):
-    return status, dict(headers or {}), {"error": {"code": code, "message": message,
-                                                   "innerError": {"date": _iso(_now())}}}
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -153,6 +131,9 @@ class FakeMailbox:
     removals: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
     well_known: dict[str, str] = field(default_factory=dict)
     root_id: str = ""
+    collections: dict = field(default_factory=dict)  # calendars, contact folders, task lists
+    items: dict = field(default_factory=dict)  # events, contacts, tasks (``graph_items``)
+    item_removals: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass
@@ -177,7 +158,7 @@ class Token:
     audience: str = GRAPH_RESOURCE  # the resource the token is for
 
 
-class FakeGraph:
+class FakeGraph(FakeItems):
     """The fake service; ``start()`` serves it, ``close()`` stops it."""
 
     def __init__(self, tenant: str = "11111111-2222-3333-4444-555555555555",
@@ -185,7 +166,7 @@ class FakeGraph:
                  token_lifetime: int = 3599):
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.token_lifetime = token_lifetime
-        self.app_roles: tuple[str, ...] = APP_ROLES  # what admin consent granted
+        self.app_roles: tuple[str, ...] = APP_ROLES + ITEM_APP_ROLES  # what admin consent granted
         self.ews_app_roles: tuple[str, ...] = EWS_APP_ROLES  # the same, for EWS
         self.uploads: dict[str, dict] = {}  # upload session id -> its draft and bytes so far
         self.upload_ranges: list[tuple[int, int, int]] = []  # (start, end, status) of each PUT
@@ -193,6 +174,7 @@ class FakeGraph:
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
         self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
+        self.drop_requests = 0  # break the connection of this many next Graph requests
         self.folder_delta_flat = True  # False: mailFolders/delta lists the top level only
         self.lock = threading.RLock()
         self.mailboxes: dict[str, FakeMailbox] = {}
@@ -200,6 +182,9 @@ class FakeGraph:
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
         self.assertions: dict[str, str] = {}  # add-in SSO token -> user (for on-behalf-of)
         self.subscriptions: dict[str, Subscription] = {}
+        # A list: every Graph request and answer is appended to it as (method, path, query,
+        # request JSON, status, answer JSON), batched ones one by one (the schema test).
+        self.record: list | None = None
         self.stats: Counter[str] = Counter()
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight: Counter[str] = Counter()
@@ -266,6 +251,7 @@ class FakeGraph:
             box.root_id = box.well_known["msgfolderroot"] = root.id
             for name, display in WELL_KNOWN.items():
                 box.well_known[name] = self._new_folder(box, display, root.id).id
+            self._add_item_collections(box)
             self.mailboxes[box.address] = box
             return box
 
@@ -444,6 +430,13 @@ class FakeGraph:
     def wsgi(self, environ, start_response):
         request = Request(environ)
         path = request.path
+        if self.drop_requests and path.startswith("/v1.0/"):
+            with self.lock:
+                self.drop_requests -= 1
+            connection = environ["werkzeug.socket"]  # the connection breaks before an answer
+            connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+            return []
         if path.startswith(f"/{self.tenant}/"):
             response = self._entra(request, path[len(self.tenant) + 1:])
         elif path.startswith("/v1.0/") or path == "/v1.0":
@@ -614,6 +607,18 @@ class FakeGraph:
     def _graph(self, method: str, path: str, query: dict, headers: dict, data: bytes,
                token: Token | None, inner: bool = False):
         """One Graph request (top level or inside a batch) -> (status, headers, body)."""
+        status, out_headers, body = self._answer(method, path, query, headers, data, token, inner)
+        if self.record is not None and path != "/$batch":
+            try:
+                sent = json.loads(data) if data else None
+            except ValueError:
+                sent = None
+            self.record.append((method, path, dict(query), sent, status,
+                                body if isinstance(body, dict) else None))
+        return status, out_headers, body
+
+    def _answer(self, method: str, path: str, query: dict, headers: dict, data: bytes,
+                token: Token | None, inner: bool = False):
         with self.lock:
             waits = self._throttle_inner if inner and self._throttle_inner else self._throttle
             if waits:
@@ -641,8 +646,9 @@ class FakeGraph:
             (b for b in self.mailboxes.values() if b.user_id == address), None)
         if box is None:
             return _error(404, "ErrorInvalidUser", f"The requested user '{address}' is invalid.")
-        denied = self._denied(token, box, "Mail.Send" if rest.endswith("/send") or
-                              rest == "/sendMail" else "Mail.ReadWrite")
+        role = item_role(rest, token.kind == "delegated")
+        denied = self._denied(token, box, role or ("Mail.Send" if rest.endswith("/send") or
+                                                   rest == "/sendMail" else "Mail.ReadWrite"))
         if denied:
             return denied
         immutable = 'idtype="immutableid"' in headers.get("Prefer", "").replace(" ", "").lower()
@@ -650,6 +656,10 @@ class FakeGraph:
             if not self._count(box):
                 return _error(429, "ApplicationThrottled", "Application is over its "
                               "MailboxRequests limit (10000 in 10 minutes).", {"Retry-After": "60"})
+            if role:
+                answer = self._items(method, box, rest, query, headers, data)
+                if answer is not None:
+                    return answer
             return self._mail(method, box, rest, query, headers, data, immutable)
 
     def _denied(self, token: Token, box: FakeMailbox, role: str):
@@ -999,6 +1009,10 @@ class FakeGraph:
     def _subscribe(self, body: dict, token: Token):
         self.stats["subscribe"] += 1
         resource = str(body.get("resource") or "")
+        match = re.match(r"^/?(?:users|Users)/([^/]+)/(calendars|contacts|contactFolders|todo)\b",
+                         resource)
+        if match:
+            return self._subscribe_items(body, token, unquote(match.group(1)).lower(), resource)
         match = re.match(r"^/?(?:users|Users)/([^/]+)/mailFolders(?:\('([^']+)'\)|/([^/]+))/messages$",
                          resource)
         if not match:
@@ -1013,12 +1027,30 @@ class FakeGraph:
         folder_id = self._folder_ref(box, match.group(2) or match.group(3))
         if folder_id is None:
             return _error(404, "ErrorItemNotFound", "The specified object was not found.")
+        return self._subscribed(body, box, folder_id, resource)
+
+    def _subscribe_items(self, body: dict, token: Token, address: str, resource: str):
+        box = self.mailboxes.get(address)
+        if box is None:
+            return _error(404, "ErrorInvalidUser", "The requested user is invalid.")
+        collection = self._item_subscription(box, resource)
+        if collection is None or collection not in box.collections:
+            return _error(404, "ErrorItemNotFound", "The specified object was not found.")
+        rest = resource[resource.lower().index(address) + len(address):]
+        denied = self._denied(token, box, item_role(rest, token.kind == "delegated"))
+        if denied:
+            return denied
+        return self._subscribed(body, box, collection, resource)
+
+    def _subscribed(self, body: dict, box: FakeMailbox, folder_id: str, resource: str):
+        """Validate and keep a subscription on a folder or item collection."""
         try:
             expires = datetime.fromisoformat(str(body.get("expirationDateTime")).replace("Z", "+00:00"))
         except ValueError:
             return _error(400, "InvalidRequest", "expirationDateTime is not valid.")
-        if expires > _now() + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES) or expires <= _now():
-            return _error(400, "InvalidRequest", "Subscription expiration can only be 10080 "
+        most = 4230 if "/todo/" in resource else MAX_SUBSCRIPTION_MINUTES  # todoTask: 4230
+        if expires > _now() + timedelta(minutes=most) or expires <= _now():
+            return _error(400, "InvalidRequest", f"Subscription expiration can only be {most} "
                           "minutes in the future.")
         client_state = body.get("clientState")
         if client_state is not None and len(client_state) > 128:

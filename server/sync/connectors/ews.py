@@ -57,180 +57,46 @@ one of the connections exchangelib shares among the mailboxes of one service acc
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import AbstractContextManager
-from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.utils import getaddresses
 
-from exchangelib import (BASIC, DELEGATE, IMPERSONATION, NTLM, OAUTH2, Configuration,
-                         Credentials, Message, Version)
-from exchangelib import Account as EwsAccount
-from exchangelib.account import Identity
-from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
-from exchangelib.errors import (ErrorAccessDenied, ErrorFolderNotFound, ErrorInvalidSyncStateData,
-                                ErrorItemNotFound, ErrorServerBusy, EWSError)
+from exchangelib import Message
+from exchangelib.errors import ErrorFolderNotFound, ErrorInvalidSyncStateData, ErrorItemNotFound
 from exchangelib.folders import FolderCollection
 from exchangelib.folders.base import Folder as EwsFolder
 from exchangelib.folders.known_folders import (DeletedItems, Drafts, Inbox, JunkEmail,
                                                MsgFolderRoot, SentItems)
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
-from exchangelib.properties import Mailbox as EwsMailbox
 from exchangelib.services import GetItem, SyncFolderItems
-from exchangelib.version import VERSIONS
-from oauthlib.oauth2 import OAuth2Token
 
-from server.sync.connectors.base import (RENEWING_TOKEN, Account, BatchKeywords, Changes, Connector,
-                                         ConnectorError, FetchedMessage, Folder, Needs, Sender)
-from server.sync.connectors.common import Session, newsworthy, pack_cursor, unpack_cursor
-from server.sync.connectors.ews_errors import translated
-from server.sync.connectors.ews_stream import STREAM_EVENTS, Stream
+from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector,
+                                         ConnectorError, FetchedMessage, Folder, Sender)
+from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
+from server.sync.connectors.ews_session import EwsSession, utc as _utc
+from server.sync.connectors.ews_stream import Watching
 
 # exchangelib logs every request and response at DEBUG (message bodies, Authorization
 # headers) and the request at ERROR when a post fails unexpectedly: neither reaches the logs.
 logging.getLogger("exchangelib.util").setLevel(logging.CRITICAL)
 logging.getLogger("exchangelib.services.get_streaming_events").setLevel(logging.CRITICAL)
-log = logging.getLogger(__name__)
 
 EWS_NOTICE = ("EWS is for Exchange Server (on-premises) only; for Exchange Online use "
               "Microsoft Graph. Microsoft turned EWS off for Exchange Online in 2026.")
-AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth": OAUTH2}
 ROLES = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts", "deleteditems": "trash",
          "junkemail": "junk"}
 _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
                "deleteditems": DeletedItems, "junkemail": JunkEmail}
 GET_BATCH = 50  # items per GetItem
-DEFAULT_POLL_SECONDS = 30.0
 
 
-def _utc(value) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    value = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                     value.microsecond, tzinfo=value.tzinfo and timezone(value.utcoffset()))
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _version(name: str | None) -> Version | None:
-    """``Exchange2016`` (an EWS API version, as exchangelib names them) -> the Version
-    exchangelib would learn by asking (saves the probe)."""
-    if not name:
-        return None
-    # VERSIONS is newest first: the first match is the newest build of that API version.
-    for build, api_version, _ in VERSIONS:
-        if api_version == name:
-            return Version(build=build, api_version=api_version)
-    raise ConnectorError("bad_setting", f"Unknown Exchange version {name!r} in the server "
-                         "profile (e.g. Exchange2013_SP1, Exchange2016).", severity="auth")
-
-
-class EwsConnector(Session, Connector, BatchKeywords):
+class EwsConnector(Watching, EwsSession, Connector, BatchKeywords):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
-
-    needs = Needs(oauth=RENEWING_TOKEN)  # ews_url or Autodiscover; Exchange keeps Sent copies
-    _client: EwsAccount | None
 
     def __init__(self, account: Account):
         super().__init__(account)
-        self.settings = account.settings or {}
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
-        self._root_folder: Root | None = None
-        self._stream: Stream | None = None
-        self._streaming_refused = False
-
-    # -- session --------------------------------------------------------------------------
-
-    @property
-    def where(self) -> str:
-        return self.settings.get("ews_url") or f"Autodiscover for {self.account.address}"
-
-    @property
-    def _oauth(self) -> bool:
-        return bool(self.account.oauth_token or self.account.token_provider)
-
-    @property
-    def _app_only(self) -> bool:
-        return bool(self.account.token_provider and not self.account.delegated)
-
-    def _credentials(self):
-        account = self.account
-        if account.token_provider:
-            identity = Identity(primary_smtp_address=account.address) if self._app_only else None
-            return _ProvidedToken(account.token_provider, identity)
-        if account.oauth_token:
-            return OAuth2AuthorizationCodeCredentials(
-                access_token={"access_token": account.oauth_token, "token_type": "Bearer"})
-        return Credentials(account.username or account.address, account.password or "")
-
-    def _connect(self) -> None:
-        account = self.account
-        auth_name = "oauth" if self._oauth else self.settings.get("auth_type")
-        if auth_name and auth_name not in AUTH_TYPES:
-            raise ConnectorError("bad_setting", f"Unknown EWS sign-in {auth_name!r}: choose "
-                                 "NTLM, Basic or OAuth in the server profile.", severity="auth")
-        if auth_name == "oauth" and not self._oauth:
-            raise ConnectorError("oauth_not_configured", f"The server profile signs in to "
-                                 f"{self.where} with OAuth, but no access token was issued for "
-                                 f"{account.address}.", severity="auth")
-        try:
-            self._sign_in(auth_name)
-        except ConnectorError as exc:
-            if exc.code != "auth_failed" or not account.token_provider:
-                raise
-            # A token the server refuses before it expires (revoked, or the cache outlived
-            # it): once more with a token just issued.
-            account.token_provider(fresh=True)
-            self._sign_in(auth_name)
-
-    def _sign_in(self, auth_name: str | None) -> None:
-        account = self.account
-        access = IMPERSONATION if self.settings.get("impersonation") or self._app_only \
-            else DELEGATE
-        url = self.settings.get("ews_url")
-        with self._errors("connecting"):
-            config = Configuration(
-                service_endpoint=url or None, credentials=self._credentials(),
-                auth_type=AUTH_TYPES.get(auth_name),
-                version=_version(self.settings.get("exchange_version")),
-                max_connections=int(self.settings.get("max_connections", 4)))
-            # Without a URL, Autodiscover finds the endpoint from the mailbox address.
-            self._client = EwsAccount(primary_smtp_address=account.address, config=config,
-                                      autodiscover=not url, access_type=access)
-            self._client.protocol.TIMEOUT = account.timeout  # seconds per request
-            self._client.version  # noqa: B018 - asks the server now: sign-in problems show here
-
-    def close(self) -> None:
-        try:
-            self._stop_stream()
-        except Exception:  # the connection may be gone already
-            pass
-        super().close()
-
-    def _abort(self, ews: EwsAccount) -> None:
-        ews.protocol.close()
-
-    @property
-    def ews(self) -> EwsAccount:
-        return self.client
-
-    def _errors(self, what: str) -> AbstractContextManager[None]:
-        """exchangelib's exceptions as ``ConnectorError``s with a severity (``ews_errors``)."""
-        return translated(what, self.where, self.account, oauth=self._oauth,
-                          app_only=self._app_only)
-
-    # -- folders ------------------------------------------------------------------------------
-
-    def _mailbox(self) -> EwsMailbox:
-        return EwsMailbox(email_address=self.account.address)
-
-    def _root(self) -> Root:
-        """The hierarchy's root as exchangelib's folders need one (made here, not fetched)."""
-        if self._root_folder is None or self._root_folder.account is not self.ews:
-            self._root_folder = Root(account=self.ews, _distinguished_id=DistinguishedFolderId(
-                id="root", mailbox=self._mailbox()))
-        return self._root_folder
 
     def _distinguished(self) -> dict[str, str]:
         """Distinguished folder name -> folder id, for the well-known folders the mailbox has
@@ -407,98 +273,6 @@ class EwsConnector(Session, Connector, BatchKeywords):
         return gone
 
     # -- push ---------------------------------------------------------------------------------
-
-    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
-        """Block until one of ``folders`` changes or ``timeout`` seconds pass; returns the
-        keys of changed folders. A streaming subscription (Exchange 2010 SP1 and later),
-        read by a thread for as long as this session lasts, reports changes as they happen;
-        where the server takes none, SyncFolderItems is polled from each folder's last state
-        read in this session (the state found is not stored: the next ``fetch_changes``
-        reads the changes)."""
-        timeout = max(0.0, timeout)
-        keys = frozenset(f.key for f in folders)
-        if keys and self.settings.get("streaming", True):
-            stream = self._stream_for(folders, keys)
-            if stream is not None:
-                with self._errors("waiting for new mail"):
-                    if stream.fresh:  # mail that came after the last read, before subscribing
-                        stream.fresh = False
-                        pending = self._pending(folders)
-                        if pending:
-                            return pending
-                    return stream.take(timeout)
-        return self._wait_polling(folders, timeout)
-
-    def _pending(self, folders: list[Folder]) -> set[str]:
-        """Folders with changes after the state last read in this session."""
-        changed = set()
-        for folder in folders:
-            state = self._states.get(folder.key)
-            if state and self._sync(self._folder(folder), state, 1)[0]:
-                changed.add(folder.key)
-        return changed
-
-    def _stream_for(self, folders: list[Folder], keys: frozenset[str]) -> Stream | None:
-        """The running stream on exactly these folders (started when needed), or None when
-        the server takes no streaming subscription."""
-        if self._stream is not None and self._stream.keys == keys and self._stream.alive:
-            return self._stream
-        self._stop_stream()
-        if self._streaming_refused:
-            return None
-        with self._errors("subscribing to changes"):
-            try:
-                subscription = FolderCollection(
-                    account=self.ews, folders=[self._folder(f) for f in folders]
-                ).subscribe_to_streaming(event_types=STREAM_EVENTS)
-            except (ErrorServerBusy, ErrorAccessDenied, ErrorFolderNotFound):
-                raise
-            except EWSError as exc:
-                log.info("%s takes no streaming subscription (%s): polling instead",
-                         self.where, type(exc).__name__)
-                self._streaming_refused = True
-                return None
-        self._stream = Stream(self.ews, subscription, keys)
-        return self._stream
-
-    def _stop_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.stop()
-
-    def _wait_polling(self, folders: list[Folder], timeout: float) -> set[str]:
-        interval = float(self.settings.get("poll_seconds", DEFAULT_POLL_SECONDS))
-        watched = [f for f in folders if self._states.get(f.key)]
-        if not watched:
-            return set()
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._errors("waiting for new mail"):
-                changed = self._pending(watched)
-            left = deadline - time.monotonic()
-            if changed or left <= 0:
-                return changed
-            time.sleep(min(interval, left))
-
-
-class _ProvidedToken(OAuth2AuthorizationCodeCredentials):
-    """exchangelib's OAuth credentials with the token from our token provider (msal, cached
-    in ``server.sync.engine.oauth``). The token carries the time it must be renewed: once it has
-    passed, the OAuth session refuses to send it and exchangelib calls ``refresh`` and tries
-    again, so a session of any length keeps a valid token. ``identity`` (app-only tokens):
-    the mailbox exchangelib impersonates."""
-
-    def __init__(self, provider, identity: Identity | None = None):
-        self._provider = provider
-        super().__init__(identity=identity, access_token=self._fetch())
-
-    def _fetch(self) -> OAuth2Token:
-        token, renew_at = self._provider()
-        return OAuth2Token({"access_token": token, "token_type": "Bearer",
-                            "expires_at": renew_at})
-
-    def refresh(self, session) -> None:
-        self.access_token = self._fetch()
 
 
 def _item_fields(root: Root) -> set:

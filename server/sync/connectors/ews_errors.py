@@ -70,6 +70,12 @@ def translated(what: str, where: str, account: Account, *, oauth: bool,
                              f"{what} ({type(exc).__name__}).", severity="mailbox",
                              retry_after=60) from None
     except TransportError as exc:  # includes other per-response errors
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (RequestException, OSError)):
+            # exchangelib re-raises a broken connection as a TransportError
+            raise ConnectorError("connection_lost", f"The connection to {where} failed while "
+                                 f"{what} (connection lost).", severity="mailbox",
+                                 retry_after=60) from None
         if isinstance(exc.__context__, ErrorServerBusy):
             # exchangelib's version probe reports a busy server as "no version headers"
             busy = exc.__context__

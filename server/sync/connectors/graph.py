@@ -21,17 +21,15 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
-                                         FetchedMessage, Folder, Subscriptions)
+                                         FetchedMessage, Folder)
 from server.sync.connectors.graph_client import (BATCH_SIZE, IMMUTABLE, RETRY_STATUSES,
-                                                 GraphSession, error_body)
+                                                 GraphSession, GraphSubscriptions)
 
 log = logging.getLogger(__name__)
 
 PAGE_MAX = 500  # messages per delta page asked for (odata.maxpagesize)
 WELL_KNOWN = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts",
               "deleteditems": "trash", "junkemail": "junk"}
-SYNC_STATE_ERRORS = {"SyncStateNotFound", "SyncStateInvalid", "resyncRequired",
-                     "ErrorInvalidSyncStateData"}
 MESSAGE_SELECT = "categories,receivedDateTime,internetMessageId"
 
 
@@ -72,7 +70,7 @@ def _folder_tree(rows: list[dict], root_id: str | None, roles: dict[str, str]) -
     return folders
 
 
-class GraphConnector(GraphSession, Connector, BatchKeywords, Subscriptions):
+class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions):
     """One mailbox over Microsoft Graph: ``with GraphConnector(account) as graph: ...``."""
 
 
@@ -171,26 +169,10 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, Subscriptions):
         what = f"reading {folder.name}"
         first = (f"{http.user}/mailFolders/{quote(folder.key, safe='')}/messages/delta"
                  f"?$select={MESSAGE_SELECT}")
-        reset = bool(cursor) and not http.owns(cursor)
-        resuming = bool(cursor) and not reset
-        link = cursor if resuming else first
-        prefer = {"Prefer": f"{IMMUTABLE}, odata.maxpagesize={max(1, min(limit, PAGE_MAX))}"}
-        reply = http.call("GET", link, what=what, headers=prefer)
-        code, _ = error_body(reply.body)
-        if resuming and (reply.status == 410 or code in SYNC_STATE_ERRORS):
-            log.info("graph %s: the delta link of a folder expired; it starts over", self._who())
-            reset, link = True, first
-            reply = http.call("GET", link, what=what, headers=prefer)
-        if not reply.ok:
-            raise http.error(reply, what, scope="folder")
-        body = reply.json()
-        next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
-        if not (next_link or delta_link):
-            raise ConnectorError("graph_bad_response", f"Microsoft Graph gave no next or delta "
-                                 f"link while {what}.", severity="mailbox", retry_after=60)
-        entries = [e for e in body.get("value") or [] if isinstance(e, dict) and e.get("id")]
-        removed = [e["id"] for e in entries if "@removed" in e]
-        present = list({e["id"]: e for e in entries if "@removed" not in e}.values())
+        prefer = f"{IMMUTABLE}, odata.maxpagesize={max(1, min(limit, PAGE_MAX))}"
+        page = http.delta_page(cursor, first, prefer, what,
+                               lambda reply: http.error(reply, what, scope="folder"))
+        present = page.rows
         raws = self._mime([e["id"] for e in present], what)
         messages = []
         for entry in present:
@@ -201,8 +183,8 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, Subscriptions):
                 continue
             messages.append(FetchedMessage(ref=entry["id"], raw=raw, keywords=tuple(categories),
                                            arrived_on=_utc(entry.get("receivedDateTime"))))
-        return Changes(messages=messages, cursor=next_link or delta_link, more=bool(next_link),
-                       removed=removed, reset=reset)
+        return Changes(messages=messages, cursor=page.cursor, more=page.more,
+                       removed=page.removed, reset=page.reset)
 
     def _mime(self, ids: list[str], what: str) -> dict[str, bytes]:
         http = self.client
@@ -317,35 +299,5 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, Subscriptions):
         time.sleep(max(0.0, min(timeout, 60.0)))
         return set()
 
-    def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
-                            expires: datetime, lifecycle_url: str | None = None) -> dict:
-        http = self.client
-        body = {"changeType": "created,updated,deleted", "notificationUrl": notification_url,
-                "resource": f"users/{self.account.address}/mailFolders('{folder_key}')/messages",
-                "expirationDateTime": _iso(expires), "clientState": client_state}
-        if lifecycle_url:
-            body["lifecycleNotificationUrl"] = lifecycle_url
-        reply = http.call("POST", "/subscriptions", json_body=body, what="subscribing to changes")
-        if not reply.ok:
-            raise http.error(reply, "subscribing to changes", scope="folder")
-        return reply.json()
-
-    def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
-        http = self.client
-        reply = http.call("PATCH", f"/subscriptions/{quote(subscription_id, safe='')}",
-                          json_body={"expirationDateTime": _iso(expires)},
-                          what="renewing a subscription")
-        if not reply.ok:
-            raise http.error(reply, "renewing a subscription", scope="folder")
-        return reply.json()
-
-    def delete_subscription(self, subscription_id: str) -> None:
-        http = self.client
-        reply = http.call("DELETE", f"/subscriptions/{quote(subscription_id, safe='')}",
-                          what="ending a subscription")
-        if not reply.ok and reply.status != 404:
-            raise http.error(reply, "ending a subscription", scope="folder")
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    def resource(self, key: str) -> str:
+        return f"users/{self.account.address}/mailFolders('{key}')/messages"

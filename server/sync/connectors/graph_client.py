@@ -24,9 +24,11 @@ secrets are never logged.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,8 +37,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from server.sync.connectors.base import TOKEN, Account, ConnectorError, Needs
+from server.sync.connectors.base import TOKEN, Account, ConnectorError, Needs, Subscriptions
 from server.sync.connectors.common import Session
+
+log = logging.getLogger(__name__)
 
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 BATCH_SIZE = 20  # Graph's limit of requests in one $batch
@@ -47,6 +51,8 @@ RETRIES = 4
 MAX_WAIT = 30.0  # the longest Retry-After waited for inside one call
 RETRY_STATUSES = {429, 503, 504}
 IMMUTABLE = 'IdType="ImmutableId"'
+SYNC_STATE_ERRORS = {"SyncStateNotFound", "SyncStateInvalid", "resyncRequired",
+                     "ErrorInvalidSyncStateData"}
 MAILBOX_MISSING = {"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotFound",
                    "ErrorMailboxNotFound", "ErrorNonExistentMailbox", "Request_ResourceNotFound"}
 
@@ -150,6 +156,17 @@ def _reply(response: requests.Response) -> Reply:
     return Reply(response.status_code, dict(response.headers), body)
 
 
+@dataclass
+class DeltaPage:
+    """One page of a delta round: entries present (the last of each id), ids removed, and
+    the link to store (next while ``more``, else the delta link)."""
+    rows: list[dict]
+    removed: list[str]
+    cursor: str
+    more: bool
+    reset: bool
+
+
 # --------------------------------------------------------------------------- HTTP
 
 class GraphClient:
@@ -239,6 +256,34 @@ class GraphClient:
                     time.sleep(wait)
                     continue
             return reply
+
+    def delta_page(self, cursor: str | None, first: str, prefer: str, what: str,
+                   fail: Callable[[Reply], ConnectorError]) -> DeltaPage:
+        """One page of a delta round: from ``cursor`` (a next or delta link Graph gave, under
+        the base URL), else from ``first``; a link that expired (410, ``SyncStateNotFound``)
+        or is not ours starts over and says ``reset``. ``prefer``: the Prefer header;
+        ``fail`` words a refusal."""
+        reset = bool(cursor) and not self.owns(cursor)
+        resuming = bool(cursor) and not reset
+        headers = {"Prefer": prefer}
+        reply = self.call("GET", cursor if resuming else first, what=what, headers=headers)
+        code, _ = error_body(reply.body)
+        if resuming and (reply.status == 410 or code in SYNC_STATE_ERRORS):
+            log.info("graph: a delta link expired; the round starts over")
+            reset = True
+            reply = self.call("GET", first, what=what, headers=headers)
+        if not reply.ok:
+            raise fail(reply)
+        body = reply.json()
+        next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
+        if not (next_link or delta_link):
+            raise ConnectorError("graph_bad_response", f"Microsoft Graph gave no next or delta "
+                                 f"link while {what}.", severity="mailbox", retry_after=60)
+        rows = [r for r in body.get("value") or [] if isinstance(r, dict) and r.get("id")]
+        return DeltaPage(
+            rows=list({r["id"]: r for r in rows if "@removed" not in r}.values()),
+            removed=list(dict.fromkeys(r["id"] for r in rows if "@removed" in r)),
+            cursor=next_link or delta_link, more=bool(next_link), reset=reset)
 
     def network_error(self, exc: Exception, what: str) -> ConnectorError:
         if isinstance(exc, requests.exceptions.SSLError):
@@ -410,3 +455,47 @@ class GraphSession(Session):
     def _abort(self, client: GraphClient) -> None:
         client.close()
 
+
+def graph_timestamp(value: datetime) -> str:
+    """A point in time as Graph takes it (``expirationDateTime``, windows): UTC, 7 decimals."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+class GraphSubscriptions(Subscriptions):
+    """Change-notification subscriptions over a ``GraphSession``'s client, for the mail
+    connector and the item store alike; ``resource`` says what a folder's or collection's
+    subscription watches."""
+
+    client: GraphClient
+
+    def resource(self, key: str) -> str:
+        raise NotImplementedError
+
+    def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
+                            expires: datetime, lifecycle_url: str | None = None) -> dict:
+        http = self.client
+        body = {"changeType": "created,updated,deleted", "notificationUrl": notification_url,
+                "resource": self.resource(folder_key), "expirationDateTime": graph_timestamp(expires),
+                "clientState": client_state}
+        if lifecycle_url:
+            body["lifecycleNotificationUrl"] = lifecycle_url
+        reply = http.call("POST", "/subscriptions", json_body=body, what="subscribing to changes")
+        if not reply.ok:
+            raise http.error(reply, "subscribing to changes", scope="folder")
+        return reply.json()
+
+    def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
+        http = self.client
+        reply = http.call("PATCH", f"/subscriptions/{quote(subscription_id, safe='')}",
+                          json_body={"expirationDateTime": graph_timestamp(expires)},
+                          what="renewing a subscription")
+        if not reply.ok:
+            raise http.error(reply, "renewing a subscription", scope="folder")
+        return reply.json()
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        http = self.client
+        reply = http.call("DELETE", f"/subscriptions/{quote(subscription_id, safe='')}",
+                          what="ending a subscription")
+        if not reply.ok and reply.status != 404:
+            raise http.error(reply, "ending a subscription", scope="folder")
