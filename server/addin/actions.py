@@ -217,7 +217,9 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
             "synchronization sees it.")
         return mark_pending(p, item, regarding, reason=reason)
     content = email_content(item, org)
-    email, _ = tracking.track_email(p, content, regarding=regarding)
+    # The user chose this regarding: it wins over the one a copy already in the CRM has (an
+    # email untracked and tracked again, or tracked by a colleague), as for a meeting.
+    email, _ = tracking.track_email(p, content, regarding=regarding, regarding_wins=True)
     return {"tracking": tracking_json(p, tracked.tracking_status(p, email.message_id))}
 
 

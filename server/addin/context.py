@@ -449,7 +449,8 @@ def tracking_json(p: Principal, status: tracked.TrackingStatus,
         kind, ident = regarding
         ref = ref_json(kind, ident, known if known and regarding in known else record_titles(p, {kind: {ident}}))
     return {"status": status.status, "activity_id": activity_id, "regarding": ref,
-            "reason": status.reason, "url": activity_url(activity_id) if activity_id else None}
+            "reason": status.reason, "url": activity_url(activity_id) if activity_id else None,
+            "copy_url": activity_url(status.copy_id) if status.copy_id else None}
 
 
 # -- the context call --------------------------------------------------------------------------

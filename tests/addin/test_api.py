@@ -171,7 +171,7 @@ def test_context_resolves_parties_with_cards(world, pane):
     assert by_address["new@unknown.test"]["status"] == "unresolved"
 
     assert data["tracking"] == {"status": "not_tracked", "activity_id": None, "regarding": None,
-                                "reason": None, "url": None}
+                                "reason": None, "url": None, "copy_url": None}
     related = data["related"]
     assert related["for"]["type"] == "contact" and related["for"]["id"] == world.carol.id
     assert related["parent_account"]["id"] == world.fabrikam.id

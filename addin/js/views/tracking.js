@@ -30,7 +30,11 @@ function regardingLine(regarding) {
 
 function explanation(tracking, item) {
   const what = noun(item);
-  if (tracking.status === "not_tracked") return `This ${what} is not in the CRM.`;
+  if (tracking.status === "not_tracked") {
+    return tracking.copy_url
+      ? `You untracked this ${what}. Its copy stays in the CRM, where it still shows on the records it is about.`
+      : `This ${what} is not in the CRM.`;
+  }
   if (tracking.status === "tracked") return null;
   if (tracking.status === "pending") {
     if (tracking.reason) return tracking.reason;
@@ -76,6 +80,9 @@ export function trackingCard(state, actions) {
       h("h2", { id: "track-status", tabindex: "-1", dataset: { status: tracking.status } }, info.label)),
     tracking.status === "not_tracked" ? null : regardingLine(tracking.regarding),
     text ? h("p", { class: "track-text" }, text) : null,
+    tracking.status === "not_tracked" && tracking.copy_url
+      ? h("p", { class: "track-text" }, crmLink(tracking.copy_url, "Open the CRM copy"))
+      : null,
     !can.track && tracking.status === "not_tracked"
       ? h("p", { class: "track-text" }, "Your security role does not allow tracking. Ask your administrator for the Track email privilege.")
       : null,
