@@ -286,19 +286,24 @@ def untrack(p: Principal, identity: str, delete_copy: bool) -> dict[str, Any]:
 
 # -- pane tokens -------------------------------------------------------------------------------
 
-def issue_pane_token(user: User) -> tuple[str, datetime]:
+def issue_pane_token(user: User, device: str | None = None) -> tuple[str, datetime]:
     """A short-lived (8 hours), revocable pane token for the sign-in dialog to hand to the
-    pane: ``(secret, expires_on)``. The secret is never stored; the caller commits. Forbidden
-    when the user may not use the add-in."""
+    pane: ``(secret, expires_on)``. ``device``: a digest naming the device (the dialog's
+    device cookie); the user's earlier pane token of that device is replaced, so signing in
+    again adds no token. The secret is never stored; the caller commits. Forbidden when the
+    user may not use the add-in."""
     p = authz.principal(user)
     if not user.is_active:
         raise Forbidden("This account is disabled.")
     authz.require_named(p, "use_outlook_addin")
-    # The user's old pane tokens that expired more than a day ago are of no further use.
+    # The user's old pane tokens that expired more than a day ago are of no further use; nor
+    # is the one this device had before.
+    stale = ApiToken.expires_on < utcnow() - timedelta(days=1)
     db.session.execute(ApiToken.__table__.delete().where(
         ApiToken.user_id == user.id, ApiToken.kind == "pane",
-        ApiToken.expires_on < utcnow() - timedelta(days=1)))
+        or_(stale, ApiToken.device == device) if device else stale))
     row, secret = tokens.issue(user, "Outlook add-in", days=PANE_TOKEN_HOURS / 24, kind="pane")
+    row.device = device
     return secret, row.expires_on
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -130,13 +131,21 @@ def signin_dialog():
                      cache="no-store")
 
 
+DEVICE_COOKIE = "regarding_addin_device"
+DEVICE_COOKIE_DAYS = 400
+
+
 @bp.post("/addin/signin")
 def signin_token():
     """A pane token for the signed-in user (the dialog's script asks, with the CSRF token)."""
     if not current_user.is_authenticated:
         return _json_error(401, "unauthenticated", "Sign in first.")
+    device = request.cookies.get(DEVICE_COOKIE, "")
+    if not 20 <= len(device) <= 100:
+        device = secrets.token_urlsafe(24)
     try:
-        secret, expires_on = actions.issue_pane_token(current_user._get_current_object())
+        secret, expires_on = actions.issue_pane_token(
+            current_user._get_current_object(), hashlib.sha256(device.encode()).hexdigest())
     except ServiceError as exc:
         db.session.rollback()
         return _json_error(exc.status, exc.code, exc.message)
@@ -144,6 +153,10 @@ def signin_token():
     response = jsonify({"token": secret,
                         "expires_on": expires_on.isoformat().replace("+00:00", "Z")})
     response.headers["Cache-Control"] = "no-store"
+    # Names this device (not a secret: it only lets a new sign-in here replace the old token).
+    response.set_cookie(DEVICE_COOKIE, device, max_age=DEVICE_COOKIE_DAYS * 86400,
+                        path=url_for("addin_pages.signin_token"), httponly=True, samesite="Lax",
+                        secure=current_app.config.get("SESSION_COOKIE_SECURE", True))
     return response
 
 

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from server.db import db, utcnow
 from server.errors import ServiceError
@@ -167,8 +167,11 @@ def profile():
         if new_token is None:
             return redirect(url_for("auth.profile"))
     # API tokens and the Outlook add-in's pane tokens: both revocable here.
-    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
-                              .order_by(ApiToken.created_on.desc())).all()
+    # Pane tokens that no longer work (expired, or revoked by a sign-out) are not listed.
+    rows = db.session.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id,
+        or_(ApiToken.kind != "pane", and_(ApiToken.revoked_on.is_(None), ApiToken.expires_on > utcnow())))
+        .order_by(ApiToken.created_on.desc())).all()
     return render_template("profile.html", tokens=rows, new_token=new_token, now=utcnow())
 
 

@@ -145,6 +145,7 @@ def test_signing_in_again_on_one_device_replaces_its_pane_token(pane, live):
     p = pane()
     _sign_in_through_the_dialog(p, live, ann)
     [first] = _pane_tokens(ann)
+    first_hash = first.token_hash
     # Sign out of the pane and in again, twice: still one token, a new one each time.
     for _ in range(2):
         p.click("signout")
@@ -153,7 +154,7 @@ def test_signing_in_again_on_one_device_replaces_its_pane_token(pane, live):
         expect(p.status()).to_have_text("Not tracked")
         popup.value.close()
     [latest] = _pane_tokens(ann)
-    assert latest.id != first.id and latest.revoked_on is None and latest.device
+    assert latest.token_hash != first_hash and latest.revoked_on is None and latest.device
     # Another device (a browser with its own cookies) gets its own token.
     other = pane()
     _sign_in_through_the_dialog(other, live, ann)
