@@ -11,7 +11,7 @@ const user = JSON.parse(document.getElementById("pv-user").textContent);
 const list = document.getElementById("pv-list");
 const reader = document.getElementById("pv-reader");
 const dialogLayer = document.getElementById("pv-dialog");
-const dialogFrame = document.getElementById("pv-dialog-frame");
+const dialogFrame = /** @type {HTMLIFrameElement} */ (document.getElementById("pv-dialog-frame"));
 const dialogClose = document.getElementById("pv-dialog-close");
 
 const FOLDERS = [["Inbox", "Inbox"], ["Calendar", "Calendar"], ["Drafts", "Drafts"], ["Sent", "Sent Items"]];

@@ -71,6 +71,7 @@ export function prefill(kind, { item, ctx, party }) {
   if (kind === "contact" || kind === "lead") {
     const person = party || { name: "", address: "" };
     const names = splitName(person.name, person.address);
+    /** @type {Record<string, string>} */
     const values = { ...names, email1: person.address || "" };
     if (kind === "contact") {
       const sameDomain = known.find((r) => r.type === "account" && r.domain && r.domain === domain(person.address));
@@ -170,6 +171,7 @@ export function createPanel({ kind, state, party, onSubmit, onBack }) {
   const isActivity = ACTIVITY_KINDS.has(kind);
   const noun = state.item.type === "appointment" ? "meeting" : "email";
   const tracking = state.ctx.tracking;
+  /** @type {Record<string, any>} */
   let values = prefill(kind, { item: state.item, ctx: state.ctx, party });
   let errors = {};
   let message = null;
