@@ -291,7 +291,7 @@ async function submitCreate(kind, data) {
       created = (await api.createActivity(kind, data.fields, data.regarding)).activity;
       created = { ...created, name: created.subject };
     } else {
-      created = (await api.createRecord(kind, data.fields, null)).record;
+      created = (await api.createRecord(kind, data.fields, null, data.newAccount)).record;
     }
   } catch (exc) {
     if (exc instanceof NeedsSignIn) {
@@ -353,7 +353,7 @@ function openRegarding(mode) {
 
 function openCreate(kind, party = null) {
   const el = createPanel({
-    kind, state, party, onSubmit: submitCreate,
+    kind, state, party, onSubmit: submitCreate, searchAccounts: (q) => api.searchAccounts(q),
     onBack: () => closePanel(returnKey),
   });
   const returnKey = party ? `add-${kind}-${party.address}` : `create-${kind}`;

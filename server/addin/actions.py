@@ -124,14 +124,25 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
 # -- quick create ------------------------------------------------------------------------------
 
 def quick_create(p: Principal, kind: str, fields: dict[str, Any],
-                 set_regarding_for: str | None = None) -> dict[str, Any]:
+                 set_regarding_for: str | None = None,
+                 new_account: dict[str, str] | None = None) -> dict[str, Any]:
     """Create a contact, lead, opportunity or case from the pane (the record services
-    validate and check the create privilege); optionally make the item regarding it."""
+    validate and check the create privilege); optionally make the item regarding it.
+    ``new_account`` (a contact only): ``{"name", "website"}`` of an account created with it
+    as its parent, in the same transaction (create on accounts is checked too)."""
     if kind not in QUICK_CREATE_TYPES:
         raise NotFound("Records of this type cannot be created from the add-in.")
     rt = RECORD_TYPES[kind]
     if p.depth(kind, "create") == Depth.NONE:
         raise Forbidden(f"You may not create {rt.plural.lower()}.")
+    if new_account is not None:
+        if kind != "contact":
+            raise Invalid("Only a new contact can come with a new account.", {"new_account": "Not for this type."})
+        try:
+            account = records.create(p, RECORD_TYPES["account"], new_account)
+        except Invalid as exc:  # its field messages, under new_account.
+            raise Invalid(exc.message, {f"new_account.{k}": v for k, v in exc.fields.items()}) from None
+        fields = {**fields, "parent_account_id": account.id}
     record = records.create(p, rt, fields)
     out: dict[str, Any] = {"record": {"type": kind, "id": record.id,
                                       "name": records.title(p, record),

@@ -67,6 +67,7 @@ def _may_create(p: Principal, model) -> bool:
 def capabilities(p: Principal) -> dict[str, bool]:
     can_activity = _may_create(p, Activity)
     return {"track": p.has("track_email") and can_activity,
+            "create_account": _may_create(p, Account),
             "create_contact": _may_create(p, Contact),
             "create_lead": _may_create(p, Lead),
             "create_opportunity": _may_create(p, Opportunity),
