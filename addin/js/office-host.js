@@ -167,6 +167,7 @@ export async function describeItem(item = currentItem()) {
     from: null, to: [], cc: [], organizer: null, required_attendees: [], optional_attendees: [],
     start: null, end: null, location: null,
     user_address: userAddress(),
+    mailbox_owner: await sharedOwner(item),
   };
   if (appointment) {
     const [organizer, required, optional, start, end, location] = await Promise.all([
@@ -187,6 +188,25 @@ export async function describeItem(item = currentItem()) {
     out.cc = people(cc);
   }
   return out;
+}
+
+/**
+ * The owner of the mailbox the item is in, when it is a shared folder (delegate access) or
+ * a shared mailbox and not the user's own (getSharedPropertiesAsync, Mailbox 1.8); else null.
+ * @param {OfficeItem} item
+ * @returns {Promise<string | null>}
+ */
+async function sharedOwner(item) {
+  if (!("getSharedPropertiesAsync" in item) || typeof item.getSharedPropertiesAsync !== "function" || !supports("Mailbox", "1.8")) {
+    return null;
+  }
+  try {
+    const shared = await call((cb) => item.getSharedPropertiesAsync(cb));
+    const owner = shared && shared.owner ? String(shared.owner) : "";
+    return owner && owner.toLowerCase() !== userAddress().toLowerCase() ? owner : null;
+  } catch {
+    return null; // not shared: the item is in the user's own mailbox
+  }
 }
 
 function base64OfText(text) {

@@ -24,7 +24,7 @@ from server.crm.services import tracked, tracking
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.mailkeys import find_token
-from server.security import authz, tokens
+from server.security import authz, delegates, tokens
 from server.security.authz import Principal
 from server.security.models import ApiToken, User
 from server.security.privileges import Depth
@@ -211,8 +211,12 @@ def appointment_content(item: Item) -> tracking.AppointmentContent:
 def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[str, Any]:
     """Track the item. With its content the activity is created at once (idempotent by
     Message-ID); without it (compose, or content the client could not read) a pending
-    request is recorded for the pane after sending or for server-side sync."""
+    request is recorded for the pane after sending or for server-side sync. An item of
+    someone else's mailbox (a shared folder or mailbox) is tracked for its owner."""
     authz.require_named(p, "track_email")
+    owner = delegates.acting_for(p.user, item.mailbox_owner)
+    if owner is not None:
+        return _track_for(p, owner, item, regarding)
     org = organization()
     if item.type == "appointment":
         if not item.identity:
@@ -232,6 +236,26 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
     # email untracked and tracked again, or tracked by a colleague), as for a meeting.
     email, _ = tracking.track_email(p, content, regarding=regarding, regarding_wins=True)
     return {"tracking": tracking_json(p, tracked.tracking_status(p, email.message_id))}
+
+
+def _track_for(p: Principal, owner: User, item: Item,
+               regarding: tuple[str, int] | None) -> dict[str, Any]:
+    """An assistant tracks an email of ``owner``'s mailbox, which ``owner`` allowed: the
+    email is ``owner``'s activity, tracked with ``owner``'s privileges (as server-side sync
+    would), linked where the assistant may link it; the assistant is recorded as who
+    created (or last changed) it."""
+    if item.type != "message" or item.mode != "read" or not item.has_content:
+        raise Invalid("In someone else's mailbox the add-in tracks the emails you read, with their content.",
+                      {"item.mailbox_owner": "Open a received or sent email to track it."})
+    regarding = tracking.check_regarding(p, regarding)
+    op = authz.principal(owner)
+    email, created = tracking.track_email(op, email_content(item, organization()), regarding=regarding,
+                                          regarding_wins=True)
+    if created:
+        email.created_by_id = p.user_id
+    email.modified_by_id = p.user_id
+    db.session.flush()
+    return {"tracking": tracking_json(p, tracked.tracking_status(op, email.message_id))}
 
 
 def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,

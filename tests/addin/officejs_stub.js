@@ -121,6 +121,15 @@
           else cb(ok({ format: found.format || "base64", content: found.content }));
         });
       },
+      getSharedPropertiesAsync: function () {
+        var cb = callbackOf(arguments);
+        record("getSharedPropertiesAsync");
+        later(function () {
+          if (!s.shared) cb(fail(9048, "The item is not in a shared folder."));
+          else cb(ok({ owner: s.shared.owner, targetMailbox: s.shared.owner, targetRestUrl: "https://outlook.example/api",
+                       delegatePermissions: s.shared.permissions || 1 }));
+        });
+      },
       addHandlerAsync: function (type, handler) {
         var cb = callbackOf(Array.prototype.slice.call(arguments, 2));
         record("item.addHandlerAsync", [type]);
