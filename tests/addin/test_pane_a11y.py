@@ -15,22 +15,17 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from server.crm.services import tracking
-from server.db import db
-from server.security import authz
 from tests.addin.test_pane_browser import (  # noqa: F401 - fixtures
-    ANN, PASSWORD, live, meeting, message, pane, pane_token, search_box, signed_in_pane, who)
+    ANN, live, meeting, message, pane, pane_token, search_box, signed_in_pane, who)
+from tests.addin.test_pane_sequences import track_m1
+from tests.addin.test_preview_page import open_preview
 from tests.servers.axe import violations
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots" / "pane"
 
 
 def _tracked(w, regarding=None):
-    tracking.track_email(authz.principal(w.ann), tracking.EmailContent(
-        message_id="<m1@fabrikam.test>", subject="Widgets order", from_=("Carol Customer", "carol@fabrikam.test"),
-        to=[("Ann Archer", "ann@contoso.test")], html_body="<p>hi</p>"),
-        regarding=regarding or ("opportunity", w.opportunity.id))
-    db.session.commit()
+    track_m1(w.ann, regarding or ("opportunity", w.opportunity.id))
 
 
 def _clean(page, what):
@@ -104,20 +99,11 @@ def test_error_and_outside_outlook_states_pass_axe(pane, live, browser):
 
 
 def test_the_preview_passes_axe(browser, live):
-    w = live.world
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context, page, _, errors = open_preview(browser, live, 1280)
     try:
-        page = context.new_page()
-        page.goto(live.url + "/addin/preview")
-        page.get_by_label("Email", exact=True).fill(w.ann.email)
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url("**/addin/preview")
-        frame = page.frame_locator("#pv-pane")
-        frame.locator("[data-key=signin]").click()
-        expect(frame.locator("#track-status")).to_be_visible(timeout=15000)
         _clean(page, "preview")
-        _clean(page.frame(name="pv-pane") or page.frames[1], "preview's pane")
+        _clean(page.frame(name="pv-pane"), "preview's pane")
+        assert errors == []
     finally:
         context.close()
 

@@ -24,11 +24,16 @@ from tests.addin.test_pane_browser import (  # noqa: F401 - fixtures
     PASSWORD, emails, fresh, live, message, option, pane, search_box, signed_in_pane)
 
 
-def _track_to_account(w):
-    tracking.track_email(authz.principal(w.ann), tracking.EmailContent(
-        message_id="<m1@fabrikam.test>", subject="Widgets order", from_=("Carol", "carol@fabrikam.test"),
-        to=[("Ann", "ann@contoso.test")], html_body="<p>hi</p>"), regarding=("account", w.fabrikam.id))
+def track_m1(user, regarding):
+    """The pane's usual item, <m1@fabrikam.test> from Carol, tracked by ``user``."""
+    tracking.track_email(authz.principal(user), tracking.EmailContent(
+        message_id="<m1@fabrikam.test>", subject="Widgets order", from_=("Carol Customer", "carol@fabrikam.test"),
+        to=[("Ann Archer", "ann@contoso.test")], html_body="<p>hi</p>"), regarding=regarding)
     db.session.commit()
+
+
+def _track_to_account(w):
+    track_m1(w.ann, ("account", w.fabrikam.id))
 
 
 def _untrack_keeping_the_copy(p):
@@ -60,10 +65,7 @@ def test_quick_create_after_untrack_tracks_regarding_the_new_case(pane, live):
 
 def test_someone_elses_copy_cannot_be_relinked_and_the_pane_says_so(pane, live):
     w = live.world
-    tracking.track_email(authz.principal(w.teammate), tracking.EmailContent(
-        message_id="<m1@fabrikam.test>", subject="Widgets order", from_=("Carol", "carol@fabrikam.test"),
-        to=[("Ann", "ann@contoso.test")], html_body="<p>hi</p>"), regarding=("account", w.fabrikam.id))
-    db.session.commit()
+    track_m1(w.teammate, ("account", w.fabrikam.id))
     p = signed_in_pane(pane, live)
     _untrack_keeping_the_copy(p)
     p.click("create-opportunity")
@@ -97,10 +99,7 @@ def test_after_untrack_the_pane_says_the_copy_stays_in_the_crm(pane, live):
 
 def test_related_data_under_an_opportunity_or_case_lists_the_other_ones(pane, live):
     w = live.world
-    tracking.track_email(authz.principal(w.ann), tracking.EmailContent(
-        message_id="<m1@fabrikam.test>", subject="Widgets order", from_=("Carol", "carol@fabrikam.test"),
-        to=[("Ann", "ann@contoso.test")], html_body="<p>hi</p>"), regarding=("opportunity", w.opportunity.id))
-    db.session.commit()
+    track_m1(w.ann, ("opportunity", w.opportunity.id))
     p = signed_in_pane(pane, live)
     page = p.page
     expect(page.locator("#related-title")).to_have_text("Related to Fabrikam widgets")

@@ -25,7 +25,8 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots" / "
 STRANGER = "jonas.whitaker@harbourlight-ventures.example"
 
 
-def _open(browser, live, width):
+def open_preview(browser, live, width):
+    """The preview at ``width``, signed in as Ann, its pane signed in: (context, page, pane, errors)."""
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     errors: list[str] = []
@@ -52,7 +53,7 @@ def _track_one(w):
 def test_the_preview_at_a_phones_width(browser, live, width):
     _track_one(live.world)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    context, page, pane, errors = _open(browser, live, width)
+    context, page, pane, errors = open_preview(browser, live, width)
     try:
         # The brand is one line: its words wrap whole, never inside a word.
         brand = page.locator(".pv-brand").bounding_box()
@@ -82,7 +83,7 @@ def test_the_sample_inbox_is_fixed_and_the_reset_lets_it_be_tried_again(browser,
     w = live.world
     _track_one(w)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    context, page, pane, errors = _open(browser, live, 1280)
+    context, page, pane, errors = open_preview(browser, live, 1280)
     try:
         first = page.locator(".pv-item").all_inner_texts()
         assert any("Jonas Whitaker" in x for x in first)
