@@ -1,8 +1,8 @@
 """Accessibility of the task pane and the preview, in headless Chromium against the real
 server: axe-core (tests/servers/axe.py) finds no serious or critical violation in any state
 of the pane (signed out, not tracked, tracked with related data, the regarding search with
-results, quick create with field errors, untrack, a meeting, a draft, no item, an error,
-outside Outlook) nor on the preview; the pane is usable by keyboard alone (the tab order
+results, quick create with field errors, untrack, a meeting, a draft, someone else's
+mailbox, no item, an error, outside Outlook) nor on the preview; the pane is usable by keyboard alone (the tab order
 follows the page, focus lands where the next step is after each action, Escape closes the
 panels); and screenshots of the pane at 320, 375 and 1280 px are written for people to look
 at (test-results/screenshots/pane/, not committed).
@@ -77,6 +77,10 @@ def test_every_pane_state_passes_axe(pane, live):
                     message(mode="compose", internetMessageId=None, itemId=None, **{"from": ANN, "to": [ANN]}))
     expect(page.locator(".item-line .badge")).to_have_text("Draft")
     _clean(page, "draft")
+    # Someone else's mailbox, without their leave to track for them.
+    p.page.evaluate("spec => window.__office.selectItem(spec)", message(shared={"owner": "tess@contoso.test"}))
+    expect(page.locator(".shared-mailbox")).to_contain_text("has not allowed you")
+    _clean(page, "shared mailbox")
     p.page.evaluate("window.__office.selectItem(null)")
     expect(page.get_by_role("heading", name="Select an email or meeting")).to_be_visible()
     _clean(page, "no item")
