@@ -63,7 +63,7 @@ export function createAuth() {
     if (!ssoUsable) return null;
     try {
       const token = await host.ssoToken();
-      current = { kind: "sso", token };
+      current = { kind: "sso", token, expiresOn: null };
       store(null);
       return token;
     } catch (exc) {

@@ -105,6 +105,7 @@ export function formatDate(iso, withTime = false) {
   if (!iso) return "";
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return "";
+  /** @type {Intl.DateTimeFormatOptions} */
   const options = withTime ? { dateStyle: "medium", timeStyle: "short" } : { dateStyle: "medium" };
   return new Intl.DateTimeFormat(undefined, options).format(date);
 }

@@ -27,7 +27,7 @@ const userArea = document.getElementById("pane-user");
 const toastArea = document.getElementById("pane-toast");
 
 const state = {
-  phase: "loading", // loading ready signin error noitem
+  phase: "loading", // loading ready signin error noitem outside
   officeItem: null,
   item: null, // the item as the API describes it
   ctx: null, // the context response
@@ -186,6 +186,7 @@ async function perform(label, fn, { focus = "track-status" } = {}) {
 }
 
 function focusKey(key) {
+  /** @type {HTMLElement | null} */
   const el = main.querySelector(`[data-key="${key}"]`) || document.getElementById(key);
   if (el) el.focus({ preventScroll: false });
 }
@@ -290,7 +291,7 @@ async function submitCreate(kind, data) {
       created = (await api.createActivity(kind, data.fields, data.regarding)).activity;
       created = { ...created, name: created.subject };
     } else {
-      created = (await api.createRecord(kind, data.fields, null)).record;
+      created = (await api.createRecord(kind, data.fields, null, data.newAccount)).record;
     }
   } catch (exc) {
     if (exc instanceof NeedsSignIn) {
@@ -317,6 +318,7 @@ function openPanel(panel) {
   state.panel = panel;
   state.error = null;
   render();
+  /** @type {HTMLElement | null} */
   const target = main.querySelector("[data-key=regarding-q]") || main.querySelector(".panel input:not([type=hidden]), .panel select") || document.getElementById("panel-title");
   if (target) target.focus();
 }
@@ -351,7 +353,7 @@ function openRegarding(mode) {
 
 function openCreate(kind, party = null) {
   const el = createPanel({
-    kind, state, party, onSubmit: submitCreate,
+    kind, state, party, onSubmit: submitCreate, searchAccounts: (q) => api.searchAccounts(q),
     onBack: () => closePanel(returnKey),
   });
   const returnKey = party ? `add-${kind}-${party.address}` : `create-${kind}`;
@@ -488,7 +490,8 @@ function renderReady() {
 }
 
 function render() {
-  const active = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : null;
+  const focused = /** @type {HTMLElement | null} */ (document.activeElement);
+  const active = focused && focused.dataset ? focused.dataset.key : null;
   clear(main);
   main.setAttribute("aria-busy", state.phase === "loading" ? "true" : "false");
   renderUser();
@@ -499,6 +502,13 @@ function render() {
     main.append(h("div", { class: "empty-state" }, ic("email", "big"),
       h("h2", {}, "Select an email or meeting"),
       h("p", {}, "Regarding shows who is who in the CRM and lets you track the item.")));
+  } else if (state.phase === "outside") {
+    main.append(h("div", { class: "empty-state" },
+      ic("email", "big"),
+      h("h2", {}, "Open Regarding from Outlook"),
+      h("p", {}, "This page is the Outlook add-in's task pane: it works beside an email or meeting in Outlook."),
+      h("p", {}, h("a", { class: "btn btn-primary", href: new URL("preview", document.baseURI).href, dataset: { key: "open-preview" } },
+        ic("open"), h("span", { class: "btn-label" }, "Try it in the add-in preview")))));
   } else if (state.phase === "signin") {
     main.append(signinView({ ...state.signin, onSignIn: signIn }));
   } else if (state.phase === "error") {
@@ -510,6 +520,7 @@ function render() {
     renderReady();
   }
   if (active) {
+    /** @type {HTMLElement | null} */
     const again = main.querySelector(`[data-key="${CSS.escape(active)}"]`) || userArea.querySelector(`[data-key="${CSS.escape(active)}"]`);
     if (again && again !== document.activeElement) again.focus({ preventScroll: true });
   }
@@ -517,19 +528,21 @@ function render() {
 
 // -- start -------------------------------------------------------------------------------------
 
+/** Not in Outlook (Office.js missing, or loaded with no host): say where the pane belongs. */
+function outsideOutlook() {
+  state.phase = "outside";
+  render();
+}
+
 async function boot() {
   try {
     await host.ready();
   } catch {
-    state.phase = "error";
-    state.fatal = { message: "Open Regarding from Outlook: this page is the Outlook add-in's task pane." };
-    render();
+    outsideOutlook();
     return;
   }
   if (!host.currentItem() && !(globalThis.Office && Office.context && Office.context.mailbox)) {
-    state.phase = "error";
-    state.fatal = { message: "Open Regarding from Outlook: this page is the Outlook add-in's task pane." };
-    render();
+    outsideOutlook();
     return;
   }
   host.onItemChanged(() => load());

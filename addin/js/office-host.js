@@ -14,13 +14,25 @@
 
 export const TRACKED_CATEGORY = "Tracked to Regarding";
 
+/**
+ * The item Outlook gives the pane, in any of its four shapes (checked against
+ * @types/office-js by `tsc -p tsconfig.json`).
+ * @typedef {Office.MessageRead | Office.MessageCompose | Office.AppointmentRead | Office.AppointmentCompose} OfficeItem
+ * @typedef {Office.MessageCompose | Office.AppointmentCompose} ComposeItem
+ */
+
 export class OfficeError extends Error {
+  /**
+   * @param {string | number} code
+   * @param {string} [message]
+   */
   constructor(code, message) {
     super(message || `Office error ${code}`);
     this.code = code;
   }
 }
 
+/** @returns {typeof Office} */
 function office() {
   return globalThis.Office;
 }
@@ -53,6 +65,7 @@ function mailbox() {
   return office().context && office().context.mailbox;
 }
 
+/** @returns {OfficeItem | null} */
 export function currentItem() {
   const box = mailbox();
   return box ? box.item : null;
@@ -68,15 +81,20 @@ export function userName() {
   return (box && box.userProfile && box.userProfile.displayName) || "";
 }
 
-/** fn(callback) in Office's async style → a promise of the result's value. */
+/**
+ * fn(callback) in Office's async style → a promise of the result's value.
+ * @template T
+ * @param {(callback: (result: Office.AsyncResult<T>) => void) => void} fn
+ * @returns {Promise<T>}
+ */
 function call(fn) {
   return new Promise((resolve, reject) => {
     try {
       fn((result) => {
         if (result && result.status === office().AsyncResultStatus.Succeeded) resolve(result.value);
         else {
-          const error = (result && result.error) || {};
-          reject(new OfficeError(error.code || "failed", error.message || "Outlook could not do that."));
+          const error = result && result.error;
+          reject(new OfficeError((error && error.code) || "failed", (error && error.message) || "Outlook could not do that."));
         }
       });
     } catch (exc) {
@@ -100,7 +118,13 @@ function iso(value) {
   return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
 
-/** A read-mode property or a compose-mode getter (``x.getAsync``), whichever the item has. */
+/**
+ * A read-mode property or a compose-mode getter (``x.getAsync``), whichever the item has.
+ * @param {OfficeItem} item
+ * @param {string} name
+ * @param {{since?: string}} [options]
+ * @returns {Promise<any>}
+ */
 async function field(item, name, { since } = {}) {
   const value = item[name];
   if (value && typeof value.getAsync === "function") {
@@ -110,16 +134,24 @@ async function field(item, name, { since } = {}) {
   return value === undefined ? null : value;
 }
 
+/**
+ * @param {OfficeItem | null} item
+ * @returns {item is ComposeItem}
+ */
 export function isCompose(item) {
-  return Boolean(item && item.subject && typeof item.subject.getAsync === "function");
+  return Boolean(item && item.subject && typeof item.subject !== "string" && typeof item.subject.getAsync === "function");
 }
 
+/** @param {OfficeItem} item */
 export function isAppointment(item) {
   const types = office().MailboxEnums && office().MailboxEnums.ItemType;
   return item.itemType === ((types && types.Appointment) || "appointment");
 }
 
-/** The item as the add-in API describes it: only addresses, subject, ids and times. */
+/**
+ * The item as the add-in API describes it: only addresses, subject, ids and times.
+ * @param {OfficeItem | null} [item]
+ */
 export async function describeItem(item = currentItem()) {
   if (!item) return null;
   const compose = isCompose(item);
@@ -127,13 +159,15 @@ export async function describeItem(item = currentItem()) {
   const out = {
     type: appointment ? "appointment" : "message",
     mode: compose ? "compose" : "read",
-    internet_message_id: compose ? null : item.internetMessageId || null,
-    conversation_id: item.conversationId || null,
-    item_id: item.itemId || (compose ? await draftId(item) : null),
+    internet_message_id: "internetMessageId" in item ? item.internetMessageId || null : null,
+    conversation_id: "conversationId" in item ? item.conversationId || null : null,
+    // Read items have an id; a draft has one once saved (getItemIdAsync).
+    item_id: ("itemId" in item && item.itemId) || (compose ? await draftId(item) : null),
     subject: String((await field(item, "subject")) || ""),
     from: null, to: [], cc: [], organizer: null, required_attendees: [], optional_attendees: [],
     start: null, end: null, location: null,
     user_address: userAddress(),
+    mailbox_owner: await sharedOwner(item),
   };
   if (appointment) {
     const [organizer, required, optional, start, end, location] = await Promise.all([
@@ -156,6 +190,25 @@ export async function describeItem(item = currentItem()) {
   return out;
 }
 
+/**
+ * The owner of the mailbox the item is in, when it is a shared folder (delegate access) or
+ * a shared mailbox and not the user's own (getSharedPropertiesAsync, Mailbox 1.8); else null.
+ * @param {OfficeItem} item
+ * @returns {Promise<string | null>}
+ */
+async function sharedOwner(item) {
+  if (!("getSharedPropertiesAsync" in item) || typeof item.getSharedPropertiesAsync !== "function" || !supports("Mailbox", "1.8")) {
+    return null;
+  }
+  try {
+    const shared = await call((cb) => item.getSharedPropertiesAsync(cb));
+    const owner = shared && shared.owner ? String(shared.owner) : "";
+    return owner && owner.toLowerCase() !== userAddress().toLowerCase() ? owner : null;
+  } catch {
+    return null; // not shared: the item is in the user's own mailbox
+  }
+}
+
 function base64OfText(text) {
   const bytes = new TextEncoder().encode(text);
   let binary = "";
@@ -165,6 +218,11 @@ function base64OfText(text) {
   return btoa(binary);
 }
 
+/**
+ * @param {OfficeItem} item
+ * @param {Office.AttachmentDetails} att
+ * @param {number} maxBytes
+ */
 async function attachmentContent(item, att, maxBytes) {
   const meta = { name: String(att.name || "attachment"), content_type: String(att.contentType || "application/octet-stream"),
     size: Number(att.size) || 0, content_base64: null, is_inline: Boolean(att.isInline) };
@@ -191,6 +249,10 @@ async function attachmentContent(item, att, maxBytes) {
  * supported, attachments within the org's size limit. Whatever cannot be read is left out
  * (null); without a body the server records the track as pending for server-side sync.
  */
+/**
+ * @param {OfficeItem} item
+ * @param {{maxAttachmentBytes?: number}} [options]
+ */
 export async function readContent(item, { maxAttachmentBytes = 0 } = {}) {
   const coercion = office().CoercionType;
   const content = { html_body: null, text_body: null, internet_headers: null, attachments: [] };
@@ -203,14 +265,14 @@ export async function readContent(item, { maxAttachmentBytes = 0 } = {}) {
       // No body: tracked later by server-side sync.
     }
   }
-  if (!isAppointment(item) && supports("Mailbox", "1.8") && typeof item.getAllInternetHeadersAsync === "function") {
+  if (!isAppointment(item) && "getAllInternetHeadersAsync" in item && supports("Mailbox", "1.8") && typeof item.getAllInternetHeadersAsync === "function") {
     try {
       content.internet_headers = await call((cb) => item.getAllInternetHeadersAsync(cb));
     } catch {
       content.internet_headers = null;
     }
   }
-  const attachments = Array.isArray(item.attachments) ? item.attachments : [];
+  const attachments = "attachments" in item && Array.isArray(item.attachments) ? item.attachments : [];
   for (const att of attachments) {
     content.attachments.push(await attachmentContent(item, att, maxAttachmentBytes));
   }
@@ -219,6 +281,7 @@ export async function readContent(item, { maxAttachmentBytes = 0 } = {}) {
 
 // -- categories (Mailbox 1.8) ---------------------------------------------------------------
 
+/** @param {OfficeItem | null} item */
 export function canCategorize(item) {
   return supports("Mailbox", "1.8") && Boolean(item && item.categories);
 }
@@ -233,6 +296,7 @@ async function ensureMasterCategory() {
 }
 
 /** Mark the item 'Tracked to Regarding' (quietly does nothing where unsupported). */
+/** @param {OfficeItem | null} [item] */
 export async function addTrackedCategory(item = currentItem()) {
   if (!canCategorize(item)) return false;
   try {
@@ -247,6 +311,7 @@ export async function addTrackedCategory(item = currentItem()) {
   }
 }
 
+/** @param {OfficeItem | null} [item] */
 export async function removeTrackedCategory(item = currentItem()) {
   if (!canCategorize(item)) return false;
   try {
@@ -260,6 +325,10 @@ export async function removeTrackedCategory(item = currentItem()) {
 // -- compose ---------------------------------------------------------------------------------
 
 /** Append the tracking token to the draft's subject (unless it is there already). */
+/**
+ * @param {OfficeItem} item
+ * @param {string} token
+ */
 export async function addTokenToSubject(item, token) {
   if (!token || !isCompose(item)) return false;
   const subject = String((await call((cb) => item.subject.getAsync(cb))) || "");
@@ -269,6 +338,7 @@ export async function addTokenToSubject(item, token) {
 }
 
 /** A saved draft's id (Mailbox 1.8), or null while it has never been saved. */
+/** @param {ComposeItem} item */
 async function draftId(item) {
   if (typeof item.getItemIdAsync !== "function" || !supports("Mailbox", "1.8")) return null;
   try {
@@ -279,6 +349,7 @@ async function draftId(item) {
 }
 
 /** Save the draft (a meeting needs an id before it can be tracked when sent). */
+/** @param {OfficeItem} item */
 export async function saveDraft(item) {
   if (!isCompose(item) || typeof item.saveAsync !== "function") return null;
   try {
@@ -290,6 +361,7 @@ export async function saveDraft(item) {
 
 // -- the pinned pane -------------------------------------------------------------------------
 
+/** @param {(event: any) => void} handler */
 export function onItemChanged(handler) {
   const box = mailbox();
   if (!box || typeof box.addHandlerAsync !== "function" || !supports("Mailbox", "1.5")) return;
@@ -297,6 +369,10 @@ export function onItemChanged(handler) {
 }
 
 /** Compose: the recipients changed (Mailbox 1.7), so who-is-who should be looked up again. */
+/**
+ * @param {OfficeItem} item
+ * @param {(event: any) => void} handler
+ */
 export function onRecipientsChanged(item, handler) {
   if (!isCompose(item) || typeof item.addHandlerAsync !== "function" || !supports("Mailbox", "1.7")) return;
   const type = office().EventType.RecipientsChanged;
@@ -322,6 +398,11 @@ export async function ssoToken() {
  * Open ``url`` in an Office dialog and resolve with the first message the page sends
  * (Office.context.ui.messageParent); rejects if it cannot open or the user closes it.
  */
+/**
+ * @param {string} url
+ * @param {{height?: number, width?: number}} [size]
+ * @returns {Promise<string>}
+ */
 export function openDialog(url, { height = 60, width = 30 } = {}) {
   return new Promise((resolve, reject) => {
     const ui = office().context && office().context.ui;
@@ -331,8 +412,8 @@ export function openDialog(url, { height = 60, width = 30 } = {}) {
     }
     ui.displayDialogAsync(url, { height, width }, (result) => {
       if (result.status !== office().AsyncResultStatus.Succeeded) {
-        const error = result.error || {};
-        reject(new OfficeError(error.code || "dialog_failed", error.message || "The sign-in window could not open."));
+        const error = result.error;
+        reject(new OfficeError((error && error.code) || "dialog_failed", (error && error.message) || "The sign-in window could not open."));
         return;
       }
       const dialog = result.value;
@@ -341,12 +422,12 @@ export function openDialog(url, { height = 60, width = 30 } = {}) {
         if (settled) return;
         settled = true;
         try { dialog.close(); } catch { /* already closed */ }
-        resolve(String(arg.message || ""));
+        resolve(String(("message" in arg && arg.message) || ""));
       });
       dialog.addEventHandler(office().EventType.DialogEventReceived, (arg) => {
         if (settled) return;
         settled = true;
-        reject(new OfficeError(arg.error || "dialog_closed", "The sign-in window was closed."));
+        reject(new OfficeError(("error" in arg && arg.error) || "dialog_closed", "The sign-in window was closed."));
       });
     });
   });

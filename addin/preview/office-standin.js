@@ -7,6 +7,9 @@
  *
  * Requirement sets: Mailbox 1.8 (categories, headers, attachment contents) and DialogApi
  * 1.2; no IdentityAPI, so the pane signs in with the dialog, as it does without SSO.
+ *
+ * Its shapes are checked against Microsoft's @types/office-js by the pane's type check
+ * (`tsc -p tsconfig.json`): each object "satisfies" a Stand (addin/office-standin.d.ts).
  */
 (function () {
   "use strict";
@@ -16,10 +19,17 @@
   var preview = null; // the preview page's API, once it is there
   var itemChanged = [];
   var built = { key: null, item: null };
+  var masterList = []; // the mailbox's master categories
 
   window.__regardingPreview = true; // the pane asks for the dialog's preview flavour
 
+  /** @returns {Stand<Office.AsyncResult<any>>} */
   function ok(value) { return { status: "succeeded", value: value, error: null }; }
+  /**
+   * @param {number} code
+   * @param {string} message
+   * @returns {Stand<Office.AsyncResult<any>>}
+   */
   function fail(code, message) { return { status: "failed", value: null, error: { code: code, name: "Error", message: message } }; }
   function callbackOf(args) {
     for (var i = args.length - 1; i >= 0; i--) if (typeof args[i] === "function") return args[i];
@@ -34,10 +44,10 @@
     return true;
   }
   function value(get, set) {
-    return {
+    return /** @satisfies {Stand<Office.Subject>} */ ({
       getAsync: function () { async(callbackOf(arguments), ok(get())); },
       setAsync: function (v) { set(v); async(callbackOf(arguments), ok()); },
-    };
+    });
   }
   function headersOf(s) {
     var lines = [];
@@ -50,19 +60,20 @@
   function build(s) {
     var compose = s.mode === "compose";
     var appointment = s.type === "appointment";
-    var item = {
+    /** @type {any} the members every item has (below: those of its mode and type) */
+    var item = /** @satisfies {Stand<Office.MessageRead>} */ ({
       itemType: appointment ? "appointment" : "message",
       itemId: s.itemId || undefined,
       conversationId: s.conversationId || undefined,
       attachments: (s.attachments || []).map(function (a) {
         return { id: a.id, name: a.name, contentType: a.contentType, size: a.size, attachmentType: a.attachmentType || "file", isInline: Boolean(a.isInline) };
       }),
-      body: {
+      body: /** @satisfies {Stand<Office.Body>} */ ({
         getAsync: function (coercion) {
           async(callbackOf(arguments), ok(coercion === "html" ? (s.bodyHtml || "") : (s.bodyText || "")));
         },
-      },
-      categories: {
+      }),
+      categories: /** @satisfies {Stand<Office.Categories>} */ ({
         getAsync: function () {
           var names = Array.from(preview.categories(s.key));
           async(callbackOf(arguments), ok(names.map(function (n) { return { displayName: n, color: "Preset9" }; })));
@@ -79,7 +90,7 @@
           preview.categoriesChanged();
           async(callbackOf(arguments), ok());
         },
-      },
+      }),
       getAllInternetHeadersAsync: function () { async(callbackOf(arguments), ok(headersOf(s))); },
       getAttachmentContentAsync: function (id) {
         var found = (s.attachments || []).filter(function (a) { return a.id === id; })[0];
@@ -92,7 +103,7 @@
         }
         async(callbackOf(Array.prototype.slice.call(arguments, 2)), ok());
       },
-    };
+    });
     if (compose) {
       item.subject = value(function () { return s.subject || ""; }, function (v) { preview.setSubject(s.key, v); });
       item.getItemIdAsync = function () {
@@ -145,10 +156,10 @@
       async(cb, fail(12004, String(exc && exc.message)));
       return;
     }
-    async(cb, ok({
+    async(cb, ok(/** @satisfies {Stand<Office.Dialog>} */ ({
       addEventHandler: function (type, handler) { (handlers[type] = handlers[type] || []).push(handler); },
       close: function () { dialog.close(); },
-    }));
+    })));
   }
 
   function messageParent(message) {
@@ -156,7 +167,7 @@
     if (target) target.postMessage({ __officeDialog: true, message: String(message) }, window.location.origin);
   }
 
-  var Office = {
+  var Office = /** @satisfies {Stand<typeof globalThis.Office>} */ ({
     AsyncResultStatus: { Succeeded: "succeeded", Failed: "failed" },
     CoercionType: { Html: "html", Text: "text" },
     EventType: {
@@ -178,9 +189,8 @@
           return { displayName: u.displayName || "", emailAddress: u.emailAddress || "", timeZone: "UTC" };
         },
         masterCategories: {
-          list: [],
-          getAsync: function () { async(callbackOf(arguments), ok(this.list.slice())); },
-          addAsync: function (more) { this.list = this.list.concat(more); async(callbackOf(arguments), ok()); },
+          getAsync: function () { async(callbackOf(arguments), ok(masterList.slice())); },
+          addAsync: function (more) { masterList = masterList.concat(more); async(callbackOf(arguments), ok()); },
         },
         addHandlerAsync: function (type, handler) {
           if (type === Office.EventType.ItemChanged) itemChanged.push(handler);
@@ -193,7 +203,7 @@
         var started = Date.now();
         (function wait() {
           var parentPreview = null;
-          try { parentPreview = window.parent !== window ? window.parent.RegardingPreview : null; } catch (e) { parentPreview = null; }
+          try { parentPreview = window.parent !== window ? window.parent.RegardingPreview : null; } catch { parentPreview = null; }
           if (!inDialog && !parentPreview && Date.now() - started < 10000) { setTimeout(wait, 20); return; }
           preview = parentPreview;
           if (preview) {
@@ -202,12 +212,13 @@
               itemChanged.forEach(function (h) { h({ type: Office.EventType.ItemChanged }); });
             });
           }
+          /** @type {any} */
           var info = { host: "Outlook", platform: "OfficeOnline" };
           if (callback) callback(info);
           resolve(info);
         })();
       });
     },
-  };
-  window.Office = Office;
+  });
+  /** @type {any} */ (window).Office = Office;
 })();

@@ -6,12 +6,15 @@
  * over the page, in an iframe. Everything is rendered with text nodes.
  */
 
-const samples = JSON.parse(document.getElementById("pv-samples").textContent);
 const user = JSON.parse(document.getElementById("pv-user").textContent);
+// The sample inbox is fixed: the first set the server gave is kept (with what the user did
+// to it: a sent draft, a changed subject) until "Reset the preview".
+const STORE_KEY = `regarding.preview.v1:${user.emailAddress}`;
+const samples = kept() || JSON.parse(document.getElementById("pv-samples").textContent);
 const list = document.getElementById("pv-list");
 const reader = document.getElementById("pv-reader");
 const dialogLayer = document.getElementById("pv-dialog");
-const dialogFrame = document.getElementById("pv-dialog-frame");
+const dialogFrame = /** @type {HTMLIFrameElement} */ (document.getElementById("pv-dialog-frame"));
 const dialogClose = document.getElementById("pv-dialog-close");
 
 const FOLDERS = [["Inbox", "Inbox"], ["Calendar", "Calendar"], ["Drafts", "Drafts"], ["Sent", "Sent Items"]];
@@ -19,6 +22,24 @@ const listeners = new Set();
 const categories = new Map(); // item key → Set of category names (the mailbox's side)
 let selected = samples[0] ? samples[0].key : null;
 
+function kept() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORE_KEY) || "null");
+    return Array.isArray(saved) && saved.length ? saved : null;
+  } catch {
+    return null; // storage blocked or spoilt: the server's samples
+  }
+}
+
+function keep() {
+  try {
+    localStorage.setItem(STORE_KEY, JSON.stringify(samples));
+  } catch {
+    // Storage blocked: the samples last as long as the page.
+  }
+}
+
+/** @returns {HTMLElement} */
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -57,12 +78,13 @@ function renderList() {
   for (const [folder, label] of FOLDERS) {
     const items = samples.filter((s) => s.folder === folder);
     if (!items.length) continue;
-    list.append(el("li", { class: "pv-folder", role: "presentation" }, label));
+    const group = el("ul", { class: "pv-group", "aria-labelledby": `pv-folder-${folder}` });
+    list.append(el("h2", { class: "pv-folder", id: `pv-folder-${folder}` }, label), group);
     for (const s of items) {
       const sender = s.type === "appointment" ? (s.organizer && s.organizer.displayName) : s.mode === "compose"
         ? `To: ${(s.to || []).map((p) => p.displayName || p.emailAddress).join(", ")}` : s.from && s.from.displayName;
       const tags = categories.get(s.key);
-      list.append(el("li", {},
+      group.append(el("li", {},
         el("button", {
           type: "button", class: `pv-item${s.key === selected ? " selected" : ""}`,
           "aria-current": s.key === selected ? "true" : null, "data-key": s.key,
@@ -139,9 +161,10 @@ function send(draft) {
   const id = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now())).replace(/-/g, "");
   const sent = {
     ...draft, key: `sent-${id.slice(0, 12)}`, folder: "Sent", mode: "read", itemId: `preview-sent-${id}`,
-    internetMessageId: `<${id}@mail.${domain}>`, from: { ...user }, date: new Date().toISOString(),
+    internetMessageId: draft.sentMessageId || `<${id}@mail.${domain}>`, from: { ...user }, date: new Date().toISOString(),
   };
   samples.splice(samples.indexOf(draft), 1, sent);
+  keep();
   selected = null;
   select(sent.key);
 }
@@ -216,6 +239,7 @@ window.RegardingPreview = {
     const s = samples.find((x) => x.key === key);
     if (!s) return;
     s.subject = value;
+    keep();
     if (key === selected) renderReader();
     renderList();
   },
@@ -230,5 +254,35 @@ window.RegardingPreview = {
   openDialog,
 };
 
+// -- reset -------------------------------------------------------------------------------------
+
+const resetButton = /** @type {HTMLButtonElement} */ (document.getElementById("pv-reset"));
+const resetStatus = document.getElementById("pv-reset-status");
+resetButton.addEventListener("click", async () => {
+  resetButton.disabled = true;
+  resetStatus.textContent = "Resetting the preview…";
+  let response = null;
+  try {
+    response = await fetch(new URL("preview/reset", location.href), {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { Accept: "application/json", "X-CSRFToken": document.querySelector("meta[name=csrf-token]").getAttribute("content") },
+    });
+  } catch {
+    response = null;
+  }
+  if (!response || !response.ok) {
+    resetButton.disabled = false;
+    resetStatus.textContent = "The preview could not be reset. Try again.";
+    return;
+  }
+  try {
+    localStorage.removeItem(STORE_KEY);
+  } catch {
+    // Nothing was kept.
+  }
+  location.reload();
+});
+
+keep();
 renderList();
 renderReader();

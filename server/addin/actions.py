@@ -24,7 +24,7 @@ from server.crm.services import tracked, tracking
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.mailkeys import find_token
-from server.security import authz, tokens
+from server.security import authz, delegates, tokens
 from server.security.authz import Principal
 from server.security.models import ApiToken, User
 from server.security.privileges import Depth
@@ -124,14 +124,25 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
 # -- quick create ------------------------------------------------------------------------------
 
 def quick_create(p: Principal, kind: str, fields: dict[str, Any],
-                 set_regarding_for: str | None = None) -> dict[str, Any]:
+                 set_regarding_for: str | None = None,
+                 new_account: dict[str, str] | None = None) -> dict[str, Any]:
     """Create a contact, lead, opportunity or case from the pane (the record services
-    validate and check the create privilege); optionally make the item regarding it."""
+    validate and check the create privilege); optionally make the item regarding it.
+    ``new_account`` (a contact only): ``{"name", "website"}`` of an account created with it
+    as its parent, in the same transaction (create on accounts is checked too)."""
     if kind not in QUICK_CREATE_TYPES:
         raise NotFound("Records of this type cannot be created from the add-in.")
     rt = RECORD_TYPES[kind]
     if p.depth(kind, "create") == Depth.NONE:
         raise Forbidden(f"You may not create {rt.plural.lower()}.")
+    if new_account is not None:
+        if kind != "contact":
+            raise Invalid("Only a new contact can come with a new account.", {"new_account": "Not for this type."})
+        try:
+            account = records.create(p, RECORD_TYPES["account"], new_account)
+        except Invalid as exc:  # its field messages, under new_account.
+            raise Invalid(exc.message, {f"new_account.{k}": v for k, v in exc.fields.items()}) from None
+        fields = {**fields, "parent_account_id": account.id}
     record = records.create(p, rt, fields)
     out: dict[str, Any] = {"record": {"type": kind, "id": record.id,
                                       "name": records.title(p, record),
@@ -200,8 +211,12 @@ def appointment_content(item: Item) -> tracking.AppointmentContent:
 def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[str, Any]:
     """Track the item. With its content the activity is created at once (idempotent by
     Message-ID); without it (compose, or content the client could not read) a pending
-    request is recorded for the pane after sending or for server-side sync."""
+    request is recorded for the pane after sending or for server-side sync. An item of
+    someone else's mailbox (a shared folder or mailbox) is tracked for its owner."""
     authz.require_named(p, "track_email")
+    owner = delegates.acting_for(p.user, item.mailbox_owner)
+    if owner is not None:
+        return _track_for(p, owner, item, regarding)
     org = organization()
     if item.type == "appointment":
         if not item.identity:
@@ -217,8 +232,30 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
             "synchronization sees it.")
         return mark_pending(p, item, regarding, reason=reason)
     content = email_content(item, org)
-    email, _ = tracking.track_email(p, content, regarding=regarding)
+    # The user chose this regarding: it wins over the one a copy already in the CRM has (an
+    # email untracked and tracked again, or tracked by a colleague), as for a meeting.
+    email, _ = tracking.track_email(p, content, regarding=regarding, regarding_wins=True)
     return {"tracking": tracking_json(p, tracked.tracking_status(p, email.message_id))}
+
+
+def _track_for(p: Principal, owner: User, item: Item,
+               regarding: tuple[str, int] | None) -> dict[str, Any]:
+    """An assistant tracks an email of ``owner``'s mailbox, which ``owner`` allowed: the
+    email is ``owner``'s activity, tracked with ``owner``'s privileges (as server-side sync
+    would), linked where the assistant may link it; the assistant is recorded as who
+    created (or last changed) it."""
+    if item.type != "message" or item.mode != "read" or not item.has_content:
+        raise Invalid("In someone else's mailbox the add-in tracks the emails you read, with their content.",
+                      {"item.mailbox_owner": "Open a received or sent email to track it."})
+    regarding = tracking.check_regarding(p, regarding)
+    op = authz.principal(owner)
+    email, created = tracking.track_email(op, email_content(item, organization()), regarding=regarding,
+                                          regarding_wins=True)
+    if created:
+        email.created_by_id = p.user_id
+    email.modified_by_id = p.user_id
+    db.session.flush()
+    return {"tracking": tracking_json(p, tracked.tracking_status(op, email.message_id))}
 
 
 def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
@@ -284,19 +321,24 @@ def untrack(p: Principal, identity: str, delete_copy: bool) -> dict[str, Any]:
 
 # -- pane tokens -------------------------------------------------------------------------------
 
-def issue_pane_token(user: User) -> tuple[str, datetime]:
+def issue_pane_token(user: User, device: str | None = None) -> tuple[str, datetime]:
     """A short-lived (8 hours), revocable pane token for the sign-in dialog to hand to the
-    pane: ``(secret, expires_on)``. The secret is never stored; the caller commits. Forbidden
-    when the user may not use the add-in."""
+    pane: ``(secret, expires_on)``. ``device``: a digest naming the device (the dialog's
+    device cookie); the user's earlier pane token of that device is replaced, so signing in
+    again adds no token. The secret is never stored; the caller commits. Forbidden when the
+    user may not use the add-in."""
     p = authz.principal(user)
     if not user.is_active:
         raise Forbidden("This account is disabled.")
     authz.require_named(p, "use_outlook_addin")
-    # The user's old pane tokens that expired more than a day ago are of no further use.
+    # The user's old pane tokens that expired more than a day ago are of no further use; nor
+    # is the one this device had before.
+    stale = ApiToken.expires_on < utcnow() - timedelta(days=1)
     db.session.execute(ApiToken.__table__.delete().where(
         ApiToken.user_id == user.id, ApiToken.kind == "pane",
-        ApiToken.expires_on < utcnow() - timedelta(days=1)))
+        or_(stale, ApiToken.device == device) if device else stale))
     row, secret = tokens.issue(user, "Outlook add-in", days=PANE_TOKEN_HOURS / 24, kind="pane")
+    row.device = device
     return secret, row.expires_on
 
 

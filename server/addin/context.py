@@ -26,9 +26,9 @@ from server.crm.services import timeline as timelines
 from server.crm.services import tracked
 from server.crm.services.resolution import Match, normalized, resolve
 from server.db import cached_statement, db
-from server.errors import Invalid, NotFound
+from server.errors import Forbidden, Invalid, NotFound
 from server.mailkeys import find_token
-from server.security import authz
+from server.security import authz, delegates
 from server.security.authz import Principal
 from server.security.models import Team, User
 from server.security.privileges import Depth
@@ -67,6 +67,7 @@ def _may_create(p: Principal, model) -> bool:
 def capabilities(p: Principal) -> dict[str, bool]:
     can_activity = _may_create(p, Activity)
     return {"track": p.has("track_email") and can_activity,
+            "create_account": _may_create(p, Account),
             "create_contact": _may_create(p, Contact),
             "create_lead": _may_create(p, Lead),
             "create_opportunity": _may_create(p, Opportunity),
@@ -449,19 +450,34 @@ def tracking_json(p: Principal, status: tracked.TrackingStatus,
         kind, ident = regarding
         ref = ref_json(kind, ident, known if known and regarding in known else record_titles(p, {kind: {ident}}))
     return {"status": status.status, "activity_id": activity_id, "regarding": ref,
-            "reason": status.reason, "url": activity_url(activity_id) if activity_id else None}
+            "reason": status.reason, "url": activity_url(activity_id) if activity_id else None,
+            "copy_url": activity_url(status.copy_id) if status.copy_id else None}
 
 
 # -- the context call --------------------------------------------------------------------------
+
+def shared_mailbox(p: Principal, item: Item) -> tuple[Principal, dict[str, Any] | None]:
+    """For an item of someone else's mailbox: whose tracking status the pane shows (the
+    owner's, when they allowed the user to track for them) and what the pane says about it."""
+    try:
+        owner = delegates.acting_for(p.user, item.mailbox_owner)
+    except Forbidden as exc:
+        return p, {"owner": item.mailbox_owner, "name": None, "allowed": False, "message": exc.message}
+    if owner is None:
+        return p, None
+    return authz.principal(owner), {"owner": owner.email, "name": owner.full_name, "allowed": True,
+                                    "message": None}
+
 
 def context(p: Principal, item: Item) -> dict[str, Any]:
     """Everything the pane shows for one item, in one call."""
     org = _org_settings()
     cards = CardLoader(p)
     party_list = parties(p, item, org, cards)
-    status = tracking_json(p, status_of(p, item, org), known=cards.titles)
+    tracker, shared = shared_mailbox(p, item)
+    status = tracking_json(p, status_of(tracker, item, org), known=cards.titles)
     subject = _related_subject(party_list, status["regarding"])
     return {"user": user_json(p), "parties": party_list, "tracking": status,
             "related": related(p, *subject, known=cards.subject(*subject)) if subject
             else _empty_related(),
-            "can": capabilities(p), "org": org_json(org)}
+            "can": capabilities(p), "org": org_json(org), "shared_mailbox": shared}

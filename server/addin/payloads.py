@@ -35,7 +35,7 @@ HEADERS_MAX = 256 * 1024
 
 ITEM_KEYS = ("type", "mode", "internet_message_id", "conversation_id", "item_id", "subject",
              "from", "to", "cc", "organizer", "required_attendees", "optional_attendees",
-             "start", "end", "location", "user_address")
+             "start", "end", "location", "user_address", "mailbox_owner")
 CONTENT_KEYS = ("html_body", "text_body", "internet_headers", "attachments")
 ATTACHMENT_KEYS = ("name", "content_type", "size", "content_base64", "content_id", "is_inline")
 
@@ -84,6 +84,8 @@ class Item:
     end: datetime | None = None
     location: str | None = None
     user_address: str | None = None
+    # A shared folder or mailbox: its owner's address (getSharedPropertiesAsync), when not the user's
+    mailbox_owner: str | None = None
     # Content, sent on Track only
     html_body: str | None = None
     text_body: str | None = None
@@ -288,6 +290,7 @@ def item(raw: Any, errors: Errors, *, path: str = "item", with_content: bool = F
         end=when(g("end"), f"{path}.end", errors),
         location=text(g("location"), f"{path}.location", errors, cap=LOCATION_MAX) or None,
         user_address=text(g("user_address"), f"{path}.user_address", errors, limit=ADDRESS_MAX) or None,
+        mailbox_owner=text(g("mailbox_owner"), f"{path}.mailbox_owner", errors, limit=ADDRESS_MAX) or None,
     )
     if with_content:
         html = text(g("html_body"), f"{path}.html_body", errors, multiline=True)

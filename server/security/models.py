@@ -1,5 +1,5 @@
 """Security tables: business units, users, teams, security roles, record shares,
-field security profiles, API tokens and sign-in throttling."""
+field security profiles, API tokens, sign-in throttling and tracking delegates."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -205,13 +205,16 @@ class FieldPermission(db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token; only its SHA-256 is stored. ``kind`` is ``api`` or ``pane`` (add-in)."""
+    """A bearer token; only its SHA-256 is stored. ``kind`` is ``api`` or ``pane`` (add-in).
+    A pane token names the device it was issued to (a digest of the sign-in dialog's device
+    cookie), so signing in again there replaces it instead of adding another."""
 
     __tablename__ = "api_token"
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(10), default="api")
+    device: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
@@ -256,3 +259,17 @@ class SsoLink(db.Model):
     object_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), unique=True)
     linked_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrackingDelegate(db.Model):
+    """"Who may track on my behalf": ``delegate`` (an assistant with access to ``owner``'s
+    mailbox in Outlook) may track items of that mailbox for ``owner``, who then owns the
+    activities; the delegate is recorded as the one who tracked them. Set by the owner."""
+
+    __tablename__ = "tracking_delegate"
+    __table_args__ = (UniqueConstraint("owner_user_id", "delegate_user_id"),
+                      CheckConstraint("owner_user_id <> delegate_user_id", name="not_self"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    delegate_user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)

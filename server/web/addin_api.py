@@ -186,14 +186,18 @@ def quick_create(kind: str):
     if kind not in actions.QUICK_CREATE_TYPES:
         raise Invalid("Contacts, leads, opportunities and cases can be created here.",
                       {"type": "Unsupported record type."})
-    data, errors = _parse(("fields", "set_regarding_for"))
+    data, errors = _parse(("fields", "set_regarding_for", "new_account"))
     fields = data.get("fields")
     if not isinstance(fields, dict):
         errors.add("fields", "Expected an object with field values.")
     target = data.get("set_regarding_for")
     target = pl.text(target, "set_regarding_for", errors, limit=pl.MESSAGE_ID_MAX) if target is not None else None
+    new_account = data.get("new_account")
+    if new_account is not None and not (isinstance(new_account, dict)
+                                        and set(new_account) <= {"name", "website"}):
+        errors.add("new_account", "Expected an object with the account's name and website.")
     errors.raise_if_any()
-    return _done(actions.quick_create(_p(), kind, fields, target or None), 201)
+    return _done(actions.quick_create(_p(), kind, fields, target or None, new_account), 201)
 
 
 ACTIVITY_FIELDS = ("subject", "description", "scheduled_end", "phone_number")

@@ -9,31 +9,25 @@ sample emails, for anyone without Outlook) and the administrators' page with the
   session (else it sends the user to ``/signin?next=/addin/signin``); its script then POSTs
   (same origin, CSRF token) for a short-lived pane token and passes it to the pane with
   ``Office.context.ui.messageParent``. The token is issued only on that POST, never in HTML.
-* ``/addin/preview``: sample items from the signed-in user's own demo data; the pane runs
-  in an iframe with ``addin/preview/office-standin.js`` instead of Office.js.
+* ``/addin/preview``: the fixed sample items of ``server.addin.preview``; the pane runs in
+  an iframe with ``addin/preview/office-standin.js`` instead of Office.js. ``POST
+  /addin/preview/reset`` undoes what trying them did.
 * ``/admin/addin``: the XML and JSON manifests for this deployment and how to install them.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
-from datetime import timedelta
+import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, jsonify, make_response, redirect,
                    render_template, request, send_from_directory, url_for)
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from server.addin import actions, manifest
+from server.addin import actions, manifest, preview as previews
 from server.security import sso
-from server.crm.services import records
-from server.crm.activities import Appointment, Email
-from server.crm.models import Contact
-from server.db import db, utcnow
+from server.db import db
 from server.errors import ServiceError
 from server.security import admin as admin_rules
 from server.security import authz
@@ -130,13 +124,21 @@ def signin_dialog():
                      cache="no-store")
 
 
+DEVICE_COOKIE = "regarding_addin_device"
+DEVICE_COOKIE_DAYS = 400
+
+
 @bp.post("/addin/signin")
 def signin_token():
     """A pane token for the signed-in user (the dialog's script asks, with the CSRF token)."""
     if not current_user.is_authenticated:
         return _json_error(401, "unauthenticated", "Sign in first.")
+    device = request.cookies.get(DEVICE_COOKIE, "")
+    if not 20 <= len(device) <= 100:
+        device = secrets.token_urlsafe(24)
     try:
-        secret, expires_on = actions.issue_pane_token(current_user._get_current_object())
+        secret, expires_on = actions.issue_pane_token(
+            current_user._get_current_object(), hashlib.sha256(device.encode()).hexdigest())
     except ServiceError as exc:
         db.session.rollback()
         return _json_error(exc.status, exc.code, exc.message)
@@ -144,6 +146,10 @@ def signin_token():
     response = jsonify({"token": secret,
                         "expires_on": expires_on.isoformat().replace("+00:00", "Z")})
     response.headers["Cache-Control"] = "no-store"
+    # Names this device (not a secret: it only lets a new sign-in here replace the old token).
+    response.set_cookie(DEVICE_COOKIE, device, max_age=DEVICE_COOKIE_DAYS * 86400,
+                        path=url_for("addin_pages.signin_token"), httponly=True, samesite="Lax",
+                        secure=current_app.config.get("SESSION_COOKIE_SECURE", True))
     return response
 
 
@@ -156,130 +162,34 @@ def _json_error(status: int, code: str, message: str):
 
 # -- the preview -------------------------------------------------------------------------------
 
-STRANGER = ("Jonas Whitaker", "jonas.whitaker@harbourlight-ventures.example")
-SAMPLE_TRACKED = 2
-
-
-def _who(name: str | None, address: str | None) -> dict:
-    return {"displayName": name or address or "", "emailAddress": address or ""}
-
-
-def _iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def _paragraphs(text: str) -> str:
-    return "".join(f"<p>{html.escape(line)}</p>" for line in text.split("\n\n"))
-
-
-def _email_sample(email: Email, n: int) -> dict:
-    roles: dict[str, list] = {"from": [], "to": [], "cc": []}
-    for party in email.parties:
-        if party.role in roles:
-            roles[party.role].append(_who(party.name, party.address))
-    text = email.text_body or email.description or ""
-    return {"key": f"tracked-{n}", "folder": "Inbox", "type": "message", "mode": "read",
-            "itemId": f"preview-email-{email.id}", "internetMessageId": f"<{email.message_id}>",
-            "conversationId": email.conversation_id, "subject": email.subject,
-            "from": (roles["from"] or [None])[0], "to": roles["to"], "cc": roles["cc"],
-            "date": _iso(email.sent_on or email.occurred_on), "bodyText": text,
-            "bodyHtml": email.html_body or _paragraphs(text), "attachments": []}
-
-
-def _new_email(key: str, sender: tuple[str, str], to: list[tuple[str, str]], subject: str,
-               text: str, user_id: int, **extra) -> dict:
-    """A message the CRM has not seen: its Message-ID is stable per user, so tracking it in
-    the preview is idempotent and shows as tracked next time."""
-    digest = hashlib.sha256(f"{user_id}:{key}:{sender[1]}".encode()).hexdigest()[:24]
-    domain = sender[1].rpartition("@")[2] or "example"
-    item = {"key": key, "folder": "Inbox", "type": "message", "mode": "read",
-            "itemId": f"preview-{key}-{digest}", "internetMessageId": f"<{digest}@mail.{domain}>",
-            "conversationId": digest, "subject": subject, "from": _who(*sender),
-            "to": [_who(*x) for x in to], "cc": [], "date": _iso(utcnow() - timedelta(hours=2)),
-            "bodyText": text, "bodyHtml": _paragraphs(text), "attachments": []}
-    item.update(extra)
-    return item
-
-
-def samples(p: authz.Principal) -> list[dict]:
-    """Sample items for the preview from the user's own CRM: recent tracked emails, a new
-    email from one of their contacts, one from a stranger, a meeting and a draft, described
-    the way Office.js describes items (the stand-in serves them to the pane)."""
-    user = p.user
-    me = (user.full_name, user.email)
-    items: list[dict] = []
-    emails = db.session.scalars(
-        select(Email).where(authz.scope(p, Email, "read"), Email.direction == "incoming",
-                            Email.message_id.is_not(None), Email.sender_address.is_not(None))
-        .options(selectinload(Email.parties))
-        .order_by(Email.occurred_on.desc(), Email.id.desc()).limit(SAMPLE_TRACKED)).all()
-    items += [_email_sample(e, n) for n, e in enumerate(emails, 1)]
-    contact = db.session.scalars(
-        select(Contact).where(authz.scope(p, Contact, "read"), Contact.is_active.is_(True),
-                              Contact.email1.is_not(None))
-        .order_by(Contact.modified_on.desc(), Contact.id.desc()).limit(1)).first()
-    # Field security: only the name and address the user may read (a hidden email means no
-    # sample from this contact, whose address the preview would otherwise show).
-    address = next(iter(records.emails(p, contact)), None) if contact is not None else None
-    known = (records.title(p, contact) or address, address) if address else None
-    if known is not None:
-        items.append(_new_email(
-            "known", known, [me],
-            "Question about next quarter's order",
-            f"Hi {user.full_name.split()[0]},\n\nWe are planning next quarter's order and would "
-            "like to add a few more sites. Could you send an updated quote?\n\n"
-            f"Thanks,\n{known[0]}", user.id))
-    items.append(_new_email(
-        "stranger", STRANGER, [me], "Introduction: Harbourlight Ventures <partnership>",
-        "Hello,\n\nI run procurement at Harbourlight Ventures. A colleague recommended you; "
-        "could we set up a call next week about equipping our new office?\n\n"
-        "Best,\nJonas Whitaker", user.id,
-        attachments=[{"id": "att-1", "name": "Office floor plan.pdf", "contentType": "application/pdf",
-                      "size": 48213, "attachmentType": "file", "isInline": False,
-                      "contentBase64": base64.b64encode(b"%PDF-1.4 sample floor plan").decode()}]))
-    meeting = db.session.scalars(
-        select(Appointment).where(authz.scope(p, Appointment, "read"),
-                                  Appointment.global_object_id.is_not(None))
-        .options(selectinload(Appointment.parties))
-        .order_by(Appointment.scheduled_start.desc(), Appointment.id.desc()).limit(1)).first()
-    if meeting is not None:
-        organizer = next((x for x in meeting.parties if x.role == "organizer"), None)
-        items.append({
-            "key": "meeting", "folder": "Calendar", "type": "appointment", "mode": "read",
-            "itemId": meeting.global_object_id, "internetMessageId": None,
-            "subject": meeting.subject,
-            "organizer": _who(organizer.name, organizer.address) if organizer else _who(*me),
-            "requiredAttendees": [_who(x.name, x.address) for x in meeting.parties if x.role == "required"],
-            "optionalAttendees": [_who(x.name, x.address) for x in meeting.parties if x.role == "optional"],
-            "start": _iso(meeting.scheduled_start), "end": _iso(meeting.scheduled_end),
-            "location": meeting.location or "", "date": _iso(meeting.scheduled_start),
-            "bodyText": meeting.description or "", "bodyHtml": _paragraphs(meeting.description or ""),
-            "attachments": []})
-    to = known or STRANGER
-    items.append({
-        "key": "draft", "folder": "Drafts", "type": "message", "mode": "compose",
-        "itemId": None, "internetMessageId": None, "subject": "Proposal and next steps",
-        "from": _who(*me), "to": [_who(*to)], "cc": [], "date": _iso(utcnow()),
-        "bodyText": f"Hi {to[0].split()[0]},\n\nAs promised, here is our proposal. "
-                    "I am happy to walk you through it.\n\nBest regards,\n" + user.full_name,
-        "attachments": []})
-    for item in items:
-        if item["mode"] == "compose":
-            item["bodyHtml"] = _paragraphs(item["bodyText"])
-    return items
-
-
 @bp.get("/addin/preview")
 def preview():
     if not current_user.is_authenticated:
         return _signin_redirect()
     p = current_principal()
-    items = samples(p)
+    items = previews.samples(p)
     response = make_response(render_template(
         "addin/preview.html", items=items, user=current_user,
         can_use=p.has("use_outlook_addin"),
         home_url=url_for("pages.home") if "pages.home" in current_app.view_functions else "/"))
     return _with_csp(response, addin_csp(outlook=False))
+
+
+@bp.post("/addin/preview/reset")
+def preview_reset():
+    """"Reset the preview": what trying the samples did in the CRM is undone (the page then
+    forgets its kept samples and loads them again)."""
+    if not current_user.is_authenticated:
+        return _json_error(401, "unauthenticated", "Sign in first.")
+    try:
+        removed = previews.reset(current_principal())
+    except ServiceError as exc:
+        db.session.rollback()
+        return _json_error(exc.status, exc.code, exc.message)
+    db.session.commit()
+    response = jsonify({"removed": removed})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # -- administrators: the manifests ---------------------------------------------------------------

@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from server.db import db, utcnow
 from server.errors import ServiceError
-from server.security import authz, passwords, sessions, throttle, tokens, users
+from server.security import authz, delegates, passwords, sessions, throttle, tokens, users
 from server.security.models import ApiToken, User
 
 bp = Blueprint("auth", __name__)
@@ -161,6 +161,18 @@ def profile():
             name = (request.form.get("name") or "API token").strip()[:100]
             _, new_token = tokens.issue(user, name, days=days)
             db.session.commit()
+        elif action in ("allow_delegate", "remove_delegate"):
+            try:
+                if action == "allow_delegate":
+                    who = delegates.allow(user, request.form.get("email", ""))
+                    flash(f"{who.full_name} may now track email on your behalf.", "success")
+                else:
+                    delegates.remove(user, request.form.get("delegate_id", type=int) or 0)
+                    flash("They may no longer track on your behalf.", "success")
+                db.session.commit()
+            except ServiceError as exc:
+                db.session.rollback()
+                flash(exc.message, "error")
         elif action == "revoke_token":
             row = db.session.get(ApiToken, request.form.get("token_id", type=int) or 0)
             if row is None or row.user_id != user.id:
@@ -171,9 +183,13 @@ def profile():
         if new_token is None:
             return redirect(url_for("auth.profile"))
     # API tokens and the Outlook add-in's pane tokens: both revocable here.
-    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
-                              .order_by(ApiToken.created_on.desc())).all()
-    return render_template("profile.html", tokens=rows, new_token=new_token, now=utcnow())
+    # Pane tokens that no longer work (expired, or revoked by a sign-out) are not listed.
+    rows = db.session.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id,
+        or_(ApiToken.kind != "pane", and_(ApiToken.revoked_on.is_(None), ApiToken.expires_on > utcnow())))
+        .order_by(ApiToken.created_on.desc())).all()
+    return render_template("profile.html", tokens=rows, new_token=new_token, now=utcnow(),
+                           delegates=delegates.delegates_of(user))
 
 
 def init_app(app) -> None:

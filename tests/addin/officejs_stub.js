@@ -18,8 +18,14 @@
  * Office.js: Office.context.ui.messageParent posts to the opener, which hands the message to
  * the pane's DialogMessageReceived handler.
  */
+/*
+ * Its shapes are checked against Microsoft's @types/office-js by the pane's type check
+ * (`tsc -p tsconfig.json`, tests/addin/test_office_tools.py): each object it builds
+ * "satisfies" a Stand (addin/office-standin.d.ts) of the real type, so it cannot drift.
+ */
 (function () {
   "use strict";
+  var page = /** @type {any} */ (window);
   var config = window.__OFFICE_CONFIG || {};
   var calls = [];
   var handlers = {};
@@ -32,14 +38,20 @@
     subjectSets: [],
     dialogs: [],
   };
-  window.__office = state;
+  page.__office = state;
 
   function copy(value) {
     try { return JSON.parse(JSON.stringify(value === undefined ? null : value)); } catch (e) { return String(value); }
   }
   function record(name, args) { calls.push({ name: name, args: copy(args || []) }); }
   function later(fn) { setTimeout(fn, config.latency || 0); }
+  /** @returns {Stand<Office.AsyncResult<any>>} */
   function ok(value) { return { status: "succeeded", value: value, error: null }; }
+  /**
+   * @param {number} code
+   * @param {string} [message]
+   * @returns {Stand<Office.AsyncResult<any>>}
+   */
   function fail(code, message) { return { status: "failed", value: null, error: { code: code, name: "Error", message: message || "failed" } }; }
   function callbackOf(args) {
     for (var i = args.length - 1; i >= 0; i--) if (typeof args[i] === "function") return args[i];
@@ -60,10 +72,10 @@
   // -- the selected item ------------------------------------------------------------------------
 
   function asyncValue(name, get, set) {
-    return {
+    return /** @satisfies {Stand<Office.Subject>} */ ({
       getAsync: function () { var cb = callbackOf(arguments); record(name + ".getAsync"); later(function () { cb(ok(copy(get()))); }); },
       setAsync: function (value) { var cb = callbackOf(arguments); record(name + ".setAsync", [value]); set(value); later(function () { cb(ok()); }); },
-    };
+    });
   }
 
   function dateOf(value) { return value ? new Date(value) : null; }
@@ -72,14 +84,15 @@
     if (!spec) return null;
     var s = copy(spec);
     var compose = s.mode === "compose";
-    var item = {
+    /** @type {any} the members every item has (below: those of its mode and type) */
+    var item = /** @satisfies {Stand<Office.MessageRead>} */ ({
       itemType: s.type === "appointment" ? "appointment" : "message",
       itemId: s.itemId || null,
       conversationId: s.conversationId || null,
       attachments: (s.attachments || []).map(function (a) {
         return { id: a.id, name: a.name, contentType: a.contentType, size: a.size, attachmentType: a.attachmentType || "file", isInline: Boolean(a.isInline) };
       }),
-      body: {
+      body: /** @satisfies {Stand<Office.Body>} */ ({
         getAsync: function (coercion) {
           var cb = callbackOf(arguments);
           record("body.getAsync", [coercion]);
@@ -88,12 +101,12 @@
             else cb(ok(coercion === "html" ? (s.bodyHtml || "") : (s.bodyText || "")));
           });
         },
-      },
-      categories: {
+      }),
+      categories: /** @satisfies {Stand<Office.Categories>} */ ({
         getAsync: function () { var cb = callbackOf(arguments); record("categories.getAsync"); later(function () { cb(ok(state.categories.map(function (n) { return { displayName: n, color: "Preset9" }; }))); }); },
         addAsync: function (names) { var cb = callbackOf(arguments); record("categories.addAsync", [names]); names.forEach(function (n) { if (state.categories.indexOf(n) < 0) state.categories.push(n); }); later(function () { cb(ok()); }); },
         removeAsync: function (names) { var cb = callbackOf(arguments); record("categories.removeAsync", [names]); state.categories = state.categories.filter(function (n) { return names.indexOf(n) < 0; }); later(function () { cb(ok()); }); },
-      },
+      }),
       getAllInternetHeadersAsync: function () {
         var cb = callbackOf(arguments);
         record("getAllInternetHeadersAsync");
@@ -108,13 +121,22 @@
           else cb(ok({ format: found.format || "base64", content: found.content }));
         });
       },
+      getSharedPropertiesAsync: function () {
+        var cb = callbackOf(arguments);
+        record("getSharedPropertiesAsync");
+        later(function () {
+          if (!s.shared) cb(fail(9048, "The item is not in a shared folder."));
+          else cb(ok({ owner: s.shared.owner, targetMailbox: s.shared.owner, targetRestUrl: "https://outlook.example/api",
+                       delegatePermissions: s.shared.permissions || 1 }));
+        });
+      },
       addHandlerAsync: function (type, handler) {
         var cb = callbackOf(Array.prototype.slice.call(arguments, 2));
         record("item.addHandlerAsync", [type]);
         (handlers[type] = handlers[type] || []).push(handler);
         later(function () { cb(ok()); });
       },
-    };
+    });
     if (compose) {
       item.subject = asyncValue("subject", function () { return s.subject || ""; }, function (v) { s.subject = v; state.subjectSets.push(v); });
       item.getItemIdAsync = function () {
@@ -181,11 +203,11 @@
         if (!closedByApp) fire(Office.EventType.DialogEventReceived, { error: 12006 });
       }
     }, 100);
-    var dialog = {
+    var dialog = /** @satisfies {Stand<Office.Dialog>} */ ({
       addEventHandler: function (type, handler) { (dialogHandlers[type] = dialogHandlers[type] || []).push(handler); },
       close: function () { record("dialog.close"); closedByApp = true; try { win.close(); } catch (e) { /* gone */ } },
       messageChild: function () {},
-    };
+    });
     state.dialogs.push(dialog);
     later(function () { cb(ok(dialog)); });
   }
@@ -202,22 +224,22 @@
   var currentItem = isDialog ? null : makeItem(config.item);
   var user = config.user || { displayName: "Ann Archer", emailAddress: "ann@contoso.test" };
 
-  var mailbox = isDialog ? undefined : {
+  var mailbox = isDialog ? undefined : /** @satisfies {Stand<Office.Mailbox>} */ ({
     get item() { return currentItem; },
     userProfile: { displayName: user.displayName, emailAddress: user.emailAddress, timeZone: "UTC" },
-    masterCategories: {
+    masterCategories: /** @satisfies {Stand<Office.MasterCategories>} */ ({
       getAsync: function () { var cb = callbackOf(arguments); record("masterCategories.getAsync"); later(function () { cb(ok(copy(state.master))); }); },
       addAsync: function (list) { var cb = callbackOf(arguments); record("masterCategories.addAsync", [list]); state.master = state.master.concat(list); later(function () { cb(ok()); }); },
-    },
+    }),
     addHandlerAsync: function (type, handler) {
       var cb = callbackOf(Array.prototype.slice.call(arguments, 2));
       record("mailbox.addHandlerAsync", [type]);
       (handlers[type] = handlers[type] || []).push(handler);
       later(function () { cb(ok()); });
     },
-  };
+  });
 
-  var Office = {
+  var Office = /** @satisfies {Stand<typeof globalThis.Office>} */ ({
     AsyncResultStatus: { Succeeded: "succeeded", Failed: "failed" },
     CoercionType: { Html: "html", Text: "text" },
     EventType: {
@@ -256,13 +278,14 @@
     },
     onReady: function (callback) {
       record("onReady");
+      /** @type {any} */
       var info = { host: "Outlook", platform: "OfficeOnline" };
       return new Promise(function (resolve) {
         later(function () { if (callback) callback(info); resolve(info); });
       });
     },
-  };
-  window.Office = Office;
+  });
+  page.Office = Office;
 
   /** Tests: select another item, as Outlook does when the user clicks another email. */
   state.selectItem = function (spec) {

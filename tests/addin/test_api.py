@@ -171,12 +171,12 @@ def test_context_resolves_parties_with_cards(world, pane):
     assert by_address["new@unknown.test"]["status"] == "unresolved"
 
     assert data["tracking"] == {"status": "not_tracked", "activity_id": None, "regarding": None,
-                                "reason": None, "url": None}
+                                "reason": None, "url": None, "copy_url": None}
     related = data["related"]
     assert related["for"]["type"] == "contact" and related["for"]["id"] == world.carol.id
     assert related["parent_account"]["id"] == world.fabrikam.id
     assert related["open_opportunities"] == []  # Carol is not the opportunity's customer
-    assert data["can"] == {"track": True, "create_contact": True, "create_lead": True,
+    assert data["can"] == {"track": True, "create_account": True, "create_contact": True, "create_lead": True,
                            "create_opportunity": True, "create_case": False,
                            "create_task": True, "create_phone_call": True}
     assert data["org"] == {"use_tracking_token": True, "tracking_token_prefix": "CRM:",

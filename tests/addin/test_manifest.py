@@ -154,6 +154,9 @@ def test_xml_command_surfaces_show_the_pane_with_pinning_in_1_1():
             assert action.find(f"{ns}:SourceLocation", NS).get("resid") == "Regarding.Taskpane.Url"
             pin = action.findtext(f"{ns}:SupportsPinning", namespaces=NS)
             assert pin == ("true" if pinning else None)
+        # Shared folders (delegates) and shared mailboxes: declared where the schema has it.
+        shared = vo.findtext(f"{ns}:Hosts/{ns}:Host/{ns}:DesktopFormFactor/{ns}:SupportsSharedFolders", namespaces=NS)
+        assert shared == ("true" if pinning else None)
     mobile = inner.findall("v11:Hosts/v11:Host/v11:MobileFormFactor/v11:ExtensionPoint", NS)
     assert [p.get(XSI_TYPE) for p in mobile] == [
         "MobileMessageReadCommandSurface", "MobileLogEventAppointmentAttendee"]
@@ -271,7 +274,8 @@ def test_json_describes_the_same_add_in(settings):
     assert data["$schema"].endswith(f"/v{m.JSON_MANIFEST_VERSION}/MicrosoftTeams.schema.json")
     assert data["id"] == m.DEFAULT_ADDIN_ID and data["version"] == "1.0.0"
     assert data["authorization"]["permissions"]["resourceSpecific"] == [
-        {"name": "Mailbox.ReadWrite.User", "type": "Delegated"}]
+        {"name": "Mailbox.ReadWrite.User", "type": "Delegated"},
+        {"name": "Mailbox.AccessSharedFolders.User", "type": "Delegated"}]
     ext = data["extensions"][0]
     assert ext["requirements"] == {"scopes": ["mail"],
                                    "capabilities": [{"name": "Mailbox", "minVersion": "1.5"}]}
@@ -530,8 +534,8 @@ def test_xml_converts_with_microsofts_converter(settings, tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     converted = json.loads((out / "manifest.json").read_text())
     assert converted["id"] == m.DEFAULT_ADDIN_ID
-    assert converted["authorization"]["permissions"]["resourceSpecific"][0]["name"] == (
-        "Mailbox.ReadWrite.User")
+    assert [r["name"] for r in converted["authorization"]["permissions"]["resourceSpecific"]] == [
+        "Mailbox.ReadWrite.User", "Mailbox.AccessSharedFolders.User"]  # as our JSON says
     assert ("webApplicationInfo" in converted) == settings.sso_enabled
     # What the converter made of our XML must itself be a valid unified manifest.
     result = validate_json(out / "manifest.json")

@@ -16,7 +16,8 @@ from server.crm.services import tracking
 from server.db import db, utcnow
 from server.security import authz
 from server.security.models import ApiToken
-from server.web.addin_pages import OFFICE_JS, samples
+from server.addin.preview import samples
+from server.web.addin_pages import OFFICE_JS
 from tests.addin import addin_world as aw
 from tests.addin.addin_world import QueryCounter
 

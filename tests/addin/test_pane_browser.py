@@ -923,7 +923,8 @@ def test_outside_outlook_the_page_says_where_it_belongs(browser, live):
     try:
         page = context.new_page()
         page.goto(live.url + "/addin/taskpane.html")  # Office.js is blocked: no Outlook here
-        expect(page.locator(".banner")).to_contain_text("Open Regarding from Outlook")
+        expect(page.get_by_role("heading", name="Open Regarding from Outlook")).to_be_visible()
+        assert page.get_by_role("link", name="Try it in the add-in preview").get_attribute("href") == live.url + "/addin/preview"
     finally:
         context.close()
 

@@ -19,7 +19,13 @@ export function typeLabel(type) {
   return TYPE_LABELS[type] || type;
 }
 
-/** A Fluent button: kind is primary, secondary (default), subtle or danger. */
+/**
+ * A Fluent button: kind is primary, secondary (default), subtle or danger.
+ * @param {string} label
+ * @param {(event: Event) => unknown} onclick
+ * @param {{kind?: string, iconName?: string, key?: string, disabled?: boolean, title?: string,
+ *   describedBy?: string, type?: string, small?: boolean}} [options]
+ */
 export function button(label, onclick, { kind = "secondary", iconName, key, disabled, title, describedBy, type = "button", small } = {}) {
   return h("button", {
     type, class: ["btn", `btn-${kind}`, small && "btn-small"], onclick, disabled,
@@ -27,6 +33,12 @@ export function button(label, onclick, { kind = "secondary", iconName, key, disa
   }, iconName ? ic(iconName) : null, h("span", { class: "btn-label" }, label));
 }
 
+/**
+ * @param {string} label
+ * @param {string} iconName
+ * @param {(event: Event) => unknown} onclick
+ * @param {{key?: string, cls?: string}} [options]
+ */
 export function iconButton(label, iconName, onclick, { key, cls } = {}) {
   return h("button", {
     type: "button", class: ["btn", "btn-icon", cls], onclick, "aria-label": label, title: label,
@@ -34,7 +46,12 @@ export function iconButton(label, iconName, onclick, { key, cls } = {}) {
   }, ic(iconName));
 }
 
-/** A link that opens the CRM in a new window (the pane stays as it is). */
+/**
+ * A link that opens the CRM in a new window (the pane stays as it is).
+ * @param {string | null | undefined} url
+ * @param {string} text
+ * @param {{cls?: string, label?: string}} [options]
+ */
 export function crmLink(url, text, { cls, label } = {}) {
   if (!url) return h("span", { class: cls }, text);
   return h("a", {
@@ -47,6 +64,11 @@ export function badge(text, tone = "neutral") {
   return h("span", { class: `badge badge-${tone}` }, text);
 }
 
+/**
+ * @param {string} title
+ * @param {{id?: string, count?: number, actions?: Node, cls?: string}} options
+ * @param {...any} children
+ */
 export function section(title, { id, count, actions, cls } = {}, ...children) {
   const headingId = id || uid("section");
   return h("section", { class: ["section", cls], "aria-labelledby": headingId },
@@ -57,13 +79,23 @@ export function section(title, { id, count, actions, cls } = {}, ...children) {
     ...children);
 }
 
+/**
+ * @param {string} title
+ * @param {() => unknown} onBack
+ * @param {{id?: string}} [options]
+ */
 export function panelHeader(title, onBack, { id } = {}) {
   return h("div", { class: "panel-head" },
     iconButton("Back", "back", onBack, { key: "panel-back" }),
     h("h2", { id: id || "panel-title", tabindex: "-1" }, title));
 }
 
-/** A labelled input with its hint and error (aria-invalid, aria-describedby). */
+/**
+ * A labelled input with its hint and error (aria-invalid, aria-describedby).
+ * @param {{name: string, label: string, value?: any, type?: string, required?: boolean,
+ *   error?: string, hint?: string, options?: Array<[any, string]>, autocomplete?: string,
+ *   maxlength?: number, rows?: number, inputmode?: string}} spec
+ */
 export function field({ name, label, value = "", type = "text", required, error, hint, options,
   autocomplete = "off", maxlength, rows, inputmode }) {
   const id = uid(`f-${name}`);
@@ -90,6 +122,7 @@ export function field({ name, label, value = "", type = "text", required, error,
     error ? h("p", { class: "field-error", id: errorId }, ic("warning"), h("span", {}, error)) : null);
 }
 
+/** @param {{name: string, label: string, checked?: boolean, hint?: string}} spec */
 export function checkbox({ name, label, checked, hint }) {
   const id = uid(`c-${name}`);
   return h("div", { class: "check" },
@@ -98,7 +131,11 @@ export function checkbox({ name, label, checked, hint }) {
     hint ? h("p", { class: "hint" }, hint) : null);
 }
 
-/** An error or notice banner; ``onDismiss`` adds a close button. */
+/**
+ * An error or notice banner; ``onDismiss`` adds a close button.
+ * @param {string} message
+ * @param {{tone?: string, details?: string[], onDismiss?: () => unknown, action?: Node}} [options]
+ */
 export function banner(message, { tone = "error", details, onDismiss, action } = {}) {
   return h("div", { class: `banner banner-${tone}`, role: tone === "error" ? "alert" : "status" },
     ic(tone === "error" ? "warning" : tone === "success" ? "check" : "pending"),

@@ -71,6 +71,7 @@ export function prefill(kind, { item, ctx, party }) {
   if (kind === "contact" || kind === "lead") {
     const person = party || { name: "", address: "" };
     const names = splitName(person.name, person.address);
+    /** @type {Record<string, string>} */
     const values = { ...names, email1: person.address || "" };
     if (kind === "contact") {
       const sameDomain = known.find((r) => r.type === "account" && r.domain && r.domain === domain(person.address));
@@ -97,7 +98,34 @@ function options(records, types, { none = "None" } = {}) {
     .map((r) => [`${r.type}:${r.id}`, `${r.name} (${typeLabel(r.type)})`])];
 }
 
-function fieldsFor(kind, values, errors, known) {
+/**
+ * The contact's Account: the accounts the item knows, those found by a search, or a new
+ * account named after the person's email domain (when the user may create accounts).
+ */
+function accountField(values, errors, known, accounts) {
+  const { found, fresh, onSearch, status } = accounts;
+  const choices = [...known.filter((r) => r.type === "account"),
+    ...found.filter((r) => !known.some((k) => k.type === "account" && k.id === r.id))];
+  /** @type {Array<[string, string]>} */
+  const opts = [["", "None"], ...choices.map((r) => /** @type {[string, string]} */ ([String(r.id), r.detail ? `${r.name} (${r.detail})` : r.name]))];
+  if (fresh) opts.push(["new", `New account: ${fresh.name}`]);
+  const error = errors.parent_account_id || errors["fields.parent_account_id"] || errors["new_account.name"];
+  const query = h("input", { type: "search", class: "input", id: "account-q", maxlength: 200, autocomplete: "off",
+    dataset: { key: "account-q" }, "aria-describedby": "account-q-status" });
+  query.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); onSearch(query.value); }
+  });
+  return [
+    field({ name: "parent_account_id", label: "Account", value: values.parent_account_id ?? "", error, options: opts }),
+    h("div", { class: "field account-search" },
+      h("div", { class: "label-row" }, h("label", { for: "account-q" }, "Find an account")),
+      h("div", { class: "search-row" }, query,
+        button("Search", () => onSearch(query.value), { iconName: "search", key: "account-search", small: true })),
+      h("p", { class: "hint", id: "account-q-status", role: "status" }, status || "")),
+  ];
+}
+
+function fieldsFor(kind, values, errors, known, accounts) {
   const f = (name, label, extra = {}) => field({ name, label, value: values[name] ?? "", error: errors[name] || errors[`fields.${name}`], ...extra });
   const customerError = errors.customer || errors.customer_account_id || errors.customer_contact_id;
   switch (kind) {
@@ -105,7 +133,7 @@ function fieldsFor(kind, values, errors, known) {
       return [f("first_name", "First name", { maxlength: 100 }), f("last_name", "Last name", { required: true, maxlength: 100 }),
         f("email1", "Email", { type: "email", maxlength: 320 }), f("job_title", "Job title", { maxlength: 100 }),
         f("phone", "Business phone", { type: "tel", maxlength: 50 }),
-        f("parent_account_id", "Account", { options: options(known, ["account"]).map(([v, t]) => [v.replace(/^account:/, ""), t]) })];
+        ...accountField(values, errors, known, accounts)];
     case "lead":
       return [f("first_name", "First name", { maxlength: 100 }), f("last_name", "Last name", { required: true, maxlength: 100 }),
         f("email1", "Email", { type: "email", maxlength: 320 }), f("company_name", "Company", { maxlength: 160 }),
@@ -139,9 +167,13 @@ function ref(value) {
   return type && id ? { type, id: Number(id) } : null;
 }
 
-/** The form's values as the API wants them (empty strings left out). */
-export function payload(kind, form) {
+/**
+ * The form's values as the API wants them (empty strings left out); ``fresh``: the new
+ * account offered for a contact.
+ */
+export function payload(kind, form, fresh = null) {
   const data = Object.fromEntries(new FormData(form).entries());
+  /** @type {Record<string, any>} */
   const fields = {};
   for (const [key, value] of Object.entries(data)) {
     if (key === "track_regarding" || key === "customer" || key === "regarding") continue;
@@ -151,7 +183,13 @@ export function payload(kind, form) {
     const customer = ref(data.customer);
     if (customer) fields[`customer_${customer.type}_id`] = customer.id;
   }
-  if (fields.parent_account_id) fields.parent_account_id = Number(fields.parent_account_id);
+  let newAccount = null;
+  if (fields.parent_account_id === "new") {
+    delete fields.parent_account_id;
+    newAccount = fresh;
+  } else if (fields.parent_account_id) {
+    fields.parent_account_id = Number(fields.parent_account_id);
+  }
   if (fields.scheduled_end) {
     const when = new Date(fields.scheduled_end);
     if (!Number.isNaN(when.getTime())) fields.scheduled_end = when.toISOString();
@@ -161,20 +199,52 @@ export function payload(kind, form) {
     fields,
     regarding: ACTIVITY_KINDS.has(kind) ? ref(data.regarding) : null,
     trackRegarding: data.track_regarding === "on",
+    newAccount,
   };
 }
 
-export function createPanel({ kind, state, party, onSubmit, onBack }) {
+/** The account a new contact's email domain suggests ({name, website}), or null. */
+function accountFromDomain(address) {
+  const name = companyFromAddress(address);
+  const host = domain(address);
+  return name && host ? { name, website: `https://${host}` } : null;
+}
+
+export function createPanel({ kind, state, party, onSubmit, onBack, searchAccounts }) {
   const label = typeLabel(kind);
   const known = knownRecords(state.ctx, state.related);
   const isActivity = ACTIVITY_KINDS.has(kind);
   const noun = state.item.type === "appointment" ? "meeting" : "email";
   const tracking = state.ctx.tracking;
+  /** @type {Record<string, any>} */
   let values = prefill(kind, { item: state.item, ctx: state.ctx, party });
   let errors = {};
   let message = null;
   let busy = false;
   let trackChecked = null; // null: the default below
+  const accounts = {
+    found: [], status: "",
+    fresh: kind === "contact" && state.ctx.can.create_account && party ? accountFromDomain(party.address) : null,
+    onSearch: async (q) => {
+      if (!q.trim()) return;
+      values = Object.fromEntries(new FormData(form).entries());
+      accounts.status = "Searching…";
+      render();
+      try {
+        accounts.found = (await searchAccounts(q.trim())).results;
+        accounts.status = accounts.found.length
+          ? `${accounts.found.length} account${accounts.found.length === 1 ? "" : "s"} found: choose one under Account.`
+          : "No account found.";
+        if (accounts.found.length) values.parent_account_id = String(accounts.found[0].id);
+      } catch (exc) {
+        accounts.status = exc.message || "The search did not work.";
+      }
+      render();
+      /** @type {HTMLElement | null} */
+      const next = form.querySelector(accounts.found.length ? "select[name=parent_account_id]" : "#account-q");
+      if (next) next.focus();
+    },
+  };
 
   const form = h("form", { class: "create-form", novalidate: true });
   const wrap = h("div", { class: "panel", role: "region", "aria-labelledby": "panel-title" },
@@ -186,7 +256,7 @@ export function createPanel({ kind, state, party, onSubmit, onBack }) {
     const regardingElsewhere = tracking.regarding && tracking.regarding.name != null;
     append(form, [
       message ? banner(message, { details: Object.entries(errors).filter(([k]) => k.startsWith("item") || k === "type").map(([, v]) => v) }) : null,
-      ...fieldsFor(kind, values, errors, known),
+      ...fieldsFor(kind, values, errors, known, accounts),
       trackable ? checkbox({
         name: "track_regarding",
         label: tracking.status === "not_tracked" ? `Track this ${noun} regarding the new ${label.toLowerCase()}`
@@ -203,7 +273,7 @@ export function createPanel({ kind, state, party, onSubmit, onBack }) {
     event.preventDefault();
     if (busy) return;
     values = Object.fromEntries(new FormData(form).entries());
-    const data = payload(kind, form);
+    const data = payload(kind, form, accounts.fresh);
     trackChecked = data.trackRegarding;
     busy = true;
     render();

@@ -44,11 +44,17 @@ export function relatedSection(state) {
       h("p", { class: "empty" }, "Track the item regarding a record, or show related data for a person in the CRM."));
   }
   const about = related.for;
+  // Under an opportunity (or case) the list of opportunities (cases) is of its customer's
+  // others: said so, so that "none" does not read as "this one is not open".
+  const underDeal = about.type === "opportunity" || about.type === "case";
+  const of = underDeal && related.parent_account ? ` of ${related.parent_account.name}` : "";
+  const listTitle = (type, plural) => `${about.type === type ? "Other open" : "Open"} ${plural}${of}`;
+  const emptyText = (type, plural) => `No ${about.type === type ? "other " : ""}open ${plural}.`;
   return section(`Related to ${about.name}`, { id: "related-title" },
     h("p", { class: "related-for" }, ic(about.type), crmLink(about.url, about.name), h("span", { class: "muted" }, ` · ${typeLabel(about.type)}`)),
     related.parent_account ? h("p", { class: "parent-account" }, ic("account"),
       h("span", { class: "muted" }, "Account: "), crmLink(related.parent_account.url, related.parent_account.name)) : null,
-    group("Open opportunities", related.open_opportunities || [], opportunity, "No open opportunities."),
-    group("Open cases", related.open_cases || [], supportCase, "No open cases."),
+    group(listTitle("opportunity", "opportunities"), related.open_opportunities || [], opportunity, emptyText("opportunity", "opportunities")),
+    group(listTitle("case", "cases"), related.open_cases || [], supportCase, emptyText("case", "cases")),
     group("Recent activities", related.recent_activities || [], activity, "No activities yet."));
 }

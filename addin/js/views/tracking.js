@@ -30,7 +30,11 @@ function regardingLine(regarding) {
 
 function explanation(tracking, item) {
   const what = noun(item);
-  if (tracking.status === "not_tracked") return `This ${what} is not in the CRM.`;
+  if (tracking.status === "not_tracked") {
+    return tracking.copy_url
+      ? `You untracked this ${what}. Its copy stays in the CRM, where it still shows on the records it is about.`
+      : `This ${what} is not in the CRM.`;
+  }
   if (tracking.status === "tracked") return null;
   if (tracking.status === "pending") {
     if (tracking.reason) return tracking.reason;
@@ -41,8 +45,19 @@ function explanation(tracking, item) {
   return tracking.reason || `The ${what} could not be tracked.`;
 }
 
+/** Someone else's mailbox: for whom the item is tracked, or why it is not. */
+function sharedLine(shared, item) {
+  if (!shared) return null;
+  if (!shared.allowed) return h("p", { class: "track-text shared-mailbox" }, ic("warning"), " ", shared.message);
+  return h("p", { class: "track-text shared-mailbox" }, ic("link"),
+    ` In ${shared.name}'s mailbox: the ${noun(item)} is tracked for ${shared.name}, with you recorded as who tracked it.`);
+}
+
 export function trackingCard(state, actions) {
-  const { tracking, can } = state.ctx;
+  const { tracking } = state.ctx;
+  const shared = state.ctx.shared_mailbox;
+  // In someone else's mailbox only Track (for them, when they allowed it) is offered.
+  const can = shared ? { ...state.ctx.can, track: state.ctx.can.track && shared.allowed } : state.ctx.can;
   const item = state.item;
   const info = STATUS[tracking.status] || STATUS.not_tracked;
   const busy = Boolean(state.busy);
@@ -56,7 +71,7 @@ export function trackingCard(state, actions) {
         { iconName: "link", key: "track-regarding", disabled: busy }));
     }
   }
-  if (tracking.status === "tracked" || tracking.status === "pending") {
+  if (!shared && (tracking.status === "tracked" || tracking.status === "pending")) {
     if (tracking.url) {
       buttons.push(h("a", {
         class: "btn btn-primary", href: tracking.url, target: "_blank", rel: "noopener noreferrer",
@@ -66,7 +81,13 @@ export function trackingCard(state, actions) {
     buttons.push(button(tracking.regarding ? "Change regarding" : "Set regarding", actions.changeRegarding,
       { iconName: "link", key: "change-regarding", disabled: busy }));
   }
-  if (tracking.status !== "not_tracked" && hasIdentity) {
+  if (shared && tracking.url) {
+    buttons.push(h("a", {
+      class: "btn btn-primary", href: tracking.url, target: "_blank", rel: "noopener noreferrer",
+      dataset: { key: "open-in-crm" },
+    }, ic("open"), h("span", { class: "btn-label" }, "Open in CRM")));
+  }
+  if (!shared && tracking.status !== "not_tracked" && hasIdentity) {
     buttons.push(button("Untrack", actions.askUntrack, { kind: "subtle", iconName: "unlink", key: "untrack", disabled: busy }));
   }
   const text = explanation(tracking, item);
@@ -76,6 +97,10 @@ export function trackingCard(state, actions) {
       h("h2", { id: "track-status", tabindex: "-1", dataset: { status: tracking.status } }, info.label)),
     tracking.status === "not_tracked" ? null : regardingLine(tracking.regarding),
     text ? h("p", { class: "track-text" }, text) : null,
+    sharedLine(shared, item),
+    tracking.status === "not_tracked" && tracking.copy_url
+      ? h("p", { class: "track-text" }, crmLink(tracking.copy_url, "Open the CRM copy"))
+      : null,
     !can.track && tracking.status === "not_tracked"
       ? h("p", { class: "track-text" }, "Your security role does not allow tracking. Ask your administrator for the Track email privilege.")
       : null,

@@ -49,6 +49,7 @@ class TrackingStatus:
     activity_id: int | None = None
     regarding: tuple[str, int] | None = None
     reason: str | None = None
+    copy_id: int | None = None  # not tracked for this user, but a copy they may read is in the CRM
 
 
 NOT_TRACKED = TrackingStatus("not_tracked")
@@ -140,7 +141,8 @@ def tracking_status(p: Principal, identity: str | None, *, item_type: str = "ema
     elif req is None and draft is not None and draft.status == "pending" and draft.message_id is None:
         req = draft
     if req is not None and req.status == "untracked":
-        return NOT_TRACKED
+        return TrackingStatus("not_tracked", copy_id=activity.activity_id) \
+            if activity is not None and activity.readable else NOT_TRACKED
     if activity is not None and activity.readable:
         return TrackingStatus("tracked", activity.activity_id, _regarding(activity))
     if req is not None and req.status in ("pending", "failed"):
