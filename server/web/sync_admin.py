@@ -338,7 +338,7 @@ def mailbox_edit(mailbox_id: int):
         can_write=_can(p, "write", box), can_admin=mailbox_admin.can_administer(p, box),
         can_delete=_can(p, "delete", box),
         can_approve=p.has("approve_email_addresses"),
-        approval_required=mailbox_admin.approval_required(),
+        approval_required=mailbox_admin.approval_required(box),
         profiles=[pr for pr, _ in profile_admin.list_profiles(p)],
         alerts=[a for a in dashboard_admin.alerts_for(p) if a.mailbox_id == box.id],
         runs=[r for r, _ in dashboard_admin.recent_runs(p) if r.mailbox_id == box.id]), \

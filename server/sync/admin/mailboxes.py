@@ -252,9 +252,13 @@ def update_tracking(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     return mailbox
 
 
-def approval_required() -> bool:
+def approval_required(mailbox: Mailbox | None = None) -> bool:
+    """Whether ``mailbox``'s address needs approval; without one, whether any does (users'
+    and queues' mailboxes have a switch each)."""
     org = db.session.get(Organization, 1)
-    return bool(org and org.require_email_approval)
+    if mailbox is not None:
+        return mailbox.approval_required(org)
+    return bool(org and (org.require_email_approval or org.require_queue_email_approval))
 
 
 def approve(p: Principal, mailbox: Mailbox) -> Mailbox:

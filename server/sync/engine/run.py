@@ -138,7 +138,7 @@ def why_not_synced(mailbox: Mailbox) -> str | None:
         return ("Incoming email of this mailbox is turned off: its test failed. Fix what "
                 "Test & Enable says and test again.")
     org = db.session.get(Organization, 1)
-    if org.require_email_approval and not mailbox.email_approved:
+    if not mailbox.approved_for(org):
         return "The mailbox's email address is not approved yet."
     return None
 

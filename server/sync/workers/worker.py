@@ -359,7 +359,7 @@ def _sends_mail(mailbox: Mailbox) -> bool:
             or profile is None or not profile.outgoing_protocol:
         return False
     org = db.session.get(Organization, 1)
-    return mailbox.email_approved or not org.require_email_approval
+    return mailbox.approved_for(org)
 
 
 def _close_abandoned_runs(worker: str | None = None, *, mailbox_id: int | None = None) -> None:
