@@ -16,8 +16,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '[test.sh] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
 
-# Debian packages the suite needs: IMAP/POP3 peer, the browser, a font for it to render.
-APT_PACKAGES=(dovecot-imapd dovecot-pop3d chromium fonts-dejavu-core ca-certificates swaks)
+# Debian packages the suite needs: IMAP/POP3 peer (with ManageSieve and Sieve at delivery),
+# the browser, a font for it to render.
+APT_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-sieve dovecot-managesieved chromium fonts-dejavu-core ca-certificates swaks)
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 
