@@ -203,6 +203,14 @@ class Subscriptions(ABC):
     def delete_subscription(self, subscription_id: str) -> None: ...
 
 
+class Deletes(ABC):
+    """Removes processed messages from the server (a forward mailbox's "delete messages
+    after processing")."""
+
+    @abstractmethod
+    def delete(self, folder: Folder, refs: list[str]) -> None: ...
+
+
 class ForwardRules(ABC):
     """The rule on a user's own mail server that sends a copy of every email they receive
     to the CRM's forward mailbox (Dynamics' "rule deployment"): read, put (replacing what
