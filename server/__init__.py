@@ -58,4 +58,5 @@ def _import_models() -> None:
     import server.crm.templates  # noqa: F401
     import server.security.models  # noqa: F401
     import server.sync.models  # noqa: F401
+    import server.sync.admin.provision  # noqa: F401  (its hook: mailboxes for new owners)
     import server.sync.workers.graph_models  # noqa: F401
