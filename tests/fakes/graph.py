@@ -70,6 +70,7 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes import graph_rules
 from tests.servers.ports import LOOPBACK, make_self_signed_cert
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -153,6 +154,7 @@ class FakeMailbox:
     removals: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
     well_known: dict[str, str] = field(default_factory=dict)
     root_id: str = ""
+    rules: dict[str, dict] = field(default_factory=dict)  # Inbox message rules (graph_rules)
 
 
 @dataclass
@@ -321,6 +323,10 @@ class FakeGraph:
                 cc=[a for _, a in getaddresses(head.get_all("Cc") or [])])
             box.messages[message.id] = message
             self._changed(box, message, "created")
+            if message.folder_id == box.well_known.get("inbox") and not draft:
+                for target, forward in graph_rules.forwards(box, raw):  # Exchange's rules
+                    if target in self.mailboxes:
+                        self.deliver(target, forward)
             return message.id
 
     def message(self, address: str, message_id: str) -> FakeMessage:
@@ -641,8 +647,9 @@ class FakeGraph:
             (b for b in self.mailboxes.values() if b.user_id == address), None)
         if box is None:
             return _error(404, "ErrorInvalidUser", f"The requested user '{address}' is invalid.")
-        denied = self._denied(token, box, "Mail.Send" if rest.endswith("/send") or
-                              rest == "/sendMail" else "Mail.ReadWrite")
+        role = "Mail.Send" if rest.endswith("/send") or rest == "/sendMail" else \
+            "MailboxSettings.ReadWrite" if "/messageRules" in rest else "Mail.ReadWrite"
+        denied = self._denied(token, box, role)
         if denied:
             return denied
         immutable = 'idtype="immutableid"' in headers.get("Prefer", "").replace(" ", "").lower()
@@ -781,6 +788,8 @@ class FakeGraph:
                 return _error(404, "ErrorItemNotFound", "The specified object was not found in "
                               "the store.")
             return 200, {}, self._folder_json(box, box.folders[folder_id])
+        if "/messageRules" in rest:
+            return graph_rules.handle(box, method, rest, data)
         if rest == "/messages" and method == "POST":
             return self._create_draft(box, headers, data, immutable)
         if rest == "/sendMail" and method == "POST":

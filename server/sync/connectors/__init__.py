@@ -57,6 +57,9 @@ def forward_rules(protocol: str) -> type[ForwardRules] | None:
     if protocol in ("imap", "pop3"):  # the same server's ManageSieve
         from server.sync.connectors.managesieve import ManageSieveRules
         return ManageSieveRules
+    if protocol == "graph":  # an Inbox message rule in Exchange Online
+        from server.sync.connectors.graph_rules import GraphRules
+        return GraphRules
     return None
 
 
