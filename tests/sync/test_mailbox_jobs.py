@@ -133,3 +133,17 @@ def test_a_dead_workers_items_are_taken_over_once_the_lease_runs_out(app, make_u
     assert taken and all(jobs.run_item("alive", i) == "done" for i in taken)
     assert db.session.scalar(select(MailboxJobItem.status).where(
         MailboxJobItem.job_id == job.id)) == "done"
+
+
+def test_the_sync_worker_runs_bulk_job_items_in_a_free_slot(app, make_user, org_defaults):
+    from server.sync.workers.worker import run_worker
+    admin = authz.principal(make_user("ada@org.example", roles=["System Administrator"]))
+    for n in range(3):
+        make_user(f"seller{n}@org.example")
+    job = jobs.start(admin, "approve", profile_id=org_defaults.id)
+    db.session.commit()
+    run_worker(app, worker_id="sync-worker", concurrency=2, push=False, until_idle=True)
+    db.session.expire_all()
+    progress, items = jobs.progress(admin, job.id)
+    assert (progress.done, progress.pending, len(items)) == (4, 0, 4)
+    assert progress.job.finished_on is not None
