@@ -11,11 +11,7 @@ from sqlalchemy import create_engine, inspect, text
 from server.db import db
 from tests.conftest import make_config
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401
-
-
-def _upgrade(app, revision):
-    result = app.test_cli_runner().invoke(args=["db", "upgrade", revision])
-    assert result.exit_code == 0, (result.output, result.exception)
+from tests.test_migrations_send import _upgrade
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

@@ -10,7 +10,7 @@ redirect; every form posts with a CSRF token.
 """
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from server.db import db
@@ -88,11 +88,25 @@ def job_start():
     return redirect(url_for("sync_provision.job", job_id=job.id))
 
 
+def _sentence(progress: jobs.Progress) -> str:
+    return (f"{progress.finished} of {progress.job.total} done ({progress.percent}%): "
+            f"{progress.done} succeeded, {progress.failed} failed, {progress.skipped} skipped.")
+
+
 @bp.get("/jobs/<int:job_id>")
 def job(job_id: int):
     progress, items = jobs.progress(current_principal(), job_id)
     return render_template("sync/job.html", progress=progress, items=items,
-                           kinds=jobs.KIND_LABELS)
+                           sentence=_sentence(progress))
+
+
+@bp.get("/jobs/<int:job_id>/state")
+def job_state(job_id: int):
+    """The job's progress for its page's script (it polls while the job runs)."""
+    progress, _ = jobs.progress(current_principal(), job_id)
+    return jsonify({"finished": progress.job.finished_on is not None,
+                    "finished_items": progress.finished, "percent": progress.percent,
+                    "sentence": _sentence(progress)})
 
 
 @bp.post("/imports")

@@ -7,19 +7,15 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from server.db import db
-from server.security.bootstrap import root_unit
 from server.sync.admin import jobs
 from server.sync.models import EmailServerProfile, Mailbox
 from tests.api.conftest import error_of
+from tests.sync.mailboxes import make_profile
 
 
 def _profile() -> EmailServerProfile:
-    prof = EmailServerProfile(name="Contoso IMAP", incoming_protocol="imap",
-                              incoming_host="mail.contoso.example", incoming_port=993,
-                              owning_business_unit_id=root_unit().id, settings={})
-    db.session.add(prof)
-    db.session.commit()
-    return prof
+    return make_profile(name="Contoso IMAP", incoming_host="mail.contoso.example",
+                        incoming_port=993)
 
 
 def test_a_forward_mailbox_through_the_api(api_client, admin, seller):

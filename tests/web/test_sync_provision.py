@@ -14,7 +14,8 @@ from server.crm.models import Organization
 from server.db import db
 from server.security.bootstrap import root_unit
 from server.sync.admin import jobs
-from server.sync.models import EmailServerProfile, Mailbox
+from server.sync.models import Mailbox
+from tests.sync.mailboxes import make_profile
 
 
 @pytest.fixture
@@ -24,12 +25,8 @@ def admin(make_user):
 
 @pytest.fixture
 def profile(app):
-    prof = EmailServerProfile(name="Contoso IMAP", incoming_protocol="imap",
-                              incoming_host="mail.contoso.example", incoming_port=993,
-                              owning_business_unit_id=root_unit().id, settings={})
-    db.session.add(prof)
-    db.session.commit()
-    return prof
+    return make_profile(name="Contoso IMAP", incoming_host="mail.contoso.example",
+                        incoming_port=993)
 
 
 def _box(address: str, **fields) -> Mailbox:
@@ -68,11 +65,15 @@ def test_a_bulk_job_from_the_list_shows_its_progress(signin, admin, profile):
     assert started.status_code == 302
     job_url = started.headers["Location"]
     before = client.get(job_url)
-    assert b"0 of 2 done (0%)" in before.data and b'http-equiv="refresh"' in before.data
+    assert b"0 of 2 done (0%)" in before.data and b'data-finished="false"' in before.data
+    assert client.get(f"{job_url}/state").get_json()["finished"] is False
     assert jobs.work("page-test") == 2
     after = client.get(job_url)
     assert b"2 of 2 done (100%): 2 succeeded" in after.data
-    assert b'http-equiv="refresh"' not in after.data and b"Approved." in after.data
+    assert b'data-finished="true"' in after.data and b"Approved." in after.data
+    assert client.get(f"{job_url}/state").get_json() == {
+        "finished": True, "finished_items": 2, "percent": 100,
+        "sentence": "2 of 2 done (100%): 2 succeeded, 0 failed, 0 skipped."}
     db.session.expire_all()
     assert [b.email_approved for b in boxes] == [True, False, True]
 
