@@ -147,3 +147,25 @@ def test_the_sync_worker_runs_bulk_job_items_in_a_free_slot(app, make_user, org_
     progress, items = jobs.progress(admin, job.id)
     assert (progress.done, progress.pending, len(items)) == (4, 0, 4)
     assert progress.job.finished_on is not None
+
+
+def test_users_and_queues_mailboxes_have_an_approval_switch_each(app, make_user):
+    from server.sync.engine.context import MailboxRun
+    from tests.sync import world as w
+    queue, _team = w.support_queue(make_user)
+    bob = make_user("bob@org.example")
+    prof = w.profile(process_emails_after=None)
+    user_box = w.mailbox(bob, prof=prof)
+    queue_box = w.mailbox(queue=queue, prof=prof)
+    user_box.email_approved = queue_box.email_approved = False
+    org = db.session.get(Organization, 1)
+    org.require_email_approval, org.require_queue_email_approval = True, False
+    assert (user_box.approved_for(org), queue_box.approved_for(org)) == (False, True)
+    org.require_email_approval, org.require_queue_email_approval = False, True
+    assert (user_box.approved_for(org), queue_box.approved_for(org)) == (True, False)
+    # "Process email received after": the mailbox's own date wins over the profile's.
+    from datetime import datetime, timezone
+    prof.process_emails_after = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert MailboxRun.load(user_box).process_after.year == 2025
+    user_box.process_emails_after = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    assert MailboxRun.load(user_box).process_after.year == 2026
