@@ -77,8 +77,8 @@ def _create(p: Principal, line: int, address: str, data: dict) -> ReportLine:
     savepoint = db.session.begin_nested()
     try:
         box = mailbox_admin.create_mailbox(p, {"email_address": address, **data})
-        if data.get("password"):
-            box.username, box.password = data.get("username"), data["password"]
+        if data.get("username") or data.get("password"):  # a fetchmail entry's sign-in
+            box.username, box.password = data.get("username"), data.get("password")
         db.session.flush()
     except ServiceError as exc:
         savepoint.rollback()
