@@ -16,9 +16,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '[test.sh] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
 
-# Debian packages the suite needs: IMAP/POP3 peer, the browser, a font for it to render;
-# isync's mbsync is bench/ingest.py's reference (a C sync tool on the same mailbox).
-APT_PACKAGES=(dovecot-imapd dovecot-pop3d chromium fonts-dejavu-core ca-certificates swaks isync)
+# Debian packages the suite needs: IMAP/POP3 peer (with ManageSieve and Sieve at delivery),
+# the browser, a font for it to render; isync's mbsync is bench/ingest.py's reference (a C
+# sync tool on the same mailbox).
+APT_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-sieve dovecot-managesieved chromium fonts-dejavu-core ca-certificates swaks isync)
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 

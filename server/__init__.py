@@ -43,9 +43,10 @@ def _register_blueprints(app: Flask) -> None:
     """Every area's pages and APIs, each module registering its blueprint (sign-in first:
     the others' views rely on its login manager)."""
     from server.web import (addin_api, addin_mailbox, addin_pages, admin, api, auth, compose,
-                            email_templates, graph_webhook, mail_files, pages, sync_admin)
-    for area in (auth, pages, admin, api, addin_api, addin_pages, sync_admin, graph_webhook,
-                 addin_mailbox, mail_files, compose, email_templates):
+                            email_templates, graph_webhook, mail_files, pages, sync_admin,
+                            sync_provision)
+    for area in (auth, pages, admin, api, addin_api, addin_pages, sync_admin, sync_provision,
+                 graph_webhook, addin_mailbox, mail_files, compose, email_templates):
         area.init_app(app)
 
 
@@ -58,4 +59,5 @@ def _import_models() -> None:
     import server.crm.templates  # noqa: F401
     import server.security.models  # noqa: F401
     import server.sync.models  # noqa: F401
+    import server.sync.admin.provision  # noqa: F401  (its hook: mailboxes for new owners)
     import server.sync.workers.graph_models  # noqa: F401

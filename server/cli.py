@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from server.addin.manifest import manifest_cli
 from server.db import db
 from server.sync.cli import sync_cli
+from server.sync.mailbox_cli import mailbox_cli
 
 
 @click.command("init-org")
@@ -134,5 +135,5 @@ def translate_compile() -> None:
 
 def init_app(app) -> None:
     for command in (init_org, create_user, create_token, tls_cert, seed_demo, manifest_cli,
-                    sync_cli, translate_cli):
+                    sync_cli, mailbox_cli, translate_cli):
         app.cli.add_command(command)

@@ -37,7 +37,17 @@ class Organization(db.Model):
     track_sent_items: Mapped[bool] = mapped_column(Boolean, default=True)
     track_between_users_as_two: Mapped[bool] = mapped_column(Boolean, default=False)
     smart_matching: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Approval of mailbox addresses: users' mailboxes, and queues' mailboxes on their own.
     require_email_approval: Mapped[bool] = mapped_column(Boolean, default=True)
+    require_queue_email_approval: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Mailbox provisioning: what a new mailbox gets (server.sync.admin.provision), and
+    # whether every new user and queue with an email address gets one at once.
+    default_server_profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("email_server_profile.id", ondelete="SET NULL"))
+    default_incoming_method: Mapped[str] = mapped_column(String(20), default="server_side_sync")
+    default_outgoing_method: Mapped[str] = mapped_column(String(20), default="server_side_sync")
+    default_acts_method: Mapped[str] = mapped_column(String(20), default="none")
+    create_mailboxes_automatically: Mapped[bool] = mapped_column(Boolean, default=False)
     # Email from the CRM may go to addresses that match no record
     allow_unresolved_recipients: Mapped[bool] = mapped_column(Boolean, default=True)
     # Mail servers allowed although loopback or link-local (server.sync.engine.hosts).

@@ -88,6 +88,15 @@ class Mailbox(db.Model):
     auto_create_contacts: Mapped[bool] = mapped_column(Boolean, default=False)
     # The Sent folder's full name on the server; None: found (engine.folders.find_sent).
     sent_folder: Mapped[str | None] = mapped_column(String(500))
+    # Only email received after this is processed (the profile's date applies when unset).
+    process_emails_after: Mapped[datetime | None]
+    # A forward mailbox: remove each message from the server once it has been processed.
+    delete_after_processing: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The forwarding rule the CRM put on the owner's mail server (server.sync.admin.rules):
+    # "deployed", "removed" or "failed", with what the server said.
+    forward_rule_status: Mapped[str | None] = mapped_column(String(10))
+    forward_rule_message: Mapped[str | None] = mapped_column(Text)
+    forward_rule_on: Mapped[datetime | None]
     # Email address approval
     email_approved: Mapped[bool] = mapped_column(Boolean, default=False)
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
@@ -124,6 +133,17 @@ class Mailbox(db.Model):
 
     # For privilege depth: (owner user column, owner team column, business unit column).
     OWNER_COLUMNS = ("user_id", None, "owning_business_unit_id")
+
+    def approval_required(self, org) -> bool:
+        """Whether the organization asks for this mailbox's address to be approved: users'
+        and queues' mailboxes have a switch each."""
+        if org is None:
+            return False
+        return bool(org.require_queue_email_approval if self.queue_id is not None
+                    else org.require_email_approval)
+
+    def approved_for(self, org) -> bool:
+        return self.email_approved or not self.approval_required(org)
 
 
 class FolderRule(Regarding, db.Model):
@@ -267,3 +287,39 @@ class QueueItem(db.Model):
                                              index=True)
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
     worked_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+
+
+JOB_KINDS = ("approve", "test_enable", "apply_defaults")
+JOB_ITEM_STATUSES = ("pending", "done", "failed", "skipped")
+
+
+class MailboxJob(db.Model):
+    """A bulk action over many mailboxes (approve, Test & Enable, apply default settings),
+    run in the background by workers that claim its items with leases; the page shows its
+    progress from the items."""
+
+    __tablename__ = "mailbox_job"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(String(400))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_on: Mapped[datetime] = mapped_column(default=utcnow)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    finished_on: Mapped[datetime | None]
+
+
+class MailboxJobItem(db.Model):
+    """One mailbox of a bulk job: pending until a worker has done it, then its result."""
+
+    __tablename__ = "mailbox_job_item"
+    __table_args__ = (Index("ix_mailbox_job_item_claim", "status", "lease_expires_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("mailbox_job.id", ondelete="CASCADE"),
+                                        index=True)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id", ondelete="SET NULL"))
+    email_address: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    message: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_on: Mapped[datetime | None]
+    finished_on: Mapped[datetime | None]

@@ -29,6 +29,7 @@ from server.sync.admin import forms as admin_forms
 from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
 from server.sync.admin import quarantine as quarantine_admin
+from server.sync.admin.jobs import KIND_LABELS
 from server.sync.mail.rules import chain_description
 from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
@@ -45,7 +46,8 @@ LABELS = {
     "tls": "TLS (implicit)", "starttls": "STARTTLS", "none": "None",
     "password": "User name and password", "oauth2": "OAuth 2 (Microsoft Entra ID)",
     "addin": "Outlook add-in", "server_side_sync": "Server-side synchronization",
-    "forward_mailbox": "Forward mailbox",
+    "forward_mailbox": "Forward mailbox", "forward": "Forward mailbox (no owner)",
+    "deployed": "Deployed", "removed": "Removed", "failed": "Failed",
     "all": "All email messages", "crm_responses": "Email messages in response to CRM email",
     "from_crm_records": "Email messages from CRM leads, contacts and accounts",
     "from_email_enabled": "Email messages from CRM records that are email enabled",
@@ -283,7 +285,8 @@ def mailboxes():
                            page=page, pages=max(1, ceil(total / admin_forms.PAGE)),
                            args={"q": q, "status": status},
                            can_create=bool(admin_forms.creatable_units(p, "mailbox")),
-                           approval_required=mailbox_admin.approval_required())
+                           approval_required=mailbox_admin.approval_required(),
+                           bulk_kinds=KIND_LABELS)
 
 
 @bp.get("/my")
@@ -338,7 +341,7 @@ def mailbox_edit(mailbox_id: int):
         can_write=_can(p, "write", box), can_admin=mailbox_admin.can_administer(p, box),
         can_delete=_can(p, "delete", box),
         can_approve=p.has("approve_email_addresses"),
-        approval_required=mailbox_admin.approval_required(),
+        approval_required=mailbox_admin.approval_required(box),
         profiles=[pr for pr, _ in profile_admin.list_profiles(p)],
         alerts=[a for a in dashboard_admin.alerts_for(p) if a.mailbox_id == box.id],
         runs=[r for r, _ in dashboard_admin.recent_runs(p) if r.mailbox_id == box.id]), \

@@ -71,6 +71,7 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes import graph_rules
 from tests.fakes.graph_items import ITEM_APP_ROLES, FakeItems, item_role
 from tests.fakes.graph_wire import _b64url, _error, _iso, _now, _unb64url
 from tests.servers.ports import LOOPBACK, make_self_signed_cert
@@ -134,6 +135,7 @@ class FakeMailbox:
     collections: dict = field(default_factory=dict)  # calendars, contact folders, task lists
     items: dict = field(default_factory=dict)  # events, contacts, tasks (``graph_items``)
     item_removals: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
+    rules: dict[str, dict] = field(default_factory=dict)  # Inbox message rules (graph_rules)
 
 
 @dataclass
@@ -307,6 +309,10 @@ class FakeGraph(FakeItems):
                 cc=[a for _, a in getaddresses(head.get_all("Cc") or [])])
             box.messages[message.id] = message
             self._changed(box, message, "created")
+            if message.folder_id == box.well_known.get("inbox") and not draft:
+                for target, forward in graph_rules.forwards(box, raw):  # Exchange's rules
+                    if target in self.mailboxes:
+                        self.deliver(target, forward)
             return message.id
 
     def message(self, address: str, message_id: str) -> FakeMessage:
@@ -646,9 +652,10 @@ class FakeGraph(FakeItems):
             (b for b in self.mailboxes.values() if b.user_id == address), None)
         if box is None:
             return _error(404, "ErrorInvalidUser", f"The requested user '{address}' is invalid.")
-        role = item_role(rest, token.kind == "delegated")
-        denied = self._denied(token, box, role or ("Mail.Send" if rest.endswith("/send") or
-                                                   rest == "/sendMail" else "Mail.ReadWrite"))
+        role = item_role(rest, token.kind == "delegated") or (
+            "Mail.Send" if rest.endswith("/send") or rest == "/sendMail" else
+            "MailboxSettings.ReadWrite" if "/messageRules" in rest else "Mail.ReadWrite")
+        denied = self._denied(token, box, role)
         if denied:
             return denied
         immutable = 'idtype="immutableid"' in headers.get("Prefer", "").replace(" ", "").lower()
@@ -791,6 +798,8 @@ class FakeGraph(FakeItems):
                 return _error(404, "ErrorItemNotFound", "The specified object was not found in "
                               "the store.")
             return 200, {}, self._folder_json(box, box.folders[folder_id])
+        if "/messageRules" in rest:
+            return graph_rules.handle(box, method, rest, data)
         if rest == "/messages" and method == "POST":
             return self._create_draft(box, headers, data, immutable)
         if rest == "/sendMail" and method == "POST":

@@ -6,6 +6,7 @@ Load it with `pytest_plugins = ["tests.servers.fixtures"]` in tests/conftest.py 
 Session-scoped (one per test process, so one per xdist worker):
     dovecot       DovecotServer: IMAP + POP3, plain, on 127.0.0.1
     dovecot_tls   DovecotServer(tls=True): also STARTTLS and IMAPS/POP3S
+    dovecot_sieve DovecotServer(sieve=True): also ManageSieve, and Sieve at delivery
     radicale      RadicaleServer: CalDAV/CardDAV
     browser       BrowserSession: headless Debian Chromium through Playwright
 
@@ -63,6 +64,17 @@ def dovecot_tls() -> Iterator[DovecotServer]:
     """A Dovecot with a self-signed certificate: STARTTLS on imap_port/pop3_port and
     implicit TLS on imaps_port/pop3s_port; trust `server.cert.client_context()`."""
     server = DovecotServer(tls=True)
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot_sieve() -> Iterator[DovecotServer]:
+    """A Dovecot that also runs ManageSieve (``sieve_port``) and Sieve at local delivery
+    (``deliver_lda``): a redirect lands in the other user's Inbox on the same server."""
+    server = DovecotServer(sieve=True)
     try:
         yield server.start()
     finally:

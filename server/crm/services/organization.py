@@ -75,11 +75,14 @@ ORG_SETTINGS: tuple[Setting, ...] = (
             "subject and the people on it, when neither headers, tracking token nor "
             "conversation match. It can mistake unrelated mail with a similar subject for a "
             "reply, so it is off by default.", "Email tracking"),
-    Setting("require_email_approval", "Process email only for approved mailboxes", "bool",
-            "A user's or queue's mailbox is synchronized only once an administrator (or "
-            "someone with the 'Approve email addresses' privilege) has approved its "
-            "email address, so nobody can make the server read a mailbox that is not theirs.",
-            "Email"),
+    Setting("require_email_approval", "Process email only for approved user mailboxes", "bool",
+            "A user's mailbox is synchronized only once an administrator (or someone with "
+            "the 'Approve email addresses' privilege) has approved its email address, so "
+            "nobody can make the server read a mailbox that is not theirs.", "Email"),
+    Setting("require_queue_email_approval", "Process email only for approved queue mailboxes",
+            "bool",
+            "The same for queues' mailboxes, on its own: an organization may trust the "
+            "addresses of its shared mailboxes and still approve each user's.", "Email"),
     Setting("allow_unresolved_recipients", "Allow messages to unresolved recipients", "bool",
             "Email written in the CRM may go to addresses that match no contact, account, "
             "lead, user or queue. Off: every recipient must be a record, and an email to "

@@ -159,10 +159,10 @@ def _changed_address(mailbox: Mailbox, address: str) -> None:
     if address != (mailbox.email_address or "").lower():
         mailbox.email_address = address
         mailbox.email_approved, mailbox.approved_by_id, mailbox.approved_on = False, None, None
-        _untested(mailbox, "The email address changed: test and enable the mailbox again.")
+        untested(mailbox, "The email address changed: test and enable the mailbox again.")
 
 
-def _untested(mailbox: Mailbox, reason: str) -> None:
+def untested(mailbox: Mailbox, reason: str) -> None:
     if mailbox.enabled:
         mailbox.enabled = False
         mailbox.disabled_reason = reason
@@ -171,13 +171,19 @@ def _untested(mailbox: Mailbox, reason: str) -> None:
 
 
 def create_mailbox(p: Principal, data: dict) -> Mailbox:
-    """A mailbox for a user (by email address) or a queue (by name or address)."""
+    """A mailbox for a user (by email address) or a queue (by name or address), or a
+    forward mailbox (no owner: it reads the forwards of the users whose incoming method is
+    the forward mailbox; mailbox administrators only)."""
     errors: dict[str, str] = {}
     address = _address(data, errors, None)
     profile = _profile_for(p, data, errors)
     methods = _methods(data, errors)
-    owner_kind = forms.choice(data, "owner_kind", "Owner", ("user", "queue"), errors,
+    owner_kind = forms.choice(data, "owner_kind", "Owner", ("user", "queue", "forward"), errors,
                               default="user")
+    process_after = forms.day(data, "process_emails_after", "Process email received after",
+                              errors)
+    if owner_kind == "forward":
+        return _create_forward(p, data, errors, address, profile, process_after)
     owner_ref = (data.get("owner") or "").strip().lower()
     user = queue = None
     if owner_kind == "user":
@@ -198,7 +204,29 @@ def create_mailbox(p: Principal, data: dict) -> Mailbox:
     mailbox = Mailbox(name=(data.get("name") or "").strip()[:200] or address,
                       email_address=address, user_id=user.id if user else None,
                       queue_id=queue.id if queue else None, server_profile=profile,
-                      owning_business_unit_id=unit, **methods)
+                      owning_business_unit_id=unit, process_emails_after=process_after,
+                      **methods)
+    db.session.add(mailbox)
+    db.session.flush()
+    return mailbox
+
+
+def _create_forward(p: Principal, data: dict, errors: dict, address: str | None,
+                    profile: EmailServerProfile | None, process_after) -> Mailbox:
+    if not can_administer(p):
+        raise Forbidden("Only mailbox administrators create forward mailboxes.")
+    if profile is None and "server_profile_id" not in errors:
+        errors["server_profile_id"] = "A forward mailbox is read from a server: choose its profile."
+    forms.check(errors)
+    unit = p.business_unit_id
+    if not authz.can_create(p, Mailbox, unit, None):
+        raise Forbidden("You cannot create mailboxes in your business unit.")
+    mailbox = Mailbox(name=(data.get("name") or "").strip()[:200] or address,
+                      email_address=address, is_forward_mailbox=True, server_profile=profile,
+                      owning_business_unit_id=unit, incoming_method="server_side_sync",
+                      outgoing_method="none", acts_method="none",
+                      process_emails_after=process_after,
+                      delete_after_processing=forms.flag(data, "delete_after_processing"))
     db.session.add(mailbox)
     db.session.flush()
     return mailbox
@@ -217,6 +245,8 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
         address = _address(data, errors, mailbox)
         profile = _profile_for(p, data, errors)
         methods = _methods(data, errors)
+        process_after = forms.day(data, "process_emails_after", "Process email received after",
+                                  errors)
     username = forms.text(data, "username", "User name", errors, max_length=320)
     sent_folder = forms.text(data, "sent_folder", "Sent folder", errors, max_length=500)
     forms.check(errors)
@@ -224,8 +254,12 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
         mailbox.name = name
         _changed_address(mailbox, address)
         mailbox.server_profile = profile
-        for key, value in methods.items():
-            setattr(mailbox, key, value)
+        mailbox.process_emails_after = process_after
+        if mailbox.is_forward_mailbox:  # it reads mail only, for the users who forward
+            mailbox.delete_after_processing = forms.flag(data, "delete_after_processing")
+        else:
+            for key, value in methods.items():
+                setattr(mailbox, key, value)
     mailbox.username = username
     mailbox.sent_folder = sent_folder
     new_password = forms.secret(data, "password", mailbox.password)
@@ -234,7 +268,7 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     after = (mailbox.server_profile_id, mailbox.incoming_method, mailbox.outgoing_method,
              mailbox.username)
     if before != after or changed_secret:
-        _untested(mailbox, "The mailbox's connection settings changed: test and enable it "
+        untested(mailbox, "The mailbox's connection settings changed: test and enable it "
                            "again.")
     db.session.flush()
     return mailbox
@@ -252,9 +286,13 @@ def update_tracking(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     return mailbox
 
 
-def approval_required() -> bool:
+def approval_required(mailbox: Mailbox | None = None) -> bool:
+    """Whether ``mailbox``'s address needs approval; without one, whether any does (users'
+    and queues' mailboxes have a switch each)."""
     org = db.session.get(Organization, 1)
-    return bool(org and org.require_email_approval)
+    if mailbox is not None:
+        return mailbox.approval_required(org)
+    return bool(org and (org.require_email_approval or org.require_queue_email_approval))
 
 
 def approve(p: Principal, mailbox: Mailbox) -> Mailbox:
@@ -360,6 +398,10 @@ def mailbox_form(mailbox: Mailbox | None) -> dict:
     if mailbox is None:
         return {"owner_kind": "user", "incoming_method": "server_side_sync",
                 "outgoing_method": "server_side_sync", "acts_method": "none"}
-    return {c: getattr(mailbox, c) for c in (
+    out = {c: getattr(mailbox, c) for c in (
         "name", "email_address", "server_profile_id", "incoming_method", "outgoing_method",
-        "acts_method", "username", "sent_folder", "tracking_option", "auto_create_contacts")}
+        "acts_method", "username", "sent_folder", "tracking_option", "auto_create_contacts",
+        "delete_after_processing")}
+    out["process_emails_after"] = (mailbox.process_emails_after.date().isoformat()
+                                   if mailbox.process_emails_after else "")
+    return out

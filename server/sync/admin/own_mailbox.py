@@ -79,7 +79,7 @@ def state(p: Principal, *, sso: bool) -> dict:
     alerts = db.session.scalars(select(Alert).where(
         Alert.mailbox_id == mailbox.id, Alert.acknowledged_on.is_(None))
         .order_by(Alert.created_on.desc()).limit(5)).all()
-    required = mailbox_admin.approval_required()
+    required = mailbox_admin.approval_required(mailbox)
     out["mailbox"] = {
         "address": mailbox.email_address,
         "profile": mailbox.server_profile.name if mailbox.server_profile else None,

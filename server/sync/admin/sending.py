@@ -57,7 +57,7 @@ def readiness(mailbox: Mailbox | None, whose: str = "You have") -> Readiness:
                          f"the mailbox {address}: an administrator sets its outgoing method to "
                          "server-side sync with a server profile that sends.")
     org = db.session.get(Organization, 1)
-    if org.require_email_approval and not mailbox.email_approved:
+    if not mailbox.approved_for(org):
         return Readiness(mailbox, "not_approved", f"The address {address} is not approved "
                          "for email yet: an administrator approves it under Server-side sync.")
     if not mailbox.enabled:

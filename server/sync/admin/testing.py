@@ -216,7 +216,7 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     result_in = _run(mailbox, "incoming")
     result_out = _run(mailbox, "outgoing")
     tested = [r for r in (result_in, result_out) if r is not None]
-    approved = mailbox.email_approved or not (org and org.require_email_approval)
+    approved = mailbox.approved_for(org)
     if not tested:
         reason = ("Nothing to test: the mailbox neither receives nor sends email through "
                   "server-side synchronization.")

@@ -6,7 +6,7 @@ these modules import protocol libraries (imapclient, poplib, smtplib, requests f
 exchangelib); a protocol's module is imported when it is first asked for."""
 from __future__ import annotations
 
-from server.sync.connectors.base import Connector, ConnectorError, Sender
+from server.sync.connectors.base import Connector, ConnectorError, ForwardRules, Sender
 
 DIRECTIONS = ("incoming", "outgoing")
 
@@ -49,6 +49,18 @@ def outgoing(protocol: str) -> type[Sender]:
     if sender is None:
         raise _unknown(protocol, "outgoing")
     return sender
+
+
+def forward_rules(protocol: str) -> type[ForwardRules] | None:
+    """The class that puts a forwarding rule on a mailbox's server read with ``protocol``
+    (its incoming protocol), or None where the CRM cannot deploy one."""
+    if protocol in ("imap", "pop3"):  # the same server's ManageSieve
+        from server.sync.connectors.managesieve import ManageSieveRules
+        return ManageSieveRules
+    if protocol == "graph":  # an Inbox message rule in Exchange Online
+        from server.sync.connectors.graph_rules import GraphRules
+        return GraphRules
+    return None
 
 
 def for_direction(protocol: str, direction: str) -> type[Connector] | type[Sender]:

@@ -209,6 +209,40 @@ class Subscriptions(ABC):
     def delete_subscription(self, subscription_id: str) -> None: ...
 
 
+class Deletes(ABC):
+    """Removes processed messages from the server (a forward mailbox's "delete messages
+    after processing")."""
+
+    @abstractmethod
+    def delete(self, folder: Folder, refs: list[str]) -> None: ...
+
+
+class ForwardRules(ABC):
+    """The rule on a user's own mail server that sends a copy of every email they receive
+    to the CRM's forward mailbox (Dynamics' "rule deployment"): read, put (replacing what
+    was there) and removed. A rule someone else made is never touched."""
+
+    needs: ClassVar[Needs]
+
+    @abstractmethod
+    def __enter__(self) -> ForwardRules: ...
+
+    @abstractmethod
+    def __exit__(self, *exc) -> None: ...
+
+    @abstractmethod
+    def forwards_to(self) -> str | None:
+        """The address the CRM's rule forwards to, or None when there is no such rule."""
+
+    @abstractmethod
+    def deploy(self, forward_to: str) -> None:
+        """Put the rule (a copy of each incoming email to ``forward_to``), replacing ours."""
+
+    @abstractmethod
+    def remove(self) -> bool:
+        """Remove our rule; False when there was none."""
+
+
 class Sender(ABC):
     """Sends mail for one mailbox: ``with Sender(account) as s: s.send(...)``."""
 

@@ -36,7 +36,7 @@ from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
-                                         FetchedMessage, Folder, HeadersFirst, Needs,
+                                         Deletes, FetchedMessage, Folder, HeadersFirst, Needs,
                                          ReadsAhead, SavesCopies)
 from server.sync.connectors.common import (ServerSession, category_to_keyword,  # noqa: F401
                                            keyword_to_category, pack_cursor, tls_context,
@@ -58,7 +58,7 @@ _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
 
 
 class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFirst,
-                    ReadsAhead, SavesCopies):
+                    ReadsAhead, SavesCopies, Deletes):
     """One IMAP session for one mailbox: ``with ImapConnector(account) as imap: ...``."""
 
     needs = Needs(host=True, ports=DEFAULT_PORTS)
@@ -459,6 +459,19 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             tagged = self._tagged.setdefault(folder.key, {})
             for uid in uids:
                 tagged[uid] = flag
+
+    def delete(self, folder: Folder, refs: list[str]) -> None:
+        """Flag messages \\Deleted and expunge them (only them, with UIDPLUS)."""
+        if not refs:
+            return
+        uids = sorted({int(ref) for ref in refs})
+        with self._errors(f"deleting messages in {folder.name}"):
+            self._open(folder, readonly=False)
+            self.client.delete_messages(uids, silent=True)
+            if b"UIDPLUS" in self.capabilities():
+                self.client.uid_expunge(uids)
+            else:
+                self.client.expunge()
 
     def append(self, folder: Folder, raw: bytes, flags: Iterable[str] = ("\\Seen",),
                msg_time: datetime | None = None) -> str | None:

@@ -46,8 +46,8 @@ from itertools import count
 from pathlib import Path
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
-                                         FetchedMessage, Folder, HeadersFirst, Needs, SavesCopies,
-                                         Sender)
+                                         Deletes, FetchedMessage, Folder, HeadersFirst, Needs,
+                                         SavesCopies, Sender)
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
 from server.sync.connectors.maildir_headers import header_section
@@ -179,7 +179,7 @@ def _flags(filename: str) -> str:
 
 # -- the connector ---------------------------------------------------------------------------
 
-class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies):
+class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Deletes):
     """A mailbox's Maildir tree: ``with MaildirConnector(account) as md: ...``."""
 
     needs = Needs(store=mailbox_root)  # the mailbox's own tree in the store
@@ -394,6 +394,14 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies):
             if got is not None:
                 out[ref] = got[0]
         return out
+
+    def delete(self, folder: Folder, refs: list[str]) -> None:
+        """Remove the messages' files (one already gone is no error)."""
+        path = self._dir(folder)
+        listing = self._listing[folder.key] = self._files(path)
+        for ref in refs:
+            if ref in listing:
+                listing.pop(ref).unlink(missing_ok=True)
 
     def fetch_message(self, folder: Folder, ref: str) -> bytes:
         raw = self.fetch_messages(folder, [ref]).get(ref)

@@ -50,8 +50,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from server.sync.connectors.base import (Changes, Connector, ConnectorError, FetchedMessage, Folder,
-                                         HeadersFirst, Needs)
+from server.sync.connectors.base import (Changes, Connector, ConnectorError, Deletes,
+                                         FetchedMessage, Folder, HeadersFirst, Needs)
 from server.sync.connectors.common import ServerSession, pack_cursor, tls_context, unpack_cursor
 
 DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
@@ -118,7 +118,7 @@ def _header_section(lines: list[bytes]) -> bytes:
     return _joined(lines)
 
 
-class Pop3Connector(ServerSession, Connector, HeadersFirst):
+class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
     needs = Needs(host=True, ports=DEFAULT_PORTS)
@@ -337,6 +337,16 @@ class Pop3Connector(ServerSession, Connector, HeadersFirst):
             raise ConnectorError("message_not_found", f"Message {ref} is no longer on "
                                  f"{self.where}.", severity="message")
         return raw
+
+    def delete(self, folder: Folder, refs: list[str]) -> None:
+        """DELE each message (by its UIDL); the server removes them at QUIT."""
+        self._check(folder)
+        with self._errors("deleting messages"):
+            numbers = self._numbers if self._numbers is not None else dict(
+                (uidl, n) for n, uidl in self._listing())
+            for ref in dict.fromkeys(refs):
+                if ref in numbers:
+                    self.client.dele(numbers.pop(ref))
 
     def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
         if not any(f.key == INBOX.key for f in folders):

@@ -95,7 +95,8 @@ class MailboxRun:
                    owner_user_id=mailbox.user_id, queue=queue,
                    owner_addresses=frozenset(a for a in addresses if a),
                    org_addresses=org_addresses, blocklist=blocklist,
-                   process_after=profile.process_emails_after if profile else None,
+                   process_after=mailbox.process_emails_after or (
+                       profile.process_emails_after if profile else None),
                    attachment_limit=limit, connector=connector, actor_problem=problem)
 
 

@@ -1,6 +1,8 @@
 """The forward mailbox: each of its messages is a user's forward of an email (as an attachment,
-or inline under a "Forwarded message" / "Original Message" block), and the original is
-tracked on that user's behalf, through their mailbox, with their tracking option.
+or inline under a "Forwarded message" / "Original Message" block), or a copy their mail
+server's Sieve rule redirected to it (``X-Sieve-Redirected-From`` names them; only for a
+user whose rule the CRM deployed), and the original is tracked on that user's behalf,
+through their mailbox, with their tracking option.
 
 ``unwrap`` reads one forward: it is skipped (a delivery report, a sender who is no user of
 the forward mailbox, no original found) or quarantined (unreadable) with a reason, or gives
@@ -129,16 +131,26 @@ def extract_original(msg: MailMessage) -> bytes | None:
     return inline_original(unicodedata.normalize("NFC", text)) if text else None
 
 
-def _forwarding_mailbox(address: str) -> tuple[User, Mailbox] | None:
+def _forwarding_mailbox(address: str, *, redirected: bool = False
+                        ) -> tuple[User, Mailbox] | None:
     """The active user with this address whose mailbox's incoming method is the forward
-    mailbox, with that mailbox."""
+    mailbox, with that mailbox; for a ``redirected`` copy, only one whose forwarding rule
+    the CRM deployed."""
     user = db.session.scalar(select(User).where(func.lower(User.email) == address.lower()))
     if user is None or not user.is_active:
         return None
-    mailbox = db.session.scalar(select(Mailbox).where(
-        Mailbox.user_id == user.id, Mailbox.incoming_method == "forward_mailbox")
-        .order_by(Mailbox.id).limit(1))
+    query = select(Mailbox).where(Mailbox.user_id == user.id,
+                                  Mailbox.incoming_method == "forward_mailbox")
+    if redirected:
+        query = query.where(Mailbox.forward_rule_status == "deployed")
+    mailbox = db.session.scalar(query.order_by(Mailbox.id).limit(1))
     return (user, mailbox) if mailbox is not None else None
+
+
+def _redirected_by(msg: MailMessage) -> str | None:
+    """The user whose server's Sieve rule redirected this copy here, as the header says."""
+    value = (msg.headers.get("x-sieve-redirected-from") or "").strip().strip("<>")
+    return value if value and "@" in value and " " not in value else None
 
 
 @dataclass(frozen=True)
@@ -173,13 +185,22 @@ def unwrap(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage) -> Outc
     if msg.is_delivery_report:
         return skip("This is a delivery report, not a forwarded email, so it is ignored.",
                     "delivery-report")
-    found = _forwarding_mailbox(sender.address) if sender else None
-    if found is None:
-        who = sender.address if sender else "an unknown sender"
-        return skip(f"This forward came from {who}, who is not a Regarding user whose mailbox "
-                    "uses the forward mailbox, so it is ignored.", "forward-unknown-user")
+    redirected_by = _redirected_by(msg)
+    if redirected_by:
+        found = _forwarding_mailbox(redirected_by, redirected=True)
+        if found is None:
+            return skip(f"This copy was redirected by {redirected_by}, who is not a Regarding "
+                        "user whose mailbox uses the forward mailbox with a forwarding rule "
+                        "deployed by the CRM, so it is ignored.", "forward-unknown-user")
+    else:
+        found = _forwarding_mailbox(sender.address) if sender else None
+        if found is None:
+            who = sender.address if sender else "an unknown sender"
+            return skip(f"This forward came from {who}, who is not a Regarding user whose "
+                        "mailbox uses the forward mailbox, so it is ignored.",
+                        "forward-unknown-user")
     user, user_mailbox = found
-    original_raw = extract_original(msg)
+    original_raw = fetched.raw if redirected_by else extract_original(msg)
     if original_raw is None:
         return skip(f"{user.full_name} sent this message to the forward mailbox, but no "
                     "forwarded email was found in it (forward it as an attachment or with "

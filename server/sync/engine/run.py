@@ -49,8 +49,8 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import (Changes, ConnectorError, FetchedMessage, Folder,
-                                         HeadersFirst, ReadsAhead)
+from server.sync.connectors.base import (Changes, ConnectorError, Deletes, FetchedMessage,
+                                         Folder, HeadersFirst, ReadsAhead)
 from server.sync.engine.batch import process, process_batch, reads_headers_first
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
@@ -138,7 +138,7 @@ def why_not_synced(mailbox: Mailbox) -> str | None:
         return ("Incoming email of this mailbox is turned off: its test failed. Fix what "
                 "Test & Enable says and test again.")
     org = db.session.get(Organization, 1)
-    if org.require_email_approval and not mailbox.email_approved:
+    if not mailbox.approved_for(org):
         return "The mailbox's email address is not approved yet."
     return None
 
@@ -298,6 +298,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
             db.session.commit()  # the batch's activities, decisions and cursor together
             reader.settle()  # the connector is free again: the category can be written
             write_keywords(ctx)
+            _delete_processed(ctx, info, changes.messages)
             for target in (folder_result, result):
                 target.fetched += len(changes.messages)
                 target.tracked += counts["tracked"]
@@ -318,6 +319,20 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     finally:
         ctx.read_whole = None
         reader.close()
+
+
+def _delete_processed(ctx: MailboxRun, info: FolderInfo, messages) -> None:
+    """A forward mailbox that deletes messages after processing: the batch is committed
+    (each forward tracked, skipped or kept whole in quarantine), so its messages go from
+    the server. A failure is logged; the next run sees them again and skips them."""
+    mailbox = ctx.mailbox
+    if not (mailbox.is_forward_mailbox and mailbox.delete_after_processing and messages
+            and isinstance(ctx.connector, Deletes)):
+        return
+    try:
+        ctx.connector.delete(info.folder, [m.ref for m in messages])
+    except ConnectorError as exc:
+        log.warning("mailbox %s: processed messages not deleted (%s)", mailbox.id, exc.code)
 
 
 def _unreadable_alert(mailbox: Mailbox, info: FolderInfo, refs: list[str]) -> None:

@@ -1,6 +1,7 @@
 """The sync worker (``flask --app server sync worker``): a loop that claims due mailboxes and
 syncs them on a small thread pool, and push watchers that make a mailbox due the moment
-new mail arrives.
+new mail arrives. A slot the mailboxes leave free runs the items of bulk mailbox jobs
+(``sync.admin.jobs``: approve, Test & Enable, apply defaults), claimed with leases too.
 
 One pass over a claimed mailbox: ``engine.sync_mailbox`` (incoming mail, in batches, each
 committed with its cursor), then ``outgoing.send_pending`` (the CRM's outgoing email),
@@ -87,6 +88,8 @@ class Worker:
         self.lock = threading.Lock()
         self.stats = WorkerStats()
         self.next_alert_mail = 0.0  # monotonic time of the next alert email pass
+        self.jobs: Future | None = None  # bulk mailbox jobs' items, in one free slot
+        self.next_jobs = 0.0  # monotonic time to look for job items again after none
         with app.app_context():
             self.poll = max(0.05, scheduler.setting("REGARDING_SYNC_POLL_SECONDS"))
             self.lease = scheduler.lease_seconds()
@@ -150,7 +153,8 @@ class Worker:
                     for future in [f for f in running if f.done()]:
                         running.pop(future)
                     self.wake.clear()
-                    free = self.concurrency - len(running)
+                    jobs_busy = self.jobs is not None and not self.jobs.done()
+                    free = self.concurrency - len(running) - jobs_busy
                     try:
                         leases = self._claim(free) if free > 0 else []
                         backoff = 0.0
@@ -167,7 +171,12 @@ class Worker:
                         future = pool.submit(self._sync, lease)
                         running[future] = lease.mailbox_id
                         future.add_done_callback(lambda _f: self.wake.set())
-                    if self.until_idle and not running and not leases:
+                    if free > len(leases) and not jobs_busy and \
+                            time.monotonic() >= self.next_jobs:
+                        self.jobs = pool.submit(self._job_items)
+                        self.jobs.add_done_callback(lambda _f: self.wake.set())
+                        jobs_busy = True
+                    if self.until_idle and not running and not leases and not jobs_busy:
                         break
                     # Woken at once when a run ends or push saw mail; else look again later.
                     self.wake.wait(self.poll)
@@ -261,6 +270,25 @@ class Worker:
             base = int(self.app.config.get("REGARDING_SYNC_INTERVAL_SECONDS", 300))
             return utcnow() + timedelta(seconds=max(base, mailbox.sync_interval_seconds or 0))
         return None
+
+    def _job_items(self) -> None:
+        """A few items of bulk mailbox jobs (``sync.admin.jobs``: approve, Test & Enable,
+        apply defaults), claimed with leases like mailboxes; a failure is logged."""
+        from server.sync.admin import jobs
+        with self.app.app_context():
+            try:
+                claimed = jobs.claim(self.worker_id, 5)
+                if not claimed:  # look again in a while, not on every turn of the loop
+                    self.next_jobs = time.monotonic() + max(5 * self.poll, 2.0)
+                for item_id in claimed:
+                    jobs.run_item(self.worker_id, item_id)
+            except Exception as exc:
+                self.next_jobs = time.monotonic() + 30
+                db.session.rollback()
+                log.warning("worker %s: bulk job items failed (%s); tried again later",
+                            self.worker_id, _detail(exc))
+            finally:
+                db.session.remove()
 
     def _alert_mail(self) -> None:
         """Queue alert email digests (``alert_mail``), at most every 30 seconds per worker;
@@ -359,7 +387,7 @@ def _sends_mail(mailbox: Mailbox) -> bool:
             or profile is None or not profile.outgoing_protocol:
         return False
     org = db.session.get(Organization, 1)
-    return mailbox.email_approved or not org.require_email_approval
+    return mailbox.approved_for(org)
 
 
 def _close_abandoned_runs(worker: str | None = None, *, mailbox_id: int | None = None) -> None:

@@ -12,6 +12,7 @@ from flask import Blueprint, jsonify
 from server.crm.activities import PARTY_ROLES, PARTY_TYPES, REGARDING_TYPES
 from server.crm.services.records import SHARE_RIGHTS
 from server.crm.registry import RECORD_TYPES, Field, RecordType
+from server.web.api import mailboxes
 from server.web.api.common import MAX_ID, MAX_PAGE_SIZE
 from server.web.serialize import (ACTIVITY_READ_ONLY, ACTIVITY_STATES, ACTIVITY_TYPE_FIELDS,
                                   ACTIVITY_TYPES, COMMON_ACTIVITY_FIELDS, ref_name)
@@ -534,8 +535,10 @@ def document() -> dict[str, Any]:
     paths.update(activity_paths())
     paths.update(template_paths())
     paths.update(other_paths())
+    paths.update(mailboxes.paths(op, ref, path_param))
     schemas.update(activity_schemas())
     schemas.update(template_schemas())
+    schemas.update(mailboxes.schemas(ref))
     responses = {f"E{code}": {"description": text, "content": {JSON: {"schema": ref("Error")}}}
                  for code, text in ERRORS.items()}
     return {
@@ -547,7 +550,8 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": rt.plural} for rt in RECORD_TYPES.values()]
-        + [{"name": "Activities"}, {"name": "Email templates"}, {"name": "Me"}],
+        + [{"name": "Activities"}, {"name": "Email templates"}, {"name": "Mailboxes"},
+           {"name": "Me"}],
         "paths": paths,
         "components": {"schemas": schemas, "responses": responses,
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
