@@ -64,6 +64,12 @@ def humanize(value) -> str:
     return text[:1].upper() + text[1:]
 
 
+@bp.app_template_filter("plural")
+def plural(count, singular: str, many: str | None = None) -> str:
+    """``1 | plural("mailbox", "mailboxes")`` → ``1 mailbox``; ``2 | ...`` → ``2 mailboxes``."""
+    return f"{count} {singular if count == 1 else (many or singular + 's')}"
+
+
 @bp.app_template_filter("filesize")
 def filesize(size) -> str:
     """``2048`` → ``2.0 KB``."""
