@@ -6,16 +6,22 @@ A page is found in two steps in one statement: each way an activity can concern 
 page of ids, so the database walks an index in timeline order instead of sorting every
 activity of a busy record; the union of the branches is sorted and cut, and only that page
 is loaded with its type's columns. (An ``OR`` of the two conditions made both databases
-gather and sort all 10,000 activities of a busy account: see bench/README.md.)"""
+gather and sort all 10,000 activities of a busy account: see bench/README.md.)
+
+*With related records* (Dynamics' roll-up, on by default for accounts): an account's
+timeline also shows what concerns its contacts, opportunities and cases, a contact's what
+concerns its opportunities and cases. Each related kind is one more branch of the same
+shape, so paging stays a walk down an index per branch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select, union
+from sqlalchemy import Select, and_, false, or_, select, union
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty
+from server.crm.models import Case, Contact, Opportunity
 from server.db import db
 from server.security import authz
 from server.security.authz import Principal
@@ -27,6 +33,7 @@ AnyActivity = with_polymorphic(Activity, "*")
 class Page:
     items: list[Activity]
     next_cursor: str | None
+    related: bool = False  # whether the related records' activities are included
 
 
 def encode_cursor(activity: Activity) -> str:
@@ -60,26 +67,61 @@ def _after(at: datetime, ident: int):
                 or_(Activity.occurred_on < at, and_(Activity.occurred_on == at, Activity.id < ident)))
 
 
-def _branches(record_type: str, record_id: int) -> list:
-    """One condition per way an activity concerns the record."""
+# The roll-up: record type -> (related record type, the related record's column that
+# points at the record). Activities about those records join the record's timeline.
+ROLL_UP = {
+    "account": (("contact", Contact.parent_account_id),
+                ("opportunity", Opportunity.customer_account_id),
+                ("case", Case.customer_account_id)),
+    "contact": (("opportunity", Opportunity.customer_contact_id),
+                ("case", Case.customer_contact_id)),
+}
+ROLLED_UP_BY_DEFAULT = frozenset({"account"})
+
+
+def rolls_up(record_type: str, related: bool | None) -> bool:
+    """Whether a timeline of ``record_type`` includes related records: as asked, else the
+    type's default; never for a type without related records."""
+    if record_type not in ROLL_UP:
+        return False
+    return record_type in ROLLED_UP_BY_DEFAULT if related is None else related
+
+
+def _branches(record_type: str, ids, name: str) -> list:
+    """One condition per way an activity concerns a record of ``record_type`` whose id is
+    ``ids`` (a number, or a SELECT of ids for related records)."""
+    def match(column):
+        return column.in_(ids) if isinstance(ids, Select) else column == ids
     out = []
     if record_type in REGARDING_COLUMNS:
-        out.append(getattr(Activity, REGARDING_COLUMNS[record_type]) == record_id)
+        out.append(match(getattr(Activity, REGARDING_COLUMNS[record_type])))
     if record_type in PARTY_COLUMNS:
-        party_col = getattr(ActivityParty, PARTY_COLUMNS[record_type])
-        ids = select(ActivityParty.activity_id).where(party_col == record_id)
+        party_ids = select(ActivityParty.activity_id).where(
+            match(getattr(ActivityParty, PARTY_COLUMNS[record_type])))
         if db.engine.dialect.name == "postgresql":
             # The record's party entries first (index only), then their activities: left to
             # itself PostgreSQL may walk every activity newest first, in parallel, probing
             # each (half a second for a busy account at 1M contacts: bench/README.md).
-            ids = select(ids.cte(f"{record_type}_parties").prefix_with("MATERIALIZED").c.activity_id)
-        out.append(Activity.id.in_(ids))
+            party_ids = select(party_ids.cte(f"{name}_parties").prefix_with("MATERIALIZED")
+                               .c.activity_id)
+        out.append(Activity.id.in_(party_ids))
+    return out
+
+
+def _all_branches(record_type: str, record_id: int, related: bool) -> list:
+    out = _branches(record_type, record_id, record_type)
+    if related:
+        for kind, column in ROLL_UP.get(record_type, ()):
+            ids = select(column.class_.id).where(column == record_id)
+            out += _branches(kind, ids, f"related_{kind}")
     return out
 
 
 def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
-             types: tuple[str, ...] | None = None, after: tuple[datetime, int] | None = None):
-    """A SELECT of the ids of one timeline page (``limit`` rows), newest first."""
+             types: tuple[str, ...] | None = None, after: tuple[datetime, int] | None = None,
+             related: bool = False):
+    """A SELECT of the ids of one timeline page (``limit`` rows), newest first; with
+    ``related``, the roll-up of the record's related records too."""
     common = [authz.scope(p, Activity, "read")]
     if types:
         common.append(Activity.activity_type.in_(types))
@@ -87,7 +129,8 @@ def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
         common.append(_after(*after))
     order = (Activity.occurred_on.desc(), Activity.id.desc())
     branches = [select(Activity.id, Activity.occurred_on).where(cond, *common)
-                .order_by(*order).limit(limit).subquery() for cond in _branches(record_type, record_id)]
+                .order_by(*order).limit(limit).subquery()
+                for cond in _all_branches(record_type, record_id, related)]
     if not branches:
         return select(Activity.id).where(false())
     # SQLite allows ORDER BY/LIMIT in a compound SELECT only inside a subquery.
@@ -96,14 +139,17 @@ def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
 
 
 def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | None = None,
-             limit: int = 25, types: tuple[str, ...] | None = None) -> Page:
+             limit: int = 25, types: tuple[str, ...] | None = None,
+             related: bool | None = None) -> Page:
+    """One page of the record's timeline; ``related`` None: the type's default roll-up."""
     after = None
     if cursor:
         try:
             after = decode_cursor(cursor)
         except (ValueError, OverflowError):
             after = None
-    ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after)
+    ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after,
+                   related=rolls_up(record_type, related))
     query = (select(AnyActivity)
              .where(AnyActivity.id.in_(ids))
              .options(selectinload(AnyActivity.parties))
@@ -111,4 +157,5 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
     items = list(db.session.scalars(query).unique())
     more = len(items) > limit
     items = items[:limit]
-    return Page(items, encode_cursor(items[-1]) if more and items else None)
+    return Page(items, encode_cursor(items[-1]) if more and items else None,
+                rolls_up(record_type, related))
