@@ -130,3 +130,15 @@ def test_the_record_page_and_the_api_offer_the_same_choice(world, make_email, si
     own = api.get(base + "?related=false").get_json()["items"]
     assert [i["subject"] for i in own] == ["account 2"]
     assert api.get(base + "?related=maybe").status_code == 400
+
+
+def test_many_related_records_share_one_branch_with_the_same_result(world, make_email,
+                                                                    monkeypatch):
+    from server.crm.services import timeline as timelines
+    for i, way in enumerate(WAYS):
+        _email(make_email, world, way, i)
+    p = authz.principal(world["me"])
+    each = [a.id for a in _all_pages(p, "account", world["account"].id, limit=2)]
+    monkeypatch.setattr(timelines, "BRANCH_EACH_UP_TO", 0)
+    shared = [a.id for a in _all_pages(p, "account", world["account"].id, limit=2)]
+    assert shared == each and len(each) == len(WAYS) - 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, false, or_, select, union
+from sqlalchemy import and_, false, literal, or_, select, union, union_all
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty
@@ -87,11 +87,16 @@ def rolls_up(record_type: str, related: bool | None) -> bool:
     return record_type in ROLLED_UP_BY_DEFAULT if related is None else related
 
 
-def _branches(record_type: str, ids, name: str) -> list:
+# Related records of one kind up to this many get a branch each (an index walk in timeline
+# order, cut at one page); more share one branch over all their ids.
+BRANCH_EACH_UP_TO = 25
+
+
+def _branches(record_type: str, ids: int | list[int], name: str) -> list:
     """One condition per way an activity concerns a record of ``record_type`` whose id is
-    ``ids`` (a number, or a SELECT of ids for related records)."""
+    ``ids`` (or one of them)."""
     def match(column):
-        return column.in_(ids) if isinstance(ids, Select) else column == ids
+        return column.in_(ids) if isinstance(ids, list) else column == ids
     out = []
     if record_type in REGARDING_COLUMNS:
         out.append(match(getattr(Activity, REGARDING_COLUMNS[record_type])))
@@ -108,12 +113,32 @@ def _branches(record_type: str, ids, name: str) -> list:
     return out
 
 
+def related_ids(record_type: str, record_id: int) -> dict[str, list[int]]:
+    """The ids of the record's related records by type, in one statement. (Only to find
+    activities, which are filtered by what the reader may read.)"""
+    parts = ROLL_UP.get(record_type, ())
+    if not parts:
+        return {}
+    found = db.session.execute(union_all(*(
+        select(literal(kind).label("kind"), column.class_.id.label("id")).where(column == record_id)
+        for kind, column in parts)))
+    out: dict[str, list[int]] = {}
+    for kind, ident in found:
+        out.setdefault(kind, []).append(ident)
+    return out
+
+
 def _all_branches(record_type: str, record_id: int, related: bool) -> list:
+    """The record's own branches and, with ``related``, its related records' (their ids
+    looked up first: given as values, every branch is an index walk, while a sub-select in
+    each made both databases scan the whole activity table for a kind with no record)."""
     out = _branches(record_type, record_id, record_type)
-    if related:
-        for kind, column in ROLL_UP.get(record_type, ()):
-            ids = select(column.class_.id).where(column == record_id)
-            out += _branches(kind, ids, f"related_{kind}")
+    for kind, ids in (related_ids(record_type, record_id) if related else {}).items():
+        if len(ids) <= BRANCH_EACH_UP_TO:
+            for ident in ids:
+                out += _branches(kind, ident, f"{kind}_{ident}")
+        else:
+            out += _branches(kind, ids, kind)
     return out
 
 
