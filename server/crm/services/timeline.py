@@ -10,8 +10,8 @@ gather and sort all 10,000 activities of a busy account: see bench/README.md.)
 
 *With related records* (Dynamics' roll-up, on by default for accounts): an account's
 timeline also shows what concerns its contacts, opportunities and cases, a contact's what
-concerns its opportunities and cases. Each related kind is one more branch of the same
-shape, so paging stays a walk down an index per branch."""
+concerns its opportunities and cases. Their ids are looked up first and each related record
+is one more branch of the same shape, so paging stays a walk down an index per branch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
