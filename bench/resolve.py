@@ -11,7 +11,9 @@ bulk inserts (executemany on SQLite, COPY on PostgreSQL), never the ORM per row.
 * builds one account with 10,000 activities (regarding it, or with it as a party) among
   ~200,000 others and times the first timeline page (25 items) with
   ``server.crm.services.timeline.timeline`` as a Salesperson (scoped to their business unit)
-  and as a System Administrator, 50 runs each (target: first page <= 50 ms).
+  and as a System Administrator, 50 runs each (target: first page <= 50 ms), for the
+  account only and with its related records (the default roll-up: its contacts',
+  opportunities' and cases' activities too), with the load average.
 
 Run: ``.venv/bin/python bench/resolve.py [--contacts N] [--db sqlite|postgresql|both]``.
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
@@ -450,18 +452,28 @@ def bench_resolve(ds: Dataset, user_id: int) -> list[float]:
     return samples
 
 
-def _reference_page(p, account_id: int) -> list[int]:
+def _reference_page(p, account_id: int, related: bool = False) -> list[int]:
     """The first page by the obvious query (one OR, sort everything): what the fast one
-    must return."""
+    must return; ``related``: with the account's contacts, opportunities and cases."""
     from sqlalchemy import or_, select
     from server.crm.activities import Activity, ActivityParty
+    from server.crm.models import Case, Contact, Opportunity
     from server.db import db
     from server.security import authz
+    ways = [Activity.regarding_account_id == account_id,
+            Activity.id.in_(select(ActivityParty.activity_id)
+                            .where(ActivityParty.account_id == account_id))]
+    if related:
+        contacts = select(Contact.id).where(Contact.parent_account_id == account_id)
+        ways += [Activity.regarding_contact_id.in_(contacts),
+                 Activity.id.in_(select(ActivityParty.activity_id)
+                                 .where(ActivityParty.contact_id.in_(contacts))),
+                 Activity.regarding_opportunity_id.in_(
+                     select(Opportunity.id).where(Opportunity.customer_account_id == account_id)),
+                 Activity.regarding_case_id.in_(
+                     select(Case.id).where(Case.customer_account_id == account_id))]
     query = (select(Activity.id)
-             .where(or_(Activity.regarding_account_id == account_id,
-                        Activity.id.in_(select(ActivityParty.activity_id)
-                                        .where(ActivityParty.account_id == account_id))),
-                    authz.scope(p, Activity, "read"))
+             .where(or_(*ways), authz.scope(p, Activity, "read"))
              .order_by(Activity.occurred_on.desc(), Activity.id.desc()).limit(25))
     return list(db.session.scalars(query))
 
@@ -509,13 +521,24 @@ def bench_timeline(admin_id: int, sales_id: int, account_id: int):
             p = authz.principal(db.session.get(User, user_id))
             _ = p.unit_subtree, p.depths
             return p
-        samples, cpu = _time(lambda: timeline(principal(), "account", account_id, limit=25),
-                             TIMELINE_RUNS)
-        page = timeline(principal(), "account", account_id, limit=25)
+        samples, cpu = _time(lambda: timeline(principal(), "account", account_id, limit=25,
+                                              related=False), TIMELINE_RUNS)
+        page = timeline(principal(), "account", account_id, limit=25, related=False)
         same = [a.id for a in page.items] == _reference_page(principal(), account_id)
         print(f"  timeline page 1 ({label + '):':22s}{_stats(samples, cpu)}   "
               f"{len(page.items)} items, more: {page.next_cursor is not None}, "
               f"same as the plain query: {'yes' if same else 'NO'}", flush=True)
+        # The default for accounts: with related records (contacts, opportunities, cases).
+        rolled, rolled_cpu = _time(lambda: timeline(principal(), "account", account_id,
+                                                    limit=25, related=True), TIMELINE_RUNS)
+        page = timeline(principal(), "account", account_id, limit=25, related=True)
+        second = timeline(principal(), "account", account_id, limit=25, related=True,
+                          cursor=page.next_cursor)
+        same = [a.id for a in page.items] == _reference_page(principal(), account_id, True)
+        print(f"    with related records:      {_stats(rolled, rolled_cpu)}   "
+              f"{len(page.items)} items, page 2: {len(second.items)}, "
+              f"same as the plain query: {'yes' if same else 'NO'}   (load {_load()})",
+              flush=True)
         plain, plain_cpu = _time(lambda: _plain_timeline(principal(), account_id), TIMELINE_RUNS // 2)
         print(f"    before (one OR, sort all): {_stats(plain, plain_cpu)}",
               flush=True)

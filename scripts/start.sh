@@ -76,9 +76,30 @@ fi
 stamp="$VENV/.start-requirements.sha256"
 want="$(sha256sum requirements.txt | cut -d' ' -f1)-$("$VENV/bin/python" -c \
     'import sys; print(sys.version.split()[0])')"
+# pip's own output goes to a log; the console gets one line per package as it comes, so a
+# first start (about a minute) is not a silent one, and the log's end if pip fails.
+pip_progress() {
+    local line n=0
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >> "$VENV/pip-install.log"
+        case "$line" in
+            Collecting\ *)
+                n=$((n + 1))
+                line="${line#Collecting }"
+                say "  $n. ${line%% (*}" ;;
+            Installing\ collected\ packages:*) say "  installing the $n packages (a few seconds)" ;;
+        esac
+    done
+}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing requirements.txt into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+    say "installing requirements.txt into $VENV (about a minute the first time; log: $VENV/pip-install.log)"
+    : > "$VENV/pip-install.log"
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+            -r requirements.txt 2>&1 | pip_progress; then
+        tail -n 20 "$VENV/pip-install.log" >&2
+        die "pip could not install requirements.txt (whole log: $VENV/pip-install.log)"
+    fi
+    say "requirements installed"
     printf '%s\n' "$want" > "$stamp"
 fi
 
@@ -86,7 +107,9 @@ fi
 
 flask() { "$VENV/bin/flask" --app server "$@"; }
 
-flask db upgrade
+say "migrating the database"
+flask db upgrade 2>&1 | { grep -v '\[alembic.runtime.migration\] \(Context impl\|Will assume\)' || true; } >&2
+say "loading the demo organization (once)"
 summary="$(flask seed-demo)"  # (an assignment, so that a failure stops the script)
 say "demo: ${summary##*$'\n'}"
 if [ -n "${REGARDING_TLS_CERT:-}" ] && [ -n "${REGARDING_TLS_KEY:-}" ]; then
@@ -119,7 +142,10 @@ from server.demo import DEMO_SIGNINS
 for email, password, role in DEMO_SIGNINS:
     print(f"    {email:32s} {password:20s} {role}")')"
 
-"$VENV/bin/gunicorn" server.wsgi:app \
+# Logging (scripts/gunicorn.conf.py): warnings and errors on the console, everything with
+# each browser's refused handshake of the self-signed certificate in instance/server.log.
+say "starting the web server and the sync worker"
+"$VENV/bin/gunicorn" server.wsgi:app --config scripts/gunicorn.conf.py \
     --bind "$BIND:$PORT" --workers "$WORKERS" --worker-class gthread --threads "$THREADS" \
     --certfile "$cert" --keyfile "$key" --graceful-timeout 10 --no-control-socket &
 web=$!
@@ -155,6 +181,7 @@ cat <<EOF
     add-in for admins  $base/admin/addin
     $worker_line
   The certificate is self-signed unless you gave one: let the browser trust it for localhost.
+  The server's full log: ${REGARDING_INSTANCE_DIR:-instance}/server.log.
   Listening on $BIND:$PORT$bind_note.
 
   Demo sign-ins (Contoso Ltd):

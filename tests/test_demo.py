@@ -171,3 +171,27 @@ def test_a_demo_contacts_address_resolves(demo):
     assert result["support@contoso.example"][0].record_type == "queue"
     assert result["nobody@nowhere.example"] == []
     assert result["sam.sales@contoso.example"][0].record_type == "user"
+
+
+def test_the_readmes_walk_through_finds_what_it_names(demo):
+    """README's "Try it": the search it names finds the account it names, whose timeline
+    (with related records, the default) holds the Contoso deal's emails and more than the
+    account's own."""
+    import re
+    from pathlib import Path
+
+    from server.crm.services import search
+    from server.crm.services.timeline import timeline
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    said = re.search(r'search for "([^"]+)", open the account "([^"]+)"', readme)
+    assert said, "README no longer says what to search for and open"
+    query, name = said.groups()
+    p = authz.principal(_user("admin@contoso.example"))
+    found = {hits.rt.name: [r for r, _ in hits.rows] for hits in search.home(p, query).results}
+    account = next(a for a in found.get("account", []) if a.name == name)
+    rolled = timeline(p, "account", account.id, limit=50)
+    own = timeline(p, "account", account.id, limit=50, related=False)
+    assert rolled.related and len(rolled.items) > len(own.items)
+    deal = db.session.scalar(select(Opportunity).where(Opportunity.name == CONTOSO_DEAL))
+    assert deal.customer_account_id == account.id
+    assert any(a.regarding_opportunity_id == deal.id for a in rolled.items)

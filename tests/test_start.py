@@ -18,7 +18,7 @@ from server.demo import DEMO_SIGNINS
 from tests.servers.ports import free_port, port_accepts
 
 ROOT = Path(__file__).resolve().parent.parent
-# The first start may run pip (quietly, and without network when everything is installed).
+# The first start may run pip (one line per package, without network when everything is installed).
 READY_SECONDS = 600
 
 
@@ -128,6 +128,11 @@ def test_start_script_serves_the_demo_over_https(start_env):
         outside = _outside_address()
         if outside:
             assert not port_accepts(outside, int(port)), f"the demo listens on {outside}"
+        # Browsers that do not trust the self-signed certificate refuse every handshake:
+        # each refusal goes to the server's log file, not to the person's console.
+        for _ in range(3):
+            with pytest.raises(requests.exceptions.SSLError):
+                requests.get(f"{base}/signin", timeout=5)  # verifying: refused by the client
         # The database and its WAL files are for this account only.
         for name in ("regarding.db", "regarding.db-wal", "regarding.db-shm"):
             if (instance / name).exists():
@@ -136,6 +141,12 @@ def test_start_script_serves_the_demo_over_https(start_env):
         first.stop()
     out = first.output
     assert "Contoso Ltd loaded" in out
+    if "installing requirements" in out:  # a first start shows each package as it comes
+        assert re.search(r"^\[start\.sh\]\s+1\. \S", out, re.M), out[-3000:]
+        assert "requirements installed" in out
+    assert "Invalid request from ip=" not in out and "SSL" not in out
+    assert "Invalid request from ip=" in (instance / "server.log").read_text()
+    assert f"{instance}/server.log" in out  # the banner says where the full log is
     assert f"https://localhost:{port}/addin/preview" in out and "/admin/addin" in out
     assert f"Listening on 127.0.0.1:{port} only" in out
     for email, password, role in DEMO_SIGNINS:

@@ -68,7 +68,7 @@ RECORD_TYPES: dict[str, RecordType] = {
              Field("annual_revenue", "Annual revenue", "decimal"),
              Field("parent_account_id", "Parent account", "ref", ref="account"),
              Field("description", "Description", "text")),
-            ("name", "account_number", "phone", *E), E, "account_number", "building"),
+            ("name", "account_number", "phone", *E), E, "account_number", "account"),
         RecordType(
             "contact", Contact, "Contact", "Contacts", "full_name",
             (Field("first_name", "First name", max_length=100),
@@ -80,7 +80,7 @@ RECORD_TYPES: dict[str, RecordType] = {
              Field("mobile_phone", "Mobile phone", "phone", max_length=50),
              Field("city", "City", max_length=80),
              Field("description", "Description", "text")),
-            ("full_name", "phone", "mobile_phone", *E), E, None, "person"),
+            ("full_name", "phone", "mobile_phone", *E), E, None, "contact"),
         RecordType(
             "lead", Lead, "Lead", "Leads", "full_name",
             (Field("topic", "Topic", max_length=200, list=True),
@@ -107,7 +107,7 @@ RECORD_TYPES: dict[str, RecordType] = {
              Field("status", "Status", "choice", choices=("open", "won", "lost"), list=True),
              Field("probability", "Probability (%)", "int"),
              Field("description", "Description", "text")),
-            ("name",), (), None, "target"),
+            ("name",), (), None, "opportunity"),
         RecordType(
             "case", Case, "Case", "Cases", "title",
             (Field("title", "Case title", required=True, max_length=200, list=True),

@@ -27,7 +27,6 @@ from server.db import db, utcnow
 from server.security.models import SignInThrottle
 
 log = logging.getLogger(__name__)
-WARN_BELOW = 3  # the page says how many tries remain when fewer than this are left
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,16 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.home") if "pages.home" in current_app.view_functions else "/"
 
 
+def _tries_left(remaining: int) -> str:
+    """What a failed sign-in adds: the tries left before the pause, and how long it lasts."""
+    minutes = max(1, current_app.config["REGARDING_SIGNIN_LOCKOUT_SECONDS"] // 60)
+    pause = f"{minutes} minute{'s' if minutes > 1 else ''}"
+    if not remaining:
+        return f" Sign-in is now paused for {pause}."
+    return (f" {remaining} more {'try' if remaining == 1 else 'tries'} before sign-in is paused "
+            f"for {pause}.")
+
+
 @bp.route("/signin", methods=["GET", "POST"])
 def signin():
     if request.method == "GET":
@@ -105,11 +115,7 @@ def signin():
     user = db.session.scalar(select(User).where(func.lower(User.email) == email))
     if not passwords.verify_password(user, password) or not user.is_active:
         throttle.failed(counted, email, address, known=user is not None)
-        error = "The email address or password is not right."
-        if counted.remaining < throttle.WARN_BELOW:
-            error += (f" {counted.remaining} more {'try' if counted.remaining == 1 else 'tries'} "
-                      "before sign-in is paused for a while." if counted.remaining else
-                      " Sign-in is now paused for a while.")
+        error = "The email address or password is not right." + _tries_left(counted.remaining)
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
                                error=error), 401
     throttle.succeeded(counted)

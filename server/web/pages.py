@@ -16,6 +16,7 @@ from server.crm.activities import REGARDING_TYPES, Email
 from server.crm.registry import RECORD_TYPES, RecordType
 from server.crm.services import activity_actions as acts
 from server.crm.services import details, lists, records, search, tracking
+from server.crm.services.timeline import ROLL_UP
 from server.db import db
 from server.errors import Invalid
 from server.security import authz, directory
@@ -62,6 +63,12 @@ def humanize(value) -> str:
     """``in_progress`` → ``In progress``."""
     text = str(value or "").replace("_", " ")
     return text[:1].upper() + text[1:]
+
+
+@bp.app_template_filter("plural")
+def plural(count, singular: str, many: str | None = None) -> str:
+    """``1 | plural("mailbox", "mailboxes")`` → ``1 mailbox``; ``2 | ...`` → ``2 mailboxes``."""
+    return f"{count} {singular if count == 1 else (many or singular + 's')}"
 
 
 @bp.app_template_filter("filesize")
@@ -132,21 +139,26 @@ def record_list(type_name: str):
 # -- one record -------------------------------------------------------------------------------
 
 def _timeline_args():
+    """Types shown, the page's cursor, and the roll-up asked for (``related=1``/``0``;
+    anything else: the record type's default)."""
     types = tuple(t for t in request.args.getlist("type") if t in ACTIVITY_TYPES)
-    return types, request.args.get("cursor") or None
+    related = {"1": True, "0": False}.get(request.args.get("related", ""))
+    return types, request.args.get("cursor") or None, related
 
 
 @bp.get("/r/<type_name>/<int:record_id>")
 def record_detail(type_name: str, record_id: int):
     rt = _record_type(type_name)
-    types, cursor = _timeline_args()
+    types, cursor, related = _timeline_args()
     page = details.record_page(current_principal(), rt, record_id, types=types, cursor=cursor,
-                               limit=current_app.config.get("REGARDING_PAGE_SIZE", 25))
+                               limit=current_app.config.get("REGARDING_PAGE_SIZE", 25),
+                               roll_up=related)
     return render_template("records/detail.html", rt=rt, record=page.record, fields=page.fields,
                            titles=page.titles, can=page.can,
                            can_add_activity=page.can_add_activity, timeline=page.timeline,
                            types=types, cursor=cursor, shares=page.shares,
-                           related=page.related, new_kinds=NEW_ACTIVITY_KINDS)
+                           related=page.related, new_kinds=NEW_ACTIVITY_KINDS,
+                           rolls_up=rt.name in ROLL_UP)
 
 
 def _render_form(p, rt, record, fields, status=200, error=None):

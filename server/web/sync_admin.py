@@ -74,10 +74,13 @@ def _label(value) -> str:
 
 @bp.app_context_processor
 def _nav():
-    """The "Email tracking" link of the main navigation (no query: the page finds the
-    user's mailbox)."""
-    return {"sync_tracking_url": url_for("sync_admin.my_mailbox")
-            if current_user and current_user.is_authenticated else None}
+    """The "Email tracking" link of the main navigation: the dashboard for those who may
+    see it, else the user's own tracking options (no query: the page finds the mailbox)."""
+    if not (current_user and current_user.is_authenticated):
+        return {"sync_tracking_url": None}
+    dashboard_ok = current_principal().has("view_sync_dashboard")
+    return {"sync_tracking_url": url_for("sync_admin.dashboard" if dashboard_ok
+                                         else "sync_admin.my_mailbox")}
 
 
 @bp.context_processor
@@ -292,10 +295,9 @@ def mailboxes():
 @bp.get("/my")
 def my_mailbox():
     box = mailbox_admin.my_mailbox(current_principal())
-    if box is None:
-        return render_template("error.html", status=404, fields={},
-                               message="You have no mailbox yet: ask an administrator to "
-                                       "set one up for you."), 404
+    if box is None:  # a page of the section that says so, not an error
+        can_create = bool(admin_forms.creatable_units(current_principal(), "mailbox"))
+        return render_template("sync/no_mailbox.html", can_create=can_create)
     return redirect(url_for("sync_admin.mailbox_tracking", mailbox_id=box.id))
 
 
@@ -339,7 +341,7 @@ def mailbox_edit(mailbox_id: int):
     return render_template(
         "sync/mailbox_edit.html", box=box, values=values, errors=errors, figures=figs,
         can_write=_can(p, "write", box), can_admin=mailbox_admin.can_administer(p, box),
-        can_delete=_can(p, "delete", box),
+        can_delete=_can(p, "delete", box), asks_credentials=mailbox_admin.asks_credentials(box),
         can_approve=p.has("approve_email_addresses"),
         approval_required=mailbox_admin.approval_required(box),
         profiles=[pr for pr, _ in profile_admin.list_profiles(p)],

@@ -65,6 +65,18 @@ def test_the_page_warns_before_locking(client, make_user, limits):
     assert "Sign-in is now paused" in sign_in(client, "ann@contoso.test", "x").get_data(as_text=True)
 
 
+def test_the_page_says_from_the_first_failure_how_many_tries_remain(app, client, make_user):
+    """With the default limits (5 from one address) the count shows at once, with the
+    length of the pause, so nobody is surprised by the lockout."""
+    app.config["REGARDING_SIGNIN_LOCKOUT_SECONDS"] = 900
+    make_user("ann@contoso.test")
+    said = [sign_in(client, "ann@contoso.test", "Wrong-horse-9").get_data(as_text=True)
+            for _ in range(app.config["REGARDING_SIGNIN_MAX_FAILURES"])]
+    assert "4 more tries before sign-in is paused for 15 minutes." in said[0]
+    assert "1 more try before sign-in is paused for 15 minutes." in said[-2]
+    assert "Sign-in is now paused for 15 minutes." in said[-1]
+
+
 def test_guessing_from_many_addresses_locks_the_account(client, make_user, limits):
     make_user("ann@contoso.test")
     for n in range(6):  # the account's own limit, two guesses from each of three addresses

@@ -308,6 +308,10 @@ def test_mailbox_list_query_count_does_not_grow(app, admin, signin, profile, mak
 
 
 def test_owner_changes_credentials_but_not_servers(app, bob, signin, bob_box, profile):
+    # A server that signs in (a Maildir store needs no credentials: its page asks none).
+    profile.incoming_protocol, profile.incoming_host = "imap", "mail.org.example"
+    profile.outgoing_protocol, profile.outgoing_host = "smtp", "mail.org.example"
+    db.session.commit()
     c = signin(bob)
     page = html(c.get(f"/admin/sync/mailboxes/{bob_box.id}"))
     assert SECRET not in page and "A value is stored" in page
@@ -574,7 +578,7 @@ def test_administration_and_navigation_link_here(app, admin, bob, signin):
     c = signin(bob)
     assert 'href="/admin/sync/my"' in html(c.get("/"))  # "Email tracking" in the navigation
     page = html(c.get("/admin/sync/my"))
-    assert "You have no mailbox yet" in page
+    assert "You have no mailbox in server-side sync yet" in page
 
 
 def test_owner_names_the_sent_folder(app, bob, signin, bob_box):

@@ -45,11 +45,13 @@ class RecordPage:
 
 def record_page(p: Principal, rt: RecordType, record_id: int, *,
                 types: tuple[str, ...] | None = None, cursor: str | None = None,
-                limit: int = 25) -> RecordPage:
-    """One record ``p`` may read with a page of its timeline (NotFound otherwise)."""
+                limit: int = 25, roll_up: bool | None = None) -> RecordPage:
+    """One record ``p`` may read with a page of its timeline (NotFound otherwise);
+    ``roll_up``: with its related records' activities (None: the type's default)."""
     record = records.get(p, rt.name, record_id)
     visible = records.visible_fields(p, rt)
-    page = timeline(p, rt.name, record.id, cursor=cursor, types=types or None, limit=limit)
+    page = timeline(p, rt.name, record.id, cursor=cursor, types=types or None, limit=limit,
+                    related=roll_up)
     can = {action: authz.can(p, action, record) for action in RECORD_ACTIONS}
     can_add = (rt.name in REGARDING_TYPES and can["append_to"]
                and authz.can_create(p, Activity, p.business_unit_id, p.user_id))

@@ -6,16 +6,22 @@ A page is found in two steps in one statement: each way an activity can concern 
 page of ids, so the database walks an index in timeline order instead of sorting every
 activity of a busy record; the union of the branches is sorted and cut, and only that page
 is loaded with its type's columns. (An ``OR`` of the two conditions made both databases
-gather and sort all 10,000 activities of a busy account: see bench/README.md.)"""
+gather and sort all 10,000 activities of a busy account: see bench/README.md.)
+
+*With related records* (Dynamics' roll-up, on by default for accounts): an account's
+timeline also shows what concerns its contacts, opportunities and cases, a contact's what
+concerns its opportunities and cases. Their ids are looked up first and each related record
+is one more branch of the same shape, so paging stays a walk down an index per branch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select, union
+from sqlalchemy import and_, false, literal, or_, select, union, union_all
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty
+from server.crm.models import Case, Contact, Opportunity
 from server.db import db
 from server.security import authz
 from server.security.authz import Principal
@@ -27,6 +33,7 @@ AnyActivity = with_polymorphic(Activity, "*")
 class Page:
     items: list[Activity]
     next_cursor: str | None
+    related: bool = False  # whether the related records' activities are included
 
 
 def encode_cursor(activity: Activity) -> str:
@@ -60,26 +67,86 @@ def _after(at: datetime, ident: int):
                 or_(Activity.occurred_on < at, and_(Activity.occurred_on == at, Activity.id < ident)))
 
 
-def _branches(record_type: str, record_id: int) -> list:
-    """One condition per way an activity concerns the record."""
+# The roll-up: record type -> (related record type, the related record's column that
+# points at the record). Activities about those records join the record's timeline.
+ROLL_UP = {
+    "account": (("contact", Contact.parent_account_id),
+                ("opportunity", Opportunity.customer_account_id),
+                ("case", Case.customer_account_id)),
+    "contact": (("opportunity", Opportunity.customer_contact_id),
+                ("case", Case.customer_contact_id)),
+}
+ROLLED_UP_BY_DEFAULT = frozenset({"account"})
+
+
+def rolls_up(record_type: str, related: bool | None) -> bool:
+    """Whether a timeline of ``record_type`` includes related records: as asked, else the
+    type's default; never for a type without related records."""
+    if record_type not in ROLL_UP:
+        return False
+    return record_type in ROLLED_UP_BY_DEFAULT if related is None else related
+
+
+# Related records of one kind up to this many get a branch each (an index walk in timeline
+# order, cut at one page); more share one branch over all their ids.
+BRANCH_EACH_UP_TO = 25
+
+
+def _branches(record_type: str, ids: int | list[int], name: str) -> list:
+    """One condition per way an activity concerns a record of ``record_type`` whose id is
+    ``ids`` (or one of them)."""
+    def match(column):
+        return column.in_(ids) if isinstance(ids, list) else column == ids
     out = []
     if record_type in REGARDING_COLUMNS:
-        out.append(getattr(Activity, REGARDING_COLUMNS[record_type]) == record_id)
+        out.append(match(getattr(Activity, REGARDING_COLUMNS[record_type])))
     if record_type in PARTY_COLUMNS:
-        party_col = getattr(ActivityParty, PARTY_COLUMNS[record_type])
-        ids = select(ActivityParty.activity_id).where(party_col == record_id)
+        party_ids = select(ActivityParty.activity_id).where(
+            match(getattr(ActivityParty, PARTY_COLUMNS[record_type])))
         if db.engine.dialect.name == "postgresql":
             # The record's party entries first (index only), then their activities: left to
             # itself PostgreSQL may walk every activity newest first, in parallel, probing
             # each (half a second for a busy account at 1M contacts: bench/README.md).
-            ids = select(ids.cte(f"{record_type}_parties").prefix_with("MATERIALIZED").c.activity_id)
-        out.append(Activity.id.in_(ids))
+            party_ids = select(party_ids.cte(f"{name}_parties").prefix_with("MATERIALIZED")
+                               .c.activity_id)
+        out.append(Activity.id.in_(party_ids))
+    return out
+
+
+def related_ids(record_type: str, record_id: int) -> dict[str, list[int]]:
+    """The ids of the record's related records by type, in one statement. (Only to find
+    activities, which are filtered by what the reader may read.)"""
+    parts = ROLL_UP.get(record_type, ())
+    if not parts:
+        return {}
+    found = db.session.execute(union_all(*(
+        select(literal(kind).label("kind"), column.class_.id.label("id")).where(column == record_id)
+        for kind, column in parts)))
+    out: dict[str, list[int]] = {}
+    for kind, ident in found:
+        out.setdefault(kind, []).append(ident)
+    return out
+
+
+def _all_branches(record_type: str, record_id: int, related: bool) -> list:
+    """The record's own branches and, with ``related``, its related records' (their ids
+    looked up first: given as values, every branch is an index walk, while a sub-select in
+    each made both databases scan the whole activity table for a kind with no record)."""
+    out = _branches(record_type, record_id, record_type)
+    for kind, ids in (related_ids(record_type, record_id) if related else {}).items():
+        if len(ids) <= BRANCH_EACH_UP_TO:
+            for ident in ids:
+                out += _branches(kind, ident, f"{kind}_{ident}")
+        else:
+            out += _branches(kind, ids, kind)
     return out
 
 
 def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
-             types: tuple[str, ...] | None = None, after: tuple[datetime, int] | None = None):
-    """A SELECT of the ids of one timeline page (``limit`` rows), newest first."""
+             types: tuple[str, ...] | None = None, after: tuple[datetime, int] | None = None,
+             related: bool = False):
+    """A SELECT of the ids of one timeline page (``limit`` rows), newest first; with
+    ``related``, the roll-up of the record's related records too."""
     common = [authz.scope(p, Activity, "read")]
     if types:
         common.append(Activity.activity_type.in_(types))
@@ -87,7 +154,8 @@ def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
         common.append(_after(*after))
     order = (Activity.occurred_on.desc(), Activity.id.desc())
     branches = [select(Activity.id, Activity.occurred_on).where(cond, *common)
-                .order_by(*order).limit(limit).subquery() for cond in _branches(record_type, record_id)]
+                .order_by(*order).limit(limit).subquery()
+                for cond in _all_branches(record_type, record_id, related)]
     if not branches:
         return select(Activity.id).where(false())
     # SQLite allows ORDER BY/LIMIT in a compound SELECT only inside a subquery.
@@ -96,14 +164,17 @@ def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
 
 
 def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | None = None,
-             limit: int = 25, types: tuple[str, ...] | None = None) -> Page:
+             limit: int = 25, types: tuple[str, ...] | None = None,
+             related: bool | None = None) -> Page:
+    """One page of the record's timeline; ``related`` None: the type's default roll-up."""
     after = None
     if cursor:
         try:
             after = decode_cursor(cursor)
         except (ValueError, OverflowError):
             after = None
-    ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after)
+    ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after,
+                   related=rolls_up(record_type, related))
     query = (select(AnyActivity)
              .where(AnyActivity.id.in_(ids))
              .options(selectinload(AnyActivity.parties))
@@ -111,4 +182,5 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
     items = list(db.session.scalars(query).unique())
     more = len(items) > limit
     items = items[:limit]
-    return Page(items, encode_cursor(items[-1]) if more and items else None)
+    return Page(items, encode_cursor(items[-1]) if more and items else None,
+                rolls_up(record_type, related))

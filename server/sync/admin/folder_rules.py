@@ -23,7 +23,10 @@ from server.sync.models import FolderRule, Mailbox
 FOLDER_CACHE_SECONDS = 600
 
 
-_folder_cache: dict[int, tuple[float, list]] = {}
+# mailbox id -> (when read, what it was read as, the folders): what it was read as (the
+# database, the address, profile and user name) must still hold, so that a mailbox that
+# changed, or another database's mailbox with the same id, is read afresh.
+_folder_cache: dict[int, tuple[float, tuple, list]] = {}
 _folder_lock = threading.Lock()
 
 
@@ -49,10 +52,13 @@ def mailbox_folders(p: Principal, mailbox: Mailbox, *, refresh: bool = False) ->
     from server.sync.connectors.base import ConnectorError
     from server.sync.engine.folders import find_inbox, is_under
     _require_own_rules(p, mailbox)
+    read_as = (str(db.engine.url), mailbox.email_address, mailbox.server_profile_id,
+               mailbox.username)
     with _folder_lock:
         cached = _folder_cache.get(mailbox.id)
-    if cached and not refresh and time.monotonic() - cached[0] < FOLDER_CACHE_SECONDS:
-        return cached[1]
+    if (cached and not refresh and cached[1] == read_as
+            and time.monotonic() - cached[0] < FOLDER_CACHE_SECONDS):
+        return cached[2]
     if mailbox.server_profile is None:
         raise Invalid("The mailbox has no email server profile yet.")
     try:
@@ -66,7 +72,7 @@ def mailbox_folders(p: Principal, mailbox: Mailbox, *, refresh: bool = False) ->
     under = sorted((f for f in folders if inbox is not None and f.key != inbox.key
                     and is_under(f, inbox, by_key)), key=lambda f: f.name.casefold())
     with _folder_lock:
-        _folder_cache[mailbox.id] = (time.monotonic(), under)
+        _folder_cache[mailbox.id] = (time.monotonic(), read_as, under)
     return under
 
 

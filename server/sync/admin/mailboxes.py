@@ -24,6 +24,7 @@ from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
 from server.security.privileges import Depth
+from server.sync import connectors
 from server.sync.admin import folder_rules, forms
 from server.sync.admin.forms import PAGE
 from server.sync.models import (ACTS_METHODS, INCOMING_METHODS, OUTGOING_METHODS,
@@ -405,3 +406,18 @@ def mailbox_form(mailbox: Mailbox | None) -> dict:
     out["process_emails_after"] = (mailbox.process_emails_after.date().isoformat()
                                    if mailbox.process_emails_after else "")
     return out
+
+
+def asks_credentials(mailbox: Mailbox) -> bool:
+    """Whether the mailbox's page asks for a user name and password: not when every
+    connector of its profile reads a local store (Maildir), which needs none."""
+    profile = mailbox.server_profile
+    if profile is None:
+        return True
+    sides = [("incoming", profile.incoming_protocol), ("outgoing", profile.outgoing_protocol)]
+    try:
+        needs = [connectors.for_direction(protocol, side).needs for side, protocol in sides
+                 if protocol]
+    except connectors.ConnectorError:  # a protocol unknown here: let the person decide
+        return True
+    return any(need.store is None for need in needs)

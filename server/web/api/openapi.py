@@ -324,7 +324,11 @@ def record_paths(rt: RecordType) -> dict[str, dict]:
         query("owner_team_id", {"type": "integer"}, "Owned by this team."),
         *PAGING, *filters]
     timeline_params = [query("type", {"enum": list(ACTIVITY_TYPES)}, "Only these types.",
-                             array=True), *PAGING]
+                             array=True),
+                       query("related", {"type": "boolean"}, "Include the activities of related "
+                             "records (an account's contacts, opportunities and cases; a "
+                             "contact's opportunities and cases). Default: true for accounts."),
+                       *PAGING]
     label = rt.label.lower()
     return {
         base: {

@@ -318,7 +318,7 @@ def set_active(rt: RecordType, record_id: int, active: bool):
 def record_timeline(rt: RecordType, record_id: int):
     p = principal()
     record = _load(rt, record_id)
-    args = query_args({"cursor", "page_size", "type"}, multi={"type"})
+    args = query_args({"cursor", "page_size", "type", "related"}, multi={"type"})
     cursor = args.get("cursor")
     if cursor:
         check_timeline_cursor(cursor)
@@ -327,7 +327,7 @@ def record_timeline(rt: RecordType, record_id: int):
     if unknown:
         raise invalid({"type": f"Activity types are: {', '.join(ACTIVITY_TYPES)}."})
     page = timelines.timeline(p, rt.name, record.id, cursor=cursor, limit=page_size(args),
-                              types=types or None)
+                              types=types or None, related=parse_bool_arg(args, "related"))
     return jsonify({"items": activities_json(p, page.items), "next": page.next_cursor})
 
 
