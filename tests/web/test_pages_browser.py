@@ -18,7 +18,7 @@ from server.db import db
 from server.demo import DEMO_SIGNINS, seed
 from server.security.models import User
 from server.sync.models import EmailServerProfile, Mailbox
-from tests.web.axe import violations
+from tests.servers.axe import violations
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 PASSWORDS = {email: password for email, password, _ in DEMO_SIGNINS}
@@ -179,7 +179,7 @@ PAGES = ["/", "/?q=Fabrikam", "/profile", "/r/account/", "/r/contact/", "/r/lead
          "/admin/sync/mailboxes/{mailbox}/tracking", "/admin/sync/mailboxes/{mailbox}/delete",
          "/admin/sync/my", "/admin/sync/profiles", "/admin/sync/profiles/new",
          "/admin/sync/profiles/{profile}", "/admin/sync/profiles/{profile}/delete",
-         "/admin/sync/blocklist", "/admin/sync/alert-emails"]
+         "/admin/sync/blocklist", "/admin/sync/alert-emails", "/admin/sync/provisioning"]
 
 
 def test_axe_finds_nothing_serious_or_critical_on_any_page(demo, live, page):

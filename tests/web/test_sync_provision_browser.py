@@ -3,17 +3,16 @@ sideways scrolling) and at desktop width, and clean under axe-core's accessibili
 (WCAG 2 A and AA) at both; screenshots are kept beside the test's temporary files."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from server.db import db
 from server.sync.admin import jobs
 from server.security import authz
+from tests.servers.axe import AXE_JS, violations
 from tests.sync.mailboxes import make_mailbox, make_profile
 
 PASSWORD = "Correct-horse-9"
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+EVERY_IMPACT = ("minor", "moderate", "serious", "critical")
 
 
 @pytest.fixture
@@ -21,16 +20,7 @@ def admin(make_user):
     return make_user("ada@org.example", roles=["System Administrator"], name="Ada Admin")
 
 
-def _axe(page) -> list[str]:
-    if not page.evaluate("typeof window.axe !== 'undefined'"):  # the page's CSP allows no
-        page.evaluate(AXE.read_text(encoding="utf-8"))  # <script>: evaluated through CDP
-    result = page.evaluate("""async () => (await axe.run(document, {runOnly: {type: 'tag',
-        values: ['wcag2a', 'wcag2aa']}})).violations.map(v => v.id + ': ' +
-        v.nodes.map(n => n.target.join(' ')).join(', '))""")
-    return result
-
-
-@pytest.mark.skipif(not AXE.is_file(), reason="npm dev tools (axe-core) not installed")
+@pytest.mark.skipif(not AXE_JS.is_file(), reason="npm dev tools (axe-core) not installed")
 def test_provisioning_and_job_pages_at_320_px_and_desktop(live, admin, make_user, page,
                                                           tmp_path):
     profile = make_profile(name="Contoso IMAP", incoming_host="mail.contoso.example",
@@ -53,7 +43,7 @@ def test_provisioning_and_job_pages_at_320_px_and_desktop(live, admin, make_user
             page.screenshot(path=str(tmp_path / f"{name}-{width}.png"), full_page=True)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (name, width, overflow)
-            assert _axe(page) == [], (name, width)
+            assert violations(page, EVERY_IMPACT) == [], (name, width)
     page.goto(f"{live}/admin/sync/jobs/{job.id}")
     assert "1 of 3 done" in page.inner_text("#job-status")
     assert jobs.work("w") == 2  # the page follows, then shows every result
