@@ -54,6 +54,7 @@ def _import_models() -> None:
     import server.crm.activities  # noqa: F401
     import server.crm.addresses  # noqa: F401
     import server.crm.models  # noqa: F401
+    import server.crm.queues  # noqa: F401
     import server.crm.services.tracked  # noqa: F401
     import server.crm.templates  # noqa: F401
     import server.security.models  # noqa: F401

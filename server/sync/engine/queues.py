@@ -8,7 +8,7 @@ from server.crm.activities import ActivityParty, Email
 from server.mailkeys import normalize_address
 from server.db import db
 from server.sync.engine.context import MailboxRun
-from server.sync.models import QueueItem
+from server.crm.queues import QueueItem
 
 __all__ = ["queue_emails"]
 
