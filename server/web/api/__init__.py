@@ -12,7 +12,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from server.db import db
 from server.errors import Conflict, Invalid, ServiceError
-from server.web.api import activities, email_templates, mail_files, misc, openapi, records
+from server.web.api import (activities, email_templates, mail_files, misc, openapi, queues,
+                            records)
 from server.web.api.common import limit_body
 from server.web.auth import bearer_user
 
@@ -95,6 +96,7 @@ activities.register(bp)
 mail_files.register(bp)
 misc.register(bp)
 email_templates.register(bp)
+queues.register(bp)
 openapi.register(bp)
 
 
