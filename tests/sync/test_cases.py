@@ -65,6 +65,7 @@ def cases() -> list[Case]:
     return list(db.session.scalars(select(Case).order_by(Case.id)))
 
 
+@pytest.mark.both_databases
 def test_new_sender_opens_a_case_with_a_contact_and_gets_the_number(desk):
     deliver(desk, sender="Dana Newcomer <dana@newco.example>", subject="Printer on fire",
             mid="fire1@newco.example")
@@ -159,6 +160,7 @@ def test_reply_to_a_resolved_case_reopens_it_within_the_window(desk):
     assert "so the case is reopened" in w.decision(desk.box, "p2@newco.example").reason
 
 
+@pytest.mark.both_databases
 def test_reply_after_the_window_or_by_the_rule_opens_a_linked_case(desk):
     deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
     sync(desk)
@@ -182,6 +184,7 @@ def test_reply_after_the_window_or_by_the_rule_opens_a_linked_case(desk):
         w.decision(desk.box, "p3@newco.example").reason
 
 
+@pytest.mark.both_databases  # the rule's turn is taken under a row lock there
 def test_round_robin_spreads_ten_cases_over_the_team(desk):
     desk.rule.acknowledge = False
     db.session.commit()
