@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.ingest import WORDS, load_dovecot  # noqa: E402
+from bench.ingest import WORDS, load_dovecot, sync_all  # noqa: E402
 from bench.scratch import bench_app, scratch_database  # noqa: E402
 
 CUSTOMERS = 1500
@@ -90,7 +90,7 @@ def _world(server, user) -> int:
     from server.security import authz
     from server.security.bootstrap import create_user, ensure_organization, root_unit
     from server.security.models import Team
-    from server.sync.models import EmailServerProfile, Mailbox
+    from tests.sync.mailboxes import make_mailbox, make_profile
     ensure_organization("Contoso")
     db.session.get(Organization, 1).mail_server_allowed_hosts = server.host  # a loopback peer
     agents = [create_user(f"agent{n}@contoso.example", f"Agent {n}", password="Correct-horse-9",
@@ -106,18 +106,11 @@ def _world(server, user) -> int:
         records.create(p, RECORD_TYPES["contact"], {
             "first_name": "Customer", "last_name": str(c),
             "email1": f"customer{c}@client{c % 90}.example"})
-    profile = EmailServerProfile(
-        name="Bench Dovecot", incoming_protocol="imap", incoming_host=server.host,
-        incoming_port=server.imap_port, incoming_security="none", outgoing_protocol="smtp",
-        outgoing_host="127.0.0.1", outgoing_port=1, owning_business_unit_id=root_unit().id,
-        settings={"timeout": 60})
-    db.session.add(profile)
-    db.session.flush()
-    box = Mailbox(name="Support", email_address="support@contoso.example", queue_id=queue.id,
-                  server_profile_id=profile.id, username=user.username, password=user.password,
-                  enabled=True, email_approved=True, tracking_option="all",
-                  owning_business_unit_id=root_unit().id)
-    db.session.add_all([box, CaseRule(
+    profile = make_profile(dovecot=server, outgoing_protocol="smtp", outgoing_host="127.0.0.1",
+                           outgoing_port=1, settings={"timeout": 60})
+    box = make_mailbox(profile, queue=queue, username=user.username, password=user.password,
+                       enabled=True, tracking_option="all")
+    db.session.add_all([CaseRule(
         queue_id=queue.id, position=1, name="Urgent", priority="high", routing="user",
         route_user_id=agents[0].id, acknowledge=True,
         conditions=[{"kind": "subject_contains", "value": "urgent"}, {"kind": "not_automatic"}]),
@@ -132,7 +125,6 @@ def run(kind: str, server, user, batch: int) -> dict:
     from server.crm.models import Case, Contact
     from server.crm.queues import CaseAcknowledgement
     from server.db import db
-    from server.sync.engine.run import sync_mailbox
     from server.sync.models import MessageDecision
     url, drop = scratch_database(kind, "cases")
     app = bench_app(url, "cases")
@@ -142,14 +134,7 @@ def run(kind: str, server, user, batch: int) -> dict:
             mailbox_id = _world(server, user)
             contacts0 = db.session.scalar(select(func.count()).select_from(Contact))
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
-            fetched = tracked = 0
-            while True:
-                result = sync_mailbox(mailbox_id, worker="bench", limit=batch)
-                fetched, tracked = fetched + result.fetched, tracked + result.tracked
-                if result.status != "success":
-                    raise SystemExit(f"sync failed: {result.error_code} {result.reason}")
-                if not result.more:
-                    break
+            fetched, tracked, _ = sync_all(mailbox_id, batch)
             wall = time.perf_counter() - wall0
             cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
 

@@ -147,14 +147,18 @@ def _resolve(case, days_ago: int) -> None:
     db.session.commit()
 
 
-def test_reply_to_a_resolved_case_reopens_it_within_the_window(desk):
+def _reply_after_resolution(desk, days_ago: int) -> None:
+    """Dana's request opens a case, resolved ``days_ago``; then her reply comes."""
     deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
     sync(desk)
-    [case] = cases()
-    _resolve(case, days_ago=2)
+    _resolve(cases()[0], days_ago=days_ago)
     deliver(desk, sender="dana@newco.example", subject="RE: Printer", mid="p2@newco.example",
             In_Reply_To="<p1@newco.example>")
     sync(desk)
+
+
+def test_reply_to_a_resolved_case_reopens_it_within_the_window(desk):
+    _reply_after_resolution(desk, days_ago=2)
     [case] = cases()
     assert case.status == "in_progress" and case.resolved_on is None
     assert "so the case is reopened" in w.decision(desk.box, "p2@newco.example").reason
@@ -162,13 +166,7 @@ def test_reply_to_a_resolved_case_reopens_it_within_the_window(desk):
 
 @pytest.mark.both_databases
 def test_reply_after_the_window_or_by_the_rule_opens_a_linked_case(desk):
-    deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
-    sync(desk)
-    [first] = cases()
-    _resolve(first, days_ago=30)
-    deliver(desk, sender="dana@newco.example", subject="RE: Printer", mid="p2@newco.example",
-            In_Reply_To="<p1@newco.example>")
-    sync(desk)
+    _reply_after_resolution(desk, days_ago=30)
     first, second = cases()
     assert first.status == "resolved" and second.parent_case_id == first.id
     assert second.customer_contact_id == first.customer_contact_id
