@@ -13,6 +13,7 @@ from server.crm.services.tracking import EmailContent
 from server.db import db
 from server.security import authz
 from tests.api.conftest import error_of
+from tests.api.test_api_openapi import _check, document  # noqa: F401
 
 
 @pytest.fixture
@@ -33,14 +34,17 @@ def desk(app, csr, admin):
     return support, billing, item
 
 
-def test_items_show_age_and_who_works_them_and_pick_release_route(api_client, csr, admin, desk):
+def test_items_show_age_and_who_works_them_and_pick_release_route(api_client, csr, admin, desk,
+                                                                  document):
     support, billing, item = desk
     api = api_client(csr)
     listed = api.get(f"/api/v1/queues/{support.id}/items").get_json()
+    _check(document, "QueueItemList", listed)
     [row] = listed["items"]
     assert row["activity"]["subject"] == "Help" and row["worked_by"] is None
     assert row["age_seconds"] >= 0 and listed["queue"]["name"] == "Support"
     picked = api.post(f"/api/v1/queue_items/{item.id}/pick").get_json()
+    _check(document, "QueueItem", picked)
     assert picked["worked_by"] == {"id": csr.id, "name": "Cory Service"} and picked["worked_on"]
     assert api.get(f"/api/v1/queues/{support.id}/items?worked=mine").get_json()["items"]
     assert api.get(f"/api/v1/queues/{support.id}/items?worked=nobody").get_json()["items"] == []
@@ -91,16 +95,19 @@ def test_routing_to_someone_who_cannot_read_the_queue_is_refused(api_client, csr
     assert db.session.get(QueueItem, item.id).queue_id == support.id
 
 
-def test_case_rules_through_the_api(api_client, admin, csr, desk):
+def test_case_rules_through_the_api(api_client, admin, csr, desk, document):
     support, _, _ = desk
     api = api_client(admin)
-    made = api.post(f"/api/v1/queues/{support.id}/case_rules", json={
-        "name": "Invoices", "conditions": [{"kind": "subject_contains", "value": "invoice"},
-                                           {"kind": "sender_domain", "value": "@Fabrikam.test"},
-                                           {"kind": "not_automatic"}],
-        "routing": "user", "route_user_id": csr.id, "acknowledge": True})
+    body = {"name": "Invoices", "conditions": [{"kind": "subject_contains", "value": "invoice"},
+                                               {"kind": "sender_domain", "value": "@Fabrikam.test"},
+                                               {"kind": "not_automatic"}],
+            "routing": "user", "route_user_id": csr.id, "acknowledge": True}
+    _check(document, "CaseRuleInput", body)
+    made = api.post(f"/api/v1/queues/{support.id}/case_rules", json=body)
     assert made.status_code == 201, made.get_json()
     rule = made.get_json()
+    _check(document, "CaseRule", rule)
+    _check(document, "CaseRuleList", api.get(f"/api/v1/queues/{support.id}/case_rules").get_json())
     assert rule["conditions"][1] == {"kind": "sender_domain", "value": "fabrikam.test"}
     assert rule["position"] == 1 and rule["ack_per_sender_per_day"] == 3
     changed = api.patch(f"/api/v1/case_rules/{rule['id']}", json={"priority": "high"})
