@@ -272,3 +272,30 @@ def test_business_hours_are_read_and_checked():
     for bad in ("weekdays", "mon-fri 25:00-26:00 UTC", "mon-fri 09:00-17:00 Mars/Olympus"):
         with pytest.raises(ValueError):
             BusinessHours.parse(bad)
+
+
+def test_a_key_accounts_people_and_attachments_get_their_own_rules(desk, make_user):
+    agent = make_user("sales@org.example")  # a Salesperson keeps the accounts
+    account = w.record(agent, "account", name="Fabrikam")
+    w.record(agent, "contact", first_name="Fay", last_name="Bright", email1="fay@fabrikam.example",
+             parent_account_id=account.id)
+    db.session.add_all([
+        CaseRule(queue_id=desk.queue.id, position=-2, name="Key account", priority="high",
+                 conditions=[{"kind": "sender_account", "value": str(account.id)}]),
+        CaseRule(queue_id=desk.queue.id, position=-1, name="Files", priority="low",
+                 conditions=[{"kind": "has_attachments"}, {"kind": "sender_unknown"}])])
+    desk.rule.acknowledge = False
+    db.session.commit()
+    deliver(desk, sender="fay@fabrikam.example", subject="Help", mid="k1@fabrikam.example")
+    with_file = (b"From: x@files.example\r\nTo: support@org.example\r\nSubject: Logs\r\n"
+                 b"Message-ID: <f1@files.example>\r\nMIME-Version: 1.0\r\n"
+                 b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+                 b"Content-Type: text/plain\r\n\r\nAttached.\r\n--B\r\nContent-Type: text/plain\r\n"
+                 b"Content-Disposition: attachment; filename=log.txt\r\n\r\nerror 42\r\n--B--\r\n")
+    desk.store.deliver(with_file)
+    sync(desk)
+    by_title = {c.title: c for c in cases()}
+    assert by_title["Help"].priority == "high" and by_title["Help"].customer_contact_id
+    assert by_title["Logs"].priority == "low"
+    assert 'Case rule "Key account" applies (the sender belongs to account' in \
+        w.decision(desk.box, "k1@fabrikam.example").reason

@@ -92,13 +92,20 @@ def _existing(items: list[Tracked]) -> dict[int, ExistingCase | None]:
     return out
 
 
-def _accounts_of(matches: list[Match]) -> frozenset[int]:
-    accounts = {m.record_id for m in matches if m.record_type == "account"}
-    contacts = [m.record_id for m in matches if m.record_type == "contact"]
-    if contacts:
-        accounts |= {a for a in db.session.scalars(select(Contact.parent_account_id).where(
-            Contact.id.in_(contacts))) if a}
-    return frozenset(accounts)
+def _parent_accounts(people: dict[int, list[Match]]) -> dict[int, int]:
+    """contact id -> its account, for every contact among the senders (one query)."""
+    contacts = {m.record_id for found in people.values() for m in found
+                if m.record_type == "contact"}
+    return dict(db.session.execute(select(Contact.id, Contact.parent_account_id).where(
+        Contact.id.in_(contacts), Contact.parent_account_id.is_not(None))).all()) \
+        if contacts else {}
+
+
+def _accounts_of(matches: list[Match], parents: dict[int, int]) -> frozenset[int]:
+    """The sender's accounts: the accounts it is, and those of the contacts it is."""
+    return frozenset({m.record_id for m in matches if m.record_type == "account"}
+                     | {parents[m.record_id] for m in matches
+                        if m.record_type == "contact" and m.record_id in parents})
 
 
 def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
@@ -112,12 +119,15 @@ def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
     specs = [_spec(r) for r in rules]
     by_id = {r.id: r for r in rules}
     existing = _existing(items)
+    senders = {t.email.id: [m for m in (matches.get(_sender(t.msg).address, [])
+                                        if _sender(t.msg) else [])
+                            if m.record_type in ("contact", "account", "lead")] for t in items}
+    parents = _parent_accounts(senders)
     outcomes: dict[int, CaseOutcome] = {}
     for t in items:
-        sender = _sender(t.msg)
-        found = matches.get(sender.address, []) if sender else []
-        people = [m for m in found if m.record_type in ("contact", "account", "lead")]
-        cctx = CaseContext(sender_known=bool(people), sender_account_ids=_accounts_of(people),
+        people = senders[t.email.id]
+        cctx = CaseContext(sender_known=bool(people),
+                           sender_account_ids=_accounts_of(people, parents),
                            received_at=t.received_at, existing=existing.get(t.email.id))
         decision = decide_case(t.msg, cctx, specs)
         rule = by_id.get(decision.rule_id)
