@@ -12,6 +12,7 @@ email (a sentence and the rule hits) goes into the email's decision row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 
@@ -53,7 +54,7 @@ class Tracked:
     email: Email
     msg: MailMessage
     conversation_case: int | None  # the case the correlated parent is regarding
-    received_at: object = None
+    received_at: datetime | None = None
 
 
 def queue_rules(queue_id: int) -> list[CaseRule]:
