@@ -13,12 +13,14 @@ urgent requests. The queue tracks all email and has two rules, tried in order:
    the acknowledgements wait as "pending send": sending is not measured here).
 
 Per database (SQLite, a file under /tmp; PostgreSQL, a fresh database dropped afterwards),
-``server.sync.engine.run.sync_mailbox`` runs until the Inbox is done. Prints messages per
-second and cases created or updated per second (wall and CPU), beside the load average, and
-what was stored. It asserts nothing.
+``server.sync.engine.run.sync_mailbox`` runs until the Inbox is done: first, as the
+reference, over the same mail in a queue without case rules (tracking alone), then with the
+two rules. Prints messages per second and cases created or updated per second (wall and
+CPU), the CPU cost per message beside the reference's, the load average, and what was
+stored. It asserts nothing.
 
 Run: ``.venv/bin/python bench/cases.py [--messages N] [--db sqlite|postgresql|both]
-[--batch N]``.
+[--batch N] [--no-reference]``.
 """
 from __future__ import annotations
 
@@ -79,9 +81,10 @@ def make_messages(count: int, seed: int = 11) -> list[bytes]:
     return out
 
 
-def _world(server, user) -> int:
+def _world(server, user, rules: bool) -> int:
     """The organization, three agents in a team, the Support queue owned by the team, the
-    known customers, the queue's mailbox on the Dovecot user and its two case rules."""
+    known customers, the queue's mailbox on the Dovecot user and (``rules``) its two case
+    rules."""
     from server.crm.models import Organization, Queue
     from server.crm.queues import CaseRule
     from server.crm.registry import RECORD_TYPES
@@ -110,6 +113,8 @@ def _world(server, user) -> int:
                            outgoing_port=1, settings={"timeout": 60})
     box = make_mailbox(profile, queue=queue, username=user.username, password=user.password,
                        enabled=True, tracking_option="all")
+    if not rules:
+        return box.id
     db.session.add_all([CaseRule(
         queue_id=queue.id, position=1, name="Urgent", priority="high", routing="user",
         route_user_id=agents[0].id, acknowledge=True,
@@ -120,7 +125,7 @@ def _world(server, user) -> int:
     return box.id
 
 
-def run(kind: str, server, user, batch: int) -> dict:
+def run(kind: str, server, user, batch: int, rules: bool = True) -> dict:
     from server.crm.activities import Email
     from server.crm.models import Case, Contact
     from server.crm.queues import CaseAcknowledgement
@@ -131,7 +136,7 @@ def run(kind: str, server, user, batch: int) -> dict:
     try:
         with app.app_context():
             db.create_all()
-            mailbox_id = _world(server, user)
+            mailbox_id = _world(server, user, rules)
             contacts0 = db.session.scalar(select(func.count()).select_from(Contact))
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
             fetched, tracked, _ = sync_all(mailbox_id, batch)
@@ -162,6 +167,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="skip the reference run (the same mail, no case rules)")
     args = parser.parse_args()
     from tests.servers.dovecot import DovecotServer
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
@@ -173,12 +180,25 @@ def main() -> None:
         for kind in kinds:
             user = server.add_user(f"cases-{kind}@example.com", "Bench-pass-1")
             print(f"\n[{kind}] loaded into Dovecot in {load_dovecot(server, user, messages):.1f} s")
+            reference = None
+            if args.reference:
+                plain = server.add_user(f"plain-{kind}@example.com", "Bench-pass-1")
+                load_dovecot(server, plain, messages)
+                reference = run(kind, server, plain, args.batch, rules=False)
+                print(f"[{kind}] reference, the same mail tracked by the queue without case "
+                      f"rules: {reference['fetched'] / reference['wall']:,.0f} msg/s wall, "
+                      f"{reference['fetched'] / reference['cpu']:,.0f} per CPU s; load "
+                      f"{os.getloadavg()[0]:.2f}")
             f = run(kind, server, user, args.batch)
             worked = f["cases"] + f["updated"]
             print(f"[{kind}] {f['fetched']} messages, {f['tracked']} tracked in {f['wall']:.1f} s "
                   f"(CPU {f['cpu']:.1f} s): {f['fetched'] / f['wall']:,.0f} msg/s; "
                   f"{f['cases']} cases opened ({f['urgent']} urgent) and {f['updated']} updated "
                   f"= {worked / f['wall']:,.0f} cases/s wall, {worked / f['cpu']:,.0f} per CPU s")
+            if reference is not None:
+                print(f"[{kind}] with the rules: {f['cpu'] / f['fetched'] * 1000:.1f} ms CPU per "
+                      f"message against {reference['cpu'] / reference['fetched'] * 1000:.1f} ms "
+                      "without (the cost of email to case)")
             print(f"[{kind}] {f['new_contacts']} contacts created, {f['acks']} acknowledgements "
                   f"waiting ({f['pending']} pending send); cases per owner "
                   f"{sorted(f['owners'].values())}; load {os.getloadavg()[0]:.2f}")

@@ -89,3 +89,5 @@ class CaseAcknowledgement(db.Model):
                                                            ondelete="SET NULL"))
     email_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+    email = relationship("Email")

@@ -100,8 +100,7 @@ def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
             and sender.address in case.customer_contact.emails:
         to_party.set_party("contact", case.customer_contact_id)
     ack.parties.extend([from_party, to_party])
-    db.session.add(ack)
-    db.session.flush()
+    db.session.add(ack)  # written with the wave (no flush of its own)
     db.session.add(CaseAcknowledgement(queue_id=queue.id, address=sender.address,
-                                       case_id=case.id, email_id=ack.id, created_on=now))
+                                       case_id=case.id, email=ack, created_on=now))
     return f"An acknowledgement to {sender.address} waits to be sent."
