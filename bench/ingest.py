@@ -264,7 +264,6 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
         with app.app_context():
             db.create_all()
             mailbox_id = _world(server, user, option)
-            from server.sync.engine.run import sync_mailbox
             locks = WriteLocks(db.engine)
             cpu0, wall0 = cpu_seconds(), time.perf_counter()
             profiler = None
@@ -274,16 +273,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
                 # thread do not inflate what each function costs.
                 profiler = cProfile.Profile(time.thread_time)
                 profiler.enable()
-            fetched = tracked = runs = 0
-            while True:
-                result = sync_mailbox(mailbox_id, worker="bench", limit=batch)
-                runs += 1
-                fetched += result.fetched
-                tracked += result.tracked
-                if result.status != "success":
-                    raise SystemExit(f"sync failed: {result.error_code} {result.reason}")
-                if not result.more:
-                    break
+            fetched, tracked, runs = sync_all(mailbox_id, batch)
             wall = time.perf_counter() - wall0
             cpu = cpu_seconds() - cpu0
             locks.stop()
@@ -304,6 +294,21 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
     finally:
         drop()
         shutil.rmtree(instance, ignore_errors=True)
+
+
+def sync_all(mailbox_id: int, batch: int) -> tuple[int, int, int]:
+    """``sync_mailbox`` until the mailbox is done: messages fetched, tracked, and runs."""
+    from server.sync.engine.run import sync_mailbox
+    fetched = tracked = runs = 0
+    while True:
+        result = sync_mailbox(mailbox_id, worker="bench", limit=batch)
+        runs += 1
+        fetched += result.fetched
+        tracked += result.tracked
+        if result.status != "success":
+            raise SystemExit(f"sync failed: {result.error_code} {result.reason}")
+        if not result.more:
+            return fetched, tracked, runs
 
 
 def _second_run(server, mailbox_id: int) -> dict:

@@ -43,10 +43,10 @@ def _register_blueprints(app: Flask) -> None:
     """Every area's pages and APIs, each module registering its blueprint (sign-in first:
     the others' views rely on its login manager)."""
     from server.web import (addin_api, addin_mailbox, addin_pages, admin, api, auth, compose,
-                            email_templates, graph_webhook, mail_files, pages, sync_admin,
-                            sync_provision)
+                            email_templates, graph_webhook, mail_files, pages, queues,
+                            sync_admin, sync_provision)
     for area in (auth, pages, admin, api, addin_api, addin_pages, sync_admin, sync_provision,
-                 graph_webhook, addin_mailbox, mail_files, compose, email_templates):
+                 graph_webhook, addin_mailbox, mail_files, compose, email_templates, queues):
         area.init_app(app)
 
 
@@ -55,6 +55,7 @@ def _import_models() -> None:
     import server.crm.activities  # noqa: F401
     import server.crm.addresses  # noqa: F401
     import server.crm.models  # noqa: F401
+    import server.crm.queues  # noqa: F401
     import server.crm.services.tracked  # noqa: F401
     import server.crm.templates  # noqa: F401
     import server.security.models  # noqa: F401

@@ -224,6 +224,11 @@ class Case(Record, db.Model):
     status: Mapped[str] = mapped_column(String(20), default="in_progress")  # in_progress on_hold waiting resolved canceled
     priority: Mapped[str] = mapped_column(String(10), default="normal")  # high normal low
     origin: Mapped[str | None] = mapped_column(String(20))  # email phone web
+    # When it was last resolved (a reply after it may reopen it or open a case linked to it).
+    resolved_on: Mapped[datetime | None]
+    # The case this one follows up (a reply to a resolved case, per its queue's rule).
+    parent_case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("support_case.id", ondelete="SET NULL"), index=True)
 
     customer_account: Mapped[Account | None] = relationship()
     customer_contact: Mapped[Contact | None] = relationship()

@@ -275,20 +275,6 @@ class SyncRun(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class QueueItem(db.Model):
-    """An activity waiting in a queue to be worked (Dynamics' queue item): made when a
-    queue's mailbox tracks an email; ``worked_by`` is who picked it up."""
-
-    __tablename__ = "queue_item"
-    __table_args__ = (UniqueConstraint("queue_id", "activity_id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), index=True)
-    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"),
-                                             index=True)
-    created_on: Mapped[datetime] = mapped_column(default=utcnow)
-    worked_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
-
-
 JOB_KINDS = ("approve", "test_enable", "apply_defaults")
 JOB_ITEM_STATUSES = ("pending", "done", "failed", "skipped")
 

@@ -18,7 +18,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 
 from server.crm.activities import REGARDING_TYPES, Email
-from server.crm.models import Organization
+from server.crm.models import Organization, Queue
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import email_templates as mail_templates
 from server.crm.services.activity_actions import get_activity
@@ -33,6 +33,7 @@ from server.security import authz
 from server.security.models import User
 from server.security.privileges import Depth
 from server.sync.admin import sending
+from server.sync.models import Mailbox
 from server.web.api import activity_writes
 from server.web.auth import current_principal, login_manager
 
@@ -80,20 +81,81 @@ def _draft_form(email: Email) -> dict:
     out = {role: _line((x.name or "", x.address) for x in email.parties
                        if x.role == role and x.address) for role in ROLES}
     out.update(subject=email.subject or "", html_body=email.html_body or "")
+    sender = sending.sender_of(email)
+    if sender is not None and sender.party_ref in (("queue", sender.queue_id),
+                                                  ("user", sender.user_id)):
+        out["sender"] = "{}:{}".format(*sender.party_ref)
     return out
+
+
+# -- whom the email is from ----------------------------------------------------------------------
+
+def senders(p) -> list[dict]:
+    """Whom the user may send as: themself and, with the "send email as another user"
+    privilege, the queues they may read and the other active users that have a mailbox;
+    each with the signature its new mail starts with."""
+    out = [{"value": f"user:{p.user_id}", "label": f"{p.user.full_name} <{p.user.email}>",
+            "kind": "user", "id": p.user_id}]
+    if p.has("send_as_other_user"):
+        for queue in db.session.scalars(select(Queue).join(Mailbox, Mailbox.queue_id == Queue.id)
+                                        .where(authz.scope(p, Queue, "read"),
+                                               Queue.is_active.is_(True))
+                                        .order_by(Queue.name).distinct()):
+            out.append({"value": f"queue:{queue.id}", "kind": "queue", "id": queue.id,
+                        "label": f"{queue.name} <{queue.email}> (queue)" if queue.email
+                        else f"{queue.name} (queue)"})
+        for user in db.session.scalars(select(User).join(Mailbox, Mailbox.user_id == User.id)
+                                       .where(User.is_active.is_(True), User.id != p.user_id)
+                                       .order_by(User.full_name).distinct()):
+            out.append({"value": f"user:{user.id}", "kind": "user", "id": user.id,
+                        "label": f"{user.full_name} <{user.email}>"})
+    for choice in out:
+        choice["signature"] = signed(mail_templates.signature_of(
+            **{f"{choice['kind']}_id": choice["id"]}))
+    return out
+
+
+def signed(signature: str) -> str:
+    """A signature as the body carries it: marked (``title``, which the sanitizer keeps) so
+    the page can swap it when the sender changes."""
+    return f'<div title="Signature">{signature}</div>' if signature else ""
+
+
+def _sender(raw: str | None, choices: list[dict]) -> tuple[dict, list[str]]:
+    """The chosen sender among ``choices`` (default: the user), and a problem when the
+    one asked for may not be used."""
+    chosen = next((c for c in choices if c["value"] == raw), None)
+    if chosen is None and raw and raw != choices[0]["value"]:
+        return choices[0], ["You may not send as that user or queue (it needs the 'Send "
+                            "email as another user' privilege and a mailbox), so the email "
+                            "is from you."]
+    return chosen or choices[0], []
 
 
 def _render(p, *, form: dict, email: Email | None, regarding, errors=None, problems=(),
             status=200):
-    ready = sending.readiness(sending.user_mailbox(p.user_id))
+    choices = senders(p)
+    sender, refused = _sender(form.get("sender"), choices)
+    form["sender"] = sender["value"]
+    ready = _readiness(p, sender)
     name = records.title(p, regarding[1]) if regarding else None  # as p may see it
     page = render_template(
         "compose/form.html", form=form, email=email, regarding=regarding, regarding_name=name,
-        errors=errors or {},
-        problems=list(problems), ready=ready, admin_link=_admin_link(p),
+        errors=errors or {}, senders=choices, sender=sender, problems=[*refused, *problems],
+        ready=ready, admin_link=_admin_link(p),
         templates=mail_templates.usable_templates(p),
         limit=db.session.get(Organization, 1).attachment_max_bytes)
     return page, status
+
+
+def _readiness(p, sender: dict) -> sending.Readiness:
+    """Can the chosen sender's mailbox send (said before anyone writes)?"""
+    if sender["kind"] == "queue":
+        box = db.session.scalar(select(Mailbox).where(Mailbox.queue_id == sender["id"])
+                                .order_by(Mailbox.id).limit(1))
+        return sending.readiness(box, "This queue has")
+    whose = "You have" if sender["id"] == p.user_id else "This user has"
+    return sending.readiness(sending.user_mailbox(sender["id"]), whose)
 
 
 # -- compose -----------------------------------------------------------------------------------
@@ -101,18 +163,20 @@ def _render(p, *, form: dict, email: Email | None, regarding, errors=None, probl
 @bp.get("/compose")
 def compose_new():
     """A new email; ``?regarding=contact:12`` prefills regarding and the record's readable
-    address, and the user's signature starts the body."""
+    address, ``?sender=queue:3`` sends it as a queue (a queue's page); the sender's
+    signature starts the body."""
     p = current_principal()
     regarding = _parse_regarding(request.args.get("regarding"))
-    form = {"to": "", "cc": "", "bcc": "", "subject": "", "html_body": ""}
+    form = {"to": "", "cc": "", "bcc": "", "subject": "", "html_body": "",
+            "sender": request.args.get("sender", "")}
     if regarding is not None:
         kind, record = regarding
         addresses = records.emails(p, record)
         if addresses:
             form["to"] = _line([(records.title(p, record) or "", addresses[0])])
-    signature = mail_templates.signature_of(user_id=p.user_id)
-    if signature:
-        form["html_body"] = f"<p><br></p>{signature}"
+    sender, _ = _sender(form["sender"], senders(p))
+    if sender["signature"]:
+        form["html_body"] = f"<p><br></p>{sender['signature']}"
     return _render(p, form=form, email=None, regarding=regarding)
 
 
@@ -190,21 +254,26 @@ def compose_save(activity_id: int | None = None):
     p = current_principal()
     email = _own_draft(p, activity_id) if activity_id is not None else None
     regarding = _parse_regarding(request.form.get("regarding"))
-    form = {name: request.form.get(name, "") for name in (*ROLES, "subject", "html_body")}
+    form = {name: request.form.get(name, "") for name in (*ROLES, "subject", "html_body",
+                                                          "sender")}
     action = request.form.get("action", "save")
+    sender, refused = _sender(form["sender"], senders(p))
     if action == "template":
-        form, problems = _apply_template(p, form, regarding)
+        form, problems = _apply_template(p, form, regarding, sender)
         return _render(p, form=form, email=email, regarding=regarding, problems=problems,
                        status=200 if not problems else 422)
     parties, errors = _parties(request.form)
     limit = db.session.get(Organization, 1).attachment_max_bytes
     files, file_errors = _files(limit)
     errors.update(file_errors)
+    if refused:
+        errors["sender"] = refused[0]
     if errors:
         return _render(p, form=form, email=email, regarding=regarding, errors=errors,
                        status=400)
     data = {"subject": form["subject"], "html_body": form["html_body"] or None,
-            "parties": [{"role": "from", "record": {"type": "user", "id": p.user_id}}] + parties}
+            "parties": [{"role": "from", "record": {"type": sender["kind"], "id": sender["id"]}}]
+            + parties}
     try:
         if email is None:
             data["type"] = "email"
@@ -238,7 +307,7 @@ def compose_save(activity_id: int | None = None):
     return redirect(url_for("pages.activity_detail", activity_id=email.id))
 
 
-def _apply_template(p, form: dict, regarding) -> tuple[dict, list[str]]:
+def _apply_template(p, form: dict, regarding, sender: dict) -> tuple[dict, list[str]]:
     raw = request.form.get("template", "")
     template = next((t for t in mail_templates.usable_templates(p) if str(t.id) == raw), None)
     if template is None:
@@ -252,8 +321,7 @@ def _apply_template(p, form: dict, regarding) -> tuple[dict, list[str]]:
     rendered = render(template, values)
     if rendered.problems:
         return form, rendered.problems
-    signature = mail_templates.signature_of(user_id=p.user_id)
-    body = rendered.html + (f"<p><br></p>{signature}" if signature else "")
+    body = rendered.html + (f"<p><br></p>{sender['signature']}" if sender["signature"] else "")
     return {**form, "subject": rendered.subject or form["subject"], "html_body": body}, []
 
 

@@ -279,8 +279,8 @@ def activity_new(type_name: str, record_id: int, kind: str):
     rt = _record_type(type_name)
     if kind not in NEW_ACTIVITY_KINDS or rt.name not in REGARDING_TYPES:
         abort(404)
-    if kind == "email" and request.method == "GET":  # written on the compose page
-        return redirect(url_for("compose.compose_new", regarding=f"{rt.name}:{record_id}"))
+    if kind == "email":  # written on the compose page, the one way to write an email
+        return redirect(url_for("compose.compose_new", regarding=f"{rt.name}:{record_id}"), 303)
     p = current_principal()
     record = records.get(p, rt.name, record_id)
     form = request.form if request.method == "POST" else {}
@@ -295,8 +295,7 @@ def activity_new(type_name: str, record_id: int, kind: str):
             return _commit_and_go(f"{NEW_ACTIVITY_KINDS[kind]} saved.",
                                   url_for(".activity_detail", activity_id=activity.id))
     # Defaults from fields the user may read only (field security).
-    defaults = {"to": ", ".join(records.emails(p, record)[:1]),
-                "phone_number": (records.field_value(p, record, "phone") if rt.field("phone")
+    defaults = {"phone_number": (records.field_value(p, record, "phone") if rt.field("phone")
                                  else None) or ""}
     return render_template("activities/new.html", rt=rt, record=record, kind=kind,
                            kind_label=NEW_ACTIVITY_KINDS[kind], form=form, errors=errors,
@@ -313,14 +312,11 @@ def _create_activity(p, kind: str, regarding, form):
                                 description=form.get("description"),
                                 priority=form.get("priority", "normal"), due=due,
                                 category=form.get("category"))
-    if kind == "phone_call":
-        return acts.create_phone_call(p, regarding, subject=form.get("subject", ""),
-                                      phone_number=form.get("phone_number"),
-                                      direction=form.get("direction", "outgoing"),
-                                      description=form.get("description"),
-                                      priority=form.get("priority", "normal"), due=due)
-    return acts.create_email_draft(p, regarding, to=form.get("to", ""), cc=form.get("cc", ""),
-                                   subject=form.get("subject", ""), body=form.get("body"))
+    return acts.create_phone_call(p, regarding, subject=form.get("subject", ""),
+                                  phone_number=form.get("phone_number"),
+                                  direction=form.get("direction", "outgoing"),
+                                  description=form.get("description"),
+                                  priority=form.get("priority", "normal"), due=due)
 
 
 def _activity_csp(remote_images: bool) -> str:

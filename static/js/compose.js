@@ -1,6 +1,7 @@
 /* The compose page: the Squire rich-text editor over the message box (its HTML is put back
-   into the form on submit; the server sanitizes it), and type-ahead on To, Cc and Bcc from
-   /compose/suggest (people and records the user may read). */
+   into the form on submit; the server sanitizes it), type-ahead on To, Cc and Bcc from
+   /compose/suggest (people and records the user may read), and the sender's signature
+   swapped when the From choice changes. */
 (function () {
   "use strict";
 
@@ -92,10 +93,32 @@
     input.addEventListener("blur", function () { list.hidden = true; });
   }
 
+  // Changing the sender swaps the signature: the block marked title="Signature" (the
+  // server marks it so) is replaced by the new sender's, or the new one is added at the end.
+  function setUpSender(form) {
+    var select = form.querySelector("#sender");
+    if (!select) { return; }
+    select.addEventListener("change", function () {
+      var option = select.options[select.selectedIndex];
+      var html = option ? option.getAttribute("data-signature") || "" : "";
+      var editor = form.editor;
+      var area = form.querySelector("#html_body");
+      // Parsed inert (DOMParser): nothing in the body loads or runs while it is edited here.
+      var holder = new DOMParser().parseFromString(editor ? editor.getHTML() : area.value,
+                                                   "text/html").body;
+      var old = holder.querySelector('div[title="Signature"]');
+      if (old) { old.remove(); }
+      var body = holder.innerHTML;
+      if (html) { body = body.replace(/(<p><br><\/p>)?\s*$/, "") + "<p><br></p>" + html; }
+      if (editor) { editor.setHTML(body); } else { area.value = body; }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.querySelector("form.compose");
     if (!form) { return; }
     setUpEditor(form);
+    setUpSender(form);
     form.querySelectorAll("input[data-suggest]").forEach(setUpSuggestions);
   });
 })();

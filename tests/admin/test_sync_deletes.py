@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 
 from server.crm.services import tracking
 from server.crm.activities import Email
-from server.crm.services.activity_actions import create_email_draft
 from server.crm.services.tracking import EmailContent
 from server.db import db, utcnow
 from server.security import authz
 from server.security.bootstrap import root_unit
 from server.sync.models import (Alert, EmailServerProfile, FolderRule, FolderState, Mailbox,
                                 MessageDecision)
+
+from tests.sync.world import draft_email
 
 from .conftest import csrf_token_of
 
@@ -87,7 +88,7 @@ def test_deleting_a_mailbox_keeps_what_it_tracked(admin_client, bob, profile):
         message_id="<order-1@fabrikam.example>", subject="Order",
         from_=("Ann", "ann@fabrikam.example"), to=[("Bob", "bob@org.example")],
         text_body="Five, please."), mailbox_id=box.id)
-    draft = create_email_draft(p, None, to="ann@fabrikam.example", subject="Quote", body="Here.")
+    draft = draft_email(p, None, to="ann@fabrikam.example", subject="Quote", body="Here.")
     draft.status = "pending_send"
     db.session.add_all([
         FolderRule(mailbox_id=box.id, user_id=bob.id, folder_key="k1", folder_name="INBOX/Deal"),

@@ -41,8 +41,8 @@ def test_every_route_is_documented_and_nothing_else(app, document):
     routes = _app_routes(app)
     assert routes - documented == set(), "routes missing from the document"
     assert documented - routes == set(), "documented paths the app does not serve"
-    # records, activities, email files, email templates, mailboxes, misc
-    assert len(routes) == 6 * 11 + 10 + 1 + 6 + 8 + 3
+    # records, activities, email files, email templates, mailboxes, queues and case rules, misc
+    assert len(routes) == 6 * 11 + 10 + 1 + 6 + 8 + 10 + 3
 
 
 def test_operation_ids_are_the_endpoint_names(app, document):

@@ -129,8 +129,9 @@ def test_parties_of_unreadable_records_are_bare_addresses(leak_world, signin, ap
     """A page draft, the add-in's Track and REST link no party to a record the user may not
     read, nor copy its name."""
     client = signin(leak_world.sam)
-    r = client.post(f"/r/contact/{leak_world.contact.id}/activities/new/email",
-                    data={"to": "otto@far.test", "subject": "Hi", "body": "x"})
+    r = client.post("/compose", data={"to": "otto@far.test", "subject": "Hi",
+                                      "html_body": "<p>x</p>", "action": "save",
+                                      "regarding": f"contact:{leak_world.contact.id}"})
     assert r.status_code == 302, r.get_data(as_text=True)[:400]
     pane = api_client(leak_world.sam, kind="pane")
     item = {"type": "message", "mode": "read", "internet_message_id": "<o1@far.test>",

@@ -161,7 +161,7 @@ def test_latency_of_mail_filed_into_a_tracked_folder_days_after_it_arrived(crm, 
 def test_a_queue_mailbox_batch_queues_each_email_once_with_one_lookup_per_wave(
         crm, make_user, tmp_path):
     from server.crm.activities import ActivityParty
-    from server.sync.models import QueueItem
+    from server.crm.queues import QueueItem
     queue, team = w.support_queue(make_user)
     store = w.MaildirStore(tmp_path / "store", "support@org.example")
     box = w.store_mailbox(store, queue=queue, tracking_option="all")

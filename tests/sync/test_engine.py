@@ -15,7 +15,8 @@ from server.db import db, utcnow
 from server.sync.engine import alerts
 from server.sync.engine.run import retry_quarantined, sync_mailbox
 from server.sync.models import (Alert, FolderRule, FolderState, MessageDecision,
-                                QuarantinedMessage, QueueItem, SyncRun)
+                                QuarantinedMessage, SyncRun)
+from server.crm.queues import QueueItem
 from tests.sync import world as w
 
 @pytest.fixture(params=["maildir", "imap"])

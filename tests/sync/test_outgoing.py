@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import event
 
 from server.crm.activities import ActivityParty, Attachment, Email
-from server.crm.services.activity_actions import create_email_draft
 from server.crm.models import Contact, Queue
 from server.db import db, utcnow
 from server.security import authz
@@ -19,6 +18,7 @@ from server.sync.connectors.base import ConnectorError
 from server.sync.engine.outgoing import (OutgoingAttachment, OutgoingMessage, build_mime,
                                          send_pending, subject_with_token)
 from tests.sync.mailboxes import make_mailbox, make_profile
+from tests.sync.world import draft_email
 
 NOW = datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)
 
@@ -118,7 +118,7 @@ def contact(owner, email_address, name="Ann Customer"):
 
 def outgoing_email(user, *, to="ann@customer.example", cc="", subject="Quote", body="Hello.",
                    **changes) -> Email:
-    draft = create_email_draft(authz.principal(user), None, to=to, cc=cc, subject=subject, body=body)
+    draft = draft_email(authz.principal(user), None, to=to, cc=cc, subject=subject, body=body)
     draft.status = "pending_send"
     for name, value in changes.items():
         setattr(draft, name, value)

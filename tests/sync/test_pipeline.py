@@ -20,8 +20,9 @@ from server.crm.services.tracked import TrackRequest
 from server.crm.services.tracking import EmailContent
 from server.db import db
 from server.security import authz
-from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage, QueueItem,
+from server.sync.models import (Mailbox, MessageDecision, QuarantinedMessage,
                                 TrackingBlock)
+from server.crm.queues import QueueItem
 from server.sync.engine.batch import process
 from server.sync.engine.contacts import split_name
 from server.sync.engine.content import identity_of

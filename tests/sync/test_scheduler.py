@@ -247,12 +247,11 @@ def test_a_failing_mailbox_does_not_stop_the_worker(app, crm, store):
 
 
 def test_outgoing_only_mailbox_sends_and_comes_back_after_the_interval(app, crm, store):
-    from server.crm.services.activity_actions import create_email_draft
     prof = w.profile("maildir", maildir_root=str(store), outgoing_protocol="maildir")
     (box,) = boxes(crm, store, 1, prof=prof, incoming_method="none",
                    email_address="bob@org.example")
-    draft = create_email_draft(crm.p, None, to="ann@customer.example", cc="", subject="Quote",
-                               body="Here it is.")
+    draft = w.draft_email(crm.p, None, to="ann@customer.example", cc="", subject="Quote",
+                          body="Here it is.")
     draft.status = "pending_send"
     db.session.commit()
     before = utcnow()

@@ -310,3 +310,16 @@ def folder_keys(box: Mailbox) -> dict[str, str]:
     from server.sync.connectors import incoming
     with incoming(box.server_profile.incoming_protocol)(account_for(box, "incoming")) as conn:
         return {f.name: f.key for f in conn.list_folders()}
+
+
+def draft_email(p, regarding=None, *, to: str, cc: str = "", subject: str,
+                body: str | None = None):
+    """A draft outgoing email from ``p``, made the one way the CRM makes drafts (the REST
+    API's and the compose page's service); recipients resolve to records ``p`` may read."""
+    from server.web.api import activity_writes
+    parties = [{"role": role, "address": a.strip()} for role, line in (("to", to), ("cc", cc))
+               for a in line.replace(";", ",").split(",") if a.strip()]
+    data = {"type": "email", "subject": subject, "text_body": body, "parties": parties}
+    if regarding is not None:
+        data["regarding"] = {"type": regarding[0], "id": regarding[1]}
+    return activity_writes.create(p, data)

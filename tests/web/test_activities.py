@@ -215,8 +215,11 @@ def test_new_task_phone_call_and_email_draft_from_a_record(make_user, make_recor
                                         "priority": "high"}).status_code == 302
     assert c.post(f"{base}/phone_call", data={"subject": "Follow up", "phone_number": "+1 555",
                                               "direction": "outgoing"}).status_code == 302
-    assert c.post(f"{base}/email", data={"to": "yvonne@contoso.example, new@person.example",
-                                         "subject": "Your quote", "body": "Hi"}).status_code == 302
+    # The old draft form is gone: the compose page is the one way to write an email.
+    assert c.post(f"{base}/email", data={"to": "x@y.example"}).status_code == 303
+    assert c.post("/compose", data={"to": "yvonne@contoso.example, new@person.example",
+                                    "regarding": f"contact:{contact.id}", "subject": "Your quote",
+                                    "html_body": "<p>Hi</p>", "action": "save"}).status_code == 302
     task = db.session.scalar(select(Task))
     assert task.regarding_ref == ("contact", contact.id) and task.priority == "high"
     assert task.scheduled_end.isoformat().startswith("2030-01-02T10:00")
@@ -229,8 +232,8 @@ def test_new_task_phone_call_and_email_draft_from_a_record(make_user, make_recor
     page = c.get(f"/r/contact/{contact.id}").get_data(as_text=True)
     assert "Send brochure" in page and "Follow up" in page and "Your quote" in page
 
-    bad = c.post(f"{base}/email", data={"to": "nope", "subject": ""})
-    assert bad.status_code == 400 and "Not valid: nope" in bad.get_data(as_text=True)
+    bad = c.post("/compose", data={"to": "nope", "subject": "", "action": "save"})
+    assert bad.status_code == 400 and "nope" in bad.get_data(as_text=True)
     assert c.post(f"{base}/task", data={"subject": ""}).status_code == 400
     assert c.get("/r/queue/1/activities/new/task").status_code == 404
 
@@ -239,8 +242,7 @@ def test_draft_can_be_canceled_received_email_cannot(make_user, make_email, make
     user = make_user()
     contact = make_record(user, "contact")
     c = signin(user)
-    c.post(f"/r/contact/{contact.id}/activities/new/email",
-           data={"to": "a@b.example", "subject": "Draft"})
+    c.post("/compose", data={"to": "a@b.example", "subject": "Draft", "action": "save"})
     draft = db.session.scalar(select(Email).where(Email.status == "draft"))
     received = make_email(user, subject="Received")
     assert c.post(f"/activities/{draft.id}/state", data={"state": "canceled"}).status_code == 302

@@ -1,5 +1,6 @@
 """Activity services for people working in the CRM: load one activity, complete or cancel
-it, and create tasks, phone calls and email drafts regarding a record. Privileges are checked
+it, and create tasks and phone calls regarding a record (email is written on the compose
+page and through the REST API, ``server.web.api.activity_writes``). Privileges are checked
 here, so pages and APIs can share them. (Setting the regarding of an existing activity is
 ``server.crm.services.tracking.set_regarding``.)
 """
@@ -11,12 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
-from server.crm.services import records
 from server.crm.services.tracking import check_regarding
 from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
-from server.mailkeys import normalize_address
 from server.security import authz
 from server.security.authz import Principal
 
@@ -115,42 +114,3 @@ def create_phone_call(p: Principal, regarding: tuple[str, int] | None, *, subjec
         call.parties.append(other)
     db.session.flush()
     return call
-
-
-def parse_addresses(raw: str) -> list[str]:
-    """Addresses typed into a To or Cc box (comma, semicolon or line separated)."""
-    parts = [x.strip() for x in (raw or "").replace(";", ",").replace("\n", ",").split(",")]
-    return [x for x in parts if x]
-
-
-def create_email_draft(p: Principal, regarding: tuple[str, int] | None, *, to: str,
-                       cc: str = "", subject: str, body: str | None = None) -> Email:
-    """A draft outgoing email from the user (sending comes with the sync engine); recipients
-    are resolved to CRM records where their address is known."""
-    roles = {"to": parse_addresses(to), "cc": parse_addresses(cc)}
-    bad = [a for addrs in roles.values() for a in addrs if normalize_address(a) is None]
-    errors = {}
-    if bad:
-        errors["to"] = "Not valid: " + ", ".join(bad[:5])
-    elif not roles["to"]:
-        errors["to"] = "Add at least one recipient."
-    if errors:
-        raise Invalid("Some fields are not valid.", errors)
-    email = _new(p, Email, regarding, subject, None, "normal", None, direction="outgoing",
-                 status="draft", text_body=body or None, sender_address=p.user.email,
-                 to_recipients="; ".join(roles["to"]))
-    email.parties.append(ActivityParty(role="from", user_id=p.user_id, name=p.user.full_name,
-                                       address=p.user.email))
-    # Only records the user may read, named as they may see them (an unreadable record
-    # leaves the bare address).
-    matches = records.resolve_for(p, [a for addrs in roles.values() for a in addrs])
-    for role, addrs in roles.items():
-        for address in addrs:
-            party = ActivityParty(role=role, address=address)
-            found = matches.get(address) or []
-            if found:
-                party.set_party(found[0].record_type, found[0].record_id)
-                party.name = found[0].name
-            email.parties.append(party)
-    db.session.flush()
-    return email

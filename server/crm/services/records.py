@@ -82,8 +82,19 @@ def _require_append(p: Principal, rt: RecordType, record, links: list[str]) -> N
 def _derive(rt: RecordType, record) -> None:
     if hasattr(record, "full_name") and hasattr(record, "last_name"):
         record.full_name = " ".join(x for x in (record.first_name, record.last_name) if x) or "(no name)"
-    if rt.name == "case" and not record.ticket_number:
-        record.ticket_number = f"CAS-{secrets.randbelow(10**5):05d}-{secrets.token_hex(3).upper()}"
+    if rt.name == "case":
+        if not record.ticket_number:
+            record.ticket_number = new_case_number()
+        # When it was resolved: a reply within a queue rule's window reopens it.
+        if record.status == "resolved" and record.resolved_on is None:
+            record.resolved_on = utcnow()
+        elif record.status != "resolved":
+            record.resolved_on = None
+
+
+def new_case_number() -> str:
+    """A case number as Dynamics writes them (``CAS-01234-1A2B3C``)."""
+    return f"CAS-{secrets.randbelow(10**5):05d}-{secrets.token_hex(3).upper()}"
 
 
 def _set_owner(record, owner) -> None:

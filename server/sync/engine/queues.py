@@ -1,37 +1,50 @@
-"""A queue's mailbox: what it tracks is owned by the queue's owner (``MailboxRun``), and each
-email it tracks gets the queue as a party and waits in the queue as a queue item (once)."""
+"""Queue items for tracked email: a queue's mailbox makes the queue a party of what it
+tracks (its owner owns it, ``MailboxRun``), and every queue among an email's recipients, in
+whichever mailbox the email was synced, gets a queue item for it (Dynamics' "create queue
+items for accepting queue recipients"), once per queue and email."""
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from server.crm.activities import ActivityParty, Email
+from server.crm.queues import QueueItem
 from server.mailkeys import normalize_address
 from server.db import db
 from server.sync.engine.context import MailboxRun
-from server.sync.models import QueueItem
 
 __all__ = ["queue_emails"]
 
+RECIPIENT_ROLES = ("to", "cc", "bcc")
+
 
 def queue_emails(ctx: MailboxRun, emails: list[Email]) -> None:
-    """The queue becomes a party of these emails and gets a queue item for each, where they
-    have none yet (two queries for the whole wave)."""
-    queue = ctx.queue
+    """A queue's mailbox: the queue becomes a party of these emails. Every mailbox: each
+    queue among their recipients gets a queue item for them, where it has none yet (three
+    queries for the whole wave)."""
     by_id = {email.id: email for email in emails}
-    if queue is None or not by_id:
+    if not by_id:
         return
-    with_party = set(db.session.scalars(select(ActivityParty.activity_id).where(
-        ActivityParty.activity_id.in_(by_id), ActivityParty.queue_id == queue.id)))
-    queued = set(db.session.scalars(select(QueueItem.activity_id).where(
-        QueueItem.queue_id == queue.id, QueueItem.activity_id.in_(by_id))))
-    address = normalize_address(queue.email or ctx.mailbox.email_address)
-    for email_id, email in by_id.items():
-        if email_id not in with_party:
-            party = ActivityParty(activity_id=email_id, role="bcc", address=address,
-                                  name=queue.name[:200])
-            party.set_party("queue", queue.id)
-            db.session.add(party)
-            db.session.expire(email, ["parties"])
-        if email_id not in queued:
-            db.session.add(QueueItem(queue_id=queue.id, activity_id=email_id))
+    queue = ctx.queue
+    wanted = set(tuple(row) for row in db.session.execute(select(ActivityParty.queue_id, ActivityParty.activity_id)
+                                    .where(ActivityParty.activity_id.in_(by_id),
+                                           ActivityParty.queue_id.is_not(None),
+                                           ActivityParty.role.in_(RECIPIENT_ROLES))))
+    if queue is not None:
+        with_party = {a for q, a in wanted if q == queue.id}
+        address = normalize_address(queue.email or ctx.mailbox.email_address)
+        for email_id, email in by_id.items():
+            if email_id not in with_party:
+                party = ActivityParty(activity_id=email_id, role="bcc", address=address,
+                                      name=queue.name[:200])
+                party.set_party("queue", queue.id)
+                db.session.add(party)
+                db.session.expire(email, ["parties"])
+            wanted.add((queue.id, email_id))
+    if not wanted:
+        return
+    queued = set(tuple(row) for row in db.session.execute(select(QueueItem.queue_id, QueueItem.activity_id).where(
+        QueueItem.queue_id.in_({q for q, _ in wanted}),
+        QueueItem.activity_id.in_(by_id))))
+    for queue_id, email_id in sorted(wanted - queued):
+        db.session.add(QueueItem(queue_id=queue_id, activity_id=email_id))
     db.session.flush()

@@ -10,7 +10,9 @@
    with the refusal, so its reason says so. Mail read as headers only that is tracked is
    read whole and decided again from the whole message;
 3. the tracked ones go to ``tracking.track_emails`` together, as the mailbox's owner (a
-   queue's mailbox: the queue's owner; the queue becomes a party and gets a queue item);
+   queue's mailbox: the queue's owner; the queue becomes a party and gets a queue item, and
+   its case rules open or update cases, ``cases``); every queue among an email's recipients
+   gets a queue item;
    unknown counterparts become contacts when the mailbox asks for it; the organization's
    "two activities between users" is ``track_emails``' business;
 4. the decision rows are written in one statement, and the "Tracked to Regarding" category
@@ -33,6 +35,7 @@ from server.crm.services.tracking import EmailTrack
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
 from server.sync.connectors.base import FetchedMessage
+from server.sync.engine.cases import CaseOutcome, Tracked, apply_case_rules
 from server.sync.engine.contacts import auto_create_contacts
 from server.sync.engine.content import aware, to_content
 from server.sync.engine.context import MailboxRun
@@ -262,26 +265,49 @@ def _track(ctx: MailboxRun, folder: FolderInfo, tracks: list[tuple[Item, _Decide
     if any(created and not item.fetched.complete
            for (item, *_), (_, created) in zip(tracks, results)):
         raise StaleWave("an email tracked before was removed while the wave was written")
-    if ctx.queue is not None:
-        queue_emails(ctx, [email for email, _ in results])
+    queue_emails(ctx, [email for email, _ in results])
+    cases = apply_case_rules(ctx, [
+        Tracked(email, item.msg, _case_of(d, email), aware(item.fetched.arrived_on))
+        for (item, d, _), (email, _) in zip(tracks, results)
+        if _new_here(look, item) and d.dctx.direction_of(item.msg) is Direction.INCOMING],
+        look.matches)
     for (item, d, _), (email, created) in zip(tracks, results):
         outcomes[item.index] = _tracked(ctx, folder, item, d, email, created,
-                                        look.rows.get(item.identity), new_rows)
+                                        look.rows.get(item.identity), new_rows,
+                                        cases.get(email.id))
+
+
+def _new_here(look: Lookups, item: Item) -> bool:
+    """Tracked by this mailbox for the first time (email to case sees each email once)."""
+    row = look.rows.get(item.identity)
+    return row is None or not row.tracked
+
+
+def _case_of(d: _Decided, email: Email) -> int | None:
+    """The case the email's conversation (or the email itself) is regarding."""
+    for ref in (d.correlation.regarding if d.correlation else None, email.regarding_ref):
+        if ref is not None and ref[0] == "case":
+            return ref[1]
+    return None
 
 
 def _tracked(ctx: MailboxRun, folder: FolderInfo, item: Item, d: _Decided, email: Email,
-             created: bool, row: MessageDecision | None, new_rows: list[dict]) -> Outcome:
+             created: bool, row: MessageDecision | None, new_rows: list[dict],
+             case: CaseOutcome | None = None) -> Outcome:
     decision = d.decision
+    reason, hits = decision.reason, decision.rule_hits()
+    if case is not None:
+        reason, hits = f"{reason} {case.reason}", hits + case.hits
     method = d.correlation.method if d.correlation else None
     relinked = d.dctx.tracked_regarding != email.regarding_ref  # (as it was when decided)
     _, was_tracked = decision_row(
         ctx, folder, item.fetched, item.msg, item.identity, row, tracked=True,
-        reason=decision.reason, hits=decision.rule_hits(),
+        reason=reason, hits=hits,
         method=method if created else email.correlation_method, rule=decision.rule,
         activity_id=email.id, fresh=created or relinked, new_rows=new_rows)
     if TRACKED_CATEGORY.casefold() not in {k.casefold() for k in item.fetched.keywords}:
         if ctx.connector is not None and folder.folder.key and item.fetched.ref:
             ctx.keyword_queue.append((folder.folder, item.fetched.ref))
-    return Outcome("tracked", decision.reason, item.identity, activity_id=email.id,
+    return Outcome("tracked", reason, item.identity, activity_id=email.id,
                    created=created, new=created or relinked or not was_tracked,
                    rule=decision.rule, correlation_method=method)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from server.db import db
 from server.errors import Conflict, Invalid, ServiceError
 from server.web.api import (activities, email_templates, mail_files, mailboxes, misc, openapi,
-                            records)
+                            queues, records)
 from server.web.api.common import limit_body
 from server.web.auth import bearer_user
 
@@ -97,6 +97,7 @@ mail_files.register(bp)
 misc.register(bp)
 email_templates.register(bp)
 mailboxes.register(bp)
+queues.register(bp)
 openapi.register(bp)
 
 

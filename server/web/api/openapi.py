@@ -13,16 +13,13 @@ from server.crm.activities import PARTY_ROLES, PARTY_TYPES, REGARDING_TYPES
 from server.crm.services.records import SHARE_RIGHTS
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.web.api import mailboxes
-from server.web.api.common import MAX_ID, MAX_PAGE_SIZE
+from server.web.api.common import MAX_PAGE_SIZE
+from server.web.api.openapi_ops import ERRORS, JSON, op, path_param, query, ref
+from server.web.api.openapi_queues import queue_paths, queue_schemas
 from server.web.serialize import (ACTIVITY_READ_ONLY, ACTIVITY_STATES, ACTIVITY_TYPE_FIELDS,
                                   ACTIVITY_TYPES, COMMON_ACTIVITY_FIELDS, ref_name)
 
 VERSION = "1.0.0"
-JSON = "application/json"
-
-
-def ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def schema_name(rt: RecordType) -> str:
@@ -249,55 +246,6 @@ def common_schemas() -> dict[str, dict]:
                     "id": {"type": "integer"}, "name": {"type": "string"},
                     "is_active": {"type": "boolean"}}}}}}}}},
     }
-
-
-# -- operations --------------------------------------------------------------------------------
-
-ERRORS = {"400": "Bad input (malformed JSON, unknown fields, wrong types); see error.fields.",
-          "401": "No valid bearer token (error.code token_expired when it expired).",
-          "403": "The caller lacks the privilege.",
-          "404": "No such record, or the caller may not read it.",
-          "409": "A unique value is already used, or the email is already tracked.",
-          "413": "The request body is too large.",
-          "415": "The request body is not JSON.",
-          "422": "Well-formed but cannot be carried out."}
-
-
-def _responses(ok: str, schema: dict | None, errors: tuple[str, ...], description: str) -> dict:
-    out: dict[str, Any] = {ok: {"description": description}}
-    if schema is not None:
-        out[ok]["content"] = {JSON: {"schema": schema}}
-    for code in ("401", *errors):
-        out[code] = {"$ref": f"#/components/responses/E{code}"}
-    return out
-
-
-def op(op_id: str, summary: str, *, ok: str = "200", schema: dict | None = None,
-       body: dict | None = None, params: list | None = None, errors: tuple[str, ...] = (),
-       tag: str, body_required: bool = True) -> dict:
-    errs = set(errors) | {"400"}
-    if body is not None:
-        errs |= {"413", "415"}
-    o: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag],
-                         "responses": _responses(ok, schema, tuple(sorted(errs)), summary)}
-    if params:
-        o["parameters"] = params
-    if body is not None:
-        o["requestBody"] = {"required": body_required, "content": {JSON: {"schema": body}}}
-    return o
-
-
-def path_param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True,
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
-
-
-def query(name: str, schema: dict, description: str, *, array: bool = False) -> dict:
-    p = {"name": name, "in": "query", "required": False, "description": description,
-         "schema": {"type": "array", "items": schema} if array else schema}
-    if array:
-        p["explode"] = True
-    return p
 
 
 PAGING = [query("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
@@ -538,11 +486,13 @@ def document() -> dict[str, Any]:
         schemas.update(record_schemas(rt))
     paths.update(activity_paths())
     paths.update(template_paths())
+    paths.update(queue_paths())
     paths.update(other_paths())
     paths.update(mailboxes.paths(op, ref, path_param))
     schemas.update(activity_schemas())
     schemas.update(template_schemas())
     schemas.update(mailboxes.schemas(ref))
+    schemas.update(queue_schemas())
     responses = {f"E{code}": {"description": text, "content": {JSON: {"schema": ref("Error")}}}
                  for code, text in ERRORS.items()}
     return {

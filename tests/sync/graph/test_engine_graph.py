@@ -109,13 +109,12 @@ def test_same_email_in_two_mailboxes_is_one_activity(crm, graph, store):
 
 
 def test_outgoing_is_sent_through_graph_with_a_sent_copy_tracked_once(crm, graph, store):
-    from server.crm.services.activity_actions import create_email_draft
     from server.security import authz
     graph.add_mailbox("ann@customer.example")
     w.org().track_sent_items = True
     box = graph_mailbox(store, crm.bob, tracking_option="from_crm_records")
-    draft = create_email_draft(authz.principal(crm.bob), ("opportunity", crm.opp.id),
-                               to="ann@customer.example", subject="Quote", body="Here it is.")
+    draft = w.draft_email(authz.principal(crm.bob), ("opportunity", crm.opp.id),
+                          to="ann@customer.example", subject="Quote", body="Here it is.")
     draft.status = "pending_send"
     db.session.commit()
     counts = send_pending(box.id)

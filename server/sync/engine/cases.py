@@ -1,0 +1,234 @@
+"""Email to case in the engine: a queue mailbox's newly tracked incoming email goes through
+the queue's case rules (``server.sync.mail.case_rules``) and opens, updates, reopens or
+follows up a case, routed and acknowledged as the rule says.
+
+``apply_case_rules(ctx, tracked, matches)`` runs inside the wave, after tracking, as the
+run's actor (the queue's owner or a member of its owning team), so creating the case and
+the contact, changing the case and linking the email use the same privilege checks as a
+person would meet. Each email's case work runs in a savepoint: when it is refused, the
+email stays tracked and the reason says why no case was opened. What it returns for each
+email (a sentence and the rule hits) goes into the email's decision row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from server.crm.activities import Email
+from server.crm.models import Case, Contact
+from server.crm.queues import CaseRule
+from server.crm.registry import RECORD_TYPES
+from server.crm.services import records, tracking
+from server.crm.services.resolution import Match, resolve
+from server.db import db
+from server.errors import Forbidden, Invalid, NotFound
+from server.security.models import Team, User
+from server.sync.engine.case_ack import acknowledge
+from server.sync.engine.contacts import split_name
+from server.sync.engine.content import clean
+from server.sync.engine.context import MailboxRun
+from server.sync.mail.case_rules import (CaseContext, CaseDecision, ExistingCase, RuleSpec,
+                                         case_numbers, decide_case)
+from server.sync.mail.message import MailMessage
+
+__all__ = ["CaseOutcome", "apply_case_rules", "queue_rules"]
+
+OPEN = ("in_progress", "on_hold", "waiting")
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """What email to case did with one email: a sentence for its reason, the hits."""
+
+    reason: str
+    hits: list[dict]
+    case_id: int | None = None
+
+
+@dataclass
+class Tracked:
+    """A newly tracked email of the wave, with what the rules read about it."""
+
+    email: Email
+    msg: MailMessage
+    conversation_case: int | None  # the case the correlated parent is regarding
+    received_at: datetime | None = None
+
+
+def queue_rules(queue_id: int) -> list[CaseRule]:
+    return list(db.session.scalars(select(CaseRule).where(
+        CaseRule.queue_id == queue_id, CaseRule.enabled.is_(True))
+        .order_by(CaseRule.position, CaseRule.id)))
+
+
+def _spec(rule: CaseRule) -> RuleSpec:
+    return RuleSpec(rule.id, rule.name, tuple((c.get("kind", ""), c.get("value", "") or "")
+                                              for c in rule.conditions or []),
+                    rule.on_resolved, rule.resolved_window_days)
+
+
+def _sender(msg: MailMessage):
+    return msg.from_ or msg.sender
+
+
+def _existing(items: list[Tracked]) -> dict[int, ExistingCase | None]:
+    """The case each email answers: its conversation's, else one its subject names."""
+    numbers = {n for t in items for n in case_numbers(t.msg.subject)}
+    ids = {t.conversation_case for t in items if t.conversation_case}
+    found = list(db.session.scalars(select(Case).where(
+        Case.ticket_number.in_(numbers) | Case.id.in_(ids)))) if numbers or ids else []
+    by_id = {c.id: c for c in found}
+    by_number = {c.ticket_number.upper(): c for c in found}
+    out: dict[int, ExistingCase | None] = {}
+    for t in items:
+        case, how = by_id.get(t.conversation_case), "the conversation"
+        if case is None:
+            case = next((by_number[n] for n in case_numbers(t.msg.subject) if n in by_number),
+                        None)
+            how = "the case number in the subject"
+        out[t.email.id] = None if case is None else ExistingCase(
+            case.id, case.ticket_number, case.status, case.resolved_on, how)
+    return out
+
+
+def _parent_accounts(people: dict[int, list[Match]]) -> dict[int, int]:
+    """contact id -> its account, for every contact among the senders (one query)."""
+    contacts = {m.record_id for found in people.values() for m in found
+                if m.record_type == "contact"}
+    return dict(db.session.execute(select(Contact.id, Contact.parent_account_id).where(
+        Contact.id.in_(contacts), Contact.parent_account_id.is_not(None))).all()) \
+        if contacts else {}
+
+
+def _accounts_of(matches: list[Match], parents: dict[int, int]) -> frozenset[int]:
+    """The sender's accounts: the accounts it is, and those of the contacts it is."""
+    return frozenset({m.record_id for m in matches if m.record_type == "account"}
+                     | {parents[m.record_id] for m in matches
+                        if m.record_type == "contact" and m.record_id in parents})
+
+
+def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
+                     matches: dict[str, list[Match]]) -> dict[int, CaseOutcome]:
+    """Each newly tracked email through the queue's rules; outcomes by email id."""
+    if ctx.queue is None or ctx.actor is None or not items:
+        return {}
+    rules = queue_rules(ctx.queue.id)
+    if not rules:
+        return {}
+    specs = [_spec(r) for r in rules]
+    by_id = {r.id: r for r in rules}
+    existing = _existing(items)
+    senders = {t.email.id: [m for m in (matches.get(_sender(t.msg).address, [])
+                                        if _sender(t.msg) else [])
+                            if m.record_type in ("contact", "account", "lead")] for t in items}
+    parents = _parent_accounts(senders)
+    outcomes: dict[int, CaseOutcome] = {}
+    for t in items:
+        people = senders[t.email.id]
+        cctx = CaseContext(sender_known=bool(people),
+                           sender_account_ids=_accounts_of(people, parents),
+                           received_at=t.received_at, existing=existing.get(t.email.id))
+        decision = decide_case(t.msg, cctx, specs)
+        rule = by_id.get(decision.rule_id)
+        if decision.action == "none" or rule is None:
+            outcomes[t.email.id] = CaseOutcome(decision.reason, decision.rule_hits())
+            continue
+        outcomes[t.email.id] = _carry_out(ctx, t, decision, rule, people, matches)
+    return outcomes
+
+
+def _carry_out(ctx: MailboxRun, t: Tracked, decision: CaseDecision, rule: CaseRule,
+               people: list[Match], matches: dict[str, list[Match]]) -> CaseOutcome:
+    """Do what the decision says, in a savepoint: refused, nothing of it stays."""
+    savepoint = db.session.begin_nested()
+    try:
+        case, said = _case_for(ctx, t, decision, rule, people, matches)
+        if t.email.regarding_ref != ("case", case.id):
+            tracking.set_regarding(ctx.actor, t.email, ("case", case.id))
+        if decision.action in ("create", "follow_up") and rule.acknowledge:
+            said += " " + acknowledge(ctx, rule, case, t.email, t.msg)
+        savepoint.commit()
+    except (Forbidden, Invalid, NotFound) as exc:
+        savepoint.rollback()
+        return CaseOutcome(f"{decision.reason} But it could not be done: {exc.message}",
+                           decision.rule_hits())
+    return CaseOutcome(f"{decision.reason}{said}", decision.rule_hits(), case.id)
+
+
+def _case_for(ctx: MailboxRun, t: Tracked, decision: CaseDecision, rule: CaseRule,
+              people: list[Match], matches: dict[str, list[Match]]) -> tuple[Case, str]:
+    """The case the email goes to (made, changed or found) and what the reason adds."""
+    if decision.action in ("update", "reopen"):
+        case = db.session.get(Case, decision.case_id)
+        if decision.action == "reopen":
+            records.update(ctx.actor, case, {"status": "in_progress"})
+        return case, ""
+    parent = db.session.get(Case, decision.case_id) if decision.case_id else None
+    customer, said = _customer(ctx, t.msg, rule, people, matches, parent)
+    owner, routed = route(ctx, rule)
+    data = {"title": (clean(t.msg.subject) or "").strip()[:200] or "(no subject)",
+            "priority": rule.priority, "origin": "email", **customer}
+    case = records.create(ctx.actor, RECORD_TYPES["case"], data, owner=owner)
+    if parent is not None:
+        case.parent_case_id = parent.id
+    db.session.flush()
+    return case, f" Case {case.ticket_number} was opened{said}; {routed}."
+
+
+def _customer(ctx: MailboxRun, msg: MailMessage, rule: CaseRule, people: list[Match],
+              matches: dict[str, list[Match]], parent: Case | None) -> tuple[dict, str]:
+    """The new case's customer: the follow-up's parent's, else the sender's contact or
+    account, else a contact made for an unknown sender when the rule says so."""
+    if parent is not None and parent.customer is not None:
+        column = "customer_account_id" if parent.customer_account_id else "customer_contact_id"
+        return {column: getattr(parent, column)}, ""
+    for kind in ("contact", "account"):
+        match = next((m for m in people if m.record_type == kind), None)
+        if match is not None:
+            return {f"customer_{kind}_id": match.record_id}, ""
+    sender = _sender(msg)
+    if sender is None or not rule.create_contact or people \
+            or sender.address in ctx.org_addresses:
+        return {}, ""
+    first, last = split_name(clean(sender.name), sender.address)
+    data = {"last_name": last, "email1": sender.address, **({"first_name": first} if first else {})}
+    contact = records.create(ctx.actor, RECORD_TYPES["contact"], data, owner=ctx.owner)
+    matches.update(resolve([sender.address], user_id=ctx.owner_user_id, org=ctx.org))
+    return {"customer_contact_id": contact.id}, f" with a new contact for {sender.address}"
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def _members(team: Team | None) -> list[User]:
+    return sorted((m for m in (team.members if team else []) if m.is_active),
+                  key=lambda m: m.id)
+
+
+def route(ctx: MailboxRun, rule: CaseRule) -> tuple[User | Team, str]:
+    """Who owns a new case: a user, the next member of a team in turn, its least busy
+    member, or the queue's owner (left in the queue); and the words for it."""
+    fallback = ctx.owner
+    if rule.routing == "user" and rule.route_user is not None and rule.route_user.is_active:
+        return rule.route_user, f"it is assigned to {rule.route_user.full_name}"
+    members = _members(rule.route_team)
+    if rule.routing == "round_robin" and members:
+        # Locked (PostgreSQL) so two workers never hand two cases to the same member.
+        last = db.session.scalar(select(CaseRule.last_routed_user_id).where(
+            CaseRule.id == rule.id).with_for_update())
+        after = [m for m in members if last is not None and m.id > last]
+        chosen = (after or members)[0]
+        rule.last_routed_user_id = chosen.id
+        return chosen, (f"it is assigned to {chosen.full_name} in turn "
+                        f"(team {rule.route_team.name})")
+    if rule.routing == "least_busy" and members:
+        load = dict(db.session.execute(
+            select(Case.owner_user_id, func.count()).where(
+                Case.owner_user_id.in_([m.id for m in members]), Case.status.in_(OPEN))
+            .group_by(Case.owner_user_id)).all())
+        chosen = min(members, key=lambda m: (load.get(m.id, 0), m.id))
+        return chosen, (f"it is assigned to {chosen.full_name}, the least busy of team "
+                        f"{rule.route_team.name} ({load.get(chosen.id, 0)} open cases)")
+    return fallback, f'it is left in the queue "{ctx.queue.name}"'
