@@ -27,6 +27,7 @@ from server.sync.connectors.base import FOLDERS_CHANGED, Account, ConnectorError
 from server.sync.connectors.imap_fetch import text
 
 MAX_IDLE_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
+LINE_SECONDS = 10.0  # how long the rest of a pushed line that has begun may take to arrive
 IDLE_STATUS_SECONDS = 1.0  # IDLE without NOTIFY: how often the other watched folders are asked
 
 
@@ -208,7 +209,12 @@ class Waiting:
 
     def _read_pushed(self, timeout: float) -> list[tuple]:
         """Untagged responses that arrive within ``timeout`` (like imapclient's idle_check,
-        except that a closed connection raises instead of looking like silence)."""
+        except that a closed connection raises instead of looking like silence).
+
+        Lines are read whole: a line the network delivers in pieces waits for its end (up
+        to ``LINE_SECONDS``), and reading stops when nothing more is already here, buffered
+        or on the socket; the server's IDLE keepalive ("* OK Still here") is a line like
+        any other. Readable with nothing to read is a closed connection."""
         client = self.client
         sock = client.socket()
         poller = select.poll()
@@ -216,33 +222,36 @@ class Waiting:
         if not poller.poll(timeout * 1000):
             return []
         responses: list[tuple] = []
-        lines = 0
-        sock.setblocking(False)
+        sock.settimeout(LINE_SECONDS)
         try:
             while True:
                 try:
                     line = client._imap._get_line()
-                except (BlockingIOError, socket.timeout, ssl.SSLWantReadError):
-                    break
-                except imaplib.IMAP4.abort as exc:
-                    # An empty non-blocking read after a line (a response, or the server's
-                    # IDLE keepalive "* OK Still here") is the end of what arrived, not of
-                    # the connection; readable with nothing at all to read is.
-                    if "EOF" in str(exc) and lines:
-                        break
-                    raise
-                lines += 1
+                except (socket.timeout, TimeoutError):
+                    raise imaplib.IMAP4.abort(
+                        f"a line from the server did not end within {LINE_SECONDS:.0f} s") from None
                 if line.startswith(b"* "):
                     body = line[2:]
-                    if body.startswith((b"OK ", b"NO ", b"BYE ")):
-                        if body.startswith(b"BYE "):
-                            raise imaplib.IMAP4.abort(f"server said {text(body)}")
-                        continue
-                    responses.append(parse_response([body]))
+                    if body.startswith(b"BYE "):
+                        raise imaplib.IMAP4.abort(f"server said {text(body)}")
+                    if not body.startswith((b"OK ", b"NO ")):
+                        responses.append(parse_response([body]))
+                if not self._more_here(sock):
+                    break
         finally:
-            sock.setblocking(True)
             client._set_read_timeout()
         return responses
+
+    def _more_here(self, sock: socket.socket) -> bool:
+        """Whether another line has already arrived: in the reader's buffer (or TLS's),
+        or on the socket; never waits."""
+        sock.setblocking(False)
+        try:
+            return bool(self.client._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
+            return False
+        finally:
+            sock.settimeout(LINE_SECONDS)
 
     def _wait_poll(self, watched: dict[str, str], timeout: float) -> set[str]:
         items = ["UIDNEXT", "MESSAGES"] + (["HIGHESTMODSEQ"] if b"CONDSTORE" in self.capabilities() else [])
