@@ -214,6 +214,8 @@ class ActivityParty(db.Model):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"))
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"))
+    # A meeting attendee's answer: needs-action accepted declined tentative delegated.
+    response: Mapped[str | None] = mapped_column(String(20))
 
     activity: Mapped[Activity] = relationship(back_populates="parties")
 

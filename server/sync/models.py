@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from server.crm.activities import Regarding, one_regarding_check
 from server.db import db, utcnow
 from server.security.secrets import EncryptedText
+from server.sync.items.fields import FIELD_DIRECTIONS  # noqa: F401 (the table's values)
 
 # Protocols a profile reads mail with / sends mail with; each maps to a connector module.
 INCOMING_PROTOCOLS = ("imap", "pop3", "maildir", "graph", "ews")
@@ -25,8 +26,6 @@ ACTS_METHODS = ("none", "server_side_sync")  # appointments, contacts and tasks
 # Protocols a profile syncs appointments, contacts and tasks with (connectors.item_store);
 # Graph and EWS profiles do it with the mailbox's own profile.
 ACTS_PROTOCOLS = ("caldav",)
-# Which way a field of a synced appointment, contact or task goes (Dynamics' field sync).
-FIELD_DIRECTIONS = ("none", "to_crm", "to_server", "both")
 FILTER_OWNERS = ("me", "my_teams", "any")  # whose records a synchronization filter takes
 
 TRACKING_OPTIONS = ("all", "crm_responses", "from_crm_records", "from_email_enabled", "none")

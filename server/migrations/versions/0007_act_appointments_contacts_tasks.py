@@ -7,7 +7,7 @@ Create Date: 2026-12-05 23:45:00
 * ``appointment``: time zone, recurrence (RRULE and its exceptions), reminder, show-as,
   sensitivity and categories; ``task``: status, reminder, sensitivity, categories and its
   iCalendar UID; ``contact``: home phone, postal address, birthday, website, company name
-  and its vCard UID. Existing rows keep the defaults (busy, normal, not started).
+  and its vCard UID; ``activity_party.response``: an attendee's answer. Existing rows keep the defaults (busy, normal, not started).
 * ``mailbox.acts_profile_id``: a CalDAV/CardDAV profile beside the mail profile;
   ``mailbox.acts_message``: what the last test or sync of that direction said.
 * ``item_cursor`` (per mailbox and collection), ``item_link`` (per synced item),
@@ -56,6 +56,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("company_name", sa.String(160), nullable=True))
         batch.add_column(sa.Column("contact_uid", sa.String(400), nullable=True))
         batch.create_index("ix_contact_contact_uid", ["contact_uid"])
+    with op.batch_alter_table("activity_party") as batch:
+        batch.add_column(sa.Column("response", sa.String(20), nullable=True))
     with op.batch_alter_table("mailbox") as batch:
         batch.add_column(sa.Column("acts_profile_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("acts_message", sa.Text(), nullable=True))
@@ -128,6 +130,8 @@ def downgrade() -> None:
                               type_="foreignkey")
         batch.drop_column("acts_message")
         batch.drop_column("acts_profile_id")
+    with op.batch_alter_table("activity_party") as batch:
+        batch.drop_column("response")
     with op.batch_alter_table("contact") as batch:
         batch.drop_index("ix_contact_contact_uid")
         for column in ("contact_uid", "company_name", "website", "birthday", "country",
