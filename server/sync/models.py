@@ -318,6 +318,9 @@ class ItemLink(db.Model):
     contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("contact.id", ondelete="SET NULL"), index=True)
     tracked: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "server": taken in from the mail server (stays there whatever the filters say);
+    # "crm": put there because a synchronization filter took it (leaves with the filter).
+    origin: Mapped[str] = mapped_column(String(10), default="server")
     reason: Mapped[str | None] = mapped_column(Text)  # why (not) synced, for the dashboard
     server_data: Mapped[str | None] = mapped_column(Text)
     synced_values: Mapped[dict | None] = mapped_column(JSON)

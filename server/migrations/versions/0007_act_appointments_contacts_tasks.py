@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("contact_id", sa.Integer(), sa.ForeignKey("contact.id", ondelete="SET NULL"),
                   nullable=True, index=True),
         sa.Column("tracked", sa.Boolean(), nullable=False),
+        sa.Column("origin", sa.String(10), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("server_data", sa.Text(), nullable=True),
         sa.Column("synced_values", sa.JSON(), nullable=True),

@@ -12,7 +12,7 @@ from datetime import date
 
 # Properties the CRM holds: written from its values, the base's copies replaced.
 OWNED = {"FN", "N", "TITLE", "ORG", "EMAIL", "TEL", "ADR", "BDAY", "URL", "NOTE", "UID",
-         "VERSION", "PRODID", "REV"}
+         "VERSION", "PRODID", "REV", "CATEGORIES"}
 _PARAM = re.compile(r';([^=;:]+)=((?:"[^"]*"|[^;:])*)')
 
 
@@ -145,8 +145,10 @@ def _address(props) -> dict:
             "country": parts[6] or None}
 
 
-def write_contact(values: dict, uid: str, base: str | None = None) -> str:
-    """vCard 4.0 text of a contact, written over ``base``."""
+def write_contact(values: dict, uid: str, base: str | None = None,
+                  categories: list[str] | None = None) -> str:
+    """vCard 4.0 text of a contact, written over ``base``; ``categories``: the card's
+    categories (the CRM keeps none of its own; the sync marks the cards it tracks)."""
     kept = []
     if base:
         for line in _unfold(base):
@@ -178,6 +180,8 @@ def write_contact(values: dict, uid: str, base: str | None = None) -> str:
         lines.append("ADR;TYPE=work:;;" + ";".join(_escape(a) for a in address))
     if values.get("birthday"):
         lines.append(f"BDAY:{values['birthday'].strftime('%Y%m%d')}")
+    if categories:
+        lines.append("CATEGORIES:" + ",".join(_escape(c) for c in categories))
     lines += kept
     lines.append("END:VCARD")
     return "".join(_fold(line) + "\r\n" for line in lines)
@@ -198,3 +202,12 @@ def _fold(line: str) -> str:
             current += char
     chunks.append(current)
     return "\r\n ".join(chunks)
+
+
+def categories_of(text: str) -> list[str]:
+    """The CATEGORIES of a vCard or of an iCalendar item's first component (unescaped)."""
+    for line in _unfold(text):
+        if line.upper().startswith(("CATEGORIES:", "CATEGORIES;")):
+            value = _split(line)[2]
+            return [_unescape(c).strip() for c in re.split(r"(?<!\\),", value) if c.strip()]
+    return []
