@@ -83,7 +83,7 @@ def pull(run: Run, collection: Collection, limit: int) -> None:
         reset = reset or changes.reset
         seen.update(i.ref for i in changes.items)
         for start in range(0, len(changes.items), BATCH):
-            _take(run, collection, changes.items[start:start + BATCH])
+            take(run, collection, changes.items[start:start + BATCH])
             if start + BATCH < len(changes.items):
                 db.session.commit()
         removed = list(changes.removed)
@@ -113,7 +113,9 @@ def tracked(categories: list[str]) -> bool:
     return any(c.casefold() == TRACKED_CATEGORY.casefold() for c in categories)
 
 
-def _take(run: Run, collection: Collection, items: list[Item]) -> None:
+def take(run: Run, collection: Collection, items: list[Item], again: bool = False) -> None:
+    """Take changed items into the CRM (``again``: items read before, looked at once more:
+    the CRM learnt their UID since)."""
     kind, result = run.kind, run.result
     links = {link.ref: link for link in db.session.scalars(select(ItemLink).where(
         ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == kind,
@@ -122,7 +124,7 @@ def _take(run: Run, collection: Collection, items: list[Item]) -> None:
         i.ref not in links or links[i.ref].record_id is None)])
     for item in items:
         link = links.get(item.ref)
-        if link is not None and link.etag and link.etag == item.etag:
+        if link is not None and link.etag and link.etag == item.etag and not again:
             continue  # our own write, or a repeat after a crash
         result.read += 1
         try:
@@ -139,7 +141,8 @@ def _take(run: Run, collection: Collection, items: list[Item]) -> None:
         if was_tracked and not tracked(categories) and link.origin == "server":
             _untrack(run, link, item)
             continue
-        record = _record_of(link) if link is not None and link.tracked else None
+        record = _record_of(link) if link is not None and (
+            link.tracked or tracked(categories)) else None
         rule = run.tracked_keys.get(collection.key)
         if record is None:
             record = known.get(item.uid) if item.uid else None
@@ -230,8 +233,9 @@ def _untrack(run: Run, link: ItemLink, item: Item) -> None:
     record = _record_of(link)
     if record is not None and run.kind != "contact":
         record.set_regarding(None, None)
+    # The record stays linked, untracked: the push neither writes it again nor takes it
+    # back; the category put back tracks it again.
     link.tracked, link.etag, link.server_data = False, item.etag, item.data
-    link.activity_id = link.contact_id = None
     link.synced_values = None
     link.reason = f'untracked: the "{TRACKED_CATEGORY}" category was removed in the mail client'
 

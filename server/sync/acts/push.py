@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from server.db import db
 from server.sync.acts import filters, records
-from server.sync.acts.pull import BATCH, Run, pull, read
-from server.sync.connectors.base import Collection, ItemConflict
+from server.sync.acts.pull import BATCH, Run, pull, read, take
+from server.sync.connectors.base import Collection, Item, ItemConflict
 from server.sync.items import calendar, vcard
 from server.sync.items.fields import FIELDS, direction, encode
 from server.sync.mail.decision import TRACKED_CATEGORY
@@ -50,12 +50,13 @@ def push(run: Run, default: Collection, collections: list[Collection], limit: in
             written += 1
         if written and written % BATCH == 0:
             db.session.commit()
-    linked = {link.record_id for link in links if link.record_id}
-    linked |= set(db.session.scalars(select(ItemLink.activity_id if kind != "contact"
-                                             else ItemLink.contact_id).where(
+    linked = set(db.session.scalars(select(
+        ItemLink.contact_id if kind == "contact" else ItemLink.activity_id).where(
         ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == kind)))
     for record_id in sorted(selected - linked):
-        _create(run, default, db.session.get(model, record_id))
+        record = db.session.get(model, record_id)
+        if not _adopt(run, by_key, record):
+            _create(run, default, record)
         written += 1
         if written % BATCH == 0:
             db.session.commit()
@@ -129,6 +130,21 @@ def _stored(run: Run, link: ItemLink, item, record) -> None:
     link.synced_on = datetime.now(timezone.utc)
     link.reason = "synced"
     run.result.pushed += 1
+
+
+def _adopt(run: Run, by_key: dict[str, Collection], record) -> bool:
+    """The server has the record's item already, not taken in (an attendee's copy of a
+    meeting another mailbox brought in): take it now, rather than write a second copy."""
+    uid = records.uid_of(record, run.kind)
+    found = db.session.scalar(select(ItemLink).where(
+        ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == run.kind, ItemLink.uid == uid,
+        ItemLink.tracked.is_(False), ItemLink.activity_id.is_(None),
+        ItemLink.contact_id.is_(None))) if uid else None
+    if found is None or found.collection_key not in by_key or not found.server_data:
+        return False
+    take(run, by_key[found.collection_key],
+         [Item(found.ref, found.etag, found.server_data, found.uid)], again=True)
+    return True
 
 
 def _create(run: Run, collection: Collection, record) -> None:

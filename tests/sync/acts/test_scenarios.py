@@ -77,3 +77,167 @@ def test_changes_and_deletes_go_both_ways(store, make_user):
         db.session.commit()
         sync_items(box.id)
         assert made.global_object_id not in calendar.items()
+
+
+SERIES = ("RRULE:FREQ=WEEKLY;COUNT=6\r\nEXDATE:20300112T100000Z\r\n" + TRACKED)
+OVERRIDE = ("BEGIN:VEVENT\r\nUID:s@x\r\nDTSTAMP:20250101T000000Z\r\n"
+            "RECURRENCE-ID:20300119T100000Z\r\nDTSTART:20300119T140000Z\r\n"
+            "DTEND:20300119T150000Z\r\nSUMMARY:Weekly (afternoon this time)\r\nEND:VEVENT\r\n")
+
+
+def test_a_series_with_a_changed_and_a_cancelled_occurrence(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    with store.client(ann) as client:
+        calendar = Server(client, "appointment")
+        text = event("s@x", "Weekly", SERIES).replace("END:VCALENDAR", OVERRIDE + "END:VCALENDAR")
+        calendar.put(text, "s@x")
+        sync_items(box.id)
+        [series] = appointments()
+        assert series.recurrence_rule == "FREQ=WEEKLY;COUNT=6"
+        assert series.recurrence_exceptions["exdates"] == ["2030-01-12T10:00:00Z"]
+        [moved] = series.recurrence_exceptions["overrides"]
+        assert (moved["recurrence_id"], moved["start"], moved["subject"]) == (
+            "2030-01-19T10:00:00Z", "2030-01-19T14:00:00Z", "Weekly (afternoon this time)")
+        # The CRM cancels another occurrence: the server gets the EXDATE, keeps the override.
+        series.recurrence_exceptions = dict(series.recurrence_exceptions, exdates=[
+            "2030-01-12T10:00:00Z", "2030-01-26T10:00:00Z"])
+        db.session.commit()
+        sync_items(box.id)
+        back = read_event(calendar.items()["s@x"].data)
+        assert back["recurrence_exceptions"]["exdates"] == ["2030-01-12T10:00:00Z",
+                                                            "2030-01-26T10:00:00Z"]
+        assert back["recurrence_exceptions"]["overrides"] == [moved]
+
+
+def test_organizer_and_attendee_copies_are_one_appointment(store, make_user):
+    ann, bob = make_user("ann@contoso.test"), make_user("bob@contoso.test")
+    ann_box, bob_box = store.mailbox(ann), store.mailbox(bob)
+    people = ("ORGANIZER;CN=Ann:mailto:ann@contoso.test\r\n"
+              "ATTENDEE;PARTSTAT=ACCEPTED;ROLE=REQ-PARTICIPANT:mailto:bob@contoso.test\r\n"
+              "ATTENDEE;PARTSTAT=NEEDS-ACTION;ROLE=OPT-PARTICIPANT:mailto:carol@fabrikam.test\r\n")
+    with store.client(ann) as client:
+        Server(client, "appointment").put(event("meet@x", "Pricing", TRACKED + people),
+                                          "meet@x")
+    with store.client(bob) as client:  # bob's copy, as his calendar app keeps it: untracked
+        Server(client, "appointment").put(event("meet@x", "Pricing", people), "meet@x")
+    sync_items(bob_box.id)
+    assert appointments() == []  # bob did not track it, and the CRM does not know it yet
+    sync_items(ann_box.id)
+    sync_items(bob_box.id)
+    [meeting] = appointments()
+    parties = {(p.role, p.address): (p.user_id, p.response) for p in meeting.parties}
+    assert parties == {("organizer", "ann@contoso.test"): (ann.id, None),
+                       ("required", "bob@contoso.test"): (bob.id, "accepted"),
+                       ("optional", "carol@fabrikam.test"): (None, "needs-action")}
+    assert db.session.scalar(select(func.count(ItemLink.id)).where(
+        ItemLink.activity_id == meeting.id)) == 2
+
+
+def test_conflicting_edits_follow_the_field_directions(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    db.session.add(FieldDirection(kind="appointment", field="location", direction="to_crm"))
+    db.session.commit()
+    with store.client(ann) as client:
+        calendar = Server(client, "appointment")
+        calendar.put(event("c@x", "Plan", TRACKED + "LOCATION:Room 1\r\n"), "c@x")
+        sync_items(box.id)
+        [meeting] = appointments()
+        meeting.subject, meeting.location = "Plan (CRM)", "Room CRM"
+        db.session.commit()
+        # The server's edit is the later one (its DTSTAMP): it wins the two-way subject;
+        # the location goes to the CRM only, so the server's is taken whoever is later.
+        calendar.put(event("c@x", "Plan (phone)", TRACKED + "LOCATION:Room phone\r\n",
+                           stamp="20991231T000000Z"), "c@x")
+        sync_items(box.id)
+        db.session.refresh(meeting)
+        assert (meeting.subject, meeting.location) == ("Plan (phone)", "Room phone")
+        [alert] = db.session.scalars(select(Alert).where(Alert.code == "item_conflict")).all()
+        assert '"Plan (CRM)"' in alert.message and "Subject" in alert.message
+        # Now the CRM's edit is the later one: its subject goes out, the server's is lost.
+        meeting.subject = "Plan (CRM again)"
+        db.session.commit()
+        calendar.put(event("c@x", "Plan (old phone)", TRACKED + "LOCATION:Room phone\r\n",
+                           stamp="20250101T000000Z"), "c@x")
+        sync_items(box.id)
+        db.session.refresh(meeting)
+        assert meeting.subject == "Plan (CRM again)"
+        assert read_event(calendar.items()["c@x"].data)["subject"] == "Plan (CRM again)"
+        lost = db.session.scalars(select(Alert.message).where(Alert.code == "item_conflict")
+                                  .order_by(Alert.id)).all()[-1]
+        assert '"Plan (old phone)"' in lost and "mail server" in lost
+
+
+def test_removing_the_category_untracks_and_keeps_the_record(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    with store.client(ann) as client:
+        calendar = Server(client, "appointment")
+        calendar.put(event("u@x", "Demo", TRACKED), "u@x")
+        sync_items(box.id)
+        calendar.put(event("u@x", "Demo (renamed)", "", stamp="20250103T000000Z"), "u@x")
+        sync_items(box.id)
+        [kept] = appointments()
+        assert kept.subject == "Demo"  # untracked: later changes no longer come in
+        link = db.session.scalar(select(ItemLink).where(ItemLink.uid == "u@x"))
+        assert not link.tracked and "untracked" in link.reason
+        assert "u@x" in calendar.items()  # and the CRM does not take it off the server
+
+
+def test_records_leaving_the_filter_leave_the_server_not_the_crm(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    for subject in ("Keep me", "Internal only"):
+        db.session.add(Task(subject=subject, owner_user_id=ann.id,
+                            owning_business_unit_id=ann.business_unit_id,
+                            occurred_on=datetime(2030, 1, 1, tzinfo=timezone.utc)))
+    db.session.commit()
+    sync_items(box.id)
+    with store.client(ann) as client:
+        tasks = Server(client, "task")
+        assert {i.data.count("SUMMARY:") for i in tasks.items().values()} == {1}
+        assert len(tasks.items()) == 2
+        db.session.add(SyncFilter(user_id=ann.id, kind="task", name="Not internal",
+                                  owner="me", conditions=[["subject", "ne", "Internal only"]]))
+        db.session.commit()
+        sync_items(box.id)
+        [left] = tasks.items().values()
+        assert "Keep me" in left.data
+    assert db.session.scalar(select(func.count(Task.id))) == 2
+
+
+def test_without_the_privilege_nothing_syncs_and_the_mailbox_says_why(store, make_user):
+    ann = make_user("ann@contoso.test", roles=("Customer Service Representative",))
+    box = store.mailbox(ann)
+    db.session.add(Contact(first_name="Carol", last_name="Cole", full_name="Carol Cole",
+                           owner_user_id=ann.id, owning_business_unit_id=ann.business_unit_id))
+    db.session.commit()
+    result = sync_items(box.id)
+    assert "Sync contacts" in result.skipped_kinds["contact"]
+    assert "does not have" in box.acts_message and "contacts" in box.acts_message
+    with store.client(ann) as client:
+        assert Server(client, "contact").items() == {}
+
+
+def test_contacts_go_both_ways(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    db.session.add(Contact(first_name="Carol", last_name="Cole", full_name="Carol Cole",
+                           email1="carol@fabrikam.test", job_title="Buyer",
+                           owner_user_id=ann.id, owning_business_unit_id=ann.business_unit_id))
+    db.session.commit()
+    sync_items(box.id)
+    with store.client(ann) as client:
+        book = Server(client, "contact")
+        [card] = book.items().values()
+        assert "FN:Carol Cole" in card.data and "Tracked to Regarding" in card.data
+        book.put(card.data.replace("TITLE:Buyer", "TITLE:Head of buying")
+                 .replace("END:VCARD", "TEL;TYPE=cell:+47 900 00 000\r\nEND:VCARD"), card.uid)
+        book.put("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:new@x\r\nFN:Dan Dale\r\nN:Dale;Dan;;;\r\n"
+                 "CATEGORIES:Tracked to Regarding\r\nORG:Fabrikam\r\nEND:VCARD\r\n", "new@x")
+    sync_items(box.id)
+    carol = db.session.scalar(select(Contact).where(Contact.last_name == "Cole"))
+    assert (carol.job_title, carol.mobile_phone) == ("Head of buying", "+47 900 00 000")
+    dan = db.session.scalar(select(Contact).where(Contact.last_name == "Dale"))
+    assert (dan.first_name, dan.company_name, dan.owner_user_id) == ("Dan", "Fabrikam", ann.id)
