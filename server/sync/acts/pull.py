@@ -82,9 +82,10 @@ def pull(run: Run, collection: Collection, limit: int) -> None:
         changes = run.store.changes(collection, state.cursor, limit)
         reset = reset or changes.reset
         seen.update(i.ref for i in changes.items)
-        for start in range(0, len(changes.items), BATCH):
-            take(run, collection, changes.items[start:start + BATCH])
-            if start + BATCH < len(changes.items):
+        batch = max(1, min(BATCH, limit))  # the worker's batch size: one transaction each
+        for start in range(0, len(changes.items), batch):
+            take(run, collection, changes.items[start:start + batch])
+            if start + batch < len(changes.items):
                 db.session.commit()
         removed = list(changes.removed)
         if reset and not changes.more:  # everything was read again: what was not is gone

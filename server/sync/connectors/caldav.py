@@ -132,6 +132,17 @@ class CalDavStore(ServerSession, ItemStore):
             return response
         raise self._refusal(response, what)
 
+    def _xml(self, response: requests.Response):
+        """The answer's XML; an answer cut short or garbled is a transient error (the
+        connection dropped), never half read."""
+        try:
+            return etree.fromstring(response.content)
+        except etree.XMLSyntaxError as exc:
+            self._drop()
+            raise ConnectorError("bad_answer", f"{self.where} sent an answer that ends early "
+                                 f"or is not WebDAV XML ({exc.msg}).", severity="mailbox",
+                                 retry_after=60) from exc
+
     def _refusal(self, response: requests.Response, what: str) -> ConnectorError:
         status = response.status_code
         if status == 401:
@@ -159,7 +170,7 @@ class CalDavStore(ServerSession, ItemStore):
                                      {"Depth": "0"}, ok=(207, 200, 404, 405, 301, 302))
             if response.status_code != 207:
                 continue
-            tree = etree.fromstring(response.content)
+            tree = self._xml(response)
             found = tree.find(f".//{{{DAV}}}current-user-principal")
             if found is not None and found.findtext(f"{{{DAV}}}href"):
                 return self._href(found, response.url)
@@ -174,7 +185,7 @@ class CalDavStore(ServerSession, ItemStore):
             response = self._request("PROPFIND", principal, "finding the calendars",
                                      _propfind("c:calendar-home-set", "a:addressbook-home-set"),
                                      {"Depth": "0"})
-            tree = etree.fromstring(response.content)
+            tree = self._xml(response)
             homes = {}
             for key, tag in (("calendar", f"{{{CAL}}}calendar-home-set"),
                              ("contact", f"{{{CARD}}}addressbook-home-set")):
@@ -190,7 +201,7 @@ class CalDavStore(ServerSession, ItemStore):
             for home in set(self.homes().values()):
                 response = self._request("PROPFIND", home, "listing the calendars",
                                          _COLLECTION_PROPS, {"Depth": "1"})
-                for element in etree.fromstring(response.content).iter(f"{{{DAV}}}response"):
+                for element in self._xml(response).iter(f"{{{DAV}}}response"):
                     listed.setdefault(self._href(element, response.url), element)
             self._listed = list(listed.items())
         return self._listed
@@ -246,7 +257,7 @@ class CalDavStore(ServerSession, ItemStore):
             response = self._request("REPORT", collection.key, f"reading {collection.name}",
                                      _sync_report(None, collection.kind, limit), {"Depth": "1"})
             reset = True
-        tree = etree.fromstring(response.content)
+        tree = self._xml(response)
         items, removed, missing = [], [], []
         more = False
         for element in tree.iter(f"{{{DAV}}}response"):
@@ -277,7 +288,7 @@ class CalDavStore(ServerSession, ItemStore):
         response = self._request("REPORT", collection.key, f"reading {collection.name}", body,
                                  {"Depth": "1"})
         items = []
-        for element in etree.fromstring(response.content).iter(f"{{{DAV}}}response"):
+        for element in self._xml(response).iter(f"{{{DAV}}}response"):
             data = element.findtext(f".//{{{CAL}}}calendar-data") or \
                 element.findtext(f".//{{{CARD}}}address-data")
             if data and _belongs(data, collection.kind):
@@ -306,7 +317,7 @@ class CalDavStore(ServerSession, ItemStore):
     def _etag(self, ref: str) -> str | None:
         response = self._request("PROPFIND", ref, "reading an item's version",
                                  _propfind("d:getetag"), {"Depth": "0"})
-        return etree.fromstring(response.content).findtext(f".//{{{DAV}}}getetag")
+        return self._xml(response).findtext(f".//{{{DAV}}}getetag")
 
     def delete(self, collection: Collection, ref: str, etag: str | None = None) -> None:
         headers = {"If-Match": etag} if etag else {}
