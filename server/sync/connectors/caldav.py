@@ -38,7 +38,7 @@ DEFAULT_NAMES = {"appointment": "Calendar", "task": "Tasks", "contact": "Contact
 _COLLECTION_PROPS = f"""<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="{DAV}" xmlns:c="{CAL}" xmlns:cs="{CS}"><d:prop>
 <d:resourcetype/><d:displayname/><d:supported-report-set/><d:current-user-privilege-set/>
-<c:supported-calendar-component-set/><d:sync-token/></d:prop></d:propfind>"""
+<c:supported-calendar-component-set/></d:prop></d:propfind>"""
 
 
 def _propfind(*props: str) -> str:

@@ -63,6 +63,20 @@ class RadicaleSide:
             yield store
 
 
+def fill(side: RadicaleSide, user, texts: dict[str, dict[str, str]]) -> None:
+    """Many items at once ({kind: {uid: text}}), written into Radicale's store as its own
+    files: what thousands of PUTs would leave, in a fraction of the time (Radicale reads
+    and caches each one when it is first asked for it)."""
+    with side.client(user) as client:
+        folders = {kind: client.collections(kind)[0].key for kind in texts}
+    for kind, items in texts.items():
+        folder = side.radicale.storage_dir / "collection-root" / folders[kind].split(
+            "/", 3)[3].strip("/")
+        suffix = ".vcf" if kind == "contact" else ".ics"
+        for uid, text in items.items():
+            (folder / f"{uid}{suffix}").write_text(text)
+
+
 class Server:
     """The user's mail server as their own calendar app sees it."""
 
