@@ -326,6 +326,9 @@ class ItemLink(db.Model):
     synced_values: Mapped[dict | None] = mapped_column(JSON)
     synced_on: Mapped[datetime] = mapped_column(default=utcnow)
 
+    activity = relationship("Activity", foreign_keys=[activity_id])
+    contact = relationship("Contact", foreign_keys=[contact_id])
+
     @property
     def record_id(self) -> int | None:
         return self.contact_id if self.kind == "contact" else self.activity_id

@@ -59,6 +59,7 @@ class Run:
     directions: dict
     result: ActsResult
     tracked_keys: dict[str, FolderRule]
+    cache: dict = field(default_factory=dict)  # resolved addresses, accounts by name
 
 
 
@@ -123,59 +124,78 @@ def take(run: Run, collection: Collection, items: list[Item], again: bool = Fals
         ItemLink.ref.in_([i.ref for i in items])))}
     known = records.by_uid(kind, [i.uid for i in items if i.uid and (
         i.ref not in links or links[i.ref].record_id is None)])
+    parsed: dict[str, tuple[dict, list[str]] | ValueError] = {}
     for item in items:
         link = links.get(item.ref)
         if link is not None and link.etag and link.etag == item.etag and not again:
             continue  # our own write, or a repeat after a crash
-        result.read += 1
         try:
-            values, categories = read(kind, item.data)
+            parsed[item.ref] = read(kind, item.data)
         except ValueError as exc:
-            result.failed += 1
-            store_link(run, collection, item, link, None, tracked=False,
-                  reason=f"not synced: the server's text cannot be read ({exc})")
-            continue
-        if link is not None and link.tracked and link.record_id is None:
-            continue  # deleted in the CRM: the push deletes it from the server
-        was_tracked = link is not None and link.tracked and link.server_data is not None \
-            and tracked(read(kind, link.server_data)[1])
-        if was_tracked and not tracked(categories) and link.origin == "server":
-            _untrack(run, link, item)
-            continue
-        record = _record_of(link) if link is not None and (
-            link.tracked or tracked(categories)) else None
-        rule = run.tracked_keys.get(collection.key)
-        if record is None:
-            record = known.get(item.uid) if item.uid else None
-            if record is None and not (tracked(categories) or rule):
-                result.not_tracked += 1
-                store_link(run, collection, item, link, None, tracked=False, reason=NOT_TRACKED)
-                continue
-        synced = link.synced_values if link is not None and link.record_id else None
-        before = _server_values(kind, link.server_data) if synced is not None else None
-        if record is None:
-            record = records.new_record(kind, run.mailbox.user, item.uid or str(uuid.uuid4()))
-            db.session.add(record)
-            if rule is not None and kind != "contact" and rule.regarding_ref:
-                record.set_regarding(*rule.regarding_ref)
-            result.created += 1
-            crm = {name: None for name in FIELDS[kind]}
-        else:
-            result.updated += 1
-            crm = records.values_of(record, kind)
-        server_newer = _server_time(item.data) >= (record.modified_on or _EPOCH)
-        merged = merge(kind, crm, synced, values, before, run.directions, server_newer)
-        if merged.to_crm:
-            records.apply(record, kind, values, list(merged.to_crm), run.mailbox.user)
-        db.session.flush()
-        final = encode(records.values_of(record, kind))
-        for name in merged.to_server:  # the server still holds its own: pushed next
-            final[name] = encode({name: values.get(name)})[name]
-        if merged.lost:
-            result.conflicts += 1
-            _conflict_alert(run, record, kind, merged.lost)
-        store_link(run, collection, item, link, record, tracked=True, reason="synced",
-              synced=final)
+            parsed[item.ref] = exc
+    records.prepare(run.cache, kind, [p[0] for p in parsed.values() if isinstance(p, tuple)],
+                    run.mailbox.user)
+    with db.session.no_autoflush:  # one flush for the batch, at its commit
+        for item in items:
+            if item.ref in parsed:
+                _take_one(run, collection, item, links.get(item.ref), parsed[item.ref], known)
+
+
+def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | None,
+              parsed, known: dict) -> None:
+    kind, result = run.kind, run.result
+    result.read += 1
+    if isinstance(parsed, ValueError):
+        result.failed += 1
+        store_link(run, collection, item, link, None, tracked=False,
+                   reason=f"not synced: the server's text cannot be read ({parsed})")
+        return
+    values, categories = parsed
+    if link is not None and link.tracked and link.record_id is None:
+        return  # deleted in the CRM: the push deletes it from the server
+    was_tracked = link is not None and link.tracked and link.server_data is not None \
+        and tracked(read(kind, link.server_data)[1])
+    if was_tracked and not tracked(categories) and link.origin == "server":
+        _untrack(run, link, item)
+        return
+    record = _record_of(link) if link is not None and (
+        link.tracked or tracked(categories)) else None
+    rule = run.tracked_keys.get(collection.key)
+    if record is None:
+        record = known.get(item.uid) if item.uid else None
+        if record is None and not (tracked(categories) or rule):
+            result.not_tracked += 1
+            store_link(run, collection, item, link, None, tracked=False, reason=NOT_TRACKED)
+            return
+    synced = link.synced_values if link is not None and link.record_id else None
+    before = _server_values(kind, link.server_data) if synced is not None else None
+    if record is None:
+        record = records.new_record(kind, run.mailbox.user, item.uid or str(uuid.uuid4()))
+        db.session.add(record)
+        if item.uid:
+            known[item.uid] = record  # a second copy in this batch is the same record
+        if rule is not None and kind != "contact" and rule.regarding_ref:
+            record.set_regarding(*rule.regarding_ref)
+        result.created += 1
+        crm = {name: None for name in FIELDS[kind]}
+    else:
+        result.updated += 1
+        crm = records.values_of(record, kind)
+    server_newer = _server_time(item.data) >= (record.modified_on or _EPOCH)
+    merged = merge(kind, crm, synced, values, before, run.directions, server_newer)
+    if merged.to_crm:
+        records.apply(record, kind, values, list(merged.to_crm), run.mailbox.user,
+                      run.cache)
+    final = encode(records.values_of(record, kind))
+    for name in merged.to_server:  # the server still holds its own: pushed next
+        final[name] = encode({name: values.get(name)})[name]
+    if merged.lost:
+        result.conflicts += 1
+        _conflict_alert(run, record, kind, merged.lost)
+    stored = store_link(run, collection, item, link, record, tracked=True, reason="synced",
+                        synced=final)
+    if merged.to_server:  # the CRM's values go out at the push, whenever it changed them
+        stored.synced_on = _EPOCH
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -210,8 +230,8 @@ def _record_of(link: ItemLink):
 
 
 def store_link(run: Run, collection: Collection, item: Item, link: ItemLink | None, record,
-          *, tracked: bool, reason: str, synced: dict | None = None,
-          origin: str = "server") -> ItemLink:
+               *, tracked: bool, reason: str, synced: dict | None = None,
+               origin: str = "server") -> ItemLink:
     if link is None:
         link = ItemLink(mailbox_id=run.mailbox.id, kind=run.kind, ref=item.ref, origin=origin)
         db.session.add(link)
@@ -220,11 +240,11 @@ def store_link(run: Run, collection: Collection, item: Item, link: ItemLink | No
     link.server_data = item.data
     link.synced_values = synced
     link.synced_on = datetime.now(timezone.utc)
-    if record is not None:
+    if record is not None:  # by relationship: the record may not be flushed yet
         if run.kind == "contact":
-            link.contact_id = record.id
+            link.contact = record
         else:
-            link.activity_id = record.id
+            link.activity = record
     return link
 
 

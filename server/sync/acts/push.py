@@ -77,9 +77,8 @@ def _changed(run: Run, link: ItemLink) -> bool:
     found = db.session.get(record, link.record_id)
     if found is None or link.synced_values is None:
         return False
-    if found.modified_on and link.synced_on and found.modified_on <= link.synced_on and \
-            run.kind != "appointment":  # an appointment's attendees change without it
-        return False
+    if found.modified_on and link.synced_on and found.modified_on <= link.synced_on:
+        return False  # not changed since (the CRM's pages touch it when they change it)
     return bool(_outgoing(run, encode(records.values_of(found, run.kind)), link.synced_values))
 
 
@@ -159,8 +158,8 @@ def _create(run: Run, collection: Collection, record) -> None:
     link = ItemLink(mailbox_id=run.mailbox.id, kind=run.kind, ref=item.ref, origin="crm",
                     collection_key=collection.key, tracked=True)
     if run.kind == "contact":
-        link.contact_id = record.id
+        link.contact = record
     else:
-        link.activity_id = record.id
+        link.activity = record
     db.session.add(link)
     _stored(run, link, item, record)

@@ -53,14 +53,39 @@ def _address_of(party: ActivityParty) -> str | None:
     return getattr(record, "email", None) or getattr(record, "email1", None)
 
 
-def apply(record, kind: str, values: dict, fields: list[str], owner: User) -> None:
-    """Write ``fields`` of ``values`` onto the record."""
+def prepare(cache: dict, kind: str, batch: list[dict], owner: User) -> None:
+    """Look up what a batch of values names, in one query each: the parties' addresses
+    (resolved as email's are) and the accounts of contacts' companies."""
+    resolved, accounts = cache.setdefault("resolved", {}), cache.setdefault("accounts", {})
+    addresses = {p["address"] for values in batch for p in values.get("parties") or ()
+                 if p.get("address")} - resolved.keys()
+    if addresses:
+        resolved.update(resolve(sorted(addresses), user_id=owner.id))
+    names = {(values.get("company_name") or "").strip().lower() for values in batch} - \
+        accounts.keys() - {""}
+    if names:
+        found: dict[str, list[int]] = {}
+        for account_id, name in db.session.execute(select(Account.id, func.lower(Account.name))
+                                                   .where(func.lower(Account.name).in_(names),
+                                                          Account.is_active.is_(True))):
+            found.setdefault(name, []).append(account_id)
+        # The one active account of that name; none where there is none, or several.
+        accounts.update({name: ids[0] if len(ids := found.get(name, [])) == 1 else None
+                         for name in names})
+
+
+def apply(record, kind: str, values: dict, fields: list[str], owner: User,
+          cache: dict | None = None) -> None:
+    """Write ``fields`` of ``values`` onto the record (``cache``: what ``prepare`` found)."""
+    cache = cache if cache is not None else {}
+    prepare(cache, kind, [values], owner)
     for name in fields:
         if name == "parties":
-            _set_parties(record, values["parties"], owner)
+            _set_parties(record, values["parties"], cache["resolved"])
         elif name == "company_name":
             record.company_name = values[name]
-            record.parent_account_id = _account_named(values[name])
+            record.parent_account_id = cache["accounts"].get(
+                (values[name] or "").strip().lower())
         else:
             setattr(record, name, values[name])
     if kind == "contact" and not record.last_name:
@@ -71,29 +96,18 @@ def apply(record, kind: str, values: dict, fields: list[str], owner: User) -> No
     record.modified_by_id = owner.id
 
 
-def _account_named(name: str | None) -> int | None:
-    """The one active account of this name (case-insensitive), else None."""
-    if not name:
-        return None
-    ids = db.session.scalars(select(Account.id).where(
-        func.lower(Account.name) == name.strip().lower(), Account.is_active.is_(True))
-        .limit(2)).all()
-    return ids[0] if len(ids) == 1 else None
-
-
-def _set_parties(appointment: Appointment, parties: list[dict], owner: User) -> None:
+def _set_parties(appointment: Appointment, parties: list[dict], resolved: dict) -> None:
     """The organizer and attendees as given, each resolved to a record where one matches,
     keeping the rows (and their links) of the addresses that stay."""
     kept = {(p.role, (p.address or "").lower()): p for p in appointment.parties
             if p.role in PARTY_ROLES}
     wanted = [p for p in parties if p.get("address")]
-    matches = resolve([p["address"] for p in wanted], user_id=owner.id) if wanted else {}
     rows = [p for p in appointment.parties if p.role not in PARTY_ROLES]
     for party in wanted:
         row = kept.pop((party["role"], party["address"].lower()), None)
         if row is None:
             row = ActivityParty(role=party["role"], address=party["address"])
-            found = matches.get(party["address"]) or []
+            found = resolved.get(party["address"]) or []
             if found:
                 row.set_party(found[0].record_type, found[0].record_id)
         row.name = party.get("name")
