@@ -35,6 +35,10 @@ def push(run: Run, default: Collection, collections: list[Collection], limit: in
     links = db.session.scalars(select(ItemLink).where(
         ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == kind,
         ItemLink.tracked.is_(True))).all()
+    column = ItemLink.contact_id if kind == "contact" else ItemLink.activity_id
+    touched = set(db.session.scalars(select(ItemLink.id).join(model, model.id == column).where(
+        ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == kind,
+        ItemLink.tracked.is_(True), model.modified_on > ItemLink.synced_on)))
     written = 0
     for link in links:
         collection = by_key.get(link.collection_key)
@@ -45,13 +49,12 @@ def push(run: Run, default: Collection, collections: list[Collection], limit: in
         if gone or left:
             _delete(run, collection, link)
             written += 1
-        elif _changed(run, link):
+        elif link.id in touched and _changed(run, link):
             _write(run, collection, link, limit)
             written += 1
         if written and written % BATCH == 0:
             db.session.commit()
-    linked = set(db.session.scalars(select(
-        ItemLink.contact_id if kind == "contact" else ItemLink.activity_id).where(
+    linked = set(db.session.scalars(select(column).where(
         ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == kind)))
     for record_id in sorted(selected - linked):
         record = db.session.get(model, record_id)
@@ -77,8 +80,6 @@ def _changed(run: Run, link: ItemLink) -> bool:
     found = db.session.get(record, link.record_id)
     if found is None or link.synced_values is None:
         return False
-    if found.modified_on and link.synced_on and found.modified_on <= link.synced_on:
-        return False  # not changed since (the CRM's pages touch it when they change it)
     return bool(_outgoing(run, encode(records.values_of(found, run.kind)), link.synced_values))
 
 
