@@ -371,7 +371,8 @@ def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.
 def mailbox_test(mailbox_id: int):
     def said(result) -> str:
         parts = [result.message]
-        for name, direction in (("Incoming", result.incoming), ("Outgoing", result.outgoing)):
+        for name, direction in (("Incoming", result.incoming), ("Outgoing", result.outgoing),
+                                ("Appointments, contacts and tasks", result.acts)):
             if direction is not None:
                 parts.append(f"{name}: {direction.message}")
         return " ".join(parts)

@@ -47,9 +47,10 @@ class RadicaleSide:
         box = Mailbox(name=user.email, email_address=user.email, user_id=user.id,
                       server_profile_id=None, acts_profile_id=self.profile.id,
                       incoming_method="none", outgoing_method="none",
-                      acts_method="server_side_sync", enabled=True, email_approved=True,
+                      acts_method="server_side_sync", email_approved=True,
                       owning_business_unit_id=user.business_unit_id,
-                      username=dav.username, password=dav.password, **fields)
+                      username=dav.username, password=dav.password,
+                      **{"enabled": True, **fields})
         db.session.add(box)
         db.session.commit()
         return box

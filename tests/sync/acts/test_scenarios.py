@@ -241,3 +241,16 @@ def test_contacts_go_both_ways(store, make_user):
     assert (carol.job_title, carol.mobile_phone) == ("Head of buying", "+47 900 00 000")
     dan = db.session.scalar(select(Contact).where(Contact.last_name == "Dale"))
     assert (dan.first_name, dan.company_name, dan.owner_user_id) == ("Dan", "Fabrikam", ann.id)
+
+
+def test_test_and_enable_reports_the_items_direction_apart(store, make_user):
+    from server.sync.admin.testing import test_and_enable
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann, enabled=False)
+    result = test_and_enable(box)
+    assert result.enabled and result.acts.ok and result.incoming is None
+    assert "calendar" in result.acts.message and box.acts_status == "success"
+    box.password = "wrong"
+    refused = test_and_enable(box)
+    assert not refused.enabled and not refused.acts.ok and refused.acts.code == "auth_failed"
+    assert "refused the password" in box.acts_message
