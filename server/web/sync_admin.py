@@ -30,7 +30,7 @@ from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
 from server.sync.admin import quarantine as quarantine_admin
 from server.sync.mail.rules import chain_description
-from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
+from server.sync.models import (ACTS_METHODS, ACTS_PROTOCOLS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
 from server.web.auth import current_principal, login_manager
@@ -42,6 +42,7 @@ bp = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
 LABELS = {
     "imap": "IMAP", "pop3": "POP3", "maildir": "Maildir (local store)", "graph":
     "Microsoft Graph (Exchange Online)", "ews": "Exchange Web Services", "smtp": "SMTP",
+    "caldav": "CalDAV/CardDAV (appointments, contacts and tasks)",
     "tls": "TLS (implicit)", "starttls": "STARTTLS", "none": "None",
     "password": "User name and password", "oauth2": "OAuth 2 (Microsoft Entra ID)",
     "addin": "Outlook add-in", "server_side_sync": "Server-side synchronization",
@@ -51,7 +52,7 @@ LABELS = {
     "from_email_enabled": "Email messages from CRM records that are email enabled",
     "not_run": "Not run", "success": "Success", "failure": "Failure",
 }
-CHOICES = {"incoming_protocol": INCOMING_PROTOCOLS, "outgoing_protocol": OUTGOING_PROTOCOLS,
+CHOICES = {"incoming_protocol": INCOMING_PROTOCOLS + ACTS_PROTOCOLS, "outgoing_protocol": OUTGOING_PROTOCOLS,
            "security": SECURITY, "auth_method": AUTH_METHODS, "incoming_method": INCOMING_METHODS,
            "outgoing_method": OUTGOING_METHODS, "acts_method": ACTS_METHODS,
            "tracking_option": TRACKING_OPTIONS}

@@ -351,6 +351,33 @@ def test_create_mailbox_for_a_user(app, admin, eve, signin, profile):
     assert "No user you can see" in html(bad) and "Another mailbox has this address" in html(bad)
 
 
+def test_a_caldav_profile_beside_a_mail_profile(app, admin, eve, signin, profile):
+    """A CalDAV/CardDAV profile for appointments, contacts and tasks, chosen on a mailbox
+    beside its email profile; an email profile that cannot sync them is refused for them."""
+    c = signin(admin)
+    r = c.post("/admin/sync/profiles/new", data={
+        "name": "Team calendar", "incoming_protocol": "caldav",
+        "incoming_host": "dav.contoso.example", "incoming_port": "443",
+        "incoming_security": "tls", "auth_method": "password", "max_connections": "10"})
+    assert r.status_code == 302, html(r)
+    dav = db.session.scalar(select(EmailServerProfile).where(
+        EmailServerProfile.name == "Team calendar"))
+    page = html(c.get("/admin/sync/mailboxes/new"))
+    assert "CalDAV/CardDAV profile, beside any email profile" in page
+    fields = {"owner_kind": "user", "owner": "eve@org.example", "email_address": "eve@org.example",
+              "server_profile_id": profile.id, "incoming_method": "server_side_sync",
+              "outgoing_method": "server_side_sync", "acts_method": "server_side_sync"}
+    refused = c.post("/admin/sync/mailboxes/new", data=fields)
+    assert refused.status_code == 422
+    assert "does not sync appointments, contacts and tasks" in html(refused)
+    wrong_way = c.post("/admin/sync/mailboxes/new", data={**fields, "server_profile_id": dav.id})
+    assert "A CalDAV/CardDAV profile reads no email" in html(wrong_way)
+    assert c.post("/admin/sync/mailboxes/new",
+                  data={**fields, "acts_profile_id": dav.id}).status_code == 302
+    box = db.session.scalar(select(Mailbox).where(Mailbox.user_id == eve.id))
+    assert (box.server_profile_id, box.acts_profile_id) == (profile.id, dav.id)
+
+
 def test_approval_needs_the_privilege_and_can_be_waived(app, admin, bob, signin, bob_box):
     bob_box.email_approved = False
     db.session.commit()
