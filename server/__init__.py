@@ -43,9 +43,10 @@ def _register_blueprints(app: Flask) -> None:
     """Every area's pages and APIs, each module registering its blueprint (sign-in first:
     the others' views rely on its login manager)."""
     from server.web import (addin_api, addin_mailbox, addin_pages, admin, api, auth, compose,
-                            email_templates, graph_webhook, mail_files, pages, sync_admin)
+                            email_templates, graph_webhook, mail_files, pages, sync_admin,
+                            sync_items)
     for area in (auth, pages, admin, api, addin_api, addin_pages, sync_admin, graph_webhook,
-                 addin_mailbox, mail_files, compose, email_templates):
+                 addin_mailbox, mail_files, compose, email_templates, sync_items):
         area.init_app(app)
 
 

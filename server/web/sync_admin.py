@@ -80,14 +80,16 @@ def _nav():
 
 
 @bp.context_processor
-def _common():
+def common():
     if not current_user.is_authenticated:  # an error page for a signed-out request
         return {"choices": CHOICES}
     p = current_principal()
     return {"choices": CHOICES, "can_dashboard": p.has("view_sync_dashboard"),
             "can_profiles": profile_admin.can_manage_profiles(p),
             "can_mailboxes": p.depth("mailbox", "read") >= Depth.BUSINESS_UNIT,
-            "can_blocklist": p.has("view_sync_dashboard") or block_admin.can_edit_blocklist(p)}
+            "can_blocklist": p.has("view_sync_dashboard") or block_admin.can_edit_blocklist(p),
+            "can_item_settings": any(p.has(n) for n in ("sync_appointments", "sync_contacts",
+                                                         "sync_tasks"))}
 
 
 def _done(message: str, endpoint: str, **values):

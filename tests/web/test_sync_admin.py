@@ -620,3 +620,34 @@ def test_owner_names_the_sent_folder(app, bob, signin, bob_box):
     c.post(f"/admin/sync/mailboxes/{bob_box.id}", data={"username": "", "sent_folder": ""})
     db.session.expire_all()
     assert db.session.get(Mailbox, bob_box.id).sent_folder is None  # found again
+
+
+def test_item_sync_settings_page(app, admin, bob, signin):
+    """Field directions (the organization's, by its administrators) and synchronization
+    filters (the organization's default, and a user's own)."""
+    from server.sync.acts.filters import rule_for
+    from server.sync.models import FieldDirection, SyncFilter
+    c = signin(admin)
+    page = html(c.get("/admin/sync/items"))
+    assert "Field sync directions" in page and '"My appointments" in force (default)' in page
+    assert c.post("/admin/sync/items", data={
+        "what": "directions", "appointment.location": "to_crm",
+        "contact.job_title": "none", "task.subject": "both"}).status_code == 302
+    assert {(r.kind, r.field, r.direction) for r in db.session.scalars(select(FieldDirection))} \
+        == {("appointment", "location", "to_crm"), ("contact", "job_title", "none")}
+    assert c.post("/admin/sync/items", data={
+        "kind": "contact", "scope": "organization", "owner": "my_teams",
+        "conditions": "city eq Oslo"}).status_code == 302
+    assert rule_for(bob.id, "contact").source == "organization"
+    b = signin(bob)
+    assert b.post("/admin/sync/items", data={"what": "directions", "task.subject": "none"}
+                  ).status_code == 403
+    bad = b.post("/admin/sync/items", data={"kind": "task", "scope": "mine", "owner": "me",
+                                            "conditions": "salary gt 10"})
+    assert bad.status_code == 422 and 'salary&#34; is not a field of a task' in html(bad)
+    assert b.post("/admin/sync/items", data={"kind": "task", "scope": "mine", "owner": "me",
+                                             "name": "Open ones",
+                                             "conditions": "state eq open"}).status_code == 302
+    mine = db.session.scalar(select(SyncFilter).where(SyncFilter.user_id == bob.id))
+    assert (mine.name, mine.conditions) == ("Open ones", [["state", "eq", "open"]])
+    assert rule_for(bob.id, "task").source == "user"
