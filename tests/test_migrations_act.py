@@ -11,11 +11,7 @@ from server.db import db
 from tests.conftest import make_config
 from tests.test_migration_keys import WHEN, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
-
-
-def _upgrade(app, revision):
-    result = app.test_cli_runner().invoke(args=["db", "upgrade", revision])
-    assert result.exit_code == 0, (result.output, result.exception)
+from tests.test_migrations_send import _upgrade
 
 
 def _records(conn) -> None:

@@ -156,6 +156,22 @@ def test_two_workers_share_200_mailboxes_and_take_over_from_a_killed_one(
         Mailbox.lease_owner.is_not(None))) == 0
 
 
+def kill_repeatedly(env: dict, times: int, rng: random.Random, longest: float,
+                    progress) -> list:
+    """Start a worker and kill it (SIGKILL) up to ``longest`` seconds after it started,
+    ``times`` times; ``progress()`` after each kill."""
+    seen = []
+    for _ in range(times):
+        worker = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
+        try:
+            worker.wait_started()
+            time.sleep(rng.uniform(0.0, longest))
+        finally:
+            worker.kill()
+        seen.append(progress())
+    return seen
+
+
 def first_runs_open() -> bool:
     db.session.rollback()
     running = db.session.scalar(select(func.count()).select_from(SyncRun).where(
@@ -190,17 +206,9 @@ def test_a_worker_killed_50_times_during_a_2000_message_sync_loses_and_duplicate
     env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
                      REGARDING_SYNC_LEASE_SECONDS=LEASE, REGARDING_SYNC_POLL_SECONDS=0.1,
                      REGARDING_SYNC_BATCH_SIZE=25, REGARDING_SYNC_RUN_MESSAGES=400)
-    progress = []
-    for kill in range(50):
-        worker = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
-        try:
-            worker.wait_started()
-            # A batch of 25 takes well under 0.1 s: kills within 0.4 s of the start land
-            # at every stage of a run (claiming, fetching, writing, committing).
-            time.sleep(rng.uniform(0.0, 0.4))
-        finally:
-            worker.kill()
-        progress.append(counts()[2])
+    # A batch of 25 takes well under 0.1 s: kills within 0.4 s of the start land at every
+    # stage of a run (claiming, fetching, writing, committing).
+    progress = kill_repeatedly(env, 50, rng, 0.4, lambda: counts()[2])
     assert progress[-1] > progress[0], "the killed workers never got anywhere"
     assert progress[-1] < 2000, "the sync finished before the kills were over: more messages"
 
@@ -268,15 +276,7 @@ def test_a_worker_killed_during_a_2000_item_calendar_and_address_book_sync(
                      REGARDING_SYNC_LEASE_SECONDS=LEASE, REGARDING_SYNC_POLL_SECONDS=0.1,
                      REGARDING_SYNC_BATCH_SIZE=25)
     rng = random.Random(20261205)
-    progress = []
-    for kill in range(15):
-        worker = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
-        try:
-            worker.wait_started()
-            time.sleep(rng.uniform(0.0, 1.5))
-        finally:
-            worker.kill()
-        progress.append(_items()[4])
+    progress = kill_repeatedly(env, 15, rng, 1.5, lambda: _items()[4])
     assert progress[-1] > 0, "the killed workers never got anywhere"
     final = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
     try:

@@ -11,7 +11,7 @@ from server.db import db
 from server.sync.acts.run import sync_items
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import EmailServerProfile, ItemCursor
-from tests.servers.dropping_proxy import DroppingProxy
+from tests.servers.counting_proxy import CountingProxy
 from tests.sync.acts.conftest import Server, event
 
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
@@ -30,7 +30,7 @@ def test_a_dropped_connection_writes_nothing_half_and_resumes_from_the_token(sto
         calendar = Server(client, "appointment")
         for n in range(150):
             calendar.store.put(calendar.collection, event(f"e{n}@x", f"Meeting {n}", TRACKED))
-    with DroppingProxy(store.radicale.host, store.radicale.port) as proxy:
+    with CountingProxy(store.radicale.host, store.radicale.port) as proxy:
         through = EmailServerProfile(name="Radicale through a proxy", incoming_protocol="caldav",
                                      incoming_host=proxy.host, incoming_port=proxy.port,
                                      incoming_security="none", settings={"timeout": 10},
