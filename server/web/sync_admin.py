@@ -139,7 +139,8 @@ def decisions():
     mailbox_id = int_arg("mailbox")
     mailbox = mailbox_admin.get_mailbox(p, mailbox_id) if mailbox_id else None
     rows = quarantine_admin.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
-    return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,
+    items = quarantine_admin.find_items(p, q, mailbox_id) if (q or mailbox) else []
+    return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox, items=items,
                            activity_url=_activity_url, chain=chain_description())
 
 

@@ -254,3 +254,15 @@ def test_test_and_enable_reports_the_items_direction_apart(store, make_user):
     refused = test_and_enable(box)
     assert not refused.enabled and not refused.acts.ok and refused.acts.code == "auth_failed"
     assert "refused the password" in box.acts_message
+
+
+def test_the_dashboard_says_why_an_item_was_not_synced(store, make_user, signin):
+    ann = make_user("ann@contoso.test", roles=("Sales Manager",))
+    box = store.mailbox(ann)
+    with store.client(ann) as client:
+        Server(client, "appointment").put(event("why@x", "Dentist visit"), "why@x")
+    sync_items(box.id)
+    page = signin(ann).get(f"/admin/sync/decisions?mailbox={box.id}&q=dentist")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Dentist visit" in text and "Not synced" in text
+    assert "no &#34;Tracked to Regarding&#34; category" in text
