@@ -27,7 +27,9 @@ from server.sync.models import ItemLink
 WRITERS = {"appointment": calendar.write_event, "task": calendar.write_task}
 
 
-def push(run: Run, default: Collection, collections: list[Collection], limit: int) -> None:
+def push(run: Run, default: Collection | None, collections: list[Collection],
+         limit: int) -> None:
+    """``default``: where new items go (None: the store has nowhere to put them; they wait)."""
     kind, model = run.kind, records.MODELS[run.kind]
     by_key = {c.key: c for c in collections}
     selected = set(db.session.scalars(select(model.id).where(
@@ -56,7 +58,7 @@ def push(run: Run, default: Collection, collections: list[Collection], limit: in
             db.session.commit()
     linked = set(db.session.scalars(select(column).where(
         ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == kind)))
-    for record_id in sorted(selected - linked):
+    for record_id in sorted(selected - linked) if default is not None else ():
         record = db.session.get(model, record_id)
         if not _adopt(run, by_key, record):
             _create(run, default, record)

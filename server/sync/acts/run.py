@@ -70,7 +70,8 @@ def sync_items(mailbox_id: int, *, store_class: Callable[..., ItemStore] | None 
                 collections = store.collections(kind)
                 for collection in collections:
                     pull(run, collection, limit)
-                push(run, next(c for c in collections if c.default), collections, limit)
+                default = next((c for c in collections if c.default), None)
+                push(run, default, collections, limit)
     except ConnectorError as exc:
         db.session.rollback()
         return _finish(db.session.get(Mailbox, mailbox_id), result, exc)

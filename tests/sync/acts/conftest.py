@@ -66,8 +66,8 @@ class RadicaleSide:
 
 def fill(side: RadicaleSide, user, texts: dict[str, dict[str, str]]) -> None:
     """Many items at once ({kind: {uid: text}}), written into Radicale's store as its own
-    files: what thousands of PUTs would leave, in a fraction of the time (Radicale reads
-    and caches each one when it is first asked for it)."""
+    files: what thousands of PUTs would leave, in a fraction of the time; then read once,
+    as Radicale parses and caches each item the first time it is asked for it."""
     with side.client(user) as client:
         folders = {kind: client.collections(kind)[0].key for kind in texts}
     for kind, items in texts.items():
@@ -76,6 +76,13 @@ def fill(side: RadicaleSide, user, texts: dict[str, dict[str, str]]) -> None:
         suffix = ".vcf" if kind == "contact" else ".ics"
         for uid, text in items.items():
             (folder / f"{uid}{suffix}").write_text(text)
+    dav = side.users[user.id]
+    account = Account(user.email, host=side.radicale.host, port=side.radicale.port,
+                      security="none", username=dav.username, password=dav.password,
+                      timeout=600)
+    with CalDavStore(account) as client:  # Radicale reads and caches them once, now
+        for kind in texts:
+            client.changes(client.collections(kind)[0], None)
 
 
 class Server:

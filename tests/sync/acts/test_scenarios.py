@@ -266,3 +266,27 @@ def test_the_dashboard_says_why_an_item_was_not_synced(store, make_user, signin)
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and "Dentist visit" in text and "Not synced" in text
     assert "no &#34;Tracked to Regarding&#34; category" in text
+
+
+def test_tasks_go_both_ways(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    todo = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Other client//EN\r\nBEGIN:VTODO\r\n"
+            "UID:t1@x\r\nDTSTAMP:20250101T000000Z\r\nSUMMARY:Send the quote\r\n"
+            "DUE:20300110T170000Z\r\nPRIORITY:1\r\nSTATUS:IN-PROCESS\r\nPERCENT-COMPLETE:40\r\n"
+            f"{TRACKED}END:VTODO\r\nEND:VCALENDAR\r\n")
+    with store.client(ann) as client:
+        tasks = Server(client, "task")
+        tasks.put(todo, "t1@x")
+        sync_items(box.id)
+        [task] = db.session.scalars(select(Task)).all()
+        assert (task.subject, task.priority, task.task_status, task.percent_complete) == \
+            ("Send the quote", "high", "in_progress", 40)
+        assert task.scheduled_end == datetime(2030, 1, 10, 17, tzinfo=timezone.utc)
+        task.state, task.task_status, task.percent_complete = "completed", "completed", 100
+        task.actual_end = datetime(2030, 1, 9, 12, tzinfo=timezone.utc)
+        db.session.commit()
+        sync_items(box.id)
+        text = tasks.items()["t1@x"].data
+    assert "STATUS:COMPLETED" in text and "PERCENT-COMPLETE:100" in text
+    assert "COMPLETED:20300109T120000Z" in text
