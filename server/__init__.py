@@ -44,9 +44,10 @@ def _register_blueprints(app: Flask) -> None:
     the others' views rely on its login manager)."""
     from server.web import (addin_api, addin_mailbox, addin_pages, admin, api, auth, compose,
                             email_templates, graph_webhook, mail_files, pages, queues,
-                            sync_admin, sync_provision)
+                            sync_admin, sync_items, sync_provision)
     for area in (auth, pages, admin, api, addin_api, addin_pages, sync_admin, sync_provision,
-                 graph_webhook, addin_mailbox, mail_files, compose, email_templates, queues):
+                 sync_items, graph_webhook, addin_mailbox, mail_files, compose, email_templates,
+                 queues):
         area.init_app(app)
 
 

@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.crm.services",),
     ("server.addin",),
     ("server.sync.mail",),
+    ("server.sync.items",),  # iCalendar/vCard <-> CRM values: pure, beside the mail parsers
     ("server.sync.connectors",),
     ("server.sync",),
     ("server.demo", "server.demo_data", "server.cli"),

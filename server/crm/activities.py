@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
+from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
                         String, Text)
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
@@ -21,6 +21,7 @@ REGARDING_TYPES = ("account", "contact", "lead", "opportunity", "case")
 PARTY_TYPES = ("user", "contact", "account", "lead", "queue")
 
 PARTY_ROLES = ("from", "to", "cc", "bcc", "organizer", "required", "optional", "owner")
+TASK_STATUSES = ("not_started", "in_progress", "waiting", "completed", "deferred")
 EMAIL_STATUSES = ("draft", "pending_send", "sending", "sent", "received", "failed", "canceled")
 
 
@@ -149,6 +150,15 @@ class Appointment(Activity):
     is_all_day: Mapped[bool] = mapped_column(Boolean, default=False)
     global_object_id: Mapped[str | None] = mapped_column(String(400), index=True)  # iCal UID
     online_meeting_url: Mapped[str | None] = mapped_column(String(1000))
+    # What calendars keep beside (synced with CalDAV, Graph, EWS: server/sync/items/).
+    time_zone: Mapped[str | None] = mapped_column(String(64))  # IANA name of start/end
+    recurrence_rule: Mapped[str | None] = mapped_column(String(500))  # RRULE value
+    # {"exdates": [start, ...], "overrides": [{"recurrence_id", "start", "end", ...}]}
+    recurrence_exceptions: Mapped[dict | None] = mapped_column(JSON)
+    reminder_minutes: Mapped[int | None] = mapped_column(Integer)  # before the start
+    show_as: Mapped[str] = mapped_column(String(10), default="busy")  # free tentative busy oof
+    sensitivity: Mapped[str] = mapped_column(String(12), default="normal")  # private confidential
+    categories: Mapped[str | None] = mapped_column(String(1000))  # comma separated
 
     __mapper_args__ = {"polymorphic_identity": "appointment"}
 
@@ -158,6 +168,12 @@ class Task(Activity):
     id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
     percent_complete: Mapped[int] = mapped_column(Integer, default=0)
     category: Mapped[str | None] = mapped_column(String(80))
+    # Due is ``scheduled_end`` and start ``scheduled_start``, as in Dynamics.
+    task_status: Mapped[str] = mapped_column(String(12), default="not_started")  # TASK_STATUSES
+    reminder_minutes: Mapped[int | None] = mapped_column(Integer)  # before due
+    sensitivity: Mapped[str] = mapped_column(String(12), default="normal")
+    categories: Mapped[str | None] = mapped_column(String(1000))
+    task_uid: Mapped[str | None] = mapped_column(String(400), index=True)  # iCal UID
 
     __mapper_args__ = {"polymorphic_identity": "task"}
 
@@ -198,6 +214,8 @@ class ActivityParty(db.Model):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"))
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"))
+    # A meeting attendee's answer: needs-action accepted declined tentative delegated.
+    response: Mapped[str | None] = mapped_column(String(20))
 
     activity: Mapped[Activity] = relationship(back_populates="parties")
 

@@ -168,6 +168,16 @@ class Contact(Record, PersonName, EmailFields, db.Model):
     city: Mapped[str | None] = mapped_column(String(80))
     parent_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("account.id", ondelete="SET NULL"), index=True)
+    # Address-book fields (synced with CardDAV, Graph, EWS: server/sync/items/).
+    home_phone: Mapped[str | None] = mapped_column(String(50))
+    street: Mapped[str | None] = mapped_column(String(250))
+    state_province: Mapped[str | None] = mapped_column(String(80))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str | None] = mapped_column(String(80))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    website: Mapped[str | None] = mapped_column(String(200))
+    company_name: Mapped[str | None] = mapped_column(String(160))  # when no account matches
+    contact_uid: Mapped[str | None] = mapped_column(String(400), index=True)  # vCard UID
 
     parent_account: Mapped[Account | None] = relationship()
 

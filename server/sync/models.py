@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from server.crm.activities import Regarding, one_regarding_check
 from server.db import db, utcnow
 from server.security.secrets import EncryptedText
+from server.sync.items.fields import FIELD_DIRECTIONS  # noqa: F401 (the table's values)
 
 # Protocols a profile reads mail with / sends mail with; each maps to a connector module.
 INCOMING_PROTOCOLS = ("imap", "pop3", "maildir", "graph", "ews")
@@ -22,6 +23,10 @@ AUTH_METHODS = ("password", "oauth2")
 INCOMING_METHODS = ("none", "addin", "server_side_sync", "forward_mailbox")
 OUTGOING_METHODS = ("none", "addin", "server_side_sync")
 ACTS_METHODS = ("none", "server_side_sync")  # appointments, contacts and tasks
+# Protocols a profile syncs appointments, contacts and tasks with (connectors.item_store);
+# Graph and EWS profiles do it with the mailbox's own profile.
+ACTS_PROTOCOLS = ("caldav",)
+FILTER_OWNERS = ("me", "my_teams", "any")  # whose records a synchronization filter takes
 
 TRACKING_OPTIONS = ("all", "crm_responses", "from_crm_records", "from_email_enabled", "none")
 STATUSES = ("not_run", "success", "failure")
@@ -77,6 +82,10 @@ class Mailbox(db.Model):
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), index=True)
     is_forward_mailbox: Mapped[bool] = mapped_column(Boolean, default=False)
     server_profile_id: Mapped[int | None] = mapped_column(ForeignKey("email_server_profile.id"))
+    # Where appointments, contacts and tasks sync: a CalDAV/CardDAV profile beside any mail
+    # profile; None: the mail profile itself (Graph, EWS).
+    acts_profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("email_server_profile.id", ondelete="SET NULL"))
     username: Mapped[str | None] = mapped_column(String(320))
     password: Mapped[str | None] = mapped_column(EncryptedText)
     oauth_refresh_token: Mapped[str | None] = mapped_column(EncryptedText)
@@ -110,6 +119,7 @@ class Mailbox(db.Model):
     incoming_status: Mapped[str] = mapped_column(String(10), default="not_run")
     outgoing_status: Mapped[str] = mapped_column(String(10), default="not_run")
     acts_status: Mapped[str] = mapped_column(String(10), default="not_run")
+    acts_message: Mapped[str | None] = mapped_column(Text)  # Test & Enable / last run's word
     incoming_message: Mapped[str | None] = mapped_column(Text)
     outgoing_message: Mapped[str | None] = mapped_column(Text)
     tested_on: Mapped[datetime | None]
@@ -127,7 +137,9 @@ class Mailbox(db.Model):
     owning_business_unit_id: Mapped[int] = mapped_column(ForeignKey("business_unit.id"), index=True)
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
 
-    server_profile: Mapped[EmailServerProfile | None] = relationship()
+    server_profile: Mapped[EmailServerProfile | None] = relationship(
+        foreign_keys=[server_profile_id])
+    acts_profile: Mapped[EmailServerProfile | None] = relationship(foreign_keys=[acts_profile_id])
     user = relationship("User", foreign_keys=[user_id])
     queue = relationship("Queue")
 
@@ -309,3 +321,86 @@ class MailboxJobItem(db.Model):
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_on: Mapped[datetime | None]
     finished_on: Mapped[datetime | None]
+
+
+class ItemCursor(db.Model):
+    """Where the sync of one calendar, task list or address book of a mailbox stands: the
+    store's opaque cursor, stored in the transaction that stores what it covers."""
+
+    __tablename__ = "item_cursor"
+    __table_args__ = (UniqueConstraint("mailbox_id", "kind", "collection_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))  # appointment contact task
+    collection_key: Mapped[str] = mapped_column(String(1000))
+    collection_name: Mapped[str] = mapped_column(String(500))
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ItemLink(db.Model):
+    """One item of a mailbox's store and the CRM record it syncs with (or why it does not):
+    its version on the server, its last synced text and field values (what each side
+    changed since is told against these). ``tracked`` with no record: the CRM record was
+    deleted, so the item goes from the server too."""
+
+    __tablename__ = "item_link"
+    __table_args__ = (UniqueConstraint("mailbox_id", "kind", "ref"),
+                      Index("ix_item_link_uid", "kind", "uid"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"),
+                                            index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    collection_key: Mapped[str] = mapped_column(String(1000))
+    ref: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str | None] = mapped_column(String(300))
+    uid: Mapped[str | None] = mapped_column(String(400))
+    activity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="SET NULL"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact.id", ondelete="SET NULL"), index=True)
+    tracked: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "server": taken in from the mail server (stays there whatever the filters say);
+    # "crm": put there because a synchronization filter took it (leaves with the filter).
+    origin: Mapped[str] = mapped_column(String(10), default="server")
+    reason: Mapped[str | None] = mapped_column(Text)  # why (not) synced, for the dashboard
+    server_data: Mapped[str | None] = mapped_column(Text)
+    synced_values: Mapped[dict | None] = mapped_column(JSON)
+    synced_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+    activity = relationship("Activity", foreign_keys=[activity_id])
+    contact = relationship("Contact", foreign_keys=[contact_id])
+
+    @property
+    def record_id(self) -> int | None:
+        return self.contact_id if self.kind == "contact" else self.activity_id
+
+
+class SyncFilter(db.Model):
+    """Which CRM records go to users' mail servers (Dynamics' synchronization filters): an
+    owner (the user, their teams, anyone) and conditions on fields, all of which must hold.
+    ``user_id`` None: an organization default, used by users without a filter of the kind."""
+
+    __tablename__ = "sync_filter"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"),
+                                                index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(10), default="me")  # FILTER_OWNERS
+    # [[field, operator, value], ...]: operators eq ne contains empty not_empty
+    conditions: Mapped[list] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class FieldDirection(db.Model):
+    """The organization's sync direction of one field (Dynamics' field sync settings); a
+    field without a row has its default (``server.sync.items.fields``)."""
+
+    __tablename__ = "field_direction"
+    __table_args__ = (UniqueConstraint("kind", "field"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    field: Mapped[str] = mapped_column(String(60))
+    direction: Mapped[str] = mapped_column(String(10))  # FIELD_DIRECTIONS

@@ -31,7 +31,7 @@ from server.sync.admin import profiles as profile_admin
 from server.sync.admin import quarantine as quarantine_admin
 from server.sync.admin.jobs import KIND_LABELS
 from server.sync.mail.rules import chain_description
-from server.sync.models import (ACTS_METHODS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
+from server.sync.models import (ACTS_METHODS, ACTS_PROTOCOLS, AUTH_METHODS, INCOMING_METHODS, INCOMING_PROTOCOLS,
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
 from server.web.auth import current_principal, login_manager
@@ -43,6 +43,7 @@ bp = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
 LABELS = {
     "imap": "IMAP", "pop3": "POP3", "maildir": "Maildir (local store)", "graph":
     "Microsoft Graph (Exchange Online)", "ews": "Exchange Web Services", "smtp": "SMTP",
+    "caldav": "CalDAV/CardDAV (appointments, contacts and tasks)",
     "tls": "TLS (implicit)", "starttls": "STARTTLS", "none": "None",
     "password": "User name and password", "oauth2": "OAuth 2 (Microsoft Entra ID)",
     "addin": "Outlook add-in", "server_side_sync": "Server-side synchronization",
@@ -53,7 +54,7 @@ LABELS = {
     "from_email_enabled": "Email messages from CRM records that are email enabled",
     "not_run": "Not run", "success": "Success", "failure": "Failure",
 }
-CHOICES = {"incoming_protocol": INCOMING_PROTOCOLS, "outgoing_protocol": OUTGOING_PROTOCOLS,
+CHOICES = {"incoming_protocol": INCOMING_PROTOCOLS + ACTS_PROTOCOLS, "outgoing_protocol": OUTGOING_PROTOCOLS,
            "security": SECURITY, "auth_method": AUTH_METHODS, "incoming_method": INCOMING_METHODS,
            "outgoing_method": OUTGOING_METHODS, "acts_method": ACTS_METHODS,
            "tracking_option": TRACKING_OPTIONS}
@@ -84,14 +85,16 @@ def _nav():
 
 
 @bp.context_processor
-def _common():
+def common():
     if not current_user.is_authenticated:  # an error page for a signed-out request
         return {"choices": CHOICES}
     p = current_principal()
     return {"choices": CHOICES, "can_dashboard": p.has("view_sync_dashboard"),
             "can_profiles": profile_admin.can_manage_profiles(p),
             "can_mailboxes": p.depth("mailbox", "read") >= Depth.BUSINESS_UNIT,
-            "can_blocklist": p.has("view_sync_dashboard") or block_admin.can_edit_blocklist(p)}
+            "can_blocklist": p.has("view_sync_dashboard") or block_admin.can_edit_blocklist(p),
+            "can_item_settings": any(p.has(n) for n in ("sync_appointments", "sync_contacts",
+                                                         "sync_tasks"))}
 
 
 def _done(message: str, endpoint: str, **values):
@@ -141,7 +144,8 @@ def decisions():
     mailbox_id = int_arg("mailbox")
     mailbox = mailbox_admin.get_mailbox(p, mailbox_id) if mailbox_id else None
     rows = quarantine_admin.find_decisions(p, q, mailbox_id) if (q or mailbox) else []
-    return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox,
+    items = quarantine_admin.find_items(p, q, mailbox_id) if (q or mailbox) else []
+    return render_template("sync/decisions.html", q=q, rows=rows, mailbox=mailbox, items=items,
                            activity_url=_activity_url, chain=chain_description())
 
 
@@ -376,7 +380,8 @@ def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.
 def mailbox_test(mailbox_id: int):
     def said(result) -> str:
         parts = [result.message]
-        for name, direction in (("Incoming", result.incoming), ("Outgoing", result.outgoing)):
+        for name, direction in (("Incoming", result.incoming), ("Outgoing", result.outgoing),
+                                ("Appointments, contacts and tasks", result.acts)):
             if direction is not None:
                 parts.append(f"{name}: {direction.message}")
         return " ".join(parts)

@@ -5,6 +5,11 @@ mail whole it had no need to.
 
 Plain TCP only (no TLS): it sees the protocol in the clear. ``reset()`` starts counting
 afresh; counts cover every connection made through the proxy since then.
+
+It can also cut a connection in the middle of an answer, as a server or network that
+drops it does (any peer: a CalDAV server, say): ``drop_after(n)`` arms it, and the answer
+is cut after ``n`` more bytes from the server (the connection closed); later connections
+pass whole again. ``dropped`` counts the cuts.
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ class CountingProxy:
         self.target = (host, port)
         self.host, self.port = LOOPBACK, free_port()
         self.counts = Counts()
+        self.dropped = 0
+        self._budget: int | None = None  # bytes from the server until a cut, when armed
         self._lock = threading.Lock()
         self._listener = socket.create_server((self.host, self.port))
         self._stopped = threading.Event()
@@ -54,6 +61,21 @@ class CountingProxy:
             counts, self.counts = self.counts, Counts()
         return counts
 
+    def drop_after(self, size: int) -> None:
+        with self._lock:
+            self._budget = size
+
+    def _allowed(self, size: int) -> int:
+        """How much of ``size`` bytes from the server passes before an armed cut."""
+        with self._lock:
+            if self._budget is None:
+                return size
+            if size > self._budget:
+                passed, self._budget, self.dropped = self._budget, None, self.dropped + 1
+                return passed
+            self._budget -= size
+            return size
+
     def _accept(self) -> None:
         while not self._stopped.is_set():
             try:
@@ -73,6 +95,10 @@ class CountingProxy:
                 if count:
                     self._count(tail + chunk, len(chunk), len(tail))
                     tail = chunk[-32:]
+                    passed = self._allowed(len(chunk))
+                    if passed < len(chunk):
+                        sink.sendall(chunk[:passed])
+                        break  # the connection is dropped below
                 sink.sendall(chunk)
         except OSError:
             pass

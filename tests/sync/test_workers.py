@@ -156,6 +156,22 @@ def test_two_workers_share_200_mailboxes_and_take_over_from_a_killed_one(
         Mailbox.lease_owner.is_not(None))) == 0
 
 
+def kill_repeatedly(env: dict, times: int, rng: random.Random, longest: float,
+                    progress) -> list:
+    """Start a worker and kill it (SIGKILL) up to ``longest`` seconds after it started,
+    ``times`` times; ``progress()`` after each kill."""
+    seen = []
+    for _ in range(times):
+        worker = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
+        try:
+            worker.wait_started()
+            time.sleep(rng.uniform(0.0, longest))
+        finally:
+            worker.kill()
+        seen.append(progress())
+    return seen
+
+
 def first_runs_open() -> bool:
     db.session.rollback()
     running = db.session.scalar(select(func.count()).select_from(SyncRun).where(
@@ -190,17 +206,9 @@ def test_a_worker_killed_50_times_during_a_2000_message_sync_loses_and_duplicate
     env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
                      REGARDING_SYNC_LEASE_SECONDS=LEASE, REGARDING_SYNC_POLL_SECONDS=0.1,
                      REGARDING_SYNC_BATCH_SIZE=25, REGARDING_SYNC_RUN_MESSAGES=400)
-    progress = []
-    for kill in range(50):
-        worker = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
-        try:
-            worker.wait_started()
-            # A batch of 25 takes well under 0.1 s: kills within 0.4 s of the start land
-            # at every stage of a run (claiming, fetching, writing, committing).
-            time.sleep(rng.uniform(0.0, 0.4))
-        finally:
-            worker.kill()
-        progress.append(counts()[2])
+    # A batch of 25 takes well under 0.1 s: kills within 0.4 s of the start land at every
+    # stage of a run (claiming, fetching, writing, committing).
+    progress = kill_repeatedly(env, 50, rng, 0.4, lambda: counts()[2])
     assert progress[-1] > progress[0], "the killed workers never got anywhere"
     assert progress[-1] < 2000, "the sync finished before the kills were over: more messages"
 
@@ -228,3 +236,56 @@ def test_a_worker_killed_50_times_during_a_2000_message_sync_loses_and_duplicate
     box = db.session.get(Mailbox, mailbox_id)
     assert box.lease_owner is None and box.incoming_status == "success"
     assert box.next_sync_on > utcnow() + timedelta(seconds=60)
+
+
+def _items() -> tuple[int, int, int, int, int]:
+    """(appointments, their distinct UIDs, contacts, their distinct UIDs, item links)."""
+    from server.crm.activities import Appointment
+    from server.crm.models import Contact
+    from server.sync.models import ItemLink
+    db.session.rollback()
+    found = (db.session.scalar(select(func.count(Appointment.id))),
+             db.session.scalar(select(func.count(func.distinct(Appointment.global_object_id)))),
+             db.session.scalar(select(func.count(Contact.id)).where(Contact.contact_uid.is_not(None))),
+             db.session.scalar(select(func.count(func.distinct(Contact.contact_uid)))),
+             db.session.scalar(select(func.count(ItemLink.id))))
+    db.session.rollback()
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_a_2000_item_calendar_and_address_book_sync(
+        app, make_user, radicale, tmp_path):
+    """The same for appointments and contacts: 1,000 events (a tenth of them series) and
+    1,000 cards from Radicale, the worker killed at random moments and started again: each
+    item is one record and one link in the end."""
+    from tests.sync.acts.conftest import RadicaleSide, event, fill
+    side = RadicaleSide(radicale)
+    ann = make_user("ann@contoso.test")
+    box = side.mailbox(ann)
+    tracked = "CATEGORIES:Tracked to Regarding\r\n"
+    fill(side, ann, {"appointment": {
+        f"e{n}": event(f"e{n}", f"Meeting {n}", tracked + ("RRULE:FREQ=WEEKLY;COUNT=4\r\n"
+                                                           if n % 10 == 0 else ""))
+        for n in range(1000)},
+        "contact": {
+        f"c{n}": (f"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c{n}\r\nFN:Person {n}\r\nN:{n};Person;;;\r\n"
+                  f"EMAIL:p{n}@customer.example\r\nCATEGORIES:Tracked to Regarding\r\nEND:VCARD\r\n")
+        for n in range(1000)}})
+    env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
+                     REGARDING_SYNC_LEASE_SECONDS=LEASE, REGARDING_SYNC_POLL_SECONDS=0.1,
+                     REGARDING_SYNC_BATCH_SIZE=25)
+    rng = random.Random(20261205)
+    progress = kill_repeatedly(env, 15, rng, 1.5, lambda: _items()[4])
+    assert progress[-1] > 0, "the killed workers never got anywhere"
+    final = WorkerProcess("crash", env, "--concurrency", "1", "--no-push")
+    try:
+        final.wait_started()
+        wait_until(lambda: _items()[4] >= 2000, 600, "every item linked", workers=[final])
+        wait_until(lambda: _scheduled_later(box.id), 120, "an idle run scheduled later",
+                   workers=[final])
+        assert final.stop() == 0
+    finally:
+        final.kill()
+    assert _items() == (1000, 1000, 1000, 1000, 2000)
+    assert progress[0] < 2000, "the first worker finished before it was killed: more items"

@@ -355,6 +355,33 @@ def test_create_mailbox_for_a_user(app, admin, eve, signin, profile):
     assert "No user you can see" in html(bad) and "Another mailbox has this address" in html(bad)
 
 
+def test_a_caldav_profile_beside_a_mail_profile(app, admin, eve, signin, profile):
+    """A CalDAV/CardDAV profile for appointments, contacts and tasks, chosen on a mailbox
+    beside its email profile; an email profile that cannot sync them is refused for them."""
+    c = signin(admin)
+    r = c.post("/admin/sync/profiles/new", data={
+        "name": "Team calendar", "incoming_protocol": "caldav",
+        "incoming_host": "dav.contoso.example", "incoming_port": "443",
+        "incoming_security": "tls", "auth_method": "password", "max_connections": "10"})
+    assert r.status_code == 302, html(r)
+    dav = db.session.scalar(select(EmailServerProfile).where(
+        EmailServerProfile.name == "Team calendar"))
+    page = html(c.get("/admin/sync/mailboxes/new"))
+    assert "CalDAV/CardDAV profile, beside any email profile" in page
+    fields = {"owner_kind": "user", "owner": "eve@org.example", "email_address": "eve@org.example",
+              "server_profile_id": profile.id, "incoming_method": "server_side_sync",
+              "outgoing_method": "server_side_sync", "acts_method": "server_side_sync"}
+    refused = c.post("/admin/sync/mailboxes/new", data=fields)
+    assert refused.status_code == 422
+    assert "does not sync appointments, contacts and tasks" in html(refused)
+    wrong_way = c.post("/admin/sync/mailboxes/new", data={**fields, "server_profile_id": dav.id})
+    assert "A CalDAV/CardDAV profile reads no email" in html(wrong_way)
+    assert c.post("/admin/sync/mailboxes/new",
+                  data={**fields, "acts_profile_id": dav.id}).status_code == 302
+    box = db.session.scalar(select(Mailbox).where(Mailbox.user_id == eve.id))
+    assert (box.server_profile_id, box.acts_profile_id) == (profile.id, dav.id)
+
+
 def test_approval_needs_the_privilege_and_can_be_waived(app, admin, bob, signin, bob_box):
     bob_box.email_approved = False
     db.session.commit()
@@ -597,3 +624,34 @@ def test_owner_names_the_sent_folder(app, bob, signin, bob_box):
     c.post(f"/admin/sync/mailboxes/{bob_box.id}", data={"username": "", "sent_folder": ""})
     db.session.expire_all()
     assert db.session.get(Mailbox, bob_box.id).sent_folder is None  # found again
+
+
+def test_item_sync_settings_page(app, admin, bob, signin):
+    """Field directions (the organization's, by its administrators) and synchronization
+    filters (the organization's default, and a user's own)."""
+    from server.sync.acts.filters import rule_for
+    from server.sync.models import FieldDirection, SyncFilter
+    c = signin(admin)
+    page = html(c.get("/admin/sync/items"))
+    assert "Field sync directions" in page and '"My appointments" in force (default)' in page
+    assert c.post("/admin/sync/items", data={
+        "what": "directions", "appointment.location": "to_crm",
+        "contact.job_title": "none", "task.subject": "both"}).status_code == 302
+    assert {(r.kind, r.field, r.direction) for r in db.session.scalars(select(FieldDirection))} \
+        == {("appointment", "location", "to_crm"), ("contact", "job_title", "none")}
+    assert c.post("/admin/sync/items", data={
+        "kind": "contact", "scope": "organization", "owner": "my_teams",
+        "conditions": "city eq Oslo"}).status_code == 302
+    assert rule_for(bob.id, "contact").source == "organization"
+    b = signin(bob)
+    assert b.post("/admin/sync/items", data={"what": "directions", "task.subject": "none"}
+                  ).status_code == 403
+    bad = b.post("/admin/sync/items", data={"kind": "task", "scope": "mine", "owner": "me",
+                                            "conditions": "salary gt 10"})
+    assert bad.status_code == 422 and 'salary&#34; is not a field of a task' in html(bad)
+    assert b.post("/admin/sync/items", data={"kind": "task", "scope": "mine", "owner": "me",
+                                             "name": "Open ones",
+                                             "conditions": "state eq open"}).status_code == 302
+    mine = db.session.scalar(select(SyncFilter).where(SyncFilter.user_id == bob.id))
+    assert (mine.name, mine.conditions) == ("Open ones", [["state", "eq", "open"]])
+    assert rule_for(bob.id, "task").source == "user"

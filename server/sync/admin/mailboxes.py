@@ -27,7 +27,8 @@ from server.security.privileges import Depth
 from server.sync import connectors
 from server.sync.admin import folder_rules, forms
 from server.sync.admin.forms import PAGE
-from server.sync.models import (ACTS_METHODS, INCOMING_METHODS, OUTGOING_METHODS,
+from server.sync.connectors.base import ConnectorError
+from server.sync.models import (ACTS_METHODS, ACTS_PROTOCOLS, INCOMING_METHODS, OUTGOING_METHODS,
                                 TRACKING_OPTIONS, Alert, EmailServerProfile, FolderRule, Mailbox,
                                 MessageDecision, QuarantinedMessage)
 
@@ -118,16 +119,38 @@ def my_mailbox(p: Principal) -> Mailbox | None:
                              .order_by(Mailbox.id).limit(1))
 
 
-def _profile_for(p: Principal, data: dict, errors: dict) -> EmailServerProfile | None:
-    profile_id = forms.integer(data, "server_profile_id", "Email server profile", errors, low=1,
+def _profile_for(p: Principal, data: dict, errors: dict,
+                 field: str = "server_profile_id") -> EmailServerProfile | None:
+    profile_id = forms.integer(data, field, "Email server profile", errors, low=1,
                       high=2**31 - 1)
     if profile_id is None:
         return None
     profile = db.session.scalar(select(EmailServerProfile).where(
         EmailServerProfile.id == profile_id, authz.scope(p, EmailServerProfile, "read")))
     if profile is None:
-        errors["server_profile_id"] = "Choose an email server profile you can see."
+        errors[field] = "Choose an email server profile you can see."
     return profile
+
+
+def _acts_profile_for(p: Principal, data: dict, errors: dict, mail: EmailServerProfile | None,
+                      acts_method: str | None) -> EmailServerProfile | None:
+    """The CalDAV/CardDAV profile beside the mail profile (none: the mail profile syncs
+    appointments, contacts and tasks itself, as Exchange does); checked against what each
+    can do."""
+    acts = _profile_for(p, data, errors, "acts_profile_id")
+    if acts is not None and acts.incoming_protocol not in ACTS_PROTOCOLS:
+        errors["acts_profile_id"] = "Choose a CalDAV/CardDAV profile, or none."
+    if mail is not None and mail.incoming_protocol in ACTS_PROTOCOLS:
+        errors["server_profile_id"] = ("A CalDAV/CardDAV profile reads no email: choose it "
+                                       "for appointments, contacts and tasks instead.")
+    if acts_method == "server_side_sync" and acts is None and "acts_profile_id" not in errors:
+        try:
+            connectors.item_store(mail.incoming_protocol if mail else "")
+        except ConnectorError:
+            errors["acts_profile_id"] = ("The email server profile does not sync "
+                                         "appointments, contacts and tasks: choose a "
+                                         "CalDAV/CardDAV profile for them.")
+    return acts
 
 
 def _address(data: dict, errors: dict, mailbox: Mailbox | None) -> str | None:
@@ -168,7 +191,7 @@ def untested(mailbox: Mailbox, reason: str) -> None:
         mailbox.enabled = False
         mailbox.disabled_reason = reason
         mailbox.next_sync_on = None
-    mailbox.incoming_status = mailbox.outgoing_status = "not_run"
+    mailbox.incoming_status = mailbox.outgoing_status = mailbox.acts_status = "not_run"
 
 
 def create_mailbox(p: Principal, data: dict) -> Mailbox:
@@ -179,6 +202,7 @@ def create_mailbox(p: Principal, data: dict) -> Mailbox:
     address = _address(data, errors, None)
     profile = _profile_for(p, data, errors)
     methods = _methods(data, errors)
+    acts_profile = _acts_profile_for(p, data, errors, profile, methods["acts_method"])
     owner_kind = forms.choice(data, "owner_kind", "Owner", ("user", "queue", "forward"), errors,
                               default="user")
     process_after = forms.day(data, "process_emails_after", "Process email received after",
@@ -205,8 +229,8 @@ def create_mailbox(p: Principal, data: dict) -> Mailbox:
     mailbox = Mailbox(name=(data.get("name") or "").strip()[:200] or address,
                       email_address=address, user_id=user.id if user else None,
                       queue_id=queue.id if queue else None, server_profile=profile,
-                      owning_business_unit_id=unit, process_emails_after=process_after,
-                      **methods)
+                      acts_profile=acts_profile, owning_business_unit_id=unit,
+                      process_emails_after=process_after, **methods)
     db.session.add(mailbox)
     db.session.flush()
     return mailbox
@@ -240,7 +264,7 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     errors: dict[str, str] = {}
     admin = can_administer(p, mailbox)
     before = (mailbox.server_profile_id, mailbox.incoming_method, mailbox.outgoing_method,
-              mailbox.username)
+              mailbox.username, mailbox.acts_profile_id, mailbox.acts_method)
     if admin:
         name = forms.text(data, "name", "Name", errors, max_length=200, required=True)
         address = _address(data, errors, mailbox)
@@ -248,6 +272,7 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
         methods = _methods(data, errors)
         process_after = forms.day(data, "process_emails_after", "Process email received after",
                                   errors)
+        acts_profile = _acts_profile_for(p, data, errors, profile, methods["acts_method"])
     username = forms.text(data, "username", "User name", errors, max_length=320)
     sent_folder = forms.text(data, "sent_folder", "Sent folder", errors, max_length=500)
     forms.check(errors)
@@ -259,6 +284,7 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
         if mailbox.is_forward_mailbox:  # it reads mail only, for the users who forward
             mailbox.delete_after_processing = forms.flag(data, "delete_after_processing")
         else:
+            mailbox.acts_profile = acts_profile
             for key, value in methods.items():
                 setattr(mailbox, key, value)
     mailbox.username = username
@@ -266,8 +292,9 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     new_password = forms.secret(data, "password", mailbox.password)
     changed_secret = new_password != mailbox.password
     mailbox.password = new_password
+    db.session.flush()
     after = (mailbox.server_profile_id, mailbox.incoming_method, mailbox.outgoing_method,
-             mailbox.username)
+             mailbox.username, mailbox.acts_profile_id, mailbox.acts_method)
     if before != after or changed_secret:
         untested(mailbox, "The mailbox's connection settings changed: test and enable it "
                            "again.")
@@ -401,7 +428,7 @@ def mailbox_form(mailbox: Mailbox | None) -> dict:
                 "outgoing_method": "server_side_sync", "acts_method": "none"}
     out = {c: getattr(mailbox, c) for c in (
         "name", "email_address", "server_profile_id", "incoming_method", "outgoing_method",
-        "acts_method", "username", "sent_folder", "tracking_option", "auto_create_contacts",
+        "acts_method", "acts_profile_id", "username", "sent_folder", "tracking_option", "auto_create_contacts",
         "delete_after_processing")}
     out["process_emails_after"] = (mailbox.process_emails_after.date().isoformat()
                                    if mailbox.process_emails_after else "")

@@ -22,7 +22,7 @@ from server.sync import connectors
 from server.sync.admin import forms
 from server.sync.admin.forms import PAGE
 from server.sync.engine import hosts
-from server.sync.models import (AUTH_METHODS, INCOMING_PROTOCOLS, OUTGOING_PROTOCOLS, SECURITY,
+from server.sync.models import (ACTS_PROTOCOLS, AUTH_METHODS, INCOMING_PROTOCOLS, OUTGOING_PROTOCOLS, SECURITY,
                                 EmailServerProfile, Mailbox)
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None
     v: dict[str, Any] = {
         "name": forms.text(data, "name", "Name", errors, max_length=160, required=True),
         "incoming_protocol": forms.choice(data, "incoming_protocol", "Incoming protocol",
-                                     INCOMING_PROTOCOLS, errors),
+                                     INCOMING_PROTOCOLS + ACTS_PROTOCOLS, errors),
         "outgoing_protocol": forms.choice(data, "outgoing_protocol", "Outgoing protocol",
                                      OUTGOING_PROTOCOLS, errors, blank=True),
         "incoming_host": forms.text(data, "incoming_host", "Incoming server", errors,
@@ -100,6 +100,8 @@ def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None
     known = {"incoming": INCOMING_PROTOCOLS, "outgoing": OUTGOING_PROTOCOLS}
     needs = {side: connectors.for_direction(v[f"{side}_protocol"], side).needs
              for side in known if v[f"{side}_protocol"] in known[side]}
+    if v["incoming_protocol"] in ACTS_PROTOCOLS:  # CalDAV/CardDAV: its server as "incoming"
+        needs["incoming"] = connectors.item_store(v["incoming_protocol"]).needs
     for side, need in needs.items():
         if need.host and not v[f"{side}_host"]:
             errors[f"{side}_host"] = f"The {side} server is required for this protocol."

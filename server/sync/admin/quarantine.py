@@ -1,6 +1,7 @@
 """Quarantine and the decision log: messages that could not be processed (retried or
-discarded by someone who may write their mailbox), and "why was this email (not) tracked?"
-for the mailboxes one may read. Callers commit.
+discarded by someone who may write their mailbox), "why was this email (not) tracked?" and
+"why was this appointment, contact or task (not) synced?" for the mailboxes one may read.
+Callers commit.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.admin.forms import PAGE
 from server.sync.admin.mailboxes import readable_mailboxes
-from server.sync.models import Mailbox, MessageDecision, QuarantinedMessage
+from server.sync.models import ItemLink, Mailbox, MessageDecision, QuarantinedMessage
 
 
 def quarantined(p: Principal, limit: int = 50) -> list[tuple[QuarantinedMessage, Mailbox]]:
@@ -70,3 +71,29 @@ def find_decisions(p: Principal, q: str = "", mailbox_id: int | None = None,
     rows = db.session.execute(query.order_by(MessageDecision.processed_on.desc(),
                                              MessageDecision.id.desc()).limit(limit)).all()
     return [(d, m) for d, m in rows]
+
+
+def find_items(p: Principal, q: str = "", mailbox_id: int | None = None,
+               limit: int = PAGE) -> list[tuple[ItemLink, Mailbox, str]]:
+    """"Why was this appointment, contact or task (not) synced?": the items of readable
+    mailboxes whose UID is ``q`` or whose text contains it; newest first, with their title."""
+    query = (select(ItemLink, Mailbox).join(Mailbox, Mailbox.id == ItemLink.mailbox_id)
+             .where(ItemLink.mailbox_id.in_(readable_mailboxes(p))))
+    if mailbox_id:
+        query = query.where(ItemLink.mailbox_id == mailbox_id)
+    q = (q or "").strip()[:300]
+    if q:
+        query = query.where(or_(ItemLink.uid == q,
+                                func.lower(ItemLink.server_data).like(f"%{q.lower()}%")))
+    rows = db.session.execute(query.order_by(ItemLink.synced_on.desc(), ItemLink.id.desc())
+                              .limit(limit)).all()
+    return [(link, box, _title(link.server_data or "")) for link, box in rows]
+
+
+def _title(text: str) -> str:
+    """An item's SUMMARY (iCalendar) or FN (vCard), unfolded, for the list."""
+    for line in text.replace("\r\n ", "").replace("\n ", "").splitlines():
+        name, _, value = line.partition(":")
+        if name.split(";")[0].upper() in ("SUMMARY", "FN"):
+            return value.replace("\\,", ",").replace("\\;", ";")[:200]
+    return ""

@@ -2,7 +2,9 @@
 outcome in words a person can act on, and enable the mailbox when a direction works and
 its email address is approved. A direction whose test failed is turned off on its own
 (``incoming_enabled`` / ``outgoing_enabled``): a mailbox whose outgoing server refuses it
-still has its mail read, and the other way round.
+still has its mail read, and the other way round. Appointments, contacts and tasks are
+tested and reported on their own (``test_items``): the privileges, then the store's
+collections, each of which must tell its changes (sync-collection) and take writes.
 
 Incoming: connect, sign in, list the folders and say which one is Sent Items
 (``folders.find_sent``). Outgoing: connect, sign in, MAIL FROM and RCPT TO with the
@@ -17,10 +19,15 @@ from dataclasses import dataclass
 
 from server.crm.models import Organization
 from server.db import db, utcnow
+from server.security import authz
+from server.sync import connectors
+from server.sync.acts.records import PRIVILEGES
+from server.sync.acts.run import why_not_synced
 from server.sync.engine.accounts import account_for, credentials, protocol_of
 from server.sync.engine.folders import find_sent
 from server.sync.connectors import for_direction
-from server.sync.connectors.base import Connector, ConnectorError, Needs, Sender
+from server.sync.connectors.base import ITEM_KINDS, Connector, ConnectorError, Needs, Sender
+from server.sync.engine import accounts
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ class TestResult:
     outgoing: DirectionResult | None
     enabled: bool
     message: str
+    acts: DirectionResult | None = None  # appointments, contacts and tasks
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,48 @@ def _run(mailbox: Mailbox, direction: str) -> DirectionResult | None:
     return run(mailbox, tested)
 
 
+WHAT = {"appointment": "calendar", "contact": "address book", "task": "task list"}
+
+
+def test_items(mailbox: Mailbox) -> DirectionResult | None:
+    """None when the mailbox does not sync appointments, contacts and tasks."""
+    if mailbox.acts_method != "server_side_sync":
+        return None
+    why = why_not_synced(mailbox)
+    if why:
+        return DirectionResult(False, f"Appointments, contacts and tasks cannot sync: {why}.",
+                           "not_syncable")
+    p = authz.principal(mailbox.user)
+    kinds = [k for k in ITEM_KINDS if p.has(PRIVILEGES[k])]
+    missing = [authz.NAMED_PRIVILEGES[PRIVILEGES[k]] for k in ITEM_KINDS if k not in kinds]
+    if not kinds:
+        return DirectionResult(False, f"{mailbox.user.full_name} has none of the privileges "
+                                  f"{', '.join(missing)}: give them a role that has them.",
+                           "no_privilege")
+    try:
+        profile = accounts.items_profile(mailbox)
+        store_class = connectors.item_store(profile.incoming_protocol)
+        found = []
+        with store_class(accounts.items_account(mailbox)) as store:
+            for kind in kinds:
+                collection = next(c for c in store.collections(kind) if c.default)
+                for feature, advice in (
+                        ("sync-collection", "cannot tell what changed in it (no WebDAV "
+                         "sync-collection, RFC 6578): upgrade the server or choose one that has it"),
+                        ("write", "cannot be written by this account: give it write access")):
+                    if feature not in collection.features:
+                        return DirectionResult(False, f'The {WHAT[kind]} "{collection.name}" on '
+                                                  f"{profile.name} {advice}.", f"no_{feature}")
+                found.append(f'{WHAT[kind]} "{collection.name}"')
+    except ConnectorError as exc:
+        return DirectionResult(False, f"Appointments, contacts and tasks on {profile.name}: "
+                                  f"{exc.message}", exc.code)
+    message = f"Syncs with the {', '.join(found)} on {profile.name}."
+    if missing:
+        message += f" Not synced, for want of a privilege: {', '.join(missing)}."
+    return DirectionResult(True, message)
+
+
 def _status(result: DirectionResult | None) -> str:
     return "not_run" if result is None else ("success" if result.ok else "failure")
 
@@ -215,11 +265,12 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     org = db.session.get(Organization, 1)
     result_in = _run(mailbox, "incoming")
     result_out = _run(mailbox, "outgoing")
-    tested = [r for r in (result_in, result_out) if r is not None]
+    result_acts = test_items(mailbox)
+    tested = [r for r in (result_in, result_out, result_acts) if r is not None]
     approved = mailbox.approved_for(org)
     if not tested:
-        reason = ("Nothing to test: the mailbox neither receives nor sends email through "
-                  "server-side synchronization.")
+        reason = ("Nothing to test: the mailbox neither receives nor sends email nor syncs "
+                  "appointments, contacts and tasks through server-side synchronization.")
     elif not any(r.ok for r in tested):
         reason = "The mailbox stays disabled until every test succeeds."
     elif not approved:
@@ -234,6 +285,8 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     mailbox.incoming_status, mailbox.outgoing_status = _status(result_in), _status(result_out)
     mailbox.incoming_message = result_in.message if result_in else None
     mailbox.outgoing_message = result_out.message if result_out else None
+    mailbox.acts_status = _status(result_acts)
+    mailbox.acts_message = result_acts.message if result_acts else None
     mailbox.tested_on = now
     mailbox.enabled = enabled
     mailbox.disabled_reason = None if enabled else reason
@@ -243,7 +296,8 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     db.session.flush()
     log.info("Test & Enable of mailbox %s: incoming %s, outgoing %s, enabled %s", mailbox.id,
              mailbox.incoming_status, mailbox.outgoing_status, enabled)
-    return TestResult(result_in, result_out, enabled, reason or _enabled_for(mailbox))
+    return TestResult(result_in, result_out, enabled, reason or _enabled_for(mailbox),
+                      result_acts)
 
 
 def _enabled_for(mailbox: Mailbox) -> str:

@@ -1,12 +1,13 @@
 """Protocol connectors: one module per protocol behind the interface in ``base``; the
-registry maps a server profile's protocol to its connector class (reading mail) and sender
-class (sending it). Each class declares what it can do (``base``'s capability classes) and
-what its Account needs (``needs``), so nothing outside asks for a protocol by name. Only
+registry maps a server profile's protocol to its connector class (reading mail), its sender
+class (sending it) and its item store (appointments, contacts and tasks: ``item_store``).
+Each class declares what it can do (``base``'s capability classes) and what its Account needs (``needs``), so nothing outside asks for a protocol by name. Only
 these modules import protocol libraries (imapclient, poplib, smtplib, requests for Graph,
 exchangelib); a protocol's module is imported when it is first asked for."""
 from __future__ import annotations
 
-from server.sync.connectors.base import Connector, ConnectorError, ForwardRules, Sender
+from server.sync.connectors.base import (Connector, ConnectorError, ForwardRules, ItemStore,
+                                         Sender)
 
 DIRECTIONS = ("incoming", "outgoing")
 
@@ -68,6 +69,14 @@ def for_direction(protocol: str, direction: str) -> type[Connector] | type[Sende
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
     return incoming(protocol) if direction == "incoming" else outgoing(protocol)
+
+
+def item_store(protocol: str) -> type[ItemStore]:
+    """The ItemStore class that syncs appointments, contacts and tasks for ``protocol``."""
+    if protocol == "caldav":
+        from server.sync.connectors.caldav import CalDavStore
+        return CalDavStore
+    raise _unknown(protocol, "appointments, contacts and tasks")
 
 
 def _unknown(protocol: str, direction: str) -> ConnectorError:

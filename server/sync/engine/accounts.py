@@ -21,6 +21,7 @@ from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, Conne
 from server.sync.engine import hosts, oauth
 from server.sync.models import EmailServerProfile, Mailbox
 
+
 def _profile(mailbox: Mailbox) -> EmailServerProfile:
     profile = mailbox.server_profile
     if profile is None:
@@ -93,15 +94,46 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
                    oauth_token=token, settings=settings, timeout=timeout)
 
 
+def items_profile(mailbox: Mailbox) -> EmailServerProfile:
+    """The profile a mailbox syncs appointments, contacts and tasks with: its CalDAV/CardDAV
+    profile where it has one, else its mail profile (Graph, EWS)."""
+    return mailbox.acts_profile or _profile(mailbox)
+
+
+def items_protocol(mailbox: Mailbox) -> str:
+    return items_profile(mailbox).incoming_protocol
+
+
+def items_account(mailbox: Mailbox) -> Account:
+    """The Account the mailbox's item store (``connectors.item_store``) needs."""
+    profile = items_profile(mailbox)
+    store = connectors.item_store(profile.incoming_protocol)
+    settings = dict(profile.settings or {})
+    timeout = float(settings.get("timeout", 30))
+    if store.needs.oauth_always or (profile.auth_method == "oauth2" and
+                                    store.needs.oauth != XOAUTH2):
+        return _token_account(mailbox, profile.incoming_protocol, "incoming", settings, timeout,
+                              served_by=store)
+    if settings.get("url"):
+        url = urlsplit(str(settings["url"]))
+        hosts.check_server(url.hostname, url.port)
+    else:
+        hosts.check_server(profile.incoming_host, profile.incoming_port)
+    login, password = credentials(mailbox, profile)
+    return Account(address=mailbox.email_address, host=profile.incoming_host,
+                   port=profile.incoming_port, security=profile.incoming_security or "tls",
+                   username=login, password=password, settings=settings, timeout=timeout)
+
+
 def _token_account(mailbox: Mailbox, protocol: str, direction: str, settings: dict,
-                   timeout: float) -> Account:
+                   timeout: float, served_by=None) -> Account:
     """A Microsoft service (Graph; EWS with OAuth): the mailbox's address and an Entra ID
     access token on demand, app-only (the profile's app, which acts for the mailbox) or
     delegated (the mailbox's own refresh token). A class that ``needs`` a renewing token is
     given the time it must be renewed with it, so a long session (a push watcher's stream)
     renews it before it expires. A connector that keeps change subscriptions
     (``Subscriptions``) has them kept up when a sync's connector closes."""
-    served_by = connectors.for_direction(protocol, direction)
+    served_by = served_by or connectors.for_direction(protocol, direction)
     renewing = served_by.needs.oauth == RENEWING_TOKEN
 
     def token(fresh: bool = False):

@@ -264,6 +264,8 @@ class Worker:
             return None
         if not self.stop.is_set() and _sends_mail(mailbox):
             self._send(mailbox)
+        if not self.stop.is_set() and mailbox.acts_method == "server_side_sync":
+            self._sync_items(mailbox)
         if result.status == "skipped":
             # The engine leaves mailboxes it does not read alone (outgoing only, or mail
             # arriving through a forward mailbox): come back after the usual interval.
@@ -289,6 +291,27 @@ class Worker:
                             self.worker_id, _detail(exc))
             finally:
                 db.session.remove()
+
+    def _sync_items(self, mailbox: Mailbox) -> None:
+        """Appointments, contacts and tasks, after the mail: their failure is the mailbox's
+        acts status and an alert, never the mail's."""
+        from server.sync.acts.run import sync_items
+        mailbox_id = mailbox.id
+        try:
+            sync_items(mailbox_id, limit=self.batch)
+        except ConnectorError as exc:
+            db.session.rollback()
+            mailbox = db.session.get(Mailbox, mailbox_id)
+            alerts.raise_alert("warning", "acts_failed",
+                               f"Appointments, contacts and tasks of {mailbox.email_address} "
+                               f"could not be synchronized: {exc.message} They are tried "
+                               "again on the next run.", mailbox)
+            db.session.commit()
+            log.warning("worker %s: mailbox %s: item sync failed (%s)", self.worker_id,
+                        mailbox_id, exc.code)
+            return
+        alerts.clear("acts_failed", db.session.get(Mailbox, mailbox_id))
+        db.session.commit()
 
     def _alert_mail(self) -> None:
         """Queue alert email digests (``alert_mail``), at most every 30 seconds per worker;

@@ -1,0 +1,205 @@
+"""Appointments, contacts and tasks benchmark: initial sync from a store, and change latency.
+
+1. **Initial sync.** ``--events`` events (default 5,000; one in ten a weekly series) and
+   ``--contacts`` cards (default 5,000), all tracked ("Tracked to Regarding"), in the
+   user's calendar and address book; ``sync_items`` takes them in. Prints items/s (wall and
+   CPU of this process) of the sync itself, with the store's own first read (Radicale
+   parses and caches every item the first time it is asked for it) timed apart, as it is
+   a cost of that server and not of ours. Target >= 500 items/s on SQLite.
+2. **Change latency.** ``--samples`` times each way, one item changed and a sync run as a
+   worker without push would (the worker polls every ``--poll`` seconds): CRM -> server
+   (the CRM record changed, then visible in the store) and server -> CRM (the item changed
+   in the store, then committed in the CRM). Prints p50/p95 seconds; without push the
+   target is one polling interval.
+
+Stores: ``--store radicale`` (a local Radicale, as the tests start it). Another store plugs
+in as one more entry of ``STORES``: a function that starts it and returns a ``Side`` (how
+the profile and the mailbox reach it, and how to put many items and change one).
+
+Run: ``.venv/bin/python bench/act.py [--events N] [--contacts N] [--samples N]``. It prints
+figures; it asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.fernet import Fernet  # noqa: E402
+
+USER = "bob@org.example"
+TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
+
+
+def event(n: int) -> str:
+    series = "RRULE:FREQ=WEEKLY;COUNT=10\r\n" if n % 10 == 0 else ""
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:bench-e{n}\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20300105T100000Z\r\n"
+            f"DTEND:20300105T110000Z\r\nSUMMARY:Meeting {n}\r\nLOCATION:Room {n % 40}\r\n"
+            "ORGANIZER;CN=Bob:mailto:bob@org.example\r\n"
+            f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:guest{n % 300}@customer.example\r\n"
+            f"{series}{TRACKED}END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def card(n: int) -> str:
+    return (f"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:bench-c{n}\r\nFN:Person {n}\r\n"
+            f"N:Number{n};Person;;;\r\nEMAIL:p{n}@customer.example\r\nTEL;TYPE=cell:+47 {n:08d}\r\n"
+            f"ORG:Customer {n % 50}\r\n{TRACKED}END:VCARD\r\n")
+
+
+@dataclass
+class Side:
+    """A store for the benchmark: the profile fields that reach it, the mailbox's login, and
+    how to fill it and change one item in it as another client."""
+    profile: dict
+    username: str
+    password: str
+    fill: Callable[[dict[str, dict[str, str]]], None]  # {kind: {uid: text}}
+    warm: Callable[[], float]  # the store's own first read of everything; seconds
+    client: Callable[[], contextlib.AbstractContextManager]
+    close: Callable[[], None]
+
+
+def radicale_side(tmp: Path) -> Side:
+    from server.sync.connectors.base import Account
+    from server.sync.connectors.caldav import CalDavStore
+    from tests.servers.radicale_server import RadicaleServer
+    server = RadicaleServer(tmp / "radicale").start()
+    dav = server.add_user("bob", "bench-password")
+    account = Account(USER, host=server.host, port=server.port, security="none",
+                      username=dav.username, password=dav.password, timeout=600)
+
+    def client():
+        return CalDavStore(account)
+
+    def fill(texts):
+        with client() as store:
+            keys = {kind: store.collections(kind)[0].key for kind in texts}
+        for kind, items in texts.items():
+            folder = server.storage_dir / "collection-root" / keys[kind].split("/", 3)[3].strip("/")
+            suffix = ".vcf" if kind == "contact" else ".ics"
+            for uid, text in items.items():
+                (folder / f"{uid}{suffix}").write_text(text)
+
+    def warm():
+        started = time.perf_counter()
+        with client() as store:
+            for kind in ("appointment", "contact"):
+                store.changes(store.collections(kind)[0], None)
+        return time.perf_counter() - started
+
+    profile = dict(name="Radicale", incoming_protocol="caldav", incoming_host=server.host,
+                   incoming_port=server.port, incoming_security="none",
+                   settings={"timeout": 600})
+    return Side(profile, dav.username, dav.password, fill, warm, client, server.close)
+
+
+STORES = {"radicale": radicale_side}
+
+
+def build(tmp: Path, side: Side):
+    from server import create_app
+    from server.crm.models import Organization
+    from server.db import db
+    from server.security.bootstrap import create_user, ensure_organization, root_unit
+    from server.sync.models import EmailServerProfile, Mailbox
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp / 'bench.db'}",
+                      "SECRET_KEY": "bench", "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                      "WTF_CSRF_ENABLED": False, "REGARDING_INSTANCE_DIR": str(tmp),
+                      "REGARDING_LOG_LEVEL": "ERROR"})
+    with app.app_context():
+        db.create_all()
+        ensure_organization("Bench")
+        db.session.get(Organization, 1).mail_server_allowed_hosts = "127.0.0.1"
+        bob = create_user(USER, "Bob Seller", password="Correct-horse-9", roles=["Salesperson"])
+        profile = EmailServerProfile(owning_business_unit_id=root_unit().id, **side.profile)
+        db.session.add(profile)
+        db.session.flush()
+        box = Mailbox(name=USER, email_address=USER, user_id=bob.id, acts_profile_id=profile.id,
+                      incoming_method="none", outgoing_method="none",
+                      acts_method="server_side_sync", enabled=True, email_approved=True,
+                      username=side.username, password=side.password,
+                      owning_business_unit_id=bob.business_unit_id)
+        db.session.add(box)
+        db.session.commit()
+        return app, box.id
+
+
+def initial(app, mailbox_id: int, side: Side, events: int, contacts: int) -> None:
+    from server.sync.acts.run import sync_items
+    side.fill({"appointment": {f"bench-e{n}": event(n) for n in range(events)},
+               "contact": {f"bench-c{n}": card(n) for n in range(contacts)}})
+    warm = side.warm()
+    with app.app_context():
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = sync_items(mailbox_id, kinds=("appointment", "contact"))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    total = events + contacts
+    print(f"initial sync: {result.created} records from {total} items in {wall:.1f} s "
+          f"= {total / wall:.0f} items/s wall, {total / cpu:.0f} items/s CPU "
+          f"(target >= 500/s; the store's own first read, apart: {warm:.1f} s)")
+
+
+def latency(app, mailbox_id: int, side: Side, samples: int, poll: float) -> None:
+    """One change each way per sample, a sync as a polling worker runs it (after a wait of
+    up to ``poll`` seconds, uniformly: when the change lands in the worker's cycle)."""
+    import random
+    from sqlalchemy import select
+    from server.crm.models import Contact
+    from server.db import db
+    from server.sync.acts.run import sync_items
+    rng = random.Random(7)
+    to_server, to_crm = [], []
+    with app.app_context(), side.client() as store:
+        book = store.collections("contact")[0]
+        for n in range(samples):
+            contact = db.session.scalar(select(Contact).where(Contact.contact_uid == f"bench-c{n}"))
+            started = time.perf_counter()
+            contact.job_title = f"Title {n}"
+            db.session.commit()
+            time.sleep(rng.uniform(0, poll))
+            sync_items(mailbox_id, kinds=("contact",))
+            to_server.append(time.perf_counter() - started)
+            items = {i.uid: i for i in store.changes(book, None).items if i.uid == f"bench-c{n + 1}"}
+            item = items[f"bench-c{n + 1}"]
+            started = time.perf_counter()
+            store.put(book, item.data.replace("FN:", "NOTE:changed\r\nFN:"), item.ref, item.etag)
+            time.sleep(rng.uniform(0, poll))
+            sync_items(mailbox_id, kinds=("contact",))
+            to_crm.append(time.perf_counter() - started)
+    for name, values in (("CRM -> server", to_server), ("server -> CRM", to_crm)):
+        cuts = statistics.quantiles(values, n=20) if len(values) > 1 else values * 19
+        print(f"{name}: p50 {statistics.median(values):.2f} s, p95 {cuts[18]:.2f} s "
+              f"({len(values)} changes, poll {poll:.0f} s, no push; target <= one interval)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=sorted(STORES), default="radicale")
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--contacts", type=int, default=5000)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--poll", type=float, default=5.0)
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}, store {args.store}, SQLite")
+    with tempfile.TemporaryDirectory(prefix="regarding-bench-act-") as tmp:
+        side = STORES[args.store](Path(tmp))
+        try:
+            app, mailbox_id = build(Path(tmp), side)
+            initial(app, mailbox_id, side, args.events, args.contacts)
+            latency(app, mailbox_id, side, args.samples, args.poll)
+        finally:
+            side.close()
+
+
+if __name__ == "__main__":
+    main()

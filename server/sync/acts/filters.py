@@ -1,0 +1,102 @@
+"""Synchronization filters: which CRM appointments, contacts and tasks go to a user's mail
+server. Dynamics' defaults ("My appointments": the user's own and those they take part in;
+"Contacts I own"; "My tasks"), an organization default per kind, and a user's own filter
+before both. A filter is an owner (me, my teams, anyone) and conditions on fields; whatever
+it says, only records the user may read go out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, false, or_, select, true
+
+from server.crm.activities import ActivityParty
+from server.db import db
+from server.security import authz
+from server.sync.acts.records import MODELS
+from server.sync.items.fields import FIELDS
+from server.sync.models import FILTER_OWNERS, SyncFilter
+
+OPERATORS = ("eq", "ne", "contains", "empty", "not_empty")
+DEFAULT_NAMES = {"appointment": "My appointments", "contact": "Contacts I own",
+                 "task": "My tasks"}
+# Fields a condition may name besides the synced ones (the record's own columns).
+EXTRA_FIELDS = {"appointment": ("priority",), "task": ("category",),
+                "contact": ("is_active",)}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The filter in force for one user and kind (a row's copy, or the built-in default)."""
+    name: str
+    owner: str
+    conditions: tuple[tuple[str, str, object], ...]
+    source: str  # "user", "organization", "default"
+
+
+def fields_for(kind: str) -> tuple[str, ...]:
+    return tuple(f for f in FIELDS[kind] + EXTRA_FIELDS[kind] if f != "parties")
+
+
+def check(kind: str, owner: str, conditions: list) -> list[str]:
+    """What is wrong with a filter, in words (empty: nothing)."""
+    problems = []
+    if owner not in FILTER_OWNERS:
+        problems.append(f"The owner must be one of {', '.join(FILTER_OWNERS)}.")
+    for condition in conditions:
+        if not isinstance(condition, (list, tuple)) or len(condition) != 3:
+            problems.append("A condition is a field, an operator and a value.")
+            continue
+        name, operator, _ = condition
+        if name not in fields_for(kind):
+            problems.append(f'"{name}" is not a field of a {kind}.')
+        if operator not in OPERATORS:
+            problems.append(f'"{operator}" is not one of {", ".join(OPERATORS)}.')
+    return problems
+
+
+def rule_for(user_id: int, kind: str) -> Rule:
+    rows = db.session.scalars(select(SyncFilter).where(
+        SyncFilter.kind == kind, SyncFilter.enabled.is_(True),
+        or_(SyncFilter.user_id == user_id, SyncFilter.user_id.is_(None)))
+        .order_by(SyncFilter.user_id.is_(None), SyncFilter.id)).all()
+    if rows:
+        row = rows[0]
+        return Rule(row.name, row.owner, tuple(tuple(c) for c in row.conditions or ()),
+                    "organization" if row.user_id is None else "user")
+    return Rule(DEFAULT_NAMES[kind], "me", (), "default")
+
+
+def _owner_clause(model, kind: str, owner: str, p: authz.Principal):
+    if owner == "any":
+        return true()
+    mine = [model.owner_user_id == p.user_id]
+    if owner == "my_teams" and p.team_ids:
+        mine.append(model.owner_team_id.in_(p.team_ids))
+    if kind == "appointment":  # Dynamics: the user's appointments and those they attend
+        mine.append(exists().where(ActivityParty.activity_id == model.id,
+                                   ActivityParty.user_id == p.user_id))
+    return or_(*mine)
+
+
+def _condition(model, name: str, operator: str, value):
+    column = getattr(model, name)
+    if operator == "eq":
+        return column == value
+    if operator == "ne":
+        return or_(column != value, column.is_(None))
+    if operator == "contains":
+        return column.contains(str(value))
+    if operator == "empty":
+        return or_(column.is_(None), column == "") if name not in ("is_active",) else false()
+    return and_(column.is_not(None), column != "")
+
+
+def selected(p: authz.Principal, kind: str, rule: Rule | None = None):
+    """A SQL condition on ``MODELS[kind]``: the records the user's filter sends out."""
+    model = MODELS[kind]
+    rule = rule or rule_for(p.user_id, kind)
+    if check(kind, rule.owner, list(rule.conditions)):
+        return false()  # a filter saved wrong sends nothing rather than everything
+    clauses = [_owner_clause(model, kind, rule.owner, p), authz.scope(p, model, "read")]
+    clauses += [_condition(model, *c) for c in rule.conditions]
+    return and_(*clauses)
