@@ -239,7 +239,7 @@ def test_items(mailbox: Mailbox) -> DirectionResult | None:
             for kind in kinds:
                 collection = next(c for c in store.collections(kind) if c.default)
                 for feature, advice in (
-                        ("sync-collection", "cannot tell what changed in it (no WebDAV "
+                        ("changes", "cannot tell what changed in it (no WebDAV "
                          "sync-collection, RFC 6578): upgrade the server or choose one that has it"),
                         ("write", "cannot be written by this account: give it write access")):
                     if feature not in collection.features:

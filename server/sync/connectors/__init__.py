@@ -76,6 +76,12 @@ def item_store(protocol: str) -> type[ItemStore]:
     if protocol == "caldav":
         from server.sync.connectors.caldav import CalDavStore
         return CalDavStore
+    if protocol == "graph":
+        from server.sync.connectors.graph_items import GraphItemStore
+        return GraphItemStore
+    if protocol == "ews":
+        from server.sync.connectors.ews_items import EwsItemStore
+        return EwsItemStore
     raise _unknown(protocol, "appointments, contacts and tasks")
 
 

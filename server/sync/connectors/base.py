@@ -288,8 +288,9 @@ class Collection:
     name: str
     kind: str  # one of ITEM_KINDS
     default: bool = False  # where the CRM's new items go
-    # What the server can do for this collection, where it says: "sync-collection" (RFC 6578),
-    # "write", "push" (Graph subscriptions, EWS streaming, WebDAV-Push).
+    # What the server can do for this collection, where it says: "changes" (it tells what
+    # changed since a cursor: WebDAV sync-collection, RFC 6578; Graph delta; EWS
+    # SyncFolderItems), "write", "push" (Graph subscriptions, EWS streaming, WebDAV-Push).
     features: frozenset[str] = frozenset()
 
 

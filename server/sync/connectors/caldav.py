@@ -244,7 +244,7 @@ class CalDavStore(ServerSession, ItemStore):
     # ------------------------------------------------------------------ reading
 
     def changes(self, collection: Collection, cursor: str | None, limit: int = 500) -> ItemChanges:
-        if "sync-collection" not in collection.features:
+        if "changes" not in collection.features:
             raise no_sync_collection(self.where, collection.name)
         reset = False
         try:
@@ -356,7 +356,7 @@ def _collection(url: str, element, kind: str) -> Collection | None:
     features = set()
     reports = element.find(f".//{{{DAV}}}supported-report-set")
     if reports is not None and reports.find(f".//{{{DAV}}}sync-collection") is not None:
-        features.add("sync-collection")
+        features.add("changes")
     privileges = element.find(f".//{{{DAV}}}current-user-privilege-set")
     if privileges is None or any(privileges.find(f".//{{{DAV}}}{p}") is not None
                                  for p in ("write", "write-content", "all")):

@@ -387,7 +387,8 @@ class EwsItemStore(Watching, EwsSession, ItemStore):
                 depth="Deep") if not isinstance(f, Exception)
                 and (f.folder_class or "").startswith(FOLDER_CLASS[kind])]
         default_id = default.id if default is not None else None
-        features = frozenset({"write", "push"} if self.settings.get("streaming", True) else {"write"})
+        features = frozenset({"changes", "write", "push"} if self.settings.get("streaming", True)
+                             else {"changes", "write"})
         found = [Collection(key=f.id, name=f.name or name.capitalize(), kind=kind,
                             default=f.id == default_id, features=features)
                  for f in rows]

@@ -136,13 +136,13 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
 
     def collections(self, kind: str) -> list[Collection]:
         user = self.client.user
-        push = frozenset({"write", "push"})
+        push = frozenset({"changes", "write", "push"})
         if kind == "appointment":
             rows = self._list(f"{user}/calendars?$top=100&$select=name,isDefaultCalendar,canEdit",
                               kind, "listing calendars")
             return [Collection(key=r["id"], name=str(r.get("name") or "Calendar"), kind=kind,
                                default=bool(r.get("isDefaultCalendar")),
-                               features=push if r.get("canEdit", True) else frozenset({"push"}))
+                               features=push if r.get("canEdit", True) else frozenset({"changes", "push"}))
                     for r in rows]
         if kind == "contact":
             rows = self._list(f"{user}/contactFolders?$top=100&$select=displayName",

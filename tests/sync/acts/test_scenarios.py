@@ -25,6 +25,7 @@ def appointments(**where) -> list[Appointment]:
 
 
 def test_a_tracked_event_comes_in_and_an_untracked_one_stays_out(store, make_user):
+    store.require("client_uids")
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann)
     with store.client(ann) as client:
@@ -44,6 +45,7 @@ def test_a_tracked_event_comes_in_and_an_untracked_one_stays_out(store, make_use
 
 
 def test_changes_and_deletes_go_both_ways(store, make_user):
+    store.require("client_uids")
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann)
     with store.client(ann) as client:
@@ -86,6 +88,7 @@ OVERRIDE = ("BEGIN:VEVENT\r\nUID:s@x\r\nDTSTAMP:20250101T000000Z\r\n"
 
 
 def test_a_series_with_a_changed_and_a_cancelled_occurrence(store, make_user):
+    store.require("client_uids")
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann)
     with store.client(ann) as client:
@@ -111,6 +114,7 @@ def test_a_series_with_a_changed_and_a_cancelled_occurrence(store, make_user):
 
 
 def test_organizer_and_attendee_copies_are_one_appointment(store, make_user):
+    store.require("client_uids")
     ann, bob = make_user("ann@contoso.test"), make_user("bob@contoso.test")
     ann_box, bob_box = store.mailbox(ann), store.mailbox(bob)
     people = ("ORGANIZER;CN=Ann:mailto:ann@contoso.test\r\n"
@@ -135,6 +139,7 @@ def test_organizer_and_attendee_copies_are_one_appointment(store, make_user):
 
 
 def test_conflicting_edits_follow_the_field_directions(store, make_user):
+    store.require("client_uids")
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann)
     db.session.add(FieldDirection(kind="appointment", field="location", direction="to_crm"))
@@ -170,6 +175,7 @@ def test_conflicting_edits_follow_the_field_directions(store, make_user):
 
 
 def test_removing_the_category_untracks_and_keeps_the_record(store, make_user):
+    store.require("client_uids")
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann)
     with store.client(ann) as client:
@@ -244,6 +250,7 @@ def test_contacts_go_both_ways(store, make_user):
 
 
 def test_test_and_enable_reports_the_items_direction_apart(store, make_user):
+    store.require("password")
     from server.sync.admin.testing import test_and_enable
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann, enabled=False)
@@ -269,6 +276,8 @@ def test_the_dashboard_says_why_an_item_was_not_synced(store, make_user, signin)
 
 
 def test_tasks_go_both_ways(store, make_user):
+    store.require("client_uids")
+    store.require("task_percent")
     ann = make_user("ann@contoso.test")
     box = store.mailbox(ann)
     todo = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Other client//EN\r\nBEGIN:VTODO\r\n"

@@ -34,7 +34,7 @@ def test_discovery_makes_one_collection_per_kind(radicale, radicale_user):
         found = {kind: store.collections(kind) for kind in ("appointment", "task", "contact")}
     for kind, collections in found.items():
         assert len(collections) == 1 and collections[0].default and collections[0].kind == kind
-        assert {"sync-collection", "write"} <= collections[0].features
+        assert {"changes", "write"} <= collections[0].features
     with CalDavStore(account(radicale, radicale_user)) as store:  # found again, not made twice
         assert store.collections("appointment") == found["appointment"]
 
