@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from .ports import LOOPBACK, free_port
@@ -39,6 +40,7 @@ class CountingProxy:
         self.host, self.port = LOOPBACK, free_port()
         self.counts = Counts()
         self.dropped = 0
+        self.pieces: tuple[int, float] | None = None  # (bytes, pause): the server dribbles
         self._budget: int | None = None  # bytes from the server until a cut, when armed
         self._lock = threading.Lock()
         self._listener = socket.create_server((self.host, self.port))
@@ -60,6 +62,11 @@ class CountingProxy:
         with self._lock:
             counts, self.counts = self.counts, Counts()
         return counts
+
+    def dribble(self, size: int = 3, pause: float = 0.02) -> None:
+        """From now on the server's bytes arrive ``size`` at a time, ``pause`` seconds
+        apart: a line cut across TCP segments, as slow or far networks deliver it."""
+        self.pieces = (size, pause)
 
     def drop_after(self, size: int) -> None:
         with self._lock:
@@ -99,6 +106,12 @@ class CountingProxy:
                     if passed < len(chunk):
                         sink.sendall(chunk[:passed])
                         break  # the connection is dropped below
+                if count and self.pieces:
+                    size, pause = self.pieces
+                    for start in range(0, len(chunk), size):
+                        sink.sendall(chunk[start:start + size])
+                        time.sleep(pause)
+                    continue
                 sink.sendall(chunk)
         except OSError:
             pass

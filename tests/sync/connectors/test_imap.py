@@ -12,6 +12,7 @@ from server.sync.connectors import incoming
 from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError
 from server.sync.connectors.imap import (ImapConnector, category_to_keyword,
                                          keyword_to_category)
+from tests.servers.counting_proxy import CountingProxy
 from tests.sync.connectors.conftest import imap_account, numbered
 
 
@@ -455,6 +456,25 @@ def test_idle_keepalive_is_not_a_lost_connection(make_dovecot, make_mail_user, m
         changed = imap.wait_for_changes([inbox], timeout=20)
         timer.join()
     assert changed == {inbox.key}
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["notify", "idle-only"])
+def test_a_pushed_line_cut_across_packets_is_read_whole(dovecot, mail_user, monkeypatch, notify):
+    """A network may deliver a pushed line in pieces ("* 3 EX", "ISTS"): the watcher waits
+    for the line's end instead of reading the first piece as a lost connection."""
+    with CountingProxy(dovecot.host, dovecot.imap_port) as proxy:
+        with ImapConnector(imap_account(dovecot, mail_user, port=proxy.port)) as imap:
+            if not notify:
+                _without_notify(imap, monkeypatch)
+            inbox = folder_named(imap, "INBOX")
+            imap.fetch_changes(inbox, None)
+            proxy.dribble(size=3, pause=0.05)
+            timer = threading.Timer(1.0, dovecot.deliver, args=(mail_user, numbered(8), "INBOX"))
+            timer.start()
+            changed = imap.wait_for_changes([inbox], timeout=20)
+            timer.join()
+            assert changed == {inbox.key}
+            assert numbers(imap.fetch_changes(inbox, None)) == [8]
 
 
 def _without_notify(imap, monkeypatch):
