@@ -35,7 +35,7 @@ def _signed_in():
 
 @bp.context_processor
 def _common():
-    return sync_admin._common()
+    return sync_admin.common()
 
 
 def _page_context(p) -> dict:

@@ -248,7 +248,10 @@ def test_the_admin_page_offers_the_manifests_for_this_deployment(app, signin, wo
     manifest = json.loads(admin.get("/admin/addin/json").get_data(as_text=True))
     assert manifest["id"]
     package = zipfile.ZipFile(io.BytesIO(admin.get("/admin/addin/zip").data))
-    assert sorted(package.namelist()) == ["color-192.png", "manifest.json", "outline-32.png"]
+    languages = [f["file"] for f in json.loads(package.read("manifest.json"))[
+        "localizationInfo"]["additionalLanguages"]]
+    assert sorted(package.namelist()) == sorted(
+        ["color-192.png", "manifest.json", "outline-32.png", *languages])
 
 
 def test_without_an_https_address_the_admin_page_says_how_to_fix_it(app, signin, world):

@@ -286,7 +286,9 @@ def test_appointment_page_shows_time_place_and_attendees(make_user, make_record,
     db.session.add(meeting)
     db.session.commit()
     page = signin(user).get(f"/activities/{meeting.id}").get_data(as_text=True)
-    assert "Building 4 &lt;b&gt;" in page and start.strftime("%d %b %Y %H:%M") in page
+    # the time as the reader reads it: English and UTC here (tests/web/test_languages.py)
+    assert "Building 4 &lt;b&gt;" in page and f'datetime="{start.isoformat()}' in page
+    assert start.strftime("%b %-d, %Y, %-I:%M") in " ".join(page.split())
     assert "Organizer Person" in page and "guest@else.example" in page
     assert f'href="/r/contact/{contact.id}">Yvonne McKay</a>' in page
     assert "Mark complete" in page

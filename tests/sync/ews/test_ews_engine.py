@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from server.crm.activities import Email
-from server.crm.services.activity_actions import create_email_draft
 from server.db import db, utcnow
 from server.security import authz
 from server.sync.engine.run import sync_mailbox
@@ -175,8 +174,8 @@ def test_batches_commit_their_cursor_and_resume(crm, store):
 
 def test_outgoing_email_is_sent_with_a_copy_in_sent_items(crm, store, exchange):
     box = w.store_mailbox(store, crm.bob)
-    draft = create_email_draft(authz.principal(crm.bob), None, to="ann@customer.example",
-                               cc="", subject="Quote", body="Here it is.")
+    draft = w.draft_email(authz.principal(crm.bob), None, to="ann@customer.example",
+                            cc="", subject="Quote", body="Here it is.")
     draft.status = "pending_send"
     db.session.commit()
     counts = send_pending(box.id)
@@ -261,8 +260,8 @@ def test_a_service_account_with_impersonation_syncs_each_users_mailbox(crm, exch
 def test_a_reply_to_mail_sent_through_ews_is_correlated_by_its_tracking_token(crm, store,
                                                                               exchange):
     box = w.store_mailbox(store, crm.bob, tracking_option="crm_responses")
-    draft = create_email_draft(authz.principal(crm.bob), ("opportunity", crm.opp.id),
-                               to="ann@customer.example", subject="Quote", body="Our quote.")
+    draft = w.draft_email(authz.principal(crm.bob), ("opportunity", crm.opp.id),
+                            to="ann@customer.example", subject="Quote", body="Our quote.")
     draft.status = "pending_send"
     db.session.commit()
     assert send_pending(box.id).sent == 1
