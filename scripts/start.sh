@@ -87,7 +87,11 @@ pip_progress() {
                 n=$((n + 1))
                 line="${line#Collecting }"
                 say "  $n. ${line%% (*}" ;;
-            Installing\ collected\ packages:*) say "  installing the $n packages (a few seconds)" ;;
+            Requirement\ already\ satisfied:\ *)
+                n=$((n + 1))
+                line="${line#Requirement already satisfied: }"
+                say "  $n. ${line%% in *} (already there)" ;;
+            Installing\ collected\ packages:*) say "  installing the packages that were not there (a few seconds)" ;;
         esac
     done
 }
