@@ -8,10 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine, inspect, text
 
 from server.db import db
-from tests.conftest import make_config
 from tests.test_migration_keys import WHEN, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
-from tests.test_migrations_send import _upgrade
+from tests.test_migrations_send import _upgrade, app_at
 
 
 def _records(conn) -> None:
@@ -33,11 +32,7 @@ def _records(conn) -> None:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_upgrade_keeps_records_and_adds_the_sync_tables(database, tmp_path, request):
-    from server import create_app
-    url = (f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite"
-           else request.getfixturevalue("fresh_postgresql"))
-    app = create_app(make_config(url, tmp_path))
-    _upgrade(app, "0010_cases")
+    app, url = app_at("0010_cases", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
             _records(conn)

@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine, text
 
 from server.db import db
-from tests.conftest import make_config
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
-from tests.test_migrations_send import _upgrade
+from tests.test_migrations_send import _upgrade, app_at
 
 WHEN = datetime(2026, 12, 1, 12, 0)
 
@@ -24,11 +23,7 @@ def _row(conn, table: str, **values) -> None:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_upgrade_keeps_tokens_and_adds_tracking_delegates(database, tmp_path, request):
-    from server import create_app
-    url = (f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite"
-           else request.getfixturevalue("fresh_postgresql"))
-    app = create_app(make_config(url, tmp_path))
-    _upgrade(app, "0007_i18n")
+    app, url = app_at("0007_i18n", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
             _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)

@@ -9,18 +9,13 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from server.db import db
-from tests.conftest import make_config
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401
-from tests.test_migrations_send import _upgrade
+from tests.test_migrations_send import _upgrade, app_at
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_upgrade_keeps_the_organization_and_mailboxes(database, tmp_path, request):
-    from server import create_app
-    url = (f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite"
-           else request.getfixturevalue("fresh_postgresql"))
-    app = create_app(make_config(url, tmp_path))
-    _upgrade(app, "0008_pane")
+    app, url = app_at("0008_pane", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(text(

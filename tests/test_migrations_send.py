@@ -16,13 +16,20 @@ def _upgrade(app, revision):
     assert result.exit_code == 0, (result.output, result.exception)
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_upgrade_keeps_the_organization_and_turns_the_setting_on(database, tmp_path, request):
+def app_at(revision: str, database: str, tmp_path, request):
+    """(app, url) of a new database (SQLite, or PostgreSQL of its own) upgraded to
+    ``revision``: where a revision's upgrade test fills in rows before upgrading."""
     from server import create_app
     url = (f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite"
            else request.getfixturevalue("fresh_postgresql"))
     app = create_app(make_config(url, tmp_path))
-    _upgrade(app, "0003_secb")
+    _upgrade(app, revision)
+    return app, url
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_upgrade_keeps_the_organization_and_turns_the_setting_on(database, tmp_path, request):
+    app, url = app_at("0003_secb", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(text(
