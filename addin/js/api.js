@@ -2,9 +2,12 @@
  * The add-in API client (``/api/addin/...``, same origin as the pane). Every call carries the
  * bearer token from auth.js and no cookies. Errors come back typed (ApiError with the
  * server's code, message and field messages); on ``token_expired`` (or a refused token) the
- * client gets a new token once and repeats the call.
+ * client gets a new token once and repeats the call. Calls carry Outlook's display language as
+ * Accept-Language, so what the server says for people comes in the pane's language.
  */
 import { NeedsSignIn } from "./auth.js";
+import { _ } from "./i18n.js";
+import { displayLanguage } from "./office-host.js";
 
 const BASE = new URL("../../api/addin/", import.meta.url);
 
@@ -17,22 +20,23 @@ export class ApiError extends Error {
   }
 }
 
-const FALLBACK = {
-  0: ["network", "Could not reach the CRM server. Check your connection and try again."],
-  400: ["invalid", "Some of what was sent is not valid."],
-  401: ["unauthenticated", "Sign in to continue."],
-  403: ["forbidden", "You do not have the privilege to do this."],
-  404: ["not_found", "That record was not found, or you may not see it."],
-  413: ["too_large", "This item is too large to send to the CRM."],
-};
-
+/** [code, message] for an HTTP status the server gave no message with. */
 function fallback(status) {
-  return FALLBACK[status] || ["error", "The CRM server had a problem. Try again in a moment."];
+  const known = {
+    0: ["network", _("Could not reach the CRM server. Check your connection and try again.")],
+    400: ["invalid", _("Some of what was sent is not valid.")],
+    401: ["unauthenticated", _("Sign in to continue.")],
+    403: ["forbidden", _("You do not have the privilege to do this.")],
+    404: ["not_found", _("That record was not found, or you may not see it.")],
+    413: ["too_large", _("This item is too large to send to the CRM.")],
+  };
+  return known[status] || ["error", _("The CRM server had a problem. Try again in a moment.")];
 }
 
 export function createApi(auth) {
   async function send(method, path, body, token) {
     const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
+    if (displayLanguage()) headers["Accept-Language"] = displayLanguage();
     if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
       return await fetch(new URL(path, BASE), {

@@ -5,13 +5,14 @@
  * of the pane in the same session does not ask again); nothing else is stored, and sign-out
  * clears it.
  */
+import { _ } from "./i18n.js";
 import * as host from "./office-host.js";
 
 const STORAGE_KEY = "regarding.paneToken";
 
 export class NeedsSignIn extends Error {
   constructor(message, detail) {
-    super(message || "Sign in to Regarding to continue.");
+    super(message || _("Sign in to Regarding to continue."));
     this.detail = detail || null;
   }
 }
@@ -90,18 +91,18 @@ export function createAuth() {
         message = await host.openDialog(dialogUrl());
       } catch (exc) {
         throw new NeedsSignIn(exc.code === "dialog_closed" || exc.code === 12006
-          ? "The sign-in window was closed before you signed in."
-          : "The sign-in window could not open. Allow pop-ups for Outlook and try again.");
+          ? _("The sign-in window was closed before you signed in.")
+          : _("The sign-in window could not open. Allow pop-ups for Outlook and try again."));
       }
       let data;
       try {
         data = JSON.parse(message);
       } catch {
-        throw new NeedsSignIn("The sign-in window sent something unexpected. Try again.");
+        throw new NeedsSignIn(_("The sign-in window sent something unexpected. Try again."));
       }
       if (!data || typeof data.token !== "string") {
         const error = (data && data.error) || {};
-        throw new NeedsSignIn(error.message || "Signing in did not work. Try again.", error.code);
+        throw new NeedsSignIn(error.message || _("Signing in did not work. Try again."), error.code);
       }
       current = { kind: "pane", token: data.token, expiresOn: data.expires_on || null };
       store(current);
@@ -132,8 +133,8 @@ export function createAuth() {
       if (token) return token;
     }
     if (!interactive) {
-      throw new NeedsSignIn(code === "token_expired" ? "Your sign-in expired. Sign in again to continue."
-        : "Sign in to Regarding to continue.");
+      throw new NeedsSignIn(code === "token_expired" ? _("Your sign-in expired. Sign in again to continue.")
+        : _("Sign in to Regarding to continue."));
     }
     return signInWithDialog();
   }

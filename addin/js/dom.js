@@ -1,8 +1,10 @@
 /**
- * Building the pane's DOM safely. Everything that comes from an email or the CRM is put in
+ * Building the pane's DOM safely (dates and numbers in the pane's locale, i18n.js). Everything that comes from an email or the CRM is put in
  * with text nodes (never innerHTML), links are checked to be http(s) or relative, and
  * attributes named on* are refused, so a hostile display name or subject stays inert text.
  */
+
+import { locale } from "./i18n.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -107,14 +109,14 @@ export function formatDate(iso, withTime = false) {
   if (Number.isNaN(date.getTime())) return "";
   /** @type {Intl.DateTimeFormatOptions} */
   const options = withTime ? { dateStyle: "medium", timeStyle: "short" } : { dateStyle: "medium" };
-  return new Intl.DateTimeFormat(undefined, options).format(date);
+  return new Intl.DateTimeFormat(locale(), options).format(date);
 }
 
 export function formatMoney(value) {
   if (value == null || value === "") return "";
   const number = Number(value);
   if (!Number.isFinite(number)) return String(value);
-  return new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 }).format(number);
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: 0 }).format(number);
 }
 
 /** "in_progress" → "In progress". */

@@ -8,10 +8,11 @@ import * as host from "./office-host.js";
 import { createAuth, NeedsSignIn } from "./auth.js";
 import { ApiError, createApi } from "./api.js";
 import { append, clear, colorIndex, h, initials, safeHref } from "./dom.js";
+import { _, language, languageOf, useLanguage } from "./i18n.js";
 import { ic } from "./icons.js";
 import { banner, button, iconButton, typeLabel } from "./views/common.js";
 import { trackingCard } from "./views/tracking.js";
-import { peopleSection } from "./views/people.js";
+import { openLabel, peopleSection } from "./views/people.js";
 import { relatedSection } from "./views/related.js";
 import { regardingPanel, suggestions } from "./views/regarding.js";
 import { CREATE_KINDS, createPanel } from "./views/create.js";
@@ -65,8 +66,8 @@ function errorInfo(exc) {
     const details = Object.entries(exc.fields || {}).map(([key, value]) => `${key.replace(/^(item|fields)\./, "").replace(/_/g, " ")}: ${value}`);
     return { message: exc.message, details, code: exc.code, fields: exc.fields || {} };
   }
-  if (exc instanceof host.OfficeError) return { message: `Outlook could not do that: ${exc.message}` };
-  return { message: "Something went wrong. Try again." };
+  if (exc instanceof host.OfficeError) return { message: _("Outlook could not do that: %(reason)s", { reason: exc.message }) };
+  return { message: _("Something went wrong. Try again.") };
 }
 
 // -- identity of the item ------------------------------------------------------------------------
@@ -78,8 +79,9 @@ function identity() {
   return null;
 }
 
-function noun() {
-  return state.item && state.item.type === "appointment" ? "meeting" : "email";
+/** ``email`` or ``meeting``, whichever the item is (whole sentences for each: they translate differently). */
+function said(email, meeting) {
+  return state.item && state.item.type === "appointment" ? meeting : email;
 }
 
 // -- loading -----------------------------------------------------------------------------------
@@ -114,6 +116,9 @@ async function load() {
 async function fetchContext(mine = generation) {
   try {
     const ctx = await api.context(state.item);
+    if (mine !== generation) return;
+    // Outlook speaks a language the product does not: the user's own, else the organization's.
+    if (!languageOf(host.displayLanguage()) && ctx.language && ctx.language !== language()) await useLanguage(ctx.language);
     if (mine !== generation) return;
     state.ctx = ctx;
     if (!state.relatedFor || !ctx.related.for || (ctx.related.for.type === state.relatedFor.type && ctx.related.for.id === state.relatedFor.id)) {
@@ -159,7 +164,7 @@ function completePending() {
   const key = `${generation}:${JSON.stringify(id)}`; // once each time the item is opened
   if (state.autoCompleted.has(key)) return;
   state.autoCompleted.add(key);
-  perform("Completing the pending track…", () => track(null, { quiet: true }));
+  perform(_("Completing the pending track…"), () => track(null, { quiet: true }));
 }
 
 // -- actions -----------------------------------------------------------------------------------
@@ -209,11 +214,11 @@ async function track(regarding, { quiet = false } = {}) {
   if (result.tracking.status === "tracked") await host.addTrackedCategory(item);
   await refresh();
   const t = state.ctx.tracking;
-  const text = t.status === "tracked"
-    ? `Tracked${t.regarding && t.regarding.name ? ` regarding ${t.regarding.name}` : ""}.`
-    : `Track pending: the ${noun()} is tracked when the server receives it.`;
+  const text = t.status !== "tracked"
+    ? said(_("Track pending: the email is tracked when the server receives it."), _("Track pending: the meeting is tracked when the server receives it."))
+    : t.regarding && t.regarding.name ? _("Tracked regarding %(name)s.", { name: t.regarding.name }) : _("Tracked.");
   if (!quiet || t.status === "tracked") {
-    toast(text, t.url ? { url: t.url, text: "Open in CRM" } : null);
+    toast(text, t.url ? { url: t.url, text: _("Open in CRM") } : null);
     announce(text);
   }
 }
@@ -231,7 +236,7 @@ async function markPending(regarding, { viaTrack = false } = {}) {
     await host.addTokenToSubject(item, result.tracking_token);
   }
   await refresh();
-  const text = `Track pending: the ${noun()} is tracked when you send it.`;
+  const text = said(_("Track pending: the email is tracked when you send it."), _("Track pending: the meeting is tracked when you send it."));
   toast(text);
   announce(text);
 }
@@ -247,7 +252,7 @@ async function setRegarding(ref) {
   else await markPending(ref);
   await refresh();
   const t = state.ctx.tracking;
-  const text = t.regarding ? `Now regarding ${t.regarding.name}.` : "Regarding removed.";
+  const text = t.regarding ? _("Now regarding %(name)s.", { name: t.regarding.name }) : _("Regarding removed.");
   toast(text);
   announce(text);
 }
@@ -255,9 +260,9 @@ async function setRegarding(ref) {
 async function untrack(deleteCopy) {
   const result = await api.untrack(identity(), deleteCopy);
   await host.removeTrackedCategory(state.officeItem);
-  let text = `Untracked. The ${noun()} is no longer tracked for you.`;
-  if (result.deleted) text = `Untracked, and the ${noun()} was deleted from the CRM.`;
-  else if (deleteCopy) text = `Untracked. The CRM copy was kept because someone else owns it; only your link to it was removed.`;
+  let text = said(_("Untracked. The email is no longer tracked for you."), _("Untracked. The meeting is no longer tracked for you."));
+  if (result.deleted) text = said(_("Untracked, and the email was deleted from the CRM."), _("Untracked, and the meeting was deleted from the CRM."));
+  else if (deleteCopy) text = _("Untracked. The CRM copy was kept because someone else owns it; only your link to it was removed.");
   await refresh();
   toast(text);
   announce(text);
@@ -302,12 +307,14 @@ async function submitCreate(kind, data) {
   }
   closePanel(null);
   const label = typeLabel(kind);
-  toast(`${label} ${created.name ? `"${created.name}" ` : ""}created.`, created.url ? { url: created.url, text: `Open ${label.toLowerCase()}` } : null);
-  announce(`${label} created.`);
+  const values = { type: label, name: created.name };
+  toast(created.name ? _("%(type)s \"%(name)s\" created.", values) : _("%(type)s created.", values),
+    created.url ? { url: created.url, text: openLabel(kind) } : null);
+  announce(_("%(type)s created.", values));
   if (data.trackRegarding && !(kind === "task" || kind === "phone_call")) {
-    await perform(`Setting the regarding to the new ${label.toLowerCase()}…`, () => setRegarding({ type: kind, id: created.id }));
+    await perform(_("Setting the regarding to the new %(type)s…", { type: label.toLowerCase() }), () => setRegarding({ type: kind, id: created.id }));
   } else {
-    await perform("Refreshing…", refresh);
+    await perform(_("Refreshing…"), refresh);
   }
   return null;
 }
@@ -332,18 +339,19 @@ function closePanel(returnKey = "track-status") {
 function openRegarding(mode) {
   const current = state.ctx.tracking.regarding;
   const el = regardingPanel({
-    title: mode === "track" ? "Track and set regarding" : "Set regarding",
-    purpose: mode === "track" ? `Choose what this ${noun()} is about; it is tracked regarding that record.` : null,
+    title: mode === "track" ? _("Track and set regarding") : _("Set regarding"),
+    purpose: mode === "track" ? said(_("Choose what this email is about; it is tracked regarding that record."),
+      _("Choose what this meeting is about; it is tracked regarding that record.")) : null,
     current: mode === "track" ? null : current,
     suggested: suggestions(state.ctx, state.related),
     search: (q, types) => api.search(q, types),
     onChoose: (ref) => {
       closePanel(null);
-      perform(`Setting the regarding to ${ref.name}…`, () => setRegarding({ type: ref.type, id: ref.id }));
+      perform(_("Setting the regarding to %(name)s…", { name: ref.name }), () => setRegarding({ type: ref.type, id: ref.id }));
     },
     onClear: () => {
       closePanel(null);
-      perform("Removing the regarding…", () => setRegarding(null));
+      perform(_("Removing the regarding…"), () => setRegarding(null));
     },
     onBack: () => closePanel(returnKey),
   });
@@ -365,7 +373,7 @@ const actions = {
     // Trying a failed track again keeps the regarding that was chosen for it.
     const t = state.ctx.tracking;
     const keep = t.status === "failed" && t.regarding && t.regarding.name != null ? { type: t.regarding.type, id: t.regarding.id } : null;
-    return perform(`Tracking the ${noun()}…`, () => track(keep));
+    return perform(said(_("Tracking the email…"), _("Tracking the meeting…")), () => track(keep));
   },
   trackWithRegarding: () => openRegarding("track"),
   changeRegarding: () => openRegarding("change"),
@@ -405,7 +413,7 @@ async function signOut() {
     // Signed out locally whatever the server said.
   }
   auth.forget();
-  showSignIn("You are signed out.");
+  showSignIn(_("You are signed out."));
 }
 
 // -- rendering ---------------------------------------------------------------------------------
@@ -417,7 +425,7 @@ function renderUser() {
   userArea.append(
     h("span", { class: `avatar small c${colorIndex(user.name)}`, "aria-hidden": "true" }, initials(user.name)),
     h("span", { class: "user-name", title: user.email }, user.name),
-    iconButton("Sign out", "signout", signOut, { key: "signout" }));
+    iconButton(_("Sign out"), "signout", signOut, { key: "signout" }));
 }
 
 async function mailboxCall(label, fn) {
@@ -435,28 +443,28 @@ async function mailboxCall(label, fn) {
 }
 
 const mailboxActions = {
-  onShow: () => mailboxCall("Loading your mailbox…", () => api.myMailbox()),
-  onConnect: () => mailboxCall("Connecting your mailbox…", () => api.mailboxAction("connect")),
-  onApprove: () => mailboxCall("Approving…", () => api.mailboxAction("approve")),
-  onDisconnect: () => mailboxCall("Disconnecting…", () => api.mailboxAction("disconnect")),
+  onShow: () => mailboxCall(_("Loading your mailbox…"), () => api.myMailbox()),
+  onConnect: () => mailboxCall(_("Connecting your mailbox…"), () => api.mailboxAction("connect")),
+  onApprove: () => mailboxCall(_("Approving…"), () => api.mailboxAction("approve")),
+  onDisconnect: () => mailboxCall(_("Disconnecting…"), () => api.mailboxAction("disconnect")),
 };
 
 function createSection() {
   const can = state.ctx.can;
-  const kinds = CREATE_KINDS.filter(([, , privilege]) => can[privilege]);
+  const kinds = CREATE_KINDS.filter(([, privilege]) => can[privilege]);
   if (!kinds.length) return null;
   return h("section", { class: "section", "aria-labelledby": "create-title" },
-    h("div", { class: "section-head" }, h("h2", { id: "create-title" }, "Create")),
-    h("div", { class: "create-grid" }, kinds.map(([kind, label]) =>
-      button(label, () => openCreate(kind), { iconName: kind, key: `create-${kind}`, disabled: Boolean(state.busy) }))));
+    h("div", { class: "section-head" }, h("h2", { id: "create-title" }, _("Create"))),
+    h("div", { class: "create-grid" }, kinds.map(([kind]) =>
+      button(typeLabel(kind), () => openCreate(kind), { iconName: kind, key: `create-${kind}`, disabled: Boolean(state.busy) }))));
 }
 
 function subjectLine() {
   const item = state.item;
   const icon = ic(item.type === "appointment" ? "appointment" : "email");
   return h("div", { class: "item-line" }, icon,
-    h("p", { class: "item-subject", title: item.subject }, item.subject || "(no subject)"),
-    item.mode === "compose" ? h("span", { class: "badge badge-neutral" }, "Draft") : null);
+    h("p", { class: "item-subject", title: item.subject }, item.subject || _("(no subject)")),
+    item.mode === "compose" ? h("span", { class: "badge badge-neutral" }, _("Draft")) : null);
 }
 
 function renderReady() {
@@ -466,7 +474,7 @@ function renderReady() {
         item: state.item, tracking: state.ctx.tracking, busy: Boolean(state.busy),
         onConfirm: (deleteCopy) => {
           closePanel(null);
-          perform("Untracking…", () => untrack(deleteCopy));
+          perform(_("Untracking…"), () => untrack(deleteCopy));
         },
         onBack: () => closePanel("untrack"),
       }));
@@ -485,7 +493,7 @@ function renderReady() {
     createSection(),
     mailboxSection(state.mailbox, mailboxActions),
     h("footer", { class: "pane-footer" },
-      h("a", { href: new URL("../", document.baseURI).href, target: "_blank", rel: "noopener noreferrer" }, ic("open"), " Open Regarding")),
+      h("a", { href: new URL("../", document.baseURI).href, target: "_blank", rel: "noopener noreferrer" }, ic("open"), " ", _("Open Regarding"))),
   ]);
 }
 
@@ -496,26 +504,26 @@ function render() {
   main.setAttribute("aria-busy", state.phase === "loading" ? "true" : "false");
   renderUser();
   if (state.phase === "loading") {
-    main.append(h("div", { class: "skeleton", role: "status", "aria-label": "Loading" },
+    main.append(h("div", { class: "skeleton", role: "status", "aria-label": _("Loading") },
       h("div", { class: "sk sk-line" }), h("div", { class: "sk sk-card" }), h("div", { class: "sk sk-card short" })));
   } else if (state.phase === "noitem") {
     main.append(h("div", { class: "empty-state" }, ic("email", "big"),
-      h("h2", {}, "Select an email or meeting"),
-      h("p", {}, "Regarding shows who is who in the CRM and lets you track the item.")));
+      h("h2", {}, _("Select an email or meeting")),
+      h("p", {}, _("Regarding shows who is who in the CRM and lets you track the item."))));
   } else if (state.phase === "outside") {
     main.append(h("div", { class: "empty-state" },
       ic("email", "big"),
-      h("h2", {}, "Open Regarding from Outlook"),
-      h("p", {}, "This page is the Outlook add-in's task pane: it works beside an email or meeting in Outlook."),
+      h("h2", {}, _("Open Regarding from Outlook")),
+      h("p", {}, _("This page is the Outlook add-in's task pane: it works beside an email or meeting in Outlook.")),
       h("p", {}, h("a", { class: "btn btn-primary", href: new URL("preview", document.baseURI).href, dataset: { key: "open-preview" } },
-        ic("open"), h("span", { class: "btn-label" }, "Try it in the add-in preview")))));
+        ic("open"), h("span", { class: "btn-label" }, _("Try it in the add-in preview"))))));
   } else if (state.phase === "signin") {
     main.append(signinView({ ...state.signin, onSignIn: signIn }));
   } else if (state.phase === "error") {
-    const fatal = state.fatal || { message: "Something went wrong." };
+    const fatal = state.fatal || { message: _("Something went wrong.") };
     main.append(h("div", { class: "empty-state" },
       banner(fatal.message, { details: fatal.details }),
-      button("Try again", load, { kind: "primary", iconName: "refresh", key: "retry" })));
+      button(_("Try again"), load, { kind: "primary", iconName: "refresh", key: "retry" })));
   } else {
     renderReady();
   }
@@ -529,22 +537,30 @@ function render() {
 // -- start -------------------------------------------------------------------------------------
 
 /** Not in Outlook (Office.js missing, or loaded with no host): say where the pane belongs. */
-function outsideOutlook() {
+async function outsideOutlook() {
+  await speak(navigator.language);
   state.phase = "outside";
   render();
+}
+
+/** The pane's language (its words loaded before anything is rendered in it), and the page's own words. */
+async function speak(tag) {
+  await useLanguage(languageOf(tag), tag);
+  document.querySelector(".skip").textContent = _("Skip to content");
 }
 
 async function boot() {
   try {
     await host.ready();
   } catch {
-    outsideOutlook();
+    await outsideOutlook();
     return;
   }
   if (!host.currentItem() && !(globalThis.Office && Office.context && Office.context.mailbox)) {
-    outsideOutlook();
+    await outsideOutlook();
     return;
   }
+  await speak(host.displayLanguage());
   host.onItemChanged(() => load());
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.panel && state.panel.kind !== "regarding") {

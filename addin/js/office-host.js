@@ -12,6 +12,8 @@
  * instead of failing: categories and headers need Mailbox 1.8, SSO IdentityAPI 1.3.
  */
 
+import { _ } from "./i18n.js";
+
 export const TRACKED_CATEGORY = "Tracked to Regarding";
 
 /**
@@ -43,9 +45,9 @@ export function isAvailable() {
 
 /** Resolves when Office.js is ready (the host may be null outside Outlook). */
 export function ready(timeoutMs = 15000) {
-  if (!isAvailable()) return Promise.reject(new OfficeError("no_office", "Office.js did not load."));
+  if (!isAvailable()) return Promise.reject(new OfficeError("no_office", _("Office.js did not load.")));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new OfficeError("timeout", "Outlook did not answer.")), timeoutMs);
+    const timer = setTimeout(() => reject(new OfficeError("timeout", _("Outlook did not answer."))), timeoutMs);
     office().onReady((info) => {
       clearTimeout(timer);
       resolve(info || {});
@@ -59,6 +61,12 @@ export function supports(set, version) {
   } catch {
     return false;
   }
+}
+
+/** Outlook's display language, such as "cs-CZ" ("" where the host does not say). */
+export function displayLanguage() {
+  const context = isAvailable() ? office().context : null;
+  return (context && typeof context.displayLanguage === "string" && context.displayLanguage) || "";
 }
 
 function mailbox() {
@@ -94,7 +102,7 @@ function call(fn) {
         if (result && result.status === office().AsyncResultStatus.Succeeded) resolve(result.value);
         else {
           const error = result && result.error;
-          reject(new OfficeError((error && error.code) || "failed", (error && error.message) || "Outlook could not do that."));
+          reject(new OfficeError((error && error.code) || "failed", (error && error.message) || _("Outlook could not do that.")));
         }
       });
     } catch (exc) {
@@ -390,7 +398,7 @@ export async function ssoToken() {
   try {
     return await office().auth.getAccessToken({ allowSignInPrompt: true, allowConsentPrompt: true });
   } catch (exc) {
-    throw new OfficeError((exc && exc.code) || "sso_failed", (exc && exc.message) || "Office sign-in failed.");
+    throw new OfficeError((exc && exc.code) || "sso_failed", (exc && exc.message) || _("Office sign-in failed."));
   }
 }
 
@@ -407,13 +415,13 @@ export function openDialog(url, { height = 60, width = 30 } = {}) {
   return new Promise((resolve, reject) => {
     const ui = office().context && office().context.ui;
     if (!ui || typeof ui.displayDialogAsync !== "function") {
-      reject(new OfficeError("no_dialog", "This Outlook cannot open the sign-in window."));
+      reject(new OfficeError("no_dialog", _("This Outlook cannot open the sign-in window.")));
       return;
     }
     ui.displayDialogAsync(url, { height, width }, (result) => {
       if (result.status !== office().AsyncResultStatus.Succeeded) {
         const error = result.error;
-        reject(new OfficeError((error && error.code) || "dialog_failed", (error && error.message) || "The sign-in window could not open."));
+        reject(new OfficeError((error && error.code) || "dialog_failed", (error && error.message) || _("The sign-in window could not open.")));
         return;
       }
       const dialog = result.value;
@@ -427,7 +435,7 @@ export function openDialog(url, { height = 60, width = 30 } = {}) {
       dialog.addEventHandler(office().EventType.DialogEventReceived, (arg) => {
         if (settled) return;
         settled = true;
-        reject(new OfficeError(("error" in arg && arg.error) || "dialog_closed", "The sign-in window was closed."));
+        reject(new OfficeError(("error" in arg && arg.error) || "dialog_closed", _("The sign-in window was closed.")));
       });
     });
   });

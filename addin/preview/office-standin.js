@@ -180,6 +180,7 @@
       CategoryColor: { Preset9: "Preset9" },
     },
     context: {
+      displayLanguage: navigator.language || "en-US",
       requirements: { isSetSupported: function (name, version) { return name in SETS && atLeast(SETS[name], version); } },
       ui: { displayDialogAsync: displayDialogAsync, messageParent: messageParent },
       mailbox: inDialog ? undefined : {

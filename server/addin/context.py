@@ -1,8 +1,8 @@
 """The add-in's context call and what it is made of: everything the task pane shows for an
 email or meeting in one round trip — the parties resolved to CRM records with their cards,
 the item's tracking status and regarding, related data (open opportunities and cases, recent
-activities) for the first external person or the regarding record, and what the user may do.
-A constant number of queries however many recipients the item has.
+activities) for the first external person or the regarding record, what the user may do, and
+the language the pane speaks when Outlook's own is not one the product does. A constant number of queries however many recipients the item has.
 
 Privileges: every record shown is read-scoped in SQL (a record the user may not read is not
 shown: its address appears unresolved, as ``records.visible_matches`` states); cards and lists
@@ -27,6 +27,7 @@ from server.crm.services import tracked
 from server.crm.services.resolution import Match, normalized, resolve
 from server.db import cached_statement, db
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import language_of
 from server.mailkeys import find_token
 from server.security import authz, delegates
 from server.security.authz import Principal
@@ -44,7 +45,7 @@ RECENT_LIMIT = 5
 # -- organization settings the pane reads ----------------------------------------------------
 
 ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "attachment_max_bytes",
-                "use_tracking_token", "tracking_token_prefix")
+                "use_tracking_token", "tracking_token_prefix", "default_language")
 
 
 def _org_settings():
@@ -58,6 +59,12 @@ def _org_settings():
 
 def user_json(p: Principal) -> dict[str, Any]:
     return {"id": p.user.id, "name": p.user.full_name, "email": p.user.email}
+
+
+def pane_language(p: Principal, org) -> str:
+    """The language for a pane whose Outlook speaks one the product does not: the user's own
+    setting, else the organization's default, else English."""
+    return language_of(p.user.language) or language_of(org.default_language) or "en"
 
 
 def _may_create(p: Principal, model) -> bool:
@@ -480,4 +487,5 @@ def context(p: Principal, item: Item) -> dict[str, Any]:
     return {"user": user_json(p), "parties": party_list, "tracking": status,
             "related": related(p, *subject, known=cards.subject(*subject)) if subject
             else _empty_related(),
-            "can": capabilities(p), "org": org_json(org), "shared_mailbox": shared}
+            "can": capabilities(p), "org": org_json(org), "shared_mailbox": shared,
+            "language": pane_language(p, org)}

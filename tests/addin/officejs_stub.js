@@ -13,6 +13,7 @@
  *   dialog:    "popup" (default: window.open the URL) or "blocked" (fails with 12009)
  *   bodyFails: body.getAsync fails (the pane cannot read the content)
  *   masterCategories: [{displayName, color}]
+ *   displayLanguage: Outlook's display language (default "en-US"), e.g. "cs-CZ"
  *
  * In a window opened by displayDialogAsync (window.opener is set) the stub is the dialog's
  * Office.js: Office.context.ui.messageParent posts to the opener, which hands the message to
@@ -254,6 +255,7 @@
       CategoryColor: { Preset0: "Preset0", Preset9: "Preset9" },
     },
     context: {
+      displayLanguage: config.displayLanguage || "en-US",
       mailbox: mailbox,
       requirements: {
         isSetSupported: function (name, version) {

@@ -3,20 +3,25 @@
  * form fields with their error messages, and the panel header with its Back button.
  */
 import { h, safeHref, uid } from "../dom.js";
+import { _ } from "../i18n.js";
 import { ic } from "../icons.js";
 
-export const TYPE_LABELS = {
-  account: "Account", contact: "Contact", lead: "Lead", opportunity: "Opportunity", case: "Case",
-  user: "User", queue: "Queue", email: "Email", appointment: "Appointment", task: "Task",
-  phone_call: "Phone call",
-};
-
-export const ROLE_LABELS = {
-  from: "From", to: "To", cc: "Cc", organizer: "Organizer", required: "Required", optional: "Optional",
-};
-
+/** A record type's name in the pane's language ("phone_call" → "Phone call"). */
 export function typeLabel(type) {
-  return TYPE_LABELS[type] || type;
+  const labels = {
+    account: _("Account"), contact: _("Contact"), lead: _("Lead"), opportunity: _("Opportunity"), case: _("Case"),
+    user: _("User"), queue: _("Queue"), email: _("Email"), appointment: _("Appointment"), task: _("Task"),
+    phone_call: _("Phone call"),
+  };
+  return labels[type] || type;
+}
+
+/** A person's part in the item ("to" → "To"). */
+export function roleLabel(role) {
+  const labels = {
+    from: _("From"), to: _("To"), cc: _("Cc"), organizer: _("Organizer"), required: _("Required"), optional: _("Optional"),
+  };
+  return labels[role] || role;
 }
 
 /**
@@ -86,7 +91,7 @@ export function section(title, { id, count, actions, cls } = {}, ...children) {
  */
 export function panelHeader(title, onBack, { id } = {}) {
   return h("div", { class: "panel-head" },
-    iconButton("Back", "back", onBack, { key: "panel-back" }),
+    iconButton(_("Back"), "back", onBack, { key: "panel-back" }),
     h("h2", { id: id || "panel-title", tabindex: "-1" }, title));
 }
 
@@ -143,7 +148,7 @@ export function banner(message, { tone = "error", details, onDismiss, action } =
       h("p", {}, message),
       details && details.length ? h("ul", {}, details.map((d) => h("li", {}, d))) : null,
       action || null),
-    onDismiss ? iconButton("Dismiss", "close", onDismiss, { cls: "banner-close" }) : null);
+    onDismiss ? iconButton(_("Dismiss"), "close", onDismiss, { cls: "banner-close" }) : null);
 }
 
 export function spinner(label) {

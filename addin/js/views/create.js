@@ -5,14 +5,24 @@
  * the server are shown beside their fields.
  */
 import { append, clear, h } from "../dom.js";
+import { _ } from "../i18n.js";
 import { companyFromAddress, splitName } from "../names.js";
 import { banner, button, checkbox, field, panelHeader, typeLabel } from "./common.js";
 
+/** What the pane creates: [kind, the privilege it needs] (labels: typeLabel). */
 export const CREATE_KINDS = [
-  ["contact", "Contact", "create_contact"], ["lead", "Lead", "create_lead"],
-  ["opportunity", "Opportunity", "create_opportunity"], ["case", "Case", "create_case"],
-  ["task", "Task", "create_task"], ["phone_call", "Phone call", "create_phone_call"],
+  ["contact", "create_contact"], ["lead", "create_lead"], ["opportunity", "create_opportunity"],
+  ["case", "create_case"], ["task", "create_task"], ["phone_call", "create_phone_call"],
 ];
+
+/** The quick create panel's title for a kind ("New contact"), a whole phrase. */
+function newTitle(kind) {
+  const titles = {
+    contact: _("New contact"), lead: _("New lead"), opportunity: _("New opportunity"), case: _("New case"),
+    task: _("New task"), phone_call: _("New phone call"),
+  };
+  return titles[kind] || typeLabel(kind);
+}
 const ACTIVITY_KINDS = new Set(["task", "phone_call"]);
 
 function domain(address) {
@@ -87,14 +97,14 @@ export function prefill(kind, { item, ctx, party }) {
   const regarding = ctx.tracking.regarding;
   const regardingDefault = regarding && regarding.name != null ? `${regarding.type}:${regarding.id}`
     : customer ? `${customer.type}:${customer.id}` : "";
-  if (kind === "task") return { subject: subject ? `Follow up: ${subject}` : "Follow up", scheduled_end: tomorrowAtNine(), regarding: regardingDefault };
+  if (kind === "task") return { subject: subject ? _("Follow up: %(subject)s", { subject }) : _("Follow up"), scheduled_end: tomorrowAtNine(), regarding: regardingDefault };
   const phone = who && who.matches && who.matches[0] && who.matches[0].card ? who.matches[0].card.phone || "" : "";
   const name = who ? (who.matches && who.matches[0] ? who.matches[0].name : who.name) : "";
-  return { subject: name ? `Call ${name}` : `Call about ${subject}`, phone_number: phone, scheduled_end: tomorrowAtNine(), regarding: regardingDefault };
+  return { subject: name ? _("Call %(name)s", { name }) : _("Call about %(subject)s", { subject }), phone_number: phone, scheduled_end: tomorrowAtNine(), regarding: regardingDefault };
 }
 
-function options(records, types, { none = "None" } = {}) {
-  return [["", none], ...records.filter((r) => types.includes(r.type))
+function options(records, types) {
+  return [["", _("None")], ...records.filter((r) => types.includes(r.type))
     .map((r) => [`${r.type}:${r.id}`, `${r.name} (${typeLabel(r.type)})`])];
 }
 
@@ -107,8 +117,8 @@ function accountField(values, errors, known, accounts) {
   const choices = [...known.filter((r) => r.type === "account"),
     ...found.filter((r) => !known.some((k) => k.type === "account" && k.id === r.id))];
   /** @type {Array<[string, string]>} */
-  const opts = [["", "None"], ...choices.map((r) => /** @type {[string, string]} */ ([String(r.id), r.detail ? `${r.name} (${r.detail})` : r.name]))];
-  if (fresh) opts.push(["new", `New account: ${fresh.name}`]);
+  const opts = [["", _("None")], ...choices.map((r) => /** @type {[string, string]} */ ([String(r.id), r.detail ? `${r.name} (${r.detail})` : r.name]))];
+  if (fresh) opts.push(["new", _("New account: %(name)s", { name: fresh.name })]);
   const error = errors.parent_account_id || errors["fields.parent_account_id"] || errors["new_account.name"];
   const query = h("input", { type: "search", class: "input", id: "account-q", maxlength: 200, autocomplete: "off",
     dataset: { key: "account-q" }, "aria-describedby": "account-q-status" });
@@ -116,11 +126,11 @@ function accountField(values, errors, known, accounts) {
     if (event.key === "Enter") { event.preventDefault(); onSearch(query.value); }
   });
   return [
-    field({ name: "parent_account_id", label: "Account", value: values.parent_account_id ?? "", error, options: opts }),
+    field({ name: "parent_account_id", label: _("Account"), value: values.parent_account_id ?? "", error, options: opts }),
     h("div", { class: "field account-search" },
-      h("div", { class: "label-row" }, h("label", { for: "account-q" }, "Find an account")),
+      h("div", { class: "label-row" }, h("label", { for: "account-q" }, _("Find an account"))),
       h("div", { class: "search-row" }, query,
-        button("Search", () => onSearch(query.value), { iconName: "search", key: "account-search", small: true })),
+        button(_("Search"), () => onSearch(query.value), { iconName: "search", key: "account-search", small: true })),
       h("p", { class: "hint", id: "account-q-status", role: "status" }, status || "")),
   ];
 }
@@ -130,35 +140,35 @@ function fieldsFor(kind, values, errors, known, accounts) {
   const customerError = errors.customer || errors.customer_account_id || errors.customer_contact_id;
   switch (kind) {
     case "contact":
-      return [f("first_name", "First name", { maxlength: 100 }), f("last_name", "Last name", { required: true, maxlength: 100 }),
-        f("email1", "Email", { type: "email", maxlength: 320 }), f("job_title", "Job title", { maxlength: 100 }),
-        f("phone", "Business phone", { type: "tel", maxlength: 50 }),
+      return [f("first_name", _("First name"), { maxlength: 100 }), f("last_name", _("Last name"), { required: true, maxlength: 100 }),
+        f("email1", _("Email"), { type: "email", maxlength: 320 }), f("job_title", _("Job title"), { maxlength: 100 }),
+        f("phone", _("Business phone"), { type: "tel", maxlength: 50 }),
         ...accountField(values, errors, known, accounts)];
     case "lead":
-      return [f("first_name", "First name", { maxlength: 100 }), f("last_name", "Last name", { required: true, maxlength: 100 }),
-        f("email1", "Email", { type: "email", maxlength: 320 }), f("company_name", "Company", { maxlength: 160 }),
-        f("topic", "Topic", { maxlength: 200 }), f("phone", "Phone", { type: "tel", maxlength: 50 })];
+      return [f("first_name", _("First name"), { maxlength: 100 }), f("last_name", _("Last name"), { required: true, maxlength: 100 }),
+        f("email1", _("Email"), { type: "email", maxlength: 320 }), f("company_name", _("Company"), { maxlength: 160 }),
+        f("topic", _("Topic"), { maxlength: 200 }), f("phone", _("Phone"), { type: "tel", maxlength: 50 })];
     case "opportunity":
-      return [f("name", "Topic", { required: true, maxlength: 200 }),
-        field({ name: "customer", label: "Customer", value: values.customer || "", error: customerError, options: options(known, ["account", "contact"]) }),
-        f("estimated_value", "Est. revenue", { inputmode: "decimal" }),
-        f("estimated_close_date", "Est. close date", { type: "date" })];
+      return [f("name", _("Topic"), { required: true, maxlength: 200 }),
+        field({ name: "customer", label: _("Customer"), value: values.customer || "", error: customerError, options: options(known, ["account", "contact"]) }),
+        f("estimated_value", _("Est. revenue"), { inputmode: "decimal" }),
+        f("estimated_close_date", _("Est. close date"), { type: "date" })];
     case "case":
-      return [f("title", "Case title", { required: true, maxlength: 200 }),
-        field({ name: "customer", label: "Customer", value: values.customer || "", error: customerError, options: options(known, ["account", "contact"]) }),
-        f("priority", "Priority", { options: [["high", "High"], ["normal", "Normal"], ["low", "Low"]] }),
-        f("description", "Description", { rows: 3 })];
+      return [f("title", _("Case title"), { required: true, maxlength: 200 }),
+        field({ name: "customer", label: _("Customer"), value: values.customer || "", error: customerError, options: options(known, ["account", "contact"]) }),
+        f("priority", _("Priority"), { options: [["high", _("High")], ["normal", _("Normal")], ["low", _("Low")]] }),
+        f("description", _("Description"), { rows: 3 })];
     case "task":
-      return [f("subject", "Subject", { required: true, maxlength: 400 }),
-        f("scheduled_end", "Due", { type: "datetime-local" }),
-        field({ name: "regarding", label: "Regarding", value: values.regarding || "", error: errors.regarding, options: options(known, ["account", "contact", "lead", "opportunity", "case"]) }),
-        f("description", "Description", { rows: 3 })];
+      return [f("subject", _("Subject"), { required: true, maxlength: 400 }),
+        f("scheduled_end", _("Due"), { type: "datetime-local" }),
+        field({ name: "regarding", label: _("Regarding"), value: values.regarding || "", error: errors.regarding, options: options(known, ["account", "contact", "lead", "opportunity", "case"]) }),
+        f("description", _("Description"), { rows: 3 })];
     default:
-      return [f("subject", "Subject", { required: true, maxlength: 400 }),
-        f("phone_number", "Phone number", { type: "tel", maxlength: 50 }),
-        f("scheduled_end", "Due", { type: "datetime-local" }),
-        field({ name: "regarding", label: "Regarding", value: values.regarding || "", error: errors.regarding, options: options(known, ["account", "contact", "lead", "opportunity", "case"]) }),
-        f("description", "Description", { rows: 3 })];
+      return [f("subject", _("Subject"), { required: true, maxlength: 400 }),
+        f("phone_number", _("Phone number"), { type: "tel", maxlength: 50 }),
+        f("scheduled_end", _("Due"), { type: "datetime-local" }),
+        field({ name: "regarding", label: _("Regarding"), value: values.regarding || "", error: errors.regarding, options: options(known, ["account", "contact", "lead", "opportunity", "case"]) }),
+        f("description", _("Description"), { rows: 3 })];
   }
 }
 
@@ -210,11 +220,21 @@ function accountFromDomain(address) {
   return name && host ? { name, website: `https://${host}` } : null;
 }
 
+/** The quick create's "track regarding the new record" choice, for an email or a meeting. */
+function trackLabel(untracked, meeting, type) {
+  if (untracked) {
+    return meeting ? _("Track this meeting regarding the new %(type)s", { type })
+      : _("Track this email regarding the new %(type)s", { type });
+  }
+  return meeting ? _("Set the new %(type)s as what this meeting is regarding", { type })
+    : _("Set the new %(type)s as what this email is regarding", { type });
+}
+
 export function createPanel({ kind, state, party, onSubmit, onBack, searchAccounts }) {
   const label = typeLabel(kind);
   const known = knownRecords(state.ctx, state.related);
   const isActivity = ACTIVITY_KINDS.has(kind);
-  const noun = state.item.type === "appointment" ? "meeting" : "email";
+  const meeting = state.item.type === "appointment";
   const tracking = state.ctx.tracking;
   /** @type {Record<string, any>} */
   let values = prefill(kind, { item: state.item, ctx: state.ctx, party });
@@ -228,16 +248,16 @@ export function createPanel({ kind, state, party, onSubmit, onBack, searchAccoun
     onSearch: async (q) => {
       if (!q.trim()) return;
       values = Object.fromEntries(new FormData(form).entries());
-      accounts.status = "Searching…";
+      accounts.status = _("Searching…");
       render();
       try {
         accounts.found = (await searchAccounts(q.trim())).results;
         accounts.status = accounts.found.length
-          ? `${accounts.found.length} account${accounts.found.length === 1 ? "" : "s"} found: choose one under Account.`
-          : "No account found.";
+          ? _("Accounts found: %(count)s. Choose one under Account.", { count: accounts.found.length })
+          : _("No account found.");
         if (accounts.found.length) values.parent_account_id = String(accounts.found[0].id);
       } catch (exc) {
-        accounts.status = exc.message || "The search did not work.";
+        accounts.status = exc.message || _("The search did not work.");
       }
       render();
       /** @type {HTMLElement | null} */
@@ -248,7 +268,7 @@ export function createPanel({ kind, state, party, onSubmit, onBack, searchAccoun
 
   const form = h("form", { class: "create-form", novalidate: true });
   const wrap = h("div", { class: "panel", role: "region", "aria-labelledby": "panel-title" },
-    panelHeader(`New ${label.toLowerCase()}`, onBack), form);
+    panelHeader(newTitle(kind), onBack), form);
 
   function render() {
     clear(form);
@@ -259,13 +279,12 @@ export function createPanel({ kind, state, party, onSubmit, onBack, searchAccoun
       ...fieldsFor(kind, values, errors, known, accounts),
       trackable ? checkbox({
         name: "track_regarding",
-        label: tracking.status === "not_tracked" ? `Track this ${noun} regarding the new ${label.toLowerCase()}`
-          : `Set the new ${label.toLowerCase()} as what this ${noun} is regarding`,
+        label: trackLabel(tracking.status === "not_tracked", meeting, label.toLowerCase()),
         checked: trackChecked ?? (Boolean(party) || !regardingElsewhere),
       }) : null,
       h("div", { class: "actions form-actions" },
-        button(busy ? "Saving…" : "Save", null, { kind: "primary", type: "submit", key: "create-save", disabled: busy }),
-        button("Cancel", onBack, { key: "create-cancel", disabled: busy })),
+        button(busy ? _("Saving…") : _("Save"), null, { kind: "primary", type: "submit", key: "create-save", disabled: busy }),
+        button(_("Cancel"), onBack, { key: "create-cancel", disabled: busy })),
     ]);
   }
 

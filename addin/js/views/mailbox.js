@@ -6,19 +6,20 @@
  * address (with the privilege), disconnect; or says why connecting is not possible.
  */
 import { formatDate, h } from "../dom.js";
+import { _ } from "../i18n.js";
 import { badge, banner, button, section, spinner } from "./common.js";
 
 function statusLine(box) {
   return h("p", { class: "mailbox-status", dataset: { key: "mailbox-status" } },
-    badge(box.connected ? "Connected" : "Not connected", box.connected ? "opportunity" : "missing"), " ",
-    badge(box.approved ? "Approved" : "Waiting for approval", box.approved ? "opportunity" : "missing"), " ",
-    badge(box.enabled ? "Syncing" : "Not syncing", box.enabled ? "opportunity" : "missing"));
+    badge(box.connected ? _("Connected") : _("Not connected"), box.connected ? "opportunity" : "missing"), " ",
+    badge(box.approved ? _("Approved") : _("Waiting for approval"), box.approved ? "opportunity" : "missing"), " ",
+    badge(box.enabled ? _("Syncing") : _("Not syncing"), box.enabled ? "opportunity" : "missing"));
 }
 
 function details(box) {
   return h("div", { class: "mailbox-details" },
     h("p", { class: "muted" }, box.address, box.profile ? ` · ${box.profile}` : ""),
-    box.last_success_on ? h("p", { class: "muted" }, `Last synchronized ${formatDate(box.last_success_on, true)}`) : null,
+    box.last_success_on ? h("p", { class: "muted" }, _("Last synchronized %(when)s", { when: formatDate(box.last_success_on, true) })) : null,
     !box.enabled && box.disabled_reason ? h("p", { class: "mailbox-reason" }, box.disabled_reason) : null,
     box.alerts && box.alerts.length ? h("ul", { class: "mailbox-alerts" },
       box.alerts.map((a) => h("li", {}, a.message))) : null);
@@ -27,23 +28,23 @@ function details(box) {
 export function mailboxSection(view, { onShow, onConnect, onApprove, onDisconnect }) {
   const id = "mailbox-title";
   if (!view || (!view.data && !view.loading)) {
-    return section("My mailbox", { id },
-      h("p", { class: "empty" }, "Track your email from the CRM's server, without Outlook open."),
+    return section(_("My mailbox"), { id },
+      h("p", { class: "empty" }, _("Track your email from the CRM's server, without Outlook open.")),
       view && view.error ? banner(view.error) : null,
-      button("Show my mailbox", onShow, { key: "mailbox-show", small: true }));
+      button(_("Show my mailbox"), onShow, { key: "mailbox-show", small: true }));
   }
-  if (view.loading) return section("My mailbox", { id }, spinner(view.loading));
+  if (view.loading) return section(_("My mailbox"), { id }, spinner(view.loading));
   const data = view.data;
   const box = data.mailbox;
   const busy = Boolean(view.busy);
   const actions = [];
   if (data.can_connect && (!box || !box.connected || !box.enabled)) {
-    actions.push(button(box && box.connected ? "Connect again" : "Connect my mailbox", onConnect,
+    actions.push(button(box && box.connected ? _("Connect again") : _("Connect my mailbox"), onConnect,
       { kind: "primary", key: "mailbox-connect", disabled: busy }));
   }
-  if (box && box.can_approve) actions.push(button("Approve my address", onApprove, { key: "mailbox-approve", disabled: busy }));
-  if (box && box.connected) actions.push(button("Disconnect", onDisconnect, { kind: "subtle", key: "mailbox-disconnect", disabled: busy }));
-  return section("My mailbox", { id },
+  if (box && box.can_approve) actions.push(button(_("Approve my address"), onApprove, { key: "mailbox-approve", disabled: busy }));
+  if (box && box.connected) actions.push(button(_("Disconnect"), onDisconnect, { kind: "subtle", key: "mailbox-disconnect", disabled: busy }));
+  return section(_("My mailbox"), { id },
     box ? statusLine(box) : null,
     box ? details(box) : null,
     !data.can_connect && data.why_not ? h("p", { class: "mailbox-why" }, data.why_not) : null,

@@ -5,11 +5,14 @@
  * cases) before anything is typed. A keyboard-usable combobox (arrows, Enter, Escape).
  */
 import { clear, h, uid } from "../dom.js";
+import { _ } from "../i18n.js";
 import { ic } from "../icons.js";
 import { banner, button, panelHeader, typeLabel } from "./common.js";
 
-const TYPES = [["", "All types"], ["account", "Accounts"], ["contact", "Contacts"], ["lead", "Leads"],
-  ["opportunity", "Opportunities"], ["case", "Cases"]];
+function typeChoices() {
+  return [["", _("All types")], ["account", _("Accounts")], ["contact", _("Contacts")], ["lead", _("Leads")],
+    ["opportunity", _("Opportunities")], ["case", _("Cases")]];
+}
 const REGARDING_TYPES = new Set(["account", "contact", "lead", "opportunity", "case"]);
 const DEBOUNCE_MS = 250;
 
@@ -34,8 +37,8 @@ export function suggestions(ctx, related) {
     if (!source || !source.for) continue;
     add(source.for.type, source.for.id, source.for.name, "");
     if (source.parent_account) add("account", source.parent_account.id, source.parent_account.name, "");
-    for (const o of source.open_opportunities || []) add("opportunity", o.id, o.name, "Open opportunity");
-    for (const c of source.open_cases || []) add("case", c.id, c.title, c.ticket_number || "Open case");
+    for (const o of source.open_opportunities || []) add("opportunity", o.id, o.name, _("Open opportunity"));
+    for (const c of source.open_cases || []) add("case", c.id, c.title, c.ticket_number || _("Open case"));
   }
   return out.slice(0, 12);
 }
@@ -52,11 +55,11 @@ export function regardingPanel({ title, current, suggested, search, onChoose, on
   const input = h("input", {
     id: inputId, class: "input search-input", type: "search", role: "combobox", autocomplete: "off",
     "aria-autocomplete": "list", "aria-expanded": "true", "aria-controls": listId,
-    placeholder: "Name, email or number", maxlength: "200", dataset: { key: "regarding-q" },
+    placeholder: _("Name, email or number"), maxlength: "200", dataset: { key: "regarding-q" },
   });
-  const typeSelect = h("select", { class: "input type-filter", "aria-label": "Record type" },
-    TYPES.map(([value, text]) => h("option", { value }, text)));
-  const list = h("ul", { id: listId, role: "listbox", class: "results", "aria-label": "Records" });
+  const typeSelect = h("select", { class: "input type-filter", "aria-label": _("Record type") },
+    typeChoices().map(([value, text]) => h("option", { value }, text)));
+  const list = h("ul", { id: listId, role: "listbox", class: "results", "aria-label": _("Records") });
   const caption = h("p", { class: "results-caption", id: statusId, role: "status" });
   const errorArea = h("div");
 
@@ -104,21 +107,21 @@ export function regardingPanel({ title, current, suggested, search, onChoose, on
     active = -1;
     if (!q) {
       results = suggested;
-      renderResults(suggested.length ? "Suggested from this item" : "Type to search");
+      renderResults(suggested.length ? _("Suggested from this item") : _("Type to search"));
       return;
     }
-    caption.textContent = "Searching…";
+    caption.textContent = _("Searching…");
     try {
       const types = typeSelect.value ? [typeSelect.value] : null;
       const data = await search(q, types);
       if (mine !== generation) return;
       results = data.results || [];
-      renderResults(results.length ? `${results.length} result${results.length > 1 ? "s" : ""}` : "No records match.");
+      renderResults(results.length ? _("Results: %(count)s", { count: results.length }) : _("No records match."));
     } catch (exc) {
       if (mine !== generation) return;
       results = [];
       renderResults("");
-      errorArea.append(banner(exc.message || "Search failed."));
+      errorArea.append(banner(exc.message || _("Search failed.")));
     }
   }
 
@@ -142,17 +145,17 @@ export function regardingPanel({ title, current, suggested, search, onChoose, on
     }
   });
 
-  renderResults(suggested.length ? "Suggested from this item" : "Type to search");
-  const label = h("label", { for: inputId, class: "search-label" }, "Search accounts, contacts, leads, opportunities and cases");
+  renderResults(suggested.length ? _("Suggested from this item") : _("Type to search"));
+  const label = h("label", { for: inputId, class: "search-label" }, _("Search accounts, contacts, leads, opportunities and cases"));
   return h("div", { class: "panel", role: "region", "aria-labelledby": "panel-title" },
     panelHeader(title, onBack),
     purpose ? h("p", { class: "panel-intro" }, purpose) : null,
-    current ? h("p", { class: "current-regarding" }, "Now regarding ", h("strong", {}, current.name || "a record you may not see"),
+    current ? h("p", { class: "current-regarding" }, _("Now regarding "), h("strong", {}, current.name || _("a record you may not see")),
       ` (${typeLabel(current.type)})`) : null,
     h("div", { class: "search-box" }, label,
       h("div", { class: "search-row" }, h("span", { class: "search-icon", "aria-hidden": "true" }, ic("search")), input),
       typeSelect),
     errorArea, caption, list,
     current && onClear ? h("div", { class: "actions" },
-      button("Remove regarding", onClear, { kind: "subtle", iconName: "unlink", key: "clear-regarding" })) : null);
+      button(_("Remove regarding"), onClear, { kind: "subtle", iconName: "unlink", key: "clear-regarding" })) : null);
 }

@@ -4,25 +4,27 @@
  * it); otherwise only the user's link to it is removed and the record is kept.
  */
 import { h } from "../dom.js";
+import { _ } from "../i18n.js";
 import { button, checkbox, panelHeader } from "./common.js";
 
 export function untrackPanel({ item, tracking, onConfirm, onBack, busy }) {
-  const noun = item.type === "appointment" ? "meeting" : "email";
+  const meeting = item.type === "appointment";
   const form = h("form", { class: "untrack-form", novalidate: true },
-    h("p", {}, `The ${noun} stays in your mailbox and is no longer tracked for you.`),
+    h("p", {}, meeting ? _("The meeting stays in your mailbox and is no longer tracked for you.")
+      : _("The email stays in your mailbox and is no longer tracked for you.")),
     tracking.status === "tracked" ? checkbox({
       name: "delete_copy",
-      label: `Also delete the ${noun} from the CRM`,
-      hint: "Only if you own it. Someone else's copy is kept; only your link to it is removed.",
+      label: meeting ? _("Also delete the meeting from the CRM") : _("Also delete the email from the CRM"),
+      hint: _("Only if you own it. Someone else's copy is kept; only your link to it is removed."),
     }) : null,
     h("div", { class: "actions form-actions" },
-      button(busy ? "Untracking…" : "Untrack", null, { kind: "danger", type: "submit", key: "untrack-confirm", disabled: busy }),
-      button("Cancel", onBack, { key: "untrack-cancel", disabled: busy })));
+      button(busy ? _("Untracking…") : _("Untrack"), null, { kind: "danger", type: "submit", key: "untrack-confirm", disabled: busy }),
+      button(_("Cancel"), onBack, { key: "untrack-cancel", disabled: busy })));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const box = form.querySelector("input[name=delete_copy]");
     onConfirm(Boolean(box && box.checked));
   });
   return h("div", { class: "panel", role: "region", "aria-labelledby": "panel-title" },
-    panelHeader(`Untrack this ${noun}?`, onBack), form);
+    panelHeader(meeting ? _("Untrack this meeting?") : _("Untrack this email?"), onBack), form);
 }
