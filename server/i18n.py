@@ -10,9 +10,11 @@ translate`` extracts, updates, checks and compiles them.
 from __future__ import annotations
 
 from functools import lru_cache
+from gettext import c2py
 from pathlib import Path
 from zoneinfo import available_timezones
 
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -73,17 +75,37 @@ def _po(language: str) -> Path:
     return CATALOGS / LANGUAGES[language][0] / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
+def _by_category(catalog, forms: tuple[str, ...]) -> dict[str, str]:
+    """A plural entry's forms by CLDR plural category (what Intl.PluralRules names in the
+    pane) rather than by the catalog's Plural-Forms index: each category's first whole
+    number tells which form it takes."""
+    index, category = c2py(catalog.plural_expr), Locale.parse(catalog.locale).plural_form
+    out: dict[str, str] = {}
+    for n in range(200):
+        out.setdefault(category(n), forms[min(index(n), len(forms) - 1)])
+    return out
+
+
 @lru_cache(maxsize=16)
-def _messages(po: Path, _version: int) -> dict[str, tuple[str, frozenset[str]]]:
+def _messages(po: Path, _version: int) -> dict[str, tuple[str | dict[str, str], frozenset[str]]]:
     """{English: (translation, the files it is used in)} of one catalog: translated and
-    settled strings only (no fuzzy ones)."""
+    settled strings only (no fuzzy ones); a plural entry under its singular, its forms by
+    plural category."""
     with po.open("rb") as source:
         catalog = read_po(source, locale=po.parts[-3])
-    return {m.id: (m.string, frozenset(path for path, _ in m.locations)) for m in catalog
-            if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
+    out: dict[str, tuple[str | dict[str, str], frozenset[str]]] = {}
+    for m in catalog:
+        if not m.id or m.fuzzy:
+            continue
+        files = frozenset(path for path, _ in m.locations)
+        if isinstance(m.id, str) and m.string and isinstance(m.string, str):
+            out[m.id] = (m.string, files)
+        elif isinstance(m.id, tuple) and isinstance(m.string, tuple) and all(m.string):
+            out[m.id[0]] = (_by_category(catalog, m.string), files)
+    return out
 
 
-def _catalog(language: str) -> dict[str, tuple[str, frozenset[str]]]:
+def _catalog(language: str) -> dict[str, tuple[str | dict[str, str], frozenset[str]]]:
     po = _po(language)
     if language == "en" or not po.exists():
         return {}
@@ -94,12 +116,13 @@ def translate(language: str, text: str) -> str:
     """``text`` in ``language`` from its catalog, outside any request (manifests, files);
     ``text`` itself in English or while it is not translated."""
     found = _catalog(language).get(text)
-    return found[0] if found else text
+    return found[0] if found and isinstance(found[0], str) else text
 
 
-def pane_catalog(language: str) -> dict[str, str]:
+def pane_catalog(language: str) -> dict[str, str | dict[str, str]]:
     """The translations the pane uses (strings used under ``addin/``) for ``language``:
-    {English: translation}; empty for English."""
+    {English: translation}, a plural one {singular: {plural category: form}}; empty for
+    English."""
     return {text: string for text, (string, files) in _catalog(language).items()
             if any(path.startswith("addin/") for path in files)}
 

@@ -9,7 +9,8 @@
  * The words come from the same gettext catalogs as the pages, as one small JSON per language
  * ({English: translation}, /addin/strings/<language>.json, cached by the browser and
  * revalidated by its ETag), loaded before the pane renders. Every string the pane shows goes
- * through `_()` (with `%(name)s` values), so `flask --app server translate extract` finds it;
+ * through `_()` (with `%(name)s` values; `ngettext()` where a count changes the words, its forms
+ * chosen by Intl.PluralRules), so `flask --app server translate extract` finds it;
  * dates and numbers are formatted with Intl for the same locale.
  */
 
@@ -73,7 +74,26 @@ export async function useLanguage(code, tag = null) {
  */
 export function _(text, values) {
   const found = current.strings[text];
-  const out = typeof found === "string" && found ? found : text;
-  if (!values) return out;
-  return out.replace(/%\((\w+)\)s/g, (whole, name) => (name in values ? String(values[name]) : whole));
+  return fill(typeof found === "string" && found ? found : text, values);
+}
+
+/**
+ * The words for ``count`` things: the catalog's form for the count's plural category in the
+ * pane's locale ({category: text} as the server serves it), else English's; ``%(count)s``
+ * and ``values`` filled in.
+ * @param {string} singular
+ * @param {string} plural
+ * @param {number} count
+ * @param {Record<string, unknown>} [values]
+ */
+export function ngettext(singular, plural, count, values) {
+  const forms = current.strings[singular];
+  let out = count === 1 ? singular : plural;
+  if (forms && typeof forms === "object") out = forms[new Intl.PluralRules(current.locale).select(count)] || forms.other || out;
+  return fill(out, { count, ...values });
+}
+
+function fill(text, values) {
+  if (!values) return text;
+  return text.replace(/%\((\w+)\)s/g, (whole, name) => (name in values ? String(values[name]) : whole));
 }

@@ -547,6 +547,8 @@ async function outsideOutlook() {
 async function speak(tag) {
   await useLanguage(languageOf(tag), tag);
   document.querySelector(".skip").textContent = _("Skip to content");
+  const waiting = document.querySelector(".loading-text");
+  if (waiting) waiting.textContent = _("Loading…");
 }
 
 async function boot() {

@@ -30,7 +30,7 @@ def test_search_accounts_for_the_new_contact(pane, live):
     account = _form(p, STRANGER["emailAddress"])
     page.get_by_label("Find an account", exact=True).fill("fabri")
     page.get_by_label("Find an account", exact=True).press("Enter")
-    expect(page.locator("#account-q-status")).to_have_text("Accounts found: 1. Choose one under Account.")
+    expect(page.locator("#account-q-status")).to_have_text("1 account found: choose one under Account.")
     expect(account).to_be_focused()
     expect(account).to_have_value(str(w.fabrikam.id))
     p.click("create-save")

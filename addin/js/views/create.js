@@ -5,7 +5,7 @@
  * the server are shown beside their fields.
  */
 import { append, clear, h } from "../dom.js";
-import { _ } from "../i18n.js";
+import { _, ngettext } from "../i18n.js";
 import { companyFromAddress, splitName } from "../names.js";
 import { banner, button, checkbox, field, panelHeader, typeLabel } from "./common.js";
 
@@ -253,7 +253,8 @@ export function createPanel({ kind, state, party, onSubmit, onBack, searchAccoun
       try {
         accounts.found = (await searchAccounts(q.trim())).results;
         accounts.status = accounts.found.length
-          ? _("Accounts found: %(count)s. Choose one under Account.", { count: accounts.found.length })
+          ? ngettext("%(count)s account found: choose one under Account.", "%(count)s accounts found: choose one under Account.",
+            accounts.found.length)
           : _("No account found.");
         if (accounts.found.length) values.parent_account_id = String(accounts.found[0].id);
       } catch (exc) {

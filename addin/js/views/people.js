@@ -5,7 +5,7 @@
  */
 import { colorIndex, h, initials } from "../dom.js";
 import { ic } from "../icons.js";
-import { _ } from "../i18n.js";
+import { _, ngettext } from "../i18n.js";
 import { badge, button, crmLink, roleLabel, section, typeLabel } from "./common.js";
 
 const RELATABLE = new Set(["contact", "account", "lead"]);
@@ -85,7 +85,7 @@ function personCard(party, state, actions) {
     body.push(matchCard(first, { selected, onRelated: actions.showRelated }));
     if (others.length) {
       body.push(h("div", { class: "more-matches" },
-        h("p", { class: "hint" }, _("Other records this address matches: %(count)s", { count: others.length })),
+        h("p", { class: "hint" }, ngettext("This address also matches %(count)s more record:", "This address also matches %(count)s more records:", others.length)),
         h("ul", {}, others.map((m) => h("li", {},
           crmLink(m.url, m.name), " ", badge(typeLabel(m.type), m.type),
           m.card && m.card.account ? h("span", { class: "muted" }, ` · ${m.card.account.name}`) : null)))));

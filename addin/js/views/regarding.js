@@ -5,7 +5,7 @@
  * cases) before anything is typed. A keyboard-usable combobox (arrows, Enter, Escape).
  */
 import { clear, h, uid } from "../dom.js";
-import { _ } from "../i18n.js";
+import { _, ngettext } from "../i18n.js";
 import { ic } from "../icons.js";
 import { banner, button, panelHeader, typeLabel } from "./common.js";
 
@@ -116,7 +116,7 @@ export function regardingPanel({ title, current, suggested, search, onChoose, on
       const data = await search(q, types);
       if (mine !== generation) return;
       results = data.results || [];
-      renderResults(results.length ? _("Results: %(count)s", { count: results.length }) : _("No records match."));
+      renderResults(results.length ? ngettext("%(count)s result", "%(count)s results", results.length) : _("No records match."));
     } catch (exc) {
       if (mine !== generation) return;
       results = [];
