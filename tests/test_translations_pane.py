@@ -215,32 +215,41 @@ def test_the_pages_own_words_are_translated_when_the_pane_starts():
     assert parser.words  # the page has words of its own, and the scan read them
 
 
-def _extracted(tmp_path) -> Catalog:
-    pot = tmp_path / "messages.pot"
+def extracted(target: Path) -> Catalog:
+    """What ``flask --app server translate extract`` finds now (into ``target``)."""
+    pot = target / "messages.pot"
     subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", *EXTRACT_OPTIONS,
                     "-o", str(pot), "."], cwd=ROOT, check=True, capture_output=True)
     with pot.open("rb") as f:
         return read_po(f)
 
 
+def marked_catalogs(target: Path, languages=("cs",)) -> Path:
+    """Catalogs (under ``target``) with every string the code marks "translated" as
+    ``«English»`` (a plural entry's forms numbered: ``«singular» 0``, ``1``...), to use in
+    place of the shipped ones (``server.i18n.CATALOGS``)."""
+    catalog = extracted(target)
+    for language in languages:
+        locale = i18n.LANGUAGES[language][0]
+        po = target / "catalogs" / locale / "LC_MESSAGES" / "messages.po"
+        po.parent.mkdir(parents=True, exist_ok=True)
+        marked = Catalog(locale=locale)
+        for m in catalog:
+            if m.id and isinstance(m.id, str):
+                marked.add(m.id, f"«{m.id}»", locations=m.locations)
+            elif m.id:
+                marked.add(m.id, tuple(f"«{m.id[0]}» {i}" for i in range(marked.num_plurals)), locations=m.locations)
+        with po.open("wb") as f:
+            write_po(f, marked)
+    return target / "catalogs"
+
+
 def test_extraction_finds_every_pane_string_and_the_pane_is_served_only_its_own(tmp_path, monkeypatch, app):
-    catalog = _extracted(tmp_path)
+    catalog = extracted(tmp_path)
     pane = {m.id for m in catalog if m.id and any(path.startswith("addin/") for path, _ in m.locations)}
     assert wrapped_in_js() - pane == set()
     assert ("%(count)s result", "%(count)s results") in pane  # ngettext: one entry, both forms
-    # A Czech catalog with every string "translated" (marked), in place of the shipped ones.
-    catalogs = tmp_path / "catalogs"
-    po = catalogs / "cs" / "LC_MESSAGES" / "messages.po"
-    po.parent.mkdir(parents=True)
-    translated = Catalog(locale="cs")
-    for m in catalog:
-        if m.id and isinstance(m.id, str):
-            translated.add(m.id, f"«{m.id}»", locations=m.locations)
-        elif m.id:  # Czech has three forms: one (1), few (2-4), other
-            translated.add(m.id, tuple(f"«{m.id[0]}» {i}" for i in range(3)), locations=m.locations)
-    with po.open("wb") as f:
-        write_po(f, translated)
-    monkeypatch.setattr(i18n, "CATALOGS", catalogs)
+    monkeypatch.setattr(i18n, "CATALOGS", marked_catalogs(tmp_path))
     served = i18n.pane_catalog("cs")
     assert set(served) == {m if isinstance(m, str) else m[0] for m in pane} and served["Track"] == "«Track»"
     # A plural one by the plural categories Intl.PluralRules names (1 one, 2-4 few, 5 other).

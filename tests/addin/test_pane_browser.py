@@ -136,9 +136,9 @@ class Pane:
                                   "auth": request.headers.get("authorization", "")})
 
     def open(self, item=None, *, user=ANN, token=None, sso=None, sets=None, dialog=None,
-             body_fails=False, path="/addin/taskpane.html", wait="#track-status"):
+             body_fails=False, path="/addin/taskpane.html", wait="#track-status", display_language=None):
         config = {"item": item, "user": user, "sets": sets or {"Mailbox": "1.8", "DialogApi": "1.2"},
-                  "dialog": dialog, "bodyFails": body_fails}
+                  "dialog": dialog, "bodyFails": body_fails, "displayLanguage": display_language}
         if sso is not None:
             config["sso"] = sso
             config["sets"] = {**config["sets"], "IdentityAPI": "1.3"}

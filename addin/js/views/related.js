@@ -13,19 +13,28 @@ function group(title, items, render, empty) {
     items.length ? h("ul", { class: "related-list" }, items.map(render)) : h("p", { class: "empty" }, empty));
 }
 
+/** An opportunity's or case's status in the pane's language ("in_progress" → "In progress"). */
+function statusLabel(status) {
+  const labels = {
+    open: _("Open"), won: _("Won"), lost: _("Lost"), in_progress: _("In progress"), on_hold: _("On hold"),
+    waiting: _("Waiting"), resolved: _("Resolved"), canceled: _("Canceled"),
+  };
+  return labels[status] || humanize(status);
+}
+
 function opportunity(o) {
   const value = formatMoney(o.estimated_value);
   return h("li", {}, ic("opportunity"),
     h("div", { class: "related-text" },
       crmLink(o.url, o.name),
-      h("p", { class: "muted" }, [value ? _("Est. %(value)s", { value }) : null, o.status ? humanize(o.status) : null].filter(Boolean).join(" · "))));
+      h("p", { class: "muted" }, [value ? _("Est. %(value)s", { value }) : null, o.status ? statusLabel(o.status) : null].filter(Boolean).join(" · "))));
 }
 
 function supportCase(c) {
   return h("li", {}, ic("case"),
     h("div", { class: "related-text" },
       crmLink(c.url, c.title),
-      h("p", { class: "muted" }, [c.ticket_number, c.status ? humanize(c.status) : null].filter(Boolean).join(" · "))));
+      h("p", { class: "muted" }, [c.ticket_number, c.status ? statusLabel(c.status) : null].filter(Boolean).join(" · "))));
 }
 
 function activity(a) {
