@@ -1,11 +1,17 @@
 """Server-rendered SVG charts for the sync dashboard: hour-by-hour bars and lines, laid out
 here (pure geometry) and drawn by ``sync/_chart.html``. No script is needed (the pages'
 CSP allows none inline); each chart has a title and description for screen readers, a
-tooltip per point, and the same figures as a table beneath it."""
+tooltip per point, and the same figures as a table beneath it. Days and figures are written
+the request's locale's way (hours stay UTC, as the charts say)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from babel import Locale
+from babel.dates import format_skeleton
+from babel.numbers import format_decimal
+from flask_babel import get_locale
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 60, 12, 12, 30
@@ -68,8 +74,18 @@ def _scale(top_value: float) -> float:
     return 10 * magnitude
 
 
+def _day(hour: datetime) -> str:
+    """"5 Dec", "5. 12.", "12月5日": the day in the request's locale."""
+    return format_skeleton("MMMd", hour, locale=get_locale() or Locale("en"))
+
+
+def _figure(value: float) -> str:
+    return format_decimal(value, format="#,##0" if value == int(value) else "#,##0.0",
+                          locale=get_locale() or Locale("en"))
+
+
 def _slot_label(hour: datetime) -> str:
-    return f"{hour:%d %b %H:00}–{(hour.hour + 1) % 24:02d}:00 UTC"
+    return f"{_day(hour)} {hour:%H:00}–{(hour.hour + 1) % 24:02d}:00 UTC"
 
 
 def _frame(chart: Chart, hours: list[datetime], top: float, unit: str) -> tuple[float, float]:
@@ -78,11 +94,10 @@ def _frame(chart: Chart, hours: list[datetime], top: float, unit: str) -> tuple[
     for fraction in (0, 0.5, 1):
         value = top * fraction
         chart.y_ticks.append((lower - (lower - upper) * fraction,
-                              f"{value:,.0f}{unit}" if value == int(value) else f"{value:,.1f}{unit}"))
+                              f"{_figure(value)}{unit}"))
     for i, hour in enumerate(hours):
         if hour.hour % 6 == 0:
-            chart.x_ticks.append((left + slot * (i + 0.5), f"{hour:%H:00}" if hour.hour else
-                                  f"{hour:%d %b}"))
+            chart.x_ticks.append((left + slot * (i + 0.5), f"{hour:%H:00}" if hour.hour else _day(hour)))
     return slot, (lower - upper) / top
 
 
