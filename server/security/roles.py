@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.admin import (as_int, is_admin_role, optional_text, require_grantable,
                                    require_manage, unique_name)
@@ -65,7 +66,7 @@ def _role_fields(data: dict[str, Any], role: Role | None) -> tuple[str, str | No
     name = unique_name(data, errors, Role, role, "role")
     description = optional_text(data, errors, "description", "Description", 2000)
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     return name, description
 
 
@@ -79,7 +80,7 @@ def create_role(p: Principal, data: dict[str, Any]) -> Role:
     if source_id:
         source = db.session.get(Role, source_id)
         if source is None:
-            raise Invalid("The role to copy does not exist.", {"copy_from": "Unknown role."})
+            raise Invalid(N_("The role to copy does not exist."), {"copy_from": N_("Unknown role.")})
         require_grantable(p, [source])
         role.privileges = [RolePrivilege(privilege=rp.privilege, depth=rp.depth)
                            for rp in source.privileges if rp.depth]
@@ -145,7 +146,7 @@ def delete_role(p: Principal, role: Role) -> None:
     require_manage(p, "security_role")
     authz.require_table(p, "security_role", "delete")
     if role.is_builtin:
-        raise Conflict("Built-in roles cannot be deleted.")
+        raise Conflict(N_("Built-in roles cannot be deleted."))
     users = db.session.scalar(select(func.count()).select_from(user_role)
                               .where(user_role.c.role_id == role.id)) or 0
     teams = db.session.scalar(select(func.count()).select_from(team_role)
