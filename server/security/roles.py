@@ -105,15 +105,15 @@ def update_role(p: Principal, role: Role, data: dict[str, Any], depths: dict[str
     wanted: dict[str, int] = {f"{t}.{priv}": 0 for t in TABLES for priv in PRIVILEGES}
     for key, value in depths.items():
         if key not in wanted:
-            raise Invalid(f"Unknown privilege {key!r}.")
+            raise Invalid(N_("Unknown privilege %(key)r.", key=key))
         try:
             wanted[key] = int(Depth(int(value)))
         except (TypeError, ValueError):
-            raise Invalid(f"Unknown depth for {key!r}.") from None
+            raise Invalid(N_("Unknown depth for %(key)r.", key=key)) from None
     named = set(named)
     unknown = named - set(NAMED_PRIVILEGES)
     if unknown:
-        raise Invalid(f"Unknown privileges: {', '.join(sorted(unknown))}.")
+        raise Invalid(N_("Unknown privileges: %(names)s.", names=", ".join(sorted(unknown))))
     before, before_named = role_grid(role)
     if not p.is_admin:  # raising a cell above one's own depth would be self-promotion
         beyond = [k.replace("_", " ").replace(".", ": ") for k, d in wanted.items()

@@ -83,8 +83,10 @@ def localize(text: str) -> str:
     as it is (itself while the catalog lacks it)."""
     if not text or not has_request_context():
         return text
-    if isinstance(text, Message):
-        return gettext(text.source, **text.values) if text.values else gettext(text.source)
+    if isinstance(text, Message):  # values that are messages too (a problem in a sentence)
+        values = {name: localize(value) if isinstance(value, Message) else value
+                  for name, value in text.values.items()}
+        return gettext(text.source, **values) if values else gettext(text.source)
     return gettext(text)
 
 
