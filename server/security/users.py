@@ -174,7 +174,7 @@ def update_user(p: Principal, user: User, data: dict[str, Any]) -> User:
     names = _names(data, errors)
     email = _check_email(data.get("email"), errors, exclude_id=user.id)
     if email and email != user.email:  # the email is what they sign in with
-        require_not_above(p, user, "change the email address")
+        require_not_above(p, user, N_("change the email address"))
     unit = user.business_unit
     if as_int(data.get("business_unit_id")) != user.business_unit_id:
         unit = unit_for(p, data.get("business_unit_id"), "write", errors)
@@ -209,7 +209,7 @@ def set_user_active(p: Principal, user: User, active: bool) -> User:
     authz.require(p, "write", user)
     if active == user.is_active:
         return user
-    require_not_above(p, user, "change the status")
+    require_not_above(p, user, N_("change the status"))
     if not active:
         if user.id == p.user_id:
             raise Conflict(N_("You cannot deactivate yourself."))
@@ -237,7 +237,7 @@ def reset_password(p: Principal, user: User, data: dict[str, Any]) -> str | None
     authz.require(p, "write", user)
     if user.id == p.user_id:
         raise Conflict(N_("Change your own password on your profile page."))
-    require_not_above(p, user, "reset the password")
+    require_not_above(p, user, N_("reset the password"))
     errors: dict[str, str] = {}
     mode = "set" if data.get("password_mode") == "set" else "generate"
     password = _choose_password({**data, "password_mode": mode}, errors)
