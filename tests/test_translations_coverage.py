@@ -19,7 +19,8 @@ PENDING = ("sync/", "addin/")
 ALLOWED = {"Regarding", "R"}
 # data-label: the column name a narrow screen shows beside each cell (CSS attr()).
 READ_ATTRIBUTES = {"title", "alt", "placeholder", "aria-label", "data-label"}
-SUBMIT_TYPES = {"submit", "button", "reset"}  # an <input> of these shows its value
+# An <input> of these types shows its value; a <button>'s value is form data, never shown.
+SUBMIT_TYPES = {"submit", "button", "reset"}
 GETTEXT = {"_", "gettext", "ngettext", "pgettext", "npgettext"}
 # Jinja comments, trans blocks (wrapped), and the remaining tags, in that order.
 COMMENT = re.compile(r"\{#.*?#\}", re.S)
@@ -121,6 +122,8 @@ def test_the_checker_finds_what_it_should():
               '<a title="{{ _("Open") }}" aria-label="Open it">{{ _("Open") }}</a>\n'
               '{% trans n=3 %}{{ n }} records{% endtrans %}\n'
               "{{ post_button(url, 'Delete', cls='small') }}{{ _('Fine') }}\n"
-              '<span aria-hidden="true">&nbsp;·&nbsp;</span>{# A comment #}<b>Regarding</b>\n')
-    assert _unwrapped_markup(source) == [(1, "Hello ¤"), (2, "Save"), (3, "Open it")]
+              '<span aria-hidden="true">&nbsp;·&nbsp;</span>{# A comment #}<b>Regarding</b>\n'
+              '<td data-label="Name">{% if role == \'Sales Manager\' %}{{ _("Yes") }}{% endif %}</td>\n'
+              '<button name="do" value="Approve">{{ _("Approve") }}</button>\n')
+    assert _unwrapped_markup(source) == [(1, "Hello ¤"), (2, "Save"), (3, "Open it"), (7, "Name")]
     assert _unwrapped_literals(source) == [(5, "Delete")]
