@@ -18,7 +18,7 @@ from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-__all__ = ["CATALOGS", "LANGUAGES", "N_", "catalog_gaps", "check_choice", "compile_catalogs",
+__all__ = ["CATALOGS", "LANGUAGES", "Message", "N_", "message_of", "catalog_gaps", "check_choice", "compile_catalogs",
            "language_of", "locale_of", "pane_catalog", "time_zones", "translate"]
 
 # Language code (as the user setting and Accept-Language give it) -> (catalog locale, name
@@ -127,9 +127,31 @@ def pane_catalog(language: str) -> dict[str, str | dict[str, str]]:
             if any(path.startswith("addin/") for path in files)}
 
 
-def N_(text: str) -> str:  # noqa: N802 - the gettext convention for "mark, translate later"
-    """Marks ``text`` for the catalogs where it is translated later (``translate``)."""
-    return text
+class Message(str):
+    """A message written in English for people, kept with its source text and values so the
+    web layer shows it in the reader's language (``server.web.languages.localize``): the
+    string itself is the English text (logs, tests); ``source`` is the catalog entry."""
+
+    source: str
+    values: dict
+
+    def __new__(cls, source: str, values: dict | None = None):
+        values = dict(values or {})
+        message = super().__new__(cls, source % values if values else source)
+        message.source, message.values = source, values
+        return message
+
+
+def N_(text: str, **values) -> Message:  # noqa: N802 - gettext's "mark, translate later"
+    """Marks ``text`` for the catalogs where it is translated later: at display by the web
+    layer (a floor below it cannot import Flask-Babel) or by ``translate``. Values fill
+    ``%(name)s`` placeholders, so a translation may put them in its own order."""
+    return Message(text, values)
+
+
+def message_of(exc: Exception) -> str:
+    """The message an exception was raised with, still a ``Message`` when it was marked."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
 
 
 def catalog_gaps(language: str) -> list[str]:
@@ -163,9 +185,9 @@ def check_choice(language: str | None, time_zone: str | None) -> dict[str, str]:
     """Problems with a chosen language and time zone ({field: message}); empty is allowed."""
     errors = {}
     if language and language not in LANGUAGES:
-        errors["language"] = "Choose one of the listed languages."
+        errors["language"] = N_("Choose one of the listed languages.")
     if time_zone and time_zone not in time_zones():
-        errors["time_zone"] = "Choose a time zone from the list, such as Europe/Prague."
+        errors["time_zone"] = N_("Choose a time zone from the list, such as Europe/Prague.")
     return errors
 
 

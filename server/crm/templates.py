@@ -22,6 +22,7 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import db, utcnow
+from server.i18n import N_
 
 MAX_TEMPLATE = 100_000
 FILTERS = ("default", "d", "upper", "lower", "title", "capitalize", "trim")
@@ -103,26 +104,28 @@ def check(source: str, values: dict, env: _Env = _HTML) -> tuple[Any, list[str]]
     """The compiled template and the problems found (unknown placeholders, syntax, anything
     beyond placeholders and conditions). Problems mean no compiled template."""
     if len(source) > MAX_TEMPLATE:
-        return None, [f"The template is longer than {MAX_TEMPLATE} characters."]
+        return None, [N_("The template is longer than %(count)s characters.", count=MAX_TEMPLATE)]
     try:
         tree = env.parse(source)
     except TemplateError as exc:
-        line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
-        return None, [f"The template cannot be read{line}: {exc.message}."]
+        if getattr(exc, "lineno", None):
+            return None, [N_("The template cannot be read (line %(line)s): %(error)s.",
+                             line=exc.lineno, error=exc.message)]
+        return None, [N_("The template cannot be read: %(error)s.", error=exc.message)]
     problems: list[str] = []
     unknown: list[str] = []
 
     def walk(node) -> None:
         if not isinstance(node, ALLOWED_NODES):
-            problems.append(f"Templates may hold placeholders and conditions only, not "
-                            f"{type(node).__name__.lower()}.")
+            problems.append(N_("Templates may hold placeholders and conditions only, not "
+                               "%(node)s.", node=type(node).__name__.lower()))
             return
         if isinstance(node, nodes.Filter) and node.name not in FILTERS:
-            problems.append(f"The filter {node.name} is not available.")
+            problems.append(N_("The filter %(name)s is not available.", name=node.name))
         if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
             name = _placeholder(node)
             if name is None:
-                problems.append("Placeholders are written as {{ recipient.first_name }}.")
+                problems.append(N_("Placeholders are written as {{ recipient.first_name }}."))
                 return
             root, _, attr = name.partition(".")
             if root not in values or not attr or attr not in values[root]:
@@ -133,8 +136,8 @@ def check(source: str, values: dict, env: _Env = _HTML) -> tuple[Any, list[str]]
 
     walk(tree)
     if unknown:
-        problems.append("Unknown placeholders (or fields you may not read): "
-                        + ", ".join("{{ %s }}" % n for n in dict.fromkeys(unknown)) + ".")
+        problems.append(N_("Unknown placeholders (or fields you may not read): %(names)s.",
+                           names=", ".join("{{ %s }}" % n for n in dict.fromkeys(unknown))))
     if problems:
         return None, list(dict.fromkeys(problems))
     return env.from_string(tree), []
@@ -151,8 +154,9 @@ def form_problems(subject: str, body_html: str) -> list[str]:
     """What is wrong with a template whatever record it is used with (syntax, anything
     beyond placeholders and conditions, names other than recipient, regarding, sender)."""
     anything = {root: _AnyFields() for root in ROOTS}
-    problems = [f"Subject: {p}" for p in check(subject, anything, _TEXT)[1]]
-    return problems + [f"Body: {p}" for p in check(body_html, anything, _HTML)[1]]
+    problems = [N_("Subject: %(problem)s", problem=p) for p in check(subject, anything, _TEXT)[1]]
+    return problems + [N_("Body: %(problem)s", problem=p)
+                       for p in check(body_html, anything, _HTML)[1]]
 
 
 @dataclass
@@ -172,13 +176,15 @@ def render(template: EmailTemplate, values: dict) -> Rendered:
                               ("html", template.body_html or "", _HTML)):
         compiled, problems = check(source, values, env)
         if problems:
-            out.problems.extend(f"{'Subject' if part == 'subject' else 'Body'}: {p}"
-                                for p in problems)
+            out.problems.extend(N_("Subject: %(problem)s", problem=p) if part == "subject"
+                                else N_("Body: %(problem)s", problem=p) for p in problems)
             continue
         try:
             text = compiled.render(values)
         except Exception as exc:  # a sandboxed template must never break the page
-            out.problems.append(f"The {part} could not be filled in: {exc}")
+            out.problems.append(N_("The subject could not be filled in: %(error)s", error=exc)
+                                if part == "subject" else
+                                N_("The body could not be filled in: %(error)s", error=exc))
             continue
         setattr(out, part, _LINE_BREAKS.sub(" ", text).strip()[:400] if part == "subject"
                 else text)

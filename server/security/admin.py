@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid
+from server.i18n import N_, message_of
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import BusinessUnit, Role, User, team_member, team_role, user_role
@@ -66,12 +67,13 @@ def clean_text(value: Any, *, label: str, max_length: int, required: bool = Fals
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise ValueError(f"{label} must be text.")
+        raise ValueError(N_("%(field)s must be text.", field=label))
     value = _CONTROL.sub("", value).strip()
     if required and not value:
-        raise ValueError(f"{label} is required.")
+        raise ValueError(N_("%(field)s is required.", field=label))
     if len(value) > max_length:
-        raise ValueError(f"{label} can be at most {max_length} characters.")
+        raise ValueError(N_("%(field)s can be at most %(count)s characters.", field=label,
+                            count=max_length))
     return value or None
 
 
@@ -96,11 +98,11 @@ def unique_name(data: dict[str, Any], errors: dict[str, str], model, current, no
     try:
         name = clean_text(data.get("name"), label="Name", max_length=160, required=True)
     except ValueError as exc:
-        errors["name"] = str(exc)
+        errors["name"] = message_of(exc)
         return None
     if db.session.scalar(select(model.id).where(func.lower(model.name) == name.lower(),
                                                 model.id != (current.id if current else 0))):
-        errors["name"] = f"Another {noun} has this name."
+        errors["name"] = N_("Another %(kind)s has this name.", kind=noun)
     return name
 
 
@@ -109,7 +111,7 @@ def optional_text(data: dict[str, Any], errors: dict[str, str], name: str, label
     try:
         return clean_text(data.get(name), label=label, max_length=max_length)
     except ValueError as exc:
-        errors[name] = str(exc)
+        errors[name] = message_of(exc)
         return None
 
 
@@ -117,7 +119,7 @@ def unit_for(p: Principal, value: Any, privilege: str, errors: dict[str, str], *
               table: str = "user") -> BusinessUnit | None:
     unit = db.session.get(BusinessUnit, as_int(value) or 0)
     if unit is None or not unit.is_active:
-        errors["business_unit_id"] = "Choose an active business unit."
+        errors["business_unit_id"] = N_("Choose an active business unit.")
         return None
     if not reaches(p, table, privilege, unit.id):
         errors["business_unit_id"] = "You may not manage this business unit's " + \
@@ -161,7 +163,8 @@ def require_not_above(p: Principal, user: User, what: str) -> None:
     above = (target.is_admin or any(d > p.depths.get(k, Depth.NONE) for k, d in target.depths.items())
              or not target.named <= p.named)
     if above:
-        raise Forbidden(f"You cannot {what} of a user who has privileges you do not hold.")
+        raise Forbidden(N_("You cannot %(action)s of a user who has privileges you do not hold.",
+                           action=what))
 
 
 def require_grantable(p: Principal, roles: Iterable[Role]) -> None:
@@ -180,7 +183,7 @@ def load_roles(p: Principal, role_ids: Iterable[Any]) -> list[Role]:
     roles = db.session.scalars(select(Role).where(Role.id.in_(ids))
                                .options(selectinload(Role.privileges))).all()
     if len(roles) != len(ids):
-        raise Invalid("Some of the chosen roles do not exist.", {"roles": "Unknown role."})
+        raise Invalid(N_("Some of the chosen roles do not exist."), {"roles": N_("Unknown role.")})
     return list(roles)
 
 
@@ -199,8 +202,8 @@ def keep_an_admin() -> None:
     """Called after a change is flushed: refuse it when no active System Administrator is
     left (the view rolls the transaction back)."""
     if not active_admin_ids():
-        raise Conflict("This would leave the organization without an active System "
-                       "Administrator. Make someone else one first.")
+        raise Conflict(N_("This would leave the organization without an active System "
+                          "Administrator. Make someone else one first."))
 
 
 def assign_roles(p: Principal, holder, role_ids: Iterable[Any]):
@@ -214,7 +217,7 @@ def assign_roles(p: Principal, holder, role_ids: Iterable[Any]):
     kept = {r.id for r in wanted}
     removed_admin = any(is_admin_role(r) for r in holder.roles if r.id not in kept)
     if removed_admin and not p.is_admin:
-        raise Forbidden("Only a System Administrator can remove the System Administrator role.")
+        raise Forbidden(N_("Only a System Administrator can remove the System Administrator role."))
     holder.roles = wanted
     db.session.flush()
     if removed_admin:

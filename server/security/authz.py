@@ -17,6 +17,7 @@ from server.crm.activities import Activity
 from server.crm.registry import MODEL_TYPES
 from server.db import db
 from server.errors import Forbidden, NotFound
+from server.i18n import N_
 from server.security.models import (BusinessUnit, FieldPermission, RecordShare, Role,
                                     RolePrivilege, SecuredField, Team, User, team_member,
                                     team_role, user_role)
@@ -301,19 +302,22 @@ def require(p: Principal, privilege: str, record) -> None:
     if not can(p, "read", record):
         raise NotFound()
     if privilege != "read":
-        raise Forbidden(f"You do not have the {privilege.replace('_', ' ')} privilege on this "
-                        f"{table_of(record).replace('_', ' ')}.")
+        raise Forbidden(N_("You do not have the %(privilege)s privilege on this %(kind)s.",
+                           privilege=privilege.replace("_", " "),
+                           kind=table_of(record).replace("_", " ")))
 
 
 def require_named(p: Principal, named: str) -> None:
     if not p.has(named):
-        raise Forbidden(f"This needs the '{NAMED_PRIVILEGES[named]}' privilege.")
+        raise Forbidden(N_("This needs the '%(privilege)s' privilege.",
+                           privilege=NAMED_PRIVILEGES[named]))
 
 
 def require_table(p: Principal, table: str, privilege: str) -> None:
     """For administration pages: some depth of ``privilege`` on ``table`` is needed."""
     if p.depth(table, privilege) == Depth.NONE:
-        raise Forbidden(f"You do not have the {privilege} privilege on {table.replace('_', ' ')}.")
+        raise Forbidden(N_("You do not have the %(privilege)s privilege on %(table)s.",
+                           privilege=privilege, table=table.replace("_", " ")))
 
 
 def get(p: Principal, model, record_id: int, privilege: str = "read"):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.security.models import TrackingDelegate, User
 
 
@@ -25,9 +26,9 @@ def allow(owner: User, email: str) -> User:
     delegate = db.session.scalar(select(User).where(func.lower(User.email) == email,
                                                     User.is_active.is_(True))) if email else None
     if delegate is None:
-        raise Invalid("No active user has that email address.", {"email": "Not a user of this CRM."})
+        raise Invalid(N_("No active user has that email address."), {"email": N_("Not a user of this CRM.")})
     if delegate.id == owner.id:
-        raise Invalid("You track your own mail already.", {"email": "That is you."})
+        raise Invalid(N_("You track your own mail already."), {"email": N_("That is you.")})
     if db.session.scalar(select(TrackingDelegate.id).where(
             TrackingDelegate.owner_user_id == owner.id,
             TrackingDelegate.delegate_user_id == delegate.id)) is None:
@@ -40,7 +41,7 @@ def remove(owner: User, delegate_id: int) -> None:
     row = db.session.scalar(select(TrackingDelegate).where(
         TrackingDelegate.owner_user_id == owner.id, TrackingDelegate.delegate_user_id == delegate_id))
     if row is None:
-        raise NotFound("That person may not track on your behalf anyway.")
+        raise NotFound(N_("That person may not track on your behalf anyway."))
     db.session.delete(row)
     db.session.flush()
 

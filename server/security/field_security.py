@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.errors import Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.admin import as_int, optional_text, require_manage, unique_name
 from server.security.authz import Principal
@@ -36,7 +37,7 @@ def set_secured_fields(p: Principal, table: str, fields: Iterable[str]) -> set[s
     require_manage(p, "field_security_profile")
     authz.require_table(p, "field_security_profile", "write")
     if table not in RECORD_TYPES:
-        raise NotFound("No such record type.")
+        raise NotFound(N_("No such record type."))
     allowed = {f.name for f in securable_fields(table)}
     wanted = set(fields)
     if wanted - allowed:
@@ -67,7 +68,7 @@ def load_profiles(profile_ids: Iterable[Any]) -> list[FieldSecurityProfile]:
     profiles = db.session.scalars(select(FieldSecurityProfile)
                                   .where(FieldSecurityProfile.id.in_(ids))).all()
     if len(profiles) != len(ids):
-        raise Invalid("Some of the chosen profiles do not exist.")
+        raise Invalid(N_("Some of the chosen profiles do not exist."))
     return list(profiles)
 
 
@@ -84,7 +85,7 @@ def _profile_fields(data: dict[str, Any], profile: FieldSecurityProfile | None) 
     name = unique_name(data, errors, FieldSecurityProfile, profile, "profile")
     description = optional_text(data, errors, "description", "Description", 2000)
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     return {"name": name, "description": description}
 
 
@@ -108,12 +109,12 @@ def update_profile(p: Principal, profile: FieldSecurityProfile, data: dict[str, 
     secured = {(r.table_name, r.field) for r in db.session.scalars(select(SecuredField))}
     unknown = set(permissions) - secured
     if unknown:
-        raise Invalid("Permissions can only be given on secured fields.")
+        raise Invalid(N_("Permissions can only be given on secured fields."))
     current = {(fp.table_name, fp.field): fp for fp in profile.permissions}
     for key in secured:
         rights = permissions.get(key, set())
         if rights - {"read", "update", "create"}:
-            raise Invalid("Unknown field permission.")
+            raise Invalid(N_("Unknown field permission."))
         row = current.get(key)
         if not rights:
             if row is not None:
@@ -152,18 +153,18 @@ def add_profile_member(p: Principal, profile: FieldSecurityProfile, *, email: st
         user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower(),
                                                     authz.scope(p, User, "read")))
         if user is None:
-            raise Invalid("No user with this email address.", {"email": "No such user."})
+            raise Invalid(N_("No user with this email address."), {"email": N_("No such user.")})
         if profile not in user.field_profiles:
             user.field_profiles.append(profile)
     elif team_id:
         team = db.session.scalar(select(Team).where(Team.id == as_int(team_id),
                                                     authz.scope(p, Team, "read")))
         if team is None:
-            raise Invalid("No such team.", {"team_id": "No such team."})
+            raise Invalid(N_("No such team."), {"team_id": N_("No such team.")})
         if profile not in team.field_profiles:
             team.field_profiles.append(profile)
     else:
-        raise Invalid("Choose a user or a team to add.")
+        raise Invalid(N_("Choose a user or a team to add."))
     db.session.flush()
 
 
@@ -174,6 +175,6 @@ def remove_profile_member(p: Principal, profile: FieldSecurityProfile, *, user_i
     holder = (db.session.get(User, as_int(user_id) or 0) if user_id else
               db.session.get(Team, as_int(team_id) or 0))
     if holder is None or profile not in holder.field_profiles:
-        raise NotFound("Not a member of this profile.")
+        raise NotFound(N_("Not a member of this profile."))
     holder.field_profiles.remove(profile)
     db.session.flush()

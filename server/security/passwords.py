@@ -6,6 +6,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from server.db import utcnow
+from server.i18n import N_
 from server.security import sessions, tokens
 from server.security.models import User
 
@@ -23,9 +24,9 @@ def hash_password(password: str) -> str:
 def check_password_strength(password: str) -> str | None:
     """A message saying what is wrong with a new password, or None when it is acceptable."""
     if len(password) < MIN_LENGTH:
-        return f"Use at least {MIN_LENGTH} characters."
+        return N_("Use at least %(count)s characters.", count=MIN_LENGTH)
     if password.isdigit() or password.isalpha() and password.lower() == password:
-        return "Mix letters with digits, capitals or symbols."
+        return N_("Mix letters with digits, capitals or symbols.")
     return None
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.admin import (as_int, is_admin_role, optional_text, require_grantable,
                                    require_manage, unique_name)
@@ -65,7 +66,7 @@ def _role_fields(data: dict[str, Any], role: Role | None) -> tuple[str, str | No
     name = unique_name(data, errors, Role, role, "role")
     description = optional_text(data, errors, "description", "Description", 2000)
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     return name, description
 
 
@@ -79,7 +80,7 @@ def create_role(p: Principal, data: dict[str, Any]) -> Role:
     if source_id:
         source = db.session.get(Role, source_id)
         if source is None:
-            raise Invalid("The role to copy does not exist.", {"copy_from": "Unknown role."})
+            raise Invalid(N_("The role to copy does not exist."), {"copy_from": N_("Unknown role.")})
         require_grantable(p, [source])
         role.privileges = [RolePrivilege(privilege=rp.privilege, depth=rp.depth)
                            for rp in source.privileges if rp.depth]
@@ -104,15 +105,15 @@ def update_role(p: Principal, role: Role, data: dict[str, Any], depths: dict[str
     wanted: dict[str, int] = {f"{t}.{priv}": 0 for t in TABLES for priv in PRIVILEGES}
     for key, value in depths.items():
         if key not in wanted:
-            raise Invalid(f"Unknown privilege {key!r}.")
+            raise Invalid(N_("Unknown privilege %(key)r.", key=key))
         try:
             wanted[key] = int(Depth(int(value)))
         except (TypeError, ValueError):
-            raise Invalid(f"Unknown depth for {key!r}.") from None
+            raise Invalid(N_("Unknown depth for %(key)r.", key=key)) from None
     named = set(named)
     unknown = named - set(NAMED_PRIVILEGES)
     if unknown:
-        raise Invalid(f"Unknown privileges: {', '.join(sorted(unknown))}.")
+        raise Invalid(N_("Unknown privileges: %(names)s.", names=", ".join(sorted(unknown))))
     before, before_named = role_grid(role)
     if not p.is_admin:  # raising a cell above one's own depth would be self-promotion
         beyond = [k.replace("_", " ").replace(".", ": ") for k, d in wanted.items()
@@ -145,7 +146,7 @@ def delete_role(p: Principal, role: Role) -> None:
     require_manage(p, "security_role")
     authz.require_table(p, "security_role", "delete")
     if role.is_builtin:
-        raise Conflict("Built-in roles cannot be deleted.")
+        raise Conflict(N_("Built-in roles cannot be deleted."))
     users = db.session.scalar(select(func.count()).select_from(user_role)
                               .where(user_role.c.role_id == role.id)) or 0
     teams = db.session.scalar(select(func.count()).select_from(team_role)

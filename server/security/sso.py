@@ -39,6 +39,7 @@ import jwt
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import ServiceError
@@ -188,34 +189,34 @@ class OfficeSso:
         SsoUnavailable otherwise."""
         s = Settings.from_config(config if config is not None else current_app.config)
         if s is None:
-            raise SsoRejected("Office sign-in is not configured on this server.")
+            raise SsoRejected(N_("Office sign-in is not configured on this server."))
         if s.tenant.lower() in MULTI_TENANT:
             log.error("Office SSO: REGARDING_SSO_TENANT must name one tenant, not %r", s.tenant)
-            raise SsoRejected("Office sign-in is not configured on this server.")
+            raise SsoRejected(N_("Office sign-in is not configured on this server."))
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise SsoRejected("The sign-in token is malformed.") from None
+            raise SsoRejected(N_("The sign-in token is malformed.")) from None
         if header.get("alg") != "RS256":
-            raise SsoRejected("The sign-in token is not signed with RS256.")
+            raise SsoRejected(N_("The sign-in token is not signed with RS256."))
         entry, key = self._keys(s, header.get("kid"))
         if key is None:
-            raise SsoRejected("The sign-in token is signed by a key the tenant does not publish.")
+            raise SsoRejected(N_("The sign-in token is signed by a key the tenant does not publish."))
         try:
             claims = jwt.decode(token, key, algorithms=["RS256"], audience=list(s.audiences),
                                 leeway=LEEWAY, options={"require": ["exp", "iss", "aud"]})
         except jwt.ExpiredSignatureError:
             raise SsoTokenExpired() from None
         except jwt.InvalidAudienceError:
-            raise SsoRejected("The sign-in token is for another application.") from None
+            raise SsoRejected(N_("The sign-in token is for another application.")) from None
         except jwt.InvalidSignatureError:
-            raise SsoRejected("The sign-in token's signature is not valid.") from None
+            raise SsoRejected(N_("The sign-in token's signature is not valid.")) from None
         except jwt.InvalidTokenError as exc:
             raise SsoRejected(f"The sign-in token is not valid ({type(exc).__name__}).") from None
         if claims.get("iss") not in (entry.issuer, f"https://sts.windows.net/{entry.tenant_id}/"):
-            raise SsoRejected("The sign-in token was issued by another tenant.")
+            raise SsoRejected(N_("The sign-in token was issued by another tenant."))
         if str(claims.get("tid", entry.tenant_id)).lower() != entry.tenant_id:
-            raise SsoRejected("The sign-in token was issued by another tenant.")
+            raise SsoRejected(N_("The sign-in token was issued by another tenant."))
         scopes = str(claims.get("scp") or "").split()
         if SCOPE not in scopes:
             raise SsoRejected(f"The sign-in token does not carry the '{SCOPE}' scope.")
@@ -228,12 +229,12 @@ class OfficeSso:
         user has no link yet; afterwards the (changeable) address no longer matters."""
         tid, oid = str(claims.get("tid") or "").lower(), str(claims.get("oid") or "").lower()
         if not _GUID.match(tid) or not _GUID.match(oid):
-            raise SsoRejected("The sign-in token does not name the account (tid, oid).")
+            raise SsoRejected(N_("The sign-in token does not name the account (tid, oid)."))
         link = db.session.get(SsoLink, (tid, oid))
         if link is not None:
             user = db.session.get(User, link.user_id)
             if user is None or not user.is_active:
-                raise SsoRejected("Your CRM account is disabled.")
+                raise SsoRejected(N_("Your CRM account is disabled."))
             return user
         user = self._first_link_user(claims)
         taken = db.session.scalar(select(SsoLink).where(SsoLink.user_id == user.id))
@@ -262,8 +263,8 @@ class OfficeSso:
             for n in candidates:
                 if n in by_address:
                     return by_address[n]
-        raise SsoRejected("Your Microsoft 365 account is not a user of this CRM. "
-                          "Ask an administrator to add you, or sign in with the dialog.")
+        raise SsoRejected(N_("Your Microsoft 365 account is not a user of this CRM. "
+                             "Ask an administrator to add you, or sign in with the dialog."))
 
     def authenticate(self, token: str) -> tuple[User, dict[str, Any]]:
         claims = self.validate(token)
@@ -300,9 +301,9 @@ class OfficeSso:
             suberror = result.get("suberror")
             log.info("Office SSO: on-behalf-of refused (%s%s)", error,
                      f"/{suberror}" if suberror else "")
-            message = ("Consent is needed for this add-in to reach Microsoft 365 for you."
+            message = (N_("Consent is needed for this add-in to reach Microsoft 365 for you.")
                        if error in ("invalid_grant", "interaction_required") else
-                       "Microsoft did not grant access on your behalf.")
+                       N_("Microsoft did not grant access on your behalf."))
             raise OboFailed(message, error, suberror)
         return result["access_token"]
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from server.db import db
 from server.errors import Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.admin import (as_int, assign_roles, is_admin_role, keep_an_admin,
                                    like_pattern, optional_text, require_grantable, require_manage,
@@ -52,7 +53,7 @@ def _team_fields(p: Principal, data: dict[str, Any], team: Team | None) -> dict[
         unit = unit_for(p, data.get("business_unit_id"), "create" if team is None else "write",
                          errors, table="team")
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     return {"name": name, "description": description, "business_unit_id": unit.id}
 
 
@@ -81,7 +82,7 @@ def add_team_member(p: Principal, team: Team, email: str) -> User:
     user = db.session.scalar(select(User).where(func.lower(User.email) == email,
                                                 authz.scope(p, User, "read")))
     if user is None:
-        raise Invalid("No user with this email address.", {"email": "No such user."})
+        raise Invalid(N_("No user with this email address."), {"email": N_("No such user.")})
     if user not in team.members:
         team.members.append(user)
     db.session.flush()
@@ -93,7 +94,7 @@ def remove_team_member(p: Principal, team: Team, user_id: int) -> None:
     check_membership_change(p, team, False)
     user = next((u for u in team.members if u.id == user_id), None)
     if user is None:
-        raise NotFound("This user is not a member of the team.")
+        raise NotFound(N_("This user is not a member of the team."))
     team.members.remove(user)
     db.session.flush()
     if any(is_admin_role(r) for r in team.roles):

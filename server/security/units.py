@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid
+from server.i18n import N_, message_of
 from server.security import authz
 from server.security.admin import (as_int, clean_text, reaches, require_manage)
 from server.security.authz import Principal
@@ -58,11 +59,11 @@ def _unit_name(data_name: Any, unit: BusinessUnit | None) -> str:
     try:
         name = clean_text(data_name, label="Name", max_length=160, required=True)
     except ValueError as exc:
-        raise Invalid(str(exc), {"name": str(exc)}) from None
+        raise Invalid(message_of(exc), {"name": message_of(exc)}) from None
     if db.session.scalar(select(BusinessUnit.id).where(
             func.lower(BusinessUnit.name) == name.lower(),
             BusinessUnit.id != (unit.id if unit else 0))):
-        raise Invalid("Another business unit has this name.", {"name": "Already taken."})
+        raise Invalid(N_("Another business unit has this name."), {"name": N_("Already taken.")})
     return name
 
 
@@ -76,11 +77,11 @@ def _may_place_under(p: Principal, parent: BusinessUnit, privilege: str) -> bool
 def _parent_for(p: Principal, parent_id: Any, privilege: str) -> BusinessUnit:
     parent = db.session.get(BusinessUnit, as_int(parent_id) or 0)
     if parent is None or not authz.can(p, "read", parent):
-        raise Invalid("Choose a parent business unit.", {"parent_id": "Unknown unit."})
+        raise Invalid(N_("Choose a parent business unit."), {"parent_id": N_("Unknown unit.")})
     if not parent.is_active:
-        raise Invalid("The parent business unit is inactive.", {"parent_id": "Inactive unit."})
+        raise Invalid(N_("The parent business unit is inactive."), {"parent_id": N_("Inactive unit.")})
     if not _may_place_under(p, parent, privilege):
-        raise Forbidden("You may not add business units under this one.")
+        raise Forbidden(N_("You may not add business units under this one."))
     return parent
 
 
@@ -106,7 +107,7 @@ def move_unit(p: Principal, unit: BusinessUnit, parent_id: Any) -> BusinessUnit:
     require_manage(p, "business_unit")
     authz.require(p, "write", unit)
     if unit.parent_id is None:
-        raise Conflict("The root business unit cannot be moved.")
+        raise Conflict(N_("The root business unit cannot be moved."))
     parent = _parent_for(p, parent_id, "write")
     parents = dict(db.session.execute(select(BusinessUnit.id, BusinessUnit.parent_id)).all())
     walker: int | None = parent.id
@@ -127,7 +128,7 @@ def set_unit_active(p: Principal, unit: BusinessUnit, active: bool) -> BusinessU
     authz.require(p, "write", unit)
     if not active:
         if unit.parent_id is None:
-            raise Conflict("The root business unit cannot be deactivated.")
+            raise Conflict(N_("The root business unit cannot be deactivated."))
         users = db.session.scalar(select(func.count(User.id)).where(
             User.business_unit_id == unit.id, User.is_active.is_(True)))
         if users:
@@ -137,7 +138,7 @@ def set_unit_active(p: Principal, unit: BusinessUnit, active: bool) -> BusinessU
                 BusinessUnit.parent_id == unit.id, BusinessUnit.is_active.is_(True)).limit(1)):
             raise Conflict(f"{unit.name} has active child units: deactivate them first.")
     elif unit.parent is not None and not unit.parent.is_active:
-        raise Conflict("The parent business unit is inactive: activate it first.")
+        raise Conflict(N_("The parent business unit is inactive: activate it first."))
     unit.is_active = active
     db.session.flush()
     return unit

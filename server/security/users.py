@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from server.db import db
 from server.errors import Conflict, Invalid, NotFound
-from server.i18n import check_choice
+from server.i18n import N_, check_choice, message_of
 from server.mailkeys import normalize_address
 from server.security import authz, passwords, sessions, tokens
 from server.security.admin import (active_admin_ids, as_int, assign_roles, clean_text,
@@ -85,7 +85,7 @@ def _choose_password(data: dict[str, Any], errors: dict[str, str]) -> str | None
         return None
     value = data.get("password") or ""
     if not isinstance(value, str):
-        errors["password"] = "Must be text."
+        errors["password"] = N_("Must be text.")
     elif problem := passwords.check_password_strength(value):
         errors["password"] = problem
     return value
@@ -94,12 +94,12 @@ def _choose_password(data: dict[str, Any], errors: dict[str, str]) -> str | None
 def _check_email(value: Any, errors: dict[str, str], *, exclude_id: int | None = None) -> str | None:
     email = value.strip() if isinstance(value, str) else ""
     if not email or normalize_address(email) is None or len(email) > 320:
-        errors["email"] = "Enter a valid email address."
+        errors["email"] = N_("Enter a valid email address.")
         return None
     clash = db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower(),
                                                     User.id != (exclude_id or 0)))
     if clash is not None:
-        errors["email"] = "Another user already has this email address."
+        errors["email"] = N_("Another user already has this email address.")
     return email
 
 
@@ -112,12 +112,12 @@ def _manager_for(p: Principal, value: Any, user: User | None, errors: dict[str, 
     else:
         manager = db.session.get(User, as_int(raw) or 0)
     if manager is None or not manager.is_active or not authz.can(p, "read", manager):
-        errors["manager"] = "No active user with this email address."
+        errors["manager"] = N_("No active user with this email address.")
         return None
     seen, walker = set(), manager
     while walker is not None and user is not None and walker.id not in seen:
         if walker.id == user.id:
-            errors["manager"] = "A user cannot report to themselves or to someone reporting to them."
+            errors["manager"] = N_("A user cannot report to themselves or to someone reporting to them.")
             return None
         seen.add(walker.id)
         walker = walker.manager
@@ -130,7 +130,7 @@ def _names(data: dict[str, Any], errors: dict[str, str]) -> tuple[str, str, str]
         last = clean_text(data.get("last_name"), label="Last name", max_length=100,
                            required=True) or ""
     except ValueError as exc:
-        errors["last_name" if "Last" in str(exc) else "first_name"] = str(exc)
+        errors["last_name" if "Last" in str(exc) else "first_name"] = message_of(exc)
         return None
     return first, last, " ".join(x for x in (first, last) if x)
 
@@ -152,7 +152,7 @@ def create_user(p: Principal, data: dict[str, Any]) -> tuple[User, str | None]:
         errors.update(exc.fields)
         roles = []
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     require_grantable(p, roles)
     first, last, full = names
     user = User(first_name=first, last_name=last, full_name=full, email=email,
@@ -174,7 +174,7 @@ def update_user(p: Principal, user: User, data: dict[str, Any]) -> User:
     names = _names(data, errors)
     email = _check_email(data.get("email"), errors, exclude_id=user.id)
     if email and email != user.email:  # the email is what they sign in with
-        require_not_above(p, user, "change the email address")
+        require_not_above(p, user, N_("change the email address"))
     unit = user.business_unit
     if as_int(data.get("business_unit_id")) != user.business_unit_id:
         unit = unit_for(p, data.get("business_unit_id"), "write", errors)
@@ -182,7 +182,7 @@ def update_user(p: Principal, user: User, data: dict[str, Any]) -> User:
     job_title = optional_text(data, errors, "job_title", "Job title", 100)
     phone = optional_text(data, errors, "phone", "Phone", 50)
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     user.first_name, user.last_name, user.full_name = names
     user.email, user.business_unit_id = email, unit.id
     user.manager_id = manager.id if manager else None
@@ -196,7 +196,7 @@ def set_preferences(user: User, language: str | None, time_zone: str | None) -> 
     organization's time zone). Anyone may set their own."""
     language, time_zone = (language or "").strip() or None, (time_zone or "").strip() or None
     if errors := check_choice(language, time_zone):
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     user.language, user.time_zone = language, time_zone
     db.session.flush()
     return user
@@ -209,10 +209,10 @@ def set_user_active(p: Principal, user: User, active: bool) -> User:
     authz.require(p, "write", user)
     if active == user.is_active:
         return user
-    require_not_above(p, user, "change the status")
+    require_not_above(p, user, N_("change the status"))
     if not active:
         if user.id == p.user_id:
-            raise Conflict("You cannot deactivate yourself.")
+            raise Conflict(N_("You cannot deactivate yourself."))
         was_admin = user.id in active_admin_ids()
         user.is_active = False
         user.session_version = (user.session_version or 0) + 1
@@ -236,13 +236,13 @@ def reset_password(p: Principal, user: User, data: dict[str, Any]) -> str | None
     require_manage(p, "user")
     authz.require(p, "write", user)
     if user.id == p.user_id:
-        raise Conflict("Change your own password on your profile page.")
-    require_not_above(p, user, "reset the password")
+        raise Conflict(N_("Change your own password on your profile page."))
+    require_not_above(p, user, N_("reset the password"))
     errors: dict[str, str] = {}
     mode = "set" if data.get("password_mode") == "set" else "generate"
     password = _choose_password({**data, "password_mode": mode}, errors)
     if errors:
-        raise Invalid("The password is not acceptable.", errors)
+        raise Invalid(N_("The password is not acceptable."), errors)
     passwords.set_password(user, password)
     db.session.flush()
     return password
@@ -263,7 +263,7 @@ def visible_teams(p: Principal, team_ids: Iterable[Any]) -> list[Team]:
     teams = db.session.scalars(select(Team).where(Team.id.in_(ids), authz.scope(p, Team, "read"))
                                .options(selectinload(Team.roles).selectinload(Role.privileges))).all()
     if len(teams) != len(ids):
-        raise NotFound("Some of the chosen teams do not exist.")
+        raise NotFound(N_("Some of the chosen teams do not exist."))
     return list(teams)
 
 

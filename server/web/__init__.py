@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, g, jsonify, render_template, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -25,6 +26,9 @@ def is_api_request() -> bool:
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    """The error as JSON (API) or an error page, its message and fields' problems in the
+    request's language."""
+    message, fields = languages.localize(message), languages.localize_fields(fields)
     if is_api_request():
         body = {"error": {"code": code, "message": message}}
         if fields:
@@ -56,8 +60,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError):
-        return error_response(400, "csrf", "The form expired or was not sent by this site. "
-                                           "Reload the page and try again.")
+        return error_response(400, "csrf", _("The form expired or was not sent by this site. "
+                                             "Reload the page and try again."))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -12,6 +12,7 @@ from functools import wraps
 
 from flask import (Blueprint, current_app, flash, redirect, render_template, request,
                    url_for)
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user
 
 from server.crm.registry import RECORD_TYPES
@@ -23,6 +24,7 @@ from server.security import roles as role_admin, teams as team_admin, units as u
 from server.security import users as user_admin
 from server.security.privileges import NAMED_PRIVILEGES, PRIVILEGES, TABLES, Depth
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize, localize_fields
 from server.web.params import int_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -32,26 +34,26 @@ DEPTHS = list(Depth)
 PRIVILEGE_LABELS = {name: name.replace("_", " ").capitalize() for name in PRIVILEGES}
 TABLE_LABELS = {name: name.replace("_", " ").capitalize() for name in TABLES}
 AREAS = (  # (endpoint, table, title, what it is for)
-    ("admin.users", "user", "Users",
-     "Add people, reset passwords, deactivate leavers, give roles and teams."),
-    ("admin.teams", "team", "Teams",
-     "Groups of users that own records together and share the roles given to the team."),
-    ("admin.units", "business_unit", "Business units",
-     "The tree of divisions that privilege depth is measured against."),
-    ("admin.roles", "security_role", "Security roles",
-     "What each role may do on each table, and how far: user, unit, subtree or everyone."),
-    ("admin.field_security", "field_security_profile", "Field security",
-     "Hide chosen fields from everyone but the profiles allowed to read or change them."),
-    ("admin.organization", "organization", "Organization settings",
-     "Email tracking, address resolution and attachment limits for everyone."),
+    ("admin.users", "user", _l("Users"),
+     _l("Add people, reset passwords, deactivate leavers, give roles and teams.")),
+    ("admin.teams", "team", _l("Teams"),
+     _l("Groups of users that own records together and share the roles given to the team.")),
+    ("admin.units", "business_unit", _l("Business units"),
+     _l("The tree of divisions that privilege depth is measured against.")),
+    ("admin.roles", "security_role", _l("Security roles"),
+     _l("What each role may do on each table, and how far: user, unit, subtree or everyone.")),
+    ("admin.field_security", "field_security_profile", _l("Field security"),
+     _l("Hide chosen fields from everyone but the profiles allowed to read or change them.")),
+    ("admin.organization", "organization", _l("Organization settings"),
+     _l("Email tracking, address resolution and attachment limits for everyone.")),
 )
 # Areas of other blueprints: (endpoint, title, text, who sees it)
 OTHER_AREAS = (
-    ("addin_pages.admin_addin", "Outlook add-in",
-     "Download the add-in manifest and deploy it to your users.",
+    ("addin_pages.admin_addin", _l("Outlook add-in"),
+     _l("Download the add-in manifest and deploy it to your users."),
      lambda p: admin_rules.can_manage(p, "organization")),
-    ("sync_admin.dashboard", "Server-side sync",
-     "Mailboxes, email server profiles, sync status and why an email was (not) tracked.",
+    ("sync_admin.dashboard", _l("Server-side sync"),
+     _l("Mailboxes, email server profiles, sync status and why an email was (not) tracked."),
      lambda p: admin_rules.can_manage(p, "email_server_profile") or p.has("view_sync_dashboard")),
 )
 
@@ -86,7 +88,7 @@ def _commit(message: str, endpoint: str, **values):
 def _refused(exc, endpoint: str, **values):
     """A service said no (invalid input or a conflict) to a one-button action."""
     db.session.rollback()
-    flash(exc.message, "error")
+    flash(localize(exc.message), "error")
     return redirect(url_for(endpoint, **values))
 
 
@@ -126,7 +128,7 @@ def index():
               if allowed(p)]
     if not cards:
         return render_template("error.html", status=403,
-                               message="You do not have the privileges to administer anything.",
+                               message=_("You do not have the privileges to administer anything."),
                                fields={}), 403
     return render_template("admin/index.html", cards=cards)
 
@@ -165,11 +167,11 @@ def user_new(p):
         user, password = user_admin.create_user(p, data)
     except Invalid as exc:
         db.session.rollback()
-        return render_template("admin/user_new.html", message=exc.message,
-                               **_user_form_context(p, data, exc.fields)), 400
+        return render_template("admin/user_new.html", message=localize(exc.message),
+                               **_user_form_context(p, data, localize_fields(exc.fields))), 400
     db.session.commit()
     if password is None:
-        flash(f"{user.full_name} was added. They have no password yet.", "success")
+        flash(_("%(name)s was added. They have no password yet.", name=user.full_name), "success")
         return redirect(url_for("admin.user_edit", user_id=user.id))
     return render_template("admin/password_shown.html", user=user, password=password,
                            created=True)
@@ -187,9 +189,9 @@ def user_edit(p, user_id: int):
         except Invalid as exc:
             db.session.rollback()
             user = user_admin.get_user(p, user_id)
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit("The user is saved.", "admin.user_edit", user_id=user.id)
+            return _commit(_("The user is saved."), "admin.user_edit", user_id=user.id)
     if values is None:
         values = {"first_name": user.first_name, "last_name": user.last_name,
                   "email": user.email, "job_title": user.job_title or "",
@@ -230,7 +232,7 @@ def user_password(p, user_id: int):
         password = user_admin.reset_password(p, user, _form())
     except (Conflict, Invalid) as exc:
         db.session.rollback()
-        message = exc.message + (" " + " ".join(exc.fields.values()) if exc.fields else "")
+        message = " ".join([localize(exc.message), *localize_fields(exc.fields).values()])
         flash(message, "error")
         return redirect(url_for("admin.user_edit", user_id=user_id) + "#password")
     db.session.commit()
@@ -243,7 +245,7 @@ def user_password(p, user_id: int):
 def user_roles(p, user_id: int):
     user = user_admin.get_user(p, user_id)
     return _act(lambda: user_admin.set_user_roles(p, user, request.form.getlist("role_ids")),
-                "Roles saved.", "admin.user_edit", user_id=user_id)
+                _("Roles saved."), "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/teams")
@@ -251,7 +253,7 @@ def user_roles(p, user_id: int):
 def user_teams(p, user_id: int):
     user = user_admin.get_user(p, user_id)
     return _act(lambda: user_admin.set_user_teams(p, user, request.form.getlist("team_ids")),
-                "Team membership saved.", "admin.user_edit", user_id=user_id)
+                _("Team membership saved."), "admin.user_edit", user_id=user_id)
 
 
 @bp.post("/users/<int:user_id>/field-profiles")
@@ -259,7 +261,7 @@ def user_teams(p, user_id: int):
 def user_field_profiles(p, user_id: int):
     user = user_admin.get_user(p, user_id)
     return _act(lambda: user_admin.set_user_field_profiles(p, user, request.form.getlist("profile_ids")),
-                "Field security profiles saved.", "admin.user_edit", user_id=user_id)
+                _("Field security profiles saved."), "admin.user_edit", user_id=user_id)
 
 
 # -- teams ------------------------------------------------------------------------------------
@@ -282,9 +284,9 @@ def team_new(p):
             team = team_admin.create_team(p, values)
         except Invalid as exc:
             db.session.rollback()
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit(f"Team {team.name} created.", "admin.team_edit", team_id=team.id)
+            return _commit(_("Team %(name)s created.", name=team.name), "admin.team_edit", team_id=team.id)
     return render_template("admin/team_new.html", values=values, errors=errors, message=message,
                            units=unit_admin.active_units(p, "team", "create")), status
 
@@ -301,9 +303,9 @@ def team_edit(p, team_id: int):
         except Invalid as exc:
             db.session.rollback()
             team = team_admin.get_team(p, team_id)
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit("The team is saved.", "admin.team_edit", team_id=team_id)
+            return _commit(_("The team is saved."), "admin.team_edit", team_id=team_id)
     if values is None:
         values = {"name": team.name, "description": team.description or "",
                   "business_unit_id": team.business_unit_id}
@@ -325,10 +327,10 @@ def team_members(p, team_id: int):
     try:
         if request.form.get("remove"):
             team_admin.remove_team_member(p, team, int_arg("remove", 0, source=request.form))
-            message = "Member removed."
+            message = _("Member removed.")
         else:
             user = team_admin.add_team_member(p, team, request.form.get("email", ""))
-            message = f"{user.full_name} added."
+            message = _("%(name)s added.", name=user.full_name)
     except (Conflict, Invalid) as exc:
         return _refused(exc, "admin.team_edit", team_id=team_id)
     return _commit(message, "admin.team_edit", team_id=team_id)
@@ -339,7 +341,7 @@ def team_members(p, team_id: int):
 def team_roles(p, team_id: int):
     team = team_admin.get_team(p, team_id)
     return _act(lambda: team_admin.set_team_roles(p, team, request.form.getlist("role_ids")),
-                "Roles saved.", "admin.team_edit", team_id=team_id)
+                _("Roles saved."), "admin.team_edit", team_id=team_id)
 
 
 # -- business units ---------------------------------------------------------------------------
@@ -354,9 +356,9 @@ def units(p):
             unit = unit_admin.create_unit(p, values.get("parent_id"), values.get("name"))
         except Invalid as exc:
             db.session.rollback()
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit(f"Business unit {unit.name} created.", "admin.units")
+            return _commit(_("Business unit %(name)s created.", name=unit.name), "admin.units")
     tree = unit_admin.unit_tree(p)
     parents = [node.unit for node, _ in unit_admin.flatten(tree) if node.unit.is_active]
     return render_template("admin/units.html", tree=tree, parents=parents, values=values,
@@ -374,21 +376,21 @@ def unit_edit(p, unit_id: int):
         try:
             if action == "move":
                 unit_admin.move_unit(p, unit, request.form.get("parent_id"))
-                done = "The business unit is moved."
+                done = _("The business unit is moved.")
             else:
                 unit_admin.rename_unit(p, unit, request.form.get("name"))
-                done = "The business unit is renamed."
+                done = _("The business unit is renamed.")
         except Invalid as exc:
             db.session.rollback()
             unit = unit_admin.get_unit(p, unit_id)
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         except Conflict as exc:
             return _refused(exc, "admin.unit_edit", unit_id=unit_id)
         else:
             return _commit(done, "admin.unit_edit", unit_id=unit_id)
     rows = unit_admin.flatten(unit_admin.unit_tree(p))
     below = {unit.id}
-    for node, _ in rows:  # rows come parent first, so one pass finds the whole subtree
+    for node, _depth in rows:  # rows come parent first, so one pass finds the whole subtree
         if node.unit.parent_id in below:
             below.add(node.unit.id)
     parents = [n.unit for n, _ in rows if n.unit.is_active and n.unit.id not in below]
@@ -421,9 +423,9 @@ def roles(p):
             role = role_admin.create_role(p, values)
         except Invalid as exc:
             db.session.rollback()
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit(f"Role {role.name} created.", "admin.role_edit", role_id=role.id)
+            return _commit(_("Role %(name)s created.", name=role.name), "admin.role_edit", role_id=role.id)
     if copy_from := int_arg("copy_from"):
         values.setdefault("copy_from", copy_from)
     return render_template("admin/roles.html", rows=role_admin.list_roles(p), values=values,
@@ -446,11 +448,11 @@ def role_edit(p, role_id: int):
         except Invalid as exc:
             db.session.rollback()
             role = role_admin.get_role(p, role_id)
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
             grid = {k: _as_depth(v) for k, v in depths.items()}  # show what was sent
             named_set = set(named)
         else:
-            return _commit(f"Role {role.name} saved.", "admin.role_edit", role_id=role_id)
+            return _commit(_("Role %(name)s saved.", name=role.name), "admin.role_edit", role_id=role_id)
     editable = role_admin.is_editable(role) and p.depth("security_role", "write") > Depth.NONE
     return render_template("admin/role_edit.html", role=role, grid=grid, named=named_set,
                            tables=TABLES, privileges=PRIVILEGES, depths=DEPTHS,
@@ -470,7 +472,7 @@ def role_delete(p, role_id: int):
         role_admin.delete_role(p, role)
     except (Conflict, Invalid) as exc:
         return _refused(exc, "admin.role_edit", role_id=role_id)
-    return _commit(f"Role {name} deleted.", "admin.roles")
+    return _commit(_("Role %(name)s deleted.", name=name), "admin.roles")
 
 
 # -- field security ---------------------------------------------------------------------------
@@ -487,15 +489,15 @@ def field_security(p):
             except Invalid as exc:
                 return _refused(exc, "admin.field_security")
             label = RECORD_TYPES[table].label
-            return _commit(f"Secured fields of {label.lower()}s saved.", "admin.field_security")
+            return _commit(_("Secured fields of %(records)s saved.", records=label.lower() + "s"), "admin.field_security")
         values = _form()
         try:
             profile = field_admin.create_profile(p, values)
         except Invalid as exc:
             db.session.rollback()
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit(f"Profile {profile.name} created.", "admin.profile_edit",
+            return _commit(_("Profile %(name)s created.", name=profile.name), "admin.profile_edit",
                            profile_id=profile.id)
     tables = [(rt, field_admin.securable_fields(rt.name)) for rt in RECORD_TYPES.values()]
     return render_template("admin/field_security.html", tables=tables,
@@ -522,9 +524,9 @@ def profile_edit(p, profile_id: int):
         except Invalid as exc:
             db.session.rollback()
             profile = field_admin.get_profile(p, profile_id)
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit("The profile is saved.", "admin.profile_edit", profile_id=profile_id)
+            return _commit(_("The profile is saved."), "admin.profile_edit", profile_id=profile_id)
     if values is None:
         values = {"name": profile.name, "description": profile.description or ""}
     perms = {(fp.table_name, fp.field): fp for fp in profile.permissions}
@@ -547,11 +549,11 @@ def profile_members(p, profile_id: int):
         if form.get("remove_user") or form.get("remove_team"):
             field_admin.remove_profile_member(p, profile, user_id=form.get("remove_user"),
                                       team_id=form.get("remove_team"))
-            message = "Member removed."
+            message = _("Member removed.")
         else:
             field_admin.add_profile_member(p, profile, email=form.get("email") or None,
                                    team_id=form.get("team_id") or None)
-            message = "Member added."
+            message = _("Member added.")
     except (Conflict, Invalid) as exc:
         return _refused(exc, "admin.profile_edit", profile_id=profile_id)
     return _commit(message, "admin.profile_edit", profile_id=profile_id)
@@ -563,7 +565,7 @@ def profile_delete(p, profile_id: int):
     profile = field_admin.get_profile(p, profile_id)
     name = profile.name
     field_admin.delete_profile(p, profile)
-    return _commit(f"Profile {name} deleted.", "admin.field_security")
+    return _commit(_("Profile %(name)s deleted.", name=name), "admin.field_security")
 
 
 # -- organization -----------------------------------------------------------------------------
@@ -580,9 +582,9 @@ def organization(p):
         except Invalid as exc:
             db.session.rollback()
             org = org_settings.get_organization(p)
-            errors, message, status = exc.fields, exc.message, 400
+            errors, message, status = localize_fields(exc.fields), localize(exc.message), 400
         else:
-            return _commit("Organization settings saved.", "admin.organization")
+            return _commit(_("Organization settings saved."), "admin.organization")
     if values is None:
         values = {s.name: org_settings.setting_value(org, s) for s in org_settings.ORG_SETTINGS}
     sections: dict[str, list] = {}

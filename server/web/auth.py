@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
+from flask_babel import gettext as _, ngettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from sqlalchemy import and_, func, or_, select
 
@@ -13,6 +14,7 @@ from server.db import db, utcnow
 from server.errors import ServiceError
 from server.security import authz, delegates, passwords, sessions, throttle, tokens, users
 from server.security.models import ApiToken, User
+from server.web.languages import localize
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -56,12 +58,12 @@ def _start_session(user: User, remember: bool) -> None:
 def bearer_user(kinds: tuple[str, ...] = ("api", "pane")) -> User:
     """The user behind the request's ``Authorization: Bearer`` token (API and add-in API)."""
     header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
+    scheme, _space, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise Unauthenticated("Send an API token as 'Authorization: Bearer <token>'.")
+        raise Unauthenticated(_("Send an API token as 'Authorization: Bearer <token>'."))
     row = tokens.authenticate(secret.strip(), kinds)
     if row is None:
-        raise Unauthenticated("The token is not valid or was revoked.")
+        raise Unauthenticated(_("The token is not valid or was revoked."))
     if tokens.is_expired(row):
         raise TokenExpired()
     tokens.touch(row)
@@ -92,11 +94,12 @@ def _safe_next(target: str | None) -> str:
 def _tries_left(remaining: int) -> str:
     """What a failed sign-in adds: the tries left before the pause, and how long it lasts."""
     minutes = max(1, current_app.config["REGARDING_SIGNIN_LOCKOUT_SECONDS"] // 60)
-    pause = f"{minutes} minute{'s' if minutes > 1 else ''}"
+    pause = ngettext("%(num)s minute", "%(num)s minutes", minutes)
     if not remaining:
-        return f" Sign-in is now paused for {pause}."
-    return (f" {remaining} more {'try' if remaining == 1 else 'tries'} before sign-in is paused "
-            f"for {pause}.")
+        return " " + _("Sign-in is now paused for %(pause)s.", pause=pause)
+    return " " + ngettext("%(num)s more try before sign-in is paused for %(pause)s.",
+                          "%(num)s more tries before sign-in is paused for %(pause)s.",
+                          remaining, pause=pause)
 
 
 @bp.route("/signin", methods=["GET", "POST"])
@@ -110,12 +113,13 @@ def signin():
     if counted.locked_until is not None:
         minutes = max(1, int((counted.locked_until - utcnow()).total_seconds() // 60) + 1)
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
-                               error=f"Too many failed sign-ins. Try again in {minutes} minute"
-                                     f"{'s' if minutes > 1 else ''}."), 429
+                               error=ngettext("Too many failed sign-ins. Try again in %(num)s minute.",
+                                              "Too many failed sign-ins. Try again in %(num)s minutes.",
+                                              minutes)), 429
     user = db.session.scalar(select(User).where(func.lower(User.email) == email))
     if not passwords.verify_password(user, password) or not user.is_active:
         throttle.failed(counted, email, address, known=user is not None)
-        error = "The email address or password is not right." + _tries_left(counted.remaining)
+        error = _("The email address or password is not right.") + _tries_left(counted.remaining)
         return render_template("signin.html", email=email, next=request.form.get("next", ""),
                                error=error), 401
     throttle.succeeded(counted)
@@ -131,7 +135,7 @@ def signout():
         sessions.end(current_user.session_key)
         db.session.commit()
     logout_user()
-    flash("You are signed out.", "info")
+    flash(_("You are signed out."), "info")
     return redirect(url_for("auth.signin"))
 
 
@@ -144,48 +148,49 @@ def profile():
         action = request.form.get("action")
         if action == "password":
             if not passwords.verify_password(user, request.form.get("current", "")):
-                flash("Your current password is not right.", "error")
+                flash(_("Your current password is not right."), "error")
             elif request.form.get("new") != request.form.get("confirm"):
-                flash("The new passwords do not match.", "error")
+                flash(_("The new passwords do not match."), "error")
             elif problem := passwords.check_password_strength(request.form.get("new", "")):
-                flash(problem, "error")
+                flash(localize(problem), "error")
             else:
                 remember = sessions.remembered(user.session_key)
                 passwords.set_password(user, request.form["new"])
                 _start_session(user, remember)  # this browser stays signed in
-                flash("Your password is changed. Your other sessions are signed out and your "
-                      "API and Outlook add-in tokens are revoked.", "success")
+                flash(_("Your password is changed. Your other sessions are signed out and your "
+                        "API and Outlook add-in tokens are revoked."), "success")
         elif action == "preferences":
             users.set_preferences(user, request.form.get("language"), request.form.get("time_zone"))
             db.session.commit()
-            flash("Your language and time zone are saved.", "success")
+            flash(_("Your language and time zone are saved."), "success")
         elif action == "create_token":
             try:
                 days = max(1, min(int(request.form.get("days") or 90), 366))
             except ValueError:
                 days = 90
             name = (request.form.get("name") or "API token").strip()[:100]
-            _, new_token = tokens.issue(user, name, days=days)
+            new_token = tokens.issue(user, name, days=days)[1]
             db.session.commit()
         elif action in ("allow_delegate", "remove_delegate"):
             try:
                 if action == "allow_delegate":
                     who = delegates.allow(user, request.form.get("email", ""))
-                    flash(f"{who.full_name} may now track email on your behalf.", "success")
+                    flash(_("%(name)s may now track email on your behalf.", name=who.full_name),
+                          "success")
                 else:
                     delegates.remove(user, request.form.get("delegate_id", type=int) or 0)
-                    flash("They may no longer track on your behalf.", "success")
+                    flash(_("They may no longer track on your behalf."), "success")
                 db.session.commit()
             except ServiceError as exc:
                 db.session.rollback()
-                flash(exc.message, "error")
+                flash(localize(exc.message), "error")
         elif action == "revoke_token":
             row = db.session.get(ApiToken, request.form.get("token_id", type=int) or 0)
             if row is None or row.user_id != user.id:
                 abort(404)
             tokens.revoke(row)
             db.session.commit()
-            flash("Token revoked.", "success")
+            flash(_("Token revoked."), "success")
         if new_token is None:
             return redirect(url_for("auth.profile"))
     # API tokens and the Outlook add-in's pane tokens: both revocable here.

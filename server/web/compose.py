@@ -14,6 +14,7 @@ from email.utils import getaddresses
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -29,6 +30,7 @@ from server.crm.services.tracking import AttachmentContent, add_attachments
 from server.crm.templates import render
 from server.db import db
 from server.errors import ServiceError
+from server.i18n import N_
 from server.security import authz
 from server.security.models import User
 from server.security.privileges import Depth
@@ -36,14 +38,16 @@ from server.sync.admin import sending
 from server.sync.models import Mailbox
 from server.web.api import activity_writes
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize, localize_fields
 
 bp = Blueprint("compose", __name__)
 
 ROLES = ("to", "cc", "bcc")
 SUGGEST_KINDS = ("user", "contact", "account", "lead", "queue")
 SUGGEST_LIMIT = 5
-STATUS_WORDS = {"draft": "Draft", "pending_send": "Waiting to be sent", "sending": "Sending",
-                "sent": "Sent", "failed": "Not sent", "received": "Received"}
+STATUS_WORDS = {"draft": N_("Draft"), "pending_send": N_("Waiting to be sent"),
+                "sending": N_("Sending"), "sent": N_("Sent"), "failed": N_("Not sent"),
+                "received": N_("Received")}
 
 
 @bp.before_request
@@ -64,7 +68,7 @@ def _admin_link(p) -> str | None:
 
 def _parse_regarding(raw: str | None):
     """``type:id`` of a record the user may read, else None."""
-    kind, _, ident = (raw or "").partition(":")
+    kind, _colon, ident = (raw or "").partition(":")
     if kind not in REGARDING_TYPES or not ident.isdigit():
         return None
     rt = RECORD_TYPES[kind]
@@ -126,9 +130,9 @@ def _sender(raw: str | None, choices: list[dict]) -> tuple[dict, list[str]]:
     one asked for may not be used."""
     chosen = next((c for c in choices if c["value"] == raw), None)
     if chosen is None and raw and raw != choices[0]["value"]:
-        return choices[0], ["You may not send as that user or queue (it needs the 'Send "
-                            "email as another user' privilege and a mailbox), so the email "
-                            "is from you."]
+        return choices[0], [_("You may not send as that user or queue (it needs the 'Send "
+                              "email as another user' privilege and a mailbox), so the email "
+                              "is from you.")]
     return chosen or choices[0], []
 
 
@@ -141,7 +145,8 @@ def _render(p, *, form: dict, email: Email | None, regarding, errors=None, probl
     name = records.title(p, regarding[1]) if regarding else None  # as p may see it
     page = render_template(
         "compose/form.html", form=form, email=email, regarding=regarding, regarding_name=name,
-        errors=errors or {}, senders=choices, sender=sender, problems=[*refused, *problems],
+        errors=localize_fields(errors), senders=choices, sender=sender,
+        problems=[localize(problem) for problem in (*refused, *problems)],
         ready=ready, admin_link=_admin_link(p),
         templates=mail_templates.usable_templates(p),
         limit=db.session.get(Organization, 1).attachment_max_bytes)
@@ -174,7 +179,7 @@ def compose_new():
         addresses = records.emails(p, record)
         if addresses:
             form["to"] = _line([(records.title(p, record) or "", addresses[0])])
-    sender, _ = _sender(form["sender"], senders(p))
+    sender = _sender(form["sender"], senders(p))[0]
     if sender["signature"]:
         form["html_body"] = f"<p><br></p>{sender['signature']}"
     return _render(p, form=form, email=None, regarding=regarding)
@@ -203,7 +208,7 @@ def _parties(form) -> tuple[list[dict], dict[str, str]]:
     for role in ROLES:
         raw = form.get(role, "")
         if any(ch in raw for ch in "\r\n"):
-            errors[role] = "One line only."
+            errors[role] = _("One line only.")
             continue
         for name, address in getaddresses([raw]):
             if not address and not name:
@@ -223,7 +228,7 @@ def _field_errors(exc: ServiceError, parties: list[dict]) -> dict[str, str]:
             index = int(name[len("parties["):name.index("]")])
             role = parties[index]["role"] if index < len(parties) else "to"
             shown = parties[index].get("address", "") if index < len(parties) else ""
-            out[role] = f"{shown}: {message}" if shown else message
+            out[role] = f"{shown}: {localize(message)}" if shown else message
         elif name == "html_body":
             out["body"] = message
         else:
@@ -238,8 +243,9 @@ def _files(limit: int) -> tuple[list[AttachmentContent], dict[str, str]]:
             continue
         content = upload.read(limit + 1)
         if len(content) > limit:
-            errors["attachments"] = (f"{upload.filename} is larger than the organization's "
-                                     f"limit of {limit // (1024 * 1024) or 1} MB.")
+            errors["attachments"] = _("%(file)s is larger than the organization's limit of "
+                                      "%(size)s MB.", file=upload.filename,
+                                      size=limit // (1024 * 1024) or 1)
             continue
         items.append(AttachmentContent(upload.filename, upload.mimetype or
                                        "application/octet-stream", content, len(content)))
@@ -291,7 +297,7 @@ def compose_save(activity_id: int | None = None):
                        status=exc.status if exc.status in (400, 403, 409, 422) else 400)
     db.session.commit()  # the draft is kept whatever happens to the sending
     if action != "send":
-        flash("Draft saved.", "success")
+        flash(_("Draft saved."), "success")
         return redirect(url_for("compose.compose_draft", activity_id=email.id))
     try:
         sending.send(p, email)
@@ -303,7 +309,7 @@ def compose_save(activity_id: int | None = None):
         return _render(p, form=_draft_form(email), email=email, regarding=regarding,
                        errors=errors, status=exc.status)
     db.session.commit()
-    flash("Sending…", "success")
+    flash(_("Sending…"), "success")
     return redirect(url_for("pages.activity_detail", activity_id=email.id))
 
 
@@ -313,7 +319,7 @@ def _apply_template(p, form: dict, regarding, sender: dict) -> tuple[dict, list[
     if template is None:
         return form, ["Choose a template."]
     recipient = None
-    first = next((a for _, a in getaddresses([form.get("to", "")]) if a), None)
+    first = next((a for _name, a in getaddresses([form.get("to", "")]) if a), None)
     if first:
         recipient = _readable_record(p, first)
     values = mail_templates.context(p, recipient=recipient,
@@ -354,12 +360,13 @@ def send(activity_id: int):
     p = current_principal()
     sending.send(p, get_activity(p, activity_id))
     db.session.commit()
-    flash("Sending…", "success")
+    flash(_("Sending…"), "success")
     return redirect(url_for("pages.activity_detail", activity_id=activity_id))
 
 
 def state_of(email: Email) -> dict:
-    return {"status": email.status, "label": STATUS_WORDS.get(email.status, email.status),
+    return {"status": email.status,
+            "label": localize(STATUS_WORDS.get(email.status, email.status)),
             "sent_on": email.sent_on.isoformat() if email.sent_on else None,
             "error": email.error, "retry": email.status == "failed",
             "final": email.status not in ("pending_send", "sending")}

@@ -5,6 +5,7 @@ Every form posts with a CSRF token."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from server.crm.services import email_templates as svc
@@ -14,6 +15,7 @@ from server.errors import Invalid
 from server.security import authz
 from server.security.privileges import Depth
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize_fields
 
 bp = Blueprint("email_templates", __name__, url_prefix="/email")
 
@@ -55,10 +57,10 @@ def template_edit(template_id: int | None = None):
                                       organization=organization)
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"name": exc.message}
+            errors = localize_fields(exc.fields or {"name": exc.message})
         else:
             db.session.commit()
-            flash("Template saved.", "success")
+            flash(_("Template saved."), "success")
             return redirect(url_for(".template_edit", template_id=saved.id))
     writable = template is None or template.user_id == p.user_id or _may_manage_org(p)
     return render_template("compose/template_edit.html", template=template, form=form,
@@ -71,7 +73,7 @@ def template_delete(template_id: int):
     p = current_principal()
     db.session.delete(svc.own_template(p, template_id, writing=True))
     db.session.commit()
-    flash("Template deleted.", "success")
+    flash(_("Template deleted."), "success")
     return redirect(url_for(".template_list"))
 
 
@@ -84,7 +86,7 @@ def signature(queue_id: int | None = None):
         svc.save_signature(user_id=p.user_id, queue_id=queue_id,
                            body_html=request.form.get("body_html", ""))
         db.session.commit()
-        flash("Signature saved.", "success")
+        flash(_("Signature saved."), "success")
         return redirect(request.path)
     body = svc.signature_of(user_id=p.user_id, queue_id=queue_id)
     return render_template("compose/signature.html", queue=queue, body=body)

@@ -12,7 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 from server.crm.registry import Field, RecordType
+from server.i18n import N_
 from server.security.authz import Principal
+from server.web.languages import localize
 
 INPUT_TYPES = {"str": "text", "email": "email", "phone": "tel", "url": "url", "int": "number",
                "decimal": "text", "date": "date"}
@@ -61,7 +63,7 @@ def form_fields(p: Principal, rt: RecordType, record=None, submitted=None,
             value = submitted.get(f.name, "")
         else:
             value = to_input(getattr(record, f.name)) if record is not None else ""
-        out.append(FormField(f, value, not writable, (errors or {}).get(f.name)))
+        out.append(FormField(f, value, not writable, localize((errors or {}).get(f.name))))
     return out
 
 
@@ -107,5 +109,5 @@ def parse_due(raw: str | None) -> datetime | None:
             return datetime.combine(date.fromisoformat(raw), time(17, 0), timezone.utc)
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise ValueError("Must be a date and time.") from None
+        raise ValueError(N_("Must be a date and time.")) from None
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

@@ -18,13 +18,14 @@ from babel import Locale
 from babel.dates import format_skeleton
 
 from flask import Blueprint, Flask, Response, abort, g, has_request_context, request
-from flask_babel import Babel, get_locale, get_timezone
+from flask_babel import Babel, get_locale, get_timezone, gettext
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
 from server.db import db
-from server.i18n import LANGUAGES, compile_catalogs, language_of, pane_catalog, time_zones
+from server.i18n import (LANGUAGES, Message, compile_catalogs, language_of, pane_catalog,
+                         time_zones)
 
 bp = Blueprint("languages", __name__)
 
@@ -74,6 +75,24 @@ def _select_timezone() -> str:
         org = _organization()
         zone = org.default_time_zone if org is not None else None
     return zone or "UTC"
+
+
+def localize(text: str) -> str:
+    """A message for people in the request's language: a ``server.i18n.Message`` (a lower
+    floor's, marked with ``N_``) translated then given its values; another string looked up
+    as it is (itself while the catalog lacks it)."""
+    if not text or not has_request_context():
+        return text
+    if isinstance(text, Message):  # values that are messages too (a problem in a sentence)
+        values = {name: localize(value) if isinstance(value, Message) else value
+                  for name, value in text.values.items()}
+        return gettext(text.source, **values) if values else gettext(text.source)
+    return gettext(text)
+
+
+def localize_fields(fields: dict[str, str] | None) -> dict[str, str]:
+    """Each field's problem (``{field: message}``) in the request's language."""
+    return {name: localize(message) for name, message in (fields or {}).items()}
 
 
 # What each kind shows: (date skeleton or None, with the time of day). The locale orders

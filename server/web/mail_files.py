@@ -7,6 +7,7 @@ signed-in user's privileges through the same services as sync and the REST API.
 from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
@@ -50,14 +51,15 @@ def upload(type_name: str, record_id: int):
     records.get(p, type_name, record_id)  # the record must be readable
     files = request.files.getlist("file")
     if not files:
-        raise Invalid("Choose an .eml or .msg file.", {"file": "Required."})
+        raise Invalid(_("Choose an .eml or .msg file."), {"file": _("Required.")})
     last = None
     for item in files:
         data = item.stream.read(MAX_MAIL_FILE + 1)
         email, created = track_mail_file(p, data, item.filename or "", (type_name, record_id))
         db.session.commit()
-        flash(f"Tracked “{email.subject or '(no subject)'}”." if created
-              else f"“{email.subject or '(no subject)'}” was already tracked.")
+        subject = email.subject or _("(no subject)")
+        flash(_("Tracked “%(subject)s”.", subject=subject) if created
+              else _("“%(subject)s” was already tracked.", subject=subject))
         last = email
     return redirect(url_for("pages.activity_detail", activity_id=last.id))
 
@@ -69,7 +71,7 @@ def track_meeting(activity_id: int):
     email = acts.get_activity(p, activity_id)
     meeting = meeting_of(email)
     if meeting is None or not meeting.uid:
-        raise Invalid("This email carries no meeting to track.")
+        raise Invalid(_("This email carries no meeting to track."))
     people = [(a.name, a.address) for a in meeting.attendees]
     content = tracking.AppointmentContent(
         uid=meeting.uid, subject=meeting.title or email.subject or "",
@@ -80,8 +82,8 @@ def track_meeting(activity_id: int):
         is_all_day=meeting.all_day)
     appointment, created = tracking.track_appointment(p, content, regarding=email.regarding_ref)
     db.session.commit()
-    flash("The meeting was tracked as an appointment." if created
-          else "The meeting was already tracked.")
+    flash(_("The meeting was tracked as an appointment.") if created
+          else _("The meeting was already tracked."))
     return redirect(url_for("pages.activity_detail", activity_id=appointment.id))
 
 

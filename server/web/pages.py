@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
+from flask_babel import gettext
 from flask_login import current_user
 
 from server.crm import html as html_document
@@ -19,12 +20,14 @@ from server.crm.services import details, lists, records, search, tracking
 from server.crm.services.timeline import ROLL_UP
 from server.db import db
 from server.errors import Invalid
+from server.i18n import message_of
 from server.security import authz, directory
 from server.security.models import Team, User
 from server.security.privileges import Depth
 from server.web.attachments import download_response
 from server.web.auth import current_principal, login_manager
 from server.web.forms import form_fields, parse_due, submitted_values
+from server.web.languages import localize, localize_fields
 from server.web.params import as_id, int_arg
 
 bp = Blueprint("pages", __name__)
@@ -95,7 +98,8 @@ def _principal_choice(value: str | None, p):
     """``user:ID`` or ``team:ID`` from a form → the user or team (which the user may read)."""
     kind, _, ident = (value or "").partition(":")
     if kind not in ("user", "team") or as_id(ident) is None:
-        raise Invalid("Choose a user or a team.", {"principal": "Choose a user or a team."})
+        choose = gettext("Choose a user or a team.")
+        raise Invalid(choose, {"principal": choose})
     return authz.get(p, User if kind == "user" else Team, as_id(ident))
 
 
@@ -184,8 +188,8 @@ def record_new(type_name: str):
         except Invalid as exc:
             db.session.rollback()
             fields = form_fields(p, rt, None, request.form, exc.fields)
-            return _render_form(p, rt, None, fields, 400, exc.message)
-        return _commit_and_go(f"{rt.label} created.",
+            return _render_form(p, rt, None, fields, 400, localize(exc.message))
+        return _commit_and_go(gettext("%(kind)s created.", kind=rt.label),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     prefill = {k: v for k, v in request.args.items() if rt.field(k)}
     return _render_form(p, rt, None, form_fields(p, rt, None, prefill))
@@ -204,8 +208,8 @@ def record_edit(type_name: str, record_id: int):
             db.session.rollback()
             record = records.get(p, rt.name, record_id, "write")
             fields = form_fields(p, rt, record, request.form, exc.fields)
-            return _render_form(p, rt, record, fields, 400, exc.message)
-        return _commit_and_go(f"{rt.label} saved.",
+            return _render_form(p, rt, record, fields, 400, localize(exc.message))
+        return _commit_and_go(gettext("%(kind)s saved.", kind=rt.label),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     return _render_form(p, rt, record, form_fields(p, rt, record))
 
@@ -217,7 +221,8 @@ def record_state(type_name: str, record_id: int):
     record = records.get(p, rt.name, record_id)
     active = request.form.get("active") == "1"
     records.set_active(p, record, active)
-    return _commit_and_go(f"{rt.label} {'activated' if active else 'deactivated'}.",
+    return _commit_and_go(gettext("%(kind)s activated.", kind=rt.label) if active
+                          else gettext("%(kind)s deactivated.", kind=rt.label),
                           url_for(".record_detail", type_name=rt.name, record_id=record.id))
 
 
@@ -229,7 +234,7 @@ def record_delete(type_name: str, record_id: int):
     if request.method == "POST":
         title = records.title(p, record) or rt.label
         records.delete(p, record)
-        return _commit_and_go(f"{rt.label} “{title}” deleted.",
+        return _commit_and_go(gettext("%(kind)s “%(title)s” deleted.", kind=rt.label, title=title),
                               url_for(".record_list", type_name=rt.name))
     return render_template("records/delete.html", rt=rt, record=record)
 
@@ -243,7 +248,7 @@ def record_assign(type_name: str, record_id: int):
         owner = _principal_choice(request.form.get("owner"), p)
         records.assign(p, record, owner)
         name = getattr(owner, "full_name", None) or owner.name
-        return _commit_and_go(f"{rt.label} assigned to {name}.",
+        return _commit_and_go(gettext("%(kind)s assigned to %(name)s.", kind=rt.label, name=name),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     users, teams = _principals(p)
     return render_template("records/assign.html", rt=rt, record=record, users=users, teams=teams)
@@ -260,10 +265,12 @@ def record_share(type_name: str, record_id: int):
         if request.form.get("action") == "revoke":
             rights = set()
         elif not rights:
-            raise Invalid("Choose at least one access right.", {"rights": "Choose at least one."})
+            raise Invalid(gettext("Choose at least one access right."),
+                          {"rights": gettext("Choose at least one.")})
         records.share(p, record, who, rights)
         name = getattr(who, "full_name", None) or who.name
-        message = f"Access for {name} removed." if not rights else f"Shared with {name}."
+        message = (gettext("Access for %(name)s removed.", name=name) if not rights
+                   else gettext("Shared with %(name)s.", name=name))
         return _commit_and_go(message, url_for(".record_share", type_name=rt.name,
                                                record_id=record.id))
     users, teams = _principals(p)
@@ -290,9 +297,9 @@ def activity_new(type_name: str, record_id: int, kind: str):
             activity = _create_activity(p, kind, (rt.name, record.id), request.form)
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"subject": exc.message}
+            errors = localize_fields(exc.fields or {"subject": exc.message})
         else:
-            return _commit_and_go(f"{NEW_ACTIVITY_KINDS[kind]} saved.",
+            return _commit_and_go(gettext("%(kind)s saved.", kind=NEW_ACTIVITY_KINDS[kind]),
                                   url_for(".activity_detail", activity_id=activity.id))
     # Defaults from fields the user may read only (field security).
     defaults = {"phone_number": (records.field_value(p, record, "phone") if rt.field("phone")
@@ -306,7 +313,7 @@ def _create_activity(p, kind: str, regarding, form):
     try:
         due = parse_due(form.get("due"))
     except ValueError as exc:
-        raise Invalid("Some fields are not valid.", {"due": str(exc)}) from None
+        raise Invalid(gettext("Some fields are not valid."), {"due": localize(message_of(exc))}) from None
     if kind == "task":
         return acts.create_task(p, regarding, subject=form.get("subject", ""),
                                 description=form.get("description"),
@@ -357,9 +364,9 @@ def activity_regarding(activity_id: int):
     kind = request.form.get("kind") or None
     record_id = int_arg("record_id", source=request.form)
     if kind is not None and record_id is None:
-        raise Invalid("Choose a record.")
+        raise Invalid(gettext("Choose a record."))
     tracking.set_regarding(p, activity, (kind, record_id) if kind else None)
-    return _commit_and_go("Regarding cleared." if kind is None else "Regarding set.",
+    return _commit_and_go(gettext("Regarding cleared.") if kind is None else gettext("Regarding set."),
                           url_for(".activity_detail", activity_id=activity.id))
 
 
@@ -369,7 +376,8 @@ def activity_state(activity_id: int):
     activity = acts.get_activity(p, activity_id)
     state = request.form.get("state", "")
     acts.set_state(p, activity, state)
-    return _commit_and_go(f"Marked {state}.", url_for(".activity_detail", activity_id=activity.id))
+    marked = gettext("Marked completed.") if state == "completed" else gettext("Marked canceled.")
+    return _commit_and_go(marked, url_for(".activity_detail", activity_id=activity.id))
 
 
 @bp.get("/activities/<int:activity_id>/attachments/<int:attachment_id>")

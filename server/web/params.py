@@ -12,6 +12,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter
 
 from server.errors import Invalid
+from server.i18n import N_
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integer columns (PostgreSQL ``integer``)
 
@@ -46,7 +47,8 @@ def int_arg(name: str, default: int | None = None, *, source: MultiDict | None =
         value = int(raw)
         if minimum <= value <= maximum:
             return value
-    message = f"{name} must be a whole number from {minimum} to {maximum}."
+    message = N_("%(name)s must be a whole number from %(minimum)s to %(maximum)s.", name=name,
+                 minimum=minimum, maximum=maximum)
     raise Invalid(message, {name: message})
 
 
@@ -62,9 +64,9 @@ def decode_json(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         detail = exc.args[0] if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
-        raise Invalid(f"Malformed JSON: {str(detail)[:200]}") from None
+        raise Invalid(N_("Malformed JSON: %(detail)s", detail=str(detail)[:200])) from None
     if not isinstance(data, dict):
-        raise Invalid("Expected a JSON object.")
+        raise Invalid(N_("Expected a JSON object."))
     _check_text(data)
     return data
 
@@ -77,7 +79,7 @@ def _check_text(value: Any) -> None:
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                raise Invalid("The JSON contains text that is not valid Unicode.") from None
+                raise Invalid(N_("The JSON contains text that is not valid Unicode.")) from None
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

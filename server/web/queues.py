@@ -9,6 +9,7 @@ Every form posts with a CSRF token.
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -23,6 +24,7 @@ from server.security.models import Team, User
 from server.sync.admin import case_rules as rules
 from server.sync.mail.case_rules import CONDITIONS
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize_fields
 
 bp = Blueprint("queues", __name__, url_prefix="/queues")
 
@@ -68,19 +70,19 @@ def item_action(item_id: int, action: str):
     back = url_for(".queue_work", queue_id=item.queue_id)
     if action == "pick":
         work.pick(p, item)
-        message = "You work on this item now."
+        message = _("You work on this item now.")
     elif action == "release":
         work.release(p, item)
-        message = "Released: the item waits in the queue again."
+        message = _("Released: the item waits in the queue again.")
     elif action == "remove":
         work.remove(p, item)
-        message = "Removed from the queue."
+        message = _("Removed from the queue.")
     elif action == "route":
-        kind, _, ident = request.form.get("to", "").partition(":")
+        kind, _colon, ident = request.form.get("to", "").partition(":")
         if kind not in ("queue", "user") or not ident.isdigit():
-            raise Invalid("Choose a queue or a user to route to.", {"to": "Choose one."})
+            raise Invalid(_("Choose a queue or a user to route to."), {"to": _("Choose one.")})
         work.route(p, item, **{f"{kind}_id": int(ident)})
-        message = "Routed."
+        message = _("Routed.")
     else:
         return "", 404
     db.session.commit()
@@ -137,10 +139,10 @@ def rule_edit(queue_id: int | None = None, rule_id: int | None = None):
             saved = rules.save_rule(p, queue, rule, data)
         except Invalid as exc:
             db.session.rollback()
-            errors, values = exc.fields or {"name": exc.message}, data
+            errors, values = localize_fields(exc.fields or {"name": exc.message}), data
         else:
             db.session.commit()
-            flash("Case rule saved.", "success")
+            flash(_("Case rule saved."), "success")
             return redirect(url_for(".rule_list", queue_id=saved.queue_id))
     return render_template(
         "queues/rule_edit.html", queue=queue, rule=rule, values=values, errors=errors,
@@ -159,7 +161,7 @@ def rule_delete(rule_id: int):
     queue_id = rule.queue_id
     rules.delete_rule(p, rule)
     db.session.commit()
-    flash("Case rule deleted.", "success")
+    flash(_("Case rule deleted."), "success")
     return redirect(url_for(".rule_list", queue_id=queue_id))
 
 

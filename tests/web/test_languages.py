@@ -3,7 +3,7 @@ else the organization's, else English), how times read in each locale, the profi
 organization settings that choose them, and the pane's strings as JSON."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 from flask_babel import force_locale
@@ -115,3 +115,46 @@ def test_the_pane_strings_are_json_per_language_with_an_etag(app, client):
     assert again.status_code == 304
     assert client.get("/addin/strings/xx.json").status_code == 404
     assert client.get("/addin/strings/en.json").get_json() == {}
+
+
+STORED = datetime(2026, 12, 5, 23, 25, tzinfo=timezone.utc)  # already 6 December in Prague
+
+
+def test_a_record_page_and_the_profile_read_in_czech_for_a_czech_user(app, make_user, signin,
+                                                                       make_record):
+    """The user's language and time zone decide the page: ``<html lang="cs">`` and times in
+    the Czech way, in Prague time (the browser asks for English)."""
+    from server.security import tokens
+    user = make_user()
+    user.language, user.time_zone = "cs", "Europe/Prague"
+    account = make_record(user, "account")
+    account.modified_on = STORED
+    row = tokens.issue(user, "Laptop", days=30)[0]
+    row.created_on = STORED
+    db.session.commit()
+    c = signin(user)
+    english = {"Accept-Language": "en-US"}
+    record_page = c.get(f"/r/account/{account.id}", headers=english).get_data(as_text=True)
+    assert '<html lang="cs">' in record_page
+    assert ">6. 12. 2026 0:25</time>" in record_page
+    profile = c.get("/profile", headers=english).get_data(as_text=True)
+    assert '<html lang="cs">' in profile
+    assert ">6. 12. 2026</time>" in profile
+    user.language, user.time_zone = None, None  # the same pages for an English reader in UTC
+    db.session.commit()
+    record_page = c.get(f"/r/account/{account.id}", headers=english).get_data(as_text=True)
+    assert '<html lang="en">' in record_page and "Dec 5, 2026" in record_page
+
+
+def test_a_lower_floors_message_keeps_its_values_whatever_the_language(app):
+    """A ``Message`` (marked with N_ in crm or security) is looked up by its catalog text and
+    then filled in, so a translation may reorder the values; untranslated, it reads in English."""
+    from server.i18n import N_, message_of
+    from server.web.languages import localize, localize_fields
+    marked = N_("At most %(count)s characters.", count=400)
+    assert marked == "At most 400 characters." and marked.source == "At most %(count)s characters."
+    assert message_of(ValueError(marked)) is marked
+    for locale in ("en", "cs"):
+        with app.test_request_context("/"), force_locale(locale):
+            assert localize(marked) == "At most 400 characters."
+            assert localize_fields({"subject": marked}) == {"subject": "At most 400 characters."}

@@ -16,6 +16,7 @@ from server.crm.services.tracking import check_regarding
 from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 
@@ -38,13 +39,13 @@ def get_activity(p: Principal, activity_id: int):
 def set_state(p: Principal, activity, state: str):
     """Mark an open activity completed or canceled (an email draft can only be canceled)."""
     if state not in ("completed", "canceled"):
-        raise Invalid("An activity is completed or canceled.")
+        raise Invalid(N_("An activity is completed or canceled."))
     authz.require(p, "write", activity)
     if activity.state != "open":
-        raise Invalid(f"This activity is already {activity.state}.")
+        raise Invalid(N_("This activity is already %(state)s.", state=activity.state))
     if isinstance(activity, Email):
         if activity.status != "draft" or state != "canceled":
-            raise Invalid("Only an email draft can be canceled here.")
+            raise Invalid(N_("Only an email draft can be canceled here."))
         activity.status = "canceled"
     activity.state = state
     activity.actual_end = utcnow()
@@ -61,17 +62,17 @@ def _new(p: Principal, cls, regarding: tuple[str, int] | None, subject: str,
     errors = {}
     subject = (subject or "").strip()
     if not subject:
-        errors["subject"] = "This field is required."
+        errors["subject"] = N_("This field is required.")
     elif len(subject) > 400:
-        errors["subject"] = "At most 400 characters."
+        errors["subject"] = N_("At most 400 characters.")
     elif LINE_BREAK.search(subject):
         errors["subject"] = SINGLE_LINE
     if priority not in PRIORITIES:
-        errors["priority"] = f"Must be one of: {', '.join(PRIORITIES)}."
+        errors["priority"] = N_("Must be one of: %(choices)s.", choices=", ".join(PRIORITIES))
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     if not authz.can_create(p, Activity, p.business_unit_id, p.user_id):
-        raise Forbidden("You may not create activities.")
+        raise Forbidden(N_("You may not create activities."))
     regarding = check_regarding(p, regarding)
     now = utcnow()
     activity = cls(subject=subject, description=description or None, priority=priority,
@@ -100,9 +101,9 @@ def create_phone_call(p: Principal, regarding: tuple[str, int] | None, *, subjec
                       description: str | None = None, priority: str = "normal",
                       due: datetime | None = None) -> PhoneCall:
     if direction not in ("incoming", "outgoing"):
-        raise Invalid("Some fields are not valid.", {"direction": "Incoming or outgoing."})
+        raise Invalid(N_("Some fields are not valid."), {"direction": N_("Incoming or outgoing.")})
     if phone_number and len(phone_number.strip()) > 50:
-        raise Invalid("Some fields are not valid.", {"phone_number": "At most 50 characters."})
+        raise Invalid(N_("Some fields are not valid."), {"phone_number": N_("At most 50 characters.")})
     call = _new(p, PhoneCall, regarding, subject, description, priority, due,
                 phone_number=(phone_number or "").strip() or None, direction=direction)
     me = ActivityParty(role="from" if direction == "outgoing" else "to", user_id=p.user_id,

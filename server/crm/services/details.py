@@ -24,6 +24,7 @@ from server.crm.services.timeline import Page, timeline
 from server.crm.services.titles import Titles, link_refs, refs, regarding_refs, titles
 from server.db import db
 from server.errors import NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 
@@ -118,10 +119,10 @@ def attachment(p: Principal, activity_id: int, attachment_id: int) -> tuple[Atta
     if att is None:
         raise NotFound()
     if att.content_omitted:
-        raise NotFound("This attachment was over the size limit; only its name was kept.")
+        raise NotFound(N_("This attachment was over the size limit; only its name was kept."))
     data = attachment_bytes(att)
     if data is None:
-        raise NotFound("The attachment's content is not available.")
+        raise NotFound(N_("The attachment's content is not available."))
     return att, data
 
 

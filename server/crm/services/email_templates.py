@@ -15,6 +15,7 @@ from server.crm.services.records import emails, field_value, title, visible_fiel
 from server.crm.templates import EmailTemplate, Fields, Signature, form_problems
 from server.db import db
 from server.errors import Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
@@ -95,18 +96,18 @@ def save_template(p: Principal, template: EmailTemplate | None, *, name: str, su
     if target_org:
         authz.require_table(p, "organization", "write")
     elif template is not None and template.user_id != p.user_id:
-        raise Invalid("This is not your template.")
+        raise Invalid(N_("This is not your template."))
     errors = {}
     name, subject = (name or "").strip(), (subject or "").strip()
     if not name or len(name) > 200:
-        errors["name"] = "A name of 1 to 200 characters."
+        errors["name"] = N_("A name of 1 to 200 characters.")
     if len(subject) > 400 or any(ch in subject for ch in "\r\n"):
-        errors["subject"] = "One line of at most 400 characters."
+        errors["subject"] = N_("One line of at most 400 characters.")
     problems = form_problems(subject, body_html or "")
     if problems:
         errors["body_html"] = " ".join(problems)
     if errors:
-        raise Invalid("The template is not valid.", errors)
+        raise Invalid(N_("The template is not valid."), errors)
     if template is None:
         template = EmailTemplate(user_id=None if target_org else p.user_id,
                                  created_by_id=p.user_id)

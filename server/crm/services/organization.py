@@ -10,7 +10,7 @@ from server.crm.allowed_hosts import parse_allowed
 from server.crm.models import MB, Organization
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
-from server.i18n import check_choice
+from server.i18n import N_, check_choice, message_of
 from server.security import authz
 from server.security.admin import as_int, clean_text, require_manage
 from server.security.authz import Principal
@@ -101,7 +101,7 @@ def get_organization(p: Principal) -> Organization:
     require_manage(p, "organization")
     org = db.session.get(Organization, 1)
     if org is None:
-        raise NotFound("The organization is not set up yet: run 'flask --app server init-org'.")
+        raise NotFound(N_("The organization is not set up yet: run 'flask --app server init-org'."))
     return org
 
 
@@ -119,16 +119,16 @@ def update_organization(p: Principal, data: dict[str, Any]) -> Organization:
             try:
                 values[s.name] = clean_text(raw, label=s.label, max_length=160, required=True)
             except ValueError as exc:
-                errors[s.name] = str(exc)
+                errors[s.name] = message_of(exc)
         elif s.kind == "currency":
             code = (raw or "").strip().upper() if isinstance(raw, str) else ""
             if not re.fullmatch(r"[A-Z]{3}", code):
-                errors[s.name] = "Use a three-letter currency code such as USD."
+                errors[s.name] = N_("Use a three-letter currency code such as USD.")
             values[s.name] = code
         elif s.kind == "mb":
             number = as_int(raw.strip() if isinstance(raw, str) else raw)
             if number is None or not 1 <= number <= 128:
-                errors[s.name] = "A whole number of megabytes from 1 to 128."
+                errors[s.name] = N_("A whole number of megabytes from 1 to 128.")
             else:
                 values[s.name] = number * MB
         elif s.kind == "hosts":
@@ -136,9 +136,9 @@ def update_organization(p: Principal, data: dict[str, Any]) -> Organization:
             try:
                 parse_allowed(value)
             except ValueError as exc:
-                errors[s.name] = str(exc)
+                errors[s.name] = message_of(exc)
             if len(value) > 2000:
-                errors[s.name] = "At most 2000 characters."
+                errors[s.name] = N_("At most 2000 characters.")
             values[s.name] = value
         elif s.kind in ("language", "time_zone"):
             if raw is None:  # a form without the field keeps the setting
@@ -146,18 +146,18 @@ def update_organization(p: Principal, data: dict[str, Any]) -> Organization:
             value = raw.strip() if isinstance(raw, str) else ""
             problems = check_choice(value, None) if s.kind == "language" else check_choice(None, value)
             if not value or problems:
-                errors[s.name] = problems.get(s.kind, "Choose one from the list.")
+                errors[s.name] = problems.get(s.kind, N_("Choose one from the list."))
             values[s.name] = value
         elif s.kind == "prefix":
             value = raw.strip() if isinstance(raw, str) else ""
             if not _PREFIX.match(value):
-                errors[s.name] = "Up to 20 letters, digits or : - _ #."
+                errors[s.name] = N_("Up to 20 letters, digits or : - _ #.")
             values[s.name] = value
     if values.get("use_tracking_token") and not values.get("tracking_token_prefix") \
             and "tracking_token_prefix" not in errors:
-        errors["tracking_token_prefix"] = "Tracking tokens need a prefix."
+        errors["tracking_token_prefix"] = N_("Tracking tokens need a prefix.")
     if errors:
-        raise Invalid("Some settings are not valid.", errors)
+        raise Invalid(N_("Some settings are not valid."), errors)
     for key, value in values.items():
         setattr(org, key, value)
     org.modified_on = utcnow()

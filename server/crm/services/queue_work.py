@@ -20,6 +20,7 @@ from server.crm.models import Queue
 from server.crm.queues import QueueItem
 from server.db import db, utcnow
 from server.errors import Conflict, Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
@@ -72,7 +73,7 @@ def items(p: Principal, queue_id: int, *, worked: str = "all") -> tuple[Queue, l
     elif worked == "nobody":
         query = query.where(QueueItem.worked_by_id.is_(None))
     elif worked != "all":
-        raise Invalid("Some fields are not valid.", {"worked": "all, mine or nobody."})
+        raise Invalid(N_("Some fields are not valid."), {"worked": "all, mine or nobody."})
     now = utcnow()
     return queue, [_view(item, now) for item in db.session.scalars(query)]
 
@@ -114,14 +115,14 @@ def route(p: Principal, item: QueueItem, *, queue_id: int | None = None,
     """Move the item to another queue (waiting there, worked by nobody), or hand it to a
     user who may read its queue."""
     if (queue_id is None) == (user_id is None):
-        raise Invalid("Route to a queue or to a user.", {"to": "One queue or one user."})
+        raise Invalid(N_("Route to a queue or to a user."), {"to": N_("One queue or one user.")})
     if user_id is not None:
         user = db.session.get(User, user_id)
         if user is None or not user.is_active:
-            raise Invalid("No such active user.", {"user": "No such active user."})
+            raise Invalid(N_("No such active user."), {"user": N_("No such active user.")})
         if not authz.can(authz.principal(user), "read", item.queue):
             raise Invalid(f"{user.full_name} may not read the queue {item.queue.name}.",
-                          {"user": "This user may not read the queue."})
+                          {"user": N_("This user may not read the queue.")})
         item.worked_by_id, item.worked_on = user.id, utcnow()
         db.session.flush()
         return item

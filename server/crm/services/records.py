@@ -15,6 +15,7 @@ from server.crm.services.titles import title_column
 from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import N_, message_of
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import RecordShare, Team, User
@@ -28,9 +29,10 @@ def _clean_value(f, raw: Any, p: Principal | None) -> Any:
     target = RECORD_TYPES[f.ref].model
     record = db.session.get(target, value)
     if record is None or (p is not None and not authz.can(p, "read", record)):
-        raise ValueError(f"No such {RECORD_TYPES[f.ref].label.lower()}.")
+        raise ValueError(N_("No such %(kind)s.", kind=RECORD_TYPES[f.ref].label.lower()))
     if p is not None and not authz.can(p, "append_to", record):
-        raise ValueError(f"You may not link records to this {RECORD_TYPES[f.ref].label.lower()}.")
+        raise ValueError(N_("You may not link records to this %(kind)s.",
+                            kind=RECORD_TYPES[f.ref].label.lower()))
     return value
 
 
@@ -39,28 +41,28 @@ def validate(rt: RecordType, data: dict[str, Any], p: Principal | None, *,
     """Parse ``data`` against the record type's fields: unknown fields, wrong types and
     secured fields the user may not set are errors; nothing is written."""
     if not isinstance(data, dict):
-        raise Invalid("Expected an object with field values.")
+        raise Invalid(N_("Expected an object with field values."))
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     access = p.fields(rt.name) if p is not None else None
     for name, raw in data.items():
         f = rt.field(name)
         if f is None:
-            errors[name] = "Unknown field."
+            errors[name] = N_("Unknown field.")
             continue
         if access is not None and not (access.can_create(name) if creating else access.can_update(name)):
-            errors[name] = "This field is secured; you may not set it."
+            errors[name] = N_("This field is secured; you may not set it.")
             continue
         try:
             clean[name] = _clean_value(f, raw, p)
         except ValueError as exc:
-            errors[name] = str(exc)
+            errors[name] = message_of(exc)
     if creating:
         for f in rt.fields:
             if f.required and f.name not in data and f.name not in errors:
-                errors[f.name] = "This field is required."
+                errors[f.name] = N_("This field is required.")
     if errors:
-        raise Invalid("Some fields are not valid.", errors)
+        raise Invalid(N_("Some fields are not valid."), errors)
     return clean
 
 
@@ -68,15 +70,15 @@ def _check_customer(rt: RecordType, values: dict[str, Any]) -> None:
     """Checked before anything is written, so a refused change leaves the record as it was."""
     if rt.name in ("opportunity", "case") and values.get("customer_account_id") \
             and values.get("customer_contact_id"):
-        raise Invalid("A customer is an account or a contact, not both.",
-                      {"customer_contact_id": "Choose an account or a contact, not both."})
+        raise Invalid(N_("A customer is an account or a contact, not both."),
+                      {"customer_contact_id": N_("Choose an account or a contact, not both.")})
 
 
 def _require_append(p: Principal, rt: RecordType, record, links: list[str]) -> None:
     """Linking a record to another needs append on it (and append-to on the other, which
     ``validate`` checks), as in Dynamics."""
     if links and not authz.can(p, "append", record):
-        raise Forbidden(f"You may not link this {rt.label.lower()} to other records.")
+        raise Forbidden(N_("You may not link this %(kind)s to other records.", kind=rt.label.lower()))
 
 
 def _derive(rt: RecordType, record) -> None:
@@ -103,7 +105,7 @@ def _set_owner(record, owner) -> None:
     elif isinstance(owner, Team):
         record.owner_user_id, record.owner_team_id = None, owner.id
     else:
-        raise Invalid("An owner is a user or a team.")
+        raise Invalid(N_("An owner is a user or a team."))
     record.owning_business_unit_id = owner.business_unit_id
 
 
@@ -112,12 +114,13 @@ def create(p: Principal, rt: RecordType, data: dict[str, Any], owner=None):
     clean = validate(rt, data, p, creating=True)
     _check_customer(rt, clean)
     if isinstance(owner, User) and not owner.is_active:
-        raise Invalid("Records cannot be owned by an inactive user.")
+        raise Invalid(N_("Records cannot be owned by an inactive user."))
     if not authz.can_create(p, rt.model, owner.business_unit_id,
                             owner.id if isinstance(owner, User) else None,
                             owner_team_id=owner.id if isinstance(owner, Team) else None):
-        raise Forbidden(f"You may not create {rt.plural.lower()}" +
-                        (" for this owner." if owner is not p.user else "."))
+        raise Forbidden(N_("You may not create %(records)s for this owner.", records=rt.plural.lower())
+                        if owner is not p.user
+                        else N_("You may not create %(records)s.", records=rt.plural.lower()))
     record = rt.model(**clean)
     _set_owner(record, owner)
     _require_append(p, rt, record, [n for n, v in clean.items()
@@ -170,7 +173,7 @@ def assign(p: Principal, record, owner):
     the new owner must be active)."""
     authz.require(p, "assign", record)
     if isinstance(owner, User) and not owner.is_active:
-        raise Invalid("Records cannot be assigned to an inactive user.")
+        raise Invalid(N_("Records cannot be assigned to an inactive user."))
     _set_owner(record, owner)
     record.modified_by_id = p.user_id
     record.modified_on = utcnow()
@@ -188,11 +191,12 @@ def share(p: Principal, record, principal_obj, rights: set[str]) -> RecordShare 
     authz.require(p, "share", record)
     unknown = set(rights) - set(SHARE_RIGHTS)
     if unknown:
-        raise Invalid("Unknown access rights.", {"rights": ", ".join(sorted(unknown))})
+        raise Invalid(N_("Unknown access rights."), {"rights": ", ".join(sorted(unknown))})
     rights = set(rights) | {"read"} if rights else set()
     for right in rights:
         if not authz.can(p, right, record):
-            raise Forbidden(f"You cannot share {right.replace('_', ' ')} access you do not have.")
+            raise Forbidden(N_("You cannot share %(right)s access you do not have.",
+                               right=right.replace("_", " ")))
     table = authz.table_of(record)
     is_user = isinstance(principal_obj, User)
     row = db.session.scalar(select(RecordShare).where(

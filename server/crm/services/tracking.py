@@ -34,6 +34,7 @@ from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.mailkeys import (conversation_id, in_reply_to_id, make_token, normalize_address,
                              normalize_message_id)
 from server.security import authz
@@ -120,11 +121,12 @@ def check_regarding(p: Principal, regarding: tuple[str, int] | None) -> tuple[st
         return None
     kind, record_id = regarding
     if kind not in RECORD_TYPES or kind == "queue":
-        raise Invalid("An activity can be regarding an account, contact, lead, opportunity or case.",
-                      {"regarding": "Unsupported record type."})
+        raise Invalid(N_("An activity can be regarding an account, contact, lead, opportunity or case."),
+                      {"regarding": N_("Unsupported record type.")})
     record = authz.get(p, RECORD_TYPES[kind].model, int(record_id))
     if not authz.can(p, "append_to", record):
-        raise Forbidden(f"You may not link activities to this {RECORD_TYPES[kind].label.lower()}.")
+        raise Forbidden(N_("You may not link activities to this %(kind)s.",
+                           kind=RECORD_TYPES[kind].label.lower()))
     return kind, record.id
 
 
@@ -338,7 +340,7 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
             may_create[owner_key] = authz.can_create(
                 p, Email, owner.business_unit_id, owner.id if isinstance(owner, User) else None)
         if not may_create[owner_key]:
-            raise Forbidden("You may not create email activities.")
+            raise Forbidden(N_("You may not create email activities."))
         email = _new_email(p, item, regarding, owner, identity, key)
         known[key] = email  # the same email twice in one call is one activity
         results.append((email, True))
@@ -451,7 +453,7 @@ def track_appointment(p: Principal, content: AppointmentContent, *,
         return existing, False
     if not authz.can_create(p, Appointment, owner.business_unit_id,
                             owner.id if isinstance(owner, User) else None):
-        raise Forbidden("You may not create appointments.")
+        raise Forbidden(N_("You may not create appointments."))
     html = sanitize_html(content.html_body) if content.html_body else None
     appt = Appointment(
         subject=(content.subject or "")[:400], global_object_id=content.uid[:400],
@@ -551,11 +553,11 @@ def untrack(p: Principal, identity: str, *, delete_copy: bool, item_type: str = 
     the record stays, as Dynamics does. Returns whether the copy was deleted."""
     key = normalize_message_id(identity) if item_type == "email" else identity
     if not key:
-        raise Invalid("The item's id is needed.", {"internet_message_id": "Required."})
+        raise Invalid(N_("The item's id is needed."), {"internet_message_id": N_("Required.")})
     activity = find_tracked(p, key, item_type)
     req = own_request(p, identity=key)
     if activity is None and req is None:
-        raise NotFound("This item is not tracked.")
+        raise NotFound(N_("This item is not tracked."))
     deleted = False
     if activity is not None and delete_copy and activity.owner_user_id == p.user_id \
             and authz.can(p, "delete", activity):

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from server.db import db
 from server.errors import Conflict, Invalid, ServiceError
+from server.i18n import N_
 from server.web.api import (activities, email_templates, mail_files, mailboxes, misc, openapi,
                             queues, records)
 from server.web.api.common import limit_body
@@ -79,7 +80,7 @@ def _integrity_error(exc):
     """A constraint the checks did not foresee (a race on a unique value): 409, not 500."""
     db.session.rollback()
     from server.web import error_response
-    err = Conflict("This conflicts with existing data.")
+    err = Conflict(N_("This conflicts with existing data."))
     return error_response(err.status, err.code, err.message)
 
 
@@ -87,7 +88,7 @@ def _integrity_error(exc):
 def _data_error(exc):
     db.session.rollback()
     from server.web import error_response
-    err = Invalid("A value is out of range for its field.")
+    err = Invalid(N_("A value is out of range for its field."))
     return error_response(err.status, err.code, err.message)
 
 

@@ -13,6 +13,7 @@ from server.crm.services import tracking
 from server.crm.activities import REGARDING_COLUMNS, REGARDING_TYPES, Activity, Attachment
 from server.db import db
 from server.errors import NotFound
+from server.i18n import N_
 from server.security import authz
 from server.sync.admin import sending
 from server.web.api import activity_writes
@@ -51,12 +52,12 @@ def list_activities():
              .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()))
     types = tuple(t for raw in args.get("type", []) for t in raw.split(",") if t)
     if any(t not in ACTIVITY_TYPES for t in types):
-        raise invalid({"type": f"Activity types are: {', '.join(ACTIVITY_TYPES)}."})
+        raise invalid({"type": N_("Activity types are: %(choices)s.", choices=", ".join(ACTIVITY_TYPES))})
     if types:
         query = query.where(AnyActivity.activity_type.in_(types))
     if "state" in args:
         if args["state"] not in ACTIVITY_STATES:
-            raise invalid({"state": f"Must be one of: {', '.join(ACTIVITY_STATES)}."})
+            raise invalid({"state": N_("Must be one of: %(choices)s.", choices=", ".join(ACTIVITY_STATES))})
         query = query.where(AnyActivity.state == args["state"])
     if "regarding" in args:
         if args["regarding"] == "none":
@@ -68,7 +69,7 @@ def list_activities():
     if args.get("q", "").strip():
         q = args["q"].strip()
         if len(q) > MAX_SUBJECT_QUERY:
-            raise invalid({"q": f"At most {MAX_SUBJECT_QUERY} characters."})
+            raise invalid({"q": N_("At most %(count)s characters.", count=MAX_SUBJECT_QUERY)})
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(AnyActivity.subject.ilike(pattern, escape="\\"))
     if args.get("cursor"):
@@ -177,7 +178,7 @@ def download_attachment(activity_id: int, attachment_id: int):
         raise ContentOmitted()
     data = attachment_bytes(attachment)
     if data is None:
-        raise NotFound("The attachment's file is missing.")
+        raise NotFound(N_("The attachment's file is missing."))
     return download_response(attachment, data)
 
 

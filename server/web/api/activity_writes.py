@@ -25,6 +25,7 @@ from server.crm.services.tracking import EmailContent, track_email
 from server.crm.values import parse_value
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Invalid, Unprocessable
+from server.i18n import N_, message_of
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import RecordShare, Team, User
@@ -56,10 +57,11 @@ def regarding_target(p: Principal, raw: Any, name: str = "regarding"):
     target = db.session.scalar(select(model).where(model.id == ident,
                                                    authz.scope(p, model, "read")))
     if target is None:
-        raise invalid({name: f"No such {RECORD_TYPES[kind].label.lower()}."})
+        raise invalid({name: N_("No such %(kind)s.", kind=RECORD_TYPES[kind].label.lower())})
     if not authz.can(p, "append_to", target):
-        raise Forbidden(f"You may not link activities to this {RECORD_TYPES[kind].label.lower()}.",
-                        {name: "No append-to privilege on this record."})
+        raise Forbidden(N_("You may not link activities to this %(kind)s.",
+                           kind=RECORD_TYPES[kind].label.lower()),
+                        {name: N_("No append-to privilege on this record.")})
     return kind, target
 
 
@@ -90,23 +92,23 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
     record is resolved by its address to a record the caller may read and link to."""
     roles = PARTY_ROLES_BY_TYPE[kind]
     if not isinstance(entries, list):
-        raise invalid({"parties": "Expected a list."})
+        raise invalid({"parties": N_("Expected a list.")})
     if entries and not roles:
-        raise invalid({"parties": f"A {kind.replace('_', ' ')} has no parties."})
+        raise invalid({"parties": N_("A %(kind)s has no parties.", kind=kind.replace("_", " "))})
     if len(entries) > MAX_PARTIES:
-        raise invalid({"parties": f"At most {MAX_PARTIES} parties."})
+        raise invalid({"parties": N_("At most %(count)s parties.", count=MAX_PARTIES)})
     errors: dict[str, str] = {}
     parsed = []
     for i, entry in enumerate(entries):
         key = f"parties[{i}]"
         if not isinstance(entry, dict):
-            errors[key] = "Expected an object."
+            errors[key] = N_("Expected an object.")
             continue
         for extra in set(entry) - {"role", "address", "name", "record"}:
-            errors[f"{key}.{extra}"] = "Unknown field."
+            errors[f"{key}.{extra}"] = N_("Unknown field.")
         role, address, name = entry.get("role"), entry.get("address"), entry.get("name")
         if role not in roles:
-            errors[f"{key}.role"] = f"Must be one of: {', '.join(roles)}."
+            errors[f"{key}.role"] = N_("Must be one of: %(choices)s.", choices=", ".join(roles))
         ref = None
         try:
             if entry.get("record") is not None:
@@ -117,14 +119,14 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
             try:
                 address = parse_value(_ADDRESS, address)
             except ValueError as exc:
-                errors[f"{key}.address"] = str(exc)
+                errors[f"{key}.address"] = message_of(exc)
         if name is not None:
             try:
                 name = parse_value(_NAME, name)
             except ValueError as exc:
-                errors[f"{key}.name"] = str(exc)
+                errors[f"{key}.name"] = message_of(exc)
         if ref is None and not address:
-            errors[key] = "Give an address or a record."
+            errors[key] = N_("Give an address or a record.")
         parsed.append((i, role, address, name, ref))
     if errors:
         raise invalid(errors)
@@ -149,7 +151,7 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
                 errors[f"parties[{i}].record"] = f"No such {ref[0]}."
                 continue
             if not _party_record_ok(p, ref[0], record):
-                errors[f"parties[{i}].record"] = "You may not link activities to this record."
+                errors[f"parties[{i}].record"] = N_("You may not link activities to this record.")
                 continue
         else:
             for m in matches.get(address, []):
@@ -185,23 +187,23 @@ def clean_fields(p: Principal, kind: str, data: dict[str, Any], *, creating: boo
             continue
         f = fields.get(name)
         if f is None:
-            errors[name] = ("This field is read-only." if name in ACTIVITY_READ_ONLY[kind]
+            errors[name] = (N_("This field is read-only.") if name in ACTIVITY_READ_ONLY[kind]
                             or name in ("id", "occurred_on", "created_on", "modified_on")
-                            else "Unknown field.")
+                            else N_("Unknown field."))
             continue
         if not (access.can_create(name) if creating else access.can_update(name)):
-            errors[name] = "This field is secured; you may not set it."
+            errors[name] = N_("This field is secured; you may not set it.")
             continue
         try:
             clean[name] = parse_value(f, raw)
         except ValueError as exc:
-            errors[name] = str(exc)
+            errors[name] = message_of(exc)
     if "percent_complete" in clean and clean["percent_complete"] is not None \
             and not 0 <= clean["percent_complete"] <= 100:
-        errors["percent_complete"] = "From 0 to 100."
+        errors["percent_complete"] = N_("From 0 to 100.")
     for name in ("state", "priority", "direction", "is_all_day", "percent_complete"):
         if name in clean and clean[name] is None:
-            errors[name] = "This field cannot be empty."
+            errors[name] = N_("This field cannot be empty.")
     if errors:
         raise invalid(errors)
     return clean
@@ -210,7 +212,7 @@ def clean_fields(p: Principal, kind: str, data: dict[str, Any], *, creating: boo
 def _check_times(activity) -> None:
     if activity.scheduled_start and activity.scheduled_end \
             and activity.scheduled_end < activity.scheduled_start:
-        raise invalid({"scheduled_end": "Ends before it starts."})
+        raise invalid({"scheduled_end": N_("Ends before it starts.")})
 
 
 def _apply(activity, clean: dict[str, Any]) -> None:
@@ -244,7 +246,7 @@ def _prepare_draft(p: Principal, email: Email, clean: dict[str, Any]) -> None:
     email.direction = clean.get("direction") or "outgoing"
     for name in ("message_id", "in_reply_to", "received_on"):
         if clean.get(name):
-            raise invalid({name: "Only a tracked (received or sent) email has this."})
+            raise invalid({name: N_("Only a tracked (received or sent) email has this.")})
     email.status = "draft"
     if not any(x.role == "from" for x in email.parties):
         email.parties.insert(0, ActivityParty(role="from", user_id=p.user_id,
@@ -279,7 +281,7 @@ def _track(p: Principal, data: dict[str, Any], clean: dict[str, Any], owner) -> 
     authz.require_named(p, "track_email")
     direction = clean.get("direction") or "outgoing"
     if direction == "outgoing" and clean.get("received_on"):
-        raise invalid({"received_on": "A sent email has no received time."})
+        raise invalid({"received_on": N_("A sent email has no received time.")})
     parties = build_parties(p, "email", data.get("parties") or [])
     regarding = None
     if data.get("regarding") is not None:
@@ -288,11 +290,11 @@ def _track(p: Principal, data: dict[str, Any], clean: dict[str, Any], owner) -> 
     email, created = track_email(p, _content(clean, parties), regarding=regarding, owner=owner,
                                  direction=direction)
     if not created:
-        raise Conflict("This email is already tracked.", {"message_id": (
-            "An email with this Message-ID is already tracked." if clean.get("message_id")
-            else "An email with the same sender, subject, time and body is already tracked.")})
+        raise Conflict(N_("This email is already tracked."), {"message_id": (
+            N_("An email with this Message-ID is already tracked.") if clean.get("message_id")
+            else N_("An email with the same sender, subject, time and body is already tracked."))})
     if regarding is not None and not authz.can(p, "append", email):
-        raise Forbidden("You may not set what activities are regarding.")
+        raise Forbidden(N_("You may not set what activities are regarding."))
     email.parties.clear()
     email.parties.extend(parties)
     _email_addresses(email)
@@ -307,11 +309,11 @@ def create(p: Principal, data: dict[str, Any]) -> Activity:
     """Create an activity of ``data["type"]`` owned by the caller (or ``data["owner"]``)."""
     kind = data.get("type")
     if kind not in ACTIVITY_TYPES:
-        raise invalid({"type": f"Must be one of: {', '.join(ACTIVITY_TYPES)}."})
+        raise invalid({"type": N_("Must be one of: %(choices)s.", choices=", ".join(ACTIVITY_TYPES))})
     clean = clean_fields(p, kind, data, creating=True,
                          extra={"type", "owner", "regarding", "parties"})
     if kind != "email" and not (clean.get("subject") or "").strip():
-        raise invalid({"subject": "This field is required."})
+        raise invalid({"subject": N_("This field is required.")})
     owner = load_principal(p, data["owner"], "owner") if data.get("owner") is not None else p.user
     if not authz.can_create(p, Activity, owner.business_unit_id,
                             owner.id if isinstance(owner, User) else None):
@@ -334,7 +336,7 @@ def create(p: Principal, data: dict[str, Any]) -> Activity:
     if data.get("regarding") is not None:
         target_kind, target = regarding_target(p, data["regarding"])
         if not authz.can(p, "append", activity):
-            raise Forbidden("You may not set what activities are regarding.")
+            raise Forbidden(N_("You may not set what activities are regarding."))
         activity.set_regarding(target_kind, target.id)
     db.session.add(activity)
     db.session.flush()
@@ -348,9 +350,9 @@ def create_answer(p: Principal, original: Activity, mode: Any, *, me: set[str]) 
     link to it, its regarding; the caller's signature above the quoted original; a forward
     carries the original's attachments."""
     if mode not in MODES:
-        raise invalid({"mode": f"Must be one of: {', '.join(MODES)}."})
+        raise invalid({"mode": N_("Must be one of: %(choices)s.", choices=", ".join(MODES))})
     if not isinstance(original, Email):
-        raise Conflict("Only an email can be answered.")
+        raise Conflict(N_("Only an email can be answered."))
     org = db.session.get(Organization, 1)
     reply = answer(original, mode, me=me, signature=signature_of(user_id=p.user_id),
                    token_prefix=org.tracking_token_prefix)
@@ -379,11 +381,11 @@ def update(p: Principal, activity: Activity, data: dict[str, Any]) -> Activity:
     authz.require(p, "write", activity)
     kind = activity.activity_type
     fixed = {"regarding": "Set this with PUT /api/v1/activities/{id}/regarding.",
-             "type": "An activity's type cannot change.",
-             "owner": "The owner of an activity cannot change here."}
+             "type": N_("An activity's type cannot change."),
+             "owner": N_("The owner of an activity cannot change here.")}
     errors = {name: message for name, message in fixed.items() if name in data}
     if kind == "email" and "direction" in data:
-        errors["direction"] = "An email's direction cannot change."
+        errors["direction"] = N_("An email's direction cannot change.")
     try:
         clean = clean_fields(p, kind, data, creating=False, extra={"parties", *errors})
     except Invalid as exc:
@@ -395,11 +397,11 @@ def update(p: Principal, activity: Activity, data: dict[str, Any]) -> Activity:
         if locked:
             raise Unprocessable("A tracked email keeps its content: only its state, priority "
                                 "and description can change.",
-                                {name: "Cannot change on a tracked email." for name in locked})
+                                {name: N_("Cannot change on a tracked email.") for name in locked})
     if kind == "email":
         for name in ("message_id", "in_reply_to", "received_on", "sent_on"):
             if clean.get(name):
-                raise invalid({name: "Only a tracked email has this."})
+                raise invalid({name: N_("Only a tracked email has this.")})
     if "parties" in data:
         new = build_parties(p, kind, data["parties"])
         activity.parties.clear()

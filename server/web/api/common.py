@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from server.db import db
 from server.errors import Invalid, ServiceError
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
@@ -35,7 +36,7 @@ class TooLarge(ServiceError):
     status, code = 413, "too_large"
 
 
-def invalid(fields: dict[str, str], message: str = "Some fields are not valid.") -> Invalid:
+def invalid(fields: dict[str, str], message: str = N_("Some fields are not valid.")) -> Invalid:
     return Invalid(message, fields)
 
 
@@ -55,12 +56,12 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
     if not raw.strip():
         if optional:
             return {}
-        raise Invalid("The request body is empty: send a JSON object.")
+        raise Invalid(N_("The request body is empty: send a JSON object."))
     return decode_json(raw)
 
 
 def reject_unknown(data: dict[str, Any], allowed: set[str] | tuple[str, ...]) -> None:
-    unknown = {k: "Unknown field." for k in data if k not in allowed}
+    unknown = {k: N_("Unknown field.") for k in data if k not in allowed}
     if unknown:
         raise invalid(unknown)
 
@@ -71,7 +72,7 @@ def limit_body(max_bytes: int) -> None:
     limit = min(max_bytes, app_limit) if app_limit else max_bytes
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"The request body is over {limit} bytes.")
+        raise TooLarge(N_("The request body is over %(limit)s bytes.", limit=limit))
 
 
 # -- query parameters -------------------------------------------------------------------------
@@ -82,15 +83,15 @@ def query_args(allowed: set[str], *, multi: set[str] = frozenset()) -> dict[str,
     for key in request.args:
         values = request.args.getlist(key)
         if key not in allowed:
-            errors[key] = "Unknown parameter."
+            errors[key] = N_("Unknown parameter.")
         elif key in multi:
             out[key] = values
         elif len(values) > 1:
-            errors[key] = "Give this parameter once."
+            errors[key] = N_("Give this parameter once.")
         else:
             out[key] = values[0]
     if errors:
-        raise invalid(errors, "Some query parameters are not valid.")
+        raise invalid(errors, N_("Some query parameters are not valid."))
     return out
 
 
@@ -99,7 +100,7 @@ def page_size(args: dict[str, Any]) -> int:
     if raw is None:
         return min(int(current_app.config.get("REGARDING_PAGE_SIZE", 25)), MAX_PAGE_SIZE)
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise invalid({"page_size": f"A whole number from 1 to {MAX_PAGE_SIZE}."})
+        raise invalid({"page_size": N_("A whole number from 1 to %(count)s.", count=MAX_PAGE_SIZE)})
     return int(raw)
 
 
@@ -111,7 +112,7 @@ def parse_bool_arg(args: dict[str, Any], name: str) -> bool | None:
         return True
     if raw.lower() in ("false", "0", "no"):
         return False
-    raise invalid({name: "Must be true or false."})
+    raise invalid({name: N_("Must be true or false.")})
 
 
 def fits(value: int) -> bool:
@@ -123,14 +124,14 @@ def fits(value: int) -> bool:
 def parse_int(raw: Any, name: str) -> int:
     """A positive id from JSON (a number) or a query string (digits)."""
     if isinstance(raw, bool):
-        raise invalid({name: "Must be a whole number."})
+        raise invalid({name: N_("Must be a whole number.")})
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 19:
         raw = int(raw)
     if isinstance(raw, int) and 0 < raw <= MAX_ID:
         return raw
     if isinstance(raw, int) and 0 < raw:
-        raise invalid({name: "No such record."})
-    raise invalid({name: "Must be a positive whole number."})
+        raise invalid({name: N_("No such record.")})
+    raise invalid({name: N_("Must be a positive whole number.")})
 
 
 def parse_ref(raw: Any, name: str, kinds: tuple[str, ...]) -> tuple[str, int]:
@@ -141,7 +142,7 @@ def parse_ref(raw: Any, name: str, kinds: tuple[str, ...]) -> tuple[str, int]:
     if not isinstance(raw, dict) or set(raw) != {"type", "id"}:
         raise invalid({name: 'Expected {"type": ..., "id": ...}.'})
     if raw["type"] not in kinds:
-        raise invalid({name: f"The type must be one of: {', '.join(kinds)}."})
+        raise invalid({name: N_("The type must be one of: %(choices)s.", choices=", ".join(kinds))})
     return raw["type"], parse_int(raw["id"], f"{name}.id")
 
 
@@ -160,7 +161,7 @@ def load_principal(p: Principal, raw: Any, name: str) -> User | Team:
     model = User if kind == "user" else Team
     found = db.session.scalar(select(model).where(model.id == ident, authz.scope(p, model, "read")))
     if found is None:
-        raise invalid({name: f"No such {kind}."})
+        raise invalid({name: N_("No such %(kind)s.", kind=kind)})
     return found
 
 
@@ -180,7 +181,7 @@ def check_timeline_cursor(cursor: str):
             raise ValueError
         return at, ident
     except (ValueError, OverflowError, OSError):
-        raise invalid({"cursor": "Not a valid cursor."}) from None
+        raise invalid({"cursor": N_("Not a valid cursor.")}) from None
 
 
 def decode_cursor(cursor: str, name: str = "cursor") -> list[Any]:
@@ -188,7 +189,7 @@ def decode_cursor(cursor: str, name: str = "cursor") -> list[Any]:
         padded = cursor + "=" * (-len(cursor) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, UnicodeError):
-        raise invalid({name: "Not a valid cursor."}) from None
+        raise invalid({name: N_("Not a valid cursor.")}) from None
     if not isinstance(payload, list):
-        raise invalid({name: "Not a valid cursor."})
+        raise invalid({name: N_("Not a valid cursor.")})
     return payload

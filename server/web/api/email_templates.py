@@ -12,6 +12,7 @@ from server.crm.registry import RECORD_TYPES
 from server.crm.services import email_templates as svc
 from server.crm.templates import EmailTemplate, render
 from server.db import db
+from server.i18n import N_
 from server.security import authz
 from server.security.models import User
 from server.web.api.common import ID, invalid, json_body, parse_ref, principal, query_args, \
@@ -31,12 +32,12 @@ def _save(template: EmailTemplate | None):
     data = json_body()
     reject_unknown(data, FIELDS)
     if template is not None and "organization" in data:
-        raise invalid({"organization": "Whose template it is cannot change."})
+        raise invalid({"organization": N_("Whose template it is cannot change.")})
     for name in ("name", "subject", "body_html"):
         if name in data and not isinstance(data[name], str):
-            raise invalid({name: "Must be text."})
+            raise invalid({name: N_("Must be text.")})
     if "organization" in data and not isinstance(data["organization"], bool):
-        raise invalid({"organization": "Must be true or false."})
+        raise invalid({"organization": N_("Must be true or false.")})
     saved = svc.save_template(
         p, template, name=data.get("name", template.name if template else ""),
         subject=data.get("subject", template.subject if template else ""),
@@ -84,7 +85,7 @@ def _readable(p, raw, name: str, kinds: tuple[str, ...]):
     record = db.session.scalar(select(model).where(model.id == ident,
                                                    authz.scope(p, model, "read")))
     if record is None:
-        raise invalid({name: f"No such {kind.replace('_', ' ')}."})
+        raise invalid({name: N_("No such %(kind)s.", kind=kind.replace("_", " "))})
     return kind, record
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, request, url_for
 
 from server.crm.activities import REGARDING_TYPES
 from server.db import db
+from server.i18n import N_
 from server.web.api.common import invalid, parse_ref, principal
 from server.sync.uploads import MAX_MAIL_FILE, track_mail_file
 
@@ -14,7 +15,7 @@ from server.sync.uploads import MAX_MAIL_FILE, track_mail_file
 def upload_email_file():
     upload = request.files.get("file")
     if upload is None:
-        raise invalid({"file": "Required: an .eml or .msg file as multipart/form-data."})
+        raise invalid({"file": N_("Required: an .eml or .msg file as multipart/form-data.")})
     raw_regarding = request.form.get("regarding")
     regarding = parse_ref(raw_regarding, "regarding", REGARDING_TYPES) if raw_regarding else None
     email, created = track_mail_file(principal(), upload.stream.read(MAX_MAIL_FILE + 1),

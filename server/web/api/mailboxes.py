@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from server.db import db
 from server.errors import NotFound
+from server.i18n import N_
 from server.security import authz
 from server.sync.admin import forward_rules, jobs
 from server.sync.admin import mailboxes as mailbox_admin
@@ -43,14 +44,14 @@ def _form(data: dict[str, Any]) -> dict[str, str]:
     for name, value in data.items():
         if name == "delete_after_processing":
             if not isinstance(value, bool):
-                raise invalid({name: "Must be true or false."})
+                raise invalid({name: N_("Must be true or false.")})
             out[name] = "on" if value else ""
         elif name == "server_profile_id":
             out[name] = str(parse_int(value, name)) if value is not None else ""
         elif value is None:
             out[name] = ""
         elif not isinstance(value, str):
-            raise invalid({name: "Must be text."})
+            raise invalid({name: N_("Must be text.")})
         else:
             out[name] = value
     return out
@@ -114,7 +115,7 @@ def forward_rule(mailbox_id: int):
     data = json_body()
     reject_unknown(data, {"action"})
     if data.get("action") not in RULE_ACTIONS:
-        raise invalid({"action": f"One of: {', '.join(RULE_ACTIONS)}."})
+        raise invalid({"action": N_("One of: %(choices)s.", choices=", ".join(RULE_ACTIONS))})
     box = mailbox_admin.get_mailbox(p, mailbox_id)
     result = RULE_ACTIONS[data["action"]](p, box)
     db.session.commit()
@@ -128,7 +129,7 @@ def start_job():
     reject_unknown(data, {"kind", "mailbox_ids", "profile_id"})
     ids = data.get("mailbox_ids")
     if ids is not None and (not isinstance(ids, list) or len(ids) > jobs.MAX_SELECTION):
-        raise invalid({"mailbox_ids": f"A list of at most {jobs.MAX_SELECTION} ids."})
+        raise invalid({"mailbox_ids": N_("A list of at most %(count)s ids.", count=jobs.MAX_SELECTION)})
     profile = data.get("profile_id")
     job = jobs.start(p, str(data.get("kind", "")),
                      mailbox_ids=[parse_int(i, "mailbox_ids") for i in ids or []] or None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from server.crm.services import records
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.security.privileges import NAMED_PRIVILEGES, Depth
 from server.web.api.common import invalid, principal, query_args
@@ -44,11 +45,11 @@ def resolve():
     args = query_args({"address"}, multi={"address"})
     addresses = list(dict.fromkeys(args.get("address", [])))
     if not addresses:
-        raise invalid({"address": "Give at least one address."})
+        raise invalid({"address": N_("Give at least one address.")})
     if len(addresses) > MAX_ADDRESSES:
         raise invalid({"address": f"At most {MAX_ADDRESSES} addresses at a time."})
     if any(len(a) > 320 for a in addresses):
-        raise invalid({"address": "An address has at most 320 characters."})
+        raise invalid({"address": N_("An address has at most 320 characters.")})
     found = records.resolve_for(p, addresses)
     results = []
     for address in addresses:

@@ -22,6 +22,7 @@ from server.crm.services import timeline as timelines
 from server.crm.registry import RECORD_TYPES, Field, RecordType
 from server.db import db
 from server.errors import Conflict
+from server.i18n import N_, message_of
 from server.security import authz
 from server.crm.values import parse_value
 from server.security.models import RecordShare
@@ -35,11 +36,11 @@ from server.web.serialize import (ACTIVITY_TYPES, activities_json, record_json, 
 LIST_PARAMS = {"q", "active", "sort", "page_size", "cursor", "count", "owner_user_id",
                "owner_team_id"}
 # Audit and state fields: shown, never written through create or update.
-READ_ONLY = {"id": "Read-only.", "type": "Read-only.", "owning_business_unit_id": "Read-only.",
-             "created_on": "Read-only.", "modified_on": "Read-only.", "created_by": "Read-only.",
-             "modified_by": "Read-only.", "full_name": "Set first_name and last_name instead.",
-             "is_active": "Use POST .../activate or .../deactivate.",
-             "owner": "Use POST .../assign."}
+READ_ONLY = {"id": N_("Read-only."), "type": N_("Read-only."), "owning_business_unit_id": N_("Read-only."),
+             "created_on": N_("Read-only."), "modified_on": N_("Read-only."), "created_by": N_("Read-only."),
+             "modified_by": N_("Read-only."), "full_name": N_("Set first_name and last_name instead."),
+             "is_active": N_("Use POST .../activate or .../deactivate."),
+             "owner": N_("Use POST .../assign.")}
 AUDIT_SORTS = {"id": "int", "created_on": "datetime", "modified_on": "datetime"}
 MAX_QUERY = 200
 
@@ -56,7 +57,7 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
     try:
         value = parse_value(dataclasses.replace(f, required=False), raw)
     except ValueError as exc:
-        raise invalid({f.name: str(exc)}, "Some query parameters are not valid.") from None
+        raise invalid({f.name: message_of(exc)}, N_("Some query parameters are not valid.")) from None
     if value is None:
         return column.is_(None)
     if f.kind in ("str", "email", "phone", "url", "text"):
@@ -66,7 +67,7 @@ def _filter_clause(rt: RecordType, f: Field, raw: str):
 
 def _search_clause(rt: RecordType, p, q: str):
     if len(q) > MAX_QUERY:
-        raise invalid({"q": f"At most {MAX_QUERY} characters."})
+        raise invalid({"q": N_("At most %(count)s characters.", count=MAX_QUERY)})
     return search.search_condition(p, rt, q)
 
 
@@ -128,14 +129,14 @@ def list_records(rt: RecordType):
     query = select(model).where(authz.scope(p, model, "read"))
     for name in set(args) & set(rt.field_names):
         if not access.can_read(name):
-            raise invalid({name: "This field is secured; you may not filter on it."})
+            raise invalid({name: N_("This field is secured; you may not filter on it.")})
         query = query.where(_filter_clause(rt, rt.field(name), args[name]))
     for name in ("owner_user_id", "owner_team_id"):
         if name in args:
             query = query.where(getattr(model, name) == parse_int(args[name], name))
     active = args.get("active", "true").lower()
     if active not in ("true", "false", "all"):
-        raise invalid({"active": "Must be true, false or all."})
+        raise invalid({"active": N_("Must be true, false or all.")})
     if active != "all":
         query = query.where(model.is_active.is_(active == "true"))
     if args.get("q", "").strip():
@@ -147,8 +148,8 @@ def list_records(rt: RecordType):
     sort = args.get("sort") or (rt.title_field if rt.title_field in sortable else "id")
     key, desc = sort.lstrip("-"), sort.startswith("-")
     if key not in sortable:
-        raise invalid({"sort": f"Sort by one of: {', '.join(sorted(sortable))} (prefix - to "
-                               "reverse)."})
+        raise invalid({"sort": N_("Sort by one of: %(choices)s (prefix - to reverse).",
+                                  choices=", ".join(sorted(sortable)))})
     column = getattr(model, key)
     total = None
     if parse_bool_arg(args, "count"):
@@ -161,7 +162,7 @@ def list_records(rt: RecordType):
                 raise ValueError
             value = _cursor_value(sortable[key], payload[1])
         except (ValueError, TypeError, ArithmeticError):
-            raise invalid({"cursor": "Not a valid cursor for this sort."}) from None
+            raise invalid({"cursor": N_("Not a valid cursor for this sort.")}) from None
         query = query.where(_keyset(column, model.id, desc, value, payload[2]))
     limit = page_size(args)
     order = [column.is_(None)] if key != "id" else []
@@ -202,27 +203,27 @@ def _conflicts(rt: RecordType, data: dict[str, Any]):
             value = data.get(name)
             if isinstance(value, str) and db.session.scalar(
                     select(rt.model.id).where(getattr(rt.model, name) == value.strip())):
-                fields[name] = f"This {rt.field(name).label.lower()} is already used."
-        raise Conflict("This conflicts with an existing record.", fields) from None
+                fields[name] = N_("This %(field)s is already used.", field=rt.field(name).label.lower())
+        raise Conflict(N_("This conflicts with an existing record."), fields) from None
 
 
 def _check_input(rt: RecordType, data: dict[str, Any], allow: set[str] = frozenset()) -> None:
     """Unknown and read-only names, empty values for columns that must have one, and ref ids
     no table can hold: all reported at once, before anything reaches the database."""
-    errors = {k: READ_ONLY.get(k, "Unknown field.") for k in data
+    errors = {k: READ_ONLY.get(k, N_("Unknown field.")) for k in data
               if k not in allow and (k in READ_ONLY or rt.field(k) is None)}
     columns = rt.model.__table__.c
     for f in rt.fields:
         value = data.get(f.name)
         if f.name in data and not f.required and f.name in columns \
                 and not columns[f.name].nullable and (value is None or value == ""):
-            errors[f.name] = "This field cannot be empty."
+            errors[f.name] = N_("This field cannot be empty.")
         digits = value.strip().lstrip("-") if isinstance(value, str) else ""
         if f.kind == "ref" and digits.isascii() and digits.isdigit():
             value = int(value)
         if f.kind == "ref" and isinstance(value, int) and not isinstance(value, bool) \
                 and not -MAX_ID <= value <= MAX_ID:
-            errors[f.name] = f"No such {RECORD_TYPES[f.ref].label.lower()}."
+            errors[f.name] = N_("No such %(kind)s.", kind=RECORD_TYPES[f.ref].label.lower())
     if errors:
         raise invalid(errors)
 
@@ -268,7 +269,7 @@ def assign_record(rt: RecordType, record_id: int):
     data = json_body()
     reject_unknown(data, {"owner"})
     if data.get("owner") is None:
-        raise invalid({"owner": "This field is required."})
+        raise invalid({"owner": N_("This field is required.")})
     record_services.assign(p, record, load_principal(p, data["owner"], "owner"))
     db.session.commit()
     return jsonify(record_json(p, record))
@@ -279,12 +280,12 @@ def share_record(rt: RecordType, record_id: int):
     record = _load(rt, record_id)
     data = json_body()
     reject_unknown(data, {"principal", "rights"})
-    errors = {name: "This field is required." for name in ("principal", "rights")
+    errors = {name: N_("This field is required.") for name in ("principal", "rights")
               if name not in data}
     rights = data.get("rights")
     if "rights" in data and (not isinstance(rights, list)
                              or not all(isinstance(r, str) for r in rights)):
-        errors["rights"] = f"A list of: {', '.join(record_services.SHARE_RIGHTS)}."
+        errors["rights"] = N_("A list of: %(choices)s.", choices=", ".join(record_services.SHARE_RIGHTS))
     if errors:
         raise invalid(errors)
     who = load_principal(p, data["principal"], "principal")
@@ -325,7 +326,7 @@ def record_timeline(rt: RecordType, record_id: int):
     types = tuple(t for raw in args.get("type", []) for t in raw.split(",") if t)
     unknown = [t for t in types if t not in ACTIVITY_TYPES]
     if unknown:
-        raise invalid({"type": f"Activity types are: {', '.join(ACTIVITY_TYPES)}."})
+        raise invalid({"type": N_("Activity types are: %(choices)s.", choices=", ".join(ACTIVITY_TYPES))})
     page = timelines.timeline(p, rt.name, record.id, cursor=cursor, limit=page_size(args),
                               types=types or None, related=parse_bool_arg(args, "related"))
     return jsonify({"items": activities_json(p, page.items), "next": page.next_cursor})
