@@ -86,7 +86,37 @@ def test_new_sender_opens_a_case_with_a_contact_and_gets_the_number(desk):
     assert ack.rcpt_tos == ("dana@newco.example",)
     assert case.ticket_number in ack.message["Subject"]
     assert ack.message["In-Reply-To"] == "<fire1@newco.example>"
+    assert ack.message["References"] == "<fire1@newco.example>"
+    assert ack.message["Auto-Submitted"] == "auto-replied"  # RFC 3834
+    assert ack.message["X-Auto-Response-Suppress"] == "All"
     assert case.ticket_number in ack.message.get_body(("plain",)).get_content()
+
+
+def test_our_own_acknowledgement_coming_back_opens_nothing_and_gets_nothing(desk):
+    desk.rule.conditions = []  # a rule that takes anything, automatic mail too
+    db.session.commit()
+    deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
+    sync(desk)
+    assert send_pending(desk.box.id).sent == 1
+    ack = desk.smtp.wait_for(1)[0].message
+    # The very message, and a copy a customer's server sent back with an id of its own.
+    desk.store.deliver(ack.as_bytes())
+    again = ack.as_bytes().replace(ack["Message-ID"].encode(), b"<bounced@newco.example>")
+    desk.store.deliver(again)
+    # And one whose automatic markers a server on the way took off.
+    del ack["Auto-Submitted"], ack["X-Auto-Response-Suppress"]
+    stripped = ack.as_bytes().replace(ack["Message-ID"].encode(), b"<stripped@newco.example>")
+    desk.store.deliver(stripped)
+    sync(desk)
+    assert len(cases()) == 1
+    assert send_pending(desk.box.id).sent == 0
+    assert "sent automatically (Auto-Submitted: auto-replied)" in \
+        w.decision(desk.box, "bounced@newco.example").reason
+    # Without the markers it is still the queue's own (outgoing) mail: tracked with the
+    # conversation, never through the case rules.
+    stripped_row = w.decision(desk.box, "stripped@newco.example")
+    assert stripped_row.tracked and "opened" not in stripped_row.reason
+    assert not any(h["rule"].startswith("case:") for h in stripped_row.rule_hits)
 
 
 def test_the_reply_updates_the_same_case_by_thread_and_by_case_number(desk):

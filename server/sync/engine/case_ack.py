@@ -1,6 +1,8 @@
 """The acknowledgement a queue's case rule sends when it opens a case: a templated reply
 from the queue's mailbox, regarding the case, with the case number in its subject, put into
-"pending send" for the ordinary send path (``server.sync.engine.outgoing``).
+"pending send" for the ordinary send path (``server.sync.engine.outgoing``), marked as an
+automatic reply (``Auto-Submitted: auto-replied``, ``X-Auto-Response-Suppress: All``) and
+threaded under the customer's message (In-Reply-To and References, from its parent).
 
 Never to automatic mail (auto-replies, bounces, list mail, loops), never to the
 organization's own mailboxes, and at most the rule's number per sender in 24 hours, so two
@@ -23,6 +25,7 @@ from server.security.models import Team, User
 from server.sync.admin.sending import readiness
 from server.sync.engine.context import MailboxRun
 from server.sync.mail.case_rules import automatic_evidence
+from server.sync.mail.outgoing_headers import ACKNOWLEDGEMENT_HEADERS
 from server.sync.mail.message import MailMessage
 
 __all__ = ["acknowledge", "ack_subject"]
@@ -89,6 +92,7 @@ def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
                 occurred_on=now, created_on=now, modified_on=now,
                 sender_address=queue.email or ctx.mailbox.email_address,
                 to_recipients=sender.address, parent_activity_id=email.id,
+                internet_headers=[list(h) for h in ACKNOWLEDGEMENT_HEADERS],
                 owner_user_id=owner.id if isinstance(owner, User) else None,
                 owner_team_id=owner.id if isinstance(owner, Team) else None,
                 owning_business_unit_id=owner.business_unit_id)

@@ -30,7 +30,7 @@ from server.sync.engine.contacts import split_name
 from server.sync.engine.content import clean
 from server.sync.engine.context import MailboxRun
 from server.sync.mail.case_rules import (CaseContext, CaseDecision, ExistingCase, RuleSpec,
-                                         case_numbers, decide_case)
+                                         automatic_evidence, case_numbers, decide_case)
 from server.sync.mail.message import MailMessage
 
 __all__ = ["CaseOutcome", "apply_case_rules", "queue_rules"]
@@ -93,6 +93,20 @@ def _existing(items: list[Tracked]) -> dict[int, ExistingCase | None]:
     return out
 
 
+def own_mail(ctx: MailboxRun, msg: MailMessage) -> str | None:
+    """Why ``msg`` is our own mail (the queue's, or another mailbox's automatic mail such as
+    an acknowledgement), or None. Mail from a colleague written by a person may open a case."""
+    sender = _sender(msg)
+    if sender is None:
+        return None
+    if sender.address in ctx.owner_addresses:
+        return f"its sender {sender.address} is this queue's own address"
+    automatic = automatic_evidence(msg)
+    if automatic and sender.address in ctx.org_addresses:
+        return f"{sender.address} is one of this organization's mailboxes and {automatic}"
+    return None
+
+
 def _parent_accounts(people: dict[int, list[Match]]) -> dict[int, int]:
     """contact id -> its account, for every contact among the senders (one query)."""
     contacts = {m.record_id for found in people.values() for m in found
@@ -129,7 +143,8 @@ def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
         people = senders[t.email.id]
         cctx = CaseContext(sender_known=bool(people),
                            sender_account_ids=_accounts_of(people, parents),
-                           received_at=t.received_at, existing=existing.get(t.email.id))
+                           received_at=t.received_at, existing=existing.get(t.email.id),
+                           own_mail=own_mail(ctx, t.msg))
         decision = decide_case(t.msg, cctx, specs)
         rule = by_id.get(decision.rule_id)
         if decision.action == "none" or rule is None:
