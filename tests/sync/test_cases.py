@@ -286,6 +286,44 @@ def test_mail_to_the_queue_from_a_users_mailbox_gets_a_queue_item(app, make_user
         [(queue.id, w.tracked("cc1@x.example")[0].id)]
 
 
+@pytest.mark.both_databases
+def test_a_queue_takes_items_from_everyone_known_senders_or_nobody(app, make_user, tmp_path):
+    queue, _ = w.support_queue(make_user)
+    bob = make_user("bob@org.example", name="Bob Seller")
+    w.record(bob, "contact", last_name="Known", email1="known@customer.example")
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.mailbox(bob, prof=w.profile("maildir", maildir_root=str(store.store)),
+                    tracking_option="all")
+    db.session.commit()
+
+    def items_for(accepting: str) -> set[int]:
+        queue.accepting = accepting
+        db.session.commit()
+        for sender in ("known@customer.example", "stranger@else.example"):
+            store.deliver(w.raw(sender=sender, to="support@org.example, bob@org.example",
+                                mid=f"{accepting}-{sender}"))
+        assert sync_mailbox(box.id).tracked == 2
+        return {w.tracked(f"{accepting}-{s}")[0].id for s in ("known@customer.example",
+                                                             "stranger@else.example")} & \
+            {i.activity_id for i in db.session.scalars(select(QueueItem))}
+
+    everyone = items_for("everyone")
+    assert len(everyone) == 2
+    known = items_for("known_senders")
+    assert known == {w.tracked("known_senders-known@customer.example")[0].id}
+    assert items_for("nobody") == set()
+
+
+def test_the_queue_accepting_switch_is_checked_on_the_record(app, make_user):
+    from server.errors import Invalid
+    queue, _ = w.support_queue(make_user)
+    admin = make_user("admin@org.example", roles=["System Administrator"])
+    with pytest.raises(Invalid):
+        records.update(authz.principal(admin), queue, {"accepting": "friends"})
+    records.update(authz.principal(admin), queue, {"accepting": "known_senders"})
+    assert queue.accepting == "known_senders"
+
+
 def test_case_numbers_in_subjects_are_found():
     from server.sync.mail.case_rules import case_numbers
     assert case_numbers("RE: [CAS-01234-1A2B3C] help cas-01234-1a2b3c") == ["CAS-01234-1A2B3C"]

@@ -10,8 +10,8 @@ Create Date: 2026-12-06 02:30:00
   have none (NULL).
 * ``queue.accepting``: whose email a queue takes queue items for when it is among the
   recipients of synced mail (Dynamics' "accepting queue"): ``everyone`` (what every queue
-  did until now, the default for existing rows), ``known`` (senders the CRM knows) or
-  ``none``.
+  did until now, the default for existing rows), ``known_senders`` (senders the CRM knows:
+  a contact, account, lead, user or queue) or ``nobody``.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def upgrade() -> None:
     with op.batch_alter_table("email") as batch:
         batch.add_column(sa.Column("internet_headers", sa.JSON(), nullable=True))
     with op.batch_alter_table("queue") as batch:
-        batch.add_column(sa.Column("accepting", sa.String(10), nullable=False,
+        batch.add_column(sa.Column("accepting", sa.String(16), nullable=False,
                                    server_default="everyone"))
 
 
