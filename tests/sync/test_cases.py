@@ -324,6 +324,51 @@ def test_the_queue_accepting_switch_is_checked_on_the_record(app, make_user):
     assert queue.accepting == "known_senders"
 
 
+def test_rules_on_the_body_and_attachments_see_the_whole_of_mail_read_headers_first(
+        desk, monkeypatch):
+    """The queue's mailbox with the default tracking option reads its Inbox headers first;
+    the replies it tracks are read whole before the case rules run, so a body-contains and
+    a has-attachments rule see what a header section does not hold."""
+    from tests.sync.test_headers_first import Reads
+    desk.rule.acknowledge = True
+    db.session.add_all([
+        CaseRule(queue_id=desk.queue.id, position=-2, name="Files", priority="low",
+                 conditions=[{"kind": "has_attachments"}]),
+        CaseRule(queue_id=desk.queue.id, position=-1, name="Refund", priority="high",
+                 conditions=[{"kind": "body_contains", "value": "refund"}])])
+    db.session.commit()
+    deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
+    sync(desk)
+    send_pending(desk.box.id)
+    ack_id = desk.smtp.wait_for(1)[0].message["Message-ID"]
+    desk.box.tracking_option = "crm_responses"  # the default: headers first from now on
+    db.session.commit()
+    with_file = (f"From: dana@newco.example\r\nTo: support@org.example\r\nSubject: RE: "
+                 f"Printer\r\nMessage-ID: <r1@newco.example>\r\nIn-Reply-To: {ack_id}\r\n"
+                 "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+                 "--B\r\nContent-Type: text/plain\r\n\r\nThe log.\r\n--B\r\n"
+                 "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=log.txt"
+                 "\r\n\r\nerror 42\r\n--B--\r\n").encode()
+    replies = {desk.store.deliver(with_file), desk.store.deliver(w.raw(
+        sender="dana@newco.example", to="support@org.example", subject="RE: Printer",
+        mid="r2@newco.example", In_Reply_To=ack_id, body="I would like a refund.\r\n"))}
+    stranger = desk.store.deliver(w.raw(sender="stranger@else.example", to="support@org.example",
+                                        subject="Hi", mid="s1@else.example", body="A refund!\r\n"))
+    reads = Reads(monkeypatch)
+    sync(desk)
+    assert replies | {stranger} <= reads.read_as_headers and reads.read_whole == replies
+    [case] = cases()
+    files = w.decision(desk.box, "r1@newco.example")
+    assert {"rule": "case:Files:has_attachments", "matched": True} in files.rule_hits
+    assert 'Case rule "Files" applies' in files.reason
+    refund = w.decision(desk.box, "r2@newco.example")
+    assert {"rule": "case:Files:has_attachments", "matched": False} in refund.rule_hits
+    assert {"rule": "case:Refund:body_contains", "matched": True} in refund.rule_hits
+    for mid in ("r1@newco.example", "r2@newco.example"):
+        assert w.tracked(mid)[0].regarding_ref == ("case", case.id)
+    assert not w.decision(desk.box, "s1@else.example").tracked
+
+
 def test_case_numbers_in_subjects_are_found():
     from server.sync.mail.case_rules import case_numbers
     assert case_numbers("RE: [CAS-01234-1A2B3C] help cas-01234-1a2b3c") == ["CAS-01234-1A2B3C"]

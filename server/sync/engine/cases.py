@@ -2,7 +2,9 @@
 the queue's case rules (``server.sync.mail.case_rules``) and opens, updates, reopens or
 follows up a case, routed and acknowledged as the rule says.
 
-``apply_case_rules(ctx, tracked, matches)`` runs inside the wave, after tracking, as the
+``apply_case_rules(ctx, tracked, matches)`` runs inside the wave, after tracking (so on
+whole messages only: mail read headers first is read whole before it is tracked, and a
+body-contains or has-attachments condition reads the whole message), as the
 run's actor (the queue's owner or a member of its owning team), so creating the case and
 the contact, changing the case and linking the email use the same privilege checks as a
 person would meet. Each email's case work runs in a savepoint: when it is refused, the
