@@ -369,6 +369,32 @@ def test_rules_on_the_body_and_attachments_see_the_whole_of_mail_read_headers_fi
     assert not w.decision(desk.box, "s1@else.example").tracked
 
 
+@pytest.mark.both_databases
+def test_a_refused_email_in_a_wave_leaves_the_others_case_work_done(desk, make_user, make_unit):
+    """The wave's case work is written together; one email refused (its subject names a case
+    of another business unit, which the queue's agents may not read) is redone alone with
+    its reason, and the other emails of the wave still open their cases, once."""
+    far = make_user("far@org.example", unit=make_unit("Far East"),
+                    roles=["Customer Service Representative"])
+    hidden = w.record(far, "case", title="Not ours")
+    db.session.commit()
+    deliver(desk, sender="dana@newco.example", subject="Printer", mid="ok1@newco.example")
+    deliver(desk, sender="eve@newco.example", subject=f"About {hidden.ticket_number}",
+            mid="no1@newco.example")
+    deliver(desk, sender="dana@newco.example", subject="Scanner too", mid="ok2@newco.example")
+    sync(desk)
+    opened = [c for c in cases() if c.id != hidden.id]
+    assert sorted(c.title for c in opened) == ["Printer", "Scanner too"]
+    refused = w.decision(desk.box, "no1@newco.example")
+    assert refused.tracked and "But it could not be done" in refused.reason
+    assert w.tracked("no1@newco.example")[0].regarding_ref != ("case", hidden.id)
+    assert db.session.scalar(select(func.count()).select_from(Contact).where(
+        Contact.email1 == "dana@newco.example")) == 1  # one contact for both of her emails
+    assert db.session.scalar(select(func.count()).select_from(CaseAcknowledgement)) == 2
+    assert sorted(c.owner_user_id for c in opened) == sorted(
+        m.id for m in sorted(desk.team.members, key=lambda m: m.id)[:2])  # turns taken once
+
+
 def test_case_numbers_in_subjects_are_found():
     from server.sync.mail.case_rules import case_numbers
     assert case_numbers("RE: [CAS-01234-1A2B3C] help cas-01234-1a2b3c") == ["CAS-01234-1A2B3C"]
