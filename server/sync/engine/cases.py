@@ -76,12 +76,14 @@ def _sender(msg: MailMessage):
     return msg.from_ or msg.sender
 
 
-def _existing(items: list[Tracked]) -> dict[int, ExistingCase | None]:
-    """The case each email answers: its conversation's, else one its subject names."""
+def _existing(items: list[Tracked], held: list) -> dict[int, ExistingCase | None]:
+    """The case each email answers: its conversation's, else one its subject names (the
+    cases loaded are kept in ``held``, so the wave's work finds them in the session)."""
     numbers = {n for t in items for n in case_numbers(t.msg.subject)}
     ids = {t.conversation_case for t in items if t.conversation_case}
     found = list(db.session.scalars(select(Case).where(
         Case.ticket_number.in_(numbers) | Case.id.in_(ids)))) if numbers or ids else []
+    held.extend(found)
     by_id = {c.id: c for c in found}
     by_number = {c.ticket_number.upper(): c for c in found}
     out: dict[int, ExistingCase | None] = {}
@@ -110,13 +112,15 @@ def own_mail(ctx: MailboxRun, msg: MailMessage) -> str | None:
     return None
 
 
-def _parent_accounts(people: dict[int, list[Match]]) -> dict[int, int]:
-    """contact id -> its account, for every contact among the senders (one query)."""
-    contacts = {m.record_id for found in people.values() for m in found
-                if m.record_type == "contact"}
-    return dict(db.session.execute(select(Contact.id, Contact.parent_account_id).where(
-        Contact.id.in_(contacts), Contact.parent_account_id.is_not(None))).all()) \
-        if contacts else {}
+def _parent_accounts(people: dict[int, list[Match]], held: list) -> dict[int, int]:
+    """contact id -> its account, for every contact among the senders (one query; the
+    contacts are kept in ``held``: a new case's customer is checked on them)."""
+    ids = {m.record_id for found in people.values() for m in found
+           if m.record_type == "contact"}
+    contacts = list(db.session.scalars(select(Contact).where(Contact.id.in_(ids)))) \
+        if ids else []
+    held.extend(contacts)
+    return {c.id: c.parent_account_id for c in contacts if c.parent_account_id is not None}
 
 
 def _accounts_of(matches: list[Match], parents: dict[int, int]) -> frozenset[int]:
@@ -137,6 +141,9 @@ class _Wave:
     turns: dict[int, int | None] = field(default_factory=dict)  # rule id -> last member
     loads: dict[int, dict[int, int]] = field(default_factory=dict)  # team id -> member -> open
     ack_wave: AckWave | None = None
+    # What the wave loaded or made (cases, contacts), kept alive in the session's identity
+    # map so that finding them again reads nothing.
+    held: list = field(default_factory=list)
 
     def acks(self) -> AckWave:
         if self.ack_wave is None:
@@ -160,11 +167,12 @@ def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
         return {}
     specs = [_spec(r) for r in rules]
     by_id = {r.id: r for r in rules}
-    existing = _existing(items)
+    held: list = []
+    existing = _existing(items, held)
     senders = {t.email.id: [m for m in (matches.get(_sender(t.msg).address, [])
                                         if _sender(t.msg) else [])
                             if m.record_type in ("contact", "account", "lead")] for t in items}
-    parents = _parent_accounts(senders)
+    parents = _parent_accounts(senders, held)
     outcomes: dict[int, CaseOutcome] = {}
     work: list[tuple[Tracked, CaseDecision, CaseRule]] = []
     for t in items:
@@ -185,7 +193,7 @@ def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
     kept = dict(matches)  # new contacts add to it; a rolled back wave takes them out again
     savepoint = db.session.begin_nested()
     try:
-        wave = _Wave(ctx, addresses)
+        wave = _Wave(ctx, addresses, held=held)
         done = {t.email.id: _carry_out(ctx, t, decision, rule, senders[t.email.id], matches,
                                        wave) for t, decision, rule in work}
         savepoint.commit()
@@ -193,7 +201,7 @@ def apply_case_rules(ctx: MailboxRun, items: list[Tracked],
         savepoint.rollback()
         matches.clear()
         matches.update(kept)
-        wave = _Wave(ctx, addresses)
+        wave = _Wave(ctx, addresses, held=held)
         done = {t.email.id: _one_by_one(ctx, t, decision, rule, senders[t.email.id], matches,
                                         wave) for t, decision, rule in work}
     return outcomes | done
@@ -239,18 +247,20 @@ def _case_for(ctx: MailboxRun, t: Tracked, decision: CaseDecision, rule: CaseRul
             records.update(ctx.actor, case, {"status": "in_progress"})
         return case, ""
     parent = db.session.get(Case, decision.case_id) if decision.case_id else None
-    customer, said = _customer(ctx, t.msg, rule, people, matches, parent)
+    customer, said = _customer(ctx, t.msg, rule, people, matches, parent, wave.held)
     owner, routed = route(ctx, rule, wave)
     data = {"title": (clean(t.msg.subject) or "").strip()[:200] or "(no subject)",
             "priority": rule.priority, "origin": "email", **customer}
     case = records.create(ctx.actor, RECORD_TYPES["case"], data, owner=owner)
+    wave.held.append(case)
     if parent is not None:
         case.parent_case_id = parent.id
     return case, f" Case {case.ticket_number} was opened{said}; {routed}."
 
 
 def _customer(ctx: MailboxRun, msg: MailMessage, rule: CaseRule, people: list[Match],
-              matches: dict[str, list[Match]], parent: Case | None) -> tuple[dict, str]:
+              matches: dict[str, list[Match]], parent: Case | None,
+              held: list) -> tuple[dict, str]:
     """The new case's customer: the follow-up's parent's, else the sender's contact or
     account, else a contact made for an unknown sender when the rule says so (and known
     from then on: the wave's next email from them finds it in ``matches``)."""
@@ -271,6 +281,7 @@ def _customer(ctx: MailboxRun, msg: MailMessage, rule: CaseRule, people: list[Ma
     first, last = split_name(clean(sender.name), sender.address)
     data = {"last_name": last, "email1": sender.address, **({"first_name": first} if first else {})}
     contact = records.create(ctx.actor, RECORD_TYPES["contact"], data, owner=ctx.owner)
+    held.append(contact)
     owner_id = ctx.owner.id if isinstance(ctx.owner, User) else None
     matches[sender.address] = [*matches.get(sender.address, []), Match(
         "contact", contact.id, contact.full_name or sender.address, owner_id, True)]
