@@ -5,9 +5,10 @@ An Email activity with status ``pending_send`` is sent by the mailbox of its sen
 (``sending``, with a lease so an email whose worker died is picked up again), given a
 Message-ID and, when the organization uses them, a tracking token in its subject (both
 stored before anything is sent, so a retry sends the very same message), turned into MIME
-(``build_mime``, pure), sent with the profile's outgoing protocol, copied into the Sent
-folder when the incoming connector can store mail (IMAP, Maildir; the profile setting
-``save_sent_copy`` false turns it off), and marked ``sent``.
+(``build_mime``, pure; with the email's few extra headers, ``Email.internet_headers`` as
+``server.sync.mail.outgoing_headers`` checks them), sent with the profile's outgoing
+protocol, copied into the Sent folder when the incoming connector can store mail (IMAP,
+Maildir; the profile setting ``save_sent_copy`` false turns it off), and marked ``sent``.
 
 Failures: a temporary refusal (4xx) or a lost connection is retried after 1, 2, 4, 8, 16...
 minutes, up to ``REGARDING_SEND_MAX_ATTEMPTS`` attempts (default 5), then the email is
