@@ -213,12 +213,15 @@ def _one_by_one(ctx: MailboxRun, t: Tracked, decision: CaseDecision, rule: CaseR
     savepoint = db.session.begin_nested()
     turns, loads, sent = dict(wave.turns), {k: dict(v) for k, v in wave.loads.items()}, \
         dict(wave.ack_wave.sent) if wave.ack_wave else None
+    kept = dict(matches)
     try:
         outcome = _carry_out(ctx, t, decision, rule, people, matches, wave)
         savepoint.commit()
         return outcome
     except (Forbidden, Invalid, NotFound) as exc:
         savepoint.rollback()
+        matches.clear()
+        matches.update(kept)
         wave.turns, wave.loads = turns, loads
         if sent is not None:
             wave.ack_wave.sent = sent
