@@ -1,9 +1,9 @@
 """The extra headers an outgoing email may carry beyond the ones the send path writes
 itself (From, To, Subject, Message-ID, In-Reply-To, References...): RFC 3834's
 ``Auto-Submitted`` and Microsoft's ``X-Auto-Response-Suppress``, which an acknowledgement
-needs so auto-responders leave it alone, and other ``X-`` headers. Pure: checked when the
-email is written (``Email.internet_headers``) and again when it is sent, so a bad header is
-refused with a clear reason and never reaches the wire.
+needs so auto-responders leave it alone, and other ``X-`` headers. Pure: an email's
+``Email.internet_headers`` are checked when it is sent and again when its MIME is written,
+so a bad header fails that email with a clear reason and never reaches the wire.
 
 The one path for every protocol is the MIME message the send path builds
 (``server.sync.engine.outgoing.build_mime``): SMTP sends it as it is, EWS gives it as the
