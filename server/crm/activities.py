@@ -139,6 +139,9 @@ class Email(Activity):
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_on: Mapped[datetime | None] = mapped_column(index=True)  # outgoing retries
     error: Mapped[str | None] = mapped_column(Text)
+    # Extra headers an outgoing email is sent with, [[name, value], ...]; only those
+    # ``server.sync.mail.outgoing_headers`` allows (an acknowledgement's Auto-Submitted).
+    internet_headers: Mapped[list | None] = mapped_column(JSON)
 
     __mapper_args__ = {"polymorphic_identity": "email", "inherit_condition": id == Activity.id}
 

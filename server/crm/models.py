@@ -254,6 +254,10 @@ class Queue(Record, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(160), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
+    # Whose email gets a queue item when the queue is among its recipients of mail synced
+    # from any mailbox: everyone, known_senders or nobody (server.sync.engine.queues).
+    accepting: Mapped[str] = mapped_column(String(16), default="everyone",
+                                           server_default="everyone")
 
     @property
     def title(self) -> str:

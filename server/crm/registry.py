@@ -124,6 +124,8 @@ RECORD_TYPES: dict[str, RecordType] = {
             "queue", Queue, "Queue", "Queues", "name",
             (Field("name", "Name", required=True, max_length=160, list=True),
              Field("email", "Email", "email", max_length=320, list=True),
+             Field("accepting", "Accepts email from", "choice",
+                   choices=("everyone", "known_senders", "nobody")),
              Field("description", "Description", "text")),
             ("name", "email"), ("email",), None, "queue"),
     )

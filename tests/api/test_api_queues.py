@@ -126,3 +126,15 @@ def test_case_rules_through_the_api(api_client, admin, csr, desk, document):
         f"/api/v1/queues/{support.id}/case_rules").get_json()["items"]] == ["Invoices"]
     assert api_csr.delete(f"/api/v1/case_rules/{rule['id']}").status_code == 403
     assert api.delete(f"/api/v1/case_rules/{rule['id']}").status_code == 204
+
+
+def test_a_queues_accepting_switch_is_a_field_of_the_queue(api_client, admin, desk):
+    support, _, _ = desk
+    api = api_client(admin)
+    assert api.get(f"/api/v1/queues/{support.id}").get_json()["accepting"] == "everyone"
+    changed = api.patch(f"/api/v1/queues/{support.id}", json={"accepting": "known_senders"})
+    assert changed.status_code == 200 and changed.get_json()["accepting"] == "known_senders"
+    refused = api.patch(f"/api/v1/queues/{support.id}", json={"accepting": "friends"})
+    assert refused.status_code == 400 and "accepting" in error_of(refused)["fields"]
+    db.session.expire_all()
+    assert db.session.get(Queue, support.id).accepting == "known_senders"

@@ -68,6 +68,18 @@ def test_automatic_mail_never_meets_not_automatic():
         assert decision.action == "none" and "sent automatically" in decision.reason
 
 
+def test_our_own_mail_never_opens_or_changes_a_case_whatever_the_rules_take():
+    rules = [RuleSpec(1, "Anything", ())]
+    existing = ExistingCase(7, "CAS-00007-ABCDEF", "in_progress", None, "the conversation")
+    for ctx in (CaseContext(own_mail="support2@org.example is one of this organization's "
+                                     "mailboxes and Auto-Submitted: auto-replied"),
+                CaseContext(own_mail="its sender is this queue's own address", existing=existing)):
+        decision = decide_case(message(), ctx, rules)
+        assert decision.action == "none" and decision.hits == (("case:own_mail", True),)
+        assert "never opens or changes a case" in decision.reason
+    assert decide_case(message(), CaseContext(), rules).action == "create"
+
+
 def _reply(status: str, resolved_days: int | None, on_resolved: str = "reopen"):
     resolved = WHEN - timedelta(days=resolved_days) if resolved_days is not None else None
     case = ExistingCase(7, "CAS-00007-ABCDEF", status, resolved, "the conversation")

@@ -86,7 +86,37 @@ def test_new_sender_opens_a_case_with_a_contact_and_gets_the_number(desk):
     assert ack.rcpt_tos == ("dana@newco.example",)
     assert case.ticket_number in ack.message["Subject"]
     assert ack.message["In-Reply-To"] == "<fire1@newco.example>"
+    assert ack.message["References"] == "<fire1@newco.example>"
+    assert ack.message["Auto-Submitted"] == "auto-replied"  # RFC 3834
+    assert ack.message["X-Auto-Response-Suppress"] == "All"
     assert case.ticket_number in ack.message.get_body(("plain",)).get_content()
+
+
+def test_our_own_acknowledgement_coming_back_opens_nothing_and_gets_nothing(desk):
+    desk.rule.conditions = []  # a rule that takes anything, automatic mail too
+    db.session.commit()
+    deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
+    sync(desk)
+    assert send_pending(desk.box.id).sent == 1
+    ack = desk.smtp.wait_for(1)[0].message
+    # The very message, and a copy a customer's server sent back with an id of its own.
+    desk.store.deliver(ack.as_bytes())
+    again = ack.as_bytes().replace(ack["Message-ID"].encode(), b"<bounced@newco.example>")
+    desk.store.deliver(again)
+    # And one whose automatic markers a server on the way took off.
+    del ack["Auto-Submitted"], ack["X-Auto-Response-Suppress"]
+    stripped = ack.as_bytes().replace(ack["Message-ID"].encode(), b"<stripped@newco.example>")
+    desk.store.deliver(stripped)
+    sync(desk)
+    assert len(cases()) == 1
+    assert send_pending(desk.box.id).sent == 0
+    assert "sent automatically (Auto-Submitted: auto-replied)" in \
+        w.decision(desk.box, "bounced@newco.example").reason
+    # Without the markers it is still the queue's own (outgoing) mail: tracked with the
+    # conversation, never through the case rules.
+    stripped_row = w.decision(desk.box, "stripped@newco.example")
+    assert stripped_row.tracked and "opened" not in stripped_row.reason
+    assert not any(h["rule"].startswith("case:") for h in stripped_row.rule_hits)
 
 
 def test_the_reply_updates_the_same_case_by_thread_and_by_case_number(desk):
@@ -254,6 +284,115 @@ def test_mail_to_the_queue_from_a_users_mailbox_gets_a_queue_item(app, make_user
     items = db.session.scalars(select(QueueItem)).all()
     assert [(i.queue_id, i.activity_id) for i in items] == \
         [(queue.id, w.tracked("cc1@x.example")[0].id)]
+
+
+@pytest.mark.both_databases
+def test_a_queue_takes_items_from_everyone_known_senders_or_nobody(app, make_user, tmp_path):
+    queue, _ = w.support_queue(make_user)
+    bob = make_user("bob@org.example", name="Bob Seller")
+    w.record(bob, "contact", last_name="Known", email1="known@customer.example")
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.mailbox(bob, prof=w.profile("maildir", maildir_root=str(store.store)),
+                    tracking_option="all")
+    db.session.commit()
+
+    def items_for(accepting: str) -> set[int]:
+        queue.accepting = accepting
+        db.session.commit()
+        for sender in ("known@customer.example", "stranger@else.example"):
+            store.deliver(w.raw(sender=sender, to="support@org.example, bob@org.example",
+                                mid=f"{accepting}-{sender}"))
+        assert sync_mailbox(box.id).tracked == 2
+        return {w.tracked(f"{accepting}-{s}")[0].id for s in ("known@customer.example",
+                                                             "stranger@else.example")} & \
+            {i.activity_id for i in db.session.scalars(select(QueueItem))}
+
+    everyone = items_for("everyone")
+    assert len(everyone) == 2
+    known = items_for("known_senders")
+    assert known == {w.tracked("known_senders-known@customer.example")[0].id}
+    assert items_for("nobody") == set()
+
+
+def test_the_queue_accepting_switch_is_checked_on_the_record(app, make_user):
+    from server.errors import Invalid
+    queue, _ = w.support_queue(make_user)
+    admin = make_user("admin@org.example", roles=["System Administrator"])
+    with pytest.raises(Invalid):
+        records.update(authz.principal(admin), queue, {"accepting": "friends"})
+    records.update(authz.principal(admin), queue, {"accepting": "known_senders"})
+    assert queue.accepting == "known_senders"
+
+
+def test_rules_on_the_body_and_attachments_see_the_whole_of_mail_read_headers_first(
+        desk, monkeypatch):
+    """The queue's mailbox with the default tracking option reads its Inbox headers first;
+    the replies it tracks are read whole before the case rules run, so a body-contains and
+    a has-attachments rule see what a header section does not hold."""
+    from tests.sync.test_headers_first import Reads
+    desk.rule.acknowledge = True
+    db.session.add_all([
+        CaseRule(queue_id=desk.queue.id, position=-2, name="Files", priority="low",
+                 conditions=[{"kind": "has_attachments"}]),
+        CaseRule(queue_id=desk.queue.id, position=-1, name="Refund", priority="high",
+                 conditions=[{"kind": "body_contains", "value": "refund"}])])
+    db.session.commit()
+    deliver(desk, sender="dana@newco.example", subject="Printer", mid="p1@newco.example")
+    sync(desk)
+    send_pending(desk.box.id)
+    ack_id = desk.smtp.wait_for(1)[0].message["Message-ID"]
+    desk.box.tracking_option = "crm_responses"  # the default: headers first from now on
+    db.session.commit()
+    with_file = (f"From: dana@newco.example\r\nTo: support@org.example\r\nSubject: RE: "
+                 f"Printer\r\nMessage-ID: <r1@newco.example>\r\nIn-Reply-To: {ack_id}\r\n"
+                 "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+                 "--B\r\nContent-Type: text/plain\r\n\r\nThe log.\r\n--B\r\n"
+                 "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=log.txt"
+                 "\r\n\r\nerror 42\r\n--B--\r\n").encode()
+    replies = {desk.store.deliver(with_file), desk.store.deliver(w.raw(
+        sender="dana@newco.example", to="support@org.example", subject="RE: Printer",
+        mid="r2@newco.example", In_Reply_To=ack_id, body="I would like a refund.\r\n"))}
+    stranger = desk.store.deliver(w.raw(sender="stranger@else.example", to="support@org.example",
+                                        subject="Hi", mid="s1@else.example", body="A refund!\r\n"))
+    reads = Reads(monkeypatch)
+    sync(desk)
+    assert replies | {stranger} <= reads.read_as_headers and reads.read_whole == replies
+    [case] = cases()
+    files = w.decision(desk.box, "r1@newco.example")
+    assert {"rule": "case:Files:has_attachments", "matched": True} in files.rule_hits
+    assert 'Case rule "Files" applies' in files.reason
+    refund = w.decision(desk.box, "r2@newco.example")
+    assert {"rule": "case:Files:has_attachments", "matched": False} in refund.rule_hits
+    assert {"rule": "case:Refund:body_contains", "matched": True} in refund.rule_hits
+    for mid in ("r1@newco.example", "r2@newco.example"):
+        assert w.tracked(mid)[0].regarding_ref == ("case", case.id)
+    assert not w.decision(desk.box, "s1@else.example").tracked
+
+
+@pytest.mark.both_databases
+def test_a_refused_email_in_a_wave_leaves_the_others_case_work_done(desk, make_user, make_unit):
+    """The wave's case work is written together; one email refused (its subject names a case
+    of another business unit, which the queue's agents may not read) is redone alone with
+    its reason, and the other emails of the wave still open their cases, once."""
+    far = make_user("far@org.example", unit=make_unit("Far East"),
+                    roles=["Customer Service Representative"])
+    hidden = w.record(far, "case", title="Not ours")
+    db.session.commit()
+    deliver(desk, sender="dana@newco.example", subject="Printer", mid="ok1@newco.example")
+    deliver(desk, sender="eve@newco.example", subject=f"About {hidden.ticket_number}",
+            mid="no1@newco.example")
+    deliver(desk, sender="dana@newco.example", subject="Scanner too", mid="ok2@newco.example")
+    sync(desk)
+    opened = [c for c in cases() if c.id != hidden.id]
+    assert sorted(c.title for c in opened) == ["Printer", "Scanner too"]
+    refused = w.decision(desk.box, "no1@newco.example")
+    assert refused.tracked and "But it could not be done" in refused.reason
+    assert w.tracked("no1@newco.example")[0].regarding_ref != ("case", hidden.id)
+    assert db.session.scalar(select(func.count()).select_from(Contact).where(
+        Contact.email1 == "dana@newco.example")) == 1  # one contact for both of her emails
+    assert db.session.scalar(select(func.count()).select_from(CaseAcknowledgement)) == 2
+    assert sorted(c.owner_user_id for c in opened) == sorted(
+        m.id for m in sorted(desk.team.members, key=lambda m: m.id)[:2])  # turns taken once
 
 
 def test_case_numbers_in_subjects_are_found():

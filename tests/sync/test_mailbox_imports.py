@@ -13,7 +13,8 @@ from server.db import db
 from server.errors import Invalid
 from server.security import authz
 from server.sync.admin import imports
-from server.sync.models import EmailServerProfile, Mailbox
+from server.sync.engine.run import sync_mailbox
+from server.sync.models import EmailServerProfile, FolderRule, Mailbox
 from tests.sync import world as w
 
 CSV = """address,owner,profile,incoming,outgoing,acts
@@ -95,7 +96,8 @@ def test_a_fetchmailrc_imports_its_users_with_profiles_and_encrypted_passwords(p
                    (9, "refused", "x@org.example"), (10, "refused", None),
                    (11, "refused", "ghost@org.example")]
     reasons = {r.line: r.reason for r in report.lines}
-    assert "Folders read by fetchmail: INBOX, Deals" in reasons[5]
+    assert 'Folders not tracked: "Deals" is not under the Inbox' in reasons[5]
+    assert "Only the Inbox is read" not in reasons[5] and "Folders" not in reasons[6]
     assert "No Regarding user matches dave" in reasons[7]
     assert '"etrn" cannot be imported' in reasons[9]
     assert reasons[10].startswith("Not readable") and "line 11" in reasons[10]
@@ -121,6 +123,44 @@ def test_a_new_server_in_a_fetchmailrc_becomes_a_profile(people):
         EmailServerProfile.incoming_host == "pop.example.net"))
     assert (profile.name, profile.incoming_protocol, profile.incoming_port,
             profile.incoming_security) == ("pop.example.net (POP3 110)", "pop3", 110, "none")
+
+
+def test_fetchmail_folders_become_tracked_folder_rules_bound_at_the_first_sync(
+        people, dovecot, make_mail_user):
+    """On Dovecot: folders under the Inbox become the mailbox's folder rules (either way of
+    writing a level), found by name at the first sync, and mail filed there is tracked;
+    the Inbox needs no rule; every other name is said not to be tracked, and why."""
+    admin, bob, *_ = people
+    user = make_mail_user("bob")
+    for name in ("INBOX/Deals", "INBOX/Deals/2024", "Archive"):
+        dovecot.create_mailbox(user, name)
+    rc = (f"poll {dovecot.host} proto imap port {dovecot.imap_port}\n"
+          f"  user \"{user.username}\" password \"{user.password}\" is bob@org.example\n"
+          '  folders INBOX, "INBOX/Deals", "INBOX.Deals.2024", "Archive", "INBOX/Deals", ""\n'
+          f"poll pop.org.example proto pop3 user carol@org.example is carol password x\n"
+          '  folder "INBOX/Deals"\n')
+    report = imports.import_fetchmailrc(admin, rc)
+    db.session.commit()
+    assert [(r.line, r.status) for r in report.lines] == [(2, "imported"), (4, "imported")]
+    first, pop = (r.reason for r in report.lines)
+    assert "Folders tracked: INBOX/Deals, INBOX/Deals/2024 (found by name at the first sync)" \
+        in first
+    assert '"Archive" is not under the Inbox' in first and '"" is not a folder name' in first
+    assert 'Folders not tracked: "INBOX/Deals": POP3 reads the Inbox only.' in pop
+    box = db.session.scalar(select(Mailbox).where(Mailbox.email_address == user.username))
+    rules = db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == box.id)
+                               .order_by(FolderRule.id)).all()
+    assert [r.folder_name for r in rules] == ["INBOX/Deals", "INBOX/Deals/2024"]
+    box.tracking_option, box.email_approved, box.enabled = "from_crm_records", True, True
+    db.session.commit()
+    dovecot.deliver(user, w.raw(to=user.username, mid="deal@x.example"), "INBOX/Deals/2024")
+    dovecot.deliver(user, w.raw(to=user.username, mid="old@x.example"), "Archive")
+    result = sync_mailbox(box.id)
+    assert result.status == "success", result.reason
+    assert w.tracked("deal@x.example") and not w.tracked("old@x.example")
+    assert 'The tracked folder "INBOX/Deals" was found by its name.' in result.notes
+    db.session.expire_all()
+    assert all(not r.folder_key.startswith("name:") and r.enabled for r in rules)
 
 
 def test_a_salesperson_imports_nothing(people, make_user):

@@ -123,3 +123,16 @@ def test_send_as_is_offered_with_the_privilege_only(signin, desk):
     # The draft opens again with the queue as its sender.
     assert 'selected>Support &lt;support@contoso.test&gt; (queue)' in \
         boss.get(f"/compose/{draft.id}").get_data(as_text=True)
+
+
+def test_the_queue_form_sets_whose_email_the_queue_accepts(signin, desk):
+    c = signin(desk.boss)
+    form = c.get(f"/r/queue/{desk.support.id}/edit").get_data(as_text=True)
+    assert "Accepts email from" in form and 'value="known_senders"' in form
+    r = c.post(f"/r/queue/{desk.support.id}/edit", data={"name": "Support",
+                                                         "accepting": "nobody"})
+    assert r.status_code == 302
+    assert c.post(f"/r/queue/{desk.support.id}/edit", data={
+        "name": "Support", "accepting": "friends"}).status_code == 400
+    db.session.expire_all()
+    assert db.session.get(Queue, desk.support.id).accepting == "nobody"

@@ -115,15 +115,22 @@ def _owner_of(p: Principal, owner) -> User | Team:
     return owner if owner is not None else p.user
 
 
-def check_regarding(p: Principal, regarding: tuple[str, int] | None) -> tuple[str, int] | None:
-    """The regarding target exists, the user can read it and may append activities to it."""
+def check_regarding(p: Principal, regarding: tuple[str, int] | None, record=None
+                    ) -> tuple[str, int] | None:
+    """The regarding target exists, the user can read it and may append activities to it.
+    ``record``: the target, already loaded (the same checks, made on it: no query)."""
     if regarding is None:
         return None
     kind, record_id = regarding
     if kind not in RECORD_TYPES or kind == "queue":
         raise Invalid(N_("An activity can be regarding an account, contact, lead, opportunity or case."),
                       {"regarding": N_("Unsupported record type.")})
-    record = authz.get(p, RECORD_TYPES[kind].model, int(record_id))
+    model = RECORD_TYPES[kind].model
+    if isinstance(record, model) and record.id == int(record_id):
+        if not authz.can(p, "read", record):
+            raise NotFound()
+    else:
+        record = authz.get(p, model, int(record_id))
     if not authz.can(p, "append_to", record):
         raise Forbidden(N_("You may not link activities to this %(kind)s.",
                            kind=RECORD_TYPES[kind].label.lower()))
@@ -243,26 +250,26 @@ RELINK_REFUSED = ("This item is already tracked, and you may not change what it 
                   "(that needs write and append on its activity).")
 
 
-def may_relink(p: Principal, activity: Activity, regarding: tuple[str, int]) -> bool:
+def may_relink(p: Principal, activity: Activity, regarding: tuple[str, int], record=None) -> bool:
     """Whether ``p`` may set a tracked activity regarding a record: write and append on the
-    activity, append to on the record (``check_regarding``)."""
+    activity, append to on the record (``check_regarding``; ``record``: it, loaded)."""
     if not (authz.can(p, "write", activity) and authz.can(p, "append", activity)):
         return False
     try:
-        check_regarding(p, regarding)
+        check_regarding(p, regarding, record)
     except (Forbidden, NotFound, Invalid):
         return False
     return True
 
 
-def _relink(p: Principal, activity: Activity, regarding: tuple[str, int]) -> None:
+def _relink(p: Principal, activity: Activity, regarding: tuple[str, int], record=None) -> None:
     """The one way tracking changes what an already tracked activity is regarding (the
     add-in's Track, a tracked folder, REST, a meeting tracked again): checked for ``p``
     (for sync, the mailbox owner), ``modified_by`` records them. The refusal names nothing
     about the activity, which may be someone else's the caller cannot read."""
     if regarding == activity.regarding_ref:
         return
-    if not may_relink(p, activity, regarding):
+    if not may_relink(p, activity, regarding, record):
         raise Forbidden(RELINK_REFUSED)
     activity.set_regarding(*regarding)
     activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
@@ -533,17 +540,21 @@ def _clear_untracked_all(p: Principal, identities: list[str]) -> None:
         db.session.flush()
 
 
-def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] | None) -> Activity:
+def set_regarding(p: Principal, activity: Activity, regarding: tuple[str, int] | None, *,
+                  record=None, flush: bool = True) -> Activity:
     """Change what an activity is regarding (pages, REST, the add-in's Set regarding): write on
-    the activity; to set it also append there and append to on the target."""
+    the activity; to set it also append there and append to on the target. ``record``: the
+    target when the caller holds it loaded (email to case: the case it just opened), checked
+    the same way without reading it again; ``flush=False`` leaves writing to the caller."""
     authz.require(p, "write", activity)
     if regarding is None:
         activity.set_regarding(None, None)
         activity.modified_by_id, activity.modified_on = p.user_id, utcnow()
     else:
         authz.require(p, "append", activity)  # linking needs append here, append to there
-        _relink(p, activity, check_regarding(p, regarding))
-    db.session.flush()
+        _relink(p, activity, check_regarding(p, regarding, record), record)
+    if flush:
+        db.session.flush()
     return activity
 
 

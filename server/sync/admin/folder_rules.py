@@ -141,6 +141,58 @@ def add_rule(p: Principal, mailbox: Mailbox, data: dict) -> FolderRule:
     return rule
 
 
+def add_rules_by_name(p: Principal, mailbox: Mailbox, names) -> tuple[list[str], list[str]]:
+    """Folder rules for folders known only by their server names, as an import has them
+    (fetchmail's ``folder`` option): the mailbox's folders are not read now, so each rule
+    keeps the name and the first sync binds it to the folder of that name under the Inbox
+    (``engine.folders`` finds a rule's folder by name when its key is not known). Returns
+    (the folders tracked, a sentence for each name that gets no rule, and why)."""
+    from server.sync.engine.folders import BY_NAME
+    _require_own_rules(p, mailbox)
+    made: list[str] = []
+    refused: list[str] = []
+    have = {r.folder_name.casefold() for r in db.session.scalars(
+        select(FolderRule).where(FolderRule.mailbox_id == mailbox.id))}
+    count = db.session.scalar(select(func.count()).select_from(FolderRule).where(
+        FolderRule.user_id == mailbox.user_id))
+    pop3 = mailbox.server_profile is not None and \
+        mailbox.server_profile.incoming_protocol == "pop3"
+    for raw in names:
+        name = _display_name(raw)
+        if name.upper() == "INBOX":
+            continue  # the Inbox is always read
+        if not name or len(name) > 500:
+            refused.append(f'"{raw}" is not a folder name')
+        elif pop3:
+            refused.append(f'"{raw}": POP3 reads the Inbox only')
+        elif not name.upper().startswith("INBOX/"):
+            refused.append(f'"{raw}" is not under the Inbox (only folders under the Inbox '
+                           "are tracked)")
+        elif name.casefold() in have:
+            continue
+        elif count >= FolderRule.MAX_PER_USER:
+            refused.append(f'"{raw}": a user can track at most {FolderRule.MAX_PER_USER} '
+                           "folders")
+        else:
+            db.session.add(FolderRule(mailbox_id=mailbox.id, user_id=mailbox.user_id,
+                                      folder_key=f"{BY_NAME}{name}"[:500], folder_name=name))
+            have.add(name.casefold())
+            made.append(name)
+            count += 1
+    db.session.flush()
+    return made, refused
+
+
+def _display_name(raw: str) -> str:
+    """A server's folder name as the engine shows it: "/" between levels, the Inbox spelled
+    INBOX (``INBOX.Deals``, a server with "." between levels, is ``INBOX/Deals``)."""
+    name = (raw or "").strip()
+    head, sep, rest = name.partition("/" if "/" in name else ".")
+    if head.upper() != "INBOX":
+        return name
+    return f"INBOX/{rest.replace('.', '/') if sep == '.' else rest}" if sep else "INBOX"
+
+
 def _rule(p: Principal, rule_id: int) -> FolderRule:
     rule = db.session.get(FolderRule, rule_id)
     if rule is None:

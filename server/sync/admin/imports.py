@@ -25,6 +25,7 @@ from server.mailkeys import normalize_address
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
+from server.sync.admin import folder_rules as folder_admin
 from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
 from server.sync.admin.fetchmailrc import Entry, parse
@@ -212,12 +213,23 @@ def _fetchmail_line(p: Principal, entry: Entry) -> ReportLine:
         savepoint.rollback()
         return result
     savepoint.commit()
-    if entry.folders:
-        folders = ", ".join(entry.folders)
-        return ReportLine(result.line, result.status, result.address, f"{result.reason} Folders "
-                          f"read by fetchmail: {folders}; once the mailbox is tested, track "
-                          "the ones wanted on its tracking page.")
-    return result
+    return _with_folders(p, entry, result) if entry.folders else result
+
+
+def _with_folders(p: Principal, entry: Entry, result: ReportLine) -> ReportLine:
+    """The entry's ``folder(s)`` as the new mailbox's tracked folder rules, said in the
+    line's reason: which are tracked, and which are not and why."""
+    box = db.session.scalar(select(Mailbox).where(
+        func.lower(Mailbox.email_address) == result.address))
+    made, refused = folder_admin.add_rules_by_name(p, box, entry.folders)
+    said = [result.reason]
+    if made:
+        said.append(f"Folders tracked: {', '.join(made)} (found by name at the first sync).")
+    if refused:
+        said.append(f"Folders not tracked: {'; '.join(refused)}.")
+    if not made and not refused:
+        said.append("Only the Inbox is read, as fetchmail did.")
+    return ReportLine(result.line, result.status, result.address, " ".join(said))
 
 
 def _profile_for(p: Principal, entry: Entry, protocol: str) -> EmailServerProfile:

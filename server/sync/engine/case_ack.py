@@ -1,13 +1,17 @@
 """The acknowledgement a queue's case rule sends when it opens a case: a templated reply
 from the queue's mailbox, regarding the case, with the case number in its subject, put into
-"pending send" for the ordinary send path (``server.sync.engine.outgoing``).
+"pending send" for the ordinary send path (``server.sync.engine.outgoing``), marked as an
+automatic reply (``Auto-Submitted: auto-replied``, ``X-Auto-Response-Suppress: All``) and
+threaded under the customer's message (In-Reply-To and References, from its parent).
 
 Never to automatic mail (auto-replies, bounces, list mail, loops), never to the
 organization's own mailboxes, and at most the rule's number per sender in 24 hours, so two
-auto-responders can never answer each other for ever.
+auto-responders can never answer each other for ever. What a wave's acknowledgements share
+(the mailbox's readiness, the signature, the senders' counts) is read once (``AckWave``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -20,12 +24,13 @@ from server.crm.services.email_templates import context, signature_of
 from server.crm.templates import EmailTemplate, render
 from server.db import db, utcnow
 from server.security.models import Team, User
-from server.sync.admin.sending import readiness
+from server.sync.admin.sending import Readiness, readiness
 from server.sync.engine.context import MailboxRun
 from server.sync.mail.case_rules import automatic_evidence
+from server.sync.mail.outgoing_headers import ACKNOWLEDGEMENT_HEADERS
 from server.sync.mail.message import MailMessage
 
-__all__ = ["acknowledge", "ack_subject"]
+__all__ = ["AckWave", "acknowledge", "ack_subject"]
 
 WINDOW = timedelta(hours=24)
 
@@ -36,7 +41,28 @@ def ack_subject(subject: str, number: str) -> str:
     return subject if number.upper() in subject.upper() else f"[{number}] {subject}".strip()
 
 
-def _why_not(ctx: MailboxRun, rule: CaseRule, msg: MailMessage) -> str | None:
+@dataclass
+class AckWave:
+    """What the acknowledgements of one wave share, read once: whether the queue's mailbox
+    can send, its signature, and how many acknowledgements each of the wave's senders got
+    in the last 24 hours (counted on as the wave acknowledges)."""
+
+    ready: Readiness
+    signature: str
+    sent: dict[str, int]
+
+    @classmethod
+    def load(cls, ctx: MailboxRun, addresses: set[str]) -> AckWave:
+        sent = dict(db.session.execute(
+            select(CaseAcknowledgement.address, func.count()).where(
+                CaseAcknowledgement.address.in_(addresses),
+                CaseAcknowledgement.created_on >= utcnow() - WINDOW)
+            .group_by(CaseAcknowledgement.address)).all()) if addresses else {}
+        return cls(readiness(ctx.mailbox, "This queue has"), signature_of(queue_id=ctx.queue.id),
+                   sent)
+
+
+def _why_not(ctx: MailboxRun, rule: CaseRule, msg: MailMessage, wave: AckWave) -> str | None:
     sender = msg.from_ or msg.sender
     automatic = automatic_evidence(msg)
     if automatic:
@@ -45,14 +71,11 @@ def _why_not(ctx: MailboxRun, rule: CaseRule, msg: MailMessage) -> str | None:
         return "it has no sender address to answer"
     if sender.address in ctx.org_addresses or sender.address in ctx.owner_addresses:
         return "its sender is one of this organization's mailboxes"
-    sent = db.session.scalar(select(func.count()).select_from(CaseAcknowledgement).where(
-        CaseAcknowledgement.address == sender.address,
-        CaseAcknowledgement.created_on >= utcnow() - WINDOW))
+    sent = wave.sent.get(sender.address, 0)
     if sent >= rule.ack_per_sender_per_day:
         return (f"{sender.address} got {sent} acknowledgement(s) in the last 24 hours, the "
                 f"rule's limit")
-    ready = readiness(ctx.mailbox, "This queue has")
-    return None if ready.ok else ready.problem.rstrip(".")
+    return None if wave.ready.ok else wave.ready.problem.rstrip(".")
 
 
 def _content(ctx: MailboxRun, rule: CaseRule, case: Case, msg: MailMessage) -> tuple[str, str]:
@@ -73,15 +96,15 @@ def _content(ctx: MailboxRun, rule: CaseRule, case: Case, msg: MailMessage) -> t
 
 
 def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
-                msg: MailMessage) -> str:
+                msg: MailMessage, wave: AckWave) -> str:
     """Queue the acknowledgement of ``case`` to the sender of ``email`` (or say why not)."""
-    why_not = _why_not(ctx, rule, msg)
+    why_not = _why_not(ctx, rule, msg, wave)
     if why_not:
         return f"No acknowledgement was sent: {why_not}."
     sender = msg.from_ or msg.sender
     queue, now = ctx.queue, utcnow()
     subject, html = _content(ctx, rule, case, msg)
-    signature = signature_of(queue_id=queue.id)
+    signature = wave.signature
     html = sanitize_html(html + (f"<div>{signature}</div>" if signature else ""))
     owner = ctx.owner
     ack = Email(subject=ack_subject(subject, case.ticket_number), html_body=html,
@@ -89,6 +112,7 @@ def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
                 occurred_on=now, created_on=now, modified_on=now,
                 sender_address=queue.email or ctx.mailbox.email_address,
                 to_recipients=sender.address, parent_activity_id=email.id,
+                internet_headers=[list(h) for h in ACKNOWLEDGEMENT_HEADERS],
                 owner_user_id=owner.id if isinstance(owner, User) else None,
                 owner_team_id=owner.id if isinstance(owner, Team) else None,
                 owning_business_unit_id=owner.business_unit_id)
@@ -103,4 +127,5 @@ def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
     db.session.add(ack)  # written with the wave (no flush of its own)
     db.session.add(CaseAcknowledgement(queue_id=queue.id, address=sender.address,
                                        case_id=case.id, email=ack, created_on=now))
+    wave.sent[sender.address] = wave.sent.get(sender.address, 0) + 1
     return f"An acknowledgement to {sender.address} waits to be sent."

@@ -35,6 +35,8 @@ INBOX = "INBOX"
 # this reason (and only this one) is turned on again when the folder comes back.
 MOVED_OUT = "The folder was moved out of the Inbox"
 NOT_FOUND = "Folder not found"
+# The key of a folder rule known by its name only (an import): bound by name at a sync.
+BY_NAME = "name:"
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,11 @@ def plan_folders(mailbox: Mailbox, folders: Sequence[Folder], rules: Sequence[Fo
     for rule in sorted(rules, key=lambda r: r.id or 0):
         folder = by_key.get(rule.folder_key)
         if folder is None:
+            first = rule.folder_key.startswith(BY_NAME)  # made by an import, never bound yet
             folder = _rebind_by_name(rule, by_name, claimed, inbox, by_key)
             if folder is not None:
-                plan.notes.append(f'The tracked folder "{rule.folder_name}" was found again.')
+                plan.notes.append(f'The tracked folder "{rule.folder_name}" was '
+                                  f'{"found by its name" if first else "found again"}.')
         if folder is None:
             if not (rule.disabled_reason or "").startswith((NOT_FOUND, MOVED_OUT)):
                 rule.disabled_reason = (f'{NOT_FOUND}: "{rule.folder_name}" is no longer in this '

@@ -5,9 +5,10 @@ An Email activity with status ``pending_send`` is sent by the mailbox of its sen
 (``sending``, with a lease so an email whose worker died is picked up again), given a
 Message-ID and, when the organization uses them, a tracking token in its subject (both
 stored before anything is sent, so a retry sends the very same message), turned into MIME
-(``build_mime``, pure), sent with the profile's outgoing protocol, copied into the Sent
-folder when the incoming connector can store mail (IMAP, Maildir; the profile setting
-``save_sent_copy`` false turns it off), and marked ``sent``.
+(``build_mime``, pure; with the email's few extra headers, ``Email.internet_headers`` as
+``server.sync.mail.outgoing_headers`` checks them), sent with the profile's outgoing
+protocol, copied into the Sent folder when the incoming connector can store mail (IMAP,
+Maildir; the profile setting ``save_sent_copy`` false turns it off), and marked ``sent``.
 
 Failures: a temporary refusal (4xx) or a lost connection is retried after 1, 2, 4, 8, 16...
 minutes, up to ``REGARDING_SEND_MAX_ATTEMPTS`` attempts (default 5), then the email is
@@ -50,6 +51,7 @@ from server.sync.engine.accounts import account_for
 from server.sync.engine.folders import find_sent
 from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import AssignsMessageIds, ConnectorError, SavesCopies, Sender
+from server.sync.mail.outgoing_headers import checked_headers
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class OutgoingMessage:
     in_reply_to: str | None = None  # "<id@domain>"
     references: list[str] = field(default_factory=list)
     attachments: list[OutgoingAttachment] = field(default_factory=list)
+    headers: tuple[tuple[str, str], ...] = ()  # extra ones, outgoing_headers.checked_headers
 
     @property
     def recipients(self) -> list[str]:
@@ -109,7 +112,7 @@ def subject_with_token(subject: str, token: str | None) -> str:
 def build_mime(message: OutgoingMessage) -> EmailMessage:
     """The MIME message: text and HTML alternatives (HTML with its inline images), then
     attachments. Bcc recipients are left out of the headers. Raises ValueError for an
-    address that cannot be written."""
+    address or an extra header that cannot be written."""
     mime = EmailMessage(policy=policy.SMTP)
     mime["From"] = _address(*message.from_)
     if message.to:
@@ -123,6 +126,8 @@ def build_mime(message: OutgoingMessage) -> EmailMessage:
         mime["In-Reply-To"] = message.in_reply_to
     if message.references:
         mime["References"] = " ".join(message.references)
+    for name, value in checked_headers(message.headers):
+        mime[name] = value
     text = message.text if message.text is not None else (
         html_to_text(message.html) if message.html else "")
     mime.set_content(text or "", subtype="plain")
@@ -269,6 +274,7 @@ class _Draft:
     bcc: list[tuple[str, str]]
     references: list[str]
     attachments: list[OutgoingAttachment]
+    headers: tuple[tuple[str, str], ...] = ()
     problem: ConnectorError | None = None
 
 
@@ -301,7 +307,12 @@ def _drafts(emails: list[Email], mailbox: Mailbox) -> dict[int, _Draft]:
                        _parties(parties[email.id], known, "to"),
                        _parties(parties[email.id], known, "cc"),
                        _parties(parties[email.id], known, "bcc"), references, [],
-                       denied.get(email.id))
+                       problem=denied.get(email.id))
+        try:
+            draft.headers = checked_headers(email.internet_headers)
+        except ValueError as exc:
+            draft.problem = draft.problem or ConnectorError(
+                "bad_header", f"The email cannot be sent: {exc}", severity="message")
         for att in files[email.id]:
             content = None if att.content_omitted else _attachment_content(att)
             if content is None:
@@ -343,7 +354,7 @@ def _message(draft: _Draft, email: Email, from_: tuple[str, str], now: datetime)
         message_id=f"<{email.message_id}>", date=now, to=draft.to, cc=draft.cc, bcc=draft.bcc,
         text=draft.text, html=draft.html,
         in_reply_to=draft.references[-1] if draft.references else None,
-        references=draft.references, attachments=draft.attachments)
+        references=draft.references, attachments=draft.attachments, headers=draft.headers)
 
 
 # -- the outcome of one email ------------------------------------------------------------------

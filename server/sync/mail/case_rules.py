@@ -114,6 +114,9 @@ class CaseContext:
     sender_account_ids: frozenset[int] = frozenset()  # the sender's account(s)
     received_at: datetime | None = None
     existing: ExistingCase | None = None
+    # Why the mail is our own (sent by this queue, or by another of the organization's
+    # mailboxes automatically, as an acknowledgement is): such mail never opens a case.
+    own_mail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,9 @@ def _on_case(rule: RuleSpec, case: ExistingCase, ctx: CaseContext, msg: MailMess
 
 def decide_case(msg: MailMessage, ctx: CaseContext, rules: list[RuleSpec]) -> CaseDecision:
     """Try the rules in order; the first whose conditions all hold decides what happens."""
+    if ctx.own_mail and rules:
+        return CaseDecision("none", f"It is this organization's own mail ({ctx.own_mail}), "
+                            "which never opens or changes a case.", (("case:own_mail", True),))
     walk = _Walk()
     for rule in rules:
         if not _rule_holds(rule, msg, ctx, walk):

@@ -278,3 +278,18 @@ def test_a_reply_to_mail_sent_through_ews_is_correlated_by_its_tracking_token(cr
     assert reply.correlation_method == "tracking_token"
     # The Sent Items copy Exchange saved is the sent email itself: not a second activity.
     assert len(w.emails(message_id=sent.message_id)) == 1
+
+
+def test_extra_headers_go_to_exchange_in_the_mime_content(crm, store, exchange):
+    from email import message_from_bytes, policy
+    box = w.store_mailbox(store, crm.bob)
+    draft = w.draft_email(authz.principal(crm.bob), None, to="ann@customer.example",
+                          cc="", subject="We got it", body="Thanks.")
+    draft.status = "pending_send"
+    draft.internet_headers = [["Auto-Submitted", "auto-replied"],
+                              ["X-Auto-Response-Suppress", "All"]]
+    db.session.commit()
+    assert send_pending(box.id).sent == 1
+    (sent,) = exchange.sent
+    mime = message_from_bytes(sent["mime"], policy=policy.default)
+    assert mime["Auto-Submitted"] == "auto-replied" and mime["X-Auto-Response-Suppress"] == "All"

@@ -233,3 +233,22 @@ def test_initial_sync_is_batched_and_paged(crm, graph, store):
     requests = graph.stats["http"] - before
     assert result.fetched == 300
     assert requests / 300 <= 0.06, requests  # 15 MIME batches, one delta page, the folders
+
+
+def test_extra_headers_go_to_graph_in_the_drafts_mime(crm, graph, store):
+    """Graph's JSON internetMessageHeaders takes X- headers only; the draft is made from
+    our MIME, so Auto-Submitted goes the same way as X-Auto-Response-Suppress."""
+    from email import message_from_bytes, policy
+    from server.security import authz
+    graph.add_mailbox("ann@customer.example")
+    box = graph_mailbox(store, crm.bob, tracking_option="none")
+    draft = w.draft_email(authz.principal(crm.bob), None, to="ann@customer.example",
+                          subject="We got it", body="Thanks.")
+    draft.status = "pending_send"
+    draft.internet_headers = [["Auto-Submitted", "auto-replied"],
+                              ["X-Auto-Response-Suppress", "All"]]
+    db.session.commit()
+    assert send_pending(box.id).sent == 1
+    [sent] = graph.messages_in(BOB, "Sent Items")
+    mime = message_from_bytes(sent.mime, policy=policy.default)
+    assert mime["Auto-Submitted"] == "auto-replied" and mime["X-Auto-Response-Suppress"] == "All"
