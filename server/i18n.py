@@ -9,6 +9,7 @@ translate`` extracts, updates, checks and compiles them.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import available_timezones
@@ -17,7 +18,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 __all__ = ["CATALOGS", "LANGUAGES", "N_", "catalog_gaps", "check_choice", "compile_catalogs",
-           "language_of", "locale_of", "pane_catalog", "time_zones", "translate"]
+           "language_of", "locale_of", "pane_catalog", "time_zones", "translate", "translate_stored"]
 
 # Language code (as the user setting and Accept-Language give it) -> (catalog locale, name
 # in that language). English is the source language: its catalog is the identity.
@@ -95,6 +96,75 @@ def translate(language: str, text: str) -> str:
     ``text`` itself in English or while it is not translated."""
     found = _catalog(language).get(text)
     return found[0] if found else text
+
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+# Where one stored sentence ends and the next begins: ". " (or "? ", "! ") before a capital.
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+(?=[A-Z\"(])")
+
+
+@lru_cache(maxsize=16)
+def _patterns(po: Path, _version: int, language: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The catalog's translated strings with named placeholders as patterns that read the
+    values back out of the English text they made: (pattern, translation), the most
+    specific (the most fixed text) first. A string of placeholders alone is no pattern."""
+    found = []
+    for text, (string, _) in _messages(po, _version).items():
+        names = PLACEHOLDER.findall(text)
+        fixed = PLACEHOLDER.sub("", text)
+        if not names or len(set(names)) != len(names) or sum(c.isalpha() for c in fixed) < 4:
+            continue
+        parts = PLACEHOLDER.split(text)  # literal, name, literal, name, ..., literal
+        regex = "".join(re.escape(part.replace("%%", "%")) if i % 2 == 0 else f"(?P<{part}>.+?)"
+                        for i, part in enumerate(parts))
+        found.append((len(fixed), re.compile(regex, re.S), string))
+    found.sort(key=lambda item: -item[0])
+    return tuple((pattern, string) for _, pattern, string in found)
+
+
+def _stored_one(language: str, text: str, depth: int = 0) -> str | None:
+    """One stored string translated: a catalog string as it is, or one made from a catalog
+    string with placeholders (its values translated the same way); None when neither."""
+    catalog = _catalog(language)
+    if text in catalog:
+        return catalog[text][0]
+    if depth > 2 or not catalog:
+        return None
+    po = _po(language)
+    for pattern, string in _patterns(po, po.stat().st_mtime_ns, language):
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        values = {name: _stored_one(language, value, depth + 1) or value
+                  for name, value in match.groupdict().items()}
+        try:
+            return string % values
+        except (KeyError, ValueError, TypeError):  # a translation with broken placeholders
+            return None
+    return None
+
+
+def translate_stored(language: str, text: str | None) -> str:
+    """A sentence the server stored in English (a decision's reason, an alert, a test
+    result) in ``language``: the stored text is a catalog string, or was made from one with
+    ``%(name)s`` placeholders (``N_("... %(folder)s ...") % values``), or is several such
+    sentences one after another. What no catalog string made stays as it is, so rows
+    stored before a string was marked still read."""
+    if not text or language == "en" or language not in LANGUAGES:
+        return text or ""
+    whole = _stored_one(language, text)
+    if whole is not None:
+        return whole
+    # Sentences stored together ("... tracked. It is set regarding ..."): the longest
+    # leading run of sentences that one catalog string made, then the rest the same way.
+    cuts = [m.start() for m in _SENTENCE_END.finditer(text)]
+    for cut in reversed(cuts):
+        head = _stored_one(language, text[:cut])
+        if head is not None:
+            return f"{head} {translate_stored(language, text[cut:].lstrip())}"
+    if cuts:
+        return f"{text[:cuts[0]]} {translate_stored(language, text[cuts[0]:].lstrip())}"
+    return text
 
 
 def pane_catalog(language: str) -> dict[str, str]:

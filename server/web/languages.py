@@ -18,13 +18,14 @@ from babel import Locale
 from babel.dates import format_skeleton
 
 from flask import Blueprint, Flask, Response, abort, g, has_request_context, request
-from flask_babel import Babel, get_locale, get_timezone
+from flask_babel import Babel, format_decimal, get_locale, get_timezone
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
 from server.db import db
-from server.i18n import LANGUAGES, compile_catalogs, language_of, pane_catalog, time_zones
+from server.i18n import (LANGUAGES, compile_catalogs, language_of, pane_catalog, time_zones,
+                         translate_stored)
 
 bp = Blueprint("languages", __name__)
 
@@ -105,6 +106,19 @@ def local(moment: datetime | date | None, kind: str = "datetime") -> str:
     if not day:
         return time_of_day
     return str(locale.datetime_formats["medium"]).replace("{1}", day).replace("{0}", time_of_day)
+
+
+@bp.app_template_filter("number")
+def number(value: int | float | None) -> str:
+    """A count or amount written the reader's way (``12,345``, ``12 345``, ``12\u00a0345``)."""
+    return "" if value is None else format_decimal(value)
+
+
+@bp.app_template_filter("stored_text")
+def stored_text(text: str | None) -> str:
+    """A sentence stored in English (a decision's reason, an alert) in the reader's
+    language, where the catalogs have it (``server.i18n.translate_stored``)."""
+    return translate_stored(request_language(), text)
 
 
 @bp.get("/addin/strings/<language>.json")
