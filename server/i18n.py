@@ -9,16 +9,22 @@ translate`` extracts, updates, checks and compiles them.
 """
 from __future__ import annotations
 
+import gettext
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
+from babel import Locale
+from babel.dates import format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-__all__ = ["CATALOGS", "LANGUAGES", "N_", "catalog_gaps", "check_choice", "compile_catalogs",
-           "language_of", "locale_of", "pane_catalog", "time_zones", "translate", "translate_stored"]
+__all__ = ["CATALOGS", "LANGUAGES", "N_", "catalog_gaps", "check_choice", "compile_catalogs", "format_moment",
+           "language_of", "locale_of", "pane_catalog", "plural_of", "time_zones", "translate",
+           "translate_stored"]
 
 # Language code (as the user setting and Accept-Language give it) -> (catalog locale, name
 # in that language). English is the source language: its catalog is the identity.
@@ -96,6 +102,34 @@ def translate(language: str, text: str) -> str:
     ``text`` itself in English or while it is not translated."""
     found = _catalog(language).get(text)
     return found[0] if found else text
+
+
+@lru_cache(maxsize=16)
+def _plurals(po: Path, _version: int) -> tuple[Callable[[int], int], dict[str, tuple[str, ...]]]:
+    """A catalog's plural rule (count -> which form) and its plural strings, settled and
+    translated in every form: {English singular: forms}."""
+    with po.open("rb") as source:
+        catalog = read_po(source, locale=po.parts[-3])
+    forms = {m.id[0]: tuple(m.string) for m in catalog
+             if isinstance(m.id, tuple) and isinstance(m.string, tuple) and all(m.string)
+             and not m.fuzzy}
+    return gettext.c2py(catalog.plural_expr), forms
+
+
+def plural_of(language: str) -> Callable[[str, str, int], str]:
+    """``ngettext`` for ``language`` outside any request (mail): ``ngettext(singular,
+    plural, n)`` gives the form the language uses for ``n`` (call it ``ngettext`` so the
+    catalogs find the strings)."""
+    po = _po(language) if language in LANGUAGES else None
+
+    def ngettext(singular: str, plural: str, n: int) -> str:
+        if po is not None and language != "en" and po.exists():
+            rule, table = _plurals(po, po.stat().st_mtime_ns)
+            forms = table.get(singular)
+            if forms:
+                return forms[min(rule(n), len(forms) - 1)]
+        return singular if n == 1 else plural
+    return ngettext
 
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
@@ -220,3 +254,32 @@ def locale_of(language: str | None) -> str:
     """The catalog locale for a language code (English for one the product does not speak):
     ``with flask_babel.force_locale(locale_of(user.language)):`` writes mail in it."""
     return LANGUAGES[language_of(language) or "en"][0]
+
+
+# What each kind of time shows: (date skeleton or None, with the time of day). The locale
+# orders the fields, writes the month and uses its own clock (12 or 24 hours).
+KINDS = {"datetime": ("yMMMd", True), "date": ("yMMMd", False), "recent": ("MMMd", True),
+         "time": (None, True)}
+
+
+def format_moment(moment: datetime | date, locale: Locale | str, zone: tzinfo | str | None,
+                  kind: str = "datetime") -> str:
+    """A stored time (UTC, naive or aware) written the locale's way in the time zone ``zone``
+    (a date alone stays that date): for pages (the ``local`` filter) and mail."""
+    locale = Locale.parse(locale) if isinstance(locale, str) else locale
+    if isinstance(zone, str):
+        zone = ZoneInfo(zone) if zone in time_zones() else timezone.utc
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = aware.astimezone(zone or timezone.utc)
+    elif kind != "date":
+        kind = "date"
+    day_skeleton, with_time = KINDS[kind]
+    day = format_skeleton(day_skeleton, moment, locale=locale) if day_skeleton else ""
+    if not with_time:
+        return day
+    clock = "hm" if "h" in locale.time_formats["short"].pattern else "Hm"
+    time_of_day = format_skeleton(clock, moment, locale=locale)
+    if not day:
+        return time_of_day
+    return str(locale.datetime_formats["medium"]).replace("{1}", day).replace("{0}", time_of_day)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_skeleton
 
 from flask import Blueprint, Flask, Response, abort, g, has_request_context, request
 from flask_babel import Babel, format_decimal, get_locale, get_timezone
@@ -24,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
 from server.db import db
-from server.i18n import (LANGUAGES, compile_catalogs, language_of, pane_catalog, time_zones,
-                         translate_stored)
+from server.i18n import (LANGUAGES, compile_catalogs, format_moment, language_of, pane_catalog,
+                         time_zones, translate_stored)
 
 bp = Blueprint("languages", __name__)
 
@@ -77,12 +76,6 @@ def _select_timezone() -> str:
     return zone or "UTC"
 
 
-# What each kind shows: (date skeleton or None, with the time of day). The locale orders
-# the fields, writes the month and uses its own clock (12 or 24 hours).
-KINDS = {"datetime": ("yMMMd", True), "date": ("yMMMd", False), "recent": ("MMMd", True),
-         "time": (None, True)}
-
-
 @bp.app_template_filter("local")
 def local(moment: datetime | date | None, kind: str = "datetime") -> str:
     """A stored time (UTC, naive or aware) as the reader reads it: in the request's locale
@@ -91,21 +84,7 @@ def local(moment: datetime | date | None, kind: str = "datetime") -> str:
         return ""
     if kind.startswith("%"):  # a strftime pattern from before: what it showed, localized
         kind = "date" if "%H" not in kind else "datetime" if "%Y" in kind else "recent"
-    if isinstance(moment, datetime):
-        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        moment = aware.astimezone(get_timezone())
-    elif kind != "date":
-        kind = "date"
-    locale = get_locale() or Locale("en")
-    day_skeleton, with_time = KINDS[kind]
-    day = format_skeleton(day_skeleton, moment, locale=locale) if day_skeleton else ""
-    if not with_time:
-        return day
-    clock = "hm" if "h" in locale.time_formats["short"].pattern else "Hm"
-    time_of_day = format_skeleton(clock, moment, locale=locale)
-    if not day:
-        return time_of_day
-    return str(locale.datetime_formats["medium"]).replace("{1}", day).replace("{0}", time_of_day)
+    return format_moment(moment, get_locale() or Locale("en"), get_timezone(), kind)
 
 
 @bp.app_template_filter("number")
