@@ -156,9 +156,9 @@ def _patterns(po: Path, _version: int, language: str) -> tuple[tuple[re.Pattern[
     return tuple((pattern, string) for _, pattern, string in found)
 
 
-def _stored_one(language: str, text: str, depth: int = 0) -> str | None:
+def _stored_one(language: str, text: str, depth: int) -> str | None:
     """One stored string translated: a catalog string as it is, or one made from a catalog
-    string with placeholders (its values translated the same way); None when neither."""
+    string with placeholders (its values translated as stored text too); None when neither."""
     catalog = _catalog(language)
     if text in catalog:
         return catalog[text][0]
@@ -169,13 +169,29 @@ def _stored_one(language: str, text: str, depth: int = 0) -> str | None:
         match = pattern.fullmatch(text)
         if match is None:
             continue
-        values = {name: _stored_one(language, value, depth + 1) or value
+        values = {name: _stored(language, value, depth + 1)
                   for name, value in match.groupdict().items()}
         try:
             return string % values
         except (KeyError, ValueError, TypeError):  # a translation with broken placeholders
             return None
     return None
+
+
+def _stored(language: str, text: str, depth: int) -> str:
+    whole = _stored_one(language, text, depth)
+    if whole is not None:
+        return whole
+    # Sentences stored together ("... tracked. It is set regarding ..."): the longest
+    # leading run of sentences that one catalog string made, then the rest the same way.
+    cuts = [m.start() for m in _SENTENCE_END.finditer(text)]
+    for cut in reversed(cuts):
+        head = _stored_one(language, text[:cut], depth)
+        if head is not None:
+            return f"{head} {_stored(language, text[cut:].lstrip(), depth)}"
+    if cuts:
+        return f"{text[:cuts[0]]} {_stored(language, text[cuts[0]:].lstrip(), depth)}"
+    return text
 
 
 def translate_stored(language: str, text: str | None) -> str:
@@ -186,19 +202,7 @@ def translate_stored(language: str, text: str | None) -> str:
     stored before a string was marked still read."""
     if not text or language == "en" or language not in LANGUAGES:
         return text or ""
-    whole = _stored_one(language, text)
-    if whole is not None:
-        return whole
-    # Sentences stored together ("... tracked. It is set regarding ..."): the longest
-    # leading run of sentences that one catalog string made, then the rest the same way.
-    cuts = [m.start() for m in _SENTENCE_END.finditer(text)]
-    for cut in reversed(cuts):
-        head = _stored_one(language, text[:cut])
-        if head is not None:
-            return f"{head} {translate_stored(language, text[cut:].lstrip())}"
-    if cuts:
-        return f"{text[:cuts[0]]} {translate_stored(language, text[cuts[0]:].lstrip())}"
-    return text
+    return _stored(language, text, 0)
 
 
 def pane_catalog(language: str) -> dict[str, str]:
