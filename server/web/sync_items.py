@@ -4,6 +4,7 @@ signed-in user's own). Views parse the form, call ``sync.admin.item_settings`` a
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from server.db import db
@@ -36,10 +37,11 @@ def settings():
         try:
             if form.get("what") == "directions":
                 changed = item_settings.save_directions(p, form)
-                message = f"Field sync directions saved ({changed} differ from the defaults)."
+                message = _("Field sync directions saved (%(changed)s differ from the defaults).",
+                            changed=changed)
             else:
                 item_settings.save_filter(p, form)
-                message = "Synchronization filter saved."
+                message = _("Synchronization filter saved.")
         except Invalid as exc:
             db.session.rollback()
             errors = exc.fields or {"form": exc.message}
