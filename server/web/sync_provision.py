@@ -16,6 +16,7 @@ from flask_login import current_user
 
 from server.db import db
 from server.errors import Forbidden, Invalid, ServiceError
+from server.i18n import N_
 from server.sync.admin import forward_rules, imports, jobs, provision
 from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
@@ -24,7 +25,7 @@ from server.web.auth import current_principal, login_manager
 from server.web.languages import stored_text
 
 bp = Blueprint("sync_provision", __name__, url_prefix="/admin/sync")
-IMPORT_KINDS = {"csv": ("CSV file", imports.import_csv),
+IMPORT_KINDS = {"csv": (N_("CSV file"), imports.import_csv),
                 "fetchmailrc": ("fetchmailrc", imports.import_fetchmailrc)}
 
 
@@ -92,8 +93,10 @@ def job_start():
 
 
 def _sentence(progress: jobs.Progress) -> str:
-    return (f"{progress.finished} of {progress.job.total} done ({progress.percent}%): "
-            f"{progress.done} succeeded, {progress.failed} failed, {progress.skipped} skipped.")
+    return _("%(finished)s of %(total)s done (%(percent)s%%): %(done)s succeeded, %(failed)s "
+             "failed, %(skipped)s skipped.", finished=progress.finished, total=progress.job.total,
+             percent=progress.percent, done=progress.done, failed=progress.failed,
+             skipped=progress.skipped)
 
 
 @bp.get("/jobs/<int:job_id>")
