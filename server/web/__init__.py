@@ -25,6 +25,13 @@ def is_api_request() -> bool:
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    """A service's refusal to a person: JSON for the APIs (the pane shows its message), an
+    error page otherwise; its English sentences in the reader's language where the catalogs
+    have them (``server.i18n.translate_stored``)."""
+    message = languages.stored_text(message)
+    if fields:
+        fields = {key: languages.stored_text(text) if isinstance(text, str) else text
+                  for key, text in fields.items()}
     if is_api_request():
         body = {"error": {"code": code, "message": message}}
         if fields:

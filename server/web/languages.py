@@ -40,7 +40,10 @@ def _organization() -> Organization | None:
 
 
 def _user():
-    return current_user if getattr(current_user, "is_authenticated", False) else None
+    """The signed-in user: the page's, or the API's (a bearer token, the add-in's pane)."""
+    if getattr(current_user, "is_authenticated", False):
+        return current_user
+    return g.get("api_user")
 
 
 def request_language() -> str:
