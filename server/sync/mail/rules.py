@@ -356,6 +356,16 @@ def _known_counterpart(msg: MailMessage, ctx: DecisionContext,
 
 
 
+def _known_reason(msg: MailMessage, ctx: DecisionContext, known: frozenset[str],
+                  sentences: tuple[str, str]) -> str:
+    """Why mail with a known party is tracked: ``sentences`` for incoming and sent mail."""
+    party = _known_counterpart(msg, ctx, known)
+    assert party is not None
+    incoming, outgoing = sentences
+    sentence = incoming if ctx.direction_of(msg) is Direction.INCOMING else outgoing
+    return sentence % {"address": party.address, "option_sentence": _option_sentence(ctx)}
+
+
 class OptionCrmRecords(Rule):
     """Tracking option "from leads, contacts and accounts": mail with one of them is tracked."""
 
@@ -367,14 +377,11 @@ class OptionCrmRecords(Rule):
                 and _known_counterpart(msg, ctx, ctx.record_addresses) is not None)
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        known = _known_counterpart(msg, ctx, ctx.record_addresses)
-        assert known is not None
-        values = {"address": known.address, "option_sentence": _option_sentence(ctx)}
-        if ctx.direction_of(msg) is Direction.INCOMING:
-            return N_("This email is from %(address)s, a lead, contact or account in Regarding, "
-                      "and %(option_sentence)s, so it is tracked.") % values
-        return N_("This email was sent to %(address)s, a lead, contact or account in Regarding, "
-                  "and %(option_sentence)s, so it is tracked.") % values
+        return _known_reason(msg, ctx, ctx.record_addresses, (
+            N_("This email is from %(address)s, a lead, contact or account in Regarding, and "
+               "%(option_sentence)s, so it is tracked."),
+            N_("This email was sent to %(address)s, a lead, contact or account in Regarding, "
+               "and %(option_sentence)s, so it is tracked.")))
 
 
 class OptionEmailEnabledRecords(Rule):
@@ -389,14 +396,11 @@ class OptionEmailEnabledRecords(Rule):
                 and _known_counterpart(msg, ctx, known) is not None)
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        known = _known_counterpart(msg, ctx, ctx.record_addresses | ctx.email_enabled_addresses)
-        assert known is not None
-        values = {"address": known.address, "option_sentence": _option_sentence(ctx)}
-        if ctx.direction_of(msg) is Direction.INCOMING:
-            return N_("This email is from %(address)s, a record in Regarding, and "
-                      "%(option_sentence)s, so it is tracked.") % values
-        return N_("This email was sent to %(address)s, a record in Regarding, and "
-                  "%(option_sentence)s, so it is tracked.") % values
+        return _known_reason(msg, ctx, ctx.record_addresses | ctx.email_enabled_addresses, (
+            N_("This email is from %(address)s, a record in Regarding, and %(option_sentence)s, "
+               "so it is tracked."),
+            N_("This email was sent to %(address)s, a record in Regarding, and "
+               "%(option_sentence)s, so it is tracked.")))
 
 
 class OptionNone(Rule):
