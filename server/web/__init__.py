@@ -28,10 +28,7 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
     """A service's refusal to a person: JSON for the APIs (the pane shows its message), an
     error page otherwise; its English sentences in the reader's language where the catalogs
     have them (``server.i18n.translate_stored``)."""
-    message = languages.stored_text(message)
-    if fields:
-        fields = {key: languages.stored_text(text) if isinstance(text, str) else text
-                  for key, text in fields.items()}
+    message, fields = languages.stored_text(message), languages.stored_fields(fields)
     if is_api_request():
         body = {"error": {"code": code, "message": message}}
         if fields:

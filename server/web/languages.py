@@ -103,6 +103,12 @@ def stored_text(text: str | None) -> str:
     return translate_stored(request_language(), text)
 
 
+def stored_fields(fields: dict | None) -> dict:
+    """A form's problems ({field: sentence}) in the reader's language (``stored_text``)."""
+    return {key: stored_text(text) if isinstance(text, str) else text
+            for key, text in (fields or {}).items()}
+
+
 @bp.get("/addin/strings/<language>.json")
 def pane_strings(language: str) -> Response:
     """The pane's translations for one language: {English: translation}."""

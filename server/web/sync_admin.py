@@ -37,7 +37,7 @@ from server.sync.models import (ACTS_METHODS, ACTS_PROTOCOLS, AUTH_METHODS, INCO
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
 from server.web.auth import current_principal, login_manager
-from server.web.languages import stored_text
+from server.web.languages import stored_fields, stored_text
 from server.web.params import int_arg
 from server.web.sync_charts import dashboard_charts
 
@@ -213,7 +213,7 @@ def profile_new():
             profile = profile_admin.create_profile(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"name": exc.message}
+            errors = stored_fields(exc.fields or {"name": exc.message})
         else:
             return _done(_("The profile %(name)s was created.", name=profile.name), "sync_admin.profile_edit",
                          profile_id=profile.id)
@@ -234,7 +234,7 @@ def profile_edit(profile_id: int):
         except Invalid as exc:
             db.session.rollback()
             profile = profile_admin.get_profile(p, profile_id)
-            errors = exc.fields or {"name": exc.message}
+            errors = stored_fields(exc.fields or {"name": exc.message})
         else:
             return _done(_("The profile %(name)s was saved.", name=profile.name), "sync_admin.profile_edit",
                          profile_id=profile.id)
@@ -325,7 +325,7 @@ def mailbox_new():
             box = mailbox_admin.create_mailbox(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"email_address": exc.message}
+            errors = stored_fields(exc.fields or {"email_address": exc.message})
         else:
             return _done(_("The mailbox %(address)s was created: test and enable it.", address=box.email_address),
                          "sync_admin.mailbox_edit", mailbox_id=box.id)
@@ -346,7 +346,7 @@ def mailbox_edit(mailbox_id: int):
         except Invalid as exc:
             db.session.rollback()
             box = mailbox_admin.get_mailbox(p, mailbox_id)
-            errors = exc.fields or {"name": exc.message}
+            errors = stored_fields(exc.fields or {"name": exc.message})
         else:
             return _done(_("The mailbox was saved."), "sync_admin.mailbox_edit", mailbox_id=box.id)
     figs = mailbox_admin.figures([box.id])[box.id]
@@ -430,7 +430,7 @@ def mailbox_tracking(mailbox_id: int):
         except Invalid as exc:
             db.session.rollback()
             box = mailbox_admin.get_mailbox(p, mailbox_id)
-            errors = exc.fields or {}
+            errors = stored_fields(exc.fields or {})
         else:
             return _done(_("Your tracking options were saved."), "sync_admin.mailbox_tracking",
                          mailbox_id=box.id)
@@ -493,7 +493,8 @@ def rule_add(mailbox_id: int):
             title = RECORD_TYPES[kind].title_field
             matches = [(r.id, getattr(r, title))
                        for r in rule_admin.find_regarding(p, kind, data["regarding_query"])]
-        return _tracking_page(p, box, rule_errors=exc.fields, rule_values=data, matches=matches)
+        return _tracking_page(p, box, rule_errors=stored_fields(exc.fields), rule_values=data,
+                              matches=matches)
     return _done(_('The folder "%(folder)s" is tracked now.', folder=rule.folder_name), "sync_admin.mailbox_tracking",
                  mailbox_id=mailbox_id)
 
@@ -542,7 +543,7 @@ def alert_emails():
             alert_mail.set_preference(p.user, request.form.get("alert_emails", ""))
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields
+            errors = stored_fields(exc.fields)
         else:
             return _done(_("Your choice of alert emails was saved."), "sync_admin.alert_emails")
     return render_template("sync/alert_emails.html", user=p.user,
@@ -564,7 +565,7 @@ def blocklist():
             block = block_admin.add_block(p, request.form.to_dict())
         except (Invalid, Conflict) as exc:
             db.session.rollback()
-            errors = exc.fields or {"pattern": exc.message}
+            errors = stored_fields(exc.fields or {"pattern": exc.message})
         else:
             return _done(_("Email from %(pattern)s is never tracked now.", pattern=block.pattern),
                          "sync_admin.blocklist")

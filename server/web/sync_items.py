@@ -16,6 +16,7 @@ from server.sync.items.fields import FIELD_DIRECTIONS
 from server.sync.models import FILTER_OWNERS
 from server.web import sync_admin
 from server.web.auth import current_principal, login_manager
+from server.web.languages import stored_fields
 
 bp = Blueprint("sync_items", __name__, url_prefix="/admin/sync/items")
 bp.context_processor(sync_admin.common)  # the sync pages' menu
@@ -44,7 +45,7 @@ def settings():
                 message = _("Synchronization filter saved.")
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"form": exc.message}
+            errors = stored_fields(exc.fields or {"form": exc.message})
         else:
             db.session.commit()
             flash(message, "success")

@@ -22,7 +22,7 @@ from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
 from server.web import sync_admin
 from server.web.auth import current_principal, login_manager
-from server.web.languages import stored_text
+from server.web.languages import stored_fields, stored_text
 
 bp = Blueprint("sync_provision", __name__, url_prefix="/admin/sync")
 IMPORT_KINDS = {"csv": (N_("CSV file"), imports.import_csv),
@@ -60,7 +60,7 @@ def provisioning():
             provision.update_defaults(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"default_server_profile_id": exc.message}
+            errors = stored_fields(exc.fields or {"default_server_profile_id": exc.message})
         else:
             db.session.commit()
             flash(_("The defaults for new mailboxes were saved."), "success")
