@@ -21,7 +21,7 @@ from server.db import db, utcnow
 from server.i18n import format_moment, plural_of, translate, translate_stored
 from server.sync.admin import alert_mail
 from server.sync.models import Alert, EmailServerProfile, Mailbox, MessageDecision
-from server.security.bootstrap import root_unit
+from server.security.bootstrap import create_user, root_unit
 
 # A reason as the rule chain stored it (before and after its sentences were marked: the
 # English is the same): three catalog strings nested, then a second sentence.
@@ -44,6 +44,8 @@ CS = {
     "Email synchronization: %(counts)s": "Synchronizace e-mailu: %(counts)s",
     "New alerts about email synchronization:": "Nová upozornění k synchronizaci e-mailu:",
     "A broken %(thing)s": "Rozbitý %(what)s",  # a translator's slip: the English stays
+    "Some fields are not valid.": "Některá pole nejsou platná.",
+    "Type something to search for.": "Napište, co hledat.",
 }
 CS_PLURALS = {("%(count)s error", "%(count)s errors"):
               ("%(count)s chyba", "%(count)s chyby", "%(count)s chyb")}
@@ -188,3 +190,20 @@ def test_stored_reasons_and_alerts_are_shown_translated(app, signin, czech_admin
     db.session.commit()
     page = client.get("/admin/sync/?q=Quote").get_data(as_text=True)
     assert STORED_REASON in page.replace("&#34;", '"')
+
+
+def test_the_panes_errors_are_in_its_users_language(app, api_client, cs_catalog):
+    """The add-in API's typed errors (message and fields) are said in the pane user's
+    language; the codes stay."""
+    user = create_user("ann@contoso.test", "Ann Archer", unit=root_unit(), roles=["Salesperson"])
+    user.language = "cs"
+    db.session.commit()
+    body = api_client(user, kind="pane").get("/api/addin/search?q=").get_json()["error"]
+    assert body["code"] == "invalid"
+    assert body["message"] == "Některá pole nejsou platná."
+    assert body["fields"]["q"] == "Napište, co hledat."
+    user.language = "en"
+    db.session.commit()
+    body = api_client(user, kind="pane").get("/api/addin/search?q=").get_json()["error"]
+    assert (body["message"], body["fields"]["q"]) == ("Some fields are not valid.",
+                                                      "Type something to search for.")
