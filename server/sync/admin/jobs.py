@@ -62,9 +62,9 @@ def _may_start(p: Principal, kind: str) -> None:
         raise Forbidden("Approving email addresses needs the 'Approve email addresses' "
                         "privilege.")
     if kind == "apply_defaults" and not mailbox_admin.can_administer(p):
-        raise Forbidden("Applying the default settings is for mailbox administrators.")
+        raise Forbidden(N_("Applying the default settings is for mailbox administrators."))
     if kind == "test_enable" and p.depth("mailbox", "write") <= 0:
-        raise Forbidden("Testing mailboxes needs write on mailboxes.")
+        raise Forbidden(N_("Testing mailboxes needs write on mailboxes."))
 
 
 def start(p: Principal, kind: str, *, mailbox_ids: list[int] | None = None,
@@ -84,10 +84,10 @@ def start(p: Principal, kind: str, *, mailbox_ids: list[int] | None = None,
         query = query.where(Mailbox.id.in_(mailbox_ids))
         what = N_("the chosen mailboxes")
     else:
-        raise Invalid("Choose mailboxes, or a server profile.", {"mailbox_ids": "None chosen."})
+        raise Invalid(N_("Choose mailboxes, or a server profile."), {"mailbox_ids": N_("None chosen.")})
     rows = db.session.execute(query.order_by(func.lower(Mailbox.email_address))).all()
     if not rows:
-        raise Invalid("None of these mailboxes is one you can see.")
+        raise Invalid(N_("None of these mailboxes is one you can see."))
     description = N_("%(action)s: %(what)s") % {"action": KIND_LABELS[kind], "what": what}
     job = MailboxJob(kind=kind, description=description[:400],
                      created_by_id=p.user_id, total=len(rows))
