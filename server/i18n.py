@@ -9,17 +9,22 @@ translate`` extracts, updates, checks and compiles them.
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import date, datetime, timezone, tzinfo
 from functools import lru_cache
 from gettext import c2py
 from pathlib import Path
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from babel import Locale
+from babel.dates import format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-__all__ = ["CATALOGS", "LANGUAGES", "Message", "N_", "message_of", "catalog_gaps", "check_choice", "compile_catalogs",
-           "language_of", "locale_of", "pane_catalog", "time_zones", "translate"]
+__all__ = ["CATALOGS", "LANGUAGES", "N_", "catalog_gaps", "check_choice", "compile_catalogs",
+           "format_moment", "language_of", "locale_of", "Message", "message_of",
+           "pane_catalog", "plural_of", "time_zones", "translate", "translate_stored"]
 
 # Language code (as the user setting and Accept-Language give it) -> (catalog locale, name
 # in that language). English is the source language: its catalog is the identity.
@@ -119,6 +124,109 @@ def translate(language: str, text: str) -> str:
     return found[0] if found and isinstance(found[0], str) else text
 
 
+@lru_cache(maxsize=16)
+def _plurals(po: Path, _version: int) -> tuple[Callable[[int], int], dict[str, tuple[str, ...]]]:
+    """A catalog's plural rule (count -> which form) and its plural strings, settled and
+    translated in every form: {English singular: forms}."""
+    with po.open("rb") as source:
+        catalog = read_po(source, locale=po.parts[-3])
+    forms = {m.id[0]: tuple(m.string) for m in catalog
+             if isinstance(m.id, tuple) and isinstance(m.string, tuple) and all(m.string)
+             and not m.fuzzy}
+    return c2py(catalog.plural_expr), forms
+
+
+def plural_of(language: str) -> Callable[[str, str, int], str]:
+    """``ngettext`` for ``language`` outside any request (mail): ``ngettext(singular,
+    plural, n)`` gives the form the language uses for ``n`` (call it ``ngettext`` so the
+    catalogs find the strings)."""
+    po = _po(language) if language in LANGUAGES else None
+
+    def ngettext(singular: str, plural: str, n: int) -> str:
+        if po is not None and language != "en" and po.exists():
+            rule, table = _plurals(po, po.stat().st_mtime_ns)
+            forms = table.get(singular)
+            if forms:
+                return forms[min(rule(n), len(forms) - 1)]
+        return singular if n == 1 else plural
+    return ngettext
+
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+# Where one stored sentence ends and the next begins: ". " (or "? ", "! ") before a capital.
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+(?=[A-Z\"(])")
+
+
+@lru_cache(maxsize=16)
+def _patterns(po: Path, _version: int, language: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The catalog's translated strings with named placeholders as patterns that read the
+    values back out of the English text they made: (pattern, translation), the most
+    specific (the most fixed text) first. A string of placeholders alone is no pattern."""
+    found = []
+    for text, (string, _) in _messages(po, _version).items():
+        if not isinstance(string, str):  # a plural entry: no stored sentence is made from one
+            continue
+        names = PLACEHOLDER.findall(text)
+        fixed = PLACEHOLDER.sub("", text)
+        if not names or len(set(names)) != len(names) or sum(c.isalpha() for c in fixed) < 4:
+            continue
+        parts = PLACEHOLDER.split(text)  # literal, name, literal, name, ..., literal
+        regex = "".join(re.escape(part.replace("%%", "%")) if i % 2 == 0 else f"(?P<{part}>.+?)"
+                        for i, part in enumerate(parts))
+        found.append((len(fixed), re.compile(regex, re.S), string))
+    found.sort(key=lambda item: -item[0])
+    return tuple((pattern, string) for _, pattern, string in found)
+
+
+def _stored_one(language: str, text: str, depth: int) -> str | None:
+    """One stored string translated: a catalog string as it is, or one made from a catalog
+    string with placeholders (its values translated as stored text too); None when neither."""
+    catalog = _catalog(language)
+    if text in catalog and isinstance(catalog[text][0], str):
+        return catalog[text][0]
+    if depth > 2 or not catalog:
+        return None
+    po = _po(language)
+    for pattern, string in _patterns(po, po.stat().st_mtime_ns, language):
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        values = {name: _stored(language, value, depth + 1)
+                  for name, value in match.groupdict().items()}
+        try:
+            return string % values
+        except (KeyError, ValueError, TypeError):  # a translation with broken placeholders
+            return None
+    return None
+
+
+def _stored(language: str, text: str, depth: int) -> str:
+    whole = _stored_one(language, text, depth)
+    if whole is not None:
+        return whole
+    # Sentences stored together ("... tracked. It is set regarding ..."): the longest
+    # leading run of sentences that one catalog string made, then the rest the same way.
+    cuts = [m.start() for m in _SENTENCE_END.finditer(text)]
+    for cut in reversed(cuts):
+        head = _stored_one(language, text[:cut], depth)
+        if head is not None:
+            return f"{head} {_stored(language, text[cut:].lstrip(), depth)}"
+    if cuts:
+        return f"{text[:cuts[0]]} {_stored(language, text[cuts[0]:].lstrip(), depth)}"
+    return text
+
+
+def translate_stored(language: str, text: str | None) -> str:
+    """A sentence the server stored in English (a decision's reason, an alert, a test
+    result) in ``language``: the stored text is a catalog string, or was made from one with
+    ``%(name)s`` placeholders (``N_("... %(folder)s ...") % values``), or is several such
+    sentences one after another. What no catalog string made stays as it is, so rows
+    stored before a string was marked still read."""
+    if not text or language == "en" or language not in LANGUAGES:
+        return text or ""
+    return _stored(language, text, 0)
+
+
 def pane_catalog(language: str) -> dict[str, str | dict[str, str]]:
     """The translations the pane uses (strings used under ``addin/``) for ``language``:
     {English: translation}, a plural one {singular: {plural category: form}}; empty for
@@ -195,3 +303,32 @@ def locale_of(language: str | None) -> str:
     """The catalog locale for a language code (English for one the product does not speak):
     ``with flask_babel.force_locale(locale_of(user.language)):`` writes mail in it."""
     return LANGUAGES[language_of(language) or "en"][0]
+
+
+# What each kind of time shows: (date skeleton or None, with the time of day). The locale
+# orders the fields, writes the month and uses its own clock (12 or 24 hours).
+KINDS = {"datetime": ("yMMMd", True), "date": ("yMMMd", False), "recent": ("MMMd", True),
+         "time": (None, True)}
+
+
+def format_moment(moment: datetime | date, locale: Locale | str, zone: tzinfo | str | None,
+                  kind: str = "datetime") -> str:
+    """A stored time (UTC, naive or aware) written the locale's way in the time zone ``zone``
+    (a date alone stays that date): for pages (the ``local`` filter) and mail."""
+    locale = Locale.parse(locale) if isinstance(locale, str) else locale
+    if isinstance(zone, str):
+        zone = ZoneInfo(zone) if zone in time_zones() else timezone.utc
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = aware.astimezone(zone or timezone.utc)
+    elif kind != "date":
+        kind = "date"
+    day_skeleton, with_time = KINDS[kind]
+    day = format_skeleton(day_skeleton, moment, locale=locale) if day_skeleton else ""
+    if not with_time:
+        return day
+    clock = "hm" if "h" in locale.time_formats["short"].pattern else "Hm"
+    time_of_day = format_skeleton(clock, moment, locale=locale)
+    if not day:
+        return time_of_day
+    return str(locale.datetime_formats["medium"]).replace("{1}", day).replace("{0}", time_of_day)

@@ -23,6 +23,7 @@ from server.crm.services import records, titles
 from server.crm.services import tracked, tracking
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.mailkeys import find_token
 from server.security import authz, delegates, tokens
 from server.security.authz import Principal
@@ -93,7 +94,7 @@ def search(p: Principal, q: str, types: Iterable[str] = SEARCH_TYPES, limit: int
     email > number, read-scoped in SQL (one query per type, one per referenced type)."""
     q = q.strip()
     if not q:
-        raise Invalid("Type something to search for.", {"q": "Required."})
+        raise Invalid(N_("Type something to search for."), {"q": N_("Required.")})
     found = []
     for kind in types:
         if p.depth(kind, "read") == Depth.NONE:
@@ -131,13 +132,13 @@ def quick_create(p: Principal, kind: str, fields: dict[str, Any],
     ``new_account`` (a contact only): ``{"name", "website"}`` of an account created with it
     as its parent, in the same transaction (create on accounts is checked too)."""
     if kind not in QUICK_CREATE_TYPES:
-        raise NotFound("Records of this type cannot be created from the add-in.")
+        raise NotFound(N_("Records of this type cannot be created from the add-in."))
     rt = RECORD_TYPES[kind]
     if p.depth(kind, "create") == Depth.NONE:
-        raise Forbidden(f"You may not create {rt.plural.lower()}.")
+        raise Forbidden(N_("You may not create %(records)s.") % {"records": rt.plural.lower()})
     if new_account is not None:
         if kind != "contact":
-            raise Invalid("Only a new contact can come with a new account.", {"new_account": "Not for this type."})
+            raise Invalid(N_("Only a new contact can come with a new account."), {"new_account": N_("Not for this type.")})
         try:
             account = records.create(p, RECORD_TYPES["account"], new_account)
         except Invalid as exc:  # its field messages, under new_account.
@@ -159,7 +160,7 @@ def quick_activity(p: Principal, kind: str, fields: dict[str, Any],
     subject, description, scheduled_end, phone_number)."""
     if kind == "task":
         if "phone_number" in fields:
-            raise Invalid("Some fields are not valid.", {"fields.phone_number": "Tasks have no phone number."})
+            raise Invalid(N_("Some fields are not valid."), {"fields.phone_number": N_("Tasks have no phone number.")})
         activity = acts.create_task(p, regarding, subject=fields.get("subject") or "",
                                     description=fields.get("description"),
                                     due=fields.get("scheduled_end"))
@@ -169,7 +170,7 @@ def quick_activity(p: Principal, kind: str, fields: dict[str, Any],
                                           due=fields.get("scheduled_end"),
                                           phone_number=fields.get("phone_number"))
     else:
-        raise NotFound("Activities of this type cannot be created from the add-in.")
+        raise NotFound(N_("Activities of this type cannot be created from the add-in."))
     return {"activity": {"id": activity.id, "type": activity.activity_type,
                          "subject": activity.subject, "url": activity_url(activity.id)}}
 
@@ -220,7 +221,7 @@ def track(p: Principal, item: Item, regarding: tuple[str, int] | None) -> dict[s
     org = organization()
     if item.type == "appointment":
         if not item.identity:
-            raise Invalid("Some fields are not valid.", {"item.item_id": "The meeting's id is needed."})
+            raise Invalid(N_("Some fields are not valid."), {"item.item_id": N_("The meeting's id is needed.")})
         if item.mode == "compose":
             return mark_pending(p, item, regarding)
         appt, _ = tracking.track_appointment(p, appointment_content(item), regarding=regarding)
@@ -245,7 +246,7 @@ def _track_for(p: Principal, owner: User, item: Item,
     would), linked where the assistant may link it; the assistant is recorded as who
     created (or last changed) it."""
     if item.type != "message" or item.mode != "read" or not item.has_content:
-        raise Invalid("In someone else's mailbox the add-in tracks the emails you read, with their content.",
+        raise Invalid(N_("In someone else's mailbox the add-in tracks the emails you read, with their content."),
                       {"item.mailbox_owner": "Open a received or sent email to track it."})
     regarding = tracking.check_regarding(p, regarding)
     op = authz.principal(owner)
@@ -306,7 +307,7 @@ def set_regarding(p: Principal, identity: str, regarding: tuple[str, int] | None
     elif missing_ok:
         return tracking_json(p, tracked.NOT_TRACKED)
     else:
-        raise NotFound("This item is not tracked.")
+        raise NotFound(N_("This item is not tracked."))
     return tracking_json(p, status)
 
 
@@ -329,7 +330,7 @@ def issue_pane_token(user: User, device: str | None = None) -> tuple[str, dateti
     user may not use the add-in."""
     p = authz.principal(user)
     if not user.is_active:
-        raise Forbidden("This account is disabled.")
+        raise Forbidden(N_("This account is disabled."))
     authz.require_named(p, "use_outlook_addin")
     # The user's old pane tokens that expired more than a day ago are of no further use; nor
     # is the one this device had before.

@@ -27,7 +27,7 @@ from server.crm.services import tracked
 from server.crm.services.resolution import Match, normalized, resolve
 from server.db import cached_statement, db
 from server.errors import Forbidden, Invalid, NotFound
-from server.i18n import language_of
+from server.i18n import N_, language_of
 from server.mailkeys import find_token
 from server.security import authz, delegates
 from server.security.authz import Principal
@@ -334,8 +334,8 @@ def related(p: Principal, kind: str, record_id: int, *, known: Subject | None = 
     (or of its customer), and its latest activities (``known``: the record as already loaded
     for a card)."""
     if kind not in RELATED_TYPES:
-        raise Invalid("Related data is shown for accounts, contacts, leads, opportunities "
-                      "and cases.", {"type": "Unsupported record type."})
+        raise Invalid(N_("Related data is shown for accounts, contacts, leads, opportunities "
+                         "and cases."), {"type": N_("Unsupported record type.")})
     subject = known or _subject(p, kind, record_id)
     out = _empty_related()
     out["for"] = {"type": kind, "id": subject.id, "name": subject.name,

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from server.crm.activities import REGARDING_TYPES
 from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.errors import Invalid
+from server.i18n import N_
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NUL = re.compile(r"\x00")
@@ -110,7 +111,7 @@ class Errors:
 
     def raise_if_any(self) -> None:
         if self.fields:
-            raise Invalid("Some fields are not valid.", dict(list(self.fields.items())[:50]))
+            raise Invalid(N_("Some fields are not valid."), dict(list(self.fields.items())[:50]))
 
 
 _MISSING = object()
@@ -118,11 +119,11 @@ _MISSING = object()
 
 def mapping(raw: Any, path: str, allowed: tuple[str, ...], errors: Errors) -> dict | None:
     if not isinstance(raw, dict):
-        errors.add(path or "body", "Expected an object.")
+        errors.add(path or "body", N_("Expected an object."))
         return None
     for key in raw:
         if key not in allowed:
-            errors.add(f"{path}.{key}" if path else key, "Unknown field.")
+            errors.add(f"{path}.{key}" if path else key, N_("Unknown field."))
     return raw
 
 
@@ -131,28 +132,28 @@ def text(raw: Any, path: str, errors: Errors, *, cap: int | None = None, limit: 
     """A string: ``cap`` truncates (subjects, names), ``limit`` rejects (identifiers)."""
     if raw is None or raw is _MISSING:
         if required:
-            errors.add(path, "This field is required.")
+            errors.add(path, N_("This field is required."))
         return None
     if not isinstance(raw, str):
-        errors.add(path, "Must be text.")
+        errors.add(path, N_("Must be text."))
         return None
     value = _NUL.sub("", raw) if multiline else _CONTROL.sub("", raw).strip()
     if not multiline and LINE_BREAK.search(value):
         errors.add(path, SINGLE_LINE)
         return None
     if limit is not None and len(value) > limit:
-        errors.add(path, f"At most {limit} characters.")
+        errors.add(path, N_("At most %(count)s characters.") % {"count": limit})
         return None
     if cap is not None:
         value = value[:cap]
     if required and not value:
-        errors.add(path, "This field is required.")
+        errors.add(path, N_("This field is required."))
     return value
 
 
 def choice(raw: Any, path: str, choices: tuple[str, ...], errors: Errors) -> str | None:
     if raw not in choices:
-        errors.add(path, f"Must be one of: {', '.join(choices)}.")
+        errors.add(path, N_("Must be one of: %(choices)s.") % {"choices": ', '.join(choices)})
         return None
     return raw
 
@@ -161,7 +162,7 @@ def boolean(raw: Any, path: str, errors: Errors, default: bool = False) -> bool:
     if raw is _MISSING:
         return default
     if not isinstance(raw, bool):
-        errors.add(path, "Must be true or false.")
+        errors.add(path, N_("Must be true or false."))
         return default
     return raw
 
@@ -170,15 +171,15 @@ def when(raw: Any, path: str, errors: Errors) -> datetime | None:
     if raw is None or raw is _MISSING:
         return None
     if not isinstance(raw, str):
-        errors.add(path, "Must be a date and time (ISO 8601).")
+        errors.add(path, N_("Must be a date and time (ISO 8601)."))
         return None
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
-        errors.add(path, "Must be a date and time (ISO 8601).")
+        errors.add(path, N_("Must be a date and time (ISO 8601)."))
         return None
     if value.tzinfo is None:
-        errors.add(path, "Include a time zone (for example 2025-01-31T09:00:00Z).")
+        errors.add(path, N_("Include a time zone (for example 2025-01-31T09:00:00Z)."))
         return None
     return value
 
@@ -194,7 +195,7 @@ def person(raw: Any, path: str, errors: Errors) -> Person | None:
     # decides what they match.
     address = text(obj.get("address", _MISSING), f"{path}.address", errors, limit=ADDRESS_MAX) or ""
     if not name and not address and "address" in obj:
-        errors.add(f"{path}.address", "An address or a name is needed.")
+        errors.add(f"{path}.address", N_("An address or a name is needed."))
     return Person(name, address)
 
 
@@ -202,10 +203,10 @@ def people(raw: Any, path: str, errors: Errors) -> tuple[Person, ...]:
     if raw is None or raw is _MISSING:
         return ()
     if not isinstance(raw, list):
-        errors.add(path, "Expected a list.")
+        errors.add(path, N_("Expected a list."))
         return ()
     if len(raw) > RECIPIENTS_MAX:
-        errors.add(path, f"At most {RECIPIENTS_MAX} people.")
+        errors.add(path, N_("At most %(count)s people.") % {"count": RECIPIENTS_MAX})
         return ()
     out = [person(x, f"{path}[{i}]", errors) for i, x in enumerate(raw)]
     return tuple(x for x in out if x is not None)
@@ -241,18 +242,18 @@ def attachment(raw: Any, path: str, errors: Errors, max_bytes: int) -> Attachmen
     ctype = text(obj.get("content_type", _MISSING), f"{path}.content_type", errors, cap=200)
     size = obj.get("size", 0)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        errors.add(f"{path}.size", "Must be a whole number of bytes.")
+        errors.add(f"{path}.size", N_("Must be a whole number of bytes."))
         size = 0
     content = None
     encoded = obj.get("content_base64")
     if encoded is not None:
         if not isinstance(encoded, str):
-            errors.add(f"{path}.content_base64", "Must be base64 text.")
+            errors.add(f"{path}.content_base64", N_("Must be base64 text."))
         elif len(encoded) * 3 // 4 - 2 <= max_bytes and size <= max_bytes:
             try:
                 content = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
-                errors.add(f"{path}.content_base64", "Not valid base64.")
+                errors.add(f"{path}.content_base64", N_("Not valid base64."))
             if content is not None and len(content) > max_bytes:
                 content = None  # over the limit: metadata only
         # else: over the organization's limit, kept as metadata without decoding it
@@ -300,9 +301,9 @@ def item(raw: Any, errors: Errors, *, path: str = "item", with_content: bool = F
         raw_atts = g("attachments")
         if raw_atts not in (None, _MISSING):
             if not isinstance(raw_atts, list):
-                errors.add(f"{path}.attachments", "Expected a list.")
+                errors.add(f"{path}.attachments", N_("Expected a list."))
             elif len(raw_atts) > ATTACHMENTS_MAX:
-                errors.add(f"{path}.attachments", f"At most {ATTACHMENTS_MAX} attachments.")
+                errors.add(f"{path}.attachments", N_("At most %(count)s attachments.") % {"count": ATTACHMENTS_MAX})
             else:
                 for i, a in enumerate(raw_atts):
                     parsed = attachment(a, f"{path}.attachments[{i}]", errors, max_attachment_bytes)
@@ -328,7 +329,7 @@ def regarding(raw: Any, path: str, errors: Errors) -> tuple[str, int] | None:
 
 def positive_int(raw: Any, path: str, errors: Errors) -> int | None:
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**31:
-        errors.add(path, "Must be a positive whole number.")
+        errors.add(path, N_("Must be a positive whole number."))
         return None
     return raw
 

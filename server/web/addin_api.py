@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from server.addin import payloads as pl
 from server.addin import actions
 from server.addin import context as pane_context
+from server.i18n import N_
 from server.security import sso
 from server.crm.models import Organization
 from server.db import db
@@ -44,10 +45,10 @@ def _authenticate():
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
-        raise Unauthenticated("Sign in: send 'Authorization: Bearer <token>'.")
+        raise Unauthenticated(N_("Sign in: send 'Authorization: Bearer <token>'."))
     if sso.looks_like_jwt(secret):
         if not sso.is_configured():
-            raise Unauthenticated("Office sign-in is not configured here; sign in with the dialog.")
+            raise Unauthenticated(N_("Office sign-in is not configured here; sign in with the dialog."))
         user, _claims = sso.get().authenticate(secret)
         g.addin_auth, g.addin_sso_token = "sso", secret  # kept for on-behalf-of calls
         return user
@@ -87,7 +88,7 @@ def _identity(data: dict, errors: pl.Errors) -> str | None:
     ``item_id``)."""
     given = [k for k in ("internet_message_id", "item_id") if data.get(k) is not None]
     if len(given) != 1:
-        errors.add("internet_message_id", "Give the item's internet_message_id (or item_id for a meeting).")
+        errors.add("internet_message_id", N_("Give the item's internet_message_id (or item_id for a meeting)."))
         return None
     key = given[0]
     return pl.text(data[key], key, errors, limit=pl.MESSAGE_ID_MAX if key == "internet_message_id"
@@ -163,20 +164,20 @@ def search():
     errors = pl.Errors()
     for key in request.args:
         if key not in ("q", "types", "limit"):
-            errors.add(key, "Unknown parameter.")
+            errors.add(key, N_("Unknown parameter."))
         elif len(request.args.getlist(key)) > 1:
-            errors.add(key, "Give this parameter once.")
+            errors.add(key, N_("Give this parameter once."))
     q = (request.args.get("q") or "").strip()
     if not q:
-        errors.add("q", "Type something to search for.")
+        errors.add("q", N_("Type something to search for."))
     elif len(q) > SEARCH_MAX:
-        errors.add("q", f"At most {SEARCH_MAX} characters.")
+        errors.add("q", N_("At most %(count)s characters.") % {"count": SEARCH_MAX})
     types = [t for t in (request.args.get("types") or ",".join(actions.SEARCH_TYPES)).split(",") if t]
     if not types or any(t not in actions.SEARCH_TYPES for t in types):
-        errors.add("types", f"A comma-separated list of: {', '.join(actions.SEARCH_TYPES)}.")
+        errors.add("types", N_("A comma-separated list of: %(choices)s.") % {"choices": ', '.join(actions.SEARCH_TYPES)})
     raw_limit = request.args.get("limit", "20")
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 50:
-        errors.add("limit", "A whole number from 1 to 50.")
+        errors.add("limit", N_("A whole number from 1 to 50."))
     errors.raise_if_any()
     return jsonify({"results": actions.search(_p(), q, tuple(dict.fromkeys(types)), int(raw_limit))})
 
@@ -184,18 +185,18 @@ def search():
 @bp.post("/records/<kind>")
 def quick_create(kind: str):
     if kind not in actions.QUICK_CREATE_TYPES:
-        raise Invalid("Contacts, leads, opportunities and cases can be created here.",
-                      {"type": "Unsupported record type."})
+        raise Invalid(N_("Contacts, leads, opportunities and cases can be created here."),
+                      {"type": N_("Unsupported record type.")})
     data, errors = _parse(("fields", "set_regarding_for", "new_account"))
     fields = data.get("fields")
     if not isinstance(fields, dict):
-        errors.add("fields", "Expected an object with field values.")
+        errors.add("fields", N_("Expected an object with field values."))
     target = data.get("set_regarding_for")
     target = pl.text(target, "set_regarding_for", errors, limit=pl.MESSAGE_ID_MAX) if target is not None else None
     new_account = data.get("new_account")
     if new_account is not None and not (isinstance(new_account, dict)
                                         and set(new_account) <= {"name", "website"}):
-        errors.add("new_account", "Expected an object with the account's name and website.")
+        errors.add("new_account", N_("Expected an object with the account's name and website."))
     errors.raise_if_any()
     return _done(actions.quick_create(_p(), kind, fields, target or None, new_account), 201)
 
@@ -206,7 +207,7 @@ ACTIVITY_FIELDS = ("subject", "description", "scheduled_end", "phone_number")
 @bp.post("/activities/<kind>")
 def quick_activity(kind: str):
     if kind not in actions.QUICK_ACTIVITY_TYPES:
-        raise Invalid("Tasks and phone calls can be created here.", {"type": "Unsupported activity type."})
+        raise Invalid(N_("Tasks and phone calls can be created here."), {"type": N_("Unsupported activity type.")})
     data, errors = _parse(("fields", "regarding"))
     raw = data.get("fields")
     fields: dict[str, Any] = {}

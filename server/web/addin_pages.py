@@ -26,12 +26,13 @@ from flask import (Blueprint, abort, current_app, jsonify, make_response, redire
 from flask_login import current_user
 
 from server.addin import actions, manifest, preview as previews
+from server.i18n import N_
 from server.security import sso
 from server.db import db
 from server.errors import ServiceError
 from server.security import admin as admin_rules
-from server.security import authz
 from server.web.auth import current_principal
+from server.web.languages import localize
 
 bp = Blueprint("addin_pages", __name__)
 
@@ -132,7 +133,7 @@ DEVICE_COOKIE_DAYS = 400
 def signin_token():
     """A pane token for the signed-in user (the dialog's script asks, with the CSRF token)."""
     if not current_user.is_authenticated:
-        return _json_error(401, "unauthenticated", "Sign in first.")
+        return _json_error(401, "unauthenticated", N_("Sign in first."))
     device = request.cookies.get(DEVICE_COOKIE, "")
     if not 20 <= len(device) <= 100:
         device = secrets.token_urlsafe(24)
@@ -154,7 +155,7 @@ def signin_token():
 
 
 def _json_error(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+    response = jsonify({"error": {"code": code, "message": localize(message)}})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -180,7 +181,7 @@ def preview_reset():
     """"Reset the preview": what trying the samples did in the CRM is undone (the page then
     forgets its kept samples and loads them again)."""
     if not current_user.is_authenticated:
-        return _json_error(401, "unauthenticated", "Sign in first.")
+        return _json_error(401, "unauthenticated", N_("Sign in first."))
     try:
         removed = previews.reset(current_principal())
     except ServiceError as exc:

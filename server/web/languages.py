@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_skeleton
 
 from flask import Blueprint, Flask, Response, abort, g, has_request_context, request
-from flask_babel import Babel, get_locale, get_timezone, gettext
+from flask_babel import Babel, format_decimal, get_locale, get_timezone
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
 from server.db import db
-from server.i18n import (LANGUAGES, Message, compile_catalogs, language_of, pane_catalog,
-                         time_zones)
+from server.i18n import (LANGUAGES, Message, compile_catalogs, format_moment, language_of,
+                         pane_catalog, time_zones, translate, translate_stored)
 
 bp = Blueprint("languages", __name__)
 
@@ -41,7 +40,10 @@ def _organization() -> Organization | None:
 
 
 def _user():
-    return current_user if getattr(current_user, "is_authenticated", False) else None
+    """The signed-in user: the page's, or the API's (a bearer token, the add-in's pane)."""
+    if getattr(current_user, "is_authenticated", False):
+        return current_user
+    return g.get("api_user")
 
 
 def request_language() -> str:
@@ -77,30 +79,6 @@ def _select_timezone() -> str:
     return zone or "UTC"
 
 
-def localize(text: str) -> str:
-    """A message for people in the request's language: a ``server.i18n.Message`` (a lower
-    floor's, marked with ``N_``) translated then given its values; another string looked up
-    as it is (itself while the catalog lacks it)."""
-    if not text or not has_request_context():
-        return text
-    if isinstance(text, Message):  # values that are messages too (a problem in a sentence)
-        values = {name: localize(value) if isinstance(value, Message) else value
-                  for name, value in text.values.items()}
-        return gettext(text.source, **values) if values else gettext(text.source)
-    return gettext(text)
-
-
-def localize_fields(fields: dict[str, str] | None) -> dict[str, str]:
-    """Each field's problem (``{field: message}``) in the request's language."""
-    return {name: localize(message) for name, message in (fields or {}).items()}
-
-
-# What each kind shows: (date skeleton or None, with the time of day). The locale orders
-# the fields, writes the month and uses its own clock (12 or 24 hours).
-KINDS = {"datetime": ("yMMMd", True), "date": ("yMMMd", False), "recent": ("MMMd", True),
-         "time": (None, True)}
-
-
 @bp.app_template_filter("local")
 def local(moment: datetime | date | None, kind: str = "datetime") -> str:
     """A stored time (UTC, naive or aware) as the reader reads it: in the request's locale
@@ -109,21 +87,39 @@ def local(moment: datetime | date | None, kind: str = "datetime") -> str:
         return ""
     if kind.startswith("%"):  # a strftime pattern from before: what it showed, localized
         kind = "date" if "%H" not in kind else "datetime" if "%Y" in kind else "recent"
-    if isinstance(moment, datetime):
-        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        moment = aware.astimezone(get_timezone())
-    elif kind != "date":
-        kind = "date"
-    locale = get_locale() or Locale("en")
-    day_skeleton, with_time = KINDS[kind]
-    day = format_skeleton(day_skeleton, moment, locale=locale) if day_skeleton else ""
-    if not with_time:
-        return day
-    clock = "hm" if "h" in locale.time_formats["short"].pattern else "Hm"
-    time_of_day = format_skeleton(clock, moment, locale=locale)
-    if not day:
-        return time_of_day
-    return str(locale.datetime_formats["medium"]).replace("{1}", day).replace("{0}", time_of_day)
+    return format_moment(moment, get_locale() or Locale("en"), get_timezone(), kind)
+
+
+@bp.app_template_filter("number")
+def number(value: int | float | None) -> str:
+    """A count or amount written the reader's way (``12,345``, ``12 345``, ``12\u00a0345``)."""
+    return "" if value is None else format_decimal(value)
+
+
+@bp.app_template_filter("stored_text")
+def localize(text: str | None) -> str:
+    """A sentence for people in the reader's language. A ``server.i18n.Message`` (a lower
+    floor's, marked with ``N_``) is translated, then given its values (values that are
+    messages too are translated first); a plain string, such as a sentence stored in
+    English (a decision's reason, an alert), is read back through the catalogs
+    (``server.i18n.translate_stored``); what no catalog string made stays as it is."""
+    if not text or not has_request_context():
+        return text or ""
+    if isinstance(text, Message):
+        values = {name: localize(value) if isinstance(value, Message) else value
+                  for name, value in text.values.items()}
+        template = translate(request_language(), text.source)
+        try:
+            return template % values if values else template
+        except (KeyError, ValueError, TypeError):  # a translation with broken placeholders
+            return text.source % values if values else text.source
+    return translate_stored(request_language(), text)
+
+
+def localize_fields(fields: dict | None) -> dict:
+    """A form's problems ({field: sentence}) in the reader's language (``localize``)."""
+    return {key: localize(text) if isinstance(text, str) else text
+            for key, text in (fields or {}).items()}
 
 
 @bp.get("/addin/strings/<language>.json")

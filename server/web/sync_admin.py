@@ -14,11 +14,13 @@ from __future__ import annotations
 from math import ceil
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from server.i18n import N_
 from server.security.models import BusinessUnit
 from server.security.privileges import Depth
 from server.sync.admin import alert_mail
@@ -35,24 +37,26 @@ from server.sync.models import (ACTS_METHODS, ACTS_PROTOCOLS, AUTH_METHODS, INCO
                                 OUTGOING_METHODS, OUTGOING_PROTOCOLS, SECURITY, TRACKING_OPTIONS,
                                 FolderRule)
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize_fields, localize
 from server.web.params import int_arg
 from server.web.sync_charts import dashboard_charts
 
 bp = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
 
-LABELS = {
-    "imap": "IMAP", "pop3": "POP3", "maildir": "Maildir (local store)", "graph":
-    "Microsoft Graph (Exchange Online)", "ews": "Exchange Web Services", "smtp": "SMTP",
-    "caldav": "CalDAV/CardDAV (appointments, contacts and tasks)",
-    "tls": "TLS (implicit)", "starttls": "STARTTLS", "none": "None",
-    "password": "User name and password", "oauth2": "OAuth 2 (Microsoft Entra ID)",
-    "addin": "Outlook add-in", "server_side_sync": "Server-side synchronization",
-    "forward_mailbox": "Forward mailbox", "forward": "Forward mailbox (no owner)",
-    "deployed": "Deployed", "removed": "Removed", "failed": "Failed",
-    "all": "All email messages", "crm_responses": "Email messages in response to CRM email",
-    "from_crm_records": "Email messages from CRM leads, contacts and accounts",
-    "from_email_enabled": "Email messages from CRM records that are email enabled",
-    "not_run": "Not run", "success": "Success", "failure": "Failure",
+LABELS = {  # translated where shown (the sync_label filter)
+    "imap": "IMAP", "pop3": "POP3", "maildir": N_("Maildir (local store)"), "graph":
+    N_("Microsoft Graph (Exchange Online)"), "ews": "Exchange Web Services", "smtp": "SMTP",
+    "caldav": N_("CalDAV/CardDAV (appointments, contacts and tasks)"),
+    "tls": N_("TLS (implicit)"), "starttls": "STARTTLS", "none": N_("None"),
+    "password": N_("User name and password"), "oauth2": N_("OAuth 2 (Microsoft Entra ID)"),
+    "addin": N_("Outlook add-in"), "server_side_sync": N_("Server-side synchronization"),
+    "forward_mailbox": N_("Forward mailbox"), "forward": N_("Forward mailbox (no owner)"),
+    "deployed": N_("Deployed"), "removed": N_("Removed"), "failed": N_("Failed"),
+    "all": N_("All email messages"), "crm_responses": N_("Email messages in response to CRM email"),
+    "from_crm_records": N_("Email messages from CRM leads, contacts and accounts"),
+    "from_email_enabled": N_("Email messages from CRM records that are email enabled"),
+    "not_run": N_("Not run"), "success": N_("Success"), "failure": N_("Failure"),
+    "user": N_("User"), "queue": N_("Queue"),
 }
 CHOICES = {"incoming_protocol": INCOMING_PROTOCOLS + ACTS_PROTOCOLS, "outgoing_protocol": OUTGOING_PROTOCOLS,
            "security": SECURITY, "auth_method": AUTH_METHODS, "incoming_method": INCOMING_METHODS,
@@ -70,7 +74,9 @@ def _signed_in():
 
 @bp.app_template_filter("sync_label")
 def _label(value) -> str:
-    return LABELS.get(value, str(value).replace("_", " ").capitalize()) if value else "—"
+    if not value:
+        return "—"
+    return _(LABELS[value]) if value in LABELS else str(value).replace("_", " ").capitalize()
 
 
 @bp.app_context_processor
@@ -98,14 +104,16 @@ def common():
 
 
 def _done(message: str, endpoint: str, **values):
+    """Commit, say ``message`` (a service's stored English sentence is read in the
+    reader's language) and go to ``endpoint``."""
     db.session.commit()
-    flash(message, "success")
+    flash(localize(message), "success")
     return redirect(url_for(endpoint, **values))
 
 
 def _refused(exc: ServiceError, endpoint: str, **values):
     db.session.rollback()
-    flash(exc.message, "error")
+    flash(localize(exc.message), "error")
     return redirect(url_for(endpoint, **values))
 
 
@@ -155,7 +163,7 @@ def acknowledge(alert_id: int):
         dashboard_admin.acknowledge(current_principal(), alert_id)
     except (Invalid, NotFound) as exc:
         return _refused(exc, _back())
-    return _done("The alert was dismissed.", _back())
+    return _done(_("The alert was dismissed."), _back())
 
 
 @bp.post("/quarantine/<int:quarantine_id>/retry")
@@ -164,7 +172,7 @@ def retry(quarantine_id: int):
         outcome = quarantine_admin.retry(current_principal(), quarantine_id)
     except Invalid as exc:
         return _refused(exc, "sync_admin.dashboard")
-    return _done(f"Processed again: {outcome.reason}", "sync_admin.dashboard")
+    return _done(_("Processed again: %(reason)s", reason=localize(outcome.reason)), "sync_admin.dashboard")
 
 
 @bp.post("/quarantine/<int:quarantine_id>/discard")
@@ -173,7 +181,7 @@ def discard(quarantine_id: int):
         quarantine_admin.discard(current_principal(), quarantine_id)
     except Invalid as exc:
         return _refused(exc, "sync_admin.dashboard")
-    return _done("The message was discarded.", "sync_admin.dashboard")
+    return _done(_("The message was discarded."), "sync_admin.dashboard")
 
 
 def _back() -> str:
@@ -205,9 +213,9 @@ def profile_new():
             profile = profile_admin.create_profile(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"name": exc.message}
+            errors = localize_fields(exc.fields or {"name": exc.message})
         else:
-            return _done(f"The profile {profile.name} was created.", "sync_admin.profile_edit",
+            return _done(_("The profile %(name)s was created.", name=profile.name), "sync_admin.profile_edit",
                          profile_id=profile.id)
     return render_template("sync/profile_edit.html", profile=None, values=values, errors=errors,
                            units=units, can_write=True), 422 if errors else 200
@@ -226,9 +234,9 @@ def profile_edit(profile_id: int):
         except Invalid as exc:
             db.session.rollback()
             profile = profile_admin.get_profile(p, profile_id)
-            errors = exc.fields or {"name": exc.message}
+            errors = localize_fields(exc.fields or {"name": exc.message})
         else:
-            return _done(f"The profile {profile.name} was saved.", "sync_admin.profile_edit",
+            return _done(_("The profile %(name)s was saved.", name=profile.name), "sync_admin.profile_edit",
                          profile_id=profile.id)
     units = admin_forms.creatable_units(p, "email_server_profile")
     if profile.owning_business_unit_id not in {u.id for u in units}:
@@ -246,7 +254,7 @@ def profile_delete(profile_id: int):
         return {"profile": profile, "mailboxes": mailboxes, "others": others}
     return _confirm_delete(profile_id, profile_admin.profile_to_delete,
                            profile_admin.delete_profile, "sync/profile_delete.html", page,
-                           lambda profile: f"The profile {profile.name} was deleted.",
+                           lambda profile: _("The profile %(name)s was deleted.", name=profile.name),
                            "sync_admin.profiles")
 
 
@@ -317,9 +325,9 @@ def mailbox_new():
             box = mailbox_admin.create_mailbox(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"email_address": exc.message}
+            errors = localize_fields(exc.fields or {"email_address": exc.message})
         else:
-            return _done(f"The mailbox {box.email_address} was created: test and enable it.",
+            return _done(_("The mailbox %(address)s was created: test and enable it.", address=box.email_address),
                          "sync_admin.mailbox_edit", mailbox_id=box.id)
     return render_template("sync/mailbox_new.html", values=values, errors=errors,
                            profiles=[pr for pr, _ in profile_admin.list_profiles(p)]), \
@@ -338,9 +346,9 @@ def mailbox_edit(mailbox_id: int):
         except Invalid as exc:
             db.session.rollback()
             box = mailbox_admin.get_mailbox(p, mailbox_id)
-            errors = exc.fields or {"name": exc.message}
+            errors = localize_fields(exc.fields or {"name": exc.message})
         else:
-            return _done("The mailbox was saved.", "sync_admin.mailbox_edit", mailbox_id=box.id)
+            return _done(_("The mailbox was saved."), "sync_admin.mailbox_edit", mailbox_id=box.id)
     figs = mailbox_admin.figures([box.id])[box.id]
     return render_template(
         "sync/mailbox_edit.html", box=box, values=values, errors=errors, figures=figs,
@@ -361,8 +369,8 @@ def mailbox_delete(mailbox_id: int):
         mailbox_id, mailbox_admin.mailbox_to_delete, mailbox_admin.delete_mailbox,
         "sync/mailbox_delete.html",
         lambda p, box: {"box": box, "what": mailbox_admin.mailbox_deletion(box)},
-        lambda box: f"The mailbox {box.email_address} was deleted; what it tracked stays "
-                    "tracked.", "sync_admin.mailboxes")
+        lambda box: _("The mailbox %(address)s was deleted; what it tracked stays tracked.",
+                      address=box.email_address), "sync_admin.mailboxes")
 
 
 def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.mailbox_edit"):
@@ -379,23 +387,26 @@ def _mailbox_action(mailbox_id: int, action, message: str, endpoint="sync_admin.
 @bp.post("/mailboxes/<int:mailbox_id>/test")
 def mailbox_test(mailbox_id: int):
     def said(result) -> str:
-        parts = [result.message]
-        for name, direction in (("Incoming", result.incoming), ("Outgoing", result.outgoing),
-                                ("Appointments, contacts and tasks", result.acts)):
+        parts = [localize(result.message)]
+        for name, direction in ((_("Incoming"), result.incoming), (_("Outgoing"), result.outgoing),
+                                (_("Appointments, contacts and tasks"), result.acts)):
             if direction is not None:
-                parts.append(f"{name}: {direction.message}")
+                parts.append(_("%(direction)s: %(message)s", direction=name,
+                               message=localize(direction.message)))
         return " ".join(parts)
     return _mailbox_action(mailbox_id, mailbox_admin.test_and_enable, said)
 
 
 @bp.post("/mailboxes/<int:mailbox_id>/approve")
 def mailbox_approve(mailbox_id: int):
-    return _mailbox_action(mailbox_id, mailbox_admin.approve, "The email address was approved.")
+    return _mailbox_action(mailbox_id, mailbox_admin.approve,
+                           _("The email address was approved."))
 
 
 @bp.post("/mailboxes/<int:mailbox_id>/disable")
 def mailbox_disable(mailbox_id: int):
-    return _mailbox_action(mailbox_id, mailbox_admin.disable, "The mailbox was disabled.")
+    return _mailbox_action(mailbox_id, mailbox_admin.disable,
+                           _("The mailbox was disabled."))
 
 
 @bp.post("/mailboxes/<int:mailbox_id>/sync-now")
@@ -419,9 +430,9 @@ def mailbox_tracking(mailbox_id: int):
         except Invalid as exc:
             db.session.rollback()
             box = mailbox_admin.get_mailbox(p, mailbox_id)
-            errors = exc.fields or {}
+            errors = localize_fields(exc.fields or {})
         else:
-            return _done("Your tracking options were saved.", "sync_admin.mailbox_tracking",
+            return _done(_("Your tracking options were saved."), "sync_admin.mailbox_tracking",
                          mailbox_id=box.id)
     return _tracking_page(p, box, errors=errors)
 
@@ -460,7 +471,7 @@ def folders_refresh(mailbox_id: int):
         rule_admin.mailbox_folders(p, box, refresh=True)
     except Invalid as exc:
         return _refused(exc, "sync_admin.mailbox_tracking", mailbox_id=mailbox_id)
-    flash("The folder list was read again.", "success")
+    flash(_("The folder list was read again."), "success")
     return redirect(url_for("sync_admin.mailbox_tracking", mailbox_id=mailbox_id))
 
 
@@ -482,8 +493,9 @@ def rule_add(mailbox_id: int):
             title = RECORD_TYPES[kind].title_field
             matches = [(r.id, getattr(r, title))
                        for r in rule_admin.find_regarding(p, kind, data["regarding_query"])]
-        return _tracking_page(p, box, rule_errors=exc.fields, rule_values=data, matches=matches)
-    return _done(f'The folder "{rule.folder_name}" is tracked now.', "sync_admin.mailbox_tracking",
+        return _tracking_page(p, box, rule_errors=localize_fields(exc.fields), rule_values=data,
+                              matches=matches)
+    return _done(_('The folder "%(folder)s" is tracked now.', folder=rule.folder_name), "sync_admin.mailbox_tracking",
                  mailbox_id=mailbox_id)
 
 
@@ -502,20 +514,21 @@ def _rule_action(rule_id: int, action, message: str):
 
 @bp.post("/rules/<int:rule_id>/delete")
 def rule_delete(rule_id: int):
-    return _rule_action(rule_id, rule_admin.delete_rule, "The folder is no longer tracked; what "
-                                                         "was tracked from it stays tracked.")
+    return _rule_action(rule_id, rule_admin.delete_rule, _("The folder is no longer tracked; "
+                                                           "what was tracked from it stays "
+                                                           "tracked."))
 
 
 @bp.post("/rules/<int:rule_id>/enable")
 def rule_enable(rule_id: int):
     return _rule_action(rule_id, lambda p, i: rule_admin.set_rule_enabled(p, i, True),
-                        "The folder rule was turned on.")
+                        _("The folder rule was turned on."))
 
 
 @bp.post("/rules/<int:rule_id>/disable")
 def rule_disable(rule_id: int):
     return _rule_action(rule_id, lambda p, i: rule_admin.set_rule_enabled(p, i, False),
-                        "The folder rule was turned off.")
+                        _("The folder rule was turned off."))
 
 
 # --------------------------------------------------------------------------- alert emails
@@ -530,9 +543,9 @@ def alert_emails():
             alert_mail.set_preference(p.user, request.form.get("alert_emails", ""))
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields
+            errors = localize_fields(exc.fields)
         else:
-            return _done("Your choice of alert emails was saved.", "sync_admin.alert_emails")
+            return _done(_("Your choice of alert emails was saved."), "sync_admin.alert_emails")
     return render_template("sync/alert_emails.html", user=p.user,
                            current=p.user.alert_emails, choices=alert_mail.ALERT_EMAIL_LABELS,
                            enabled=alert_mail.enabled(), errors=errors,
@@ -552,9 +565,9 @@ def blocklist():
             block = block_admin.add_block(p, request.form.to_dict())
         except (Invalid, Conflict) as exc:
             db.session.rollback()
-            errors = exc.fields or {"pattern": exc.message}
+            errors = localize_fields(exc.fields or {"pattern": exc.message})
         else:
-            return _done(f"Email from {block.pattern} is never tracked now.",
+            return _done(_("Email from %(pattern)s is never tracked now.", pattern=block.pattern),
                          "sync_admin.blocklist")
     return render_template("sync/blocklist.html", blocks=block_admin.list_blocks(p), errors=errors,
                            value=value, can_edit=block_admin.can_edit_blocklist(p)), \
@@ -564,7 +577,7 @@ def blocklist():
 @bp.post("/blocklist/<int:block_id>/delete")
 def block_delete(block_id: int):
     block = block_admin.delete_block(current_principal(), block_id)
-    return _done(f"{block.pattern} was removed from the blocklist.", "sync_admin.blocklist")
+    return _done(_("%(pattern)s was removed from the blocklist.", pattern=block.pattern), "sync_admin.blocklist")
 
 
 def init_app(app) -> None:

@@ -1,17 +1,18 @@
 """Server-rendered SVG charts for the sync dashboard: hour-by-hour bars and lines, laid out
 here (pure geometry) and drawn by ``sync/_chart.html``. No script is needed (the pages'
 CSP allows none inline); each chart has a title and description for screen readers, a
-tooltip per point, and the same figures as a table beneath it. Days and figures are written
-the request's locale's way (hours stay UTC, as the charts say)."""
+tooltip per point, and the same figures as a table beneath it. Words, numbers and days are
+the reader's (Flask-Babel's locale); hours stay UTC, as the charts say."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from babel import Locale
 from babel.dates import format_skeleton
-from babel.numbers import format_decimal
-from flask_babel import get_locale
+from flask_babel import format_decimal, get_locale
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 60, 12, 12, 30
@@ -75,13 +76,7 @@ def _scale(top_value: float) -> float:
 
 
 def _day(hour: datetime) -> str:
-    """"5 Dec", "5. 12.", "12月5日": the day in the request's locale."""
-    return format_skeleton("MMMd", hour, locale=get_locale() or Locale("en"))
-
-
-def _figure(value: float) -> str:
-    return format_decimal(value, format="#,##0" if value == int(value) else "#,##0.0",
-                          locale=get_locale() or Locale("en"))
+    return format_skeleton("MMMd", hour, locale=get_locale() or "en")
 
 
 def _slot_label(hour: datetime) -> str:
@@ -94,27 +89,30 @@ def _frame(chart: Chart, hours: list[datetime], top: float, unit: str) -> tuple[
     for fraction in (0, 0.5, 1):
         value = top * fraction
         chart.y_ticks.append((lower - (lower - upper) * fraction,
-                              f"{_figure(value)}{unit}"))
+                              format_decimal(value, "#,##0" if value == int(value) else "#,##0.0")
+                              + unit))
     for i, hour in enumerate(hours):
         if hour.hour % 6 == 0:
-            chart.x_ticks.append((left + slot * (i + 0.5), f"{hour:%H:00}" if hour.hour else _day(hour)))
+            chart.x_ticks.append((left + slot * (i + 0.5), f"{hour:%H:00}" if hour.hour else
+                                  _day(hour)))
     return slot, (lower - upper) / top
 
 
 def bar_chart(chart_id: str, title: str, description: str, hours: list[datetime],
-              values: list[int], what: str) -> Chart:
-    """One bar per hour (``what``: "emails tracked", "failures")."""
-    chart = Chart(chart_id, title, description, ["Hour (UTC)", what.capitalize()],
-                  [[_slot_label(h), str(v)] for h, v in zip(hours, values)])
+              values: list[int], column: str, what: Callable[[int], str]) -> Chart:
+    """One bar per hour; ``column`` heads the table's figures, ``what(n)`` says one bar
+    ("12 emails tracked")."""
+    chart = Chart(chart_id, title, description, [_("Hour (UTC)"), column],
+                  [[_slot_label(h), format_decimal(v)] for h, v in zip(hours, values)])
     chart.empty = not any(values)
     top = _scale(max(values, default=0))
     slot, per_unit = _frame(chart, hours, top, "")
-    left, _, _, lower = chart.plot
+    left, _upper, _right, lower = chart.plot
     for i, (hour, value) in enumerate(zip(hours, values)):
         height = value * per_unit
         chart.bars.append(Bar(round(left + slot * i + slot * 0.15, 2), round(lower - height, 2),
                               round(slot * 0.7, 2), round(height, 2),
-                              f"{_slot_label(hour)}: {value} {what}"))
+                              f"{_slot_label(hour)}: {what(value)}"))
     return chart
 
 
@@ -123,14 +121,14 @@ def line_chart(chart_id: str, title: str, description: str, hours: list[datetime
     """Lines over the hours; ``series`` maps a name to (css class, values in ``unit``),
     a missing value breaks the line."""
     names = list(series)
-    chart = Chart(chart_id, title, description, ["Hour (UTC)", *[n for n in names]],
+    chart = Chart(chart_id, title, description, [_("Hour (UTC)"), *[n for n in names]],
                   [[_slot_label(h), *[_fmt(series[n][1][i], unit) for n in names]]
                    for i, h in enumerate(hours)])
-    found = [v for _, values in series.values() for v in values if v is not None]
+    found = [v for _css, values in series.values() for v in values if v is not None]
     chart.empty = not found
     top = _scale(max(found, default=0))
     slot, per_unit = _frame(chart, hours, top, unit)
-    left, _, _, lower = chart.plot
+    left, _upper, _right, lower = chart.plot
     for name, (css, values) in series.items():
         parts, points, pen_down = [], [], False
         for i, value in enumerate(values):
@@ -148,27 +146,29 @@ def line_chart(chart_id: str, title: str, description: str, hours: list[datetime
 def _fmt(value: int | None, unit: str) -> str:
     if value is None:
         return "—"
-    return f"{value:,}{unit}"
+    return f"{format_decimal(value)}{unit}"
 
 
 def dashboard_charts(data: dict) -> list[Chart]:
     """The dashboard's three charts from ``server.sync.admin.dashboard.hourly``."""
     hours = data["hours"]
     return [
-        bar_chart("chart-tracked", "Email tracked per hour",
-                  "Emails tracked by server-side synchronization in each of the last 48 hours.",
-                  hours, data["tracked"], "emails tracked"),
-        line_chart("chart-latency", "Sync latency per hour",
-                   "Time from when the sync could first see an email to its tracking: from "
-                   "its arrival, or for mail filed into a tracked folder from the sync's "
-                   "previous look at that folder (an upper bound: the move itself may have "
-                   "come later). The median (p50) and the 95th percentile (p95) of each "
-                   "hour, in seconds.",
+        bar_chart("chart-tracked", _("Email tracked per hour"),
+                  _("Emails tracked by server-side synchronization in each of the last 48 "
+                    "hours."), hours, data["tracked"], _("Emails tracked"),
+                  lambda n: ngettext("%(num)s email tracked", "%(num)s emails tracked", n)),
+        line_chart("chart-latency", _("Sync latency per hour"),
+                   _("Time from when the sync could first see an email to its tracking: from "
+                     "its arrival, or for mail filed into a tracked folder from the sync's "
+                     "previous look at that folder (an upper bound: the move itself may have "
+                     "come later). The median (p50) and the 95th percentile (p95) of each "
+                     "hour, in seconds."),
                    hours, {"p50": ("line-p50", [_seconds(v) for v in data["p50"]]),
                            "p95": ("line-p95", [_seconds(v) for v in data["p95"]])}, " s"),
-        bar_chart("chart-failures", "Failures per hour",
-                  "Failed mailbox runs and quarantined messages in each of the last 48 hours.",
-                  hours, data["failures"], "failures"),
+        bar_chart("chart-failures", _("Failures per hour"),
+                  _("Failed mailbox runs and quarantined messages in each of the last 48 hours."),
+                  hours, data["failures"], _("Failures"),
+                  lambda n: ngettext("%(num)s failure", "%(num)s failures", n)),
     ]
 
 

@@ -4,6 +4,7 @@ signed-in user's own). Views parse the form, call ``sync.admin.item_settings`` a
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from server.db import db
@@ -15,6 +16,7 @@ from server.sync.items.fields import FIELD_DIRECTIONS
 from server.sync.models import FILTER_OWNERS
 from server.web import sync_admin
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize_fields
 
 bp = Blueprint("sync_items", __name__, url_prefix="/admin/sync/items")
 bp.context_processor(sync_admin.common)  # the sync pages' menu
@@ -36,13 +38,14 @@ def settings():
         try:
             if form.get("what") == "directions":
                 changed = item_settings.save_directions(p, form)
-                message = f"Field sync directions saved ({changed} differ from the defaults)."
+                message = _("Field sync directions saved (%(changed)s differ from the defaults).",
+                            changed=changed)
             else:
                 item_settings.save_filter(p, form)
-                message = "Synchronization filter saved."
+                message = _("Synchronization filter saved.")
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"form": exc.message}
+            errors = localize_fields(exc.fields or {"form": exc.message})
         else:
             db.session.commit()
             flash(message, "success")

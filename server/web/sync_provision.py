@@ -11,18 +11,21 @@ redirect; every form posts with a CSRF token.
 from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from server.db import db
 from server.errors import Forbidden, Invalid, ServiceError
+from server.i18n import N_
 from server.sync.admin import forward_rules, imports, jobs, provision
 from server.sync.admin import mailboxes as mailbox_admin
 from server.sync.admin import profiles as profile_admin
 from server.web import sync_admin
 from server.web.auth import current_principal, login_manager
+from server.web.languages import localize_fields, localize
 
 bp = Blueprint("sync_provision", __name__, url_prefix="/admin/sync")
-IMPORT_KINDS = {"csv": ("CSV file", imports.import_csv),
+IMPORT_KINDS = {"csv": (N_("CSV file"), imports.import_csv),
                 "fetchmailrc": ("fetchmailrc", imports.import_fetchmailrc)}
 
 
@@ -57,10 +60,10 @@ def provisioning():
             provision.update_defaults(p, request.form.to_dict())
         except Invalid as exc:
             db.session.rollback()
-            errors = exc.fields or {"default_server_profile_id": exc.message}
+            errors = localize_fields(exc.fields or {"default_server_profile_id": exc.message})
         else:
             db.session.commit()
-            flash("The defaults for new mailboxes were saved.", "success")
+            flash(_("The defaults for new mailboxes were saved."), "success")
             return redirect(url_for("sync_provision.provisioning"))
     return render_template("sync/provisioning.html", values=values, errors=errors,
                            **_page_context(p)), 422 if errors else 200
@@ -84,13 +87,16 @@ def job_start():
             else "sync_admin.mailboxes"
         return redirect(url_for(back))
     db.session.commit()
-    flash(f"{job.description}: {job.total} mailbox(es), running in the background.", "success")
+    flash(_("%(description)s: %(total)s mailbox(es), running in the background.",
+            description=localize(job.description), total=job.total), "success")
     return redirect(url_for("sync_provision.job", job_id=job.id))
 
 
 def _sentence(progress: jobs.Progress) -> str:
-    return (f"{progress.finished} of {progress.job.total} done ({progress.percent}%): "
-            f"{progress.done} succeeded, {progress.failed} failed, {progress.skipped} skipped.")
+    return _("%(finished)s of %(total)s done (%(percent)s%%): %(done)s succeeded, %(failed)s "
+             "failed, %(skipped)s skipped.", finished=progress.finished, total=progress.job.total,
+             percent=progress.percent, done=progress.done, failed=progress.failed,
+             skipped=progress.skipped)
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -116,7 +122,7 @@ def import_file():
     kind = request.form.get("kind", "")
     upload = request.files.get("file")
     if kind not in IMPORT_KINDS or upload is None or not upload.filename:
-        flash("Choose the kind of file and the file to import.", "error")
+        flash(_("Choose the kind of file and the file to import."), "error")
         return redirect(url_for("sync_provision.provisioning"))
     label, run = IMPORT_KINDS[kind]
     try:
@@ -145,7 +151,7 @@ def forward_rule(mailbox_id: int, action: str):
     except Invalid as exc:
         return sync_admin._refused(exc, "sync_admin.mailbox_edit", mailbox_id=mailbox_id)
     db.session.commit()
-    flash(result.message, "success" if result.ok else "error")
+    flash(localize(result.message), "success" if result.ok else "error")
     return redirect(url_for("sync_admin.mailbox_edit", mailbox_id=mailbox_id))
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from server.db import db
+from server.i18n import N_
 from server.security import authz
 from server.sync.acts import records
 from server.sync.connectors.base import Collection, Item, ItemStore
@@ -26,8 +27,9 @@ from server.sync.models import Alert, FolderRule, ItemCursor, ItemLink, Mailbox
 BATCH = 200
 READERS = {"appointment": calendar.read_event, "task": calendar.read_task,
            "contact": vcard.read_contact}
-NOT_TRACKED = (f'not tracked: it has no "{TRACKED_CATEGORY}" category, its calendar or '
-               "address book is not a tracked folder, and the CRM has no record of its UID")
+NOT_TRACKED = N_('not tracked: it has no "%(category)s" category, its calendar or address book '
+                 "is not a tracked folder, and the CRM has no record of its UID") % {
+                     "category": TRACKED_CATEGORY}
 
 
 @dataclass
@@ -148,7 +150,8 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     if isinstance(parsed, ValueError):
         result.failed += 1
         store_link(run, collection, item, link, None, tracked=False,
-                   reason=f"not synced: the server's text cannot be read ({parsed})")
+                   reason=N_("not synced: the server's text cannot be read (%(problem)s)")
+                   % {"problem": parsed})
         return
     values, categories = parsed
     if link is not None and link.tracked and link.record_id is None:
@@ -192,7 +195,7 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     if merged.lost:
         result.conflicts += 1
         _conflict_alert(run, record, kind, merged.lost)
-    stored = store_link(run, collection, item, link, record, tracked=True, reason="synced",
+    stored = store_link(run, collection, item, link, record, tracked=True, reason=N_("synced"),
                         synced=final)
     if merged.to_server:  # the CRM's values go out at the push, whenever it changed them
         stored.synced_on = _EPOCH
@@ -258,7 +261,8 @@ def _untrack(run: Run, link: ItemLink, item: Item) -> None:
     # back; the category put back tracks it again.
     link.tracked, link.etag, link.server_data = False, item.etag, item.data
     link.synced_values = None
-    link.reason = f'untracked: the "{TRACKED_CATEGORY}" category was removed in the mail client'
+    link.reason = N_('untracked: the "%(category)s" category was removed in the mail client') % {
+        "category": TRACKED_CATEGORY}
 
 
 def _removed(run: Run, refs: list[str]) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from server.db import db
+from server.i18n import N_
 from server.sync.acts import filters, records
 from server.sync.acts.pull import BATCH, Run, pull, read, take
 from server.sync.connectors.base import Collection, Item, ItemConflict
@@ -130,7 +131,7 @@ def _stored(run: Run, link: ItemLink, item, record) -> None:
     link.etag, link.server_data, link.uid = item.etag, item.data, item.uid
     link.synced_values = encode(records.values_of(record, run.kind))
     link.synced_on = datetime.now(timezone.utc)
-    link.reason = "synced"
+    link.reason = N_("synced")
     run.result.pushed += 1
 
 

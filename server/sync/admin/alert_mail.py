@@ -20,7 +20,9 @@ The email is an outgoing Email activity (``pending_send``) from that mailbox to 
 ``server.sync.engine.outgoing`` sends it with its retries and backoff, and a failure to send
 shows on that activity (and as the sending mailbox's ``send_failed`` alert), never in the
 sync. It holds each alert's severity, mailbox address, wording (alert messages never hold
-secrets or message bodies) and a link to the dashboard; no message content.
+secrets or message bodies) and a link to the dashboard; no message content. It is written in
+the recipient's language (their own, else the organization's default, else English) with
+times in their time zone (``digest_text``).
 """
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ from sqlalchemy import or_, select, update
 
 from server.crm.activities import ActivityParty, Email
 from server.mailkeys import normalize_address
-from server.crm.models import Queue
+from server.crm.models import Organization, Queue
 from server.db import db, utcnow
+from server.i18n import (N_, format_moment, language_of, locale_of, plural_of, translate,
+                         translate_stored)
 from server.security.models import Role, User, team_member, team_role, user_role
 from server.sync.models import Alert, Mailbox
 
@@ -44,8 +48,8 @@ log = logging.getLogger(__name__)
 # What each preference receives.
 ALERT_EMAIL_CHOICES: dict[str, tuple[str, ...]] = {
     "none": (), "errors": ("error",), "warnings": ("error", "warning")}
-ALERT_EMAIL_LABELS = {"none": "None", "errors": "Errors only",
-                      "warnings": "Errors and warnings"}
+ALERT_EMAIL_LABELS = {"none": N_("None"), "errors": N_("Errors only"),
+                      "warnings": N_("Errors and warnings")}
 DEFAULT_MINUTES = 60
 ADMIN_ROLE = "System Administrator"
 
@@ -62,8 +66,8 @@ def set_preference(user: User, value: str) -> None:
     """A person's own choice of alert emails (``none``, ``errors``, ``warnings``)."""
     from server.errors import Invalid
     if value not in ALERT_EMAIL_CHOICES:
-        raise Invalid("Choose which alerts are emailed to you.",
-                      {"alert_emails": "Choose one of the options."})
+        raise Invalid(N_("Choose which alerts are emailed to you."),
+                      {"alert_emails": N_("Choose one of the options.")})
     user.alert_emails = value
     db.session.flush()
 
@@ -185,33 +189,64 @@ def deliver(now: datetime | None = None) -> int:
     return queued
 
 
-def digest_text(items: list[_Item], *, admin: bool, base_url: str) -> tuple[str, str]:
-    """Subject and plain-text body of one digest."""
+def reader_of(user: User) -> tuple[str, str]:
+    """The language and time zone mail to ``user`` is written in: theirs, else the
+    organization's default, else English and UTC."""
+    org = db.session.get(Organization, 1)
+    language = (language_of(user.language)
+                or language_of(org.default_language if org is not None else None) or "en")
+    zone = user.time_zone or (org.default_time_zone if org is not None else None) or "UTC"
+    return language, zone
+
+
+def digest_text(items: list[_Item], *, admin: bool, base_url: str, language: str = "en",
+                zone: str = "UTC") -> tuple[str, str]:
+    """Subject and plain-text body of one digest, in ``language`` with times in ``zone``."""
+    def _(text: str) -> str:
+        return translate(language, text)
+    ngettext = plural_of(language)
     errors = sum(1 for i in items if i.severity == "error")
     warnings = len(items) - errors
-    counts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in
-              ((errors, "error"), (warnings, "warning")) if n]
-    subject = f"Email synchronization: {' and '.join(counts)}"
-    lines = ["New alerts about email synchronization:", ""]
+    counts = {"errors": ngettext("%(count)s error", "%(count)s errors", errors) % {"count": errors},
+              "warnings": ngettext("%(count)s warning", "%(count)s warnings", warnings)
+              % {"count": warnings}}
+    if errors and warnings:
+        subject = _("Email synchronization: %(errors)s and %(warnings)s") % counts
+    else:
+        subject = _("Email synchronization: %(counts)s") % {
+            "counts": counts["errors"] if errors else counts["warnings"]}
+    severities = {"error": _("Error"), "warning": _("Warning"), "information": _("Information")}
+    lines = [_("New alerts about email synchronization:"), ""]
     for item in items:
-        where = f" ({item.address})" if item.address else ""
-        lines.append(f"- {item.severity.upper()}{where}, {item.raised_on:%Y-%m-%d %H:%M} UTC:")
-        lines.append(f"  {item.message}")
+        severity = severities.get(item.severity, item.severity).upper()
+        when = f"{format_moment(item.raised_on, locale_of(language), zone)} ({zone})"
+        head = (_("%(severity)s (%(address)s), %(when)s:") if item.address
+                else _("%(severity)s, %(when)s:"))
+        lines.append("- " + head % {"severity": severity, "address": item.address, "when": when})
+        lines.append(f"  {translate_stored(language, item.message)}")
+    base = base_url.rstrip("/")
     page = "/admin/sync/" if admin else "/admin/sync/my"
-    lines += ["", f"Details: {base_url.rstrip('/')}{page}" if base_url else
-              "Details: the Email tracking pages of the CRM.",
-              "", "You get these emails for alerts about your mailboxes"
-              + (" and, as an administrator, about every mailbox" if admin else "")
-              + ". Choose which ones (none, errors only, errors and warnings) on the page "
-              "Alert emails" + (f": {base_url.rstrip('/')}/admin/sync/alert-emails"
-                                if base_url else "") + "."]
+    lines += ["", _("Details: %(url)s") % {"url": base + page} if base
+              else _("Details: the Email tracking pages of the CRM."), ""]
+    if admin:
+        why = _("You get these emails for alerts about your mailboxes and, as an administrator, "
+                "about every mailbox.")
+    else:
+        why = _("You get these emails for alerts about your mailboxes.")
+    choose = (_("Choose which ones (none, errors only, errors and warnings) on the page "
+                "Alert emails: %(url)s.") % {"url": base + "/admin/sync/alert-emails"} if base
+              else _("Choose which ones (none, errors only, errors and warnings) on the page "
+                     "Alert emails."))
+    lines.append(f"{why} {choose}")
     return subject, "\n".join(lines) + "\n"
 
 
 def _queue(sender: Mailbox, user: User, items: list[_Item], *, admin: bool,
            now: datetime) -> Email:
+    language, zone = reader_of(user)
     subject, text = digest_text(items, admin=admin,
-                                base_url=current_app.config.get("REGARDING_BASE_URL") or "")
+                                base_url=current_app.config.get("REGARDING_BASE_URL") or "",
+                                language=language, zone=zone)
     owner = sender.user or sender.queue
     email = Email(subject=subject, text_body=text, direction="outgoing", status="pending_send",
                   state="open", priority="normal", occurred_on=now, created_on=now,

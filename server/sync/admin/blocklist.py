@@ -8,6 +8,7 @@ import re
 
 from sqlalchemy import select
 
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import Conflict, Forbidden, Invalid, NotFound
@@ -25,13 +26,13 @@ def can_edit_blocklist(p: Principal) -> bool:
 
 def list_blocks(p: Principal) -> list[TrackingBlock]:
     if not (p.has("view_sync_dashboard") or can_edit_blocklist(p)):
-        raise Forbidden("This needs the 'View the sync dashboard' privilege.")
+        raise Forbidden(N_("This needs the 'View the sync dashboard' privilege."))
     return list(db.session.scalars(select(TrackingBlock).order_by(TrackingBlock.pattern)))
 
 
 def add_block(p: Principal, data: dict) -> TrackingBlock:
     if not can_edit_blocklist(p):
-        raise Forbidden("Changing the tracking blocklist needs write on the organization.")
+        raise Forbidden(N_("Changing the tracking blocklist needs write on the organization."))
     raw = (data.get("pattern") or "").strip().lower()[:320]
     if raw.startswith("@"):  # a domain: normalized as the domain of an address
         address = normalize_address("x" + raw)
@@ -39,8 +40,8 @@ def add_block(p: Principal, data: dict) -> TrackingBlock:
     else:
         pattern = normalize_address(raw) or raw
     if not _PATTERN.match(pattern or ""):
-        raise Invalid("Enter an address (someone@example.com) or a domain (@example.com).",
-                      {"pattern": "Enter an address or an @domain."})
+        raise Invalid(N_("Enter an address (someone@example.com) or a domain (@example.com)."),
+                      {"pattern": N_("Enter an address or an @domain.")})
     if db.session.scalar(select(TrackingBlock.id).where(TrackingBlock.pattern == pattern)):
         raise Conflict(f"{pattern} is on the blocklist already.")
     block = TrackingBlock(pattern=pattern)
@@ -51,7 +52,7 @@ def add_block(p: Principal, data: dict) -> TrackingBlock:
 
 def delete_block(p: Principal, block_id: int) -> TrackingBlock:
     if not can_edit_blocklist(p):
-        raise Forbidden("Changing the tracking blocklist needs write on the organization.")
+        raise Forbidden(N_("Changing the tracking blocklist needs write on the organization."))
     block = db.session.get(TrackingBlock, block_id)
     if block is None:
         raise NotFound()

@@ -16,6 +16,7 @@ from server.crm.queues import ON_RESOLVED, PRIORITIES, ROUTINGS, CaseRule
 from server.crm.templates import EmailTemplate
 from server.db import db
 from server.errors import Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Team, User
@@ -141,7 +142,7 @@ def save_rule(p: Principal, queue: Queue, rule: CaseRule | None, data: dict[str,
     if not _org_template(merged["ack_template_id"]):
         errors.setdefault("ack_template_id", "Use one of the organization's templates.")
     if errors:
-        raise Invalid("The case rule is not valid.", errors)
+        raise Invalid(N_("The case rule is not valid."), errors)
     if rule is None:
         last = db.session.scalar(select(func.max(CaseRule.position)).where(
             CaseRule.queue_id == queue.id))

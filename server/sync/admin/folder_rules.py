@@ -15,6 +15,7 @@ from server.crm.registry import RECORD_TYPES
 from server.crm.services.titles import regarding_refs, titles
 from server.db import db
 from server.errors import Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.sync.admin import forms
@@ -41,7 +42,7 @@ def _require_own_rules(p: Principal, mailbox: Mailbox) -> None:
     mailbox) manage them; queues have none."""
     authz.require(p, "write", mailbox)
     if mailbox.user_id is None:
-        raise Invalid("Folder tracking is for users' mailboxes.")
+        raise Invalid(N_("Folder tracking is for users' mailboxes."))
 
 
 def mailbox_folders(p: Principal, mailbox: Mailbox, *, refresh: bool = False) -> list:
@@ -60,7 +61,7 @@ def mailbox_folders(p: Principal, mailbox: Mailbox, *, refresh: bool = False) ->
             and time.monotonic() - cached[0] < FOLDER_CACHE_SECONDS):
         return cached[2]
     if mailbox.server_profile is None:
-        raise Invalid("The mailbox has no email server profile yet.")
+        raise Invalid(N_("The mailbox has no email server profile yet."))
     try:
         account = account_for(mailbox, "incoming")
         with incoming(mailbox.server_profile.incoming_protocol)(account) as connector:
@@ -88,7 +89,7 @@ def find_regarding(p: Principal, kind: str, query: str) -> list:
     """Records of ``kind`` whose title contains ``query`` that ``p`` may append to."""
     rt = RECORD_TYPES.get(kind)
     if rt is None or kind not in REGARDING_COLUMNS:
-        raise Invalid("Choose what the folder's email is regarding.", {"regarding_type": "Choose "
+        raise Invalid(N_("Choose what the folder's email is regarding."), {"regarding_type": "Choose "
                       "an account, contact, lead, opportunity or case."})
     column = getattr(rt.model, rt.title_field)
     return list(db.session.scalars(

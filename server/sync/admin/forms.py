@@ -9,6 +9,7 @@ import re
 from datetime import date, datetime, time as dtime, timezone
 
 from server.errors import Invalid
+from server.i18n import N_
 from server.security import authz, directory
 from server.security.authz import Principal
 from server.security.models import BusinessUnit
@@ -22,11 +23,12 @@ def text(data: dict, name: str, label: str, errors: dict, *, max_length: int,
          required: bool = False) -> str | None:
     value = (data.get(name) or "").strip()
     if _CONTROL.search(value):
-        errors[name] = f"{label} contains control characters."
+        errors[name] = N_("%(label)s contains control characters.") % {"label": label}
     elif len(value) > max_length:
-        errors[name] = f"{label} is longer than {max_length} characters."
+        errors[name] = N_("%(label)s is longer than %(count)s characters.") % {
+            "label": label, "count": max_length}
     elif required and not value:
-        errors[name] = f"{label} is required."
+        errors[name] = N_("%(label)s is required.") % {"label": label}
     return value or None
 
 
@@ -36,7 +38,7 @@ def choice(data: dict, name: str, label: str, choices, errors: dict, *,
     if value is None and blank:
         return None
     if value not in choices:
-        errors[name] = f"Choose a {label.lower()}."
+        errors[name] = N_("Choose a %(label)s.") % {"label": label.lower()}
         return None
     return value
 
@@ -46,15 +48,16 @@ def integer(data: dict, name: str, label: str, errors: dict, *, low: int, high: 
     raw = str(data.get(name) or "").strip()
     if not raw:
         if required:
-            errors[name] = f"{label} is required."
+            errors[name] = N_("%(label)s is required.") % {"label": label}
         return None
     try:
         value = int(raw)
     except ValueError:
-        errors[name] = f"{label} must be a whole number."
+        errors[name] = N_("%(label)s must be a whole number.") % {"label": label}
         return None
     if not low <= value <= high:
-        errors[name] = f"{label} must be between {low} and {high}."
+        errors[name] = N_("%(label)s must be between %(low)s and %(high)s.") % {
+            "label": label, "low": low, "high": high}
         return None
     return value
 
@@ -70,7 +73,7 @@ def day(data: dict, name: str, label: str, errors: dict) -> datetime | None:
     try:
         value = date.fromisoformat(raw)
     except ValueError:
-        errors[name] = f"{label} must be a date (YYYY-MM-DD)."
+        errors[name] = N_("%(label)s must be a date (YYYY-MM-DD).") % {"label": label}
         return None
     return datetime.combine(value, dtime.min, tzinfo=timezone.utc)
 
@@ -86,7 +89,7 @@ def secret(data: dict, name: str, current: str | None) -> str | None:
 
 def check(errors: dict) -> None:
     if errors:
-        raise Invalid("Some values need attention.", errors)
+        raise Invalid(N_("Some values need attention."), errors)
 
 
 def creatable_units(p: Principal, table: str) -> list[BusinessUnit]:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from server.db import db, utcnow
 from server.errors import Invalid
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.sync import connectors
@@ -46,7 +47,7 @@ def forward_mailbox_for(mailbox: Mailbox) -> Mailbox | None:
 
 def _rules_class(mailbox: Mailbox) -> type[ForwardRules]:
     if mailbox.user_id is None or mailbox.is_forward_mailbox:
-        raise Invalid("Forwarding rules are for users' mailboxes.")
+        raise Invalid(N_("Forwarding rules are for users' mailboxes."))
     if mailbox.incoming_method != "forward_mailbox":
         raise Invalid("Set the mailbox's incoming email to the forward mailbox first: the rule "
                       "forwards to it.")
@@ -83,7 +84,7 @@ def deploy_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
     cls = _rules_class(mailbox)
     target = forward_mailbox_for(mailbox)
     if target is None:
-        raise Invalid("There is no forward mailbox yet: create one first.")
+        raise Invalid(N_("There is no forward mailbox yet: create one first."))
     try:
         with _open(mailbox, cls) as rules:
             rules.deploy(target.email_address)
@@ -104,7 +105,7 @@ def remove_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
         connectors.forward_rules(mailbox.server_profile.incoming_protocol
                                  if mailbox.server_profile else "")
     if cls is None:
-        raise Invalid("The CRM has no way to reach this mailbox's server for rules.")
+        raise Invalid(N_("The CRM has no way to reach this mailbox's server for rules."))
     try:
         with _open(mailbox, cls) as rules:
             removed = rules.remove()

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from server.crm.models import Organization, Queue
 from server.db import db
 from server.errors import Invalid, ServiceError
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.security import authz
 from server.security.authz import Principal
@@ -58,11 +59,12 @@ class Report:
 def _text(data: bytes | str) -> str:
     if isinstance(data, bytes):
         if len(data) > MAX_BYTES:
-            raise Invalid(f"The file is larger than {MAX_BYTES // 1024 // 1024} MB.")
+            raise Invalid(N_("The file is larger than %(size)s MB.") % {
+                "size": MAX_BYTES // 1024 // 1024})
         try:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise Invalid("The file is not UTF-8 text.") from None
+            raise Invalid(N_("The file is not UTF-8 text.")) from None
     return data
 
 
@@ -86,7 +88,8 @@ def _create(p: Principal, line: int, address: str, data: dict) -> ReportLine:
         reason = " ".join(exc.fields.values()) if exc.fields else exc.message
         return ReportLine(line, "refused", address, reason)
     savepoint.commit()
-    return ReportLine(line, "imported", address, f"Mailbox created: {box.name}.")
+    return ReportLine(line, "imported", address, N_("Mailbox created: %(name)s.") % {
+        "name": box.name})
 
 
 # --------------------------------------------------------------------------- CSV
@@ -99,21 +102,25 @@ def import_csv(p: Principal, data: bytes | str) -> Report:
     header = [h.strip().lower() for h in next(reader, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown or not {"address", "owner"} <= set(header):
-        extra = f"; unknown: {', '.join(unknown)}" if unknown else ""
-        raise Invalid(f"The first line must name the columns: {', '.join(CSV_COLUMNS)} "
-                      f"(address and owner at least){extra}.")
+        values = {"columns": ", ".join(CSV_COLUMNS), "unknown": ", ".join(unknown)}
+        raise Invalid((N_("The first line must name the columns: %(columns)s (address and owner "
+                          "at least); unknown: %(unknown)s.") if unknown else
+                       N_("The first line must name the columns: %(columns)s (address and owner "
+                          "at least).")) % values)
     org = db.session.get(Organization, 1)
     out: list[ReportLine] = []
     for row in reader:
         number = reader.line_num
         if len(out) >= MAX_LINES:
-            out.append(ReportLine(number, "refused", None, f"Only {MAX_LINES} lines are read."))
+            out.append(ReportLine(number, "refused", None, N_("Only %(count)s lines are read.")
+                                  % {"count": MAX_LINES}))
             break
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            out.append(ReportLine(number, "refused", None, f"{len(row)} values for "
-                                                           f"{len(header)} columns."))
+            out.append(ReportLine(number, "refused", None, N_("%(values)s values for %(columns)s "
+                                                              "columns.") % {
+                "values": len(row), "columns": len(header)}))
             continue
         values = {h: cell.strip() for h, cell in zip(header, row)}
         out.append(_csv_line(p, org, number, values))
@@ -123,15 +130,17 @@ def import_csv(p: Principal, data: bytes | str) -> Report:
 def _csv_line(p: Principal, org: Organization, number: int, values: dict) -> ReportLine:
     address = normalize_address(values["address"]) or values["address"]
     if not normalize_address(values["address"]):
-        return ReportLine(number, "refused", values["address"] or None, "Not an email address.")
+        return ReportLine(number, "refused", values["address"] or None,
+                          N_("Not an email address."))
     profile_id = org.default_server_profile_id if org else None
     if values.get("profile"):
         profile_id = db.session.scalar(select(EmailServerProfile.id).where(
             func.lower(EmailServerProfile.name) == values["profile"].lower(),
             authz.scope(p, EmailServerProfile, "read")))
         if profile_id is None:
-            return ReportLine(number, "refused", address, "No email server profile you can "
-                              f'see is named "{values["profile"]}".')
+            return ReportLine(number, "refused", address, N_(
+                'No email server profile you can see is named "%(name)s".') % {
+                    "name": values["profile"]})
     owner = values["owner"]
     kind = "queue"  # by its name, or an address no user has but a queue does
     if "@" in owner and (db.session.scalar(select(User.id).where(
@@ -140,9 +149,9 @@ def _csv_line(p: Principal, org: Organization, number: int, values: dict) -> Rep
         kind = "user"
     methods = {}
     for column, name, choices, label in (
-            ("incoming", "incoming_method", INCOMING_METHODS, "Incoming email"),
-            ("outgoing", "outgoing_method", OUTGOING_METHODS, "Outgoing email"),
-            ("acts", "acts_method", ACTS_METHODS, "Appointments, contacts and tasks")):
+            ("incoming", "incoming_method", INCOMING_METHODS, N_("Incoming email")),
+            ("outgoing", "outgoing_method", OUTGOING_METHODS, N_("Outgoing email")),
+            ("acts", "acts_method", ACTS_METHODS, N_("Appointments, contacts and tasks"))):
         given = values.get(column) or (getattr(org, f"default_{name}") if org else choices[0])
         try:
             methods[name] = check_method(given, choices, label)
@@ -181,23 +190,26 @@ def _owner(entry: Entry) -> User | None:
 def _fetchmail_line(p: Principal, entry: Entry) -> ReportLine:
     where = entry.host or "?"
     if entry.problem:
-        return ReportLine(entry.line, "refused", None, f"Not readable: {entry.problem}.")
+        return ReportLine(entry.line, "refused", None, N_("Not readable: %(problem)s.") % {
+            "problem": entry.problem})
     if entry.skipped:
-        return ReportLine(entry.line, "skipped", entry.user, f"A skip entry: fetchmail does "
-                                                            f"not poll {where} either.")
+        return ReportLine(entry.line, "skipped", entry.user, N_(
+            "A skip entry: fetchmail does not poll %(host)s either.") % {"host": where})
     protocol = _PROTOCOLS.get(entry.protocol or "")
     if protocol is None:
         named = entry.protocol or "auto"
-        return ReportLine(entry.line, "refused", entry.user, f'The protocol "{named}" cannot be '
-                          "imported: name imap or pop3 (proto) in the entry.")
+        return ReportLine(entry.line, "refused", entry.user, N_(
+            'The protocol "%(protocol)s" cannot be imported: name imap or pop3 (proto) in the '
+            "entry.") % {"protocol": named})
     owner = _owner(entry)
     if owner is None:
         names = ", ".join(entry.local_names) or entry.user
-        return ReportLine(entry.line, "refused", entry.user, f"No Regarding user matches {names}.")
+        return ReportLine(entry.line, "refused", entry.user, N_(
+            "No Regarding user matches %(names)s.") % {"names": names})
     address = (entry.user if entry.user and normalize_address(entry.user) else owner.email).lower()
     if _exists(address):
-        return ReportLine(entry.line, "skipped", address, "A mailbox with this address exists "
-                                                          "already.")
+        return ReportLine(entry.line, "skipped", address, N_(
+            "A mailbox with this address exists already."))
     savepoint = db.session.begin_nested()  # a new profile goes only with its mailbox
     try:
         profile = _profile_for(p, entry, protocol)
@@ -224,11 +236,12 @@ def _with_folders(p: Principal, entry: Entry, result: ReportLine) -> ReportLine:
     made, refused = folder_admin.add_rules_by_name(p, box, entry.folders)
     said = [result.reason]
     if made:
-        said.append(f"Folders tracked: {', '.join(made)} (found by name at the first sync).")
+        said.append(N_("Folders tracked: %(folders)s (found by name at the first sync).")
+                    % {"folders": ", ".join(made)})
     if refused:
-        said.append(f"Folders not tracked: {'; '.join(refused)}.")
+        said.append(N_("Folders not tracked: %(folders)s.") % {"folders": "; ".join(refused)})
     if not made and not refused:
-        said.append("Only the Inbox is read, as fetchmail did.")
+        said.append(N_("Only the Inbox is read, as fetchmail did."))
     return ReportLine(result.line, result.status, result.address, " ".join(said))
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from server.db import db
 from server.errors import Forbidden, Invalid
+from server.i18n import N_
 from server.security.authz import Principal
 from server.security.privileges import Depth
 from server.sync.acts import filters
@@ -33,7 +34,7 @@ def save_directions(p: Principal, data: dict) -> int:
     """Store the directions given as ``{kind}.{field}``; a default stores no row. Returns
     how many differ from the defaults."""
     if not can_edit(p):
-        raise Forbidden("Changing field sync directions needs write on the organization.")
+        raise Forbidden(N_("Changing field sync directions needs write on the organization."))
     errors = {}
     wanted: dict[tuple[str, str], str] = {}
     for kind in ITEM_KINDS:
@@ -46,7 +47,7 @@ def save_directions(p: Principal, data: dict) -> int:
             elif value != DEFAULT_DIRECTIONS.get((kind, name), "both"):
                 wanted[(kind, name)] = value
     if errors:
-        raise Invalid("Some directions are not valid.", errors)
+        raise Invalid(N_("Some directions are not valid."), errors)
     rows = {(r.kind, r.field): r for r in db.session.scalars(select(FieldDirection))}
     for key, row in rows.items():
         if key not in wanted:
@@ -88,9 +89,9 @@ def save_filter(p: Principal, data: dict) -> SyncFilter | None:
     (``scope`` mine) for one kind; ``reset`` drops it (the default applies again)."""
     kind, scope = data.get("kind"), data.get("scope")
     if kind not in ITEM_KINDS or scope not in ("organization", "mine"):
-        raise Invalid("Choose what the filter is for.", {"kind": "Unknown kind or scope."})
+        raise Invalid(N_("Choose what the filter is for."), {"kind": N_("Unknown kind or scope.")})
     if scope == "organization" and not can_edit(p):
-        raise Forbidden("Changing the organization's filters needs write on the organization.")
+        raise Forbidden(N_("Changing the organization's filters needs write on the organization."))
     if scope == "mine" and not p.has(PRIVILEGES[kind]):
         raise Forbidden(f"You do not sync {kind}s.")
     owner_id = None if scope == "organization" else p.user_id

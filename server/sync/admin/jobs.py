@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound, ServiceError
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 300  # one Test & Enable waits at most for its connection timeouts
 MAX_SELECTION = 10_000
-KIND_LABELS = {"approve": "Approve email addresses", "test_enable": "Test & Enable",
-               "apply_defaults": "Apply default settings"}
+KIND_LABELS = {"approve": N_("Approve email addresses"), "test_enable": N_("Test & Enable"),
+               "apply_defaults": N_("Apply default settings")}
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ def _may_start(p: Principal, kind: str) -> None:
         raise Forbidden("Approving email addresses needs the 'Approve email addresses' "
                         "privilege.")
     if kind == "apply_defaults" and not mailbox_admin.can_administer(p):
-        raise Forbidden("Applying the default settings is for mailbox administrators.")
+        raise Forbidden(N_("Applying the default settings is for mailbox administrators."))
     if kind == "test_enable" and p.depth("mailbox", "write") <= 0:
-        raise Forbidden("Testing mailboxes needs write on mailboxes.")
+        raise Forbidden(N_("Testing mailboxes needs write on mailboxes."))
 
 
 def start(p: Principal, kind: str, *, mailbox_ids: list[int] | None = None,
@@ -76,18 +77,19 @@ def start(p: Principal, kind: str, *, mailbox_ids: list[int] | None = None,
     if profile_id is not None:
         profile = authz.get(p, EmailServerProfile, profile_id, "read")
         query = query.where(Mailbox.server_profile_id == profile.id)
-        what = f"every mailbox of the profile {profile.name}"
+        what = N_("every mailbox of the profile %(profile)s") % {"profile": profile.name}
     elif mailbox_ids:
         if len(mailbox_ids) > MAX_SELECTION:
             raise Invalid(f"Choose at most {MAX_SELECTION} mailboxes at a time.")
         query = query.where(Mailbox.id.in_(mailbox_ids))
-        what = "the chosen mailboxes"
+        what = N_("the chosen mailboxes")
     else:
-        raise Invalid("Choose mailboxes, or a server profile.", {"mailbox_ids": "None chosen."})
+        raise Invalid(N_("Choose mailboxes, or a server profile."), {"mailbox_ids": N_("None chosen.")})
     rows = db.session.execute(query.order_by(func.lower(Mailbox.email_address))).all()
     if not rows:
-        raise Invalid("None of these mailboxes is one you can see.")
-    job = MailboxJob(kind=kind, description=f"{KIND_LABELS[kind]}: {what}"[:400],
+        raise Invalid(N_("None of these mailboxes is one you can see."))
+    description = N_("%(action)s: %(what)s") % {"action": KIND_LABELS[kind], "what": what}
+    job = MailboxJob(kind=kind, description=description[:400],
                      created_by_id=p.user_id, total=len(rows))
     db.session.add(job)
     db.session.flush()
@@ -155,16 +157,18 @@ def _act(p: Principal, kind: str, mailbox: Mailbox) -> tuple[str, str]:
     """Do one item's work: (status, message)."""
     if kind == "approve":
         if mailbox.email_approved:
-            return "skipped", "Already approved."
+            return "skipped", N_("Already approved.")
         mailbox_admin.approve(p, mailbox)
-        return "done", "Approved."
+        return "done", N_("Approved.")
     if kind == "apply_defaults":
         message = provision.apply_defaults(p, mailbox)
         return ("skipped" if message.startswith(("It already", "A forward")) else "done"), message
     result = mailbox_admin.test_and_enable(p, mailbox)
-    parts = [result.message] + [f"{name}: {d.message}" for name, d in
-                                (("Incoming", result.incoming), ("Outgoing", result.outgoing))
-                                if d is not None]
+    parts = [result.message] + [
+        (N_("Incoming: %(message)s") if name == "incoming" else N_("Outgoing: %(message)s"))
+        % {"message": d.message}
+        for name, d in (("incoming", result.incoming), ("outgoing", result.outgoing))
+        if d is not None]
     return ("done" if result.enabled else "failed"), " ".join(parts)
 
 
@@ -179,9 +183,9 @@ def run_item(owner: str, item_id: int) -> str | None:
     mailbox = db.session.get(Mailbox, item.mailbox_id) if item.mailbox_id else None
     try:
         if starter is None or not starter.is_active:
-            status, message = "skipped", "The person who started the job can no longer act."
+            status, message = "skipped", N_("The person who started the job can no longer act.")
         elif mailbox is None:
-            status, message = "skipped", "The mailbox was deleted meanwhile."
+            status, message = "skipped", N_("The mailbox was deleted meanwhile.")
         else:
             p = authz.principal(starter)
             authz.require(p, "read", mailbox)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, or_, select
 
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.crm.models import Organization, Queue
 from server.db import db, utcnow
@@ -225,7 +226,7 @@ def create_mailbox(p: Principal, data: dict) -> Mailbox:
     forms.check(errors)
     unit = user.business_unit_id if user else queue.owning_business_unit_id
     if not authz.can_create(p, Mailbox, unit, user.id if user else None):
-        raise Forbidden("You cannot create mailboxes for that owner.")
+        raise Forbidden(N_("You cannot create mailboxes for that owner."))
     mailbox = Mailbox(name=(data.get("name") or "").strip()[:200] or address,
                       email_address=address, user_id=user.id if user else None,
                       queue_id=queue.id if queue else None, server_profile=profile,
@@ -239,13 +240,13 @@ def create_mailbox(p: Principal, data: dict) -> Mailbox:
 def _create_forward(p: Principal, data: dict, errors: dict, address: str | None,
                     profile: EmailServerProfile | None, process_after) -> Mailbox:
     if not can_administer(p):
-        raise Forbidden("Only mailbox administrators create forward mailboxes.")
+        raise Forbidden(N_("Only mailbox administrators create forward mailboxes."))
     if profile is None and "server_profile_id" not in errors:
         errors["server_profile_id"] = "A forward mailbox is read from a server: choose its profile."
     forms.check(errors)
     unit = p.business_unit_id
     if not authz.can_create(p, Mailbox, unit, None):
-        raise Forbidden("You cannot create mailboxes in your business unit.")
+        raise Forbidden(N_("You cannot create mailboxes in your business unit."))
     mailbox = Mailbox(name=(data.get("name") or "").strip()[:200] or address,
                       email_address=address, is_forward_mailbox=True, server_profile=profile,
                       owning_business_unit_id=unit, incoming_method="server_side_sync",
@@ -346,7 +347,7 @@ test_and_enable.__test__ = False  # a service, not a pytest test
 def disable(p: Principal, mailbox: Mailbox) -> Mailbox:
     authz.require(p, "write", mailbox)
     if not mailbox.enabled:
-        raise Invalid("The mailbox is already disabled.")
+        raise Invalid(N_("The mailbox is already disabled."))
     mailbox.enabled = False
     mailbox.disabled_reason = f"Disabled by {p.user.full_name} on {utcnow():%Y-%m-%d %H:%M} UTC."
     mailbox.next_sync_on = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.db import db
 from server.errors import Forbidden, Invalid, ServiceError
@@ -143,7 +144,7 @@ def disconnect(p: Principal) -> Mailbox:
         raise Forbidden(_why_not(p, None))
     authz.require(p, "write", mailbox)
     if not mailbox.oauth_refresh_token:
-        raise Invalid("Your mailbox is not connected from Outlook.")
+        raise Invalid(N_("Your mailbox is not connected from Outlook."))
     mailbox.oauth_refresh_token = None
     mailbox.enabled = False
     mailbox.next_sync_on = None

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from server.crm.models import MB
 from server.db import db
 from server.errors import Conflict, Forbidden
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.privileges import Depth
@@ -128,7 +129,7 @@ def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None
 def create_profile(p: Principal, data: dict) -> EmailServerProfile:
     values = _profile_values(p, data, None)
     if not authz.can_create(p, EmailServerProfile, values["owning_business_unit_id"]):
-        raise Forbidden("You cannot create email server profiles in that business unit.")
+        raise Forbidden(N_("You cannot create email server profiles in that business unit."))
     profile = EmailServerProfile(settings={}, **values)
     db.session.add(profile)
     db.session.flush()
@@ -140,7 +141,7 @@ def update_profile(p: Principal, profile: EmailServerProfile, data: dict) -> Ema
     values = _profile_values(p, data, profile)
     if values["owning_business_unit_id"] != profile.owning_business_unit_id and \
             not authz.can_create(p, EmailServerProfile, values["owning_business_unit_id"]):
-        raise Forbidden("You cannot move the profile to that business unit.")
+        raise Forbidden(N_("You cannot move the profile to that business unit."))
     for name, value in values.items():
         setattr(profile, name, value)
     db.session.flush()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from server.crm.models import Organization, Queue
 from server.db import db
 from server.errors import Forbidden, Invalid, NotFound
+from server.i18n import N_
 from server.mailkeys import normalize_address
 from server.security import authz
 from server.security.authz import Principal
@@ -38,7 +39,7 @@ DEFAULT_FIELDS = ("default_server_profile_id", "default_incoming_method",
 def _org() -> Organization:
     org = db.session.get(Organization, 1)
     if org is None:
-        raise NotFound("The organization is not set up yet: run 'flask --app server init-org'.")
+        raise NotFound(N_("The organization is not set up yet: run 'flask --app server init-org'."))
     return org
 
 

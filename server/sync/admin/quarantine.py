@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select
 
+from server.i18n import N_
 from server.mailkeys import normalize_message_id
 from server.db import db
 from server.errors import Invalid, NotFound
@@ -39,7 +40,7 @@ def _quarantined(p: Principal, quarantine_id: int) -> QuarantinedMessage:
         raise NotFound()
     authz.require(p, "write", db.session.get(Mailbox, row.mailbox_id))
     if row.resolved:
-        raise Invalid("This message was already dealt with.")
+        raise Invalid(N_("This message was already dealt with."))
     return row
 
 

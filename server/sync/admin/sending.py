@@ -18,6 +18,7 @@ from server.crm.activities import ActivityParty, Email
 from server.crm.models import Organization
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Unprocessable
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.sync.models import Mailbox
@@ -108,7 +109,7 @@ def send(p: Principal, email: Email) -> Email:
     """Queue ``email`` for sending (draft, or failed for a retry) and wake its mailbox."""
     authz.require(p, "write", email)
     if email.activity_type != "email" or email.direction != "outgoing":
-        raise Conflict("Only an outgoing email can be sent.")
+        raise Conflict(N_("Only an outgoing email can be sent."))
     if email.status not in SENDABLE:
         raise Conflict(f"This email is {email.status.replace('_', ' ')}: only a draft, or a "
                        "failed email (to retry), can be sent.", {"status": email.status})

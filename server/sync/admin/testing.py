@@ -10,7 +10,8 @@ Incoming: connect, sign in, list the folders and say which one is Sent Items
 (``folders.find_sent``). Outgoing: connect, sign in, MAIL FROM and RCPT TO with the
 mailbox's own address, then RSET: nothing is sent; a refusal names the party the server
 refused (the sender, or the own address as a recipient). Passwords and tokens never
-appear in messages or logs.
+appear in messages or logs. Messages are English sentences made from ``N_``-marked strings
+with ``%(name)s`` values, shown in the reader's language (``server.i18n.translate_stored``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from server.crm.models import Organization
 from server.db import db, utcnow
+from server.i18n import N_
 from server.security import authz
 from server.sync import connectors
 from server.sync.acts.records import PRIVILEGES
@@ -77,7 +79,7 @@ def _where(mailbox: Mailbox, direction: str, needs: Needs) -> _Where:
         login = credentials(mailbox, profile)[0]
     except ConnectorError:
         login = mailbox.username or mailbox.email_address
-    return _Where(host or "the server", port or needs.ports.get(security or "tls"),
+    return _Where(host or N_("the server"), port or needs.ports.get(security or "tls"),
                   profile.name, login, mailbox.email_address, bool(profile.use_service_account),
                   profile.auth_method == "oauth2")
 
@@ -95,53 +97,56 @@ def _failed(exc: ConnectorError, where: _Where) -> DirectionResult:
 
 def explain(error: ConnectorError, where: _Where) -> str:
     """A message that says what went wrong and what to do about it."""
-    host, code = where.host, error.code
+    code = error.code
+    values = {"host": where.host, "login": where.login, "profile": where.profile,
+              "server": where.server_port, "port": where.port, "address": where.address,
+              "problem": error.message}
     if code == "auth_failed":
         if where.oauth:
-            return (f"The access token for {where.login} was refused by {host}. Check that the "
-                    f"app of the server profile {where.profile} has access to this mailbox, "
-                    "then test again.")
+            return N_("The access token for %(login)s was refused by %(host)s. Check that the "
+                      "app of the server profile %(profile)s has access to this mailbox, then "
+                      "test again.") % values
         if where.service_account:
-            return (f"The password of the service account {where.login} was refused by {host}. "
-                    f"Update it in the server profile {where.profile} and test again.")
-        return (f"The password for {where.login} was refused by {host}. Update it in the "
-                "mailbox and test again.")
+            return N_("The password of the service account %(login)s was refused by %(host)s. "
+                      "Update it in the server profile %(profile)s and test again.") % values
+        return N_("The password for %(login)s was refused by %(host)s. Update it in the "
+                  "mailbox and test again.") % values
     if code == "auth_required":
-        return (f"{host} asks for a sign-in before it takes mail. Enter a user name and "
-                f"password for this mailbox (or a service account in the server profile "
-                f"{where.profile}) and test again.")
+        return N_("%(host)s asks for a sign-in before it takes mail. Enter a user name and "
+                  "password for this mailbox (or a service account in the server profile "
+                  "%(profile)s) and test again.") % values
     if code in CONNECT_FAILURES:
-        return (f"Could not connect to {where.server_port}. Check the server name, port and "
-                f"security setting in the server profile {where.profile}, that the server is "
-                "running and reachable from here, and, for a loopback or link-local address, "
-                "that the organization's allowed local mail servers list it; then test again.")
+        return N_("Could not connect to %(server)s. Check the server name, port and security "
+                  "setting in the server profile %(profile)s, that the server is running and "
+                  "reachable from here, and, for a loopback or link-local address, that the "
+                  "organization's allowed local mail servers list it; then test again.") % values
     if code == "tls_failed":
-        return (f"{error.message} Check the security setting (TLS or STARTTLS) and the port in "
-                f"the server profile {where.profile}; if {host} uses a certificate from a "
-                "private authority, add that authority to the profile. Then test again.")
+        return N_("%(problem)s Check the security setting (TLS or STARTTLS) and the port in the "
+                  "server profile %(profile)s; if %(host)s uses a certificate from a private "
+                  "authority, add that authority to the profile. Then test again.") % values
     if code == "starttls_unsupported":
-        return (f"{host} does not offer STARTTLS on port {where.port}. Choose TLS and its port "
-                f"in the server profile {where.profile}, then test again.")
+        return N_("%(host)s does not offer STARTTLS on port %(port)s. Choose TLS and its port "
+                  "in the server profile %(profile)s, then test again.") % values
     if code == "sender_refused":
-        return (f"{host} would not take mail from {where.address} ({error.message}). Check that "
-                f"{where.login} may send as {where.address}, then test again.")
+        return N_("%(host)s would not take mail from %(address)s (%(problem)s). Check that "
+                  "%(login)s may send as %(address)s, then test again.") % values
     if code == "recipient_refused":
-        return (f"{host} took {where.address} as the sender but refused it as a recipient "
-                f"({error.message}): the test sends nothing, it asks the server to take a "
-                f"message for the mailbox's own address, and this server does not deliver "
-                f"mail to {where.address}. Check the mailbox's email address, or ask the "
-                f"server's administrator to accept mail for it, then test again.")
+        return N_("%(host)s took %(address)s as the sender but refused it as a recipient "
+                  "(%(problem)s): the test sends nothing, it asks the server to take a message "
+                  "for the mailbox's own address, and this server does not deliver mail to "
+                  "%(address)s. Check the mailbox's email address, or ask the server's "
+                  "administrator to accept mail for it, then test again.") % values
     if code in ("smtp_rejected", "smtp_temporary"):
-        return (f"{host} did not take the test message ({error.message}). Test again; if it "
-                f"keeps failing, check the server profile {where.profile}.")
+        return N_("%(host)s did not take the test message (%(problem)s). Test again; if it "
+                  "keeps failing, check the server profile %(profile)s.") % values
     if code in ("oauth_failed", "oauth_not_configured", "oauth_unreachable"):
-        return (f"{error.message} Check the tenant, application id and secret in the server "
-                f"profile {where.profile} and the app's permissions, then test again.")
+        return N_("%(problem)s Check the tenant, application id and secret in the server "
+                  "profile %(profile)s and the app's permissions, then test again.") % values
     if code == "maildir_missing":
-        return (f"{error.message} Create it or correct the Maildir store in the server profile "
-                f"{where.profile}, then test again.")
-    return (f"{error.message} Test again; if it keeps failing, check the server profile "
-            f"{where.profile}.")
+        return N_("%(problem)s Create it or correct the Maildir store in the server profile "
+                  "%(profile)s, then test again.") % values
+    return N_("%(problem)s Test again; if it keeps failing, check the server profile "
+              "%(profile)s.") % values
 
 
 def _test_incoming(mailbox: Mailbox, connector_cls: type[Connector]) -> DirectionResult:
@@ -152,9 +157,11 @@ def _test_incoming(mailbox: Mailbox, connector_cls: type[Connector]) -> Directio
     except ConnectorError as exc:
         return _failed(exc, where)
     if connector_cls.needs.store is not None:
-        found = f"Found the Maildir of {mailbox.email_address} with {len(folders)} folder(s)."
+        found = N_("Found the Maildir of %(address)s with %(count)s folder(s).") % {
+            "address": mailbox.email_address, "count": len(folders)}
     else:
-        found = f"Signed in to {where.host} as {where.login} and found {len(folders)} folder(s)."
+        found = N_("Signed in to %(host)s as %(login)s and found %(count)s folder(s).") % {
+            "host": where.host, "login": where.login, "count": len(folders)}
     if len(folders) <= 1 and not mailbox.sent_folder:  # the Inbox alone (POP3): no Sent
         return DirectionResult(True, found)
     return DirectionResult(True, f"{found} {_sent_items(mailbox, folders)}")
@@ -164,13 +171,13 @@ def _sent_items(mailbox: Mailbox, folders) -> str:
     """Which folder the engine takes for Sent Items, in a sentence."""
     sent = find_sent(folders, mailbox.sent_folder)
     if sent is not None:
-        return f'Sent Items: the folder "{sent.name}".'
+        return N_('Sent Items: the folder "%(folder)s".') % {"folder": sent.name}
     if mailbox.sent_folder:
-        return (f'The Sent folder "{mailbox.sent_folder}" named in the mailbox\'s settings is '
-                "not on the server: sent mail is not read from it and the CRM keeps no copy "
-                "of the mail it sends. Correct the name and test again.")
-    return ("No Sent folder was found: sent mail is not read and the CRM keeps no copy of "
-            "the mail it sends. Name the folder in the mailbox's settings and test again.")
+        return N_('The Sent folder "%(folder)s" named in the mailbox\'s settings is not on the '
+                  "server: sent mail is not read from it and the CRM keeps no copy of the mail "
+                  "it sends. Correct the name and test again.") % {"folder": mailbox.sent_folder}
+    return N_("No Sent folder was found: sent mail is not read and the CRM keeps no copy of "
+              "the mail it sends. Name the folder in the mailbox's settings and test again.")
 
 
 def _test_outgoing(mailbox: Mailbox, sender_cls: type[Sender]) -> DirectionResult:
@@ -182,9 +189,10 @@ def _test_outgoing(mailbox: Mailbox, sender_cls: type[Sender]) -> DirectionResul
     except ConnectorError as exc:
         return _failed(exc, where)
     if sender_cls.needs.store is not None:
-        return DirectionResult(True, "Sent mail will be written to the Maildir store.")
-    return DirectionResult(True, f"{where.host} accepts mail from {address} "
-                                 "(checked without sending a message).")
+        return DirectionResult(True, N_("Sent mail will be written to the Maildir store."))
+    return DirectionResult(True, N_("%(host)s accepts mail from %(address)s (checked without "
+                                    "sending a message).") % {"host": where.host,
+                                                              "address": address})
 
 
 def _configured(mailbox: Mailbox, direction: str) -> bool:
@@ -197,14 +205,17 @@ def _run(mailbox: Mailbox, direction: str) -> DirectionResult | None:
     if not _configured(mailbox, direction):
         return None
     if mailbox.server_profile is None:
-        return DirectionResult(False, "The mailbox has no email server profile. Choose one and "
-                                      "test again.", "no_server_profile")
+        return DirectionResult(False, N_("The mailbox has no email server profile. Choose one "
+                                         "and test again."), "no_server_profile")
     protocol = protocol_of(mailbox, direction)
     if not protocol:
-        return DirectionResult(False, f"The server profile {mailbox.server_profile.name} has no "
-                                      f"{direction} server. Add one or set this mailbox's "
-                                      f"{direction} email to None, then test again.",
-                               "not_configured")
+        values = {"profile": mailbox.server_profile.name}
+        message = (N_("The server profile %(profile)s has no incoming server. Add one or set "
+                      "this mailbox's incoming email to None, then test again.")
+                   if direction == "incoming" else
+                   N_("The server profile %(profile)s has no outgoing server. Add one or set "
+                      "this mailbox's outgoing email to None, then test again."))
+        return DirectionResult(False, message % values, "not_configured")
     try:
         tested = for_direction(protocol, direction)
     except ConnectorError as exc:
@@ -213,7 +224,7 @@ def _run(mailbox: Mailbox, direction: str) -> DirectionResult | None:
     return run(mailbox, tested)
 
 
-WHAT = {"appointment": "calendar", "contact": "address book", "task": "task list"}
+WHAT = {"appointment": N_("calendar"), "contact": N_("address book"), "task": N_("task list")}
 
 
 def test_items(mailbox: Mailbox) -> DirectionResult | None:
@@ -222,15 +233,16 @@ def test_items(mailbox: Mailbox) -> DirectionResult | None:
         return None
     why = why_not_synced(mailbox)
     if why:
-        return DirectionResult(False, f"Appointments, contacts and tasks cannot sync: {why}.",
-                           "not_syncable")
+        return DirectionResult(False, N_("Appointments, contacts and tasks cannot sync: "
+                                         "%(problem)s.") % {"problem": why}, "not_syncable")
     p = authz.principal(mailbox.user)
     kinds = [k for k in ITEM_KINDS if p.has(PRIVILEGES[k])]
     missing = [authz.NAMED_PRIVILEGES[PRIVILEGES[k]] for k in ITEM_KINDS if k not in kinds]
     if not kinds:
-        return DirectionResult(False, f"{mailbox.user.full_name} has none of the privileges "
-                                  f"{', '.join(missing)}: give them a role that has them.",
-                           "no_privilege")
+        return DirectionResult(False, N_("%(user)s has none of the privileges %(privileges)s: "
+                                         "give them a role that has them.") % {
+                                             "user": mailbox.user.full_name,
+                                             "privileges": ", ".join(missing)}, "no_privilege")
     try:
         profile = accounts.items_profile(mailbox)
         store_class = connectors.item_store(profile.incoming_protocol)
@@ -238,20 +250,25 @@ def test_items(mailbox: Mailbox) -> DirectionResult | None:
         with store_class(accounts.items_account(mailbox)) as store:
             for kind in kinds:
                 collection = next(c for c in store.collections(kind) if c.default)
+                values = {"what": WHAT[kind], "name": collection.name, "profile": profile.name}
                 for feature, advice in (
-                        ("changes", "cannot tell what changed in it (no WebDAV "
-                         "sync-collection, RFC 6578): upgrade the server or choose one that has it"),
-                        ("write", "cannot be written by this account: give it write access")):
+                        ("changes", N_('The %(what)s "%(name)s" on %(profile)s cannot tell what '
+                                       "changed in it (no WebDAV sync-collection, RFC 6578): "
+                                       "upgrade the server or choose one that has it.")),
+                        ("write", N_('The %(what)s "%(name)s" on %(profile)s cannot be written '
+                                     "by this account: give it write access."))):
                     if feature not in collection.features:
-                        return DirectionResult(False, f'The {WHAT[kind]} "{collection.name}" on '
-                                                  f"{profile.name} {advice}.", f"no_{feature}")
-                found.append(f'{WHAT[kind]} "{collection.name}"')
+                        return DirectionResult(False, advice % values, f"no_{feature}")
+                found.append(N_('%(what)s "%(name)s"') % values)
     except ConnectorError as exc:
-        return DirectionResult(False, f"Appointments, contacts and tasks on {profile.name}: "
-                                  f"{exc.message}", exc.code)
-    message = f"Syncs with the {', '.join(found)} on {profile.name}."
+        return DirectionResult(False, N_("Appointments, contacts and tasks on %(profile)s: "
+                                         "%(problem)s") % {"profile": profile.name,
+                                                           "problem": exc.message}, exc.code)
+    message = N_("Syncs with the %(stores)s on %(profile)s.") % {
+        "stores": ", ".join(found), "profile": profile.name}
     if missing:
-        message += f" Not synced, for want of a privilege: {', '.join(missing)}."
+        message += " " + N_("Not synced, for want of a privilege: %(privileges)s.") % {
+            "privileges": ", ".join(missing)}
     return DirectionResult(True, message)
 
 
@@ -269,13 +286,13 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     tested = [r for r in (result_in, result_out, result_acts) if r is not None]
     approved = mailbox.approved_for(org)
     if not tested:
-        reason = ("Nothing to test: the mailbox neither receives nor sends email nor syncs "
-                  "appointments, contacts and tasks through server-side synchronization.")
+        reason = N_("Nothing to test: the mailbox neither receives nor sends email nor syncs "
+                    "appointments, contacts and tasks through server-side synchronization.")
     elif not any(r.ok for r in tested):
-        reason = "The mailbox stays disabled until every test succeeds."
+        reason = N_("The mailbox stays disabled until every test succeeds.")
     elif not approved:
-        reason = (f"The email address {mailbox.email_address} must be approved by an "
-                  "administrator before the mailbox is enabled.")
+        reason = N_("The email address %(address)s must be approved by an administrator "
+                    "before the mailbox is enabled.") % {"address": mailbox.email_address}
     else:
         reason = ""
     enabled = not reason
@@ -303,11 +320,14 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
 def _enabled_for(mailbox: Mailbox) -> str:
     failed = [d for d, on in (("incoming", mailbox.incoming_enabled),
                               ("outgoing", mailbox.outgoing_enabled)) if not on]
+    values = {"address": mailbox.email_address}
     if not failed:
-        return f"The mailbox {mailbox.email_address} is enabled."
-    works = "outgoing" if failed == ["incoming"] else "incoming"
-    return (f"The mailbox {mailbox.email_address} is enabled for {works} email only: its "
-            f"{failed[0]} test failed. Fix what it says and test again to turn it on.")
+        return N_("The mailbox %(address)s is enabled.") % values
+    if failed == ["incoming"]:
+        return N_("The mailbox %(address)s is enabled for outgoing email only: its incoming "
+                  "test failed. Fix what it says and test again to turn it on.") % values
+    return N_("The mailbox %(address)s is enabled for incoming email only: its outgoing test "
+              "failed. Fix what it says and test again to turn it on.") % values
 
 
 test_and_enable.__test__ = False  # a service, not a pytest test

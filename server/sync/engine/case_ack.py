@@ -8,6 +8,9 @@ Never to automatic mail (auto-replies, bounces, list mail, loops), never to the
 organization's own mailboxes, and at most the rule's number per sender in 24 hours, so two
 auto-responders can never answer each other for ever. What a wave's acknowledgements share
 (the mailbox's readiness, the signature, the senders' counts) is read once (``AckWave``).
+
+The default wording (no template chosen) is written in the organization's default language;
+what the decision log says about it is stored in English from ``N_``-marked sentences.
 """
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ from sqlalchemy import func, select
 
 from server.crm.activities import ActivityParty, Email
 from server.crm.html import sanitize_html
-from server.crm.models import Case
+from server.crm.models import Case, Organization
 from server.crm.queues import CaseAcknowledgement, CaseRule
 from server.crm.services.email_templates import context, signature_of
 from server.crm.templates import EmailTemplate, render
 from server.db import db, utcnow
+from server.i18n import N_, language_of, translate
 from server.security.models import Team, User
 from server.sync.admin.sending import Readiness, readiness
 from server.sync.engine.context import MailboxRun
@@ -66,15 +70,15 @@ def _why_not(ctx: MailboxRun, rule: CaseRule, msg: MailMessage, wave: AckWave) -
     sender = msg.from_ or msg.sender
     automatic = automatic_evidence(msg)
     if automatic:
-        return f"it was sent automatically ({automatic})"
+        return N_("it was sent automatically (%(evidence)s)") % {"evidence": automatic}
     if sender is None or not sender.resolvable:
-        return "it has no sender address to answer"
+        return N_("it has no sender address to answer")
     if sender.address in ctx.org_addresses or sender.address in ctx.owner_addresses:
-        return "its sender is one of this organization's mailboxes"
+        return N_("its sender is one of this organization's mailboxes")
     sent = wave.sent.get(sender.address, 0)
     if sent >= rule.ack_per_sender_per_day:
-        return (f"{sender.address} got {sent} acknowledgement(s) in the last 24 hours, the "
-                f"rule's limit")
+        return N_("%(address)s got %(count)s acknowledgement(s) in the last 24 hours, the "
+                  "rule's limit") % {"address": sender.address, "count": sent}
     return None if wave.ready.ok else wave.ready.problem.rstrip(".")
 
 
@@ -89,9 +93,13 @@ def _content(ctx: MailboxRun, rule: CaseRule, case: Case, msg: MailMessage) -> t
                                         regarding=("case", case)))
         if not done.problems:
             return done.subject or f"Re: {msg.subject}", done.html
-    body = (f"<p>Thank you for your email. We opened case {case.ticket_number} for it and "
-            "will answer as soon as we can.</p><p>Please keep the case number in the "
-            "subject when you write to us about it.</p>")
+    org = db.session.get(Organization, 1)
+    language = language_of(org.default_language if org is not None else None) or "en"
+    body = "<p>{}</p><p>{}</p>".format(
+        translate(language, N_("Thank you for your email. We opened case %(case)s for it and "
+                               "will answer as soon as we can.")) % {"case": case.ticket_number},
+        translate(language, N_("Please keep the case number in the subject when you write to "
+                               "us about it.")))
     return f"Re: {msg.subject}", body
 
 
@@ -100,7 +108,7 @@ def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
     """Queue the acknowledgement of ``case`` to the sender of ``email`` (or say why not)."""
     why_not = _why_not(ctx, rule, msg, wave)
     if why_not:
-        return f"No acknowledgement was sent: {why_not}."
+        return N_("No acknowledgement was sent: %(why_not)s.") % {"why_not": why_not}
     sender = msg.from_ or msg.sender
     queue, now = ctx.queue, utcnow()
     subject, html = _content(ctx, rule, case, msg)
@@ -128,4 +136,4 @@ def acknowledge(ctx: MailboxRun, rule: CaseRule, case: Case, email: Email,
     db.session.add(CaseAcknowledgement(queue_id=queue.id, address=sender.address,
                                        case_id=case.id, email=ack, created_on=now))
     wave.sent[sender.address] = wave.sent.get(sender.address, 0) + 1
-    return f"An acknowledgement to {sender.address} waits to be sent."
+    return N_("An acknowledgement to %(address)s waits to be sent.") % {"address": sender.address}

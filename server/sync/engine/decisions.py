@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from server.db import db, utcnow
+from server.i18n import N_
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.content import aware, clean
 from server.sync.engine.context import MailboxRun
@@ -111,9 +112,13 @@ def seen_again(reason: str, folder: FolderInfo, activity_id: int | None,
     into a folder again, or in another folder): not tracked twice, it is that activity.
     Only the latest such sentence is kept."""
     kept = reason.split(SEEN_AGAIN, 1)[0]
-    activity = f"activity {activity_id}" if activity_id else "an activity"
-    return (f'{kept}{SEEN_AGAIN}"{clean(folder.name or "")[:200]}" on {now:%Y-%m-%d %H:%M} '
-            f"UTC: already tracked as {activity}, so not tracked again.")
+    values = {"folder": clean(folder.name or "")[:200], "when": f"{now:%Y-%m-%d %H:%M}",
+              "activity": activity_id}
+    said = (N_('Seen again in "%(folder)s" on %(when)s UTC: already tracked as activity '
+               "%(activity)s, so not tracked again.") if activity_id else
+            N_('Seen again in "%(folder)s" on %(when)s UTC: already tracked as an activity, so '
+               "not tracked again.")) % values
+    return f"{kept} {said}"  # stored in English: SEEN_AGAIN finds it again
 
 
 # A new decision row's columns besides those ``decision_row`` fills.

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from server.i18n import N_
 from server.sync.engine import alerts
 from server.sync.connectors.base import Folder
 from server.sync.models import FolderRule, Mailbox
@@ -170,9 +171,10 @@ def plan_folders(mailbox: Mailbox, folders: Sequence[Folder], rules: Sequence[Fo
                 if rule.enabled:
                     alerts.raise_alert(
                         "warning", "folder_rule_not_found",
-                        f'The tracked folder "{rule.folder_name}" is no longer in this mailbox '
-                        "(deleted, or renamed where it cannot be found), so mail filed into it "
-                        "is not tracked. Create it again under the Inbox, or change the rule.",
+                        N_('The tracked folder "%(folder)s" is no longer in this mailbox '
+                           "(deleted, or renamed where it cannot be found), so mail filed into it "
+                           "is not tracked. Create it again under the Inbox, or change the rule.")
+                        % {"folder": rule.folder_name},
                         mailbox, user=rule.user_id)
             continue
         found_again |= (rule.disabled_reason or "").startswith(NOT_FOUND)
@@ -211,6 +213,7 @@ def _disable_moved_out(mailbox: Mailbox, rule: FolderRule, old_name: str, folder
                             "what was tracked from it stays tracked.")
     alerts.raise_alert(
         "information", "folder_rule_disabled",
-        f'The tracked folder "{old_name}" was moved out of the Inbox (it is now '
-        f'"{folder.name}"), so its folder tracking rule was turned off. Move the folder back '
-        "under the Inbox to track its mail again.", mailbox, user=rule.user_id)
+        N_('The tracked folder "%(folder)s" was moved out of the Inbox (it is now '
+           '"%(now)s"), so its folder tracking rule was turned off. Move the folder back '
+           "under the Inbox to track its mail again.") % {"folder": old_name, "now": folder.name},
+        mailbox, user=rule.user_id)

@@ -45,6 +45,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
@@ -216,8 +217,9 @@ def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_f
     ctx = MailboxRun.load(mailbox)
     if ctx.actor is None and not mailbox.is_forward_mailbox:
         alerts.raise_alert("warning", "cannot_track",
-                           f"Email in {mailbox.email_address} cannot be tracked: "
-                           f"{ctx.actor_problem}", mailbox)
+                           N_("Email in %(address)s cannot be tracked: %(problem)s") % {
+                               "address": mailbox.email_address, "problem": ctx.actor_problem},
+                           mailbox)
     else:
         alerts.clear("cannot_track", mailbox)
     account = account_for(mailbox, "incoming")
@@ -345,10 +347,12 @@ def _unreadable_alert(mailbox: Mailbox, info: FolderInfo, refs: list[str]) -> No
     shown = ", ".join(refs[:10]) + (f" and {len(refs) - 10} more" if len(refs) > 10 else "")
     alerts.raise_alert(
         "warning", "message_unreadable",
-        f"{len(refs)} message(s) in {info.name} of {mailbox.email_address} cannot be read: "
-        f"the mail server lists them but refused to send them on several syncs running "
-        f"(server id {shown}). They are not tracked; each sync tries them again. Open them "
-        "in a mail client, or ask the server's administrator to repair or remove them.",
+        N_("%(count)s message(s) in %(folder)s of %(address)s cannot be read: the mail server "
+           "lists them but refused to send them on several syncs running (server id %(ids)s). "
+           "They are not tracked; each sync tries them again. Open them in a mail client, or "
+           "ask the server's administrator to repair or remove them.") % {
+               "count": len(refs), "folder": info.name, "address": mailbox.email_address,
+               "ids": shown},
         mailbox)
 
 
@@ -428,8 +432,10 @@ def _folder_alerts(mailbox: Mailbox, result: SyncResult) -> None:
     if failed:
         names = ", ".join(f'"{f.name}"' for f in failed)
         alerts.raise_alert("warning", "folder_failed",
-                           f"Some folders of {mailbox.email_address} could not be read and were "
-                           f"skipped: {names} ({failed[0].error}).", mailbox)
+                           N_("Some folders of %(address)s could not be read and were "
+                              "skipped: %(folders)s (%(problem)s).") % {
+                                  "address": mailbox.email_address, "folders": names,
+                                  "problem": failed[0].error}, mailbox)
     else:
         alerts.clear("folder_failed", mailbox)
 
@@ -470,29 +476,33 @@ def _failed(mailbox: Mailbox, result: SyncResult, code: str, message: str, sever
     mailbox.incoming_status, mailbox.incoming_message = "failure", message
     address = mailbox.email_address
     if severity in ("auth", "fatal"):
-        fix = ("Correct the user name and password (or the sign-in) of this mailbox or of its "
-               "email server profile, then test and enable the mailbox again."
-               if severity == "auth" else "Fix the problem, then test and enable the mailbox again.")
+        fix = (N_("Correct the user name and password (or the sign-in) of this mailbox or of "
+                  "its email server profile, then test and enable the mailbox again.")
+               if severity == "auth" else N_("Fix the problem, then test and enable the mailbox again."))
         _disable(mailbox, result, f"{message} {fix}")
         alerts.raise_alert("error", "auth_failed" if severity == "auth" else "sync_fatal",
-                           f"Synchronization of {address} was turned off: {message} {fix}",
-                           mailbox)
+                           N_("Synchronization of %(address)s was turned off: %(problem)s") % {
+                               "address": address, "problem": f"{message} {fix}"}, mailbox)
         return
     mailbox.consecutive_failures = (mailbox.consecutive_failures or 0) + 1
     failures, most = mailbox.consecutive_failures, _setting("REGARDING_SYNC_MAX_FAILURES")
     if failures >= most:
         _disable(mailbox, result, f"Synchronization failed {failures} times in a row: {message}")
         alerts.raise_alert("error", "sync_failed",
-                           f"Synchronization of {address} failed {failures} times in a row and "
-                           f"was turned off: {message} When the server is reachable again, test "
-                           "and enable the mailbox.", mailbox)
+                           N_("Synchronization of %(address)s failed %(failures)s times in a row "
+                              "and was turned off: %(problem)s When the server is reachable "
+                              "again, test and enable the mailbox.") % {
+                                  "address": address, "failures": failures, "problem": message},
+                           mailbox)
         return
     delay = max(_setting("REGARDING_SYNC_RETRY_SECONDS"), int(retry_after or 0))
     mailbox.next_sync_on = now + timedelta(seconds=delay)
     result.next_sync_on = mailbox.next_sync_on
     alerts.raise_alert("warning", "sync_failed",
-                       f"Synchronization of {address} failed: {message} Attempt {failures} of "
-                       f"{most}; the next one is at {mailbox.next_sync_on:%Y-%m-%d %H:%M} UTC.",
+                       N_("Synchronization of %(address)s failed: %(problem)s Attempt "
+                          "%(failures)s of %(most)s; the next one is at %(next)s UTC.") % {
+                              "address": address, "problem": message, "failures": failures,
+                              "most": most, "next": f"{mailbox.next_sync_on:%Y-%m-%d %H:%M}"},
                        mailbox)
 
 

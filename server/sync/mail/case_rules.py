@@ -22,6 +22,7 @@ from datetime import datetime, time, timedelta
 from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.i18n import N_
 from server.sync.mail.automatic import auto_reply_evidence, bulk_evidence
 from server.sync.mail.decision import LOOP_HEADER, as_utc
 from server.sync.mail.message import MailMessage
@@ -175,34 +176,34 @@ def _sender(msg: MailMessage) -> str:
 
 
 class SenderKnown(Condition):
-    kind, label = "sender_known", "The sender is a contact, account or lead"
+    kind, label = "sender_known", N_("The sender is a contact, account or lead")
 
     def holds(self, msg, ctx, value):
         return ctx.sender_known
 
     def says(self, value):
-        return "the sender is in the CRM"
+        return N_("the sender is in the CRM")
 
 
 class SenderUnknown(Condition):
-    kind, label = "sender_unknown", "The sender is not in the CRM"
+    kind, label = "sender_unknown", N_("The sender is not in the CRM")
 
     def holds(self, msg, ctx, value):
         return not ctx.sender_known
 
     def says(self, value):
-        return "the sender is not in the CRM"
+        return N_("the sender is not in the CRM")
 
 
 class SenderDomain(Condition):
-    kind, label, needs_value = "sender_domain", "The sender's domain is", True
+    kind, label, needs_value = "sender_domain", N_("The sender's domain is"), True
 
     def holds(self, msg, ctx, value):
         domain = _sender(msg).rpartition("@")[2]
         return bool(domain) and (domain == value or domain.endswith("." + value))
 
     def says(self, value):
-        return f"the sender's address is at {value}"
+        return N_("the sender's address is at %(value)s") % {"value": value}
 
     def check(self, value):
         value = super().check(value).lower().lstrip("@").removeprefix("*.")
@@ -212,13 +213,13 @@ class SenderDomain(Condition):
 
 
 class SenderAccount(Condition):
-    kind, label, needs_value = "sender_account", "The sender belongs to the account (id)", True
+    kind, label, needs_value = "sender_account", N_("The sender belongs to the account (id)"), True
 
     def holds(self, msg, ctx, value):
         return value.isdigit() and int(value) in ctx.sender_account_ids
 
     def says(self, value):
-        return f"the sender belongs to account {value}"
+        return N_("the sender belongs to account %(value)s") % {"value": value}
 
     def check(self, value):
         value = super().check(value)
@@ -228,33 +229,33 @@ class SenderAccount(Condition):
 
 
 class SubjectContains(Condition):
-    kind, label, needs_value = "subject_contains", "The subject contains", True
+    kind, label, needs_value = "subject_contains", N_("The subject contains"), True
 
     def holds(self, msg, ctx, value):
         return value.casefold() in (msg.subject or "").casefold()
 
     def says(self, value):
-        return f'the subject contains "{value}"'
+        return N_('the subject contains "%(value)s"') % {"value": value}
 
 
 class BodyContains(Condition):
-    kind, label, needs_value = "body_contains", "The body contains", True
+    kind, label, needs_value = "body_contains", N_("The body contains"), True
 
     def holds(self, msg, ctx, value):
         return value.casefold() in (msg.text_body or msg.html_body or "").casefold()
 
     def says(self, value):
-        return f'the body contains "{value}"'
+        return N_('the body contains "%(value)s"') % {"value": value}
 
 
 class HasAttachments(Condition):
-    kind, label = "has_attachments", "It has attachments"
+    kind, label = "has_attachments", N_("It has attachments")
 
     def holds(self, msg, ctx, value):
         return any(not a.inline for a in msg.attachments)
 
     def says(self, value):
-        return "it has attachments"
+        return N_("it has attachments")
 
 
 class _Hours(Condition):
@@ -272,27 +273,27 @@ class _Hours(Condition):
 
 
 class DuringHours(_Hours):
-    kind, label, inside = "business_hours", "Received during business hours", True
+    kind, label, inside = "business_hours", N_("Received during business hours"), True
 
     def says(self, value):
-        return f"it arrived during business hours ({value})"
+        return N_("it arrived during business hours (%(value)s)") % {"value": value}
 
 
 class OutsideHours(_Hours):
-    kind, label, inside = "outside_business_hours", "Received outside business hours", False
+    kind, label, inside = "outside_business_hours", N_("Received outside business hours"), False
 
     def says(self, value):
-        return f"it arrived outside business hours ({value})"
+        return N_("it arrived outside business hours (%(value)s)") % {"value": value}
 
 
 class NotAutomatic(Condition):
-    kind, label = "not_automatic", "It is no automatic reply, bounce, list mail or loop"
+    kind, label = "not_automatic", N_("It is no automatic reply, bounce, list mail or loop")
 
     def holds(self, msg, ctx, value):
         return automatic_evidence(msg) is None
 
     def says(self, value):
-        return "it was written by a person"
+        return N_("it was written by a person")
 
 
 CONDITIONS: dict[str, Condition] = {c.kind: c for c in (
@@ -315,36 +316,42 @@ def _rule_holds(rule: RuleSpec, msg: MailMessage, ctx: CaseContext, walk: _Walk)
         held = condition is not None and condition.holds(msg, ctx, value)
         walk.hits.append((f"case:{rule.name}:{kind}", held))
         if not held:
-            said = condition.says(value) if condition else f"an unknown condition ({kind})"
-            walk.failed.append(f'"{rule.name}" (not: {said})')
+            said = (condition.says(value) if condition
+                    else N_("an unknown condition (%(kind)s)") % {"kind": kind})
+            walk.failed.append(N_('"%(rule)s" (not: %(condition)s)') % {"rule": rule.name,
+                                                                         "condition": said})
             return False
     return True
 
 
 def _conditions_said(rule: RuleSpec) -> str:
     said = [CONDITIONS[k].says(v) for k, v in rule.conditions if k in CONDITIONS]
-    return " and ".join(said) if said else "it has no conditions"
+    return " and ".join(said) if said else N_("it has no conditions")
 
 
 def _on_case(rule: RuleSpec, case: ExistingCase, ctx: CaseContext, msg: MailMessage
              ) -> tuple[str, str]:
     """What a rule does with an email that answers ``case``: (action, sentence)."""
-    where = f"It answers case {case.number} (found by {case.found_by})"
+    values = {"case": case.number, "found_by": case.found_by, "status": case.status,
+              "days": rule.resolved_window_days}
     if not case.closed:
-        return "update", f"{where}, so it is added to that case."
+        return "update", N_("It answers case %(case)s (found by %(found_by)s), so it is added to "
+                            "that case.") % values
     when = ctx.received_at or msg.date
     window = timedelta(days=max(0, rule.resolved_window_days))
     within = (case.resolved_on is None or when is None
               or as_utc(when) - as_utc(case.resolved_on) <= window)
     if rule.on_resolved == "reopen" and within and case.status == "resolved":
-        return "reopen", (f"{where}, which is resolved; the reply came within "
-                          f"{rule.resolved_window_days} days, so the case is reopened.")
-    why = ("the rule opens a new case for replies to resolved cases"
-           if rule.on_resolved != "reopen" else
-           "it is canceled" if case.status == "canceled" else
-           f"the reply came more than {rule.resolved_window_days} days after it was resolved")
-    return "follow_up", (f"{where}, which is {case.status}; {why}, so a new case linked to "
-                         f"{case.number} is opened.")
+        return "reopen", N_("It answers case %(case)s (found by %(found_by)s), which is "
+                            "resolved; the reply came within %(days)s days, so the case is "
+                            "reopened.") % values
+    values["why"] = (N_("the rule opens a new case for replies to resolved cases")
+                     if rule.on_resolved != "reopen" else
+                     N_("it is canceled") if case.status == "canceled" else
+                     N_("the reply came more than %(days)s days after it was resolved") % values)
+    return "follow_up", N_("It answers case %(case)s (found by %(found_by)s), which is "
+                           "%(status)s; %(why)s, so a new case linked to %(case)s is "
+                           "opened.") % values
 
 
 def decide_case(msg: MailMessage, ctx: CaseContext, rules: list[RuleSpec]) -> CaseDecision:
@@ -357,17 +364,20 @@ def decide_case(msg: MailMessage, ctx: CaseContext, rules: list[RuleSpec]) -> Ca
         if not _rule_holds(rule, msg, ctx, walk):
             continue
         walk.hits.append((f"case:{rule.name}", True))
-        because = f'Case rule "{rule.name}" applies ({_conditions_said(rule)}).'
+        because = N_('Case rule "%(rule)s" applies (%(conditions)s).') % {
+            "rule": rule.name, "conditions": _conditions_said(rule)}
         if ctx.existing is not None:
             action, said = _on_case(rule, ctx.existing, ctx, msg)
             return CaseDecision(action, f"{because} {said}", tuple(walk.hits), rule.id,
                                 ctx.existing.id)
         subject = (msg.subject or "").strip() or "(no subject)"
-        return CaseDecision("create", f'{because} A case "{subject[:120]}" is opened.',
-                            tuple(walk.hits), rule.id)
+        opened = N_('A case "%(subject)s" is opened.') % {"subject": subject[:120]}
+        return CaseDecision("create", f"{because} {opened}", tuple(walk.hits), rule.id)
     if not rules:
-        return CaseDecision("none", "This queue has no case rules, so no case is opened.")
+        return CaseDecision("none", N_("This queue has no case rules, so no case is opened."))
     automatic = automatic_evidence(msg)
-    tail = f" It was sent automatically ({automatic})." if automatic else ""
-    return CaseDecision("none", "No case rule applies, so no case is opened or changed: "
-                        + "; ".join(walk.failed) + "." + tail, tuple(walk.hits))
+    tail = (" " + N_("It was sent automatically (%(evidence)s).") % {"evidence": automatic}
+            if automatic else "")
+    return CaseDecision("none", N_("No case rule applies, so no case is opened or changed: "
+                                   "%(rules)s.") % {"rules": "; ".join(walk.failed)} + tail,
+                        tuple(walk.hits))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 
+from server.i18n import N_
 from server.sync.mail.message import Address, MailMessage
 
 __all__ = [
@@ -54,11 +55,11 @@ class TrackingOption(StrEnum):
 
 
 OPTION_LABELS = {
-    TrackingOption.ALL: "All email messages",
-    TrackingOption.CRM_RESPONSES: "Email messages in response to Regarding email",
-    TrackingOption.FROM_CRM_RECORDS: "Email messages from leads, contacts and accounts",
-    TrackingOption.FROM_EMAIL_ENABLED_RECORDS: "Email messages from records that are email enabled",
-    TrackingOption.NONE: "No email messages",
+    TrackingOption.ALL: N_("All email messages"),
+    TrackingOption.CRM_RESPONSES: N_("Email messages in response to Regarding email"),
+    TrackingOption.FROM_CRM_RECORDS: N_("Email messages from leads, contacts and accounts"),
+    TrackingOption.FROM_EMAIL_ENABLED_RECORDS: N_("Email messages from records that are email enabled"),
+    TrackingOption.NONE: N_("No email messages"),
 }
 
 
@@ -153,10 +154,6 @@ class DecisionContext:
     def folder_regarding(self) -> Regarding | None:
         """A tracked folder's regarding (it wins over the email's current one)."""
         return self.folder.regarding if self.folder.role is FolderRole.TRACKED else None
-
-    @property
-    def whose(self) -> str:
-        return "your" if self.owner_kind is OwnerKind.USER else "this queue's"
 
 
 @dataclass(frozen=True)

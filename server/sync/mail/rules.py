@@ -21,6 +21,9 @@ bounce, a mail loop or a blocked sender into an activity. The category marks one
 so it also beats the mailbox's "process email received after" date and the folder limits;
 a tracked folder is a standing rule, so it respects that date. An email that is already
 tracked stays tracked whatever else is true of it.
+
+Reasons are English sentences made from strings marked with ``N_`` (values as ``%(name)s``):
+stored as written, they are shown in the reader's language by ``server.i18n.translate_stored``.
 """
 from __future__ import annotations
 
@@ -29,10 +32,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from server.i18n import N_
 from server.sync.mail.automatic import auto_reply_evidence, bulk_evidence
 from server.sync.mail.decision import (LOOP_HEADER, OPTION_LABELS, TRACKED_CATEGORY, Decision,
-                                       DecisionContext, Direction, FolderRole, Regarding, RuleHit,
-                                       TrackingOption, as_utc)
+                                       DecisionContext, Direction, FolderRole, OwnerKind, Regarding,
+                                       RuleHit, TrackingOption, as_utc)
 from server.sync.mail.message import Address, MailMessage
 
 __all__ = ["CHAIN", "Chain", "Rule", "chain_description", "decide"]
@@ -76,8 +80,8 @@ class UserUntracked(Rule):
         return ctx.untracked
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return ("You untracked this email, so Regarding does not track it again by itself. "
-                "Track it in Outlook to keep it after all.")
+        return N_("You untracked this email, so Regarding does not track it again by itself. "
+                  "Track it in Outlook to keep it after all.")
 
 
 class AlreadyTracked(Rule):
@@ -92,9 +96,10 @@ class AlreadyTracked(Rule):
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         folder = ctx.folder_regarding
         if folder is not None and folder != ctx.tracked_regarding and not ctx.regarding_refused:
-            return (f'This email is already tracked. It is in the tracked folder "{ctx.folder.name}", '
-                    f"so it is now set regarding the {folder[0]} that folder is linked to.")
-        return "This email is already tracked in Regarding, so it stays tracked."
+            return N_('This email is already tracked. It is in the tracked folder "%(folder)s", so '
+                      "it is now set regarding the %(kind)s that folder is linked to.") % {
+                          "folder": ctx.folder.name, "kind": folder[0]}
+        return N_("This email is already tracked in Regarding, so it stays tracked.")
 
 
 class NoSender(Rule):
@@ -107,7 +112,7 @@ class NoSender(Rule):
         return msg.from_ is None and msg.sender is None
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return "This item has no sender address, so it cannot be tracked as an email."
+        return N_("This item has no sender address, so it cannot be tracked as an email.")
 
 
 class DeliveryReport(Rule):
@@ -120,8 +125,8 @@ class DeliveryReport(Rule):
         return msg.is_delivery_report
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return ("This is a delivery report (a bounce, delay notice or read receipt), "
-                "not an email from a person, so it is not tracked.")
+        return N_("This is a delivery report (a bounce, delay notice or read receipt), "
+                  "not an email from a person, so it is not tracked.")
 
 
 _LOOP_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
@@ -143,8 +148,8 @@ class Loop(Rule):
                    for address in _LOOP_ADDRESS.findall(looped_through))
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return ("Regarding sent this email itself (it carries Regarding's loop marker), "
-                "so tracking it again would only create a duplicate.")
+        return N_("Regarding sent this email itself (it carries Regarding's loop marker), "
+                  "so tracking it again would only create a duplicate.")
 
 
 def _blocked(address: str, blocklist: frozenset[str]) -> bool:
@@ -167,11 +172,11 @@ class BlockedSender(Rule):
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         if ctx.direction_of(msg) is Direction.OUTGOING:
-            who = "Every recipient of this email is"
-        else:
-            who = f"The sender {ctx.counterparts(msg)[0].address} is"
-        return (f"{who} on the blocklist, so it is never tracked automatically. "
-                "You can still track it by hand in Outlook.")
+            return N_("Every recipient of this email is on the blocklist, so it is never tracked "
+                      "automatically. You can still track it by hand in Outlook.")
+        return N_("The sender %(address)s is on the blocklist, so it is never tracked "
+                  "automatically. You can still track it by hand in Outlook.") % {
+                      "address": ctx.counterparts(msg)[0].address}
 
 
 # --------------------------------------------------------------------------- explicit intent
@@ -187,8 +192,8 @@ class PendingRequest(Rule):
         return ctx.pending_request
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return ("You asked to track this email in Outlook before it reached Regarding, so it "
-                "is tracked now that it arrived.")
+        return N_("You asked to track this email in Outlook before it reached Regarding, so it "
+                  "is tracked now that it arrived.")
 
 
 class TrackedCategory(Rule):
@@ -201,7 +206,8 @@ class TrackedCategory(Rule):
         return ctx.has_tracked_category
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return f'This email has the "{TRACKED_CATEGORY}" category, so it is tracked.'
+        return N_('This email has the "%(category)s" category, so it is tracked.') % {
+            "category": TRACKED_CATEGORY}
 
 
 def _day(moment: datetime) -> str:
@@ -221,8 +227,9 @@ class BeforeProcessAfter(Rule):
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         when = ctx.received_at or msg.date
         assert when is not None and ctx.process_after is not None
-        return (f"This email arrived on {_day(when)}, before this mailbox started processing "
-                f"email ({_day(ctx.process_after)}), so it is not tracked.")
+        return N_("This email arrived on %(day)s, before this mailbox started processing "
+                  "email (%(start)s), so it is not tracked.") % {
+                      "day": _day(when), "start": _day(ctx.process_after)}
 
 
 class FolderNotEvaluated(Rule):
@@ -237,11 +244,14 @@ class FolderNotEvaluated(Rule):
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         if ctx.folder.role is FolderRole.SENT:
-            return ("Sent items are not tracked for this mailbox (tracking of sent items is "
-                    "turned off), so this email is not tracked.")
-        where = f'the folder "{ctx.folder.name}"' if ctx.folder.name else "another folder"
-        return (f"This email is in {where}. Regarding only looks at the Inbox, Sent Items and "
-                "tracked folders, so it is not tracked.")
+            return N_("Sent items are not tracked for this mailbox (tracking of sent items is "
+                      "turned off), so this email is not tracked.")
+        if not ctx.folder.name:
+            return N_("This email is in another folder. Regarding only looks at the Inbox, Sent "
+                      "Items and tracked folders, so it is not tracked.")
+        return N_('This email is in the folder "%(folder)s". Regarding only looks at the Inbox, '
+                  "Sent Items and tracked folders, so it is not tracked.") % {
+                      "folder": ctx.folder.name}
 
 
 class TrackedFolder(Rule):
@@ -254,11 +264,17 @@ class TrackedFolder(Rule):
         return ctx.folder.role is FolderRole.TRACKED
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        where = f'the tracked folder "{ctx.folder.name}"' if ctx.folder.name else "a tracked folder"
+        values = {"folder": ctx.folder.name,
+                  "kind": ctx.folder.regarding[0] if ctx.folder.regarding else ""}
+        if ctx.folder.regarding and ctx.folder.name:
+            return N_('This email is in the tracked folder "%(folder)s", so it is tracked and set '
+                      "regarding the %(kind)s that folder is linked to.") % values
         if ctx.folder.regarding:
-            return (f"This email is in {where}, so it is tracked and set regarding the "
-                    f"{ctx.folder.regarding[0]} that folder is linked to.")
-        return f"This email is in {where}, so it is tracked."
+            return N_("This email is in a tracked folder, so it is tracked and set regarding the "
+                      "%(kind)s that folder is linked to.") % values
+        if ctx.folder.name:
+            return N_('This email is in the tracked folder "%(folder)s", so it is tracked.') % values
+        return N_("This email is in a tracked folder, so it is tracked.")
 
 
 # --------------------------------------------------------------------------- automatic mail
@@ -273,8 +289,8 @@ class AutoReply(Rule):
         return auto_reply_evidence(msg) is not None
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return (f"This email was sent automatically ({auto_reply_evidence(msg)}), not by a "
-                "person, so it is not tracked.")
+        return N_("This email was sent automatically (%(evidence)s), not by a person, so it is "
+                  "not tracked.") % {"evidence": auto_reply_evidence(msg)}
 
 
 class BulkMail(Rule):
@@ -287,9 +303,9 @@ class BulkMail(Rule):
         return bulk_evidence(msg) is not None
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return (f"This looks like a newsletter or mailing-list email ({bulk_evidence(msg)}), "
-                "so it is not tracked automatically. Move it to a tracked folder or track it "
-                "in Outlook to keep it.")
+        return N_("This looks like a newsletter or mailing-list email (%(evidence)s), so it is "
+                  "not tracked automatically. Move it to a tracked folder or track it in Outlook "
+                  "to keep it.") % {"evidence": bulk_evidence(msg)}
 
 
 # --------------------------------------------------------------------------- tracking option
@@ -305,16 +321,18 @@ class CorrelatedReply(Rule):
         return ctx.is_correlated and ctx.tracking_option is not TrackingOption.NONE
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return ("This email is part of a conversation that is already tracked in Regarding, "
-                "so it is tracked with it.")
+        return N_("This email is part of a conversation that is already tracked in Regarding, "
+                  "so it is tracked with it.")
 
 
-def _option_sentence(ctx: DecisionContext) -> str:
-    return f"{ctx.whose} tracking option is \"{OPTION_LABELS[ctx.tracking_option]}\""
-
-
-def _capitalized(text: str) -> str:
-    return text[:1].upper() + text[1:]
+def _option_sentence(ctx: DecisionContext, first: bool = False) -> str:
+    """Whose tracking option is which, within a sentence (``first``: beginning it)."""
+    values = {"option": OPTION_LABELS[ctx.tracking_option]}
+    if ctx.owner_kind is OwnerKind.USER:
+        return (N_('Your tracking option is "%(option)s"') if first
+                else N_('your tracking option is "%(option)s"')) % values
+    return (N_('This queue\'s tracking option is "%(option)s"') if first
+            else N_('this queue\'s tracking option is "%(option)s"')) % values
 
 
 class OptionAll(Rule):
@@ -327,7 +345,8 @@ class OptionAll(Rule):
         return ctx.tracking_option is TrackingOption.ALL
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return f"{_capitalized(_option_sentence(ctx))}, so this email is tracked."
+        return N_("%(option_sentence)s, so this email is tracked.") % {
+            "option_sentence": _option_sentence(ctx, first=True)}
 
 
 def _known_counterpart(msg: MailMessage, ctx: DecisionContext,
@@ -335,8 +354,16 @@ def _known_counterpart(msg: MailMessage, ctx: DecisionContext,
     return next((a for a in ctx.counterparts(msg) if a.address in known), None)
 
 
-def _from_or_to(msg: MailMessage, ctx: DecisionContext) -> str:
-    return "is from" if ctx.direction_of(msg) is Direction.INCOMING else "was sent to"
+
+
+def _known_reason(msg: MailMessage, ctx: DecisionContext, known: frozenset[str],
+                  sentences: tuple[str, str]) -> str:
+    """Why mail with a known party is tracked: ``sentences`` for incoming and sent mail."""
+    party = _known_counterpart(msg, ctx, known)
+    assert party is not None
+    incoming, outgoing = sentences
+    sentence = incoming if ctx.direction_of(msg) is Direction.INCOMING else outgoing
+    return sentence % {"address": party.address, "option_sentence": _option_sentence(ctx)}
 
 
 class OptionCrmRecords(Rule):
@@ -350,10 +377,11 @@ class OptionCrmRecords(Rule):
                 and _known_counterpart(msg, ctx, ctx.record_addresses) is not None)
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        known = _known_counterpart(msg, ctx, ctx.record_addresses)
-        assert known is not None
-        return (f"This email {_from_or_to(msg, ctx)} {known.address}, a lead, contact or account "
-                f"in Regarding, and {_option_sentence(ctx)}, so it is tracked.")
+        return _known_reason(msg, ctx, ctx.record_addresses, (
+            N_("This email is from %(address)s, a lead, contact or account in Regarding, and "
+               "%(option_sentence)s, so it is tracked."),
+            N_("This email was sent to %(address)s, a lead, contact or account in Regarding, "
+               "and %(option_sentence)s, so it is tracked.")))
 
 
 class OptionEmailEnabledRecords(Rule):
@@ -368,10 +396,11 @@ class OptionEmailEnabledRecords(Rule):
                 and _known_counterpart(msg, ctx, known) is not None)
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        known = _known_counterpart(msg, ctx, ctx.record_addresses | ctx.email_enabled_addresses)
-        assert known is not None
-        return (f"This email {_from_or_to(msg, ctx)} {known.address}, a record in Regarding, "
-                f"and {_option_sentence(ctx)}, so it is tracked.")
+        return _known_reason(msg, ctx, ctx.record_addresses | ctx.email_enabled_addresses, (
+            N_("This email is from %(address)s, a record in Regarding, and %(option_sentence)s, "
+               "so it is tracked."),
+            N_("This email was sent to %(address)s, a record in Regarding, and "
+               "%(option_sentence)s, so it is tracked.")))
 
 
 class OptionNone(Rule):
@@ -384,8 +413,9 @@ class OptionNone(Rule):
         return ctx.tracking_option is TrackingOption.NONE
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return (f"{_capitalized(_option_sentence(ctx))}, so email is not tracked automatically. "
-                "Use a tracked folder, the tracked category or Outlook to track it.")
+        return N_("%(option_sentence)s, so email is not tracked automatically. Use a tracked "
+                  "folder, the tracked category or Outlook to track it.") % {
+                      "option_sentence": _option_sentence(ctx, first=True)}
 
 
 class NotTracked(Rule):
@@ -398,19 +428,19 @@ class NotTracked(Rule):
         return True
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
-        return f"This email is not tracked: {_why_not(msg, ctx)}, and {_option_sentence(ctx)}."
+        return N_("This email is not tracked: %(why_not)s, and %(option_sentence)s.") % {
+            "why_not": _why_not(msg, ctx), "option_sentence": _option_sentence(ctx)}
 
 
 def _why_not(msg: MailMessage, ctx: DecisionContext) -> str:
+    incoming = ctx.direction_of(msg) is Direction.INCOMING
     if ctx.tracking_option is TrackingOption.FROM_CRM_RECORDS:
-        what = "a lead, contact or account"
-    elif ctx.tracking_option is TrackingOption.FROM_EMAIL_ENABLED_RECORDS:
-        what = "a record"
-    else:
-        return "it does not answer an email that is tracked in Regarding"
-    if ctx.direction_of(msg) is Direction.INCOMING:
-        return f"its sender is not {what} in Regarding"
-    return f"none of its recipients is {what} in Regarding"
+        return (N_("its sender is not a lead, contact or account in Regarding") if incoming
+                else N_("none of its recipients is a lead, contact or account in Regarding"))
+    if ctx.tracking_option is TrackingOption.FROM_EMAIL_ENABLED_RECORDS:
+        return (N_("its sender is not a record in Regarding") if incoming
+                else N_("none of its recipients is a record in Regarding"))
+    return N_("it does not answer an email that is tracked in Regarding")
 
 
 # --------------------------------------------------------------------------- the chain
@@ -472,11 +502,12 @@ def _regarding(ctx: DecisionContext) -> tuple[Regarding | None, bool, str]:
     if ctx.folder_regarding is not None:
         return ctx.folder_regarding, True, ""  # the folder rule's reason names it
     if ctx.request_regarding is not None:
-        return ctx.request_regarding, False, \
-            f" It is set regarding the {ctx.request_regarding[0]} you chose."
+        return ctx.request_regarding, False, " " + N_(
+            "It is set regarding the %(kind)s you chose.") % {"kind": ctx.request_regarding[0]}
     if ctx.conversation_regarding is not None:
-        return ctx.conversation_regarding, False, \
-            f" It is set regarding the same {ctx.conversation_regarding[0]} as the conversation."
+        return ctx.conversation_regarding, False, " " + N_(
+            "It is set regarding the same %(kind)s as the conversation.") % {
+                "kind": ctx.conversation_regarding[0]}
     return None, False, ""
 
 
@@ -494,14 +525,14 @@ def decide(msg: MailMessage, ctx: DecisionContext, chain: Sequence[Rule] = CHAIN
             return Decision(False, tuple(hits), reason, rule.name)
         regarding, wins, said = _regarding(ctx)
         if regarding is not None and ctx.regarding_refused:
-            reason += (f" It could not be set regarding that {regarding[0]} "
-                       f"({ctx.regarding_refused.rstrip('.')}).")
+            reason += " " + N_("It could not be set regarding that %(kind)s (%(problem)s).") % {
+                "kind": regarding[0], "problem": ctx.regarding_refused.rstrip(".")}
             regarding, wins = None, False
         elif not ctx.already_tracked:
             reason += said
         return Decision(True, tuple(hits), reason, rule.name, regarding, wins)
     return Decision(track=False, hits=tuple(hits),
-                    reason="No tracking rule applied to this email, so it is not tracked.")
+                    reason=N_("No tracking rule applied to this email, so it is not tracked."))
 
 
 def chain_description(chain: Iterable[Rule] = CHAIN) -> list[tuple[str, bool, str]]:

@@ -39,6 +39,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
 from server.db import db, utcnow, writer_thread
+from server.i18n import N_
 from server.sync.workers import scheduler
 from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError, Folder
 from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
@@ -237,8 +238,9 @@ class Watcher(threading.Thread):
                     return
                 alerts.raise_alert(
                     "warning", PUSH_ALERT,
-                    f"New mail in {mailbox.email_address} cannot be watched for ({_detail(exc)}); "
-                    "until it can, it is found at the scheduled runs, minutes later.", mailbox)
+                    N_("New mail in %(address)s cannot be watched for (%(problem)s); until it "
+                       "can, it is found at the scheduled runs, minutes later.") % {
+                           "address": mailbox.email_address, "problem": _detail(exc)}, mailbox)
                 db.session.commit()
                 self.alerted = True
             except Exception as failure:

@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
+from server.i18n import N_
 from server.sync.engine import alerts
 from server.sync.workers import scheduler
 from server.sync.connectors.base import ConnectorError
@@ -303,9 +304,10 @@ class Worker:
             db.session.rollback()
             mailbox = db.session.get(Mailbox, mailbox_id)
             alerts.raise_alert("warning", "acts_failed",
-                               f"Appointments, contacts and tasks of {mailbox.email_address} "
-                               f"could not be synchronized: {exc.message} They are tried "
-                               "again on the next run.", mailbox)
+                               N_("Appointments, contacts and tasks of %(address)s could not "
+                                  "be synchronized: %(problem)s They are tried again on the next "
+                                  "run.") % {"address": mailbox.email_address,
+                                             "problem": exc.message}, mailbox)
             db.session.commit()
             log.warning("worker %s: mailbox %s: item sync failed (%s)", self.worker_id,
                         mailbox_id, exc.code)
@@ -338,8 +340,10 @@ class Worker:
             mailbox = db.session.get(Mailbox, mailbox_id)
             mailbox.outgoing_status, mailbox.outgoing_message = "failure", exc.message
             alerts.raise_alert("warning", "send_failed",
-                               f"Outgoing email of {mailbox.email_address} could not be sent: "
-                               f"{exc.message} It is tried again on the next run.", mailbox)
+                               N_("Outgoing email of %(address)s could not be sent: "
+                                  "%(problem)s It is tried again on the next run.") % {
+                                      "address": mailbox.email_address, "problem": exc.message},
+                               mailbox)
             db.session.commit()
             log.warning("worker %s: mailbox %s: sending failed (%s)", self.worker_id,
                         mailbox_id, exc.code)
