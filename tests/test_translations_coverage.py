@@ -12,8 +12,8 @@ from jinja2 import Environment
 from jinja2.lexer import TOKEN_NAME, TOKEN_OPERATOR, TOKEN_STRING
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "server" / "web" / "templates"
-# Template folders another branch is translating; the lead empties this when it lands.
-PENDING = ("sync/", "addin/")
+# Template folders not yet held to this (none: every template is).
+PENDING: tuple[str, ...] = ()
 # Text that stays as it is in every language: the product's name and its one-letter mark
 # (alone, not in a sentence with values: "Regarding {{ record }}" is the domain word).
 ALLOWED = {"Regarding", "R"}
@@ -21,6 +21,8 @@ ALLOWED = {"Regarding", "R"}
 READ_ATTRIBUTES = {"title", "alt", "placeholder", "aria-label", "data-label"}
 # An <input> of these types shows its value; a <button>'s value is form data, never shown.
 SUBMIT_TYPES = {"submit", "button", "reset"}
+# Elements whose text is never translated: scripts, styles, and commands shown as code.
+SKIPPED = {"script", "style", "code"}
 GETTEXT = {"_", "gettext", "ngettext", "pgettext", "npgettext"}
 # Jinja comments, trans blocks (wrapped), and the remaining tags, in that order.
 COMMENT = re.compile(r"\{#.*?#\}", re.S)
@@ -42,10 +44,10 @@ class _TextFinder(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.found: list[tuple[int, str]] = []
-        self._skip = 0  # inside <script> or <style>
+        self._skip = 0  # inside <script>, <style> or <code> (a command, not prose)
 
     def handle_starttag(self, tag, attrs):
-        if tag in ("script", "style"):
+        if tag in SKIPPED:
             self._skip += 1
         attributes = dict(attrs)
         for name, value in attrs:
@@ -55,7 +57,7 @@ class _TextFinder(HTMLParser):
                 self._check(value)
 
     def handle_endtag(self, tag):
-        if tag in ("script", "style") and self._skip:
+        if tag in SKIPPED and self._skip:
             self._skip -= 1
 
     def handle_data(self, data):
