@@ -3,10 +3,11 @@ server side per param (Radicale, and the fake Microsoft Graph; EWS's fake is not
 make a mailbox that syncs with it and to act on the server as another client would."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
+import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
 
 import pytest
 
@@ -21,32 +22,46 @@ EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Other client//EN\r\nBEGIN:
          "SUMMARY:{summary}\r\n{extra}END:VEVENT\r\nEND:VCALENDAR\r\n")
 
 
-GAPS = {
-    "client_uids": "the scenario's calendar client keys items by the UIDs it writes; on Graph "
-                   "Exchange assigns iCalUId, and the scenario is not yet written for that",
-    "password": "the scenario gets a password wrong; Graph signs in with the app's token",
-    "task_percent": "Microsoft To Do keeps a status, not a percent complete",
-}
+def stamp_of(data: str) -> datetime | None:
+    """The DTSTAMP a client wrote into an item: when it says it made its edit."""
+    match = re.search(r"^DTSTAMP:(\d{8}T\d{6})Z\r?$", data, re.M)
+    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(
+        tzinfo=timezone.utc) if match else None
 
 
-def require(side, feature: str) -> None:
-    """Skip, saying why, a scenario that leans on what this server side does not do."""
-    if feature not in side.supports:
-        pytest.skip(f"{side.name}: {GAPS[feature]}")
+class Side:
+    """What every server side gives the scenarios: ``server(client, kind)``, the user's
+    collection as their own client sees it, with the names of the items it made."""
+
+    name: str
+    keeps_percent = True  # the server keeps a task's percent complete (To Do does not)
+    keeps_due_time = True  # and the hour a task is due (To Do: the day)
+    # What the mailbox says, and Test & Enable's code, once ``spoil_sign_in`` spoilt it.
+    refused, refused_code = "", ""
+
+    def __init__(self):
+        # The UID a scenario gave an item -> the UID the server keeps it under (Exchange gives
+        # events it is sent an iCalUId of its own, and contacts and tasks their id).
+        self.names: dict[str, str] = {}
+
+    def server(self, client, kind: str) -> Server:
+        return Server(client, kind, self.names, self.edited_at)
+
+    @contextmanager
+    def edited_at(self, when: datetime | None):
+        """Make a client's write as of ``when`` (a CalDAV client says it in DTSTAMP)."""
+        yield
 
 
-class RadicaleSide:
+class RadicaleSide(Side):
     """A Radicale account per CRM user, a CalDAV/CardDAV profile, and a client of our own
     (the store itself, opened beside the engine's) to act as the user's calendar app."""
 
     name = "radicale"
-    # What the scenarios lean on beyond the ItemStore contract (``require``).
-    supports = frozenset({"client_uids", "password", "task_percent"})
-
-    def require(self, feature: str) -> None:
-        require(self, feature)
+    refused, refused_code = "refused the password", "auth_failed"
 
     def __init__(self, radicale):
+        super().__init__()
         self.radicale = radicale
         self.users: dict[int, object] = {}
         self.profile: EmailServerProfile | None = None
@@ -73,6 +88,13 @@ class RadicaleSide:
         db.session.add(box)
         db.session.commit()
         return box
+
+    def spoil_sign_in(self, box: Mailbox) -> None:
+        box.password = "wrong"
+
+    def take_calendar_access_away(self, user) -> str:
+        pytest.skip("Radicale's rights are the whole server's (one rights file for every "
+                    "test): a calendar cannot be closed to one account here")
 
     @contextmanager
     def client(self, user) -> Iterator[CalDavStore]:
@@ -105,38 +127,50 @@ def fill(side: RadicaleSide, user, texts: dict[str, dict[str, str]]) -> None:
 
 
 class Server:
-    """The user's mail server as their own calendar app sees it."""
+    """The user's mail server as their own calendar app sees it. Items are named by the UID
+    the scenario gave them (``names``: that UID -> the one the server keeps, where it gave
+    its own); ``uid(name)`` is the server's."""
 
-    def __init__(self, store, kind: str):
+    def __init__(self, store, kind: str, names: dict[str, str] | None = None,
+                 edited_at=None):
         self.store, self.kind = store, kind
         self.collection: Collection = store.collections(kind)[0]
+        self.names = {} if names is None else names
+        self.edited_at = edited_at
+
+    def uid(self, name: str) -> str:
+        return self.names.get(name, name)
 
     def items(self) -> dict[str, Item]:
-        return {i.uid: i for i in self.store.changes(self.collection, None).items}
+        named = {uid: name for name, uid in self.names.items()}
+        return {named.get(i.uid, i.uid): i
+                for i in self.store.changes(self.collection, None).items}
 
     def put(self, data: str, uid: str) -> Item:
         existing = self.items().get(uid)
-        return self.store.put(self.collection, data, existing.ref if existing else None,
-                              existing.etag if existing else None)
+        with self.edited_at(stamp_of(data)) if self.edited_at else nullcontext():
+            item = self.store.put(self.collection, data, existing.ref if existing else None,
+                                  existing.etag if existing else None)
+        self.names.setdefault(uid, item.uid)
+        return item
 
     def delete(self, uid: str) -> None:
         self.store.delete(self.collection, self.items()[uid].ref)
 
 
-class GraphSide:
+class GraphSide(Side):
     """A mailbox per CRM user in the fake Microsoft Graph (Exchange Online): the user's
     Outlook calendar, contacts and To Do lists, read and written by the engine through
-    Graph, and by a client of our own as Outlook would."""
+    Graph, and by a client of our own as Outlook would (Exchange names what it is sent:
+    events get its iCalUId, contacts and tasks its id; and its clock dates each edit)."""
 
     name = "graph"
-    # Exchange gives events it is sent its own iCalUId, signs in with the app's token (no
-    # password to get wrong) and keeps no percent complete on a To Do task.
-    supports = frozenset()
-
-    def require(self, feature: str) -> None:
-        require(self, feature)
+    keeps_percent = False  # To Do keeps a status: notStarted, inProgress, completed
+    keeps_due_time = False
+    refused, refused_code = "Invalid client secret", "oauth_failed"
 
     def __init__(self, fake):
+        super().__init__()
         self.fake = fake
         self.profile: EmailServerProfile | None = None
 
@@ -165,6 +199,28 @@ class GraphSide:
         db.session.add(box)
         db.session.commit()
         return box
+
+    def spoil_sign_in(self, box: Mailbox) -> None:
+        """The app's client secret in the profile no longer the one Entra ID holds."""
+        from server.sync.engine import oauth
+        self.profile.oauth_client_secret = "wrong"
+        db.session.commit()
+        oauth.forget_tokens()
+
+    def take_calendar_access_away(self, user) -> str:
+        """Admin consent to Calendars.ReadWrite revoked; what the mailbox must then say."""
+        from server.sync.engine import oauth
+        self.fake.app_roles = tuple(r for r in self.fake.app_roles if r != "Calendars.ReadWrite")
+        oauth.forget_tokens()
+        return "Calendars.ReadWrite"
+
+    @contextmanager
+    def edited_at(self, when: datetime | None):
+        self.fake.clock = when
+        try:
+            yield
+        finally:
+            self.fake.clock = None
 
     @contextmanager
     def client(self, user):
