@@ -1,12 +1,13 @@
 """The ``store`` fixture the appointment, contact and task scenarios run against: one mail
-server side per param (Radicale, and the fake Microsoft Graph; EWS's fake is not one yet), each able to
-make a mailbox that syncs with it and to act on the server as another client would."""
+server side per param (Radicale, the fake Microsoft Graph, the fake Exchange Server over EWS),
+each able to make a mailbox that syncs with it and to act on the server as another client
+would (``Side``)."""
 from __future__ import annotations
 
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -36,6 +37,7 @@ class Side:
     name: str
     keeps_percent = True  # the server keeps a task's percent complete (To Do does not)
     keeps_due_time = True  # and the hour a task is due (To Do: the day)
+    dates_completion = True  # a client may say when a task was completed (EWS: Exchange does)
     # What the mailbox says, and Test & Enable's code, once ``spoil_sign_in`` spoilt it.
     refused, refused_code = "", ""
 
@@ -45,12 +47,29 @@ class Side:
         self.names: dict[str, str] = {}
 
     def server(self, client, kind: str) -> Server:
-        return Server(client, kind, self.names, self.edited_at)
+        return Server(client, kind, self)
 
     @contextmanager
     def edited_at(self, when: datetime | None):
         """Make a client's write as of ``when`` (a CalDAV client says it in DTSTAMP)."""
         yield
+
+    def created(self, client, item: Item) -> None:
+        """What the server does once a client made an appointment (Exchange: invitations)."""
+
+
+class ExchangeSide(Side):
+    """A fake Exchange (``fake``, Graph's or EWS's), whose clock dates each edit."""
+
+    fake = None
+
+    @contextmanager
+    def edited_at(self, when: datetime | None):
+        self.fake.clock = when
+        try:
+            yield
+        finally:
+            self.fake.clock = None
 
 
 class RadicaleSide(Side):
@@ -131,12 +150,11 @@ class Server:
     the scenario gave them (``names``: that UID -> the one the server keeps, where it gave
     its own); ``uid(name)`` is the server's."""
 
-    def __init__(self, store, kind: str, names: dict[str, str] | None = None,
-                 edited_at=None):
+    def __init__(self, store, kind: str, side: Side | None = None):
         self.store, self.kind = store, kind
         self.collection: Collection = store.collections(kind)[0]
-        self.names = {} if names is None else names
-        self.edited_at = edited_at
+        self.side = side or Side()
+        self.names = self.side.names
 
     def uid(self, name: str) -> str:
         return self.names.get(name, name)
@@ -148,17 +166,19 @@ class Server:
 
     def put(self, data: str, uid: str) -> Item:
         existing = self.items().get(uid)
-        with self.edited_at(stamp_of(data)) if self.edited_at else nullcontext():
+        with self.side.edited_at(stamp_of(data)):
             item = self.store.put(self.collection, data, existing.ref if existing else None,
                                   existing.etag if existing else None)
         self.names.setdefault(uid, item.uid)
+        if existing is None and self.kind == "appointment":
+            self.side.created(self.store, item)
         return item
 
     def delete(self, uid: str) -> None:
         self.store.delete(self.collection, self.items()[uid].ref)
 
 
-class GraphSide(Side):
+class GraphSide(ExchangeSide):
     """A mailbox per CRM user in the fake Microsoft Graph (Exchange Online): the user's
     Outlook calendar, contacts and To Do lists, read and written by the engine through
     Graph, and by a client of our own as Outlook would (Exchange names what it is sent:
@@ -215,14 +235,6 @@ class GraphSide(Side):
         return "Calendars.ReadWrite"
 
     @contextmanager
-    def edited_at(self, when: datetime | None):
-        self.fake.clock = when
-        try:
-            yield
-        finally:
-            self.fake.clock = None
-
-    @contextmanager
     def client(self, user):
         from server.sync.connectors.graph_items import GraphItemStore
         account = Account(user.email, settings=self._settings(),
@@ -231,7 +243,67 @@ class GraphSide(Side):
             yield store
 
 
-@pytest.fixture(params=["radicale", "graph"])
+class EwsSide(ExchangeSide):
+    """A mailbox per CRM user on the fake Exchange Server, reached over EWS with the user's
+    own sign-in (basic): the engine's store and a client of our own (the same store, as
+    Outlook would write) on the user's calendar, contacts and tasks folders."""
+
+    name = "ews"
+    keeps_due_time = False  # an Outlook task is due on a day
+    dates_completion = False
+    refused, refused_code = "refused", "auth_failed"
+
+    def __init__(self, fake):
+        super().__init__()
+        self.fake = fake
+        self.profile: EmailServerProfile | None = None
+        self.users: dict[int, tuple[str, str]] = {}
+
+    def _settings(self) -> dict:
+        return {"ews_url": self.fake.url, "auth_type": "basic", "timeout": 10}
+
+    def mailbox(self, user, **fields) -> Mailbox:
+        if self.profile is None:
+            self.profile = EmailServerProfile(
+                name="Exchange Server", incoming_protocol="ews", outgoing_protocol="ews",
+                settings=self._settings(), owning_business_unit_id=root_unit().id)
+            db.session.add(self.profile)
+            db.session.flush()
+        login = (f"ORG\\{user.email.split('@')[0]}", secrets.token_urlsafe(12))
+        self.fake.add_user(*login, user.email)
+        self.users[user.id] = login
+        box = Mailbox(name=user.email, email_address=user.email, user_id=user.id,
+                      server_profile_id=self.profile.id, incoming_method="none",
+                      outgoing_method="none", acts_method="server_side_sync",
+                      email_approved=True, owning_business_unit_id=user.business_unit_id,
+                      username=login[0], password=login[1], **{"enabled": True, **fields})
+        db.session.add(box)
+        db.session.commit()
+        return box
+
+    def spoil_sign_in(self, box: Mailbox) -> None:
+        box.password = "wrong"
+
+    def take_calendar_access_away(self, user) -> str:
+        """The account no longer allowed in the calendar folder; what the mailbox says."""
+        self.fake.denied.add("calendar")
+        return "calendar"
+
+    def created(self, client, item: Item) -> None:
+        """Outlook sends a new meeting's invitations (Graph's POST sends them itself)."""
+        self.fake.send_invitation(client.account.address, item.ref)
+
+    @contextmanager
+    def client(self, user):
+        from server.sync.connectors.ews_items import EwsItemStore
+        login, password = self.users[user.id]
+        account = Account(user.email, username=login, password=password, timeout=10,
+                          settings=self._settings())
+        with EwsItemStore(account) as store:
+            yield store
+
+
+@pytest.fixture(params=["radicale", "graph", "ews"])
 def store(request):
     if request.param == "radicale":
         radicale = request.getfixturevalue("radicale")
@@ -248,6 +320,11 @@ def store(request):
         request.addfinalizer(fake.close)
         request.addfinalizer(oauth.forget_tokens)
         return GraphSide(fake)
+    if request.param == "ews":
+        from tests.fakes.ews import FakeExchange, serve
+        served = serve(FakeExchange())
+        request.addfinalizer(served.stop)
+        return EwsSide(served.fake)
     raise ValueError(request.param)
 
 

@@ -324,4 +324,5 @@ def test_tasks_go_both_ways(store, make_user):
         sync_items(box.id)
         text = tasks.items()["t1@x"].data
     assert "STATUS:COMPLETED" in text and "PERCENT-COMPLETE:100" in text
-    assert "COMPLETED:20300109T120000Z" in text
+    # Exchange Server dates a task's completion itself (CompleteDate is read-only in EWS)
+    assert ("COMPLETED:20300109T120000Z" if store.dates_completion else "COMPLETED:") in text
