@@ -257,11 +257,12 @@ class FakeItems:
         self._item_changed(box, item, "deleted")
 
     def seed_items(self, address: str, events: int = 0, contacts: int = 0, tasks: int = 0,
-                   recurring: float = 0.1, start: datetime | None = None) -> None:
+                   recurring: float = 0.1, start: datetime | None = None,
+                   categories: tuple[str, ...] = ()) -> None:
         """Fill a mailbox fast (no HTTP): ``events`` in its calendar from ``start`` (default
         tomorrow 09:00 UTC), every ``1/recurring``-th a weekly series of 10 with one
         occurrence changed and one cancelled; ``contacts`` with names, an email, a phone and
-        a company; ``tasks``."""
+        a company; ``tasks``; each event and contact with ``categories``."""
         first = start or (datetime.now(timezone.utc) + timedelta(days=1)).replace(
             hour=9, minute=0, second=0, microsecond=0)
         every = round(1 / recurring) if recurring else 0
@@ -278,7 +279,8 @@ class FakeItems:
                           "body": {"contentType": "text", "content": f"Agenda {i}"},
                           "attendees": [{"type": "required", "status": {"response": "none"},
                                          "emailAddress": {"address": f"guest{i}@customer.example",
-                                                          "name": f"Guest {i}"}}]}
+                                                          "name": f"Guest {i}"}}],
+                          "categories": list(categories)}
                 series = every and i % every == 0
                 if series:
                     fields["recurrence"] = {
@@ -299,7 +301,7 @@ class FakeItems:
                     "displayName": f"Given{i} Surname{i}", "companyName": f"Company {i % 50}",
                     "emailAddresses": [{"address": f"person{i}@customer.example",
                                         "name": f"Given{i} Surname{i}"}],
-                    "businessPhones": [f"+1 555 {i:07d}"]})
+                    "businessPhones": [f"+1 555 {i:07d}"], "categories": list(categories)})
             for i in range(tasks):
                 self._new_item(box, "task", task_list, {"title": f"Task {i}", "status": "notStarted"})
 
