@@ -45,9 +45,32 @@ class Side:
         # The UID a scenario gave an item -> the UID the server keeps it under (Exchange gives
         # events it is sent an iCalUId of its own, and contacts and tasks their id).
         self.names: dict[str, str] = {}
+        self.profile: EmailServerProfile | None = None
 
     def server(self, client, kind: str) -> Server:
         return Server(client, kind, self)
+
+    def _profile(self, **fields) -> EmailServerProfile:
+        """The side's server profile, made on first use."""
+        if self.profile is None:
+            self.profile = EmailServerProfile(owning_business_unit_id=root_unit().id, **fields)
+            db.session.add(self.profile)
+            db.session.flush()
+        return self.profile
+
+    def _mailbox(self, user, fields: dict) -> Mailbox:
+        box = Mailbox(name=user.email, email_address=user.email, user_id=user.id,
+                      incoming_method="none", outgoing_method="none",
+                      acts_method="server_side_sync", email_approved=True,
+                      owning_business_unit_id=user.business_unit_id,
+                      **{"enabled": True, **fields})
+        db.session.add(box)
+        db.session.commit()
+        return box
+
+    def spoil_sign_in(self, box: Mailbox) -> None:
+        """The mailbox's password no longer the account's."""
+        box.password = "wrong"
 
     @contextmanager
     def edited_at(self, when: datetime | None):
@@ -61,7 +84,9 @@ class Side:
 class ExchangeSide(Side):
     """A fake Exchange (``fake``, Graph's or EWS's), whose clock dates each edit."""
 
-    fake = None
+    def __init__(self, fake):
+        super().__init__()
+        self.fake = fake
 
     @contextmanager
     def edited_at(self, when: datetime | None):
@@ -83,33 +108,20 @@ class RadicaleSide(Side):
         super().__init__()
         self.radicale = radicale
         self.users: dict[int, object] = {}
-        self.profile: EmailServerProfile | None = None
 
     def mailbox(self, user, **fields) -> Mailbox:
-        if self.profile is None:
-            self.profile = EmailServerProfile(
-                name="Radicale", incoming_protocol="caldav", incoming_host=self.radicale.host,
-                incoming_port=self.radicale.port, incoming_security="none",
-                owning_business_unit_id=root_unit().id, settings={"timeout": 10})
-            db.session.add(self.profile)
-            db.session.flush()
+        profile = self._profile(
+            name="Radicale", incoming_protocol="caldav", incoming_host=self.radicale.host,
+            incoming_port=self.radicale.port, incoming_security="none", settings={"timeout": 10})
         # The session's Radicale outlives the test's database: a name of its own each time.
         dav = self.radicale.add_user(f"{user.email.split('@')[0]}-{secrets.token_hex(4)}",
                                      secrets.token_urlsafe(12))
         self.users[user.id] = dav
-        box = Mailbox(name=user.email, email_address=user.email, user_id=user.id,
-                      server_profile_id=None, acts_profile_id=self.profile.id,
-                      incoming_method="none", outgoing_method="none",
-                      acts_method="server_side_sync", email_approved=True,
-                      owning_business_unit_id=user.business_unit_id,
-                      username=dav.username, password=dav.password,
-                      **{"enabled": True, **fields})
-        db.session.add(box)
-        db.session.commit()
-        return box
+        return self._mailbox(user, {"acts_profile_id": profile.id, "username": dav.username,
+                                    "password": dav.password, **fields})
 
-    def spoil_sign_in(self, box: Mailbox) -> None:
-        box.password = "wrong"
+    def drop_connection_at(self, page: int) -> None:
+        pytest.skip("a CalDAV connection cut mid-answer: test_dropped's proxy test")
 
     def take_calendar_access_away(self, user) -> str:
         pytest.skip("Radicale's rights are the whole server's (one rights file for every "
@@ -189,11 +201,6 @@ class GraphSide(ExchangeSide):
     keeps_due_time = False
     refused, refused_code = "Invalid client secret", "oauth_failed"
 
-    def __init__(self, fake):
-        super().__init__()
-        self.fake = fake
-        self.profile: EmailServerProfile | None = None
-
     def _settings(self) -> dict:
         # The scenarios' events are in 2030: a calendar view window that reaches them.
         return self.fake.profile_settings(graph_calendar_days_ahead=3650)
@@ -202,23 +209,13 @@ class GraphSide(ExchangeSide):
         return self.fake._token("app", self.fake.app_roles)["access_token"]
 
     def mailbox(self, user, **fields) -> Mailbox:
-        if self.profile is None:
-            self.profile = EmailServerProfile(
-                name="Exchange Online", incoming_protocol="graph", outgoing_protocol="graph",
-                oauth_tenant=self.fake.tenant, oauth_client_id=self.fake.client_id,
-                oauth_client_secret=self.fake.client_secret, auth_method="oauth2",
-                settings=self._settings(), owning_business_unit_id=root_unit().id)
-            db.session.add(self.profile)
-            db.session.flush()
+        profile = self._profile(
+            name="Exchange Online", incoming_protocol="graph", outgoing_protocol="graph",
+            oauth_tenant=self.fake.tenant, oauth_client_id=self.fake.client_id,
+            oauth_client_secret=self.fake.client_secret, auth_method="oauth2",
+            settings=self._settings())
         self.fake.add_mailbox(user.email)
-        box = Mailbox(name=user.email, email_address=user.email, user_id=user.id,
-                      server_profile_id=self.profile.id, incoming_method="none",
-                      outgoing_method="none", acts_method="server_side_sync",
-                      email_approved=True, owning_business_unit_id=user.business_unit_id,
-                      **{"enabled": True, **fields})
-        db.session.add(box)
-        db.session.commit()
-        return box
+        return self._mailbox(user, {"server_profile_id": profile.id, **fields})
 
     def spoil_sign_in(self, box: Mailbox) -> None:
         """The app's client secret in the profile no longer the one Entra ID holds."""
@@ -226,6 +223,10 @@ class GraphSide(ExchangeSide):
         self.profile.oauth_client_secret = "wrong"
         db.session.commit()
         oauth.forget_tokens()
+
+    def drop_connection_at(self, page: int) -> None:
+        """The connection breaks when the calendar's ``page``-th page of changes is asked."""
+        self.fake.drop_later("calendarView/delta", page - 1)
 
     def take_calendar_access_away(self, user) -> str:
         """Admin consent to Calendars.ReadWrite revoked; what the mailbox must then say."""
@@ -254,35 +255,24 @@ class EwsSide(ExchangeSide):
     refused, refused_code = "refused", "auth_failed"
 
     def __init__(self, fake):
-        super().__init__()
-        self.fake = fake
-        self.profile: EmailServerProfile | None = None
+        super().__init__(fake)
         self.users: dict[int, tuple[str, str]] = {}
 
     def _settings(self) -> dict:
         return {"ews_url": self.fake.url, "auth_type": "basic", "timeout": 10}
 
     def mailbox(self, user, **fields) -> Mailbox:
-        if self.profile is None:
-            self.profile = EmailServerProfile(
-                name="Exchange Server", incoming_protocol="ews", outgoing_protocol="ews",
-                settings=self._settings(), owning_business_unit_id=root_unit().id)
-            db.session.add(self.profile)
-            db.session.flush()
+        profile = self._profile(name="Exchange Server", incoming_protocol="ews",
+                                outgoing_protocol="ews", settings=self._settings())
         login = (f"ORG\\{user.email.split('@')[0]}", secrets.token_urlsafe(12))
         self.fake.add_user(*login, user.email)
         self.users[user.id] = login
-        box = Mailbox(name=user.email, email_address=user.email, user_id=user.id,
-                      server_profile_id=self.profile.id, incoming_method="none",
-                      outgoing_method="none", acts_method="server_side_sync",
-                      email_approved=True, owning_business_unit_id=user.business_unit_id,
-                      username=login[0], password=login[1], **{"enabled": True, **fields})
-        db.session.add(box)
-        db.session.commit()
-        return box
+        return self._mailbox(user, {"server_profile_id": profile.id, "username": login[0],
+                                    "password": login[1], **fields})
 
-    def spoil_sign_in(self, box: Mailbox) -> None:
-        box.password = "wrong"
+    def drop_connection_at(self, page: int) -> None:
+        """As for Graph: at the calendar's ``page``-th SyncFolderItems."""
+        self.fake.drop_later("SyncFolderItems", page - 1)
 
     def take_calendar_access_away(self, user) -> str:
         """The account no longer allowed in the calendar folder; what the mailbox says."""
