@@ -2,7 +2,11 @@
 (``store`` params): create, update and delete each way; a recurring series with a changed
 and a cancelled occurrence; one appointment for the organizer's and an attendee's copies;
 conflicting edits resolved by the field directions; a filter change; category removal
-untracks; no privilege, no sync (and the mailbox says why); untracked items stay out."""
+untracks; no privilege, no sync (and the mailbox says why); a refused sign-in or access
+taken away, nothing synced (and the mailbox says why); untracked items stay out. On
+Exchange the scenario's client is Outlook: items are named by what the server gave them
+(``Server.uid``), and where Exchange keeps less (To Do: a status, a due day) the
+scenario checks what it does keep."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -102,8 +106,8 @@ def test_a_series_with_a_changed_and_a_cancelled_occurrence(store, make_user):
         calendar.put(text, "s@x")
         sync_items(box.id)
         [series] = appointments()
-        first = datetime(2030, 1, 5, 10, tzinfo=timezone.utc)
-        assert occurrences(series) == [first + timedelta(weeks=n) for n in range(6)]  # however the server spells the rule
+        first = datetime(2030, 1, 5, 10, tzinfo=timezone.utc)  # however the server spells it:
+        assert occurrences(series) == [first + timedelta(weeks=n) for n in range(6)]
         assert series.recurrence_exceptions["exdates"] == ["2030-01-12T10:00:00Z"]
         [moved] = series.recurrence_exceptions["overrides"]
         assert (moved["recurrence_id"], moved["start"], moved["subject"]) == (
@@ -127,7 +131,7 @@ def test_organizer_and_attendee_copies_are_one_appointment(store, make_user):
               "ATTENDEE;PARTSTAT=NEEDS-ACTION;ROLE=OPT-PARTICIPANT:mailto:carol@fabrikam.test\r\n")
     with store.client(ann) as client:
         store.server(client, "appointment").put(event("meet@x", "Pricing", TRACKED + people),
-                                          "meet@x")
+                                                "meet@x")
     with store.client(bob) as client:  # bob's copy, as his calendar app keeps it: untracked
         store.server(client, "appointment").put(event("meet@x", "Pricing", people), "meet@x")
     sync_items(bob_box.id)
