@@ -515,10 +515,12 @@ def ical_to_task(text: str) -> dict:
     return task
 
 
-def task_percent(text: str) -> int:
-    """A VTODO's PERCENT-COMPLETE, for a server that keeps it (Exchange Server's tasks)."""
+def task_percent(text: str) -> int | None:
+    """A VTODO's PERCENT-COMPLETE (None: it says none), for a server that keeps it
+    (Exchange Server's tasks)."""
     todos = Calendar.from_ical(text).walk("VTODO")
-    return min(100, max(0, int(todos[0].get("PERCENT-COMPLETE") or 0))) if todos else 0
+    said = todos[0].get("PERCENT-COMPLETE") if todos else None
+    return None if said is None else min(100, max(0, int(said)))
 
 
 def _day(value) -> date:

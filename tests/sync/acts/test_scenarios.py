@@ -322,6 +322,12 @@ def test_tasks_go_both_ways(store, make_user):
         # To Do keeps the day a task is due, not the hour
         due = datetime(2030, 1, 10, 17 if store.keeps_due_time else 0, tzinfo=timezone.utc)
         assert task.scheduled_end == due
+        task.percent_complete = 70  # more done, still in progress: To Do cannot say how much
+        db.session.commit()
+        sync_items(box.id)
+        text = tasks.items()["t1@x"].data
+        assert "STATUS:IN-PROCESS" in text
+        assert f"PERCENT-COMPLETE:{70 if store.keeps_percent else 50}" in text
         task.state, task.task_status, task.percent_complete = "completed", "completed", 100
         task.actual_end = datetime(2030, 1, 9, 12, tzinfo=timezone.utc)
         db.session.commit()
