@@ -39,7 +39,7 @@ class Side:
     keeps_due_time = True  # and the hour a task is due (To Do: the day)
     dates_completion = True  # a client may say when a task was completed (EWS: Exchange does)
     # What the mailbox says, and Test & Enable's code, once ``spoil_sign_in`` spoilt it.
-    refused, refused_code = "", ""
+    refused, refused_code = "refused the password", "auth_failed"
 
     def __init__(self):
         # The UID a scenario gave an item -> the UID the server keeps it under (Exchange gives
@@ -102,7 +102,6 @@ class RadicaleSide(Side):
     (the store itself, opened beside the engine's) to act as the user's calendar app."""
 
     name = "radicale"
-    refused, refused_code = "refused the password", "auth_failed"
 
     def __init__(self, radicale):
         super().__init__()
@@ -252,7 +251,6 @@ class EwsSide(ExchangeSide):
     name = "ews"
     keeps_due_time = False  # an Outlook task is due on a day
     dates_completion = False
-    refused, refused_code = "refused", "auth_failed"
 
     def __init__(self, fake):
         super().__init__(fake)
