@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from sqlalchemy import (Boolean, CheckConstraint, Date, ForeignKey, Integer, Numeric, String,
                         Text)
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
 
 from server.db import db, utcnow
 
@@ -266,3 +267,15 @@ class Queue(Record, db.Model):
     @property
     def emails(self) -> list[str]:
         return [self.email] if self.email else []
+
+
+@event.listens_for(Session, "before_flush")
+def _touch_modified_on(session, flush_context, instances) -> None:
+    """``modified_on`` for every change to an owned record: its ``onupdate`` fires only when
+    its own table is updated, and a change to an activity's own table (an appointment's
+    location, a task's percent) updates that table alone. The sync's push finds what
+    changed by it."""
+    for record in session.dirty:
+        if isinstance(record, Owned) and session.is_modified(record, include_collections=False) \
+                and not inspect(record).attrs.modified_on.history.has_changes():
+            record.modified_on = utcnow()

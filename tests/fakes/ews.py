@@ -35,6 +35,7 @@ it on a loopback port in a thread; exchangelib talks to it over real HTTP.
 from __future__ import annotations
 
 import base64
+import io
 import itertools
 import secrets
 import socket
@@ -50,6 +51,7 @@ from xml.sax.saxutils import escape, quoteattr
 import spnego
 from spnego.exceptions import SpnegoError
 
+from tests.fakes.dropping import Drops
 from tests.fakes.ews_items import ITEM_CLASS, ITEM_FOLDERS, FakeEwsItems, FakeRecord
 
 S = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -139,7 +141,7 @@ class FakeMailbox:
             self.on_change(self, folder_id, kind, item_id)
 
 
-class FakeExchange(FakeEwsItems):
+class FakeExchange(FakeEwsItems, Drops):
     """The state of the fake server, and its WSGI application (``self`` is callable)."""
 
     def __init__(self):
@@ -162,7 +164,7 @@ class FakeExchange(FakeEwsItems):
         self.ntlm_sign_ins: list[str] = []  # the users each completed NTLM exchange proved
         self._ntlm_contexts: dict[tuple, object] = {}  # connection -> NTLM acceptor
         self.denied: set[str] = set()  # distinguished folders that answer ErrorAccessDenied
-        self.drop_requests = 0  # break the connection of this many next requests
+        self.drop_requests = 0  # break the connection of this many next requests (Drops)
         self.state_generation = 0  # SyncStates of an older generation are invalid
 
     # -- set-up and actions a test (or Exchange's own transport) performs ------------------
@@ -764,9 +766,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         fake = self.server.app
-        if fake.drop_requests > 0:  # the connection breaks before an answer
-            with fake.lock:
-                fake.drop_requests -= 1
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if fake.dropping(data.decode("utf-8", "replace")):  # it breaks before an answer
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -779,7 +780,7 @@ class _Handler(BaseHTTPRequestHandler):
                    "REMOTE_PORT": str(self.client_address[1]),
                    "SERVER_NAME": self.server.server_address[0],
                    "SERVER_PORT": str(self.server.server_address[1]),
-                   "wsgi.input": self.rfile, "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+                   "wsgi.input": io.BytesIO(data), "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
                    "wsgi.errors": None, "wsgi.multithread": True, "wsgi.multiprocess": False,
                    "wsgi.run_once": False}
         for name, value in self.headers.items():

@@ -14,6 +14,8 @@ DeletedOccurrences, ErrorIrresolvableConflict):
 * UpdateItem with ``ConflictResolution="NeverOverwrite"`` and a ChangeKey that is no longer
   the item's answers ErrorIrresolvableConflict; every write gives a new ChangeKey and is
   logged for SyncFolderItems as the mail is;
+* ``send_invitation`` delivers a meeting to its attendees' mailboxes, as Outlook's meeting
+  request would; a task's CompleteDate is set when it becomes Completed; ``LastModifiedTime`` is the time of the last change by ``clock``;
 * ``denied`` holds distinguished folder names whose folders answer ErrorAccessDenied.
 """
 from __future__ import annotations
@@ -64,6 +66,7 @@ class FakeRecord:
     deleted: list[str] = field(default_factory=list)  # starts of deleted occurrences
     master: str | None = None  # an occurrence's series
     original: str | None = None  # an occurrence's original start
+    last_modified: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 def _text(tag: str, value: str) -> ET.Element:
@@ -76,6 +79,12 @@ class FakeEwsItems:
     """Item operations for ``FakeExchange`` (which provides ``lock``, ``mailbox``, ``_folder_ids``)."""
 
     denied: set[str]
+    # Exchange's clock for LastModifiedTime (None: the real time); tests set it to order an
+    # edit made in Outlook before or after one made in the CRM.
+    clock: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.clock or datetime.now(timezone.utc)
 
     def _add_item_folders(self, box) -> None:
         for distinguished, (name, folder_class) in ITEM_FOLDERS.items():
@@ -127,6 +136,32 @@ class FakeEwsItems:
             master.deleted.append(_stamp(start))
             self._touched(box, master)
 
+    def send_invitation(self, address: str, item_id: str) -> list[str]:
+        """Outlook sending a meeting's invitation (the CRM's writes send none): each
+        attendee with a mailbox here gets a copy in their calendar, with the same UID, the
+        sender as organizer and none of the sender's categories. The copies' ids."""
+        with self.lock:
+            box = self.mailbox(address)
+            meeting = box.items[item_id]
+            made = []
+            for kind in ("RequiredAttendees", "OptionalAttendees"):
+                for email in meeting.fields[kind].iter(_q("EmailAddress")) \
+                        if kind in meeting.fields else ():
+                    other = self.mailboxes.get((email.text or "").lower())
+                    if other is None or other is box:
+                        continue
+                    folder = other.folder("calendar")
+                    copy = FakeRecord(id=_new_id(), folder=folder.id, tag="CalendarItem",
+                                      uid=meeting.uid, last_modified=self.now())
+                    copy.fields = {k: v for k, v in meeting.fields.items() if k != "Categories"}
+                    copy.fields["Organizer"] = ET.fromstring(
+                        f"<t:Organizer xmlns:t={quoteattr(T)}><t:Mailbox><t:EmailAddress>"
+                        f"{escape(box.address)}</t:EmailAddress></t:Mailbox></t:Organizer>")
+                    other.items[copy.id] = copy
+                    other.note(folder.id, "create", copy.id)
+                    made.append(copy.id)
+            return made
+
     # -- occurrences ----------------------------------------------------------------------
 
     def _resolve(self, box, elem) -> FakeRecord | None:
@@ -171,8 +206,20 @@ class FakeEwsItems:
             master.modified.append((occurrence.id, occurrence.original))
         self._touched(box, master)
 
+    def _completion(self, record: FakeRecord) -> None:
+        """A task's CompleteDate (read-only in EWS): Exchange sets it when the task becomes
+        Completed, and drops it when it no longer is."""
+        if record.tag != "Task":
+            return
+        status = record.fields.get("Status")
+        if status is None or status.text != "Completed":
+            record.fields.pop("CompleteDate", None)
+        elif "CompleteDate" not in record.fields:
+            record.fields["CompleteDate"] = _text("CompleteDate", _stamp(self.now()))
+
     def _touched(self, box, record: FakeRecord) -> None:
         record.changekey = secrets.token_hex(6)
+        record.last_modified = self.now()
         box.note(record.folder, "update", record.id)
 
     # -- XML ----------------------------------------------------------------------------
@@ -181,7 +228,8 @@ class FakeEwsItems:
         ident = f"<t:ItemId Id={quoteattr(record.id)} ChangeKey={quoteattr(record.changekey)}/>"
         if id_only:
             return f"<t:{record.tag}>{ident}</t:{record.tag}>"
-        parts = [ident, f"<t:ItemClass>{ITEM_CLASS[record.tag]}</t:ItemClass>"]
+        parts = [ident, f"<t:ItemClass>{ITEM_CLASS[record.tag]}</t:ItemClass>",
+                 f"<t:LastModifiedTime>{_stamp(record.last_modified)}</t:LastModifiedTime>"]
         parts += [ET.tostring(elem, encoding="unicode") for elem in record.fields.values()]
         if record.tag == "CalendarItem":
             kind = "Exception" if record.folder is None else \
@@ -223,12 +271,14 @@ class FakeEwsItems:
             else:
                 folder = box.folder(DEFAULT_FOLDER[tag])
             self._check_access(box, folder)
-            record = FakeRecord(id=_new_id(), folder=folder.id, tag=tag)
+            record = FakeRecord(id=_new_id(), folder=folder.id, tag=tag,
+                                last_modified=self.now())
             for child in elem:
                 if _local(child) == "UID":
                     record.uid = child.text or record.uid
                 else:
                     record.fields[_local(child)] = _canonical(child)
+            self._completion(record)
             box.items[record.id] = record
             box.note(folder.id, "create", record.id)
             parts.append(_success("CreateItem", f"<m:Items>{self._record_xml(box, record, True)}"
@@ -251,6 +301,7 @@ class FakeEwsItems:
                 continue
             (value,) = list(update.find(_q(record.tag)))
             self._set_field(record, value)
+        self._completion(record)
         if record.master is not None:
             record.changekey = secrets.token_hex(6)
             self._occurrence_changed(box, record)

@@ -72,6 +72,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes import graph_rules
+from tests.fakes.dropping import Drops
 from tests.fakes.graph_items import ITEM_APP_ROLES, FakeItems, item_role
 from tests.fakes.graph_wire import _b64url, _error, _iso, _now, _unb64url
 from tests.servers.ports import LOOPBACK, make_self_signed_cert
@@ -160,7 +161,7 @@ class Token:
     audience: str = GRAPH_RESOURCE  # the resource the token is for
 
 
-class FakeGraph(FakeItems):
+class FakeGraph(FakeItems, Drops):
     """The fake service; ``start()`` serves it, ``close()`` stops it."""
 
     def __init__(self, tenant: str = "11111111-2222-3333-4444-555555555555",
@@ -176,7 +177,7 @@ class FakeGraph(FakeItems):
         self.access_policy: set[str] | None = None  # addresses the app may reach; None: all
         self.notifications_enabled = True
         self.delay = 0.0  # seconds each Graph request takes (to see requests overlap)
-        self.drop_requests = 0  # break the connection of this many next Graph requests
+        self.drop_requests = 0  # break the connection of this many next Graph requests (Drops)
         self.folder_delta_flat = True  # False: mailFolders/delta lists the top level only
         self.lock = threading.RLock()
         self.mailboxes: dict[str, FakeMailbox] = {}
@@ -436,9 +437,7 @@ class FakeGraph(FakeItems):
     def wsgi(self, environ, start_response):
         request = Request(environ)
         path = request.path
-        if self.drop_requests and path.startswith("/v1.0/"):
-            with self.lock:
-                self.drop_requests -= 1
+        if path.startswith("/v1.0/") and self.dropping(path):
             connection = environ["werkzeug.socket"]  # the connection breaks before an answer
             connection.shutdown(socket.SHUT_RDWR)
             connection.close()

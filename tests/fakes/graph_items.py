@@ -16,6 +16,9 @@ contact, contact delta, todoTaskList, todoTask, todoTask delta, subscription):
   contacts/delta``, ``contacts`` POST, ``contacts/{id}`` GET/PATCH/DELETE.
 * ``todo/lists``, ``todo/lists/{id}/tasks/delta``, ``tasks`` POST, ``tasks/{id}``
   GET/PATCH/DELETE.
+* An event created through the API gets the mailbox as its organizer, and each attendee
+  with a mailbox in the fake gets a copy (same ``iCalUId``), as Exchange sends invitations.
+  ``lastModifiedDateTime`` is the time of the last change by ``clock`` (a test may set it).
 * Every item has an ``@odata.etag`` (``W/"n"``); a write with another ``If-Match`` answers
   412 ``ErrorIrresolvableConflict``. Roles: Calendars.ReadWrite, Contacts.ReadWrite,
   Tasks.ReadWrite.All (app) / Tasks.ReadWrite (delegated), else 403 ``ErrorAccessDenied``.
@@ -80,6 +83,7 @@ class FakeItem:
     version: int
     n: int
     created: datetime
+    modified: datetime | None = None  # lastModifiedDateTime (``_item_changed`` sets it)
     exceptions: dict[str, dict] = field(default_factory=dict)  # yyyy-mm-dd -> fields
     cancelled: set[str] = field(default_factory=set)  # yyyy-mm-dd
 
@@ -131,6 +135,12 @@ class FakeItems:
     ``graph_url``, ``tenant``, ``box``)."""
 
     _rounds: dict = {}
+    # Exchange's clock for lastModifiedDateTime (None: the real time); tests set it to
+    # order a server edit before or after one made in the CRM.
+    clock: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.clock or datetime.now(timezone.utc)
 
     # -- mailbox setup ------------------------------------------------------------------
 
@@ -175,7 +185,8 @@ class FakeItems:
         with self.lock:
             box = self.box(address)
             body = {"subject": subject, "start": _graph_time(start),
-                    "end": _graph_time(start + timedelta(minutes=minutes)), **fields}
+                    "end": _graph_time(start + timedelta(minutes=minutes)),
+                    "organizer": _organizer(box), **fields}
             return self._new_item(box, "event", calendar or self.default_collection(address, "event"),
                                   body).id
 
@@ -246,11 +257,12 @@ class FakeItems:
         self._item_changed(box, item, "deleted")
 
     def seed_items(self, address: str, events: int = 0, contacts: int = 0, tasks: int = 0,
-                   recurring: float = 0.1, start: datetime | None = None) -> None:
+                   recurring: float = 0.1, start: datetime | None = None,
+                   categories: tuple[str, ...] = ()) -> None:
         """Fill a mailbox fast (no HTTP): ``events`` in its calendar from ``start`` (default
         tomorrow 09:00 UTC), every ``1/recurring``-th a weekly series of 10 with one
         occurrence changed and one cancelled; ``contacts`` with names, an email, a phone and
-        a company; ``tasks``."""
+        a company; ``tasks``; each event and contact with ``categories``."""
         first = start or (datetime.now(timezone.utc) + timedelta(days=1)).replace(
             hour=9, minute=0, second=0, microsecond=0)
         every = round(1 / recurring) if recurring else 0
@@ -267,7 +279,8 @@ class FakeItems:
                           "body": {"contentType": "text", "content": f"Agenda {i}"},
                           "attendees": [{"type": "required", "status": {"response": "none"},
                                          "emailAddress": {"address": f"guest{i}@customer.example",
-                                                          "name": f"Guest {i}"}}]}
+                                                          "name": f"Guest {i}"}}],
+                          "categories": list(categories)}
                 series = every and i % every == 0
                 if series:
                     fields["recurrence"] = {
@@ -288,7 +301,7 @@ class FakeItems:
                     "displayName": f"Given{i} Surname{i}", "companyName": f"Company {i % 50}",
                     "emailAddresses": [{"address": f"person{i}@customer.example",
                                         "name": f"Given{i} Surname{i}"}],
-                    "businessPhones": [f"+1 555 {i:07d}"]})
+                    "businessPhones": [f"+1 555 {i:07d}"], "categories": list(categories)})
             for i in range(tasks):
                 self._new_item(box, "task", task_list, {"title": f"Task {i}", "status": "notStarted"})
 
@@ -304,7 +317,7 @@ class FakeItems:
     def _item_json(self, item: FakeItem, expand: bool = False) -> dict:
         out = {"@odata.type": ODATA_TYPE[item.kind], "@odata.etag": self._etag(item.version),
                "id": item.id, "createdDateTime": _iso(item.created),
-               "lastModifiedDateTime": _iso(item.created)}
+               "lastModifiedDateTime": _precise(item.modified or item.created)}
         out.update({k: v for k, v in item.fields.items() if k != "transactionId"})
         if item.kind == "contact":
             out["parentFolderId"] = item.collection
@@ -494,7 +507,25 @@ class FakeItems:
                 if item.collection == collection and item.fields.get("transactionId") == transaction:
                     return 201, {}, self._item_json(item)
         fields.pop("iCalUId", None)
-        return 201, {}, self._item_json(self._new_item(box, kind, collection, fields))
+        if kind == "event":  # Exchange makes the mailbox the organizer, and invites
+            fields["organizer"] = _organizer(box)
+        item = self._new_item(box, kind, collection, fields)
+        if kind == "event":
+            self._invite(box, item)
+        return 201, {}, self._item_json(item)
+
+    def _invite(self, box, event: FakeItem) -> None:
+        """Exchange sending a new meeting's invitation: each attendee with a mailbox here
+        gets a copy in their calendar (same iCalUId, their own id, none of the organizer's
+        categories), as the Calendar Attendant puts it there."""
+        for attendee in event.fields.get("attendees") or []:
+            address = ((attendee.get("emailAddress") or {}).get("address") or "").lower()
+            other = self.mailboxes.get(address)
+            if other is None or other is box:
+                continue
+            copy = {k: v for k, v in event.fields.items() if k not in ("categories", "transactionId")}
+            self._new_item(other, "event", self.default_collection(address, "event"), copy)
+
 
     def _find_item(self, box, item_id: str) -> tuple[FakeItem | None, str | None]:
         """The item, or the series and the day of one of its occurrences."""
@@ -584,6 +615,7 @@ class FakeItems:
         return None
 
     def _item_changed(self, box, item: FakeItem, change: str) -> None:
+        item.modified = self.now()
         if not self.notifications_enabled:
             return
         now = datetime.now(timezone.utc)
@@ -599,6 +631,16 @@ class FakeItems:
                                       "@odata.etag": self._etag(item.version), "id": item.id},
                      "tenantId": self.tenant}
             self._outbox.put(("notification", sub.notification_url, {"value": [entry]}))
+
+
+def _organizer(box) -> dict:
+    """An event made in a mailbox is organized by it (Exchange says so, whatever it is sent)."""
+    return {"emailAddress": {"address": box.address, "name": box.address.split("@")[0]}}
+
+
+def _precise(value: datetime) -> str:
+    """A time as Graph writes lastModifiedDateTime: UTC, seven fractional digits."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
 def _json(data: bytes) -> dict | None:

@@ -197,6 +197,10 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
         _conflict_alert(run, record, kind, merged.lost)
     stored = store_link(run, collection, item, link, record, tracked=True, reason=N_("synced"),
                         synced=final)
+    if record in db.session.new or merged.to_crm:
+        # Changed by this sync: in step with its link (else the push looks at every record
+        # an initial sync made, to find nothing to send).
+        record.modified_on = stored.synced_on
     if merged.to_server:  # the CRM's values go out at the push, whenever it changed them
         stored.synced_on = _EPOCH
 

@@ -7,7 +7,8 @@
   with the version read: a conflict re-reads the collection (which merges both sides by
   their directions) and writes once more;
 - a record the filter takes that the server does not have yet is created in the
-  collection the store calls the default, marked "Tracked to Regarding"."""
+  collection the store calls the default, marked "Tracked to Regarding"; where the server
+  names it itself (Exchange), the record takes that UID."""
 from __future__ import annotations
 
 import uuid
@@ -152,13 +153,19 @@ def _adopt(run: Run, by_key: dict[str, Collection], record) -> bool:
 
 def _create(run: Run, collection: Collection, record) -> None:
     uid = records.uid_of(record, run.kind)
-    if not uid:
+    minted = not uid
+    if minted:
         uid = f"{uuid.uuid4()}@regarding"
         setattr(record, records.UID_COLUMNS[run.kind], uid)
     try:
         item = run.store.put(collection, _text(run, record, uid, None))
     except ItemConflict:  # the server has an item of this UID already: the next pull links it
         return
+    if minted and item.uid and item.uid != uid:
+        # The server named the item itself (Exchange gives an event its own iCalUId, a
+        # contact or task its id): that is the record's identity now, the one every other
+        # mailbox's copy of it carries.
+        setattr(record, records.UID_COLUMNS[run.kind], item.uid)
     link = ItemLink(mailbox_id=run.mailbox.id, kind=run.kind, ref=item.ref, origin="crm",
                     collection_key=collection.key, tracked=True)
     if run.kind == "contact":

@@ -60,9 +60,9 @@ def sync_items(mailbox_id: int, *, store_class: Callable[..., ItemStore] | None 
                                           f'"{authz.NAMED_PRIVILEGES[privilege]}" privilege')
     if not allowed:
         return _finish(mailbox, result, None)
-    account = accounts.items_account(mailbox)
-    opened = store_class or connectors.item_store(accounts.items_protocol(mailbox))
-    try:
+    try:  # a refused server or an unknown protocol is said on the mailbox too
+        account = accounts.items_account(mailbox)
+        opened = store_class or connectors.item_store(accounts.items_protocol(mailbox))
         with opened(account) as store:
             for kind in allowed:
                 run = Run(mailbox, p, store, kind, _directions(p, kind), result,

@@ -54,7 +54,8 @@ from server.sync.connectors.ews_session import utc as _utc
 from server.sync.connectors.ews_stream import Watching
 from server.sync.connectors.graph_ical import (DAYS, Unrepresentable, event_to_ical, graph_time,
                                                ical_to_event, ical_to_task, ical_uid,
-                                               occurrence_numbers, task_to_ical, to_graph_time)
+                                               occurrence_numbers, task_percent, task_to_ical,
+                                               to_graph_time)
 from server.sync.connectors.graph_vcard import contact_to_vcard, vcard_to_contact
 
 FOLDER_CLASS = {"appointment": "IPF.Appointment", "contact": "IPF.Contact", "task": "IPF.Task"}
@@ -142,6 +143,9 @@ def event_shape(item, exceptions: list | None = None) -> dict:
                    "importance": str(item.importance or "Normal").lower(),
                    "isReminderOn": bool(item.reminder_is_set),
                    "isCancelled": bool(getattr(item, "is_cancelled", False))}
+    if item.last_modified_time:  # when it was last changed: the DTSTAMP a merge weighs
+        event["lastModifiedDateTime"] = _utc(item.last_modified_time).isoformat().replace(
+            "+00:00", "Z")
     for name, value in (("start", item.start), ("end", item.end)):
         if isinstance(value, datetime):
             event[name] = to_graph_time(_utc(value))
@@ -326,7 +330,8 @@ def contact_fields(contact: dict) -> dict:
             "categories": list(contact.get("categories") or []) or None}
 
 
-def task_fields(task: dict) -> dict:
+def task_fields(task: dict, percent: int | None = None) -> dict:
+    """``percent``: the VTODO's percent complete (else the status says it)."""
     def day(value):
         when = graph_time(value)
         return EWSDate(when.year, when.month, when.day) if when else None
@@ -335,7 +340,8 @@ def task_fields(task: dict) -> dict:
             "start_date": day(task.get("startDateTime")), "due_date": day(task.get("dueDateTime")),
             "status": status, "importance": (task.get("importance") or "normal").capitalize(),
             "categories": list(task.get("categories") or []) or None,
-            "percent_complete": Decimal({"Completed": 100, "InProgress": 50}.get(status, 0))}
+            "percent_complete": Decimal(100 if status == "Completed" else percent if percent
+                                        is not None else 50 if status == "InProgress" else 0)}
 
 
 # --------------------------------------------------------------------------- the store
@@ -437,8 +443,9 @@ class EwsItemStore(Watching, EwsSession, ItemStore):
             return [Item(ref=r.id, etag=r.changekey, data=contact_to_vcard(contact_shape(r)),
                          uid=r.id) for r in rows]
         if collection.kind == "task":
-            return [Item(ref=r.id, etag=r.changekey, data=task_to_ical(task_shape(r)), uid=r.id)
-                    for r in rows]
+            return [Item(ref=r.id, etag=r.changekey, uid=r.id, data=task_to_ical(
+                task_shape(r), None if r.percent_complete is None else int(r.percent_complete)))
+                for r in rows]
         occurrence_ids = [o.id for r in rows for o in r.modified_occurrences or []]
         occurrences = {o.id: o for o in self._fetch(occurrence_ids)} if occurrence_ids else {}
         items = []
@@ -458,7 +465,7 @@ class EwsItemStore(Watching, EwsSession, ItemStore):
                 return event_fields(ical_to_event(data)[0])
             if collection.kind == "contact":
                 return contact_fields(vcard_to_contact(data))
-            return task_fields(ical_to_task(data))
+            return task_fields(ical_to_task(data), task_percent(data))
         except Unrepresentable as exc:
             raise ConnectorError("item_unrepresentable", f"Exchange cannot hold this item: "
                                  f"{exc}.", severity="message") from None

@@ -454,7 +454,9 @@ def ical_uid(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- tasks
 
-def task_to_ical(task: dict) -> str:
+def task_to_ical(task: dict, percent: int | None = None) -> str:
+    """``percent``: the percent complete where the server keeps one (Exchange Server's
+    tasks); else it is read from the status (To Do keeps none)."""
     cal = _calendar()
     todo = Todo()
     todo.add("uid", task["id"])
@@ -464,9 +466,9 @@ def task_to_ical(task: dict) -> str:
         value = graph_time(task.get(field))
         if value is not None:
             todo.add(name, value.date())
-    status, percent = TASK_STATUS.get(task.get("status") or "notStarted", ("NEEDS-ACTION", 0))
+    status, said = TASK_STATUS.get(task.get("status") or "notStarted", ("NEEDS-ACTION", 0))
     todo.add("status", status)
-    todo.add("percent-complete", percent)
+    todo.add("percent-complete", said if percent is None else percent)
     completed = graph_time(task.get("completedDateTime"))
     if completed is not None:
         todo.add("completed", completed)
@@ -511,6 +513,14 @@ def ical_to_task(text: str) -> dict:
     if when is not None:
         task["reminderDateTime"] = to_graph_time(_utc(when))
     return task
+
+
+def task_percent(text: str) -> int | None:
+    """A VTODO's PERCENT-COMPLETE (None: it says none), for a server that keeps it
+    (Exchange Server's tasks)."""
+    todos = Calendar.from_ical(text).walk("VTODO")
+    said = todos[0].get("PERCENT-COMPLETE") if todos else None
+    return None if said is None else min(100, max(0, int(said)))
 
 
 def _day(value) -> date:

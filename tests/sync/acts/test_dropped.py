@@ -1,6 +1,8 @@
-"""A CalDAV server whose connection drops in the middle of a sync (a proxy cuts the
+"""A server whose connection drops in the middle of a sync. CalDAV (a proxy cuts the
 answer): the run fails with a transient error and writes nothing half; the next run takes
-everything in once, and after a later drop reads only what changed since the stored token."""
+everything in once, and after a later drop reads only what changed since the stored token.
+Exchange (Graph, EWS: the connection breaks at a page of the calendar's changes): the pages
+before it are in with the cursor that covers them, and the next run reads the rest once."""
 from __future__ import annotations
 
 import pytest
@@ -66,3 +68,21 @@ def test_a_dropped_connection_writes_nothing_half_and_resumes_from_the_token(sto
     moved = db.session.scalars(select(Appointment.subject).where(
         Appointment.subject.like("%(moved)"))).all()
     assert len(moved) == 5
+
+
+def test_exchange_dropping_the_connection_mid_sync_resumes_from_the_cursor(store, make_user):
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    with store.client(ann) as client:
+        calendar = store.server(client, "appointment")
+        for n in range(120):
+            calendar.store.put(calendar.collection, event(f"e{n}@x", f"Meeting {n}", TRACKED))
+    store.drop_connection_at(page=3)
+    with pytest.raises(ConnectorError) as dropped:
+        sync_items(box.id, limit=50)
+    assert dropped.value.severity == "mailbox"
+    db.session.rollback()
+    assert count() == 100 and box.acts_status == "failure"  # two pages, each whole
+    result = sync_items(box.id, limit=50)
+    assert (result.read, result.created, count()) == (20, 20, 120)
+    assert len(set(db.session.scalars(select(Appointment.global_object_id)))) == 120
