@@ -277,6 +277,8 @@ def _address(email: dict) -> vCalAddress:
     address = vCalAddress(f"mailto:{email['address']}")
     if email.get("name"):
         address.params["CN"] = email["name"]
+        # icalendar leaves a name with a backslash unquoted, then reads a trailing one back wrong
+        address.params.quote_also = {**address.params.quote_also, "CN": " '\\"}
     return address
 
 

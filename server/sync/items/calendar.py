@@ -288,13 +288,17 @@ def _write_parties(event, parties: list[dict]) -> None:
     for party in parties:
         if not party.get("address"):
             continue
-        params = {"CN": party["name"]} if party.get("name") else {}
+        person = icalendar.vCalAddress(f"mailto:{party['address']}")
+        if party.get("name"):
+            person.params["CN"] = party["name"]
+            # icalendar leaves a name with a backslash unquoted, then reads a trailing one back wrong
+            person.params.quote_also = {**person.params.quote_also, "CN": " '\\"}
         if party["role"] == "organizer":
-            event.add("organizer", f"mailto:{party['address']}", parameters=params or None)
+            event.add("organizer", person)
             continue
-        params["ROLE"] = "OPT-PARTICIPANT" if party["role"] == "optional" else "REQ-PARTICIPANT"
-        params["PARTSTAT"] = (party.get("response") or "needs-action").upper()
-        event.add("attendee", f"mailto:{party['address']}", parameters=params)
+        person.params["ROLE"] = "OPT-PARTICIPANT" if party["role"] == "optional" else "REQ-PARTICIPANT"
+        person.params["PARTSTAT"] = (party.get("response") or "needs-action").upper()
+        event.add("attendee", person)
 
 
 def _write_series(calendar, master, values: dict, uid: str, all_day: bool,

@@ -101,6 +101,8 @@ def _address(name: str, address: str) -> vCalAddress | None:
     person = vCalAddress(f"mailto:{address}")
     if name:
         person.params["CN"] = name
+        # icalendar leaves a name with a backslash unquoted, then reads a trailing one back wrong
+        person.params.quote_also = {**person.params.quote_also, "CN": " '\\"}
     return person
 
 

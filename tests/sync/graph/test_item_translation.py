@@ -209,3 +209,15 @@ def test_an_outlook_pattern_round_trips_through_rrule(start, all_day, data):
         recurrence["pattern"]["daysOfWeek"].sort(key=DAYS.index)
         again["pattern"]["daysOfWeek"].sort(key=DAYS.index)
     assert again == recurrence
+
+
+def test_a_name_with_a_backslash_keeps_it():
+    """icalendar writes a bare parameter for a name without spaces and reads a trailing
+    backslash in one as an escape: the name is quoted, so it comes back whole."""
+    for name in ("\\", "Ann\\", "A\\B"):
+        event = {"id": "AAMkE1", "iCalUId": "uid-1", "subject": "s", "isAllDay": False,
+                 "start": to_graph_time(datetime(2030, 1, 5, 10, tzinfo=timezone.utc)),
+                 "end": to_graph_time(datetime(2030, 1, 5, 11, tzinfo=timezone.utc)),
+                 "organizer": {"emailAddress": {"address": "ann@example.com", "name": name}}}
+        back, _, _ = ical_to_event(event_to_ical(event))
+        assert back["organizer"] == event["organizer"]
