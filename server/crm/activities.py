@@ -148,7 +148,8 @@ class Appointment(Activity):
     id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
     location: Mapped[str | None] = mapped_column(String(200))
     is_all_day: Mapped[bool] = mapped_column(Boolean, default=False)
-    global_object_id: Mapped[str | None] = mapped_column(String(400), index=True)  # iCal UID
+    # The meeting's iCalendar UID: one appointment per meeting, whoever's copy came first.
+    global_object_id: Mapped[str | None] = mapped_column(String(400), index=True, unique=True)
     online_meeting_url: Mapped[str | None] = mapped_column(String(1000))
     # What calendars keep beside (synced with CalDAV, Graph, EWS: server/sync/items/).
     time_zone: Mapped[str | None] = mapped_column(String(64))  # IANA name of start/end

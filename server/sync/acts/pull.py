@@ -8,10 +8,11 @@ mailbox syncs them; removing the category untracks."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from server.db import db
 from server.security import authz
@@ -85,7 +86,7 @@ def pull(run: Run, collection: Collection, limit: int) -> None:
         seen.update(i.ref for i in changes.items)
         batch = max(1, min(BATCH, limit))  # the worker's batch size: one transaction each
         for start in range(0, len(changes.items), batch):
-            take(run, collection, changes.items[start:start + batch])
+            take_once(run, collection, changes.items[start:start + batch])
             if start + batch < len(changes.items):
                 db.session.commit()
         removed = list(changes.removed)
@@ -98,6 +99,23 @@ def pull(run: Run, collection: Collection, limit: int) -> None:
         db.session.commit()  # the cursor with the last batch it covers
         if not changes.more:
             return
+
+
+def take_once(run: Run, collection: Collection, items: list[Item]) -> None:
+    """``take``, written out (flushed), on a session with nothing else pending (a batch is a
+    transaction of its own). Where another worker stored a record of one of these UIDs
+    meanwhile (the organizer's and an attendee's calendars synced at once: the database
+    keeps one appointment per UID), the batch is rolled back and taken again, which now
+    finds that record and links it."""
+    counts = replace(run.result)
+    try:
+        take(run, collection, items)
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        run.result.__dict__.update(counts.__dict__)
+        take(run, collection, items)
+        db.session.flush()
 
 
 def read(kind: str, data: str) -> tuple[dict, list[str]]:
