@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.db import db, utcnow
 
@@ -34,3 +34,6 @@ class RecordHistory(db.Model):
     source: Mapped[str] = mapped_column(String(400))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
+
+    activity = relationship("Activity")
+    contact = relationship("Contact")

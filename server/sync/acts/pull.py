@@ -7,6 +7,7 @@ Items deleted on the server go from the CRM when the mailbox's user owns them an
 mailbox syncs them; removing the category untracks."""
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -14,12 +15,13 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from server.crm.history import RecordHistory
 from server.db import db
 from server.security import authz
 from server.sync.acts import records
 from server.sync.connectors.base import Collection, Item, ItemStore
 from server.sync.items import calendar, vcard
-from server.sync.items.fields import FIELDS, encode, label
+from server.sync.items.fields import FIELDS, encode, label, to_json
 from server.sync.items.merge import merge
 from server.sync.mail.decision import TRACKED_CATEGORY
 from server.sync.models import Alert, FolderRule, ItemCursor, ItemLink, Mailbox
@@ -210,6 +212,7 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     if merged.lost:
         result.conflicts += 1
         _conflict_alert(run, record, kind, merged.lost)
+        _conflict_history(run, record, kind, merged.lost, crm, values)
     stored = store_link(run, collection, item, link, record, tracked=True, reason="synced",
                         synced=final)
     if merged.to_server:  # the CRM's values go out at the push, whenever it changed them
@@ -301,6 +304,33 @@ def _linked_elsewhere(link: ItemLink) -> bool:
     return db.session.scalar(select(ItemLink.id).where(
         column == link.record_id, ItemLink.id != link.id, ItemLink.tracked.is_(True))
         .limit(1)) is not None
+
+
+def shown(value) -> str | None:
+    """A field's value in words for people (its JSON form; parties as their addresses)."""
+    value = to_json(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return "; ".join(f'{v.get("role")}: {v.get("address")}' for v in value)
+    return json.dumps(value, sort_keys=True)
+
+
+def _conflict_history(run: Run, record, kind: str, lost: list, crm: dict,
+                      server: dict) -> None:
+    """The value each lost field held, on the record's history (``RecordHistory``), beside
+    the value that replaced it."""
+    source = f"server-side sync of {run.mailbox.email_address}"
+    for name, value, side in lost:
+        kept = server.get(name) if side == "crm" else crm.get(name)
+        entry = RecordHistory(field=name, lost_value=shown(value), kept_value=shown(kept),
+                              lost_side=side, source=source[:400],
+                              user_id=run.mailbox.user_id)
+        if kind == "contact":
+            entry.contact = record
+        else:
+            entry.activity = record
+        db.session.add(entry)
 
 
 def _conflict_alert(run: Run, record, kind: str, lost: list) -> None:
