@@ -5,7 +5,9 @@ token when SSO is configured), so no CSRF token; every endpoint needs the named 
 ``forbidden``, ``not_found``, ``invalid`` with field messages, ``too_large``).
 
 Views parse the pane's payloads strictly (``server.addin.payloads``), call one service
-(``server.addin.context`` and ``server.addin.actions``) and commit.
+(``server.addin.context`` and ``server.addin.actions``) and commit. A meeting is known by
+its iCalendar UID, which Office.js does not give: the views find it first
+(``server.sync.acts.meetings``), so the pane and the item sync key one appointment alike.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from server.crm.models import Organization
 from server.db import db
 from server.errors import Invalid, ServiceError
 from server.security import authz
+from server.sync.acts import meetings
 from server.web import csrf
 from server.web.auth import Unauthenticated, bearer_user
 from server.web.params import decode_json
@@ -90,8 +93,11 @@ def _identity(data: dict, errors: pl.Errors) -> str | None:
         errors.add("internet_message_id", "Give the item's internet_message_id (or item_id for a meeting).")
         return None
     key = given[0]
-    return pl.text(data[key], key, errors, limit=pl.MESSAGE_ID_MAX if key == "internet_message_id"
-                   else pl.ID_MAX, required=True)
+    value = pl.text(data[key], key, errors, limit=pl.MESSAGE_ID_MAX if key == "internet_message_id"
+                    else pl.ID_MAX, required=True)
+    if key == "item_id" and value:  # a meeting: known by its UID where it can be found
+        return meetings.meeting_uid(g.api_user, value) or value
+    return value
 
 
 def _done(payload: dict[str, Any], status: int = 200):
@@ -110,7 +116,7 @@ def context():
     data, errors = _parse(("item",))
     item = pl.item(data.get("item"), errors)
     errors.raise_if_any()
-    return _done(pane_context.context(_p(), item))
+    return _done(pane_context.context(_p(), meetings.with_uid(g.api_user, item)))
 
 
 @bp.get("/related/<kind>/<int:record_id>")
@@ -126,7 +132,7 @@ def track():
                    max_attachment_bytes=org.attachment_max_bytes)
     regarding = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(actions.track(_p(), item, regarding))
+    return _done(actions.track(_p(), meetings.with_uid(g.api_user, item), regarding))
 
 
 @bp.post("/pending")
@@ -135,7 +141,7 @@ def pending():
     item = pl.item(data.get("item"), errors)
     regarding = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(actions.mark_pending(_p(), item, regarding))
+    return _done(actions.mark_pending(_p(), meetings.with_uid(g.api_user, item), regarding))
 
 
 @bp.put("/regarding")

@@ -10,6 +10,8 @@ Create Date: 2026-12-06 02:30:00
   links, track requests, decisions, queue items, attachments and attendees it lacks move to
   it, and their regarding where it has none; then they are deleted. The upgrade cannot fail
   on old duplicates.
+* ``track_request.starts_on``: a meeting's start as the pane saw it, so the item sync
+  knows the meeting a pending request (compose mode) is about once it is sent.
 * ``record_history``: changes the CRM did not keep (a field both sides of a sync changed:
   the value the later change replaced), per activity or contact.
 """
@@ -99,9 +101,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_record_history_activity_id", "record_history", ["activity_id"])
     op.create_index("ix_record_history_contact_id", "record_history", ["contact_id"])
+    with op.batch_alter_table("track_request") as batch:
+        batch.add_column(sa.Column("starts_on", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("track_request") as batch:
+        batch.drop_column("starts_on")
     op.drop_table("record_history")
     with op.batch_alter_table("appointment") as batch:
         batch.drop_index("ix_appointment_global_object_id")

@@ -1,6 +1,7 @@
 """The pull half of an item sync: a collection's changes since its cursor, taken into the
 CRM. Only tracked items come in (the "Tracked to Regarding" category, a tracked collection,
-or a UID the CRM knows: one appointment per meeting whoever's calendar it comes from); each
+a UID the CRM knows: one appointment per meeting whoever's calendar it comes from, or a
+meeting the user asked the Outlook pane to track before sending it: ``meetings``); each
 field is merged by its direction; each batch is one transaction, the cursor stored with the
 last, so a crash repeats work and the repeat finds the items' versions already stored.
 Items deleted on the server go from the CRM when the mailbox's user owns them and no other
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from server.crm.history import RecordHistory
 from server.db import db
 from server.security import authz
-from server.sync.acts import records
+from server.sync.acts import meetings, records
 from server.sync.connectors.base import Collection, Item, ItemStore
 from server.sync.items import calendar, vcard
 from server.sync.items.fields import FIELDS, encode, label, to_json
@@ -155,14 +156,17 @@ def take(run: Run, collection: Collection, items: list[Item], again: bool = Fals
             parsed[item.ref] = exc
     records.prepare(run.cache, kind, [p[0] for p in parsed.values() if isinstance(p, tuple)],
                     run.mailbox.user)
+    requests = meetings.pending_for(run.mailbox.user_id) if kind == "appointment" and \
+        parsed else []
     with db.session.no_autoflush:  # one flush for the batch, at its commit
         for item in items:
             if item.ref in parsed:
-                _take_one(run, collection, item, links.get(item.ref), parsed[item.ref], known)
+                _take_one(run, collection, item, links.get(item.ref), parsed[item.ref], known,
+                          requests)
 
 
 def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | None,
-              parsed, known: dict) -> None:
+              parsed, known: dict, requests: list) -> None:
     kind, result = run.kind, run.result
     result.read += 1
     if isinstance(parsed, ValueError):
@@ -181,9 +185,11 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     record = _record_of(link) if link is not None and (
         link.tracked or tracked(categories)) else None
     rule = run.tracked_keys.get(collection.key)
+    # The pane's request to track this meeting, made before it was sent.
+    request = meetings.request_of(requests, item, values) if requests else None
     if record is None:
         record = known.get(item.uid) if item.uid else None
-        if record is None and not (tracked(categories) or rule):
+        if record is None and not (tracked(categories) or rule or request):
             result.not_tracked += 1
             store_link(run, collection, item, link, None, tracked=False, reason=NOT_TRACKED)
             return
@@ -206,6 +212,8 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     if merged.to_crm:
         records.apply(record, kind, values, list(merged.to_crm), run.mailbox.user,
                       run.cache)
+    if request is not None:
+        meetings.honour(request, record, item.uid)
     final = encode(records.values_of(record, kind))
     for name in merged.to_server:  # the server still holds its own: pushed next
         final[name] = encode({name: values.get(name)})[name]
