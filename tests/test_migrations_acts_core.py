@@ -14,6 +14,16 @@ from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 
 from tests.test_migrations_send import _upgrade, app_at
 
 
+# What a mailbox row must hold at 0011 (its columns without a server default).
+MAILBOX = dict(is_forward_mailbox=False, incoming_method="none", outgoing_method="none",
+               acts_method="server_side_sync", tracking_option="all",
+               auto_create_contacts=False, email_approved=True, enabled=True,
+               incoming_enabled=True, outgoing_enabled=True, incoming_status="not_run",
+               outgoing_status="not_run", acts_status="success", sync_interval_seconds=300,
+               consecutive_failures=0, backlog=0, sync_requested=False,
+               owning_business_unit_id=1, created_on=WHEN)
+
+
 def _appointment(conn, id_: int, uid: str | None, **regarding) -> None:
     _row(conn, "activity", id=id_, activity_type="appointment", subject=f"Meeting {id_}",
          state="open", priority="normal", occurred_on=WHEN, created_on=WHEN, modified_on=WHEN,
@@ -29,16 +39,9 @@ def _records(conn) -> None:
          alert_emails="errors", created_on=WHEN, modified_on=WHEN)
     _row(conn, "account", id=5, name="Fabrikam", is_active=True, created_on=WHEN,
          modified_on=WHEN, owning_business_unit_id=1, owner_user_id=1)
-    conn.execute(text(
-        "INSERT INTO mailbox (id, name, email_address, is_forward_mailbox, "
-        "incoming_method, outgoing_method, acts_method, tracking_option, "
-        "auto_create_contacts, email_approved, enabled, incoming_enabled, "
-        "outgoing_enabled, incoming_status, outgoing_status, acts_status, "
-        "sync_interval_seconds, consecutive_failures, backlog, sync_requested, "
-        "owning_business_unit_id, user_id, created_on) VALUES (:id, :name, :name, false, 'none', "
-        "'none', 'server_side_sync', 'all', false, true, true, true, true, 'success', "
-        "'not_run', 'success', 300, 0, 0, false, 1, 1, CURRENT_TIMESTAMP)"),
-        [{"id": 1, "name": "ann@contoso.test"}, {"id": 2, "name": "bob@contoso.test"}])
+    for id_, address in ((1, "ann@contoso.test"), (2, "bob@contoso.test")):
+        _row(conn, "mailbox", id=id_, name=address, email_address=address, user_id=1,
+             **MAILBOX)
     _appointment(conn, 10, "meet@x")  # the oldest copy: kept
     _appointment(conn, 11, "meet@x", regarding_account_id=5)
     _appointment(conn, 12, "meet@x")
