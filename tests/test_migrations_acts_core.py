@@ -85,6 +85,7 @@ def test_upgrade_merges_copies_of_one_meeting_into_the_oldest(database, tmp_path
             assert rows("SELECT activity_id FROM track_request") == [(10,)]
             assert rows("SELECT regarding_account_id FROM activity WHERE id = 10") == [(5,)]
             assert "record_history" in inspect(conn).get_table_names()
+            assert "starts_on" in {c["name"] for c in inspect(conn).get_columns("track_request")}
         with pytest.raises(IntegrityError), engine.begin() as conn:  # one per UID from now
             _appointment(conn, 20, "meet@x")
     finally:
