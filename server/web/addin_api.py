@@ -87,14 +87,14 @@ def _parse(allowed: tuple[str, ...]) -> tuple[dict, pl.Errors]:
 
 def _identity(data: dict, errors: pl.Errors) -> str | None:
     """The item an action is about: ``internet_message_id`` (or, for a meeting without one,
-    ``item_id``)."""
-    given = [k for k in ("internet_message_id", "item_id") if data.get(k) is not None]
+    its ``ical_uid`` as the context gave it, or its ``item_id``)."""
+    given = [k for k in ("internet_message_id", "item_id", "ical_uid") if data.get(k) is not None]
     if len(given) != 1:
         errors.add("internet_message_id", "Give the item's internet_message_id (or item_id for a meeting).")
         return None
     key = given[0]
-    value = pl.text(data[key], key, errors, limit=pl.MESSAGE_ID_MAX if key == "internet_message_id"
-                    else pl.ID_MAX, required=True)
+    limit = {"internet_message_id": pl.MESSAGE_ID_MAX, "ical_uid": pl.UID_MAX}.get(key, pl.ID_MAX)
+    value = pl.text(data[key], key, errors, limit=limit, required=True)
     if key == "item_id" and value:  # a meeting: known by its UID where it can be found
         return meetings.meeting_uid(g.api_user, value) or value
     return value
@@ -116,7 +116,11 @@ def context():
     data, errors = _parse(("item",))
     item = pl.item(data.get("item"), errors)
     errors.raise_if_any()
-    return _done(pane_context.context(_p(), meetings.with_uid(g.api_user, item)))
+    item = meetings.with_uid(g.api_user, item)
+    answer = pane_context.context(_p(), item)
+    if item is not None and item.ical_uid:  # the pane names the meeting by it from now
+        answer["ical_uid"] = item.ical_uid
+    return _done(answer)
 
 
 @bp.get("/related/<kind>/<int:record_id>")
@@ -146,7 +150,7 @@ def pending():
 
 @bp.put("/regarding")
 def regarding():
-    data, errors = _parse(("internet_message_id", "item_id", "regarding"))
+    data, errors = _parse(("internet_message_id", "item_id", "ical_uid", "regarding"))
     identity = _identity(data, errors)
     if "regarding" not in data:
         errors.add("regarding", 'Give {"type", "id"}, or null to clear it.')
@@ -157,7 +161,7 @@ def regarding():
 
 @bp.post("/untrack")
 def untrack():
-    data, errors = _parse(("internet_message_id", "item_id", "delete_copy"))
+    data, errors = _parse(("internet_message_id", "item_id", "ical_uid", "delete_copy"))
     identity = _identity(data, errors)
     delete_copy = pl.boolean(data.get("delete_copy", pl.MISSING), "delete_copy", errors)
     errors.raise_if_any()

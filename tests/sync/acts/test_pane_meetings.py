@@ -75,7 +75,11 @@ def test_a_meeting_tracked_while_composed_is_tracked_when_it_appears(radicale_si
     # The pane opened on the sent meeting (read mode, Outlook's id of it): the same one.
     context = _ok(pane(ann).post("/api/addin/context", json={
         "item": _pane_item(item_id="AAMkSent2")}))
-    assert context["tracking"]["status"] == "tracked"
+    assert context["tracking"]["status"] == "tracked" and context["ical_uid"] == "sent@x"
+    # From now the pane names it by that UID (Set regarding, Untrack).
+    _ok(pane(ann).put("/api/addin/regarding", json={"ical_uid": "sent@x", "regarding": None}))
+    db.session.refresh(taken)
+    assert taken.regarding_ref is None
     _ok(pane(ann).post("/api/addin/track", json={"item": _pane_item(item_id="AAMkSent2"),
                                                  "regarding": None}))
     assert db.session.scalars(select(Appointment.id)).all() == [taken.id]
