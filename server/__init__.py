@@ -55,6 +55,7 @@ def _import_models() -> None:
     """Import every module that defines tables, so metadata (and Alembic) sees them all."""
     import server.crm.activities  # noqa: F401
     import server.crm.addresses  # noqa: F401
+    import server.crm.history  # noqa: F401
     import server.crm.models  # noqa: F401
     import server.crm.queues  # noqa: F401
     import server.crm.services.tracked  # noqa: F401

@@ -75,6 +75,8 @@ function errorInfo(exc) {
 function identity() {
   const item = state.item;
   if (item.internet_message_id) return { internet_message_id: item.internet_message_id };
+  // A meeting: by its iCalendar UID once the server found it (context), else its item id.
+  if (item.type === "appointment" && item.ical_uid) return { ical_uid: item.ical_uid };
   if (item.type === "appointment" && item.item_id) return { item_id: item.item_id };
   return null;
 }
@@ -121,6 +123,7 @@ async function fetchContext(mine = generation) {
     if (!languageOf(host.displayLanguage()) && ctx.language && ctx.language !== language()) await useLanguage(ctx.language);
     if (mine !== generation) return;
     state.ctx = ctx;
+    if (ctx.ical_uid) state.item.ical_uid = ctx.ical_uid; // the meeting as the sync keys it
     if (!state.relatedFor || !ctx.related.for || (ctx.related.for.type === state.relatedFor.type && ctx.related.for.id === state.relatedFor.id)) {
       state.related = ctx.related;
       state.relatedFor = ctx.related.for;
@@ -151,7 +154,7 @@ function refreshAfterRecipients(mine) {
 }
 
 async function refresh() {
-  state.item = { ...(await host.describeItem(state.officeItem)), item_id: state.item.item_id || (state.officeItem.itemId || null) };
+  state.item = { ...(await host.describeItem(state.officeItem)), item_id: state.item.item_id || (state.officeItem.itemId || null), ical_uid: state.item.ical_uid || null };
   state.relatedFor = null;
   await fetchContext(generation);
 }

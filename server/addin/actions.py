@@ -279,7 +279,8 @@ def mark_pending(p: Principal, item: Item, regarding: tuple[str, int] | None, *,
         req = tracking.request_tracking(p, identity, subject=item.subject, regarding=regarding,
                                         conversation_id=item.conversation_id,
                                         item_type="appointment" if item.type == "appointment" else "email",
-                                        reason=reason)
+                                        reason=reason,
+                                        starts_on=item.start if item.type == "appointment" else None)
     status = tracked.TrackingStatus("pending", None, req.regarding_ref, req.reason)
     return {"tracking": tracking_json(p, status), "tracking_token": req.tracking_token}
 

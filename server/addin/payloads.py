@@ -29,6 +29,7 @@ NAME_MAX = 200
 ADDRESS_MAX = 320
 MESSAGE_ID_MAX = 998
 ID_MAX = 1000  # Exchange item and conversation ids
+UID_MAX = 400  # an iCalendar UID, as appointments keep it
 LOCATION_MAX = 200
 RECIPIENTS_MAX = 1000  # per role
 ATTACHMENTS_MAX = 250
@@ -36,7 +37,7 @@ HEADERS_MAX = 256 * 1024
 
 ITEM_KEYS = ("type", "mode", "internet_message_id", "conversation_id", "item_id", "subject",
              "from", "to", "cc", "organizer", "required_attendees", "optional_attendees",
-             "start", "end", "location", "user_address", "mailbox_owner")
+             "start", "end", "location", "user_address", "mailbox_owner", "ical_uid")
 CONTENT_KEYS = ("html_body", "text_body", "internet_headers", "attachments")
 ATTACHMENT_KEYS = ("name", "content_type", "size", "content_base64", "content_id", "is_inline")
 
@@ -74,6 +75,9 @@ class Item:
     internet_message_id: str | None = None
     conversation_id: str | None = None
     item_id: str | None = None
+    # A meeting's iCalendar UID: sent by a host that knows it, else found by the server
+    # (server.sync.acts.meetings) from the item id, the mailbox's store or the CRM.
+    ical_uid: str | None = None
     subject: str = ""
     from_: Person | None = None
     to: tuple[Person, ...] = ()
@@ -96,8 +100,11 @@ class Item:
 
     @property
     def identity(self) -> str | None:
-        """What the item is known by: its Message-ID, or (meetings without one) its item id."""
-        return self.internet_message_id or (self.item_id if self.type == "appointment" else None)
+        """What the item is known by: its Message-ID; a meeting by its iCalendar UID (one
+        appointment per meeting, as the sync keys it), else by its item id."""
+        if self.type == "appointment":
+            return self.ical_uid or self.internet_message_id or self.item_id
+        return self.internet_message_id
 
 
 class Errors:
@@ -280,6 +287,7 @@ def item(raw: Any, errors: Errors, *, path: str = "item", with_content: bool = F
                                  limit=MESSAGE_ID_MAX) or None,
         conversation_id=text(g("conversation_id"), f"{path}.conversation_id", errors, limit=ID_MAX) or None,
         item_id=text(g("item_id"), f"{path}.item_id", errors, limit=ID_MAX) or None,
+        ical_uid=text(g("ical_uid"), f"{path}.ical_uid", errors, limit=UID_MAX) or None,
         subject=text(g("subject"), f"{path}.subject", errors, cap=SUBJECT_MAX) or "",
         from_=person(g("from"), f"{path}.from", errors),
         to=people(g("to"), f"{path}.to", errors),

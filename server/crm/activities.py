@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from itertools import chain
+
 from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
-                        String, Text)
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
+                        String, Text, event, inspect)
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
 
 from server.crm.models import Owned
-from server.db import db
+from server.db import db, utcnow
 
 # The record types an activity may be regarding, in the order the UI lists them.
 REGARDING_TYPES = ("account", "contact", "lead", "opportunity", "case")
@@ -151,7 +153,8 @@ class Appointment(Activity):
     id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
     location: Mapped[str | None] = mapped_column(String(200))
     is_all_day: Mapped[bool] = mapped_column(Boolean, default=False)
-    global_object_id: Mapped[str | None] = mapped_column(String(400), index=True)  # iCal UID
+    # The meeting's iCalendar UID: one appointment per meeting, whoever's copy came first.
+    global_object_id: Mapped[str | None] = mapped_column(String(400), index=True, unique=True)
     online_meeting_url: Mapped[str | None] = mapped_column(String(1000))
     # What calendars keep beside (synced with CalDAV, Graph, EWS: server/sync/items/).
     time_zone: Mapped[str | None] = mapped_column(String(64))  # IANA name of start/end
@@ -235,6 +238,27 @@ class ActivityParty(db.Model):
             raise ValueError(f"a {kind} cannot be an activity party")
         for k, column in PARTY_COLUMNS.items():
             setattr(self, column, record_id if k == kind else None)
+
+
+@event.listens_for(Session, "before_flush")
+def _parties_touch_their_activity(session: Session, _context, _instances) -> None:
+    """An attendee (any party) added, removed or changed is a change of its activity: its
+    ``modified_on`` moves, which is what the item sync's push looks at (an attendee added
+    in the CRM reaches the calendars)."""
+    touched = {id(a): a for a in session.dirty if isinstance(a, Activity)
+               and inspect(a).attrs.parties.history.has_changes()}
+    with session.no_autoflush:
+        for party in chain(session.new, session.dirty, session.deleted):
+            if not isinstance(party, ActivityParty) or (
+                    party in session.dirty and not session.is_modified(party)):
+                continue
+            activity = party.activity or (session.get(Activity, party.activity_id)
+                                          if party.activity_id else None)
+            if activity is not None:
+                touched[id(activity)] = activity
+    for activity in touched.values():
+        if activity not in session.new and activity not in session.deleted:
+            activity.modified_on = utcnow()
 
 
 class Attachment(db.Model):

@@ -11,6 +11,9 @@ Regarding email") the engine tracks the replies and explains every other decisio
 ``.eml`` file into ``.INBOX.Contoso deal/new`` and the worker tracks it within seconds,
 regarding the Contoso deal.
 
+Its appointments, contacts and tasks sync with folders of files beside the Maildir
+(``demo_calendar``): the first sync brings a tracked meeting in.
+
 ``server.demo.seed`` calls ``seed_demo_mailbox()`` after the CRM records exist, in its transaction.
 Messages are deterministic (fixed Message-IDs, dates relative to today); seeding again does
 nothing.
@@ -34,6 +37,7 @@ from server.security.models import User
 from server.sync.connectors.base import Account as ConnectorAccount
 from server.sync.connectors.maildir import (MaildirConnector, create_maildir, deliver,
                                             folder_path, mailbox_root)
+from server.sync.demo_calendar import seed_demo_calendar
 from server.sync.models import EmailServerProfile, FolderRule, Mailbox
 
 DEMO_USER = "sam.sales@contoso.example"
@@ -286,6 +290,7 @@ def seed_demo_mailbox() -> str | None:
         server_profile_id=profile.id, incoming_method="server_side_sync",
         outgoing_method="server_side_sync", tracking_option="crm_responses",
         email_approved=True, approved_by_id=admin.id if admin else None, approved_on=now,
+        acts_method="server_side_sync",  # the calendar folder beside the Maildir
         enabled=True, incoming_status="success", outgoing_status="success", tested_on=now,
         next_sync_on=now, owning_business_unit_id=sam.business_unit_id)
     db.session.add(mailbox)
@@ -300,5 +305,9 @@ def seed_demo_mailbox() -> str | None:
     db.session.add(rule)
     db.session.flush()
     drop = folder_path(root, DEAL_FOLDER) / "new"
+    meetings = seed_demo_calendar(root, sam, now)
+    calendar = root / "items" / "calendar"
     return (f"Demo mailbox {DEMO_USER}: a Maildir at {root} with {delivered} messages; an .eml "
-            f"file dropped into {drop} is tracked regarding the {DEAL_NAME} opportunity.")
+            f"file dropped into {drop} is tracked regarding the {DEAL_NAME} opportunity. "
+            f"Its calendar is the folder {calendar} ({meetings} meetings): an .ics file with "
+            f'"CATEGORIES:Tracked to Regarding" dropped there becomes an appointment.')

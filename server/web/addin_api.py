@@ -5,7 +5,9 @@ token when SSO is configured), so no CSRF token; every endpoint needs the named 
 ``forbidden``, ``not_found``, ``invalid`` with field messages, ``too_large``).
 
 Views parse the pane's payloads strictly (``server.addin.payloads``), call one service
-(``server.addin.context`` and ``server.addin.actions``) and commit.
+(``server.addin.context`` and ``server.addin.actions``) and commit. A meeting is known by
+its iCalendar UID, which Office.js does not give: the views find it first
+(``server.sync.acts.meetings``), so the pane and the item sync key one appointment alike.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from server.crm.models import Organization
 from server.db import db
 from server.errors import Invalid, ServiceError
 from server.security import authz
+from server.sync.acts import meetings
 from server.web import csrf
 from server.web.auth import Unauthenticated, bearer_user
 from server.web.params import decode_json
@@ -85,14 +88,17 @@ def _parse(allowed: tuple[str, ...]) -> tuple[dict, pl.Errors]:
 
 def _identity(data: dict, errors: pl.Errors) -> str | None:
     """The item an action is about: ``internet_message_id`` (or, for a meeting without one,
-    ``item_id``)."""
-    given = [k for k in ("internet_message_id", "item_id") if data.get(k) is not None]
+    its ``ical_uid`` as the context gave it, or its ``item_id``)."""
+    given = [k for k in ("internet_message_id", "item_id", "ical_uid") if data.get(k) is not None]
     if len(given) != 1:
         errors.add("internet_message_id", N_("Give the item's internet_message_id (or item_id for a meeting)."))
         return None
     key = given[0]
-    return pl.text(data[key], key, errors, limit=pl.MESSAGE_ID_MAX if key == "internet_message_id"
-                   else pl.ID_MAX, required=True)
+    limit = {"internet_message_id": pl.MESSAGE_ID_MAX, "ical_uid": pl.UID_MAX}.get(key, pl.ID_MAX)
+    value = pl.text(data[key], key, errors, limit=limit, required=True)
+    if key == "item_id" and value:  # a meeting: known by its UID where it can be found
+        return meetings.meeting_uid(g.api_user, value) or value
+    return value
 
 
 def _done(payload: dict[str, Any], status: int = 200):
@@ -111,7 +117,11 @@ def context():
     data, errors = _parse(("item",))
     item = pl.item(data.get("item"), errors)
     errors.raise_if_any()
-    return _done(pane_context.context(_p(), item))
+    item = meetings.with_uid(g.api_user, item)
+    answer = pane_context.context(_p(), item)
+    if item is not None and item.ical_uid:  # the pane names the meeting by it from now
+        answer["ical_uid"] = item.ical_uid
+    return _done(answer)
 
 
 @bp.get("/related/<kind>/<int:record_id>")
@@ -127,7 +137,7 @@ def track():
                    max_attachment_bytes=org.attachment_max_bytes)
     regarding = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(actions.track(_p(), item, regarding))
+    return _done(actions.track(_p(), meetings.with_uid(g.api_user, item), regarding))
 
 
 @bp.post("/pending")
@@ -136,12 +146,12 @@ def pending():
     item = pl.item(data.get("item"), errors)
     regarding = pl.regarding(data.get("regarding"), "regarding", errors)
     errors.raise_if_any()
-    return _done(actions.mark_pending(_p(), item, regarding))
+    return _done(actions.mark_pending(_p(), meetings.with_uid(g.api_user, item), regarding))
 
 
 @bp.put("/regarding")
 def regarding():
-    data, errors = _parse(("internet_message_id", "item_id", "regarding"))
+    data, errors = _parse(("internet_message_id", "item_id", "ical_uid", "regarding"))
     identity = _identity(data, errors)
     if "regarding" not in data:
         errors.add("regarding", 'Give {"type", "id"}, or null to clear it.')
@@ -152,7 +162,7 @@ def regarding():
 
 @bp.post("/untrack")
 def untrack():
-    data, errors = _parse(("internet_message_id", "item_id", "delete_copy"))
+    data, errors = _parse(("internet_message_id", "item_id", "ical_uid", "delete_copy"))
     identity = _identity(data, errors)
     delete_copy = pl.boolean(data.get("delete_copy", pl.MISSING), "delete_copy", errors)
     errors.raise_if_any()

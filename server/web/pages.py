@@ -24,6 +24,7 @@ from server.i18n import message_of
 from server.security import authz, directory
 from server.security.models import Team, User
 from server.security.privileges import Depth
+from server.sync.items.fields import label as field_label
 from server.web.attachments import download_response
 from server.web.auth import current_principal, login_manager
 from server.web.forms import form_fields, parse_due, submitted_values
@@ -162,7 +163,8 @@ def record_detail(type_name: str, record_id: int):
                            can_add_activity=page.can_add_activity, timeline=page.timeline,
                            types=types, cursor=cursor, shares=page.shares,
                            related=page.related, new_kinds=NEW_ACTIVITY_KINDS,
-                           rolls_up=rt.name in ROLL_UP)
+                           rolls_up=rt.name in ROLL_UP, history=page.history,
+                           field_label=field_label)
 
 
 def _render_form(p, rt, record, fields, status=200, error=None):
@@ -352,7 +354,7 @@ def activity_detail(activity_id: int):
         remote_images=remote_images, view=view, roles=page.roles, titles=page.titles,
         can_write=page.can_write, rq=(request.args.get("rq") or "").strip()[:200],
         candidates=page.candidates, regarding_types=REGARDING_TYPES,
-        has_remote=has_remote))
+        has_remote=has_remote, history=page.history, field_label=field_label))
     response.headers["Content-Security-Policy"] = _activity_csp(remote_images)
     return response
 

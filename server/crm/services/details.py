@@ -1,5 +1,5 @@
 """What one record's page and one activity's page show, each gathered by one call: the record's
-readable fields, a page of its activity timeline, the titles of what it links to, what the
+readable fields, a page of its activity timeline, its history (values a sync conflict replaced), the titles of what it links to, what the
 reader may do with it, its shares and the records pointing at it; an activity with its parties
 by role, inline images and regarding candidates; and an attachment's content, which is read
 from the row or from the instance folder (never outside it).
@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from server.crm.activities import REGARDING_TYPES, Activity, Attachment, Email
+from server.crm.history import RecordHistory
 from server.crm.html import inline_image_url
+from server.crm.models import Contact
 from server.crm.registry import Field, RecordType
 from server.crm.services import records
 from server.crm.services.activity_actions import get_activity
@@ -42,6 +44,7 @@ class RecordPage:
     can_add_activity: bool
     shares: list  # only for a reader who may share the record
     related: list[Related]
+    history: list[RecordHistory] = field(default_factory=list)
 
 
 def record_page(p: Principal, rt: RecordType, record_id: int, *,
@@ -59,7 +62,7 @@ def record_page(p: Principal, rt: RecordType, record_id: int, *,
     return RecordPage(record, visible, page,
                       titles(p, refs(link_refs([record], visible), regarding_refs(page.items))),
                       can, can_add, shares(record) if can["share"] else [],
-                      related(p, rt, record))
+                      related(p, rt, record), history(p, record))
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ActivityPage:
     can_write: bool
     inline_images: dict[str, str] = field(default_factory=dict)  # content id -> data: URL
     candidates: list = field(default_factory=list)  # (record type, (id, title) rows)
+    history: list[RecordHistory] = field(default_factory=list)
 
 
 def activity_page(p: Principal, activity_id: int, *, with_images: bool = False,
@@ -84,10 +88,26 @@ def activity_page(p: Principal, activity_id: int, *, with_images: bool = False,
     can_write = authz.can(p, "write", activity)
     rq = (rq or "").strip()[:200]
     out = ActivityPage(activity, roles, titles(p, regarding_refs([activity])), can_write,
-                       candidates=regarding_candidates(p, rq) if rq and can_write else [])
+                       candidates=regarding_candidates(p, rq) if rq and can_write else [],
+                       history=history(p, activity))
     if with_images and isinstance(activity, Email) and activity.html_body:
         out.inline_images = _inline_images(activity)
     return out
+
+
+def history(p: Principal, record, limit: int = 50) -> list[RecordHistory]:
+    """The record's history (an activity's or a contact's), newest first; entries of a
+    field the reader may not read are left out."""
+    if isinstance(record, Contact):
+        column = RecordHistory.contact_id
+    elif isinstance(record, Activity):
+        column = RecordHistory.activity_id
+    else:
+        return []
+    access = p.fields(authz.table_of(type(record)))
+    rows = db.session.scalars(select(RecordHistory).where(column == record.id)
+                              .order_by(RecordHistory.id.desc()).limit(limit))
+    return [row for row in rows if row.field == "parties" or access.can_read(row.field)]
 
 
 def _inline_images(email: Email) -> dict[str, str]:

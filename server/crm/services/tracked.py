@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import (ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam,
                         case, cast, literal, null, select, union_all)
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.crm.activities import REGARDING_COLUMNS, Activity, Appointment, Email, Regarding, \
     one_regarding_check
@@ -36,11 +36,16 @@ class TrackRequest(Regarding, db.Model):
     tracking_token: Mapped[str | None] = mapped_column(String(40))
     conversation_id: Mapped[str | None] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(String(400))
+    # A meeting's start, as the pane saw it: the item sync knows a meeting sent later by it
+    # and its subject (server.sync.acts.requests).
+    starts_on: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(10), default="pending")
     reason: Mapped[str | None] = mapped_column(Text)
     activity_id: Mapped[int | None] = mapped_column(ForeignKey("activity.id", ondelete="SET NULL"))
     created_on: Mapped[datetime] = mapped_column(default=utcnow)
     completed_on: Mapped[datetime | None]
+
+    activity = relationship("Activity")
 
 
 @dataclass(frozen=True)

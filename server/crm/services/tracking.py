@@ -24,6 +24,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from server.crm.activities import PARTY_COLUMNS, Activity, ActivityParty, Appointment, Attachment, Email
 from server.crm.html import html_to_text, sanitize_html
@@ -479,8 +480,21 @@ def track_appointment(p: Principal, content: AppointmentContent, *,
     roles = ([("organizer", content.organizer)] if content.organizer else []) + \
         [("required", x) for x in content.required] + [("optional", x) for x in content.optional]
     _add_parties(p, appt, roles)
-    db.session.add(appt)
-    db.session.flush()
+    savepoint = db.session.begin_nested()
+    try:
+        db.session.add(appt)
+        db.session.flush()
+    except IntegrityError:  # the item sync stored this meeting just now: one per UID
+        savepoint.rollback()
+        existing = db.session.scalar(select(Appointment).where(
+            Appointment.global_object_id == content.uid[:400]))
+        if existing is None:
+            raise
+        if regarding:
+            _relink(p, existing, regarding)
+        db.session.flush()
+        return existing, False
+    savepoint.commit()
     return appt, True
 
 
@@ -496,7 +510,8 @@ def new_tracking_token(org: Organization) -> str:
 
 def request_tracking(p: Principal, internet_message_id: str | None, *, subject: str | None = None,
                      regarding: tuple[str, int] | None = None, conversation_id: str | None = None,
-                     item_type: str = "email", reason: str | None = None) -> TrackRequest:
+                     item_type: str = "email", reason: str | None = None,
+                     starts_on: datetime | None = None) -> TrackRequest:
     """Record "track this when it arrives" (compose, or content the pane could not send).
     When the org uses tracking tokens the request gets one for the subject."""
     authz.require_named(p, "track_email")
@@ -512,6 +527,7 @@ def request_tracking(p: Principal, internet_message_id: str | None, *, subject: 
         req.tracking_token = new_tracking_token(org)
     req.subject = (subject or "")[:400] or None
     req.conversation_id = conversation_id
+    req.starts_on = starts_on
     req.status, req.reason = "pending", reason
     req.set_regarding(*(regarding or (None, None)))
     db.session.flush()

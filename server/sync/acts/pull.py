@@ -1,25 +1,29 @@
 """The pull half of an item sync: a collection's changes since its cursor, taken into the
 CRM. Only tracked items come in (the "Tracked to Regarding" category, a tracked collection,
-or a UID the CRM knows: one appointment per meeting whoever's calendar it comes from); each
+a UID the CRM knows: one appointment per meeting whoever's calendar it comes from, or a
+meeting the user asked the Outlook pane to track before sending it: ``meetings``); each
 field is merged by its direction; each batch is one transaction, the cursor stored with the
 last, so a crash repeats work and the repeat finds the items' versions already stored.
 Items deleted on the server go from the CRM when the mailbox's user owns them and no other
 mailbox syncs them; removing the category untracks."""
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from server.crm.history import RecordHistory
 from server.db import db
 from server.i18n import N_
 from server.security import authz
-from server.sync.acts import records
+from server.sync.acts import meetings, records
 from server.sync.connectors.base import Collection, Item, ItemStore
 from server.sync.items import calendar, vcard
-from server.sync.items.fields import FIELDS, encode, label
+from server.sync.items.fields import FIELDS, encode, label, to_json
 from server.sync.items.merge import merge
 from server.sync.mail.decision import TRACKED_CATEGORY
 from server.sync.models import Alert, FolderRule, ItemCursor, ItemLink, Mailbox
@@ -87,7 +91,7 @@ def pull(run: Run, collection: Collection, limit: int) -> None:
         seen.update(i.ref for i in changes.items)
         batch = max(1, min(BATCH, limit))  # the worker's batch size: one transaction each
         for start in range(0, len(changes.items), batch):
-            take(run, collection, changes.items[start:start + batch])
+            take_once(run, collection, changes.items[start:start + batch])
             if start + batch < len(changes.items):
                 db.session.commit()
         removed = list(changes.removed)
@@ -100,6 +104,23 @@ def pull(run: Run, collection: Collection, limit: int) -> None:
         db.session.commit()  # the cursor with the last batch it covers
         if not changes.more:
             return
+
+
+def take_once(run: Run, collection: Collection, items: list[Item]) -> None:
+    """``take``, written out (flushed), on a session with nothing else pending (a batch is a
+    transaction of its own). Where another worker stored a record of one of these UIDs
+    meanwhile (the organizer's and an attendee's calendars synced at once: the database
+    keeps one appointment per UID), the batch is rolled back and taken again, which now
+    finds that record and links it."""
+    counts = replace(run.result)
+    try:
+        take(run, collection, items)
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        run.result.__dict__.update(counts.__dict__)
+        take(run, collection, items)
+        db.session.flush()
 
 
 def read(kind: str, data: str) -> tuple[dict, list[str]]:
@@ -137,14 +158,17 @@ def take(run: Run, collection: Collection, items: list[Item], again: bool = Fals
             parsed[item.ref] = exc
     records.prepare(run.cache, kind, [p[0] for p in parsed.values() if isinstance(p, tuple)],
                     run.mailbox.user)
+    requests = meetings.pending_for(run.mailbox.user_id) if kind == "appointment" and \
+        parsed else []
     with db.session.no_autoflush:  # one flush for the batch, at its commit
         for item in items:
             if item.ref in parsed:
-                _take_one(run, collection, item, links.get(item.ref), parsed[item.ref], known)
+                _take_one(run, collection, item, links.get(item.ref), parsed[item.ref], known,
+                          requests)
 
 
 def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | None,
-              parsed, known: dict) -> None:
+              parsed, known: dict, requests: list) -> None:
     kind, result = run.kind, run.result
     result.read += 1
     if isinstance(parsed, ValueError):
@@ -164,9 +188,11 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     record = _record_of(link) if link is not None and (
         link.tracked or tracked(categories)) else None
     rule = run.tracked_keys.get(collection.key)
+    # The pane's request to track this meeting, made before it was sent.
+    request = meetings.request_of(requests, item, values) if requests else None
     if record is None:
         record = known.get(item.uid) if item.uid else None
-        if record is None and not (tracked(categories) or rule):
+        if record is None and not (tracked(categories) or rule or request):
             result.not_tracked += 1
             store_link(run, collection, item, link, None, tracked=False, reason=NOT_TRACKED)
             return
@@ -189,12 +215,15 @@ def _take_one(run: Run, collection: Collection, item: Item, link: ItemLink | Non
     if merged.to_crm:
         records.apply(record, kind, values, list(merged.to_crm), run.mailbox.user,
                       run.cache)
+    if request is not None:
+        meetings.honour(request, record, item.uid)
     final = encode(records.values_of(record, kind))
     for name in merged.to_server:  # the server still holds its own: pushed next
         final[name] = encode({name: values.get(name)})[name]
     if merged.lost:
         result.conflicts += 1
         _conflict_alert(run, record, kind, merged.lost)
+        _conflict_history(run, record, kind, merged.lost, crm, values)
     stored = store_link(run, collection, item, link, record, tracked=True, reason=N_("synced"),
                         synced=final)
     if record in db.session.new or merged.to_crm:
@@ -291,6 +320,33 @@ def _linked_elsewhere(link: ItemLink) -> bool:
     return db.session.scalar(select(ItemLink.id).where(
         column == link.record_id, ItemLink.id != link.id, ItemLink.tracked.is_(True))
         .limit(1)) is not None
+
+
+def shown(value) -> str | None:
+    """A field's value in words for people (its JSON form; parties as their addresses)."""
+    value = to_json(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return "; ".join(f'{v.get("role")}: {v.get("address")}' for v in value)
+    return json.dumps(value, sort_keys=True)
+
+
+def _conflict_history(run: Run, record, kind: str, lost: list, crm: dict,
+                      server: dict) -> None:
+    """The value each lost field held, on the record's history (``RecordHistory``), beside
+    the value that replaced it."""
+    source = f"server-side sync of {run.mailbox.email_address}"
+    for name, value, side in lost:
+        kept = server.get(name) if side == "crm" else crm.get(name)
+        entry = RecordHistory(field=name, lost_value=shown(value), kept_value=shown(kept),
+                              lost_side=side, source=source[:400],
+                              user_id=run.mailbox.user_id)
+        if kind == "contact":
+            entry.contact = record
+        else:
+            entry.activity = record
+        db.session.add(entry)
 
 
 def _conflict_alert(run: Run, record, kind: str, lost: list) -> None:

@@ -119,6 +119,7 @@ def _write(run: Run, collection: Collection, link: ItemLink, limit: int,
         item = run.store.put(collection, text, link.ref, link.etag)
     except ItemConflict:
         run.result.conflicts += 1
+        db.session.commit()  # what was written so far is on the server: keep it
         pull(run, collection, limit)  # merges the server's change by the field directions
         fresh = db.session.get(ItemLink, link.id)
         if not retried and fresh is not None and fresh.tracked and fresh.record_id and \

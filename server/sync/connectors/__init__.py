@@ -79,6 +79,9 @@ def item_store(protocol: str) -> type[ItemStore]:
     if protocol == "graph":
         from server.sync.connectors.graph_items import GraphItemStore
         return GraphItemStore
+    if protocol == "maildir":  # folders of .ics and .vcf files beside the Maildir
+        from server.sync.connectors.ics_folder import FolderItemStore
+        return FolderItemStore
     if protocol == "ews":
         from server.sync.connectors.ews_items import EwsItemStore
         return EwsItemStore

@@ -350,6 +350,11 @@ class ItemStore(ABC):
     def delete(self, collection: Collection, ref: str, etag: str | None = None) -> None:
         """Delete an item (gone already is not an error); ``etag`` as for ``put``."""
 
+    def meeting_uid(self, item_id: str) -> str | None:
+        """The iCalendar UID of the calendar item the mail client knows by ``item_id`` (the
+        Outlook pane's id), where the store can tell (None: it cannot, or no such item)."""
+        return None
+
     def wait_for_changes(self, collections: list[Collection], timeout: float) -> set[str]:
         """Block until a collection changes (push) or the timeout passes; the keys of changed
         collections (empty: none or unknown). Without push: returns at once, empty."""

@@ -457,6 +457,12 @@ class EwsItemStore(Watching, EwsSession, ItemStore):
                               uid=row.uid or row.id))
         return items
 
+    def meeting_uid(self, item_id: str) -> str | None:
+        """The calendar item's UID (the Outlook pane's id is the EWS item id)."""
+        with self._guard("reading the meeting the Outlook pane shows", "appointment"):
+            rows = [r for r in self._fetch([item_id]) if isinstance(r, CalendarItem)]
+        return (rows[0].uid or None) if rows else None
+
     # -- writing --------------------------------------------------------------------------
 
     def _fields(self, collection: Collection, data: str) -> dict:

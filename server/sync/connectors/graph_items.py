@@ -246,6 +246,18 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
                 found.append(reply.json())
         return found, gone
 
+    def meeting_uid(self, item_id: str) -> str | None:
+        """The event's ``iCalUId`` (the Outlook pane's id, in its REST form)."""
+        http = self.client
+        what = "reading the meeting the Outlook pane shows"
+        reply = http.call("GET", f"{http.user}/events/{_q(rest_id(item_id))}?$select=iCalUId",
+                          what=what)
+        if reply.status in (400, 404):
+            return None
+        if not reply.ok:
+            raise self._error(reply, "appointment", what)
+        return reply.json().get("iCalUId") or None
+
     # -- writing --------------------------------------------------------------------------
 
     def _body_of(self, collection: Collection, data: str, create: bool) -> tuple[dict, list, list]:
@@ -424,6 +436,12 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
             return f"{user}/contacts" if key == DEFAULT_CONTACTS else \
                 f"{user}/contactFolders('{key}')/contacts"
         return f"{user}/todo/lists/{key}/tasks"
+
+
+def rest_id(item_id: str) -> str:
+    """An Outlook item id in the form REST and Graph use (Office.js' ``convertToRestId``:
+    the EWS id's base64 made URL-safe)."""
+    return item_id.replace("/", "-").replace("+", "_")
 
 
 def _event_item(row: dict) -> Item:

@@ -63,13 +63,7 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
     settings = dict(profile.settings or {})
     timeout = float(settings.get("timeout", 30))
     if needs.store is not None:
-        if not profile.maildir_root:
-            raise ConnectorError("not_configured", f"The server profile {profile.name} names no "
-                                 "Maildir store.", severity="auth")
-        hosts.check_maildir(profile.maildir_root)
-        root = needs.store(profile.maildir_root, mailbox.email_address)
-        return Account(address=mailbox.email_address, root=str(root), settings=settings,
-                       timeout=timeout)
+        return _store_account(mailbox, profile, needs, settings, timeout)
     if settings.get("ews_url"):  # EWS without Autodiscover
         url = urlsplit(str(settings["ews_url"]))
         hosts.check_server(url.hostname, url.port)
@@ -104,12 +98,26 @@ def items_protocol(mailbox: Mailbox) -> str:
     return items_profile(mailbox).incoming_protocol
 
 
+def _store_account(mailbox: Mailbox, profile: EmailServerProfile, needs, settings: dict,
+                   timeout: float) -> Account:
+    """A store on this machine (a Maildir tree): the mailbox's root in it."""
+    if not profile.maildir_root:
+        raise ConnectorError("not_configured", f"The server profile {profile.name} names no "
+                             "Maildir store.", severity="auth")
+    hosts.check_maildir(profile.maildir_root)
+    root = needs.store(profile.maildir_root, mailbox.email_address)
+    return Account(address=mailbox.email_address, root=str(root), settings=settings,
+                   timeout=timeout)
+
+
 def items_account(mailbox: Mailbox) -> Account:
     """The Account the mailbox's item store (``connectors.item_store``) needs."""
     profile = items_profile(mailbox)
     store = connectors.item_store(profile.incoming_protocol)
     settings = dict(profile.settings or {})
     timeout = float(settings.get("timeout", 30))
+    if store.needs.store is not None:
+        return _store_account(mailbox, profile, store.needs, settings, timeout)
     if store.needs.oauth_always or (profile.auth_method == "oauth2" and
                                     store.needs.oauth != XOAUTH2):
         return _token_account(mailbox, profile.incoming_protocol, "incoming", settings, timeout,
