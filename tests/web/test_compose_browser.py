@@ -83,8 +83,10 @@ def test_compose_with_template_and_attachment_send_and_see_it_sent(
 
     the_worker_sends(world["mailbox"])
     expect(page.locator("#send-status")).to_have_text("Sent", timeout=10_000)
-    expect(page.locator("#send-when")).to_contain_text("UTC")
     email = db.session.scalar(select(Email))
+    # When it was sent, in the reader's locale and time zone (UTC here): "Dec 6, 2026, 3:20 AM".
+    expect(page.locator("#send-when")).to_contain_text(
+        f"{email.sent_on:%b} {email.sent_on.day}, {email.sent_on.year}")
     assert email.status == "sent" and email.regarding_ref == ("contact", world["yvonne"].id)
 
     received = smtp_server.wait_for(1)[0]
