@@ -66,6 +66,8 @@ class EmailContent:
     cc: list[Party] = field(default_factory=list)
     bcc: list[Party] = field(default_factory=list)
     html_body: str | None = None  # unsanitized: tracking sanitizes it
+    html_sanitized: str | None = None  # html_body through sanitize_html already, when the
+    # sync engine's parse pool did it on another core (never from a client)
     text_body: str | None = None
     sent_on: datetime | None = None
     received_on: datetime | None = None
@@ -382,7 +384,8 @@ def _roles(content: EmailContent) -> list[tuple[str, Party]]:
 def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None,
                owner: User | Team, identity: str, key: str) -> Email:
     content, direction = item.content, item.direction
-    html = sanitize_html(content.html_body) if content.html_body else None
+    html = (content.html_sanitized if content.html_sanitized is not None
+            else sanitize_html(content.html_body)) if content.html_body else None
     text = content.text_body if content.text_body is not None else (html_to_text(html) if html else None)
     if direction is None:
         own = {normalize_address(a) for a in getattr(owner, "emails", None) or [getattr(owner, "email", None)] if a}
