@@ -23,14 +23,17 @@ database dropped afterwards) and per tracking option (default: the organization 
    mail already seen, and the category the first run wrote, bring nothing back).
 
 Prints messages per second (wall, and CPU as user + system time of this process, all its
-threads; Dovecot and the PostgreSQL server are not counted), the ratios to the plain fetch
+threads, and of the sync engine's parse pool processes, printed apart; Dovecot and the
+PostgreSQL server are not counted), the ratios to the plain fetch
 and to mbsync on the same messages in the same run, and what was stored. Scratch databases
 and instance folders are removed. ``--profile`` prints the pipeline's top
 functions (cProfile, in CPU seconds of the main thread; it slows Python code several
 times) for the SQLite runs. It asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
-[--batch N] [--profile] [--repeat N] [--tracking-option crm_responses,all]``.
+[--batch N] [--profile] [--repeat N] [--tracking-option crm_responses,all]
+[--parse-processes N]`` (``--parse-processes 0``: parse in-process, for an A/B of the pool;
+the pool is started before the clock, as a sync worker starts it once).
 """
 from __future__ import annotations
 
