@@ -5,6 +5,7 @@ sanitized, and a pool whose worker was killed is replaced while the batch is par
 in-process."""
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -22,6 +23,9 @@ from tests.sync import world as w
 from tests.sync.conftest import CORPUS
 
 NOT_EMAIL = b"\x00\x01\x02 this is no email at all \x00"
+FILED = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],
+             body=("--p\r\nContent-Type: text/plain\r\n\r\nSee file {n}.\r\n--p\r\nContent-Type: "
+                   "application/pdf; name=order{n}.pdf\r\n\r\nPDF of order {n}\r\n--p--\r\n"))
 HTML = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "text/html; charset=utf-8")],
             body='<p onclick="steal()">Order {n}</p><script>alert(1)</script>'
                  '<img src="https://tracker.example/{n}.gif">\r\n')
@@ -50,6 +54,8 @@ def test_the_corpus_parses_in_the_pool_as_it_does_in_process(pooled):
         assert there.msg.content_hash == here.msg.content_hash
         assert there.safe_html == (sanitize_html(here.msg.html_body) if here.msg.html_body
                                    else None)
+        assert there.digests == tuple(hashlib.sha256(a.content).hexdigest()
+                                      for a in here.msg.attachments)
     assert results[-1].error.code == "no-headers"
 
 
@@ -63,7 +69,8 @@ def test_a_batch_through_the_pool_or_in_process_stores_the_same(app, make_user, 
     box = w.store_mailbox(store, crm.bob, tracking_option="all")
     count = pool.MIN_POOLED + 6
     for n in range(count):
-        html = {key: value.format(n=n) if key == "body" else value for key, value in HTML.items()}
+        shape = FILED if n % 5 == 0 else HTML  # an attachment in every fifth
+        html = {key: value.format(n=n) if key == "body" else value for key, value in shape.items()}
         store.deliver(NOT_EMAIL if n == 7 else w.raw(sender=f"person{n}@else.example",
                                                      mid=f"pool{n}@x.example",
                                                      subject=f"Order {n}", **html))
@@ -76,9 +83,13 @@ def test_a_batch_through_the_pool_or_in_process_stores_the_same(app, make_user, 
     emails = w.emails()
     assert len(emails) == count - 1
     for email in emails:
+        n = int(email.message_id.removeprefix("pool").split("@")[0])
+        if n % 5 == 0:
+            [attachment] = email.attachments
+            assert attachment.sha256 == hashlib.sha256(f"PDF of order {n}".encode()).hexdigest()
+            continue
         assert "script" not in email.html_body and "onclick" not in email.html_body
         assert 'data-remote-src="https://tracker.example/' in email.html_body
-        n = int(email.message_id.removeprefix("pool").split("@")[0])
         assert email.html_body == sanitize_html(HTML["body"].format(n=n))
     assert bool(pool.worker_pids()) == (processes == "2")
 

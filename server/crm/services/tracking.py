@@ -52,6 +52,8 @@ class AttachmentContent:
     size: int
     content_id: str | None = None
     inline: bool = False
+    sha256: str | None = None  # hex digest of content when the sync engine's parse pool
+    # computed it on another core (never from a client); None: computed here
 
 
 Party = tuple[str, str]  # (display name, address)
@@ -157,7 +159,7 @@ def attachment_values(items: list[AttachmentContent], limit: int) -> list[dict]:
         if item.content is None or item.size > limit or len(item.content) > limit:
             row["content_omitted"] = True
         else:
-            row["sha256"] = hashlib.sha256(item.content).hexdigest()
+            row["sha256"] = item.sha256 or hashlib.sha256(item.content).hexdigest()
             row["size"] = len(item.content)
             row.update(_stored(row["sha256"], item.content))
         rows.append(row)

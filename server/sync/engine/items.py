@@ -54,6 +54,7 @@ class Item:
     token: str | None = None
     origin: Origin | None = None
     safe_html: str | None = None  # msg.html_body sanitized by the parse pool, when it did
+    digests: tuple[str, ...] = ()  # the SHA-256 of msg.attachments, when the pool hashed them
 
 
 def origin_of(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Origin:
@@ -88,6 +89,7 @@ def parsed(index: int, fetched: FetchedMessage, ctx: MailboxRun,
 
 def _parse_into(item: Item, ctx: MailboxRun, prepared: pool.Prepared) -> None:
     item.msg, item.error, item.safe_html = prepared.msg, prepared.error, prepared.safe_html
+    item.digests = prepared.digests
     if item.msg is None:
         item.identity, item.token = "", None
         return

@@ -1,7 +1,7 @@
 """Parsing in other processes: the sync engine's parse pool.
 
-Parsing a message (``mail.message.parse``) and making its HTML safe (``crm.html.sanitize_html``)
-are pure and take about half of a whole-message sync's CPU. One process has one GIL, so they
+Parsing a message (``mail.message.parse``), making its HTML safe (``crm.html.sanitize_html``)
+and hashing its attachments are pure and take about half of a whole-message sync's CPU. One process has one GIL, so they
 run in a pool of processes sized to the machine's cores, started once per process that syncs
 and kept, while the database writer stays alone in the main process. Batches too small to
 pay for the trip, a machine with one core (or ``REGARDING_SYNC_PARSE_PROCESSES=0`` in the
@@ -17,6 +17,7 @@ in ``Prepared.error`` (the engine quarantines the message with its reason); a po
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -39,21 +40,27 @@ CHUNKS_PER_PROCESS = 4  # a batch is cut in this many chunks per process (even l
 @dataclass(frozen=True)
 class Prepared:
     """One message parsed: ``msg`` (None when the bytes are no email, ``error`` says why) and,
-    for a whole message with HTML, that HTML made safe (``sanitize_html``)."""
+    when the pool parsed it, its HTML made safe (``sanitize_html``) and the SHA-256 of each
+    of its attachments (what tracking stores them under)."""
 
     msg: MailMessage | None
     error: MessageError | None = None
     safe_html: str | None = None
+    digests: tuple[str, ...] = ()
 
 
-def prepare(raw: bytes, headers_only: bool, *, sanitize: bool = False) -> Prepared:
-    """Parse one message, and with ``sanitize`` make its HTML safe; pure. The pool sanitizes
-    (on another core, ahead of need); in-process, tracking sanitizes what it tracks."""
+def prepare(raw: bytes, headers_only: bool, *, ahead: bool = False) -> Prepared:
+    """Parse one message; pure. With ``ahead`` (the pool: on another core, ahead of need) also
+    sanitize its HTML and hash its attachments; in-process, tracking does both for what it
+    tracks."""
     try:
         msg = parse(raw, headers_only=headers_only)
     except MessageError as exc:
         return Prepared(None, exc)
-    return Prepared(msg, None, sanitize_html(msg.html_body) if sanitize and msg.html_body else None)
+    if not ahead:
+        return Prepared(msg)
+    return Prepared(msg, None, sanitize_html(msg.html_body) if msg.html_body else None,
+                    tuple(hashlib.sha256(a.content).hexdigest() for a in msg.attachments))
 
 
 def _prepare_chunk(jobs: list[tuple[bytes, bool]]) -> list[Prepared]:
@@ -61,7 +68,7 @@ def _prepare_chunk(jobs: list[tuple[bytes, bool]]) -> list[Prepared]:
     parsed message travels back."""
     out = []
     for raw, headers_only in jobs:
-        done = prepare(raw, headers_only, sanitize=True)
+        done = prepare(raw, headers_only, ahead=True)
         out.append(done if done.msg is None else replace(done, msg=replace(done.msg, _raw=b"")))
     return out
 
