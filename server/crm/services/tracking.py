@@ -30,7 +30,6 @@ from server.crm.html import html_to_text, sanitize_html
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
-from server.crm.services.bulk import insert_new
 from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.db import db, utcnow
@@ -422,9 +421,24 @@ def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None
 
 
 def _add_emails(emails: list[Email]) -> None:
-    """Insert new emails in bulk (``bulk.insert_new``: ids taken first, one multi-row INSERT
-    per table, the objects persistent with their ids), on SQLite and PostgreSQL alike."""
-    insert_new(emails)
+    """Add new emails to the session and flush them: in bulk, their ids set.
+
+    PostgreSQL gives the ids of a multi-row INSERT ... RETURNING in order, so the ORM inserts
+    many rows a statement. SQLite cannot say which returned id is which row's, so the ORM
+    would insert the activities one row a statement: instead the first email is flushed
+    alone, which gives its id and the database's write lock until the transaction ends;
+    when that id is the highest (SQLite gives a new row the highest id plus one), the next
+    ids are free and the other emails take them, which needs no RETURNING."""
+    if db.session.get_bind().dialect.name == "sqlite" and len(emails) > 1:
+        first, emails = emails[0], emails[1:]
+        db.session.add(first)
+        db.session.flush()
+        table = Activity.__table__
+        if db.session.scalar(select(func.max(table.c.id))) == first.id:
+            for offset, email in enumerate(emails, 1):
+                email.id = first.id + offset
+    db.session.add_all(emails)
+    db.session.flush()
 
 
 def track_appointment(p: Principal, content: AppointmentContent, *,
