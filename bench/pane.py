@@ -523,9 +523,9 @@ def main() -> None:
             if shutil.which("wrk") and not args.no_load_test:
                 for connections in (int(c) for c in args.connections.split(",")):
                     bench_wrk(port, items, secret, connections, args.duration, tmp)
-            if args.browser_items:  # last: it gives the user a password, which revokes `secret`
+            if args.browser_items:
                 pane_browser.bench_browser(app, f"http://127.0.0.1:{port}", tmp / "access.log",
-                                           items, args.browser_items)
+                                           items, secret, args.browser_items)
         print(f"load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         if args.keep or kept:

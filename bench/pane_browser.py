@@ -64,21 +64,20 @@ def samples(items: list[dict]) -> list[dict]:
             for n, item in enumerate(items)]
 
 
-def _sign_in(app, address: str) -> tuple[str, str]:
-    """A password for the bench's Salesperson (made without one), to sign in to the page, and
-    a pane token issued after it (a new password revokes the user's tokens)."""
+def _password(app, address: str) -> str:
+    """A password for the bench's Salesperson (made without one), to sign in to the page.
+    Its hash is written directly: ``set_password`` would revoke the pane token the bench
+    (and a later ``--reuse``) uses; this is the bench's own scratch database."""
     from sqlalchemy import select
-    from server.addin.actions import issue_pane_token
     from server.db import db
     from server.security.models import User
-    from server.security.passwords import set_password
+    from server.security.passwords import hash_password
     password = "Bench-" + secrets.token_urlsafe(12)
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == address))
-        set_password(user, password)
-        token, _ = issue_pane_token(user, "bench-browser")
+        user.password_hash = hash_password(password)
         db.session.commit()
-    return password, token
+    return password
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -95,11 +94,11 @@ def server_times(log: Path, since: int) -> list[float]:
             if "/api/addin/context" in line and line.rsplit(" ", 2)[1] == "200"]
 
 
-def bench_browser(app, base_url: str, access_log: Path, items: list[dict],
+def bench_browser(app, base_url: str, access_log: Path, items: list[dict], secret: str,
                   openings: int) -> dict:
     from playwright.sync_api import sync_playwright
     address = items[0]["user_address"]
-    password, secret = _sign_in(app, address)
+    password = _password(app, address)
     inbox = samples(items)
     timings: list[float] = []
     with sync_playwright() as pw:
