@@ -23,14 +23,17 @@ database dropped afterwards) and per tracking option (default: the organization 
    mail already seen, and the category the first run wrote, bring nothing back).
 
 Prints messages per second (wall, and CPU as user + system time of this process, all its
-threads; Dovecot and the PostgreSQL server are not counted), the ratios to the plain fetch
+threads, and of the sync engine's parse pool processes, printed apart; Dovecot and the
+PostgreSQL server are not counted), the ratios to the plain fetch
 and to mbsync on the same messages in the same run, and what was stored. Scratch databases
 and instance folders are removed. ``--profile`` prints the pipeline's top
 functions (cProfile, in CPU seconds of the main thread; it slows Python code several
 times) for the SQLite runs. It asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
-[--batch N] [--profile] [--repeat N] [--tracking-option crm_responses,all]``.
+[--batch N] [--profile] [--repeat N] [--tracking-option crm_responses,all]
+[--parse-processes N]`` (``--parse-processes 0``: parse in-process, for an A/B of the pool;
+the pool is started before the clock, as a sync worker starts it once).
 """
 from __future__ import annotations
 
@@ -242,10 +245,35 @@ def mbsync(server, user) -> dict | None:
 
 
 def cpu_seconds() -> float:
-    """This process's CPU time, user + system, every thread (Dovecot and a PostgreSQL server
-    are other processes: not counted)."""
+    """This process's CPU time, user + system, every thread, and its parse pool's worker
+    processes' (Dovecot and a PostgreSQL server are other processes: not counted)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + pool_cpu_seconds()
+
+
+def warm_pool() -> None:
+    """Start the parse pool before the clock does (a sync worker starts it once, then keeps
+    it): its processes' start is printed once, not counted in a run."""
+    from server.sync.engine import pool
+    if pool.worker_pids() or pool.processes() < 2:
+        return
+    started = time.perf_counter()
+    pool.start([(b"From: a@example.com\r\n\r\nx", False)] * pool.MIN_POOLED).results()
+    print(f"  (parse pool: {len(pool.worker_pids())} processes started in "
+          f"{time.perf_counter() - started:.2f} s, {pool_cpu_seconds():.2f} s CPU; not counted)")
+
+
+def pool_cpu_seconds() -> float:
+    """CPU time (user + system) of the sync engine's parse pool workers so far."""
+    from server.sync.engine import pool
+    total = 0
+    for pid in pool.worker_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- one database run --------------------------------------------------------------------------
@@ -265,7 +293,9 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             db.create_all()
             mailbox_id = _world(server, user, option)
             locks = WriteLocks(db.engine)
+            warm_pool()
             cpu0, wall0 = cpu_seconds(), time.perf_counter()
+            pool0 = pool_cpu_seconds()
             profiler = None
             if profile:
                 import cProfile
@@ -276,6 +306,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             fetched, tracked, runs = sync_all(mailbox_id, batch)
             wall = time.perf_counter() - wall0
             cpu = cpu_seconds() - cpu0
+            pool_cpu = pool_cpu_seconds() - pool0
             locks.stop()
             second = _second_run(server, mailbox_id)
             if profiler is not None:
@@ -288,7 +319,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             attachments = db.session.scalar(select(func.count()).select_from(Attachment))
             db.session.remove()
             db.engine.dispose()
-        return {"wall": wall, "cpu": cpu, "fetched": fetched, "tracked": tracked,
+        return {"wall": wall, "cpu": cpu, "pool_cpu": pool_cpu, "fetched": fetched, "tracked": tracked,
                 "emails": emails, "attachments": attachments, "runs": runs,
                 "locks": locks.held, "transactions": locks.spans, "second": second}
     finally:
@@ -427,10 +458,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="syncs of the same mail, each into a fresh database; the median "
                              "run is reported (this machine's speed varies from run to run)")
+    parser.add_argument("--parse-processes", type=int, default=None,
+                        help="the parse pool's size (REGARDING_SYNC_PARSE_PROCESSES; 0: parse "
+                             "in-process; default: the cores)")
     parser.add_argument("--tracking-option", default="crm_responses,all",
                         help="the mailbox's tracking options to run, comma-separated "
                              '(default: the org default "crm_responses", then "all")')
     args = parser.parse_args()
+    if args.parse_processes is not None:
+        os.environ["REGARDING_SYNC_PARSE_PROCESSES"] = str(args.parse_processes)
     from tests.servers.dovecot import DovecotServer
 
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
@@ -474,7 +510,8 @@ def main() -> None:
                 print(f"[{kind}, {option}] sync_mailbox: {out['fetched']} messages in "
                       f"{out['wall']:.1f} s ({out['runs']} run(s), batch {args.batch}) = "
                       f"{rate:,.0f} msg/s; CPU (user + system of this process; Dovecot and "
-                      f"the database server not counted) {out['cpu']:.1f} s = "
+                      f"the database server not counted) {out['cpu']:.1f} s, of which the "
+                      f"parse pool {out['pool_cpu']:.1f} s = "
                       f"{out['fetched'] / max(out['cpu'], 1e-9):,.0f} msg/CPU-s; load "
                       f"{os.getloadavg()[0]:.2f}")
                 if ref is not None:

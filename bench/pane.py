@@ -21,9 +21,14 @@ Then, as a Salesperson with a pane token:
 2. gunicorn (``server.wsgi:app``, ``--workers`` 2, gthread with 4 threads, plain HTTP on a
    free loopback port): the HTTP round trip from one keep-alive client (median, p95), then
    ``wrk`` (Debian package) with a Lua script posting the items, at 8 and 32 connections for
-   ``--duration`` seconds each: requests/s and latency percentiles.
+   ``--duration`` seconds each: requests/s and latency percentiles;
+3. Chromium on the add-in preview page, against the same gunicorn (``bench/pane_browser.py``):
+   ``--browser-items`` items (default 100) opened one after the other, from the click to the
+   pane's cards painted, p50 and p95, with the server's time for the same context calls from
+   gunicorn's access log (median).
 
-Run: ``.venv/bin/python bench/pane.py [--contacts N] [--calls N] [--duration S] [--keep]``;
+Run: ``.venv/bin/python bench/pane.py [--contacts N] [--calls N] [--duration S] [--keep]
+[--browser-items N] [--no-load-test] [--in-process-only]``;
 ``--reuse FILE`` measures again on a database an earlier ``--keep`` run left (the load of
 1,000,000 contacts takes minutes).
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
@@ -55,11 +60,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from sqlalchemy import create_engine, event, text  # noqa: E402
 
+import pane_browser  # noqa: E402  (bench/pane_browser.py: the Chromium measurement)
 import resolve as data  # noqa: E402  (bench/resolve.py: Loader, Dataset, the org set-up)
 
 PG_ADMIN_URL = data.PG_ADMIN_URL
 BUSY_CONTACTS, TRACKED_PER_CONTACT = 40, 10
-ITEMS = 60
+ITEMS = 100
 WARMUP = 30
 TARGET_MS = 20.0
 
@@ -340,15 +346,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _gunicorn_command() -> str:
+    here = ROOT / ".venv/bin/gunicorn"  # (a worktree has no .venv: the one running this)
+    return str(here if here.exists() else Path(sys.executable).parent / "gunicorn")
+
+
 @contextmanager
 def gunicorn(url: str, instance: Path, workers: int, threads: int):
+    """gunicorn on a free port; yields the port. Its access log (request, status,
+    microseconds) is ``instance / "access.log"``."""
     port = _free_port()
     env = {**os.environ, "REGARDING_DATABASE_URL": url, "REGARDING_INSTANCE_DIR": str(instance),
-           "REGARDING_LOG_LEVEL": "WARNING", "REGARDING_SECRET_KEY": "bench-" + uuid.uuid4().hex}
+           "REGARDING_LOG_LEVEL": "WARNING", "REGARDING_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+           "REGARDING_SECURE_COOKIES": "0"}  # (plain HTTP on loopback: the browser signs in)
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "server.wsgi:app", "--bind", f"127.0.0.1:{port}",
+        [_gunicorn_command(), "server.wsgi:app", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
-         "--graceful-timeout", "10", "--no-control-socket", "--log-level", "warning"],
+         "--graceful-timeout", "10", "--no-control-socket", "--log-level", "warning",
+         "--access-logfile", str(instance / "access.log"),
+         "--access-logformat", pane_browser.ACCESS_FORMAT],
         cwd=ROOT, env=env)
     try:
         for _ in range(120):
@@ -447,7 +463,11 @@ def main() -> None:
                         help="measure on a database kept by an earlier --keep run (no load; kept)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the SQL with EXPLAIN ANALYZE and a cProfile of the calls")
-    parser.add_argument("--no-load-test", action="store_true", help="in-process figures only")
+    parser.add_argument("--no-load-test", action="store_true", help="no wrk load test")
+    parser.add_argument("--browser-items", type=int, default=100,
+                        help="items opened in Chromium on the preview page (0: none)")
+    parser.add_argument("--in-process-only", action="store_true",
+                        help="no gunicorn at all (no HTTP, wrk or Chromium figures)")
     args = parser.parse_args()
 
     from server import create_app
@@ -493,15 +513,19 @@ def main() -> None:
             profile(app, items, secret, args.calls)
         with app.app_context():
             db.engine.dispose()
-        if args.no_load_test:
+        if args.in_process_only:
             return
         print(f"gunicorn: {args.workers} workers, gthread with {args.threads} threads, "
-              f"plain HTTP on loopback (wrk runs on the same {os.cpu_count()} CPUs)", flush=True)
+              f"plain HTTP on loopback (wrk and Chromium run on the same {os.cpu_count()} CPUs)",
+              flush=True)
         with gunicorn(url, tmp, args.workers, args.threads) as port:
             bench_http(port, items, secret, args.calls)
-            if shutil.which("wrk"):
+            if shutil.which("wrk") and not args.no_load_test:
                 for connections in (int(c) for c in args.connections.split(",")):
                     bench_wrk(port, items, secret, connections, args.duration, tmp)
+            if args.browser_items:
+                pane_browser.bench_browser(app, f"http://127.0.0.1:{port}", tmp / "access.log",
+                                           items, secret, args.browser_items)
         print(f"load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         if args.keep or kept:

@@ -53,6 +53,8 @@ class AttachmentContent:
     size: int
     content_id: str | None = None
     inline: bool = False
+    sha256: str | None = None  # hex digest of content when the sync engine's parse pool
+    # computed it on another core (never from a client); None: computed here
 
 
 Party = tuple[str, str]  # (display name, address)
@@ -68,6 +70,8 @@ class EmailContent:
     cc: list[Party] = field(default_factory=list)
     bcc: list[Party] = field(default_factory=list)
     html_body: str | None = None  # unsanitized: tracking sanitizes it
+    html_sanitized: str | None = None  # html_body through sanitize_html already, when the
+    # sync engine's parse pool did it on another core (never from a client)
     text_body: str | None = None
     sent_on: datetime | None = None
     received_on: datetime | None = None
@@ -164,7 +168,7 @@ def attachment_values(items: list[AttachmentContent], limit: int) -> list[dict]:
         if item.content is None or item.size > limit or len(item.content) > limit:
             row["content_omitted"] = True
         else:
-            row["sha256"] = hashlib.sha256(item.content).hexdigest()
+            row["sha256"] = item.sha256 or hashlib.sha256(item.content).hexdigest()
             row["size"] = len(item.content)
             row.update(_stored(row["sha256"], item.content))
         rows.append(row)
@@ -392,7 +396,8 @@ def _roles(content: EmailContent) -> list[tuple[str, Party]]:
 def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None,
                owner: User | Team, identity: str, key: str) -> Email:
     content, direction = item.content, item.direction
-    html = sanitize_html(content.html_body) if content.html_body else None
+    html = (content.html_sanitized if content.html_sanitized is not None
+            else sanitize_html(content.html_body)) if content.html_body else None
     text = content.text_body if content.text_body is not None else (html_to_text(html) if html else None)
     if direction is None:
         own = {normalize_address(a) for a in getattr(owner, "emails", None) or [getattr(owner, "email", None)] if a}

@@ -36,7 +36,8 @@ from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome, record
 from server.sync.engine.folders import FolderInfo
 from server.sync.engine.items import (VANISHED, Item, Origin, needs_whole, next_wave, origin_of,
-                                      parsed, read_whole)
+                                      parsed_batch, read_whole)
+from server.sync.engine.pool import Parsing
 from server.sync.engine.quarantine import in_savepoint, quarantine_error, safe_detail
 from server.sync.engine.wave import run_wave
 from server.sync.mail.decision import FolderRole, TrackingOption
@@ -60,15 +61,15 @@ def process(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage) -> Out
     return process_batch(ctx, folder, [fetched])[0]
 
 
-def process_batch(ctx: MailboxRun, folder: FolderInfo,
-                  messages: list[FetchedMessage]) -> list[Outcome]:
+def process_batch(ctx: MailboxRun, folder: FolderInfo, messages: list[FetchedMessage],
+                  parsing: Parsing | None = None) -> list[Outcome]:
     """Process a batch inside the caller's transaction; one outcome per message, in order.
-    Never raises for a message's sake (it is quarantined instead)."""
+    Never raises for a message's sake (it is quarantined instead). ``parsing``: the batch's
+    parse, started ahead (``items.parse_ahead``; not for a forward mailbox)."""
     if ctx.mailbox.is_forward_mailbox:
         outcomes = _forwards(ctx, folder, messages)
     else:
-        outcomes = _process(ctx, folder, [parsed(index, fetched, ctx)
-                                          for index, fetched in enumerate(messages)])
+        outcomes = _process(ctx, folder, parsed_batch(ctx, messages, parsing))
     return [outcomes[index] for index in range(len(messages))]
 
 
@@ -152,8 +153,9 @@ def _forwards(ctx: MailboxRun, folder: FolderInfo,
         by_mailbox.setdefault(found.run.mailbox.id, []).append(index)
     for indexes in by_mailbox.values():
         first = forwards[indexes[0]]
-        items = [parsed(index, forwards[index].original, first.run,
-                        Origin(ctx, folder, forwards[index].fetched)) for index in indexes]
+        items = parsed_batch(first.run, [forwards[index].original for index in indexes],
+                             indexes=indexes, origins=[Origin(ctx, folder, forwards[index].fetched)
+                                                       for index in indexes])
         for index, outcome in _process(first.run, first.folder, items).items():
             # Quarantined: the forward itself was, in this mailbox, with its reason.
             outcomes[index] = outcome if outcome.status == "quarantined" else \

@@ -70,21 +70,28 @@ def _party(address) -> tuple[str, str]:
 
 
 def to_content(ctx: MailboxRun, msg: MailMessage, fetched: FetchedMessage,
-               direction: Direction) -> EmailContent:
-    """A parsed message as tracking takes it; attachments over the limit as metadata only."""
+               direction: Direction, safe_html: str | None = None,
+               digests: tuple[str, ...] = ()) -> EmailContent:
+    """A parsed message as tracking takes it; attachments over the limit as metadata only.
+    ``safe_html``: the message's HTML as the parse pool sanitized it (used when the HTML
+    needed no cleaning for the database, so it is what tracking would sanitize);
+    ``digests``: the SHA-256 of each attachment, as the parse pool computed them."""
     sender = msg.from_ or msg.sender
     attachments = [AttachmentContent(
         filename=clean(a.filename) or "attachment", content_type=a.content_type,
         content=a.content if a.size <= ctx.attachment_limit else None, size=a.size,
-        content_id=clean(a.content_id), inline=a.inline) for a in msg.attachments]
+        content_id=clean(a.content_id), inline=a.inline, sha256=digest)
+        for a, digest in zip(msg.attachments, digests or [None] * len(msg.attachments))]
     incoming = direction is Direction.INCOMING
     message_id = _usable_message_id(msg)
+    html = clean(msg.html_body) or None
     return EmailContent(
         message_id=message_id, subject=clean(msg.subject) or "",
         from_=_party(sender) if sender else None,
         to=[_party(a) for a in msg.to], cc=[_party(a) for a in msg.cc],
         bcc=[_party(a) for a in msg.bcc],
-        html_body=clean(msg.html_body) or None, text_body=clean(msg.text_body) or None,
+        html_body=html, html_sanitized=safe_html if html is msg.html_body else None,
+        text_body=clean(msg.text_body) or None,
         sent_on=aware(msg.date),
         received_on=aware(fetched.arrived_on or msg.date) if incoming else None,
         in_reply_to=msg.in_reply_to, references=list(msg.references),

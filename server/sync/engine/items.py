@@ -17,15 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from server.sync.connectors.base import FetchedMessage
+from server.sync.engine import pool
 from server.sync.engine.content import identity_of
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.folders import FolderInfo
 from server.mailkeys import decode_thread_index, find_token
 from server.sync.mail import correlation as corr
-from server.sync.mail.message import MailMessage, MessageError, parse
+from server.sync.mail.message import MailMessage, MessageError
 
-__all__ = ["Item", "Origin", "VANISHED", "needs_whole", "next_wave", "origin_of", "parsed",
-           "read_whole"]
+__all__ = ["Item", "Origin", "VANISHED", "needs_whole", "next_wave", "origin_of", "parse_ahead",
+           "parsed", "parsed_batch", "read_whole"]
 
 VANISHED = ("The message left the folder before it could be read whole; the sync processes "
             "it in the folder it went to.")
@@ -52,6 +53,8 @@ class Item:
     identity: str = ""
     token: str | None = None
     origin: Origin | None = None
+    safe_html: str | None = None  # msg.html_body sanitized by the parse pool, when it did
+    digests: tuple[str, ...] = ()  # the SHA-256 of msg.attachments, when the pool hashed them
 
 
 def origin_of(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Origin:
@@ -59,18 +62,36 @@ def origin_of(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Origin:
     return item.origin or Origin(ctx, folder, item.fetched)
 
 
+def parse_ahead(messages: list[FetchedMessage]) -> pool.Parsing:
+    """Start parsing a batch (in the parse pool when it is worth it); ``parsed_batch`` takes it."""
+    return pool.start([(fetched.raw, not fetched.complete) for fetched in messages])
+
+
+def parsed_batch(ctx: MailboxRun, messages: list[FetchedMessage],
+                 parsing: pool.Parsing | None = None, *, indexes: list[int] | None = None,
+                 origins: list[Origin] | None = None) -> list[Item]:
+    """A batch's items, parsed (``parsing``: started ahead by ``parse_ahead``); ``indexes``
+    their places in the batch (default: in order), ``origins`` where they came from."""
+    results = (parsing or parse_ahead(messages)).results()
+    items = [Item(index, fetched, origin=origins[n] if origins else None)
+             for n, (index, fetched) in enumerate(zip(indexes or range(len(messages)), messages))]
+    for item, prepared in zip(items, results):
+        _parse_into(item, ctx, prepared)
+    return items
+
+
 def parsed(index: int, fetched: FetchedMessage, ctx: MailboxRun,
            origin: Origin | None = None) -> Item:
     item = Item(index, fetched, origin=origin)
-    _parse_into(item, ctx)
+    _parse_into(item, ctx, pool.prepare(fetched.raw, not fetched.complete))
     return item
 
 
-def _parse_into(item: Item, ctx: MailboxRun) -> None:
-    try:
-        item.msg, item.error = parse(item.fetched.raw, headers_only=not item.fetched.complete), None
-    except MessageError as exc:
-        item.msg, item.error, item.identity, item.token = None, exc, "", None
+def _parse_into(item: Item, ctx: MailboxRun, prepared: pool.Prepared) -> None:
+    item.msg, item.error, item.safe_html = prepared.msg, prepared.error, prepared.safe_html
+    item.digests = prepared.digests
+    if item.msg is None:
+        item.identity, item.token = "", None
         return
     try:
         item.identity = identity_of(item.msg)
@@ -95,14 +116,13 @@ def read_whole(ctx: MailboxRun, folder: FolderInfo, items: list[Item]) -> list[I
     if ctx.read_whole is None:
         raise RuntimeError("a message read as headers only, and nothing to read it whole")
     whole = ctx.read_whole(folder.folder, [item.fetched.ref for item in wanted])
-    gone = []
-    for item in wanted:
-        raw = whole.get(item.fetched.ref)
-        if raw is None:
-            gone.append(item)
-            continue
+    gone = [item for item in wanted if whole.get(item.fetched.ref) is None]
+    here = [item for item in wanted if whole.get(item.fetched.ref) is not None]
+    for item in here:
+        raw = whole[item.fetched.ref]
         item.fetched = replace(item.fetched, raw=raw, complete=True, size=len(raw))
-        _parse_into(item, ctx)
+    for item, prepared in zip(here, parse_ahead([item.fetched for item in here]).results()):
+        _parse_into(item, ctx, prepared)
     return gone
 
 

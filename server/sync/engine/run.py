@@ -56,7 +56,9 @@ from server.sync.engine.batch import process, process_batch, reads_headers_first
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
 from server.sync.engine.folders import FolderInfo, plan_folders
+from server.sync.engine.items import parse_ahead
 from server.sync.engine.keywords import write_keywords
+from server.sync.engine.pool import Parsing
 from server.sync.engine.quarantine import safe_detail
 from server.sync.mail.decision import FolderRole
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
@@ -276,7 +278,8 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     if progress is not None:
         progress(Progress(mailbox.id, info.name, result.fetched, 0, True))
     reader = _Reader(ctx.connector, info, reads_headers_first(ctx, info),
-                     changed_as_headers=not mailbox.is_forward_mailbox)
+                     changed_as_headers=not mailbox.is_forward_mailbox,
+                     parse_ahead=not mailbox.is_forward_mailbox)
     ctx.read_whole = reader.read_whole if reader.reads_whole else None
     try:
         changes = reader.fetch(cursor, _batch_size(limit, budget))
@@ -289,7 +292,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 ahead = None if budget is None else budget - len(changes.messages)
                 if ahead is None or ahead > 0:
                     reader.prefetch(changes.cursor, _batch_size(limit, ahead))
-            counts = _process(ctx, info, changes.messages)
+            counts = _process(ctx, info, changes.messages, reader.parsing_of(changes))
             _unreadable_alert(mailbox, info, changes.unreadable)
             state.folder_name = info.name[:500]
             state.role = info.role.value
@@ -360,9 +363,10 @@ def _batch_size(limit: int, budget: int | None) -> int:
     return limit if budget is None else max(1, min(limit, budget))
 
 
-def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage]) -> Counter[str]:
+def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage],
+             parsing: Parsing | None = None) -> Counter[str]:
     """Run a batch through the engine's one path; the outcomes counted."""
-    outcomes = process_batch(ctx, info, messages)
+    outcomes = process_batch(ctx, info, messages, parsing)
     # Mail seen again (its category was just written, a resync) counts as fetched only:
     # "tracked" is what this run newly tracked or re-linked.
     return Counter("seen" if outcome.tracked and not outcome.new else outcome.status
@@ -382,7 +386,7 @@ class _Reader:
     whole (never for a forward mailbox: what it holds is in the body)."""
 
     def __init__(self, connector, info: FolderInfo, headers_only: bool = False, *,
-                 changed_as_headers: bool = False) -> None:
+                 changed_as_headers: bool = False, parse_ahead: bool = False) -> None:
         self.connector, self.info = connector, info
         self.headers_only = headers_only
         self.reads_whole = isinstance(connector, HeadersFirst) and (
@@ -391,6 +395,8 @@ class _Reader:
         if self.reads_whole and changed_as_headers:
             self.options["changed_as_headers"] = True
         self.threaded = isinstance(connector, ReadsAhead)
+        self.parse_ahead = parse_ahead
+        self.parsing: dict[int, Parsing] = {}  # by id() of the Changes read ahead
         self.executor: ThreadPoolExecutor | None = None
         self.ahead: tuple[str, int, Future] | None = None
         self.done: tuple[str, int, Future] | None = None
@@ -400,9 +406,19 @@ class _Reader:
             return
         if self.executor is None:
             self.executor = ThreadPoolExecutor(1, thread_name_prefix="sync-prefetch")
-        future = self.executor.submit(self.connector.fetch_changes, self.info.folder, cursor,
-                                      limit=size, **self.options)
+        future = self.executor.submit(self._read_ahead, cursor, size)
         self.ahead = (cursor, size, future)
+
+    def _read_ahead(self, cursor: str, size: int) -> Changes:
+        changes = self.connector.fetch_changes(self.info.folder, cursor, limit=size,
+                                               **self.options)
+        if self.parse_ahead and changes.messages:
+            self.parsing[id(changes)] = parse_ahead(changes.messages)
+        return changes
+
+    def parsing_of(self, changes: Changes) -> Parsing | None:
+        """The parse started for a batch read ahead, if any (taken: asked once)."""
+        return self.parsing.pop(id(changes), None)
 
     def settle(self) -> None:
         if self.ahead is not None:
@@ -414,6 +430,7 @@ class _Reader:
         done, self.done = self.done, None
         if done is not None and done[0] == cursor:
             return done[2].result()  # its error, if any, is raised here
+        self.parsing.clear()  # (a batch read ahead for another cursor: not used)
         return self.connector.fetch_changes(self.info.folder, cursor, limit=size, **self.options)
 
     def read_whole(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:

@@ -199,7 +199,8 @@ def run_wave(ctx: MailboxRun, folder: FolderInfo,
             auto_create_contacts(ctx, item.msg, d.dctx, look.matches)
         direction = d.dctx.direction_of(item.msg)
         tracks.append((item, d, EmailTrack(
-            to_content(ctx, item.msg, item.fetched, direction), regarding=decision.regarding,
+            to_content(ctx, item.msg, item.fetched, direction, item.safe_html, item.digests),
+            regarding=decision.regarding,
             owner=ctx.owner, direction=direction.value, mailbox_id=ctx.mailbox.id,
             correlation_method=method,
             parent_activity_id=d.correlation.parent_id if d.correlation else None,

@@ -62,6 +62,9 @@ class MessageError(Exception):
         self.code = code
         self.reason = reason
 
+    def __reduce__(self):  # (pickled whole: the parse pool sends it between processes)
+        return (MessageError, (self.code, self.reason))
+
 
 @dataclass(frozen=True)
 class Address:
