@@ -66,11 +66,12 @@ def build(app, count: int, interval: int, store: Path):
                                  owning_business_unit_id=root_unit().id, settings={})
     db.session.add(profile)
     db.session.commit()
-    now = utcnow() + timedelta(seconds=20)  # the first ones fall due once the worker runs
+    for i in range(count):
+        create_maildir(mailbox_root(store, f"box{i}@contoso.example"))
+    now = utcnow() + timedelta(days=1)  # none due while the idle polls run (see ``due_soon``)
     rows = []
     for i in range(count):
         address = f"box{i}@contoso.example"
-        create_maildir(mailbox_root(store, address))
         rows.append(dict(name=address, email_address=address, user_id=users[i % 10].id,
                          server_profile_id=profile.id, enabled=True, email_approved=True,
                          incoming_method="server_side_sync", outgoing_method="none",
@@ -89,13 +90,31 @@ def build(app, count: int, interval: int, store: Path):
     return dict(db.session.execute(select(Mailbox.id, Mailbox.next_sync_on)).all())
 
 
+def due_soon(lead: int) -> dict:
+    """Move every mailbox's first run so the first falls due ``lead`` seconds from now, the
+    rest evenly after it (as built); returns {mailbox id: due time}."""
+    from server.db import db, utcnow
+    from server.sync.models import Mailbox
+    first = db.session.scalar(select(func.min(Mailbox.next_sync_on)))
+    shift = utcnow() + timedelta(seconds=lead) - first
+    db.session.execute(text("UPDATE mailbox SET next_sync_on = next_sync_on + "
+                            "make_interval(secs => :shift)"), {"shift": shift.total_seconds()})
+    db.session.commit()
+    return dict(db.session.execute(select(Mailbox.id, Mailbox.next_sync_on)).all())
+
+
 def due_plan() -> tuple[list[str], float]:
     """The claim's due query (as ``scheduler.claim`` sends it), EXPLAIN ANALYZE'd."""
     from server.db import db
     from server.sync.workers import scheduler
     from server.sync.models import Mailbox
-    query = scheduler.due_query(scheduler.utcnow(), 16).with_for_update(
-        skip_locked=True, key_share=True, of=Mailbox)
+    if hasattr(scheduler, "due_query"):
+        query = scheduler.due_query(scheduler.utcnow(), 16)
+    else:  # before 6 Dec 2026 (the same query, built inside claim)
+        query = (select(Mailbox.id).where(scheduler.due_condition(scheduler.utcnow()))
+                 .order_by(Mailbox.sync_requested.desc(),
+                           Mailbox.next_sync_on.asc().nulls_first()).limit(16))
+    query = query.with_for_update(skip_locked=True, key_share=True, of=Mailbox)
     sql = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
     plan = db.session.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
     db.session.rollback()
@@ -118,6 +137,7 @@ def idle_polls(runs: int = 300) -> list[float]:
 
 
 TICK = os.sysconf("SC_CLK_TCK")
+LEAD = 25  # seconds from the workers' start to the first mailbox due
 
 
 def backend_cpu(pid: int) -> float | None:
@@ -176,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     from cryptography.fernet import Fernet
     from server import create_app
-    from server.db import db
+    from server.db import db, utcnow
     from server.sync.models import SyncRun
 
     url, drop = scratch_database("postgresql", "sched")
@@ -205,6 +225,8 @@ def main() -> None:
                   f"{executed:.2f} ms")
             for line in plan:
                 print("    " + line)
+            due = due_soon(LEAD)
+            time.sleep(2)  # the statistics of the move reach pg_stat_user_tables first
             before = churn(db.session)
             started = time.perf_counter()
             for n in range(args.workers):
@@ -219,10 +241,12 @@ def main() -> None:
                     [sys.executable, "-m", "flask", "--app", "server", "sync", "worker", "--id",
                      name, "--concurrency", str(args.concurrency), "--no-push"],
                     cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True))
-            deadline = started + 20 + args.interval + args.grace
-            # The first mailboxes fall due 20 s after the build: the workers have started
-            # (imports, connections) by then; their CPU from here on is the visits'.
-            time.sleep(max(0.0, started + 18 - time.perf_counter()))
+            first_due = (min(due.values()) - utcnow()).total_seconds()
+            deadline = started + first_due + args.interval + args.grace
+            # The workers have started (imports, connections) before the first mailbox
+            # falls due; their CPU from then on is the visits'.
+            time.sleep(max(0.0, started + first_due - 1 - time.perf_counter()))
+            visits_started = time.perf_counter()
             base = {w.pid: backend_cpu(w.pid) or 0.0 for w in workers}
             next_count = 0.0
             while time.perf_counter() < deadline:
@@ -237,6 +261,7 @@ def main() -> None:
             sampler.sample(db.session)
             after = churn(db.session)
             visiting = sum((backend_cpu(w.pid) or 0.0) - base[w.pid] for w in workers)
+            span = time.perf_counter() - visits_started
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
             for worker in workers:
@@ -266,12 +291,12 @@ def main() -> None:
     within = sum(1 for s in late if s <= args.interval)
     cpu = usage.ru_utime + usage.ru_stime
     backends = sampler.backends_cpu()
-    print(f"workers ran {elapsed:.0f} s: {runs} runs ({failed} failed) = {runs / elapsed:.1f} "
-          f"runs/s; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"workers ran {elapsed:.0f} s, visiting {span:.0f} s: {runs} runs ({failed} failed) = "
+          f"{runs / span:.1f} runs/s; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"CPU per run: workers {visiting / max(runs, 1) * 1000:.2f} ms ({visiting:.1f} s; "
           f"{cpu:.1f} s with their start and stop), their "
           f"PostgreSQL backends {backends / max(runs, 1) * 1000:.2f} ms ({backends:.1f} s); "
-          f"{(visiting + backends) / max(elapsed - 18, 1):.2f} cores while visiting")
+          f"{(visiting + backends) / span:.2f} cores while visiting")
     print("runs per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(per_worker.items())))
     print("connections per worker (most at once): " + ", ".join(
         f"{w} {n}" for w, n in sorted(sampler.most.items())))
