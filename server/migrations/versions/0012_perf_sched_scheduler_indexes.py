@@ -5,11 +5,11 @@ Revises: 0011_act
 Create Date: 2026-12-06 02:50:00
 
 The claim read the whole mailbox table twice (the due query's ``sync_requested`` branch
-and the count of live leases per profile): 350 ms per claim at 100,000 mailboxes. Two
+and the count of live leases per profile): 42-64 ms per claim at 100,000 mailboxes. Two
 partial indexes hold only the rows those read: ``ix_mailbox_requested`` (mailboxes with a
 sync asked for) and ``ix_mailbox_leased`` (mailboxes under a lease, by profile). With them
-and ``ix_mailbox_due`` the due query is a BitmapOr of three index scans (0.07 ms with
-nothing due at 100,000). No data changes.
+and ``ix_mailbox_due`` the due query is a BitmapOr of three index scans (0.06 ms with
+nothing due at 100,000, bench/README.md). No data changes.
 """
 from __future__ import annotations
 
