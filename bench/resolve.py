@@ -21,10 +21,10 @@ It prints figures; it asserts nothing. See bench/README.md for the last full run
 from __future__ import annotations
 
 import argparse
-import shutil
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
