@@ -24,6 +24,7 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -367,9 +368,7 @@ def run(backend: str, contacts: int) -> dict:
             with admin_engine.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin_engine.dispose()
-        for f in tmp.glob("*"):
-            f.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)  # the instance folder holds directories too
     return out
 
 

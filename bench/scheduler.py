@@ -1,4 +1,4 @@
-"""Sync benchmark: the scheduler with 10,000 idle mailboxes on PostgreSQL and one worker.
+"""Sync benchmark: the scheduler with many idle mailboxes on PostgreSQL and several workers.
 
 A fresh PostgreSQL database gets ``--mailboxes`` enabled Maildir mailboxes (default
 10,000; empty trees under /tmp, bulk-inserted rows), each due once in the next
@@ -7,21 +7,28 @@ steady state. Then:
 
 1. **cost of an idle poll**: with nothing due, ``scheduler.claim`` (the due query with
    ``FOR NO KEY UPDATE SKIP LOCKED``, the profiles' live leases, the claim) timed 300 times:
-   median, p95 and the database's EXPLAIN ANALYZE time of the due query;
-2. **visits**: one real worker (``flask --app server sync worker --concurrency N
-   --no-push``) runs for the interval plus a grace period. Every mailbox's first run start
-   (``SyncRun``) is compared with the moment it became due: how many were visited, how late
-   (p50, p95, max), and whether every mailbox was visited within its interval; runs per
-   second and the worker's CPU time.
+   median, p95, and the due query's plan at this size (``EXPLAIN (ANALYZE, BUFFERS)``);
+2. **visits**: ``--workers`` real worker processes (``flask --app server sync worker
+   --concurrency N --no-push``, each with its own ``application_name``) run for the
+   interval plus a grace period. Every mailbox's first run start (``SyncRun``) is compared
+   with the moment it became due: how many were visited, how late (p50, p95, max), and
+   whether every mailbox was visited within its interval; runs per second; CPU per run of
+   the workers (user + system, ``getrusage`` of the children) and of their PostgreSQL
+   backends (``/proc/<pid>/stat`` of each backend ``pg_stat_activity`` names, sampled
+   every 2 s); connections per worker (most seen at once); lease churn: the mailbox
+   table's row updates (claims, run outcomes, lease renewals and releases), HOT updates
+   and dead rows left (``pg_stat_user_tables``), per run.
 
 It asserts nothing. Run: ``.venv/bin/python bench/scheduler.py [--mailboxes N]
-[--interval S] [--concurrency N]``.
+[--interval S] [--workers N] [--concurrency N]``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+from collections import defaultdict
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -60,11 +67,12 @@ def build(app, count: int, interval: int, store: Path):
                                  owning_business_unit_id=root_unit().id, settings={})
     db.session.add(profile)
     db.session.commit()
-    now = utcnow() + timedelta(seconds=20)  # the first ones fall due once the worker runs
+    for i in range(count):
+        create_maildir(mailbox_root(store, f"box{i}@contoso.example"))
+    now = utcnow() + timedelta(days=1)  # none due while the idle polls run (see ``due_soon``)
     rows = []
     for i in range(count):
         address = f"box{i}@contoso.example"
-        create_maildir(mailbox_root(store, address))
         rows.append(dict(name=address, email_address=address, user_id=users[i % 10].id,
                          server_profile_id=profile.id, enabled=True, email_approved=True,
                          incoming_method="server_side_sync", outgoing_method="none",
@@ -83,37 +91,116 @@ def build(app, count: int, interval: int, store: Path):
     return dict(db.session.execute(select(Mailbox.id, Mailbox.next_sync_on)).all())
 
 
-def idle_polls(runs: int = 300) -> tuple[list[float], float]:
+def due_soon(lead: int) -> dict:
+    """Move every mailbox's first run so the first falls due ``lead`` seconds from now, the
+    rest evenly after it (as built); returns {mailbox id: due time}."""
+    from server.db import db, utcnow
+    from server.sync.models import Mailbox
+    first = db.session.scalar(select(func.min(Mailbox.next_sync_on)))
+    shift = utcnow() + timedelta(seconds=lead) - first
+    db.session.execute(text("UPDATE mailbox SET next_sync_on = next_sync_on + "
+                            "make_interval(secs => :shift)"), {"shift": shift.total_seconds()})
+    db.session.commit()
+    return dict(db.session.execute(select(Mailbox.id, Mailbox.next_sync_on)).all())
+
+
+def due_plan() -> tuple[list[str], float]:
+    """The claim's due query (as ``scheduler.claim`` sends it), EXPLAIN ANALYZE'd."""
     from server.db import db
     from server.sync.workers import scheduler
     from server.sync.models import Mailbox
+    if hasattr(scheduler, "due_query"):
+        query = scheduler.due_query(scheduler.utcnow(), 16)
+    else:  # before 6 Dec 2026 (the same query, built inside claim)
+        query = (select(Mailbox.id).where(scheduler.due_condition(scheduler.utcnow()))
+                 .order_by(Mailbox.sync_requested.desc(),
+                           Mailbox.next_sync_on.asc().nulls_first()).limit(16))
+    query = query.with_for_update(skip_locked=True, key_share=True, of=Mailbox)
+    sql = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    plan = db.session.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
+    db.session.rollback()
+    executed = next((float(line.split(":")[1].split()[0]) for line in plan
+                     if line.startswith("Execution Time")), float("nan"))
+    return plan, executed
+
+
+def idle_polls(runs: int = 300) -> list[float]:
+    from server.sync.workers import scheduler
     timings = []
+    cpu = time.process_time()
     for _ in range(runs):
         started = time.perf_counter()
         got = scheduler.claim("bench-probe", 4)
         timings.append(time.perf_counter() - started)
         assert not got, "something was due"
-    query = (select(Mailbox.id).where(scheduler.due_condition(scheduler.utcnow()))
-             .order_by(Mailbox.sync_requested.desc(), Mailbox.next_sync_on.asc().nulls_first())
-             .limit(16).with_for_update(skip_locked=True, key_share=True))
-    sql = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
-    plan = db.session.execute(text("EXPLAIN ANALYZE " + sql)).scalars().all()
-    db.session.rollback()
-    executed = next((float(line.split(":")[1].split()[0]) for line in plan
-                     if line.startswith("Execution Time")), float("nan"))
-    return timings, executed
+    print(f"idle poll client CPU: {(time.process_time() - cpu) / runs * 1000:.2f} ms per claim")
+    return timings
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+LEAD = 25  # seconds from the workers' start to the first mailbox due
+
+
+def backend_cpu(pid: int) -> float | None:
+    """A process's CPU seconds so far, all threads (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class Sampler:
+    """Every few seconds: our workers' connections (by application_name) and the CPU of
+    their backends (the last figure seen for each backend is what it used)."""
+
+    def __init__(self) -> None:
+        self.most: dict[str, int] = defaultdict(int)
+        self.cpu: dict[int, float] = {}
+        self.start_cpu: dict[int, float] = {}
+
+    def sample(self, session) -> None:
+        rows = session.execute(text(
+            "SELECT pid, application_name FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE 'bench-worker-%'"
+        )).all()
+        session.rollback()
+        seen: dict[str, int] = defaultdict(int)
+        for pid, name in rows:
+            seen[name] += 1
+            used = backend_cpu(pid)
+            if used is not None:
+                self.start_cpu.setdefault(pid, used)
+                self.cpu[pid] = used
+        for name, n in seen.items():
+            self.most[name] = max(self.most[name], n)
+
+    def backends_cpu(self) -> float:
+        return sum(self.cpu[pid] - self.start_cpu[pid] for pid in self.cpu)
+
+
+def churn(session) -> dict[str, int]:
+    # This session's own statistics (the move of the due times) are flushed first.
+    session.execute(text("SELECT pg_stat_force_next_flush()"))
+    session.commit()
+    row = session.execute(text(
+        "SELECT n_tup_upd, n_tup_hot_upd, n_dead_tup, autovacuum_count, n_tup_ins "
+        "FROM pg_stat_user_tables WHERE relname = 'mailbox'")).one()
+    session.rollback()
+    return dict(zip(("updates", "hot", "dead", "autovacuums", "inserts"), row))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mailboxes", type=int, default=10_000)
     parser.add_argument("--interval", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--grace", type=int, default=60)
     args = parser.parse_args()
     from cryptography.fernet import Fernet
     from server import create_app
-    from server.db import db
+    from server.db import db, utcnow
     from server.sync.models import SyncRun
 
     url, drop = scratch_database("postgresql", "sched")
@@ -121,38 +208,67 @@ def main() -> None:
     key = Fernet.generate_key().decode()
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
                       "REGARDING_ENCRYPTION_KEY": key, "REGARDING_INSTANCE_DIR": str(instance),
+                      "REGARDING_MAILDIR_ROOT": str(instance / "store"),
                       "REGARDING_LOG_LEVEL": "WARNING"})
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-          f"{args.mailboxes} mailboxes due over {args.interval} s; worker concurrency "
-          f"{args.concurrency}")
-    worker = None
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.mailboxes} mailboxes due "
+          f"over {args.interval} s; {args.workers} worker(s) of concurrency {args.concurrency}")
+    workers: list[subprocess.Popen] = []
+    logs = []
+    sampler = Sampler()
     try:
         with app.app_context():
             t = time.perf_counter()
             due = build(app, args.mailboxes, args.interval, instance / "store")
             print(f"built in {time.perf_counter() - t:.1f} s")
-            timings, executed = idle_polls()
+            timings = idle_polls()
             print(f"idle poll (nothing due): median {statistics.median(timings) * 1000:.2f} ms, "
-                  f"p95 {pct(timings, 95) * 1000:.2f} ms; the due query alone (EXPLAIN ANALYZE) "
+                  f"p95 {pct(timings, 95) * 1000:.2f} ms")
+            plan, executed = due_plan()
+            print(f"the due query at {args.mailboxes} mailboxes (EXPLAIN ANALYZE, nothing due): "
                   f"{executed:.2f} ms")
-            db.session.remove()
-            env = {**os.environ, "REGARDING_DATABASE_URL": url,
-                   "REGARDING_INSTANCE_DIR": str(instance), "REGARDING_ENCRYPTION_KEY": key,
-                   "REGARDING_SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"}
+            for line in plan:
+                print("    " + line)
+            due = due_soon(LEAD)
+            before = churn(db.session)
             started = time.perf_counter()
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "server", "sync", "worker", "--id",
-                 "bench-worker", "--concurrency", str(args.concurrency), "--no-push"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            deadline = started + 20 + args.interval + args.grace
+            for n in range(args.workers):
+                name = f"bench-worker-{n + 1}"
+                env = {**os.environ, "REGARDING_DATABASE_URL": f"{url}?application_name={name}",
+                       "REGARDING_INSTANCE_DIR": str(instance), "REGARDING_ENCRYPTION_KEY": key,
+                       "REGARDING_MAILDIR_ROOT": str(instance / "store"),
+                       "REGARDING_SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"}
+                log = open(instance / f"{name}.log", "w+")
+                logs.append(log)
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "flask", "--app", "server", "sync", "worker", "--id",
+                     name, "--concurrency", str(args.concurrency), "--no-push"],
+                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True))
+            first_due = (min(due.values()) - utcnow()).total_seconds()
+            deadline = started + first_due + args.interval + args.grace
+            # The workers have started (imports, connections) before the first mailbox
+            # falls due; their CPU from then on is the visits'.
+            time.sleep(max(0.0, started + first_due - 1 - time.perf_counter()))
+            visits_started = time.perf_counter()
+            base = {w.pid: backend_cpu(w.pid) or 0.0 for w in workers}
+            next_count = 0.0
             while time.perf_counter() < deadline:
-                time.sleep(5)
-                done = db.session.scalar(select(func.count(func.distinct(SyncRun.mailbox_id))))
-                db.session.rollback()
-                if done >= args.mailboxes:
-                    break
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(120)
+                time.sleep(2)
+                sampler.sample(db.session)
+                if time.perf_counter() >= next_count:
+                    next_count = time.perf_counter() + 10
+                    done = db.session.scalar(select(func.count(func.distinct(SyncRun.mailbox_id))))
+                    db.session.rollback()
+                    if done >= args.mailboxes:
+                        break
+            sampler.sample(db.session)
+            after = churn(db.session)
+            visiting = sum((backend_cpu(w.pid) or 0.0) - base[w.pid] for w in workers)
+            span = time.perf_counter() - visits_started
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(120)
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
             elapsed = time.perf_counter() - started
             first = dict(db.session.execute(
@@ -164,20 +280,42 @@ def main() -> None:
             reasons = db.session.execute(select(SyncRun.error_code, func.min(SyncRun.error),
                                                 func.count()).where(SyncRun.error_code.is_not(None))
                                          .group_by(SyncRun.error_code)).all()
+            per_worker = dict(db.session.execute(select(SyncRun.worker, func.count())
+                                                 .group_by(SyncRun.worker)).all())
             db.session.remove()
             db.engine.dispose()
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.kill()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
         drop()
-    late = [(first[i] - due[i]).total_seconds() for i in first]
+        shutil.rmtree(instance, ignore_errors=True)  # the Maildir trees (300 MB at 20,000)
+    late = [(first[i] - due[i]).total_seconds() for i in first] or [float("nan")]
     visited = len(first)
     within = sum(1 for s in late if s <= args.interval)
-    print(f"worker ran {elapsed:.0f} s: {runs} runs ({failed} failed) = {runs / elapsed:.1f} runs/s; "
-          f"CPU {usage.ru_utime + usage.ru_stime:.1f} s = "
-          f"{(usage.ru_utime + usage.ru_stime) / max(runs, 1) * 1000:.1f} ms per run")
+    cpu = usage.ru_utime + usage.ru_stime
+    backends = sampler.backends_cpu()
+    print(f"workers ran {elapsed:.0f} s, visiting {span:.0f} s: {runs} runs ({failed} failed) = "
+          f"{runs / span:.1f} runs/s; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"CPU per run: workers {visiting / max(runs, 1) * 1000:.2f} ms ({visiting:.1f} s; "
+          f"{cpu:.1f} s with their start and stop), their "
+          f"PostgreSQL backends {backends / max(runs, 1) * 1000:.2f} ms ({backends:.1f} s); "
+          f"{(visiting + backends) / span:.2f} cores while visiting")
+    print("runs per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(per_worker.items())))
+    print("connections per worker (most at once): " + ", ".join(
+        f"{w} {n}" for w, n in sorted(sampler.most.items())))
+    delta = {k: after[k] - before[k] for k in after}
+    print(f"lease churn (mailbox rows): {delta['updates']} updates = "
+          f"{delta['updates'] / max(runs, 1):.2f} per run ({delta['hot']} HOT), "
+          f"{after['dead']} dead rows left, {delta['autovacuums']} autovacuum(s)")
     for code, error, n in reasons:
         print(f"  {n} run(s) ended with {code}: {(error or '')[:160]}")
+    for log in logs:
+        log.seek(0)
+        tail = log.read().strip().splitlines()[-3:]
+        if tail:
+            print(f"  {Path(log.name).stem}: " + " | ".join(tail)[:400])
+        log.close()
     print(f"visited {visited} of {args.mailboxes} mailboxes; lateness after falling due: "
           f"p50 {pct(late, 50):.1f} s, p95 {pct(late, 95):.1f} s, max {max(late):.1f} s")
     print(f"every mailbox visited within its interval ({args.interval} s): "

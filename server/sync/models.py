@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
-                        String, Text, UniqueConstraint)
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.crm.activities import Regarding, one_regarding_check
@@ -74,6 +74,13 @@ class Mailbox(db.Model):
         CheckConstraint("(user_id IS NULL) <> (queue_id IS NULL) OR is_forward_mailbox",
                         name="one_owner"),
         Index("ix_mailbox_due", "enabled", "next_sync_on"),
+        # The scheduler's claim reads the mailboxes asked for and the live leases from
+        # these, never the whole table (``workers.scheduler.due_query``).
+        Index("ix_mailbox_requested", "id", postgresql_where=text("sync_requested"),
+              sqlite_where=text("sync_requested")),
+        Index("ix_mailbox_leased", "server_profile_id",
+              postgresql_where=text("lease_owner IS NOT NULL"),
+              sqlite_where=text("lease_owner IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -18,9 +18,9 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 
 from server.db import db, utcnow
 from server.errors import Forbidden, Invalid, NotFound, ServiceError
@@ -29,6 +29,7 @@ from server.security import authz
 from server.security.authz import Principal
 from server.security.models import User
 from server.sync.admin import mailboxes as mailbox_admin
+from server.sync import leases
 from server.sync.admin import provision
 from server.sync.models import JOB_KINDS, EmailServerProfile, Mailbox, MailboxJob, MailboxJobItem
 
@@ -124,33 +125,16 @@ def recent(p: Principal, limit: int = 10) -> list[MailboxJob]:
 
 # --------------------------------------------------------------------------- workers
 
-def _free(now: datetime):
-    return or_(MailboxJobItem.lease_owner.is_(None), MailboxJobItem.lease_expires_on.is_(None),
-               MailboxJobItem.lease_expires_on <= now)
-
-
 def claim(owner: str, limit: int, now: datetime | None = None) -> list[int]:
     """Lease up to ``limit`` pending items (oldest job first) to ``owner``; commits."""
     now = now or utcnow()
-    query = (select(MailboxJobItem.id).where(MailboxJobItem.status == "pending", _free(now))
+    query = (select(MailboxJobItem.id)
+             .where(MailboxJobItem.status == "pending", leases.free(MailboxJobItem, now))
              .order_by(MailboxJobItem.job_id, MailboxJobItem.id).limit(limit))
-    if db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    try:
-        ids = list(db.session.scalars(query))
-        if ids:
-            db.session.execute(
-                update(MailboxJobItem).where(MailboxJobItem.id.in_(ids), _free(now))
-                .values(lease_owner=owner[:120],
-                        lease_expires_on=now + timedelta(seconds=LEASE_SECONDS))
-                .execution_options(synchronize_session=False))
-            ids = list(db.session.scalars(select(MailboxJobItem.id).where(
-                MailboxJobItem.id.in_(ids), MailboxJobItem.lease_owner == owner[:120])))
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return ids
+    with leases.committed():
+        ids = list(db.session.scalars(leases.locked(query)))
+        held, _expires = leases.take(MailboxJobItem, owner, ids, now, LEASE_SECONDS)
+    return [item_id for item_id in ids if item_id in held]
 
 
 def _act(p: Principal, kind: str, mailbox: Mailbox) -> tuple[str, str]:

@@ -6,7 +6,8 @@ updates that alert instead of adding another row, so a mailbox failing every fiv
 shows one alert with the latest wording, not three hundred. An open alert that turns
 from a warning into an error (a mailbox failing until it is turned off) counts as raised
 anew: it is shown as new and emailed again. Emailing is ``server.sync.admin.alert_mail``'s
-(``Alert.emailed_on``: when it first went out).
+(``Alert.emailed_on``: when it first went out). A sync run clears through
+``MailboxAlerts``, which reads the mailbox's open codes once.
 """
 from __future__ import annotations
 
@@ -70,6 +71,37 @@ def clear(code: str, mailbox: Mailbox | int | None = None) -> int:
     if alerts:
         db.session.flush()
     return len(alerts)
+
+
+class MailboxAlerts:
+    """One mailbox's open alerts for a sync run, which clears several codes on every run
+    (most of them not open): their codes are read once, in one query at the first use, and
+    clearing a code that is not open costs nothing."""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self._open: set[str] | None = None
+        self.written = False  # an alert was raised or closed through this object
+
+    def _codes(self) -> set[str]:
+        if self._open is None:
+            self._open = set(db.session.scalars(select(Alert.code).where(
+                Alert.mailbox_id == self.mailbox.id, Alert.acknowledged_on.is_(None))))
+        return self._open
+
+    def raise_alert(self, severity: str, code: str, message: str, user=None) -> Alert:
+        alert = raise_alert(severity, code, message, self.mailbox, user)
+        self._codes().add(code)
+        self.written = True
+        return alert
+
+    def clear(self, code: str) -> int:
+        codes = self._codes()
+        if code not in codes:
+            return 0
+        codes.discard(code)
+        self.written = True
+        return clear(code, self.mailbox)
 
 
 def _visible(p: Principal):

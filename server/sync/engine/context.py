@@ -5,7 +5,7 @@ use, the attachment limit, and the open connector.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,25 +20,42 @@ from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Role, Team, User, user_role
 from server.sync.connectors.base import Folder
+from server.sync.engine.alerts import MailboxAlerts
 from server.sync.mail.decision import OwnerKind
 from server.sync.models import Mailbox, TrackingBlock
 
-__all__ = ["MailboxRun"]
+__all__ = ["MailboxRun", "OrgAddresses"]
 
-_org_cache: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
+class OrgAddresses:
+    """Which addresses belong to the organization's own mailboxes, looked up as the
+    messages of a run name them (``lookup``: one indexed query for a wave's addresses) and
+    remembered for the run. An idle run looks up none; a run never reads every mailbox's
+    address (that grew with the mailbox count: 100,000 of them on every run)."""
 
+    def __init__(self) -> None:
+        self.known: dict[str, bool] = {}
 
-def _org_addresses() -> frozenset[str]:
-    """Every mailbox's address, normalized. Each run reads them all; normalizing 10,000
-    (IDNA included) cost a quarter second per run, so the last result is kept and reused
-    while the stored addresses are the same."""
-    global _org_cache
-    raw = tuple(db.session.execute(select(Mailbox.email_address).order_by(Mailbox.id)).scalars())
-    cached = _org_cache
-    if raw != cached[0]:
-        cached = (raw, frozenset(filter(None, (normalize_address(a) for a in raw))))
-        _org_cache = cached
-    return cached[1]
+    def lookup(self, addresses: Iterable[str]) -> None:
+        """Find out, in one query, which of ``addresses`` not seen yet are mailboxes'."""
+        wanted = {key: a for a in addresses
+                  if a and (key := a.strip().lower()) and key not in self.known}
+        if not wanted:
+            return
+        normal = {key: normalize_address(key) or key for key in wanted}
+        found = {normalize_address(a) or a for a in db.session.scalars(
+            select(Mailbox.email_address).where(
+                Mailbox.email_address.in_(sorted(set(normal.values()) | set(normal)))))}
+        for key, value in normal.items():
+            self.known[key] = value in found or key in found
+
+    def among(self, addresses: Iterable[str]) -> frozenset[str]:
+        """Those of ``addresses`` (lower-cased) that are mailboxes' addresses."""
+        addresses = [a.strip().lower() for a in addresses if a and a.strip()]
+        self.lookup(addresses)
+        return frozenset(a for a in addresses if self.known.get(a))
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, str) and bool(self.among([address]))
 
 
 @dataclass
@@ -55,8 +72,8 @@ class MailboxRun:
     owner_user_id: int | None  # the user whose track requests count
     queue: Queue | None
     owner_addresses: frozenset[str]
-    org_addresses: frozenset[str]
-    blocklist: frozenset[str]
+    org_addresses: OrgAddresses
+    alerts: MailboxAlerts
     process_after: datetime | None
     attachment_limit: int
     connector: Any = None
@@ -69,16 +86,21 @@ class MailboxRun:
     # Set by the engine while it reads a folder header first: (folder, refs) -> {ref: the
     # whole message}, read when the connector is free (absent: expunged meanwhile).
     read_whole: Callable[[Folder, list[str]], dict[str, bytes]] | None = None
+    # The tracking blocklist, read when a message is first decided (``blocklist``).
+    loaded_blocklist: frozenset[str] | None = None
+
+    @property
+    def blocklist(self) -> frozenset[str]:
+        if self.loaded_blocklist is None:
+            self.loaded_blocklist = frozenset(db.session.scalars(select(TrackingBlock.pattern)))
+        return self.loaded_blocklist
 
     @classmethod
     def load(cls, mailbox: Mailbox, connector: Any = None, *,
-             org_addresses: frozenset[str] | None = None,
-             blocklist: frozenset[str] | None = None) -> MailboxRun:
+             org_addresses: OrgAddresses | None = None,
+             blocklist: frozenset[str] | None = None,
+             open_alerts: MailboxAlerts | None = None) -> MailboxRun:
         org = db.session.get(Organization, 1)
-        if org_addresses is None:
-            org_addresses = _org_addresses()
-        if blocklist is None:
-            blocklist = frozenset(db.session.scalars(select(TrackingBlock.pattern)))
         profile = mailbox.server_profile
         limit = org.attachment_max_bytes
         if profile is not None and profile.attachment_max_bytes is not None:
@@ -94,7 +116,8 @@ class MailboxRun:
                    owner_kind=OwnerKind.QUEUE if queue is not None else OwnerKind.USER,
                    owner_user_id=mailbox.user_id, queue=queue,
                    owner_addresses=frozenset(a for a in addresses if a),
-                   org_addresses=org_addresses, blocklist=blocklist,
+                   org_addresses=org_addresses or OrgAddresses(),
+                   alerts=open_alerts or MailboxAlerts(mailbox), loaded_blocklist=blocklist,
                    process_after=mailbox.process_emails_after or (
                        profile.process_emails_after if profile else None),
                    attachment_limit=limit, connector=connector, actor_problem=problem)

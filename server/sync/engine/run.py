@@ -35,13 +35,13 @@ import logging
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import joinedload
 
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
@@ -50,16 +50,15 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import (Changes, ConnectorError, Deletes, FetchedMessage,
-                                         Folder, HeadersFirst, ReadsAhead)
+from server.sync.connectors.base import ConnectorError, Deletes, FetchedMessage, Folder
 from server.sync.engine.batch import process, process_batch, reads_headers_first
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
 from server.sync.engine.folders import FolderInfo, plan_folders
-from server.sync.engine.items import parse_ahead
 from server.sync.engine.keywords import write_keywords
 from server.sync.engine.pool import Parsing
 from server.sync.engine.quarantine import safe_detail
+from server.sync.engine.reader import Reader
 from server.sync.mail.decision import FolderRole
 from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
@@ -74,7 +73,8 @@ DEFAULTS = {
     "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
 }
 
-__all__ = ["FolderResult", "Progress", "SyncResult", "retry_quarantined", "sync_mailbox"]
+__all__ = ["FolderResult", "Progress", "SyncResult", "load_mailbox", "retry_quarantined",
+           "sync_mailbox"]
 
 
 @dataclass
@@ -127,7 +127,7 @@ def _setting(name: str) -> int:
     return int(current_app.config.get(name, DEFAULTS[name]))
 
 
-def why_not_synced(mailbox: Mailbox) -> str | None:
+def why_not_synced(mailbox: Mailbox, org=None) -> str | None:
     """Why the engine leaves this mailbox alone, or None when it syncs it."""
     from server.crm.models import Organization
     if not mailbox.enabled:
@@ -140,10 +140,17 @@ def why_not_synced(mailbox: Mailbox) -> str | None:
     if not mailbox.incoming_enabled:
         return ("Incoming email of this mailbox is turned off: its test failed. Fix what "
                 "Test & Enable says and test again.")
-    org = db.session.get(Organization, 1)
+    org = org or db.session.get(Organization, 1)
     if not mailbox.approved_for(org):
         return "The mailbox's email address is not approved yet."
     return None
+
+
+def load_mailbox(mailbox_id: int) -> Mailbox | None:
+    """A mailbox with what a run reads of it (its server profile, its user) in one query.
+    The worker holds it while the run works, so neither loads it twice."""
+    return db.session.get(Mailbox, mailbox_id, options=[
+        joinedload(Mailbox.server_profile), joinedload(Mailbox.user)])
 
 
 def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
@@ -152,11 +159,13 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
     """One pass over one mailbox: every evaluated folder is brought up to date (or up to
     ``max_messages`` messages, after which the mailbox is due again at once). ``limit`` is
     the batch size: messages fetched and committed together."""
-    mailbox = db.session.get(Mailbox, mailbox_id)
+    from server.crm.models import Organization
+    mailbox = load_mailbox(mailbox_id)
     if mailbox is None:
         raise NotFound(f"There is no mailbox {mailbox_id}.")
+    org = db.session.get(Organization, 1)  # held: the run finds it in the session
     result = SyncResult(mailbox_id=mailbox.id)
-    reason = why_not_synced(mailbox)
+    reason = why_not_synced(mailbox, org)
     if reason:
         result.status, result.reason = "skipped", reason
         return result
@@ -165,10 +174,11 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
     # Cleared as the run starts, not when it ends: a request (push, "sync now") that comes
     # while this run reads the folders asks for another run and must not be lost.
     mailbox.sync_requested = False
-    db.session.commit()
+    _commit_kept()
     result.run_id = run.id
+    known = alerts.MailboxAlerts(mailbox)
     try:
-        _run(mailbox, result, max(1, limit), progress, connector_factory, max_messages)
+        _run(mailbox, known, result, max(1, limit), progress, connector_factory, max_messages)
     except ConnectorError as exc:
         db.session.rollback()
         log.warning("mailbox %s: sync failed (%s, %s)", mailbox.id, exc.code, exc.severity)
@@ -193,10 +203,24 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
             db.session.rollback()
         raise
     else:
-        _succeeded(mailbox, result)
+        _succeeded(mailbox, known, result)
     _finish_run(result, result.error_code,
                 result.reason if result.status == "failure" else None)
     return result
+
+
+def _commit_kept() -> None:
+    """Commit without expiring what the session holds. For the run's own writes (its run
+    row, its folder plan, its outcome, idle folders' visits): the mailbox, its profile and
+    owner and the organization stay loaded, so an idle run reads each of them once (it read
+    the mailbox four times and the organization three before). A batch that wrote mail is
+    committed the usual way (``db.session.commit``: everything read again after it)."""
+    session = db.session()
+    was, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = was
 
 
 def _finish_run(result: SyncResult, error_code: str | None, error: str | None) -> None:
@@ -205,7 +229,7 @@ def _finish_run(result: SyncResult, error_code: str | None, error: str | None) -
     run.fetched, run.tracked = result.fetched, result.tracked
     run.skipped, run.failed = result.skipped, result.quarantined
     run.error_code, run.error = error_code, error
-    db.session.commit()
+    _commit_kept()
 
 
 def _where(exc: BaseException) -> str:
@@ -213,17 +237,16 @@ def _where(exc: BaseException) -> str:
     return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
 
 
-def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_factory,
-         max_messages: int | None) -> None:
+def _run(mailbox: Mailbox, known: alerts.MailboxAlerts, result: SyncResult, limit: int,
+         progress, connector_factory, max_messages: int | None) -> None:
     from server.sync.engine.accounts import account_for
-    ctx = MailboxRun.load(mailbox)
+    ctx = MailboxRun.load(mailbox, open_alerts=known)
     if ctx.actor is None and not mailbox.is_forward_mailbox:
-        alerts.raise_alert("warning", "cannot_track",
-                           N_("Email in %(address)s cannot be tracked: %(problem)s") % {
-                               "address": mailbox.email_address, "problem": ctx.actor_problem},
-                           mailbox)
+        known.raise_alert("warning", "cannot_track",
+                          N_("Email in %(address)s cannot be tracked: %(problem)s") % {
+                              "address": mailbox.email_address, "problem": ctx.actor_problem})
     else:
-        alerts.clear("cannot_track", mailbox)
+        known.clear("cannot_track")
     account = account_for(mailbox, "incoming")
     factory = connector_factory or incoming(mailbox.server_profile.incoming_protocol)
     with factory(account) as connector:
@@ -231,7 +254,8 @@ def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_f
         folders = connector.list_folders()
         plan = _plan(ctx, folders)
         result.notes.extend(plan.notes)
-        db.session.commit()
+        if plan.notes or known.written:  # kept whatever a folder does next
+            _commit_kept()
         states = {s.folder_key: s for s in db.session.scalars(
             select(FolderState).where(FolderState.mailbox_id == mailbox.id))}
         budget = max_messages
@@ -251,7 +275,7 @@ def _run(mailbox: Mailbox, result: SyncResult, limit: int, progress, connector_f
             if budget is not None and budget <= 0 and folder_result.more:
                 result.more = True
                 break
-    _folder_alerts(mailbox, result)
+    _folder_alerts(ctx, result)
 
 
 def _plan(ctx: MailboxRun, folders: list[Folder]):
@@ -277,7 +301,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     cursor = state.cursor
     if progress is not None:
         progress(Progress(mailbox.id, info.name, result.fetched, 0, True))
-    reader = _Reader(ctx.connector, info, reads_headers_first(ctx, info),
+    reader = Reader(ctx.connector, info, reads_headers_first(ctx, info),
                      changed_as_headers=not mailbox.is_forward_mailbox,
                      parse_ahead=not mailbox.is_forward_mailbox)
     ctx.read_whole = reader.read_whole if reader.reads_whole else None
@@ -293,17 +317,20 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 if ahead is None or ahead > 0:
                     reader.prefetch(changes.cursor, _batch_size(limit, ahead))
             counts = _process(ctx, info, changes.messages, reader.parsing_of(changes))
-            _unreadable_alert(mailbox, info, changes.unreadable)
+            _unreadable_alert(ctx, info, changes.unreadable)
             state.folder_name = info.name[:500]
             state.role = info.role.value
             state.cursor = changes.cursor
             state.updated_on = utcnow()
             if state.id is None:
                 db.session.add(state)
-            db.session.commit()  # the batch's activities, decisions and cursor together
-            reader.settle()  # the connector is free again: the category can be written
-            write_keywords(ctx)
-            _delete_processed(ctx, info, changes.messages)
+            if changes.messages:
+                db.session.commit()  # the batch's activities, decisions and cursor together
+                reader.settle()  # the connector is free again: the category can be written
+                write_keywords(ctx)
+                _delete_processed(ctx, info, changes.messages)
+            # else nothing came: the folder's visit (and a cursor that covers nothing) is
+            # committed with the run's outcome, one statement for every idle folder.
             for target in (folder_result, result):
                 target.fetched += len(changes.messages)
                 target.tracked += counts["tracked"]
@@ -340,23 +367,23 @@ def _delete_processed(ctx: MailboxRun, info: FolderInfo, messages) -> None:
         log.warning("mailbox %s: processed messages not deleted (%s)", mailbox.id, exc.code)
 
 
-def _unreadable_alert(mailbox: Mailbox, info: FolderInfo, refs: list[str]) -> None:
+def _unreadable_alert(ctx: MailboxRun, info: FolderInfo, refs: list[str]) -> None:
     """Mail the server lists but refuses to send, sync after sync (``Changes.unreadable``):
     an alert naming it (by the server's id, never its content), closed once the server
     sends it or no longer lists it. The sync goes on with the rest and tries it again."""
     if not refs:
-        alerts.clear("message_unreadable", mailbox)
+        ctx.alerts.clear("message_unreadable")
         return
+    mailbox = ctx.mailbox
     shown = ", ".join(refs[:10]) + (f" and {len(refs) - 10} more" if len(refs) > 10 else "")
-    alerts.raise_alert(
+    ctx.alerts.raise_alert(
         "warning", "message_unreadable",
         N_("%(count)s message(s) in %(folder)s of %(address)s cannot be read: the mail server "
            "lists them but refused to send them on several syncs running (server id %(ids)s). "
            "They are not tracked; each sync tries them again. Open them in a mail client, or "
            "ask the server's administrator to repair or remove them.") % {
                "count": len(refs), "folder": info.name, "address": mailbox.email_address,
-               "ids": shown},
-        mailbox)
+               "ids": shown})
 
 
 def _batch_size(limit: int, budget: int | None) -> int:
@@ -373,88 +400,17 @@ def _process(ctx: MailboxRun, info: FolderInfo, messages: list[FetchedMessage],
                    for outcome in outcomes)
 
 
-class _Reader:
-    """Reads a folder's batches; with a connector that allows it (``ReadsAhead``), the next
-    batch is read in a thread while the engine processes the current one. Only one of the
-    two uses the connector at a time: ``settle`` waits for the read ahead before the engine
-    writes the category back or reads whole messages, and a failed read ahead raises where
-    its batch is asked for. ``headers_only``: batches are header sections, and the batch
-    reads the messages it tracks with ``read_whole``. ``changed_as_headers``: mail seen
-    before that comes back changed (the category this engine wrote on it after the batch's
-    cursor was taken, a flag a user set) is read as its header section too, and read whole
-    only if it is to be tracked: a second run over an unchanged mailbox reads nothing
-    whole (never for a forward mailbox: what it holds is in the body)."""
-
-    def __init__(self, connector, info: FolderInfo, headers_only: bool = False, *,
-                 changed_as_headers: bool = False, parse_ahead: bool = False) -> None:
-        self.connector, self.info = connector, info
-        self.headers_only = headers_only
-        self.reads_whole = isinstance(connector, HeadersFirst) and (
-            headers_only or changed_as_headers)
-        self.options = {"headers_only": True} if headers_only else {}
-        if self.reads_whole and changed_as_headers:
-            self.options["changed_as_headers"] = True
-        self.threaded = isinstance(connector, ReadsAhead)
-        self.parse_ahead = parse_ahead
-        self.parsing: dict[int, Parsing] = {}  # by id() of the Changes read ahead
-        self.executor: ThreadPoolExecutor | None = None
-        self.ahead: tuple[str, int, Future] | None = None
-        self.done: tuple[str, int, Future] | None = None
-
-    def prefetch(self, cursor: str, size: int) -> None:
-        if not self.threaded:
-            return
-        if self.executor is None:
-            self.executor = ThreadPoolExecutor(1, thread_name_prefix="sync-prefetch")
-        future = self.executor.submit(self._read_ahead, cursor, size)
-        self.ahead = (cursor, size, future)
-
-    def _read_ahead(self, cursor: str, size: int) -> Changes:
-        changes = self.connector.fetch_changes(self.info.folder, cursor, limit=size,
-                                               **self.options)
-        if self.parse_ahead and changes.messages:
-            self.parsing[id(changes)] = parse_ahead(changes.messages)
-        return changes
-
-    def parsing_of(self, changes: Changes) -> Parsing | None:
-        """The parse started for a batch read ahead, if any (taken: asked once)."""
-        return self.parsing.pop(id(changes), None)
-
-    def settle(self) -> None:
-        if self.ahead is not None:
-            wait([self.ahead[2]])
-            self.done, self.ahead = self.ahead, None
-
-    def fetch(self, cursor: str | None, size: int) -> Changes:
-        self.settle()
-        done, self.done = self.done, None
-        if done is not None and done[0] == cursor:
-            return done[2].result()  # its error, if any, is raised here
-        self.parsing.clear()  # (a batch read ahead for another cursor: not used)
-        return self.connector.fetch_changes(self.info.folder, cursor, limit=size, **self.options)
-
-    def read_whole(self, folder: Folder, refs: list[str]) -> dict[str, bytes]:
-        self.settle()
-        return self.connector.fetch_messages(folder, refs)
-
-    def close(self) -> None:
-        self.settle()  # never leave a thread using the connector behind
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
-            self.executor = None
-
-
-def _folder_alerts(mailbox: Mailbox, result: SyncResult) -> None:
+def _folder_alerts(ctx: MailboxRun, result: SyncResult) -> None:
     failed = [f for f in result.folders if f.error]
     if failed:
         names = ", ".join(f'"{f.name}"' for f in failed)
-        alerts.raise_alert("warning", "folder_failed",
-                           N_("Some folders of %(address)s could not be read and were "
-                              "skipped: %(folders)s (%(problem)s).") % {
-                                  "address": mailbox.email_address, "folders": names,
-                                  "problem": failed[0].error}, mailbox)
+        ctx.alerts.raise_alert("warning", "folder_failed",
+                               N_("Some folders of %(address)s could not be read and were "
+                                  "skipped: %(folders)s (%(problem)s).") % {
+                                   "address": ctx.mailbox.email_address, "folders": names,
+                                   "problem": failed[0].error})
     else:
-        alerts.clear("folder_failed", mailbox)
+        ctx.alerts.clear("folder_failed")
 
 
 # --------------------------------------------------------------------------- outcome
@@ -472,7 +428,7 @@ def _next_interval(mailbox: Mailbox, result: SyncResult) -> int:
     return min(idle, max(current, base) + step) if idle > base else base
 
 
-def _succeeded(mailbox: Mailbox, result: SyncResult) -> None:
+def _succeeded(mailbox: Mailbox, known: alerts.MailboxAlerts, result: SyncResult) -> None:
     now = utcnow()
     mailbox.last_sync_on = mailbox.last_success_on = now
     mailbox.consecutive_failures = 0
@@ -482,7 +438,7 @@ def _succeeded(mailbox: Mailbox, result: SyncResult) -> None:
     mailbox.next_sync_on = now if result.more else now + timedelta(
         seconds=mailbox.sync_interval_seconds)
     result.next_sync_on = mailbox.next_sync_on
-    alerts.clear("sync_failed", mailbox)
+    known.clear("sync_failed")
 
 
 def _failed(mailbox: Mailbox, result: SyncResult, code: str, message: str, severity: str,

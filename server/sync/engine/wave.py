@@ -49,7 +49,7 @@ from server.sync.engine.quarantine import quarantine
 from server.sync.mail.decision import (TRACKED_CATEGORY, Decision, DecisionContext, Direction,
                                        FolderRole, Regarding, TrackingOption)
 from server.sync.mail.message import MailMessage
-from server.sync.mail.rules import decide
+from server.sync.mail.rules import decide, loop_addresses
 from server.sync.models import MessageDecision
 
 __all__ = ["StaleWave", "decision_context", "quarantine_item", "run_wave"]
@@ -74,9 +74,11 @@ def participant_addresses(msg: MailMessage) -> list[str]:
 
 def decision_context(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,
                      matches: dict[str, list[Match]], correlation: Correlation | None,
-                     found: Email | None, request: Requests) -> DecisionContext:
+                     found: Email | None, request: Requests,
+                     org_addresses: frozenset[str] = frozenset()) -> DecisionContext:
     """What the rules know about one message: ``matches`` are its participants resolved,
-    ``found`` the email tracked already under its identity, ``request`` the owner's."""
+    ``found`` the email tracked already under its identity, ``request`` the owner's,
+    ``org_addresses`` those of its addresses that are the organization's mailboxes'."""
     categories = {k.casefold() for k in fetched.keywords}
     return DecisionContext(
         owner_kind=ctx.owner_kind, owner_addresses=ctx.owner_addresses,
@@ -89,7 +91,7 @@ def decision_context(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessag
         email_enabled_addresses=frozenset(a for a, hits in matches.items() if hits),
         is_correlated=correlation is not None,
         has_tracked_category=TRACKED_CATEGORY.casefold() in categories,
-        already_tracked=found is not None, org_addresses=ctx.org_addresses,
+        already_tracked=found is not None, org_addresses=org_addresses,
         untracked=request.untracked, pending_request=request.pending is not None,
         request_regarding=request.pending.regarding_ref if request.pending else None,
         conversation_regarding=correlation.regarding if correlation else None,
@@ -123,6 +125,7 @@ class Lookups:
         self.requests = owner_requests(ctx, [(item.identity, item.token) for item in items])
         wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
         self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
+        ctx.org_addresses.lookup(wanted + [a for item in items for a in loop_addresses(item.msg)])
         self.rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
             MessageDecision.mailbox_id == ctx.mailbox.id,
             MessageDecision.identity.in_(identities)))}
@@ -136,7 +139,8 @@ class Lookups:
             if found is None or ctx.org.track_between_users_as_two else None
         request = self.requests.get((item.identity, item.token), Requests())
         own = {a: self.matches.get(a, []) for a in participant_addresses(msg)}
-        dctx = decision_context(ctx, folder, item.fetched, own, correlation, found, request)
+        org = ctx.org_addresses.among([*own, *loop_addresses(msg)])
+        dctx = decision_context(ctx, folder, item.fetched, own, correlation, found, request, org)
         decision = decide(msg, dctx)
         refused = self._refusal(decision.regarding) if decision.track else None
         if refused:

@@ -39,7 +39,7 @@ from server.sync.mail.decision import (LOOP_HEADER, OPTION_LABELS, TRACKED_CATEG
                                        RuleHit, TrackingOption, as_utc)
 from server.sync.mail.message import Address, MailMessage
 
-__all__ = ["CHAIN", "Chain", "Rule", "chain_description", "decide"]
+__all__ = ["CHAIN", "Chain", "Rule", "chain_description", "decide", "loop_addresses"]
 
 
 # --------------------------------------------------------------------------- rule base
@@ -132,6 +132,12 @@ class DeliveryReport(Rule):
 _LOOP_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 
 
+def loop_addresses(msg: MailMessage) -> list[str]:
+    """The addresses an X-Loop header names (the loop rule asks whether they are the
+    organization's)."""
+    return [a.lower() for a in _LOOP_ADDRESS.findall(_header(msg, "x-loop") or "")]
+
+
 class Loop(Rule):
     """Mail that Regarding itself sent (or that loops between org mailboxes) is not re-tracked."""
 
@@ -141,11 +147,7 @@ class Loop(Rule):
     def matches(self, msg: MailMessage, ctx: DecisionContext) -> bool:
         if LOOP_HEADER in msg.headers:
             return True
-        looped_through = _header(msg, "x-loop")
-        if not looped_through:
-            return False
-        return any(address.lower() in ctx.org_addresses
-                   for address in _LOOP_ADDRESS.findall(looped_through))
+        return any(address in ctx.org_addresses for address in loop_addresses(msg))
 
     def reason(self, msg: MailMessage, ctx: DecisionContext) -> str:
         return N_("Regarding sent this email itself (it carries Regarding's loop marker), "

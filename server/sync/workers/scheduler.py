@@ -26,7 +26,7 @@ import os
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
@@ -37,6 +37,7 @@ from server.db import db, utcnow
 from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.authz import Principal
+from server.sync import leases
 from server.sync.models import EmailServerProfile, Mailbox
 
 DEFAULTS = {
@@ -46,7 +47,8 @@ DEFAULTS = {
     "REGARDING_SYNC_RUN_MESSAGES": 2000,  # one run's budget; a bigger backlog is due again
 }
 
-__all__ = ["Lease", "WorkerRefused", "claim", "due_condition", "flag_changed", "lease_seconds",
+__all__ = ["Lease", "WorkerRefused", "claim", "due_condition", "due_query", "flag_changed",
+           "lease_seconds",
            "release", "release_all", "renew", "request_sync", "setting", "worker_slot"]
 
 
@@ -77,16 +79,18 @@ def _dialect() -> str:
 
 
 def lease_free(now: datetime):
-    return or_(Mailbox.lease_owner.is_(None), Mailbox.lease_expires_on.is_(None),
-               Mailbox.lease_expires_on <= now)
+    return leases.free(Mailbox, now)
 
 
 def due_condition(now: datetime):
     """Enabled, its time has come (or it never ran) or a sync was asked for, and no live
     lease on it."""
-    return and_(Mailbox.enabled.is_(True),
+    # Plain boolean columns (not ``IS TRUE``): PostgreSQL reads each branch from an index
+    # (ix_mailbox_due, ix_mailbox_requested), so finding the due ones costs what is due,
+    # not the mailbox count.
+    return and_(Mailbox.enabled,
                 or_(Mailbox.next_sync_on.is_(None), Mailbox.next_sync_on <= now,
-                    Mailbox.sync_requested.is_(True)),
+                    Mailbox.sync_requested),
                 lease_free(now))
 
 
@@ -110,40 +114,29 @@ def claim(owner: str, limit: int, now: datetime | None = None) -> list[Lease]:
     now = now or utcnow()
     if limit <= 0:
         return []
-    postgres = _dialect() == "postgresql"
-    query = (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested,
-                    Mailbox.lease_owner)
-             .where(due_condition(now),
-                    or_(Mailbox.server_profile_id.is_(None),
-                        Mailbox.server_profile_id.not_in(_saturated_profiles(now))))
-             .order_by(Mailbox.sync_requested.desc(), Mailbox.next_sync_on.asc().nulls_first(),
-                       Mailbox.id)
-             .limit(limit * 4))  # room for those a connection limit holds back
-    if postgres:
-        query = query.with_for_update(skip_locked=True, key_share=True, of=Mailbox)
-    try:
-        rows = db.session.execute(query).all()
-        picked = _within_connection_limits(rows, limit, now, lock_profiles=postgres)
-        if not picked:
-            db.session.rollback()  # ends the transaction and its row locks at once
-            return []
-        expires = now + timedelta(seconds=lease_seconds())
-        ids = [row.id for row in picked]
-        done = db.session.execute(
-            update(Mailbox).where(Mailbox.id.in_(ids), lease_free(now))
-            .values(lease_owner=owner[:120], lease_expires_on=expires, sync_requested=False)
-            .execution_options(synchronize_session=False))
-        if done.rowcount != len(ids):  # only possible without row locks: keep what we hold
-            held = set(db.session.scalars(select(Mailbox.id).where(
-                Mailbox.id.in_(ids), Mailbox.lease_owner == owner[:120],
-                Mailbox.lease_expires_on == expires)))
-            picked = [row for row in picked if row.id in held]
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    with leases.committed():
+        rows = db.session.execute(leases.locked(due_query(now, limit * 4), key_share=True,
+                                                of=Mailbox)).all()
+        picked = _within_connection_limits(rows, limit, now,
+                                           lock_profiles=_dialect() == "postgresql")
+        held, expires = leases.take(Mailbox, owner, [row.id for row in picked], now,
+                                    lease_seconds(), sync_requested=False)
     return [Lease(row.id, owner, expires, bool(row.sync_requested), row.lease_owner is not None)
-            for row in picked]
+            for row in picked if row.id in held]
+
+
+def due_query(now: datetime, limit: int):
+    """The due mailboxes a claim reads (requested ones first, then the longest overdue),
+    leaving out those of profiles whose connections are all in use; ``limit`` leaves room
+    for those a connection limit holds back."""
+    return (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested,
+                   Mailbox.lease_owner)
+            .where(due_condition(now),
+                   or_(Mailbox.server_profile_id.is_(None),
+                       Mailbox.server_profile_id.not_in(_saturated_profiles(now))))
+            .order_by(Mailbox.sync_requested.desc(), Mailbox.next_sync_on.asc().nulls_first(),
+                      Mailbox.id)
+            .limit(limit))
 
 
 def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles: bool) -> list:
@@ -181,52 +174,23 @@ def renew(owner: str, mailbox_ids, now: datetime | None = None) -> set[int]:
     ids = list(mailbox_ids)
     if not ids:
         return set()
-    now = now or utcnow()
-    try:
-        db.session.execute(update(Mailbox).where(Mailbox.id.in_(ids),
-                                                 Mailbox.lease_owner == owner[:120])
-                           .values(lease_expires_on=now + timedelta(seconds=lease_seconds()))
-                           .execution_options(synchronize_session=False))
-        held = set(db.session.scalars(select(Mailbox.id).where(
-            Mailbox.id.in_(ids), Mailbox.lease_owner == owner[:120])))
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return held
+    with leases.committed():
+        return leases.renew(Mailbox, owner, ids, now or utcnow(), lease_seconds())
 
 
 def release(owner: str, mailbox_id: int, *, next_sync_on: datetime | None = None) -> bool:
     """Give a lease back (optionally moving the next run); False when it was no longer
     ``owner``'s. Commits."""
-    values: dict = {"lease_owner": None, "lease_expires_on": None}
-    if next_sync_on is not None:
-        values["next_sync_on"] = next_sync_on
-    try:
-        done = db.session.execute(update(Mailbox).where(Mailbox.id == mailbox_id,
-                                                        Mailbox.lease_owner == owner[:120])
-                                  .values(**values).execution_options(synchronize_session=False))
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return done.rowcount == 1
+    values = {"next_sync_on": next_sync_on} if next_sync_on is not None else {}
+    with leases.committed():
+        return leases.give_back(Mailbox, owner, Mailbox.id == mailbox_id, **values) == 1
 
 
 def release_all(owner: str | None) -> int:
     """Give back every lease of ``owner`` (None: every lease, for a sole SQLite worker
     starting after a crash). Commits; returns how many."""
-    query = update(Mailbox).where(Mailbox.lease_owner.is_not(None))
-    if owner is not None:
-        query = query.where(Mailbox.lease_owner == owner[:120])
-    try:
-        done = db.session.execute(query.values(lease_owner=None, lease_expires_on=None)
-                                  .execution_options(synchronize_session=False))
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return done.rowcount
+    with leases.committed():
+        return leases.give_back(Mailbox, owner)
 
 
 # --------------------------------------------------------------------------- asking for a sync
@@ -260,15 +224,11 @@ def find_mailbox(reference: str) -> Mailbox:
 def flag_changed(mailbox_id: int) -> bool:
     """Push saw new or moved mail: the mailbox is due at once (when still enabled). Commits;
     True when the flag was newly set."""
-    try:
+    with leases.committed():
         done = db.session.execute(update(Mailbox).where(
             Mailbox.id == mailbox_id, Mailbox.enabled.is_(True),
             Mailbox.sync_requested.is_(False)).values(sync_requested=True)
             .execution_options(synchronize_session=False))
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return done.rowcount == 1
 
 

@@ -239,7 +239,7 @@ class Worker:
 
     def _run_one(self, mailbox_id: int):
         """Sync one mailbox; returns a next run time to set on release, or None."""
-        from server.sync.engine.run import sync_mailbox
+        from server.sync.engine.run import load_mailbox, sync_mailbox
 
         def progress(_event) -> None:
             if self.stop.is_set():
@@ -248,6 +248,7 @@ class Worker:
                 raise _Interrupted("The worker lost its lease on this mailbox (it could not "
                                    "renew it in time) and left it to another worker.")
 
+        held = load_mailbox(mailbox_id)  # the run uses it; after an idle one, no reload
         result = sync_mailbox(mailbox_id, worker=self.worker_id, limit=self.batch,
                               progress=progress, max_messages=self.budget)
         self.stats.runs.append((mailbox_id, result.status))
@@ -260,7 +261,7 @@ class Worker:
             log.info("worker %s: mailbox %s: %d read, %d tracked, %d not tracked, %d "
                      "quarantined%s", self.worker_id, mailbox_id, result.fetched, result.tracked,
                      result.skipped, result.quarantined, " (more waiting)" if result.more else "")
-        mailbox = db.session.get(Mailbox, mailbox_id)
+        mailbox = db.session.get(Mailbox, mailbox_id) if held is not None else None
         if mailbox is None or not mailbox.enabled:
             return None
         if not self.stop.is_set() and _sends_mail(mailbox):
