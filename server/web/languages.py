@@ -22,6 +22,7 @@ from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
+from server.crm.registry import CHOICE_LABELS
 from server.db import db
 from server.i18n import (LANGUAGES, Message, compile_catalogs, format_moment, language_of,
                          pane_catalog, time_zones, translate, translate_stored)
@@ -116,6 +117,20 @@ def localize(text: str | None) -> str:
     return translate_stored(request_language(), text)
 
 
+@bp.app_template_filter("choice_label")
+def choice_label(value: str | None) -> str:
+    """A choice field's stored value (``in_progress``) as the reader reads it (``In
+    progress``, ``Probíhá``); a value without a label reads as it is stored."""
+    label = CHOICE_LABELS.get(value or "")
+    return localize(label) if label else (value or "").replace("_", " ").capitalize()
+
+
+def _finalize(value):
+    """What ``{{ value }}`` prints: a marked message (a record type's or field's label from
+    ``server.crm.registry``, a service's message) in the reader's language."""
+    return localize(value) if isinstance(value, Message) else value
+
+
 def localize_fields(fields: dict | None) -> dict:
     """A form's problems ({field: sentence}) in the reader's language (``localize``)."""
     return {key: localize(text) if isinstance(text, str) else text
@@ -143,6 +158,7 @@ def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compiled)
     Babel(app, locale_selector=_select_locale, timezone_selector=_select_timezone)
     app.register_blueprint(bp)
+    app.jinja_env.finalize = _finalize
 
     @app.context_processor
     def _language():

@@ -189,7 +189,7 @@ def record_new(type_name: str):
             db.session.rollback()
             fields = form_fields(p, rt, None, request.form, exc.fields)
             return _render_form(p, rt, None, fields, 400, localize(exc.message))
-        return _commit_and_go(gettext("%(kind)s created.", kind=rt.label),
+        return _commit_and_go(gettext("%(kind)s created.", kind=localize(rt.label)),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     prefill = {k: v for k, v in request.args.items() if rt.field(k)}
     return _render_form(p, rt, None, form_fields(p, rt, None, prefill))
@@ -209,7 +209,7 @@ def record_edit(type_name: str, record_id: int):
             record = records.get(p, rt.name, record_id, "write")
             fields = form_fields(p, rt, record, request.form, exc.fields)
             return _render_form(p, rt, record, fields, 400, localize(exc.message))
-        return _commit_and_go(gettext("%(kind)s saved.", kind=rt.label),
+        return _commit_and_go(gettext("%(kind)s saved.", kind=localize(rt.label)),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     return _render_form(p, rt, record, form_fields(p, rt, record))
 
@@ -221,8 +221,8 @@ def record_state(type_name: str, record_id: int):
     record = records.get(p, rt.name, record_id)
     active = request.form.get("active") == "1"
     records.set_active(p, record, active)
-    return _commit_and_go(gettext("%(kind)s activated.", kind=rt.label) if active
-                          else gettext("%(kind)s deactivated.", kind=rt.label),
+    return _commit_and_go(gettext("%(kind)s activated.", kind=localize(rt.label)) if active
+                          else gettext("%(kind)s deactivated.", kind=localize(rt.label)),
                           url_for(".record_detail", type_name=rt.name, record_id=record.id))
 
 
@@ -232,9 +232,9 @@ def record_delete(type_name: str, record_id: int):
     p = current_principal()
     record = records.get(p, rt.name, record_id, "delete")
     if request.method == "POST":
-        title = records.title(p, record) or rt.label
+        title = records.title(p, record) or localize(rt.label)
         records.delete(p, record)
-        return _commit_and_go(gettext("%(kind)s “%(title)s” deleted.", kind=rt.label, title=title),
+        return _commit_and_go(gettext("%(kind)s “%(title)s” deleted.", kind=localize(rt.label), title=title),
                               url_for(".record_list", type_name=rt.name))
     return render_template("records/delete.html", rt=rt, record=record)
 
@@ -248,7 +248,7 @@ def record_assign(type_name: str, record_id: int):
         owner = _principal_choice(request.form.get("owner"), p)
         records.assign(p, record, owner)
         name = getattr(owner, "full_name", None) or owner.name
-        return _commit_and_go(gettext("%(kind)s assigned to %(name)s.", kind=rt.label, name=name),
+        return _commit_and_go(gettext("%(kind)s assigned to %(name)s.", kind=localize(rt.label), name=name),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     users, teams = _principals(p)
     return render_template("records/assign.html", rt=rt, record=record, users=users, teams=teams)
