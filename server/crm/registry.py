@@ -73,6 +73,7 @@ CHOICE_LABELS = {
     "waiting": N_("Waiting"), "resolved": N_("Resolved"), "canceled": N_("Canceled"),
     "high": N_("High"), "normal": N_("Normal"), "low": N_("Low"),
     "everyone": N_("Everyone"), "known_senders": N_("Known senders"), "nobody": N_("Nobody"),
+    "completed": N_("Completed"), "incoming": N_("Incoming"), "outgoing": N_("Outgoing"),
 }
 
 

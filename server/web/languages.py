@@ -22,7 +22,7 @@ from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
-from server.crm.registry import CHOICE_LABELS
+from server.crm.registry import CHOICE_LABELS, RECORD_TYPES
 from server.db import db
 from server.i18n import (LANGUAGES, Message, compile_catalogs, format_moment, language_of,
                          pane_catalog, time_zones, translate, translate_stored)
@@ -123,6 +123,16 @@ def choice_label(value: str | None) -> str:
     progress``, ``Probíhá``); a value without a label reads as it is stored."""
     label = CHOICE_LABELS.get(value or "")
     return localize(label) if label else (value or "").replace("_", " ").capitalize()
+
+
+@bp.app_template_filter("type_label")
+def type_label(name: str | None, noun: bool = False) -> str:
+    """A record type's key (``account``) as the reader reads it: its label (``Firma``), or
+    with ``noun=True`` its name inside a sentence (``firma``); another key as it is."""
+    rt = RECORD_TYPES.get(name or "")
+    if rt is None:
+        return (name or "").replace("_", " ")
+    return localize(rt.noun if noun else rt.label)
 
 
 def _finalize(value):

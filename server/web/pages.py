@@ -20,7 +20,7 @@ from server.crm.services import details, lists, records, search, tracking
 from server.crm.services.timeline import ROLL_UP
 from server.db import db
 from server.errors import Invalid
-from server.i18n import message_of
+from server.i18n import N_, message_of
 from server.security import authz, directory
 from server.security.models import Team, User
 from server.security.privileges import Depth
@@ -32,9 +32,9 @@ from server.web.params import as_id, int_arg
 
 bp = Blueprint("pages", __name__)
 
-ACTIVITY_TYPES = {"email": "Email", "appointment": "Appointment", "task": "Task",
-                  "phone_call": "Phone call"}
-NEW_ACTIVITY_KINDS = {"task": "Task", "phone_call": "Phone call", "email": "Email draft"}
+ACTIVITY_TYPES = {"email": N_("Email"), "appointment": N_("Appointment"), "task": N_("Task"),
+                  "phone_call": N_("Phone call")}
+NEW_ACTIVITY_KINDS = {"task": N_("Task"), "phone_call": N_("Phone call"), "email": N_("Email draft")}
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def activity_new(type_name: str, record_id: int, kind: str):
             db.session.rollback()
             errors = localize_fields(exc.fields or {"subject": exc.message})
         else:
-            return _commit_and_go(gettext("%(kind)s saved.", kind=NEW_ACTIVITY_KINDS[kind]),
+            return _commit_and_go(gettext("%(kind)s saved.", kind=localize(NEW_ACTIVITY_KINDS[kind])),
                                   url_for(".activity_detail", activity_id=activity.id))
     # Defaults from fields the user may read only (field security).
     defaults = {"phone_number": (records.field_value(p, record, "phone") if rt.field("phone")

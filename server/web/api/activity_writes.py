@@ -169,8 +169,8 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
     return parties
 
 
-_ADDRESS = Field("address", "Address", "email", max_length=320)
-_NAME = Field("name", "Name", max_length=200)
+_ADDRESS = Field("address", N_("Address"), "email", max_length=320)
+_NAME = Field("name", N_("Name"), max_length=200)
 
 
 # -- fields ------------------------------------------------------------------------------------
