@@ -158,8 +158,8 @@ def _readiness(p, sender: dict) -> sending.Readiness:
     if sender["kind"] == "queue":
         box = db.session.scalar(select(Mailbox).where(Mailbox.queue_id == sender["id"])
                                 .order_by(Mailbox.id).limit(1))
-        return sending.readiness(box, "This queue has")
-    whose = "You have" if sender["id"] == p.user_id else "This user has"
+        return sending.readiness(box, "queue")
+    whose = "you" if sender["id"] == p.user_id else "user"
     return sending.readiness(sending.user_mailbox(sender["id"]), whose)
 
 
