@@ -65,6 +65,15 @@ def request_language() -> str:
     return g.regarding_language
 
 
+def speak(tag: str | None) -> None:
+    """Serve this request in ``tag``'s language when the product speaks it (a page opened by
+    a surface that knows its reader's language: the add-in's sign-in dialog, opened by the
+    pane in Outlook's); call it before anything is translated."""
+    chosen = language_of(tag) if has_request_context() else None
+    if chosen is not None:
+        g.regarding_language = chosen
+
+
 def _select_locale() -> str:
     return LANGUAGES[request_language()][0]
 
