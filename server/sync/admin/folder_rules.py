@@ -118,7 +118,7 @@ def add_rule(p: Principal, mailbox: Mailbox, data: dict) -> FolderRule:
                                    folder=folder.name)
     regarding = None
     kind = (data.get("regarding_type") or "").strip()
-    record_id = forms.integer(data, "regarding_id", "Record", errors, low=1, high=2**31 - 1)
+    record_id = forms.integer(data, "regarding_id", N_("Record"), errors, low=1, high=2**31 - 1)
     query = (data.get("regarding_query") or "").strip()
     if kind and (record_id or query):
         if record_id:

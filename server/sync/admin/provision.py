@@ -59,21 +59,21 @@ def update_defaults(p: Principal, data: dict) -> Organization:
                            "on mailboxes of the business unit."))
     org = _org()
     errors: dict[str, str] = {}
-    profile_id = forms.integer(data, "default_server_profile_id", "Email server profile",
+    profile_id = forms.integer(data, "default_server_profile_id", N_("Email server profile"),
                                errors, low=1, high=2**31 - 1)
     if profile_id is not None and db.session.scalar(select(EmailServerProfile.id).where(
             EmailServerProfile.id == profile_id,
             authz.scope(p, EmailServerProfile, "read"))) is None:
         errors["default_server_profile_id"] = N_("Choose an email server profile you can see.")
     values = {
-        "default_incoming_method": forms.choice(data, "default_incoming_method", "Incoming email",
+        "default_incoming_method": forms.choice(data, "default_incoming_method", N_("Incoming email"),
                                                 INCOMING_METHODS, errors,
                                                 default="server_side_sync"),
-        "default_outgoing_method": forms.choice(data, "default_outgoing_method", "Outgoing email",
+        "default_outgoing_method": forms.choice(data, "default_outgoing_method", N_("Outgoing email"),
                                                 OUTGOING_METHODS, errors,
                                                 default="server_side_sync"),
         "default_acts_method": forms.choice(data, "default_acts_method",
-                                            "Appointments, contacts and tasks", ACTS_METHODS,
+                                            N_("Appointments, contacts and tasks"), ACTS_METHODS,
                                             errors, default="none"),
     }
     forms.check(errors)
