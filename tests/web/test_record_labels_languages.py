@@ -11,15 +11,13 @@ from __future__ import annotations
 import html
 
 import pytest
-from babel.messages.catalog import Catalog
-from babel.messages.pofile import write_po
 
-from server import i18n
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
 from server.db import db
 from server.i18n import translate
 from server.security import authz
+from tests.web.conftest import use_catalog
 
 CS = {"Cases": "Případy", "Case": "Případ", "Case title": "Název případu",
       "Case number": "Číslo případu", "Status": "Stav", "Priority": "Priorita",
@@ -29,22 +27,7 @@ CS = {"Cases": "Případy", "Case": "Případ", "Case title": "Název případu"
 @pytest.fixture
 def cs_catalog(tmp_path, monkeypatch):
     """A Czech catalog of this test's own in place of the shipped ones."""
-    catalog = Catalog(locale="cs")
-    for english, czech in CS.items():
-        catalog.add(english, czech)
-    folder = tmp_path / "test_catalogs" / "cs" / "LC_MESSAGES"
-    folder.mkdir(parents=True)
-    with (folder / "messages.po").open("wb") as out:
-        write_po(out, catalog)
-    monkeypatch.setattr(i18n, "CATALOGS", tmp_path / "test_catalogs")
-
-
-@pytest.fixture
-def czech_admin(make_user):
-    user = make_user("ada@org.example", roles=["System Administrator"], name="Ada Admin")
-    user.language = "cs"
-    db.session.commit()
-    return user
+    use_catalog(tmp_path, monkeypatch, "cs", CS)
 
 
 @pytest.fixture
