@@ -3,7 +3,12 @@
  * session), ask the server for a pane token and pass it to the task pane with
  * Office.context.ui.messageParent — to a parent on this origin only (DialogApi 1.2's
  * targetOrigin where supported; Office's same-origin rule otherwise).
+ *
+ * It speaks Outlook's display language with the pane's words (js/i18n.js); the pane opens the
+ * page with its language (?lang=), so the server writes the page in the same one.
  */
+import { _, languageOf, useLanguage } from "./js/i18n.js";
+
 const statusLine = document.getElementById("dialog-status");
 
 function say(text) {
@@ -27,7 +32,7 @@ async function issue() {
       headers: { "X-CSRFToken": csrf, Accept: "application/json" },
     });
   } catch {
-    return { error: { code: "network", message: "Could not reach the CRM server." } };
+    return { error: { code: "network", message: _("Could not reach the CRM server.") } };
   }
   let data = null;
   try {
@@ -38,15 +43,17 @@ async function issue() {
   if (response.ok && data && typeof data.token === "string") {
     return { token: data.token, expires_on: data.expires_on };
   }
-  return { error: (data && data.error) || { code: "error", message: "Signing in did not work." } };
+  return { error: (data && data.error) || { code: "error", message: _("Signing in did not work.") } };
 }
 
 Office.onReady(async () => {
+  const display = Office.context && Office.context.displayLanguage;
+  await useLanguage(languageOf(display) || document.documentElement.lang, display || null);
   if (!Office.context || !Office.context.ui || typeof Office.context.ui.messageParent !== "function") {
-    say("Open this page from the Regarding add-in in Outlook.");
+    say(_("Open this page from the Regarding add-in in Outlook."));
     return;
   }
   const result = await issue();
-  say(result.token ? "Signed in. Returning to Outlook…" : result.error.message);
+  say(result.token ? _("Signed in. Returning to Outlook…") : result.error.message);
   send(result);
 });

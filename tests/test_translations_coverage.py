@@ -129,3 +129,25 @@ def test_the_checker_finds_what_it_should():
               '<button name="do" value="Approve">{{ _("Approve") }}</button>\n')
     assert _unwrapped_markup(source) == [(1, "Hello ¤"), (2, "Save"), (3, "Open it"), (7, "Name")]
     assert _unwrapped_literals(source) == [(5, "Delete")]
+
+
+def test_record_and_activity_labels_are_marked():
+    """Labels the pages show from Python tables (record types, their fields and choice values,
+    activity types and fields) are marked with ``N_``, so they reach the catalogs and are
+    shown translated; a plain string here would read English in every language."""
+    from server.crm.registry import CHOICE_LABELS, RECORD_TYPES
+    from server.i18n import Message
+    from server.web.api.activity_writes import _ADDRESS, _NAME
+    from server.web.pages import ACTIVITY_TYPES, NEW_ACTIVITY_KINDS
+    from server.web.serialize import COMMON_ACTIVITY_FIELDS, ACTIVITY_TYPE_FIELDS
+    unmarked = []
+    for rt in RECORD_TYPES.values():
+        labels = [rt.label, rt.plural, rt.noun, rt.nouns, *(f.label for f in rt.fields)]
+        labels += [CHOICE_LABELS.get(c) for f in rt.fields for c in f.choices]
+        unmarked += [f"{rt.name}: {label!r}" for label in labels if not isinstance(label, Message)]
+    fields = [*COMMON_ACTIVITY_FIELDS, *(f for extra in ACTIVITY_TYPE_FIELDS.values() for f in extra),
+              _ADDRESS, _NAME]
+    unmarked += [f"activity field {f.name}: {f.label!r}" for f in fields if not isinstance(f.label, Message)]
+    unmarked += [f"activity type {k}: {v!r}" for table in (ACTIVITY_TYPES, NEW_ACTIVITY_KINDS)
+                 for k, v in table.items() if not isinstance(v, Message)]
+    assert unmarked == []

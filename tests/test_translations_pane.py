@@ -1,6 +1,6 @@
 """The pane's strings are all wrapped for translation, extracted into the catalogs and served.
 
-* A scan of the pane's code (``addin/js/**/*.js``, tokenized with Babel's own JavaScript lexer,
+* A scan of the pane's code (``addin/js/**/*.js`` and the sign-in dialog's ``addin/signin.js``, tokenized with Babel's own JavaScript lexer,
   the one ``flask --app server translate extract`` reads it with) fails on a string literal
   with words in it that reaches the screen without ``_()``: assigned to ``textContent``,
   ``innerText``, ``title`` or ``placeholder``, set as an ``aria-label``/``title``/``placeholder``
@@ -137,7 +137,8 @@ def unwrapped_strings(path: Path, root: Path = ROOT) -> list[str]:
 
 
 def pane_modules() -> list[Path]:
-    return sorted((ADDIN / "js").rglob("*.js"))
+    """The pane's modules and the sign-in dialog's script (it speaks with the pane's words)."""
+    return sorted((ADDIN / "js").rglob("*.js")) + [ADDIN / "signin.js"]
 
 
 def wrapped_in_js() -> set[str]:

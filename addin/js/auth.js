@@ -5,7 +5,7 @@
  * of the pane in the same session does not ask again); nothing else is stored, and sign-out
  * clears it.
  */
-import { _ } from "./i18n.js";
+import { _, language } from "./i18n.js";
 import * as host from "./office-host.js";
 
 const STORAGE_KEY = "regarding.paneToken";
@@ -51,6 +51,7 @@ function store(current) {
 export function dialogUrl() {
   const url = new URL("signin", document.baseURI);
   if (globalThis.__regardingPreview) url.searchParams.set("host", "preview");
+  url.searchParams.set("lang", language()); // the dialog speaks the pane's language
   return url.href;
 }
 

@@ -135,7 +135,7 @@ def quick_create(p: Principal, kind: str, fields: dict[str, Any],
         raise NotFound(N_("Records of this type cannot be created from the add-in."))
     rt = RECORD_TYPES[kind]
     if p.depth(kind, "create") == Depth.NONE:
-        raise Forbidden(N_("You may not create %(records)s.") % {"records": rt.plural.lower()})
+        raise Forbidden(N_("You may not create %(records)s.") % {"records": rt.nouns})
     if new_account is not None:
         if kind != "contact":
             raise Invalid(N_("Only a new contact can come with a new account."), {"new_account": N_("Not for this type.")})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.crm.models import Account, Case, Contact, Lead, Opportunity, Queue
+from server.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -43,90 +44,122 @@ class RecordType:
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
+    @property
+    def noun(self) -> str:
+        """The type's name inside a sentence ("this account"), marked for the catalogs: a
+        language translates it as it reads there rather than as a lowercased label."""
+        return NOUNS[self.name][0]
+
+    @property
+    def nouns(self) -> str:
+        """The plural inside a sentence ("no accounts yet")."""
+        return NOUNS[self.name][1]
+
+
+# Each type's name as it reads inside a sentence (singular, plural).
+NOUNS = {"account": (N_("account"), N_("accounts")), "contact": (N_("contact"), N_("contacts")),
+         "lead": (N_("lead"), N_("leads")),
+         "opportunity": (N_("opportunity"), N_("opportunities")),
+         "case": (N_("case"), N_("cases")), "queue": (N_("queue"), N_("queues"))}
+
+# What a choice field's stored value reads as on pages (the value stays the API's key).
+CHOICE_LABELS = {
+    "new": N_("New"), "contacted": N_("Contacted"), "qualified": N_("Qualified"),
+    "disqualified": N_("Disqualified"), "email": N_("Email"), "web": N_("Web"),
+    "phone": N_("Phone"), "referral": N_("Referral"), "event": N_("Event"),
+    "other": N_("Other"), "qualify": N_("Qualify"), "develop": N_("Develop"),
+    "propose": N_("Propose"), "close": N_("Close"), "open": N_("Open"), "won": N_("Won"),
+    "lost": N_("Lost"), "in_progress": N_("In progress"), "on_hold": N_("On hold"),
+    "waiting": N_("Waiting"), "resolved": N_("Resolved"), "canceled": N_("Canceled"),
+    "high": N_("High"), "normal": N_("Normal"), "low": N_("Low"),
+    "everyone": N_("Everyone"), "known_senders": N_("Known senders"), "nobody": N_("Nobody"),
+    "completed": N_("Completed"), "incoming": N_("Incoming"), "outgoing": N_("Outgoing"),
+}
+
 
 E = ("email1", "email2", "email3")
 
 
 def _emails() -> tuple[Field, ...]:
-    return (Field("email1", "Email", "email", max_length=320, list=True),
-            Field("email2", "Email 2", "email", max_length=320),
-            Field("email3", "Email 3", "email", max_length=320))
+    return (Field("email1", N_("Email"), "email", max_length=320, list=True),
+            Field("email2", N_("Email 2"), "email", max_length=320),
+            Field("email3", N_("Email 3"), "email", max_length=320))
 
 
 RECORD_TYPES: dict[str, RecordType] = {
     t.name: t for t in (
         RecordType(
-            "account", Account, "Account", "Accounts", "name",
-            (Field("name", "Account name", required=True, max_length=160, list=True),
-             Field("account_number", "Account number", max_length=20),
-             Field("phone", "Phone", "phone", max_length=50, list=True),
+            "account", Account, N_("Account"), N_("Accounts"), "name",
+            (Field("name", N_("Account name"), required=True, max_length=160, list=True),
+             Field("account_number", N_("Account number"), max_length=20),
+             Field("phone", N_("Phone"), "phone", max_length=50, list=True),
              *_emails(),
-             Field("website", "Website", "url", max_length=200),
-             Field("industry", "Industry", max_length=80),
-             Field("city", "City", max_length=80, list=True),
-             Field("country", "Country", max_length=80),
-             Field("annual_revenue", "Annual revenue", "decimal"),
-             Field("parent_account_id", "Parent account", "ref", ref="account"),
-             Field("description", "Description", "text")),
+             Field("website", N_("Website"), "url", max_length=200),
+             Field("industry", N_("Industry"), max_length=80),
+             Field("city", N_("City"), max_length=80, list=True),
+             Field("country", N_("Country"), max_length=80),
+             Field("annual_revenue", N_("Annual revenue"), "decimal"),
+             Field("parent_account_id", N_("Parent account"), "ref", ref="account"),
+             Field("description", N_("Description"), "text")),
             ("name", "account_number", "phone", *E), E, "account_number", "account"),
         RecordType(
-            "contact", Contact, "Contact", "Contacts", "full_name",
-            (Field("first_name", "First name", max_length=100),
-             Field("last_name", "Last name", required=True, max_length=100),
-             Field("job_title", "Job title", max_length=100, list=True),
-             Field("parent_account_id", "Account", "ref", ref="account", list=True),
+            "contact", Contact, N_("Contact"), N_("Contacts"), "full_name",
+            (Field("first_name", N_("First name"), max_length=100),
+             Field("last_name", N_("Last name"), required=True, max_length=100),
+             Field("job_title", N_("Job title"), max_length=100, list=True),
+             Field("parent_account_id", N_("Account"), "ref", ref="account", list=True),
              *_emails(),
-             Field("phone", "Business phone", "phone", max_length=50, list=True),
-             Field("mobile_phone", "Mobile phone", "phone", max_length=50),
-             Field("city", "City", max_length=80),
-             Field("description", "Description", "text")),
+             Field("phone", N_("Business phone"), "phone", max_length=50, list=True),
+             Field("mobile_phone", N_("Mobile phone"), "phone", max_length=50),
+             Field("city", N_("City"), max_length=80),
+             Field("description", N_("Description"), "text")),
             ("full_name", "phone", "mobile_phone", *E), E, None, "contact"),
         RecordType(
-            "lead", Lead, "Lead", "Leads", "full_name",
-            (Field("topic", "Topic", max_length=200, list=True),
-             Field("first_name", "First name", max_length=100),
-             Field("last_name", "Last name", required=True, max_length=100),
-             Field("company_name", "Company", max_length=160, list=True),
-             Field("job_title", "Job title", max_length=100),
+            "lead", Lead, N_("Lead"), N_("Leads"), "full_name",
+            (Field("topic", N_("Topic"), max_length=200, list=True),
+             Field("first_name", N_("First name"), max_length=100),
+             Field("last_name", N_("Last name"), required=True, max_length=100),
+             Field("company_name", N_("Company"), max_length=160, list=True),
+             Field("job_title", N_("Job title"), max_length=100),
              *_emails(),
-             Field("phone", "Phone", "phone", max_length=50),
-             Field("status", "Status", "choice",
+             Field("phone", N_("Phone"), "phone", max_length=50),
+             Field("status", N_("Status"), "choice",
                    choices=("new", "contacted", "qualified", "disqualified"), list=True),
-             Field("source", "Source", "choice",
+             Field("source", N_("Source"), "choice",
                    choices=("email", "web", "phone", "referral", "event", "other")),
-             Field("description", "Description", "text")),
+             Field("description", N_("Description"), "text")),
             ("full_name", "company_name", "topic", "phone", *E), E, None, "lead"),
         RecordType(
-            "opportunity", Opportunity, "Opportunity", "Opportunities", "name",
-            (Field("name", "Topic", required=True, max_length=200, list=True),
-             Field("customer_account_id", "Account", "ref", ref="account", list=True),
-             Field("customer_contact_id", "Contact", "ref", ref="contact"),
-             Field("estimated_value", "Est. revenue", "decimal", list=True),
-             Field("estimated_close_date", "Est. close date", "date", list=True),
-             Field("stage", "Stage", "choice", choices=("qualify", "develop", "propose", "close")),
-             Field("status", "Status", "choice", choices=("open", "won", "lost"), list=True),
-             Field("probability", "Probability (%)", "int"),
-             Field("description", "Description", "text")),
+            "opportunity", Opportunity, N_("Opportunity"), N_("Opportunities"), "name",
+            (Field("name", N_("Topic"), required=True, max_length=200, list=True),
+             Field("customer_account_id", N_("Account"), "ref", ref="account", list=True),
+             Field("customer_contact_id", N_("Contact"), "ref", ref="contact"),
+             Field("estimated_value", N_("Est. revenue"), "decimal", list=True),
+             Field("estimated_close_date", N_("Est. close date"), "date", list=True),
+             Field("stage", N_("Stage"), "choice", choices=("qualify", "develop", "propose", "close")),
+             Field("status", N_("Status"), "choice", choices=("open", "won", "lost"), list=True),
+             Field("probability", N_("Probability (%)"), "int"),
+             Field("description", N_("Description"), "text")),
             ("name",), (), None, "opportunity"),
         RecordType(
-            "case", Case, "Case", "Cases", "title",
-            (Field("title", "Case title", required=True, max_length=200, list=True),
-             Field("ticket_number", "Case number", max_length=20, list=True),
-             Field("customer_account_id", "Account", "ref", ref="account", list=True),
-             Field("customer_contact_id", "Contact", "ref", ref="contact"),
-             Field("status", "Status", "choice",
+            "case", Case, N_("Case"), N_("Cases"), "title",
+            (Field("title", N_("Case title"), required=True, max_length=200, list=True),
+             Field("ticket_number", N_("Case number"), max_length=20, list=True),
+             Field("customer_account_id", N_("Account"), "ref", ref="account", list=True),
+             Field("customer_contact_id", N_("Contact"), "ref", ref="contact"),
+             Field("status", N_("Status"), "choice",
                    choices=("in_progress", "on_hold", "waiting", "resolved", "canceled"), list=True),
-             Field("priority", "Priority", "choice", choices=("high", "normal", "low"), list=True),
-             Field("origin", "Origin", "choice", choices=("email", "phone", "web")),
-             Field("description", "Description", "text")),
+             Field("priority", N_("Priority"), "choice", choices=("high", "normal", "low"), list=True),
+             Field("origin", N_("Origin"), "choice", choices=("email", "phone", "web")),
+             Field("description", N_("Description"), "text")),
             ("title", "ticket_number"), (), "ticket_number", "case"),
         RecordType(
-            "queue", Queue, "Queue", "Queues", "name",
-            (Field("name", "Name", required=True, max_length=160, list=True),
-             Field("email", "Email", "email", max_length=320, list=True),
-             Field("accepting", "Accepts email from", "choice",
+            "queue", Queue, N_("Queue"), N_("Queues"), "name",
+            (Field("name", N_("Name"), required=True, max_length=160, list=True),
+             Field("email", N_("Email"), "email", max_length=320, list=True),
+             Field("accepting", N_("Accepts email from"), "choice",
                    choices=("everyone", "known_senders", "nobody")),
-             Field("description", "Description", "text")),
+             Field("description", N_("Description"), "text")),
             ("name", "email"), ("email",), None, "queue"),
     )
 }

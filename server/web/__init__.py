@@ -37,6 +37,29 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
     return render_template("error.html", status=status, message=message, fields=fields or {}), status
 
 
+def _description(exc: HTTPException) -> str:
+    """What an HTTP error says to people: ours, in the reader's language, in place of
+    Werkzeug's English default; a description a view gave (``abort(404, ...)``) as it is."""
+    if exc.description != type(exc).description:
+        return exc.description
+    ours = {
+        400: _("The request could not be understood. Check what was sent and try again."),
+        401: _("Sign in to see this."),
+        403: _("You do not have permission to see this."),
+        404: _("There is nothing at this address. Check the link, or start from the home page."),
+        405: _("This address does not accept that kind of request."),
+        409: _("This could not be done in the record's current state."),
+        413: _("What was sent is too large."),
+        415: _("What was sent is in a format this address does not accept."),
+        422: _("What was sent could not be processed."),
+        429: _("Too many requests: wait a little, then try again."),
+        500: _("Something went wrong on our side. Try again; if it keeps happening, tell your "
+               "administrator."),
+        503: _("The service is not available right now. Try again in a moment."),
+    }
+    return ours.get(exc.code or 500, _("The request could not be completed."))
+
+
 def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = BoundedIntConverter  # before any rule is added
 
@@ -69,7 +92,7 @@ def init_app(app: Flask) -> None:
                  405: "method_not_allowed", 409: "conflict", 413: "too_large",
                  415: "unsupported_media_type", 422: "unprocessable", 429: "rate_limited"}
         code = exc.code or 500
-        body, status = error_response(code, codes.get(code, "error"), exc.description)
+        body, status = error_response(code, codes.get(code, "error"), _description(exc))
         allowed = getattr(exc, "valid_methods", None)  # 405 must say what is allowed
         return body, status, {"Allow": ", ".join(allowed)} if allowed else {}
 

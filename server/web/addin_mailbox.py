@@ -14,14 +14,24 @@ from server.security import authz
 from server.sync.admin import own_mailbox
 from server.web import csrf
 from server.web.addin_api import _signed_in_with_addin_privilege
+from server.web.languages import localize
 
 bp = Blueprint("addin_mailbox", __name__, url_prefix="/api/addin/mailbox")
 bp.before_request(_signed_in_with_addin_privilege)
 
 
 def _state():
+    """The mailbox's state, its sentences for people (why not, why disabled, alerts) in the
+    pane's language."""
     p = authz.principal(g.api_user)
-    return jsonify(own_mailbox.state(p, sso=g.get("addin_auth") == "sso"))
+    state = own_mailbox.state(p, sso=g.get("addin_auth") == "sso")
+    state["why_not"] = localize(state["why_not"]) or None
+    box = state["mailbox"]
+    if box is not None:
+        box["disabled_reason"] = localize(box["disabled_reason"]) or None
+        for alert in box["alerts"]:
+            alert["message"] = localize(alert["message"])
+    return jsonify(state)
 
 
 @bp.get("")

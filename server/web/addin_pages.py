@@ -32,7 +32,7 @@ from server.db import db
 from server.errors import ServiceError
 from server.security import admin as admin_rules
 from server.web.auth import current_principal
-from server.web.languages import localize
+from server.web.languages import localize, speak
 
 bp = Blueprint("addin_pages", __name__)
 
@@ -117,6 +117,7 @@ def addin_file(filename: str):
 def signin_dialog():
     if not current_user.is_authenticated:
         return _signin_redirect()
+    speak(request.args.get("lang"))  # the pane's language (Outlook's), which opened it
     preview = request.args.get("host") == "preview"
     response = make_response(render_template(
         "addin/signin.html", office_js=url_for("addin_pages.addin_file", filename=STANDIN_JS)

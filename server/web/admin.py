@@ -488,8 +488,8 @@ def field_security(p):
                 field_admin.set_secured_fields(p, table, request.form.getlist("fields"))
             except Invalid as exc:
                 return _refused(exc, "admin.field_security")
-            label = RECORD_TYPES[table].label
-            return _commit(_("Secured fields of %(records)s saved.", records=label.lower() + "s"), "admin.field_security")
+            return _commit(_("Secured fields of %(records)s saved.", records=localize(RECORD_TYPES[table].nouns)),
+                           "admin.field_security")
         values = _form()
         try:
             profile = field_admin.create_profile(p, values)

@@ -158,8 +158,8 @@ def _readiness(p, sender: dict) -> sending.Readiness:
     if sender["kind"] == "queue":
         box = db.session.scalar(select(Mailbox).where(Mailbox.queue_id == sender["id"])
                                 .order_by(Mailbox.id).limit(1))
-        return sending.readiness(box, "This queue has")
-    whose = "You have" if sender["id"] == p.user_id else "This user has"
+        return sending.readiness(box, "queue")
+    whose = "you" if sender["id"] == p.user_id else "user"
     return sending.readiness(sending.user_mailbox(sender["id"]), whose)
 
 
@@ -364,9 +364,16 @@ def send(activity_id: int):
     return redirect(url_for("pages.activity_detail", activity_id=activity_id))
 
 
+@bp.app_template_filter("email_status")
+def status_label(status: str | None) -> str:
+    """An email's sending state as the reader reads it: the one wording of each state for
+    the page, the timeline and the live state (``send-state.js`` shows ``state_of``'s)."""
+    return localize(STATUS_WORDS.get(status or "", status or ""))
+
+
 def state_of(email: Email) -> dict:
     return {"status": email.status,
-            "label": localize(STATUS_WORDS.get(email.status, email.status)),
+            "label": status_label(email.status),
             "sent_on": email.sent_on.isoformat() if email.sent_on else None,
             "error": email.error, "retry": email.status == "failed",
             "final": email.status not in ("pending_send", "sending")}

@@ -22,6 +22,7 @@ from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
+from server.crm.registry import CHOICE_LABELS, RECORD_TYPES
 from server.db import db
 from server.i18n import (LANGUAGES, Message, compile_catalogs, format_moment, language_of,
                          pane_catalog, time_zones, translate, translate_stored)
@@ -62,6 +63,15 @@ def request_language() -> str:
         chosen = language_of(org.default_language) if org is not None else None
     g.regarding_language = chosen or "en"
     return g.regarding_language
+
+
+def speak(tag: str | None) -> None:
+    """Serve this request in ``tag``'s language when the product speaks it (a page opened by
+    a surface that knows its reader's language: the add-in's sign-in dialog, opened by the
+    pane in Outlook's); call it before anything is translated."""
+    chosen = language_of(tag) if has_request_context() else None
+    if chosen is not None:
+        g.regarding_language = chosen
 
 
 def _select_locale() -> str:
@@ -116,6 +126,30 @@ def localize(text: str | None) -> str:
     return translate_stored(request_language(), text)
 
 
+@bp.app_template_filter("choice_label")
+def choice_label(value: str | None) -> str:
+    """A choice field's stored value (``in_progress``) as the reader reads it (``In
+    progress``, ``Probíhá``); a value without a label reads as it is stored."""
+    label = CHOICE_LABELS.get(value or "")
+    return localize(label) if label else (value or "").replace("_", " ").capitalize()
+
+
+@bp.app_template_filter("type_label")
+def type_label(name: str | None, noun: bool = False) -> str:
+    """A record type's key (``account``) as the reader reads it: its label (``Firma``), or
+    with ``noun=True`` its name inside a sentence (``firma``); another key as it is."""
+    rt = RECORD_TYPES.get(name or "")
+    if rt is None:
+        return (name or "").replace("_", " ")
+    return localize(rt.noun if noun else rt.label)
+
+
+def _finalize(value):
+    """What ``{{ value }}`` prints: a marked message (a record type's or field's label from
+    ``server.crm.registry``, a service's message) in the reader's language."""
+    return localize(value) if isinstance(value, Message) else value
+
+
 def localize_fields(fields: dict | None) -> dict:
     """A form's problems ({field: sentence}) in the reader's language (``localize``)."""
     return {key: localize(text) if isinstance(text, str) else text
@@ -143,6 +177,7 @@ def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compiled)
     Babel(app, locale_selector=_select_locale, timezone_selector=_select_timezone)
     app.register_blueprint(bp)
+    app.jinja_env.finalize = _finalize
 
     @app.context_processor
     def _language():

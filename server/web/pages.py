@@ -20,7 +20,7 @@ from server.crm.services import details, lists, records, search, tracking
 from server.crm.services.timeline import ROLL_UP
 from server.db import db
 from server.errors import Invalid
-from server.i18n import message_of
+from server.i18n import N_, message_of
 from server.security import authz, directory
 from server.security.models import Team, User
 from server.security.privileges import Depth
@@ -33,9 +33,9 @@ from server.web.params import as_id, int_arg
 
 bp = Blueprint("pages", __name__)
 
-ACTIVITY_TYPES = {"email": "Email", "appointment": "Appointment", "task": "Task",
-                  "phone_call": "Phone call"}
-NEW_ACTIVITY_KINDS = {"task": "Task", "phone_call": "Phone call", "email": "Email draft"}
+ACTIVITY_TYPES = {"email": N_("Email"), "appointment": N_("Appointment"), "task": N_("Task"),
+                  "phone_call": N_("Phone call")}
+NEW_ACTIVITY_KINDS = {"task": N_("Task"), "phone_call": N_("Phone call"), "email": N_("Email draft")}
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def record_new(type_name: str):
             db.session.rollback()
             fields = form_fields(p, rt, None, request.form, exc.fields)
             return _render_form(p, rt, None, fields, 400, localize(exc.message))
-        return _commit_and_go(gettext("%(kind)s created.", kind=rt.label),
+        return _commit_and_go(gettext("%(kind)s created.", kind=localize(rt.label)),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     prefill = {k: v for k, v in request.args.items() if rt.field(k)}
     return _render_form(p, rt, None, form_fields(p, rt, None, prefill))
@@ -211,7 +211,7 @@ def record_edit(type_name: str, record_id: int):
             record = records.get(p, rt.name, record_id, "write")
             fields = form_fields(p, rt, record, request.form, exc.fields)
             return _render_form(p, rt, record, fields, 400, localize(exc.message))
-        return _commit_and_go(gettext("%(kind)s saved.", kind=rt.label),
+        return _commit_and_go(gettext("%(kind)s saved.", kind=localize(rt.label)),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     return _render_form(p, rt, record, form_fields(p, rt, record))
 
@@ -223,8 +223,8 @@ def record_state(type_name: str, record_id: int):
     record = records.get(p, rt.name, record_id)
     active = request.form.get("active") == "1"
     records.set_active(p, record, active)
-    return _commit_and_go(gettext("%(kind)s activated.", kind=rt.label) if active
-                          else gettext("%(kind)s deactivated.", kind=rt.label),
+    return _commit_and_go(gettext("%(kind)s activated.", kind=localize(rt.label)) if active
+                          else gettext("%(kind)s deactivated.", kind=localize(rt.label)),
                           url_for(".record_detail", type_name=rt.name, record_id=record.id))
 
 
@@ -234,9 +234,9 @@ def record_delete(type_name: str, record_id: int):
     p = current_principal()
     record = records.get(p, rt.name, record_id, "delete")
     if request.method == "POST":
-        title = records.title(p, record) or rt.label
+        title = records.title(p, record) or localize(rt.label)
         records.delete(p, record)
-        return _commit_and_go(gettext("%(kind)s “%(title)s” deleted.", kind=rt.label, title=title),
+        return _commit_and_go(gettext("%(kind)s “%(title)s” deleted.", kind=localize(rt.label), title=title),
                               url_for(".record_list", type_name=rt.name))
     return render_template("records/delete.html", rt=rt, record=record)
 
@@ -250,7 +250,7 @@ def record_assign(type_name: str, record_id: int):
         owner = _principal_choice(request.form.get("owner"), p)
         records.assign(p, record, owner)
         name = getattr(owner, "full_name", None) or owner.name
-        return _commit_and_go(gettext("%(kind)s assigned to %(name)s.", kind=rt.label, name=name),
+        return _commit_and_go(gettext("%(kind)s assigned to %(name)s.", kind=localize(rt.label), name=name),
                               url_for(".record_detail", type_name=rt.name, record_id=record.id))
     users, teams = _principals(p)
     return render_template("records/assign.html", rt=rt, record=record, users=users, teams=teams)
@@ -301,7 +301,7 @@ def activity_new(type_name: str, record_id: int, kind: str):
             db.session.rollback()
             errors = localize_fields(exc.fields or {"subject": exc.message})
         else:
-            return _commit_and_go(gettext("%(kind)s saved.", kind=NEW_ACTIVITY_KINDS[kind]),
+            return _commit_and_go(gettext("%(kind)s saved.", kind=localize(NEW_ACTIVITY_KINDS[kind])),
                                   url_for(".activity_detail", activity_id=activity.id))
     # Defaults from fields the user may read only (field security).
     defaults = {"phone_number": (records.field_value(p, record, "phone") if rt.field("phone")

@@ -19,6 +19,7 @@ from server.crm.activities import Attachment
 from server.crm.services.records import SHARE_RIGHTS, visible_fields
 from server.crm.registry import RECORD_TYPES, Field, RecordType, type_of
 from server.db import db
+from server.i18n import N_
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import RecordShare, Team, User
@@ -30,30 +31,30 @@ ACTIVITY_STATES = ("open", "completed", "canceled")
 ACTIVITY_PRIORITIES = ("low", "normal", "high")
 
 COMMON_ACTIVITY_FIELDS: tuple[Field, ...] = (
-    Field("subject", "Subject", max_length=400),
-    Field("description", "Description", "text"),
-    Field("state", "State", "choice", choices=ACTIVITY_STATES),
-    Field("priority", "Priority", "choice", choices=ACTIVITY_PRIORITIES),
-    Field("scheduled_start", "Start", "datetime"),
-    Field("scheduled_end", "Due", "datetime"),
-    Field("actual_end", "Ended", "datetime"),
+    Field("subject", N_("Subject"), max_length=400),
+    Field("description", N_("Description"), "text"),
+    Field("state", N_("State"), "choice", choices=ACTIVITY_STATES),
+    Field("priority", N_("Priority"), "choice", choices=ACTIVITY_PRIORITIES),
+    Field("scheduled_start", N_("Start"), "datetime"),
+    Field("scheduled_end", N_("Due"), "datetime"),
+    Field("actual_end", N_("Ended"), "datetime"),
 )
 # Fields per activity type that callers may set.
 ACTIVITY_TYPE_FIELDS: dict[str, tuple[Field, ...]] = {
-    "email": (Field("direction", "Direction", "choice", choices=("incoming", "outgoing")),
-              Field("html_body", "HTML body", "text"),
-              Field("text_body", "Text body", "text"),
-              Field("message_id", "Message-ID", max_length=998),
-              Field("in_reply_to", "In-Reply-To", max_length=998),
-              Field("sent_on", "Sent", "datetime"),
-              Field("received_on", "Received", "datetime")),
-    "appointment": (Field("location", "Location", max_length=200),
-                    Field("is_all_day", "All day", "bool"),
-                    Field("online_meeting_url", "Online meeting", "url", max_length=1000)),
-    "task": (Field("percent_complete", "% complete", "int"),
-             Field("category", "Category", max_length=80)),
-    "phone_call": (Field("phone_number", "Phone number", "phone", max_length=50),
-                   Field("direction", "Direction", "choice", choices=("incoming", "outgoing"))),
+    "email": (Field("direction", N_("Direction"), "choice", choices=("incoming", "outgoing")),
+              Field("html_body", N_("HTML body"), "text"),
+              Field("text_body", N_("Text body"), "text"),
+              Field("message_id", N_("Message-ID"), max_length=998),
+              Field("in_reply_to", N_("In-Reply-To"), max_length=998),
+              Field("sent_on", N_("Sent"), "datetime"),
+              Field("received_on", N_("Received"), "datetime")),
+    "appointment": (Field("location", N_("Location"), max_length=200),
+                    Field("is_all_day", N_("All day"), "bool"),
+                    Field("online_meeting_url", N_("Online meeting"), "url", max_length=1000)),
+    "task": (Field("percent_complete", N_("% complete"), "int"),
+             Field("category", N_("Category"), max_length=80)),
+    "phone_call": (Field("phone_number", N_("Phone number"), "phone", max_length=50),
+                   Field("direction", N_("Direction"), "choice", choices=("incoming", "outgoing"))),
 }
 # Fields the server sets, shown but never written by callers.
 ACTIVITY_READ_ONLY: dict[str, tuple[str, ...]] = {

@@ -111,6 +111,17 @@ def test_the_dialog_page_holds_no_token_and_is_not_cached(signin, world):
     assert csp(preview)["frame-ancestors"] == "'self'"
 
 
+def test_the_dialog_page_speaks_the_panes_language(signin, world):
+    """The pane opens the dialog with its language (Outlook's): the page is written in it,
+    whatever the browser asks for; a language the product does not speak changes nothing."""
+    from server.i18n import translate
+    c = signin(world.ann, PASSWORD)
+    html = c.get("/addin/signin?lang=cs-CZ", headers={"Accept-Language": "sv"}).get_data(as_text=True)
+    assert '<html lang="cs">' in html and translate("cs", "Signing you in to Regarding") in html
+    html = c.get("/addin/signin?lang=de-DE", headers={"Accept-Language": "sv"}).get_data(as_text=True)
+    assert '<html lang="sv">' in html and translate("sv", "Signing you in to Regarding") in html
+
+
 def test_the_dialog_issues_a_pane_token_to_its_own_script(app, signin, world):
     c = signin(world.ann, PASSWORD)
     app.config["WTF_CSRF_ENABLED"] = True

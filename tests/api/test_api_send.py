@@ -63,7 +63,7 @@ def test_a_draft_is_sent_and_its_mailbox_woken_at_once(api, seller_mailbox):
     assert [lease.mailbox_id for lease in scheduler.claim("probe", 10)] == [seller_mailbox.id]
     # Sending again: the engine owns it now.
     r = api.post(f"/api/v1/activities/{mail['id']}/send", json={})
-    assert r.status_code == 409 and "pending send" in error_of(r)["message"]
+    assert r.status_code == 409 and "waiting to be sent" in error_of(r)["message"]
     r = api.patch(f"/api/v1/activities/{mail['id']}", json={"status": "draft"})
     assert r.status_code == 400 and "status" in error_of(r)["fields"]
 

@@ -1,5 +1,5 @@
-"""Helpers for the page tests: records and activities made through the services, and a
-query counter for the N+1 checks."""
+"""Helpers for the page tests: records and activities made through the services, a query
+counter for the N+1 checks, and a Czech reader with a catalog of a test's own."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import write_po
 from sqlalchemy import event
+
+from server import i18n
 
 from server.crm.services import records
 from server.crm.activities import ActivityParty, Attachment, Email, Task
@@ -119,3 +123,26 @@ def live(app):
             yield url
     finally:
         app.config.update(WTF_CSRF_ENABLED=False)
+
+
+def use_catalog(folder, monkeypatch, language: str, strings: dict, plurals: dict | None = None):
+    """A catalog of a test's own ({English: translation}, plural {(singular, plural): forms})
+    in place of the shipped ones for ``server.i18n`` (what ``localize`` and
+    ``translate_stored`` read), written as gettext writes one."""
+    catalog = Catalog(locale=language)
+    for english, translated in {**strings, **(plurals or {})}.items():
+        catalog.add(english, translated)
+    messages = folder / "test_catalogs" / language / "LC_MESSAGES"
+    messages.mkdir(parents=True)
+    with (messages / "messages.po").open("wb") as out:
+        write_po(out, catalog)
+    monkeypatch.setattr(i18n, "CATALOGS", folder / "test_catalogs")
+
+
+@pytest.fixture
+def czech_admin(make_user):
+    """A System Administrator who reads Czech."""
+    user = make_user("ada@org.example", roles=["System Administrator"], name="Ada Admin")
+    user.language = "cs"
+    db.session.commit()
+    return user

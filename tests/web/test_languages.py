@@ -158,3 +158,24 @@ def test_a_lower_floors_message_keeps_its_values_whatever_the_language(app):
         with app.test_request_context("/"), force_locale(locale):
             assert localize(marked) == "At most 400 characters."
             assert localize_fields({"subject": marked}) == {"subject": "At most 400 characters."}
+
+
+@pytest.mark.parametrize("language", ["en", "cs"])
+def test_error_pages_say_our_own_words_in_the_readers_language(app, client, language):
+    """404 and 405 pages (and the API's JSON) carry our sentence per status, not Werkzeug's
+    English description; a description a view gave stays."""
+    from server.i18n import translate
+    headers = {"Accept-Language": language}
+    missing = client.get("/no/such/page", headers=headers)
+    page = missing.get_data(as_text=True).replace("&#39;", "'")
+    assert missing.status_code == 404
+    assert translate(language, "There is nothing at this address. Check the link, or start "
+                               "from the home page.") in page
+    assert "The requested URL was not found" not in page
+    wrong = client.delete("/signin", headers=headers)
+    assert wrong.status_code == 405 and "Allow" in wrong.headers
+    assert translate(language, "This address does not accept that kind of request.") \
+        in wrong.get_data(as_text=True)
+    api = client.get("/api/v1/no-such-thing", headers=headers)
+    assert api.status_code == 404 and api.json["error"]["message"] == translate(
+        language, "There is nothing at this address. Check the link, or start from the home page.")

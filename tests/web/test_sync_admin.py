@@ -633,7 +633,7 @@ def test_item_sync_settings_page(app, admin, bob, signin):
     from server.sync.models import FieldDirection, SyncFilter
     c = signin(admin)
     page = html(c.get("/admin/sync/items"))
-    assert "Field sync directions" in page and '"My appointments" in force (default)' in page
+    assert "Field sync directions" in page and '"My appointments" in force (the built-in filter)' in page
     assert c.post("/admin/sync/items", data={
         "what": "directions", "appointment.location": "to_crm",
         "contact.job_title": "none", "task.subject": "both"}).status_code == 302

@@ -12,16 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from babel.messages.catalog import Catalog
-from babel.messages.pofile import write_po
 
-from server import i18n
 from server.crm.models import Organization
 from server.db import db, utcnow
 from server.i18n import format_moment, plural_of, translate, translate_stored
 from server.sync.admin import alert_mail
 from server.sync.models import Alert, EmailServerProfile, Mailbox, MessageDecision
 from server.security.bootstrap import create_user, root_unit
+from tests.web.conftest import use_catalog
 
 # A reason as the rule chain stored it (before and after its sentences were marked: the
 # English is the same): three catalog strings nested, then a second sentence.
@@ -58,16 +56,7 @@ READ_BACK = ("Tento e-mail je od ann@customer.example, potenciálního zákazní
 @pytest.fixture
 def cs_catalog(tmp_path, monkeypatch):
     """A Czech catalog of this test's own in place of the shipped ones."""
-    catalog = Catalog(locale="cs")
-    for english, czech in CS.items():
-        catalog.add(english, czech)
-    for english, forms in CS_PLURALS.items():
-        catalog.add(english, forms)
-    folder = tmp_path / "test_catalogs" / "cs" / "LC_MESSAGES"
-    folder.mkdir(parents=True)
-    with (folder / "messages.po").open("wb") as out:
-        write_po(out, catalog)
-    monkeypatch.setattr(i18n, "CATALOGS", tmp_path / "test_catalogs")
+    use_catalog(tmp_path, monkeypatch, "cs", CS, CS_PLURALS)
 
 
 def test_a_stored_reason_is_read_back_in_the_readers_language(cs_catalog):
@@ -126,14 +115,6 @@ def test_the_digest_language_is_the_users_else_the_organizations(app, make_user)
     db.session.commit()
     assert alert_mail.reader_of(ann) == ("cs", "Europe/Prague")
     assert alert_mail.reader_of(bob) == ("hu", "Europe/Budapest")
-
-
-@pytest.fixture
-def czech_admin(make_user):
-    user = make_user("ada@org.example", roles=["System Administrator"], name="Ada Admin")
-    user.language = "cs"
-    db.session.commit()
-    return user
 
 
 @pytest.fixture

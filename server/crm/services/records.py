@@ -29,10 +29,10 @@ def _clean_value(f, raw: Any, p: Principal | None) -> Any:
     target = RECORD_TYPES[f.ref].model
     record = db.session.get(target, value)
     if record is None or (p is not None and not authz.can(p, "read", record)):
-        raise ValueError(N_("No such %(kind)s.", kind=RECORD_TYPES[f.ref].label.lower()))
+        raise ValueError(N_("No such %(kind)s.", kind=RECORD_TYPES[f.ref].noun))
     if p is not None and not authz.can(p, "append_to", record):
         raise ValueError(N_("You may not link records to this %(kind)s.",
-                            kind=RECORD_TYPES[f.ref].label.lower()))
+                            kind=RECORD_TYPES[f.ref].noun))
     return value
 
 
@@ -78,7 +78,7 @@ def _require_append(p: Principal, rt: RecordType, record, links: list[str]) -> N
     """Linking a record to another needs append on it (and append-to on the other, which
     ``validate`` checks), as in Dynamics."""
     if links and not authz.can(p, "append", record):
-        raise Forbidden(N_("You may not link this %(kind)s to other records.", kind=rt.label.lower()))
+        raise Forbidden(N_("You may not link this %(kind)s to other records.", kind=rt.noun))
 
 
 def _derive(rt: RecordType, record) -> None:
@@ -118,9 +118,9 @@ def create(p: Principal, rt: RecordType, data: dict[str, Any], owner=None):
     if not authz.can_create(p, rt.model, owner.business_unit_id,
                             owner.id if isinstance(owner, User) else None,
                             owner_team_id=owner.id if isinstance(owner, Team) else None):
-        raise Forbidden(N_("You may not create %(records)s for this owner.", records=rt.plural.lower())
+        raise Forbidden(N_("You may not create %(records)s for this owner.", records=rt.nouns)
                         if owner is not p.user
-                        else N_("You may not create %(records)s.", records=rt.plural.lower()))
+                        else N_("You may not create %(records)s.", records=rt.nouns))
     record = rt.model(**clean)
     _set_owner(record, owner)
     _require_append(p, rt, record, [n for n, v in clean.items()

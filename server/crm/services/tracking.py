@@ -73,7 +73,7 @@ def check_regarding(p: Principal, regarding: tuple[str, int] | None, record=None
         record = authz.get(p, model, int(record_id))
     if not authz.can(p, "append_to", record):
         raise Forbidden(N_("You may not link activities to this %(kind)s.",
-                           kind=RECORD_TYPES[kind].label.lower()))
+                           kind=RECORD_TYPES[kind].noun))
     return kind, record.id
 
 

@@ -11,14 +11,19 @@ from sqlalchemy import and_, exists, false, or_, select, true
 
 from server.crm.activities import ActivityParty
 from server.db import db
+from server.i18n import N_
 from server.security import authz
 from server.sync.acts.records import MODELS
 from server.sync.items.fields import FIELDS
 from server.sync.models import FILTER_OWNERS, SyncFilter
 
 OPERATORS = ("eq", "ne", "contains", "empty", "not_empty")
-DEFAULT_NAMES = {"appointment": "My appointments", "contact": "Contacts I own",
-                 "task": "My tasks"}
+DEFAULT_NAMES = {"appointment": N_("My appointments"), "contact": N_("Contacts I own"),
+                 "task": N_("My tasks")}
+# A condition naming a field the kind does not have, a whole sentence per kind.
+NOT_A_FIELD = {"appointment": N_('"%(name)s" is not a field of an appointment.'),
+               "contact": N_('"%(name)s" is not a field of a contact.'),
+               "task": N_('"%(name)s" is not a field of a task.')}
 # Fields a condition may name besides the synced ones (the record's own columns).
 EXTRA_FIELDS = {"appointment": ("priority",), "task": ("category",),
                 "contact": ("is_active",)}
@@ -41,16 +46,19 @@ def check(kind: str, owner: str, conditions: list) -> list[str]:
     """What is wrong with a filter, in words (empty: nothing)."""
     problems = []
     if owner not in FILTER_OWNERS:
-        problems.append(f"The owner must be one of {', '.join(FILTER_OWNERS)}.")
+        problems.append(N_("The owner must be one of %(choices)s.",
+                           choices=", ".join(FILTER_OWNERS)))
     for condition in conditions:
         if not isinstance(condition, (list, tuple)) or len(condition) != 3:
-            problems.append("A condition is a field, an operator and a value.")
+            problems.append(N_("A condition is a field, an operator and a value."))
             continue
         name, operator, _ = condition
         if name not in fields_for(kind):
-            problems.append(f'"{name}" is not a field of a {kind}.')
+            problems.append(NOT_A_FIELD[kind] % {"name": name} if kind in NOT_A_FIELD else
+                            N_('"%(name)s" is not a field.', name=name))
         if operator not in OPERATORS:
-            problems.append(f'"{operator}" is not one of {", ".join(OPERATORS)}.')
+            problems.append(N_('"%(operator)s" is not one of %(choices)s.', operator=operator,
+                               choices=", ".join(OPERATORS)))
     return problems
 
 

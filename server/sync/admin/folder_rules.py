@@ -106,18 +106,19 @@ def add_rule(p: Principal, mailbox: Mailbox, data: dict) -> FolderRule:
     key = (data.get("folder_key") or "").strip()
     folder = next((f for f in mailbox_folders(p, mailbox) if f.key == key), None)
     if folder is None:
-        errors["folder_key"] = "Choose a folder under the Inbox."
+        errors["folder_key"] = N_("Choose a folder under the Inbox.")
     count = db.session.scalar(select(func.count()).select_from(FolderRule).where(
         FolderRule.user_id == mailbox.user_id))
     if count >= FolderRule.MAX_PER_USER:
-        raise Invalid(f"A user can track at most {FolderRule.MAX_PER_USER} folders: remove one "
-                      "first.")
+        raise Invalid(N_("A user can track at most %(count)s folders: remove one first.",
+                         count=FolderRule.MAX_PER_USER))
     if folder is not None and db.session.scalar(select(FolderRule.id).where(
             FolderRule.mailbox_id == mailbox.id, FolderRule.folder_key == key)):
-        errors["folder_key"] = f'"{folder.name}" is tracked already.'
+        errors["folder_key"] = N_("The folder “%(folder)s” is tracked already.",
+                                   folder=folder.name)
     regarding = None
     kind = (data.get("regarding_type") or "").strip()
-    record_id = forms.integer(data, "regarding_id", "Record", errors, low=1, high=2**31 - 1)
+    record_id = forms.integer(data, "regarding_id", N_("Record"), errors, low=1, high=2**31 - 1)
     query = (data.get("regarding_query") or "").strip()
     if kind and (record_id or query):
         if record_id:
@@ -128,8 +129,9 @@ def add_rule(p: Principal, mailbox: Mailbox, data: dict) -> FolderRule:
             if len(found) == 1:
                 regarding = found[0]
             else:
-                errors["regarding_query"] = ("No record you can link to matches." if not found
-                                             else f"{len(found)} records match: choose one.")
+                errors["regarding_query"] = (N_("No record you can link to matches.") if not found
+                                             else N_("%(count)s records match: choose one.",
+                                                     count=len(found)))
         if regarding is not None:
             authz.require(p, "append_to", regarding)
     forms.check(errors)
@@ -213,6 +215,6 @@ def delete_rule(p: Principal, rule_id: int) -> FolderRule:
 def set_rule_enabled(p: Principal, rule_id: int, enabled: bool) -> FolderRule:
     rule = _rule(p, rule_id)
     rule.enabled = enabled
-    rule.disabled_reason = None if enabled else "Turned off by its owner."
+    rule.disabled_reason = None if enabled else N_("Turned off by its owner.")
     db.session.flush()
     return rule

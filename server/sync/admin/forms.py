@@ -38,7 +38,7 @@ def choice(data: dict, name: str, label: str, choices, errors: dict, *,
     if value is None and blank:
         return None
     if value not in choices:
-        errors[name] = N_("Choose a %(label)s.") % {"label": label.lower()}
+        errors[name] = N_("%(label)s: choose one of the listed values.") % {"label": label}
         return None
     return value
 

@@ -49,16 +49,16 @@ def _rules_class(mailbox: Mailbox) -> type[ForwardRules]:
     if mailbox.user_id is None or mailbox.is_forward_mailbox:
         raise Invalid(N_("Forwarding rules are for users' mailboxes."))
     if mailbox.incoming_method != "forward_mailbox":
-        raise Invalid("Set the mailbox's incoming email to the forward mailbox first: the rule "
-                      "forwards to it.")
+        raise Invalid(N_("Set the mailbox's incoming email to the forward mailbox first: the "
+                         "rule forwards to it."))
     profile = mailbox.server_profile
     if profile is None:
-        raise Invalid("The mailbox has no email server profile: the rule goes on the server it "
-                      "names.")
+        raise Invalid(N_("The mailbox has no email server profile: the rule goes on the server "
+                         "it names."))
     cls = connectors.forward_rules(profile.incoming_protocol)
     if cls is None:
-        raise Invalid(f"The CRM cannot put rules on {profile.incoming_protocol} servers: set up "
-                      "forwarding in the mail server or client.")
+        raise Invalid(N_("The CRM cannot put rules on %(protocol)s servers: set up forwarding "
+                         "in the mail server or client.", protocol=profile.incoming_protocol))
     return cls
 
 
@@ -90,12 +90,14 @@ def deploy_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
             rules.deploy(target.email_address)
             found = rules.forwards_to()
     except ConnectorError as exc:
-        return _record(mailbox, "failed", f"The rule could not be deployed: {exc.message}")
+        return _record(mailbox, "failed", N_("The rule could not be deployed: %(problem)s",
+                                                  problem=exc.message))
     if (found or "").lower() != target.email_address.lower():
-        return _record(mailbox, "failed", "The server took the rule but does not show it "
-                                          "afterwards: check its Sieve settings.")
-    return _record(mailbox, "deployed", f"Every email {mailbox.email_address} receives is also "
-                                        f"sent to the forward mailbox {target.email_address}.")
+        return _record(mailbox, "failed", N_("The server took the rule but does not show it "
+                                             "afterwards: check its Sieve settings."))
+    return _record(mailbox, "deployed", N_(
+        "Every email %(address)s receives is also sent to the forward mailbox %(forward)s.",
+        address=mailbox.email_address, forward=target.email_address))
 
 
 def remove_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
@@ -110,9 +112,10 @@ def remove_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
         with _open(mailbox, cls) as rules:
             removed = rules.remove()
     except ConnectorError as exc:
-        return _record(mailbox, "failed", f"The rule could not be removed: {exc.message}")
-    return _record(mailbox, "removed", "The forwarding rule was removed." if removed else
-                   "There was no forwarding rule of the CRM on the server.")
+        return _record(mailbox, "failed", N_("The rule could not be removed: %(problem)s",
+                                                  problem=exc.message))
+    return _record(mailbox, "removed", N_("The forwarding rule was removed.") if removed else
+                   N_("There was no forwarding rule of the CRM on the server."))
 
 
 def check_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
@@ -123,8 +126,10 @@ def check_rule(p: Principal, mailbox: Mailbox) -> RuleResult:
         with _open(mailbox, cls) as rules:
             found = rules.forwards_to()
     except ConnectorError as exc:
-        return _record(mailbox, "failed", f"The rule could not be read: {exc.message}")
+        return _record(mailbox, "failed", N_("The rule could not be read: %(problem)s",
+                                                  problem=exc.message))
     if found is None:
-        return _record(mailbox, "removed", "There is no forwarding rule of the CRM on the "
-                                           "server.")
-    return _record(mailbox, "deployed", f"The server forwards a copy of each email to {found}.")
+        return _record(mailbox, "removed", N_("There is no forwarding rule of the CRM on the "
+                                              "server."))
+    return _record(mailbox, "deployed", N_("The server forwards a copy of each email to "
+                                           "%(address)s.", address=found))

@@ -107,7 +107,7 @@ def save_filter(p: Principal, data: dict) -> SyncFilter | None:
     conditions = parse_conditions(data.get("conditions", ""))
     problems = filters.check(kind, owner, conditions)
     if owner not in FILTER_OWNERS:
-        problems.append("Choose whose records.")
+        problems.append(N_("Choose whose records."))
     if problems:
         raise Invalid(" ".join(problems), {f"{scope}-{kind}": " ".join(problems)})
     if row is None:

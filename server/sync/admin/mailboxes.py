@@ -122,7 +122,7 @@ def my_mailbox(p: Principal) -> Mailbox | None:
 
 def _profile_for(p: Principal, data: dict, errors: dict,
                  field: str = "server_profile_id") -> EmailServerProfile | None:
-    profile_id = forms.integer(data, field, "Email server profile", errors, low=1,
+    profile_id = forms.integer(data, field, N_("Email server profile"), errors, low=1,
                       high=2**31 - 1)
     if profile_id is None:
         return None
@@ -155,7 +155,7 @@ def _acts_profile_for(p: Principal, data: dict, errors: dict, mail: EmailServerP
 
 
 def _address(data: dict, errors: dict, mailbox: Mailbox | None) -> str | None:
-    raw = forms.text(data, "email_address", "Email address", errors, max_length=320, required=True)
+    raw = forms.text(data, "email_address", N_("Email address"), errors, max_length=320, required=True)
     address = normalize_address(raw) if raw else None
     if raw and not address:
         errors["email_address"] = "Enter an email address."
@@ -170,11 +170,11 @@ def _address(data: dict, errors: dict, mailbox: Mailbox | None) -> str | None:
 
 def _methods(data: dict, errors: dict) -> dict:
     return {
-        "incoming_method": forms.choice(data, "incoming_method", "Incoming email", INCOMING_METHODS,
+        "incoming_method": forms.choice(data, "incoming_method", N_("Incoming email"), INCOMING_METHODS,
                                    errors, default="server_side_sync"),
-        "outgoing_method": forms.choice(data, "outgoing_method", "Outgoing email", OUTGOING_METHODS,
+        "outgoing_method": forms.choice(data, "outgoing_method", N_("Outgoing email"), OUTGOING_METHODS,
                                    errors, default="server_side_sync"),
-        "acts_method": forms.choice(data, "acts_method", "Appointments, contacts and tasks",
+        "acts_method": forms.choice(data, "acts_method", N_("Appointments, contacts and tasks"),
                                ACTS_METHODS, errors, default="none"),
     }
 
@@ -204,9 +204,9 @@ def create_mailbox(p: Principal, data: dict) -> Mailbox:
     profile = _profile_for(p, data, errors)
     methods = _methods(data, errors)
     acts_profile = _acts_profile_for(p, data, errors, profile, methods["acts_method"])
-    owner_kind = forms.choice(data, "owner_kind", "Owner", ("user", "queue", "forward"), errors,
+    owner_kind = forms.choice(data, "owner_kind", N_("Owner"), ("user", "queue", "forward"), errors,
                               default="user")
-    process_after = forms.day(data, "process_emails_after", "Process email received after",
+    process_after = forms.day(data, "process_emails_after", N_("Process email received after"),
                               errors)
     if owner_kind == "forward":
         return _create_forward(p, data, errors, address, profile, process_after)
@@ -267,15 +267,15 @@ def update_mailbox(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     before = (mailbox.server_profile_id, mailbox.incoming_method, mailbox.outgoing_method,
               mailbox.username, mailbox.acts_profile_id, mailbox.acts_method)
     if admin:
-        name = forms.text(data, "name", "Name", errors, max_length=200, required=True)
+        name = forms.text(data, "name", N_("Name"), errors, max_length=200, required=True)
         address = _address(data, errors, mailbox)
         profile = _profile_for(p, data, errors)
         methods = _methods(data, errors)
-        process_after = forms.day(data, "process_emails_after", "Process email received after",
+        process_after = forms.day(data, "process_emails_after", N_("Process email received after"),
                                   errors)
         acts_profile = _acts_profile_for(p, data, errors, profile, methods["acts_method"])
-    username = forms.text(data, "username", "User name", errors, max_length=320)
-    sent_folder = forms.text(data, "sent_folder", "Sent folder", errors, max_length=500)
+    username = forms.text(data, "username", N_("User name"), errors, max_length=320)
+    sent_folder = forms.text(data, "sent_folder", N_("Sent folder"), errors, max_length=500)
     forms.check(errors)
     if admin:
         mailbox.name = name
@@ -307,7 +307,7 @@ def update_tracking(p: Principal, mailbox: Mailbox, data: dict) -> Mailbox:
     """The personal options: which email is tracked, and contacts made for unknown senders."""
     authz.require(p, "write", mailbox)
     errors: dict[str, str] = {}
-    option = forms.choice(data, "tracking_option", "Tracking option", TRACKING_OPTIONS, errors)
+    option = forms.choice(data, "tracking_option", N_("Tracking option"), TRACKING_OPTIONS, errors)
     forms.check(errors)
     mailbox.tracking_option = option
     mailbox.auto_create_contacts = forms.flag(data, "auto_create_contacts")

@@ -52,17 +52,18 @@ def _own(p: Principal) -> Mailbox | None:
 def _why_not(p: Principal, mailbox: Mailbox | None) -> str | None:
     """Why this user cannot connect this mailbox from the add-in, or None."""
     if mailbox is None:
-        return ("The CRM has no mailbox for you yet: ask an administrator to add yours "
-                "(Email tracking → Mailboxes).")
+        return N_("The CRM has no mailbox for you yet: ask an administrator to add yours "
+                  "(Email tracking → Mailboxes).")
     if normalize_address(mailbox.email_address) != normalize_address(p.user.email or ""):
-        return (f"Your CRM mailbox is {mailbox.email_address}, not your own address "
-                f"{p.user.email}: only your own mailbox can be connected from Outlook.")
+        return N_("Your CRM mailbox is %(mailbox)s, not your own address %(address)s: only "
+                  "your own mailbox can be connected from Outlook.",
+                  mailbox=mailbox.email_address, address=p.user.email)
     if not authz.can(p, "write", mailbox):
-        return "You may not change your mailbox's settings: ask an administrator."
+        return N_("You may not change your mailbox's settings: ask an administrator.")
     profile = mailbox.server_profile
     if profile is None or profile.incoming_protocol != SELF_CONNECT_PROTOCOL:
-        return ("Your mailbox is not read through Exchange Online (Microsoft Graph): an "
-                "administrator connects it.")
+        return N_("Your mailbox is not read through Exchange Online (Microsoft Graph): an "
+                  "administrator connects it.")
     return None
 
 
@@ -73,7 +74,7 @@ def state(p: Principal, *, sso: bool) -> dict:
     mailbox = _own(p)
     why = _why_not(p, mailbox)
     if why is None and not sso:
-        why = "Connecting your mailbox needs Office sign-in (single sign-on) in Outlook."
+        why = N_("Connecting your mailbox needs Office sign-in (single sign-on) in Outlook.")
     out: dict = {"can_connect": why is None, "why_not": why, "mailbox": None}
     if mailbox is None:
         return out
@@ -113,8 +114,8 @@ def connect(p: Principal, user_assertion: str | None) -> Mailbox:
     if why is not None:
         raise Forbidden(why)
     if not user_assertion:
-        raise Invalid("Connecting your mailbox needs Office sign-in (single sign-on) in "
-                      "Outlook; the sign-in dialog's token cannot grant Microsoft access.")
+        raise Invalid(N_("Connecting your mailbox needs Office sign-in (single sign-on) in "
+                         "Outlook; the sign-in dialog's token cannot grant Microsoft access."))
     authz.require(p, "write", mailbox)
     try:
         oauth.exchange_on_behalf_of(mailbox, user_assertion)
@@ -148,7 +149,7 @@ def disconnect(p: Principal) -> Mailbox:
     mailbox.oauth_refresh_token = None
     mailbox.enabled = False
     mailbox.next_sync_on = None
-    mailbox.disabled_reason = "Disconnected from Outlook by its user."
+    mailbox.disabled_reason = N_("Disconnected from Outlook by its user.")
     mailbox.incoming_status = mailbox.outgoing_status = "not_run"
     db.session.flush()
     return mailbox

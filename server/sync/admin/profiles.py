@@ -58,38 +58,38 @@ def get_profile(p: Principal, profile_id: int, privilege: str = "read") -> Email
 def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None) -> dict:
     errors: dict[str, str] = {}
     v: dict[str, Any] = {
-        "name": forms.text(data, "name", "Name", errors, max_length=160, required=True),
-        "incoming_protocol": forms.choice(data, "incoming_protocol", "Incoming protocol",
+        "name": forms.text(data, "name", N_("Name"), errors, max_length=160, required=True),
+        "incoming_protocol": forms.choice(data, "incoming_protocol", N_("Incoming protocol"),
                                      INCOMING_PROTOCOLS + ACTS_PROTOCOLS, errors),
-        "outgoing_protocol": forms.choice(data, "outgoing_protocol", "Outgoing protocol",
+        "outgoing_protocol": forms.choice(data, "outgoing_protocol", N_("Outgoing protocol"),
                                      OUTGOING_PROTOCOLS, errors, blank=True),
-        "incoming_host": forms.text(data, "incoming_host", "Incoming server", errors,
+        "incoming_host": forms.text(data, "incoming_host", N_("Incoming server"), errors,
                                     max_length=255),
-        "incoming_port": forms.integer(data, "incoming_port", "Incoming port", errors, low=1,
+        "incoming_port": forms.integer(data, "incoming_port", N_("Incoming port"), errors, low=1,
                                        high=65535),
-        "incoming_security": forms.choice(data, "incoming_security", "Incoming security", SECURITY,
+        "incoming_security": forms.choice(data, "incoming_security", N_("Incoming security"), SECURITY,
                                      errors, default="tls"),
-        "outgoing_host": forms.text(data, "outgoing_host", "Outgoing server", errors,
+        "outgoing_host": forms.text(data, "outgoing_host", N_("Outgoing server"), errors,
                                     max_length=255),
-        "outgoing_port": forms.integer(data, "outgoing_port", "Outgoing port", errors, low=1,
+        "outgoing_port": forms.integer(data, "outgoing_port", N_("Outgoing port"), errors, low=1,
                                        high=65535),
-        "outgoing_security": forms.choice(data, "outgoing_security", "Outgoing security", SECURITY,
+        "outgoing_security": forms.choice(data, "outgoing_security", N_("Outgoing security"), SECURITY,
                                      errors, default="starttls"),
-        "auth_method": forms.choice(data, "auth_method", "Authentication", AUTH_METHODS, errors,
+        "auth_method": forms.choice(data, "auth_method", N_("Authentication"), AUTH_METHODS, errors,
                                default="password"),
         "use_service_account": forms.flag(data, "use_service_account"),
-        "service_username": forms.text(data, "service_username", "Service account", errors,
+        "service_username": forms.text(data, "service_username", N_("Service account"), errors,
                                   max_length=320),
-        "oauth_tenant": forms.text(data, "oauth_tenant", "Tenant", errors, max_length=200),
-        "oauth_client_id": forms.text(data, "oauth_client_id", "Client ID", errors, max_length=200),
-        "maildir_root": forms.text(data, "maildir_root", "Maildir store", errors, max_length=500),
-        "process_emails_after": forms.day(data, "process_emails_after", "Process email received "
-                                      "after", errors),
-        "max_connections": forms.integer(data, "max_connections", "Maximum concurrent connections",
+        "oauth_tenant": forms.text(data, "oauth_tenant", N_("Tenant"), errors, max_length=200),
+        "oauth_client_id": forms.text(data, "oauth_client_id", N_("Client ID"), errors, max_length=200),
+        "maildir_root": forms.text(data, "maildir_root", N_("Maildir store"), errors, max_length=500),
+        "process_emails_after": forms.day(data, "process_emails_after",
+                                          N_("Process email received after"), errors),
+        "max_connections": forms.integer(data, "max_connections", N_("Maximum concurrent connections"),
                                 errors, low=1, high=1000, required=True),
         "attachment_max_bytes": None,
     }
-    size = forms.integer(data, "attachment_max_mb", "Maximum attachment size", errors, low=1,
+    size = forms.integer(data, "attachment_max_mb", N_("Maximum attachment size"), errors, low=1,
                          high=128)
     v["attachment_max_bytes"] = size * MB if size else None
     for name in PROFILE_SECRETS:
@@ -113,7 +113,7 @@ def _profile_values(p: Principal, data: dict, profile: EmailServerProfile | None
     if v["auth_method"] == "oauth2" and not (v["oauth_tenant"] and v["oauth_client_id"]):
         errors["oauth_client_id"] = "OAuth 2 needs the tenant and the client ID."
     errors = {**hosts.profile_errors(v), **errors}
-    unit_id = forms.integer(data, "owning_business_unit_id", "Business unit", errors, low=1,
+    unit_id = forms.integer(data, "owning_business_unit_id", N_("Business unit"), errors, low=1,
                    high=2**31 - 1)
     v["owning_business_unit_id"] = unit_id or (profile.owning_business_unit_id if profile
                                                else p.business_unit_id)

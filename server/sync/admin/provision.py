@@ -55,25 +55,25 @@ def defaults_form() -> dict:
 def update_defaults(p: Principal, data: dict) -> Organization:
     """Save the defaults (a form: a missing flag is off)."""
     if not can_provision(p):
-        raise Forbidden("Changing the mailbox defaults needs write on the organization and "
-                        "on mailboxes of the business unit.")
+        raise Forbidden(N_("Changing the mailbox defaults needs write on the organization and "
+                           "on mailboxes of the business unit."))
     org = _org()
     errors: dict[str, str] = {}
-    profile_id = forms.integer(data, "default_server_profile_id", "Email server profile",
+    profile_id = forms.integer(data, "default_server_profile_id", N_("Email server profile"),
                                errors, low=1, high=2**31 - 1)
     if profile_id is not None and db.session.scalar(select(EmailServerProfile.id).where(
             EmailServerProfile.id == profile_id,
             authz.scope(p, EmailServerProfile, "read"))) is None:
-        errors["default_server_profile_id"] = "Choose an email server profile you can see."
+        errors["default_server_profile_id"] = N_("Choose an email server profile you can see.")
     values = {
-        "default_incoming_method": forms.choice(data, "default_incoming_method", "Incoming email",
+        "default_incoming_method": forms.choice(data, "default_incoming_method", N_("Incoming email"),
                                                 INCOMING_METHODS, errors,
                                                 default="server_side_sync"),
-        "default_outgoing_method": forms.choice(data, "default_outgoing_method", "Outgoing email",
+        "default_outgoing_method": forms.choice(data, "default_outgoing_method", N_("Outgoing email"),
                                                 OUTGOING_METHODS, errors,
                                                 default="server_side_sync"),
         "default_acts_method": forms.choice(data, "default_acts_method",
-                                            "Appointments, contacts and tasks", ACTS_METHODS,
+                                            N_("Appointments, contacts and tasks"), ACTS_METHODS,
                                             errors, default="none"),
     }
     forms.check(errors)
@@ -89,9 +89,10 @@ def apply_defaults(p: Principal, mailbox: Mailbox) -> str:
     """Give ``mailbox`` the organization's default profile and methods; a mailbox whose way
     of connecting changed must be tested again. Returns what happened, in words."""
     if not can_administer(p, mailbox):
-        raise Forbidden(f"You cannot change the settings of {mailbox.email_address}.")
+        raise Forbidden(N_("You cannot change the settings of %(address)s.",
+                           address=mailbox.email_address))
     if mailbox.is_forward_mailbox:
-        return "A forward mailbox keeps its own settings."
+        return N_("A forward mailbox keeps its own settings.")
     org = _org()
     before = (mailbox.server_profile_id, mailbox.incoming_method, mailbox.outgoing_method,
               mailbox.acts_method)
@@ -103,10 +104,10 @@ def apply_defaults(p: Principal, mailbox: Mailbox) -> str:
     after = (mailbox.server_profile_id, mailbox.incoming_method, mailbox.outgoing_method,
              mailbox.acts_method)
     if before == after:
-        return "It already had the default settings."
-    untested(mailbox, "The default settings were applied: test and enable the mailbox again.")
+        return N_("It already had the default settings.")
+    untested(mailbox, N_("The default settings were applied: test and enable the mailbox again."))
     db.session.flush()
-    return "The default settings were applied; test and enable it again."
+    return N_("The default settings were applied; test and enable it again.")
 
 
 def new_mailbox(org: Organization, address: str, *, user: User | None = None,
@@ -151,5 +152,6 @@ def check_method(value: str, choices: tuple[str, ...], label: str) -> str:
     """One method named in an import line, or Invalid naming the choices."""
     value = (value or "").strip().lower()
     if value not in choices:
-        raise Invalid(f"{label} must be one of {', '.join(choices)}.")
+        raise Invalid(N_("%(label)s must be one of %(choices)s.", label=label,
+                         choices=", ".join(choices)))
     return value

@@ -45,26 +45,57 @@ class Readiness:
         return self.code is None
 
 
-def readiness(mailbox: Mailbox | None, whose: str = "You have") -> Readiness:
-    """Can this mailbox send the CRM's email through server-side sync?"""
+# Whose mailbox is missing, as a whole sentence each (languages agree the verb with it).
+NO_MAILBOX = {
+    "you": N_("You have no mailbox in the CRM, so email cannot be sent. An administrator sets "
+              "mailboxes up under Server-side sync."),
+    "user": N_("This user has no mailbox in the CRM, so email cannot be sent. An administrator "
+               "sets mailboxes up under Server-side sync."),
+    "queue": N_("This queue has no mailbox in the CRM, so email cannot be sent. An "
+                "administrator sets mailboxes up under Server-side sync."),
+    "sender": N_("The sender has no mailbox in the CRM, so email cannot be sent. An "
+                 "administrator sets mailboxes up under Server-side sync."),
+}
+# Why an email in a state other than draft or failed cannot be sent, per state.
+NOT_SENDABLE = {
+    "pending_send": N_("This email is waiting to be sent: only a draft, or a failed email (to "
+                       "retry), can be sent."),
+    "sending": N_("This email is being sent: only a draft, or a failed email (to retry), can "
+                  "be sent."),
+    "sent": N_("This email was sent already: only a draft, or a failed email (to retry), can "
+               "be sent."),
+    "received": N_("This email was received: only a draft, or a failed email (to retry), can "
+                   "be sent."),
+}
+
+
+def readiness(mailbox: Mailbox | None, whose: str = "you") -> Readiness:
+    """Can this mailbox send the CRM's email through server-side sync? ``whose`` says whose
+    mailbox it is, for the sentence when there is none: ``you``, ``user``, ``queue`` or
+    ``sender``."""
     if mailbox is None:
-        return Readiness(None, "no_mailbox", f"{whose} no mailbox in the CRM, so email cannot "
-                         "be sent. An administrator sets mailboxes up under Server-side sync.")
+        return Readiness(None, "no_mailbox", NO_MAILBOX[whose])
     address = mailbox.email_address
     profile = mailbox.server_profile
     if mailbox.outgoing_method != "server_side_sync" or profile is None \
             or not profile.outgoing_protocol:
-        return Readiness(mailbox, "outgoing_not_enabled", f"Outgoing email is not enabled for "
-                         f"the mailbox {address}: an administrator sets its outgoing method to "
-                         "server-side sync with a server profile that sends.")
+        return Readiness(mailbox, "outgoing_not_enabled", N_(
+            "Outgoing email is not enabled for the mailbox %(address)s: an administrator sets "
+            "its outgoing method to server-side sync with a server profile that sends.",
+            address=address))
     org = db.session.get(Organization, 1)
     if not mailbox.approved_for(org):
-        return Readiness(mailbox, "not_approved", f"The address {address} is not approved "
-                         "for email yet: an administrator approves it under Server-side sync.")
+        return Readiness(mailbox, "not_approved", N_(
+            "The address %(address)s is not approved for email yet: an administrator approves "
+            "it under Server-side sync.", address=address))
     if not mailbox.enabled:
-        reason = f" ({mailbox.disabled_reason})" if mailbox.disabled_reason else ""
-        return Readiness(mailbox, "not_enabled", f"The mailbox {address} is not enabled"
-                         f"{reason}: an administrator tests and enables it.")
+        if mailbox.disabled_reason:
+            return Readiness(mailbox, "not_enabled", N_(
+                "The mailbox %(address)s is not enabled (%(reason)s): an administrator tests "
+                "and enables it.", address=address, reason=mailbox.disabled_reason))
+        return Readiness(mailbox, "not_enabled", N_(
+            "The mailbox %(address)s is not enabled: an administrator tests and enables it.",
+            address=address))
     return Readiness(mailbox)
 
 
@@ -101,8 +132,9 @@ def check_send_as(p: Principal, email: Email) -> None:
         return
     as_other = sender.queue_id is not None or (sender.user_id not in (None, p.user_id))
     if as_other and not p.has("send_as_other_user"):
-        raise Forbidden("Sending as another user or a queue needs the 'Send email as another "
-                        "user' privilege.", {"parties": "You may not send from this address."})
+        raise Forbidden(N_("Sending as another user or a queue needs the “Send email as "
+                           "another user” privilege."),
+                        {"parties": N_("You may not send from this address.")})
 
 
 def send(p: Principal, email: Email) -> Email:
@@ -111,25 +143,26 @@ def send(p: Principal, email: Email) -> Email:
     if email.activity_type != "email" or email.direction != "outgoing":
         raise Conflict(N_("Only an outgoing email can be sent."))
     if email.status not in SENDABLE:
-        raise Conflict(f"This email is {email.status.replace('_', ' ')}: only a draft, or a "
-                       "failed email (to retry), can be sent.", {"status": email.status})
+        raise Conflict(NOT_SENDABLE.get(email.status) or N_(
+            "This email is %(status)s: only a draft, or a failed email (to retry), can be sent.",
+            status=email.status.replace("_", " ")), {"status": email.status})
     check_send_as(p, email)
     # A recipient named by its record alone (its address secured from the caller) gets the
     # record's address from the engine at sending time.
     if not any(x.role in ("to", "cc", "bcc") and (x.address or x.party_ref)
                for x in email.parties):
-        raise Unprocessable("The email has no recipient.",
-                            {"parties": "Add a To, Cc or Bcc recipient."})
+        raise Unprocessable(N_("The email has no recipient."),
+                            {"parties": N_("Add a To, Cc or Bcc recipient.")})
     org = db.session.get(Organization, 1)
     strangers = [x.address for x in email.parties
                  if x.role in ("to", "cc", "bcc") and x.party_ref is None]
     if strangers and not org.allow_unresolved_recipients:
-        raise Unprocessable("The organization sends email only to people in the CRM; not "
-                            "found: " + ", ".join(strangers) + ".",
-                            {"parties": "Every recipient must be a record."})
+        raise Unprocessable(N_("The organization sends email only to people in the CRM; not "
+                               "found: %(addresses)s.", addresses=", ".join(strangers)),
+                            {"parties": N_("Every recipient must be a record.")})
     ready = readiness(sending_mailbox(email),
-                      "You have" if (sender_of(email) is None or
-                                     sender_of(email).user_id == p.user_id) else "The sender has")
+                      "you" if (sender_of(email) is None or
+                                sender_of(email).user_id == p.user_id) else "sender")
     if not ready.ok:
         raise CannotSend(ready.problem, {"mailbox": ready.code})
     if email.status == "failed":

@@ -62,7 +62,7 @@ class AckWave:
                 CaseAcknowledgement.address.in_(addresses),
                 CaseAcknowledgement.created_on >= utcnow() - WINDOW)
             .group_by(CaseAcknowledgement.address)).all()) if addresses else {}
-        return cls(readiness(ctx.mailbox, "This queue has"), signature_of(queue_id=ctx.queue.id),
+        return cls(readiness(ctx.mailbox, "queue"), signature_of(queue_id=ctx.queue.id),
                    sent)
 
 

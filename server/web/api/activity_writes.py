@@ -57,10 +57,10 @@ def regarding_target(p: Principal, raw: Any, name: str = "regarding"):
     target = db.session.scalar(select(model).where(model.id == ident,
                                                    authz.scope(p, model, "read")))
     if target is None:
-        raise invalid({name: N_("No such %(kind)s.", kind=RECORD_TYPES[kind].label.lower())})
+        raise invalid({name: N_("No such %(kind)s.", kind=RECORD_TYPES[kind].noun)})
     if not authz.can(p, "append_to", target):
         raise Forbidden(N_("You may not link activities to this %(kind)s.",
-                           kind=RECORD_TYPES[kind].label.lower()),
+                           kind=RECORD_TYPES[kind].noun),
                         {name: N_("No append-to privilege on this record.")})
     return kind, target
 
@@ -169,8 +169,8 @@ def build_parties(p: Principal, kind: str, entries: Any) -> list[ActivityParty]:
     return parties
 
 
-_ADDRESS = Field("address", "Address", "email", max_length=320)
-_NAME = Field("name", "Name", max_length=200)
+_ADDRESS = Field("address", N_("Address"), "email", max_length=320)
+_NAME = Field("name", N_("Name"), max_length=200)
 
 
 # -- fields ------------------------------------------------------------------------------------

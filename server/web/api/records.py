@@ -30,6 +30,7 @@ from server.web.api.common import (ID, MAX_ID, check_timeline_cursor, decode_cur
                                    fits, invalid, json_body, load_principal, page_size,
                                    parse_bool_arg, parse_int, principal, query_args,
                                    reject_unknown)
+from server.web.languages import localize
 from server.web.serialize import (ACTIVITY_TYPES, activities_json, record_json, records_json,
                                   shares_json)
 
@@ -47,7 +48,7 @@ MAX_QUERY = 200
 
 def collection(rt: RecordType) -> str:
     """The URL name of a record type: its plural (``opportunities``)."""
-    return rt.plural.lower().replace(" ", "_")
+    return rt.plural.lower().replace(" ", "_")  # a data key: English
 
 
 # -- listing -----------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def _conflicts(rt: RecordType, data: dict[str, Any]):
             value = data.get(name)
             if isinstance(value, str) and db.session.scalar(
                     select(rt.model.id).where(getattr(rt.model, name) == value.strip())):
-                fields[name] = N_("This %(field)s is already used.", field=rt.field(name).label.lower())
+                fields[name] = N_("This %(field)s is already used.", field=localize(rt.field(name).label).lower())
         raise Conflict(N_("This conflicts with an existing record."), fields) from None
 
 
@@ -223,7 +224,7 @@ def _check_input(rt: RecordType, data: dict[str, Any], allow: set[str] = frozens
             value = int(value)
         if f.kind == "ref" and isinstance(value, int) and not isinstance(value, bool) \
                 and not -MAX_ID <= value <= MAX_ID:
-            errors[f.name] = N_("No such %(kind)s.", kind=RECORD_TYPES[f.ref].label.lower())
+            errors[f.name] = N_("No such %(kind)s.", kind=RECORD_TYPES[f.ref].noun)
     if errors:
         raise invalid(errors)
 
