@@ -74,6 +74,16 @@ CHOICE_LABELS = {
     "high": N_("High"), "normal": N_("Normal"), "low": N_("Low"),
     "everyone": N_("Everyone"), "known_senders": N_("Known senders"), "nobody": N_("Nobody"),
     "completed": N_("Completed"), "incoming": N_("Incoming"), "outgoing": N_("Outgoing"),
+    # Rights a record is shared with (``records.SHARE_RIGHTS``).
+    "read": N_("Read"), "write": N_("Write"), "append": N_("Append"),
+    "append_to": N_("Append to"), "delete": N_("Delete"), "assign": N_("Assign"),
+    "share": N_("Share"),
+    # Where a queue's case rule sends a case (``queues.ROUTINGS``).
+    "queue": N_("Leave in the queue"), "user": N_("Assign to a user"),
+    "round_robin": N_("Round robin"), "least_busy": N_("Least busy"),
+    # An attendee's response to a meeting (``items.calendar.RESPONSES``).
+    "needs-action": N_("No response yet"), "accepted": N_("Accepted"),
+    "declined": N_("Declined"), "tentative": N_("Tentative"), "delegated": N_("Delegated"),
 }
 
 

@@ -59,7 +59,7 @@ def _layout():
     if p.depth("user", "write") > Depth.NONE or p.depth("security_role", "write") > Depth.NONE:
         admin_url = url_for("admin.index")
     return {"nav_types": nav, "admin_url": admin_url, "activity_labels": ACTIVITY_TYPES,
-            "record_title": lambda record: records.title(p, record) or "(name hidden)"}
+            "record_title": lambda record: records.title(p, record) or gettext("(name hidden)")}
 
 
 @bp.app_template_filter("humanize")
@@ -67,12 +67,6 @@ def humanize(value) -> str:
     """``in_progress`` → ``In progress``."""
     text = str(value or "").replace("_", " ")
     return text[:1].upper() + text[1:]
-
-
-@bp.app_template_filter("plural")
-def plural(count, singular: str, many: str | None = None) -> str:
-    """``1 | plural("mailbox", "mailboxes")`` → ``1 mailbox``; ``2 | ...`` → ``2 mailboxes``."""
-    return f"{count} {singular if count == 1 else (many or singular + 's')}"
 
 
 @bp.app_template_filter("filesize")

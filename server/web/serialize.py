@@ -51,7 +51,7 @@ ACTIVITY_TYPE_FIELDS: dict[str, tuple[Field, ...]] = {
     "appointment": (Field("location", N_("Location"), max_length=200),
                     Field("is_all_day", N_("All day"), "bool"),
                     Field("online_meeting_url", N_("Online meeting"), "url", max_length=1000)),
-    "task": (Field("percent_complete", N_("% complete"), "int"),
+    "task": (Field("percent_complete", N_("Percent complete"), "int"),
              Field("category", N_("Category"), max_length=80)),
     "phone_call": (Field("phone_number", N_("Phone number"), "phone", max_length=50),
                    Field("direction", N_("Direction"), "choice", choices=("incoming", "outgoing"))),
