@@ -9,7 +9,9 @@ translate`` extracts, updates, checks and compiles them.
 """
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from collections.abc import Callable
 from datetime import date, datetime, timezone, tzinfo
 from functools import lru_cache
@@ -68,10 +70,15 @@ def compile_catalogs(target: Path) -> list[Path]:
         mo.parent.mkdir(parents=True, exist_ok=True)
         with po.open("rb") as source:
             catalog = read_po(source, locale=po.parts[-3])
-        partial = mo.with_suffix(".mo.partial")
-        with partial.open("wb") as out:
-            write_mo(out, catalog, use_fuzzy=False)
-        partial.replace(mo)  # atomic: workers starting together never read half a file
+        # A file of this process's own, then renamed: workers starting together each write
+        # theirs and never read half of another's (the last rename wins; all are the same).
+        partial = mo.with_name(f"{mo.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+        try:
+            with partial.open("wb") as out:
+                write_mo(out, catalog, use_fuzzy=False)
+            partial.replace(mo)
+        finally:
+            partial.unlink(missing_ok=True)
         written.append(mo)
     return written
 

@@ -271,9 +271,9 @@ def test_a_sync_where_the_server_refuses_top_reads_every_message_whole(pop3_box,
     seen: list[FetchedMessage] = []
     real_process = engine._process
 
-    def recording(ctx, info, messages):
+    def recording(ctx, info, messages, parsing=None):
         seen.extend(messages)
-        return real_process(ctx, info, messages)
+        return real_process(ctx, info, messages, parsing)
 
     monkeypatch.setattr(engine, "_process", recording)
     result = sync_mailbox(box.id)

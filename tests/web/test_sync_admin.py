@@ -371,7 +371,13 @@ def test_a_caldav_profile_beside_a_mail_profile(app, admin, eve, signin, profile
     fields = {"owner_kind": "user", "owner": "eve@org.example", "email_address": "eve@org.example",
               "server_profile_id": profile.id, "incoming_method": "server_side_sync",
               "outgoing_method": "server_side_sync", "acts_method": "server_side_sync"}
-    refused = c.post("/admin/sync/mailboxes/new", data=fields)
+    # An IMAP profile reads mail only (a Maildir one keeps items in folders beside the mail).
+    imap = EmailServerProfile(name="IMAP only", incoming_protocol="imap",
+                              incoming_host="mail.contoso.example", incoming_port=993,
+                              incoming_security="tls", owning_business_unit_id=root_unit().id)
+    db.session.add(imap)
+    db.session.commit()
+    refused = c.post("/admin/sync/mailboxes/new", data={**fields, "server_profile_id": imap.id})
     assert refused.status_code == 422
     assert "does not sync appointments, contacts and tasks" in html(refused)
     wrong_way = c.post("/admin/sync/mailboxes/new", data={**fields, "server_profile_id": dav.id})
