@@ -205,7 +205,10 @@ def test_a_worker_killed_50_times_during_a_2000_message_sync_loses_and_duplicate
     db.session.commit()
     env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
                      REGARDING_SYNC_LEASE_SECONDS=LEASE, REGARDING_SYNC_POLL_SECONDS=0.1,
-                     REGARDING_SYNC_BATCH_SIZE=25, REGARDING_SYNC_RUN_MESSAGES=400)
+                     REGARDING_SYNC_BATCH_SIZE=25, REGARDING_SYNC_RUN_MESSAGES=400,
+                     # In-process parsing: starting a parse pool takes longer than the kill
+                     # window on a loaded machine (a killed pool: tests/sync/test_parse_pool.py).
+                     REGARDING_SYNC_PARSE_PROCESSES="0")
     # A batch of 25 takes well under 0.1 s: kills within 0.4 s of the start land at every
     # stage of a run (claiming, fetching, writing, committing).
     progress = kill_repeatedly(env, 50, rng, 0.4, lambda: counts()[2])
