@@ -73,7 +73,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.fakes import graph_rules
 from tests.fakes.dropping import Drops
-from tests.fakes.graph_items import ITEM_APP_ROLES, FakeItems, item_role
+from tests.fakes.graph_items import ALL_EVENTS, ITEM_APP_ROLES, FakeItems, item_role
 from tests.fakes.graph_wire import _b64url, _error, _iso, _now, _unb64url
 from tests.servers.ports import LOOPBACK, make_self_signed_cert
 
@@ -87,9 +87,19 @@ EWS_APP_ROLES = ("full_access_as_app",)
 APP_ROLES = ("Mail.ReadWrite", "Mail.Send", "MailboxSettings.Read")
 WELL_KNOWN = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts",
               "deleteditems": "Deleted Items", "junkemail": "Junk Email"}
+# Subscriptions: Outlook messages, events and contacts live up to 10,080 minutes, To Do tasks
+# 4,230; the change types Graph knows.
 MAX_SUBSCRIPTION_MINUTES = 10080
+TODO_SUBSCRIPTION_MINUTES = 4230
+CHANGE_TYPES = ("created", "updated", "deleted")
 POLICY_DENIED = ("Access to OData is disabled: Blocked by tenant configured AppOnly "
                  "AccessPolicy settings.")
+
+
+def _unsupported():
+    """Graph's answer to a subscription on a resource it takes none on."""
+    return _error(400, "ExtensionError", "Operation: Create; Exception: [Status Code: "
+                  "BadRequest; Reason: The resource is not supported.]")
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -150,6 +160,7 @@ class Subscription:
     client_state: str | None
     expires: datetime
     resource: str
+    most: int = 10080  # the longest lifetime Graph gives this resource, in minutes
 
 
 @dataclass
@@ -1015,48 +1026,73 @@ class FakeGraph(FakeItems, Drops):
     # -- subscriptions ------------------------------------------------------------------
 
     def _subscribe(self, body: dict, token: Token):
+        """POST /subscriptions, on the resources Microsoft documents for change
+        notifications (``users/{id}`` or, delegated, ``me``, then: ``mailFolders/{id}/
+        messages``, ``events``, ``contacts``, ``contactFolders/{id}/contacts``,
+        ``todo/lists/{id}/tasks``) with the change types Graph knows."""
         self.stats["subscribe"] += 1
         resource = str(body.get("resource") or "")
-        match = re.match(r"^/?(?:users|Users)/([^/]+)/(calendars|contacts|contactFolders|todo)\b",
-                         resource)
-        if match:
-            return self._subscribe_items(body, token, unquote(match.group(1)).lower(), resource)
-        match = re.match(r"^/?(?:users|Users)/([^/]+)/mailFolders(?:\('([^']+)'\)|/([^/]+))/messages$",
-                         resource)
+        match = re.match(r"^/?(?:users/([^/]+)|(me))(/.*)$", resource, re.I)
         if not match:
-            return _error(400, "ExtensionError", "Operation: Create; Exception: [Status Code: "
-                          "BadRequest; Reason: The resource is not supported.]")
-        box = self.mailboxes.get(unquote(match.group(1)).lower())
+            return _unsupported()
+        if match.group(2) and token.kind != "delegated":
+            return _error(400, "BadRequest", "/me request is only valid with delegated "
+                          "authentication flow.")
+        address = token.user if match.group(2) else unquote(match.group(1)).lower()
+        box = self.mailboxes.get(address or "")
         if box is None:
             return _error(404, "ErrorInvalidUser", "The requested user is invalid.")
-        denied = self._denied(token, box, "Mail.ReadWrite")
+        rest = match.group(3)
+        watched = self._watched(box, rest, token.kind == "delegated")
+        if watched is None:
+            return _unsupported()
+        scope, role, most = watched
+        denied = self._denied(token, box, role)
         if denied:
             return denied
-        folder_id = self._folder_ref(box, match.group(2) or match.group(3))
-        if folder_id is None:
+        if scope is None:
             return _error(404, "ErrorItemNotFound", "The specified object was not found.")
-        return self._subscribed(body, box, folder_id, resource)
+        changes = str(body.get("changeType") or "").split(",")
+        if not all(c in CHANGE_TYPES for c in changes):
+            return _error(400, "InvalidRequest", f"Invalid changeType '{body.get('changeType')}'"
+                          f"; it must be a comma-separated list of {', '.join(CHANGE_TYPES)}.")
+        return self._subscribed(body, box, scope, resource, most)
 
-    def _subscribe_items(self, body: dict, token: Token, address: str, resource: str):
-        box = self.mailboxes.get(address)
-        if box is None:
-            return _error(404, "ErrorInvalidUser", "The requested user is invalid.")
-        collection = self._item_subscription(box, resource)
-        if collection is None or collection not in box.collections:
-            return _error(404, "ErrorItemNotFound", "The specified object was not found.")
-        rest = resource[resource.lower().index(address) + len(address):]
-        denied = self._denied(token, box, item_role(rest, token.kind == "delegated"))
-        if denied:
-            return denied
-        return self._subscribed(body, box, collection, resource)
+    def _watched(self, box: FakeMailbox, rest: str,
+                 delegated: bool) -> tuple[str | None, str, int] | None:
+        """What a subscription's resource under its mailbox watches (a folder or collection
+        id, ``ALL_EVENTS``, or None when that folder or collection is not found), the
+        permission it needs and its longest lifetime in minutes; None: not a resource Graph
+        takes subscriptions on."""
+        key = r"(?:\('([^']+)'\)|/([^/]+))"  # /{id} or ('{id}')
+        match = re.match(rf"^/mailFolders{key}/messages$", rest)
+        if match:
+            return (self._folder_ref(box, unquote(match.group(1) or match.group(2))),
+                    "Mail.ReadWrite", MAX_SUBSCRIPTION_MINUTES)
+        if rest == "/events":
+            return ALL_EVENTS, "Calendars.ReadWrite", MAX_SUBSCRIPTION_MINUTES
+        if rest == "/contacts":
+            return (self.default_collection(box.address, "contact"), "Contacts.ReadWrite",
+                    MAX_SUBSCRIPTION_MINUTES)
+        match = re.match(rf"^/contactFolders{key}/contacts$", rest)
+        if match:
+            found = unquote(match.group(1) or match.group(2))
+            return (found if found in box.collections else None, "Contacts.ReadWrite",
+                    MAX_SUBSCRIPTION_MINUTES)
+        match = re.match(r"^/todo/lists/([^/]+)/tasks$", rest)
+        if match:
+            found = unquote(match.group(1))
+            return (found if found in box.collections else None,
+                    item_role("/todo/", delegated), TODO_SUBSCRIPTION_MINUTES)
+        return None
 
-    def _subscribed(self, body: dict, box: FakeMailbox, folder_id: str, resource: str):
+    def _subscribed(self, body: dict, box: FakeMailbox, folder_id: str, resource: str,
+                    most: int):
         """Validate and keep a subscription on a folder or item collection."""
         try:
             expires = datetime.fromisoformat(str(body.get("expirationDateTime")).replace("Z", "+00:00"))
         except ValueError:
             return _error(400, "InvalidRequest", "expirationDateTime is not valid.")
-        most = 4230 if "/todo/" in resource else MAX_SUBSCRIPTION_MINUTES  # todoTask: 4230
         if expires > _now() + timedelta(minutes=most) or expires <= _now():
             return _error(400, "InvalidRequest", f"Subscription expiration can only be {most} "
                           "minutes in the future.")
@@ -1073,7 +1109,8 @@ class FakeGraph(FakeItems, Drops):
         sub = Subscription(id=secrets.token_hex(16), mailbox=box.address, folder_id=folder_id,
                            change_types=set(str(body.get("changeType") or "").split(",")),
                            notification_url=notification_url, lifecycle_url=lifecycle_url,
-                           client_state=client_state, expires=expires, resource=resource)
+                           client_state=client_state, expires=expires, resource=resource,
+                           most=most)
         with self.lock:
             self.subscriptions[sub.id] = sub
         return 201, {}, self._subscription_json(sub)
@@ -1116,9 +1153,9 @@ class FakeGraph(FakeItems, Drops):
                 self.stats["renew"] += 1
                 body = json.loads(data or b"{}")
                 expires = datetime.fromisoformat(str(body.get("expirationDateTime")).replace("Z", "+00:00"))
-                if expires > _now() + timedelta(minutes=MAX_SUBSCRIPTION_MINUTES):
+                if expires > _now() + timedelta(minutes=sub.most):
                     return _error(400, "InvalidRequest", "Subscription expiration can only be "
-                                  "10080 minutes in the future.")
+                                  f"{sub.most} minutes in the future.")
                 sub.expires = expires
                 return 200, {}, self._subscription_json(sub)
         return _error(405, "MethodNotAllowed", "Method not allowed.")

@@ -23,8 +23,12 @@ contact, contact delta, todoTaskList, todoTask, todoTask delta, subscription):
   412 ``ErrorIrresolvableConflict``. Roles: Calendars.ReadWrite, Contacts.ReadWrite,
   Tasks.ReadWrite.All (app) / Tasks.ReadWrite (delegated), else 403 ``ErrorAccessDenied``.
   An expired delta token (``expire_delta_tokens``) answers 410 ``SyncStateNotFound``.
-* Subscriptions on ``calendars('{id}')/events``, ``contacts``, ``contactFolders('{id}')/
-  contacts`` and ``todo/lists/{id}/tasks`` are notified of each change.
+* Subscriptions (made in ``tests.fakes.graph``) on the resources Microsoft documents for
+  change notifications: ``events`` (every calendar of the mailbox; Graph takes none on one
+  calendar), ``contacts`` (the default folder), ``contactFolders/{id}/contacts`` and
+  ``todo/lists/{id}/tasks`` (at most 4,230 minutes): each creation, update and deletion of
+  an item, by a test's helper or through the API, is posted to the subscription's URL with
+  its ``clientState``, for the change types it asked for.
 
 Tests act as Outlook would with ``add_event``, ``cancel_occurrence``, ``change_occurrence``,
 ``add_contact``, ``add_task``, ``update_item``, ``delete_item``; ``seed_items`` fills a
@@ -53,6 +57,7 @@ ODATA_TYPE = {"event": "#microsoft.graph.event", "contact": "#microsoft.graph.co
 WEEKDAYS = {"monday": rrule.MO, "tuesday": rrule.TU, "wednesday": rrule.WE,
             "thursday": rrule.TH, "friday": rrule.FR, "saturday": rrule.SA, "sunday": rrule.SU}
 INDEXES = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
+ALL_EVENTS = "*events"  # what a subscription on users/{id}/events watches: every calendar
 
 
 def item_role(rest: str, delegated: bool) -> str | None:
@@ -602,18 +607,6 @@ class FakeItems:
 
     # -- subscriptions ------------------------------------------------------------------
 
-    def _item_subscription(self, box, resource: str) -> str | None:
-        """The collection an item subscription's resource names (None: not one)."""
-        rest = resource.split(box.address, 1)[-1] if box.address in resource.lower() else resource
-        for pattern in (r"/calendars\('([^']+)'\)/events$", r"/contactFolders\('([^']+)'\)/contacts$",
-                        r"/todo/lists/([^/]+)/tasks$"):
-            match = re.search(pattern, rest)
-            if match:
-                return match.group(1)
-        if re.search(r"/contacts$", rest):
-            return self.default_collection(box.address, "contact")
-        return None
-
     def _item_changed(self, box, item: FakeItem, change: str) -> None:
         item.modified = self.now()
         if not self.notifications_enabled:
@@ -621,8 +614,10 @@ class FakeItems:
         now = datetime.now(timezone.utc)
         path = {"event": "Events", "contact": "Contacts", "task": "Tasks"}[item.kind]
         for sub in list(self.subscriptions.values()):
-            if sub.mailbox != box.address or sub.folder_id != item.collection or \
-                    sub.expires <= now or change not in sub.change_types:
+            watched = sub.folder_id == item.collection or (sub.folder_id == ALL_EVENTS
+                                                            and item.kind == "event")
+            if sub.mailbox != box.address or not watched or sub.expires <= now or \
+                    change not in sub.change_types:
                 continue
             resource = f"Users/{box.user_id}/{path}/{item.id}"
             entry = {"subscriptionId": sub.id, "subscriptionExpirationDateTime": _iso(sub.expires),

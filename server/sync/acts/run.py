@@ -39,27 +39,41 @@ def why_not_synced(mailbox: Mailbox) -> str | None:
     return None
 
 
+def kinds_synced(mailbox: Mailbox, kinds: tuple[str, ...] = ITEM_KINDS
+                 ) -> tuple[list[str], dict[str, str]]:
+    """The kinds this mailbox syncs, and why it syncs each of the others."""
+    why = why_not_synced(mailbox)
+    if why:
+        return [], {kind: why for kind in kinds}
+    p = authz.principal(mailbox.user)
+    allowed, skipped = [], {}
+    for kind in kinds:
+        privilege = records.PRIVILEGES[kind]
+        if p.has(privilege):
+            allowed.append(kind)
+        else:
+            skipped[kind] = (f'{mailbox.user.full_name} does not have the '
+                             f'"{authz.NAMED_PRIVILEGES[privilege]}" privilege')
+    return allowed, skipped
+
+
+def _end_push(mailbox_id: int) -> None:
+    """Nothing syncs: change notifications on the mailbox's collections are ended (Graph)."""
+    from server.sync.workers import graph_push
+    graph_push.end_unsynced(mailbox_id)
+
+
 def sync_items(mailbox_id: int, *, store_class: Callable[..., ItemStore] | None = None,
                limit: int = 500, kinds: tuple[str, ...] = ITEM_KINDS) -> ActsResult:
     """Sync one mailbox's appointments, contacts and tasks; the outcome is kept on the
     mailbox (``acts_status``, ``acts_message``)."""
     mailbox = db.session.get(Mailbox, mailbox_id)
     result = ActsResult()
-    why = why_not_synced(mailbox)
-    if why:
-        result.skipped_kinds = {kind: why for kind in kinds}
+    allowed, result.skipped_kinds = kinds_synced(mailbox, kinds)
+    if not allowed:
+        _end_push(mailbox_id)
         return _finish(mailbox, result, None)
     p = authz.principal(mailbox.user)
-    allowed = []
-    for kind in kinds:
-        privilege = records.PRIVILEGES[kind]
-        if p.has(privilege):
-            allowed.append(kind)
-        else:
-            result.skipped_kinds[kind] = (f'{mailbox.user.full_name} does not have the '
-                                          f'"{authz.NAMED_PRIVILEGES[privilege]}" privilege')
-    if not allowed:
-        return _finish(mailbox, result, None)
     try:  # a refused server or an unknown protocol is said on the mailbox too
         account = accounts.items_account(mailbox)
         opened = store_class or connectors.item_store(accounts.items_protocol(mailbox))

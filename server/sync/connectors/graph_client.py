@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
@@ -51,6 +51,9 @@ RETRIES = 4
 MAX_WAIT = 30.0  # the longest Retry-After waited for inside one call
 RETRY_STATUSES = {429, 503, 504}
 IMMUTABLE = 'IdType="ImmutableId"'
+# How long a subscription on Outlook messages, events or contacts is asked for: Graph allows
+# up to 10,080 minutes (without resource data).
+OUTLOOK_SUBSCRIPTION = timedelta(minutes=10000)
 SYNC_STATE_ERRORS = {"SyncStateNotFound", "SyncStateInvalid", "resyncRequired",
                      "ErrorInvalidSyncStateData"}
 MAILBOX_MISSING = {"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotFound",
@@ -464,16 +467,23 @@ def graph_timestamp(value: datetime) -> str:
 class GraphSubscriptions(Subscriptions):
     """Change-notification subscriptions over a ``GraphSession``'s client, for the mail
     connector and the item store alike; ``resource`` says what a folder's or collection's
-    subscription watches."""
+    subscription watches, ``lifetime`` how long one is asked for (under Graph's longest for
+    that resource: 10,080 minutes for Outlook messages, events and contacts)."""
 
     client: GraphClient
 
     def resource(self, key: str) -> str:
         raise NotImplementedError
 
+    def lifetime(self, key: str) -> timedelta:
+        return OUTLOOK_SUBSCRIPTION
+
     def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
                             expires: datetime, lifecycle_url: str | None = None) -> dict:
+        """A subscription on ``resource(folder_key)`` until ``expires`` (at most its
+        ``lifetime`` from now)."""
         http = self.client
+        expires = min(expires, datetime.now(timezone.utc) + self.lifetime(folder_key))
         body = {"changeType": "created,updated,deleted", "notificationUrl": notification_url,
                 "resource": self.resource(folder_key), "expirationDateTime": graph_timestamp(expires),
                 "clientState": client_state}

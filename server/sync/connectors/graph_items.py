@@ -34,8 +34,12 @@ occurrences ``/events/{id}/instances`` lists. ``put_many`` writes many simple it
 
 **Permissions.** A 403 on a mailbox's first call says which permission to grant:
 Calendars.ReadWrite, Contacts.ReadWrite or Tasks.ReadWrite (application:
-Tasks.ReadWrite.All). **Push**: subscriptions on each collection read, as the mail
-connector makes them (``Subscriptions``; ``synced`` holds the collections).
+Tasks.ReadWrite.All). **Push**: subscriptions as the mail connector makes them
+(``Subscriptions``; ``synced`` holds what was read: each contact folder and To Do list by
+its key, the calendars together as ``EVENTS``), on the resources Microsoft documents for
+change notifications: ``users/{id}/events`` (every calendar; there is no per-calendar
+form), ``users/{id}/contacts`` or ``contactFolders/{id}/contacts``, and
+``todo/lists/{id}/tasks`` (which lives at most 4,230 minutes).
 """
 from __future__ import annotations
 
@@ -67,7 +71,8 @@ CONTACT_SELECT = ("displayName,givenName,surname,middleName,title,generation,nic
                   "companyName,department,jobTitle,emailAddresses,businessPhones,homePhones,"
                   "mobilePhone,businessAddress,homeAddress,otherAddress,birthday,"
                   "personalNotes,categories")
-TASK_SUBSCRIPTION = timedelta(minutes=4230)
+EVENTS = "events"  # the subscription key for all of a mailbox's calendars
+TASK_SUBSCRIPTION = timedelta(minutes=4200)  # Graph allows todoTask up to 4,230 minutes
 PERMISSION = {"appointment": ("Calendars.ReadWrite", "Calendars.ReadWrite", "calendars"),
               "contact": ("Contacts.ReadWrite", "Contacts.ReadWrite", "contacts"),
               "task": ("Tasks.ReadWrite", "Tasks.ReadWrite.All", "tasks")}
@@ -192,7 +197,8 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
 
     def changes(self, collection: Collection, cursor: str | None, limit: int = 500) -> ItemChanges:
         http = self.client
-        self.synced[collection.key] = collection
+        # For push upkeep: one subscription watches every calendar (``EVENTS``).
+        self.synced[EVENTS if collection.kind == "appointment" else collection.key] = collection
         what = f"reading {collection.name}"
         first = self._first_link(collection)
         prefer = (f"{IMMUTABLE}, {UTC_PREFER}, "
@@ -417,24 +423,23 @@ class GraphItemStore(GraphSession, ItemStore, GraphSubscriptions):
 
     # -- push -----------------------------------------------------------------------------
 
-    def create_subscription(self, folder_key: str, notification_url: str, client_state: str,
-                            expires: datetime, lifecycle_url: str | None = None) -> dict:
-        """As for mail; a To Do list's subscription lives at most ``TASK_SUBSCRIPTION``
-        (Graph's limit for todoTask), so it is asked for no longer."""
-        collection = self.synced.get(folder_key)
+    def lifetime(self, key: str) -> timedelta:
+        collection = self.synced.get(key)
         if collection is not None and collection.kind == "task":
-            expires = min(expires, datetime.now(timezone.utc) + TASK_SUBSCRIPTION)
-        return super().create_subscription(folder_key, notification_url, client_state, expires,
-                                           lifecycle_url)
+            return TASK_SUBSCRIPTION
+        return super().lifetime(key)
 
     def resource(self, key: str) -> str:
+        """What a subscription watches, in the forms Microsoft documents for change
+        notifications: all the mailbox's events (Graph has no per-calendar form), the
+        default contact folder or one below it, one To Do list."""
         collection = self.synced.get(key)
         user = f"users/{self.account.address}"
-        if collection is None or collection.kind == "appointment":
-            return f"{user}/calendars('{key}')/events"
+        if key == EVENTS or collection is None or collection.kind == "appointment":
+            return f"{user}/events"
         if collection.kind == "contact":
             return f"{user}/contacts" if key == DEFAULT_CONTACTS else \
-                f"{user}/contactFolders('{key}')/contacts"
+                f"{user}/contactFolders/{key}/contacts"
         return f"{user}/todo/lists/{key}/tasks"
 
 

@@ -1,6 +1,8 @@
 """Microsoft Graph change-notification subscriptions: one per folder of a mailbox that the
-engine reads (Inbox, Sent Items when tracked, tracked folders). The ``clientState`` Graph
-echoes in every notification is kept only as a SHA-256 hash."""
+engine reads (Inbox, Sent Items when tracked, tracked folders) and per collection its item
+sync reads (``folder_key``: a contact folder's or To Do list's id, ``events`` for all the
+calendars); what one watches is told by its ``resource`` (``graph_push.watched_kind``).
+The ``clientState`` Graph echoes in every notification is kept only as a SHA-256 hash."""
 from __future__ import annotations
 
 from datetime import datetime

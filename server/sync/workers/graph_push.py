@@ -1,16 +1,27 @@
-"""Push for Microsoft Graph mailboxes: change-notification subscriptions on the folders the
-engine reads, and what a notification does.
+"""Push for Microsoft Graph mailboxes: change-notification subscriptions on what the
+engine reads (mail folders; calendars, contact folders and To Do lists), and what a
+notification does.
 
-* **Upkeep after each sync** (``after_sync``, called when a sync's Graph connector closes):
-  every folder the run read gets a subscription (``created,updated,deleted`` on its
-  messages) that lives ``LIFETIME``; one that expires within ``RENEW_BEFORE``, or that Graph
-  asked to reauthorize, is renewed; one Graph removed is made again. Syncs run at least
-  every few minutes, so subscriptions are renewed long before they expire. Creating one
-  makes Graph call our endpoint with a ``validationToken`` first (``server.web.
-  graph_webhook`` echoes it).
+* **Upkeep after each sync** (``after_sync``, called when a sync's Graph connector closes,
+  the mail connector's and the item store's alike): every folder the run read, and every
+  collection an item sync read, gets a subscription (``created,updated,deleted``) on the
+  resource the connector names (``resource``: a mail folder's messages, all the mailbox's
+  events, a contact folder's contacts, a To Do list's tasks) that lives as long as the
+  connector asks (``lifetime``: 10,000 minutes; To Do 4,200, Graph's limit being 4,230);
+  one that expires within ``RENEW_BEFORE``, or that Graph asked to reauthorize, is
+  renewed; one Graph removed is made again. Syncs run at least every few minutes, so
+  subscriptions are renewed long before they expire. Creating one makes Graph call our
+  endpoint with a ``validationToken`` first (``server.web.graph_webhook`` echoes it).
+* **Collections no longer synced**: an item subscription whose kind the mailbox no longer
+  syncs with Graph (its appointments, contacts and tasks method off, its user without the
+  privilege, its items synced elsewhere) is ended by the next upkeep, mail's or items';
+  one on a collection an item sync did not read (deleted in Outlook) by the item sync's.
+  ``end_unsynced`` (called by an item sync that syncs no kind) does it for a mailbox
+  whose mail is not read over Graph.
 * **A notification** (``handle_notifications``) is accepted only for a subscription we hold
   and only with its ``clientState`` (compared by hash, in constant time); it marks the
-  mailbox ``sync_requested``, so a worker runs a delta sync of its folders within seconds.
+  mailbox ``sync_requested``, so a worker runs a delta sync of its folders within seconds
+  (and then, as after every run, of its appointments, contacts and tasks).
   Lifecycle notifications: ``reauthorizationRequired`` marks the subscription for renewal,
   ``subscriptionRemoved`` for re-creation, ``missed`` only asks for a sync. Delta queries
   stay the source of truth: a lost notification only delays mail to the next scheduled run.
@@ -36,17 +47,16 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from server.db import db, utcnow
-from server.sync.connectors.base import ConnectorError, Subscriptions
+from server.sync.connectors.base import ConnectorError
+from server.sync.connectors.graph_client import GraphSubscriptions
 from server.sync.workers.graph_models import GraphSubscription
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
 
-LIFETIME = timedelta(minutes=10000)  # Graph allows up to 10,080 minutes for messages
 RENEW_BEFORE = timedelta(hours=24)
 PATH = "/graph/notifications"
-
-
+MAIL = "mail"
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -71,19 +81,90 @@ def notification_url() -> str | None:
     return None
 
 
-def after_sync(mailbox_id: int, connector: Subscriptions) -> None:
-    """Subscriptions for the folders this sync read (see the module's docstring)."""
+def watched_kind(resource: str) -> str:
+    """What a subscription we made watches, by its resource: ``mail`` or one of
+    ``ITEM_KINDS``."""
+    path = resource.split("?", 1)[0].rstrip("/").lower()
+    if path.endswith("/events"):
+        return "appointment"
+    if path.endswith("/contacts"):
+        return "contact"
+    if path.endswith("/tasks") and "/todo/" in path:
+        return "task"
+    return MAIL
+
+
+def graph_kinds(mailbox: Mailbox) -> set[str]:
+    """The item kinds this mailbox syncs with Graph now (none when its items go elsewhere,
+    its appointments, contacts and tasks method is off, or its user lacks the privilege)."""
+    from server.sync import connectors
+    from server.sync.acts.run import kinds_synced
+    from server.sync.engine import accounts
+    try:
+        store = connectors.item_store(accounts.items_protocol(mailbox))
+    except (ConnectorError, ValueError):
+        return set()
+    if not issubclass(store, GraphSubscriptions):
+        return set()
+    return set(kinds_synced(mailbox)[0])
+
+
+def after_sync(mailbox_id: int, connector: GraphSubscriptions) -> None:
+    """Subscriptions for what this sync read (see the module's docstring)."""
     url = notification_url()
     if not url or not connector.synced:
         return
     maintain(mailbox_id, connector, list(connector.synced), url)
 
 
-def maintain(mailbox_id: int, connector: Subscriptions, folder_keys: list[str], url: str) -> None:
-    now = utcnow()
-    rows = {s.folder_key: s for s in db.session.scalars(
+def end_unsynced(mailbox_id: int) -> None:
+    """End the mailbox's subscriptions on collections it no longer syncs, with a Graph item
+    store of its own (for a mailbox whose mail is not read over Graph, whose upkeep would
+    otherwise do it). Never raises: what cannot be ended expires."""
+    from server.sync import connectors
+    from server.sync.engine import accounts
+    mailbox = db.session.get(Mailbox, mailbox_id)
+    try:
+        if not _unwanted(mailbox, _rows(mailbox_id), read=set(), keys=set()):
+            return
+        account = accounts.items_account(mailbox)
+        with connectors.item_store(accounts.items_protocol(mailbox))(account) as store:
+            if isinstance(store, GraphSubscriptions):
+                maintain(mailbox_id, store, [], notification_url())
+    except (ConnectorError, ValueError) as exc:
+        db.session.rollback()
+        log.warning("mailbox %s: Graph subscriptions not ended (%s)", mailbox_id,
+                    getattr(exc, "code", type(exc).__name__))
+
+
+def _rows(mailbox_id: int) -> dict[str, GraphSubscription]:
+    return {s.folder_key: s for s in db.session.scalars(
         select(GraphSubscription).where(GraphSubscription.mailbox_id == mailbox_id))}
-    for key in folder_keys:
+
+
+def _unwanted(mailbox: Mailbox, rows: dict[str, GraphSubscription], read: set[str],
+              keys: set[str]) -> list[GraphSubscription]:
+    """Item subscriptions to end: of a kind the mailbox no longer syncs with Graph, or of a
+    kind this sync read (all its collections) on a collection it did not read."""
+    items = [row for row in rows.values() if watched_kind(row.resource) != MAIL]
+    if not items:
+        return []
+    kinds = graph_kinds(mailbox)
+    return [row for row in items if watched_kind(row.resource) not in kinds
+            or (watched_kind(row.resource) in read and row.folder_key not in keys)]
+
+
+def maintain(mailbox_id: int, connector: GraphSubscriptions, folder_keys: list[str],
+             url: str | None) -> None:
+    """Make, renew or remake the subscriptions of ``folder_keys``; end those on collections
+    no longer synced; forget expired ones. Commits."""
+    now = utcnow()
+    rows = _rows(mailbox_id)
+    read = {watched_kind(connector.resource(key)) for key in folder_keys} - {MAIL}
+    for row in _unwanted(db.session.get(Mailbox, mailbox_id), rows, read, set(folder_keys)):
+        rows.pop(row.folder_key)
+        _end(connector, row)
+    for key in folder_keys if url else []:
         row = rows.get(key)
         try:
             if row is not None and row.status == "active" and \
@@ -104,18 +185,19 @@ def maintain(mailbox_id: int, connector: Subscriptions, folder_keys: list[str], 
     db.session.commit()
 
 
-def _renew(connector: Subscriptions, row: GraphSubscription, now: datetime) -> bool:
+def _renew(connector: GraphSubscriptions, row: GraphSubscription, now: datetime) -> bool:
+    expires = now + connector.lifetime(row.folder_key)
     try:
-        connector.renew_subscription(row.subscription_id, now + LIFETIME)
+        connector.renew_subscription(row.subscription_id, expires)
     except ConnectorError as exc:
         if exc.severity in ("folder", "message"):  # gone at Graph: made again
             return False
         raise
-    row.expires_on, row.renewed_on, row.status = now + LIFETIME, now, "active"
+    row.expires_on, row.renewed_on, row.status = expires, now, "active"
     return True
 
 
-def _end(connector: Subscriptions, row: GraphSubscription) -> None:
+def _end(connector: GraphSubscriptions, row: GraphSubscription) -> None:
     if row.status != "removed":
         try:
             connector.delete_subscription(row.subscription_id)
@@ -125,15 +207,17 @@ def _end(connector: Subscriptions, row: GraphSubscription) -> None:
     db.session.flush()
 
 
-def _create(connector: Subscriptions, mailbox_id: int, key: str, url: str, now: datetime) -> GraphSubscription:
+def _create(connector: GraphSubscriptions, mailbox_id: int, key: str, url: str,
+            now: datetime) -> GraphSubscription:
     client_state = secrets.token_urlsafe(32)
-    made = connector.create_subscription(key, url, client_state, now + LIFETIME,
+    lifetime = connector.lifetime(key)
+    made = connector.create_subscription(key, url, client_state, now + lifetime,
                                          lifecycle_url=url)
     expires = made.get("expirationDateTime")
     try:
         expires_on = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
     except ValueError:
-        expires_on = now + LIFETIME
+        expires_on = now + lifetime
     row = GraphSubscription(mailbox_id=mailbox_id, folder_key=key,
                             subscription_id=str(made["id"])[:200],
                             client_state_hash=state_hash(client_state),
@@ -153,14 +237,23 @@ class NotificationResult:
 
 def handle_notifications(payload: dict) -> NotificationResult:
     """Change and lifecycle notifications from Graph: flag each mailbox with a valid one for
-    a sync now; the rest are counted as rejected. Commits."""
+    a sync now; the rest are counted as rejected. Commits.
+
+    The subscriptions are read in a transaction of their own and written in another that
+    begins with its first write (plain UPDATEs): on SQLite a transaction that read and then
+    writes after a worker committed fails at once ("database is locked"), and a notification
+    lost so would wait for the next scheduled run."""
     result = NotificationResult()
     items = [i for i in payload.get("value") or [] if isinstance(i, dict)]
     ids = {str(i.get("subscriptionId"))[:200] for i in items if i.get("subscriptionId")}
-    rows = {s.subscription_id: s for s in db.session.scalars(
-        select(GraphSubscription).where(GraphSubscription.subscription_id.in_(ids)))} if ids else {}
+    rows = {row.subscription_id: row for row in db.session.execute(
+        select(GraphSubscription.id, GraphSubscription.subscription_id,
+               GraphSubscription.mailbox_id, GraphSubscription.client_state_hash)
+        .where(GraphSubscription.subscription_id.in_(ids)))} if ids else {}
+    db.session.rollback()  # read only: the writes below begin a transaction of their own
     flagged: set[int] = set()
-    now = utcnow()
+    seen: set[int] = set()
+    lifecycle: list[tuple[int, str]] = []
     for item in items:
         row = rows.get(str(item.get("subscriptionId"))[:200])
         given = item.get("clientState")
@@ -168,14 +261,23 @@ def handle_notifications(payload: dict) -> NotificationResult:
                 not hmac.compare_digest(state_hash(given), row.client_state_hash):
             result.rejected += 1
             continue
-        event = item.get("lifecycleEvent")
-        if event == "reauthorizationRequired" and row.status == "active":
-            row.status = "renew"
-        elif event == "subscriptionRemoved":
-            row.status = "removed"
-        row.last_notification_on = now
+        if item.get("lifecycleEvent") in ("reauthorizationRequired", "subscriptionRemoved"):
+            lifecycle.append((row.id, item["lifecycleEvent"]))
+        seen.add(row.id)
         flagged.add(row.mailbox_id)
         result.accepted += 1
+    if seen:
+        now = utcnow()
+        db.session.execute(update(GraphSubscription).where(GraphSubscription.id.in_(
+            sorted(seen))).values(last_notification_on=now)
+            .execution_options(synchronize_session=False))
+        for row_id, event in lifecycle:
+            change = update(GraphSubscription).where(GraphSubscription.id == row_id)
+            if event == "reauthorizationRequired":  # renewed by the next upkeep
+                change = change.where(GraphSubscription.status == "active").values(status="renew")
+            else:  # made again by the next upkeep
+                change = change.values(status="removed")
+            db.session.execute(change.execution_options(synchronize_session=False))
     _flag(flagged)
     db.session.commit()
     result.mailboxes = len(flagged)
