@@ -47,13 +47,14 @@ def park(box: Mailbox) -> None:
 
 
 class PushWorker:
-    """A worker with push on, in a thread of this process."""
+    """A worker with push on (its watchers: IMAP, Maildir, EWS), in a thread of this
+    process; ``push=False`` for Graph, whose push is its notifications to the web app."""
 
-    def __init__(self, app):
+    def __init__(self, app, push: bool = True):
         self.stop = threading.Event()
         db.session.commit()  # hold no transaction while the worker writes
         self.thread = threading.Thread(target=run_worker, args=(app,), kwargs=dict(
-            worker_id="push-worker", concurrency=2, stop_event=self.stop, push=True))
+            worker_id="push-worker", concurrency=2, stop_event=self.stop, push=push))
         self.thread.start()
 
     def close(self) -> None:

@@ -25,11 +25,11 @@ from server.sync.acts.run import sync_items
 from server.sync.connectors.graph_items import EVENTS
 from server.sync.engine.run import sync_mailbox
 from server.sync.models import Mailbox
-from server.sync.workers.graph_models import GraphSubscription
-from server.sync.workers.worker import run_worker
 from tests.sync.acts.conftest import GraphSide
 from tests.servers.ports import LOOPBACK
 from tests.sync.graph.conftest import _Quiet, graph_mailbox
+from tests.sync.graph.test_push import lifecycle_works, settle, subscriptions
+from tests.sync.test_push import PushWorker
 
 TRACKED = ["Tracked to Regarding"]
 START = datetime(2030, 1, 5, 10, tzinfo=timezone.utc)
@@ -39,20 +39,6 @@ DEADLINE = 60  # seconds: generous; a notification normally brings the run in on
 @pytest.fixture
 def side(graph, served) -> GraphSide:
     return GraphSide(graph)
-
-
-def subscriptions(box) -> dict[str, GraphSubscription]:
-    db.session.expire_all()
-    return {s.folder_key: s for s in db.session.scalars(
-        select(GraphSubscription).where(GraphSubscription.mailbox_id == box.id))}
-
-
-def settle(graph, box) -> Mailbox:
-    """Wait until the fake posted what it had to post; the mailbox read afresh."""
-    db.session.commit()
-    graph.wait_for_deliveries()
-    db.session.expire_all()
-    return db.session.get(Mailbox, box.id)
 
 
 def park(graph, box) -> None:
@@ -81,23 +67,6 @@ EDITS = {"appointment": ({"subject": "Kick-off (moved)"},
                      lambda: db.session.scalar(select(Contact.job_title)), "Head of buying"),
          "task": ({"title": "Send the revised offer"},
                   lambda: db.session.scalar(select(Task.subject)), "Send the revised offer")}
-
-
-class Worker:
-    """A sync worker in a thread of this process (no watchers: Graph's push is its
-    notifications, which the served application turns into ``sync_requested``)."""
-
-    def __init__(self, app):
-        self.stop = threading.Event()
-        db.session.commit()  # hold no transaction while the worker writes
-        self.thread = threading.Thread(target=run_worker, args=(app,), kwargs=dict(
-            worker_id="graph-push-worker", concurrency=2, stop_event=self.stop, push=False))
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 def wait_for(read, wanted):
@@ -141,6 +110,7 @@ def test_an_item_sync_subscribes_to_every_collection_it_reads(graph, side, make_
     assert rows[project].subscription_id not in graph.subscriptions
 
 
+@pytest.mark.both_databases  # PostgreSQL too: the webhook writes while the worker runs
 @pytest.mark.parametrize("kind", ["appointment", "contact", "task"])
 def test_a_change_in_outlook_reaches_the_crm_through_its_notification(app, graph, side,
                                                                      make_user, kind):
@@ -152,7 +122,7 @@ def test_a_change_in_outlook_reaches_the_crm_through_its_notification(app, graph
     park(graph, box)
     fields, read, wanted = EDITS[kind]
     assert read() != wanted
-    worker = Worker(app)
+    worker = PushWorker(app, push=False)
     try:
         graph.update_item(ann.email, ids[kind], **fields)
         wait_for(read, wanted)
@@ -241,28 +211,12 @@ def test_lifecycle_notifications_on_item_subscriptions(graph, side, make_user):
     ann = make_user("ann@contoso.test")
     box = side.mailbox(ann)
     sync_items(box.id)
-    park(graph, box)
     tasks = graph.default_collection(ann.email, "task")
-    first = subscriptions(box)[tasks].subscription_id
-    graph.lifecycle(first, "reauthorizationRequired")
-    assert settle(graph, box).sync_requested and subscriptions(box)[tasks].status == "renew"
-    renewed = graph.stats["renew"]
-    sync_items(box.id)
-    row = subscriptions(box)[tasks]
-    assert row.status == "active" and row.subscription_id == first
-    assert graph.stats["renew"] == renewed + 1  # within To Do's 4,230 minutes
-    assert graph.subscriptions[first].expires <= utcnow() + timedelta(minutes=4230)
-    park(graph, box)
-    calendar = subscriptions(box)[EVENTS].subscription_id
-    graph.lifecycle(calendar, "subscriptionRemoved")
-    assert settle(graph, box).sync_requested and subscriptions(box)[EVENTS].status == "removed"
-    sync_items(box.id)
-    row = subscriptions(box)[EVENTS]
-    assert row.status == "active" and row.subscription_id != calendar
-    assert row.subscription_id in graph.subscriptions and calendar not in graph.subscriptions
-    park(graph, box)
-    graph.lifecycle(row.subscription_id, "missed")
-    assert settle(graph, box).sync_requested
+    for key in (tasks, EVENTS, "contacts"):
+        lifecycle_works(graph, box, key, lambda: sync_items(box.id))
+    # To Do's subscriptions are renewed within its 4,230 minutes.
+    assert graph.subscriptions[subscriptions(box)[tasks].subscription_id].expires <= \
+        utcnow() + timedelta(minutes=4230)
 
 
 def subscribe(graph, url: str, resource: str, change_type: str = "created,updated,deleted",
