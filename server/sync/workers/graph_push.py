@@ -58,6 +58,7 @@ RENEW_BEFORE = timedelta(hours=24)
 PATH = "/graph/notifications"
 MAIL = "mail"
 
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
