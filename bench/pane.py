@@ -325,7 +325,7 @@ def profile(app, items: list[dict], secret: str, calls: int) -> None:
                 continue
             cur.execute("EXPLAIN (ANALYZE, BUFFERS OFF) " + stmt, params)
             plan = [r[0] for r in cur.fetchall()]
-            total = next((x for x in plan if x.startswith("Execution Time")), "")
+            total = "; ".join(x for x in plan if x.startswith(("Planning Time", "Execution Time")))
             print(f"  -- {' '.join(stmt.split())[:300]}\n     {total}; {plan[0].strip()[:160]}")
         raw.rollback()
     finally:
