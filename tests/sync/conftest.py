@@ -45,6 +45,14 @@ def crm(app, make_user):
 
 
 @pytest.fixture
+def hour_long_schedule(app, monkeypatch):
+    """Every run schedules the next an hour later: only push brings one sooner."""
+    for name in ("REGARDING_SYNC_INTERVAL_SECONDS", "REGARDING_SYNC_BUSY_INTERVAL_SECONDS",
+                 "REGARDING_SYNC_IDLE_INTERVAL_SECONDS"):
+        monkeypatch.setitem(app.config, name, 3600)
+
+
+@pytest.fixture
 def raw_mail() -> RawBuilder:
     return build_raw
 

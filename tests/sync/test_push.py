@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server.db import db, utcnow
 from server.sync.engine.run import sync_mailbox
@@ -35,6 +35,23 @@ def tracked_folder_mailbox(crm, store):
                   ("opportunity", crm.opp.id))
     db.session.commit()
     return box
+
+
+def push_runs(box: Mailbox) -> int:
+    """How many runs the push worker made of the mailbox."""
+    return db.session.scalar(select(func.count(SyncRun.id)).where(
+        SyncRun.mailbox_id == box.id, SyncRun.worker == "push-worker"))
+
+
+def wait_for(what: str, found) -> None:
+    """Wait until ``found()`` (a query) finds something in the CRM."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        if found():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not reach the CRM within {DEADLINE} s")
 
 
 def park(box: Mailbox) -> None:

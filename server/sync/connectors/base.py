@@ -359,3 +359,14 @@ class ItemStore(ABC):
         """Block until a collection changes (push) or the timeout passes; the keys of changed
         collections (empty: none or unknown). Without push: returns at once, empty."""
         return set()
+
+
+class WatchesItems(ABC):
+    """A mail connector whose ``wait_for_changes`` waits on the collections of the mailbox's
+    item store too, in the same wait (EWS: one streaming subscription; Maildir: one
+    inotify), so the push watcher hears of a changed appointment, contact or task as of new
+    mail. ``item_store()`` is that store on this open session: it needs no ``with`` and
+    lasts as long as the connector."""
+
+    @abstractmethod
+    def item_store(self) -> ItemStore: ...

@@ -50,7 +50,9 @@ later), read by a thread for the whole session, so waits of any length end as so
 change is reported and nothing is missed between waits (the first wait also checks for mail
 that came since the last read); on servers without streaming, SyncFolderItems is polled from
 the last state read in this session, never stored (``streaming: false`` forces polling).
-Pull notifications are not used: polling SyncFolderItems costs the same. An open stream holds
+Pull notifications are not used: polling SyncFolderItems costs the same. The push watcher
+waits on the mailbox's calendar, contacts and tasks folders in the same subscription
+(``item_store``: the item store on this session) when the mailbox syncs them. An open stream holds
 one of the connections exchangelib shares among the mailboxes of one service account
 (``max_connections``): watching many mailboxes through one account needs that many more.
 """
@@ -71,7 +73,8 @@ from exchangelib.properties import DistinguishedFolderId
 from exchangelib.services import GetItem, SyncFolderItems
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector,
-                                         ConnectorError, FetchedMessage, Folder, Sender)
+                                         ConnectorError, FetchedMessage, Folder, ItemStore,
+                                         Sender, WatchesItems)
 from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
 from server.sync.connectors.ews_session import EwsSession, utc as _utc
 from server.sync.connectors.ews_stream import Watching
@@ -90,13 +93,19 @@ _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
 GET_BATCH = 50  # items per GetItem
 
 
-class EwsConnector(Watching, EwsSession, Connector, BatchKeywords):
+class EwsConnector(Watching, EwsSession, Connector, BatchKeywords, WatchesItems):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
     def __init__(self, account: Account):
         super().__init__(account)
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
+
+    def item_store(self) -> ItemStore:
+        """The mailbox's calendars, contacts and tasks on this session (``ews_items``): the
+        states its reads leave are this session's, so a wait covers its folders too."""
+        from server.sync.connectors.ews_items import EwsItemStore
+        return EwsItemStore.on_session(self)
 
     def _distinguished(self) -> dict[str, str]:
         """Distinguished folder name -> folder id, for the well-known folders the mailbox has

@@ -22,7 +22,9 @@ position in the series (OccurrenceItemId's InstanceIndex, counted from the RRULE
 
 **Access**: ErrorAccessDenied on a first call says which folder the account may not open.
 **Push**: ``wait_for_changes`` streams notifications for the collections (else polls
-SyncFolderItems), as the EWS mail connector does (``ews_stream.Watching``).
+SyncFolderItems), as the EWS mail connector does (``ews_stream.Watching``); the push watcher
+opens the store on the mail connector's session (``on_session``) and waits there, mail
+folders and collections in one subscription.
 """
 from __future__ import annotations
 
@@ -354,6 +356,16 @@ class EwsItemStore(Watching, EwsSession, ItemStore):
         super().__init__(account)
         self._kinds: dict[str, str] = {}  # folder id -> kind, for folders listed
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
+
+    @classmethod
+    def on_session(cls, session: EwsSession) -> EwsItemStore:
+        """A store on another open session of the same mailbox (the EWS mail connector's, for
+        the push watcher): its reads go through that connection and leave their states in
+        that session, whose ``wait_for_changes`` then covers the collections too. It is not
+        entered or closed: the session is."""
+        store = cls(session.account)
+        store._client, store._states = session.client, session._states
+        return store
 
     @contextmanager
     def _guard(self, what: str, kind: str | None = None):

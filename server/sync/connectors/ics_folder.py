@@ -12,7 +12,10 @@ mailbox's tree (``Account.root``)::
 An item's ref is its file name, its version the file's modification time and size; the
 cursor is what each file's version was when last read (JSON), so changes and deletions are
 found by listing the folder. Writes go through a temporary file renamed into place, and
-carry the version read (a file changed since is a conflict)."""
+carry the version read (a file changed since is a conflict).
+
+Push: the Maildir connector's ``wait_for_changes`` watches these folders with the mail, in
+one inotify (``MaildirConnector.item_store``), so a file dropped in is synced at once."""
 from __future__ import annotations
 
 import json
@@ -54,6 +57,7 @@ class FolderItemStore(ItemStore):
         if not account.root:
             raise ValueError("a folder store needs the mailbox's root directory")
         self.root = Path(account.root) / "items"
+        self._seen: dict[str, dict[str, str]] = {}  # collection key -> files at the last read
 
     def __enter__(self) -> FolderItemStore:
         return self
@@ -61,7 +65,8 @@ class FolderItemStore(ItemStore):
     def __exit__(self, *exc) -> None:
         return None
 
-    def _folder(self, collection: Collection) -> Path:
+    def directory(self, collection: Collection) -> Path:
+        """The collection's folder (made when missing)."""
         folder = self.root / FOLDERS[collection.kind][0]
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,7 @@ class FolderItemStore(ItemStore):
         """Each item file's name and version."""
         suffix = FOLDERS[collection.kind][1]
         out = {}
-        with os.scandir(self._folder(collection)) as entries:
+        with os.scandir(self.directory(collection)) as entries:
             for entry in entries:
                 if entry.name.endswith(suffix) and entry.is_file():
                     info = entry.stat()
@@ -89,7 +94,7 @@ class FolderItemStore(ItemStore):
     def _read(self, collection: Collection, ref: str, etag: str) -> Item | None:
         _plain(ref)
         try:
-            text = (self._folder(collection) / ref).read_text(encoding="utf-8")
+            text = (self.directory(collection) / ref).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
@@ -100,7 +105,7 @@ class FolderItemStore(ItemStore):
     def changes(self, collection: Collection, cursor: str | None,
                 limit: int = 500) -> ItemChanges:
         seen: dict[str, str] = json.loads(cursor) if cursor else {}
-        now = self._files(collection)
+        now = self._seen[collection.key] = self._files(collection)
         changed = sorted(ref for ref, version in now.items() if seen.get(ref) != version)
         removed = sorted(set(seen) - set(now))
         items = []
@@ -114,9 +119,15 @@ class FolderItemStore(ItemStore):
         return ItemChanges(items=items, cursor=json.dumps(seen, sort_keys=True),
                            removed=removed, more=len(changed) > limit)
 
+    def changed_since_read(self, collection: Collection) -> bool:
+        """The collection's files differ from those its last ``changes`` saw (False when it
+        was not read in this session): the push watcher's wait returns at once."""
+        seen = self._seen.get(collection.key)
+        return seen is not None and seen != self._files(collection)
+
     def put(self, collection: Collection, data: str, ref: str | None = None,
             etag: str | None = None) -> Item:
-        folder = self._folder(collection)
+        folder = self.directory(collection)
         files = self._files(collection)
         if ref is None:
             uid = uid_in(data) or secrets.token_hex(8)
@@ -136,4 +147,4 @@ class FolderItemStore(ItemStore):
             return
         if etag is not None and files[ref] != etag:
             raise ItemConflict(ref)
-        (self._folder(collection) / ref).unlink(missing_ok=True)
+        (self.directory(collection) / ref).unlink(missing_ok=True)

@@ -25,7 +25,9 @@ the run's cursor was taken, renaming the file) is read as its header section too
 second run over an unchanged tree reads no file whole.
 
 ``wait_for_changes`` uses inotify (``inotify_simple``) and falls back to comparing the
-directories' modification times every 0.5 s.
+directories' modification times every 0.5 s. It waits on the mailbox's item collections too
+(``item_store``: the folders of .ics and .vcf files beside the tree, ``ics_folder``), in
+the same inotify: a file dropped, renamed, deleted or written over there wakes it.
 
 The sender (``MaildirSender``) writes sent mail into the maildir store instead of a network: its
 ``Account.root`` is the directory that holds all users' trees (the server profile's
@@ -45,9 +47,10 @@ from datetime import datetime, timezone
 from itertools import count
 from pathlib import Path
 
-from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
-                                         Deletes, FetchedMessage, Folder, HeadersFirst, Needs,
-                                         SavesCopies, Sender)
+from server.sync.connectors.base import (Account, BatchKeywords, Changes, Collection, Connector,
+                                         ConnectorError, Deletes, FetchedMessage, Folder,
+                                         HeadersFirst, ItemStore, Needs, SavesCopies, Sender,
+                                         WatchesItems)
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
 from server.sync.connectors.maildir_headers import header_section
@@ -168,6 +171,17 @@ def _stamp(directory: Path) -> int:
         return -1
 
 
+def _contents(directory: Path) -> frozenset:
+    """A directory's files with their times and sizes: a file written over in place changes
+    it, where the directory's own time does not change."""
+    try:
+        with os.scandir(directory) as entries:
+            return frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
+                             if not e.name.startswith(".") and e.is_file())
+    except FileNotFoundError:
+        return frozenset()
+
+
 def _unique(filename: str) -> str:
     return filename.split(":", 1)[0]
 
@@ -179,7 +193,8 @@ def _flags(filename: str) -> str:
 
 # -- the connector ---------------------------------------------------------------------------
 
-class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Deletes):
+class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Deletes,
+                       WatchesItems):
     """A mailbox's Maildir tree: ``with MaildirConnector(account) as md: ...``."""
 
     needs = Needs(store=mailbox_root)  # the mailbox's own tree in the store
@@ -199,6 +214,7 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
         # wrote per message: our own rename is not news to the next fetch.
         self._listing: dict[str, dict[str, Path]] = {}
         self._tagged: dict[str, dict[str, str]] = {}
+        self._items = None  # the item store beside the tree, once asked for
 
     def __enter__(self) -> MaildirConnector:
         self.connect()
@@ -211,6 +227,14 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
         if not (self.root / "cur").is_dir() or not (self.root / "new").is_dir():
             raise ConnectorError("maildir_missing", f"There is no Maildir at {self.root}.",
                                  severity="mailbox")
+
+    def item_store(self) -> ItemStore:
+        """The folders of .ics and .vcf files beside this tree (``ics_folder``)."""
+        from server.sync.connectors.ics_folder import FolderItemStore
+        if self._items is None:
+            self._items = FolderItemStore(Account(address=self.account.address,
+                                                  root=str(self.root)))
+        return self._items
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -485,44 +509,68 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
 
     # -- waiting ------------------------------------------------------------------------------
 
-    def wait_for_changes(self, folders: list[Folder], timeout: float) -> set[str]:
+    def wait_for_changes(self, folders: list[Folder | Collection],
+                         timeout: float) -> set[str]:
+        """``folders`` may hold item collections of ``item_store`` too: their directories
+        are watched for files written in place as well."""
         watched: dict[Path, str] = {}
+        items: dict[Path, str] = {}  # collection directories
+        already: set[str] = set()
         for folder in folders:
+            if isinstance(folder, Collection):
+                if self._items is not None:
+                    items[self._items.directory(folder)] = folder.key
+                    if self._items.changed_since_read(folder):
+                        already.add(folder.key)
+                continue
             try:
                 base = self._dir(folder)
             except ConnectorError:
                 continue
             for sub in ("new", "cur"):
                 watched[base / sub] = folder.key
-        if not watched:
+        if not watched and not items:
             return set()
-        already = {key for key, mark in self._marks.items()
-                   if key in watched.values() and key in self._dirs
-                   and mark != (_stamp(self._dirs[key] / "new"), _stamp(self._dirs[key] / "cur"))}
+        already |= {key for key, mark in self._marks.items()
+                    if key in watched.values() and key in self._dirs
+                    and mark != (_stamp(self._dirs[key] / "new"),
+                                 _stamp(self._dirs[key] / "cur"))}
         if already:
             return already
         if INotify is not None:
-            return self._wait_inotify(watched, timeout)
-        return self._wait_poll(watched, timeout)
+            return self._wait_inotify(watched, items, timeout)
+        return self._wait_poll(watched, items, timeout)
 
     @staticmethod
-    def _wait_inotify(watched: dict[Path, str], timeout: float) -> set[str]:
+    def _wait_inotify(watched: dict[Path, str], items: dict[Path, str],
+                      timeout: float) -> set[str]:
         mask = (inotify_flags.CREATE | inotify_flags.MOVED_TO | inotify_flags.MOVED_FROM
                 | inotify_flags.DELETE | inotify_flags.DELETE_SELF | inotify_flags.MOVE_SELF)
         with INotify() as inotify:
-            by_wd = {}
-            for directory, key in watched.items():
+            by_wd, item_wds = {}, set()
+            for directory, key in [*watched.items(), *items.items()]:
                 try:
-                    by_wd[inotify.add_watch(str(directory), mask)] = key
+                    wd = inotify.add_watch(str(directory), mask | (
+                        inotify_flags.CLOSE_WRITE if directory in items else 0))
                 except OSError:
                     continue
+                by_wd[wd] = key
+                if directory in items:
+                    item_wds.add(wd)
             events = inotify.read(timeout=int(max(0.0, timeout) * 1000))
-        return {by_wd[e.wd] for e in events if e.wd in by_wd}
+        # A dot file in a collection is a writer's temporary (the store's own, renamed into
+        # place: that rename is the news).
+        return {by_wd[e.wd] for e in events if e.wd in by_wd
+                and not (e.wd in item_wds and e.name.startswith("."))}
 
     @staticmethod
-    def _wait_poll(watched: dict[Path, str], timeout: float) -> set[str]:
-        def stamps() -> dict[Path, int]:
-            return {directory: _stamp(directory) for directory in watched}
+    def _wait_poll(watched: dict[Path, str], items: dict[Path, str],
+                   timeout: float) -> set[str]:
+        watched = {**watched, **items}
+
+        def stamps() -> dict[Path, object]:
+            return {directory: _contents(directory) if directory in items else _stamp(directory)
+                    for directory in watched}
 
         before = stamps()
         deadline = time.monotonic() + max(0.0, timeout)

@@ -18,8 +18,15 @@ within seconds instead of at the next scheduled run.
   served by the schedule. The watched set is refreshed every 30 s (new mailboxes, changed
   folder rules, profiles and credentials).
 
-* **EWS.** The connector keeps one streaming subscription on the watched folders for the
-  watcher's session; a stream that breaks ends the session and the watcher opens a new one
+* **Appointments, contacts and tasks.** A mailbox that syncs them (its method is server-side
+  sync, on the mail profile's own server) and whose connector can wait on them in the same
+  wait (``WatchesItems``: EWS, Maildir with its folder of .ics files) has the collections
+  the item sync reads watched too, for the kinds its user may sync: a changed event,
+  contact or task flags the mailbox like new mail, and its run syncs the items after the
+  mail. The watched set's signature holds the method and those kinds, so turning item sync
+  on or off, or a privilege granted or taken away, starts the watch over.
+* **EWS.** The connector keeps one streaming subscription on the watched folders (and
+  collections) for the watcher's session; a stream that breaks ends the session and the watcher opens a new one
   after its back-off (``RETRY_SECONDS``); a server that takes no streaming subscription is
   polled with SyncFolderItems every ``poll_seconds`` (the profile setting) instead. Microsoft
   Graph is not watched here: its change notifications come to the web app
@@ -41,8 +48,9 @@ from sqlalchemy.orm import selectinload
 from server.db import db, utcnow, writer_thread
 from server.i18n import N_
 from server.sync.workers import scheduler
-from server.sync.connectors.base import FOLDERS_CHANGED, ConnectorError, Folder
-from server.sync.models import FolderRule, FolderState, Mailbox, SyncRun
+from server.sync.connectors.base import (FOLDERS_CHANGED, Collection, ConnectorError, Folder,
+                                         WatchesItems)
+from server.sync.models import FolderRule, FolderState, ItemCursor, Mailbox, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +92,20 @@ def watch_targets(limit: int) -> dict[int, tuple]:
                 .order_by(FolderRule.mailbox_id, FolderRule.folder_key)):
             rules.setdefault(mailbox_id, []).append(key)
     return {b.id: (b.server_profile_id, b.server_profile.modified_on, b.username,
-                   hash(b.password), tuple(rules.get(b.id, ())), org.track_sent_items)
+                   hash(b.password), tuple(rules.get(b.id, ())), org.track_sent_items,
+                   b.acts_method, b.acts_profile_id, watched_kinds(b))
             for b in boxes}
+
+
+def watched_kinds(mailbox: Mailbox) -> tuple[str, ...]:
+    """The kinds of items whose collections the watcher waits on beside the mail: those the
+    mailbox's item sync syncs, when it syncs them with the mail's own server (a CalDAV
+    profile of its own is not watched)."""
+    from server.sync.acts.run import kinds_synced
+    if mailbox.acts_method != "server_side_sync" or mailbox.acts_profile_id not in (
+            None, mailbox.server_profile_id):
+        return ()
+    return tuple(kinds_synced(mailbox)[0])
 
 
 class Backoff:
@@ -116,6 +136,7 @@ class Watcher(threading.Thread):
         self.backoff = Backoff()
         self.healthy = False  # a wait of the current watch returned normally
         self.alerted = False  # the push_unavailable alert is open
+        self.items = None  # the item store on the connector's session, when items are watched
 
     @property
     def stopped(self) -> bool:
@@ -143,10 +164,12 @@ class Watcher(threading.Thread):
                 self.done.wait(delay)
 
     def _open(self):
-        """The connector, the folders to watch, and their stored cursors."""
+        """The connector, the folders (and item collections) to watch, and their stored
+        cursors."""
         from server.sync.engine.accounts import account_for
         from server.sync.connectors import incoming
         from server.sync.engine.folders import find_inbox
+        self.items = None
         with self.app.app_context():
             mailbox = db.session.get(Mailbox, self.mailbox_id)
             if mailbox is None or not mailbox.enabled:
@@ -156,9 +179,9 @@ class Watcher(threading.Thread):
             factory = incoming(mailbox.server_profile.incoming_protocol)
             keys = set(db.session.scalars(select(FolderRule.folder_key).where(
                 FolderRule.mailbox_id == mailbox.id, FolderRule.enabled.is_(True))))
-            cursors = dict(db.session.execute(select(FolderState.folder_key, FolderState.cursor)
-                                              .where(FolderState.mailbox_id == mailbox.id)).all())
+            kinds = watched_kinds(mailbox)
             db.session.remove()
+        cursors = self._cursors()
         connector = factory(account)
         connector.__enter__()
         try:
@@ -166,10 +189,30 @@ class Watcher(threading.Thread):
             inbox = find_inbox(folders)
             watched = [f for f in folders if (inbox is not None and f.key == inbox.key)
                        or f.key in keys]
+            self.items = connector.item_store() if kinds and isinstance(
+                connector, WatchesItems) else None
+            watched += self._collections(kinds)
         except BaseException:
             connector.__exit__(None, None, None)
             raise
         return connector, watched, cursors
+
+    def _collections(self, kinds: tuple[str, ...]) -> list[Collection]:
+        """The collections the item sync reads, of the kinds watched. A kind whose folders
+        the account may not open is left out (the item sync says why); mail is still
+        watched."""
+        found: list[Collection] = []
+        if self.items is None:
+            return found
+        for kind in kinds:
+            try:
+                found += self.items.collections(kind)
+            except ConnectorError as exc:
+                if exc.severity not in ("auth", "folder"):
+                    raise
+                log.info("push: mailbox %s: %ss not watched (%s)", self.mailbox_id, kind,
+                         _detail(exc))
+        return found
 
     def _watch(self) -> None:
         self.healthy = False
@@ -184,7 +227,8 @@ class Watcher(threading.Thread):
             if self._mark(connector, watched, cursors):
                 self._flag()  # mail came while nobody watched (the worker was down)
                 self.pending_since = utcnow()
-            log.debug("push: mailbox %s: watching %d folder(s)", self.mailbox_id, len(watched))
+            log.debug("push: mailbox %s: watching %d folder(s) and collection(s)",
+                      self.mailbox_id, len(watched))
             while not self.stopped:
                 wait = RECHECK_SECONDS if self.pending_since else WAIT_SECONDS
                 changed = connector.wait_for_changes(watched, wait)
@@ -211,20 +255,23 @@ class Watcher(threading.Thread):
             except Exception:  # closing a broken session
                 log.debug("push: closing a connection failed", exc_info=True)
 
-    @staticmethod
-    def _mark(connector, folders: list[Folder], cursors: dict[str, str | None]) -> bool:
-        """Read each folder from the stored cursor (one message at most), so the connector
-        knows its current state: a wait that starts after mail arrived returns at once.
-        True when a folder has mail the last run did not cover."""
+    def _mark(self, connector, targets: list[Folder | Collection],
+              cursors: dict[str, str | None]) -> bool:
+        """Read each folder (collection) from the stored cursor (one message or item at
+        most), so the connector knows its current state: a wait that starts after a change
+        returns at once. True when one has changes the last run did not cover."""
         behind = False
-        for folder in folders:
+        for target in targets:
             try:
-                changes = connector.fetch_changes(folder, cursors.get(folder.key), limit=1)
+                if isinstance(target, Collection):
+                    items = self.items.changes(target, cursors.get(target.key), limit=1)
+                    behind |= bool(items.items or items.removed)
+                else:
+                    changes = connector.fetch_changes(target, cursors.get(target.key), limit=1)
+                    behind |= bool(changes.messages or changes.removed)
             except ConnectorError as exc:
                 if exc.severity not in ("folder", "message"):
                     raise
-                continue
-            behind |= bool(changes.messages or changes.removed)
         return behind
 
     def _alert(self, exc: BaseException) -> None:
@@ -265,11 +312,17 @@ class Watcher(threading.Thread):
                 db.session.remove()
 
     def _cursors(self) -> dict[str, str | None]:
+        """The stored cursors of the mailbox's folders and item collections, by key (a
+        session's folder and collection keys are the server's folder ids or directories:
+        never the same)."""
         with self.app.app_context():
             try:
-                return dict(db.session.execute(
-                    select(FolderState.folder_key, FolderState.cursor)
-                    .where(FolderState.mailbox_id == self.mailbox_id)).all())
+                return {**dict(db.session.execute(
+                    select(ItemCursor.collection_key, ItemCursor.cursor)
+                    .where(ItemCursor.mailbox_id == self.mailbox_id)).all()),
+                    **dict(db.session.execute(
+                        select(FolderState.folder_key, FolderState.cursor)
+                        .where(FolderState.mailbox_id == self.mailbox_id)).all())}
             finally:
                 db.session.remove()
 
