@@ -28,8 +28,11 @@ otherwise (``Bearer error="invalid_token"`` for a token it refuses);
 
 Tests drive it as a mail client or the transport would: ``deliver``, ``move``,
 ``create_folder``, ``rename_folder``, ``move_folder``, ``set_categories``. A streaming
-subscription hears of every change to its folders; GetStreamingEvents holds the connection
-until it has one (or its ConnectionTimeout passes), answers it and closes. ``serve`` runs
+subscription hears of every change to the items of its folders (messages, and the calendar
+items, contacts and tasks of ``ews_items``, an occurrence's change as its master's): a
+CreatedEvent, ModifiedEvent or DeletedEvent with the TimeStamp, ItemId and ParentFolderId;
+GetStreamingEvents holds the connection until it has one (or its ConnectionTimeout
+passes), answers it and closes. ``serve`` runs
 it on a loopback port in a thread; exchangelib talks to it over real HTTP.
 """
 from __future__ import annotations

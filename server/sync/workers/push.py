@@ -79,7 +79,8 @@ def watch_targets(limit: int) -> dict[int, tuple]:
     org = db.session.get(Organization, 1)
     boxes = db.session.scalars(
         select(Mailbox).where(Mailbox.enabled.is_(True)).options(
-            selectinload(Mailbox.server_profile)).order_by(Mailbox.id)).all()
+            selectinload(Mailbox.server_profile), selectinload(Mailbox.user))
+        .order_by(Mailbox.id)).all()
     boxes = [b for b in boxes if b.server_profile is not None
              and b.server_profile.incoming_protocol in PUSH_PROTOCOLS
              and why_not_synced(b) is None][:limit]
