@@ -13,7 +13,8 @@ import re
 
 import pytest
 
-from server.crm.registry import RECORD_TYPES
+from server.crm.activities import EMAIL_STATUSES
+from server.crm.registry import EMAIL_STATUS_LABELS, RECORD_TYPES
 from server.crm.services import records
 from server.db import db
 from server.i18n import translate
@@ -116,10 +117,8 @@ def test_a_canceled_email_that_cannot_be_sent_names_its_translated_status(
     with app.test_request_context(headers={"Accept-Language": "cs"}):
         # The label the email's page and timeline show for it (the ``email_status`` filter).
         assert status_label("canceled") == "Zrušeno"
-    from server.crm.activities import EMAIL_STATUSES
-    from server.crm.registry import EMAIL_STATUS_LABELS
-    assert set(EMAIL_STATUS_LABELS) == set(EMAIL_STATUSES)  # every status has its words
         assert localize(raised.value.message) == "Aktivita už je ve stavu „Zrušeno“."
+    assert set(EMAIL_STATUS_LABELS) == set(EMAIL_STATUSES)  # every status has its words
 
 
 def test_refusals_name_the_translated_right_and_privilege(app, make_user, czech_admin, cs_sentences):
