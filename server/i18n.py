@@ -131,30 +131,25 @@ def translate(language: str, text: str) -> str:
     return found[0] if found and isinstance(found[0], str) else text
 
 
-@lru_cache(maxsize=16)
-def _plurals(po: Path, _version: int) -> tuple[Callable[[int], int], dict[str, tuple[str, ...]]]:
-    """A catalog's plural rule (count -> which form) and its plural strings, settled and
-    translated in every form: {English singular: forms}."""
-    with po.open("rb") as source:
-        catalog = read_po(source, locale=po.parts[-3])
-    forms = {m.id[0]: tuple(m.string) for m in catalog
-             if isinstance(m.id, tuple) and isinstance(m.string, tuple) and all(m.string)
-             and not m.fuzzy}
-    return c2py(catalog.plural_expr), forms
+@lru_cache(maxsize=len(LANGUAGES))
+def _plural_category(language: str) -> Callable[[int], str]:
+    """The CLDR plural category of a count in ``language`` (what ``_by_category`` files a
+    plural entry's forms under, and Intl.PluralRules gives in the pane)."""
+    return Locale.parse(LANGUAGES[language][0]).plural_form
 
 
 def plural_of(language: str) -> Callable[[str, str, int], str]:
     """``ngettext`` for ``language`` outside any request (mail): ``ngettext(singular,
     plural, n)`` gives the form the language uses for ``n`` (call it ``ngettext`` so the
-    catalogs find the strings)."""
-    po = _po(language) if language in LANGUAGES else None
-
+    catalogs find the strings). The forms are the catalog's as the pane reads them, by
+    plural category: mail and pane choose the same one."""
     def ngettext(singular: str, plural: str, n: int) -> str:
-        if po is not None and language != "en" and po.exists():
-            rule, table = _plurals(po, po.stat().st_mtime_ns)
-            forms = table.get(singular)
-            if forms:
-                return forms[min(rule(n), len(forms) - 1)]
+        found = _catalog(language).get(singular) if language in LANGUAGES else None
+        if found and isinstance(found[0], dict):
+            forms = found[0]
+            form = forms.get(_plural_category(language)(n)) or forms.get("other")
+            if form:
+                return form
         return singular if n == 1 else plural
     return ngettext
 

@@ -263,3 +263,32 @@ def test_extraction_finds_every_pane_string_and_the_pane_is_served_only_its_own(
     assert response.status_code == 200 and response.get_json() == served
     again = app.test_client().get("/addin/strings/cs.json", headers={"If-None-Match": response.headers["ETag"]})
     assert again.status_code == 304
+
+
+def test_mail_and_pane_take_a_plural_form_where_gettext_does(tmp_path, monkeypatch):
+    """``plural_of`` (mail) reads a plural entry's forms where the pane does
+    (``pane_catalog``, by plural category), and for every count picks the form the compiled
+    catalog's own Plural-Forms rule picks (Czech: three forms, Slovenian: four)."""
+    import gettext
+
+    from babel import Locale
+
+    monkeypatch.setattr(i18n, "CATALOGS", marked_catalogs(tmp_path, ("cs", "sl")))
+    compiled = tmp_path / "mo"
+    i18n.compile_catalogs(compiled)
+    singular, plural = "%(count)s result", "%(count)s results"
+    for language in ("cs", "sl"):
+        locale = i18n.LANGUAGES[language][0]
+        with (compiled / locale / "LC_MESSAGES" / "messages.mo").open("rb") as f:
+            compiled_catalog = gettext.GNUTranslations(f)
+        served = i18n.pane_catalog(language)[singular]
+        category = Locale.parse(locale).plural_form
+        ngettext = i18n.plural_of(language)
+        seen = set()
+        for n in range(0, 250):
+            form = ngettext(singular, plural, n)
+            assert form == compiled_catalog.ngettext(singular, plural, n) == served[category(n)]
+            seen.add(form)
+        assert len(seen) == len(served) == (3 if language == "cs" else 4)
+    assert i18n.plural_of("en")(singular, plural, 2) == plural
+    assert i18n.plural_of("xx")(singular, plural, 1) == singular  # a language not spoken

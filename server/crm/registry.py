@@ -60,7 +60,8 @@ class RecordType:
 NOUNS = {"account": (N_("account"), N_("accounts")), "contact": (N_("contact"), N_("contacts")),
          "lead": (N_("lead"), N_("leads")),
          "opportunity": (N_("opportunity"), N_("opportunities")),
-         "case": (N_("case"), N_("cases")), "queue": (N_("queue"), N_("queues"))}
+         "case": (N_("case"), N_("cases")), "queue": (N_("queue"), N_("queues")),
+         "activity": (N_("activity"), N_("activities"))}  # (privileges' table of every kind)
 
 # What a choice field's stored value reads as on pages (the value stays the API's key).
 CHOICE_LABELS = {
@@ -84,7 +85,22 @@ CHOICE_LABELS = {
     # An attendee's response to a meeting (``items.calendar.RESPONSES``).
     "needs-action": N_("No response yet"), "accepted": N_("Accepted"),
     "declined": N_("Declined"), "tentative": N_("Tentative"), "delegated": N_("Delegated"),
+    # A privilege (``security.privileges.PRIVILEGES``; the others are the share rights above).
+    "create": N_("Create"),
 }
+# What an email's sending state (``Email.status``) reads as: its page, the timeline, the
+# live state and the sentences that name it.
+EMAIL_STATUS_LABELS = {"draft": N_("Draft"), "pending_send": N_("Waiting to be sent"),
+                       "sending": N_("Sending"), "sent": N_("Sent"), "failed": N_("Not sent"),
+                       "received": N_("Received"), "canceled": N_("Canceled")}
+
+
+def choice_label(value: str | None, labels: dict[str, str] = CHOICE_LABELS) -> str:
+    """A stored choice value's label (``in_progress``: ``In progress``), marked for the
+    catalogs, so it reads in the reader's language where it is shown, a sentence's value
+    too; a value without a label reads as it is stored, made readable."""
+    label = labels.get(value or "")
+    return label if label else (value or "").replace("_", " ").capitalize()
 
 
 E = ("email1", "email2", "email3")

@@ -14,7 +14,7 @@ from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import ColumnElement
 
 from server.crm.activities import Activity
-from server.crm.registry import MODEL_TYPES
+from server.crm.registry import MODEL_TYPES, NOUNS, choice_label
 from server.db import db
 from server.errors import Forbidden, NotFound
 from server.i18n import N_
@@ -302,9 +302,10 @@ def require(p: Principal, privilege: str, record) -> None:
     if not can(p, "read", record):
         raise NotFound()
     if privilege != "read":
-        raise Forbidden(N_("You do not have the %(privilege)s privilege on this %(kind)s.",
-                           privilege=privilege.replace("_", " "),
-                           kind=table_of(record).replace("_", " ")))
+        table = table_of(record)  # a record type's or an activity's noun; another table's name
+        kind = NOUNS[table][0] if table in NOUNS else table.replace("_", " ")
+        raise Forbidden(N_("You do not have the “%(privilege)s” privilege on this %(kind)s.",
+                           privilege=choice_label(privilege), kind=kind))
 
 
 def require_named(p: Principal, named: str) -> None:
@@ -316,8 +317,8 @@ def require_named(p: Principal, named: str) -> None:
 def require_table(p: Principal, table: str, privilege: str) -> None:
     """For administration pages: some depth of ``privilege`` on ``table`` is needed."""
     if p.depth(table, privilege) == Depth.NONE:
-        raise Forbidden(N_("You do not have the %(privilege)s privilege on %(table)s.",
-                           privilege=privilege, table=table.replace("_", " ")))
+        raise Forbidden(N_("You do not have the “%(privilege)s” privilege on %(table)s.",
+                           privilege=choice_label(privilege), table=table.replace("_", " ")))
 
 
 def get(p: Principal, model, record_id: int, privilege: str = "read"):

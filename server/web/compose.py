@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 
 from server.crm.activities import REGARDING_TYPES, Email
 from server.crm.models import Organization, Queue
-from server.crm.registry import RECORD_TYPES
+from server.crm.registry import EMAIL_STATUS_LABELS, RECORD_TYPES, choice_label
 from server.crm.services import email_templates as mail_templates
 from server.crm.services.activity_actions import get_activity
 from server.crm.services import records
@@ -30,7 +30,6 @@ from server.crm.services.tracking import AttachmentContent, add_attachments
 from server.crm.templates import render
 from server.db import db
 from server.errors import ServiceError
-from server.i18n import N_
 from server.security import authz
 from server.security.models import User
 from server.security.privileges import Depth
@@ -45,9 +44,6 @@ bp = Blueprint("compose", __name__)
 ROLES = ("to", "cc", "bcc")
 SUGGEST_KINDS = ("user", "contact", "account", "lead", "queue")
 SUGGEST_LIMIT = 5
-STATUS_WORDS = {"draft": N_("Draft"), "pending_send": N_("Waiting to be sent"),
-                "sending": N_("Sending"), "sent": N_("Sent"), "failed": N_("Not sent"),
-                "received": N_("Received")}
 
 
 @bp.before_request
@@ -368,7 +364,7 @@ def send(activity_id: int):
 def status_label(status: str | None) -> str:
     """An email's sending state as the reader reads it: the one wording of each state for
     the page, the timeline and the live state (``send-state.js`` shows ``state_of``'s)."""
-    return localize(STATUS_WORDS.get(status or "", status or ""))
+    return localize(choice_label(status, EMAIL_STATUS_LABELS))
 
 
 def state_of(email: Email) -> dict:

@@ -22,7 +22,8 @@ from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.crm.models import Organization
-from server.crm.registry import CHOICE_LABELS, RECORD_TYPES
+from server.crm import registry
+from server.crm.registry import RECORD_TYPES
 from server.db import db
 from server.i18n import (LANGUAGES, Message, compile_catalogs, format_moment, language_of,
                          pane_catalog, time_zones, translate, translate_stored)
@@ -130,8 +131,7 @@ def localize(text: str | None) -> str:
 def choice_label(value: str | None) -> str:
     """A choice field's stored value (``in_progress``) as the reader reads it (``In
     progress``, ``Probíhá``); a value without a label reads as it is stored."""
-    label = CHOICE_LABELS.get(value or "")
-    return localize(label) if label else (value or "").replace("_", " ").capitalize()
+    return localize(registry.choice_label(value))
 
 
 @bp.app_template_filter("type_label")

@@ -9,15 +9,13 @@ from __future__ import annotations
 from flask import Blueprint, Flask, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import undefer
 
 from server.crm.services import activity_actions as acts
 from server.crm.services import records, tracking
-from server.crm.activities import REGARDING_TYPES, Attachment, Email
+from server.crm.activities import REGARDING_TYPES
 from server.db import db
 from server.errors import Invalid
-from server.sync.mail.invitations import CALENDAR_TYPES, Meeting, read
+from server.sync.acts.meetings import meeting_of
 from server.sync.uploads import MAX_MAIL_FILE, track_mail_file
 from server.web.auth import current_principal, login_manager
 
@@ -29,17 +27,6 @@ def _signed_in():
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     return None
-
-
-def meeting_of(email: Email) -> Meeting | None:
-    """The meeting of the first calendar attachment of a tracked email, if any."""
-    if not isinstance(email, Email):
-        return None
-    found = db.session.scalars(
-        select(Attachment).where(Attachment.activity_id == email.id,
-                                 Attachment.content_type.in_(CALENDAR_TYPES))
-        .options(undefer(Attachment.content)).order_by(Attachment.id).limit(1)).first()
-    return read(found.content) if found is not None and found.content else None
 
 
 @bp.post("/r/<type_name>/<int:record_id>/mail-files")

@@ -36,6 +36,10 @@ bp = Blueprint("pages", __name__)
 ACTIVITY_TYPES = {"email": N_("Email"), "appointment": N_("Appointment"), "task": N_("Task"),
                   "phone_call": N_("Phone call")}
 NEW_ACTIVITY_KINDS = {"task": N_("Task"), "phone_call": N_("Phone call"), "email": N_("Email draft")}
+# Each kind's "New ..." as a whole phrase: a language agrees the adjective with the noun (and
+# writes the noun as it writes it), which "New %(kind)s" with a lower-cased label cannot.
+NEW_ACTIVITY_TITLES = {"task": N_("New task"), "phone_call": N_("New phone call"),
+                       "email": N_("New email")}
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -156,7 +160,7 @@ def record_detail(type_name: str, record_id: int):
                            titles=page.titles, can=page.can,
                            can_add_activity=page.can_add_activity, timeline=page.timeline,
                            types=types, cursor=cursor, shares=page.shares,
-                           related=page.related, new_kinds=NEW_ACTIVITY_KINDS,
+                           related=page.related, new_kinds=NEW_ACTIVITY_TITLES,
                            rolls_up=rt.name in ROLL_UP, history=page.history,
                            field_label=field_label)
 
@@ -301,7 +305,7 @@ def activity_new(type_name: str, record_id: int, kind: str):
     defaults = {"phone_number": (records.field_value(p, record, "phone") if rt.field("phone")
                                  else None) or ""}
     return render_template("activities/new.html", rt=rt, record=record, kind=kind,
-                           kind_label=NEW_ACTIVITY_KINDS[kind], form=form, errors=errors,
+                           new_title=NEW_ACTIVITY_TITLES[kind], form=form, errors=errors,
                            defaults=defaults), 400 if errors else 200
 
 

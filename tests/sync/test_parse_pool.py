@@ -2,7 +2,8 @@
 other processes give what parsing in-process gives, bytes that are no email come back with
 their reason, a batch large enough goes through the pool in a sync and its HTML is stored
 sanitized, and a pool whose worker was killed is replaced while the batch is parsed
-in-process."""
+in-process. Its size is the app's ``REGARDING_SYNC_PARSE_PROCESSES`` setting, from the
+environment like every other one, or the cores."""
 from __future__ import annotations
 
 import hashlib
@@ -32,9 +33,27 @@ HTML = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "text/html; charset
 
 
 @pytest.fixture
-def pooled(monkeypatch):
+def pooled(app):
     """A pool of two processes whatever this machine has."""
-    monkeypatch.setenv("REGARDING_SYNC_PARSE_PROCESSES", "2")
+    app.config["REGARDING_SYNC_PARSE_PROCESSES"] = 2
+
+
+def test_the_pool_size_is_an_app_setting_read_from_the_environment(monkeypatch, tmp_path):
+    from server import create_app
+    from tests.conftest import make_config
+    for env, wanted in (("0", 0), ("3", 3), ("", len(os.sched_getaffinity(0)))):
+        monkeypatch.setenv("REGARDING_SYNC_PARSE_PROCESSES", env)
+        app = create_app(make_config(f"sqlite:///{tmp_path / 'size.db'}", tmp_path))
+        assert app.config.get("REGARDING_SYNC_PARSE_PROCESSES") == (int(env) if env else None)
+        with app.app_context():
+            assert pool.processes() == wanted
+    monkeypatch.delenv("REGARDING_SYNC_PARSE_PROCESSES")
+    app = create_app(make_config(f"sqlite:///{tmp_path / 'size.db'}", tmp_path))
+    with app.app_context():
+        assert pool.processes() == len(os.sched_getaffinity(0))  # unset: the cores
+        app.config["REGARDING_SYNC_PARSE_PROCESSES"] = 0
+        assert pool.start([(b"From: a@x.example\r\n\r\nx", False)] * pool.MIN_POOLED).futures \
+            is None, "0: parsed in-process"
 
 
 def test_the_corpus_parses_in_the_pool_as_it_does_in_process(pooled):
@@ -59,10 +78,10 @@ def test_the_corpus_parses_in_the_pool_as_it_does_in_process(pooled):
     assert results[-1].error.code == "no-headers"
 
 
-@pytest.mark.parametrize("processes", ["2", "0"])
+@pytest.mark.parametrize("processes", [2, 0])
 def test_a_batch_through_the_pool_or_in_process_stores_the_same(app, make_user, tmp_path,
-                                                                 monkeypatch, processes):
-    monkeypatch.setenv("REGARDING_SYNC_PARSE_PROCESSES", processes)
+                                                                 processes):
+    app.config["REGARDING_SYNC_PARSE_PROCESSES"] = processes
     pool.shutdown()
     crm = w.build_crm(make_user)
     store = w.MaildirStore(tmp_path / "store", "bob@org.example")
@@ -91,7 +110,7 @@ def test_a_batch_through_the_pool_or_in_process_stores_the_same(app, make_user, 
         assert "script" not in email.html_body and "onclick" not in email.html_body
         assert 'data-remote-src="https://tracker.example/' in email.html_body
         assert email.html_body == sanitize_html(HTML["body"].format(n=n))
-    assert bool(pool.worker_pids()) == (processes == "2")
+    assert bool(pool.worker_pids()) == (processes == 2)
 
 
 def test_a_pool_whose_worker_was_killed_is_replaced_and_the_batch_parsed_in_process(pooled):
@@ -118,3 +137,25 @@ def test_a_small_batch_is_parsed_in_process_and_left_to_tracking_to_sanitize(poo
     assert parsing.futures is None
     done = parsing.results()[0]
     assert done.msg == parse(data) and done.safe_html is None
+
+
+@pytest.mark.parametrize("processes", [2, 0])
+def test_batches_read_ahead_over_imap_are_parsed_with_the_apps_pool_size(
+        app, make_user, dovecot, mail_user, processes):
+    """IMAP reads the next batch (and starts its parse) in a thread without the app context:
+    the size it parses with is the app's all the same."""
+    app.config["REGARDING_SYNC_PARSE_PROCESSES"] = processes
+    pool.shutdown()
+    crm = w.build_crm(make_user)
+    store = w.ImapStore(dovecot, mail_user)
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    count = 3 * pool.MIN_POOLED  # three batches: two of them read ahead
+    for n in range(count):
+        store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"ahead{n}@x.example",
+                            subject=f"Order {n}"))
+    result = sync_mailbox(box.id, limit=pool.MIN_POOLED)
+    assert result.status == "success", result.reason
+    assert (result.fetched, result.tracked) == (count, count)
+    assert sorted(e.message_id for e in w.emails()) == sorted(f"ahead{n}@x.example"
+                                                              for n in range(count))
+    assert bool(pool.worker_pids()) == (processes == 2)

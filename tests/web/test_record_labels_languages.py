@@ -9,10 +9,12 @@ test's own proves the translation is applied."""
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 
-from server.crm.registry import RECORD_TYPES
+from server.crm.activities import EMAIL_STATUSES
+from server.crm.registry import EMAIL_STATUS_LABELS, RECORD_TYPES
 from server.crm.services import records
 from server.db import db
 from server.i18n import translate
@@ -72,3 +74,86 @@ def test_a_czech_case_list_and_page_use_the_catalog(app, signin, czech_admin, ca
 def test_the_api_keeps_english_keys_and_values(app, api_client, czech_admin, case, cs_catalog):
     body = api_client(czech_admin).get(f"/api/v1/cases/{case.id}").json
     assert body["status"] == "in_progress" and body["title"] == "Broken pump"
+
+
+# Sentences that name a choice value insert its label, translated as it is (never lower-cased).
+SENTENCES = {
+    "This email’s status is “%(status)s”: only a draft, or a failed email (to retry), can be sent.":
+        "Stav e-mailu je „%(status)s“: odeslat lze jen koncept nebo neodeslaný e-mail.",
+    "Canceled": "Zrušeno",
+    "This activity’s state is already “%(state)s”.": "Aktivita už je ve stavu „%(state)s“.",
+    "You cannot share “%(right)s” access you do not have.": "Nelze sdílet přístup „%(right)s“, který nemáte.",
+    "Append to": "Připojit k",
+    "You do not have the “%(privilege)s” privilege on this %(kind)s.": "Nemáte oprávnění „%(privilege)s“ k %(kind)s.",
+    "Write": "Zápis",
+    "case": "případ",
+    "Parent account": "Nadřazená Firma",  # a capital inside: a label is inserted as translated
+}
+
+
+@pytest.fixture
+def cs_sentences(tmp_path, monkeypatch):
+    use_catalog(tmp_path, monkeypatch, "cs", SENTENCES)
+
+
+def test_a_canceled_email_that_cannot_be_sent_names_its_translated_status(
+        app, api_client, czech_admin, cs_sentences):
+    from server.crm.services import activity_actions
+    from server.errors import ServiceError
+    from server.web.compose import status_label
+    from server.web.languages import localize
+    from tests.sync.world import draft_email
+    p = authz.principal(czech_admin)
+    email = draft_email(p, to="ann@customer.example", subject="Quote")
+    activity_actions.set_state(p, email, "canceled")
+    db.session.commit()
+    assert email.status == "canceled"
+    response = api_client(czech_admin).post(f"/api/v1/activities/{email.id}/send", json={})
+    assert response.status_code == 409
+    assert response.json["error"]["message"] == (
+        "Stav e-mailu je „Zrušeno“: odeslat lze jen koncept nebo neodeslaný e-mail.")
+    with pytest.raises(ServiceError) as raised:  # marking it again names its state alike
+        activity_actions.set_state(p, email, "completed")
+    with app.test_request_context(headers={"Accept-Language": "cs"}):
+        # The label the email's page and timeline show for it (the ``email_status`` filter).
+        assert status_label("canceled") == "Zrušeno"
+        assert localize(raised.value.message) == "Aktivita už je ve stavu „Zrušeno“."
+    assert set(EMAIL_STATUS_LABELS) == set(EMAIL_STATUSES)  # every status has its words
+
+
+def test_refusals_name_the_translated_right_and_privilege(app, make_user, czech_admin, cs_sentences):
+    from server.errors import ServiceError
+    from server.web.languages import localize
+    admin = authz.principal(czech_admin)
+    record = records.create(admin, RECORD_TYPES["case"], {"title": "Pump"})
+    reader = make_user("rita@org.example", roles=())  # what is shared with her, no more
+    records.share(admin, record, reader, {"read", "share"})
+    db.session.commit()
+    p = authz.principal(reader)
+    refusals = []
+    for attempt in (lambda: records.share(p, record, czech_admin, {"append_to"}),
+                    lambda: authz.require(p, "write", record)):
+        with pytest.raises(ServiceError) as raised:
+            attempt()
+        refusals.append(raised.value.message)
+    with app.test_request_context(headers={"Accept-Language": "cs"}):
+        assert [localize(m) for m in refusals] == [
+            "Nelze sdílet přístup „Připojit k“, který nemáte.", "Nemáte oprávnění „Zápis“ k případ."]
+    assert str(refusals[1]) == "You do not have the “Write” privilege on this case."
+
+
+def test_a_lookups_filter_names_the_field_as_translated(app, cs_sentences):
+    from types import SimpleNamespace
+
+    from flask import render_template_string
+    field = RECORD_TYPES["account"].field("parent_account_id")
+    assert field.label == "Parent account"
+    ff = SimpleNamespace(field=field, value="", error=None, readonly=False)
+    rows = [(n, f"Account {n}") for n in range(20)]  # more than 12: the list has a filter
+    with app.test_request_context(headers={"Accept-Language": "cs"}):
+        page = html.unescape(render_template_string(
+            '{% from "_macros.html" import field_input with context %}{{ field_input(ff, lookups) }}',
+            ff=ff, lookups={field.name: (rows, False)}))
+    [placeholder] = re.findall(r'class="lookup-filter"[^>]*placeholder="([^"]*)"', page)
+    [aria] = re.findall(r'class="lookup-filter"[^>]*aria-label="([^"]*)"', page)
+    assert "Nadřazená Firma" in placeholder and "Nadřazená Firma" in aria, (placeholder, aria)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, with_polymorphic
 
 from server.crm.activities import Activity, ActivityParty, Email, PhoneCall, Task
+from server.crm.registry import choice_label
 from server.crm.services.tracking import check_regarding
 from server.crm.values import LINE_BREAK, SINGLE_LINE
 from server.db import db, utcnow
@@ -42,7 +43,8 @@ def set_state(p: Principal, activity, state: str):
         raise Invalid(N_("An activity is completed or canceled."))
     authz.require(p, "write", activity)
     if activity.state != "open":
-        raise Invalid(N_("This activity is already %(state)s.", state=activity.state))
+        raise Invalid(N_("This activity’s state is already “%(state)s”.",
+                         state=choice_label(activity.state)))
     if isinstance(activity, Email):
         if activity.status != "draft" or state != "canceled":
             raise Invalid(N_("Only an email draft can be canceled here."))

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from server.crm.registry import DERIVED, RECORD_TYPES, RecordType, parts_of, type_of
+from server.crm.registry import (DERIVED, RECORD_TYPES, RecordType, choice_label, parts_of,
+                                 type_of)
 from server.crm.services.resolution import Match, normalized, resolve
 from server.crm.services.titles import title_column
 from server.crm.values import parse_value
@@ -195,8 +196,8 @@ def share(p: Principal, record, principal_obj, rights: set[str]) -> RecordShare 
     rights = set(rights) | {"read"} if rights else set()
     for right in rights:
         if not authz.can(p, right, record):
-            raise Forbidden(N_("You cannot share %(right)s access you do not have.",
-                               right=right.replace("_", " ")))
+            raise Forbidden(N_("You cannot share “%(right)s” access you do not have.",
+                               right=choice_label(right)))
     table = authz.table_of(record)
     is_user = isinstance(principal_obj, User)
     row = db.session.scalar(select(RecordShare).where(

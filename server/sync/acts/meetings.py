@@ -6,7 +6,11 @@ the server finds the UID (``meeting_uid``), in this order:
 1. what the item sync read from the user's mailbox already (the ``item_link`` of that id:
    Graph keys events by the REST form of the pane's id, EWS by the id itself);
 2. the mailbox's item store, asked now (Graph: the event's ``iCalUId``);
-3. the CRM's one appointment with the same organizer, start and subject.
+3. the invitation the CRM has as an email (the pane gives the meeting's
+   ``internetMessageId``, the invitation's Message-ID): the UID in its ``text/calendar``
+   part, which the mail sync keeps as an attachment (a TNEF meeting's too). This is where a
+   mailbox read over IMAP, POP3 or Maildir with its calendar on CalDAV finds it;
+4. the CRM's one appointment with the same organizer, start and subject.
 
 Where none answers, the meeting stays known by its item id. A meeting tracked in compose
 mode (not sent yet: no UID anywhere) leaves a pending track request with its subject and
@@ -19,16 +23,20 @@ from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import exists, func, select
+from sqlalchemy.orm import undefer
 
 from server.addin.payloads import Item as PaneItem
-from server.crm.activities import ActivityParty, Appointment
-from server.crm.services.tracked import TrackRequest
+from server.crm.activities import ActivityParty, Appointment, Attachment, Email
+from server.crm.services.details import attachment_bytes
+from server.crm.services.tracked import TrackRequest, find_tracked
 from server.db import db, utcnow
+from server.security import authz
 from server.security.models import User
 from server.sync import connectors
 from server.sync.connectors.base import ConnectorError, Item, ItemStore
 from server.sync.connectors.graph_items import rest_id
 from server.sync.engine import accounts
+from server.sync.mail.invitations import CALENDAR_TYPES, Meeting, read
 from server.sync.models import ItemLink, Mailbox
 
 log = logging.getLogger(__name__)
@@ -39,17 +47,20 @@ def with_uid(user: User, item: PaneItem | None) -> PaneItem | None:
     if item is None or item.type != "appointment" or item.ical_uid or not item.item_id:
         return item
     uid = meeting_uid(user, item.item_id, subject=item.subject, start=item.start,
-                      organizer=item.organizer.address if item.organizer else None)
+                      organizer=item.organizer.address if item.organizer else None,
+                      internet_message_id=item.internet_message_id)
     return replace(item, ical_uid=uid) if uid else item
 
 
 def meeting_uid(user: User, item_id: str, *, subject: str | None = None,
-                start: datetime | None = None, organizer: str | None = None) -> str | None:
+                start: datetime | None = None, organizer: str | None = None,
+                internet_message_id: str | None = None) -> str | None:
     ids = sorted({item_id, rest_id(item_id)})
     found = db.session.scalar(select(ItemLink.uid).join(Mailbox, Mailbox.id == ItemLink.mailbox_id)
                               .where(Mailbox.user_id == user.id, ItemLink.kind == "appointment",
                                      ItemLink.ref.in_(ids), ItemLink.uid.is_not(None)).limit(1))
-    return found or _from_store(user, item_id) or _same_meeting(subject, start, organizer)
+    return (found or _from_store(user, item_id) or _from_invitation(user, internet_message_id)
+            or _same_meeting(subject, start, organizer))
 
 
 def _from_store(user: User, item_id: str) -> str | None:
@@ -67,6 +78,28 @@ def _from_store(user: User, item_id: str) -> str | None:
     except (ConnectorError, ValueError) as exc:  # the pane still works, by the item id
         log.info("meeting UID not read from mailbox %s: %s", mailbox.id, exc)
         return None
+
+
+def meeting_of(email) -> Meeting | None:
+    """The meeting of the first calendar part of a tracked email (kept as an attachment,
+    in the database or on disk), if any."""
+    if not isinstance(email, Email):
+        return None
+    found = db.session.scalars(
+        select(Attachment).where(Attachment.activity_id == email.id,
+                                 Attachment.content_type.in_(CALENDAR_TYPES))
+        .options(undefer(Attachment.content)).order_by(Attachment.id).limit(1)).first()
+    data = attachment_bytes(found) if found is not None else None
+    return read(data) if data else None
+
+
+def _from_invitation(user: User, internet_message_id: str | None) -> str | None:
+    """The UID in the invitation the CRM tracked under this Message-ID, where the user may
+    read that email (the pane's internetMessageId of a meeting is its invitation's)."""
+    email = find_tracked(authz.principal(user), internet_message_id) if internet_message_id \
+        else None
+    meeting = meeting_of(email) if email is not None else None
+    return meeting.uid if meeting is not None and meeting.uid else None
 
 
 def _same_meeting(subject: str | None, start: datetime | None,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from server.crm.activities import ActivityParty, Email
 from server.crm.models import Organization
+from server.crm.registry import EMAIL_STATUS_LABELS, choice_label
 from server.db import db, utcnow
 from server.errors import Conflict, Forbidden, Unprocessable
 from server.i18n import N_
@@ -144,8 +145,9 @@ def send(p: Principal, email: Email) -> Email:
         raise Conflict(N_("Only an outgoing email can be sent."))
     if email.status not in SENDABLE:
         raise Conflict(NOT_SENDABLE.get(email.status) or N_(
-            "This email is %(status)s: only a draft, or a failed email (to retry), can be sent.",
-            status=email.status.replace("_", " ")), {"status": email.status})
+            "This email’s status is “%(status)s”: only a draft, or a failed email (to retry), "
+            "can be sent.", status=choice_label(email.status, EMAIL_STATUS_LABELS)),
+            {"status": email.status})
     check_send_as(p, email)
     # A recipient named by its record alone (its address secured from the caller) gets the
     # record's address from the engine at sending time.

@@ -62,9 +62,10 @@ def origin_of(ctx: MailboxRun, folder: FolderInfo, item: Item) -> Origin:
     return item.origin or Origin(ctx, folder, item.fetched)
 
 
-def parse_ahead(messages: list[FetchedMessage]) -> pool.Parsing:
-    """Start parsing a batch (in the parse pool when it is worth it); ``parsed_batch`` takes it."""
-    return pool.start([(fetched.raw, not fetched.complete) for fetched in messages])
+def parse_ahead(messages: list[FetchedMessage], processes: int | None = None) -> pool.Parsing:
+    """Start parsing a batch (in the parse pool when it is worth it); ``parsed_batch`` takes it.
+    ``processes``: the pool's size, read beforehand where there is no app context."""
+    return pool.start([(fetched.raw, not fetched.complete) for fetched in messages], processes)
 
 
 def parsed_batch(ctx: MailboxRun, messages: list[FetchedMessage],

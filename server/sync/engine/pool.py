@@ -4,11 +4,11 @@ Parsing a message (``mail.message.parse``), making its HTML safe (``crm.html.san
 and hashing its attachments are pure and take about half of a whole-message sync's CPU. One process has one GIL, so they
 run in a pool of processes sized to the machine's cores, started once per process that syncs
 and kept, while the database writer stays alone in the main process. Batches too small to
-pay for the trip, a machine with one core (or ``REGARDING_SYNC_PARSE_PROCESSES=0`` in the
-environment) and a pool that cannot start are parsed in-process by the same function: the
-result is the same either way.
+pay for the trip, a machine with one core (or the app's ``REGARDING_SYNC_PARSE_PROCESSES``
+setting at 0 or 1, ``server.config``) and a pool that cannot start are parsed in-process by
+the same function: the result is the same either way.
 
-``start(jobs)`` hands a batch's raw messages (with whether each is a header section only) to
+``start(jobs, size)`` hands a batch's raw messages (with whether each is a header section only) to
 the pool and returns a ``Parsing`` at once, so the read-ahead thread can start the next
 batch's parse while the engine writes the current one; ``Parsing.results()`` waits and gives
 one ``Prepared`` per message, in order. Bytes that are no email give their ``MessageError``
@@ -25,6 +25,8 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+
+from flask import current_app
 
 from server.crm.html import sanitize_html
 from server.sync.mail.message import MailMessage, MessageError, parse
@@ -96,11 +98,12 @@ class Parsing:
 
 
 def processes() -> int:
-    """The pool's size: the cores this process may run on, or the environment's
-    ``REGARDING_SYNC_PARSE_PROCESSES`` (0 or 1: no pool, everything in-process)."""
-    wanted = os.environ.get("REGARDING_SYNC_PARSE_PROCESSES", "").strip()
-    if wanted.isdigit():
-        return int(wanted)
+    """The pool's size, read in the app context: the app's ``REGARDING_SYNC_PARSE_PROCESSES``
+    (0 or 1: no pool, everything in-process) or, unset, the cores this process may run on.
+    A thread without the app context (the read-ahead) is handed the size by its creator."""
+    wanted = current_app.config.get("REGARDING_SYNC_PARSE_PROCESSES")
+    if wanted is not None and str(wanted).strip() != "":
+        return max(0, int(wanted))
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -109,21 +112,26 @@ def processes() -> int:
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+_pool_size = 0  # its processes
 _unavailable = False  # the pool could not start: in-process from then on
 
 
-def _executor() -> ProcessPoolExecutor | None:
-    global _pool, _unavailable
-    if processes() < 2:
+def _executor(size: int) -> ProcessPoolExecutor | None:
+    global _pool, _pool_size, _unavailable
+    if size < 2:
         return None
     with _lock:
+        if _pool is not None and _pool_size != size:  # another app's setting (tests, benches)
+            _pool.shutdown(wait=False)  # (what it parses now is finished)
+            _pool = None
         if _pool is None and not _unavailable:
             # forkserver: workers forked from a clean server process, not from this one (its
             # threads, database connections and sockets stay here), and without running
             # this process's main script again as "spawn" does.
             try:
-                _pool = ProcessPoolExecutor(processes(),
+                _pool = ProcessPoolExecutor(size,
                                             mp_context=multiprocessing.get_context("forkserver"))
+                _pool_size = size
             except (OSError, ValueError) as exc:
                 log.warning("the parse pool could not start (%s); messages are parsed "
                             "in-process", exc)
@@ -140,15 +148,19 @@ def shutdown(wait: bool = True) -> None:
         pool.shutdown(wait=wait, cancel_futures=True)
 
 
-def start(jobs: list[tuple[bytes, bool]]) -> Parsing:
-    """Start parsing ``jobs`` (raw bytes, header section only); in-process when the batch is
+def start(jobs: list[tuple[bytes, bool]], size: int | None = None) -> Parsing:
+    """Start parsing ``jobs`` (raw bytes, header section only) in a pool of ``size`` processes
+    (default ``processes()``, which needs the app context); in-process when the batch is
     small or there is no pool."""
-    pool = _executor() if len(jobs) >= MIN_POOLED else None
+    if size is None:
+        size = processes()
+    pool = _executor(size) if len(jobs) >= MIN_POOLED else None
     if pool is None:
         return Parsing(jobs, None)
-    size = -(-len(jobs) // (processes() * CHUNKS_PER_PROCESS))
+    chunk = -(-len(jobs) // (size * CHUNKS_PER_PROCESS))
     try:
-        futures = [pool.submit(_prepare_chunk, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        futures = [pool.submit(_prepare_chunk, jobs[i:i + chunk])
+                   for i in range(0, len(jobs), chunk)]
     except (BrokenProcessPool, RuntimeError):  # broke or shut down meanwhile
         shutdown(wait=False)
         return Parsing(jobs, None)

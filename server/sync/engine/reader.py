@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from server.sync.connectors.base import Changes, Folder, HeadersFirst, ReadsAhead
 from server.sync.engine.folders import FolderInfo
 from server.sync.engine.items import parse_ahead
-from server.sync.engine.pool import Parsing
+from server.sync.engine.pool import Parsing, processes
 
 __all__ = ["Reader"]
 
@@ -34,7 +34,8 @@ class Reader:
         if self.reads_whole and changed_as_headers:
             self.options["changed_as_headers"] = True
         self.threaded = isinstance(connector, ReadsAhead)
-        self.parse_ahead = parse_ahead
+        # The read-ahead thread has no app context: the parse pool's size is read here.
+        self.parse_processes = processes() if parse_ahead else None
         self.parsing: dict[int, Parsing] = {}  # by id() of the Changes read ahead
         self.executor: ThreadPoolExecutor | None = None
         self.ahead: tuple[str, int, Future] | None = None
@@ -51,8 +52,8 @@ class Reader:
     def _read_ahead(self, cursor: str, size: int) -> Changes:
         changes = self.connector.fetch_changes(self.info.folder, cursor, limit=size,
                                                **self.options)
-        if self.parse_ahead and changes.messages:
-            self.parsing[id(changes)] = parse_ahead(changes.messages)
+        if self.parse_processes is not None and changes.messages:
+            self.parsing[id(changes)] = parse_ahead(changes.messages, self.parse_processes)
         return changes
 
     def parsing_of(self, changes: Changes) -> Parsing | None:

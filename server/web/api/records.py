@@ -30,7 +30,6 @@ from server.web.api.common import (ID, MAX_ID, check_timeline_cursor, decode_cur
                                    fits, invalid, json_body, load_principal, page_size,
                                    parse_bool_arg, parse_int, principal, query_args,
                                    reject_unknown)
-from server.web.languages import localize
 from server.web.serialize import (ACTIVITY_TYPES, activities_json, record_json, records_json,
                                   shares_json)
 
@@ -204,7 +203,7 @@ def _conflicts(rt: RecordType, data: dict[str, Any]):
             value = data.get(name)
             if isinstance(value, str) and db.session.scalar(
                     select(rt.model.id).where(getattr(rt.model, name) == value.strip())):
-                fields[name] = N_("This %(field)s is already used.", field=localize(rt.field(name).label).lower())
+                fields[name] = N_("This “%(field)s” is already used.", field=rt.field(name).label)
         raise Conflict(N_("This conflicts with an existing record."), fields) from None
 
 
