@@ -16,8 +16,7 @@ from server.sync.engine.run import sync_mailbox
 from server.sync.models import Mailbox, SyncRun
 from server.sync.workers.worker import run_worker
 from tests.sync import world as w
-
-DEADLINE = 60  # seconds: generous; push normally takes one or two
+from tests.waiting import until
 
 
 @pytest.fixture(params=["imap", "maildir"])
@@ -41,17 +40,6 @@ def push_runs(box: Mailbox) -> int:
     """How many runs the push worker made of the mailbox."""
     return db.session.scalar(select(func.count(SyncRun.id)).where(
         SyncRun.mailbox_id == box.id, SyncRun.worker == "push-worker"))
-
-
-def wait_for(what: str, found) -> None:
-    """Wait until ``found()`` (a query) finds something in the CRM."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        db.session.rollback()
-        if found():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not reach the CRM within {DEADLINE} s")
 
 
 def park(box: Mailbox) -> None:
@@ -81,37 +69,23 @@ class PushWorker:
 
 
 def wait_for_tracking(message_id: str):
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        found = w.emails(message_id=message_id)
-        db.session.rollback()
-        if found:
-            return found[0]
-        time.sleep(0.1)
-    raise AssertionError(f"{message_id} was not tracked within {DEADLINE} s")
+    return until(lambda: w.emails(message_id=message_id), f"{message_id} tracked",
+                 session=db.session)[0]
 
 
 def wait_at_rest(box: Mailbox) -> None:
     """Wait until no run holds the mailbox and none is requested."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        db.session.rollback()
+    def at_rest() -> bool:
         now = db.session.get(Mailbox, box.id)
-        if now.lease_owner is None and not now.sync_requested:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"mailbox {box.id} still busy after {DEADLINE} s")
+        return now.lease_owner is None and not now.sync_requested
+    until(at_rest, f"mailbox {box.id} at rest", session=db.session)
 
 
 def watching(box: Mailbox, timeout: float = 30) -> None:
     """Wait until the worker's watcher for this mailbox runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(t.name == f"push-{box.id}" for t in threading.enumerate()):
-            time.sleep(0.5)  # and has read its folders
-            return
-        time.sleep(0.05)
-    raise AssertionError("no push watcher started")
+    until(lambda: any(t.name == f"push-{box.id}" for t in threading.enumerate()),
+          "a push watcher started", timeout=timeout, every=0.05)
+    time.sleep(0.5)  # and has read its folders
 
 
 @pytest.mark.both_databases  # PostgreSQL: one watcher per mailbox by advisory lock
