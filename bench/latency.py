@@ -49,6 +49,7 @@ the 30-minute measurements, one a store::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -190,13 +191,18 @@ class _Drops:
     """Counts the push watcher's lost connections (its 'watching stopped' log lines)."""
 
     def __init__(self):
-        import logging
         self.count, self.reasons = 0, {}
         self.logger = logging.getLogger("server.sync.workers.push")
         self.handler = logging.Handler(logging.INFO)
         self.handler.emit = self._emit
         self.logger.addHandler(self.handler)
         self.logger.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        """Stop counting (and printing): a watcher still in its wait when the worker stopped
+        ends with the process, and says so when its server goes first."""
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(logging.WARNING)
 
     def _emit(self, record) -> None:
         message = record.getMessage()
@@ -289,6 +295,7 @@ def main() -> None:
             probe.dispose()
             stop.set()
             worker.join(30)
+            drops.close()
             if args.steady:
                 _report_steady(samples, drops, cpu, db)
                 return

@@ -115,6 +115,28 @@ def test_mail_moved_into_a_tracked_folder_is_tracked_by_push(app, crm, store):
     assert box.lease_owner is None and box.sync_requested is False
 
 
+def test_a_copy_and_a_move_into_the_renamed_folder_are_tracked_by_push(app, crm, store):
+    """As a mail client files mail over a day (the latency benchmark's steady mode): a copy
+    into the tracked folder (the original stays in the Inbox), then the folder renamed and
+    a message moved into it under its new name; push alone brings both."""
+    box = tracked_folder_mailbox(crm, store)
+    first = store.deliver(w.raw(sender="someone@else.example", mid="copied@x.example"))
+    second = store.deliver(w.raw(sender="someone@else.example", mid="filed@x.example"))
+    park(box)
+    worker = PushWorker(app)
+    try:
+        watching(box)
+        store.copy(first, "INBOX", "INBOX/Contoso deal")
+        copied = wait_for_tracking("copied@x.example")
+        store.rename_folder("INBOX/Contoso deal", "INBOX/Contoso won")
+        store.move(second, "INBOX", "INBOX/Contoso won")
+        filed = wait_for_tracking("filed@x.example")
+        wait_at_rest(box)
+    finally:
+        worker.close()
+    assert copied.regarding_ref == filed.regarding_ref == ("opportunity", crm.opp.id)
+
+
 def test_mail_filed_while_no_watcher_ran_is_noticed_when_one_starts(app, crm, dovecot,
                                                                     mail_user):
     store = w.ImapStore(dovecot, mail_user)

@@ -27,7 +27,7 @@ from server.sync.models import Mailbox
 from tests.sync.acts.conftest import GraphSide
 from tests.servers.ports import LOOPBACK
 from tests.sync.graph.conftest import _Quiet, graph_mailbox
-from tests.sync.graph.test_push import lifecycle_works, settle, subscriptions
+from tests.sync.graph.test_push import lifecycle_works, park, settle, subscriptions
 from tests.sync.test_push import PushWorker
 from tests.waiting import until
 
@@ -38,15 +38,6 @@ START = datetime(2030, 1, 5, 10, tzinfo=timezone.utc)
 @pytest.fixture
 def side(graph, served) -> GraphSide:
     return GraphSide(graph)
-
-
-def park(graph, box) -> None:
-    """Synced, what the sync's own writes made Graph post landed, and not due for an hour:
-    only a notification can bring the next run."""
-    mailbox = settle(graph, box)
-    mailbox.sync_requested = False
-    mailbox.next_sync_on = utcnow() + timedelta(hours=1)
-    db.session.commit()
 
 
 def seed(graph, address: str) -> dict[str, str]:
