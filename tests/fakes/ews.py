@@ -220,6 +220,17 @@ class FakeExchange(FakeEwsItems, Drops):
             box.note(target.id, "create", moved.id)
             return moved.id
 
+    def copy(self, address: str, item_id: str, folder: str) -> str:
+        """A copy in ``folder`` (a new item; the original stays); returns the copy's id."""
+        with self.lock:
+            box = self.mailbox(address)
+            item = box.items[item_id]
+            target = box.folder(folder)
+            copy = FakeItem(_new_id(), target.id, item.mime, list(item.categories), item.received)
+            box.items[copy.id] = copy
+            box.note(target.id, "create", copy.id)
+            return copy.id
+
     def set_categories(self, address: str, item_id: str, categories: list[str]) -> None:
         with self.lock:
             box = self.mailbox(address)

@@ -44,7 +44,10 @@ notifications, throttling; Entra ID v2.0 OpenID configuration and token endpoint
   ``lifecycle(id, event)`` posts reauthorizationRequired, subscriptionRemoved or missed.
 
 Tests drive it as Outlook or the transport would: ``deliver``, ``move_message``,
-``set_categories``, ``create_folder``, ``rename_folder``, ``move_folder``.
+``copy_message``, ``set_categories``, ``create_folder``, ``rename_folder``, ``move_folder``;
+or through the API as a mail client does: ``messages/{id}/move`` and ``messages/{id}/copy``
+(``destinationId``: a folder id or well-known name; answered 201 with the message in its new
+folder, a copy with an id of its own), ``PATCH mailFolders/{id}`` (``displayName``: a rename).
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -340,6 +343,12 @@ class FakeGraph(FakeItems, Drops):
             box = self.box(address)
             self._move(box, box.messages[message_id], self.folder_id(address, folder))
 
+    def copy_message(self, address: str, message_id: str, folder: str) -> str:
+        """A copy in ``folder`` (a new message, with an id of its own); returns its id."""
+        with self.lock:
+            box = self.box(address)
+            return self._copy(box, box.messages[message_id], self.folder_id(address, folder)).id
+
     def _move(self, box: FakeMailbox, message: FakeMessage, target: str) -> None:
         source = message.folder_id
         seq = next(self._seq)
@@ -347,6 +356,14 @@ class FakeGraph(FakeItems, Drops):
         self._notify(box, source, message, "deleted")
         message.folder_id, message.version = target, next(self._seq)
         self._changed(box, message, "created")
+
+    def _copy(self, box: FakeMailbox, message: FakeMessage, target: str) -> FakeMessage:
+        n = next(self._n)
+        copy = replace(message, n=n, id=f"AAkALgAAImm{n:010d}", folder_id=target,
+                       categories=list(message.categories), version=next(self._seq))
+        box.messages[copy.id] = copy
+        self._changed(box, copy, "created")
+        return copy
 
     def set_categories(self, address: str, message_id: str, categories) -> None:
         with self.lock:
@@ -802,11 +819,16 @@ class FakeGraph(FakeItems, Drops):
             return 200, {}, {"value": [self._folder_json(box, f) for f in box.folders.values()
                                        if f.parent_id == folder_id]}
         match = re.match(r"^/mailFolders/([^/]+)$", rest)
-        if match and method == "GET":
+        if match and method in ("GET", "PATCH"):
             folder_id = self._folder_ref(box, match.group(1))
             if folder_id is None:
                 return _error(404, "ErrorItemNotFound", "The specified object was not found in "
                               "the store.")
+            if method == "PATCH":  # a rename, as Outlook does it
+                name = json.loads(data or b"{}").get("displayName")
+                if not isinstance(name, str) or not name.strip():
+                    return _error(400, "ErrorInvalidRequest", "The displayName is not valid.")
+                box.folders[folder_id].name = name
             return 200, {}, self._folder_json(box, box.folders[folder_id])
         if "/messageRules" in rest:
             return graph_rules.handle(box, method, rest, data)
@@ -817,7 +839,7 @@ class FakeGraph(FakeItems, Drops):
         match = re.match(r"^/messages/([^/]+)/attachments/createUploadSession$", rest)
         if match and method == "POST":
             return self._create_upload_session(box, unquote(match.group(1)), data)
-        match = re.match(r"^/messages/([^/]+)(/\$value|/send)?$", rest)
+        match = re.match(r"^/messages/([^/]+)(/\$value|/send|/move|/copy)?$", rest)
         if not match:
             return _error(400, "BadRequest", f"Resource not found for the segment '{rest}'.")
         message = self._find(box, unquote(match.group(1)))
@@ -828,6 +850,16 @@ class FakeGraph(FakeItems, Drops):
         if action == "/$value" and method == "GET":
             self.stats["mime"] += 1
             return 200, {"Content-Type": "text/plain"}, message.mime
+        if action in ("/move", "/copy") and method == "POST":
+            target = self._folder_ref(box, str(json.loads(data or b"{}").get("destinationId")))
+            if target is None:
+                return _error(404, "ErrorItemNotFound", "The specified object was not found in "
+                              "the store.")
+            if action == "/move":
+                self._move(box, message, target)
+            else:
+                message = self._copy(box, message, target)
+            return 201, {}, self._message_json(box, message, immutable)
         if action == "/send" and method == "POST":
             self.stats["send"] += 1
             self._send(box, message)

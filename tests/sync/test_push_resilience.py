@@ -18,19 +18,7 @@ from server.sync.workers.push import PUSH_ALERT, Watcher
 from tests.sync import world as w
 from tests.sync.test_push import (PushWorker, park, tracked_folder_mailbox, wait_at_rest,
                                   wait_for_tracking, watching)
-
-DEADLINE = 60
-
-
-def until(condition, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
+from tests.waiting import until
 
 def open_push_alert(box) -> Alert | None:
     db.session.rollback()

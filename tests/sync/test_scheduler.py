@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from server.sync.models import FolderState, Mailbox, MessageDecision, SyncRun
 from server.sync.workers.worker import run_worker
 from tests.conftest import ENCRYPTION_KEY
 from tests.sync import world as w
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,15 +278,9 @@ def _start(app, **options) -> tuple[threading.Thread, threading.Event, dict]:
 
 
 def _wait_for_first_batch(box: Mailbox, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = db.session.scalar(select(FolderState.id).where(
-            FolderState.mailbox_id == box.id, FolderState.cursor.is_not(None)))
-        db.session.rollback()  # hold no transaction while the worker writes
-        if found:
-            return
-        time.sleep(0.01)
-    raise AssertionError("the first batch was never committed")
+    until(lambda: db.session.scalar(select(FolderState.id).where(
+        FolderState.mailbox_id == box.id, FolderState.cursor.is_not(None))),
+        "the first batch committed", timeout=timeout, every=0.01, session=db.session)
 
 
 def _decided(box: Mailbox) -> int:

@@ -8,10 +8,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from tests.conftest import ENCRYPTION_KEY
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,10 +75,6 @@ class WorkerProcess:
 
 
 def wait_until(condition, timeout: float, what: str, every: float = 0.25, workers=()) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(every)
-    logs = "\n\n".join(f"--- {w.name}\n{w.output()}" for w in workers)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+    """``tests.waiting.until``, failing with the workers' last output."""
+    until(condition, what, timeout=timeout, every=every, detail=lambda: "\n\n".join(
+        f"--- {w.name}\n{w.output()}" for w in workers))

@@ -217,15 +217,28 @@ class MaildirStore:
         from server.sync.connectors.maildir import folder_path
         os.rename(folder_path(self.root, old), folder_path(self.root, new))
 
+    def _file(self, ref: str, folder: str):
+        from server.sync.connectors.maildir import folder_path
+        path = folder_path(self.root, folder)
+        return next(p for sub in ("new", "cur") for p in (path / sub).iterdir()
+                    if p.name.split(":")[0] == ref)
+
     def move(self, ref: str, source: str, target: str) -> None:
         """As a mail client does: the file goes into the other folder's cur/."""
         import os
         from server.sync.connectors.maildir import folder_path
-        src = folder_path(self.root, source)
-        file = next(p for sub in ("new", "cur") for p in (src / sub).iterdir()
-                    if p.name.split(":")[0] == ref)
+        file = self._file(ref, source)
         name = file.name if ":2," in file.name else file.name + ":2,S"
         os.rename(file, folder_path(self.root, target) / "cur" / name)
+
+    def copy(self, ref: str, source: str, target: str) -> str:
+        """As a mail client does: a new file (a name of its own) written through the other
+        folder's tmp/ into its cur/; returns its ref."""
+        from datetime import datetime, timezone
+        from server.sync.connectors.maildir import deliver
+        file = self._file(ref, source)
+        return deliver(self.root, target, file.read_bytes(), seen=True, msg_time=datetime.fromtimestamp(
+            file.stat().st_mtime, timezone.utc))
 
     def keywords(self, folder: str) -> list[set[str]]:
         """The categories of each message in a folder."""
@@ -267,10 +280,17 @@ class ImapStore:
 
     def move(self, ref: str, source: str, target: str) -> None:
         """IMAP MOVE from a second client connection, as Outlook or Thunderbird does."""
+        self._client_does("move", ref, source, target)
+
+    def copy(self, ref: str, source: str, target: str) -> None:
+        """IMAP COPY from a second client connection (the original stays)."""
+        self._client_does("copy", ref, source, target)
+
+    def _client_does(self, verb: str, ref: str, source: str, target: str) -> None:
         client = self.server.imap_client(self.user)
         try:
             client.select_folder(source)
-            client.move([int(ref)], target)
+            getattr(client, verb)([int(ref)], target)
         finally:
             client.logout()
 

@@ -15,8 +15,8 @@ from server.sync.acts.run import sync_items
 from server.sync.models import Mailbox
 from tests.sync import world as w
 from tests.sync.acts.conftest import event
-from tests.sync.test_push import (PushWorker, park, push_runs,
-                                  wait_at_rest, wait_for, watching)
+from tests.sync.test_push import PushWorker, park, push_runs, wait_at_rest, watching
+from tests.waiting import until
 
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
 
@@ -35,16 +35,18 @@ def test_an_ics_file_dropped_or_edited_in_place_arrives_by_push(app, crm, tmp_pa
         wait_at_rest(box)
         before = push_runs(box)
         (calendar / "call.ics").write_text(event("call@x", "Pricing call", TRACKED))
-        wait_for("the dropped file", lambda: db.session.scalar(select(Appointment.id).where(
-            Appointment.subject == "Pricing call")))
+        until(lambda: db.session.scalar(select(Appointment.id).where(
+            Appointment.subject == "Pricing call")), "the dropped file in the CRM",
+            session=db.session)
         assert push_runs(box) > before
         wait_at_rest(box)
         before = push_runs(box)
         with open(calendar / "call.ics", "w") as edited:  # in place: no new directory entry
             edited.write(event("call@x", "Pricing call (moved)", TRACKED,
                                stamp="20250102T000000Z"))
-        wait_for("the edit", lambda: db.session.scalar(select(Appointment.id).where(
-            Appointment.subject == "Pricing call (moved)")))
+        until(lambda: db.session.scalar(select(Appointment.id).where(
+            Appointment.subject == "Pricing call (moved)")), "the edit in the CRM",
+            session=db.session)
         assert push_runs(box) > before
     finally:
         worker.close()

@@ -28,15 +28,16 @@ class EwsStore:
 
     protocol = "ews"
 
-    def __init__(self, exchange, address=BOB):
+    def __init__(self, exchange, address=BOB, username="ORG\\bob", password=PASSWORD):
         self.exchange, self.address = exchange, address
+        self.username, self.password = username, password
 
     def profile_fields(self) -> dict:
         return {"outgoing_protocol": "ews",
                 "settings": {"ews_url": self.exchange.url, "auth_type": "basic"}}
 
     def mailbox_fields(self) -> dict:
-        return {"username": "ORG\\bob", "password": PASSWORD}
+        return {"username": self.username, "password": self.password}
 
     def deliver(self, data: bytes, folder: str = "Inbox") -> str:
         return self.exchange.deliver(self.address, data, folder)
@@ -44,8 +45,15 @@ class EwsStore:
     def create_folder(self, name: str) -> None:
         self.exchange.create_folder(self.address, name)
 
-    def move(self, ref: str, target: str) -> str:
+    def rename_folder(self, old: str, new: str) -> None:
+        self.exchange.rename_folder(self.address, old, new.rpartition("/")[2])
+
+    def move(self, ref: str, source: str, target: str) -> str:
+        """As Outlook moves mail (a new id in the target); returns the new id."""
         return self.exchange.move(self.address, ref, target)
+
+    def copy(self, ref: str, source: str, target: str) -> str:
+        return self.exchange.copy(self.address, ref, target)
 
     def categories(self, folder: str) -> list[list[str]]:
         return [i.categories for i in self.exchange.items_in(self.address, folder)]
@@ -100,7 +108,7 @@ def test_mail_moved_into_a_tracked_folder_is_tracked_regarding_its_record(crm, s
     ref = store.deliver(w.raw(sender="someone@else.example", subject="Deal terms",
                               mid="deal@x.example"))
     assert sync_mailbox(box.id).tracked == 0 and not w.tracked("deal@x.example")
-    store.move(ref, "Inbox/Contoso deal")
+    store.move(ref, "Inbox", "Inbox/Contoso deal")
     second = sync_mailbox(box.id)
     assert second.tracked == 1
     assert w.tracked("deal@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)

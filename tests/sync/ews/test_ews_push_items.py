@@ -6,7 +6,6 @@ hour away). Turning item sync off, or a privilege taken away, starts the watch o
 those folders."""
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -24,8 +23,8 @@ from tests.sync.ews.conftest import BOB, ews_account
 from tests.sync.ews.test_ews_engine import EwsStore
 from tests.sync.ews.test_ews_push import tracked_folder_mailbox
 from tests.sync.item_stores import default, event_text
-from tests.sync.test_push import (DEADLINE, PushWorker, park, push_runs,
-                                  wait_at_rest, wait_for, watching)
+from tests.sync.test_push import PushWorker, park, push_runs, wait_at_rest, watching
+from tests.waiting import until
 
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
 CARD = ("BEGIN:VCARD\r\nVERSION:4.0\r\nUID:dan@x\r\nFN:Dan Dale\r\nN:Dale;Dan;;;\r\n"
@@ -61,14 +60,11 @@ def subscribed(exchange, folders: set[str]) -> None:
     """Wait until the newest subscription (the running watcher's) is on exactly these
     folders. (One a stopped watcher failed to unsubscribe stays in the fake: Exchange lets
     it expire.)"""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+    def newest() -> list[set[str]]:
         with exchange.lock:
-            newest = [set(s["folders"]) for s in exchange.subscriptions.values()][-1:]
-        if newest == [folders]:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the newest subscription is on {newest}, not on {folders}")
+            return [set(s["folders"]) for s in exchange.subscriptions.values()][-1:]
+    until(lambda: newest() == [folders], f"the newest subscription on {folders}",
+          detail=lambda: f"it is on {newest()}")
 
 
 def test_an_event_contact_and_task_changed_in_outlook_reach_the_crm_by_push(app, crm,
@@ -95,7 +91,8 @@ def test_an_event_contact_and_task_changed_in_outlook_reach_the_crm_by_push(app,
             wait_at_rest(box)  # no run under way or asked for: only push can bring the next
             before = push_runs(box)
             exchange.set_field(BOB, refs[kind], tag, value)
-            wait_for(kind, lambda: db.session.scalar(arrived))
+            until(lambda: db.session.scalar(arrived), f"the {kind} in the CRM",
+                  session=db.session)
             assert push_runs(box) > before
     finally:
         worker.close()

@@ -35,9 +35,25 @@ ROUTES = [
     (r"^/subscriptions(/[^/]+)?$", "subscription"),
 ]
 
+# A bound action on an entity (``messages/{id}/move``): the entity type; the action is the
+# last segment.
+ACTION_ROUTES = [
+    (r"^/users/[^/]+/messages/[^/]+/(\w+)$", "message"),
+    (r"^/users/[^/]+/mailFolders/[^/]+/(\w+)$", "mailFolder"),
+]
+
 
 def route(path: str) -> str | None:
     return next((kind for pattern, kind in ROUTES if re.match(pattern, path)), None)
+
+
+def action_route(path: str) -> tuple[str, str] | None:
+    """(entity type, action name) of a bound action's path, or None."""
+    for pattern, kind in ACTION_ROUTES:
+        match = re.match(pattern, path)
+        if match:
+            return kind, match.group(1)
+    return None
 
 
 class Schema:
@@ -45,6 +61,8 @@ class Schema:
         root = ET.parse(path).getroot()
         self.types: dict[str, tuple[str | None, dict[str, str]]] = {}
         self.enums: dict[str, tuple[set[str], bool]] = {}
+        # (binding type, action name) -> (its parameters' types by name, its return type)
+        self.actions: dict[tuple[str, str], tuple[dict[str, str], str | None]] = {}
         for schema in root.iter(f"{EDM}Schema"):
             for node in schema:
                 name = node.get("Name")
@@ -53,6 +71,11 @@ class Schema:
                              if p.tag in (f"{EDM}Property", f"{EDM}NavigationProperty")}
                     base = node.get("BaseType")
                     self.types[name] = (base.split(".")[-1] if base else None, props)
+                elif node.tag == f"{EDM}Action" and node.get("IsBound") == "true":
+                    params = [(p.get("Name"), p.get("Type")) for p in node.iter(f"{EDM}Parameter")]
+                    returns = node.find(f"{EDM}ReturnType")
+                    self.actions[(params[0][1].split(".")[-1], name)] = (
+                        dict(params[1:]), returns.get("Type") if returns is not None else None)
                 elif node.tag == f"{EDM}EnumType":
                     self.enums[name] = ({m.get("Name") for m in node.iter(f"{EDM}Member")},
                                         node.get("IsFlags") == "true")
@@ -105,6 +128,27 @@ class Schema:
             return self.check(short, value, where)
         return []
 
+    def check_action(self, method: str, path: str, bound: tuple[str, str], sent, status: int,
+                     answer) -> list[str]:
+        """A bound action's call (``POST messages/{id}/move``): the action is on the entity
+        type, the body holds its parameters (named in camelCase on the wire, as Graph's
+        documentation writes them: ``destinationId`` for ``DestinationId``) and the answer is
+        its return type."""
+        where = f"{method} {path}"
+        if bound not in self.actions:
+            return [f"{where}: no action {bound[1]} on {bound[0]}"]
+        params, returns = self.actions[bound]
+        wrong = [] if method == "POST" else [f"{where}: an action is called by POST"]
+        by_name = {n[:1].lower() + n[1:]: t for n, t in params.items()}
+        for key, value in (sent or {}).items():
+            if key not in by_name:
+                wrong.append(f"{where} body.{key}: no such parameter of {bound[1]}")
+            else:
+                wrong.extend(self.check_value(by_name[key], value, f"{where} body.{key}"))
+        if returns and isinstance(answer, dict) and 200 <= status < 300:
+            wrong.extend(self.check_value(returns, answer, f"{where} answer"))
+        return wrong
+
     def check_names(self, name: str, names: list[str], where: str) -> list[str]:
         props = self.properties(name)
         return [f"{where}: {n} is not a property of {name}" for n in names if n not in props]
@@ -114,7 +158,8 @@ class Schema:
         """Everything a recorded exchange does that ``route(path)``'s type does not allow."""
         kind = route(path)
         if kind is None:
-            return []
+            bound = action_route(path)
+            return self.check_action(method, path, bound, sent, status, answer) if bound else []
         where = f"{method} {path}"
         wrong = []
         for option in ("$select", "$orderby"):

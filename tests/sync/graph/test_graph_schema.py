@@ -17,8 +17,8 @@ from server.sync.connectors.graph import GraphConnector
 from server.sync.connectors.graph_items import GraphItemStore
 from tests.servers.ports import LOOPBACK
 from tests.sync import world as w
-from tests.sync.graph.conftest import _Quiet
-from tests.sync.graph.csdl import CSDL, Schema, route
+from tests.sync.graph.conftest import GraphStore, _Quiet
+from tests.sync.graph.csdl import CSDL, Schema, action_route, route
 from tests.sync.graph.test_items import WEEKLY
 from tests.sync.item_stores import CARD, NEW, START
 
@@ -69,6 +69,11 @@ def test_the_checker_finds_what_is_not_in_the_schema(schema):
     assert schema.check_request("POST", "/users/a@b/contacts", {}, {"mobilePhones": ["1"]},
                                 201, None)
     assert route("/users/a@b/messages/m1/$value") is None  # MIME, not an entity
+    assert schema.check_request("POST", "/users/a@b/messages/m1/move", {},
+                                {"destinationId": "f"}, 201, {"id": "m1", "subject": "s"}) == []
+    assert schema.check_request("POST", "/users/a@b/messages/m1/move", {},
+                                {"folderId": "f"}, 201, None)  # not the action's parameter
+    assert schema.check_request("POST", "/users/a@b/messages/m1/file", {}, {}, 201, None)
 
 
 def test_the_fake_and_the_connectors_keep_to_the_schema(graph, schema, receiver):
@@ -114,10 +119,17 @@ def test_the_fake_and_the_connectors_keep_to_the_schema(graph, schema, receiver)
         folder = next(c for c in store.collections("contact") if c.default)
         store.put(folder, CARD.replace("END:VCARD", "BDAY:19800501\r\nADR;TYPE=home:;;1 Main St;"
                                        "Springfield;;;\r\nTEL;TYPE=cell:+1 555\r\nEND:VCARD"))
+    outlook = GraphStore(graph, ADDRESS, added=True)  # a mail client, through the API
+    ref = graph.messages_in(ADDRESS, inbox)[0].id
+    outlook.copy(ref, inbox, "Inbox/Contoso deal")
+    outlook.move(ref, inbox, "Inbox/Contoso deal")
+    outlook.rename_folder("Inbox/Contoso deal", "Inbox/Contoso 2025")
     recorded = graph.record
     graph.record = None
     kinds = {route(path) for _, path, *_ in recorded} - {None}
     assert kinds >= {"mailFolder", "message", "calendar", "event", "contactFolder", "contact",
                      "todoTaskList", "todoTask", "subscription"}
+    assert {action_route(path) for _, path, *_ in recorded} >= {("message", "move"),
+                                                                 ("message", "copy")}
     wrong = [problem for exchange in recorded for problem in schema.check_request(*exchange)]
     assert wrong == []

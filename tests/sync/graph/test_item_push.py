@@ -8,7 +8,6 @@ fake Graph posts to the application served on a loopback port (``served``)."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -28,26 +27,17 @@ from server.sync.models import Mailbox
 from tests.sync.acts.conftest import GraphSide
 from tests.servers.ports import LOOPBACK
 from tests.sync.graph.conftest import _Quiet, graph_mailbox
-from tests.sync.graph.test_push import lifecycle_works, settle, subscriptions
+from tests.sync.graph.test_push import lifecycle_works, park, settle, subscriptions
 from tests.sync.test_push import PushWorker
+from tests.waiting import until
 
 TRACKED = ["Tracked to Regarding"]
 START = datetime(2030, 1, 5, 10, tzinfo=timezone.utc)
-DEADLINE = 60  # seconds: generous; a notification normally brings the run in one or two
 
 
 @pytest.fixture
 def side(graph, served) -> GraphSide:
     return GraphSide(graph)
-
-
-def park(graph, box) -> None:
-    """Synced, what the sync's own writes made Graph post landed, and not due for an hour:
-    only a notification can bring the next run."""
-    mailbox = settle(graph, box)
-    mailbox.sync_requested = False
-    mailbox.next_sync_on = utcnow() + timedelta(hours=1)
-    db.session.commit()
 
 
 def seed(graph, address: str) -> dict[str, str]:
@@ -67,18 +57,6 @@ EDITS = {"appointment": ({"subject": "Kick-off (moved)"},
                      lambda: db.session.scalar(select(Contact.job_title)), "Head of buying"),
          "task": ({"title": "Send the revised offer"},
                   lambda: db.session.scalar(select(Task.subject)), "Send the revised offer")}
-
-
-def wait_for(read, wanted):
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        now = read()
-        db.session.rollback()  # no transaction held while the worker and the webhook write
-        if now == wanted:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{wanted!r} did not reach the CRM within {DEADLINE} s (it has "
-                         f"{read()!r})")
 
 
 def test_an_item_sync_subscribes_to_every_collection_it_reads(graph, side, make_user):
@@ -125,7 +103,8 @@ def test_a_change_in_outlook_reaches_the_crm_through_its_notification(app, graph
     worker = PushWorker(app, push=False)
     try:
         graph.update_item(ann.email, ids[kind], **fields)
-        wait_for(read, wanted)
+        until(lambda: read() == wanted, f"{wanted!r} in the CRM", session=db.session,
+              detail=lambda: f"it has {read()!r}")
     finally:
         worker.close()
     assert ("notification", 202) in graph.deliveries

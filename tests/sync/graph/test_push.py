@@ -19,6 +19,7 @@ from server.sync.workers.graph_push import handle_notifications
 from server.sync.models import Mailbox
 from tests.sync import world as w
 from tests.sync.graph.conftest import BOB, graph_mailbox
+from tests.sync.test_push import PushWorker, wait_for_tracking
 
 DEAL = "Inbox/Contoso deal"
 
@@ -50,6 +51,15 @@ def quiet(graph, box) -> None:
     """Let notifications caused by the last sync (its category writes) land, then clear the
     mailbox's flag, so the next step starts from a known state."""
     settle(graph, box).sync_requested = False
+    db.session.commit()
+
+
+def park(graph, box) -> None:
+    """Synced, what the sync's own writes made Graph post landed, and not due for an hour:
+    only a notification can bring the next run."""
+    mailbox = settle(graph, box)
+    mailbox.sync_requested = False
+    mailbox.next_sync_on = utcnow() + timedelta(hours=1)
     db.session.commit()
 
 
@@ -90,6 +100,29 @@ def test_a_notification_makes_the_mailbox_due_and_the_delta_sync_tracks_the_mail
     assert w.emails(message_id="pushed@x.example")[0].regarding_ref == ("opportunity", crm.opp.id)
     row = subscriptions(box)[graph.folder_id(BOB, DEAL)]
     assert row.last_notification_on is not None
+
+
+@pytest.mark.both_databases  # the webhook writes while the worker runs
+def test_mail_a_client_files_through_the_api_reaches_a_running_worker_by_notification(
+        app, crm, graph, store, box):
+    """The latency benchmark's Graph side: a worker runs (no watcher: Graph's push is its
+    notifications to the web app) and the mailbox is not due for an hour; a copy and a move
+    made through the API, as a mail client makes them, are tracked all the same."""
+    first = store.deliver(w.raw(mid="copied@x.example"))
+    second = store.deliver(w.raw(mid="moved@x.example"))
+    assert sync_mailbox(box.id).status == "success"
+    park(graph, box)
+    assert not w.emails()  # the Inbox tracks nothing
+    worker = PushWorker(app, push=False)
+    try:
+        store.copy(first, "Inbox", DEAL)
+        copied = wait_for_tracking("copied@x.example")
+        store.move(second, "Inbox", DEAL)
+        moved = wait_for_tracking("moved@x.example")
+    finally:
+        worker.close()
+    assert copied.regarding_ref == moved.regarding_ref == ("opportunity", crm.opp.id)
+    assert len(graph.messages_in(BOB, "Inbox")) == 1  # the copied message stayed
 
 
 def test_a_forged_client_state_is_refused(graph, store, box, client):
