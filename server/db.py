@@ -178,4 +178,19 @@ def init_app(app) -> None:
         if not path.exists() and path.parent.is_dir():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            multi_row_inserts(engine)
     migrate.init_app(app, db)
+
+
+def multi_row_inserts(engine: Engine) -> None:
+    """PostgreSQL: an INSERT given many rows (``execute(insert(table), rows)``, the ORM's
+    inserts of rows whose ids it knows) becomes multi-row ``INSERT ... VALUES (...), (...)``
+    statements (SQLAlchemy's "insertmanyvalues", up to 1,000 rows each), as it already does
+    for INSERTs that return ids. Left to psycopg 3, an executemany sends one INSERT per row
+    (pipelined, but parsed, planned and executed one by one by the server): the sync's parties,
+    decision rows and emails cost the database server per row (bench/README.md, "Issue 17
+    goal 2"). SQLite's executemany runs in this process and stays as it is."""
+    if engine.dialect.name == "postgresql":
+        engine.dialect.use_insertmanyvalues_wo_returning = True
