@@ -28,10 +28,11 @@ PostgreSQL server are not counted), the ratios to the plain fetch
 and to mbsync on the same messages in the same run, and what was stored. Scratch databases
 and instance folders are removed. ``--profile`` prints the pipeline's top
 functions (cProfile, in CPU seconds of the main thread; it slows Python code several
-times) for the SQLite runs. It asserts nothing.
+times) for each run. ``--statements`` prints the statements counted by verb and table. It
+asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
-[--batch N] [--profile] [--repeat N] [--tracking-option crm_responses,all]
+[--batch N] [--profile] [--statements] [--repeat N] [--tracking-option crm_responses,all]
 [--parse-processes N]`` (``--parse-processes 0``: parse in-process, for an A/B of the pool;
 the pool is started before the clock, as a sync worker starts it once).
 """
@@ -566,7 +567,7 @@ def main() -> None:
                     if attempt:
                         clear_category(server, user)
                     runs.append(run_sync(kind, server, user, args.batch,
-                                         args.profile and kind == "sqlite", option))
+                                         args.profile, option))
                     if args.repeat > 1:
                         print(f"[{kind}, {option}] run {attempt + 1}: "
                               f"{runs[-1]['fetched'] / runs[-1]['wall']:,.0f} msg/s, "
