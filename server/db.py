@@ -171,6 +171,14 @@ def init_app(app) -> None:
         # transaction-pooling proxies such as PgBouncer working.
         options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
         options.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
+        # Statements go with PostgreSQL's own $1 placeholders (a raw cursor): with %(name)s
+        # psycopg rewrites every statement's text on the client, and does not cache the
+        # rewrite for a statement over 4 KB or 50 parameters (a batch's multi-row INSERTs,
+        # its lookups by many ids): 4.4x the client CPU for multi-row INSERTs (bench/README.md,
+        # "Issue 17 goal 2").
+        import psycopg
+        options["connect_args"].setdefault("cursor_factory", psycopg.RawCursor)
+        options.setdefault("paramstyle", "numeric_dollar")
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         # Created owner-only before SQLite creates it with the process's umask.
