@@ -28,10 +28,11 @@ PostgreSQL server are not counted), the ratios to the plain fetch
 and to mbsync on the same messages in the same run, and what was stored. Scratch databases
 and instance folders are removed. ``--profile`` prints the pipeline's top
 functions (cProfile, in CPU seconds of the main thread; it slows Python code several
-times) for the SQLite runs. It asserts nothing.
+times) for each run. ``--statements`` prints the statements counted by verb and table. It
+asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
-[--batch N] [--profile] [--repeat N] [--tracking-option crm_responses,all]
+[--batch N] [--profile] [--statements] [--repeat N] [--tracking-option crm_responses,all]
 [--parse-processes N]`` (``--parse-processes 0``: parse in-process, for an A/B of the pool;
 the pool is started before the clock, as a sync worker starts it once).
 """
@@ -54,6 +55,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy.engine.interfaces import ExecuteStyle  # noqa: E402
 from bench.scratch import scratch_database  # noqa: E402
 
 SENDERS = 300
@@ -292,6 +294,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
         with app.app_context():
             db.create_all()
             mailbox_id = _world(server, user, option)
+            backend = BackendCpu()
             locks = WriteLocks(db.engine)
             warm_pool()
             cpu0, wall0 = cpu_seconds(), time.perf_counter()
@@ -308,6 +311,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             cpu = cpu_seconds() - cpu0
             pool_cpu = pool_cpu_seconds() - pool0
             locks.stop()
+            backend_cpu = backend.seconds()
             second = _second_run(server, mailbox_id)
             if profiler is not None:
                 import pstats
@@ -321,7 +325,9 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             db.engine.dispose()
         return {"wall": wall, "cpu": cpu, "pool_cpu": pool_cpu, "fetched": fetched, "tracked": tracked,
                 "emails": emails, "attachments": attachments, "runs": runs,
-                "locks": locks.held, "transactions": locks.spans, "second": second}
+                "locks": locks.held, "transactions": locks.spans, "second": second,
+                "backend_cpu": backend_cpu, "statements": locks.statements,
+                "per_row": locks.per_row, "commits": locks.commits}
     finally:
         drop()
         shutil.rmtree(instance, ignore_errors=True)
@@ -368,14 +374,20 @@ def _second_run(server, mailbox_id: int) -> dict:
 class WriteLocks:
     """How long each transaction held the database's write lock: from its first write
     statement (SQLite takes the lock there) to its commit or rollback, next to how long the
-    transaction lasted in all (from its first statement)."""
+    transaction lasted in all (from its first statement); and the statements the sync sent
+    (each is one round trip to PostgreSQL, savepoints included), counted by their first
+    words, and the statements the server runs (a driver's executemany: one per row)."""
 
     WRITES = ("INSERT", "UPDATE", "DELETE")
 
     def __init__(self, engine) -> None:
+        from collections import Counter
         from sqlalchemy import event
         self.engine, self.held, self.spans = engine, [], []
         self.first = self.write = None
+        self.statements: Counter = Counter()
+        self.per_row: Counter = Counter()  # the driver's executemany: statements beyond one
+        self.commits = 0
         self.hooks = [("before_cursor_execute", self._statement), ("commit", self._end),
                       ("rollback", self._end)]
         for name, hook in self.hooks:
@@ -387,8 +399,16 @@ class WriteLocks:
             self.first = now
         if self.write is None and statement.lstrip()[:6].upper() in self.WRITES:
             self.write = now
+        kind = _statement_kind(statement)
+        self.statements[kind] += 1
+        if executemany and context is not None and \
+                context.execute_style is ExecuteStyle.EXECUTEMANY:
+            # The driver's executemany: psycopg sends the statement once per row (pipelined),
+            # and the server parses and runs each; SQLite's runs in this process.
+            self.per_row[kind] += len(parameters) - 1
 
     def _end(self, conn):
+        self.commits += 1
         now = time.perf_counter()
         if self.write is not None:
             self.held.append(now - self.write)
@@ -399,6 +419,51 @@ class WriteLocks:
         from sqlalchemy import event
         for name, hook in self.hooks:
             event.remove(self.engine, name, hook)
+
+
+def _statement_kind(statement: str) -> str:
+    """``INSERT INTO activity``, ``SELECT ... FROM email``, ``UPDATE mailbox``: a statement's
+    verb and first table, to count where the round trips go."""
+    words = statement.split()
+    verb = words[0].upper() if words else "?"
+    if verb in ("INSERT", "DELETE"):
+        return " ".join(words[:3])
+    if verb == "UPDATE":
+        return " ".join(words[:2])
+    upper = [w.upper() for w in words]
+    table = words[upper.index("FROM") + 1] if "FROM" in upper else ""
+    return f"{verb} ... FROM {table}" if table else verb
+
+
+class BackendCpu:
+    """CPU time (user + system) of this database's PostgreSQL backends, from
+    ``/proc/<pid>/stat`` (the server is on this machine): what the database did for the
+    sync. Zero on SQLite (the library runs in this process: counted there)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> dict[int, float]:
+        from sqlalchemy import text
+        from server.db import db
+        if db.engine.dialect.name != "postgresql":
+            return {}
+        pids = list(db.session.scalars(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")))
+        db.session.remove()
+        out = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
+    def seconds(self) -> float:
+        """Since this object was made (backends that ended meanwhile are not counted)."""
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self._read().items())
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -464,6 +529,8 @@ def main() -> None:
     parser.add_argument("--tracking-option", default="crm_responses,all",
                         help="the mailbox's tracking options to run, comma-separated "
                              '(default: the org default "crm_responses", then "all")')
+    parser.add_argument("--statements", action="store_true",
+                        help="print the sync's statements counted by verb and table")
     args = parser.parse_args()
     if args.parse_processes is not None:
         os.environ["REGARDING_SYNC_PARSE_PROCESSES"] = str(args.parse_processes)
@@ -503,7 +570,7 @@ def main() -> None:
                     if attempt:
                         clear_category(server, user)
                     runs.append(run_sync(kind, server, user, args.batch,
-                                         args.profile and kind == "sqlite", option))
+                                         args.profile, option))
                     if args.repeat > 1:
                         print(f"[{kind}, {option}] run {attempt + 1}: "
                               f"{runs[-1]['fetched'] / runs[-1]['wall']:,.0f} msg/s, "
@@ -527,6 +594,20 @@ def main() -> None:
                       f"held p50 {_ms(out['locks'], .5)}, max {_ms(out['locks'], 1)} "
                       f"(transaction p50 {_ms(out['transactions'], .5)}, "
                       f"max {_ms(out['transactions'], 1)})")
+                statements = sum(out["statements"].values()) + out["commits"]
+                executed = statements + sum(out["per_row"].values())
+                print(f"[{kind}, {option}] statements sent (round trips to a server database, "
+                      f"commits included): {statements:,} = "
+                      f"{statements / max(out['fetched'], 1):.2f} per message; executed (a "
+                      f"driver's executemany one per row): {executed:,} = "
+                      f"{executed / max(out['fetched'], 1):.2f} per message; the database "
+                      f"server's CPU {out['backend_cpu']:.2f} s; this process + the server "
+                      f"{out['cpu'] + out['backend_cpu']:.2f} s")
+                if args.statements:
+                    for name, n in out["statements"].most_common(30):
+                        extra = out["per_row"][name]
+                        print(f"    {n:6,}  {name}" + (f"  (+{extra:,} rows one by one)"
+                                                      if extra else ""))
                 print(f"[{kind}, {option}] {out['tracked']} tracked, {out['emails']} activities "
                       f"(with the {CRM_SENT} the CRM sent), {out['attachments']} attachments; "
                       f"pipeline / plain fetch = {out['wall'] / plain:.1f}x the time "

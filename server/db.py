@@ -171,6 +171,14 @@ def init_app(app) -> None:
         # transaction-pooling proxies such as PgBouncer working.
         options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
         options.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
+        # Statements go with PostgreSQL's own $1 placeholders (a raw cursor): with %(name)s
+        # psycopg rewrites every statement's text on the client, and does not cache the
+        # rewrite for a statement over 4 KB or 50 parameters (a batch's multi-row INSERTs,
+        # its lookups by many ids): 4.4x the client CPU for multi-row INSERTs (bench/README.md,
+        # "Issue 17 goal 2").
+        import psycopg
+        options["connect_args"].setdefault("cursor_factory", psycopg.RawCursor)
+        options.setdefault("paramstyle", "numeric_dollar")
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         # Created owner-only before SQLite creates it with the process's umask.
@@ -178,4 +186,34 @@ def init_app(app) -> None:
         if not path.exists() and path.parent.is_dir():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            if engine.dialect.name == "postgresql":
+                postgresql_writes(engine)
     migrate.init_app(app, db)
+
+
+def postgresql_writes(engine: Engine) -> None:
+    """What writing costs the PostgreSQL server, made closer to SQLite's (bench/README.md,
+    "Issue 17 goal 2"):
+
+    * an INSERT given many rows (``execute(insert(table), rows)``, the ORM's inserts of rows
+      whose ids it knows) becomes multi-row ``INSERT ... VALUES (...), (...)`` statements
+      (SQLAlchemy's "insertmanyvalues", up to 1,000 rows each), as it already does for
+      INSERTs that return ids. Left to psycopg 3, an executemany sends the INSERT once per
+      row (pipelined, but parsed, planned and run one by one by the server): a batch's
+      decision rows, parties and emails;
+    * values large enough to be compressed (email bodies) are compressed with LZ4 instead of
+      the default pglz, where the server has it (PostgreSQL 14 and later, built with lz4):
+      pglz took 0.74 s of the server's CPU per 1,000 bodies of 28 KB, LZ4 0.11 s (and
+      stores them about twice as large as pglz; SQLite does not compress at all). Values
+      stored before stay as they are; both read the same."""
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+
+    @event.listens_for(engine, "connect")
+    def _lz4(dbapi_connection, _record):
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('default_toast_compression', 'lz4', false) "
+                           "FROM pg_settings WHERE name = 'default_toast_compression' "
+                           "AND 'lz4' = ANY(enumvals)")
+        dbapi_connection.commit()

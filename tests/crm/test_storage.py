@@ -13,7 +13,7 @@ from server.crm.services import records
 from server.crm.activities import (REGARDING_COLUMNS, Activity, ActivityParty, Attachment,
                                    Email, Task)
 from server.crm.models import Account, Contact, Lead
-from server.crm.services.timeline import timeline
+from server.crm.services.timeline import PLANS, timeline
 from server.db import db
 from server.security import authz
 from server.security.bootstrap import root_unit
@@ -196,11 +196,12 @@ def test_a_customer_is_an_account_or_a_contact_not_both(me, crm):
 
 # -- timeline -----------------------------------------------------------------------------------
 
-def collect(p, kind, record_id, limit):
-    """Every page of a timeline, following the cursors."""
+def collect(p, kind, record_id, limit, plan=None):
+    """Every page of a timeline, following the cursors (by ``plan``: the database's by
+    default)."""
     pages, cursor = [], None
     while True:
-        page = timeline(p, kind, record_id, cursor=cursor, limit=limit)
+        page = timeline(p, kind, record_id, cursor=cursor, limit=limit, plan=plan)
         pages.append([a.id for a in page.items])
         if page.next_cursor is None:
             return pages
@@ -208,7 +209,9 @@ def collect(p, kind, record_id, limit):
         cursor = page.next_cursor
 
 
-def test_timeline_holds_regarding_and_party_activities_newest_first(me, crm):
+# Each plan (the one chosen for this database and the other) gives the same pages.
+@pytest.mark.parametrize("plan", PLANS)
+def test_timeline_holds_regarding_and_party_activities_newest_first(me, crm, plan):
     account, contact, lead = crm
     p = authz.principal(me)
     expected = []
@@ -227,17 +230,18 @@ def test_timeline_holds_regarding_and_party_activities_newest_first(me, crm):
     task(me, T0, regarding_lead_id=lead.id)  # about someone else
     db.session.commit()
     want = [i for _, i in sorted(expected, key=lambda x: (x[0], x[1]), reverse=True)]
-    page = timeline(p, "contact", contact.id, limit=100)
+    page = timeline(p, "contact", contact.id, limit=100, plan=plan)
     assert [a.id for a in page.items] == want
     assert page.next_cursor is None
     assert {type(a).__name__ for a in page.items} == {"Task", "Email"}
     for limit in (1, 2, 3, 5, 13, 14):
-        pages = collect(p, "contact", contact.id, limit)
+        pages = collect(p, "contact", contact.id, limit, plan)
         flat = [i for pg in pages for i in pg]
         assert flat == want, limit
 
 
-def test_timeline_paging_with_equal_times(me, crm):
+@pytest.mark.parametrize("plan", PLANS)
+def test_timeline_paging_with_equal_times(me, crm, plan):
     _, contact, _ = crm
     same = [task(me, T0 + timedelta(microseconds=123_457), regarding_contact_id=contact.id).id
             for _ in range(6)]
@@ -246,11 +250,12 @@ def test_timeline_paging_with_equal_times(me, crm):
     db.session.commit()
     want = sorted(odd, reverse=True) + sorted(same, reverse=True)
     for limit in (1, 2, 4):
-        assert [i for pg in collect(authz.principal(me), "contact", contact.id, limit) for i in pg] \
-            == want, limit
+        assert [i for pg in collect(authz.principal(me), "contact", contact.id, limit, plan)
+                for i in pg] == want, limit
 
 
-def test_timeline_shows_only_what_the_reader_may_read(app, make_user, crm, me):
+@pytest.mark.parametrize("plan", PLANS)
+def test_timeline_shows_only_what_the_reader_may_read(app, make_user, crm, me, plan):
     _, contact, _ = crm
     unit_a = BusinessUnit(name="A", parent_id=root_unit().id)
     unit_b = BusinessUnit(name="B", parent_id=root_unit().id)
@@ -264,12 +269,14 @@ def test_timeline_shows_only_what_the_reader_may_read(app, make_user, crm, me):
     hidden = task(stranger, T0 + timedelta(minutes=2), regarding_contact_id=contact.id)
     db.session.commit()
     p = authz.principal(reader)
-    assert [a.id for a in timeline(p, "contact", contact.id).items] == visible[::-1]
+    assert [a.id for a in timeline(p, "contact", contact.id, plan=plan).items] == visible[::-1]
     for limit in (1, 2):
-        assert [i for pg in collect(p, "contact", contact.id, limit) for i in pg] == visible[::-1]
+        assert [i for pg in collect(p, "contact", contact.id, limit, plan)
+                for i in pg] == visible[::-1]
     records.share(authz.principal(stranger), hidden, reader, {"read"})
     db.session.commit()
-    assert hidden.id in [a.id for a in timeline(authz.principal(reader), "contact", contact.id).items]
+    assert hidden.id in [a.id for a in timeline(authz.principal(reader), "contact", contact.id,
+                                                plan=plan).items]
 
 
 def test_timeline_of_a_user_and_of_an_empty_record(me, crm):

@@ -49,17 +49,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return at, number
 
 
-def about(record_type: str, record_id: int):
-    """A condition on ``activity`` selecting what concerns one record."""
-    parts = []
-    if record_type in REGARDING_COLUMNS:
-        parts.append(getattr(AnyActivity, REGARDING_COLUMNS[record_type]) == record_id)
-    if record_type in PARTY_COLUMNS:
-        party_col = getattr(ActivityParty, PARTY_COLUMNS[record_type])
-        parts.append(AnyActivity.id.in_(select(ActivityParty.activity_id).where(party_col == record_id)))
-    return or_(*parts)
-
-
 def _after(at: datetime, ident: int):
     """Strictly older than the cursor in (occurred_on, id) order; the upper bound on
     ``occurred_on`` alone lets the index range start at the cursor."""
@@ -92,7 +81,7 @@ def rolls_up(record_type: str, related: bool | None) -> bool:
 BRANCH_EACH_UP_TO = 25
 
 
-def _branches(record_type: str, ids: int | list[int], name: str) -> list:
+def _branches(record_type: str, ids: int | list[int], name: str, plan: str = "branches") -> list:
     """One condition per way an activity concerns a record of ``record_type`` whose id is
     ``ids`` (or one of them)."""
     def match(column):
@@ -103,7 +92,7 @@ def _branches(record_type: str, ids: int | list[int], name: str) -> list:
     if record_type in PARTY_COLUMNS:
         party_ids = select(ActivityParty.activity_id).where(
             match(getattr(ActivityParty, PARTY_COLUMNS[record_type])))
-        if db.engine.dialect.name == "postgresql":
+        if plan == "branches" and db.engine.dialect.name == "postgresql":
             # The record's party entries first (index only), then their activities: left to
             # itself PostgreSQL may walk every activity newest first, in parallel, probing
             # each (half a second for a busy account at 1M contacts: bench/README.md).
@@ -128,36 +117,58 @@ def related_ids(record_type: str, record_id: int) -> dict[str, list[int]]:
     return out
 
 
-def _all_branches(record_type: str, record_id: int, related: bool) -> list:
+def _all_branches(record_type: str, record_id: int, related: bool,
+                  plan: str = "branches") -> list:
     """The record's own branches and, with ``related``, its related records' (their ids
     looked up first: given as values, every branch is an index walk, while a sub-select in
     each made both databases scan the whole activity table for a kind with no record)."""
-    out = _branches(record_type, record_id, record_type)
+    out = _branches(record_type, record_id, record_type, plan)
     for kind, ids in (related_ids(record_type, record_id) if related else {}).items():
         if len(ids) <= BRANCH_EACH_UP_TO:
             for ident in ids:
-                out += _branches(kind, ident, f"{kind}_{ident}")
+                out += _branches(kind, ident, f"{kind}_{ident}", plan)
         else:
-            out += _branches(kind, ids, kind)
+            out += _branches(kind, ids, kind, plan)
     return out
+
+
+# How a page's ids are found. "branches": each way an activity concerns the record is its
+# own index walk cut at one page, then the union is sorted and cut; "one_query": one OR of
+# the ways, sorted and cut (the plan before the branches). Chosen per database from
+# bench/resolve.py's figures (bench/README.md, "Issue 17 goal 2"), here in one place: the
+# branches on both. One query was 2-3x dearer on SQLite for busy records; on PostgreSQL it
+# was 10-20% cheaper for a record with 2,000 party entries but dearer for one whose
+# activities are regarding it, and for a record with few activities (most records) it
+# walked the whole activity table newest first: 235-250 ms of CPU instead of 16-21.
+PLANS = ("branches", "one_query")
+PLAN_BY_DIALECT = {"sqlite": "branches", "postgresql": "branches"}
+
+
+def plan_for(dialect: str) -> str:
+    """The plan used on a database of this dialect."""
+    return PLAN_BY_DIALECT.get(dialect, "branches")
 
 
 def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
              types: tuple[str, ...] | None = None, after: tuple[datetime, int] | None = None,
-             related: bool = False):
+             related: bool = False, plan: str | None = None):
     """A SELECT of the ids of one timeline page (``limit`` rows), newest first; with
-    ``related``, the roll-up of the record's related records too."""
+    ``related``, the roll-up of the record's related records too. ``plan``: one of
+    ``PLANS`` (for a benchmark's comparison); by default the database's."""
+    plan = plan or plan_for(db.engine.dialect.name)
     common = [authz.scope(p, Activity, "read")]
     if types:
         common.append(Activity.activity_type.in_(types))
     if after is not None:
         common.append(_after(*after))
     order = (Activity.occurred_on.desc(), Activity.id.desc())
-    branches = [select(Activity.id, Activity.occurred_on).where(cond, *common)
-                .order_by(*order).limit(limit).subquery()
-                for cond in _all_branches(record_type, record_id, related)]
-    if not branches:
+    ways = _all_branches(record_type, record_id, related, plan)
+    if not ways:
         return select(Activity.id).where(false())
+    if plan == "one_query":
+        return select(Activity.id).where(or_(*ways), *common).order_by(*order).limit(limit)
+    branches = [select(Activity.id, Activity.occurred_on).where(cond, *common)
+                .order_by(*order).limit(limit).subquery() for cond in ways]
     # SQLite allows ORDER BY/LIMIT in a compound SELECT only inside a subquery.
     merged = union(*(select(b.c.id, b.c.occurred_on) for b in branches)).subquery()
     return select(merged.c.id).order_by(merged.c.occurred_on.desc(), merged.c.id.desc()).limit(limit)
@@ -165,8 +176,9 @@ def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
 
 def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | None = None,
              limit: int = 25, types: tuple[str, ...] | None = None,
-             related: bool | None = None) -> Page:
-    """One page of the record's timeline; ``related`` None: the type's default roll-up."""
+             related: bool | None = None, plan: str | None = None) -> Page:
+    """One page of the record's timeline; ``related`` None: the type's default roll-up;
+    ``plan``: see ``page_ids``."""
     after = None
     if cursor:
         try:
@@ -174,7 +186,7 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
         except (ValueError, OverflowError):
             after = None
     ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after,
-                   related=rolls_up(record_type, related))
+                   related=rolls_up(record_type, related), plan=plan)
     query = (select(AnyActivity)
              .where(AnyActivity.id.in_(ids))
              .options(selectinload(AnyActivity.parties))
