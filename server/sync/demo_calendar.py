@@ -9,9 +9,10 @@ another ``.ics`` file with ``CATEGORIES:Tracked to Regarding`` into the folder a
 sync brings it in; what Sam's CRM calendar holds goes the other way, into the folder."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from icalendar import Calendar, Event
 from sqlalchemy import select
 
 from server.crm.models import Contact
@@ -19,18 +20,27 @@ from server.db import db
 from server.mailkeys import normalize_address
 from server.security.models import User
 from server.sync.connectors.ics_folder import FOLDERS
+from server.sync.items.ical_text import person, serialize
 from server.sync.mail.decision import TRACKED_CATEGORY
 
 DOMAIN = "contoso.example"
 
 
-def _ics(uid: str, summary: str, start: datetime, minutes: int, lines: list[str]) -> str:
-    stamp = start.strftime("%Y%m%dT%H%M%SZ")
-    end = (start + timedelta(minutes=minutes)).strftime("%Y%m%dT%H%M%SZ")
-    body = [f"UID:{uid}", "DTSTAMP:20250101T000000Z", f"DTSTART:{stamp}", f"DTEND:{end}",
-            f"SUMMARY:{summary}", *lines]
-    return "\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Regarding demo//EN",
-                        "BEGIN:VEVENT", *body, "END:VEVENT", "END:VCALENDAR", ""])
+def _ics(uid: str, summary: str, start: datetime, minutes: int, properties: list) -> str:
+    """One meeting as iCalendar text; ``properties``: (name, value, parameters) to add."""
+    start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    event = Event()
+    for name, value, params in [("uid", uid, None),
+                                ("dtstamp", datetime(2025, 1, 1, tzinfo=timezone.utc), None),
+                                ("dtstart", start, None),
+                                ("dtend", start + timedelta(minutes=minutes), None),
+                                ("summary", summary, None), *properties]:
+        event.add(name, value, parameters=params)
+    calendar = Calendar()
+    calendar.add("prodid", "-//Regarding demo//EN")
+    calendar.add("version", "2.0")
+    calendar.add_component(event)
+    return serialize(calendar).decode()
 
 
 def seed_demo_calendar(root: Path, sam: User, now: datetime) -> int:
@@ -44,17 +54,18 @@ def seed_demo_calendar(root: Path, sam: User, now: datetime) -> int:
         Contact.owner_user_id == sam.id, Contact.is_active.is_(True),
         Contact.email1.is_not(None)).order_by(Contact.id).limit(1))
     tomorrow = (now + timedelta(days=1)).replace(hour=15, minute=0, second=0, microsecond=0)
-    people = [f"ORGANIZER;CN={sam.full_name}:mailto:{sam.email}"]
+    people = [("organizer", person(sam.email, sam.full_name), None)]
     if contact is not None:
-        people.append(f"ATTENDEE;CN={contact.full_name};PARTSTAT=ACCEPTED;"
-                      f"ROLE=REQ-PARTICIPANT:mailto:{normalize_address(contact.email1)}")
+        attendee = person(normalize_address(contact.email1), contact.full_name)
+        attendee.params.update(PARTSTAT="ACCEPTED", ROLE="REQ-PARTICIPANT")
+        people.append(("attendee", attendee, None))
     meetings = {
         f"demo-pricing-call@{DOMAIN}": _ics(
             f"demo-pricing-call@{DOMAIN}", "Pricing call", tomorrow, 45,
-            [*people, "LOCATION:Teams", f"CATEGORIES:{TRACKED_CATEGORY}"]),
+            [*people, ("location", "Teams", None), ("categories", [TRACKED_CATEGORY], None)]),
         f"demo-dentist@{DOMAIN}": _ics(
             f"demo-dentist@{DOMAIN}", "Dentist", tomorrow + timedelta(days=1, hours=-6), 60,
-            ["TRANSP:OPAQUE"]),
+            [("transp", "OPAQUE", None)]),
     }
     for uid, text in meetings.items():
         (folder / f"{uid}{FOLDERS['appointment'][1]}").write_text(text, encoding="utf-8")

@@ -33,6 +33,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from dateutil.rrule import rrulestr
 from icalendar import Alarm, Calendar, Event, Todo, vCalAddress
 
+from server.sync.items.ical_text import parse, person, serialize
+
 PRODID = "-//Regarding//Microsoft Graph//EN"
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 BYDAY = {d: d[:2].upper() for d in DAYS}
@@ -98,12 +100,8 @@ def _categories(component) -> list[str]:
     found = component.get("CATEGORIES")
     if found is None:
         return []
-    out = []
-    for prop in found if isinstance(found, list) else [found]:
-        for cat in prop.cats:
-            text = cat.to_ical().decode() if hasattr(cat, "to_ical") else str(cat)
-            out.append(re.sub(r"\\([,;\\])", r"\1", text).replace("\\n", "\n"))
-    return out
+    return [str(cat) for prop in (found if isinstance(found, list) else [found])
+            for cat in prop.cats]
 
 
 def _calendar() -> Calendar:
@@ -274,12 +272,7 @@ def _event_component(item: dict, uid: str) -> Event:
 
 
 def _address(email: dict) -> vCalAddress:
-    address = vCalAddress(f"mailto:{email['address']}")
-    if email.get("name"):
-        address.params["CN"] = email["name"]
-        # icalendar leaves a name with a backslash unquoted, then reads a trailing one back wrong
-        address.params.quote_also = {**address.params.quote_also, "CN": " '\\"}
-    return address
+    return person(email["address"], email.get("name"))
 
 
 def cancelled_dates(master: dict) -> list[date]:
@@ -315,7 +308,7 @@ def event_to_ical(master: dict) -> str:
         when = datetime.fromisoformat(original.replace("Z", "+00:00")).astimezone(timezone.utc)
         component.add("recurrence-id", when.date() if all_day else when)
         cal.add_component(component)
-    return cal.to_ical().decode()
+    return serialize(cal).decode()
 
 
 def _event_json(event) -> dict:
@@ -401,7 +394,7 @@ def ical_to_event(text: str) -> tuple[dict, list[tuple[datetime | date, dict]], 
     """iCalendar text as (the Graph event to write, with ``recurrence`` when a series;
     its overridden occurrences as (RECURRENCE-ID in UTC, event fields); the EXDATEs in UTC).
     ``ValueError`` when it holds no VEVENT; ``Unrepresentable`` for an RRULE Outlook lacks."""
-    cal = Calendar.from_ical(text)
+    cal = parse(text)
     events = cal.walk("VEVENT")
     masters = [e for e in events if e.get("RECURRENCE-ID") is None]
     if not masters:
@@ -429,7 +422,7 @@ def occurrence_numbers(text: str, moments: list) -> dict:
     ``ical_to_event`` gives them) among the series' occurrences as its RRULE makes them
     (what EWS calls an occurrence's InstanceIndex); a moment that is no occurrence is left
     out."""
-    master = next(e for e in Calendar.from_ical(text).walk("VEVENT")
+    master = next(e for e in parse(text).walk("VEVENT")
                   if e.get("RECURRENCE-ID") is None)
     start = _utc(master["DTSTART"].dt)
     all_day = not isinstance(start, datetime)
@@ -448,7 +441,7 @@ def occurrence_numbers(text: str, moments: list) -> dict:
 
 
 def ical_uid(text: str) -> str | None:
-    for component in Calendar.from_ical(text).walk():
+    for component in parse(text).walk():
         if component.name in ("VEVENT", "VTODO") and component.get("UID") is not None:
             return str(component["UID"])
     return None
@@ -482,12 +475,12 @@ def task_to_ical(task: dict, percent: int | None = None) -> str:
     if task.get("isReminderOn") and reminder is not None:
         _add_alarm(todo, reminder)
     cal.add_component(todo)
-    return cal.to_ical().decode()
+    return serialize(cal).decode()
 
 
 def ical_to_task(text: str) -> dict:
     """iCalendar text (one VTODO) as the Graph todoTask fields to write."""
-    todos = Calendar.from_ical(text).walk("VTODO")
+    todos = parse(text).walk("VTODO")
     if not todos:
         raise ValueError("the iCalendar text holds no VTODO")
     todo = todos[0]
@@ -520,7 +513,7 @@ def ical_to_task(text: str) -> dict:
 def task_percent(text: str) -> int | None:
     """A VTODO's PERCENT-COMPLETE (None: it says none), for a server that keeps it
     (Exchange Server's tasks)."""
-    todos = Calendar.from_ical(text).walk("VTODO")
+    todos = parse(text).walk("VTODO")
     said = todos[0].get("PERCENT-COMPLETE") if todos else None
     return None if said is None else min(100, max(0, int(said)))
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import icalendar
 
 from server.sync.items.fields import from_json, to_json
+from server.sync.items.ical_text import parse, person, serialize
 
 PRODID = "-//Regarding CRM//EN"
 SHOW_AS = {"FREE": "free", "TENTATIVE": "tentative", "BUSY": "busy", "OOF": "oof",
@@ -34,7 +35,7 @@ class BadItem(ValueError):
 
 def _parse(text: str, component: str):
     try:
-        calendar = icalendar.Calendar.from_ical(text)
+        calendar = parse(text)
     except ValueError as exc:
         raise BadItem(f"not iCalendar: {exc}") from exc
     found = [c for c in calendar.walk(component)]
@@ -208,7 +209,7 @@ def _calendar(base: str | None, component: str):
     """The base text's calendar and its components of the kind, or a new calendar."""
     if base:
         try:
-            calendar = icalendar.Calendar.from_ical(base)
+            calendar = parse(base)
             return calendar, [c for c in calendar.walk(component)]
         except ValueError:
             pass
@@ -279,7 +280,7 @@ def write_event(values: dict, uid: str, base: str | None = None) -> str:
     _write_series(calendar, master, values, uid, all_day, zone)
     if zone and _zone(zone) and not all_day:
         calendar.add_missing_timezones()
-    return calendar.to_ical().decode()
+    return serialize(calendar).decode()
 
 
 def _write_parties(event, parties: list[dict]) -> None:
@@ -288,17 +289,13 @@ def _write_parties(event, parties: list[dict]) -> None:
     for party in parties:
         if not party.get("address"):
             continue
-        person = icalendar.vCalAddress(f"mailto:{party['address']}")
-        if party.get("name"):
-            person.params["CN"] = party["name"]
-            # icalendar leaves a name with a backslash unquoted, then reads a trailing one back wrong
-            person.params.quote_also = {**person.params.quote_also, "CN": " '\\"}
+        someone = person(party["address"], party.get("name"))
         if party["role"] == "organizer":
-            event.add("organizer", person)
+            event.add("organizer", someone)
             continue
-        person.params["ROLE"] = "OPT-PARTICIPANT" if party["role"] == "optional" else "REQ-PARTICIPANT"
-        person.params["PARTSTAT"] = (party.get("response") or "needs-action").upper()
-        event.add("attendee", person)
+        someone.params["ROLE"] = "OPT-PARTICIPANT" if party["role"] == "optional" else "REQ-PARTICIPANT"
+        someone.params["PARTSTAT"] = (party.get("response") or "needs-action").upper()
+        event.add("attendee", someone)
 
 
 def _write_series(calendar, master, values: dict, uid: str, all_day: bool,
@@ -351,4 +348,4 @@ def write_task(values: dict, uid: str, base: str | None = None) -> str:
     _set(todo, "PRIORITY", priority)
     _set(todo, "COMPLETED", _when(values.get("actual_end"), False, None)
          if ical_status == "COMPLETED" else None)
-    return calendar.to_ical().decode()
+    return serialize(calendar).decode()

@@ -4,11 +4,15 @@
 writes 4.0 over ``base`` (the server's last text), replacing the properties the CRM holds
 and keeping the others (photos, social profiles, a client's X- properties). A small reader
 of our own: content lines are simple (RFC 6350 3.3), and it reads thousands of cards a second
-where a general parser reads hundreds."""
+where a general parser reads hundreds. Values are escaped and read as iCalendar TEXT is
+(RFC 6350 3.4 and RFC 5545 3.3.11 agree: ``ical_text``)."""
 from __future__ import annotations
 
 import re
 from datetime import date
+
+from server.sync.items.ical_text import escape as _escape
+from server.sync.items.ical_text import unescape as _unescape
 
 # Properties the CRM holds: written from its values, the base's copies replaced.
 OWNED = {"FN", "N", "TITLE", "ORG", "EMAIL", "TEL", "ADR", "BDAY", "URL", "NOTE", "UID",
@@ -21,7 +25,8 @@ class BadCard(ValueError):
 
 
 def _unfold(text: str) -> list[str]:
-    return re.sub(r"\r?\n[ \t]", "", text).splitlines()
+    """Content lines, unfolded; only CR and LF end a line (a value may hold U+2028)."""
+    return [line for line in re.split(r"\r\n|\n|\r", re.sub(r"\r?\n[ \t]", "", text)) if line]
 
 
 def _split(line: str) -> tuple[str, dict[str, set[str]], str]:
@@ -46,12 +51,9 @@ def _split(line: str) -> tuple[str, dict[str, set[str]], str]:
     return name.rpartition(".")[2].upper(), params, value
 
 
-def _unescape(value: str) -> str:
-    return re.sub(r"\\([\\,;nN])", lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
-
-
-def _parts(value: str) -> list[str]:
-    """The ;-separated parts of a structured value (N, ADR, ORG), unescaped."""
+def _parts(value: str, separator: str = ";") -> list[str]:
+    """The ;-separated parts of a structured value (N, ADR, ORG), or the ,-separated ones
+    of a list (CATEGORIES), unescaped."""
     parts, current, escaped = [], "", False
     for char in value:
         if escaped:
@@ -59,18 +61,13 @@ def _parts(value: str) -> list[str]:
             escaped = False
         elif char == "\\":
             escaped = True
-        elif char == ";":
+        elif char == separator:
             parts.append(current)
             current = ""
         else:
             current += char
     parts.append(current + ("\\" if escaped else ""))
     return [_unescape(p) for p in parts]
-
-
-def _escape(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
-            .replace("\r\n", "\\n").replace("\n", "\\n"))
 
 
 def read_contact(text: str) -> dict:
@@ -209,5 +206,5 @@ def categories_of(text: str) -> list[str]:
     for line in _unfold(text):
         if line.upper().startswith(("CATEGORIES:", "CATEGORIES;")):
             value = _split(line)[2]
-            return [_unescape(c).strip() for c in re.split(r"(?<!\\),", value) if c.strip()]
+            return [c.strip() for c in _parts(value, ",") if c.strip()]
     return []

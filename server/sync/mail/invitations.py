@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 
-from icalendar import Calendar
+from server.sync.items.ical_text import parse
 
 __all__ = ["Attendee", "Meeting", "read"]
 
@@ -71,7 +71,7 @@ def _moment(prop) -> tuple[datetime | None, bool]:
 def read(data: bytes) -> Meeting | None:
     """The first event of an iCalendar object, or None when there is none to read."""
     try:
-        calendar = Calendar.from_ical(data.decode("utf-8", "replace"))
+        calendar = parse(data.decode("utf-8", "replace"))
         event = next(iter(calendar.walk("VEVENT")), None)
         if event is None:
             return None

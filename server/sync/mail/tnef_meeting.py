@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 
 from icalendar import Calendar, Event, vCalAddress
 
+from server.sync.items.ical_text import person, serialize
+
 __all__ = ["MEETING_CLASSES", "calendar_of"]
 
 # Message classes (case-insensitive prefixes) that are a meeting, and the iTIP method each is.
@@ -98,12 +100,7 @@ def _address(name: str, address: str) -> vCalAddress | None:
     address = address.strip()
     if "@" not in address:  # an Exchange X.500 address with no SMTP form: not a person to mail
         return None
-    person = vCalAddress(f"mailto:{address}")
-    if name:
-        person.params["CN"] = name
-        # icalendar leaves a name with a backslash unquoted, then reads a trailing one back wrong
-        person.params.quote_also = {**person.params.quote_also, "CN": " '\\"}
-    return person
+    return person(address, name)
 
 
 def _recipient(row: list) -> tuple[str, str, int]:
@@ -166,4 +163,4 @@ def calendar_of(tnef) -> bytes | None:
     calendar.add("version", "2.0")
     calendar.add("method", method)
     calendar.add_component(event)
-    return calendar.to_ical()
+    return serialize(calendar)

@@ -12,7 +12,7 @@ from server.crm.activities import ActivityParty, Appointment
 from server.crm.history import RecordHistory
 from server.db import db
 from server.sync.acts.run import sync_items
-from server.sync.items.calendar import read_event
+from server.sync.items.calendar import read_event, write_event
 from tests.sync.acts.conftest import event
 
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
@@ -80,3 +80,30 @@ def test_a_conflict_keeps_the_losing_value_on_the_history(store, make_user, sign
     db.session.delete(meeting)  # the history goes with its record
     db.session.commit()
     assert db.session.scalars(select(RecordHistory)).all() == []
+
+
+def test_a_windows_path_in_a_meeting_comes_back_as_it_went(store, make_user):
+    """A location and notes holding backslashes (a share, a drive path, ``\\N``) reach the
+    calendar and come back unchanged after the user edits the meeting there."""
+    ann = make_user("ann@contoso.test")
+    box = store.mailbox(ann)
+    place, notes = "\\\\fileserver\\New folder", "C:\\Notes\\new; see \\N, then\nline two"
+    meeting = Appointment(subject="Pricing", owner_user_id=ann.id, location=place,
+                          description=notes, owning_business_unit_id=ann.business_unit_id,
+                          occurred_on=datetime(2030, 1, 7, 9, tzinfo=timezone.utc),
+                          scheduled_start=datetime(2030, 1, 7, 9, tzinfo=timezone.utc),
+                          scheduled_end=datetime(2030, 1, 7, 10, tzinfo=timezone.utc))
+    meeting.parties = [ActivityParty(role="organizer", address=ann.email, user_id=ann.id)]
+    db.session.add(meeting)
+    db.session.commit()
+    sync_items(box.id)
+    with store.client(ann) as client:
+        calendar = store.server(client, "appointment")
+        [(uid, item)] = calendar.items().items()
+        values = read_event(item.data)
+        assert (values["location"], values["description"]) == (place, notes)
+        calendar.put(write_event({**values, "subject": "Pricing, again"}, item.uid,
+                                 base=item.data), uid)
+    sync_items(box.id)
+    db.session.refresh(meeting)
+    assert (meeting.subject, meeting.location, meeting.description) == ("Pricing, again", place, notes)
