@@ -107,7 +107,7 @@ def _work(run: Run, model, chosen, since: datetime | None) -> _Work:
     # Of the records changed since, the links to write and those of records that left.
     changed = db.session.execute(select(ItemLink, newer).join(model, model.id == column).where(
         *mine, recent, or_(newer, and_(ItemLink.origin == "crm", model.id.not_in(
-            select(model.id).where(chosen, recent)))))).all()
+            select(model.id).where(chosen, recent).correlate(None)))))).all()
     left_over = db.session.scalars(select(ItemLink).where(
         *mine, or_(column.is_(None), ItemLink.synced_on <= _PENDING))).all()
     links = list({link.id: link for link in [row[0] for row in changed] + left_over}.values())
