@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, exists, or_, select
 
 from server.db import db, utcnow
 from server.i18n import N_
@@ -63,7 +63,7 @@ def push(run: Run, default: Collection | None, collections: list[Collection],
             written += 1
         if written and written % BATCH == 0:
             db.session.commit()
-    waiting = sorted(work.selected - work.linked)
+    waiting = work.waiting
     for record_id in waiting if default is not None else ():
         record = db.session.get(model, record_id)
         if not _adopt(run, by_key, record):
@@ -81,9 +81,9 @@ def push(run: Run, default: Collection | None, collections: list[Collection],
 @dataclass
 class _Work:
     links: list[ItemLink]  # the tracked links to look at
-    selected: set[int]  # of their records and the changed ones, those the filter takes
+    selected: set[int]  # their records the filter takes
     touched: set[int]  # links whose record changed since it was last synced
-    linked: set[int]  # records among ``selected`` that have a link of the mailbox already
+    waiting: list[int]  # records the filter takes that have no link of the mailbox yet
 
 
 _PENDING = datetime(1970, 1, 2, tzinfo=timezone.utc)  # a pull's "the CRM's values go out"
@@ -102,7 +102,7 @@ def _work(run: Run, model, chosen, since: datetime | None) -> _Work:
         touched = set(db.session.scalars(select(ItemLink.id).join(
             model, model.id == column).where(*mine, newer)))
         linked = set(db.session.scalars(select(column).where(*mine[:2])))
-        return _Work(links, selected, touched, linked & selected)
+        return _Work(links, selected, touched, sorted(selected - linked))
     recent = model.modified_on > since
     # Of the records changed since, the links to write and those of records that left.
     changed = db.session.execute(select(ItemLink, newer).join(model, model.id == column).where(
@@ -114,16 +114,13 @@ def _work(run: Run, model, chosen, since: datetime | None) -> _Work:
     touched = {link.id for link, is_newer in changed if is_newer} | {
         link.id for link in left_over if link.record_id is not None}
     ids = sorted({link.record_id for link in links if link.record_id is not None})
-    selected = set(db.session.scalars(select(model.id).where(chosen, recent)))
+    selected = set()
     for start in range(0, len(ids), 500):
         selected.update(db.session.scalars(select(model.id).where(
             chosen, model.id.in_(ids[start:start + 500]))))
-    linked = set()
-    wanted = sorted(selected)
-    for start in range(0, len(wanted), 500):
-        linked.update(db.session.scalars(select(column).where(
-            *mine[:2], column.in_(wanted[start:start + 500]))))
-    return _Work(sorted(links, key=lambda link: link.id), selected, touched, linked)
+    waiting = db.session.scalars(select(model.id).where(chosen, recent, ~exists().where(
+        *mine[:2], column == model.id)).order_by(model.id)).all()
+    return _Work(sorted(links, key=lambda link: link.id), selected, touched, list(waiting))
 
 
 def _delete(run: Run, collection: Collection, link: ItemLink) -> None:

@@ -108,17 +108,24 @@ def test_an_appointment_wakes_its_attendees_mailboxes_and_no_other(make_user, ap
     assert db.session.get(Appointment, r.get_json()["id"]) is not None
 
 
-def test_changes_outside_a_request_and_the_syncs_own_wake_nothing(app, radicale, make_user,
-                                                                 woken):
+def _ann_syncing(radicale, make_user, first: str, last: str):
+    """(side, Ann, her mailbox on Radicale, a contact of hers named so)."""
     if not radicale.running:
         radicale.start()
     side = RadicaleSide(radicale)
     ann = make_user("ann@contoso.test")
     box = side.mailbox(ann)
-    contact = Contact(first_name="Eve", last_name="Ede", full_name="Eve Ede",
+    contact = Contact(first_name=first, last_name=last, full_name=f"{first} {last}",
                       owner_user_id=ann.id, owning_business_unit_id=ann.business_unit_id)
     db.session.add(contact)
-    db.session.commit()  # the command line, an import: no request
+    db.session.commit()
+    return side, ann, box, contact
+
+
+def test_changes_outside_a_request_and_the_syncs_own_wake_nothing(app, radicale, make_user,
+                                                                 woken):
+    # Made outside a request (the command line, an import).
+    side, ann, box, contact = _ann_syncing(radicale, make_user, "Eve", "Ede")
     assert _flagged() == set()
     sync_items(box.id)
     with side.client(ann) as client:
@@ -136,15 +143,7 @@ def test_a_running_worker_syncs_a_change_at_once_not_at_its_next_poll(
         app, radicale, make_user, api_client):
     """The worker polls once an hour here: only the wake brings the change out in time."""
     from server.sync.workers.worker import run_worker
-    if not radicale.running:
-        radicale.start()
-    side = RadicaleSide(radicale)
-    ann = make_user("ann@contoso.test")
-    box = side.mailbox(ann)
-    contact = Contact(first_name="Finn", last_name="Fay", full_name="Finn Fay",
-                      owner_user_id=ann.id, owning_business_unit_id=ann.business_unit_id)
-    db.session.add(contact)
-    db.session.commit()
+    side, ann, box, contact = _ann_syncing(radicale, make_user, "Finn", "Fay")
     app.config["REGARDING_SYNC_POLL_SECONDS"] = 3600
     stop, out = threading.Event(), {}
     worker = threading.Thread(target=lambda: out.setdefault("stats", run_worker(
