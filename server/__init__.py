@@ -63,4 +63,5 @@ def _import_models() -> None:
     import server.security.models  # noqa: F401
     import server.sync.models  # noqa: F401
     import server.sync.admin.provision  # noqa: F401  (its hook: mailboxes for new owners)
+    import server.sync.acts.wake  # noqa: F401  (its hook: a CRM change wakes its mailboxes)
     import server.sync.workers.graph_models  # noqa: F401

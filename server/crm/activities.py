@@ -88,6 +88,8 @@ class Activity(Owned, Regarding, db.Model):
         CheckConstraint("(owner_user_id IS NULL) <> (owner_team_id IS NULL)", name="one_owner"),
         one_regarding_check(),
         Index("ix_activity_timeline", "created_on", "id"),
+        # The item sync's push reads what changed since its last run, by kind.
+        Index("ix_activity_type_modified", "activity_type", "modified_on"),
         # A record's timeline walks these newest first (server/crm/services/timeline.py).
         *(Index(f"ix_activity_{column}_occurred", column, "occurred_on", "id")
           for column in REGARDING_COLUMNS.values()),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (Boolean, CheckConstraint, Date, ForeignKey, Integer, Numeric, String,
+from sqlalchemy import (Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, Numeric, String,
                         Text)
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
@@ -161,7 +161,8 @@ class PersonName:
 
 class Contact(Record, PersonName, EmailFields, db.Model):
     __tablename__ = "contact"
-    __table_args__ = (_one_owner(),)
+    # The item sync's push reads what changed since its last run.
+    __table_args__ = (_one_owner(), Index("ix_contact_modified", "modified_on"))
     id: Mapped[int] = mapped_column(primary_key=True)
     job_title: Mapped[str | None] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(50), index=True)

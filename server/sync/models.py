@@ -383,6 +383,20 @@ class ItemLink(db.Model):
         return self.contact_id if self.kind == "contact" else self.activity_id
 
 
+class ItemPushMark(db.Model):
+    """Where the push of one kind of a mailbox's items stands (``server.sync.acts.marks``):
+    when its last complete push began, and a digest of what decided the synchronization
+    filter's selection then, besides the records themselves."""
+
+    __tablename__ = "item_push_mark"
+    __table_args__ = (UniqueConstraint("mailbox_id", "kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))
+    filter_key: Mapped[str] = mapped_column(String(64))
+    pushed_from: Mapped[datetime] = mapped_column()
+
+
 class SyncFilter(db.Model):
     """Which CRM records go to users' mail servers (Dynamics' synchronization filters): an
     owner (the user, their teams, anyone) and conditions on fields, all of which must hold.

@@ -20,7 +20,7 @@ from server.crm.history import RecordHistory
 from server.db import db
 from server.i18n import N_
 from server.security import authz
-from server.sync.acts import meetings, records
+from server.sync.acts import marks, meetings, records
 from server.sync.connectors.base import Collection, Item, ItemStore
 from server.sync.items import calendar, vcard
 from server.sync.items.fields import FIELDS, encode, label, to_json
@@ -306,6 +306,8 @@ def _removed(run: Run, refs: list[str]) -> None:
     links = db.session.scalars(select(ItemLink).where(
         ItemLink.mailbox_id == run.mailbox.id, ItemLink.kind == run.kind,
         ItemLink.ref.in_(refs))).all()
+    if links:  # records that stay may now lack an item: the next push reads everything
+        marks.forget(run.mailbox.id, run.kind)
     for link in links:
         record = _record_of(link) if link.tracked else None
         if record is not None and record.owner_user_id == run.mailbox.user_id and \

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from server.db import db
 from server.security import authz
 from server.sync import connectors
-from server.sync.acts import records
+from server.sync.acts import records, wake
 from server.sync.acts.pull import ActsResult, Run, pull
 from server.sync.acts.push import push
 from server.sync.connectors.base import ITEM_KINDS, ConnectorError, ItemStore
@@ -66,7 +66,13 @@ def _end_push(mailbox_id: int) -> None:
 def sync_items(mailbox_id: int, *, store_class: Callable[..., ItemStore] | None = None,
                limit: int = 500, kinds: tuple[str, ...] = ITEM_KINDS) -> ActsResult:
     """Sync one mailbox's appointments, contacts and tasks; the outcome is kept on the
-    mailbox (``acts_status``, ``acts_message``)."""
+    mailbox (``acts_status``, ``acts_message``). What it writes wakes no mailbox."""
+    with wake.quiet(db.session):
+        return _sync_items(mailbox_id, store_class, limit, kinds)
+
+
+def _sync_items(mailbox_id: int, store_class: Callable[..., ItemStore] | None, limit: int,
+                kinds: tuple[str, ...]) -> ActsResult:
     mailbox = db.session.get(Mailbox, mailbox_id)
     result = ActsResult()
     allowed, result.skipped_kinds = kinds_synced(mailbox, kinds)

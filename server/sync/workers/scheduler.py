@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,8 +49,8 @@ DEFAULTS = {
 }
 
 __all__ = ["Lease", "WorkerRefused", "claim", "due_condition", "due_query", "flag_changed",
-           "lease_seconds",
-           "release", "release_all", "renew", "request_sync", "setting", "worker_slot"]
+           "lease_seconds", "listen", "release", "release_all", "renew", "request_sync",
+           "setting", "unlisten", "wake_local", "worker_slot"]
 
 
 class WorkerRefused(RuntimeError):
@@ -206,6 +207,30 @@ def request_sync(p: Principal | None, mailbox: Mailbox) -> Mailbox:
     mailbox.sync_requested = True
     db.session.flush()
     return mailbox
+
+
+_listeners: set = set()  # the wake-up calls of the workers running in this process
+_listeners_lock = threading.Lock()
+
+
+def listen(wake) -> None:
+    """A worker of this process wants ``wake()`` called when a mailbox is asked for."""
+    with _listeners_lock:
+        _listeners.add(wake)
+
+
+def unlisten(wake) -> None:
+    with _listeners_lock:
+        _listeners.discard(wake)
+
+
+def wake_local() -> None:
+    """A sync was asked for and committed: the workers of this process look for due
+    mailboxes now rather than at their next poll (those of other processes poll)."""
+    with _listeners_lock:
+        waiting = list(_listeners)
+    for wake in waiting:
+        wake()
 
 
 def find_mailbox(reference: str) -> Mailbox:

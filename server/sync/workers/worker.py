@@ -123,11 +123,13 @@ class Worker:
                                          daemon=True)
             heartbeat.start()
             watchers = self._start_push()
+            scheduler.listen(self.wake.set)  # a CRM change asked for a mailbox: look now
             log.info("sync worker %s started (concurrency %d, push %s)", self.worker_id,
                      self.concurrency, "on" if watchers else "off")
             try:
                 self._loop()
             finally:
+                scheduler.unlisten(self.wake.set)
                 self.stop.set()
                 self.wake.set()
                 if watchers is not None:

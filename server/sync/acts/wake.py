@@ -1,0 +1,157 @@
+"""A change people make to an appointment, contact or task (pages, the REST API, the Outlook
+add-in: anything done in a request) wakes the mailboxes that sync it, so it reaches their
+mail servers within a sync worker's poll (``REGARDING_SYNC_POLL_SECONDS``) rather than the
+mailbox's interval.
+
+The mailboxes woken are those with a tracked item link to the record (it changed, left
+their filter or was deleted: the push updates or removes the item) and those of the users
+whose synchronization filter takes it now (its owner, its owning team's members, an
+appointment's attendees who are users: the push creates or updates the item), when they
+sync that kind. They are marked ``sync_requested`` in the change's own transaction (a
+rollback asks for nothing), and once it commits the workers running in this process are
+woken at once (``scheduler.wake_local``); a worker elsewhere finds the flag at its next poll.
+
+The sync's own changes are not made in a request (and ``sync_items`` says so besides, with
+``quiet``), so they never wake anything: no loops. Registered at app start (``server``
+imports this module)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import has_request_context
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from server.crm.activities import ActivityParty
+from server.security import authz
+from server.security.models import User, team_member
+from server.sync.acts import filters, records
+from server.sync.models import ItemLink, Mailbox
+from server.sync.workers import scheduler
+
+_RECORDS = "wake_records"  # session.info: {(kind, id(record)): record} changed in this transaction
+_MAILBOXES = "wake_mailboxes"  # session.info: mailbox ids known to sync a deleted record
+_QUIET = "wake_quiet"  # session.info: the sync itself is writing
+_WOKEN = "wake_woken"  # session.info: mailboxes flagged; wake the workers after the commit
+
+
+@contextmanager
+def quiet(session: Session) -> Iterator[None]:
+    """Changes made meanwhile on ``session`` wake nothing (the sync's own)."""
+    was = session.info.get(_QUIET, False)
+    session.info[_QUIET] = True
+    try:
+        yield
+    finally:
+        session.info[_QUIET] = was
+
+
+def _kind_of(instance) -> str | None:
+    for kind, model in records.MODELS.items():
+        if isinstance(instance, model):
+            return kind
+    return None
+
+
+@event.listens_for(Session, "before_flush")
+def _collect(session: Session, _context, _instances) -> None:
+    if session.info.get(_QUIET) or not has_request_context():
+        return
+    found = session.info.setdefault(_RECORDS, {})
+    deleted: dict[str, list[int]] = {}
+    for instance in (*session.new, *session.dirty, *session.deleted):
+        party = isinstance(instance, ActivityParty)
+        if party:  # an attendee added, changed or removed is a change of its meeting
+            if instance in session.dirty and not session.is_modified(instance):
+                continue
+            instance = instance.activity
+        kind = _kind_of(instance) if instance is not None else None
+        if kind is None:
+            continue
+        if instance in session.deleted:
+            if instance.id is not None:
+                deleted.setdefault(kind, []).append(instance.id)
+        elif party or instance in session.new or session.is_modified(instance):
+            found[(kind, id(instance))] = instance
+    if deleted:  # their links lose the record at the flush: read whose they are now
+        with session.no_autoflush:
+            session.info.setdefault(_MAILBOXES, set()).update(_linked_mailboxes(session,
+                                                                                deleted))
+
+
+@event.listens_for(Session, "before_commit")
+def _flag(session: Session) -> None:
+    if not session.info.get(_RECORDS) and not session.info.get(_MAILBOXES):
+        return
+    session.flush()  # the last changes, and the new records' ids
+    found = session.info.pop(_RECORDS, {})
+    mailbox_ids = session.info.pop(_MAILBOXES, set())
+    by_kind: dict[str, list] = {}
+    for (kind, _), record in found.items():
+        if record.id is not None and record not in session.deleted:
+            by_kind.setdefault(kind, []).append(record)
+    mailbox_ids |= _linked_mailboxes(session, {k: [r.id for r in v] for k, v in by_kind.items()})
+    mailbox_ids |= _filtered_mailboxes(session, by_kind)
+    if not mailbox_ids:
+        return
+    session.execute(update(Mailbox).where(
+        Mailbox.id.in_(sorted(mailbox_ids)), Mailbox.enabled.is_(True),
+        Mailbox.acts_method == "server_side_sync", Mailbox.sync_requested.is_(False))
+        .values(sync_requested=True).execution_options(synchronize_session=False))
+    session.info[_WOKEN] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake(session: Session) -> None:
+    if session.info.pop(_WOKEN, False):
+        scheduler.wake_local()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    for key in (_RECORDS, _MAILBOXES, _WOKEN):
+        session.info.pop(key, None)
+
+
+def _linked_mailboxes(session: Session, ids: dict[str, list[int]]) -> set[int]:
+    """The mailboxes with a tracked item link to these records."""
+    found: set[int] = set()
+    for kind, record_ids in ids.items():
+        column = ItemLink.contact_id if kind == "contact" else ItemLink.activity_id
+        for start in range(0, len(record_ids), 500):
+            found.update(session.scalars(select(ItemLink.mailbox_id).where(
+                ItemLink.kind == kind, ItemLink.tracked.is_(True),
+                column.in_(record_ids[start:start + 500])).distinct()))
+    return found
+
+
+def _filtered_mailboxes(session: Session, by_kind: dict[str, list]) -> set[int]:
+    """The item-syncing mailboxes of the users whose filter takes one of these records."""
+    found: set[int] = set()
+    for kind, changed in by_kind.items():
+        users = {r.owner_user_id for r in changed if r.owner_user_id}
+        teams = {r.owner_team_id for r in changed if r.owner_team_id}
+        if teams:
+            users.update(session.scalars(select(team_member.c.user_id).where(
+                team_member.c.team_id.in_(sorted(teams)))))
+        if kind == "appointment":
+            users.update(p.user_id for r in changed for p in r.parties if p.user_id)
+        if not users:
+            continue
+        boxes = session.execute(select(Mailbox.id, Mailbox.user_id).where(
+            Mailbox.user_id.in_(sorted(users)), Mailbox.enabled.is_(True),
+            Mailbox.acts_method == "server_side_sync")).all()
+        model = records.MODELS[kind]
+        ids = [r.id for r in changed]
+        for mailbox_id, user_id in boxes:
+            user = session.get(User, user_id)
+            if user is None or not user.is_active:
+                continue
+            p = authz.principal(user)
+            if not p.has(records.PRIVILEGES[kind]):
+                continue
+            if session.scalar(select(model.id).where(
+                    model.id.in_(ids), filters.selected(p, kind)).limit(1)) is not None:
+                found.add(mailbox_id)
+    return found
