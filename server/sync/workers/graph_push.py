@@ -50,6 +50,7 @@ from server.db import db, utcnow
 from server.sync.connectors.base import ConnectorError
 from server.sync.connectors.graph_client import GraphSubscriptions
 from server.sync.workers.graph_models import GraphSubscription
+from server.sync.workers import scheduler
 from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,8 @@ def handle_notifications(payload: dict) -> NotificationResult:
             db.session.execute(change.execution_options(synchronize_session=False))
     _flag(flagged)
     db.session.commit()
+    if flagged:  # a worker in this process looks now; one elsewhere at its next poll
+        scheduler.wake_local()
     result.mailboxes = len(flagged)
     if result.rejected:
         log.warning("Graph notifications: %d rejected (unknown subscription or client state)",
