@@ -172,16 +172,13 @@ def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles:
     limits: dict[int, int] = {}
     live: Counter[int] = Counter()
     if profile_ids:
-        query = (select(EmailServerProfile.id, EmailServerProfile.max_connections)
-                 .where(EmailServerProfile.id.in_(profile_ids)).order_by(EmailServerProfile.id))
-        if lock_profiles:  # serializes counting and claiming per profile across workers
-            query = query.with_for_update(key_share=True)
-        limits = {pid: most for pid, most in db.session.execute(query)}
-        live.update(dict(db.session.execute(
-            select(Mailbox.server_profile_id, func.count())
-            .where(Mailbox.server_profile_id.in_(profile_ids), Mailbox.lease_owner.is_not(None),
-                   Mailbox.lease_expires_on > now)
-            .group_by(Mailbox.server_profile_id)).all()))
+        # Locked on PostgreSQL: serializes counting and claiming per profile across workers.
+        query = cached_statement(("profile limits", lock_profiles),
+                                 lambda: _limits_select(lock=lock_profiles))
+        limits = {pid: most for pid, most in db.session.execute(
+            query, {"profile_ids": profile_ids})}
+        live.update(dict(db.session.execute(cached_statement(("live leases",), _live_select),
+                                            {"profile_ids": profile_ids, "now": now}).all()))
     picked = []
     for row in rows:
         pid = row.server_profile_id
@@ -194,6 +191,23 @@ def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles:
         if len(picked) >= limit:
             break
     return picked
+
+
+def _limits_select(*, lock: bool):
+    """The connection limits of the profiles ``profile_ids`` (bound), in id order."""
+    query = (select(EmailServerProfile.id, EmailServerProfile.max_connections)
+             .where(EmailServerProfile.id.in_(bindparam("profile_ids", expanding=True)))
+             .order_by(EmailServerProfile.id))
+    return query.with_for_update(key_share=True) if lock else query
+
+
+def _live_select():
+    """The live leases of the profiles ``profile_ids`` at ``now`` (both bound), counted."""
+    return (select(Mailbox.server_profile_id, func.count())
+            .where(Mailbox.server_profile_id.in_(bindparam("profile_ids", expanding=True)),
+                   Mailbox.lease_owner.is_not(None),
+                   Mailbox.lease_expires_on > bindparam("now", type_=Mailbox.lease_expires_on.type))
+            .group_by(Mailbox.server_profile_id))
 
 
 def renew(owner: str, mailbox_ids, now: datetime | None = None) -> set[int]:
