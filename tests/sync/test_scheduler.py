@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 
 from server.crm.activities import Email
 from server.db import db, utcnow, writer_thread
@@ -99,6 +99,56 @@ def test_due_mailboxes_are_claimed_once_requested_first(app, crm, store):
     assert fresh(asked).sync_requested is False  # the request is consumed by this run
     assert fresh(later).lease_owner is None and fresh(off).lease_owner is None
     assert scheduler.claim("worker-2", 10, now) == []
+
+
+@pytest.mark.both_databases
+def test_the_asked_come_first_then_those_never_run_then_the_longest_overdue(app, crm, store):
+    now = utcnow()
+    asked_soon, asked_late, never, older, oldest, recent = boxes(crm, store, 6)
+    asked_soon.next_sync_on = now + timedelta(minutes=5)
+    asked_late.next_sync_on = now - timedelta(minutes=10)
+    asked_soon.sync_requested = asked_late.sync_requested = True
+    older.next_sync_on = now - timedelta(minutes=5)
+    oldest.next_sync_on = now - timedelta(minutes=9)
+    recent.next_sync_on = now - timedelta(minutes=1)
+    db.session.commit()
+
+    assert ids(scheduler.claim("worker-1", 4, now)) == [asked_late.id, asked_soon.id, never.id,
+                                                        oldest.id]
+    assert ids(scheduler.claim("worker-2", 4, now)) == [older.id, recent.id]
+
+
+def _plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.both_databases
+def test_a_claim_reads_the_mailboxes_it_takes_not_every_overdue_one(app, crm, store,
+                                                                     db_backend):
+    if db_backend != "postgresql":
+        pytest.skip("the plan is PostgreSQL's (the database of many workers)")
+    (box,) = boxes(crm, store, 1)
+    now = utcnow()
+    db.session.execute(insert(Mailbox), [dict(
+        name=f"late{i}@org.example", email_address=f"late{i}@org.example", user_id=box.user_id,
+        server_profile_id=box.server_profile_id, enabled=True, email_approved=True,
+        owning_business_unit_id=box.owning_business_unit_id,
+        next_sync_on=now - timedelta(seconds=i + 1)) for i in range(3000)])
+    db.session.commit()
+    db.session.execute(text("ANALYZE mailbox"))
+    query = scheduler.due_query(now, 64, lock=True)  # what a claim of 16 reads
+    sql = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    (plan,) = db.session.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)).scalar()
+    db.session.rollback()
+    read = [node["Actual Rows"] for node in _plan_nodes(plan["Plan"])
+            if node.get("Relation Name") == "mailbox"]
+    # The overdue ones are read in due order and the read stops after the 64 (the last
+    # group of equal due times is finished; each due time here is its own): sorting all
+    # 3,000 on every claim made a claim cost what was overdue.
+    assert read and max(read) <= 2 * 64, plan
+    assert len(db.session.execute(query).all()) == 64
 
 
 @pytest.mark.both_databases

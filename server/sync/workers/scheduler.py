@@ -31,10 +31,10 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, func, or_, select, union_all, update
 from sqlalchemy.engine import make_url
 
-from server.db import db, utcnow
+from server.db import cached_statement, db, utcnow
 from server.errors import Invalid, NotFound
 from server.security import authz
 from server.security.authz import Principal
@@ -116,8 +116,9 @@ def claim(owner: str, limit: int, now: datetime | None = None) -> list[Lease]:
     if limit <= 0:
         return []
     with leases.committed():
-        rows = db.session.execute(leases.locked(due_query(now, limit * 4), key_share=True,
-                                                of=Mailbox)).all()
+        rows = db.session.execute(cached_statement(("due mailboxes", True),
+                                                   lambda: _due_select(lock=True)),
+                                  {"now": now, "limit": limit * 4}).all()
         picked = _within_connection_limits(rows, limit, now,
                                            lock_profiles=_dialect() == "postgresql")
         held, expires = leases.take(Mailbox, owner, [row.id for row in picked], now,
@@ -126,17 +127,44 @@ def claim(owner: str, limit: int, now: datetime | None = None) -> list[Lease]:
             for row in picked if row.id in held]
 
 
-def due_query(now: datetime, limit: int):
-    """The due mailboxes a claim reads (requested ones first, then the longest overdue),
-    leaving out those of profiles whose connections are all in use; ``limit`` leaves room
-    for those a connection limit holds back."""
-    return (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested,
-                   Mailbox.lease_owner)
-            .where(due_condition(now),
+def due_query(now: datetime, limit: int, *, lock: bool = False):
+    """The due mailboxes a claim reads at ``now`` (requested ones first, then those that
+    never ran, then the longest overdue), leaving out those of profiles whose connections
+    are all in use; ``limit`` leaves room for those a connection limit holds back.
+    ``lock``: the rows are locked as ``leases.locked`` does (the claim's query)."""
+    return _due_select(lock=lock).params(now=now, limit=limit)
+
+
+def _due_select(*, lock: bool):
+    """``due_query`` with ``now`` and ``limit`` left as bind parameters: the claim builds
+    it once (``cached_statement``; building it cost more than running it).
+
+    Each of the three kinds is read on its own, in its order and up to ``limit``, then
+    they are put together: the overdue ones come from ``ix_mailbox_due`` in due order and
+    the read stops at ``limit``, so a claim costs the same with 10 mailboxes overdue as
+    with 90,000 (one query over all three sorted every overdue mailbox on every claim:
+    30 ms of PostgreSQL CPU a run once 100,000 mailboxes fell behind)."""
+    now = bindparam("now", type_=Mailbox.next_sync_on.type)
+    limit = bindparam("limit", type_=Integer)
+    base = (select(Mailbox.id, Mailbox.server_profile_id, Mailbox.sync_requested,
+                   Mailbox.lease_owner, Mailbox.next_sync_on)
+            .where(Mailbox.enabled, lease_free(now),
                    or_(Mailbox.server_profile_id.is_(None),
-                       Mailbox.server_profile_id.not_in(_saturated_profiles(now))))
-            .order_by(Mailbox.sync_requested.desc(), Mailbox.next_sync_on.asc().nulls_first(),
-                      Mailbox.id)
+                       Mailbox.server_profile_id.not_in(_saturated_profiles(now)))))
+    kinds = [
+        base.where(Mailbox.sync_requested)
+        .order_by(Mailbox.next_sync_on.asc().nulls_first(), Mailbox.id),
+        base.where(~Mailbox.sync_requested, Mailbox.next_sync_on.is_(None)).order_by(Mailbox.id),
+        base.where(~Mailbox.sync_requested, Mailbox.next_sync_on <= now)
+        .order_by(Mailbox.next_sync_on, Mailbox.id),
+    ]
+    kinds = [kind.limit(limit) for kind in kinds]
+    if lock:
+        kinds = [leases.locked(kind, key_share=True, of=Mailbox) for kind in kinds]
+    due = union_all(*(select(kind.subquery()) for kind in kinds)).subquery("due")
+    return (select(due.c.id, due.c.server_profile_id, due.c.sync_requested, due.c.lease_owner)
+            .order_by(due.c.sync_requested.desc(), due.c.next_sync_on.asc().nulls_first(),
+                      due.c.id)
             .limit(limit))
 
 
@@ -145,16 +173,13 @@ def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles:
     limits: dict[int, int] = {}
     live: Counter[int] = Counter()
     if profile_ids:
-        query = (select(EmailServerProfile.id, EmailServerProfile.max_connections)
-                 .where(EmailServerProfile.id.in_(profile_ids)).order_by(EmailServerProfile.id))
-        if lock_profiles:  # serializes counting and claiming per profile across workers
-            query = query.with_for_update(key_share=True)
-        limits = {pid: most for pid, most in db.session.execute(query)}
-        live.update(dict(db.session.execute(
-            select(Mailbox.server_profile_id, func.count())
-            .where(Mailbox.server_profile_id.in_(profile_ids), Mailbox.lease_owner.is_not(None),
-                   Mailbox.lease_expires_on > now)
-            .group_by(Mailbox.server_profile_id)).all()))
+        # Locked on PostgreSQL: serializes counting and claiming per profile across workers.
+        query = cached_statement(("profile limits", lock_profiles),
+                                 lambda: _limits_select(lock=lock_profiles))
+        limits = {pid: most for pid, most in db.session.execute(
+            query, {"profile_ids": profile_ids})}
+        live.update(dict(db.session.execute(cached_statement(("live leases",), _live_select),
+                                            {"profile_ids": profile_ids, "now": now}).all()))
     picked = []
     for row in rows:
         pid = row.server_profile_id
@@ -167,6 +192,23 @@ def _within_connection_limits(rows, limit: int, now: datetime, *, lock_profiles:
         if len(picked) >= limit:
             break
     return picked
+
+
+def _limits_select(*, lock: bool):
+    """The connection limits of the profiles ``profile_ids`` (bound), in id order."""
+    query = (select(EmailServerProfile.id, EmailServerProfile.max_connections)
+             .where(EmailServerProfile.id.in_(bindparam("profile_ids", expanding=True)))
+             .order_by(EmailServerProfile.id))
+    return query.with_for_update(key_share=True) if lock else query
+
+
+def _live_select():
+    """The live leases of the profiles ``profile_ids`` at ``now`` (both bound), counted."""
+    return (select(Mailbox.server_profile_id, func.count())
+            .where(Mailbox.server_profile_id.in_(bindparam("profile_ids", expanding=True)),
+                   Mailbox.lease_owner.is_not(None),
+                   Mailbox.lease_expires_on > bindparam("now", type_=Mailbox.lease_expires_on.type))
+            .group_by(Mailbox.server_profile_id))
 
 
 def renew(owner: str, mailbox_ids, now: datetime | None = None) -> set[int]:
