@@ -135,7 +135,7 @@ class Lookups:
         ctx, msg = self.ctx, item.msg
         found = self.existing.get(item.identity)
         # A tracked email needs no parent, unless this mailbox may get its own copy of it.
-        correlation = correlate(ctx, msg, self.candidates) \
+        correlation = correlate(ctx, msg, self.candidates, item.identity) \
             if found is None or ctx.org.track_between_users_as_two else None
         request = self.requests.get((item.identity, item.token), Requests())
         own = {a: self.matches.get(a, []) for a in participant_addresses(msg)}
