@@ -33,8 +33,13 @@ asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
 [--batch N] [--profile] [--statements] [--repeat N] [--tracking-option crm_responses,all]
-[--parse-processes N]`` (``--parse-processes 0``: parse in-process, for an A/B of the pool;
-the pool is started before the clock, as a sync worker starts it once).
+[--parse-processes N] [--instructions]`` (``--parse-processes 0``: parse in-process, for an
+A/B of the pool; the pool is started before the clock, as a sync worker starts it once).
+``--instructions``: under ``valgrind --tool=callgrind --instr-atstart=no``, the instructions
+of the sync alone (``sync_all``; this process, all its threads), as bench/README.md reports
+them: ``valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/ingest.py
+--messages 300 --db sqlite --tracking-option all --instructions`` (its total is printed as
+"Collected" at the end).
 """
 from __future__ import annotations
 
@@ -280,7 +285,18 @@ def pool_cpu_seconds() -> float:
 
 # -- one database run --------------------------------------------------------------------------
 
-def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "all") -> dict:
+def callgrind_instrumentation(on: bool) -> None:
+    """Switch callgrind's instrumentation of this process on or off (``--instructions``:
+    the bench runs under ``valgrind --tool=callgrind --instr-atstart=no``, so the count
+    covers the sync alone, every thread of this process; the parse pool's workers are
+    other processes, not traced)."""
+    import subprocess
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "all",
+             instructions: bool = False) -> dict:
     from cryptography.fernet import Fernet
     from server import create_app
     from server.crm.activities import Attachment, Email
@@ -306,7 +322,11 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
                 # thread do not inflate what each function costs.
                 profiler = cProfile.Profile(time.thread_time)
                 profiler.enable()
+            if instructions:
+                callgrind_instrumentation(True)
             fetched, tracked, runs = sync_all(mailbox_id, batch)
+            if instructions:
+                callgrind_instrumentation(False)
             wall = time.perf_counter() - wall0
             cpu = cpu_seconds() - cpu0
             pool_cpu = pool_cpu_seconds() - pool0
@@ -526,6 +546,9 @@ def main() -> None:
     parser.add_argument("--parse-processes", type=int, default=None,
                         help="the parse pool's size (REGARDING_SYNC_PARSE_PROCESSES; 0: parse "
                              "in-process; default: the cores)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the sync's instructions: run under valgrind --tool=callgrind "
+                             "--instr-atstart=no, which this switches on for the sync alone")
     parser.add_argument("--tracking-option", default="crm_responses,all",
                         help="the mailbox's tracking options to run, comma-separated "
                              '(default: the org default "crm_responses", then "all")')
@@ -570,7 +593,7 @@ def main() -> None:
                     if attempt:
                         clear_category(server, user)
                     runs.append(run_sync(kind, server, user, args.batch,
-                                         args.profile, option))
+                                         args.profile, option, args.instructions))
                     if args.repeat > 1:
                         print(f"[{kind}, {option}] run {attempt + 1}: "
                               f"{runs[-1]['fetched'] / runs[-1]['wall']:,.0f} msg/s, "

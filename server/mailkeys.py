@@ -20,7 +20,10 @@ module imports nothing from the project:
   however many and however nested, for comparing subjects and for answering without
   stacking prefixes.
 
-Every normalization is idempotent: a normalized key normalizes to itself.
+Every normalization is idempotent: a normalized key normalizes to itself. The keys of one
+message are asked for again and again (the sync engine's waves, correlation, tracking, the
+parties), and the same addresses come back in many messages: the pure functions keep their
+recent answers (``KEYS_KEPT``; every answer is immutable).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 import idna
 
@@ -47,6 +51,8 @@ __all__ = [
     "strip_token",
 ]
 
+KEYS_KEPT = 4096  # recent answers each normalization keeps
+
 # --------------------------------------------------------------------------- Message-ID
 
 _MSG_ID = re.compile(r"<([^<>]*)>")
@@ -54,6 +60,7 @@ _COMMENT = re.compile(r"\([^()]*\)")
 _WHITESPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=KEYS_KEPT)
 def normalize_message_id(value: str | None) -> str | None:
     """``' <ABC@Example.COM> (note)'`` -> ``'ABC@example.com'``; None when there is no id.
 
@@ -128,6 +135,7 @@ def _bare(value: str) -> str:
     return _SOURCE_ROUTE.sub("", text)
 
 
+@lru_cache(maxsize=KEYS_KEPT)
 def normalize_address(value: str | None) -> str | None:
     """``' John@EXAMPLE.com '``, ``'John <john@example.com>'``, ``'mailto:john@example.com'``
     -> ``'john@example.com'``; IDNA domains as punycode. None when the value is not a usable
@@ -173,6 +181,7 @@ class ThreadIndex:
         return self.conversation_guid.hex()
 
 
+@lru_cache(maxsize=KEYS_KEPT)
 def decode_thread_index(value: str | None) -> ThreadIndex | None:
     """Decode a Thread-Index header (base64; folding whitespace and missing padding are
     tolerated); None if absent or malformed (not base64, not 22 + 5n bytes)."""
@@ -219,11 +228,13 @@ def make_token(number: int, prefix: str = DEFAULT_TOKEN_PREFIX,
     return f"{prefix}{number:0{digits}d}"
 
 
+@lru_cache(maxsize=16)
 def _token_pattern(prefix: str) -> re.Pattern[str]:
     # Not preceded by a word character, so "XCRM:1" is no token; digits taken greedily.
     return re.compile(rf"(?<!\w){re.escape(prefix)}(\d+)(?!\d)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=KEYS_KEPT)
 def find_token(subject: str | None, prefix: str = DEFAULT_TOKEN_PREFIX) -> str | None:
     """The tracking token in a subject, canonical (``prefix`` + digits), or None."""
     if not subject:

@@ -72,10 +72,16 @@ class Regarding:
     def set_regarding(self, kind: str | None, record_id: int | None) -> None:
         """Point regarding at one record (or nowhere); callers check the record exists and
         that the user may append to it."""
+        for column, value in self.regarding_values(kind, record_id).items():
+            setattr(self, column, value)
+
+    @staticmethod
+    def regarding_values(kind: str | None, record_id: int | None) -> dict[str, int | None]:
+        """The regarding columns' values for one record (or nowhere), as ``set_regarding``
+        sets them (a new row can take them as constructor arguments)."""
         if kind is not None and kind not in REGARDING_COLUMNS:
             raise ValueError(f"an activity cannot be regarding a {kind}")
-        for k, column in REGARDING_COLUMNS.items():
-            setattr(self, column, record_id if k == kind else None)
+        return {column: record_id if k == kind else None for k, column in REGARDING_COLUMNS.items()}
 
 
 def one_regarding_check() -> CheckConstraint:

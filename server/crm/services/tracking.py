@@ -24,6 +24,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import func, insert, or_, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
 from server.crm.activities import PARTY_COLUMNS, Activity, ActivityParty, Appointment, Attachment, Email
@@ -338,7 +339,7 @@ def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None
         own = {normalize_address(a) for a in getattr(owner, "emails", None) or [getattr(owner, "email", None)] if a}
         direction = "outgoing" if content.from_ and normalize_address(content.from_[1]) in own else "incoming"
     occurred = content.received_on or content.sent_on or utcnow()
-    email = Email(
+    values = dict(
         subject=(content.subject or "")[:400], description=(text or "")[:20000] or None,
         direction=direction,
         status=item.status or ("sent" if direction == "outgoing" else "received"),
@@ -355,14 +356,25 @@ def _new_email(p: Principal, item: EmailTrack, regarding: tuple[str, int] | None
         to_recipients="; ".join(a for _, a in content.to)[:4000] or None,
         owning_business_unit_id=owner.business_unit_id,
         created_by_id=p.user_id, modified_by_id=p.user_id,
-    )
-    if isinstance(owner, User):
-        email.owner_user_id = owner.id
-    else:
-        email.owner_team_id = owner.id
-    if regarding:
-        email.set_regarding(*regarding)
-    return email
+        **{"owner_user_id" if isinstance(owner, User) else "owner_team_id": owner.id},
+        **(Email.regarding_values(*regarding) if regarding else {}))
+    return Email(**_unless_null(Email, values))
+
+
+# model -> its attributes whose columns a new row leaves NULL when they are not given
+_NULL_BY_DEFAULT: dict[type, frozenset[str]] = {}
+
+
+def _unless_null(model: type, values: dict) -> dict:
+    """``values`` for a new ``model`` object, less the Nones its row gets anyway (columns
+    without a default): the INSERT is the same, and each attribute set on a new ORM object
+    costs an event (the sync engine makes one email per tracked message)."""
+    nulls = _NULL_BY_DEFAULT.get(model)
+    if nulls is None:
+        nulls = _NULL_BY_DEFAULT[model] = frozenset(
+            attr.key for attr in sa_inspect(model).column_attrs
+            if all(c.default is None and c.server_default is None for c in attr.columns))
+    return {k: v for k, v in values.items() if v is not None or k not in nulls}
 
 
 def _add_emails(emails: list[Email]) -> None:

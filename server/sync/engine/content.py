@@ -32,6 +32,8 @@ def clean(text: str | None) -> str | None:
         return None
     if "\x00" in text:
         text = text.replace("\x00", "")
+    if text.isascii():  # (known without reading it) no surrogate: nothing to encode
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

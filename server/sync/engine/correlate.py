@@ -95,15 +95,17 @@ def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage],
     return found
 
 
-def correlate(ctx: MailboxRun, msg: MailMessage, candidates: Candidates) -> Correlation | None:
+def correlate(ctx: MailboxRun, msg: MailMessage, candidates: Candidates,
+              identity: str | None = None) -> Correlation | None:
     """The tracked email this one answers (first key that finds one wins), or a pending track
     request its tracking token belongs to. Copies of the email itself are no parent.
-    ``candidates``: what the wave's keys name (``correlation_candidates``)."""
+    ``candidates``: what the wave's keys name (``correlation_candidates``); ``identity``:
+    the message's (``identity_of``), when the caller has it."""
     keys = corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix,
                                  smart_matching=ctx.org.smart_matching)
     if not keys:
         return None
-    identity = identity_of(msg)
+    identity = identity or identity_of(msg)
 
     def newest(emails: list[Email]) -> Email | None:
         return next((e for e in emails if e.message_id is None or e.message_id != identity),

@@ -135,7 +135,7 @@ class Lookups:
         ctx, msg = self.ctx, item.msg
         found = self.existing.get(item.identity)
         # A tracked email needs no parent, unless this mailbox may get its own copy of it.
-        correlation = correlate(ctx, msg, self.candidates) \
+        correlation = correlate(ctx, msg, self.candidates, item.identity) \
             if found is None or ctx.org.track_between_users_as_two else None
         request = self.requests.get((item.identity, item.token), Requests())
         own = {a: self.matches.get(a, []) for a in participant_addresses(msg)}
@@ -271,11 +271,12 @@ def _track(ctx: MailboxRun, folder: FolderInfo, tracks: list[tuple[Item, _Decide
            for (item, *_), (_, created) in zip(tracks, results)):
         raise StaleWave("an email tracked before was removed while the wave was written")
     queue_emails(ctx, [email for email, _ in results])
+    # Case rules are a queue's (a user's mailbox has none: nothing to gather per email).
     cases = apply_case_rules(ctx, [
         Tracked(email, item.msg, _case_of(d, email), aware(item.fetched.arrived_on))
         for (item, d, _), (email, _) in zip(tracks, results)
         if _new_here(look, item) and d.dctx.direction_of(item.msg) is Direction.INCOMING],
-        look.matches)
+        look.matches) if ctx.queue is not None else {}
     for (item, d, _), (email, created) in zip(tracks, results):
         outcomes[item.index] = _tracked(ctx, folder, item, d, email, created,
                                         look.rows.get(item.identity), new_rows,

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
+from functools import lru_cache
 
 from server.i18n import N_
 from server.sync.mail.message import Address, MailMessage
@@ -89,12 +90,30 @@ class Folder:
     regarding: Regarding | None = None
 
 
-def _address_set(values: Iterable[str]) -> frozenset[str]:
+def _addresses(values: Iterable[str]) -> frozenset[str]:
     return frozenset(v.strip().lower() for v in values if v and v.strip())
 
 
+def _blocklist(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v.removeprefix("*.").removeprefix("@") for v in _addresses(values))
+
+
+# A context is made per message, with the run's owner addresses and blocklist every time:
+# a frozen set (what the engine hands in) is normalized once (both sets are immutable).
+_frozen_addresses = lru_cache(maxsize=256)(_addresses)
+_frozen_blocklist = lru_cache(maxsize=16)(_blocklist)
+
+
+def _address_set(values: Iterable[str]) -> frozenset[str]:
+    if isinstance(values, frozenset):
+        return _frozen_addresses(values) if values else values
+    return _addresses(values)
+
+
 def _blocklist_set(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(v.removeprefix("*.").removeprefix("@") for v in _address_set(values))
+    if isinstance(values, frozenset):
+        return _frozen_blocklist(values) if values else values
+    return _blocklist(values)
 
 
 def as_utc(moment: datetime) -> datetime:

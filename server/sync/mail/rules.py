@@ -28,7 +28,8 @@ stored as written, they are shown in the reader's language by ``server.i18n.tran
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
 from datetime import datetime
 from typing import ClassVar
 
@@ -467,6 +468,9 @@ class Chain(Sequence[Rule]):
     def __getitem__(self, index):
         return self._rules[index]
 
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self._rules)  # (Sequence's own calls __getitem__ until IndexError)
+
     def __len__(self) -> int:
         return len(self._rules)
 
@@ -513,13 +517,19 @@ def _regarding(ctx: DecisionContext) -> tuple[Regarding | None, bool, str]:
     return None, False, ""
 
 
+@cache
+def _hit(name: str, matched: bool) -> RuleHit:
+    """A rule's hit (frozen: every decision shares the two of each rule)."""
+    return RuleHit(name, matched)
+
+
 def decide(msg: MailMessage, ctx: DecisionContext, chain: Sequence[Rule] = CHAIN) -> Decision:
     """Walk the chain; the first rule that matches decides. Every rule tried is recorded;
     a tracking decision carries its regarding and the reason with where it came from."""
     hits: list[RuleHit] = []
     for rule in chain:
         matched = rule.matches(msg, ctx)
-        hits.append(RuleHit(rule.name, matched))
+        hits.append(_hit(rule.name, matched))
         if not matched:
             continue
         reason = rule.reason(msg, ctx)
