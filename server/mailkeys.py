@@ -23,7 +23,7 @@ module imports nothing from the project:
 Every normalization is idempotent: a normalized key normalizes to itself. The keys of one
 message are asked for again and again (the sync engine's waves, correlation, tracking, the
 parties), and the same addresses come back in many messages: the pure functions keep their
-recent answers (``KEYS_KEPT``; every answer is immutable).
+recent answers (``KEYS_KEPT``, ``ADDRESSES_KEPT``; every answer is immutable).
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 KEYS_KEPT = 4096  # recent answers each normalization keeps
+ADDRESSES_KEPT = 20_000  # addresses: tens of microseconds each (IDNA, a scan for spaces)
 
 # --------------------------------------------------------------------------- Message-ID
 
@@ -135,7 +136,7 @@ def _bare(value: str) -> str:
     return _SOURCE_ROUTE.sub("", text)
 
 
-@lru_cache(maxsize=KEYS_KEPT)
+@lru_cache(maxsize=ADDRESSES_KEPT)
 def normalize_address(value: str | None) -> str | None:
     """``' John@EXAMPLE.com '``, ``'John <john@example.com>'``, ``'mailto:john@example.com'``
     -> ``'john@example.com'``; IDNA domains as punycode. None when the value is not a usable

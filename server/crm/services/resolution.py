@@ -11,7 +11,7 @@ and gets the same matching and ranking).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from typing import Callable
 
 from sqlalchemy import bindparam, literal, select, union_all
@@ -25,9 +25,9 @@ from server.security.models import User
 
 ORDER = ("user", "contact", "account", "lead", "queue")
 
-# ``normalize`` remembered: it costs tens of microseconds an address (IDNA, a scan for
-# spaces), and the pane and the sync engine see the same addresses again and again.
-normalized = lru_cache(maxsize=20_000)(normalize_address)
+# (``normalize_address`` keeps its recent answers: the pane and the sync engine see the same
+# addresses again and again.)
+normalized = normalize_address
 
 
 @dataclass(frozen=True)
