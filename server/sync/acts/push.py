@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import or_, select
 
 from server.db import db, utcnow
 from server.i18n import N_
@@ -103,24 +103,39 @@ def _work(run: Run, model, chosen, since: datetime | None) -> _Work:
             model, model.id == column).where(*mine, newer)))
         linked = set(db.session.scalars(select(column).where(*mine[:2])))
         return _Work(links, selected, touched, sorted(selected - linked))
-    recent = model.modified_on > since
-    # Of the records changed since, the links to write and those of records that left.
-    changed = db.session.execute(select(ItemLink, newer).join(model, model.id == column).where(
-        *mine, recent, or_(newer, and_(ItemLink.origin == "crm", model.id.not_in(
-            select(model.id).where(chosen, recent).correlate(None)))))).all()
-    left_over = db.session.scalars(select(ItemLink).where(
-        *mine, or_(column.is_(None), ItemLink.synced_on <= _PENDING))).all()
-    links = list({link.id: link for link in [row[0] for row in changed] + left_over}.values())
-    touched = {link.id for link, is_newer in changed if is_newer} | {
-        link.id for link in left_over if link.record_id is not None}
-    ids = sorted({link.record_id for link in links if link.record_id is not None})
-    selected = set()
-    for start in range(0, len(ids), 500):
-        selected.update(db.session.scalars(select(model.id).where(
-            chosen, model.id.in_(ids[start:start + 500]))))
-    waiting = db.session.scalars(select(model.id).where(chosen, recent, ~exists().where(
-        *mine[:2], column == model.id)).order_by(model.id)).all()
-    return _Work(sorted(links, key=lambda link: link.id), selected, touched, list(waiting))
+    # Each step reads by an index whatever the planner prefers: the records changed since
+    # (by modified_on), then their links and whether the filter takes them (by id).
+    recent = db.session.scalars(select(model.id).where(model.modified_on > since)).all()
+    selected: set[int] = set()
+    linked: set[int] = set()
+    wanted: set[int] = set()  # links to write, or of records that left the filter
+    touched: set[int] = set()
+    for ids in _chunks(recent):
+        selected.update(db.session.scalars(select(model.id).where(chosen, model.id.in_(ids))))
+        for link_id, record_id, tracked, origin, is_newer in db.session.execute(
+                select(ItemLink.id, column, ItemLink.tracked, ItemLink.origin, newer)
+                .join(model, model.id == column).where(*mine[:2], column.in_(ids))):
+            linked.add(record_id)
+            if tracked and (is_newer or (origin == "crm" and record_id not in selected)):
+                wanted.add(link_id)
+                touched.update([link_id] if is_newer else [])
+    waiting = sorted(selected - linked)
+    # Deleted records' links, and those a pull left for the push to write.
+    links = {link.id: link for link in db.session.scalars(select(ItemLink).where(
+        *mine, or_(column.is_(None), ItemLink.synced_on <= _PENDING)))}
+    pending = sorted({link.record_id for link in links.values()} - {None})
+    touched.update(link.id for link in links.values() if link.record_id is not None)
+    for ids in _chunks(pending):
+        selected.update(db.session.scalars(select(model.id).where(chosen, model.id.in_(ids))))
+    for ids in _chunks(sorted(wanted - links.keys())):
+        links.update((link.id, link) for link in db.session.scalars(
+            select(ItemLink).where(ItemLink.id.in_(ids))))
+    return _Work([links[k] for k in sorted(links)], selected, touched, waiting)
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def _delete(run: Run, collection: Collection, link: ItemLink) -> None:
