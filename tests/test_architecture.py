@@ -29,7 +29,8 @@ MAX_LINES = 600
 # Floors of the house, lowest first: a module may import its own floor and the ones below.
 # A module belongs to the floor of the longest prefix that names it.
 LAYERS: list[tuple[str, ...]] = [
-    ("server.errors", "server.db", "server.config", "server.mailkeys", "server.tls", "server.i18n"),
+    ("server.errors", "server.db", "server.config", "server.mailkeys", "server.tls", "server.i18n",
+     "server.ical_text"),
     ("server.crm",),  # tables and pure helpers
     ("server.security",),
     ("server.crm.services",),
@@ -169,12 +170,21 @@ def test_crm_does_not_import(package):
     assert not wrong, "\n".join(wrong)
 
 
+# Codecs of the ground floor that import nothing of the project: a connector may use them as
+# it would a library (one RFC 5545 text codec for the connectors, the mail and the items).
+CODECS = ("server.ical_text",)
+
+
 def test_connectors_import_only_their_helpers_and_base():
     wrong = sorted(f"{name} imports {target}"
                    for name in modules() if name.startswith("server.sync.connectors.")
                    for target in imports(name)
-                   if not target.startswith("server.sync.connectors"))
+                   if not target.startswith("server.sync.connectors") and target not in CODECS)
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_codecs_import_nothing_of_the_project():
+    assert {codec: sorted(imports(codec)) for codec in CODECS} == {codec: [] for codec in CODECS}
 
 
 def test_web_is_imported_only_by_the_app_factory():

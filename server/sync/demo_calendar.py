@@ -20,7 +20,7 @@ from server.db import db
 from server.mailkeys import normalize_address
 from server.security.models import User
 from server.sync.connectors.ics_folder import FOLDERS
-from server.sync.items.ical_text import person, serialize
+from server.ical_text import person, serialize
 from server.sync.mail.decision import TRACKED_CATEGORY
 
 DOMAIN = "contoso.example"

@@ -147,6 +147,12 @@ class Mailbox(db.Model):
     server_profile: Mapped[EmailServerProfile | None] = relationship(
         foreign_keys=[server_profile_id])
     acts_profile: Mapped[EmailServerProfile | None] = relationship(foreign_keys=[acts_profile_id])
+
+    @property
+    def items_server_profile(self) -> EmailServerProfile | None:
+        """The profile its appointments, contacts and tasks sync with: its CalDAV/CardDAV
+        profile where it has one, else its mail profile (Graph, EWS)."""
+        return self.acts_profile or self.server_profile
     user = relationship("User", foreign_keys=[user_id])
     queue = relationship("Queue")
 

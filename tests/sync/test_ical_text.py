@@ -1,5 +1,5 @@
 """iCalendar TEXT and vCard values with backslashes, semicolons, commas and line breaks come
-back as they went, through every writer and reader pair (``server.sync.items.ical_text``):
+back as they went, through every writer and reader pair (``server.ical_text``):
 a Windows path such as ``C:\\Notes`` once came back as ``C:`` and a newline."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from icalendar import Calendar, Event
 
 from server.sync.connectors.graph_ical import event_to_ical, ical_to_event, ical_to_task, task_to_ical, to_graph_time
-from server.sync.items import calendar, ical_text, vcard
+from server import ical_text
+from server.sync.items import calendar, vcard
 from server.sync.mail import invitations
 
 # Text rich in what escaping is about, besides any other character.

@@ -12,8 +12,11 @@ from server.crm.activities import ActivityParty, Appointment, Task
 from server.crm.models import Account, Contact
 from server.crm.services.resolution import resolve
 from server.db import db
+from server.security import authz
 from server.security.models import User
+from server.sync.connectors.base import ITEM_KINDS
 from server.sync.items.fields import FIELDS
+from server.sync.models import Mailbox
 
 MODELS = {"appointment": Appointment, "task": Task, "contact": Contact}
 UID_COLUMNS = {"appointment": "global_object_id", "task": "task_uid", "contact": "contact_uid"}
@@ -141,3 +144,32 @@ def by_uid(kind: str, uids: list[str]) -> dict[str, object]:
         for record in db.session.scalars(select(model).where(column.in_(uids[start:start + 500]))):
             found.setdefault(uid_of(record, kind), record)
     return found
+
+
+def why_not_synced(mailbox: Mailbox) -> str | None:
+    """Why this mailbox syncs no appointments, contacts or tasks at all (None: it does)."""
+    if mailbox.acts_method != "server_side_sync":
+        return "its appointments, contacts and tasks method is not server-side synchronization"
+    if mailbox.user is None:
+        return "only a user's mailbox syncs appointments, contacts and tasks"
+    if not mailbox.user.is_active:
+        return f"{mailbox.user.full_name} is disabled in Regarding"
+    return None
+
+
+def kinds_synced(mailbox: Mailbox, kinds: tuple[str, ...] = ITEM_KINDS
+                 ) -> tuple[list[str], dict[str, str]]:
+    """The kinds this mailbox syncs, and why it syncs each of the others."""
+    why = why_not_synced(mailbox)
+    if why:
+        return [], {kind: why for kind in kinds}
+    p = authz.principal(mailbox.user)
+    allowed, skipped = [], {}
+    for kind in kinds:
+        privilege = PRIVILEGES[kind]
+        if p.has(privilege):
+            allowed.append(kind)
+        else:
+            skipped[kind] = (f'{mailbox.user.full_name} does not have the '
+                             f'"{authz.NAMED_PRIVILEGES[privilege]}" privilege')
+    return allowed, skipped

@@ -12,6 +12,7 @@ collection and merges again).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -20,47 +21,35 @@ from server.db import db
 from server.security import authz
 from server.sync import connectors
 from server.sync.acts import records, wake
+from server.sync.acts.records import kinds_synced
 from server.sync.acts.pull import ActsResult, Run, pull
 from server.sync.acts.push import push
 from server.sync.connectors.base import ITEM_KINDS, ConnectorError, ItemStore
+from server.sync.connectors.graph_client import GraphSubscriptions
 from server.sync.engine import accounts
 from server.sync.items.fields import FIELDS
 from server.sync.models import FieldDirection, FolderRule, Mailbox
 
-
-def why_not_synced(mailbox: Mailbox) -> str | None:
-    """Why this mailbox syncs no appointments, contacts or tasks at all (None: it does)."""
-    if mailbox.acts_method != "server_side_sync":
-        return "its appointments, contacts and tasks method is not server-side synchronization"
-    if mailbox.user is None:
-        return "only a user's mailbox syncs appointments, contacts and tasks"
-    if not mailbox.user.is_active:
-        return f"{mailbox.user.full_name} is disabled in Regarding"
-    return None
-
-
-def kinds_synced(mailbox: Mailbox, kinds: tuple[str, ...] = ITEM_KINDS
-                 ) -> tuple[list[str], dict[str, str]]:
-    """The kinds this mailbox syncs, and why it syncs each of the others."""
-    why = why_not_synced(mailbox)
-    if why:
-        return [], {kind: why for kind in kinds}
-    p = authz.principal(mailbox.user)
-    allowed, skipped = [], {}
-    for kind in kinds:
-        privilege = records.PRIVILEGES[kind]
-        if p.has(privilege):
-            allowed.append(kind)
-        else:
-            skipped[kind] = (f'{mailbox.user.full_name} does not have the '
-                             f'"{authz.NAMED_PRIVILEGES[privilege]}" privilege')
-    return allowed, skipped
+log = logging.getLogger(__name__)
 
 
 def _end_push(mailbox_id: int) -> None:
-    """Nothing syncs: change notifications on the mailbox's collections are ended (Graph)."""
+    """Nothing syncs: change notifications on the mailbox's collections are ended (Graph),
+    with a Graph item store of its own (a mailbox whose mail is not read over Graph has no
+    upkeep that would). Never raises: what cannot be ended expires."""
     from server.sync.workers import graph_push
-    graph_push.end_unsynced(mailbox_id)
+    mailbox = db.session.get(Mailbox, mailbox_id)
+    try:
+        if not graph_push.unwanted(mailbox_id):
+            return
+        account = accounts.items_account(mailbox)
+        with connectors.item_store(accounts.items_protocol(mailbox))(account) as store:
+            if isinstance(store, GraphSubscriptions):
+                graph_push.maintain(mailbox_id, store, [], graph_push.notification_url())
+    except (ConnectorError, ValueError) as exc:
+        db.session.rollback()
+        log.warning("mailbox %s: Graph subscriptions not ended (%s)", mailbox_id,
+                    getattr(exc, "code", type(exc).__name__))
 
 
 def sync_items(mailbox_id: int, *, store_class: Callable[..., ItemStore] | None = None,

@@ -24,7 +24,7 @@ from server.i18n import N_
 from server.security import authz
 from server.sync import connectors
 from server.sync.acts.records import PRIVILEGES
-from server.sync.acts.run import why_not_synced
+from server.sync.acts.records import why_not_synced
 from server.sync.engine.accounts import account_for, credentials, protocol_of
 from server.sync.engine.folders import find_sent
 from server.sync.connectors import for_direction

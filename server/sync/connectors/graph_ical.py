@@ -33,7 +33,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from dateutil.rrule import rrulestr
 from icalendar import Alarm, Calendar, Event, Todo, vCalAddress
 
-from server.sync.items.ical_text import parse, person, serialize
+from server.ical_text import parse, person, serialize
 
 PRODID = "-//Regarding//Microsoft Graph//EN"
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from server.sync.connectors.base import (Account, Collection, ConnectorError, Item,
                                          ItemChanges, ItemConflict, ItemStore, Needs)
-from server.sync.connectors.maildir import mailbox_root
+from server.sync.connectors.maildir_tree import mailbox_root
 
 FOLDERS = {"appointment": ("calendar", ".ics", "Calendar"),
            "task": ("tasks", ".ics", "Tasks"),

@@ -54,16 +54,10 @@ from server.sync.connectors.base import (Account, BatchKeywords, Changes, Collec
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
 from server.sync.connectors.maildir_headers import header_section
-
-try:  # inotify on Linux; polling elsewhere or when it is not installed
-    from inotify_simple import INotify
-    from inotify_simple import flags as inotify_flags
-except ImportError:  # pragma: no cover - depends on the platform
-    INotify = None
+from server.sync.connectors.maildir_tree import mailbox_root, stamp, wait
 
 ID_FILE = ".regarding-id"
 KEYWORDS_FILE = "dovecot-keywords"
-POLL_SECONDS = 0.5
 ROLE_NAMES = {
     "sent": "sent", "sent items": "sent", "sent messages": "sent", "sent mail": "sent",
     "drafts": "drafts", "trash": "trash", "deleted items": "trash", "deleted messages": "trash",
@@ -122,13 +116,6 @@ def create_maildir(root: str | Path, folders: Iterable[str] = ()) -> Path:
     return root
 
 
-def mailbox_root(store: str | Path, address: str) -> Path:
-    """A user's tree inside a store of trees: ``<store>/<address>``, or its ``Maildir``
-    subdirectory when there is one (a home directory, as Dovecot keeps it)."""
-    home = Path(store) / address.strip().lower()
-    return home / "Maildir" if (home / "Maildir").is_dir() else home
-
-
 def _unique_name() -> str:
     now = time.time()
     seconds, micro = int(now), int((now % 1) * 1_000_000)
@@ -162,24 +149,6 @@ def deliver(root: str | Path, folder: str, raw: bytes, *, seen: bool = False,
     if not (path / "cur").is_dir():
         _make_dirs(path, path != Path(root))
     return _write_message(path, raw, seen, msg_time)
-
-
-def _stamp(directory: Path) -> int:
-    try:
-        return directory.stat().st_mtime_ns
-    except FileNotFoundError:
-        return -1
-
-
-def _contents(directory: Path) -> frozenset:
-    """A directory's files with their times and sizes: a file written over in place changes
-    it, where the directory's own time does not change."""
-    try:
-        with os.scandir(directory) as entries:
-            return frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
-                             if not e.name.startswith(".") and e.is_file())
-    except FileNotFoundError:
-        return frozenset()
 
 
 def _unique(filename: str) -> str:
@@ -346,7 +315,7 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
                       headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
         limit = max(1, limit)
         path = self._dir(folder)
-        self._marks[folder.key] = (_stamp(path / "new"), _stamp(path / "cur"))
+        self._marks[folder.key] = (stamp(path / "new"), stamp(path / "cur"))
         state = unpack_cursor(cursor)
         reset = cursor is not None and (state is None or not isinstance(state.get("seen"), list))
         seen = set(state["seen"]) if state and not reset else set()
@@ -533,55 +502,11 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
             return set()
         already |= {key for key, mark in self._marks.items()
                     if key in watched.values() and key in self._dirs
-                    and mark != (_stamp(self._dirs[key] / "new"),
-                                 _stamp(self._dirs[key] / "cur"))}
+                    and mark != (stamp(self._dirs[key] / "new"),
+                                 stamp(self._dirs[key] / "cur"))}
         if already:
             return already
-        if INotify is not None:
-            return self._wait_inotify(watched, items, timeout)
-        return self._wait_poll(watched, items, timeout)
-
-    @staticmethod
-    def _wait_inotify(watched: dict[Path, str], items: dict[Path, str],
-                      timeout: float) -> set[str]:
-        mask = (inotify_flags.CREATE | inotify_flags.MOVED_TO | inotify_flags.MOVED_FROM
-                | inotify_flags.DELETE | inotify_flags.DELETE_SELF | inotify_flags.MOVE_SELF)
-        with INotify() as inotify:
-            by_wd, item_wds = {}, set()
-            for directory, key in [*watched.items(), *items.items()]:
-                try:
-                    wd = inotify.add_watch(str(directory), mask | (
-                        inotify_flags.CLOSE_WRITE if directory in items else 0))
-                except OSError:
-                    continue
-                by_wd[wd] = key
-                if directory in items:
-                    item_wds.add(wd)
-            events = inotify.read(timeout=int(max(0.0, timeout) * 1000))
-        # A dot file in a collection is a writer's temporary (the store's own, renamed into
-        # place: that rename is the news).
-        return {by_wd[e.wd] for e in events if e.wd in by_wd
-                and not (e.wd in item_wds and e.name.startswith("."))}
-
-    @staticmethod
-    def _wait_poll(watched: dict[Path, str], items: dict[Path, str],
-                   timeout: float) -> set[str]:
-        watched = {**watched, **items}
-
-        def stamps() -> dict[Path, object]:
-            return {directory: _contents(directory) if directory in items else _stamp(directory)
-                    for directory in watched}
-
-        before = stamps()
-        deadline = time.monotonic() + max(0.0, timeout)
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(POLL_SECONDS, left))
-            now = stamps()
-            changed = {watched[d] for d in watched if now[d] != before[d]}
-            if changed:
-                return changed
-        return set()
-
+        return wait(watched, items, timeout)
 
 # -- the sender --------------------------------------------------------------------------------
 

@@ -89,9 +89,8 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
 
 
 def items_profile(mailbox: Mailbox) -> EmailServerProfile:
-    """The profile a mailbox syncs appointments, contacts and tasks with: its CalDAV/CardDAV
-    profile where it has one, else its mail profile (Graph, EWS)."""
-    return mailbox.acts_profile or _profile(mailbox)
+    """``Mailbox.items_server_profile``, which must exist."""
+    return mailbox.items_server_profile or _profile(mailbox)
 
 
 def items_protocol(mailbox: Mailbox) -> str:

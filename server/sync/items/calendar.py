@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import icalendar
 
 from server.sync.items.fields import from_json, to_json
-from server.sync.items.ical_text import parse, person, serialize
+from server.ical_text import parse, person, serialize
 
 PRODID = "-//Regarding CRM//EN"
 SHOW_AS = {"FREE": "free", "TENTATIVE": "tentative", "BUSY": "busy", "OOF": "oof",

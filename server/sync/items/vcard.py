@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from server.sync.items.ical_text import escape as _escape
-from server.sync.items.ical_text import unescape as _unescape
+from server.ical_text import escape as _escape
+from server.ical_text import unescape as _unescape
 
 # Properties the CRM holds: written from its values, the base's copies replaced.
 OWNED = {"FN", "N", "TITLE", "ORG", "EMAIL", "TEL", "ADR", "BDAY", "URL", "NOTE", "UID",

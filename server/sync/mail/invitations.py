@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 
-from server.sync.items.ical_text import parse
+from server.ical_text import parse
 
 __all__ = ["Attendee", "Meeting", "read"]
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from icalendar import Calendar, Event, vCalAddress
 
-from server.sync.items.ical_text import person, serialize
+from server.ical_text import person, serialize
 
 __all__ = ["MEETING_CLASSES", "calendar_of"]
 

@@ -16,7 +16,7 @@ notification does.
   syncs with Graph (its appointments, contacts and tasks method off, its user without the
   privilege, its items synced elsewhere) is ended by the next upkeep, mail's or items';
   one on a collection an item sync did not read (deleted in Outlook) by the item sync's.
-  ``end_unsynced`` (called by an item sync that syncs no kind) does it for a mailbox
+  ``unwanted`` (read by an item sync that syncs no kind, ``acts.run``) does it for a mailbox
   whose mail is not read over Graph.
 * **A notification** (``handle_notifications``) is accepted only for a subscription we hold
   and only with its ``clientState`` (compared by hash, in constant time); it marks the
@@ -100,13 +100,13 @@ def graph_kinds(mailbox: Mailbox) -> set[str]:
     """The item kinds this mailbox syncs with Graph now (none when its items go elsewhere,
     its appointments, contacts and tasks method is off, or its user lacks the privilege)."""
     from server.sync import connectors
-    from server.sync.acts.run import kinds_synced
-    from server.sync.engine import accounts
+    from server.sync.acts.records import kinds_synced
+    profile = mailbox.items_server_profile
     try:
-        store = connectors.item_store(accounts.items_protocol(mailbox))
+        store = connectors.item_store(profile.incoming_protocol) if profile else None
     except (ConnectorError, ValueError):
         return set()
-    if not issubclass(store, GraphSubscriptions):
+    if store is None or not issubclass(store, GraphSubscriptions):
         return set()
     return set(kinds_synced(mailbox)[0])
 
@@ -119,24 +119,10 @@ def after_sync(mailbox_id: int, connector: GraphSubscriptions) -> None:
     maintain(mailbox_id, connector, list(connector.synced), url)
 
 
-def end_unsynced(mailbox_id: int) -> None:
-    """End the mailbox's subscriptions on collections it no longer syncs, with a Graph item
-    store of its own (for a mailbox whose mail is not read over Graph, whose upkeep would
-    otherwise do it). Never raises: what cannot be ended expires."""
-    from server.sync import connectors
-    from server.sync.engine import accounts
-    mailbox = db.session.get(Mailbox, mailbox_id)
-    try:
-        if not _unwanted(mailbox, _rows(mailbox_id), read=set(), keys=set()):
-            return
-        account = accounts.items_account(mailbox)
-        with connectors.item_store(accounts.items_protocol(mailbox))(account) as store:
-            if isinstance(store, GraphSubscriptions):
-                maintain(mailbox_id, store, [], notification_url())
-    except (ConnectorError, ValueError) as exc:
-        db.session.rollback()
-        log.warning("mailbox %s: Graph subscriptions not ended (%s)", mailbox_id,
-                    getattr(exc, "code", type(exc).__name__))
+def unwanted(mailbox_id: int) -> list[GraphSubscription]:
+    """The mailbox's subscriptions on what it no longer syncs (with no sync under way)."""
+    return _unwanted(db.session.get(Mailbox, mailbox_id), _rows(mailbox_id), read=set(),
+                     keys=set())
 
 
 def _rows(mailbox_id: int) -> dict[str, GraphSubscription]:

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from server.sync.connectors import incoming, outgoing
-from server.sync.connectors import maildir as maildir_module
+from server.sync.connectors import maildir_tree
 from server.sync.connectors.base import Account, ConnectorError
 from server.sync.connectors.maildir import (ID_FILE, MaildirConnector, MaildirSender,
                                             create_maildir, deliver, folder_path, mailbox_root)
@@ -266,9 +266,9 @@ def _soon(fn, *args):
 @pytest.mark.parametrize("mode", ["inotify", "polling"])
 def test_wait_reports_the_changed_folder(tree, monkeypatch, mode):
     if mode == "polling":
-        monkeypatch.setattr(maildir_module, "INotify", None)
+        monkeypatch.setattr(maildir_tree, "INotify", None)
     else:
-        assert maildir_module.INotify is not None  # inotify-simple is a requirement
+        assert maildir_tree.INotify is not None  # inotify-simple is a requirement
     with connector(tree) as md:
         inbox, deal = named(md, "INBOX"), named(md, "INBOX/Contoso deal")
         assert md.wait_for_changes([inbox, deal], timeout=0.2) == set()
