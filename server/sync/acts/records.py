@@ -1,7 +1,8 @@
 """CRM records as the item sync sees them: the synced field values of an appointment, task
 or contact (``values_of``), writing values onto one (``apply``: parties resolved to users,
 contacts, accounts, leads as email is; a contact's company to the account of that name),
-a new record owned by the mailbox's user (``new_record``) and the UID column per kind."""
+a new record owned by the mailbox's user (``new_record``), the UID column per kind, and
+which kinds a mailbox syncs (``kinds_synced``: its method and its user's privileges)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
