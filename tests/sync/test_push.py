@@ -73,6 +73,12 @@ def wait_for_tracking(message_id: str):
                  session=db.session)[0]
 
 
+def brought_by_push_alone(box: Mailbox) -> None:
+    """The mailbox's items synced, and its scheduled run is still far off: push did it."""
+    box = db.session.get(Mailbox, box.id)
+    assert box.acts_status == "success" and box.next_sync_on > utcnow() + timedelta(minutes=30)
+
+
 def wait_at_rest(box: Mailbox) -> None:
     """Wait until no run holds the mailbox and none is requested."""
     def at_rest() -> bool:

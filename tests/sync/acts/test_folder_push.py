@@ -4,18 +4,17 @@ mail, so an .ics file dropped in, or written over in place by an editor, reaches
 before the mailbox's next scheduled run (an hour away)."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from server.crm.activities import Appointment
-from server.db import db, utcnow
+from server.db import db
 from server.sync.acts.run import sync_items
-from server.sync.models import Mailbox
 from tests.sync import world as w
 from tests.sync.acts.conftest import event
-from tests.sync.test_push import PushWorker, park, push_runs, wait_at_rest, watching
+from tests.sync.test_push import (PushWorker, brought_by_push_alone, park, push_runs,
+                                  wait_at_rest, watching)
 from tests.waiting import until
 
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
@@ -50,5 +49,4 @@ def test_an_ics_file_dropped_or_edited_in_place_arrives_by_push(app, crm, tmp_pa
         until(lambda: push_runs(box) > before, "a push run recorded", session=db.session)
     finally:
         worker.close()
-    box = db.session.get(Mailbox, box.id)
-    assert box.acts_status == "success" and box.next_sync_on > utcnow() + timedelta(minutes=30)
+    brought_by_push_alone(box)

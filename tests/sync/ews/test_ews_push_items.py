@@ -6,14 +6,13 @@ hour away). Turning item sync off, or a privilege taken away, starts the watch o
 those folders."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from server.crm.activities import Appointment, Task
 from server.crm.models import Contact
-from server.db import db, utcnow
+from server.db import db
 from server.security.models import Role
 from server.sync.acts.run import sync_items
 from server.sync.connectors.ews_items import EwsItemStore
@@ -23,7 +22,8 @@ from tests.sync.ews.conftest import BOB, ews_account
 from tests.sync.ews.test_ews_engine import EwsStore
 from tests.sync.ews.test_ews_push import tracked_folder_mailbox
 from tests.sync.item_stores import default, event_text
-from tests.sync.test_push import PushWorker, park, push_runs, wait_at_rest, watching
+from tests.sync.test_push import (PushWorker, brought_by_push_alone, park, push_runs,
+                                  wait_at_rest, watching)
 from tests.waiting import until
 
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
@@ -97,8 +97,7 @@ def test_an_event_contact_and_task_changed_in_outlook_reach_the_crm_by_push(app,
             until(lambda: push_runs(box) > before, "a push run recorded", session=db.session)
     finally:
         worker.close()
-    box = db.session.get(Mailbox, box.id)
-    assert box.acts_status == "success" and box.next_sync_on > utcnow() + timedelta(minutes=30)
+    brought_by_push_alone(box)
 
 
 def test_item_sync_turned_off_or_a_privilege_taken_away_is_no_longer_watched(app, crm,
