@@ -4,7 +4,6 @@ mail, so an .ics file dropped in, or written over in place by an editor, reaches
 before the mailbox's next scheduled run (an hour away)."""
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import select
 

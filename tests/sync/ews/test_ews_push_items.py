@@ -6,7 +6,6 @@ hour away). Turning item sync off, or a privilege taken away, starts the watch o
 those folders."""
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import select
 
