@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import ARRAY, DateTime, MetaData, TypeDecorator, any_, bindparam, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, registry
 
@@ -78,21 +78,67 @@ def utcnow() -> datetime:
 
 
 STATEMENT_CACHE_SIZE = 500
+NEVER_BY_COUNT = 2 ** 62  # psycopg's prepare_threshold: only marked statements are prepared
 _statements: dict[tuple, Any] = {}
 
 
-def cached_statement(key: tuple, build: Callable[[], Any]):
+def cached_statement(key: tuple, build: Callable[[], Any], *, prepared: bool = False):
     """The statement ``build`` makes, built once per ``key``: the key holds every value the
     statement embeds (a principal's ``scope_key``, its shape; the database dialect is added
     here); the rest are bind parameters. Building the pane's statements costs more than
-    running them."""
+    running them. ``prepared``: see :func:`prepared`."""
     key = (db.engine.dialect.name, *key)
     statement = _statements.get(key)
     if statement is None:
         if len(_statements) >= STATEMENT_CACHE_SIZE:
             _statements.clear()
-        statement = _statements[key] = build()
+        statement = _statements[key] = prepared_statement(build()) if prepared else build()
     return statement
+
+
+def select_rows(statement, params: dict | None = None):
+    """The rows of a statement of columns (no entities) in the session's transaction, after
+    flushing what is pending as the session's own ``execute`` would. It runs on the
+    session's connection: about a third less client CPU per statement than
+    ``db.session.execute``, whose ORM layer has nothing to do for such a statement (the
+    pane runs seven a call: bench/README.md, issue 17 goal 6)."""
+    session = db.session()
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(statement, params or {})
+
+
+PREPARED = "regarding_prepared"
+
+
+def prepared_statement(statement):
+    """``statement`` marked to run as a server-side prepared statement on PostgreSQL, whose
+    plan PostgreSQL may then keep for every later run (a *generic* plan, made without the
+    parameter values). Only for statements whose best plan does not depend on the values:
+    lookups by a key or by ids, small tables. Never for one whose data is skewed (a
+    record's timeline: a generic plan read the whole activity table, bench/README.md).
+    Planning is most of PostgreSQL's time for the pane's statements (issue 17 goal 6).
+    Nothing else is prepared (``prepare_threshold``, ``init_app``); SQLite ignores the mark."""
+    return statement.execution_options(**{PREPARED: True})
+
+
+def in_values(column, name: str):
+    """``column IN`` the list bound as ``name``. On PostgreSQL ``column = ANY(array)``: one
+    statement text however many values (an expanding ``IN`` is a new statement for every
+    length, so a prepared one would never be reused); elsewhere an expanding ``IN``. Built
+    for one dialect: use it inside ``cached_statement``."""
+    if db.engine.dialect.name == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@event.listens_for(Engine, "do_execute")
+def _execute_prepared(cursor, statement, parameters, context):
+    """Run a statement marked by ``prepared_statement`` prepared (psycopg only)."""
+    if context.execution_options.get(PREPARED) and context.dialect.driver == "psycopg":
+        cursor.execute(statement, parameters, prepare=True)
+        return True
+    return None
 
 
 @event.listens_for(Engine, "connect")
@@ -164,13 +210,15 @@ def init_app(app) -> None:
     # logs (a failed INSERT of an email would otherwise quote its body).
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg"):
-        # No server-side prepared statements: after five runs psycopg would prepare a query
-        # and PostgreSQL may switch it to a generic plan made without the parameter values,
-        # which is wrong for skewed data (one busy account's timeline took 680 ms instead of
-        # 10: bench/README.md). Custom plans cost a little planning; they also keep
-        # transaction-pooling proxies such as PgBouncer working.
+        # No server-side prepared statements but those marked (``prepared_statement``):
+        # after five runs psycopg would prepare any query, and PostgreSQL may switch it to a
+        # generic plan made without the parameter values, which is wrong for skewed data
+        # (one busy account's timeline took 680 ms instead of 10: bench/README.md). psycopg
+        # prepares nothing at all with a threshold of None, so the threshold is one no
+        # statement reaches. (A transaction-pooling PgBouncer needs 1.21 or later, with
+        # max_prepared_statements set, for the marked ones.)
         options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-        options.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
+        options.setdefault("connect_args", {}).setdefault("prepare_threshold", NEVER_BY_COUNT)
         # Statements go with PostgreSQL's own $1 placeholders (a raw cursor): with %(name)s
         # psycopg rewrites every statement's text on the client, and does not cache the
         # rewrite for a statement over 4 KB or 50 parameters (a batch's multi-row INSERTs,

@@ -25,7 +25,7 @@ from server.crm.services import titles
 from server.crm.services import timeline as timelines
 from server.crm.services import tracked
 from server.crm.services.resolution import Match, normalized, resolve
-from server.db import cached_statement, db
+from server.db import cached_statement, in_values, select_rows
 from server.errors import Forbidden, Invalid, NotFound
 from server.i18n import N_, language_of
 from server.mailkeys import find_token
@@ -51,8 +51,8 @@ ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "at
 def _org_settings():
     """The organization's settings the context call reads (a row, not an entity)."""
     query = cached_statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
-                       .where(Organization.id == 1))
-    return db.session.execute(query).one()
+                             .where(Organization.id == 1), prepared=True)
+    return select_rows(query).one()
 
 
 # -- who the user is and what they may do ------------------------------------------------------
@@ -151,7 +151,7 @@ def _card_select(p: Principal, kind: str):
                    model.is_active.label("is_active"), readable.label("readable"), *values,
                    parent_name.label("parent_name"),
                    (_owner_name(model) if owned else null()).label("owner_name"))
-            .where(model.id.in_(bindparam(f"{kind}_ids", expanding=True))))
+            .where(in_values(model.id, f"{kind}_ids")))
 
 
 def _cards_select(p: Principal, kinds: tuple[str, ...]):
@@ -170,9 +170,9 @@ class CardLoader:
     def __call__(self, by_kind: dict[str, set[int]]) -> dict[str, dict[int, Match]]:
         kinds = tuple(sorted(by_kind))
         key = ("cards", kinds, self.p.scope_key, tuple(titles.title_parts(self.p, k) for k in kinds))
-        query = cached_statement(key, lambda: _cards_select(self.p, kinds))
+        query = cached_statement(key, lambda: _cards_select(self.p, kinds), prepared=True)
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
-        for row in db.session.execute(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
+        for row in select_rows(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
             out[row.kind][row.id] = Match(row.kind, row.id, row.name,
                                           row.owner_user_id if row.kind != "user" else None,
                                           bool(row.is_active))
@@ -313,7 +313,7 @@ def _subject(p: Principal, kind: str, record_id: int) -> Subject:
     its account's id, and that account's name if the user may read it."""
     query = cached_statement(("subject", kind, p.scope_key, titles.title_parts(p, kind)),
                        lambda: _subject_select(p, kind))
-    row = db.session.execute(query, {"record_id": record_id}).first()
+    row = select_rows(query, {"record_id": record_id}).first()
     if row is None:
         raise NotFound()
     return _subject_from(p, kind, row[0], row[1], row[2], row[4], row[3])
@@ -404,7 +404,7 @@ def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
     if any(shape[1:]):
         query = cached_statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
         params = {"subject_id": subject.id, "customer_id": subject.about[1] if subject.about else None}
-        for row in db.session.execute(query, params):
+        for row in select_rows(query, params):
             rows[row[0]].append(row)
     for found in rows.values():  # newest first, as each branch is ordered
         found.sort(key=lambda r: (r[6], r[1]), reverse=True)

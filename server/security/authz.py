@@ -15,7 +15,7 @@ from sqlalchemy.sql import ColumnElement
 
 from server.crm.activities import Activity
 from server.crm.registry import MODEL_TYPES, NOUNS, choice_label
-from server.db import db
+from server.db import db, prepared_statement, select_rows
 from server.errors import Forbidden, NotFound
 from server.i18n import N_
 from server.security.models import (BusinessUnit, FieldPermission, RecordShare, Role,
@@ -143,13 +143,13 @@ def _grants():
         return select(literal(kind).label("kind"),
                       *((null() if v is None else v).label(k) for k, v in values.items()))
 
-    return union_all(
+    return prepared_statement(union_all(
         branch("team", team_id=team_member.c.team_id).where(team_member.c.user_id == user_id),
         branch("role", name=Role.name, is_builtin=Role.is_builtin, item=RolePrivilege.privilege,
                depth=RolePrivilege.depth)
         .select_from(Role).outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id)
         .where(Role.id.in_(role_ids)),
-        branch("secured", name=SecuredField.table_name, item=SecuredField.field))
+        branch("secured", name=SecuredField.table_name, item=SecuredField.field)))
 
 
 def held(user: User) -> Principal:
@@ -166,7 +166,7 @@ def _load_principal(user: User, *, counting_inactive: bool = False) -> Principal
     named: set[str] = set()
     secured: dict[str, set[str]] = {}
     is_admin = False
-    for kind, team_id, name, builtin, item, depth in db.session.execute(_grants(), {"user_id": user.id}):
+    for kind, team_id, name, builtin, item, depth in select_rows(_grants(), {"user_id": user.id}):
         if kind == "team":
             team_ids.append(team_id)
         elif kind == "secured":

@@ -10,7 +10,7 @@ from functools import cache
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager
 
-from server.db import db, utcnow
+from server.db import db, prepared_statement, utcnow
 from server.security.models import ApiToken, User
 
 PREFIX = {"api": "rgd_", "pane": "rgp_"}
@@ -33,8 +33,9 @@ def issue(user: User, name: str, *, days: float = 90, kind: str = "api") -> tupl
 @cache
 def _by_hash():
     """The token with its user, in one statement (built once: every API request runs it)."""
-    return (select(ApiToken).join(ApiToken.user).options(contains_eager(ApiToken.user))
-            .where(ApiToken.token_hash == bindparam("token_hash")))
+    return prepared_statement(
+        select(ApiToken).join(ApiToken.user).options(contains_eager(ApiToken.user))
+        .where(ApiToken.token_hash == bindparam("token_hash")))
 
 
 def authenticate(secret: str, kinds: tuple[str, ...] = ("api", "pane")) -> ApiToken | None:

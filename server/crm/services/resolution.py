@@ -11,16 +11,15 @@ and gets the same matching and ranking).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Callable
 
-from sqlalchemy import bindparam, literal, select, union_all
+from sqlalchemy import literal, select, union_all
 
 from server.crm.addresses import EmailAddress
 from server.mailkeys import normalize_address
 from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
-from server.db import db
+from server.db import cached_statement, db, in_values, select_rows
 from server.security.models import User
 
 ORDER = ("user", "contact", "account", "lead", "queue")
@@ -52,11 +51,11 @@ def _select(kind: str, ids: set[int]):
                   owner.label("owner"), model.is_active.label("active")).where(model.id.in_(ids))
 
 
-@cache
 def _lookup():
-    """The index rows of a batch of normalized addresses (built once)."""
-    return (select(EmailAddress.address, EmailAddress.record_type, EmailAddress.record_id)
-            .where(EmailAddress.address.in_(bindparam("addresses", expanding=True))))
+    """The index rows of a batch of normalized addresses (built once per database)."""
+    return cached_statement(("address lookup",), lambda: select(
+        EmailAddress.address, EmailAddress.record_type, EmailAddress.record_id)
+        .where(in_values(EmailAddress.address, "addresses")), prepared=True)
 
 
 Loader = Callable[[dict[str, set[int]]], dict[str, dict[int, Match]]]
@@ -89,7 +88,7 @@ def resolve(addresses: list[str], *, user_id: int | None = None,
     wanted = {n for n in given.values() if n}
     hits: dict[str, list[tuple[str, int]]] = {}
     if wanted:
-        rows = db.session.execute(_lookup(), {"addresses": list(wanted)}).all()
+        rows = select_rows(_lookup(), {"addresses": list(wanted)}).all()
         for address, kind, record_id in rows:
             hits.setdefault(address, []).append((kind, record_id))
     by_kind: dict[str, set[int]] = {}

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.crm.activities import REGARDING_COLUMNS, Activity, Appointment, Email, Regarding, \
     one_regarding_check
-from server.db import cached_statement, db, utcnow
+from server.db import cached_statement, db, select_rows, utcnow
 from server.mailkeys import normalize_message_id
 from server.security import authz
 from server.security.authz import Principal
@@ -136,8 +136,8 @@ def tracking_status(p: Principal, identity: str | None, *, item_type: str = "ema
     message_id = normalize_message_id(identity)
     activity_key = identity if item_type == "appointment" else (message_id or identity)
     query = cached_statement(("tracking status", item_type, p.scope_key),
-                             lambda: _status_select(p, item_type))
-    rows = {row.source: row for row in db.session.execute(query, {
+                             lambda: _status_select(p, item_type), prepared=True)
+    rows = {row.source: row for row in select_rows(query, {
         "user_id": p.user_id, "request_key": message_id if identity else None,
         "token": token, "activity_key": activity_key})}
     req, draft, activity = rows.get("request"), rows.get("draft"), rows.get("activity")
