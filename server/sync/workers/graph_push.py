@@ -266,23 +266,10 @@ def handle_notifications(payload: dict) -> NotificationResult:
             else:  # made again by the next upkeep
                 change = change.values(status="removed")
             db.session.execute(change.execution_options(synchronize_session=False))
-    _flag(flagged)
+    scheduler.ask_for_sync(flagged)  # every worker looks once this commits
     db.session.commit()
-    if flagged:  # a worker in this process looks now; one elsewhere at its next poll
-        scheduler.wake_local()
     result.mailboxes = len(flagged)
     if result.rejected:
         log.warning("Graph notifications: %d rejected (unknown subscription or client state)",
                     result.rejected)
     return result
-
-
-def _flag(mailbox_ids) -> None:
-    """Due at once for the next free worker (when still enabled)."""
-    if mailbox_ids:
-        db.session.execute(update(Mailbox).where(
-            Mailbox.id.in_(sorted(mailbox_ids)), Mailbox.enabled.is_(True),
-            Mailbox.sync_requested.is_(False)).values(sync_requested=True)
-            .execution_options(synchronize_session=False))
-
-
