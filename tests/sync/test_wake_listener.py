@@ -8,8 +8,8 @@
   process at once: only the ``NOTIFY`` of the committed change can have brought it;
 * a rolled-back change sends no notification (a listener of the test's own hears only the
   committed one before a marker sent after both);
-* the worker's listening connection, terminated on the server (``pg_terminate_backend``),
-  connects again and wakes the worker as before.
+* the worker's listening connection (at ``REGARDING_SYNC_LISTEN_URL``), terminated on the
+  server (``pg_terminate_backend``), connects again and wakes the worker as before.
 """
 from __future__ import annotations
 
@@ -102,16 +102,23 @@ def test_the_workers_of_the_process_are_woken_at_commit_not_at_rollback(app, crm
         == [True, True, False]
 
 
+def test_the_listening_connection_may_bypass_a_transaction_pooler():
+    """``REGARDING_SYNC_LISTEN_URL`` as psycopg is given it: every part of the URL kept."""
+    params = connect_args("postgresql://sync:s3cret@db.example:5433/crm?sslmode=require")
+    assert params == {"host": "db.example", "port": 5433, "dbname": "crm", "user": "sync",
+                      "password": "s3cret", "sslmode": "require"}
+
+
 def _postgresql_only(db_backend: str) -> None:
     if db_backend != "postgresql":
         pytest.skip("another process is woken through PostgreSQL; SQLite runs one worker")
 
 
-def _worker(app, tmp_path) -> WorkerProcess:
+def _worker(app, tmp_path, **settings) -> WorkerProcess:
     env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
                      REGARDING_SYNC_POLL_SECONDS=HOUR, REGARDING_SYNC_INTERVAL_SECONDS=HOUR,
                      REGARDING_SYNC_BUSY_INTERVAL_SECONDS=HOUR,
-                     REGARDING_SYNC_IDLE_INTERVAL_SECONDS=HOUR)
+                     REGARDING_SYNC_IDLE_INTERVAL_SECONDS=HOUR, **settings)
     worker = WorkerProcess("listener", env, "--concurrency", "1", "--no-push")
     worker.wait_started()
     wait_until(lambda: any(LISTENING in line for line in worker.lines), 60,
@@ -126,7 +133,7 @@ def test_a_change_committed_elsewhere_wakes_a_worker_and_a_rolled_back_one_does_
     due_on = next_due(committed)
     worker = _worker(app, tmp_path)
     try:
-        with psycopg.connect(**connect_args(db.engine), autocommit=True) as ear:
+        with psycopg.connect(**connect_args(db.engine.url), autocommit=True) as ear:
             ear.execute(f"LISTEN {scheduler.CHANNEL}")
             assert scheduler.ask_for_sync([rolled_back]) == 1
             db.session.rollback()
@@ -157,7 +164,9 @@ def test_the_listener_connects_again_after_its_backend_was_terminated(app, crm, 
                                                                       db_backend):
     _postgresql_only(db_backend)
     before, after = maildir_mailboxes(crm, tmp_path / "store", 2)
-    worker = _worker(app, tmp_path)
+    # Listening at a URL of its own (as past a transaction pooler), written as libpq does.
+    plain = app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg:", "postgresql:")
+    worker = _worker(app, tmp_path, REGARDING_SYNC_LISTEN_URL=plain)
 
     def listening_backends() -> set[int]:
         db.session.rollback()

@@ -14,6 +14,11 @@ TCP keepalives notice a silent peer), the drop is logged and the thread connects
 waiting 1 s, then 2, 4 ... up to 30 s between attempts; meanwhile the poll still finds every
 flag. Once listening again it wakes the workers once, for anything asked while it was deaf.
 ``stop`` ends the thread and closes the connection (within a second) when the worker stops.
+
+``LISTEN`` needs a connection of its own for as long as it listens: through a pooler in
+transaction mode (PgBouncer's ``pool_mode = transaction``) it hears nothing, so
+``REGARDING_SYNC_LISTEN_URL`` may name the server itself (or a session-pooled entry) while
+``REGARDING_DATABASE_URL`` goes through the pooler; ``NOTIFY`` works through either.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import logging
 import threading
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from server.sync.workers import scheduler
 
@@ -34,10 +40,11 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
               "keepalives_count": 3, "connect_timeout": 10}
 
 
-def connect_args(engine) -> dict:
-    """psycopg's connection parameters for ``engine``'s PostgreSQL database (host, port,
-    database, user, password and the URL's own options, as the pool connects)."""
-    _, params = engine.dialect.create_connect_args(engine.url)
+def connect_args(url) -> dict:
+    """psycopg's connection parameters for the PostgreSQL database at ``url`` (a string or
+    an engine's URL: host, port, database, user, password and the URL's own options)."""
+    url = make_url(url).set(drivername="postgresql+psycopg")
+    _, params = url.get_dialect()().create_connect_args(url)
     params.pop("context", None)  # SQLAlchemy's type adapters: not needed to listen
     return params
 

@@ -414,7 +414,8 @@ class Worker:
         with self.app.app_context():
             if db.engine.dialect.name != "postgresql":
                 return None
-            params = wake_listener.connect_args(db.engine)
+            params = wake_listener.connect_args(
+                self.app.config.get("REGARDING_SYNC_LISTEN_URL") or db.engine.url)
         return wake_listener.WakeListener(params, self.worker_id).start()
 
     def _start_push(self):
