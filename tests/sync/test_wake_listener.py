@@ -114,12 +114,12 @@ def _postgresql_only(db_backend: str) -> None:
         pytest.skip("another process is woken through PostgreSQL; SQLite runs one worker")
 
 
-def _worker(app, tmp_path, **settings) -> WorkerProcess:
+def _worker(app, tmp_path, name: str, **settings) -> WorkerProcess:
     env = worker_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
                      REGARDING_SYNC_POLL_SECONDS=HOUR, REGARDING_SYNC_INTERVAL_SECONDS=HOUR,
                      REGARDING_SYNC_BUSY_INTERVAL_SECONDS=HOUR,
                      REGARDING_SYNC_IDLE_INTERVAL_SECONDS=HOUR, **settings)
-    worker = WorkerProcess("listener", env, "--concurrency", "1", "--no-push")
+    worker = WorkerProcess(name, env, "--concurrency", "1", "--no-push")
     worker.wait_started()
     wait_until(lambda: any(LISTENING in line for line in worker.lines), 60,
                "the worker listening", workers=[worker])
@@ -131,7 +131,7 @@ def test_a_change_committed_elsewhere_wakes_a_worker_and_a_rolled_back_one_does_
     _postgresql_only(db_backend)
     rolled_back, committed = maildir_mailboxes(crm, tmp_path / "store", 2)
     due_on = next_due(committed)
-    worker = _worker(app, tmp_path)
+    worker = _worker(app, tmp_path, "woken")
     try:
         with psycopg.connect(**connect_args(db.engine.url), autocommit=True) as ear:
             ear.execute(f"LISTEN {scheduler.CHANNEL}")
@@ -166,13 +166,13 @@ def test_the_listener_connects_again_after_its_backend_was_terminated(app, crm, 
     before, after = maildir_mailboxes(crm, tmp_path / "store", 2)
     # Listening at a URL of its own (as past a transaction pooler), written as libpq does.
     plain = app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg:", "postgresql:")
-    worker = _worker(app, tmp_path, REGARDING_SYNC_LISTEN_URL=plain)
+    worker = _worker(app, tmp_path, "reconnecting", REGARDING_SYNC_LISTEN_URL=plain)
 
     def listening_backends() -> set[int]:
         db.session.rollback()
         pids = set(db.session.scalars(text(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name = 'regarding sync wake listener'")))
+            "AND application_name = 'regarding sync wake reconnecting'")))
         db.session.rollback()
         return pids
 

@@ -19,8 +19,9 @@ notification does.
   ``unwanted`` (read by an item sync that syncs no kind, ``acts.run``) does it for a mailbox
   whose mail is not read over Graph.
 * **A notification** (``handle_notifications``) is accepted only for a subscription we hold
-  and only with its ``clientState`` (compared by hash, in constant time); it marks the
-  mailbox ``sync_requested``, so a worker runs a delta sync of its folders within seconds
+  and only with its ``clientState`` (compared by hash, in constant time); it asks for the
+  mailbox (``scheduler.ask_for_sync``: every worker, in any process, is woken at the
+  commit), so a worker runs a delta sync of its folders within seconds
   (and then, as after every run, of its appointments, contacts and tasks).
   Lifecycle notifications: ``reauthorizationRequired`` marks the subscription for renewal,
   ``subscriptionRemoved`` for re-creation, ``missed`` only asks for a sync. Delta queries

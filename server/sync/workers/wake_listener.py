@@ -82,7 +82,7 @@ class WakeListener:
                     backoff = 0.0
                     self.wake()  # anything asked while nobody listened
                     self._hear(conn)
-            except psycopg.Error as exc:
+            except Exception as exc:  # the connection dropped (psycopg.Error), or a bug
                 backoff = min(LONGEST_BACKOFF, max(1.0, backoff * 2))
                 log.warning("worker %s: not listening for mailboxes asked for (%s); the poll "
                             "finds them meanwhile; next try in %.0f s", self.name,
