@@ -56,6 +56,9 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_SYNC_POLL_SECONDS": ("REGARDING_SYNC_POLL_SECONDS", float),
     "REGARDING_SYNC_BATCH_SIZE": ("REGARDING_SYNC_BATCH_SIZE", int),
     "REGARDING_SYNC_RUN_MESSAGES": ("REGARDING_SYNC_RUN_MESSAGES", int),
+    # Where workers LISTEN for mailboxes asked for (server.sync.workers.wake_listener;
+    # unset: REGARDING_DATABASE_URL)
+    "REGARDING_SYNC_LISTEN_URL": ("REGARDING_SYNC_LISTEN_URL", str),
     # The parse pool's processes (server.sync.engine.pool; unset: one per core, 0: in-process)
     "REGARDING_SYNC_PARSE_PROCESSES": ("REGARDING_SYNC_PARSE_PROCESSES", int),
     "REGARDING_SYNC_PUSH": ("REGARDING_SYNC_PUSH", lambda v: v.lower() in ("1", "true", "yes")),

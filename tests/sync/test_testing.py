@@ -38,6 +38,7 @@ def test_success_enables_the_mailbox_and_sends_nothing(app, sam, dovecot, mail_u
     assert mailbox.enabled and mailbox.incoming_status == mailbox.outgoing_status == "success"
     assert mailbox.tested_on is not None and mailbox.disabled_reason is None
     assert mailbox.next_sync_on is not None
+    assert mailbox.sync_requested  # asked for: the workers are woken for its first sync
     assert f"Signed in to 127.0.0.1 as {mail_user.username}" in mailbox.incoming_message
     assert "folder(s)" in mailbox.incoming_message
     assert "accepts mail from sam@contoso.example" in mailbox.outgoing_message

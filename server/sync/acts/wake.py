@@ -7,9 +7,10 @@ The mailboxes woken are those with a tracked item link to the record (it changed
 their filter or was deleted: the push updates or removes the item) and those of the users
 whose synchronization filter takes it now (its owner, its owning team's members, an
 appointment's attendees who are users: the push creates or updates the item), when they
-sync that kind. They are marked ``sync_requested`` in the change's own transaction (a
-rollback asks for nothing), and once it commits the workers running in this process are
-woken at once (``scheduler.wake_local``); a worker elsewhere finds the flag at its next poll.
+sync that kind. They are asked for (``scheduler.ask_for_sync``) in the change's own
+transaction (a rollback asks for nothing), and once it commits every sync worker looks for
+them at once: those running in this process directly, those of other processes and
+machines through PostgreSQL's ``NOTIFY``.
 
 The sync's own changes are not made in a request (and ``sync_items`` says so besides, with
 ``quiet``), so they never wake anything: no loops. Registered at app start (``server``
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import has_request_context
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from server.crm.activities import ActivityParty
@@ -33,7 +34,6 @@ from server.sync.workers import scheduler
 _RECORDS = "wake_records"  # session.info: {(kind, id(record)): record} changed in this transaction
 _MAILBOXES = "wake_mailboxes"  # session.info: mailbox ids known to sync a deleted record
 _QUIET = "wake_quiet"  # session.info: the sync itself is writing
-_WOKEN = "wake_woken"  # session.info: mailboxes flagged; wake the workers after the commit
 
 
 @contextmanager
@@ -95,22 +95,13 @@ def _flag(session: Session) -> None:
     mailbox_ids |= _filtered_mailboxes(session, by_kind)
     if not mailbox_ids:
         return
-    session.execute(update(Mailbox).where(
-        Mailbox.id.in_(sorted(mailbox_ids)), Mailbox.enabled.is_(True),
-        Mailbox.acts_method == "server_side_sync", Mailbox.sync_requested.is_(False))
-        .values(sync_requested=True).execution_options(synchronize_session=False))
-    session.info[_WOKEN] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _wake(session: Session) -> None:
-    if session.info.pop(_WOKEN, False):
-        scheduler.wake_local()
+    scheduler.ask_for_sync(mailbox_ids, Mailbox.acts_method == "server_side_sync",
+                           session=session)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
-    for key in (_RECORDS, _MAILBOXES, _WOKEN):
+    for key in (_RECORDS, _MAILBOXES):
         session.info.pop(key, None)
 
 

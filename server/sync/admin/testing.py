@@ -31,6 +31,7 @@ from server.sync.connectors import for_direction
 from server.sync.connectors.base import ITEM_KINDS, Connector, ConnectorError, Needs, Sender
 from server.sync.engine import accounts
 from server.sync.models import Mailbox
+from server.sync.workers import scheduler
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,9 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     mailbox.disabled_reason = None if enabled else reason
     if enabled:
         mailbox.consecutive_failures = 0
-        mailbox.next_sync_on = now  # the first sync comes at once
+        mailbox.next_sync_on = now  # the first sync comes at once: a worker is woken for it
+        scheduler.ask_for_sync([mailbox.id])
+        db.session.expire(mailbox, ["sync_requested"])
     db.session.flush()
     log.info("Test & Enable of mailbox %s: incoming %s, outgoing %s, enabled %s", mailbox.id,
              mailbox.incoming_status, mailbox.outgoing_status, enabled)

@@ -53,6 +53,7 @@ from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import AssignsMessageIds, ConnectorError, SavesCopies, Sender
 from server.sync.mail.outgoing_headers import checked_headers
 from server.sync.models import Mailbox
+from server.sync.workers import scheduler
 
 log = logging.getLogger(__name__)
 
@@ -513,6 +514,6 @@ def send_pending(mailbox_id: int, now: datetime | None = None, *, limit: int = B
     finally:
         run.close()
     if len(emails) == limit:  # a full batch: more may wait, so the mailbox is due again now
-        db.session.get(Mailbox, mailbox_id).sync_requested = True
+        scheduler.ask_for_sync([mailbox_id])
         db.session.commit()
     return counts

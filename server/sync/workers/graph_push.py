@@ -19,8 +19,9 @@ notification does.
   ``unwanted`` (read by an item sync that syncs no kind, ``acts.run``) does it for a mailbox
   whose mail is not read over Graph.
 * **A notification** (``handle_notifications``) is accepted only for a subscription we hold
-  and only with its ``clientState`` (compared by hash, in constant time); it marks the
-  mailbox ``sync_requested``, so a worker runs a delta sync of its folders within seconds
+  and only with its ``clientState`` (compared by hash, in constant time); it asks for the
+  mailbox (``scheduler.ask_for_sync``: every worker, in any process, is woken at the
+  commit), so a worker runs a delta sync of its folders within seconds
   (and then, as after every run, of its appointments, contacts and tasks).
   Lifecycle notifications: ``reauthorizationRequired`` marks the subscription for renewal,
   ``subscriptionRemoved`` for re-creation, ``missed`` only asks for a sync. Delta queries
@@ -266,23 +267,10 @@ def handle_notifications(payload: dict) -> NotificationResult:
             else:  # made again by the next upkeep
                 change = change.values(status="removed")
             db.session.execute(change.execution_options(synchronize_session=False))
-    _flag(flagged)
+    scheduler.ask_for_sync(flagged)  # every worker looks once this commits
     db.session.commit()
-    if flagged:  # a worker in this process looks now; one elsewhere at its next poll
-        scheduler.wake_local()
     result.mailboxes = len(flagged)
     if result.rejected:
         log.warning("Graph notifications: %d rejected (unknown subscription or client state)",
                     result.rejected)
     return result
-
-
-def _flag(mailbox_ids) -> None:
-    """Due at once for the next free worker (when still enabled)."""
-    if mailbox_ids:
-        db.session.execute(update(Mailbox).where(
-            Mailbox.id.in_(sorted(mailbox_ids)), Mailbox.enabled.is_(True),
-            Mailbox.sync_requested.is_(False)).values(sync_requested=True)
-            .execution_options(synchronize_session=False))
-
-

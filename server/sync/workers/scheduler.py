@@ -18,11 +18,20 @@ A worker renews its leases while it syncs; a lease that is not renewed expires a
 mailbox is due for any worker again (a dead worker's mailboxes are taken over). The next run
 time and the interval are the engine's: it shortens the interval after busy runs and
 lengthens it after idle ones.
+
+A mailbox asked for (``ask_for_sync``: every place that flags one, in any process) wakes
+the workers when the transaction that asked commits: those of this process directly
+(``wake_local``), those of other processes and machines through PostgreSQL's ``NOTIFY``
+on ``CHANNEL``, sent in that same transaction (PostgreSQL delivers it at commit only, so a
+rollback wakes nothing), which each worker hears on a connection of its own
+(``workers.wake_listener``). On SQLite there is no other process to wake: one worker, on
+one machine, woken directly or finding the flag at its next poll.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import threading
 from collections import Counter
 from contextlib import contextmanager
@@ -31,8 +40,9 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import Integer, and_, bindparam, func, or_, select, union_all, update
+from sqlalchemy import Integer, and_, bindparam, event, func, or_, select, text, union_all, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from server.db import cached_statement, db, utcnow
 from server.errors import Invalid, NotFound
@@ -48,9 +58,12 @@ DEFAULTS = {
     "REGARDING_SYNC_RUN_MESSAGES": 2000,  # one run's budget; a bigger backlog is due again
 }
 
-__all__ = ["Lease", "WorkerRefused", "claim", "due_condition", "due_query", "flag_changed",
-           "lease_seconds", "listen", "release", "release_all", "renew", "request_sync",
-           "setting", "unlisten", "wake_local", "worker_slot"]
+CHANNEL = "regarding_sync_requested"  # PostgreSQL NOTIFY: a mailbox was asked for
+
+__all__ = ["CHANNEL", "Lease", "WorkerRefused", "ask_for_sync", "claim", "due_condition",
+           "due_query", "flag_changed", "lease_seconds", "listen", "release", "release_all",
+           "renew", "request_sync", "sender", "setting", "unlisten", "wake_local",
+           "worker_slot"]
 
 
 class WorkerRefused(RuntimeError):
@@ -238,6 +251,50 @@ def release_all(owner: str | None) -> int:
 
 # --------------------------------------------------------------------------- asking for a sync
 
+def ask_for_sync(mailbox_ids, *conditions, session: Session | None = None) -> int:
+    """The one way a mailbox is asked for: the enabled ones of ``mailbox_ids`` (that also
+    meet ``conditions``) are flagged ``sync_requested`` in the caller's transaction, and
+    when it commits every worker looks for due mailboxes at once, in this process and in
+    any other (``NOTIFY`` on PostgreSQL, sent in the same transaction). ``session``: the
+    caller's (default ``db.session``); the caller commits. Returns how many were newly
+    flagged (those already flagged have woken the workers already)."""
+    session = session or db.session
+    ids = sorted(set(mailbox_ids))
+    if not ids:
+        return 0
+    done = session.execute(update(Mailbox).where(
+        Mailbox.id.in_(ids), Mailbox.enabled.is_(True), Mailbox.sync_requested.is_(False),
+        *conditions).values(sync_requested=True).execution_options(synchronize_session=False))
+    if done.rowcount:
+        if session.get_bind().dialect.name == "postgresql":
+            # Delivered at commit, once however often a transaction sends it.
+            session.execute(text("SELECT pg_notify(:channel, :sender)"),
+                            {"channel": CHANNEL, "sender": sender()})
+        session.info[_WAKE] = True
+    return done.rowcount
+
+
+def sender() -> str:
+    """This process, as its notifications name it: its own listener leaves them out (its
+    workers were woken directly)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_WAKE = "sync_asked"  # session.info: mailboxes were asked for; wake the workers at commit
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop(_WAKE, False):
+        wake_local()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _asked_no_more(session: Session, transaction) -> None:
+    if transaction.parent is None:  # rolled back, or closed without a commit
+        session.info.pop(_WAKE, None)
+
+
 def request_sync(p: Principal | None, mailbox: Mailbox) -> Mailbox:
     """"Sync now": the mailbox is due at once for the next free worker. ``p`` must be able
     to write the mailbox (None: the command line). The caller commits."""
@@ -246,13 +303,13 @@ def request_sync(p: Principal | None, mailbox: Mailbox) -> Mailbox:
     if not mailbox.enabled:
         raise Invalid(f"The mailbox {mailbox.email_address} is not enabled: test and enable it "
                       "first.")
-    mailbox.sync_requested = True
-    db.session.flush()
+    ask_for_sync([mailbox.id])
+    db.session.expire(mailbox, ["sync_requested"])
     return mailbox
 
 
 _listeners: set = set()  # the wake-up calls of the workers running in this process
-_listeners_lock = threading.Lock()
+_listeners_lock = threading.RLock()  # re-entered by a signal handler's wake_local
 
 
 def listen(wake) -> None:
@@ -268,7 +325,8 @@ def unlisten(wake) -> None:
 
 def wake_local() -> None:
     """A sync was asked for and committed: the workers of this process look for due
-    mailboxes now rather than at their next poll (those of other processes poll)."""
+    mailboxes now rather than at their next poll (``ask_for_sync`` calls it at commit; a
+    worker's ``wake_listener`` when another process asked)."""
     with _listeners_lock:
         waiting = list(_listeners)
     for wake in waiting:
@@ -292,11 +350,7 @@ def flag_changed(mailbox_id: int) -> bool:
     """Push saw new or moved mail: the mailbox is due at once (when still enabled). Commits;
     True when the flag was newly set."""
     with leases.committed():
-        done = db.session.execute(update(Mailbox).where(
-            Mailbox.id == mailbox_id, Mailbox.enabled.is_(True),
-            Mailbox.sync_requested.is_(False)).values(sync_requested=True)
-            .execution_options(synchronize_session=False))
-    return done.rowcount == 1
+        return ask_for_sync([mailbox_id]) == 1
 
 
 # --------------------------------------------------------------------------- one worker on SQLite

@@ -14,6 +14,11 @@ body) and the worker goes on; a database that goes away is waited for. A worker 
 outright loses nothing: what a batch covers is committed with its cursor, and its leases
 expire so other workers (or the same one restarted) take its mailboxes over.
 
+A mailbox asked for (a CRM change, a Graph notification, "Sync now", push) wakes the loop at
+once: directly when it was asked in this process, else on PostgreSQL through the worker's
+``wake_listener`` (``LISTEN``); without either the loop looks every
+``REGARDING_SYNC_POLL_SECONDS``.
+
 SIGTERM/SIGINT (``stop_event``): no new claims; running syncs stop after the batch in hand,
 and every lease is given back.
 """
@@ -34,7 +39,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.i18n import N_
 from server.sync.engine import alerts
-from server.sync.workers import scheduler
+from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox, SyncRun
 
@@ -123,7 +128,8 @@ class Worker:
                                          daemon=True)
             heartbeat.start()
             watchers = self._start_push()
-            scheduler.listen(self.wake.set)  # a CRM change asked for a mailbox: look now
+            scheduler.listen(self.wake.set)  # a mailbox was asked for: look now
+            listener = self._start_listener()
             log.info("sync worker %s started (concurrency %d, push %s)", self.worker_id,
                      self.concurrency, "on" if watchers else "off")
             try:
@@ -132,6 +138,8 @@ class Worker:
                 scheduler.unlisten(self.wake.set)
                 self.stop.set()
                 self.wake.set()
+                if listener is not None:
+                    listener.stop()
                 if watchers is not None:
                     watchers.close()
                 heartbeat.join(timeout=5)
@@ -399,7 +407,16 @@ class Worker:
                 log.warning("worker %s: lease on mailbox %s was lost; its run stops at the "
                             "next batch", self.worker_id, mailbox_id)
 
-    # -- push -------------------------------------------------------------------------------
+    # -- wake-ups and push -------------------------------------------------------------------
+
+    def _start_listener(self):
+        """PostgreSQL: hear the mailboxes asked for in other processes (``wake_listener``)."""
+        with self.app.app_context():
+            if db.engine.dialect.name != "postgresql":
+                return None
+            params = wake_listener.connect_args(
+                self.app.config.get("REGARDING_SYNC_LISTEN_URL") or db.engine.url)
+        return wake_listener.WakeListener(params, self.worker_id).start()
 
     def _start_push(self):
         if not self.push:
@@ -462,6 +479,7 @@ def serve(app, *, worker_id: str | None, concurrency: int, push: bool | None = N
             os._exit(1)
         log.info("%s: finishing the batches in hand, then stopping", signal.Signals(signum).name)
         stop.set()
+        scheduler.wake_local()  # out of the wait for the next poll, however long
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
