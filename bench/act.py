@@ -13,9 +13,15 @@
    ``--poll`` seconds, as a polling loop would; ``--mode worker``: a sync worker running
    (a thread, polling every ``--poll`` seconds): CRM -> server, the contact changed through
    the REST API, whose commit asks for the mailbox and wakes the worker (the wake); server
-   -> CRM, the card changed in the store, brought by the mailbox's ``--interval``, or with
-   ``--push`` by the store's push where it has one (Radicale has none: still the interval,
-   and it says so). Targets: <= 2 s p95 with push or wake, <= one interval without.
+   -> CRM, the card changed in the store, brought by the mailbox's ``--interval`` (default
+   5 s), or with ``--push`` by the store's push where it has one: Graph's change
+   notifications, posted by the fake to the application's webhook (``/graph/notifications``,
+   the app served on a loopback port as the tests serve it), the interval then 300 s
+   unless given, so that a change arriving sooner can only have come by push; Radicale has
+   none (still the interval, 5 s, and it says so). Each change on the server is made with
+   the mailbox at rest, and the output counts how many came by push (before the mailbox's
+   next scheduled run was due) and how many by the scheduled run. Targets: <= 2 s p95
+   with push or wake, <= one interval without.
 
 Stores (``--store``, default all of them, one after the other in the same run):
 ``radicale`` (a local Radicale, as the tests start it; a process of its own, so its CPU is
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import sys
@@ -48,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.fernet import Fernet  # noqa: E402
 
 USER = "bob@org.example"
+PUSH_INTERVAL = 300.0  # worker mode, push on: the interval of a store with push
 TRACKED = "CATEGORIES:Tracked to Regarding\r\n"
 
 
@@ -83,6 +91,15 @@ class Side:
     # itself sees it (its files, its memory): how a change is seen to arrive, at no cost
     # to the sync being timed.
     holds: Callable[[str, str], bool] = lambda uid, text: False
+    # The store's push, where it has one: what it is ("" none), what it needs of the
+    # application while a worker runs (Graph: the app served on a loopback port, its
+    # notification URL pointing there), how many notifications the app accepted so far,
+    # and a wait until the store has posted what it had to post.
+    push: str = ""
+    serve: Callable[[object], contextlib.AbstractContextManager] = \
+        lambda app: contextlib.nullcontext()
+    notified: Callable[[], int] = lambda: 0
+    settle: Callable[[], None] = lambda: None
 
 
 def radicale_side(tmp: Path) -> Side:
@@ -97,16 +114,20 @@ def radicale_side(tmp: Path) -> Side:
     def client():
         return CalDavStore(account)
 
+    @functools.cache
+    def folder(kind: str) -> Path:
+        """The directory of the user's collection of ``kind`` in Radicale's storage."""
+        with client() as store:
+            key = store.collections(kind)[0].key
+        return server.storage_dir / "collection-root" / key.split("/", 3)[3].strip("/")
+
     def fill(events: int, contacts: int):
         texts = {"appointment": {f"bench-e{n}": event(n) for n in range(events)},
                  "contact": {f"bench-c{n}": card(n) for n in range(contacts)}}
-        with client() as store:
-            keys = {kind: store.collections(kind)[0].key for kind in texts}
         for kind, items in texts.items():
-            folder = server.storage_dir / "collection-root" / keys[kind].split("/", 3)[3].strip("/")
             suffix = ".vcf" if kind == "contact" else ".ics"
             for uid, text in items.items():
-                (folder / f"{uid}{suffix}").write_text(text)
+                (folder(kind) / f"{uid}{suffix}").write_text(text)
 
     def warm():
         started = time.perf_counter()
@@ -116,12 +137,8 @@ def radicale_side(tmp: Path) -> Side:
         return time.perf_counter() - started
 
     def holds(uid: str, text: str) -> bool:
-        with client() as store:
-            key = store.collections("contact")[0].key
-        path = server.storage_dir / "collection-root" / key.split("/", 3)[3].strip("/") / \
-            f"{uid}.vcf"
-        try:
-            return text in path.read_text()
+        try:  # its file, read without asking Radicale (which the sync being timed is using)
+            return text in (folder("contact") / f"{uid}.vcf").read_text()
         except FileNotFoundError:
             return False
 
@@ -160,8 +177,18 @@ def graph_side(tmp: Path) -> Side:
             item = fake.box(USER).items.get(uid)
             return item is not None and text.split(":", 1)[-1] in str(item.fields)
 
+    def serve(app):
+        from tests.sync.graph.conftest import serving  # as the tests and latency.py serve it
+        return serving(app)
+
+    def notified() -> int:
+        return sum(1 for kind, status in fake.deliveries if kind == "notification" and
+                   status == 202)
+
     return Side(profile, {"server_profile_id": None}, fill, lambda: 0.0, client, fake.close,
-                requests=lambda: fake.stats["http"], holds=holds)
+                requests=lambda: fake.stats["http"], holds=holds,
+                push="change notifications to the web app's webhook", serve=serve,
+                notified=notified, settle=fake.wait_for_deliveries)
 
 
 STORES = {"radicale": radicale_side, "graph": graph_side}
@@ -271,16 +298,21 @@ def worker_latency(app, mailbox_id: int, side: Side, samples: int, poll: float,
     changed through the REST API (a request: the wake asks for the mailbox and wakes the
     worker), seen when the store holds it; server -> CRM, the card changed in the store as
     another client, seen when the CRM has it committed: brought by the mailbox's interval
-    (``interval`` seconds), or with ``push`` by the store's push where it has one."""
+    (``interval`` seconds), or with ``push`` by the store's push where it has one (Graph:
+    its notifications to the webhook of the application, served for the while). Each
+    server-side change is made with the mailbox at rest (no run under way or asked for, the
+    store's own notifications posted); it came by push when it arrived before the
+    mailbox's next scheduled run was due, else by that run."""
     import threading
+    from datetime import timezone
     from sqlalchemy import select
     from server.crm.models import Contact
-    from server.db import db
+    from server.db import db, utcnow
     from server.security import tokens
-    from server.sync.connectors.base import ItemStore
     from server.sync.models import Mailbox
     from server.sync.workers import scheduler
     from server.sync.workers.worker import run_worker
+    pushed = push and bool(side.push)
     app.config.update(REGARDING_SYNC_POLL_SECONDS=poll, REGARDING_SYNC_INTERVAL_SECONDS=interval)
     with app.app_context():
         box = db.session.get(Mailbox, mailbox_id)
@@ -289,9 +321,7 @@ def worker_latency(app, mailbox_id: int, side: Side, samples: int, poll: float,
         rows = db.session.execute(select(Contact.id, Contact.contact_uid).order_by(Contact.id)
                                   .limit(2 * samples)).all()
         db.session.commit()
-    with side.client() as store:
-        has_push = type(store).wait_for_changes is not ItemStore.wait_for_changes
-    from_server = "push" if push and has_push else \
+    from_server = f"push, {side.push} (interval {interval:.0f} s)" if pushed else \
         f"interval {interval:.0f} s" + (" (the store has no push)" if push else "")
     # On SQLite, a request that reads and then writes while the worker commits would be
     # refused ("database is locked") in a deferred transaction: this thread's wait for the
@@ -303,15 +333,15 @@ def worker_latency(app, mailbox_id: int, side: Side, samples: int, poll: float,
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, kwargs=dict(
         app=app, worker_id="bench", concurrency=1, stop_event=stop, push=push), daemon=True)
-    worker.start()
 
-    def until(check, limit: float = 600) -> float:
+    def until(check, what: str, limit: float = 600):
+        """``check()``'s first truthy answer, looked for every 20 ms."""
         ends = time.monotonic() + limit
-        while not check():
+        while not (found := check()):
             if time.monotonic() > ends:
-                raise SystemExit("a change did not arrive in 10 minutes")
+                raise SystemExit(f"{what}: not in {limit / 60:.0f} minutes")
             time.sleep(0.02)
-        return time.perf_counter()
+        return found
 
     def in_crm(contact_id: int, text: str) -> bool:
         with app.app_context():
@@ -320,32 +350,55 @@ def worker_latency(app, mailbox_id: int, side: Side, samples: int, poll: float,
             db.session.remove()
             return found == text
 
-    to_server, to_crm = [], []
-    try:
-        time.sleep(2 * poll)  # the first run (it was due): over before the first sample
-        with side.client() as store:
-            book = store.collections("contact")[0]
-            for n in range(samples):
-                contact_id, uid = rows[2 * n]
-                started = time.perf_counter()
-                reply = web.patch(f"/api/v1/contacts/{contact_id}", headers=auth,
-                                  json={"job_title": f"Woken {n}"})
-                assert reply.status_code == 200, reply.get_data(as_text=True)
-                to_server.append(until(lambda: side.holds(uid, f"TITLE:Woken {n}")) - started)
-                contact_id, uid = rows[2 * n + 1]
-                item = _read_one(store, book, uid)
-                started = time.perf_counter()
-                store.put(book, item.data.replace("FN:", f"NOTE:bench {n}\r\nFN:"), item.ref,
-                          item.etag)
-                to_crm.append(until(lambda: in_crm(contact_id, f"bench {n}")) - started)
-    finally:
-        stop.set()
-        scheduler.wake_local()
-        worker.join(60)
+    def scheduled():
+        """When the mailbox's next scheduled run is due, once it is at rest."""
+        side.settle()
+        with app.app_context():
+            box = db.session.get(Mailbox, mailbox_id)
+            due = None if box.lease_owner or box.sync_requested else box.next_sync_on
+            db.session.remove()
+        return due and (due if due.tzinfo else due.replace(tzinfo=timezone.utc))
+
+    to_server, to_crm, paths = [], [], []
+    with side.serve(app) if pushed else contextlib.nullcontext():
+        worker.start()
+        try:
+            until(scheduled, "the first run")  # it was due (with push: it subscribes)
+            notified = side.notified()
+            with side.client() as store:
+                book = store.collections("contact")[0]
+                for n in range(samples):
+                    contact_id, uid = rows[2 * n]
+                    started = time.perf_counter()
+                    reply = web.patch(f"/api/v1/contacts/{contact_id}", headers=auth,
+                                      json={"job_title": f"Woken {n}"})
+                    assert reply.status_code == 200, reply.get_data(as_text=True)
+                    until(lambda: side.holds(uid, f"TITLE:Woken {n}"), "CRM -> server")
+                    to_server.append(time.perf_counter() - started)
+                    contact_id, uid = rows[2 * n + 1]
+                    item = _read_one(store, book, uid)
+                    due = until(scheduled, "the mailbox at rest")
+                    started = time.perf_counter()
+                    store.put(book, item.data.replace("FN:", f"NOTE:bench {n}\r\nFN:"),
+                              item.ref, item.etag)
+                    until(lambda: in_crm(contact_id, f"bench {n}"), "server -> CRM")
+                    to_crm.append(time.perf_counter() - started)
+                    paths.append("push" if utcnow() < due else "interval")
+            notified = side.notified() - notified
+        finally:
+            stop.set()
+            scheduler.wake_local()
+            worker.join(60)
+    came = (f"{paths.count('push')} came by push (before the scheduled run was due), "
+            f"{paths.count('interval')} by the scheduled run"
+            + (f"; {notified} notifications accepted" if pushed else ""))
     for name, values, mode in (("CRM -> server", to_server, f"wake (worker poll {poll:g} s)"),
-                               ("server -> CRM", to_crm, from_server)):
+                               ("server -> CRM", to_crm, f"{from_server}; {came}")):
         print(f"{name}: {_quantiles(values)} ({len(values)} changes, a running worker; "
               f"mode: {mode})")
+    if pushed and "interval" in paths:
+        print(f"  push did not bring {paths.count('interval')} of {len(paths)} changes: "
+              "their figures are the interval's")
 
 
 def _quantiles(values: list[float]) -> str:
@@ -373,8 +426,10 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=5.0,
                         help="poll mode: the wait before each sync; worker mode: the worker's "
                              "REGARDING_SYNC_POLL_SECONDS")
-    parser.add_argument("--interval", type=float, default=5.0,
-                        help="worker mode: the mailbox's interval (server -> CRM without push)")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="worker mode: the mailbox's interval (default 5 s; with --push, "
+                             "300 s for a store with push, so a change arriving sooner came "
+                             "by push)")
     parser.add_argument("--mode", choices=("poll", "worker"), nargs="+",
                         default=["poll", "worker"], help="latency as a polling loop calling "
                         "the sync, and/or with a running worker")
@@ -393,8 +448,10 @@ def main() -> None:
                 if args.samples and "poll" in args.mode:
                     latency(app, mailbox_id, side, args.samples, args.poll)
                 if args.samples and "worker" in args.mode:
-                    worker_latency(app, mailbox_id, side, args.samples, args.poll,
-                                   args.interval, args.push)
+                    interval = args.interval if args.interval is not None else \
+                        PUSH_INTERVAL if args.push and side.push else 5.0
+                    worker_latency(app, mailbox_id, side, args.samples, args.poll, interval,
+                                   args.push)
             finally:
                 side.close()
 
