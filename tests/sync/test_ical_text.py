@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,6 +65,25 @@ def test_text_added_with_icalendar_survives_serialize_and_parse(summary, place, 
         (lines(summary), lines(place), lines(html))
     assert [str(c) for c in back["CATEGORIES"].cats] == names if names else "CATEGORIES" not in back
     assert ical_text.serialize(ical_text.parse(text)) == text  # read and written again: the same
+    assert text == cal.to_ical()  # folded as icalendar folds (its lines short or long)
+    assert (str(event["SUMMARY"]), str(event["X-ALT-DESC"])) == (lines(summary), lines(html))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["a", "é", "€", "😀", ";", "\\", " "]), min_size=60, max_size=90)
+       .map("".join))
+def test_long_lines_are_folded_as_icalendar_folds_them(summary):
+    """Around the 75-octet fold, in characters of one to four octets; with parameters and a
+    VTIMEZONE (values icalendar writes as str) too."""
+    cal, event = Calendar(), Event()
+    event.add("summary", summary)
+    event.add("attendee", ical_text.person("a@example.com", summary))
+    event.add("dtstart", datetime(2030, 3, 31, 9, tzinfo=ZoneInfo("Europe/Berlin")))
+    cal.add_component(event)
+    cal.add_missing_timezones()
+    text = ical_text.serialize(cal)
+    assert text == cal.to_ical()
+    assert str(ical_text.parse(text).walk("VEVENT")[0]["SUMMARY"]) == summary
 
 
 @settings(max_examples=200, deadline=None)

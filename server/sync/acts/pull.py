@@ -123,9 +123,10 @@ def take_once(run: Run, collection: Collection, items: list[Item]) -> None:
         db.session.flush()
 
 
-def read(kind: str, data: str) -> tuple[dict, list[str]]:
-    """(CRM values, the item's categories) of a store's text."""
-    values = READERS[kind](data)
+def read(kind: str, data: str, parsed=None) -> tuple[dict, list[str]]:
+    """(CRM values, the item's categories) of a store's text (read from ``parsed`` where the
+    store gave the calendar it wrote the text from: ``Item.parsed``)."""
+    values = READERS[kind](data if parsed is None else parsed)
     if kind == "contact":
         return values, vcard.categories_of(data)
     found = [c for c in (values.get("categories") or "").split(",") if c]
@@ -153,7 +154,7 @@ def take(run: Run, collection: Collection, items: list[Item], again: bool = Fals
         if link is not None and link.etag and link.etag == item.etag and not again:
             continue  # our own write, or a repeat after a crash
         try:
-            parsed[item.ref] = read(kind, item.data)
+            parsed[item.ref] = read(kind, item.data, item.parsed)
         except ValueError as exc:
             parsed[item.ref] = exc
     records.prepare(run.cache, kind, [p[0] for p in parsed.values() if isinstance(p, tuple)],

@@ -300,6 +300,9 @@ class Item:
     etag: str | None  # the version the store gave (ETag, Graph @odata.etag, EWS ChangeKey)
     data: str  # iCalendar or vCard text (see above)
     uid: str | None = None  # the iCalendar UID / vCard UID: the item's identity
+    # ``data`` as the store built it, where it did (the Graph connector's iCalendar calendar,
+    # serialized by ``ical_text``): the core reads it instead of parsing ``data`` again.
+    parsed: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

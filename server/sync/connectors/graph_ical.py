@@ -288,6 +288,12 @@ def cancelled_dates(master: dict) -> list[date]:
 def event_to_ical(master: dict) -> str:
     """A Graph event (single instance or series master, with ``exceptionOccurrences`` and
     ``cancelledOccurrences`` when a series) as iCalendar text."""
+    return event_calendar(master)[0]
+
+
+def event_calendar(master: dict) -> tuple[str, Calendar]:
+    """A Graph event as iCalendar text and the calendar it was serialized from (which reads
+    as the text parsed does: ``ical_text.serialize``)."""
     uid = master.get("iCalUId") or master["id"]
     cal = _calendar()
     event = _event_component(master, uid)
@@ -308,7 +314,7 @@ def event_to_ical(master: dict) -> str:
         when = datetime.fromisoformat(original.replace("Z", "+00:00")).astimezone(timezone.utc)
         component.add("recurrence-id", when.date() if all_day else when)
         cal.add_component(component)
-    return serialize(cal).decode()
+    return serialize(cal).decode(), cal
 
 
 def _event_json(event) -> dict:

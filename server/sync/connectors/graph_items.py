@@ -51,7 +51,7 @@ from server.sync.connectors.base import (Account, Collection, ConnectorError, It
                                          ItemConflict, ItemStore)
 from server.sync.connectors.graph_client import (IMMUTABLE, GraphSession, GraphSubscriptions, Reply,
                                                  error_body, graph_timestamp)
-from server.sync.connectors.graph_ical import (Unrepresentable, event_to_ical, ical_to_event,
+from server.sync.connectors.graph_ical import (Unrepresentable, event_calendar, ical_to_event,
                                                ical_to_task, task_to_ical)
 from server.sync.connectors.graph_vcard import contact_to_vcard, vcard_to_contact
 
@@ -450,8 +450,9 @@ def rest_id(item_id: str) -> str:
 
 
 def _event_item(row: dict) -> Item:
-    return Item(ref=row["id"], etag=row.get("@odata.etag"), data=event_to_ical(row),
-                uid=row.get("iCalUId") or row["id"])
+    data, parsed = event_calendar(row)
+    return Item(ref=row["id"], etag=row.get("@odata.etag"), data=data,
+                uid=row.get("iCalUId") or row["id"], parsed=parsed)
 
 
 def _daygraph_time(day: date) -> str:

@@ -1,5 +1,6 @@
 """Microsoft Graph contacts as vCard 4.0 and back: the pure translation the Graph item store
-(``graph_items``) uses, read and written with ``vobject`` (vCard 3.0 is read too).
+(``graph_items``) uses, written line by line (thousands of cards a second, where ``vobject``
+writes hundreds) and read with ``vobject`` (vCard 3.0 too).
 
 The vCard's UID is the contact's id (Graph keeps no UID of its own). Fields: FN
 ``displayName``; N surname, given, middle name, title, generation; NICKNAME ``nickName``;
@@ -15,6 +16,8 @@ from datetime import date
 
 import vobject
 
+from server.ical_text import escape, fold
+
 ADDRESSES = {"work": "businessAddress", "home": "homeAddress", "other": "otherAddress"}
 PHONES = {"work": "businessPhones", "home": "homePhones"}
 ADDRESS_FIELDS = (("street", "street"), ("city", "city"), ("region", "state"),
@@ -22,49 +25,46 @@ ADDRESS_FIELDS = (("street", "street"), ("city", "city"), ("region", "state"),
 
 
 def contact_to_vcard(contact: dict) -> str:
-    card = vobject.vCard()
-    card.add("version").value = "4.0"
-    card.add("uid").value = contact["id"]
+    """A Graph contact as vCard 4.0 text, written line by line (``ical_text``'s escaping and
+    folding)."""
     name = contact.get("displayName") or " ".join(
         filter(None, (contact.get("givenName"), contact.get("surname")))) or \
         next((e.get("address") for e in contact.get("emailAddresses") or [] if e.get("address")), "")
-    card.add("fn").value = name or ""
-    card.add("n").value = vobject.vcard.Name(
-        family=contact.get("surname") or "", given=contact.get("givenName") or "",
-        additional=contact.get("middleName") or "", prefix=contact.get("title") or "",
-        suffix=contact.get("generation") or "")
+    lines = ["BEGIN:VCARD", "VERSION:4.0", f"UID:{contact['id']}",
+             f"FN:{escape(name or '')}",
+             "N:" + _structured(contact.get(k) for k in ("surname", "givenName", "middleName",
+                                                         "title", "generation"))]
     if contact.get("nickName"):
-        card.add("nickname").value = contact["nickName"]
+        lines.append(f"NICKNAME:{escape(contact['nickName'])}")
     if contact.get("companyName") or contact.get("department"):
-        card.add("org").value = [contact.get("companyName") or "", *(
-            [contact["department"]] if contact.get("department") else [])]
+        lines.append("ORG:" + _structured([contact.get("companyName"), *(
+            [contact["department"]] if contact.get("department") else [])]))
     if contact.get("jobTitle"):
-        card.add("title").value = contact["jobTitle"]
-    for email in contact.get("emailAddresses") or []:
-        if email.get("address"):
-            card.add("email").value = email["address"]
+        lines.append(f"TITLE:{escape(contact['jobTitle'])}")
+    lines += [f"EMAIL:{escape(e['address'])}" for e in contact.get("emailAddresses") or []
+              if e.get("address")]
     for kind, field in PHONES.items():
-        for number in contact.get(field) or []:
-            if number:
-                tel = card.add("tel")
-                tel.value, tel.type_param = number, kind
+        lines += [f"TEL;TYPE={kind}:{escape(n)}" for n in contact.get(field) or [] if n]
     if contact.get("mobilePhone"):
-        tel = card.add("tel")
-        tel.value, tel.type_param = contact["mobilePhone"], "cell"
+        lines.append(f"TEL;TYPE=cell:{escape(contact['mobilePhone'])}")
     for kind, field in ADDRESSES.items():
         address = contact.get(field) or {}
         if any(address.get(graph) for _, graph in ADDRESS_FIELDS):
-            adr = card.add("adr")
-            adr.value = vobject.vcard.Address(
-                **{ours: address.get(graph) or "" for ours, graph in ADDRESS_FIELDS})
-            adr.type_param = kind
+            lines.append(f"ADR;TYPE={kind}:;;" + _structured(
+                address.get(graph) for _, graph in ADDRESS_FIELDS))
     if contact.get("birthday"):
-        card.add("bday").value = str(contact["birthday"])[:10].replace("-", "")
+        lines.append("BDAY:" + str(contact["birthday"])[:10].replace("-", ""))
     if contact.get("personalNotes"):
-        card.add("note").value = contact["personalNotes"]
+        lines.append(f"NOTE:{escape(contact['personalNotes'])}")
     if contact.get("categories"):
-        card.add("categories").value = list(contact["categories"])
-    return card.serialize()
+        lines.append("CATEGORIES:" + ",".join(escape(c) for c in contact["categories"]))
+    lines.append("END:VCARD")
+    return "".join(fold(line) + "\r\n" for line in lines)
+
+
+def _structured(parts) -> str:
+    """The ;-separated parts of N, ORG or ADR, each escaped."""
+    return ";".join(escape(part or "") for part in parts)
 
 
 def _types(line) -> set[str]:

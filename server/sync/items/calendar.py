@@ -1,7 +1,8 @@
 """iCalendar (RFC 5545) <-> CRM appointment and task field values.
 
 ``read_event(text)`` / ``read_task(text)`` give the values of the VCALENDAR's series (its
-VEVENT without RECURRENCE-ID) or VTODO; ``write_event(values, uid, base)`` /
+VEVENT without RECURRENCE-ID) or VTODO (from its text, or from the calendar a store built
+the text from: ``Item.parsed``); ``write_event(values, uid, base)`` /
 ``write_task(...)`` give the text to store, written over ``base`` (the server's last text)
 so what the CRM does not hold (X- properties, attachments, conference data, the server's
 own VTIMEZONEs) is kept. Times are aware UTC datetimes with the zone's name beside them
@@ -33,11 +34,16 @@ class BadItem(ValueError):
     """Text that is not a calendar item we can read (quarantined with its reason)."""
 
 
-def _parse(text: str, component: str):
-    try:
-        calendar = parse(text)
-    except ValueError as exc:
-        raise BadItem(f"not iCalendar: {exc}") from exc
+def _parse(text: str | icalendar.Calendar, component: str):
+    """The calendar of ``text`` (or ``text`` itself, already read) and its components of
+    the kind."""
+    if isinstance(text, icalendar.Calendar):
+        calendar = text
+    else:
+        try:
+            calendar = parse(text)
+        except ValueError as exc:
+            raise BadItem(f"not iCalendar: {exc}") from exc
     found = [c for c in calendar.walk(component)]
     if not found:
         raise BadItem(f"no {component} in the item")
@@ -124,8 +130,9 @@ def _parties(event) -> list[dict]:
     return parties
 
 
-def read_event(text: str) -> dict:
-    """The appointment values of a VCALENDAR holding one event series."""
+def read_event(text: str | icalendar.Calendar) -> dict:
+    """The appointment values of a VCALENDAR holding one event series (its text, or the
+    calendar a store built it from)."""
     _, events = _parse(text, "VEVENT")
     master = next((e for e in events if e.get("RECURRENCE-ID") is None), events[0])
     start, all_day, zone = _utc(_dt(master, "DTSTART"))
@@ -179,8 +186,8 @@ def _exceptions(master, events) -> dict:
     return {"exdates": sorted(exdates), "overrides": overrides}
 
 
-def read_task(text: str) -> dict:
-    """The task values of a VCALENDAR holding one VTODO."""
+def read_task(text: str | icalendar.Calendar) -> dict:
+    """The task values of a VCALENDAR holding one VTODO (its text, or its calendar)."""
     _, todos = _parse(text, "VTODO")
     todo = todos[0]
     status = (_text(todo, "STATUS") or "NEEDS-ACTION").upper()

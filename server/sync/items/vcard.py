@@ -12,6 +12,7 @@ import re
 from datetime import date
 
 from server.ical_text import escape as _escape
+from server.ical_text import fold
 from server.ical_text import unescape as _unescape
 
 # Properties the CRM holds: written from its values, the base's copies replaced.
@@ -181,24 +182,7 @@ def write_contact(values: dict, uid: str, base: str | None = None,
         lines.append("CATEGORIES:" + ",".join(_escape(c) for c in categories))
     lines += kept
     lines.append("END:VCARD")
-    return "".join(_fold(line) + "\r\n" for line in lines)
-
-
-def _fold(line: str) -> str:
-    """RFC 6350 3.2: lines over 75 octets folded, never inside a UTF-8 sequence."""
-    encoded = line.encode()
-    if len(encoded) <= 75:
-        return line
-    chunks, current = [], ""
-    for char in line:
-        limit = 75 if not chunks else 74
-        if len((current + char).encode()) > limit:
-            chunks.append(current)
-            current = char
-        else:
-            current += char
-    chunks.append(current)
-    return "\r\n ".join(chunks)
+    return "".join(fold(line) + "\r\n" for line in lines)
 
 
 def categories_of(text: str) -> list[str]:
