@@ -270,6 +270,13 @@ def warm_pool() -> None:
           f"{time.perf_counter() - started:.2f} s, {pool_cpu_seconds():.2f} s CPU; not counted)")
 
 
+def settle_heap() -> None:
+    """What ``sync worker`` does once it has started (``engine.heap.settle``): the start-up
+    heap collected and frozen, before the clock (each run is a fresh worker's app)."""
+    from server.sync.engine import heap, run  # noqa: F401 (the engine loaded, as the worker's)
+    heap.settle()
+
+
 def pool_cpu_seconds() -> float:
     """CPU time (user + system) of the sync engine's parse pool workers so far."""
     from server.sync.engine import pool
@@ -313,6 +320,7 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
             backend = BackendCpu()
             locks = WriteLocks(db.engine)
             warm_pool()
+            settle_heap()
             cpu0, wall0 = cpu_seconds(), time.perf_counter()
             pool0 = pool_cpu_seconds()
             profiler = None

@@ -316,8 +316,11 @@ def test_server_killed_mid_fetch_backs_off_and_recovers_without_loss(crm, make_d
     server.start()
     again = sync_mailbox(box.id, limit=3)
     db.session.refresh(box)
-    # (fetched also counts messages seen again because their category was just written)
-    assert again.status == "success" and again.fetched >= 4 and box.consecutive_failures == 0
+    # What was not committed is fetched (and, besides, messages seen again when their
+    # category was written before the kill: it is written on the read-ahead thread, after
+    # the commit, so the kill may come first)
+    assert again.status == "success" and again.fetched >= 7 - sum(batches)
+    assert box.consecutive_failures == 0
     assert sorted(e.message_id for e in w.emails()) == sorted(f"n{n}@x.example" for n in range(7))
     assert alerts.open_alerts(crm.p) == []
 

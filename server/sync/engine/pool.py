@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from flask import current_app
 
 from server.crm.html import sanitize_html
+from server.sync.engine import heap
 from server.sync.mail.message import MailMessage, MessageError, parse
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ def _prepare_chunk(jobs: list[tuple[bytes, bool]]) -> list[Prepared]:
         done = prepare(raw, headers_only, ahead=True)
         out.append(done if done.msg is None else replace(done, msg=replace(done.msg, _raw=b"")))
     return out
+
+
+def _started() -> None:
+    """A pool worker, once started: what parsing needs is imported (this module), and its
+    heap is settled (``heap.settle``)."""
+    heap.settle()
 
 
 class Parsing:
@@ -134,7 +141,8 @@ def _executor(size: int) -> ProcessPoolExecutor | None:
             # this process's main script again as "spawn" does.
             try:
                 _pool = ProcessPoolExecutor(size,
-                                            mp_context=multiprocessing.get_context("forkserver"))
+                                            mp_context=multiprocessing.get_context("forkserver"),
+                                            initializer=_started)
                 _pool_size = size
             except (OSError, ValueError) as exc:
                 log.warning("the parse pool could not start (%s); messages are parsed "

@@ -15,9 +15,10 @@
    keep a repeat (or a ``reset`` after a UIDVALIDITY change) free of duplicates; the
    "Tracked to Regarding" category is written back after each commit, one request per
    batch. Where the connector allows it (``ReadsAhead``), the next batch is read from the
-   server in a thread while the current one is processed; the connector is never used by
-   both at once. All the work comes before the batch's writes, so the database's write
-   lock (SQLite's one writer) is held only for the bulk write and the commit;
+   server in a thread while the current one is processed, and the category is written on
+   that thread after it; the connector is never used by both at once. All the work comes
+   before the batch's writes, so the database's write lock (SQLite's one writer) is held
+   only for the bulk write and the commit;
 4. errors by severity: a message is quarantined and the run goes on; a folder is skipped
    and reported; a mailbox failure (server down, connection lost) backs off
    (``REGARDING_SYNC_RETRY_SECONDS``) and turns the mailbox off after
@@ -55,7 +56,7 @@ from server.sync.engine.batch import process, process_batch, reads_headers_first
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
 from server.sync.engine.folders import FolderInfo, plan_folders
-from server.sync.engine.keywords import write_keywords
+from server.sync.engine.keywords import keyword_job
 from server.sync.engine.pool import Parsing
 from server.sync.engine.quarantine import safe_detail
 from server.sync.engine.reader import Reader
@@ -326,9 +327,8 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 db.session.add(state)
             if changes.messages:
                 db.session.commit()  # the batch's activities, decisions and cursor together
-                reader.settle()  # the connector is free again: the category can be written
-                write_keywords(ctx)
-                _delete_processed(ctx, info, changes.messages)
+                reader.later(keyword_job(ctx))  # the category, while the next batch goes on
+                _delete_processed(ctx, info, changes.messages, reader)
             # else nothing came: the folder's visit (and a cursor that covers nothing) is
             # committed with the run's outcome, one statement for every idle folder.
             for target in (folder_result, result):
@@ -353,7 +353,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
         reader.close()
 
 
-def _delete_processed(ctx: MailboxRun, info: FolderInfo, messages) -> None:
+def _delete_processed(ctx: MailboxRun, info: FolderInfo, messages, reader: Reader) -> None:
     """A forward mailbox that deletes messages after processing: the batch is committed
     (each forward tracked, skipped or kept whole in quarantine), so its messages go from
     the server. A failure is logged; the next run sees them again and skips them."""
@@ -361,6 +361,7 @@ def _delete_processed(ctx: MailboxRun, info: FolderInfo, messages) -> None:
     if not (mailbox.is_forward_mailbox and mailbox.delete_after_processing and messages
             and isinstance(ctx.connector, Deletes)):
         return
+    reader.settle()  # the connector is free
     try:
         ctx.connector.delete(info.folder, [m.ref for m in messages])
     except ConnectorError as exc:

@@ -482,6 +482,8 @@ def serve(app, *, worker_id: str | None, concurrency: int, push: bool | None = N
         scheduler.wake_local()  # out of the wait for the next poll, however long
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    from server.sync.engine import heap, run  # noqa: F401 (the engine loaded before the freeze)
+    heap.settle()  # this process's start-up heap, out of every later collection
     try:
         return run_worker(app, worker_id=worker_id, concurrency=concurrency, stop_event=stop,
                           push=push)
