@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import has_request_context
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, true, update
 from sqlalchemy.orm import Session
 
 from server.crm.activities import ActivityParty
@@ -127,31 +127,54 @@ def _linked_mailboxes(session: Session, ids: dict[str, list[int]]) -> set[int]:
 
 
 def _filtered_mailboxes(session: Session, by_kind: dict[str, list]) -> set[int]:
-    """The item-syncing mailboxes of the users whose filter takes one of these records."""
+    """The item-syncing mailboxes of the users whose filter takes one of these records.
+    Those whose filter could take them are asked, each by the filter itself and the kind's
+    privilege: the owner ("me"), the owning team's members ("my teams"), an appointment's
+    attendees, and every user whose filter says "anyone" (those without a filter of their
+    own where the organization's says so). A few statements per kind, however many users."""
     found: set[int] = set()
     for kind, changed in by_kind.items():
-        users = {r.owner_user_id for r in changed if r.owner_user_id}
+        default, own = filters.rules(kind)
+        named = {r.owner_user_id for r in changed if r.owner_user_id}
+        named |= {user_id for user_id, rule in own.items() if rule.owner == "any"}
         teams = {r.owner_team_id for r in changed if r.owner_team_id}
         if teams:
-            users.update(session.scalars(select(team_member.c.user_id).where(
+            named.update(session.scalars(select(team_member.c.user_id).where(
                 team_member.c.team_id.in_(sorted(teams)))))
         if kind == "appointment":
-            users.update(p.user_id for r in changed for p in r.parties if p.user_id)
-        if not users:
+            named.update(p.user_id for r in changed for p in r.parties if p.user_id)
+        everyone = default.owner == "any"
+        if not named and not everyone:
             continue
-        boxes = session.execute(select(Mailbox.id, Mailbox.user_id).where(
-            Mailbox.user_id.in_(sorted(users)), Mailbox.enabled.is_(True),
-            Mailbox.acts_method == "server_side_sync")).all()
-        model = records.MODELS[kind]
-        ids = [r.id for r in changed]
-        for mailbox_id, user_id in boxes:
-            user = session.get(User, user_id)
-            if user is None or not user.is_active:
-                continue
-            p = authz.principal(user)
-            if not p.has(records.PRIVILEGES[kind]):
-                continue
-            if session.scalar(select(model.id).where(
-                    model.id.in_(ids), filters.selected(p, kind)).limit(1)) is not None:
-                found.add(mailbox_id)
+        boxes: dict[int, list[int]] = {}
+        users: dict[int, User] = {}
+        for mailbox_id, user in session.execute(select(Mailbox.id, User).join(
+                User, User.id == Mailbox.user_id).where(
+                Mailbox.enabled.is_(True), Mailbox.acts_method == "server_side_sync",
+                User.is_active.is_(True),
+                true() if everyone else Mailbox.user_id.in_(sorted(named)))):
+            if user.id in named or user.id not in own:
+                boxes.setdefault(user.id, []).append(mailbox_id)
+                users[user.id] = user
+        people = [p for p in authz.principals(list(users.values())).values()
+                  if p.has(records.PRIVILEGES[kind])]
+        for user_id in _taking(session, kind, changed, people, default, own):
+            found.update(boxes[user_id])
     return found
+
+
+def _taking(session: Session, kind: str, changed: list, people: list[authz.Principal],
+            default: filters.Rule, own: dict[int, filters.Rule]) -> list[int]:
+    """Those of ``people`` whose filter takes one of the changed records: one statement per
+    hundred people, an EXISTS each."""
+    model = records.MODELS[kind]
+    ids = select(model.id.label("id")).where(model.id.in_([r.id for r in changed])).cte()
+    taking = []
+    for start in range(0, len(people), 100):
+        chunk = people[start:start + 100]
+        row = session.execute(select(*(
+            select(model.id).where(model.id.in_(select(ids.c.id)),
+                                   filters.selected(p, kind, own.get(p.user_id, default)))
+            .exists() for p in chunk))).one()
+        taking += [p.user_id for p, takes in zip(chunk, row) if takes]
+    return taking
