@@ -5,9 +5,11 @@ mailbox's interval.
 
 The mailboxes woken are those with a tracked item link to the record (it changed, left
 their filter or was deleted: the push updates or removes the item) and those of the users
-whose synchronization filter takes it now (its owner, its owning team's members, an
-appointment's attendees who are users: the push creates or updates the item), when they
-sync that kind. They are marked ``sync_requested`` in the change's own transaction (a
+whose synchronization filter takes it now (the push creates or updates the item), when
+they sync that kind: those whose filter could take it (its owner, its owning team's
+members, an appointment's attendees who are users, and every user whose filter, their own
+or the organization's, says "anyone"), each asked by ``filters.selected`` and the kind's
+privilege, in a few statements however many users. They are marked ``sync_requested`` in the change's own transaction (a
 rollback asks for nothing), and once it commits the workers running in this process are
 woken at once (``scheduler.wake_local``); a worker elsewhere finds the flag at its next poll.
 

@@ -91,6 +91,7 @@ def test_the_organizations_anyone_wakes_those_without_a_filter_of_their_own(offi
     assert _flagged() == {"ann@contoso.test"}
 
 
+@pytest.mark.both_databases
 def test_anyones_field_conditions_are_kept(office):
     _filter(office["bob"], "contact", "any", [("job_title", "eq", "Buyer")])
     api = office["api"]
@@ -118,6 +119,7 @@ def test_no_wake_without_the_kinds_privilege_nor_for_an_inactive_user(office, ma
     assert _flagged() == {"ann@contoso.test", "eve@contoso.test"}
 
 
+@pytest.mark.both_databases
 def test_statements_per_commit_do_not_grow_with_those_whose_filter_says_anyone(
         office, make_user):
     """The wake reads in a few statements whoever may take the record: two users or twelve
