@@ -9,9 +9,10 @@ whose synchronization filter takes it now (the push creates or updates the item)
 they sync that kind: those whose filter could take it (its owner, its owning team's
 members, an appointment's attendees who are users, and every user whose filter, their own
 or the organization's, says "anyone"), each asked by ``filters.selected`` and the kind's
-privilege, in a few statements however many users. They are marked ``sync_requested`` in the change's own transaction (a
-rollback asks for nothing), and once it commits the workers running in this process are
-woken at once (``scheduler.wake_local``); a worker elsewhere finds the flag at its next poll.
+privilege, in a few statements however many users. They are marked ``sync_requested`` in
+the change's own transaction (a rollback asks for nothing), and once it commits the workers
+running in this process are woken at once (``scheduler.wake_local``); a worker elsewhere
+finds the flag at its next poll.
 
 The sync's own changes are not made in a request (and ``sync_items`` says so besides, with
 ``quiet``), so they never wake anything: no loops. Registered at app start (``server``
@@ -84,9 +85,11 @@ def _collect(session: Session, _context, _instances) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _flag(session: Session) -> None:
+    if has_request_context() and not session.info.get(_QUIET) and (
+            session.new or session.dirty or session.deleted):
+        session.flush()  # the last changes (``_collect`` sees them), and new records' ids
     if not session.info.get(_RECORDS) and not session.info.get(_MAILBOXES):
         return
-    session.flush()  # the last changes, and the new records' ids
     found = session.info.pop(_RECORDS, {})
     mailbox_ids = session.info.pop(_MAILBOXES, set())
     by_kind: dict[str, list] = {}

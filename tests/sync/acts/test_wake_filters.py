@@ -7,13 +7,21 @@ user's filter asks for their mailbox too, so that the push takes the item away (
 Radicale)."""
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import delete, event
+from datetime import datetime, timezone
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, event, select
+
+from server.crm.activities import ActivityParty
+from server.crm.models import Contact
 from server.db import db
+from server.security import authz
 from server.security.models import Team
+from server.sync.acts import filters, records
 from server.sync.acts.run import sync_items
-from server.sync.models import Mailbox, SyncFilter
+from server.sync.models import FILTER_OWNERS, Mailbox, SyncFilter
 from tests.sync.acts.conftest import RadicaleSide
 from tests.sync.acts.test_wake import _flagged, _mailbox
 
@@ -184,3 +192,100 @@ def test_a_record_leaving_a_teams_or_anyone_filter_is_taken_off_their_server(
     for user in (bob, carl):
         sync_items(boxes[user.id].id)
         assert not any("Gus Gale" in card for card in cards(user)), user.email
+
+
+def test_a_change_committed_without_a_flush_of_its_own_wakes_too(app, office):
+    """The commit's own flush is where the change is seen: a record added, or changed, and
+    committed at once in a request asks for its owner's mailbox all the same."""
+    ann = office["ann"]
+    with app.test_request_context():
+        contact = Contact(last_name="Hale", full_name="Hale", owner_user_id=ann.id,
+                          owning_business_unit_id=ann.business_unit_id)
+        db.session.add(contact)
+        db.session.commit()
+    assert _flagged() == {"ann@contoso.test"}
+    with app.test_request_context():
+        db.session.get(Contact, contact.id).job_title = "Buyer"
+        db.session.commit()
+    assert _flagged() == {"ann@contoso.test"}
+
+
+# -- generated: whatever the filters say, the wake asks for exactly whom they take ------------
+
+_CONDITIONS = {"contact": ("job_title", "eq", "Buyer"),
+               "task": ("subject", "contains", "Buyer"),
+               "appointment": ("subject", "contains", "Buyer")}
+_RULES = st.none() | st.tuples(st.sampled_from(FILTER_OWNERS), st.booleans())
+_PEOPLE = 8  # (role, in the other unit, teams, active, mailbox syncs items)
+_SHAPES = [("Salesperson", False, (0,), True, True), ("Salesperson", False, (0,), True, True),
+           ("Sales Manager", False, (1,), True, True), ("Salesperson", True, (1,), True, True),
+           ("Customer Service Representative", False, (), True, True),
+           ("Salesperson", False, (0,), False, True), ("Salesperson", True, (), True, False),
+           ("System Administrator", False, (), True, True)]
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kind=st.sampled_from(KINDS), owner=st.integers(0, _PEOPLE + 1),
+       value=st.sampled_from(["Buyer", "Clerk"]), organization=_RULES,
+       own=st.lists(_RULES, min_size=_PEOPLE, max_size=_PEOPLE),
+       attendees=st.sets(st.integers(0, _PEOPLE - 1), max_size=3))
+def test_the_wake_asks_for_whom_the_filters_take(app, make_user, make_unit, kind, owner,
+                                                 value, organization, own, attendees):
+    """A new record, owned by any of eight people of all kinds (roles, units, teams, one
+    disabled, one whose mailbox syncs no items) or either team, under any mix of filters:
+    the mailboxes asked for are those of the users each of whose filter, asked alone
+    (``filters.selected``, the privilege), takes it."""
+    people, teams = _population(make_user, make_unit)
+    db.session.execute(delete(SyncFilter))
+    for user, rule in [(None, organization), *zip(people, own)]:
+        if rule is not None:
+            _filter(user, kind, rule[0], [_CONDITIONS[kind]] if rule[1] else ())
+    _flagged()
+    model = records.MODELS[kind]
+    holder = (people + teams)[owner]
+    fields = {"job_title": value, "full_name": "Dale", "last_name": "Dale"} \
+        if kind == "contact" else {"subject": value, "state": "open",
+                                   "occurred_on": datetime.now(timezone.utc)}
+    with app.test_request_context():
+        record = model(owning_business_unit_id=holder.business_unit_id, **fields,
+                       **{"owner_team_id" if owner >= _PEOPLE else "owner_user_id": holder.id})
+        if kind == "appointment":
+            record.parties = [ActivityParty(role="required", user_id=people[n].id)
+                              for n in sorted(attendees)]
+        db.session.add(record)
+        db.session.commit()
+    taking = set()
+    for user in people:
+        p = authz.principal(user)  # outside a request: computed afresh
+        box = db.session.scalar(select(Mailbox).where(Mailbox.user_id == user.id))
+        if box.acts_method == "server_side_sync" and p.has(records.PRIVILEGES[kind]) and \
+                db.session.scalar(select(model.id).where(model.id == record.id,
+                                                         filters.selected(p, kind))):
+            taking.add(user.email)
+    assert _flagged() == taking, (kind, owner, value, organization, own, attendees)
+
+
+_populations: dict[int, tuple] = {}
+
+
+def _population(make_user, make_unit):
+    """``_SHAPES``' people and the two teams, made once per test run."""
+    if id(make_user) not in _populations:
+        _populations.clear()
+        far = make_unit("Far away")
+        root = make_user("root@contoso.test").business_unit
+        teams = [Team(name=f"Team {n}", business_unit_id=root.id) for n in range(2)]
+        db.session.add_all(teams)
+        people = []
+        for n, (role, away, in_teams, active, items) in enumerate(_SHAPES):
+            user = make_user(f"p{n}@contoso.test", roles=[role], unit=far if away else None)
+            user.is_active = active
+            for t in in_teams:
+                teams[t].members.append(user)
+            box = _mailbox(user)
+            box.acts_method = "server_side_sync" if items else "none"
+            people.append(user)
+        db.session.commit()
+        _populations[id(make_user)] = (people, teams)
+    return _populations[id(make_user)]
