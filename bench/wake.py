@@ -34,8 +34,10 @@ def build(tmp: Path, users: int):
     from server.security.bootstrap import create_user, ensure_organization
     from server.security.models import Team
     from server.sync.models import Mailbox
-    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp / 'wake.db'}",
-                      "SECRET_KEY": "bench", "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    app = create_app({"TESTING": True,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp / 'wake.db'}",
+                      "SECRET_KEY": "bench",
+                      "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                       "WTF_CSRF_ENABLED": False, "REGARDING_INSTANCE_DIR": str(tmp),
                       "REGARDING_LOG_LEVEL": "ERROR"})
     with app.app_context():
@@ -98,8 +100,10 @@ def main() -> None:
         from server.sync.models import SyncFilter
         with app.app_context():
             ann = user_ids[0]
-            mine = Contact(last_name="Mine", full_name="Mine", owner_user_id=ann, owning_business_unit_id=1)
-            teams = Contact(last_name="Team's", full_name="Team's", owner_team_id=team_id, owning_business_unit_id=1)
+            mine = Contact(last_name="Mine", full_name="Mine", owner_user_id=ann,
+                           owning_business_unit_id=1)
+            teams = Contact(last_name="Team's", full_name="Team's", owner_team_id=team_id,
+                            owning_business_unit_id=1)
             meeting = Appointment(subject="Pricing", owner_user_id=ann, owning_business_unit_id=1,
                                   state="open", occurred_on=datetime.now(timezone.utc))
             meeting.parties = [ActivityParty(role="required", user_id=u) for u in user_ids[1:4]]
