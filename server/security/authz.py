@@ -121,34 +121,47 @@ class Principal:
 
 def principal(user: User) -> Principal:
     """The principal for ``user``, computed once per request."""
+    return principals([user])[user.id]
+
+
+def principals(users) -> dict[int, Principal]:
+    """The principal of each of ``users`` by id, computed once per request: those not yet
+    computed in this request in one statement."""
     cache = g.setdefault("_principals", {}) if has_request_context() else {}
-    if user.id not in cache:
-        cache[user.id] = _load_principal(user)
-    return cache[user.id]
+    missing = [u for u in users if u.id not in cache]
+    if missing:
+        cache.update(_load_principals(missing))
+    return {u.id: cache[u.id] for u in users}
 
 
 @cache
 def _grants():
-    """One statement: the user's teams (``team``: ``team_id``), the privileges of their roles
-    and of their teams' roles (``role``: ``name``, ``is_builtin``, ``item`` the privilege,
-    ``depth``; a role without privileges has a row too), and every table's secured fields
-    (``secured``: ``name`` the table, ``item`` the field)."""
-    user_id = bindparam("user_id")
-    teams = select(team_member.c.team_id).where(team_member.c.user_id == user_id)
-    role_ids = union(select(user_role.c.role_id).where(user_role.c.user_id == user_id),
-                     select(team_role.c.role_id).where(team_role.c.team_id.in_(teams)))
+    """One statement for the users ``user_ids``: each one's teams (``team``: ``team_id``),
+    the privileges of their roles and of their teams' roles (``role``: ``name``,
+    ``is_builtin``, ``item`` the privilege, ``depth``; a role without privileges has a row
+    too), each row with its ``user_id``; and every table's secured fields (``secured``:
+    ``name`` the table, ``item`` the field; no user)."""
+    user_ids = bindparam("user_ids", expanding=True)
+    roles = union(
+        select(user_role.c.user_id, user_role.c.role_id).where(user_role.c.user_id.in_(user_ids)),
+        select(team_member.c.user_id, team_role.c.role_id)
+        .join(team_role, team_role.c.team_id == team_member.c.team_id)
+        .where(team_member.c.user_id.in_(user_ids))).subquery()
 
-    def branch(kind: str, team_id=None, name=None, is_builtin=None, item=None, depth=None):
-        values = dict(team_id=team_id, name=name, is_builtin=is_builtin, item=item, depth=depth)
+    def branch(kind: str, user_id=None, team_id=None, name=None, is_builtin=None, item=None,
+               depth=None):
+        values = dict(user_id=user_id, team_id=team_id, name=name, is_builtin=is_builtin,
+                      item=item, depth=depth)
         return select(literal(kind).label("kind"),
                       *((null() if v is None else v).label(k) for k, v in values.items()))
 
     return prepared_statement(union_all(
-        branch("team", team_id=team_member.c.team_id).where(team_member.c.user_id == user_id),
-        branch("role", name=Role.name, is_builtin=Role.is_builtin, item=RolePrivilege.privilege,
-               depth=RolePrivilege.depth)
-        .select_from(Role).outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id)
-        .where(Role.id.in_(role_ids)),
+        branch("team", user_id=team_member.c.user_id, team_id=team_member.c.team_id)
+        .where(team_member.c.user_id.in_(user_ids)),
+        branch("role", user_id=roles.c.user_id, name=Role.name, is_builtin=Role.is_builtin,
+               item=RolePrivilege.privilege, depth=RolePrivilege.depth)
+        .select_from(roles).join(Role, Role.id == roles.c.role_id)
+        .outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id),
         branch("secured", name=SecuredField.table_name, item=SecuredField.field)))
 
 
@@ -157,32 +170,41 @@ def held(user: User) -> Principal:
     would hold again if reactivated. "Is this user above me?" is judged from this (a
     deactivated System Administrator is still one to a unit administrator); reads and
     writes always use :func:`principal`."""
-    return _load_principal(user, counting_inactive=True)
+    return _load_principals([user], counting_inactive=True)[user.id]
 
 
-def _load_principal(user: User, *, counting_inactive: bool = False) -> Principal:
-    team_ids: list[int] = []
-    depths: dict[str, Depth] = {}
-    named: set[str] = set()
+def _load_principals(users, *, counting_inactive: bool = False) -> dict[int, Principal]:
+    by_id = {u.id: u for u in users}
+    team_ids: dict[int, list[int]] = {u: [] for u in by_id}
+    depths: dict[int, dict[str, Depth]] = {u: {} for u in by_id}
+    named: dict[int, set[str]] = {u: set() for u in by_id}
     secured: dict[str, set[str]] = {}
-    is_admin = False
-    for kind, team_id, name, builtin, item, depth in select_rows(_grants(), {"user_id": user.id}):
+    admins: set[int] = set()
+    for kind, user_id, team_id, name, builtin, item, depth in select_rows(
+            _grants(), {"user_ids": sorted(by_id)}):
         if kind == "team":
-            team_ids.append(team_id)
+            team_ids[user_id].append(team_id)
         elif kind == "secured":
             secured.setdefault(name, set()).add(item)
         else:
-            is_admin = is_admin or bool(builtin and name == "System Administrator")
+            if builtin and name == "System Administrator":
+                admins.add(user_id)
             if item is None:
                 continue
             if "." in item:
-                depths[item] = max(depths.get(item, Depth.NONE), Depth(depth))
+                held_depths = depths[user_id]
+                held_depths[item] = max(held_depths.get(item, Depth.NONE), Depth(depth))
             elif depth:
-                named.add(item)
-    if not user.is_active and not counting_inactive:  # an inactive user holds nothing
-        depths, named, is_admin = {}, set(), False
-    return Principal(user, tuple(sorted(team_ids)), depths, frozenset(named), is_admin,
-                     {table: frozenset(fields) for table, fields in secured.items()})
+                named[user_id].add(item)
+    fields = {table: frozenset(items) for table, items in secured.items()}
+    found = {}
+    for user_id, user in by_id.items():
+        holds = user.is_active or counting_inactive  # an inactive user holds nothing
+        found[user_id] = Principal(
+            user, tuple(sorted(team_ids[user_id])), depths[user_id] if holds else {},
+            frozenset(named[user_id]) if holds else frozenset(), holds and user_id in admins,
+            dict(fields))
+    return found
 
 
 def _field_access(p: Principal, table: str) -> FieldAccess:

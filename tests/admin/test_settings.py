@@ -44,7 +44,7 @@ def test_field_security_profile_edits_take_effect(admin_client, make_user, fresh
     db.session.commit()
     with db.session.no_autoflush:
         pass
-    names = lambda u: {f.name for f in records.visible_fields(authz._load_principal(u),  # noqa: E731
+    names = lambda u: {f.name for f in records.visible_fields(authz.held(u),  # noqa: E731
                                                                  RECORD_TYPES["account"])}
     assert "annual_revenue" in names(seller) and "annual_revenue" not in names(other)
     assert account.id

@@ -63,15 +63,27 @@ def check(kind: str, owner: str, conditions: list) -> list[str]:
 
 
 def rule_for(user_id: int, kind: str) -> Rule:
-    rows = db.session.scalars(select(SyncFilter).where(
-        SyncFilter.kind == kind, SyncFilter.enabled.is_(True),
-        or_(SyncFilter.user_id == user_id, SyncFilter.user_id.is_(None)))
-        .order_by(SyncFilter.user_id.is_(None), SyncFilter.id)).all()
-    if rows:
-        row = rows[0]
-        return Rule(row.name, row.owner, tuple(tuple(c) for c in row.conditions or ()),
+    default, own = rules(kind, [user_id])
+    return own.get(user_id, default)
+
+
+def rules(kind: str, user_ids: list[int] | None = None) -> tuple[Rule, dict[int, Rule]]:
+    """In one statement: the kind's rule for users without their own (the organization's,
+    or the built-in default), and the own rule of each of ``user_ids`` that has one (all
+    users': None)."""
+    query = select(SyncFilter).where(SyncFilter.kind == kind, SyncFilter.enabled.is_(True))
+    if user_ids is not None:
+        query = query.where(or_(SyncFilter.user_id.is_(None),
+                                SyncFilter.user_id.in_(sorted(set(user_ids)))))
+    default, own = None, {}
+    for row in db.session.scalars(query.order_by(SyncFilter.id)):
+        rule = Rule(row.name, row.owner, tuple(tuple(c) for c in row.conditions or ()),
                     "organization" if row.user_id is None else "user")
-    return Rule(DEFAULT_NAMES[kind], "me", (), "default")
+        if row.user_id is None:
+            default = default or rule
+        else:
+            own.setdefault(row.user_id, rule)
+    return default or Rule(DEFAULT_NAMES[kind], "me", (), "default"), own
 
 
 def _owner_clause(model, kind: str, owner: str, p: authz.Principal):

@@ -5,12 +5,14 @@ mailbox's interval.
 
 The mailboxes woken are those with a tracked item link to the record (it changed, left
 their filter or was deleted: the push updates or removes the item) and those of the users
-whose synchronization filter takes it now (its owner, its owning team's members, an
-appointment's attendees who are users: the push creates or updates the item), when they
-sync that kind. They are asked for (``scheduler.ask_for_sync``) in the change's own
-transaction (a rollback asks for nothing), and once it commits every sync worker looks for
-them at once: those running in this process directly, those of other processes and
-machines through PostgreSQL's ``NOTIFY``.
+whose synchronization filter takes it now (the push creates or updates the item), when
+they sync that kind: those whose filter could take it (its owner, its owning team's
+members, an appointment's attendees who are users, and every user whose filter, their own
+or the organization's, says "anyone"), each asked by ``filters.selected`` and the kind's
+privilege, in a few statements however many users. They are asked for
+(``scheduler.ask_for_sync``) in the change's own transaction (a rollback asks for nothing),
+and once it commits every sync worker looks for them at once: those running in this
+process directly, those of other processes and machines through PostgreSQL's ``NOTIFY``.
 
 The sync's own changes are not made in a request (and ``sync_items`` says so besides, with
 ``quiet``), so they never wake anything: no loops. Registered at app start (``server``
@@ -21,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import has_request_context
-from sqlalchemy import event, select
+from sqlalchemy import event, select, true
 from sqlalchemy.orm import Session
 
 from server.crm.activities import ActivityParty
@@ -82,9 +84,11 @@ def _collect(session: Session, _context, _instances) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _flag(session: Session) -> None:
+    if has_request_context() and not session.info.get(_QUIET) and (
+            session.new or session.dirty or session.deleted):
+        session.flush()  # the last changes (``_collect`` sees them), and new records' ids
     if not session.info.get(_RECORDS) and not session.info.get(_MAILBOXES):
         return
-    session.flush()  # the last changes, and the new records' ids
     found = session.info.pop(_RECORDS, {})
     mailbox_ids = session.info.pop(_MAILBOXES, set())
     by_kind: dict[str, list] = {}
@@ -118,31 +122,54 @@ def _linked_mailboxes(session: Session, ids: dict[str, list[int]]) -> set[int]:
 
 
 def _filtered_mailboxes(session: Session, by_kind: dict[str, list]) -> set[int]:
-    """The item-syncing mailboxes of the users whose filter takes one of these records."""
+    """The item-syncing mailboxes of the users whose filter takes one of these records.
+    Those whose filter could take them are asked, each by the filter itself and the kind's
+    privilege: the owner ("me"), the owning team's members ("my teams"), an appointment's
+    attendees, and every user whose filter says "anyone" (those without a filter of their
+    own where the organization's says so). A few statements per kind, however many users."""
     found: set[int] = set()
     for kind, changed in by_kind.items():
-        users = {r.owner_user_id for r in changed if r.owner_user_id}
+        default, own = filters.rules(kind)
+        named = {r.owner_user_id for r in changed if r.owner_user_id}
+        named |= {user_id for user_id, rule in own.items() if rule.owner == "any"}
         teams = {r.owner_team_id for r in changed if r.owner_team_id}
         if teams:
-            users.update(session.scalars(select(team_member.c.user_id).where(
+            named.update(session.scalars(select(team_member.c.user_id).where(
                 team_member.c.team_id.in_(sorted(teams)))))
         if kind == "appointment":
-            users.update(p.user_id for r in changed for p in r.parties if p.user_id)
-        if not users:
+            named.update(p.user_id for r in changed for p in r.parties if p.user_id)
+        everyone = default.owner == "any"
+        if not named and not everyone:
             continue
-        boxes = session.execute(select(Mailbox.id, Mailbox.user_id).where(
-            Mailbox.user_id.in_(sorted(users)), Mailbox.enabled.is_(True),
-            Mailbox.acts_method == "server_side_sync")).all()
-        model = records.MODELS[kind]
-        ids = [r.id for r in changed]
-        for mailbox_id, user_id in boxes:
-            user = session.get(User, user_id)
-            if user is None or not user.is_active:
-                continue
-            p = authz.principal(user)
-            if not p.has(records.PRIVILEGES[kind]):
-                continue
-            if session.scalar(select(model.id).where(
-                    model.id.in_(ids), filters.selected(p, kind)).limit(1)) is not None:
-                found.add(mailbox_id)
+        boxes: dict[int, list[int]] = {}
+        users: dict[int, User] = {}
+        for mailbox_id, user in session.execute(select(Mailbox.id, User).join(
+                User, User.id == Mailbox.user_id).where(
+                Mailbox.enabled.is_(True), Mailbox.acts_method == "server_side_sync",
+                User.is_active.is_(True),
+                true() if everyone else Mailbox.user_id.in_(sorted(named)))):
+            if user.id in named or user.id not in own:
+                boxes.setdefault(user.id, []).append(mailbox_id)
+                users[user.id] = user
+        people = [p for p in authz.principals(list(users.values())).values()
+                  if p.has(records.PRIVILEGES[kind])]
+        for user_id in _taking(session, kind, changed, people, default, own):
+            found.update(boxes[user_id])
     return found
+
+
+def _taking(session: Session, kind: str, changed: list, people: list[authz.Principal],
+            default: filters.Rule, own: dict[int, filters.Rule]) -> list[int]:
+    """Those of ``people`` whose filter takes one of the changed records: one statement per
+    hundred people, an EXISTS each."""
+    model = records.MODELS[kind]
+    ids = select(model.id.label("id")).where(model.id.in_([r.id for r in changed])).cte()
+    taking = []
+    for start in range(0, len(people), 100):
+        chunk = people[start:start + 100]
+        row = session.execute(select(*(
+            select(model.id).where(model.id.in_(select(ids.c.id)),
+                                   filters.selected(p, kind, own.get(p.user_id, default)))
+            .exists() for p in chunk))).one()
+        taking += [p.user_id for p, takes in zip(chunk, row) if takes]
+    return taking
