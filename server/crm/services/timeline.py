@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, false, literal, or_, select, union, union_all
+from sqlalchemy import (ARRAY, Integer, and_, any_, cast, exists, false, func, literal, or_,
+                        select, union, union_all)
 from sqlalchemy.orm import aliased, selectinload, with_polymorphic
 
 from server.crm.activities import PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty
@@ -207,6 +208,18 @@ def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
     return select(merged.c.id).order_by(merged.c.occurred_on.desc(), merged.c.id.desc()).limit(limit)
 
 
+def _in_page(column, ids):
+    """``column`` is one of the page's ``ids`` (a SELECT). On PostgreSQL the ids are first
+    gathered into an array (an init plan of their own), so the planner joins the five
+    tables of the polymorphic load without the page's branches among them: planning, which
+    is most of what the first page costs there, fell from 2.5 to 1.6 ms (bench/README.md,
+    "Issue 17 goal 2: the party index")."""
+    if db.engine.dialect.name == "postgresql":
+        return column == any_(cast(select(func.array_agg(ids.subquery().c.id)).scalar_subquery(),
+                                   ARRAY(Integer)))
+    return column.in_(ids)
+
+
 def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | None = None,
              limit: int = 25, types: tuple[str, ...] | None = None,
              related: bool | None = None, plan: str | None = None) -> Page:
@@ -221,7 +234,7 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
     ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after,
                    related=rolls_up(record_type, related), plan=plan)
     query = (select(AnyActivity)
-             .where(AnyActivity.id.in_(ids))
+             .where(_in_page(AnyActivity.id, ids))
              .options(selectinload(AnyActivity.parties))
              .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()))
     items = list(db.session.scalars(query).unique())
