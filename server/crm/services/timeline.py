@@ -17,16 +17,16 @@ concerns its opportunities and cases. Their ids are looked up first and each rel
 is one more branch of the same shape, so paging stays a walk down an index per branch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import (ARRAY, Integer, and_, any_, cast, exists, false, func, literal, or_,
-                        select, union, union_all)
+from sqlalchemy import (ARRAY, Integer, and_, any_, bindparam, cast, exists, false, func, literal,
+                        or_, select, union, union_all)
 from sqlalchemy.orm import aliased, selectinload, with_polymorphic
 
 from server.crm.activities import PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty
 from server.crm.models import Case, Contact, Opportunity
-from server.db import db
+from server.db import cached_statement, db
 from server.security import authz
 from server.security.authz import Principal
 
@@ -56,6 +56,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 def _after(at: datetime, ident: int, occurred=Activity.occurred_on, key=Activity.id):
     """Strictly older than the cursor in (``occurred``, ``key``) order; the upper bound on
     ``occurred`` alone lets the index range start at the cursor."""
+    at, ident = bindparam("after_at", at, type_=occurred.type), bindparam("after_id", ident)
     return and_(occurred <= at, or_(occurred < at, and_(occurred == at, key < ident)))
 
 
@@ -84,6 +85,10 @@ def rolls_up(record_type: str, related: bool | None) -> bool:
 BRANCH_EACH_UP_TO = 25
 
 
+# Another of an activity's party rows (made once: an alias costs more to build than a page).
+_EARLIER = aliased(ActivityParty, name="earlier")
+
+
 @dataclass(frozen=True)
 class Way:
     """One way an activity concerns a record (or one of several of a type): ``regarding``
@@ -93,9 +98,18 @@ class Way:
     column: str
     ids: int | tuple[int, ...]
 
+    name: str = "way"  # its bind parameter's name, unique in a page's statement
+
     def matches(self, entity):
         column = getattr(entity, self.column)
-        return column.in_(self.ids) if isinstance(self.ids, tuple) else column == self.ids
+        if isinstance(self.ids, tuple):
+            return column.in_(bindparam(self.name, self.ids, expanding=True))
+        return column == bindparam(self.name, self.ids)
+
+    @property
+    def shape(self) -> tuple:
+        """What the statement holds of this way (its ids are bind parameters)."""
+        return self.party, self.column, isinstance(self.ids, tuple)
 
     def where(self):
         """The condition on ``activity`` alone (the one-query plan)."""
@@ -113,7 +127,7 @@ class Way:
             if after is not None:
                 query = query.where(_after(*after))
             return query.order_by(Activity.occurred_on.desc(), Activity.id.desc()).limit(limit)
-        party, earlier = ActivityParty, aliased(ActivityParty)
+        party, earlier = ActivityParty, _EARLIER
         # An activity with the record as a party twice (to and cc) is one entry: the first.
         first = ~exists().where(earlier.activity_id == party.activity_id,
                                 earlier.occurred_on == party.occurred_on,
@@ -163,7 +177,7 @@ def _all_ways(record_type: str, record_id: int, related: bool) -> list[Way]:
                 out += _ways(kind, ident)
         else:
             out += _ways(kind, tuple(ids))
-    return out
+    return [replace(way, name=f"way_{n}") for n, way in enumerate(out)]
 
 
 # How a page's ids are found. "branches": each way an activity concerns the record is its
@@ -174,6 +188,8 @@ def _all_ways(record_type: str, record_id: int, related: bool) -> list[Way]:
 # was 10-20% cheaper for a record with 2,000 party entries but dearer for one whose
 # activities are regarding it, and for a record with few activities (most records) it
 # walked the whole activity table newest first: 235-250 ms of CPU instead of 16-21.
+# Since each party row carries its activity's time (0016_pgtimeline) the party branch is an
+# index walk too (bench/README.md, "the party index and the page built once").
 PLANS = ("branches", "one_query")
 PLAN_BY_DIALECT = {"sqlite": "branches", "postgresql": "branches"}
 
@@ -185,16 +201,18 @@ def plan_for(dialect: str) -> str:
 
 def page_ids(p: Principal, record_type: str, record_id: int, *, limit: int,
              types: tuple[str, ...] | None = None, after: tuple[datetime, int] | None = None,
-             related: bool = False, plan: str | None = None):
+             related: bool = False, plan: str | None = None, ways: list[Way] | None = None):
     """A SELECT of the ids of one timeline page (``limit`` rows), newest first; with
     ``related``, the roll-up of the record's related records too. ``plan``: one of
-    ``PLANS`` (for a benchmark's comparison); by default the database's."""
+    ``PLANS`` (for a benchmark's comparison); by default the database's. The ways' ids and
+    the cursor are named bind parameters holding their values (``timeline`` builds the
+    statement once per shape and passes the values)."""
     plan = plan or plan_for(db.engine.dialect.name)
     common = [authz.scope(p, Activity, "read")]
     if types:
         common.append(Activity.activity_type.in_(types))
     order = (Activity.occurred_on.desc(), Activity.id.desc())
-    ways = _all_ways(record_type, record_id, related)
+    ways = _all_ways(record_type, record_id, related) if ways is None else ways
     if not ways:
         return select(Activity.id).where(false())
     if plan == "one_query":
@@ -231,13 +249,24 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
             after = decode_cursor(cursor)
         except (ValueError, OverflowError):
             after = None
-    ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after,
-                   related=rolls_up(record_type, related), plan=plan)
-    query = (select(AnyActivity)
-             .where(_in_page(AnyActivity.id, ids))
-             .options(selectinload(AnyActivity.parties))
-             .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()))
-    items = list(db.session.scalars(query).unique())
+    plan = plan or plan_for(db.engine.dialect.name)
+    ways = _all_ways(record_type, record_id, rolls_up(record_type, related))
+
+    def build():
+        ids = page_ids(p, record_type, record_id, limit=limit + 1, types=types, after=after,
+                       plan=plan, ways=ways)
+        return (select(AnyActivity)
+                .where(_in_page(AnyActivity.id, ids))
+                .options(selectinload(AnyActivity.parties))
+                .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()))
+    # Built once per shape (building it cost more than running it on SQLite); the values go
+    # as parameters.
+    query = cached_statement(("timeline page", plan, tuple(w.shape for w in ways), types,
+                              after is not None, limit, p.scope_key), build)
+    values = {w.name: w.ids for w in ways}
+    if after is not None:
+        values.update(after_at=after[0], after_id=after[1])
+    items = list(db.session.scalars(query, values).unique())
     more = len(items) > limit
     items = items[:limit]
     return Page(items, encode_cursor(items[-1]) if more and items else None,
