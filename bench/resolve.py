@@ -270,18 +270,19 @@ def load_timeline(loader: Loader, ds: Dataset, target_account: int,
         subtypes[kind].append(sub)
         contact = 1 + (row["id"] * 31) % ds.contacts
         party_id += 1
+        when = row["occurred_on"]  # each party row carries its activity's time
         parties.append({"id": party_id, "activity_id": row["id"], "role": "from",
-                        "address": ds.contact_address(contact), "contact_id": contact,
-                        "account_id": None, "user_id": None})
+                        "occurred_on": when, "address": ds.contact_address(contact),
+                        "contact_id": contact, "account_id": None, "user_id": None})
         party_id += 1
         if party is not None:
             parties.append({"id": party_id, "activity_id": row["id"], "role": "to",
-                            "address": ds.account_address(party), "contact_id": None,
-                            "account_id": party, "user_id": None})
+                            "occurred_on": when, "address": ds.account_address(party),
+                            "contact_id": None, "account_id": party, "user_id": None})
         else:
             parties.append({"id": party_id, "activity_id": row["id"], "role": "to",
-                            "address": None, "contact_id": None, "account_id": None,
-                            "user_id": row["owner_user_id"]})
+                            "occurred_on": when, "address": None, "contact_id": None,
+                            "account_id": None, "user_id": row["owner_user_id"]})
     loader.load(Activity.__table__, activities)
     for kind, rows in subtypes.items():
         loader.load(ACTIVITY_MODELS[kind].__table__, rows)

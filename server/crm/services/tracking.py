@@ -306,8 +306,8 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         _add_emails([email for email, _ in new])
         # Parties and attachments need no ids back: multi-row INSERTs (SQLite cannot get
         # RETURNING ids of many rows back in order, so the ORM would insert them one by one).
-        parties = [{**row, "activity_id": email.id} for email, _ in new
-                   for row in party_values(roles[id(email)], matches)]
+        parties = [{**row, "activity_id": email.id, "occurred_on": email.occurred_on}
+                   for email, _ in new for row in party_values(roles[id(email)], matches)]
         files = [{**row, "activity_id": email.id} for email, item in new
                  for row in attachment_values(item.content.attachments, org.attachment_max_bytes)]
         connection = db.session.connection()
