@@ -38,11 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, with_expression
+from sqlalchemy.orm.util import identity_key
 
-from server.db import db, utcnow
+from server.db import cached_statement, db, utcnow
 from server.errors import Invalid, NotFound
 from server.i18n import N_
 from server.security import authz
@@ -60,7 +61,7 @@ from server.sync.engine.pool import Parsing
 from server.sync.engine.quarantine import safe_detail
 from server.sync.engine.reader import Reader
 from server.sync.mail.decision import FolderRole
-from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
+from server.sync.models import (Alert, FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
 
 log = logging.getLogger(__name__)
@@ -138,10 +139,33 @@ def why_not_synced(mailbox: Mailbox, org=None) -> str | None:
 
 
 def load_mailbox(mailbox_id: int) -> Mailbox | None:
-    """A mailbox with what a run reads of it (its server profile, its user) in one query.
-    The worker holds it while the run works, so neither loads it twice."""
-    return db.session.get(Mailbox, mailbox_id, options=[
-        joinedload(Mailbox.server_profile), joinedload(Mailbox.user)])
+    """A mailbox with what a run reads of it in one query: its server profile, its user,
+    the organization (the run finds it in the session), and how many open alerts and
+    folder rules it has (``Mailbox.open_alert_count``, ``folder_rule_count``). The worker
+    holds it while the run works, so neither loads it twice."""
+    held = db.session.identity_map.get(identity_key(Mailbox, mailbox_id))
+    if held is not None and not inspect(held).expired:
+        return held
+    row = db.session.execute(cached_statement(("the run's mailbox",), _mailbox_select),
+                             {"mailbox_id": mailbox_id}).first()
+    if row is None:
+        return None
+    # Held by the session (its identity map holds objects weakly): the run's ``get``
+    # finds the organization there.
+    db.session.info["organization"] = row[1]
+    return row[0]
+
+
+def _mailbox_select():
+    from server.crm.models import Organization
+    alerts_open = select(func.count()).where(
+        Alert.mailbox_id == Mailbox.id, Alert.acknowledged_on.is_(None)).scalar_subquery()
+    rules = select(func.count()).where(FolderRule.mailbox_id == Mailbox.id).scalar_subquery()
+    return (select(Mailbox, Organization).outerjoin(Organization, Organization.id == 1)
+            .where(Mailbox.id == bindparam("mailbox_id"))
+            .options(joinedload(Mailbox.server_profile), joinedload(Mailbox.user),
+                     with_expression(Mailbox.open_alert_count, alerts_open),
+                     with_expression(Mailbox.folder_rule_count, rules)))
 
 
 def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
@@ -293,8 +317,10 @@ def _plan(ctx: MailboxRun, folders: list[Folder]):
     mailbox = ctx.mailbox
     if mailbox.is_forward_mailbox:  # every message in its Inbox is a forward
         return plan_folders(mailbox, folders, [], track_sent=False)
-    rules = db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == mailbox.id)
-                               .order_by(FolderRule.id)).all()
+    # (None: the mailbox was not loaded by ``load_mailbox``.)
+    rules = [] if inspect(mailbox).dict.get("folder_rule_count") == 0 else \
+        db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == mailbox.id)
+                           .order_by(FolderRule.id)).all()
     return plan_folders(mailbox, folders, rules, track_sent=ctx.org.track_sent_items)
 
 
