@@ -112,9 +112,7 @@ def give_back_with_outcome(mailbox: Mailbox, owner: str) -> bool:
     changed = {prop.key: state.attrs[prop.key].value for prop in state.mapper.column_attrs
                if state.attrs[prop.key].history.added}
     with db.session.no_autoflush:  # the changed columns go in this update, not a flush
-        if not leases.give_back(Mailbox, owner, Mailbox.id == mailbox.id, **{
-                state.mapper.get_property(key).columns[0].key: value
-                for key, value in changed.items()}):
+        if not leases.give_back_row(Mailbox, owner, mailbox.id, **changed):
             return False
     changed.update(lease_owner=None, lease_expires_on=None)
     for key, value in changed.items():  # written: nothing left for the session to flush
