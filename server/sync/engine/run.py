@@ -23,8 +23,10 @@
    (``REGARDING_SYNC_RETRY_SECONDS``) and turns the mailbox off after
    ``REGARDING_SYNC_MAX_FAILURES`` failures in a row, with an error alert for its owner and
    the admins; a refused password turns it off at once with an alert that says what to fix;
-5. a ``SyncRun`` row with the counts, the mailbox's last sync/success, backlog, and the next
-   run: sooner after a run that tracked mail, later after idle runs.
+5. a ``SyncRun`` row with the counts (written with the run's first batch, else with its
+   outcome: an idle run writes it once), the mailbox's last sync/success, backlog, and the
+   next run: sooner after a run that tracked mail, later after idle runs (``outcome``; a
+   worker's lease is given back in the same row update when nothing follows the mail).
 
 Only this module commits during a sync; the batch works inside its transactions.
 """
