@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
-from server.db import db
+from server.db import cached_statement, db
 
-__all__ = ["committed", "free", "give_back", "locked", "renew", "take"]
+__all__ = ["committed", "free", "give_back", "give_back_row", "locked", "renew", "take"]
 
 OWNER_LENGTH = 120
 
@@ -42,6 +42,15 @@ def locked(query, **options):
     return query
 
 
+def _bound(model, values: dict) -> dict:
+    """``values`` as bind parameters (``v_<column>``), typed as their columns."""
+    return {key: bindparam(f"v_{key}", type_=getattr(model, key).type) for key in values}
+
+
+def _params(values: dict) -> dict:
+    return {f"v_{key}": value for key, value in values.items()}
+
+
 def take(model, owner: str, ids: list[int], now: datetime, seconds: int,
          **values) -> tuple[set[int], datetime]:
     """Lease the rows ``ids`` that are still free to ``owner`` for ``seconds`` (with
@@ -49,10 +58,17 @@ def take(model, owner: str, ids: list[int], now: datetime, seconds: int,
     owner, expires = owner[:OWNER_LENGTH], now + timedelta(seconds=seconds)
     if not ids:
         return set(), expires
-    done = db.session.execute(
-        update(model).where(model.id.in_(ids), free(model, now))
-        .values(lease_owner=owner, lease_expires_on=expires, **values)
-        .execution_options(synchronize_session=False))
+    # Built once per model and shape (a claim a second per worker built it every time).
+    statement = cached_statement(
+        ("lease take", model.__tablename__, *sorted(values)), lambda: (
+            update(model).where(model.id.in_(bindparam("ids", expanding=True)),
+                                free(model, bindparam("now", type_=model.lease_expires_on.type)))
+            .values(lease_owner=bindparam("owner", type_=model.lease_owner.type),
+                    lease_expires_on=bindparam("expires", type_=model.lease_expires_on.type),
+                    **_bound(model, values))
+            .execution_options(synchronize_session=False)))
+    done = db.session.execute(statement, {"ids": list(ids), "now": now, "owner": owner,
+                                          "expires": expires, **_params(values)})
     if done.rowcount == len(ids):
         return set(ids), expires
     # Only possible without row locks (SQLite): keep what we hold.
@@ -83,6 +99,21 @@ def give_back(model, owner: str | None, *conditions, **values) -> int:
     done = db.session.execute(query.values(lease_owner=None, lease_expires_on=None, **values)
                               .execution_options(synchronize_session=False))
     return done.rowcount
+
+
+def give_back_row(model, owner: str, row_id: int, **values) -> bool:
+    """``give_back`` of one row (a sync run's end): the statement is built once per model
+    and the columns of ``values``. Whether ``owner`` still held it."""
+    statement = cached_statement(
+        ("lease give back", model.__tablename__, *sorted(values)), lambda: (
+            update(model).where(model.lease_owner.is_not(None), model.id == bindparam("row_id"),
+                                model.lease_owner == bindparam("owner",
+                                                               type_=model.lease_owner.type))
+            .values(lease_owner=None, lease_expires_on=None, **_bound(model, values))
+            .execution_options(synchronize_session=False)))
+    done = db.session.execute(statement, {"row_id": row_id, "owner": owner[:OWNER_LENGTH],
+                                          **_params(values)})
+    return done.rowcount == 1
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
                         String, Text, UniqueConstraint, text)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from server.crm.activities import Regarding, one_regarding_check
 from server.db import db, utcnow
@@ -155,6 +155,11 @@ class Mailbox(db.Model):
         return self.acts_profile or self.server_profile
     user = relationship("User", foreign_keys=[user_id])
     queue = relationship("Queue")
+    # Read with the mailbox when a sync run loads it (``engine.run.load_mailbox``), None
+    # when it was loaded otherwise: its open alerts and its folder rules, counted, so an
+    # idle run does not look for either when there are none.
+    open_alert_count: Mapped[int | None] = query_expression()
+    folder_rule_count: Mapped[int | None] = query_expression()
 
     # For privilege depth: (owner user column, owner team column, business unit column).
     OWNER_COLUMNS = ("user_id", None, "owning_business_unit_id")

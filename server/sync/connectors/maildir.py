@@ -54,7 +54,8 @@ from server.sync.connectors.base import (Account, BatchKeywords, Changes, Collec
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
 from server.sync.connectors.maildir_headers import header_section
-from server.sync.connectors.maildir_tree import mailbox_root, stamp, wait
+from server.sync.connectors.maildir_tree import (mailbox_root, settled, split_stamp, stamp,
+                                                 wait, with_stamp)
 
 ID_FILE = ".regarding-id"
 KEYWORDS_FILE = "dovecot-keywords"
@@ -315,7 +316,10 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
                       headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
         limit = max(1, limit)
         path = self._dir(folder)
-        self._marks[folder.key] = (stamp(path / "new"), stamp(path / "cur"))
+        marks = self._marks[folder.key] = (stamp(path / "new"), stamp(path / "cur"))
+        listed, cursor = split_stamp(cursor)
+        if listed == marks:  # nothing delivered, moved, renamed or removed since then
+            return Changes(messages=[], cursor=with_stamp(marks, cursor), more=False)
         state = unpack_cursor(cursor)
         reset = cursor is not None and (state is None or not isinstance(state.get("seen"), list))
         seen = set(state["seen"]) if state and not reset else set()
@@ -359,8 +363,11 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
         letters = {u: letters_before.get(u, "") if u in waiting else current[u] for u in kept}
         letters = {u: v for u, v in letters.items() if v}
         more = len(new) > len(batch) or len(pending) > len(changed)
-        return Changes(messages=messages, cursor=pack_cursor({"seen": sorted(kept), "kw": letters}),
-                       more=more, removed=sorted(seen - present), reset=reset)
+        packed = pack_cursor({"seen": sorted(kept), "kw": letters})
+        if not more and settled(path, marks):
+            packed = with_stamp(marks, packed)
+        return Changes(messages=messages, cursor=packed, more=more,
+                       removed=sorted(seen - present), reset=reset)
 
     @staticmethod
     def _stat(file: Path) -> os.stat_result | None:

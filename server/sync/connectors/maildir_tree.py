@@ -1,5 +1,7 @@
-"""Where a mailbox's Maildir tree lies in a store of trees, and waiting for its directories
-(and the item folders beside them) to change: inotify on Linux, else their times polled."""
+"""Where a mailbox's Maildir tree lies in a store of trees, a folder's stamp (the times of
+its directories, which a cursor keeps so an unchanged folder is not listed again), and
+waiting for its directories (and the item folders beside them) to change: inotify on
+Linux, else their times polled."""
 from __future__ import annotations
 
 import os
@@ -27,6 +29,37 @@ def stamp(directory: Path) -> int:
         return directory.stat().st_mtime_ns
     except FileNotFoundError:
         return -1
+
+
+# A cursor that covers the whole folder starts with the modification times of its new/ and
+# cur/ as they were when it was listed ("s:<new>:<cur>|"): every delivery, move, flag
+# change (a rename) and removal changes them, so while they are the same an idle run lists
+# nothing. They are kept only once settled: unchanged across the listing and older than
+# SETTLED_NS, so a change made later sets a later time (coarse file system clocks too).
+
+SETTLED_NS = 2_000_000_000
+
+
+def split_stamp(cursor: str | None) -> tuple[tuple[int, int] | None, str | None]:
+    """(the stamp a cursor starts with, or None; the cursor without it)."""
+    if not cursor or not cursor.startswith("s:") or "|" not in cursor:
+        return None, cursor
+    head, _, rest = cursor.partition("|")
+    try:
+        new, cur = (int(part) for part in head[2:].split(":"))
+    except ValueError:
+        return None, rest
+    return (new, cur), rest
+
+
+def with_stamp(marks: tuple[int, int], cursor: str | None) -> str | None:
+    return f"s:{marks[0]}:{marks[1]}|{cursor}" if cursor is not None else None
+
+
+def settled(path: Path, marks: tuple[int, int]) -> bool:
+    """new/ and cur/ kept the times ``marks`` through the listing, and those are old."""
+    return (min(marks) >= 0 and marks == (stamp(path / "new"), stamp(path / "cur"))
+            and time.time_ns() - max(marks) > SETTLED_NS)
 
 
 def _contents(directory: Path) -> frozenset:

@@ -11,7 +11,7 @@ anew: it is shown as new and emailed again. Emailing is ``server.sync.admin.aler
 """
 from __future__ import annotations
 
-from sqlalchemy import false, or_, select
+from sqlalchemy import false, inspect, or_, select
 
 from server.db import db, utcnow
 from server.errors import Invalid, NotFound
@@ -80,7 +80,9 @@ class MailboxAlerts:
 
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
-        self._open: set[str] | None = None
+        # None open when the run's load of the mailbox counted none (``load_mailbox``).
+        counted = inspect(mailbox).dict.get("open_alert_count")
+        self._open: set[str] | None = set() if counted == 0 else None
         self.written = False  # an alert was raised or closed through this object
 
     def _codes(self) -> set[str]:

@@ -24,8 +24,10 @@
    (``REGARDING_SYNC_RETRY_SECONDS``) and turns the mailbox off after
    ``REGARDING_SYNC_MAX_FAILURES`` failures in a row, with an error alert for its owner and
    the admins; a refused password turns it off at once with an alert that says what to fix;
-5. a ``SyncRun`` row with the counts, the mailbox's last sync/success, backlog, and the next
-   run: sooner after a run that tracked mail, later after idle runs.
+5. a ``SyncRun`` row with the counts (written with the run's first batch, else with its
+   outcome: an idle run writes it once), the mailbox's last sync/success, backlog, and the
+   next run: sooner after a run that tracked mail, later after idle runs (``outcome``; a
+   worker's lease is given back in the same row update when nothing follows the mail).
 
 Only this module commits during a sync; the batch works inside its transactions.
 """
@@ -37,14 +39,14 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, with_expression
+from sqlalchemy.orm.util import identity_key
 
-from server.db import db, utcnow
+from server.db import cached_statement, db, utcnow
 from server.errors import Invalid, NotFound
 from server.i18n import N_
 from server.security import authz
@@ -57,22 +59,16 @@ from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
 from server.sync.engine.folders import FolderInfo, plan_folders
 from server.sync.engine.keywords import keyword_job
+from server.sync.engine.outcome import failed, give_back_with_outcome, succeeded
 from server.sync.engine.pool import Parsing
 from server.sync.engine.quarantine import safe_detail
 from server.sync.engine.reader import Reader
 from server.sync.mail.decision import FolderRole
-from server.sync.models import (FolderRule, FolderState, Mailbox, MessageDecision,
+from server.sync.models import (Alert, FolderRule, FolderState, Mailbox, MessageDecision,
                                 QuarantinedMessage, SyncRun)
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "REGARDING_SYNC_MAX_FAILURES": 10,
-    "REGARDING_SYNC_RETRY_SECONDS": 300,
-    "REGARDING_SYNC_INTERVAL_SECONDS": 300,
-    "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": 120,
-    "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
-}
 
 __all__ = ["FolderResult", "Progress", "SyncResult", "load_mailbox", "retry_quarantined",
            "sync_mailbox"]
@@ -107,9 +103,11 @@ class SyncResult:
     seen: int = 0
     folders: list[FolderResult] = field(default_factory=list)
     run_id: int | None = None
+    run: SyncRun | None = field(default=None, repr=False)
     next_sync_on: datetime | None = None
     more: bool = False
     disabled: bool = False
+    released: bool = False  # the worker's lease was given back with the outcome
     notes: list[str] = field(default_factory=list)
 
 
@@ -122,10 +120,6 @@ class Progress:
     processed: int  # messages processed in this run so far
     batch: int  # messages in the batch just committed (0: a folder starts)
     more: bool  # the folder has more to fetch
-
-
-def _setting(name: str) -> int:
-    return int(current_app.config.get(name, DEFAULTS[name]))
 
 
 def why_not_synced(mailbox: Mailbox, org=None) -> str | None:
@@ -148,18 +142,44 @@ def why_not_synced(mailbox: Mailbox, org=None) -> str | None:
 
 
 def load_mailbox(mailbox_id: int) -> Mailbox | None:
-    """A mailbox with what a run reads of it (its server profile, its user) in one query.
-    The worker holds it while the run works, so neither loads it twice."""
-    return db.session.get(Mailbox, mailbox_id, options=[
-        joinedload(Mailbox.server_profile), joinedload(Mailbox.user)])
+    """A mailbox with what a run reads of it in one query: its server profile, its user,
+    the organization (the run finds it in the session), and how many open alerts and
+    folder rules it has (``Mailbox.open_alert_count``, ``folder_rule_count``). The worker
+    holds it while the run works, so neither loads it twice."""
+    held = db.session.identity_map.get(identity_key(Mailbox, mailbox_id))
+    if held is not None and not inspect(held).expired:
+        return held
+    row = db.session.execute(cached_statement(("the run's mailbox",), _mailbox_select),
+                             {"mailbox_id": mailbox_id}).first()
+    if row is None:
+        return None
+    # Held by the session (its identity map holds objects weakly): the run's ``get``
+    # finds the organization there.
+    db.session.info["organization"] = row[1]
+    return row[0]
+
+
+def _mailbox_select():
+    from server.crm.models import Organization
+    alerts_open = select(func.count()).where(
+        Alert.mailbox_id == Mailbox.id, Alert.acknowledged_on.is_(None)).scalar_subquery()
+    rules = select(func.count()).where(FolderRule.mailbox_id == Mailbox.id).scalar_subquery()
+    return (select(Mailbox, Organization).outerjoin(Organization, Organization.id == 1)
+            .where(Mailbox.id == bindparam("mailbox_id"))
+            .options(joinedload(Mailbox.server_profile), joinedload(Mailbox.user),
+                     with_expression(Mailbox.open_alert_count, alerts_open),
+                     with_expression(Mailbox.folder_rule_count, rules)))
 
 
 def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
                  progress: Callable[[Progress], None] | None = None,
-                 connector_factory=None, max_messages: int | None = None) -> SyncResult:
+                 connector_factory=None, max_messages: int | None = None,
+                 lease_owner: str | None = None) -> SyncResult:
     """One pass over one mailbox: every evaluated folder is brought up to date (or up to
     ``max_messages`` messages, after which the mailbox is due again at once). ``limit`` is
-    the batch size: messages fetched and committed together."""
+    the batch size: messages fetched and committed together. ``lease_owner``: the worker
+    whose lease on the mailbox is given back with the run's outcome, in the same row
+    update (``SyncResult.released`` says whether it still held it)."""
     from server.crm.models import Organization
     mailbox = load_mailbox(mailbox_id)
     if mailbox is None:
@@ -170,31 +190,34 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
     if reason:
         result.status, result.reason = "skipped", reason
         return result
-    run = SyncRun(mailbox_id=mailbox.id, worker=(worker or "")[:120], started_on=utcnow())
-    db.session.add(run)
-    # Cleared as the run starts, not when it ends: a request (push, "sync now") that comes
-    # while this run reads the folders asks for another run and must not be lost.
-    mailbox.sync_requested = False
-    _commit_kept()
-    result.run_id = run.id
+    # The run row is written with the run's first batch, else with its outcome (an idle
+    # run writes it once, finished; a run in progress shows as the mailbox's lease).
+    result.run = SyncRun(mailbox_id=mailbox.id, worker=(worker or "")[:120],
+                         started_on=utcnow())
+    if mailbox.sync_requested:
+        # Cleared as the run starts, not when it ends: a request (push, "sync now") that
+        # comes while this run reads the folders asks for another run and must not be
+        # lost. (A worker's claim cleared it already.)
+        mailbox.sync_requested = False
+        _commit_with_run(result)
     known = alerts.MailboxAlerts(mailbox)
     try:
         _run(mailbox, known, result, max(1, limit), progress, connector_factory, max_messages)
     except ConnectorError as exc:
         db.session.rollback()
         log.warning("mailbox %s: sync failed (%s, %s)", mailbox.id, exc.code, exc.severity)
-        _failed(mailbox, result, exc.code, exc.message, exc.severity, exc.retry_after)
+        failed(mailbox, result, exc.code, exc.message, exc.severity, exc.retry_after)
     except (OperationalError, InterfaceError) as exc:
         db.session.rollback()
         log.error("mailbox %s: database error during sync (%s)", mailbox.id, safe_detail(exc))
-        _failed(mailbox, result, "database", "The database could not be used during the sync "
+        failed(mailbox, result, "database", "The database could not be used during the sync "
                 f"({safe_detail(exc)}).", "mailbox", None)
     except Exception as exc:  # a bug must not stop the scheduler: back off like an outage
         db.session.rollback()
         detail, where = safe_detail(exc), _where(exc)
         log.error("mailbox %s: sync stopped by an internal error (%s at %s)", mailbox.id,
                   detail, where)
-        _failed(mailbox, result, "internal", f"An internal error stopped the sync ({detail}).",
+        failed(mailbox, result, "internal", f"An internal error stopped the sync ({detail}).",
                 "mailbox", None)
     except BaseException:  # stopped from outside (a worker shutting down): what is
         db.session.rollback()  # committed stays, the run row says it was cut short
@@ -204,7 +227,9 @@ def sync_mailbox(mailbox_id: int, *, worker: str = "cli", limit: int = 500,
             db.session.rollback()
         raise
     else:
-        _succeeded(mailbox, known, result)
+        succeeded(mailbox, known, result)
+    if lease_owner is not None:
+        result.released = give_back_with_outcome(mailbox, lease_owner)
     _finish_run(result, result.error_code,
                 result.reason if result.status == "failure" else None)
     return result
@@ -224,13 +249,25 @@ def _commit_kept() -> None:
         session.expire_on_commit = was
 
 
+def _commit_with_run(result: SyncResult, *, kept: bool = True) -> None:
+    """Commit with the run row (added to the session here, not at the start: it is
+    written by the run's first commit, and a rollback before it leaves it out)."""
+    if result.run not in db.session:
+        db.session.add(result.run)
+    if kept:
+        _commit_kept()
+    else:
+        db.session.commit()
+
+
 def _finish_run(result: SyncResult, error_code: str | None, error: str | None) -> None:
-    run = db.session.get(SyncRun, result.run_id)
+    run = result.run
     run.finished_on = utcnow()
     run.fetched, run.tracked = result.fetched, result.tracked
     run.skipped, run.failed = result.skipped, result.quarantined
     run.error_code, run.error = error_code, error
-    _commit_kept()
+    _commit_with_run(result)
+    result.run_id = run.id
 
 
 def _where(exc: BaseException) -> str:
@@ -283,8 +320,10 @@ def _plan(ctx: MailboxRun, folders: list[Folder]):
     mailbox = ctx.mailbox
     if mailbox.is_forward_mailbox:  # every message in its Inbox is a forward
         return plan_folders(mailbox, folders, [], track_sent=False)
-    rules = db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == mailbox.id)
-                               .order_by(FolderRule.id)).all()
+    # (None: the mailbox was not loaded by ``load_mailbox``.)
+    rules = [] if inspect(mailbox).dict.get("folder_rule_count") == 0 else \
+        db.session.scalars(select(FolderRule).where(FolderRule.mailbox_id == mailbox.id)
+                           .order_by(FolderRule.id)).all()
     return plan_folders(mailbox, folders, rules, track_sent=ctx.org.track_sent_items)
 
 
@@ -326,7 +365,9 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
             if state.id is None:
                 db.session.add(state)
             if changes.messages:
-                db.session.commit()  # the batch's activities, decisions and cursor together
+                # The batch's activities, decisions and cursor together (and the run row
+                # with the first batch).
+                _commit_with_run(result, kept=False)
                 reader.later(keyword_job(ctx))  # the category, while the next batch goes on
                 _delete_processed(ctx, info, changes.messages, reader)
             # else nothing came: the folder's visit (and a cursor that covers nothing) is
@@ -412,80 +453,6 @@ def _folder_alerts(ctx: MailboxRun, result: SyncResult) -> None:
                                    "problem": failed[0].error})
     else:
         ctx.alerts.clear("folder_failed")
-
-
-# --------------------------------------------------------------------------- outcome
-
-def _next_interval(mailbox: Mailbox, result: SyncResult) -> int:
-    base = _setting("REGARDING_SYNC_INTERVAL_SECONDS")
-    busy = _setting("REGARDING_SYNC_BUSY_INTERVAL_SECONDS")
-    idle = _setting("REGARDING_SYNC_IDLE_INTERVAL_SECONDS")
-    if result.tracked:
-        return busy
-    if result.fetched - result.seen:
-        return base
-    step = max(1, (idle - base) // 3)  # three idle runs in a row reach the idle interval
-    current = mailbox.sync_interval_seconds or base
-    return min(idle, max(current, base) + step) if idle > base else base
-
-
-def _succeeded(mailbox: Mailbox, known: alerts.MailboxAlerts, result: SyncResult) -> None:
-    now = utcnow()
-    mailbox.last_sync_on = mailbox.last_success_on = now
-    mailbox.consecutive_failures = 0
-    mailbox.incoming_status, mailbox.incoming_message = "success", None
-    mailbox.backlog = sum(1 for f in result.folders if f.more)
-    mailbox.sync_interval_seconds = _next_interval(mailbox, result)
-    mailbox.next_sync_on = now if result.more else now + timedelta(
-        seconds=mailbox.sync_interval_seconds)
-    result.next_sync_on = mailbox.next_sync_on
-    known.clear("sync_failed")
-
-
-def _failed(mailbox: Mailbox, result: SyncResult, code: str, message: str, severity: str,
-            retry_after: float | None) -> None:
-    now = utcnow()
-    result.status, result.error_code, result.reason = "failure", code, message
-    mailbox.last_sync_on = now
-    mailbox.incoming_status, mailbox.incoming_message = "failure", message
-    address = mailbox.email_address
-    if severity in ("auth", "fatal"):
-        fix = (N_("Correct the user name and password (or the sign-in) of this mailbox or of "
-                  "its email server profile, then test and enable the mailbox again.")
-               if severity == "auth" else N_("Fix the problem, then test and enable the mailbox again."))
-        _disable(mailbox, result, f"{message} {fix}")
-        alerts.raise_alert("error", "auth_failed" if severity == "auth" else "sync_fatal",
-                           N_("Synchronization of %(address)s was turned off: %(problem)s") % {
-                               "address": address, "problem": f"{message} {fix}"}, mailbox)
-        return
-    mailbox.consecutive_failures = (mailbox.consecutive_failures or 0) + 1
-    failures, most = mailbox.consecutive_failures, _setting("REGARDING_SYNC_MAX_FAILURES")
-    if failures >= most:
-        _disable(mailbox, result, f"Synchronization failed {failures} times in a row: {message}")
-        alerts.raise_alert("error", "sync_failed",
-                           N_("Synchronization of %(address)s failed %(failures)s times in a row "
-                              "and was turned off: %(problem)s When the server is reachable "
-                              "again, test and enable the mailbox.") % {
-                                  "address": address, "failures": failures, "problem": message},
-                           mailbox)
-        return
-    delay = max(_setting("REGARDING_SYNC_RETRY_SECONDS"), int(retry_after or 0))
-    mailbox.next_sync_on = now + timedelta(seconds=delay)
-    result.next_sync_on = mailbox.next_sync_on
-    alerts.raise_alert("warning", "sync_failed",
-                       N_("Synchronization of %(address)s failed: %(problem)s Attempt "
-                          "%(failures)s of %(most)s; the next one is at %(next)s UTC.") % {
-                              "address": address, "problem": message, "failures": failures,
-                              "most": most, "next": f"{mailbox.next_sync_on:%Y-%m-%d %H:%M}"},
-                       mailbox)
-
-
-def _disable(mailbox: Mailbox, result: SyncResult, reason: str) -> None:
-    mailbox.enabled = False
-    mailbox.disabled_reason = reason
-    mailbox.next_sync_on = None
-    result.disabled = True
-    result.next_sync_on = None
 
 
 # --------------------------------------------------------------------------- quarantine

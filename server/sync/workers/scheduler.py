@@ -239,7 +239,7 @@ def release(owner: str, mailbox_id: int, *, next_sync_on: datetime | None = None
     ``owner``'s. Commits."""
     values = {"next_sync_on": next_sync_on} if next_sync_on is not None else {}
     with leases.committed():
-        return leases.give_back(Mailbox, owner, Mailbox.id == mailbox_id, **values) == 1
+        return leases.give_back_row(Mailbox, owner, mailbox_id, **values)
 
 
 def release_all(owner: str | None) -> int:

@@ -31,7 +31,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -215,12 +215,12 @@ class Worker:
     def _sync(self, lease: scheduler.Lease) -> None:
         mailbox_id = lease.mailbox_id
         started = time.monotonic()
-        next_sync_on = None
+        next_sync_on, released = None, False
         with self.app.app_context():
             try:
                 if lease.took_over:
                     _close_abandoned_runs(mailbox_id=mailbox_id)
-                next_sync_on = self._run_one(mailbox_id)
+                next_sync_on, released = self._run_one(mailbox_id)
                 self._alert_mail()
             except _Interrupted as stop:
                 self.stats.interrupted += 1
@@ -235,7 +235,8 @@ class Worker:
             finally:
                 try:
                     db.session.rollback()
-                    scheduler.release(self.worker_id, mailbox_id, next_sync_on=next_sync_on)
+                    if not released:
+                        scheduler.release(self.worker_id, mailbox_id, next_sync_on=next_sync_on)
                 except Exception as exc:  # the lease expires by itself
                     log.warning("worker %s: mailbox %s: lease not released (%s)",
                                 self.worker_id, mailbox_id, _detail(exc))
@@ -247,8 +248,10 @@ class Worker:
         log.debug("worker %s: mailbox %s done in %.2f s", self.worker_id, mailbox_id,
                   time.monotonic() - started)
 
-    def _run_one(self, mailbox_id: int):
-        """Sync one mailbox; returns a next run time to set on release, or None."""
+    def _run_one(self, mailbox_id: int) -> tuple[datetime | None, bool]:
+        """Sync one mailbox; returns a next run time to set on release (or None), and
+        whether the lease was given back already (with the run's outcome: nothing is
+        sent or synced after the mail)."""
         from server.sync.engine.run import load_mailbox, sync_mailbox
 
         def progress(_event) -> None:
@@ -259,8 +262,29 @@ class Worker:
                                    "renew it in time) and left it to another worker.")
 
         held = load_mailbox(mailbox_id)  # the run uses it; after an idle one, no reload
+        after = held is not None and (_sends_mail(held) or held.acts_method == "server_side_sync")
         result = sync_mailbox(mailbox_id, worker=self.worker_id, limit=self.batch,
-                              progress=progress, max_messages=self.budget)
+                              progress=progress, max_messages=self.budget,
+                              lease_owner=None if after else self.worker_id)
+        self._count(mailbox_id, result)
+        if result.released:
+            return None, True
+        mailbox = db.session.get(Mailbox, mailbox_id) if held is not None else None
+        if mailbox is None or not mailbox.enabled:
+            return None, False
+        if not self.stop.is_set() and _sends_mail(mailbox):
+            self._send(mailbox)
+        if not self.stop.is_set() and mailbox.acts_method == "server_side_sync":
+            self._sync_items(mailbox)
+        if result.status == "skipped":
+            # The engine leaves mailboxes it does not read alone (outgoing only, or mail
+            # arriving through a forward mailbox): come back after the usual interval.
+            base = int(self.app.config.get("REGARDING_SYNC_INTERVAL_SECONDS", 300))
+            return utcnow() + timedelta(
+                seconds=max(base, mailbox.sync_interval_seconds or 0)), False
+        return None, False
+
+    def _count(self, mailbox_id: int, result) -> None:
         self.stats.runs.append((mailbox_id, result.status))
         if result.status == "failure":
             self.stats.failed += 1
@@ -271,19 +295,6 @@ class Worker:
             log.info("worker %s: mailbox %s: %d read, %d tracked, %d not tracked, %d "
                      "quarantined%s", self.worker_id, mailbox_id, result.fetched, result.tracked,
                      result.skipped, result.quarantined, " (more waiting)" if result.more else "")
-        mailbox = db.session.get(Mailbox, mailbox_id) if held is not None else None
-        if mailbox is None or not mailbox.enabled:
-            return None
-        if not self.stop.is_set() and _sends_mail(mailbox):
-            self._send(mailbox)
-        if not self.stop.is_set() and mailbox.acts_method == "server_side_sync":
-            self._sync_items(mailbox)
-        if result.status == "skipped":
-            # The engine leaves mailboxes it does not read alone (outgoing only, or mail
-            # arriving through a forward mailbox): come back after the usual interval.
-            base = int(self.app.config.get("REGARDING_SYNC_INTERVAL_SECONDS", 300))
-            return utcnow() + timedelta(seconds=max(base, mailbox.sync_interval_seconds or 0))
-        return None
 
     def _job_items(self) -> None:
         """A few items of bulk mailbox jobs (``sync.admin.jobs``: approve, Test & Enable,

@@ -316,3 +316,68 @@ def test_sender_delivers_locally_and_keeps_the_outbox(tmp_path):
     head = kept[0].read_bytes().split(b"\r\n\r\n")[0]
     assert b"X-Envelope-From: <sam@contoso.example>" in head
     assert b"X-Envelope-To: Ann@Contoso.example, x@customer.example" in head
+
+
+LONG_AGO = 1_700_000_000  # November 2023
+
+
+def _settle(tree, folder=""):
+    """The folder's new/ and cur/ as last changed long ago (a folder left alone)."""
+    for sub in ("new", "cur"):
+        os.utime(tree / folder / sub, (LONG_AGO, LONG_AGO))
+
+
+def test_an_unchanged_folder_is_not_listed_again_by_its_stamp(tree):
+    """A cursor taken once the folder's times settled keeps them; while they are the same
+    nothing is listed (a file slipped in with the old times put back is not seen: the
+    stamp decides), and the cursor stays as it was."""
+    deliver(tree, "INBOX", numbered(1))
+    _settle(tree)
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        first = md.fetch_changes(inbox, None)
+        assert first.cursor.startswith("s:") and numbers(first) == [1]
+        deliver(tree, "INBOX", numbered(2))
+        _settle(tree)
+        again = md.fetch_changes(inbox, first.cursor)
+        assert again.messages == [] and again.cursor == first.cursor and not again.more
+        os.utime(tree / "new")  # now changed
+        found = md.fetch_changes(inbox, first.cursor)
+    assert numbers(found) == [2] and not found.cursor.startswith("s:")  # not settled yet
+
+
+@pytest.mark.parametrize("change", ["delivered", "keyword", "removed", "moved in"])
+def test_every_change_after_a_stamp_is_found(tree, change):
+    refs = [deliver(tree, "INBOX", numbered(n)) for n in (1, 2)]
+    _settle(tree)
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        cursor = md.fetch_changes(inbox, None).cursor
+        assert cursor.startswith("s:")
+        with connector(tree) as client:  # another program changes the folder
+            if change == "delivered":
+                deliver(tree, "INBOX", numbered(3))
+            elif change == "keyword":
+                client.set_keyword(named(client, "INBOX"), refs[1], "Customer")
+            elif change == "removed":
+                next((tree / "new").iterdir()).unlink()
+            else:
+                ref = deliver(tree, "Sent", numbered(4))
+                client.move(named(client, "Sent"), ref, named(client, "INBOX"))
+        changes = md.fetch_changes(inbox, cursor)
+    got = {"delivered": [3], "keyword": [2], "removed": [], "moved in": [4]}[change]
+    assert numbers(changes) == got
+    assert len(changes.removed) == (1 if change == "removed" else 0)
+
+
+def test_a_cursor_without_a_stamp_is_read_as_before(tree):
+    """Cursors stored before stamps (and those of folders changed within the last
+    seconds) carry none: the folder is listed."""
+    deliver(tree, "INBOX", numbered(1))
+    with connector(tree) as md:
+        inbox = named(md, "INBOX")
+        first = md.fetch_changes(inbox, None)
+        assert not first.cursor.startswith("s:")  # changed just now: not settled
+        _settle(tree)
+        quiet = md.fetch_changes(inbox, first.cursor)
+    assert quiet.messages == [] and quiet.cursor.startswith("s:")

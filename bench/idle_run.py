@@ -1,0 +1,154 @@
+"""Sync benchmark: what one idle run costs a worker and PostgreSQL (issue 17, goal 5).
+
+A fresh PostgreSQL database gets ``--mailboxes`` enabled, empty Maildir mailboxes (built
+as ``scheduler.py`` builds them), each synced once so that every later run is idle (a due
+mailbox with nothing new). Then ``--runs`` idle runs, each exactly what a worker does for a
+due mailbox (``Worker._claim`` then ``Worker._sync``: the claim, the mail run, the alert
+mail pass at most every 30 s, the lease given back), in this process, one after the other:
+
+* client CPU per run (``time.process_time``: user + system of this process);
+* the PostgreSQL backend's CPU per run (``/proc/<pid>/stat`` of the connection's backend,
+  read before and after; the runs one after the other use one pooled connection);
+* statements per run (a ``before_cursor_execute`` listener), with the statements of one
+  run printed (``--show``);
+* ``--profile``: a cProfile of the runs (process time), the top functions by their own and
+  cumulative time.
+
+Run: ``.venv/bin/python bench/idle_run.py [--mailboxes 2000] [--runs 500] [--profile]
+[--show]``. It asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import event, select, text, update  # noqa: E402
+from bench.scratch import scratch_database  # noqa: E402
+from bench.scheduler import backend_cpu, build  # noqa: E402
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mailboxes", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--show", action="store_true", help="print one idle run's statements")
+    parser.add_argument("--store", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+    args = parser.parse_args()
+    from cryptography.fernet import Fernet
+    from server import create_app
+    from server.db import db, utcnow
+    from server.sync.models import Mailbox
+    from server.sync.workers.worker import Worker
+
+    url, drop = scratch_database("postgresql", "idlerun")
+    instance = Path(tempfile.mkdtemp(prefix="regarding-idlerun-"))
+    store = Path(tempfile.mkdtemp(prefix="regarding-idlerun-store-", dir=args.store))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
+                      "REGARDING_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                      "REGARDING_INSTANCE_DIR": str(instance),
+                      "REGARDING_MAILDIR_ROOT": str(store), "REGARDING_LOG_LEVEL": "WARNING"})
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load()}; "
+          f"{args.mailboxes} mailboxes, {args.runs} idle runs")
+    try:
+        with app.app_context():
+            build(app, args.mailboxes, 300, store)
+            worker = Worker(app, "bench-idle", 1, threading.Event(), push=False,
+                            until_idle=False)
+            ids = [i for (i,) in db.session.execute(select(Mailbox.id).order_by(Mailbox.id))]
+            runs = min(args.runs, len(ids))
+
+            def make_due(mailbox_ids) -> None:
+                db.session.execute(update(Mailbox).where(Mailbox.id.in_(mailbox_ids))
+                                   .values(next_sync_on=utcnow() - timedelta(seconds=1)))
+                db.session.execute(update(Mailbox).where(Mailbox.id.not_in(mailbox_ids))
+                                   .values(next_sync_on=utcnow() + timedelta(days=1)))
+                db.session.commit()
+
+            def one(mailbox_id) -> None:
+                (lease,) = worker._claim(1)
+                assert lease.mailbox_id == mailbox_id, (lease, mailbox_id)
+                worker._sync(lease)
+
+            # First visits (folders seen once): every later run of these is idle.
+            t = time.perf_counter()
+            make_due(ids[:runs])
+            for mailbox_id in ids[:runs]:
+                one(mailbox_id)
+            print(f"first runs of {runs} mailboxes: {time.perf_counter() - t:.1f} s")
+            make_due(ids[:runs])  # all due at once, claimed in due order (id order)
+            db.session.remove()
+            db.engine.dispose()  # from here on one connection, reused run after run
+            pid = db.session.scalar(text("SELECT pg_backend_pid()"))
+            db.session.remove()
+            statements: list[list[str]] = []
+
+            def count(conn, cursor, statement, params, context, executemany):
+                statements[-1].append(statement)
+
+            event.listen(db.engine, "before_cursor_execute", count)
+            profile = cProfile.Profile(time.process_time) if args.profile else None
+            client, backend, walls = [], [], []
+            try:
+                for mailbox_id in ids[:runs]:
+                    statements.append([])
+                    b0, c0, w0 = backend_cpu(pid), time.process_time(), time.perf_counter()
+                    if profile:
+                        profile.enable()
+                    (lease,) = worker._claim(1)
+                    worker._sync(lease)
+                    if profile:
+                        profile.disable()
+                    walls.append(time.perf_counter() - w0)
+                    client.append(time.process_time() - c0)
+                    backend.append(backend_cpu(pid) - b0)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", count)
+            stats = worker.stats
+            assert db.engine.pool.checkedin() == 1, db.engine.pool.status()
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        drop()
+        shutil.rmtree(instance, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+    counts = [len(s) for s in statements]
+    print(f"idle runs: {runs} ({stats.failed} failed, {stats.errors} errors); load {load()}")
+    print(f"statements per idle run: median {statistics.median(counts)}, "
+          f"min {min(counts)}, max {max(counts)}")
+    print(f"client CPU per run: mean {statistics.mean(client) * 1000:.2f} ms, "
+          f"median {statistics.median(client) * 1000:.2f} ms")
+    print(f"PostgreSQL backend CPU per run: mean {statistics.mean(backend) * 1000:.2f} ms "
+          f"(clock ticks of {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms, summed over the runs)")
+    print(f"wall per run: median {statistics.median(walls) * 1000:.2f} ms; "
+          f"one core of client + backend CPU makes "
+          f"{1 / (statistics.mean(client) + statistics.mean(backend)):.0f} idle runs/s")
+    if args.show:
+        typical = next(s for s in statements if len(s) == statistics.median_low(counts))
+        for statement in typical:
+            print("  " + " ".join(statement.split())[:200])
+    if profile:
+        ps = pstats.Stats(profile).strip_dirs()
+        ps.sort_stats("tottime").print_stats(30)
+        ps.sort_stats("cumulative").print_stats(60)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""A run's outcome on the mailbox row: its status, its next run (sooner after a run that
+tracked mail, later after idle ones; backing off after failures, and turned off after too
+many or a refused password, with an alert), and the worker's lease given back in the same
+row update (``give_back_with_outcome``: one write per run, not two)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import inspect
+from sqlalchemy.orm.attributes import set_committed_value
+
+from server.db import db, utcnow
+from server.i18n import N_
+from server.sync import leases
+from server.sync.engine import alerts
+from server.sync.models import Mailbox
+
+# ``result`` below is the run's ``engine.run.SyncResult`` (not imported: run imports this).
+DEFAULTS = {
+    "REGARDING_SYNC_MAX_FAILURES": 10,
+    "REGARDING_SYNC_RETRY_SECONDS": 300,
+    "REGARDING_SYNC_INTERVAL_SECONDS": 300,
+    "REGARDING_SYNC_BUSY_INTERVAL_SECONDS": 120,
+    "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
+}
+
+__all__ = ["failed", "give_back_with_outcome", "succeeded"]
+
+
+def _setting(name: str) -> int:
+    return int(current_app.config.get(name, DEFAULTS[name]))
+
+
+def _next_interval(mailbox: Mailbox, result) -> int:
+    base = _setting("REGARDING_SYNC_INTERVAL_SECONDS")
+    busy = _setting("REGARDING_SYNC_BUSY_INTERVAL_SECONDS")
+    idle = _setting("REGARDING_SYNC_IDLE_INTERVAL_SECONDS")
+    if result.tracked:
+        return busy
+    if result.fetched - result.seen:
+        return base
+    step = max(1, (idle - base) // 3)  # three idle runs in a row reach the idle interval
+    current = mailbox.sync_interval_seconds or base
+    return min(idle, max(current, base) + step) if idle > base else base
+
+
+def succeeded(mailbox: Mailbox, known: alerts.MailboxAlerts, result) -> None:
+    now = utcnow()
+    mailbox.last_sync_on = mailbox.last_success_on = now
+    mailbox.consecutive_failures = 0
+    mailbox.incoming_status, mailbox.incoming_message = "success", None
+    mailbox.backlog = sum(1 for f in result.folders if f.more)
+    mailbox.sync_interval_seconds = _next_interval(mailbox, result)
+    mailbox.next_sync_on = now if result.more else now + timedelta(
+        seconds=mailbox.sync_interval_seconds)
+    result.next_sync_on = mailbox.next_sync_on
+    known.clear("sync_failed")
+
+
+def failed(mailbox: Mailbox, result, code: str, message: str, severity: str,
+            retry_after: float | None) -> None:
+    now = utcnow()
+    result.status, result.error_code, result.reason = "failure", code, message
+    mailbox.last_sync_on = now
+    mailbox.incoming_status, mailbox.incoming_message = "failure", message
+    address = mailbox.email_address
+    if severity in ("auth", "fatal"):
+        fix = (N_("Correct the user name and password (or the sign-in) of this mailbox or of "
+                  "its email server profile, then test and enable the mailbox again.")
+               if severity == "auth" else N_("Fix the problem, then test and enable the mailbox again."))
+        _disable(mailbox, result, f"{message} {fix}")
+        alerts.raise_alert("error", "auth_failed" if severity == "auth" else "sync_fatal",
+                           N_("Synchronization of %(address)s was turned off: %(problem)s") % {
+                               "address": address, "problem": f"{message} {fix}"}, mailbox)
+        return
+    mailbox.consecutive_failures = (mailbox.consecutive_failures or 0) + 1
+    failures, most = mailbox.consecutive_failures, _setting("REGARDING_SYNC_MAX_FAILURES")
+    if failures >= most:
+        _disable(mailbox, result, f"Synchronization failed {failures} times in a row: {message}")
+        alerts.raise_alert("error", "sync_failed",
+                           N_("Synchronization of %(address)s failed %(failures)s times in a row "
+                              "and was turned off: %(problem)s When the server is reachable "
+                              "again, test and enable the mailbox.") % {
+                                  "address": address, "failures": failures, "problem": message},
+                           mailbox)
+        return
+    delay = max(_setting("REGARDING_SYNC_RETRY_SECONDS"), int(retry_after or 0))
+    mailbox.next_sync_on = now + timedelta(seconds=delay)
+    result.next_sync_on = mailbox.next_sync_on
+    alerts.raise_alert("warning", "sync_failed",
+                       N_("Synchronization of %(address)s failed: %(problem)s Attempt "
+                          "%(failures)s of %(most)s; the next one is at %(next)s UTC.") % {
+                              "address": address, "problem": message, "failures": failures,
+                              "most": most, "next": f"{mailbox.next_sync_on:%Y-%m-%d %H:%M}"},
+                       mailbox)
+
+
+def _disable(mailbox: Mailbox, result, reason: str) -> None:
+    mailbox.enabled = False
+    mailbox.disabled_reason = reason
+    mailbox.next_sync_on = None
+    result.disabled = True
+    result.next_sync_on = None
+
+
+def give_back_with_outcome(mailbox: Mailbox, owner: str) -> bool:
+    """The run's outcome (the mailbox's changed columns) and the lease given back in one
+    row update, when ``owner`` still holds the lease; False otherwise (the outcome is
+    then written alone, with the run)."""
+    state = inspect(mailbox)
+    changed = {prop.key: state.attrs[prop.key].value for prop in state.mapper.column_attrs
+               if state.attrs[prop.key].history.added}
+    with db.session.no_autoflush:  # the changed columns go in this update, not a flush
+        if not leases.give_back_row(Mailbox, owner, mailbox.id, **changed):
+            return False
+    changed.update(lease_owner=None, lease_expires_on=None)
+    for key, value in changed.items():  # written: nothing left for the session to flush
+        set_committed_value(mailbox, key, value)
+    return True
