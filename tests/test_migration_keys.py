@@ -22,6 +22,15 @@ def _row(conn, table: str, **values) -> None:
     conn.execute(sa.table(table, *(sa.column(c) for c in values)).insert().values(**values))
 
 
+def _ann(conn) -> None:
+    """The business unit Contoso and its user Ann Archer (id 1 each), as every revision
+    since the first stores them."""
+    _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)
+    _row(conn, "user", id=1, first_name="Ann", last_name="Archer", full_name="Ann Archer",
+         email="ann@contoso.test", is_active=True, business_unit_id=1, session_version=1,
+         alert_emails="errors", created_on=WHEN, modified_on=WHEN)
+
+
 def _email(conn, id_: int, message_id: str, dedupe_key: str, **columns) -> None:
     _row(conn, "activity", id=id_, activity_type="email", subject="Quote", state="completed",
          priority="normal", occurred_on=WHEN, created_on=WHEN, modified_on=WHEN,
@@ -32,10 +41,7 @@ def _email(conn, id_: int, message_id: str, dedupe_key: str, **columns) -> None:
 
 def _old_keys(conn) -> None:
     """Rows as the old tracking rules stored them."""
-    _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)
-    _row(conn, "user", id=1, first_name="Ann", last_name="Archer", full_name="Ann Archer",
-         email="ann@contoso.test", is_active=True, business_unit_id=1, session_version=1,
-         alert_emails="errors", created_on=WHEN, modified_on=WHEN)
+    _ann(conn)
     _row(conn, "user", id=2, first_name="Bob", last_name="Baker", full_name="Bob Baker",
          email="bob@contoso.test", is_active=True, business_unit_id=1, session_version=1,
          alert_emails="errors", created_on=WHEN, modified_on=WHEN)

@@ -8,16 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine, inspect, text
 
 from server.db import db
-from tests.test_migration_keys import WHEN, _row
+from tests.test_migration_keys import WHEN, _ann, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
 from tests.test_migrations_send import _upgrade, app_at
 
 
 def _records(conn) -> None:
-    _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)
-    _row(conn, "user", id=1, first_name="Ann", last_name="Archer", full_name="Ann Archer",
-         email="ann@contoso.test", is_active=True, business_unit_id=1, session_version=1,
-         alert_emails="errors", created_on=WHEN, modified_on=WHEN)
+    _ann(conn)
     _row(conn, "contact", id=1, is_active=True, created_on=WHEN, modified_on=WHEN,
          owning_business_unit_id=1, owner_user_id=1, last_name="Carol", full_name="Carol",
          city="Oslo")

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from server.db import db
-from tests.test_migration_keys import WHEN, _row
+from tests.test_migration_keys import WHEN, _ann, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
 from tests.test_migrations_send import _upgrade, app_at
 
@@ -33,10 +33,7 @@ def _appointment(conn, id_: int, uid: str | None, **regarding) -> None:
 
 
 def _records(conn) -> None:
-    _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)
-    _row(conn, "user", id=1, first_name="Ann", last_name="Archer", full_name="Ann Archer",
-         email="ann@contoso.test", is_active=True, business_unit_id=1, session_version=1,
-         alert_emails="errors", created_on=WHEN, modified_on=WHEN)
+    _ann(conn)
     _row(conn, "account", id=5, name="Fabrikam", is_active=True, created_on=WHEN,
          modified_on=WHEN, owning_business_unit_id=1, owner_user_id=1)
     for id_, address in ((1, "ann@contoso.test"), (2, "bob@contoso.test")):

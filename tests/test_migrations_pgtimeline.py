@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from server.db import db
-from tests.test_migration_keys import WHEN, _row
+from tests.test_migration_keys import WHEN, _ann, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
 from tests.test_migrations_send import _upgrade, app_at
 
@@ -31,11 +31,7 @@ def test_upgrade_gives_each_party_its_activity_time(database, tmp_path, request)
     app, url = app_at("0015_wake", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
-            _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)
-            _row(conn, "user", id=1, first_name="Ann", last_name="Archer",
-                 full_name="Ann Archer", email="ann@contoso.test", is_active=True,
-                 business_unit_id=1, session_version=1, alert_emails="errors",
-                 created_on=WHEN, modified_on=WHEN)
+            _ann(conn)
             _task(conn, 10, WHEN)
             _task(conn, 11, WHEN + timedelta(days=2, microseconds=7))
             for id_, activity, role in ((1, 10, "owner"), (2, 11, "owner"), (3, 11, "to")):

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from server.db import db
-from tests.test_migration_keys import WHEN, _row
+from tests.test_migration_keys import WHEN, _ann, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
 from tests.test_migrations_acts_core import MAILBOX, _appointment
 from tests.test_migrations_send import _upgrade, app_at
@@ -19,11 +19,7 @@ def test_upgrade_adds_empty_push_marks_and_the_indexes(database, tmp_path, reque
     app, url = app_at("0014_perf_sched", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
-            _row(conn, "business_unit", id=1, name="Contoso", is_active=True, created_on=WHEN)
-            _row(conn, "user", id=1, first_name="Ann", last_name="Archer",
-                 full_name="Ann Archer", email="ann@contoso.test", is_active=True,
-                 business_unit_id=1, session_version=1, alert_emails="errors",
-                 created_on=WHEN, modified_on=WHEN)
+            _ann(conn)
             _row(conn, "mailbox", id=1, name="ann@contoso.test",
                  email_address="ann@contoso.test", user_id=1, **MAILBOX)
             _appointment(conn, 10, "meet@x")

@@ -45,6 +45,19 @@ def crm(app, make_user):
 
 
 @pytest.fixture
+def woken():
+    """How many times this process's workers were woken meanwhile."""
+    calls = []
+
+    def wake():
+        calls.append(1)
+    from server.sync.workers import scheduler
+    scheduler.listen(wake)
+    yield calls
+    scheduler.unlisten(wake)
+
+
+@pytest.fixture
 def hour_long_schedule(app, monkeypatch):
     """Every run schedules the next an hour later: only push brings one sooner."""
     for name in ("REGARDING_SYNC_INTERVAL_SECONDS", "REGARDING_SYNC_BUSY_INTERVAL_SECONDS",

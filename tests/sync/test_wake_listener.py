@@ -33,18 +33,6 @@ HOUR = 3600
 LISTENING = "listening for mailboxes asked for"
 
 
-@pytest.fixture
-def woken():
-    """How many times this process's workers were woken meanwhile."""
-    calls = []
-
-    def wake():
-        calls.append(1)
-    scheduler.listen(wake)
-    yield calls
-    scheduler.unlisten(wake)
-
-
 def maildir_mailboxes(crm, store, count: int) -> list[int]:
     """``count`` enabled Maildir mailboxes with a message each, next due in an hour."""
     prof = w.profile("maildir", maildir_root=str(store), max_connections=100)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from sqlalchemy import select, update
 
 from server.crm.activities import Appointment
@@ -18,18 +17,6 @@ from server.sync.acts.run import sync_items
 from server.sync.models import ItemLink, Mailbox
 from server.sync.workers import scheduler
 from tests.sync.acts.conftest import RadicaleSide
-
-
-@pytest.fixture
-def woken():
-    """How many times this process's workers were woken meanwhile."""
-    calls = []
-
-    def wake():
-        calls.append(1)
-    scheduler.listen(wake)
-    yield calls
-    scheduler.unlisten(wake)
 
 
 def _mailbox(user) -> Mailbox:
