@@ -230,9 +230,9 @@ def init_app(app) -> None:
         # The connection used last is handed out next (the pool is a stack, not a queue).
         # A queue deals one user's calls round-robin over every connection a burst opened
         # (a page's twenty parallel script requests): each call then meets a PostgreSQL
-        # backend idle since the last round, its caches cold, and the pane's context call
-        # took twice the server time in a browser as from one client (issue 17 goal 6,
-        # bench/README.md). The connections a stack leaves unused stay idle.
+        # backend idle since that connection's last turn, its caches cold (the pane in
+        # Chromium: issue 17 goal 6, bench/README.md). The connections a stack leaves
+        # unused stay idle.
         options.setdefault("pool_use_lifo", True)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
