@@ -19,7 +19,9 @@ Then, as a Salesperson with a pane token:
    alone inside a request context, ``--calls`` calls (default 300) after warm-up: median,
    p95 and SQL statements per call (counted with an SQLAlchemy event listener);
 2. gunicorn (``server.wsgi:app``, ``--workers`` 2, gthread with 4 threads, plain HTTP on a
-   free loopback port): the HTTP round trip from one keep-alive client (median, p95), then
+   free loopback port): the HTTP round trip from one keep-alive client sending the pane's
+   headers, back to back and then ``--http-gap`` ms apart (default 100, as the Chromium run's
+   openings are), median and p95, with the server's time from the access log; then
    ``wrk`` (Debian package) with a Lua script posting the items, at 8 and 32 connections for
    ``--duration`` seconds each: requests/s and latency percentiles;
 3. Chromium on the add-in preview page, against the same gunicorn (``bench/pane_browser.py``):
@@ -385,11 +387,19 @@ def gunicorn(url: str, instance: Path, workers: int, threads: int):
             proc.wait()
 
 
-def bench_http(port: int, items: list[dict], secret: str, calls: int) -> list[float]:
-    """Sequential calls over one keep-alive connection: the round trip as the pane sees it
-    (minus the network)."""
+PANE_HEADERS = {"Accept": "application/json", "Accept-Language": "en-US",
+                "Content-Type": "application/json"}  # what the pane's fetch sends (addin/js/api.js)
+
+
+def bench_http(port: int, items: list[dict], secret: str, calls: int, access_log: Path,
+               gap_ms: float = 0) -> list[float]:
+    """Sequential calls over one keep-alive connection, with the pane's headers: the round
+    trip as the pane sees it (minus the network). ``gap_ms``: the pause after each call, as
+    a person opening one item after another leaves (the Chromium run's openings are ~100 ms
+    apart); 0: back to back, every call meeting a process and a backend still warm. Beside
+    it, the server's time of the measured calls from gunicorn's access log, as for Chromium."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    headers = {**PANE_HEADERS, "Authorization": f"Bearer {secret}"}
     bodies = [json.dumps({"item": it}) for it in items]
     samples = []
     for i in range(WARMUP * 2 + calls):  # both workers warm up
@@ -400,10 +410,18 @@ def bench_http(port: int, items: list[dict], secret: str, calls: int) -> list[fl
         elapsed = (time.perf_counter() - started) * 1000
         if response.status != 200:
             raise SystemExit(f"HTTP {response.status} from gunicorn")
+        if i == WARMUP * 2 - 1:
+            time.sleep(0.2)  # (the access log is written after the response)
+            since = access_log.stat().st_size
         if i >= WARMUP * 2:
             samples.append(elapsed)
+            time.sleep(gap_ms / 1000)
     conn.close()
-    print(f"  HTTP round trip, one keep-alive client: {_stats(samples)}", flush=True)
+    time.sleep(0.5)
+    server = pane_browser.server_times(access_log, since)
+    pace = f"{gap_ms:.0f} ms between calls" if gap_ms else "back to back"
+    print(f"  HTTP round trip, one keep-alive client, {pace}: {_stats(samples)}; server time "
+          f"(gunicorn) median {statistics.median(server):.1f} ms, p95 {_p95(server):.1f} ms", flush=True)
     return samples
 
 
@@ -466,6 +484,8 @@ def main() -> None:
     parser.add_argument("--no-load-test", action="store_true", help="no wrk load test")
     parser.add_argument("--browser-items", type=int, default=100,
                         help="items opened in Chromium on the preview page (0: none)")
+    parser.add_argument("--http-gap", type=float, default=100.0,
+                        help="ms between the keep-alive client's paced calls (0: back to back only)")
     parser.add_argument("--in-process-only", action="store_true",
                         help="no gunicorn at all (no HTTP, wrk or Chromium figures)")
     args = parser.parse_args()
@@ -519,7 +539,9 @@ def main() -> None:
               f"plain HTTP on loopback (wrk and Chromium run on the same {os.cpu_count()} CPUs)",
               flush=True)
         with gunicorn(url, tmp, args.workers, args.threads) as port:
-            bench_http(port, items, secret, args.calls)
+            bench_http(port, items, secret, args.calls, tmp / "access.log")
+            if args.http_gap:
+                bench_http(port, items, secret, args.calls, tmp / "access.log", args.http_gap)
             if shutil.which("wrk") and not args.no_load_test:
                 for connections in (int(c) for c in args.connections.split(",")):
                     bench_wrk(port, items, secret, connections, args.duration, tmp)

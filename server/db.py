@@ -227,6 +227,13 @@ def init_app(app) -> None:
         import psycopg
         options["connect_args"].setdefault("cursor_factory", psycopg.RawCursor)
         options.setdefault("paramstyle", "numeric_dollar")
+        # The connection used last is handed out next (the pool is a stack, not a queue).
+        # A queue deals one user's calls round-robin over every connection a burst opened
+        # (a page's twenty parallel script requests): each call then meets a PostgreSQL
+        # backend idle since that connection's last turn, its caches cold (the pane in
+        # Chromium: issue 17 goal 6, bench/README.md). The connections a stack leaves
+        # unused stay idle.
+        options.setdefault("pool_use_lifo", True)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         # Created owner-only before SQLite creates it with the process's umask.
