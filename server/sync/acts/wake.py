@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 
 from server.crm.activities import ActivityParty
 from server.security import authz
-from server.security.models import User, team_member
+from server.security.models import RecordShare, User, team_member
+from server.security.privileges import Depth
 from server.sync.acts import filters, records
 from server.sync.models import ItemLink, Mailbox
 from server.sync.workers import scheduler
@@ -160,16 +161,73 @@ def _filtered_mailboxes(session: Session, by_kind: dict[str, list]) -> set[int]:
 
 def _taking(session: Session, kind: str, changed: list, people: list[authz.Principal],
             default: filters.Rule, own: dict[int, filters.Rule]) -> list[int]:
-    """Those of ``people`` whose filter takes one of the changed records: one statement per
-    hundred people, an EXISTS each."""
+    """Those of ``people`` whose filter takes one of the changed records: one EXISTS per
+    distinct condition (``_condition_key``: those sharing one are asked once, by the first
+    of them), a hundred to a statement. An organization's "anyone" costs as many EXISTS as
+    it has kinds of reader, not as many as it has users."""
     model = records.MODELS[kind]
     ids = select(model.id.label("id")).where(model.id.in_([r.id for r in changed])).cte()
+    personal = _personal(session, kind, changed, [
+        p for p in people if own.get(p.user_id, default).owner == "any"])
+    groups: dict[tuple, list[authz.Principal]] = {}
+    for p in people:
+        rule = own.get(p.user_id, default)
+        groups.setdefault(_condition_key(kind, p, rule, personal), []).append(p)
+    alike = list(groups.values())
     taking = []
-    for start in range(0, len(people), 100):
-        chunk = people[start:start + 100]
+    for start in range(0, len(alike), 100):
+        chunk = alike[start:start + 100]
         row = session.execute(select(*(
             select(model.id).where(model.id.in_(select(ids.c.id)),
-                                   filters.selected(p, kind, own.get(p.user_id, default)))
-            .exists() for p in chunk))).one()
-        taking += [p.user_id for p, takes in zip(chunk, row) if takes]
+                                   filters.selected(g[0], kind, own.get(g[0].user_id, default)))
+            .exists() for g in chunk))).one()
+        taking += [p.user_id for g, takes in zip(chunk, row) if takes for p in g]
     return taking
+
+
+def _personal(session: Session, kind: str, changed: list,
+              people: list[authz.Principal]) -> set[int]:
+    """Those of ``people`` whose read scope singles out one of the changed records by who
+    they are (``authz.scope``'s user-depth and shared parts): its owner, a member of its
+    owning team, anyone it is shared with (any share: more than read needs) or a member of
+    a team it is shared with. ``people`` are those whose rule's owner is "any" (the others
+    are keyed alone whatever this says): without any, the shares are not read."""
+    users = {r.owner_user_id for r in changed if r.owner_user_id}
+    teams = {r.owner_team_id for r in changed if r.owner_team_id}
+    if people:
+        table = authz.table_of(records.MODELS[kind])
+        for user_id, team_id in session.execute(
+                select(RecordShare.user_id, RecordShare.team_id).where(
+                    RecordShare.table_name == table,
+                    RecordShare.record_id.in_([r.id for r in changed]))):
+            if user_id:
+                users.add(user_id)
+            else:
+                teams.add(team_id)
+    return {p.user_id for p in people if p.user_id in users or teams.intersection(p.team_ids)}
+
+
+def _condition_key(kind: str, p: authz.Principal, rule: filters.Rule,
+                   personal: set[int]) -> tuple:
+    """Equal for two people only if their filters take the same of the changed records.
+
+    ``filters.selected(p, kind, rule)`` is ``check`` (the rule alone) and the owner clause
+    and ``authz.scope(p, model, "read")`` and the rule's conditions. The owner clause names
+    the user (their id, teams, attendance) unless the rule's owner is "any": any other rule
+    is the user's own key. With "any", the rest reads from ``p`` only (``Principal.scope_key``,
+    less what does not matter here): whether they are active (an inactive user: false);
+    their read depth on the kind's table (organization: true, whoever they are); below it,
+    a disjunction of (a) the records they or their teams own, when the depth is user or
+    more, (b) their unit's records (business unit depth: ``business_unit_id``; parent-child:
+    ``unit_subtree``, a function of ``business_unit_id`` and the unit table, the same for
+    everyone in one statement) and (c) the records shared with them or their teams. For
+    someone not in ``personal`` (a) and (c) are false on every changed record, so over these
+    records their condition is the rule's conditions and (b), which the key below fixes.
+    Whoever is in ``personal`` is their own key. Names and sources of rules do not reach the
+    SQL; the conditions are compared as written (``repr``: 1 and True stay apart, and a
+    value that is a list still makes a key)."""
+    if rule.owner != "any" or p.user_id in personal:
+        return ("own", p.user_id)
+    depth = p.depth(authz.table_of(records.MODELS[kind]), "read")
+    unit = None if depth >= Depth.ORGANIZATION else p.business_unit_id
+    return (rule.owner, repr(rule.conditions), p.user.is_active, depth, unit)

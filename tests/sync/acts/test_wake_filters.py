@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, event, select
 
@@ -18,7 +18,8 @@ from server.crm.activities import ActivityParty
 from server.crm.models import Contact
 from server.db import db
 from server.security import authz
-from server.security.models import Team
+from server.security.models import RecordShare, Role, RolePrivilege, Team
+from server.security.privileges import Depth
 from server.sync.acts import filters, records
 from server.sync.acts.run import sync_items
 from server.sync.models import FILTER_OWNERS, Mailbox, SyncFilter
@@ -216,26 +217,51 @@ _CONDITIONS = {"contact": ("job_title", "eq", "Buyer"),
                "task": ("subject", "contains", "Buyer"),
                "appointment": ("subject", "contains", "Buyer")}
 _RULES = st.none() | st.tuples(st.sampled_from(FILTER_OWNERS), st.booleans())
-_PEOPLE = 8  # (role, in the other unit, teams, active, mailbox syncs items)
+_PEOPLE = 13  # (role, in the other unit, teams, active, mailbox syncs items)
+# Several alike but for who they are (the wake asks those alike once: a record of one of
+# them, or shared with one, or with a team of one, must still tell them apart): Salespeople
+# of one unit, in a team or not; "Own records" people (user-depth reads) in a team or not;
+# Sales Managers (parent-child reads) of either unit.
 _SHAPES = [("Salesperson", False, (0,), True, True), ("Salesperson", False, (0,), True, True),
            ("Sales Manager", False, (1,), True, True), ("Salesperson", True, (1,), True, True),
            ("Customer Service Representative", False, (), True, True),
            ("Salesperson", False, (0,), False, True), ("Salesperson", True, (), True, False),
-           ("System Administrator", False, (), True, True)]
+           ("System Administrator", False, (), True, True),
+           ("Salesperson", False, (), True, True), ("Own records", False, (0,), True, True),
+           ("Own records", False, (), True, True), ("Own records", False, (), True, True),
+           ("Sales Manager", True, (), True, True)]
+_OWN_RECORDS = {"contact.read": Depth.USER, "activity.read": Depth.USER,
+                "sync_appointments": Depth.ORGANIZATION, "sync_contacts": Depth.ORGANIZATION,
+                "sync_tasks": Depth.ORGANIZATION}
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), owner=st.integers(0, _PEOPLE + 1),
-       value=st.sampled_from(["Buyer", "Clerk"]), organization=_RULES,
+       value=st.sampled_from(["Buyer", "Clerk"]),
+       # the organization's "anyone" often: all those without their own are asked then,
+       # those alike once (``wake._condition_key``)
+       organization=st.sampled_from([("any", False), ("any", True)]) | _RULES,
        own=st.lists(_RULES, min_size=_PEOPLE, max_size=_PEOPLE),
-       attendees=st.sets(st.integers(0, _PEOPLE - 1), max_size=3))
+       attendees=st.sets(st.integers(0, _PEOPLE - 1), max_size=3),
+       shares=st.sets(st.integers(0, _PEOPLE + 1), max_size=3))
+# Always, with the organization's "anyone": a record of a Salesperson of the first unit,
+# shared with one "Own records" person of two alike (and readable by unit to some of
+# those alike but for their unit or depth); a record of the other; one of a team, shared
+# with the other team.
+@example(kind="contact", owner=0, value="Buyer", organization=("any", False),
+         own=[None] * _PEOPLE, attendees=set(), shares={10})
+@example(kind="task", owner=10, value="Buyer", organization=("any", False),
+         own=[None] * _PEOPLE, attendees=set(), shares=set())
+@example(kind="appointment", owner=_PEOPLE, value="Buyer", organization=("any", True),
+         own=[None] * _PEOPLE, attendees={11}, shares={_PEOPLE + 1})
 def test_the_wake_asks_for_whom_the_filters_take(app, make_user, make_unit, kind, owner,
-                                                 value, organization, own, attendees):
-    """A new record, owned by any of eight people of all kinds (roles, units, teams, one
-    disabled, one whose mailbox syncs no items) or either team, under any mix of filters:
-    the mailboxes asked for are those of the users each of whose filter, asked alone
-    (``filters.selected``, the privilege), takes it."""
+                                                 value, organization, own, attendees, shares):
+    """A new record, owned by any of thirteen people of all kinds (roles, units, teams,
+    depths, one disabled, one whose mailbox syncs no items) or either team, shared with
+    some of them or the teams, under any mix of filters: the mailboxes asked for are those
+    of the users each of whose filter, asked alone (``filters.selected``, the privilege),
+    takes it."""
     people, teams = _population(make_user, make_unit)
     db.session.execute(delete(SyncFilter))
     for user, rule in [(None, organization), *zip(people, own)]:
@@ -254,6 +280,11 @@ def test_the_wake_asks_for_whom_the_filters_take(app, make_user, make_unit, kind
             record.parties = [ActivityParty(role="required", user_id=people[n].id)
                               for n in sorted(attendees)]
         db.session.add(record)
+        db.session.flush()
+        db.session.add_all(RecordShare(
+            table_name=authz.table_of(model), record_id=record.id,
+            **{"team_id" if n >= _PEOPLE else "user_id": (people + teams)[n].id})
+            for n in sorted(shares))
         db.session.commit()
     taking = set()
     for user in people:
@@ -263,7 +294,7 @@ def test_the_wake_asks_for_whom_the_filters_take(app, make_user, make_unit, kind
                 db.session.scalar(select(model.id).where(model.id == record.id,
                                                          filters.selected(p, kind))):
             taking.add(user.email)
-    assert _flagged() == taking, (kind, owner, value, organization, own, attendees)
+    assert _flagged() == taking, (kind, owner, value, organization, own, attendees, shares)
 
 
 _populations: dict[int, tuple] = {}
@@ -277,6 +308,9 @@ def _population(make_user, make_unit):
         root = make_user("root@contoso.test").business_unit
         teams = [Team(name=f"Team {n}", business_unit_id=root.id) for n in range(2)]
         db.session.add_all(teams)
+        db.session.add(Role(name="Own records", privileges=[
+            RolePrivilege(privilege=k, depth=int(d)) for k, d in _OWN_RECORDS.items()]))
+        db.session.flush()
         people = []
         for n, (role, away, in_teams, active, items) in enumerate(_SHAPES):
             user = make_user(f"p{n}@contoso.test", roles=[role], unit=far if away else None)
