@@ -9,7 +9,8 @@ whose synchronization filter takes it now (the push creates or updates the item)
 they sync that kind: those whose filter could take it (its owner, its owning team's
 members, an appointment's attendees who are users, and every user whose filter, their own
 or the organization's, says "anyone"), each asked by ``filters.selected`` and the kind's
-privilege, in a few statements however many users. They are asked for
+privilege, in a few statements however many users (those whose conditions are alike,
+``_condition_key``, are asked once together). They are asked for
 (``scheduler.ask_for_sync``) in the change's own transaction (a rollback asks for nothing),
 and once it commits every sync worker looks for them at once: those running in this
 process directly, those of other processes and machines through PostgreSQL's ``NOTIFY``.
