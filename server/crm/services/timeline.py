@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import (ARRAY, Integer, and_, any_, bindparam, cast, exists, false, func, literal,
                         or_, select, union, union_all)
 from sqlalchemy.orm import aliased, selectinload, with_polymorphic
+from sqlalchemy.sql.elements import BindParameter
 
 from server.crm.activities import PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty
 from server.crm.models import Case, Contact, Opportunity
@@ -96,12 +97,14 @@ class Way:
     ``activity_party``)."""
     party: bool
     column: str
-    ids: int | tuple[int, ...]
+    ids: int | tuple[int, ...] | BindParameter
 
     name: str = "way"  # its bind parameter's name, unique in a page's statement
 
     def matches(self, entity):
         column = getattr(entity, self.column)
+        if isinstance(self.ids, BindParameter):  # the caller's own (the pane's subject_id)
+            return column == self.ids
         if isinstance(self.ids, tuple):
             return column.in_(bindparam(self.name, self.ids, expanding=True))
         return column == bindparam(self.name, self.ids)
