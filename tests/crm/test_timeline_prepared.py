@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
-from server.crm.activities import Email
+from server.crm.activities import ActivityParty, Email
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
 from server.crm.services.timeline import timeline
@@ -32,7 +32,10 @@ def world(make_user):
         db.session.add(Email(subject=f"Mail {n}", occurred_on=T0 + timedelta(hours=n),
                              owner_user_id=me.id, owning_business_unit_id=me.business_unit_id,
                              regarding_account_id=account.id, html_body=f"<p>body {n}</p>",
-                             text_body=f"body {n}", message_id=f"<m{n}@fabrikam.test>"))
+                             text_body=f"body {n}", message_id=f"<m{n}@fabrikam.test>",
+                             parties=[ActivityParty(role="from", address="pat@fabrikam.test"),
+                                      *(ActivityParty(role="to", address=f"to{k}@contoso.test")
+                                        for k in range(n))]))
     db.session.commit()
     return me.id, account.id
 
@@ -51,6 +54,25 @@ def test_the_page_leaves_bodies_out_and_still_reads_them(world):
     assert page.items[0].html_body == "<p>body 2</p>"  # loaded when read
     assert page.items[1].text_body == "body 1"
     assert page.items[0].owner_user.id == user_id
+
+
+def test_a_page_is_one_statement_with_its_parties(world):
+    user_id, account_id = world
+    p = authz.principal(db.session.get(User, user_id))
+    _ = p.unit_subtree, p.depths
+    seen = []
+    listener = lambda *args: seen.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        page = timeline(p, "account", account_id, limit=5, related=False)
+        shown = [(a.subject, a.state, a.regarding_ref, [x.role for x in a.parties])
+                 for a in page.items]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert [s for s in seen if not s.startswith("SET LOCAL")] == seen  # libpq's SETs unseen
+    assert len(seen) == 1, seen
+    assert shown == [(f"Mail {n}", "open", ("account", account_id), ["from", *["to"] * n])
+                     for n in (2, 1, 0)]
 
 
 def test_the_page_statement_stays_prepared_across_rolled_back_requests(world, db_backend):
