@@ -116,9 +116,11 @@ def prepared_statement(statement):
     """``statement`` marked to run as a server-side prepared statement on PostgreSQL, whose
     plan PostgreSQL may then keep for every later run (a *generic* plan, made without the
     parameter values). Only for statements whose best plan does not depend on the values:
-    lookups by a key or by ids, small tables. Never for one whose data is skewed (a
-    record's timeline: a generic plan read the whole activity table, bench/README.md).
-    Planning is most of PostgreSQL's time for the pane's statements (issue 17 goal 6).
+    lookups by a key or by ids, small tables, a timeline page whose every branch is an index
+    walk cut at one page (``timeline._preparable``). Never for one whose plan depends on
+    skewed values (the timeline's one-query plan: a generic plan read the whole activity
+    table, bench/README.md). Planning is most of PostgreSQL's time for the pane's statements
+    (issue 17 goal 6). Kept across a ROLLBACK (``prepared_plans``); see ``generic_plans``.
     Nothing else is prepared (``prepare_threshold``, ``init_app``); SQLite ignores the mark."""
     return statement.execution_options(**{PREPARED: True})
 
@@ -139,7 +141,7 @@ def generic_plans():
     run (``plan_cache_mode``, for this transaction only), however PostgreSQL would cost it
     against a custom plan. Left to choose, it planned the timeline's page statement on every
     run: the generic plan's estimate was dearer though it runs as fast (bench/README.md,
-    "Issue 17 goal 2: the page statement prepared"). Not for the whole session: the setting
+    "Issue 17 goal 2: the timeline page prepared"). Not for the whole session: the setting
     also gives the unprepared statements (the extended protocol's unnamed ones) plans made
     without their values. Two statements through libpq directly; nothing on SQLite."""
     dbapi_connection = db.session.connection().connection.dbapi_connection

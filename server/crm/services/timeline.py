@@ -38,7 +38,7 @@ AnyActivity = with_polymorphic(Activity, "*")
 # only if read. The owner is shown by its id, so the user row is not joined; the parties are
 # (one statement for the page instead of two). Fewer columns cost less on each side:
 # PostgreSQL plans one join less, psycopg describes 58 columns, not 87 (bench/README.md,
-# "Issue 17 goal 2: the page statement prepared").
+# "Issue 17 goal 2: the timeline page prepared").
 NOT_SHOWN = (Email.html_body, Email.text_body, Email.internet_headers, Email.to_recipients,
              Email.references, Email.conversation_index, Email.dedupe_key, Email.error,
              Email.delivery_attempts, Email.next_attempt_on, Email.receiving_mailbox_id,
