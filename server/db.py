@@ -143,9 +143,14 @@ def generic_plans():
     run: the generic plan's estimate was dearer though it runs as fast (bench/README.md,
     "Issue 17 goal 2: the timeline page prepared"). Not for the whole session: the setting
     also gives the unprepared statements (the extended protocol's unnamed ones) plans made
-    without their values. Two statements through libpq directly; nothing on SQLite."""
-    dbapi_connection = db.session.connection().connection.dbapi_connection
-    pgconn = getattr(dbapi_connection, "pgconn", None)
+    without their values (what the session has pending is flushed before, for that reason).
+    Two statements through libpq directly; nothing on SQLite."""
+    session = db.session()
+    if session.autoflush:
+        session.flush()
+    pgconn = None
+    if db.engine.dialect.driver == "psycopg":
+        pgconn = session.connection().connection.dbapi_connection.pgconn
     if pgconn is None:
         yield
         return

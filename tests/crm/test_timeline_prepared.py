@@ -92,3 +92,12 @@ def test_the_page_statement_stays_prepared_across_rolled_back_requests(world, db
     # The transaction's other statements keep plans made with their values.
     assert db.session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
     db.session.remove()
+
+
+def test_what_the_session_has_pending_is_on_the_page(world):
+    user_id, account_id = world
+    me = db.session.get(User, user_id)
+    db.session.add(Email(subject="Pending", occurred_on=T0 + timedelta(days=1), owner_user_id=me.id,
+                         owning_business_unit_id=me.business_unit_id,
+                         regarding_account_id=account_id, message_id="<pending@fabrikam.test>"))
+    assert [a.subject for a in _page(user_id, account_id).items] == ["Pending", "Mail 2"]
