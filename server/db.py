@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -115,9 +116,11 @@ def prepared_statement(statement):
     """``statement`` marked to run as a server-side prepared statement on PostgreSQL, whose
     plan PostgreSQL may then keep for every later run (a *generic* plan, made without the
     parameter values). Only for statements whose best plan does not depend on the values:
-    lookups by a key or by ids, small tables. Never for one whose data is skewed (a
-    record's timeline: a generic plan read the whole activity table, bench/README.md).
-    Planning is most of PostgreSQL's time for the pane's statements (issue 17 goal 6).
+    lookups by a key or by ids, small tables, a timeline page whose every branch is an index
+    walk cut at one page (``timeline._preparable``). Never for one whose plan depends on
+    skewed values (the timeline's one-query plan: a generic plan read the whole activity
+    table, bench/README.md). Planning is most of PostgreSQL's time for the pane's statements
+    (issue 17 goal 6). Kept across a ROLLBACK (``prepared_plans``); see ``generic_plans``.
     Nothing else is prepared (``prepare_threshold``, ``init_app``); SQLite ignores the mark."""
     return statement.execution_options(**{PREPARED: True})
 
@@ -130,6 +133,32 @@ def in_values(column, name: str):
     if db.engine.dialect.name == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+@contextmanager
+def generic_plans():
+    """Within: the session's prepared statements run with their generic plan from the first
+    run (``plan_cache_mode``, for this transaction only), however PostgreSQL would cost it
+    against a custom plan. Left to choose, it planned the timeline's page statement on every
+    run: the generic plan's estimate was dearer though it runs as fast (bench/README.md,
+    "Issue 17 goal 2: the timeline page prepared"). Not for the whole session: the setting
+    also gives the unprepared statements (the extended protocol's unnamed ones) plans made
+    without their values (what the session has pending is flushed before, for that reason).
+    Two statements through libpq directly; nothing on SQLite."""
+    session = db.session()
+    if session.autoflush:
+        session.flush()
+    pgconn = None
+    if db.engine.dialect.driver == "psycopg":
+        pgconn = session.connection().connection.dbapi_connection.pgconn
+    if pgconn is None:
+        yield
+        return
+    pgconn.exec_(b"SET LOCAL plan_cache_mode = force_generic_plan")
+    try:
+        yield
+    finally:
+        pgconn.exec_(b"SET LOCAL plan_cache_mode TO DEFAULT")
 
 
 @event.listens_for(Engine, "do_execute")
@@ -245,6 +274,8 @@ def init_app(app) -> None:
         for engine in db.engines.values():
             if engine.dialect.name == "postgresql":
                 postgresql_writes(engine)
+                if engine.dialect.driver == "psycopg":
+                    prepared_plans(engine)
     migrate.init_app(app, db)
 
 
@@ -272,3 +303,39 @@ def postgresql_writes(engine: Engine) -> None:
                            "FROM pg_settings WHERE name = 'default_toast_compression' "
                            "AND 'lz4' = ANY(enumvals)")
         dbapi_connection.commit()
+
+
+def prepared_plans(engine: Engine) -> None:
+    """Prepared statements (``prepared_statement``) kept when a transaction ends with a
+    ROLLBACK, as every read-only request's does.
+
+    psycopg's ``Connection.rollback`` sends ``DEALLOCATE ALL`` after every ROLLBACK (its
+    ``_rollback_gen``, in case the transaction dropped or re-created an object a statement
+    uses), and a read-only request ends with one (the session's close): each request
+    parsed and planned its prepared statements again, so only requests that committed
+    (the pane's) kept them. Here the ROLLBACK goes through libpq directly
+    (``pgconn.exec_``, psycopg's documented low-level access) and the statements stay.
+    PostgreSQL itself re-plans a prepared statement whose tables changed; the app changes
+    its schema only in migrations, on connections of their own. Anything unusual (a
+    pipeline, a two-phase transaction, a failed ROLLBACK) goes to psycopg's own rollback."""
+    import psycopg
+    from psycopg import pq
+
+    default = engine.dialect.do_rollback
+
+    def do_rollback(connection):
+        # SQLAlchemy passes its pool's proxy of the connection.
+        dbapi_connection = getattr(connection, "dbapi_connection", connection)
+        pgconn = getattr(dbapi_connection, "pgconn", None)
+        status = pgconn.transaction_status if pgconn is not None else None
+        if status not in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR) \
+                or getattr(dbapi_connection, "_pipeline", None) is not None \
+                or getattr(dbapi_connection, "_tpc", None) is not None \
+                or not isinstance(dbapi_connection, psycopg.Connection):
+            return default(dbapi_connection)
+        result = pgconn.exec_(b"ROLLBACK")
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            return default(dbapi_connection)
+        return None
+
+    engine.dialect.do_rollback = do_rollback
