@@ -4,13 +4,15 @@ are there at the head (a later SQLite migration rebuilding one of those tables w
 them); the downgrade removes them."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import create_engine, text
 
 from server.db import db
 from tests.test_migration_keys import _ann
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
-from tests.test_migrations_send import _upgrade, app_at
+from tests.test_migrations_send import _upgrade, app_at, organization_row
 
 TABLES = ("user_role", "team_member", "team_role", "security_role", "role_privilege",
           "secured_field", "organization")
@@ -26,53 +28,55 @@ def _stamp(conn) -> int | None:
     return conn.execute(text("SELECT security_stamp FROM organization WHERE id = 1")).scalar()
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_upgrade_stamps_the_organization_and_every_write_changes_it(database, tmp_path, request):
+def _before(database: str, tmp_path, request):
+    """A database at 0016 with Ann, the organization and a role; then upgraded to the head."""
     app, url = app_at("0016_pgtimeline", database, tmp_path, request)
+    with app.app_context(), db.engine.begin() as conn:
+        _ann(conn)
+        organization_row(conn)
+        conn.execute(text("INSERT INTO security_role (id, name, is_builtin) "
+                          "VALUES (1, 'Salesperson', true)"))
     with app.app_context():
-        with db.engine.begin() as conn:
-            _ann(conn)
-            conn.execute(text(
-                "INSERT INTO organization (id, name, base_currency, resolve_inactive_records, "
-                "unresolve_ambiguous_addresses, attachment_max_bytes, use_tracking_token, "
-                "tracking_token_prefix, track_sent_items, track_between_users_as_two, "
-                "smart_matching, require_email_approval, modified_on) VALUES (1, 'Contoso', "
-                "'USD', false, false, 1000, true, 'CRM:', true, false, false, true, "
-                "CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO security_role (id, name, is_builtin) "
-                              "VALUES (1, 'Salesperson', true)"))
         db.engine.dispose()
     _upgrade(app, "head")
+    return app, url
+
+
+@contextmanager
+def _connected(url: str):
+    """A connection of its own (a transaction, committed) to the database at ``url``."""
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            names = _triggers(conn, database)
-            assert all(any(n.startswith(f"security_stamp_{t}") for n in names) for t in TABLES)
-            stamps = [_stamp(conn)]
-        for write in ("INSERT INTO user_role (user_id, role_id) VALUES (1, 1)",
-                      "INSERT INTO role_privilege (role_id, privilege, depth) "
-                      "VALUES (1, 'contact.read', 2)",
-                      "UPDATE role_privilege SET depth = 4",
-                      "DELETE FROM user_role",
-                      "INSERT INTO secured_field (table_name, field) VALUES ('contact', 'phone')",
-                      "UPDATE organization SET tracking_token_prefix = 'TRK:'",
-                      "DELETE FROM security_role"):  # (its privileges go by cascade)
-            with engine.begin() as conn:
-                conn.execute(text(write))
-                stamps.append(_stamp(conn))
-        assert None not in stamps and len(set(stamps)) == len(stamps), stamps
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE \"user\" SET job_title = 'Buyer'"))  # not an input
-            assert _stamp(conn) == stamps[-1]
+            yield conn
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_upgrade_stamps_the_organization_and_every_write_changes_it(database, tmp_path, request):
+    app, url = _before(database, tmp_path, request)
+    with _connected(url) as conn:
+        names = _triggers(conn, database)
+        assert all(any(n.startswith(f"security_stamp_{t}") for n in names) for t in TABLES)
+        stamps = [_stamp(conn)]
+    for write in ("INSERT INTO user_role (user_id, role_id) VALUES (1, 1)",
+                  "INSERT INTO role_privilege (role_id, privilege, depth) "
+                  "VALUES (1, 'contact.read', 2)",
+                  "UPDATE role_privilege SET depth = 4",
+                  "DELETE FROM user_role",
+                  "INSERT INTO secured_field (table_name, field) VALUES ('contact', 'phone')",
+                  "UPDATE organization SET tracking_token_prefix = 'TRK:'",
+                  "DELETE FROM security_role"):  # (its privileges go by cascade)
+        with _connected(url) as conn:
+            conn.execute(text(write))
+            stamps.append(_stamp(conn))
+    assert None not in stamps and len(set(stamps)) == len(stamps), stamps
+    with _connected(url) as conn:
+        conn.execute(text("UPDATE \"user\" SET job_title = 'Buyer'"))  # not an input
+        assert _stamp(conn) == stamps[-1]
     result = app.test_cli_runner().invoke(args=["db", "downgrade", "0016_pgtimeline"])
     assert result.exit_code == 0, (result.output, result.exception)
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            assert _triggers(conn, database) == set()
-            columns = conn.execute(text("SELECT * FROM organization")).keys()
-            assert "security_stamp" not in columns
-    finally:
-        engine.dispose()
+    with _connected(url) as conn:
+        assert _triggers(conn, database) == set()
+        assert "security_stamp" not in conn.execute(text("SELECT * FROM organization")).keys()
