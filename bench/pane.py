@@ -29,8 +29,12 @@ Then, as a Salesperson with a pane token:
    pane's cards painted, p50 and p95, with the server's time for the same context calls from
    gunicorn's access log (median).
 
+``--steps`` adds where one call's time goes, in-process, back to back and ``--http-gap`` ms
+apart: each statement's wall time on the client and its backend's CPU, the COMMIT, and the
+Python between them (medians).
+
 Run: ``.venv/bin/python bench/pane.py [--contacts N] [--calls N] [--duration S] [--keep]
-[--browser-items N] [--no-load-test] [--in-process-only]``;
+[--browser-items N] [--no-load-test] [--in-process-only] [--steps]``;
 ``--reuse FILE`` measures again on a database an earlier ``--keep`` run left (the load of
 1,000,000 contacts takes minutes).
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
