@@ -111,6 +111,7 @@ def _apply(kind: str, arg, core: bool, user_id: int) -> None:
     elif kind == "team_again":  # the team deleted (its members and roles with it), made again
         if core:
             db.session.execute(text("DELETE FROM team WHERE id = :t"), {"t": team.id})
+            db.session.expunge(team)  # (SQLite gives the new team the same id)
         else:
             db.session.delete(team)
         db.session.flush()
