@@ -29,8 +29,12 @@ Then, as a Salesperson with a pane token:
    pane's cards painted, p50 and p95, with the server's time for the same context calls from
    gunicorn's access log (median).
 
+``--steps`` adds where one call's time goes, in-process, back to back and ``--http-gap`` ms
+apart: each statement's wall time on the client and its backend's CPU, the COMMIT, and the
+Python between them (medians).
+
 Run: ``.venv/bin/python bench/pane.py [--contacts N] [--calls N] [--duration S] [--keep]
-[--browser-items N] [--no-load-test] [--in-process-only]``;
+[--browser-items N] [--no-load-test] [--in-process-only] [--steps]``;
 ``--reuse FILE`` measures again on a database an earlier ``--keep`` run left (the load of
 1,000,000 contacts takes minutes).
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
@@ -340,6 +344,101 @@ def profile(app, items: list[dict], secret: str, calls: int) -> None:
     pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
 
 
+# -- where a call's time goes ------------------------------------------------------------------------
+
+STEP_NAMES = (("FROM api_token", "token"), ("role_privilege", "grants"),
+              ("FROM organization", "org"), ("FROM email_address", "lookup"),
+              ("track_request", "tracking"), ("FROM activity", "lists"),
+              ("FROM opportunity", "lists"), ("FROM \"case\"", "lists"), ("owner_user", "cards"))
+
+
+def _step_name(statement: str) -> str:
+    return next((name for marker, name in STEP_NAMES if marker in statement),
+                " ".join(statement.split())[:24])
+
+
+class StepClock:
+    """Per statement of a call: the client's wall time around the DBAPI execute (the round
+    trip, psycopg's implicit BEGIN included in the first) and the backend's CPU over it
+    (``/proc/<pid>/schedstat``, fresh: the backend waits for the next query when it is
+    read); the COMMIT's wall time; the rest of the call is Python."""
+
+    def __init__(self, engine):
+        from sqlalchemy.orm import Session
+        self.engine, self.steps, self._open = engine, [], None
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        event.listen(engine, "commit", self._commit)
+        event.listen(Session, "after_commit", self._committed)
+
+    def remove(self):
+        from sqlalchemy.orm import Session
+        event.remove(self.engine, "before_cursor_execute", self._before)
+        event.remove(self.engine, "after_cursor_execute", self._after)
+        event.remove(self.engine, "commit", self._commit)
+        event.remove(Session, "after_commit", self._committed)
+
+    @staticmethod
+    def _backend_ns(conn) -> int:
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        with open(f"/proc/{pid}/schedstat") as fh:
+            return int(fh.read().split()[0])
+
+    def _before(self, conn, cursor, statement, params, context, many):
+        self._open = (_step_name(statement), self._backend_ns(conn), time.perf_counter())
+
+    def _after(self, conn, cursor, statement, params, context, many):
+        ended = time.perf_counter()
+        name, cpu, started = self._open
+        self.steps.append((name, (ended - started) * 1000, (self._backend_ns(conn) - cpu) / 1e6))
+
+    def _commit(self, conn):
+        self._open = ("COMMIT", self._backend_ns(conn), time.perf_counter(), conn)
+
+    def _committed(self, session):
+        if self._open and self._open[0] == "COMMIT":
+            name, cpu, started, conn = self._open
+            self.steps.append((name, (time.perf_counter() - started) * 1000,
+                               (self._backend_ns(conn) - cpu) / 1e6))
+            self._open = None
+
+
+def bench_steps(app, items: list[dict], secret: str, calls: int, gap_ms: float) -> None:
+    """``--steps``: where one context call's time goes, through the Flask test client, back
+    to back and ``gap_ms`` apart (as a user opens items): per statement the client's wall
+    time and the backend's CPU (medians), and the Python between them."""
+    from server.db import db
+    with app.app_context():
+        engine = db.engine
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    for gap in (0, gap_ms):
+        clock = StepClock(engine)
+        per_step: dict[str, list[tuple[float, float]]] = {}
+        python, walls = [], []
+        for i in range(WARMUP + calls):
+            clock.steps = []
+            started = time.perf_counter()
+            response = client.post("/api/addin/context", json={"item": items[i % len(items)]},
+                                   headers=headers)
+            wall = (time.perf_counter() - started) * 1000
+            assert response.status_code == 200, response.status_code
+            if i >= WARMUP:
+                walls.append(wall)
+                python.append(wall - sum(w for _, w, _ in clock.steps))
+                for k, (name, w, c) in enumerate(clock.steps):
+                    per_step.setdefault(f"{k + 1}. {name}", []).append((w, c))
+            time.sleep(gap / 1000)
+        clock.remove()
+        pace = f"{gap:.0f} ms apart" if gap else "back to back"
+        print(f"  steps, {pace}: whole call {_stats(walls)}; Python (all but the statements' "
+              f"round trips) median {statistics.median(python):.2f} ms", flush=True)
+        for name, values in per_step.items():
+            print(f"    {name:<14} wall median {statistics.median(w for w, _ in values):6.2f} ms "
+                  f"p95 {_p95([w for w, _ in values]):6.2f}   backend CPU median "
+                  f"{statistics.median(c for _, c in values):5.2f} ms   (n={len(values)})")
+
+
 # -- 2. gunicorn -----------------------------------------------------------------------------------
 
 def _free_port() -> int:
@@ -481,6 +580,9 @@ def main() -> None:
                         help="measure on a database kept by an earlier --keep run (no load; kept)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the SQL with EXPLAIN ANALYZE and a cProfile of the calls")
+    parser.add_argument("--steps", action="store_true",
+                        help="also print where a call's time goes, per statement, back to back "
+                             "and --http-gap ms apart")
     parser.add_argument("--no-load-test", action="store_true", help="no wrk load test")
     parser.add_argument("--browser-items", type=int, default=100,
                         help="items opened in Chromium on the preview page (0: none)")
@@ -531,6 +633,8 @@ def main() -> None:
         print(f"  target median <= {TARGET_MS:.0f} ms: {'met' if median <= TARGET_MS else 'MISSED'}")
         if args.profile:
             profile(app, items, secret, args.calls)
+        if args.steps:
+            bench_steps(app, items, secret, args.calls, args.http_gap or 100.0)
         with app.app_context():
             db.engine.dispose()
         if args.in_process_only:

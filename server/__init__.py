@@ -61,6 +61,7 @@ def _import_models() -> None:
     import server.crm.services.tracked  # noqa: F401
     import server.crm.templates  # noqa: F401
     import server.security.models  # noqa: F401
+    import server.security.stamp  # noqa: F401  (its triggers, made with the tables)
     import server.sync.models  # noqa: F401
     import server.sync.admin.provision  # noqa: F401  (its hook: mailboxes for new owners)
     import server.sync.acts.wake  # noqa: F401  (its hook: a CRM change wakes its mailboxes)

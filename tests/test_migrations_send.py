@@ -27,18 +27,23 @@ def app_at(revision: str, database: str, tmp_path, request):
     return app, url
 
 
+def organization_row(conn) -> None:
+    """The organization as revision 0003 and every later one can store it."""
+    conn.execute(text(
+        "INSERT INTO organization (id, name, base_currency, resolve_inactive_records, "
+        "unresolve_ambiguous_addresses, attachment_max_bytes, use_tracking_token, "
+        "tracking_token_prefix, track_sent_items, track_between_users_as_two, "
+        "smart_matching, require_email_approval, modified_on) VALUES (1, 'Contoso', "
+        "'USD', false, false, 1000, true, 'CRM:', true, false, false, true, "
+        "CURRENT_TIMESTAMP)"))
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_upgrade_keeps_the_organization_and_turns_the_setting_on(database, tmp_path, request):
     app, url = app_at("0003_secb", database, tmp_path, request)
     with app.app_context():
         with db.engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO organization (id, name, base_currency, resolve_inactive_records, "
-                "unresolve_ambiguous_addresses, attachment_max_bytes, use_tracking_token, "
-                "tracking_token_prefix, track_sent_items, track_between_users_as_two, "
-                "smart_matching, require_email_approval, modified_on) VALUES (1, 'Contoso', "
-                "'USD', false, false, 1000, true, 'CRM:', true, false, false, true, "
-                "CURRENT_TIMESTAMP)"))
+            organization_row(conn)
         db.engine.dispose()
     _upgrade(app, "0004_send")
     engine = create_engine(url)

@@ -29,7 +29,7 @@ from server.db import cached_statement, in_values, select_rows
 from server.errors import Forbidden, Invalid, NotFound
 from server.i18n import N_, language_of
 from server.mailkeys import find_token
-from server.security import authz, delegates
+from server.security import authz, delegates, stamp
 from server.security.authz import Principal
 from server.security.models import Team, User
 from server.security.privileges import Depth
@@ -49,10 +49,15 @@ ORG_SETTINGS = ("resolve_inactive_records", "unresolve_ambiguous_addresses", "at
 
 
 def _org_settings():
-    """The organization's settings the context call reads (a row, not an entity)."""
+    """The organization's settings the context call reads (a row, not an entity), as this
+    process kept them for the request's security stamp (``server.security.stamp``)."""
+    return stamp.kept("pane org", (1,), _load_org_settings)[1]
+
+
+def _load_org_settings(_keys) -> dict:
     query = cached_statement(("org",), lambda: select(*(getattr(Organization, c) for c in ORG_SETTINGS))
                              .where(Organization.id == 1), prepared=True)
-    return select_rows(query).one()
+    return {1: select_rows(query).one()}
 
 
 # -- who the user is and what they may do ------------------------------------------------------

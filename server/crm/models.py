@@ -6,10 +6,11 @@ up to three addresses, mirrored into ``email_address`` for indexed resolution.
 """
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, Numeric, String,
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, Numeric, String,
                         Text)
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
@@ -55,6 +56,10 @@ class Organization(db.Model):
     mail_server_allowed_hosts: Mapped[str] = mapped_column(String(2000), default="",
                                                            server_default="")
     modified_on: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Changed by triggers on every write to the settings and to principals' inputs
+    # (server.security.stamp); null: nothing is kept across requests.
+    security_stamp: Mapped[int | None] = mapped_column(
+        BigInteger, default=lambda: secrets.randbits(62))
 
 
 class Owned:

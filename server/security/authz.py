@@ -21,6 +21,7 @@ from server.i18n import N_
 from server.security.models import (BusinessUnit, FieldPermission, RecordShare, Role,
                                     RolePrivilege, SecuredField, Team, User, team_member,
                                     team_role, user_role)
+from server.security import stamp
 from server.security.privileges import NAMED_PRIVILEGES, Depth
 
 SHARE_FLAGS = {"read": "can_read", "write": "can_write", "append": "can_append",
@@ -126,11 +127,13 @@ def principal(user: User) -> Principal:
 
 def principals(users) -> dict[int, Principal]:
     """The principal of each of ``users`` by id, computed once per request: those not yet
-    computed in this request in one statement."""
+    computed in this request from what their roles and teams grant, as this process kept it
+    for the request's security stamp (``server.security.stamp``), else in one statement."""
     cache = g.setdefault("_principals", {}) if has_request_context() else {}
     missing = [u for u in users if u.id not in cache]
     if missing:
-        cache.update(_load_principals(missing))
+        grants = stamp.kept("grants", sorted({u.id for u in missing}), _load_grants)
+        cache.update((u.id, _principal(u, grants[u.id])) for u in missing)
     return {u.id: cache[u.id] for u in users}
 
 
@@ -173,15 +176,24 @@ def held(user: User) -> Principal:
     return _load_principals([user], counting_inactive=True)[user.id]
 
 
-def _load_principals(users, *, counting_inactive: bool = False) -> dict[int, Principal]:
-    by_id = {u.id: u for u in users}
-    team_ids: dict[int, list[int]] = {u: [] for u in by_id}
-    depths: dict[int, dict[str, Depth]] = {u: {} for u in by_id}
-    named: dict[int, set[str]] = {u: set() for u in by_id}
+@dataclass(frozen=True)
+class Grants:
+    """What a user's roles and teams grant, active or not (``_grants``'s rows for them)."""
+    team_ids: tuple[int, ...]
+    depths: dict[str, Depth]
+    named: frozenset[str]
+    is_admin: bool
+    secured_fields: dict[str, frozenset[str]]
+
+
+def _load_grants(user_ids) -> dict[int, Grants]:
+    team_ids: dict[int, list[int]] = {u: [] for u in user_ids}
+    depths: dict[int, dict[str, Depth]] = {u: {} for u in user_ids}
+    named: dict[int, set[str]] = {u: set() for u in user_ids}
     secured: dict[str, set[str]] = {}
     admins: set[int] = set()
     for kind, user_id, team_id, name, builtin, item, depth in select_rows(
-            _grants(), {"user_ids": sorted(by_id)}):
+            _grants(), {"user_ids": sorted(user_ids)}):
         if kind == "team":
             team_ids[user_id].append(team_id)
         elif kind == "secured":
@@ -197,14 +209,20 @@ def _load_principals(users, *, counting_inactive: bool = False) -> dict[int, Pri
             elif depth:
                 named[user_id].add(item)
     fields = {table: frozenset(items) for table, items in secured.items()}
-    found = {}
-    for user_id, user in by_id.items():
-        holds = user.is_active or counting_inactive  # an inactive user holds nothing
-        found[user_id] = Principal(
-            user, tuple(sorted(team_ids[user_id])), depths[user_id] if holds else {},
-            frozenset(named[user_id]) if holds else frozenset(), holds and user_id in admins,
-            dict(fields))
-    return found
+    return {u: Grants(tuple(sorted(team_ids[u])), depths[u], frozenset(named[u]), u in admins,
+                      fields) for u in user_ids}
+
+
+def _principal(user: User, grants: Grants, *, counting_inactive: bool = False) -> Principal:
+    holds = user.is_active or counting_inactive  # an inactive user holds nothing
+    return Principal(user, grants.team_ids, dict(grants.depths) if holds else {},
+                     grants.named if holds else frozenset(), holds and grants.is_admin,
+                     dict(grants.secured_fields))
+
+
+def _load_principals(users, *, counting_inactive: bool = False) -> dict[int, Principal]:
+    grants = _load_grants([u.id for u in users])
+    return {u.id: _principal(u, grants[u.id], counting_inactive=counting_inactive) for u in users}
 
 
 def _field_access(p: Principal, table: str) -> FieldAccess:

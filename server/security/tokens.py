@@ -7,10 +7,13 @@ import secrets
 from datetime import timedelta
 from functools import cache
 
+from flask import has_request_context
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager
 
+from server.crm.models import Organization
 from server.db import db, prepared_statement, utcnow
+from server.security import stamp
 from server.security.models import ApiToken, User
 
 PREFIX = {"api": "rgd_", "pane": "rgp_"}
@@ -32,22 +35,28 @@ def issue(user: User, name: str, *, days: float = 90, kind: str = "api") -> tupl
 
 @cache
 def _by_hash():
-    """The token with its user, in one statement (built once: every API request runs it)."""
+    """The token with its user and the organization's security stamp, in one statement
+    (built once: every API request runs it)."""
     return prepared_statement(
-        select(ApiToken).join(ApiToken.user).options(contains_eager(ApiToken.user))
+        select(ApiToken, Organization.security_stamp).join(ApiToken.user)
+        .outerjoin(Organization, Organization.id == 1).options(contains_eager(ApiToken.user))
         .where(ApiToken.token_hash == bindparam("token_hash")))
 
 
 def authenticate(secret: str, kinds: tuple[str, ...] = ("api", "pane")) -> ApiToken | None:
     """The live token row for a presented secret, or None (unknown, revoked, expired, or its
-    user is inactive). The caller tells expired from unknown through ``is_expired``."""
+    user is inactive). The caller tells expired from unknown through ``is_expired``. The
+    request's security stamp is read with it (``stamp.remember``)."""
     if not secret or len(secret) > 200:
         return None
-    row = db.session.scalar(_by_hash(), {"token_hash": _digest(secret)})
+    found = db.session.execute(_by_hash(), {"token_hash": _digest(secret)}).first()
+    row, security_stamp = found if found is not None else (None, None)
     if row is None or row.kind not in kinds or row.revoked_on is not None:
         return None
     if not row.user.is_active:
         return None
+    if has_request_context():
+        stamp.remember(security_stamp)
     return row
 
 

@@ -21,7 +21,7 @@ from server.addin import context as pane_context
 from server.i18n import N_
 from server.security import sso
 from server.crm.models import Organization
-from server.db import db
+from server.db import db, statements_commit_alone
 from server.errors import Invalid, ServiceError
 from server.security import authz
 from server.sync.acts import meetings
@@ -60,8 +60,13 @@ def _authenticate():
     return user
 
 
+READS = ("addin_api.context", "addin_api.related", "addin_api.search")  # they write nothing
+
+
 @bp.before_request
 def _signed_in_with_addin_privilege():
+    if request.endpoint in READS:
+        statements_commit_alone()
     user = _authenticate()
     g.api_user = user
     authz.require_named(authz.principal(user), "use_outlook_addin")
