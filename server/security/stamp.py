@@ -3,9 +3,10 @@ what a principal is made of (users' roles, teams and their members and roles, ro
 privileges, secured fields) and to the organization's settings. Database triggers change it
 (``TRIGGERS``: every write, ORM or Core, by any process), so a process may keep what it loaded
 for one stamp and use it again while the stamp read in the request is the same: the API and
-the add-in read it in the same statement as the bearer token, then take the principal's grants
-and the pane's organization settings from the process without a round trip each (issue 17
-goal 6, bench/README.md). Where the stamp was not read (pages, SSO), nothing is kept.
+the add-in read it in the same statement as the bearer token, pages in the same statement as
+the session's user (``sessions.live_user``), then take the principal's grants and the pane's
+organization settings from the process without a round trip each (issue 17 goals 2 and 6,
+bench/README.md). Where the stamp was not read (SSO's first request), nothing is kept.
 
 A request that writes anything forgets its stamp (``_forget_on_write``): what it computes
 after its own writes is loaded as before, from its own transaction.

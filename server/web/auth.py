@@ -38,11 +38,10 @@ def _load_user(session_id: str):
     """The user of a session or remember-me cookie: ``user:version:key``, valid while the
     server-side session ``key`` lives (sign-out ends it) and the password has not changed."""
     user_id, version, key = (session_id.split(":") + ["", ""])[:3]
-    if not (user_id.isascii() and user_id.isdigit()):
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
         return None
-    user = db.session.get(User, int(user_id))
-    if user is None or not user.is_active or str(user.session_version) != version \
-            or not sessions.is_live(user.id, key):
+    user = sessions.live_user(int(user_id), key)
+    if user is None or not user.is_active or str(user.session_version) != version:
         return None
     user.session_key = key
     return user

@@ -1,5 +1,6 @@
 """The security stamp (server/security/stamp.py): a process keeps a principal's grants and the
-pane's organization settings while the stamp read with the bearer token is unchanged. Any
+pane's organization settings while the stamp read with the bearer token (pages: with the
+session's user) is unchanged. Any
 change to any input of a principal, made by the ORM or by plain SQL, in this process or in
 another (a second app instance: its own store, as another gunicorn worker has), is seen by
 the very next call of both; on SQLite and PostgreSQL."""
@@ -12,6 +13,8 @@ from sqlalchemy import select, text
 
 from server import create_app
 from server.crm.models import Organization
+from server.crm.registry import RECORD_TYPES
+from server.crm.services import records
 from server.db import db
 from server.security import authz, tokens
 from server.security.bootstrap import create_user, root_unit
@@ -223,3 +226,27 @@ def test_each_write_changes_the_stamp(app, make_user):
     db.session.get(Organization, 1).name = "Renamed"
     db.session.commit()
     assert stamp() != before
+
+
+def test_a_page_keeps_the_principal_for_the_stamp_and_sees_a_removed_privilege_next(
+        app, make_user, signin):
+    """Pages read the stamp with the session's user (``sessions.live_user``), so the grants
+    come from the process while it is unchanged; a privilege removed by plain SQL (no ORM
+    event in this process) is refused on the very next page, as before."""
+    user = make_user("pages@contoso.test")
+    account = records.create(authz.principal(user), RECORD_TYPES["account"],
+                             {"name": "Stamped Ltd"})
+    db.session.commit()
+    c = signin(user)
+    assert c.get(f"/r/account/{account.id}").status_code == 200
+    store = app.extensions.get("regarding_stamped", {})
+    assert ("grants", user.id) in store
+    kept_stamp = store[("grants", user.id)][0]
+    assert c.get(f"/r/account/{account.id}").status_code == 200
+    assert store[("grants", user.id)][0] == kept_stamp  # used again, not loaded again
+    role_id = _role("Salesperson").id
+    db.session.execute(text("DELETE FROM role_privilege WHERE role_id = :r AND privilege LIKE "
+                            "'account.%'"), {"r": role_id})
+    db.session.commit()
+    assert c.get(f"/r/account/{account.id}").status_code in (403, 404)
+    assert store[("grants", user.id)][0] != kept_stamp
