@@ -56,6 +56,8 @@ DEFAULTS = {
     "REGARDING_SYNC_POLL_SECONDS": 1.0,  # how often an idle worker looks for due mailboxes
     "REGARDING_SYNC_BATCH_SIZE": 200,  # messages fetched and committed together
     "REGARDING_SYNC_RUN_MESSAGES": 2000,  # one run's budget; a bigger backlog is due again
+    # Due mailboxes a free slot claims and visits together (engine.idle); 1: one at a time.
+    "REGARDING_SYNC_IDLE_BATCH": 20,
 }
 
 CHANNEL = "regarding_sync_requested"  # PostgreSQL NOTIFY: a mailbox was asked for
