@@ -9,9 +9,10 @@ then the lease is given back. A free slot claims up to ``REGARDING_SYNC_IDLE_BAT
 mailboxes at once and visits them together (``engine.idle``): those whose folders have
 nothing new (a local store's directory times say so) get their outcome, run row and
 released lease in a few statements for the whole batch (their outgoing mail sent first);
-the others wait for a slot and get the full pass. While it runs a heartbeat thread renews the worker's leases;
-a lease that could not be renewed and was taken over by another worker stops that run at
-its next batch boundary.
+the others wait for a slot and get the full pass. While it runs a heartbeat thread renews
+the worker's leases; a lease that could not be renewed and was taken over by another
+worker stops that run at its next batch boundary (and leaves an idle batch's visit of
+that mailbox unwritten).
 
 Crash-proof: an error in one mailbox is logged (its kind, never a password or a message
 body) and the worker goes on; a database that goes away is waited for. A worker killed
