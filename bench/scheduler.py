@@ -3,7 +3,8 @@
 A fresh PostgreSQL database gets ``--mailboxes`` enabled Maildir mailboxes (default
 10,000; an empty tree each, under ``--store``, default /dev/shm; rows by COPY), each due
 once in the next ``--interval`` seconds (default 300, the default sync interval), spread
-evenly, as in a steady state. Then:
+evenly, as in a steady state, and each synced before (its Inbox's folder state as a run
+leaves it, so every visit is an idle one; ``--first-visits``: never run). Then:
 
 1. **cost of an idle poll**: with nothing due, ``scheduler.claim`` (the due query with
    ``FOR NO KEY UPDATE SKIP LOCKED``, the profiles' live leases, the claim) timed 300 times:
