@@ -14,7 +14,8 @@ from sqlalchemy import event, func, select, update
 
 from server.crm.activities import Email
 from server.db import db, utcnow
-from server.sync.connectors.maildir import deliver, folder_path, mailbox_root
+from server.sync.connectors.maildir import (create_maildir, deliver, folder_path,
+                                             mailbox_root)
 from server.sync.engine import alerts, idle
 from server.sync.engine.run import sync_mailbox
 from server.sync.models import FolderState, Mailbox, SyncRun
@@ -36,9 +37,10 @@ def _settled(store, made) -> None:
     then = time.time() - 60
     for box in made:
         root = mailbox_root(store, box.email_address)
-        for folder in ("INBOX", "Sent"):
+        for folder in [root, *(d for d in root.iterdir() if d.name.startswith(".")
+                               and d.is_dir())]:
             for sub in ("new", "cur"):
-                os.utime(folder_path(root, folder) / sub, (then, then))
+                os.utime(folder / sub, (then, then))
 
 
 def _synced_once(store, made) -> None:
@@ -147,6 +149,32 @@ def test_what_the_probe_cannot_vouch_for_gets_a_full_run(app, crm, tmp_path):
     names = set(db.session.scalars(select(FolderState.folder_name).where(
         FolderState.mailbox_id == renamed.id)))
     assert "Sent Messages" in names
+
+
+def test_tracked_folders_are_probed_and_a_new_rule_gets_a_run(app, crm, tmp_path):
+    """A mailbox with a folder rule is idle while its Inbox, Sent and tracked folder are;
+    mail filed into the tracked folder, or a rule for a folder not read yet, gets a run."""
+    store = tmp_path / "store"
+    box, other = boxes(crm, store, 2)
+    root = mailbox_root(store, box.email_address)
+    create_maildir(root, ["INBOX/Deal", "INBOX/Later"])
+    keys = w.folder_keys(box)
+    w.folder_rule(box, keys["INBOX/Deal"], "INBOX/Deal")
+    db.session.commit()
+    _synced_once(store, [box, other])
+    probed = idle.probe([box.id, other.id])
+    assert probed.full == [] and [len(v.state_ids) for v in probed.idle] == [3, 2]
+    db.session.rollback()
+    deliver(root, "INBOX/Deal", w.raw(subject="Filed", mid="filed@customer.example"))
+    assert idle.probe([box.id, other.id]).full == [box.id]
+    db.session.rollback()
+    assert sync_mailbox(box.id).tracked == 1
+    _synced_once(store, [box])
+    assert idle.probe([box.id]).full == []
+    db.session.rollback()
+    w.folder_rule(box, keys["INBOX/Later"], "INBOX/Later")
+    db.session.commit()
+    assert idle.probe([box.id]).full == [box.id]
 
 
 def test_due_outgoing_mail_of_an_idle_mailbox_is_still_sent(app, crm, tmp_path):

@@ -153,7 +153,9 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState],
             folders = connector.list_folders()
             with session.no_autoflush:  # planning may change a rule, as a run does
                 plan = plan_folders(mailbox, folders, rules, track_sent=org.track_sent_items)
-            changed = bool(plan.notes or session.dirty or session.new)
+            # (``dirty`` holds a rule set to the value it had: only a net change counts.)
+            changed = bool(plan.notes or session.new) or any(
+                session.is_modified(obj) for obj in session.dirty)
             if changed or not plan.evaluate:
                 return None, changed
             found = []
