@@ -313,7 +313,8 @@ class Worker:
                 log.debug("worker %s: idle batch of %d: %d visited, %d to run, %d lost",
                           self.worker_id, len(ids), len(written), len(full),
                           len(visits) - len(written))
-                self._alert_mail()
+                if written:  # (not before the full runs: one pass per 30 s, after them)
+                    self._alert_mail()
             except Exception as exc:  # the batch's mailboxes get full runs
                 self.stats.errors += 1
                 db.session.rollback()
