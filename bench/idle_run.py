@@ -126,7 +126,7 @@ def main() -> None:
                     if batched:
                         leases = worker._claim(n)
                         assert len(leases) == n, (len(leases), n)
-                        worker._visit(leases)
+                        worker._visit(leases, n)
                         while worker.waiting:  # found not idle: a full run
                             worker._sync(worker.waiting.popleft())
                     else:

@@ -221,3 +221,30 @@ def test_a_lease_lost_in_the_middle_of_a_batch_is_left_to_its_new_holder(app, cr
     for box in (made[0], made[2]):
         assert fresh(box).lease_owner is None and len(_runs(box)) == 2
     assert db.session.scalar(select(func.count()).select_from(SyncRun)) == 5
+
+
+def test_work_beyond_the_free_slots_is_given_back_still_due(app, crm, tmp_path):
+    """A batch whose mailboxes have mail keeps as many for full runs as there are slots and
+    gives the others back at once, due as they were; the next claim takes no extra."""
+    import threading
+    from server.sync.workers.worker import Worker
+    store = tmp_path / "store"
+    made = boxes(crm, store, 5)  # never run: each needs a full run
+    db.session.commit()
+    worker = Worker(app, "worker-a", 2, threading.Event(), push=False, until_idle=True)
+    leases = worker._claim(5)
+    assert len(leases) == 5 and worker.extra == 19
+    worker._visit(leases, 2)
+    kept = [lease.mailbox_id for lease in worker.waiting]
+    assert kept == [lease.mailbox_id for lease in leases[:2]] and worker.extra == 0
+    assert worker.active == set(kept)
+    db.session.expire_all()
+    for box in made:
+        row = fresh(box)
+        assert row.lease_owner == ("worker-a" if box.id in kept else None)
+        assert row.next_sync_on is None  # still due, first
+    # Another worker syncs those given back (on SQLite, the sole worker takes back the
+    # kept ones too).
+    stats = work(app, "worker-b")
+    assert {status for _, status in stats.runs} == {"success"}
+    assert {i for i, _ in stats.runs} >= {b.id for b in made if b.id not in kept}

@@ -64,7 +64,7 @@ CHANNEL = "regarding_sync_requested"  # PostgreSQL NOTIFY: a mailbox was asked f
 
 __all__ = ["CHANNEL", "Lease", "WorkerRefused", "ask_for_sync", "claim", "due_condition",
            "due_query", "flag_changed", "lease_seconds", "listen", "release", "release_all",
-           "renew", "request_sync", "sender", "setting", "unlisten", "wake_local",
+           "release_many", "renew", "request_sync", "sender", "setting", "unlisten", "wake_local",
            "worker_slot"]
 
 
@@ -242,6 +242,16 @@ def release(owner: str, mailbox_id: int, *, next_sync_on: datetime | None = None
     values = {"next_sync_on": next_sync_on} if next_sync_on is not None else {}
     with leases.committed():
         return leases.give_back_row(Mailbox, owner, mailbox_id, **values)
+
+
+def release_many(owner: str, mailbox_ids) -> int:
+    """Give back ``owner``'s leases on ``mailbox_ids`` as claimed, their next run left as
+    it is (claimed but not run: still due). Commits; returns how many."""
+    ids = list(mailbox_ids)
+    if not ids:
+        return 0
+    with leases.committed():
+        return leases.give_back(Mailbox, owner, Mailbox.id.in_(ids))
 
 
 def release_all(owner: str | None) -> int:

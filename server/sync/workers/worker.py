@@ -110,6 +110,9 @@ class Worker:
             self.batch = max(1, scheduler.setting("REGARDING_SYNC_BATCH_SIZE"))
             self.budget = max(1, scheduler.setting("REGARDING_SYNC_RUN_MESSAGES"))
             self.idle_batch = max(1, scheduler.setting("REGARDING_SYNC_IDLE_BATCH"))
+        # Claimed beyond the free slots for the next idle batch: none after a batch that
+        # found more work than slots (a store that cannot probe, a wave of new mail).
+        self.extra = self.idle_batch - 1
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -183,7 +186,7 @@ class Worker:
                         free -= 1
                     try:
                         # One slot visits a batch: up to idle_batch more than the slots.
-                        more = self.idle_batch - 1 if self.idle_batch > 1 else 0
+                        more = self.extra
                         leases = self._claim(free + more) if free > 0 and not self.waiting \
                             else []
                         backoff = 0.0
@@ -200,7 +203,7 @@ class Worker:
                              if not (lease.requested or lease.took_over)] \
                         if self.idle_batch > 1 else []
                     if batch:
-                        future = pool.submit(self._visit, batch)
+                        future = pool.submit(self._visit, batch, free)
                         running[future] = None
                         future.add_done_callback(lambda _f: self.wake.set())
                     for lease in leases:
@@ -279,10 +282,12 @@ class Worker:
         log.debug("worker %s: mailbox %s done in %.2f s", self.worker_id, mailbox_id,
                   time.monotonic() - started)
 
-    def _visit(self, leases: list[scheduler.Lease]) -> None:
+    def _visit(self, leases: list[scheduler.Lease], slots: int) -> None:
         """An idle batch (``engine.idle``): the idle mailboxes' outgoing mail sent, then
-        their visits written together; the others wait for a slot and a full run. A lease
-        lost meanwhile is left to its new holder."""
+        their visits written together; the others wait for one of the ``slots`` and a
+        full run, and those beyond them are given back at once (still due: no lease is
+        held for long without a run, and a mailbox asked for meanwhile is claimed first).
+        A lease lost meanwhile is left to its new holder."""
         from server.sync.engine import idle
         ids = [lease.mailbox_id for lease in leases]
         full, written = ids, set()
@@ -322,14 +327,26 @@ class Worker:
                           self.worker_id, _detail(exc))
                 full = [i for i in ids if i not in written]
             finally:
-                db.session.remove()
-                again = set(full)
-                with self.lock:  # a lease neither written nor waiting is given back at stop
+                again, keep, surplus = set(full), [], []
+                with self.lock:
                     for lease in leases:
                         if lease.mailbox_id in again and lease.mailbox_id not in self.lost \
                                 and not self.stop.is_set():
-                            self.waiting.append(lease)
-                        else:
+                            (keep if len(keep) < max(1, slots) else surplus).append(lease)
+                if surplus:
+                    try:
+                        scheduler.release_many(self.worker_id,
+                                               [lease.mailbox_id for lease in surplus])
+                    except Exception as exc:  # the leases expire by themselves
+                        log.warning("worker %s: leases not given back (%s)", self.worker_id,
+                                    _detail(exc))
+                db.session.remove()
+                self.extra = 0 if surplus else self.idle_batch - 1
+                with self.lock:  # a lease neither written nor kept is given back at stop
+                    self.waiting.extend(keep)
+                    kept = {lease.mailbox_id for lease in keep}
+                    for lease in leases:
+                        if lease.mailbox_id not in kept:
                             self.active.discard(lease.mailbox_id)
                             self.lost.discard(lease.mailbox_id)
 
