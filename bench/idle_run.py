@@ -4,7 +4,11 @@ A fresh PostgreSQL database gets ``--mailboxes`` enabled, empty Maildir mailboxe
 as ``scheduler.py`` builds them), each synced once so that every later run is idle (a due
 mailbox with nothing new). Then ``--runs`` idle runs, each exactly what a worker does for a
 due mailbox (``Worker._claim`` then ``Worker._sync``: the claim, the mail run, the alert
-mail pass at most every 30 s, the lease given back), in this process, one after the other:
+mail pass at most every 30 s, the lease given back), in this process, one after the other;
+with ``--batch N`` (default 20) as a worker does it where it can visit idle mailboxes in
+batches (``Worker._visit``: ``N`` claimed at once, probed, their visits written together;
+one that is not idle gets ``Worker._sync``); the code before that runs them one by one.
+Figures are per visit (a batch's divided by its mailboxes):
 
 * client CPU per run (``time.process_time``: user + system of this process);
 * the PostgreSQL backend's CPU per run (``/proc/<pid>/stat`` of the connection's backend,
@@ -14,8 +18,8 @@ mail pass at most every 30 s, the lease given back), in this process, one after 
 * ``--profile``: a cProfile of the runs (process time), the top functions by their own and
   cumulative time.
 
-Run: ``.venv/bin/python bench/idle_run.py [--mailboxes 2000] [--runs 500] [--profile]
-[--show]``. It asserts nothing.
+Run: ``.venv/bin/python bench/idle_run.py [--mailboxes 2000] [--runs 500] [--batch 20]
+[--profile] [--show]``. It asserts nothing.
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mailboxes", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=20,
+                        help="idle mailboxes visited together (1: one at a time)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--show", action="store_true", help="print one idle run's statements")
     parser.add_argument("--store", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
@@ -70,6 +76,8 @@ def main() -> None:
     try:
         with app.app_context():
             build(app, args.mailboxes, 300, store)
+            time.sleep(2.1)  # the trees' times settle: the first runs stamp every cursor
+            app.config["REGARDING_SYNC_IDLE_BATCH"] = args.batch
             worker = Worker(app, "bench-idle", 1, threading.Event(), push=False,
                             until_idle=False)
             ids = [i for (i,) in db.session.execute(select(Mailbox.id).order_by(Mailbox.id))]
@@ -105,20 +113,31 @@ def main() -> None:
 
             event.listen(db.engine, "before_cursor_execute", count)
             profile = cProfile.Profile(time.process_time) if args.profile else None
-            client, backend, walls = [], [], []
+            client, backend, walls, sizes = [], [], [], []
+            batched = args.batch > 1 and hasattr(worker, "_visit")
+            size = args.batch if batched else 1
             try:
-                for mailbox_id in ids[:runs]:
+                for start in range(0, runs, size):
+                    n = min(size, runs - start)
                     statements.append([])
                     b0, c0, w0 = backend_cpu(pid), time.process_time(), time.perf_counter()
                     if profile:
                         profile.enable()
-                    (lease,) = worker._claim(1)
-                    worker._sync(lease)
+                    if batched:
+                        leases = worker._claim(n)
+                        assert len(leases) == n, (len(leases), n)
+                        worker._visit(leases, n)
+                        while worker.waiting:  # found not idle: a full run
+                            worker._sync(worker.waiting.popleft())
+                    else:
+                        (lease,) = worker._claim(1)
+                        worker._sync(lease)
                     if profile:
                         profile.disable()
-                    walls.append(time.perf_counter() - w0)
-                    client.append(time.process_time() - c0)
-                    backend.append(backend_cpu(pid) - b0)
+                    sizes.append(n)
+                    walls.append((time.perf_counter() - w0) / n)
+                    client.append((time.process_time() - c0) / n)
+                    backend.append((backend_cpu(pid) - b0) / n)
             finally:
                 event.remove(db.engine, "before_cursor_execute", count)
             stats = worker.stats
@@ -129,19 +148,24 @@ def main() -> None:
         drop()
         shutil.rmtree(instance, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
-    counts = [len(s) for s in statements]
-    print(f"idle runs: {runs} ({stats.failed} failed, {stats.errors} errors); load {load()}")
-    print(f"statements per idle run: median {statistics.median(counts)}, "
-          f"min {min(counts)}, max {max(counts)}")
-    print(f"client CPU per run: mean {statistics.mean(client) * 1000:.2f} ms, "
+    counts = [len(s) / n for s, n in zip(statements, sizes)]
+    mean_client = sum(c * n for c, n in zip(client, sizes)) / runs
+    mean_backend = sum(b * n for b, n in zip(backend, sizes)) / runs
+    print(f"idle runs: {runs} in {len(sizes)} pass(es) of up to {size} "
+          f"({stats.synced} visited, {stats.failed} failed, {stats.errors} errors, "
+          f"{stats.interrupted} interrupted); load {load()}")
+    print(f"statements per idle run: mean {sum(len(s) for s in statements) / runs:.2f}, "
+          f"median {statistics.median(counts)}, min {min(counts)}, max {max(counts)}")
+    print(f"client CPU per run: mean {mean_client * 1000:.2f} ms, "
           f"median {statistics.median(client) * 1000:.2f} ms")
-    print(f"PostgreSQL backend CPU per run: mean {statistics.mean(backend) * 1000:.2f} ms "
+    print(f"PostgreSQL backend CPU per run: mean {mean_backend * 1000:.2f} ms "
           f"(clock ticks of {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms, summed over the runs)")
     print(f"wall per run: median {statistics.median(walls) * 1000:.2f} ms; "
           f"one core of client + backend CPU makes "
-          f"{1 / (statistics.mean(client) + statistics.mean(backend)):.0f} idle runs/s")
+          f"{1 / (mean_client + mean_backend):.0f} idle runs/s")
     if args.show:
-        typical = next(s for s in statements if len(s) == statistics.median_low(counts))
+        typical = statements[0] if batched else next(
+            s for s in statements if len(s) == statistics.median_low(counts))
         for statement in typical:
             print("  " + " ".join(statement.split())[:200])
     if profile:

@@ -3,7 +3,8 @@
 A fresh PostgreSQL database gets ``--mailboxes`` enabled Maildir mailboxes (default
 10,000; an empty tree each, under ``--store``, default /dev/shm; rows by COPY), each due
 once in the next ``--interval`` seconds (default 300, the default sync interval), spread
-evenly, as in a steady state. Then:
+evenly, as in a steady state, and each synced before (its Inbox's folder state as a run
+leaves it, so every visit is an idle one; ``--first-visits``: never run). Then:
 
 1. **cost of an idle poll**: with nothing due, ``scheduler.claim`` (the due query with
    ``FOR NO KEY UPDATE SKIP LOCKED``, the profiles' live leases, the claim) timed 300 times:
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,10 +67,11 @@ def make_trees(store: Path, count: int) -> None:
             os.mkdir(f"{root}/{sub}")
 
 
-def build(app, count: int, interval: int, store: Path):
+def build(app, count: int, interval: int, store: Path, synced: bool = False):
     """The organization, ten users, one Maildir profile and ``count`` mailboxes due
     evenly over the next ``interval`` seconds (rows by COPY, trees by ``make_trees``).
-    Returns {mailbox id: due time}."""
+    ``synced``: each mailbox as a run left it (``synced_states``), so every visit is an
+    idle one. Returns {mailbox id: due time}."""
     from bench.resolve import Loader
     from server.db import db, utcnow
     from server.security.bootstrap import create_user, ensure_organization, root_unit
@@ -103,14 +105,43 @@ def build(app, count: int, interval: int, store: Path):
                        acts_status="not_run", sync_interval_seconds=interval,
                        consecutive_failures=0, backlog=0, sync_requested=False,
                        owning_business_unit_id=unit, created_on=created,
+                       last_success_on=created if synced else None,
+                       last_sync_on=created if synced else None,
                        next_sync_on=now + timedelta(seconds=interval * i / count))
     t = time.perf_counter()
     loader = Loader(db.engine)
     loader.load(Mailbox.__table__, rows())
+    if synced:
+        synced_states(loader, store)
     loader.finish([])  # VACUUM ANALYZE
     print(f"built {count} Maildir trees in {trees:.1f} s under {store}, "
           f"their rows (COPY, VACUUM ANALYZE) in {time.perf_counter() - t:.1f} s")
     return dict(db.session.execute(select(Mailbox.id, Mailbox.next_sync_on)).all())
+
+
+def synced_states(loader, store: Path) -> None:
+    """Each mailbox's Inbox as its last run left it: the folder's key file in its tree and
+    a folder state whose cursor covers the (empty) folder and carries its new/ and cur/
+    times (``maildir_tree.with_stamp``), so a visit finds nothing new."""
+    import uuid
+    from server.db import db
+    from server.sync.connectors.common import pack_cursor
+    from server.sync.connectors.maildir_tree import stamp, with_stamp
+    from server.sync.models import FolderState, Mailbox
+    empty = pack_cursor({"seen": [], "kw": {}})
+    now = datetime.now(timezone.utc)
+
+    def rows():
+        for mailbox_id, address in db.session.execute(select(Mailbox.id,
+                                                             Mailbox.email_address)):
+            root = store / address
+            key = str(uuid.uuid4())
+            (root / ".regarding-id").write_text(key + "\n")
+            marks = (stamp(root / "new"), stamp(root / "cur"))
+            yield dict(mailbox_id=mailbox_id, folder_key=f"md:{key}", folder_name="INBOX",
+                       role="inbox", cursor=with_stamp(marks, empty), updated_on=now)
+    loader.load(FolderState.__table__, rows())
+    db.session.rollback()
 
 
 def due_soon(lead: int) -> dict:
@@ -241,6 +272,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--grace", type=int, default=60)
+    parser.add_argument("--first-visits", action="store_true",
+                        help="mailboxes that never ran (every visit a first run: folder "
+                             "states written); default: each synced before, as in a steady "
+                             "state, so every visit is an idle one")
     parser.add_argument("--store", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
                         help="where the Maildir trees go (default a memory file system: "
                              "100,000 trees on disk take minutes to make and remove)")
@@ -267,7 +302,8 @@ def main() -> None:
     try:
         with app.app_context():
             t = time.perf_counter()
-            due = build(app, args.mailboxes, args.interval, store)
+            due = build(app, args.mailboxes, args.interval, store,
+                        synced=not args.first_visits)
             print(f"built in {time.perf_counter() - t:.1f} s")
             timings = idle_polls()
             print(f"idle poll (nothing due): median {statistics.median(timings) * 1000:.2f} ms, "

@@ -192,6 +192,20 @@ class SavesCopies(ABC):
         """Store ``raw`` in ``folder``; its ref where the server says."""
 
 
+class Probes(ABC):
+    """Tells cheaply, without opening a server session, whether a folder has anything new
+    since its cursor (a local store's directory times): the engine visits a due mailbox
+    whose folders all answer "nothing new" in a batch with others (``engine.idle``), and
+    gives any other one a full run. Opening the connector and listing its folders must be
+    cheap too."""
+
+    @abstractmethod
+    def unchanged(self, folder: Folder, cursor: str | None) -> bool:
+        """True only when certainly nothing was delivered, moved, flagged or removed in
+        ``folder`` since ``cursor`` was taken; False when it did or the connector cannot
+        tell (the folder gets a full run)."""
+
+
 class Subscriptions(ABC):
     """Change notifications by subscription (Microsoft Graph): ``synced`` holds the folders
     a session read, whose subscriptions ``Account.on_close`` keeps up when it closes."""

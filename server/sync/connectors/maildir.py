@@ -49,8 +49,8 @@ from pathlib import Path
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Collection, Connector,
                                          ConnectorError, Deletes, FetchedMessage, Folder,
-                                         HeadersFirst, ItemStore, Needs, SavesCopies, Sender,
-                                         WatchesItems)
+                                         HeadersFirst, ItemStore, Needs, Probes, SavesCopies,
+                                         Sender, WatchesItems)
 from server.sync.connectors.common import (category_to_keyword, keyword_to_category, newsworthy,
                                            pack_cursor, unpack_cursor)
 from server.sync.connectors.maildir_headers import header_section
@@ -164,7 +164,7 @@ def _flags(filename: str) -> str:
 # -- the connector ---------------------------------------------------------------------------
 
 class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Deletes,
-                       WatchesItems):
+                       WatchesItems, Probes):
     """A mailbox's Maildir tree: ``with MaildirConnector(account) as md: ...``."""
 
     needs = Needs(store=mailbox_root)  # the mailbox's own tree in the store
@@ -368,6 +368,18 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
             packed = with_stamp(marks, packed)
         return Changes(messages=messages, cursor=packed, more=more,
                        removed=sorted(seen - present), reset=reset)
+
+    def unchanged(self, folder: Folder, cursor: str | None) -> bool:
+        """The cursor carries the folder's new/ and cur/ times (settled when it was taken)
+        and they are still the same: two ``stat`` calls, nothing listed."""
+        listed, _ = split_stamp(cursor)
+        if listed is None:
+            return False
+        try:
+            path = self._dir(folder)
+        except ConnectorError:
+            return False
+        return listed == (stamp(path / "new"), stamp(path / "cur"))
 
     @staticmethod
     def _stat(file: Path) -> os.stat_result | None:

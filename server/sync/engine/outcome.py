@@ -25,35 +25,44 @@ DEFAULTS = {
     "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
 }
 
-__all__ = ["failed", "give_back_with_outcome", "succeeded"]
+__all__ = ["failed", "give_back_with_outcome", "success_values", "succeeded"]
 
 
 def _setting(name: str) -> int:
     return int(current_app.config.get(name, DEFAULTS[name]))
 
 
-def _next_interval(mailbox: Mailbox, result) -> int:
+def _next_interval(mailbox: Mailbox, tracked: int, new: int) -> int:
     base = _setting("REGARDING_SYNC_INTERVAL_SECONDS")
     busy = _setting("REGARDING_SYNC_BUSY_INTERVAL_SECONDS")
     idle = _setting("REGARDING_SYNC_IDLE_INTERVAL_SECONDS")
-    if result.tracked:
+    if tracked:
         return busy
-    if result.fetched - result.seen:
+    if new:
         return base
     step = max(1, (idle - base) // 3)  # three idle runs in a row reach the idle interval
     current = mailbox.sync_interval_seconds or base
     return min(idle, max(current, base) + step) if idle > base else base
 
 
+def success_values(mailbox: Mailbox, now, *, tracked: int = 0, new: int = 0,
+                   backlog: int = 0, more: bool = False) -> dict:
+    """The columns a successful run writes on its mailbox (``new``: mail fetched that
+    was not seen before; ``backlog``: folders left with mail). A run that found nothing
+    (``engine.idle``'s visits) writes them with the defaults."""
+    interval = _next_interval(mailbox, tracked, new)
+    return dict(last_sync_on=now, last_success_on=now, consecutive_failures=0,
+                incoming_status="success", incoming_message=None, backlog=backlog,
+                sync_interval_seconds=interval,
+                next_sync_on=now if more else now + timedelta(seconds=interval))
+
+
 def succeeded(mailbox: Mailbox, known: alerts.MailboxAlerts, result) -> None:
-    now = utcnow()
-    mailbox.last_sync_on = mailbox.last_success_on = now
-    mailbox.consecutive_failures = 0
-    mailbox.incoming_status, mailbox.incoming_message = "success", None
-    mailbox.backlog = sum(1 for f in result.folders if f.more)
-    mailbox.sync_interval_seconds = _next_interval(mailbox, result)
-    mailbox.next_sync_on = now if result.more else now + timedelta(
-        seconds=mailbox.sync_interval_seconds)
+    values = success_values(mailbox, utcnow(), tracked=result.tracked,
+                            new=result.fetched - result.seen,
+                            backlog=sum(1 for f in result.folders if f.more), more=result.more)
+    for key, value in values.items():
+        setattr(mailbox, key, value)
     result.next_sync_on = mailbox.next_sync_on
     known.clear("sync_failed")
 

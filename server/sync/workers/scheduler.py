@@ -56,13 +56,15 @@ DEFAULTS = {
     "REGARDING_SYNC_POLL_SECONDS": 1.0,  # how often an idle worker looks for due mailboxes
     "REGARDING_SYNC_BATCH_SIZE": 200,  # messages fetched and committed together
     "REGARDING_SYNC_RUN_MESSAGES": 2000,  # one run's budget; a bigger backlog is due again
+    # Due mailboxes a free slot claims and visits together (engine.idle); 1: one at a time.
+    "REGARDING_SYNC_IDLE_BATCH": 20,
 }
 
 CHANNEL = "regarding_sync_requested"  # PostgreSQL NOTIFY: a mailbox was asked for
 
 __all__ = ["CHANNEL", "Lease", "WorkerRefused", "ask_for_sync", "claim", "due_condition",
            "due_query", "flag_changed", "lease_seconds", "listen", "release", "release_all",
-           "renew", "request_sync", "sender", "setting", "unlisten", "wake_local",
+           "release_many", "renew", "request_sync", "sender", "setting", "unlisten", "wake_local",
            "worker_slot"]
 
 
@@ -240,6 +242,16 @@ def release(owner: str, mailbox_id: int, *, next_sync_on: datetime | None = None
     values = {"next_sync_on": next_sync_on} if next_sync_on is not None else {}
     with leases.committed():
         return leases.give_back_row(Mailbox, owner, mailbox_id, **values)
+
+
+def release_many(owner: str, mailbox_ids) -> int:
+    """Give back ``owner``'s leases on ``mailbox_ids`` as claimed, their next run left as
+    it is (claimed but not run: still due). Commits; returns how many."""
+    ids = list(mailbox_ids)
+    if not ids:
+        return 0
+    with leases.committed():
+        return leases.give_back(Mailbox, owner, Mailbox.id.in_(ids))
 
 
 def release_all(owner: str | None) -> int:

@@ -5,9 +5,14 @@ new mail arrives. A slot the mailboxes leave free runs the items of bulk mailbox
 
 One pass over a claimed mailbox: ``engine.sync_mailbox`` (incoming mail, in batches, each
 committed with its cursor), then ``outgoing.send_pending`` (the CRM's outgoing email),
-then the lease is given back. While it runs a heartbeat thread renews the worker's leases;
-a lease that could not be renewed and was taken over by another worker stops that run at
-its next batch boundary.
+then the lease is given back. A free slot claims up to ``REGARDING_SYNC_IDLE_BATCH`` due
+mailboxes at once and visits them together (``engine.idle``): those whose folders have
+nothing new (a local store's directory times say so) get their outcome, run row and
+released lease in a few statements for the whole batch (their outgoing mail sent first);
+the others wait for a slot and get the full pass. While it runs a heartbeat thread renews
+the worker's leases; a lease that could not be renewed and was taken over by another
+worker stops that run at its next batch boundary (and leaves an idle batch's visit of
+that mailbox unwritten).
 
 Crash-proof: an error in one mailbox is logged (its kind, never a password or a message
 body) and the worker goes on; a database that goes away is waited for. A worker killed
@@ -29,6 +34,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -96,11 +102,17 @@ class Worker:
         self.next_alert_mail = 0.0  # monotonic time of the next alert email pass
         self.jobs: Future | None = None  # bulk mailbox jobs' items, in one free slot
         self.next_jobs = 0.0  # monotonic time to look for job items again after none
+        # Claimed leases an idle batch found work in: each waits for a slot and a full run.
+        self.waiting: deque[scheduler.Lease] = deque()
         with app.app_context():
             self.poll = max(0.05, scheduler.setting("REGARDING_SYNC_POLL_SECONDS"))
             self.lease = scheduler.lease_seconds()
             self.batch = max(1, scheduler.setting("REGARDING_SYNC_BATCH_SIZE"))
             self.budget = max(1, scheduler.setting("REGARDING_SYNC_RUN_MESSAGES"))
+            self.idle_batch = max(1, scheduler.setting("REGARDING_SYNC_IDLE_BATCH"))
+        # Claimed beyond the free slots for the next idle batch: none after a batch that
+        # found more work than slots (a store that cannot probe, a wave of new mail).
+        self.extra = self.idle_batch - 1
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -155,7 +167,7 @@ class Worker:
         return self.stats
 
     def _loop(self) -> None:
-        running: dict[Future, int] = {}
+        running: dict[Future, int | None] = {}  # None: an idle batch
         backoff = 0.0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sync",
                                 initializer=writer_thread) as pool:
@@ -166,8 +178,17 @@ class Worker:
                     self.wake.clear()
                     jobs_busy = self.jobs is not None and not self.jobs.done()
                     free = self.concurrency - len(running) - jobs_busy
+                    while free > 0 and self.waiting:  # found busy by an idle batch
+                        lease = self.waiting.popleft()
+                        future = pool.submit(self._sync, lease)
+                        running[future] = lease.mailbox_id
+                        future.add_done_callback(lambda _f: self.wake.set())
+                        free -= 1
                     try:
-                        leases = self._claim(free) if free > 0 else []
+                        # One slot visits a batch: up to idle_batch more than the slots.
+                        more = self.extra
+                        leases = self._claim(free + more) if free > 0 and not self.waiting \
+                            else []
                         backoff = 0.0
                     except Exception as exc:  # the database went away (or a bug): wait
                         backoff = min(30.0, max(1.0, backoff * 2))
@@ -178,16 +199,29 @@ class Worker:
                                   what, _detail(exc), backoff)
                         self.stop.wait(backoff)
                         continue
+                    batch = [lease for lease in leases
+                             if not (lease.requested or lease.took_over)] \
+                        if self.idle_batch > 1 else []
+                    if batch:
+                        future = pool.submit(self._visit, batch, free)
+                        running[future] = None
+                        future.add_done_callback(lambda _f: self.wake.set())
                     for lease in leases:
+                        if lease in batch:
+                            continue
+                        if len(running) >= self.concurrency - jobs_busy:
+                            self.waiting.append(lease)
+                            continue
                         future = pool.submit(self._sync, lease)
                         running[future] = lease.mailbox_id
                         future.add_done_callback(lambda _f: self.wake.set())
-                    if free > len(leases) and not jobs_busy and \
+                    if free > len(leases) and not jobs_busy and not self.waiting and \
                             time.monotonic() >= self.next_jobs:
                         self.jobs = pool.submit(self._job_items)
                         self.jobs.add_done_callback(lambda _f: self.wake.set())
                         jobs_busy = True
-                    if self.until_idle and not running and not leases and not jobs_busy:
+                    if self.until_idle and not running and not leases and not jobs_busy \
+                            and not self.waiting:
                         break
                     # Woken at once when a run ends or push saw mail; else look again later.
                     self.wake.wait(self.poll)
@@ -247,6 +281,86 @@ class Worker:
                     db.session.remove()
         log.debug("worker %s: mailbox %s done in %.2f s", self.worker_id, mailbox_id,
                   time.monotonic() - started)
+
+    def _visit(self, leases: list[scheduler.Lease], slots: int) -> None:
+        """An idle batch (``engine.idle``): the idle mailboxes' outgoing mail sent, then
+        their visits written together; the others wait for one of the ``slots`` and a
+        full run, and those beyond them are given back at once (still due: no lease is
+        held for long without a run, and a mailbox asked for meanwhile is claimed first).
+        A lease lost meanwhile is left to its new holder."""
+        from server.sync.engine import idle
+        ids = [lease.mailbox_id for lease in leases]
+        full, written = ids, set()
+        with self.app.app_context():
+            try:
+                if self.stop.is_set():  # given back with the rest when the worker stops
+                    full = []
+                    return
+                probed = idle.probe(ids)
+                full = probed.full
+                visits = []
+                for visit in probed.idle:
+                    mailbox = probed.mailboxes[visit.mailbox_id]
+                    if _sends_mail(mailbox):
+                        if self.stop.is_set() or not self._sent(mailbox):
+                            full.append(visit.mailbox_id)  # its run sends, or says why not
+                            continue
+                    visits.append(visit)
+                with self.lock:
+                    visits = [v for v in visits if v.mailbox_id not in self.lost]
+                written = idle.record(self.worker_id, visits)
+                for visit in visits:  # one log line per batch, not per visit
+                    if visit.mailbox_id in written:
+                        self.stats.synced += 1
+                        self.stats.runs.append((visit.mailbox_id, "success"))
+                    else:
+                        self.stats.interrupted += 1
+                log.debug("worker %s: idle batch of %d: %d visited, %d to run, %d lost",
+                          self.worker_id, len(ids), len(written), len(full),
+                          len(visits) - len(written))
+                if written:  # (not before the full runs: one pass per 30 s, after them)
+                    self._alert_mail()
+            except Exception as exc:  # the batch's mailboxes get full runs
+                self.stats.errors += 1
+                db.session.rollback()
+                log.error("worker %s: idle batch failed (%s); its mailboxes get full runs",
+                          self.worker_id, _detail(exc))
+                full = [i for i in ids if i not in written]
+            finally:
+                again, keep, surplus = set(full), [], []
+                with self.lock:
+                    for lease in leases:
+                        if lease.mailbox_id in again and lease.mailbox_id not in self.lost \
+                                and not self.stop.is_set():
+                            (keep if len(keep) < max(1, slots) else surplus).append(lease)
+                if surplus:
+                    try:
+                        scheduler.release_many(self.worker_id,
+                                               [lease.mailbox_id for lease in surplus])
+                    except Exception as exc:  # the leases expire by themselves
+                        log.warning("worker %s: leases not given back (%s)", self.worker_id,
+                                    _detail(exc))
+                db.session.remove()
+                self.extra = 0 if surplus else self.idle_batch - 1
+                with self.lock:  # a lease neither written nor kept is given back at stop
+                    self.waiting.extend(keep)
+                    kept = {lease.mailbox_id for lease in keep}
+                    for lease in leases:
+                        if lease.mailbox_id not in kept:
+                            self.active.discard(lease.mailbox_id)
+                            self.lost.discard(lease.mailbox_id)
+
+    def _sent(self, mailbox: Mailbox) -> bool:
+        """An idle mailbox's due outgoing mail sent (``_send``); False when something
+        unexpected failed (its full run tries again)."""
+        try:
+            self._send(mailbox)
+            return True
+        except Exception as exc:
+            db.session.rollback()
+            log.warning("worker %s: mailbox %s: sending failed (%s); retried by its run",
+                        self.worker_id, mailbox.id, _detail(exc))
+            return False
 
     def _run_one(self, mailbox_id: int) -> tuple[datetime | None, bool]:
         """Sync one mailbox; returns a next run time to set on release (or None), and

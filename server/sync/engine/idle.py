@@ -1,0 +1,213 @@
+"""Idle visits in batches: a worker's due mailboxes that have nothing new are visited
+together, with a few statements for the whole batch instead of a run's ten each (issue 17,
+goal 5: at 100,000 mailboxes per-statement cost is what an idle visit is made of).
+
+``probe(mailbox_ids)`` loads the batch in one statement (each mailbox with its server
+profile, the organization, and the open alerts an idle run would clear and the folder
+rules, counted), their folder states in one, their folder rules in one when some have any.
+A mailbox is *idle* when a run of it now would find nothing and change nothing but its
+outcome:
+
+* it is synced by the engine (``run.why_not_synced``), is no forward mailbox, does not
+  sync appointments, contacts and tasks on the server (that opens a connection), has no
+  backlog, ran before, and none of the alerts an idle run clears is open;
+* its connector ``Probes`` (a local store: opening it and listing its folders opens no
+  session with a server), its folders are planned as a run plans them (``plan_folders``,
+  with the organization's Sent setting and the folder rules) with nothing to note, and
+  every evaluated folder has a state under the same name and role whose cursor the
+  connector says is ``unchanged``.
+
+Every other mailbox (new mail, "don't know", a connector that cannot tell, an error while
+probing) gets the full run, unchanged. "Email cannot be tracked" (the owner lost a
+privilege) is not looked at here: nothing is tracked when nothing is new, and the first
+run that finds mail raises it before it tracks anything.
+
+``record(owner, visits)`` writes what ``outcome.succeeded`` and the lease's release write
+(``outcome.success_values``: the next run, the interval lengthened, the failure count
+reset; the lease given back), one row update per distinct interval, guarded by the lease
+owner (a lease lost meanwhile is left alone, and nothing of that visit is written), the
+folders' visit times in one update and the run rows (``SyncRun``, which the dashboard
+counts) in one insert; one commit.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import joinedload
+
+from server.db import cached_statement, db, utcnow
+from server.sync.connectors import incoming
+from server.sync.connectors.base import ConnectorError, Probes
+from server.sync.engine.folders import plan_folders
+from server.sync.engine.outcome import success_values
+from server.sync.engine.quarantine import safe_detail
+from server.sync.models import Alert, FolderRule, FolderState, Mailbox, SyncRun
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CLEARED", "Probed", "Visit", "probe", "record"]
+
+# The alerts a run that finds nothing closes: a mailbox with one of them open gets a run.
+CLEARED = ("sync_failed", "cannot_track", "folder_failed", "message_unreadable")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """An idle mailbox's outcome, ready to be written."""
+
+    mailbox_id: int
+    values: dict  # the mailbox's columns (``outcome.success_values``)
+    state_ids: tuple[int, ...]  # its evaluated folders' states
+
+
+@dataclass
+class Probed:
+    idle: list[Visit] = field(default_factory=list)
+    full: list[int] = field(default_factory=list)  # mailboxes that need a full run
+    # The batch's mailboxes and organization as loaded (held: the session holds them weakly).
+    mailboxes: dict[int, Mailbox] = field(default_factory=dict)
+    org: object = None
+
+
+def _batch_select():
+    from server.crm.models import Organization
+    cleared = select(func.count()).where(
+        Alert.mailbox_id == Mailbox.id, Alert.acknowledged_on.is_(None),
+        Alert.code.in_(CLEARED)).scalar_subquery()
+    rules = select(func.count()).where(FolderRule.mailbox_id == Mailbox.id).scalar_subquery()
+    return (select(Mailbox, Organization, cleared.label("cleared"), rules.label("rules"))
+            .outerjoin(Organization, Organization.id == 1)
+            .where(Mailbox.id.in_(bindparam("ids", expanding=True)))
+            .options(joinedload(Mailbox.server_profile)))
+
+
+def _states_select():
+    return select(FolderState).where(FolderState.mailbox_id.in_(bindparam("ids", expanding=True)))
+
+
+def probe(mailbox_ids: list[int]) -> Probed:
+    """Which of ``mailbox_ids`` are idle (their outcomes computed) and which need a run.
+    Reads only; writes nothing (whatever planning the folders changed is undone)."""
+    from server.sync.engine.run import why_not_synced
+    out = Probed()
+    if not mailbox_ids:
+        return out
+    ids = sorted(set(mailbox_ids))
+    rows = db.session.execute(cached_statement(("idle batch",), _batch_select),
+                              {"ids": ids}).all()
+    candidates = {}
+    for mailbox, org, cleared, rules in rows:
+        out.mailboxes[mailbox.id], out.org = mailbox, org
+        if (why_not_synced(mailbox, org) is None and not mailbox.is_forward_mailbox
+                and mailbox.acts_method != "server_side_sync" and not mailbox.backlog
+                and mailbox.last_success_on is not None and not cleared
+                and mailbox.server_profile is not None and _probes(mailbox.server_profile)):
+            candidates[mailbox.id] = rules
+    states: dict[int, dict[str, FolderState]] = {}
+    rules: dict[int, list[FolderRule]] = {}
+    if candidates:
+        for state in db.session.scalars(cached_statement(("idle states",), _states_select),
+                                        {"ids": sorted(candidates)}):
+            states.setdefault(state.mailbox_id, {})[state.folder_key] = state
+        with_rules = sorted(i for i, n in candidates.items() if n)
+        if with_rules:
+            for rule in db.session.scalars(select(FolderRule).where(
+                    FolderRule.mailbox_id.in_(with_rules)).order_by(FolderRule.id)):
+                rules.setdefault(rule.mailbox_id, []).append(rule)
+    now, touched = utcnow(), False
+    for mailbox_id in ids:
+        mailbox = out.mailboxes.get(mailbox_id)
+        state_ids = None
+        if mailbox_id in candidates:
+            state_ids, changed = _unchanged(mailbox, out.org, states.get(mailbox_id, {}),
+                                            rules.get(mailbox_id, []))
+            touched |= changed
+        if state_ids is None:
+            out.full.append(mailbox_id)
+        else:
+            out.idle.append(Visit(mailbox_id, success_values(mailbox, now), state_ids))
+    if touched:  # planning changed a rule or wrote an alert: the mailbox's run does it
+        db.session.rollback()
+    return out
+
+
+def _probes(profile) -> bool:
+    try:
+        return issubclass(incoming(profile.incoming_protocol), Probes)
+    except ConnectorError:  # no such protocol: the run says so
+        return False
+
+
+def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState],
+               rules: list[FolderRule]) -> tuple[tuple[int, ...] | None, bool]:
+    """(the states of the mailbox's evaluated folders when none has anything new, else
+    None; whether planning its folders changed anything in the session)."""
+    from server.sync.engine.accounts import account_for
+    session = db.session()
+    changed = False
+    try:
+        account = account_for(mailbox, "incoming")
+        with incoming(mailbox.server_profile.incoming_protocol)(account) as connector:
+            folders = connector.list_folders()
+            with session.no_autoflush:  # planning may change a rule, as a run does
+                plan = plan_folders(mailbox, folders, rules, track_sent=org.track_sent_items)
+            # (``dirty`` holds a rule set to the value it had: only a net change counts.)
+            changed = bool(plan.notes or session.new) or any(
+                session.is_modified(obj) for obj in session.dirty)
+            if changed or not plan.evaluate:
+                return None, changed
+            found = []
+            for info in plan.evaluate:
+                state = states.get(info.key)
+                if (state is None or state.folder_name != info.name[:500]
+                        or state.role != info.role.value
+                        or not connector.unchanged(info.folder, state.cursor)):
+                    return None, changed
+                found.append(state.id)
+            return tuple(found), changed
+    except ConnectorError:
+        return None, changed  # the run says what is wrong
+    except Exception as exc:  # a bug in probing must not keep the mailbox from its run
+        log.warning("mailbox %s: idle probe failed (%s); it gets a full run", mailbox.id,
+                    safe_detail(exc))
+        return None, True
+
+
+def record(owner: str, visits: list[Visit], *, worker: str | None = None) -> set[int]:
+    """Write the idle visits whose lease ``owner`` still holds: the mailboxes' outcomes
+    with their leases given back, their folders' visit times and their run rows; commits.
+    Returns the mailbox ids written."""
+    if not visits:
+        return set()
+    now = utcnow()
+    owner = owner[:120]
+    groups: dict[tuple, list[Visit]] = {}
+    for visit in visits:
+        groups.setdefault(tuple(sorted(visit.values.items())), []).append(visit)
+    done: set[int] = set()
+    table = Mailbox.__table__
+    try:
+        for key, group in groups.items():
+            done.update(db.session.scalars(
+                update(table).where(table.c.id.in_([v.mailbox_id for v in group]),
+                                    table.c.lease_owner == owner)
+                .values(**dict(key), lease_owner=None, lease_expires_on=None)
+                .returning(table.c.id)))
+        written = [v for v in visits if v.mailbox_id in done]
+        state_ids = [i for v in written for i in v.state_ids]
+        if state_ids:
+            states = FolderState.__table__
+            db.session.execute(update(states).where(states.c.id.in_(state_ids))
+                               .values(updated_on=now))
+        if written:
+            db.session.execute(insert(SyncRun.__table__).values([dict(
+                mailbox_id=v.mailbox_id, worker=(worker or owner)[:120], started_on=now,
+                finished_on=now, fetched=0, tracked=0, skipped=0, failed=0)
+                for v in written]))
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return done
