@@ -36,7 +36,7 @@ from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.crm.services.tracked_content import (AppointmentContent, AttachmentContent,  # noqa: F401
                                                   EmailContent, Party)
-from server.db import db, utcnow
+from server.db import db, insert_rows, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.i18n import N_
 from server.mailkeys import (conversation_id, in_reply_to_id, make_token, normalize_address,
@@ -311,8 +311,8 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         files = [{**row, "activity_id": email.id} for email, item in new
                  for row in attachment_values(item.content.attachments, org.attachment_max_bytes)]
         connection = db.session.connection()
-        if parties:  # Core: one executemany (the ORM's bulk form splits on None values)
-            connection.execute(insert(ActivityParty.__table__), parties)
+        # Core (the ORM's bulk form splits on None values): one statement, COPY on PostgreSQL
+        insert_rows(connection, ActivityParty.__table__, parties)
         if files:
             connection.execute(insert(Attachment.__table__), files)
         for email, _ in new:
