@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ARRAY, DateTime, MetaData, TypeDecorator, any_, bindparam, event, insert
+from sqlalchemy import (ARRAY, DateTime, MetaData, String, TypeDecorator, any_, bindparam, event,
+                        insert)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, registry
 
@@ -126,9 +127,15 @@ def in_values(column, name: str):
     """``column IN`` the list bound as ``name``. On PostgreSQL ``column = ANY(array)``: one
     statement text however many values (an expanding ``IN`` is a new statement for every
     length, so a prepared one would never be reused); elsewhere an expanding ``IN``. Built
-    for one dialect: use it inside ``cached_statement``."""
+    for one dialect: use it inside ``cached_statement``. The array's type has no length (a
+    cast to ``VARCHAR(n)[]`` would cut a longer value to a prefix that may match, where
+    ``IN`` does not)."""
     if db.engine.dialect.name == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+        element = column.type
+        if isinstance(element, String) and element.length is not None:
+            element = element.copy()
+            element.length = None
+        return column == any_(bindparam(name, type_=ARRAY(element)))
     return column.in_(bindparam(name, expanding=True))
 
 

@@ -2,7 +2,7 @@
 PostgreSQL it writes them with ``COPY`` (issue 17 goal 2), so every kind of value the sync
 writes that way (text with tabs, newlines and backslashes, JSON, aware datetimes in any
 zone, booleans, NULLs) and the defaults of columns a row leaves out are compared with the
-INSERT's own rows, on both databases."""
+INSERT's own rows, on both databases; and ``in_values`` matches as ``IN`` does."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -103,3 +103,22 @@ def test_postgresql_writes_them_with_copy_and_listeners_see_it(tables):
         event.remove(db.engine, "before_cursor_execute", statement)
     assert seen == ["COPY" if db.engine.dialect.name == "postgresql" else "INSERT"]
     assert [r[0] for r in _stored(BY_COPY)] == ["x"] * 3
+
+
+def test_a_lookup_by_many_values_matches_as_in_does(tables):
+    """``in_values`` (an array on PostgreSQL) does not cut a value longer than the column
+    to a prefix that would match a stored value, as a cast to ``VARCHAR(n)[]`` would."""
+    from server.db import in_values
+    short = Table("copy_rows_short", metadata, Column("id", Integer, primary_key=True),
+                  Column("code", String(6)))
+    short.create(db.engine)
+    try:
+        connection = db.session.connection()
+        connection.execute(insert(short), [{"code": "abcdef"}, {"code": "abc"}])
+        query = select(short.c.code).where(in_values(short.c.code, "codes")).order_by(short.c.code)
+        assert connection.execute(query, {"codes": ["abcdefgh", "abc"]}).scalars().all() == ["abc"]
+        assert connection.execute(query, {"codes": ["abcdef"]}).scalars().all() == ["abcdef"]
+        db.session.rollback()
+    finally:
+        short.drop(db.engine)
+        metadata.remove(short)
