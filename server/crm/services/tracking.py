@@ -160,13 +160,18 @@ def _complete_requests(p: Principal, emails: list[tuple[Email, bool]]) -> None:
     ``emails``: (email, whether the tracker gave a regarding)."""
     ids = {email.message_id for email, _ in emails if email.message_id}
     tokens = {email.tracking_token for email, _ in emails if email.tracking_token}
-    conditions = [TrackRequest.internet_message_id.in_(ids)] if ids else []
-    if tokens:
-        conditions.append(TrackRequest.tracking_token.in_(tokens))
-    if not conditions:
+    if not ids and not tokens:
         return
-    pending = db.session.scalars(select(TrackRequest).where(
-        or_(*conditions), TrackRequest.status == "pending").order_by(TrackRequest.id)).all()
+
+    def build():
+        conditions = [in_values(TrackRequest.internet_message_id, "ids")] if ids else []
+        if tokens:
+            conditions.append(in_values(TrackRequest.tracking_token, "tokens"))
+        return select(TrackRequest).where(
+            or_(*conditions), TrackRequest.status == "pending").order_by(TrackRequest.id)
+    query = cached_statement(("pending requests", bool(ids), bool(tokens)), build, prepared=True)
+    pending = db.session.scalars(query, {**({"ids": list(ids)} if ids else {}),
+                                         **({"tokens": list(tokens)} if tokens else {})}).all()
     for email, regarding_given in emails:
         for req in pending:
             if req.status != "pending" or not (
