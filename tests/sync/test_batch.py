@@ -44,9 +44,9 @@ def test_a_batch_is_written_in_bulk(crm, tmp_path):
         if "%(" in statement or "%s" in statement:
             rewritten.append(statement[:60])
         words = statement.split()
-        if words[0].upper() != "INSERT":
+        if words[0].upper() not in ("INSERT", "COPY"):
             return
-        table = words[2].strip('"')
+        table = words[2 if words[0].upper() == "INSERT" else 1].strip('"')
         inserts[table] = inserts.get(table, 0) + 1
         if context is not None and context.execute_style is ExecuteStyle.EXECUTEMANY \
                 and len(parameters) > 1:

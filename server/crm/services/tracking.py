@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
@@ -36,7 +36,7 @@ from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.crm.services.tracked_content import (AppointmentContent, AttachmentContent,  # noqa: F401
                                                   EmailContent, Party)
-from server.db import db, utcnow
+from server.db import cached_statement, db, in_values, insert_rows, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.i18n import N_
 from server.mailkeys import (conversation_id, in_reply_to_id, make_token, normalize_address,
@@ -160,13 +160,18 @@ def _complete_requests(p: Principal, emails: list[tuple[Email, bool]]) -> None:
     ``emails``: (email, whether the tracker gave a regarding)."""
     ids = {email.message_id for email, _ in emails if email.message_id}
     tokens = {email.tracking_token for email, _ in emails if email.tracking_token}
-    conditions = [TrackRequest.internet_message_id.in_(ids)] if ids else []
-    if tokens:
-        conditions.append(TrackRequest.tracking_token.in_(tokens))
-    if not conditions:
+    if not ids and not tokens:
         return
-    pending = db.session.scalars(select(TrackRequest).where(
-        or_(*conditions), TrackRequest.status == "pending").order_by(TrackRequest.id)).all()
+
+    def build():
+        conditions = [in_values(TrackRequest.internet_message_id, "ids")] if ids else []
+        if tokens:
+            conditions.append(in_values(TrackRequest.tracking_token, "tokens"))
+        return select(TrackRequest).where(
+            or_(*conditions), TrackRequest.status == "pending").order_by(TrackRequest.id)
+    query = cached_statement(("pending requests", bool(ids), bool(tokens)), build, prepared=True)
+    pending = db.session.scalars(query, {**({"ids": list(ids)} if ids else {}),
+                                         **({"tokens": list(tokens)} if tokens else {})}).all()
     for email, regarding_given in emails:
         for req in pending:
             if req.status != "pending" or not (
@@ -272,8 +277,9 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
                         _dedupe_key(identity, item.content, owner, org)))
     _clear_untracked_all(p, [identity for _, _, _, identity, _ in planned])
     keys = {key for *_, key in planned}
-    known = {email.dedupe_key: email for email in db.session.scalars(
-        select(Email).where(Email.dedupe_key.in_(keys)))} if keys else {}
+    known = {email.dedupe_key: email for email in db.session.scalars(cached_statement(
+        ("tracked by dedupe key",), lambda: select(Email).where(in_values(Email.dedupe_key, "keys")),
+        prepared=True), {"keys": list(keys)})} if keys else {}
     results: list[tuple[Email, bool]] = []
     new: list[tuple[Email, EmailTrack]] = []
     for item, regarding, owner, identity, key in planned:
@@ -311,8 +317,8 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         files = [{**row, "activity_id": email.id} for email, item in new
                  for row in attachment_values(item.content.attachments, org.attachment_max_bytes)]
         connection = db.session.connection()
-        if parties:  # Core: one executemany (the ORM's bulk form splits on None values)
-            connection.execute(insert(ActivityParty.__table__), parties)
+        # Core (the ORM's bulk form splits on None values): one statement, COPY on PostgreSQL
+        insert_rows(connection, ActivityParty.__table__, parties)
         if files:
             connection.execute(insert(Attachment.__table__), files)
         for email, _ in new:
@@ -499,9 +505,11 @@ def _clear_untracked_all(p: Principal, identities: list[str]) -> None:
     wanted = {normalize_message_id(i) for i in identities if i} - {None}
     if not wanted:
         return
-    rows = db.session.scalars(select(TrackRequest).where(
-        TrackRequest.user_id == p.user_id, TrackRequest.internet_message_id.in_(wanted),
-        TrackRequest.status == "untracked")).all()
+    query = cached_statement(("untracked marks",), lambda: select(TrackRequest).where(
+        TrackRequest.user_id == bindparam("user_id"),
+        in_values(TrackRequest.internet_message_id, "identities"),
+        TrackRequest.status == "untracked"), prepared=True)
+    rows = db.session.scalars(query, {"user_id": p.user_id, "identities": list(wanted)}).all()
     for req in rows:
         db.session.delete(req)
     if rows:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from server.crm.activities import Email
 from server.mailkeys import normalize_address
 from server.crm.models import Organization, Queue
-from server.db import db
+from server.db import cached_statement, db, in_values
 from server.security import authz
 from server.security.authz import Principal
 from server.security.models import Role, Team, User, user_role
@@ -42,9 +42,11 @@ class OrgAddresses:
         if not wanted:
             return
         normal = {key: normalize_address(key) or key for key in wanted}
+        query = cached_statement(("mailbox addresses",), lambda: select(
+            Mailbox.email_address).where(in_values(Mailbox.email_address, "addresses")),
+            prepared=True)
         found = {normalize_address(a) or a for a in db.session.scalars(
-            select(Mailbox.email_address).where(
-                Mailbox.email_address.in_(sorted(set(normal.values()) | set(normal)))))}
+            query, {"addresses": sorted(set(normal.values()) | set(normal))})}
         for key, value in normal.items():
             self.known[key] = value in found or key in found
 

@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from server.crm.activities import Email
 from server.crm.services.tracked import TrackRequest
-from server.db import db, utcnow
+from server.db import cached_statement, db, in_values, utcnow
 from server.sync.engine.content import identity_of
 from server.sync.engine.context import MailboxRun
 from server.sync.mail import correlation as corr
@@ -44,8 +44,9 @@ def _tracked_by_message_id(ids: set[str] | list[str]) -> dict[str, Email]:
     """The first tracked email for each of these Message-IDs (one query)."""
     by_id: dict[str, Email] = {}
     if ids:
-        for email in db.session.scalars(select(Email).where(Email.message_id.in_(set(ids)))
-                                        .order_by(Email.id)):
+        query = cached_statement(("tracked by message id",), lambda: select(Email).where(
+            in_values(Email.message_id, "ids")).order_by(Email.id), prepared=True)
+        for email in db.session.scalars(query, {"ids": list(set(ids))}):
             by_id.setdefault(email.message_id, email)
     return by_id
 
@@ -73,26 +74,34 @@ def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage],
             keys.setdefault(method, set()).add(key)
     found = Candidates(by_id=_tracked_by_message_id(
         keys.get(corr.IN_REPLY_TO, set()) | keys.get(corr.REFERENCES, set()) | also))
-    newest = (Email.occurred_on.desc(), Email.id.desc())
     for method, column, into in ((corr.TRACKING_TOKEN, Email.tracking_token, found.by_token),
                                  (corr.CONVERSATION_INDEX, Email.conversation_id,
                                   found.by_conversation)):
         if keys.get(method):
-            # The few newest per key (a long thread has many): correlate passes over a
-            # message's own copies, of which there are fewer.
-            ranked = select(Email.id, func.row_number().over(
-                partition_by=column, order_by=newest).label("rank")).where(
-                column.in_(keys[method])).subquery()
-            for email in db.session.scalars(select(Email).join(ranked, Email.id == ranked.c.id)
-                                            .where(ranked.c.rank <= NEWEST_CANDIDATES)
-                                            .order_by(*newest)):
+            for email in db.session.scalars(_newest_by(column), {"keys": list(keys[method])}):
                 into.setdefault(getattr(email, column.key), []).append(email)
     if keys.get(corr.TRACKING_TOKEN):
-        for request in db.session.scalars(select(TrackRequest).where(
-                TrackRequest.tracking_token.in_(keys[corr.TRACKING_TOKEN]),
-                TrackRequest.status == "pending").order_by(TrackRequest.id)):
+        query = cached_statement(("pending requests by token",), lambda: select(TrackRequest).where(
+            in_values(TrackRequest.tracking_token, "tokens"),
+            TrackRequest.status == "pending").order_by(TrackRequest.id))
+        for request in db.session.scalars(query, {"tokens": list(keys[corr.TRACKING_TOKEN])}):
             found.requests.setdefault(request.tracking_token, request)
     return found
+
+
+def _newest_by(column):
+    """The few newest tracked emails per value of ``column`` among those bound as ``keys``
+    (a long thread has many): correlate passes over a message's own copies, of which there
+    are fewer. Built once per column; on PostgreSQL one statement text for any number of
+    keys."""
+    def build():
+        newest = (Email.occurred_on.desc(), Email.id.desc())
+        ranked = select(Email.id, func.row_number().over(
+            partition_by=column, order_by=newest).label("rank")).where(
+            in_values(column, "keys")).subquery()
+        return select(Email).join(ranked, Email.id == ranked.c.id).where(
+            ranked.c.rank <= NEWEST_CANDIDATES).order_by(*newest)
+    return cached_statement(("newest tracked by", column.key), build)
 
 
 def correlate(ctx: MailboxRun, msg: MailMessage, candidates: Candidates,
@@ -166,12 +175,18 @@ def owner_requests(ctx: MailboxRun, keys: Iterable[tuple[str, str | None]]
         return {}
     identities = {identity for identity, _ in keys}
     tokens = {token for _, token in keys if token}
-    match = [TrackRequest.internet_message_id.in_(identities)]
-    if tokens:
-        match.append(TrackRequest.tracking_token.in_(tokens))
-    rows = db.session.scalars(select(TrackRequest).where(
-        TrackRequest.user_id == ctx.owner_user_id, TrackRequest.item_type == "email",
-        or_(*match)).order_by(TrackRequest.id)).all()
+
+    def build():
+        match = [in_values(TrackRequest.internet_message_id, "identities")]
+        if tokens:
+            match.append(in_values(TrackRequest.tracking_token, "tokens"))
+        return select(TrackRequest).where(
+            TrackRequest.user_id == bindparam("user_id"), TrackRequest.item_type == "email",
+            or_(*match)).order_by(TrackRequest.id)
+    query = cached_statement(("owner requests", bool(tokens)), build, prepared=True)
+    rows = db.session.scalars(query, {"user_id": ctx.owner_user_id,
+                                      "identities": list(identities),
+                                      **({"tokens": list(tokens)} if tokens else {})}).all()
     found = {}
     for identity, token in keys:
         mine = [r for r in rows if r.internet_message_id == identity or (

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from server.db import db, utcnow
+from server.db import db, insert_rows, utcnow
 from server.i18n import N_
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.content import aware, clean
@@ -126,9 +126,10 @@ _NEW_DECISION = {c.key: None for c in MessageDecision.__table__.columns if c.key
 
 
 def insert_decisions(rows: list[dict]) -> None:
-    """New decision rows (column values) in one multi-row INSERT (they need no ids back)."""
+    """New decision rows (column values) in one statement (they need no ids back:
+    ``db.insert_rows``)."""
     if rows:
-        db.session.connection().execute(insert(MessageDecision.__table__), rows)
+        insert_rows(db.session.connection(), MessageDecision.__table__, rows)
 
 
 def latency_ms(ctx: MailboxRun, folder: FolderInfo, fetched: FetchedMessage,

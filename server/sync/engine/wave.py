@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracking import EmailTrack
-from server.db import db
+from server.db import cached_statement, db, in_values
 from server.errors import Forbidden, Invalid, NotFound
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.cases import CaseOutcome, Tracked, apply_case_rules
@@ -126,9 +126,11 @@ class Lookups:
         wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
         self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
         ctx.org_addresses.lookup(wanted + [a for item in items for a in loop_addresses(item.msg)])
-        self.rows = {row.identity: row for row in db.session.scalars(select(MessageDecision).where(
-            MessageDecision.mailbox_id == ctx.mailbox.id,
-            MessageDecision.identity.in_(identities)))}
+        query = cached_statement(("decision rows",), lambda: select(MessageDecision).where(
+            MessageDecision.mailbox_id == bindparam("mailbox_id"),
+            in_values(MessageDecision.identity, "identities")), prepared=True)
+        self.rows = {row.identity: row for row in db.session.scalars(
+            query, {"mailbox_id": ctx.mailbox.id, "identities": list(identities)})}
         self.refusals: dict[Regarding, str | None] = {}
 
     def decide(self, folder: FolderInfo, item: Item) -> _Decided:

@@ -1,0 +1,124 @@
+"""``server.db.insert_rows`` stores what one ``INSERT`` given the same rows stores: on
+PostgreSQL it writes them with ``COPY`` (issue 17 goal 2), so every kind of value the sync
+writes that way (text with tabs, newlines and backslashes, JSON, aware datetimes in any
+zone, booleans, NULLs) and the defaults of columns a row leaves out are compared with the
+INSERT's own rows, on both databases; and ``in_values`` matches as ``IN`` does."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import (JSON, Boolean, Column, Integer, MetaData, String, Table, Text, event,
+                        insert, select)
+
+from server.db import UTCDateTime, db, insert_rows, utcnow
+
+pytestmark = pytest.mark.both_databases
+
+metadata = MetaData()
+
+
+def _table(name: str) -> Table:
+    return Table(name, metadata,
+                 Column("id", Integer, primary_key=True),
+                 Column("label", String(200)),
+                 Column("body", Text),
+                 Column("flag", Boolean),
+                 Column("count", Integer),
+                 Column("hits", JSON, default=list),
+                 Column("kind", String(20), default="plain"),
+                 Column("at", UTCDateTime()),
+                 Column("stamped", UTCDateTime(), default=utcnow))
+
+
+BY_COPY, BY_INSERT = _table("copy_rows_a"), _table("copy_rows_b")
+
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+               max_size=40)
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**31, 2**31) | text,
+                           lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(text, inner, max_size=3), max_leaves=8)
+aware = st.builds(lambda moment, minutes: moment.replace(tzinfo=timezone(timedelta(minutes=minutes))),
+                  st.datetimes(min_value=datetime(1971, 1, 2), max_value=datetime(2200, 1, 1)),
+                  st.integers(-14 * 60, 14 * 60))
+row = st.fixed_dictionaries({
+    "label": st.none() | text | st.sampled_from(["a\tb", "line\nnext", "back\\slash", "\\N", ""]),
+    "body": st.none() | text,
+    "flag": st.none() | st.booleans(),
+    "count": st.none() | st.integers(-2**31, 2**31 - 1),
+    "hits": st.lists(json_values, max_size=3),
+    "at": st.none() | aware,
+})
+
+
+@pytest.fixture
+def tables(app):
+    metadata.create_all(db.engine)
+    yield
+    db.session.rollback()
+    metadata.drop_all(db.engine)
+
+
+def _stored(table: Table) -> list[tuple]:
+    return [tuple(r) for r in db.session.execute(
+        select(*[c for c in table.columns if c.key != "id"]).order_by(table.c.id))]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=st.lists(row, min_size=1, max_size=12), full=st.booleans())
+def test_the_rows_stored_are_those_an_insert_stores(tables, rows, full):
+    if full:  # every column given, the defaulted ones too
+        rows = [{**r, "kind": "given", "stamped": r["at"] or utcnow()} for r in rows]
+    connection = db.session.connection()
+    for table in (BY_COPY, BY_INSERT):
+        connection.execute(table.delete())
+    before = utcnow()
+    insert_rows(connection, BY_COPY, rows)
+    connection.execute(insert(BY_INSERT), rows)
+    by_copy, by_insert = _stored(BY_COPY), _stored(BY_INSERT)
+    assert len(by_copy) == len(rows)
+    stamped = list(BY_COPY.columns.keys()).index("stamped") - 1  # (the id is not selected)
+    if full:
+        assert by_copy == by_insert
+    else:  # the defaults: the same scalar, the function called for the COPY's rows too
+        assert [r[:stamped] for r in by_copy] == [r[:stamped] for r in by_insert]
+        assert all(r[stamped] >= before.replace(microsecond=0) - timedelta(seconds=1)
+                   for r in by_copy)
+        assert all(r[list(BY_COPY.columns.keys()).index("kind") - 1] == "plain" for r in by_copy)
+    db.session.rollback()
+
+
+def test_postgresql_writes_them_with_copy_and_listeners_see_it(tables):
+    seen: list[str] = []
+
+    def statement(conn, cursor, text_, parameters, context, executemany):
+        seen.append(text_.split()[0].upper())
+    event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        insert_rows(db.session.connection(), BY_COPY, [{"label": "x", "hits": [1]}] * 3)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement)
+    assert seen == ["COPY" if db.engine.dialect.name == "postgresql" else "INSERT"]
+    assert [r[0] for r in _stored(BY_COPY)] == ["x"] * 3
+
+
+def test_a_lookup_by_many_values_matches_as_in_does(tables):
+    """``in_values`` (an array on PostgreSQL) does not cut a value longer than the column
+    to a prefix that would match a stored value, as a cast to ``VARCHAR(n)[]`` would."""
+    from server.db import in_values
+    short = Table("copy_rows_short", metadata, Column("id", Integer, primary_key=True),
+                  Column("code", String(6)))
+    short.create(db.engine)
+    try:
+        connection = db.session.connection()
+        connection.execute(insert(short), [{"code": "abcdef"}, {"code": "abc"}])
+        query = select(short.c.code).where(in_values(short.c.code, "codes")).order_by(short.c.code)
+        assert connection.execute(query, {"codes": ["abcdefgh", "abc"]}).scalars().all() == ["abc"]
+        assert connection.execute(query, {"codes": ["abcdef"]}).scalars().all() == ["abcdef"]
+        db.session.rollback()
+    finally:
+        short.drop(db.engine)
+        metadata.remove(short)
