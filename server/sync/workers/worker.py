@@ -19,6 +19,11 @@ body) and the worker goes on; a database that goes away is waited for. A worker 
 outright loses nothing: what a batch covers is committed with its cursor, and its leases
 expire so other workers (or the same one restarted) take its mailboxes over.
 
+Housekeeping: about once an hour each worker deletes finished run rows older than
+``REGARDING_SYNC_RUN_DAYS`` (``engine.history``) in one of its slots, in chunks and within
+a time budget (a pass that runs out of it goes on a minute later); a worker refuses to
+start with a retention shorter than the dashboard's window.
+
 A mailbox asked for (a CRM change, a Graph notification, "Sync now", push) wakes the loop at
 once: directly when it was asked in this process, else on PostgreSQL through the worker's
 ``wake_listener`` (``LISTEN``); without either the loop looks every
@@ -44,12 +49,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.i18n import N_
-from server.sync.engine import alerts
+from server.sync.engine import alerts, history
 from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox, SyncRun
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 3600.0  # seconds between a worker's passes over old run history
+PRUNE_BUDGET = 10.0  # seconds one pass may delete for (in chunks) before it stops
+PRUNE_AGAIN = 60.0  # after a pass that ran out of budget with older runs left
 
 __all__ = ["WorkerStats", "default_worker_id", "run_worker"]
 
@@ -82,6 +91,7 @@ class WorkerStats:
     interrupted: int = 0
     sent: int = 0
     errors: int = 0
+    pruned: int = 0  # old run rows deleted (engine.history)
     runs: list[tuple[int, str]] = field(default_factory=list)  # (mailbox id, status)
 
 
@@ -102,6 +112,7 @@ class Worker:
         self.next_alert_mail = 0.0  # monotonic time of the next alert email pass
         self.jobs: Future | None = None  # bulk mailbox jobs' items, in one free slot
         self.next_jobs = 0.0  # monotonic time to look for job items again after none
+        self.next_prune = 0.0  # monotonic time of the next pass over old run history
         # Claimed leases an idle batch found work in: each waits for a slot and a full run.
         self.waiting: deque[scheduler.Lease] = deque()
         with app.app_context():
@@ -110,6 +121,7 @@ class Worker:
             self.batch = max(1, scheduler.setting("REGARDING_SYNC_BATCH_SIZE"))
             self.budget = max(1, scheduler.setting("REGARDING_SYNC_RUN_MESSAGES"))
             self.idle_batch = max(1, scheduler.setting("REGARDING_SYNC_IDLE_BATCH"))
+            self.run_days = history.retention_days()  # BadRetention: refuse to start
         # Claimed beyond the free slots for the next idle batch: none after a batch that
         # found more work than slots (a store that cannot probe, a wave of new mail).
         self.extra = self.idle_batch - 1
@@ -167,7 +179,7 @@ class Worker:
         return self.stats
 
     def _loop(self) -> None:
-        running: dict[Future, int | None] = {}  # None: an idle batch
+        running: dict[Future, int | None] = {}  # None: an idle batch or a prune
         backoff = 0.0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sync",
                                 initializer=writer_thread) as pool:
@@ -178,6 +190,12 @@ class Worker:
                     self.wake.clear()
                     jobs_busy = self.jobs is not None and not self.jobs.done()
                     free = self.concurrency - len(running) - jobs_busy
+                    if free > 0 and self.run_days and time.monotonic() >= self.next_prune:
+                        self.next_prune = float("inf")  # until this pass ends
+                        future = pool.submit(self._prune)
+                        running[future] = None
+                        future.add_done_callback(lambda _f: self.wake.set())
+                        free -= 1
                     while free > 0 and self.waiting:  # found busy by an idle batch
                         lease = self.waiting.popleft()
                         future = pool.submit(self._sync, lease)
@@ -427,6 +445,29 @@ class Worker:
                 log.warning("worker %s: bulk job items failed (%s); tried again later",
                             self.worker_id, _detail(exc))
             finally:
+                db.session.remove()
+
+    def _prune(self) -> None:
+        """Delete old finished runs (``engine.history``) for up to ``PRUNE_BUDGET`` seconds;
+        next pass in ``PRUNE_EVERY`` seconds, or ``PRUNE_AGAIN`` when older runs are left.
+        A failure is logged and tried again later."""
+        again = PRUNE_EVERY
+        with self.app.app_context():
+            try:
+                pruned = history.prune(self.run_days, budget=PRUNE_BUDGET)
+                self.stats.pruned += pruned.deleted
+                if not pruned.done:
+                    again = PRUNE_AGAIN
+                if pruned.deleted:
+                    log.info("worker %s: %d sync run(s) older than %d days deleted%s",
+                             self.worker_id, pruned.deleted, self.run_days,
+                             "" if pruned.done else "; more next time")
+            except Exception as exc:
+                again = 10 * PRUNE_AGAIN
+                log.warning("worker %s: old sync runs not deleted (%s); tried again later",
+                            self.worker_id, _detail(exc))
+            finally:
+                self.next_prune = time.monotonic() + again
                 db.session.remove()
 
     def _sync_items(self, mailbox: Mailbox) -> None:
