@@ -24,7 +24,7 @@ from typing import Callable
 
 from sqlalchemy import delete, select
 
-from server.db import db, utcnow
+from server.db import db, in_values, utcnow
 from server.sync.models import SyncRun
 from server.sync.workers import scheduler
 
@@ -75,20 +75,24 @@ def prune(days: int | None = None, *, chunk: int = CHUNK, budget: float | None =
               .where(SyncRun.started_on < cutoff, SyncRun.finished_on.is_not(None))
               .order_by(SyncRun.started_on).limit(chunk)
               .with_for_update(skip_locked=True))  # PostgreSQL; nothing on SQLite
-    statement = delete(SyncRun).where(SyncRun.id.in_(oldest.scalar_subquery())) \
+    # The ids first, then the delete by the primary key: with the chunk as a subquery of
+    # the DELETE, PostgreSQL hash-joins it against a scan of the whole table.
+    statement = delete(SyncRun).where(in_values(SyncRun.id, "ids")) \
         .execution_options(synchronize_session=False)
     ends = None if budget is None else time.monotonic() + budget
     while True:
         try:
-            count = db.session.execute(statement).rowcount
+            ids = db.session.scalars(oldest).all()
+            if ids:
+                db.session.execute(statement, {"ids": ids})
             db.session.commit()
         except BaseException:
             db.session.rollback()
             raise
-        out.deleted += count
-        if progress is not None and count:
+        out.deleted += len(ids)
+        if progress is not None and ids:
             progress(out.deleted)
-        if count < chunk:
+        if len(ids) < chunk:
             return out  # (rows another pruner holds are its to delete)
         if ends is not None and time.monotonic() >= ends:
             out.done = False
