@@ -1,6 +1,7 @@
-"""How long sync run history is kept: finished ``SyncRun`` rows older than
+"""Sync run rows after their run: why a stopped one stopped (``interrupted``), those a dead
+worker left open closed (``close_abandoned``), and how long history is kept: finished ``SyncRun`` rows older than
 ``REGARDING_SYNC_RUN_DAYS`` (30; 0 keeps them forever) are deleted, by the sync workers
-themselves (about once an hour each, ``workers.worker``) or by an admin
+themselves (``worker_pass``, about once an hour each) or by an admin
 (``flask --app server sync prune-runs``).
 
 Every visit of a mailbox writes a run row, so at 100,000 mailboxes that is tens of
@@ -17,21 +18,28 @@ shorter than ``MIN_DAYS`` is refused as a configuration error.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from server.db import db, in_values, utcnow
 from server.sync.models import SyncRun
 from server.sync.workers import scheduler
 
-__all__ = ["CHUNK", "MIN_DAYS", "BadRetention", "Pruned", "prune", "retention_days"]
+log = logging.getLogger(__name__)
+
+__all__ = ["CHUNK", "MIN_DAYS", "BadRetention", "Pruned", "close_abandoned", "interrupted",
+           "prune", "retention_days", "worker_pass"]
 
 CHUNK = 10_000  # rows per statement and per transaction
 MIN_DAYS = 2  # the dashboard's longest window is 48 hours
+EVERY = 3600.0  # seconds between a worker's passes
+BUDGET = 10.0  # seconds one worker's pass may delete for (in chunks) before it stops
+AGAIN = 60.0  # seconds to the next pass after one that ran out of budget with more left
 
 
 class BadRetention(ValueError):
@@ -97,3 +105,48 @@ def prune(days: int | None = None, *, chunk: int = CHUNK, budget: float | None =
         if ends is not None and time.monotonic() >= ends:
             out.done = False
             return out
+
+
+def worker_pass(worker: str, days: int) -> tuple[int, float]:
+    """A sync worker's pass: ``prune`` for up to ``BUDGET`` seconds. Returns the runs deleted
+    and the seconds to the next pass: ``EVERY``, or ``AGAIN`` when older runs are left. A
+    failure is logged (its kind only) and tried again later."""
+    from server.sync.engine.quarantine import safe_detail
+    try:
+        pruned = prune(days, budget=BUDGET)
+    except Exception as exc:
+        log.warning("worker %s: old sync runs not deleted (%s); tried again later", worker,
+                    safe_detail(exc))
+        return 0, 10 * AGAIN
+    if pruned.deleted:
+        log.info("worker %s: %d sync run(s) older than %d days deleted%s", worker,
+                 pruned.deleted, days, "" if pruned.done else "; more next time")
+    return pruned.deleted, EVERY if pruned.done else AGAIN
+
+
+def close_abandoned(worker: str | None = None, *, mailbox_id: int | None = None) -> None:
+    """Close runs left open by a worker that died: those of a mailbox whose expired lease we
+    took over, or at start-up those of our own name (every open one for a sole SQLite
+    worker), so the dashboard does not show them running forever."""
+    query = update(SyncRun).where(SyncRun.finished_on.is_(None))
+    if mailbox_id is not None:
+        query = query.where(SyncRun.mailbox_id == mailbox_id)
+    elif worker is not None:
+        query = query.where(SyncRun.worker == worker[:120])
+    db.session.execute(query.values(
+        finished_on=utcnow(), error_code="abandoned",
+        error="The worker running this sync stopped before it finished; the next run went on "
+              "from the last stored batch.").execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def interrupted(worker: str, mailbox_id: int, why: str) -> None:
+    """The engine closed ``worker``'s last run of the mailbox as interrupted (the worker
+    stopped, or lost its lease): say why on it."""
+    run = db.session.scalar(select(SyncRun).where(
+        SyncRun.mailbox_id == mailbox_id, SyncRun.worker == worker[:120])
+        .order_by(SyncRun.id.desc()).limit(1))
+    if run is not None and (run.finished_on is None or run.error_code == "interrupted"):
+        run.finished_on = run.finished_on or utcnow()
+        run.error_code, run.error = "interrupted", why
+        db.session.commit()

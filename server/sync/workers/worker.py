@@ -19,10 +19,9 @@ body) and the worker goes on; a database that goes away is waited for. A worker 
 outright loses nothing: what a batch covers is committed with its cursor, and its leases
 expire so other workers (or the same one restarted) take its mailboxes over.
 
-Housekeeping: about once an hour each worker deletes finished run rows older than
-``REGARDING_SYNC_RUN_DAYS`` (``engine.history``) in one of its slots, in chunks and within
-a time budget (a pass that runs out of it goes on a minute later); a worker refuses to
-start with a retention shorter than the dashboard's window.
+About once an hour each worker gives a slot to deleting run rows older than
+``REGARDING_SYNC_RUN_DAYS`` (``engine.history``); it refuses to start with a retention
+shorter than the dashboard's window.
 
 A mailbox asked for (a CRM change, a Graph notification, "Sync now", push) wakes the loop at
 once: directly when it was asked in this process, else on PostgreSQL through the worker's
@@ -44,7 +43,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
@@ -52,13 +50,9 @@ from server.i18n import N_
 from server.sync.engine import alerts, history
 from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
-from server.sync.models import Mailbox, SyncRun
+from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
-
-PRUNE_EVERY = 3600.0  # seconds between a worker's passes over old run history
-PRUNE_BUDGET = 10.0  # seconds one pass may delete for (in chunks) before it stops
-PRUNE_AGAIN = 60.0  # after a pass that ran out of budget with older runs left
 
 __all__ = ["WorkerStats", "default_worker_id", "run_worker"]
 
@@ -143,7 +137,7 @@ class Worker:
                 # A sole SQLite worker knows every lease left behind is stale; elsewhere a
                 # worker takes back at once what it held under the same name before a crash.
                 stale = scheduler.release_all(None if sole else self.worker_id)
-                _close_abandoned_runs(None if sole else self.worker_id)
+                history.close_abandoned(None if sole else self.worker_id)
                 db.session.remove()
             if stale:
                 log.info("worker %s: took back %d lease(s) left by a stopped worker",
@@ -271,12 +265,15 @@ class Worker:
         with self.app.app_context():
             try:
                 if lease.took_over:
-                    _close_abandoned_runs(mailbox_id=mailbox_id)
+                    history.close_abandoned(mailbox_id=mailbox_id)
                 next_sync_on, released = self._run_one(mailbox_id)
                 self._alert_mail()
             except _Interrupted as stop:
                 self.stats.interrupted += 1
-                self._interrupted(mailbox_id, stop.why)
+                db.session.rollback()
+                history.interrupted(self.worker_id, mailbox_id, stop.why)
+                log.info("worker %s: mailbox %s: run stopped at a batch boundary (%s)",
+                         self.worker_id, mailbox_id, stop.why)
             except Exception as exc:  # never let one mailbox take the worker down
                 self.stats.errors += 1
                 db.session.rollback()
@@ -448,24 +445,11 @@ class Worker:
                 db.session.remove()
 
     def _prune(self) -> None:
-        """Delete old finished runs (``engine.history``) for up to ``PRUNE_BUDGET`` seconds;
-        next pass in ``PRUNE_EVERY`` seconds, or ``PRUNE_AGAIN`` when older runs are left.
-        A failure is logged and tried again later."""
-        again = PRUNE_EVERY
+        """This worker's pass over old run history (``history.worker_pass``)."""
         with self.app.app_context():
             try:
-                pruned = history.prune(self.run_days, budget=PRUNE_BUDGET)
-                self.stats.pruned += pruned.deleted
-                if not pruned.done:
-                    again = PRUNE_AGAIN
-                if pruned.deleted:
-                    log.info("worker %s: %d sync run(s) older than %d days deleted%s",
-                             self.worker_id, pruned.deleted, self.run_days,
-                             "" if pruned.done else "; more next time")
-            except Exception as exc:
-                again = 10 * PRUNE_AGAIN
-                log.warning("worker %s: old sync runs not deleted (%s); tried again later",
-                            self.worker_id, _detail(exc))
+                deleted, again = history.worker_pass(self.worker_id, self.run_days)
+                self.stats.pruned += deleted
             finally:
                 self.next_prune = time.monotonic() + again
                 db.session.remove()
@@ -534,19 +518,6 @@ class Worker:
             log.info("worker %s: mailbox %s: %d email(s) sent", self.worker_id, mailbox_id,
                      counts.sent)
 
-    def _interrupted(self, mailbox_id: int, why: str) -> None:
-        """The engine closed the run as interrupted; say why on it."""
-        db.session.rollback()
-        run = db.session.scalar(select(SyncRun).where(
-            SyncRun.mailbox_id == mailbox_id, SyncRun.worker == self.worker_id)
-            .order_by(SyncRun.id.desc()).limit(1))
-        if run is not None and (run.finished_on is None or run.error_code == "interrupted"):
-            run.finished_on = run.finished_on or utcnow()
-            run.error_code, run.error = "interrupted", why
-            db.session.commit()
-        log.info("worker %s: mailbox %s: run stopped at a batch boundary (%s)", self.worker_id,
-                 mailbox_id, why)
-
     # -- leases -----------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
@@ -601,22 +572,6 @@ def _sends_mail(mailbox: Mailbox) -> bool:
         return False
     org = db.session.get(Organization, 1)
     return mailbox.approved_for(org)
-
-
-def _close_abandoned_runs(worker: str | None = None, *, mailbox_id: int | None = None) -> None:
-    """Close runs left open by a worker that died: those of a mailbox whose expired lease we
-    took over, or at start-up those of our own name (every open one for a sole SQLite
-    worker), so the dashboard does not show them running forever."""
-    query = update(SyncRun).where(SyncRun.finished_on.is_(None))
-    if mailbox_id is not None:
-        query = query.where(SyncRun.mailbox_id == mailbox_id)
-    elif worker is not None:
-        query = query.where(SyncRun.worker == worker[:120])
-    db.session.execute(query.values(
-        finished_on=utcnow(), error_code="abandoned",
-        error="The worker running this sync stopped before it finished; the next run went on "
-              "from the last stored batch.").execution_options(synchronize_session=False))
-    db.session.commit()
 
 
 def run_worker(app, *, worker_id: str | None = None, concurrency: int = 4,
