@@ -57,6 +57,7 @@ ENV_KEYS: dict[str, tuple[str, Any]] = {
     "REGARDING_SYNC_BATCH_SIZE": ("REGARDING_SYNC_BATCH_SIZE", int),
     "REGARDING_SYNC_RUN_MESSAGES": ("REGARDING_SYNC_RUN_MESSAGES", int),
     "REGARDING_SYNC_IDLE_BATCH": ("REGARDING_SYNC_IDLE_BATCH", int),
+    "REGARDING_SYNC_RUN_DAYS": ("REGARDING_SYNC_RUN_DAYS", int),
     # Where workers LISTEN for mailboxes asked for (server.sync.workers.wake_listener;
     # unset: REGARDING_DATABASE_URL)
     "REGARDING_SYNC_LISTEN_URL": ("REGARDING_SYNC_LISTEN_URL", str),

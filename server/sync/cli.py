@@ -5,6 +5,7 @@
     sync status                          a table: state, last success, next run, failures
     sync why --mailbox 3 <message-id>    why that email was (not) tracked
     sync retry <quarantine id>           run a quarantined message through the pipeline again
+    sync prune-runs [--days N]           delete finished runs older than N days (the setting)
 
 The scheduler's worker (``sync worker``) is registered on the same group by its module.
 """
@@ -205,12 +206,13 @@ def retry(quarantine_id: int) -> None:
 def worker(concurrency: int, worker_id: str | None, push: bool | None) -> None:
     """Run a sync worker until stopped (SIGTERM/Ctrl-C finish the batches in hand)."""
     from flask import current_app
+    from server.sync.engine.history import BadRetention
     from server.sync.workers.scheduler import WorkerRefused
     from server.sync.workers.worker import serve
     try:
         serve(current_app._get_current_object(), worker_id=worker_id, concurrency=concurrency,
               push=push)
-    except WorkerRefused as exc:
+    except (WorkerRefused, BadRetention) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -227,3 +229,31 @@ def now(ref: str) -> None:
     db.session.commit()
     click.echo(f"{box.email_address} is due now: a running worker synchronizes it within "
                "seconds.")
+
+
+@sync_cli.command("prune-runs")
+@click.option("--days", type=int, default=None,
+              help="Keep the runs of the last N days (at least 2); default "
+                   "REGARDING_SYNC_RUN_DAYS (30, 0: keep forever).")
+def prune_runs(days: int | None) -> None:
+    """Delete finished sync runs older than the retention, oldest first, in chunks (the
+    workers do this by themselves about once an hour)."""
+    from server.sync.engine import history
+    try:
+        keep = history.retention_days(days)
+    except history.BadRetention as exc:
+        if days is None:
+            raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="--days") from None
+    if keep == 0:
+        click.echo("0 runs deleted: sync run history is kept forever (0 days).")
+        return
+    shown = [0]
+
+    def progress(total: int) -> None:  # a line every 100,000 runs of a long first prune
+        if total // 100_000 > shown[0]:
+            shown[0] = total // 100_000
+            click.echo(f"{total} runs deleted so far...")
+
+    pruned = history.prune(keep, progress=progress)
+    click.echo(f"{pruned.deleted} runs older than {keep} days deleted.")

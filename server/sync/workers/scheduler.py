@@ -58,6 +58,8 @@ DEFAULTS = {
     "REGARDING_SYNC_RUN_MESSAGES": 2000,  # one run's budget; a bigger backlog is due again
     # Due mailboxes a free slot claims and visits together (engine.idle); 1: one at a time.
     "REGARDING_SYNC_IDLE_BATCH": 20,
+    # Days of finished sync runs kept (engine.history; 0: forever, else at least 2).
+    "REGARDING_SYNC_RUN_DAYS": 30,
 }
 
 CHANNEL = "regarding_sync_requested"  # PostgreSQL NOTIFY: a mailbox was asked for

@@ -19,6 +19,10 @@ body) and the worker goes on; a database that goes away is waited for. A worker 
 outright loses nothing: what a batch covers is committed with its cursor, and its leases
 expire so other workers (or the same one restarted) take its mailboxes over.
 
+About once an hour each worker gives a slot to deleting run rows older than
+``REGARDING_SYNC_RUN_DAYS`` (``engine.history``); it refuses to start with a retention
+shorter than the dashboard's window.
+
 A mailbox asked for (a CRM change, a Graph notification, "Sync now", push) wakes the loop at
 once: directly when it was asked in this process, else on PostgreSQL through the worker's
 ``wake_listener`` (``LISTEN``); without either the loop looks every
@@ -39,15 +43,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.i18n import N_
-from server.sync.engine import alerts
+from server.sync.engine import alerts, history
 from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
-from server.sync.models import Mailbox, SyncRun
+from server.sync.models import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class WorkerStats:
     interrupted: int = 0
     sent: int = 0
     errors: int = 0
+    pruned: int = 0  # old run rows deleted (engine.history)
     runs: list[tuple[int, str]] = field(default_factory=list)  # (mailbox id, status)
 
 
@@ -102,6 +106,7 @@ class Worker:
         self.next_alert_mail = 0.0  # monotonic time of the next alert email pass
         self.jobs: Future | None = None  # bulk mailbox jobs' items, in one free slot
         self.next_jobs = 0.0  # monotonic time to look for job items again after none
+        self.next_prune = 0.0  # monotonic time of the next pass over old run history
         # Claimed leases an idle batch found work in: each waits for a slot and a full run.
         self.waiting: deque[scheduler.Lease] = deque()
         with app.app_context():
@@ -110,6 +115,7 @@ class Worker:
             self.batch = max(1, scheduler.setting("REGARDING_SYNC_BATCH_SIZE"))
             self.budget = max(1, scheduler.setting("REGARDING_SYNC_RUN_MESSAGES"))
             self.idle_batch = max(1, scheduler.setting("REGARDING_SYNC_IDLE_BATCH"))
+            self.run_days = history.retention_days()  # BadRetention: refuse to start
         # Claimed beyond the free slots for the next idle batch: none after a batch that
         # found more work than slots (a store that cannot probe, a wave of new mail).
         self.extra = self.idle_batch - 1
@@ -131,7 +137,7 @@ class Worker:
                 # A sole SQLite worker knows every lease left behind is stale; elsewhere a
                 # worker takes back at once what it held under the same name before a crash.
                 stale = scheduler.release_all(None if sole else self.worker_id)
-                _close_abandoned_runs(None if sole else self.worker_id)
+                history.close_abandoned(None if sole else self.worker_id)
                 db.session.remove()
             if stale:
                 log.info("worker %s: took back %d lease(s) left by a stopped worker",
@@ -167,7 +173,7 @@ class Worker:
         return self.stats
 
     def _loop(self) -> None:
-        running: dict[Future, int | None] = {}  # None: an idle batch
+        running: dict[Future, int | None] = {}  # None: an idle batch or a prune
         backoff = 0.0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sync",
                                 initializer=writer_thread) as pool:
@@ -178,6 +184,12 @@ class Worker:
                     self.wake.clear()
                     jobs_busy = self.jobs is not None and not self.jobs.done()
                     free = self.concurrency - len(running) - jobs_busy
+                    if free > 0 and self.run_days and time.monotonic() >= self.next_prune:
+                        self.next_prune = float("inf")  # until this pass ends
+                        future = pool.submit(self._prune)
+                        running[future] = None
+                        future.add_done_callback(lambda _f: self.wake.set())
+                        free -= 1
                     while free > 0 and self.waiting:  # found busy by an idle batch
                         lease = self.waiting.popleft()
                         future = pool.submit(self._sync, lease)
@@ -253,12 +265,15 @@ class Worker:
         with self.app.app_context():
             try:
                 if lease.took_over:
-                    _close_abandoned_runs(mailbox_id=mailbox_id)
+                    history.close_abandoned(mailbox_id=mailbox_id)
                 next_sync_on, released = self._run_one(mailbox_id)
                 self._alert_mail()
             except _Interrupted as stop:
                 self.stats.interrupted += 1
-                self._interrupted(mailbox_id, stop.why)
+                db.session.rollback()
+                history.interrupted(self.worker_id, mailbox_id, stop.why)
+                log.info("worker %s: mailbox %s: run stopped at a batch boundary (%s)",
+                         self.worker_id, mailbox_id, stop.why)
             except Exception as exc:  # never let one mailbox take the worker down
                 self.stats.errors += 1
                 db.session.rollback()
@@ -429,6 +444,16 @@ class Worker:
             finally:
                 db.session.remove()
 
+    def _prune(self) -> None:
+        """This worker's pass over old run history (``history.worker_pass``)."""
+        with self.app.app_context():
+            try:
+                deleted, again = history.worker_pass(self.worker_id, self.run_days)
+                self.stats.pruned += deleted
+            finally:
+                self.next_prune = time.monotonic() + again
+                db.session.remove()
+
     def _sync_items(self, mailbox: Mailbox) -> None:
         """Appointments, contacts and tasks, after the mail: their failure is the mailbox's
         acts status and an alert, never the mail's."""
@@ -493,19 +518,6 @@ class Worker:
             log.info("worker %s: mailbox %s: %d email(s) sent", self.worker_id, mailbox_id,
                      counts.sent)
 
-    def _interrupted(self, mailbox_id: int, why: str) -> None:
-        """The engine closed the run as interrupted; say why on it."""
-        db.session.rollback()
-        run = db.session.scalar(select(SyncRun).where(
-            SyncRun.mailbox_id == mailbox_id, SyncRun.worker == self.worker_id)
-            .order_by(SyncRun.id.desc()).limit(1))
-        if run is not None and (run.finished_on is None or run.error_code == "interrupted"):
-            run.finished_on = run.finished_on or utcnow()
-            run.error_code, run.error = "interrupted", why
-            db.session.commit()
-        log.info("worker %s: mailbox %s: run stopped at a batch boundary (%s)", self.worker_id,
-                 mailbox_id, why)
-
     # -- leases -----------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
@@ -560,22 +572,6 @@ def _sends_mail(mailbox: Mailbox) -> bool:
         return False
     org = db.session.get(Organization, 1)
     return mailbox.approved_for(org)
-
-
-def _close_abandoned_runs(worker: str | None = None, *, mailbox_id: int | None = None) -> None:
-    """Close runs left open by a worker that died: those of a mailbox whose expired lease we
-    took over, or at start-up those of our own name (every open one for a sole SQLite
-    worker), so the dashboard does not show them running forever."""
-    query = update(SyncRun).where(SyncRun.finished_on.is_(None))
-    if mailbox_id is not None:
-        query = query.where(SyncRun.mailbox_id == mailbox_id)
-    elif worker is not None:
-        query = query.where(SyncRun.worker == worker[:120])
-    db.session.execute(query.values(
-        finished_on=utcnow(), error_code="abandoned",
-        error="The worker running this sync stopped before it finished; the next run went on "
-              "from the last stored batch.").execution_options(synchronize_session=False))
-    db.session.commit()
 
 
 def run_worker(app, *, worker_id: str | None = None, concurrency: int = 4,
