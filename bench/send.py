@@ -136,8 +136,8 @@ def main() -> None:
                 # SQLite in WAL mode refuses at once ("database is locked") a transaction
                 # that read before the worker's last commit and then writes; this thread's
                 # Send calls take the write lock as they begin, as the worker's threads do.
-                from server.sync.workers.worker import _worker_thread
-                _worker_thread(True)
+                from server.db import writer_thread
+                writer_thread(True)
             worker = threading.Thread(target=run_worker, args=(app,), kwargs=dict(
                 worker_id="send-bench", concurrency=4, stop_event=stop, push=False),
                 daemon=True)

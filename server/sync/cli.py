@@ -208,7 +208,7 @@ def worker(concurrency: int, worker_id: str | None, push: bool | None) -> None:
     from flask import current_app
     from server.sync.engine.history import BadRetention
     from server.sync.workers.scheduler import WorkerRefused
-    from server.sync.workers.worker import serve
+    from server.sync.workers.process import serve
     try:
         serve(current_app._get_current_object(), worker_id=worker_id, concurrency=concurrency,
               push=push)
