@@ -152,6 +152,8 @@ def test_statements_per_commit_do_not_grow_with_those_whose_filter_says_anyone(
     people = [make_user(f"any{n}@contoso.test") for n in range(12)]
     for user in people:
         _mailbox(user)
+    statements()  # the first call keeps the principal for the security stamp: not counted
+    woken.clear()
     for user in people[:2]:
         _filter(user, "contact", "any")
     few = statements()
