@@ -16,6 +16,7 @@ from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
+from exchangelib.protocol import Protocol
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
 
@@ -114,6 +115,7 @@ class EwsSession(Session):
                 auth_type=AUTH_TYPES.get(auth_name),
                 version=_version(self.settings.get("exchange_version")),
                 max_connections=int(self.settings.get("max_connections", 4)))
+            _forget_other_sign_in(config)
             # Without a URL, Autodiscover finds the endpoint from the mailbox address.
             self._client = EwsAccount(primary_smtp_address=account.address, config=config,
                                       autodiscover=not url, access_type=access)
@@ -161,3 +163,23 @@ class _ProvidedToken(OAuth2AuthorizationCodeCredentials):
 
     def refresh(self, session) -> None:
         self.access_token = self._fetch()
+
+
+def _forget_other_sign_in(config: Configuration) -> None:
+    """exchangelib keeps one protocol (its sessions, signed in) per URL and credentials and
+    leaves the sign-in kind out of that key: a profile changed from Basic to NTLM (or back)
+    would go on signing in the old way in this process until it restarts. A kept protocol
+    that signs in another way than ``config`` asks is closed and forgotten."""
+    if config.service_endpoint is None or config.auth_type is None:
+        return
+    try:
+        kept, _since = Protocol[config]
+    except KeyError:
+        return
+    if isinstance(kept, Exception) or kept.auth_type == config.auth_type:
+        return
+    kept.close()
+    try:
+        del Protocol[config]
+    except KeyError:  # another thread forgot it first
+        pass

@@ -44,3 +44,24 @@ def test_a_wrong_ntlm_password_disables_the_mailbox_with_the_sign_in_alert(crm, 
     alert = db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id))
     assert "refused the password for ORG\\bob" in alert.message
     assert "not-the-password" not in alert.message
+
+
+def test_a_profile_changed_from_basic_to_ntlm_signs_in_with_ntlm_at_once(crm, ntlm):
+    """exchangelib keeps one protocol per URL and credentials, whatever the sign-in kind:
+    after a run with Basic, the same worker process must not go on with Basic once the
+    profile says NTLM (nor with NTLM after it says Basic)."""
+    store = EwsStore(ntlm)  # Basic, which this server accepts too
+    box = tracks_a_customer_email(crm, store, "basic-first@x.example")
+    assert ntlm.ntlm_sign_ins == []
+    box.server_profile.settings = {**box.server_profile.settings, "auth_type": "ntlm"}
+    db.session.commit()
+    store.deliver(w.raw(sender="Ann Customer <ann@customer.example>", mid="ntlm-next@x.example"))
+    assert sync_mailbox(box.id).status == "success"
+    assert w.tracked("ntlm-next@x.example")
+    assert set(ntlm.ntlm_sign_ins) == {"ORG\\bob"}
+    signed_in = len(ntlm.ntlm_sign_ins)
+    box.server_profile.settings = {**box.server_profile.settings, "auth_type": "basic"}
+    db.session.commit()
+    store.deliver(w.raw(sender="Ann Customer <ann@customer.example>", mid="basic-again@x.example"))
+    assert sync_mailbox(box.id).status == "success"
+    assert w.tracked("basic-again@x.example") and len(ntlm.ntlm_sign_ins) == signed_in
