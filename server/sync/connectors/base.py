@@ -193,17 +193,17 @@ class SavesCopies(ABC):
 
 
 class Probes(ABC):
-    """Tells cheaply, without opening a server session, whether a folder has anything new
-    since its cursor (a local store's directory times): the engine visits a due mailbox
-    whose folders all answer "nothing new" in a batch with others (``engine.idle``), and
-    gives any other one a full run. Opening the connector and listing its folders must be
-    cheap too."""
+    """Tells cheaply, from what opening the connector and listing its folders already
+    learned, whether a folder has anything new since its cursor: a local store's directory
+    times (Maildir), or the STATUS items an IMAP server gave with its folder list. The
+    engine visits a due mailbox whose folders all answer "nothing new" in a batch with
+    others (``engine.idle``), and gives any other one a full run."""
 
     @abstractmethod
     def unchanged(self, folder: Folder, cursor: str | None) -> bool:
         """True only when certainly nothing was delivered, moved, flagged or removed in
-        ``folder`` since ``cursor`` was taken; False when it did or the connector cannot
-        tell (the folder gets a full run)."""
+        ``folder`` since ``cursor`` was taken (as of the last ``list_folders``); False when
+        it did or the connector cannot tell (the folder gets a full run). Sends nothing."""
 
 
 class Subscriptions(ABC):

@@ -37,7 +37,7 @@ from imapclient.response_parser import parse_fetch_response, parse_response
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
                                          Deletes, FetchedMessage, Folder, HeadersFirst, Needs,
-                                         ReadsAhead, SavesCopies)
+                                         Probes, ReadsAhead, SavesCopies)
 from server.sync.connectors.common import (ServerSession, category_to_keyword,  # noqa: F401
                                            keyword_to_category, pack_cursor, tls_context,
                                            unpack_cursor)
@@ -58,7 +58,7 @@ _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
 
 
 class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFirst,
-                    ReadsAhead, SavesCopies, Deletes):
+                    ReadsAhead, SavesCopies, Deletes, Probes):
     """One IMAP session for one mailbox: ``with ImapConnector(account) as imap: ...``."""
 
     needs = Needs(host=True, ports=DEFAULT_PORTS)
@@ -69,6 +69,10 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         self._names: dict[str, str] = {}  # folder key -> server name
         self._keys: dict[str, str] = {}  # server name -> folder key
         self._listed: list[Folder] | None = None
+        # folder key -> its STATUS items at the last listing (with CONDSTORE: UIDNEXT and
+        # HIGHESTMODSEQ too, which tell an unchanged folder without opening it), until the
+        # folder is read
+        self._listed_status: dict[str, dict] = {}
         self._selected: tuple[str, bool] | None = None
         self._xguid: bool | None = None  # does STATUS answer X-GUID? (unknown until tried)
         self._qresync = False
@@ -180,10 +184,12 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             uv_count[uv] = uv_count.get(uv, 0) + 1
         by_display: dict[str, str] = {}
         keyed = []
+        self._listed_status = {}
         for display, name, role, status in found:
             key = self._key_of(display, status, uv_count)
             by_display[display] = key
             keyed.append((display, name, role, key))
+            self._listed_status[key] = status
         self._names = {key: name for _, name, _, key in keyed}
         self._keys = {name: key for _, name, _, key in keyed}
         folders = [Folder(key=key, name=display, role=role,
@@ -207,11 +213,16 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         return f"path:{display}"
 
     def _identity_items(self) -> list[str]:
+        """The STATUS items a listing asks for: a folder's identity, and with CONDSTORE
+        what tells whether it changed (``unchanged``)."""
+        capabilities = self.capabilities()
         items = ["UIDVALIDITY"]
-        if b"OBJECTID" in self.capabilities():
+        if b"OBJECTID" in capabilities:
             items.append("MAILBOXID")
         elif self._xguid is not False:
             items.append("X-GUID")
+        if b"CONDSTORE" in capabilities or b"QRESYNC" in capabilities:
+            items += ["UIDNEXT", "HIGHESTMODSEQ"]
         return items
 
     def _list_with_status(self) -> list[tuple[tuple, bytes | None, str, dict]]:
@@ -318,9 +329,32 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
 
     # -- reading ------------------------------------------------------------------------------
 
+    def unchanged(self, folder: Folder, cursor: str | None) -> bool:
+        """From the folder's STATUS at the last listing (``list_folders``: one LIST-STATUS
+        command where the server offers it): the cursor's UIDVALIDITY and HIGHESTMODSEQ
+        (every delivery, flag change and expunge raises it, RFC 7162) and no UID beyond the
+        cursor's. A server without CONDSTORE, a folder without mod-sequences, or a folder
+        read since the listing (its cursor may be newer than the listing) cannot tell.
+        Nothing is sent to the server."""
+        status, state = self._listed_status.get(folder.key), unpack_cursor(cursor)
+        if not status or not isinstance(state, dict):
+            return False
+        highest, uidnext = status.get(b"HIGHESTMODSEQ"), status.get(b"UIDNEXT")
+        return (isinstance(highest, int) and isinstance(uidnext, int) and highest > 0
+                and status.get(b"UIDVALIDITY") == state.get("uidvalidity")
+                and highest == state.get("highestmodseq")
+                and uidnext <= int(state.get("last_uid") or 0) + 1)
+
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
                       headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
         limit = max(1, limit)
+        # Unchanged as listed: the folder is not even opened. The listing's STATUS serves
+        # once: a later read of the folder in this session must look at it again.
+        unchanged = self.unchanged(folder, cursor)
+        status = self._listed_status.pop(folder.key, None)
+        if unchanged:
+            self._marks[folder.key] = (status[b"UIDNEXT"], status[b"HIGHESTMODSEQ"])
+            return Changes(messages=[], cursor=cursor, more=False)
         with self._errors(f"reading {folder.name}"):
             info = self._open(folder, readonly=True)
             uidvalidity = info.get(b"UIDVALIDITY")
@@ -355,8 +389,12 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
                     self._fetch_headers(changed) + self._fetch_full(batch)
             else:
                 messages = self._fetch_full(changed + batch)
-            next_cursor = pack_cursor({"uidvalidity": uidvalidity,
-                                       "last_uid": batch[-1] if batch else last_uid,
+            last = batch[-1] if batch else last_uid
+            if not more and uidnext is not None:
+                # Every UID below UIDNEXT was searched (SEARCH came after EXAMINE) and none is
+                # left: one expunged before it was read no longer looks like news.
+                last = max(last, uidnext - 1)
+            next_cursor = pack_cursor({"uidvalidity": uidvalidity, "last_uid": last,
                                        "highestmodseq": next_since})
         return Changes(messages=messages, cursor=next_cursor, more=more, removed=removed,
                        reset=reset)

@@ -11,11 +11,16 @@ outcome:
 * it is synced by the engine (``run.why_not_synced``), is no forward mailbox, does not
   sync appointments, contacts and tasks on the server (that opens a connection), has no
   backlog, ran before, and none of the alerts an idle run clears is open;
-* its connector ``Probes`` (a local store: opening it and listing its folders opens no
-  session with a server), its folders are planned as a run plans them (``plan_folders``,
-  with the organization's Sent setting and the folder rules) with nothing to note, and
-  every evaluated folder has a state under the same name and role whose cursor the
-  connector says is ``unchanged``.
+* its connector ``Probes``: Maildir (opening it and listing its folders reads directory
+  times) or IMAP (one sign-in and one listing whose STATUS items say whether a folder
+  changed: no folder is opened); its folders are planned as a run plans them
+  (``plan_folders``, with the organization's Sent setting and the folder rules) with
+  nothing to note, and every evaluated folder has a state under the same name and role
+  whose cursor the connector says is ``unchanged``.
+
+A server probed gets ``PROBE_TIMEOUT`` seconds at most (a run waits the profile's whole
+timeout); one that cannot be reached is not tried again for the rest of the batch: its
+mailboxes get their runs, which say what is wrong.
 
 Every other mailbox (new mail, "don't know", a connector that cannot tell, an error while
 probing) gets the full run, unchanged. "Email cannot be tracked" (the owner lost a
@@ -32,7 +37,7 @@ counts) in one insert; one commit.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import joinedload
@@ -51,6 +56,11 @@ __all__ = ["CLEARED", "Probed", "Visit", "probe", "record"]
 
 # The alerts a run that finds nothing closes: a mailbox with one of them open gets a run.
 CLEARED = ("sync_failed", "cannot_track", "folder_failed", "message_unreadable")
+
+PROBE_TIMEOUT = 10.0  # seconds a server gets to answer a probe
+# Errors that say the server (not the mailbox's sign-in) cannot be reached now.
+UNREACHABLE = frozenset({"timeout", "connection_refused", "host_not_found", "connection_lost",
+                         "tls_failed"})
 
 
 @dataclass(frozen=True)
@@ -116,13 +126,13 @@ def probe(mailbox_ids: list[int]) -> Probed:
             for rule in db.session.scalars(select(FolderRule).where(
                     FolderRule.mailbox_id.in_(with_rules)).order_by(FolderRule.id)):
                 rules.setdefault(rule.mailbox_id, []).append(rule)
-    now, touched = utcnow(), False
+    now, touched, unreachable = utcnow(), False, set()
     for mailbox_id in ids:
         mailbox = out.mailboxes.get(mailbox_id)
         state_ids = None
         if mailbox_id in candidates:
             state_ids, changed = _unchanged(mailbox, out.org, states.get(mailbox_id, {}),
-                                            rules.get(mailbox_id, []))
+                                            rules.get(mailbox_id, []), unreachable)
             touched |= changed
         if state_ids is None:
             out.full.append(mailbox_id)
@@ -140,15 +150,20 @@ def _probes(profile) -> bool:
         return False
 
 
-def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState],
-               rules: list[FolderRule]) -> tuple[tuple[int, ...] | None, bool]:
+def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: list[FolderRule],
+               unreachable: set[str]) -> tuple[tuple[int, ...] | None, bool]:
     """(the states of the mailbox's evaluated folders when none has anything new, else
-    None; whether planning its folders changed anything in the session)."""
+    None; whether planning its folders changed anything in the session). ``unreachable``:
+    the servers this batch could not reach (one that fails here is added)."""
     from server.sync.engine.accounts import account_for
     session = db.session()
-    changed = False
+    changed, where = False, None
     try:
         account = account_for(mailbox, "incoming")
+        account = replace(account, timeout=min(account.timeout or PROBE_TIMEOUT, PROBE_TIMEOUT))
+        where = f"{account.host}:{account.port}" if account.host else None
+        if where is not None and where in unreachable:
+            return None, changed
         with incoming(mailbox.server_profile.incoming_protocol)(account) as connector:
             folders = connector.list_folders()
             with session.no_autoflush:  # planning may change a rule, as a run does
@@ -167,7 +182,9 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState],
                     return None, changed
                 found.append(state.id)
             return tuple(found), changed
-    except ConnectorError:
+    except ConnectorError as exc:
+        if where is not None and exc.code in UNREACHABLE:
+            unreachable.add(where)
         return None, changed  # the run says what is wrong
     except Exception as exc:  # a bug in probing must not keep the mailbox from its run
         log.warning("mailbox %s: idle probe failed (%s); it gets a full run", mailbox.id,

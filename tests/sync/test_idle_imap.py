@@ -1,0 +1,192 @@
+"""Idle IMAP mailboxes visited in batches (``engine.idle`` with ``ImapConnector.unchanged``):
+one sign-in and one listing, whose STATUS items (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) say
+that no folder changed since its cursor, and no folder is opened. A delivery, a flag set by
+another client, an expunge, a renamed folder or a server without CONDSTORE each get the
+full run; a run over an unchanged folder does not open it either; a server that cannot be
+reached is tried once per batch."""
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from server.db import db, utcnow
+from server.sync.connectors.imap import ImapConnector
+from server.sync.engine import idle
+from server.sync.engine.run import sync_mailbox
+from server.sync.models import Mailbox, SyncRun
+from tests.sync import world as w
+from tests.sync.test_scheduler import fresh, work
+
+pytestmark = pytest.mark.both_databases
+
+
+@pytest.fixture
+def crm(app, make_user):
+    return w.build_crm(make_user)
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:
+    """The folders the connector opens (SELECT or EXAMINE), in order."""
+    names: list[str] = []
+    real = ImapConnector._select
+
+    def select_(self, name, readonly):
+        names.append(name)
+        return real(self, name, readonly)
+
+    monkeypatch.setattr(ImapConnector, "_select", select_)
+    return names
+
+
+def _synced(box) -> None:
+    assert sync_mailbox(box.id).status == "success"
+    db.session.commit()
+
+
+def _settled(box) -> None:
+    """Synced, and synced again: a run that tracks mail writes the "Tracked to Regarding"
+    keyword back after its commit, which raises the folder's HIGHESTMODSEQ past the cursor
+    it stored, so the next run reads those messages' flags once more (as on Maildir)."""
+    _synced(box)
+    _synced(box)
+
+
+def _idle(box) -> bool:
+    probed = idle.probe([box.id])
+    db.session.rollback()
+    assert (box.id in probed.full) != bool(probed.idle)
+    return bool(probed.idle)
+
+
+def _with_tracked_folder(crm, dovecot, mail_user):
+    """Bob's mailbox on a Dovecot user whose INBOX/Projects is tracked by a folder rule."""
+    store = w.ImapStore(dovecot, mail_user)
+    store.create_folder("INBOX/Projects")
+    box = w.store_mailbox(store, crm.bob)
+    w.folder_rule(box, w.folder_keys(box)["INBOX/Projects"], "INBOX/Projects")
+    db.session.commit()
+    return store, box
+
+
+def _client_does(dovecot, user, folder: str, action) -> None:
+    client = dovecot.imap_client(user)
+    try:
+        client.select_folder(folder)
+        action(client, client.search(["ALL"]))
+    finally:
+        client.logout()
+
+
+def test_an_idle_imap_mailbox_is_probed_without_opening_a_folder(crm, dovecot, mail_user,
+                                                                 opened):
+    store, box = _with_tracked_folder(crm, dovecot, mail_user)
+    for n in range(3):
+        store.deliver(w.raw(subject=f"Hello {n}", mid=f"hello-{n}@customer.example"))
+    store.deliver(w.raw(subject="Filed", mid="filed@customer.example"), "INBOX/Projects")
+    _settled(box)
+    opened.clear()
+    assert _idle(box)
+    assert opened == []  # the listing told: no folder was opened
+
+    changes = {
+        "a delivery": lambda: store.deliver(w.raw(subject="New", mid="new@customer.example")),
+        "a flag set by another client": lambda: _client_does(
+            dovecot, mail_user, "INBOX", lambda c, uids: c.add_flags(uids[:1], [b"\\Flagged"])),
+        "an expunge": lambda: _client_does(
+            dovecot, mail_user, "INBOX", lambda c, uids: (c.delete_messages(uids[:1]),
+                                                          c.expunge())),
+        "mail filed into the tracked folder": lambda: store.deliver(
+            w.raw(subject="Filed 2", mid="filed-2@customer.example"), "INBOX/Projects"),
+    }
+    for what, change in changes.items():
+        change()
+        assert not _idle(box), what
+        _settled(box)
+        assert _idle(box), f"after the run that read {what}"
+
+
+def test_a_run_over_unchanged_folders_opens_none(crm, dovecot, mail_user, opened):
+    store = w.ImapStore(dovecot, mail_user)
+    box = w.store_mailbox(store, crm.bob)
+    store.deliver(w.raw(subject="Hello", mid="hello@customer.example"))
+    _synced(box)
+    opened.clear()
+    _synced(box)
+    assert opened == []
+    store.deliver(w.raw(subject="Again", mid="again@customer.example"))
+    _synced(box)
+    assert opened == ["INBOX"]  # only the folder that changed
+
+
+def test_mail_expunged_before_it_was_read_does_not_keep_a_folder_busy(crm, dovecot,
+                                                                      mail_user):
+    """UIDNEXT runs ahead of the last UID read when the newest mail went before a run saw
+    it: the run's cursor covers every UID below UIDNEXT, so the next visit is idle."""
+    store = w.ImapStore(dovecot, mail_user)
+    box = w.store_mailbox(store, crm.bob)
+    store.deliver(w.raw(subject="Kept", mid="kept@customer.example"))
+    store.deliver(w.raw(subject="Gone", mid="gone@customer.example"))
+    _client_does(dovecot, mail_user, "INBOX",
+                 lambda c, uids: (c.delete_messages(uids[-1:]), c.expunge()))
+    _synced(box)
+    assert _idle(box)
+
+
+def test_a_renamed_folder_or_a_server_without_condstore_gets_a_run(crm, dovecot, mail_user,
+                                                                   monkeypatch):
+    store, box = _with_tracked_folder(crm, dovecot, mail_user)
+    _synced(box)
+    assert _idle(box)
+    store.rename_folder("INBOX/Projects", "INBOX/Projects 2026")
+    assert not _idle(box)  # the state's name differs: the run records the rename
+    _synced(box)
+    assert _idle(box)
+    real = ImapConnector.capabilities
+    monkeypatch.setattr(ImapConnector, "capabilities", lambda self: tuple(
+        c for c in real(self) if c not in (b"CONDSTORE", b"QRESYNC")))
+    assert not _idle(box)  # no HIGHESTMODSEQ in STATUS: it cannot tell
+
+
+def test_a_server_that_cannot_be_reached_is_tried_once_per_batch(crm, monkeypatch):
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prof = w.profile("imap", incoming_host="127.0.0.1", incoming_port=port,
+                     incoming_security="none")
+    made = [w.mailbox(crm.bob, prof=prof, email_address=f"far{n}@org.example",
+                      username=f"far{n}", password="secret", last_success_on=utcnow())
+            for n in range(3)]
+    db.session.commit()
+    tries = []
+    real = ImapConnector._connect
+    monkeypatch.setattr(ImapConnector, "_connect",
+                        lambda self: (tries.append(self.where), real(self))[1])
+    probed = idle.probe([b.id for b in made])
+    assert sorted(probed.full) == sorted(b.id for b in made) and probed.idle == []
+    assert tries == [f"127.0.0.1:{port}"]
+    assert idle.probe([made[0].id]).full == [made[0].id]  # the next batch tries again
+    assert len(tries) == 2
+
+
+def test_a_worker_visits_idle_imap_mailboxes_in_one_batch(app, crm, dovecot, make_mail_user,
+                                                          opened):
+    users = [make_mail_user() for _ in range(3)]
+    made = [w.store_mailbox(w.ImapStore(dovecot, user), crm.bob) for user in users]
+    for box in made:
+        _synced(box)
+    db.session.execute(update(Mailbox).where(Mailbox.id.in_([b.id for b in made]))
+                       .values(next_sync_on=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    opened.clear()
+    stats = work(app, "worker-a", concurrency=2)
+    assert sorted(stats.runs) == sorted((b.id, "success") for b in made)
+    assert opened == []  # visited by the probe, not by runs
+    for box in made:
+        row = fresh(box)
+        assert row.lease_owner is None and row.next_sync_on > utcnow()
+        runs = list(db.session.scalars(select(SyncRun).where(SyncRun.mailbox_id == box.id)))
+        assert len(runs) == 2 and runs[-1].fetched == 0 and runs[-1].error_code is None
