@@ -8,18 +8,23 @@ mail pass at most every 30 s, the lease given back), in this process, one after 
 with ``--batch N`` (default 20) as a worker does it where it can visit idle mailboxes in
 batches (``Worker._visit``: ``N`` claimed at once, probed, their visits written together;
 one that is not idle gets ``Worker._sync``); the code before that runs them one by one.
-Figures are per visit (a batch's divided by its mailboxes):
+With ``--protocol imap`` the mailboxes are users of a private Dovecot (tests/servers/dovecot.py,
+one message in each Inbox), read over IMAP on loopback: a probe there is one sign-in and one
+``LIST ... RETURN (STATUS ...)``, a full run opens each folder too. Figures are per visit
+(a batch's divided by its mailboxes):
 
 * client CPU per run (``time.process_time``: user + system of this process);
 * the PostgreSQL backend's CPU per run (``/proc/<pid>/stat`` of the connection's backend,
   read before and after; the runs one after the other use one pooled connection);
+* with ``--protocol imap``, Dovecot's CPU per run (its processes' ``/proc`` times: the
+  master's reaped children and the live ones);
 * statements per run (a ``before_cursor_execute`` listener), with the statements of one
   run printed (``--show``);
 * ``--profile``: a cProfile of the runs (process time), the top functions by their own and
   cumulative time.
 
 Run: ``.venv/bin/python bench/idle_run.py [--mailboxes 2000] [--runs 500] [--batch 20]
-[--profile] [--show]``. It asserts nothing.
+[--protocol maildir|imap] [--profile] [--show]``. It asserts nothing.
 """
 from __future__ import annotations
 
@@ -48,12 +53,70 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def build_imap(app, count: int, server) -> None:
+    """The organization, one user, an IMAP profile on ``server`` and ``count`` enabled
+    mailboxes, each a Dovecot user with one message in its Inbox, none due yet."""
+    from server.db import db, utcnow
+    from server.security.bootstrap import create_user, ensure_organization, root_unit
+    from server.sync.models import EmailServerProfile, Mailbox
+    from server.crm.models import Organization
+    db.create_all()
+    ensure_organization("Contoso")
+    db.session.get(Organization, 1).mail_server_allowed_hosts = server.host  # a loopback peer
+    seller = create_user("seller@contoso.example", "Seller", password="Correct-horse-9",
+                         roles=["Salesperson"])
+    unit = root_unit().id
+    profile = EmailServerProfile(name="Bench Dovecot", incoming_protocol="imap",
+                                 incoming_host=server.host, incoming_port=server.imap_port,
+                                 incoming_security="none", owning_business_unit_id=unit,
+                                 max_connections=50, settings={"timeout": 60})
+    db.session.add(profile)
+    db.session.flush()
+    later = utcnow() + timedelta(days=1)
+    for i in range(count):
+        user = server.add_user(f"box{i}@contoso.example", f"Bench-password-{i}")
+        server.deliver(user, (f"From: Ann <ann@customer.example>\r\nTo: {user.username}\r\n"
+                              f"Subject: Hello {i}\r\nMessage-ID: <hello{i}@customer.example>"
+                              "\r\n\r\nHello.\r\n").encode())
+        db.session.add(Mailbox(name=user.username, email_address=user.username,
+                               user_id=seller.id, server_profile_id=profile.id,
+                               username=user.username, password=user.password, enabled=True,
+                               email_approved=True, tracking_option="crm_responses",
+                               sync_interval_seconds=300, next_sync_on=later,
+                               owning_business_unit_id=unit))
+    db.session.commit()
+
+
+def dovecot_cpu(server) -> float:
+    """CPU seconds Dovecot's processes used so far: its master's own and reaped children's,
+    and each live child's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    master = server._proc.pid
+
+    def fields(pid: int) -> list[str] | None:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+
+    total = 0
+    own = fields(master)
+    if own:
+        total += sum(int(v) for v in own[11:15])  # utime stime cutime cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (row := fields(int(entry))) and int(row[1]) == master:
+            total += int(row[11]) + int(row[12])
+    return total / tick
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mailboxes", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--batch", type=int, default=20,
                         help="idle mailboxes visited together (1: one at a time)")
+    parser.add_argument("--protocol", choices=("maildir", "imap"), default="maildir")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--show", action="store_true", help="print one idle run's statements")
     parser.add_argument("--store", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
@@ -72,11 +135,18 @@ def main() -> None:
                       "REGARDING_INSTANCE_DIR": str(instance),
                       "REGARDING_MAILDIR_ROOT": str(store), "REGARDING_LOG_LEVEL": "WARNING"})
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load()}; "
-          f"{args.mailboxes} mailboxes, {args.runs} idle runs")
+          f"{args.mailboxes} {args.protocol} mailboxes, {args.runs} idle runs")
+    dovecot = None
+    if args.protocol == "imap":
+        from tests.servers.dovecot import DovecotServer
+        dovecot = DovecotServer().start()
     try:
         with app.app_context():
-            build(app, args.mailboxes, 300, store)
-            time.sleep(2.1)  # the trees' times settle: the first runs stamp every cursor
+            if dovecot is not None:
+                build_imap(app, args.mailboxes, dovecot)
+            else:
+                build(app, args.mailboxes, 300, store)
+                time.sleep(2.1)  # the trees' times settle: the first runs stamp every cursor
             app.config["REGARDING_SYNC_IDLE_BATCH"] = args.batch
             worker = Worker(app, "bench-idle", 1, threading.Event(), push=False,
                             until_idle=False)
@@ -113,13 +183,14 @@ def main() -> None:
 
             event.listen(db.engine, "before_cursor_execute", count)
             profile = cProfile.Profile(time.process_time) if args.profile else None
-            client, backend, walls, sizes = [], [], [], []
+            client, backend, walls, sizes, served = [], [], [], [], []
             batched = args.batch > 1 and hasattr(worker, "_visit")
             size = args.batch if batched else 1
             try:
                 for start in range(0, runs, size):
                     n = min(size, runs - start)
                     statements.append([])
+                    d0 = dovecot_cpu(dovecot) if dovecot else 0.0
                     b0, c0, w0 = backend_cpu(pid), time.process_time(), time.perf_counter()
                     if profile:
                         profile.enable()
@@ -138,6 +209,7 @@ def main() -> None:
                     walls.append((time.perf_counter() - w0) / n)
                     client.append((time.process_time() - c0) / n)
                     backend.append((backend_cpu(pid) - b0) / n)
+                    served.append(((dovecot_cpu(dovecot) if dovecot else 0.0) - d0) / n)
             finally:
                 event.remove(db.engine, "before_cursor_execute", count)
             stats = worker.stats
@@ -146,6 +218,8 @@ def main() -> None:
             db.engine.dispose()
     finally:
         drop()
+        if dovecot is not None:
+            dovecot.close()
         shutil.rmtree(instance, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
     counts = [len(s) / n for s, n in zip(statements, sizes)]
@@ -160,6 +234,9 @@ def main() -> None:
           f"median {statistics.median(client) * 1000:.2f} ms")
     print(f"PostgreSQL backend CPU per run: mean {mean_backend * 1000:.2f} ms "
           f"(clock ticks of {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms, summed over the runs)")
+    if dovecot is not None:
+        print(f"Dovecot CPU per run: mean {sum(d * n for d, n in zip(served, sizes)) / runs * 1000:.2f} ms "
+              f"(clock ticks, summed over the runs)")
     print(f"wall per run: median {statistics.median(walls) * 1000:.2f} ms; "
           f"one core of client + backend CPU makes "
           f"{1 / (mean_client + mean_backend):.0f} idle runs/s")
