@@ -75,6 +75,12 @@ def _counted(app, **options) -> tuple[list[str], object]:
     return statements, stats
 
 
+def _batch_work(statements: list[str]) -> list[str]:
+    """The statements a worker issued other than its polls (for due mailboxes, item jobs)."""
+    polls = ("SELECT due.", "SELECT mailbox_job_item.")
+    return [s for s in statements if not s.lstrip().startswith(polls)]
+
+
 def test_an_idle_batch_records_each_visit_and_gives_back_each_lease(app, crm, tmp_path,
                                                                    monkeypatch):
     # The worker's pruning pass takes a slot at start, while or after the batch is claimed
@@ -92,8 +98,11 @@ def test_an_idle_batch_records_each_visit_and_gives_back_each_lease(app, crm, tm
     _due(made)
     with_6, stats = _counted(app, concurrency=2)
     assert sorted(stats.runs) == sorted((b.id, "success") for b in made)
-    # One batch: the same statements for 6 mailboxes as for 2 (a run issues ten each).
-    assert len(with_6) == len(with_2), "\n".join(with_6)
+    # One batch: the same statements for 6 mailboxes as for 2 (a run issues ten each). The
+    # worker's polls for due mailboxes and item jobs are left out: how many it makes while
+    # the batch runs depends on timing.
+    work_6, work_2 = _batch_work(with_6), _batch_work(with_2)
+    assert len(work_6) == len(work_2), "\n".join(work_6)
     assert sum(s.startswith("INSERT INTO sync_run") for s in with_6) == 1
     assert sum(s.startswith("UPDATE folder_state") for s in with_6) == 1
     for box in made:

@@ -117,8 +117,10 @@ def test_mail_moved_into_a_tracked_folder_is_tracked_by_push(app, crm, store):
     runs = db.session.scalars(select(SyncRun).where(SyncRun.mailbox_id == box.id,
                                                     SyncRun.worker == "push-worker")).all()
     assert runs and all(run.finished_on for run in runs)
-    box = db.session.get(Mailbox, box.id)
-    assert box.lease_owner is None and box.sync_requested is False
+    # The lease is given back. (Whether the mailbox is asked for again is left open: the
+    # keyword's rename may reach the watcher after the wait above saw the mailbox at rest,
+    # and the worker stops before that request's run.)
+    assert db.session.get(Mailbox, box.id).lease_owner is None
 
 
 def test_a_copy_and_a_move_into_the_renamed_folder_are_tracked_by_push(app, crm, store):
