@@ -338,47 +338,57 @@ def _setup_org():
     return out
 
 
-def run(backend: str, contacts: int) -> dict:
+def _kept_users() -> tuple[int, int, list[int], dict[int, list[int]]]:
+    """``_setup_org``'s answer for a database kept from an earlier run (--keep)."""
+    from sqlalchemy import select
+    from server.db import db
+    from server.security.models import BusinessUnit, User
+    units = list(db.session.scalars(select(BusinessUnit.id).order_by(BusinessUnit.id)))
+    owners: dict[int, list[int]] = {}
+    for user_id, unit in db.session.execute(select(User.id, User.business_unit_id)
+                                            .where(User.email.like("%@bench.example"))
+                                            .order_by(User.id)):
+        owners.setdefault(unit, []).append(user_id)
+    admin = db.session.scalar(select(User.id).where(User.email == "admin@bench.example"))
+    sales = min(u for unit, users in owners.items() for u in users if u != admin)
+    db.session.commit()
+    return admin, sales, units, owners
+
+
+def run(backend: str, contacts: int, keep: str | None = None) -> dict:
+    """Load the data set into a new database of ``backend`` and time it; with ``keep``, the
+    database named so is kept after the run and used again by the next run given the same
+    name and size (only the timings are then done)."""
     from server import create_app
-    from server.crm.addresses import EmailAddress
-    from server.crm.models import Account, Contact, Lead
     from server.db import db
 
     tmp = Path(tempfile.mkdtemp(prefix=f"regarding-bench-{backend}-"))
-    admin_engine = None
+    admin_engine, kept = None, False
     if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
+        path = Path(tempfile.gettempdir()) / f"regarding-bench-{keep}-{contacts}.db" if keep \
+            else tmp / "bench.db"
+        kept = keep is not None and path.exists()
+        url = f"sqlite:///{path}"
     else:
         admin_engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        name = f"regarding_bench_{uuid.uuid4().hex[:8]}"
+        name = f"regarding_bench_{keep}_{contacts}" if keep else \
+            f"regarding_bench_{uuid.uuid4().hex[:8]}"
         with admin_engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            kept = keep is not None and conn.execute(text(
+                "SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
+            if not kept:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
         url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REGARDING_INSTANCE_DIR": str(tmp),
                       "SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"})
     out: dict = {}
     try:
         with app.app_context():
-            db.create_all()
-            admin_id, sales_id, units, owners = _setup_org()
+            if kept:
+                print("  using the database kept from an earlier run (--keep)", flush=True)
+            admin_id, sales_id, units, owners = _kept_users() if kept else _load_data(contacts)
             ds = Dataset(contacts, units, owners)
-            loader = Loader(db.engine)
-            started = time.perf_counter()
-            n = loader.load(Account.__table__, ds.account_rows())
-            n += loader.load(Contact.__table__, ds.contact_rows())
-            n += loader.load(Lead.__table__, ds.lead_rows())
-            idx = loader.load(EmailAddress.__table__, ds.address_rows())
-            print(f"  loaded {n:,} records and {idx:,} address index rows "
-                  f"in {time.perf_counter() - started:.0f} s", flush=True)
             target_account, regarding_heavy = ds.accounts // 2, ds.accounts // 3
-            started = time.perf_counter()
-            load_timeline(loader, ds, target_account, regarding_heavy)
-            from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
-            loader.finish([Account.__table__, Contact.__table__, Lead.__table__,
-                           EmailAddress.__table__, Activity.__table__, ActivityParty.__table__,
-                           *(m.__table__ for m in ACTIVITY_MODELS.values())])
-            print(f"  loaded {TIMELINE_ACTIVITIES:,} activities and analyzed in "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
             out["version"] = db.session.execute(text(
                 "SELECT sqlite_version()" if backend == "sqlite" else "SHOW server_version")).scalar()
             out["resolve"] = bench_resolve(ds, sales_id)
@@ -390,11 +400,39 @@ def run(backend: str, contacts: int) -> dict:
             db.engine.dispose()
     finally:
         if admin_engine is not None:
-            with admin_engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if not keep:
+                with admin_engine.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin_engine.dispose()
         shutil.rmtree(tmp, ignore_errors=True)  # the instance folder holds directories too
     return out
+
+
+def _load_data(contacts: int):
+    """Create the schema and load the data set; ``_setup_org``'s answer."""
+    from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
+    from server.crm.addresses import EmailAddress
+    from server.crm.models import Account, Contact, Lead
+    from server.db import db
+    db.create_all()
+    admin_id, sales_id, units, owners = _setup_org()
+    ds = Dataset(contacts, units, owners)
+    loader = Loader(db.engine)
+    started = time.perf_counter()
+    n = loader.load(Account.__table__, ds.account_rows())
+    n += loader.load(Contact.__table__, ds.contact_rows())
+    n += loader.load(Lead.__table__, ds.lead_rows())
+    idx = loader.load(EmailAddress.__table__, ds.address_rows())
+    print(f"  loaded {n:,} records and {idx:,} address index rows "
+          f"in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    load_timeline(loader, ds, ds.accounts // 2, ds.accounts // 3)
+    loader.finish([Account.__table__, Contact.__table__, Lead.__table__,
+                   EmailAddress.__table__, Activity.__table__, ActivityParty.__table__,
+                   *(m.__table__ for m in ACTIVITY_MODELS.values())])
+    print(f"  loaded {TIMELINE_ACTIVITIES:,} activities and analyzed in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return admin_id, sales_id, units, owners
 
 
 def _sqlite() -> bool:
@@ -610,6 +648,10 @@ def main() -> None:
                              "for a machine other work shares")
     parser.add_argument("--explain", action="store_true",
                         help="print the plan of the timeline page query")
+    parser.add_argument("--keep", metavar="NAME", default=None,
+                        help="keep the databases (named by NAME and the size) after the run "
+                             "and use them again in the next run given the same NAME: "
+                             "for before/after comparisons on the same data")
     args = parser.parse_args()
     global PRIORITY, EXPLAIN
     PRIORITY, EXPLAIN = args.priority, args.explain
@@ -624,7 +666,7 @@ def main() -> None:
     outs = {}
     for backend in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
         print(f"{backend}:   (load average now: {_load()})", flush=True)
-        out = outs[backend] = run(backend, args.contacts)
+        out = outs[backend] = run(backend, args.contacts, args.keep)
         print(f"  server version: {out['version']}; load average now: {_load()}")
     if len(outs) == 2:
         _print_ratio(outs["sqlite"]["timeline_cpu"], outs["postgresql"]["timeline_cpu"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from server.crm.services import records
@@ -325,6 +325,19 @@ def test_datetimes_are_utc_whatever_the_database_session_zone(me):
     if db.engine.dialect.name == "postgresql":
         db.session.execute(text("SET TIME ZONE 'UTC'"))
         db.session.commit()
+
+
+def test_postgresql_sessions_are_in_utc(me):
+    """Each connection's session is set to UTC whatever the server's zone, so psycopg reads
+    times in ``timezone.utc`` itself (``db.utc_sessions``)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's session time zone")
+    db.session.remove()
+    db.engine.dispose()  # a new connection, made by the engine's own connect
+    assert db.session.execute(text("SHOW TimeZone")).scalar() == "UTC"
+    got = db.session.execute(select(func.now())).scalar()
+    assert got.tzinfo is timezone.utc
+    db.session.rollback()
 
 
 def test_naive_datetimes_are_refused(me):
