@@ -6,6 +6,7 @@ full run; a run over an unchanged folder does not open it either; a server that 
 reached is tried once per batch."""
 from __future__ import annotations
 
+import imaplib
 import socket
 from datetime import timedelta
 
@@ -15,8 +16,9 @@ from sqlalchemy import select, update
 from server.db import db, utcnow
 from server.sync.connectors.imap import ImapConnector
 from server.sync.engine import idle
+from server.sync.engine.accounts import account_for
 from server.sync.engine.run import sync_mailbox
-from server.sync.models import Mailbox, SyncRun
+from server.sync.models import FolderState, Mailbox, SyncRun
 from tests.sync import world as w
 from tests.sync.test_scheduler import fresh, work
 
@@ -190,3 +192,64 @@ def test_a_worker_visits_idle_imap_mailboxes_in_one_batch(app, crm, dovecot, mak
         assert row.lease_owner is None and row.next_sync_on > utcnow()
         runs = list(db.session.scalars(select(SyncRun).where(SyncRun.mailbox_id == box.id)))
         assert len(runs) == 2 and runs[-1].fetched == 0 and runs[-1].error_code is None
+
+
+@pytest.mark.parametrize("list_status", [True, False])
+def test_a_server_that_refuses_the_change_items_is_listed_without_them(
+        crm, dovecot, mail_user, monkeypatch, list_status):
+    """A server that names CONDSTORE but refuses UIDNEXT or HIGHESTMODSEQ in a listing's
+    STATUS: the folders are listed without them (once refused, not asked again), the run
+    works as before and the probe cannot tell."""
+    refused = []
+    real_list, real_status = ImapConnector._list_status, ImapConnector._status
+
+    def refusing(real):
+        def call(self, *args):
+            items = args[0] if real is real_list else args[1]
+            if "HIGHESTMODSEQ" in items:
+                refused.append(list(items))
+                raise imaplib.IMAP4.error("STATUS: unknown item")
+            return real(self, *args)
+        return call
+
+    monkeypatch.setattr(ImapConnector, "_list_status", refusing(real_list))
+    monkeypatch.setattr(ImapConnector, "_status", refusing(real_status))
+    if not list_status:
+        real = ImapConnector.capabilities
+        monkeypatch.setattr(ImapConnector, "capabilities", lambda self: tuple(
+            c for c in real(self) if c != b"LIST-STATUS"))
+    store = w.ImapStore(dovecot, mail_user)
+    box = w.store_mailbox(store, crm.bob)
+    store.deliver(w.raw(subject="Hello", mid="hello@customer.example"))
+    _synced(box)
+    assert refused
+    keys = db.session.scalars(select(FolderState.folder_key).where(
+        FolderState.mailbox_id == box.id)).all()
+    assert keys and all(k.startswith("guid:") for k in keys)  # X-GUID still asked for
+    assert not _idle(box)
+    with ImapConnector(account_for(box, "incoming")) as imap:
+        asked = len(refused)
+        imap.list_folders()
+        imap.list_folders()
+    assert len(refused) == asked + 1  # refused once in this session, then not asked
+
+
+def test_a_server_without_x_guid_still_gets_the_change_items(crm, dovecot, mail_user,
+                                                             monkeypatch):
+    """Refused together with X-GUID, the change items are tried again without it (as on a
+    CONDSTORE server that is not Dovecot), so its folders can still be probed."""
+    real = ImapConnector._list_status
+
+    def no_xguid(self, items):
+        if "X-GUID" in items:
+            raise imaplib.IMAP4.error("STATUS: unknown item X-GUID")
+        return real(self, items)
+
+    monkeypatch.setattr(ImapConnector, "_list_status", no_xguid)
+    store = w.ImapStore(dovecot, mail_user)
+    box = w.store_mailbox(store, crm.bob)
+    _synced(box)
+    keys = db.session.scalars(select(FolderState.folder_key).where(
+        FolderState.mailbox_id == box.id)).all()
+    assert keys and all(k.startswith("uv:") for k in keys)
+    assert _idle(box)

@@ -75,6 +75,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         self._listed_status: dict[str, dict] = {}
         self._selected: tuple[str, bool] | None = None
         self._xguid: bool | None = None  # does STATUS answer X-GUID? (unknown until tried)
+        self._change_items: bool | None = None  # and UIDNEXT, HIGHESTMODSEQ? (the same)
         self._qresync = False
         # folder key -> (UIDNEXT, HIGHESTMODSEQ) when it was last read: a wait that starts
         # after mail arrived returns at once instead of missing it.
@@ -221,14 +222,17 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             items.append("MAILBOXID")
         elif self._xguid is not False:
             items.append("X-GUID")
-        if b"CONDSTORE" in capabilities or b"QRESYNC" in capabilities:
+        if (b"CONDSTORE" in capabilities or b"QRESYNC" in capabilities) \
+                and self._change_items is not False:
             items += ["UIDNEXT", "HIGHESTMODSEQ"]
         return items
 
     def _list_with_status(self) -> list[tuple[tuple, bytes | None, str, dict]]:
         """LIST with each folder's identity items: one LIST-STATUS command where offered,
-        else LIST then one STATUS per folder. X-GUID is tried once and dropped if refused."""
+        else LIST then one STATUS per folder. X-GUID, then UIDNEXT and HIGHESTMODSEQ, are
+        each tried once and dropped if refused (the folders are listed without them)."""
         client = self.client
+        dropped_changes = False
         while True:
             items = self._identity_items()
             try:
@@ -240,12 +244,21 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error:
+                # The newest items first (a folder's key must not change because of them):
+                # without the change items; then without X-GUID, with them again.
+                if "HIGHESTMODSEQ" in items:
+                    self._change_items, dropped_changes = False, True
+                    continue
                 if "X-GUID" in items:
                     self._xguid = False
+                    if dropped_changes:
+                        self._change_items, dropped_changes = None, False
                     continue
                 raise
             if "X-GUID" in items:
                 self._xguid = True
+            if "HIGHESTMODSEQ" in items:
+                self._change_items = True
             return rows
 
     def _status(self, name: str, items: list[str], flags: tuple) -> dict:
