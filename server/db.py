@@ -106,7 +106,8 @@ def select_rows(statement, params: dict | None = None):
     flushing what is pending as the session's own ``execute`` would. It runs on the
     session's connection: about a third less client CPU per statement than
     ``db.session.execute``, whose ORM layer has nothing to do for such a statement (the
-    pane runs seven a call: bench/README.md, issue 17 goal 6)."""
+    pane runs seven a call: bench/README.md, issue 17 goal 6). Read them at once (``.all()``,
+    ``.one()``): psycopg's cost is per fetch call, about 3 us a row fetched one by one."""
     session = db.session()
     if session.autoflush:
         session.flush()

@@ -161,7 +161,8 @@ def _grants():
                       is_builtin=is_builtin, item=item, depth=depth)
         # A typed null (PostgreSQL types a union's column from its first branches).
         return select(literal(kind).label("kind"), *(
-            (cast(null(), GRANT_COLUMNS[k]) if v is None else v).label(k) for k, v in values.items()))
+            (cast(null(), GRANT_COLUMNS[k]) if v is None else v).label(k)
+            for k, v in values.items()))
 
     return prepared_statement(union_all(
         branch("team", user_id=team_member.c.user_id, id=team_member.c.team_id)
