@@ -107,7 +107,6 @@ def test_unit_writes_change_the_stamp_of_a_demo_database_from_0017(database, tmp
     with _connected(url) as conn:
         assert {n for n in _triggers(conn, database) if "business_unit" in n}
         assert conn.execute(text("SELECT count(*) FROM business_unit")).scalar() == units
-        stamps.append(_stamp(conn))  # a new one: what processes kept before is not used
     for write in UNIT_WRITES:
         with _connected(url) as conn:
             conn.execute(text(write))

@@ -13,7 +13,8 @@ statement-level trigger calling 0017's function; SQLite: a row trigger per opera
 statements are those of ``server.security.stamp.ddl`` at this revision (a migration imports
 nothing of the app). A later SQLite migration that rebuilds ``business_unit``
 (``batch_alter_table``) drops them: it must create them again (tests/test_migrations_stamp.py
-checks the head).
+checks the head). The stamp itself is left as it is: no code before this revision's keeps
+the tree, and this revision's code runs on the upgraded database.
 """
 from __future__ import annotations
 
@@ -29,15 +30,11 @@ OPERATIONS = ("INSERT", "UPDATE", "DELETE")
 
 
 def upgrade() -> None:
-    # What a process kept before the upgrade was read with the tree as it was: a new stamp.
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("UPDATE organization SET security_stamp = "
-                   "floor(random() * 4611686018427387904)::bigint")
         op.execute("CREATE TRIGGER security_stamp_business_unit AFTER INSERT OR UPDATE OR DELETE "
                    "OR TRUNCATE ON business_unit FOR EACH STATEMENT EXECUTE FUNCTION "
                    "regarding_bump_security_stamp()")
     else:
-        op.execute("UPDATE organization SET security_stamp = random()")
         for o in OPERATIONS:
             op.execute(f"CREATE TRIGGER security_stamp_business_unit_{o.lower()} AFTER {o} ON "
                        "business_unit BEGIN UPDATE organization SET security_stamp = random() "
