@@ -106,7 +106,8 @@ def select_rows(statement, params: dict | None = None):
     flushing what is pending as the session's own ``execute`` would. It runs on the
     session's connection: about a third less client CPU per statement than
     ``db.session.execute``, whose ORM layer has nothing to do for such a statement (the
-    pane runs seven a call: bench/README.md, issue 17 goal 6)."""
+    pane runs seven a call: bench/README.md, issue 17 goal 6). Read them at once (``.all()``,
+    ``.one()``): psycopg's cost is per fetch call, about 3 us a row fetched one by one."""
     session = db.session()
     if session.autoflush:
         session.flush()
@@ -185,11 +186,31 @@ def generic_plans():
 
 @event.listens_for(Engine, "do_execute")
 def _execute_prepared(cursor, statement, parameters, context):
-    """Run a statement marked by ``prepared_statement`` prepared (psycopg only)."""
+    """Run a statement marked by ``prepared_statement`` prepared (psycopg only), its integers
+    sent as ``int8`` (``_as_int8``)."""
     if context.execution_options.get(PREPARED) and context.dialect.driver == "psycopg":
+        from psycopg.types.numeric import Int8
+        if isinstance(parameters, dict):
+            parameters = {k: _as_int8(v, Int8) for k, v in parameters.items()}
+        else:
+            parameters = [_as_int8(v, Int8) for v in parameters]
         cursor.execute(statement, parameters, prepare=True)
         return True
     return None
+
+
+def _as_int8(value, Int8):
+    """A Python int (or a list of them) as PostgreSQL's ``int8``: psycopg sends an int as
+    ``int2``, ``int4`` or ``int8`` by its value and keys its prepared statements by their
+    parameters' types, so the same statement for a record with a small id and one with a
+    large id was prepared (and planned) twice. An ``int4`` column compared with an ``int8``
+    value still uses its btree index (the operator family holds both). Booleans and
+    ``IntEnum`` members stay as they are (only plain ``int``)."""
+    if type(value) is int:
+        return Int8(value)
+    if type(value) is list and value and all(type(v) is int or v is None for v in value):
+        return [v if v is None else Int8(v) for v in value]
+    return value
 
 
 @event.listens_for(Engine, "connect")

@@ -91,6 +91,13 @@ def test_a_demo_database_at_the_previous_revision_upgrades_whole(database, head,
                             f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
                             f"(SELECT max(id) FROM \"{table.name}\"))"))
         assert sum(len(rows) for _, rows in held.values()) > 100, "the demo filled too little"
+        # What the older database holds, as its triggers left it (from 0017 on, the rows
+        # copied into the stamp's tables changed the organization's security stamp).
+        with target.connect() as conn:
+            for name, (columns, _) in held.items():
+                table = old.tables[name]
+                held[name] = (columns, [dict(r._mapping) for r in conn.execute(
+                    select(*(table.c[c] for c in columns)))])
         target.dispose()
         _run(app, "db", "upgrade", head)
         upgraded = MetaData()

@@ -1,7 +1,8 @@
 """The ``0017_stamp`` upgrade: the organization gets a security stamp, and triggers change it
 on every write to a principal's inputs and to the organization (SQLite and PostgreSQL); they
 are there at the head (a later SQLite migration rebuilding one of those tables would drop
-them); the downgrade removes them."""
+them); the downgrade removes them. ``0018_unitstamp``: writes to ``business_unit`` change it
+too, from a database at 0017 holding the demo organization; its downgrade leaves 0017's."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -15,7 +16,14 @@ from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 
 from tests.test_migrations_send import _upgrade, app_at, organization_row
 
 TABLES = ("user_role", "team_member", "team_role", "security_role", "role_privilege",
-          "secured_field", "organization")
+          "secured_field", "organization", "business_unit")
+UNIT_WRITES = (  # a unit added, moved under another parent, disabled, deleted
+    "INSERT INTO business_unit (id, name, parent_id, is_active, created_on) "
+    "VALUES (9001, 'Stamp unit', NULL, true, CURRENT_TIMESTAMP)",
+    "UPDATE business_unit SET parent_id = (SELECT min(id) FROM business_unit WHERE id <> 9001) "
+    "WHERE id = 9001",
+    "UPDATE business_unit SET is_active = false WHERE id = 9001",
+    "DELETE FROM business_unit WHERE id = 9001")
 
 
 def _triggers(conn, database: str) -> set[str]:
@@ -67,6 +75,7 @@ def test_upgrade_stamps_the_organization_and_every_write_changes_it(database, tm
                   "DELETE FROM user_role",
                   "INSERT INTO secured_field (table_name, field) VALUES ('contact', 'phone')",
                   "UPDATE organization SET tracking_token_prefix = 'TRK:'",
+                  *UNIT_WRITES,
                   "DELETE FROM security_role"):  # (its privileges go by cascade)
         with _connected(url) as conn:
             conn.execute(text(write))
@@ -80,3 +89,33 @@ def test_upgrade_stamps_the_organization_and_every_write_changes_it(database, tm
     with _connected(url) as conn:
         assert _triggers(conn, database) == set()
         assert "security_stamp" not in conn.execute(text("SELECT * FROM organization")).keys()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_unit_writes_change_the_stamp_of_a_demo_database_from_0017(database, tmp_path, request):
+    app, url = app_at("0017_stamp", database, tmp_path, request)
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["seed-demo"])
+        assert result.exit_code == 0, (result.output, result.exception)
+        db.engine.dispose()
+    with _connected(url) as conn:
+        at_0017 = _triggers(conn, database)
+        units = conn.execute(text("SELECT count(*) FROM business_unit")).scalar()
+        assert units >= 5 and not any("business_unit" in n for n in at_0017)
+        stamps = [_stamp(conn)]
+    _upgrade(app, "0018_unitstamp")
+    with _connected(url) as conn:
+        assert {n for n in _triggers(conn, database) if "business_unit" in n}
+        assert conn.execute(text("SELECT count(*) FROM business_unit")).scalar() == units
+    for write in UNIT_WRITES:
+        with _connected(url) as conn:
+            conn.execute(text(write))
+            stamps.append(_stamp(conn))
+    assert None not in stamps and len(set(stamps)) == len(stamps), stamps
+    result = app.test_cli_runner().invoke(args=["db", "downgrade", "0017_stamp"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    with _connected(url) as conn:
+        assert _triggers(conn, database) == at_0017
+        before = _stamp(conn)
+        conn.execute(text(UNIT_WRITES[0]))
+        assert _stamp(conn) == before

@@ -177,7 +177,7 @@ class CardLoader:
         key = ("cards", kinds, self.p.scope_key, tuple(titles.title_parts(self.p, k) for k in kinds))
         query = cached_statement(key, lambda: _cards_select(self.p, kinds), prepared=True)
         out: dict[str, dict[int, Match]] = {kind: {} for kind in by_kind}
-        for row in select_rows(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}):
+        for row in select_rows(query, {f"{k}_ids": list(ids) for k, ids in by_kind.items()}).all():
             out[row.kind][row.id] = Match(row.kind, row.id, row.name,
                                           row.owner_user_id if row.kind != "user" else None,
                                           bool(row.is_active))
@@ -409,7 +409,7 @@ def _lists(p: Principal, subject: Subject) -> dict[str, list[dict]]:
     if any(shape[1:]):
         query = cached_statement(("lists", *shape, p.scope_key), lambda: _lists_select(p, *shape))
         params = {"subject_id": subject.id, "customer_id": subject.about[1] if subject.about else None}
-        for row in select_rows(query, params):
+        for row in select_rows(query, params).all():
             rows[row[0]].append(row)
     for found in rows.values():  # newest first, as each branch is ordered
         found.sort(key=lambda r: (r[6], r[1]), reverse=True)

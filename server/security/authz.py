@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 
 from flask import g, has_request_context
-from sqlalchemy import (bindparam, false, inspect, literal, null, or_, select, true, union,
-                        union_all)
+from sqlalchemy import (Boolean, Integer, String, bindparam, cast, false, inspect, literal,
+                        null, or_, select, true, union, union_all)
 from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import ColumnElement
 
@@ -66,14 +66,15 @@ class FieldAccess:
 @dataclass
 class Principal:
     """A user as authorization sees them: their teams, units, depths and named privileges,
-    and every table's secured fields (loaded with them: a request often needs several
-    tables)."""
+    and every table's secured fields and the business-unit tree (loaded with them: a
+    request often needs several tables)."""
     user: User
     team_ids: tuple[int, ...]
     depths: dict[str, Depth]
     named: frozenset[str]
     is_admin: bool
     secured_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+    unit_children: dict[int | None, tuple[int, ...]] = field(default_factory=dict)
     _fields: dict[str, FieldAccess] = field(default_factory=dict)
 
     @property
@@ -87,15 +88,11 @@ class Principal:
     @cached_property
     def unit_subtree(self) -> tuple[int, ...]:
         """The user's business unit and every unit below it."""
-        rows = db.session.execute(select(BusinessUnit.id, BusinessUnit.parent_id)).all()
-        children: dict[int | None, list[int]] = {}
-        for unit_id, parent_id in rows:
-            children.setdefault(parent_id, []).append(unit_id)
         out, stack = [], [self.business_unit_id]
         while stack:
             unit = stack.pop()
             out.append(unit)
-            stack.extend(children.get(unit, ()))
+            stack.extend(self.unit_children.get(unit, ()))
         return tuple(out)
 
     @property
@@ -137,13 +134,20 @@ def principals(users) -> dict[int, Principal]:
     return {u.id: cache[u.id] for u in users}
 
 
+# The columns of ``_grants``'s rows after their ``kind``, with their types.
+GRANT_COLUMNS = dict(user_id=Integer(), id=Integer(), parent_id=Integer(), name=String(),
+                     is_builtin=Boolean(), item=String(), depth=Integer())
+
+
 @cache
 def _grants():
-    """One statement for the users ``user_ids``: each one's teams (``team``: ``team_id``),
-    the privileges of their roles and of their teams' roles (``role``: ``name``,
+    """One statement for the users ``user_ids``: each one's teams (``team``: ``id`` the
+    team's), the privileges of their roles and of their teams' roles (``role``: ``name``,
     ``is_builtin``, ``item`` the privilege, ``depth``; a role without privileges has a row
-    too), each row with its ``user_id``; and every table's secured fields (``secured``:
-    ``name`` the table, ``item`` the field; no user)."""
+    too), each row with its ``user_id``; every table's secured fields (``secured``: ``name``
+    the table, ``item`` the field; no user); and the business-unit tree (``unit``: ``id``
+    the unit's, ``parent_id``; no user), which a principal's ``unit_subtree`` walks: kept
+    with the grants, as writes to ``business_unit`` change the security stamp too."""
     user_ids = bindparam("user_ids", expanding=True)
     roles = union(
         select(user_role.c.user_id, user_role.c.role_id).where(user_role.c.user_id.in_(user_ids)),
@@ -151,21 +155,24 @@ def _grants():
         .join(team_role, team_role.c.team_id == team_member.c.team_id)
         .where(team_member.c.user_id.in_(user_ids))).subquery()
 
-    def branch(kind: str, user_id=None, team_id=None, name=None, is_builtin=None, item=None,
-               depth=None):
-        values = dict(user_id=user_id, team_id=team_id, name=name, is_builtin=is_builtin,
-                      item=item, depth=depth)
-        return select(literal(kind).label("kind"),
-                      *((null() if v is None else v).label(k) for k, v in values.items()))
+    def branch(kind: str, user_id=None, id=None, parent_id=None, name=None, is_builtin=None,
+               item=None, depth=None):
+        values = dict(user_id=user_id, id=id, parent_id=parent_id, name=name,
+                      is_builtin=is_builtin, item=item, depth=depth)
+        # A typed null (PostgreSQL types a union's column from its first branches).
+        return select(literal(kind).label("kind"), *(
+            (cast(null(), GRANT_COLUMNS[k]) if v is None else v).label(k)
+            for k, v in values.items()))
 
     return prepared_statement(union_all(
-        branch("team", user_id=team_member.c.user_id, team_id=team_member.c.team_id)
+        branch("team", user_id=team_member.c.user_id, id=team_member.c.team_id)
         .where(team_member.c.user_id.in_(user_ids)),
         branch("role", user_id=roles.c.user_id, name=Role.name, is_builtin=Role.is_builtin,
                item=RolePrivilege.privilege, depth=RolePrivilege.depth)
         .select_from(roles).join(Role, Role.id == roles.c.role_id)
         .outerjoin(RolePrivilege, RolePrivilege.role_id == Role.id),
-        branch("secured", name=SecuredField.table_name, item=SecuredField.field)))
+        branch("secured", name=SecuredField.table_name, item=SecuredField.field),
+        branch("unit", id=BusinessUnit.id, parent_id=BusinessUnit.parent_id)))
 
 
 def held(user: User) -> Principal:
@@ -184,6 +191,7 @@ class Grants:
     named: frozenset[str]
     is_admin: bool
     secured_fields: dict[str, frozenset[str]]
+    unit_children: dict[int | None, tuple[int, ...]]  # the units under each (None: the roots)
 
 
 def _load_grants(user_ids) -> dict[int, Grants]:
@@ -191,13 +199,16 @@ def _load_grants(user_ids) -> dict[int, Grants]:
     depths: dict[int, dict[str, Depth]] = {u: {} for u in user_ids}
     named: dict[int, set[str]] = {u: set() for u in user_ids}
     secured: dict[str, set[str]] = {}
+    children: dict[int | None, list[int]] = {}
     admins: set[int] = set()
     # Fetched at once: a row at a time, psycopg's per-call overhead was 0.15 ms of a
     # Salesperson's 55 rows (bench/README.md, issue 17 goal 2, fifth session).
-    for kind, user_id, team_id, name, builtin, item, depth in select_rows(
+    for kind, user_id, id_, parent_id, name, builtin, item, depth in select_rows(
             _grants(), {"user_ids": sorted(user_ids)}).all():
         if kind == "team":
-            team_ids[user_id].append(team_id)
+            team_ids[user_id].append(id_)
+        elif kind == "unit":
+            children.setdefault(parent_id, []).append(id_)
         elif kind == "secured":
             secured.setdefault(name, set()).add(item)
         else:
@@ -211,15 +222,16 @@ def _load_grants(user_ids) -> dict[int, Grants]:
             elif depth:
                 named[user_id].add(item)
     fields = {table: frozenset(items) for table, items in secured.items()}
+    tree = {parent: tuple(sorted(units)) for parent, units in children.items()}
     return {u: Grants(tuple(sorted(team_ids[u])), depths[u], frozenset(named[u]), u in admins,
-                      fields) for u in user_ids}
+                      fields, tree) for u in user_ids}
 
 
 def _principal(user: User, grants: Grants, *, counting_inactive: bool = False) -> Principal:
     holds = user.is_active or counting_inactive  # an inactive user holds nothing
     return Principal(user, grants.team_ids, dict(grants.depths) if holds else {},
                      grants.named if holds else frozenset(), holds and grants.is_admin,
-                     dict(grants.secured_fields))
+                     dict(grants.secured_fields), grants.unit_children)
 
 
 def _load_principals(users, *, counting_inactive: bool = False) -> dict[int, Principal]:

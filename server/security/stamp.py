@@ -1,6 +1,6 @@
 """The security stamp: a value in the organization's row that changes with every write to
 what a principal is made of (users' roles, teams and their members and roles, roles and their
-privileges, secured fields) and to the organization's settings. Database triggers change it
+privileges, secured fields, the business-unit tree) and to the organization's settings. Database triggers change it
 (``TRIGGERS``: every write, ORM or Core, by any process), so a process may keep what it loaded
 for one stamp and use it again while the stamp read in the request is the same: the API and
 the add-in read it in the same statement as the bearer token, pages in the same statement as
@@ -22,9 +22,11 @@ from sqlalchemy.engine import Engine
 from server.db import db
 
 # Tables whose writes change the stamp: the principal's inputs (``authz._grants``) and the
-# organization's settings.
+# organization's settings. What the principal takes from the user's own row (active, business
+# unit) is read with the stamp in every request (``sessions.live_user``, ``tokens.authenticate``).
+# ``business_unit``: from migration 0018_unitstamp (the unit tree is kept with the grants).
 TABLES = ("user_role", "team_member", "team_role", "security_role", "role_privilege",
-          "secured_field")
+          "secured_field", "business_unit")
 STORE_LIMIT = 20_000  # entries per process; all forgotten when it is reached
 
 # PostgreSQL: one statement-level trigger per table (TRUNCATE too); the organization's own
@@ -64,7 +66,8 @@ def ddl(dialect: str) -> list[str]:
 
 @event.listens_for(db.metadata, "after_create")
 def _create_triggers(target, connection, **kw):
-    """``db.create_all()`` makes the triggers as the migration ``0017_stamp`` does."""
+    """``db.create_all()`` makes the triggers as the migrations ``0017_stamp`` and
+    ``0018_unitstamp`` do."""
     for statement in ddl(connection.dialect.name):
         connection.execute(DDL(statement))
 

@@ -16,6 +16,7 @@ from server.crm.models import Contact, Lead, Organization
 from server.db import db, utcnow
 from server.errors import Forbidden
 from server.security import authz
+from server.security.bootstrap import create_user
 from server.security.privileges import Depth
 from server.security.models import (ApiToken, FieldPermission, FieldSecurityProfile, Role,
                                     RolePrivilege, SecuredField)
@@ -267,6 +268,25 @@ def test_context_query_count_does_not_grow_with_recipients(world, pane, app):
     assert len(many) == len(few), "\n".join(many)
     many = len(many)
     assert many <= 30  # authentication, principal, resolution, cards, tracking, related
+
+
+def test_a_managers_context_call_costs_no_statement_for_the_unit_tree(world, pane):
+    """The business-unit tree a parent-child scope walks is kept with the principal's grants
+    (server/security/stamp.py): a Sales Manager's call runs as many statements as a
+    Salesperson's (one more before)."""
+    manager = create_user("mia@contoso.test", "Mia Manager", unit=world.ann.business_unit,
+                          roles=["Sales Manager"])
+    db.session.commit()
+    item = message(cc=[person("carol@fabrikam.test"), person("dave@litware.test")])
+    counts = {}
+    for user in (world.ann, manager):
+        client = pane(user)
+        for _ in range(2):  # the token's first use; the first call with the stamp
+            ok(client.post("/api/addin/context", json={"item": item}))
+        with QueryCounter(db.engine) as counter:
+            ok(client.post("/api/addin/context", json={"item": item}))
+        counts[user.email] = counter.statements
+    assert len(counts["mia@contoso.test"]) == len(counts["ann@contoso.test"]), counts
 
 
 def test_the_context_follows_privilege_changes_at_once(world, pane):

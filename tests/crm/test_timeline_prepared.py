@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, text
 
 from server.crm.activities import ActivityParty, Email
+from server.crm.models import Account
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
 from server.crm.services.timeline import timeline
@@ -101,3 +102,29 @@ def test_what_the_session_has_pending_is_on_the_page(world):
                          owning_business_unit_id=me.business_unit_id,
                          regarding_account_id=account_id, message_id="<pending@fabrikam.test>"))
     assert [a.subject for a in _page(user_id, account_id).items] == ["Pending", "Mail 2"]
+
+
+def test_records_with_small_and_large_ids_share_one_prepared_page(world, db_backend):
+    """psycopg sends an int as int2, int4 or int8 by its value and keys prepared statements
+    by their parameters' types: the prepared statements' integers all go as int8
+    (``server.db``), so a record with an id above 32,767 (or 2**31) runs the page statement
+    its small-id neighbour prepared."""
+    if db_backend != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    user_id, account_id = world
+    me = db.session.get(User, user_id)
+    big = Account(id=40_000, name="Big id", owner_user_id=me.id,
+                  owning_business_unit_id=me.business_unit_id)
+    db.session.add(big)
+    db.session.flush()
+    db.session.add(Email(subject="Big", occurred_on=T0, owner_user_id=me.id,
+                         owning_business_unit_id=me.business_unit_id,
+                         regarding_account_id=big.id, message_id="<big@fabrikam.test>"))
+    db.session.commit()
+    for record_id in (account_id, big.id, account_id, big.id):
+        assert _page(user_id, record_id).items
+    types = db.session.execute(text(
+        "SELECT parameter_types::text FROM pg_prepared_statements "
+        "WHERE statement LIKE 'SELECT activity.id, activity.activity_type%'")).scalars().all()
+    assert len(types) == 1 and "smallint" not in types[0] and "integer" not in types[0], types
+    db.session.remove()

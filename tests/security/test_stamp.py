@@ -1,7 +1,8 @@
 """The security stamp (server/security/stamp.py): a process keeps a principal's grants and the
 pane's organization settings while the stamp read with the bearer token (pages: with the
 session's user) is unchanged. Any
-change to any input of a principal, made by the ORM or by plain SQL, in this process or in
+change to any input of a principal (the business-unit tree and the user's own unit among
+them), made by the ORM or by plain SQL, in this process or in
 another (a second app instance: its own store, as another gunicorn worker has), is seen by
 the very next call of both; on SQLite and PostgreSQL."""
 from __future__ import annotations
@@ -18,7 +19,7 @@ from server.crm.services import records
 from server.db import db
 from server.security import authz, tokens
 from server.security.bootstrap import create_user, root_unit
-from server.security.models import Role, RolePrivilege, SecuredField, Team, User
+from server.security.models import BusinessUnit, Role, RolePrivilege, SecuredField, Team, User
 from server.security.privileges import Depth
 from tests.addin.addin_world import message
 from tests.conftest import make_config
@@ -29,6 +30,8 @@ FIELDS = (("contact", "phone"), ("account", "email1"))
 
 pytestmark = pytest.mark.both_databases
 PREFIXES = ("CRM:", "TRK:", "X-")
+UNITS = ("Stamp A", "Stamp B")  # made under the root by the test; "Stamp C" comes and goes
+PARENTS = (None, *UNITS)  # None: the root
 
 change = st.one_of(
     st.tuples(st.just("user_role"), st.sampled_from(ROLES), st.booleans()),
@@ -40,6 +43,11 @@ change = st.one_of(
     st.tuples(st.just("secured"), st.sampled_from(FIELDS), st.booleans()),
     st.tuples(st.just("team_again"), st.just(None), st.booleans()),
     st.tuples(st.just("org"), st.sampled_from(PREFIXES), st.booleans()),
+    st.tuples(st.just("unit_parent"), st.tuples(st.sampled_from(UNITS), st.sampled_from(PARENTS)),
+              st.booleans()),
+    st.tuples(st.just("unit_again"), st.sampled_from(PARENTS), st.booleans()),
+    st.tuples(st.just("unit_active"), st.sampled_from(UNITS), st.booleans()),
+    st.tuples(st.just("user_unit"), st.sampled_from(PARENTS), st.booleans()),
 )
 
 
@@ -49,6 +57,48 @@ def _role(name: str) -> Role:
 
 def _team() -> Team:
     return db.session.scalar(select(Team).where(Team.name == "Stamp team"))
+
+
+def _unit(name: str | None) -> BusinessUnit | None:
+    """The unit so named; None: the root."""
+    return db.session.scalar(select(BusinessUnit).where(BusinessUnit.name == name)) \
+        if name else root_unit()
+
+
+def _apply_to_units(kind: str, arg, core: bool, user: User) -> None:
+    """A unit moved under another parent (under the root where the other would make a
+    cycle), "Stamp C" made under a parent or deleted, a unit disabled or enabled again,
+    the user moved to another unit (a change of their own row, read with the stamp)."""
+    if kind == "unit_parent":
+        unit, parent = _unit(arg[0]), _unit(arg[1])
+        if parent.id == unit.id or parent.parent_id == unit.id:
+            parent = root_unit()
+        changes = [("business_unit", unit, "parent_id", parent.id)]
+    elif kind == "unit_active":
+        unit = _unit(arg)
+        changes = [("business_unit", unit, "is_active", not unit.is_active)]
+    elif kind == "user_unit":
+        changes = [("user", user, "business_unit_id", _unit(arg).id)]
+    else:  # "unit_again"
+        unit, parent = _unit("Stamp C"), _unit(arg)
+        if unit is not None and core:
+            db.session.execute(text("DELETE FROM business_unit WHERE id = :u"), {"u": unit.id})
+            db.session.expunge(unit)
+        elif unit is not None:
+            db.session.delete(unit)
+        elif core:
+            db.session.execute(text("INSERT INTO business_unit (name, parent_id, is_active, "
+                                    "created_on) VALUES ('Stamp C', :p, true, "
+                                    "CURRENT_TIMESTAMP)"), {"p": parent.id})
+        else:
+            db.session.add(BusinessUnit(name="Stamp C", parent_id=parent.id))
+        return
+    for table, row, column, value in changes:
+        if core:
+            db.session.execute(text(f'UPDATE "{table}" SET {column} = :v WHERE id = :i'),
+                               {"v": value, "i": row.id})
+        else:
+            setattr(row, column, value)
 
 
 def _apply(kind: str, arg, core: bool, user_id: int) -> None:
@@ -119,6 +169,8 @@ def _apply(kind: str, arg, core: bool, user_id: int) -> None:
             db.session.delete(team)
         db.session.flush()
         db.session.add(Team(name="Stamp team", business_unit_id=user.business_unit_id))
+    elif kind.startswith(("unit_", "user_")):
+        _apply_to_units(kind, arg, core, user)
     elif kind == "org":
         if core:
             db.session.execute(text("UPDATE organization SET tracking_token_prefix = :p "
@@ -130,7 +182,8 @@ def _apply(kind: str, arg, core: bool, user_id: int) -> None:
 
 
 def _facts(p: authz.Principal) -> tuple:
-    return p.team_ids, dict(p.depths), p.named, p.is_admin, dict(p.secured_fields)
+    return (p.team_ids, dict(p.depths), p.named, p.is_admin, dict(p.secured_fields),
+            p.business_unit_id, sorted(p.unit_subtree))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -140,6 +193,10 @@ def _facts(p: authz.Principal) -> tuple:
                   ("privilege", ("Salesperson", "track_email", None), True)])
 @example(changes=[("team_member", None, False), ("team_role", "System Administrator", True),
                   ("builtin", None, True), ("team_again", None, False)])
+@example(changes=[("unit_again", "Stamp A", False), ("user_unit", "Stamp A", True),
+                  ("unit_parent", ("Stamp B", "Stamp A"), True), ("unit_again", None, True),
+                  ("unit_active", "Stamp B", False), ("unit_parent", ("Stamp B", None), False),
+                  ("user_unit", None, False)])
 @example(changes=[("user_role", "Customer Service Representative", True),
                   ("secured", ("contact", "phone"), False), ("secured", ("contact", "phone"), True),
                   ("org", "TRK:", True), ("org", "X-", False)])
@@ -150,8 +207,9 @@ def test_any_change_to_a_principal_is_seen_by_the_next_call_of_every_process(app
                     for _ in range(2))
     seen: list[tuple] = []
 
-    def keep(sender, response, **extra):
-        seen.append((sender, g.get("_principals", {}).get(user_id), response.get_json()))
+    def keep(sender, response, **extra):  # (in the request: the principal's user is attached)
+        principal = g.get("_principals", {}).get(user_id)
+        seen.append((sender, principal and _facts(principal), response.get_json()))
 
     with other.app_context():
         user = db.session.scalar(select(User).where(User.email == "stamp@contoso.test"))
@@ -159,6 +217,9 @@ def test_any_change_to_a_principal_is_seen_by_the_next_call_of_every_process(app
             user = create_user("stamp@contoso.test", "Stamp User", unit=root_unit(),
                                roles=["Salesperson"])
             db.session.add(Team(name="Stamp team", business_unit_id=user.business_unit_id))
+        for name in UNITS:
+            if _unit(name) is None:
+                db.session.add(BusinessUnit(name=name, parent_id=root_unit().id))
         # Each example starts from a user who may use the pane (earlier ones changed it).
         salesperson = _role("Salesperson")
         user.roles = [salesperson]
@@ -182,8 +243,8 @@ def test_any_change_to_a_principal_is_seen_by_the_next_call_of_every_process(app
                 fresh = _facts(authz._load_principals([db.session.get(User, user_id)])[user_id])
                 prefix = db.session.get(Organization, 1).tracking_token_prefix
             assert [s[0] for s in seen] == [first, other]
-            for _sender, principal, body in seen:
-                assert principal is not None and _facts(principal) == fresh
+            for _sender, facts, body in seen:
+                assert facts is not None and facts == fresh
                 if body and "org" in body:
                     assert body["org"]["tracking_token_prefix"] == prefix
 

@@ -63,3 +63,17 @@ def test_timeline_page_query_count_does_not_grow_with_activities(make_user, make
     many = _list_queries(c, path)
     assert many == few, (few, many)
     assert many <= 20
+
+
+def test_a_parent_child_scope_costs_no_statement_for_the_unit_tree(make_user, make_record,
+                                                                   signin):
+    """A Sales Manager's scope (parent-child depth) walks the business-unit tree: it comes
+    with the principal's grants (in their statement) and is kept with them while the
+    security stamp is unchanged, so their page runs as many statements as a Salesperson's
+    (one more before: the tree, read on every request)."""
+    counts = {}
+    for role in ("Salesperson", "Sales Manager"):
+        user = make_user(roles=[role])
+        account = make_record(user, "account")
+        counts[role] = _list_queries(signin(user), f"/r/account/{account.id}")
+    assert counts["Sales Manager"] == counts["Salesperson"], counts

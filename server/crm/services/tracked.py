@@ -139,7 +139,7 @@ def tracking_status(p: Principal, identity: str | None, *, item_type: str = "ema
                              lambda: _status_select(p, item_type), prepared=True)
     rows = {row.source: row for row in select_rows(query, {
         "user_id": p.user_id, "request_key": message_id if identity else None,
-        "token": token, "activity_key": activity_key})}
+        "token": token, "activity_key": activity_key}).all()}
     req, draft, activity = rows.get("request"), rows.get("draft"), rows.get("activity")
     if not identity:
         req = draft
