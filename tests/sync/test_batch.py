@@ -71,6 +71,39 @@ def test_a_batch_is_written_in_bulk(crm, tmp_path):
     assert len(ann) == 20 and all(p.party_ref == ("contact", crm.ann.id) for p in ann)
 
 
+@pytest.mark.both_databases
+def test_a_batch_commits_without_waiting_for_the_disk(crm, tmp_path):
+    """On PostgreSQL each batch's transaction (activities, decisions, cursor) turns
+    ``synchronous_commit`` off for itself alone before its COMMIT (``db.commit_unflushed``,
+    what SQLite's ``synchronous=NORMAL`` does for every transaction); the next transaction
+    has the server's setting again. SQLite is sent nothing of the kind."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(5):
+        store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"unflushed{n}@x.example",
+                            subject=f"Order {n}"))
+    said: list[str] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        if "synchronous_commit" in statement:
+            said.append(statement)
+    engine = db.engine
+    server_setting = db.session.execute(text("SHOW synchronous_commit")).scalar() \
+        if engine.dialect.name == "postgresql" else None
+    db.session.rollback()
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        result = sync_mailbox(box.id, limit=2)  # three batches
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    assert result.tracked == 5 and w.count_emails() == 5
+    if engine.dialect.name == "postgresql":
+        assert said == ["SET LOCAL synchronous_commit TO off"] * 3
+        assert db.session.execute(text("SHOW synchronous_commit")).scalar() == server_setting
+    else:
+        assert said == []
+
+
 POISON = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],
               body=("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\nContent-Type: "
                     "application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n"))
