@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from imapclient import IMAPClient
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from server.crm.services import tracking
@@ -138,6 +138,38 @@ def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm
     assert b"POISON" in row.raw
     assert not w.decision(box, "b2@x.example").tracked
     assert all(w.decision(box, f"b{n}@x.example").tracked for n in (0, 1, 3, 4))
+
+
+@pytest.mark.both_databases
+def test_an_email_the_database_refuses_fails_its_wave_alone(crm, tmp_path, monkeypatch):
+    """Fault injection: one email of a wave breaks a constraint of ``activity`` (no owner).
+    On PostgreSQL the wave's emails go by COPY (``bulk.insert_objects``): its error is an
+    ``IntegrityError`` raised inside the wave's savepoint, so the batch runs the wave's
+    messages one at a time as for any refused write: that message quarantined, the rest
+    tracked, no email or decision row of the failed attempt left behind."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(5):
+        store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"r{n}@x.example",
+                            subject=f"Refused {n}" if n == 3 else f"Order {n}"))
+    real = tracking._new_email
+
+    def new_email(*args, **kwargs):
+        email = real(*args, **kwargs)
+        if email.subject == "Refused 3":
+            email.owner_user_id = None  # breaks the check "one owner"
+        return email
+
+    monkeypatch.setattr(tracking, "_new_email", new_email)
+    result = sync_mailbox(box.id, limit=10)
+    assert result.status == "success"
+    assert (result.fetched, result.tracked, result.quarantined) == (5, 4, 1)
+    assert sorted(e.message_id for e in w.emails()) == [f"r{n}@x.example" for n in (0, 1, 2, 4)]
+    row = db.session.scalar(select(QuarantinedMessage))
+    assert row.error_code == "internal" and "one_owner" in row.reason
+    assert not w.decision(box, "r3@x.example").tracked
+    assert all(w.decision(box, f"r{n}@x.example").tracked for n in (0, 1, 2, 4))
+    assert db.session.scalar(select(func.count()).select_from(MessageDecision)) == 5
 
 
 def test_replies_and_copies_inside_one_batch_see_what_came_before(crm, tmp_path):
