@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 from imapclient import IMAPClient
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
+from server.crm.activities import Email
 from server.crm.services import tracking
 from server.db import db, utcnow
 from server.sync.engine.run import sync_mailbox
@@ -170,6 +171,34 @@ def test_an_email_the_database_refuses_fails_its_wave_alone(crm, tmp_path, monke
     assert not w.decision(box, "r3@x.example").tracked
     assert all(w.decision(box, f"r{n}@x.example").tracked for n in (0, 1, 2, 4))
     assert db.session.scalar(select(func.count()).select_from(MessageDecision)) == 5
+
+
+@pytest.mark.both_databases
+def test_the_tracked_emails_a_wave_looks_up_come_without_their_bodies(crm, tmp_path):
+    """Correlation reads a tracked parent's keys and links, not its bodies: they are left
+    out of the wave's lookups (``correlate.WITHOUT_BODIES``), and the reply is linked."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    parent = w.track_earlier(crm, mid="root@org.example", html_body="<p>Our quote.</p>" * 500)
+    parent_id, box_id = parent.id, box.id
+    db.session.expunge_all()
+    store.deliver(w.raw(mid="reply@x.example", subject="RE: Quote",
+                        In_Reply_To="<root@org.example>"))
+    loaded: dict[int, set[str]] = {}
+
+    def on_load(email, _context):
+        loaded.setdefault(email.id, set(inspect(email).dict))
+    event.listen(Email, "load", on_load)
+    try:
+        result = sync_mailbox(box_id, limit=10)
+    finally:
+        event.remove(Email, "load", on_load)
+    assert result.tracked == 1
+    assert parent_id in loaded and "conversation_id" in loaded[parent_id]
+    assert not loaded[parent_id] & {"html_body", "text_body", "description"}
+    reply = db.session.scalar(select(Email).where(Email.message_id == "reply@x.example"))
+    assert reply.parent_activity_id == parent_id
+    assert db.session.get(Email, parent_id).html_body.startswith("<p>Our quote.</p>")
 
 
 def test_replies_and_copies_inside_one_batch_see_what_came_before(crm, tmp_path):
