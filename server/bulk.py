@@ -74,15 +74,15 @@ def insert_objects(objects: list) -> None:
     from the class's sequence in one statement (``nextval`` over ``generate_series``) and
     each of its tables (an email's: ``activity``, then ``email``) is written with one COPY
     (``insert_rows``): the server neither parses nor plans a multi-row ``INSERT ...
-    RETURNING`` per 1,000 rows, and the session's flush does not work through each object's
-    state (bench/README.md, "Issue 17 goal 2: ingest, writes the main thread does not wait
-    for"). Each object then holds every column's value (a column it left out gets its
-    default, as INSERT would give it) and joins the session as if loaded
-    (``make_transient_to_detached``). Elsewhere, for one object (a flush writes it in as
-    many round trips, without asking for its id first), and for a class whose rows need
-    what only a flush gives (mapper insert events, a SQL or server default), they are
-    added and flushed. Session flush listeners do not see them as new: for objects none of them looks
-    for (the sync's emails)."""
+    RETURNING``, and the session's flush does not work through each object's state
+    (bench/README.md, "Issue 17 goal 2: PostgreSQL ingest, emails by COPY"). Each object
+    then holds every column's value (a column it left out gets its default, as INSERT
+    would give it) and joins the session as if loaded (``make_transient_to_detached``);
+    rolled back, it leaves the session again. Elsewhere, for one object (a flush writes it
+    in as many round trips, without asking for its id first), and for a class whose rows
+    need what only a flush gives (mapper insert events, a SQL or server default), they are
+    added and flushed. Session flush listeners do not see them as new: for objects none of
+    them looks for (the sync's emails; checked by tests/test_db_insert_objects.py)."""
     if not objects:
         return
     session = db.session()

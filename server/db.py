@@ -334,8 +334,8 @@ def commit_unflushed() -> None:
     folder cursor are one transaction, never part of one): the next sync reads that mail
     again, and mail whose category was already written back is tracked by it. Nothing is
     ever half written or corrupt. The sync's commit waited 1.7-3.6 ms for the disk on the
-    bench machine, once per batch (bench/README.md, "Issue 17 goal 2: ingest, writes the
-    main thread does not wait for"). Nothing on SQLite."""
+    bench machine, once per batch (bench/README.md, "Issue 17 goal 2: PostgreSQL ingest,
+    emails by COPY"). Nothing on SQLite."""
     if db.engine.dialect.name == "postgresql":
         db.session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO off")
 
