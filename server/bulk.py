@@ -82,7 +82,8 @@ def insert_objects(objects: list) -> None:
     in as many round trips, without asking for its id first), and for a class whose rows
     need what only a flush gives (mapper insert events, a SQL or server default), they are
     added and flushed. Session flush listeners do not see them as new: for objects none of
-    them looks for (the sync's emails; checked by tests/test_db_insert_objects.py)."""
+    them looks for (the sync's emails: they look for parties, records with addresses, and
+    the item sync's appointments, tasks and contacts)."""
     if not objects:
         return
     session = db.session()
