@@ -130,15 +130,24 @@ def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm
         poison = POISON if n == 2 else {}  # an attachment the store refuses
         store.deliver(w.raw(mid=f"b{n}@x.example", subject=f"Batch {n}", **poison))
     refuse_poison(monkeypatch)
+    row = _one_of_five_quarantined(box, "b", 2, "RuntimeError")
+    assert b"POISON" in row.raw
+
+
+def _one_of_five_quarantined(box, prefix: str, bad: int, why: str) -> QuarantinedMessage:
+    """Sync the five messages ``{prefix}0@x.example``...: message ``bad`` quarantined with
+    ``why`` in its reason, the four others tracked, each with its decision row."""
     result = sync_mailbox(box.id, limit=10)
+    good = [n for n in range(5) if n != bad]
     assert result.status == "success"
     assert (result.fetched, result.tracked, result.quarantined) == (5, 4, 1)
-    assert sorted(e.message_id for e in w.emails()) == [f"b{n}@x.example" for n in (0, 1, 3, 4)]
+    assert sorted(e.message_id for e in w.emails()) == [f"{prefix}{n}@x.example" for n in good]
     row = db.session.scalar(select(QuarantinedMessage))
-    assert row.error_code == "internal" and "RuntimeError" in row.reason
-    assert b"POISON" in row.raw
-    assert not w.decision(box, "b2@x.example").tracked
-    assert all(w.decision(box, f"b{n}@x.example").tracked for n in (0, 1, 3, 4))
+    assert row.error_code == "internal" and why in row.reason
+    assert not w.decision(box, f"{prefix}{bad}@x.example").tracked
+    assert all(w.decision(box, f"{prefix}{n}@x.example").tracked for n in good)
+    assert db.session.scalar(select(func.count()).select_from(MessageDecision)) == 5
+    return row
 
 
 @pytest.mark.both_databases
@@ -162,15 +171,7 @@ def test_an_email_the_database_refuses_fails_its_wave_alone(crm, tmp_path, monke
         return email
 
     monkeypatch.setattr(tracking, "_new_email", new_email)
-    result = sync_mailbox(box.id, limit=10)
-    assert result.status == "success"
-    assert (result.fetched, result.tracked, result.quarantined) == (5, 4, 1)
-    assert sorted(e.message_id for e in w.emails()) == [f"r{n}@x.example" for n in (0, 1, 2, 4)]
-    row = db.session.scalar(select(QuarantinedMessage))
-    assert row.error_code == "internal" and "one_owner" in row.reason
-    assert not w.decision(box, "r3@x.example").tracked
-    assert all(w.decision(box, f"r{n}@x.example").tracked for n in (0, 1, 2, 4))
-    assert db.session.scalar(select(func.count()).select_from(MessageDecision)) == 5
+    _one_of_five_quarantined(box, "r", 3, "one_owner")
 
 
 @pytest.mark.both_databases
