@@ -333,7 +333,7 @@ def commit_unflushed() -> None:
     in that window can lose is the last batches whole (their activities, decisions and
     folder cursor are one transaction, never part of one): the next sync reads that mail
     again, and mail whose category was already written back is tracked by it. Nothing is
-    ever half written or corrupt. The sync's commit waited 1.7-3.6 ms for the disk on the
+    ever half written or corrupt. The sync's commit waited 1-5 ms for the disk on the
     bench machine, once per batch (bench/README.md, "Issue 17 goal 2: PostgreSQL ingest,
     emails by COPY"). Nothing on SQLite."""
     if db.engine.dialect.name == "postgresql":
