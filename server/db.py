@@ -18,8 +18,7 @@ from typing import Any, Callable
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import (ARRAY, DateTime, MetaData, String, TypeDecorator, any_, bindparam, event,
-                        insert)
+from sqlalchemy import ARRAY, DateTime, MetaData, String, TypeDecorator, any_, bindparam, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, registry
 
@@ -366,6 +365,23 @@ def postgresql_writes(engine: Engine) -> None:
         dbapi_connection.commit()
 
 
+def commit_unflushed() -> None:
+    """The session's transaction commits without waiting for the disk: on PostgreSQL
+    ``synchronous_commit`` is off for this transaction only (``SET LOCAL``), so its COMMIT
+    returns once the WAL is written to the operating system, not flushed to the disk; the
+    server flushes it within ``3 * wal_writer_delay`` (600 ms by default). The sync
+    engine's message batches use it: SQLite's WAL mode with ``synchronous=NORMAL`` (above)
+    makes the same trade for every transaction. What a crash of the server (or the machine)
+    in that window can lose is the last batches whole (their activities, decisions and
+    folder cursor are one transaction, never part of one): the next sync reads that mail
+    again, and mail whose category was already written back is tracked by it. Nothing is
+    ever half written or corrupt. The sync's commit waited 1-5 ms for the disk on the
+    bench machine, once per batch (bench/README.md, "Issue 17 goal 2: PostgreSQL ingest,
+    emails by COPY"). Nothing on SQLite."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO off")
+
+
 def prepared_plans(engine: Engine) -> None:
     """Prepared statements (``prepared_statement``) kept when a transaction ends with a
     ROLLBACK, as every read-only request's does.
@@ -400,73 +416,4 @@ def prepared_plans(engine: Engine) -> None:
         return None
 
     engine.dialect.do_rollback = do_rollback
-
-
-def insert_rows(connection, table, rows: list[dict]) -> None:
-    """Rows that need no ids back (a wave's decision rows, an email's parties) inserted in
-    bulk on ``connection``: on PostgreSQL (psycopg) with one ``COPY ... FROM STDIN``, which
-    the server neither parses nor plans per row or per VALUES list and writes with its
-    multi-row heap insert; elsewhere one ``INSERT`` given every row (SQLite: one
-    executemany; on PostgreSQL without psycopg, multi-row ``INSERT ... VALUES``). The same
-    rows are stored either way: each value goes through its column type's bind processing,
-    and a column a row leaves out gets its default as ``INSERT`` would (a scalar, or a
-    Python function called per row; the server's own default when it has one). Every row
-    names the same columns (as an executemany needs). 27 waves of 75 decision rows: the
-    server's CPU 0.045 s as multi-row INSERTs, 0.015 s as COPY; this process's 0.030 and
-    0.023 s (bench/README.md, "Issue 17 goal 2: COPY and one statement text per lookup")."""
-    if not rows:
-        return
-    dialect = connection.dialect
-    columns, defaults = _copy_columns(table, rows[0]) if dialect.driver == "psycopg" else (None, None)
-    if columns is None:
-        connection.execute(insert(table), rows)
-        return
-    processors = [(c.key, c.type._cached_bind_processor(dialect), defaults.get(c.key))
-                  for c in columns]
-    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
-    statement = f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN"
-    cursor = connection.connection.cursor()
-    # Listeners of the connection's statements (counts, the benches') see the COPY as one.
-    events = connection._has_events or connection.engine._has_events
-    if events:
-        connection.dispatch.before_cursor_execute(connection, cursor, statement, (), None, False)
-    try:
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                values = []
-                for key, process, default in processors:
-                    value = row[key] if default is None else default()
-                    values.append(process(value) if process is not None and value is not None
-                                  else value)
-                copy.write_row(values)
-        if events:
-            connection.dispatch.after_cursor_execute(connection, cursor, statement, (), None,
-                                                     False)
-    finally:
-        cursor.close()
-
-
-def _copy_columns(table, row: dict):
-    """The columns a COPY of rows like ``row`` names, and the defaults of those ``row``
-    leaves out (column key -> a function giving the value), or (None, None) when a column
-    left out has a default only ``INSERT`` can give (a SQL expression, a sequence, a
-    function of the execution context)."""
-    columns, defaults = [], {}
-    for column in table.columns:
-        if column.key in row:
-            columns.append(column)
-            continue
-        default = column.default
-        if default is None:
-            continue  # NULL, or the server's default
-        if getattr(default, "is_scalar", False):
-            defaults[column.key] = lambda value=default.arg: value
-        elif getattr(default, "is_callable", False) and hasattr(default.arg, "__wrapped__"):
-            # A function of no arguments (SQLAlchemy wrapped it in one that takes the
-            # execution context); one that reads the context is left to INSERT.
-            defaults[column.key] = default.arg.__wrapped__
-        else:
-            return None, None
-        columns.append(column)
-    return columns, defaults
 

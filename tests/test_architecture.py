@@ -29,8 +29,8 @@ MAX_LINES = 600
 # Floors of the house, lowest first: a module may import its own floor and the ones below.
 # A module belongs to the floor of the longest prefix that names it.
 LAYERS: list[tuple[str, ...]] = [
-    ("server.errors", "server.db", "server.config", "server.mailkeys", "server.tls", "server.i18n",
-     "server.ical_text"),
+    ("server.errors", "server.db", "server.bulk", "server.config", "server.mailkeys", "server.tls",
+     "server.i18n", "server.ical_text"),
     ("server.crm",),  # tables and pure helpers
     ("server.security",),
     ("server.crm.services",),

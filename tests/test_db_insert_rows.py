@@ -1,4 +1,4 @@
-"""``server.db.insert_rows`` stores what one ``INSERT`` given the same rows stores: on
+"""``server.bulk.insert_rows`` stores what one ``INSERT`` given the same rows stores: on
 PostgreSQL it writes them with ``COPY`` (issue 17 goal 2), so every kind of value the sync
 writes that way (text with tabs, newlines and backslashes, JSON, aware datetimes in any
 zone, booleans, NULLs) and the defaults of columns a row leaves out are compared with the
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import (JSON, Boolean, Column, Integer, MetaData, String, Table, Text, event,
                         insert, select)
 
-from server.db import UTCDateTime, db, insert_rows, utcnow
+from server.bulk import insert_rows
+from server.db import UTCDateTime, db, utcnow
 
 pytestmark = pytest.mark.both_databases
 

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 from imapclient import IMAPClient
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
+from server.crm.activities import Email
 from server.crm.services import tracking
 from server.db import db, utcnow
 from server.sync.engine.run import sync_mailbox
@@ -71,6 +72,39 @@ def test_a_batch_is_written_in_bulk(crm, tmp_path):
     assert len(ann) == 20 and all(p.party_ref == ("contact", crm.ann.id) for p in ann)
 
 
+@pytest.mark.both_databases
+def test_a_batch_commits_without_waiting_for_the_disk(crm, tmp_path):
+    """On PostgreSQL each batch's transaction (activities, decisions, cursor) turns
+    ``synchronous_commit`` off for itself alone before its COMMIT (``db.commit_unflushed``,
+    what SQLite's ``synchronous=NORMAL`` does for every transaction); the next transaction
+    has the server's setting again. SQLite is sent nothing of the kind."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(5):
+        store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"unflushed{n}@x.example",
+                            subject=f"Order {n}"))
+    said: list[str] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        if "synchronous_commit" in statement:
+            said.append(statement)
+    engine = db.engine
+    server_setting = db.session.execute(text("SHOW synchronous_commit")).scalar() \
+        if engine.dialect.name == "postgresql" else None
+    db.session.rollback()
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        result = sync_mailbox(box.id, limit=2)  # three batches
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    assert result.tracked == 5 and w.count_emails() == 5
+    if engine.dialect.name == "postgresql":
+        assert said == ["SET LOCAL synchronous_commit TO off"] * 3
+        assert db.session.execute(text("SHOW synchronous_commit")).scalar() == server_setting
+    else:
+        assert said == []
+
+
 POISON = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],
               body=("--p\r\nContent-Type: text/plain\r\n\r\nSee file.\r\n--p\r\nContent-Type: "
                     "application/octet-stream; name=poison.bin\r\n\r\nPOISON\r\n--p--\r\n"))
@@ -96,15 +130,76 @@ def test_one_poison_message_is_quarantined_and_the_rest_of_its_batch_tracked(crm
         poison = POISON if n == 2 else {}  # an attachment the store refuses
         store.deliver(w.raw(mid=f"b{n}@x.example", subject=f"Batch {n}", **poison))
     refuse_poison(monkeypatch)
+    row = _one_of_five_quarantined(box, "b", 2, "RuntimeError")
+    assert b"POISON" in row.raw
+
+
+def _one_of_five_quarantined(box, prefix: str, bad: int, why: str) -> QuarantinedMessage:
+    """Sync the five messages ``{prefix}0@x.example``...: message ``bad`` quarantined with
+    ``why`` in its reason, the four others tracked, each with its decision row."""
     result = sync_mailbox(box.id, limit=10)
+    good = [n for n in range(5) if n != bad]
     assert result.status == "success"
     assert (result.fetched, result.tracked, result.quarantined) == (5, 4, 1)
-    assert sorted(e.message_id for e in w.emails()) == [f"b{n}@x.example" for n in (0, 1, 3, 4)]
+    assert sorted(e.message_id for e in w.emails()) == [f"{prefix}{n}@x.example" for n in good]
     row = db.session.scalar(select(QuarantinedMessage))
-    assert row.error_code == "internal" and "RuntimeError" in row.reason
-    assert b"POISON" in row.raw
-    assert not w.decision(box, "b2@x.example").tracked
-    assert all(w.decision(box, f"b{n}@x.example").tracked for n in (0, 1, 3, 4))
+    assert row.error_code == "internal" and why in row.reason
+    assert not w.decision(box, f"{prefix}{bad}@x.example").tracked
+    assert all(w.decision(box, f"{prefix}{n}@x.example").tracked for n in good)
+    assert db.session.scalar(select(func.count()).select_from(MessageDecision)) == 5
+    return row
+
+
+@pytest.mark.both_databases
+def test_an_email_the_database_refuses_fails_its_wave_alone(crm, tmp_path, monkeypatch):
+    """Fault injection: one email of a wave breaks a constraint of ``activity`` (no owner).
+    On PostgreSQL the wave's emails go by COPY (``bulk.insert_objects``): its error is an
+    ``IntegrityError`` raised inside the wave's savepoint, so the batch runs the wave's
+    messages one at a time as for any refused write: that message quarantined, the rest
+    tracked, no email or decision row of the failed attempt left behind."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(5):
+        store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"r{n}@x.example",
+                            subject=f"Refused {n}" if n == 3 else f"Order {n}"))
+    real = tracking._new_email
+
+    def new_email(*args, **kwargs):
+        email = real(*args, **kwargs)
+        if email.subject == "Refused 3":
+            email.owner_user_id = None  # breaks the check "one owner"
+        return email
+
+    monkeypatch.setattr(tracking, "_new_email", new_email)
+    _one_of_five_quarantined(box, "r", 3, "one_owner")
+
+
+@pytest.mark.both_databases
+def test_the_tracked_emails_a_wave_looks_up_come_without_their_bodies(crm, tmp_path):
+    """Correlation reads a tracked parent's keys and links, not its bodies: they are left
+    out of the wave's lookups (``correlate.WITHOUT_BODIES``), and the reply is linked."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    parent = w.track_earlier(crm, mid="root@org.example", html_body="<p>Our quote.</p>" * 500)
+    parent_id, box_id = parent.id, box.id
+    db.session.expunge_all()
+    store.deliver(w.raw(mid="reply@x.example", subject="RE: Quote",
+                        In_Reply_To="<root@org.example>"))
+    loaded: dict[int, set[str]] = {}
+
+    def on_load(email, _context):
+        loaded.setdefault(email.id, set(inspect(email).dict))
+    event.listen(Email, "load", on_load)
+    try:
+        result = sync_mailbox(box_id, limit=10)
+    finally:
+        event.remove(Email, "load", on_load)
+    assert result.tracked == 1
+    assert parent_id in loaded and "conversation_id" in loaded[parent_id]
+    assert not loaded[parent_id] & {"html_body", "text_body", "description"}
+    reply = db.session.scalar(select(Email).where(Email.message_id == "reply@x.example"))
+    assert reply.parent_activity_id == parent_id
+    assert db.session.get(Email, parent_id).html_body.startswith("<p>Our quote.</p>")
 
 
 def test_replies_and_copies_inside_one_batch_see_what_came_before(crm, tmp_path):

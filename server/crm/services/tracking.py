@@ -36,7 +36,8 @@ from server.crm.services.resolution import Match, resolve
 from server.crm.services.tracked import TrackRequest, find_tracked, own_request
 from server.crm.services.tracked_content import (AppointmentContent, AttachmentContent,  # noqa: F401
                                                   EmailContent, Party)
-from server.db import cached_statement, db, in_values, insert_rows, utcnow
+from server.bulk import insert_objects, insert_rows
+from server.db import cached_statement, db, in_values, utcnow
 from server.errors import Forbidden, Invalid, NotFound
 from server.i18n import N_
 from server.mailkeys import (conversation_id, in_reply_to_id, make_token, normalize_address,
@@ -384,14 +385,17 @@ def _unless_null(model: type, values: dict) -> dict:
 
 
 def _add_emails(emails: list[Email]) -> None:
-    """Add new emails to the session and flush them: in bulk, their ids set.
+    """Add new emails to the session and write them: in bulk, their ids set.
 
-    PostgreSQL gives the ids of a multi-row INSERT ... RETURNING in order, so the ORM inserts
-    many rows a statement. SQLite cannot say which returned id is which row's, so the ORM
+    On PostgreSQL ``bulk.insert_objects`` takes their ids from the sequence and writes them
+    by COPY. SQLite cannot say which returned id is which row's, so the ORM
     would insert the activities one row a statement: instead the first email is flushed
     alone, which gives its id and the database's write lock until the transaction ends;
     when that id is the highest (SQLite gives a new row the highest id plus one), the next
     ids are free and the other emails take them, which needs no RETURNING."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        insert_objects(emails)
+        return
     if db.session.get_bind().dialect.name == "sqlite" and len(emails) > 1:
         first, emails = emails[0], emails[1:]
         db.session.add(first)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import bindparam, func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from server.crm.activities import Email
 from server.crm.services.tracked import TrackRequest
@@ -31,6 +31,10 @@ __all__ = ["Candidates", "Correlation", "Requests", "correlate", "correlation_ca
 SMART_MATCH_DAYS = 60
 SMART_MATCH_CANDIDATES = 50
 NEWEST_CANDIDATES = 5  # tracked emails kept per tracking token or conversation
+# What the decisions read of a tracked email are its keys and links, never its bodies: left
+# out of these lookups, they are neither read nor sent (PostgreSQL decompressed each one,
+# tens of KB a parent found; read later, they load then).
+WITHOUT_BODIES = (defer(Email.html_body), defer(Email.text_body), defer(Email.description))
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ def _tracked_by_message_id(ids: set[str] | list[str]) -> dict[str, Email]:
     by_id: dict[str, Email] = {}
     if ids:
         query = cached_statement(("tracked by message id",), lambda: select(Email).where(
-            in_values(Email.message_id, "ids")).order_by(Email.id), prepared=True)
+            in_values(Email.message_id, "ids")).order_by(Email.id).options(*WITHOUT_BODIES),
+            prepared=True)
         for email in db.session.scalars(query, {"ids": list(set(ids))}):
             by_id.setdefault(email.message_id, email)
     return by_id
@@ -100,7 +105,7 @@ def _newest_by(column):
             partition_by=column, order_by=newest).label("rank")).where(
             in_values(column, "keys")).subquery()
         return select(Email).join(ranked, Email.id == ranked.c.id).where(
-            ranked.c.rank <= NEWEST_CANDIDATES).order_by(*newest)
+            ranked.c.rank <= NEWEST_CANDIDATES).order_by(*newest).options(*WITHOUT_BODIES)
     return cached_statement(("newest tracked by", column.key), build)
 
 

@@ -9,7 +9,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from server.db import db, insert_rows, utcnow
+from server.bulk import insert_rows
+from server.db import db, utcnow
 from server.i18n import N_
 from server.sync.connectors.base import FetchedMessage
 from server.sync.engine.content import aware, clean
@@ -127,7 +128,7 @@ _NEW_DECISION = {c.key: None for c in MessageDecision.__table__.columns if c.key
 
 def insert_decisions(rows: list[dict]) -> None:
     """New decision rows (column values) in one statement (they need no ids back:
-    ``db.insert_rows``)."""
+    ``bulk.insert_rows``)."""
     if rows:
         insert_rows(db.session.connection(), MessageDecision.__table__, rows)
 

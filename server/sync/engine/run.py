@@ -46,7 +46,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import joinedload, with_expression
 from sqlalchemy.orm.util import identity_key
 
-from server.db import cached_statement, db, utcnow
+from server.db import cached_statement, commit_unflushed, db, utcnow
 from server.errors import Invalid, NotFound
 from server.i18n import N_
 from server.security import authz
@@ -366,7 +366,8 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 db.session.add(state)
             if changes.messages:
                 # The batch's activities, decisions and cursor together (and the run row
-                # with the first batch).
+                # with the first batch); a crash before the disk has it repeats the batch.
+                commit_unflushed()
                 _commit_with_run(result, kept=False)
                 reader.later(keyword_job(ctx))  # the category, while the next batch goes on
                 _delete_processed(ctx, info, changes.messages, reader)
