@@ -205,29 +205,9 @@ def _busy_contacts(world_ds, sales_id: int, sales_unit: int) -> tuple[list[int],
 def load(contacts: int):
     """Schema, organization, users and data; returns the World and the Salesperson's token."""
     from server.addin.actions import issue_pane_token
-    from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
-    from server.crm.addresses import EmailAddress
-    from server.crm.models import Account, Contact, Lead
     from server.db import db
     from server.security.models import User
-    db.create_all()
-    admin_id, sales_id, units, owners = data._setup_org()
-    ds = data.Dataset(contacts, units, owners)
-    loader = data.Loader(db.engine)
-    started = time.perf_counter()
-    n = loader.load(Account.__table__, ds.account_rows())
-    n += loader.load(Contact.__table__, ds.contact_rows())
-    n += loader.load(Lead.__table__, ds.lead_rows())
-    idx = loader.load(EmailAddress.__table__, ds.address_rows())
-    print(f"  loaded {n:,} records and {idx:,} address index rows in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
-    started = time.perf_counter()
-    data.load_timeline(loader, ds, ds.accounts // 2)
-    loader.finish([Account.__table__, Contact.__table__, Lead.__table__, EmailAddress.__table__,
-                   Activity.__table__, ActivityParty.__table__,
-                   *(m.__table__ for m in ACTIVITY_MODELS.values())])
-    print(f"  loaded {data.TIMELINE_ACTIVITIES:,} background activities in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    _, sales_id, units, _, ds = data.load_data(contacts, regarding_heavy=False)
     started = time.perf_counter()
     sales = db.session.get(User, sales_id)
     sales_email, sales_unit = sales.email, sales.business_unit_id

@@ -386,7 +386,7 @@ def run(backend: str, contacts: int, keep: str | None = None) -> dict:
         with app.app_context():
             if kept:
                 print("  using the database kept from an earlier run (--keep)", flush=True)
-            admin_id, sales_id, units, owners = _kept_users() if kept else _load_data(contacts)
+            admin_id, sales_id, units, owners = _kept_users() if kept else load_data(contacts)[:4]
             ds = Dataset(contacts, units, owners)
             target_account, regarding_heavy = ds.accounts // 2, ds.accounts // 3
             out["version"] = db.session.execute(text(
@@ -408,8 +408,9 @@ def run(backend: str, contacts: int, keep: str | None = None) -> dict:
     return out
 
 
-def _load_data(contacts: int):
-    """Create the schema and load the data set; ``_setup_org``'s answer."""
+def load_data(contacts: int, regarding_heavy: bool = True):
+    """Create the schema and load the data set (with ``regarding_heavy``, a second busy
+    account whose activities are regarding it); ``_setup_org``'s answer and the Dataset."""
     from server.crm.activities import ACTIVITY_MODELS, Activity, ActivityParty
     from server.crm.addresses import EmailAddress
     from server.crm.models import Account, Contact, Lead
@@ -426,13 +427,13 @@ def _load_data(contacts: int):
     print(f"  loaded {n:,} records and {idx:,} address index rows "
           f"in {time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()
-    load_timeline(loader, ds, ds.accounts // 2, ds.accounts // 3)
+    load_timeline(loader, ds, ds.accounts // 2, ds.accounts // 3 if regarding_heavy else None)
     loader.finish([Account.__table__, Contact.__table__, Lead.__table__,
                    EmailAddress.__table__, Activity.__table__, ActivityParty.__table__,
                    *(m.__table__ for m in ACTIVITY_MODELS.values())])
     print(f"  loaded {TIMELINE_ACTIVITIES:,} activities and analyzed in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    return admin_id, sales_id, units, owners
+    return admin_id, sales_id, units, owners, ds
 
 
 def _sqlite() -> bool:
