@@ -156,7 +156,10 @@ web=$!
 children+=("$web")
 
 if [ -f server/sync/cli.py ]; then
-    flask sync worker &
+    # The program itself, not the ``flask`` function: run in the background, the function
+    # is a subshell, and the TERM that ``stop`` sends would end that subshell and leave the
+    # worker running (holding SQLite's worker lock) after the script is gone.
+    "$VENV/bin/flask" --app server sync worker &
     children+=("$!")
     worker_line="sync worker: running beside the web server (Ctrl-C stops both)"
 else

@@ -165,3 +165,34 @@ def test_start_script_serves_the_demo_over_https(start_env):
     assert "already loaded" in second.output
     assert "installing requirements" not in second.output
     assert (instance / "tls-cert.pem").read_bytes() == cert
+
+
+@pytest.mark.slow
+def test_the_script_stopped_alone_leaves_nothing_running(start_env):
+    """A TERM to the script alone (``kill <pid>``, or a process manager that signals the main
+    process) stops the web server and the sync worker too: nothing of its process group is
+    left (a sync worker left behind holds SQLite's worker lock, so the next start's worker
+    is refused)."""
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    started = Started(start_env)
+    try:
+        started.wait_until_ready(f"https://127.0.0.1:{start_env['PORT']}/signin")
+        os.kill(started.proc.pid, signal.SIGTERM)
+        started.proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(started.proc.pid, 0)  # is any process of its group left?
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            left = subprocess.run(["ps", "-o", "pid,args", "-g", str(started.proc.pid)],
+                                  capture_output=True, text=True).stdout
+            pytest.fail(f"left running after the script ended:\n{left}")
+    finally:
+        started.stop()
+        try:
+            os.killpg(started.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
