@@ -1,8 +1,9 @@
 """The security stamp: a value in the organization's row that changes with every write to
 what a principal is made of (users' roles, teams and their members and roles, roles and their
-privileges, secured fields, the business-unit tree) and to the organization's settings. Database triggers change it
-(``TRIGGERS``: every write, ORM or Core, by any process), so a process may keep what it loaded
-for one stamp and use it again while the stamp read in the request is the same: the API and
+privileges, secured fields, the business-unit tree) and to the organization's settings.
+Database triggers change it (``TRIGGERS``: every write, ORM or Core, by any process), so a
+process may keep what it loaded for one stamp and use it again while the stamp read in the
+request is the same: the API and
 the add-in read it in the same statement as the bearer token, pages in the same statement as
 the session's user (``sessions.live_user``), then take the principal's grants and the pane's
 organization settings from the process without a round trip each (issue 17 goals 2 and 6,

@@ -393,10 +393,11 @@ def _add_emails(emails: list[Email]) -> None:
     alone, which gives its id and the database's write lock until the transaction ends;
     when that id is the highest (SQLite gives a new row the highest id plus one), the next
     ids are free and the other emails take them, which needs no RETURNING."""
-    if db.session.get_bind().dialect.name == "postgresql":
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
         insert_objects(emails)
         return
-    if db.session.get_bind().dialect.name == "sqlite" and len(emails) > 1:
+    if dialect == "sqlite" and len(emails) > 1:
         first, emails = emails[0], emails[1:]
         db.session.add(first)
         db.session.flush()
