@@ -59,9 +59,38 @@ def upgrade_and_compare(url: str, tmp_path):
                 version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
                 context = MigrationContext.configure(conn, opts={"compare_type": True})
                 diff = compare_metadata(context, db.metadata)
+                diff += partial_index_differences(conn)
         finally:
             db.engine.dispose()
     return tables, version, diff
+
+
+def _index_conditions(conn) -> dict[str, str | None]:
+    """Each index's WHERE condition as the database keeps it (None: every row)."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes "
+                                 "WHERE schemaname = current_schema()"))
+    else:
+        rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                 "AND sql IS NOT NULL"))
+    out = {}
+    for name, sql in rows:
+        where = sql.partition(" WHERE ")[2]
+        out[name] = where.strip("() ").lower() or None
+    return out
+
+
+def partial_index_differences(conn) -> list:
+    """("index condition", name, the models', the database's) for each index of the models
+    whose WHERE differs from the database's (compared without parentheses and case)."""
+    found, out = _index_conditions(conn), []
+    for table in db.metadata.tables.values():
+        for index in table.indexes:
+            where = index.dialect_options[conn.dialect.name].get("where")
+            wanted = str(where).strip("() ").lower() if where is not None else None
+            if index.name in found and found[index.name] != wanted:
+                out.append(("index condition", index.name, wanted, found[index.name]))
+    return out
 
 
 def describe(diff) -> str:

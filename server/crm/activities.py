@@ -15,7 +15,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integ
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
 
 from server.crm.models import Owned
-from server.db import db, utcnow
+from server.db import db, set_rows_index, utcnow
 
 # The record types an activity may be regarding, in the order the UI lists them.
 REGARDING_TYPES = ("account", "contact", "lead", "opportunity", "case")
@@ -38,27 +38,36 @@ PARTY_COLUMNS = {t: f"{t}_id" for t in PARTY_TYPES}
 
 class Regarding:
     """What a row is *regarding*: one nullable foreign key per record type, at most one set
-    (tables using this add the ``one_regarding`` check). Deleting the record clears it."""
+    (tables using this add the ``one_regarding`` check). Deleting the record clears it.
+    Each key has an index of its own, but where the table indexes it with more columns
+    (``regarding_indexed`` False: ``activity``'s timeline indexes begin with it)."""
+
+    regarding_indexed = True
 
     @declared_attr
     def regarding_account_id(cls) -> Mapped[int | None]:
-        return mapped_column(ForeignKey("account.id", ondelete="SET NULL"), index=True)
+        return cls._regarding_key("account")
 
     @declared_attr
     def regarding_contact_id(cls) -> Mapped[int | None]:
-        return mapped_column(ForeignKey("contact.id", ondelete="SET NULL"), index=True)
+        return cls._regarding_key("contact")
 
     @declared_attr
     def regarding_lead_id(cls) -> Mapped[int | None]:
-        return mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
+        return cls._regarding_key("lead")
 
     @declared_attr
     def regarding_opportunity_id(cls) -> Mapped[int | None]:
-        return mapped_column(ForeignKey("opportunity.id", ondelete="SET NULL"), index=True)
+        return cls._regarding_key("opportunity")
 
     @declared_attr
     def regarding_case_id(cls) -> Mapped[int | None]:
-        return mapped_column(ForeignKey("support_case.id", ondelete="SET NULL"), index=True)
+        return cls._regarding_key("support_case")
+
+    @classmethod
+    def _regarding_key(cls, table: str):
+        return mapped_column(ForeignKey(f"{table}.id", ondelete="SET NULL"),
+                             index=cls.regarding_indexed)
 
     @property
     def regarding_ref(self) -> tuple[str, int] | None:
@@ -96,10 +105,12 @@ class Activity(Owned, Regarding, db.Model):
         Index("ix_activity_timeline", "created_on", "id"),
         # The item sync's push reads what changed since its last run, by kind.
         Index("ix_activity_type_modified", "activity_type", "modified_on"),
-        # A record's timeline walks these newest first (server/crm/services/timeline.py).
-        *(Index(f"ix_activity_{column}_occurred", column, "occurred_on", "id")
+        # A record's timeline walks these newest first (server/crm/services/timeline.py);
+        # they serve the foreign keys' lookups too (``regarding_indexed``).
+        *(set_rows_index(f"ix_activity_{column}_occurred", column, "occurred_on", "id")
           for column in REGARDING_COLUMNS.values()),
     )
+    regarding_indexed = False
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_type: Mapped[str] = mapped_column(String(20))
     subject: Mapped[str] = mapped_column(String(400), default="")
@@ -122,7 +133,13 @@ class Activity(Owned, Regarding, db.Model):
 
 class Email(Activity):
     __tablename__ = "email"
-    __table_args__ = (Index("ix_email_conversation", "conversation_id"),)
+    __table_args__ = (
+        Index("ix_email_conversation", "conversation_id"),
+        # Columns most emails leave empty: a token only where the org sends them, a parent
+        # only within a tracked thread, a receiving mailbox only for mail a sync brought in.
+        *(set_rows_index(f"ix_email_{column}", column)
+          for column in ("tracking_token", "parent_activity_id", "receiving_mailbox_id")),
+    )
     id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True)
     direction: Mapped[str] = mapped_column(String(10), default="incoming")  # incoming outgoing
     status: Mapped[str] = mapped_column(String(15), default="received")
@@ -133,17 +150,17 @@ class Email(Activity):
     # Unique per tracked copy: the identity, or identity + owner when the org tracks email
     # between two users as two activities. Makes storing an email idempotent.
     dedupe_key: Mapped[str | None] = mapped_column(String(1100), unique=True)
-    in_reply_to: Mapped[str | None] = mapped_column(String(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
     conversation_index: Mapped[str | None] = mapped_column(String(400))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
-    tracking_token: Mapped[str | None] = mapped_column(String(40), index=True)
+    tracking_token: Mapped[str | None] = mapped_column(String(40))
     sent_on: Mapped[datetime | None]
     received_on: Mapped[datetime | None]
     correlation_method: Mapped[str | None] = mapped_column(String(20))
     parent_activity_id: Mapped[int | None] = mapped_column(
-        ForeignKey("activity.id", ondelete="SET NULL"), index=True)
-    receiving_mailbox_id: Mapped[int | None] = mapped_column(Integer, index=True)
+        ForeignKey("activity.id", ondelete="SET NULL"))
+    receiving_mailbox_id: Mapped[int | None] = mapped_column(Integer)
     sender_address: Mapped[str | None] = mapped_column(String(320))
     to_recipients: Mapped[str | None] = mapped_column(Text)
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -215,8 +232,8 @@ class ActivityParty(db.Model):
         # (record, when, activity): a record's timeline walks its party entries newest first
         # in the index alone, as it walks ``activity``'s regarding indexes
         # (server/crm/services/timeline.py).
-        *(Index(f"ix_activity_party_{column}_occurred", column, "occurred_on", "activity_id")
-          for column in PARTY_COLUMNS.values()),
+        *(set_rows_index(f"ix_activity_party_{column}_occurred", column, "occurred_on",
+                         "activity_id") for column in PARTY_COLUMNS.values()),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_id: Mapped[int] = mapped_column(
