@@ -12,10 +12,12 @@ from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from server.crm.activities import Email
 from server.crm.services import tracking
+from server import db as server_db
 from server.db import db, utcnow
 from server.sync.engine.run import sync_mailbox
 from server.sync.models import MessageDecision, QuarantinedMessage
 from tests.sync import world as w
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -103,6 +105,68 @@ def test_a_batch_commits_without_waiting_for_the_disk(crm, tmp_path):
         assert db.session.execute(text("SHOW synchronous_commit")).scalar() == server_setting
     else:
         assert said == []
+
+
+def _analyses() -> dict[str, int]:
+    return dict(db.session.execute(text(
+        "SELECT relname, analyze_count FROM pg_stat_user_tables WHERE relname IN "
+        "('activity', 'email', 'activity_party', 'message_decision', 'attachment')")).all())
+
+
+def _unanalyzed_changes(table: str) -> int:
+    return db.session.execute(text("SELECT pg_stat_get_mod_since_analyze(CAST(:t AS regclass))"),
+                              {"t": table}).scalar()
+
+
+@pytest.mark.both_databases
+def test_a_table_grown_past_its_statistics_is_analyzed_after_the_batch(crm, tmp_path,
+                                                                        monkeypatch):
+    """On PostgreSQL a batch's commit is followed by an ``ANALYZE`` of each table the sync
+    grows whose rows changed more since its last analysis than it held then (at least
+    ``STATISTICS_FLOOR``, here 5), so the next batches' lookups are planned for the rows
+    there are (``db.refresh_statistics``); a table that has not grown so far is left alone,
+    as are the tables the sync does not grow. SQLite is sent no ANALYZE."""
+    monkeypatch.setattr(server_db, "STATISTICS_FLOOR", 5)
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    analyzed: list[str] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("ANALYZE"):
+            analyzed.append(statement)
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("ANALYZE activity, email, activity_party, "
+                                    "message_decision, attachment"))
+            db.session.commit()
+            analyzed.clear()
+            before = _analyses()
+        for n in range(8):
+            store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"grow{n}@x.example"))
+        assert sync_mailbox(box.id, limit=8).tracked == 8
+        if db.engine.dialect.name != "postgresql":
+            assert analyzed == []
+            return
+        # The server counts a session's changes when it has been idle for a moment (at most
+        # once a second): the next batch's check sees these.
+        until(lambda: _unanalyzed_changes("message_decision") >= 8 or
+              _analyses()["message_decision"] > before["message_decision"],
+              "the server's count of the batch's rows", session=db.session)
+        store.deliver(w.raw(sender="late@else.example", mid="grow-late@x.example"))
+        assert sync_mailbox(box.id, limit=8).tracked == 1
+        after = _analyses()
+        for table in ("activity", "email", "activity_party", "message_decision"):
+            assert after[table] > before[table], (table, analyzed)
+        assert after["attachment"] == before["attachment"]
+        assert all("SKIP_LOCKED" in s for s in analyzed), analyzed
+        # The rows since are fewer than the floor: the next batch analyzes nothing.
+        analyzed.clear()
+        store.deliver(w.raw(sender="later@else.example", mid="grow-later@x.example"))
+        assert sync_mailbox(box.id, limit=8).tracked == 1
+        assert analyzed == []
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
 
 
 POISON = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],

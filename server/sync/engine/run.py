@@ -46,7 +46,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import joinedload, with_expression
 from sqlalchemy.orm.util import identity_key
 
-from server.db import cached_statement, commit_unflushed, db, utcnow
+from server.crm.activities import ActivityParty, Email
+from server.db import cached_statement, commit_unflushed, db, refresh_statistics, utcnow
 from server.errors import Invalid, NotFound
 from server.i18n import N_
 from server.security import authz
@@ -68,6 +69,10 @@ from server.sync.models import (Alert, FolderRule, FolderState, Mailbox, Message
                                 QuarantinedMessage, SyncRun)
 
 log = logging.getLogger(__name__)
+
+# The tables a sync batch grows (an email's are ``activity`` and ``email``), whose planner
+# statistics ``refresh_statistics`` keeps up with after each batch.
+GROWING = (*Email.__mapper__.tables, ActivityParty.__table__, MessageDecision.__table__)
 
 
 __all__ = ["FolderResult", "Progress", "SyncResult", "load_mailbox", "retry_quarantined",
@@ -369,6 +374,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 # with the first batch); a crash before the disk has it repeats the batch.
                 commit_unflushed()
                 _commit_with_run(result, kept=False)
+                refresh_statistics(*GROWING)
                 reader.later(keyword_job(ctx))  # the category, while the next batch goes on
                 _delete_processed(ctx, info, changes.messages, reader)
             # else nothing came: the folder's visit (and a cursor that covers nothing) is
