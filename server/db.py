@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -139,9 +138,10 @@ def statements_commit_alone() -> None:
 
 
 PREPARED = "regarding_prepared"
+GENERIC = "regarding_generic_plan"
 
 
-def prepared_statement(statement):
+def prepared_statement(statement, *, generic: bool = False):
     """``statement`` marked to run as a server-side prepared statement on PostgreSQL, whose
     plan PostgreSQL may then keep for every later run (a *generic* plan, made without the
     parameter values). Only for statements whose best plan does not depend on the values:
@@ -149,9 +149,21 @@ def prepared_statement(statement):
     walk cut at one page (``timeline._preparable``). Never for one whose plan depends on
     skewed values (the timeline's one-query plan: a generic plan read the whole activity
     table, bench/README.md). Planning is most of PostgreSQL's time for the pane's statements
-    (issue 17 goal 6). Kept across a ROLLBACK (``prepared_plans``); see ``generic_plans``.
-    Nothing else is prepared (``prepare_threshold``, ``init_app``); SQLite ignores the mark."""
-    return statement.execution_options(**{PREPARED: True})
+    (issue 17 goal 6). Kept across a ROLLBACK (``prepared_plans``). Nothing else is
+    prepared (``prepare_threshold``, ``init_app``); SQLite ignores the mark.
+
+    ``generic``: the generic plan from the first run, however PostgreSQL would cost it
+    against a custom one (``plan_cache_mode``, set for this statement alone). Left to
+    choose, it planned the timeline's page statement on every run: the generic plan's
+    estimate was dearer though it runs as fast (bench/README.md, "Issue 17 goal 2: the
+    timeline page prepared"). The setting cannot stay on for the session: the unprepared
+    statements (the extended protocol's unnamed ones) would get plans made without their
+    values too. So the statement goes between ``SET LOCAL plan_cache_mode`` and its reset
+    in one pipeline, one round trip with the statement's own (``_execute_prepared``)."""
+    options = {PREPARED: True}
+    if generic:
+        options[GENERIC] = True
+    return statement.execution_options(**options)
 
 
 def in_values(column, name: str):
@@ -170,45 +182,30 @@ def in_values(column, name: str):
     return column.in_(bindparam(name, expanding=True))
 
 
-@contextmanager
-def generic_plans():
-    """Within: the session's prepared statements run with their generic plan from the first
-    run (``plan_cache_mode``, for this transaction only), however PostgreSQL would cost it
-    against a custom plan. Left to choose, it planned the timeline's page statement on every
-    run: the generic plan's estimate was dearer though it runs as fast (bench/README.md,
-    "Issue 17 goal 2: the timeline page prepared"). Not for the whole session: the setting
-    also gives the unprepared statements (the extended protocol's unnamed ones) plans made
-    without their values (what the session has pending is flushed before, for that reason).
-    Two statements through libpq directly; nothing on SQLite."""
-    session = db.session()
-    if session.autoflush:
-        session.flush()
-    pgconn = None
-    if db.engine.dialect.driver == "psycopg":
-        pgconn = session.connection().connection.dbapi_connection.pgconn
-    if pgconn is None:
-        yield
-        return
-    pgconn.exec_(b"SET LOCAL plan_cache_mode = force_generic_plan")
-    try:
-        yield
-    finally:
-        pgconn.exec_(b"SET LOCAL plan_cache_mode TO DEFAULT")
-
-
 @event.listens_for(Engine, "do_execute")
 def _execute_prepared(cursor, statement, parameters, context):
     """Run a statement marked by ``prepared_statement`` prepared (psycopg only), its integers
-    sent as ``int8`` (``_as_int8``)."""
-    if context.execution_options.get(PREPARED) and context.dialect.driver == "psycopg":
-        from psycopg.types.numeric import Int8
-        if isinstance(parameters, dict):
-            parameters = {k: _as_int8(v, Int8) for k, v in parameters.items()}
-        else:
-            parameters = [_as_int8(v, Int8) for v in parameters]
+    sent as ``int8`` (``_as_int8``); one marked ``generic`` between the two settings of
+    ``plan_cache_mode``, in one pipeline (psycopg sends the three, and the BEGIN the
+    transaction may still need, in one round trip, and has every result when the pipeline
+    ends: the statement's rows are then on ``cursor`` as after a plain execute)."""
+    options = context.execution_options
+    if not options.get(PREPARED) or context.dialect.driver != "psycopg":
+        return None
+    from psycopg.types.numeric import Int8
+    if isinstance(parameters, dict):
+        parameters = {k: _as_int8(v, Int8) for k, v in parameters.items()}
+    else:
+        parameters = [_as_int8(v, Int8) for v in parameters]
+    if not options.get(GENERIC):
         cursor.execute(statement, parameters, prepare=True)
         return True
-    return None
+    connection = cursor.connection
+    with connection.pipeline():
+        connection.execute(b"SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(statement, parameters, prepare=True)
+        connection.execute(b"SET LOCAL plan_cache_mode TO DEFAULT")
+    return True
 
 
 def _as_int8(value, Int8):

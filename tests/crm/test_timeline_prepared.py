@@ -1,6 +1,7 @@
-"""The timeline's page statement on PostgreSQL runs prepared with its generic plan, and stays
-prepared across requests that end with a ROLLBACK (``server.db.prepared_plans``,
-``generic_plans``); unprepared statements keep plans made with their values. On both
+"""The timeline's page statement on PostgreSQL runs prepared with its generic plan, set for it
+alone in the same round trip (``server.db.prepared_statement(..., generic=True)``), and stays
+prepared across requests that end with a ROLLBACK (``server.db.prepared_plans``); unprepared
+statements keep plans made with their values. On both
 databases the page leaves out what no timeline shows, and such a column still reads right
 when asked for."""
 from __future__ import annotations
@@ -91,6 +92,34 @@ def test_the_page_statement_stays_prepared_across_rolled_back_requests(world, db
     # deallocated it would have left one generic plan (prepared again by the last page).
     assert plans == [(4, 0)]
     # The transaction's other statements keep plans made with their values.
+    assert db.session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
+    db.session.remove()
+
+
+def test_the_generic_plan_setting_travels_with_the_page_in_one_round_trip(world, db_backend,
+                                                                         tmp_path):
+    """``SET LOCAL plan_cache_mode``, the page statement and the reset go in one pipeline:
+    the client waits for the server once (one Sync), not three times."""
+    if db_backend != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+    user_id, account_id = world
+    p = authz.principal(db.session.get(User, user_id))
+    _ = p.unit_subtree, p.depths
+    pgconn = db.session.connection().connection.dbapi_connection.pgconn
+    trace = tmp_path / "libpq.trace"
+    with open(trace, "w") as out:
+        pgconn.trace(out.fileno())
+        try:
+            page = timeline(p, "account", account_id, limit=5, related=False)
+        finally:
+            pgconn.untrace()
+    sent = [(line.split("\t") + [""])[3:5] for line in trace.read_text().splitlines()
+            if line.split("\t")[1:2] == ["F"]]
+    assert [kind for kind, _ in sent].count("Sync") == 1, sent
+    queries = [text for kind, text in sent if kind == "Parse"]
+    assert any("force_generic_plan" in q for q in queries)
+    assert any("TO DEFAULT" in q for q in queries)
+    assert [a.subject for a in page.items] == ["Mail 2", "Mail 1", "Mail 0"]
     assert db.session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
     db.session.remove()
 

@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import BindParameter
 from server.crm.activities import (PARTY_COLUMNS, REGARDING_COLUMNS, Activity, ActivityParty,
                                    Appointment, Email, Task)
 from server.crm.models import Case, Contact, Opportunity
-from server.db import cached_statement, db, generic_plans, prepared_statement
+from server.db import cached_statement, db, prepared_statement
 from server.security import authz
 from server.security.authz import Principal
 
@@ -289,7 +289,7 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
                           *(defer(getattr(getattr(AnyActivity, c.class_.__name__), c.key))
                             for c in NOT_SHOWN))
                  .order_by(AnyActivity.occurred_on.desc(), AnyActivity.id.desc()))
-        return prepared_statement(query) if _preparable(plan, ways) else query
+        return prepared_statement(query, generic=True) if _preparable(plan, ways) else query
     # Built once per shape (building it cost more than running it on SQLite); the values go
     # as parameters.
     query = cached_statement(("timeline page", plan, tuple(w.shape for w in ways), types,
@@ -297,11 +297,7 @@ def timeline(p: Principal, record_type: str, record_id: int, *, cursor: str | No
     values = {w.name: w.ids for w in ways}
     if after is not None:
         values.update(after_at=after[0], after_id=after[1])
-    if _preparable(plan, ways):
-        with generic_plans():
-            items = list(db.session.scalars(query, values).unique())
-    else:
-        items = list(db.session.scalars(query, values).unique())
+    items = list(db.session.scalars(query, values).unique())
     more = len(items) > limit
     items = items[:limit]
     return Page(items, encode_cursor(items[-1]) if more and items else None,
