@@ -8,6 +8,7 @@ Migrations live in ``server/migrations`` (Alembic through Flask-Migrate:
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -20,6 +21,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (ARRAY, DateTime, Index, MetaData, String, TypeDecorator, any_,
                         bindparam, event, text)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, registry
 
 NAMING = {
@@ -398,27 +400,34 @@ STATISTICS_FLOOR = 1000  # rows changed before ``refresh_statistics`` looks at a
 def refresh_statistics(*tables) -> None:
     """PostgreSQL: ``ANALYZE`` each of ``tables`` (SQLAlchemy tables) whose rows changed
     more since its last analysis than it held then (and at least ``STATISTICS_FLOOR``), in
-    a short transaction of its own; called after a sync batch commits. A table that grows
+    the session's transaction: a sync batch calls it just before it commits (the analysis
+    counts the batch's own rows, and costs no transaction of its own). A table that grows
     from nothing (a new installation's first sync, a mailbox's thousands of decisions) is
     otherwise planned as the few rows it held when last analyzed until autovacuum comes
     round (once a minute at best): a batch's lookups by Message-ID scanned the whole
     ``email`` table and its decision lookup read every decision of the mailbox, which made
-    an initial sync quadratic (bench/README.md, "Issue 17 goal 2: statistics for a growing
-    table"). The counts are the server's (``pg_stat_get_mod_since_analyze``, every
-    session's changes, as the server last collected them); a table another session is
-    analyzing or vacuuming is skipped, not waited for (``SKIP_LOCKED``); a table the
-    database user does not own is skipped with the server's warning. Nothing on SQLite,
-    whose planner does not use statistics it has not been asked to gather."""
+    an initial sync quadratic (bench/README.md, "Issue 17 goal 2: fewer index entries,
+    statistics for a growing table"). The counts are the server's
+    (``pg_stat_get_mod_since_analyze``: every session's changes, as the server last
+    collected them, about once a second); a table another session is analyzing or
+    vacuuming is skipped, not waited for (``SKIP_LOCKED``); one the database user does not
+    own is skipped with the server's warning. Nothing on SQLite, whose planner does not use
+    statistics it has not been asked to gather."""
     if db.engine.dialect.name != "postgresql" or not tables:
         return
     grown = db.session.execute(text(
         "SELECT c.relname FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[])) "
         "AND pg_stat_get_mod_since_analyze(c.oid) > greatest(:floor, c.reltuples)"),
         {"tables": [t.name for t in tables], "floor": STATISTICS_FLOOR}).scalars().all()
-    if grown:
-        quote = db.engine.dialect.identifier_preparer.quote
-        db.session.execute(text(f"ANALYZE (SKIP_LOCKED) {', '.join(quote(t) for t in grown)}"))
-    db.session.commit()
+    if not grown:
+        return
+    quote = db.engine.dialect.identifier_preparer.quote
+    try:  # in a savepoint: a failed analysis (a statement timeout) leaves the batch whole
+        with db.session.begin_nested():
+            db.session.execute(text(f"ANALYZE (SKIP_LOCKED) {', '.join(quote(t) for t in grown)}"))
+    except DBAPIError as exc:
+        logging.getLogger(__name__).warning("ANALYZE of %s failed: %s", ", ".join(grown),
+                                            type(exc.orig).__name__)
 
 
 def prepared_plans(engine: Engine) -> None:

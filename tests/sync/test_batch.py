@@ -121,8 +121,8 @@ def _unanalyzed_changes(table: str) -> int:
 @pytest.mark.both_databases
 def test_a_table_grown_past_its_statistics_is_analyzed_after_the_batch(crm, tmp_path,
                                                                         monkeypatch):
-    """On PostgreSQL a batch's commit is followed by an ``ANALYZE`` of each table the sync
-    grows whose rows changed more since its last analysis than it held then (at least
+    """On PostgreSQL a batch ends (before its commit) with an ``ANALYZE`` of each table the
+    sync grows whose rows changed more since its last analysis than it held then (at least
     ``STATISTICS_FLOOR``, here 5), so the next batches' lookups are planned for the rows
     there are (``db.refresh_statistics``); a table that has not grown so far is left alone,
     as are the tables the sync does not grow. SQLite is sent no ANALYZE."""
@@ -167,6 +167,35 @@ def test_a_table_grown_past_its_statistics_is_analyzed_after_the_batch(crm, tmp_
         assert analyzed == []
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
+
+
+@pytest.mark.both_databases
+def test_a_failed_analysis_leaves_the_batch_whole(crm, tmp_path, monkeypatch, caplog):
+    """Fault injection: the server refuses the ANALYZE (as a statement timeout would); the
+    batch's mail, decisions and cursor are committed all the same and a warning names the
+    tables, not the error's text."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the sync analyzes on PostgreSQL only")
+    monkeypatch.setattr(server_db, "STATISTICS_FLOOR", 0)
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    for n in range(3):
+        store.deliver(w.raw(sender=f"person{n}@else.example", mid=f"refused{n}@x.example"))
+
+    def refuse(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("ANALYZE"):
+            statement = "ANALYZE no_such_table_here"
+        return statement, parameters
+    event.listen(db.engine, "before_cursor_execute", refuse, retval=True)
+    try:
+        with caplog.at_level("WARNING", logger="server.db"):
+            assert sync_mailbox(box.id, limit=10).tracked == 3
+    finally:
+        event.remove(db.engine, "before_cursor_execute", refuse)
+    assert w.count_emails() == 3
+    assert db.session.scalar(select(func.count()).select_from(MessageDecision)) == 3
+    assert any("ANALYZE of" in r.getMessage() and "failed" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 POISON = dict(extra=[("MIME-Version", "1.0"), ("Content-Type", "multipart/mixed; boundary=p")],

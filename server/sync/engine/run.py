@@ -371,10 +371,11 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 db.session.add(state)
             if changes.messages:
                 # The batch's activities, decisions and cursor together (and the run row
-                # with the first batch); a crash before the disk has it repeats the batch.
+                # with the first batch, the statistics of the tables it grew); a crash
+                # before the disk has it repeats the batch.
+                refresh_statistics(*GROWING)
                 commit_unflushed()
                 _commit_with_run(result, kept=False)
-                refresh_statistics(*GROWING)
                 reader.later(keyword_job(ctx))  # the category, while the next batch goes on
                 _delete_processed(ctx, info, changes.messages, reader)
             # else nothing came: the folder's visit (and a cursor that covers nothing) is
