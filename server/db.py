@@ -40,7 +40,7 @@ def set_rows_index(name: str, *columns: str) -> Index:
     (and on PostgreSQL a WAL record) for each empty value on every insert; both databases
     use this one for ``<column> = ...``, ``IN`` and ``= ANY``, which imply the column is
     set, foreign-key actions included (bench/README.md, "Issue 17 goal 2: fewer index
-    entries per email"). Not for a column searched with ``IS NULL``."""
+    entries, statistics for a growing table"). Not for a column searched with ``IS NULL``."""
     where = text(f"{columns[0]} IS NOT NULL")
     return Index(name, *columns, postgresql_where=where, sqlite_where=where)
 

@@ -6,9 +6,10 @@ Create Date: 2026-12-06 19:15:00
 
 Every new email wrote an entry into each index of ``activity``, ``email`` and
 ``activity_party``, most of them for an empty column: an activity is regarding at most one
-of five record types and a party points to one of five, so eight of the ten timeline
-indexes got a NULL entry per email and party, and each regarding key also had a
-single-column index beside the timeline index that begins with it. Now:
+of five record types and a party points to one of five, so four of an activity's five
+regarding indexes, and four of a party's five, got an entry for a NULL with every row; and
+each regarding key also had a single-column index beside the timeline index that begins
+with it. Now:
 
 * ``activity``: the five ``ix_activity_regarding_<type>_id`` indexes are dropped (the
   ``..._occurred`` ones serve the same lookups, foreign-key actions included), and the five
@@ -39,7 +40,7 @@ PARTY = ("user_id", "contact_id", "account_id", "lead_id", "queue_id")
 EMAIL = ("tracking_token", "parent_activity_id", "receiving_mailbox_id")
 
 
-def _timeline_indexes():
+def _partial_indexes():
     """(table, name, columns) of the indexes that become partial."""
     yield from (("activity", f"ix_activity_{c}_occurred", [c, "occurred_on", "id"])
                 for c in REGARDING)
@@ -57,13 +58,13 @@ def upgrade() -> None:
     for column in REGARDING:
         op.drop_index(f"ix_activity_{column}", table_name="activity")
     op.drop_index("ix_email_in_reply_to", table_name="email")
-    for table, name, columns in _timeline_indexes():
+    for table, name, columns in _partial_indexes():
         op.drop_index(name, table_name=table)
         op.create_index(name, table, columns, **_set_rows(columns[0]))
 
 
 def downgrade() -> None:
-    for table, name, columns in _timeline_indexes():
+    for table, name, columns in _partial_indexes():
         op.drop_index(name, table_name=table)
         op.create_index(name, table, columns)
     op.create_index("ix_email_in_reply_to", "email", ["in_reply_to"])
