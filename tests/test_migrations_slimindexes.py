@@ -24,15 +24,15 @@ PARTIAL = {"activity": {f"ix_activity_regarding_{t}_id_occurred"
 DROPPED = {"activity": {f"ix_activity_regarding_{t}_id"
                         for t in ("account", "contact", "lead", "opportunity", "case")},
            "email": {"ix_email_in_reply_to"}}
-# (the query, the index it must use): each the way the app asks.
+# (the query, the value it looks for, the index it must use): each the way the app asks.
 LOOKUPS = [
-    ("SELECT id FROM activity WHERE regarding_account_id = {p} "
-     "ORDER BY occurred_on DESC, id DESC LIMIT 26", "ix_activity_regarding_account_id_occurred"),
-    ("SELECT activity_id FROM activity_party WHERE account_id = {p} "
-     "ORDER BY occurred_on DESC, activity_id DESC LIMIT 26",
+    ("SELECT id FROM activity WHERE regarding_account_id = {v} "
+     "ORDER BY occurred_on DESC, id DESC LIMIT 26", 7, "ix_activity_regarding_account_id_occurred"),
+    ("SELECT activity_id FROM activity_party WHERE account_id = {v} "
+     "ORDER BY occurred_on DESC, activity_id DESC LIMIT 26", 7,
      "ix_activity_party_account_id_occurred"),
-    ("SELECT id FROM email WHERE tracking_token = {t}", "ix_email_tracking_token"),
-    ("SELECT id FROM email WHERE parent_activity_id = {p}", "ix_email_parent_activity_id"),
+    ("SELECT id FROM email WHERE tracking_token = {v}", "CRM:0001", "ix_email_tracking_token"),
+    ("SELECT id FROM email WHERE parent_activity_id = {v}", 101, "ix_email_parent_activity_id"),
 ]
 
 
@@ -60,19 +60,18 @@ def _indexes(engine, table: str) -> dict[str, str | None]:
             for i in inspect(engine).get_indexes(table)}
 
 
-def _plan(conn, query: str) -> str:
+def _plan(conn, query: str, value) -> str:
+    literal = repr(value)  # 7, or 'CRM:0001' (SQL's quotes)
     if conn.dialect.name == "sqlite":
-        sql = query.format(p=7, t="'CRM:0001'").replace("= 7", "= 101") \
-            if "parent" in query else query.format(p=7, t="'CRM:0001'")
-        return " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        sql = "EXPLAIN QUERY PLAN " + query.format(v=literal)
+        return " ".join(str(r[-1]) for r in conn.execute(text(sql)))
     # PostgreSQL: a prepared statement's generic plan (no values known when it is made), as
     # the timeline's page statement runs; the tables are tiny, so scans are ruled out.
     conn.execute(text("SET enable_seqscan = off"))
     conn.execute(text("SET plan_cache_mode = force_generic_plan"))
-    typed = query.format(p="$1::integer", t="$1::varchar")
+    typed = query.format(v="$1::varchar" if isinstance(value, str) else "$1::integer")
     conn.execute(text(f"PREPARE lookup AS {typed}"))
-    value = "'CRM:0001'" if "{t}" in query else ("101" if "parent" in query else "7")
-    plan = " ".join(r[0] for r in conn.execute(text(f"EXPLAIN EXECUTE lookup({value})")))
+    plan = " ".join(r[0] for r in conn.execute(text(f"EXPLAIN EXECUTE lookup({literal})")))
     conn.execute(text("DEALLOCATE lookup"))
     return plan
 
@@ -100,11 +99,12 @@ def test_upgrade_keeps_set_values_only_and_the_lookups_use_them(database, tmp_pa
             assert conn.execute(text("SELECT count(*) FROM activity_party")).scalar() == 30
             assert conn.execute(text("SELECT count(*) FROM email WHERE in_reply_to IS NOT NULL")
                                 ).scalar() == 10
-            for query, index in LOOKUPS:
-                assert index in _plan(conn, query), (query, _plan(conn, query))
-            rows = conn.execute(text(LOOKUPS[0][0].format(p=7))).scalars().all()
+            for query, value, index in LOOKUPS:
+                plan = _plan(conn, query, value)
+                assert index in plan, (query, plan)
+            rows = conn.execute(text(LOOKUPS[0][0].format(v=7))).scalars().all()
             assert rows == [100 + n for n in range(30, 0, -1) if n % 3 == 0]
-            parties = conn.execute(text(LOOKUPS[1][0].format(p=7))).scalars().all()
+            parties = conn.execute(text(LOOKUPS[1][0].format(v=7))).scalars().all()
             assert parties == [100 + n for n in range(30, 0, -1) if n % 2]
             conn.rollback()
         with engine.begin() as conn:  # the foreign key's action finds the rows to clear
