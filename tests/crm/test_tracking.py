@@ -31,3 +31,48 @@ def test_track(app, make_user):
     assert e3.regarding_ref == ("account", acc.id) and e3.direction == "outgoing"
     assert tracking.untrack(p, "A1@fabrikam.example", delete_copy=False) is False
     assert tracked.tracking_status(p, "A1@fabrikam.example").status == "not_tracked"
+
+
+@pytest.mark.both_databases
+def test_track_emails_answers_requests_from_one_read_or_from_the_callers(app, make_user):
+    """``track_emails`` reads the open track requests naming its emails once (the user's
+    Untrack marks and everyone's pending requests, ``tracked.open_requests``); a caller
+    that read them already (the sync engine's wave) hands them on and nothing is read again,
+    unless they do not name every email (then they are read, and the answer is the same)."""
+    from sqlalchemy import event
+    u = make_user(roles=["Salesperson"])
+    p = authz.principal(u)
+    acc = records.create(p, RECORD_TYPES["account"], {"name": "Fabrikam"})
+
+    def reads(call) -> int:
+        said = []
+
+        def listen(conn, cursor, statement, parameters, context, executemany):
+            if "FROM track_request" in statement and statement.lstrip().upper().startswith("SELECT"):
+                said.append(statement)
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            call()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+        return len(said)
+
+    def item(mid: str, subject: str = "Quote") -> tracking.EmailTrack:
+        return tracking.EmailTrack(EmailContent(message_id=mid, subject=subject,
+                                                from_=("Info", "info@fabrikam.example"),
+                                                text_body="q"), owner=u)
+    asked = [tracking.request_tracking(p, f"<asked{n}@x.example>", regarding=("account", acc.id))
+             for n in range(3)]
+    db.session.commit()
+    assert reads(lambda: tracking.track_emails(p, [item("asked0@x.example")])) == 1
+    given = tracked.open_requests(["asked1@x.example"], [])
+    assert reads(lambda: tracking.track_emails(p, [item("asked1@x.example")],
+                                               requests=given)) == 0
+    elsewhere = tracked.open_requests(["other@x.example"], [])  # names another email
+    assert reads(lambda: tracking.track_emails(p, [item("asked2@x.example")],
+                                               requests=elsewhere)) == 1
+    db.session.commit()
+    for req in asked:
+        db.session.refresh(req)
+        assert req.status == "done" and req.activity_id is not None
+        assert req.activity.regarding_ref == ("account", acc.id)

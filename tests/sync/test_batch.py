@@ -12,8 +12,10 @@ from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from server.crm.activities import Email
 from server.crm.services import tracking
+from server.crm.services.tracked import TrackRequest
 from server import db as server_db
 from server.db import db, utcnow
+from server.security import authz
 from server.sync.engine.run import sync_mailbox
 from server.sync.models import MessageDecision, QuarantinedMessage
 from tests.sync import world as w
@@ -313,6 +315,60 @@ def test_replies_and_copies_inside_one_batch_see_what_came_before(crm, tmp_path)
     assert all(by_id[m].regarding_ref == ("opportunity", crm.opp.id)
                for m in ("a@x.example", "b@x.example", "c@x.example"))
     assert w.decision(box, "a@x.example").correlation_method == "in_reply_to"
+
+
+@pytest.mark.both_databases
+def test_a_wave_reads_the_track_requests_once_and_tracking_is_answered_from_them(crm, tmp_path):
+    """The open track requests (pending, untracked; any user's) naming a wave's messages by
+    Message-ID or tracking token are read in one statement per wave
+    (``tracked.open_requests``): correlation, the owner's requests and ``track_emails``
+    (untracked marks, completing requests) are all answered from it. Bob's request by
+    Message-ID, Carol's by token (tracked from Bob's mailbox) and Bob's Untrack all still
+    do what they say, in the first wave and in the one after it."""
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    by_id = tracking.request_tracking(crm.p, "<asked@x.example>", subject="Proposal",
+                                      regarding=("opportunity", crm.opp.id))
+    by_token = tracking.request_tracking(authz.principal(crm.carol), "<draft@org.example>",
+                                         subject="Offer", regarding=("account", crm.acc.id))
+    w.track_earlier(crm, mid="gone@x.example")
+    tracking.untrack(crm.p, "gone@x.example", delete_copy=True)
+    db.session.commit()
+    by_id_id, by_token_id, token = by_id.id, by_token.id, by_token.tracking_token
+    store.deliver(w.raw(mid="asked@x.example", subject="Proposal"))
+    store.deliver(w.raw(mid="answer@x.example", subject=f"RE: Offer {token}"))
+    store.deliver(w.raw(mid="gone@x.example", subject="Quote"))
+    store.deliver(w.raw(mid="plain@x.example", subject="Hello"))
+    store.deliver(w.raw(mid="reply@x.example", subject="RE: Proposal",
+                        In_Reply_To="<asked@x.example>"))  # waits for the first wave
+    reads, waves = [], []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        said = statement.lstrip().upper()
+        if said.startswith("SELECT") and "FROM TRACK_REQUEST" in said:
+            reads.append(statement)
+        elif said.startswith("SAVEPOINT"):
+            waves.append(statement)
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        result = sync_mailbox(box.id, limit=50)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert result.fetched == 5 and result.tracked == 4
+    assert len(waves) == 2 and len(reads) == 2
+    by_mid = {e.message_id: e for e in w.emails()}
+    assert set(by_mid) == {"asked@x.example", "answer@x.example", "plain@x.example",
+                           "reply@x.example"}
+    asked, answer = by_mid["asked@x.example"], by_mid["answer@x.example"]
+    assert asked.regarding_ref == ("opportunity", crm.opp.id)
+    assert answer.regarding_ref == ("account", crm.acc.id)
+    assert by_mid["reply@x.example"].parent_activity_id == asked.id
+    done = {r.id: r for r in db.session.scalars(select(TrackRequest))}
+    assert (done[by_id_id].status, done[by_id_id].activity_id) == ("done", asked.id)
+    assert (done[by_token_id].status, done[by_token_id].activity_id) == ("done", answer.id)
+    assert w.decision(box, "gone@x.example").rule_hits[-1]["rule"] == "untracked-by-user"
+    assert any(r.status == "untracked" and r.internet_message_id == "gone@x.example"
+               for r in done.values())
 
 
 def test_the_category_is_written_with_one_store_per_batch(crm, dovecot, mail_user, monkeypatch):

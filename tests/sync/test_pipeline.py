@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select
 from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.models import Contact
-from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracked import OpenRequests, TrackRequest
 from server.crm.services.tracking import EmailContent
 from server.db import db
 from server.security import authz
@@ -135,7 +135,8 @@ def test_a_long_conversation_correlates_to_its_newest_email_not_to_the_message_i
                             regarding=("account", crm.acc.id) if n == 11 else None)
               for n in range(12)]
     candidates = correlation_candidates(MailboxRun.load(crm.box), [parse(w.raw(
-        sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12)))])
+        sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12)))],
+        OpenRequests(frozenset(), frozenset()))
     (listed,) = candidates.by_conversation.values()
     assert [e.message_id for e in listed] == [f"t{n}@org.example" for n in (11, 10, 9, 8, 7)]
     outcome = w.put(crm.box, w.raw(sender="ann@customer.example", mid="t12@x.example",
@@ -144,7 +145,7 @@ def test_a_long_conversation_correlates_to_its_newest_email_not_to_the_message_i
     assert w.emails(message_id="t12@x.example")[0].parent_activity_id == thread[11].id
     ctx, own = MailboxRun.load(crm.box), parse(w.raw(
         sender="ann@customer.example", mid="t11@org.example", thread_index=_thread_index(guid, 12)))
-    again = correlate(ctx, own, correlation_candidates(ctx, [own]))
+    again = correlate(ctx, own, correlation_candidates(ctx, [own], OpenRequests(frozenset(), frozenset())))
     assert again.parent_id == thread[10].id
 
 

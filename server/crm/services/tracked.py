@@ -7,16 +7,17 @@ on this.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam,
-                        case, cast, literal, null, select, union_all)
+                        case, cast, literal, null, or_, select, union_all)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.crm.activities import REGARDING_COLUMNS, Activity, Appointment, Email, Regarding, \
     one_regarding_check
-from server.db import cached_statement, db, select_rows, utcnow
+from server.db import cached_statement, db, in_values, select_rows, utcnow
 from server.mailkeys import normalize_message_id
 from server.security import authz
 from server.security.authz import Principal
@@ -46,6 +47,52 @@ class TrackRequest(Regarding, db.Model):
     completed_on: Mapped[datetime | None]
 
     activity = relationship("Activity")
+
+
+OPEN = ("pending", "untracked")  # what a track request still asks of the items it names
+
+
+@dataclass(frozen=True)
+class OpenRequests:
+    """The open track requests (pending or untracked, of any user) that name some Message-IDs
+    or tracking tokens, in id order, read in one query (``open_requests``). Everything
+    tracking asks of requests is answered from them: the sync engine reads them once for a
+    wave's decisions and hands them on to ``track_emails``. The rows are the session's
+    objects, so a request completed meanwhile is seen as such."""
+
+    ids: frozenset[str]
+    tokens: frozenset[str]
+    rows: tuple[TrackRequest, ...] = ()
+
+    def covers(self, ids: Iterable[str], tokens: Iterable[str]) -> bool:
+        """Whether the requests naming these keys are all here."""
+        return self.ids.issuperset(ids) and self.tokens.issuperset(tokens)
+
+    def find(self, status: str, *, ids: Iterable[str] = (), tokens: Iterable[str] = (),
+             user_id: int | None = None) -> list[TrackRequest]:
+        """The requests with ``status`` now that name one of ``ids`` or ``tokens`` (only
+        ``user_id``'s when given), in id order."""
+        ids, tokens = set(ids), set(tokens)
+        return [r for r in self.rows if r.status == status
+                and (user_id is None or r.user_id == user_id)
+                and (r.internet_message_id in ids or r.tracking_token in tokens)]
+
+
+def open_requests(ids: Iterable[str | None], tokens: Iterable[str | None]) -> OpenRequests:
+    """``OpenRequests`` for these Message-IDs (as stored: normalized) and tracking tokens."""
+    ids, tokens = frozenset(filter(None, ids)), frozenset(filter(None, tokens))
+    if not ids and not tokens:
+        return OpenRequests(ids, tokens)
+
+    def build():
+        named = ([in_values(TrackRequest.internet_message_id, "ids")] if ids else []) + \
+            ([in_values(TrackRequest.tracking_token, "tokens")] if tokens else [])
+        return select(TrackRequest).where(or_(*named), TrackRequest.status.in_(OPEN)) \
+            .order_by(TrackRequest.id)
+    query = cached_statement(("open requests", bool(ids), bool(tokens)), build, prepared=True)
+    rows = db.session.scalars(query, {**({"ids": list(ids)} if ids else {}),
+                                      **({"tokens": list(tokens)} if tokens else {})}).all()
+    return OpenRequests(ids, tokens, tuple(rows))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, or_, select
+from sqlalchemy import func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
@@ -33,7 +33,8 @@ from server.crm.models import Organization
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
 from server.crm.services.resolution import Match, resolve
-from server.crm.services.tracked import TrackRequest, find_tracked, own_request
+from server.crm.services.tracked import (OpenRequests, TrackRequest, find_tracked, open_requests,
+                                        own_request)
 from server.crm.services.tracked_content import (AppointmentContent, AttachmentContent,  # noqa: F401
                                                   EmailContent, Party)
 from server.bulk import insert_objects, insert_rows
@@ -153,26 +154,19 @@ def _dedupe_key(identity: str, content: EmailContent, owner, org: Organization) 
     return f"{identity}#owner:{owner.id}" if sender_is_user and recipient_is_user else identity
 
 
-def _complete_requests(p: Principal, emails: list[tuple[Email, bool]]) -> None:
+def _complete_requests(p: Principal, emails: list[tuple[Email, bool]],
+                       requests: OpenRequests) -> None:
     """Pending requests for these messages (by Message-ID or tracking token) are done, in
     order (a request is completed once); the first one's regarding applies when the tracker
     gave none, if the request's user may make that change (``may_relink``: the email may be
     someone else's). A refused request fails with the reason and names no activity.
-    ``emails``: (email, whether the tracker gave a regarding)."""
+    ``emails``: (email, whether the tracker gave a regarding); ``requests``: the open ones
+    naming them."""
     ids = {email.message_id for email, _ in emails if email.message_id}
     tokens = {email.tracking_token for email, _ in emails if email.tracking_token}
-    if not ids and not tokens:
-        return
-
-    def build():
-        conditions = [in_values(TrackRequest.internet_message_id, "ids")] if ids else []
-        if tokens:
-            conditions.append(in_values(TrackRequest.tracking_token, "tokens"))
-        return select(TrackRequest).where(
-            or_(*conditions), TrackRequest.status == "pending").order_by(TrackRequest.id)
-    query = cached_statement(("pending requests", bool(ids), bool(tokens)), build, prepared=True)
-    pending = db.session.scalars(query, {**({"ids": list(ids)} if ids else {}),
-                                         **({"tokens": list(tokens)} if tokens else {})}).all()
+    if not requests.covers(ids, tokens):
+        requests = open_requests(ids, tokens)
+    pending = requests.find("pending", ids=ids, tokens=tokens)
     for email, regarding_given in emails:
         for req in pending:
             if req.status != "pending" or not (
@@ -253,12 +247,15 @@ def track_email(p: Principal, content: EmailContent, *, regarding: tuple[str, in
 
 
 def track_emails(p: Principal, items: list[EmailTrack], *,
-                 resolved: dict[str, list[Match]] | None = None) -> list[tuple[Email, bool]]:
+                 resolved: dict[str, list[Match]] | None = None,
+                 requests: OpenRequests | None = None) -> list[tuple[Email, bool]]:
     """Track emails as ``track_email`` would one after the other, in a few statements: one
-    query each for the user's untracked marks, the emails already tracked and the pending
-    requests, one ``resolve`` for every party, one flush that inserts the new activities,
-    parties and attachments in bulk. ``resolved``: addresses the caller resolved already for
-    this user (``resolve(..., user_id=p.user_id)``), so they are not resolved again.
+    query each for the emails already tracked and the open track requests (the user's
+    untracked marks, everyone's pending requests), one ``resolve`` for every party, one
+    flush that inserts the new activities, parties and attachments in bulk. ``resolved``:
+    addresses the caller resolved already for this user (``resolve(..., user_id=p.user_id)``),
+    so they are not resolved again; ``requests``: the open requests the caller read already
+    (``open_requests``), used when they name every one of these emails.
     Any refusal (privilege, regarding) raises and tracks none of them."""
     authz.require_named(p, "track_email")
     org = _org()
@@ -276,11 +273,19 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         identity = item.content.identity
         planned.append((item, regarding, owner, identity,
                         _dedupe_key(identity, item.content, owner, org)))
-    _clear_untracked_all(p, [identity for _, _, _, identity, _ in planned])
     keys = {key for *_, key in planned}
     known = {email.dedupe_key: email for email in db.session.scalars(cached_statement(
         ("tracked by dedupe key",), lambda: select(Email).where(in_values(Email.dedupe_key, "keys")),
         prepared=True), {"keys": list(keys)})} if keys else {}
+    # The requests naming these emails: by identity (as given and as a request stores it)
+    # and by the tracking tokens of the new emails and of those tracked already.
+    identities = {identity for *_, identity, _ in planned if identity}
+    ids = (identities | {normalize_message_id(i) for i in identities}) - {None}
+    tokens = ({item.content.tracking_token for item in items}
+              | {known[key].tracking_token for key in keys if key in known}) - {None}
+    if requests is None or not requests.covers(ids, tokens):
+        requests = open_requests(ids, tokens)
+    _clear_untracked_all(p, ids, requests)
     results: list[tuple[Email, bool]] = []
     new: list[tuple[Email, EmailTrack]] = []
     for item, regarding, owner, identity, key in planned:
@@ -325,7 +330,7 @@ def track_emails(p: Principal, items: list[EmailTrack], *,
         for email, _ in new:
             db.session.expire(email, ["parties", "attachments"])
     _complete_requests(p, [(email, checked_regarding is not None) for (email, _), (_, checked_regarding, *_)
-                        in zip(results, planned)])
+                        in zip(results, planned)], requests)
     db.session.flush()
     return results
 
@@ -505,16 +510,9 @@ def _clear_untracked(p: Principal, identity: str | None) -> None:
         db.session.flush()
 
 
-def _clear_untracked_all(p: Principal, identities: list[str]) -> None:
-    """``_clear_untracked`` for many emails in one query (a user has one request per item)."""
-    wanted = {normalize_message_id(i) for i in identities if i} - {None}
-    if not wanted:
-        return
-    query = cached_statement(("untracked marks",), lambda: select(TrackRequest).where(
-        TrackRequest.user_id == bindparam("user_id"),
-        in_values(TrackRequest.internet_message_id, "identities"),
-        TrackRequest.status == "untracked"), prepared=True)
-    rows = db.session.scalars(query, {"user_id": p.user_id, "identities": list(wanted)}).all()
+def _clear_untracked_all(p: Principal, identities: set[str], requests: OpenRequests) -> None:
+    """``_clear_untracked`` for many emails at once (a user has one request per item)."""
+    rows = requests.find("untracked", ids=identities, user_id=p.user_id)
     for req in rows:
         db.session.delete(req)
     if rows:

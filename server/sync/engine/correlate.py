@@ -4,8 +4,9 @@
 track request their correlation keys name (``server.sync.mail.correlation``, in Dynamics'
 order: In-Reply-To/References, tracking token, conversation index, smart matching); then
 ``correlate`` finds each message's parent among them without further queries (smart
-matching, off by default, is the one lookup made per message). ``owner_requests`` reads the
-mailbox user's own track requests (untracked, pending) for a wave's messages in one query.
+matching, off by default, is the one lookup made per message). ``owner_requests`` picks the
+mailbox user's own track requests (untracked, pending) for a wave's messages. Both take the
+track requests from the wave's one read of them (``tracked.open_requests``).
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import defer, selectinload
 
 from server.crm.activities import Email
-from server.crm.services.tracked import TrackRequest
+from server.crm.services.tracked import OpenRequests, TrackRequest
 from server.db import cached_statement, db, in_values, utcnow
 from server.sync.engine.content import identity_of
 from server.sync.engine.context import MailboxRun
@@ -69,10 +70,11 @@ class Candidates:
     requests: dict[str, TrackRequest] = field(default_factory=dict)
 
 
-def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage],
+def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage], requests: OpenRequests,
                            also: set[str] = frozenset()) -> Candidates:
-    """``Candidates`` for these messages, in at most four queries; ``also``: Message-IDs to
-    look up with their parents' (a batch's own, to find those tracked already)."""
+    """``Candidates`` for these messages, in at most three queries; ``requests``: the open
+    track requests naming their tracking tokens; ``also``: Message-IDs to look up with their
+    parents' (a batch's own, to find those tracked already)."""
     keys: dict[str, set[str]] = {}
     for msg in msgs:
         for method, key in corr.correlation_keys(msg, prefix=ctx.org.tracking_token_prefix):
@@ -85,12 +87,8 @@ def correlation_candidates(ctx: MailboxRun, msgs: list[MailMessage],
         if keys.get(method):
             for email in db.session.scalars(_newest_by(column), {"keys": list(keys[method])}):
                 into.setdefault(getattr(email, column.key), []).append(email)
-    if keys.get(corr.TRACKING_TOKEN):
-        query = cached_statement(("pending requests by token",), lambda: select(TrackRequest).where(
-            in_values(TrackRequest.tracking_token, "tokens"),
-            TrackRequest.status == "pending").order_by(TrackRequest.id))
-        for request in db.session.scalars(query, {"tokens": list(keys[corr.TRACKING_TOKEN])}):
-            found.requests.setdefault(request.tracking_token, request)
+    for request in requests.find("pending", tokens=keys.get(corr.TRACKING_TOKEN, ())):
+        found.requests.setdefault(request.tracking_token, request)
     return found
 
 
@@ -171,27 +169,15 @@ class Requests:
     pending: TrackRequest | None = None
 
 
-def owner_requests(ctx: MailboxRun, keys: Iterable[tuple[str, str | None]]
-                   ) -> dict[tuple[str, str | None], Requests]:
-    """The mailbox user's track requests for each ``(identity, tracking token)``, from one
-    query: by Message-ID, or by token when the request names no other Message-ID."""
+def owner_requests(ctx: MailboxRun, keys: Iterable[tuple[str, str | None]],
+                   requests: OpenRequests) -> dict[tuple[str, str | None], Requests]:
+    """The mailbox user's track requests for each ``(identity, tracking token)``, among the
+    open ``requests`` naming them: by Message-ID, or by token when the request names no other
+    Message-ID."""
     keys = set(keys)
     if ctx.owner_user_id is None or not keys:
         return {}
-    identities = {identity for identity, _ in keys}
-    tokens = {token for _, token in keys if token}
-
-    def build():
-        match = [in_values(TrackRequest.internet_message_id, "identities")]
-        if tokens:
-            match.append(in_values(TrackRequest.tracking_token, "tokens"))
-        return select(TrackRequest).where(
-            TrackRequest.user_id == bindparam("user_id"), TrackRequest.item_type == "email",
-            or_(*match)).order_by(TrackRequest.id)
-    query = cached_statement(("owner requests", bool(tokens)), build, prepared=True)
-    rows = db.session.scalars(query, {"user_id": ctx.owner_user_id,
-                                      "identities": list(identities),
-                                      **({"tokens": list(tokens)} if tokens else {})}).all()
+    rows = [r for r in requests.rows if r.user_id == ctx.owner_user_id and r.item_type == "email"]
     found = {}
     for identity, token in keys:
         mine = [r for r in rows if r.internet_message_id == identity or (

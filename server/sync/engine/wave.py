@@ -3,8 +3,9 @@
 ``run_wave(ctx, folder, items)`` works inside the caller's savepoint:
 
 1. what the decisions read is looked up once for the wave (``Lookups``): the emails already
-   tracked (by identity), the correlation candidates (``correlate``), the owner's track
-   requests, the stored decision rows, and every participant in one ``resolve`` call;
+   tracked (by identity), the correlation candidates (``correlate``), the open track
+   requests (read once, and handed on to ``track_emails``), the stored decision rows, and
+   every participant in one ``resolve`` call;
 2. each message is decided (``rules.decide`` with the context ``decision_context`` builds);
    a tracking decision whose regarding the tracking user may not link to is decided again
    with the refusal, so its reason says so. Mail read as headers only that is tracked is
@@ -31,6 +32,7 @@ from sqlalchemy import bindparam, select
 from server.crm.services import tracking
 from server.crm.activities import Email
 from server.crm.services.resolution import Match, resolve
+from server.crm.services.tracked import open_requests
 from server.crm.services.tracking import EmailTrack
 from server.db import cached_statement, db, in_values
 from server.errors import Forbidden, Invalid, NotFound
@@ -119,10 +121,13 @@ class Lookups:
     def __init__(self, ctx: MailboxRun, items: list[Item]) -> None:
         self.ctx = ctx
         identities = {item.identity for item in items}
-        self.candidates = correlation_candidates(ctx, [item.msg for item in items], identities)
+        self.open_requests = open_requests(identities, {item.token for item in items})
+        self.candidates = correlation_candidates(ctx, [item.msg for item in items],
+                                                 self.open_requests, identities)
         self.existing = {identity: email for identity, email in self.candidates.by_id.items()
                          if identity in identities}
-        self.requests = owner_requests(ctx, [(item.identity, item.token) for item in items])
+        self.requests = owner_requests(ctx, [(item.identity, item.token) for item in items],
+                                       self.open_requests)
         wanted = list(dict.fromkeys(a for item in items for a in participant_addresses(item.msg)))
         self.matches = resolve(wanted, user_id=ctx.owner_user_id, org=ctx.org) if wanted else {}
         ctx.org_addresses.lookup(wanted + [a for item in items for a in loop_addresses(item.msg)])
@@ -261,7 +266,8 @@ def _track(ctx: MailboxRun, folder: FolderInfo, tracks: list[tuple[Item, _Decide
     same_user = ctx.actor.user_id == ctx.owner_user_id
     try:
         results = tracking.track_emails(ctx.actor, [track for *_, track in tracks],
-                                        resolved=look.matches if same_user else None)
+                                        resolved=look.matches if same_user else None,
+                                        requests=look.open_requests)
     except (Forbidden, Invalid, NotFound) as exc:
         if len(tracks) > 1:
             raise  # which message was refused: the batch runs them one at a time
