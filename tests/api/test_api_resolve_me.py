@@ -38,6 +38,44 @@ def test_resolve_shows_only_readable_records(api_client, admin, seller, outsider
     assert theirs[seller.email]["resolved"] is True  # users are readable organization-wide
 
 
+def test_resolve_reads_the_records_of_every_type_in_one_query_under_field_security(
+        api_client, admin, seller):
+    """The records behind the addresses are read for the caller in one statement, a branch
+    per record type (``records.visible_matches``; ``resolve`` read their index rows and
+    states in another); an address held only in an email field the caller may not read
+    stays unresolved, one in a field they may read resolves."""
+    from sqlalchemy import event
+    from server.db import db
+    from server.security.models import SecuredField
+    api = api_client(admin)
+    api.post("/api/v1/contacts", json={"last_name": "Smith", "email1": "jo@contoso.test",
+                                       "email2": "smith@contoso.test"})
+    api.post("/api/v1/accounts", json={"name": "Contoso", "email1": "info@contoso.test"})
+    api.post("/api/v1/leads", json={"last_name": "Lee", "company_name": "Lee Co",
+                                    "email1": "lee@lee.test"})
+    db.session.add(SecuredField(table_name="contact", field="email1"))
+    db.session.commit()
+    reads = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        if any(f"FROM {table}" in statement for table in ("contact", "account", "lead")):
+            reads.append(statement)
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        found = _results(api_client(seller).get(
+            "/api/v1/resolve?address=jo@contoso.test&address=smith@contoso.test"
+            f"&address=info@contoso.test&address=lee@lee.test&address={admin.email}"))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert len(reads) == 2 and all("UNION ALL" in read and "FROM lead" in read for read in reads)
+    assert found["jo@contoso.test"]["matches"] == []  # only in the secured email1
+    assert [(m["type"], m["name"]) for m in found["smith@contoso.test"]["matches"]] == [
+        ("contact", "Smith")]
+    assert found["info@contoso.test"]["matches"][0]["name"] == "Contoso"
+    assert found["lee@lee.test"]["matches"][0]["type"] == "lead"
+    assert found[admin.email]["matches"][0]["type"] == "user"
+
+
 def test_resolve_input_limits(api_client, admin):
     api = api_client(admin)
     r = api.get("/api/v1/resolve")

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, null, select, union_all
 
 from server.crm.registry import (DERIVED, RECORD_TYPES, RecordType, choice_label, parts_of,
                                  type_of)
@@ -302,23 +302,39 @@ def search_columns(p: Principal, rt: RecordType, model=None) -> list:
 # address). Pages, the API, the add-in and sync tracking (for the mailbox owner) follow it.
 
 def visible_matches(p: Principal, found: dict[str, list[Match]]) -> dict[str, list[Match]]:
-    """``resolve``'s answer as ``p`` may see it (the rule above): one query per record type."""
+    """``resolve``'s answer as ``p`` may see it (the rule above), in one query: a branch per
+    record type, each with the title and the email fields ``p`` may read."""
     by_kind: dict[str, set[int]] = {}
     for matches in found.values():
         for m in matches:
             by_kind.setdefault(m.record_type, set()).add(m.record_id)
-    seen: dict[tuple[str, int], tuple[str | None, set[str] | None]] = {}
+    checked: set[str] = set()  # kinds whose email fields must carry the address
+    readable: dict[str, list] = {}
+    for kind in by_kind:
+        rt = RECORD_TYPES.get(kind)
+        if rt is not None and rt.email_fields:
+            checked.add(kind)
+            access = p.fields(kind)
+            readable[kind] = [getattr(rt.model, n) for n in rt.email_fields
+                              if access.can_read(n)]
+    width = max((len(columns) for columns in readable.values()), default=0)
+    branches = []
     for kind, ids in by_kind.items():
         rt = RECORD_TYPES.get(kind)
         model = User if rt is None else rt.model
-        access = p.fields(kind) if rt is not None else None
-        email_fields = [n for n in (rt.email_fields if rt else ()) if access.can_read(n)]
-        rows = db.session.execute(select(
-            model.id, title_column(p, kind), *(getattr(model, n) for n in email_fields))
+        emails = readable.get(kind, [])
+        branches.append(select(
+            literal(kind).label("kind"), model.id.label("id"),
+            title_column(p, kind).label("name"),
+            *(column.label(f"email{n}") for n, column in enumerate(
+                emails + [null()] * (width - len(emails)))))
             .where(model.id.in_(ids), authz.scope(p, model, "read")))
-        for row in rows:
-            addresses = {normalized(a) for a in row[2:] if a} if rt and rt.email_fields else None
-            seen[(kind, row[0])] = (row[1], addresses)
+    seen: dict[tuple[str, int], tuple[str | None, set[str] | None]] = {}
+    if branches:
+        for kind, record_id, name, *addresses in db.session.execute(
+                branches[0] if len(branches) == 1 else union_all(*branches)):
+            seen[(kind, record_id)] = (name, {normalized(a) for a in addresses if a}
+                                       if kind in checked else None)
     out: dict[str, list[Match]] = {}
     for address, matches in found.items():
         out[address] = []
