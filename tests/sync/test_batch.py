@@ -371,6 +371,51 @@ def test_a_wave_reads_the_track_requests_once_and_tracking_is_answered_from_them
                for r in done.values())
 
 
+@pytest.mark.both_databases
+def test_a_batch_commit_keeps_the_runs_own_rows_and_forgets_what_it_read(crm, tmp_path):
+    """After a batch commits, the run's mailbox, organization, owner and folder cursor stay
+    loaded (read once for the whole run, not again after every batch: ``_commit_batch``),
+    while what the batch read is read again: a parent whose regarding another session
+    changed between two batches gives the next batch's reply the new one."""
+    from sqlalchemy import update
+    from server.crm.activities import Activity
+    store = w.MaildirStore(tmp_path / "store", "bob@org.example")
+    box = w.store_mailbox(store, crm.bob, tracking_option="all")
+    root = w.track_earlier(crm, mid="root@org.example", regarding=("opportunity", crm.opp.id))
+    root_id, account_id = root.id, crm.acc.id
+    store.deliver(w.raw(mid="a@x.example", subject="RE: Quote", In_Reply_To="<root@org.example>"))
+    store.deliver(w.raw(mid="x@x.example", subject="Hello"))
+    store.deliver(w.raw(mid="b@x.example", subject="RE: Quote", In_Reply_To="<root@org.example>"))
+    store.deliver(w.raw(mid="y@x.example", subject="Hello again"))
+    loads: list[str] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        said = " ".join(statement.split())
+        for table in ("mailbox", "organization", '"user"', "user", "folder_state"):
+            if said.startswith(f"SELECT {table}.id") or (
+                    table == "mailbox" and "FROM mailbox LEFT OUTER JOIN organization" in said):
+                loads.append(table.strip('"'))
+                break
+
+    def relinked_elsewhere(progress):
+        if progress.batch and progress.processed == 2:  # after the first batch
+            with db.engine.begin() as other:  # another session's change
+                other.execute(update(Activity).where(Activity.id == root_id).values(
+                    **Activity.regarding_values("account", account_id)))
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        result = sync_mailbox(box.id, limit=2, progress=relinked_elsewhere)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert result.fetched == 4 and result.tracked == 4
+    assert loads.count("mailbox") == 1 and loads.count("organization") <= 1
+    assert loads.count("user") <= 1 and loads.count("folder_state") == 1
+    by_id = {e.message_id: e for e in w.emails()}
+    assert by_id["a@x.example"].regarding_ref == ("opportunity", crm.opp.id)
+    assert by_id["b@x.example"].regarding_ref == ("account", account_id)
+    assert by_id["b@x.example"].parent_activity_id == root_id
+
+
 def test_the_category_is_written_with_one_store_per_batch(crm, dovecot, mail_user, monkeypatch):
     store = w.ImapStore(dovecot, mail_user)
     box = w.store_mailbox(store, crm.bob, tracking_option="all")

@@ -245,7 +245,7 @@ def _commit_kept() -> None:
     row, its folder plan, its outcome, idle folders' visits): the mailbox, its profile and
     owner and the organization stay loaded, so an idle run reads each of them once (it read
     the mailbox four times and the organization three before). A batch that wrote mail is
-    committed the usual way (``db.session.commit``: everything read again after it)."""
+    committed with ``_commit_batch``."""
     session = db.session()
     was, session.expire_on_commit = session.expire_on_commit, False
     try:
@@ -254,15 +254,30 @@ def _commit_kept() -> None:
         session.expire_on_commit = was
 
 
-def _commit_with_run(result: SyncResult, *, kept: bool = True) -> None:
+def _commit_batch(ctx: MailboxRun, result: SyncResult, states: dict[str, FolderState]) -> None:
+    """Commit a batch that wrote mail: what it read (tracked emails, parents, track
+    requests) is expired as a commit expires it, so the next batch reads it again; the run's
+    own objects stay loaded as ``_commit_kept`` keeps them (its mailbox and the profile,
+    organization, owner and tracking user it was loaded with, its folder cursors and its
+    run row: a run works from the settings it started with, ``MailboxRun``). Each batch read
+    four of them again before, four statements a batch."""
+    own = [ctx.mailbox, ctx.org, ctx.owner, ctx.queue, result.run, *states.values(),
+           inspect(ctx.mailbox).dict.get("server_profile"),
+           ctx.actor.user if ctx.actor is not None else None]
+    kept = {id(obj) for obj in own if obj is not None}
+    _commit_with_run(result)
+    session = db.session()
+    for obj in list(session.identity_map.values()):
+        if id(obj) not in kept:
+            session.expire(obj)
+
+
+def _commit_with_run(result: SyncResult) -> None:
     """Commit with the run row (added to the session here, not at the start: it is
     written by the run's first commit, and a rollback before it leaves it out)."""
     if result.run not in db.session:
         db.session.add(result.run)
-    if kept:
-        _commit_kept()
-    else:
-        db.session.commit()
+    _commit_kept()
 
 
 def _finish_run(result: SyncResult, error_code: str | None, error: str | None) -> None:
@@ -375,7 +390,7 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
                 # before the disk has it repeats the batch.
                 refresh_statistics(*GROWING)
                 commit_unflushed()
-                _commit_with_run(result, kept=False)
+                _commit_batch(ctx, result, states)
                 reader.later(keyword_job(ctx))  # the category, while the next batch goes on
                 _delete_processed(ctx, info, changes.messages, reader)
             # else nothing came: the folder's visit (and a cursor that covers nothing) is
