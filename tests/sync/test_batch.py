@@ -27,6 +27,19 @@ def crm(app, make_user):
     return w.build_crm(make_user)
 
 
+def _sent_during(run) -> tuple:
+    """What ``run()`` returns, and the statements it sent (one-line, as the server got them)."""
+    sent: list[str] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        return run(), sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+
+
 @pytest.mark.both_databases
 def test_a_batch_is_written_in_bulk(crm, tmp_path):
     """Every INSERT of the batch is a few statements whatever its rows; on PostgreSQL none
@@ -341,19 +354,9 @@ def test_a_wave_reads_the_track_requests_once_and_tracking_is_answered_from_them
     store.deliver(w.raw(mid="plain@x.example", subject="Hello"))
     store.deliver(w.raw(mid="reply@x.example", subject="RE: Proposal",
                         In_Reply_To="<asked@x.example>"))  # waits for the first wave
-    reads, waves = [], []
-
-    def listen(conn, cursor, statement, parameters, context, executemany):
-        said = statement.lstrip().upper()
-        if said.startswith("SELECT") and "FROM TRACK_REQUEST" in said:
-            reads.append(statement)
-        elif said.startswith("SAVEPOINT"):
-            waves.append(statement)
-    event.listen(db.engine, "before_cursor_execute", listen)
-    try:
-        result = sync_mailbox(box.id, limit=50)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listen)
+    result, sent = _sent_during(lambda: sync_mailbox(box.id, limit=50))
+    reads = [said for said in sent if said.startswith("SELECT") and "FROM track_request" in said]
+    waves = [said for said in sent if said.startswith("SAVEPOINT")]
     assert result.fetched == 5 and result.tracked == 4
     assert len(waves) == 2 and len(reads) == 2
     by_mid = {e.message_id: e for e in w.emails()}
@@ -387,26 +390,17 @@ def test_a_batch_commit_keeps_the_runs_own_rows_and_forgets_what_it_read(crm, tm
     store.deliver(w.raw(mid="x@x.example", subject="Hello"))
     store.deliver(w.raw(mid="b@x.example", subject="RE: Quote", In_Reply_To="<root@org.example>"))
     store.deliver(w.raw(mid="y@x.example", subject="Hello again"))
-    loads: list[str] = []
-
-    def listen(conn, cursor, statement, parameters, context, executemany):
-        said = " ".join(statement.split())
-        for table in ("mailbox", "organization", '"user"', "user", "folder_state"):
-            if said.startswith(f"SELECT {table}.id") or (
-                    table == "mailbox" and "FROM mailbox LEFT OUTER JOIN organization" in said):
-                loads.append(table.strip('"'))
-                break
-
     def relinked_elsewhere(progress):
         if progress.batch and progress.processed == 2:  # after the first batch
             with db.engine.begin() as other:  # another session's change
                 other.execute(update(Activity).where(Activity.id == root_id).values(
                     **Activity.regarding_values("account", account_id)))
-    event.listen(db.engine, "before_cursor_execute", listen)
-    try:
-        result = sync_mailbox(box.id, limit=2, progress=relinked_elsewhere)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listen)
+    result, sent = _sent_during(lambda: sync_mailbox(box.id, limit=2,
+                                                     progress=relinked_elsewhere))
+    loads = [table for said in sent for table in ("mailbox", "organization", "user",
+                                                   "folder_state")
+             if said.startswith((f"SELECT {table}.id", f'SELECT "{table}".id'))
+             or (table == "mailbox" and "FROM mailbox LEFT OUTER JOIN organization" in said)]
     assert result.fetched == 4 and result.tracked == 4
     assert loads.count("mailbox") == 1 and loads.count("organization") <= 1
     assert loads.count("user") <= 1 and loads.count("folder_state") == 1
@@ -478,17 +472,8 @@ def test_a_queue_mailbox_batch_queues_each_email_once_with_one_lookup_per_wave(
     for n in range(6):
         store.deliver(w.raw(sender=f"c{n}@else.example", to="support@org.example",
                             mid=f"q{n}@x.example", subject=f"Help {n}"))
-    lookups = []
-
-    def queue_lookups(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM queue_item" in statement:
-            lookups.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", queue_lookups)
-    try:
-        result = sync_mailbox(box.id, limit=50)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", queue_lookups)
+    result, sent = _sent_during(lambda: sync_mailbox(box.id, limit=50))
+    lookups = [said for said in sent if said.startswith("SELECT") and "FROM queue_item" in said]
     assert result.tracked == 6 and len(lookups) == 1  # one wave, one lookup
     emails = w.emails()
     assert all(e.owner_team_id == team.id for e in emails)
