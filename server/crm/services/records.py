@@ -308,12 +308,11 @@ def visible_matches(p: Principal, found: dict[str, list[Match]]) -> dict[str, li
     for matches in found.values():
         for m in matches:
             by_kind.setdefault(m.record_type, set()).add(m.record_id)
-    checked: set[str] = set()  # kinds whose email fields must carry the address
+    # The email fields ``p`` may read, for each kind whose email fields must carry the address.
     readable: dict[str, list] = {}
     for kind in by_kind:
         rt = RECORD_TYPES.get(kind)
         if rt is not None and rt.email_fields:
-            checked.add(kind)
             access = p.fields(kind)
             readable[kind] = [getattr(rt.model, n) for n in rt.email_fields
                               if access.can_read(n)]
@@ -334,7 +333,7 @@ def visible_matches(p: Principal, found: dict[str, list[Match]]) -> dict[str, li
         for kind, record_id, name, *addresses in db.session.execute(
                 branches[0] if len(branches) == 1 else union_all(*branches)):
             seen[(kind, record_id)] = (name, {normalized(a) for a in addresses if a}
-                                       if kind in checked else None)
+                                       if kind in readable else None)
     out: dict[str, list[Match]] = {}
     for address, matches in found.items():
         out[address] = []
