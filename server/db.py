@@ -271,8 +271,13 @@ def immediate_transactions(engine: Engine) -> None:
     """SQLite: the worker's transactions take the write lock as they begin (``BEGIN
     IMMEDIATE``), so its threads (runs, heartbeat, push) queue for it (``busy_timeout``)
     instead of failing: in WAL mode a transaction that read first and then writes after
-    another connection committed gets "database is locked" at once, without waiting. Other
-    threads of the process (a test, a shell) keep ordinary deferred transactions."""
+    another connection committed gets "database is locked" at once, without waiting.
+
+    Other threads of the process (a test, a shell) keep the driver's own transactions, as
+    the web app has them: reads outside a transaction, each seeing the latest commit, and
+    a deferred ``BEGIN`` just before the first write, which waits for the lock too. (A plain
+    ``BEGIN`` for them read first and then failed the same way when a worker thread
+    committed in between: a test's read-then-update beside a running worker.)"""
     if engine in _serialized:
         return
 
@@ -282,7 +287,12 @@ def immediate_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if _role.immediate else "BEGIN")
+        dbapi_connection = connection.connection.dbapi_connection
+        if _role.immediate:
+            dbapi_connection.isolation_level = None
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            dbapi_connection.isolation_level = ""  # the driver begins before a write
 
     _serialized.add(engine)
     engine.dispose()  # pooled connections made before are replaced by ones set up so
