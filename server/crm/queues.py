@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from server.db import db, utcnow
+from server.db import db, set_rows_index, utcnow
 
 # How a rule routes the case it creates.
 ROUTINGS = ("queue", "user", "round_robin", "least_busy")
@@ -81,7 +81,10 @@ class CaseAcknowledgement(db.Model):
     """An acknowledgement a queue's rule sent to a sender about a case."""
 
     __tablename__ = "case_acknowledgement"
-    __table_args__ = (Index("ix_case_acknowledgement_address", "address", "created_on"),)
+    __table_args__ = (Index("ix_case_acknowledgement_address", "address", "created_on"),
+                      Index("ix_case_acknowledgement_queue_id", "queue_id"),
+                      set_rows_index("ix_case_acknowledgement_case_id", "case_id"),
+                      set_rows_index("ix_case_acknowledgement_email_id", "email_id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"))
     address: Mapped[str] = mapped_column(String(320))

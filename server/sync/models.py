@@ -10,7 +10,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integ
 from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from server.crm.activities import Regarding, one_regarding_check
-from server.db import db, utcnow
+from server.db import db, set_rows_index, utcnow
 from server.security.secrets import EncryptedText
 from server.sync.items.fields import FIELD_DIRECTIONS  # noqa: F401 (the table's values)
 
@@ -228,13 +228,14 @@ class MessageDecision(db.Model):
     __table_args__ = (
         UniqueConstraint("mailbox_id", "identity"),
         Index("ix_message_decision_recent", "mailbox_id", "processed_on"),
+        set_rows_index("ix_message_decision_activity_id", "activity_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id", ondelete="CASCADE"))
     folder_name: Mapped[str | None] = mapped_column(String(500))
     identity: Mapped[str] = mapped_column(String(1000))
     subject: Mapped[str | None] = mapped_column(String(400))
-    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    from_address: Mapped[str | None] = mapped_column(String(320))  # searched with LIKE '%q%'
     tracked: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(Text)
     rule_hits: Mapped[list] = mapped_column(JSON, default=list)
@@ -328,7 +329,8 @@ class MailboxJobItem(db.Model):
     """One mailbox of a bulk job: pending until a worker has done it, then its result."""
 
     __tablename__ = "mailbox_job_item"
-    __table_args__ = (Index("ix_mailbox_job_item_claim", "status", "lease_expires_on"),)
+    __table_args__ = (Index("ix_mailbox_job_item_claim", "status", "lease_expires_on"),
+                      set_rows_index("ix_mailbox_job_item_mailbox_id", "mailbox_id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("mailbox_job.id", ondelete="CASCADE"),
                                         index=True)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.crm.activities import REGARDING_COLUMNS, Activity, Appointment, Email, Regarding, \
     one_regarding_check
-from server.db import cached_statement, db, in_values, select_rows, utcnow
+from server.db import cached_statement, db, in_values, select_rows, set_rows_index, utcnow
 from server.mailkeys import normalize_message_id
 from server.security import authz
 from server.security.authz import Principal
@@ -29,7 +29,8 @@ class TrackRequest(Regarding, db.Model):
 
     __tablename__ = "track_request"
     __table_args__ = (UniqueConstraint("user_id", "internet_message_id"), one_regarding_check(),
-                      Index("ix_track_request_token", "tracking_token"))
+                      Index("ix_track_request_token", "tracking_token"),
+                      set_rows_index("ix_track_request_activity_id", "activity_id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
     item_type: Mapped[str] = mapped_column(String(12), default="email")  # email appointment
