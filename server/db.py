@@ -129,12 +129,15 @@ def select_rows(statement, params: dict | None = None):
 
 def statements_commit_alone() -> None:
     """PostgreSQL: the session's statements in this request each run as their own transaction
-    (psycopg's autocommit), so no ``BEGIN`` and no ``COMMIT`` go to the server: two round
-    trips fewer, each of which waits for a backend woken from idle when calls come at a
-    user's pace (issue 17 goal 6, bench/README.md). Only for requests that read (a read
-    committed transaction gives each statement its own snapshot anyway); what one writes (a
-    token's last use) is committed at once. Call it before the session's first statement.
-    SQLite: nothing changes (no round trips to save)."""
+    (psycopg's autocommit), so no ``BEGIN`` and no ``COMMIT`` or ``ROLLBACK`` go to the
+    server: two round trips fewer, each of which waits for a backend woken from idle when
+    calls come at a user's pace (issue 17 goals 2 and 6, bench/README.md). Only for requests
+    that read (a read committed transaction gives each statement its own snapshot anyway):
+    the pane's reads (``web.addin_api.READS``), the pages that show records and activities
+    (``web.pages.READS``) and the REST API's GETs; what one writes (a token's last use) is
+    committed at once. Call it before the session's first statement, and again after a
+    commit (which gives the connection back). SQLite: nothing changes (its reads open no
+    transaction)."""
     if db.engine.dialect.name == "postgresql":
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 

@@ -18,7 +18,7 @@ from server.crm.registry import RECORD_TYPES, RecordType
 from server.crm.services import activity_actions as acts
 from server.crm.services import details, lists, records, search, tracking
 from server.crm.services.timeline import ROLL_UP
-from server.db import db
+from server.db import db, statements_commit_alone
 from server.errors import Invalid
 from server.i18n import N_, message_of
 from server.security import authz, directory
@@ -44,8 +44,16 @@ NEW_ACTIVITY_TITLES = {"task": N_("New task"), "phone_call": N_("New phone call"
 
 # -- plumbing ---------------------------------------------------------------------------------
 
+# The pages that only read: on PostgreSQL their statements (the session's user first) run
+# without BEGIN and ROLLBACK (``statements_commit_alone``). A page added here writes nothing.
+READS = frozenset({"pages.home", "pages.record_list", "pages.record_detail",
+                   "pages.activity_detail", "pages.attachment_download"})
+
+
 @bp.before_request
 def _signed_in():
+    if request.endpoint in READS:
+        statements_commit_alone()
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, g, request
 from sqlalchemy.exc import DataError, IntegrityError
 
-from server.db import db
+from server.db import db, statements_commit_alone
 from server.errors import Conflict, Invalid, ServiceError
 from server.i18n import N_
 from server.web.api import (activities, email_templates, mail_files, mailboxes, misc, openapi,
@@ -42,9 +42,14 @@ def _body_limit(endpoint: str) -> int:
 def _authenticate():
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
+    reads = request.method in ("GET", "HEAD")
+    if reads:  # on PostgreSQL without BEGIN and ROLLBACK round trips
+        statements_commit_alone()
     g.api_user = bearer_user(kinds=("api",))
     if db.session.dirty:  # the token's last-used time
         db.session.commit()
+        if reads:  # (the commit gave the connection back)
+            statements_commit_alone()
     limit_body(_body_limit(request.endpoint or ""))
 
 
