@@ -613,10 +613,10 @@ def bench_timeline(admin_id: int, sales_id: int, records: dict[str, int]):
                     _, cached = _time(lambda p: timeline(p, "account", account_id,  # noqa: B023
                                                          limit=25, related=False), TIMELINE_RUNS,
                                       before=principal)
-                    requested = {}
+                    requested, walls = {}, {}
                     for alone in (False, True):
                         with current_app.test_request_context():
-                            _, requested[alone] = _time(
+                            walls[alone], requested[alone] = _time(
                                 lambda _: as_a_request(account_id, alone),  # noqa: B023
                                 TIMELINE_RUNS, before=forget_principals)
                     figures[(label, name)] = (statistics.median(cpu), statistics.median(cached),
@@ -631,7 +631,8 @@ def bench_timeline(admin_id: int, sales_id: int, records: dict[str, int]):
                       + (f"principal loaded before: CPU median {figures[(label, name)][1]:.2f} ms, "
                          f"as a request: {figures[(label, name)][2]:.2f} ms in one "
                          f"transaction, {figures[(label, name)][3]:.2f} ms each statement "
-                         "alone, "
+                         f"alone (wall {statistics.median(walls[False]):.2f} and "
+                         f"{statistics.median(walls[True]):.2f} ms), "
                          if plan == chosen else "") +
                       f"more: {page.next_cursor is not None}, "
                       f"same as the plain query: {'yes' if same else 'NO'}", flush=True)
