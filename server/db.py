@@ -243,6 +243,20 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         _owner_only(path)
 
 
+@event.listens_for(Engine, "savepoint")
+def _savepoint_inside_a_transaction(connection, _name):
+    """SQLite, where the driver begins transactions itself (the web app; every thread but a
+    worker's, ``immediate_transactions``): it begins one only before a write, so a savepoint
+    opened first would start SQLite's transaction itself, and its release would commit the
+    session's work so far, out of the session's hands (a later rollback undid nothing). The
+    session's transaction is begun first, deferred, as the driver would have begun it."""
+    dbapi_connection = connection.connection.dbapi_connection
+    if type(dbapi_connection).__module__.startswith("sqlite3") \
+            and dbapi_connection.isolation_level is not None \
+            and not dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN")
+
+
 def _owner_only(path: str) -> None:
     """Mode 0600 for an SQLite database and its -wal/-shm files (SQLite gives files it
     creates later the database file's mode)."""

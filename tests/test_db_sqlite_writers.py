@@ -93,3 +93,26 @@ def test_a_non_worker_thread_still_writes_all_or_nothing(sqlite_app):
     db.session.execute(text("UPDATE counter SET n = 7 WHERE id = 2"))
     db.session.commit()
     assert _counts() == [7, 7]
+
+
+def test_a_savepoint_first_in_a_transaction_does_not_commit_it(tmp_path):
+    """The web app's SQLite connections (no worker in the process) begin a transaction only
+    before a write; a savepoint opened first (``begin_nested`` before any write) still
+    belongs to the session's transaction: its release commits nothing, the rollback undoes
+    it (SQLite itself would commit at the release of an outermost savepoint)."""
+    app = create_app(make_config(f"sqlite:///{tmp_path / 'web.db'}", tmp_path))
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)"))
+            conn.execute(text("INSERT INTO counter VALUES (1, 0), (2, 0)"))
+        with db.session.begin_nested():
+            db.session.execute(text("UPDATE counter SET n = 1 WHERE id = 1"))
+        db.session.execute(text("UPDATE counter SET n = 1 WHERE id = 2"))
+        db.session.rollback()
+        assert _counts() == [0, 0]
+        with db.session.begin_nested():
+            db.session.execute(text("UPDATE counter SET n = 2 WHERE id = 1"))
+        db.session.commit()
+        assert _counts() == [2, 0]
+        db.session.remove()
+        db.engine.dispose()
