@@ -16,16 +16,23 @@ from tests.conftest import make_config
 
 
 @pytest.fixture
-def sqlite_app(tmp_path):
+def counter_app(tmp_path):
+    """An app on SQLite with a table of two counters, as the web app runs (no worker)."""
     app = create_app(make_config(f"sqlite:///{tmp_path / 'writers.db'}", tmp_path))
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)"))
             conn.execute(text("INSERT INTO counter VALUES (1, 0), (2, 0)"))
-        immediate_transactions(db.engine)
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_app(counter_app):
+    """The same in a process where a worker runs."""
+    immediate_transactions(db.engine)
+    return counter_app
 
 
 def _in_worker_thread(app, work) -> None:
@@ -83,36 +90,22 @@ def test_a_write_waits_for_the_lock_a_worker_thread_holds(sqlite_app):
     assert _counts() == [1, 1]
 
 
-def test_a_non_worker_thread_still_writes_all_or_nothing(sqlite_app):
-    db.session.execute(text("UPDATE counter SET n = 5 WHERE id = 1"))
-    db.session.execute(text("UPDATE counter SET n = 5 WHERE id = 2"))
+@pytest.mark.parametrize("beside_a_worker", [False, True])
+def test_writes_stay_all_or_nothing_and_a_savepoint_opened_first_commits_nothing(
+        counter_app, beside_a_worker):
+    """Without a worker in the process (the web app) and beside one, the driver begins the
+    transaction before the first write; a savepoint opened before any write still belongs
+    to the session's transaction (SQLite itself would commit everything at the release of
+    an outermost savepoint, and the rollback would undo nothing)."""
+    if beside_a_worker:
+        immediate_transactions(db.engine)
+    with db.session.begin_nested():  # the transaction's first statement
+        db.session.execute(text("UPDATE counter SET n = 1 WHERE id = 1"))
+    db.session.execute(text("UPDATE counter SET n = 1 WHERE id = 2"))
     db.session.rollback()
     assert _counts() == [0, 0]
+    db.session.execute(text("UPDATE counter SET n = 7 WHERE id = 1"))
     with db.session.begin_nested():
-        db.session.execute(text("UPDATE counter SET n = 7 WHERE id = 1"))
-    db.session.execute(text("UPDATE counter SET n = 7 WHERE id = 2"))
+        db.session.execute(text("UPDATE counter SET n = 7 WHERE id = 2"))
     db.session.commit()
     assert _counts() == [7, 7]
-
-
-def test_a_savepoint_first_in_a_transaction_does_not_commit_it(tmp_path):
-    """The web app's SQLite connections (no worker in the process) begin a transaction only
-    before a write; a savepoint opened first (``begin_nested`` before any write) still
-    belongs to the session's transaction: its release commits nothing, the rollback undoes
-    it (SQLite itself would commit at the release of an outermost savepoint)."""
-    app = create_app(make_config(f"sqlite:///{tmp_path / 'web.db'}", tmp_path))
-    with app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)"))
-            conn.execute(text("INSERT INTO counter VALUES (1, 0), (2, 0)"))
-        with db.session.begin_nested():
-            db.session.execute(text("UPDATE counter SET n = 1 WHERE id = 1"))
-        db.session.execute(text("UPDATE counter SET n = 1 WHERE id = 2"))
-        db.session.rollback()
-        assert _counts() == [0, 0]
-        with db.session.begin_nested():
-            db.session.execute(text("UPDATE counter SET n = 2 WHERE id = 1"))
-        db.session.commit()
-        assert _counts() == [2, 0]
-        db.session.remove()
-        db.engine.dispose()
