@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -164,7 +165,9 @@ def prepared_statement(statement, *, generic: bool = False):
     timeline page prepared"). The setting cannot stay on for the session: the unprepared
     statements (the extended protocol's unnamed ones) would get plans made without their
     values too. So the statement goes between ``SET LOCAL plan_cache_mode`` and its reset
-    in one pipeline, one round trip with the statement's own (``_execute_prepared``)."""
+    in one pipeline, one round trip with the statement's own (``_execute_prepared``); in
+    autocommit (``statements_commit_alone``) without the reset, as the pipeline up to its
+    Sync is a transaction of its own, and the setting ends with it."""
     options = {PREPARED: True}
     if generic:
         options[GENERIC] = True
@@ -209,7 +212,10 @@ def _execute_prepared(cursor, statement, parameters, context):
     with connection.pipeline():
         connection.execute(b"SET LOCAL plan_cache_mode = force_generic_plan")
         cursor.execute(statement, parameters, prepare=True)
-        connection.execute(b"SET LOCAL plan_cache_mode TO DEFAULT")
+        if not connection.autocommit:
+            # In autocommit (``statements_commit_alone``) the pipeline is the transaction,
+            # and the setting ends with it.
+            connection.execute(b"SET LOCAL plan_cache_mode TO DEFAULT")
     return True
 
 
@@ -334,8 +340,7 @@ def init_app(app) -> None:
         # rewrite for a statement over 4 KB or 50 parameters (a batch's multi-row INSERTs,
         # its lookups by many ids): 4.4x the client CPU for multi-row INSERTs (bench/README.md,
         # "Issue 17 goal 2").
-        import psycopg
-        options["connect_args"].setdefault("cursor_factory", psycopg.RawCursor)
+        options["connect_args"].setdefault("cursor_factory", described_on_demand())
         options.setdefault("paramstyle", "numeric_dollar")
         # The connection used last is handed out next (the pool is a stack, not a queue).
         # A queue deals one user's calls round-robin over every connection a burst opened
@@ -359,6 +364,69 @@ def init_app(app) -> None:
                 if engine.dialect.driver == "psycopg":
                     prepared_plans(engine)
     migrate.init_app(app, db)
+
+
+def described_on_demand():
+    """psycopg's ``RawCursor`` whose ``description`` is built only when it is read.
+
+    SQLAlchemy takes every result's ``cursor.description``, and psycopg builds it anew each
+    time: a ``Column`` object per column, each looking up its type. For a statement it has
+    run before SQLAlchemy keeps the result's metadata and only checks that a description
+    exists, so the list was thrown away unread: 44 us of client CPU for a 60-column result
+    (a timeline page's 58 columns, the pane's records), as much as running the statement
+    (bench/README.md, "Issue 17 goal 2, ninth session"). Here ``description`` is a sequence
+    of the same columns, made on first use from the result it was taken of, even after the
+    cursor has moved on to another."""
+    global _DescribedCursor
+    if _DescribedCursor is None:
+        import psycopg
+        from psycopg import pq
+
+        class Description(Sequence):
+            __slots__ = ("_result", "_encoding", "_adapters", "_columns")
+
+            def __init__(self, cursor, result):
+                self._result, self._columns = result, None
+                self._encoding, self._adapters = cursor._encoding, cursor.adapters
+
+            def _made(self) -> list:
+                if self._columns is None:
+                    # What psycopg's ``Column`` reads of a cursor, as of this result.
+                    self._columns = [psycopg.Column(self, i) for i in range(self._result.nfields)]
+                return self._columns
+
+            @property
+            def pgresult(self):
+                return self._result
+
+            @property
+            def adapters(self):
+                return self._adapters
+
+            def __len__(self) -> int:
+                return self._result.nfields
+
+            def __getitem__(self, index):
+                return self._made()[index]
+
+            def __repr__(self) -> str:
+                return repr(self._made())
+
+        rows = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK)
+
+        class DescribedCursor(psycopg.RawCursor):
+            @property
+            def description(self):
+                result = self.pgresult
+                if result and (result.nfields or result.status in rows):
+                    return Description(self, result)
+                return None
+
+        _DescribedCursor = DescribedCursor
+    return _DescribedCursor
+
+
+_DescribedCursor = None
 
 
 def utc_sessions(engine: Engine) -> None:

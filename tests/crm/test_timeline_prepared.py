@@ -16,7 +16,7 @@ from server.crm.models import Account
 from server.crm.registry import RECORD_TYPES
 from server.crm.services import records
 from server.crm.services.timeline import timeline
-from server.db import db
+from server.db import db, statements_commit_alone
 from server.security import authz
 from server.security.models import User
 
@@ -156,4 +156,37 @@ def test_records_with_small_and_large_ids_share_one_prepared_page(world, db_back
         "SELECT parameter_types::text FROM pg_prepared_statements "
         "WHERE statement LIKE 'SELECT activity.id, activity.activity_type%'")).scalars().all()
     assert len(types) == 1 and "smallint" not in types[0] and "integer" not in types[0], types
+    db.session.remove()
+
+
+def test_in_autocommit_the_setting_ends_with_the_pipeline(world, db_backend, tmp_path):
+    """A page that reads each statement alone (``statements_commit_alone``) sends no reset:
+    its pipeline is its transaction. The page still runs its generic plan, and the next
+    statement on the connection is planned with its values."""
+    if db_backend != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+    user_id, account_id = world
+    p = authz.principal(db.session.get(User, user_id))
+    _ = p.unit_subtree, p.depths
+    db.session.commit()
+    statements_commit_alone()
+    pgconn = db.session.connection().connection.dbapi_connection.pgconn
+    trace = tmp_path / "libpq.trace"
+    with open(trace, "w") as out:
+        pgconn.trace(out.fileno())
+        try:
+            pages = [timeline(p, "account", account_id, limit=5, related=False) for _ in range(2)]
+        finally:
+            pgconn.untrace()
+    sent = [(line.split("\t") + [""])[3:5] for line in trace.read_text().splitlines()
+            if line.split("\t")[1:2] == ["F"]]
+    queries = [text for kind, text in sent if kind == "Parse"]
+    assert any("force_generic_plan" in q for q in queries)
+    assert not any("TO DEFAULT" in q for q in queries), queries
+    assert not any(q.strip('"') in ("BEGIN", "ROLLBACK", "COMMIT") for q in queries), queries
+    assert [[a.subject for a in page.items] for page in pages] == [["Mail 2", "Mail 1", "Mail 0"]] * 2
+    assert db.session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
+    assert db.session.execute(text(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE 'SELECT activity.id, activity.activity_type%'")).one() == (2, 0)
     db.session.remove()
