@@ -42,7 +42,7 @@ def main() -> None:
     import psycopg
 
     from bench.scratch import bench_app, scratch_database
-    from server.db import db, described_on_demand
+    from server.db import db
 
     url, drop = scratch_database("postgresql", "description")
     try:
