@@ -17,7 +17,10 @@ bulk inserts (executemany on SQLite, COPY on PostgreSQL), never the ORM per row.
   plan also with the principal loaded before the clock starts (as if cached across
   requests) and as a page request does it (the session's user read with the security
   stamp, ``sessions.live_user``, and the principal the process keeps for that stamp), and
-  with ``--db both`` the PostgreSQL/SQLite ratio of each (issue 17 goal 2).
+  with ``--db both`` the PostgreSQL/SQLite ratio of each (issue 17 goal 2);
+* with ``--db both``, last, the page as a request on the two databases interleaved run by
+  run (``bench_side_by_side``), beside a request's floor (the session's user alone): the
+  ratio that the machine's drift between phases does not move.
 
 Run: ``.venv/bin/python bench/resolve.py [--contacts N] [--db sqlite|postgresql|both]``.
 It prints figures; it asserts nothing. See bench/README.md for the last full run.
@@ -357,56 +360,68 @@ def _kept_users() -> tuple[int, int, list[int], dict[int, list[int]]]:
     return admin, sales, units, owners
 
 
-def run(backend: str, contacts: int, keep: str | None = None) -> dict:
-    """Load the data set into a new database of ``backend`` and time it; with ``keep``, the
-    database named so is kept after the run and used again by the next run given the same
-    name and size (only the timings are then done)."""
-    from server import create_app
-    from server.db import db
+class Backend:
+    """One database of the run: its app, loaded (or kept) data set and users; ``close`` drops
+    what was made (a kept database stays)."""
 
-    tmp = Path(tempfile.mkdtemp(prefix=f"regarding-bench-{backend}-"))
-    admin_engine, kept = None, False
-    if backend == "sqlite":
-        path = Path(tempfile.gettempdir()) / f"regarding-bench-{keep}-{contacts}.db" if keep \
-            else tmp / "bench.db"
-        kept = keep is not None and path.exists()
-        url = f"sqlite:///{path}"
-    else:
-        admin_engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        name = f"regarding_bench_{keep}_{contacts}" if keep else \
-            f"regarding_bench_{uuid.uuid4().hex[:8]}"
-        with admin_engine.connect() as conn:
-            kept = keep is not None and conn.execute(text(
-                "SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
-            if not kept:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REGARDING_INSTANCE_DIR": str(tmp),
-                      "SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"})
-    out: dict = {}
-    try:
-        with app.app_context():
+    def __init__(self, backend: str, contacts: int, keep: str | None = None):
+        from server import create_app
+        from server.db import db
+        self.name = backend
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"regarding-bench-{backend}-"))
+        self.admin_engine, self.keep, kept = None, keep, False
+        if backend == "sqlite":
+            path = Path(tempfile.gettempdir()) / f"regarding-bench-{keep}-{contacts}.db" if keep \
+                else self.tmp / "bench.db"
+            kept = keep is not None and path.exists()
+            url = f"sqlite:///{path}"
+        else:
+            self.admin_engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            self.database = f"regarding_bench_{keep}_{contacts}" if keep else \
+                f"regarding_bench_{uuid.uuid4().hex[:8]}"
+            with self.admin_engine.connect() as conn:
+                kept = keep is not None and conn.execute(text(
+                    "SELECT 1 FROM pg_database WHERE datname = :name"),
+                    {"name": self.database}).first()
+                if not kept:
+                    conn.execute(text(f'CREATE DATABASE "{self.database}"'))
+            url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.database}"
+        self.app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REGARDING_INSTANCE_DIR": str(self.tmp),
+                               "SECRET_KEY": "bench", "REGARDING_LOG_LEVEL": "WARNING"})
+        with self.app.app_context():
             if kept:
                 print("  using the database kept from an earlier run (--keep)", flush=True)
-            admin_id, sales_id, units, owners = _kept_users() if kept else load_data(contacts)[:4]
-            ds = Dataset(contacts, units, owners)
-            target_account, regarding_heavy = ds.accounts // 2, ds.accounts // 3
-            out["version"] = db.session.execute(text(
+            self.admin_id, self.sales_id, units, owners = _kept_users() if kept else \
+                load_data(contacts)[:4]
+            self.ds = Dataset(contacts, units, owners)
+            self.records = {"party-heavy": self.ds.accounts // 2,
+                            "regarding-heavy": self.ds.accounts // 3, "quiet": QUIET_ACCOUNT}
+            self.version = db.session.execute(text(
                 "SELECT sqlite_version()" if backend == "sqlite" else "SHOW server_version")).scalar()
-            out["resolve"] = bench_resolve(ds, sales_id)
-            (out["timeline_sales"], out["timeline_admin"]), out["timeline_cpu"] = bench_timeline(
-                admin_id, sales_id, {"party-heavy": target_account,
-                                     "regarding-heavy": regarding_heavy,
-                                     "quiet": QUIET_ACCOUNT})
+            db.session.remove()
+
+    def close(self) -> None:
+        from server.db import db
+        with self.app.app_context():
             db.session.remove()
             db.engine.dispose()
-    finally:
-        if admin_engine is not None:
-            if not keep:
-                with admin_engine.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin_engine.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)  # the instance folder holds directories too
+        if self.admin_engine is not None:
+            if not self.keep:
+                with self.admin_engine.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+            self.admin_engine.dispose()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # the instance folder holds directories too
+
+
+def run(backend: Backend) -> dict:
+    """Time resolution and the timeline on ``backend`` alone."""
+    from server.db import db
+    out: dict = {"version": backend.version}
+    with backend.app.app_context():
+        out["resolve"] = bench_resolve(backend.ds, backend.sales_id)
+        (out["timeline_sales"], out["timeline_admin"]), out["timeline_cpu"] = bench_timeline(
+            backend.admin_id, backend.sales_id, backend.records)
+        db.session.remove()
     return out
 
 
@@ -603,6 +618,18 @@ def bench_timeline(admin_id: int, sales_id: int, records: dict[str, int]):
 
         def forget_principals():  # each run a new request: nothing computed in the last one
             g.pop("_principals", None)
+
+        def session_user_alone(_):
+            # The floor of any page request: the session's user and stamp, one statement,
+            # and the request's end; what the database costs before a page asks anything.
+            statements_commit_alone()
+            sessions.live_user(user_id, key)  # noqa: B023
+            db.session.remove()
+        with current_app.test_request_context():
+            _, floor = _time(session_user_alone, TIMELINE_RUNS * 4, before=forget_principals)
+        figures[(label, "floor")] = statistics.median(floor)
+        print(f"  a request's floor ({label}): the session's user alone, each statement alone: "
+              f"CPU median {figures[(label, 'floor')]:.2f} ms", flush=True)
         first = None
         for name, account_id in records.items():
             for plan in PLANS:
@@ -656,6 +683,64 @@ def bench_timeline(admin_id: int, sales_id: int, records: dict[str, int]):
     return results, figures
 
 
+SIDE_BY_SIDE_RUNS = 200
+
+
+def bench_side_by_side(lite: Backend, pg: Backend) -> None:
+    """Issue 17 goal 2, the timeline page as a request, the two databases interleaved run by
+    run in this one process (which one goes first alternating), so that both meet the same
+    machine: on a shared one the CPU a run costs drifted by half between runs minutes
+    apart, which separate phases of a run cannot tell from a difference between the
+    databases. For each user and record: the page as a request (the session's user and
+    stamp, the principal kept for that stamp, the page, each statement alone), and the
+    request's floor (the session's user alone). Medians of the CPU of this process and
+    PostgreSQL's backends."""
+    from flask import g
+
+    from server.crm.services.timeline import timeline
+    from server.db import db, statements_commit_alone
+    from server.security import authz, sessions
+    from server.security.models import User
+    keys, pids = {}, {}
+    for backend in (lite, pg):
+        with backend.app.app_context():
+            _prioritize()
+            for user_id in (backend.sales_id, backend.admin_id):
+                keys[(backend.name, user_id)] = sessions.start(db.session.get(User, user_id),
+                                                               remember=False)
+            db.session.commit()
+            pids[backend.name] = _backends()
+
+    def one(backend: Backend, user_id: int, account_id: int | None) -> float:
+        with backend.app.app_context(), backend.app.test_request_context():
+            g.pop("_principals", None)
+            db.session.remove()
+            started = _cpu_ns(pids[backend.name])
+            statements_commit_alone()
+            user = sessions.live_user(user_id, keys[(backend.name, user_id)])
+            if account_id is not None:
+                timeline(authz.principal(user), "account", account_id, limit=25, related=False)
+            db.session.remove()
+            return (_cpu_ns(pids[backend.name]) - started) / 1e6
+
+    print(f"timeline first page as a request, SQLite and PostgreSQL interleaved run by run "
+          f"({SIDE_BY_SIDE_RUNS} each, load {_load()}); SQLite's CPU over PostgreSQL's "
+          f"(goal >= 0.9x):", flush=True)
+    for label in ("Salesperson", "System Administrator"):
+        for name in (*lite.records, None):
+            samples: dict[str, list[float]] = {lite.name: [], pg.name: []}
+            for i in range(10 + SIDE_BY_SIDE_RUNS):
+                for backend in ((lite, pg) if i % 2 else (pg, lite)):
+                    user_id = backend.sales_id if label == "Salesperson" else backend.admin_id
+                    took = one(backend, user_id, backend.records[name] if name else None)
+                    if i >= 10:
+                        samples[backend.name].append(took)
+            a, b = statistics.median(samples[lite.name]), statistics.median(samples[pg.name])
+            what = f"{name} account" if name else "the floor (the session's user alone)"
+            print(f"  {label}, {what}: {a:.2f} / {b:.2f} ms = {a / b:.2f}x", flush=True)
+    print(f"  (load {_load()})")
+
+
 def _explain(p, account_id: int, plan: str) -> None:
     """The plan of the page-ids statement (--explain): ``EXPLAIN QUERY PLAN`` on SQLite,
     ``EXPLAIN ANALYZE`` on PostgreSQL."""
@@ -698,13 +783,19 @@ def main() -> None:
           f"{max(10, args.contacts // 10):,} leads; {TIMELINE_ACTIVITIES:,} activities, "
           f"{TIMELINE_TARGET:,} about one account"
           + (f"; timed at niceness {args.priority}" if args.priority is not None else ""))
-    outs = {}
-    for backend in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
-        print(f"{backend}:   (load average now: {_load()})", flush=True)
-        out = outs[backend] = run(backend, args.contacts, args.keep)
-        print(f"  server version: {out['version']}; load average now: {_load()}")
-    if len(outs) == 2:
-        _print_ratio(outs["sqlite"]["timeline_cpu"], outs["postgresql"]["timeline_cpu"])
+    outs, backends = {}, {}
+    try:
+        for name in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
+            print(f"{name}:   (load average now: {_load()})", flush=True)
+            backends[name] = Backend(name, args.contacts, args.keep)
+            out = outs[name] = run(backends[name])
+            print(f"  server version: {out['version']}; load average now: {_load()}")
+        if len(outs) == 2:
+            _print_ratio(outs["sqlite"]["timeline_cpu"], outs["postgresql"]["timeline_cpu"])
+            bench_side_by_side(backends["sqlite"], backends["postgresql"])
+    finally:
+        for backend in backends.values():
+            backend.close()
 
 
 def _print_ratio(sqlite: dict, postgresql: dict) -> None:
@@ -715,11 +806,22 @@ def _print_ratio(sqlite: dict, postgresql: dict) -> None:
     now on PostgreSQL."""
     print("timeline first page, PostgreSQL / SQLite (SQLite's CPU over PostgreSQL's; goal >= 0.9x):")
     for key, lite in sqlite.items():
+        if key[1] == "floor":
+            continue
         pg = postgresql[key]
         print(f"  {key[0]}, {key[1]}: " + "; ".join(
             f"{what} {a:.2f} / {b:.2f} ms = {a / b:.2f}x" for what, a, b in zip(
                 ("with the principal", "principal loaded before", "as a request",
                  "as a request, each statement alone"), lite, pg)))
+        # What the page adds to a request that only reads the session's user: the page's
+        # own cost on each database, the floor (one statement's round trip) taken out.
+        a, b = lite[3] - sqlite[(key[0], "floor")], pg[3] - postgresql[(key[0], "floor")]
+        print(f"      the page beyond the request's floor: {a:.2f} / {b:.2f} ms = "
+              + (f"{a / b:.2f}x" if b > 0 else "-"))
+    for label in sorted({key[0] for key in sqlite}):
+        a, b = sqlite[(label, "floor")], postgresql[(label, "floor")]
+        print(f"  the floor ({label}: the session's user alone, as a request): "
+              f"{a:.2f} / {b:.2f} ms = {a / b:.2f}x")
 
 
 if __name__ == "__main__":
