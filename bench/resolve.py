@@ -738,7 +738,38 @@ def bench_side_by_side(lite: Backend, pg: Backend) -> None:
             a, b = statistics.median(samples[lite.name]), statistics.median(samples[pg.name])
             what = f"{name} account" if name else "the floor (the session's user alone)"
             print(f"  {label}, {what}: {a:.2f} / {b:.2f} ms = {a / b:.2f}x", flush=True)
-    print(f"  (load {_load()})")
+    a, b = _driver_alone(lite, pg)
+    print(f"  under the floor, the driver alone (a one-row SELECT by key, no SQLAlchemy): "
+          f"{a * 1000:.1f} / {b * 1000:.1f} us = {a / b:.2f}x   (load {_load()})")
+
+
+def _driver_alone(lite: Backend, pg: Backend) -> tuple[float, float]:
+    """Median CPU (ms) of one one-row SELECT by key through the bare driver (sqlite3; psycopg
+    with its backend), interleaved: what a round trip costs each database with nothing of
+    the app's around it."""
+    from server.db import db
+    connections = {}
+    for backend in (lite, pg):
+        with backend.app.app_context():
+            connections[backend.name] = db.engine.raw_connection()
+    pid = [connections[pg.name].dbapi_connection.info.backend_pid]
+    sql = {lite.name: ('SELECT id, email FROM "user" WHERE id = ?', (lite.sales_id,)),
+           pg.name: ('SELECT id, email FROM "user" WHERE id = $1', (pg.sales_id,))}
+    samples: dict[str, list[float]] = {lite.name: [], pg.name: []}
+    for i in range(100 + SIDE_BY_SIDE_RUNS * 10):
+        for name in ((lite.name, pg.name) if i % 2 else (pg.name, lite.name)):
+            pids = pid if name == pg.name else []
+            started = _cpu_ns(pids)
+            cursor = connections[name].cursor()
+            cursor.execute(*sql[name])
+            cursor.fetchall()
+            cursor.close()
+            if i >= 100:
+                samples[name].append((_cpu_ns(pids) - started) / 1e6)
+    for connection in connections.values():
+        connection.rollback()
+        connection.close()
+    return statistics.median(samples[lite.name]), statistics.median(samples[pg.name])
 
 
 def _explain(p, account_id: int, plan: str) -> None:
