@@ -372,9 +372,9 @@ def described_on_demand():
     SQLAlchemy takes every result's ``cursor.description``, and psycopg builds it anew each
     time: a ``Column`` object per column, each looking up its type. For a statement it has
     run before SQLAlchemy keeps the result's metadata and only checks that a description
-    exists, so the list was thrown away unread: 44 us of client CPU for a 60-column result
-    (a timeline page's 58 columns, the pane's records), as much as running the statement
-    (bench/README.md, "Issue 17 goal 2, ninth session"). Here ``description`` is a sequence
+    exists, so the list was thrown away unread: 43 us of client CPU for a timeline page's 58
+    columns, close to what psycopg's own execute and fetch of it cost (bench/description.py;
+    bench/README.md, "Issue 17 goal 2 on the ninth session's machine"). Here ``description`` is a sequence
     of the same columns, made on first use from the result it was taken of, even after the
     cursor has moved on to another."""
     global _DescribedCursor
@@ -383,28 +383,21 @@ def described_on_demand():
         from psycopg import pq
 
         class Description(Sequence):
-            __slots__ = ("_result", "_encoding", "_adapters", "_columns")
+            # What psycopg's ``Column`` reads of a cursor (``pgresult``, ``_encoding``,
+            # ``adapters``), as of the result it describes.
+            __slots__ = ("pgresult", "_encoding", "adapters", "_columns")
 
             def __init__(self, cursor, result):
-                self._result, self._columns = result, None
-                self._encoding, self._adapters = cursor._encoding, cursor.adapters
+                self.pgresult, self._encoding, self.adapters = result, cursor._encoding, cursor.adapters
+                self._columns = None
 
             def _made(self) -> list:
                 if self._columns is None:
-                    # What psycopg's ``Column`` reads of a cursor, as of this result.
-                    self._columns = [psycopg.Column(self, i) for i in range(self._result.nfields)]
+                    self._columns = [psycopg.Column(self, i) for i in range(self.pgresult.nfields)]
                 return self._columns
 
-            @property
-            def pgresult(self):
-                return self._result
-
-            @property
-            def adapters(self):
-                return self._adapters
-
             def __len__(self) -> int:
-                return self._result.nfields
+                return self.pgresult.nfields
 
             def __getitem__(self, index):
                 return self._made()[index]
