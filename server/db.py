@@ -374,9 +374,9 @@ def described_on_demand():
     run before SQLAlchemy keeps the result's metadata and only checks that a description
     exists, so the list was thrown away unread: 43 us of client CPU for a timeline page's 58
     columns, close to what psycopg's own execute and fetch of it cost (bench/description.py;
-    bench/README.md, "Issue 17 goal 2 on the ninth session's machine"). Here ``description`` is a sequence
-    of the same columns, made on first use from the result it was taken of, even after the
-    cursor has moved on to another."""
+    bench/README.md, "Issue 17 goal 2 on the ninth session's machine"). Here
+    ``description`` is a sequence of the same columns, made on first use from the result
+    it was taken of, even after the cursor has moved on to another."""
     global _DescribedCursor
     if _DescribedCursor is None:
         import psycopg
@@ -388,8 +388,8 @@ def described_on_demand():
             __slots__ = ("pgresult", "_encoding", "adapters", "_columns")
 
             def __init__(self, cursor, result):
-                self.pgresult, self._encoding, self.adapters = result, cursor._encoding, cursor.adapters
-                self._columns = None
+                self.pgresult, self._columns = result, None
+                self._encoding, self.adapters = cursor._encoding, cursor.adapters
 
             def _made(self) -> list:
                 if self._columns is None:

@@ -183,8 +183,9 @@ def test_in_autocommit_the_setting_ends_with_the_pipeline(world, db_backend, tmp
     queries = [text for kind, text in sent if kind == "Parse"]
     assert any("force_generic_plan" in q for q in queries)
     assert not any("TO DEFAULT" in q for q in queries), queries
-    assert not any(q.strip('"') in ("BEGIN", "ROLLBACK", "COMMIT") for q in queries), queries
-    assert [[a.subject for a in page.items] for page in pages] == [["Mail 2", "Mail 1", "Mail 0"]] * 2
+    assert not any(word in text for _, text in sent for word in ("BEGIN", "ROLLBACK", "COMMIT"))
+    assert [[a.subject for a in page.items] for page in pages] == \
+        [["Mail 2", "Mail 1", "Mail 0"]] * 2
     assert db.session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
     assert db.session.execute(text(
         "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
