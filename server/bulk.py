@@ -9,6 +9,8 @@ sync waits for it (bench/README.md, "Issue 17 goal 2").
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import event, insert, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
@@ -40,8 +42,18 @@ def insert_rows(connection, table, rows: list[dict]) -> None:
         return
     processors = [(c.key, c.type._cached_bind_processor(dialect), defaults.get(c.key))
                   for c in columns]
+    values = []
+    for row in rows:
+        written = []
+        for key, process, default in processors:
+            value = row[key] if default is None else default()
+            written.append(process(value) if process is not None and value is not None
+                           else value)
+        values.append(written)
+    types = _binary_types(columns, dialect, values)
     names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
-    statement = f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN"
+    statement = f"COPY {dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN" \
+        + (" (FORMAT BINARY)" if types else "")
     cursor = connection.connection.cursor()
     # Listeners of the connection's statements (counts, the benches') see the COPY as one.
     events = connection._has_events or connection.engine._has_events
@@ -49,13 +61,10 @@ def insert_rows(connection, table, rows: list[dict]) -> None:
         connection.dispatch.before_cursor_execute(connection, cursor, statement, (), None, False)
     try:
         with cursor.copy(statement) as copy:
-            for row in rows:
-                values = []
-                for key, process, default in processors:
-                    value = row[key] if default is None else default()
-                    values.append(process(value) if process is not None and value is not None
-                                  else value)
-                copy.write_row(values)
+            if types:
+                copy.set_types(types)
+            for row in values:
+                copy.write_row(row)
         if events:
             connection.dispatch.after_cursor_execute(connection, cursor, statement, (), None,
                                                      False)
@@ -66,6 +75,47 @@ def insert_rows(connection, table, rows: list[dict]) -> None:
                                   hide_parameters=True, dialect=dialect) from exc
     finally:
         cursor.close()
+
+
+# A PostgreSQL type (by psycopg's name for it) -> the Python values its binary form takes.
+# Any other type, or another value (an int for a text column, which INSERT's cast and the
+# text form accept), and the COPY is in the text form.
+_BINARY = {"varchar": str, "text": str, "int2": int, "int4": int, "int8": int, "bool": bool,
+           "timestamptz": datetime, "bytea": (bytes, bytearray, memoryview)}
+_binary: dict = {}
+
+
+def _binary_types(columns, dialect, values: list[list]) -> list[str] | None:
+    """The PostgreSQL types of ``columns`` for a binary ``COPY`` of ``values`` (psycopg's
+    ``Copy.set_types``), or None for the text form. Binary, neither side escapes or parses
+    a value's text: a sync batch's 200 emails of 40 KB took the server 33.7 ms of CPU
+    instead of 50.5 and this process 6.2 ms instead of 17.3 (bench/copy_format.py). A JSON
+    column takes what SQLAlchemy's bind processing gives it (psycopg's ``Json``, binary
+    too)."""
+    key = tuple(columns)
+    if key not in _binary:
+        from psycopg.postgres import types as known
+        names = []
+        for column in columns:
+            try:
+                name = column.type.compile(dialect=dialect).lower().split("(")[0].strip()
+            except Exception:  # a type without DDL of its own
+                name = ""
+            info = known.get(name) if "[" not in name else None
+            if info is None or (info.name not in _BINARY and info.name != "json"):
+                names = None
+                break
+            names.append(info.name)
+        _binary[key] = names
+    names = _binary[key]
+    if names is None:
+        return None
+    for n, name in enumerate(names):
+        taken = _BINARY.get(name, object)
+        if taken is not object and not all(
+                row[n] is None or isinstance(row[n], taken) for row in values):
+            return None
+    return names
 
 
 def insert_objects(objects: list) -> None:
