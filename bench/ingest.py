@@ -28,7 +28,8 @@ PostgreSQL server are not counted), the ratios to the plain fetch
 and to mbsync on the same messages in the same run, and what was stored. Scratch databases
 and instance folders are removed. ``--profile`` prints the pipeline's top
 functions (cProfile, in CPU seconds of the main thread; it slows Python code several
-times) for each run. ``--statements`` prints the statements counted by verb and table. It
+times) for each run. ``--statements`` prints the statements counted by verb and table (on
+PostgreSQL with the backend's CPU and the sync's wait for each kind). It
 asserts nothing.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--db sqlite|postgresql|both]
@@ -355,7 +356,8 @@ def run_sync(kind: str, server, user, batch: int, profile: bool, option: str = "
                 "emails": emails, "attachments": attachments, "runs": runs,
                 "locks": locks.held, "transactions": locks.spans, "second": second,
                 "backend_cpu": backend_cpu, "statements": locks.statements,
-                "per_row": locks.per_row, "commits": locks.commits}
+                "per_row": locks.per_row, "commits": locks.commits,
+                "server": locks.server, "waited": locks.waited}
     finally:
         drop()
         shutil.rmtree(instance, ignore_errors=True)
@@ -415,9 +417,13 @@ class WriteLocks:
         self.first = self.write = None
         self.statements: Counter = Counter()
         self.per_row: Counter = Counter()  # the driver's executemany: statements beyond one
+        # PostgreSQL: the backend's CPU and this process's wait around each statement, by kind
+        self.server: Counter = Counter()
+        self.waited: Counter = Counter()
+        self._open: tuple | None = None
         self.commits = 0
         self.hooks = [("before_cursor_execute", self._statement), ("commit", self._end),
-                      ("rollback", self._end)]
+                      ("rollback", self._end), ("after_cursor_execute", self._done)]
         for name, hook in self.hooks:
             event.listen(engine, name, hook)
 
@@ -429,11 +435,19 @@ class WriteLocks:
             self.write = now
         kind = _statement_kind(statement)
         self.statements[kind] += 1
+        self._open = (kind, _backend_cpu(conn), now)
         if executemany and context is not None and \
                 context.execute_style is ExecuteStyle.EXECUTEMANY:
             # The driver's executemany: psycopg sends the statement once per row (pipelined),
             # and the server parses and runs each; SQLite's runs in this process.
             self.per_row[kind] += len(parameters) - 1
+
+    def _done(self, conn, cursor, statement, parameters, context, executemany):
+        if self._open is not None:
+            kind, cpu, started = self._open
+            self.server[kind] += _backend_cpu(conn) - cpu
+            self.waited[kind] += time.perf_counter() - started
+            self._open = None
 
     def _end(self, conn):
         self.commits += 1
@@ -447,6 +461,20 @@ class WriteLocks:
         from sqlalchemy import event
         for name, hook in self.hooks:
             event.remove(self.engine, name, hook)
+
+
+def _backend_cpu(conn) -> float:
+    """CPU seconds so far of the PostgreSQL backend serving ``conn`` (its ``schedstat``,
+    fresh between statements: the backend is waiting then); 0 on SQLite."""
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    pid = getattr(info, "backend_pid", None)
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/schedstat") as fh:
+            return int(fh.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _statement_kind(statement: str) -> str:
@@ -645,8 +673,11 @@ def main() -> None:
                 if args.statements:
                     for name, n in out["statements"].most_common(30):
                         extra = out["per_row"][name]
-                        print(f"    {n:6,}  {name}" + (f"  (+{extra:,} rows one by one)"
-                                                      if extra else ""))
+                        server = (f"  server {out['server'][name] * 1000:7.1f} ms, waited "
+                                  f"{out['waited'][name] * 1000:7.1f} ms"
+                                  if kind == "postgresql" else "")
+                        print(f"    {n:6,}  {name}{server}" + (
+                            f"  (+{extra:,} rows one by one)" if extra else ""))
                 print(f"[{kind}, {option}] {out['tracked']} tracked, {out['emails']} activities "
                       f"(with the {CRM_SENT} the CRM sent), {out['attachments']} attachments; "
                       f"pipeline / plain fetch = {out['wall'] / plain:.1f}x the time "
