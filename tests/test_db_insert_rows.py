@@ -129,6 +129,51 @@ def test_a_value_the_binary_form_does_not_take_goes_in_text(tables):
     db.session.rollback()
 
 
+@pytest.mark.parametrize("count", [2**31, -2**31 - 1, 2**63])
+def test_an_integer_out_of_range_is_refused_as_insert_refuses_it(tables, count):
+    """Never stored wrapped round (psycopg's binary form of an int4 would): refused as
+    INSERT refuses it on PostgreSQL; on SQLite, whose integers are 64-bit, stored alike."""
+    from sqlalchemy.exc import DBAPIError
+    rows = [{"label": "big", "count": count}, {"label": "small", "count": 1}]
+    outcomes = []
+    for write in (lambda: insert_rows(db.session.connection(), BY_COPY, rows),
+                  lambda: db.session.connection().execute(insert(BY_INSERT), rows)):
+        try:
+            with db.session.begin_nested():
+                write()
+            outcomes.append("stored")
+        except (DBAPIError, OverflowError):
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1], outcomes
+    if outcomes[0] == "stored":
+        count_at = list(BY_COPY.columns.keys()).index("count") - 1
+        assert [r[count_at] for r in _stored(BY_COPY)] == [r[count_at] for r in _stored(BY_INSERT)]
+    db.session.rollback()
+
+
+def test_a_naive_time_is_read_as_insert_reads_it(app):
+    """A time without a zone for a column with one: the COPY (then in the text form) stores
+    what INSERT stores, both reading it in the session's zone."""
+    from sqlalchemy import DateTime
+    timed = [Table(f"copy_rows_timed_{n}", metadata, Column("id", Integer, primary_key=True),
+                   Column("at", DateTime(timezone=True))) for n in "ab"]
+    for table in timed:
+        table.create(db.engine)
+    try:
+        rows = [{"at": datetime(2026, 3, 1, 12, 30)}, {"at": None},
+                {"at": datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))}]
+        insert_rows(db.session.connection(), timed[0], rows)
+        db.session.connection().execute(insert(timed[1]), rows)
+        stored = [[r[0] for r in db.session.execute(select(t.c.at).order_by(t.c.id))]
+                  for t in timed]
+        assert stored[0] == stored[1]
+        db.session.rollback()
+    finally:
+        for table in timed:
+            table.drop(db.engine)
+            metadata.remove(table)
+
+
 def test_the_tables_the_sync_copies_go_in_binary(app, db_backend):
     if db_backend != "postgresql":
         pytest.skip("COPY is PostgreSQL's")
