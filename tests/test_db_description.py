@@ -58,9 +58,9 @@ def test_each_kind_of_result_is_described_as_psycopg_does(app, db_backend):
     mine.execute("SELECT 2 AS other")
     for (first, expected), statement in zip(kept, STATEMENTS):
         assert _same(first, expected), statement
-    if kept[0][0] is not None:
-        assert kept[0][0][1].name == "name" and kept[0][0][-1].name == "doc"
-        assert [c.name for c in kept[0][0][1:3]] == ["name", "at"]
+    first = kept[0][0]
+    assert first[1].name == "name" and first[-1].name == "doc"
+    assert [c.name for c in first[1:3]] == ["name", "at"]
     db.session.rollback()
 
 
