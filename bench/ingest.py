@@ -673,10 +673,10 @@ def main() -> None:
                 if args.statements:
                     for name, n in out["statements"].most_common(30):
                         extra = out["per_row"][name]
-                        server = (f"  server {out['server'][name] * 1000:7.1f} ms, waited "
-                                  f"{out['waited'][name] * 1000:7.1f} ms"
-                                  if kind == "postgresql" else "")
-                        print(f"    {n:6,}  {name}{server}" + (
+                        spent = (f"  server {out['server'][name] * 1000:7.1f} ms, waited "
+                                 f"{out['waited'][name] * 1000:7.1f} ms"
+                                 if kind == "postgresql" else "")
+                        print(f"    {n:6,}  {name}{spent}" + (
                             f"  (+{extra:,} rows one by one)" if extra else ""))
                 print(f"[{kind}, {option}] {out['tracked']} tracked, {out['emails']} activities "
                       f"(with the {CRM_SENT} the CRM sent), {out['attachments']} attachments; "
