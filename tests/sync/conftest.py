@@ -66,6 +66,21 @@ def hour_long_schedule(app, monkeypatch):
 
 
 @pytest.fixture
+def sign_ins(monkeypatch) -> list[str]:
+    """The usernames the IMAP connector signs in as, in order (refused or not)."""
+    names: list[str] = []
+    from server.sync.connectors.imap import ImapConnector
+    real = ImapConnector._login
+
+    def login(self, client):
+        names.append(self.username)
+        return real(self, client)
+
+    monkeypatch.setattr(ImapConnector, "_login", login)
+    return names
+
+
+@pytest.fixture
 def raw_mail() -> RawBuilder:
     return build_raw
 

@@ -18,7 +18,7 @@ from server.sync.connectors.imap import ImapConnector
 from server.sync.engine import idle
 from server.sync.engine.accounts import account_for
 from server.sync.engine.run import sync_mailbox
-from server.sync.models import FolderState, Mailbox, SyncRun
+from server.sync.models import Alert, FolderState, Mailbox, SyncRun
 from server.sync.workers.worker import Worker
 from tests.sync import world as w
 from tests.sync.test_scheduler import fresh, work
@@ -258,3 +258,65 @@ def test_a_server_without_x_guid_still_gets_the_change_items(crm, dovecot, mail_
         FolderState.mailbox_id == box.id)).all()
     assert keys and all(k.startswith("uv:") for k in keys)
     assert _idle(box)
+
+
+def test_a_password_changed_on_the_server_costs_one_failed_sign_in(app, crm, dovecot,
+                                                                    make_mail_user, sign_ins):
+    """The probe's sign-in is refused: the mailbox's run takes that refusal as its own (it is
+    disabled with the alert that says why) instead of signing in again with the same
+    password: servers lock accounts out after a few failures."""
+    user = make_mail_user()
+    box = w.store_mailbox(w.ImapStore(dovecot, user), crm.bob)
+    _synced(box)
+    dovecot.add_user(user.username, "Changed-pass-2")  # the user's new password
+    db.session.execute(update(Mailbox).where(Mailbox.id == box.id)
+                       .values(next_sync_on=utcnow() - timedelta(seconds=1)))
+    sign_ins.clear()
+    stats = work(app, "worker-a", concurrency=2)
+    assert sign_ins == [user.username]
+    assert stats.runs == [(box.id, "failure")]
+    row = fresh(box)
+    assert not row.enabled and row.lease_owner is None
+    run = db.session.scalars(select(SyncRun).where(SyncRun.mailbox_id == box.id)
+                             .order_by(SyncRun.id.desc())).first()
+    assert run.error_code == "auth_failed"
+    assert db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id,
+                                                 Alert.acknowledged_on.is_(None),
+                                                 Alert.code == "auth_failed")) is not None
+
+
+def test_credentials_fixed_after_the_probe_are_signed_in_with(crm, dovecot, mail_user,
+                                                              sign_ins):
+    """A refusal is the run's only while the run's account is the one refused: a password
+    fixed between the probe and the run is tried."""
+    box = w.store_mailbox(w.ImapStore(dovecot, mail_user), crm.bob)
+    _synced(box)
+    box.password = "Wrong-pass-9"
+    db.session.commit()
+    probed = idle.probe([box.id])
+    db.session.rollback()
+    assert probed.full == [box.id] and set(probed.refused) == {box.id}
+    refused = probed.refused[box.id]
+    assert refused.error.code == "auth_failed"
+
+    box = fresh(box)
+    box.password = mail_user.password
+    db.session.commit()
+    sign_ins.clear()
+    result = sync_mailbox(box.id, connector_factory=refused.connector_factory(box))
+    assert result.status == "success" and sign_ins == [mail_user.username]
+
+
+def test_a_server_that_cannot_be_reached_is_no_refusal(crm, monkeypatch):
+    """Only a refused sign-in is carried to the run; a server that did not answer the
+    probe is tried again by the run (with the profile's whole timeout)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prof = w.profile("imap", incoming_host="127.0.0.1", incoming_port=port,
+                     incoming_security="none")
+    box = w.mailbox(crm.bob, prof=prof, email_address="far@org.example", username="far",
+                    password="secret", last_success_on=utcnow())
+    db.session.commit()
+    probed = idle.probe([box.id])
+    assert probed.full == [box.id] and probed.refused == {}

@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from server.db import db
+from server.sync.engine.accounts import Refused
 from server.sync.connectors.imap import ImapConnector
 from server.sync.models import Alert, FolderRule
-from server.sync.workers.push import PUSH_ALERT, Watcher
+from server.sync.engine.run import sync_mailbox
+from server.sync.workers.push import PUSH_ALERT, Backoff, Watcher
 from tests.sync import world as w
 from tests.sync.test_push import (PushWorker, park, tracked_folder_mailbox, wait_at_rest,
                                   wait_for_tracking, watching)
@@ -30,15 +32,18 @@ def open_push_alert(box) -> Alert | None:
 class Watching:
     """One mailbox's push watcher in a thread; ``changes`` counts its wake-ups."""
 
-    def __init__(self, app, box):
-        self.changes = 0
+    def __init__(self, app, box, backoff: tuple[float, ...] | None = None):
+        self.changes, self.refused = 0, None
         self.stopping = threading.Event()
         db.session.commit()
         self.watcher = Watcher(app, box.id, self._changed, self.stopping)
+        if backoff is not None:
+            self.watcher.backoff = Backoff(backoff)
         self.watcher.start()
 
-    def _changed(self, _mailbox_id: int) -> None:
+    def _changed(self, _mailbox_id: int, refused) -> None:
         self.changes += 1
+        self.refused = refused
 
     def healthy_after(self, store) -> None:
         """New mail ends a wait: the watch works."""
@@ -77,6 +82,38 @@ def test_drops_of_a_working_watch_do_not_add_up_and_a_dead_server_is_told(app, c
         server.start()
         watching.healthy_after(store)
         until(lambda: open_push_alert(box) is None, "alert cleared once push works again")
+    finally:
+        watching.close()
+
+
+def test_a_watcher_whose_sign_in_is_refused_signs_in_no_more(app, crm, make_dovecot,
+                                                             make_mail_user, sign_ins):
+    """A password changed on the server while the mailbox is watched: the watcher's next
+    sign-in is refused, and it signs in no more (it retried after each back-off before, a
+    failed sign-in each: servers lock accounts out); it flags the mailbox, and the run takes
+    the refusal as its own, turning the mailbox off, without a sign-in of its own."""
+    server = make_dovecot()
+    user = make_mail_user(server=server)
+    store = w.ImapStore(server, user)
+    box = w.store_mailbox(store, crm.bob, tracking_option="none")
+    park(box)
+    watching = Watching(app, box, backoff=(0.1,))
+    try:
+        watching.healthy_after(store)
+        server.add_user(user.username, "Changed-pass-2")
+        sign_ins.clear()
+        server.restart(kill=True)  # the watch's connection drops; its next sign-in fails
+        refused = until(lambda: watching.refused, "the refusal handed on")
+        assert isinstance(refused, Refused) and refused.error.code == "auth_failed"
+        time.sleep(1.0)  # ten back-offs' worth
+        assert sign_ins == [user.username] and watching.watcher.is_alive()
+        assert open_push_alert(box) is None  # the run's alert says what is wrong
+        db.session.rollback()
+        result = sync_mailbox(box.id, connector_factory=refused.connector_factory(box))
+        assert result.status == "failure" and result.error_code == "auth_failed"
+        assert sign_ins == [user.username]
+        db.session.refresh(box)
+        assert not box.enabled
     finally:
         watching.close()
 

@@ -10,9 +10,14 @@ Service accounts: the connector signs in as ``service_username`` for every mailb
 server that lets one account act for others by a login form (Dovecot master users:
 ``sam@contoso.example*crm-service``) takes the profile setting ``service_login``, a format
 with ``{address}`` and ``{service}`` (default ``{service}``).
+
+A sign-in the server refused (``Refused``) is not tried again with the same credentials:
+servers count failed sign-ins and lock the account out after a few (docs/mail-servers.md).
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from server.sync import connectors
@@ -20,6 +25,37 @@ from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, Conne
                                          Subscriptions)
 from server.sync.engine import hosts, oauth
 from server.sync.models import EmailServerProfile, Mailbox
+
+
+REFUSAL_KEPT = 60.0  # seconds a refused sign-in stands for the mailbox's run
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A server refused a sign-in before the mailbox's run (an idle probe's, a push
+    watcher's): ``error`` (severity ``auth``) for ``account``, at ``at``
+    (``time.monotonic``). The run takes it as its own (``connector_factory``): it turns the
+    mailbox off and says why, without signing in again with the same credentials."""
+
+    error: ConnectorError
+    account: Account
+    at: float = field(default_factory=time.monotonic)
+
+    def connector_factory(self, mailbox: Mailbox):
+        """A connector factory for ``mailbox``'s run: the refusal again while the run's
+        account is the one refused and the refusal is at most ``REFUSAL_KEPT`` seconds old;
+        the protocol's connector otherwise (the credentials were changed since, or it is
+        old news). None for a mailbox without a profile (its run says so)."""
+        if mailbox.server_profile is None:
+            return None
+        real = connectors.incoming(mailbox.server_profile.incoming_protocol)
+
+        def connect(account: Account):
+            if (time.monotonic() - self.at <= REFUSAL_KEPT
+                    and replace(account, timeout=self.account.timeout) == self.account):
+                raise self.error
+            return real(account)
+        return connect
 
 
 def _profile(mailbox: Mailbox) -> EmailServerProfile:

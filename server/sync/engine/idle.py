@@ -23,8 +23,10 @@ timeout); one that cannot be reached is not tried again for the rest of the batc
 mailboxes get their runs, which say what is wrong.
 
 Every other mailbox (new mail, "don't know", a connector that cannot tell, an error while
-probing) gets the full run, unchanged. "Email cannot be tracked" (the owner lost a
-privilege) is not looked at here: nothing is tracked when nothing is new, and the first
+probing) gets the full run, unchanged, but for one whose server refused the probe's sign-in
+(an error of severity ``auth``): its run takes that refusal as its own
+(``accounts.Refused``) rather than sign in again with the same credentials. "Email cannot be
+tracked" (the owner lost a privilege) is not looked at here: nothing is tracked when nothing is new, and the first
 run that finds mail raises it before it tracks anything.
 
 ``record(owner, visits)`` writes what ``outcome.succeeded`` and the lease's release write
@@ -45,6 +47,7 @@ from sqlalchemy.orm import joinedload
 from server.db import cached_statement, db, utcnow
 from server.sync.connectors import incoming
 from server.sync.connectors.base import ConnectorError, Probes
+from server.sync.engine.accounts import Refused
 from server.sync.engine.folders import plan_folders
 from server.sync.engine.outcome import success_values
 from server.sync.engine.quarantine import safe_detail
@@ -76,6 +79,7 @@ class Visit:
 class Probed:
     idle: list[Visit] = field(default_factory=list)
     full: list[int] = field(default_factory=list)  # mailboxes that need a full run
+    refused: dict[int, Refused] = field(default_factory=dict)  # of ``full``: sign-in refused
     # The batch's mailboxes and organization as loaded (held: the session holds them weakly).
     mailboxes: dict[int, Mailbox] = field(default_factory=dict)
     org: object = None
@@ -132,7 +136,8 @@ def probe(mailbox_ids: list[int]) -> Probed:
         state_ids = None
         if mailbox_id in candidates:
             state_ids, changed = _unchanged(mailbox, out.org, states.get(mailbox_id, {}),
-                                            rules.get(mailbox_id, []), unreachable)
+                                            rules.get(mailbox_id, []), unreachable,
+                                            out.refused)
             touched |= changed
         if state_ids is None:
             out.full.append(mailbox_id)
@@ -151,13 +156,15 @@ def _probes(profile) -> bool:
 
 
 def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: list[FolderRule],
-               unreachable: set[str]) -> tuple[tuple[int, ...] | None, bool]:
+               unreachable: set[str], refused: dict[int, Refused]
+               ) -> tuple[tuple[int, ...] | None, bool]:
     """(the states of the mailbox's evaluated folders when none has anything new, else
     None; whether planning its folders changed anything in the session). ``unreachable``:
-    the servers this batch could not reach (one that fails here is added)."""
+    the servers this batch could not reach (one that fails here is added); ``refused``: the
+    mailbox is added when its server refuses the sign-in."""
     from server.sync.engine.accounts import account_for
     session = db.session()
-    changed, where = False, None
+    changed, where, account = False, None, None
     try:
         account = account_for(mailbox, "incoming")
         account = replace(account, timeout=min(account.timeout or PROBE_TIMEOUT, PROBE_TIMEOUT))
@@ -185,6 +192,8 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: lis
     except ConnectorError as exc:
         if where is not None and exc.code in UNREACHABLE:
             unreachable.add(where)
+        elif exc.severity == "auth" and account is not None:
+            refused[mailbox.id] = Refused(exc, account)
         return None, changed  # the run says what is wrong
     except Exception as exc:  # a bug in probing must not keep the mailbox from its run
         log.warning("mailbox %s: idle probe failed (%s); it gets a full run", mailbox.id,

@@ -47,6 +47,7 @@ from sqlalchemy.orm import selectinload
 
 from server.db import db, utcnow, writer_thread
 from server.i18n import N_
+from server.sync.engine.accounts import Refused
 from server.sync.workers import scheduler
 from server.sync.connectors.base import (FOLDERS_CHANGED, Collection, ConnectorError, Folder,
                                          WatchesItems)
@@ -138,6 +139,7 @@ class Watcher(threading.Thread):
         self.healthy = False  # a wait of the current watch returned normally
         self.alerted = False  # the push_unavailable alert is open
         self.items = None  # the item store on the connector's session, when items are watched
+        self.account = None  # the account the watch signs in with (``_open``)
 
     @property
     def stopped(self) -> bool:
@@ -152,17 +154,37 @@ class Watcher(threading.Thread):
             try:
                 self._watch()
                 self.backoff.reset()
+            except ConnectorError as exc:
+                if exc.severity != "auth" or self.account is None:
+                    self._failed(exc)
+                    continue
+                # The server refused the sign-in: the mailbox's run takes the refusal as its
+                # own (it turns the mailbox off and says why) and this watcher signs in no
+                # more. The refresh stops it when the mailbox is off or its credentials
+                # change (the signature), and starts a new one for new credentials.
+                log.info("push: mailbox %s: sign-in refused (%s); watching stops",
+                         self.mailbox_id, _detail(exc))
+                try:
+                    self._flag(Refused(exc, self.account))
+                except Exception as flag_exc:  # the database: the refresh starts it over
+                    self._failed(flag_exc)
+                    continue
+                while not self.stopped:
+                    self.done.wait(WAIT_SECONDS)
             except Exception as exc:  # a watcher never takes the worker down
-                # A watch that had been waiting fine (a dropped connection after hours)
-                # starts over from the shortest delay: only failures in a row back off.
-                if self.healthy:
-                    self.backoff.reset()
-                delay = self.backoff.failed()
-                log.info("push: mailbox %s: watching stopped (%s); again in %d s",
-                         self.mailbox_id, _detail(exc), delay)
-                if self.backoff.failures >= ALERT_AFTER_FAILURES:
-                    self._alert(exc)
-                self.done.wait(delay)
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        # A watch that had been waiting fine (a dropped connection after hours) starts over
+        # from the shortest delay: only failures in a row back off.
+        if self.healthy:
+            self.backoff.reset()
+        delay = self.backoff.failed()
+        log.info("push: mailbox %s: watching stopped (%s); again in %d s",
+                 self.mailbox_id, _detail(exc), delay)
+        if self.backoff.failures >= ALERT_AFTER_FAILURES:
+            self._alert(exc)
+        self.done.wait(delay)
 
     def _open(self):
         """The connector, the folders (and item collections) to watch, and their stored
@@ -170,13 +192,13 @@ class Watcher(threading.Thread):
         from server.sync.engine.accounts import account_for
         from server.sync.connectors import incoming
         from server.sync.engine.folders import find_inbox
-        self.items = None
+        self.items = self.account = None
         with self.app.app_context():
             mailbox = db.session.get(Mailbox, self.mailbox_id)
             if mailbox is None or not mailbox.enabled:
                 self.stop()
                 return None
-            account = account_for(mailbox, "incoming")
+            account = self.account = account_for(mailbox, "incoming")
             factory = incoming(mailbox.server_profile.incoming_protocol)
             keys = set(db.session.scalars(select(FolderRule.folder_key).where(
                 FolderRule.mailbox_id == mailbox.id, FolderRule.enabled.is_(True))))
@@ -327,13 +349,13 @@ class Watcher(threading.Thread):
             finally:
                 db.session.remove()
 
-    def _flag(self) -> None:
+    def _flag(self, refused: Refused | None = None) -> None:
         with self.app.app_context():
             try:
                 scheduler.flag_changed(self.mailbox_id)
             finally:
                 db.session.remove()
-        self.on_change(self.mailbox_id)
+        self.on_change(self.mailbox_id, refused)
 
     def _follow_up(self) -> None:
         """Keep the mailbox flagged until a run that started after the change exists."""
@@ -346,7 +368,7 @@ class Watcher(threading.Thread):
                     self.pending_since = None
                     return
                 if scheduler.flag_changed(self.mailbox_id):
-                    self.on_change(self.mailbox_id)
+                    self.on_change(self.mailbox_id, None)
             finally:
                 db.session.remove()
 

@@ -47,7 +47,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.i18n import N_
-from server.sync.engine import alerts, history
+from server.sync.engine import alerts, history, idle
+from server.sync.engine.accounts import Refused
 from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox
@@ -109,6 +110,7 @@ class Worker:
         self.next_prune = 0.0  # monotonic time of the next pass over old run history
         # Claimed leases an idle batch found work in: each waits for a slot and a full run.
         self.waiting: deque[scheduler.Lease] = deque()
+        self.refused: dict[int, Refused] = {}  # sign-ins refused before the run (probe, push)
         with app.app_context():
             self.poll = max(0.05, scheduler.setting("REGARDING_SYNC_POLL_SECONDS"))
             self.lease = scheduler.lease_seconds()
@@ -303,16 +305,15 @@ class Worker:
         full run, and those beyond them are given back at once (still due: no lease is
         held for long without a run, and a mailbox asked for meanwhile is claimed first).
         A lease lost meanwhile is left to its new holder."""
-        from server.sync.engine import idle
         ids = [lease.mailbox_id for lease in leases]
-        full, written = ids, set()
+        full, written, refused = ids, set(), {}
         with self.app.app_context():
             try:
                 if self.stop.is_set():  # given back with the rest when the worker stops
                     full = []
                     return
                 probed = idle.probe(ids)
-                full = probed.full
+                full, refused = probed.full, probed.refused
                 visits = []
                 for visit in probed.idle:
                     mailbox = probed.mailboxes[visit.mailbox_id]
@@ -360,6 +361,7 @@ class Worker:
                 with self.lock:  # a lease neither written nor kept is given back at stop
                     self.waiting.extend(keep)
                     kept = {lease.mailbox_id for lease in keep}
+                    self.refused.update((i, r) for i, r in refused.items() if i in kept)
                     for lease in leases:
                         if lease.mailbox_id not in kept:
                             self.active.discard(lease.mailbox_id)
@@ -392,9 +394,12 @@ class Worker:
 
         held = load_mailbox(mailbox_id)  # the run uses it; after an idle one, no reload
         after = held is not None and (_sends_mail(held) or held.acts_method == "server_side_sync")
+        refused = self.refused.pop(mailbox_id, None)  # (one dict operation: no lock)
         result = sync_mailbox(mailbox_id, worker=self.worker_id, limit=self.batch,
                               progress=progress, max_messages=self.budget,
-                              lease_owner=None if after else self.worker_id)
+                              lease_owner=None if after else self.worker_id,
+                              connector_factory=refused and held and
+                              refused.connector_factory(held))
         self._count(mailbox_id, result)
         if result.released:
             return None, True
@@ -555,11 +560,17 @@ class Worker:
                 self.app.config.get("REGARDING_SYNC_LISTEN_URL") or db.engine.url)
         return wake_listener.WakeListener(params, self.worker_id).start()
 
+    def _pushed(self, mailbox_id: int, refused: Refused | None) -> None:
+        """A watcher flagged ``mailbox_id`` (``refused``: for its run to take)."""
+        if refused is not None:
+            self.refused[mailbox_id] = refused
+        self.wake.set()
+
     def _start_push(self):
         if not self.push:
             return None
         from server.sync.workers.push import PushWatchers
-        watchers = PushWatchers(self.app, self.stop, on_change=lambda _id: self.wake.set())
+        watchers = PushWatchers(self.app, self.stop, on_change=self._pushed)
         watchers.start()
         return watchers
 
