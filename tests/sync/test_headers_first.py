@@ -217,8 +217,11 @@ def test_header_first_tracks_the_replies_as_reading_everything_whole_does(crm, a
     reads = Reads(monkeypatch, store)
     result = sync_mailbox(box.id)
     assert result.status == "success"
-    # (The two replies of the first sync come again: their category was written.)
-    assert (result.fetched, result.tracked, result.skipped, result.seen) == (8, 2, 4, 2)
+    # (On Maildir the two replies of the first sync come again: their category was written
+    # by renaming their files. Over IMAP the cursor moved past the run's own STORE.)
+    again = 2 if store.protocol == "maildir" else 0
+    assert (result.fetched, result.tracked, result.skipped, result.seen) == (6 + again, 2, 4,
+                                                                             again)
     assert set(uids.values()) <= reads.read_as_headers
     # Only tracked mail was read whole, in one request: the new replies (and the first
     # sync's, seen again); the bodies of the skipped mail were never read.

@@ -50,12 +50,6 @@ def _synced(box) -> None:
     db.session.commit()
 
 
-def _settled(box) -> None:
-    """Synced, and synced again: a run that tracks mail writes the "Tracked to Regarding"
-    keyword back after its commit, which raises the folder's HIGHESTMODSEQ past the cursor
-    it stored, so the next run reads those messages' flags once more (as on Maildir)."""
-    _synced(box)
-    _synced(box)
 
 
 def _idle(box) -> bool:
@@ -90,7 +84,7 @@ def test_an_idle_imap_mailbox_is_probed_without_opening_a_folder(crm, dovecot, m
     for n in range(3):
         store.deliver(w.raw(subject=f"Hello {n}", mid=f"hello-{n}@customer.example"))
     store.deliver(w.raw(subject="Filed", mid="filed@customer.example"), "INBOX/Projects")
-    _settled(box)
+    _synced(box)
     opened.clear()
     assert _idle(box)
     assert opened == []  # the listing told: no folder was opened
@@ -108,8 +102,53 @@ def test_an_idle_imap_mailbox_is_probed_without_opening_a_folder(crm, dovecot, m
     for what, change in changes.items():
         change()
         assert not _idle(box), what
-        _settled(box)
+        _synced(box)
         assert _idle(box), f"after the run that read {what}"
+
+
+def test_a_run_that_tracks_mail_leaves_its_own_category_behind_it(crm, dovecot, mail_user):
+    """The run writes "Tracked to Regarding" on what it tracked after committing the
+    folder's cursor, which raises the folder's HIGHESTMODSEQ past it: the cursor is moved
+    past the run's own STOREs (each given the next mod-sequence), so the next visit finds
+    the mailbox idle instead of running to read the run's own flags back."""
+    store, box = _with_tracked_folder(crm, dovecot, mail_user)
+    for n in range(3):
+        store.deliver(w.raw(subject=f"Filed {n}", mid=f"filed-{n}@customer.example"),
+                      "INBOX/Projects")
+    result = sync_mailbox(box.id)
+    db.session.commit()
+    assert result.status == "success" and result.tracked == 3
+    client = dovecot.imap_client(mail_user)
+    try:
+        client.select_folder("INBOX/Projects", readonly=True)
+        flags = client.get_flags(client.search(["ALL"]))
+        assert len(flags) == 3 and all(b"Tracked_to_Regarding" in f for f in flags.values())
+    finally:
+        client.logout()
+    assert _idle(box)
+
+
+def test_a_change_by_another_client_between_read_and_category_is_not_skipped(
+        crm, dovecot, mail_user, monkeypatch):
+    """Another client flags a message after the run read the folder and before it wrote its
+    category: the mod-sequences are no longer all the run's own, so the cursor stays and
+    the next visit reads the change."""
+    store, box = _with_tracked_folder(crm, dovecot, mail_user)
+    store.deliver(w.raw(subject="Filed", mid="filed@customer.example"), "INBOX/Projects")
+    store.deliver(w.raw(subject="Other", mid="other@customer.example"), "INBOX/Projects")
+    real = ImapConnector.set_keywords
+
+    def meanwhile(self, folder, refs, keyword):
+        _client_does(dovecot, mail_user, "INBOX/Projects",
+                     lambda c, uids: c.add_flags(uids[-1:], [b"\\Flagged"]))
+        return real(self, folder, refs, keyword)
+
+    monkeypatch.setattr(ImapConnector, "set_keywords", meanwhile)
+    _synced(box)
+    monkeypatch.setattr(ImapConnector, "set_keywords", real)
+    assert not _idle(box)
+    _synced(box)
+    assert _idle(box)
 
 
 def test_a_run_over_unchanged_folders_opens_none(crm, dovecot, mail_user, opened):

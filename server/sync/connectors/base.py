@@ -205,6 +205,14 @@ class Probes(ABC):
         ``folder`` since ``cursor`` was taken (as of the last ``list_folders``); False when
         it did or the connector cannot tell (the folder gets a full run). Sends nothing."""
 
+    def past_own_writes(self, folder: Folder, cursor: str | None) -> str | None:
+        """``cursor`` (this session's last read of ``folder``) moved past what this session
+        wrote in the folder since (the "Tracked to Regarding" category), when nothing else
+        changed it meanwhile, so that ``unchanged`` holds at the next visit instead of
+        sending the mailbox a run for the engine's own writes; else ``cursor``. Sends
+        nothing."""
+        return cursor
+
 
 class Subscriptions(ABC):
     """Change notifications by subscription (Microsoft Graph): ``synced`` holds the folders

@@ -33,6 +33,7 @@ from datetime import datetime
 
 from imapclient import IMAPClient
 from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.imapclient import join_message_ids, seq_to_parenstr
 from imapclient.response_parser import parse_fetch_response, parse_response
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
@@ -83,6 +84,9 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         # folder key -> {UID: keyword} this session wrote: a message whose only news is
         # that keyword is not fetched again (CONDSTORE reports our own STORE as a change).
         self._tagged: dict[str, dict[int, str]] = {}
+        # folder key -> the mod-sequences the server gave this session's own STOREs
+        # (``past_own_writes``)
+        self._stored: dict[str, set[int]] = {}
 
     # -- session --------------------------------------------------------------------------
 
@@ -506,10 +510,37 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             if permanent and "\\*" not in permanent and flag not in permanent:
                 raise ConnectorError("keywords_unsupported", f"{self.where} does not keep "
                                      f"keywords in {folder.name}.", severity="message")
-            self.client.add_flags(uids, [flag], silent=True)
+            # With CONDSTORE the server answers even a .SILENT STORE with each message's new
+            # MODSEQ (RFC 7162 3.2), which ``past_own_writes`` uses.
+            data = self.client._command_and_check(
+                "store", join_message_ids(uids), b"+FLAGS.SILENT", seq_to_parenstr([flag]),
+                uid=True)
+            stored = self._stored.setdefault(folder.key, set())
+            for uid, items in parse_fetch_response(data).items():
+                modseq = items.get(b"MODSEQ")
+                if uid in uids and isinstance(modseq, tuple) and modseq and \
+                        isinstance(modseq[0], int):
+                    stored.add(modseq[0])
             tagged = self._tagged.setdefault(folder.key, {})
             for uid in uids:
                 tagged[uid] = flag
+
+    def past_own_writes(self, folder: Folder, cursor: str | None) -> str | None:
+        """The cursor's HIGHESTMODSEQ moved to the highest this session's STOREs in the
+        folder were given, when those fill every mod-sequence from the cursor's up to it.
+        A mailbox's mod-sequences only grow and every STORE, from any session, gets one of
+        its own (RFC 7162 3.1), so no other change (a flag another client set, a delivery,
+        an expunge) falls in between, and any later one is above it. A server that numbers
+        sparsely (or did not say) keeps the cursor: the next visit reads the folder's
+        changes, as before."""
+        state = unpack_cursor(cursor)
+        since = state.get("highestmodseq") if isinstance(state, dict) else None
+        if not isinstance(since, int):
+            return cursor
+        own = {m for m in self._stored.get(folder.key, ()) if m > since}
+        if not own or own != set(range(since + 1, max(own) + 1)):
+            return cursor
+        return pack_cursor({**state, "highestmodseq": max(own)})
 
     def delete(self, folder: Folder, refs: list[str]) -> None:
         """Flag messages \\Deleted and expunge them (only them, with UIDPLUS)."""

@@ -16,7 +16,10 @@ outcome:
   changed: no folder is opened); its folders are planned as a run plans them
   (``plan_folders``, with the organization's Sent setting and the folder rules) with
   nothing to note, and every evaluated folder has a state under the same name and role
-  whose cursor the connector says is ``unchanged``.
+  whose cursor the connector says is ``unchanged``. (A run that tracked mail moved its
+  cursors past the "Tracked to Regarding" category it wrote, where the connector can tell
+  nothing else changed meanwhile: ``Probes.past_own_writes``, IMAP with CONDSTORE. On
+  Maildir the category's renames change the directory times: one more run reads them.)
 
 A server probed gets ``PROBE_TIMEOUT`` seconds at most (a run waits the profile's whole
 timeout); one that cannot be reached is not tried again for the rest of the batch: its

@@ -54,7 +54,7 @@ from server.security import authz
 from server.security.authz import Principal
 from server.sync.engine import alerts
 from server.sync.connectors import incoming
-from server.sync.connectors.base import ConnectorError, Deletes, FetchedMessage, Folder
+from server.sync.connectors.base import ConnectorError, Deletes, FetchedMessage, Folder, Probes
 from server.sync.engine.batch import process, process_batch, reads_headers_first
 from server.sync.engine.context import MailboxRun
 from server.sync.engine.decisions import Outcome
@@ -323,6 +323,7 @@ def _run(mailbox: Mailbox, known: alerts.MailboxAlerts, result: SyncResult, limi
             try:
                 budget = _sync_folder(ctx, info, states, folder_result, result, limit,
                                       progress, budget)
+                _past_own_writes(ctx, info, states.get(info.key))
             except ConnectorError as exc:
                 if exc.severity not in ("folder", "message"):
                     raise
@@ -415,6 +416,17 @@ def _sync_folder(ctx: MailboxRun, info: FolderInfo, states: dict[str, FolderStat
     finally:
         ctx.read_whole = None
         reader.close()
+
+
+def _past_own_writes(ctx: MailboxRun, info: FolderInfo, state: FolderState | None) -> None:
+    """The folder's cursor moved past the category this run wrote in it, where the connector
+    can tell that nothing else changed it (``Probes.past_own_writes``; committed with the
+    run's outcome): the next visit finds the folder unchanged instead of giving the mailbox
+    a run that reads the run's own flag changes back."""
+    if state is not None and isinstance(ctx.connector, Probes):
+        cursor = ctx.connector.past_own_writes(info.folder, state.cursor)
+        if cursor != state.cursor:
+            state.cursor = cursor
 
 
 def _delete_processed(ctx: MailboxRun, info: FolderInfo, messages, reader: Reader) -> None:

@@ -1,12 +1,14 @@
 """The category the engine writes back is not news to the same session: after tracking a
 batch and tagging it, the next fetch of that folder does not bring those messages back
 (IMAP CONDSTORE reports our own STORE as a change; Maildir sees the renamed file), while a
-category another client sets is still noticed. Over a real Dovecot and a Maildir tree."""
+category another client sets is still noticed; over IMAP a cursor moves past the session's
+own STOREs for the next session too (``past_own_writes``). Over a real Dovecot and a
+Maildir tree."""
 from __future__ import annotations
 
 import re
 
-from server.sync.connectors.base import Account
+from server.sync.connectors.base import Account, Folder
 from server.sync.connectors.imap import ImapConnector
 from server.sync.connectors.maildir import MaildirConnector, create_maildir, deliver
 from tests.sync.connectors.conftest import imap_account, numbered
@@ -58,3 +60,46 @@ def test_maildir_own_category_is_not_fetched_again(tmp_path):
         third = md.fetch_changes(folder, second.cursor)
     assert [m.ref for m in third.messages] == [first.messages[0].ref]
     assert set(third.messages[0].keywords) == {CATEGORY, "Customer X"}
+
+
+def test_imap_cursor_moves_past_own_category_for_the_next_session(dovecot, mail_user):
+    """``past_own_writes``: a cursor taken before the session's own STOREs moves to the
+    mod-sequence they reached when they alone fill the gap (Dovecot numbers each STORE in
+    turn), so a new session finds the folder unchanged from its listing; with a change by
+    another client in between, it stays."""
+    for n in range(1, 4):
+        dovecot.deliver(mail_user, numbered(n))
+    account = imap_account(dovecot, mail_user)
+    with ImapConnector(account) as imap:
+        folder = inbox(imap)
+        read = imap.fetch_changes(folder, None)
+        imap.set_keywords(folder, [m.ref for m in read.messages[:2]], CATEGORY)
+        imap.set_keyword(folder, read.messages[2].ref, CATEGORY)
+        moved = imap.past_own_writes(folder, read.cursor)
+    assert moved != read.cursor
+    with ImapConnector(account) as imap:
+        assert imap.unchanged(inbox(imap), moved)
+        assert not imap.unchanged(inbox(imap), read.cursor)
+
+    with ImapConnector(account) as imap:
+        folder = inbox(imap)
+        read = imap.fetch_changes(folder, moved)
+        with dovecot.imap_client(mail_user) as other:  # after the read, before the STORE
+            other.select_folder("INBOX")
+            other.add_flags([1], [b"\\Flagged"])
+        imap.set_keywords(folder, ["2"], "Customer X")
+        assert imap.past_own_writes(folder, read.cursor) == read.cursor
+
+
+def test_imap_cursor_stays_where_the_server_numbers_sparsely():
+    """A server whose mod-sequences jump (one that does not number each change in turn)
+    leaves a gap the session cannot account for: the cursor stays."""
+    imap = ImapConnector(Account(address="sam@contoso.example", host="imap.example",
+                                 username="sam", password="x"))
+    folder = Folder(key="k", name="INBOX", role="inbox")
+    cursor = '{"highestmodseq":100,"last_uid":7,"uidvalidity":1}'
+    for stored, expected in (({101, 102}, 102), ({101, 105}, None), ({90}, None),
+                             ({102}, None), (set(), None)):
+        imap._stored = {"k": stored}
+        moved = imap.past_own_writes(folder, cursor)
+        assert (moved == cursor) if expected is None else (f'"highestmodseq":{expected}' in moved)
