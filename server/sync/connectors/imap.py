@@ -511,7 +511,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
                 raise ConnectorError("keywords_unsupported", f"{self.where} does not keep "
                                      f"keywords in {folder.name}.", severity="message")
             # With CONDSTORE the server answers even a .SILENT STORE with each message's new
-            # MODSEQ (RFC 7162 3.2), which ``past_own_writes`` uses.
+            # MODSEQ (RFC 7162, section 3), which ``past_own_writes`` uses.
             data = self.client._command_and_check(
                 "store", join_message_ids(uids), b"+FLAGS.SILENT", seq_to_parenstr([flag]),
                 uid=True)
@@ -529,7 +529,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         """The cursor's HIGHESTMODSEQ moved to the highest this session's STOREs in the
         folder were given, when those fill every mod-sequence from the cursor's up to it.
         A mailbox's mod-sequences only grow and every STORE, from any session, gets one of
-        its own (RFC 7162 3.1), so no other change (a flag another client set, a delivery,
+        its own (RFC 7162, section 3), so no other change (a flag another client set, a delivery,
         an expunge) falls in between, and any later one is above it. A server that numbers
         sparsely (or did not say) keeps the cursor: the next visit reads the folder's
         changes, as before."""

@@ -29,8 +29,8 @@ Every other mailbox (new mail, "don't know", a connector that cannot tell, an er
 probing) gets the full run, unchanged, but for one whose server refused the probe's sign-in
 (an error of severity ``auth``): its run takes that refusal as its own
 (``accounts.Refused``) rather than sign in again with the same credentials. "Email cannot be
-tracked" (the owner lost a privilege) is not looked at here: nothing is tracked when nothing is new, and the first
-run that finds mail raises it before it tracks anything.
+tracked" (the owner lost a privilege) is not looked at here: nothing is tracked when nothing
+is new, and the first run that finds mail raises it before it tracks anything.
 
 ``record(owner, visits)`` writes what ``outcome.succeeded`` and the lease's release write
 (``outcome.success_values``: the next run, the interval lengthened, the failure count
