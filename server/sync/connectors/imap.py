@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from imapclient import IMAPClient
+from imapclient.exceptions import ProtocolError
 from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.imapclient import join_message_ids, seq_to_parenstr
 from imapclient.response_parser import parse_fetch_response, parse_response
@@ -515,12 +516,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             data = self.client._command_and_check(
                 "store", join_message_ids(uids), b"+FLAGS.SILENT", seq_to_parenstr([flag]),
                 uid=True)
-            stored = self._stored.setdefault(folder.key, set())
-            for uid, items in parse_fetch_response(data).items():
-                modseq = items.get(b"MODSEQ")
-                if uid in uids and isinstance(modseq, tuple) and modseq and \
-                        isinstance(modseq[0], int):
-                    stored.add(modseq[0])
+            self._stored.setdefault(folder.key, set()).update(_own_modseqs(data, uids))
             tagged = self._tagged.setdefault(folder.key, {})
             for uid in uids:
                 tagged[uid] = flag
@@ -580,3 +576,22 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
                 self.client.uid_expunge([uid])
             else:
                 self.client.expunge()
+
+
+def _own_modseqs(data: list, uids: list[int]) -> set[int]:
+    """The MODSEQ of each of a UID STORE's own answers (one FETCH response naming the UID
+    of one of ``uids``), each response read alone: an unsolicited one (another client's
+    change, reported by sequence number) is never merged into ours. One that cannot be
+    read is left out (the cursor then stays, ``past_own_writes``)."""
+    found, wanted = set(), set(uids)
+    for line in data:
+        try:
+            parsed = parse_fetch_response([line], uid_is_key=False)
+        except (ProtocolError, ValueError):  # not ours to count
+            continue
+        for items in parsed.values():
+            modseq = items.get(b"MODSEQ")
+            if items.get(b"UID") in wanted and isinstance(modseq, tuple) and modseq \
+                    and isinstance(modseq[0], int):
+                found.add(modseq[0])
+    return found

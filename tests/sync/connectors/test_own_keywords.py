@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from server.sync.connectors.base import Account, Folder
-from server.sync.connectors.imap import ImapConnector
+from server.sync.connectors.imap import ImapConnector, _own_modseqs
 from server.sync.connectors.maildir import MaildirConnector, create_maildir, deliver
 from tests.sync.connectors.conftest import imap_account, numbered
 
@@ -103,3 +103,12 @@ def test_imap_cursor_stays_where_the_server_numbers_sparsely():
         imap._stored = {"k": stored}
         moved = imap.past_own_writes(folder, cursor)
         assert (moved == cursor) if expected is None else (f'"highestmodseq":{expected}' in moved)
+
+
+def test_only_the_stores_own_answers_count():
+    """An unsolicited FETCH (another client's change, by sequence number, without a UID)
+    whose number is one of the stored UIDs is not taken for ours, nor merged into ours; an
+    answer that cannot be read is left out (the cursor then stays)."""
+    answers = [b"1 (UID 1 MODSEQ (7))", b"3 (MODSEQ (9) FLAGS (\\Flagged))",
+               b"3 (UID 7 MODSEQ (8))", b"5 (UID 9 MODSEQ (8))", b"garbage (("]
+    assert _own_modseqs(answers, [1, 3, 7]) == {7, 8}
