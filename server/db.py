@@ -137,9 +137,10 @@ def statements_commit_alone() -> None:
     the pane's reads (``web.addin_api.READS``), the pages that show records and activities
     (``web.pages.READS``) and the REST API's GETs; what one writes (a token's last use) is
     committed at once. Call it before the session's first statement, and again after a
-    commit (which gives the connection back). SQLite: nothing changes (its reads open no
-    transaction)."""
-    if db.engine.dialect.name == "postgresql":
+    commit (which gives the connection back); a session whose transaction has begun keeps
+    it (the statements run in it: a test's session, which its requests share). SQLite:
+    nothing changes (its reads open no transaction)."""
+    if db.engine.dialect.name == "postgresql" and not db.session().in_transaction():
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
