@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace as namespace
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from server.sync.engine.accounts import Refused
 from server.sync.connectors.imap import ImapConnector
 from server.sync.models import Alert, FolderRule
 from server.sync.engine.run import sync_mailbox
+from server.sync.workers import push
 from server.sync.workers.push import PUSH_ALERT, Backoff, Watcher
 from tests.sync import world as w
 from tests.sync.test_push import (PushWorker, park, tracked_folder_mailbox, wait_at_rest,
@@ -86,12 +88,13 @@ def test_drops_of_a_working_watch_do_not_add_up_and_a_dead_server_is_told(app, c
         watching.close()
 
 
-def test_a_watcher_whose_sign_in_is_refused_signs_in_no_more(app, crm, make_dovecot,
-                                                             make_mail_user, sign_ins):
-    """A password changed on the server while the mailbox is watched: the watcher's next
-    sign-in is refused, and it signs in no more (it retried after each back-off before, a
-    failed sign-in each: servers lock accounts out); it flags the mailbox, and the run takes
-    the refusal as its own, turning the mailbox off, without a sign-in of its own."""
+@pytest.fixture
+def refused(app, crm, make_dovecot, make_mail_user, sign_ins, monkeypatch):
+    """A watched mailbox whose password was changed on the server: the watch's connection
+    dropped and its next sign-in was refused (the one sign-in in ``sign_ins``). Yields the
+    server, its user, the store, the mailbox, the ``Watching`` and the refusal. (Waits of a
+    fifth of a second: a refused watcher looks for a run that signed in after each.)"""
+    monkeypatch.setattr(push, "WAIT_SECONDS", 0.2)
     server = make_dovecot()
     user = make_mail_user(server=server)
     store = w.ImapStore(server, user)
@@ -102,20 +105,44 @@ def test_a_watcher_whose_sign_in_is_refused_signs_in_no_more(app, crm, make_dove
         watching.healthy_after(store)
         server.add_user(user.username, "Changed-pass-2")
         sign_ins.clear()
-        server.restart(kill=True)  # the watch's connection drops; its next sign-in fails
-        refused = until(lambda: watching.refused, "the refusal handed on")
-        assert isinstance(refused, Refused) and refused.error.code == "auth_failed"
-        time.sleep(1.0)  # ten back-offs' worth
-        assert sign_ins == [user.username] and watching.watcher.is_alive()
-        assert open_push_alert(box) is None  # the run's alert says what is wrong
-        db.session.rollback()
-        result = sync_mailbox(box.id, connector_factory=refused.connector_factory(box))
-        assert result.status == "failure" and result.error_code == "auth_failed"
-        assert sign_ins == [user.username]
-        db.session.refresh(box)
-        assert not box.enabled
+        server.restart(kill=True)
+        refusal = until(lambda: watching.refused, "the refusal handed on")
+        yield namespace(server=server, user=user, store=store, box=box, watching=watching,
+                        refusal=refusal)
     finally:
         watching.close()
+
+
+def test_a_watcher_whose_sign_in_is_refused_signs_in_no_more(refused, sign_ins):
+    """A password changed on the server while the mailbox is watched: the watcher's next
+    sign-in is refused, and it signs in no more (it retried after each back-off before, a
+    failed sign-in each: servers lock accounts out); it flags the mailbox, and the run takes
+    the refusal as its own, turning the mailbox off, without a sign-in of its own."""
+    refusal, box = refused.refusal, refused.box
+    assert isinstance(refusal, Refused) and refusal.error.code == "auth_failed"
+    time.sleep(1.0)  # ten back-offs' worth
+    assert sign_ins == [refused.user.username] and refused.watching.watcher.is_alive()
+    assert open_push_alert(box) is None  # the run's alert says what is wrong
+    db.session.rollback()
+    result = sync_mailbox(box.id, connector_factory=refusal.connector_factory(box))
+    assert result.status == "failure" and result.error_code == "auth_failed"
+    assert sign_ins == [refused.user.username]
+    db.session.refresh(box)
+    assert not box.enabled
+
+
+def test_a_refused_watcher_watches_again_once_a_run_signs_in(refused, sign_ins):
+    """The password is put right on the server before any run took the refusal (or another
+    worker's run found it working): once a run of the mailbox succeeds, the watcher signs
+    in and watches again; push is not left off for a mailbox that syncs."""
+    refused.server.add_user(refused.user.username, refused.user.password)  # put right
+    time.sleep(0.5)
+    assert sign_ins == [refused.user.username]  # no sign-in of its own meanwhile
+    db.session.rollback()
+    assert sync_mailbox(refused.box.id).status == "success"
+    db.session.commit()
+    refused.watching.healthy_after(refused.store)
+    assert open_push_alert(refused.box) is None
 
 
 @pytest.mark.parametrize("notify", [True, False])

@@ -159,18 +159,19 @@ class Watcher(threading.Thread):
                     self._failed(exc)
                     continue
                 # The server refused the sign-in: the mailbox's run takes the refusal as its
-                # own (it turns the mailbox off and says why) and this watcher signs in no
-                # more. The refresh stops it when the mailbox is off or its credentials
-                # change (the signature), and starts a new one for new credentials.
-                log.info("push: mailbox %s: sign-in refused (%s); watching stops",
-                         self.mailbox_id, _detail(exc))
+                # own (it turns the mailbox off and says why) and this watcher does not sign
+                # in again until a run has (the password was put right on the server, or
+                # another worker's run found it working). The refresh stops it when the
+                # mailbox is off, or starts a new one when its credentials change.
+                log.info("push: mailbox %s: sign-in refused (%s); watching waits for a run "
+                         "that signs in", self.mailbox_id, _detail(exc))
+                refused_on = utcnow()
                 try:
                     self._flag(Refused(exc, self.account))
-                except Exception as flag_exc:  # the database: the refresh starts it over
-                    self._failed(flag_exc)
-                    continue
-                while not self.stopped:
-                    self.done.wait(WAIT_SECONDS)
+                    while not self.stopped and not self._signed_in_since(refused_on):
+                        self.done.wait(WAIT_SECONDS)
+                except Exception as later:  # the database: back off as for any failure
+                    self._failed(later)
             except Exception as exc:  # a watcher never takes the worker down
                 self._failed(exc)
 
@@ -348,6 +349,16 @@ class Watcher(threading.Thread):
                         .where(FolderState.mailbox_id == self.mailbox_id)).all())}
             finally:
                 db.session.remove()
+
+    def _signed_in_since(self, when: datetime) -> bool:
+        """Whether a run of the mailbox succeeded after ``when``."""
+        with self.app.app_context():
+            try:
+                last = db.session.scalar(select(Mailbox.last_success_on).where(
+                    Mailbox.id == self.mailbox_id))
+            finally:
+                db.session.remove()
+        return last is not None and last > when
 
     def _flag(self, refused: Refused | None = None) -> None:
         with self.app.app_context():
