@@ -8,7 +8,7 @@ import email.policy
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from server.crm.activities import ActivityParty, Attachment, Email
 from server.crm.models import Contact, Queue
@@ -323,3 +323,50 @@ def test_queries_do_not_grow_with_parties_and_attachments(app, sam, mailbox, smt
     one, five = statements_for(1), statements_for(5)
     for table in ("activity_party", "attachment"):
         assert loads(five, table) == loads(one, table) == 1, table
+
+
+def test_a_refused_smtp_sign_in_turns_outgoing_off_until_tested_again(
+        app, sam, dovecot, mail_user, make_smtp_server):
+    """The outgoing server refuses the mailbox's sign-in: outgoing email is turned off with
+    an error alert, its email waits with no attempt used up, and mail is still read; no
+    later visit signs in to the SMTP server again (each would be one more failed sign-in,
+    and servers lock accounts out) until someone corrects it and tests the mailbox again,
+    which sends what waited."""
+    from server.sync.admin.testing import test_and_enable
+    from server.sync.models import Alert, Mailbox
+    from tests.sync.test_scheduler import work
+    smtp = make_smtp_server(auth=(mail_user.username, "Another-pass-7"))
+    box = make_mailbox(make_profile(dovecot=dovecot, smtp=smtp), user=sam,
+                       username=mail_user.username, password=mail_user.password)
+    assert test_and_enable(box).outgoing.ok is False
+    box.outgoing_enabled, box.enabled = True, True  # it worked when it was set up
+    mail = outgoing_email(sam)
+    smtp.auth_attempts.clear()
+
+    def visit():
+        db.session.get(Mailbox, box.id).next_sync_on = utcnow() - timedelta(seconds=1)
+        stats = work(app)
+        db.session.expire_all()
+        return stats, db.session.get(Mailbox, box.id)
+
+    stats, row = visit()
+    assert stats.runs == [(box.id, "success")]  # mail is read
+    assert not row.outgoing_enabled and row.outgoing_status == "failure"
+    assert [ok for _, ok in smtp.auth_attempts] == [False]
+    alert = db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id,
+                                                  Alert.code == "send_failed"))
+    assert alert.severity == "error" and "turned off" in alert.message
+    waiting = db.session.get(Email, mail.id)
+    assert waiting.status == "pending_send" and not waiting.delivery_attempts
+
+    stats, row = visit()
+    assert stats.runs == [(box.id, "success")] and len(smtp.auth_attempts) == 1
+
+    smtp.auth = (mail_user.username, mail_user.password)  # put right on the server
+    assert test_and_enable(row).enabled and row.outgoing_enabled
+    db.session.commit()
+    visit()
+    assert db.session.get(Email, mail.id).status == "sent" and len(smtp.wait_for(1)) == 1
+    assert db.session.scalar(select(Alert).where(Alert.mailbox_id == box.id,
+                                                 Alert.code == "send_failed",
+                                                 Alert.acknowledged_on.is_(None))) is None

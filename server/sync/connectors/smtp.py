@@ -70,7 +70,7 @@ class SmtpSender(ServerSession, Sender):
             smtp.auth("XOAUTH2", lambda challenge=None: auth, initial_response_ok=True)
         elif account.password and smtp.has_extn("auth"):
             # A relay that offers no AUTH takes mail from trusted hosts without it.
-            smtp.login(self.username, account.password)
+            _sign_in(smtp, self.username, account.password)
 
     def _quit(self, smtp: smtplib.SMTP) -> None:
         smtp.quit()
@@ -154,3 +154,27 @@ class SmtpSender(ServerSession, Sender):
         party = "sender" if about == "sender_refused" else "recipient"
         return ConnectorError(about, f"{self.where} refused the {party} ({_reply(code, text)}).",
                               severity="message")
+
+
+# The mechanisms a password signs in with, in the order tried. smtplib's ``login`` tries
+# every one the server offers (CRAM-MD5, PLAIN, LOGIN) while the server refuses: a wrong
+# password cost two or three failed sign-ins an attempt, and servers lock accounts out
+# after a few. Here a refusal of the credentials (535) ends it; only a mechanism the
+# server turns down as such (504 unknown, 534 too weak, 538 needs TLS) goes on to the next.
+MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+NOT_THIS_MECHANISM = frozenset({504, 534, 538})
+
+
+def _sign_in(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    mechanisms = [m for m in MECHANISMS if m in offered]
+    if not mechanisms:
+        raise smtplib.SMTPException("No suitable authentication method found.")
+    smtp.user, smtp.password = username, password
+    for mechanism in mechanisms:
+        try:
+            smtp.auth(mechanism, getattr(smtp, "auth_" + mechanism.lower().replace("-", "_")))
+            return
+        except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code not in NOT_THIS_MECHANISM or mechanism == mechanisms[-1]:
+                raise

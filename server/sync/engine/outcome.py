@@ -25,7 +25,10 @@ DEFAULTS = {
     "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
 }
 
-__all__ = ["failed", "give_back_with_outcome", "success_values", "succeeded"]
+__all__ = ["failed", "give_back_with_outcome", "send_failed", "success_values", "succeeded"]
+
+FIX_SIGN_IN = N_("Correct the user name and password (or the sign-in) of this mailbox or of "
+                 "its email server profile, then test and enable the mailbox again.")
 
 
 def _setting(name: str) -> int:
@@ -75,9 +78,8 @@ def failed(mailbox: Mailbox, result, code: str, message: str, severity: str,
     mailbox.incoming_status, mailbox.incoming_message = "failure", message
     address = mailbox.email_address
     if severity in ("auth", "fatal"):
-        fix = (N_("Correct the user name and password (or the sign-in) of this mailbox or of "
-                  "its email server profile, then test and enable the mailbox again.")
-               if severity == "auth" else N_("Fix the problem, then test and enable the mailbox again."))
+        fix = FIX_SIGN_IN if severity == "auth" else \
+            N_("Fix the problem, then test and enable the mailbox again.")
         _disable(mailbox, result, f"{message} {fix}")
         alerts.raise_alert("error", "auth_failed" if severity == "auth" else "sync_fatal",
                            N_("Synchronization of %(address)s was turned off: %(problem)s") % {
@@ -103,6 +105,26 @@ def failed(mailbox: Mailbox, result, code: str, message: str, severity: str,
                               "address": address, "problem": message, "failures": failures,
                               "most": most, "next": f"{mailbox.next_sync_on:%Y-%m-%d %H:%M}"},
                        mailbox)
+
+
+def send_failed(mailbox: Mailbox, error) -> None:
+    """The mailbox's outgoing email could not be sent (``error``: the sender's
+    ``ConnectorError``): its outgoing status says why, with an alert. A refused sign-in
+    (severity ``auth``) turns outgoing email off until someone corrects it and tests the
+    mailbox again, as a refused password turns the mailbox off: each later try would be
+    one more failed sign-in at the server, and servers lock accounts out after a few
+    (docs/mail-servers.md). Its emails wait, no attempt used up; mail is still read."""
+    mailbox.outgoing_status, mailbox.outgoing_message = "failure", error.message
+    values = {"address": mailbox.email_address, "problem": error.message}
+    if error.severity == "auth":
+        mailbox.outgoing_enabled = False
+        alerts.raise_alert("error", "send_failed", N_(
+            "Outgoing email of %(address)s was turned off: %(problem)s") % {
+                **values, "problem": f"{error.message} {FIX_SIGN_IN}"}, mailbox)
+        return
+    alerts.raise_alert("warning", "send_failed", N_(
+        "Outgoing email of %(address)s could not be sent: %(problem)s It is tried again on "
+        "the next run.") % values, mailbox)
 
 
 def _disable(mailbox: Mailbox, result, reason: str) -> None:

@@ -372,9 +372,10 @@ def _sent(email: Email, now: datetime) -> None:
 
 
 def _failed_attempt(email: Email, error: ConnectorError, now: datetime, counts: SendCounts) -> None:
-    if error.severity == "auth":  # a person must fix the mailbox: no attempt used up
+    if error.severity == "auth":  # a person must fix the mailbox: no attempt used up, and
+        # it goes as soon as outgoing email is on again (``outcome.send_failed``)
         email.status, email.error = "pending_send", error.message
-        email.next_attempt_on = now + timedelta(minutes=1)
+        email.next_attempt_on = now
         counts.retrying += 1
         return
     email.delivery_attempts = (email.delivery_attempts or 0) + 1

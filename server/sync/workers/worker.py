@@ -497,19 +497,14 @@ class Worker:
                         self.worker_id, _detail(exc))
 
     def _send(self, mailbox: Mailbox) -> None:
+        from server.sync.engine.outcome import send_failed
         from server.sync.engine.outgoing import send_pending
         mailbox_id = mailbox.id
         try:
             counts = send_pending(mailbox_id)
         except ConnectorError as exc:
             db.session.rollback()
-            mailbox = db.session.get(Mailbox, mailbox_id)
-            mailbox.outgoing_status, mailbox.outgoing_message = "failure", exc.message
-            alerts.raise_alert("warning", "send_failed",
-                               N_("Outgoing email of %(address)s could not be sent: "
-                                  "%(problem)s It is tried again on the next run.") % {
-                                      "address": mailbox.email_address, "problem": exc.message},
-                               mailbox)
+            send_failed(db.session.get(Mailbox, mailbox_id), exc)
             db.session.commit()
             log.warning("worker %s: mailbox %s: sending failed (%s)", self.worker_id,
                         mailbox_id, exc.code)

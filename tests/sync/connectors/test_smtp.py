@@ -2,13 +2,14 @@
 permanent refusals; a server that is down; the no-send check Test & Enable uses."""
 from __future__ import annotations
 
+import smtplib
 from dataclasses import replace
 
 import pytest
 
 from server.sync.connectors import outgoing
 from server.sync.connectors.base import Account, ConnectorError
-from server.sync.connectors.smtp import SmtpSender
+from server.sync.connectors.smtp import SmtpSender, _sign_in
 from tests.servers.ports import free_port
 from tests.sync.connectors.conftest import numbered
 
@@ -61,7 +62,44 @@ def test_wrong_password_is_an_auth_error(make_smtp_server):
     with pytest.raises(ConnectorError) as caught:
         SmtpSender(smtp_account(server, password="nope")).connect()
     assert caught.value.severity == "auth" and "nope" not in caught.value.message
-    assert server.auth_attempts and all(a == ("sam", False) for a in server.auth_attempts)
+    # One failed sign-in, not one per mechanism the server offers (PLAIN and LOGIN here):
+    # servers lock accounts out after a few.
+    assert server.auth_attempts == [("sam", False)]
+
+
+class _Offering:
+    """Just enough of ``smtplib.SMTP`` for ``_sign_in``: what it offers, and the reply
+    code each mechanism gets (a server that says a mechanism is not for it, which
+    aiosmtpd does not do)."""
+
+    def __init__(self, offered: str, codes: dict[str, int]):
+        self.esmtp_features, self.codes, self.tried = {"auth": offered}, codes, []
+
+    def auth(self, mechanism, _authobject):
+        self.tried.append(mechanism)
+        code = self.codes.get(mechanism, 235)
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, b"no")
+        return code, b"ok"
+
+    auth_plain = auth_login = auth_cram_md5 = None
+
+
+@pytest.mark.parametrize("codes, tried, refused", [
+    ({}, ["PLAIN"], False),
+    ({"PLAIN": 535}, ["PLAIN"], True),  # the credentials: no other mechanism is tried
+    ({"PLAIN": 504}, ["PLAIN", "LOGIN"], False),  # not this mechanism: the next one
+    ({"PLAIN": 534, "LOGIN": 538}, ["PLAIN", "LOGIN", "CRAM-MD5"], False),
+    ({"PLAIN": 504, "LOGIN": 504, "CRAM-MD5": 504}, ["PLAIN", "LOGIN", "CRAM-MD5"], True),
+])
+def test_a_password_signs_in_once_per_refusal_of_the_credentials(codes, tried, refused):
+    smtp = _Offering("CRAM-MD5 LOGIN PLAIN XOAUTH2", codes)
+    if refused:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            _sign_in(smtp, "sam", "pw")
+    else:
+        _sign_in(smtp, "sam", "pw")
+    assert smtp.tried == tried
 
 
 def test_missing_sign_in_is_an_auth_error(make_smtp_server):
