@@ -484,6 +484,7 @@ def commit_unflushed() -> None:
 
 
 STATISTICS_FLOOR = 1000  # rows changed before ``refresh_statistics`` looks at a table
+STATISTICS_PAGES = 8  # or pages on disk (twice those at its last analysis) before it does
 
 
 def refresh_statistics(*tables) -> None:
@@ -498,7 +499,12 @@ def refresh_statistics(*tables) -> None:
     an initial sync quadratic (bench/README.md, "Issue 17 goal 2: fewer index entries,
     statistics for a growing table"). The counts are the server's
     (``pg_stat_get_mod_since_analyze``: every session's changes, as the server last
-    collected them, about once a second); a table another session is analyzing or
+    collected them, at most once a second), so a table is also analyzed when its size on
+    disk, which does not lag, passes twice the pages it had when last analyzed (and
+    ``STATISTICS_PAGES``): a first sync's batches come faster than the counts, and for its
+    first second the decision lookup's plan, made for an empty table, compared every row
+    with each of the wave's identities (bench/README.md, "Issue 17 goal 2 on the eleventh
+    session's machine"). A table another session is analyzing or
     vacuuming is skipped, not waited for (``SKIP_LOCKED``); one the database user does not
     own is skipped with the server's warning. Nothing on SQLite, whose planner does not use
     statistics it has not been asked to gather."""
@@ -506,8 +512,11 @@ def refresh_statistics(*tables) -> None:
         return
     grown = db.session.execute(text(
         "SELECT c.relname FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[])) "
-        "AND pg_stat_get_mod_since_analyze(c.oid) > greatest(:floor, c.reltuples)"),
-        {"tables": [t.name for t in tables], "floor": STATISTICS_FLOOR}).scalars().all()
+        "AND (pg_stat_get_mod_since_analyze(c.oid) > greatest(:floor, c.reltuples) "
+        "OR pg_relation_size(c.oid) > greatest(:pages, 2 * c.relpages) "
+        "* current_setting('block_size')::int)"),
+        {"tables": [t.name for t in tables], "floor": STATISTICS_FLOOR,
+         "pages": STATISTICS_PAGES}).scalars().all()
     if not grown:
         return
     quote = db.engine.dialect.identifier_preparer.quote
