@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, LargeBinary,
-                        String, Text, UniqueConstraint, text)
+                        String, Text, UniqueConstraint, and_, text)
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from server.crm.activities import Regarding, one_regarding_check
@@ -123,6 +124,9 @@ class Mailbox(db.Model):
     # mailbox stays enabled for the one that works.
     incoming_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     outgoing_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Appointments, contacts and tasks turned off on their own: their server refused the
+    # sign-in (``engine.outcome.acts_failed``) or their test failed, until Test & Enable.
+    acts_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     incoming_status: Mapped[str] = mapped_column(String(10), default="not_run")
     outgoing_status: Mapped[str] = mapped_column(String(10), default="not_run")
     acts_status: Mapped[str] = mapped_column(String(10), default="not_run")
@@ -153,6 +157,18 @@ class Mailbox(db.Model):
         """The profile its appointments, contacts and tasks sync with: its CalDAV/CardDAV
         profile where it has one, else its mail profile (Graph, EWS)."""
         return self.acts_profile or self.server_profile
+
+    @hybrid_property
+    def syncs_items(self) -> bool:
+        """Its appointments, contacts and tasks go through server-side synchronization (and
+        were not turned off); a condition in a query too."""
+        return self.acts_method == "server_side_sync" and self.acts_enabled
+
+    @syncs_items.inplace.expression
+    @classmethod
+    def _syncs_items(cls):
+        return and_(cls.acts_method == "server_side_sync", cls.acts_enabled.is_(True))
+
     user = relationship("User", foreign_keys=[user_id])
     queue = relationship("Queue")
     # Read with the mailbox when a sync run loads it (``engine.run.load_mailbox``), None

@@ -65,7 +65,7 @@ def meeting_uid(user: User, item_id: str, *, subject: str | None = None,
 
 def _from_store(user: User, item_id: str) -> str | None:
     mailbox = db.session.scalar(select(Mailbox).where(
-        Mailbox.user_id == user.id, Mailbox.acts_method == "server_side_sync",
+        Mailbox.user_id == user.id, Mailbox.syncs_items,
         Mailbox.enabled.is_(True)).order_by(Mailbox.id).limit(1))
     if mailbox is None:
         return None

@@ -160,8 +160,11 @@ def why_not_synced(mailbox: Mailbox) -> str | None:
 
 def kinds_synced(mailbox: Mailbox, kinds: tuple[str, ...] = ITEM_KINDS
                  ) -> tuple[list[str], dict[str, str]]:
-    """The kinds this mailbox syncs, and why it syncs each of the others."""
-    why = why_not_synced(mailbox)
+    """The kinds this mailbox syncs, and why it syncs each of the others (none while its
+    item sync is turned off: Test & Enable tests them all the same)."""
+    why = why_not_synced(mailbox) or (None if mailbox.acts_enabled else (
+        "they were turned off when their server refused the sign-in; test and enable the "
+        "mailbox again"))
     if why:
         return [], {kind: why for kind in kinds}
     p = authz.principal(mailbox.user)

@@ -101,7 +101,7 @@ def _flag(session: Session) -> None:
     mailbox_ids |= _filtered_mailboxes(session, by_kind)
     if not mailbox_ids:
         return
-    scheduler.ask_for_sync(mailbox_ids, Mailbox.acts_method == "server_side_sync",
+    scheduler.ask_for_sync(mailbox_ids, Mailbox.syncs_items,
                            session=session)
 
 
@@ -147,7 +147,7 @@ def _filtered_mailboxes(session: Session, by_kind: dict[str, list]) -> set[int]:
         users: dict[int, User] = {}
         for mailbox_id, user in session.execute(select(Mailbox.id, User).join(
                 User, User.id == Mailbox.user_id).where(
-                Mailbox.enabled.is_(True), Mailbox.acts_method == "server_side_sync",
+                Mailbox.enabled.is_(True), Mailbox.syncs_items,
                 User.is_active.is_(True),
                 true() if everyone else Mailbox.user_id.in_(sorted(named)))):
             if user.id in named or user.id not in own:

@@ -1,10 +1,10 @@
 """Test & Enable for a mailbox: try each direction the mailbox is set up for, record the
 outcome in words a person can act on, and enable the mailbox when a direction works and
 its email address is approved. A direction whose test failed is turned off on its own
-(``incoming_enabled`` / ``outgoing_enabled``): a mailbox whose outgoing server refuses it
-still has its mail read, and the other way round. Appointments, contacts and tasks are
-tested and reported on their own (``test_items``): the privileges, then the store's
-collections, each of which must tell its changes (sync-collection) and take writes.
+(``incoming_enabled`` / ``outgoing_enabled`` / ``acts_enabled``): a mailbox whose outgoing
+server refuses it still has its mail read, and the other way round. Appointments, contacts
+and tasks are tested and reported on their own (``test_items``): the privileges, then the
+store's collections, each of which must tell its changes (sync-collection) and take writes.
 
 Incoming: connect, sign in, list the folders and say which one is Sent Items
 (``folders.find_sent``). Outgoing: connect, sign in, MAIL FROM and RCPT TO with the
@@ -303,6 +303,7 @@ def test_and_enable(mailbox: Mailbox) -> TestResult:
     mailbox.incoming_status, mailbox.outgoing_status = _status(result_in), _status(result_out)
     mailbox.incoming_message = result_in.message if result_in else None
     mailbox.outgoing_message = result_out.message if result_out else None
+    mailbox.acts_enabled = result_acts is None or result_acts.ok
     mailbox.acts_status = _status(result_acts)
     mailbox.acts_message = result_acts.message if result_acts else None
     mailbox.tested_on = now
@@ -325,12 +326,17 @@ def _enabled_for(mailbox: Mailbox) -> str:
                               ("outgoing", mailbox.outgoing_enabled)) if not on]
     values = {"address": mailbox.email_address}
     if not failed:
-        return N_("The mailbox %(address)s is enabled.") % values
-    if failed == ["incoming"]:
-        return N_("The mailbox %(address)s is enabled for outgoing email only: its incoming "
+        said = N_("The mailbox %(address)s is enabled.") % values
+    elif failed == ["incoming"]:
+        said = N_("The mailbox %(address)s is enabled for outgoing email only: its incoming "
                   "test failed. Fix what it says and test again to turn it on.") % values
-    return N_("The mailbox %(address)s is enabled for incoming email only: its outgoing test "
-              "failed. Fix what it says and test again to turn it on.") % values
+    else:
+        said = N_("The mailbox %(address)s is enabled for incoming email only: its outgoing "
+                  "test failed. Fix what it says and test again to turn it on.") % values
+    if mailbox.acts_enabled:
+        return said
+    return said + " " + N_("Its appointments, contacts and tasks stay off: their test failed. "
+                           "Fix what it says and test again to turn them on.")
 
 
 test_and_enable.__test__ = False  # a service, not a pytest test

@@ -118,7 +118,7 @@ def probe(mailbox_ids: list[int]) -> Probed:
     for mailbox, org, cleared, rules in rows:
         out.mailboxes[mailbox.id], out.org = mailbox, org
         if (why_not_synced(mailbox, org) is None and not mailbox.is_forward_mailbox
-                and mailbox.acts_method != "server_side_sync" and not mailbox.backlog
+                and not mailbox.syncs_items and not mailbox.backlog
                 and mailbox.last_success_on is not None and not cleared
                 and mailbox.server_profile is not None and _probes(mailbox.server_profile)):
             candidates[mailbox.id] = rules

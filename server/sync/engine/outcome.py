@@ -1,6 +1,7 @@
 """A run's outcome on the mailbox row: its status, its next run (sooner after a run that
 tracked mail, later after idle ones; backing off after failures, and turned off after too
-many or a refused password, with an alert), and the worker's lease given back in the same
+many or a refused password, with an alert; outgoing email or the item sync turned off
+alone when their server refuses the sign-in), and the worker's lease given back in the same
 row update (``give_back_with_outcome``: one write per run, not two)."""
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ DEFAULTS = {
     "REGARDING_SYNC_IDLE_INTERVAL_SECONDS": 720,
 }
 
-__all__ = ["failed", "give_back_with_outcome", "send_failed", "success_values", "succeeded"]
+__all__ = ["acts_failed", "failed", "give_back_with_outcome", "send_failed", "success_values",
+           "succeeded"]
 
 FIX_SIGN_IN = N_("Correct the user name and password (or the sign-in) of this mailbox or of "
                  "its email server profile, then test and enable the mailbox again.")
@@ -115,16 +117,38 @@ def send_failed(mailbox: Mailbox, error) -> None:
     one more failed sign-in at the server, and servers lock accounts out after a few
     (docs/mail-servers.md). Its emails wait, no attempt used up; mail is still read."""
     mailbox.outgoing_status, mailbox.outgoing_message = "failure", error.message
+    _part_failed(mailbox, error, "send_failed", "outgoing_enabled", N_(
+        "Outgoing email of %(address)s was turned off: %(problem)s"), N_(
+        "Outgoing email of %(address)s could not be sent: %(problem)s It is tried again on "
+        "the next run."))
+
+
+def acts_failed(mailbox: Mailbox, error) -> None:
+    """The mailbox's appointments, contacts and tasks could not be synced (``error``: the
+    item store's ``ConnectorError``; their status says why already), with an alert. A
+    refused sign-in (a CalDAV/CardDAV profile's password changed, Exchange's calendar
+    consent taken back) turns them off until someone corrects it and tests the mailbox
+    again, as it turns outgoing email off. Mail is still read and sent."""
+    if error.severity == "auth":
+        mailbox.acts_status, mailbox.acts_message = "failure", f"{error.message} {FIX_SIGN_IN}"
+    _part_failed(mailbox, error, "acts_failed", "acts_enabled", N_(
+        "Appointments, contacts and tasks of %(address)s were turned off: %(problem)s"), N_(
+        "Appointments, contacts and tasks of %(address)s could not be synchronized: "
+        "%(problem)s They are tried again on the next run."))
+
+
+def _part_failed(mailbox: Mailbox, error, code: str, switch: str, turned_off: str,
+                 again: str) -> None:
+    """A part of the mailbox's sync failed: a refused sign-in (severity ``auth``) turns it
+    off (the column ``switch``) with an error alert; anything else is tried again at the
+    next run, with a warning."""
     values = {"address": mailbox.email_address, "problem": error.message}
     if error.severity == "auth":
-        mailbox.outgoing_enabled = False
-        alerts.raise_alert("error", "send_failed", N_(
-            "Outgoing email of %(address)s was turned off: %(problem)s") % {
-                **values, "problem": f"{error.message} {FIX_SIGN_IN}"}, mailbox)
-        return
-    alerts.raise_alert("warning", "send_failed", N_(
-        "Outgoing email of %(address)s could not be sent: %(problem)s It is tried again on "
-        "the next run.") % values, mailbox)
+        setattr(mailbox, switch, False)
+        alerts.raise_alert("error", code, turned_off % {
+            **values, "problem": f"{error.message} {FIX_SIGN_IN}"}, mailbox)
+    else:
+        alerts.raise_alert("warning", code, again % values, mailbox)
 
 
 def _disable(mailbox: Mailbox, result, reason: str) -> None:

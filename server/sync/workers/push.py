@@ -104,7 +104,7 @@ def watched_kinds(mailbox: Mailbox) -> tuple[str, ...]:
     mailbox's item sync syncs, when it syncs them with the mail's own server (a CalDAV
     profile of its own is not watched)."""
     from server.sync.acts.records import kinds_synced
-    if mailbox.acts_method != "server_side_sync" or mailbox.acts_profile_id not in (
+    if not mailbox.syncs_items or mailbox.acts_profile_id not in (
             None, mailbox.server_profile_id):
         return ()
     return tuple(kinds_synced(mailbox)[0])

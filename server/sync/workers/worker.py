@@ -46,7 +46,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
-from server.i18n import N_
 from server.sync.engine import alerts, history, idle
 from server.sync.engine.accounts import Refused
 from server.sync.workers import scheduler, wake_listener
@@ -393,7 +392,7 @@ class Worker:
                                    "renew it in time) and left it to another worker.")
 
         held = load_mailbox(mailbox_id)  # the run uses it; after an idle one, no reload
-        after = held is not None and (_sends_mail(held) or held.acts_method == "server_side_sync")
+        after = held is not None and (_sends_mail(held) or held.syncs_items)
         refused = self.refused.pop(mailbox_id, None)  # (one dict operation: no lock)
         result = sync_mailbox(mailbox_id, worker=self.worker_id, limit=self.batch,
                               progress=progress, max_messages=self.budget,
@@ -408,7 +407,7 @@ class Worker:
             return None, False
         if not self.stop.is_set() and _sends_mail(mailbox):
             self._send(mailbox)
-        if not self.stop.is_set() and mailbox.acts_method == "server_side_sync":
+        if not self.stop.is_set() and mailbox.syncs_items:
             self._sync_items(mailbox)
         if result.status == "skipped":
             # The engine leaves mailboxes it does not read alone (outgoing only, or mail
@@ -467,13 +466,9 @@ class Worker:
         try:
             sync_items(mailbox_id, limit=self.batch)
         except ConnectorError as exc:
+            from server.sync.engine.outcome import acts_failed
             db.session.rollback()
-            mailbox = db.session.get(Mailbox, mailbox_id)
-            alerts.raise_alert("warning", "acts_failed",
-                               N_("Appointments, contacts and tasks of %(address)s could not "
-                                  "be synchronized: %(problem)s They are tried again on the next "
-                                  "run.") % {"address": mailbox.email_address,
-                                             "problem": exc.message}, mailbox)
+            acts_failed(db.session.get(Mailbox, mailbox_id), exc)
             db.session.commit()
             log.warning("worker %s: mailbox %s: item sync failed (%s)", self.worker_id,
                         mailbox_id, exc.code)

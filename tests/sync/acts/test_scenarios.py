@@ -271,7 +271,8 @@ def test_test_and_enable_reports_the_items_direction_apart(store, make_user):
     refused = test_and_enable(box)
     assert not refused.enabled and not refused.acts.ok
     assert (refused.acts.code, store.refused in box.acts_message) == (store.refused_code, True)
-    box.enabled = True
+    assert not box.acts_enabled
+    box.enabled = box.acts_enabled = True  # as if they were on: a sync is refused too
     db.session.commit()
     with pytest.raises(ConnectorError):
         sync_items(box.id)
