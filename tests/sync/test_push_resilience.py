@@ -145,6 +145,22 @@ def test_a_refused_watcher_watches_again_once_a_run_signs_in(refused, sign_ins):
     assert open_push_alert(refused.box) is None
 
 
+def test_a_worker_keeps_a_refusal_only_while_a_run_could_take_it(app):
+    """Refusals handed to the worker wait for the mailbox's run; one no run took within
+    ``REFUSAL_KEPT`` (another worker ran the mailbox, or it was turned off meanwhile) is
+    dropped when the next comes, so a long-running worker does not gather them."""
+    from server.sync.connectors.base import Account, ConnectorError
+    from server.sync.engine.accounts import REFUSAL_KEPT
+    from server.sync.workers.worker import Worker
+    worker = Worker(app, "worker-a", 1, threading.Event(), push=False, until_idle=True)
+    error = ConnectorError("auth_failed", "The server refused the password.", severity="auth")
+    old = Refused(error, Account("ann@contoso.test"), at=time.monotonic() - REFUSAL_KEPT - 1)
+    new = Refused(error, Account("bob@contoso.test"))
+    worker._pushed(101, old)
+    worker._pushed(102, new)
+    assert worker.refused == {102: new}
+
+
 @pytest.mark.parametrize("notify", [True, False])
 def test_mail_moved_into_a_renamed_tracked_folder_is_tracked_by_push(app, crm, dovecot, mail_user,
                                                                      monkeypatch, notify):

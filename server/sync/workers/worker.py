@@ -47,7 +47,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.sync.engine import alerts, history, idle
-from server.sync.engine.accounts import Refused
+from server.sync.engine.accounts import REFUSAL_KEPT, Refused
 from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox
@@ -551,8 +551,12 @@ class Worker:
         return wake_listener.WakeListener(params, self.worker_id).start()
 
     def _pushed(self, mailbox_id: int, refused: Refused | None) -> None:
-        """A watcher flagged ``mailbox_id`` (``refused``: for its run to take)."""
+        """A watcher flagged ``mailbox_id`` (``refused``: for its run to take). Refusals no
+        run took in time go (another worker ran the mailbox, or it was turned off)."""
         if refused is not None:
+            for key, old in list(self.refused.items()):
+                if refused.at - old.at > REFUSAL_KEPT:
+                    self.refused.pop(key, None)
             self.refused[mailbox_id] = refused
         self.wake.set()
 
