@@ -41,6 +41,10 @@ class Refused:
     account: Account
     at: float = field(default_factory=time.monotonic)
 
+    def stale(self, now: float | None = None) -> bool:
+        """Older than ``REFUSAL_KEPT`` seconds (at ``now``, ``time.monotonic``): old news."""
+        return (time.monotonic() if now is None else now) - self.at > REFUSAL_KEPT
+
     def connector_factory(self, mailbox: Mailbox):
         """A connector factory for ``mailbox``'s run: the refusal again while the run's
         account is the one refused and the refusal is at most ``REFUSAL_KEPT`` seconds old;
@@ -51,8 +55,7 @@ class Refused:
         real = connectors.incoming(mailbox.server_profile.incoming_protocol)
 
         def connect(account: Account):
-            if (time.monotonic() - self.at <= REFUSAL_KEPT
-                    and replace(account, timeout=self.account.timeout) == self.account):
+            if not self.stale() and replace(account, timeout=self.account.timeout) == self.account:
                 raise self.error
             return real(account)
         return connect

@@ -47,7 +47,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.db import db, immediate_transactions, utcnow, writer_thread
 from server.sync.engine import alerts, history, idle
-from server.sync.engine.accounts import REFUSAL_KEPT, Refused
+from server.sync.engine.accounts import Refused
+from server.sync.engine.outcome import acts_failed, send_failed
 from server.sync.workers import scheduler, wake_listener
 from server.sync.connectors.base import ConnectorError
 from server.sync.models import Mailbox
@@ -466,7 +467,6 @@ class Worker:
         try:
             sync_items(mailbox_id, limit=self.batch)
         except ConnectorError as exc:
-            from server.sync.engine.outcome import acts_failed
             db.session.rollback()
             acts_failed(db.session.get(Mailbox, mailbox_id), exc)
             db.session.commit()
@@ -492,7 +492,6 @@ class Worker:
                         self.worker_id, _detail(exc))
 
     def _send(self, mailbox: Mailbox) -> None:
-        from server.sync.engine.outcome import send_failed
         from server.sync.engine.outgoing import send_pending
         mailbox_id = mailbox.id
         try:
@@ -555,7 +554,7 @@ class Worker:
         run took in time go (another worker ran the mailbox, or it was turned off)."""
         if refused is not None:
             for key, old in list(self.refused.items()):
-                if refused.at - old.at > REFUSAL_KEPT:
+                if old.stale(refused.at):
                     self.refused.pop(key, None)
             self.refused[mailbox_id] = refused
         self.wake.set()
