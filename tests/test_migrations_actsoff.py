@@ -5,22 +5,17 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from server.db import db
 from tests.test_migration_keys import _ann, _row
 from tests.test_migrations import _keep_logging, fresh_postgresql  # noqa: F401 (fixtures)
 from tests.test_migrations_acts_core import MAILBOX
-from tests.test_migrations_send import _upgrade, app_at
+from tests.test_migrations_send import _upgrade, app_at, rows
 
 
 def _mailboxes(url: str, columns: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(f"SELECT {columns} FROM mailbox ORDER BY id")).all()
-    finally:
-        engine.dispose()
+    return rows(url, f"SELECT {columns} FROM mailbox ORDER BY id")
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

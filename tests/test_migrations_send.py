@@ -27,6 +27,16 @@ def app_at(revision: str, database: str, tmp_path, request):
     return app, url
 
 
+def rows(url: str, sql: str) -> list[tuple]:
+    """What ``sql`` reads from the database at ``url``, on a connection of its own."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).all()
+    finally:
+        engine.dispose()
+
+
 def organization_row(conn) -> None:
     """The organization as revision 0003 and every later one can store it."""
     conn.execute(text(

@@ -50,6 +50,9 @@ class EmailServerProfile(db.Model):
     use_service_account: Mapped[bool] = mapped_column(Boolean, default=False)
     service_username: Mapped[str | None] = mapped_column(String(320))
     service_password: Mapped[str | None] = mapped_column(EncryptedText)
+    # The service account's refusals by direction ({"incoming": {"on": ..., "message": ...}}):
+    # its mailboxes wait until the sign-in is changed or tried again (engine.service_accounts).
+    service_refusals: Mapped[dict | None] = mapped_column(JSON)
     # OAuth 2 (XOAUTH2 for Microsoft 365 IMAP/SMTP; Graph app-only): tenant + client.
     oauth_tenant: Mapped[str | None] = mapped_column(String(200))
     oauth_client_id: Mapped[str | None] = mapped_column(String(200))

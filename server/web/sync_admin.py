@@ -246,6 +246,19 @@ def profile_edit(profile_id: int):
                            can_delete=_can(p, "delete", profile)), 422 if errors else 200
 
 
+@bp.post("/profiles/<int:profile_id>/try-again")
+def profile_try_again(profile_id: int):
+    """Sign in once more with a service account a server refused."""
+    p = current_principal()
+    profile = profile_admin.get_profile(p, profile_id)
+    if profile_admin.try_service_account_again(p, profile):
+        said = _("The service account of %(name)s is tried again with the next run of one of "
+                 "its mailboxes; the others follow at their next retry.", name=profile.name)
+    else:
+        said = _("The service account of %(name)s was not held.", name=profile.name)
+    return _done(said, "sync_admin.profile_edit", profile_id=profile.id)
+
+
 @bp.route("/profiles/<int:profile_id>/delete", methods=["GET", "POST"])
 def profile_delete(profile_id: int):
     """Confirm, then delete a profile; one in use is refused with the mailboxes using it."""

@@ -2,7 +2,9 @@
 mailboxes shares. A profile is read and written at the depth of the ``email_server_profile``
 table privileges; deleting one is refused while a mailbox uses it. Its secrets (service
 password, client secret) are write-only: a form never receives them back, a blank field keeps
-what is stored. Callers commit.
+what is stored. A service account a server refused waits until its sign-in is changed here or
+an administrator tries it again (``try_service_account_again``; ``engine.service_accounts``).
+Callers commit.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from server.security.privileges import Depth
 from server.sync import connectors
 from server.sync.admin import forms
 from server.sync.admin.forms import PAGE
-from server.sync.engine import hosts
+from server.sync.engine import hosts, service_accounts
 from server.sync.models import (ACTS_PROTOCOLS, AUTH_METHODS, INCOMING_PROTOCOLS, OUTGOING_PROTOCOLS, SECURITY,
                                 EmailServerProfile, Mailbox)
+from server.sync.workers import scheduler
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$")
 
 
 PROFILE_SECRETS = ("service_password", "oauth_client_secret")
+# What a sign-in is made of: a change to one of them tries a refused service account again.
+SIGN_IN = ("incoming_protocol", "outgoing_protocol", "incoming_host", "incoming_port",
+           "incoming_security", "outgoing_host", "outgoing_port", "outgoing_security",
+           "auth_method", "use_service_account", "service_username", "service_password")
 
 
 def can_manage_profiles(p: Principal) -> bool:
@@ -142,10 +149,40 @@ def update_profile(p: Principal, profile: EmailServerProfile, data: dict) -> Ema
     if values["owning_business_unit_id"] != profile.owning_business_unit_id and \
             not authz.can_create(p, EmailServerProfile, values["owning_business_unit_id"]):
         raise Forbidden(N_("You cannot move the profile to that business unit."))
+    signs_in = any(values[name] != getattr(profile, name) for name in SIGN_IN)
     for name, value in values.items():
         setattr(profile, name, value)
+    if signs_in:  # a refused service account changed: its mailboxes try it again
+        _try_again(profile)
     db.session.flush()
     return profile
+
+
+def try_service_account_again(p: Principal, profile: EmailServerProfile) -> bool:
+    """An administrator asks for one more sign-in with the profile's service account, which
+    a server refused (its password was put right on the server, or the account unlocked):
+    whether it was held."""
+    authz.require(p, "write", profile)
+    if not _try_again(profile):
+        return False
+    db.session.flush()
+    log.info("email server profile %s: service account tried again by user %s", profile.id,
+             p.user_id)
+    return True
+
+
+def _try_again(profile: EmailServerProfile) -> bool:
+    """Release a held service account (``service_accounts.release``) and ask for a run of
+    the profile's mailbox that last worked, so that one sign-in, not one per mailbox, tells
+    whether it works now; the others come at their next retry."""
+    if not service_accounts.release(profile):
+        return False
+    first = db.session.scalar(select(Mailbox.id).where(
+        Mailbox.server_profile_id == profile.id, Mailbox.enabled.is_(True))
+        .order_by(Mailbox.last_success_on.desc().nulls_last(), Mailbox.id).limit(1))
+    if first is not None:
+        scheduler.ask_for_sync([first])
+    return True
 
 
 def profile_users(p: Principal, profile: EmailServerProfile) -> tuple[list[Mailbox], int]:

@@ -29,7 +29,7 @@ from server.sync.engine.accounts import account_for, credentials, protocol_of
 from server.sync.engine.folders import find_sent
 from server.sync.connectors import for_direction
 from server.sync.connectors.base import ITEM_KINDS, Connector, ConnectorError, Needs, Sender
-from server.sync.engine import accounts
+from server.sync.engine import accounts, service_accounts
 from server.sync.models import Mailbox
 from server.sync.workers import scheduler
 
@@ -91,7 +91,11 @@ CONNECT_FAILURES = frozenset({"connection_refused", "host_not_found", "timeout",
                               "could_not_connect"})
 
 
-def _failed(exc: ConnectorError, where: _Where) -> DirectionResult:
+def _failed(exc: ConnectorError, where: _Where, mailbox: Mailbox,
+            direction: str) -> DirectionResult:
+    """The failed test's result; a refused service account is held for the whole profile,
+    as a run's refusal is (``service_accounts``)."""
+    service_accounts.hold(mailbox.server_profile, direction, exc)  # the others wait
     code = "could_not_connect" if exc.code in CONNECT_FAILURES else exc.code
     return DirectionResult(False, explain(exc, where), code)
 
@@ -112,6 +116,8 @@ def explain(error: ConnectorError, where: _Where) -> str:
                       "Update it in the server profile %(profile)s and test again.") % values
         return N_("The password for %(login)s was refused by %(host)s. Update it in the "
                   "mailbox and test again.") % values
+    if code == service_accounts.CODE:
+        return N_("%(problem)s Then test this mailbox again.") % values
     if code == "auth_required":
         return N_("%(host)s asks for a sign-in before it takes mail. Enter a user name and "
                   "password for this mailbox (or a service account in the server profile "
@@ -156,7 +162,7 @@ def _test_incoming(mailbox: Mailbox, connector_cls: type[Connector]) -> Directio
         with connector_cls(account_for(mailbox, "incoming")) as connector:
             folders = connector.list_folders()
     except ConnectorError as exc:
-        return _failed(exc, where)
+        return _failed(exc, where, mailbox, "incoming")
     if connector_cls.needs.store is not None:
         found = N_("Found the Maildir of %(address)s with %(count)s folder(s).") % {
             "address": mailbox.email_address, "count": len(folders)}
@@ -188,7 +194,7 @@ def _test_outgoing(mailbox: Mailbox, sender_cls: type[Sender]) -> DirectionResul
         with sender_cls(account_for(mailbox, "outgoing")) as sender:
             sender.verify(address, address)
     except ConnectorError as exc:
-        return _failed(exc, where)
+        return _failed(exc, where, mailbox, "outgoing")
     if sender_cls.needs.store is not None:
         return DirectionResult(True, N_("Sent mail will be written to the Maildir store."))
     return DirectionResult(True, N_("%(host)s accepts mail from %(address)s (checked without "
@@ -262,6 +268,7 @@ def test_items(mailbox: Mailbox) -> DirectionResult | None:
                         return DirectionResult(False, advice % values, f"no_{feature}")
                 found.append(N_('%(what)s "%(name)s"') % values)
     except ConnectorError as exc:
+        service_accounts.hold(profile, "incoming", exc)
         return DirectionResult(False, N_("Appointments, contacts and tasks on %(profile)s: "
                                          "%(problem)s") % {"profile": profile.name,
                                                            "problem": exc.message}, exc.code)

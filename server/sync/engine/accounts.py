@@ -13,6 +13,8 @@ with ``{address}`` and ``{service}`` (default ``{service}``).
 
 A sign-in the server refused (``Refused``) is not tried again with the same credentials:
 servers count failed sign-ins and lock the account out after a few (docs/mail-servers.md).
+A profile's service account the server refused is not tried for any of its mailboxes
+(``service_accounts.check``, before the credentials are used).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit
 from server.sync import connectors
 from server.sync.connectors.base import (RENEWING_TOKEN, XOAUTH2, Account, ConnectorError,
                                          Subscriptions)
-from server.sync.engine import hosts, oauth
+from server.sync.engine import hosts, oauth, service_accounts
 from server.sync.models import EmailServerProfile, Mailbox
 
 
@@ -116,6 +118,7 @@ def account_for(mailbox: Mailbox, direction: str) -> Account:
         host, port, security = (profile.outgoing_host, profile.outgoing_port,
                                 profile.outgoing_security)
     hosts.check_server(host, port)
+    service_accounts.check(profile, direction)
     login, password = credentials(mailbox, profile)
     token = None
     if oauth2:  # XOAUTH2: the token beside the login
@@ -165,6 +168,7 @@ def items_account(mailbox: Mailbox) -> Account:
         hosts.check_server(url.hostname, url.port)
     else:
         hosts.check_server(profile.incoming_host, profile.incoming_port)
+    service_accounts.check(profile, "incoming")
     login, password = credentials(mailbox, profile)
     return Account(address=mailbox.email_address, host=profile.incoming_host,
                    port=profile.incoming_port, security=profile.incoming_security or "tls",

@@ -28,7 +28,9 @@ mailboxes get their runs, which say what is wrong.
 Every other mailbox (new mail, "don't know", a connector that cannot tell, an error while
 probing) gets the full run, unchanged, but for one whose server refused the probe's sign-in
 (an error of severity ``auth``): its run takes that refusal as its own
-(``accounts.Refused``) rather than sign in again with the same credentials. "Email cannot be
+(``accounts.Refused``) rather than sign in again with the same credentials, and so does
+every later mailbox of the batch that signs in with them (a profile's service account:
+``service_accounts``), unprobed. "Email cannot be
 tracked" (the owner lost a privilege) is not looked at here: nothing is tracked when nothing
 is new, and the first run that finds mail raises it before it tracks anything.
 
@@ -133,14 +135,14 @@ def probe(mailbox_ids: list[int]) -> Probed:
             for rule in db.session.scalars(select(FolderRule).where(
                     FolderRule.mailbox_id.in_(with_rules)).order_by(FolderRule.id)):
                 rules.setdefault(rule.mailbox_id, []).append(rule)
-    now, touched, unreachable = utcnow(), False, set()
+    now, touched, unreachable, turned_away = utcnow(), False, set(), {}
     for mailbox_id in ids:
         mailbox = out.mailboxes.get(mailbox_id)
         state_ids = None
         if mailbox_id in candidates:
             state_ids, changed = _unchanged(mailbox, out.org, states.get(mailbox_id, {}),
                                             rules.get(mailbox_id, []), unreachable,
-                                            out.refused)
+                                            turned_away, out.refused)
             touched |= changed
         if state_ids is None:
             out.full.append(mailbox_id)
@@ -159,20 +161,27 @@ def _probes(profile) -> bool:
 
 
 def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: list[FolderRule],
-               unreachable: set[str], refused: dict[int, Refused]
-               ) -> tuple[tuple[int, ...] | None, bool]:
+               unreachable: set[str], turned_away: dict[tuple, Refused],
+               refused: dict[int, Refused]) -> tuple[tuple[int, ...] | None, bool]:
     """(the states of the mailbox's evaluated folders when none has anything new, else
     None; whether planning its folders changed anything in the session). ``unreachable``:
-    the servers this batch could not reach (one that fails here is added); ``refused``: the
-    mailbox is added when its server refuses the sign-in."""
+    the servers this batch could not reach (one that fails here is added); ``turned_away``:
+    the sign-ins (server, login, password) this batch had refused, which are not tried again
+    (a profile's service account, which all its mailboxes share); ``refused``: the mailbox is
+    added when its server refuses the sign-in."""
     from server.sync.engine.accounts import account_for
     session = db.session()
-    changed, where, account = False, None, None
+    changed, where, account, login = False, None, None, None
     try:
         account = account_for(mailbox, "incoming")
         account = replace(account, timeout=min(account.timeout or PROBE_TIMEOUT, PROBE_TIMEOUT))
         where = f"{account.host}:{account.port}" if account.host else None
         if where is not None and where in unreachable:
+            return None, changed
+        if account.password:
+            login = (where, account.username, account.password)
+        if login in turned_away:  # refused a moment ago: the run says so, signing in to nothing
+            refused[mailbox.id] = replace(turned_away[login], account=account)
             return None, changed
         with incoming(mailbox.server_profile.incoming_protocol)(account) as connector:
             folders = connector.list_folders()
@@ -197,6 +206,8 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: lis
             unreachable.add(where)
         elif exc.severity == "auth" and account is not None:
             refused[mailbox.id] = Refused(exc, account)
+            if login is not None:
+                turned_away[login] = refused[mailbox.id]
         return None, changed  # the run says what is wrong
     except Exception as exc:  # a bug in probing must not keep the mailbox from its run
         log.warning("mailbox %s: idle probe failed (%s); it gets a full run", mailbox.id,

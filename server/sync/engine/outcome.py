@@ -1,8 +1,9 @@
 """A run's outcome on the mailbox row: its status, its next run (sooner after a run that
 tracked mail, later after idle ones; backing off after failures, and turned off after too
 many or a refused password, with an alert; outgoing email or the item sync turned off
-alone when their server refuses the sign-in), and the worker's lease given back in the same
-row update (``give_back_with_outcome``: one write per run, not two)."""
+alone when their server refuses the sign-in; waiting, none of it turned off, while the
+profile's service account is refused: ``service_accounts``), and the worker's lease given
+back in the same row update (``give_back_with_outcome``: one write per run, not two)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,7 +15,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from server.db import db, utcnow
 from server.i18n import N_
 from server.sync import leases
-from server.sync.engine import alerts
+from server.sync.connectors.base import ConnectorError
+from server.sync.engine import alerts, service_accounts
 from server.sync.models import Mailbox
 
 # ``result`` below is the run's ``engine.run.SyncResult`` (not imported: run imports this).
@@ -75,10 +77,18 @@ def succeeded(mailbox: Mailbox, known: alerts.MailboxAlerts, result) -> None:
 def failed(mailbox: Mailbox, result, code: str, message: str, severity: str,
             retry_after: float | None) -> None:
     now = utcnow()
+    if severity == "auth":  # the profile's service account, refused: held, the mailbox waits
+        held = service_accounts.hold(mailbox.server_profile, "incoming",
+                                     ConnectorError(code, message, severity))
+        code, message, severity = held.code, held.message, held.severity
     result.status, result.error_code, result.reason = "failure", code, message
     mailbox.last_sync_on = now
     mailbox.incoming_status, mailbox.incoming_message = "failure", message
     address = mailbox.email_address
+    if severity == service_accounts.HELD:  # the profile's alert says why; no failure counted
+        mailbox.next_sync_on = now + timedelta(seconds=_setting("REGARDING_SYNC_RETRY_SECONDS"))
+        result.next_sync_on = mailbox.next_sync_on
+        return
     if severity in ("auth", "fatal"):
         fix = FIX_SIGN_IN if severity == "auth" else \
             N_("Fix the problem, then test and enable the mailbox again.")
@@ -116,6 +126,7 @@ def send_failed(mailbox: Mailbox, error) -> None:
     mailbox again, as a refused password turns the mailbox off: each later try would be
     one more failed sign-in at the server, and servers lock accounts out after a few
     (docs/mail-servers.md). Its emails wait, no attempt used up; mail is still read."""
+    error = service_accounts.hold(mailbox.server_profile, "outgoing", error)
     mailbox.outgoing_status, mailbox.outgoing_message = "failure", error.message
     _part_failed(mailbox, error, "send_failed", "outgoing_enabled", N_(
         "Outgoing email of %(address)s was turned off: %(problem)s"), N_(
@@ -129,8 +140,12 @@ def acts_failed(mailbox: Mailbox, error) -> None:
     refused sign-in (a CalDAV/CardDAV profile's password changed, Exchange's calendar
     consent taken back) turns them off until someone corrects it and tests the mailbox
     again, as it turns outgoing email off. Mail is still read and sent."""
-    if error.severity == "auth":
-        mailbox.acts_status, mailbox.acts_message = "failure", f"{error.message} {FIX_SIGN_IN}"
+    error = service_accounts.hold(mailbox.items_server_profile or mailbox.server_profile,
+                                  "incoming", error)
+    if error.severity in ("auth", service_accounts.HELD):
+        mailbox.acts_status = "failure"
+        mailbox.acts_message = error.message if error.severity == service_accounts.HELD \
+            else f"{error.message} {FIX_SIGN_IN}"
     _part_failed(mailbox, error, "acts_failed", "acts_enabled", N_(
         "Appointments, contacts and tasks of %(address)s were turned off: %(problem)s"), N_(
         "Appointments, contacts and tasks of %(address)s could not be synchronized: "
@@ -140,9 +155,12 @@ def acts_failed(mailbox: Mailbox, error) -> None:
 def _part_failed(mailbox: Mailbox, error, code: str, switch: str, turned_off: str,
                  again: str) -> None:
     """A part of the mailbox's sync failed: a refused sign-in (severity ``auth``) turns it
-    off (the column ``switch``) with an error alert; anything else is tried again at the
-    next run, with a warning."""
+    off (the column ``switch``) with an error alert; a held service account (``HELD``) leaves
+    it waiting, the profile's alert saying why; anything else is tried again at the next
+    run, with a warning."""
     values = {"address": mailbox.email_address, "problem": error.message}
+    if error.severity == service_accounts.HELD:
+        return
     if error.severity == "auth":
         setattr(mailbox, switch, False)
         alerts.raise_alert("error", code, turned_off % {

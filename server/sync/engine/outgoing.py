@@ -49,6 +49,7 @@ from server.security import authz
 from server.security.models import User
 from server.sync.engine.accounts import account_for
 from server.sync.engine.folders import find_sent
+from server.sync.engine.service_accounts import HELD
 from server.sync.connectors import incoming, outgoing
 from server.sync.connectors.base import AssignsMessageIds, ConnectorError, SavesCopies, Sender
 from server.sync.mail.outgoing_headers import checked_headers
@@ -372,8 +373,9 @@ def _sent(email: Email, now: datetime) -> None:
 
 
 def _failed_attempt(email: Email, error: ConnectorError, now: datetime, counts: SendCounts) -> None:
-    if error.severity == "auth":  # a person must fix the mailbox: no attempt used up, and
-        # it goes as soon as outgoing email is on again (``outcome.send_failed``)
+    if error.severity in ("auth", HELD):  # a person must fix the mailbox (or the profile's
+        # service account): no attempt used up, and it goes as soon as outgoing email is on
+        # again (``outcome.send_failed``)
         email.status, email.error = "pending_send", error.message
         email.next_attempt_on = now
         counts.retrying += 1

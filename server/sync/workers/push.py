@@ -48,6 +48,7 @@ from sqlalchemy.orm import selectinload
 from server.db import db, utcnow, writer_thread
 from server.i18n import N_
 from server.sync.engine.accounts import Refused
+from server.sync.engine.service_accounts import HELD
 from server.sync.workers import scheduler
 from server.sync.connectors.base import (FOLDERS_CHANGED, Collection, ConnectorError, Folder,
                                          WatchesItems)
@@ -140,6 +141,7 @@ class Watcher(threading.Thread):
         self.alerted = False  # the push_unavailable alert is open
         self.items = None  # the item store on the connector's session, when items are watched
         self.account = None  # the account the watch signs in with (``_open``)
+        self.waiting_for_a_run = False  # its sign-in refused or held: until a run signs in
 
     @property
     def stopped(self) -> bool:
@@ -155,6 +157,12 @@ class Watcher(threading.Thread):
                 self._watch()
                 self.backoff.reset()
             except ConnectorError as exc:
+                if exc.severity == HELD:  # the profile's service account was refused: not
+                    # tried here either; watching starts again after a run that signs in
+                    log.info("push: mailbox %s: waits for its profile's service account",
+                             self.mailbox_id)
+                    self._wait_for_a_run(utcnow())
+                    continue
                 if exc.severity != "auth" or self.account is None:
                     self._failed(exc)
                     continue
@@ -168,12 +176,23 @@ class Watcher(threading.Thread):
                 refused_on = utcnow()
                 try:
                     self._flag(Refused(exc, self.account))
-                    while not self.stopped and not self._signed_in_since(refused_on):
-                        self.done.wait(WAIT_SECONDS)
                 except Exception as later:  # the database: back off as for any failure
                     self._failed(later)
+                    continue
+                self._wait_for_a_run(refused_on)
             except Exception as exc:  # a watcher never takes the worker down
                 self._failed(exc)
+
+    def _wait_for_a_run(self, since: datetime) -> None:
+        """Until a run of the mailbox signs in after ``since`` (or the watcher stops)."""
+        self.waiting_for_a_run = True
+        try:
+            while not self.stopped and not self._signed_in_since(since):
+                self.done.wait(WAIT_SECONDS)
+        except Exception as exc:  # the database: back off as for any failure
+            self._failed(exc)
+        finally:
+            self.waiting_for_a_run = False
 
     def _failed(self, exc: Exception) -> None:
         # A watch that had been waiting fine (a dropped connection after hours) starts over
@@ -232,7 +251,7 @@ class Watcher(threading.Thread):
             try:
                 found += self.items.collections(kind)
             except ConnectorError as exc:
-                if exc.severity not in ("auth", "folder"):
+                if exc.severity not in ("auth", "folder", HELD):
                     raise
                 log.info("push: mailbox %s: %ss not watched (%s)", self.mailbox_id, kind,
                          _detail(exc))
