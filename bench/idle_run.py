@@ -8,15 +8,16 @@ mail pass at most every 30 s, the lease given back), in this process, one after 
 with ``--batch N`` (default 20) as a worker does it where it can visit idle mailboxes in
 batches (``Worker._visit``: ``N`` claimed at once, probed, their visits written together;
 one that is not idle gets ``Worker._sync``); the code before that runs them one by one.
-With ``--protocol imap`` the mailboxes are users of a private Dovecot (tests/servers/dovecot.py,
-one message in each Inbox), read over IMAP on loopback: a probe there is one sign-in and one
-``LIST ... RETURN (STATUS ...)``, a full run opens each folder too. Figures are per visit
+With ``--protocol imap`` (or ``pop3``) the mailboxes are users of a private Dovecot
+(tests/servers/dovecot.py, one message in each Inbox), read over IMAP (POP3) on loopback: a
+probe there is one sign-in and one ``LIST ... RETURN (STATUS ...)`` (one ``UIDL``), a full
+run opens each folder too (reads the listing again and writes its outcome alone). Figures are per visit
 (a batch's divided by its mailboxes):
 
 * client CPU per run (``time.process_time``: user + system of this process);
 * the PostgreSQL backend's CPU per run (``/proc/<pid>/stat`` of the connection's backend,
   read before and after; the runs one after the other use one pooled connection);
-* with ``--protocol imap``, Dovecot's CPU per run (its processes' ``/proc`` times: the
+* with ``--protocol imap`` or ``pop3``, Dovecot's CPU per run (its processes' ``/proc`` times: the
   master's reaped children and the live ones);
 * statements per run (a ``before_cursor_execute`` listener), with the statements of one
   run printed (``--show``);
@@ -24,7 +25,7 @@ one message in each Inbox), read over IMAP on loopback: a probe there is one sig
   cumulative time.
 
 Run: ``.venv/bin/python bench/idle_run.py [--mailboxes 2000] [--runs 500] [--batch 20]
-[--protocol maildir|imap] [--profile] [--show]``. It asserts nothing.
+[--protocol maildir|imap|pop3] [--profile] [--show]``. It asserts nothing.
 """
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def build_imap(app, count: int, server) -> None:
-    """The organization, one user, an IMAP profile on ``server`` and ``count`` enabled
-    mailboxes, each a Dovecot user with one message in its Inbox, none due yet."""
+def build_dovecot(app, count: int, server, protocol: str) -> None:
+    """The organization, one user, an IMAP or POP3 (``protocol``) profile on ``server`` and
+    ``count`` enabled mailboxes, each a Dovecot user with one message in its Inbox, none due
+    yet."""
     from server.db import db, utcnow
     from server.security.bootstrap import create_user, ensure_organization, root_unit
     from server.sync.models import EmailServerProfile, Mailbox
@@ -66,8 +68,9 @@ def build_imap(app, count: int, server) -> None:
     seller = create_user("seller@contoso.example", "Seller", password="Correct-horse-9",
                          roles=["Salesperson"])
     unit = root_unit().id
-    profile = EmailServerProfile(name="Bench Dovecot", incoming_protocol="imap",
-                                 incoming_host=server.host, incoming_port=server.imap_port,
+    profile = EmailServerProfile(name="Bench Dovecot", incoming_protocol=protocol,
+                                 incoming_host=server.host,
+                                 incoming_port=getattr(server, f"{protocol}_port"),
                                  incoming_security="none", owning_business_unit_id=unit,
                                  max_connections=50, settings={"timeout": 60})
     db.session.add(profile)
@@ -116,7 +119,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--batch", type=int, default=20,
                         help="idle mailboxes visited together (1: one at a time)")
-    parser.add_argument("--protocol", choices=("maildir", "imap"), default="maildir")
+    parser.add_argument("--protocol", choices=("maildir", "imap", "pop3"), default="maildir")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--show", action="store_true", help="print one idle run's statements")
     parser.add_argument("--store", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
@@ -137,13 +140,13 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load()}; "
           f"{args.mailboxes} {args.protocol} mailboxes, {args.runs} idle runs")
     dovecot = None
-    if args.protocol == "imap":
+    if args.protocol in ("imap", "pop3"):
         from tests.servers.dovecot import DovecotServer
         dovecot = DovecotServer().start()
     try:
         with app.app_context():
             if dovecot is not None:
-                build_imap(app, args.mailboxes, dovecot)
+                build_dovecot(app, args.mailboxes, dovecot, args.protocol)
             else:
                 build(app, args.mailboxes, 300, store)
                 time.sleep(2.1)  # the trees' times settle: the first runs stamp every cursor

@@ -35,6 +35,10 @@ cursor and is tried again on the next sync: another session may have deleted it 
 ``Changes.unreadable`` (its count is kept in the cursor), so the engine alerts instead of
 retrying it silently for ever.
 
+An idle visit (``engine.idle``) signs in and lists the Inbox's UIDLs: a mailbox whose
+listing is exactly its cursor's is visited in a batch with others, its Inbox read by
+nobody (``unchanged``).
+
 POP3 has no keywords and no push: the connector declares no ``Keywords``, and
 ``wait_for_changes`` polls the maildrop on a fresh connection every
 ``poll_seconds`` (setting, default 60), since a POP3 session sees its maildrop as it was
@@ -51,7 +55,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from server.sync.connectors.base import (Changes, Connector, ConnectorError, Deletes,
-                                         FetchedMessage, Folder, HeadersFirst, Needs)
+                                         FetchedMessage, Folder, HeadersFirst, Needs, Probes)
 from server.sync.connectors.common import ServerSession, pack_cursor, tls_context, unpack_cursor
 
 DEFAULT_PORTS = {"tls": 995, "starttls": 110, "none": 110}
@@ -118,7 +122,7 @@ def _header_section(lines: list[bytes]) -> bytes:
     return _joined(lines)
 
 
-class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes):
+class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes, Probes):
     """One POP3 session for one mailbox: ``with Pop3Connector(account) as pop: ...``."""
 
     needs = Needs(host=True, ports=DEFAULT_PORTS)
@@ -132,6 +136,7 @@ class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes):
         self._numbers: dict[str, int] | None = None  # UIDL -> number in this session
         self._top_refused = False  # a server that listed TOP refused it all the same
         self._refused_uidls: set[str] = set()  # UIDLs refused in this session: not asked again
+        self._listed: list[tuple[int, str]] | None = None  # ``list_folders``' UIDL listing
 
     # -- session --------------------------------------------------------------------------
 
@@ -150,7 +155,7 @@ class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes):
                 except poplib.error_proto:
                     raise self._no_starttls("STLS") from None
             self._login(client)
-            self._numbers = None
+            self._numbers = self._listed = None
             self._refused_uidls = set()
             self.headers_first = not self._top_refused and self._offers_top(client)
 
@@ -206,7 +211,25 @@ class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes):
     # -- reading ------------------------------------------------------------------------------
 
     def list_folders(self) -> list[Folder]:
+        """The Inbox alone, its UIDL listing taken with it: ``unchanged`` reads it, and the
+        session's first ``fetch_changes`` uses it rather than ask again (the session sees
+        its maildrop as it was at login)."""
+        with self._errors("listing the Inbox"):
+            self._listed = self._listing()
         return [INBOX]
+
+    def unchanged(self, folder: Folder, cursor: str | None) -> bool:
+        """The Inbox as listed holds exactly the messages the cursor has seen: nothing new,
+        nothing gone, none the server refused to send (tried again at each run) and none
+        waiting to be deleted (``delete_after_fetch``). Sends nothing."""
+        state = unpack_cursor(cursor)
+        if folder.key != INBOX.key or self._listed is None or not isinstance(state, dict) \
+                or not isinstance(state.get("seen"), list) or state.get("refused"):
+            return False
+        listed = {uidl for _, uidl in self._listed}
+        if listed and self.account.settings.get("delete_after_fetch"):
+            return False
+        return listed == set(state["seen"])
 
     def _listing(self) -> list[tuple[int, str]]:
         """(message number, UIDL) in server order; remembered for ``fetch_messages``."""
@@ -287,7 +310,8 @@ class Pop3Connector(ServerSession, Connector, HeadersFirst, Deletes):
         reset = cursor is not None and (state is None or not isinstance(state.get("seen"), list))
         seen = set(state["seen"]) if state and not reset else set()
         with self._errors("reading the Inbox"):
-            listing = self._listing()
+            listing = self._listed if self._listed is not None else self._listing()
+            self._listed = None  # once: a later call asks again (DELE changes the listing)
             on_server = {uidl for _, uidl in listing}
             if self.account.settings.get("delete_after_fetch") and seen:
                 # Only what the stored cursor covers: the engine has kept it already. The

@@ -31,9 +31,10 @@ def on_server(dovecot, user) -> int:
         return imap.select_folder("INBOX")[b"EXISTS"]
 
 
-def test_registry_and_the_only_folder():
+def test_registry_and_the_only_folder(dovecot, mail_user):
     assert incoming("pop3") is Pop3Connector
-    assert Pop3Connector(Account(address="a@b.example", host="h")).list_folders() == [INBOX]
+    with Pop3Connector(pop3_account(dovecot, mail_user)) as pop:
+        assert pop.list_folders() == [INBOX]
 
 
 def test_uidl_cursor_pages_and_leaves_mail_on_the_server(dovecot, mail_user):
