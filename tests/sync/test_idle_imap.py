@@ -59,6 +59,15 @@ def _idle(box) -> bool:
     return bool(probed.idle)
 
 
+def each_gets_a_run(box, changes: dict) -> None:
+    """Each change (by name) makes the idle mailbox need a run, and idle again after it."""
+    for what, change in changes.items():
+        change()
+        assert not _idle(box), what
+        _synced(box)
+        assert _idle(box), f"after the run that read {what}"
+
+
 def _with_tracked_folder(crm, dovecot, mail_user):
     """Bob's mailbox on a Dovecot user whose INBOX/Projects is tracked by a folder rule."""
     store = w.ImapStore(dovecot, mail_user)
@@ -99,11 +108,7 @@ def test_an_idle_imap_mailbox_is_probed_without_opening_a_folder(crm, dovecot, m
         "mail filed into the tracked folder": lambda: store.deliver(
             w.raw(subject="Filed 2", mid="filed-2@customer.example"), "INBOX/Projects"),
     }
-    for what, change in changes.items():
-        change()
-        assert not _idle(box), what
-        _synced(box)
-        assert _idle(box), f"after the run that read {what}"
+    each_gets_a_run(box, changes)
 
 
 def test_a_run_that_tracks_mail_leaves_its_own_category_behind_it(crm, dovecot, mail_user):

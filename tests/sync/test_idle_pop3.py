@@ -11,7 +11,7 @@ import pytest
 
 from server.db import db
 from tests.sync import world as w
-from tests.sync.test_idle_imap import _idle, _synced
+from tests.sync.test_idle_imap import _client_does, _idle, _synced, each_gets_a_run
 from tests.sync.test_pop3_headers_first import Commands, Pop3Store
 
 pytestmark = pytest.mark.both_databases
@@ -55,30 +55,19 @@ def test_an_idle_pop3_mailbox_is_probed_by_its_listing_alone(crm, dovecot, mail_
     assert _idle(box)
     assert commands.top == commands.whole == [] and len(listings) == 2
 
-    def deleted_by_another_client():
-        client = dovecot.imap_client(mail_user)
-        try:
-            client.select_folder("INBOX")
-            client.delete_messages(client.search(["ALL"])[:1])
-            client.expunge()
-        finally:
-            client.logout()
-
-    changes = {
+    each_gets_a_run(box, {
         "a delivery": lambda: store.deliver(w.raw(subject="New", mid="new@customer.example")),
-        "a message deleted by another client": deleted_by_another_client,
-    }
-    for what, change in changes.items():
-        change()
-        assert not _idle(box), what
-        _synced(box)
-        assert _idle(box), f"after the run that read {what}"
+        "a message deleted by another client": lambda: _client_does(
+            dovecot, mail_user, "INBOX", lambda c, uids: (c.delete_messages(uids[:1]),
+                                                          c.expunge())),
+    })
 
 
 def test_mail_to_delete_or_refused_by_the_server_gets_a_run(crm, dovecot, mail_user):
     """With ``delete_after_fetch`` the run after the one that read a message deletes it, and
-    the one after that lets it go from the cursor: the visits between are no idle ones. A cursor holding a message the server refused to send is
-    tried again at each run, never skipped as idle."""
+    the one after that lets it go from the cursor: the visits between are no idle ones. A
+    cursor holding a message the server refused to send is tried again at each run, never
+    skipped as idle."""
     from server.sync.connectors.common import pack_cursor, unpack_cursor
     from server.sync.models import FolderState
     store = Pop3Store(dovecot, mail_user)

@@ -238,3 +238,24 @@ def test_a_watcher_of_a_held_profile_waits_without_signing_in(app, team, dovecot
     finally:
         watching.close()
 
+
+
+def test_test_and_enable_holds_the_account_for_the_next_mailbox(app, team, dovecot,
+                                                                make_mail_user, sign_ins):
+    """A bulk Test & Enable over a profile whose service password is wrong signs in once:
+    the first mailbox's test is refused and says to correct the profile; the next one's
+    test stops before the server."""
+    _, sellers = team
+    service = make_mail_user()
+    profile = make_profile(dovecot=dovecot, use_service_account=True,
+                           service_username=service.username, service_password="Wrong-pass-1")
+    first, second = (make_mailbox(profile, user=u) for u in sellers[:2])
+    sign_ins.clear()
+    refused = test_and_enable(first).incoming
+    db.session.commit()
+    assert not refused.ok and refused.code == "auth_failed" and profile.name in refused.message
+    waiting = test_and_enable(second).incoming
+    db.session.commit()
+    assert sign_ins == [service.username]
+    assert not waiting.ok and waiting.code == service_accounts.CODE
+    assert set(db.session.get(EmailServerProfile, profile.id).service_refusals) == {"incoming"}
