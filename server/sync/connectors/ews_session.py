@@ -17,14 +17,42 @@ from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
 from exchangelib.protocol import Protocol
+from exchangelib.services.common import EWSService
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
+from requests import Response
 
 from server.sync.connectors.base import RENEWING_TOKEN, Account, ConnectorError, Needs
 from server.sync.connectors.common import Session
 from server.sync.connectors.ews_errors import translated
 
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth": OAUTH2}
+
+
+class _Whole:
+    """A response body already in memory, as ``EWSService._get_soap_parts`` reads one."""
+
+    def __init__(self, content: bytes):
+        self.content = content
+
+    def iter_content(self) -> bytes:
+        return self.content
+
+
+_soap_parts = EWSService._get_soap_parts.__func__
+
+
+def _soap_parts_whole(cls, response):
+    """exchangelib (5.6) parses each SOAP reply from ``response.iter_content()``, whose chunk
+    is one byte by default: a generator step per byte, 40% of an idle EWS visit's CPU and
+    more for every GetItem with a message's MIME. A reply that is not streamed is in memory
+    whole: it is parsed from there. (Streamed ones, GetStreamingEvents', keep their own.)"""
+    if isinstance(response, Response):
+        response = _Whole(response.content)
+    return _soap_parts(cls, response)
+
+
+EWSService._get_soap_parts = classmethod(_soap_parts_whole)
 
 
 def _version(name: str | None) -> Version | None:

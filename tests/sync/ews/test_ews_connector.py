@@ -98,6 +98,27 @@ def test_cursor_pages_then_only_new_mail(exchange, account):
     assert exchange.operations.count("GetItem") >= 4
 
 
+def test_replies_are_parsed_from_memory_not_byte_by_byte(exchange, account, monkeypatch):
+    """exchangelib 5.6 parses a reply from ``iter_content()``, one byte a step (a generator
+    step per byte of every message's MIME); ``ews_session`` parses the body it holds."""
+    from requests import Response
+    steps: list[int] = []
+    real = Response.iter_content
+
+    def iter_content(response, *args, **kwargs):
+        for chunk in real(response, *args, **kwargs):
+            steps.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(Response, "iter_content", iter_content)
+    big = raw(mid="big@customer.example", subject="Big", body="x" * 300_000 + "\r\n")
+    exchange.deliver(BOB, big)
+    with EwsConnector(account) as ews:
+        changes = ews.fetch_changes(by_name(ews)["Inbox"], None)
+    assert [m.raw for m in changes.messages] == [exchange.items_in(BOB, "inbox")[-1].mime]
+    assert 1 not in steps  # read in requests' own chunks (10 KB), once
+
+
 def test_moved_message_is_a_delete_here_and_a_create_there(exchange, account):
     exchange.create_folder(BOB, "Inbox/Contoso deal")
     ref = exchange.deliver(BOB, raw(mid="deal@x.example"))
