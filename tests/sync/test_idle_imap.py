@@ -68,6 +68,44 @@ def each_gets_a_run(box, changes: dict) -> None:
         assert _idle(box), f"after the run that read {what}"
 
 
+def visited_by_a_worker(app, box) -> SyncRun:
+    """``box`` made due and visited by a worker; the run row its visit wrote."""
+    db.session.execute(update(Mailbox).where(Mailbox.id == box.id)
+                       .values(next_sync_on=utcnow() - timedelta(seconds=1)))
+    stats = work(app)
+    assert stats.synced == 1 and stats.failed == 0
+    return db.session.scalars(select(SyncRun).where(SyncRun.mailbox_id == box.id)
+                              .order_by(SyncRun.id.desc())).first()
+
+
+def next_delivery_is_read(store, box) -> None:
+    """A message delivered now: the mailbox is no longer idle, its run tracks the message,
+    and it is idle again."""
+    from server.crm.activities import Email
+    store.deliver(w.raw(subject="Later", mid="later@customer.example"))
+    assert not _idle(box)
+    _synced(box)
+    assert db.session.scalar(select(Email).where(
+        Email.message_id == "later@customer.example")) is not None
+    assert _idle(box)
+
+
+def synced_while(box, monkeypatch, connector_class, method: str, meanwhile) -> None:
+    """A run of ``box`` in which ``meanwhile(folder)`` happens just before each call of the
+    connector's ``method`` for a folder."""
+    real = getattr(connector_class, method)
+
+    def wrapped(connector, folder, *args):
+        meanwhile(folder)
+        return real(connector, folder, *args)
+
+    monkeypatch.setattr(connector_class, method, wrapped)
+    try:
+        _synced(box)
+    finally:
+        monkeypatch.setattr(connector_class, method, real)
+
+
 def _with_tracked_folder(crm, dovecot, mail_user):
     """Bob's mailbox on a Dovecot user whose INBOX/Projects is tracked by a folder rule."""
     store = w.ImapStore(dovecot, mail_user)

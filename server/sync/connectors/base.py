@@ -193,24 +193,41 @@ class SavesCopies(ABC):
 
 
 class Probes(ABC):
-    """Tells cheaply, from what opening the connector and listing its folders already
-    learned, whether a folder has anything new since its cursor: a local store's directory
-    times (Maildir), or the STATUS items an IMAP server gave with its folder list. The
-    engine visits a due mailbox whose folders all answer "nothing new" in a batch with
-    others (``engine.idle``), and gives any other one a full run."""
+    """Tells cheaply whether a folder has anything new since its cursor: from what opening
+    the connector and listing its folders already learned (a local store's directory times,
+    Maildir; the STATUS items an IMAP server gave with its folder list; a POP3 Inbox's UIDL
+    listing), or from one look per folder where the listing cannot tell (a Graph delta
+    request per folder in the listing's own ``$batch``; EWS's SyncFolderItems for one
+    change). The engine visits a due mailbox whose folders all answer "nothing new" in a
+    batch with others (``engine.idle``), and gives any other one a full run."""
+
+    def expect(self, cursors: dict[str, str | None]) -> None:
+        """Called before ``list_folders`` with the cursors (folder key -> cursor) the engine
+        will ask ``unchanged`` about: a connector that can ask along with its listing (Graph)
+        does. Sends nothing."""
 
     @abstractmethod
     def unchanged(self, folder: Folder, cursor: str | None) -> bool:
         """True only when certainly nothing was delivered, moved, flagged or removed in
         ``folder`` since ``cursor`` was taken (as of the last ``list_folders``); False when
-        it did or the connector cannot tell (the folder gets a full run). Sends nothing."""
+        it did or the connector cannot tell (the folder gets a full run). Sends nothing,
+        but where the listing cannot tell at all (EWS): then one request, which changes
+        nothing on the server."""
+
+    def cursor_after(self, folder: Folder, cursor: str | None) -> str | None:
+        """The cursor to keep for ``folder`` after ``unchanged`` said so: a server that hands
+        out a new sync state at every look (Graph's delta link, EWS's SyncState) gave it,
+        and the old one would expire in time; else ``cursor``. Sends nothing."""
+        return cursor
 
     def past_own_writes(self, folder: Folder, cursor: str | None) -> str | None:
         """``cursor`` (this session's last read of ``folder``) moved past what this session
         wrote in the folder since (the "Tracked to Regarding" category), when nothing else
         changed it meanwhile, so that ``unchanged`` holds at the next visit instead of
-        sending the mailbox a run for the engine's own writes; else ``cursor``. Sends
-        nothing."""
+        sending the mailbox a run (which would read those messages again) for the engine's
+        own writes; else ``cursor``. Sends nothing where the session's own answers tell
+        (IMAP's mod-sequences); Graph and EWS read the folder's changes since ``cursor``
+        once and compare them with what they wrote."""
         return cursor
 
 

@@ -28,7 +28,9 @@ Folder keys are EWS folder ids: Exchange keeps them over renames and moves. The 
 JSON ``{"state": <SyncFolderItems SyncState>}``; an invalid state (ErrorInvalidSyncStateData)
 starts the folder over and says ``reset``. A message moved by the user is a Delete in one
 folder and a Create (with a new item id) in the other, so moving mail into a tracked folder
-is seen by that folder's sync. Updates are reported only when the item now has a category a
+is seen by that folder's sync. An idle visit (``Probes``) asks SyncFolderItems for one change
+from the cursor's state: none, and the folder is unchanged (the state Exchange gave is its
+cursor from then on). Updates are reported only when the item now has a category a
 person set, as with IMAP keywords. Bodies come from GetItem with the MIME content; GetItem
 does not mark mail as read.
 
@@ -74,7 +76,7 @@ from exchangelib.services import GetItem, SyncFolderItems
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector,
                                          ConnectorError, FetchedMessage, Folder, ItemStore,
-                                         Sender, WatchesItems)
+                                         Probes, Sender, WatchesItems)
 from server.sync.connectors.common import newsworthy, pack_cursor, unpack_cursor
 from server.sync.connectors.ews_session import EwsSession, utc as _utc
 from server.sync.connectors.ews_stream import Watching
@@ -93,13 +95,15 @@ _WELL_KNOWN = {"inbox": Inbox, "sentitems": SentItems, "drafts": Drafts,
 GET_BATCH = 50  # items per GetItem
 
 
-class EwsConnector(Watching, EwsSession, Connector, BatchKeywords, WatchesItems):
+class EwsConnector(Watching, EwsSession, Connector, BatchKeywords, WatchesItems, Probes):
     """One EWS session for one mailbox: ``with EwsConnector(account) as ews: ...``."""
 
     def __init__(self, account: Account):
         super().__init__(account)
         self._folders: dict[str, EwsFolder] = {}  # key -> exchangelib folder (id only)
         self._states: dict[str, str] = {}  # key -> the last SyncState read in this session
+        self._looked: dict[str, tuple[str, str]] = {}  # key -> (cursor, next state) if unchanged
+        self._written: dict[str, dict[str, set[str]]] = {}  # key -> item id -> categories set
 
     def item_store(self) -> ItemStore:
         """The mailbox's calendars, contacts and tasks on this session (``ews_items``): the
@@ -177,6 +181,52 @@ class EwsConnector(Watching, EwsSession, Connector, BatchKeywords, WatchesItems)
                                     sync_state=state, ignore=None, max_changes_returned=limit,
                                     sync_scope=None))
         return changes, service.sync_state, bool(service.includes_last_item_in_range)
+
+    def unchanged(self, folder: Folder, cursor: str | None) -> bool:
+        """One SyncFolderItems for one change at most, from the cursor's state."""
+        looked = self._looked.get(folder.key)
+        if looked is not None and looked[0] == cursor:
+            return True
+        state = (unpack_cursor(cursor) or {}).get("state")
+        if not state:
+            return False
+        with self._errors(f"reading {folder.name}"):
+            try:
+                changes, new_state, last = self._sync(self._folder(folder), state, 1)
+            except ErrorInvalidSyncStateData:
+                return False  # the run starts the folder over
+        if changes or not last:
+            return False
+        self._looked[folder.key] = (cursor, new_state or state)
+        return True
+
+    def cursor_after(self, folder: Folder, cursor: str | None) -> str | None:
+        looked = self._looked.get(folder.key)
+        if looked is None or looked[0] != cursor:
+            return cursor
+        return pack_cursor({**(unpack_cursor(cursor) or {}), "state": looked[1]})
+
+    def past_own_writes(self, folder: Folder, cursor: str | None) -> str | None:
+        """SyncFolderItems from the cursor's state, now (one request): when every change is
+        an update of a message whose categories this session wrote, with exactly the list
+        written, the state Exchange gave; else (or when asking fails) ``cursor``."""
+        written = self._written.pop(folder.key, {})
+        state = (unpack_cursor(cursor) or {}).get("state")
+        if not written or not state:
+            return cursor
+        try:
+            with self._errors(f"reading {folder.name}"):
+                changes, new_state, last = self._sync(self._folder(folder), state,
+                                                      min(512, len(written) + 1))
+        except (ErrorInvalidSyncStateData, ConnectorError):
+            return cursor  # the next run reads the folder's changes, as it would have
+        if not last or not new_state or any(
+                kind != "update" or written.get(item.id) != {c.casefold() for c in
+                                                              item.categories or ()}
+                for kind, item in changes):
+            return cursor
+        self._states[folder.key] = new_state
+        return pack_cursor({**(unpack_cursor(cursor) or {}), "state": new_state})
 
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500) -> Changes:
         limit = max(1, min(limit, 512))  # SyncFolderItems returns at most 512 per call
@@ -274,11 +324,14 @@ class EwsConnector(Watching, EwsSession, Connector, BatchKeywords, WatchesItems)
             results = self.ews.bulk_update(
                 changes, conflict_resolution="AutoResolve", message_disposition="SaveOnly",
                 send_meeting_invitations_or_cancellations="SendToNone", suppress_read_receipts=True)
+            written = self._written.setdefault(folder.key, {})
             for (item, _), result in zip(changes, results):
                 if isinstance(result, ErrorItemNotFound):
                     gone.append(item.id)
                 elif isinstance(result, Exception):
                     raise result
+                else:
+                    written[item.id] = {c.casefold() for c in item.categories}
         return gone
 
     # -- push ---------------------------------------------------------------------------------

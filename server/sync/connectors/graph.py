@@ -11,6 +11,12 @@ Bodies are fetched as MIME (``/messages/{id}/$value``) in ``$batch`` requests of
 non-JSON bodies Graph returns base64-encoded. Outlook categories are the keywords, as they
 are ("Tracked to Regarding"); writing one back is a PATCH of ``categories``, sent in
 batches of 20 after the batch that tracked the message was committed.
+
+**Idle visits.** A folder's delta link, asked for one change at most in the folder listing's
+own ``$batch``, says whether anything changed since the cursor (``Probes``). The categories a
+run wrote come back in the folder's next delta round: the run reads that round once and,
+when it holds nothing but those writes, keeps its delta link (``past_own_writes``), so the
+messages it tracked are not fetched again.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from server.sync.connectors.base import (Account, BatchKeywords, Changes, Connector, ConnectorError,
-                                         FetchedMessage, Folder)
+                                         FetchedMessage, Folder, Probes)
 from server.sync.connectors.graph_client import (BATCH_SIZE, IMMUTABLE, RETRY_STATUSES,
                                                  GraphSession, GraphSubscriptions)
 
@@ -70,15 +76,31 @@ def _folder_tree(rows: list[dict], root_id: str | None, roles: dict[str, str]) -
     return folders
 
 
-class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions):
-    """One mailbox over Microsoft Graph: ``with GraphConnector(account) as graph: ...``."""
+def _nothing_new(reply) -> bool:
+    """A delta page that ends its round at once with nothing in it (no change, no removal)."""
+    if not reply.ok:
+        return False  # an expired link, throttling: the run finds out
+    body = reply.json()
+    return (not body.get("value") and not body.get("@odata.nextLink")
+            and isinstance(body.get("@odata.deltaLink"), str))
 
+
+class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions, Probes):
+    """One mailbox over Microsoft Graph: ``with GraphConnector(account) as graph: ...``.
+
+    Probed (``Probes``): the folders the engine ``expect``s are looked at in the listing's
+    own ``$batch``, each a request of its delta link for one change at most; a folder whose
+    delta round ends at once with nothing in it is unchanged, and the new delta link Graph
+    gave is its cursor from then on."""
 
     def __init__(self, account: Account):
         super().__init__(account)
         self.synced: dict[str, Folder] = {}  # folders read in this session (push upkeep)
         self._categories: dict[str, list[str]] = {}
-        self._pending: list[tuple[str, list[str]]] = []
+        self._pending: list[tuple[str, list[str], str]] = []  # (ref, categories, folder key)
+        self._written: dict[str, dict[str, list[str]]] = {}  # folder key -> ref -> categories
+        self._expected: dict[str, str] = {}  # folder key -> delta link to look at, listing
+        self._looked: dict[str, tuple[str, str]] = {}  # key -> (that link, the next) if unchanged
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -108,7 +130,14 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions)
                  for name in (*WELL_KNOWN, "msgfolderroot")]
         items.append({"method": "GET", "url": f"{user}/mailFolders/delta?$select=displayName,"
                                               "parentFolderId,childFolderCount"})
+        looks = list(self._expected.items())
+        items.extend({"method": "GET", "url": http.relative(link),
+                      "headers": {"Prefer": f"{IMMUTABLE}, odata.maxpagesize=1"}}
+                     for _, link in looks)
         replies = http.batch(items, what="listing folders")
+        self._looked = {key: (link, reply.json()["@odata.deltaLink"]) for (key, link), reply
+                        in zip(looks, replies[len(replies) - len(looks):]) if _nothing_new(reply)}
+        replies = replies[:len(replies) - len(looks)]
         for reply in replies:
             if not reply.ok and reply.status != 404:
                 raise http.error(reply, "listing folders")
@@ -159,6 +188,49 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions)
             if not found:
                 return rows
             rows = rows + found
+
+    # -- probing ------------------------------------------------------------------------
+
+    def expect(self, cursors: dict[str, str | None]) -> None:
+        self._expected = {key: link for key, link in cursors.items()
+                          if link and self.client.owns(link)}
+
+    def unchanged(self, folder: Folder, cursor: str | None) -> bool:
+        looked = self._looked.get(folder.key)
+        return looked is not None and looked[0] == cursor
+
+    def cursor_after(self, folder: Folder, cursor: str | None) -> str | None:
+        return self._looked[folder.key][1] if self.unchanged(folder, cursor) else cursor
+
+    def past_own_writes(self, folder: Folder, cursor: str | None) -> str | None:
+        """The folder's delta round from ``cursor``, asked for now (a request, or one a
+        page): when every change in it is a message whose categories this session wrote,
+        with exactly the list written (a read flag set meanwhile is no news either), the
+        round's new delta link; else (or when asking fails) ``cursor``."""
+        written = {ref: {c.casefold() for c in categories}
+                   for ref, categories in self._written.pop(folder.key, {}).items()}
+        if not written or not cursor or not self.client.owns(cursor):
+            return cursor
+        http, link, seen = self.client, cursor, 0
+        prefer = f"{IMMUTABLE}, odata.maxpagesize={min(PAGE_MAX, len(written) + 1)}"
+        while True:
+            try:
+                reply = http.call("GET", link, what=f"reading {folder.name}",
+                                  headers={"Prefer": prefer})
+            except ConnectorError:
+                return cursor  # the next run reads the folder's changes, as it would have
+            if not reply.ok:
+                return cursor  # an expired link: the next run starts over, as it would
+            body = reply.json()
+            for row in body.get("value") or []:
+                seen += 1
+                categories = {str(c).casefold() for c in row.get("categories") or []}
+                if ("@removed" in row or seen > len(written)
+                        or written.get(row.get("id")) != categories):
+                    return cursor
+            link = body.get("@odata.nextLink")
+            if not link:
+                return body.get("@odata.deltaLink") or cursor
 
     # -- reading ------------------------------------------------------------------------
 
@@ -222,7 +294,7 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions)
         if ref not in self._categories and ref not in self._read_categories([ref], what):
             raise ConnectorError("message_not_found", f"The message is no longer in "
                                  f"{folder.name}.", severity="message")
-        self._queue_category(ref, keyword)
+        self._queue_category(folder, ref, keyword)
         if len(self._pending) >= BATCH_SIZE:
             self.flush_keywords()
 
@@ -238,7 +310,7 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions)
             self._read_categories(unknown, f"reading categories in {folder.name}")
         for ref in refs:
             if ref in self._categories:  # else gone: nothing to write
-                self._queue_category(ref, keyword)
+                self._queue_category(folder, ref, keyword)
         self.flush_keywords(folder.name)
 
     def _read_categories(self, refs: list[str], what: str) -> dict[str, list[str]]:
@@ -257,14 +329,14 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions)
                 [str(c) for c in reply.json().get("categories") or []]
         return found
 
-    def _queue_category(self, ref: str, keyword: str) -> None:
+    def _queue_category(self, folder: Folder, ref: str, keyword: str) -> None:
         """Queue a message's category list plus ``keyword`` (unless it has it already)."""
         categories = self._categories[ref]
         if keyword.casefold() in {c.casefold() for c in categories}:
             return
         categories = [*categories, keyword]
         self._categories[ref] = categories
-        self._pending.append((ref, categories))
+        self._pending.append((ref, categories, folder.key))
 
     def flush_keywords(self, where: str | None = None) -> int:
         """Write the queued category lists in ``$batch`` requests of 20; returns how many were
@@ -277,10 +349,12 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions)
         http = self.client
         what = f"writing categories in {where}" if where else "writing categories"
         items = [{"method": "PATCH", "url": f"{http.user}/messages/{quote(ref, safe='')}",
-                  "body": {"categories": categories}} for ref, categories in pending]
+                  "body": {"categories": categories}} for ref, categories, _ in pending]
         replies = http.batch(items, what=what)
-        for (ref, _), reply in zip(pending, replies):
-            if not reply.ok:  # not written: read the list again if asked again
+        for (ref, categories, key), reply in zip(pending, replies):
+            if reply.ok:
+                self._written.setdefault(key, {})[ref] = categories
+            else:  # not written: read the list again if asked again
                 self._categories.pop(ref, None)
         failed = [r for r in replies if not r.ok and r.status != 404]
         if failed:

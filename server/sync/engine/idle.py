@@ -12,14 +12,20 @@ outcome:
   sync appointments, contacts and tasks on the server (that opens a connection), has no
   backlog, ran before, and none of the alerts an idle run clears is open;
 * its connector ``Probes``: Maildir (opening it and listing its folders reads directory
-  times) or IMAP (one sign-in and one listing whose STATUS items say whether a folder
-  changed: no folder is opened); its folders are planned as a run plans them
+  times), IMAP (one sign-in and one listing whose STATUS items say whether a folder
+  changed: no folder is opened), POP3 (one sign-in and one UIDL listing), Microsoft Graph
+  (one ``$batch``: the listing and each folder's delta link for one change at most) or EWS
+  (the listing and a SyncFolderItems for one change per folder); its folders are planned as a run plans them
   (``plan_folders``, with the organization's Sent setting and the folder rules) with
   nothing to note, and every evaluated folder has a state under the same name and role
   whose cursor the connector says is ``unchanged``. (A run that tracked mail moved its
   cursors past the "Tracked to Regarding" category it wrote, where the connector can tell
   nothing else changed meanwhile: ``Probes.past_own_writes``, IMAP with CONDSTORE. On
   Maildir the category's renames change the directory times: one more run reads them.)
+  Where the server hands out a new sync state at each look (Graph, EWS), that state is
+  the folder's cursor from then on (``Probes.cursor_after``), written with the visit;
+* its Graph change-notification subscriptions need no upkeep (``graph_push.kept_up``): a
+  run keeps them up when it closes its connector, an idle visit does not.
 
 A server probed gets ``PROBE_TIMEOUT`` seconds at most (a run waits the profile's whole
 timeout); one that cannot be reached is not tried again for the rest of the batch: its
@@ -38,7 +44,7 @@ is new, and the first run that finds mail raises it before it tracks anything.
 (``outcome.success_values``: the next run, the interval lengthened, the failure count
 reset; the lease given back), one row update per distinct interval, guarded by the lease
 owner (a lease lost meanwhile is left alone, and nothing of that visit is written), the
-folders' visit times in one update and the run rows (``SyncRun``, which the dashboard
+folders' visit times in one update (and the new cursors Graph or EWS gave, in one more) and the run rows (``SyncRun``, which the dashboard
 counts) in one insert; one commit.
 """
 from __future__ import annotations
@@ -78,6 +84,7 @@ class Visit:
     mailbox_id: int
     values: dict  # the mailbox's columns (``outcome.success_values``)
     state_ids: tuple[int, ...]  # its evaluated folders' states
+    cursors: tuple[tuple[int, str | None], ...] = ()  # (state id, new cursor) where one moved
 
 
 @dataclass
@@ -136,18 +143,24 @@ def probe(mailbox_ids: list[int]) -> Probed:
                     FolderRule.mailbox_id.in_(with_rules)).order_by(FolderRule.id)):
                 rules.setdefault(rule.mailbox_id, []).append(rule)
     now, touched, unreachable, turned_away = utcnow(), False, set(), {}
+    found: dict[int, tuple[tuple[int, ...], dict[int, str | None]]] = {}
     for mailbox_id in ids:
-        mailbox = out.mailboxes.get(mailbox_id)
-        state_ids = None
         if mailbox_id in candidates:
-            state_ids, changed = _unchanged(mailbox, out.org, states.get(mailbox_id, {}),
-                                            rules.get(mailbox_id, []), unreachable,
-                                            turned_away, out.refused)
+            seen, changed = _unchanged(out.mailboxes[mailbox_id], out.org,
+                                       states.get(mailbox_id, {}), rules.get(mailbox_id, []),
+                                       unreachable, turned_away, out.refused)
             touched |= changed
-        if state_ids is None:
+            if seen is not None:
+                found[mailbox_id] = seen
+    for mailbox_id in _upkeep_due(found, out.mailboxes, states):
+        del found[mailbox_id]
+    for mailbox_id in ids:
+        if mailbox_id not in found:
             out.full.append(mailbox_id)
-        else:
-            out.idle.append(Visit(mailbox_id, success_values(mailbox, now), state_ids))
+            continue
+        state_ids, moved = found[mailbox_id]
+        out.idle.append(Visit(mailbox_id, success_values(out.mailboxes[mailbox_id], now),
+                              state_ids, tuple(moved.items())))
     if touched:  # planning changed a rule or wrote an alert: the mailbox's run does it
         db.session.rollback()
     return out
@@ -160,11 +173,28 @@ def _probes(profile) -> bool:
         return False
 
 
+def _upkeep_due(found: dict, mailboxes: dict[int, Mailbox],
+                states: dict[int, dict[str, FolderState]]) -> set[int]:
+    """Of the idle mailboxes ``found``, those whose change subscriptions a run must keep up
+    (Graph's: ``graph_push.kept_up``, one statement for the batch)."""
+    from server.sync.connectors.base import Subscriptions
+    from server.sync.workers import graph_push
+    keys = {}
+    for mailbox_id, (state_ids, _) in found.items():
+        if issubclass(incoming(mailboxes[mailbox_id].server_profile.incoming_protocol),
+                      Subscriptions):
+            keys[mailbox_id] = {s.folder_key for s in states[mailbox_id].values()
+                                if s.id in state_ids}
+    return set(keys) - graph_push.kept_up(keys) if keys else set()
+
+
 def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: list[FolderRule],
                unreachable: set[str], turned_away: dict[tuple, Refused],
-               refused: dict[int, Refused]) -> tuple[tuple[int, ...] | None, bool]:
-    """(the states of the mailbox's evaluated folders when none has anything new, else
-    None; whether planning its folders changed anything in the session). ``unreachable``:
+               refused: dict[int, Refused]
+               ) -> tuple[tuple[tuple[int, ...], dict[int, str | None]] | None, bool]:
+    """((the states of the mailbox's evaluated folders, the new cursors of those whose
+    cursor moved (``Probes.cursor_after``)) when none has anything new, else None; whether
+    planning its folders changed anything in the session). ``unreachable``:
     the servers this batch could not reach (one that fails here is added); ``turned_away``:
     the sign-ins (server, login, password) this batch had refused, which are not tried again
     (a profile's service account, which all its mailboxes share); ``refused``: the mailbox is
@@ -184,6 +214,7 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: lis
             refused[mailbox.id] = replace(turned_away[login], account=account)
             return None, changed
         with incoming(mailbox.server_profile.incoming_protocol)(account) as connector:
+            connector.expect({key: state.cursor for key, state in states.items()})
             folders = connector.list_folders()
             with session.no_autoflush:  # planning may change a rule, as a run does
                 plan = plan_folders(mailbox, folders, rules, track_sent=org.track_sent_items)
@@ -192,7 +223,7 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: lis
                 session.is_modified(obj) for obj in session.dirty)
             if changed or not plan.evaluate:
                 return None, changed
-            found = []
+            found, moved = [], {}
             for info in plan.evaluate:
                 state = states.get(info.key)
                 if (state is None or state.folder_name != info.name[:500]
@@ -200,7 +231,10 @@ def _unchanged(mailbox: Mailbox, org, states: dict[str, FolderState], rules: lis
                         or not connector.unchanged(info.folder, state.cursor)):
                     return None, changed
                 found.append(state.id)
-            return tuple(found), changed
+                cursor = connector.cursor_after(info.folder, state.cursor)
+                if cursor != state.cursor:
+                    moved[state.id] = cursor
+            return (tuple(found), moved), changed
     except ConnectorError as exc:
         if where is not None and exc.code in UNREACHABLE:
             unreachable.add(where)
@@ -236,11 +270,16 @@ def record(owner: str, visits: list[Visit], *, worker: str | None = None) -> set
                 .values(**dict(key), lease_owner=None, lease_expires_on=None)
                 .returning(table.c.id)))
         written = [v for v in visits if v.mailbox_id in done]
-        state_ids = [i for v in written for i in v.state_ids]
+        states = FolderState.__table__
+        moved = [{"state_id": i, "new_cursor": c} for v in written for i, c in v.cursors]
+        movers = {m["state_id"] for m in moved}
+        state_ids = [i for v in written for i in v.state_ids if i not in movers]
         if state_ids:
-            states = FolderState.__table__
             db.session.execute(update(states).where(states.c.id.in_(state_ids))
                                .values(updated_on=now))
+        if moved:
+            db.session.execute(update(states).where(states.c.id == bindparam("state_id"))
+                               .values(cursor=bindparam("new_cursor"), updated_on=now), moved)
         if written:
             db.session.execute(insert(SyncRun.__table__).values([dict(
                 mailbox_id=v.mailbox_id, worker=(worker or owner)[:120], started_on=now,

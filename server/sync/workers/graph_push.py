@@ -156,8 +156,7 @@ def maintain(mailbox_id: int, connector: GraphSubscriptions, folder_keys: list[s
     for key in folder_keys if url else []:
         row = rows.get(key)
         try:
-            if row is not None and row.status == "active" and \
-                    _aware(row.expires_on) - now > RENEW_BEFORE:
+            if _fresh(row, now):
                 continue
             if row is not None and row.status in ("active", "renew") and _renew(connector, row, now):
                 continue
@@ -172,6 +171,27 @@ def maintain(mailbox_id: int, connector: GraphSubscriptions, folder_keys: list[s
     db.session.execute(delete(GraphSubscription).where(
         GraphSubscription.mailbox_id == mailbox_id, GraphSubscription.expires_on < now))
     db.session.commit()
+
+
+def _fresh(row: GraphSubscription | None, now: datetime) -> bool:
+    """An active subscription that need not be renewed yet."""
+    return row is not None and row.status == "active" and _aware(row.expires_on) - now > RENEW_BEFORE
+
+
+def kept_up(folder_keys: dict[int, set[str]]) -> set[int]:
+    """Of these mailboxes (id -> the mail folders a sync of theirs reads), those whose
+    subscriptions need no upkeep now (an idle visit, which does not keep them up, is
+    enough; ``engine.idle``): push is off, or every folder has a fresh subscription and
+    none on an item collection waits to be ended. One statement."""
+    if not notification_url():
+        return set(folder_keys)
+    now, rows = utcnow(), {}
+    for row in db.session.scalars(select(GraphSubscription).where(
+            GraphSubscription.mailbox_id.in_(sorted(folder_keys)))):
+        rows.setdefault(row.mailbox_id, {})[row.folder_key] = row
+    return {mailbox_id for mailbox_id, keys in folder_keys.items()
+            if all(_fresh(rows.get(mailbox_id, {}).get(key), now) for key in keys)
+            and all(watched_kind(row.resource) == MAIL for row in rows.get(mailbox_id, {}).values())}
 
 
 def _renew(connector: GraphSubscriptions, row: GraphSubscription, now: datetime) -> bool:
