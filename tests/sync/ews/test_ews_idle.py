@@ -86,6 +86,21 @@ def test_each_change_to_a_read_folder_gets_a_run(crm, exchange, store):
     assert _idle(box)
 
 
+def test_the_run_after_tracking_reads_nothing_whole(crm, exchange, store):
+    """Our category is a change Exchange reports, and one a person could have made: without
+    the run moving its cursor past its own writes, the next run fetched each tracked
+    message's MIME again."""
+    box = w.store_mailbox(store, crm.bob, tracking_option="from_crm_records")
+    for n in range(5):
+        store.deliver(w.raw(subject=f"Hello {n}", mid=f"hello{n}@customer.example"))
+    _synced(box)
+    assert [i.categories for i in exchange.items_in(BOB, "inbox")] == \
+        [["Tracked to Regarding"]] * 5
+    exchange.operations.clear()
+    _synced(box)
+    assert "GetItem" not in exchange.operations and "UpdateItem" not in exchange.operations
+
+
 def test_a_change_beside_the_runs_own_writes_keeps_the_cursor(crm, exchange, store,
                                                               monkeypatch):
     """A message delivered while the run wrote its categories: the folder is not idle, and
