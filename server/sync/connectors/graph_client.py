@@ -38,7 +38,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from server.sync.connectors.base import TOKEN, Account, ConnectorError, Needs, Subscriptions
-from server.sync.connectors.common import Session
+from server.sync.connectors.common import Session, environment_once
 
 log = logging.getLogger(__name__)
 
@@ -172,27 +172,6 @@ class DeltaPage:
 
 # --------------------------------------------------------------------------- HTTP
 
-_environment: dict[tuple, dict] = {}  # (scheme, host, stream, verify, cert) -> settings
-
-
-class GraphHttp(requests.Session):
-    """A mailbox's session to Graph, which reads the environment's proxy and CA bundle
-    settings (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) once per address and
-    process: requests reads the whole environment on every request, a third of an idle
-    Graph visit's CPU. (A worker's environment does not change while it runs.)"""
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        if proxies:  # given for this request: not the environment's alone
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream, verify, cert)
-        found = _environment.get(key)
-        if found is None:
-            found = _environment.setdefault(
-                key, super().merge_environment_settings(url, proxies, stream, verify, cert))
-        return {**found, "proxies": dict(found["proxies"])}
-
-
 class GraphClient:
     """HTTP to Microsoft Graph for one mailbox: token, retries, limits, batches, errors."""
 
@@ -212,7 +191,7 @@ class GraphClient:
         self.retries = int(settings.get("graph_retries", RETRIES))
         self.max_wait = float(settings.get("graph_max_wait", MAX_WAIT))
         self.limiter = _limiter(self.base, account.address, settings)
-        self.session = GraphHttp()
+        self.session = environment_once(requests.Session())
         self.token: str | None = None
         self.http_requests = 0  # requests on the wire (a $batch is one)
         self._count_lock = threading.Lock()

@@ -59,12 +59,12 @@ def test_folders_have_ids_roles_and_paths(graph, store, box):
 
 def test_the_environment_is_read_once_per_address_and_still_obeyed(graph, store, box,
                                                                     monkeypatch):
-    """requests reads the environment's proxies on every request; a Graph session reads
-    them once per address and process. What they say still holds: a proxy the environment
-    names for that address is used."""
+    """requests reads the environment's proxies on every request; a Graph session works
+    them out once per address (and values of the variables). What they say still holds: a
+    proxy set in the environment is used."""
     import requests.sessions
-    from server.sync.connectors import graph_client
-    monkeypatch.setattr(graph_client, "_environment", {})
+    from server.sync.connectors import common
+    monkeypatch.setattr(common, "_environment", {})
     reads: list[str] = []
     real = requests.sessions.get_environ_proxies
 
@@ -78,7 +78,6 @@ def test_the_environment_is_read_once_per_address_and_still_obeyed(graph, store,
             conn.list_folders()
     assert len([url for url in reads if "/v1.0/" in url]) == 1  # (msal's own: its business)
 
-    monkeypatch.setattr(graph_client, "_environment", {})
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "")
     with pytest.raises(ConnectorError) as refused:
