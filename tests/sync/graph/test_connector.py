@@ -58,25 +58,15 @@ def test_folders_have_ids_roles_and_paths(graph, store, box):
 
 
 def test_the_environment_is_read_once_per_address_and_still_obeyed(graph, store, box,
+                                                                    environment_reads,
                                                                     monkeypatch):
     """requests reads the environment's proxies on every request; a Graph session works
     them out once per address (and values of the variables). What they say still holds: a
     proxy set in the environment is used."""
-    import requests.sessions
-    from server.sync.connectors import common
-    monkeypatch.setattr(common, "_environment", {})
-    reads: list[str] = []
-    real = requests.sessions.get_environ_proxies
-
-    def counted(url, no_proxy=None):
-        reads.append(url)
-        return real(url, no_proxy=no_proxy)
-
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
     for _ in range(3):
         with connect(box) as conn:
             conn.list_folders()
-    assert len([url for url in reads if "/v1.0/" in url]) == 1  # (msal's own: its business)
+    assert len([url for url in environment_reads if "/v1.0/" in url]) == 1  # (msal: its own)
 
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "")
