@@ -113,6 +113,14 @@ def test_subscriptions_due_for_upkeep_get_the_run_that_keeps_them_up(crm, graph,
     _synced(box)
     assert _idle(box)
 
+    # One on the calendar, left from when the mailbox synced its appointments: a run ends it.
+    db.session.add(GraphSubscription(
+        mailbox_id=box.id, folder_key="events", subscription_id="left-over",
+        client_state_hash="0" * 64, resource=f"users/{store.address}/events",
+        expires_on=utcnow() + timedelta(days=5)))
+    db.session.commit()
+    assert not _idle(box)
+
 
 def test_the_run_after_tracking_reads_nothing_whole(crm, graph, store):
     """The categories a run wrote come back in the folder's delta: the run moves its cursor
