@@ -15,15 +15,16 @@ outcome:
   times), IMAP (one sign-in and one listing whose STATUS items say whether a folder
   changed: no folder is opened), POP3 (one sign-in and one UIDL listing), Microsoft Graph
   (one ``$batch``: the listing and each folder's delta link for one change at most) or EWS
-  (the listing and a SyncFolderItems for one change per folder); its folders are planned as a run plans them
-  (``plan_folders``, with the organization's Sent setting and the folder rules) with
-  nothing to note, and every evaluated folder has a state under the same name and role
-  whose cursor the connector says is ``unchanged``. (A run that tracked mail moved its
-  cursors past the "Tracked to Regarding" category it wrote, where the connector can tell
-  nothing else changed meanwhile: ``Probes.past_own_writes``, IMAP with CONDSTORE. On
-  Maildir the category's renames change the directory times: one more run reads them.)
-  Where the server hands out a new sync state at each look (Graph, EWS), that state is
-  the folder's cursor from then on (``Probes.cursor_after``), written with the visit;
+  (the listing and a SyncFolderItems for one change per folder); its folders are planned
+  as a run plans them (``plan_folders``, with the organization's Sent setting and the
+  folder rules) with nothing to note, and every evaluated folder has a state under the
+  same name and role whose cursor the connector says is ``unchanged``. (A run that tracked
+  mail moved its cursors past the "Tracked to Regarding" category it wrote, where the
+  connector can tell nothing else changed meanwhile: ``Probes.past_own_writes``, IMAP with
+  CONDSTORE, Graph, EWS. On Maildir the category's renames change the directory times: one
+  more run reads them.) Where the server hands out a new sync state at each look (Graph,
+  EWS), that state is the folder's cursor from then on (``Probes.cursor_after``), written
+  with the visit;
 * its Graph change-notification subscriptions need no upkeep (``graph_push.kept_up``): a
   run keeps them up when it closes its connector, an idle visit does not.
 
@@ -36,16 +37,16 @@ probing) gets the full run, unchanged, but for one whose server refused the prob
 (an error of severity ``auth``): its run takes that refusal as its own
 (``accounts.Refused``) rather than sign in again with the same credentials, and so does
 every later mailbox of the batch that signs in with them (a profile's service account:
-``service_accounts``), unprobed. "Email cannot be
-tracked" (the owner lost a privilege) is not looked at here: nothing is tracked when nothing
-is new, and the first run that finds mail raises it before it tracks anything.
+``service_accounts``), unprobed. "Email cannot be tracked" (the owner lost a privilege)
+is not looked at here: nothing is tracked when nothing is new, and the first run that
+finds mail raises it before it tracks anything.
 
 ``record(owner, visits)`` writes what ``outcome.succeeded`` and the lease's release write
 (``outcome.success_values``: the next run, the interval lengthened, the failure count
 reset; the lease given back), one row update per distinct interval, guarded by the lease
 owner (a lease lost meanwhile is left alone, and nothing of that visit is written), the
-folders' visit times in one update (and the new cursors Graph or EWS gave, in one more) and the run rows (``SyncRun``, which the dashboard
-counts) in one insert; one commit.
+folders' visit times in one update (and the new cursors Graph or EWS gave, in one more)
+and the run rows (``SyncRun``, which the dashboard counts) in one insert; one commit.
 """
 from __future__ import annotations
 
