@@ -81,24 +81,6 @@ def sign_ins(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def environment_reads(monkeypatch) -> list[str]:
-    """The URLs requests worked out the environment's proxies for, in order (each a walk of
-    the whole environment), with the process's cache of them emptied first."""
-    import requests.sessions
-    from server.sync.connectors import common
-    monkeypatch.setattr(common, "_environment", {})
-    urls: list[str] = []
-    real = requests.sessions.get_environ_proxies
-
-    def counted(url, no_proxy=None):
-        urls.append(url)
-        return real(url, no_proxy=no_proxy)
-
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
-    return urls
-
-
-@pytest.fixture
 def raw_mail() -> RawBuilder:
     return build_raw
 

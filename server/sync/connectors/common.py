@@ -1,7 +1,7 @@
 """Small pieces the protocol connectors share: the session lifecycle (``Session``,
-``ServerSession``), TLS contexts from an account's settings, HTTP sessions that read the
-environment once (``environment_once``), compact cursor encoding, the mapping of network
-failures to ``ConnectorError`` and the human wording of "which server" in error messages.
+``ServerSession``), TLS contexts from an account's settings, compact cursor encoding, the
+mapping of network failures to ``ConnectorError`` and the human wording of "which server"
+in error messages.
 
 Account settings read here (from the server profile's ``settings``):
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
 import ssl
@@ -49,35 +48,6 @@ def tls_context(account: Account) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-_environment: dict[tuple, dict] = {}  # (scheme, host, request settings, variables) -> settings
-# The variables requests' environment settings come from, as people set them.
-ENVIRONMENT = tuple(name for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-                    for name in (base, base.upper())) + ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-def environment_once(session):
-    """``session`` (a requests session) working out the environment's proxy and CA bundle
-    settings (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...) once per address
-    and values of those variables, not on every request: requests walks the whole
-    environment twice a request, a third of an idle Graph visit's CPU. Proxies given for a
-    request are not cached. Returns ``session``."""
-    merge = session.merge_environment_settings
-
-    def merged(url, proxies, stream, verify, cert):
-        if proxies:
-            return merge(url, proxies, stream, verify, cert)
-        scheme, _, rest = url.partition("://")
-        key = (scheme, rest.split("/", 1)[0], stream, verify, cert,
-               tuple(os.environ.get(name) for name in ENVIRONMENT))
-        found = _environment.get(key)
-        if found is None:
-            found = _environment.setdefault(key, merge(url, proxies, stream, verify, cert))
-        return {**found, "proxies": dict(found["proxies"])}
-
-    session.merge_environment_settings = merged
-    return session
 
 
 def pack_cursor(data: dict) -> str:

@@ -16,14 +16,14 @@ from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
 from exchangelib.folders.roots import Root
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
-from exchangelib.protocol import BaseProtocol, Protocol
+from exchangelib.protocol import Protocol
 from exchangelib.services.common import EWSService
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
 from requests import Response
 
 from server.sync.connectors.base import RENEWING_TOKEN, Account, ConnectorError, Needs
-from server.sync.connectors.common import Session, environment_once
+from server.sync.connectors.common import Session
 from server.sync.connectors.ews_errors import translated
 
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth": OAUTH2}
@@ -53,17 +53,6 @@ def _soap_parts_whole(cls, response):
 
 
 EWSService._get_soap_parts = classmethod(_soap_parts_whole)
-
-_raw_session = BaseProtocol.raw_session.__func__
-
-
-def _raw_session_environment_once(cls, *args, **kwargs):
-    """exchangelib's sessions, which read the environment once per address too
-    (``common.environment_once``)."""
-    return environment_once(_raw_session(cls, *args, **kwargs))
-
-
-BaseProtocol.raw_session = classmethod(_raw_session_environment_once)
 
 
 def _version(name: str | None) -> Version | None:

@@ -38,7 +38,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from server.sync.connectors.base import TOKEN, Account, ConnectorError, Needs, Subscriptions
-from server.sync.connectors.common import Session, environment_once
+from server.sync.connectors.common import Session
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class GraphClient:
         self.retries = int(settings.get("graph_retries", RETRIES))
         self.max_wait = float(settings.get("graph_max_wait", MAX_WAIT))
         self.limiter = _limiter(self.base, account.address, settings)
-        self.session = environment_once(requests.Session())
+        self.session = requests.Session()
         self.token: str | None = None
         self.http_requests = 0  # requests on the wire (a $batch is one)
         self._count_lock = threading.Lock()

@@ -119,15 +119,6 @@ def test_replies_are_parsed_from_memory_not_byte_by_byte(exchange, account, monk
     assert 1 not in steps  # read in requests' own chunks (10 KB), once
 
 
-def test_the_environment_is_read_once_per_address(exchange, account, environment_reads):
-    """exchangelib's sessions work out the environment's proxies once per address, not on
-    every request (``common.environment_once``)."""
-    for _ in range(3):
-        with EwsConnector(account) as ews:
-            ews.fetch_changes(by_name(ews)["Inbox"], None)
-    assert environment_reads == [exchange.url]
-
-
 def test_moved_message_is_a_delete_here_and_a_create_there(exchange, account):
     exchange.create_folder(BOB, "Inbox/Contoso deal")
     ref = exchange.deliver(BOB, raw(mid="deal@x.example"))

@@ -57,25 +57,6 @@ def test_folders_have_ids_roles_and_paths(graph, store, box):
     assert folders["Inbox"].parent_key is None  # the store's root is no folder
 
 
-def test_the_environment_is_read_once_per_address_and_still_obeyed(graph, store, box,
-                                                                    environment_reads,
-                                                                    monkeypatch):
-    """requests reads the environment's proxies on every request; a Graph session works
-    them out once per address (and values of the variables). What they say still holds: a
-    proxy set in the environment is used."""
-    for _ in range(3):
-        with connect(box) as conn:
-            conn.list_folders()
-    assert len([url for url in environment_reads if "/v1.0/" in url]) == 1  # (msal: its own)
-
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("NO_PROXY", "")
-    with pytest.raises(ConnectorError) as refused:
-        with connect(box) as conn:
-            conn.list_folders()
-    assert refused.value.code == "connection_lost"
-
-
 def test_graph_does_what_it_declares(graph, store, box):
     for n in (1, 2, 3):
         store.deliver(numbered(n))
