@@ -189,6 +189,8 @@ class ForkedFake:
     def close(self) -> None:
         os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
+        if self.protocol == "graph":
+            shutil.rmtree(self.fake._dir, ignore_errors=True)  # its certificate and key
 
 
 class HttpCount:

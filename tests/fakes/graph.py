@@ -57,6 +57,7 @@ import json
 import queue
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 import threading
@@ -240,6 +241,7 @@ class FakeGraph(FakeItems, Drops):
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        shutil.rmtree(self._dir, ignore_errors=True)  # its certificate and key
 
     @property
     def origin(self) -> str:
