@@ -14,6 +14,7 @@ fake Exchange's own (the same users and passwords): 401 with ``WWW-Authenticate`
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
@@ -62,6 +63,7 @@ class FakeAutodiscover:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        shutil.rmtree(self._dir, ignore_errors=True)  # its certificate and key
 
     def wsgi(self, environ, start_response):
         request = Request(environ)
