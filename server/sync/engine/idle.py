@@ -58,7 +58,7 @@ from sqlalchemy.orm import joinedload
 
 from server.db import cached_statement, db, utcnow
 from server.sync.connectors import incoming
-from server.sync.connectors.base import ConnectorError, Probes
+from server.sync.connectors.base import ConnectorError, Probes, Subscriptions
 from server.sync.engine.accounts import Refused
 from server.sync.engine.folders import plan_folders
 from server.sync.engine.outcome import success_values
@@ -178,7 +178,6 @@ def _upkeep_due(found: dict, mailboxes: dict[int, Mailbox],
                 states: dict[int, dict[str, FolderState]]) -> set[int]:
     """Of the idle mailboxes ``found``, those whose change subscriptions a run must keep up
     (Graph's: ``graph_push.kept_up``, one statement for the batch)."""
-    from server.sync.connectors.base import Subscriptions
     from server.sync.workers import graph_push
     keys = {}
     for mailbox_id, (state_ids, _) in found.items():
