@@ -59,6 +59,13 @@ def _idle(box) -> bool:
     return bool(probed.idle)
 
 
+def cursors(box) -> dict[str, str]:
+    """The mailbox's folder cursors as stored, by folder name."""
+    db.session.expire_all()
+    return {s.folder_name: s.cursor for s in db.session.scalars(
+        select(FolderState).where(FolderState.mailbox_id == box.id))}
+
+
 def each_gets_a_run(box, changes: dict) -> None:
     """Each change (by name) makes the idle mailbox need a run, and idle again after it."""
     for what, change in changes.items():

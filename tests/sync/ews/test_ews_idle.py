@@ -12,19 +12,13 @@ from sqlalchemy import select
 from server.crm.activities import Email
 from server.db import db
 from server.sync.connectors.ews import EwsConnector
-from server.sync.models import FolderState
 from tests.sync import world as w
 from tests.sync.ews.conftest import BOB
 from tests.sync.ews.test_ews_engine import EwsStore
-from tests.sync.test_idle_imap import (_idle, _synced, each_gets_a_run, next_delivery_is_read,
-                                      synced_while, visited_by_a_worker)
+from tests.sync.test_idle_imap import (_idle, _synced, cursors, each_gets_a_run,
+                                      next_delivery_is_read, synced_while, visited_by_a_worker)
 
 pytestmark = pytest.mark.both_databases
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
 
 
 @pytest.fixture
@@ -40,18 +34,12 @@ def _mailbox(store, crm):
     return box
 
 
-def _cursors(box) -> dict[str, str]:
-    db.session.expire_all()
-    return {s.folder_name: s.cursor for s in db.session.scalars(
-        select(FolderState).where(FolderState.mailbox_id == box.id))}
-
-
 def test_an_idle_ews_mailbox_reads_no_message(app, crm, exchange,
                                                                              store):
     box = _mailbox(store, crm)
     store.deliver(w.raw(subject="Hello", mid="hello@customer.example"))
     _synced(box)  # tracked, its category written: the folder is idle after it all the same
-    before = _cursors(box)
+    before = cursors(box)
     assert set(before) == {"Inbox", "Inbox/Projects", "Sent Items"}
 
     exchange.operations.clear()
@@ -61,7 +49,7 @@ def test_an_idle_ews_mailbox_reads_no_message(app, crm, exchange,
 
     run = visited_by_a_worker(app, box)
     assert run.fetched == 0
-    assert _cursors(box) == before  # the same states: Exchange gave them again
+    assert cursors(box) == before  # the same states: Exchange gave them again
     next_delivery_is_read(store, box)
 
 

@@ -13,19 +13,13 @@ from sqlalchemy import select
 
 from server.db import db, utcnow
 from server.sync.connectors.graph import GraphConnector
-from server.sync.models import FolderState
 from server.sync.workers.graph_models import GraphSubscription
 from tests.sync import world as w
 from tests.sync.graph.conftest import graph_mailbox
-from tests.sync.test_idle_imap import (_idle, _synced, each_gets_a_run, next_delivery_is_read,
-                                      synced_while, visited_by_a_worker)
+from tests.sync.test_idle_imap import (_idle, _synced, cursors, each_gets_a_run,
+                                      next_delivery_is_read, synced_while, visited_by_a_worker)
 
 pytestmark = pytest.mark.both_databases
-
-
-@pytest.fixture
-def crm(app, make_user):
-    return w.build_crm(make_user)
 
 
 def _tracked_folder(store, box) -> None:
@@ -34,18 +28,12 @@ def _tracked_folder(store, box) -> None:
     db.session.commit()
 
 
-def _cursors(box) -> dict[str, str]:
-    db.session.expire_all()
-    return {s.folder_name: s.cursor for s in db.session.scalars(
-        select(FolderState).where(FolderState.mailbox_id == box.id))}
-
-
 def test_an_idle_graph_mailbox_is_one_batch_and_its_delta_links_move_on(app, crm, graph, store):
     box = graph_mailbox(store, crm.bob, tracking_option="from_crm_records")
     _tracked_folder(store, box)
     store.deliver(w.raw(subject="Hello", mid="hello@customer.example"))
     _synced(box)
-    before = _cursors(box)
+    before = cursors(box)
     assert set(before) == {"Inbox", "Inbox/Projects", "Sent Items"}
 
     graph.stats.clear()
@@ -55,7 +43,7 @@ def test_an_idle_graph_mailbox_is_one_batch_and_its_delta_links_move_on(app, crm
 
     run = visited_by_a_worker(app, box)
     assert run.fetched == 0  # the idle visit's row
-    after = _cursors(box)
+    after = cursors(box)
     assert all(after[name] != before[name] for name in before)  # each delta link moved on
     # The moved links are good ones: what comes next is read from them, exactly once.
     next_delivery_is_read(store, box)
