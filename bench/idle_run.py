@@ -11,7 +11,9 @@ one that is not idle gets ``Worker._sync``); the code before that runs them one 
 With ``--protocol imap`` (or ``pop3``) the mailboxes are users of a private Dovecot
 (tests/servers/dovecot.py, one message in each Inbox), read over IMAP (POP3) on loopback: a
 probe there is one sign-in and one ``LIST ... RETURN (STATUS ...)`` (one ``UIDL``), a full
-run opens each folder too (reads the listing again and writes its outcome alone). With
+run opens each folder too (reads the listing again and writes its outcome alone); with
+``--plain`` that Dovecot offers what most IMAP servers do (``PLAIN_IMAP``: no CONDSTORE,
+LIST-STATUS or NOTIFY), so a probe is a LIST and one STATUS a folder. With
 ``--protocol graph`` (or ``ews``) they are mailboxes of the Microsoft Graph fake
 (tests/fakes/graph.py, app-only, over HTTPS on loopback) or of the EWS fake
 (tests/fakes/ews.py, one user each, basic sign-in), served by a child process so that their
@@ -29,7 +31,8 @@ CPU is not this process's. Figures are per visit (a batch's divided by its mailb
   cumulative time.
 
 Run: ``.venv/bin/python bench/idle_run.py [--mailboxes 2000] [--runs 500] [--batch 20]
-[--protocol maildir|imap|pop3|graph|ews] [--profile] [--show]``. It asserts nothing.
+[--protocol maildir|imap|pop3|graph|ews] [--plain] [--profile] [--show]``. It asserts
+nothing.
 """
 from __future__ import annotations
 
@@ -239,6 +242,8 @@ def main() -> None:
                         help="idle mailboxes visited together (1: one at a time)")
     parser.add_argument("--protocol", choices=("maildir", "imap", "pop3", "graph", "ews"),
                         default="maildir")
+    parser.add_argument("--plain", action="store_true",
+                        help="with --protocol imap: a server without CONDSTORE, LIST-STATUS, NOTIFY")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--show", action="store_true", help="print one idle run's statements")
     parser.add_argument("--store", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
@@ -259,11 +264,12 @@ def main() -> None:
                       "REGARDING_INSTANCE_DIR": str(instance),
                       "REGARDING_MAILDIR_ROOT": str(store), "REGARDING_LOG_LEVEL": "WARNING"})
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load()}; "
-          f"{args.mailboxes} {args.protocol} mailboxes, {args.runs} idle runs")
+          f"{args.mailboxes} {args.protocol}{' (plain)' if args.plain else ''} mailboxes, "
+          f"{args.runs} idle runs")
     dovecot = None
     if args.protocol in ("imap", "pop3"):
-        from tests.servers.dovecot import DovecotServer
-        dovecot = DovecotServer().start()
+        from tests.servers.dovecot import PLAIN_IMAP, DovecotServer
+        dovecot = DovecotServer(imap_capability=PLAIN_IMAP if args.plain else None).start()
     try:
         with app.app_context():
             if dovecot is not None:

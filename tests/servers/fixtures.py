@@ -110,7 +110,7 @@ def mail_user(make_mail_user) -> MailUser:
 @pytest.fixture
 def make_dovecot() -> Iterator[Callable[..., DovecotServer]]:
     """Factory for private, started DovecotServers (closed after the test):
-    make_dovecot(tls=False, separator="/", special_use=True). For tests that kill or reconfigure one."""
+    make_dovecot(tls=False, separator="/", special_use=True, imap_capability=None, ...). For tests that kill or reconfigure one."""
     servers: list[DovecotServer] = []
 
     def make(**options) -> DovecotServer:

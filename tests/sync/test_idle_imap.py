@@ -1,12 +1,13 @@
 """Idle IMAP mailboxes visited in batches (``engine.idle`` with ``ImapConnector.unchanged``):
 one sign-in and one listing, whose STATUS items (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) say
 that no folder changed since its cursor, and no folder is opened. A delivery, a flag set by
-another client, an expunge, a renamed folder or a server without CONDSTORE each get the
-full run; a run over an unchanged folder does not open it either; a server that cannot be
-reached is tried once per batch."""
+another client, an expunge or a renamed folder each get the full run; on a server without
+CONDSTORE the listing's UIDNEXT tells as much as a run would find. A run over an unchanged
+folder does not open it either; a server that cannot be reached is tried once per batch."""
 from __future__ import annotations
 
 import imaplib
+import json
 import socket
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from server.sync.engine.accounts import account_for
 from server.sync.engine.run import sync_mailbox
 from server.sync.models import Alert, FolderState, Mailbox, SyncRun
 from server.sync.workers.worker import Worker
+from tests.servers.dovecot import PLAIN_IMAP
 from tests.sync import world as w
 from tests.sync.test_scheduler import fresh, work
 
@@ -228,8 +230,7 @@ def test_mail_expunged_before_it_was_read_does_not_keep_a_folder_busy(crm, dovec
     assert _idle(box)
 
 
-def test_a_renamed_folder_or_a_server_without_condstore_gets_a_run(crm, dovecot, mail_user,
-                                                                   monkeypatch):
+def test_a_renamed_folder_gets_a_run(crm, dovecot, mail_user):
     store, box = _with_tracked_folder(crm, dovecot, mail_user)
     _synced(box)
     assert _idle(box)
@@ -237,10 +238,47 @@ def test_a_renamed_folder_or_a_server_without_condstore_gets_a_run(crm, dovecot,
     assert not _idle(box)  # the state's name differs: the run records the rename
     _synced(box)
     assert _idle(box)
+
+
+def test_a_server_without_condstore_is_probed_by_uidnext(crm, make_dovecot, make_mail_user,
+                                                         opened):
+    """Without mod-sequences a run finds only new UIDs, so the listing's UIDNEXT (one STATUS
+    a folder here, without LIST-STATUS) tells an idle folder as well as opening it would:
+    a delivery or mail filed into a tracked folder gets a run; a flag another client sets,
+    which no run on such a server can see, does not."""
+    server = make_dovecot(imap_capability=PLAIN_IMAP)
+    user = make_mail_user(server=server)
+    store, box = _with_tracked_folder(crm, server, user)
+    store.deliver(w.raw(subject="Hello", mid="hello@customer.example"))
+    store.deliver(w.raw(subject="Filed", mid="filed@customer.example"), "INBOX/Projects")
+    _synced(box)
+    assert all(json.loads(c)["highestmodseq"] is None for c in cursors(box).values())
+    opened.clear()
+    assert _idle(box)
+    assert opened == []
+    each_gets_a_run(box, {
+        "a delivery": lambda: store.deliver(w.raw(subject="New", mid="new@customer.example")),
+        "mail filed into the tracked folder": lambda: store.deliver(
+            w.raw(subject="Filed 2", mid="filed-2@customer.example"), "INBOX/Projects"),
+    })
+    _client_does(server, user, "INBOX", lambda c, uids: c.add_flags(uids[:1], [b"\\Flagged"]))
+    assert _idle(box)
+
+
+def test_a_server_that_stops_offering_condstore_gets_one_run(crm, dovecot, mail_user,
+                                                             monkeypatch):
+    """A cursor with a mod-sequence cannot be compared with a listing without one: one run
+    takes a cursor without it, and the folders are idle again."""
+    store, box = _with_tracked_folder(crm, dovecot, mail_user)
+    _synced(box)
+    assert _idle(box)
     real = ImapConnector.capabilities
     monkeypatch.setattr(ImapConnector, "capabilities", lambda self: tuple(
         c for c in real(self) if c not in (b"CONDSTORE", b"QRESYNC")))
-    assert not _idle(box)  # no HIGHESTMODSEQ in STATUS: it cannot tell
+    assert not _idle(box)
+    _synced(box)
+    assert all(json.loads(c)["highestmodseq"] is None for c in cursors(box).values())
+    assert _idle(box)
 
 
 def test_a_server_that_cannot_be_reached_is_tried_once_per_batch(crm, monkeypatch):

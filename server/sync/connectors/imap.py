@@ -71,9 +71,9 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         self._names: dict[str, str] = {}  # folder key -> server name
         self._keys: dict[str, str] = {}  # server name -> folder key
         self._listed: list[Folder] | None = None
-        # folder key -> its STATUS items at the last listing (with CONDSTORE: UIDNEXT and
-        # HIGHESTMODSEQ too, which tell an unchanged folder without opening it), until the
-        # folder is read
+        # folder key -> its STATUS items at the last listing (UIDNEXT too, and with
+        # CONDSTORE HIGHESTMODSEQ, which tell an unchanged folder without opening it), until
+        # the folder is read
         self._listed_status: dict[str, dict] = {}
         self._selected: tuple[str, bool] | None = None
         self._xguid: bool | None = None  # does STATUS answer X-GUID? (unknown until tried)
@@ -219,18 +219,22 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         return f"path:{display}"
 
     def _identity_items(self) -> list[str]:
-        """The STATUS items a listing asks for: a folder's identity, and with CONDSTORE
-        what tells whether it changed (``unchanged``)."""
-        capabilities = self.capabilities()
+        """The STATUS items a listing asks for: a folder's identity, and what tells whether
+        it changed (``unchanged``): UIDNEXT, and with CONDSTORE HIGHESTMODSEQ."""
         items = ["UIDVALIDITY"]
-        if b"OBJECTID" in capabilities:
+        if b"OBJECTID" in self.capabilities():
             items.append("MAILBOXID")
         elif self._xguid is not False:
             items.append("X-GUID")
-        if (b"CONDSTORE" in capabilities or b"QRESYNC" in capabilities) \
-                and self._change_items is not False:
-            items += ["UIDNEXT", "HIGHESTMODSEQ"]
+        if self._change_items is not False:
+            items.append("UIDNEXT")
+            if self._condstore():
+                items.append("HIGHESTMODSEQ")
         return items
+
+    def _condstore(self) -> bool:
+        capabilities = self.capabilities()
+        return b"CONDSTORE" in capabilities or b"QRESYNC" in capabilities
 
     def _list_with_status(self) -> list[tuple[tuple, bytes | None, str, dict]]:
         """LIST with each folder's identity items: one LIST-STATUS command where offered,
@@ -251,7 +255,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
             except imaplib.IMAP4.error:
                 # The newest items first (a folder's key must not change because of them):
                 # without the change items; then without X-GUID, with them again.
-                if "HIGHESTMODSEQ" in items:
+                if "UIDNEXT" in items:
                     self._change_items, dropped_changes = False, True
                     continue
                 if "X-GUID" in items:
@@ -262,7 +266,7 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
                 raise
             if "X-GUID" in items:
                 self._xguid = True
-            if "HIGHESTMODSEQ" in items:
+            if "UIDNEXT" in items:
                 self._change_items = True
             return rows
 
@@ -349,19 +353,22 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
 
     def unchanged(self, folder: Folder, cursor: str | None) -> bool:
         """From the folder's STATUS at the last listing (``list_folders``: one LIST-STATUS
-        command where the server offers it): the cursor's UIDVALIDITY and HIGHESTMODSEQ
-        (every delivery, flag change and expunge raises it, RFC 7162) and no UID beyond the
-        cursor's. A server without CONDSTORE, a folder without mod-sequences, or a folder
-        read since the listing (its cursor may be newer than the listing) cannot tell.
-        Nothing is sent to the server."""
+        command where the server offers it): the cursor's UIDVALIDITY, no UID beyond the
+        cursor's, and with CONDSTORE the cursor's HIGHESTMODSEQ (every delivery, flag
+        change and expunge raises it, RFC 7162). Without mod-sequences (a server without
+        CONDSTORE, a folder with NOMODSEQ) a run finds only new UIDs, which UIDNEXT tells
+        as well as opening the folder would. A folder read since the listing (its cursor may
+        be newer than the listing) cannot tell. Nothing is sent to the server."""
         status, state = self._listed_status.get(folder.key), unpack_cursor(cursor)
         if not status or not isinstance(state, dict):
             return False
-        highest, uidnext = status.get(b"HIGHESTMODSEQ"), status.get(b"UIDNEXT")
-        return (isinstance(highest, int) and isinstance(uidnext, int) and highest > 0
-                and status.get(b"UIDVALIDITY") == state.get("uidvalidity")
-                and highest == state.get("highestmodseq")
-                and uidnext <= int(state.get("last_uid") or 0) + 1)
+        uidnext, highest = status.get(b"UIDNEXT"), status.get(b"HIGHESTMODSEQ")
+        if not (isinstance(uidnext, int) and status.get(b"UIDVALIDITY") == state.get("uidvalidity")
+                and uidnext <= int(state.get("last_uid") or 0) + 1):
+            return False
+        if not highest:  # not asked (no CONDSTORE), or 0 (NOMODSEQ)
+            return not state.get("highestmodseq")
+        return isinstance(highest, int) and highest == state.get("highestmodseq")
 
     def fetch_changes(self, folder: Folder, cursor: str | None, limit: int = 500,
                       headers_only: bool = False, changed_as_headers: bool = False) -> Changes:
@@ -371,13 +378,15 @@ class ImapConnector(ServerSession, Waiting, Connector, BatchKeywords, HeadersFir
         unchanged = self.unchanged(folder, cursor)
         status = self._listed_status.pop(folder.key, None)
         if unchanged:
-            self._marks[folder.key] = (status[b"UIDNEXT"], status[b"HIGHESTMODSEQ"])
+            self._marks[folder.key] = (status[b"UIDNEXT"], status.get(b"HIGHESTMODSEQ") or None)
             return Changes(messages=[], cursor=cursor, more=False)
         with self._errors(f"reading {folder.name}"):
             info = self._open(folder, readonly=True)
             uidvalidity = info.get(b"UIDVALIDITY")
             uidnext = info.get(b"UIDNEXT")
-            highest = info.get(b"HIGHESTMODSEQ")
+            # Only a server that offers CONDSTORE is asked for mod-sequences (Dovecot reports
+            # HIGHESTMODSEQ on SELECT whatever it offers): a cursor holds one only then.
+            highest = info.get(b"HIGHESTMODSEQ") if self._condstore() else None
             self._marks[folder.key] = (uidnext, highest)
             state = unpack_cursor(cursor)
             reset = cursor is not None and (state is None or state.get("uidvalidity") != uidvalidity)
