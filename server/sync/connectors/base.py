@@ -226,8 +226,8 @@ class Probes(ABC):
         changed it meanwhile, so that ``unchanged`` holds at the next visit instead of
         sending the mailbox a run (which would read those messages again) for the engine's
         own writes; else ``cursor``. Sends nothing where the session's own answers tell
-        (IMAP's mod-sequences); Graph and EWS read the folder's changes since ``cursor``
-        once and compare them with what they wrote."""
+        (IMAP's mod-sequences); Maildir lists the folder once, Graph and EWS read the
+        folder's changes since ``cursor`` once, and compare them with what they wrote."""
         return cursor
 
 

@@ -20,9 +20,10 @@ keywords change to include a category comes back, as with IMAP CONDSTORE.
 Header first: with ``headers_only`` a batch's files are read only up to the blank line that
 ends their header section (``maildir_headers``), and ``fetch_messages`` reads the whole of
 the messages the engine tracks; with ``changed_as_headers`` a message that comes back
-because its keywords changed (the "Tracked to Regarding" keyword the engine wrote after
-the run's cursor was taken, renaming the file) is read as its header section too, so a
-second run over an unchanged tree reads no file whole.
+because its keywords changed is read as its header section too. The "Tracked to Regarding"
+keyword the engine writes after the run's cursor was taken (renaming the file) does not
+bring a message back: the cursor is moved past it (``past_own_writes``), so a second run
+over an unchanged tree reads no file.
 
 ``wait_for_changes`` uses inotify (``inotify_simple``) and falls back to comparing the
 directories' modification times every 0.5 s. It waits on the mailbox's item collections too
@@ -184,6 +185,7 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
         # wrote per message: our own rename is not news to the next fetch.
         self._listing: dict[str, dict[str, Path]] = {}
         self._tagged: dict[str, dict[str, str]] = {}
+        self._added: dict[str, set[str]] = {}  # folder key -> the letters this session added
         self._items = None  # the item store beside the tree, once asked for
 
     def __enter__(self) -> MaildirConnector:
@@ -381,6 +383,31 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
             return False
         return listed == (stamp(path / "new"), stamp(path / "cur"))
 
+    def past_own_writes(self, folder: Folder, cursor: str | None) -> str | None:
+        """``cursor`` with the keyword letters of the messages this session tagged, where a
+        message's file now carries exactly the letters the cursor has for it and the ones
+        this session added (a keyword another client set meanwhile stays news), so the next
+        run does not read them back: the folder is listed once. The renames changed the
+        directories' times, so the cursor has no stamp and the next visit is a run, which
+        reads no file and stamps the cursor once settled."""
+        tagged, added = self._tagged.get(folder.key), self._added.get(folder.key, set())
+        state = unpack_cursor(split_stamp(cursor)[1])
+        if not tagged or not isinstance(state, dict) or not isinstance(state.get("seen"), list):
+            return cursor
+        try:
+            files = self._files(self._dir(folder))
+        except ConnectorError:
+            return cursor
+        letters, seen = dict(state.get("kw") or {}), set(state["seen"])
+        mine = {}
+        for ref in tagged:
+            expected = "".join(sorted(set(letters.get(ref, "")) | added))
+            if ref in seen and ref in files and self._letters(files[ref]) == expected:
+                mine[ref] = expected
+        if not mine:
+            return cursor
+        return pack_cursor({**state, "kw": {**letters, **mine}})
+
     @staticmethod
     def _stat(file: Path) -> os.stat_result | None:
         try:
@@ -455,6 +482,7 @@ class MaildirConnector(Connector, BatchKeywords, HeadersFirst, SavesCopies, Dele
         file is gone. Files are found in the folder's last listing, else in one new one."""
         path = self._dir(folder)
         letter = self._keyword_letter(folder, path, category_to_keyword(keyword))
+        self._added.setdefault(folder.key, set()).add(letter)
         listing = self._listing.setdefault(folder.key, {})
         tagged = self._tagged.setdefault(folder.key, {})
         missing = list(dict.fromkeys(refs))

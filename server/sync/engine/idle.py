@@ -21,8 +21,8 @@ outcome:
   same name and role whose cursor the connector says is ``unchanged``. (A run that tracked
   mail moved its cursors past the "Tracked to Regarding" category it wrote, where the
   connector can tell nothing else changed meanwhile: ``Probes.past_own_writes``, IMAP with
-  CONDSTORE, Graph, EWS. On Maildir the category's renames change the directory times: one
-  more run reads them.) Where the server hands out a new sync state at each look (Graph,
+  CONDSTORE, Maildir, Graph, EWS. On Maildir the category's renames change the directory
+  times, so one more run lists the folder, reads no file and stamps the cursor.) Where the server hands out a new sync state at each look (Graph,
   EWS), that state is the folder's cursor from then on (``Probes.cursor_after``), written
   with the visit;
 * its Graph change-notification subscriptions need no upkeep (``graph_push.kept_up``): a
