@@ -9,8 +9,9 @@ progress, else its ``@odata.deltaLink``. A link that expired (410, ``SyncStateNo
 starts the folder over and says ``reset``. ``@removed`` entries are reported as removed.
 Bodies are fetched as MIME (``/messages/{id}/$value``) in ``$batch`` requests of 20, whose
 non-JSON bodies Graph returns base64-encoded. Outlook categories are the keywords, as they
-are ("Tracked to Regarding"); writing one back is a PATCH of ``categories``, sent in
-batches of 20 after the batch that tracked the message was committed.
+are ("Tracked to Regarding"); writing one back reads the message's list as it is then and
+PATCHes it with the category (Graph replaces the list), in batches of 20 after the batch
+that tracked the message was committed.
 
 **Idle visits.** A folder's delta link, asked for one change at most in the folder listing's
 own ``$batch``, says whether anything changed since the cursor (``Probes``). The categories a
@@ -96,8 +97,8 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions,
     def __init__(self, account: Account):
         super().__init__(account)
         self.synced: dict[str, Folder] = {}  # folders read in this session (push upkeep)
-        self._categories: dict[str, list[str]] = {}
-        self._pending: list[tuple[str, list[str], str]] = []  # (ref, categories, folder key)
+        self._categories: dict[str, list[str]] = {}  # ref -> its categories as last read
+        self._pending: list[tuple[str, str, str]] = []  # (ref, category, folder key)
         self._written: dict[str, dict[str, list[str]]] = {}  # folder key -> ref -> categories
         self._expected: dict[str, str] = {}  # folder key -> delta link to look at, listing
         self._looked: dict[str, tuple[str, str]] = {}  # key -> (that link, the next) if unchanged
@@ -291,7 +292,11 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions,
         """Add an Outlook category to a message; written in batches (at the next read, when
         20 are waiting, and when the connector closes)."""
         what = f"reading categories in {folder.name}"
-        if ref not in self._categories and ref not in self._read_categories([ref], what):
+        if ref not in self._categories:
+            _, failed = self._read_categories([ref], what)
+            if failed:
+                raise self.client.error(failed[0], what, scope="message")
+        if ref not in self._categories:
             raise ConnectorError("message_not_found", f"The message is no longer in "
                                  f"{folder.name}.", severity="message")
         self._queue_category(folder, ref, keyword)
@@ -299,68 +304,68 @@ class GraphConnector(GraphSession, Connector, BatchKeywords, GraphSubscriptions,
             self.flush_keywords()
 
     def set_keywords(self, folder: Folder, refs: list[str], keyword: str) -> None:
-        """Add an Outlook category to many messages of a folder now: one PATCH of the whole
-        category list per message (Graph replaces the list, so a message's own categories
-        are kept), 20 to a ``$batch`` request, together with any ``set_keyword`` writes still
-        waiting. Lists not read with the message are read first, in batches too. A message
-        deleted meanwhile (404) is skipped; throttled writes are retried after Retry-After."""
-        refs = list(dict.fromkeys(refs))
-        unknown = [ref for ref in refs if ref not in self._categories]
-        if unknown:
-            self._read_categories(unknown, f"reading categories in {folder.name}")
-        for ref in refs:
-            if ref in self._categories:  # else gone: nothing to write
-                self._queue_category(folder, ref, keyword)
+        """Add an Outlook category to many messages of a folder now, together with any
+        ``set_keyword`` writes still waiting (``flush_keywords``)."""
+        for ref in dict.fromkeys(refs):
+            self._queue_category(folder, ref, keyword)
         self.flush_keywords(folder.name)
 
-    def _read_categories(self, refs: list[str], what: str) -> dict[str, list[str]]:
-        """The current category lists of messages (``$batch`` GETs), kept for the writes;
-        a message that is gone (404) is left out."""
+    def _read_categories(self, refs: list[str], what: str) -> tuple[dict[str, list[str]], list]:
+        """(the current category lists of messages, read in ``$batch`` GETs; the replies
+        that failed). A message that is gone (404) is in neither."""
         http = self.client
         items = [{"method": "GET", "url": f"{http.user}/messages/{quote(ref, safe='')}"
                                           "?$select=categories"} for ref in refs]
         found: dict[str, list[str]] = {}
+        failed = []
         for ref, reply in zip(refs, http.batch(items, what=what)):
             if reply.status == 404:
                 continue
             if not reply.ok:
-                raise http.error(reply, what, scope="message")
+                failed.append(reply)
+                continue
             found[ref] = self._categories[ref] = \
                 [str(c) for c in reply.json().get("categories") or []]
-        return found
+        return found, failed
 
     def _queue_category(self, folder: Folder, ref: str, keyword: str) -> None:
-        """Queue a message's category list plus ``keyword`` (unless it has it already)."""
-        categories = self._categories[ref]
-        if keyword.casefold() in {c.casefold() for c in categories}:
-            return
-        categories = [*categories, keyword]
-        self._categories[ref] = categories
-        self._pending.append((ref, categories, folder.key))
+        self._pending.append((ref, keyword, folder.key))
 
     def flush_keywords(self, where: str | None = None) -> int:
-        """Write the queued category lists in ``$batch`` requests of 20; returns how many were
-        written. A message gone meanwhile (404) is skipped; any other failure (after the
-        retries of throttled writes) raises, saying how many were not written (``where``:
-        the folder's name, for the message)."""
+        """Write the queued categories: each message's category list as it is now plus the
+        category, unless it has it already. Graph replaces the whole list, and another client
+        may have changed it since the message was read (a category set in Outlook while the
+        batch was being tracked), so the lists are read again first (one GET a message), then
+        written (one PATCH a message), in ``$batch`` requests of 20: what another client set
+        is kept, but for one that lands between the two. Returns how many were written. A
+        message gone meanwhile (404) is skipped; any other failure (after the retries of
+        throttled writes) raises, saying how many were not written (``where``: the folder's
+        name, for the message)."""
         pending, self._pending = self._pending, []
         if not pending or self._client is None:
             return 0
         http = self.client
         what = f"writing categories in {where}" if where else "writing categories"
+        refs = list(dict.fromkeys(ref for ref, _, _ in pending))
+        now, failed = self._read_categories(refs, what)
+        writes: dict[str, tuple[list[str], str]] = {}  # ref -> (categories, folder key)
+        for ref, keyword, key in pending:
+            if ref not in now:
+                continue  # gone
+            categories = writes[ref][0] if ref in writes else now[ref]
+            if keyword.casefold() not in {c.casefold() for c in categories}:
+                writes[ref] = ([*categories, keyword], key)
         items = [{"method": "PATCH", "url": f"{http.user}/messages/{quote(ref, safe='')}",
-                  "body": {"categories": categories}} for ref, categories, _ in pending]
-        replies = http.batch(items, what=what)
-        for (ref, categories, key), reply in zip(pending, replies):
+                  "body": {"categories": categories}} for ref, (categories, _) in writes.items()]
+        replies = http.batch(items, what=what) if items else []
+        for (ref, (categories, key)), reply in zip(writes.items(), replies):
             if reply.ok:
                 self._written.setdefault(key, {})[ref] = categories
-            else:  # not written: read the list again if asked again
-                self._categories.pop(ref, None)
-        failed = [r for r in replies if not r.ok and r.status != 404]
+        failed += [r for r in replies if not r.ok and r.status != 404]
         if failed:
             error = http.error(failed[0], what, scope="message")
             raise ConnectorError(error.code, f"{error.message} The category was not written on "
-                                 f"{len(failed)} of {len(replies)} messages"
+                                 f"{len(failed)} of {len(refs)} messages"
                                  f"{f' in {where}' if where else ''}.",
                                  severity=error.severity, retry_after=error.retry_after)
         return sum(1 for r in replies if r.ok)
